@@ -1,0 +1,116 @@
+# gatehouse: a plain, non-recursive Makefile.
+#   make            build build/gatehouse
+#   make test       unit tests (cmocka), integration tests (pytest), 20 s of fuzzing
+#   make asan       the unit and integration tests on an ASan+UBSan build
+#   make demo       run the gateway on its embedded default in front of a demo upstream
+#   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md)
+#   make fuzz       run each fuzz harness for 60 s
+#   make install    install the binary (PREFIX=/usr/local)
+
+CC       ?= cc
+BUILD    ?= build
+PREFIX   ?= /usr/local
+PYTHON   ?= /usr/bin/python3
+SANITIZE ?=
+
+PKGS     := libevent libevent_pthreads libevent_openssl openssl yaml-0.1
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
+
+WARN     := -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-unused-parameter -Werror=implicit-function-declaration
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Isrc -include src/core/banned.h \
+            -DGH_VERSION='"$(VERSION)"' -fno-omit-frame-pointer
+LDLIBS   += -pthread
+
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=undefined -O1
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+DEPS_OK  := $(BUILD)/.deps-ok
+
+LIB_SRC  := $(sort $(shell find src -name '*.c' ! -path src/main.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_LIB := src/http/parser.c src/http/chunked.c src/core/err.c
+
+.PHONY: all test unit integration asan demo bench fuzz fuzz-smoke install clean deps format
+
+all: $(BUILD)/gatehouse
+
+# Install what is missing (Debian packages), once per build folder.
+$(DEPS_OK): scripts/install-deps
+	@scripts/install-deps
+	@mkdir -p $(BUILD) && touch $@
+
+deps: $(DEPS_OK)
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"; $(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libgatehouse.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/gatehouse: $(BUILD)/obj/src/main.o $(BUILD)/libgatehouse.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a \
+	    $(PKG_LIBS) -lcmocka $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: $(BUILD)/gatehouse
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q tests/integration
+
+test: all unit integration fuzz-smoke
+
+asan:
+	$(MAKE) BUILD=build/asan SANITIZE=1 all unit integration
+
+# Fuzzing needs clang's libFuzzer; harnesses compile the parser sources directly.
+$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB)
+
+fuzz-smoke: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+	  echo "== $$n (20 s)"; \
+	  $$f -max_total_time=20 -print_final_stats=0 $(BUILD)/fuzz/corpus/$$n fuzz/corpus/$$n \
+	      -dict=fuzz/$$n.dict 2>$(BUILD)/fuzz/$$n.log || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
+	  tail -1 $(BUILD)/fuzz/$$n.log; done
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+	  $$f -max_total_time=60 $(BUILD)/fuzz/corpus/$$n fuzz/corpus/$$n -dict=fuzz/$$n.dict; done
+
+demo: $(BUILD)/gatehouse
+	$(BUILD)/gatehouse demo
+
+bench: $(BUILD)/gatehouse
+	bench/run.sh
+
+install: $(BUILD)/gatehouse
+	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
+
+format:
+	clang-format -i $$(find src tests/unit fuzz -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d

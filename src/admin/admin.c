@@ -1,0 +1,64 @@
+/* Admin endpoints as a table: method, path, handler. */
+#include "admin/admin.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "core/runtime.h"
+#include "core/worker.h"
+#include "http/conn.h"
+
+struct admin_endpoint {
+    enum gh_http_method method;
+    const char *path;
+    void (*handle)(struct gh_req *r);
+};
+
+/* Liveness: the process answers. */
+static void handle_livez(struct gh_req *r)
+{
+    static const char body[] = "{\"status\":\"ok\"}\n";
+    gh_conn_reply(r->conn, 200, "application/json", body, sizeof(body) - 1);
+}
+
+/* Readiness: listeners up, config loaded, not shutting down. */
+static void handle_readyz(struct gh_req *r)
+{
+    struct gh_runtime *rt = r->conn->worker->rt;
+    char body[160];
+    int n;
+
+    if (!atomic_load(&rt->ready)) {
+        static const char nb[] = "{\"status\":\"not_ready\"}\n";
+        gh_conn_reply(r->conn, 503, "application/json", nb, sizeof(nb) - 1);
+        return;
+    }
+    n = snprintf(body, sizeof(body),
+                 "{\"status\":\"ready\",\"config_generation\":%llu,\"config_hash\":\"%s\"}\n",
+                 (unsigned long long)r->snap->generation, r->snap->config_hash);
+    gh_conn_reply(r->conn, 200, "application/json", body, (size_t)n);
+}
+
+static const struct admin_endpoint endpoints[] = {
+    {GH_HTTP_GET, "/livez", handle_livez},
+    {GH_HTTP_GET, "/readyz", handle_readyz},
+};
+
+void gh_admin_handle(struct gh_req *r)
+{
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        const struct admin_endpoint *e = &endpoints[i];
+        if (!gh_str_eq(r->head.path, gh_str_cstr(e->path))) continue;
+        path_known = true;
+        if (r->head.method_id == e->method ||
+            (e->method == GH_HTTP_GET && r->head.method_id == GH_HTTP_HEAD)) {
+            e->handle(r);
+            return;
+        }
+    }
+    if (path_known)
+        gh_conn_reply_error(r->conn, 405, "method_not_allowed", false);
+    else
+        gh_conn_reply_error(r->conn, 404, "not_found", false);
+}

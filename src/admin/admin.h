@@ -1,0 +1,11 @@
+/* The admin listener's endpoints (default 127.0.0.1:9901): health for now;
+ * the admin API and /metrics join here. Endpoints are rows in one table. */
+#ifndef GH_ADMIN_ADMIN_H
+#define GH_ADMIN_ADMIN_H
+
+struct gh_req;
+
+/* Answers <req> from the admin endpoint table (404 when none matches). */
+void gh_admin_handle(struct gh_req *req);
+
+#endif

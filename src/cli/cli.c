@@ -1,0 +1,78 @@
+/* The command table and dispatcher. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct gh_cli_command commands[] = {
+    {"run", "-c FILE", "run the gateway with a config file",
+     "Signals: SIGHUP reloads the config (kept as is when the new one has errors),\n"
+     "SIGTERM/SIGINT shut down gracefully, SIGUSR1 reopens the access log file.\n",
+     gh_cmd_run},
+    {"check", "-c FILE", "validate a config file (errors as file:line:col); exit 1 on errors", NULL,
+     gh_cmd_check},
+    {"demo", "[--listen ADDR]",
+     "run on the built-in config (default 127.0.0.1:8080) in front of a demo upstream", NULL,
+     gh_cmd_demo},
+    {"version", "", "print the version", NULL, gh_cmd_version},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage_all(FILE *f)
+{
+    fprintf(f, "gatehouse %s: a security and observability gateway for HTTP services\n\n",
+            GH_VERSION);
+    fprintf(f, "usage: gatehouse <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-8s %-16s %s\n", commands[i].name, commands[i].usage, commands[i].summary);
+    fprintf(f, "\n`gatehouse <command> --help` tells more.\n");
+}
+
+void gh_cli_usage(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, name) != 0) continue;
+        printf("usage: gatehouse %s %s\n\n%s\n", commands[i].name, commands[i].usage,
+               commands[i].summary);
+        if (commands[i].help) printf("\n%s", commands[i].help);
+        return;
+    }
+}
+
+const char *gh_cli_config_arg(int argc, char **argv, int *help)
+{
+    const char *path = NULL;
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            *help = 1;
+            return NULL;
+        }
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        } else {
+            fprintf(stderr, "gatehouse %s: unexpected argument \"%s\"\n", argv[0], argv[i]);
+            return NULL;
+        }
+    }
+    if (path == NULL) fprintf(stderr, "gatehouse %s: missing -c FILE\n", argv[0]);
+    return path;
+}
+
+int gh_cli_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage_all(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) return gh_cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "gatehouse: unknown command \"%s\"\n\n", argv[1]);
+    usage_all(stderr);
+    return 2;
+}

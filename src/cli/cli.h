@@ -1,0 +1,31 @@
+/* Subcommands, declared as data (tmux's cmd-*.c): each has a name, a usage
+ * line, a summary and a handler; `gatehouse --help` and the dispatcher are
+ * built from the same table. Handlers return the process exit code. */
+#ifndef GH_CLI_CLI_H
+#define GH_CLI_CLI_H
+
+struct gh_cli_command {
+    const char *name;
+    const char *usage;                 /* arguments after the name */
+    const char *summary;               /* one line */
+    const char *help;                  /* the rest of --help, may be NULL */
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+};
+
+int gh_cli_main(int argc, char **argv);
+
+int gh_cmd_run(int argc, char **argv);
+int gh_cmd_check(int argc, char **argv);
+int gh_cmd_demo(int argc, char **argv);
+int gh_cmd_version(int argc, char **argv);
+
+/* Parses "-c FILE" / "--config FILE" / "--config=FILE" from <argv>; prints
+ * usage and returns NULL on anything else. "--help" sets *<help>. */
+const char *gh_cli_config_arg(int argc, char **argv, int *help);
+void gh_cli_usage(const char *name);
+
+/* The demo upstream: a small HTTP server on 127.0.0.1, in its own thread,
+ * that echoes requests as JSON (see docs). Returns its port, or 0. */
+unsigned gh_demo_upstream_start(void);
+
+#endif

@@ -1,0 +1,1520 @@
+/* The configuration loader: a YAML file (libyaml's document API) walked
+ * through tables that describe every mapping's keys, into the plain structs of
+ * config.h, then cross-checked (names resolved, duplicates refused).
+ *
+ * Adding a key is adding a row to a table below: its name, its type (which
+ * knows how to set, check and free it), the field's offset, bounds and a
+ * default written as it would be in YAML. The same tables drive defaults,
+ * gh_config_demo() and gh_config_free(), so a new row needs no other code. */
+#include "config/config.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <yaml.h>
+
+/* A config file is a few kilobytes; the cap keeps a wrong path (a log, a
+ * disk image) from being read whole into memory. */
+#define GH_CONFIG_MAX_FILE (16u * 1024 * 1024)
+
+#define FIELD(obj, off, T) ((T *)(void *)((char *)(obj) + (off)))
+#define NELEM(a)           (sizeof(a) / sizeof((a)[0]))
+
+struct cfg_ctx {
+    const char *file;     /* name used in errors */
+    const char *base_dir; /* absolute; relative file paths are joined to it */
+    yaml_document_t *doc;
+    struct gh_err *err;
+    yaml_node_t *around; /* innermost present mapping, for errors about absent keys */
+    char path[256];      /* "routes[2].upstream" while walking */
+    size_t pathlen;
+};
+
+struct cfg_key;
+struct cfg_map;
+
+/* A kind of value: how to set a field from a YAML node and how to free it. */
+struct cfg_type {
+    const char *what;      /* "a duration": for "expected a duration, got a list" */
+    yaml_node_type_t node; /* the node type it accepts (null also does, for lists and maps) */
+    int (*set)(struct cfg_ctx *ctx, yaml_node_t *node, const struct cfg_key *key, void *obj);
+    void (*release)(const struct cfg_key *key, void *obj); /* NULL: nothing owned */
+};
+
+enum {
+    KEY_REQUIRED = 1u << 0, /* a missing key is an error */
+    KEY_READABLE = 1u << 1, /* paths: the file must exist and be readable now */
+    KEY_STDIO = 1u << 2,    /* paths: "stdout" and "stderr" are kept as they are */
+};
+
+/* One row: a key of a mapping. Fields not used by a type stay zero. */
+struct cfg_key {
+    const char *name;
+    const struct cfg_type *type;
+    size_t off;        /* the field in the object the mapping fills */
+    size_t count_off;  /* lists: the size_t element count */
+    uint64_t min, max; /* numbers: bounds (max 0 = the field's maximum); lists: min entries */
+    const char *dflt;  /* default, written as in YAML; NULL = none (zero) */
+    unsigned flags;    /* KEY_* */
+    const struct cfg_map *sub;  /* maps and lists: the nested table */
+    const char *const *choices; /* strings: the allowed values, NULL-terminated */
+};
+
+/* A mapping: its keys and, for list and named entries, the element layout. */
+struct cfg_map {
+    const struct cfg_key *keys;
+    size_t nkeys;
+    size_t size;     /* list and named-map elements: sizeof the element */
+    size_t name_off; /* named-map elements: the char *name field */
+    bool has_pos;
+    size_t pos_off; /* where to record the mapping's struct gh_config_pos */
+    /* Cross-field checks once every key is set; <node> is NULL when the
+     * mapping was absent from the file. */
+    int (*finish)(struct cfg_ctx *ctx, yaml_node_t *node, void *obj);
+};
+
+/* ---- Errors and paths ---------------------------------------------------- */
+
+static struct gh_config_pos pos_of(const yaml_node_t *n)
+{
+    struct gh_config_pos p = {0, 0};
+
+    /* libyaml marks are 0-based; people and editors count from 1. */
+    if (n != NULL) {
+        p.line = (int)n->start_mark.line + 1;
+        p.col = (int)n->start_mark.column + 1;
+    }
+    return p;
+}
+
+__attribute__((format(printf, 4, 0))) static int failv(struct cfg_ctx *ctx, const yaml_node_t *n,
+                                                       bool with_path, const char *fmt, va_list ap)
+{
+    char msg[sizeof(ctx->err->msg)];
+    struct gh_config_pos p = pos_of(n != NULL ? n : ctx->around);
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (with_path && ctx->pathlen > 0)
+        return gh_err_set(ctx->err, ctx->file, p.line, p.col, "in %s: %s", ctx->path, msg);
+    return gh_err_set(ctx->err, ctx->file, p.line, p.col, "%s", msg);
+}
+
+/* "file:line:col: in <path>: <msg>", at <n> (or around it when NULL). */
+__attribute__((format(printf, 3, 4))) static int fail(struct cfg_ctx *ctx, const yaml_node_t *n,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = failv(ctx, n, true, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Same without the "in <path>: " prefix, for messages that name the path
+ * themselves ("unknown key \"foo\" in routes[0]"). */
+__attribute__((format(printf, 3, 4))) static int
+fail_plain(struct cfg_ctx *ctx, const yaml_node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = failv(ctx, n, false, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static size_t path_push_key(struct cfg_ctx *ctx, const char *name)
+{
+    size_t old = ctx->pathlen;
+
+    snprintf(ctx->path + old, sizeof(ctx->path) - old, "%s%s", old > 0 ? "." : "", name);
+    ctx->pathlen = strlen(ctx->path);
+    return old;
+}
+
+static size_t path_push_index(struct cfg_ctx *ctx, size_t i)
+{
+    size_t old = ctx->pathlen;
+
+    snprintf(ctx->path + old, sizeof(ctx->path) - old, "[%zu]", i);
+    ctx->pathlen = strlen(ctx->path);
+    return old;
+}
+
+static void path_pop(struct cfg_ctx *ctx, size_t old)
+{
+    ctx->pathlen = old;
+    ctx->path[old] = '\0';
+}
+
+__attribute__((format(printf, 2, 3))) static void path_set(struct cfg_ctx *ctx, const char *fmt,
+                                                           ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(ctx->path, sizeof(ctx->path), fmt, ap);
+    va_end(ap);
+    ctx->pathlen = strlen(ctx->path);
+}
+
+/* " in <path>" or "" at the top level. */
+static const char *where(struct cfg_ctx *ctx, char *buf, size_t size)
+{
+    if (ctx->pathlen == 0) return "";
+    snprintf(buf, size, " in %s", ctx->path);
+    return buf;
+}
+
+/* Levenshtein distance, for "did you mean"; long words are not compared. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65];
+
+    if (la > 64 || lb > 64) return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Writes " (did you mean \"x\"?)" into <buf> when one of the <n> strings at
+ * <base> + k * <stride> is within two edits of <word>, else "". */
+static const char *suggest(const char *word, const void *base, size_t n, size_t stride, char *buf,
+                           size_t size)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+
+    buf[0] = '\0';
+    for (size_t k = 0; k < n; k++) {
+        const char *cand = *(const char *const *)(const void *)((const char *)base + k * stride);
+        size_t d = cand != NULL ? edit_distance(word, cand) : SIZE_MAX;
+        if (d < best_d && d < strlen(word)) {
+            best = cand;
+            best_d = d;
+        }
+    }
+    if (best != NULL) snprintf(buf, size, " (did you mean \"%s\"?)", best);
+    return buf;
+}
+
+/* ---- Nodes --------------------------------------------------------------- */
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+static yaml_node_t *node_at(struct cfg_ctx *ctx, int index)
+{
+    return yaml_document_get_node(ctx->doc, index);
+}
+
+/* An empty value (`admin:`), `~` or `null`: for lists and mappings it reads
+ * as "present, with nothing in it". */
+static bool is_null(const yaml_node_t *n)
+{
+    const char *s;
+
+    if (n == NULL || n->type != YAML_SCALAR_NODE) return false;
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
+    s = scalar(n);
+    return s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+static const char *node_what(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE: return "a mapping";
+    case YAML_SEQUENCE_NODE: return "a list";
+    default: return "a single value";
+    }
+}
+
+/* The value of key <name> in mapping <map>, or NULL. For positions of
+ * errors found after the walk. */
+static yaml_node_t *map_get(struct cfg_ctx *ctx, yaml_node_t *map, const char *name)
+{
+    if (map == NULL || map->type != YAML_MAPPING_NODE) return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = node_at(ctx, p->key);
+        if (k != NULL && k->type == YAML_SCALAR_NODE && strcmp(scalar(k), name) == 0)
+            return node_at(ctx, p->value);
+    }
+    return NULL;
+}
+
+static size_t seq_len(const yaml_node_t *seq)
+{
+    if (seq == NULL || seq->type != YAML_SEQUENCE_NODE) return 0;
+    return (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+}
+
+static yaml_node_t *seq_item(struct cfg_ctx *ctx, yaml_node_t *seq, size_t i)
+{
+    if (i >= seq_len(seq)) return NULL;
+    return node_at(ctx, seq->data.sequence.items.start[i]);
+}
+
+static int walk_map(struct cfg_ctx *ctx, yaml_node_t *node, const struct cfg_map *map, void *obj);
+static void release_map(const struct cfg_map *map, void *obj);
+
+/* ---- Scalar types ------------------------------------------------------ */
+
+/* Reads an unsigned decimal: GH_OK, GH_ERROR (not a number) or GH_AGAIN (too
+ * large for uint64_t). */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (!isdigit((unsigned char)s[0])) return GH_ERROR;
+    for (; *s != '\0'; s++) {
+        unsigned d;
+        if (!isdigit((unsigned char)*s)) return GH_ERROR;
+        d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return GH_AGAIN;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return GH_OK;
+}
+
+/* Checks <v> against the row's bounds; <typemax> is the field's own maximum,
+ * used when the row sets none. */
+static int check_bounds(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, uint64_t v,
+                        uint64_t typemax, const char *unit)
+{
+    uint64_t max = key->max != 0 ? key->max : typemax;
+
+    if (v >= key->min && v <= max) return GH_OK;
+    if (key->max != 0)
+        return fail(ctx, n, "must be between %llu%s and %llu%s", (unsigned long long)key->min, unit,
+                    (unsigned long long)max, unit);
+    if (v < key->min && key->min == 1) return fail(ctx, n, "must be greater than 0");
+    if (v < key->min)
+        return fail(ctx, n, "must be at least %llu%s", (unsigned long long)key->min, unit);
+    return fail(ctx, n, "is too large (at most %llu%s)", (unsigned long long)max, unit);
+}
+
+static int set_u32(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    uint64_t v;
+    int rc = parse_u64(scalar(n), &v);
+
+    if (rc == GH_AGAIN)
+        v = UINT64_MAX; /* all digits: report it as too large */
+    else if (rc != GH_OK)
+        return fail(ctx, n, "invalid number \"%s\"", scalar(n));
+    if (check_bounds(ctx, n, key, v, UINT32_MAX, "") != GH_OK) return GH_ERROR;
+    *FIELD(obj, key->off, uint32_t) = (uint32_t)v;
+    return GH_OK;
+}
+
+static int set_duration(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    uint64_t v;
+
+    if (gh_config_parse_duration_ms(scalar(n), &v) != GH_OK)
+        return fail(ctx, n, "invalid duration \"%s\" (use e.g. 250ms, 5s, 2m)", scalar(n));
+    if (check_bounds(ctx, n, key, v, UINT32_MAX, "ms") != GH_OK) return GH_ERROR;
+    *FIELD(obj, key->off, uint32_t) = (uint32_t)v;
+    return GH_OK;
+}
+
+static int parse_size_node(struct cfg_ctx *ctx, yaml_node_t *n, uint64_t *v)
+{
+    if (gh_config_parse_size(scalar(n), v) != GH_OK)
+        return fail(ctx, n, "invalid size \"%s\" (use e.g. 512, 16KiB, 1MiB, 2GiB)", scalar(n));
+    return GH_OK;
+}
+
+static int set_size32(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    uint64_t v;
+
+    if (parse_size_node(ctx, n, &v) != GH_OK) return GH_ERROR;
+    if (check_bounds(ctx, n, key, v, UINT32_MAX, " bytes") != GH_OK) return GH_ERROR;
+    *FIELD(obj, key->off, uint32_t) = (uint32_t)v;
+    return GH_OK;
+}
+
+static int set_size64(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    uint64_t v;
+
+    if (parse_size_node(ctx, n, &v) != GH_OK) return GH_ERROR;
+    if (check_bounds(ctx, n, key, v, UINT64_MAX, " bytes") != GH_OK) return GH_ERROR;
+    *FIELD(obj, key->off, uint64_t) = v;
+    return GH_OK;
+}
+
+static int set_bool(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    const char *s = scalar(n);
+
+    for (size_t i = 0; i < NELEM(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *FIELD(obj, key->off, bool) = true;
+            return GH_OK;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *FIELD(obj, key->off, bool) = false;
+            return GH_OK;
+        }
+    }
+    return fail(ctx, n, "expected true or false, got \"%s\"", s);
+}
+
+/* Stores a copy of <s> in the char * field, freeing what was there. */
+static int store_str(struct cfg_ctx *ctx, yaml_node_t *n, char **field, const char *s)
+{
+    char *copy = strdup(s);
+
+    if (copy == NULL) return fail(ctx, n, "out of memory");
+    free(*field);
+    *field = copy;
+    return GH_OK;
+}
+
+static int set_string(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    const char *s = scalar(n);
+
+    if (s[0] == '\0') return fail(ctx, n, "must not be empty");
+    if (key->choices != NULL) {
+        char list[128] = "";
+        size_t i;
+        for (i = 0; key->choices[i] != NULL; i++)
+            if (strcmp(s, key->choices[i]) == 0) break;
+        if (key->choices[i] == NULL) {
+            for (i = 0; key->choices[i] != NULL; i++) {
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof(list) - len, "%s%s", i > 0 ? ", " : "",
+                         key->choices[i]);
+            }
+            return fail(ctx, n, "must be one of %s (got \"%s\")", list, s);
+        }
+    }
+    return store_str(ctx, n, FIELD(obj, key->off, char *), s);
+}
+
+/* Fails unless <file> exists, is not a directory and can be read. The TLS
+ * module opens it later; checking here puts the error at the line that
+ * names the file instead of in a startup log. */
+static int check_readable(struct cfg_ctx *ctx, yaml_node_t *n, const char *file)
+{
+    struct stat st;
+
+    if (access(file, R_OK) != 0 || stat(file, &st) != 0)
+        return fail(ctx, n, "cannot read \"%s\": %s", file, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return fail(ctx, n, "\"%s\" is a directory", file);
+    return GH_OK;
+}
+
+/* Relative paths are joined to the config file's directory (made absolute),
+ * so the same file works whatever the working directory of the process. */
+static int set_path(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    const char *s = scalar(n);
+    char **field = FIELD(obj, key->off, char *);
+    char *full;
+    size_t len;
+
+    if (s[0] == '\0') return fail(ctx, n, "must not be empty");
+    if (s[0] == '/' ||
+        ((key->flags & KEY_STDIO) && (strcmp(s, "stdout") == 0 || strcmp(s, "stderr") == 0))) {
+        if (store_str(ctx, n, field, s) != GH_OK) return GH_ERROR;
+    } else {
+        size_t blen = strlen(ctx->base_dir);
+        bool sep = blen == 0 || ctx->base_dir[blen - 1] != '/';
+        len = blen + 1 + strlen(s) + 1;
+        full = malloc(len);
+        if (full == NULL) return fail(ctx, n, "out of memory");
+        snprintf(full, len, "%s%s%s", ctx->base_dir, sep ? "/" : "", s);
+        free(*field);
+        *field = full;
+    }
+    if (key->flags & KEY_READABLE) return check_readable(ctx, n, *field);
+    return GH_OK;
+}
+
+static int set_addr(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    struct gh_config_addr *field = FIELD(obj, key->off, struct gh_config_addr);
+    struct gh_config_addr a;
+    char why[256];
+
+    if (gh_config_parse_addr(scalar(n), &a, why, sizeof(why)) != GH_OK)
+        return fail(ctx, n, "%s", why);
+    gh_config_addr_release(field);
+    *field = a;
+    return GH_OK;
+}
+
+/* `workers: auto` or 1..1024. More workers than CPUs only adds contention,
+ * but tests and containers with CPU quotas want to choose. */
+static int set_workers(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    uint64_t v;
+    int rc;
+
+    if (strcmp(scalar(n), "auto") == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        if (cpus < 1) cpus = 1;
+        if ((uint64_t)cpus > key->max) cpus = (long)key->max;
+        *FIELD(obj, key->off, int) = (int)cpus;
+        return GH_OK;
+    }
+    rc = parse_u64(scalar(n), &v);
+    if (rc == GH_ERROR) return fail(ctx, n, "must be \"auto\" or a number (got \"%s\")", scalar(n));
+    if (rc == GH_AGAIN || v < key->min || v > key->max)
+        return fail(ctx, n, "must be \"auto\" or between %llu and %llu",
+                    (unsigned long long)key->min, (unsigned long long)key->max);
+    *FIELD(obj, key->off, int) = (int)v;
+    return GH_OK;
+}
+
+/* True when <s> is a DNS name: dot-separated labels of 1..63 letters,
+ * digits, '-' or '_' (seen in the wild), 253 bytes at most. */
+static bool valid_dns_name(const char *s)
+{
+    size_t label = 0;
+
+    if (strlen(s) == 0 || strlen(s) > 253) return false;
+    for (;; s++) {
+        if (*s == '.' || *s == '\0') {
+            if (label == 0 || label > 63) return false;
+            if (*s == '\0') return true;
+            label = 0;
+        } else if (isalnum((unsigned char)*s) || *s == '-' || *s == '_') {
+            label++;
+        } else {
+            return false;
+        }
+    }
+}
+
+/* Checks a host pattern <lower> (lower-cased): "name" or "*.name". Fails
+ * with <as_written> in the message. */
+static int check_host(struct cfg_ctx *ctx, yaml_node_t *n, const char *lower,
+                      const char *as_written)
+{
+    if (strchr(lower, '*') != NULL) {
+        if (lower[0] != '*' || lower[1] != '.' || strchr(lower + 1, '*') != NULL ||
+            !valid_dns_name(lower + 2))
+            return fail(ctx, n,
+                        "invalid wildcard host \"%s\" (a wildcard is \"*.\" and a domain, e.g. "
+                        "\"*.example.com\")",
+                        as_written);
+        return GH_OK;
+    }
+    if (!valid_dns_name(lower))
+        return fail(ctx, n,
+                    "invalid host \"%s\" (use a DNS name such as api.example.com, or "
+                    "*.example.com)",
+                    as_written);
+    return GH_OK;
+}
+
+static char *lower_dup(const char *s)
+{
+    char *copy = strdup(s);
+
+    for (char *p = copy; p != NULL && *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return copy;
+}
+
+/* Route host: matched without case (RFC 9110 §4.2.3), so stored lower-case;
+ * "*.example.com" is stored as ".example.com" with host_wildcard set, which
+ * the router can match as a plain suffix. */
+static int set_host(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    struct gh_config_route *r = obj;
+    char *host = lower_dup(scalar(n));
+
+    if (host == NULL) return fail(ctx, n, "out of memory");
+    if (check_host(ctx, n, host, scalar(n)) != GH_OK) {
+        free(host);
+        return GH_ERROR;
+    }
+    r->host_wildcard = host[0] == '*';
+    if (r->host_wildcard) memmove(host, host + 1, strlen(host)); /* keeps the NUL */
+    free(r->host);
+    r->host = host;
+    return GH_OK;
+}
+
+static int set_route_path(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    const char *s = scalar(n);
+
+    if (s[0] != '/') return fail(ctx, n, "must begin with '/' (got \"%s\")", s);
+    /* The prefix is compared with the request target's path, which can hold
+     * none of these (RFC 9112 §3.2; '?' and '#' end the path). */
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+            return fail(ctx, n, "must not contain spaces, control characters, '?' or '#'");
+    return store_str(ctx, n, FIELD(obj, key->off, char *), s);
+}
+
+/* ---- Lists of values ---------------------------------------------------- */
+
+/* Checks that <n> (a list, or null for an empty one) has at least key->min
+ * entries, all single values; returns the count in *<len>. */
+static int scalar_list(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, size_t *len)
+{
+    *len = seq_len(n);
+    if (*len < key->min)
+        return fail(ctx, n, "must have at least %llu entr%s", (unsigned long long)key->min,
+                    key->min == 1 ? "y" : "ies");
+    for (size_t i = 0; i < *len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        if (item->type != YAML_SCALAR_NODE) {
+            size_t old = path_push_index(ctx, i);
+            int rc = fail(ctx, item, "expected a single value, got %s", node_what(item));
+            path_pop(ctx, old);
+            return rc;
+        }
+    }
+    return GH_OK;
+}
+
+static int set_methods(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    static const struct {
+        const char *name;
+        uint32_t bit;
+    } methods[] = {
+        {"GET", GH_METHOD_GET},         {"HEAD", GH_METHOD_HEAD},     {"POST", GH_METHOD_POST},
+        {"PUT", GH_METHOD_PUT},         {"DELETE", GH_METHOD_DELETE}, {"PATCH", GH_METHOD_PATCH},
+        {"OPTIONS", GH_METHOD_OPTIONS}, {"TRACE", GH_METHOD_TRACE},
+    };
+    uint32_t bits = 0;
+    size_t len;
+
+    if (scalar_list(ctx, n, key, &len) != GH_OK) return GH_ERROR;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        size_t m;
+        for (m = 0; m < NELEM(methods); m++)
+            if (strcmp(scalar(item), methods[m].name) == 0) break;
+        if (m == NELEM(methods)) {
+            /* Methods are case-sensitive (RFC 9110 §9.1): "get" is not GET. */
+            size_t old = path_push_index(ctx, i);
+            int rc = fail(ctx, item,
+                          "unknown method \"%s\" (use upper case: GET, HEAD, POST, PUT, DELETE, "
+                          "PATCH, OPTIONS, TRACE)",
+                          scalar(item));
+            path_pop(ctx, old);
+            return rc;
+        }
+        bits |= methods[m].bit;
+    }
+    *FIELD(obj, key->off, uint32_t) = bits;
+    return GH_OK;
+}
+
+static int set_endpoints(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    struct gh_config_addr **arr = FIELD(obj, key->off, struct gh_config_addr *);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+    size_t len;
+
+    if (scalar_list(ctx, n, key, &len) != GH_OK) return GH_ERROR;
+    if (len == 0) return GH_OK;
+    *arr = calloc(len, sizeof(**arr));
+    if (*arr == NULL) return fail(ctx, n, "out of memory");
+    *count = len; /* zeroed entries release cleanly if a later one fails */
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        size_t old = path_push_index(ctx, i);
+        char why[256];
+        int rc = GH_OK;
+
+        if (gh_config_parse_addr(scalar(item), &(*arr)[i], why, sizeof(why)) != GH_OK)
+            rc = fail(ctx, item, "%s", why);
+        else if ((*arr)[i].host[0] == '\0')
+            rc = fail(ctx, item, "an endpoint needs a host, not a wildcard (got \"%s\")",
+                      scalar(item));
+        path_pop(ctx, old);
+        if (rc != GH_OK) return rc;
+    }
+    return GH_OK;
+}
+
+/* Certificate names: lower-cased, "*.example.com" kept as written (the TLS
+ * module matches SNI against them). */
+static int set_names(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    char ***arr = FIELD(obj, key->off, char **);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+    size_t len;
+
+    if (scalar_list(ctx, n, key, &len) != GH_OK) return GH_ERROR;
+    if (len == 0) return GH_OK;
+    *arr = calloc(len, sizeof(**arr));
+    if (*arr == NULL) return fail(ctx, n, "out of memory");
+    *count = len;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        size_t old;
+        int rc;
+
+        (*arr)[i] = lower_dup(scalar(item));
+        if ((*arr)[i] == NULL) return fail(ctx, item, "out of memory");
+        old = path_push_index(ctx, i);
+        rc = check_host(ctx, item, (*arr)[i], scalar(item));
+        path_pop(ctx, old);
+        if (rc != GH_OK) return rc;
+    }
+    return GH_OK;
+}
+
+/* ---- Mappings and lists of mappings -------------------------------------- */
+
+static int set_map(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    return walk_map(ctx, n, key->sub, (char *)obj + key->off);
+}
+
+/* A list of mappings ("listen", "routes"): one element per entry, in order. */
+static int set_list(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    const struct cfg_map *sub = key->sub;
+    void **arr = FIELD(obj, key->off, void *);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+    size_t len = seq_len(n);
+
+    if (len < key->min)
+        return fail(ctx, n, "must have at least %llu entr%s", (unsigned long long)key->min,
+                    key->min == 1 ? "y" : "ies");
+    if (len == 0) return GH_OK;
+    *arr = calloc(len, sub->size);
+    if (*arr == NULL) return fail(ctx, n, "out of memory");
+    *count = len;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        size_t old = path_push_index(ctx, i);
+        int rc;
+
+        if (item->type != YAML_MAPPING_NODE && !is_null(item))
+            rc = fail(ctx, item, "expected a mapping, got %s", node_what(item));
+        else
+            rc = walk_map(ctx, item, sub, (char *)*arr + i * sub->size);
+        path_pop(ctx, old);
+        if (rc != GH_OK) return rc;
+    }
+    return GH_OK;
+}
+
+/* Names of named entries ("upstreams.<name>") show up in metrics labels and
+ * logs, so they stay simple. */
+static bool valid_name(const char *s)
+{
+    if (s[0] == '\0') return false;
+    for (; *s != '\0'; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.') return false;
+    return true;
+}
+
+/* A mapping of name -> mapping ("upstreams"): one element per entry, in
+ * file order, with the name stored at sub->name_off and the position of the
+ * name as the element's position. */
+static int set_named(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    const struct cfg_map *sub = key->sub;
+    void **arr = FIELD(obj, key->off, void *);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+    size_t len = 0;
+    yaml_node_pair_t *pairs = NULL;
+    char wbuf[300];
+
+    if (n->type == YAML_MAPPING_NODE) {
+        pairs = n->data.mapping.pairs.start;
+        len = (size_t)(n->data.mapping.pairs.top - pairs);
+    }
+    if (len < key->min)
+        return fail(ctx, n, "must have at least %llu entr%s", (unsigned long long)key->min,
+                    key->min == 1 ? "y" : "ies");
+    if (len == 0) return GH_OK;
+    *arr = calloc(len, sub->size);
+    if (*arr == NULL) return fail(ctx, n, "out of memory");
+    *count = len;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *k = node_at(ctx, pairs[i].key), *v = node_at(ctx, pairs[i].value);
+        void *elem = (char *)*arr + i * sub->size;
+        char **name = FIELD(elem, sub->name_off, char *);
+        size_t old;
+        int rc;
+
+        if (k->type != YAML_SCALAR_NODE)
+            return fail(ctx, k, "names must be plain values, got %s", node_what(k));
+        if (!valid_name(scalar(k)))
+            return fail(ctx, k, "invalid name \"%s\" (use letters, digits, '-', '_' and '.')",
+                        scalar(k));
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(*FIELD((char *)*arr + j * sub->size, sub->name_off, char *), scalar(k)) == 0)
+                return fail_plain(ctx, k, "duplicate key \"%s\"%s", scalar(k),
+                                  where(ctx, wbuf, sizeof(wbuf)));
+        if (store_str(ctx, k, name, scalar(k)) != GH_OK) return GH_ERROR;
+        old = path_push_key(ctx, scalar(k));
+        if (v->type != YAML_MAPPING_NODE && !is_null(v))
+            rc = fail(ctx, v, "expected a mapping, got %s", node_what(v));
+        else
+            rc = walk_map(ctx, v, sub, elem);
+        path_pop(ctx, old);
+        if (rc != GH_OK) return rc;
+        if (sub->has_pos) *FIELD(elem, sub->pos_off, struct gh_config_pos) = pos_of(k);
+    }
+    return GH_OK;
+}
+
+/* ---- Freeing, driven by the same tables ------------------------------------ */
+
+static void release_str(const struct cfg_key *key, void *obj)
+{
+    char **p = FIELD(obj, key->off, char *);
+
+    free(*p);
+    *p = NULL;
+}
+
+static void release_addr(const struct cfg_key *key, void *obj)
+{
+    gh_config_addr_release(FIELD(obj, key->off, struct gh_config_addr));
+}
+
+static void release_sub(const struct cfg_key *key, void *obj)
+{
+    release_map(key->sub, (char *)obj + key->off);
+}
+
+static void release_list(const struct cfg_key *key, void *obj)
+{
+    void **arr = FIELD(obj, key->off, void *);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+
+    for (size_t i = 0; *arr != NULL && i < *count; i++)
+        release_map(key->sub, (char *)*arr + i * key->sub->size);
+    free(*arr);
+    *arr = NULL;
+    *count = 0;
+}
+
+static void release_named(const struct cfg_key *key, void *obj)
+{
+    void **arr = FIELD(obj, key->off, void *);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+
+    for (size_t i = 0; *arr != NULL && i < *count; i++)
+        free(*FIELD((char *)*arr + i * key->sub->size, key->sub->name_off, char *));
+    release_list(key, obj);
+}
+
+static void release_endpoints(const struct cfg_key *key, void *obj)
+{
+    struct gh_config_addr **arr = FIELD(obj, key->off, struct gh_config_addr *);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+
+    for (size_t i = 0; *arr != NULL && i < *count; i++)
+        gh_config_addr_release(&(*arr)[i]);
+    free(*arr);
+    *arr = NULL;
+    *count = 0;
+}
+
+static void release_names(const struct cfg_key *key, void *obj)
+{
+    char ***arr = FIELD(obj, key->off, char **);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+
+    for (size_t i = 0; *arr != NULL && i < *count; i++)
+        free((*arr)[i]);
+    free(*arr);
+    *arr = NULL;
+    *count = 0;
+}
+
+static void release_map(const struct cfg_map *map, void *obj)
+{
+    for (size_t i = 0; i < map->nkeys; i++)
+        if (map->keys[i].type->release != NULL) map->keys[i].type->release(&map->keys[i], obj);
+}
+
+/* ---- Types --------------------------------------------------------------- */
+
+static const struct cfg_type t_u32 = {"a number", YAML_SCALAR_NODE, set_u32, NULL};
+static const struct cfg_type t_bool = {"true or false", YAML_SCALAR_NODE, set_bool, NULL};
+static const struct cfg_type t_duration = {"a duration", YAML_SCALAR_NODE, set_duration, NULL};
+static const struct cfg_type t_size32 = {"a size", YAML_SCALAR_NODE, set_size32, NULL};
+static const struct cfg_type t_size64 = {"a size", YAML_SCALAR_NODE, set_size64, NULL};
+static const struct cfg_type t_string = {"a string", YAML_SCALAR_NODE, set_string, release_str};
+static const struct cfg_type t_path = {"a file path", YAML_SCALAR_NODE, set_path, release_str};
+static const struct cfg_type t_addr = {"an address", YAML_SCALAR_NODE, set_addr, release_addr};
+static const struct cfg_type t_map = {"a mapping", YAML_MAPPING_NODE, set_map, release_sub};
+static const struct cfg_type t_list = {"a list", YAML_SEQUENCE_NODE, set_list, release_list};
+static const struct cfg_type t_named = {"a mapping", YAML_MAPPING_NODE, set_named, release_named};
+static const struct cfg_type t_workers = {"\"auto\" or a number", YAML_SCALAR_NODE, set_workers,
+                                          NULL};
+static const struct cfg_type t_host = {"a host name", YAML_SCALAR_NODE, set_host, release_str};
+static const struct cfg_type t_route_path = {"a path", YAML_SCALAR_NODE, set_route_path,
+                                             release_str};
+static const struct cfg_type t_methods = {"a list", YAML_SEQUENCE_NODE, set_methods, NULL};
+static const struct cfg_type t_endpoints = {"a list", YAML_SEQUENCE_NODE, set_endpoints,
+                                            release_endpoints};
+static const struct cfg_type t_names = {"a list", YAML_SEQUENCE_NODE, set_names, release_names};
+
+/* ---- Finish hooks (cross-field checks within one mapping) ------------------ */
+
+/* A `tls` block turns TLS on; `certificates` (required) is checked by its row. */
+static int finish_listen_tls(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_listen *l = obj;
+
+    l->tls = node != NULL;
+    return GH_OK;
+}
+
+/* Writing a `tls` block for an upstream means TLS unless it says
+ * `enabled: false`: a block of TLS settings silently ignored would send
+ * plaintext where the operator asked for encryption. Files are checked only
+ * when TLS is on, so a disabled block can keep paths that do not exist yet. */
+static int finish_upstream_tls(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+    } files[] = {
+        {"ca_file", offsetof(struct gh_config_upstream_tls, ca_file)},
+        {"cert", offsetof(struct gh_config_upstream_tls, cert_file)},
+        {"key", offsetof(struct gh_config_upstream_tls, key_file)},
+    };
+    struct gh_config_upstream_tls *t = obj;
+
+    if (node == NULL) {
+        t->enabled = false;
+        return GH_OK;
+    }
+    if (!t->enabled) return GH_OK;
+    if ((t->cert_file == NULL) != (t->key_file == NULL))
+        return fail(ctx, node, "a client certificate needs both cert and key");
+    for (size_t i = 0; i < NELEM(files); i++) {
+        const char *file = *FIELD(t, files[i].off, char *);
+        size_t old;
+        int rc;
+
+        if (file == NULL) continue;
+        old = path_push_key(ctx, files[i].key);
+        rc = check_readable(ctx, map_get(ctx, node, files[i].key), file);
+        path_pop(ctx, old);
+        if (rc != GH_OK) return rc;
+    }
+    return GH_OK;
+}
+
+/* The default name is the host as written (with its "*") and the path. */
+static int finish_route(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_route *r = obj;
+    size_t len;
+
+    if (r->name != NULL) return GH_OK;
+    len = (r->host ? strlen(r->host) + 1 : 0) + strlen(r->path) + 1;
+    r->name = malloc(len);
+    if (r->name == NULL) return fail(ctx, node, "out of memory");
+    snprintf(r->name, len, "%s%s%s", r->host_wildcard ? "*" : "", r->host ? r->host : "", r->path);
+    return GH_OK;
+}
+
+/* ---- Tables -------------------------------------------------------------- */
+
+/* A row: key name, type, struct and field, then any of .min .max .dflt .flags
+ * .sub .choices as designated initializers. */
+#define KEY(n, t, st, f, ...)                                                                      \
+    {                                                                                              \
+        .name = (n), .type = &(t), .off = offsetof(st, f), __VA_ARGS__                             \
+    }
+/* Lists also name their size_t count field <nf>. */
+#define LIST(n, t, st, f, nf, ...)                                                                 \
+    {                                                                                              \
+        .name = (n), .type = &(t), .off = offsetof(st, f), .count_off = offsetof(st, nf),          \
+        __VA_ARGS__                                                                                \
+    }
+#define MAP_OF(k)  .keys = (k), .nkeys = NELEM(k)
+#define POS_AT(st) .has_pos = true, .pos_off = offsetof(st, pos)
+
+static const struct cfg_key cert_keys[] = {
+    KEY("cert", t_path, struct gh_config_cert, cert_file, .flags = KEY_REQUIRED | KEY_READABLE),
+    KEY("key", t_path, struct gh_config_cert, key_file, .flags = KEY_REQUIRED | KEY_READABLE),
+    LIST("names", t_names, struct gh_config_cert, names, nnames),
+};
+static const struct cfg_map cert_map = {
+    MAP_OF(cert_keys),
+    .size = sizeof(struct gh_config_cert),
+    POS_AT(struct gh_config_cert),
+};
+
+/* listen[].tls: its keys fill the listen entry itself. */
+static const struct cfg_key listen_tls_keys[] = {
+    LIST("certificates", t_list, struct gh_config_listen, certs, ncerts, .min = 1,
+         .flags = KEY_REQUIRED, .sub = &cert_map),
+};
+static const struct cfg_map listen_tls_map = {MAP_OF(listen_tls_keys), .finish = finish_listen_tls};
+
+static const struct cfg_key listen_keys[] = {
+    KEY("address", t_addr, struct gh_config_listen, addr, .flags = KEY_REQUIRED),
+    {.name = "tls", .type = &t_map, .off = 0, .sub = &listen_tls_map},
+};
+static const struct cfg_map listen_map = {
+    MAP_OF(listen_keys),
+    .size = sizeof(struct gh_config_listen),
+    POS_AT(struct gh_config_listen),
+};
+
+static const struct cfg_key admin_keys[] = {
+    KEY("address", t_addr, struct gh_config_admin, addr, .dflt = "127.0.0.1:9901"),
+    KEY("enabled", t_bool, struct gh_config_admin, enabled, .dflt = "true"),
+};
+static const struct cfg_map admin_map = {MAP_OF(admin_keys)};
+
+static const struct cfg_key upstream_tls_keys[] = {
+    KEY("enabled", t_bool, struct gh_config_upstream_tls, enabled, .dflt = "true"),
+    KEY("ca_file", t_path, struct gh_config_upstream_tls, ca_file),
+    KEY("sni", t_string, struct gh_config_upstream_tls, sni),
+    KEY("verify", t_bool, struct gh_config_upstream_tls, verify, .dflt = "true"),
+    KEY("cert", t_path, struct gh_config_upstream_tls, cert_file),
+    KEY("key", t_path, struct gh_config_upstream_tls, key_file),
+};
+static const struct cfg_map upstream_tls_map = {MAP_OF(upstream_tls_keys),
+                                                .finish = finish_upstream_tls};
+
+#define UP struct gh_config_upstream
+static const struct cfg_key upstream_keys[] = {
+    LIST("endpoints", t_endpoints, UP, endpoints, nendpoints, .min = 1, .flags = KEY_REQUIRED),
+    KEY("connect_timeout", t_duration, UP, connect_timeout_ms, .min = 1, .dflt = "2s"),
+    KEY("response_timeout", t_duration, UP, response_timeout_ms, .min = 1, .dflt = "30s"),
+    KEY("idle_timeout", t_duration, UP, idle_timeout_ms, .min = 1, .dflt = "60s"),
+    KEY("request_timeout", t_duration, UP, request_timeout_ms, .min = 0, .dflt = "0"),
+    KEY("keepalive", t_u32, UP, keepalive, .min = 0, .dflt = "512"),
+    KEY("keepalive_timeout", t_duration, UP, keepalive_timeout_ms, .min = 1, .dflt = "60s"),
+    KEY("max_connections", t_u32, UP, max_connections, .min = 0, .dflt = "0"),
+    KEY("tls", t_map, UP, tls, .sub = &upstream_tls_map),
+};
+#undef UP
+static const struct cfg_map upstream_map = {
+    MAP_OF(upstream_keys),
+    .size = sizeof(struct gh_config_upstream),
+    .name_off = offsetof(struct gh_config_upstream, name),
+    POS_AT(struct gh_config_upstream),
+};
+
+static const struct cfg_key route_keys[] = {
+    KEY("name", t_string, struct gh_config_route, name),
+    KEY("host", t_host, struct gh_config_route, host),
+    KEY("path", t_route_path, struct gh_config_route, path, .dflt = "/"),
+    KEY("methods", t_methods, struct gh_config_route, methods, .min = 1),
+    KEY("upstream", t_string, struct gh_config_route, upstream, .flags = KEY_REQUIRED),
+};
+static const struct cfg_map route_map = {
+    MAP_OF(route_keys),
+    .size = sizeof(struct gh_config_route),
+    POS_AT(struct gh_config_route),
+    .finish = finish_route,
+};
+
+#define LIM struct gh_config_limits
+static const struct cfg_key limits_keys[] = {
+    KEY("max_request_line", t_size32, LIM, max_request_line, .min = 1, .dflt = "8KiB"),
+    KEY("max_header_bytes", t_size32, LIM, max_header_bytes, .min = 1, .dflt = "32KiB"),
+    KEY("max_headers", t_u32, LIM, max_headers, .min = 1, .max = 256, .dflt = "100"),
+    KEY("max_body_size", t_size64, LIM, max_body_bytes, .min = 0, .dflt = "1GiB"),
+    KEY("header_timeout", t_duration, LIM, header_timeout_ms, .min = 1, .dflt = "10s"),
+    KEY("body_timeout", t_duration, LIM, body_timeout_ms, .min = 1, .dflt = "30s"),
+    KEY("keepalive_timeout", t_duration, LIM, keepalive_timeout_ms, .min = 1, .dflt = "75s"),
+    KEY("send_timeout", t_duration, LIM, send_timeout_ms, .min = 1, .dflt = "60s"),
+    KEY("keepalive_requests", t_u32, LIM, keepalive_requests, .min = 0, .dflt = "10000"),
+    KEY("max_connections", t_u32, LIM, max_connections, .min = 1, .dflt = "100000"),
+};
+#undef LIM
+static const struct cfg_map limits_map = {MAP_OF(limits_keys)};
+
+static const struct cfg_key access_log_keys[] = {
+    KEY("enabled", t_bool, struct gh_config_access_log, enabled, .dflt = "true"),
+    KEY("path", t_path, struct gh_config_access_log, path, .flags = KEY_STDIO, .dflt = "stdout"),
+};
+static const struct cfg_map access_log_map = {MAP_OF(access_log_keys)};
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+static const struct cfg_key root_keys[] = {
+    KEY("workers", t_workers, struct gh_config, workers, .min = 1, .max = 1024, .dflt = "auto"),
+    KEY("log_level", t_string, struct gh_config, log_level, .choices = log_levels, .dflt = "info"),
+    KEY("shutdown_timeout", t_duration, struct gh_config, shutdown_timeout_ms, .min = 1,
+        .dflt = "10s"),
+    LIST("listen", t_list, struct gh_config, listens, nlistens, .min = 1, .flags = KEY_REQUIRED,
+         .sub = &listen_map),
+    KEY("admin", t_map, struct gh_config, admin, .sub = &admin_map),
+    LIST("upstreams", t_named, struct gh_config, upstreams, nupstreams, .min = 1,
+         .flags = KEY_REQUIRED, .sub = &upstream_map),
+    LIST("routes", t_list, struct gh_config, routes, nroutes, .min = 1, .flags = KEY_REQUIRED,
+         .sub = &route_map),
+    KEY("limits", t_map, struct gh_config, limits, .sub = &limits_map),
+    KEY("access_log", t_map, struct gh_config, access_log, .sub = &access_log_map),
+};
+static const struct cfg_map root_map = {MAP_OF(root_keys)};
+
+/* ---- The walker ---------------------------------------------------------- */
+
+/* Sets a field from its default, written as in YAML, through the same setter
+ * as a value from the file. */
+static int set_default(struct cfg_ctx *ctx, const struct cfg_key *key, void *obj)
+{
+    yaml_node_t n;
+
+    memset(&n, 0, sizeof(n));
+    n.type = YAML_SCALAR_NODE;
+    n.data.scalar.value = (yaml_char_t *)(uintptr_t)key->dflt;
+    n.data.scalar.length = strlen(key->dflt);
+    n.data.scalar.style = YAML_PLAIN_SCALAR_STYLE;
+    return key->type->set(ctx, &n, key, obj);
+}
+
+/* Sets one key from <v> after checking the node type: a list where a value
+ * is expected (or the reverse) is an error, not a silent default. */
+static int set_value(struct cfg_ctx *ctx, yaml_node_t *v, const struct cfg_key *key, void *obj)
+{
+    if (key->type->node == YAML_SCALAR_NODE) {
+        if (v->type != YAML_SCALAR_NODE)
+            return fail(ctx, v, "expected %s, got %s", key->type->what, node_what(v));
+        if (strlen(scalar(v)) != v->data.scalar.length)
+            return fail(ctx, v, "must not contain a NUL character");
+    } else if (v->type != key->type->node && !is_null(v)) {
+        return fail(ctx, v, "expected %s, got %s", key->type->what, node_what(v));
+    }
+    return key->type->set(ctx, v, key, obj);
+}
+
+/* Fills <obj> from mapping <node> with the keys of <map>: unknown and
+ * duplicate keys are errors, missing keys get their defaults (or are errors
+ * when required), then map->finish runs. <node> NULL means the mapping was
+ * absent from the file: only defaults apply. */
+static int walk_map(struct cfg_ctx *ctx, yaml_node_t *node, const struct cfg_map *map, void *obj)
+{
+    yaml_node_t *saved_around = ctx->around;
+    uint64_t seen = 0;
+    char wbuf[300], sbuf[128];
+    int rc = GH_ERROR;
+
+    assert(map->nkeys <= 64); /* <seen> has one bit per key */
+    if (node != NULL) ctx->around = node;
+    if (node != NULL && map->has_pos)
+        *FIELD(obj, map->pos_off, struct gh_config_pos) = pos_of(node);
+
+    if (node != NULL && node->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *k = node_at(ctx, p->key), *v = node_at(ctx, p->value);
+            size_t i, old;
+
+            if (k->type != YAML_SCALAR_NODE) {
+                rc = fail_plain(ctx, k, "keys must be plain names%s",
+                                where(ctx, wbuf, sizeof(wbuf)));
+                goto out;
+            }
+            for (i = 0; i < map->nkeys; i++)
+                if (strcmp(map->keys[i].name, scalar(k)) == 0) break;
+            if (i == map->nkeys) {
+                rc = fail_plain(ctx, k, "unknown key \"%s\"%s%s", scalar(k),
+                                where(ctx, wbuf, sizeof(wbuf)),
+                                suggest(scalar(k), &map->keys[0].name, map->nkeys,
+                                        sizeof(map->keys[0]), sbuf, sizeof(sbuf)));
+                goto out;
+            }
+            if (seen & (UINT64_C(1) << i)) {
+                rc = fail_plain(ctx, k, "duplicate key \"%s\"%s", scalar(k),
+                                where(ctx, wbuf, sizeof(wbuf)));
+                goto out;
+            }
+            seen |= UINT64_C(1) << i;
+            old = path_push_key(ctx, scalar(k));
+            rc = set_value(ctx, v, &map->keys[i], obj);
+            path_pop(ctx, old);
+            if (rc != GH_OK) goto out;
+        }
+    }
+
+    for (size_t i = 0; i < map->nkeys; i++) {
+        const struct cfg_key *key = &map->keys[i];
+        size_t old;
+
+        if (seen & (UINT64_C(1) << i)) continue;
+        /* An absent mapping is "not configured": nothing in it is required. */
+        if ((key->flags & KEY_REQUIRED) && node != NULL) {
+            rc = fail_plain(ctx, node, "missing required key \"%s\"%s", key->name,
+                            where(ctx, wbuf, sizeof(wbuf)));
+            goto out;
+        }
+        if (key->dflt != NULL) {
+            rc = set_default(ctx, key, obj);
+        } else if (key->type == &t_map) {
+            old = path_push_key(ctx, key->name);
+            rc = set_map(ctx, NULL, key, obj);
+            path_pop(ctx, old);
+        } else {
+            rc = GH_OK;
+        }
+        if (rc != GH_OK) goto out;
+    }
+    rc = map->finish != NULL ? map->finish(ctx, node, obj) : GH_OK;
+out:
+    ctx->around = saved_around;
+    return rc;
+}
+
+/* ---- Checks across the whole file ------------------------------------------ */
+
+static bool same_addr(const struct gh_config_addr *a, const struct gh_config_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family) return false;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int check_listens(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config *cfg)
+{
+    yaml_node_t *seq = map_get(ctx, root, "listen");
+
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        yaml_node_t *at = map_get(ctx, seq_item(ctx, seq, i), "address");
+        path_set(ctx, "listen[%zu].address", i);
+        for (size_t j = 0; j < i; j++)
+            if (same_addr(&cfg->listens[i].addr, &cfg->listens[j].addr))
+                return fail(ctx, at, "duplicate listen address (same as listen[%zu])", j);
+        if (cfg->admin.enabled && same_addr(&cfg->listens[i].addr, &cfg->admin.addr))
+            return fail(ctx, at, "%s is also admin.address", cfg->admin.addr.text);
+    }
+    return GH_OK;
+}
+
+static int check_routes(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config *cfg)
+{
+    yaml_node_t *seq = map_get(ctx, root, "routes");
+    char sbuf[128];
+
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct gh_config_route *r = &cfg->routes[i];
+        size_t u;
+
+        for (u = 0; u < cfg->nupstreams; u++)
+            if (strcmp(cfg->upstreams[u].name, r->upstream) == 0) break;
+        if (u == cfg->nupstreams) {
+            path_set(ctx, "routes[%zu].upstream", i);
+            return fail(ctx, map_get(ctx, seq_item(ctx, seq, i), "upstream"),
+                        "unknown upstream \"%s\"%s", r->upstream,
+                        suggest(r->upstream, &cfg->upstreams[0].name, cfg->nupstreams,
+                                sizeof(cfg->upstreams[0]), sbuf, sizeof(sbuf)));
+        }
+        r->upstream_index = u;
+        /* Routes are tried in file order, so an identical later one could
+         * never match: almost certainly a copy-paste mistake. */
+        for (size_t j = 0; j < i; j++) {
+            struct gh_config_route *o = &cfg->routes[j];
+            if (same_str(r->host, o->host) && r->host_wildcard == o->host_wildcard &&
+                strcmp(r->path, o->path) == 0 && r->methods == o->methods) {
+                path_set(ctx, "routes[%zu]", i);
+                return fail(ctx, seq_item(ctx, seq, i),
+                            "same host, path and methods as routes[%zu] (\"%s\")", j, o->name);
+            }
+        }
+    }
+    return GH_OK;
+}
+
+/* ---- Loading ------------------------------------------------------------- */
+
+static int syntax_error(struct gh_err *err, const char *name, const yaml_parser_t *parser)
+{
+    const char *problem = parser->problem ? parser->problem : "invalid YAML";
+
+    if (parser->error == YAML_MEMORY_ERROR) return gh_err_set(err, name, 0, 0, "out of memory");
+    if (parser->context != NULL)
+        return gh_err_set(err, name, (int)parser->problem_mark.line + 1,
+                          (int)parser->problem_mark.column + 1,
+                          "YAML syntax error: %s (%s at line %d)", problem, parser->context,
+                          (int)parser->context_mark.line + 1);
+    return gh_err_set(err, name, (int)parser->problem_mark.line + 1,
+                      (int)parser->problem_mark.column + 1, "YAML syntax error: %s", problem);
+}
+
+/* Parses <data> as one YAML document into a new config. <base_dir> is the
+ * absolute directory that relative paths are joined to. */
+static int load(const char *name, const char *base_dir, const char *data, size_t len,
+                struct gh_config **out, struct gh_err *err)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    bool have_doc = false;
+    struct cfg_ctx ctx;
+    struct gh_config *cfg = NULL;
+    yaml_node_t *root;
+    int rc = GH_ERROR;
+
+    *out = NULL;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.file = name;
+    ctx.base_dir = base_dir;
+    ctx.doc = &doc;
+    ctx.err = err;
+
+    if (!yaml_parser_initialize(&parser)) return gh_err_set(err, name, 0, 0, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(data ? data : ""),
+                                 data ? len : 0);
+    if (!yaml_parser_load(&parser, &doc)) {
+        syntax_error(err, name, &parser);
+        goto out;
+    }
+    have_doc = true;
+    root = yaml_document_get_root_node(&doc);
+    if (root == NULL) {
+        gh_err_set(err, name, 1, 1, "the configuration is empty");
+        goto out;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        fail_plain(&ctx, root,
+                   "the top level must be a mapping of keys such as \"listen:\", got %s",
+                   node_what(root));
+        goto out;
+    }
+    /* A second document ("---") would be ignored silently otherwise. */
+    if (!yaml_parser_load(&parser, &extra)) {
+        syntax_error(err, name, &parser);
+        goto out;
+    }
+    if (yaml_document_get_root_node(&extra) != NULL) {
+        gh_err_set(err, name, (int)extra.start_mark.line + 1, (int)extra.start_mark.column + 1,
+                   "only one YAML document is allowed");
+        yaml_document_delete(&extra);
+        goto out;
+    }
+    yaml_document_delete(&extra);
+
+    cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL || (cfg->file = strdup(name)) == NULL) {
+        gh_err_set(err, name, 0, 0, "out of memory");
+        goto out;
+    }
+    if (!EVP_Digest(data ? data : "", data ? len : 0, cfg->sha256, NULL, EVP_sha256(), NULL)) {
+        gh_err_set(err, name, 0, 0, "cannot compute the SHA-256 of the configuration");
+        goto out;
+    }
+    if (walk_map(&ctx, root, &root_map, cfg) != GH_OK) goto out;
+    if (check_listens(&ctx, root, cfg) != GH_OK) goto out;
+    if (check_routes(&ctx, root, cfg) != GH_OK) goto out;
+    *out = cfg;
+    cfg = NULL;
+    rc = GH_OK;
+out:
+    gh_config_free(cfg);
+    if (have_doc) yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int gh_config_load_buffer(const char *name, const char *data, size_t len, struct gh_config **out,
+                          struct gh_err *err)
+{
+    char cwd[PATH_MAX];
+
+    *out = NULL;
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return gh_err_set(err, name, 0, 0, "cannot get the current directory: %s", strerror(errno));
+    return load(name, cwd, data, len, out, err);
+}
+
+/* Reads the whole of <path> into a new buffer (at most GH_CONFIG_MAX_FILE). */
+static int read_file(const char *path, char **data, size_t *len, struct gh_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+
+    if (f == NULL) return gh_err_set(err, path, 0, 0, "cannot open: %s", strerror(errno));
+    for (;;) {
+        size_t got;
+        if (n == cap) {
+            char *bigger;
+            if (cap >= GH_CONFIG_MAX_FILE) {
+                gh_err_set(err, path, 0, 0, "the file is larger than %u bytes", GH_CONFIG_MAX_FILE);
+                goto fail;
+            }
+            cap = cap ? cap * 2 : 8192;
+            bigger = realloc(buf, cap);
+            if (bigger == NULL) {
+                gh_err_set(err, path, 0, 0, "out of memory");
+                goto fail;
+            }
+            buf = bigger;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        gh_err_set(err, path, 0, 0, "cannot read: %s", strerror(errno));
+        goto fail;
+    }
+    fclose(f);
+    *data = buf;
+    *len = n;
+    return GH_OK;
+fail:
+    fclose(f);
+    free(buf);
+    return GH_ERROR;
+}
+
+int gh_config_load(const char *path, struct gh_config **out, struct gh_err *err)
+{
+    char *data = NULL, *dir = NULL, base[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t len = 0;
+    int rc = GH_ERROR;
+
+    *out = NULL;
+    if (read_file(path, &data, &len, err) != GH_OK) return GH_ERROR;
+    /* The directory as written (not the target of a symlinked file), made
+     * absolute so a later chdir() cannot change what the paths mean. */
+    if (slash == NULL)
+        dir = strdup(".");
+    else if (slash == path)
+        dir = strdup("/");
+    else
+        dir = strndup(path, (size_t)(slash - path));
+    if (dir == NULL) {
+        gh_err_set(err, path, 0, 0, "out of memory");
+        goto out;
+    }
+    if (realpath(dir, base) == NULL) {
+        gh_err_set(err, path, 0, 0, "cannot resolve the directory \"%s\": %s", dir,
+                   strerror(errno));
+        goto out;
+    }
+    rc = load(path, base, data, len, out, err);
+out:
+    free(dir);
+    free(data);
+    return rc;
+}
+
+int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config **out,
+                   struct gh_err *err)
+{
+    struct gh_config *cfg;
+    struct cfg_ctx ctx;
+    char text[64], why[256], cwd[PATH_MAX];
+
+    *out = NULL;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.file = "demo";
+    ctx.base_dir = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
+    ctx.err = err;
+
+    cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) return gh_err_set(err, "demo", 0, 0, "out of memory");
+    /* Defaults come from the same tables as for a file; only the lists are
+     * built here. */
+    if ((cfg->file = strdup("demo")) == NULL) goto nomem;
+    if (walk_map(&ctx, NULL, &root_map, cfg) != GH_OK) goto fail;
+
+    cfg->listens = calloc(1, sizeof(*cfg->listens));
+    if (cfg->listens == NULL) goto nomem;
+    cfg->nlistens = 1;
+    if (gh_config_parse_addr(listen, &cfg->listens[0].addr, why, sizeof(why)) != GH_OK) {
+        gh_err_set(err, "demo", 0, 0, "%s", why);
+        goto fail;
+    }
+
+    cfg->upstreams = calloc(1, sizeof(*cfg->upstreams));
+    if (cfg->upstreams == NULL) goto nomem;
+    cfg->nupstreams = 1;
+    if (walk_map(&ctx, NULL, &upstream_map, &cfg->upstreams[0]) != GH_OK) goto fail;
+    if ((cfg->upstreams[0].name = strdup("demo")) == NULL) goto nomem;
+    cfg->upstreams[0].endpoints = calloc(1, sizeof(struct gh_config_addr));
+    if (cfg->upstreams[0].endpoints == NULL) goto nomem;
+    cfg->upstreams[0].nendpoints = 1;
+    snprintf(text, sizeof(text), "127.0.0.1:%u", (unsigned)upstream_port);
+    if (gh_config_parse_addr(text, &cfg->upstreams[0].endpoints[0], why, sizeof(why)) != GH_OK) {
+        gh_err_set(err, "demo", 0, 0, "upstream: %s", why);
+        goto fail;
+    }
+
+    cfg->routes = calloc(1, sizeof(*cfg->routes));
+    if (cfg->routes == NULL) goto nomem;
+    cfg->nroutes = 1;
+    if ((cfg->routes[0].upstream = strdup("demo")) == NULL) goto nomem;
+    if (walk_map(&ctx, NULL, &route_map, &cfg->routes[0]) != GH_OK) goto fail;
+    cfg->routes[0].upstream_index = 0;
+    if (check_listens(&ctx, NULL, cfg) != GH_OK) goto fail; /* e.g. listen == admin.address */
+
+    /* A hash of what defines the demo, so metrics can tell two apart. */
+    snprintf(text, sizeof(text), "demo %s %u", listen, (unsigned)upstream_port);
+    EVP_Digest(text, strlen(text), cfg->sha256, NULL, EVP_sha256(), NULL);
+    *out = cfg;
+    return GH_OK;
+nomem:
+    gh_err_set(err, "demo", 0, 0, "out of memory");
+fail:
+    gh_config_free(cfg);
+    return GH_ERROR;
+}
+
+void gh_config_free(struct gh_config *cfg)
+{
+    if (cfg == NULL) return;
+    release_map(&root_map, cfg);
+    free(cfg->file);
+    free(cfg);
+}

@@ -1,0 +1,174 @@
+/* Configuration: the YAML file turned into plain, validated structs.
+ *
+ * gh_config_load() reads a file, checks every key (unknown keys are errors),
+ * resolves names (routes -> upstreams), resolves addresses, and returns one
+ * immutable struct gh_config. Every error carries file:line:col and a path
+ * such as "routes[2].upstream". Nothing here touches sockets or threads; the
+ * runtime builds its snapshot from this struct. docs/config.md documents every
+ * key with its default. */
+#ifndef GH_CONFIG_CONFIG_H
+#define GH_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/err.h"
+
+/* Where a value stood in the file, for errors found after parsing. */
+struct gh_config_pos {
+    int line;
+    int col;
+};
+
+/* A resolved socket address ("127.0.0.1:8080", "[::1]:8080", "*:8080",
+ * ":8080", "localhost:8080"; names resolved once, at load). */
+struct gh_config_addr {
+    char *text; /* as written */
+    char *host; /* host part without brackets; "" for a wildcard */
+    uint16_t port;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+};
+
+/* A certificate with its key, chosen by SNI. <names> are the DNS names it is
+ * served for (from the config, or when empty, from the certificate's
+ * subjectAltName DNS entries, read by the TLS module). */
+struct gh_config_cert {
+    char *cert_file; /* PEM chain */
+    char *key_file;  /* PEM private key */
+    char **names;
+    size_t nnames;
+    struct gh_config_pos pos;
+};
+
+struct gh_config_listen {
+    struct gh_config_addr addr;
+    bool tls;                     /* true when certificates are configured */
+    struct gh_config_cert *certs; /* the first is the default (no or unknown SNI) */
+    size_t ncerts;
+    struct gh_config_pos pos;
+};
+
+struct gh_config_admin {
+    struct gh_config_addr addr; /* default 127.0.0.1:9901 */
+    bool enabled;               /* false with `admin: { enabled: false }` */
+};
+
+struct gh_config_upstream_tls {
+    bool enabled;
+    char *ca_file;   /* NULL: the system default trust store */
+    char *sni;       /* NULL: the endpoint's host name (none for IP literals) */
+    bool verify;     /* default true */
+    char *cert_file; /* optional client certificate (mTLS to the upstream) */
+    char *key_file;
+};
+
+struct gh_config_upstream {
+    char *name;
+    struct gh_config_addr *endpoints; /* "host:port" each */
+    size_t nendpoints;
+    uint32_t connect_timeout_ms;  /* default 2000 */
+    uint32_t response_timeout_ms; /* request sent -> response head; default 30000 */
+    uint32_t idle_timeout_ms;     /* no byte either way while streaming; default 60000 */
+    uint32_t request_timeout_ms;  /* whole exchange; 0 = none; default 0 */
+    uint32_t keepalive; /* idle pooled connections kept per endpoint per worker; default 512; 0
+                           disables reuse */
+    uint32_t
+        keepalive_timeout_ms; /* an idle pooled connection is closed after this; default 60000 */
+    uint32_t max_connections; /* per endpoint per worker, 0 = unlimited; default 0 */
+    struct gh_config_upstream_tls tls;
+    struct gh_config_pos pos;
+};
+
+/* Method bits for routes. */
+enum {
+    GH_METHOD_GET = 1u << 0,
+    GH_METHOD_HEAD = 1u << 1,
+    GH_METHOD_POST = 1u << 2,
+    GH_METHOD_PUT = 1u << 3,
+    GH_METHOD_DELETE = 1u << 4,
+    GH_METHOD_PATCH = 1u << 5,
+    GH_METHOD_OPTIONS = 1u << 6,
+    GH_METHOD_TRACE = 1u << 7,
+    GH_METHOD_OTHER = 1u << 8, /* any method not listed above */
+};
+
+struct gh_config_route {
+    char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
+    char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
+    bool host_wildcard;    /* host began with "*." (stored without the "*") */
+    char *path;            /* path prefix, begins with '/'; default "/" */
+    uint32_t methods;      /* GH_METHOD_* bits; 0 = any method */
+    char *upstream;        /* upstream name */
+    size_t upstream_index; /* index into gh_config.upstreams, resolved at load */
+    struct gh_config_pos pos;
+};
+
+struct gh_config_limits {
+    uint32_t max_request_line;     /* bytes, default 8192; over it: 414 */
+    uint32_t max_header_bytes;     /* whole head incl. request line, default 32768; over it: 431 */
+    uint32_t max_headers;          /* field lines, default 100, at most 256; over it: 431 */
+    uint64_t max_body_bytes;       /* default 1 GiB; 0 = unlimited; over it: 413 */
+    uint32_t header_timeout_ms;    /* first byte -> full head, default 10000 */
+    uint32_t body_timeout_ms;      /* between two reads of a request body, default 30000 */
+    uint32_t keepalive_timeout_ms; /* idle client connection, default 75000 */
+    uint32_t send_timeout_ms;      /* between two writes to a slow client, default 60000 */
+    uint32_t keepalive_requests; /* requests per client connection, default 10000; 0 = unlimited */
+    uint32_t max_connections;    /* client connections per worker, default 100000 */
+};
+
+struct gh_config_access_log {
+    bool enabled; /* default true */
+    char *path;   /* "stdout" (default) or a file path, opened in append mode */
+};
+
+struct gh_config {
+    char *file;         /* path it was loaded from */
+    uint8_t sha256[32]; /* hash of the file's bytes (for metrics and logs) */
+    int workers;        /* resolved: `auto` = number of online CPUs; default auto */
+    struct gh_config_listen *listens;
+    size_t nlistens;
+    struct gh_config_admin admin;
+    struct gh_config_upstream *upstreams;
+    size_t nupstreams;
+    struct gh_config_route *routes; /* in file order */
+    size_t nroutes;
+    struct gh_config_limits limits;
+    struct gh_config_access_log access_log;
+    uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
+    char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
+};
+
+/* Loads and validates <path>. On success returns GH_OK and sets *out (free it
+ * with gh_config_free). On failure returns GH_ERROR, leaves *out NULL and
+ * fills <err> with file:line:col and a message such as
+ * "in routes[2].upstream: unknown upstream \"ap\"". */
+int gh_config_load(const char *path, struct gh_config **out, struct gh_err *err);
+
+/* Same as gh_config_load on a buffer; <name> is used in error messages. */
+int gh_config_load_buffer(const char *name, const char *data, size_t len, struct gh_config **out,
+                          struct gh_err *err);
+
+/* The built-in configuration of `gatehouse demo`: listen on <listen> (e.g.
+ * "127.0.0.1:8080"), one upstream "demo" at 127.0.0.1:<upstream_port>, one route "/". */
+int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config **out,
+                   struct gh_err *err);
+
+void gh_config_free(struct gh_config *cfg);
+
+/* Parses "250ms", "5s", "2m", "1h", "1d" or a plain number of milliseconds.
+ * Returns GH_OK or GH_ERROR. */
+int gh_config_parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/* Parses "512", "16KiB", "16k", "1MiB", "1M", "2GiB" (binary multiples).
+ * Returns GH_OK or GH_ERROR. */
+int gh_config_parse_size(const char *s, uint64_t *out_bytes);
+
+/* Parses "host:port" / "[v6]:port" / "*:port" / ":port" and resolves it
+ * (getaddrinfo, numeric or name). Returns GH_OK or GH_ERROR with a message in <why>. */
+int gh_config_parse_addr(const char *text, struct gh_config_addr *out, char *why, size_t whylen);
+void gh_config_addr_release(struct gh_config_addr *a);
+
+#endif

@@ -1,0 +1,21 @@
+/* The gateway's own log (errors, warnings, lifecycle), as one line per event
+ * on stderr: "2026-11-21T23:59:01.123Z error config: ...". Each line is one
+ * write(2), so lines from several threads never interleave. Access logs are
+ * separate (telemetry/accesslog.h). Never pass secrets to these functions. */
+#ifndef GH_CORE_LOG_H
+#define GH_CORE_LOG_H
+
+enum gh_log_level { GH_LOG_DEBUG, GH_LOG_INFO, GH_LOG_WARN, GH_LOG_ERROR };
+
+/* Sets the lowest level written; from config `log_level`. Thread-safe. */
+void gh_log_set_level(enum gh_log_level level);
+int gh_log_level_parse(const char *s, enum gh_log_level *out);
+
+void gh_log(enum gh_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define gh_log_debug(...) gh_log(GH_LOG_DEBUG, __VA_ARGS__)
+#define gh_log_info(...)  gh_log(GH_LOG_INFO, __VA_ARGS__)
+#define gh_log_warn(...)  gh_log(GH_LOG_WARN, __VA_ARGS__)
+#define gh_log_error(...) gh_log(GH_LOG_ERROR, __VA_ARGS__)
+
+#endif

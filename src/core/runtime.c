@@ -1,0 +1,234 @@
+/* The process: start, signals, reload, graceful shutdown. */
+#include "core/runtime.h"
+
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "telemetry/accesslog.h"
+
+/* Connections are file descriptors: take all the kernel allows us. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void apply_log_level(const struct gh_config *cfg)
+{
+    enum gh_log_level lvl = GH_LOG_INFO;
+    if (cfg->log_level) gh_log_level_parse(cfg->log_level, &lvl);
+    gh_log_set_level(lvl);
+}
+
+static void publish(struct gh_runtime *rt, struct gh_snapshot *snap)
+{
+    gh_snapshot_ref(snap, rt->nworkers + (rt->admin_running ? 1 : 0));
+    for (int i = 0; i < rt->nworkers; i++)
+        gh_worker_publish(&rt->workers[i], snap);
+    if (rt->admin_running) gh_worker_publish(&rt->admin, snap);
+}
+
+/* Listener sockets are opened once, at start: a reload that changes them
+ * is refused as a whole, so that what runs is always what the file says. */
+static int check_restart_only(const struct gh_config *old, const struct gh_config *cfg,
+                              struct gh_err *err)
+{
+    if (old->nlistens != cfg->nlistens)
+        return gh_err_set(err, cfg->file, 0, 0,
+                          "the listen addresses changed; that needs a restart (reload refused)");
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        const struct gh_config_listen *a = &old->listens[i], *b = &cfg->listens[i];
+        if (strcmp(a->addr.text, b->addr.text) != 0 || a->tls != b->tls)
+            return gh_err_set(err, cfg->file, b->pos.line, b->pos.col,
+                              "listen %s changed; that needs a restart (reload refused)",
+                              b->addr.text);
+    }
+    if (old->workers != cfg->workers)
+        gh_log_warn("reload: workers changed from %d to %d; takes effect at the next restart",
+                    old->workers, cfg->workers);
+    if (old->admin.enabled != cfg->admin.enabled ||
+        strcmp(old->admin.addr.text, cfg->admin.addr.text) != 0)
+        gh_log_warn("reload: the admin address changed; takes effect at the next restart");
+    return GH_OK;
+}
+
+int gh_runtime_reload(struct gh_runtime *rt)
+{
+    struct gh_config *cfg = NULL;
+    struct gh_snapshot *snap;
+    struct gh_err err = {0};
+    char msg[1024];
+
+    if (rt->config_path == NULL) {
+        gh_log_warn("reload: the demo runs on its built-in config; nothing to reload");
+        return GH_OK;
+    }
+    if (gh_config_load(rt->config_path, &cfg, &err) != GH_OK ||
+        check_restart_only(rt->snap->cfg, cfg, &err) != GH_OK) {
+        gh_config_free(cfg);
+        goto fail;
+    }
+    snap = gh_snapshot_new(cfg, rt->generation + 1, &err);
+    if (snap == NULL) goto fail;
+    if (gh_accesslog_configure(rt->alog, &snap->cfg->access_log, &err) != GH_OK) {
+        gh_snapshot_unref(snap);
+        goto fail;
+    }
+    rt->generation++;
+    apply_log_level(snap->cfg);
+    publish(rt, snap);
+    gh_snapshot_unref(rt->snap);
+    rt->snap = snap;
+    atomic_fetch_add(&rt->reloads_ok, 1);
+    gh_log_info("config reloaded from %s (generation %llu, sha256 %s...)", rt->config_path,
+                (unsigned long long)snap->generation, snap->config_hash);
+    return GH_OK;
+fail:
+    atomic_fetch_add(&rt->reloads_failed, 1);
+    gh_log_error("reload failed, keeping the running config: %s",
+                 gh_err_format(&err, msg, sizeof(msg)));
+    return GH_ERROR;
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    gh_runtime_reload(arg);
+}
+
+static void on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    struct gh_runtime *rt = arg;
+    gh_log_info("SIGUSR1: reopening the access log");
+    gh_accesslog_reopen(rt->alog);
+}
+
+static void stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct gh_runtime *rt = arg;
+    if (atomic_load(&rt->running_workers) == 0) event_base_loopbreak(rt->main_base);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    struct gh_runtime *rt = arg;
+    struct timeval tv = {0, 50 * 1000};
+
+    if (rt->stopping) {
+        gh_log_warn("second signal: stopping now");
+        exit(1);
+    }
+    rt->stopping = true;
+    atomic_store(&rt->ready, false);
+    gh_log_info("shutting down: no new connections, in-flight requests get up to %u ms",
+                rt->snap->cfg->shutdown_timeout_ms);
+    for (int i = 0; i < rt->nworkers; i++)
+        gh_worker_shutdown(&rt->workers[i]);
+    if (rt->admin_running) gh_worker_shutdown(&rt->admin);
+    rt->stop_check = event_new(rt->main_base, -1, EV_PERSIST, stop_check, rt);
+    if (rt->stop_check) event_add(rt->stop_check, &tv);
+}
+
+int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *config_path,
+                     struct gh_err *err)
+{
+    sigset_t block, old;
+    int started = 0;
+
+    memset(rt, 0, sizeof(*rt));
+    raise_fd_limit();
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() != 0) {
+        gh_config_free(cfg);
+        return gh_err_set(err, NULL, 0, 0, "libevent has no pthreads support");
+    }
+    rt->config_path = config_path ? strdup(config_path) : NULL;
+    rt->started_wall_ms = gh_wall_ms();
+    apply_log_level(cfg);
+    rt->generation = 1;
+    rt->snap = gh_snapshot_new(cfg, rt->generation, err);
+    if (rt->snap == NULL) return GH_ERROR;
+    rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
+    if (rt->alog == NULL) return GH_ERROR;
+    rt->main_base = event_base_new();
+    if (rt->main_base == NULL) return gh_err_set(err, NULL, 0, 0, "event_base_new failed");
+
+    rt->nworkers = rt->snap->cfg->workers;
+    rt->workers = calloc((size_t)rt->nworkers, sizeof(*rt->workers));
+    if (rt->workers == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    for (int i = 0; i < rt->nworkers; i++)
+        if (gh_worker_init(&rt->workers[i], rt, i, false, rt->snap, err) != GH_OK) return GH_ERROR;
+    if (rt->snap->cfg->admin.enabled) {
+        if (gh_worker_init(&rt->admin, rt, rt->nworkers, true, rt->snap, err) != GH_OK)
+            return GH_ERROR;
+    }
+
+    /* Threads inherit the mask: only the main thread takes these signals. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (int i = 0; i < rt->nworkers; i++)
+        if (gh_worker_start(&rt->workers[i]) == GH_OK) started++;
+    if (rt->snap->cfg->admin.enabled && gh_worker_start(&rt->admin) == GH_OK)
+        rt->admin_running = true;
+
+    rt->sig_hup = evsignal_new(rt->main_base, SIGHUP, on_hup, rt);
+    rt->sig_term = evsignal_new(rt->main_base, SIGTERM, on_term, rt);
+    rt->sig_int = evsignal_new(rt->main_base, SIGINT, on_term, rt);
+    rt->sig_usr1 = evsignal_new(rt->main_base, SIGUSR1, on_usr1, rt);
+    evsignal_add(rt->sig_hup, NULL);
+    evsignal_add(rt->sig_term, NULL);
+    evsignal_add(rt->sig_int, NULL);
+    evsignal_add(rt->sig_usr1, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (started != rt->nworkers) return gh_err_set(err, NULL, 0, 0, "cannot start worker threads");
+
+    atomic_store(&rt->ready, true);
+    for (size_t i = 0; i < rt->snap->cfg->nlistens; i++)
+        gh_log_info("listening on %s%s (%d workers)", rt->snap->cfg->listens[i].addr.text,
+                    rt->snap->cfg->listens[i].tls ? " (TLS)" : "", rt->nworkers);
+    if (rt->admin_running) gh_log_info("admin on %s", rt->snap->cfg->admin.addr.text);
+    return GH_OK;
+}
+
+int gh_runtime_run(struct gh_runtime *rt)
+{
+    event_base_dispatch(rt->main_base);
+    for (int i = 0; i < rt->nworkers; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    if (rt->admin_running) pthread_join(rt->admin.thread, NULL);
+    rt->admin_running = false;
+    gh_log_info("stopped");
+    return 0;
+}
+
+void gh_runtime_release(struct gh_runtime *rt)
+{
+    for (int i = 0; rt->workers && i < rt->nworkers; i++)
+        gh_worker_release(&rt->workers[i]);
+    gh_worker_release(&rt->admin);
+    free(rt->workers);
+    rt->workers = NULL;
+    gh_accesslog_close(rt->alog);
+    rt->alog = NULL;
+    if (rt->sig_hup) event_free(rt->sig_hup);
+    if (rt->sig_term) event_free(rt->sig_term);
+    if (rt->sig_int) event_free(rt->sig_int);
+    if (rt->sig_usr1) event_free(rt->sig_usr1);
+    if (rt->stop_check) event_free(rt->stop_check);
+    if (rt->main_base) event_base_free(rt->main_base);
+    if (rt->snap) gh_snapshot_unref(rt->snap);
+    free(rt->config_path);
+    memset(rt, 0, sizeof(*rt));
+}

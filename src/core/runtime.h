@@ -1,0 +1,52 @@
+/* The runtime: the one struct that holds the process's mutable state
+ * (workers, the current snapshot, the access-log writer). `gatehouse run`
+ * and `gatehouse demo` create one, start it, and run the main thread's loop,
+ * which handles signals: SIGHUP reloads, SIGTERM/SIGINT shut down
+ * gracefully, SIGUSR1 reopens the access log. */
+#ifndef GH_CORE_RUNTIME_H
+#define GH_CORE_RUNTIME_H
+
+#include <event2/event.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/snapshot.h"
+#include "core/worker.h"
+
+struct gh_accesslog;
+
+struct gh_runtime {
+    char *config_path; /* NULL for the built-in demo config */
+    struct event_base *main_base;
+    struct gh_snapshot *snap; /* main thread's reference to the current snapshot */
+    uint64_t generation;
+    struct gh_worker *workers;
+    int nworkers;
+    struct gh_worker admin;
+    bool admin_running;
+    struct gh_accesslog *alog;
+    _Atomic bool ready; /* listeners up, config loaded, not draining */
+    _Atomic int running_workers;
+    _Atomic uint64_t reloads_ok;
+    _Atomic uint64_t reloads_failed;
+    uint64_t started_wall_ms;
+    bool stopping;
+    struct event *sig_hup, *sig_term, *sig_int, *sig_usr1, *stop_check;
+};
+
+/* Builds the runtime from a loaded config (takes ownership of <cfg>),
+ * opens listeners and starts threads. <config_path> (may be NULL) is what a
+ * SIGHUP re-reads. Returns GH_OK or GH_ERROR with <err>. */
+int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *config_path,
+                     struct gh_err *err);
+/* Runs the main loop until shutdown completes; returns the exit code. */
+int gh_runtime_run(struct gh_runtime *rt);
+void gh_runtime_release(struct gh_runtime *rt);
+
+/* Re-reads the config file and swaps the snapshot. On error the old one
+ * stays and the error is logged with file:line:col. Returns GH_OK/GH_ERROR. */
+int gh_runtime_reload(struct gh_runtime *rt);
+
+#endif

@@ -1,0 +1,51 @@
+/* Byte slices: a pointer and a length, never NUL-terminated by contract.
+ * The HTTP parser hands out slices into the connection's read buffer instead
+ * of copies; a slice lives as long as the buffer it points into. */
+#ifndef GH_CORE_STR_H
+#define GH_CORE_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct gh_str {
+    const char *ptr;
+    size_t len;
+} gh_str;
+
+#define GH_STR_LIT(s) ((gh_str){(s), sizeof(s) - 1})
+#define GH_STR_NULL   ((gh_str){NULL, 0})
+
+static inline gh_str gh_str_make(const char *p, size_t n)
+{
+    return (gh_str){p, n};
+}
+
+static inline gh_str gh_str_cstr(const char *s)
+{
+    return (gh_str){s, s ? strlen(s) : 0};
+}
+
+static inline bool gh_str_eq(gh_str a, gh_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* ASCII case-insensitive comparison: header names and tokens (RFC 9110 §5.1). */
+static inline bool gh_str_caseeq(gh_str a, gh_str b)
+{
+    return a.len == b.len && (a.len == 0 || strncasecmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static inline bool gh_str_caseeq_lit(gh_str a, const char *lit)
+{
+    return gh_str_caseeq(a, gh_str_cstr(lit));
+}
+
+static inline bool gh_str_has_prefix(gh_str s, gh_str prefix)
+{
+    return s.len >= prefix.len && memcmp(s.ptr, prefix.ptr, prefix.len) == 0;
+}
+
+#endif

@@ -1,0 +1,172 @@
+/* A client connection and the request it is serving.
+ *
+ * The connection reads a head, parses it, and hands a struct gh_req to the
+ * stage pipeline (src/stages.c). A stage may answer (gh_conn_reply*), or
+ * pass the request to a handler that streams a response (the proxy). The
+ * connection then writes the response, logs it, and either reads the next
+ * request (keep-alive, pipelining: answers go out in order because one
+ * request is served at a time) or closes.
+ *
+ * Buffers are held only while needed: an idle keep-alive connection holds
+ * none. All functions run on the connection's worker thread. */
+#ifndef GH_HTTP_CONN_H
+#define GH_HTTP_CONN_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/snapshot.h"
+#include "http/parser.h"
+#include "http/sock.h"
+
+struct gh_worker;
+struct gh_listener;
+struct gh_route;
+struct gh_upconn;
+struct gh_pool;
+
+enum gh_conn_state {
+    GH_CONN_TLS_HANDSHAKE,
+    GH_CONN_HEAD,   /* waiting for / reading a request head */
+    GH_CONN_ACTIVE, /* a request is being served */
+    GH_CONN_LINGER, /* final answer sent; draining input before close */
+};
+
+#define GH_REQUEST_ID_MAX 64
+
+/* Why an exchange with the upstream failed: used for the answer and logs. */
+enum gh_up_error {
+    GH_UPERR_NONE,
+    GH_UPERR_REFUSED,
+    GH_UPERR_RESET,
+    GH_UPERR_TIMEOUT,
+    GH_UPERR_BAD_RESPONSE,
+    GH_UPERR_TLS,
+    GH_UPERR_BUSY,
+};
+
+struct gh_req {
+    struct gh_conn *conn;
+    struct gh_wsnap *wsnap; /* the snapshot this request uses, start to end */
+    const struct gh_snapshot *snap;
+    struct gh_http_request head; /* slices into conn->in, valid until the request ends */
+    const struct gh_route *route;
+
+    char id[GH_REQUEST_ID_MAX + 1];
+    uint8_t id_len;
+    bool id_from_client;
+
+    uint64_t t_start;    /* monotonic ns: head complete */
+    uint64_t t_up_start; /* first upstream attempt */
+    uint64_t t_up_head;  /* upstream response head parsed */
+    uint64_t t_progress; /* last byte moved either way, for the idle timeout */
+    uint64_t bytes_in;   /* request bytes from the client (head + body) */
+    uint64_t bytes_out;  /* response bytes to the client (head + body) */
+    int status;          /* status sent to the client (0 until known) */
+    const char *error;   /* error code we answered with, if any */
+
+    /* Request body, client -> upstream. The head stays in conn->in until the
+     * request ends; body bytes arrive after it, from offset body_pos. */
+    uint32_t body_pos;  /* offset in conn->in.data of the next body byte */
+    uint64_t body_left; /* GH_BODY_LENGTH: bytes still to read */
+    struct gh_chunked req_chunked;
+    bool body_done;      /* whole body consumed from the client */
+    bool continue_sent;  /* "100 Continue" queued */
+    bool req_last_chunk; /* "0\r\n" written upstream (chunked body) */
+
+    /* Upstream exchange (owned by the proxy). */
+    struct gh_pool *pool;
+    struct gh_upconn *up;
+    uint64_t t_attempt; /* current attempt began (connect or reuse) */
+    uint64_t t_sent;    /* request fully written upstream */
+    uint8_t attempts;
+    uint8_t endpoint_tries; /* endpoints tried after refused connects */
+    bool no_pool;           /* retry on a fresh connection, not a pooled one */
+    bool up_reused;         /* the connection came from the pool */
+    bool up_sent_all;       /* request head and body fully written upstream */
+    bool up_got_bytes;      /* any response byte arrived */
+    enum gh_up_error up_error;
+
+    /* Response, upstream -> client. */
+    struct gh_http_state resp_state;
+    struct gh_http_response resp;
+    uint64_t resp_left;
+    struct gh_chunked resp_chunked;
+    bool resp_chunk_out;  /* re-encode as chunked towards the client */
+    bool resp_head_done;  /* final response head queued to the client */
+    bool resp_done;       /* whole response queued to the client */
+    bool resp_last_chunk; /* "0\r\n" written (chunked output) */
+    bool up_keep;         /* the upstream connection may be reused after this */
+
+    struct gh_req *next_free;
+    struct gh_http_header headers[GH_HTTP_MAX_HEADERS];
+    struct gh_http_header resp_headers[GH_HTTP_MAX_HEADERS];
+};
+
+struct gh_conn {
+    struct gh_sock sock;
+    struct gh_worker *worker;
+    struct gh_listener *listener;
+    struct event timer;
+    struct gh_buf in;
+    struct gh_buf out;
+    struct gh_http_state parse;
+    struct gh_req *req;
+    uint64_t t_head_start; /* first byte of the current head, 0 when none */
+    uint64_t t_deadline;   /* what the timer is armed for (monotonic ns) */
+    uint32_t requests;
+    uint8_t state;
+    bool want_close; /* close once the current response is written */
+    bool client_eof; /* the client closed its side */
+    bool tls;
+    bool parsing;             /* inside conn_parse_buffered: no nested call */
+    struct sockaddr_in6 peer; /* holds IPv4 or IPv6 */
+    char peer_ip[46];         /* text form, for X-Forwarded-For and logs */
+    uint8_t peer_ip_len;
+    uint16_t peer_port;
+    struct gh_conn *prev, *next;
+};
+
+/* Accepts pending connections on <l> (its listener event callback). */
+void gh_conn_accept_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Closes every idle connection of <w> (shutdown), and marks busy ones to
+ * close after their current response. */
+void gh_conn_drain_all(struct gh_worker *w);
+/* Closes every connection of <w> now (shutdown deadline passed). */
+void gh_conn_close_all(struct gh_worker *w);
+
+/* Answers the current request with <status> and a JSON body
+ * {"error": <code>, "request_id": ...}. Only before any response byte was
+ * queued. Closes the connection afterwards when <close> is true. */
+void gh_conn_reply_error(struct gh_conn *c, int status, const char *code, bool close);
+
+/* Answers the current request with a complete response. <body> is copied. */
+void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, const char *body,
+                   size_t len);
+
+/* Writes as much of c->out as the socket takes now. Returns false when the
+ * connection was closed (error), true otherwise. */
+bool gh_conn_flush(struct gh_conn *c);
+
+/* The response handler queued its last byte: finish once it is written. */
+void gh_conn_response_queued(struct gh_conn *c);
+
+/* Re-arms the connection timer for the current phase. */
+void gh_conn_arm_timer(struct gh_conn *c);
+
+/* Closes the connection at once (no more bytes written). */
+void gh_conn_abort(struct gh_conn *c);
+
+/* The proxy consumed <n> body bytes at req->body_pos: drop them, keeping
+ * the head in place, and resume reading if reading had stopped. */
+void gh_conn_body_consumed(struct gh_conn *c, uint32_t n);
+
+/* The reason phrase for <status>. */
+const char *gh_http_reason(int status);
+
+#endif

@@ -1,0 +1,83 @@
+/* The pipeline of DESIGN.md §2, as data. Each stage may answer early or
+ * decline. Stages that later issues add (trace, authn, authz, limits,
+ * idempotency, verify) take their place in this list. */
+#include "stages.h"
+
+#include "admin/admin.h"
+#include "core/worker.h"
+#include "http/conn.h"
+#include "proxy/proxy.h"
+#include "proxy/router.h"
+
+/* guard: size limits and target checks that need no route. */
+static enum gh_stage_result stage_guard(struct gh_req *r)
+{
+    const struct gh_config_limits *lim = &r->snap->cfg->limits;
+
+    if (r->head.framing.body == GH_BODY_LENGTH && lim->max_body_bytes &&
+        r->head.framing.content_length > lim->max_body_bytes) {
+        gh_conn_reply_error(r->conn, 413, "body_too_large", true);
+        return GH_STAGE_DONE;
+    }
+    if (r->head.target_form == GH_TARGET_ASTERISK) {
+        /* "OPTIONS *" asks about the gateway itself. */
+        gh_conn_reply(r->conn, 200, "application/json", "{}\n", 3);
+        return GH_STAGE_DONE;
+    }
+    if (gh_path_has_dot_segment(r->head.path)) {
+        gh_conn_reply_error(r->conn, 400, "invalid_path", false);
+        return GH_STAGE_DONE;
+    }
+    return GH_STAGE_NEXT;
+}
+
+/* route: host + path + method -> route. */
+static enum gh_stage_result stage_route(struct gh_req *r)
+{
+    switch (gh_router_match(r->snap->router, r->head.authority, r->head.path, r->head.method_id,
+                            &r->route)) {
+    case GH_ROUTE_FOUND: return GH_STAGE_NEXT;
+    case GH_ROUTE_METHOD_NOT_ALLOWED:
+        gh_conn_reply_error(r->conn, 405, "method_not_allowed", false);
+        return GH_STAGE_DONE;
+    default: gh_conn_reply_error(r->conn, 404, "no_route", false); return GH_STAGE_DONE;
+    }
+}
+
+/* proxy: the terminal handler for the data plane. */
+static enum gh_stage_result stage_proxy(struct gh_req *r)
+{
+    gh_proxy_start(r);
+    return GH_STAGE_DONE;
+}
+
+static enum gh_stage_result stage_admin(struct gh_req *r)
+{
+    gh_admin_handle(r);
+    return GH_STAGE_DONE;
+}
+
+static const struct gh_stage proxy_stages[] = {
+    {"guard", stage_guard},
+    {"route", stage_route},
+    {"proxy", stage_proxy},
+};
+
+static const struct gh_stage admin_stages[] = {
+    {"guard", stage_guard},
+    {"admin", stage_admin},
+};
+
+void gh_stages_run(struct gh_req *r)
+{
+    const struct gh_stage *st = proxy_stages;
+    size_t n = sizeof(proxy_stages) / sizeof(proxy_stages[0]);
+
+    if (r->conn->listener->is_admin) {
+        st = admin_stages;
+        n = sizeof(admin_stages) / sizeof(admin_stages[0]);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (st[i].on_request(r) == GH_STAGE_DONE) return;
+    gh_conn_reply_error(r->conn, 500, "no_handler", true);
+}

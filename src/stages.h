@@ -1,0 +1,25 @@
+/* The request pipeline: the ordered stages every request passes (see
+ * src/stages.c, where the whole flow fits on one screen). */
+#ifndef GH_STAGES_H
+#define GH_STAGES_H
+
+struct gh_req;
+
+/* What a stage's request hook returns. */
+enum gh_stage_result {
+    GH_STAGE_NEXT, /* declined: go on with the next stage */
+    GH_STAGE_DONE, /* the stage answered or took the request over */
+};
+
+struct gh_stage {
+    const char *name;
+    /* Runs on the worker thread with the parsed head. A stage that answers
+     * calls gh_conn_reply*() and returns GH_STAGE_DONE; a stage that hands
+     * the request to a handler (the proxy) also returns GH_STAGE_DONE. */
+    enum gh_stage_result (*on_request)(struct gh_req *req);
+};
+
+/* Runs the stages for <req> in order, for the listener kind it came on. */
+void gh_stages_run(struct gh_req *req);
+
+#endif

@@ -1,0 +1,871 @@
+/* Tests of src/config: the loader on good and bad files (each bad one checked
+ * for its line, column and message), and the duration, size and address
+ * parsers, as tables of input -> expected output. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "config/config.h"
+
+/* Pieces of a valid file, for bad files that differ in one place. */
+#define LISTEN_OK    "listen: [{address: \"127.0.0.1:8080\"}]\n"
+#define UPSTREAMS_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"]}}\n"
+#define ROUTES_OK    "routes: [{path: /, upstream: app}]\n"
+#define VALID_TAIL   LISTEN_OK UPSTREAMS_OK ROUTES_OK
+
+static const char minimal_yaml[] = "workers: 1\n"
+                                   "listen:\n"
+                                   "  - address: 127.0.0.1:8080\n"
+                                   "admin:\n"
+                                   "  address: 127.0.0.1:9901\n"
+                                   "upstreams:\n"
+                                   "  app:\n"
+                                   "    endpoints: [\"127.0.0.1:9000\"]\n"
+                                   "routes:\n"
+                                   "  - path: /\n"
+                                   "    upstream: app\n";
+
+static struct gh_config *load_ok(const char *yaml)
+{
+    struct gh_config *cfg = NULL;
+    struct gh_err err;
+    char buf[1024];
+
+    memset(&err, 0, sizeof(err));
+    if (gh_config_load_buffer("test.yaml", yaml, strlen(yaml), &cfg, &err) != GH_OK)
+        fail_msg("unexpected error: %s", gh_err_format(&err, buf, sizeof(buf)));
+    assert_non_null(cfg);
+    return cfg;
+}
+
+/* ---- Good files ---------------------------------------------------------- */
+
+static void test_minimal_defaults(void **state)
+{
+    struct gh_config *cfg = load_ok(minimal_yaml);
+    const struct gh_config_upstream *up;
+    const struct gh_config_route *r;
+
+    assert_string_equal(cfg->file, "test.yaml");
+    assert_int_equal(cfg->workers, 1);
+    assert_string_equal(cfg->log_level, "info");
+    assert_int_equal(cfg->shutdown_timeout_ms, 10000);
+
+    assert_int_equal(cfg->nlistens, 1);
+    assert_string_equal(cfg->listens[0].addr.text, "127.0.0.1:8080");
+    assert_string_equal(cfg->listens[0].addr.host, "127.0.0.1");
+    assert_int_equal(cfg->listens[0].addr.port, 8080);
+    assert_int_equal(cfg->listens[0].addr.ss.ss_family, AF_INET);
+    assert_false(cfg->listens[0].tls);
+    assert_int_equal(cfg->listens[0].ncerts, 0);
+    assert_int_equal(cfg->listens[0].pos.line, 3);
+    assert_int_equal(cfg->listens[0].pos.col, 5);
+
+    assert_true(cfg->admin.enabled);
+    assert_string_equal(cfg->admin.addr.text, "127.0.0.1:9901");
+    assert_int_equal(cfg->admin.addr.port, 9901);
+
+    assert_int_equal(cfg->nupstreams, 1);
+    up = &cfg->upstreams[0];
+    assert_string_equal(up->name, "app");
+    assert_int_equal(up->nendpoints, 1);
+    assert_string_equal(up->endpoints[0].text, "127.0.0.1:9000");
+    assert_int_equal(up->endpoints[0].port, 9000);
+    assert_int_equal(up->connect_timeout_ms, 2000);
+    assert_int_equal(up->response_timeout_ms, 30000);
+    assert_int_equal(up->idle_timeout_ms, 60000);
+    assert_int_equal(up->request_timeout_ms, 0);
+    assert_int_equal(up->keepalive, 512);
+    assert_int_equal(up->keepalive_timeout_ms, 60000);
+    assert_int_equal(up->max_connections, 0);
+    assert_false(up->tls.enabled);
+    assert_true(up->tls.verify);
+    assert_null(up->tls.ca_file);
+    assert_null(up->tls.sni);
+    assert_null(up->tls.cert_file);
+    assert_null(up->tls.key_file);
+    assert_int_equal(up->pos.line, 7);
+    assert_int_equal(up->pos.col, 3);
+
+    assert_int_equal(cfg->nroutes, 1);
+    r = &cfg->routes[0];
+    assert_string_equal(r->name, "/");
+    assert_null(r->host);
+    assert_false(r->host_wildcard);
+    assert_string_equal(r->path, "/");
+    assert_int_equal(r->methods, 0);
+    assert_string_equal(r->upstream, "app");
+    assert_int_equal(r->upstream_index, 0);
+    assert_int_equal(r->pos.line, 10);
+    assert_int_equal(r->pos.col, 5);
+
+    assert_int_equal(cfg->limits.max_request_line, 8192);
+    assert_int_equal(cfg->limits.max_header_bytes, 32768);
+    assert_int_equal(cfg->limits.max_headers, 100);
+    assert_int_equal(cfg->limits.max_body_bytes, UINT64_C(1) << 30);
+    assert_int_equal(cfg->limits.header_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.body_timeout_ms, 30000);
+    assert_int_equal(cfg->limits.keepalive_timeout_ms, 75000);
+    assert_int_equal(cfg->limits.send_timeout_ms, 60000);
+    assert_int_equal(cfg->limits.keepalive_requests, 10000);
+    assert_int_equal(cfg->limits.max_connections, 100000);
+
+    assert_true(cfg->access_log.enabled);
+    assert_string_equal(cfg->access_log.path, "stdout");
+    gh_config_free(cfg);
+}
+
+static void test_workers_auto(void **state)
+{
+    struct gh_config *cfg = load_ok("workers: auto\n" VALID_TAIL);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    assert_int_equal(cfg->workers, cpus < 1 ? 1 : cpus > 1024 ? 1024 : cpus);
+    gh_config_free(cfg);
+    cfg = load_ok(VALID_TAIL); /* auto is the default */
+    assert_int_equal(cfg->workers, cpus < 1 ? 1 : cpus > 1024 ? 1024 : cpus);
+    gh_config_free(cfg);
+    cfg = load_ok("workers: 1024\n" VALID_TAIL);
+    assert_int_equal(cfg->workers, 1024);
+    gh_config_free(cfg);
+}
+
+/* A scratch directory with a certificate and key (contents do not matter:
+ * only the TLS module reads them). */
+struct scratch {
+    char dir[64];
+    char cert[128];
+    char key[128];
+};
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void scratch_make(struct scratch *s)
+{
+    char certs[128];
+
+    snprintf(s->dir, sizeof(s->dir), "/tmp/gh_config_test.XXXXXX");
+    assert_non_null(mkdtemp(s->dir));
+    snprintf(certs, sizeof(certs), "%s/certs", s->dir);
+    assert_int_equal(mkdir(certs, 0700), 0);
+    snprintf(s->cert, sizeof(s->cert), "%s/certs/site.pem", s->dir);
+    snprintf(s->key, sizeof(s->key), "%s/certs/site.key", s->dir);
+    write_file(s->cert, "-----BEGIN CERTIFICATE-----\n");
+    write_file(s->key, "-----BEGIN PRIVATE KEY-----\n");
+}
+
+static void scratch_remove(struct scratch *s, const char *extra)
+{
+    char path[160];
+
+    unlink(s->cert);
+    unlink(s->key);
+    if (extra != NULL) {
+        snprintf(path, sizeof(path), "%s/%s", s->dir, extra);
+        unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s/certs", s->dir);
+    rmdir(path);
+    rmdir(s->dir);
+}
+
+/* The example of the brief, with every key, as a buffer. */
+static void test_full_example(void **state)
+{
+    static const char fmt[] =
+        "workers: auto\n"
+        "log_level: warn\n"
+        "shutdown_timeout: 15s\n"
+        "listen:\n"
+        "  - address: 127.0.0.1:8080\n"
+        "  - address: 0.0.0.0:8443\n"
+        "    tls:\n"
+        "      certificates:\n"
+        "        - cert: %s\n"
+        "          key: %s\n"
+        "          names: [api.Example.com, \"*.example.com\"]\n"
+        "admin:\n"
+        "  address: 127.0.0.1:9902\n"
+        "  enabled: true\n"
+        "upstreams:\n"
+        "  app:\n"
+        "    endpoints: [\"127.0.0.1:9000\", \"127.0.0.1:9001\"]\n"
+        "    connect_timeout: 3s\n"
+        "    response_timeout: 31s\n"
+        "    idle_timeout: 61s\n"
+        "    request_timeout: 0\n"
+        "    keepalive: 256\n"
+        "    keepalive_timeout: 2m\n"
+        "    max_connections: 7\n"
+        "    tls: { enabled: false, ca_file: ca.pem, sni: app.internal, verify: true, "
+        "cert: client.pem, key: client.key }\n"
+        "  other:\n"
+        "    endpoints: [\"localhost:9100\"]\n"
+        "routes:\n"
+        "  - name: api\n"
+        "    host: \"*.Example.com\"\n"
+        "    path: /api\n"
+        "    methods: [GET, POST]\n"
+        "    upstream: app\n"
+        "  - host: www.example.com\n"
+        "    path: /static\n"
+        "    upstream: other\n"
+        "limits:\n"
+        "  max_request_line: 4KiB\n"
+        "  max_header_bytes: 64k\n"
+        "  max_headers: 50\n"
+        "  max_body_size: 0\n"
+        "  header_timeout: 5s\n"
+        "  body_timeout: 20s\n"
+        "  keepalive_timeout: 70s\n"
+        "  send_timeout: 1m\n"
+        "  keepalive_requests: 0\n"
+        "  max_connections: 1000\n"
+        "access_log:\n"
+        "  enabled: false\n"
+        "  path: stderr\n";
+    struct scratch s;
+    char yaml[4096], cwd[PATH_MAX], want[PATH_MAX + 32];
+    struct gh_config *cfg;
+    const struct gh_config_listen *l;
+    const struct gh_config_upstream *up;
+
+    scratch_make(&s);
+    snprintf(yaml, sizeof(yaml), fmt, s.cert, s.key);
+    cfg = load_ok(yaml);
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+
+    assert_string_equal(cfg->log_level, "warn");
+    assert_int_equal(cfg->shutdown_timeout_ms, 15000);
+    assert_int_equal(cfg->nlistens, 2);
+    l = &cfg->listens[1];
+    assert_true(l->tls);
+    assert_int_equal(l->addr.port, 8443);
+    assert_string_equal(l->addr.host, "0.0.0.0");
+    assert_int_equal(l->ncerts, 1);
+    assert_string_equal(l->certs[0].cert_file, s.cert);
+    assert_string_equal(l->certs[0].key_file, s.key);
+    assert_int_equal(l->certs[0].nnames, 2);
+    assert_string_equal(l->certs[0].names[0], "api.example.com");
+    assert_string_equal(l->certs[0].names[1], "*.example.com");
+    assert_int_equal(l->certs[0].pos.line, 9);
+    assert_int_equal(l->certs[0].pos.col, 11);
+    assert_int_equal(cfg->admin.addr.port, 9902);
+
+    assert_int_equal(cfg->nupstreams, 2);
+    up = &cfg->upstreams[0];
+    assert_int_equal(up->nendpoints, 2);
+    assert_int_equal(up->endpoints[1].port, 9001);
+    assert_int_equal(up->connect_timeout_ms, 3000);
+    assert_int_equal(up->response_timeout_ms, 31000);
+    assert_int_equal(up->idle_timeout_ms, 61000);
+    assert_int_equal(up->request_timeout_ms, 0);
+    assert_int_equal(up->keepalive, 256);
+    assert_int_equal(up->keepalive_timeout_ms, 120000);
+    assert_int_equal(up->max_connections, 7);
+    assert_false(up->tls.enabled);
+    assert_true(up->tls.verify);
+    assert_string_equal(up->tls.sni, "app.internal");
+    /* load_buffer: relative paths are relative to the working directory. */
+    snprintf(want, sizeof(want), "%s/ca.pem", cwd);
+    assert_string_equal(up->tls.ca_file, want);
+    snprintf(want, sizeof(want), "%s/client.key", cwd);
+    assert_string_equal(up->tls.key_file, want);
+    assert_string_equal(cfg->upstreams[1].name, "other");
+    assert_string_equal(cfg->upstreams[1].endpoints[0].host, "localhost");
+
+    assert_int_equal(cfg->nroutes, 2);
+    assert_string_equal(cfg->routes[0].name, "api");
+    assert_string_equal(cfg->routes[0].host, ".example.com");
+    assert_true(cfg->routes[0].host_wildcard);
+    assert_string_equal(cfg->routes[0].path, "/api");
+    assert_int_equal(cfg->routes[0].methods, GH_METHOD_GET | GH_METHOD_POST);
+    assert_int_equal(cfg->routes[0].upstream_index, 0);
+    assert_string_equal(cfg->routes[1].name, "www.example.com/static");
+    assert_false(cfg->routes[1].host_wildcard);
+    assert_int_equal(cfg->routes[1].upstream_index, 1);
+
+    assert_int_equal(cfg->limits.max_request_line, 4096);
+    assert_int_equal(cfg->limits.max_header_bytes, 65536);
+    assert_int_equal(cfg->limits.max_headers, 50);
+    assert_int_equal(cfg->limits.max_body_bytes, 0);
+    assert_int_equal(cfg->limits.header_timeout_ms, 5000);
+    assert_int_equal(cfg->limits.body_timeout_ms, 20000);
+    assert_int_equal(cfg->limits.keepalive_timeout_ms, 70000);
+    assert_int_equal(cfg->limits.send_timeout_ms, 60000);
+    assert_int_equal(cfg->limits.keepalive_requests, 0);
+    assert_int_equal(cfg->limits.max_connections, 1000);
+    assert_false(cfg->access_log.enabled);
+    assert_string_equal(cfg->access_log.path, "stderr");
+    gh_config_free(cfg);
+    scratch_remove(&s, NULL);
+}
+
+static void test_route_defaults(void **state)
+{
+    struct gh_config *cfg =
+        load_ok(LISTEN_OK UPSTREAMS_OK "routes:\n"
+                                       "  - {host: \"*.Example.COM\", path: /v1, upstream: app}\n"
+                                       "  - {host: API.example.com, upstream: app}\n"
+                                       "  - {path: /x, methods: [DELETE, PATCH, OPTIONS, TRACE,"
+                                       " HEAD, PUT], upstream: app}\n"
+                                       "  - {path: /x, upstream: app}\n");
+
+    assert_string_equal(cfg->routes[0].name, "*.example.com/v1");
+    assert_string_equal(cfg->routes[0].host, ".example.com");
+    assert_true(cfg->routes[0].host_wildcard);
+    assert_string_equal(cfg->routes[1].name, "api.example.com/");
+    assert_string_equal(cfg->routes[1].host, "api.example.com");
+    assert_string_equal(cfg->routes[1].path, "/");
+    assert_string_equal(cfg->routes[2].name, "/x");
+    assert_int_equal(cfg->routes[2].methods, GH_METHOD_DELETE | GH_METHOD_PATCH |
+                                                 GH_METHOD_OPTIONS | GH_METHOD_TRACE |
+                                                 GH_METHOD_HEAD | GH_METHOD_PUT);
+    assert_int_equal(cfg->routes[3].methods, 0); /* differs from routes[2]: not a duplicate */
+    gh_config_free(cfg);
+}
+
+static void test_upstream_tls_block(void **state)
+{
+    struct gh_config *cfg =
+        load_ok(LISTEN_OK ROUTES_OK "upstreams:\n"
+                                    "  app: {endpoints: [\"127.0.0.1:9000\"], tls: {sni: a.b}}\n"
+                                    "  b: {endpoints: [\"127.0.0.1:9001\"], tls: {verify: no}}\n"
+                                    "  c: {endpoints: [\"127.0.0.1:9002\"], tls: {enabled: off,"
+                                    " ca_file: /nonexistent/ca.pem}}\n"
+                                    "  d: {endpoints: [\"127.0.0.1:9003\"], tls: {ca_file: "
+                                    "/dev/null, cert: /dev/null, key: /dev/null}}\n");
+
+    /* A tls block means TLS unless it says enabled: false. */
+    assert_true(cfg->upstreams[0].tls.enabled);
+    assert_true(cfg->upstreams[0].tls.verify);
+    assert_string_equal(cfg->upstreams[0].tls.sni, "a.b");
+    assert_true(cfg->upstreams[1].tls.enabled);
+    assert_false(cfg->upstreams[1].tls.verify);
+    assert_false(cfg->upstreams[2].tls.enabled);
+    assert_string_equal(cfg->upstreams[2].tls.ca_file, "/nonexistent/ca.pem");
+    assert_true(cfg->upstreams[3].tls.enabled);
+    assert_string_equal(cfg->upstreams[3].tls.cert_file, "/dev/null");
+    gh_config_free(cfg);
+}
+
+static void test_null_values_and_admin_off(void **state)
+{
+    struct gh_config *cfg = load_ok(VALID_TAIL "admin: {enabled: false}\nlimits:\naccess_log: ~\n");
+
+    assert_false(cfg->admin.enabled);
+    assert_string_equal(cfg->admin.addr.text, "127.0.0.1:9901");
+    assert_int_equal(cfg->limits.max_headers, 100);
+    assert_string_equal(cfg->access_log.path, "stdout");
+    gh_config_free(cfg);
+
+    /* With admin off, its address may be reused by a listener. */
+    cfg = load_ok("listen: [{address: \"127.0.0.1:9901\"}]\n" UPSTREAMS_OK ROUTES_OK
+                  "admin: {enabled: false}\n");
+    gh_config_free(cfg);
+}
+
+static void test_relative_paths_buffer(void **state)
+{
+    struct gh_config *cfg = load_ok(VALID_TAIL "access_log: {path: logs/access.log}\n");
+    char cwd[PATH_MAX], want[PATH_MAX + 32];
+
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    snprintf(want, sizeof(want), "%s/logs/access.log", cwd);
+    assert_string_equal(cfg->access_log.path, want);
+    gh_config_free(cfg);
+}
+
+/* gh_config_load on a real file: paths relative to the file's directory,
+ * the SHA-256 of its bytes, and errors naming the file. */
+static void test_load_file(void **state)
+{
+    static const char text[] = "listen:\n"
+                               "  - address: 127.0.0.1:8443\n"
+                               "    tls:\n"
+                               "      certificates:\n"
+                               "        - {cert: certs/site.pem, key: ./certs/site.key}\n"
+                               "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"]}}\n"
+                               "routes: [{path: /, upstream: app}]\n"
+                               "access_log: {path: access.log}\n";
+    struct scratch s;
+    char path[160], real[PATH_MAX], want[PATH_MAX + 32], buf[1024];
+    unsigned char sha[32];
+    struct gh_config *cfg = NULL;
+    struct gh_err err;
+
+    scratch_make(&s);
+    snprintf(path, sizeof(path), "%s/gatehouse.yaml", s.dir);
+    write_file(path, text);
+    assert_non_null(realpath(s.dir, real));
+
+    if (gh_config_load(path, &cfg, &err) != GH_OK)
+        fail_msg("unexpected error: %s", gh_err_format(&err, buf, sizeof(buf)));
+    assert_string_equal(cfg->file, path);
+    snprintf(want, sizeof(want), "%s/certs/site.pem", real);
+    assert_string_equal(cfg->listens[0].certs[0].cert_file, want);
+    snprintf(want, sizeof(want), "%s/./certs/site.key", real);
+    assert_string_equal(cfg->listens[0].certs[0].key_file, want);
+    snprintf(want, sizeof(want), "%s/access.log", real);
+    assert_string_equal(cfg->access_log.path, want);
+    assert_true(EVP_Digest(text, strlen(text), sha, NULL, EVP_sha256(), NULL));
+    assert_memory_equal(cfg->sha256, sha, 32);
+    gh_config_free(cfg);
+
+    /* Same file without the key: the error names the file, line and column. */
+    unlink(s.key);
+    cfg = NULL;
+    assert_int_equal(gh_config_load(path, &cfg, &err), GH_ERROR);
+    assert_null(cfg);
+    assert_string_equal(err.file, path);
+    assert_int_equal(err.line, 5);
+    assert_int_equal(err.col, 39);
+    assert_non_null(strstr(err.msg, "in listen[0].tls.certificates[0].key: cannot read"));
+
+    scratch_remove(&s, "gatehouse.yaml");
+    assert_int_equal(gh_config_load(path, &cfg, &err), GH_ERROR);
+    assert_null(cfg);
+    assert_string_equal(err.file, path);
+    assert_non_null(strstr(err.msg, "cannot open"));
+}
+
+/* The shipped example must load as it stands (tests run from the repo root). */
+static void test_example_file(void **state)
+{
+    struct gh_config *cfg = NULL;
+    struct gh_err err;
+    char buf[1024];
+
+    if (gh_config_load("gatehouse.example.yaml", &cfg, &err) != GH_OK)
+        fail_msg("gatehouse.example.yaml: %s", gh_err_format(&err, buf, sizeof(buf)));
+    assert_true(cfg->nlistens >= 1);
+    assert_true(cfg->nroutes >= 1);
+    gh_config_free(cfg);
+}
+
+static void test_error_format(void **state)
+{
+    static const char yaml[] = LISTEN_OK UPSTREAMS_OK "routes:\n"
+                                                      "  - {path: /a, upstream: app}\n"
+                                                      "  - {path: /b, upstream: app}\n"
+                                                      "  - path: /c\n"
+                                                      "    upstream: ap\n";
+    struct gh_config *cfg = NULL;
+    struct gh_err err;
+    char buf[1024];
+
+    assert_int_equal(gh_config_load_buffer("gatehouse.yaml", yaml, strlen(yaml), &cfg, &err),
+                     GH_ERROR);
+    assert_null(cfg);
+    assert_string_equal(gh_err_format(&err, buf, sizeof(buf)),
+                        "gatehouse.yaml:7:15: in routes[2].upstream: unknown upstream \"ap\" "
+                        "(did you mean \"app\"?)");
+}
+
+static void test_demo(void **state)
+{
+    struct gh_config *cfg = NULL;
+    struct gh_err err;
+
+    assert_int_equal(gh_config_demo("127.0.0.1:8080", 9000, &cfg, &err), GH_OK);
+    assert_true(cfg->workers >= 1);
+    assert_string_equal(cfg->log_level, "info");
+    assert_int_equal(cfg->nlistens, 1);
+    assert_int_equal(cfg->listens[0].addr.port, 8080);
+    assert_true(cfg->admin.enabled);
+    assert_int_equal(cfg->admin.addr.port, 9901);
+    assert_int_equal(cfg->nupstreams, 1);
+    assert_string_equal(cfg->upstreams[0].name, "demo");
+    assert_string_equal(cfg->upstreams[0].endpoints[0].text, "127.0.0.1:9000");
+    assert_int_equal(cfg->upstreams[0].connect_timeout_ms, 2000);
+    assert_int_equal(cfg->upstreams[0].keepalive, 512);
+    assert_false(cfg->upstreams[0].tls.enabled);
+    assert_int_equal(cfg->nroutes, 1);
+    assert_string_equal(cfg->routes[0].path, "/");
+    assert_string_equal(cfg->routes[0].name, "/");
+    assert_string_equal(cfg->routes[0].upstream, "demo");
+    assert_int_equal(cfg->routes[0].upstream_index, 0);
+    assert_int_equal(cfg->limits.max_headers, 100);
+    assert_int_equal(cfg->limits.max_body_bytes, UINT64_C(1) << 30);
+    assert_string_equal(cfg->access_log.path, "stdout");
+    gh_config_free(cfg);
+
+    cfg = NULL;
+    assert_int_equal(gh_config_demo("nonsense", 9000, &cfg, &err), GH_ERROR);
+    assert_null(cfg);
+    assert_non_null(strstr(err.msg, "missing port"));
+    assert_int_equal(gh_config_demo("127.0.0.1:9901", 9000, &cfg, &err), GH_ERROR);
+    assert_null(cfg);
+    assert_non_null(strstr(err.msg, "is also admin.address"));
+}
+
+/* ---- Bad files: each one's line, column and message -------------------- */
+
+struct bad_case {
+    const char *yaml;
+    int line, col;
+    const char *msg; /* a substring of err.msg */
+};
+
+/* X(name, yaml, line, col, message substring) */
+#define BAD_CASES(X)                                                                               \
+    X(unknown_top_key, "foo: 1\n" VALID_TAIL, 1, 1, "unknown key \"foo\"")                         \
+    X(unknown_key_suggests, VALID_TAIL "limits: {max_header: 5}\n", 4, 10,                         \
+      "unknown key \"max_header\" in limits (did you mean \"max_headers\"?)")                      \
+    X(unknown_route_key,                                                                           \
+      LISTEN_OK UPSTREAMS_OK "routes:\n  - path: /\n    upstream: app\n    foo: 1\n", 6, 5,        \
+      "unknown key \"foo\" in routes[0]")                                                          \
+    X(list_for_scalar, "workers: [1]\n" VALID_TAIL, 1, 10,                                         \
+      "in workers: expected \"auto\" or a number, got a list")                                     \
+    X(mapping_for_list, LISTEN_OK UPSTREAMS_OK "routes: {path: /}\n", 3, 9,                        \
+      "in routes: expected a list, got a mapping")                                                 \
+    X(scalar_for_mapping, VALID_TAIL "admin: yes\n", 4, 8,                                         \
+      "in admin: expected a mapping, got a single value")                                          \
+    X(scalar_list_item, "listen: [\"127.0.0.1:8080\"]\n" UPSTREAMS_OK ROUTES_OK, 1, 10,            \
+      "in listen[0]: expected a mapping, got a single value")                                      \
+    X(bad_duration,                                                                                \
+      LISTEN_OK "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9000\"]\n"                        \
+                "    connect_timeout: 5x\n" ROUTES_OK,                                             \
+      5, 22, "in upstreams.app.connect_timeout: invalid duration \"5x\" (use e.g. 250ms, 5s, 2m)") \
+    X(zero_duration, "shutdown_timeout: 0\n" VALID_TAIL, 1, 19,                                    \
+      "in shutdown_timeout: must be greater than 0")                                               \
+    X(duration_overflow, VALID_TAIL "limits: {header_timeout: 50d}\n", 4, 26,                      \
+      "in limits.header_timeout: is too large (at most 4294967295ms)")                             \
+    X(bad_size, VALID_TAIL "limits:\n  max_body_size: 12Q\n", 5, 18,                               \
+      "in limits.max_body_size: invalid size \"12Q\"")                                             \
+    X(size_overflow, VALID_TAIL "limits: {max_header_bytes: 8GiB}\n", 4, 28,                       \
+      "in limits.max_header_bytes: is too large (at most 4294967295 bytes)")                       \
+    X(number_overflow,                                                                             \
+      LISTEN_OK ROUTES_OK "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9000\"]\n"              \
+                          "    keepalive: 4294967296\n",                                           \
+      6, 16, "in upstreams.app.keepalive: is too large (at most 4294967295)")                      \
+    X(bad_number, VALID_TAIL "limits: {max_headers: ten}\n", 4, 23,                                \
+      "in limits.max_headers: invalid number \"ten\"")                                             \
+    X(max_headers_300, VALID_TAIL "limits:\n  max_headers: 300\n", 5, 16,                          \
+      "in limits.max_headers: must be between 1 and 256")                                          \
+    X(workers_0, "workers: 0\n" VALID_TAIL, 1, 10,                                                 \
+      "in workers: must be \"auto\" or between 1 and 1024")                                        \
+    X(workers_huge, VALID_TAIL "workers: 99999999999999999999999\n", 4, 10,                        \
+      "must be \"auto\" or between 1 and 1024")                                                    \
+    X(bad_log_level, "log_level: verbose\n" VALID_TAIL, 1, 12,                                     \
+      "in log_level: must be one of debug, info, warn, error (got \"verbose\")")                   \
+    X(bad_bool, VALID_TAIL "access_log: {enabled: maybe}\n", 4, 23,                                \
+      "in access_log.enabled: expected true or false, got \"maybe\"")                              \
+    X(unknown_upstream, LISTEN_OK UPSTREAMS_OK "routes:\n  - path: /\n    upstream: ap\n", 5, 15,  \
+      "in routes[0].upstream: unknown upstream \"ap\"")                                            \
+    X(missing_listen, UPSTREAMS_OK ROUTES_OK, 1, 1, "missing required key \"listen\"")             \
+    X(missing_routes, LISTEN_OK UPSTREAMS_OK, 1, 1, "missing required key \"routes\"")             \
+    X(missing_upstreams, LISTEN_OK ROUTES_OK, 1, 1, "missing required key \"upstreams\"")          \
+    X(empty_listen, "listen: []\n" UPSTREAMS_OK ROUTES_OK, 1, 9,                                   \
+      "in listen: must have at least 1 entry")                                                     \
+    X(empty_routes, LISTEN_OK UPSTREAMS_OK "routes:\n", 3, 8,                                      \
+      "in routes: must have at least 1 entry")                                                     \
+    X(route_without_upstream, LISTEN_OK UPSTREAMS_OK "routes:\n  - path: /\n", 4, 5,               \
+      "missing required key \"upstream\" in routes[0]")                                            \
+    X(bad_path, LISTEN_OK UPSTREAMS_OK "routes: [{path: api, upstream: app}]\n", 3, 17,            \
+      "in routes[0].path: must begin with '/' (got \"api\")")                                      \
+    X(path_with_query, LISTEN_OK UPSTREAMS_OK "routes: [{path: \"/a?b\", upstream: app}]\n", 3,    \
+      17, "in routes[0].path: must not contain")                                                   \
+    X(bad_host_wildcard,                                                                           \
+      LISTEN_OK UPSTREAMS_OK "routes:\n  - host: \"api.*.com\"\n    upstream: app\n", 4, 11,       \
+      "in routes[0].host: invalid wildcard host \"api.*.com\"")                                    \
+    X(bare_wildcard_host, LISTEN_OK UPSTREAMS_OK "routes: [{host: \"*\", upstream: app}]\n", 3,    \
+      17, "invalid wildcard host \"*\"")                                                           \
+    X(bad_host, LISTEN_OK UPSTREAMS_OK "routes: [{host: \"a..b\", upstream: app}]\n", 3, 17,       \
+      "in routes[0].host: invalid host \"a..b\"")                                                  \
+    X(unknown_method, LISTEN_OK UPSTREAMS_OK "routes: [{methods: [GET, FETCH], upstream: app}]\n", \
+      3, 26, "in routes[0].methods[1]: unknown method \"FETCH\"")                                  \
+    X(lower_case_method, LISTEN_OK UPSTREAMS_OK "routes: [{methods: [get], upstream: app}]\n", 3,  \
+      21, "unknown method \"get\" (use upper case")                                                \
+    X(empty_methods, LISTEN_OK UPSTREAMS_OK "routes: [{methods: [], upstream: app}]\n", 3, 20,     \
+      "in routes[0].methods: must have at least 1 entry")                                          \
+    X(duplicate_route,                                                                             \
+      LISTEN_OK UPSTREAMS_OK "routes:\n  - {path: /a, upstream: app}\n"                            \
+                             "  - {path: /a, upstream: app, name: again}\n",                       \
+      5, 5, "in routes[1]: same host, path and methods as routes[0]")                              \
+    X(duplicate_key, VALID_TAIL "workers: 2\nworkers: 3\n", 5, 1, "duplicate key \"workers\"")     \
+    X(duplicate_nested_key,                                                                        \
+      LISTEN_OK UPSTREAMS_OK "routes:\n  - path: /\n    upstream: app\n    path: /b\n", 6, 5,      \
+      "duplicate key \"path\" in routes[0]")                                                       \
+    X(duplicate_upstream,                                                                          \
+      LISTEN_OK ROUTES_OK "upstreams:\n  app: {endpoints: [\"127.0.0.1:9000\"]}\n"                 \
+                          "  app: {endpoints: [\"127.0.0.1:9001\"]}\n",                            \
+      5, 3, "duplicate key \"app\" in upstreams")                                                  \
+    X(bad_upstream_name,                                                                           \
+      LISTEN_OK ROUTES_OK "upstreams: {\"my app\": {endpoints: [\"1.2.3.4:1\"]}}\n", 3, 13,        \
+      "in upstreams: invalid name \"my app\"")                                                     \
+    X(duplicate_listen,                                                                            \
+      "listen:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8080\n" UPSTREAMS_OK           \
+          ROUTES_OK,                                                                               \
+      3, 14, "in listen[1].address: duplicate listen address (same as listen[0])")                 \
+    X(listen_is_admin, "listen: [{address: \"127.0.0.1:9901\"}]\n" UPSTREAMS_OK ROUTES_OK, 1, 20,  \
+      "in listen[0].address: 127.0.0.1:9901 is also admin.address")                                \
+    X(address_without_port, "listen: [{address: \"127.0.0.1\"}]\n" UPSTREAMS_OK ROUTES_OK, 1, 20,  \
+      "in listen[0].address: invalid address \"127.0.0.1\": missing port")                         \
+    X(port_out_of_range, VALID_TAIL "admin: {address: \"127.0.0.1:70000\"}\n", 4, 18,              \
+      "in admin.address: invalid address \"127.0.0.1:70000\": the port must be")                   \
+    X(ipv6_without_brackets, VALID_TAIL "admin: {address: \"::1:9901\"}\n", 4, 18,                 \
+      "IPv6 addresses need brackets")                                                              \
+    X(empty_endpoints, LISTEN_OK ROUTES_OK "upstreams: {app: {endpoints: []}}\n", 3, 30,           \
+      "in upstreams.app.endpoints: must have at least 1 entry")                                    \
+    X(missing_endpoints, LISTEN_OK ROUTES_OK "upstreams:\n  app:\n    keepalive: 1\n", 5, 5,       \
+      "missing required key \"endpoints\" in upstreams.app")                                       \
+    X(wildcard_endpoint, LISTEN_OK ROUTES_OK "upstreams: {app: {endpoints: [\"*:9000\"]}}\n", 3,   \
+      31, "in upstreams.app.endpoints[0]: an endpoint needs a host")                               \
+    X(tls_without_cert,                                                                            \
+      "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"                      \
+      "        - key: /dev/null\n" UPSTREAMS_OK ROUTES_OK,                                         \
+      5, 11, "missing required key \"cert\" in listen[0].tls.certificates[0]")                     \
+    X(tls_without_certificates,                                                                    \
+      "listen:\n  - address: 127.0.0.1:8443\n    tls: {}\n" UPSTREAMS_OK ROUTES_OK, 3, 10,         \
+      "missing required key \"certificates\" in listen[0].tls")                                    \
+    X(tls_empty_certificates,                                                                      \
+      "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates: []\n" UPSTREAMS_OK      \
+          ROUTES_OK,                                                                               \
+      4, 21, "in listen[0].tls.certificates: must have at least 1 entry")                          \
+    X(tls_unreadable_cert,                                                                         \
+      "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"                      \
+      "        - cert: /nonexistent/site.pem\n          key: /dev/null\n" UPSTREAMS_OK ROUTES_OK,  \
+      5, 17, "in listen[0].tls.certificates[0].cert: cannot read \"/nonexistent/site.pem\"")       \
+    X(tls_bad_name,                                                                                \
+      "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"                      \
+      "        - {cert: /dev/null, key: /dev/null, names: [ok.example, \"bad "                     \
+      "name\"]}\n" UPSTREAMS_OK ROUTES_OK,                                                         \
+      5, 65, "in listen[0].tls.certificates[0].names[1]: invalid host \"bad name\"")               \
+    X(upstream_tls_unreadable_ca,                                                                  \
+      LISTEN_OK ROUTES_OK "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9000\"]\n"              \
+                          "    tls: {ca_file: /nonexistent/ca.pem}\n",                             \
+      6, 20, "in upstreams.app.tls.ca_file: cannot read \"/nonexistent/ca.pem\"")                  \
+    X(upstream_tls_cert_without_key,                                                               \
+      LISTEN_OK ROUTES_OK "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9000\"]\n"              \
+                          "    tls: {cert: /dev/null}\n",                                          \
+      6, 10, "in upstreams.app.tls: a client certificate needs both cert and key")                 \
+    X(syntax_error_flow, VALID_TAIL "limits: {max_headers: 5\n", 5, 1, "YAML syntax error")        \
+    X(syntax_error_indent, "listen:\n  - address: 127.0.0.1:8080\n bad: 1\n", 3, 2,                \
+      "YAML syntax error")                                                                         \
+    X(syntax_error_tab, "listen:\n\t- address: 127.0.0.1:8080\n", 2, 1, "YAML syntax error")       \
+    X(empty_file, "", 1, 1, "the configuration is empty")                                          \
+    X(comments_only, "# nothing here\n", 1, 1, "the configuration is empty")                       \
+    X(top_level_list, "- listen\n- routes\n", 1, 1, "the top level must be a mapping")             \
+    X(top_level_scalar, "hello\n", 1, 1, "the top level must be a mapping")                        \
+    X(two_documents, VALID_TAIL "---\nworkers: 1\n", 4, 1, "only one YAML document is allowed")    \
+    X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")
+
+#define BAD_OBJ(id, y, l, c, m) static struct bad_case bad_##id = {y, l, c, m};
+BAD_CASES(BAD_OBJ)
+
+static void test_bad(void **state)
+{
+    const struct bad_case *bc = *state;
+    struct gh_config *cfg = NULL;
+    struct gh_err err;
+    char buf[1024];
+
+    memset(&err, 0, sizeof(err));
+    if (gh_config_load_buffer("gatehouse.yaml", bc->yaml, strlen(bc->yaml), &cfg, &err) !=
+        GH_ERROR) {
+        gh_config_free(cfg);
+        fail_msg("loaded, but should fail with \"%s\"", bc->msg);
+    }
+    assert_null(cfg);
+    gh_err_format(&err, buf, sizeof(buf));
+    assert_string_equal(err.file, "gatehouse.yaml");
+    if (err.line != bc->line || err.col != bc->col || strstr(err.msg, bc->msg) == NULL)
+        fail_msg("got   %s\nwant  gatehouse.yaml:%d:%d: ...%s...", buf, bc->line, bc->col, bc->msg);
+}
+
+/* ---- Value parsers ------------------------------------------------------- */
+
+static void test_durations(void **state)
+{
+    static const struct {
+        const char *in;
+        int ok;
+        uint64_t ms;
+    } cases[] = {
+        {"0", 1, 0},
+        {"250", 1, 250},
+        {"250ms", 1, 250},
+        {"5s", 1, 5000},
+        {"2m", 1, 120000},
+        {"1h", 1, 3600000},
+        {"1d", 1, 86400000},
+        {"007s", 1, 7000},
+        {"18446744073709551615", 1, UINT64_MAX},
+        {"", 0, 0},
+        {"5x", 0, 0},
+        {"s", 0, 0},
+        {"-1", 0, 0},
+        {"+1", 0, 0},
+        {" 5s", 0, 0},
+        {"5s ", 0, 0},
+        {"5 s", 0, 0},
+        {"5S", 0, 0},
+        {"1.5s", 0, 0},
+        {"5sec", 0, 0},
+        {"1m30s", 0, 0},
+        {"18446744073709551616", 0, 0},
+        {"213503982334602d", 0, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t v = 12345;
+        int rc = gh_config_parse_duration_ms(cases[i].in, &v);
+        if (rc != (cases[i].ok ? GH_OK : GH_ERROR) || (cases[i].ok && v != cases[i].ms))
+            fail_msg("duration \"%s\": rc %d, value %llu", cases[i].in, rc, (unsigned long long)v);
+    }
+    assert_int_equal(gh_config_parse_duration_ms(NULL, &(uint64_t){0}), GH_ERROR);
+}
+
+static void test_sizes(void **state)
+{
+    static const struct {
+        const char *in;
+        int ok;
+        uint64_t bytes;
+    } cases[] = {
+        {"0", 1, 0},
+        {"512", 1, 512},
+        {"10b", 1, 10},
+        {"1k", 1, 1024},
+        {"1K", 1, 1024},
+        {"16KiB", 1, 16384},
+        {"16KB", 1, 16384},
+        {"16kib", 1, 16384},
+        {"1M", 1, 1048576},
+        {"1MiB", 1, 1048576},
+        {"1MB", 1, 1048576},
+        {"2GiB", 1, UINT64_C(2147483648)},
+        {"1g", 1, UINT64_C(1073741824)},
+        {"17179869183G", 1, UINT64_C(17179869183) << 30},
+        {"", 0, 0},
+        {"K", 0, 0},
+        {"1T", 0, 0},
+        {"1.5M", 0, 0},
+        {"-1", 0, 0},
+        {"1 K", 0, 0},
+        {"1Ki", 0, 0},
+        {"12Q", 0, 0},
+        {"17179869184G", 0, 0},
+        {"99999999999999999999", 0, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t v = 12345;
+        int rc = gh_config_parse_size(cases[i].in, &v);
+        if (rc != (cases[i].ok ? GH_OK : GH_ERROR) || (cases[i].ok && v != cases[i].bytes))
+            fail_msg("size \"%s\": rc %d, value %llu", cases[i].in, rc, (unsigned long long)v);
+    }
+}
+
+static void test_addrs(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *host; /* NULL: must fail */
+        int family;
+        const char *ip;
+        uint16_t port;
+        const char *why; /* a substring of the failure message */
+    } cases[] = {
+        {"127.0.0.1:8080", "127.0.0.1", AF_INET, "127.0.0.1", 8080, NULL},
+        {"[::1]:8080", "::1", AF_INET6, "::1", 8080, NULL},
+        {"[::]:443", "::", AF_INET6, "::", 443, NULL},
+        {"*:8080", "", AF_INET, "0.0.0.0", 8080, NULL},
+        {":8080", "", AF_INET, "0.0.0.0", 8080, NULL},
+        {"localhost:8080", "localhost", AF_INET, "127.0.0.1", 8080, NULL},
+        {"10.1.2.3:1", "10.1.2.3", AF_INET, "10.1.2.3", 1, NULL},
+        {"0.0.0.0:65535", "0.0.0.0", AF_INET, "0.0.0.0", 65535, NULL},
+        {"", NULL, 0, NULL, 0, "empty address"},
+        {"127.0.0.1", NULL, 0, NULL, 0, "missing port"},
+        {"127.0.0.1:", NULL, 0, NULL, 0, "the port must be"},
+        {"127.0.0.1:0", NULL, 0, NULL, 0, "the port must be"},
+        {"127.0.0.1:65536", NULL, 0, NULL, 0, "the port must be"},
+        {"127.0.0.1:80x", NULL, 0, NULL, 0, "the port must be"},
+        {"127.0.0.1:+80", NULL, 0, NULL, 0, "the port must be"},
+        {"::1:8080", NULL, 0, NULL, 0, "need brackets"},
+        {"[::1]8080", NULL, 0, NULL, 0, "use [v6]:port"},
+        {"[::1]", NULL, 0, NULL, 0, "use [v6]:port"},
+        {"[]:80", NULL, 0, NULL, 0, "empty IPv6"},
+        {"[127.0.0.1]:80", NULL, 0, NULL, 0, "not an IPv6 address"},
+        {"a b:80", NULL, 0, NULL, 0, "bad character"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gh_config_addr a;
+        char why[256] = "", ip[INET6_ADDRSTRLEN] = "";
+        int rc = gh_config_parse_addr(cases[i].in, &a, why, sizeof(why));
+
+        if (cases[i].host == NULL) {
+            if (rc != GH_ERROR || strstr(why, cases[i].why) == NULL)
+                fail_msg("addr \"%s\": rc %d, why \"%s\"", cases[i].in, rc, why);
+            assert_null(a.text);
+            continue;
+        }
+        if (rc != GH_OK) fail_msg("addr \"%s\": %s", cases[i].in, why);
+        assert_string_equal(a.text, cases[i].in);
+        assert_string_equal(a.host, cases[i].host);
+        assert_int_equal(a.port, cases[i].port);
+        assert_int_equal(a.ss.ss_family, cases[i].family);
+        if (a.ss.ss_family == AF_INET) {
+            const struct sockaddr_in *sin = (const void *)&a.ss;
+            assert_int_equal(a.sslen, sizeof(*sin));
+            assert_int_equal(ntohs(sin->sin_port), cases[i].port);
+            inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        } else {
+            const struct sockaddr_in6 *sin6 = (const void *)&a.ss;
+            assert_int_equal(a.sslen, sizeof(*sin6));
+            assert_int_equal(ntohs(sin6->sin6_port), cases[i].port);
+            inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        }
+        assert_string_equal(ip, cases[i].ip);
+        gh_config_addr_release(&a);
+        assert_null(a.text);
+        assert_null(a.host);
+    }
+    gh_config_addr_release(NULL);
+}
+
+#define BAD_TEST(id, y, l, c, m) {"bad_" #id, test_bad, NULL, NULL, &bad_##id},
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_minimal_defaults),
+                                       cmocka_unit_test(test_workers_auto),
+                                       cmocka_unit_test(test_full_example),
+                                       cmocka_unit_test(test_route_defaults),
+                                       cmocka_unit_test(test_upstream_tls_block),
+                                       cmocka_unit_test(test_null_values_and_admin_off),
+                                       cmocka_unit_test(test_relative_paths_buffer),
+                                       cmocka_unit_test(test_load_file),
+                                       cmocka_unit_test(test_example_file),
+                                       cmocka_unit_test(test_error_format),
+                                       cmocka_unit_test(test_demo),
+                                       cmocka_unit_test(test_durations),
+                                       cmocka_unit_test(test_sizes),
+                                       cmocka_unit_test(test_addrs),
+                                       BAD_CASES(BAD_TEST)};
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
