@@ -13,7 +13,8 @@ PREFIX   ?= /usr/local
 PYTHON   ?= /usr/bin/python3
 SANITIZE ?=
 
-PKGS     := libevent libevent_pthreads libevent_openssl openssl yaml-0.1
+PKGS     := libevent libevent_pthreads libevent_openssl openssl yaml-0.1 jansson sqlite3 libcurl
+LIBS_EXTRA := -largon2
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
 
 WARN     := -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 -Wstrict-prototypes \
@@ -50,7 +51,7 @@ $(DEPS_OK): scripts/install-deps
 deps: $(DEPS_OK)
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) $(LIBS_EXTRA)
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
