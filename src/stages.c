@@ -4,6 +4,7 @@
 #include "stages.h"
 
 #include "admin/admin.h"
+#include "auth/authn.h"
 #include "core/worker.h"
 #include "http/conn.h"
 #include "proxy/proxy.h"
@@ -44,6 +45,16 @@ static enum gh_stage_result stage_route(struct gh_req *r)
     }
 }
 
+/* authn + authz: the route's `auth`, `scopes` and `roles`. */
+static enum gh_stage_result stage_auth(struct gh_req *r)
+{
+    switch (gh_authn_stage(r)) {
+    case 1: return GH_STAGE_NEXT;
+    case 2: return GH_STAGE_SUSPEND;
+    default: return GH_STAGE_DONE;
+    }
+}
+
 /* proxy: the terminal handler for the data plane. */
 static enum gh_stage_result stage_proxy(struct gh_req *r)
 {
@@ -60,6 +71,7 @@ static enum gh_stage_result stage_admin(struct gh_req *r)
 static const struct gh_stage proxy_stages[] = {
     {"guard", stage_guard},
     {"route", stage_route},
+    {"auth", stage_auth},
     {"proxy", stage_proxy},
 };
 
@@ -68,7 +80,7 @@ static const struct gh_stage admin_stages[] = {
     {"admin", stage_admin},
 };
 
-void gh_stages_run(struct gh_req *r)
+static void run_from(struct gh_req *r, size_t first)
 {
     const struct gh_stage *st = proxy_stages;
     size_t n = sizeof(proxy_stages) / sizeof(proxy_stages[0]);
@@ -77,7 +89,22 @@ void gh_stages_run(struct gh_req *r)
         st = admin_stages;
         n = sizeof(admin_stages) / sizeof(admin_stages[0]);
     }
-    for (size_t i = 0; i < n; i++)
-        if (st[i].on_request(r) == GH_STAGE_DONE) return;
+    for (size_t i = first; i < n; i++) {
+        switch (st[i].on_request(r)) {
+        case GH_STAGE_NEXT: continue;
+        case GH_STAGE_SUSPEND: r->stage_index = (uint8_t)i; return;
+        default: return;
+        }
+    }
     gh_conn_reply_error(r->conn, 500, "no_handler", true);
+}
+
+void gh_stages_run(struct gh_req *r)
+{
+    run_from(r, 0);
+}
+
+void gh_stages_resume(struct gh_req *r)
+{
+    run_from(r, r->stage_index);
 }

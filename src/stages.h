@@ -7,8 +7,10 @@ struct gh_req;
 
 /* What a stage's request hook returns. */
 enum gh_stage_result {
-    GH_STAGE_NEXT, /* declined: go on with the next stage */
-    GH_STAGE_DONE, /* the stage answered or took the request over */
+    GH_STAGE_NEXT,    /* declined: go on with the next stage */
+    GH_STAGE_DONE,    /* the stage answered or took the request over */
+    GH_STAGE_SUSPEND, /* waiting (Argon2 on the auth service): the same stage runs
+                       * again when gh_stages_resume() is called */
 };
 
 struct gh_stage {
@@ -21,5 +23,7 @@ struct gh_stage {
 
 /* Runs the stages for <req> in order, for the listener kind it came on. */
 void gh_stages_run(struct gh_req *req);
+/* Runs the stages again from the one that suspended. */
+void gh_stages_resume(struct gh_req *req);
 
 #endif

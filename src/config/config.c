@@ -700,6 +700,73 @@ static int set_names(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *
     return GH_OK;
 }
 
+/* A list of tokens (scopes, roles, algorithms, audiences): case kept,
+ * printable ASCII without spaces, at most 128 bytes each. */
+static int set_strlist(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    char ***arr = FIELD(obj, key->off, char **);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+    size_t len;
+
+    if (scalar_list(ctx, n, key, &len) != GH_OK) return GH_ERROR;
+    if (len == 0) return GH_OK;
+    *arr = calloc(len, sizeof(**arr));
+    if (*arr == NULL) return fail(ctx, n, "out of memory");
+    *count = len;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        const char *v = scalar(item);
+        size_t vl = strlen(v);
+        bool ok = vl > 0 && vl <= 128;
+        for (size_t k = 0; ok && k < vl; k++)
+            ok = v[k] > 0x20 && v[k] < 0x7f;
+        if (!ok) {
+            size_t old = path_push_index(ctx, i);
+            int rc = fail(ctx, item,
+                          "\"%s\" is not a valid name (1-128 printable characters, no spaces)", v);
+            path_pop(ctx, old);
+            return rc;
+        }
+        (*arr)[i] = strdup(v);
+        if ((*arr)[i] == NULL) return fail(ctx, item, "out of memory");
+    }
+    return GH_OK;
+}
+
+/* A secret: "env:NAME" (an environment variable), "file:PATH" (a file's
+ * content without its final newline) or the value itself. At least 16
+ * bytes: shorter HMAC keys are guessable. The message never shows it. */
+static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    char **field = FIELD(obj, key->off, char *);
+    const char *s = scalar(n);
+    char buf[4096];
+    const char *val = s;
+
+    if (strncmp(s, "env:", 4) == 0) {
+        val = getenv(s + 4);
+        if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
+    } else if (strncmp(s, "file:", 5) == 0) {
+        char full[PATH_MAX];
+        FILE *f;
+        size_t got;
+        if (s[5] == '/')
+            snprintf(full, sizeof(full), "%s", s + 5);
+        else
+            snprintf(full, sizeof(full), "%s/%s", ctx->base_dir, s + 5);
+        f = fopen(full, "rb");
+        if (f == NULL) return fail(ctx, n, "cannot read %s: %s", full, strerror(errno));
+        got = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+            got--;
+        buf[got] = '\0';
+        val = buf;
+    }
+    if (strlen(val) < 16) return fail(ctx, n, "a secret must have at least 16 bytes");
+    return store_str(ctx, n, field, val);
+}
+
 /* ---- Mappings and lists of mappings -------------------------------------- */
 
 static int set_map(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
@@ -893,6 +960,8 @@ static const struct cfg_type t_methods = {"a list", YAML_SEQUENCE_NODE, set_meth
 static const struct cfg_type t_endpoints = {"a list", YAML_SEQUENCE_NODE, set_endpoints,
                                             release_endpoints};
 static const struct cfg_type t_names = {"a list", YAML_SEQUENCE_NODE, set_names, release_names};
+static const struct cfg_type t_strlist = {"a list", YAML_SEQUENCE_NODE, set_strlist, release_names};
+static const struct cfg_type t_secret = {"a secret", YAML_SCALAR_NODE, set_secret, release_str};
 
 /* ---- Finish hooks (cross-field checks within one mapping) ------------------ */
 
@@ -947,6 +1016,17 @@ static int finish_route(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 {
     struct gh_config_route *r = obj;
     size_t len;
+
+    if (r->auth == NULL || strcmp(r->auth, "none") == 0)
+        r->auth_mode = GH_ROUTE_AUTH_NONE;
+    else if (strcmp(r->auth, "api_key") == 0)
+        r->auth_mode = GH_ROUTE_AUTH_API_KEY;
+    else if (strcmp(r->auth, "jwt") == 0)
+        r->auth_mode = GH_ROUTE_AUTH_JWT;
+    else
+        r->auth_mode = GH_ROUTE_AUTH_ANY;
+    if (r->auth_mode == GH_ROUTE_AUTH_NONE && (r->nscopes || r->nroles))
+        return fail(ctx, node, "scopes and roles need `auth: api_key`, `jwt` or `any`");
 
     if (r->name != NULL) return GH_OK;
     len = (r->host ? strlen(r->host) + 1 : 0) + strlen(r->path) + 1;
@@ -1029,6 +1109,7 @@ static const struct cfg_key upstream_keys[] = {
     KEY("keepalive_timeout", t_duration, UP, keepalive_timeout_ms, .min = 1, .dflt = "60s"),
     KEY("max_connections", t_u32, UP, max_connections, .min = 0, .dflt = "0"),
     KEY("tls", t_map, UP, tls, .sub = &upstream_tls_map),
+    KEY("identity_secret", t_secret, UP, identity_secret),
 };
 #undef UP
 static const struct cfg_map upstream_map = {
@@ -1038,12 +1119,20 @@ static const struct cfg_map upstream_map = {
     POS_AT(struct gh_config_upstream),
 };
 
+static const char *const route_auth_modes[] = {"none", "api_key", "jwt", "any", NULL};
+
 static const struct cfg_key route_keys[] = {
     KEY("name", t_string, struct gh_config_route, name),
     KEY("host", t_host, struct gh_config_route, host),
     KEY("path", t_route_path, struct gh_config_route, path, .dflt = "/"),
     KEY("methods", t_methods, struct gh_config_route, methods, .min = 1),
     KEY("upstream", t_string, struct gh_config_route, upstream, .flags = KEY_REQUIRED),
+    KEY("auth", t_string, struct gh_config_route, auth, .choices = route_auth_modes,
+        .dflt = "none"),
+    LIST("scopes", t_strlist, struct gh_config_route, scopes, nscopes),
+    LIST("roles", t_strlist, struct gh_config_route, roles, nroles),
+    KEY("api_key_header", t_string, struct gh_config_route, api_key_header),
+    KEY("query_key_param", t_string, struct gh_config_route, query_key_param),
 };
 static const struct cfg_map route_map = {
     MAP_OF(route_keys),
@@ -1074,6 +1163,92 @@ static const struct cfg_key access_log_keys[] = {
 };
 static const struct cfg_map access_log_map = {MAP_OF(access_log_keys)};
 
+static const struct cfg_key store_keys[] = {
+    KEY("sqlite", t_path, struct gh_config_store, sqlite, .dflt = "gatehouse.db"),
+};
+static const struct cfg_map store_map = {MAP_OF(store_keys)};
+
+static const struct cfg_key argon2_keys[] = {
+    KEY("memory", t_size32, struct gh_config_argon2, memory_bytes, .min = 8192,
+        .max = 1024u * 1024 * 1024, .dflt = "19MiB"),
+    KEY("iterations", t_u32, struct gh_config_argon2, iterations, .min = 1, .max = 100,
+        .dflt = "2"),
+    KEY("parallelism", t_u32, struct gh_config_argon2, parallelism, .min = 1, .max = 64,
+        .dflt = "1"),
+};
+static const struct cfg_map argon2_map = {MAP_OF(argon2_keys)};
+
+/* The `jwt` block turns JWT verification on; it needs one key source. */
+static int finish_jwt(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_jwt *j = obj;
+    static const char *const algs[] = {"RS256", "RS384", "RS512", "PS256", "PS384",
+                                       "ES256", "ES384", "EdDSA", NULL};
+
+    j->enabled = node != NULL;
+    if (!j->enabled) return GH_OK;
+    j->pos = pos_of(node);
+    if ((j->jwks_url == NULL) == (j->jwks_file == NULL))
+        return fail(ctx, node, "give exactly one of jwks_url and jwks_file");
+    if (j->jwks_url && strncmp(j->jwks_url, "https://", 8) != 0 &&
+        strncmp(j->jwks_url, "http://", 7) != 0)
+        return fail(ctx, map_get(ctx, node, "jwks_url"), "jwks_url must be an http(s) URL");
+    for (size_t i = 0; i < j->nalgorithms; i++) {
+        size_t k;
+        for (k = 0; algs[k]; k++)
+            if (strcmp(j->algorithms[i], algs[k]) == 0) break;
+        if (algs[k] == NULL)
+            return fail(ctx, seq_item(ctx, map_get(ctx, node, "algorithms"), i),
+                        "algorithm \"%s\" is not supported (use RS256, RS384, RS512, PS256, "
+                        "PS384, ES256, ES384 or EdDSA; HMAC and none are refused)",
+                        j->algorithms[i]);
+    }
+    return GH_OK;
+}
+
+#define JWT struct gh_config_jwt
+static const struct cfg_key jwt_keys[] = {
+    KEY("jwks_url", t_string, JWT, jwks_url),
+    KEY("jwks_file", t_path, JWT, jwks_file, .flags = KEY_READABLE),
+    KEY("issuer", t_string, JWT, issuer),
+    LIST("audiences", t_strlist, JWT, audiences, naudiences),
+    LIST("algorithms", t_strlist, JWT, algorithms, nalgorithms),
+    KEY("leeway", t_duration, JWT, leeway_ms, .min = 0, .max = 3600000, .dflt = "60s"),
+    KEY("tenant_claim", t_string, JWT, tenant_claim, .dflt = "tenant"),
+    KEY("subject_claim", t_string, JWT, subject_claim, .dflt = "sub"),
+    KEY("scope_claim", t_string, JWT, scope_claim, .dflt = "scope"),
+    KEY("roles_claim", t_string, JWT, roles_claim),
+    KEY("refresh_interval", t_duration, JWT, refresh_interval_ms, .min = 1000, .dflt = "5m"),
+    KEY("max_token_size", t_size32, JWT, max_token_bytes, .min = 256, .max = 65536, .dflt = "8KiB"),
+};
+#undef JWT
+static const struct cfg_map jwt_map = {MAP_OF(jwt_keys), .finish = finish_jwt};
+
+static const char *const token_algs[] = {"ES256", "EdDSA", NULL};
+static const struct cfg_key tokens_keys[] = {
+    KEY("issuer", t_string, struct gh_config_tokens, issuer, .dflt = "gatehouse"),
+    KEY("ttl", t_duration, struct gh_config_tokens, ttl_ms, .min = 1000, .max = 86400000,
+        .dflt = "15m"),
+    KEY("algorithm", t_string, struct gh_config_tokens, algorithm, .choices = token_algs,
+        .dflt = "ES256"),
+    KEY("rotate_every", t_duration, struct gh_config_tokens, rotate_every_ms, .min = 60000,
+        .dflt = "24h"),
+};
+static const struct cfg_map tokens_map = {MAP_OF(tokens_keys)};
+
+#define AUTH struct gh_config_auth
+static const struct cfg_key auth_keys[] = {
+    KEY("argon2", t_map, AUTH, argon2, .sub = &argon2_map),
+    KEY("cache_ttl", t_duration, AUTH, cache_ttl_ms, .min = 1000, .max = 86400000, .dflt = "60s"),
+    KEY("rotation_grace", t_duration, AUTH, rotation_grace_ms, .min = 0, .dflt = "24h"),
+    KEY("api_key_header", t_string, AUTH, api_key_header, .dflt = "X-API-Key"),
+    KEY("verify_threads", t_u32, AUTH, verify_threads, .min = 1, .max = 64, .dflt = "1"),
+    KEY("jwt", t_map, AUTH, jwt, .sub = &jwt_map),
+    KEY("tokens", t_map, AUTH, tokens, .sub = &tokens_map),
+};
+#undef AUTH
+static const struct cfg_map auth_map = {MAP_OF(auth_keys)};
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 static const struct cfg_key root_keys[] = {
@@ -1090,6 +1265,8 @@ static const struct cfg_key root_keys[] = {
          .sub = &route_map),
     KEY("limits", t_map, struct gh_config, limits, .sub = &limits_map),
     KEY("access_log", t_map, struct gh_config, access_log, .sub = &access_log_map),
+    KEY("store", t_map, struct gh_config, store, .sub = &store_map),
+    KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
 };
 static const struct cfg_map root_map = {MAP_OF(root_keys)};
 
@@ -1258,6 +1435,11 @@ static int check_routes(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config
                                 sizeof(cfg->upstreams[0]), sbuf, sizeof(sbuf)));
         }
         r->upstream_index = u;
+        if ((r->auth_mode == GH_ROUTE_AUTH_JWT) && !cfg->auth.jwt.enabled) {
+            path_set(ctx, "routes[%zu].auth", i);
+            return fail(ctx, map_get(ctx, seq_item(ctx, seq, i), "auth"),
+                        "`auth: jwt` needs an `auth.jwt` block (jwks_url or jwks_file)");
+        }
         /* Routes are tried in file order, so an identical later one could
          * never match: almost certainly a copy-paste mistake. */
         for (size_t j = 0; j < i; j++) {

@@ -79,6 +79,7 @@ struct gh_config_upstream {
         keepalive_timeout_ms; /* an idle pooled connection is closed after this; default 60000 */
     uint32_t max_connections; /* per endpoint per worker, 0 = unlimited; default 0 */
     struct gh_config_upstream_tls tls;
+    char *identity_secret; /* resolved value (env:/file: references read at load); NULL: none */
     struct gh_config_pos pos;
 };
 
@@ -95,6 +96,14 @@ enum {
     GH_METHOD_OTHER = 1u << 8, /* any method not listed above */
 };
 
+/* Who may pass a route (issue 3): resolved from the `auth` string. */
+enum gh_route_auth {
+    GH_ROUTE_AUTH_NONE,
+    GH_ROUTE_AUTH_API_KEY,
+    GH_ROUTE_AUTH_JWT,
+    GH_ROUTE_AUTH_ANY, /* an API key or a JWT */
+};
+
 struct gh_config_route {
     char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
     char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
@@ -103,6 +112,14 @@ struct gh_config_route {
     uint32_t methods;      /* GH_METHOD_* bits; 0 = any method */
     char *upstream;        /* upstream name */
     size_t upstream_index; /* index into gh_config.upstreams, resolved at load */
+    char *auth;            /* "none" (default) | "api_key" | "jwt" | "any" */
+    enum gh_route_auth auth_mode;
+    char **scopes; /* all required */
+    size_t nscopes;
+    char **roles; /* any one required */
+    size_t nroles;
+    char *api_key_header;  /* NULL: auth.api_key_header */
+    char *query_key_param; /* NULL: a key in the query string is refused */
     struct gh_config_pos pos;
 };
 
@@ -124,6 +141,52 @@ struct gh_config_access_log {
     char *path;   /* "stdout" (default) or a file path, opened in append mode */
 };
 
+struct gh_config_store {
+    char *sqlite; /* database file; default "gatehouse.db" beside the config file */
+};
+
+struct gh_config_argon2 {
+    uint32_t memory_bytes; /* default 19 MiB */
+    uint32_t iterations;   /* default 2 */
+    uint32_t parallelism;  /* default 1 */
+};
+
+struct gh_config_jwt {
+    bool enabled;   /* the `jwt` block is present */
+    char *jwks_url; /* one of jwks_url / jwks_file */
+    char *jwks_file;
+    char *issuer;     /* NULL: not checked */
+    char **audiences; /* empty: not checked */
+    size_t naudiences;
+    char **algorithms; /* empty: RS256 RS384 RS512 PS256 ES256 ES384 EdDSA */
+    size_t nalgorithms;
+    uint32_t leeway_ms;           /* default 60s */
+    char *tenant_claim;           /* default "tenant" */
+    char *subject_claim;          /* default "sub" */
+    char *scope_claim;            /* default "scope" */
+    char *roles_claim;            /* default NULL: no roles from tokens */
+    uint32_t refresh_interval_ms; /* JWKS URL refresh, default 5m */
+    uint32_t max_token_bytes;     /* default 8KiB */
+    struct gh_config_pos pos;
+};
+
+struct gh_config_tokens {
+    char *issuer;             /* default "gatehouse" */
+    uint32_t ttl_ms;          /* default 15m */
+    char *algorithm;          /* "ES256" (default) | "EdDSA" */
+    uint32_t rotate_every_ms; /* default 24h */
+};
+
+struct gh_config_auth {
+    struct gh_config_argon2 argon2;
+    uint32_t cache_ttl_ms;      /* verified-key cache, default 60s */
+    uint32_t rotation_grace_ms; /* default for key rotation, default 24h */
+    char *api_key_header;       /* default "X-API-Key" (besides Authorization: Bearer) */
+    uint32_t verify_threads;    /* Argon2 verification threads, default 1 */
+    struct gh_config_jwt jwt;
+    struct gh_config_tokens tokens;
+};
+
 struct gh_config {
     char *file;         /* path it was loaded from */
     uint8_t sha256[32]; /* hash of the file's bytes (for metrics and logs) */
@@ -137,6 +200,8 @@ struct gh_config {
     size_t nroutes;
     struct gh_config_limits limits;
     struct gh_config_access_log access_log;
+    struct gh_config_store store;
+    struct gh_config_auth auth;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
 };

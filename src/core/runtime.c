@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "auth/service.h"
 #include "core/clock.h"
+#include "store/store.h"
 #include "core/log.h"
 #include "telemetry/accesslog.h"
 
@@ -27,6 +29,34 @@ static void apply_log_level(const struct gh_config *cfg)
     enum gh_log_level lvl = GH_LOG_INFO;
     if (cfg->log_level) gh_log_level_parse(cfg->log_level, &lvl);
     gh_log_set_level(lvl);
+}
+
+/* The auth service's refresher thread publishes a new key directory. */
+static void publish_keydir(void *arg, struct gh_keydir *d)
+{
+    struct gh_runtime *rt = arg;
+    gh_keydir_ref(d, rt->nworkers + (rt->admin_running ? 1 : 0));
+    for (int i = 0; i < rt->nworkers; i++)
+        gh_worker_publish_keydir(&rt->workers[i], d);
+    if (rt->admin_running) gh_worker_publish_keydir(&rt->admin, d);
+    gh_keydir_unref(d); /* the reference the service gave us */
+}
+
+int gh_runtime_open_store(const struct gh_config *cfg, struct gh_store **out, struct gh_err *err)
+{
+    struct gh_store_params params = {.sqlite_path = cfg->store.sqlite};
+    int applied = 0, version = 0;
+
+    if (gh_store_open(&params, out, err) != GH_OK) return GH_ERROR;
+    if (gh_store_migrate(*out, &applied, &version, err) != GH_OK) {
+        gh_store_close(*out);
+        *out = NULL;
+        return GH_ERROR;
+    }
+    if (applied)
+        gh_log_info("store %s: applied %d migration(s), schema version %d", cfg->store.sqlite,
+                    applied, version);
+    return GH_OK;
 }
 
 static void publish(struct gh_runtime *rt, struct gh_snapshot *snap)
@@ -55,6 +85,8 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
     if (old->workers != cfg->workers)
         gh_log_warn("reload: workers changed from %d to %d; takes effect at the next restart",
                     old->workers, cfg->workers);
+    if (strcmp(old->store.sqlite, cfg->store.sqlite) != 0)
+        gh_log_warn("reload: store.sqlite changed; takes effect at the next restart");
     if (old->admin.enabled != cfg->admin.enabled ||
         strcmp(old->admin.addr.text, cfg->admin.addr.text) != 0)
         gh_log_warn("reload: the admin address changed; takes effect at the next restart");
@@ -160,6 +192,10 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
     if (rt->main_base == NULL) return gh_err_set(err, NULL, 0, 0, "event_base_new failed");
+    if (gh_runtime_open_store(rt->snap->cfg, &rt->store, err) != GH_OK) return GH_ERROR;
+    rt->auth = gh_auth_service_start(rt->store, rt->snap->cfg->auth.verify_threads, publish_keydir,
+                                     rt, err);
+    if (rt->auth == NULL) return GH_ERROR;
 
     rt->nworkers = rt->snap->cfg->workers;
     rt->workers = calloc((size_t)rt->nworkers, sizeof(*rt->workers));
@@ -220,6 +256,10 @@ void gh_runtime_release(struct gh_runtime *rt)
     gh_worker_release(&rt->admin);
     free(rt->workers);
     rt->workers = NULL;
+    gh_auth_service_stop(rt->auth);
+    rt->auth = NULL;
+    if (rt->store) gh_store_close(rt->store);
+    rt->store = NULL;
     gh_accesslog_close(rt->alog);
     rt->alog = NULL;
     if (rt->sig_hup) event_free(rt->sig_hup);

@@ -16,6 +16,8 @@
 #include "core/worker.h"
 
 struct gh_accesslog;
+struct gh_store;
+struct gh_auth_service;
 
 struct gh_runtime {
     char *config_path; /* NULL for the built-in demo config */
@@ -27,7 +29,9 @@ struct gh_runtime {
     struct gh_worker admin;
     bool admin_running;
     struct gh_accesslog *alog;
-    _Atomic bool ready; /* listeners up, config loaded, not draining */
+    struct gh_store *store;       /* opened and migrated at start */
+    struct gh_auth_service *auth; /* key directory refresh, Argon2, last_used */
+    _Atomic bool ready;           /* listeners up, config loaded, not draining */
     _Atomic int running_workers;
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_failed;
@@ -41,6 +45,10 @@ struct gh_runtime {
  * SIGHUP re-reads. Returns GH_OK or GH_ERROR with <err>. */
 int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *config_path,
                      struct gh_err *err);
+/* Opens the store named by <cfg> and applies its migrations (also used by
+ * the CLI). Returns GH_OK or GH_ERROR with <err>. */
+int gh_runtime_open_store(const struct gh_config *cfg, struct gh_store **out, struct gh_err *err);
+
 /* Runs the main loop until shutdown completes; returns the exit code. */
 int gh_runtime_run(struct gh_runtime *rt);
 void gh_runtime_release(struct gh_runtime *rt);

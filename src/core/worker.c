@@ -11,6 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/authn.h"
+#include "auth/keydir.h"
+#include "auth/service.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -113,6 +116,7 @@ struct gh_req *gh_worker_req_get(struct gh_worker *w)
 
 void gh_worker_req_put(struct gh_worker *w, struct gh_req *r)
 {
+    gh_authn_cancel(r);
     if (w->nfree_reqs >= FREE_REQS_MAX) {
         free(r);
         return;
@@ -165,8 +169,14 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gh_worker *w = arg;
     struct gh_snapshot *snap = atomic_exchange(&w->pending, NULL);
+    struct gh_keydir *dir = atomic_exchange(&w->pending_dir, NULL);
 
     if (snap) adopt(w, snap);
+    if (dir) {
+        /* No request keeps pointers into a directory across loop turns. */
+        gh_keydir_unref(w->keydir);
+        w->keydir = dir;
+    }
     if (atomic_load(&w->stop_requested) && !w->draining) {
         w->draining = true;
         w->drain_deadline_ns =
@@ -177,12 +187,52 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void verify_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gh_worker *w = arg;
+    struct gh_verify_job *list, *prev = NULL;
+
+    pthread_mutex_lock(&w->verify_mu);
+    list = w->verify_done;
+    w->verify_done = NULL;
+    pthread_mutex_unlock(&w->verify_mu);
+    /* The list is newest first: reverse it so requests resume in order. */
+    while (list) {
+        struct gh_verify_job *next = list->next;
+        list->next = prev;
+        prev = list;
+        list = next;
+    }
+    while (prev) {
+        struct gh_verify_job *next = prev->next;
+        gh_authn_job_done(w, prev);
+        prev = next;
+    }
+}
+
+void gh_worker_verify_done(struct gh_worker *w, struct gh_verify_job *job)
+{
+    pthread_mutex_lock(&w->verify_mu);
+    job->next = w->verify_done;
+    w->verify_done = job;
+    pthread_mutex_unlock(&w->verify_mu);
+    event_active(w->verify_ev, EV_TIMEOUT, 0);
+}
+
+void gh_worker_publish_keydir(struct gh_worker *w, struct gh_keydir *d)
+{
+    struct gh_keydir *old = atomic_exchange(&w->pending_dir, d);
+    if (old) gh_keydir_unref(old);
+    event_active(w->notify_ev, EV_TIMEOUT, 0);
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gh_worker *w = arg;
     uint64_t now = gh_now_ns();
 
     gh_accesslog_flush(w->alog);
+    gh_authn_tick(w);
     gh_pools_tick(w, now);
     /* Listeners paused by EMFILE get another chance each tick. */
     gh_worker_pause_accept(w, false);
@@ -231,7 +281,12 @@ int gh_worker_init(struct gh_worker *w, struct gh_runtime *rt, int id, bool is_a
     }
     w->notify_ev = event_new(w->base, -1, 0, notify_cb, w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
-    if (w->notify_ev == NULL || w->tick_ev == NULL)
+    w->verify_ev = event_new(w->base, -1, 0, verify_done_cb, w);
+    pthread_mutex_init(&w->verify_mu, NULL);
+    w->authn = gh_authn_worker_new();
+    w->keydir = rt->auth ? gh_auth_service_keydir(rt->auth) : gh_keydir_empty();
+    if (w->notify_ev == NULL || w->tick_ev == NULL || w->verify_ev == NULL || w->authn == NULL ||
+        w->keydir == NULL)
         return gh_err_set(err, NULL, 0, 0, "out of memory");
     if (rt->alog && !is_admin) w->alog = gh_accesslog_buf_new(rt->alog);
     gh_snapshot_ref(snap, 1);
@@ -304,8 +359,24 @@ void gh_worker_release(struct gh_worker *w)
         w->free_reqs = r->next_free;
         free(r);
     }
+    {
+        struct gh_keydir *d = atomic_exchange(&w->pending_dir, NULL);
+        if (d) gh_keydir_unref(d);
+    }
+    /* Jobs that came back after the loop stopped. */
+    while (w->verify_done) {
+        struct gh_verify_job *j = w->verify_done;
+        w->verify_done = j->next;
+        free(j);
+    }
+    gh_keydir_unref(w->keydir);
+    w->keydir = NULL;
+    gh_authn_worker_free(w->authn);
+    w->authn = NULL;
+    pthread_mutex_destroy(&w->verify_mu);
     if (w->notify_ev) event_free(w->notify_ev);
     if (w->tick_ev) event_free(w->tick_ev);
+    if (w->verify_ev) event_free(w->verify_ev);
     free(w->listeners);
     gh_bufpool_release(&w->bufpool);
     event_base_free(w->base);

@@ -22,6 +22,9 @@ struct gh_req;
 struct gh_pool;
 struct gh_upstream_rt;
 struct gh_accesslog_buf;
+struct gh_keydir;
+struct gh_authn_worker;
+struct gh_verify_job;
 
 struct gh_listener {
     struct gh_worker *worker;
@@ -53,9 +56,13 @@ struct gh_worker {
     size_t nlisteners;
 
     /* snapshot handling (see snapshot.h) */
-    _Atomic(struct gh_snapshot *) pending; /* mailbox written by the main thread */
-    _Atomic bool stop_requested;           /* set by the main thread on SIGTERM */
-    struct event *notify_ev;               /* activated by the main thread */
+    _Atomic(struct gh_snapshot *) pending;   /* mailbox written by the main thread */
+    _Atomic bool stop_requested;             /* set by the main thread on SIGTERM */
+    _Atomic(struct gh_keydir *) pending_dir; /* mailbox written by the auth service */
+    pthread_mutex_t verify_mu;               /* guards verify_done */
+    struct gh_verify_job *verify_done;       /* Argon2 jobs back from the auth service */
+    struct event *verify_ev;
+    struct event *notify_ev; /* activated by the main thread */
     struct gh_wsnap *cur;
     struct gh_wsnap *retired;
 
@@ -70,6 +77,8 @@ struct gh_worker {
     size_t nups;
     struct event *tick_ev; /* 250 ms housekeeping */
     struct gh_accesslog_buf *alog;
+    struct gh_keydir *keydir; /* never NULL once started */
+    struct gh_authn_worker *authn;
     uint64_t id_prefix; /* request ids: random prefix + counter */
     uint64_t id_counter;
     bool draining;
@@ -91,6 +100,9 @@ void gh_worker_release(struct gh_worker *w);
 /* Main thread: hands <snap> (one reference already taken for this worker)
  * to the worker, which adopts it on its own loop. */
 void gh_worker_publish(struct gh_worker *w, struct gh_snapshot *snap);
+/* Any thread: hands <d> (one reference already taken for this worker). */
+void gh_worker_publish_keydir(struct gh_worker *w, struct gh_keydir *d);
+
 /* Main thread: asks the worker to stop accepting and finish. */
 void gh_worker_shutdown(struct gh_worker *w);
 

@@ -36,6 +36,7 @@ static void conn_close(struct gh_conn *c);
 static void conn_read_head(struct gh_conn *c);
 static void conn_parse_buffered(struct gh_conn *c);
 static void conn_finish_request(struct gh_conn *c);
+static void conn_early_error(struct gh_conn *c, int status, const char *code);
 
 static const struct gh_snapshot *current_snap(const struct gh_conn *c)
 {
@@ -248,7 +249,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (c->state) {
     case GH_CONN_HEAD:
         if (c->req && gh_buf_len(&c->in) > 0) {
-            gh_conn_reply_error(c, 408, "request_timeout", true);
+            conn_early_error(c, 408, "request_timeout");
             return;
         }
         conn_close(c);
@@ -308,7 +309,7 @@ static void conn_linger(struct gh_conn *c)
     if (c->req) {
         gh_accesslog_request(c->worker, c->req);
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
-        gh_worker_snap_leave(c->worker, c->req->wsnap);
+        if (c->req->wsnap) gh_worker_snap_leave(c->worker, c->req->wsnap);
         gh_worker_req_put(c->worker, c->req);
         c->req = NULL;
     }
@@ -355,26 +356,27 @@ bool gh_conn_flush(struct gh_conn *c)
 
 /* Appends a response head for a locally generated answer. */
 static int append_reply_head(struct gh_conn *c, int status, const char *content_type,
-                             size_t body_len, bool close)
+                             size_t body_len, bool close, const char *extra)
 {
     const struct gh_req *r = c->req;
-    char head[1024];
+    char head[2048];
     int n;
 
     n = snprintf(head, sizeof(head),
                  "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                 "X-Request-Id: %.*s\r\n%s\r\n",
+                 "X-Request-Id: %.*s\r\n%s%s\r\n",
                  status, gh_http_reason(status), gh_worker_date(c->worker), content_type, body_len,
-                 r ? (int)r->id_len : 0, r ? r->id : "",
+                 r ? (int)r->id_len : 0, r ? r->id : "", extra ? extra : "",
                  close ? "Connection: close\r\n"
                        : (r && r->head.minor_version == 0 ? "Connection: keep-alive\r\n" : ""));
     if (n < 0 || (size_t)n >= sizeof(head)) return -1;
     if (gh_buf_acquire(&c->out, &c->worker->bufpool) != 0) return -1;
+    if (gh_buf_room(&c->out) < (size_t)n) gh_buf_compact(&c->out);
     return gh_buf_append(&c->out, head, (size_t)n);
 }
 
-void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, const char *body,
-                   size_t len)
+void gh_conn_reply_ex(struct gh_conn *c, int status, const char *content_type, const char *body,
+                      size_t len, const char *extra)
 {
     struct gh_req *r = c->req;
     bool head_only = r && r->head.method_id == GH_HTTP_HEAD;
@@ -383,7 +385,15 @@ void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, cons
      * safely: answer and close. */
     if (r && !r->body_done && r->head.framing.body != GH_BODY_NONE) c->want_close = true;
     if (r) r->status = status;
-    if (append_reply_head(c, status, content_type, len, c->want_close) != 0 ||
+    if (!head_only && len > GH_BUF_SIZE / 2 && gh_buf_len(&c->out) + len + 2048 > c->out.cap) {
+        if (gh_buf_acquire(&c->out, &c->worker->bufpool) != 0 ||
+            gh_buf_grow(&c->out, &c->worker->bufpool,
+                        (uint32_t)(gh_buf_len(&c->out) + len + 2048)) != 0) {
+            gh_conn_abort(c);
+            return;
+        }
+    }
+    if (append_reply_head(c, status, content_type, len, c->want_close, extra) != 0 ||
         (!head_only && len > 0 && gh_buf_append(&c->out, body, len) != 0)) {
         gh_conn_abort(c);
         return;
@@ -392,7 +402,19 @@ void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, cons
     gh_conn_response_queued(c);
 }
 
+void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, const char *body,
+                   size_t len)
+{
+    gh_conn_reply_ex(c, status, content_type, body, len, NULL);
+}
+
 void gh_conn_reply_error(struct gh_conn *c, int status, const char *code, bool close)
+{
+    gh_conn_reply_error_ex(c, status, code, close, NULL);
+}
+
+void gh_conn_reply_error_ex(struct gh_conn *c, int status, const char *code, bool close,
+                            const char *extra)
 {
     char body[256];
     struct gh_jsonw jw;
@@ -412,7 +434,7 @@ void gh_conn_reply_error(struct gh_conn *c, int status, const char *code, bool c
     if (r) r->error = code;
     if (close) c->want_close = true;
     if (r && c->state != GH_CONN_ACTIVE) c->state = GH_CONN_ACTIVE;
-    gh_conn_reply(c, status, "application/json", body, jw.len);
+    gh_conn_reply_ex(c, status, "application/json", body, jw.len, extra);
 }
 
 void gh_conn_response_queued(struct gh_conn *c)
@@ -576,13 +598,7 @@ static void conn_parse_buffered(struct gh_conn *c)
             break;
         }
         if (rc != GH_OK) {
-            memset(&c->req->head, 0, sizeof(c->req->head));
-            set_request_id(c->worker, c->req);
-            c->req->t_start = c->req->t_progress = gh_now_ns();
-            c->req->wsnap = gh_worker_snap_enter(c->worker);
-            c->req->snap = c->req->wsnap->snap;
-            c->req->body_done = true;
-            gh_conn_reply_error(c, err.status, err.code, true);
+            conn_early_error(c, err.status, err.code);
             break;
         }
         conn_start_request(c);
@@ -591,6 +607,23 @@ static void conn_parse_buffered(struct gh_conn *c)
     /* More pipelined requests wait for the next loop turn. */
     if (i == MAX_PIPELINE_PER_TURN && c->state == GH_CONN_HEAD && gh_buf_len(&c->in) > 0)
         event_active(&c->sock.ev_read, EV_READ, 0);
+}
+
+/* Answers a request that never got a complete head (parse error, header
+ * timeout): it still gets a request id, a snapshot and a log line. */
+static void conn_early_error(struct gh_conn *c, int status, const char *code)
+{
+    struct gh_req *r = c->req;
+
+    memset(&r->head, 0, sizeof(r->head));
+    set_request_id(c->worker, r);
+    r->conn = c;
+    r->t_start = r->t_progress = gh_now_ns();
+    r->wsnap = gh_worker_snap_enter(c->worker);
+    r->snap = r->wsnap->snap;
+    r->body_done = true;
+    r->bytes_in = gh_buf_len(&c->in);
+    gh_conn_reply_error(c, status, code, true);
 }
 
 /* Reads bytes of a request head. */

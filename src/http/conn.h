@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/principal.h"
 #include "core/buf.h"
 #include "core/snapshot.h"
 #include "http/parser.h"
@@ -28,6 +29,7 @@ struct gh_listener;
 struct gh_route;
 struct gh_upconn;
 struct gh_pool;
+struct gh_verify_job;
 
 enum gh_conn_state {
     GH_CONN_TLS_HANDSHAKE,
@@ -84,11 +86,12 @@ struct gh_req {
     uint64_t t_attempt; /* current attempt began (connect or reuse) */
     uint64_t t_sent;    /* request fully written upstream */
     uint8_t attempts;
-    uint8_t endpoint_tries; /* endpoints tried after refused connects */
-    bool no_pool;           /* retry on a fresh connection, not a pooled one */
-    bool up_reused;         /* the connection came from the pool */
-    bool up_sent_all;       /* request head and body fully written upstream */
-    bool up_got_bytes;      /* any response byte arrived */
+    uint8_t endpoint_tries;  /* endpoints tried after refused connects */
+    uint16_t endpoint_first; /* index of the first endpoint tried */
+    bool no_pool;            /* retry on a fresh connection, not a pooled one */
+    bool up_reused;          /* the connection came from the pool */
+    bool up_sent_all;        /* request head and body fully written upstream */
+    bool up_got_bytes;       /* any response byte arrived */
     enum gh_up_error up_error;
 
     /* Response, upstream -> client. */
@@ -101,6 +104,12 @@ struct gh_req {
     bool resp_done;       /* whole response queued to the client */
     bool resp_last_chunk; /* "0\r\n" written (chunked output) */
     bool up_keep;         /* the upstream connection may be reused after this */
+
+    /* Authentication (src/auth/authn.c). */
+    struct gh_principal principal;
+    struct gh_verify_job *verify_job; /* out at the auth service */
+    int8_t verify_result;             /* 0 none yet, 1 verified, -1 refused */
+    uint8_t stage_index;              /* where the pipeline resumes */
 
     struct gh_req *next_free;
     struct gh_http_header headers[GH_HTTP_MAX_HEADERS];
@@ -144,10 +153,15 @@ void gh_conn_close_all(struct gh_worker *w);
  * {"error": <code>, "request_id": ...}. Only before any response byte was
  * queued. Closes the connection afterwards when <close> is true. */
 void gh_conn_reply_error(struct gh_conn *c, int status, const char *code, bool close);
+/* Same, with <extra> header lines ("Name: value\r\n"...) added. */
+void gh_conn_reply_error_ex(struct gh_conn *c, int status, const char *code, bool close,
+                            const char *extra);
 
 /* Answers the current request with a complete response. <body> is copied. */
 void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, const char *body,
                    size_t len);
+void gh_conn_reply_ex(struct gh_conn *c, int status, const char *content_type, const char *body,
+                      size_t len, const char *extra);
 
 /* Writes as much of c->out as the socket takes now. Returns false when the
  * connection was closed (error), true otherwise. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "auth/identity.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -96,7 +97,7 @@ static void fail(struct gh_req *r, enum gh_up_error why)
         (r->head.framing.body == GH_BODY_NONE || r->body_left == r->head.framing.content_length) &&
         !r->resp_head_done && r->req_chunked.total == 0) {
         r->endpoint_tries++;
-        r->pool = ups->pools[(r->endpoint_tries + ups->rr) % ups->npools];
+        r->pool = ups->pools[(r->endpoint_first + r->endpoint_tries) % ups->npools];
         attempt(r);
         return;
     }
@@ -133,10 +134,27 @@ static void put_str(struct gh_buf *b, gh_str s)
     put(b, s.ptr, s.len);
 }
 
+/* Writes the values of every field line named <name> as one list, each
+ * followed by ", " (RFC 9110 §5.3: repeated lines are one list, in order). */
+static void put_list(struct gh_buf *b, const struct gh_http_header *hs, uint32_t n,
+                     const char *name)
+{
+    size_t nl = strlen(name);
+    for (uint32_t i = 0; i < n; i++) {
+        if (hs[i].name.len != nl || hs[i].value.len == 0 || !gh_str_caseeq_lit(hs[i].name, name))
+            continue;
+        put_str(b, hs[i].value);
+        PUT_LIT(b, ", ");
+    }
+}
+
 /* Headers we replace or drop on the way to the upstream, besides the
  * hop-by-hop ones. */
 static bool request_header_skipped(const struct gh_http_header *h, const struct gh_req *r)
 {
+    /* Only the gateway speaks for identity: a client's Gatehouse-* headers
+     * never reach the upstream. */
+    if (gh_identity_is_reserved(h->name)) return true;
     switch (h->name.len) {
     case 3: return gh_str_caseeq_lit(h->name, "via");
     case 4: return r->head.target_form == GH_TARGET_ABSOLUTE && gh_str_caseeq_lit(h->name, "host");
@@ -154,18 +172,13 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
 {
     const struct gh_conn *c = r->conn;
     const struct gh_http_request *h = &r->head;
-    const struct gh_http_header *xff = NULL, *via = NULL;
     bool has_connection = false;
-    size_t need = h->head_len + 512 + c->peer_ip_len + h->authority.len + r->id_len;
+    size_t need = h->head_len + 512 + c->peer_ip_len + h->authority.len + r->id_len +
+                  (r->principal.kind ? 2048 : 0);
 
     for (uint32_t i = 0; i < h->nheaders; i++) {
         const gh_str n = h->headers[i].name;
-        if (n.len == 10 && gh_str_caseeq_lit(n, "connection"))
-            has_connection = true;
-        else if (n.len == 15 && gh_str_caseeq_lit(n, "x-forwarded-for"))
-            xff = &h->headers[i];
-        else if (n.len == 3 && gh_str_caseeq_lit(n, "via"))
-            via = &h->headers[i];
+        if (n.len == 10 && gh_str_caseeq_lit(n, "connection")) has_connection = true;
     }
     if (need > gh_buf_room(&u->out)) {
         gh_buf_compact(&u->out);
@@ -202,10 +215,7 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
         PUT_LIT(&u->out, "\r\n");
     }
     PUT_LIT(&u->out, "X-Forwarded-For: ");
-    if (xff && xff->value.len) {
-        put_str(&u->out, xff->value);
-        PUT_LIT(&u->out, ", ");
-    }
+    put_list(&u->out, h->headers, h->nheaders, "x-forwarded-for");
     put(&u->out, c->peer_ip, c->peer_ip_len);
     if (c->tls)
         PUT_LIT(&u->out, "\r\nX-Forwarded-Proto: https\r\n");
@@ -219,14 +229,27 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
     PUT_LIT(&u->out, "X-Request-Id: ");
     put(&u->out, r->id, r->id_len);
     PUT_LIT(&u->out, "\r\nVia: ");
-    if (via && via->value.len) {
-        put_str(&u->out, via->value);
-        PUT_LIT(&u->out, ", ");
-    }
+    put_list(&u->out, h->headers, h->nheaders, "via");
     if (h->minor_version == 1)
         PUT_LIT(&u->out, "1.1 gatehouse\r\n");
     else
         PUT_LIT(&u->out, "1.0 gatehouse\r\n");
+    if (r->principal.kind != GH_PRINCIPAL_NONE) {
+        gh_str target = h->target;
+        char tmp[2048], origin[1024];
+        int n;
+        if (h->target_form == GH_TARGET_ABSOLUTE) {
+            /* Signed as the upstream sees it: origin-form. */
+            n = snprintf(origin, sizeof(origin), "%.*s%s%.*s", (int)h->path.len, h->path.ptr,
+                         h->query.len ? "?" : "", (int)h->query.len, h->query.ptr);
+            if (n < 0 || (size_t)n >= sizeof(origin)) return -1;
+            target = gh_str_make(origin, (size_t)n);
+        }
+        n = gh_identity_headers(&r->principal, ucfg(r)->identity_secret, h->method, target,
+                                (int64_t)(gh_wall_ms() / 1000), tmp, sizeof(tmp));
+        if (n < 0) return -1;
+        put(&u->out, tmp, (size_t)n);
+    }
     if (h->framing.body == GH_BODY_CHUNKED) PUT_LIT(&u->out, "Transfer-Encoding: chunked\r\n");
     if (ucfg(r)->keepalive == 0) PUT_LIT(&u->out, "Connection: close\r\n");
     PUT_LIT(&u->out, "\r\n");
@@ -382,7 +405,8 @@ void gh_proxy_start(struct gh_req *r)
             if (!gh_conn_flush(c)) return;
         }
     }
-    r->pool = ups->pools[ups->rr++ % ups->npools];
+    r->endpoint_first = (uint16_t)(ups->rr++ % ups->npools);
+    r->pool = ups->pools[r->endpoint_first];
     r->t_up_start = gh_now_ns();
     attempt(r);
 }
@@ -499,7 +523,6 @@ static int build_response_head(struct gh_req *r, bool interim)
 {
     struct gh_conn *c = r->conn;
     const struct gh_http_response *resp = &r->resp;
-    const struct gh_http_header *via = NULL;
     bool has_connection = false, has_request_id = false;
     size_t need = resp->head_len + 256 + r->id_len;
     char status[64];
@@ -511,8 +534,6 @@ static int build_response_head(struct gh_req *r, bool interim)
             has_connection = true;
         else if (n.len == 12 && gh_str_caseeq_lit(n, "x-request-id"))
             has_request_id = true;
-        else if (n.len == 3 && gh_str_caseeq_lit(n, "via"))
-            via = &resp->headers[i];
     }
     if (gh_buf_acquire(&c->out, &c->worker->bufpool) != 0) return -1;
     if (need > gh_buf_room(&c->out)) {
@@ -548,10 +569,7 @@ static int build_response_head(struct gh_req *r, bool interim)
             PUT_LIT(&c->out, "Connection: keep-alive\r\n");
     }
     PUT_LIT(&c->out, "Via: ");
-    if (via && via->value.len) {
-        put_str(&c->out, via->value);
-        PUT_LIT(&c->out, ", ");
-    }
+    put_list(&c->out, resp->headers, resp->nheaders, "via");
     if (resp->minor_version == 1)
         PUT_LIT(&c->out, "1.1 gatehouse\r\n\r\n");
     else
@@ -750,6 +768,18 @@ void gh_proxy_on_client_drained(struct gh_req *r)
 
 void gh_proxy_on_timeout(struct gh_req *r)
 {
+    struct gh_conn *c = r->conn;
+    const struct gh_config_limits *lim = &r->snap->cfg->limits;
+
+    /* A client that stopped sending its body is at fault, not the
+     * upstream: 408, and the upstream connection (mid-request) is closed. */
+    if (!r->body_done && r->head.framing.body != GH_BODY_NONE &&
+        gh_now_ns() >= r->t_progress + ms_ns(lim->body_timeout_ms)) {
+        release_upstream(r, false);
+        r->pool = NULL;
+        gh_conn_reply_error(c, 408, "request_timeout", true);
+        return;
+    }
     fail(r, GH_UPERR_TIMEOUT);
 }
 

@@ -1,0 +1,392 @@
+/* Authentication and authorization on the worker thread. */
+#include "auth/authn.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/apikey.h"
+#include "auth/keydir.h"
+#include "auth/service.h"
+#include "core/clock.h"
+#include "core/runtime.h"
+#include "core/worker.h"
+#include "http/conn.h"
+#include "proxy/router.h"
+#include "stages.h"
+
+/* Verified-key cache: 2-way set associative, keyed by SHA-256 of the whole
+ * key. A slot remembers failures too, so a wrong secret repeated in a loop
+ * costs one Argon2 run per TTL, not one per request. */
+#define CACHE_SETS  2048
+#define CACHE_WAYS  2
+#define MAX_TOUCHES 256
+
+struct cache_slot {
+    uint8_t sha[32];
+    uint64_t at_ns; /* 0 = empty */
+    bool ok;
+};
+
+struct gh_authn_worker {
+    EVP_MD_CTX *md_ctx;
+    EVP_MD *sha256;
+    struct cache_slot cache[CACHE_SETS][CACHE_WAYS];
+    struct gh_store_key_touch touches[MAX_TOUCHES];
+    size_t ntouches;
+};
+
+static const char www_auth[] = "WWW-Authenticate: Bearer realm=\"gatehouse\"\r\n";
+static const char www_auth_invalid[] =
+    "WWW-Authenticate: Bearer realm=\"gatehouse\", error=\"invalid_token\"\r\n";
+
+struct gh_authn_worker *gh_authn_worker_new(void)
+{
+    struct gh_authn_worker *a = calloc(1, sizeof(*a));
+    if (a == NULL) return NULL;
+    /* Fetched once: the per-request hash then costs no lookups. */
+    a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    a->md_ctx = EVP_MD_CTX_new();
+    if (a->sha256 == NULL || a->md_ctx == NULL) {
+        gh_authn_worker_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void gh_authn_worker_free(struct gh_authn_worker *a)
+{
+    if (a == NULL) return;
+    EVP_MD_CTX_free(a->md_ctx);
+    EVP_MD_free(a->sha256);
+    OPENSSL_cleanse(a->cache, sizeof(a->cache));
+    free(a);
+}
+
+static void sha256(struct gh_authn_worker *a, gh_str s, uint8_t out[32])
+{
+    unsigned int n = 32;
+    EVP_DigestInit_ex(a->md_ctx, a->sha256, NULL);
+    EVP_DigestUpdate(a->md_ctx, s.ptr, s.len);
+    EVP_DigestFinal_ex(a->md_ctx, out, &n);
+}
+
+static struct cache_slot *cache_find(struct gh_authn_worker *a, const uint8_t sha[32], uint64_t now,
+                                     uint64_t ttl_ns)
+{
+    uint32_t set;
+    memcpy(&set, sha, sizeof(set));
+    set %= CACHE_SETS;
+    for (int w = 0; w < CACHE_WAYS; w++) {
+        struct cache_slot *s = &a->cache[set][w];
+        if (s->at_ns && now - s->at_ns < ttl_ns && memcmp(s->sha, sha, 32) == 0) return s;
+    }
+    return NULL;
+}
+
+static void cache_put(struct gh_authn_worker *a, const uint8_t sha[32], bool ok, uint64_t now)
+{
+    uint32_t set;
+    struct cache_slot *victim;
+
+    memcpy(&set, sha, sizeof(set));
+    set %= CACHE_SETS;
+    victim = &a->cache[set][0];
+    for (int w = 0; w < CACHE_WAYS; w++) {
+        struct cache_slot *s = &a->cache[set][w];
+        if (s->at_ns == 0 || memcmp(s->sha, sha, 32) == 0) {
+            victim = s;
+            break;
+        }
+        if (s->at_ns < victim->at_ns) victim = s;
+    }
+    memcpy(victim->sha, sha, 32);
+    victim->at_ns = now;
+    victim->ok = ok;
+}
+
+static void touch(struct gh_authn_worker *a, const char *key_id)
+{
+    int64_t now = (int64_t)gh_wall_ms();
+    for (size_t i = 0; i < a->ntouches; i++)
+        if (strcmp(a->touches[i].key_id, key_id) == 0) {
+            a->touches[i].last_used_at = now;
+            return;
+        }
+    if (a->ntouches == MAX_TOUCHES) return; /* flushed every tick; one second is plenty */
+    snprintf(a->touches[a->ntouches].key_id, sizeof(a->touches[0].key_id), "%s", key_id);
+    a->touches[a->ntouches++].last_used_at = now;
+}
+
+void gh_authn_tick(struct gh_worker *w)
+{
+    struct gh_authn_worker *a = w->authn;
+    if (a == NULL || a->ntouches == 0 || w->rt->auth == NULL) return;
+    gh_auth_touch(w->rt->auth, a->touches, a->ntouches);
+    a->ntouches = 0;
+}
+
+/* ---- credentials ---- */
+
+static bool bearer(gh_str v, gh_str *out)
+{
+    /* RFC 9110 §11.1: the scheme is case-insensitive. */
+    if (v.len < 7 || strncasecmp(v.ptr, "Bearer ", 7) != 0) return false;
+    size_t i = 7;
+    while (i < v.len && v.ptr[i] == ' ')
+        i++;
+    *out = gh_str_make(v.ptr + i, v.len - i);
+    return out->len > 0;
+}
+
+/* Looks for a query parameter <name> and returns its raw value. */
+static bool query_param(gh_str q, const char *name, gh_str *out)
+{
+    size_t nl = strlen(name), i = 0;
+    while (i < q.len) {
+        size_t e = i;
+        while (e < q.len && q.ptr[e] != '&')
+            e++;
+        if (e - i > nl && memcmp(q.ptr + i, name, nl) == 0 && q.ptr[i + nl] == '=') {
+            *out = gh_str_make(q.ptr + i + nl + 1, e - i - nl - 1);
+            return true;
+        }
+        i = e + 1;
+    }
+    return false;
+}
+
+/* True when the query string carries something shaped like a gatehouse key. */
+static bool query_has_key(gh_str q)
+{
+    for (size_t i = 0; i + GH_APIKEY_LEN <= q.len; i++) {
+        gh_str id, secret;
+        if (q.ptr[i] == 'g' && q.ptr[i + 1] == 'h' && q.ptr[i + 2] == '_' &&
+            gh_apikey_parse(gh_str_make(q.ptr + i, GH_APIKEY_LEN), &id, &secret))
+            return true;
+    }
+    return false;
+}
+
+int gh_authn_credential(const struct gh_req *r, gh_str *cred, const char **code)
+{
+    const struct gh_config_route *rc = r->route ? r->route->cfg : NULL;
+    const char *hdr_name =
+        rc && rc->api_key_header ? rc->api_key_header : r->snap->cfg->auth.api_key_header;
+    const struct gh_http_header *h;
+
+    *cred = GH_STR_NULL;
+    if (rc && rc->query_key_param && query_param(r->head.query, rc->query_key_param, cred))
+        return 0;
+    if (query_has_key(r->head.query)) {
+        *code = "key_in_query_not_allowed";
+        return 401;
+    }
+    h = gh_http_find_header(r->head.headers, r->head.nheaders, "authorization");
+    if (h && bearer(h->value, cred)) return 0;
+    if (hdr_name) {
+        h = gh_http_find_header(r->head.headers, r->head.nheaders, hdr_name);
+        if (h && h->value.len) *cred = h->value;
+    }
+    return 0;
+}
+
+/* ---- the stage ---- */
+
+static void deny(struct gh_req *r, int status, const char *code)
+{
+    const char *extra = NULL;
+    if (status == 401)
+        extra = strcmp(code, "missing_credentials") == 0 ? www_auth : www_auth_invalid;
+    gh_conn_reply_error_ex(r->conn, status, code, false, extra);
+}
+
+/* Copies what the request needs from <e> after checking that it may pass
+ * now: key active, not expired, tenant active. Returns 0 or a status. */
+static int principal_from_entry(const struct gh_keydir_entry *e, struct gh_principal *p,
+                                const char **code)
+{
+    if (!e->key_active) {
+        *code = "key_revoked";
+        return 401;
+    }
+    if (e->expires_at && (int64_t)gh_wall_ms() >= e->expires_at) {
+        *code = "key_expired";
+        return 401;
+    }
+    if (!e->tenant_active) {
+        *code = "tenant_suspended";
+        return 403;
+    }
+    p->kind = GH_PRINCIPAL_API_KEY;
+    snprintf(p->tenant, sizeof(p->tenant), "%s", e->tenant_id);
+    snprintf(p->subject, sizeof(p->subject), "key:%s", e->id);
+    snprintf(p->key_id, sizeof(p->key_id), "%s", e->id);
+    snprintf(p->roles, sizeof(p->roles), "%s", e->roles);
+    snprintf(p->scopes, sizeof(p->scopes), "%s", e->scopes);
+    return 0;
+}
+
+/* Route policy: every listed scope, and one of the listed roles. */
+static int authorize(const struct gh_req *r, const char **code)
+{
+    const struct gh_config_route *rc = r->route->cfg;
+    for (size_t i = 0; i < rc->nscopes; i++)
+        if (!gh_principal_list_has(r->principal.scopes, gh_str_cstr(rc->scopes[i]))) {
+            *code = "insufficient_scope";
+            return 403;
+        }
+    if (rc->nroles) {
+        for (size_t i = 0; i < rc->nroles; i++)
+            if (gh_principal_list_has(r->principal.roles, gh_str_cstr(rc->roles[i]))) return 0;
+        *code = "insufficient_role";
+        return 403;
+    }
+    return 0;
+}
+
+static int api_key_step(struct gh_req *r, gh_str key)
+{
+    struct gh_worker *w = r->conn->worker;
+    struct gh_authn_worker *a = w->authn;
+    const struct gh_keydir_entry *e;
+    gh_str id, secret;
+    uint8_t sha[32];
+    uint64_t now = gh_now_ns(), ttl = (uint64_t)r->snap->cfg->auth.cache_ttl_ms * 1000000ull;
+    const char *code = "invalid_credentials";
+    int st;
+
+    if (!gh_apikey_parse(key, &id, &secret) || (e = gh_keydir_find(w->keydir, id)) == NULL) {
+        deny(r, 401, "invalid_credentials");
+        return 0;
+    }
+    sha256(a, key, sha);
+    if (r->verify_result != 0) {
+        cache_put(a, sha, r->verify_result > 0, now);
+        if (r->verify_result < 0) {
+            deny(r, 401, "invalid_credentials");
+            return 0;
+        }
+    } else {
+        struct cache_slot *s = cache_find(a, sha, now, ttl);
+        if (s == NULL) {
+            struct gh_verify_job *job;
+            if (w->rt->auth == NULL || (job = calloc(1, sizeof(*job))) == NULL) {
+                gh_conn_reply_error(r->conn, 503, "auth_unavailable", false);
+                return 0;
+            }
+            job->worker = w;
+            job->req = r;
+            memcpy(job->sha, sha, 32);
+            snprintf(job->key_id, sizeof(job->key_id), "%s", e->id);
+            memcpy(job->secret, secret.ptr, secret.len);
+            snprintf(job->phc, sizeof(job->phc), "%s", e->secret_hash);
+            if (!gh_auth_verify_submit(w->rt->auth, job)) {
+                gh_apikey_wipe(job->secret, sizeof(job->secret));
+                free(job);
+                gh_conn_reply_error(r->conn, 503, "auth_busy", false);
+                return 0;
+            }
+            r->verify_job = job;
+            return 2;
+        }
+        if (!s->ok) {
+            deny(r, 401, "invalid_credentials");
+            return 0;
+        }
+    }
+    st = principal_from_entry(e, &r->principal, &code);
+    if (st) {
+        deny(r, st, code);
+        return 0;
+    }
+    touch(a, e->id);
+    return 1;
+}
+
+int gh_authn_stage(struct gh_req *r)
+{
+    const struct gh_config_route *rc = r->route->cfg;
+    const char *code = NULL;
+    gh_str cred;
+    int st, rc2;
+
+    if (rc->auth_mode == GH_ROUTE_AUTH_NONE) return 1;
+    st = gh_authn_credential(r, &cred, &code);
+    if (st) {
+        deny(r, st, code);
+        return 0;
+    }
+    if (cred.len == 0) {
+        deny(r, 401, "missing_credentials");
+        return 0;
+    }
+    if (rc->auth_mode == GH_ROUTE_AUTH_API_KEY ||
+        (rc->auth_mode == GH_ROUTE_AUTH_ANY && cred.len > 3 && memcmp(cred.ptr, "gh_", 3) == 0)) {
+        rc2 = api_key_step(r, cred);
+        if (rc2 != 1) return rc2;
+    } else {
+        /* JWT verification is wired in with the JWT module. */
+        deny(r, 401, "invalid_credentials");
+        return 0;
+    }
+    st = authorize(r, &code);
+    if (st) {
+        gh_conn_reply_error(r->conn, st, code, false);
+        return 0;
+    }
+    return 1;
+}
+
+void gh_authn_cancel(struct gh_req *r)
+{
+    if (r->verify_job == NULL) return;
+    r->verify_job->cancelled = true;
+    r->verify_job->req = NULL;
+    r->verify_job = NULL;
+}
+
+void gh_authn_job_done(struct gh_worker *w, struct gh_verify_job *job)
+{
+    struct gh_req *r = job->req;
+    bool cancelled = job->cancelled, ok = job->ok;
+
+    /* The cache learns the answer even if the request is gone. */
+    cache_put(w->authn, job->sha, ok, gh_now_ns());
+    free(job);
+    if (cancelled || r == NULL) return;
+    r->verify_job = NULL;
+    r->verify_result = ok ? 1 : -1;
+    gh_stages_resume(r); /* the stage runs again and uses verify_result */
+}
+
+int gh_authn_api_key_sync(struct gh_worker *w, gh_str key, struct gh_principal *out,
+                          const char **code)
+{
+    struct gh_authn_worker *a = w->authn;
+    const struct gh_keydir_entry *e;
+    gh_str id, secret;
+    uint8_t sha[32];
+    uint64_t now = gh_now_ns();
+    uint64_t ttl = (uint64_t)w->cur->snap->cfg->auth.cache_ttl_ms * 1000000ull;
+    struct cache_slot *s;
+    bool ok;
+
+    memset(out, 0, sizeof(*out));
+    *code = "invalid_credentials";
+    if (!gh_apikey_parse(key, &id, &secret) || (e = gh_keydir_find(w->keydir, id)) == NULL)
+        return 401;
+    sha256(a, key, sha);
+    s = cache_find(a, sha, now, ttl);
+    if (s) {
+        ok = s->ok;
+    } else {
+        ok = gh_apikey_verify(e->secret_hash, secret);
+        cache_put(a, sha, ok, now);
+    }
+    if (!ok) return 401;
+    int st = principal_from_entry(e, out, code);
+    if (st == 0) touch(a, e->id);
+    return st;
+}

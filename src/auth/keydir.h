@@ -1,0 +1,55 @@
+/* The key directory: every API key the store knows (with its tenant's
+ * status) and every revoked token id, in an immutable hash table that the
+ * auth service rebuilds when the store's change counter moves and hands to
+ * workers. Workers look keys up per request with no lock and no I/O, so an
+ * unknown key id is refused without touching the store or Argon2.
+ *
+ * Nothing on a worker keeps a pointer into a directory across an event-loop
+ * turn (the authn stage copies what it needs into the request), so a worker
+ * drops its old directory as soon as it adopts a new one. */
+#ifndef GH_AUTH_KEYDIR_H
+#define GH_AUTH_KEYDIR_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/str.h"
+#include "store/store.h"
+
+struct gh_keydir_entry {
+    char id[GH_STORE_KEY_ID_SIZE];
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    bool tenant_active;
+    bool key_active;
+    int64_t expires_at; /* unix ms, 0 = never */
+    char secret_hash[GH_STORE_HASH_SIZE];
+    char roles[512]; /* space-separated */
+    char scopes[1024];
+};
+
+struct gh_keydir {
+    _Atomic int refs;
+    uint64_t version; /* the store's change counter it was built from */
+    struct gh_keydir_entry *entries;
+    uint32_t *slots;                 /* open addressing: index + 1 into entries, 0 = empty */
+    size_t n, cap;                   /* entries used; slots (a power of two) */
+    char (*jtis)[GH_STORE_JTI_SIZE]; /* revoked token ids, sorted */
+    size_t njtis;
+};
+
+/* Loads a directory from <st>. Returns NULL with <err> on failure. */
+struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err);
+/* An empty directory (before the first load, or without a store). */
+struct gh_keydir *gh_keydir_empty(void);
+
+const struct gh_keydir_entry *gh_keydir_find(const struct gh_keydir *d, gh_str key_id);
+bool gh_keydir_jti_revoked(const struct gh_keydir *d, gh_str jti);
+
+static inline void gh_keydir_ref(struct gh_keydir *d, int n)
+{
+    atomic_fetch_add_explicit(&d->refs, n, memory_order_relaxed);
+}
+void gh_keydir_unref(struct gh_keydir *d);
+
+#endif

@@ -1,0 +1,259 @@
+/* Refresher, verifier and last-used writer threads. */
+#include "auth/service.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+
+#define POLL_MS         250
+#define TOUCH_FLUSH_MS  1000
+#define MAX_QUEUED_JOBS 1024
+#define MAX_TOUCHES     4096
+
+struct gh_auth_service {
+    struct gh_store *store;
+    gh_keydir_publish_fn publish;
+    void *publish_arg;
+
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t jobs_cv;
+    pthread_cond_t refresh_cv;
+    bool stop;
+    bool poked;
+    struct gh_verify_job *jobs_head, *jobs_tail;
+    unsigned njobs;
+    struct gh_keydir *current; /* the service's own reference */
+    struct gh_store_key_touch *touches;
+    size_t ntouches;
+
+    pthread_t refresher;
+    pthread_t *verifiers;
+    unsigned nverifiers;
+};
+
+static void deadline_in(struct timespec *ts, uint32_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void flush_touches(struct gh_auth_service *s)
+{
+    struct gh_store_key_touch *batch;
+    size_t n;
+    struct gh_err err = {0};
+
+    pthread_mutex_lock(&s->mu);
+    batch = s->touches;
+    n = s->ntouches;
+    s->touches = NULL;
+    s->ntouches = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (n == 0) return;
+    if (gh_store_keys_touch_batch(s->store, batch, n, &err) != GH_OK)
+        gh_log_warn("auth: writing last_used for %zu keys failed: %s", n, err.msg);
+    free(batch);
+}
+
+static void *refresher_main(void *arg)
+{
+    struct gh_auth_service *s = arg;
+    uint64_t last_touch = gh_now_ns();
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        struct timespec ts;
+        uint64_t version = 0;
+        struct gh_err err = {0};
+
+        if (!s->poked) {
+            deadline_in(&ts, POLL_MS);
+            pthread_cond_timedwait(&s->refresh_cv, &s->mu, &ts);
+        }
+        s->poked = false;
+        if (s->stop) break;
+        uint64_t have = s->current->version;
+        pthread_mutex_unlock(&s->mu);
+
+        if (gh_store_change_version(s->store, &version, &err) != GH_OK) {
+            gh_log_warn("auth: cannot read the store's change counter: %s", err.msg);
+        } else if (version != have) {
+            struct gh_keydir *d = gh_keydir_load(s->store, &err);
+            if (d == NULL) {
+                gh_log_warn("auth: reloading the key directory failed: %s", err.msg);
+            } else {
+                pthread_mutex_lock(&s->mu);
+                struct gh_keydir *old = s->current;
+                s->current = d;
+                gh_keydir_ref(d, 1); /* the publish callee's */
+                pthread_mutex_unlock(&s->mu);
+                gh_keydir_unref(old);
+                s->publish(s->publish_arg, d);
+            }
+        }
+        if (gh_now_ns() - last_touch >= (uint64_t)TOUCH_FLUSH_MS * 1000000ull) {
+            flush_touches(s);
+            last_touch = gh_now_ns();
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    flush_touches(s);
+    return NULL;
+}
+
+static void *verifier_main(void *arg)
+{
+    struct gh_auth_service *s = arg;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->jobs_head == NULL && !s->stop)
+            pthread_cond_wait(&s->jobs_cv, &s->mu);
+        if (s->stop && s->jobs_head == NULL) break;
+        struct gh_verify_job *job = s->jobs_head;
+        s->jobs_head = job->next;
+        if (s->jobs_head == NULL) s->jobs_tail = NULL;
+        s->njobs--;
+        pthread_mutex_unlock(&s->mu);
+
+        job->next = NULL;
+        job->ok = gh_apikey_verify(job->phc, gh_str_make(job->secret, strlen(job->secret)));
+        gh_apikey_wipe(job->secret, sizeof(job->secret));
+        gh_worker_verify_done(job->worker, job);
+
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned verify_threads,
+                                              gh_keydir_publish_fn publish, void *arg,
+                                              struct gh_err *err)
+{
+    struct gh_auth_service *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        gh_err_set(err, NULL, 0, 0, "out of memory");
+        return NULL;
+    }
+    s->store = st;
+    s->publish = publish;
+    s->publish_arg = arg;
+    s->current = gh_keydir_load(st, err);
+    if (s->current == NULL) {
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->jobs_cv, NULL);
+    pthread_cond_init(&s->refresh_cv, NULL);
+    s->verifiers = calloc(verify_threads ? verify_threads : 1, sizeof(pthread_t));
+    if (s->verifiers == NULL || pthread_create(&s->refresher, NULL, refresher_main, s) != 0) {
+        gh_keydir_unref(s->current);
+        free(s->verifiers);
+        free(s);
+        gh_err_set(err, NULL, 0, 0, "cannot start the auth threads");
+        return NULL;
+    }
+    for (unsigned i = 0; i < (verify_threads ? verify_threads : 1); i++)
+        if (pthread_create(&s->verifiers[s->nverifiers], NULL, verifier_main, s) == 0)
+            s->nverifiers++;
+    return s;
+}
+
+void gh_auth_service_stop(struct gh_auth_service *s)
+{
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->jobs_cv);
+    pthread_cond_broadcast(&s->refresh_cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->refresher, NULL);
+    for (unsigned i = 0; i < s->nverifiers; i++)
+        pthread_join(s->verifiers[i], NULL);
+    /* Jobs still queued belong to workers that are gone: free them. */
+    while (s->jobs_head) {
+        struct gh_verify_job *j = s->jobs_head;
+        s->jobs_head = j->next;
+        gh_apikey_wipe(j->secret, sizeof(j->secret));
+        free(j);
+    }
+    gh_keydir_unref(s->current);
+    free(s->touches);
+    free(s->verifiers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->jobs_cv);
+    pthread_cond_destroy(&s->refresh_cv);
+    free(s);
+}
+
+struct gh_keydir *gh_auth_service_keydir(struct gh_auth_service *s)
+{
+    struct gh_keydir *d;
+    pthread_mutex_lock(&s->mu);
+    d = s->current;
+    gh_keydir_ref(d, 1);
+    pthread_mutex_unlock(&s->mu);
+    return d;
+}
+
+bool gh_auth_verify_submit(struct gh_auth_service *s, struct gh_verify_job *job)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->njobs >= MAX_QUEUED_JOBS || s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return false;
+    }
+    job->next = NULL;
+    if (s->jobs_tail)
+        s->jobs_tail->next = job;
+    else
+        s->jobs_head = job;
+    s->jobs_tail = job;
+    s->njobs++;
+    pthread_cond_signal(&s->jobs_cv);
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+void gh_auth_touch(struct gh_auth_service *s, const struct gh_store_key_touch *t, size_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n && s->ntouches < MAX_TOUCHES; i++) {
+        size_t k;
+        for (k = 0; k < s->ntouches; k++)
+            if (strcmp(s->touches[k].key_id, t[i].key_id) == 0) break;
+        if (k < s->ntouches) {
+            if (t[i].last_used_at > s->touches[k].last_used_at)
+                s->touches[k].last_used_at = t[i].last_used_at;
+            continue;
+        }
+        if (s->touches == NULL) {
+            s->touches = calloc(MAX_TOUCHES, sizeof(*s->touches));
+            if (s->touches == NULL) break;
+        }
+        s->touches[s->ntouches++] = t[i];
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void gh_auth_service_poke(struct gh_auth_service *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->poked = true;
+    pthread_cond_signal(&s->refresh_cv);
+    pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,69 @@
+/* The auth service: the background side of authentication.
+ *
+ * - A refresher thread polls the store's change counter every 250 ms and,
+ *   when it moved, loads a new key directory and publishes it to every
+ *   worker (revocations and suspensions take effect within a second).
+ * - Verifier threads run Argon2id (about 20 ms each) for keys a worker has
+ *   not verified yet; the worker's request waits, suspended, and resumes
+ *   when its job comes back. The queue is bounded.
+ * - last_used times arrive from workers in batches and are written once a
+ *   second, never per request.
+ * Workers never call the store. */
+#ifndef GH_AUTH_SERVICE_H
+#define GH_AUTH_SERVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/apikey.h"
+#include "auth/keydir.h"
+#include "core/err.h"
+#include "store/store.h"
+
+struct gh_worker;
+struct gh_req;
+struct gh_auth_service;
+
+/* One Argon2 verification. Owned by the service until it is handed back to
+ * the worker's done list; then by the worker. <cancelled> is only touched on
+ * the worker thread. */
+struct gh_verify_job {
+    struct gh_worker *worker;
+    struct gh_req *req; /* NULL once cancelled */
+    bool cancelled;
+    bool ok;
+    uint8_t sha[32]; /* SHA-256 of the full key: the cache key */
+    char key_id[GH_STORE_KEY_ID_SIZE];
+    char secret[GH_APIKEY_SECRET_LEN + 1];
+    char phc[GH_STORE_HASH_SIZE];
+    struct gh_verify_job *next;
+};
+
+/* Called on the refresher thread with a new directory (one reference is the
+ * callee's to keep or drop). */
+typedef void (*gh_keydir_publish_fn)(void *arg, struct gh_keydir *d);
+
+/* Loads the first directory from <st> (synchronously, so the gateway starts
+ * with every key known) and starts the threads. */
+struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned verify_threads,
+                                              gh_keydir_publish_fn publish, void *arg,
+                                              struct gh_err *err);
+void gh_auth_service_stop(struct gh_auth_service *s);
+
+/* A reference to the current directory (for a worker's start). */
+struct gh_keydir *gh_auth_service_keydir(struct gh_auth_service *s);
+
+/* Worker thread: queues <job>. Returns false when the queue is full (the
+ * caller answers 503 and frees the job). */
+bool gh_auth_verify_submit(struct gh_auth_service *s, struct gh_verify_job *job);
+
+/* Worker thread: hands last-used times over (copied). */
+void gh_auth_touch(struct gh_auth_service *s, const struct gh_store_key_touch *t, size_t n);
+
+/* Asks the refresher to look at the store now (after an admin write). */
+void gh_auth_service_poke(struct gh_auth_service *s);
+
+/* Done jobs go back to the worker through this (defined by the worker). */
+void gh_worker_verify_done(struct gh_worker *w, struct gh_verify_job *job);
+
+#endif

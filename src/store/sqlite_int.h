@@ -1,0 +1,172 @@
+/* Private to the SQLite store (src/store/sqlite_*.c, store_sqlite.c): the
+ * connections, the statement catalogue, and the helpers that lock, begin,
+ * commit and report errors. Nothing outside src/store includes this.
+ *
+ * One writer connection behind a mutex takes every write, in BEGIN
+ * IMMEDIATE transactions; a pool of reader connections (each with its own
+ * mutex) serves reads, which WAL lets run beside a write. Each connection
+ * prepares a statement the first time it needs it and keeps it until close;
+ * every use ends with gh_sqlite__done() (reset and clear bindings). */
+#ifndef GH_STORE_SQLITE_INT_H
+#define GH_STORE_SQLITE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#include "store/store.h"
+
+/* Every statement the store runs; the SQL text of each is in store_sqlite.c. */
+enum gh_sqlite_stmt {
+    GH_SQ_BEGIN,
+    GH_SQ_BEGIN_IMMEDIATE,
+    GH_SQ_COMMIT,
+    GH_SQ_ROLLBACK,
+    GH_SQ_VERSION_GET,
+    GH_SQ_VERSION_BUMP,
+    GH_SQ_MIGRATION_MAX,
+    GH_SQ_MIGRATION_RECORD,
+    GH_SQ_TENANT_INSERT,
+    GH_SQ_TENANT_GET,
+    GH_SQ_TENANT_GET_BY_NAME,
+    GH_SQ_TENANT_NAME_TAKEN,
+    GH_SQ_TENANT_LIST,
+    GH_SQ_TENANT_UPDATE,
+    GH_SQ_KEY_INSERT,
+    GH_SQ_KEY_EXISTS,
+    GH_SQ_KEY_GET,
+    GH_SQ_KEY_LIST,
+    GH_SQ_KEY_STATUS_GET,
+    GH_SQ_KEY_SET_STATUS,
+    GH_SQ_KEY_SET_EXPIRY,
+    GH_SQ_KEY_TOUCH,
+    GH_SQ_KEY_DIRECTORY,
+    GH_SQ_TOKEN_REVOKE,
+    GH_SQ_TOKEN_LOAD,
+    GH_SQ_TOKEN_PURGE,
+    GH_SQ__COUNT
+};
+
+struct gh_sqlite_conn {
+    pthread_mutex_t lock;
+    sqlite3 *db;
+    sqlite3_stmt *stmt[GH_SQ__COUNT]; /* prepared on first use */
+};
+
+struct gh_sqlite_store {
+    struct gh_store base; /* first: the handle callers hold */
+    struct gh_sqlite_conn writer;
+    struct gh_sqlite_conn *readers;
+    unsigned nreaders;
+    atomic_uint next_reader; /* where a caller that finds no free reader waits */
+};
+
+static inline struct gh_sqlite_store *gh_sqlite__of(struct gh_store *st)
+{
+    return (struct gh_sqlite_store *)st;
+}
+
+/* The statement <id> of <c>, prepared on first use; NULL (and <err> filled)
+ * when it cannot be prepared. <c> must be locked. */
+sqlite3_stmt *gh_sqlite__stmt(struct gh_sqlite_conn *c, enum gh_sqlite_stmt id, struct gh_err *err);
+
+/* Resets <s> and clears its bindings, so no bound value (a hash) lingers. */
+void gh_sqlite__done(sqlite3_stmt *s);
+
+/* Fills <err> with "store: <what>: <SQLite's message>" and returns GH_ERROR.
+ * SQLite's messages name tables and columns, never bound values. */
+int gh_sqlite__fail(struct gh_sqlite_conn *c, const char *what, struct gh_err *err);
+
+/* Steps <s> (prepared on <c>) to completion, then gh_sqlite__done(). GH_OK on
+ * SQLITE_DONE, else gh_sqlite__fail(). */
+int gh_sqlite__exec(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *what,
+                    struct gh_err *err);
+
+/* Steps <s> for a row: GH_OK on SQLITE_ROW (the caller reads the row, then
+ * calls gh_sqlite__done()); GH_STORE_NOT_FOUND on SQLITE_DONE and GH_ERROR
+ * otherwise, both after gh_sqlite__done() (<err> is filled only on GH_ERROR). */
+int gh_sqlite__row(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *what, struct gh_err *err);
+
+/* Turns <rc> == GH_ERROR from a write on <c> into GH_STORE_CONFLICT when the
+ * write broke a unique or primary key constraint (a race that the checks
+ * before it could not see, e.g. another process); <err> keeps SQLite's
+ * message, which names the constraint. Other codes pass through. */
+int gh_sqlite__conflict(struct gh_sqlite_conn *c, int rc);
+
+/* Runs the argument-less statement <id> on <c>. */
+int gh_sqlite__run(struct gh_sqlite_conn *c, enum gh_sqlite_stmt id, const char *what,
+                   struct gh_err *err);
+
+/* Locks the writer and opens a BEGIN IMMEDIATE transaction; on failure the
+ * writer is unlocked again. On GH_OK the caller must call
+ * gh_sqlite__write_end(). */
+int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err);
+
+/* Commits when <rc> is GH_OK, else rolls back (keeping <err> as the first
+ * failure filled it); unlocks the writer. Returns <rc>, or GH_ERROR when the
+ * commit fails. */
+int gh_sqlite__write_end(struct gh_sqlite_store *s, int rc, struct gh_err *err);
+
+/* Increments the change counter, inside the writer's transaction. */
+int gh_sqlite__bump(struct gh_sqlite_conn *c, struct gh_err *err);
+
+/* Reads the change counter on <c> (locked). */
+int gh_sqlite__version(struct gh_sqlite_conn *c, uint64_t *version, struct gh_err *err);
+
+/* Opens a read transaction on reader <c>, so several statements see one
+ * snapshot; gh_sqlite__read_end() closes it (whatever happened). */
+int gh_sqlite__read_begin(struct gh_sqlite_conn *c, struct gh_err *err);
+void gh_sqlite__read_end(struct gh_sqlite_conn *c);
+
+/* Takes a reader: a free one if any, else waits for one. Never NULL. */
+struct gh_sqlite_conn *gh_sqlite__read_acquire(struct gh_sqlite_store *s);
+void gh_sqlite__read_release(struct gh_sqlite_conn *c);
+
+/* Copies text column <col> of <s> into <dst> of <size> bytes; GH_ERROR when
+ * it is NULL or does not fit (a row that validation would have refused). */
+int gh_sqlite__col_text(sqlite3_stmt *s, int col, char *dst, size_t size, struct gh_err *err);
+
+/* Binds a NUL-terminated string (copied by SQLite). */
+int gh_sqlite__bind_text(sqlite3_stmt *s, int idx, const char *text);
+
+/* Fills a tenant from the 6 columns starting at <col> (id, name, status,
+ * plan, created_at, updated_at). */
+int gh_sqlite__tenant_row(sqlite3_stmt *s, int col, struct gh_store_tenant *t, struct gh_err *err);
+
+/* The ops, one file per entity. */
+int gh_sqlite__migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err);
+int gh_sqlite__tenant_create(struct gh_store *st, const struct gh_store_tenant *t,
+                             struct gh_err *err);
+int gh_sqlite__tenant_get(struct gh_store *st, const char *id, struct gh_store_tenant *out,
+                          struct gh_err *err);
+int gh_sqlite__tenant_get_by_name(struct gh_store *st, const char *name,
+                                  struct gh_store_tenant *out, struct gh_err *err);
+int gh_sqlite__tenant_list(struct gh_store *st, enum gh_store_tenant_status status,
+                           const struct gh_store_keyset *after, size_t limit,
+                           struct gh_store_tenant *out, size_t *count, bool *more,
+                           struct gh_err *err);
+int gh_sqlite__tenant_update(struct gh_store *st, const char *id,
+                             const struct gh_store_tenant_update *upd, int64_t now,
+                             struct gh_store_tenant *out, struct gh_err *err);
+int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err);
+int gh_sqlite__key_get(struct gh_store *st, const char *tenant_id, const char *key_id,
+                       struct gh_store_key *out, struct gh_err *err);
+int gh_sqlite__key_list(struct gh_store *st, const char *tenant_id,
+                        const struct gh_store_keyset *after, size_t limit, struct gh_store_key *out,
+                        size_t *count, bool *more, struct gh_err *err);
+int gh_sqlite__key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
+                              enum gh_store_key_status status, struct gh_err *err);
+int gh_sqlite__key_set_expiry(struct gh_store *st, const char *tenant_id, const char *key_id,
+                              int64_t expires_at, struct gh_err *err);
+int gh_sqlite__keys_touch_batch(struct gh_store *st, const struct gh_store_key_touch *touches,
+                                size_t n, struct gh_err *err);
+int gh_sqlite__key_directory_load(struct gh_store *st, gh_store_key_cb cb, void *arg,
+                                  uint64_t *version, struct gh_err *err);
+int gh_sqlite__token_revoke(struct gh_store *st, const char *jti, int64_t expires_at, int64_t now,
+                            struct gh_err *err);
+int gh_sqlite__revoked_tokens_load(struct gh_store *st, int64_t now, gh_store_revoked_cb cb,
+                                   void *arg, uint64_t *version, struct gh_err *err);
+int gh_sqlite__revoked_tokens_purge(struct gh_store *st, int64_t now, size_t *purged,
+                                    struct gh_err *err);
+
+#endif

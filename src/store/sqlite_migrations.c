@@ -1,0 +1,155 @@
+/* The SQLite schema as a list of numbered migrations, and the runner that
+ * applies the missing ones at start. The list is append-only: a released
+ * migration is never edited, a change is a new entry with the next number
+ * (docs/internals/store.md). The PostgreSQL store keeps its own list with
+ * the same numbers and meaning. */
+#include <stdint.h>
+
+#include "core/clock.h"
+#include "store/sqlite_int.h"
+
+struct migration {
+    int version; /* 1, 2, 3 ... without gaps */
+    const char *sql;
+};
+
+static const struct migration migrations[] = {
+    {1,
+     /* Tenants, the operators' tenant, API keys, revoked tokens, and the
+      * change counter that caches poll. Roles and scopes are JSON arrays of
+      * strings, validated in C before they are written and again when read
+      * (a CHECK with json_type() would need trusted_schema, which is off). */
+     "CREATE TABLE tenants ("
+     "  id TEXT PRIMARY KEY,"
+     "  name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),"
+     "  status TEXT NOT NULL CHECK (status IN ('active', 'suspended')),"
+     "  plan TEXT NOT NULL DEFAULT 'default',"
+     "  created_at INTEGER NOT NULL,"
+     "  updated_at INTEGER NOT NULL"
+     ") STRICT;"
+     "CREATE INDEX tenants_by_created ON tenants (created_at, id);"
+     "INSERT INTO tenants (id, name, status, plan, created_at, updated_at) VALUES"
+     "  ('system', 'system', 'active', 'default',"
+     "   CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER),"
+     "   CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER));"
+     "CREATE TABLE api_keys ("
+     "  id TEXT PRIMARY KEY CHECK (length(id) = 16),"
+     "  tenant_id TEXT NOT NULL REFERENCES tenants (id),"
+     "  name TEXT NOT NULL DEFAULT '',"
+     "  roles TEXT NOT NULL DEFAULT '[]',"
+     "  scopes TEXT NOT NULL DEFAULT '[]',"
+     "  secret_hash TEXT NOT NULL,"
+     "  status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),"
+     "  expires_at INTEGER NOT NULL DEFAULT 0,"
+     "  created_at INTEGER NOT NULL,"
+     "  last_used_at INTEGER NOT NULL DEFAULT 0,"
+     "  rotated_from TEXT REFERENCES api_keys (id)"
+     ") STRICT;"
+     "CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id, created_at, id);"
+     "CREATE TABLE revoked_tokens ("
+     "  jti TEXT PRIMARY KEY,"
+     "  expires_at INTEGER NOT NULL,"
+     "  revoked_at INTEGER NOT NULL"
+     ") STRICT;"
+     "CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);"
+     "CREATE TABLE change_counter ("
+     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+     "  version INTEGER NOT NULL"
+     ") STRICT;"
+     "INSERT INTO change_counter (id, version) VALUES (1, 0);"},
+};
+
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* Runs one migration's script. sqlite3_exec is fine here: the scripts are
+ * constants, run once per database, and bind nothing. */
+static int run_script(struct gh_sqlite_conn *c, const struct migration *m, struct gh_err *err)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
+        gh_err_set(err, NULL, 0, 0, "store: migration %d: %s", m->version, msg ? msg : "failed");
+        sqlite3_free(msg);
+        return GH_ERROR;
+    }
+    return GH_OK;
+}
+
+/* Reads the schema version inside the writer's transaction. */
+static int current_version(struct gh_sqlite_conn *c, int *version, struct gh_err *err)
+{
+    static const struct migration table = {0, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                              "  version INTEGER PRIMARY KEY,"
+                                              "  applied_at INTEGER NOT NULL"
+                                              ") STRICT;"};
+    sqlite3_stmt *s;
+    int rc;
+
+    if (run_script(c, &table, err) != GH_OK) return GH_ERROR;
+    s = gh_sqlite__stmt(c, GH_SQ_MIGRATION_MAX, err);
+    if (s == NULL) return GH_ERROR;
+    rc = gh_sqlite__row(c, s, "schema version", err);
+    if (rc != GH_OK) return GH_ERROR;
+    *version = sqlite3_column_int(s, 0);
+    gh_sqlite__done(s);
+    return GH_OK;
+}
+
+/* Applies the migration after the current version, if any; sets *done when
+ * the schema is up to date. One transaction per migration, BEGIN IMMEDIATE:
+ * two processes migrating the same file at once apply each step once. */
+static int step(struct gh_sqlite_store *s, int *version, bool *done, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = &s->writer;
+    const struct migration *m;
+    sqlite3_stmt *rec;
+    int rc;
+
+    rc = gh_sqlite__write_begin(s, err);
+    if (rc != GH_OK) return rc;
+    rc = current_version(c, version, err);
+    if (rc != GH_OK) goto out;
+    if (*version > NMIGRATIONS) {
+        rc = gh_err_set(err, NULL, 0, 0,
+                        "store: the database schema (version %d) is newer than this gatehouse "
+                        "(version %d)",
+                        *version, NMIGRATIONS);
+        goto out;
+    }
+    if (*version == NMIGRATIONS) {
+        *done = true;
+        goto out;
+    }
+    m = &migrations[*version];
+    if (m->version != *version + 1) { /* a gap or a misordered entry in the list */
+        rc = gh_err_set(err, NULL, 0, 0, "store: migration list broken at %d", m->version);
+        goto out;
+    }
+    rc = run_script(c, m, err);
+    if (rc != GH_OK) goto out;
+    rec = gh_sqlite__stmt(c, GH_SQ_MIGRATION_RECORD, err);
+    if (rec == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    sqlite3_bind_int(rec, 1, m->version);
+    sqlite3_bind_int64(rec, 2, (int64_t)gh_wall_ms());
+    rc = gh_sqlite__exec(c, rec, "schema_migrations", err);
+    if (rc == GH_OK) *version = m->version;
+out:
+    return gh_sqlite__write_end(s, rc, err);
+}
+
+int gh_sqlite__migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err)
+{
+    struct gh_sqlite_store *s = gh_sqlite__of(st);
+    bool done = false;
+    int rc;
+
+    *applied = 0;
+    for (;;) {
+        rc = step(s, version, &done, err);
+        if (rc != GH_OK || done) return rc;
+        (*applied)++;
+    }
+}

@@ -1,0 +1,413 @@
+/* The storage interface: tenants, API keys, revoked tokens and a change
+ * counter, behind one ops table that the SQLite implementation (and later the
+ * PostgreSQL one) fills. Nothing above this header knows which engine runs.
+ *
+ * Threading: every call is synchronous and may block on disk and on locks
+ * (up to the busy timeout). NEVER call from a worker event loop: callers are
+ * the admin thread, the CLI and background threads. One struct gh_store may be
+ * used by several threads at once; gh_store_close() must be called when no
+ * other thread uses it any more.
+ *
+ * Tenant isolation: tenant-owned rows (api_keys) are reached only through
+ * their tenant. Calls marked [tenant] take the tenant id as their first
+ * argument and never see another tenant's rows (a key of tenant B asked for
+ * under tenant A is GH_STORE_NOT_FOUND, exactly as a key that does not exist).
+ * The PostgreSQL implementation runs them under a role subject to row-level
+ * security with the tenant's id as session setting. Calls marked [operator]
+ * read or write across tenants (the key directory, tenant listing, last-used
+ * batches) and are for operators and the gateway's own background work.
+ *
+ * Records are plain structs with fixed-size arrays: callers never free them.
+ * Times are unix milliseconds (int64_t); 0 means "never" where said.
+ *
+ * Return codes: GH_OK; GH_STORE_NOT_FOUND; GH_STORE_CONFLICT (a unique name or
+ * id is taken, or a change that is not allowed in the current state);
+ * GH_STORE_INVALID (the input was refused by validation); GH_ERROR (the
+ * engine failed). The last four fill <err>->msg. Messages never contain a
+ * secret or a hash; those of NOT_FOUND, CONFLICT and INVALID name the field
+ * and rule and may be shown to the client that sent the input.
+ *
+ * docs/internals/store.md describes the schema, migrations and cursors. */
+#ifndef GH_STORE_STORE_H
+#define GH_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+enum {
+    GH_STORE_NOT_FOUND = -10,
+    GH_STORE_CONFLICT = -11,
+    GH_STORE_INVALID = -12,
+};
+
+/* Sizes, with room for the terminating NUL (_SIZE) or without it (_MAX/_LEN). */
+#define GH_STORE_TENANT_ID_SIZE 32 /* "tn_" + 20 base62, or "system" */
+#define GH_STORE_TENANT_ID_RAND 20 /* random base62 characters after "tn_" */
+#define GH_STORE_KEY_ID_LEN     16 /* base62 */
+#define GH_STORE_KEY_ID_SIZE    (GH_STORE_KEY_ID_LEN + 1)
+#define GH_STORE_NAME_MAX       64 /* tenant names, plans, key labels (bytes) */
+#define GH_STORE_NAME_SIZE      (GH_STORE_NAME_MAX + 1)
+#define GH_STORE_TOKEN_MAX      64 /* one role or one scope */
+#define GH_STORE_TOKEN_SIZE     (GH_STORE_TOKEN_MAX + 1)
+#define GH_STORE_MAX_ROLES      16
+#define GH_STORE_MAX_SCOPES     32
+#define GH_STORE_HASH_MAX       255 /* a PHC string */
+#define GH_STORE_HASH_SIZE      (GH_STORE_HASH_MAX + 1)
+#define GH_STORE_JTI_MAX        128
+#define GH_STORE_JTI_SIZE       (GH_STORE_JTI_MAX + 1)
+#define GH_STORE_CURSOR_SIZE    64
+#define GH_STORE_LIST_MAX       200 /* the largest page a list call returns */
+
+/* The operators' tenant, created by the first migration. It can be neither
+ * renamed nor suspended. */
+#define GH_STORE_SYSTEM_TENANT "system"
+
+enum gh_store_tenant_status {
+    GH_STORE_TENANT_ANY = 0, /* only as a filter or "unchanged" */
+    GH_STORE_TENANT_ACTIVE = 1,
+    GH_STORE_TENANT_SUSPENDED = 2,
+};
+
+enum gh_store_key_status {
+    GH_STORE_KEY_ANY = 0, /* only as "default" on insert */
+    GH_STORE_KEY_ACTIVE = 1,
+    GH_STORE_KEY_REVOKED = 2,
+};
+
+struct gh_store_tenant {
+    char id[GH_STORE_TENANT_ID_SIZE];
+    char name[GH_STORE_NAME_SIZE]; /* unique; [a-z0-9._-]{1,64} */
+    char plan[GH_STORE_NAME_SIZE]; /* same rule as name; default "default" */
+    enum gh_store_tenant_status status;
+    int64_t created_at;
+    int64_t updated_at;
+};
+
+/* What gh_store_tenant_update() changes: NULL / GH_STORE_TENANT_ANY fields
+ * stay as they are. */
+struct gh_store_tenant_update {
+    const char *name;
+    const char *plan;
+    enum gh_store_tenant_status status;
+};
+
+struct gh_store_key {
+    char id[GH_STORE_KEY_ID_SIZE]; /* the public key id: 16 base62, unique */
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    char name[GH_STORE_NAME_SIZE]; /* optional label: UTF-8, no control chars; "" = none */
+    char roles[GH_STORE_MAX_ROLES][GH_STORE_TOKEN_SIZE];
+    size_t nroles;
+    char scopes[GH_STORE_MAX_SCOPES][GH_STORE_TOKEN_SIZE];
+    size_t nscopes;
+    char secret_hash[GH_STORE_HASH_SIZE]; /* Argon2id PHC string; the store never hashes */
+    enum gh_store_key_status status;
+    int64_t expires_at;                      /* 0 = never */
+    int64_t created_at;                      /* set by the store */
+    int64_t last_used_at;                    /* 0 = never; set by gh_store_keys_touch_batch() */
+    char rotated_from[GH_STORE_KEY_ID_SIZE]; /* the key this one replaced; "" = none */
+};
+
+/* One entry of a last-used batch. */
+struct gh_store_key_touch {
+    char key_id[GH_STORE_KEY_ID_SIZE];
+    int64_t last_used_at;
+};
+
+struct gh_store_revoked_token {
+    char jti[GH_STORE_JTI_SIZE];
+    int64_t expires_at;
+    int64_t revoked_at;
+};
+
+/* One page of a list call. The caller sets <cursor> and <limit> and passes an
+ * array of <limit> records; the store sets <count> and <next>. Cursors are
+ * opaque strings (keyset pagination on (created_at, id), oldest first): a
+ * walk from the first page to the last sees every row that existed when it
+ * started exactly once, whatever is inserted meanwhile. A cursor of one list
+ * is refused (GH_STORE_INVALID) by another. */
+struct gh_store_page {
+    const char *cursor;              /* in: a previous page's <next>; NULL or "" = first page */
+    size_t limit;                    /* in: 1..GH_STORE_LIST_MAX */
+    size_t count;                    /* out: records written */
+    char next[GH_STORE_CURSOR_SIZE]; /* out: "" when this page is the last */
+};
+
+/* Where a page starts: after the row (created_at, id). The gh_store_*
+ * wrappers decode cursors into this; implementations never parse cursors. */
+struct gh_store_keyset {
+    int64_t created_at;
+    char id[GH_STORE_TENANT_ID_SIZE];
+};
+
+/* Parameters of gh_store_open(): exactly one engine is named. */
+struct gh_store_params {
+    const char *sqlite_path;  /* the SQLite database file; created with mode 0600 */
+    unsigned readers;         /* SQLite reader connections; 0 = 4; at most 64 */
+    uint32_t busy_timeout_ms; /* wait for another process's lock; 0 = 5000 */
+};
+
+/* Streaming callbacks. They run on the calling thread while the store holds a
+ * connection: they must not call into the store. Returning GH_OK goes on; any
+ * other value stops the walk and is returned by the call that streams. */
+typedef int (*gh_store_key_cb)(const struct gh_store_key *key,
+                               enum gh_store_tenant_status tenant_status, void *arg);
+typedef int (*gh_store_revoked_cb)(const struct gh_store_revoked_token *tok, void *arg);
+
+struct gh_store;
+
+/* The ops table an implementation fills. Slots are called only through the
+ * gh_store_* wrappers below, which validate every argument first (names,
+ * lists, ids, limits), generate ids, set times, and decode cursors: a slot
+ * may assume its input is valid. Every slot returns the codes listed at the
+ * top of this file. All slots are mandatory. */
+struct gh_store_ops {
+    const char *name; /* "sqlite", "postgres": for logs and `gatehouse check` */
+
+    /* Opens the store described by <params> and sets *out. Does not migrate.
+     * On failure returns GH_ERROR, leaves *out NULL and fills <err>. */
+    int (*open)(const struct gh_store_params *params, struct gh_store **out, struct gh_err *err);
+
+    /* Closes connections and frees <st>. No other thread may use <st>. */
+    void (*close)(struct gh_store *st);
+
+    /* Applies every migration newer than the database's version, each in its
+     * own transaction, and records it in schema_migrations(version,
+     * applied_at). Sets *applied to how many ran and *version to the schema
+     * version reached. Refuses (GH_ERROR) a database newer than the code. */
+    int (*migrate)(struct gh_store *st, int *applied, int *version, struct gh_err *err);
+
+    /* Reads the change counter (committed value). Must be cheap: called every
+     * 250 ms by each cache that depends on it. */
+    int (*change_version)(struct gh_store *st, uint64_t *version, struct gh_err *err);
+
+    /* [operator] Inserts <t> (all fields set by the wrapper). CONFLICT when
+     * the name (or id) is taken. */
+    int (*tenant_create)(struct gh_store *st, const struct gh_store_tenant *t, struct gh_err *err);
+
+    /* [tenant] Fills <out> with the tenant <id>; NOT_FOUND when absent. */
+    int (*tenant_get)(struct gh_store *st, const char *id, struct gh_store_tenant *out,
+                      struct gh_err *err);
+
+    /* [operator] Fills <out> with the tenant named <name>; NOT_FOUND. */
+    int (*tenant_get_by_name)(struct gh_store *st, const char *name, struct gh_store_tenant *out,
+                              struct gh_err *err);
+
+    /* [operator] Writes up to <limit> tenants ordered by (created_at, id)
+     * strictly after <after> (NULL: from the start) and with status <status>
+     * (GH_STORE_TENANT_ANY: all) into <out>; sets *count, and *more when at
+     * least one further row exists. */
+    int (*tenant_list)(struct gh_store *st, enum gh_store_tenant_status status,
+                       const struct gh_store_keyset *after, size_t limit,
+                       struct gh_store_tenant *out, size_t *count, bool *more, struct gh_err *err);
+
+    /* [tenant] Applies <upd> to tenant <id>, sets updated_at to <now>, and
+     * fills <out> (may be NULL) with the result. Bumps the change counter
+     * when the status changes. NOT_FOUND; CONFLICT when the new name is
+     * taken. */
+    int (*tenant_update)(struct gh_store *st, const char *id,
+                         const struct gh_store_tenant_update *upd, int64_t now,
+                         struct gh_store_tenant *out, struct gh_err *err);
+
+    /* [tenant: k->tenant_id] Inserts <k> (id and times set by the wrapper)
+     * and bumps the change counter. NOT_FOUND when the tenant, or the key
+     * named by rotated_from within that tenant, does not exist; CONFLICT when
+     * the key id is taken. */
+    int (*key_insert)(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err);
+
+    /* [tenant] Fills <out> with key <key_id> of tenant <tenant_id>. */
+    int (*key_get)(struct gh_store *st, const char *tenant_id, const char *key_id,
+                   struct gh_store_key *out, struct gh_err *err);
+
+    /* [tenant] As tenant_list, for the keys of <tenant_id>. */
+    int (*key_list)(struct gh_store *st, const char *tenant_id, const struct gh_store_keyset *after,
+                    size_t limit, struct gh_store_key *out, size_t *count, bool *more,
+                    struct gh_err *err);
+
+    /* [tenant] Sets the status of a key and bumps the change counter when it
+     * changed. Revocation is final: active -> revoked, or no change;
+     * revoked -> active is CONFLICT. NOT_FOUND. */
+    int (*key_set_status)(struct gh_store *st, const char *tenant_id, const char *key_id,
+                          enum gh_store_key_status status, struct gh_err *err);
+
+    /* [tenant] Sets expires_at (0 = never) and bumps the change counter. */
+    int (*key_set_expiry)(struct gh_store *st, const char *tenant_id, const char *key_id,
+                          int64_t expires_at, struct gh_err *err);
+
+    /* [operator] In one transaction, sets last_used_at of each key to the
+     * larger of its value and the entry's; unknown ids are skipped. Does not
+     * bump the change counter (last use does not change who may pass). */
+    int (*keys_touch_batch)(struct gh_store *st, const struct gh_store_key_touch *touches, size_t n,
+                            struct gh_err *err);
+
+    /* [operator] Calls <cb> for every key (any status) with its tenant's
+     * status, from one consistent snapshot, and sets *version to the change
+     * counter of that same snapshot. */
+    int (*key_directory_load)(struct gh_store *st, gh_store_key_cb cb, void *arg, uint64_t *version,
+                              struct gh_err *err);
+
+    /* [operator] Records token <jti> as revoked until <expires_at> (revoking
+     * again keeps the later expiry) and bumps the change counter. */
+    int (*token_revoke)(struct gh_store *st, const char *jti, int64_t expires_at, int64_t now,
+                        struct gh_err *err);
+
+    /* [operator] Calls <cb> for every revoked token with expires_at > <now>,
+     * from one snapshot whose change counter goes to *version. */
+    int (*revoked_tokens_load)(struct gh_store *st, int64_t now, gh_store_revoked_cb cb, void *arg,
+                               uint64_t *version, struct gh_err *err);
+
+    /* [operator] Deletes revoked tokens with expires_at <= <now>; sets
+     * *purged. Does not bump the change counter (they can no longer pass). */
+    int (*revoked_tokens_purge)(struct gh_store *st, int64_t now, size_t *purged,
+                                struct gh_err *err);
+};
+
+/* The handle. Implementations embed it as their first member. */
+struct gh_store {
+    const struct gh_store_ops *ops; /* read-only */
+};
+
+extern const struct gh_store_ops gh_store_sqlite_ops;
+
+/* ---- Lifecycle ------------------------------------------------------------ */
+
+/* Opens the engine named in <params> (today: sqlite_path) and sets *out.
+ * Does not migrate: call gh_store_migrate() next. GH_STORE_INVALID when no
+ * engine is named; GH_ERROR when it cannot be opened. */
+int gh_store_open(const struct gh_store_params *params, struct gh_store **out, struct gh_err *err);
+
+/* Closes <st> (NULL is fine). No other thread may use it any more. */
+void gh_store_close(struct gh_store *st);
+
+/* The implementation's name ("sqlite"). */
+const char *gh_store_engine(const struct gh_store *st);
+
+/* Applies pending migrations (idempotent: a second run applies none). Sets
+ * *applied and *version when not NULL. */
+int gh_store_migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err);
+
+/* Reads the change counter: every write that affects authentication (tenant
+ * status, key insert / status / expiry, token revocation) increments it in
+ * its own transaction. Readers poll it to know when to reload their caches. */
+int gh_store_change_version(struct gh_store *st, uint64_t *version, struct gh_err *err);
+
+/* ---- Tenants ---------------------------------------------------------------- */
+
+/* [operator] Creates a tenant from <t>->name, <t>->plan ("" = "default") and
+ * <t>->status (GH_STORE_TENANT_ANY = active); fills <t>->id ("tn_" + 20
+ * base62 from the CSPRNG), created_at and updated_at. INVALID, CONFLICT. */
+int gh_store_tenant_create(struct gh_store *st, struct gh_store_tenant *t, struct gh_err *err);
+
+/* [tenant] Fills <out> with tenant <id>. NOT_FOUND (also for a malformed id). */
+int gh_store_tenant_get(struct gh_store *st, const char *id, struct gh_store_tenant *out,
+                        struct gh_err *err);
+
+/* [operator] Fills <out> with the tenant named <name>. NOT_FOUND. */
+int gh_store_tenant_get_by_name(struct gh_store *st, const char *name, struct gh_store_tenant *out,
+                                struct gh_err *err);
+
+/* [operator] One page of tenants with status <status> (GH_STORE_TENANT_ANY:
+ * all), oldest first; <out> holds <page>->limit records. INVALID for a bad
+ * cursor or limit. */
+int gh_store_tenant_list(struct gh_store *st, enum gh_store_tenant_status status,
+                         struct gh_store_page *page, struct gh_store_tenant *out,
+                         struct gh_err *err);
+
+/* [tenant] Changes name, plan and/or status of tenant <id>; fills <out> (may
+ * be NULL). NOT_FOUND; CONFLICT when the name is taken or when asked to
+ * rename or suspend the system tenant; INVALID for bad values or an empty
+ * update. */
+int gh_store_tenant_update(struct gh_store *st, const char *id,
+                           const struct gh_store_tenant_update *upd, struct gh_store_tenant *out,
+                           struct gh_err *err);
+
+/* ---- API keys --------------------------------------------------------------- */
+
+/* [tenant: <k>->tenant_id] Inserts a key. The caller sets tenant_id, name,
+ * roles, scopes, secret_hash, expires_at, rotated_from, and id ("" = the
+ * store draws one from the CSPRNG); status must be active or ANY. The store
+ * fills id, status, created_at and sets last_used_at to 0. INVALID (a clear
+ * message says which field and rule), NOT_FOUND (tenant or rotated_from),
+ * CONFLICT (a caller-given id is taken). */
+int gh_store_key_insert(struct gh_store *st, struct gh_store_key *k, struct gh_err *err);
+
+/* [tenant] Fills <out> with key <key_id> of tenant <tenant_id>. NOT_FOUND
+ * when absent, malformed, or owned by another tenant. */
+int gh_store_key_get(struct gh_store *st, const char *tenant_id, const char *key_id,
+                     struct gh_store_key *out, struct gh_err *err);
+
+/* [tenant] One page of the keys of <tenant_id>, oldest first. An unknown
+ * tenant gives an empty page. */
+int gh_store_key_list(struct gh_store *st, const char *tenant_id, struct gh_store_page *page,
+                      struct gh_store_key *out, struct gh_err *err);
+
+/* [tenant] Revokes (status GH_STORE_KEY_REVOKED) a key; revoking twice is
+ * GH_OK. Revocation is final: asking for GH_STORE_KEY_ACTIVE on a revoked key
+ * is CONFLICT. NOT_FOUND. */
+int gh_store_key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
+                            enum gh_store_key_status status, struct gh_err *err);
+
+/* [tenant] Sets a key's expiry (unix ms; 0 = never), e.g. the end of a
+ * rotation's grace period. INVALID when negative; NOT_FOUND. */
+int gh_store_key_set_expiry(struct gh_store *st, const char *tenant_id, const char *key_id,
+                            int64_t expires_at, struct gh_err *err);
+
+/* [operator] Writes a batch of last-used times in one transaction (a time
+ * never moves back; unknown ids are skipped). INVALID for a malformed id. */
+int gh_store_keys_touch_batch(struct gh_store *st, const struct gh_store_key_touch *touches,
+                              size_t n, struct gh_err *err);
+
+/* [operator] Streams every key, any status, with its tenant's status, to
+ * <cb> (see gh_store_key_cb), and sets *version (may be NULL) to the change
+ * counter of the same snapshot: a cache built from it is current as of that
+ * version. The records passed to <cb> live until it returns. */
+int gh_store_key_directory_load(struct gh_store *st, gh_store_key_cb cb, void *arg,
+                                uint64_t *version, struct gh_err *err);
+
+/* ---- Revoked tokens --------------------------------------------------------- */
+
+/* [operator] Revokes token <jti> (1..128 printable ASCII characters) until
+ * <expires_at> (its exp, unix ms, > 0). Revoking again is GH_OK. */
+int gh_store_token_revoke(struct gh_store *st, const char *jti, int64_t expires_at,
+                          struct gh_err *err);
+
+/* [operator] Streams the revoked tokens not yet expired at <now> to <cb>, and
+ * sets *version (may be NULL) as gh_store_key_directory_load() does. */
+int gh_store_revoked_tokens_load(struct gh_store *st, int64_t now, gh_store_revoked_cb cb,
+                                 void *arg, uint64_t *version, struct gh_err *err);
+
+/* [operator] Deletes revoked tokens expired at <now>; sets *purged (may be
+ * NULL) to how many. */
+int gh_store_revoked_tokens_purge(struct gh_store *st, int64_t now, size_t *purged,
+                                  struct gh_err *err);
+
+/* ---- Validation and helpers (no store needed) ------------------------------- */
+
+/* [a-z0-9._-]{1,64}: tenant names and plans. */
+bool gh_store_valid_tenant_name(const char *s);
+/* [a-z0-9:._-]{1,64}: one role ("admin", "developer", "viewer", custom). */
+bool gh_store_valid_role(const char *s);
+/* [a-z0-9:._-]{1,64}: one scope ("orders:read"). */
+bool gh_store_valid_scope(const char *s);
+/* A key label: at most 64 bytes of UTF-8 without control characters; "" ok. */
+bool gh_store_valid_key_name(const char *s);
+/* "system" or "tn_" + 20 base62. */
+bool gh_store_valid_tenant_id(const char *s);
+/* 16 base62. */
+bool gh_store_valid_key_id(const char *s);
+
+/* "active" / "suspended" / "revoked"; "" for ANY or out of range. */
+const char *gh_store_tenant_status_name(enum gh_store_tenant_status s);
+const char *gh_store_key_status_name(enum gh_store_key_status s);
+/* The reverse; GH_STORE_TENANT_ANY / GH_STORE_KEY_ANY for unknown text. */
+enum gh_store_tenant_status gh_store_tenant_status_parse(const char *s);
+enum gh_store_key_status gh_store_key_status_parse(const char *s);
+
+/* Writes <n> base62 characters drawn from OpenSSL's CSPRNG (no modulo bias)
+ * and a NUL into <out>, which holds n + 1 bytes. GH_ERROR when the CSPRNG
+ * fails. */
+int gh_store_random_base62(char *out, size_t n, struct gh_err *err);
+
+#endif

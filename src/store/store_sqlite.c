@@ -1,0 +1,395 @@
+/* The SQLite store: opening the database file (mode 0600, WAL,
+ * synchronous=NORMAL, foreign keys), its writer and reader connections, the
+ * catalogue of SQL statements, and the ops table that ties the per-entity
+ * files (sqlite_migrations.c, sqlite_tenants.c, sqlite_keys.c,
+ * sqlite_tokens.c) together. sqlite_int.h states the locking rules. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/sqlite_int.h"
+
+#define DEFAULT_READERS      4
+#define MAX_READERS          64
+#define DEFAULT_BUSY_TIMEOUT 5000
+
+/* The columns of a key row, in the order gh_sqlite__key_row() reads them. */
+#define KEY_COLS                                                                                   \
+    "k.id, k.tenant_id, k.name, k.roles, k.scopes, k.secret_hash, k.status, k.expires_at, "        \
+    "k.created_at, k.last_used_at, coalesce(k.rotated_from, '')"
+#define TENANT_COLS "id, name, status, plan, created_at, updated_at"
+
+/* Every statement, bound with ?N parameters only: no SQL is built from
+ * strings at run time. */
+static const char *const stmt_sql[GH_SQ__COUNT] = {
+    [GH_SQ_BEGIN] = "BEGIN",
+    [GH_SQ_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [GH_SQ_COMMIT] = "COMMIT",
+    [GH_SQ_ROLLBACK] = "ROLLBACK",
+    [GH_SQ_VERSION_GET] = "SELECT version FROM change_counter WHERE id = 1",
+    [GH_SQ_VERSION_BUMP] = "UPDATE change_counter SET version = version + 1 WHERE id = 1",
+    [GH_SQ_MIGRATION_MAX] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    [GH_SQ_MIGRATION_RECORD] = "INSERT INTO schema_migrations (version, applied_at) "
+                               "VALUES (?1, ?2)",
+    [GH_SQ_TENANT_INSERT] = "INSERT INTO tenants (" TENANT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [GH_SQ_TENANT_GET] = "SELECT " TENANT_COLS " FROM tenants WHERE id = ?1",
+    [GH_SQ_TENANT_GET_BY_NAME] = "SELECT " TENANT_COLS " FROM tenants WHERE name = ?1",
+    [GH_SQ_TENANT_NAME_TAKEN] = "SELECT 1 FROM tenants WHERE name = ?1 AND id <> ?2",
+    [GH_SQ_TENANT_LIST] = "SELECT " TENANT_COLS " FROM tenants "
+                          "WHERE (?1 IS NULL OR status = ?1) AND (created_at, id) > (?2, ?3) "
+                          "ORDER BY created_at, id LIMIT ?4",
+    [GH_SQ_TENANT_UPDATE] = "UPDATE tenants SET name = coalesce(?2, name), "
+                            "plan = coalesce(?3, plan), status = coalesce(?4, status), "
+                            "updated_at = ?5 WHERE id = ?1",
+    [GH_SQ_KEY_INSERT] = "INSERT INTO api_keys (id, tenant_id, name, roles, scopes, secret_hash, "
+                         "status, expires_at, created_at, last_used_at, rotated_from) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
+    [GH_SQ_KEY_EXISTS] = "SELECT tenant_id FROM api_keys WHERE id = ?1",
+    [GH_SQ_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys k WHERE k.id = ?1 AND k.tenant_id = ?2",
+    [GH_SQ_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys k "
+                       "WHERE k.tenant_id = ?1 AND (k.created_at, k.id) > (?2, ?3) "
+                       "ORDER BY k.created_at, k.id LIMIT ?4",
+    [GH_SQ_KEY_STATUS_GET] = "SELECT status FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
+    [GH_SQ_KEY_SET_STATUS] = "UPDATE api_keys SET status = ?3 WHERE id = ?1 AND tenant_id = ?2",
+    [GH_SQ_KEY_SET_EXPIRY] = "UPDATE api_keys SET expires_at = ?3 "
+                             "WHERE id = ?1 AND tenant_id = ?2",
+    [GH_SQ_KEY_TOUCH] = "UPDATE api_keys SET last_used_at = ?2 "
+                        "WHERE id = ?1 AND last_used_at < ?2",
+    [GH_SQ_KEY_DIRECTORY] = "SELECT " KEY_COLS ", t.status FROM api_keys k "
+                            "JOIN tenants t ON t.id = k.tenant_id",
+    [GH_SQ_TOKEN_REVOKE] = "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) "
+                           "VALUES (?1, ?2, ?3) ON CONFLICT (jti) DO UPDATE "
+                           "SET expires_at = max(expires_at, excluded.expires_at)",
+    [GH_SQ_TOKEN_LOAD] = "SELECT jti, expires_at, revoked_at FROM revoked_tokens "
+                         "WHERE expires_at > ?1",
+    [GH_SQ_TOKEN_PURGE] = "DELETE FROM revoked_tokens WHERE expires_at <= ?1",
+};
+
+/* ---- Statements and errors -------------------------------------------------- */
+
+sqlite3_stmt *gh_sqlite__stmt(struct gh_sqlite_conn *c, enum gh_sqlite_stmt id, struct gh_err *err)
+{
+    if (c->stmt[id] == NULL &&
+        sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[id],
+                           NULL) != SQLITE_OK) {
+        gh_sqlite__fail(c, "prepare", err);
+        c->stmt[id] = NULL;
+    }
+    return c->stmt[id];
+}
+
+void gh_sqlite__done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+int gh_sqlite__fail(struct gh_sqlite_conn *c, const char *what, struct gh_err *err)
+{
+    return gh_err_set(err, NULL, 0, 0, "store: %s: %s", what, sqlite3_errmsg(c->db));
+}
+
+int gh_sqlite__exec(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *what, struct gh_err *err)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc != SQLITE_DONE) gh_sqlite__fail(c, what, err);
+    gh_sqlite__done(s);
+    return rc == SQLITE_DONE ? GH_OK : GH_ERROR;
+}
+
+int gh_sqlite__row(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *what, struct gh_err *err)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_ROW) return GH_OK;
+    if (rc != SQLITE_DONE) gh_sqlite__fail(c, what, err);
+    gh_sqlite__done(s);
+    return rc == SQLITE_DONE ? GH_STORE_NOT_FOUND : GH_ERROR;
+}
+
+int gh_sqlite__run(struct gh_sqlite_conn *c, enum gh_sqlite_stmt id, const char *what,
+                   struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, id, err);
+
+    return s ? gh_sqlite__exec(c, s, what, err) : GH_ERROR;
+}
+
+int gh_sqlite__conflict(struct gh_sqlite_conn *c, int rc)
+{
+    int ext = sqlite3_extended_errcode(c->db);
+
+    if (rc == GH_ERROR && (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY))
+        return GH_STORE_CONFLICT;
+    return rc;
+}
+
+int gh_sqlite__col_text(sqlite3_stmt *s, int col, char *dst, size_t size, struct gh_err *err)
+{
+    const unsigned char *text = sqlite3_column_text(s, col);
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+
+    if (text == NULL || n >= size || memchr(text, '\0', n) != NULL) {
+        dst[0] = '\0';
+        return gh_err_set(err, NULL, 0, 0, "store: column %s: missing or too long",
+                          sqlite3_column_name(s, col));
+    }
+    memcpy(dst, text, n);
+    dst[n] = '\0';
+    return GH_OK;
+}
+
+int gh_sqlite__bind_text(sqlite3_stmt *s, int idx, const char *text)
+{
+    return sqlite3_bind_text(s, idx, text, -1, SQLITE_TRANSIENT);
+}
+
+/* ---- Transactions and the change counter ------------------------------------ */
+
+int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->writer.lock);
+    /* IMMEDIATE takes the write lock now (waiting up to busy_timeout for
+     * another process), so no statement inside can fail with SQLITE_BUSY
+     * halfway through. */
+    rc = gh_sqlite__run(&s->writer, GH_SQ_BEGIN_IMMEDIATE, "begin", err);
+    if (rc != GH_OK) pthread_mutex_unlock(&s->writer.lock);
+    return rc;
+}
+
+int gh_sqlite__write_end(struct gh_sqlite_store *s, int rc, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = &s->writer;
+    struct gh_err scratch;
+
+    if (rc == GH_OK) rc = gh_sqlite__run(c, GH_SQ_COMMIT, "commit", err);
+    /* After some errors SQLite has already rolled back by itself. */
+    if (rc != GH_OK && !sqlite3_get_autocommit(c->db))
+        gh_sqlite__run(c, GH_SQ_ROLLBACK, "rollback", &scratch);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int gh_sqlite__read_begin(struct gh_sqlite_conn *c, struct gh_err *err)
+{
+    return gh_sqlite__run(c, GH_SQ_BEGIN, "begin", err);
+}
+
+void gh_sqlite__read_end(struct gh_sqlite_conn *c)
+{
+    struct gh_err scratch;
+
+    if (!sqlite3_get_autocommit(c->db)) gh_sqlite__run(c, GH_SQ_COMMIT, "commit", &scratch);
+    if (!sqlite3_get_autocommit(c->db)) gh_sqlite__run(c, GH_SQ_ROLLBACK, "rollback", &scratch);
+}
+
+int gh_sqlite__bump(struct gh_sqlite_conn *c, struct gh_err *err)
+{
+    return gh_sqlite__run(c, GH_SQ_VERSION_BUMP, "change counter", err);
+}
+
+int gh_sqlite__version(struct gh_sqlite_conn *c, uint64_t *version, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_VERSION_GET, err);
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    rc = gh_sqlite__row(c, s, "change counter", err);
+    if (rc == GH_STORE_NOT_FOUND)
+        return gh_err_set(err, NULL, 0, 0, "store: change counter: missing (not migrated?)");
+    if (rc != GH_OK) return rc;
+    *version = (uint64_t)sqlite3_column_int64(s, 0);
+    gh_sqlite__done(s);
+    return GH_OK;
+}
+
+struct gh_sqlite_conn *gh_sqlite__read_acquire(struct gh_sqlite_store *s)
+{
+    unsigned start = atomic_fetch_add(&s->next_reader, 1);
+
+    for (unsigned i = 0; i < s->nreaders; i++) {
+        struct gh_sqlite_conn *c = &s->readers[(start + i) % s->nreaders];
+        if (pthread_mutex_trylock(&c->lock) == 0) return c;
+    }
+    /* All busy: queue on one of them, spread by the counter. */
+    struct gh_sqlite_conn *c = &s->readers[start % s->nreaders];
+    pthread_mutex_lock(&c->lock);
+    return c;
+}
+
+void gh_sqlite__read_release(struct gh_sqlite_conn *c)
+{
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int sqlite_change_version(struct gh_store *st, uint64_t *version, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    int rc = gh_sqlite__version(c, version, err);
+
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
+/* ---- Open and close --------------------------------------------------------- */
+
+static void conn_close(struct gh_sqlite_conn *c)
+{
+    for (int i = 0; i < GH_SQ__COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
+    memset(c->stmt, 0, sizeof(c->stmt));
+    sqlite3_close(c->db);
+    c->db = NULL;
+}
+
+/* Runs a setup PRAGMA whose answer (if any) is not needed. */
+static int pragma(struct gh_sqlite_conn *c, const char *sql, struct gh_err *err)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        gh_err_set(err, NULL, 0, 0, "store: %s: %s", sql, msg ? msg : "failed");
+        sqlite3_free(msg);
+        return GH_ERROR;
+    }
+    return GH_OK;
+}
+
+/* Switches the database to WAL and checks that it took (it does not on some
+ * file systems, and readers would then block writers). */
+static int set_wal(struct gh_sqlite_conn *c, struct gh_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = GH_ERROR;
+
+    if (sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        gh_sqlite__fail(c, "journal_mode", err);
+        goto out;
+    }
+    if (sqlite3_stricmp((const char *)sqlite3_column_text(s, 0), "wal") != 0) {
+        gh_err_set(err, NULL, 0, 0, "store: the database cannot use WAL mode (journal_mode is %s)",
+                   (const char *)sqlite3_column_text(s, 0));
+        goto out;
+    }
+    rc = GH_OK;
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int conn_open(struct gh_sqlite_conn *c, const char *path, uint32_t busy_ms, bool writer,
+                     struct gh_err *err)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX; /* our own mutex guards it */
+
+    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+        if (c->db == NULL) return gh_err_set(err, NULL, 0, 0, "store: %s: out of memory", path);
+        return gh_err_set(err, NULL, 0, 0, "store: %s: %s", path, sqlite3_errmsg(c->db));
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, (int)busy_ms);
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    if (pragma(c, "PRAGMA foreign_keys = ON", err) != GH_OK) return GH_ERROR;
+    if (pragma(c, "PRAGMA trusted_schema = OFF", err) != GH_OK) return GH_ERROR;
+    if (!writer) return pragma(c, "PRAGMA query_only = ON", err);
+    if (set_wal(c, err) != GH_OK) return GH_ERROR;
+    /* NORMAL in WAL: a commit is durable once the WAL is synced at the next
+     * checkpoint; a power loss may drop the last commits, never corrupt. */
+    return pragma(c, "PRAGMA synchronous = NORMAL", err);
+}
+
+static void sqlite_close(struct gh_store *st)
+{
+    struct gh_sqlite_store *s = gh_sqlite__of(st);
+
+    if (s == NULL) return;
+    /* Readers first: the last connection to close checkpoints the WAL. */
+    for (unsigned i = 0; i < s->nreaders; i++) {
+        conn_close(&s->readers[i]);
+        pthread_mutex_destroy(&s->readers[i].lock);
+    }
+    conn_close(&s->writer);
+    pthread_mutex_destroy(&s->writer.lock);
+    free(s->readers);
+    free(s);
+}
+
+/* Creates the file with mode 0600 when it is missing (SQLite would use 0644),
+ * so the hashes in it are not world-readable. The -wal and -shm files take
+ * the database file's mode. An existing file keeps its mode. */
+static int create_file(const char *path, struct gh_err *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0) return gh_err_set(err, NULL, 0, 0, "store: %s: %s", path, strerror(errno));
+    close(fd);
+    return GH_OK;
+}
+
+static int sqlite_open(const struct gh_store_params *p, struct gh_store **out, struct gh_err *err)
+{
+    struct gh_sqlite_store *s;
+    unsigned nreaders = p->readers ? p->readers : DEFAULT_READERS;
+    uint32_t busy = p->busy_timeout_ms ? p->busy_timeout_ms : DEFAULT_BUSY_TIMEOUT;
+
+    *out = NULL;
+    if (nreaders > MAX_READERS)
+        return gh_err_set(err, NULL, 0, 0, "store: readers: at most %d", MAX_READERS);
+    if (sqlite3_threadsafe() == 0)
+        return gh_err_set(err, NULL, 0, 0, "store: SQLite was built without thread support");
+    if (create_file(p->sqlite_path, err) != GH_OK) return GH_ERROR;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    s->readers = calloc(nreaders, sizeof(*s->readers));
+    if (s->readers == NULL) {
+        free(s);
+        return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    }
+    s->base.ops = &gh_store_sqlite_ops;
+    s->nreaders = nreaders;
+    atomic_init(&s->next_reader, 0);
+    pthread_mutex_init(&s->writer.lock, NULL);
+    for (unsigned i = 0; i < nreaders; i++)
+        pthread_mutex_init(&s->readers[i].lock, NULL);
+
+    /* The writer first: it switches the file to WAL, which readers need. */
+    if (conn_open(&s->writer, p->sqlite_path, busy, true, err) != GH_OK) goto fail;
+    for (unsigned i = 0; i < nreaders; i++)
+        if (conn_open(&s->readers[i], p->sqlite_path, busy, false, err) != GH_OK) goto fail;
+    *out = &s->base;
+    return GH_OK;
+fail:
+    sqlite_close(&s->base);
+    return GH_ERROR;
+}
+
+const struct gh_store_ops gh_store_sqlite_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .migrate = gh_sqlite__migrate,
+    .change_version = sqlite_change_version,
+    .tenant_create = gh_sqlite__tenant_create,
+    .tenant_get = gh_sqlite__tenant_get,
+    .tenant_get_by_name = gh_sqlite__tenant_get_by_name,
+    .tenant_list = gh_sqlite__tenant_list,
+    .tenant_update = gh_sqlite__tenant_update,
+    .key_insert = gh_sqlite__key_insert,
+    .key_get = gh_sqlite__key_get,
+    .key_list = gh_sqlite__key_list,
+    .key_set_status = gh_sqlite__key_set_status,
+    .key_set_expiry = gh_sqlite__key_set_expiry,
+    .keys_touch_batch = gh_sqlite__keys_touch_batch,
+    .key_directory_load = gh_sqlite__key_directory_load,
+    .token_revoke = gh_sqlite__token_revoke,
+    .revoked_tokens_load = gh_sqlite__revoked_tokens_load,
+    .revoked_tokens_purge = gh_sqlite__revoked_tokens_purge,
+};

@@ -1,0 +1,1366 @@
+/* Tests of src/store (the interface and its SQLite implementation), each
+ * against a fresh SQLite file in a temporary folder: migrations, tenants,
+ * keys, pagination under concurrent inserts, the change counter, revoked
+ * tokens, validation tables, concurrent writers, and reopening the file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+/* A well-formed PHC string; tests check that no message ever contains it. */
+static const char HASH[] = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$"
+                           "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+
+struct fixture {
+    char dir[64];
+    char path[128];
+    struct gh_store *st;
+};
+
+/* ---- Helpers ---------------------------------------------------------------- */
+
+static void open_store(struct fixture *f)
+{
+    struct gh_store_params p = {.sqlite_path = f->path};
+    struct gh_err err = {0};
+
+    if (gh_store_open(&p, &f->st, &err) != GH_OK) fail_msg("open: %s", err.msg);
+}
+
+static int teardown(void **state);
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct gh_err err = {0};
+    int applied = -1, version = -1;
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/gh_store_XXXXXX");
+    if (mkdtemp(f->dir) == NULL) return -1;
+    snprintf(f->path, sizeof(f->path), "%s/gatehouse.db", f->dir);
+    open_store(f);
+    *state = f;
+    if (gh_store_migrate(f->st, &applied, &version, &err) != GH_OK) {
+        fprintf(stderr, "migrate: %s\n", err.msg);
+        teardown(state);
+        return -1;
+    }
+    if (applied != 1 || version != 1) {
+        teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    const char *suffix[] = {"", "-wal", "-shm", "-journal"};
+    char path[160];
+
+    gh_store_close(f->st);
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", f->path, suffix[i]);
+        unlink(path);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static uint64_t version_of(struct gh_store *st)
+{
+    struct gh_err err = {0};
+    uint64_t v = 0;
+
+    if (gh_store_change_version(st, &v, &err) != GH_OK) fail_msg("change_version: %s", err.msg);
+    return v;
+}
+
+static void tenant_new(struct gh_store *st, const char *name, struct gh_store_tenant *t)
+{
+    struct gh_err err = {0};
+
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    if (gh_store_tenant_create(st, t, &err) != GH_OK) fail_msg("tenant %s: %s", name, err.msg);
+}
+
+static void key_init(struct gh_store_key *k, const char *tenant_id)
+{
+    memset(k, 0, sizeof(*k));
+    snprintf(k->tenant_id, sizeof(k->tenant_id), "%s", tenant_id);
+    snprintf(k->secret_hash, sizeof(k->secret_hash), "%s", HASH);
+}
+
+static void key_role(struct gh_store_key *k, const char *role)
+{
+    snprintf(k->roles[k->nroles++], GH_STORE_TOKEN_SIZE, "%s", role);
+}
+
+static void key_scope(struct gh_store_key *k, const char *scope)
+{
+    snprintf(k->scopes[k->nscopes++], GH_STORE_TOKEN_SIZE, "%s", scope);
+}
+
+static void key_new(struct gh_store *st, const char *tenant_id, struct gh_store_key *k)
+{
+    struct gh_err err = {0};
+
+    key_init(k, tenant_id);
+    key_role(k, "developer");
+    key_scope(k, "orders:read");
+    if (gh_store_key_insert(st, k, &err) != GH_OK) fail_msg("key insert: %s", err.msg);
+}
+
+static void assert_no_hash(const struct gh_err *err)
+{
+    assert_null(strstr(err->msg, HASH));
+    assert_null(strstr(err->msg, "argon2id"));
+}
+
+/* Runs <sql> on the file directly (to look under the interface). */
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t v = -1;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    else
+        assert_int_equal(rc, SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ---- Migrations and lifecycle ----------------------------------------------- */
+
+static void test_migrate_idempotent(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    int applied = -1, version = -1;
+
+    assert_string_equal(gh_store_engine(f->st), "sqlite");
+    assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
+    assert_int_equal(applied, 0);
+    assert_int_equal(version, 1);
+    assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
+    assert_int_equal(applied, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 1);
+    assert_true(raw_int(f->path, "SELECT applied_at FROM schema_migrations") > 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
+
+    /* A database from a newer gatehouse is refused, not "downgraded". */
+    raw_int(f->path, "INSERT INTO schema_migrations VALUES (99, 0)");
+    assert_int_equal(gh_store_migrate(f->st, NULL, NULL, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "newer"));
+}
+
+static void test_system_tenant(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
+
+    assert_int_equal(gh_store_tenant_get(f->st, GH_STORE_SYSTEM_TENANT, &t, &err), GH_OK);
+    assert_string_equal(t.id, "system");
+    assert_string_equal(t.name, "system");
+    assert_string_equal(t.plan, "default");
+    assert_int_equal(t.status, GH_STORE_TENANT_ACTIVE);
+    assert_true(t.created_at > 1600000000000);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "system", &t, &err), GH_OK);
+    assert_string_equal(t.id, "system");
+
+    struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
+    assert_int_equal(gh_store_tenant_update(f->st, "system", &suspend, NULL, &err),
+                     GH_STORE_CONFLICT);
+    struct gh_store_tenant_update rename = {.name = "ops"};
+    assert_int_equal(gh_store_tenant_update(f->st, "system", &rename, NULL, &err),
+                     GH_STORE_CONFLICT);
+    struct gh_store_tenant_update plan = {.plan = "unlimited"};
+    assert_int_equal(gh_store_tenant_update(f->st, "system", &plan, &t, &err), GH_OK);
+    assert_string_equal(t.plan, "unlimited");
+
+    struct gh_store_tenant dup;
+    memset(&dup, 0, sizeof(dup));
+    snprintf(dup.name, sizeof(dup.name), "system");
+    assert_int_equal(gh_store_tenant_create(f->st, &dup, &err), GH_STORE_CONFLICT);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant t, got;
+    struct gh_store_key k, kgot;
+    struct gh_err err = {0};
+    int applied = -1;
+
+    tenant_new(f->st, "acme", &t);
+    key_new(f->st, t.id, &k);
+    gh_store_close(f->st);
+    open_store(f);
+    assert_int_equal(gh_store_migrate(f->st, &applied, NULL, &err), GH_OK);
+    assert_int_equal(applied, 0);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
+    assert_string_equal(got.id, t.id);
+    assert_int_equal(gh_store_key_get(f->st, t.id, k.id, &kgot, &err), GH_OK);
+    assert_string_equal(kgot.secret_hash, HASH);
+    assert_int_equal(version_of(f->st), 1);
+}
+
+static void test_file_mode(void **state)
+{
+    struct fixture *f = *state;
+    struct stat sb;
+    char wal[160];
+    struct gh_store_tenant t;
+
+    tenant_new(f->st, "acme", &t); /* makes sure the WAL has content */
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(raw_int(f->path, "PRAGMA journal_mode = WAL") >= 0 ? 0 : 1, 0);
+}
+
+static void test_open_errors(void **state)
+{
+    struct gh_store_params none = {0};
+    struct gh_store_params bad = {.sqlite_path = "/nonexistent-dir/x/gatehouse.db"};
+    struct gh_store_params many = {.sqlite_path = "/tmp/x.db", .readers = 65};
+    struct gh_store *st = (struct gh_store *)&none; /* must be reset to NULL */
+    struct gh_err err = {0};
+
+    assert_int_equal(gh_store_open(&none, &st, &err), GH_STORE_INVALID);
+    assert_null(st);
+    assert_int_equal(gh_store_open(&bad, &st, &err), GH_ERROR);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, "/nonexistent-dir/x/gatehouse.db"));
+    assert_int_equal(gh_store_open(&many, &st, &err), GH_ERROR);
+    assert_null(st);
+    gh_store_close(NULL);
+}
+
+/* ---- Tenants ---------------------------------------------------------------- */
+
+static void test_tenant_crud(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b, got;
+    struct gh_err err = {0};
+
+    tenant_new(f->st, "acme", &a);
+    assert_int_equal(strlen(a.id), 23);
+    assert_memory_equal(a.id, "tn_", 3);
+    assert_true(gh_store_valid_tenant_id(a.id));
+    assert_string_equal(a.plan, "default");
+    assert_int_equal(a.status, GH_STORE_TENANT_ACTIVE);
+    assert_true(a.created_at > 0);
+    assert_int_equal(a.created_at, a.updated_at);
+
+    assert_int_equal(gh_store_tenant_get(f->st, a.id, &got, &err), GH_OK);
+    assert_string_equal(got.name, "acme");
+    assert_int_equal(got.created_at, a.created_at);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
+    assert_string_equal(got.id, a.id);
+
+    /* Unique name. */
+    memset(&b, 0, sizeof(b));
+    snprintf(b.name, sizeof(b.name), "acme");
+    assert_int_equal(gh_store_tenant_create(f->st, &b, &err), GH_STORE_CONFLICT);
+    assert_non_null(strstr(err.msg, "name"));
+    assert_string_equal(b.id, "");
+
+    /* Rename, then a rename onto a taken name. */
+    struct gh_store_tenant_update ren = {.name = "acme-2"};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &ren, &got, &err), GH_OK);
+    assert_string_equal(got.name, "acme-2");
+    assert_true(got.updated_at >= a.updated_at);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_STORE_NOT_FOUND);
+    tenant_new(f->st, "beta", &b);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &ren, NULL, &err), GH_STORE_CONFLICT);
+    /* Renaming to its own name is fine. */
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &ren, NULL, &err), GH_OK);
+
+    /* Plan, suspend, reinstate. */
+    struct gh_store_tenant_update up = {.plan = "gold", .status = GH_STORE_TENANT_SUSPENDED};
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &up, &got, &err), GH_OK);
+    assert_string_equal(got.plan, "gold");
+    assert_string_equal(got.name, "beta");
+    assert_int_equal(got.status, GH_STORE_TENANT_SUSPENDED);
+    struct gh_store_tenant_update act = {.status = GH_STORE_TENANT_ACTIVE};
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &act, &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_TENANT_ACTIVE);
+    assert_string_equal(got.plan, "gold");
+
+    /* Not found, malformed, empty. */
+    assert_int_equal(gh_store_tenant_get(f->st, "tn_00000000000000000000", &got, &err),
+                     GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_tenant_get(f->st, "../etc/passwd", &got, &err), GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_tenant_get(f->st, "", &got, &err), GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_tenant_update(f->st, "tn_00000000000000000000", &act, NULL, &err),
+                     GH_STORE_NOT_FOUND);
+    struct gh_store_tenant_update empty = {0};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &empty, NULL, &err), GH_STORE_INVALID);
+    struct gh_store_tenant_update badname = {.name = "Acme"};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &badname, NULL, &err), GH_STORE_INVALID);
+    struct gh_store_tenant_update badstatus = {.status = (enum gh_store_tenant_status)7};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &badstatus, NULL, &err), GH_STORE_INVALID);
+
+    /* A tenant created suspended, with a plan. */
+    memset(&b, 0, sizeof(b));
+    snprintf(b.name, sizeof(b.name), "gamma.eu_1");
+    snprintf(b.plan, sizeof(b.plan), "pro");
+    b.status = GH_STORE_TENANT_SUSPENDED;
+    assert_int_equal(gh_store_tenant_create(f->st, &b, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_get(f->st, b.id, &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_TENANT_SUSPENDED);
+    assert_string_equal(got.plan, "pro");
+}
+
+/* Walks every page of the tenant list with <status> and page size <limit>;
+ * returns the number of tenants and pages. */
+static size_t walk_tenants(struct gh_store *st, enum gh_store_tenant_status status, size_t limit,
+                           size_t *pages)
+{
+    struct gh_store_tenant out[GH_STORE_LIST_MAX];
+    struct gh_store_page page = {.limit = limit};
+    char cursor[GH_STORE_CURSOR_SIZE] = "";
+    struct gh_err err = {0};
+    size_t total = 0;
+    int64_t last = INT64_MIN;
+
+    *pages = 0;
+    for (;;) {
+        page.cursor = cursor;
+        if (gh_store_tenant_list(st, status, &page, out, &err) != GH_OK)
+            fail_msg("tenant_list: %s", err.msg);
+        (*pages)++;
+        for (size_t i = 0; i < page.count; i++) {
+            assert_true(out[i].created_at >= last); /* oldest first */
+            last = out[i].created_at;
+            if (status != GH_STORE_TENANT_ANY) assert_int_equal(out[i].status, status);
+        }
+        total += page.count;
+        if (page.next[0] == '\0') break;
+        assert_int_equal(page.count, limit);
+        snprintf(cursor, sizeof(cursor), "%s", page.next);
+    }
+    return total;
+}
+
+static void test_tenant_list(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant t, out[4];
+    struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
+    struct gh_err err = {0};
+    size_t pages;
+    char name[32];
+
+    for (int i = 0; i < 25; i++) {
+        snprintf(name, sizeof(name), "tenant-%02d", i);
+        tenant_new(f->st, name, &t);
+        if (i % 5 == 0)
+            assert_int_equal(gh_store_tenant_update(f->st, t.id, &suspend, NULL, &err), GH_OK);
+    }
+    assert_int_equal(walk_tenants(f->st, GH_STORE_TENANT_ANY, 10, &pages), 26); /* + system */
+    assert_int_equal(pages, 3);
+    assert_int_equal(walk_tenants(f->st, GH_STORE_TENANT_SUSPENDED, 2, &pages), 5);
+    assert_int_equal(pages, 3);
+    assert_int_equal(walk_tenants(f->st, GH_STORE_TENANT_ACTIVE, 200, &pages), 21);
+    assert_int_equal(pages, 1);
+    assert_int_equal(walk_tenants(f->st, GH_STORE_TENANT_ANY, 26, &pages), 26);
+    assert_int_equal(pages, 1);
+
+    /* Bad limits and cursors. */
+    struct gh_store_page page = {.limit = 0};
+    assert_int_equal(gh_store_tenant_list(f->st, GH_STORE_TENANT_ANY, &page, out, &err),
+                     GH_STORE_INVALID);
+    page.limit = GH_STORE_LIST_MAX + 1;
+    assert_int_equal(gh_store_tenant_list(f->st, GH_STORE_TENANT_ANY, &page, out, &err),
+                     GH_STORE_INVALID);
+    static const char *const bad[] = {
+        "garbage",        "t1.",           "t1.12.",
+        "t1.-5.system",   "t1.012.system", "t1.99999999999999999999.system",
+        "t1.12.tn_short", "t2.12.system",  "k1.12.ABCDEFGHIJKLMNOP", /* a key list's cursor */
+        "t1.12.system.x", "t1.12 .system",
+    };
+    page.limit = 4;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        page.cursor = bad[i];
+        if (gh_store_tenant_list(f->st, GH_STORE_TENANT_ANY, &page, out, &err) != GH_STORE_INVALID)
+            fail_msg("cursor \"%s\" was accepted", bad[i]);
+        assert_non_null(strstr(err.msg, "cursor"));
+    }
+    page.cursor = "t1.0.system"; /* well-formed: a fine place to start */
+    assert_int_equal(gh_store_tenant_list(f->st, GH_STORE_TENANT_ANY, &page, out, &err), GH_OK);
+    assert_int_equal(page.count, 4);
+    assert_int_equal(gh_store_tenant_list(f->st, (enum gh_store_tenant_status)9, &page, out, &err),
+                     GH_STORE_INVALID);
+}
+
+/* ---- Keys ------------------------------------------------------------------- */
+
+static void test_key_crud(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_key k, got, other;
+    struct gh_err err = {0};
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+
+    key_init(&k, a.id);
+    snprintf(k.name, sizeof(k.name), "clé de prod ✓");
+    key_role(&k, "admin");
+    key_role(&k, "developer");
+    key_scope(&k, "orders:read");
+    key_scope(&k, "orders:write");
+    key_scope(&k, "billing.v2_read-all");
+    k.expires_at = 4102444800000;
+    assert_int_equal(gh_store_key_insert(f->st, &k, &err), GH_OK);
+    assert_true(gh_store_valid_key_id(k.id));
+    assert_int_equal(k.status, GH_STORE_KEY_ACTIVE);
+    assert_true(k.created_at > 0);
+
+    assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
+    assert_string_equal(got.id, k.id);
+    assert_string_equal(got.tenant_id, a.id);
+    assert_string_equal(got.name, "clé de prod ✓");
+    assert_int_equal(got.nroles, 2);
+    assert_string_equal(got.roles[0], "admin");
+    assert_string_equal(got.roles[1], "developer");
+    assert_int_equal(got.nscopes, 3);
+    assert_string_equal(got.scopes[2], "billing.v2_read-all");
+    assert_string_equal(got.secret_hash, HASH);
+    assert_int_equal(got.status, GH_STORE_KEY_ACTIVE);
+    assert_int_equal(got.expires_at, 4102444800000);
+    assert_int_equal(got.created_at, k.created_at);
+    assert_int_equal(got.last_used_at, 0);
+    assert_string_equal(got.rotated_from, "");
+
+    /* Another tenant cannot see it; an unknown or malformed id is not found. */
+    assert_int_equal(gh_store_key_get(f->st, b.id, k.id, &got, &err), GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_key_get(f->st, a.id, "AAAAAAAAAAAAAAAA", &got, &err),
+                     GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_key_get(f->st, a.id, "short", &got, &err), GH_STORE_NOT_FOUND);
+
+    /* A caller-chosen id, then the same id again. */
+    key_init(&other, b.id);
+    snprintf(other.id, sizeof(other.id), "0123456789abcDEF");
+    assert_int_equal(gh_store_key_insert(f->st, &other, &err), GH_OK);
+    assert_string_equal(other.id, "0123456789abcDEF");
+    assert_int_equal(gh_store_key_get(f->st, b.id, "0123456789abcDEF", &got, &err), GH_OK);
+    assert_int_equal(got.nroles, 0);
+    assert_int_equal(got.nscopes, 0);
+    assert_string_equal(got.name, "");
+    key_init(&other, a.id);
+    snprintf(other.id, sizeof(other.id), "0123456789abcDEF");
+    assert_int_equal(gh_store_key_insert(f->st, &other, &err), GH_STORE_CONFLICT);
+    assert_no_hash(&err);
+
+    /* Unknown tenant. */
+    key_init(&other, "tn_00000000000000000000");
+    assert_int_equal(gh_store_key_insert(f->st, &other, &err), GH_STORE_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "tenant"));
+    assert_no_hash(&err);
+    key_init(&other, "nonsense");
+    assert_int_equal(gh_store_key_insert(f->st, &other, &err), GH_STORE_NOT_FOUND);
+
+    /* rotated_from: must be a key of the same tenant. */
+    key_init(&other, a.id);
+    snprintf(other.rotated_from, sizeof(other.rotated_from), "AAAAAAAAAAAAAAAA");
+    assert_int_equal(gh_store_key_insert(f->st, &other, &err), GH_STORE_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "rotated_from"));
+    key_init(&other, a.id);
+    snprintf(other.rotated_from, sizeof(other.rotated_from), "0123456789abcDEF"); /* of beta */
+    assert_int_equal(gh_store_key_insert(f->st, &other, &err), GH_STORE_NOT_FOUND);
+    key_init(&other, a.id);
+    snprintf(other.rotated_from, sizeof(other.rotated_from), "%s", k.id);
+    assert_int_equal(gh_store_key_insert(f->st, &other, &err), GH_OK);
+    assert_int_equal(gh_store_key_get(f->st, a.id, other.id, &got, &err), GH_OK);
+    assert_string_equal(got.rotated_from, k.id);
+}
+
+struct inserter {
+    struct gh_store *st;
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    char other_id[GH_STORE_TENANT_ID_SIZE];
+    atomic_bool stop;
+    atomic_int inserted;
+    atomic_int failures;
+};
+
+static void *insert_loop(void *arg)
+{
+    struct inserter *in = arg;
+    struct gh_store_key k;
+    struct gh_err err;
+
+    while (!atomic_load(&in->stop)) {
+        int n = atomic_load(&in->inserted);
+        key_init(&k, n % 3 == 2 ? in->other_id : in->tenant_id);
+        if (gh_store_key_insert(in->st, &k, &err) != GH_OK) atomic_fetch_add(&in->failures, 1);
+        atomic_fetch_add(&in->inserted, 1);
+    }
+    return NULL;
+}
+
+/* Pagination across 3+ pages while another thread inserts keys of the same
+ * tenant: every key that existed before the first page is seen exactly once,
+ * and no key is seen twice. */
+static void test_key_pagination_concurrent(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_key *out = calloc(10, sizeof(*out));
+    struct gh_store_key k;
+    struct gh_store_page page = {.limit = 10};
+    char cursor[GH_STORE_CURSOR_SIZE] = "";
+    char before[30][GH_STORE_KEY_ID_SIZE];
+    char(*seen)[GH_STORE_KEY_ID_SIZE] = calloc(4096, GH_STORE_KEY_ID_SIZE);
+    size_t nseen = 0, pages = 0;
+    struct inserter in = {.st = f->st};
+    struct gh_err err = {0};
+    pthread_t th;
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+    for (int i = 0; i < 30; i++) {
+        key_new(f->st, a.id, &k);
+        memcpy(before[i], k.id, sizeof(before[i]));
+    }
+    memcpy(in.tenant_id, a.id, sizeof(in.tenant_id));
+    memcpy(in.other_id, b.id, sizeof(in.other_id));
+    atomic_init(&in.stop, false);
+    atomic_init(&in.inserted, 0);
+    atomic_init(&in.failures, 0);
+    assert_int_equal(pthread_create(&th, NULL, insert_loop, &in), 0);
+
+    for (;;) {
+        /* Let inserts land between pages. */
+        int mark = atomic_load(&in.inserted);
+        while (atomic_load(&in.inserted) < mark + 3)
+            sched_yield();
+        page.cursor = cursor;
+        if (gh_store_key_list(f->st, a.id, &page, out, &err) != GH_OK) {
+            atomic_store(&in.stop, true);
+            pthread_join(th, NULL);
+            fail_msg("key_list: %s", err.msg);
+        }
+        pages++;
+        for (size_t i = 0; i < page.count; i++) {
+            assert_string_equal(out[i].tenant_id, a.id);
+            assert_true(nseen < 4096);
+            memcpy(seen[nseen++], out[i].id, GH_STORE_KEY_ID_SIZE);
+        }
+        if (page.next[0] == '\0' || nseen >= 4000) break;
+        snprintf(cursor, sizeof(cursor), "%s", page.next);
+    }
+    atomic_store(&in.stop, true);
+    pthread_join(th, NULL);
+
+    assert_int_equal(atomic_load(&in.failures), 0);
+    assert_true(atomic_load(&in.inserted) > 0);
+    assert_true(pages >= 3);
+    for (size_t i = 0; i < nseen; i++)
+        for (size_t j = i + 1; j < nseen; j++)
+            if (strcmp(seen[i], seen[j]) == 0) fail_msg("key %s seen twice", seen[i]);
+    for (int i = 0; i < 30; i++) {
+        size_t hits = 0;
+        for (size_t j = 0; j < nseen; j++)
+            hits += strcmp(before[i], seen[j]) == 0;
+        if (hits != 1) fail_msg("key %s seen %zu times", before[i], hits);
+    }
+
+    /* A key cursor is refused by the tenant list, and a bad one by the key list. */
+    page.cursor = cursor;
+    if (cursor[0] != '\0') {
+        struct gh_store_tenant tout[1];
+        struct gh_store_page tp = {.limit = 1, .cursor = cursor};
+        assert_int_equal(gh_store_tenant_list(f->st, GH_STORE_TENANT_ANY, &tp, tout, &err),
+                         GH_STORE_INVALID);
+    }
+    page.cursor = "t1.0.system";
+    assert_int_equal(gh_store_key_list(f->st, a.id, &page, out, &err), GH_STORE_INVALID);
+    /* An unknown tenant has no keys. */
+    page.cursor = NULL;
+    assert_int_equal(gh_store_key_list(f->st, "tn_00000000000000000000", &page, out, &err), GH_OK);
+    assert_int_equal(page.count, 0);
+    assert_string_equal(page.next, "");
+    free(out);
+    free(seen);
+}
+
+static void test_key_revoke(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_key k, got;
+    struct gh_err err = {0};
+    uint64_t v;
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+    key_new(f->st, a.id, &k);
+    v = version_of(f->st);
+
+    /* Another tenant cannot revoke it. */
+    assert_int_equal(gh_store_key_set_status(f->st, b.id, k.id, GH_STORE_KEY_REVOKED, &err),
+                     GH_STORE_NOT_FOUND);
+    assert_int_equal(version_of(f->st), v);
+    /* Active -> active changes nothing. */
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v);
+
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v + 1);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_KEY_REVOKED);
+    /* Twice is fine and changes nothing; back to active is refused. */
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v + 1);
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, &err),
+                     GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_KEY_REVOKED);
+
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ANY, &err),
+                     GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_key_set_status(f->st, a.id, "AAAAAAAAAAAAAAAA", GH_STORE_KEY_REVOKED, &err),
+        GH_STORE_NOT_FOUND);
+}
+
+static void test_key_expiry(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_key k, got;
+    struct gh_err err = {0};
+    uint64_t v;
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+    key_new(f->st, a.id, &k);
+    assert_int_equal(k.expires_at, 0);
+    v = version_of(f->st);
+
+    assert_int_equal(gh_store_key_set_expiry(f->st, a.id, k.id, 1700000000123, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v + 1);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
+    assert_int_equal(got.expires_at, 1700000000123);
+    assert_int_equal(got.status, GH_STORE_KEY_ACTIVE);
+
+    assert_int_equal(gh_store_key_set_expiry(f->st, a.id, k.id, 0, &err), GH_OK);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
+    assert_int_equal(got.expires_at, 0);
+    assert_int_equal(version_of(f->st), v + 2);
+
+    assert_int_equal(gh_store_key_set_expiry(f->st, a.id, k.id, -1, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_key_set_expiry(f->st, b.id, k.id, 5, &err), GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_key_set_expiry(f->st, a.id, "AAAAAAAAAAAAAAAA", 5, &err),
+                     GH_STORE_NOT_FOUND);
+    assert_int_equal(version_of(f->st), v + 2);
+}
+
+static void test_keys_touch_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_key k[3], got;
+    struct gh_store_key_touch touch[4];
+    struct gh_err err = {0};
+    uint64_t v;
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+    key_new(f->st, a.id, &k[0]);
+    key_new(f->st, a.id, &k[1]);
+    key_new(f->st, b.id, &k[2]);
+    v = version_of(f->st);
+
+    memset(touch, 0, sizeof(touch));
+    for (int i = 0; i < 3; i++) {
+        memcpy(touch[i].key_id, k[i].id, sizeof(touch[i].key_id));
+        touch[i].last_used_at = 1000 + i;
+    }
+    snprintf(touch[3].key_id, sizeof(touch[3].key_id), "ZZZZZZZZZZZZZZZZ"); /* unknown: skipped */
+    touch[3].last_used_at = 5;
+    assert_int_equal(gh_store_keys_touch_batch(f->st, touch, 4, &err), GH_OK);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k[0].id, &got, &err), GH_OK);
+    assert_int_equal(got.last_used_at, 1000);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k[1].id, &got, &err), GH_OK);
+    assert_int_equal(got.last_used_at, 1001);
+    assert_int_equal(gh_store_key_get(f->st, b.id, k[2].id, &got, &err), GH_OK);
+    assert_int_equal(got.last_used_at, 1002);
+
+    /* A time never moves back. */
+    touch[0].last_used_at = 10;
+    touch[1].last_used_at = 5000;
+    assert_int_equal(gh_store_keys_touch_batch(f->st, touch, 2, &err), GH_OK);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k[0].id, &got, &err), GH_OK);
+    assert_int_equal(got.last_used_at, 1000);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k[1].id, &got, &err), GH_OK);
+    assert_int_equal(got.last_used_at, 5000);
+
+    assert_int_equal(gh_store_keys_touch_batch(f->st, touch, 0, &err), GH_OK);
+    snprintf(touch[1].key_id, sizeof(touch[1].key_id), "bad id");
+    assert_int_equal(gh_store_keys_touch_batch(f->st, touch, 2, &err), GH_STORE_INVALID);
+    assert_non_null(strstr(err.msg, "touches[1]"));
+    /* The batch is not a change that affects authentication. */
+    assert_int_equal(version_of(f->st), v);
+}
+
+struct dir_entry {
+    char id[GH_STORE_KEY_ID_SIZE];
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    enum gh_store_key_status status;
+    enum gh_store_tenant_status tenant_status;
+    bool hash_ok;
+};
+
+struct dir {
+    struct dir_entry e[64];
+    size_t n;
+    size_t stop_after; /* 0 = never */
+};
+
+static int dir_cb(const struct gh_store_key *k, enum gh_store_tenant_status ts, void *arg)
+{
+    struct dir *d = arg;
+
+    if (d->stop_after && d->n == d->stop_after) return GH_DECLINED;
+    if (d->n == 64) return GH_ERROR;
+    memcpy(d->e[d->n].id, k->id, sizeof(k->id));
+    memcpy(d->e[d->n].tenant_id, k->tenant_id, sizeof(k->tenant_id));
+    d->e[d->n].status = k->status;
+    d->e[d->n].tenant_status = ts;
+    d->e[d->n].hash_ok = strcmp(k->secret_hash, HASH) == 0 && k->nscopes == 1;
+    d->n++;
+    return GH_OK;
+}
+
+static const struct dir_entry *dir_find(const struct dir *d, const char *id)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->e[i].id, id) == 0) return &d->e[i];
+    return NULL;
+}
+
+static void test_key_directory(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_key ka, kr, kb;
+    struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
+    struct dir *d = calloc(1, sizeof(*d));
+    struct gh_err err = {0};
+    uint64_t v = 0;
+    const struct dir_entry *e;
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+    key_new(f->st, a.id, &ka);
+    key_new(f->st, a.id, &kr);
+    key_new(f->st, b.id, &kb);
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, kr.id, GH_STORE_KEY_REVOKED, &err),
+                     GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &suspend, NULL, &err), GH_OK);
+
+    assert_int_equal(gh_store_key_directory_load(f->st, dir_cb, d, &v, &err), GH_OK);
+    assert_int_equal(v, version_of(f->st));
+    assert_int_equal(d->n, 3);
+    e = dir_find(d, ka.id);
+    assert_non_null(e);
+    assert_string_equal(e->tenant_id, a.id);
+    assert_int_equal(e->status, GH_STORE_KEY_ACTIVE);
+    assert_int_equal(e->tenant_status, GH_STORE_TENANT_ACTIVE);
+    assert_true(e->hash_ok);
+    e = dir_find(d, kr.id);
+    assert_non_null(e);
+    assert_int_equal(e->status, GH_STORE_KEY_REVOKED);
+    e = dir_find(d, kb.id);
+    assert_non_null(e);
+    assert_int_equal(e->tenant_status, GH_STORE_TENANT_SUSPENDED);
+
+    /* A callback that stops the walk: its value comes back. */
+    memset(d, 0, sizeof(*d));
+    d->stop_after = 1;
+    assert_int_equal(gh_store_key_directory_load(f->st, dir_cb, d, NULL, &err), GH_DECLINED);
+    assert_int_equal(d->n, 1);
+    /* The reader is usable again afterwards (its transaction was closed). */
+    memset(d, 0, sizeof(*d));
+    for (int i = 0; i < 8; i++) {
+        d->n = 0;
+        assert_int_equal(gh_store_key_directory_load(f->st, dir_cb, d, NULL, &err), GH_OK);
+        assert_int_equal(d->n, 3);
+    }
+    free(d);
+}
+
+/* ---- The change counter ----------------------------------------------------- */
+
+static int count_cb(const struct gh_store_key *k, enum gh_store_tenant_status ts, void *arg)
+{
+    (*(int *)arg)++;
+    return GH_OK;
+}
+
+static int count_tok_cb(const struct gh_store_revoked_token *tok, void *arg)
+{
+    (*(int *)arg)++;
+    return GH_OK;
+}
+
+static void test_change_version(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, got;
+    struct gh_store_key k, kout[4];
+    struct gh_store_tenant tout[4];
+    struct gh_store_page page = {.limit = 4};
+    struct gh_store_key_touch touch = {.last_used_at = 99};
+    struct gh_err err = {0};
+    uint64_t v0 = version_of(f->st);
+    int n = 0;
+
+    assert_int_equal(v0, 0);
+    tenant_new(f->st, "acme", &a); /* a new tenant has no keys yet */
+    assert_int_equal(version_of(f->st), v0);
+
+    struct gh_store_tenant_update plan = {.plan = "gold"};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &plan, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0);
+    struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &suspend, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 1);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &suspend, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 1); /* no change of status */
+    struct gh_store_tenant_update active = {.status = GH_STORE_TENANT_ACTIVE};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &active, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 2);
+
+    key_new(f->st, a.id, &k);
+    assert_int_equal(version_of(f->st), v0 + 3);
+
+    /* Reads change nothing. */
+    assert_int_equal(gh_store_tenant_get(f->st, a.id, &got, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_list(f->st, GH_STORE_TENANT_ANY, &page, tout, &err), GH_OK);
+    assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &kout[0], &err), GH_OK);
+    assert_int_equal(gh_store_key_list(f->st, a.id, &page, kout, &err), GH_OK);
+    assert_int_equal(gh_store_key_directory_load(f->st, count_cb, &n, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_revoked_tokens_load(f->st, 0, count_tok_cb, &n, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 3);
+    /* Nor do last-used batches and purges. */
+    memcpy(touch.key_id, k.id, sizeof(touch.key_id));
+    assert_int_equal(gh_store_keys_touch_batch(f->st, &touch, 1, &err), GH_OK);
+    assert_int_equal(gh_store_revoked_tokens_purge(f->st, 0, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 3);
+
+    assert_int_equal(gh_store_key_set_expiry(f->st, a.id, k.id, 123, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 4);
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 5);
+    assert_int_equal(gh_store_token_revoke(f->st, "jti-1", 4102444800000, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 6);
+
+    /* Failed writes change nothing either. */
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, &err),
+                     GH_STORE_CONFLICT);
+    key_init(&k, "tn_00000000000000000000");
+    assert_int_equal(gh_store_key_insert(f->st, &k, &err), GH_STORE_NOT_FOUND);
+    assert_int_equal(version_of(f->st), v0 + 6);
+}
+
+/* ---- Revoked tokens --------------------------------------------------------- */
+
+struct toks {
+    char jti[8][GH_STORE_JTI_SIZE];
+    int64_t exp[8];
+    size_t n;
+};
+
+static int toks_cb(const struct gh_store_revoked_token *tok, void *arg)
+{
+    struct toks *t = arg;
+
+    if (t->n == 8) return GH_ERROR;
+    memcpy(t->jti[t->n], tok->jti, sizeof(tok->jti));
+    t->exp[t->n] = tok->expires_at;
+    if (tok->revoked_at <= 0) return GH_ERROR;
+    t->n++;
+    return GH_OK;
+}
+
+static void test_revoked_tokens(void **state)
+{
+    struct fixture *f = *state;
+    struct toks t;
+    struct gh_err err = {0};
+    const int64_t now = 1700000000000;
+    size_t purged = 99;
+    uint64_t v = 0;
+    char longjti[GH_STORE_JTI_MAX + 2];
+
+    assert_int_equal(gh_store_token_revoke(f->st, "live", now + 60000, &err), GH_OK);
+    assert_int_equal(gh_store_token_revoke(f->st, "old", now - 1, &err), GH_OK);
+    assert_int_equal(gh_store_token_revoke(f->st, "edge", now, &err), GH_OK);
+    /* Revoking again keeps the later expiry. */
+    assert_int_equal(gh_store_token_revoke(f->st, "live", now + 10, &err), GH_OK);
+
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(gh_store_revoked_tokens_load(f->st, now, toks_cb, &t, &v, &err), GH_OK);
+    assert_int_equal(v, version_of(f->st));
+    assert_int_equal(t.n, 1);
+    assert_string_equal(t.jti[0], "live");
+    assert_int_equal(t.exp[0], now + 60000);
+
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(gh_store_revoked_tokens_load(f->st, now - 100, toks_cb, &t, NULL, &err),
+                     GH_OK);
+    assert_int_equal(t.n, 3);
+
+    assert_int_equal(gh_store_revoked_tokens_purge(f->st, now, &purged, &err), GH_OK);
+    assert_int_equal(purged, 2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked_tokens"), 1);
+    assert_int_equal(gh_store_revoked_tokens_purge(f->st, now, &purged, &err), GH_OK);
+    assert_int_equal(purged, 0);
+
+    /* Refusals. */
+    assert_int_equal(gh_store_token_revoke(f->st, "", now, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_token_revoke(f->st, "has space", now, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_token_revoke(f->st, "tab\t", now, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_token_revoke(f->st, "ok", 0, &err), GH_STORE_INVALID);
+    memset(longjti, 'a', sizeof(longjti) - 1);
+    longjti[sizeof(longjti) - 1] = '\0';
+    assert_int_equal(gh_store_token_revoke(f->st, longjti, now, &err), GH_STORE_INVALID);
+    longjti[GH_STORE_JTI_MAX] = '\0';
+    assert_int_equal(gh_store_token_revoke(f->st, longjti, now + 1, &err), GH_OK);
+}
+
+/* ---- Validation ------------------------------------------------------------- */
+
+static void test_validation_helpers(void **state)
+{
+    static const struct {
+        const char *s;
+        bool tenant, role, scope, label;
+    } cases[] = {
+        {"acme", true, true, true, true},
+        {"a", true, true, true, true},
+        {"a-b_c.d9", true, true, true, true},
+        {"orders:read", false, true, true, true},
+        {"", false, false, false, true},
+        {"Acme", false, false, false, true},
+        {"ac me", false, false, false, true},
+        {"acme/x", false, false, false, true},
+        {"é", false, false, false, true},
+        {"tab\there", false, false, false, false},
+        {"del\x7f", false, false, false, false},
+        {"c1\xc2\x85", false, false, false, false}, /* U+0085 NEL */
+        {"overlong\xc0\xaf", false, false, false, false},
+        {"surrogate\xed\xa0\x80", false, false, false, false},
+        {"cut\xe2\x9c", false, false, false, false},         /* truncated sequence */
+        {"big\xf4\x90\x80\x80", false, false, false, false}, /* > U+10FFFF */
+        {"emoji \xf0\x9f\x94\x91", false, false, false, true},
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", true, true, true,
+         true}, /* 64 */
+        {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false, false, false,
+         false}, /* 65 */
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (gh_store_valid_tenant_name(cases[i].s) != cases[i].tenant ||
+            gh_store_valid_role(cases[i].s) != cases[i].role ||
+            gh_store_valid_scope(cases[i].s) != cases[i].scope ||
+            gh_store_valid_key_name(cases[i].s) != cases[i].label)
+            fail_msg("case %zu (\"%s\")", i, cases[i].s);
+    }
+    /* 21 three-byte characters (63 bytes) fit, 22 (66 bytes) do not. */
+    char label[80] = "";
+    for (int i = 0; i < 21; i++)
+        snprintf(label + strlen(label), 4, "\xe2\x9c\x93");
+    assert_true(gh_store_valid_key_name(label));
+    snprintf(label + strlen(label), 4, "\xe2\x9c\x93");
+    assert_false(gh_store_valid_key_name(label));
+    assert_false(gh_store_valid_tenant_name(NULL));
+
+    assert_true(gh_store_valid_tenant_id("system"));
+    assert_true(gh_store_valid_tenant_id("tn_abcdefghijABCDEFGHIJ"));
+    assert_false(gh_store_valid_tenant_id("tn_abcdefghijABCDEFGHI"));
+    assert_false(gh_store_valid_tenant_id("tn_abcdefghijABCDEFGHIJK"));
+    assert_false(gh_store_valid_tenant_id("tn_abcdefghij-BCDEFGHIJ"));
+    assert_false(gh_store_valid_tenant_id("xx_abcdefghijABCDEFGHIJ"));
+    assert_true(gh_store_valid_key_id("0123456789abcDEF"));
+    assert_false(gh_store_valid_key_id("0123456789abcDE"));
+    assert_false(gh_store_valid_key_id("0123456789abcDEF0"));
+    assert_false(gh_store_valid_key_id("0123456789abcDE_"));
+    assert_false(gh_store_valid_key_id(NULL));
+
+    assert_string_equal(gh_store_tenant_status_name(GH_STORE_TENANT_SUSPENDED), "suspended");
+    assert_int_equal(gh_store_tenant_status_parse("active"), GH_STORE_TENANT_ACTIVE);
+    assert_int_equal(gh_store_tenant_status_parse("Active"), GH_STORE_TENANT_ANY);
+    assert_string_equal(gh_store_key_status_name(GH_STORE_KEY_REVOKED), "revoked");
+    assert_int_equal(gh_store_key_status_parse("revoked"), GH_STORE_KEY_REVOKED);
+    assert_string_equal(gh_store_key_status_name(GH_STORE_KEY_ANY), "");
+}
+
+/* Each row changes one thing of a good key; the insert must be refused with
+ * GH_STORE_INVALID and a message naming <field>. */
+enum bad_key {
+    BAD_ROLES_COUNT,
+    BAD_SCOPES_COUNT,
+    BAD_ROLE_CHARS,
+    BAD_SCOPE_LONG,
+    BAD_SCOPE_UNTERMINATED,
+    BAD_SCOPE_DUP,
+    BAD_NAME_LONG,
+    BAD_NAME_CONTROL,
+    BAD_HASH_BCRYPT,
+    BAD_HASH_EMPTY,
+    BAD_HASH_SPACE,
+    BAD_EXPIRY,
+    BAD_STATUS,
+    BAD_ID,
+    BAD_ROTATED_FROM,
+};
+
+static void test_validation_key_insert(void **state)
+{
+    static const struct {
+        enum bad_key what;
+        const char *field;
+    } cases[] = {
+        {BAD_ROLES_COUNT, "roles"},
+        {BAD_SCOPES_COUNT, "scopes"},
+        {BAD_ROLE_CHARS, "roles[1]"},
+        {BAD_SCOPE_LONG, "scopes[0]"},
+        {BAD_SCOPE_UNTERMINATED, "scopes[0]"},
+        {BAD_SCOPE_DUP, "scopes[1]"},
+        {BAD_NAME_LONG, "name"},
+        {BAD_NAME_CONTROL, "name"},
+        {BAD_HASH_BCRYPT, "secret_hash"},
+        {BAD_HASH_EMPTY, "secret_hash"},
+        {BAD_HASH_SPACE, "secret_hash"},
+        {BAD_EXPIRY, "expires_at"},
+        {BAD_STATUS, "status"},
+        {BAD_ID, "id"},
+        {BAD_ROTATED_FROM, "rotated_from"},
+    };
+    struct fixture *f = *state;
+    struct gh_store_tenant a;
+    struct gh_store_key k;
+    struct gh_err err;
+    uint64_t v;
+
+    tenant_new(f->st, "acme", &a);
+    v = version_of(f->st);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        key_init(&k, a.id);
+        key_role(&k, "viewer");
+        key_scope(&k, "orders:read");
+        switch (cases[i].what) {
+        case BAD_ROLES_COUNT:
+            for (int j = 1; j <= GH_STORE_MAX_ROLES; j++)
+                snprintf(k.roles[k.nroles++ % GH_STORE_MAX_ROLES], GH_STORE_TOKEN_SIZE, "r%d", j);
+            break;
+        case BAD_SCOPES_COUNT:
+            for (int j = 1; j <= GH_STORE_MAX_SCOPES; j++)
+                snprintf(k.scopes[k.nscopes++ % GH_STORE_MAX_SCOPES], GH_STORE_TOKEN_SIZE, "s%d",
+                         j);
+            break;
+        case BAD_ROLE_CHARS: key_role(&k, "Admin"); break;
+        case BAD_SCOPE_LONG: memset(k.scopes[0], 'a', GH_STORE_TOKEN_MAX + 1); break;
+        case BAD_SCOPE_UNTERMINATED: memset(k.scopes[0], 'a', GH_STORE_TOKEN_SIZE); break;
+        case BAD_SCOPE_DUP: key_scope(&k, "orders:read"); break;
+        case BAD_NAME_LONG: memset(k.name, 'n', GH_STORE_NAME_MAX + 1); break;
+        case BAD_NAME_CONTROL: snprintf(k.name, sizeof(k.name), "a\nb"); break;
+        case BAD_HASH_BCRYPT:
+            snprintf(k.secret_hash, sizeof(k.secret_hash), "$2b$12$abcdefghijklmnopqrstuv");
+            break;
+        case BAD_HASH_EMPTY: k.secret_hash[0] = '\0'; break;
+        case BAD_HASH_SPACE: snprintf(k.secret_hash, sizeof(k.secret_hash), "%s x", HASH); break;
+        case BAD_EXPIRY: k.expires_at = -5; break;
+        case BAD_STATUS: k.status = GH_STORE_KEY_REVOKED; break;
+        case BAD_ID: snprintf(k.id, sizeof(k.id), "short"); break;
+        case BAD_ROTATED_FROM: snprintf(k.rotated_from, sizeof(k.rotated_from), "x"); break;
+        }
+        if (cases[i].what == BAD_ROLES_COUNT) k.nroles = GH_STORE_MAX_ROLES + 1;
+        if (cases[i].what == BAD_SCOPES_COUNT) k.nscopes = GH_STORE_MAX_SCOPES + 1;
+        memset(&err, 0, sizeof(err));
+        int rc = gh_store_key_insert(f->st, &k, &err);
+        if (rc != GH_STORE_INVALID) fail_msg("case %zu: rc %d", i, rc);
+        if (strncmp(err.msg, cases[i].field, strlen(cases[i].field)) != 0)
+            fail_msg("case %zu: message \"%s\" does not start with %s", i, err.msg, cases[i].field);
+        assert_no_hash(&err);
+    }
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM api_keys"), 0);
+    assert_int_equal(version_of(f->st), v);
+
+    /* The limits themselves are accepted. */
+    key_init(&k, a.id);
+    for (int j = 0; j < GH_STORE_MAX_ROLES; j++)
+        snprintf(k.roles[j], GH_STORE_TOKEN_SIZE, "r%d", j);
+    k.nroles = GH_STORE_MAX_ROLES;
+    for (int j = 0; j < GH_STORE_MAX_SCOPES; j++) {
+        memset(k.scopes[j], 's', GH_STORE_TOKEN_MAX);
+        snprintf(k.scopes[j], GH_STORE_TOKEN_SIZE, "%02d", j);
+        k.scopes[j][2] = 's';
+    }
+    k.nscopes = GH_STORE_MAX_SCOPES;
+    memset(k.name, 'n', GH_STORE_NAME_MAX);
+    memset(&err, 0, sizeof(err));
+    if (gh_store_key_insert(f->st, &k, &err) != GH_OK) fail_msg("limits: %s", err.msg);
+    struct gh_store_key got;
+    assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
+    assert_int_equal(got.nroles, GH_STORE_MAX_ROLES);
+    assert_int_equal(got.nscopes, GH_STORE_MAX_SCOPES);
+    assert_int_equal(strlen(got.scopes[31]), GH_STORE_TOKEN_MAX);
+    assert_int_equal(strlen(got.name), GH_STORE_NAME_MAX);
+}
+
+static void test_validation_tenant_create(void **state)
+{
+    static const char *const bad_names[] = {
+        "",           "Acme",
+        "acme corp",  "acme/1",
+        "ac\xc3\xa9", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 65 */
+    };
+    struct fixture *f = *state;
+    struct gh_store_tenant t;
+    struct gh_err err;
+
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        memset(&t, 0, sizeof(t));
+        snprintf(t.name, sizeof(t.name), "%s", bad_names[i]);
+        if (strlen(bad_names[i]) > GH_STORE_NAME_MAX) memset(t.name, 'a', sizeof(t.name));
+        assert_int_equal(gh_store_tenant_create(f->st, &t, &err), GH_STORE_INVALID);
+        assert_memory_equal(err.msg, "name:", 5);
+    }
+    memset(&t, 0, sizeof(t));
+    snprintf(t.name, sizeof(t.name), "ok");
+    snprintf(t.plan, sizeof(t.plan), "Gold Plan");
+    assert_int_equal(gh_store_tenant_create(f->st, &t, &err), GH_STORE_INVALID);
+    assert_memory_equal(err.msg, "plan:", 5);
+    t.plan[0] = '\0';
+    t.status = (enum gh_store_tenant_status)5;
+    assert_int_equal(gh_store_tenant_create(f->st, &t, &err), GH_STORE_INVALID);
+    assert_memory_equal(err.msg, "status:", 7);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
+}
+
+static void test_random_ids(void **state)
+{
+    char ids[500][GH_STORE_KEY_ID_SIZE];
+    struct gh_err err = {0};
+    int hist[62] = {0};
+    static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(gh_store_random_base62(ids[i], GH_STORE_KEY_ID_LEN, &err), GH_OK);
+        assert_true(gh_store_valid_key_id(ids[i]));
+        for (int j = 0; j < GH_STORE_KEY_ID_LEN; j++)
+            hist[strchr(b62, ids[i][j]) - b62]++;
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ids[i], ids[j]);
+    }
+    /* 8000 draws over 62 symbols: each expected ~129 times. */
+    for (int i = 0; i < 62; i++)
+        assert_true(hist[i] > 60 && hist[i] < 220);
+}
+
+/* ---- Concurrency ------------------------------------------------------------ */
+
+struct worker_arg {
+    struct gh_store *st;
+    int id;
+    int failures;
+    char first_error[512];
+};
+
+static void record_failure(struct worker_arg *w, const char *what, const struct gh_err *err)
+{
+    if (w->failures++ == 0)
+        snprintf(w->first_error, sizeof(w->first_error), "%s: %.400s", what, err->msg);
+}
+
+static void *writer_thread(void *arg)
+{
+    struct worker_arg *w = arg;
+    struct gh_store_tenant t;
+    struct gh_store_key k;
+    struct gh_store_key_touch touch;
+    struct gh_err err;
+    char jti[32];
+
+    for (int i = 0; i < 40; i++) {
+        memset(&t, 0, sizeof(t));
+        snprintf(t.name, sizeof(t.name), "w%d-t%d", w->id, i);
+        if (gh_store_tenant_create(w->st, &t, &err) != GH_OK) {
+            record_failure(w, "tenant", &err);
+            continue;
+        }
+        for (int j = 0; j < 2; j++) {
+            key_init(&k, t.id);
+            key_scope(&k, "orders:read");
+            if (gh_store_key_insert(w->st, &k, &err) != GH_OK) record_failure(w, "key", &err);
+        }
+        memcpy(touch.key_id, k.id, sizeof(touch.key_id));
+        touch.last_used_at = i + 1;
+        if (gh_store_keys_touch_batch(w->st, &touch, 1, &err) != GH_OK)
+            record_failure(w, "touch", &err);
+        if (gh_store_key_set_status(w->st, t.id, k.id, GH_STORE_KEY_REVOKED, &err) != GH_OK)
+            record_failure(w, "revoke", &err);
+        snprintf(jti, sizeof(jti), "w%d-%d", w->id, i);
+        if (gh_store_token_revoke(w->st, jti, 4102444800000, &err) != GH_OK)
+            record_failure(w, "token", &err);
+    }
+    return NULL;
+}
+
+static void *reader_thread(void *arg)
+{
+    struct worker_arg *w = arg;
+    struct gh_store_tenant t;
+    struct gh_err err;
+    uint64_t v;
+    int n;
+
+    for (int i = 0; i < 150; i++) {
+        if (gh_store_change_version(w->st, &v, &err) != GH_OK) record_failure(w, "version", &err);
+        if (gh_store_tenant_get(w->st, "system", &t, &err) != GH_OK)
+            record_failure(w, "tenant_get", &err);
+        n = 0;
+        if (gh_store_key_directory_load(w->st, count_cb, &n, &v, &err) != GH_OK)
+            record_failure(w, "directory", &err);
+    }
+    return NULL;
+}
+
+/* Several threads write at once through the one writer connection, while
+ * others read: nothing fails (no SQLITE_BUSY comes out) and nothing is lost. */
+static void test_concurrent_writers(void **state)
+{
+    enum { NWRITERS = 4, NREADERS = 6 };
+    struct fixture *f = *state;
+    struct worker_arg w[NWRITERS + NREADERS];
+    pthread_t th[NWRITERS + NREADERS];
+    struct gh_err err = {0};
+    int n = 0;
+
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < NWRITERS + NREADERS; i++) {
+        w[i].st = f->st;
+        w[i].id = i;
+        assert_int_equal(
+            pthread_create(&th[i], NULL, i < NWRITERS ? writer_thread : reader_thread, &w[i]), 0);
+    }
+    for (int i = 0; i < NWRITERS + NREADERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < NWRITERS + NREADERS; i++)
+        if (w[i].failures)
+            fail_msg("thread %d: %d failures, first: %s", i, w[i].failures, w[i].first_error);
+
+    assert_int_equal(gh_store_key_directory_load(f->st, count_cb, &n, NULL, &err), GH_OK);
+    assert_int_equal(n, NWRITERS * 40 * 2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), NWRITERS * 40 + 1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM revoked_tokens"), NWRITERS * 40);
+    /* Per writer and round: 2 inserts, 1 revocation, 1 token. */
+    assert_int_equal(version_of(f->st), NWRITERS * 40 * 4);
+}
+
+struct late {
+    struct gh_store *st;
+    struct gh_store_tenant t;
+    struct gh_err err;
+    int rc;
+};
+
+static void *create_late(void *arg)
+{
+    struct late *l = arg;
+
+    l->rc = gh_store_tenant_create(l->st, &l->t, &l->err);
+    return NULL;
+}
+
+/* Another process (here: another connection) holds the write lock for a
+ * while: the store waits for it (busy_timeout) instead of failing. */
+static void test_waits_for_other_writer(void **state)
+{
+    struct fixture *f = *state;
+    struct late l = {.st = f->st};
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    sqlite3 *db;
+    pthread_t th;
+
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    snprintf(l.t.name, sizeof(l.t.name), "late");
+    assert_int_equal(pthread_create(&th, NULL, create_late, &l), 0);
+    nanosleep(&pause, NULL);
+    /* Reads go on meanwhile (WAL). */
+    assert_int_equal(gh_store_tenant_get(f->st, "system", &t, &err), GH_OK);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    pthread_join(th, NULL);
+    sqlite3_close(db);
+    if (l.rc != GH_OK) fail_msg("create while locked: %s", l.err.msg);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "late", &t, &err), GH_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_migrate_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_system_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_mode, setup, teardown),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test_setup_teardown(test_tenant_crud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_crud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_pagination_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_touch_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoked_tokens, setup, teardown),
+        cmocka_unit_test(test_validation_helpers),
+        cmocka_unit_test_setup_teardown(test_validation_key_insert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_tenant_create, setup, teardown),
+        cmocka_unit_test(test_random_ids),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waits_for_other_writer, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
