@@ -64,8 +64,7 @@ static enum gh_stage_result stage_proxy(struct gh_req *r)
 
 static enum gh_stage_result stage_admin(struct gh_req *r)
 {
-    gh_admin_handle(r);
-    return GH_STAGE_DONE;
+    return gh_admin_handle(r) == 2 ? GH_STAGE_SUSPEND : GH_STAGE_DONE;
 }
 
 static const struct gh_stage proxy_stages[] = {

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "admin/api.h"
 #include "core/runtime.h"
 #include "core/worker.h"
 #include "http/conn.h"
@@ -44,9 +45,20 @@ static const struct admin_endpoint endpoints[] = {
     {GH_HTTP_GET, "/readyz", handle_readyz},
 };
 
-void gh_admin_handle(struct gh_req *r)
+/* Admin request bodies are small JSON documents. */
+#define ADMIN_MAX_BODY (64 * 1024)
+
+int gh_admin_handle(struct gh_req *r)
 {
     bool path_known = false;
+
+    if (gh_str_has_prefix(r->head.path, GH_STR_LIT("/v1/"))) {
+        gh_str body;
+        int rc = gh_conn_collect_body(r, ADMIN_MAX_BODY, &body);
+        if (rc == 2) return 2;
+        if (rc == 1) gh_admin_api_handle(r, body);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
         const struct admin_endpoint *e = &endpoints[i];
         if (!gh_str_eq(r->head.path, gh_str_cstr(e->path))) continue;
@@ -54,11 +66,12 @@ void gh_admin_handle(struct gh_req *r)
         if (r->head.method_id == e->method ||
             (e->method == GH_HTTP_GET && r->head.method_id == GH_HTTP_HEAD)) {
             e->handle(r);
-            return;
+            return 0;
         }
     }
     if (path_known)
         gh_conn_reply_error(r->conn, 405, "method_not_allowed", false);
     else
         gh_conn_reply_error(r->conn, 404, "not_found", false);
+    return 0;
 }

@@ -5,7 +5,8 @@
 
 struct gh_req;
 
-/* Answers <req> from the admin endpoint table (404 when none matches). */
-void gh_admin_handle(struct gh_req *req);
+/* Answers <req> from the admin endpoint table (404 when none matches).
+ * Returns 2 when the request waits for its body (the stage suspends). */
+int gh_admin_handle(struct gh_req *req);
 
 #endif

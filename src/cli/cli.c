@@ -14,6 +14,17 @@ static const struct gh_cli_command commands[] = {
     {"demo", "[--listen ADDR]",
      "run on the built-in config (default 127.0.0.1:8080) in front of a demo upstream", NULL,
      gh_cmd_demo},
+    {"migrate", "-c FILE", "apply the store's migrations and exit", NULL, gh_cmd_migrate},
+    {"admin", "bootstrap -c FILE [--name LABEL]",
+     "create the first operator key (role admin on the system tenant); printed once, last line",
+     NULL, gh_cmd_admin},
+    {"tenants", "create NAME [--plan P] | list | suspend T | activate T  -c FILE",
+     "manage tenants in the store (T: id or name)", NULL, gh_cmd_tenants},
+    {"keys", "create|list|rotate KEY|revoke KEY --tenant T -c FILE", "manage API keys in the store",
+     "create: [--role R]... [--scope S]... [--name LABEL] [--ttl 30d]\n"
+     "rotate: [--grace 24h] (the old key stays valid that long)\n"
+     "A new key is printed once, alone on the last line.\n",
+     gh_cmd_keys},
     {"version", "", "print the version", NULL, gh_cmd_version},
 };
 
@@ -25,7 +36,8 @@ static void usage_all(FILE *f)
             GH_VERSION);
     fprintf(f, "usage: gatehouse <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-8s %-16s %s\n", commands[i].name, commands[i].usage, commands[i].summary);
+        fprintf(f, "  %-8s %s\n  %-8s   %s\n", commands[i].name, commands[i].usage, "",
+                commands[i].summary);
     fprintf(f, "\n`gatehouse <command> --help` tells more.\n");
 }
 

@@ -18,6 +18,10 @@ int gh_cmd_run(int argc, char **argv);
 int gh_cmd_check(int argc, char **argv);
 int gh_cmd_demo(int argc, char **argv);
 int gh_cmd_version(int argc, char **argv);
+int gh_cmd_migrate(int argc, char **argv);
+int gh_cmd_admin(int argc, char **argv);
+int gh_cmd_tenants(int argc, char **argv);
+int gh_cmd_keys(int argc, char **argv);
 
 /* Parses "-c FILE" / "--config FILE" / "--config=FILE" from <argv>; prints
  * usage and returns NULL on anything else. "--help" sets *<help>. */

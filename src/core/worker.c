@@ -117,6 +117,8 @@ struct gh_req *gh_worker_req_get(struct gh_worker *w)
 void gh_worker_req_put(struct gh_worker *w, struct gh_req *r)
 {
     gh_authn_cancel(r);
+    free(r->body_copy);
+    r->body_copy = NULL;
     if (w->nfree_reqs >= FREE_REQS_MAX) {
         free(r);
         return;

@@ -696,10 +696,71 @@ static void conn_read_active(struct gh_conn *c)
     c->in.end += (uint32_t)n;
     if (!r->body_done) {
         r->t_progress = gh_now_ns();
-        if (r->up || r->pool) gh_proxy_on_client_input(r);
+        if (r->up || r->pool)
+            gh_proxy_on_client_input(r);
+        else if (r->collect_body)
+            gh_stages_resume(r); /* the handler collects what arrived */
     } else if (gh_buf_room(&c->in) == 0) {
         gh_sock_want_read(&c->sock, false);
     }
+}
+
+/* Moves the body bytes that arrived into r->body_copy. */
+static void collect_more(struct gh_req *r)
+{
+    struct gh_conn *c = r->conn;
+    uint32_t avail = c->in.end - r->body_pos;
+    uint64_t want = r->head.framing.content_length - r->body_have;
+    uint32_t n = avail < want ? avail : (uint32_t)want;
+
+    memcpy(r->body_copy + r->body_have, c->in.data + r->body_pos, n);
+    r->body_have += n;
+    r->bytes_in += n;
+    gh_conn_body_consumed(c, n);
+}
+
+int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body)
+{
+    struct gh_conn *c = r->conn;
+    uint64_t len = r->head.framing.content_length;
+
+    *body = GH_STR_NULL;
+    if (r->head.framing.body == GH_BODY_NONE) return 1;
+    if (r->head.framing.body == GH_BODY_CHUNKED) {
+        gh_conn_reply_error(c, 411, "length_required", true);
+        return 0;
+    }
+    if (len > max) {
+        gh_conn_reply_error(c, 413, "body_too_large", true);
+        return 0;
+    }
+    if (r->body_copy == NULL && c->in.end - r->body_pos >= len) {
+        /* All here already: a slice, no copy. */
+        *body = gh_str_make(c->in.data + r->body_pos, (size_t)len);
+        r->body_pos += (uint32_t)len;
+        r->body_done = true;
+        r->bytes_in += len;
+        return 1;
+    }
+    /* The head stays where it is (the parsed slices point into it); the
+     * body gathers in its own buffer as it arrives. */
+    if (r->body_copy == NULL) {
+        r->body_copy = malloc(len);
+        if (r->body_copy == NULL) {
+            gh_conn_reply_error(c, 500, "internal_error", true);
+            return 0;
+        }
+    }
+    collect_more(r);
+    if (r->body_have < len) {
+        r->collect_body = true;
+        gh_sock_want_read(&c->sock, true);
+        return 2;
+    }
+    r->collect_body = false;
+    r->body_done = true;
+    *body = gh_str_make(r->body_copy, (size_t)len);
+    return 1;
 }
 
 void gh_conn_body_consumed(struct gh_conn *c, uint32_t n)

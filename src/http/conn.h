@@ -79,6 +79,9 @@ struct gh_req {
     bool body_done;      /* whole body consumed from the client */
     bool continue_sent;  /* "100 Continue" queued */
     bool req_last_chunk; /* "0\r\n" written upstream (chunked body) */
+    bool collect_body;   /* waiting for the whole body (gh_conn_collect_body) */
+    char *body_copy;     /* the body gathered so far, when it did not fit */
+    uint64_t body_have;
 
     /* Upstream exchange (owned by the proxy). */
     struct gh_pool *pool;
@@ -179,6 +182,13 @@ void gh_conn_abort(struct gh_conn *c);
 /* The proxy consumed <n> body bytes at req->body_pos: drop them, keeping
  * the head in place, and resume reading if reading had stopped. */
 void gh_conn_body_consumed(struct gh_conn *c, uint32_t n);
+
+/* Handlers that need the whole request body in memory (the admin API):
+ * returns 1 with <body> set when it is all here (Content-Length bodies up to
+ * <max> bytes), 2 when the caller must suspend (the stages resume when the
+ * rest has arrived), or 0 after answering an error (411 for chunked bodies,
+ * 413 over <max>). */
+int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body);
 
 /* The reason phrase for <status>. */
 const char *gh_http_reason(int status);

@@ -1,0 +1,657 @@
+/* The admin API (/v1/...) on the admin listener: JSON in and out,
+ * authenticated by an API key with role "admin", on the system tenant
+ * (operators: everything) or on a tenant (that tenant's admins: only their
+ * tenant; another tenant's objects answer 404, as if they did not exist).
+ *
+ * Endpoints are rows in one table: method, path pattern, who may call it,
+ * handler. Store calls are synchronous: this runs on the admin thread,
+ * never on a data-plane worker. docs/openapi.yaml describes every row. */
+#include "admin/api.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/ops.h"
+#include "auth/authn.h"
+#include "auth/service.h"
+#include "core/clock.h"
+#include "core/runtime.h"
+#include "core/worker.h"
+#include "http/conn.h"
+
+#define MAX_SEGMENTS 8
+
+enum access {
+    ACCESS_ADMIN,    /* any key with role admin */
+    ACCESS_OPERATOR, /* role admin on the system tenant */
+    ACCESS_TENANT,   /* role admin on {tenant}, or an operator */
+};
+
+struct call {
+    struct gh_req *r;
+    struct gh_store *st;
+    const struct gh_config *cfg;
+    struct gh_principal who;
+    gh_str seg[MAX_SEGMENTS];
+    size_t nseg;
+    char tenant[GH_STORE_TENANT_ID_SIZE]; /* {tenant} */
+    char key[GH_STORE_KEY_ID_SIZE];       /* {key} */
+    json_t *body;                         /* parsed JSON body or NULL */
+};
+
+struct endpoint {
+    enum gh_http_method method;
+    const char *pattern; /* segments; "{t}" a tenant id, "{k}" a key id */
+    enum access access;
+    void (*handle)(struct call *c);
+};
+
+/* ---- answers ---- */
+
+static void reply_json(struct call *c, int status, json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL) {
+        gh_conn_reply_error(c->r->conn, 500, "internal_error", false);
+        return;
+    }
+    size_t n = strlen(text);
+    text = realloc(text, n + 2);
+    text[n++] = '\n';
+    gh_conn_reply(c->r->conn, status, "application/json", text, n);
+    free(text);
+}
+
+/* {"error": code, "message": ..., "request_id": ...}; <message> must never
+ * carry a secret (store messages are written to be safe). */
+static void reply_error(struct call *c, int status, const char *code, const char *message)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:s%}", "error", code, "message", message ? message : code,
+                            "request_id", c->r->id, (size_t)c->r->id_len);
+    reply_json(c, status, doc);
+}
+
+static void reply_store_error(struct call *c, int rc, const struct gh_err *err)
+{
+    switch (rc) {
+    case GH_STORE_NOT_FOUND: reply_error(c, 404, "not_found", err->msg); return;
+    case GH_STORE_CONFLICT: reply_error(c, 409, "conflict", err->msg); return;
+    case GH_STORE_INVALID: reply_error(c, 422, "invalid_field", err->msg); return;
+    default: reply_error(c, 500, "store_error", "the store failed; see the gateway log"); return;
+    }
+}
+
+static void changed(struct call *c)
+{
+    /* Make the key directory catch up now rather than at the next poll. */
+    if (c->r->conn->worker->rt->auth) gh_auth_service_poke(c->r->conn->worker->rt->auth);
+}
+
+/* ---- request helpers ---- */
+
+/* Checks that the body object has only <allowed> fields. */
+static bool only_fields(struct call *c, const char *const *allowed)
+{
+    const char *k;
+    json_t *v;
+    if (c->body == NULL) return true;
+    json_object_foreach(c->body, k, v)
+    {
+        size_t i;
+        for (i = 0; allowed[i]; i++)
+            if (strcmp(k, allowed[i]) == 0) break;
+        if (allowed[i] == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", k);
+            reply_error(c, 400, "unknown_field", msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A string field: NULL when absent; false (answered) when the type is wrong. */
+static bool str_field(struct call *c, const char *name, const char **out)
+{
+    json_t *v = c->body ? json_object_get(c->body, name) : NULL;
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) return true;
+    if (!json_is_string(v)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s must be a string", name);
+        reply_error(c, 400, "invalid_type", msg);
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+static bool int_field(struct call *c, const char *name, bool *present, int64_t *out)
+{
+    json_t *v = c->body ? json_object_get(c->body, name) : NULL;
+    *present = false;
+    if (v == NULL || json_is_null(v)) return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s must be a non-negative integer", name);
+        reply_error(c, 400, "invalid_type", msg);
+        return false;
+    }
+    *present = true;
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+/* ?cursor=...&limit=...&status=... (values are URL-safe by construction;
+ * anything else is refused). */
+static bool query_value(gh_str q, const char *name, char *out, size_t size)
+{
+    size_t nl = strlen(name), i = 0;
+    out[0] = '\0';
+    while (i < q.len) {
+        size_t e = i;
+        while (e < q.len && q.ptr[e] != '&')
+            e++;
+        if (e - i > nl && memcmp(q.ptr + i, name, nl) == 0 && q.ptr[i + nl] == '=') {
+            size_t vl = e - i - nl - 1;
+            if (vl >= size) return false;
+            memcpy(out, q.ptr + i + nl + 1, vl);
+            out[vl] = '\0';
+            return true;
+        }
+        i = e + 1;
+    }
+    return true;
+}
+
+static bool page_params(struct call *c, struct gh_store_page *page, char *cursor, size_t csize)
+{
+    char limit[16];
+    long n = 50;
+    if (!query_value(c->r->head.query, "cursor", cursor, csize) ||
+        !query_value(c->r->head.query, "limit", limit, sizeof(limit))) {
+        reply_error(c, 400, "invalid_query", "cursor or limit is malformed");
+        return false;
+    }
+    if (limit[0]) {
+        char *end;
+        n = strtol(limit, &end, 10);
+        if (*end || n < 1 || n > GH_STORE_LIST_MAX) {
+            reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
+            return false;
+        }
+    }
+    page->cursor = cursor[0] ? cursor : NULL;
+    page->limit = (size_t)n;
+    return true;
+}
+
+static json_t *page_doc(json_t *items, const struct gh_store_page *page)
+{
+    return json_pack("{s:o, s:s?}", "items", items, "next_cursor",
+                     page->next[0] ? page->next : NULL);
+}
+
+/* ---- handlers ---- */
+
+static void h_whoami(struct call *c)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "tenant_id", c->who.tenant, "subject",
+                            c->who.subject, "key_id", c->who.key_id, "roles", c->who.roles,
+                            "scopes", c->who.scopes, "operator", gh_principal_is_operator(&c->who));
+    reply_json(c, 200, doc);
+}
+
+static void h_tenant_create(struct call *c)
+{
+    static const char *const fields[] = {"name", "plan", NULL};
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
+    const char *name, *plan;
+    int rc;
+
+    if (!only_fields(c, fields) || !str_field(c, "name", &name) || !str_field(c, "plan", &plan))
+        return;
+    if (name == NULL) {
+        reply_error(c, 422, "invalid_field", "name is required");
+        return;
+    }
+    memset(&t, 0, sizeof(t));
+    snprintf(t.name, sizeof(t.name), "%s", name);
+    if (strlen(name) >= sizeof(t.name) || (plan && strlen(plan) >= sizeof(t.plan))) {
+        reply_error(c, 422, "invalid_field", "name and plan have at most 64 characters");
+        return;
+    }
+    if (plan) snprintf(t.plan, sizeof(t.plan), "%s", plan);
+    rc = gh_store_tenant_create(c->st, &t, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    changed(c);
+    reply_json(c, 201, gh_ops_tenant_json(&t));
+}
+
+static void h_tenant_list(struct call *c)
+{
+    struct gh_store_page page = {0};
+    struct gh_err err = {0};
+    char cursor[GH_STORE_CURSOR_SIZE + 1], status[16];
+    enum gh_store_tenant_status filter = GH_STORE_TENANT_ANY;
+    json_t *items;
+
+    if (!page_params(c, &page, cursor, sizeof(cursor))) return;
+    if (!query_value(c->r->head.query, "status", status, sizeof(status))) status[0] = '?';
+    if (status[0]) {
+        filter = gh_store_tenant_status_parse(status);
+        if (filter == GH_STORE_TENANT_ANY) {
+            reply_error(c, 400, "invalid_query", "status must be active or suspended");
+            return;
+        }
+    }
+    items = json_array();
+    if (!gh_principal_is_operator(&c->who)) {
+        /* A tenant admin sees its own tenant only. */
+        struct gh_store_tenant t;
+        if (gh_store_tenant_get(c->st, c->who.tenant, &t, &err) == GH_OK &&
+            (filter == GH_STORE_TENANT_ANY || t.status == filter) && page.cursor == NULL)
+            json_array_append_new(items, gh_ops_tenant_json(&t));
+        reply_json(c, 200, page_doc(items, &page));
+        return;
+    }
+    struct gh_store_tenant *out = calloc(page.limit, sizeof(*out));
+    int rc = out ? gh_store_tenant_list(c->st, filter, &page, out, &err) : GH_ERROR;
+    if (rc != GH_OK) {
+        free(out);
+        json_decref(items);
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    for (size_t i = 0; i < page.count; i++)
+        json_array_append_new(items, gh_ops_tenant_json(&out[i]));
+    free(out);
+    reply_json(c, 200, page_doc(items, &page));
+}
+
+static void h_tenant_get(struct call *c)
+{
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
+    int rc = gh_store_tenant_get(c->st, c->tenant, &t, &err);
+    if (rc != GH_OK)
+        reply_store_error(c, rc, &err);
+    else
+        reply_json(c, 200, gh_ops_tenant_json(&t));
+}
+
+static void tenant_update(struct call *c, const char *name, const char *plan,
+                          enum gh_store_tenant_status status)
+{
+    struct gh_store_tenant_update upd = {.name = name, .plan = plan, .status = status};
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
+    int rc = gh_store_tenant_update(c->st, c->tenant, &upd, &t, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    changed(c);
+    reply_json(c, 200, gh_ops_tenant_json(&t));
+}
+
+static void h_tenant_patch(struct call *c)
+{
+    static const char *const fields[] = {"name", "plan", "status", NULL};
+    const char *name, *plan, *status;
+    enum gh_store_tenant_status st = GH_STORE_TENANT_ANY;
+
+    if (!only_fields(c, fields) || !str_field(c, "name", &name) || !str_field(c, "plan", &plan) ||
+        !str_field(c, "status", &status))
+        return;
+    if (status && (st = gh_store_tenant_status_parse(status)) == GH_STORE_TENANT_ANY) {
+        reply_error(c, 422, "invalid_field", "status must be active or suspended");
+        return;
+    }
+    tenant_update(c, name, plan, st);
+}
+
+static void h_tenant_suspend(struct call *c)
+{
+    tenant_update(c, NULL, NULL, GH_STORE_TENANT_SUSPENDED);
+}
+
+static void h_tenant_activate(struct call *c)
+{
+    tenant_update(c, NULL, NULL, GH_STORE_TENANT_ACTIVE);
+}
+
+static void h_key_create(struct call *c)
+{
+    static const char *const fields[] = {"name",       "roles",       "scopes",
+                                         "expires_at", "ttl_seconds", NULL};
+    struct gh_store_key k;
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
+    char key[GH_APIKEY_LEN + 1];
+    const char *name;
+    json_t *v;
+    bool has_exp, has_ttl;
+    int64_t exp = 0, ttl = 0;
+    int rc;
+
+    if (!only_fields(c, fields) || !str_field(c, "name", &name) ||
+        !int_field(c, "expires_at", &has_exp, &exp) || !int_field(c, "ttl_seconds", &has_ttl, &ttl))
+        return;
+    memset(&k, 0, sizeof(k));
+    snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", c->tenant);
+    if (name) {
+        if (strlen(name) >= sizeof(k.name) || !gh_store_valid_key_name(name)) {
+            reply_error(c, 422, "invalid_field",
+                        "name: at most 64 characters, no control characters");
+            return;
+        }
+        snprintf(k.name, sizeof(k.name), "%s", name);
+    }
+    if ((v = json_object_get(c->body, "roles")) && gh_ops_set_list(v, "roles", &k, &err) != GH_OK) {
+        reply_error(c, 422, "invalid_field", err.msg);
+        return;
+    }
+    if ((v = json_object_get(c->body, "scopes")) &&
+        gh_ops_set_list(v, "scopes", &k, &err) != GH_OK) {
+        reply_error(c, 422, "invalid_field", err.msg);
+        return;
+    }
+    if (has_exp && has_ttl) {
+        reply_error(c, 422, "invalid_field", "give expires_at or ttl_seconds, not both");
+        return;
+    }
+    k.expires_at = has_exp ? exp : has_ttl ? (int64_t)gh_wall_ms() + ttl * 1000 : 0;
+    if (k.expires_at && k.expires_at <= (int64_t)gh_wall_ms()) {
+        reply_error(c, 422, "invalid_field", "the expiry is in the past");
+        return;
+    }
+    rc = gh_store_tenant_get(c->st, c->tenant, &t, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    struct gh_argon2_params ap = gh_ops_argon2(c->cfg);
+    rc = gh_ops_key_create(c->st, &ap, &k, key, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    changed(c);
+    json_t *doc = gh_ops_key_json(&k);
+    json_object_set_new(doc, "key", json_string(key));
+    gh_apikey_wipe(key, sizeof(key));
+    reply_json(c, 201, doc);
+}
+
+static void h_key_list(struct call *c)
+{
+    struct gh_store_page page = {0};
+    struct gh_err err = {0};
+    char cursor[GH_STORE_CURSOR_SIZE + 1];
+    struct gh_store_key *out;
+    struct gh_store_tenant t;
+    int rc;
+
+    if (!page_params(c, &page, cursor, sizeof(cursor))) return;
+    rc = gh_store_tenant_get(c->st, c->tenant, &t, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    out = calloc(page.limit, sizeof(*out));
+    rc = out ? gh_store_key_list(c->st, c->tenant, &page, out, &err) : GH_ERROR;
+    if (rc != GH_OK) {
+        free(out);
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < page.count; i++)
+        json_array_append_new(items, gh_ops_key_json(&out[i]));
+    free(out);
+    reply_json(c, 200, page_doc(items, &page));
+}
+
+static void h_key_get(struct call *c)
+{
+    struct gh_store_key k;
+    struct gh_err err = {0};
+    int rc = gh_store_key_get(c->st, c->tenant, c->key, &k, &err);
+    if (rc != GH_OK)
+        reply_store_error(c, rc, &err);
+    else
+        reply_json(c, 200, gh_ops_key_json(&k));
+}
+
+static void h_key_rotate(struct call *c)
+{
+    static const char *const fields[] = {"grace_period_seconds", NULL};
+    struct gh_store_key k;
+    struct gh_err err = {0};
+    char key[GH_APIKEY_LEN + 1];
+    bool has_grace;
+    int64_t grace = 0;
+    int rc;
+
+    if (!only_fields(c, fields) || !int_field(c, "grace_period_seconds", &has_grace, &grace))
+        return;
+    int64_t grace_ms = has_grace ? grace * 1000 : (int64_t)c->cfg->auth.rotation_grace_ms;
+    struct gh_argon2_params ap = gh_ops_argon2(c->cfg);
+    rc = gh_ops_key_rotate(c->st, &ap, c->tenant, c->key, grace_ms, &k, key, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    changed(c);
+    json_t *doc = gh_ops_key_json(&k);
+    json_object_set_new(doc, "key", json_string(key));
+    json_object_set_new(doc, "previous_key_expires_at",
+                        json_integer((json_int_t)((int64_t)gh_wall_ms() + grace_ms)));
+    gh_apikey_wipe(key, sizeof(key));
+    reply_json(c, 201, doc);
+}
+
+static void h_key_revoke(struct call *c)
+{
+    struct gh_store_key k;
+    struct gh_err err = {0};
+    int rc = gh_store_key_set_status(c->st, c->tenant, c->key, GH_STORE_KEY_REVOKED, &err);
+    if (rc == GH_OK) rc = gh_store_key_get(c->st, c->tenant, c->key, &k, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    changed(c);
+    reply_json(c, 200, gh_ops_key_json(&k));
+}
+
+static void h_token_revoke(struct call *c)
+{
+    static const char *const fields[] = {"jti", "expires_at", NULL};
+    struct gh_err err = {0};
+    const char *jti;
+    bool has_exp;
+    int64_t exp = 0;
+    int rc;
+
+    if (!only_fields(c, fields) || !str_field(c, "jti", &jti) ||
+        !int_field(c, "expires_at", &has_exp, &exp))
+        return;
+    if (jti == NULL || jti[0] == '\0' || strlen(jti) > GH_STORE_JTI_MAX) {
+        reply_error(c, 422, "invalid_field", "jti is required (at most 128 characters)");
+        return;
+    }
+    /* Without an expiry, remember the revocation for a day: longer than any
+     * token the gateway accepts lives. */
+    if (!has_exp) exp = (int64_t)gh_wall_ms() + 86400000;
+    rc = gh_store_token_revoke(c->st, jti, exp, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    changed(c);
+    reply_json(
+        c, 200,
+        json_pack("{s:s, s:I, s:b}", "jti", jti, "expires_at", (json_int_t)exp, "revoked", 1));
+}
+
+static const struct endpoint endpoints[] = {
+    {GH_HTTP_GET, "v1/whoami", ACCESS_ADMIN, h_whoami},
+    {GH_HTTP_POST, "v1/tenants", ACCESS_OPERATOR, h_tenant_create},
+    {GH_HTTP_GET, "v1/tenants", ACCESS_ADMIN, h_tenant_list},
+    {GH_HTTP_GET, "v1/tenants/{t}", ACCESS_TENANT, h_tenant_get},
+    {GH_HTTP_PATCH, "v1/tenants/{t}", ACCESS_OPERATOR, h_tenant_patch},
+    {GH_HTTP_POST, "v1/tenants/{t}/suspend", ACCESS_OPERATOR, h_tenant_suspend},
+    {GH_HTTP_POST, "v1/tenants/{t}/activate", ACCESS_OPERATOR, h_tenant_activate},
+    {GH_HTTP_POST, "v1/tenants/{t}/keys", ACCESS_TENANT, h_key_create},
+    {GH_HTTP_GET, "v1/tenants/{t}/keys", ACCESS_TENANT, h_key_list},
+    {GH_HTTP_GET, "v1/tenants/{t}/keys/{k}", ACCESS_TENANT, h_key_get},
+    {GH_HTTP_POST, "v1/tenants/{t}/keys/{k}/rotate", ACCESS_TENANT, h_key_rotate},
+    {GH_HTTP_POST, "v1/tenants/{t}/keys/{k}/revoke", ACCESS_TENANT, h_key_revoke},
+    {GH_HTTP_POST, "v1/tokens/revoke", ACCESS_OPERATOR, h_token_revoke},
+};
+
+/* Splits the path into segments; false when there are too many. */
+static bool split(gh_str path, struct call *c)
+{
+    size_t i = 0;
+    c->nseg = 0;
+    while (i < path.len) {
+        size_t s;
+        while (i < path.len && path.ptr[i] == '/')
+            i++;
+        if (i == path.len) break;
+        s = i;
+        while (i < path.len && path.ptr[i] != '/')
+            i++;
+        if (c->nseg == MAX_SEGMENTS) return false;
+        c->seg[c->nseg++] = gh_str_make(path.ptr + s, i - s);
+    }
+    return true;
+}
+
+/* Matches <pattern> against the segments, capturing {t} and {k}. A captured
+ * id with characters no id has cannot name anything: it does not match. */
+static bool match(const char *pattern, struct call *c)
+{
+    size_t n = 0;
+    const char *p = pattern;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (n >= c->nseg) return false;
+        gh_str s = c->seg[n++];
+        if (len == 3 && p[0] == '{') {
+            char *dst = p[1] == 't' ? c->tenant : c->key;
+            size_t cap = p[1] == 't' ? sizeof(c->tenant) : sizeof(c->key);
+            if (s.len == 0 || s.len >= cap) return false;
+            for (size_t i = 0; i < s.len; i++) {
+                char ch = s.ptr[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '_'))
+                    return false;
+            }
+            memcpy(dst, s.ptr, s.len);
+            dst[s.len] = '\0';
+        } else if (s.len != len || memcmp(s.ptr, p, len) != 0) {
+            return false;
+        }
+        p += len;
+        if (*p == '/') p++;
+    }
+    return n == c->nseg;
+}
+
+int gh_admin_api_handle(struct gh_req *r, gh_str body)
+{
+    struct gh_worker *w = r->conn->worker;
+    struct call c;
+    const struct endpoint *found = NULL;
+    bool path_known = false;
+    const char *code = NULL;
+    gh_str cred;
+    int st;
+
+    memset(&c, 0, sizeof(c));
+    c.r = r;
+    c.st = w->rt->store;
+    c.cfg = r->snap->cfg;
+    if (!split(r->head.path, &c)) {
+        reply_error(&c, 404, "not_found", "no such endpoint");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        if (!match(endpoints[i].pattern, &c)) continue;
+        path_known = true;
+        if (endpoints[i].method == r->head.method_id) {
+            found = &endpoints[i];
+            break;
+        }
+    }
+    if (found == NULL) {
+        if (path_known)
+            reply_error(&c, 405, "method_not_allowed", "method not allowed here");
+        else
+            reply_error(&c, 404, "not_found", "no such endpoint");
+        return 0;
+    }
+
+    /* Authentication: an API key, as a Bearer token. */
+    if (gh_authn_credential(r, &cred, &code) != 0 || cred.len == 0) {
+        gh_conn_reply_error_ex(r->conn, 401, code ? code : "missing_credentials", false,
+                               "WWW-Authenticate: Bearer realm=\"gatehouse-admin\"\r\n");
+        return 0;
+    }
+    st = gh_authn_api_key_sync(w, cred, &c.who, &code);
+    if (st != 0) {
+        gh_conn_reply_error_ex(r->conn, st, code, false,
+                               st == 401 ? "WWW-Authenticate: Bearer realm=\"gatehouse-admin\", "
+                                           "error=\"invalid_token\"\r\n"
+                                         : NULL);
+        return 0;
+    }
+    if (!gh_principal_list_has(c.who.roles, GH_STR_LIT("admin"))) {
+        reply_error(&c, 403, "forbidden", "the admin API needs a key with role admin");
+        return 0;
+    }
+    switch (found->access) {
+    case ACCESS_OPERATOR:
+        if (!gh_principal_is_operator(&c.who)) {
+            reply_error(&c, 403, "forbidden", "operators only");
+            return 0;
+        }
+        break;
+    case ACCESS_TENANT:
+        /* Another tenant's objects do not exist for a tenant admin. */
+        if (!gh_principal_can_admin(&c.who, c.tenant)) {
+            reply_error(&c, 404, "not_found", "no such tenant");
+            return 0;
+        }
+        break;
+    default: break;
+    }
+
+    if (body.len > 0) {
+        json_error_t jerr;
+        c.body = json_loadb(body.ptr, body.len, JSON_REJECT_DUPLICATES, &jerr);
+        if (c.body == NULL || !json_is_object(c.body)) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "the body must be a JSON object (%s at %d:%d)",
+                     c.body ? "not an object" : jerr.text, jerr.line, jerr.column);
+            json_decref(c.body);
+            reply_error(&c, 400, "invalid_json", msg);
+            return 0;
+        }
+    }
+    found->handle(&c);
+    json_decref(c.body);
+    return 0;
+}

@@ -1,0 +1,14 @@
+/* The admin API: /v1/... endpoints (see api.c for the table and
+ * docs/openapi.yaml for the contract). */
+#ifndef GH_ADMIN_API_H
+#define GH_ADMIN_API_H
+
+#include "core/str.h"
+
+struct gh_req;
+
+/* Answers <req> (a /v1/ path) with <body> (the whole request body, maybe
+ * empty). Always answers; returns 0. */
+int gh_admin_api_handle(struct gh_req *req, gh_str body);
+
+#endif

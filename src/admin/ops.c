@@ -1,0 +1,117 @@
+/* Shared tenant and key operations. */
+#include "admin/ops.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+
+struct gh_argon2_params gh_ops_argon2(const struct gh_config *cfg)
+{
+    struct gh_argon2_params p = {
+        .memory_kib = cfg->auth.argon2.memory_bytes / 1024,
+        .iterations = cfg->auth.argon2.iterations,
+        .parallelism = cfg->auth.argon2.parallelism,
+    };
+    return p;
+}
+
+int gh_ops_key_create(struct gh_store *st, const struct gh_argon2_params *ap,
+                      struct gh_store_key *k, char key_out[GH_APIKEY_LEN + 1], struct gh_err *err)
+{
+    char id[GH_APIKEY_ID_LEN + 1];
+    int rc;
+
+    if (gh_apikey_new_id(id) != 0)
+        return gh_err_set(err, NULL, 0, 0, "no randomness available"), GH_ERROR;
+    if (gh_apikey_generate(id, ap, key_out, k->secret_hash) != 0)
+        return gh_err_set(err, NULL, 0, 0, "cannot hash the key"), GH_ERROR;
+    snprintf(k->id, sizeof(k->id), "%s", id);
+    k->status = GH_STORE_KEY_ACTIVE;
+    rc = gh_store_key_insert(st, k, err);
+    if (rc != GH_OK) gh_apikey_wipe(key_out, GH_APIKEY_LEN + 1);
+    memset(k->secret_hash, 0, sizeof(k->secret_hash));
+    return rc;
+}
+
+int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, const char *tenant_id,
+                      const char *key_id, int64_t grace_ms, struct gh_store_key *out,
+                      char key_out[GH_APIKEY_LEN + 1], struct gh_err *err)
+{
+    struct gh_store_key old;
+    int64_t now = (int64_t)gh_wall_ms(), until;
+    int rc = gh_store_key_get(st, tenant_id, key_id, &old, err);
+
+    if (rc != GH_OK) return rc;
+    if (old.status != GH_STORE_KEY_ACTIVE) {
+        gh_err_set(err, NULL, 0, 0, "key %s is revoked", key_id);
+        return GH_STORE_CONFLICT;
+    }
+    *out = old;
+    out->id[0] = '\0';
+    out->created_at = out->last_used_at = 0;
+    snprintf(out->rotated_from, sizeof(out->rotated_from), "%s", old.id);
+    rc = gh_ops_key_create(st, ap, out, key_out, err);
+    if (rc != GH_OK) return rc;
+    /* The old key keeps working for the grace period, then expires; an
+     * earlier expiry it already had is kept. */
+    until = now + (grace_ms > 0 ? grace_ms : 0);
+    if (grace_ms <= 0) until = now;
+    if (old.expires_at == 0 || old.expires_at > until)
+        rc = gh_store_key_set_expiry(st, tenant_id, key_id, until, err);
+    return rc;
+}
+
+json_t *gh_ops_tenant_json(const struct gh_store_tenant *t)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", t->id, "name", t->name, "status",
+                     gh_store_tenant_status_name(t->status), "plan", t->plan, "created_at",
+                     (json_int_t)t->created_at, "updated_at", (json_int_t)t->updated_at);
+}
+
+json_t *gh_ops_key_json(const struct gh_store_key *k)
+{
+    json_t *roles = json_array(), *scopes = json_array();
+    for (size_t i = 0; i < k->nroles; i++)
+        json_array_append_new(roles, json_string(k->roles[i]));
+    for (size_t i = 0; i < k->nscopes; i++)
+        json_array_append_new(scopes, json_string(k->scopes[i]));
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:I, s:I, s:I, s:s*}", "id", k->id,
+                     "tenant_id", k->tenant_id, "name", k->name, "roles", roles, "scopes", scopes,
+                     "status", gh_store_key_status_name(k->status), "expires_at",
+                     (json_int_t)k->expires_at, "created_at", (json_int_t)k->created_at,
+                     "last_used_at", (json_int_t)k->last_used_at, "rotated_from",
+                     k->rotated_from[0] ? k->rotated_from : NULL);
+}
+
+int gh_ops_set_list(json_t *arr, const char *field, struct gh_store_key *k, struct gh_err *err)
+{
+    bool roles = strcmp(field, "roles") == 0;
+    size_t max = roles ? GH_STORE_MAX_ROLES : GH_STORE_MAX_SCOPES;
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(arr)) {
+        gh_err_set(err, NULL, 0, 0, "%s must be an array of strings", field);
+        return GH_STORE_INVALID;
+    }
+    if (json_array_size(arr) > max) {
+        gh_err_set(err, NULL, 0, 0, "%s: at most %zu entries", field, max);
+        return GH_STORE_INVALID;
+    }
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(v);
+        bool ok = s && (roles ? gh_store_valid_role(s) : gh_store_valid_scope(s));
+        if (!ok) {
+            gh_err_set(err, NULL, 0, 0, "%s[%zu] must match [a-z0-9:._-]{1,64}", field, i);
+            return GH_STORE_INVALID;
+        }
+        snprintf(roles ? k->roles[i] : k->scopes[i], GH_STORE_TOKEN_SIZE, "%s", s);
+    }
+    if (roles)
+        k->nroles = json_array_size(arr);
+    else
+        k->nscopes = json_array_size(arr);
+    return GH_OK;
+}

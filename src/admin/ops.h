@@ -1,0 +1,36 @@
+/* Operations on tenants and keys shared by the admin API and the CLI, so
+ * both do exactly the same thing (one place generates, hashes and stores a
+ * key; one place rotates). Synchronous: call from the admin thread or the
+ * CLI, never from a worker loop. */
+#ifndef GH_ADMIN_OPS_H
+#define GH_ADMIN_OPS_H
+
+#include <jansson.h>
+
+#include "auth/apikey.h"
+#include "config/config.h"
+#include "store/store.h"
+
+struct gh_argon2_params gh_ops_argon2(const struct gh_config *cfg);
+
+/* Creates a key. <k> in: tenant_id, name, roles, scopes, expires_at,
+ * rotated_from; out: the stored record. <key_out> gets the full key, to be
+ * shown once. Returns GH_OK or a store code (GH_STORE_INVALID, ...). */
+int gh_ops_key_create(struct gh_store *st, const struct gh_argon2_params *ap,
+                      struct gh_store_key *k, char key_out[GH_APIKEY_LEN + 1], struct gh_err *err);
+
+/* Rotates <key_id> of <tenant_id>: a new key with the same name, roles and
+ * scopes, and the old one expiring <grace_ms> from now (at once when 0). */
+int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, const char *tenant_id,
+                      const char *key_id, int64_t grace_ms, struct gh_store_key *out,
+                      char key_out[GH_APIKEY_LEN + 1], struct gh_err *err);
+
+/* JSON views (never with secrets or hashes). New references. */
+json_t *gh_ops_tenant_json(const struct gh_store_tenant *t);
+json_t *gh_ops_key_json(const struct gh_store_key *k);
+
+/* Fills roles/scopes of <k> from a JSON array of strings, validating each.
+ * Returns GH_OK or GH_STORE_INVALID with <err> naming the field. */
+int gh_ops_set_list(json_t *arr, const char *field, struct gh_store_key *k, struct gh_err *err);
+
+#endif
