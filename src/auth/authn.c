@@ -192,6 +192,15 @@ int gh_authn_credential(const struct gh_req *r, gh_str *cred, const char **code)
     return 0;
 }
 
+const struct gh_http_header *gh_authn_credential_header(const struct gh_req *r, gh_str cred)
+{
+    for (uint32_t i = 0; i < r->head.nheaders; i++) {
+        const struct gh_http_header *h = &r->head.headers[i];
+        if (cred.ptr >= h->value.ptr && cred.ptr < h->value.ptr + h->value.len) return h;
+    }
+    return NULL;
+}
+
 /* ---- the stage ---- */
 
 static void deny(struct gh_req *r, int status, const char *code)
@@ -326,6 +335,9 @@ int gh_authn_stage(struct gh_req *r)
         (rc->auth_mode == GH_ROUTE_AUTH_ANY && cred.len > 3 && memcmp(cred.ptr, "gh_", 3) == 0)) {
         rc2 = api_key_step(r, cred);
         if (rc2 != 1) return rc2;
+        /* A gateway key is the gateway's credential: the upstream gets the
+         * signed identity headers instead, never the key. */
+        r->cred_header = gh_authn_credential_header(r, cred);
     } else {
         /* JWT verification is wired in with the JWT module. */
         deny(r, 401, "invalid_credentials");

@@ -52,4 +52,8 @@ int gh_authn_api_key_sync(struct gh_worker *w, gh_str key, struct gh_principal *
  * <cred> empty when there is none. */
 int gh_authn_credential(const struct gh_req *r, gh_str *cred, const char **code);
 
+/* The header that carried <cred> (for removal before the upstream), or NULL
+ * when it came from the query string. */
+const struct gh_http_header *gh_authn_credential_header(const struct gh_req *r, gh_str cred);
+
 #endif

@@ -1,12 +1,41 @@
 /* `gatehouse demo`: the gateway on its built-in config, in front of the demo
  * upstream, with curl lines to try. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "admin/ops.h"
 #include "cli/cli.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "core/runtime.h"
+
+/* Creates the tenant "demo" and a developer key with scope orders:read. */
+static int demo_tenant_key(const struct gh_config *cfg, char key[GH_APIKEY_LEN + 1],
+                           struct gh_err *err)
+{
+    struct gh_store *st = NULL;
+    struct gh_store_tenant t;
+    struct gh_store_key k;
+    struct gh_argon2_params ap = gh_ops_argon2(cfg);
+    int rc;
+
+    if (gh_runtime_open_store(cfg, &st, err) != GH_OK) return GH_ERROR;
+    memset(&t, 0, sizeof(t));
+    memset(&k, 0, sizeof(k));
+    snprintf(t.name, sizeof(t.name), "demo");
+    rc = gh_store_tenant_create(st, &t, err);
+    if (rc == GH_OK) {
+        snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", t.id);
+        snprintf(k.name, sizeof(k.name), "demo key");
+        snprintf(k.roles[0], sizeof(k.roles[0]), "developer");
+        snprintf(k.scopes[0], sizeof(k.scopes[0]), "orders:read");
+        k.nroles = k.nscopes = 1;
+        rc = gh_ops_key_create(st, &ap, &k, key, err);
+    }
+    gh_store_close(st);
+    return rc == GH_OK ? GH_OK : GH_ERROR;
+}
 
 int gh_cmd_demo(int argc, char **argv)
 {
@@ -17,6 +46,7 @@ int gh_cmd_demo(int argc, char **argv)
     char msg[1024];
     unsigned port;
     int rc;
+    char nc_target[80];
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -30,6 +60,12 @@ int gh_cmd_demo(int argc, char **argv)
             return 2;
         }
     }
+    {
+        /* "host:port" -> "host port" for nc. */
+        const char *colon = strrchr(listen, ':');
+        snprintf(nc_target, sizeof(nc_target), "%.*s %s", colon ? (int)(colon - listen) : 0, listen,
+                 colon ? colon + 1 : listen);
+    }
     port = gh_demo_upstream_start();
     if (port == 0) {
         fprintf(stderr, "gatehouse demo: cannot start the demo upstream\n");
@@ -39,25 +75,50 @@ int gh_cmd_demo(int argc, char **argv)
         fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         return 1;
     }
+    /* The demo's state lives in a fresh temporary folder: a demo tenant
+     * and a key for it, printed below. */
+    char dir[] = "/tmp/gatehouse-demo-XXXXXX", dbpath[64], key[GH_APIKEY_LEN + 1];
+    if (mkdtemp(dir) == NULL) {
+        fprintf(stderr, "gatehouse demo: cannot create a temporary folder\n");
+        gh_config_free(cfg);
+        return 1;
+    }
+    snprintf(dbpath, sizeof(dbpath), "%s/gatehouse.db", dir);
+    free(cfg->store.sqlite);
+    cfg->store.sqlite = strdup(dbpath);
+    if (demo_tenant_key(cfg, key, &err) != GH_OK) {
+        fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
+        gh_config_free(cfg);
+        return 1;
+    }
     if (gh_runtime_start(&rt, cfg, NULL, &err) != GH_OK) {
         fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         gh_runtime_release(&rt);
         return 1;
     }
-    printf("\n"
-           "gatehouse demo is running: the gateway on http://%s, a demo upstream on\n"
-           "127.0.0.1:%u, the admin listener on http://%s. Try:\n\n"
-           "  curl -i http://%s/hello                 # proxied; see the headers the upstream got\n"
-           "  curl -i http://%s/status/503            # upstream status passes through\n"
-           "  curl -i -X POST --data-binary @README.md http://%s/upload\n"
-           "  curl -i http://%s/slow?ms=300\n"
-           "  printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1\\r\\nTransfer-Encoding: "
-           "chunked\\r\\n\\r\\n' | nc -q1 %s\n"
-           "                                          # request smuggling attempt: 400\n"
-           "  curl -s http://%s/readyz\n\n"
-           "Access log lines (JSON) follow below. Ctrl-C stops.\n\n",
-           listen, port, rt.snap->cfg->admin.addr.text, listen, listen, listen, listen,
-           "127.0.0.1 8080", rt.snap->cfg->admin.addr.text);
+    printf(
+        "\n"
+        "gatehouse demo is running: the gateway on http://%s, a demo upstream on\n"
+        "127.0.0.1:%u, the admin listener on http://%s, state in %s.\n\n"
+        "A key for the tenant \"demo\" (role developer, scope orders:read), shown once:\n\n"
+        "  KEY=%s\n\n"
+        "Try:\n\n"
+        "  curl -i http://%s/hello                         # open route: proxied, see the headers "
+        "the upstream got\n"
+        "  curl -i http://%s/orders                        # protected route without a key: 401\n"
+        "  curl -i -H \"Authorization: Bearer $KEY\" http://%s/orders   # 200, with "
+        "Gatehouse-Tenant etc. upstream\n"
+        "  curl -i -H \"X-API-Key: $KEY\" http://%s/orders/42\n"
+        "  curl -i http://%s/status/503                    # upstream status passes through\n"
+        "  curl -i -X POST --data-binary @README.md http://%s/upload\n"
+        "  printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1\\r\\nTransfer-Encoding: "
+        "chunked\\r\\n\\r\\n' | nc -q1 %s\n"
+        "                                                  # request smuggling attempt: 400\n"
+        "  curl -s http://%s/readyz\n\n"
+        "Access log lines (JSON) follow below. Ctrl-C stops.\n\n",
+        listen, port, rt.snap->cfg->admin.addr.text, dir, key, listen, listen, listen, listen,
+        listen, listen, nc_target, rt.snap->cfg->admin.addr.text);
+    gh_apikey_wipe(key, sizeof(key));
     fflush(stdout);
     rc = gh_runtime_run(&rt);
     gh_runtime_release(&rt);

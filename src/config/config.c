@@ -1673,12 +1673,29 @@ int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config 
         goto fail;
     }
 
-    cfg->routes = calloc(1, sizeof(*cfg->routes));
+    /* Two routes: "/" open to all, "/orders" behind an API key with the
+     * orders:read scope (the demo prints such a key). */
+    cfg->routes = calloc(2, sizeof(*cfg->routes));
     if (cfg->routes == NULL) goto nomem;
-    cfg->nroutes = 1;
-    if ((cfg->routes[0].upstream = strdup("demo")) == NULL) goto nomem;
-    if (walk_map(&ctx, NULL, &route_map, &cfg->routes[0]) != GH_OK) goto fail;
-    cfg->routes[0].upstream_index = 0;
+    cfg->nroutes = 2;
+    for (size_t i = 0; i < 2; i++) {
+        if ((cfg->routes[i].upstream = strdup("demo")) == NULL) goto nomem;
+        if (walk_map(&ctx, NULL, &route_map, &cfg->routes[i]) != GH_OK) goto fail;
+        cfg->routes[i].upstream_index = 0;
+    }
+    free(cfg->routes[1].path);
+    free(cfg->routes[1].name);
+    free(cfg->routes[1].auth);
+    cfg->routes[1].path = strdup("/orders");
+    cfg->routes[1].name = strdup("/orders");
+    cfg->routes[1].auth = strdup("api_key");
+    cfg->routes[1].scopes = calloc(1, sizeof(char *));
+    if (cfg->routes[1].path == NULL || cfg->routes[1].name == NULL || cfg->routes[1].auth == NULL ||
+        cfg->routes[1].scopes == NULL)
+        goto nomem;
+    cfg->routes[1].auth_mode = GH_ROUTE_AUTH_API_KEY;
+    if ((cfg->routes[1].scopes[0] = strdup("orders:read")) == NULL) goto nomem;
+    cfg->routes[1].nscopes = 1;
     if (check_listens(&ctx, NULL, cfg) != GH_OK) goto fail; /* e.g. listen == admin.address */
 
     /* A hash of what defines the demo, so metrics can tell two apart. */

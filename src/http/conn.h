@@ -111,6 +111,7 @@ struct gh_req {
     /* Authentication (src/auth/authn.c). */
     struct gh_principal principal;
     struct gh_verify_job *verify_job; /* out at the auth service */
+    const struct gh_http_header *cred_header; /* carried an API key: not forwarded */
     int8_t verify_result;             /* 0 none yet, 1 verified, -1 refused */
     uint8_t stage_index;              /* where the pipeline resumes */
 

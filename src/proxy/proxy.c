@@ -202,7 +202,8 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
     PUT_LIT(&u->out, " HTTP/1.1\r\n");
     for (uint32_t i = 0; i < h->nheaders; i++) {
         const struct gh_http_header *f = &h->headers[i];
-        if (gh_http_is_hop_by_hop(f->name) || request_header_skipped(f, r)) continue;
+        if (gh_http_is_hop_by_hop(f->name) || request_header_skipped(f, r) || f == r->cred_header)
+            continue;
         if (has_connection && gh_http_connection_lists(h->headers, h->nheaders, f->name)) continue;
         put_str(&u->out, f->name);
         PUT_LIT(&u->out, ": ");

@@ -501,11 +501,16 @@ static void test_demo(void **state)
     assert_int_equal(cfg->upstreams[0].connect_timeout_ms, 2000);
     assert_int_equal(cfg->upstreams[0].keepalive, 512);
     assert_false(cfg->upstreams[0].tls.enabled);
-    assert_int_equal(cfg->nroutes, 1);
+    assert_int_equal(cfg->nroutes, 2);
     assert_string_equal(cfg->routes[0].path, "/");
     assert_string_equal(cfg->routes[0].name, "/");
     assert_string_equal(cfg->routes[0].upstream, "demo");
     assert_int_equal(cfg->routes[0].upstream_index, 0);
+    assert_int_equal(cfg->routes[0].auth_mode, GH_ROUTE_AUTH_NONE);
+    assert_string_equal(cfg->routes[1].path, "/orders");
+    assert_int_equal(cfg->routes[1].auth_mode, GH_ROUTE_AUTH_API_KEY);
+    assert_int_equal(cfg->routes[1].nscopes, 1);
+    assert_string_equal(cfg->routes[1].scopes[0], "orders:read");
     assert_int_equal(cfg->limits.max_headers, 100);
     assert_int_equal(cfg->limits.max_body_bytes, UINT64_C(1) << 30);
     assert_string_equal(cfg->access_log.path, "stdout");
