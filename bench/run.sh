@@ -35,7 +35,7 @@ RESULTS=${RESULTS:-$HERE/RESULTS.md}
 # wrk wants a unit; accept a bare number of seconds.
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION=${DURATION}s
 [[ $WARMUP =~ ^[0-9]+$ ]] && WARMUP=${WARMUP}s
-TARGETS=(direct nginx haproxy gatehouse)
+TARGETS=(direct nginx haproxy gatehouse gh_apikey)  # gh_apikey: gatehouse, a route with API-key auth (cached key)
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -271,10 +271,18 @@ upstreams:
 routes:
   - path: /
     upstream: app
+  - path: /auth
+    upstream: app
+    auth: api_key
+store:
+  sqlite: $d/gatehouse.db
 limits:
   keepalive_requests: 1000000   # as the nginx peer; HAProxy has no per-connection cap
 $gh_log
 EOF
+  # An operator key (default Argon2id parameters) for the API-key profile.
+  GH_KEY=$("$BIN" admin bootstrap -c "$d/gatehouse.yaml" 2>/dev/null | tail -1)
+  [[ $GH_KEY == gh_* ]] || die "gatehouse admin bootstrap gave no key"
   start gatehouse "$d/stdout" "$BIN" run -c "$d/gatehouse.yaml"
   GH_PID=$LAST_PID
 
@@ -284,6 +292,13 @@ EOF
   local ready
   ready=$(curl -fsS --max-time 2 "http://127.0.0.1:$GH_ADMIN/readyz" || true)
   [[ $ready == *ready* ]] || die "gatehouse /readyz on the admin port: '$ready'"
+  # The cost of one API-key verification: the first request runs Argon2id,
+  # the next ones hit the verified-key cache.
+  local first cached
+  first=$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $GH_KEY" "http://127.0.0.1:$GH_PORT/auth/")
+  cached=$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $GH_KEY" "http://127.0.0.1:$GH_PORT/auth/")
+  echo "$profile $first $cached" >>"$TMP/apikey-cost.txt"
+  log "API key: first request (Argon2id) ${first}s, next (cached) ${cached}s"
   # The log lines of the start-up checks are not part of any measurement.
   sleep 0.5
   : >"$NGX_LOG"; : >"$HAP_LOG"; : >"$GH_LOG"
@@ -296,15 +311,18 @@ stop_proxies() {
 # ------------------------------------------------------------ measuring
 target_port() {
   case $1 in direct) echo "$UP_PORT" ;; nginx) echo "$NGX_PORT" ;;
-             haproxy) echo "$HAP_PORT" ;; gatehouse) echo "$GH_PORT" ;; esac
+             haproxy) echo "$HAP_PORT" ;; gatehouse|gh_apikey) echo "$GH_PORT" ;; esac
 }
 target_pid() {
   case $1 in direct) echo "$UP_PID" ;; nginx) echo "$NGX_PID" ;;
-             haproxy) echo "$HAP_PID" ;; gatehouse) echo "$GH_PID" ;; esac
+             haproxy) echo "$HAP_PID" ;; gatehouse|gh_apikey) echo "$GH_PID" ;; esac
 }
 target_log() {
   case $1 in direct) echo "" ;; nginx) echo "$NGX_LOG" ;;
-             haproxy) echo "$HAP_LOG" ;; gatehouse) echo "$GH_LOG" ;; esac
+             haproxy) echo "$HAP_LOG" ;; gatehouse|gh_apikey) echo "$GH_LOG" ;; esac
+}
+target_path() {
+  case $1 in gh_apikey) echo "/auth/" ;; *) echo "/" ;; esac
 }
 
 wrk_cmd() {  # CONC DURATION URL
@@ -317,12 +335,14 @@ RUNS=$TMP/runs.tsv
 measure() {  # PROFILE CONC ROUND TARGET
   local profile=$1 conc=$2 round=$3 target=$4 port pid logf url out lines=-1
   port=$(target_port "$target"); pid=$(target_pid "$target"); logf=$(target_log "$target")
-  url="http://127.0.0.1:$port/"
+  url="http://127.0.0.1:$port$(target_path "$target")"
   out=$TMP/$profile/wrk-$target-c$conc-r$round.txt
+  local hdr=()
+  [ "$target" = gh_apikey ] && hdr=(-H "Authorization: Bearer $GH_KEY")
 
-  on_core1 "$out.warmup" "$out.warmup" wrk -t1 -c"$conc" -d"$WARMUP" --latency "$url" || true
+  on_core1 "$out.warmup" "$out.warmup" wrk -t1 -c"$conc" -d"$WARMUP" --latency "${hdr[@]}" "$url" || true
   if [ "$profile" = on ] && [ -n "$logf" ]; then sleep 0.5; : >"$logf"; fi
-  on_core1 "$out" "$out" wrk -t1 -c"$conc" -d"$DURATION" --latency "$url" || true
+  on_core1 "$out" "$out" wrk -t1 -c"$conc" -d"$DURATION" --latency "${hdr[@]}" "$url" || true
   if ! kill -0 "$pid" 2>/dev/null; then
     cat "$out" >&2
     tail -20 "$TMP/$target.stderr" >&2 || true
@@ -465,7 +485,8 @@ def med(key, field):
 def fmt(x, spec):
     return "n/a" if x != x else format(x, spec)
 
-names = {"direct": "upstream direct", "nginx": "nginx", "haproxy": "HAProxy", "gatehouse": "gatehouse"}
+names = {"direct": "upstream direct", "nginx": "nginx", "haproxy": "HAProxy", "gatehouse": "gatehouse",
+         "gh_apikey": "gatehouse + API key"}
 out = []
 quick = os.environ["QUICK"] == "1"
 title = f"## {os.environ['START_DATE']}"
@@ -511,6 +532,28 @@ for key in order:
 if checks:
     out.append("")
     out.append("Access-log lines written per request counted by wrk (logs on; about 1.000 expected: requests in flight when wrk stops are logged but not counted): " + "; ".join(checks) + ".")
+
+# The API-key profile against plain gatehouse in the same run (target: >= 0.95).
+auth_cmp = []
+for key in order:
+    profile, conc, target = key
+    if target != "gh_apikey":
+        continue
+    base = med((profile, conc, "gatehouse"), "rps")
+    auth_cmp.append(f"logs {profile} c{conc}: {fmt(med(key, 'rps') / base, '.3f')}")
+if auth_cmp:
+    out.append("")
+    out.append("gatehouse + API key (cached key, every request authenticated) as a fraction of gatehouse "
+               "proxy-only in the same run: " + "; ".join(auth_cmp) + ".")
+cost = os.path.join(os.environ["TMP"], "apikey-cost.txt")
+if os.path.exists(cost):
+    parts = []
+    for line in open(cost):
+        profile, first, cached = line.split()
+        parts.append(f"logs {profile}: first {float(first) * 1000:.1f} ms (Argon2id, m=19 MiB t=2 p=1), "
+                     f"cached {float(cached) * 1000:.2f} ms")
+    out.append("")
+    out.append("One request with a new API key, end to end with curl: " + "; ".join(parts) + ".")
 
 rss = os.environ.get("RSS_LINE", "")
 if rss:

@@ -355,6 +355,15 @@ static void h_key_create(struct call *c)
         }
         snprintf(k.name, sizeof(k.name), "%s", name);
     }
+    for (const char *const *f = (const char *const[]){"roles", "scopes", NULL}; *f; f++) {
+        v = json_object_get(c->body, *f);
+        if (v && !json_is_array(v)) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "%s must be an array of strings", *f);
+            reply_error(c, 400, "invalid_type", msg);
+            return;
+        }
+    }
     if ((v = json_object_get(c->body, "roles")) && gh_ops_set_list(v, "roles", &k, &err) != GH_OK) {
         reply_error(c, 422, "invalid_field", err.msg);
         return;
@@ -445,7 +454,8 @@ static void h_key_rotate(struct call *c)
         return;
     int64_t grace_ms = has_grace ? grace * 1000 : (int64_t)c->cfg->auth.rotation_grace_ms;
     struct gh_argon2_params ap = gh_ops_argon2(c->cfg);
-    rc = gh_ops_key_rotate(c->st, &ap, c->tenant, c->key, grace_ms, &k, key, &err);
+    int64_t old_exp = 0;
+    rc = gh_ops_key_rotate(c->st, &ap, c->tenant, c->key, grace_ms, &k, key, &old_exp, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
         return;
@@ -453,8 +463,7 @@ static void h_key_rotate(struct call *c)
     changed(c);
     json_t *doc = gh_ops_key_json(&k);
     json_object_set_new(doc, "key", json_string(key));
-    json_object_set_new(doc, "previous_key_expires_at",
-                        json_integer((json_int_t)((int64_t)gh_wall_ms() + grace_ms)));
+    json_object_set_new(doc, "previous_key_expires_at", json_integer((json_int_t)old_exp));
     gh_apikey_wipe(key, sizeof(key));
     reply_json(c, 201, doc);
 }
@@ -643,9 +652,12 @@ int gh_admin_api_handle(struct gh_req *r, gh_str body)
         json_error_t jerr;
         c.body = json_loadb(body.ptr, body.len, JSON_REJECT_DUPLICATES, &jerr);
         if (c.body == NULL || !json_is_object(c.body)) {
-            char msg[200];
-            snprintf(msg, sizeof(msg), "the body must be a JSON object (%s at %d:%d)",
-                     c.body ? "not an object" : jerr.text, jerr.line, jerr.column);
+            char msg[300];
+            if (c.body)
+                snprintf(msg, sizeof(msg), "the body must be a JSON object");
+            else
+                snprintf(msg, sizeof(msg), "the body is not valid JSON: %s (line %d, column %d)",
+                         jerr.text, jerr.line, jerr.column);
             json_decref(c.body);
             reply_error(&c, 400, "invalid_json", msg);
             return 0;

@@ -36,7 +36,7 @@ int gh_ops_key_create(struct gh_store *st, const struct gh_argon2_params *ap,
 
 int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, const char *tenant_id,
                       const char *key_id, int64_t grace_ms, struct gh_store_key *out,
-                      char key_out[GH_APIKEY_LEN + 1], struct gh_err *err)
+                      char key_out[GH_APIKEY_LEN + 1], int64_t *old_expires_at, struct gh_err *err)
 {
     struct gh_store_key old;
     int64_t now = (int64_t)gh_wall_ms(), until;
@@ -57,8 +57,11 @@ int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, co
      * earlier expiry it already had is kept. */
     until = now + (grace_ms > 0 ? grace_ms : 0);
     if (grace_ms <= 0) until = now;
-    if (old.expires_at == 0 || old.expires_at > until)
+    *old_expires_at = old.expires_at;
+    if (old.expires_at == 0 || old.expires_at > until) {
         rc = gh_store_key_set_expiry(st, tenant_id, key_id, until, err);
+        *old_expires_at = until;
+    }
     return rc;
 }
 

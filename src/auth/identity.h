@@ -23,15 +23,17 @@
 #include "core/str.h"
 
 /* Writes the header lines (each ending in CRLF) into <out>. Without
- * <secret> the signature line is left out. Returns the length, or -1 when
- * <cap> is too small. */
+ * <secret> the signature line is left out. The signed target is <path>,
+ * then "?" and <query> when the query is not empty (origin-form, as the
+ * upstream receives it). Returns the length, or -1 when <cap> is too small. */
 int gh_identity_headers(const struct gh_principal *p, const char *secret, gh_str method,
-                        gh_str target, int64_t now_s, char *out, size_t cap);
+                        gh_str path, gh_str query, int64_t now_s, char *out, size_t cap);
 
 /* The signature value ("v1=<64 hex>") for the given parts, into <out> (68
- * bytes). Exposed for tests and for upstream helpers written in C. */
+ * bytes; empty string when out of memory). Exposed for tests and C upstreams. */
 void gh_identity_sign(const char *secret, const char *tenant, const char *subject,
-                      const char *scopes, int64_t ts, gh_str method, gh_str target, char out[68]);
+                      const char *scopes, int64_t ts, gh_str method, gh_str path, gh_str query,
+                      char out[68]);
 
 /* True for a header name that starts with "Gatehouse-" (any case). */
 static inline bool gh_identity_is_reserved(gh_str name)

@@ -344,17 +344,18 @@ int gh_cmd_keys(int argc, char **argv)
         free(out);
         print_json(all);
     } else if (strcmp(verb, "rotate") == 0 && o.npos == 1) {
-        int64_t grace = (int64_t)cfg->auth.rotation_grace_ms;
+        int64_t grace = (int64_t)cfg->auth.rotation_grace_ms, old_exp = 0;
         char key[GH_APIKEY_LEN + 1];
         struct gh_argon2_params ap = gh_ops_argon2(cfg);
         if (o.grace && parse_dur_ms(o.grace, &grace) != 0)
             rc = 2;
-        else if (gh_ops_key_rotate(st, &ap, t.id, o.pos[0], grace, &k, key, &err) != GH_OK)
+        else if (gh_ops_key_rotate(st, &ap, t.id, o.pos[0], grace, &k, key, &old_exp, &err) !=
+                 GH_OK)
             rc = store_fail("rotate", &err);
         else {
             print_json(gh_ops_key_json(&k));
-            printf("The old key stays valid for %lld s. The new key is shown once:\n%s\n",
-                   (long long)(grace / 1000), key);
+            printf("The old key expires at %lld (unix ms). The new key is shown once:\n%s\n",
+                   (long long)old_exp, key);
             gh_apikey_wipe(key, sizeof(key));
         }
     } else if (strcmp(verb, "revoke") == 0 && o.npos == 1) {

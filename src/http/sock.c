@@ -5,6 +5,8 @@
 #include <openssl/err.h>
 #include <unistd.h>
 
+static void kick_if_pending(struct gh_sock *s);
+
 void gh_sock_init(struct gh_sock *s, struct event_base *base, int fd, event_callback_fn cb,
                   void *arg)
 {
@@ -34,14 +36,27 @@ void gh_sock_close(struct gh_sock *s)
     s->fd = -1;
 }
 
+/* Bytes OpenSSL already pulled off the socket make no socket event: a
+ * reader that paused (backpressure) or read less than a record would wait
+ * forever. Run the read callback again while such bytes are there. */
+static void kick_if_pending(struct gh_sock *s)
+{
+    if (s->ssl && s->rd_on && SSL_pending(s->ssl) > 0) event_active(&s->ev_read, EV_READ, 0);
+}
+
 void gh_sock_want_read(struct gh_sock *s, bool on)
 {
-    if (on == s->rd_on) return;
+    if (on == s->rd_on) {
+        if (on) kick_if_pending(s);
+        return;
+    }
     s->rd_on = on;
-    if (on)
+    if (on) {
         event_add(&s->ev_read, NULL);
-    else
+        kick_if_pending(s);
+    } else {
         event_del(&s->ev_read);
+    }
 }
 
 void gh_sock_want_write(struct gh_sock *s, bool on)
@@ -93,6 +108,7 @@ ssize_t gh_sock_read(struct gh_sock *s, char *buf, size_t n)
     int rc = SSL_read(s->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
     if (rc > 0) {
         s->handshake_done = true;
+        kick_if_pending(s);
         return rc;
     }
     return tls_result(s, rc);

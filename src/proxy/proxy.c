@@ -236,18 +236,9 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
     else
         PUT_LIT(&u->out, "1.0 gatehouse\r\n");
     if (r->principal.kind != GH_PRINCIPAL_NONE) {
-        gh_str target = h->target;
-        char tmp[2048], origin[1024];
-        int n;
-        if (h->target_form == GH_TARGET_ABSOLUTE) {
-            /* Signed as the upstream sees it: origin-form. */
-            n = snprintf(origin, sizeof(origin), "%.*s%s%.*s", (int)h->path.len, h->path.ptr,
-                         h->query.len ? "?" : "", (int)h->query.len, h->query.ptr);
-            if (n < 0 || (size_t)n >= sizeof(origin)) return -1;
-            target = gh_str_make(origin, (size_t)n);
-        }
-        n = gh_identity_headers(&r->principal, ucfg(r)->identity_secret, h->method, target,
-                                (int64_t)(gh_wall_ms() / 1000), tmp, sizeof(tmp));
+        char tmp[2048];
+        int n = gh_identity_headers(&r->principal, ucfg(r)->identity_secret, h->method, h->path,
+                                    h->query, (int64_t)(gh_wall_ms() / 1000), tmp, sizeof(tmp));
         if (n < 0) return -1;
         put(&u->out, tmp, (size_t)n);
     }

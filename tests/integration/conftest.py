@@ -3,14 +3,17 @@ loopback, and a small threaded upstream written with the standard library.
 
 Every process a test starts runs on free ports in the test's own tmp_path and
 is stopped by PID at the end of the test."""
+import atexit
 import hashlib
 import http.client
 import json
 import os
 import signal
 import socket
+import shutil
 import socketserver
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +22,35 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("GATEHOUSE_BIN", os.path.join(ROOT, "build", "gatehouse"))
+
+_bin_copy = None
+
+
+def gatehouse_bin():
+    """The binary the tests run: a private copy of BIN made once per session,
+    so that a rebuild while the suite runs (another `make`) neither breaks
+    a start with "Permission denied"/"Text file busy" nor mixes versions.
+    Retries for a while when BIN is being written."""
+    global _bin_copy
+    if _bin_copy is not None:
+        return _bin_copy
+    d = tempfile.mkdtemp(prefix="gatehouse-bin-")
+    atexit.register(shutil.rmtree, d, True)
+    dst = os.path.join(d, "gatehouse")
+    deadline = time.time() + 120
+    last = None
+    while time.time() < deadline:
+        try:
+            shutil.copy2(BIN, dst)
+            p = subprocess.run([dst, "version"], capture_output=True, timeout=10)
+            if p.returncode == 0:
+                _bin_copy = dst
+                return dst
+            last = p.stderr.decode(errors="replace")
+        except (OSError, subprocess.SubprocessError) as e:
+            last = repr(e)
+        time.sleep(1)
+    raise RuntimeError(f"cannot use {BIN}: {last}")
 
 
 def free_port():
@@ -50,6 +82,7 @@ class UpstreamHandler(BaseHTTPRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
+    timeout = 30  # bounds every socket wait of a handler thread
 
     def setup(self):
         super().setup()
@@ -285,7 +318,7 @@ class Gatehouse:
 
     def start(self, wait=True):
         self.proc = subprocess.Popen(
-            [BIN, "run", "-c", self.config_path],
+            [gatehouse_bin(), "run", "-c", self.config_path],
             stdout=open(self.stdout_path, "wb"),
             stderr=open(self.stderr_path, "wb"),
             cwd=str(self.tmp),

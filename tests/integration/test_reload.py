@@ -1,0 +1,248 @@
+"""Signals: SIGHUP reload under load and with a broken file, `gatehouse
+check`, SIGUSR1 access-log reopen, SIGTERM graceful shutdown."""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import gatehouse_bin, wait_for
+
+PLACE = re.compile(r"gatehouse\.yaml:\d+:\d+")
+
+
+def two_upstreams_config(g, up_a, up_b, target, extra=""):
+    return (
+        "workers: 2\n"
+        f"listen:\n  - address: 127.0.0.1:{g.port}\n"
+        f"admin:\n  address: 127.0.0.1:{g.admin_port}\n"
+        "access_log:\n  enabled: false\n"
+        "upstreams:\n"
+        f"  a:\n    endpoints: [\"127.0.0.1:{up_a.port}\"]\n"
+        f"  b:\n    endpoints: [\"127.0.0.1:{up_b.port}\"]\n"
+        "routes:\n"
+        f"  - path: /\n    upstream: {target}\n"
+        f"{extra}"
+    )
+
+
+def test_reload_under_load(gatehouse, upstream, upstream2):
+    g = gatehouse(raw=lambda g: two_upstreams_config(g, upstream, upstream2, "a"))
+    cfg = {name: two_upstreams_config(g, upstream, upstream2, name) for name in ("a", "b")}
+    stop = threading.Event()
+    lock = threading.Lock()
+    stats = {"ok": 0, "bad": [], "seen": set()}
+
+    def client(n):
+        c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+        i = 0
+        try:
+            while not stop.is_set():
+                path = f"/load/{n}/{i}"
+                try:
+                    if n % 3 == 2:  # a fresh connection per request
+                        c.close()
+                        c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+                    if i % 2:
+                        c.request("POST", path, body=b"p" * (i % 5000))
+                    else:
+                        c.request("GET", path)
+                    r = c.getresponse()
+                    body = r.read()
+                except Exception as e:  # a lost request
+                    with lock:
+                        stats["bad"].append((path, repr(e)))
+                    c.close()
+                    c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+                    i += 1
+                    continue
+                with lock:
+                    if r.status != 200:
+                        stats["bad"].append((path, r.status, body[:200]))
+                    else:
+                        echo = json.loads(body)
+                        if echo["path"] != path:
+                            stats["bad"].append((path, "wrong answer", echo["path"]))
+                        stats["ok"] += 1
+                        stats["seen"].add(echo["upstream"])
+                i += 1
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        gen0 = g.generation()
+        for k in range(5):
+            time.sleep(0.5)
+            g.write_config(cfg["b" if k % 2 == 0 else "a"])
+            g.reload_and_wait()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert not any(t.is_alive() for t in threads)
+    assert g.generation() == gen0 + 5
+    assert stats["bad"] == [], stats["bad"][:10]
+    assert stats["ok"] > 100, stats["ok"]
+    print("requests served during reloads:", stats["ok"])
+    assert stats["seen"] == {"app", "app2"}
+    # The last config (5th reload: "b") is the one serving now.
+    status, _, body = g.request("GET", "/after")
+    assert status == 200 and json.loads(body)["upstream"] == "app2"
+    assert g.proc.poll() is None
+    assert "reload failed" not in g.stderr()
+
+
+def test_reload_with_broken_config_keeps_old(gatehouse, upstream, upstream2):
+    g = gatehouse(raw=lambda g: two_upstreams_config(g, upstream, upstream2, "a"))
+    good = two_upstreams_config(g, upstream, upstream2, "b")
+    gen = g.generation()
+    g.write_config(good + "unknown_top_level_key: 1\n")
+    g.reload()
+    wait_for(lambda: "reload failed" in g.stderr(), 5, what="'reload failed' in stderr")
+    err = g.stderr()
+    line = [ln for ln in err.splitlines() if "reload failed" in ln][0]
+    assert PLACE.search(line), line
+    assert "unknown_top_level_key" in line
+    assert g.generation() == gen
+    status, _, body = g.request("GET", "/still-a")
+    assert status == 200 and json.loads(body)["upstream"] == "app"
+    # A fixed file reloads fine afterwards.
+    g.write_config(good)
+    g.reload_and_wait()
+    status, _, body = g.request("GET", "/now-b")
+    assert status == 200 and json.loads(body)["upstream"] == "app2"
+
+
+def test_reload_with_bad_value_keeps_old(gatehouse, upstream):
+    g = gatehouse()
+    text = open(g.config_path).read()
+    g.write_config(text + "limits:\n  max_headers: 9999\n")
+    g.reload()
+    wait_for(lambda: "reload failed" in g.stderr(), 5, what="'reload failed' in stderr")
+    line = [ln for ln in g.stderr().splitlines() if "reload failed" in ln][0]
+    assert PLACE.search(line), line
+    status, _, _ = g.request("GET", "/ok")
+    assert status == 200
+
+
+def test_check_command(tmp_path):
+    bad = tmp_path / "gatehouse.yaml"
+    bad.write_text(
+        "workers: 1\n"
+        "listen:\n  - address: 127.0.0.1:18080\n"
+        "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9\"]\n"
+        "routes:\n  - path: /\n    upstream: ap\n"
+    )
+    p = subprocess.run([gatehouse_bin(), "check", "-c", str(bad)], capture_output=True, timeout=10)
+    out = (p.stdout + p.stderr).decode()
+    assert p.returncode == 1, out
+    m = PLACE.search(out)
+    assert m, out
+    assert re.search(r"gatehouse\.yaml:9:15: ", out), out
+    assert "ap" in out and "routes[0].upstream" in out, out
+    good = tmp_path / "good.yaml"
+    good.write_text(bad.read_text().replace("upstream: ap", "upstream: app"))
+    p = subprocess.run([gatehouse_bin(), "check", "-c", str(good)], capture_output=True, timeout=10)
+    assert p.returncode == 0, (p.stdout + p.stderr).decode()
+
+
+def test_check_command_unknown_key(tmp_path):
+    bad = tmp_path / "gatehouse.yaml"
+    bad.write_text(
+        "workers: 1\n"
+        "listen:\n  - address: 127.0.0.1:18080\n"
+        "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9\"]\n"
+        "routes:\n  - path: /\n    upstream: app\n"
+        "frobnicate: yes\n"
+    )
+    p = subprocess.run([gatehouse_bin(), "check", "-c", str(bad)], capture_output=True, timeout=10)
+    out = (p.stdout + p.stderr).decode()
+    assert p.returncode == 1, out
+    assert re.search(r"gatehouse\.yaml:10:1\b", out), out
+    assert "frobnicate" in out
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return [json.loads(ln) for ln in f if ln.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def test_sigusr1_reopens_access_log(gatehouse, upstream, tmp_path):
+    log = str(tmp_path / "access.log")
+    g = gatehouse(access_log=log)
+    assert g.request("GET", "/before-rotate")[0] == 200
+    wait_for(lambda: any(e["path"] == "/before-rotate" for e in read_lines(log)), 5,
+             what="the first access-log line")
+    os.rename(log, log + ".1")
+    assert g.request("GET", "/between")[0] == 200  # still goes to the renamed file
+    g.signal(signal.SIGUSR1)
+    wait_for(lambda: os.path.exists(log), 5, what="a new access log at the configured path")
+    for i in range(3):
+        assert g.request("GET", f"/after-rotate/{i}")[0] == 200
+    wait_for(lambda: len([e for e in read_lines(log) if e["path"].startswith("/after-rotate")]) == 3,
+             5, what="new lines in the new file")
+    old = [e["path"] for e in read_lines(log + ".1")]
+    assert "/before-rotate" in old
+    assert not any(p.startswith("/after-rotate") for p in old), old
+    new = [e["path"] for e in read_lines(log)]
+    assert "/before-rotate" not in new
+
+
+def test_graceful_shutdown(gatehouse, upstream):
+    g = gatehouse(workers=2)
+    result = {}
+
+    def slow():
+        try:
+            result["r"] = g.request("GET", "/sleep/1500", timeout=10)
+        except Exception as e:
+            result["e"] = repr(e)
+
+    # An idle keep-alive connection, which shutdown may close.
+    idle = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: any(p.startswith("/sleep/") for _, p, _ in upstream.requests), 5,
+                 what="the slow request to reach the upstream")
+        t_term = time.time()
+        g.signal(signal.SIGTERM)
+        time.sleep(0.4)
+        assert g.proc.poll() is None, "exited before the in-flight request finished"
+        refused = False
+        try:
+            c = socket.create_connection(("127.0.0.1", g.port), timeout=2)
+            # Accepted by a socket still open: it must not be served.
+            c.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.settimeout(3)
+            try:
+                data = c.recv(100)
+            except (ConnectionResetError, socket.timeout):
+                data = b""
+            c.close()
+            assert not data.startswith(b"HTTP/1.1 200"), data
+        except ConnectionRefusedError:
+            refused = True
+        assert refused, "a new connection was accepted after SIGTERM"
+        t.join(10)
+        assert "e" not in result, result
+        status, headers, body = result["r"]
+        assert status == 200, (status, body)
+        assert json.loads(body)["path"] == "/sleep/1500"
+        rc = g.proc.wait(10)
+        assert rc == 0, g.stderr()
+        assert time.time() - t_term < 5
+    finally:
+        idle.close()
+    assert not any(p == "/late" for _, p, _ in upstream.requests)
