@@ -38,6 +38,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LIB := src/http/parser.c src/http/chunked.c src/core/err.c
+# Libraries a harness needs beyond FUZZ_LIB, by harness name.
+FUZZ_LIBS_fuzz_jwt := -lcrypto -ljansson
 
 .PHONY: all test unit integration asan demo bench fuzz fuzz-smoke install clean deps format
 
@@ -84,7 +86,7 @@ asan:
 $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB)
+	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB) $(FUZZ_LIBS_$*)
 
 fuzz-smoke: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \

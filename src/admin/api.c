@@ -377,6 +377,10 @@ static void h_key_create(struct call *c)
         reply_error(c, 422, "invalid_field", "give expires_at or ttl_seconds, not both");
         return;
     }
+    if (has_ttl && ttl > 315360000) {
+        reply_error(c, 422, "invalid_field", "ttl_seconds: at most 315360000 (10 years)");
+        return;
+    }
     k.expires_at = has_exp ? exp : has_ttl ? (int64_t)gh_wall_ms() + ttl * 1000 : 0;
     if (k.expires_at && k.expires_at <= (int64_t)gh_wall_ms()) {
         reply_error(c, 422, "invalid_field", "the expiry is in the past");
@@ -452,6 +456,12 @@ static void h_key_rotate(struct call *c)
 
     if (!only_fields(c, fields) || !int_field(c, "grace_period_seconds", &has_grace, &grace))
         return;
+    /* Ten years is more than any grace period means; it also keeps the
+     * product in milliseconds far from overflowing. */
+    if (has_grace && grace > 315360000) {
+        reply_error(c, 422, "invalid_field", "grace_period_seconds: at most 315360000 (10 years)");
+        return;
+    }
     int64_t grace_ms = has_grace ? grace * 1000 : (int64_t)c->cfg->auth.rotation_grace_ms;
     struct gh_argon2_params ap = gh_ops_argon2(c->cfg);
     int64_t old_exp = 0;

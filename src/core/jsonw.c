@@ -5,6 +5,9 @@
 
 void gh_jsonw_raw(struct gh_jsonw *w, const char *p, size_t n)
 {
+    /* memcpy with a NULL source is undefined even for 0 bytes (an empty
+     * slice of a request that never got a head). */
+    if (n == 0) return;
     if (w->overflow || n > w->cap - w->len) {
         w->overflow = true;
         return;

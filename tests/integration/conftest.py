@@ -374,13 +374,28 @@ class Gatehouse:
         self.signal(signal.SIGHUP)
 
     def stop(self, timeout=15):
-        if self.proc and self.proc.poll() is None:
+        """SIGTERM, then checks that the gateway stopped cleanly: a process
+        that was running must exit 0 after a graceful stop, and no sanitizer
+        report (ASan, UBSan, LeakSanitizer: `make asan`) may appear in its
+        stderr, even when every request of the test succeeded."""
+        was_running = bool(self.proc and self.proc.poll() is None)
+        if was_running:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise AssertionError(f"gatehouse did not stop within {timeout} s of SIGTERM")
+        if self.proc and not getattr(self, "_checked", False):
+            self._checked = True
+            err = self.stderr()
+            for marker in ("runtime error:", "AddressSanitizer", "LeakSanitizer",
+                           "UndefinedBehaviorSanitizer"):
+                assert marker not in err, f"sanitizer report in gatehouse's stderr:\n{err[-4000:]}"
+            if was_running:
+                assert self.proc.returncode == 0, (
+                    f"gatehouse exited {self.proc.returncode} after SIGTERM:\n{err[-2000:]}")
         return self.proc.returncode if self.proc else None
 
     def stderr(self):
