@@ -17,11 +17,11 @@ enum gh_principal_kind {
 
 struct gh_principal {
     uint8_t kind;
-    char tenant[32];
-    char subject[136]; /* "key:<id>" for API keys; the token's subject for JWTs */
+    char tenant[129];  /* JWT tenant claims may be up to 128 bytes (never truncated) */
+    char subject[256]; /* "key:<id>" for API keys; the token's subject for JWTs */
     char key_id[17];   /* API keys only */
-    char roles[512];   /* space-separated */
-    char scopes[1024]; /* space-separated */
+    char roles[1041];  /* space-separated (JWT: up to 16 roles of 64 bytes) */
+    char scopes[1025]; /* space-separated (JWT scopes up to 1024 bytes) */
 };
 
 /* True when the space-separated <list> contains <item> exactly. */

@@ -3,9 +3,57 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "auth/jwks_source.h"
+#include "auth/jwt.h"
+#include "core/log.h"
 #include "http/tls.h"
 #include "proxy/router.h"
+
+static void jwks_report(void *arg, bool ok, const char *msg)
+{
+    if (ok)
+        gh_log_info("jwt: key set refreshed from %s", (const char *)arg);
+    else
+        gh_log_warn("jwt: refreshing keys from %s failed: %s", (const char *)arg, msg);
+}
+
+/* The JWT verifier and key source for auth.jwt. A URL source fetches on
+ * its own thread; the first fetch gets two seconds here so that the first
+ * requests find keys, and tokens are refused with 503 until it arrives. */
+static int setup_jwt(struct gh_snapshot *s, struct gh_err *err)
+{
+    const struct gh_config_jwt *j = &s->cfg->auth.jwt;
+    struct gh_jwt_policy pol;
+    struct gh_jwks_source_opts opts;
+    const char *where = j->jwks_url ? j->jwks_url : j->jwks_file;
+
+    memset(&pol, 0, sizeof(pol));
+    for (size_t i = 0; i < j->nalgorithms; i++)
+        pol.allowed_algs |= GH_JWA_BIT(gh_jwa_parse(j->algorithms[i], strlen(j->algorithms[i])));
+    pol.max_token_bytes = j->max_token_bytes;
+    pol.leeway_s = j->leeway_ms / 1000;
+    pol.issuer = j->issuer;
+    for (size_t i = 0; i < j->naudiences && i < GH_JWT_MAX_AUDIENCES; i++)
+        pol.audiences[pol.naudiences++] = j->audiences[i];
+    pol.tenant_claim = j->tenant_claim;
+    pol.subject_claim = j->subject_claim;
+    pol.scope_claim = j->scope_claim;
+    pol.roles_claim = j->roles_claim;
+    s->jwt = gh_jwt_verifier_new(&pol, err);
+    if (s->jwt == NULL) return GH_ERROR;
+    memset(&opts, 0, sizeof(opts));
+    opts.location = where;
+    opts.refresh_ms = j->jwks_url ? j->refresh_interval_ms : 0;
+    opts.report = jwks_report;
+    opts.report_arg = (void *)where;
+    s->jwks = gh_jwks_source_new(&opts, err);
+    if (s->jwks == NULL) return GH_ERROR;
+    if (gh_jwks_source_wait(s->jwks, 2000) != GH_OK)
+        gh_log_warn("jwt: no keys from %s yet; JWTs get 503 until they arrive", where);
+    return GH_OK;
+}
 
 static void snapshot_free(struct gh_snapshot *s)
 {
@@ -15,6 +63,8 @@ static void snapshot_free(struct gh_snapshot *s)
         for (size_t i = 0; s->upstream_tls && i < s->cfg->nupstreams; i++)
             SSL_CTX_free(s->upstream_tls[i]);
     }
+    gh_jwks_source_free(s->jwks);
+    gh_jwt_verifier_free(s->jwt);
     free(s->listen_tls);
     free(s->upstream_tls);
     gh_router_free(s->router);
@@ -50,6 +100,14 @@ struct gh_snapshot *gh_snapshot_new(struct gh_config *cfg, uint64_t generation, 
         if (!cfg->upstreams[i].tls.enabled) continue;
         s->upstream_tls[i] = gh_tls_client_ctx_new(cfg, &cfg->upstreams[i], err);
         if (s->upstream_tls[i] == NULL) goto fail;
+    }
+    if (cfg->auth.jwt.enabled && setup_jwt(s, err) != GH_OK) {
+        if (err && err->line == 0) {
+            err->line = cfg->auth.jwt.pos.line;
+            err->col = cfg->auth.jwt.pos.col;
+            snprintf(err->file, sizeof(err->file), "%s", cfg->file);
+        }
+        goto fail;
     }
     s->http_limits.max_request_line = cfg->limits.max_request_line;
     s->http_limits.max_header_bytes = cfg->limits.max_header_bytes;

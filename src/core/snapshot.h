@@ -18,6 +18,8 @@
 
 struct gh_router;
 struct gh_tls_server;
+struct gh_jwt_verifier;
+struct gh_jwks_source;
 
 struct gh_snapshot {
     _Atomic int refs;
@@ -27,7 +29,9 @@ struct gh_snapshot {
     struct gh_tls_server **listen_tls; /* per cfg->listens[i]; NULL for plain */
     SSL_CTX **upstream_tls;            /* per cfg->upstreams[i]; NULL for plain */
     struct gh_http_limits http_limits;
-    char config_hash[17]; /* first 8 bytes of the config SHA-256, hex */
+    struct gh_jwt_verifier *jwt; /* auth.jwt policy; NULL without auth.jwt */
+    struct gh_jwks_source *jwks; /* its keys, refreshed by the source's thread */
+    char config_hash[17];        /* first 8 bytes of the config SHA-256, hex */
 };
 
 /* Builds a snapshot from <cfg>, taking ownership of it (also on failure).
