@@ -44,10 +44,13 @@ struct gh_verify_job {
 typedef void (*gh_keydir_publish_fn)(void *arg, struct gh_keydir *d);
 
 /* Loads the first directory from <st> (synchronously, so the gateway starts
- * with every key known) and starts the threads. */
+ * with every key known). No thread runs until gh_auth_service_run(): the
+ * threads publish to workers, which must exist first. */
 struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned verify_threads,
                                               gh_keydir_publish_fn publish, void *arg,
                                               struct gh_err *err);
+/* Starts the refresher and verifier threads. GH_OK or GH_ERROR. */
+int gh_auth_service_run(struct gh_auth_service *s, struct gh_err *err);
 void gh_auth_service_stop(struct gh_auth_service *s);
 
 /* A reference to the current directory (for a worker's start). */

@@ -218,6 +218,8 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
         if (gh_worker_start(&rt->workers[i]) == GH_OK) started++;
     if (rt->snap->cfg->admin.enabled && gh_worker_start(&rt->admin) == GH_OK)
         rt->admin_running = true;
+    /* Workers exist now: the auth threads may publish to them. */
+    int auth_rc = gh_auth_service_run(rt->auth, err);
 
     rt->sig_hup = evsignal_new(rt->main_base, SIGHUP, on_hup, rt);
     rt->sig_term = evsignal_new(rt->main_base, SIGTERM, on_term, rt);
@@ -229,6 +231,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     evsignal_add(rt->sig_usr1, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (started != rt->nworkers) return gh_err_set(err, NULL, 0, 0, "cannot start worker threads");
+    if (auth_rc != GH_OK) return GH_ERROR;
 
     atomic_store(&rt->ready, true);
     for (size_t i = 0; i < rt->snap->cfg->nlistens; i++)
@@ -251,13 +254,15 @@ int gh_runtime_run(struct gh_runtime *rt)
 
 void gh_runtime_release(struct gh_runtime *rt)
 {
+    /* The auth service first: its threads hand jobs back to workers and
+     * publish directories to them, so workers must outlive it. */
+    gh_auth_service_stop(rt->auth);
+    rt->auth = NULL;
     for (int i = 0; rt->workers && i < rt->nworkers; i++)
         gh_worker_release(&rt->workers[i]);
     gh_worker_release(&rt->admin);
     free(rt->workers);
     rt->workers = NULL;
-    gh_auth_service_stop(rt->auth);
-    rt->auth = NULL;
     if (rt->store) gh_store_close(rt->store);
     rt->store = NULL;
     gh_accesslog_close(rt->alog);
