@@ -58,6 +58,7 @@ struct gh_jwks_source {
     bool stop;
     bool failing;
     uint64_t next_ns, last_attempt_ns, backoff_ns;
+    uint64_t last_kick_ns;           /* start of the last refresh a kick caused; 0 = none yet */
     struct gh_jwks_source_status st; /* all but generation */
 
     _Atomic uint64_t generation;
@@ -309,7 +310,10 @@ static uint64_t next_due(struct gh_jwks_source *src)
     uint64_t due = src->next_ns;
 
     if (atomic_load_explicit(&src->kicked, memory_order_acquire)) {
-        uint64_t at = src->last_attempt_ns + src->min_refresh_ns;
+        /* Kicks are limited among themselves (one refresh per min_refresh,
+         * however many unknown kids arrive), not by the scheduled refresh:
+         * an issuer that rotates just after one is picked up at once. */
+        uint64_t at = src->last_kick_ns ? src->last_kick_ns + src->min_refresh_ns : 0;
         /* A kick never shortens a backoff: the issuer is already failing. */
         if (src->failing && src->is_url && src->next_ns > at) at = src->next_ns;
         if (at < due) due = at;
@@ -331,7 +335,9 @@ static void *source_main(void *arg)
             wait_until(src, due);
             continue;
         }
-        atomic_store_explicit(&src->kicked, false, memory_order_release);
+        bool by_kick = atomic_exchange_explicit(&src->kicked, false, memory_order_acq_rel) &&
+                       start < src->next_ns;
+        if (by_kick) src->last_kick_ns = start;
         pthread_mutex_unlock(&src->lock);
 
         msg[0] = '\0';
