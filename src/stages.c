@@ -5,6 +5,7 @@
 
 #include "admin/admin.h"
 #include "auth/authn.h"
+#include "auth/tokens.h"
 #include "core/worker.h"
 #include "http/conn.h"
 #include "proxy/proxy.h"
@@ -30,6 +31,16 @@ static enum gh_stage_result stage_guard(struct gh_req *r)
         return GH_STAGE_DONE;
     }
     return GH_STAGE_NEXT;
+}
+
+/* tokens: the gateway's own endpoints, /oauth/token and the JWKS. */
+static enum gh_stage_result stage_tokens(struct gh_req *r)
+{
+    switch (gh_tokens_stage(r)) {
+    case 1: return GH_STAGE_NEXT;
+    case 2: return GH_STAGE_SUSPEND;
+    default: return GH_STAGE_DONE;
+    }
 }
 
 /* route: host + path + method -> route. */
@@ -68,10 +79,8 @@ static enum gh_stage_result stage_admin(struct gh_req *r)
 }
 
 static const struct gh_stage proxy_stages[] = {
-    {"guard", stage_guard},
-    {"route", stage_route},
-    {"auth", stage_auth},
-    {"proxy", stage_proxy},
+    {"guard", stage_guard}, {"tokens", stage_tokens}, {"route", stage_route},
+    {"auth", stage_auth},   {"proxy", stage_proxy},
 };
 
 static const struct gh_stage admin_stages[] = {

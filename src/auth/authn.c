@@ -9,6 +9,8 @@
 #include "auth/apikey.h"
 #include "auth/jwks_source.h"
 #include "auth/jwt.h"
+
+#include <jansson.h>
 #include "auth/keydir.h"
 #include "auth/service.h"
 #include "core/clock.h"
@@ -29,6 +31,7 @@ struct cache_slot {
     uint8_t sha[32];
     uint64_t at_ns; /* 0 = empty */
     bool ok;
+    bool refreshing; /* a background re-verification is out */
 };
 
 /* Verified tokens: signature checks cost 18-94 us, so a token seen again
@@ -54,6 +57,8 @@ struct gh_authn_worker {
     struct token_slot tokens[TOKEN_SLOTS];
     struct gh_store_key_touch touches[MAX_TOUCHES];
     size_t ntouches;
+    struct gh_verify_job *pending; /* jobs out at the auth service */
+    uint64_t last_sync_load_ns;    /* admin thread: last direct directory load */
 };
 
 static const char www_auth[] = "WWW-Authenticate: Bearer realm=\"gatehouse\"\r\n";
@@ -91,15 +96,15 @@ static void sha256(struct gh_authn_worker *a, gh_str s, uint8_t out[32])
     EVP_DigestFinal_ex(a->md_ctx, out, &n);
 }
 
-static struct cache_slot *cache_find(struct gh_authn_worker *a, const uint8_t sha[32], uint64_t now,
-                                     uint64_t ttl_ns)
+/* The slot for <sha>, whatever its age (the caller decides), or NULL. */
+static struct cache_slot *cache_find(struct gh_authn_worker *a, const uint8_t sha[32])
 {
     uint32_t set;
     memcpy(&set, sha, sizeof(set));
     set %= CACHE_SETS;
     for (int w = 0; w < CACHE_WAYS; w++) {
         struct cache_slot *s = &a->cache[set][w];
-        if (s->at_ns && now - s->at_ns < ttl_ns && memcmp(s->sha, sha, 32) == 0) return s;
+        if (s->at_ns && memcmp(s->sha, sha, 32) == 0) return s;
     }
     return NULL;
 }
@@ -123,6 +128,48 @@ static void cache_put(struct gh_authn_worker *a, const uint8_t sha[32], bool ok,
     memcpy(victim->sha, sha, 32);
     victim->at_ns = now;
     victim->ok = ok;
+    victim->refreshing = false;
+}
+
+static struct gh_verify_job *pending_find(struct gh_authn_worker *a, const uint8_t sha[32])
+{
+    for (struct gh_verify_job *j = a->pending; j; j = j->pending_next)
+        if (memcmp(j->sha, sha, 32) == 0) return j;
+    return NULL;
+}
+
+static void pending_remove(struct gh_authn_worker *a, struct gh_verify_job *job)
+{
+    for (struct gh_verify_job **pp = &a->pending; *pp; pp = &(*pp)->pending_next)
+        if (*pp == job) {
+            *pp = job->pending_next;
+            return;
+        }
+}
+
+/* Sends an Argon2 job for <e>/<secret> to the auth service. Returns the job
+ * (in the pending list) or NULL when the service is missing or full. */
+static struct gh_verify_job *submit(struct gh_worker *w, const struct gh_keydir_entry *e,
+                                    gh_str secret, const uint8_t sha[32], bool background)
+{
+    struct gh_authn_worker *a = w->authn;
+    struct gh_verify_job *job;
+
+    if (w->rt->auth == NULL || (job = calloc(1, sizeof(*job))) == NULL) return NULL;
+    job->worker = w;
+    job->background = background;
+    memcpy(job->sha, sha, 32);
+    snprintf(job->key_id, sizeof(job->key_id), "%s", e->id);
+    memcpy(job->secret, secret.ptr, secret.len);
+    snprintf(job->phc, sizeof(job->phc), "%s", e->secret_hash);
+    if (!gh_auth_verify_submit(w->rt->auth, job)) {
+        gh_apikey_wipe(job->secret, sizeof(job->secret));
+        free(job);
+        return NULL;
+    }
+    job->pending_next = a->pending;
+    a->pending = job;
+    return job;
 }
 
 static void touch(struct gh_authn_worker *a, const char *key_id)
@@ -256,6 +303,27 @@ static int principal_from_entry(const struct gh_keydir_entry *e, struct gh_princ
     return 0;
 }
 
+/* True when the token's header names a kid of the gateway's own keys: such
+ * a token is checked against the gateway's policy, any other against
+ * auth.jwt. Only the header is decoded here (on a cache miss). */
+static bool own_kid(const struct gh_keydir *d, gh_str token)
+{
+    const char *dot = memchr(token.ptr, '.', token.len);
+    unsigned char hdr[1024];
+    size_t n = 0;
+    json_t *doc;
+    bool own = false;
+
+    if (dot == NULL ||
+        gh_b64url_decode(token.ptr, (size_t)(dot - token.ptr), hdr, sizeof(hdr) - 1, &n) != GH_OK)
+        return false;
+    doc = json_loadb((const char *)hdr, n, 0, NULL);
+    const char *kid = json_string_value(json_object_get(doc, "kid"));
+    if (kid) own = gh_jwks_find(d->own_keys, kid, strlen(kid)) != NULL;
+    json_decref(doc);
+    return own;
+}
+
 /* Verifies a JWT against the snapshot's policy and keys. Returns 1 (the
  * principal is set) or 0 (answered). */
 static int jwt_step(struct gh_req *r, gh_str token)
@@ -271,14 +339,12 @@ static int jwt_step(struct gh_req *r, gh_str token)
     int64_t now_s = (int64_t)(gh_wall_ms() / 1000);
     uint32_t idx;
 
-    if (snap->jwt == NULL) {
-        deny(r, 401, "invalid_credentials");
-        return 0;
-    }
     sha256(a, token, sha);
     memcpy(&idx, sha, sizeof(idx));
     slot = &a->tokens[idx % TOKEN_SLOTS];
-    uint64_t kgen = gh_jwks_source_generation(snap->jwks);
+    /* Trust in a cached token ends when either key set changes. */
+    uint64_t kgen =
+        (snap->jwks ? gh_jwks_source_generation(snap->jwks) : 0) * 1000003u ^ w->keydir->version;
     if (slot->generation == snap->generation && slot->keys_generation == kgen &&
         memcmp(slot->sha, sha, 32) == 0 &&
         (slot->exp_s == 0 ||
@@ -292,14 +358,20 @@ static int jwt_step(struct gh_req *r, gh_str token)
     }
     /* The generation read before acquiring: a set published in between
      * only makes the cache entry expire early. */
-    keys = gh_jwks_source_acquire(snap->jwks);
-    if (keys == NULL) {
-        gh_conn_reply_error(r->conn, 503, "jwks_unavailable", false);
-        return 0;
+    /* The gateway's own tokens first (their kid is in the key directory);
+     * an unknown kid there means the token is someone else's. */
+    if (own_kid(w->keydir, token) || snap->jwt == NULL) {
+        res = gh_jwt_verify(snap->own_jwt, w->keydir->own_keys, token, now_s, &claims);
+    } else {
+        keys = gh_jwks_source_acquire(snap->jwks);
+        if (keys == NULL) {
+            gh_conn_reply_error(r->conn, 503, "jwks_unavailable", false);
+            return 0;
+        }
+        res = gh_jwt_verify(snap->jwt, keys, token, now_s, &claims);
+        gh_jwks_release(keys);
+        if (res == GH_JWT_UNKNOWN_KID) gh_jwks_source_kick(snap->jwks); /* a rotation? */
     }
-    res = gh_jwt_verify(snap->jwt, keys, token, now_s, &claims);
-    gh_jwks_release(keys);
-    if (res == GH_JWT_UNKNOWN_KID) gh_jwks_source_kick(snap->jwks); /* a rotation? */
     if (res != GH_JWT_OK) {
         deny(r, 401, gh_jwt_result_str(res));
         return 0;
@@ -369,31 +441,33 @@ static int api_key_step(struct gh_req *r, gh_str key)
             return 0;
         }
     } else {
-        struct cache_slot *s = cache_find(a, sha, now, ttl);
-        if (s == NULL) {
-            struct gh_verify_job *job;
-            if (w->rt->auth == NULL || (job = calloc(1, sizeof(*job))) == NULL) {
-                gh_conn_reply_error(r->conn, 503, "auth_unavailable", false);
-                return 0;
-            }
-            job->worker = w;
-            job->req = r;
-            memcpy(job->sha, sha, 32);
-            snprintf(job->key_id, sizeof(job->key_id), "%s", e->id);
-            memcpy(job->secret, secret.ptr, secret.len);
-            snprintf(job->phc, sizeof(job->phc), "%s", e->secret_hash);
-            if (!gh_auth_verify_submit(w->rt->auth, job)) {
-                gh_apikey_wipe(job->secret, sizeof(job->secret));
-                free(job);
-                gh_conn_reply_error(r->conn, 503, "auth_busy", false);
-                return 0;
-            }
-            r->verify_job = job;
-            return 2;
-        }
-        if (!s->ok) {
+        struct cache_slot *s = cache_find(a, sha);
+        uint64_t age = s ? now - s->at_ns : 0;
+        if (s && s->ok && age < 2 * ttl) {
+            /* Past its TTL, a good verification keeps serving while one
+             * background job checks the key again (refresh-ahead): no
+             * request waits, and there is no stampede when many
+             * connections share a key. Revocation, expiry and suspension
+             * are checked below from the directory on every request. */
+            if (age >= ttl && !s->refreshing && pending_find(a, sha) == NULL &&
+                submit(w, e, secret, sha, true) != NULL)
+                s->refreshing = true;
+        } else if (s && !s->ok && age < ttl) {
             deny(r, 401, "invalid_credentials");
             return 0;
+        } else {
+            /* Single flight: requests with the same key wait on one job. */
+            struct gh_verify_job *job = pending_find(a, sha);
+            if (job == NULL) job = submit(w, e, secret, sha, false);
+            if (job == NULL) {
+                gh_conn_reply_error(r->conn, 503, w->rt->auth ? "auth_busy" : "auth_unavailable",
+                                    false);
+                return 0;
+            }
+            r->next_waiter = job->req;
+            job->req = r;
+            r->verify_job = job;
+            return 2;
         }
     }
     st = principal_from_entry(e, &r->principal, &code);
@@ -403,6 +477,23 @@ static int api_key_step(struct gh_req *r, gh_str key)
     }
     touch(a, e->id);
     return 1;
+}
+
+int gh_authn_api_key(struct gh_req *r)
+{
+    const char *code = NULL;
+    gh_str cred;
+    int st = gh_authn_credential(r, &cred, &code);
+
+    if (st) {
+        deny(r, st, code);
+        return 0;
+    }
+    if (cred.len == 0) {
+        deny(r, 401, "missing_credentials");
+        return 0;
+    }
+    return api_key_step(r, cred);
 }
 
 int gh_authn_stage(struct gh_req *r)
@@ -442,24 +533,37 @@ int gh_authn_stage(struct gh_req *r)
 
 void gh_authn_cancel(struct gh_req *r)
 {
-    if (r->verify_job == NULL) return;
-    r->verify_job->cancelled = true;
-    r->verify_job->req = NULL;
+    struct gh_verify_job *job = r->verify_job;
+    if (job == NULL) return;
+    /* Leave the job's waiters; the job itself still fills the cache. */
+    for (struct gh_req **pp = &job->req; *pp; pp = &(*pp)->next_waiter)
+        if (*pp == r) {
+            *pp = r->next_waiter;
+            break;
+        }
     r->verify_job = NULL;
+    r->next_waiter = NULL;
 }
 
 void gh_authn_job_done(struct gh_worker *w, struct gh_verify_job *job)
 {
     struct gh_req *r = job->req;
-    bool cancelled = job->cancelled, ok = job->ok;
+    bool ok = job->ok;
 
-    /* The cache learns the answer even if the request is gone. */
+    pending_remove(w->authn, job);
+    /* The cache learns the answer even if every request is gone. */
     cache_put(w->authn, job->sha, ok, gh_now_ns());
     free(job);
-    if (cancelled || r == NULL) return;
-    r->verify_job = NULL;
-    r->verify_result = ok ? 1 : -1;
-    gh_stages_resume(r); /* the stage runs again and uses verify_result */
+    /* Detach every waiter first: resuming one may end others. */
+    for (struct gh_req *q = r; q; q = q->next_waiter)
+        q->verify_job = NULL;
+    while (r) {
+        struct gh_req *next = r->next_waiter;
+        r->next_waiter = NULL;
+        r->verify_result = ok ? 1 : -1;
+        gh_stages_resume(r); /* the stage runs again and uses verify_result */
+        r = next;
+    }
 }
 
 int gh_authn_api_key_sync(struct gh_worker *w, gh_str key, struct gh_principal *out,
@@ -476,11 +580,25 @@ int gh_authn_api_key_sync(struct gh_worker *w, gh_str key, struct gh_principal *
 
     memset(out, 0, sizeof(*out));
     *code = "invalid_credentials";
-    if (!gh_apikey_parse(key, &id, &secret) || (e = gh_keydir_find(w->keydir, id)) == NULL)
-        return 401;
+    if (!gh_apikey_parse(key, &id, &secret)) return 401;
+    e = gh_keydir_find(w->keydir, id);
+    if (e == NULL && w->rt->store && now - a->last_sync_load_ns > 1000000000ull) {
+        /* The admin thread may block: a key created a moment ago (by the
+         * CLI, say) is found by reading the store now rather than after the
+         * next refresh. At most once a second, so unknown ids stay cheap. */
+        struct gh_err err = {0};
+        struct gh_keydir *d = gh_keydir_load(w->rt->store, &err);
+        a->last_sync_load_ns = now;
+        if (d) {
+            gh_keydir_unref(w->keydir);
+            w->keydir = d;
+            e = gh_keydir_find(w->keydir, id);
+        }
+    }
+    if (e == NULL) return 401;
     sha256(a, key, sha);
-    s = cache_find(a, sha, now, ttl);
-    if (s) {
+    s = cache_find(a, sha);
+    if (s && now - s->at_ns < ttl) {
         ok = s->ok;
     } else {
         ok = gh_apikey_verify(e->secret_hash, secret);

@@ -31,6 +31,11 @@ void gh_authn_worker_free(struct gh_authn_worker *a);
 /* The authn + authz stage: 1 = go on, 0 = answered, 2 = suspended. */
 int gh_authn_stage(struct gh_req *r);
 
+/* Authenticates the request by an API key alone (for the gateway's own
+ * endpoints, without a route): 1 = principal set, 0 = answered (401/403),
+ * 2 = suspended (the caller's stage runs again). */
+int gh_authn_api_key(struct gh_req *r);
+
 /* The request ends while its Argon2 job is out: the job is dropped when it
  * comes back. */
 void gh_authn_cancel(struct gh_req *r);

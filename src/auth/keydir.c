@@ -5,7 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/pem.h>
+
+#include "auth/jwks.h"
+#include "auth/jwt.h"
 #include "core/clock.h"
+#include "core/log.h"
 
 struct builder {
     struct gh_keydir *d;
@@ -81,6 +86,35 @@ static int add_jti(const struct gh_store_revoked_token *t, void *arg)
     return GH_OK;
 }
 
+/* One signing key: its public half joins own_keys; the newest signs. */
+static int add_signing(const struct gh_store_signing_key *k, void *arg)
+{
+    struct builder *b = arg;
+    struct gh_err err = {0};
+    BIO *bio = BIO_new_mem_buf(k->private_pem, -1);
+    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    enum gh_jwa alg = gh_jwa_parse(k->alg, strlen(k->alg));
+
+    BIO_free(bio);
+    if (pkey == NULL || gh_jwks_add(b->d->own_keys, pkey, k->kid, alg, &err) != GH_OK) {
+        /* One bad row must not take the others down. */
+        gh_log_warn("auth: signing key %s cannot be used: %s", k->kid,
+                    err.msg[0] ? err.msg : "not a PEM private key");
+        EVP_PKEY_free(pkey);
+        return GH_OK;
+    }
+    if (k->created_at >= b->d->signer_created_at) {
+        struct gh_jwt_signer *s = gh_jwt_signer_new(pkey, k->kid, &err);
+        if (s) {
+            gh_jwt_signer_free(b->d->signer);
+            b->d->signer = s;
+            b->d->signer_created_at = k->created_at;
+        }
+    }
+    EVP_PKEY_free(pkey);
+    return GH_OK;
+}
+
 static int cmp_jti(const void *a, const void *b)
 {
     return strcmp(a, b);
@@ -108,8 +142,11 @@ struct gh_keydir *gh_keydir_empty(void)
     struct gh_keydir *d = calloc(1, sizeof(*d));
     if (d == NULL) return NULL;
     atomic_init(&d->refs, 1);
-    if (index_entries(d) != GH_OK) {
-        free(d);
+    d->own_keys = gh_jwks_new();
+    d->own_keys_json = d->own_keys ? gh_jwks_to_json(d->own_keys, NULL) : NULL;
+    if (d->own_keys_json) d->own_keys_json_len = strlen(d->own_keys_json);
+    if (index_entries(d) != GH_OK || d->own_keys_json == NULL) {
+        gh_keydir_unref(d);
         return NULL;
     }
     return d;
@@ -128,6 +165,13 @@ struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err)
     atomic_init(&b.d->refs, 1);
     if (gh_store_key_directory_load(st, add_key, &b, &v1, err) != GH_OK) goto fail;
     if (gh_store_revoked_tokens_load(st, gh_wall_ms(), add_jti, &b, &v2, err) != GH_OK) goto fail;
+    b.d->own_keys = gh_jwks_new();
+    if (b.d->own_keys == NULL ||
+        gh_store_signing_keys_load(st, (int64_t)gh_wall_ms(), add_signing, &b, err) != GH_OK)
+        goto fail;
+    b.d->own_keys_json = gh_jwks_to_json(b.d->own_keys, err);
+    if (b.d->own_keys_json == NULL) goto fail;
+    b.d->own_keys_json_len = strlen(b.d->own_keys_json);
     /* The older of the two versions: if a write came between the loads,
      * the next poll sees a newer counter and loads again. */
     b.d->version = v1 < v2 ? v1 : v2;
@@ -170,5 +214,8 @@ void gh_keydir_unref(struct gh_keydir *d)
     free(d->entries);
     free(d->slots);
     free(d->jtis);
+    gh_jwt_signer_free(d->signer);
+    if (d->own_keys) gh_jwks_release(d->own_keys);
+    free(d->own_keys_json);
     free(d);
 }

@@ -17,6 +17,9 @@
 #include "core/str.h"
 #include "store/store.h"
 
+struct gh_jwt_signer;
+struct gh_jwks;
+
 struct gh_keydir_entry {
     char id[GH_STORE_KEY_ID_SIZE];
     char tenant_id[GH_STORE_TENANT_ID_SIZE];
@@ -36,6 +39,12 @@ struct gh_keydir {
     size_t n, cap;                   /* entries used; slots (a power of two) */
     char (*jtis)[GH_STORE_JTI_SIZE]; /* revoked token ids, sorted */
     size_t njtis;
+    /* The gateway's own token keys (from the store's signing_keys). */
+    struct gh_jwt_signer *signer; /* the newest key: signs; NULL before the first */
+    int64_t signer_created_at;    /* unix ms; 0 without a signer */
+    struct gh_jwks *own_keys;     /* every published key: verifies (never NULL) */
+    char *own_keys_json;          /* /.well-known/jwks.json body */
+    size_t own_keys_json_len;
 };
 
 /* Loads a directory from <st>. Returns NULL with <err> on failure. */

@@ -3,10 +3,15 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <openssl/pem.h>
+
+#include "auth/jwks.h"
+#include "auth/jwt.h"
 #include "core/clock.h"
 #include "core/log.h"
 
@@ -17,6 +22,9 @@
 
 struct gh_auth_service {
     struct gh_store *store;
+    struct gh_auth_token_params tokens; /* .algorithm points at <alg> */
+    char alg[8];                        /* a copy: the config it came from may be freed */
+    uint64_t last_rotate_try_ns;
     gh_keydir_publish_fn publish;
     void *publish_arg;
 
@@ -67,6 +75,51 @@ static void flush_touches(struct gh_auth_service *s)
     free(batch);
 }
 
+/* Generates and stores a new signing key when the newest is due for
+ * rotation. Runs on the refresher thread; the store's change counter then
+ * brings the key to every node's directory. */
+static void maybe_rotate(struct gh_auth_service *s, const struct gh_keydir *d)
+{
+    int64_t now = (int64_t)gh_wall_ms();
+    struct gh_store_signing_key k;
+    struct gh_jwt_signer *signer;
+    struct gh_err err = {0};
+    char kid[17];
+    BIO *bio;
+    long n;
+    char *pem;
+
+    if (d->signer && d->signer_created_at + (int64_t)s->tokens.rotate_every_ms > now) return;
+    /* A failing store is tried again every 5 s, not every poll. */
+    if (s->last_rotate_try_ns && gh_now_ns() - s->last_rotate_try_ns < 5000000000ull) return;
+    s->last_rotate_try_ns = gh_now_ns();
+    memset(&k, 0, sizeof(k));
+    memcpy(kid, "gh-", 3);
+    if (gh_store_random_base62(kid + 3, 13, &err) != GH_OK) return;
+    enum gh_jwa alg = gh_jwa_parse(s->tokens.algorithm, strlen(s->tokens.algorithm));
+    signer = gh_jwt_signer_generate(alg, kid, &err);
+    if (signer == NULL) {
+        gh_log_warn("auth: cannot generate a signing key: %s", err.msg);
+        return;
+    }
+    bio = BIO_new(BIO_s_mem());
+    if (bio &&
+        PEM_write_bio_PrivateKey(bio, gh_jwt_signer_pkey(signer), NULL, NULL, 0, NULL, NULL) == 1 &&
+        (n = BIO_get_mem_data(bio, &pem)) > 0 && (size_t)n < sizeof(k.private_pem)) {
+        memcpy(k.private_pem, pem, (size_t)n);
+        snprintf(k.kid, sizeof(k.kid), "%s", kid);
+        snprintf(k.alg, sizeof(k.alg), "%s", s->tokens.algorithm);
+        k.publish_until = now + (int64_t)(s->tokens.rotate_every_ms + s->tokens.ttl_ms) + 300000;
+        if (gh_store_signing_key_insert(s->store, &k, &err) != GH_OK)
+            gh_log_warn("auth: cannot store a new signing key: %s", err.msg);
+        else
+            gh_log_info("auth: new token signing key %s (%s)", kid, s->tokens.algorithm);
+    }
+    OPENSSL_cleanse(k.private_pem, sizeof(k.private_pem));
+    BIO_free(bio);
+    gh_jwt_signer_free(signer);
+}
+
 static void *refresher_main(void *arg)
 {
     struct gh_auth_service *s = arg;
@@ -101,6 +154,20 @@ static void *refresher_main(void *arg)
                 pthread_mutex_unlock(&s->mu);
                 gh_keydir_unref(old);
                 s->publish(s->publish_arg, d);
+            }
+        }
+        {
+            struct gh_keydir *d = gh_auth_service_keydir(s);
+            uint64_t before = d->version;
+            maybe_rotate(s, d);
+            gh_keydir_unref(d);
+            uint64_t now_v = 0;
+            struct gh_err e2 = {0};
+            /* A new key bumped the counter: load it on the next turn, now. */
+            if (gh_store_change_version(s->store, &now_v, &e2) == GH_OK && now_v != before) {
+                pthread_mutex_lock(&s->mu);
+                s->poked = true;
+                pthread_mutex_unlock(&s->mu);
             }
         }
         if (gh_now_ns() - last_touch >= (uint64_t)TOUCH_FLUSH_MS * 1000000ull) {
@@ -145,6 +212,7 @@ static void *verifier_main(void *arg)
 }
 
 struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned verify_threads,
+                                              const struct gh_auth_token_params *tokens,
                                               gh_keydir_publish_fn publish, void *arg,
                                               struct gh_err *err)
 {
@@ -155,6 +223,9 @@ struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned veri
         return NULL;
     }
     s->store = st;
+    s->tokens = *tokens;
+    snprintf(s->alg, sizeof(s->alg), "%s", tokens->algorithm ? tokens->algorithm : "ES256");
+    s->tokens.algorithm = s->alg;
     s->publish = publish;
     s->publish_arg = arg;
     s->current = gh_keydir_load(st, err);

@@ -25,18 +25,29 @@ struct gh_req;
 struct gh_auth_service;
 
 /* One Argon2 verification. Owned by the service until it is handed back to
- * the worker's done list; then by the worker. <cancelled> is only touched on
- * the worker thread. */
+ * the worker's done list; then by the worker. The waiter fields are only
+ * touched on the worker thread (the service reads phc/secret, writes ok). */
 struct gh_verify_job {
     struct gh_worker *worker;
-    struct gh_req *req; /* NULL once cancelled */
-    bool cancelled;
+    struct gh_req *req; /* first waiting request (linked by req->next_waiter); NULL: none */
+    bool background;    /* a refresh of a cached verification; nobody waits */
     bool ok;
     uint8_t sha[32]; /* SHA-256 of the full key: the cache key */
     char key_id[GH_STORE_KEY_ID_SIZE];
     char secret[GH_APIKEY_SECRET_LEN + 1];
     char phc[GH_STORE_HASH_SIZE];
-    struct gh_verify_job *next;
+    struct gh_verify_job *next;         /* the service's queue, then the done list */
+    struct gh_verify_job *pending_next; /* the worker's list of jobs out */
+};
+
+/* The gateway's own token keys: the refresher generates a new signing key
+ * when the newest is older than <rotate_every_ms> (or there is none), and
+ * keeps each published for <rotate_every_ms> + <ttl_ms> (its tokens' life)
+ * plus five minutes. */
+struct gh_auth_token_params {
+    const char *algorithm; /* "ES256" or "EdDSA" */
+    uint64_t rotate_every_ms;
+    uint64_t ttl_ms;
 };
 
 /* Called on the refresher thread with a new directory (one reference is the
@@ -47,6 +58,7 @@ typedef void (*gh_keydir_publish_fn)(void *arg, struct gh_keydir *d);
  * with every key known). No thread runs until gh_auth_service_run(): the
  * threads publish to workers, which must exist first. */
 struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned verify_threads,
+                                              const struct gh_auth_token_params *tokens,
                                               gh_keydir_publish_fn publish, void *arg,
                                               struct gh_err *err);
 /* Starts the refresher and verifier threads. GH_OK or GH_ERROR. */

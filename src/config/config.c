@@ -1231,7 +1231,7 @@ static const struct cfg_key tokens_keys[] = {
         .dflt = "15m"),
     KEY("algorithm", t_string, struct gh_config_tokens, algorithm, .choices = token_algs,
         .dflt = "ES256"),
-    KEY("rotate_every", t_duration, struct gh_config_tokens, rotate_every_ms, .min = 60000,
+    KEY("rotate_every", t_duration, struct gh_config_tokens, rotate_every_ms, .min = 1000,
         .dflt = "24h"),
 };
 static const struct cfg_map tokens_map = {MAP_OF(tokens_keys)};
@@ -1435,11 +1435,6 @@ static int check_routes(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config
                                 sizeof(cfg->upstreams[0]), sbuf, sizeof(sbuf)));
         }
         r->upstream_index = u;
-        if ((r->auth_mode == GH_ROUTE_AUTH_JWT) && !cfg->auth.jwt.enabled) {
-            path_set(ctx, "routes[%zu].auth", i);
-            return fail(ctx, map_get(ctx, seq_item(ctx, seq, i), "auth"),
-                        "`auth: jwt` needs an `auth.jwt` block (jwks_url or jwks_file)");
-        }
         /* Routes are tried in file order, so an identical later one could
          * never match: almost certainly a copy-paste mistake. */
         for (size_t j = 0; j < i; j++) {

@@ -193,8 +193,13 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->main_base = event_base_new();
     if (rt->main_base == NULL) return gh_err_set(err, NULL, 0, 0, "event_base_new failed");
     if (gh_runtime_open_store(rt->snap->cfg, &rt->store, err) != GH_OK) return GH_ERROR;
-    rt->auth = gh_auth_service_start(rt->store, rt->snap->cfg->auth.verify_threads, publish_keydir,
-                                     rt, err);
+    struct gh_auth_token_params tp = {
+        .algorithm = rt->snap->cfg->auth.tokens.algorithm,
+        .rotate_every_ms = rt->snap->cfg->auth.tokens.rotate_every_ms,
+        .ttl_ms = rt->snap->cfg->auth.tokens.ttl_ms,
+    };
+    rt->auth = gh_auth_service_start(rt->store, rt->snap->cfg->auth.verify_threads, &tp,
+                                     publish_keydir, rt, err);
     if (rt->auth == NULL) return GH_ERROR;
 
     rt->nworkers = rt->snap->cfg->workers;

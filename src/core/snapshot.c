@@ -65,6 +65,7 @@ static void snapshot_free(struct gh_snapshot *s)
     }
     gh_jwks_source_free(s->jwks);
     gh_jwt_verifier_free(s->jwt);
+    gh_jwt_verifier_free(s->own_jwt);
     free(s->listen_tls);
     free(s->upstream_tls);
     gh_router_free(s->router);
@@ -100,6 +101,20 @@ struct gh_snapshot *gh_snapshot_new(struct gh_config *cfg, uint64_t generation, 
         if (!cfg->upstreams[i].tls.enabled) continue;
         s->upstream_tls[i] = gh_tls_client_ctx_new(cfg, &cfg->upstreams[i], err);
         if (s->upstream_tls[i] == NULL) goto fail;
+    }
+    {
+        /* The gateway's own tokens: as /oauth/token writes them. */
+        struct gh_jwt_policy pol;
+        memset(&pol, 0, sizeof(pol));
+        pol.allowed_algs = GH_JWA_BIT(GH_JWA_ES256) | GH_JWA_BIT(GH_JWA_EDDSA);
+        pol.leeway_s = cfg->auth.jwt.enabled ? cfg->auth.jwt.leeway_ms / 1000 : 60;
+        pol.issuer = cfg->auth.tokens.issuer;
+        pol.tenant_claim = "tenant";
+        pol.subject_claim = "sub";
+        pol.scope_claim = "scope";
+        pol.roles_claim = "roles";
+        s->own_jwt = gh_jwt_verifier_new(&pol, err);
+        if (s->own_jwt == NULL) goto fail;
     }
     if (cfg->auth.jwt.enabled && setup_jwt(s, err) != GH_OK) {
         if (err && err->line == 0) {

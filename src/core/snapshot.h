@@ -29,9 +29,10 @@ struct gh_snapshot {
     struct gh_tls_server **listen_tls; /* per cfg->listens[i]; NULL for plain */
     SSL_CTX **upstream_tls;            /* per cfg->upstreams[i]; NULL for plain */
     struct gh_http_limits http_limits;
-    struct gh_jwt_verifier *jwt; /* auth.jwt policy; NULL without auth.jwt */
-    struct gh_jwks_source *jwks; /* its keys, refreshed by the source's thread */
-    char config_hash[17];        /* first 8 bytes of the config SHA-256, hex */
+    struct gh_jwt_verifier *jwt;     /* auth.jwt policy; NULL without auth.jwt */
+    struct gh_jwks_source *jwks;     /* its keys, refreshed by the source's thread */
+    struct gh_jwt_verifier *own_jwt; /* the gateway's own tokens (auth.tokens); never NULL */
+    char config_hash[17];            /* first 8 bytes of the config SHA-256, hex */
 };
 
 /* Builds a snapshot from <cfg>, taking ownership of it (also on failure).

@@ -725,6 +725,11 @@ int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body)
     uint64_t len = r->head.framing.content_length;
 
     *body = GH_STR_NULL;
+    if (r->body_collected) {
+        /* A stage that suspended after collecting runs again. */
+        *body = r->body_slice;
+        return 1;
+    }
     if (r->head.framing.body == GH_BODY_NONE) return 1;
     if (r->head.framing.body == GH_BODY_CHUNKED) {
         gh_conn_reply_error(c, 411, "length_required", true);
@@ -740,6 +745,8 @@ int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body)
         r->body_pos += (uint32_t)len;
         r->body_done = true;
         r->bytes_in += len;
+        r->body_collected = true;
+        r->body_slice = *body;
         return 1;
     }
     /* The head stays where it is (the parsed slices point into it); the
@@ -760,6 +767,8 @@ int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body)
     r->collect_body = false;
     r->body_done = true;
     *body = gh_str_make(r->body_copy, (size_t)len);
+    r->body_collected = true;
+    r->body_slice = *body;
     return 1;
 }
 

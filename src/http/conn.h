@@ -80,7 +80,9 @@ struct gh_req {
     bool continue_sent;  /* "100 Continue" queued */
     bool req_last_chunk; /* "0\r\n" written upstream (chunked body) */
     bool collect_body;   /* waiting for the whole body (gh_conn_collect_body) */
-    char *body_copy;     /* the body gathered so far, when it did not fit */
+    bool body_collected; /* gh_conn_collect_body answered 1: <body_slice> is it */
+    gh_str body_slice;
+    char *body_copy; /* the body gathered so far, when it did not fit */
     uint64_t body_have;
 
     /* Upstream exchange (owned by the proxy). */
@@ -110,10 +112,11 @@ struct gh_req {
 
     /* Authentication (src/auth/authn.c). */
     struct gh_principal principal;
-    struct gh_verify_job *verify_job; /* out at the auth service */
+    struct gh_verify_job *verify_job;         /* out at the auth service */
+    struct gh_req *next_waiter;               /* other requests waiting on the same job */
     const struct gh_http_header *cred_header; /* carried an API key: not forwarded */
-    int8_t verify_result;             /* 0 none yet, 1 verified, -1 refused */
-    uint8_t stage_index;              /* where the pipeline resumes */
+    int8_t verify_result;                     /* 0 none yet, 1 verified, -1 refused */
+    uint8_t stage_index;                      /* where the pipeline resumes */
 
     struct gh_req *next_free;
     struct gh_http_header headers[GH_HTTP_MAX_HEADERS];

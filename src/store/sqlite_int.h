@@ -44,6 +44,8 @@ enum gh_sqlite_stmt {
     GH_SQ_TOKEN_REVOKE,
     GH_SQ_TOKEN_LOAD,
     GH_SQ_TOKEN_PURGE,
+    GH_SQ_SIGNING_INSERT,
+    GH_SQ_SIGNING_LOAD,
     GH_SQ__COUNT
 };
 
@@ -166,6 +168,10 @@ int gh_sqlite__token_revoke(struct gh_store *st, const char *jti, int64_t expire
                             struct gh_err *err);
 int gh_sqlite__revoked_tokens_load(struct gh_store *st, int64_t now, gh_store_revoked_cb cb,
                                    void *arg, uint64_t *version, struct gh_err *err);
+int gh_sqlite__signing_key_insert(struct gh_store *st, const struct gh_store_signing_key *k,
+                                  int64_t now, struct gh_err *err);
+int gh_sqlite__signing_keys_load(struct gh_store *st, int64_t now, gh_store_signing_cb cb,
+                                 void *arg, struct gh_err *err);
 int gh_sqlite__revoked_tokens_purge(struct gh_store *st, int64_t now, size_t *purged,
                                     struct gh_err *err);
 

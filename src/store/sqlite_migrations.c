@@ -57,6 +57,15 @@ static const struct migration migrations[] = {
      "  version INTEGER NOT NULL"
      ") STRICT;"
      "INSERT INTO change_counter (id, version) VALUES (1, 0);"},
+    {2,
+     /* Keys for gateway-issued tokens, shared by every node. */
+     "CREATE TABLE signing_keys ("
+     "  kid TEXT PRIMARY KEY CHECK (length(kid) BETWEEN 1 AND 32),"
+     "  alg TEXT NOT NULL CHECK (alg IN ('ES256', 'EdDSA')),"
+     "  private_pem TEXT NOT NULL,"
+     "  created_at INTEGER NOT NULL,"
+     "  publish_until INTEGER NOT NULL"
+     ") STRICT;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

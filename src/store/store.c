@@ -595,3 +595,32 @@ int gh_store_revoked_tokens_purge(struct gh_store *st, int64_t now, size_t *purg
     if (purged != NULL) *purged = rc == GH_OK ? n : 0;
     return rc;
 }
+
+/* ---- Signing keys ----------------------------------------------------------- */
+
+int gh_store_signing_key_insert(struct gh_store *st, struct gh_store_signing_key *k,
+                                struct gh_err *err)
+{
+    size_t n = strlen(k->kid);
+    if (n == 0 || n >= GH_STORE_KID_SIZE) return invalid(err, "kid", "must be 1-32 characters");
+    for (size_t i = 0; i < n; i++) {
+        char c = k->kid[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return invalid(err, "kid", "must be [A-Za-z0-9_-]");
+    }
+    if (strcmp(k->alg, "ES256") != 0 && strcmp(k->alg, "EdDSA") != 0)
+        return invalid(err, "alg", "must be ES256 or EdDSA");
+    if (strncmp(k->private_pem, "-----BEGIN ", 11) != 0)
+        return invalid(err, "private_pem", "must be a PEM private key");
+    k->created_at = (int64_t)gh_wall_ms();
+    if (k->publish_until <= k->created_at)
+        return invalid(err, "publish_until", "must be in the future");
+    return st->ops->signing_key_insert(st, k, k->created_at, err);
+}
+
+int gh_store_signing_keys_load(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
+                               struct gh_err *err)
+{
+    return st->ops->signing_keys_load(st, now, cb, arg, err);
+}

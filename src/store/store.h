@@ -122,6 +122,20 @@ struct gh_store_revoked_token {
     int64_t revoked_at;
 };
 
+/* A key the gateway signs its own tokens with (POST /oauth/token). Shared
+ * by every node through the store. NEEDSWORK: the private key is stored as
+ * PEM; issue 7 (secrets under a master key) encrypts it. */
+#define GH_STORE_KID_SIZE 33
+#define GH_STORE_PEM_SIZE 2048
+struct gh_store_signing_key {
+    char kid[GH_STORE_KID_SIZE]; /* [A-Za-z0-9_-]{1,32} */
+    char alg[8];                 /* "ES256" or "EdDSA" */
+    char private_pem[GH_STORE_PEM_SIZE];
+    int64_t created_at;    /* set by the store */
+    int64_t publish_until; /* unix ms: published (and trusted) until then */
+};
+typedef int (*gh_store_signing_cb)(const struct gh_store_signing_key *k, void *arg);
+
 /* One page of a list call. The caller sets <cursor> and <limit> and passes an
  * array of <limit> records; the store sets <count> and <next>. Cursors are
  * opaque strings (keyset pagination on (created_at, id), oldest first): a
@@ -262,6 +276,14 @@ struct gh_store_ops {
      * *purged. Does not bump the change counter (they can no longer pass). */
     int (*revoked_tokens_purge)(struct gh_store *st, int64_t now, size_t *purged,
                                 struct gh_err *err);
+
+    /* [operator] Inserts a signing key (kid unique: CONFLICT) and bumps the
+     * change counter, so every node's key directory picks it up. */
+    int (*signing_key_insert)(struct gh_store *st, const struct gh_store_signing_key *k,
+                              int64_t now, struct gh_err *err);
+    /* [operator] Streams keys with publish_until > <now>, oldest first. */
+    int (*signing_keys_load)(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
+                             struct gh_err *err);
 };
 
 /* The handle. Implementations embed it as their first member. */
@@ -382,6 +404,12 @@ int gh_store_revoked_tokens_load(struct gh_store *st, int64_t now, gh_store_revo
  * NULL) to how many. */
 int gh_store_revoked_tokens_purge(struct gh_store *st, int64_t now, size_t *purged,
                                   struct gh_err *err);
+
+/* [operator] Signing keys for gateway-issued tokens (see the ops). */
+int gh_store_signing_key_insert(struct gh_store *st, struct gh_store_signing_key *k,
+                                struct gh_err *err);
+int gh_store_signing_keys_load(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
+                               struct gh_err *err);
 
 /* ---- Validation and helpers (no store needed) ------------------------------- */
 

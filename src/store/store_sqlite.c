@@ -66,6 +66,10 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_TOKEN_LOAD] = "SELECT jti, expires_at, revoked_at FROM revoked_tokens "
                          "WHERE expires_at > ?1",
     [GH_SQ_TOKEN_PURGE] = "DELETE FROM revoked_tokens WHERE expires_at <= ?1",
+    [GH_SQ_SIGNING_INSERT] = "INSERT INTO signing_keys (kid, alg, private_pem, created_at, "
+                             "publish_until) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [GH_SQ_SIGNING_LOAD] = "SELECT kid, alg, private_pem, created_at, publish_until "
+                           "FROM signing_keys WHERE publish_until > ?1 ORDER BY created_at, kid",
 };
 
 /* ---- Statements and errors -------------------------------------------------- */
@@ -392,4 +396,6 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .token_revoke = gh_sqlite__token_revoke,
     .revoked_tokens_load = gh_sqlite__revoked_tokens_load,
     .revoked_tokens_purge = gh_sqlite__revoked_tokens_purge,
+    .signing_key_insert = gh_sqlite__signing_key_insert,
+    .signing_keys_load = gh_sqlite__signing_keys_load,
 };

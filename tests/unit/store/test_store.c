@@ -59,7 +59,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 1 || version != 1) {
+    if (applied != 2 || version != 2) {
         teardown(state);
         return -1;
     }
@@ -155,6 +155,16 @@ static int64_t raw_int(const char *path, const char *sql)
 
 /* ---- Migrations and lifecycle ----------------------------------------------- */
 
+static int collect_kid(const struct gh_store_signing_key *key, void *arg)
+{
+    struct {
+        int n;
+        char kids[4][GH_STORE_KID_SIZE];
+    } *seen = arg;
+    if (seen->n < 4) snprintf(seen->kids[seen->n++], GH_STORE_KID_SIZE, "%s", key->kid);
+    return GH_OK;
+}
+
 static void test_migrate_idempotent(void **state)
 {
     struct fixture *f = *state;
@@ -164,17 +174,59 @@ static void test_migrate_idempotent(void **state)
     assert_string_equal(gh_store_engine(f->st), "sqlite");
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 1);
+    assert_int_equal(version, 2);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 1);
-    assert_true(raw_int(f->path, "SELECT applied_at FROM schema_migrations") > 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 2);
+    assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
     /* A database from a newer gatehouse is refused, not "downgraded". */
     raw_int(f->path, "INSERT INTO schema_migrations VALUES (99, 0)");
     assert_int_equal(gh_store_migrate(f->st, NULL, NULL, &err), GH_ERROR);
     assert_non_null(strstr(err.msg, "newer"));
+}
+
+/* Signing keys: insert (bumping the change counter, so every node's
+ * directory loads them), load only those still published, oldest first;
+ * a duplicate kid is a conflict and malformed rows are refused. */
+static void test_signing_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_signing_key k;
+    struct gh_err err = {0};
+    uint64_t v0 = 0, v1 = 0;
+    struct {
+        int n;
+        char kids[4][GH_STORE_KID_SIZE];
+    } seen = {0};
+    int64_t now = 0;
+
+    memset(&k, 0, sizeof(k));
+    assert_int_equal(gh_store_change_version(f->st, &v0, &err), GH_OK);
+    snprintf(k.kid, sizeof(k.kid), "gh-one");
+    snprintf(k.alg, sizeof(k.alg), "ES256");
+    snprintf(k.private_pem, sizeof(k.private_pem), "-----BEGIN PRIVATE KEY-----\nx\n");
+    k.publish_until = INT64_MAX / 2;
+    assert_int_equal(gh_store_signing_key_insert(f->st, &k, &err), GH_OK);
+    now = k.created_at;
+    assert_int_equal(gh_store_change_version(f->st, &v1, &err), GH_OK);
+    assert_true(v1 > v0);
+    assert_int_equal(gh_store_signing_key_insert(f->st, &k, &err), GH_STORE_CONFLICT);
+    snprintf(k.kid, sizeof(k.kid), "gh-old");
+    k.publish_until = now + 500; /* no longer published at now + 1000 */
+    assert_int_equal(gh_store_signing_key_insert(f->st, &k, &err), GH_OK);
+    snprintf(k.kid, sizeof(k.kid), "bad kid!");
+    k.publish_until = INT64_MAX / 2;
+    assert_int_equal(gh_store_signing_key_insert(f->st, &k, &err), GH_STORE_INVALID);
+    snprintf(k.kid, sizeof(k.kid), "gh-alg");
+    snprintf(k.alg, sizeof(k.alg), "HS256");
+    assert_int_equal(gh_store_signing_key_insert(f->st, &k, &err), GH_STORE_INVALID);
+
+    assert_int_equal(gh_store_signing_keys_load(f->st, now + 1000, collect_kid, &seen, &err),
+                     GH_OK);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.kids[0], "gh-one");
 }
 
 static void test_system_tenant(void **state)
@@ -1360,6 +1412,7 @@ int main(void)
         cmocka_unit_test(test_random_ids),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waits_for_other_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signing_keys, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
