@@ -8,18 +8,29 @@
 
 static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-static bool is_b62(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
+/* Base62 characters, as a table: parsing runs on every authenticated request. */
+static const uint8_t b62_char[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1,
+    ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+    ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
 
 bool gh_apikey_parse(gh_str key, gh_str *id, gh_str *secret)
 {
     if (key.len != GH_APIKEY_LEN || memcmp(key.ptr, "gh_", 3) != 0 ||
         key.ptr[3 + GH_APIKEY_ID_LEN] != '_')
         return false;
-    for (size_t i = 3; i < key.len; i++)
-        if (i != 3 + GH_APIKEY_ID_LEN && !is_b62(key.ptr[i])) return false;
+    unsigned ok = 1;
+    for (size_t i = 3; i < 3 + GH_APIKEY_ID_LEN; i++)
+        ok &= b62_char[(unsigned char)key.ptr[i]];
+    for (size_t i = 4 + GH_APIKEY_ID_LEN; i < key.len; i++)
+        ok &= b62_char[(unsigned char)key.ptr[i]];
+    if (!ok) return false;
     *id = gh_str_make(key.ptr + 3, GH_APIKEY_ID_LEN);
     *secret = gh_str_make(key.ptr + 4 + GH_APIKEY_ID_LEN, GH_APIKEY_SECRET_LEN);
     return true;

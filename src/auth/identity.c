@@ -40,21 +40,42 @@ void gh_identity_sign(const char *secret, const char *tenant, const char *subjec
     out[67] = '\0';
 }
 
+/* Appends <n> bytes; false when they do not fit. */
+static bool put(char *out, size_t cap, size_t *len, const char *p, size_t n)
+{
+    if (n > cap - *len) return false;
+    memcpy(out + *len, p, n);
+    *len += n;
+    return true;
+}
+
 int gh_identity_headers(const struct gh_principal *p, const char *secret, gh_str method,
                         gh_str path, gh_str query, int64_t now_s, char *out, size_t cap)
 {
-    int n = snprintf(out, cap,
-                     "Gatehouse-Tenant: %s\r\nGatehouse-Subject: %s\r\nGatehouse-Scopes: %s\r\n"
-                     "Gatehouse-Timestamp: %lld\r\n",
-                     p->tenant, p->subject, p->scopes, (long long)now_s);
-    if (n < 0 || (size_t)n >= cap) return -1;
+    /* Once per authenticated request: plain copies, no formatting. */
+    char ts[24];
+    size_t tl = 0, len = 0;
+    uint64_t v = (uint64_t)(now_s < 0 ? 0 : now_s);
+
+    do {
+        ts[sizeof(ts) - 1 - tl++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (!put(out, cap, &len, "Gatehouse-Tenant: ", 18) ||
+        !put(out, cap, &len, p->tenant, strlen(p->tenant)) ||
+        !put(out, cap, &len, "\r\nGatehouse-Subject: ", 21) ||
+        !put(out, cap, &len, p->subject, strlen(p->subject)) ||
+        !put(out, cap, &len, "\r\nGatehouse-Scopes: ", 20) ||
+        !put(out, cap, &len, p->scopes, strlen(p->scopes)) ||
+        !put(out, cap, &len, "\r\nGatehouse-Timestamp: ", 23) ||
+        !put(out, cap, &len, ts + sizeof(ts) - tl, tl) || !put(out, cap, &len, "\r\n", 2))
+        return -1;
     if (secret) {
         char sig[68];
         gh_identity_sign(secret, p->tenant, p->subject, p->scopes, now_s, method, path, query, sig);
-        if (sig[0] == '\0') return -1;
-        int m = snprintf(out + n, cap - (size_t)n, "Gatehouse-Signature: %s\r\n", sig);
-        if (m < 0 || (size_t)m >= cap - (size_t)n) return -1;
-        n += m;
+        if (sig[0] == '\0' || !put(out, cap, &len, "Gatehouse-Signature: ", 21) ||
+            !put(out, cap, &len, sig, 67) || !put(out, cap, &len, "\r\n", 2))
+            return -1;
     }
-    return n;
+    return (int)len;
 }

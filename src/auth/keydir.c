@@ -66,6 +66,10 @@ static int add_key(const struct gh_store_key *k, enum gh_store_tenant_status ts,
     snprintf(e->secret_hash, sizeof(e->secret_hash), "%s", k->secret_hash);
     join(e->roles, sizeof(e->roles), k->roles, k->nroles);
     join(e->scopes, sizeof(e->scopes), k->scopes, k->nscopes);
+    e->id_len = (uint16_t)strlen(e->id);
+    e->tenant_len = (uint16_t)strlen(e->tenant_id);
+    e->roles_len = (uint16_t)strlen(e->roles);
+    e->scopes_len = (uint16_t)strlen(e->scopes);
     return GH_OK;
 }
 

@@ -29,6 +29,7 @@ struct gh_keydir_entry {
     char secret_hash[GH_STORE_HASH_SIZE];
     char roles[512]; /* space-separated */
     char scopes[1024];
+    uint16_t id_len, tenant_len, roles_len, scopes_len; /* the hot path copies, not formats */
 };
 
 struct gh_keydir {

@@ -35,8 +35,9 @@ struct gh_auth_service {
     bool poked;
     struct gh_verify_job *jobs_head, *jobs_tail;
     unsigned njobs;
-    struct gh_keydir *current; /* the service's own reference */
-    struct gh_store_key_touch *touches;
+    struct gh_keydir *current;                /* the service's own reference */
+    struct gh_store_key_touch *touches;       /* MAX_TOUCHES, filled by workers */
+    struct gh_store_key_touch *touches_spare; /* MAX_TOUCHES, being written */
     size_t ntouches;
 
     pthread_t refresher;
@@ -57,6 +58,8 @@ static void deadline_in(struct timespec *ts, uint32_t ms)
     }
 }
 
+/* Two buffers, allocated once: workers fill one under the mutex while the
+ * refresher writes the other to the store without holding it. */
 static void flush_touches(struct gh_auth_service *s)
 {
     struct gh_store_key_touch *batch;
@@ -66,13 +69,13 @@ static void flush_touches(struct gh_auth_service *s)
     pthread_mutex_lock(&s->mu);
     batch = s->touches;
     n = s->ntouches;
-    s->touches = NULL;
+    s->touches = s->touches_spare;
+    s->touches_spare = batch;
     s->ntouches = 0;
     pthread_mutex_unlock(&s->mu);
     if (n == 0) return;
     if (gh_store_keys_touch_batch(s->store, batch, n, &err) != GH_OK)
         gh_log_warn("auth: writing last_used for %zu keys failed: %s", n, err.msg);
-    free(batch);
 }
 
 /* Generates and stores a new signing key when the newest is due for
@@ -236,6 +239,16 @@ struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned veri
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->jobs_cv, NULL);
     pthread_cond_init(&s->refresh_cv, NULL);
+    s->touches = calloc(MAX_TOUCHES, sizeof(*s->touches));
+    s->touches_spare = calloc(MAX_TOUCHES, sizeof(*s->touches_spare));
+    if (s->touches == NULL || s->touches_spare == NULL) {
+        free(s->touches);
+        free(s->touches_spare);
+        gh_keydir_unref(s->current);
+        free(s);
+        gh_err_set(err, NULL, 0, 0, "out of memory");
+        return NULL;
+    }
     s->nthreads_wanted = verify_threads ? verify_threads : 1;
     s->verifiers = calloc(s->nthreads_wanted, sizeof(pthread_t));
     if (s->verifiers == NULL) {
@@ -278,6 +291,7 @@ void gh_auth_service_stop(struct gh_auth_service *s)
     }
     gh_keydir_unref(s->current);
     free(s->touches);
+    free(s->touches_spare);
     free(s->verifiers);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->jobs_cv);
@@ -325,10 +339,6 @@ void gh_auth_touch(struct gh_auth_service *s, const struct gh_store_key_touch *t
             if (t[i].last_used_at > s->touches[k].last_used_at)
                 s->touches[k].last_used_at = t[i].last_used_at;
             continue;
-        }
-        if (s->touches == NULL) {
-            s->touches = calloc(MAX_TOUCHES, sizeof(*s->touches));
-            if (s->touches == NULL) break;
         }
         s->touches[s->ntouches++] = t[i];
     }

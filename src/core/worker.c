@@ -108,9 +108,10 @@ struct gh_req *gh_worker_req_get(struct gh_worker *w)
         r = malloc(sizeof(*r));
         if (r == NULL) return NULL;
     }
-    /* Only the fields before the header arrays need zeroing: the arrays are
-     * written by the parser before anything reads them. */
-    memset(r, 0, offsetof(struct gh_req, headers));
+    /* Only the fields before next_free need zeroing: the principal and the
+     * header arrays are written before anything reads them. */
+    memset(r, 0, offsetof(struct gh_req, next_free));
+    r->principal.kind = GH_PRINCIPAL_NONE;
     return r;
 }
 

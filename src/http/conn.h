@@ -110,8 +110,9 @@ struct gh_req {
     bool resp_last_chunk; /* "0\r\n" written (chunked output) */
     bool up_keep;         /* the upstream connection may be reused after this */
 
-    /* Authentication (src/auth/authn.c). */
-    struct gh_principal principal;
+    /* Authentication (src/auth/authn.c). The principal itself sits after
+     * next_free, outside the part zeroed per request: only principal.kind
+     * is reset, and the rest is read only when kind says it was filled. */
     struct gh_verify_job *verify_job;         /* out at the auth service */
     struct gh_req *next_waiter;               /* other requests waiting on the same job */
     const struct gh_http_header *cred_header; /* carried an API key: not forwarded */
@@ -119,6 +120,7 @@ struct gh_req {
     uint8_t stage_index;                      /* where the pipeline resumes */
 
     struct gh_req *next_free;
+    struct gh_principal principal;
     struct gh_http_header headers[GH_HTTP_MAX_HEADERS];
     struct gh_http_header resp_headers[GH_HTTP_MAX_HEADERS];
 };
