@@ -10,7 +10,7 @@
 #   RESULTS=bench/RESULTS.md   where the table is appended (RESULTS=/dev/null: nowhere)
 #   GATEHOUSE_BIN=build/gatehouse   PYTHON=/usr/bin/python3   KEEP_TMP=1 (keep the temp dir)
 #
-# Layout (see /work/shared/bench-notes.md): every server is pinned to core 0,
+# Layout (see ../shared/bench-notes.md): every server is pinned to core 0,
 # wrk to core 1 (-t1). Targets are interleaved round by round (direct, nginx,
 # HAProxy, gatehouse, direct, ...), each measurement preceded by a warm-up of
 # WARMUP at the same concurrency; the table shows medians over the rounds.

@@ -24,8 +24,7 @@ int gh_ops_key_create(struct gh_store *st, const struct gh_argon2_params *ap,
  * or earlier if it already expired earlier; *<old_expires_at> says when. */
 int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, const char *tenant_id,
                       const char *key_id, int64_t grace_ms, struct gh_store_key *out,
-                      char key_out[GH_APIKEY_LEN + 1], int64_t *old_expires_at,
-                      struct gh_err *err);
+                      char key_out[GH_APIKEY_LEN + 1], int64_t *old_expires_at, struct gh_err *err);
 
 /* JSON views (never with secrets or hashes). New references. */
 json_t *gh_ops_tenant_json(const struct gh_store_tenant *t);
