@@ -93,6 +93,8 @@ struct gh_req {
     uint8_t attempts;
     uint8_t endpoint_tries;  /* endpoints tried after refused connects */
     uint16_t endpoint_first; /* index of the first endpoint tried */
+    char endpoint[96];       /* the endpoint of the last attempt, for the access log
+                              * (pools may go away before the request is logged) */
     bool no_pool;            /* retry on a fresh connection, not a pooled one */
     bool up_reused;          /* the connection came from the pool */
     bool up_sent_all;        /* request head and body fully written upstream */

@@ -9,8 +9,6 @@
 
 #include "core/err.h"
 
-#define TCHAR_ROW_SYM 0
-
 /* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
 const uint8_t gh_http_tchar[256] = {

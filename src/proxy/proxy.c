@@ -367,6 +367,12 @@ static void attempt(struct gh_req *r)
     }
     u->req = r;
     r->up = u;
+    {
+        size_t n = strlen(r->pool->endpoint);
+        if (n >= sizeof(r->endpoint)) n = sizeof(r->endpoint) - 1;
+        memcpy(r->endpoint, r->pool->endpoint, n);
+        r->endpoint[n] = '\0';
+    }
     if (gh_buf_acquire(&u->out, &w->bufpool) != 0 || gh_buf_acquire(&u->in, &w->bufpool) != 0 ||
         build_request_head(r, u) != 0) {
         release_upstream(r, false);
@@ -447,7 +453,7 @@ static bool upstream_write(struct gh_req *r)
     }
 }
 
-static void upstream_eof(struct gh_req *r, bool reset)
+static void upstream_eof(struct gh_req *r)
 {
     if (r->resp_head_done && r->resp.framing.body == GH_BODY_CLOSE) {
         /* The body was delimited by this close: the response is complete. */
@@ -461,7 +467,6 @@ static void upstream_eof(struct gh_req *r, bool reset)
         gh_conn_response_queued(c);
         return;
     }
-    (void)reset;
     fail(r, GH_UPERR_RESET);
 }
 
@@ -495,7 +500,7 @@ static bool upstream_read(struct gh_req *r)
             fail(r, GH_UPERR_TLS);
             return false;
         }
-        upstream_eof(r, n == GH_SOCK_ERR);
+        upstream_eof(r);
         return false;
     }
     u->in.end += (uint32_t)n;

@@ -132,7 +132,7 @@ bool gh_path_has_dot_segment(gh_str path)
         while (i < path.len && path.ptr[i] != '/') {
             if (path.ptr[i] == '.') {
                 dots++;
-            } else if (path.ptr[i] == '%' && i + 2 < path.len + 0 && path.ptr[i + 1] == '2' &&
+            } else if (path.ptr[i] == '%' && i + 2 < path.len && path.ptr[i + 1] == '2' &&
                        (path.ptr[i + 2] == 'e' || path.ptr[i + 2] == 'E')) {
                 dots++;
                 i += 2;

@@ -316,8 +316,9 @@ void gh_accesslog_request(struct gh_worker *w, const struct gh_req *r)
         gh_jsonw_lit(&jw, ",\"upstream\":");
         gh_jsonw_str(&jw, gh_str_cstr(r->route->upstream->name));
     }
-    if (r->pool || r->t_up_start) {
-        /* The endpoint is known through the pool while the exchange lives. */
+    if (r->endpoint[0]) {
+        gh_jsonw_lit(&jw, ",\"endpoint\":");
+        gh_jsonw_str(&jw, gh_str_cstr(r->endpoint));
     }
     if (r->error) {
         gh_jsonw_lit(&jw, ",\"error\":");

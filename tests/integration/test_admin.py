@@ -107,7 +107,7 @@ def read_log(path):
 
 
 FIELDS = {"time", "request_id", "client", "method", "path", "status", "bytes_in", "bytes_out",
-          "duration_ms", "upstream_ms", "route", "upstream"}
+          "duration_ms", "upstream_ms", "route", "upstream", "endpoint"}
 
 
 def test_access_log_fields(gatehouse, upstream, tmp_path):
@@ -136,6 +136,7 @@ def test_access_log_fields(gatehouse, upstream, tmp_path):
     assert isinstance(e["upstream_ms"], (int, float)) and 0 <= e["upstream_ms"] <= e["duration_ms"] + 1
     assert e["route"] == "/"
     assert e["upstream"] == "app"
+    assert e["endpoint"] == f"127.0.0.1:{upstream.port}"
 
 
 def test_access_log_one_line_per_request(gatehouse, upstream, tmp_path):
