@@ -7,6 +7,7 @@
  * default written as it would be in YAML. The same tables drive defaults,
  * gh_config_demo() and gh_config_free(), so a new row needs no other code. */
 #include "config/config.h"
+#include "http/parser.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -335,6 +336,28 @@ static int set_u32(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *ke
         return fail(ctx, n, "invalid number \"%s\"", scalar(n));
     if (check_bounds(ctx, n, key, v, UINT32_MAX, "") != GH_OK) return GH_ERROR;
     *FIELD(obj, key->off, uint32_t) = (uint32_t)v;
+    return GH_OK;
+}
+
+static int set_u64(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    uint64_t v;
+    int rc = parse_u64(scalar(n), &v);
+
+    if (rc == GH_AGAIN) return fail(ctx, n, "is too large");
+    if (rc != GH_OK) return fail(ctx, n, "expected a number, got \"%s\"", scalar(n));
+    if (check_bounds(ctx, n, key, v, UINT64_MAX, "") != GH_OK) return GH_ERROR;
+    *FIELD(obj, key->off, uint64_t) = v;
+    return GH_OK;
+}
+
+static int set_rate(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    if (gh_config_parse_rate(scalar(n), FIELD(obj, key->off, struct gh_config_rate)) != GH_OK)
+        return fail(ctx, n,
+                    "expected a rate such as \"100/s\", \"600/m\", \"5000/h\" or \"10000/d\" "
+                    "(a count above 0, then a period of at most a year), got \"%s\"",
+                    scalar(n));
     return GH_OK;
 }
 
@@ -763,7 +786,11 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
         buf[got] = '\0';
         val = buf;
     }
-    if (strlen(val) < 16) return fail(ctx, n, "a secret must have at least 16 bytes");
+    /* Secrets we generate signatures with need 16 bytes; a row may ask for
+     * less when the other side chose the secret (a Redis password). */
+    if (strlen(val) < (key->min ? key->min : 16))
+        return fail(ctx, n, "a secret must have at least %llu bytes",
+                    (unsigned long long)(key->min ? key->min : 16));
     return store_str(ctx, n, field, val);
 }
 
@@ -962,6 +989,8 @@ static const struct cfg_type t_endpoints = {"a list", YAML_SEQUENCE_NODE, set_en
 static const struct cfg_type t_names = {"a list", YAML_SEQUENCE_NODE, set_names, release_names};
 static const struct cfg_type t_strlist = {"a list", YAML_SEQUENCE_NODE, set_strlist, release_names};
 static const struct cfg_type t_secret = {"a secret", YAML_SCALAR_NODE, set_secret, release_str};
+static const struct cfg_type t_u64 = {"a number", YAML_SCALAR_NODE, set_u64, NULL};
+static const struct cfg_type t_rate = {"a rate", YAML_SCALAR_NODE, set_rate, NULL};
 
 /* ---- Finish hooks (cross-field checks within one mapping) ------------------ */
 
@@ -1011,6 +1040,154 @@ static int finish_upstream_tls(struct cfg_ctx *ctx, yaml_node_t *node, void *obj
     return GH_OK;
 }
 
+static bool valid_field_name(const char *s)
+{
+    if (*s == '\0') return false;
+    for (; *s; s++)
+        if (!gh_http_is_tchar((unsigned char)*s)) return false;
+    return true;
+}
+
+static const char *const fallback_names[] = {"local", "allow", "deny", NULL};
+
+static enum gh_redis_fallback fallback_of(const char *s)
+{
+    if (s == NULL) return GH_FALLBACK_INHERIT;
+    if (strcmp(s, "allow") == 0) return GH_FALLBACK_ALLOW;
+    if (strcmp(s, "deny") == 0) return GH_FALLBACK_DENY;
+    return GH_FALLBACK_LOCAL;
+}
+
+/* A rule's descriptors: what its key is made of. */
+static int finish_rate_limit(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    static const struct {
+        const char *name;
+        enum gh_limit_by by;
+    } names[] = {
+        {"tenant", GH_LIMIT_BY_TENANT}, {"key", GH_LIMIT_BY_KEY},
+        {"api_key", GH_LIMIT_BY_KEY},   {"subject", GH_LIMIT_BY_SUBJECT},
+        {"route", GH_LIMIT_BY_ROUTE},   {"ip", GH_LIMIT_BY_IP},
+        {"client_ip", GH_LIMIT_BY_IP},
+    };
+    struct gh_config_rate_limit *rl = obj;
+    yaml_node_t *per = node ? map_get(ctx, node, "per") : NULL;
+
+    if (node == NULL) return GH_OK; /* `rate_limit` absent from a route */
+    if (rl->rate.count == 0) return fail(ctx, node, "a rate limit needs `rate` (e.g. \"100/s\")");
+    if (rl->burst == 0) rl->burst = rl->rate.count > UINT32_MAX ? UINT32_MAX : (uint32_t)rl->rate.count;
+    rl->fallback = fallback_of(rl->on_redis_error);
+    if (rl->nper == 0) {
+        rl->by[0] = GH_LIMIT_BY_TENANT;
+        rl->nper = 0; /* <per> stays empty; <by> says [tenant] */
+        return GH_OK;
+    }
+    if (rl->nper > GH_LIMIT_MAX_PER)
+        return fail(ctx, per, "at most %d descriptors", GH_LIMIT_MAX_PER);
+    for (size_t i = 0; i < rl->nper; i++) {
+        const char *d = rl->per[i];
+        size_t k;
+
+        if (strncmp(d, "header:", 7) == 0) {
+            if (rl->header != NULL)
+                return fail(ctx, seq_item(ctx, per, i), "only one header descriptor per rule");
+            if (!valid_field_name(d + 7))
+                return fail(ctx, seq_item(ctx, per, i), "\"header:\" needs a header name");
+            rl->header = (char *)d + 7; /* owned by <per> */
+            rl->by[i] = GH_LIMIT_BY_HEADER;
+            continue;
+        }
+        for (k = 0; k < NELEM(names); k++)
+            if (strcmp(d, names[k].name) == 0) break;
+        if (k == NELEM(names))
+            return fail(ctx, seq_item(ctx, per, i),
+                        "unknown descriptor \"%s\" (use tenant, key, subject, route, ip or "
+                        "header:<Name>)",
+                        d);
+        for (size_t j = 0; j < i; j++)
+            if (rl->by[j] == names[k].by)
+                return fail(ctx, seq_item(ctx, per, i), "descriptor \"%s\" given twice", d);
+        rl->by[i] = (uint8_t)names[k].by;
+    }
+    return GH_OK;
+}
+
+/* redis://[user[:password]@]host[:port][/db] and rediss:// (TLS). */
+static int finish_redis(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_redis *r = obj;
+    yaml_node_t *un = node ? map_get(ctx, node, "url") : NULL;
+    const char *u, *at, *hp, *slash, *colon;
+    char hostport[300];
+    struct gh_config_addr addr;
+    char why[200];
+    size_t hlen;
+
+    r->enabled = node != NULL;
+    if (!r->enabled) return GH_OK;
+    r->pos = pos_of(node);
+    if (r->url == NULL) return fail(ctx, node, "redis needs `url` (redis://host:port)");
+    u = r->url;
+    if (strncmp(u, "redis://", 8) == 0) {
+        u += 8;
+    } else if (strncmp(u, "rediss://", 9) == 0) {
+        u += 9;
+        r->tls = true;
+    } else {
+        return fail(ctx, un, "the URL must begin with redis:// or rediss:// (TLS)");
+    }
+    slash = strchr(u, '/');
+    at = memchr(u, '@', slash ? (size_t)(slash - u) : strlen(u));
+    hp = u;
+    if (at != NULL) {
+        const char *c = memchr(u, ':', (size_t)(at - u));
+        char *user = NULL, *pass = NULL;
+        if (c != NULL) {
+            user = strndup(u, (size_t)(c - u));
+            pass = strndup(c + 1, (size_t)(at - c - 1));
+        } else {
+            user = strndup(u, (size_t)(at - u));
+        }
+        if (user == NULL || (c != NULL && pass == NULL)) {
+            free(user);
+            free(pass);
+            return fail(ctx, un, "out of memory");
+        }
+        if (user[0] != '\0' && r->username == NULL) {
+            r->username = user;
+        } else {
+            free(user);
+        }
+        if (pass != NULL && r->password == NULL)
+            r->password = pass;
+        else
+            free(pass);
+        hp = at + 1;
+    }
+    hlen = slash ? (size_t)(slash - hp) : strlen(hp);
+    if (hlen == 0 || hlen >= sizeof(hostport) - 8) return fail(ctx, un, "the URL needs a host");
+    memcpy(hostport, hp, hlen);
+    hostport[hlen] = '\0';
+    /* Port 6379 when none is given (the host has no ':' after any ']'). */
+    colon = strrchr(hostport, ':');
+    if (colon == NULL || (strchr(hostport, ']') && colon < strchr(hostport, ']')))
+        snprintf(hostport + hlen, sizeof(hostport) - hlen, ":6379");
+    if (slash != NULL && slash[1] != '\0') {
+        uint64_t db;
+        if (parse_u64(slash + 1, &db) != GH_OK || db > 15)
+            return fail(ctx, un, "the database after '/' must be a number from 0 to 15");
+        r->db = (uint32_t)db;
+    }
+    if (gh_config_parse_addr(hostport, &addr, why, sizeof(why)) != GH_OK)
+        return fail(ctx, un, "%s", why);
+    r->port = addr.port;
+    r->host = addr.host;
+    addr.host = NULL;
+    gh_config_addr_release(&addr);
+    if (r->host == NULL || r->host[0] == '\0') return fail(ctx, un, "the URL needs a host");
+    return GH_OK;
+}
+
 /* The default name is the host as written (with its "*") and the path. */
 static int finish_route(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 {
@@ -1027,6 +1204,20 @@ static int finish_route(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
         r->auth_mode = GH_ROUTE_AUTH_ANY;
     if (r->auth_mode == GH_ROUTE_AUTH_NONE && (r->nscopes || r->nroles))
         return fail(ctx, node, "scopes and roles need `auth: api_key`, `jwt` or `any`");
+    r->fallback = fallback_of(r->on_redis_error);
+    if (r->auth_mode == GH_ROUTE_AUTH_NONE && r->concurrency.per_tenant)
+        return fail(ctx, node, "concurrency.per_tenant needs `auth: api_key`, `jwt` or `any`");
+    for (size_t i = 0; i <= r->nrate_limits; i++) {
+        const struct gh_config_rate_limit *rl = i == 0 ? &r->rate_limit : &r->rate_limits[i - 1];
+        if (rl->rate.count == 0 || r->auth_mode != GH_ROUTE_AUTH_NONE) continue;
+        for (size_t k = 0; k < (rl->nper ? rl->nper : 1); k++)
+            if (rl->by[k] == GH_LIMIT_BY_TENANT || rl->by[k] == GH_LIMIT_BY_KEY ||
+                rl->by[k] == GH_LIMIT_BY_SUBJECT)
+                return fail(ctx, node,
+                            "rate limit \"per: %s\" needs `auth: api_key`, `jwt` or `any` on "
+                            "the route (use ip or header:<Name> on open routes)",
+                            rl->nper ? rl->per[k] : "tenant");
+    }
 
     if (r->name != NULL) return GH_OK;
     len = (r->host ? strlen(r->host) + 1 : 0) + strlen(r->path) + 1;
@@ -1121,6 +1312,38 @@ static const struct cfg_map upstream_map = {
 
 static const char *const route_auth_modes[] = {"none", "api_key", "jwt", "any", NULL};
 
+#define RL struct gh_config_rate_limit
+static const struct cfg_key rate_limit_keys[] = {
+    KEY("name", t_string, RL, name),
+    LIST("per", t_strlist, RL, per, nper),
+    KEY("rate", t_rate, RL, rate),
+    KEY("burst", t_u32, RL, burst, .min = 1),
+    KEY("on_redis_error", t_string, RL, on_redis_error, .choices = fallback_names),
+};
+#undef RL
+static const struct cfg_map rate_limit_map = {MAP_OF(rate_limit_keys),
+                                              .size = sizeof(struct gh_config_rate_limit),
+                                              POS_AT(struct gh_config_rate_limit),
+                                              .finish = finish_rate_limit};
+
+#define CC struct gh_config_concurrency
+static const struct cfg_key concurrency_keys[] = {
+    KEY("max", t_u32, CC, max, .min = 0, .dflt = "0"),
+    KEY("per_tenant", t_u32, CC, per_tenant, .min = 0, .dflt = "0"),
+    KEY("queue_timeout", t_duration, CC, queue_timeout_ms, .min = 0, .max = 60000),
+};
+#undef CC
+/* An absent queue_timeout means "the global one": marked here, resolved at use. */
+static int finish_concurrency(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_concurrency *c = obj;
+    (void)ctx;
+    if (node == NULL || map_get(ctx, node, "queue_timeout") == NULL) c->queue_timeout_ms = UINT32_MAX;
+    return GH_OK;
+}
+static const struct cfg_map concurrency_map = {MAP_OF(concurrency_keys),
+                                               .finish = finish_concurrency};
+
 static const struct cfg_key route_keys[] = {
     KEY("name", t_string, struct gh_config_route, name),
     KEY("host", t_host, struct gh_config_route, host),
@@ -1133,6 +1356,12 @@ static const struct cfg_key route_keys[] = {
     LIST("roles", t_strlist, struct gh_config_route, roles, nroles),
     KEY("api_key_header", t_string, struct gh_config_route, api_key_header),
     KEY("query_key_param", t_string, struct gh_config_route, query_key_param),
+    KEY("rate_limit", t_map, struct gh_config_route, rate_limit, .sub = &rate_limit_map),
+    LIST("rate_limits", t_list, struct gh_config_route, rate_limits, nrate_limits,
+         .sub = &rate_limit_map),
+    KEY("concurrency", t_map, struct gh_config_route, concurrency, .sub = &concurrency_map),
+    KEY("on_redis_error", t_string, struct gh_config_route, on_redis_error,
+        .choices = fallback_names),
 };
 static const struct cfg_map route_map = {
     MAP_OF(route_keys),
@@ -1141,6 +1370,16 @@ static const struct cfg_map route_map = {
     .finish = finish_route,
 };
 
+static const char *const limit_backends[] = {"local", "redis", NULL};
+static int finish_limits(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_limits *l = obj;
+    (void)ctx;
+    (void)node;
+    l->redis_backend = l->backend != NULL && strcmp(l->backend, "redis") == 0;
+    l->fallback = fallback_of(l->on_redis_error);
+    return GH_OK;
+}
 #define LIM struct gh_config_limits
 static const struct cfg_key limits_keys[] = {
     KEY("max_request_line", t_size32, LIM, max_request_line, .min = 1, .dflt = "8KiB"),
@@ -1153,9 +1392,75 @@ static const struct cfg_key limits_keys[] = {
     KEY("send_timeout", t_duration, LIM, send_timeout_ms, .min = 1, .dflt = "60s"),
     KEY("keepalive_requests", t_u32, LIM, keepalive_requests, .min = 0, .dflt = "10000"),
     KEY("max_connections", t_u32, LIM, max_connections, .min = 1, .dflt = "100000"),
+    KEY("backend", t_string, LIM, backend, .choices = limit_backends, .dflt = "local"),
+    KEY("on_redis_error", t_string, LIM, on_redis_error, .choices = fallback_names,
+        .dflt = "local"),
+    KEY("nodes", t_u32, LIM, nodes, .min = 1, .max = 1024, .dflt = "1"),
+    KEY("max_keys", t_u32, LIM, max_keys, .min = 1024, .max = 1u << 28, .dflt = "1048576"),
+    KEY("default_plan", t_string, LIM, default_plan),
+    KEY("queue_timeout", t_duration, LIM, queue_timeout_ms, .min = 0, .max = 60000, .dflt = "0"),
+    KEY("quota_flush_interval", t_duration, LIM, quota_flush_ms, .min = 50, .max = 1000,
+        .dflt = "1s"),
 };
 #undef LIM
-static const struct cfg_map limits_map = {MAP_OF(limits_keys)};
+static const struct cfg_map limits_map = {MAP_OF(limits_keys), .finish = finish_limits};
+
+#define QK(n, m, p)                                                                                \
+    {                                                                                              \
+        .name = (n), .type = &t_u64,                                                               \
+        .off = offsetof(struct gh_config_quotas, limit) + ((m)*GH_QUOTA_NPERIODS + (p)) * 8,        \
+    }
+#define QB(n, m, p)                                                                                \
+    {                                                                                              \
+        .name = (n), .type = &t_size64,                                                            \
+        .off = offsetof(struct gh_config_quotas, limit) + ((m)*GH_QUOTA_NPERIODS + (p)) * 8,        \
+    }
+static const struct cfg_key quotas_keys[] = {
+    QK("requests_per_day", GH_QUOTA_REQUESTS, GH_QUOTA_DAY),
+    QK("requests_per_month", GH_QUOTA_REQUESTS, GH_QUOTA_MONTH),
+    QB("request_bytes_per_day", GH_QUOTA_REQUEST_BYTES, GH_QUOTA_DAY),
+    QB("request_bytes_per_month", GH_QUOTA_REQUEST_BYTES, GH_QUOTA_MONTH),
+    QB("response_bytes_per_day", GH_QUOTA_RESPONSE_BYTES, GH_QUOTA_DAY),
+    QB("response_bytes_per_month", GH_QUOTA_RESPONSE_BYTES, GH_QUOTA_MONTH),
+};
+#undef QK
+#undef QB
+static const struct cfg_map quotas_map = {MAP_OF(quotas_keys)};
+
+#define PLAN struct gh_config_plan
+static const struct cfg_key plan_keys[] = {
+    LIST("rate_limits", t_list, PLAN, rate_limits, nrate_limits, .sub = &rate_limit_map),
+    KEY("quotas", t_map, PLAN, quotas, .sub = &quotas_map),
+    KEY("concurrency", t_u32, PLAN, concurrency, .min = 0, .dflt = "0"),
+};
+#undef PLAN
+static const struct cfg_map plan_map = {MAP_OF(plan_keys), .size = sizeof(struct gh_config_plan),
+                                        .name_off = offsetof(struct gh_config_plan, name),
+                                        POS_AT(struct gh_config_plan)};
+
+#define RD struct gh_config_redis
+static const struct cfg_key redis_keys[] = {
+    KEY("url", t_string, RD, url),
+    KEY("username", t_string, RD, username),
+    KEY("password", t_secret, RD, password, .min = 1),
+    KEY("timeout", t_duration, RD, timeout_ms, .min = 1, .max = 10000, .dflt = "5ms"),
+    KEY("connect_timeout", t_duration, RD, connect_timeout_ms, .min = 1, .max = 60000,
+        .dflt = "200ms"),
+    KEY("key_prefix", t_string, RD, key_prefix, .dflt = "gh:"),
+    KEY("ca_file", t_path, RD, ca_file, .flags = KEY_READABLE),
+    KEY("sni", t_string, RD, sni),
+    KEY("verify", t_bool, RD, verify, .dflt = "true"),
+};
+#undef RD
+static void release_redis(const struct cfg_key *key, void *obj)
+{
+    struct gh_config_redis *r = (void *)((char *)obj + key->off);
+    free(r->host);
+    r->host = NULL;
+    release_sub(key, obj);
+}
+static const struct cfg_type t_redis = {"a mapping", YAML_MAPPING_NODE, set_map, release_redis};
+static const struct cfg_map redis_map = {MAP_OF(redis_keys), .finish = finish_redis};
 
 static const struct cfg_key access_log_keys[] = {
     KEY("enabled", t_bool, struct gh_config_access_log, enabled, .dflt = "true"),
@@ -1264,6 +1569,8 @@ static const struct cfg_key root_keys[] = {
     LIST("routes", t_list, struct gh_config, routes, nroutes, .min = 1, .flags = KEY_REQUIRED,
          .sub = &route_map),
     KEY("limits", t_map, struct gh_config, limits, .sub = &limits_map),
+    LIST("plans", t_named, struct gh_config, plans, nplans, .sub = &plan_map),
+    KEY("redis", t_redis, struct gh_config, redis, .sub = &redis_map),
     KEY("access_log", t_map, struct gh_config, access_log, .sub = &access_log_map),
     KEY("store", t_map, struct gh_config, store, .sub = &store_map),
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
@@ -1450,6 +1757,54 @@ static int check_routes(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config
     return GH_OK;
 }
 
+/* Gives a name to every rule that has none, so a 429 and the metrics can
+ * say which rule it was. Returns GH_OK or GH_ERROR (out of memory). */
+static int name_rule(struct cfg_ctx *ctx, struct gh_config_rate_limit *rl, const char *prefix,
+                     const char *a, size_t i, bool numbered)
+{
+    char buf[300];
+    if (rl->name != NULL || rl->rate.count == 0) return GH_OK;
+    if (numbered)
+        snprintf(buf, sizeof(buf), "%s%s.%zu", prefix, a, i);
+    else
+        snprintf(buf, sizeof(buf), "%s%s", prefix, a);
+    if ((rl->name = strdup(buf)) == NULL) return fail(ctx, NULL, "out of memory");
+    return GH_OK;
+}
+
+/* Cross-checks of limits, plans, redis and the routes' rules. */
+static int check_limits(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config *cfg)
+{
+    yaml_node_t *lim = map_get(ctx, root, "limits");
+    char sbuf[128];
+
+    path_set(ctx, "limits");
+    if (cfg->limits.redis_backend && !cfg->redis.enabled)
+        return fail(ctx, lim ? map_get(ctx, lim, "backend") : root,
+                    "`backend: redis` needs a top-level `redis: { url: ... }` block");
+    if (cfg->limits.default_plan && !gh_config_plan_find(cfg, cfg->limits.default_plan)) {
+        path_set(ctx, "limits.default_plan");
+        return fail(ctx, map_get(ctx, lim, "default_plan"), "unknown plan \"%s\"%s",
+                    cfg->limits.default_plan,
+                    cfg->nplans ? suggest(cfg->limits.default_plan, &cfg->plans[0].name,
+                                          cfg->nplans, sizeof(cfg->plans[0]), sbuf, sizeof(sbuf))
+                                : " (no plans are defined)");
+    }
+    for (size_t p = 0; p < cfg->nplans; p++)
+        for (size_t i = 0; i < cfg->plans[p].nrate_limits; i++)
+            if (name_rule(ctx, &cfg->plans[p].rate_limits[i], "", cfg->plans[p].name, i, true) !=
+                GH_OK)
+                return GH_ERROR;
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        struct gh_config_route *rt = &cfg->routes[r];
+        if (name_rule(ctx, &rt->rate_limit, "route:", rt->name, 0, false) != GH_OK) return GH_ERROR;
+        for (size_t i = 0; i < rt->nrate_limits; i++)
+            if (name_rule(ctx, &rt->rate_limits[i], "route:", rt->name, i + 1, true) != GH_OK)
+                return GH_ERROR;
+    }
+    return GH_OK;
+}
+
 /* ---- Loading ------------------------------------------------------------- */
 
 static int syntax_error(struct gh_err *err, const char *name, const yaml_parser_t *parser)
@@ -1530,6 +1885,7 @@ static int load(const char *name, const char *base_dir, const char *data, size_t
     if (walk_map(&ctx, root, &root_map, cfg) != GH_OK) goto out;
     if (check_listens(&ctx, root, cfg) != GH_OK) goto out;
     if (check_routes(&ctx, root, cfg) != GH_OK) goto out;
+    if (check_limits(&ctx, root, cfg) != GH_OK) goto out;
     *out = cfg;
     cfg = NULL;
     rc = GH_OK;

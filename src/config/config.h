@@ -104,6 +104,70 @@ enum gh_route_auth {
     GH_ROUTE_AUTH_ANY, /* an API key or a JWT */
 };
 
+/* What a rate-limit rule counts by (issue 4): its key is made of these. */
+enum gh_limit_by {
+    GH_LIMIT_BY_TENANT,
+    GH_LIMIT_BY_KEY,     /* the API key id (or, for a JWT, its subject) */
+    GH_LIMIT_BY_SUBJECT, /* the principal's subject */
+    GH_LIMIT_BY_ROUTE,
+    GH_LIMIT_BY_IP, /* the client address */
+    GH_LIMIT_BY_HEADER,
+};
+
+/* What a Redis-backed decision does while Redis is slow or down. */
+enum gh_redis_fallback {
+    GH_FALLBACK_INHERIT, /* routes only: use limits.on_redis_error */
+    GH_FALLBACK_LOCAL,   /* decide with the local limiter at this node's share */
+    GH_FALLBACK_ALLOW,
+    GH_FALLBACK_DENY,
+};
+
+#define GH_LIMIT_MAX_PER 6
+
+/* "100/s", "5000/h": <count> requests per <period_ms>. */
+struct gh_config_rate {
+    uint64_t count;
+    uint64_t period_ms;
+};
+
+/* One rate-limit rule: a plan's or a route's. */
+struct gh_config_rate_limit {
+    char *name;  /* default "<plan>.<n>" or "route:<route name>[.<n>]" */
+    char **per;  /* as written: tenant, key, subject, route, ip, header:<Name> */
+    size_t nper; /* default [tenant] */
+    uint8_t by[GH_LIMIT_MAX_PER]; /* enum gh_limit_by, from <per> */
+    const char *header;           /* a `header:<Name>` descriptor's name (points into <per>) */
+    struct gh_config_rate rate;
+    uint32_t burst; /* default: the rate's count */
+    char *on_redis_error;
+    enum gh_redis_fallback fallback;
+    struct gh_config_pos pos;
+};
+
+/* Quotas per tenant and period (UTC day or month); 0 = none. */
+enum { GH_QUOTA_REQUESTS, GH_QUOTA_REQUEST_BYTES, GH_QUOTA_RESPONSE_BYTES, GH_QUOTA_NMETRICS };
+enum { GH_QUOTA_DAY, GH_QUOTA_MONTH, GH_QUOTA_NPERIODS };
+struct gh_config_quotas {
+    uint64_t limit[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS];
+};
+
+/* A plan: limits a tenant gets (tenants name theirs; limits.default_plan otherwise). */
+struct gh_config_plan {
+    char *name;
+    struct gh_config_rate_limit *rate_limits;
+    size_t nrate_limits;
+    struct gh_config_quotas quotas;
+    uint32_t concurrency; /* requests in flight per tenant, 0 = unlimited */
+    struct gh_config_pos pos;
+};
+
+/* A route's bulkhead: requests in flight on it, in all and per tenant. */
+struct gh_config_concurrency {
+    uint32_t max;              /* 0 = unlimited */
+    uint32_t per_tenant;       /* 0 = unlimited */
+    uint32_t queue_timeout_ms; /* UINT32_MAX: limits.queue_timeout */
+};
+
 struct gh_config_route {
     char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
     char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
@@ -120,6 +184,12 @@ struct gh_config_route {
     size_t nroles;
     char *api_key_header;  /* NULL: auth.api_key_header */
     char *query_key_param; /* NULL: a key in the query string is refused */
+    struct gh_config_rate_limit rate_limit; /* `rate_limit`: used when rate.count > 0 */
+    struct gh_config_rate_limit *rate_limits; /* `rate_limits`: more rules */
+    size_t nrate_limits;
+    struct gh_config_concurrency concurrency;
+    char *on_redis_error; /* the default for this route's rules and its tenants' plan rules */
+    enum gh_redis_fallback fallback;
     struct gh_config_pos pos;
 };
 
@@ -134,6 +204,37 @@ struct gh_config_limits {
     uint32_t send_timeout_ms;      /* between two writes to a slow client, default 60000 */
     uint32_t keepalive_requests; /* requests per client connection, default 10000; 0 = unlimited */
     uint32_t max_connections;    /* client connections per worker, default 100000 */
+
+    /* Rate limits, quotas and bulkheads (issue 4). */
+    char *backend;                /* "local" (default) | "redis" */
+    bool redis_backend;           /* backend == "redis" */
+    char *on_redis_error;         /* "local" (default) | "allow" | "deny" */
+    enum gh_redis_fallback fallback;
+    uint32_t nodes;               /* gateway nodes sharing Redis: the local share is 1/nodes */
+    uint32_t max_keys;            /* rate-limit keys kept in memory, default 1M */
+    char *default_plan;           /* NULL: tenants without a plan have no plan limits */
+    uint32_t queue_timeout_ms;    /* bulkhead queue wait, default 0 = answer 503 at once */
+    uint32_t quota_flush_ms;      /* usage counters to the store, default 1s */
+};
+
+/* `redis:` (issue 4: the shared rate limiter). */
+struct gh_config_redis {
+    bool enabled; /* the block is present */
+    char *url;    /* redis://[user[:password]@]host:port[/db] or rediss:// (TLS) */
+    char *username;
+    char *password; /* resolved secret; the URL's, when given there */
+    uint32_t timeout_ms;         /* per command, default 5ms */
+    uint32_t connect_timeout_ms; /* default 200ms */
+    char *key_prefix;            /* default "gh:" */
+    char *ca_file;               /* rediss:// trust; NULL: system default */
+    char *sni;                   /* rediss:// server name; default the URL's host */
+    bool verify;                 /* default true */
+    /* From the URL. */
+    char *host;
+    uint16_t port;
+    uint32_t db;
+    bool tls;
+    struct gh_config_pos pos;
 };
 
 struct gh_config_access_log {
@@ -199,6 +300,9 @@ struct gh_config {
     struct gh_config_route *routes; /* in file order */
     size_t nroutes;
     struct gh_config_limits limits;
+    struct gh_config_plan *plans;
+    size_t nplans;
+    struct gh_config_redis redis;
     struct gh_config_access_log access_log;
     struct gh_config_store store;
     struct gh_config_auth auth;
@@ -230,6 +334,13 @@ int gh_config_parse_duration_ms(const char *s, uint64_t *out_ms);
 /* Parses "512", "16KiB", "16k", "1MiB", "1M", "2GiB" (binary multiples).
  * Returns GH_OK or GH_ERROR. */
 int gh_config_parse_size(const char *s, uint64_t *out_bytes);
+
+/* Parses a rate: "100/s", "10/sec", "600/m", "5000/h", "10000/d", also "100/2s".
+ * Returns GH_OK or GH_ERROR. */
+int gh_config_parse_rate(const char *s, struct gh_config_rate *out);
+
+/* The plan named <name>, or NULL. */
+const struct gh_config_plan *gh_config_plan_find(const struct gh_config *cfg, const char *name);
 
 /* Parses "host:port" / "[v6]:port" / "*:port" / ":port" and resolves it
  * (getaddrinfo, numeric or name). Returns GH_OK or GH_ERROR with a message in <why>. */

@@ -234,3 +234,45 @@ fail:
     gh_config_addr_release(out);
     return GH_ERROR;
 }
+
+int gh_config_parse_rate(const char *s, struct gh_config_rate *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {
+        {"ms", 1},          {"s", 1000},         {"sec", 1000},          {"second", 1000},
+        {"m", 60000},       {"min", 60000},      {"minute", 60000},      {"h", 3600000},
+        {"hour", 3600000},  {"d", 86400000},     {"day", 86400000},
+    };
+    uint64_t count, mult = 1;
+    int n, m;
+    const char *u;
+
+    if (s == NULL) return GH_ERROR;
+    n = read_digits(s, &count);
+    if (n <= 0 || count == 0 || s[n] != '/') return GH_ERROR;
+    u = s + n + 1;
+    /* "100/2s": an optional multiple of the unit. */
+    m = read_digits(u, &mult);
+    if (m < 0 || (m > 0 && mult == 0)) return GH_ERROR;
+    if (m == 0) mult = 1;
+    u += m;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(u, units[i].unit) != 0) continue;
+        if (mul_checked(mult, units[i].ms, &out->period_ms) != GH_OK) return GH_ERROR;
+        /* A period over a year is a quota, not a rate. */
+        if (out->period_ms > 366ull * 86400000) return GH_ERROR;
+        out->count = count;
+        return GH_OK;
+    }
+    return GH_ERROR;
+}
+
+const struct gh_config_plan *gh_config_plan_find(const struct gh_config *cfg, const char *name)
+{
+    if (name == NULL) return NULL;
+    for (size_t i = 0; i < cfg->nplans; i++)
+        if (strcmp(cfg->plans[i].name, name) == 0) return &cfg->plans[i];
+    return NULL;
+}
