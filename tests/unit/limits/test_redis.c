@@ -1,0 +1,755 @@
+/* Tests for the Redis client (src/limits/redis.c, src/limits/redis_script.c)
+ * against a real redis-server started here on a free 127.0.0.1 port, in a
+ * temporary folder: round trips, pipelining, EVALSHA with NOSCRIPT, per
+ * command timeouts, cancellation, DOWN and reconnect, AUTH.
+ *
+ * Servers are killed by PID in the group teardown (which cmocka runs even
+ * when an assertion fails), and get PR_SET_PDEATHSIG in case the test
+ * process itself dies. Loop waits have ceilings, so a broken client fails a
+ * test instead of hanging it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+#include "limits/redis.h"
+#include "limits/redis_script.h"
+
+#define REDIS_BIN "/usr/bin/redis-server"
+
+/* ---- servers ---- */
+
+struct server {
+    pid_t pid;
+    uint16_t port;
+    char dir[64];
+    char pass[32]; /* empty: no requirepass */
+    bool tls;      /* TLS only, with dir/cert.pem and dir/key.pem */
+};
+
+struct env {
+    struct server main;  /* shared by most tests */
+    struct server auth;  /* --requirepass secret */
+    struct server other; /* stopped, killed and restarted by test_down_and_reconnect */
+    struct server tls;   /* TLS only, self-signed certificate for IP 127.0.0.1 */
+    struct event_base *base;
+};
+
+static uint16_t free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    uint16_t port = 0;
+
+    if (fd < 0) return 0;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static bool accepts(uint16_t port)
+{
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts redis-server for <s> (port and dir already set); waits up to 3 s
+ * until it accepts. Returns 0 or -1. */
+static int server_start(struct server *s)
+{
+    char port[8], cert[96], key[96];
+    const char *argv[32];
+    int n = 0;
+
+    snprintf(port, sizeof(port), "%u", (unsigned)s->port);
+    snprintf(cert, sizeof(cert), "%s/cert.pem", s->dir);
+    snprintf(key, sizeof(key), "%s/key.pem", s->dir);
+    argv[n++] = REDIS_BIN;
+    if (s->tls) {
+        argv[n++] = "--port";
+        argv[n++] = "0";
+        argv[n++] = "--tls-port";
+        argv[n++] = port;
+        argv[n++] = "--tls-cert-file";
+        argv[n++] = cert;
+        argv[n++] = "--tls-key-file";
+        argv[n++] = key;
+        argv[n++] = "--tls-ca-cert-file";
+        argv[n++] = cert;
+        argv[n++] = "--tls-auth-clients";
+        argv[n++] = "no";
+    } else {
+        argv[n++] = "--port";
+        argv[n++] = port;
+    }
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--appendonly";
+    argv[n++] = "no";
+    argv[n++] = "--dir";
+    argv[n++] = s->dir;
+    argv[n++] = "--daemonize";
+    argv[n++] = "no";
+    argv[n++] = "--enable-debug-command";
+    argv[n++] = "yes";
+    if (s->pass[0]) {
+        argv[n++] = "--requirepass";
+        argv[n++] = s->pass;
+    }
+    argv[n] = NULL;
+
+    s->pid = fork();
+    if (s->pid < 0) return -1;
+    if (s->pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (null >= 0) {
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+        }
+        execv(REDIS_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 300; i++) {
+        if (accepts(s->port)) return 0;
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+static void server_kill(struct server *s)
+{
+    if (s->pid <= 0) return;
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+}
+
+/* A self-signed P-256 certificate for IP 127.0.0.1 in dir/cert.pem and
+ * dir/key.pem. Returns 0 or -1. */
+static int write_cert(const char *dir)
+{
+    char path[96];
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    X509V3_CTX v3;
+    X509_EXTENSION *ext = NULL;
+    FILE *f;
+    int rc = -1;
+
+    if (k == NULL || x == NULL) goto out;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"gatehouse test", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, k);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+    if (ext == NULL || X509_add_ext(x, ext, -1) != 1) goto out;
+    if (X509_sign(x, k, EVP_sha256()) == 0) goto out;
+    snprintf(path, sizeof(path), "%s/cert.pem", dir);
+    if ((f = fopen(path, "w")) == NULL) goto out;
+    PEM_write_X509(f, x);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/key.pem", dir);
+    if ((f = fopen(path, "w")) == NULL) goto out;
+    PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    rc = 0;
+out:
+    X509_EXTENSION_free(ext);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+static int server_init(struct server *s, const char *pass, bool tls)
+{
+    snprintf(s->dir, sizeof(s->dir), "/tmp/gh-redis-test-XXXXXX");
+    if (mkdtemp(s->dir) == NULL) return -1;
+    s->tls = tls;
+    if (tls && write_cert(s->dir) != 0) return -1;
+    snprintf(s->pass, sizeof(s->pass), "%s", pass ? pass : "");
+    s->port = free_port();
+    if (s->port == 0) return -1;
+    return server_start(s);
+}
+
+static void server_cleanup(struct server *s)
+{
+    char path[96];
+
+    server_kill(s);
+    if (s->dir[0] == '\0') return;
+    snprintf(path, sizeof(path), "%s/cert.pem", s->dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/key.pem", s->dir);
+    unlink(path);
+    rmdir(s->dir); /* otherwise empty: --save '' and no AOF */
+}
+
+static int group_setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+
+    if (e == NULL) return -1;
+    *state = e;
+    signal(SIGPIPE, SIG_IGN);
+    e->base = event_base_new();
+    if (e->base == NULL) return -1;
+    if (server_init(&e->main, NULL, false) != 0) return -1;
+    if (server_init(&e->auth, "secret", false) != 0) return -1;
+    if (server_init(&e->other, NULL, false) != 0) return -1;
+    if (server_init(&e->tls, "secret", true) != 0) return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    struct env *e = *state;
+
+    if (e == NULL) return 0;
+    server_cleanup(&e->main);
+    server_cleanup(&e->auth);
+    server_cleanup(&e->other);
+    server_cleanup(&e->tls);
+    if (e->base) event_base_free(e->base);
+    free(e);
+    return 0;
+}
+
+/* ---- loop and callbacks ---- */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+/* Runs the loop until *flag becomes non-zero (when flag is not NULL) or
+ * <ms> pass. Returns whether the flag was set. */
+static bool run_until(struct event_base *base, const int *flag, unsigned ms)
+{
+    uint64_t end = gh_now_ns() + (uint64_t)ms * 1000000ull;
+    struct timeval tv = {0, 1000};
+    struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+
+    event_add(tick, &tv);
+    while ((flag == NULL || *flag == 0) && gh_now_ns() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(tick);
+    return flag == NULL || *flag != 0;
+}
+
+static bool wait_up(struct event_base *base, struct gh_redis *r, unsigned ms)
+{
+    uint64_t end = gh_now_ns() + (uint64_t)ms * 1000000ull;
+
+    while (!gh_redis_is_up(r) && gh_now_ns() < end)
+        run_until(base, NULL, 2);
+    return gh_redis_is_up(r);
+}
+
+/* What one callback saw. */
+struct result {
+    int done; /* number of calls */
+    int status;
+    int type;
+    long long integer;
+    char str[512];
+    uint64_t at_ns;
+};
+
+static void result_cb(void *arg, const redisReply *reply, int status)
+{
+    struct result *res = arg;
+
+    res->done++;
+    res->status = status;
+    res->at_ns = gh_now_ns();
+    res->type = reply ? reply->type : 0;
+    res->integer = reply ? reply->integer : 0;
+    res->str[0] = '\0';
+    if (reply && reply->str) snprintf(res->str, sizeof(res->str), "%s", reply->str);
+}
+
+static struct gh_redis *client(struct env *e, uint16_t port, const char *user, const char *pass,
+                               uint32_t timeout_ms)
+{
+    struct gh_redis_opts o = {
+        .host = "127.0.0.1",
+        .port = port,
+        .username = user,
+        .password = pass,
+        .timeout_ms = timeout_ms,
+        .backoff_min_ms = 20,
+        .backoff_max_ms = 200,
+        .log_name = "test",
+    };
+    struct gh_redis *r = gh_redis_new(e->base, &o);
+
+    assert_non_null(r);
+    return r;
+}
+
+static int cmd(struct gh_redis *r, struct result *res, const char *a0, const char *a1,
+               const char *a2, uint32_t *handle)
+{
+    const char *argv[3] = {a0, a1, a2};
+    size_t lens[3] = {strlen(a0), a1 ? strlen(a1) : 0, a2 ? strlen(a2) : 0};
+    int argc = a2 ? 3 : a1 ? 2 : 1;
+
+    memset(res, 0, sizeof(*res));
+    return gh_redis_command(r, argc, argv, lens, result_cb, res, handle);
+}
+
+/* Sends one command and waits for its callback (1 s ceiling). */
+static void call(struct env *e, struct gh_redis *r, struct result *res, const char *a0,
+                 const char *a1, const char *a2)
+{
+    assert_int_equal(cmd(r, res, a0, a1, a2, NULL), GH_OK);
+    assert_true(run_until(e->base, &res->done, 1000));
+    assert_int_equal(res->done, 1);
+}
+
+/* ---- tests ---- */
+
+static void test_round_trip(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->main.port, NULL, NULL, 200);
+    struct result res;
+
+    /* Queued during the first connect: goes out after the hello PING. */
+    assert_int_equal(cmd(r, &res, "PING", NULL, NULL, NULL), GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_int_equal(res.type, REDIS_REPLY_STATUS);
+    assert_string_equal(res.str, "PONG");
+    assert_true(gh_redis_is_up(r));
+
+    call(e, r, &res, "SET", "gh:k", "hello");
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_string_equal(res.str, "OK");
+    call(e, r, &res, "GET", "gh:k", NULL);
+    assert_int_equal(res.type, REDIS_REPLY_STRING);
+    assert_string_equal(res.str, "hello");
+    call(e, r, &res, "GET", "gh:missing", NULL);
+    assert_int_equal(res.type, REDIS_REPLY_NIL);
+    call(e, r, &res, "NOSUCHCOMMAND", NULL, NULL);
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_int_equal(res.type, REDIS_REPLY_ERROR);
+    assert_true(gh_redis_is_up(r)); /* an error reply is an answer */
+    gh_redis_free(r);
+}
+
+struct order {
+    int next; /* the index the next callback must have */
+    int bad;
+};
+
+struct pipe_item {
+    struct order *o;
+    int i;
+};
+
+static void order_cb(void *arg, const redisReply *reply, int status)
+{
+    struct pipe_item *it = arg;
+    char want[16];
+
+    snprintf(want, sizeof(want), "%d", it->i);
+    if (status != GH_REDIS_OK || it->i != it->o->next || reply->type != REDIS_REPLY_STRING ||
+        strcmp(reply->str, want) != 0)
+        it->o->bad++;
+    it->o->next++;
+}
+
+static void test_pipelining(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->main.port, NULL, NULL, 2000);
+    struct pipe_item items[1000];
+    char bufs[1000][16];
+    struct order o = {0, 0};
+    struct gh_redis_stats st;
+    int all = 0;
+
+    assert_true(wait_up(e->base, r, 1000));
+    for (int i = 0; i < 1000; i++) {
+        const char *argv[2] = {"ECHO", bufs[i]};
+        size_t lens[2];
+        lens[0] = 4;
+        lens[1] = (size_t)snprintf(bufs[i], sizeof(bufs[i]), "%d", i);
+        items[i] = (struct pipe_item){&o, i};
+        assert_int_equal(gh_redis_command(r, 2, argv, lens, order_cb, &items[i], NULL), GH_OK);
+    }
+    gh_redis_stats(r, &st);
+    assert_int_equal(st.pending, 1000);
+    for (uint64_t end = gh_now_ns() + 3000000000ull; o.next < 1000 && gh_now_ns() < end;)
+        run_until(e->base, &all, 5);
+    assert_int_equal(o.next, 1000);
+    assert_int_equal(o.bad, 0);
+    gh_redis_stats(r, &st);
+    assert_int_equal(st.pending, 0);
+    assert_int_equal(st.timeouts, 0);
+    gh_redis_free(r);
+}
+
+static void test_evalsha(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->main.port, NULL, NULL, 500);
+    struct gh_redis_script s;
+    struct gh_redis_stats st0, st1;
+    struct result res, flush;
+    const char *keys[1] = {"gh:counter"};
+    size_t keylens[1] = {10};
+    const char *args[1] = {"5"};
+    size_t arglens[1] = {1};
+
+    gh_redis_script_init(&s, "return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    assert_int_equal(strlen(s.sha1_hex), 40);
+    assert_true(wait_up(e->base, r, 1000));
+    call(e, r, &flush, "SCRIPT", "FLUSH", NULL);
+    call(e, r, &flush, "DEL", "gh:counter", NULL);
+
+    /* First use: NOSCRIPT, then SCRIPT LOAD and EVALSHA again (3 commands). */
+    gh_redis_stats(r, &st0);
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(
+        gh_redis_evalsha(r, &s, 1, keys, keylens, 1, args, arglens, result_cb, &res, NULL), GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    run_until(e->base, NULL, 20); /* no second callback */
+    assert_int_equal(res.done, 1);
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_int_equal(res.type, REDIS_REPLY_INTEGER);
+    assert_int_equal(res.integer, 5);
+    gh_redis_stats(r, &st1);
+    assert_int_equal(st1.commands - st0.commands, 3);
+
+    /* Cached: one command. */
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(
+        gh_redis_evalsha(r, &s, 1, keys, keylens, 1, args, arglens, result_cb, &res, NULL), GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    assert_int_equal(res.integer, 10);
+    gh_redis_stats(r, &st0);
+    assert_int_equal(st0.commands - st1.commands, 1);
+
+    /* After SCRIPT FLUSH it loads again by itself. */
+    call(e, r, &flush, "SCRIPT", "FLUSH", NULL);
+    gh_redis_stats(r, &st1);
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(
+        gh_redis_evalsha(r, &s, 1, keys, keylens, 1, args, arglens, result_cb, &res, NULL), GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_int_equal(res.integer, 15);
+    gh_redis_stats(r, &st0);
+    assert_int_equal(st0.commands - st1.commands, 3);
+
+    /* A script that does not load: the NOSCRIPT error comes back, once. */
+    struct gh_redis_script bad;
+    gh_redis_script_init(&bad, "this is not lua");
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(gh_redis_evalsha(r, &bad, 0, NULL, NULL, 0, NULL, NULL, result_cb, &res, NULL),
+                     GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    run_until(e->base, NULL, 20);
+    assert_int_equal(res.done, 1);
+    assert_int_equal(res.type, REDIS_REPLY_ERROR);
+    assert_memory_equal(res.str, "NOSCRIPT", 8);
+    gh_redis_free(r);
+}
+
+struct cancel_later {
+    struct gh_redis *r;
+    uint32_t handle;
+    int done;
+};
+
+static void cancel_later_cb(void *arg, const redisReply *reply, int status)
+{
+    struct cancel_later *c = arg;
+
+    gh_redis_cancel(c->r, c->handle);
+    c->done = 1;
+}
+
+/* Cancelled after NOSCRIPT arrived, while the retry is in flight. */
+static void test_evalsha_cancel_across_retry(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->main.port, NULL, NULL, 500);
+    struct gh_redis_script s;
+    struct gh_redis_stats st0, st1;
+    struct result res, flush, after;
+    struct cancel_later cl = {r, 0, 0};
+    const char *ping[1] = {"PING"};
+    size_t pinglen[1] = {4};
+
+    gh_redis_script_init(&s, "return 42");
+    assert_true(wait_up(e->base, r, 1000));
+    call(e, r, &flush, "SCRIPT", "FLUSH", NULL);
+    gh_redis_stats(r, &st0);
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(
+        gh_redis_evalsha(r, &s, 0, NULL, NULL, 0, NULL, NULL, result_cb, &res, &cl.handle), GH_OK);
+    /* The PING's reply follows NOSCRIPT and precedes the retry's. */
+    assert_int_equal(gh_redis_command(r, 1, ping, pinglen, cancel_later_cb, &cl, NULL), GH_OK);
+    assert_true(run_until(e->base, &cl.done, 1000));
+    gh_redis_stats(r, &st1);
+    assert_int_equal(st1.commands - st0.commands, 4); /* the retry was sent */
+    call(e, r, &after, "PING", NULL, NULL);
+    assert_int_equal(res.done, 0);
+    gh_redis_free(r);
+}
+
+static void test_timeout(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->main.port, NULL, NULL, 5);
+    struct result res;
+    struct gh_redis_stats st;
+    uint64_t t0, ms;
+
+    assert_true(wait_up(e->base, r, 1000));
+    t0 = gh_now_ns();
+    assert_int_equal(cmd(r, &res, "DEBUG", "SLEEP", "0.05", NULL), GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    ms = (res.at_ns - t0) / 1000000;
+    assert_int_equal(res.status, GH_REDIS_TIMEOUT);
+    assert_true(ms >= 4 && ms <= 30);
+    /* The late reply is read and dropped; the connection stays up. */
+    run_until(e->base, NULL, 80);
+    assert_int_equal(res.done, 1);
+    assert_true(gh_redis_is_up(r));
+    call(e, r, &res, "PING", NULL, NULL);
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_string_equal(res.str, "PONG");
+    gh_redis_stats(r, &st);
+    assert_int_equal(st.timeouts, 1);
+    gh_redis_free(r);
+}
+
+static void test_cancel(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->main.port, NULL, NULL, 500);
+    struct result cancelled, later, after;
+    uint32_t h1 = 0, h2 = 0;
+
+    assert_true(wait_up(e->base, r, 1000));
+    assert_int_equal(cmd(r, &cancelled, "GET", "gh:k", NULL, &h1), GH_OK);
+    assert_int_equal(cmd(r, &later, "PING", NULL, NULL, &h2), GH_OK);
+    assert_int_not_equal(h1, 0);
+    assert_int_not_equal(h1, h2);
+    gh_redis_cancel(r, h1);
+    gh_redis_cancel(r, 0xdeadbeef); /* unknown: ignored */
+    assert_true(run_until(e->base, &later.done, 1000));
+    call(e, r, &after, "PING", NULL, NULL);
+    assert_int_equal(cancelled.done, 0);
+    assert_int_equal(later.status, GH_REDIS_OK);
+    gh_redis_cancel(r, h2); /* finished: ignored */
+    gh_redis_free(r);
+}
+
+static void test_down_and_reconnect(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->other.port, NULL, NULL, 20);
+    struct result res[3], after;
+    struct gh_redis_stats st;
+    uint64_t t0;
+
+    assert_true(wait_up(e->base, r, 1000));
+    call(e, r, &after, "PING", NULL, NULL);
+    assert_int_equal(after.status, GH_REDIS_OK);
+
+    /* A stopped server: three timeouts in a row declare it down. */
+    assert_int_equal(kill(e->other.pid, SIGSTOP), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cmd(r, &res[i], "PING", NULL, NULL, NULL), GH_OK);
+    assert_true(run_until(e->base, &res[2].done, 1000));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(res[i].status, GH_REDIS_TIMEOUT);
+    assert_false(gh_redis_is_up(r));
+    t0 = gh_now_ns();
+    assert_int_equal(cmd(r, &after, "PING", NULL, NULL, NULL), GH_ERROR);
+    assert_true(gh_now_ns() - t0 < 1000000ull); /* at once */
+    run_until(e->base, NULL, 10);
+    assert_int_equal(after.done, 0); /* refused: no callback */
+
+    /* Killed and restarted on the same port: back by itself. */
+    server_kill(&e->other);
+    run_until(e->base, NULL, 50);
+    assert_false(gh_redis_is_up(r));
+    assert_int_equal(server_start(&e->other), 0);
+    assert_true(wait_up(e->base, r, 1500));
+    call(e, r, &after, "PING", NULL, NULL);
+    assert_int_equal(after.status, GH_REDIS_OK);
+    gh_redis_stats(r, &st);
+    assert_true(st.reconnects >= 1);
+    assert_true(st.up);
+    assert_true(st.errors >= 1);
+
+    /* Freed with commands pending: their callbacks are dropped silently. */
+    assert_int_equal(cmd(r, &res[0], "PING", NULL, NULL, NULL), GH_OK);
+    gh_redis_free(r);
+    run_until(e->base, NULL, 10);
+    assert_int_equal(res[0].done, 0);
+
+    /* The server goes away: waiting commands get IOERR. */
+    r = client(e, e->other.port, NULL, NULL, 500);
+    assert_true(wait_up(e->base, r, 1000));
+    server_kill(&e->other);
+    assert_int_equal(cmd(r, &res[0], "PING", NULL, NULL, NULL), GH_OK);
+    assert_true(run_until(e->base, &res[0].done, 1000));
+    assert_int_equal(res[0].status, GH_REDIS_IOERR);
+    assert_false(gh_redis_is_up(r));
+    assert_int_equal(cmd(r, &res[0], "PING", NULL, NULL, NULL), GH_ERROR);
+    gh_redis_free(r);
+}
+
+static void test_auth(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->auth.port, NULL, "secret", 500);
+    struct result res;
+
+    assert_true(wait_up(e->base, r, 1000));
+    call(e, r, &res, "PING", NULL, NULL);
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_string_equal(res.str, "PONG");
+    gh_redis_free(r);
+
+    /* Redis 6 form: AUTH <username> <password>. */
+    r = client(e, e->auth.port, "default", "secret", 500);
+    assert_true(wait_up(e->base, r, 1000));
+    call(e, r, &res, "PING", NULL, NULL);
+    assert_int_equal(res.status, GH_REDIS_OK);
+    gh_redis_free(r);
+
+    /* Wrong password: DOWN, commands refused at once. A command queued
+     * during the first connect fails with IOERR rather than NOAUTH. */
+    r = client(e, e->auth.port, NULL, "wrong", 500);
+    assert_int_equal(cmd(r, &res, "PING", NULL, NULL, NULL), GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    assert_int_equal(res.status, GH_REDIS_IOERR);
+    assert_false(gh_redis_is_up(r));
+    assert_int_equal(cmd(r, &res, "PING", NULL, NULL, NULL), GH_ERROR);
+    run_until(e->base, NULL, 100); /* a retry or two, still refused */
+    assert_false(gh_redis_is_up(r));
+    gh_redis_free(r);
+
+    /* No password at all: the hello PING gets NOAUTH. */
+    r = client(e, e->auth.port, NULL, NULL, 500);
+    run_until(e->base, NULL, 100);
+    assert_false(gh_redis_is_up(r));
+    gh_redis_free(r);
+}
+
+static void test_tls(void **state)
+{
+    struct env *e = *state;
+    char ca[96];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX *other = SSL_CTX_new(TLS_client_method());
+    struct gh_redis_opts o = {.host = "127.0.0.1",
+                              .port = e->tls.port,
+                              .tls = true,
+                              .tls_ctx = ctx,
+                              .password = "secret",
+                              .db = 3,
+                              .timeout_ms = 500,
+                              .log_name = "tls"};
+    struct gh_redis *r;
+    struct result res;
+
+    assert_non_null(ctx);
+    assert_non_null(other);
+    snprintf(ca, sizeof(ca), "%s/cert.pem", e->tls.dir);
+    assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    r = gh_redis_new(e->base, &o);
+    assert_non_null(r);
+    assert_true(wait_up(e->base, r, 1000));
+    call(e, r, &res, "SET", "gh:tls", "yes");
+    call(e, r, &res, "CLIENT", "INFO", NULL);
+    assert_int_equal(res.type, REDIS_REPLY_STRING);
+    assert_non_null(strstr(res.str, " db=3 ")); /* SELECT went first */
+    gh_redis_free(r);
+
+    /* A context that does not trust the certificate: DOWN. */
+    SSL_CTX_set_verify(other, SSL_VERIFY_PEER, NULL);
+    o.tls_ctx = other;
+    r = gh_redis_new(e->base, &o);
+    assert_non_null(r);
+    assert_int_equal(cmd(r, &res, "PING", NULL, NULL, NULL), GH_OK);
+    assert_true(run_until(e->base, &res.done, 1000));
+    assert_int_equal(res.status, GH_REDIS_IOERR);
+    assert_false(gh_redis_is_up(r));
+    gh_redis_free(r);
+    SSL_CTX_free(ctx);
+    SSL_CTX_free(other);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_evalsha),
+        cmocka_unit_test(test_evalsha_cancel_across_retry),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_down_and_reconnect),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
