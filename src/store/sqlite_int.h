@@ -46,6 +46,15 @@ enum gh_sqlite_stmt {
     GH_SQ_TOKEN_PURGE,
     GH_SQ_SIGNING_INSERT,
     GH_SQ_SIGNING_LOAD,
+    GH_SQ_TENANT_LIMITS_GET,
+    GH_SQ_TENANT_LIMITS_SET,
+    GH_SQ_TENANT_LIMITS_LOAD,
+    GH_SQ_USAGE_ADD,
+    GH_SQ_USAGE_GET,
+    GH_SQ_USAGE_LOAD,
+    GH_SQ_EVENT_INSERT,
+    GH_SQ_EVENT_LIST,
+    GH_SQ_EVENT_LIST_TENANT,
     GH_SQ__COUNT
 };
 
@@ -174,5 +183,22 @@ int gh_sqlite__signing_keys_load(struct gh_store *st, int64_t now, gh_store_sign
                                  void *arg, struct gh_err *err);
 int gh_sqlite__revoked_tokens_purge(struct gh_store *st, int64_t now, size_t *purged,
                                     struct gh_err *err);
+int gh_sqlite__tenant_limits_set(struct gh_store *st, const char *id, const char *plan,
+                                 const char *overrides_json, int64_t now, struct gh_err *err);
+int gh_sqlite__tenant_limits_get(struct gh_store *st, const char *id, char *plan, char *json,
+                                 size_t cap, struct gh_err *err);
+int gh_sqlite__tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
+                                  struct gh_err *err);
+int gh_sqlite__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
+                         struct gh_err *err);
+int gh_sqlite__usage_get(struct gh_store *st, const char *tenant_id, const char *period,
+                         struct gh_store_usage *out, struct gh_err *err);
+int gh_sqlite__usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,
+                          struct gh_err *err);
+int gh_sqlite__limit_event_record(struct gh_store *st, struct gh_store_limit_event *ev,
+                                  bool *inserted, struct gh_err *err);
+int gh_sqlite__limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,
+                                 size_t limit, struct gh_store_limit_event *out, size_t *count,
+                                 bool *more, struct gh_err *err);
 
 #endif

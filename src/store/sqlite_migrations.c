@@ -66,6 +66,35 @@ static const struct migration migrations[] = {
      "  created_at INTEGER NOT NULL,"
      "  publish_until INTEGER NOT NULL"
      ") STRICT;"},
+    {3,
+     /* Issue 4: each tenant's limit overrides (a JSON object, '' = none;
+      * its meaning is the limits module's), usage counters per tenant and
+      * period (a UTC day "YYYY-MM-DD" or month "YYYY-MM"), and the quota
+      * thresholds crossed. Neither usage nor limit_events references
+      * tenants: a JWT's tenant need not be in the tenants table. */
+     "ALTER TABLE tenants ADD COLUMN limits TEXT NOT NULL DEFAULT '';"
+     "CREATE TABLE usage ("
+     "  tenant_id TEXT NOT NULL,"
+     "  period TEXT NOT NULL,"
+     "  requests INTEGER NOT NULL DEFAULT 0,"
+     "  request_bytes INTEGER NOT NULL DEFAULT 0,"
+     "  response_bytes INTEGER NOT NULL DEFAULT 0,"
+     "  updated_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (tenant_id, period)"
+     ") STRICT, WITHOUT ROWID;"
+     "CREATE INDEX usage_by_period ON usage (period, tenant_id);"
+     "CREATE TABLE limit_events ("
+     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+     "  tenant_id TEXT NOT NULL,"
+     "  period TEXT NOT NULL,"
+     "  metric TEXT NOT NULL,"
+     "  threshold INTEGER NOT NULL,"
+     "  value INTEGER NOT NULL,"
+     "  lim INTEGER NOT NULL,"
+     "  created_at INTEGER NOT NULL,"
+     "  UNIQUE (tenant_id, period, metric, threshold)"
+     ") STRICT;"
+     "CREATE INDEX limit_events_by_tenant ON limit_events (tenant_id, id);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -1,6 +1,8 @@
 /* Tenants in the SQLite store: create, get (by id or name), list a page,
- * update. Input arrives validated by the gh_store_* wrappers (store.c). */
+ * update, and their plans and limit overrides. Input arrives validated by
+ * the gh_store_* wrappers (store.c). */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/sqlite_int.h"
@@ -175,10 +177,143 @@ int gh_sqlite__tenant_update(struct gh_store *st, const char *id,
     rc = gh_sqlite__exec(c, s, "tenant update", err);
     rc = gh_sqlite__conflict(c, rc);
     if (rc != GH_OK) goto out;
-    /* A suspension or reinstatement changes who may pass: caches reload. */
-    if (upd->status != GH_STORE_TENANT_ANY && upd->status != cur.status)
+    /* A suspension or reinstatement changes who may pass, and so does a new
+     * plan (its limits): caches reload. */
+    if ((upd->status != GH_STORE_TENANT_ANY && upd->status != cur.status) ||
+        (upd->plan != NULL && strcmp(upd->plan, cur.plan) != 0))
         rc = gh_sqlite__bump(c, err);
     if (rc == GH_OK && out != NULL) rc = tenant_lookup(c, GH_SQ_TENANT_GET, id, out, err);
 out:
     return gh_sqlite__write_end(ss, rc, err);
+}
+
+/* ---- Plans and limit overrides ---------------------------------------------- */
+
+/* The plan and limit overrides of tenant <id> on <c> (locked), into <plan>
+ * (GH_STORE_NAME_SIZE bytes) and <json> (<cap> bytes). NOT_FOUND; INVALID
+ * when the overrides do not fit in <cap>. */
+static int limits_lookup(struct gh_sqlite_conn *c, const char *id, char *plan, char *json,
+                         size_t cap, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_TENANT_LIMITS_GET, err);
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, id);
+    rc = gh_sqlite__row(c, s, "tenant limits", err);
+    if (rc == GH_STORE_NOT_FOUND) gh_err_set(err, NULL, 0, 0, "tenant not found");
+    if (rc != GH_OK) return rc;
+    rc = gh_sqlite__col_text(s, 0, plan, GH_STORE_NAME_SIZE, err);
+    if (rc == GH_OK && (size_t)sqlite3_column_bytes(s, 1) >= cap) {
+        json[0] = '\0';
+        rc = GH_STORE_INVALID;
+        gh_err_set(err, NULL, 0, 0, "json: a buffer of %zu bytes cannot hold the overrides (%d)",
+                   cap, sqlite3_column_bytes(s, 1));
+    } else if (rc == GH_OK) {
+        rc = gh_sqlite__col_text(s, 1, json, cap, err);
+    }
+    gh_sqlite__done(s);
+    return rc;
+}
+
+int gh_sqlite__tenant_limits_set(struct gh_store *st, const char *id, const char *plan,
+                                 const char *overrides_json, int64_t now, struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    char cur_plan[GH_STORE_NAME_SIZE];
+    char *cur_json = malloc(GH_STORE_LIMITS_JSON_MAX + 1); /* not on the caller's stack */
+    sqlite3_stmt *s;
+    bool changed;
+    int rc;
+
+    if (cur_json == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    rc = gh_sqlite__write_begin(ss, err);
+    if (rc != GH_OK) goto out;
+    rc = limits_lookup(c, id, cur_plan, cur_json, GH_STORE_LIMITS_JSON_MAX + 1, err);
+    if (rc == GH_STORE_INVALID) rc = GH_ERROR; /* a stored row that validation would refuse */
+    if (rc != GH_OK) goto end;
+    s = gh_sqlite__stmt(c, GH_SQ_TENANT_LIMITS_SET, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto end;
+    }
+    gh_sqlite__bind_text(s, 1, id);
+    if (plan != NULL) gh_sqlite__bind_text(s, 2, plan);
+    if (overrides_json != NULL) gh_sqlite__bind_text(s, 3, overrides_json);
+    sqlite3_bind_int64(s, 4, now);
+    rc = gh_sqlite__exec(c, s, "tenant limits", err);
+    if (rc != GH_OK) goto end;
+    /* A new plan or new overrides change what passes: caches reload. The
+     * text is compared, so a reformatted object reloads them needlessly,
+     * which is harmless. */
+    changed = (plan != NULL && strcmp(plan, cur_plan) != 0) ||
+              (overrides_json != NULL && strcmp(overrides_json, cur_json) != 0);
+    if (changed) rc = gh_sqlite__bump(c, err);
+end:
+    rc = gh_sqlite__write_end(ss, rc, err);
+out:
+    free(cur_json);
+    return rc;
+}
+
+int gh_sqlite__tenant_limits_get(struct gh_store *st, const char *id, char *plan, char *json,
+                                 size_t cap, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    int rc = limits_lookup(c, id, plan, json, cap, err);
+
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
+/* One row of the limits walk, off the caller's stack (~4.2 KiB). */
+struct limits_row {
+    char id[GH_STORE_TENANT_ID_SIZE];
+    char status[16];
+    char plan[GH_STORE_NAME_SIZE];
+    char json[GH_STORE_LIMITS_JSON_MAX + 1];
+};
+
+int gh_sqlite__tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
+                                  struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    struct limits_row *r = malloc(sizeof(*r));
+    sqlite3_stmt *s;
+    int rc = GH_OK, step;
+
+    if (r == NULL) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto out;
+    }
+    s = gh_sqlite__stmt(c, GH_SQ_TENANT_LIMITS_LOAD, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        enum gh_store_tenant_status ts;
+
+        if (gh_sqlite__col_text(s, 0, r->id, sizeof(r->id), err) != GH_OK ||
+            gh_sqlite__col_text(s, 1, r->status, sizeof(r->status), err) != GH_OK ||
+            gh_sqlite__col_text(s, 2, r->plan, sizeof(r->plan), err) != GH_OK ||
+            gh_sqlite__col_text(s, 3, r->json, sizeof(r->json), err) != GH_OK) {
+            rc = GH_ERROR;
+            break;
+        }
+        ts = gh_store_tenant_status_parse(r->status);
+        if (ts == GH_STORE_TENANT_ANY) {
+            rc = gh_err_set(err, NULL, 0, 0, "store: tenants.status: unknown value");
+            break;
+        }
+        rc = cb(r->id, ts, r->plan, r->json, arg);
+        if (rc != GH_OK) break;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = gh_sqlite__fail(c, "tenant limits", err);
+    gh_sqlite__done(s);
+out:
+    gh_sqlite__read_release(c);
+    free(r);
+    return rc;
 }

@@ -6,8 +6,10 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/rand.h>
 
 #include "core/clock.h"
@@ -142,6 +144,59 @@ static bool valid_phc(const char *s)
     for (n = 0; s[n] != '\0'; n++)
         if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e) return false;
     return n <= GH_STORE_HASH_MAX;
+}
+
+/* "YYYY-MM" or "YYYY-MM-DD", a real date (Gregorian leap years). */
+bool gh_store_valid_period(const char *s)
+{
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int year = 0, month, day;
+    size_t n;
+
+    if (s == NULL) return false;
+    n = strnlen(s, GH_STORE_PERIOD_SIZE);
+    if (n != 7 && n != 10) return false;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 4 || i == 7) {
+            if (s[i] != '-') return false;
+        } else if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        year = year * 10 + (s[i] - '0');
+    month = (s[5] - '0') * 10 + (s[6] - '0');
+    if (month < 1 || month > 12) return false;
+    if (n == 7) return true;
+    day = (s[8] - '0') * 10 + (s[9] - '0');
+    if (day < 1 || day > mdays[month - 1]) return false;
+    return month != 2 || day < 29 || (year % 4 == 0 && (year % 100 != 0 || year % 400 == 0));
+}
+
+/* A tenant id as usage rows and limit events take it: 1..31 bytes without
+ * control characters in an array of <size> bytes. Not
+ * gh_store_valid_tenant_id(): a JWT's tenant claim need not be a store id. */
+static bool valid_usage_tenant(const char *s, size_t size)
+{
+    size_t n;
+
+    if (s == NULL) return false;
+    n = strnlen(s, size);
+    if (n == 0 || n >= size || n >= GH_STORE_TENANT_ID_SIZE) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f) return false;
+    return true;
+}
+
+/* A limit event's metric: [a-z_]{1,31}. */
+static bool valid_metric(const char *s, size_t size)
+{
+    size_t n = strnlen(s, size);
+
+    if (n == 0 || n >= size) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_')) return false;
+    return true;
 }
 
 /* True when the fixed array <s> of <size> bytes holds a terminated string. */
@@ -623,4 +678,192 @@ int gh_store_signing_keys_load(struct gh_store *st, int64_t now, gh_store_signin
                                struct gh_err *err)
 {
     return st->ops->signing_keys_load(st, now, cb, arg, err);
+}
+
+/* ---- Tenant limits ---------------------------------------------------------- */
+
+/* Limit overrides: a JSON object of at most GH_STORE_LIMITS_JSON_MAX bytes
+ * without duplicate keys (two parsers could pick different values of an
+ * ambiguous object). Their meaning is the limits module's. */
+static int check_overrides(const char *json, struct gh_err *err)
+{
+    json_error_t jerr;
+    json_t *v;
+    bool object;
+
+    if (strnlen(json, GH_STORE_LIMITS_JSON_MAX + 1) > GH_STORE_LIMITS_JSON_MAX) {
+        gh_err_set(err, NULL, 0, 0, "overrides: at most %d bytes", GH_STORE_LIMITS_JSON_MAX);
+        return GH_STORE_INVALID;
+    }
+    v = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    if (v == NULL) {
+        /* The position only: jansson's text quotes the input. */
+        gh_err_set(err, NULL, 0, 0, "overrides: not valid JSON (line %d, column %d)", jerr.line,
+                   jerr.column);
+        return GH_STORE_INVALID;
+    }
+    object = json_is_object(v);
+    json_decref(v);
+    if (!object) return invalid(err, "overrides", "must be a JSON object");
+    return GH_OK;
+}
+
+int gh_store_tenant_limits_set(struct gh_store *st, const char *id, const char *plan,
+                               const char *overrides_json, struct gh_err *err)
+{
+    int rc;
+
+    if (!gh_store_valid_tenant_id(id)) return tenant_not_found(err);
+    if (plan == NULL && overrides_json == NULL) return invalid(err, "update", "nothing to change");
+    if (plan != NULL && !gh_store_valid_tenant_name(plan))
+        return invalid(err, "plan", "must be 1-64 characters of [a-z0-9._-]");
+    if (overrides_json != NULL && overrides_json[0] != '\0') {
+        rc = check_overrides(overrides_json, err);
+        if (rc != GH_OK) return rc;
+    }
+    return st->ops->tenant_limits_set(st, id, plan, overrides_json, (int64_t)gh_wall_ms(), err);
+}
+
+int gh_store_tenant_limits_get(struct gh_store *st, const char *id, char *plan, char *json,
+                               size_t cap, struct gh_err *err)
+{
+    int rc;
+
+    if (cap == 0) return invalid(err, "cap", "must be > 0");
+    plan[0] = json[0] = '\0';
+    if (!gh_store_valid_tenant_id(id)) return tenant_not_found(err);
+    rc = st->ops->tenant_limits_get(st, id, plan, json, cap, err);
+    if (rc != GH_OK) plan[0] = json[0] = '\0';
+    return rc;
+}
+
+int gh_store_tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
+                                struct gh_err *err)
+{
+    return st->ops->tenant_limits_load(st, cb, arg, err);
+}
+
+/* ---- Usage ------------------------------------------------------------------ */
+
+static int usage_invalid(struct gh_err *err, size_t i, const char *field, const char *rule)
+{
+    gh_err_set(err, NULL, 0, 0, "rows[%zu].%s: %s", i, field, rule);
+    return GH_STORE_INVALID;
+}
+
+int gh_store_usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n,
+                       struct gh_err *err)
+{
+    struct gh_store_usage *copy;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct gh_store_usage *u = &rows[i];
+
+        if (!valid_usage_tenant(u->tenant_id, sizeof(u->tenant_id)))
+            return usage_invalid(err, i, "tenant_id",
+                                 "must be 1-31 bytes without control characters");
+        if (!terminated(u->period, sizeof(u->period)) || !gh_store_valid_period(u->period))
+            return usage_invalid(err, i, "period", "must be a date YYYY-MM-DD or a month YYYY-MM");
+        /* SQLite stores int64: a larger count is a caller's bug, not usage. */
+        if (u->requests > INT64_MAX || u->request_bytes > INT64_MAX ||
+            u->response_bytes > INT64_MAX)
+            return usage_invalid(err, i, "counts", "must be at most 2^63 - 1");
+    }
+    if (n == 0) return GH_OK;
+    if (n > SIZE_MAX / sizeof(*copy)) return invalid(err, "n", "too many rows");
+    /* The engine writes the totals into a copy that is given back only once
+     * the transaction committed: a failed batch keeps its counts and can be
+     * retried as it is, never adding totals as if they were counts. */
+    copy = malloc(n * sizeof(*copy));
+    if (copy == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    memcpy(copy, rows, n * sizeof(*copy));
+    rc = st->ops->usage_add(st, copy, n, (int64_t)gh_wall_ms(), err);
+    if (rc == GH_OK) memcpy(rows, copy, n * sizeof(*copy));
+    free(copy);
+    return rc;
+}
+
+int gh_store_usage_get(struct gh_store *st, const char *tenant_id, const char *period,
+                       struct gh_store_usage *out, struct gh_err *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!valid_usage_tenant(tenant_id, GH_STORE_TENANT_ID_SIZE))
+        return invalid(err, "tenant_id", "must be 1-31 bytes without control characters");
+    if (!gh_store_valid_period(period))
+        return invalid(err, "period", "must be a date YYYY-MM-DD or a month YYYY-MM");
+    rc = st->ops->usage_get(st, tenant_id, period, out, err);
+    if (rc == GH_OK) return GH_OK;
+    memset(out, 0, sizeof(*out));
+    if (rc != GH_STORE_NOT_FOUND) return rc;
+    /* No row yet: nothing was used in that period. */
+    snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", tenant_id);
+    snprintf(out->period, sizeof(out->period), "%s", period);
+    return GH_OK;
+}
+
+int gh_store_usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,
+                        struct gh_err *err)
+{
+    if (!gh_store_valid_period(period))
+        return invalid(err, "period", "must be a date YYYY-MM-DD or a month YYYY-MM");
+    return st->ops->usage_load(st, period, cb, arg, err);
+}
+
+/* ---- Limit events ----------------------------------------------------------- */
+
+int gh_store_limit_event_record(struct gh_store *st, struct gh_store_limit_event *ev,
+                                bool *inserted, struct gh_err *err)
+{
+    bool ins = false;
+    int rc;
+
+    if (inserted != NULL) *inserted = false;
+    if (!valid_usage_tenant(ev->tenant_id, sizeof(ev->tenant_id)))
+        return invalid(err, "tenant_id", "must be 1-31 bytes without control characters");
+    if (!terminated(ev->period, sizeof(ev->period)) || !gh_store_valid_period(ev->period))
+        return invalid(err, "period", "must be a date YYYY-MM-DD or a month YYYY-MM");
+    if (!valid_metric(ev->metric, sizeof(ev->metric)))
+        return invalid(err, "metric", "must be 1-31 characters of [a-z_]");
+    if (ev->threshold < 1 || ev->threshold > 1000)
+        return invalid(err, "threshold", "must be a percentage of 1-1000");
+    if (ev->value > INT64_MAX || ev->limit > INT64_MAX)
+        return invalid(err, "value", "value and limit must be at most 2^63 - 1");
+    ev->id = 0;
+    ev->created_at = (int64_t)gh_wall_ms();
+    rc = st->ops->limit_event_record(st, ev, &ins, err);
+    if (rc != GH_OK || !ins) {
+        ev->id = 0;
+        ev->created_at = 0;
+        ins = false;
+    }
+    if (inserted != NULL) *inserted = ins;
+    return rc;
+}
+
+int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,
+                               size_t limit, struct gh_store_limit_event *out, size_t *count,
+                               bool *more, struct gh_err *err)
+{
+    size_t c = 0;
+    bool m = false;
+    int rc;
+
+    *count = 0;
+    *more = false;
+    if (limit < 1 || limit > GH_STORE_LIST_MAX) {
+        gh_err_set(err, NULL, 0, 0, "limit: must be 1-%d", GH_STORE_LIST_MAX);
+        return GH_STORE_INVALID;
+    }
+    if (before_id < 0) return invalid(err, "before_id", "must be >= 0 (0 = from the newest)");
+    if (tenant_id != NULL && !valid_usage_tenant(tenant_id, GH_STORE_TENANT_ID_SIZE))
+        return invalid(err, "tenant_id", "must be 1-31 bytes without control characters");
+    rc = st->ops->limit_events_list(st, tenant_id, before_id == 0 ? INT64_MAX : before_id, limit,
+                                    out, &c, &m, err);
+    if (rc != GH_OK) return rc;
+    *count = c;
+    *more = m;
+    return GH_OK;
 }

@@ -1,5 +1,6 @@
-/* The storage interface: tenants, API keys, revoked tokens and a change
- * counter, behind one ops table that the SQLite implementation (and later the
+/* The storage interface: tenants (with their plans and limit overrides), API
+ * keys, revoked tokens, usage counters, limit events and a change counter,
+ * behind one ops table that the SQLite implementation (and later the
  * PostgreSQL one) fills. Nothing above this header knows which engine runs.
  *
  * Threading: every call is synchronous and may block on disk and on locks
@@ -8,14 +9,15 @@
  * used by several threads at once; gh_store_close() must be called when no
  * other thread uses it any more.
  *
- * Tenant isolation: tenant-owned rows (api_keys) are reached only through
- * their tenant. Calls marked [tenant] take the tenant id as their first
- * argument and never see another tenant's rows (a key of tenant B asked for
- * under tenant A is GH_STORE_NOT_FOUND, exactly as a key that does not exist).
- * The PostgreSQL implementation runs them under a role subject to row-level
- * security with the tenant's id as session setting. Calls marked [operator]
- * read or write across tenants (the key directory, tenant listing, last-used
- * batches) and are for operators and the gateway's own background work.
+ * Tenant isolation: tenant-owned rows (api_keys, usage, limit_events) are
+ * reached only through their tenant. Calls marked [tenant] take the tenant id
+ * as their first argument and never see another tenant's rows (a key of
+ * tenant B asked for under tenant A is GH_STORE_NOT_FOUND, exactly as a key
+ * that does not exist). The PostgreSQL implementation runs them under a role
+ * subject to row-level security with the tenant's id as session setting.
+ * Calls marked [operator] read or write across tenants (the key directory,
+ * tenant listing, last-used and usage batches) and are for operators and the
+ * gateway's own background work.
  *
  * Records are plain structs with fixed-size arrays: callers never free them.
  * Times are unix milliseconds (int64_t); 0 means "never" where said.
@@ -136,6 +138,32 @@ struct gh_store_signing_key {
 };
 typedef int (*gh_store_signing_cb)(const struct gh_store_signing_key *k, void *arg);
 
+/* ---- Tenant limits (issue 4) ---- */
+#define GH_STORE_LIMITS_JSON_MAX 4096 /* bytes of a tenant's limit overrides, without the NUL */
+typedef int (*gh_store_tenant_limits_cb)(const char *tenant_id, enum gh_store_tenant_status status,
+                                         const char *plan, const char *overrides_json, void *arg);
+
+/* ---- Usage (quotas) ---- */
+#define GH_STORE_PERIOD_SIZE 11 /* "2026-11-22" (a UTC day) or "2026-11" (a UTC month) */
+struct gh_store_usage {
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    char period[GH_STORE_PERIOD_SIZE];
+    uint64_t requests, request_bytes, response_bytes;
+    int64_t updated_at;
+};
+typedef int (*gh_store_usage_cb)(const struct gh_store_usage *u, void *arg);
+
+/* ---- Limit events (quota thresholds crossed) ---- */
+struct gh_store_limit_event {
+    int64_t id; /* set by the store, increasing */
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    char period[GH_STORE_PERIOD_SIZE];
+    char metric[32];    /* e.g. "requests_per_day"; [a-z_]{1,31} */
+    uint32_t threshold; /* percent: 80 or 100 (1..1000 accepted) */
+    uint64_t value, limit;
+    int64_t created_at; /* set by the store */
+};
+
 /* One page of a list call. The caller sets <cursor> and <limit> and passes an
  * array of <limit> records; the store sets <count> and <next>. Cursors are
  * opaque strings (keyset pagination on (created_at, id), oldest first): a
@@ -219,8 +247,8 @@ struct gh_store_ops {
 
     /* [tenant] Applies <upd> to tenant <id>, sets updated_at to <now>, and
      * fills <out> (may be NULL) with the result. Bumps the change counter
-     * when the status changes. NOT_FOUND; CONFLICT when the new name is
-     * taken. */
+     * when the status or the plan changes. NOT_FOUND; CONFLICT when the new
+     * name is taken. */
     int (*tenant_update)(struct gh_store *st, const char *id,
                          const struct gh_store_tenant_update *upd, int64_t now,
                          struct gh_store_tenant *out, struct gh_err *err);
@@ -284,6 +312,53 @@ struct gh_store_ops {
     /* [operator] Streams keys with publish_until > <now>, oldest first. */
     int (*signing_keys_load)(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
                              struct gh_err *err);
+
+    /* [operator] Sets tenant <id>'s plan (NULL: unchanged) and limit
+     * overrides (NULL: unchanged; "" clears) and updated_at to <now>; bumps
+     * the change counter when the plan or the overrides text changed.
+     * NOT_FOUND. */
+    int (*tenant_limits_set)(struct gh_store *st, const char *id, const char *plan,
+                             const char *overrides_json, int64_t now, struct gh_err *err);
+
+    /* [tenant] Copies tenant <id>'s plan into <plan> (GH_STORE_NAME_SIZE
+     * bytes) and its overrides into <json> (<cap> bytes). NOT_FOUND; INVALID
+     * when the overrides do not fit in <cap>. */
+    int (*tenant_limits_get)(struct gh_store *st, const char *id, char *plan, char *json,
+                             size_t cap, struct gh_err *err);
+
+    /* [operator] Calls <cb> for every tenant, oldest first. */
+    int (*tenant_limits_load)(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
+                              struct gh_err *err);
+
+    /* [operator] In one transaction, adds each row's counts to the stored
+     * (tenant_id, period) row (created when absent; each total saturates at
+     * INT64_MAX), sets its updated_at to <now>, and writes the new totals and
+     * updated_at into rows[i]. n >= 1. Does not bump the change counter. */
+    int (*usage_add)(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
+                     struct gh_err *err);
+
+    /* [tenant] Fills <out> with the row (tenant_id, period); NOT_FOUND when
+     * there is none (the wrapper turns that into zero counts). */
+    int (*usage_get)(struct gh_store *st, const char *tenant_id, const char *period,
+                     struct gh_store_usage *out, struct gh_err *err);
+
+    /* [operator] Calls <cb> for every row of <period>, ordered by tenant_id. */
+    int (*usage_load)(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,
+                      struct gh_err *err);
+
+    /* [operator] Inserts <ev> (created_at set by the wrapper) unless an event
+     * with the same (tenant_id, period, metric, threshold) exists; sets
+     * *inserted, and ev->id when inserted. Does not bump the change counter. */
+    int (*limit_event_record)(struct gh_store *st, struct gh_store_limit_event *ev, bool *inserted,
+                              struct gh_err *err);
+
+    /* [tenant when <tenant_id> is not NULL, else operator] Writes up to
+     * <limit> events with id < <before_id> (INT64_MAX: from the newest),
+     * newest first, of <tenant_id> (NULL: of every tenant) into <out>; sets
+     * *count, and *more when at least one further row exists. */
+    int (*limit_events_list)(struct gh_store *st, const char *tenant_id, int64_t before_id,
+                             size_t limit, struct gh_store_limit_event *out, size_t *count,
+                             bool *more, struct gh_err *err);
 };
 
 /* The handle. Implementations embed it as their first member. */
@@ -310,9 +385,10 @@ const char *gh_store_engine(const struct gh_store *st);
  * *applied and *version when not NULL. */
 int gh_store_migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err);
 
-/* Reads the change counter: every write that affects authentication (tenant
- * status, key insert / status / expiry, token revocation) increments it in
- * its own transaction. Readers poll it to know when to reload their caches. */
+/* Reads the change counter: every write that affects who may pass (tenant
+ * status, plan or limit overrides, key insert / status / expiry, token
+ * revocation) increments it in its own transaction. Readers poll it to know
+ * when to reload their caches. */
 int gh_store_change_version(struct gh_store *st, uint64_t *version, struct gh_err *err);
 
 /* ---- Tenants ---------------------------------------------------------------- */
@@ -338,9 +414,10 @@ int gh_store_tenant_list(struct gh_store *st, enum gh_store_tenant_status status
                          struct gh_err *err);
 
 /* [tenant] Changes name, plan and/or status of tenant <id>; fills <out> (may
- * be NULL). NOT_FOUND; CONFLICT when the name is taken or when asked to
- * rename or suspend the system tenant; INVALID for bad values or an empty
- * update. */
+ * be NULL). Bumps the change counter when the status or the plan changes
+ * (both change what passes). NOT_FOUND; CONFLICT when the name is taken or
+ * when asked to rename or suspend the system tenant; INVALID for bad values
+ * or an empty update. */
 int gh_store_tenant_update(struct gh_store *st, const char *id,
                            const struct gh_store_tenant_update *upd, struct gh_store_tenant *out,
                            struct gh_err *err);
@@ -411,7 +488,82 @@ int gh_store_signing_key_insert(struct gh_store *st, struct gh_store_signing_key
 int gh_store_signing_keys_load(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
                                struct gh_err *err);
 
+/* ---- Tenant limits (issue 4) ------------------------------------------------ */
+
+/* [operator] Sets tenant <id>'s plan (NULL: unchanged; validated like a name)
+ * and its limit overrides (<overrides_json>: NULL unchanged, "" clears, else a
+ * JSON object of at most GH_STORE_LIMITS_JSON_MAX bytes; the store checks only
+ * that it is a JSON object, the limits module checks its meaning). Both NULL is
+ * INVALID ("nothing to change"), as for gh_store_tenant_update(). Sets
+ * updated_at and bumps the change counter when the plan or the overrides text
+ * changed (plans and overrides change what passes). NOT_FOUND; INVALID. */
+int gh_store_tenant_limits_set(struct gh_store *st, const char *id, const char *plan,
+                               const char *overrides_json, struct gh_err *err);
+
+/* [tenant] Reads tenant <id>'s plan into <plan> (GH_STORE_NAME_SIZE bytes) and
+ * its overrides into <json> (<cap> bytes, "" when none; a <cap> of
+ * GH_STORE_LIMITS_JSON_MAX + 1 always suffices). NOT_FOUND; INVALID when <cap>
+ * is 0 or the stored overrides do not fit in it. */
+int gh_store_tenant_limits_get(struct gh_store *st, const char *id, char *plan, char *json,
+                               size_t cap, struct gh_err *err);
+
+/* [operator] Streams every tenant's id, status, plan and overrides ("" when
+ * none) to <cb>, oldest tenant first. The strings live until <cb> returns. */
+int gh_store_tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
+                                struct gh_err *err);
+
+/* ---- Usage (quotas) ---------------------------------------------------------- */
+
+/* [operator] In ONE transaction, adds each row's three counts to the stored
+ * (tenant_id, period) row (created at zero when absent; unknown tenants are
+ * fine: JWT tenants may not be in the tenants table, so no foreign key), sets
+ * updated_at to now, and writes the new totals (and updated_at) back into
+ * rows[i]; a pair given twice in one batch is added twice, each row getting
+ * the total after its own addition. <rows> is written only when the
+ * transaction committed, so a failed batch can be retried as it is. Does not
+ * bump the change counter. INVALID for a malformed period (must be YYYY-MM-DD
+ * or YYYY-MM, a real date), an empty tenant id (or one with control
+ * characters), or a count above INT64_MAX; a stored total saturates at
+ * INT64_MAX. n == 0 is GH_OK. */
+int gh_store_usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n,
+                       struct gh_err *err);
+
+/* [tenant] Fills <out> with tenant_id's usage for <period>; a period without a
+ * row is GH_OK with zero counts (and updated_at 0). INVALID for a bad period
+ * or tenant id. */
+int gh_store_usage_get(struct gh_store *st, const char *tenant_id, const char *period,
+                       struct gh_store_usage *out, struct gh_err *err);
+
+/* [operator] Streams every tenant's row for <period>, ordered by tenant id.
+ * INVALID for a bad period. */
+int gh_store_usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,
+                        struct gh_err *err);
+
+/* ---- Limit events (quota thresholds crossed) ---------------------------------- */
+
+/* [operator] Records <ev> once per (tenant_id, period, metric, threshold): the
+ * first call inserts it (sets id, created_at, *inserted = true); later calls
+ * change nothing (ev->id and ev->created_at are set to 0) and set *inserted =
+ * false (GH_OK). Does not bump the change counter. INVALID for bad fields:
+ * tenant_id and period as for gh_store_usage_add(), metric [a-z_]{1,31},
+ * threshold 1..1000, value and limit at most INT64_MAX. */
+int gh_store_limit_event_record(struct gh_store *st, struct gh_store_limit_event *ev,
+                                bool *inserted, struct gh_err *err);
+
+/* [tenant when tenant_id is not NULL, else operator] Up to <limit>
+ * (1..GH_STORE_LIST_MAX) events newest first with id < <before_id> (0: from the
+ * newest); sets *count and *more (a further page exists: pass the last
+ * event's id as <before_id>). INVALID for a bad limit, a negative before_id or
+ * a malformed (e.g. empty) tenant id. */
+int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,
+                               size_t limit, struct gh_store_limit_event *out, size_t *count,
+                               bool *more, struct gh_err *err);
+
 /* ---- Validation and helpers (no store needed) ------------------------------- */
+
+/* A usage period: "YYYY-MM-DD" (a UTC day) or "YYYY-MM" (a UTC month), a real
+ * date of the Gregorian calendar. */
+bool gh_store_valid_period(const char *s);
 
 /* [a-z0-9._-]{1,64}: tenant names and plans. */
 bool gh_store_valid_tenant_name(const char *s);

@@ -2,7 +2,8 @@
  * synchronous=NORMAL, foreign keys), its writer and reader connections, the
  * catalogue of SQL statements, and the ops table that ties the per-entity
  * files (sqlite_migrations.c, sqlite_tenants.c, sqlite_keys.c,
- * sqlite_tokens.c) together. sqlite_int.h states the locking rules. */
+ * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c) together. sqlite_int.h
+ * states the locking rules. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -21,6 +22,8 @@
     "k.id, k.tenant_id, k.name, k.roles, k.scopes, k.secret_hash, k.status, k.expires_at, "        \
     "k.created_at, k.last_used_at, coalesce(k.rotated_from, '')"
 #define TENANT_COLS "id, name, status, plan, created_at, updated_at"
+#define USAGE_COLS  "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
+#define EVENT_COLS  "id, tenant_id, period, metric, threshold, value, lim, created_at"
 
 /* Every statement, bound with ?N parameters only: no SQL is built from
  * strings at run time. */
@@ -70,6 +73,34 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                              "publish_until) VALUES (?1, ?2, ?3, ?4, ?5)",
     [GH_SQ_SIGNING_LOAD] = "SELECT kid, alg, private_pem, created_at, publish_until "
                            "FROM signing_keys WHERE publish_until > ?1 ORDER BY created_at, kid",
+    [GH_SQ_TENANT_LIMITS_GET] = "SELECT plan, limits FROM tenants WHERE id = ?1",
+    [GH_SQ_TENANT_LIMITS_SET] = "UPDATE tenants SET plan = coalesce(?2, plan), "
+                                "limits = coalesce(?3, limits), updated_at = ?4 WHERE id = ?1",
+    [GH_SQ_TENANT_LIMITS_LOAD] = "SELECT id, status, plan, limits FROM tenants "
+                                 "ORDER BY created_at, id",
+    /* Each total saturates at INT64_MAX: min(t, MAX - a) + a never
+     * overflows (0 <= a <= MAX), where t + a would turn into a REAL that the
+     * STRICT INTEGER column refuses. */
+    [GH_SQ_USAGE_ADD] =
+        "INSERT INTO usage (" USAGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+        "ON CONFLICT (tenant_id, period) DO UPDATE SET "
+        "requests = min(requests, 9223372036854775807 - excluded.requests) + excluded.requests, "
+        "request_bytes = min(request_bytes, 9223372036854775807 - excluded.request_bytes) "
+        "+ excluded.request_bytes, "
+        "response_bytes = min(response_bytes, 9223372036854775807 - excluded.response_bytes) "
+        "+ excluded.response_bytes, "
+        "updated_at = excluded.updated_at "
+        "RETURNING requests, request_bytes, response_bytes",
+    [GH_SQ_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE tenant_id = ?1 AND period = ?2",
+    [GH_SQ_USAGE_LOAD] = "SELECT " USAGE_COLS " FROM usage WHERE period = ?1 ORDER BY tenant_id",
+    [GH_SQ_EVENT_INSERT] = "INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
+                           "lim, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                           "ON CONFLICT (tenant_id, period, metric, threshold) DO NOTHING "
+                           "RETURNING id",
+    [GH_SQ_EVENT_LIST] = "SELECT " EVENT_COLS " FROM limit_events WHERE id < ?2 "
+                         "ORDER BY id DESC LIMIT ?3",
+    [GH_SQ_EVENT_LIST_TENANT] = "SELECT " EVENT_COLS " FROM limit_events "
+                                "WHERE tenant_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
 };
 
 /* ---- Statements and errors -------------------------------------------------- */
@@ -398,4 +429,12 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .revoked_tokens_purge = gh_sqlite__revoked_tokens_purge,
     .signing_key_insert = gh_sqlite__signing_key_insert,
     .signing_keys_load = gh_sqlite__signing_keys_load,
+    .tenant_limits_set = gh_sqlite__tenant_limits_set,
+    .tenant_limits_get = gh_sqlite__tenant_limits_get,
+    .tenant_limits_load = gh_sqlite__tenant_limits_load,
+    .usage_add = gh_sqlite__usage_add,
+    .usage_get = gh_sqlite__usage_get,
+    .usage_load = gh_sqlite__usage_load,
+    .limit_event_record = gh_sqlite__limit_event_record,
+    .limit_events_list = gh_sqlite__limit_events_list,
 };

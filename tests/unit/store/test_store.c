@@ -59,7 +59,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 2 || version != 2) {
+    if (applied != 3 || version != 3) {
         teardown(state);
         return -1;
     }
@@ -153,6 +153,24 @@ static int64_t raw_int(const char *path, const char *sql)
     return v;
 }
 
+/* Runs the script <sql> on the file directly. */
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        char copy[256];
+        snprintf(copy, sizeof(copy), "%s", msg ? msg : "failed");
+        sqlite3_free(msg);
+        sqlite3_close(db);
+        fail_msg("raw_exec: %s", copy);
+    }
+    sqlite3_close(db);
+}
+
 /* ---- Migrations and lifecycle ----------------------------------------------- */
 
 static int collect_kid(const struct gh_store_signing_key *key, void *arg)
@@ -174,10 +192,10 @@ static void test_migrate_idempotent(void **state)
     assert_string_equal(gh_store_engine(f->st), "sqlite");
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 2);
+    assert_int_equal(version, 3);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 3);
     assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
@@ -185,6 +203,60 @@ static void test_migrate_idempotent(void **state)
     raw_int(f->path, "INSERT INTO schema_migrations VALUES (99, 0)");
     assert_int_equal(gh_store_migrate(f->st, NULL, NULL, &err), GH_ERROR);
     assert_non_null(strstr(err.msg, "newer"));
+}
+
+/* A database left at version 2 by an older gatehouse: migration 3 runs
+ * alone, keeps every tenant and key, and gives old tenants empty overrides.
+ * The version-2 file is made by undoing migration 3 by hand (only the
+ * sqlite_sequence table that AUTOINCREMENT created stays behind). */
+static void test_migrate_from_v2(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant t, got;
+    struct gh_store_key k, kgot;
+    struct gh_store_usage u[1];
+    struct gh_err err = {0};
+    char plan[GH_STORE_NAME_SIZE], json[64];
+    int applied = -1, version = -1;
+
+    tenant_new(f->st, "acme", &t);
+    key_new(f->st, t.id, &k);
+    gh_store_close(f->st);
+    f->st = NULL;
+    raw_exec(f->path, "DROP TABLE limit_events;"
+                      "DROP TABLE usage;"
+                      "ALTER TABLE tenants DROP COLUMN limits;"
+                      "DELETE FROM schema_migrations WHERE version = 3;");
+    assert_int_equal(raw_int(f->path, "SELECT max(version) FROM schema_migrations"), 2);
+    raw_exec(f->path, "INSERT INTO tenants (id, name, status, plan, created_at, updated_at) "
+                      "VALUES ('tn_AAAAAAAAAAAAAAAAAAAA', 'old', 'suspended', 'pro', 1, 1)");
+
+    open_store(f);
+    assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
+    assert_int_equal(applied, 1);
+    assert_int_equal(version, 3);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 3);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
+    assert_string_equal(got.id, t.id);
+    assert_int_equal(gh_store_key_get(f->st, t.id, k.id, &kgot, &err), GH_OK);
+    assert_string_equal(kgot.secret_hash, HASH);
+    assert_int_equal(gh_store_tenant_limits_get(f->st, "tn_AAAAAAAAAAAAAAAAAAAA", plan, json,
+                                                sizeof(json), &err),
+                     GH_OK);
+    assert_string_equal(plan, "pro");
+    assert_string_equal(json, "");
+    assert_int_equal(gh_store_tenant_get(f->st, "tn_AAAAAAAAAAAAAAAAAAAA", &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_TENANT_SUSPENDED);
+    /* The new tables work, and a second run applies nothing. */
+    assert_int_equal(gh_store_tenant_limits_set(f->st, t.id, NULL, "{\"rps\":5}", &err), GH_OK);
+    memset(u, 0, sizeof(u));
+    snprintf(u[0].tenant_id, sizeof(u[0].tenant_id), "%s", t.id);
+    snprintf(u[0].period, sizeof(u[0].period), "2026-11");
+    u[0].requests = 1;
+    assert_int_equal(gh_store_usage_add(f->st, u, 1, &err), GH_OK);
+    assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
+    assert_int_equal(applied, 0);
+    assert_int_equal(version, 3);
 }
 
 /* Signing keys: insert (bumping the change counter, so every node's
@@ -905,9 +977,17 @@ static void test_change_version(void **state)
     tenant_new(f->st, "acme", &a); /* a new tenant has no keys yet */
     assert_int_equal(version_of(f->st), v0);
 
+    /* A rename changes nothing that decides who passes; a new plan does (its
+     * limits), the same plan again does not. */
+    struct gh_store_tenant_update rename = {.name = "acme-corp"};
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &rename, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0);
     struct gh_store_tenant_update plan = {.plan = "gold"};
     assert_int_equal(gh_store_tenant_update(f->st, a.id, &plan, NULL, &err), GH_OK);
-    assert_int_equal(version_of(f->st), v0);
+    assert_int_equal(version_of(f->st), v0 + 1);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &plan, NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v0 + 1);
+    v0++;
     struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
     assert_int_equal(gh_store_tenant_update(f->st, a.id, &suspend, NULL, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 1);
@@ -922,7 +1002,7 @@ static void test_change_version(void **state)
 
     /* Reads change nothing. */
     assert_int_equal(gh_store_tenant_get(f->st, a.id, &got, &err), GH_OK);
-    assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme-corp", &got, &err), GH_OK);
     assert_int_equal(gh_store_tenant_list(f->st, GH_STORE_TENANT_ANY, &page, tout, &err), GH_OK);
     assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &kout[0], &err), GH_OK);
     assert_int_equal(gh_store_key_list(f->st, a.id, &page, kout, &err), GH_OK);
@@ -1247,6 +1327,528 @@ static void test_random_ids(void **state)
         assert_true(hist[i] > 60 && hist[i] < 220);
 }
 
+/* ---- Tenant limits, usage and limit events ---------------------------------- */
+
+struct limits_seen {
+    size_t n;
+    size_t stop_after; /* 0 = never */
+    struct {
+        char id[GH_STORE_TENANT_ID_SIZE];
+        enum gh_store_tenant_status status;
+        char plan[GH_STORE_NAME_SIZE];
+        char json[64];
+    } e[8];
+};
+
+static int limits_cb(const char *tenant_id, enum gh_store_tenant_status status, const char *plan,
+                     const char *overrides_json, void *arg)
+{
+    struct limits_seen *seen = arg;
+
+    if (seen->stop_after && seen->n == seen->stop_after) return GH_DECLINED;
+    if (seen->n == 8) return GH_ERROR;
+    snprintf(seen->e[seen->n].id, sizeof(seen->e[0].id), "%s", tenant_id);
+    seen->e[seen->n].status = status;
+    snprintf(seen->e[seen->n].plan, sizeof(seen->e[0].plan), "%s", plan);
+    snprintf(seen->e[seen->n].json, sizeof(seen->e[0].json), "%s", overrides_json);
+    seen->n++;
+    return GH_OK;
+}
+
+static void test_tenant_limits(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b, got;
+    struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
+    struct limits_seen seen = {0};
+    struct gh_err err = {0};
+    char plan[GH_STORE_NAME_SIZE];
+    char *json = malloc(GH_STORE_LIMITS_JSON_MAX + 2);
+    char *big = malloc(GH_STORE_LIMITS_JSON_MAX + 2);
+    uint64_t v;
+
+    tenant_new(f->st, "acme", &a);
+    assert_int_equal(gh_store_tenant_limits_get(f->st, a.id, plan, json, 64, &err), GH_OK);
+    assert_string_equal(plan, "default");
+    assert_string_equal(json, "");
+
+    /* Plan and overrides together: the counter moves (caches reload). */
+    v = version_of(f->st);
+    assert_int_equal(
+        gh_store_tenant_limits_set(f->st, a.id, "gold", "{\"requests_per_day\": 5000}", &err),
+        GH_OK);
+    assert_int_equal(version_of(f->st), v + 1);
+    assert_int_equal(gh_store_tenant_limits_get(f->st, a.id, plan, json, 64, &err), GH_OK);
+    assert_string_equal(plan, "gold");
+    assert_string_equal(json, "{\"requests_per_day\": 5000}");
+    assert_int_equal(gh_store_tenant_get(f->st, a.id, &got, &err), GH_OK);
+    assert_string_equal(got.plan, "gold");
+    assert_true(got.updated_at >= a.created_at);
+    /* The same values again change nothing. */
+    assert_int_equal(
+        gh_store_tenant_limits_set(f->st, a.id, "gold", "{\"requests_per_day\": 5000}", &err),
+        GH_OK);
+    assert_int_equal(version_of(f->st), v + 1);
+    /* Overrides alone (the plan stays), then cleared. */
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, NULL, "{}", &err), GH_OK);
+    assert_int_equal(version_of(f->st), v + 2);
+    assert_int_equal(gh_store_tenant_limits_get(f->st, a.id, plan, json, 64, &err), GH_OK);
+    assert_string_equal(plan, "gold");
+    assert_string_equal(json, "{}");
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, NULL, "", &err), GH_OK);
+    assert_int_equal(version_of(f->st), v + 3);
+    assert_int_equal(gh_store_tenant_limits_get(f->st, a.id, plan, json, 64, &err), GH_OK);
+    assert_string_equal(json, "");
+    /* The plan alone (the overrides stay). */
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, NULL, "{\"rps\":10}", &err), GH_OK);
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, "pro", NULL, &err), GH_OK);
+    assert_int_equal(version_of(f->st), v + 5);
+    assert_int_equal(gh_store_tenant_limits_get(f->st, a.id, plan, json, 64, &err), GH_OK);
+    assert_string_equal(plan, "pro");
+    assert_string_equal(json, "{\"rps\":10}");
+
+    /* Refused input changes nothing. */
+    v = version_of(f->st);
+    static const char *const bad_json[] = {
+        "[1]",
+        "\"text\"",
+        "42",
+        "null",
+        "nope",
+        "{",
+        "{} {}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":\"\xff\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad_json) / sizeof(bad_json[0]); i++) {
+        if (gh_store_tenant_limits_set(f->st, a.id, NULL, bad_json[i], &err) != GH_STORE_INVALID)
+            fail_msg("overrides %s were accepted", bad_json[i]);
+        assert_memory_equal(err.msg, "overrides:", 10);
+    }
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, "Gold", NULL, &err), GH_STORE_INVALID);
+    assert_memory_equal(err.msg, "plan:", 5);
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, NULL, NULL, &err), GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_tenant_limits_set(f->st, "tn_00000000000000000000", "gold", NULL, &err),
+        GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_tenant_limits_set(f->st, "../x", "gold", NULL, &err),
+                     GH_STORE_NOT_FOUND);
+    assert_int_equal(
+        gh_store_tenant_limits_get(f->st, "tn_00000000000000000000", plan, json, 64, &err),
+        GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_tenant_limits_get(f->st, a.id, plan, json, 0, &err),
+                     GH_STORE_INVALID);
+    /* At most GH_STORE_LIMITS_JSON_MAX bytes. */
+    size_t fill = GH_STORE_LIMITS_JSON_MAX - 8; /* {"k":"<fill>"} */
+    memcpy(big, "{\"k\":\"", 6);
+    memset(big + 6, 'x', fill + 1);
+    memcpy(big + 6 + fill + 1, "\"}", 3);
+    assert_int_equal(strlen(big), GH_STORE_LIMITS_JSON_MAX + 1);
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, NULL, big, &err), GH_STORE_INVALID);
+    assert_memory_equal(err.msg, "overrides:", 10);
+    assert_int_equal(version_of(f->st), v);
+    memcpy(big + 6 + fill, "\"}", 3);
+    assert_int_equal(strlen(big), GH_STORE_LIMITS_JSON_MAX);
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, NULL, big, &err), GH_OK);
+    assert_int_equal(
+        gh_store_tenant_limits_get(f->st, a.id, plan, json, GH_STORE_LIMITS_JSON_MAX + 1, &err),
+        GH_OK);
+    assert_string_equal(json, big);
+    /* A buffer too small is refused, not truncated. */
+    assert_int_equal(
+        gh_store_tenant_limits_get(f->st, a.id, plan, json, GH_STORE_LIMITS_JSON_MAX, &err),
+        GH_STORE_INVALID);
+    assert_string_equal(json, "");
+    assert_int_equal(gh_store_tenant_limits_set(f->st, a.id, NULL, "{\"rps\":10}", &err), GH_OK);
+
+    /* The walk: every tenant with its status, plan and overrides. */
+    tenant_new(f->st, "beta", &b);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &suspend, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_limits_load(f->st, limits_cb, &seen, &err), GH_OK);
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(seen.e[0].id, "system");
+    assert_string_equal(seen.e[0].json, "");
+    assert_string_equal(seen.e[1].id, a.id);
+    assert_int_equal(seen.e[1].status, GH_STORE_TENANT_ACTIVE);
+    assert_string_equal(seen.e[1].plan, "pro");
+    assert_string_equal(seen.e[1].json, "{\"rps\":10}");
+    assert_string_equal(seen.e[2].id, b.id);
+    assert_int_equal(seen.e[2].status, GH_STORE_TENANT_SUSPENDED);
+    assert_string_equal(seen.e[2].plan, "default");
+    assert_string_equal(seen.e[2].json, "");
+    memset(&seen, 0, sizeof(seen));
+    seen.stop_after = 1;
+    assert_int_equal(gh_store_tenant_limits_load(f->st, limits_cb, &seen, &err), GH_DECLINED);
+    assert_int_equal(seen.n, 1);
+    free(json);
+    free(big);
+}
+
+static void usage_init(struct gh_store_usage *u, const char *tenant_id, const char *period,
+                       uint64_t requests, uint64_t in, uint64_t out)
+{
+    memset(u, 0, sizeof(*u));
+    snprintf(u->tenant_id, sizeof(u->tenant_id), "%s", tenant_id);
+    snprintf(u->period, sizeof(u->period), "%s", period);
+    u->requests = requests;
+    u->request_bytes = in;
+    u->response_bytes = out;
+}
+
+static void assert_usage(const struct gh_store_usage *u, uint64_t requests, uint64_t in,
+                         uint64_t out)
+{
+    assert_int_equal(u->requests, requests);
+    assert_int_equal(u->request_bytes, in);
+    assert_int_equal(u->response_bytes, out);
+}
+
+struct usage_seen {
+    size_t n;
+    struct gh_store_usage e[8];
+};
+
+static int usage_cb(const struct gh_store_usage *u, void *arg)
+{
+    struct usage_seen *seen = arg;
+
+    if (seen->n == 8) return GH_ERROR;
+    seen->e[seen->n++] = *u;
+    return GH_OK;
+}
+
+static void test_usage(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_usage rows[3], got;
+    struct usage_seen seen = {0};
+    struct gh_err err = {0};
+    uint64_t v;
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+    v = version_of(f->st);
+
+    /* One batch: a day and a month of a, and a JWT tenant the store does not know. */
+    usage_init(&rows[0], a.id, "2026-11-22", 1, 100, 1000);
+    usage_init(&rows[1], a.id, "2026-11", 1, 100, 1000);
+    usage_init(&rows[2], "jwt-tenant-7", "2026-11-22", 2, 20, 200);
+    assert_int_equal(gh_store_usage_add(f->st, rows, 3, &err), GH_OK);
+    assert_usage(&rows[0], 1, 100, 1000);
+    assert_usage(&rows[2], 2, 20, 200);
+    assert_true(rows[0].updated_at > 0);
+    /* Across calls, and the same pair twice in one batch: each row gets the
+     * total after its own addition. */
+    usage_init(&rows[0], a.id, "2026-11-22", 2, 10, 10);
+    usage_init(&rows[1], a.id, "2026-11-22", 3, 5, 5);
+    assert_int_equal(gh_store_usage_add(f->st, rows, 2, &err), GH_OK);
+    assert_usage(&rows[0], 3, 110, 1010);
+    assert_usage(&rows[1], 6, 115, 1015);
+    assert_string_equal(rows[1].tenant_id, a.id);
+    assert_string_equal(rows[1].period, "2026-11-22");
+
+    /* Periods are separate; a period without a row reads as zero. */
+    assert_int_equal(gh_store_usage_get(f->st, a.id, "2026-11-22", &got, &err), GH_OK);
+    assert_usage(&got, 6, 115, 1015);
+    assert_string_equal(got.tenant_id, a.id);
+    assert_string_equal(got.period, "2026-11-22");
+    assert_true(got.updated_at > 0);
+    assert_int_equal(gh_store_usage_get(f->st, a.id, "2026-11", &got, &err), GH_OK);
+    assert_usage(&got, 1, 100, 1000);
+    assert_int_equal(gh_store_usage_get(f->st, a.id, "2026-11-23", &got, &err), GH_OK);
+    assert_usage(&got, 0, 0, 0);
+    assert_int_equal(got.updated_at, 0);
+    assert_string_equal(got.tenant_id, a.id);
+    assert_string_equal(got.period, "2026-11-23");
+    /* Tenant B sees none of A's usage. */
+    assert_int_equal(gh_store_usage_get(f->st, b.id, "2026-11-22", &got, &err), GH_OK);
+    assert_usage(&got, 0, 0, 0);
+    assert_int_equal(gh_store_usage_get(f->st, "jwt-tenant-7", "2026-11-22", &got, &err), GH_OK);
+    assert_usage(&got, 2, 20, 200);
+
+    /* A period's rows, by tenant id. */
+    assert_int_equal(gh_store_usage_load(f->st, "2026-11-22", usage_cb, &seen, &err), GH_OK);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.e[0].tenant_id, "jwt-tenant-7");
+    assert_usage(&seen.e[0], 2, 20, 200);
+    assert_string_equal(seen.e[1].tenant_id, a.id);
+    assert_string_equal(seen.e[1].period, "2026-11-22");
+    assert_usage(&seen.e[1], 6, 115, 1015);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(gh_store_usage_load(f->st, "2026-11", usage_cb, &seen, &err), GH_OK);
+    assert_int_equal(seen.n, 1);
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(gh_store_usage_load(f->st, "2025-01", usage_cb, &seen, &err), GH_OK);
+    assert_int_equal(seen.n, 0);
+
+    /* Totals saturate at INT64_MAX; a count above it is refused. */
+    usage_init(&rows[0], a.id, "2026-12", INT64_MAX, 0, 7);
+    assert_int_equal(gh_store_usage_add(f->st, rows, 1, &err), GH_OK);
+    usage_init(&rows[0], a.id, "2026-12", 5, INT64_MAX, 7);
+    assert_int_equal(gh_store_usage_add(f->st, rows, 1, &err), GH_OK);
+    assert_usage(&rows[0], INT64_MAX, INT64_MAX, 14);
+    usage_init(&rows[0], a.id, "2026-12", (uint64_t)INT64_MAX + 1, 0, 0);
+    assert_int_equal(gh_store_usage_add(f->st, rows, 1, &err), GH_STORE_INVALID);
+    assert_memory_equal(err.msg, "rows[0].counts", 14);
+
+    /* A batch with one bad row writes nothing and leaves the rows as they were. */
+    usage_init(&rows[0], a.id, "2026-11-22", 1, 1, 1);
+    usage_init(&rows[1], a.id, "2026-13", 1, 1, 1);
+    assert_int_equal(gh_store_usage_add(f->st, rows, 2, &err), GH_STORE_INVALID);
+    assert_memory_equal(err.msg, "rows[1].period", 14);
+    assert_usage(&rows[0], 1, 1, 1);
+    assert_int_equal(gh_store_usage_get(f->st, a.id, "2026-11-22", &got, &err), GH_OK);
+    assert_usage(&got, 6, 115, 1015);
+    assert_int_equal(gh_store_usage_add(f->st, rows, 0, &err), GH_OK);
+
+    /* Usage does not change who may pass. */
+    assert_int_equal(version_of(f->st), v);
+}
+
+/* Records an event of <tenant_id>; returns whether it was inserted. */
+static bool event_record(struct gh_store *st, const char *tenant_id, const char *period,
+                         const char *metric, uint32_t threshold, struct gh_store_limit_event *ev)
+{
+    struct gh_err err = {0};
+    bool inserted = false;
+
+    memset(ev, 0, sizeof(*ev));
+    snprintf(ev->tenant_id, sizeof(ev->tenant_id), "%s", tenant_id);
+    snprintf(ev->period, sizeof(ev->period), "%s", period);
+    snprintf(ev->metric, sizeof(ev->metric), "%s", metric);
+    ev->threshold = threshold;
+    ev->value = 10 * threshold;
+    ev->limit = 1000;
+    if (gh_store_limit_event_record(st, ev, &inserted, &err) != GH_OK)
+        fail_msg("limit_event_record: %s", err.msg);
+    return inserted;
+}
+
+static void test_limit_events(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_tenant a, b;
+    struct gh_store_limit_event ev, out[GH_STORE_LIST_MAX];
+    struct gh_err err = {0};
+    int64_t ids_a[5], ids_b[2], last = 0;
+    size_t count = 0, total = 0, pages = 0;
+    bool more = true;
+    uint64_t v;
+
+    tenant_new(f->st, "acme", &a);
+    tenant_new(f->st, "beta", &b);
+    v = version_of(f->st);
+
+    /* Once per (tenant, period, metric, threshold). */
+    assert_true(event_record(f->st, a.id, "2026-11-22", "requests_per_day", 80, &ev));
+    assert_true(ev.id > 0);
+    assert_true(ev.created_at > 0);
+    ids_a[0] = ev.id;
+    assert_false(event_record(f->st, a.id, "2026-11-22", "requests_per_day", 80, &ev));
+    assert_int_equal(ev.id, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM limit_events"), 1);
+    assert_true(event_record(f->st, b.id, "2026-11-22", "requests_per_day", 80, &ev));
+    ids_b[0] = ev.id;
+    assert_true(event_record(f->st, a.id, "2026-11-22", "requests_per_day", 100, &ev));
+    ids_a[1] = ev.id;
+    assert_true(event_record(f->st, a.id, "2026-11-23", "requests_per_day", 80, &ev));
+    ids_a[2] = ev.id;
+    assert_true(event_record(f->st, a.id, "2026-11", "bytes_per_month", 80, &ev));
+    ids_a[3] = ev.id;
+    assert_true(event_record(f->st, b.id, "2026-11", "bytes_per_month", 80, &ev));
+    ids_b[1] = ev.id;
+    assert_true(event_record(f->st, a.id, "2026-11", "requests_per_month", 80, &ev));
+    ids_a[4] = ev.id;
+    assert_true(ids_a[4] > ids_b[1] && ids_b[1] > ids_a[3]); /* increasing */
+    /* *inserted may be NULL. */
+    assert_int_equal(gh_store_limit_event_record(f->st, &ev, NULL, &err), GH_OK);
+
+    /* A's list, two per page, newest first: never one of B's. */
+    do {
+        assert_int_equal(gh_store_limit_events_list(f->st, a.id, last, 2, out, &count, &more, &err),
+                         GH_OK);
+        pages++;
+        for (size_t i = 0; i < count; i++) {
+            assert_string_equal(out[i].tenant_id, a.id);
+            assert_int_equal(out[i].id, ids_a[4 - total]);
+            total++;
+        }
+        if (count > 0) last = out[count - 1].id;
+    } while (more);
+    assert_int_equal(total, 5);
+    assert_int_equal(pages, 3);
+    /* The fields come back as recorded. */
+    assert_int_equal(gh_store_limit_events_list(f->st, a.id, 0, 1, out, &count, &more, &err),
+                     GH_OK);
+    assert_int_equal(count, 1);
+    assert_true(more);
+    assert_string_equal(out[0].period, "2026-11");
+    assert_string_equal(out[0].metric, "requests_per_month");
+    assert_int_equal(out[0].threshold, 80);
+    assert_int_equal(out[0].value, 800);
+    assert_int_equal(out[0].limit, 1000);
+    assert_true(out[0].created_at > 0);
+
+    assert_int_equal(gh_store_limit_events_list(f->st, b.id, 0, 10, out, &count, &more, &err),
+                     GH_OK);
+    assert_int_equal(count, 2);
+    assert_false(more);
+    assert_int_equal(out[0].id, ids_b[1]);
+    assert_int_equal(out[1].id, ids_b[0]);
+    assert_int_equal(gh_store_limit_events_list(f->st, "tn_00000000000000000000", 0, 10, out,
+                                                &count, &more, &err),
+                     GH_OK);
+    assert_int_equal(count, 0);
+    assert_false(more);
+    /* The operator's list has everyone's. */
+    assert_int_equal(
+        gh_store_limit_events_list(f->st, NULL, 0, GH_STORE_LIST_MAX, out, &count, &more, &err),
+        GH_OK);
+    assert_int_equal(count, 7);
+    assert_false(more);
+    for (size_t i = 1; i < count; i++)
+        assert_true(out[i].id < out[i - 1].id);
+    assert_int_equal(
+        gh_store_limit_events_list(f->st, NULL, ids_a[3], 10, out, &count, &more, &err), GH_OK);
+    assert_int_equal(count, 4);
+    assert_int_equal(out[0].id, ids_a[2]);
+    assert_int_equal(out[3].id, ids_a[0]);
+
+    /* Bad pages. */
+    assert_int_equal(gh_store_limit_events_list(f->st, a.id, 0, 0, out, &count, &more, &err),
+                     GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_limit_events_list(f->st, a.id, 0, GH_STORE_LIST_MAX + 1, out, &count, &more, &err),
+        GH_STORE_INVALID);
+    assert_int_equal(gh_store_limit_events_list(f->st, a.id, -1, 5, out, &count, &more, &err),
+                     GH_STORE_INVALID);
+    assert_int_equal(gh_store_limit_events_list(f->st, "", 0, 5, out, &count, &more, &err),
+                     GH_STORE_INVALID);
+    assert_int_equal(count, 0);
+
+    /* Events do not change who may pass. */
+    assert_int_equal(version_of(f->st), v);
+}
+
+/* Usage and limit-event input that must be refused with GH_STORE_INVALID,
+ * whichever call it reaches, and without writing anything. */
+static void test_validation_usage(void **state)
+{
+    static const char *const bad_periods[] = {
+        "",           "2026",       "2026-1",      "abcd-ef",    "2026-13",    "2026-00",
+        "2026/11",    "2026-11-",   "2026-11-1",   "2026-11-32", "2026-11-00", "2026-02-29",
+        "1900-02-29", "2026-04-31", "2026-11-22 ", "+026-11",    "2026-1a-01", "2026-11-2x",
+    };
+    static const char *const good_periods[] = {
+        "2026-11", "2026-01", "2026-12-31", "2024-02-29", "2000-02-29", "2026-11-22",
+    };
+    static const char *const bad_metrics[] = {
+        "", "Requests", "requests-per-day", "requests per day", "req1", "r\xc3\xa9q",
+    };
+    struct fixture *f = *state;
+    struct gh_store_usage u, got;
+    struct gh_store_limit_event ev;
+    struct usage_seen seen = {0};
+    struct gh_err err;
+    bool inserted = true;
+
+    for (size_t i = 0; i < sizeof(bad_periods) / sizeof(bad_periods[0]); i++) {
+        if (gh_store_valid_period(bad_periods[i])) fail_msg("period \"%s\" valid", bad_periods[i]);
+        assert_int_equal(gh_store_usage_get(f->st, "system", bad_periods[i], &got, &err),
+                         GH_STORE_INVALID);
+        assert_int_equal(gh_store_usage_load(f->st, bad_periods[i], usage_cb, &seen, &err),
+                         GH_STORE_INVALID);
+        if (strlen(bad_periods[i]) >= GH_STORE_PERIOD_SIZE) continue; /* would be cut to fit */
+        usage_init(&u, "system", bad_periods[i], 1, 1, 1);
+        assert_int_equal(gh_store_usage_add(f->st, &u, 1, &err), GH_STORE_INVALID);
+        assert_memory_equal(err.msg, "rows[0].period:", 15);
+        memset(&ev, 0, sizeof(ev));
+        snprintf(ev.tenant_id, sizeof(ev.tenant_id), "system");
+        snprintf(ev.period, sizeof(ev.period), "%s", bad_periods[i]);
+        snprintf(ev.metric, sizeof(ev.metric), "requests_per_day");
+        ev.threshold = 80;
+        assert_int_equal(gh_store_limit_event_record(f->st, &ev, &inserted, &err),
+                         GH_STORE_INVALID);
+        assert_memory_equal(err.msg, "period:", 7);
+        assert_false(inserted);
+    }
+    for (size_t i = 0; i < sizeof(good_periods) / sizeof(good_periods[0]); i++)
+        if (!gh_store_valid_period(good_periods[i]))
+            fail_msg("period \"%s\" refused", good_periods[i]);
+    assert_false(gh_store_valid_period(NULL));
+    /* An unterminated (overlong) period in a record. */
+    usage_init(&u, "system", "2026-11-22", 1, 1, 1);
+    memset(u.period, '1', sizeof(u.period));
+    assert_int_equal(gh_store_usage_add(f->st, &u, 1, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_usage_get(f->st, "system", "2026-11-221", &got, &err),
+                     GH_STORE_INVALID);
+
+    /* Tenant ids: empty, control characters, unterminated. */
+    usage_init(&u, "", "2026-11", 1, 1, 1);
+    assert_int_equal(gh_store_usage_add(f->st, &u, 1, &err), GH_STORE_INVALID);
+    assert_memory_equal(err.msg, "rows[0].tenant_id:", 18);
+    usage_init(&u, "a\nb", "2026-11", 1, 1, 1);
+    assert_int_equal(gh_store_usage_add(f->st, &u, 1, &err), GH_STORE_INVALID);
+    usage_init(&u, "x", "2026-11", 1, 1, 1);
+    memset(u.tenant_id, 'x', sizeof(u.tenant_id));
+    assert_int_equal(gh_store_usage_add(f->st, &u, 1, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_usage_get(f->st, "", "2026-11", &got, &err), GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_usage_get(f->st, "tn_abcdefghijABCDEFGHIJ0123456789", "2026-11", &got, &err),
+        GH_STORE_INVALID);
+
+    /* Limit events: metric, threshold, value, tenant. */
+    for (size_t i = 0; i < sizeof(bad_metrics) / sizeof(bad_metrics[0]) + 5; i++) {
+        memset(&ev, 0, sizeof(ev));
+        snprintf(ev.tenant_id, sizeof(ev.tenant_id), "system");
+        snprintf(ev.period, sizeof(ev.period), "2026-11-22");
+        snprintf(ev.metric, sizeof(ev.metric), "requests_per_day");
+        ev.threshold = 100;
+        const char *field = "metric:";
+        size_t nb = sizeof(bad_metrics) / sizeof(bad_metrics[0]);
+        if (i < nb) {
+            snprintf(ev.metric, sizeof(ev.metric), "%s", bad_metrics[i]);
+        } else if (i == nb) {
+            memset(ev.metric, 'm', sizeof(ev.metric)); /* 32 characters, no NUL */
+        } else if (i == nb + 1) {
+            ev.threshold = 0;
+            field = "threshold:";
+        } else if (i == nb + 2) {
+            ev.threshold = 1001;
+            field = "threshold:";
+        } else if (i == nb + 3) {
+            ev.limit = (uint64_t)INT64_MAX + 1;
+            field = "value:";
+        } else {
+            ev.tenant_id[0] = '\0';
+            field = "tenant_id:";
+        }
+        inserted = true;
+        memset(&err, 0, sizeof(err));
+        int rc = gh_store_limit_event_record(f->st, &ev, &inserted, &err);
+        if (rc != GH_STORE_INVALID) fail_msg("event case %zu: rc %d", i, rc);
+        if (strncmp(err.msg, field, strlen(field)) != 0)
+            fail_msg("event case %zu: message \"%s\" does not start with %s", i, err.msg, field);
+        assert_false(inserted);
+    }
+    /* The bounds themselves are accepted. */
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.tenant_id, sizeof(ev.tenant_id), "system");
+    snprintf(ev.period, sizeof(ev.period), "2026-11-22");
+    memset(ev.metric, 'm', sizeof(ev.metric) - 1);
+    ev.threshold = 1000;
+    ev.value = ev.limit = INT64_MAX;
+    assert_int_equal(gh_store_limit_event_record(f->st, &ev, &inserted, &err), GH_OK);
+    assert_true(inserted);
+    ev.threshold = 1;
+    assert_int_equal(gh_store_limit_event_record(f->st, &ev, &inserted, &err), GH_OK);
+    assert_true(inserted);
+
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM usage"), 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM limit_events"), 2);
+}
+
 /* ---- Concurrency ------------------------------------------------------------ */
 
 struct worker_arg {
@@ -1413,6 +2015,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waits_for_other_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signing_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_usage, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
