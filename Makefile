@@ -117,3 +117,12 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+
+# Micro-benchmark of the rate-limit table (src/limits), linked like the unit tests.
+.PHONY: bench-limits
+$(BUILD)/limits_bench: bench/limits_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-limits: $(BUILD)/limits_bench
+	$(BUILD)/limits_bench
