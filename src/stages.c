@@ -8,6 +8,7 @@
 #include "auth/tokens.h"
 #include "core/worker.h"
 #include "http/conn.h"
+#include "limits/limits.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
 
@@ -66,6 +67,16 @@ static enum gh_stage_result stage_auth(struct gh_req *r)
     }
 }
 
+/* limits: quotas, rate limits, bulkheads (per tenant / key / route). */
+static enum gh_stage_result stage_limits(struct gh_req *r)
+{
+    switch (gh_limits_stage(r)) {
+    case 1: return GH_STAGE_NEXT;
+    case 2: return GH_STAGE_SUSPEND;
+    default: return GH_STAGE_DONE;
+    }
+}
+
 /* proxy: the terminal handler for the data plane. */
 static enum gh_stage_result stage_proxy(struct gh_req *r)
 {
@@ -80,7 +91,7 @@ static enum gh_stage_result stage_admin(struct gh_req *r)
 
 static const struct gh_stage proxy_stages[] = {
     {"guard", stage_guard}, {"tokens", stage_tokens}, {"route", stage_route},
-    {"auth", stage_auth},   {"proxy", stage_proxy},
+    {"auth", stage_auth},   {"limits", stage_limits}, {"proxy", stage_proxy},
 };
 
 static const struct gh_stage admin_stages[] = {

@@ -20,6 +20,8 @@
 #include "core/runtime.h"
 #include "core/worker.h"
 #include "http/conn.h"
+#include "limits/policy.h"
+#include "limits/quota.h"
 
 #define MAX_SEGMENTS 8
 
@@ -522,6 +524,221 @@ static void h_token_revoke(struct call *c)
         json_pack("{s:s, s:I, s:b}", "jti", jti, "expires_at", (json_int_t)exp, "revoked", 1));
 }
 
+/* ---- limits, usage and limit events (issue 4) ---- */
+
+static json_t *quotas_json(const struct gh_config_quotas *q)
+{
+    json_t *o = json_object();
+    for (int m = 0; m < GH_QUOTA_NMETRICS; m++)
+        for (int p = 0; p < GH_QUOTA_NPERIODS; p++)
+            if (q->limit[m][p])
+                json_object_set_new(o, gh_quota_metric_name(m, p),
+                                    json_integer((json_int_t)q->limit[m][p]));
+    return o;
+}
+
+static void limits_reply(struct call *c, int status)
+{
+    struct gh_err err = {0};
+    char plan[GH_STORE_NAME_SIZE], json[GH_STORE_LIMITS_JSON_MAX + 1], why[200];
+    const struct gh_config_plan *cp;
+    struct gh_tenant_overrides ov;
+    struct gh_config_quotas q = {0};
+    uint32_t conc = 0;
+    json_t *doc, *rules;
+    int rc = gh_store_tenant_limits_get(c->st, c->tenant, plan, json, sizeof(json), &err);
+
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    cp = gh_config_plan_find(c->cfg, plan);
+    if (cp == NULL) cp = gh_config_plan_find(c->cfg, c->cfg->limits.default_plan);
+    if (gh_tenant_overrides_parse(json, &ov, why, sizeof(why)) != GH_OK) memset(&ov, 0, sizeof(ov));
+    if (cp) {
+        q = cp->quotas;
+        conc = cp->concurrency;
+    }
+    for (int m = 0; m < GH_QUOTA_NMETRICS; m++)
+        for (int p = 0; p < GH_QUOTA_NPERIODS; p++)
+            if (ov.quota_set[m][p]) q.limit[m][p] = ov.quotas.limit[m][p];
+    if (ov.has_concurrency) conc = ov.concurrency;
+    rules = json_array();
+    for (size_t i = 0; cp && i < cp->nrate_limits; i++) {
+        const struct gh_config_rate_limit *rl = &cp->rate_limits[i];
+        struct gh_config_rate rate = rl->rate;
+        uint32_t burst = rl->burst;
+        char text[48];
+        for (uint32_t k = 0; k < ov.nrules; k++)
+            if (strcmp(ov.rules[k].rule, rl->name) == 0) {
+                rate = ov.rules[k].rate;
+                burst = ov.rules[k].burst;
+            }
+        snprintf(text, sizeof(text), "%llu/%llums", (unsigned long long)rate.count,
+                 (unsigned long long)rate.period_ms);
+        json_array_append_new(rules,
+                              json_pack("{s:s, s:s, s:I, s:I, s:i}", "name", rl->name, "rate", text,
+                                        "count", (json_int_t)rate.count, "period_ms",
+                                        (json_int_t)rate.period_ms, "burst", (int)burst));
+    }
+    doc = json_pack("{s:s, s:s, s:s?, s:o, s:{s:o, s:i, s:o}}", "tenant_id", c->tenant, "plan",
+                    plan, "effective_plan", cp ? cp->name : NULL, "overrides",
+                    json[0] ? json_loads(json, 0, NULL) : json_null(), "effective", "quotas",
+                    quotas_json(&q), "concurrency", (int)conc, "rate_limits", rules);
+    reply_json(c, status, doc);
+}
+
+static void h_limits_get(struct call *c)
+{
+    limits_reply(c, 200);
+}
+
+/* PUT {"plan": "pro", "overrides": {...} | null}: operators set what a
+ * tenant may use. Unknown plans and malformed overrides are 422. */
+static void h_limits_put(struct call *c)
+{
+    static const char *const fields[] = {"plan", "overrides", NULL};
+    struct gh_err err = {0};
+    struct gh_tenant_overrides ov;
+    const char *plan;
+    json_t *o;
+    char *text = NULL, why[200];
+    int rc;
+
+    if (!only_fields(c, fields) || !str_field(c, "plan", &plan)) return;
+    if (plan && gh_config_plan_find(c->cfg, plan) == NULL) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "plan: no plan named \"%.64s\" in the configuration", plan);
+        reply_error(c, 422, "invalid_field", msg);
+        return;
+    }
+    o = c->body ? json_object_get(c->body, "overrides") : NULL;
+    if (o != NULL && !json_is_null(o)) {
+        if (!json_is_object(o)) {
+            reply_error(c, 400, "invalid_type", "overrides must be an object or null");
+            return;
+        }
+        text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text == NULL || strlen(text) > GH_STORE_LIMITS_JSON_MAX) {
+            free(text);
+            reply_error(c, 422, "invalid_field", "overrides: at most 4096 bytes of JSON");
+            return;
+        }
+        if (gh_tenant_overrides_parse(text, &ov, why, sizeof(why)) != GH_OK) {
+            free(text);
+            reply_error(c, 422, "invalid_field", why);
+            return;
+        }
+    }
+    rc = gh_store_tenant_limits_set(c->st, c->tenant, plan, o == NULL ? NULL : (text ? text : ""),
+                                    &err);
+    free(text);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    changed(c);
+    limits_reply(c, 200);
+}
+
+/* ?period=day|month|YYYY-MM-DD|YYYY-MM (default: today, UTC). */
+static void h_usage(struct call *c)
+{
+    struct gh_store_usage u;
+    struct gh_err err = {0};
+    char period[16];
+    int rc;
+
+    if (!query_value(c->r->head.query, "period", period, sizeof(period))) {
+        reply_error(c, 400, "invalid_query", "period must be day, month, YYYY-MM-DD or YYYY-MM");
+        return;
+    }
+    if (period[0] == '\0' || strcmp(period, "day") == 0)
+        gh_quota_period_name(GH_QUOTA_DAY, (int64_t)gh_wall_ms(), period);
+    else if (strcmp(period, "month") == 0)
+        gh_quota_period_name(GH_QUOTA_MONTH, (int64_t)gh_wall_ms(), period);
+    rc = gh_store_usage_get(c->st, c->tenant, period, &u, &err);
+    if (rc == GH_STORE_INVALID) {
+        reply_error(c, 400, "invalid_query", "period must be day, month, YYYY-MM-DD or YYYY-MM");
+        return;
+    }
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    reply_json(c, 200,
+               json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "tenant_id", c->tenant, "period", period,
+                         "requests", (json_int_t)u.requests, "request_bytes",
+                         (json_int_t)u.request_bytes, "response_bytes",
+                         (json_int_t)u.response_bytes, "updated_at", (json_int_t)u.updated_at));
+}
+
+static void events_list(struct call *c, const char *tenant)
+{
+    struct gh_store_limit_event out[GH_STORE_LIST_MAX];
+    struct gh_err err = {0};
+    char before[24], limit[16];
+    long long b = 0;
+    long n = 50;
+    size_t count = 0;
+    bool more = false;
+    json_t *items;
+    int rc;
+
+    if (!query_value(c->r->head.query, "before", before, sizeof(before)) ||
+        !query_value(c->r->head.query, "limit", limit, sizeof(limit))) {
+        reply_error(c, 400, "invalid_query", "before or limit is malformed");
+        return;
+    }
+    if (before[0]) {
+        char *end;
+        b = strtoll(before, &end, 10);
+        if (*end || b < 1) {
+            reply_error(c, 400, "invalid_query", "before must be an event id");
+            return;
+        }
+    }
+    if (limit[0]) {
+        char *end;
+        n = strtol(limit, &end, 10);
+        if (*end || n < 1 || n > GH_STORE_LIST_MAX) {
+            reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
+            return;
+        }
+    }
+    rc = gh_store_limit_events_list(c->st, tenant, (int64_t)b, (size_t)n, out, &count, &more, &err);
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return;
+    }
+    items = json_array();
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new(items,
+                              json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "id",
+                                        (json_int_t)out[i].id, "kind", "quota", "tenant_id",
+                                        out[i].tenant_id, "period", out[i].period, "metric",
+                                        out[i].metric, "threshold", (int)out[i].threshold, "value",
+                                        (json_int_t)out[i].value, "limit", (json_int_t)out[i].limit,
+                                        "created_at", (json_int_t)out[i].created_at));
+    {
+        json_t *doc = json_pack("{s:o}", "items", items);
+        /* The next page: events older than the last one here. */
+        if (more && count)
+            json_object_set_new(doc, "next_before", json_integer((json_int_t)out[count - 1].id));
+        reply_json(c, 200, doc);
+    }
+}
+
+static void h_tenant_events(struct call *c)
+{
+    events_list(c, c->tenant);
+}
+
+static void h_all_events(struct call *c)
+{
+    events_list(c, NULL);
+}
+
 static const struct endpoint endpoints[] = {
     {GH_HTTP_GET, "v1/whoami", ACCESS_ADMIN, h_whoami},
     {GH_HTTP_POST, "v1/tenants", ACCESS_OPERATOR, h_tenant_create},
@@ -536,6 +753,11 @@ static const struct endpoint endpoints[] = {
     {GH_HTTP_POST, "v1/tenants/{t}/keys/{k}/rotate", ACCESS_TENANT, h_key_rotate},
     {GH_HTTP_POST, "v1/tenants/{t}/keys/{k}/revoke", ACCESS_TENANT, h_key_revoke},
     {GH_HTTP_POST, "v1/tokens/revoke", ACCESS_OPERATOR, h_token_revoke},
+    {GH_HTTP_GET, "v1/tenants/{t}/limits", ACCESS_TENANT, h_limits_get},
+    {GH_HTTP_PUT, "v1/tenants/{t}/limits", ACCESS_OPERATOR, h_limits_put},
+    {GH_HTTP_GET, "v1/tenants/{t}/usage", ACCESS_TENANT, h_usage},
+    {GH_HTTP_GET, "v1/tenants/{t}/limit-events", ACCESS_TENANT, h_tenant_events},
+    {GH_HTTP_GET, "v1/limit-events", ACCESS_OPERATOR, h_all_events},
 };
 
 /* Splits the path into segments; false when there are too many. */

@@ -14,6 +14,7 @@
 
 struct builder {
     struct gh_keydir *d;
+    size_t cap_tenants;
     size_t cap_entries;
     size_t cap_jtis;
     int oom;
@@ -156,6 +157,60 @@ struct gh_keydir *gh_keydir_empty(void)
     return d;
 }
 
+/* Overrides were validated by the admin API; a row that no longer parses
+ * (written by a newer version?) is logged and ignored, not fatal. */
+static int add_tenant(const char *id, enum gh_store_tenant_status status, const char *plan,
+                      const char *overrides, void *arg)
+{
+    struct builder *b = arg;
+    struct gh_keydir_tenant *t;
+    char why[200];
+    (void)status;
+
+    if (b->d->ntenants == b->cap_tenants) {
+        size_t cap = b->cap_tenants ? b->cap_tenants * 2 : 64;
+        struct gh_keydir_tenant *n = realloc(b->d->tenants, cap * sizeof(*n));
+        if (n == NULL) {
+            b->oom = 1;
+            return GH_ERROR;
+        }
+        b->d->tenants = n;
+        b->cap_tenants = cap;
+    }
+    t = &b->d->tenants[b->d->ntenants++];
+    memset(t, 0, sizeof(*t));
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    snprintf(t->plan, sizeof(t->plan), "%s", plan);
+    if (overrides[0] != '\0') {
+        if (gh_tenant_overrides_parse(overrides, &t->overrides, why, sizeof(why)) == GH_OK)
+            t->has_overrides = true;
+        else
+            gh_log_warn("tenant %s: limit overrides ignored: %s", id, why);
+    }
+    return GH_OK;
+}
+
+static int cmp_tenant(const void *a, const void *b)
+{
+    return strcmp(((const struct gh_keydir_tenant *)a)->id,
+                  ((const struct gh_keydir_tenant *)b)->id);
+}
+
+const struct gh_keydir_tenant *gh_keydir_tenant(const struct gh_keydir *d, const char *id)
+{
+    size_t lo = 0, hi = d->ntenants;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(id, d->tenants[mid].id);
+        if (c == 0) return &d->tenants[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
 struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err)
 {
     struct builder b = {0};
@@ -169,6 +224,8 @@ struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err)
     atomic_init(&b.d->refs, 1);
     if (gh_store_key_directory_load(st, add_key, &b, &v1, err) != GH_OK) goto fail;
     if (gh_store_revoked_tokens_load(st, gh_wall_ms(), add_jti, &b, &v2, err) != GH_OK) goto fail;
+    if (gh_store_tenant_limits_load(st, add_tenant, &b, err) != GH_OK) goto fail;
+    if (b.d->ntenants) qsort(b.d->tenants, b.d->ntenants, sizeof(*b.d->tenants), cmp_tenant);
     b.d->own_keys = gh_jwks_new();
     if (b.d->own_keys == NULL ||
         gh_store_signing_keys_load(st, (int64_t)gh_wall_ms(), add_signing, &b, err) != GH_OK)
@@ -218,6 +275,7 @@ void gh_keydir_unref(struct gh_keydir *d)
     free(d->entries);
     free(d->slots);
     free(d->jtis);
+    free(d->tenants);
     gh_jwt_signer_free(d->signer);
     if (d->own_keys) gh_jwks_release(d->own_keys);
     free(d->own_keys_json);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/str.h"
+#include "limits/policy.h"
 #include "store/store.h"
 
 struct gh_jwt_signer;
@@ -32,6 +33,14 @@ struct gh_keydir_entry {
     uint16_t id_len, tenant_len, roles_len, scopes_len; /* the hot path copies, not formats */
 };
 
+/* A tenant's plan and limit overrides (issue 4), sorted by id. */
+struct gh_keydir_tenant {
+    char id[GH_STORE_TENANT_ID_SIZE];
+    char plan[GH_STORE_NAME_SIZE];
+    bool has_overrides;
+    struct gh_tenant_overrides overrides;
+};
+
 struct gh_keydir {
     _Atomic int refs;
     uint64_t version; /* the store's change counter it was built from */
@@ -41,10 +50,12 @@ struct gh_keydir {
     char (*jtis)[GH_STORE_JTI_SIZE]; /* revoked token ids, sorted */
     size_t njtis;
     /* The gateway's own token keys (from the store's signing_keys). */
-    struct gh_jwt_signer *signer; /* the newest key: signs; NULL before the first */
-    int64_t signer_created_at;    /* unix ms; 0 without a signer */
-    struct gh_jwks *own_keys;     /* every published key: verifies (never NULL) */
-    char *own_keys_json;          /* /.well-known/jwks.json body */
+    struct gh_jwt_signer *signer;     /* the newest key: signs; NULL before the first */
+    int64_t signer_created_at;        /* unix ms; 0 without a signer */
+    struct gh_jwks *own_keys;         /* every published key: verifies (never NULL) */
+    char *own_keys_json;              /* /.well-known/jwks.json body */
+    struct gh_keydir_tenant *tenants; /* sorted by id */
+    size_t ntenants;
     size_t own_keys_json_len;
 };
 
@@ -55,6 +66,9 @@ struct gh_keydir *gh_keydir_empty(void);
 
 const struct gh_keydir_entry *gh_keydir_find(const struct gh_keydir *d, gh_str key_id);
 bool gh_keydir_jti_revoked(const struct gh_keydir *d, gh_str jti);
+/* The tenant <id> (plan and overrides), or NULL (e.g. a JWT tenant the store
+ * does not know: it gets limits.default_plan). */
+const struct gh_keydir_tenant *gh_keydir_tenant(const struct gh_keydir *d, const char *id);
 
 static inline void gh_keydir_ref(struct gh_keydir *d, int n)
 {

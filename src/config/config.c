@@ -1075,7 +1075,8 @@ static int finish_rate_limit(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 
     if (node == NULL) return GH_OK; /* `rate_limit` absent from a route */
     if (rl->rate.count == 0) return fail(ctx, node, "a rate limit needs `rate` (e.g. \"100/s\")");
-    if (rl->burst == 0) rl->burst = rl->rate.count > UINT32_MAX ? UINT32_MAX : (uint32_t)rl->rate.count;
+    if (rl->burst == 0)
+        rl->burst = rl->rate.count > UINT32_MAX ? UINT32_MAX : (uint32_t)rl->rate.count;
     rl->fallback = fallback_of(rl->on_redis_error);
     if (rl->nper == 0) {
         rl->by[0] = GH_LIMIT_BY_TENANT;
@@ -1321,10 +1322,9 @@ static const struct cfg_key rate_limit_keys[] = {
     KEY("on_redis_error", t_string, RL, on_redis_error, .choices = fallback_names),
 };
 #undef RL
-static const struct cfg_map rate_limit_map = {MAP_OF(rate_limit_keys),
-                                              .size = sizeof(struct gh_config_rate_limit),
-                                              POS_AT(struct gh_config_rate_limit),
-                                              .finish = finish_rate_limit};
+static const struct cfg_map rate_limit_map = {
+    MAP_OF(rate_limit_keys), .size = sizeof(struct gh_config_rate_limit),
+    POS_AT(struct gh_config_rate_limit), .finish = finish_rate_limit};
 
 #define CC struct gh_config_concurrency
 static const struct cfg_key concurrency_keys[] = {
@@ -1338,7 +1338,8 @@ static int finish_concurrency(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 {
     struct gh_config_concurrency *c = obj;
     (void)ctx;
-    if (node == NULL || map_get(ctx, node, "queue_timeout") == NULL) c->queue_timeout_ms = UINT32_MAX;
+    if (node == NULL || map_get(ctx, node, "queue_timeout") == NULL)
+        c->queue_timeout_ms = UINT32_MAX;
     return GH_OK;
 }
 static const struct cfg_map concurrency_map = {MAP_OF(concurrency_keys),
@@ -1408,12 +1409,12 @@ static const struct cfg_map limits_map = {MAP_OF(limits_keys), .finish = finish_
 #define QK(n, m, p)                                                                                \
     {                                                                                              \
         .name = (n), .type = &t_u64,                                                               \
-        .off = offsetof(struct gh_config_quotas, limit) + ((m)*GH_QUOTA_NPERIODS + (p)) * 8,        \
+        .off = offsetof(struct gh_config_quotas, limit) + ((m)*GH_QUOTA_NPERIODS + (p)) * 8,       \
     }
 #define QB(n, m, p)                                                                                \
     {                                                                                              \
         .name = (n), .type = &t_size64,                                                            \
-        .off = offsetof(struct gh_config_quotas, limit) + ((m)*GH_QUOTA_NPERIODS + (p)) * 8,        \
+        .off = offsetof(struct gh_config_quotas, limit) + ((m)*GH_QUOTA_NPERIODS + (p)) * 8,       \
     }
 static const struct cfg_key quotas_keys[] = {
     QK("requests_per_day", GH_QUOTA_REQUESTS, GH_QUOTA_DAY),

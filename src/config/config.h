@@ -132,9 +132,9 @@ struct gh_config_rate {
 
 /* One rate-limit rule: a plan's or a route's. */
 struct gh_config_rate_limit {
-    char *name;  /* default "<plan>.<n>" or "route:<route name>[.<n>]" */
-    char **per;  /* as written: tenant, key, subject, route, ip, header:<Name> */
-    size_t nper; /* default [tenant] */
+    char *name;                   /* default "<plan>.<n>" or "route:<route name>[.<n>]" */
+    char **per;                   /* as written: tenant, key, subject, route, ip, header:<Name> */
+    size_t nper;                  /* default [tenant] */
     uint8_t by[GH_LIMIT_MAX_PER]; /* enum gh_limit_by, from <per> */
     const char *header;           /* a `header:<Name>` descriptor's name (points into <per>) */
     struct gh_config_rate rate;
@@ -182,9 +182,9 @@ struct gh_config_route {
     size_t nscopes;
     char **roles; /* any one required */
     size_t nroles;
-    char *api_key_header;  /* NULL: auth.api_key_header */
-    char *query_key_param; /* NULL: a key in the query string is refused */
-    struct gh_config_rate_limit rate_limit; /* `rate_limit`: used when rate.count > 0 */
+    char *api_key_header;                     /* NULL: auth.api_key_header */
+    char *query_key_param;                    /* NULL: a key in the query string is refused */
+    struct gh_config_rate_limit rate_limit;   /* `rate_limit`: used when rate.count > 0 */
     struct gh_config_rate_limit *rate_limits; /* `rate_limits`: more rules */
     size_t nrate_limits;
     struct gh_config_concurrency concurrency;
@@ -206,15 +206,15 @@ struct gh_config_limits {
     uint32_t max_connections;    /* client connections per worker, default 100000 */
 
     /* Rate limits, quotas and bulkheads (issue 4). */
-    char *backend;                /* "local" (default) | "redis" */
-    bool redis_backend;           /* backend == "redis" */
-    char *on_redis_error;         /* "local" (default) | "allow" | "deny" */
+    char *backend;        /* "local" (default) | "redis" */
+    bool redis_backend;   /* backend == "redis" */
+    char *on_redis_error; /* "local" (default) | "allow" | "deny" */
     enum gh_redis_fallback fallback;
-    uint32_t nodes;               /* gateway nodes sharing Redis: the local share is 1/nodes */
-    uint32_t max_keys;            /* rate-limit keys kept in memory, default 1M */
-    char *default_plan;           /* NULL: tenants without a plan have no plan limits */
-    uint32_t queue_timeout_ms;    /* bulkhead queue wait, default 0 = answer 503 at once */
-    uint32_t quota_flush_ms;      /* usage counters to the store, default 1s */
+    uint32_t nodes;            /* gateway nodes sharing Redis: the local share is 1/nodes */
+    uint32_t max_keys;         /* rate-limit keys kept in memory, default 1M */
+    char *default_plan;        /* NULL: tenants without a plan have no plan limits */
+    uint32_t queue_timeout_ms; /* bulkhead queue wait, default 0 = answer 503 at once */
+    uint32_t quota_flush_ms;   /* usage counters to the store, default 1s */
 };
 
 /* `redis:` (issue 4: the shared rate limiter). */
@@ -222,7 +222,7 @@ struct gh_config_redis {
     bool enabled; /* the block is present */
     char *url;    /* redis://[user[:password]@]host:port[/db] or rediss:// (TLS) */
     char *username;
-    char *password; /* resolved secret; the URL's, when given there */
+    char *password;              /* resolved secret; the URL's, when given there */
     uint32_t timeout_ms;         /* per command, default 5ms */
     uint32_t connect_timeout_ms; /* default 200ms */
     char *key_prefix;            /* default "gh:" */

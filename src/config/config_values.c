@@ -241,9 +241,9 @@ int gh_config_parse_rate(const char *s, struct gh_config_rate *out)
         const char *unit;
         uint64_t ms;
     } units[] = {
-        {"ms", 1},          {"s", 1000},         {"sec", 1000},          {"second", 1000},
-        {"m", 60000},       {"min", 60000},      {"minute", 60000},      {"h", 3600000},
-        {"hour", 3600000},  {"d", 86400000},     {"day", 86400000},
+        {"ms", 1},         {"s", 1000},     {"sec", 1000},     {"second", 1000},
+        {"m", 60000},      {"min", 60000},  {"minute", 60000}, {"h", 3600000},
+        {"hour", 3600000}, {"d", 86400000}, {"day", 86400000},
     };
     uint64_t count, mult = 1;
     int n, m;

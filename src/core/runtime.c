@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "auth/service.h"
+#include "limits/limits.h"
 #include "core/clock.h"
 #include "store/store.h"
 #include "core/log.h"
@@ -87,6 +88,11 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
                     old->workers, cfg->workers);
     if (strcmp(old->store.sqlite, cfg->store.sqlite) != 0)
         gh_log_warn("reload: store.sqlite changed; takes effect at the next restart");
+    if (old->limits.redis_backend != cfg->limits.redis_backend ||
+        old->redis.enabled != cfg->redis.enabled ||
+        (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
+        gh_log_warn("reload: limits.backend or redis changed; the Redis connections change at the "
+                    "next restart");
     if (old->admin.enabled != cfg->admin.enabled ||
         strcmp(old->admin.addr.text, cfg->admin.addr.text) != 0)
         gh_log_warn("reload: the admin address changed; takes effect at the next restart");
@@ -201,6 +207,8 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->auth = gh_auth_service_start(rt->store, rt->snap->cfg->auth.verify_threads, &tp,
                                      publish_keydir, rt, err);
     if (rt->auth == NULL) return GH_ERROR;
+    rt->limits = gh_limits_service_new(rt->snap->cfg, rt->store, err);
+    if (rt->limits == NULL) return GH_ERROR;
 
     rt->nworkers = rt->snap->cfg->workers;
     rt->workers = calloc((size_t)rt->nworkers, sizeof(*rt->workers));
@@ -237,6 +245,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (started != rt->nworkers) return gh_err_set(err, NULL, 0, 0, "cannot start worker threads");
     if (auth_rc != GH_OK) return GH_ERROR;
+    if (gh_limits_service_start(rt->limits, err) != GH_OK) return GH_ERROR;
 
     atomic_store(&rt->ready, true);
     for (size_t i = 0; i < rt->snap->cfg->nlistens; i++)
@@ -268,6 +277,10 @@ void gh_runtime_release(struct gh_runtime *rt)
     gh_worker_release(&rt->admin);
     free(rt->workers);
     rt->workers = NULL;
+    /* After the workers (they hold slots in its tables), before the store
+     * (its last flush writes there). */
+    gh_limits_service_free(rt->limits);
+    rt->limits = NULL;
     if (rt->store) gh_store_close(rt->store);
     rt->store = NULL;
     gh_accesslog_close(rt->alog);

@@ -29,9 +29,10 @@ struct gh_runtime {
     struct gh_worker admin;
     bool admin_running;
     struct gh_accesslog *alog;
-    struct gh_store *store;       /* opened and migrated at start */
-    struct gh_auth_service *auth; /* key directory refresh, Argon2, last_used */
-    _Atomic bool ready;           /* listeners up, config loaded, not draining */
+    struct gh_store *store;           /* opened and migrated at start */
+    struct gh_auth_service *auth;     /* key directory refresh, Argon2, last_used */
+    struct gh_limits_service *limits; /* rate-limit tables, quotas and their flusher */
+    _Atomic bool ready;               /* listeners up, config loaded, not draining */
     _Atomic int running_workers;
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_failed;

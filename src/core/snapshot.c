@@ -1,5 +1,6 @@
 /* Snapshot construction and release. */
 #include "core/snapshot.h"
+#include "limits/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@ static void snapshot_free(struct gh_snapshot *s)
     gh_jwks_source_free(s->jwks);
     gh_jwt_verifier_free(s->jwt);
     gh_jwt_verifier_free(s->own_jwt);
+    gh_limits_policy_free(s->limits);
     free(s->listen_tls);
     free(s->upstream_tls);
     gh_router_free(s->router);
@@ -124,6 +126,8 @@ struct gh_snapshot *gh_snapshot_new(struct gh_config *cfg, uint64_t generation, 
         }
         goto fail;
     }
+    s->limits = gh_limits_policy_new(cfg, err);
+    if (s->limits == NULL) goto fail;
     s->http_limits.max_request_line = cfg->limits.max_request_line;
     s->http_limits.max_header_bytes = cfg->limits.max_header_bytes;
     s->http_limits.max_headers = cfg->limits.max_headers;

@@ -20,6 +20,7 @@ struct gh_router;
 struct gh_tls_server;
 struct gh_jwt_verifier;
 struct gh_jwks_source;
+struct gh_limits_policy;
 
 struct gh_snapshot {
     _Atomic int refs;
@@ -32,6 +33,7 @@ struct gh_snapshot {
     struct gh_jwt_verifier *jwt;     /* auth.jwt policy; NULL without auth.jwt */
     struct gh_jwks_source *jwks;     /* its keys, refreshed by the source's thread */
     struct gh_jwt_verifier *own_jwt; /* the gateway's own tokens (auth.tokens); never NULL */
+    struct gh_limits_policy *limits; /* plans and route rules, compiled */
     char config_hash[17];            /* first 8 bytes of the config SHA-256, hex */
 };
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/authn.h"
+#include "limits/limits.h"
 #include "auth/keydir.h"
 #include "auth/service.h"
 #include "core/clock.h"
@@ -118,6 +119,7 @@ struct gh_req *gh_worker_req_get(struct gh_worker *w)
 void gh_worker_req_put(struct gh_worker *w, struct gh_req *r)
 {
     gh_authn_cancel(r);
+    gh_limits_request_end(w, r);
     free(r->body_copy);
     r->body_copy = NULL;
     if (w->nfree_reqs >= FREE_REQS_MAX) {
@@ -292,6 +294,10 @@ int gh_worker_init(struct gh_worker *w, struct gh_runtime *rt, int id, bool is_a
         w->keydir == NULL)
         return gh_err_set(err, NULL, 0, 0, "out of memory");
     if (rt->alog && !is_admin) w->alog = gh_accesslog_buf_new(rt->alog);
+    if (rt->limits && !is_admin) {
+        w->limits = gh_limits_worker_new(w, rt->limits, snap->cfg);
+        if (w->limits == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    }
     gh_snapshot_ref(snap, 1);
     adopt(w, snap);
     if (w->cur == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
@@ -376,6 +382,8 @@ void gh_worker_release(struct gh_worker *w)
     w->keydir = NULL;
     gh_authn_worker_free(w->authn);
     w->authn = NULL;
+    gh_limits_worker_free(w->limits);
+    w->limits = NULL;
     pthread_mutex_destroy(&w->verify_mu);
     if (w->notify_ev) event_free(w->notify_ev);
     if (w->tick_ev) event_free(w->tick_ev);

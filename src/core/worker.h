@@ -24,6 +24,7 @@ struct gh_upstream_rt;
 struct gh_accesslog_buf;
 struct gh_keydir;
 struct gh_authn_worker;
+struct gh_limits_worker;
 struct gh_verify_job;
 
 struct gh_listener {
@@ -79,7 +80,8 @@ struct gh_worker {
     struct gh_accesslog_buf *alog;
     struct gh_keydir *keydir; /* never NULL once started */
     struct gh_authn_worker *authn;
-    uint64_t id_prefix; /* request ids: random prefix + counter */
+    struct gh_limits_worker *limits; /* NULL for the admin worker */
+    uint64_t id_prefix;              /* request ids: random prefix + counter */
     uint64_t id_counter;
     bool draining;
     uint64_t drain_deadline_ns;

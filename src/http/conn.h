@@ -23,6 +23,7 @@
 #include "core/snapshot.h"
 #include "http/parser.h"
 #include "http/sock.h"
+#include "limits/policy.h"
 
 struct gh_worker;
 struct gh_listener;
@@ -121,8 +122,25 @@ struct gh_req {
     int8_t verify_result;                     /* 0 none yet, 1 verified, -1 refused */
     uint8_t stage_index;                      /* where the pipeline resumes */
 
+    /* Limits (src/limits/limits.c). */
+    uint64_t lim_held[3];               /* bulkhead slots taken (keys) */
+    uint64_t lim_deadline;              /* monotonic ns: the bulkhead queue wait ends */
+    struct gh_req *lim_next, *lim_prev; /* the worker's bulkhead queue */
+    int64_t lim_reply[5];               /* the Redis script's answer */
+    uint32_t lim_redis_handle;
+    uint8_t lim_nheld;
+    uint8_t lim_step;    /* where the limits stage resumes */
+    uint8_t lim_nrules;  /* entries of lim_rules in use */
+    bool lim_counted;    /* admitted (counted) by the quota table */
+    bool lim_redis_out;  /* an EVALSHA is out */
+    bool lim_queued;     /* in the bulkhead queue */
+    int8_t lim_redis;    /* 1: lim_reply holds Redis's answer; -1: Redis was unavailable */
+    uint16_t rl_hdr_len; /* bytes of rl_hdr for the response head */
+
     struct gh_req *next_free;
     struct gh_principal principal;
+    struct gh_limit_applied lim_rules[GH_LIMITS_MAX_RULES];
+    char rl_hdr[384]; /* RateLimit-Policy and RateLimit lines */
     struct gh_http_header headers[GH_HTTP_MAX_HEADERS];
     struct gh_http_header resp_headers[GH_HTTP_MAX_HEADERS];
 };

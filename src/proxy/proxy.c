@@ -521,7 +521,7 @@ static int build_response_head(struct gh_req *r, bool interim)
     struct gh_conn *c = r->conn;
     const struct gh_http_response *resp = &r->resp;
     bool has_connection = false, has_request_id = false;
-    size_t need = resp->head_len + 256 + r->id_len;
+    size_t need = resp->head_len + 256 + r->id_len + r->rl_hdr_len;
     char status[64];
     int sn;
 
@@ -559,6 +559,7 @@ static int build_response_head(struct gh_req *r, bool interim)
             put(&c->out, r->id, r->id_len);
             PUT_LIT(&c->out, "\r\n");
         }
+        if (r->rl_hdr_len) put(&c->out, r->rl_hdr, r->rl_hdr_len); /* the limits stage's */
         if (r->resp_chunk_out) PUT_LIT(&c->out, "Transfer-Encoding: chunked\r\n");
         if (c->want_close)
             PUT_LIT(&c->out, "Connection: close\r\n");

@@ -299,6 +299,11 @@ ISOLATION_CASES = {
     ("POST", "/v1/tenants/{t}/keys/{k}/rotate"): ("TENANT", {"grace_period_seconds": 0}),
     ("POST", "/v1/tenants/{t}/keys/{k}/revoke"): ("TENANT", None),
     ("POST", "/v1/tokens/revoke"): ("OPERATOR", {"jti": "isolation-test-jti"}),
+    ("GET", "/v1/tenants/{t}/limits"): ("TENANT", None),
+    ("PUT", "/v1/tenants/{t}/limits"): ("OPERATOR", {"overrides": {"concurrency": 1}}),
+    ("GET", "/v1/tenants/{t}/usage"): ("TENANT", None),
+    ("GET", "/v1/tenants/{t}/limit-events"): ("TENANT", None),
+    ("GET", "/v1/limit-events"): ("OPERATOR", None),
 }
 
 
