@@ -109,6 +109,9 @@ int gh_cmd_demo(int argc, char **argv)
         "  curl -i -H \"Authorization: Bearer $KEY\" http://%s/orders   # 200, with "
         "Gatehouse-Tenant etc. upstream\n"
         "  curl -i -H \"X-API-Key: $KEY\" http://%s/orders/42\n"
+        "  for i in $(seq 12); do curl -s -o /dev/null -w '%%{http_code} ' -H \"X-API-Key: $KEY\" "
+        "http://%s/orders; done; echo\n"
+        "                                                  # 5/s, burst 10 per tenant: then 429\n"
         "  curl -i http://%s/status/503                    # upstream status passes through\n"
         "  curl -i -X POST --data-binary @README.md http://%s/upload\n"
         "  printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1\\r\\nTransfer-Encoding: "
@@ -117,7 +120,7 @@ int gh_cmd_demo(int argc, char **argv)
         "  curl -s http://%s/readyz\n\n"
         "Access log lines (JSON) follow below. Ctrl-C stops.\n\n",
         listen, port, rt.snap->cfg->admin.addr.text, dir, key, listen, listen, listen, listen,
-        listen, listen, nc_target, rt.snap->cfg->admin.addr.text);
+        listen, listen, listen, nc_target, rt.snap->cfg->admin.addr.text);
     gh_apikey_wipe(key, sizeof(key));
     fflush(stdout);
     rc = gh_runtime_run(&rt);

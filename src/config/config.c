@@ -2048,6 +2048,16 @@ int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config 
     cfg->routes[1].auth_mode = GH_ROUTE_AUTH_API_KEY;
     if ((cfg->routes[1].scopes[0] = strdup("orders:read")) == NULL) goto nomem;
     cfg->routes[1].nscopes = 1;
+    /* ... and a rate limit per tenant, 5/s with a burst of 10, to show 429s. */
+    {
+        struct gh_config_rate_limit *rl = &cfg->routes[1].rate_limit;
+        if ((rl->name = strdup("orders-per-tenant")) == NULL) goto nomem;
+        rl->by[0] = GH_LIMIT_BY_TENANT;
+        rl->rate.count = 5;
+        rl->rate.period_ms = 1000;
+        rl->burst = 10;
+        rl->fallback = GH_FALLBACK_INHERIT;
+    }
     if (check_listens(&ctx, NULL, cfg) != GH_OK) goto fail; /* e.g. listen == admin.address */
 
     /* A hash of what defines the demo, so metrics can tell two apart. */
