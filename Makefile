@@ -3,7 +3,8 @@
 #   make test       unit tests (cmocka), integration tests (pytest), 20 s of fuzzing
 #   make asan       the unit and integration tests on an ASan+UBSan build
 #   make demo       run the gateway on its embedded default in front of a demo upstream
-#   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md)
+#   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
+#                   bench-limits and bench-redis (rate-limit decisions per second)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -40,6 +41,7 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LIB := src/http/parser.c src/http/chunked.c src/core/err.c
 # Libraries a harness needs beyond FUZZ_LIB, by harness name.
 FUZZ_LIBS_fuzz_jwt := -lcrypto -ljansson
+FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.c -ljansson
 
 .PHONY: all test unit integration asan demo bench fuzz fuzz-smoke install clean deps format
 
@@ -104,8 +106,10 @@ fuzz: $(FUZZ_BIN)
 demo: $(BUILD)/gatehouse
 	$(BUILD)/gatehouse demo
 
-bench: $(BUILD)/gatehouse
+# bench/run.sh (the proxies), then the rate-limit micro-benchmarks below.
+bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench
 	bench/run.sh
+	$(MAKE) --no-print-directory bench-limits bench-redis
 
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
@@ -126,3 +130,19 @@ $(BUILD)/limits_bench: bench/limits_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
 
 bench-limits: $(BUILD)/limits_bench
 	$(BUILD)/limits_bench
+
+# Redis-backed decisions for one node: the gateway's Redis client and GCRA
+# script against a redis-server it starts (bench/redis_decisions_bench.c).
+# The script is a copy of the one in src/limits/limits.c: checked first.
+.PHONY: bench-redis
+$(BUILD)/redis_decisions_bench: bench/redis_decisions_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+GCRA_SCRIPT_OF = sed -n '/^static const char gcra_script\[\] =/,/;$$/p' $(1)
+bench-redis: $(BUILD)/redis_decisions_bench
+	@$(call GCRA_SCRIPT_OF,src/limits/limits.c) >$(BUILD)/gcra_script.src
+	@$(call GCRA_SCRIPT_OF,bench/redis_decisions_bench.c) >$(BUILD)/gcra_script.bench
+	@test -s $(BUILD)/gcra_script.src && cmp -s $(BUILD)/gcra_script.src $(BUILD)/gcra_script.bench || \
+	  { echo "bench-redis: gcra_script in bench/redis_decisions_bench.c differs from src/limits/limits.c"; exit 1; }
+	$(BUILD)/redis_decisions_bench $(REDIS_BENCH_ARGS)

@@ -35,7 +35,11 @@ RESULTS=${RESULTS:-$HERE/RESULTS.md}
 # wrk wants a unit; accept a bare number of seconds.
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION=${DURATION}s
 [[ $WARMUP =~ ^[0-9]+$ ]] && WARMUP=${WARMUP}s
-TARGETS=(direct nginx haproxy gatehouse gh_apikey)  # gh_apikey: gatehouse, a route with API-key auth (cached key)
+# gh_apikey: gatehouse, a route with API-key auth (cached key; authenticated
+# requests also go through quota accounting); gh_ratelimit: the same gatehouse,
+# a route with API-key auth and a local rate limit per tenant that never denies
+# (a GCRA decision in the local table on every request, on top of gh_apikey).
+TARGETS=(direct nginx haproxy gatehouse gh_apikey gh_ratelimit)
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -274,6 +278,10 @@ routes:
   - path: /auth
     upstream: app
     auth: api_key
+  - path: /rl
+    upstream: app
+    auth: api_key
+    rate_limit: {per: [tenant], rate: 100000000/s, burst: 100000000}
 store:
   sqlite: $d/gatehouse.db
 limits:
@@ -299,6 +307,11 @@ EOF
   cached=$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $GH_KEY" "http://127.0.0.1:$GH_PORT/auth/")
   echo "$profile $first $cached" >>"$TMP/apikey-cost.txt"
   log "API key: first request (Argon2id) ${first}s, next (cached) ${cached}s"
+  # The rate-limited route must answer 200 and show that its limiter ran.
+  local rl_hdrs
+  rl_hdrs=$(curl -sS -D - -o /dev/null -H "Authorization: Bearer $GH_KEY" "http://127.0.0.1:$GH_PORT/rl/" || true)
+  [[ $rl_hdrs == "HTTP/1.1 200"* ]] || die "gatehouse /rl/ (rate-limited route) did not answer 200: $(head -1 <<<"$rl_hdrs")"
+  grep -qi '^RateLimit-Policy:' <<<"$rl_hdrs" || die "gatehouse /rl/ answered without RateLimit headers: is the rate limit applied?"
   # The log lines of the start-up checks are not part of any measurement.
   sleep 0.5
   : >"$NGX_LOG"; : >"$HAP_LOG"; : >"$GH_LOG"
@@ -311,18 +324,18 @@ stop_proxies() {
 # ------------------------------------------------------------ measuring
 target_port() {
   case $1 in direct) echo "$UP_PORT" ;; nginx) echo "$NGX_PORT" ;;
-             haproxy) echo "$HAP_PORT" ;; gatehouse|gh_apikey) echo "$GH_PORT" ;; esac
+             haproxy) echo "$HAP_PORT" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_PORT" ;; esac
 }
 target_pid() {
   case $1 in direct) echo "$UP_PID" ;; nginx) echo "$NGX_PID" ;;
-             haproxy) echo "$HAP_PID" ;; gatehouse|gh_apikey) echo "$GH_PID" ;; esac
+             haproxy) echo "$HAP_PID" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_PID" ;; esac
 }
 target_log() {
   case $1 in direct) echo "" ;; nginx) echo "$NGX_LOG" ;;
-             haproxy) echo "$HAP_LOG" ;; gatehouse|gh_apikey) echo "$GH_LOG" ;; esac
+             haproxy) echo "$HAP_LOG" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_LOG" ;; esac
 }
 target_path() {
-  case $1 in gh_apikey) echo "/auth/" ;; *) echo "/" ;; esac
+  case $1 in gh_apikey) echo "/auth/" ;; gh_ratelimit) echo "/rl/" ;; *) echo "/" ;; esac
 }
 
 wrk_cmd() {  # CONC DURATION URL
@@ -338,7 +351,7 @@ measure() {  # PROFILE CONC ROUND TARGET
   url="http://127.0.0.1:$port$(target_path "$target")"
   out=$TMP/$profile/wrk-$target-c$conc-r$round.txt
   local hdr=()
-  [ "$target" = gh_apikey ] && hdr=(-H "Authorization: Bearer $GH_KEY")
+  [[ $target == gh_apikey || $target == gh_ratelimit ]] && hdr=(-H "Authorization: Bearer $GH_KEY")
 
   on_core1 "$out.warmup" "$out.warmup" wrk -t1 -c"$conc" -d"$WARMUP" --latency "${hdr[@]}" "$url" || true
   if [ "$profile" = on ] && [ -n "$logf" ]; then sleep 0.5; : >"$logf"; fi
@@ -486,7 +499,7 @@ def fmt(x, spec):
     return "n/a" if x != x else format(x, spec)
 
 names = {"direct": "upstream direct", "nginx": "nginx", "haproxy": "HAProxy", "gatehouse": "gatehouse",
-         "gh_apikey": "gatehouse + API key"}
+         "gh_apikey": "gatehouse + API key", "gh_ratelimit": "gatehouse + API key + rate limit"}
 out = []
 quick = os.environ["QUICK"] == "1"
 title = f"## {os.environ['START_DATE']}"
@@ -545,6 +558,24 @@ if auth_cmp:
     out.append("")
     out.append("gatehouse + API key (cached key, every request authenticated) as a fraction of gatehouse "
                "proxy-only in the same run: " + "; ".join(auth_cmp) + ".")
+# The rate-limit profile against plain gatehouse and against API key only
+# (issue 4: at most 5% below proxy-only, i.e. >= 0.95).
+rl_cmp = []
+for key in order:
+    profile, conc, target = key
+    if target != "gh_ratelimit":
+        continue
+    rps = med(key, "rps")
+    base = med((profile, conc, "gatehouse"), "rps")
+    auth = med((profile, conc, "gh_apikey"), "rps")
+    rl_cmp.append(f"logs {profile} c{conc}: {fmt(rps / base, '.3f')} of gatehouse, "
+                  f"{fmt(rps / auth, '.3f')} of gatehouse + API key")
+if rl_cmp:
+    out.append("")
+    out.append("gatehouse + API key + local rate limit (per tenant, 100000000/s, never denies: API-key "
+               "check, quota accounting and a local GCRA decision on every request) as a fraction of "
+               "gatehouse proxy-only (target: >= 0.95) and of gatehouse + API key, in the same run: "
+               + "; ".join(rl_cmp) + ".")
 cost = os.path.join(os.environ["TMP"], "apikey-cost.txt")
 if os.path.exists(cost):
     parts = []

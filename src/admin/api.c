@@ -107,7 +107,8 @@ static bool only_fields(struct call *c, const char *const *allowed)
             if (strcmp(k, allowed[i]) == 0) break;
         if (allowed[i] == NULL) {
             char msg[160];
-            snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", k);
+            char kb[65];
+            snprintf(msg, sizeof(msg), "unknown field \"%s\"", gh_utf8_clip(k, kb, sizeof(kb)));
             reply_error(c, 400, "unknown_field", msg);
             return false;
         }
@@ -608,7 +609,9 @@ static void h_limits_put(struct call *c)
     if (!only_fields(c, fields) || !str_field(c, "plan", &plan)) return;
     if (plan && gh_config_plan_find(c->cfg, plan) == NULL) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "plan: no plan named \"%.64s\" in the configuration", plan);
+        char pb[65];
+        snprintf(msg, sizeof(msg), "plan: no plan named \"%s\" in the configuration",
+                 gh_utf8_clip(plan, pb, sizeof(pb)));
         reply_error(c, 422, "invalid_field", msg);
         return;
     }

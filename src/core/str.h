@@ -48,4 +48,19 @@ static inline bool gh_str_has_prefix(gh_str s, gh_str prefix)
     return s.len >= prefix.len && memcmp(s.ptr, prefix.ptr, prefix.len) == 0;
 }
 
+/* <s> cut to fit <size> bytes (NUL included) on a UTF-8 character
+ * boundary, so a message quoting client input stays valid UTF-8 (jansson
+ * refuses anything else). Returns <s> itself when it fits, else <buf>. */
+static inline const char *gh_utf8_clip(const char *s, char *buf, size_t size)
+{
+    size_t n = strlen(s);
+    if (n < size) return s;
+    n = size - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 #endif

@@ -284,21 +284,50 @@ static size_t put_sf_string(char *out, const char *s, size_t n)
 
 /* "RateLimit-Policy: "<name>";q=<q>;w=<w>\r\nRateLimit: "<name>";r=<r>;t=<t>\r\n"
  * into r->rl_hdr (draft-ietf-httpapi-ratelimit-headers-10 §3, §4). */
+/* Appends <lit> or a decimal without snprintf: this runs on every admitted
+ * request of a limited route. The buffer (384 bytes) holds the longest
+ * result: two 98-byte names, five 20-digit numbers and the literals. */
+static size_t put_lit(char *o, const char *lit)
+{
+    size_t n = strlen(lit);
+    memcpy(o, lit, n);
+    return n;
+}
+
+static size_t put_u64(char *o, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, k;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (k = 0; k < n; k++)
+        o[k] = tmp[n - 1 - k];
+    return n;
+}
+
 static void set_headers(struct gh_req *r, const char *name, size_t name_len, uint64_t q, uint64_t w,
                         uint64_t rem, uint64_t t, bool bytes)
 {
     char *o = r->rl_hdr;
     size_t k = 0;
 
-    k += (size_t)snprintf(o + k, sizeof(r->rl_hdr) - k, "RateLimit-Policy: ");
+    k += put_lit(o + k, "RateLimit-Policy: ");
     k += put_sf_string(o + k, name, name_len);
-    k += (size_t)snprintf(o + k, sizeof(r->rl_hdr) - k,
-                          ";q=%llu;w=%llu%s\r\nRateLimit: ", (unsigned long long)q,
-                          (unsigned long long)w, bytes ? ";qu=\"content-bytes\"" : "");
+    k += put_lit(o + k, ";q=");
+    k += put_u64(o + k, q);
+    k += put_lit(o + k, ";w=");
+    k += put_u64(o + k, w);
+    if (bytes) k += put_lit(o + k, ";qu=\"content-bytes\"");
+    k += put_lit(o + k, "\r\nRateLimit: ");
     k += put_sf_string(o + k, name, name_len);
-    k += (size_t)snprintf(o + k, sizeof(r->rl_hdr) - k, ";r=%llu;t=%llu\r\n",
-                          (unsigned long long)rem, (unsigned long long)t);
-    r->rl_hdr_len = (uint16_t)(k < sizeof(r->rl_hdr) ? k : 0);
+    k += put_lit(o + k, ";r=");
+    k += put_u64(o + k, rem);
+    k += put_lit(o + k, ";t=");
+    k += put_u64(o + k, t);
+    k += put_lit(o + k, "\r\n");
+    r->rl_hdr_len = (uint16_t)k;
 }
 
 static uint64_t ceil_s(uint64_t ns)

@@ -1,5 +1,6 @@
 /* Compiling plans, route rules and tenant overrides (see policy.h). */
 #include "limits/policy.h"
+#include "core/str.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -142,9 +143,18 @@ __attribute__((format(printf, 3, 4))) static int why_set(char *why, size_t whyle
                                                          ...)
 {
     va_list ap;
+    size_t n;
     va_start(ap, fmt);
     vsnprintf(why, whylen, fmt, ap);
     va_end(ap);
+    /* A cut may have split a UTF-8 character: drop its first bytes too. */
+    n = strlen(why);
+    if (n + 1 == whylen) {
+        size_t k = n;
+        while (k > 0 && ((unsigned char)why[k - 1] & 0xC0) == 0x80)
+            k--;
+        if (k > 0 && ((unsigned char)why[k - 1] & 0xC0) == 0xC0) why[k - 1] = '\0';
+    }
     return GH_ERROR;
 }
 
@@ -160,6 +170,7 @@ static bool json_count(json_t *v, uint64_t max, uint64_t *out)
 
 static int parse_quotas(json_t *q, struct gh_tenant_overrides *o, char *why, size_t whylen)
 {
+    char kb[65];
     const char *k;
     json_t *v;
 
@@ -171,21 +182,23 @@ static int parse_quotas(json_t *q, struct gh_tenant_overrides *o, char *why, siz
             for (int p = 0; p < GH_QUOTA_NPERIODS && !found; p++) {
                 if (strcmp(k, quota_names[m][p]) != 0) continue;
                 if (!json_count(v, (uint64_t)INT64_MAX, &o->quotas.limit[m][p]))
-                    return why_set(why, whylen, "quotas.%s must be a number >= 0", k);
+                    return why_set(why, whylen, "quotas.%s must be a number >= 0",
+                                   gh_utf8_clip(k, kb, sizeof(kb)));
                 o->quota_set[m][p] = 1;
                 found = true;
             }
         if (!found)
             return why_set(why, whylen,
-                           "unknown quota \"%.64s\" (use requests_, request_bytes_ or "
+                           "unknown quota \"%s\" (use requests_, request_bytes_ or "
                            "response_bytes_ with _per_day or _per_month)",
-                           k);
+                           gh_utf8_clip(k, kb, sizeof(kb)));
     }
     return GH_OK;
 }
 
 static int parse_rule_overrides(json_t *rl, struct gh_tenant_overrides *o, char *why, size_t whylen)
 {
+    char kb[65];
     const char *k;
     json_t *v;
 
@@ -203,22 +216,25 @@ static int parse_rule_overrides(json_t *rl, struct gh_tenant_overrides *o, char 
         if (!json_is_object(v) || json_object_size(v) > 2 || !json_is_string(rate) ||
             (json_object_size(v) == 2 && burst == NULL))
             return why_set(why, whylen,
-                           "rate_limits.%.64s must be {\"rate\": \"100/s\", \"burst\": N}", k);
+                           "rate_limits.%s must be {\"rate\": \"100/s\", \"burst\": N}",
+                           gh_utf8_clip(k, kb, sizeof(kb)));
         ov = &o->rules[o->nrules];
         snprintf(ov->rule, sizeof(ov->rule), "%s", k);
         if (gh_config_parse_rate(json_string_value(rate), &ov->rate) != GH_OK)
             return why_set(why, whylen,
-                           "rate_limits.%.64s.rate must be a rate such as \"100/s\" or \"5000/h\"",
-                           k);
+                           "rate_limits.%s.rate must be a rate such as \"100/s\" or \"5000/h\"",
+                           gh_utf8_clip(k, kb, sizeof(kb)));
         if (burst != NULL && (!json_count(burst, UINT32_MAX, &b) || b == 0))
-            return why_set(why, whylen, "rate_limits.%.64s.burst must be a number >= 1", k);
+            return why_set(why, whylen, "rate_limits.%s.burst must be a number >= 1",
+                           gh_utf8_clip(k, kb, sizeof(kb)));
         ov->burst =
             b ? (uint32_t)b : (ov->rate.count > UINT32_MAX ? UINT32_MAX : (uint32_t)ov->rate.count);
         {
             struct gh_limit_rule probe;
             if (gh_limits_rule_params(&probe, ov->rate.count, ov->rate.period_ms, ov->burst, 1) !=
                 GH_OK)
-                return why_set(why, whylen, "rate_limits.%.64s.rate is too fine", k);
+                return why_set(why, whylen, "rate_limits.%s.rate is too fine",
+                               gh_utf8_clip(k, kb, sizeof(kb)));
         }
         o->nrules++;
     }
@@ -228,6 +244,7 @@ static int parse_rule_overrides(json_t *rl, struct gh_tenant_overrides *o, char 
 int gh_tenant_overrides_parse(const char *json, struct gh_tenant_overrides *out, char *why,
                               size_t whylen)
 {
+    char kb[65];
     json_t *root, *v;
     json_error_t jerr;
     const char *k;
@@ -257,7 +274,8 @@ int gh_tenant_overrides_parse(const char *json, struct gh_tenant_overrides *out,
             if ((rc = parse_rule_overrides(v, out, why, whylen)) != GH_OK) break;
         } else {
             rc = why_set(why, whylen,
-                         "unknown override \"%.64s\" (use concurrency, quotas or rate_limits)", k);
+                         "unknown override \"%s\" (use concurrency, quotas or rate_limits)",
+                         gh_utf8_clip(k, kb, sizeof(kb)));
             break;
         }
     }

@@ -487,6 +487,18 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
                 e->pend[0] += r->u.requests;
                 e->pend[1] += r->u.request_bytes;
                 e->pend[2] += r->u.response_bytes;
+            } else if (r->period == GH_QUOTA_DAY && (!e->has_spill || e->spill_day == r->id)) {
+                /* Counts of an ended day (a spill, or a day that ended
+                 * during this flush) go back aside for the next flush too;
+                 * they used to be dropped. A different spill already
+                 * waiting means two ended days at once: dropped, as in
+                 * roll(). */
+                e->spill[0] += r->u.requests;
+                e->spill[1] += r->u.request_bytes;
+                e->spill[2] += r->u.response_bytes;
+                e->spill_day = r->id;
+                e->spill_month = month_of(r->id * 86400000);
+                e->has_spill = true;
             }
             pthread_mutex_unlock(&sh->mu);
             continue;
