@@ -133,16 +133,10 @@ bench-limits: $(BUILD)/limits_bench
 
 # Redis-backed decisions for one node: the gateway's Redis client and GCRA
 # script against a redis-server it starts (bench/redis_decisions_bench.c).
-# The script is a copy of the one in src/limits/limits.c: checked first.
 .PHONY: bench-redis
 $(BUILD)/redis_decisions_bench: bench/redis_decisions_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
 
-GCRA_SCRIPT_OF = sed -n '/^static const char gcra_script\[\] =/,/;$$/p' $(1)
 bench-redis: $(BUILD)/redis_decisions_bench
-	@$(call GCRA_SCRIPT_OF,src/limits/limits.c) >$(BUILD)/gcra_script.src
-	@$(call GCRA_SCRIPT_OF,bench/redis_decisions_bench.c) >$(BUILD)/gcra_script.bench
-	@test -s $(BUILD)/gcra_script.src && cmp -s $(BUILD)/gcra_script.src $(BUILD)/gcra_script.bench || \
-	  { echo "bench-redis: gcra_script in bench/redis_decisions_bench.c differs from src/limits/limits.c"; exit 1; }
 	$(BUILD)/redis_decisions_bench $(REDIS_BENCH_ARGS)

@@ -10,7 +10,7 @@
  *
  * Unless -p PORT names a running server, it starts its own redis-server on a
  * free loopback port in a temp dir (no persistence) and stops it by PID at
- * the end. Layout as in /work/shared/bench-notes.md: this process (the worker
+ * the end. Layout as in the shared bench notes (bench/README.md): this process (the worker
  * side) is pinned to core 0, redis-server to core 1 (-c/-C to change, -1: no
  * pinning).
  *
@@ -49,35 +49,9 @@
 
 #include "core/clock.h"
 #include "core/err.h"
+#include "limits/gcra_script.h"
 #include "limits/redis.h"
 #include "limits/redis_script.h"
-
-/* Copied from src/limits/limits.c and it MUST stay identical to it (that
- * file keeps it static; benchmarks do not edit src/). `make bench-redis`
- * compares the two definitions line by line and stops if they differ. */
-static const char gcra_script[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local tats = {}\n"
-    "local wi, wrem, wreset = 0, -1, 0\n"
-    "for i = 1, #KEYS do\n"
-    "  local em = tonumber(ARGV[2*i-1])\n"
-    "  local tau = tonumber(ARGV[2*i])\n"
-    "  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0\n"
-    "  if tat < now then tat = now end\n"
-    "  local new = tat + em\n"
-    "  if new - now > tau then\n"
-    "    return {0, i, new - now - tau, 0, tat - now}\n"
-    "  end\n"
-    "  tats[i] = new\n"
-    "  local rem = math.floor((tau - (new - now)) / em)\n"
-    "  if wrem < 0 or rem < wrem then wi, wrem, wreset = i, rem, new - now end\n"
-    "end\n"
-    "for i = 1, #KEYS do\n"
-    "  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX',\n"
-    "             math.floor((tats[i] - now) / 1000) + 1)\n"
-    "end\n"
-    "return {1, wi, 0, wrem, wreset}\n";
 
 enum { KEY_LEN = 3 + 32, HIST_US = 100000, MAX_INFLIGHT = 4096 };
 
@@ -97,8 +71,8 @@ struct bench {
     size_t em_len, tau_len;
     uint64_t rng;
     struct slot *slots;
-    uint32_t nslots;   /* decisions kept in flight */
-    uint32_t inflight; /* slots busy now */
+    uint32_t nslots;        /* decisions kept in flight */
+    uint32_t inflight;      /* slots busy now */
     struct event *retry_ev; /* re-issues slots the client refused */
     bool stopping, measuring;
     uint64_t t_start, t_end;
@@ -221,8 +195,8 @@ static uint16_t start_redis(const char *server, int core)
             close(fd);
         }
         pin(0, core);
-        execl(server, server, "--port", port_s, "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--dir", tmp_dir, (char *)NULL);
+        execl(server, server, "--port", port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+              "no", "--dir", tmp_dir, (char *)NULL);
         _exit(127);
     }
     atexit(stop_redis);
@@ -266,8 +240,8 @@ static bool issue(struct slot *s)
     size_t arglens[2] = {b->em_len, b->tau_len};
 
     s->issued_ns = gh_now_ns();
-    if (gh_redis_evalsha(b->redis, &b->script, 1, keys, keylens, 2, args, arglens, done, s,
-                         NULL) != GH_OK) {
+    if (gh_redis_evalsha(b->redis, &b->script, 1, keys, keylens, 2, args, arglens, done, s, NULL) !=
+        GH_OK) {
         if (b->measuring) b->refused++;
         return false;
     }
@@ -368,9 +342,11 @@ static uint64_t percentile_us(const struct bench *b, uint64_t total, double q)
 
 static void run(struct bench *b, uint32_t n, double warmup_s, double secs)
 {
-    struct timeval tw = {(time_t)warmup_s, (suseconds_t)((warmup_s - (double)(time_t)warmup_s) * 1e6)};
-    struct timeval tm = {(time_t)(warmup_s + secs),
-                         (suseconds_t)((warmup_s + secs - (double)(time_t)(warmup_s + secs)) * 1e6)};
+    struct timeval tw = {(time_t)warmup_s,
+                         (suseconds_t)((warmup_s - (double)(time_t)warmup_s) * 1e6)};
+    struct timeval tm = {
+        (time_t)(warmup_s + secs),
+        (suseconds_t)((warmup_s + secs - (double)(time_t)(warmup_s + secs)) * 1e6)};
     struct timeval tg = {(time_t)(warmup_s + secs) + 2, 0};
     struct event *p1 = evtimer_new(b->base, phase_cb, b), *p2 = evtimer_new(b->base, phase_cb, b);
     struct event *g = evtimer_new(b->base, giveup_cb, b);
@@ -445,8 +421,9 @@ int main(int argc, char **argv)
         case 'c': my_core = strtol(optarg, NULL, 10); break;
         case 'C': redis_core = strtol(optarg, NULL, 10); break;
         default:
-            fprintf(stderr, "usage: %s [-d s] [-w s] [-n N[,N..]] [-k keys] [-e us] [-T us] "
-                            "[-t ms] [-p port [-h host]] [-s redis-server] [-c core] [-C core]\n",
+            fprintf(stderr,
+                    "usage: %s [-d s] [-w s] [-n N[,N..]] [-k keys] [-e us] [-T us] "
+                    "[-t ms] [-p port [-h host]] [-s redis-server] [-c core] [-C core]\n",
                     argv[0]);
             return 2;
         }
@@ -458,8 +435,8 @@ int main(int argc, char **argv)
 
     if (port == 0) {
         port = start_redis(server, (int)redis_core);
-        printf("# redis-server pid %d on 127.0.0.1:%ld (core %ld), dir %s\n", (int)redis_pid,
-               port, redis_core, tmp_dir);
+        printf("# redis-server pid %d on 127.0.0.1:%ld (core %ld), dir %s\n", (int)redis_pid, port,
+               redis_core, tmp_dir);
     } else {
         printf("# using the Redis server at %s:%ld\n", host, port);
     }
@@ -488,7 +465,7 @@ int main(int argc, char **argv)
     b.em_len = (size_t)snprintf(b.em, sizeof(b.em), "%llu", em);
     b.tau_len = (size_t)snprintf(b.tau, sizeof(b.tau), "%llu", tau);
     b.rng = 0x2545f4914f6cdd1dull;
-    gh_redis_script_init(&b.script, gcra_script);
+    gh_redis_script_init(&b.script, gh_gcra_script);
 
     b.base = event_base_new();
     if (b.base == NULL) die("event_base_new failed");

@@ -1079,8 +1079,7 @@ static int finish_rate_limit(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
         rl->burst = rl->rate.count > UINT32_MAX ? UINT32_MAX : (uint32_t)rl->rate.count;
     rl->fallback = fallback_of(rl->on_redis_error);
     if (rl->nper == 0) {
-        rl->by[0] = GH_LIMIT_BY_TENANT;
-        rl->nper = 0; /* <per> stays empty; <by> says [tenant] */
+        rl->by[0] = GH_LIMIT_BY_TENANT; /* <per> stays empty; <by> says [tenant] */
         return GH_OK;
     }
     if (rl->nper > GH_LIMIT_MAX_PER)

@@ -19,6 +19,7 @@
 #include "core/worker.h"
 #include "http/conn.h"
 #include "limits/gcra.h"
+#include "limits/gcra_script.h"
 #include "limits/inflight.h"
 #include "limits/ltable.h"
 #include "limits/quota.h"
@@ -32,36 +33,6 @@
 #define INFLIGHT_KEYS   65536
 #define WAIT_POLL_MS    2
 #define FALLBACK_LOG_NS (10 * NS_PER_S)
-
-/* The GCRA step for every rule of a request, all or nothing, on Redis's
- * clock (so that nodes agree on time). KEYS: one per rule; ARGV: emission
- * and tau per rule, in microseconds (Lua numbers are doubles: microsecond
- * timestamps stay exact, nanoseconds would not). Returns {allowed, index of
- * the deciding rule, retry_after_us, remaining, reset_us}: for a denial the
- * rule that refused, else the rule with the least room left. */
-static const char gcra_script[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local tats = {}\n"
-    "local wi, wrem, wreset = 0, -1, 0\n"
-    "for i = 1, #KEYS do\n"
-    "  local em = tonumber(ARGV[2*i-1])\n"
-    "  local tau = tonumber(ARGV[2*i])\n"
-    "  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0\n"
-    "  if tat < now then tat = now end\n"
-    "  local new = tat + em\n"
-    "  if new - now > tau then\n"
-    "    return {0, i, new - now - tau, 0, tat - now}\n"
-    "  end\n"
-    "  tats[i] = new\n"
-    "  local rem = math.floor((tau - (new - now)) / em)\n"
-    "  if wrem < 0 or rem < wrem then wi, wrem, wreset = i, rem, new - now end\n"
-    "end\n"
-    "for i = 1, #KEYS do\n"
-    "  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX',\n"
-    "             math.floor((tats[i] - now) / 1000) + 1)\n"
-    "end\n"
-    "return {1, wi, 0, wrem, wreset}\n";
 
 struct gh_limits_service {
     struct gh_ltable *rates;
@@ -150,7 +121,7 @@ struct gh_limits_service *gh_limits_service_new(const struct gh_config *cfg, str
     s->inflight = gh_inflight_new(INFLIGHT_KEYS);
     s->quotas = gh_quota_table_new(QUOTA_TENANTS);
     if (s->rates == NULL || s->inflight == NULL || s->quotas == NULL) goto nomem;
-    gh_redis_script_init(&s->script, gcra_script);
+    gh_redis_script_init(&s->script, gh_gcra_script);
     if (cfg->redis.enabled && cfg->redis.tls &&
         (s->redis_tls = redis_tls_ctx(&cfg->redis, err)) == NULL)
         goto fail;
@@ -257,11 +228,6 @@ void gh_limits_worker_free(struct gh_limits_worker *lw)
 const struct gh_limits_stats *gh_limits_worker_stats(const struct gh_limits_worker *lw)
 {
     return &lw->stats;
-}
-
-bool gh_limits_worker_redis_up(const struct gh_limits_worker *lw)
-{
-    return lw->redis != NULL && gh_redis_is_up(lw->redis);
 }
 
 #define INC(lw, f) atomic_fetch_add_explicit(&(lw)->stats.f, 1, memory_order_relaxed)
@@ -816,6 +782,8 @@ int gh_limits_stage(struct gh_req *r)
     const struct gh_limit_route *lr;
     struct applicable ap;
     bool authed = r->principal.kind != GH_PRINCIPAL_NONE;
+    bool resolved = false; /* <ap> is filled (not after a resume from Redis) */
+    size_t tlen;
     int rc;
 
     if (pol == NULL || lw == NULL) return 1;
@@ -831,11 +799,12 @@ int gh_limits_stage(struct gh_req *r)
     }
 
     resolve(r, pol, &ap);
-    /* 1. Quotas (and usage counting) for every request with a tenant. */
-    /* Tenant ids longer than the store's (JWT claims may be) are not metered. */
-    if (authed && lw->svc->store != NULL && strlen(r->principal.tenant) < GH_STORE_TENANT_ID_SIZE) {
+    resolved = true;
+    /* 1. Quotas (and usage counting) for every request with a tenant.
+     * Tenant ids longer than the store's (JWT claims may be) are not metered. */
+    tlen = authed ? strlen(r->principal.tenant) : 0;
+    if (authed && lw->svc->store != NULL && tlen < GH_STORE_TENANT_ID_SIZE) {
         struct gh_quota_verdict v;
-        size_t tlen = strlen(r->principal.tenant);
         if (!gh_quota_admit(lw->svc->quotas, r->principal.tenant, tlen, &ap.quotas,
                             (int64_t)gh_wall_ms(), &v)) {
             const char *metric = gh_quota_metric_name(v.metric, v.period);
@@ -858,7 +827,7 @@ rates:
     if (rc == RL_ANSWERED) goto refused;
 
     /* 3. Bulkheads. */
-    resolve(r, pol, &ap);
+    if (!resolved) resolve(r, pol, &ap);
     if (!take_slots(r, lw, lr, ap.concurrency)) {
         if (lr->queue_timeout_ms == 0) goto busy;
         r->lim_deadline = gh_now_ns() + (uint64_t)lr->queue_timeout_ms * 1000000ull;

@@ -64,8 +64,6 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
                                               const struct gh_config *cfg);
 void gh_limits_worker_free(struct gh_limits_worker *lw);
 const struct gh_limits_stats *gh_limits_worker_stats(const struct gh_limits_worker *lw);
-/* Whether this worker's Redis connection is up (false without Redis). */
-bool gh_limits_worker_redis_up(const struct gh_limits_worker *lw);
 
 /* The stage: 1 = go on, 0 = answered, 2 = suspended (Redis or a queue). */
 int gh_limits_stage(struct gh_req *r);

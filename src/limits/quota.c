@@ -423,8 +423,10 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
         pthread_mutex_lock(&sh->mu);
         for (uint32_t i = 0; i < t->per_shard && rc == GH_OK; i++) {
             struct quota_entry *e = &sh->slots[i];
-            bool any = e->used && (e->pend[0] || e->pend[1] || e->pend[2]);
+            static const uint64_t no_limits[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS];
+            bool any;
             if (!e->used) continue;
+            any = e->pend[0] || e->pend[1] || e->pend[2];
             if (e->has_spill) {
                 if (batch_push(&b, e, s, i, GH_QUOTA_DAY, e->spill_day, e->spill, true) ||
                     batch_push(&b, e, s, i, GH_QUOTA_MONTH, e->spill_month, e->spill, true)) {
@@ -436,10 +438,7 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
             }
             /* Tenants with limits get their totals refreshed even without
              * traffic here: another node may be counting for them. */
-            if (!any && e->pend[0] == 0 &&
-                !(e->limits[0][0] || e->limits[0][1] || e->limits[1][0] || e->limits[1][1] ||
-                  e->limits[2][0] || e->limits[2][1]))
-                continue;
+            if (!any && memcmp(e->limits, no_limits, sizeof(no_limits)) == 0) continue;
             if (batch_push(&b, e, s, i, GH_QUOTA_DAY, e->day, e->pend, false) ||
                 batch_push(&b, e, s, i, GH_QUOTA_MONTH, e->month, e->pend, false)) {
                 rc = GH_ERROR;
