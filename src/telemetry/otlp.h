@@ -2,7 +2,16 @@
  * and one ScopeSpans, in the OTLP/HTTP JSON encoding (hex ids, enums as
  * integers, 64-bit integers as decimal strings, lowerCamelCase keys) or the
  * binary protobuf encoding of opentelemetry-proto's trace.proto. The caller
- * owns every string; nothing here allocates except through <out>. */
+ * owns every string; nothing here allocates except through <out>.
+ *
+ * Both encodings carry the same data and leave out the same things: a
+ * resource attribute whose value is empty, an empty scope version, an empty
+ * trace state, the parent span id of a root span, an empty status message.
+ * JSON always writes name, kind, both times, attributes, status.code and
+ * flags (protobuf leaves their zero values out, as proto3 does). Strings
+ * that are not valid UTF-8 are written with each bad byte replaced by
+ * U+FFFD, in both encodings, so that a collector never refuses a batch
+ * for one hostile header. */
 #ifndef GH_TELEMETRY_OTLP_H
 #define GH_TELEMETRY_OTLP_H
 
@@ -64,14 +73,16 @@ struct gh_otlp_resource {
     gh_str scope_version;
 };
 
-/* A growable byte buffer owned by the caller (free(out->data) when done). */
+/* A growable byte buffer owned by the caller (free(out->data) when done);
+ * zero-initialise it to start. */
 struct gh_otlp_buf {
     char *data;
     size_t len, cap;
+    size_t max; /* 0: no limit; else len (and the allocation) never pass it */
 };
 
 /* Appends the encoding of <n> spans to <out>. Returns 0, or -1 when out of
- * memory (out->len is then unspecified). */
+ * memory or when it would pass out->max (out->len is then left as it was). */
 int gh_otlp_encode_json(struct gh_otlp_buf *out, const struct gh_otlp_resource *res,
                         const struct gh_span *spans, size_t n);
 int gh_otlp_encode_proto(struct gh_otlp_buf *out, const struct gh_otlp_resource *res,

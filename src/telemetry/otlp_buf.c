@@ -1,0 +1,54 @@
+/* The growable output buffer of the OTLP encoders, and the strict UTF-8
+ * check they use so that a hostile string from a request (a path, a user
+ * agent) cannot make an export payload that a collector refuses. */
+#include "telemetry/otlp_int.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#define MIN_CAP 1024
+
+int gh_otlp__reserve(struct gh_otlp_buf *b, size_t n)
+{
+    if (n > SIZE_MAX - b->len) return -1;
+    size_t need = b->len + n;
+    if (b->max != 0 && need > b->max) return -1;
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap < MIN_CAP ? MIN_CAP : b->cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (b->max != 0 && cap > b->max) cap = b->max;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+size_t gh_otlp__utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    /* RFC 3629 §4: the second byte's range depends on the first; that is
+     * what rules out overlong forms (e0 80..9f, f0 80..8f), surrogates
+     * (ed a0..bf) and code points past U+10FFFF (f4 90..bf). */
+    unsigned char lo = 0x80, hi = 0xbf;
+
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+    if (len > n || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    return len;
+}
