@@ -1,16 +1,39 @@
 /* The pipeline of DESIGN.md §2, as data. Each stage may answer early or
- * decline. Stages that later issues add (trace, authn, authz, limits,
- * idempotency, verify) take their place in this list. */
+ * decline. Stages that later issues add (idempotency, verify) take their
+ * place in this list. */
 #include "stages.h"
 
 #include "admin/admin.h"
 #include "auth/authn.h"
 #include "auth/tokens.h"
+#include "core/clock.h"
 #include "core/worker.h"
 #include "http/conn.h"
 #include "limits/limits.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
+#include "telemetry/trace.h"
+
+/* trace: the caller's W3C trace context, or a new trace; never answers. */
+static enum gh_stage_result stage_trace(struct gh_req *r)
+{
+    gh_trace_stage(r);
+    return GH_STAGE_NEXT;
+}
+
+/* A stage's time span for its trace span: from its first call to the call
+ * that did not suspend. <result> becomes 1 (passed) or 2 (answered). */
+static enum gh_stage_result timed(struct gh_req *r, enum gh_stage_result res, uint64_t t0,
+                                  uint64_t *start, uint64_t *end, uint8_t *result)
+{
+    if (!r->tr_on) return res;
+    if (*start == 0) *start = t0;
+    if (res != GH_STAGE_SUSPEND) {
+        *end = gh_now_ns();
+        *result = res == GH_STAGE_NEXT ? 1 : 2;
+    }
+    return res;
+}
 
 /* guard: size limits and target checks that need no route. */
 static enum gh_stage_result stage_guard(struct gh_req *r)
@@ -60,21 +83,35 @@ static enum gh_stage_result stage_route(struct gh_req *r)
 /* authn + authz: the route's `auth`, `scopes` and `roles`. */
 static enum gh_stage_result stage_auth(struct gh_req *r)
 {
+    uint64_t t0 = r->tr_on ? gh_now_ns() : 0;
+    enum gh_stage_result res;
+
+    if (r->route->cfg->auth_mode == GH_ROUTE_AUTH_NONE) return GH_STAGE_NEXT;
     switch (gh_authn_stage(r)) {
-    case 1: return GH_STAGE_NEXT;
-    case 2: return GH_STAGE_SUSPEND;
-    default: return GH_STAGE_DONE;
+    case 1: res = GH_STAGE_NEXT; break;
+    case 2: res = GH_STAGE_SUSPEND; break;
+    default: res = GH_STAGE_DONE; break;
     }
+    return timed(r, res, t0, &r->tr_auth0, &r->tr_auth1, &r->tr_auth_result);
 }
 
 /* limits: quotas, rate limits, bulkheads (per tenant / key / route). */
 static enum gh_stage_result stage_limits(struct gh_req *r)
 {
+    uint64_t t0 = r->tr_on ? gh_now_ns() : 0;
+    enum gh_stage_result res;
+
     switch (gh_limits_stage(r)) {
-    case 1: return GH_STAGE_NEXT;
-    case 2: return GH_STAGE_SUSPEND;
-    default: return GH_STAGE_DONE;
+    case 1:
+        /* Nothing to decide on this route: no span for it. */
+        if (r->lim_nrules == 0 && !r->lim_counted && r->lim_nheld == 0 && r->tr_lim0 == 0)
+            return GH_STAGE_NEXT;
+        res = GH_STAGE_NEXT;
+        break;
+    case 2: res = GH_STAGE_SUSPEND; break;
+    default: res = GH_STAGE_DONE; break;
     }
+    return timed(r, res, t0, &r->tr_lim0, &r->tr_lim1, &r->tr_lim_result);
 }
 
 /* proxy: the terminal handler for the data plane. */
@@ -90,8 +127,9 @@ static enum gh_stage_result stage_admin(struct gh_req *r)
 }
 
 static const struct gh_stage proxy_stages[] = {
-    {"guard", stage_guard}, {"tokens", stage_tokens}, {"route", stage_route},
-    {"auth", stage_auth},   {"limits", stage_limits}, {"proxy", stage_proxy},
+    {"trace", stage_trace}, {"guard", stage_guard}, {"tokens", stage_tokens},
+    {"route", stage_route}, {"auth", stage_auth},   {"limits", stage_limits},
+    {"proxy", stage_proxy},
 };
 
 static const struct gh_stage admin_stages[] = {

@@ -339,6 +339,21 @@ static int set_u32(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *ke
     return GH_OK;
 }
 
+/* A fraction from 0 to 1 ("0.25", "1", "0"), as a double. */
+static int set_ratio(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    const char *s = scalar(n);
+    char *end = NULL;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (s[0] == '\0' || end == s || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 1.0))
+        return fail(ctx, n, "expected a number from 0 to 1, got \"%s\"", s);
+    *FIELD(obj, key->off, double) = v;
+    return GH_OK;
+}
+
 static int set_u64(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
 {
     uint64_t v;
@@ -991,6 +1006,7 @@ static const struct cfg_type t_strlist = {"a list", YAML_SEQUENCE_NODE, set_strl
 static const struct cfg_type t_secret = {"a secret", YAML_SCALAR_NODE, set_secret, release_str};
 static const struct cfg_type t_u64 = {"a number", YAML_SCALAR_NODE, set_u64, NULL};
 static const struct cfg_type t_rate = {"a rate", YAML_SCALAR_NODE, set_rate, NULL};
+static const struct cfg_type t_ratio = {"a number from 0 to 1", YAML_SCALAR_NODE, set_ratio, NULL};
 
 /* ---- Finish hooks (cross-field checks within one mapping) ------------------ */
 
@@ -1462,6 +1478,75 @@ static void release_redis(const struct cfg_key *key, void *obj)
 static const struct cfg_type t_redis = {"a mapping", YAML_MAPPING_NODE, set_map, release_redis};
 static const struct cfg_map redis_map = {MAP_OF(redis_keys), .finish = finish_redis};
 
+/* The export URL: http:// or https://, a host, and the path /v1/traces
+ * unless one is given (as OTEL_EXPORTER_OTLP_ENDPOINT works). */
+static int finish_tracing(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_tracing *t = obj;
+    yaml_node_t *un = node ? map_get(ctx, node, "otlp_endpoint") : NULL;
+    const char *u, *host, *slash;
+    size_t n;
+
+    t->enabled = t->otlp_endpoint != NULL;
+    t->json = t->encoding != NULL && strcmp(t->encoding, "json") == 0;
+    if (node) t->pos = pos_of(node);
+    if (!t->enabled) return GH_OK;
+    u = t->otlp_endpoint;
+    if (strncmp(u, "http://", 7) == 0)
+        host = u + 7;
+    else if (strncmp(u, "https://", 8) == 0)
+        host = u + 8;
+    else
+        return fail(ctx, un, "otlp_endpoint must begin with http:// or https://");
+    slash = strchr(host, '/');
+    if ((slash ? (size_t)(slash - host) : strlen(host)) == 0 || host[0] == ':')
+        return fail(ctx, un, "otlp_endpoint needs a host");
+    for (const char *p = u; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '?' || *p == '#' || *p == '@')
+            return fail(ctx, un,
+                        "otlp_endpoint must be a plain URL (no spaces, credentials, "
+                        "query or fragment)");
+    n = strlen(u);
+    if (slash == NULL || slash[1] == '\0') {
+        size_t base = slash ? n - 1 : n;
+        t->url = malloc(base + sizeof("/v1/traces"));
+        if (t->url == NULL) return fail(ctx, un, "out of memory");
+        memcpy(t->url, u, base);
+        memcpy(t->url + base, "/v1/traces", sizeof("/v1/traces"));
+    } else {
+        t->url = strdup(u);
+        if (t->url == NULL) return fail(ctx, un, "out of memory");
+    }
+    return GH_OK;
+}
+
+static const char *const trace_encodings[] = {"protobuf", "json", NULL};
+
+#define TR struct gh_config_tracing
+static const struct cfg_key tracing_keys[] = {
+    KEY("otlp_endpoint", t_string, TR, otlp_endpoint),
+    KEY("sample_ratio", t_ratio, TR, sample_ratio, .dflt = "1"),
+    KEY("sample_errors", t_bool, TR, sample_errors, .dflt = "false"),
+    KEY("encoding", t_string, TR, encoding, .choices = trace_encodings, .dflt = "protobuf"),
+    KEY("service_name", t_string, TR, service_name, .dflt = "gatehouse"),
+    KEY("batch_size", t_u32, TR, batch_size, .min = 1, .max = 8192, .dflt = "512"),
+    KEY("queue_size", t_u32, TR, queue_size, .min = 16, .max = 1048576, .dflt = "8192"),
+    KEY("flush_interval", t_duration, TR, flush_interval_ms, .min = 10, .max = 60000,
+        .dflt = "200ms"),
+    KEY("timeout", t_duration, TR, timeout_ms, .min = 1, .max = 120000, .dflt = "10s"),
+    KEY("max_retry", t_duration, TR, max_retry_ms, .max = 3600000, .dflt = "60s"),
+};
+#undef TR
+static void release_tracing(const struct cfg_key *key, void *obj)
+{
+    struct gh_config_tracing *t = (void *)((char *)obj + key->off);
+    free(t->url);
+    t->url = NULL;
+    release_sub(key, obj);
+}
+static const struct cfg_type t_tracing = {"a mapping", YAML_MAPPING_NODE, set_map, release_tracing};
+static const struct cfg_map tracing_map = {MAP_OF(tracing_keys), .finish = finish_tracing};
+
 static const struct cfg_key access_log_keys[] = {
     KEY("enabled", t_bool, struct gh_config_access_log, enabled, .dflt = "true"),
     KEY("path", t_path, struct gh_config_access_log, path, .flags = KEY_STDIO, .dflt = "stdout"),
@@ -1572,6 +1657,7 @@ static const struct cfg_key root_keys[] = {
     LIST("plans", t_named, struct gh_config, plans, nplans, .sub = &plan_map),
     KEY("redis", t_redis, struct gh_config, redis, .sub = &redis_map),
     KEY("access_log", t_map, struct gh_config, access_log, .sub = &access_log_map),
+    KEY("tracing", t_tracing, struct gh_config, tracing, .sub = &tracing_map),
     KEY("store", t_map, struct gh_config, store, .sub = &store_map),
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
 };

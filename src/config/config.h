@@ -242,6 +242,25 @@ struct gh_config_access_log {
     char *path;   /* "stdout" (default) or a file path, opened in append mode */
 };
 
+/* `tracing:` (OpenTelemetry). Without `otlp_endpoint` no span is recorded
+ * and trace headers pass through untouched. */
+struct gh_config_tracing {
+    bool enabled;               /* otlp_endpoint given */
+    char *otlp_endpoint;        /* http(s)://host:port[/path] as written */
+    char *url;                  /* where spans are posted: the path defaults to /v1/traces */
+    double sample_ratio;        /* new traces kept, 0..1; default 1 */
+    bool sample_errors;         /* also export unsampled requests answered 5xx; default false */
+    char *encoding;             /* "protobuf" (default) | "json" */
+    bool json;                  /* encoding == "json" */
+    char *service_name;         /* resource service.name; default "gatehouse" */
+    uint32_t batch_size;        /* spans per export call; default 512 */
+    uint32_t queue_size;        /* finished requests buffered per worker; default 8192 */
+    uint32_t flush_interval_ms; /* the exporter looks for spans this often; default 200ms */
+    uint32_t timeout_ms;        /* one export call; default 10s */
+    uint32_t max_retry_ms;      /* a batch refused with 429/5xx is retried this long; default 60s */
+    struct gh_config_pos pos;
+};
+
 struct gh_config_store {
     char *sqlite; /* database file; default "gatehouse.db" beside the config file */
 };
@@ -304,6 +323,7 @@ struct gh_config {
     size_t nplans;
     struct gh_config_redis redis;
     struct gh_config_access_log access_log;
+    struct gh_config_tracing tracing;
     struct gh_config_store store;
     struct gh_config_auth auth;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */

@@ -10,6 +10,7 @@
 
 #include "auth/service.h"
 #include "limits/limits.h"
+#include "telemetry/tracer.h"
 #include "core/clock.h"
 #include "store/store.h"
 #include "core/log.h"
@@ -93,6 +94,8 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
         (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
         gh_log_warn("reload: limits.backend or redis changed; the Redis connections change at the "
                     "next restart");
+    if (old->tracing.queue_size != cfg->tracing.queue_size)
+        gh_log_warn("reload: tracing.queue_size changed; takes effect at the next restart");
     if (old->admin.enabled != cfg->admin.enabled ||
         strcmp(old->admin.addr.text, cfg->admin.addr.text) != 0)
         gh_log_warn("reload: the admin address changed; takes effect at the next restart");
@@ -123,6 +126,7 @@ int gh_runtime_reload(struct gh_runtime *rt)
     }
     rt->generation++;
     apply_log_level(snap->cfg);
+    gh_tracer_configure(rt->tracer, snap->cfg);
     publish(rt, snap);
     gh_snapshot_unref(rt->snap);
     rt->snap = snap;
@@ -209,6 +213,8 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (rt->auth == NULL) return GH_ERROR;
     rt->limits = gh_limits_service_new(rt->snap->cfg, rt->store, err);
     if (rt->limits == NULL) return GH_ERROR;
+    rt->tracer = gh_tracer_new(rt->snap->cfg, rt->snap->cfg->workers, err);
+    if (rt->tracer == NULL) return GH_ERROR;
 
     rt->nworkers = rt->snap->cfg->workers;
     rt->workers = calloc((size_t)rt->nworkers, sizeof(*rt->workers));
@@ -246,6 +252,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (started != rt->nworkers) return gh_err_set(err, NULL, 0, 0, "cannot start worker threads");
     if (auth_rc != GH_OK) return GH_ERROR;
     if (gh_limits_service_start(rt->limits, err) != GH_OK) return GH_ERROR;
+    if (gh_tracer_start(rt->tracer, err) != GH_OK) return GH_ERROR;
 
     atomic_store(&rt->ready, true);
     for (size_t i = 0; i < rt->snap->cfg->nlistens; i++)
@@ -281,6 +288,9 @@ void gh_runtime_release(struct gh_runtime *rt)
      * (its last flush writes there). */
     gh_limits_service_free(rt->limits);
     rt->limits = NULL;
+    /* After the workers: they write into its rings. */
+    gh_tracer_free(rt->tracer);
+    rt->tracer = NULL;
     if (rt->store) gh_store_close(rt->store);
     rt->store = NULL;
     gh_accesslog_close(rt->alog);

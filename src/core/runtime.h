@@ -32,6 +32,7 @@ struct gh_runtime {
     struct gh_store *store;           /* opened and migrated at start */
     struct gh_auth_service *auth;     /* key directory refresh, Argon2, last_used */
     struct gh_limits_service *limits; /* rate-limit tables, quotas and their flusher */
+    struct gh_tracer *tracer;         /* trace rings and the dispatcher thread (OTLP export) */
     _Atomic bool ready;               /* listeners up, config loaded, not draining */
     _Atomic int running_workers;
     _Atomic uint64_t reloads_ok;

@@ -13,6 +13,8 @@
 
 #include "auth/authn.h"
 #include "limits/limits.h"
+#include "telemetry/trace.h"
+#include "telemetry/tracer.h"
 #include "auth/keydir.h"
 #include "auth/service.h"
 #include "core/clock.h"
@@ -239,6 +241,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     gh_accesslog_flush(w->alog);
     gh_authn_tick(w);
     gh_pools_tick(w, now);
+    if (w->trace) gh_trace_worker_tick(w->trace);
     /* Listeners paused by EMFILE get another chance each tick. */
     gh_worker_pause_accept(w, false);
     if (w->draining) {
@@ -298,6 +301,7 @@ int gh_worker_init(struct gh_worker *w, struct gh_runtime *rt, int id, bool is_a
         w->limits = gh_limits_worker_new(w, rt->limits, snap->cfg);
         if (w->limits == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     }
+    if (!is_admin) w->trace = gh_tracer_worker(rt->tracer, id);
     gh_snapshot_ref(snap, 1);
     adopt(w, snap);
     if (w->cur == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");

@@ -25,6 +25,7 @@ struct gh_accesslog_buf;
 struct gh_keydir;
 struct gh_authn_worker;
 struct gh_limits_worker;
+struct gh_trace_worker;
 struct gh_verify_job;
 
 struct gh_listener {
@@ -81,6 +82,7 @@ struct gh_worker {
     struct gh_keydir *keydir; /* never NULL once started */
     struct gh_authn_worker *authn;
     struct gh_limits_worker *limits; /* NULL for the admin worker */
+    struct gh_trace_worker *trace;   /* owned by the tracer; NULL for the admin worker */
     uint64_t id_prefix;              /* request ids: random prefix + counter */
     uint64_t id_counter;
     bool draining;

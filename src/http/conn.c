@@ -24,6 +24,7 @@
 #include "proxy/proxy.h"
 #include "stages.h"
 #include "telemetry/accesslog.h"
+#include "telemetry/trace.h"
 
 #define LINGER_NS (2000ull * 1000000ull)
 /* Requests parsed from buffered input in one loop turn, so that a client
@@ -278,6 +279,7 @@ static void conn_close(struct gh_conn *c)
     if (c->req) {
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
         if (c->state == GH_CONN_ACTIVE && c->req->status) gh_accesslog_request(w, c->req);
+        gh_trace_request_end(w, c->req);
         if (c->req->wsnap) gh_worker_snap_leave(w, c->req->wsnap);
         gh_worker_req_put(w, c->req);
         c->req = NULL;
@@ -308,6 +310,7 @@ static void conn_linger(struct gh_conn *c)
 {
     if (c->req) {
         gh_accesslog_request(c->worker, c->req);
+        gh_trace_request_end(c->worker, c->req);
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
         if (c->req->wsnap) gh_worker_snap_leave(c->worker, c->req->wsnap);
         gh_worker_req_put(c->worker, c->req);
@@ -547,6 +550,7 @@ static void conn_finish_request(struct gh_conn *c)
         return;
     }
     gh_accesslog_request(w, r);
+    gh_trace_request_end(w, r);
     if (r->up || r->pool) gh_proxy_abort(r);
     gh_worker_snap_leave(w, r->wsnap);
     c->in.start = r->body_pos;

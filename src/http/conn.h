@@ -24,6 +24,7 @@
 #include "http/parser.h"
 #include "http/sock.h"
 #include "limits/policy.h"
+#include "telemetry/tracectx.h"
 
 struct gh_worker;
 struct gh_listener;
@@ -137,8 +138,21 @@ struct gh_req {
     int8_t lim_redis;    /* 1: lim_reply holds Redis's answer; -1: Redis was unavailable */
     uint16_t rl_hdr_len; /* bytes of rl_hdr for the response head */
 
+    /* Tracing (src/telemetry/trace.c). The caller's context, tr_ctx, sits
+     * after next_free: gh_trace_stage fills all of it before any use. */
+    uint64_t tr_auth0, tr_auth1, tr_lim0, tr_lim1; /* monotonic ns; 0: the stage did not run */
+    uint64_t tr_up_end;                            /* the upstream's response complete */
+    uint8_t tr_trace_id[16];
+    uint8_t tr_server_id[8];
+    uint8_t tr_upstream_id[8];
+    uint8_t tr_flags;                      /* W3C flags sent upstream */
+    uint8_t tr_auth_result, tr_lim_result; /* 1: passed, 2: answered */
+    bool tr_on;                            /* ids picked: a record is due at the end */
+    bool tr_has_parent;                    /* the caller sent a valid traceparent */
+
     struct gh_req *next_free;
     struct gh_principal principal;
+    struct gh_tracectx tr_ctx;
     struct gh_limit_applied lim_rules[GH_LIMITS_MAX_RULES];
     char rl_hdr[384]; /* RateLimit-Policy and RateLimit lines */
     struct gh_http_header headers[GH_HTTP_MAX_HEADERS];

@@ -19,6 +19,7 @@
 #include "http/conn.h"
 #include "proxy/pool.h"
 #include "proxy/router.h"
+#include "telemetry/trace.h"
 
 /* Room kept free in an output buffer for chunk framing around data. */
 #define CHUNK_OVERHEAD 32
@@ -159,6 +160,8 @@ static bool request_header_skipped(const struct gh_http_header *h, const struct 
     case 3: return gh_str_caseeq_lit(h->name, "via");
     case 4: return r->head.target_form == GH_TARGET_ABSOLUTE && gh_str_caseeq_lit(h->name, "host");
     case 6: return gh_str_caseeq_lit(h->name, "expect");
+    case 10: return gh_trace_replaces_headers(r) && gh_str_caseeq_lit(h->name, "tracestate");
+    case 11: return gh_trace_replaces_headers(r) && gh_str_caseeq_lit(h->name, "traceparent");
     case 12: return gh_str_caseeq_lit(h->name, "x-request-id");
     case 15: return gh_str_caseeq_lit(h->name, "x-forwarded-for");
     case 16: return gh_str_caseeq_lit(h->name, "x-forwarded-host");
@@ -174,7 +177,7 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
     const struct gh_http_request *h = &r->head;
     bool has_connection = false;
     size_t need = h->head_len + 512 + c->peer_ip_len + h->authority.len + r->id_len +
-                  (r->principal.kind ? 2048 : 0);
+                  (r->principal.kind ? 2048 : 0) + (r->tr_on ? GH_TRACE_HEADERS_MAX : 0);
 
     for (uint32_t i = 0; i < h->nheaders; i++) {
         const gh_str n = h->headers[i].name;
@@ -242,6 +245,8 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
         if (n < 0) return -1;
         put(&u->out, tmp, (size_t)n);
     }
+    /* Room was reserved above (GH_TRACE_HEADERS_MAX). */
+    u->out.end += (uint32_t)gh_trace_upstream_headers(r, u->out.data + u->out.end);
     if (h->framing.body == GH_BODY_CHUNKED) PUT_LIT(&u->out, "Transfer-Encoding: chunked\r\n");
     if (ucfg(r)->keepalive == 0) PUT_LIT(&u->out, "Connection: close\r\n");
     PUT_LIT(&u->out, "\r\n");
@@ -580,6 +585,7 @@ static void response_complete(struct gh_req *r)
 {
     struct gh_upconn *u = r->up;
     bool reusable = r->up_keep && r->up_sent_all && gh_buf_len(&u->in) == 0;
+    if (r->tr_on) r->tr_up_end = gh_now_ns();
     release_upstream(r, reusable);
     r->pool = NULL;
     gh_conn_response_queued(r->conn);

@@ -1,5 +1,6 @@
 /* Access-log formatting (worker threads) and writing (one thread). */
 #include "telemetry/accesslog.h"
+#include "telemetry/tracectx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -323,6 +324,17 @@ void gh_accesslog_request(struct gh_worker *w, const struct gh_req *r)
     if (r->error) {
         gh_jsonw_lit(&jw, ",\"error\":");
         gh_jsonw_str(&jw, gh_str_cstr(r->error));
+    }
+    if (r->tr_on) {
+        /* The ids of this request's server span, to join logs and traces. */
+        char hex[33];
+        gh_jsonw_lit(&jw, ",\"trace_id\":\"");
+        gh_trace_hex(hex, r->tr_trace_id, 16);
+        gh_jsonw_raw(&jw, hex, 32);
+        gh_jsonw_lit(&jw, "\",\"span_id\":\"");
+        gh_trace_hex(hex, r->tr_server_id, 8);
+        gh_jsonw_raw(&jw, hex, 16);
+        gh_jsonw_lit(&jw, "\"");
     }
     gh_jsonw_lit(&jw, "}\n");
     if (jw.overflow) return;
