@@ -42,6 +42,7 @@ FUZZ_LIB := src/http/parser.c src/http/chunked.c src/core/err.c
 # Libraries a harness needs beyond FUZZ_LIB, by harness name.
 FUZZ_LIBS_fuzz_jwt := -lcrypto -ljansson
 FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.c -ljansson
+FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
 
 .PHONY: all test unit integration asan demo bench fuzz fuzz-smoke install clean deps format
 
