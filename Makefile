@@ -1,6 +1,7 @@
 # gatehouse: a plain, non-recursive Makefile.
 #   make            build build/gatehouse
-#   make test       unit tests (cmocka), integration tests (pytest), 20 s of fuzzing
+#   make test       unit tests (cmocka), integration tests (pytest), deploy-check, 20 s of fuzzing
+#   make deploy-check  deploy/: promtool and amtool checks, rule unit tests, dashboards and a real Prometheus
 #   make asan       the unit and integration tests on an ASan+UBSan build
 #   make demo       run the gateway on its embedded default in front of a demo upstream
 #   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
@@ -44,7 +45,7 @@ FUZZ_LIBS_fuzz_jwt := -lcrypto -ljansson
 FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.c -ljansson
 FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
 
-.PHONY: all test unit integration asan demo bench fuzz fuzz-smoke install clean deps format
+.PHONY: all test unit integration deploy-check asan demo bench fuzz fuzz-smoke install clean deps format
 
 all: $(BUILD)/gatehouse
 
@@ -77,10 +78,30 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# test_deploy.py runs in deploy-check, next to the promtool checks it goes with.
 integration: $(BUILD)/gatehouse
-	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q tests/integration
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q tests/integration \
+	    --ignore=tests/integration/test_deploy.py
 
-test: all unit integration fuzz-smoke
+# deploy/: rules and their unit tests, the scrape config, the Alertmanager
+# routing, then tests/integration/test_deploy.py (dashboards against Grafana's
+# schema, alerts against docs/runbooks.md, metric names against
+# docs/metrics.md, and a real Prometheus scraping a real gatehouse).
+deploy-check: $(BUILD)/gatehouse | $(DEPS_OK)
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	@if command -v amtool >/dev/null 2>&1; then \
+	  set -e; amtool check-config deploy/alertmanager/alertmanager.yml; \
+	  for r in pager:page ticket:ticket; do \
+	    amtool config routes test --config.file=deploy/alertmanager/alertmanager.yml \
+	        --verify.receivers=$${r%%:*} severity=$${r#*:} alertname=GatehouseTargetDown >/dev/null 2>&1 \
+	      || { echo "amtool: severity=$${r#*:} is not routed to $${r%%:*}"; exit 1; }; \
+	  done; echo "amtool: severity=page -> pager, severity=ticket -> ticket"; \
+	else echo "amtool not found: Alertmanager config not checked"; fi
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q -rs tests/integration/test_deploy.py
+
+test: all unit integration deploy-check fuzz-smoke
 
 asan:
 	$(MAKE) BUILD=build/asan SANITIZE=1 all unit integration
