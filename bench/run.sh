@@ -39,7 +39,10 @@ RESULTS=${RESULTS:-$HERE/RESULTS.md}
 # requests also go through quota accounting); gh_ratelimit: the same gatehouse,
 # a route with API-key auth and a local rate limit per tenant that never denies
 # (a GCRA decision in the local table on every request, on top of gh_apikey).
-TARGETS=(direct nginx haproxy gatehouse gh_apikey gh_ratelimit)
+# gh_traced: a second gatehouse, proxy-only, with tracing on at 100% sampling:
+# every request's spans go over OTLP/HTTP (protobuf) to the upstream nginx's
+# /v1/traces, which answers 200 (a local receiver on the same core).
+TARGETS=(direct nginx haproxy gatehouse gh_apikey gh_ratelimit gh_traced)
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -180,6 +183,7 @@ http {
   server {
     listen 127.0.0.1:$UP_PORT;
     location / { return 200 "hello\n"; }
+    location = /v1/traces { return 200 ""; }
   }
 }
 EOF
@@ -192,7 +196,7 @@ EOF
 # start_proxies PROFILE: nginx, HAProxy and gatehouse in front of the upstream
 start_proxies() {
   local profile=$1 d ports
-  read -r NGX_PORT HAP_PORT GH_PORT GH_ADMIN <<<"$(free_ports 4)"
+  read -r NGX_PORT HAP_PORT GH_PORT GH_ADMIN GH2_PORT GH2_ADMIN <<<"$(free_ports 6)"
 
   # nginx
   d=$TMP/$profile/nginx; mkdir -p "$d"
@@ -294,9 +298,41 @@ EOF
   start gatehouse "$d/stdout" "$BIN" run -c "$d/gatehouse.yaml"
   GH_PID=$LAST_PID
 
+  # gatehouse with tracing: the same proxy-only route, every request traced.
+  d=$TMP/$profile/gatehouse-traced; mkdir -p "$d"
+  GH2_LOG=$d/access.log; : >"$GH2_LOG"
+  gh_log="access_log: {enabled: false}"
+  [ "$profile" = on ] && gh_log="access_log: {path: $GH2_LOG}"
+  cat >"$d/gatehouse.yaml" <<EOF
+workers: 1
+log_level: warn
+listen:
+  - address: 127.0.0.1:$GH2_PORT
+admin:
+  address: 127.0.0.1:$GH2_ADMIN
+upstreams:
+  app:
+    endpoints: ["127.0.0.1:$UP_PORT"]
+    keepalive: 512
+routes:
+  - path: /
+    upstream: app
+store:
+  sqlite: $d/gatehouse.db
+limits:
+  keepalive_requests: 1000000
+tracing:
+  otlp_endpoint: "http://127.0.0.1:$UP_PORT"
+  sample_ratio: 1.0
+$gh_log
+EOF
+  start gatehouse-traced "$d/stdout" "$BIN" run -c "$d/gatehouse.yaml"
+  GH2_PID=$LAST_PID
+
   wait_up nginx "$NGX_PID" "http://127.0.0.1:$NGX_PORT/"
   wait_up haproxy "$HAP_PID" "http://127.0.0.1:$HAP_PORT/"
   wait_up gatehouse "$GH_PID" "http://127.0.0.1:$GH_PORT/"
+  wait_up gatehouse-traced "$GH2_PID" "http://127.0.0.1:$GH2_PORT/"
   local ready
   ready=$(curl -fsS --max-time 2 "http://127.0.0.1:$GH_ADMIN/readyz" || true)
   [[ $ready == *ready* ]] || die "gatehouse /readyz on the admin port: '$ready'"
@@ -314,25 +350,32 @@ EOF
   grep -qi '^RateLimit-Policy:' <<<"$rl_hdrs" || die "gatehouse /rl/ answered without RateLimit headers: is the rate limit applied?"
   # The log lines of the start-up checks are not part of any measurement.
   sleep 0.5
-  : >"$NGX_LOG"; : >"$HAP_LOG"; : >"$GH_LOG"
+  : >"$NGX_LOG"; : >"$HAP_LOG"; : >"$GH_LOG"; : >"$GH2_LOG"
 }
 
 stop_proxies() {
-  stop_pid "$GH_PID"; stop_pid "$HAP_PID"; stop_pid "$NGX_PID"
+  # What the traced gatehouse exported, from its own metrics, before it stops.
+  curl -fsS --max-time 2 "http://127.0.0.1:$GH2_ADMIN/metrics" 2>/dev/null |
+    grep -E '^gatehouse_trace_(spans_exported_total|spans_dropped_total|export_requests_total)' |
+    sed "s/^/$PROFILE_NOW /" >>"$TMP/trace-export.txt" || true
+  stop_pid "$GH2_PID"; stop_pid "$GH_PID"; stop_pid "$HAP_PID"; stop_pid "$NGX_PID"
 }
 
 # ------------------------------------------------------------ measuring
 target_port() {
   case $1 in direct) echo "$UP_PORT" ;; nginx) echo "$NGX_PORT" ;;
-             haproxy) echo "$HAP_PORT" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_PORT" ;; esac
+             haproxy) echo "$HAP_PORT" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_PORT" ;;
+             gh_traced) echo "$GH2_PORT" ;; esac
 }
 target_pid() {
   case $1 in direct) echo "$UP_PID" ;; nginx) echo "$NGX_PID" ;;
-             haproxy) echo "$HAP_PID" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_PID" ;; esac
+             haproxy) echo "$HAP_PID" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_PID" ;;
+             gh_traced) echo "$GH2_PID" ;; esac
 }
 target_log() {
   case $1 in direct) echo "" ;; nginx) echo "$NGX_LOG" ;;
-             haproxy) echo "$HAP_LOG" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_LOG" ;; esac
+             haproxy) echo "$HAP_LOG" ;; gatehouse|gh_apikey|gh_ratelimit) echo "$GH_LOG" ;;
+             gh_traced) echo "$GH2_LOG" ;; esac
 }
 target_path() {
   case $1 in gh_apikey) echo "/auth/" ;; gh_ratelimit) echo "/rl/" ;; *) echo "/" ;; esac
@@ -383,6 +426,7 @@ log "upstream nginx on 127.0.0.1:$UP_PORT (pid $UP_PID); temp dir $TMP"
 log "rounds $ROUNDS, $DURATION each after a $WARMUP warm-up; concurrency $CONCS; logs $PROFILES"
 
 for profile in $PROFILES; do
+  PROFILE_NOW=$profile
   start_proxies "$profile"
   log "logs $profile: nginx :$NGX_PORT (pid $NGX_PID), haproxy :$HAP_PORT (pid $HAP_PID), gatehouse :$GH_PORT (pid $GH_PID, admin :$GH_ADMIN)"
   for conc in $CONCS; do
@@ -499,7 +543,8 @@ def fmt(x, spec):
     return "n/a" if x != x else format(x, spec)
 
 names = {"direct": "upstream direct", "nginx": "nginx", "haproxy": "HAProxy", "gatehouse": "gatehouse",
-         "gh_apikey": "gatehouse + API key", "gh_ratelimit": "gatehouse + API key + rate limit"}
+         "gh_apikey": "gatehouse + API key", "gh_ratelimit": "gatehouse + API key + rate limit",
+         "gh_traced": "gatehouse + tracing 100%"}
 out = []
 quick = os.environ["QUICK"] == "1"
 title = f"## {os.environ['START_DATE']}"
@@ -576,6 +621,25 @@ if rl_cmp:
                "check, quota accounting and a local GCRA decision on every request) as a fraction of "
                "gatehouse proxy-only (target: >= 0.95) and of gatehouse + API key, in the same run: "
                + "; ".join(rl_cmp) + ".")
+# Tracing at 100% against plain gatehouse (issue 6: >= 0.95), and what was exported.
+tr_cmp = []
+for key in order:
+    profile, conc, target = key
+    if target != "gh_traced":
+        continue
+    base = med((profile, conc, "gatehouse"), "rps")
+    tr_cmp.append(f"logs {profile} c{conc}: {fmt(med(key, 'rps') / base, '.3f')}")
+if tr_cmp:
+    out.append("")
+    out.append("gatehouse + tracing (100% sampled, 2 spans per request exported over OTLP/HTTP "
+               "protobuf to a local receiver) as a fraction of gatehouse proxy-only in the same "
+               "run (target: >= 0.95): " + "; ".join(tr_cmp) + ".")
+    exp = os.path.join(os.environ["TMP"], "trace-export.txt")
+    if os.path.exists(exp):
+        lines = [ln.strip() for ln in open(exp) if ln.strip()]
+        out.append("")
+        out.append("Its exporter's counters at the end of each profile: "
+                   + "; ".join(f"`{ln}`" for ln in lines) + ".")
 cost = os.path.join(os.environ["TMP"], "apikey-cost.txt")
 if os.path.exists(cost):
     parts = []
