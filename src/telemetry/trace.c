@@ -337,16 +337,26 @@ void gh_trace_request_end(struct gh_worker *w, struct gh_req *r)
     atomic_store_explicit(&tw->head, head + 1, memory_order_release);
 }
 
-uint32_t gh_trace_worker_take(struct gh_trace_worker *tw, struct gh_trace_rec *out, uint32_t max)
+uint32_t gh_trace_worker_peek(struct gh_trace_worker *tw, uint64_t skip,
+                              const struct gh_trace_rec **out, uint32_t max)
+{
+    uint64_t tail = atomic_load_explicit(&tw->tail, memory_order_relaxed) + skip;
+    uint64_t head = atomic_load_explicit(&tw->head, memory_order_acquire);
+    uint64_t n, to_end;
+
+    if (head <= tail) return 0;
+    n = head - tail;
+    to_end = (uint64_t)tw->mask + 1 - (tail & tw->mask);
+    if (n > to_end) n = to_end;
+    if (n > max) n = max;
+    *out = &tw->slots[tail & tw->mask];
+    return (uint32_t)n;
+}
+
+void gh_trace_worker_release(struct gh_trace_worker *tw, uint64_t n)
 {
     uint64_t tail = atomic_load_explicit(&tw->tail, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(&tw->head, memory_order_acquire);
-    uint32_t n = 0;
-
-    while (tail != head && n < max)
-        out[n++] = tw->slots[tail++ & tw->mask];
-    atomic_store_explicit(&tw->tail, tail, memory_order_release);
-    return n;
+    atomic_store_explicit(&tw->tail, tail + n, memory_order_release);
 }
 
 uint64_t gh_trace_worker_pending(struct gh_trace_worker *tw)

@@ -96,9 +96,14 @@ void gh_trace_request_end(struct gh_worker *w, struct gh_req *r);
 size_t gh_trace_rec_spans(const struct gh_trace_rec *rec, struct gh_span *out, char *name_buf,
                           size_t name_size);
 
-/* Dispatcher: takes up to <max> records, oldest first, copying them to
- * <out>. Returns how many. */
-uint32_t gh_trace_worker_take(struct gh_trace_worker *tw, struct gh_trace_rec *out, uint32_t max);
+/* Dispatcher: up to <max> records waiting, oldest first, after the first
+ * <skip> ones, contiguous in the ring at *out. They stay in place (the
+ * worker does not reuse their slots) until gh_trace_worker_release.
+ * Returns how many; fewer than waiting when the ring wraps. */
+uint32_t gh_trace_worker_peek(struct gh_trace_worker *tw, uint64_t skip,
+                              const struct gh_trace_rec **out, uint32_t max);
+/* Dispatcher: gives the oldest <n> records' slots back to the worker. */
+void gh_trace_worker_release(struct gh_trace_worker *tw, uint64_t n);
 /* Dispatcher: records waiting. */
 uint64_t gh_trace_worker_pending(struct gh_trace_worker *tw);
 

@@ -59,9 +59,9 @@ struct gh_tracer {
     struct tracer_conf conf;
 
     /* dispatcher thread only */
-    struct gh_trace_rec *recs; /* one batch of records */
-    struct gh_span *spans;     /* their spans */
-    char (*names)[160];        /* server span names */
+    uint64_t *taken;       /* per worker: records read in this batch */
+    struct gh_span *spans; /* one batch of spans */
+    char (*names)[160];    /* server span names */
     uint32_t cap_recs;
     struct export *waiting; /* batches to retry, by due time */
     struct export *flying;  /* batches posted now */
@@ -177,12 +177,14 @@ static void export_free(struct export *e)
 }
 
 /* Gathers up to one batch of records from the rings, round robin, and
- * encodes their spans. NULL when there is nothing to send. */
+ * encodes their spans straight from the ring slots, which are given back
+ * once encoded. NULL when there is nothing to send. */
 static struct export *gather(struct gh_tracer *t, const struct tracer_conf *c)
 {
     uint32_t nrec = 0, want = c->batch_size < t->cap_recs ? c->batch_size : t->cap_recs;
     size_t nspans = 0;
-    struct export *e;
+    struct export *e = NULL;
+    int rc = 0;
     struct gh_otlp_resource res = {
         .service_name = gh_str_cstr(c->service),
         .service_version = gh_str_cstr(GH_VERSION),
@@ -191,35 +193,44 @@ static struct export *gather(struct gh_tracer *t, const struct tracer_conf *c)
         .scope_version = gh_str_cstr(GH_VERSION),
     };
 
+    for (int k = 0; k < t->nworkers; k++)
+        t->taken[k] = 0;
     for (int k = 0; k < t->nworkers && nspans < c->batch_size && nrec < want; k++) {
-        struct gh_trace_worker *tw = t->workers[(t->next_worker + k) % t->nworkers];
+        int wi = (t->next_worker + k) % t->nworkers;
+        struct gh_trace_worker *tw = t->workers[wi];
         while (nspans < c->batch_size && nrec < want) {
             /* A record has at most four spans: take no more than fit. */
             uint32_t room = (uint32_t)((c->batch_size - nspans + 3) / 4);
+            const struct gh_trace_rec *recs;
             uint32_t got;
             if (room > want - nrec) room = want - nrec;
-            got = gh_trace_worker_take(tw, t->recs + nrec, room);
+            got = gh_trace_worker_peek(tw, t->taken[wi], &recs, room);
             if (got == 0) break;
-            for (uint32_t i = nrec; i < nrec + got; i++)
-                nspans += gh_trace_rec_spans(&t->recs[i], t->spans + nspans, t->names[i],
-                                             sizeof(t->names[i]));
-            nrec += got;
+            for (uint32_t i = 0; i < got; i++, nrec++)
+                nspans += gh_trace_rec_spans(&recs[i], t->spans + nspans, t->names[nrec],
+                                             sizeof(t->names[nrec]));
+            t->taken[wi] += got;
         }
     }
     t->next_worker = (t->next_worker + 1) % (t->nworkers ? t->nworkers : 1);
-    if (nspans == 0) return NULL;
-    e = calloc(1, sizeof(*e));
-    if (e == NULL) goto lost;
-    e->nspans = nspans;
-    e->json = c->json;
-    if ((c->json ? gh_otlp_encode_json(&e->body, &res, t->spans, nspans)
-                 : gh_otlp_encode_proto(&e->body, &res, t->spans, nspans)) != 0)
-        goto lost;
+    if (nspans > 0) {
+        e = calloc(1, sizeof(*e));
+        if (e != NULL) {
+            e->nspans = nspans;
+            e->json = c->json;
+            rc = c->json ? gh_otlp_encode_json(&e->body, &res, t->spans, nspans)
+                         : gh_otlp_encode_proto(&e->body, &res, t->spans, nspans);
+        }
+    }
+    /* The spans point into the slots: give them back only now. */
+    for (int k = 0; k < t->nworkers; k++)
+        if (t->taken[k]) gh_trace_worker_release(t->workers[k], t->taken[k]);
+    if (nspans > 0 && (e == NULL || rc != 0)) {
+        add(&t->spans_dropped_export, nspans);
+        export_free(e);
+        return NULL;
+    }
     return e;
-lost:
-    add(&t->spans_dropped_export, nspans);
-    export_free(e);
-    return NULL;
 }
 
 static int post(struct gh_tracer *t, struct export *e, const struct tracer_conf *c)
@@ -430,9 +441,12 @@ static void *dispatcher_main(void *arg)
         give_up(t, e);
     }
     for (int i = 0; i < t->nworkers; i++) {
+        const struct gh_trace_rec *rec;
         uint64_t lost = 0;
-        while (gh_trace_worker_take(t->workers[i], t->recs, 1) == 1)
-            lost += 1u + t->recs[0].has_auth + t->recs[0].has_limits + t->recs[0].has_upstream;
+        while (gh_trace_worker_peek(t->workers[i], 0, &rec, 1) == 1) {
+            lost += 1u + rec->has_auth + rec->has_limits + rec->has_upstream;
+            gh_trace_worker_release(t->workers[i], 1);
+        }
         add(&t->spans_dropped_export, lost);
     }
     return NULL;
@@ -445,11 +459,11 @@ int gh_tracer_start(struct gh_tracer *t, struct gh_err *err)
     pthread_mutex_lock(&t->mu);
     t->cap_recs = t->conf.batch_size;
     pthread_mutex_unlock(&t->mu);
-    t->recs = calloc(t->cap_recs, sizeof(*t->recs));
+    t->taken = calloc((size_t)t->nworkers, sizeof(*t->taken));
     t->spans = calloc((size_t)t->cap_recs * 4, sizeof(*t->spans));
     t->names = calloc(t->cap_recs, sizeof(*t->names));
     t->multi = curl_multi_init();
-    if (t->recs == NULL || t->spans == NULL || t->names == NULL || t->multi == NULL)
+    if (t->taken == NULL || t->spans == NULL || t->names == NULL || t->multi == NULL)
         return gh_err_set(err, NULL, 0, 0, "tracing: out of memory");
     if (pthread_create(&t->thread, NULL, dispatcher_main, t) != 0)
         return gh_err_set(err, NULL, 0, 0, "tracing: cannot start the dispatcher thread");
@@ -470,7 +484,7 @@ void gh_tracer_free(struct gh_tracer *t)
     for (int i = 0; t->workers && i < t->nworkers; i++)
         gh_trace_worker_free(t->workers[i]);
     free(t->workers);
-    free(t->recs);
+    free(t->taken);
     free(t->spans);
     free(t->names);
     pthread_mutex_destroy(&t->mu);

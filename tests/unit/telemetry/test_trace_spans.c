@@ -203,10 +203,10 @@ static void test_other_methods_and_no_route(void **state)
     assert_null(attr(&sp[0], "http.route"));
 }
 
-static void test_ring_take_in_order(void **state)
+static void test_ring_peek_and_release_in_order(void **state)
 {
     struct gh_trace_worker *tw = gh_trace_worker_new(10);
-    struct gh_trace_rec out[4];
+    const struct gh_trace_rec *recs;
 
     (void)state;
     assert_non_null(tw);
@@ -216,12 +216,23 @@ static void test_ring_take_in_order(void **state)
         atomic_store(&tw->head, (uint64_t)i + 1);
     }
     assert_int_equal(gh_trace_worker_pending(tw), 6);
-    assert_int_equal(gh_trace_worker_take(tw, out, 4), 4);
-    assert_int_equal(out[0].status, 200);
-    assert_int_equal(out[3].status, 203);
-    assert_int_equal(gh_trace_worker_take(tw, out, 4), 2);
-    assert_int_equal(out[1].status, 205);
+    assert_int_equal(gh_trace_worker_peek(tw, 0, &recs, 4), 4);
+    assert_int_equal(recs[0].status, 200);
+    assert_int_equal(recs[3].status, 203);
+    assert_int_equal(gh_trace_worker_peek(tw, 4, &recs, 4), 2);
+    assert_int_equal(recs[1].status, 205);
+    assert_int_equal(gh_trace_worker_pending(tw), 6); /* nothing released yet */
+    gh_trace_worker_release(tw, 6);
     assert_int_equal(gh_trace_worker_pending(tw), 0);
+    /* Across the end of the ring: two contiguous pieces. */
+    for (uint64_t i = 6; i < 20; i++) {
+        tw->slots[i & tw->mask].status = (uint16_t)(200 + i);
+        atomic_store(&tw->head, i + 1);
+    }
+    assert_int_equal(gh_trace_worker_peek(tw, 0, &recs, 100), 10);
+    assert_int_equal(recs[9].status, 215);
+    assert_int_equal(gh_trace_worker_peek(tw, 10, &recs, 100), 4);
+    assert_int_equal(recs[0].status, 216);
     gh_trace_worker_free(tw);
 }
 
@@ -232,7 +243,7 @@ int main(void)
         cmocka_unit_test(test_caller_parent_and_tracestate),
         cmocka_unit_test(test_errors_by_kind),
         cmocka_unit_test(test_other_methods_and_no_route),
-        cmocka_unit_test(test_ring_take_in_order),
+        cmocka_unit_test(test_ring_peek_and_release_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
