@@ -137,6 +137,10 @@ struct gh_req {
     int8_t lim_redis;    /* 1: lim_reply holds Redis's answer; -1: Redis was unavailable */
     uint16_t rl_hdr_len; /* bytes of rl_hdr for the response head */
 
+    /* Metrics (src/telemetry/metrics.c). */
+    bool m_started;        /* counted in flight; cleared when counted out */
+    uint8_t m_auth_method; /* GH_MAUTH_*: the credential kind the auth stage read */
+
     struct gh_req *next_free;
     struct gh_principal principal;
     struct gh_limit_applied lim_rules[GH_LIMITS_MAX_RULES];
