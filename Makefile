@@ -5,7 +5,8 @@
 #   make asan       the unit and integration tests on an ASan+UBSan build
 #   make demo       run the gateway on its embedded default in front of a demo upstream
 #   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
-#                   bench-limits and bench-redis (rate-limit decisions per second)
+#                   bench-limits and bench-redis (rate-limit decisions per second),
+#                   bench-metrics (a /metrics scrape of 2,000 series)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -129,9 +130,9 @@ demo: $(BUILD)/gatehouse
 	$(BUILD)/gatehouse demo
 
 # bench/run.sh (the proxies), then the rate-limit micro-benchmarks below.
-bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench
+bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $(BUILD)/metrics_bench
 	bench/run.sh
-	$(MAKE) --no-print-directory bench-limits bench-redis
+	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics
 
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
@@ -162,3 +163,12 @@ $(BUILD)/redis_decisions_bench: bench/redis_decisions_bench.c $(BUILD)/libgateho
 
 bench-redis: $(BUILD)/redis_decisions_bench
 	$(BUILD)/redis_decisions_bench $(REDIS_BENCH_ARGS)
+
+# A /metrics scrape of about 2,000 series (src/telemetry), linked like the unit tests.
+.PHONY: bench-metrics
+$(BUILD)/metrics_bench: bench/metrics_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-metrics: $(BUILD)/metrics_bench
+	$(BUILD)/metrics_bench $(METRICS_BENCH_ARGS)

@@ -3,11 +3,13 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "admin/api.h"
 #include "core/runtime.h"
 #include "core/worker.h"
 #include "http/conn.h"
+#include "telemetry/metrics_scrape.h"
 
 struct admin_endpoint {
     enum gh_http_method method;
@@ -40,9 +42,36 @@ static void handle_readyz(struct gh_req *r)
     gh_conn_reply(r->conn, 200, "application/json", body, (size_t)n);
 }
 
+/* Prometheus scrape (docs/metrics.md): OpenMetrics when the Accept header
+ * asks for it, else the text format 0.0.4. */
+static void handle_metrics(struct gh_req *r)
+{
+    const struct gh_http_header *accept =
+        gh_http_find_header(r->head.headers, r->head.nheaders, "accept");
+    bool om = false;
+    struct gh_expo e;
+
+    if (r->snap->cfg->metrics.require_auth && !gh_admin_api_operator(r)) return;
+    if (accept) {
+        static const char want[] = "application/openmetrics-text";
+        gh_str v = accept->value;
+        for (size_t i = 0; i + sizeof(want) - 1 <= v.len && !om; i++)
+            om = strncasecmp(v.ptr + i, want, sizeof(want) - 1) == 0;
+    }
+    gh_expo_init(&e, om);
+    if (gh_metrics_scrape(r->conn->worker->rt, r->snap, &e) != GH_OK) {
+        gh_expo_release(&e);
+        gh_conn_reply_error(r->conn, 500, "internal_error", false);
+        return;
+    }
+    gh_conn_reply(r->conn, 200, om ? GH_EXPO_CT_OM : GH_EXPO_CT_TEXT, e.data, e.len);
+    gh_expo_release(&e);
+}
+
 static const struct admin_endpoint endpoints[] = {
     {GH_HTTP_GET, "/livez", handle_livez},
     {GH_HTTP_GET, "/readyz", handle_readyz},
+    {GH_HTTP_GET, "/metrics", handle_metrics},
 };
 
 /* Admin request bodies are small JSON documents. */

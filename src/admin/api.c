@@ -814,15 +814,58 @@ static bool match(const char *pattern, struct call *c)
     return n == c->nseg;
 }
 
+/* The admin API's authentication: an API key with role "admin", as a
+ * Bearer token. Returns true with <who> filled, or false after answering
+ * 401 or 403. */
+static bool authenticate(struct call *c, struct gh_principal *who)
+{
+    struct gh_req *r = c->r;
+    const char *code = NULL;
+    gh_str cred;
+    int st;
+
+    if (gh_authn_credential(r, &cred, &code) != 0 || cred.len == 0) {
+        gh_conn_reply_error_ex(r->conn, 401, code ? code : "missing_credentials", false,
+                               "WWW-Authenticate: Bearer realm=\"gatehouse-admin\"\r\n");
+        return false;
+    }
+    st = gh_authn_api_key_sync(r->conn->worker, cred, who, &code);
+    if (st != 0) {
+        gh_conn_reply_error_ex(r->conn, st, code, false,
+                               st == 401 ? "WWW-Authenticate: Bearer realm=\"gatehouse-admin\", "
+                                           "error=\"invalid_token\"\r\n"
+                                         : NULL);
+        return false;
+    }
+    if (!gh_principal_list_has(who->roles, GH_STR_LIT("admin"))) {
+        reply_error(c, 403, "forbidden", "the admin API needs a key with role admin");
+        return false;
+    }
+    return true;
+}
+
+bool gh_admin_api_operator(struct gh_req *r)
+{
+    struct call c;
+
+    memset(&c, 0, sizeof(c));
+    c.r = r;
+    c.st = r->conn->worker->rt->store;
+    c.cfg = r->snap->cfg;
+    if (!authenticate(&c, &c.who)) return false;
+    if (!gh_principal_is_operator(&c.who)) {
+        reply_error(&c, 403, "forbidden", "operators only");
+        return false;
+    }
+    return true;
+}
+
 int gh_admin_api_handle(struct gh_req *r, gh_str body)
 {
     struct gh_worker *w = r->conn->worker;
     struct call c;
     const struct endpoint *found = NULL;
     bool path_known = false;
-    const char *code = NULL;
-    gh_str cred;
-    int st;
 
     memset(&c, 0, sizeof(c));
     c.r = r;
@@ -848,24 +891,7 @@ int gh_admin_api_handle(struct gh_req *r, gh_str body)
         return 0;
     }
 
-    /* Authentication: an API key, as a Bearer token. */
-    if (gh_authn_credential(r, &cred, &code) != 0 || cred.len == 0) {
-        gh_conn_reply_error_ex(r->conn, 401, code ? code : "missing_credentials", false,
-                               "WWW-Authenticate: Bearer realm=\"gatehouse-admin\"\r\n");
-        return 0;
-    }
-    st = gh_authn_api_key_sync(w, cred, &c.who, &code);
-    if (st != 0) {
-        gh_conn_reply_error_ex(r->conn, st, code, false,
-                               st == 401 ? "WWW-Authenticate: Bearer realm=\"gatehouse-admin\", "
-                                           "error=\"invalid_token\"\r\n"
-                                         : NULL);
-        return 0;
-    }
-    if (!gh_principal_list_has(c.who.roles, GH_STR_LIT("admin"))) {
-        reply_error(&c, 403, "forbidden", "the admin API needs a key with role admin");
-        return 0;
-    }
+    if (!authenticate(&c, &c.who)) return 0;
     switch (found->access) {
     case ACCESS_OPERATOR:
         if (!gh_principal_is_operator(&c.who)) {

@@ -19,6 +19,7 @@
 #include "http/conn.h"
 #include "proxy/router.h"
 #include "stages.h"
+#include "telemetry/metrics.h"
 
 /* Verified-key cache: 2-way set associative, keyed by SHA-256 of the whole
  * key. A slot remembers failures too, so a wrong secret repeated in a loop
@@ -47,6 +48,7 @@ struct token_slot {
                                * JWKS ends the trust in tokens it signed */
     int64_t exp_s;
     char jti[GH_JWT_JTI_MAX + 1];
+    uint8_t metrics_method; /* GH_MAUTH_JWT or GH_MAUTH_TOKEN, for cache hits */
     struct gh_principal principal;
 };
 
@@ -356,6 +358,7 @@ static int jwt_step(struct gh_req *r, gh_str token)
             return 0;
         }
         r->principal = slot->principal;
+        r->m_auth_method = slot->metrics_method;
         return 1;
     }
     /* The generation read before acquiring: a set published in between
@@ -363,8 +366,10 @@ static int jwt_step(struct gh_req *r, gh_str token)
     /* The gateway's own tokens first (their kid is in the key directory);
      * an unknown kid there means the token is someone else's. */
     if (own_kid(w->keydir, token) || snap->jwt == NULL) {
+        r->m_auth_method = GH_MAUTH_TOKEN;
         res = gh_jwt_verify(snap->own_jwt, w->keydir->own_keys, token, now_s, &claims);
     } else {
+        r->m_auth_method = GH_MAUTH_JWT;
         keys = gh_jwks_source_acquire(snap->jwks);
         if (keys == NULL) {
             gh_conn_reply_error(r->conn, 503, "jwks_unavailable", false);
@@ -397,6 +402,7 @@ static int jwt_step(struct gh_req *r, gh_str token)
     slot->generation = snap->generation;
     slot->keys_generation = kgen;
     slot->exp_s = claims.exp;
+    slot->metrics_method = r->m_auth_method;
     snprintf(slot->jti, sizeof(slot->jti), "%s", claims.jti);
     slot->principal = r->principal;
     return 1;
@@ -498,7 +504,7 @@ int gh_authn_api_key(struct gh_req *r)
     return api_key_step(r, cred);
 }
 
-int gh_authn_stage(struct gh_req *r)
+static int authn_stage(struct gh_req *r)
 {
     const struct gh_config_route *rc = r->route->cfg;
     const char *code = NULL;
@@ -517,6 +523,7 @@ int gh_authn_stage(struct gh_req *r)
     }
     if (rc->auth_mode == GH_ROUTE_AUTH_API_KEY ||
         (rc->auth_mode == GH_ROUTE_AUTH_ANY && cred.len > 3 && memcmp(cred.ptr, "gh_", 3) == 0)) {
+        r->m_auth_method = GH_MAUTH_API_KEY;
         rc2 = api_key_step(r, cred);
         if (rc2 != 1) return rc2;
         /* A gateway key is the gateway's credential: the upstream gets the
@@ -531,6 +538,15 @@ int gh_authn_stage(struct gh_req *r)
         return 0;
     }
     return 1;
+}
+
+int gh_authn_stage(struct gh_req *r)
+{
+    int rc = authn_stage(r);
+
+    /* Counted once per decision: a suspended check is counted when it resumes. */
+    if (r->route->cfg->auth_mode != GH_ROUTE_AUTH_NONE) gh_metrics_auth(r->conn->worker, r, rc);
+    return rc;
 }
 
 void gh_authn_cancel(struct gh_req *r)

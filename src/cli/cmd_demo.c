@@ -117,10 +117,12 @@ int gh_cmd_demo(int argc, char **argv)
         "  printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1\\r\\nTransfer-Encoding: "
         "chunked\\r\\n\\r\\n' | nc -q1 %s\n"
         "                                                  # request smuggling attempt: 400\n"
-        "  curl -s http://%s/readyz\n\n"
+        "  curl -s http://%s/readyz\n"
+        "  curl -s http://%s/metrics | grep '^gatehouse_http_requests_total'   # Prometheus\n\n"
         "Access log lines (JSON) follow below. Ctrl-C stops.\n\n",
         listen, port, rt.snap->cfg->admin.addr.text, dir, key, listen, listen, listen, listen,
-        listen, listen, listen, nc_target, rt.snap->cfg->admin.addr.text);
+        listen, listen, listen, nc_target, rt.snap->cfg->admin.addr.text,
+        rt.snap->cfg->admin.addr.text);
     gh_apikey_wipe(key, sizeof(key));
     fflush(stdout);
     rc = gh_runtime_run(&rt);

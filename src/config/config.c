@@ -1553,6 +1553,13 @@ static const struct cfg_key access_log_keys[] = {
 };
 static const struct cfg_map access_log_map = {MAP_OF(access_log_keys)};
 
+static const struct cfg_key metrics_keys[] = {
+    KEY("top_tenants", t_u32, struct gh_config_metrics, top_tenants, .min = 0, .max = 1000,
+        .dflt = "20"),
+    KEY("require_auth", t_bool, struct gh_config_metrics, require_auth, .dflt = "false"),
+};
+static const struct cfg_map metrics_map = {MAP_OF(metrics_keys)};
+
 static const struct cfg_key store_keys[] = {
     KEY("sqlite", t_path, struct gh_config_store, sqlite, .dflt = "gatehouse.db"),
 };
@@ -1658,6 +1665,7 @@ static const struct cfg_key root_keys[] = {
     KEY("redis", t_redis, struct gh_config, redis, .sub = &redis_map),
     KEY("access_log", t_map, struct gh_config, access_log, .sub = &access_log_map),
     KEY("tracing", t_tracing, struct gh_config, tracing, .sub = &tracing_map),
+    KEY("metrics", t_map, struct gh_config, metrics, .sub = &metrics_map),
     KEY("store", t_map, struct gh_config, store, .sub = &store_map),
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
 };

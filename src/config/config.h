@@ -237,6 +237,12 @@ struct gh_config_redis {
     struct gh_config_pos pos;
 };
 
+/* `metrics:` (issue 6; docs/metrics.md). */
+struct gh_config_metrics {
+    uint32_t top_tenants; /* tenants with their own series, default 20; the rest are "other" */
+    bool require_auth;    /* /metrics needs an operator credential; default false */
+};
+
 struct gh_config_access_log {
     bool enabled; /* default true */
     char *path;   /* "stdout" (default) or a file path, opened in append mode */
@@ -324,6 +330,7 @@ struct gh_config {
     struct gh_config_redis redis;
     struct gh_config_access_log access_log;
     struct gh_config_tracing tracing;
+    struct gh_config_metrics metrics;
     struct gh_config_store store;
     struct gh_config_auth auth;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */

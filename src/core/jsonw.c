@@ -80,13 +80,9 @@ void gh_jsonw_str(struct gh_jsonw *w, gh_str s)
 
 void gh_jsonw_u64(struct gh_jsonw *w, uint64_t v)
 {
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    gh_jsonw_raw(w, tmp + sizeof(tmp) - n, n);
+    char tmp[20];
+    size_t i = gh_u64_dec(v, tmp);
+    gh_jsonw_raw(w, tmp + i, sizeof(tmp) - i);
 }
 
 void gh_jsonw_ms3(struct gh_jsonw *w, uint64_t ns)

@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "core/log.h"
 #include "telemetry/accesslog.h"
+#include "telemetry/metrics.h"
 
 /* Connections are file descriptors: take all the kernel allows us. */
 static void raise_fd_limit(void)
@@ -120,7 +121,8 @@ int gh_runtime_reload(struct gh_runtime *rt)
     }
     snap = gh_snapshot_new(cfg, rt->generation + 1, &err);
     if (snap == NULL) goto fail;
-    if (gh_accesslog_configure(rt->alog, &snap->cfg->access_log, &err) != GH_OK) {
+    if (gh_accesslog_configure(rt->alog, &snap->cfg->access_log, &err) != GH_OK ||
+        gh_metrics_bind(rt->metrics, snap, &err) != GH_OK) {
         gh_snapshot_unref(snap);
         goto fail;
     }
@@ -198,6 +200,9 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->generation = 1;
     rt->snap = gh_snapshot_new(cfg, rt->generation, err);
     if (rt->snap == NULL) return GH_ERROR;
+    rt->metrics = gh_metrics_new();
+    if (rt->metrics == NULL || gh_metrics_bind(rt->metrics, rt->snap, err) != GH_OK)
+        return gh_err_set(err, NULL, 0, 0, "out of memory");
     rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
@@ -295,6 +300,8 @@ void gh_runtime_release(struct gh_runtime *rt)
     rt->store = NULL;
     gh_accesslog_close(rt->alog);
     rt->alog = NULL;
+    gh_metrics_free(rt->metrics); /* after the workers: they count into it */
+    rt->metrics = NULL;
     if (rt->sig_hup) event_free(rt->sig_hup);
     if (rt->sig_term) event_free(rt->sig_term);
     if (rt->sig_int) event_free(rt->sig_int);

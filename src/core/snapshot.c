@@ -70,6 +70,8 @@ static void snapshot_free(struct gh_snapshot *s)
     gh_limits_policy_free(s->limits);
     free(s->listen_tls);
     free(s->upstream_tls);
+    free(s->metrics_route_slot);
+    free(s->metrics_upstream_slot);
     gh_router_free(s->router);
     gh_config_free(s->cfg);
     free(s);

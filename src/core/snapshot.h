@@ -35,6 +35,10 @@ struct gh_snapshot {
     struct gh_jwt_verifier *own_jwt; /* the gateway's own tokens (auth.tokens); never NULL */
     struct gh_limits_policy *limits; /* plans and route rules, compiled */
     char config_hash[17];            /* first 8 bytes of the config SHA-256, hex */
+    /* Metrics slots per cfg->routes[i] and cfg->upstreams[i], set by
+     * gh_metrics_bind (src/telemetry/metrics.h) before publishing. */
+    uint16_t *metrics_route_slot;
+    uint16_t *metrics_upstream_slot;
 };
 
 /* Builds a snapshot from <cfg>, taking ownership of it (also on failure).

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -46,6 +47,18 @@ static inline bool gh_str_caseeq_lit(gh_str a, const char *lit)
 static inline bool gh_str_has_prefix(gh_str s, gh_str prefix)
 {
     return s.len >= prefix.len && memcmp(s.ptr, prefix.ptr, prefix.len) == 0;
+}
+
+/* Writes <v> in decimal at the end of <out> (no NUL) and returns where it
+ * starts: the digits are out[start..20). No snprintf: hot paths use it. */
+static inline size_t gh_u64_dec(uint64_t v, char out[20])
+{
+    size_t i = 20;
+    do {
+        out[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return i;
 }
 
 /* <s> cut to fit <size> bytes (NUL included) on a UTF-8 character

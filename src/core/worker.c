@@ -23,6 +23,7 @@
 #include "http/conn.h"
 #include "proxy/pool.h"
 #include "telemetry/accesslog.h"
+#include "telemetry/metrics.h"
 
 #define FREE_REQS_MAX 256
 #define TICK_MS       250
@@ -242,6 +243,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     gh_authn_tick(w);
     gh_pools_tick(w, now);
     if (w->trace) gh_trace_worker_tick(w->trace);
+    gh_metrics_worker_tick(w);
     /* Listeners paused by EMFILE get another chance each tick. */
     gh_worker_pause_accept(w, false);
     if (w->draining) {
@@ -297,6 +299,10 @@ int gh_worker_init(struct gh_worker *w, struct gh_runtime *rt, int id, bool is_a
         w->keydir == NULL)
         return gh_err_set(err, NULL, 0, 0, "out of memory");
     if (rt->alog && !is_admin) w->alog = gh_accesslog_buf_new(rt->alog);
+    if (rt->metrics && !is_admin) {
+        w->metrics = gh_metrics_worker_new();
+        if (w->metrics == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    }
     if (rt->limits && !is_admin) {
         w->limits = gh_limits_worker_new(w, rt->limits, snap->cfg);
         if (w->limits == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
@@ -388,6 +394,8 @@ void gh_worker_release(struct gh_worker *w)
     w->authn = NULL;
     gh_limits_worker_free(w->limits);
     w->limits = NULL;
+    gh_metrics_worker_free(w->metrics);
+    w->metrics = NULL;
     pthread_mutex_destroy(&w->verify_mu);
     if (w->notify_ev) event_free(w->notify_ev);
     if (w->tick_ev) event_free(w->tick_ev);

@@ -27,6 +27,7 @@ struct gh_authn_worker;
 struct gh_limits_worker;
 struct gh_trace_worker;
 struct gh_verify_job;
+struct gh_metrics_worker;
 
 struct gh_listener {
     struct gh_worker *worker;
@@ -90,6 +91,9 @@ struct gh_worker {
     time_t date_sec; /* cached HTTP Date header value */
     char date[32];
     struct gh_worker_stats stats;
+
+    /* Metrics (src/telemetry/metrics.h): NULL for the admin worker. */
+    struct gh_metrics_worker *metrics;
 };
 
 /* Creates the worker's loop and listeners (one SO_REUSEPORT socket per

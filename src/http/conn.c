@@ -25,6 +25,7 @@
 #include "stages.h"
 #include "telemetry/accesslog.h"
 #include "telemetry/trace.h"
+#include "telemetry/metrics.h"
 
 #define LINGER_NS (2000ull * 1000000ull)
 /* Requests parsed from buffered input in one loop turn, so that a client
@@ -164,6 +165,7 @@ void gh_conn_accept_cb(evutil_socket_t lfd, short what, void *arg)
         event_assign(&c->timer, w->base, -1, 0, conn_timer_cb, c);
         conn_link(w, c);
         atomic_fetch_add_explicit(&w->stats.conns_accepted, 1, memory_order_relaxed);
+        gh_metrics_conn_accepted(w);
 
         if (!l->is_admin && snap->listen_tls[l->listen_index]) {
             c->sock.ssl = gh_tls_server_ssl(snap->listen_tls[l->listen_index], fd);
@@ -280,6 +282,7 @@ static void conn_close(struct gh_conn *c)
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
         if (c->state == GH_CONN_ACTIVE && c->req->status) gh_accesslog_request(w, c->req);
         gh_trace_request_end(w, c->req);
+        gh_metrics_request_end(w, c->req);
         if (c->req->wsnap) gh_worker_snap_leave(w, c->req->wsnap);
         gh_worker_req_put(w, c->req);
         c->req = NULL;
@@ -289,6 +292,7 @@ static void conn_close(struct gh_conn *c)
     gh_buf_drop(&c->in, &w->bufpool);
     gh_buf_drop(&c->out, &w->bufpool);
     conn_unlink(w, c);
+    gh_metrics_conn_closed(w);
     free(c);
     gh_worker_pause_accept(w, false);
 }
@@ -311,6 +315,7 @@ static void conn_linger(struct gh_conn *c)
     if (c->req) {
         gh_accesslog_request(c->worker, c->req);
         gh_trace_request_end(c->worker, c->req);
+        gh_metrics_request_end(c->worker, c->req);
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
         if (c->req->wsnap) gh_worker_snap_leave(c->worker, c->req->wsnap);
         gh_worker_req_put(c->worker, c->req);
@@ -511,6 +516,7 @@ static void conn_start_request(struct gh_conn *c)
     gh_chunked_init(&r->req_chunked, lim->max_header_bytes);
     set_request_id(w, r);
     atomic_fetch_add_explicit(&w->stats.requests, 1, memory_order_relaxed);
+    gh_metrics_request_start(w, r);
 
     c->requests++;
     if (!r->head.framing.keep_alive || c->client_eof || w->draining ||
@@ -551,6 +557,7 @@ static void conn_finish_request(struct gh_conn *c)
     }
     gh_accesslog_request(w, r);
     gh_trace_request_end(w, r);
+    gh_metrics_request_end(w, r);
     if (r->up || r->pool) gh_proxy_abort(r);
     gh_worker_snap_leave(w, r->wsnap);
     c->in.start = r->body_pos;
@@ -627,6 +634,7 @@ static void conn_early_error(struct gh_conn *c, int status, const char *code)
     r->snap = r->wsnap->snap;
     r->body_done = true;
     r->bytes_in = gh_buf_len(&c->in);
+    gh_metrics_request_start(c->worker, r);
     gh_conn_reply_error(c, status, code, true);
 }
 
@@ -802,6 +810,7 @@ static void conn_handshake(struct gh_conn *c)
 {
     int rc = gh_sock_handshake(&c->sock);
     if (rc == 0) {
+        gh_metrics_tls_handshake(c->worker, true);
         c->state = GH_CONN_HEAD;
         gh_sock_want_write(&c->sock, false);
         gh_sock_want_read(&c->sock, true);
@@ -813,6 +822,7 @@ static void conn_handshake(struct gh_conn *c)
         return;
     }
     atomic_fetch_add_explicit(&c->worker->stats.tls_handshake_failures, 1, memory_order_relaxed);
+    gh_metrics_tls_handshake(c->worker, false);
     conn_close(c);
 }
 

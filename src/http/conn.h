@@ -150,6 +150,10 @@ struct gh_req {
     bool tr_on;                            /* ids picked: a record is due at the end */
     bool tr_has_parent;                    /* the caller sent a valid traceparent */
 
+    /* Metrics (src/telemetry/metrics.c). */
+    bool m_started;        /* counted in flight; cleared when counted out */
+    uint8_t m_auth_method; /* GH_MAUTH_*: the credential kind the auth stage read */
+
     struct gh_req *next_free;
     struct gh_principal principal;
     struct gh_tracectx tr_ctx;

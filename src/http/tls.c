@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* TLS 1.2 suites: forward secrecy and AEAD only (Mozilla "intermediate"
  * minus the DHE suites). TLS 1.3 suites are OpenSSL's defaults, all AEAD. */
@@ -147,6 +148,18 @@ static int add_names_from_cert(struct gh_tls_server *t, SSL_CTX *ctx)
     return rc;
 }
 
+/* The certificate's notAfter as Unix seconds, or INT64_MAX when unreadable
+ * (read once per context, for the certificate expiry metric). */
+static int64_t cert_not_after(SSL_CTX *ctx)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    const ASN1_TIME *t = x ? X509_get0_notAfter(x) : NULL;
+    struct tm tm;
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) return INT64_MAX;
+    return (int64_t)timegm(&tm);
+}
+
 struct gh_tls_server *gh_tls_server_new(const struct gh_config *cfg,
                                         const struct gh_config_listen *l, struct gh_err *err)
 {
@@ -166,6 +179,7 @@ struct gh_tls_server *gh_tls_server_new(const struct gh_config *cfg,
             return NULL;
         }
         t->ctxs[t->nctxs++] = ctx;
+        if (i == 0 || cert_not_after(ctx) < t->not_after) t->not_after = cert_not_after(ctx);
         if (c->nnames > 0) {
             for (size_t k = 0; k < c->nnames; k++)
                 if (add_name(t, c->names[k], strlen(c->names[k]), ctx) != 0) goto oom;

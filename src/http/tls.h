@@ -21,6 +21,7 @@ struct gh_tls_server {
     size_t nctxs;
     struct gh_tls_cert_entry *names; /* SNI table */
     size_t nnames;
+    int64_t not_after; /* the soonest notAfter of its certificates, Unix seconds (metrics) */
 };
 
 /* Builds the server contexts for <l>: TLS 1.2 and 1.3 only, modern AEAD

@@ -27,6 +27,7 @@
 #include "limits/redis_script.h"
 #include "proxy/router.h"
 #include "stages.h"
+#include "telemetry/metrics.h"
 
 #define NS_PER_S        1000000000ull
 #define QUOTA_TENANTS   16384
@@ -225,12 +226,30 @@ void gh_limits_worker_free(struct gh_limits_worker *lw)
     free(lw);
 }
 
+int gh_limits_worker_redis_state(const struct gh_limits_worker *lw)
+{
+    if (lw == NULL || lw->redis == NULL) return 2;
+    return gh_redis_is_up(lw->redis) ? 1 : 0;
+}
+
+bool gh_limits_service_quota_usage(struct gh_limits_service *s, const char *tenant,
+                                   uint64_t used[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS],
+                                   uint64_t limit[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS])
+{
+    if (s == NULL || s->quotas == NULL) return false;
+    return gh_quota_usage(s->quotas, tenant, strlen(tenant), (int64_t)gh_wall_ms(), used, limit);
+}
+
 const struct gh_limits_stats *gh_limits_worker_stats(const struct gh_limits_worker *lw)
 {
     return &lw->stats;
 }
 
-#define INC(lw, f) atomic_fetch_add_explicit(&(lw)->stats.f, 1, memory_order_relaxed)
+/* One writer per counter (the worker): a relaxed load and store, no locked add. */
+#define INC(lw, f)                                                                                 \
+    atomic_store_explicit(&(lw)->stats.f,                                                          \
+                          atomic_load_explicit(&(lw)->stats.f, memory_order_relaxed) + 1,          \
+                          memory_order_relaxed)
 
 /* ---- Answers ------------------------------------------------------------ */
 
@@ -548,6 +567,7 @@ static int decide_local(struct gh_req *r, struct gh_limits_worker *lw,
             uint64_t ra = ceil_s(res.retry_after_ns);
             deny_headers(r, rl, res.retry_after_ns);
             INC(lw, rate_limited);
+            gh_metrics_ratelimit(lw->w, rl, false);
             refuse(r, 429, "rate_limited", rl->name, rl->name_len, ra ? ra : 1);
             return RL_ANSWERED;
         }
@@ -635,6 +655,7 @@ static int apply_redis(struct gh_req *r, struct gh_limits_worker *lw)
         uint64_t ra = ceil_s(retry_ns);
         deny_headers(r, rl, retry_ns);
         INC(lw, rate_limited);
+        gh_metrics_ratelimit(lw->w, rl, false);
         refuse(r, 429, "rate_limited", rl->name, rl->name_len, ra ? ra : 1);
         return RL_ANSWERED;
     }
@@ -817,6 +838,7 @@ int gh_limits_stage(struct gh_req *r)
             return 0;
         }
         r->lim_counted = true;
+        INC(lw, quota_admitted);
     }
     /* 2. Rate limits. */
     collect_rules(r, lw, lr, &ap);
@@ -825,6 +847,10 @@ rates:
     rc = rate_limits(r, lw, lr);
     if (rc == RL_WAIT) return 2;
     if (rc == RL_ANSWERED) goto refused;
+    /* A pass is a pass of every rule that applied (a refusal counted the
+     * rule that refused, where it was decided). */
+    for (uint8_t i = 0; i < r->lim_nrules; i++)
+        gh_metrics_ratelimit(lw->w, r->lim_rules[i].rule, true);
 
     /* 3. Bulkheads. */
     if (!resolved) resolve(r, pol, &ap);
@@ -847,6 +873,7 @@ rates:
 admitted:
     r->lim_step = 5;
     INC(lw, allowed);
+    if (r->lim_nheld) INC(lw, bulkhead_admitted);
     return 1;
 queue_timeout:
 busy:

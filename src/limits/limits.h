@@ -24,6 +24,7 @@
 #define GH_LIMITS_LIMITS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -35,7 +36,8 @@ struct gh_store;
 struct gh_limits_service;
 struct gh_limits_worker;
 
-/* Counters per worker, summed by readers (metrics). */
+/* Counters per worker, summed by readers (metrics). Each has one writer,
+ * its worker, which adds with a relaxed load and store (no locked add). */
 struct gh_limits_stats {
     _Atomic uint64_t allowed;             /* passed every limit */
     _Atomic uint64_t rate_limited;        /* 429 rate_limited */
@@ -45,6 +47,8 @@ struct gh_limits_stats {
     _Atomic uint64_t redis_decisions;     /* decided by Redis */
     _Atomic uint64_t fallback_decisions;  /* decided while Redis was unavailable */
     _Atomic uint64_t unavailable;         /* 503 rate_limiter_unavailable */
+    _Atomic uint64_t quota_admitted;      /* admitted (and counted) by the quota table */
+    _Atomic uint64_t bulkhead_admitted;   /* took bulkhead slots (at once or after queueing) */
 };
 
 /* Runtime: the shared tables and the quota flusher. <st> may be NULL (no
@@ -64,6 +68,14 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
                                               const struct gh_config *cfg);
 void gh_limits_worker_free(struct gh_limits_worker *lw);
 const struct gh_limits_stats *gh_limits_worker_stats(const struct gh_limits_worker *lw);
+/* Worker thread (<lw> may be NULL): 1 when its Redis connection is up, 0
+ * when down, 2 when it has none (local backend). */
+int gh_limits_worker_redis_state(const struct gh_limits_worker *lw);
+/* Any thread: <tenant>'s quota usage of the current day and month and the
+ * limits last applied to it (0: none). False when the tenant has no entry. */
+bool gh_limits_service_quota_usage(struct gh_limits_service *s, const char *tenant,
+                                   uint64_t used[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS],
+                                   uint64_t limit[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS]);
 
 /* The stage: 1 = go on, 0 = answered, 2 = suspended (Redis or a queue). */
 int gh_limits_stage(struct gh_req *r);

@@ -28,6 +28,7 @@ struct gh_limit_rule {
     struct gh_gcra_params full;      /* the limit */
     struct gh_gcra_params share;     /* this node's share, for the Redis fallback */
     uint32_t window_s;               /* RateLimit-Policy "w": time to refill a full burst */
+    uint16_t metrics_slot;           /* set by gh_metrics_bind (src/telemetry/metrics.h) */
 };
 
 struct gh_limit_plan {

@@ -307,6 +307,32 @@ static void add(struct gh_quota_table *t, const char *tenant, size_t n, int64_t 
     pthread_mutex_unlock(&sh->mu);
 }
 
+bool gh_quota_usage(struct gh_quota_table *t, const char *tenant, size_t n, int64_t wall_ms,
+                    uint64_t used[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS],
+                    uint64_t limit[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS])
+{
+    uint64_t h = hash_tenant(tenant, n);
+    struct quota_shard *sh = shard_of(t, h);
+    struct quota_entry *e;
+    int64_t ids[GH_QUOTA_NPERIODS] = {day_of(wall_ms), month_of(wall_ms)};
+
+    if (n > TENANT_MAX) n = TENANT_MAX;
+    pthread_mutex_lock(&sh->mu);
+    e = find(t, sh, h, tenant, n, false);
+    if (e != NULL) {
+        memcpy(limit, e->limits, sizeof(e->limits));
+        for (int m = 0; m < GH_QUOTA_NMETRICS; m++)
+            for (int p = 0; p < GH_QUOTA_NPERIODS; p++) {
+                /* A period that ended since the entry was last touched has
+                 * no usage yet (roll() would start it at 0). */
+                int64_t cur = p == GH_QUOTA_DAY ? e->day : e->month;
+                used[m][p] = cur == ids[p] ? e->base[m][p] + e->pend[m] : 0;
+            }
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return e != NULL;
+}
+
 void gh_quota_unadmit(struct gh_quota_table *t, const char *tenant, size_t n, int64_t wall_ms)
 {
     const int64_t d[GH_QUOTA_NMETRICS] = {-1, 0, 0};

@@ -54,6 +54,11 @@ void gh_quota_unadmit(struct gh_quota_table *t, const char *tenant, size_t tenan
 void gh_quota_add_bytes(struct gh_quota_table *t, const char *tenant, size_t tenant_len,
                         uint64_t bytes_in, uint64_t bytes_out, int64_t wall_ms);
 uint64_t gh_quota_overflows(const struct gh_quota_table *t);
+/* Any thread (metrics): <tenant>'s usage of the periods of <wall_ms> and
+ * the limits its last admission applied. False when it has no entry. */
+bool gh_quota_usage(struct gh_quota_table *t, const char *tenant, size_t tenant_len,
+                    int64_t wall_ms, uint64_t used[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS],
+                    uint64_t limit[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS]);
 
 /* Limits service thread: writes what was counted since the last flush to the
  * store in one transaction, refreshes the totals, and records threshold

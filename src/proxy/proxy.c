@@ -20,6 +20,7 @@
 #include "proxy/pool.h"
 #include "proxy/router.h"
 #include "telemetry/trace.h"
+#include "telemetry/metrics.h"
 
 /* Room kept free in an output buffer for chunk framing around data. */
 #define CHUNK_OVERHEAD 32
@@ -83,6 +84,7 @@ static void fail(struct gh_req *r, enum gh_up_error why)
 
     release_upstream(r, false);
     r->up_error = why;
+    gh_metrics_upstream_error(w, r, why);
 
     /* A pooled connection the upstream had already closed: the request
      * never reached it. Safe to send again when nothing of the body is
@@ -372,6 +374,7 @@ static void attempt(struct gh_req *r)
     }
     u->req = r;
     r->up = u;
+    gh_metrics_upstream_conn(w, r);
     {
         size_t n = strlen(r->pool->endpoint);
         if (n >= sizeof(r->endpoint)) n = sizeof(r->endpoint) - 1;

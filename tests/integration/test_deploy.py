@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -21,7 +20,7 @@ import urllib.parse
 import pytest
 import yaml
 
-from conftest import ROOT, Gatehouse, Upstream, free_port, gatehouse_bin, wait_for
+from conftest import ROOT, free_port, wait_for
 
 DEPLOY = os.path.join(ROOT, "deploy")
 RULE_FILES = sorted(glob.glob(os.path.join(DEPLOY, "prometheus", "rules", "*.yml")))
@@ -326,28 +325,6 @@ def test_metric_name_extraction():
 # ---------------------------------------------------------------- real Prometheus
 
 
-_metrics_status = None
-
-
-def gateway_metrics_missing():
-    """True when a gatehouse of this build answers 404 at GET /metrics on its
-    admin listener (the metrics endpoint has not landed in this build yet)."""
-    global _metrics_status
-    if _metrics_status is None:
-        tmp = tempfile.mkdtemp(prefix="gatehouse-deploy-probe-")
-        up = Upstream().start()
-        g = Gatehouse(tmp, upstream_port=up.port)
-        try:
-            g.start()
-            c = http.client.HTTPConnection("127.0.0.1", g.admin_port, timeout=5)
-            c.request("GET", "/metrics")
-            _metrics_status = c.getresponse().status
-            c.close()
-        finally:
-            g.stop()
-            up.stop()
-            shutil.rmtree(tmp, True)
-    return _metrics_status == 404
 
 
 class Prometheus:
@@ -470,10 +447,6 @@ def run_load(port, seconds=3.0):
     return sum(counts)
 
 
-@pytest.mark.skipif("gateway_metrics_missing()",
-                    reason="the gateway answers 404 at /metrics: the metrics endpoint "
-                           "(issue 6, docs/metrics.md) is not in this build yet; "
-                           "remove this guard once it is merged")
 def test_real_prometheus_scrapes_gatehouse_and_evaluates_every_expression(gatehouse, upstream, tmp_path):
     dead_port = free_port()  # nothing listens there: connections are refused
     g = gatehouse(raw=lambda g: load_config(g, upstream.port, dead_port))

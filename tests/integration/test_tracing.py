@@ -15,6 +15,7 @@ import pytest
 from conftest import free_port, gatehouse_bin, wait_for
 from identity_helpers import Admin, bearer, bootstrap, identity_config
 from otlp_wire import decode_export_trace_request
+from test_metrics import parse, value
 
 SERVER, CLIENT, INTERNAL = 2, 3, 1
 STATUS_ERROR = 2
@@ -140,6 +141,21 @@ def parse_tp(tp):
     v, t, p, f = tp.split("-")
     assert v == "00" and len(t) == 32 and len(p) == 16 and len(f) == 2
     return t, p, f
+
+
+def trace_metrics(g):
+    """The exporter's counters from the gateway's own /metrics."""
+    st, _, body = get(g.admin_port, "/metrics")
+    assert st == 200
+    m = parse(body.decode())
+    return {
+        "exported": value(m, "gatehouse_trace_spans_exported_total"),
+        "queue_full": value(m, "gatehouse_trace_spans_dropped_total", reason="queue_full"),
+        "export_failed": value(m, "gatehouse_trace_spans_dropped_total", reason="export_failed"),
+        "success": value(m, "gatehouse_trace_export_requests_total", result="success"),
+        "retry": value(m, "gatehouse_trace_export_requests_total", result="retry"),
+        "failure": value(m, "gatehouse_trace_export_requests_total", result="failure"),
+    }
 
 
 def wait_trace(receiver, trace_id, n, timeout=10):
@@ -406,6 +422,9 @@ def test_export_retries_on_503_and_drops_on_400(gatehouse, receiver):
     time.sleep(1.5)
     assert receiver.attempts == before + 1
     assert receiver.trace(lost) == []
+    m = trace_metrics(g)
+    assert m["retry"] == 2 and m["failure"] == 1 and m["success"] == 1, m
+    assert m["exported"] == 2 and m["export_failed"] == 2 and m["queue_full"] == 0, m
 
 
 def test_collector_down_does_not_hurt_requests(gatehouse):
@@ -416,6 +435,11 @@ def test_collector_down_does_not_hurt_requests(gatehouse):
         st, _, _ = get(g.port, "/echo")
         assert st == 200
     assert g.proc.poll() is None
+    # Every span is accounted for: lost to the full queue, or to the failed
+    # export once its retries ran out (max_retry 1s).
+    wait_for(lambda: trace_metrics(g)["export_failed"] > 0, timeout=10, what="a failed export")
+    m = trace_metrics(g)
+    assert m["exported"] == 0 and m["queue_full"] > 0, m
     g.stop()
     assert "OTLP" in g.stderr() or "tracing" in g.stderr()
 

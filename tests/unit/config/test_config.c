@@ -75,6 +75,9 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(cfg->listens[0].pos.line, 3);
     assert_int_equal(cfg->listens[0].pos.col, 5);
 
+    assert_int_equal(cfg->metrics.top_tenants, 20);
+    assert_false(cfg->metrics.require_auth);
+
     assert_true(cfg->admin.enabled);
     assert_string_equal(cfg->admin.addr.text, "127.0.0.1:9901");
     assert_int_equal(cfg->admin.addr.port, 9901);
@@ -569,6 +572,10 @@ struct bad_case {
       "in limits.max_headers: invalid number \"ten\"")                                             \
     X(max_headers_300, VALID_TAIL "limits:\n  max_headers: 300\n", 5, 16,                          \
       "in limits.max_headers: must be between 1 and 256")                                          \
+    X(top_tenants_2000, VALID_TAIL "metrics:\n  top_tenants: 2000\n", 5, 16,                     \
+      "in metrics.top_tenants: must be between 0 and 1000")                                        \
+    X(metrics_unknown_key, VALID_TAIL "metrics: {top_tenant: 5}\n", 4, 11,                         \
+      "unknown key \"top_tenant\" in metrics (did you mean \"top_tenants\"?)")                     \
     X(workers_0, "workers: 0\n" VALID_TAIL, 1, 10,                                                 \
       "in workers: must be \"auto\" or between 1 and 1024")                                        \
     X(workers_huge, VALID_TAIL "workers: 99999999999999999999999\n", 4, 10,                        \
