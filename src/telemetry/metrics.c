@@ -233,18 +233,15 @@ void gh_metrics_request_start(struct gh_worker *w, struct gh_req *r)
     gh_mc_add(&w->metrics->req_started, 1);
 }
 
-void gh_metrics_request_end(struct gh_worker *w, struct gh_req *r)
+/* The request's counters, by route, upstream and tenant. */
+static void count_request(struct gh_metrics_worker *m, const struct gh_req *r)
 {
-    struct gh_metrics_worker *m = w->metrics;
     const struct gh_snapshot *s = r->snap;
     struct gh_mroute *rt;
     struct gh_mupstream *up;
     unsigned cls;
     uint32_t slot = GH_METRICS_ROUTE_NONE;
 
-    if (m == NULL || !r->m_started) return;
-    r->m_started = false;
-    gh_mc_add(&m->req_ended, 1);
     /* Requests that got no answer (the client left first) are only
      * counted out of flight. */
     if (r->status == 0 || s == NULL || s->metrics_route_slot == NULL) return;
@@ -265,6 +262,20 @@ void gh_metrics_request_end(struct gh_worker *w, struct gh_req *r)
     }
     if (r->principal.kind != GH_PRINCIPAL_NONE)
         gh_mtenants_count(m->tenants, r->principal.tenant, strlen(r->principal.tenant), cls);
+}
+
+void gh_metrics_request_end(struct gh_worker *w, struct gh_req *r)
+{
+    struct gh_metrics_worker *m = w->metrics;
+
+    if (m == NULL || !r->m_started) return;
+    r->m_started = false;
+    count_request(m, r);
+    /* Out of flight last, with release order: a scrape that sees no request
+     * in flight sees every count above. */
+    atomic_store_explicit(&m->req_ended,
+                          atomic_load_explicit(&m->req_ended, memory_order_relaxed) + 1,
+                          memory_order_release);
 }
 
 void gh_metrics_upstream_conn(struct gh_worker *w, const struct gh_req *r)

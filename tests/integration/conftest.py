@@ -53,10 +53,21 @@ def gatehouse_bin():
     raise RuntimeError(f"cannot use {BIN}: {last}")
 
 
+_handed_ports = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port not handed out before in this session: the
+    kernel may give the same free port to two calls in a row (a listen
+    address and the admin address, say) since the probe socket is closed."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_ports:
+            _handed_ports.add(port)
+            return port
+    raise RuntimeError("no fresh free port in 100 tries")
 
 
 # ---------------------------------------------------------------- upstream

@@ -44,6 +44,18 @@ def series(samples, name):
 
 
 def scrape(g, headers=None):
+    """A scrape once every request sent so far has been counted: a worker
+    counts a request after writing its answer, so a client can read the
+    answer and scrape before that (requests in flight > 0)."""
+    deadline = time.time() + 5
+    while True:
+        r = http_call(g.admin_port, "GET", "/metrics", headers=headers)
+        assert r.status == 200, r
+        m = re.search(rb"^gatehouse_http_requests_in_flight (\S+)$", r.body, re.M)
+        if (m and float(m.group(1)) == 0) or time.time() > deadline:
+            break
+        time.sleep(0.02)
+    # That scrape read the counters before the gauge: take the next one.
     r = http_call(g.admin_port, "GET", "/metrics", headers=headers)
     assert r.status == 200, r
     return r
