@@ -6,6 +6,7 @@
 #   make demo       run the gateway on its embedded default in front of a demo upstream
 #   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
 #                   bench-limits and bench-redis (rate-limit decisions per second)
+#                   and bench-otlp (trace encoders, ns per span)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -129,9 +130,9 @@ demo: $(BUILD)/gatehouse
 	$(BUILD)/gatehouse demo
 
 # bench/run.sh (the proxies), then the rate-limit micro-benchmarks below.
-bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench
+bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $(BUILD)/otlp_bench
 	bench/run.sh
-	$(MAKE) --no-print-directory bench-limits bench-redis
+	$(MAKE) --no-print-directory bench-limits bench-redis bench-otlp
 
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
@@ -162,3 +163,12 @@ $(BUILD)/redis_decisions_bench: bench/redis_decisions_bench.c $(BUILD)/libgateho
 
 bench-redis: $(BUILD)/redis_decisions_bench
 	$(BUILD)/redis_decisions_bench $(REDIS_BENCH_ARGS)
+
+# The OTLP trace encoders (src/telemetry/otlp_*.c): ns per span, protobuf and JSON.
+.PHONY: bench-otlp
+$(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-otlp: $(BUILD)/otlp_bench
+	$(BUILD)/otlp_bench
