@@ -31,15 +31,20 @@ struct strings {
     char peer[BATCH][16];
 };
 
-static void attr_str(struct gh_span *s, const char *key, const char *v, size_t n)
+/* As trace_spans.c does: literal keys with their length. */
+#define attr_str(s, key, v, n) attr_str_((s), "" key, sizeof("" key) - 1, (v), (n))
+#define attr_int(s, key, v)    attr_int_((s), "" key, sizeof("" key) - 1, (v))
+
+static void attr_str_(struct gh_span *s, const char *key, size_t key_len, const char *v, size_t n)
 {
-    s->attrs[s->nattrs++] =
-        (struct gh_span_attr){.key = key, .type = GH_ATTR_STR, .s = gh_str_make(v, n)};
+    s->attrs[s->nattrs++] = (struct gh_span_attr){
+        .key = key, .key_len = key_len, .type = GH_ATTR_STR, .s = gh_str_make(v, n)};
 }
 
-static void attr_int(struct gh_span *s, const char *key, int64_t v)
+static void attr_int_(struct gh_span *s, const char *key, size_t key_len, int64_t v)
 {
-    s->attrs[s->nattrs++] = (struct gh_span_attr){.key = key, .type = GH_ATTR_INT, .i = v};
+    s->attrs[s->nattrs++] =
+        (struct gh_span_attr){.key = key, .key_len = key_len, .type = GH_ATTR_INT, .i = v};
 }
 
 static void fill_id(uint8_t *id, size_t n, uint64_t *x)

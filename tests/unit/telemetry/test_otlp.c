@@ -594,25 +594,35 @@ static size_t golden_spans(struct gh_span s[5])
         .flags = 1,
     };
     struct gh_span_attr *a = s[2].attrs;
-    a[0] = (struct gh_span_attr){"http.request.method", GH_ATTR_STR, GH_STR_LIT("GET"), 0};
-    a[1] = (struct gh_span_attr){"url.path", GH_ATTR_STR, GH_STR_LIT("/v1/users/caf\xc3\xa9"), 0};
-    a[2] = (struct gh_span_attr){"url.scheme", GH_ATTR_STR, GH_STR_LIT("https"), 0};
-    a[3] = (struct gh_span_attr){"http.route", GH_ATTR_STR, GH_STR_LIT("/v1/users/{id}"), 0};
-    a[4] = (struct gh_span_attr){"http.response.status_code", GH_ATTR_INT, GH_STR_NULL, 200};
-    a[5] = (struct gh_span_attr){"server.address", GH_ATTR_STR, GH_STR_LIT("api.example.com"), 0};
-    a[6] = (struct gh_span_attr){"server.port", GH_ATTR_INT, GH_STR_NULL, 443};
-    a[7] = (struct gh_span_attr){"network.peer.address", GH_ATTR_STR, GH_STR_LIT("10.1.2.3"), 0};
-    a[8] = (struct gh_span_attr){"network.peer.port", GH_ATTR_INT, GH_STR_NULL, 40213};
-    a[9] = (struct gh_span_attr){"network.protocol.version", GH_ATTR_STR, GH_STR_LIT("1.1"), 0};
+    a[0] = (struct gh_span_attr){
+        .key = "http.request.method", .type = GH_ATTR_STR, .s = GH_STR_LIT("GET")};
+    a[1] = (struct gh_span_attr){
+        .key = "url.path", .type = GH_ATTR_STR, .s = GH_STR_LIT("/v1/users/caf\xc3\xa9")};
+    a[2] =
+        (struct gh_span_attr){.key = "url.scheme", .type = GH_ATTR_STR, .s = GH_STR_LIT("https")};
+    a[3] = (struct gh_span_attr){
+        .key = "http.route", .type = GH_ATTR_STR, .s = GH_STR_LIT("/v1/users/{id}")};
+    a[4] = (struct gh_span_attr){.key = "http.response.status_code", .type = GH_ATTR_INT, .i = 200};
+    a[5] = (struct gh_span_attr){
+        .key = "server.address", .type = GH_ATTR_STR, .s = GH_STR_LIT("api.example.com")};
+    a[6] = (struct gh_span_attr){.key = "server.port", .type = GH_ATTR_INT, .i = 443};
+    a[7] = (struct gh_span_attr){
+        .key = "network.peer.address", .type = GH_ATTR_STR, .s = GH_STR_LIT("10.1.2.3")};
+    a[8] = (struct gh_span_attr){.key = "network.peer.port", .type = GH_ATTR_INT, .i = 40213};
+    a[9] = (struct gh_span_attr){
+        .key = "network.protocol.version", .type = GH_ATTR_STR, .s = GH_STR_LIT("1.1")};
     a[10] = (struct gh_span_attr){
-        "user_agent.original", GH_ATTR_STR,
-        GH_STR_LIT("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                   "Chrome/120.0.0.0 Safari/537.36 \xe2\x80\x94 \xc3\xbc"),
-        0};
-    a[11] = (struct gh_span_attr){"gatehouse.tenant", GH_ATTR_STR, GH_STR_LIT("acme"), 0};
-    a[12] = (struct gh_span_attr){"gatehouse.route", GH_ATTR_STR, GH_STR_LIT("users-api"), 0};
-    a[13] = (struct gh_span_attr){"gatehouse.request_id", GH_ATTR_STR,
-                                  GH_STR_LIT("01JD5Q2V7X9K3M8N4P6R0S2T4W"), 0};
+        .key = "user_agent.original",
+        .type = GH_ATTR_STR,
+        .s = GH_STR_LIT("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                        "Chrome/120.0.0.0 Safari/537.36 \xe2\x80\x94 \xc3\xbc")};
+    a[11] = (struct gh_span_attr){
+        .key = "gatehouse.tenant", .type = GH_ATTR_STR, .s = GH_STR_LIT("acme")};
+    a[12] = (struct gh_span_attr){
+        .key = "gatehouse.route", .type = GH_ATTR_STR, .s = GH_STR_LIT("users-api")};
+    a[13] = (struct gh_span_attr){.key = "gatehouse.request_id",
+                                  .type = GH_ATTR_STR,
+                                  .s = GH_STR_LIT("01JD5Q2V7X9K3M8N4P6R0S2T4W")};
     s[2].nattrs = 14;
 
     s[3] = (struct gh_span){
@@ -629,12 +639,15 @@ static size_t golden_spans(struct gh_span s[5])
         .flags = 1,
     };
     a = s[3].attrs;
-    a[0] = (struct gh_span_attr){"http.request.method", GH_ATTR_STR, GH_STR_LIT("GET"), 0};
-    a[1] = (struct gh_span_attr){"server.address", GH_ATTR_STR, GH_STR_LIT("users.internal"), 0};
-    a[2] = (struct gh_span_attr){"server.port", GH_ATTR_INT, GH_STR_NULL, 8080};
-    a[3] = (struct gh_span_attr){"url.path", GH_ATTR_STR, GH_STR_LIT("/v1/users/caf\xc3\xa9"), 0};
-    a[4] = (struct gh_span_attr){"http.response.status_code", GH_ATTR_INT, GH_STR_NULL, 503};
-    a[5] = (struct gh_span_attr){"http.request.resend_count", GH_ATTR_INT, GH_STR_NULL, 2};
+    a[0] = (struct gh_span_attr){
+        .key = "http.request.method", .type = GH_ATTR_STR, .s = GH_STR_LIT("GET")};
+    a[1] = (struct gh_span_attr){
+        .key = "server.address", .type = GH_ATTR_STR, .s = GH_STR_LIT("users.internal")};
+    a[2] = (struct gh_span_attr){.key = "server.port", .type = GH_ATTR_INT, .i = 8080};
+    a[3] = (struct gh_span_attr){
+        .key = "url.path", .type = GH_ATTR_STR, .s = GH_STR_LIT("/v1/users/caf\xc3\xa9")};
+    a[4] = (struct gh_span_attr){.key = "http.response.status_code", .type = GH_ATTR_INT, .i = 503};
+    a[5] = (struct gh_span_attr){.key = "http.request.resend_count", .type = GH_ATTR_INT, .i = 2};
     s[3].nattrs = 6;
 
     s[4] = (struct gh_span){
@@ -646,7 +659,8 @@ static size_t golden_spans(struct gh_span s[5])
         .trace_state = GH_STR_LIT("k=\xc3\xa9"),
     };
     for (size_t i = 0; i < GH_SPAN_MAX_ATTRS; i++)
-        s[4].attrs[i] = (struct gh_span_attr){edge[15 - i], GH_ATTR_STR, gh_str_cstr(edge[i]), 0};
+        s[4].attrs[i] = (struct gh_span_attr){
+            .key = edge[15 - i], .type = GH_ATTR_STR, .s = gh_str_cstr(edge[i])};
     s[4].attrs[15].key = "";
     s[4].nattrs = GH_SPAN_MAX_ATTRS;
     return 5;
