@@ -47,6 +47,28 @@ static inline size_t gh_otlp__ascii_prefix(const unsigned char *p, size_t n)
     return i;
 }
 
+/* Whether all <n> bytes at <p> are ASCII: whole words, the last one
+ * overlapping the one before, so that no byte is looked at alone unless
+ * <n> < 4. */
+static inline bool gh_otlp__is_ascii(const unsigned char *p, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (gh_otlp__load8(p + i) & GH_OTLP_HIGH_BITS) return false;
+        return (gh_otlp__load8(p + n - 8) & GH_OTLP_HIGH_BITS) == 0;
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return ((a | b) & 0x80808080u) == 0;
+    }
+    unsigned acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc < 0x80;
+}
+
 /* Bytes of <p> (<n> bytes) once each byte that gh_otlp__utf8_seq() refuses
  * is replaced by U+FFFD: <n> exactly when <p> is valid UTF-8. */
 size_t gh_otlp__utf8_size_slow(const unsigned char *p, size_t n);
@@ -54,8 +76,7 @@ size_t gh_otlp__utf8_size_slow(const unsigned char *p, size_t n);
 static inline size_t gh_otlp__utf8_size(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = gh_otlp__ascii_prefix(p, n);
-    return i == n ? n : i + gh_otlp__utf8_size_slow(p + i, n - i);
+    return gh_otlp__is_ascii(p, n) ? n : gh_otlp__utf8_size_slow(p, n);
 }
 
 /* Copies <s> (<n> bytes) to <dst> with each invalid byte replaced by

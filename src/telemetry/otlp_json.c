@@ -67,15 +67,29 @@ static size_t plain_prefix(const unsigned char *p, size_t n)
     return i;
 }
 
+/* Whether no byte of <p> (<n> bytes) needs care: whole words, the last
+ * one overlapping the one before. */
+static bool all_plain(const unsigned char *p, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (!plain8(gh_otlp__load8(p + i))) return false;
+        return plain8(gh_otlp__load8(p + n - 8));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!plain(p[i])) return false;
+    return true;
+}
+
 /* <s> as a JSON string (RFC 8259 §7): '"', '\\' and control characters
  * escaped, valid UTF-8 copied, each invalid byte written as \ufffd. */
 static void str(struct jw *w, gh_str s)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s.ptr;
-    size_t i = plain_prefix(p, s.len), run = i;
+    size_t i = 0, run = 0;
 
-    if (i == s.len) {
+    if (all_plain(p, s.len)) {
         if (!room(w, s.len + 2)) return;
         char *d = w->b->data + w->b->len;
         d[0] = '"';
@@ -117,9 +131,9 @@ static void str(struct jw *w, gh_str s)
     lit(w, "\"");
 }
 
-static void cstr(struct jw *w, const char *s)
+static void key(struct jw *w, const struct gh_span_attr *a)
 {
-    str(w, gh_str_cstr(s));
+    str(w, a->key_len > 0 ? gh_str_make(a->key, a->key_len) : gh_str_cstr(a->key));
 }
 
 /* The decimal digits of <v>, '-' first when <neg>, optionally in quotes,
@@ -175,7 +189,7 @@ static void hex_id(struct jw *w, const uint8_t *id, size_t n)
 static void attr(struct jw *w, const struct gh_span_attr *a)
 {
     lit(w, "{\"key\":");
-    cstr(w, a->key);
+    key(w, a);
     switch (a->type) {
     case GH_ATTR_INT:
         lit(w, ",\"value\":{\"intValue\":");
