@@ -240,6 +240,7 @@ static size_t resource_spans_size(size_t resource_sz, size_t scope_spans_sz)
 
 static uint8_t *put_bytes(uint8_t *p, const void *src, size_t n)
 {
+    if (n == 0) return p; /* <src> may be NULL (an empty gh_str) */
     memcpy(p, src, n);
     return p + n;
 }
