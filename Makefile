@@ -6,7 +6,8 @@
 #   make demo       run the gateway on its embedded default in front of a demo upstream
 #   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
 #                   bench-limits and bench-redis (rate-limit decisions per second),
-#                   bench-metrics (a /metrics scrape of 2,000 series)
+#                   bench-metrics (a /metrics scrape of 2,000 series) and bench-otlp
+#                   (trace encoders, ns per span)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -45,6 +46,7 @@ FUZZ_LIB := src/http/parser.c src/http/chunked.c src/core/err.c
 FUZZ_LIBS_fuzz_jwt := -lcrypto -ljansson
 FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.c -ljansson
 FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
+FUZZ_LIBS_fuzz_otlp := src/telemetry/otlp_proto.c src/telemetry/otlp_json.c src/telemetry/otlp_buf.c -ljansson
 
 .PHONY: all test unit integration deploy-check asan demo bench fuzz fuzz-smoke install clean deps format
 
@@ -130,9 +132,10 @@ demo: $(BUILD)/gatehouse
 	$(BUILD)/gatehouse demo
 
 # bench/run.sh (the proxies), then the rate-limit micro-benchmarks below.
-bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $(BUILD)/metrics_bench
+bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $(BUILD)/metrics_bench \
+       $(BUILD)/otlp_bench
 	bench/run.sh
-	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics
+	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp
 
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
@@ -172,3 +175,12 @@ $(BUILD)/metrics_bench: bench/metrics_bench.c $(BUILD)/libgatehouse.a | $(DEPS_O
 
 bench-metrics: $(BUILD)/metrics_bench
 	$(BUILD)/metrics_bench $(METRICS_BENCH_ARGS)
+
+# The OTLP trace encoders (src/telemetry/otlp_*.c): ns per span, protobuf and JSON.
+.PHONY: bench-otlp
+$(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-otlp: $(BUILD)/otlp_bench
+	$(BUILD)/otlp_bench

@@ -2,7 +2,7 @@
  * and one ScopeSpans, in the OTLP/HTTP JSON encoding (hex ids, enums as
  * integers, 64-bit integers as decimal strings, lowerCamelCase keys) or the
  * binary protobuf encoding of opentelemetry-proto's trace.proto. The caller
- * owns every string; nothing here allocates except through <out>.
+ * owns every string.
  *
  * Both encodings carry the same data and leave out the same things: a
  * resource attribute whose value is empty, an empty scope version, an empty
@@ -11,7 +11,10 @@
  * flags (protobuf leaves their zero values out, as proto3 does). Strings
  * that are not valid UTF-8 are written with each bad byte replaced by
  * U+FFFD, in both encodings, so that a collector never refuses a batch
- * for one hostile header. */
+ * for one hostile header.
+ *
+ * Nothing here allocates except through <out>, and the protobuf encoder's
+ * array of one size per span, freed before it returns. */
 #ifndef GH_TELEMETRY_OTLP_H
 #define GH_TELEMETRY_OTLP_H
 
@@ -40,8 +43,9 @@ enum gh_attr_type { GH_ATTR_STR, GH_ATTR_INT, GH_ATTR_BOOL };
 struct gh_span_attr {
     const char *key;
     enum gh_attr_type type;
-    gh_str s;  /* GH_ATTR_STR */
-    int64_t i; /* GH_ATTR_INT; GH_ATTR_BOOL: 0 or 1 */
+    gh_str s;       /* GH_ATTR_STR */
+    int64_t i;      /* GH_ATTR_INT; GH_ATTR_BOOL: 0 or 1 */
+    size_t key_len; /* strlen(key), or 0: the encoders measure <key> */
 };
 
 #define GH_SPAN_MAX_ATTRS 16

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MIN_CAP 1024
 
@@ -51,4 +52,39 @@ size_t gh_otlp__utf8_seq(const unsigned char *p, size_t n)
     for (size_t i = 2; i < len; i++)
         if ((p[i] & 0xc0) != 0x80) return 0;
     return len;
+}
+
+size_t gh_otlp__utf8_size_slow(const unsigned char *p, size_t n)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = gh_otlp__ascii_prefix(p + i, n - i);
+        out += k;
+        i += k;
+        if (i == n) break;
+        k = gh_otlp__utf8_seq(p + i, n - i);
+        out += k > 0 ? k : GH_OTLP_REPLACEMENT_LEN;
+        i += k > 0 ? k : 1;
+    }
+    return out;
+}
+
+size_t gh_otlp__utf8_copy(unsigned char *dst, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned char *d = dst;
+    for (size_t i = 0; i < n;) {
+        size_t k = gh_otlp__ascii_prefix(p + i, n - i);
+        if (k == 0) k = gh_otlp__utf8_seq(p + i, n - i);
+        if (k > 0) {
+            memcpy(d, p + i, k);
+            d += k;
+            i += k;
+        } else {
+            memcpy(d, GH_OTLP_REPLACEMENT, GH_OTLP_REPLACEMENT_LEN);
+            d += GH_OTLP_REPLACEMENT_LEN;
+            i++;
+        }
+    }
+    return (size_t)(d - dst);
 }

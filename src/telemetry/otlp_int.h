@@ -1,9 +1,13 @@
 /* Private to the OTLP encoders (otlp_json.c, otlp_proto.c): the output
- * buffer and the UTF-8 check both encodings share. */
+ * buffer and the UTF-8 check both encodings share. Most strings are plain
+ * ASCII, so the checks look at 8 bytes at a time first and go byte by byte
+ * only from the first byte >= 0x80. */
 #ifndef GH_TELEMETRY_OTLP_INT_H
 #define GH_TELEMETRY_OTLP_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "telemetry/otlp.h"
 
@@ -20,5 +24,64 @@ size_t gh_otlp__utf8_seq(const unsigned char *p, size_t n);
 /* What the encoders write for each byte that is not valid UTF-8. */
 #define GH_OTLP_REPLACEMENT     "\xef\xbf\xbd" /* U+FFFD */
 #define GH_OTLP_REPLACEMENT_LEN 3
+
+#define GH_OTLP_HIGH_BITS       UINT64_C(0x8080808080808080)
+
+/* The 8 bytes at <p>, in host order (any alignment). */
+static inline uint64_t gh_otlp__load8(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return w;
+}
+
+/* Length of the run of ASCII bytes (< 0x80) that <p> (<n> bytes) starts
+ * with: <n> when all of it is ASCII. */
+static inline size_t gh_otlp__ascii_prefix(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if (gh_otlp__load8(p + i) & GH_OTLP_HIGH_BITS) break;
+    while (i < n && p[i] < 0x80)
+        i++;
+    return i;
+}
+
+/* Whether all <n> bytes at <p> are ASCII: whole words, the last one
+ * overlapping the one before, so that no byte is looked at alone unless
+ * <n> < 4. */
+static inline bool gh_otlp__is_ascii(const unsigned char *p, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (gh_otlp__load8(p + i) & GH_OTLP_HIGH_BITS) return false;
+        return (gh_otlp__load8(p + n - 8) & GH_OTLP_HIGH_BITS) == 0;
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return ((a | b) & 0x80808080u) == 0;
+    }
+    unsigned acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc < 0x80;
+}
+
+/* Bytes of <p> (<n> bytes) once each byte that gh_otlp__utf8_seq() refuses
+ * is replaced by U+FFFD: <n> exactly when <p> is valid UTF-8. */
+size_t gh_otlp__utf8_size_slow(const unsigned char *p, size_t n);
+
+static inline size_t gh_otlp__utf8_size(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    return gh_otlp__is_ascii(p, n) ? n : gh_otlp__utf8_size_slow(p, n);
+}
+
+/* Copies <s> (<n> bytes) to <dst> with each invalid byte replaced by
+ * U+FFFD, and returns the bytes written (gh_otlp__utf8_size() of them);
+ * <dst> has room for that many. */
+size_t gh_otlp__utf8_copy(unsigned char *dst, const char *s, size_t n);
 
 #endif

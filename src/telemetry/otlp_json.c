@@ -2,9 +2,10 @@
  * (opentelemetry-proto docs/specification.md, "JSON Protobuf Encoding"):
  * the proto3 JSON mapping with lowerCamelCase keys, trace and span ids as
  * hex strings rather than base64, enums as integers, and 64-bit integers as
- * decimal strings (JSON numbers lose precision past 2^53). */
-#include <inttypes.h>
-#include <stdio.h>
+ * decimal strings (JSON numbers lose precision past 2^53).
+ *
+ * Most strings need no escape and are ASCII: str() checks 8 bytes at a
+ * time for a byte that needs care and copies such a string at once. */
 #include <string.h>
 
 #include "telemetry/otlp_int.h"
@@ -16,18 +17,69 @@ struct jw {
     bool failed;
 };
 
+/* Room for <n> more bytes, or false (and <w> failed). The buffer never
+ * grows past its cap, so room within it is room under out->max too. */
+static bool room(struct jw *w, size_t n)
+{
+    if (w->failed) return false;
+    if (w->b->cap - w->b->len >= n) return true;
+    if (gh_otlp__reserve(w->b, n) == 0) return true;
+    w->failed = true;
+    return false;
+}
+
 static void raw(struct jw *w, const char *p, size_t n)
 {
-    if (w->failed || n == 0) return;
-    if (gh_otlp__reserve(w->b, n) != 0) {
-        w->failed = true;
-        return;
-    }
+    if (n == 0 || !room(w, n)) return;
     memcpy(w->b->data + w->b->len, p, n);
     w->b->len += n;
 }
 
 #define lit(w, s) raw((w), (s), sizeof(s) - 1)
+
+#define ONES      UINT64_C(0x0101010101010101)
+
+/* Whether none of the 8 bytes in <v> needs care in a JSON string: no byte
+ * >= 0x80, < 0x20, '"' or '\\'. Each test is the "has a zero byte" trick
+ * (graphics.stanford.edu/~seander/bithacks.html#ZeroInWord), exact as a
+ * yes/no for the whole word. */
+static bool plain8(uint64_t v)
+{
+    uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+    uint64_t lt20 = (v - ONES * 0x20) & ~v;
+    uint64_t has_q = (q - ONES) & ~q, has_b = (b - ONES) & ~b;
+    return ((v | lt20 | has_q | has_b) & GH_OTLP_HIGH_BITS) == 0;
+}
+
+static bool plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* Length of the run of plain bytes <p> (<n> bytes) starts with. */
+static size_t plain_prefix(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if (!plain8(gh_otlp__load8(p + i))) break;
+    while (i < n && plain(p[i]))
+        i++;
+    return i;
+}
+
+/* Whether no byte of <p> (<n> bytes) needs care: whole words, the last
+ * one overlapping the one before. */
+static bool all_plain(const unsigned char *p, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (!plain8(gh_otlp__load8(p + i))) return false;
+        return plain8(gh_otlp__load8(p + n - 8));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!plain(p[i])) return false;
+    return true;
+}
 
 /* <s> as a JSON string (RFC 8259 §7): '"', '\\' and control characters
  * escaped, valid UTF-8 copied, each invalid byte written as \ufffd. */
@@ -37,11 +89,21 @@ static void str(struct jw *w, gh_str s)
     const unsigned char *p = (const unsigned char *)s.ptr;
     size_t i = 0, run = 0;
 
+    if (all_plain(p, s.len)) {
+        if (!room(w, s.len + 2)) return;
+        char *d = w->b->data + w->b->len;
+        d[0] = '"';
+        if (s.len > 0) memcpy(d + 1, s.ptr, s.len);
+        d[s.len + 1] = '"';
+        w->b->len += s.len + 2;
+        return;
+    }
     lit(w, "\"");
     while (i < s.len) {
         unsigned char c = p[i];
-        size_t n = gh_otlp__utf8_seq(p + i, s.len - i);
-        if (n > 0 && c >= 0x20 && c != '"' && c != '\\') {
+        size_t n = plain(c) ? plain_prefix(p + i, s.len - i) : 0;
+        if (n == 0 && c >= 0x80) n = gh_otlp__utf8_seq(p + i, s.len - i);
+        if (n > 0) {
             i += n;
             run += n;
             continue;
@@ -69,32 +131,42 @@ static void str(struct jw *w, gh_str s)
     lit(w, "\"");
 }
 
-static void cstr(struct jw *w, const char *s)
+static void key(struct jw *w, const struct gh_span_attr *a)
 {
-    str(w, gh_str_cstr(s));
+    str(w, a->key_len > 0 ? gh_str_make(a->key, a->key_len) : gh_str_cstr(a->key));
+}
+
+/* The decimal digits of <v>, '-' first when <neg>, optionally in quotes,
+ * written from the end of a small buffer. */
+static void decimal(struct jw *w, uint64_t v, bool neg, bool quoted)
+{
+    char num[24], *e = num + sizeof(num), *d = e;
+    if (quoted) *--d = '"';
+    do {
+        *--d = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    if (neg) *--d = '-';
+    if (quoted) *--d = '"';
+    raw(w, d, (size_t)(e - d));
 }
 
 /* proto3 JSON: int64, uint64 and fixed64 are written as strings. */
 static void u64_string(struct jw *w, uint64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "\"%" PRIu64 "\"", v);
-    raw(w, num, (size_t)n);
+    decimal(w, v, false, true);
 }
 
 static void i64_string(struct jw *w, int64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "\"%" PRId64 "\"", v);
-    raw(w, num, (size_t)n);
+    /* The magnitude in uint64_t: INT64_MIN has no int64_t negation. */
+    decimal(w, v < 0 ? -(uint64_t)v : (uint64_t)v, v < 0, true);
 }
 
 /* Enums, fixed32 and int32 are JSON numbers. */
 static void u32_number(struct jw *w, uint32_t v)
 {
-    char num[12];
-    int n = snprintf(num, sizeof(num), "%" PRIu32, v);
-    raw(w, num, (size_t)n);
+    decimal(w, v, false, false);
 }
 
 /* OTLP/JSON: "traceId and spanId ... MUST be represented as case-
@@ -117,7 +189,7 @@ static void hex_id(struct jw *w, const uint8_t *id, size_t n)
 static void attr(struct jw *w, const struct gh_span_attr *a)
 {
     lit(w, "{\"key\":");
-    cstr(w, a->key);
+    key(w, a);
     switch (a->type) {
     case GH_ATTR_INT:
         lit(w, ",\"value\":{\"intValue\":");

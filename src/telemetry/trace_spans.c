@@ -5,17 +5,23 @@
 #include "telemetry/otlp.h"
 #include "telemetry/trace.h"
 
-static void attr_str(struct gh_span *s, const char *key, const char *p, size_t n)
+/* Keys are string literals: macros, so that their length is known at
+ * compile time and the encoders need no strlen. */
+#define attr_str(s, key, p, n) attr_str_((s), "" key, sizeof("" key) - 1, (p), (n))
+#define attr_int(s, key, v)    attr_int_((s), "" key, sizeof("" key) - 1, (v))
+
+static void attr_str_(struct gh_span *s, const char *key, size_t key_len, const char *p, size_t n)
 {
     if (n == 0 || s->nattrs >= GH_SPAN_MAX_ATTRS) return;
-    s->attrs[s->nattrs++] =
-        (struct gh_span_attr){.key = key, .type = GH_ATTR_STR, .s = gh_str_make(p, n)};
+    s->attrs[s->nattrs++] = (struct gh_span_attr){
+        .key = key, .key_len = key_len, .type = GH_ATTR_STR, .s = gh_str_make(p, n)};
 }
 
-static void attr_int(struct gh_span *s, const char *key, int64_t v)
+static void attr_int_(struct gh_span *s, const char *key, size_t key_len, int64_t v)
 {
     if (s->nattrs >= GH_SPAN_MAX_ATTRS) return;
-    s->attrs[s->nattrs++] = (struct gh_span_attr){.key = key, .type = GH_ATTR_INT, .i = v};
+    s->attrs[s->nattrs++] =
+        (struct gh_span_attr){.key = key, .key_len = key_len, .type = GH_ATTR_INT, .i = v};
 }
 
 /* The semantic conventions name only the standard methods; any other is

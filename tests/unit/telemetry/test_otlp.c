@@ -517,17 +517,14 @@ static void test_proto_matches_json(void **state)
     free(js.data);
 }
 
-/* Sizes are computed ahead of writing: many spans with the largest
- * attribute count, long strings (multi-byte length prefixes) and odd
- * values must still agree (the encoder aborts if they do not). */
-static void test_proto_many(void **state)
+/* Many spans with the largest attribute count, long strings (multi-byte
+ * length prefixes) and odd values; <big> holds 20000 bytes. */
+static void many_spans(struct gh_span s[300], char *big)
 {
-    static struct gh_span s[300];
-    static char big[20000];
-    struct gh_otlp_buf pb = {0};
-
-    memset(big, 'a', sizeof(big));
+    memset(big, 'a', 20000);
     big[100] = '\xff';
+    big[3000] = '"';
+    memcpy(big + 5000, "\xe2\x82\xac", 3);
     for (size_t i = 0; i < 300; i += 2)
         two_spans(&s[i]);
     for (size_t i = 0; i < 300; i++) {
@@ -539,6 +536,18 @@ static void test_proto_many(void **state)
                                                   .s = gh_str_make(big, k * 977),
                                                   .i = (int64_t)(k * i) - 50};
     }
+}
+
+/* Sizes are computed ahead of writing: many spans with the largest
+ * attribute count, long strings (multi-byte length prefixes) and odd
+ * values must still agree (the encoder aborts if they do not). */
+static void test_proto_many(void **state)
+{
+    static struct gh_span s[300];
+    static char big[20000];
+    struct gh_otlp_buf pb = {0};
+
+    many_spans(s, big);
     assert_int_equal(gh_otlp_encode_proto(&pb, &resource, s, 300), 0);
     json_t *j = read_request((const uint8_t *)pb.data, pb.len);
     assert_int_equal(json_array_size(get(j, "resourceSpans.0.scopeSpans.0.spans")), 300);
@@ -546,12 +555,208 @@ static void test_proto_many(void **state)
     free(pb.data);
 }
 
+/* ---- stored encodings ---- */
+
+/* Spans whose encodings are stored in otlp_golden.h: two_spans() (hostile
+ * strings), a server and a client span as trace_spans.c makes them, with
+ * valid multi-byte UTF-8, and a span of strings whose lengths and special
+ * bytes fall on each side of 8- and 16-byte boundaries, where a fast path
+ * that reads 8 bytes at a time could go wrong. */
+static size_t golden_spans(struct gh_span s[5])
+{
+    static const char *const edge[GH_SPAN_MAX_ATTRS] = {
+        "abcdefg",
+        "abcdefgh",
+        "abcdefghi",
+        "abcdefg\xc3\xa9",
+        "abcdefgh\xc3\xa9",
+        "0123456789abcde\xe2\x82\xac",
+        "0123456789abcdef\"",
+        "0123456789abcdef0\\",
+        "0123456\x1f",
+        "01234567\x7f",
+        "01234567\x80",
+        "0123456789abcdef012345\xf0\x9f\x98\x80",
+        "\xc3\xa9",
+        "/caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac/x?q=1&r=\"2\"",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef!",
+        "",
+    };
+    two_spans(s);
+    s[2] = (struct gh_span){
+        .trace_id = TRACE_ID,
+        .span_id = {9, 8, 7, 6, 5, 4, 3, 2},
+        .name = GH_STR_LIT("GET /v1/users/{id}"),
+        .kind = GH_SPAN_SERVER,
+        .start_unix_ns = UINT64_C(1763770000123456789),
+        .end_unix_ns = UINT64_C(1763770000124191000),
+        .flags = 1,
+    };
+    struct gh_span_attr *a = s[2].attrs;
+    a[0] = (struct gh_span_attr){
+        .key = "http.request.method", .type = GH_ATTR_STR, .s = GH_STR_LIT("GET")};
+    a[1] = (struct gh_span_attr){
+        .key = "url.path", .type = GH_ATTR_STR, .s = GH_STR_LIT("/v1/users/caf\xc3\xa9")};
+    a[2] =
+        (struct gh_span_attr){.key = "url.scheme", .type = GH_ATTR_STR, .s = GH_STR_LIT("https")};
+    a[3] = (struct gh_span_attr){
+        .key = "http.route", .type = GH_ATTR_STR, .s = GH_STR_LIT("/v1/users/{id}")};
+    a[4] = (struct gh_span_attr){.key = "http.response.status_code", .type = GH_ATTR_INT, .i = 200};
+    a[5] = (struct gh_span_attr){
+        .key = "server.address", .type = GH_ATTR_STR, .s = GH_STR_LIT("api.example.com")};
+    a[6] = (struct gh_span_attr){.key = "server.port", .type = GH_ATTR_INT, .i = 443};
+    a[7] = (struct gh_span_attr){
+        .key = "network.peer.address", .type = GH_ATTR_STR, .s = GH_STR_LIT("10.1.2.3")};
+    a[8] = (struct gh_span_attr){.key = "network.peer.port", .type = GH_ATTR_INT, .i = 40213};
+    a[9] = (struct gh_span_attr){
+        .key = "network.protocol.version", .type = GH_ATTR_STR, .s = GH_STR_LIT("1.1")};
+    a[10] = (struct gh_span_attr){
+        .key = "user_agent.original",
+        .type = GH_ATTR_STR,
+        .s = GH_STR_LIT("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                        "Chrome/120.0.0.0 Safari/537.36 \xe2\x80\x94 \xc3\xbc")};
+    a[11] = (struct gh_span_attr){
+        .key = "gatehouse.tenant", .type = GH_ATTR_STR, .s = GH_STR_LIT("acme")};
+    a[12] = (struct gh_span_attr){
+        .key = "gatehouse.route", .type = GH_ATTR_STR, .s = GH_STR_LIT("users-api")};
+    a[13] = (struct gh_span_attr){.key = "gatehouse.request_id",
+                                  .type = GH_ATTR_STR,
+                                  .s = GH_STR_LIT("01JD5Q2V7X9K3M8N4P6R0S2T4W")};
+    s[2].nattrs = 14;
+
+    s[3] = (struct gh_span){
+        .trace_id = TRACE_ID,
+        .span_id = {0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80},
+        .parent_id = {9, 8, 7, 6, 5, 4, 3, 2},
+        .has_parent = true,
+        .name = GH_STR_LIT("GET"),
+        .kind = GH_SPAN_CLIENT,
+        .start_unix_ns = UINT64_C(1763770000123500000),
+        .end_unix_ns = UINT64_C(1763770000124100000),
+        .status = GH_SPAN_STATUS_ERROR,
+        .status_message = GH_STR_LIT("upstream answered 503 \xe2\x80\x94 retry"),
+        .flags = 1,
+    };
+    a = s[3].attrs;
+    a[0] = (struct gh_span_attr){
+        .key = "http.request.method", .type = GH_ATTR_STR, .s = GH_STR_LIT("GET")};
+    a[1] = (struct gh_span_attr){
+        .key = "server.address", .type = GH_ATTR_STR, .s = GH_STR_LIT("users.internal")};
+    a[2] = (struct gh_span_attr){.key = "server.port", .type = GH_ATTR_INT, .i = 8080};
+    a[3] = (struct gh_span_attr){
+        .key = "url.path", .type = GH_ATTR_STR, .s = GH_STR_LIT("/v1/users/caf\xc3\xa9")};
+    a[4] = (struct gh_span_attr){.key = "http.response.status_code", .type = GH_ATTR_INT, .i = 503};
+    a[5] = (struct gh_span_attr){.key = "http.request.resend_count", .type = GH_ATTR_INT, .i = 2};
+    s[3].nattrs = 6;
+
+    s[4] = (struct gh_span){
+        .span_id = {1},
+        .name = GH_STR_LIT("edge"),
+        .kind = GH_SPAN_INTERNAL,
+        .start_unix_ns = 1,
+        .end_unix_ns = 127,
+        .trace_state = GH_STR_LIT("k=\xc3\xa9"),
+    };
+    for (size_t i = 0; i < GH_SPAN_MAX_ATTRS; i++)
+        s[4].attrs[i] = (struct gh_span_attr){
+            .key = edge[15 - i], .type = GH_ATTR_STR, .s = gh_str_cstr(edge[i])};
+    s[4].attrs[15].key = "";
+    s[4].nattrs = GH_SPAN_MAX_ATTRS;
+    return 5;
+}
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static void print_array(const char *name, const struct gh_otlp_buf *b)
+{
+    printf("static const unsigned char %s[%zu] = {", name, b->len);
+    for (size_t i = 0; i < b->len; i++)
+        printf("%s0x%02x,", i % 16 == 0 ? "\n   " : " ", (uint8_t)b->data[i]);
+    printf("\n};\n");
+}
+
+/* OTLP_GOLDEN=print: writes otlp_golden.h to stdout, from the encoders as
+ * they are. Only for when the encoding is meant to change. */
+static void print_golden(void)
+{
+    static struct gh_span s[300];
+    static char big[20000];
+    struct gh_otlp_buf pb = {0}, js = {0};
+    size_t n = golden_spans(s);
+
+    assert_int_equal(gh_otlp_encode_proto(&pb, &resource, s, n), 0);
+    assert_int_equal(gh_otlp_encode_json(&js, &resource, s, n), 0);
+    printf("/* Stored encodings for test_otlp.c's test_golden(), written by\n"
+           " * OTLP_GOLDEN=print build/tests/telemetry/test_otlp. */\n");
+    print_array("golden_proto", &pb);
+    print_array("golden_json", &js);
+    many_spans(s, big);
+    pb.len = js.len = 0;
+    assert_int_equal(gh_otlp_encode_proto(&pb, &resource, s, 300), 0);
+    assert_int_equal(gh_otlp_encode_json(&js, &resource, s, 300), 0);
+    printf("#define GOLDEN_MANY_PROTO_LEN %zu\n", pb.len);
+    printf("#define GOLDEN_MANY_PROTO_FNV UINT64_C(0x%016llx)\n",
+           (unsigned long long)fnv1a(pb.data, pb.len));
+    printf("#define GOLDEN_MANY_JSON_LEN %zu\n", js.len);
+    printf("#define GOLDEN_MANY_JSON_FNV UINT64_C(0x%016llx)\n",
+           (unsigned long long)fnv1a(js.data, js.len));
+    free(pb.data);
+    free(js.data);
+}
+
+#ifndef OTLP_GOLDEN_MISSING
+#include "otlp_golden.h"
+
+/* Both encodings, byte for byte as the encoders wrote them before they were
+ * made fast (commit 1385604); the 300 large spans by length and FNV-1a. */
+static void test_golden(void **state)
+{
+    static struct gh_span s[300];
+    static char big[20000];
+    struct gh_otlp_buf pb = {0}, js = {0};
+    size_t n = golden_spans(s);
+
+    assert_int_equal(gh_otlp_encode_proto(&pb, &resource, s, n), 0);
+    assert_int_equal(gh_otlp_encode_json(&js, &resource, s, n), 0);
+    assert_int_equal(pb.len, sizeof(golden_proto));
+    assert_memory_equal(pb.data, golden_proto, sizeof(golden_proto));
+    assert_int_equal(js.len, sizeof(golden_json));
+    assert_memory_equal(js.data, golden_json, sizeof(golden_json));
+
+    many_spans(s, big);
+    pb.len = js.len = 0;
+    assert_int_equal(gh_otlp_encode_proto(&pb, &resource, s, 300), 0);
+    assert_int_equal(gh_otlp_encode_json(&js, &resource, s, 300), 0);
+    assert_int_equal(pb.len, GOLDEN_MANY_PROTO_LEN);
+    assert_true(fnv1a(pb.data, pb.len) == GOLDEN_MANY_PROTO_FNV);
+    assert_int_equal(js.len, GOLDEN_MANY_JSON_LEN);
+    assert_true(fnv1a(js.data, js.len) == GOLDEN_MANY_JSON_FNV);
+    free(pb.data);
+    free(js.data);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_fields), cmocka_unit_test(test_json_append_and_cap),
         cmocka_unit_test(test_proto_bytes), cmocka_unit_test(test_proto_matches_json),
         cmocka_unit_test(test_proto_many),
+#ifndef OTLP_GOLDEN_MISSING
+        cmocka_unit_test(test_golden),
+#endif
     };
+    const char *g = getenv("OTLP_GOLDEN");
+    if (g != NULL && strcmp(g, "print") == 0) {
+        print_golden();
+        return 0;
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
