@@ -330,14 +330,24 @@ static int chain_event(struct gh_audit_service *s, struct gh_audit_event *ev,
                        struct gh_store_audit_row *row, struct gh_audit_chain **touched, size_t *ncp,
                        const struct gh_audit_conf *conf, int64_t now_ms)
 {
-    struct gh_audit_chain *c = chain_get(s, gh_audit_chain_of(ev), true);
+    struct gh_audit_chain *c;
 
+    /* A tenant id that cannot name a chain (a JWT's tenant claim with a
+     * control character) would make the store refuse the whole batch: such
+     * an event goes to the system chain; its actor still says who. */
+    for (const char *p = ev->tenant; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            ev->tenant[0] = '\0';
+            break;
+        }
+    c = chain_get(s, gh_audit_chain_of(ev), true);
     if (c == NULL) return GH_ERROR;
     touch(c, touched);
     snprintf(ev->chain, sizeof(ev->chain), "%s", c->name);
     ev->seq = c->seq + 1;
     memcpy(ev->prev_hash, c->hash, 32);
     row->body_len = gh_audit_canonical(ev, row->body);
+    if (row->body_len == 0) return GH_ERROR; /* only a field set without gh_audit_set */
     row->body[row->body_len] = '\0';
     gh_audit_chain_hash(ev->prev_hash, row->body, row->body_len, ev->hash);
     c->seq = ev->seq;
@@ -456,7 +466,7 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
     for (size_t i = 0; i < n; i++) {
         if (chain_event(s, s->batch[i], &s->rows[nrows], &touched, &ncp, &conf, now_ms) != GH_OK) {
             ok = false;
-            gh_err_set(&err, NULL, 0, 0, "out of memory");
+            gh_err_set(&err, NULL, 0, 0, "out of memory, or an event that cannot be serialised");
             break;
         }
         nrows++;
