@@ -185,3 +185,13 @@ $(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
 
 bench-otlp: $(BUILD)/otlp_bench
 	$(BUILD)/otlp_bench
+
+# The audit verifier (src/audit/verify.c) over N events (default 1,000,000)
+# in a temporary store: events verified per second.
+.PHONY: bench-audit-verify
+$(BUILD)/audit_verify_bench: bench/audit_verify_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-audit-verify: $(BUILD)/audit_verify_bench
+	$(BUILD)/audit_verify_bench $(AUDIT_VERIFY_BENCH_ARGS)

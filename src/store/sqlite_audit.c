@@ -199,30 +199,67 @@ int gh_sqlite__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *
     return rc;
 }
 
-int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
-                          uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
+/* Sets the reader's mmap size (the pragma answers with a row: the size). */
+static int set_mmap(struct gh_sqlite_conn *c, bool on, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, on ? GH_SQ_MMAP_ON : GH_SQ_MMAP_OFF, err);
+    int step;
+
+    if (s == NULL) return GH_ERROR;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW)
+        ;
+    if (step != SQLITE_DONE) gh_sqlite__fail(c, "mmap_size", err);
+    gh_sqlite__done(s);
+    return step == SQLITE_DONE ? GH_OK : GH_ERROR;
+}
+
+/* Streams statement <id> (a walk or the scan) inside one read transaction.
+ * A long walk reads the file through mmap: no read() and copy per page. */
+static int walk(struct gh_store *st, enum gh_sqlite_stmt id, const char *chain, int64_t a,
+                int64_t b, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    struct gh_err scratch;
     sqlite3_stmt *s;
     int rc;
 
+    rc = set_mmap(c, true, err);
+    if (rc != GH_OK) goto out;
     /* One read transaction: the whole walk sees one snapshot. */
     rc = gh_sqlite__read_begin(c, err);
     if (rc != GH_OK) goto out;
-    s = gh_sqlite__stmt(c, chain ? GH_SQ_AUDIT_WALK_CHAIN : GH_SQ_AUDIT_WALK, err);
+    s = gh_sqlite__stmt(c, id, err);
     if (s == NULL) {
         rc = GH_ERROR;
         goto end;
     }
-    if (chain) gh_sqlite__bind_text(s, 1, chain);
-    sqlite3_bind_int64(s, 2, (int64_t)from_seq);
-    sqlite3_bind_int64(s, 3, (int64_t)to_seq);
+    if (id == GH_SQ_AUDIT_SCAN) {
+        sqlite3_bind_int64(s, 1, a);
+    } else {
+        if (chain) gh_sqlite__bind_text(s, 1, chain);
+        sqlite3_bind_int64(s, 2, a);
+        sqlite3_bind_int64(s, 3, b);
+    }
     rc = stream_rows(c, s, cb, arg, "audit walk", err);
 end:
     gh_sqlite__read_end(c);
 out:
+    set_mmap(c, false, &scratch);
     gh_sqlite__read_release(c);
     return rc;
+}
+
+int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                          uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
+{
+    return walk(st, chain ? GH_SQ_AUDIT_WALK_CHAIN : GH_SQ_AUDIT_WALK, chain, (int64_t)from_seq,
+                (int64_t)to_seq, cb, arg, err);
+}
+
+int gh_sqlite__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,
+                          void *arg, struct gh_err *err)
+{
+    return walk(st, GH_SQ_AUDIT_SCAN, NULL, after_rowid, 0, cb, arg, err);
 }
 
 int gh_sqlite__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
