@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "audit/checkpoint.h"
 #include "audit/writer_int.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -302,21 +303,13 @@ static void touch(struct gh_audit_chain *c, struct gh_audit_chain **touched)
 static bool add_checkpoint(struct gh_audit_service *s, struct gh_audit_chain *c, size_t *ncp,
                            int64_t now_ms)
 {
-    struct gh_store_audit_checkpoint *cp;
-    char msg[256];
-    size_t len;
+    struct gh_err err = {0};
 
     if (*ncp >= s->cps_cap || c->seq == 0 || c->seq == c->cp_seq) return false;
-    cp = &s->cps[*ncp];
-    memset(cp, 0, sizeof(*cp));
-    snprintf(cp->chain, sizeof(cp->chain), "%s", c->name);
-    cp->seq = c->seq;
-    to_hex(c->hash, 32, cp->hash);
-    cp->time_ms = now_ms;
-    snprintf(cp->key_id, sizeof(cp->key_id), "%s", s->key_id);
-    len = gh_audit_checkpoint_message(c->name, c->seq, c->hash, now_ms, msg);
-    if (gh_audit_sign_(s, msg, len, cp->signature) != GH_OK) {
-        if (may_log(s)) gh_log_error("audit: cannot sign a checkpoint of chain %s", c->name);
+    if (gh_audit_checkpoint_sign(s->key, s->key_id, c->name, c->seq, c->hash, now_ms, &s->cps[*ncp],
+                                 &err) != GH_OK) {
+        if (may_log(s))
+            gh_log_error("audit: cannot sign a checkpoint of chain %s: %s", c->name, err.msg);
         return false;
     }
     (*ncp)++;

@@ -120,9 +120,7 @@ void gh_audit_worker_report_(struct gh_audit_worker *aw, uint64_t from, uint64_t
 /* Any thread: wakes the writer if it sleeps. */
 void gh_audit_wake_(struct gh_audit_service *s);
 
-/* keys.c: the signing key (loaded or made at start) and checkpoint
- * signatures. */
+/* keys.c: the signing key, loaded or made at start. */
 int gh_audit_key_load_(struct gh_audit_service *s, struct gh_err *err);
-int gh_audit_sign_(struct gh_audit_service *s, const char *msg, size_t len, char sig_b64[89]);
 
 #endif
