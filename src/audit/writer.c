@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "audit/chain.h"
 #include "audit/checkpoint.h"
 #include "audit/writer_int.h"
 #include "core/clock.h"
@@ -65,38 +66,13 @@ static struct gh_audit_chain *chain_get(struct gh_audit_service *s, const char *
     return c;
 }
 
-static void to_hex(const uint8_t *p, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[p[i] >> 4];
-        out[2 * i + 1] = hex[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int from_hex(const char *s, uint8_t out[32])
-{
-    for (int i = 0; i < 32; i++) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char ch = s[2 * i + k];
-            int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-            if (d < 0) return GH_ERROR;
-            v = v * 16 + d;
-        }
-        out[i] = (uint8_t)v;
-    }
-    return GH_OK;
-}
-
 /* ---- start ---------------------------------------------------------------- */
 
 static int head_cb(const struct gh_store_audit_row *row, void *arg)
 {
     struct gh_audit_service *s = arg;
     struct gh_audit_chain *c = chain_get(s, row->chain, true);
-    if (c == NULL || from_hex(row->hash, c->hash) != GH_OK) return GH_ERROR;
+    if (c == NULL || gh_audit_unhex(row->hash, c->hash) != GH_OK) return GH_ERROR;
     c->seq = row->seq;
     return GH_OK;
 }
@@ -336,28 +312,9 @@ static int chain_event(struct gh_audit_service *s, struct gh_audit_event *ev,
     c = chain_get(s, gh_audit_chain_of(ev), true);
     if (c == NULL) return GH_ERROR;
     touch(c, touched);
-    snprintf(ev->chain, sizeof(ev->chain), "%s", c->name);
-    ev->seq = c->seq + 1;
-    memcpy(ev->prev_hash, c->hash, 32);
-    row->body_len = gh_audit_canonical(ev, row->body);
-    if (row->body_len == 0) return GH_ERROR; /* only a field set without gh_audit_set */
-    row->body[row->body_len] = '\0';
-    gh_audit_chain_hash(ev->prev_hash, row->body, row->body_len, ev->hash);
+    if (gh_audit_chain_event(ev, c->seq + 1, c->hash, row) != GH_OK) return GH_ERROR;
     c->seq = ev->seq;
     memcpy(c->hash, ev->hash, 32);
-
-    row->rowid = 0;
-    snprintf(row->chain, sizeof(row->chain), "%s", ev->chain);
-    row->seq = ev->seq;
-    snprintf(row->id, sizeof(row->id), "%s", ev->id);
-    row->time_us = ev->time_us;
-    snprintf(row->tenant_id, sizeof(row->tenant_id), "%s", ev->tenant);
-    snprintf(row->actor, sizeof(row->actor), "%s", ev->actor);
-    snprintf(row->action, sizeof(row->action), "%s", ev->action);
-    snprintf(row->resource, sizeof(row->resource), "%s", ev->resource);
-    snprintf(row->outcome, sizeof(row->outcome), "%s", gh_audit_outcome_name(ev->outcome));
-    snprintf(row->request_id, sizeof(row->request_id), "%s", ev->request_id);
-    to_hex(ev->hash, 32, row->hash);
     if (c->seq - c->cp_seq >= conf->checkpoint_every) add_checkpoint(s, c, ncp, now_ms);
     return GH_OK;
 }
