@@ -398,6 +398,42 @@ static void test_rewritten_chain(void **state)
     remove_db(path);
 }
 
+/* Fields with escapes and UTF-8 take the verifier's careful reading: still
+ * intact, and a changed column is still caught. */
+static void test_escaped_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row rows[3];
+    uint8_t prev[32] = {0};
+    struct gh_err err = {0};
+    size_t bad;
+
+    for (int i = 0; i < 3; i++) {
+        struct gh_audit_event ev;
+        uint8_t rnd[10] = {7, (uint8_t)i};
+        gh_audit_event_init(&ev, 1763782900000000 + i, rnd);
+        GH_AUDIT_SET(&ev, tenant, GH_STR_LIT("tn_CCCCCCCCCCCCCCCCCCCC"));
+        GH_AUDIT_SET(&ev, actor, GH_STR_LIT("sub:\"quoted\" \\ caf\xc3\xa9 \x01"));
+        GH_AUDIT_SET(&ev, resource, GH_STR_LIT("tenants/\x7f"));
+        ev.outcome = GH_AUDIT_DENIED;
+        assert_int_equal(gh_audit_chain_event(&ev, (uint64_t)i + 1, prev, &rows[i]), GH_OK);
+        memcpy(prev, ev.hash, 32);
+    }
+    assert_int_equal(gh_store_audit_append(f->st, rows, 3, NULL, 0, &err), GH_OK);
+    f->nreports = 0;
+    assert_int_equal(gh_audit_verify(f->st, NULL, on_report, f, &bad, &err), GH_OK);
+    assert_int_equal(bad, 0);
+    assert_int_equal(f->nreports, 4);
+    tamper(f, "UPDATE audit_events SET actor = 'sub:\"quoted\"' "
+              "WHERE chain = 'tn_CCCCCCCCCCCCCCCCCCCC' AND seq = 2");
+    f->nreports = 0;
+    assert_int_equal(gh_audit_verify(f->st, NULL, on_report, f, &bad, &err), GH_OK);
+    assert_int_equal(bad, 1);
+    assert_int_equal(f->reports[3].problem, GH_AUDIT_CHANGED);
+    assert_int_equal(f->reports[3].seq, 2);
+    assert_non_null(strstr(f->reports[3].reason, "column actor"));
+}
+
 static void test_checkpoint_sign_verify(void **state)
 {
     struct gh_store_audit_key key, other;
@@ -452,6 +488,7 @@ int main(void)
         T(test_bad_signature),
         T(test_bad_checkpoint_key),
         T(test_rewritten_chain),
+        T(test_escaped_fields),
         cmocka_unit_test(test_checkpoint_sign_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
