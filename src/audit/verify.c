@@ -288,6 +288,12 @@ static int on_row(const struct gh_store_audit_row *row, void *arg)
         return GH_OK;
     }
     expect = v->r.events; /* rows come in seq order from 1 */
+    if (row->damaged) {
+        problem(v, GH_AUDIT_CHANGED, row->seq,
+                "a column of seq %" PRIu64 " is not readable as written (too long, NUL or NULL)",
+                row->seq);
+        return GH_OK;
+    }
     if (row->seq != expect) {
         problem(v, GH_AUDIT_DELETED, expect,
                 "seq %" PRIu64 " is missing (the next event stored is seq %" PRIu64 ")", expect,
@@ -525,7 +531,7 @@ static int on_scan_row(const struct gh_store_audit_row *row, void *arg)
     if (row->seq > c->head) c->head = row->seq;
     if (c->suspect) return GH_OK;
     /* Any failure makes the chain suspect; pass 2 names the problem. */
-    m = row->seq == c->events ? columns_match(row) : 0;
+    m = row->seq == c->events && !row->damaged ? columns_match(row) : 0;
     if (m == -1) m = columns_match_strict(v, row);
     if (m != 1) {
         c->suspect = true;

@@ -245,6 +245,25 @@ static void test_changed_hash_column(void **state)
     expect(f, GH_AUDIT_CHANGED, 12, "hash");
 }
 
+static void test_unreadable_columns(void **state)
+{
+    struct fixture *f = *state;
+
+    /* Too long for its field, and a NUL inside: named, not a read error. */
+    tamper(f, "UPDATE audit_events SET actor = 'sub:alice' || printf('%400s', '') "
+              "WHERE chain = '" A "' AND seq = 3");
+    expect(f, GH_AUDIT_CHANGED, 3, "not readable");
+}
+
+static void test_nul_in_column(void **state)
+{
+    struct fixture *f = *state;
+
+    tamper(f, "UPDATE audit_events SET actor = CAST(X'7375623a616c69636500657669' AS TEXT) "
+              "WHERE chain = '" A "' AND seq = 6");
+    expect(f, GH_AUDIT_CHANGED, 6, "not readable");
+}
+
 static void test_deleted_row(void **state)
 {
     struct fixture *f = *state;
@@ -478,6 +497,8 @@ int main(void)
         T(test_changed_body_not_canonical),
         T(test_changed_filter_column),
         T(test_changed_hash_column),
+        T(test_unreadable_columns),
+        T(test_nul_in_column),
         T(test_deleted_row),
         T(test_deleted_and_renumbered),
         T(test_swapped_rows),
