@@ -30,7 +30,7 @@
 #include "audit/checkpoint.h"
 #include "audit/event.h"
 
-#define MAX_KEYS 64
+#define MAX_KEYS 256 /* audit keys are rotated rarely: more are ignored (NEEDSWORK: page) */
 
 struct cp {
     struct gh_store_audit_checkpoint c;
@@ -54,7 +54,8 @@ struct verifier {
     /* pass 1: chains by name (open addressing, power of two) */
     struct chain *chains;
     size_t nchains, slots;
-    struct chain *last; /* the chain of the previous row: usually the same */
+    struct chain *last;           /* the chain of the previous row: usually the same */
+    uint64_t orphans, orphan_seq; /* rows whose chain name is empty or invalid */
     /* reports, emitted in chain order at the end */
     struct gh_audit_chain_report *reports;
     size_t nreports, reports_cap;
@@ -520,12 +521,18 @@ static bool columns_match_strict(struct verifier *v, const struct gh_store_audit
 static int on_scan_row(const struct gh_store_audit_row *row, void *arg)
 {
     struct verifier *v = arg;
-    struct chain *c = chain_get(v, row->chain);
+    struct chain *c;
     uint8_t h[32];
     char hex[65];
     int m;
     SHA256_CTX sha;
 
+    /* A row moved out of every chain (its own then shows a gap). */
+    if (!gh_store_valid_audit_chain(row->chain)) {
+        if (v->orphans++ == 0) v->orphan_seq = row->seq;
+        return GH_OK;
+    }
+    c = chain_get(v, row->chain);
     if (c == NULL) return GH_ERROR;
     c->events++;
     if (row->seq > c->head) c->head = row->seq;
@@ -729,6 +736,18 @@ int gh_audit_verify(struct gh_store *st, const char *chain, gh_audit_verify_cb c
             r.events = c->events;
             r.head = c->head;
             r.checkpoints = c->cp_end - c->cp_first;
+            add_report(v, &r);
+        }
+        if (rc == GH_OK && v->orphans > 0) {
+            struct gh_audit_chain_report r = {0};
+            snprintf(r.chain, sizeof(r.chain), "(invalid)");
+            r.events = v->orphans;
+            r.problem = GH_AUDIT_INSERTED;
+            r.seq = v->orphan_seq;
+            snprintf(r.reason, sizeof(r.reason),
+                     "inserted: %" PRIu64 " row(s) with an empty or invalid chain name (the first "
+                     "with seq %" PRIu64 ")",
+                     v->orphans, v->orphan_seq);
             add_report(v, &r);
         }
         /* Chains with checkpoints and no rows at all. */

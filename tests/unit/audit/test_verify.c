@@ -264,6 +264,24 @@ static void test_nul_in_column(void **state)
     expect(f, GH_AUDIT_CHANGED, 6, "not readable");
 }
 
+static void test_row_moved_out_of_its_chain(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    size_t bad;
+
+    tamper(f, "UPDATE audit_events SET chain = '' WHERE chain = '" A "' AND seq = 4");
+    f->nreports = 0;
+    assert_int_equal(gh_audit_verify(f->st, NULL, on_report, f, &bad, &err), GH_OK);
+    assert_int_equal(bad, 2);
+    assert_int_equal(f->nreports, 4);
+    assert_string_equal(f->reports[0].chain, "(invalid)"); /* '(' sorts first */
+    assert_int_equal(f->reports[0].seq, 4);
+    assert_string_equal(f->reports[2].chain, A);
+    assert_int_equal(f->reports[2].problem, GH_AUDIT_DELETED);
+    assert_int_equal(f->reports[2].seq, 4);
+}
+
 static void test_deleted_row(void **state)
 {
     struct fixture *f = *state;
@@ -499,6 +517,7 @@ int main(void)
         T(test_changed_hash_column),
         T(test_unreadable_columns),
         T(test_nul_in_column),
+        T(test_row_moved_out_of_its_chain),
         T(test_deleted_row),
         T(test_deleted_and_renumbered),
         T(test_swapped_rows),
