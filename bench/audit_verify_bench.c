@@ -3,7 +3,9 @@
  * signed checkpoint every 1,000 events per chain, in a temporary SQLite
  * store (batches of 1,000 through gh_store_audit_append, durable commits),
  * then times gh_audit_verify over the whole store, RUNS times (default 2:
- * the first run may read from disk, the second from the page cache).
+ * the first run may read from disk, the second from the page cache). RUNS 0
+ * only builds the store and keeps it (its path is printed), e.g. for
+ * `gatehouse audit verify` or a profiler.
  *
  *   make bench-audit-verify      (or build/audit_verify_bench [N] [DIR] [RUNS])
  *
@@ -138,6 +140,11 @@ int main(int argc, char **argv)
     }
     EVP_PKEY_free(pk);
     gh_store_close(st);
+    if (runs == 0) {
+        printf("kept %s\n", path);
+        free(rows);
+        return 0;
+    }
     snprintf(sql, sizeof(sql), "%s-wal", path);
     unlink(sql);
     snprintf(sql, sizeof(sql), "%s-shm", path);

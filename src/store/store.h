@@ -221,6 +221,11 @@ struct gh_store_audit_row {
     char outcome[8]; /* "success", "denied" or "failed" */
     char request_id[65];
     char hash[65]; /* 64 lowercase hex */
+    /* Set by the store when reading: a column could not be read as stored
+     * (too long for its field, a NUL inside, NULL); the field holds what
+     * fits. Such a row was not written by the gateway (the verifier reports
+     * it as changed) and is still handed over, so a walk never stops on it. */
+    bool damaged;
     size_t body_len;
     char body[GH_STORE_AUDIT_BODY_MAX + 1];
 };

@@ -245,6 +245,43 @@ static void test_changed_hash_column(void **state)
     expect(f, GH_AUDIT_CHANGED, 12, "hash");
 }
 
+static void test_unreadable_columns(void **state)
+{
+    struct fixture *f = *state;
+
+    /* Too long for its field, and a NUL inside: named, not a read error. */
+    tamper(f, "UPDATE audit_events SET actor = 'sub:alice' || printf('%400s', '') "
+              "WHERE chain = '" A "' AND seq = 3");
+    expect(f, GH_AUDIT_CHANGED, 3, "not readable");
+}
+
+static void test_nul_in_column(void **state)
+{
+    struct fixture *f = *state;
+
+    tamper(f, "UPDATE audit_events SET actor = CAST(X'7375623a616c69636500657669' AS TEXT) "
+              "WHERE chain = '" A "' AND seq = 6");
+    expect(f, GH_AUDIT_CHANGED, 6, "not readable");
+}
+
+static void test_row_moved_out_of_its_chain(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    size_t bad;
+
+    tamper(f, "UPDATE audit_events SET chain = '' WHERE chain = '" A "' AND seq = 4");
+    f->nreports = 0;
+    assert_int_equal(gh_audit_verify(f->st, NULL, on_report, f, &bad, &err), GH_OK);
+    assert_int_equal(bad, 2);
+    assert_int_equal(f->nreports, 4);
+    assert_string_equal(f->reports[0].chain, "(invalid)"); /* '(' sorts first */
+    assert_int_equal(f->reports[0].seq, 4);
+    assert_string_equal(f->reports[2].chain, A);
+    assert_int_equal(f->reports[2].problem, GH_AUDIT_DELETED);
+    assert_int_equal(f->reports[2].seq, 4);
+}
+
 static void test_deleted_row(void **state)
 {
     struct fixture *f = *state;
@@ -398,6 +435,42 @@ static void test_rewritten_chain(void **state)
     remove_db(path);
 }
 
+/* Fields with escapes and UTF-8 take the verifier's careful reading: still
+ * intact, and a changed column is still caught. */
+static void test_escaped_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row rows[3];
+    uint8_t prev[32] = {0};
+    struct gh_err err = {0};
+    size_t bad;
+
+    for (int i = 0; i < 3; i++) {
+        struct gh_audit_event ev;
+        uint8_t rnd[10] = {7, (uint8_t)i};
+        gh_audit_event_init(&ev, 1763782900000000 + i, rnd);
+        GH_AUDIT_SET(&ev, tenant, GH_STR_LIT("tn_CCCCCCCCCCCCCCCCCCCC"));
+        GH_AUDIT_SET(&ev, actor, GH_STR_LIT("sub:\"quoted\" \\ caf\xc3\xa9 \x01"));
+        GH_AUDIT_SET(&ev, resource, GH_STR_LIT("tenants/\x7f"));
+        ev.outcome = GH_AUDIT_DENIED;
+        assert_int_equal(gh_audit_chain_event(&ev, (uint64_t)i + 1, prev, &rows[i]), GH_OK);
+        memcpy(prev, ev.hash, 32);
+    }
+    assert_int_equal(gh_store_audit_append(f->st, rows, 3, NULL, 0, &err), GH_OK);
+    f->nreports = 0;
+    assert_int_equal(gh_audit_verify(f->st, NULL, on_report, f, &bad, &err), GH_OK);
+    assert_int_equal(bad, 0);
+    assert_int_equal(f->nreports, 4);
+    tamper(f, "UPDATE audit_events SET actor = 'sub:\"quoted\"' "
+              "WHERE chain = 'tn_CCCCCCCCCCCCCCCCCCCC' AND seq = 2");
+    f->nreports = 0;
+    assert_int_equal(gh_audit_verify(f->st, NULL, on_report, f, &bad, &err), GH_OK);
+    assert_int_equal(bad, 1);
+    assert_int_equal(f->reports[3].problem, GH_AUDIT_CHANGED);
+    assert_int_equal(f->reports[3].seq, 2);
+    assert_non_null(strstr(f->reports[3].reason, "column actor"));
+}
+
 static void test_checkpoint_sign_verify(void **state)
 {
     struct gh_store_audit_key key, other;
@@ -442,6 +515,9 @@ int main(void)
         T(test_changed_body_not_canonical),
         T(test_changed_filter_column),
         T(test_changed_hash_column),
+        T(test_unreadable_columns),
+        T(test_nul_in_column),
+        T(test_row_moved_out_of_its_chain),
         T(test_deleted_row),
         T(test_deleted_and_renumbered),
         T(test_swapped_rows),
@@ -452,6 +528,7 @@ int main(void)
         T(test_bad_signature),
         T(test_bad_checkpoint_key),
         T(test_rewritten_chain),
+        T(test_escaped_fields),
         cmocka_unit_test(test_checkpoint_sign_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
