@@ -268,6 +268,17 @@ def test_interval_checkpoint(gatehouse):
     wait_for(head_checkpointed, timeout=3, what="a checkpoint within the interval")
 
 
+def test_audit_off_writes_nothing(gatehouse):
+    g, admin = start(gatehouse, extra="audit:\n  enabled: false\n")
+    t, k = tenant_and_key(g, admin)
+    assert http_call(g.port, "GET", "/strict/x").status == 200
+    assert http_call(g.port, "GET", "/orders/x", headers=bearer("nope")).status == 401
+    body = http_call(g.admin_port, "GET", "/metrics").body.decode()
+    assert "gatehouse_audit_" not in body
+    g.stop()
+    assert events(g) == []
+
+
 def metric(g, name):
     for line in http_call(g.admin_port, "GET", "/metrics").body.decode().splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
