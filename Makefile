@@ -47,6 +47,7 @@ FUZZ_LIBS_fuzz_jwt := -lcrypto -ljansson
 FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.c -ljansson
 FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
 FUZZ_LIBS_fuzz_otlp := src/telemetry/otlp_proto.c src/telemetry/otlp_json.c src/telemetry/otlp_buf.c -ljansson
+FUZZ_LIBS_fuzz_audit_params := src/audit/event.c src/audit/redact.c src/audit/parse.c -lcrypto -ljansson
 
 .PHONY: all test unit integration deploy-check asan demo bench fuzz fuzz-smoke install clean deps format
 
@@ -184,3 +185,13 @@ $(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
 
 bench-otlp: $(BUILD)/otlp_bench
 	$(BUILD)/otlp_bench
+
+# The audit verifier (src/audit/verify.c) over N events (default 1,000,000)
+# in a temporary store: events verified per second.
+.PHONY: bench-audit-verify
+$(BUILD)/audit_verify_bench: bench/audit_verify_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-audit-verify: $(BUILD)/audit_verify_bench
+	$(BUILD)/audit_verify_bench $(AUDIT_VERIFY_BENCH_ARGS)

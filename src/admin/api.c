@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "admin/ops.h"
+#include "audit/request.h"
 #include "auth/authn.h"
 #include "auth/service.h"
 #include "core/clock.h"
@@ -71,6 +72,7 @@ static void reply_json(struct call *c, int status, json_t *doc)
  * carry a secret (store messages are written to be safe). */
 static void reply_error(struct call *c, int status, const char *code, const char *message)
 {
+    if (c->r->au_admin) GH_AUDIT_SET(c->r->au_admin, reason, gh_str_cstr(code));
     json_t *doc = json_pack("{s:s, s:s, s:s%}", "error", code, "message", message ? message : code,
                             "request_id", c->r->id, (size_t)c->r->id_len);
     reply_json(c, status, doc);
@@ -90,6 +92,20 @@ static void changed(struct call *c)
 {
     /* Make the key directory catch up now rather than at the next poll. */
     if (c->r->conn->worker->rt->auth) gh_auth_service_poke(c->r->conn->worker->rt->auth);
+}
+
+/* ---- audit (issue 5) ---- */
+
+/* The resource an admin call acts on: tenants/<t>[/keys/<k>], set once the
+ * object exists (creation) or from the path. */
+static void audit_resource(struct call *c, const char *tenant, const char *key)
+{
+    char res[GH_AUDIT_RESOURCE_SIZE];
+    struct gh_audit_event *ev = c->r->au_admin;
+
+    if (ev == NULL) return;
+    snprintf(res, sizeof(res), "tenants/%s%s%s", tenant, key ? "/keys/" : "", key ? key : "");
+    GH_AUDIT_SET(ev, resource, gh_str_cstr(res));
 }
 
 /* ---- request helpers ---- */
@@ -234,6 +250,7 @@ static void h_tenant_create(struct call *c)
         reply_store_error(c, rc, &err);
         return;
     }
+    audit_resource(c, t.id, NULL);
     changed(c);
     reply_json(c, 201, gh_ops_tenant_json(&t));
 }
@@ -400,6 +417,7 @@ static void h_key_create(struct call *c)
         reply_store_error(c, rc, &err);
         return;
     }
+    audit_resource(c, c->tenant, k.id);
     changed(c);
     json_t *doc = gh_ops_key_json(&k);
     json_object_set_new(doc, "key", json_string(key));
@@ -742,6 +760,72 @@ static void h_all_events(struct call *c)
     events_list(c, NULL);
 }
 
+/* Admin calls that change something are audited: their action names. */
+static const struct {
+    void (*handle)(struct call *c);
+    const char *action;
+} audit_actions[] = {
+    {h_tenant_create, "tenant.create"},     {h_tenant_patch, "tenant.update"},
+    {h_tenant_suspend, "tenant.suspend"},   {h_tenant_activate, "tenant.activate"},
+    {h_key_create, "key.create"},           {h_key_rotate, "key.rotate"},
+    {h_key_revoke, "key.revoke"},           {h_token_revoke, "token.revoke"},
+    {h_limits_put, "tenant.limits.update"},
+};
+
+static bool is_mutation(enum gh_http_method m)
+{
+    return m == GH_HTTP_POST || m == GH_HTTP_PUT || m == GH_HTTP_PATCH || m == GH_HTTP_DELETE;
+}
+
+/* Starts the audit event of a mutation, written when the call is answered
+ * (whatever answers: refusals included). <ev> lives in the caller's frame. */
+static void audit_begin(struct call *c, const struct endpoint *e, struct gh_audit_event *ev)
+{
+    const char *action = "admin.call";
+
+    if (!is_mutation(e->method)) return;
+    gh_audit_admin_begin(c->r, ev);
+    if (c->r->au_admin == NULL) return;
+    for (size_t i = 0; i < sizeof(audit_actions) / sizeof(audit_actions[0]); i++)
+        if (audit_actions[i].handle == e->handle) action = audit_actions[i].action;
+    GH_AUDIT_SET(ev, action, gh_str_cstr(action));
+    if (c->tenant[0]) {
+        /* The tenant acted on owns the record (its chain), whoever acts. */
+        GH_AUDIT_SET(ev, tenant, gh_str_cstr(c->tenant));
+        audit_resource(c, c->tenant, c->key[0] ? c->key : NULL);
+    } else {
+        GH_AUDIT_SET(ev, tenant, GH_STR_LIT(""));
+        GH_AUDIT_SET(ev, resource,
+                     strncmp(e->pattern, "v1/", 3) == 0 ? gh_str_cstr(e->pattern + 3)
+                                                        : gh_str_cstr(e->pattern));
+    }
+}
+
+/* The body's top-level members as params: names, and values hashed or
+ * redacted (never the values themselves). */
+static void audit_params(struct call *c)
+{
+    struct gh_audit_event *ev = c->r->au_admin;
+    unsigned prefix = c->cfg->audit.param_prefix;
+    const char *k;
+    json_t *v;
+
+    if (ev == NULL || c->body == NULL) return;
+    gh_audit_params_begin(ev);
+    json_object_foreach(c->body, k, v)
+    {
+        if (json_is_string(v)) {
+            gh_audit_params_add(ev, gh_str_cstr(k),
+                                gh_str_make(json_string_value(v), json_string_length(v)), prefix);
+        } else {
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+            gh_audit_params_add(ev, gh_str_cstr(k), gh_str_cstr(text ? text : ""), prefix);
+            free(text);
+        }
+    }
+    gh_audit_params_end(ev);
+}
+
 static const struct endpoint endpoints[] = {
     {GH_HTTP_GET, "v1/whoami", ACCESS_ADMIN, h_whoami},
     {GH_HTTP_POST, "v1/tenants", ACCESS_OPERATOR, h_tenant_create},
@@ -866,6 +950,7 @@ int gh_admin_api_handle(struct gh_req *r, gh_str body)
     struct call c;
     const struct endpoint *found = NULL;
     bool path_known = false;
+    struct gh_audit_event aev; /* a mutation's audit event (audit_begin) */
 
     memset(&c, 0, sizeof(c));
     c.r = r;
@@ -891,19 +976,21 @@ int gh_admin_api_handle(struct gh_req *r, gh_str body)
         return 0;
     }
 
-    if (!authenticate(&c, &c.who)) return 0;
+    audit_begin(&c, found, &aev);
+    if (!authenticate(&c, &c.who)) goto out;
+    if (r->au_admin) gh_audit_set_actor(r->au_admin, &c.who, false);
     switch (found->access) {
     case ACCESS_OPERATOR:
         if (!gh_principal_is_operator(&c.who)) {
             reply_error(&c, 403, "forbidden", "operators only");
-            return 0;
+            goto out;
         }
         break;
     case ACCESS_TENANT:
         /* Another tenant's objects do not exist for a tenant admin. */
         if (!gh_principal_can_admin(&c.who, c.tenant)) {
             reply_error(&c, 404, "not_found", "no such tenant");
-            return 0;
+            goto out;
         }
         break;
     default: break;
@@ -920,11 +1007,16 @@ int gh_admin_api_handle(struct gh_req *r, gh_str body)
                 snprintf(msg, sizeof(msg), "the body is not valid JSON: %s (line %d, column %d)",
                          jerr.text, jerr.line, jerr.column);
             json_decref(c.body);
+            c.body = NULL;
             reply_error(&c, 400, "invalid_json", msg);
-            return 0;
+            goto out;
         }
     }
+    audit_params(&c);
     found->handle(&c);
+out:
+    /* Every path answered, and the answer wrote the event: forget <aev>. */
+    gh_audit_admin_end(r);
     json_decref(c.body);
     return 0;
 }

@@ -1,11 +1,13 @@
 /* Authentication and authorization on the worker thread. */
 #include "auth/authn.h"
 
+#include "audit/request.h"
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/request.h"
 #include "auth/apikey.h"
 #include "auth/jwks_source.h"
 #include "auth/jwt.h"
@@ -274,6 +276,7 @@ const struct gh_http_header *gh_authn_credential_header(const struct gh_req *r, 
 static void deny(struct gh_req *r, int status, const char *code)
 {
     const char *extra = NULL;
+    gh_audit_auth_denied(r, status, code); /* before the answer: <r> may be reused after */
     if (status == 401)
         extra = strcmp(code, "missing_credentials") == 0 ? www_auth : www_auth_invalid;
     gh_conn_reply_error_ex(r->conn, status, code, false, extra);

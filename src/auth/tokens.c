@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/request.h"
 #include "auth/authn.h"
 #include "auth/jwt.h"
 #include "auth/keydir.h"
@@ -129,6 +130,7 @@ static void issue(struct gh_req *r, gh_str body)
         gh_conn_reply_error_ex(r->conn, 500, "internal_error", false, no_store);
         return;
     }
+    memcpy(r->au_jti, jti, sizeof(r->au_jti)); /* for its audit event */
     json_t *roles = json_array();
     for (const char *s = p->roles; *s;) {
         const char *e = strchr(s, ' ');
@@ -185,6 +187,7 @@ int gh_tokens_stage(struct gh_req *r)
     if (rc != 1) return rc;
     rc = gh_authn_api_key(r); /* may suspend for Argon2 and run this stage again */
     if (rc != 1) return rc;
+    gh_audit_token_begin(r); /* token.issue is written with the answer */
     issue(r, body);
     return 0;
 }

@@ -1360,6 +1360,39 @@ static int finish_concurrency(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 static const struct cfg_map concurrency_map = {MAP_OF(concurrency_keys),
                                                .finish = finish_concurrency};
 
+/* A route's `audit`: `true`/`false`, or a mapping (which means enabled). */
+static const char *const audit_modes[] = {"async", "strict", NULL};
+#define RA struct gh_config_route_audit
+static const struct cfg_key route_audit_keys[] = {
+    KEY("methods", t_methods, RA, methods, .min = 1),
+    KEY("path_prefix", t_route_path, RA, path_prefix),
+    KEY("mode", t_string, RA, mode, .choices = audit_modes),
+};
+#undef RA
+static const struct cfg_map route_audit_map = {MAP_OF(route_audit_keys)};
+
+static int set_route_audit(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key,
+                           void *obj)
+{
+    struct gh_config_route_audit *a = FIELD(obj, key->off, struct gh_config_route_audit);
+
+    a->strict = -1;
+    if (n->type == YAML_SCALAR_NODE) {
+        struct cfg_key b = {.name = key->name,
+                            .off = offsetof(struct gh_config_route_audit, enabled)};
+        if (is_null(n)) return GH_OK;
+        return set_bool(ctx, n, &b, a);
+    }
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(ctx, n, "expected true, false or a mapping, got %s", node_what(n));
+    a->enabled = true;
+    if (walk_map(ctx, n, &route_audit_map, a) != GH_OK) return GH_ERROR;
+    if (a->mode) a->strict = strcmp(a->mode, "strict") == 0;
+    return GH_OK;
+}
+static const struct cfg_type t_route_audit = {"true, false or a mapping", YAML_NO_NODE,
+                                              set_route_audit, release_sub};
+
 static const struct cfg_key route_keys[] = {
     KEY("name", t_string, struct gh_config_route, name),
     KEY("host", t_host, struct gh_config_route, host),
@@ -1378,6 +1411,7 @@ static const struct cfg_key route_keys[] = {
     KEY("concurrency", t_map, struct gh_config_route, concurrency, .sub = &concurrency_map),
     KEY("on_redis_error", t_string, struct gh_config_route, on_redis_error,
         .choices = fallback_names),
+    KEY("audit", t_route_audit, struct gh_config_route, audit, .sub = &route_audit_map),
 };
 static const struct cfg_map route_map = {
     MAP_OF(route_keys),
@@ -1646,6 +1680,40 @@ static const struct cfg_key auth_keys[] = {
 #undef AUTH
 static const struct cfg_map auth_map = {MAP_OF(auth_keys)};
 
+#define AU  struct gh_config_audit
+#define AUE struct gh_config_audit_events
+static const struct cfg_key audit_event_keys[] = {
+    KEY("auth_failures", t_bool, AUE, auth_failures, .dflt = "true"),
+    KEY("admin", t_bool, AUE, admin, .dflt = "true"),
+    KEY("limits", t_bool, AUE, limits, .dflt = "true"),
+    KEY("reloads", t_bool, AUE, reloads, .dflt = "true"),
+};
+static const struct cfg_map audit_event_map = {MAP_OF(audit_event_keys)};
+
+static int finish_audit(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_audit *a = obj;
+    (void)ctx;
+    (void)node;
+    a->strict = a->mode != NULL && strcmp(a->mode, "strict") == 0;
+    return GH_OK;
+}
+
+static const struct cfg_key audit_keys[] = {
+    KEY("enabled", t_bool, AU, enabled, .dflt = "true"),
+    KEY("mode", t_string, AU, mode, .choices = audit_modes, .dflt = "async"),
+    KEY("queue_size", t_u32, AU, queue_size, .min = 16, .max = 1048576, .dflt = "4096"),
+    KEY("batch_max", t_u32, AU, batch_max, .min = 1, .max = 65536, .dflt = "512"),
+    KEY("checkpoint_every", t_u32, AU, checkpoint_every, .min = 1, .dflt = "1000"),
+    KEY("checkpoint_interval", t_duration, AU, checkpoint_interval_ms, .min = 100, .max = 86400000,
+        .dflt = "60s"),
+    KEY("param_prefix", t_u32, AU, param_prefix, .min = 0, .max = 16, .dflt = "4"),
+    KEY("events", t_map, AU, events, .sub = &audit_event_map),
+};
+#undef AU
+#undef AUE
+static const struct cfg_map audit_map = {MAP_OF(audit_keys), .finish = finish_audit};
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 static const struct cfg_key root_keys[] = {
@@ -1668,6 +1736,7 @@ static const struct cfg_key root_keys[] = {
     KEY("metrics", t_map, struct gh_config, metrics, .sub = &metrics_map),
     KEY("store", t_map, struct gh_config, store, .sub = &store_map),
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
+    KEY("audit", t_map, struct gh_config, audit, .sub = &audit_map),
 };
 static const struct cfg_map root_map = {MAP_OF(root_keys)};
 
@@ -1696,7 +1765,7 @@ static int set_value(struct cfg_ctx *ctx, yaml_node_t *v, const struct cfg_key *
             return fail(ctx, v, "expected %s, got %s", key->type->what, node_what(v));
         if (strlen(scalar(v)) != v->data.scalar.length)
             return fail(ctx, v, "must not contain a NUL character");
-    } else if (v->type != key->type->node && !is_null(v)) {
+    } else if (key->type->node != YAML_NO_NODE && v->type != key->type->node && !is_null(v)) {
         return fail(ctx, v, "expected %s, got %s", key->type->what, node_what(v));
     }
     return key->type->set(ctx, v, key, obj);

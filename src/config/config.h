@@ -168,6 +168,16 @@ struct gh_config_concurrency {
     uint32_t queue_timeout_ms; /* UINT32_MAX: limits.queue_timeout */
 };
 
+/* A route's `audit`: `true` (every request) or a mapping that narrows it
+ * to some methods and a path prefix, with its own mode. */
+struct gh_config_route_audit {
+    bool enabled;      /* `audit: true`, or the mapping is present */
+    uint32_t methods;  /* GH_METHOD_* bits; 0 = any method */
+    char *path_prefix; /* NULL = any path of the route */
+    char *mode;        /* NULL = audit.mode; "async" | "strict" */
+    int8_t strict;     /* -1: audit.mode decides; 0 async; 1 strict */
+};
+
 struct gh_config_route {
     char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
     char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
@@ -190,6 +200,7 @@ struct gh_config_route {
     struct gh_config_concurrency concurrency;
     char *on_redis_error; /* the default for this route's rules and its tenants' plan rules */
     enum gh_redis_fallback fallback;
+    struct gh_config_route_audit audit; /* `audit: true` or `audit: {...}` */
     struct gh_config_pos pos;
 };
 
@@ -267,6 +278,27 @@ struct gh_config_tracing {
     struct gh_config_pos pos;
 };
 
+/* `audit.events`: which automatic events are written. */
+struct gh_config_audit_events {
+    bool auth_failures; /* every 401 and 403 on the data plane */
+    bool admin;         /* admin API mutations, token issuance */
+    bool limits;        /* quota thresholds */
+    bool reloads;       /* config reloads */
+};
+
+/* `audit:` (issue 5). */
+struct gh_config_audit {
+    bool enabled;                    /* default true (a store is always configured) */
+    char *mode;                      /* "async" (default) | "strict" */
+    bool strict;                     /* mode == "strict" */
+    uint32_t queue_size;             /* events per worker ring; default 4096 */
+    uint32_t batch_max;              /* events per commit; default 512 */
+    uint32_t checkpoint_every;       /* events per chain between checkpoints; default 1000 */
+    uint32_t checkpoint_interval_ms; /* or this long, per chain; default 60s */
+    uint32_t param_prefix;           /* characters of a value kept in clear; default 4 */
+    struct gh_config_audit_events events;
+};
+
 struct gh_config_store {
     char *sqlite; /* database file; default "gatehouse.db" beside the config file */
 };
@@ -333,6 +365,7 @@ struct gh_config {
     struct gh_config_metrics metrics;
     struct gh_config_store store;
     struct gh_config_auth auth;
+    struct gh_config_audit audit;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
 };

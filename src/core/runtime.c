@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "audit/audit.h"
 #include "auth/service.h"
 #include "limits/limits.h"
 #include "telemetry/tracer.h"
@@ -103,6 +104,25 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
     return GH_OK;
 }
 
+/* The config.reload event, on the system chain. The error message is not
+ * recorded (it may quote a value from the file): the log has it. */
+static void audit_reload(struct gh_runtime *rt, bool ok, const char *hash)
+{
+    struct gh_audit_event ev;
+
+    if (!gh_audit_wants(rt->audit, GH_AUDIT_KIND_RELOADS)) return;
+    gh_audit_event_new(&ev);
+    GH_AUDIT_SET(&ev, actor, GH_STR_LIT("system"));
+    GH_AUDIT_SET(&ev, action, GH_STR_LIT("config.reload"));
+    GH_AUDIT_SET(&ev, resource, gh_str_cstr(rt->config_path));
+    ev.outcome = ok ? GH_AUDIT_SUCCESS : GH_AUDIT_FAILED;
+    GH_AUDIT_SET(&ev, reason, ok ? GH_STR_LIT("") : GH_STR_LIT("invalid_config"));
+    gh_audit_params_begin(&ev);
+    if (ok) gh_audit_params_add(&ev, GH_STR_LIT("config_sha256"), gh_str_cstr(hash), 8);
+    gh_audit_params_end(&ev);
+    gh_audit_submit(rt->audit, &ev, gh_audit_strict(rt->audit));
+}
+
 int gh_runtime_reload(struct gh_runtime *rt)
 {
     struct gh_config *cfg = NULL;
@@ -129,17 +149,20 @@ int gh_runtime_reload(struct gh_runtime *rt)
     rt->generation++;
     apply_log_level(snap->cfg);
     gh_tracer_configure(rt->tracer, snap->cfg);
+    gh_audit_service_configure(rt->audit, snap->cfg);
     publish(rt, snap);
     gh_snapshot_unref(rt->snap);
     rt->snap = snap;
     atomic_fetch_add(&rt->reloads_ok, 1);
     gh_log_info("config reloaded from %s (generation %llu, sha256 %s...)", rt->config_path,
                 (unsigned long long)snap->generation, snap->config_hash);
+    audit_reload(rt, true, snap->config_hash);
     return GH_OK;
 fail:
     atomic_fetch_add(&rt->reloads_failed, 1);
     gh_log_error("reload failed, keeping the running config: %s",
                  gh_err_format(&err, msg, sizeof(msg)));
+    audit_reload(rt, false, NULL);
     return GH_ERROR;
 }
 
@@ -208,6 +231,11 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->main_base = event_base_new();
     if (rt->main_base == NULL) return gh_err_set(err, NULL, 0, 0, "event_base_new failed");
     if (gh_runtime_open_store(rt->snap->cfg, &rt->store, err) != GH_OK) return GH_ERROR;
+    /* Before the workers: each takes its ring. */
+    if (rt->snap->cfg->audit.enabled) {
+        rt->audit = gh_audit_service_new(rt->snap->cfg, rt->store, rt->snap->cfg->workers, err);
+        if (rt->audit == NULL || gh_audit_service_start(rt->audit, err) != GH_OK) return GH_ERROR;
+    }
     struct gh_auth_token_params tp = {
         .algorithm = rt->snap->cfg->auth.tokens.algorithm,
         .rotate_every_ms = rt->snap->cfg->auth.tokens.rotate_every_ms,
@@ -218,6 +246,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (rt->auth == NULL) return GH_ERROR;
     rt->limits = gh_limits_service_new(rt->snap->cfg, rt->store, err);
     if (rt->limits == NULL) return GH_ERROR;
+    gh_limits_service_set_audit(rt->limits, rt->audit);
     rt->tracer = gh_tracer_new(rt->snap->cfg, rt->snap->cfg->workers, err);
     if (rt->tracer == NULL) return GH_ERROR;
 
@@ -296,6 +325,11 @@ void gh_runtime_release(struct gh_runtime *rt)
     /* After the workers: they write into its rings. */
     gh_tracer_free(rt->tracer);
     rt->tracer = NULL;
+    /* After the workers (they unbound) and the limits flusher (its last
+     * flush may submit quota events), before the store: the writer
+     * commits what is queued. */
+    gh_audit_service_free(rt->audit);
+    rt->audit = NULL;
     if (rt->store) gh_store_close(rt->store);
     rt->store = NULL;
     gh_accesslog_close(rt->alog);

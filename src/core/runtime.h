@@ -19,6 +19,7 @@ struct gh_accesslog;
 struct gh_store;
 struct gh_auth_service;
 struct gh_metrics;
+struct gh_audit_service;
 
 struct gh_runtime {
     char *config_path; /* NULL for the built-in demo config */
@@ -35,6 +36,7 @@ struct gh_runtime {
     struct gh_limits_service *limits; /* rate-limit tables, quotas and their flusher */
     struct gh_tracer *tracer;         /* trace rings and the dispatcher thread (OTLP export) */
     struct gh_metrics *metrics;       /* name registry, sticky tenants, trace counters */
+    struct gh_audit_service *audit;   /* audit writer and rings; NULL when audit is off */
     _Atomic bool ready;               /* listeners up, config loaded, not draining */
     _Atomic int running_workers;
     _Atomic uint64_t reloads_ok;

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
+#include "audit/request.h"
 #include "auth/authn.h"
 #include "limits/limits.h"
 #include "telemetry/trace.h"
@@ -121,6 +123,7 @@ struct gh_req *gh_worker_req_get(struct gh_worker *w)
 
 void gh_worker_req_put(struct gh_worker *w, struct gh_req *r)
 {
+    gh_audit_request_cancel(w, r);
     gh_authn_cancel(r);
     gh_limits_request_end(w, r);
     free(r->body_copy);
@@ -308,6 +311,11 @@ int gh_worker_init(struct gh_worker *w, struct gh_runtime *rt, int id, bool is_a
         if (w->limits == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     }
     if (!is_admin) w->trace = gh_tracer_worker(rt->tracer, id);
+    if (!is_admin) {
+        w->audit = gh_audit_worker_of(rt->audit, id);
+        if (gh_audit_worker_bind(w->audit, w->base) != GH_OK)
+            return gh_err_set(err, NULL, 0, 0, "out of memory");
+    }
     gh_snapshot_ref(snap, 1);
     adopt(w, snap);
     if (w->cur == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
@@ -396,6 +404,9 @@ void gh_worker_release(struct gh_worker *w)
     w->limits = NULL;
     gh_metrics_worker_free(w->metrics);
     w->metrics = NULL;
+    /* The audit writer posts no more completions to this loop. */
+    gh_audit_worker_unbind(w->audit);
+    w->audit = NULL;
     pthread_mutex_destroy(&w->verify_mu);
     if (w->notify_ev) event_free(w->notify_ev);
     if (w->tick_ev) event_free(w->tick_ev);

@@ -28,6 +28,7 @@ struct gh_limits_worker;
 struct gh_trace_worker;
 struct gh_verify_job;
 struct gh_metrics_worker;
+struct gh_audit_worker;
 
 struct gh_listener {
     struct gh_worker *worker;
@@ -84,6 +85,7 @@ struct gh_worker {
     struct gh_authn_worker *authn;
     struct gh_limits_worker *limits; /* NULL for the admin worker */
     struct gh_trace_worker *trace;   /* owned by the tracer; NULL for the admin worker */
+    struct gh_audit_worker *audit;   /* owned by the audit service; NULL: admin, or audit off */
     uint64_t id_prefix;              /* request ids: random prefix + counter */
     uint64_t id_counter;
     bool draining;

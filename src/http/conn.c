@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audit/request.h"
 #include "core/clock.h"
 #include "core/jsonw.h"
 #include "core/log.h"
@@ -281,6 +282,7 @@ static void conn_close(struct gh_conn *c)
     if (c->req) {
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
         if (c->state == GH_CONN_ACTIVE && c->req->status) gh_accesslog_request(w, c->req);
+        gh_audit_request_end(w, c->req);
         gh_trace_request_end(w, c->req);
         gh_metrics_request_end(w, c->req);
         if (c->req->wsnap) gh_worker_snap_leave(w, c->req->wsnap);
@@ -314,6 +316,7 @@ static void conn_linger(struct gh_conn *c)
 {
     if (c->req) {
         gh_accesslog_request(c->worker, c->req);
+        gh_audit_request_end(c->worker, c->req);
         gh_trace_request_end(c->worker, c->req);
         gh_metrics_request_end(c->worker, c->req);
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
@@ -338,6 +341,11 @@ static void conn_linger(struct gh_conn *c)
 bool gh_conn_flush(struct gh_conn *c)
 {
     if (c->state == 0xff) return false;
+    if (c->req && c->req->au_hold == GH_AUDIT_HOLD_REPLY) {
+        /* Strict audit: nothing leaves before the event is durable. */
+        gh_sock_want_write(&c->sock, false);
+        return true;
+    }
     while (gh_buf_len(&c->out) > 0) {
         ssize_t n = gh_sock_write(&c->sock, gh_buf_head(&c->out), gh_buf_len(&c->out));
         if (n > 0) {
@@ -388,11 +396,19 @@ void gh_conn_reply_ex(struct gh_conn *c, int status, const char *content_type, c
 {
     struct gh_req *r = c->req;
     bool head_only = r && r->head.method_id == GH_HTTP_HEAD;
+    uint32_t mark = gh_buf_len(&c->out);
+    int audit = 0;
 
     /* A request whose body we have not read leaves bytes we cannot skip
      * safely: answer and close. */
     if (r && !r->body_done && r->head.framing.body != GH_BODY_NONE) c->want_close = true;
     if (r) r->status = status;
+    /* The audit event of an audited request is written before its answer
+     * leaves (strict mode), or the answer becomes 503. */
+    if (r && (audit = gh_audit_on_reply(r, status)) < 0) {
+        gh_conn_reply_error(c, 503, "audit_unavailable", false);
+        return;
+    }
     if (!head_only && len > GH_BUF_SIZE / 2 && gh_buf_len(&c->out) + len + 2048 > c->out.cap) {
         if (gh_buf_acquire(&c->out, &c->worker->bufpool) != 0 ||
             gh_buf_grow(&c->out, &c->worker->bufpool,
@@ -407,7 +423,26 @@ void gh_conn_reply_ex(struct gh_conn *c, int status, const char *content_type, c
         return;
     }
     if (r) r->resp_head_done = true;
+    if (audit == 1) {
+        r->au_out_mark = mark; /* held in c->out until gh_conn_audit_done */
+        return;
+    }
     gh_conn_response_queued(c);
+}
+
+void gh_conn_audit_done(struct gh_conn *c, bool ok)
+{
+    struct gh_req *r = c->req;
+
+    if (r == NULL) return;
+    if (ok) {
+        gh_conn_response_queued(c);
+        return;
+    }
+    /* Take the held answer back out (nothing of it was written). */
+    c->out.end = c->out.start + r->au_out_mark;
+    r->resp_head_done = false;
+    gh_conn_reply_error(c, 503, "audit_unavailable", false);
 }
 
 void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, const char *body,
@@ -556,6 +591,7 @@ static void conn_finish_request(struct gh_conn *c)
         return;
     }
     gh_accesslog_request(w, r);
+    gh_audit_request_end(w, r);
     gh_trace_request_end(w, r);
     gh_metrics_request_end(w, r);
     if (r->up || r->pool) gh_proxy_abort(r);

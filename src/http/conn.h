@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "auth/principal.h"
 #include "core/buf.h"
 #include "core/snapshot.h"
@@ -154,11 +155,21 @@ struct gh_req {
     bool m_started;        /* counted in flight; cleared when counted out */
     uint8_t m_auth_method; /* GH_MAUTH_*: the credential kind the auth stage read */
 
+    /* Audit (src/audit/request.c). */
+    struct gh_audit_waiter au_waiter; /* strict mode: waiting for the event to be durable */
+    struct gh_audit_event *au_admin;  /* admin API: the event written with the answer */
+    uint32_t au_out_mark;             /* bytes of conn->out before a held answer */
+    uint8_t au_mode;                  /* gh_audit_req_mode() + 1; 0: not known yet */
+    uint8_t au_hold;                  /* enum gh_audit_hold */
+    bool au_recorded;                 /* the http.request event is written */
+    bool au_token;                    /* POST /oauth/token: token.issue at the answer */
+
     struct gh_req *next_free;
     struct gh_principal principal;
     struct gh_tracectx tr_ctx;
     struct gh_limit_applied lim_rules[GH_LIMITS_MAX_RULES];
     char rl_hdr[384]; /* RateLimit-Policy and RateLimit lines */
+    char au_jti[24];  /* the token issued, read only when au_token */
     struct gh_http_header headers[GH_HTTP_MAX_HEADERS];
     struct gh_http_header resp_headers[GH_HTTP_MAX_HEADERS];
 };
@@ -209,6 +220,10 @@ void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, cons
                    size_t len);
 void gh_conn_reply_ex(struct gh_conn *c, int status, const char *content_type, const char *body,
                       size_t len, const char *extra);
+
+/* The audit writer answered for an answer held in c->out (strict mode):
+ * sends it (<ok>), or replaces it with 503 audit_unavailable. */
+void gh_conn_audit_done(struct gh_conn *c, bool ok);
 
 /* Writes as much of c->out as the socket takes now. Returns false when the
  * connection was closed (error), true otherwise. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "auth/keydir.h"
 #include "core/clock.h"
 #include "core/jsonw.h"
@@ -134,6 +135,31 @@ nomem:
 fail:
     gh_limits_service_free(s);
     return NULL;
+}
+
+/* A threshold event, on the tenant's audit chain. */
+static void audit_quota_event(void *arg, const struct gh_store_limit_event *le)
+{
+    struct gh_audit_service *a = arg;
+    struct gh_audit_event ev;
+    char res[GH_AUDIT_RESOURCE_SIZE], reason[32];
+
+    if (!gh_audit_wants(a, GH_AUDIT_KIND_LIMITS)) return;
+    gh_audit_event_new(&ev);
+    GH_AUDIT_SET(&ev, tenant, gh_str_cstr(le->tenant_id));
+    GH_AUDIT_SET(&ev, actor, GH_STR_LIT("system"));
+    GH_AUDIT_SET(&ev, action, GH_STR_LIT("quota.threshold"));
+    snprintf(res, sizeof(res), "tenants/%s/quotas/%s/%s", le->tenant_id, le->metric, le->period);
+    GH_AUDIT_SET(&ev, resource, gh_str_cstr(res));
+    ev.outcome = le->threshold >= 100 ? GH_AUDIT_DENIED : GH_AUDIT_SUCCESS;
+    snprintf(reason, sizeof(reason), "threshold_%u", le->threshold);
+    GH_AUDIT_SET(&ev, reason, gh_str_cstr(reason));
+    gh_audit_submit(a, &ev, false);
+}
+
+void gh_limits_service_set_audit(struct gh_limits_service *s, struct gh_audit_service *a)
+{
+    if (s && a) gh_quota_on_event(s->quotas, audit_quota_event, a);
 }
 
 int gh_limits_service_start(struct gh_limits_service *s, struct gh_err *err)

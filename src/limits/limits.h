@@ -57,6 +57,10 @@ struct gh_limits_service *gh_limits_service_new(const struct gh_config *cfg, str
                                                 struct gh_err *err);
 /* Starts the flusher thread. GH_OK or GH_ERROR. */
 int gh_limits_service_start(struct gh_limits_service *s, struct gh_err *err);
+/* Quota threshold events also go to the audit log through <a> (may be
+ * NULL). Before gh_limits_service_start. */
+struct gh_audit_service;
+void gh_limits_service_set_audit(struct gh_limits_service *s, struct gh_audit_service *a);
 /* Stops the flusher after a last flush and frees everything. Workers must
  * have stopped. */
 void gh_limits_service_free(struct gh_limits_service *s);

@@ -39,7 +39,15 @@ struct gh_quota_table {
     struct quota_shard shards[SHARDS];
     uint32_t per_shard; /* slots per shard, a power of two */
     _Atomic uint64_t overflows;
+    gh_quota_event_cb on_event; /* set before the flusher starts */
+    void *on_event_arg;
 };
+
+void gh_quota_on_event(struct gh_quota_table *t, gh_quota_event_cb cb, void *arg)
+{
+    t->on_event = cb;
+    t->on_event_arg = arg;
+}
 
 static const char *const metric_names[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS] = {
     {"requests_per_day", "requests_per_month"},
@@ -398,7 +406,7 @@ static int batch_push(struct flush_batch *b, const struct quota_entry *e, uint32
 /* Records the 80% / 100% events an entry's new totals crossed. Runs with the
  * shard unlocked (the store call may block); <e> is re-read under lock by
  * the caller. */
-static void record_events(struct gh_store *st, const struct flush_row *r,
+static void record_events(struct gh_quota_table *t, struct gh_store *st, const struct flush_row *r,
                           const uint64_t limits[GH_QUOTA_NMETRICS], uint8_t done[GH_QUOTA_NMETRICS])
 {
     const uint64_t totals[GH_QUOTA_NMETRICS] = {r->u.requests, r->u.request_bytes,
@@ -428,10 +436,12 @@ static void record_events(struct gh_store *st, const struct flush_row *r,
                 continue;
             }
             done[m] |= (uint8_t)(1u << k);
-            if (inserted)
+            if (inserted) {
                 gh_log_warn("quota: tenant %s reached %u%% of %s for %s (%llu of %llu)",
                             ev.tenant_id, ev.threshold, ev.metric, ev.period,
                             (unsigned long long)ev.value, (unsigned long long)ev.limit);
+                if (t->on_event) t->on_event(t->on_event_arg, &ev);
+            }
         }
     }
 }
@@ -541,7 +551,7 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
         }
         pthread_mutex_unlock(&sh->mu);
 
-        record_events(st, r, limits, done);
+        record_events(t, st, r, limits, done);
 
         pthread_mutex_lock(&sh->mu);
         if ((r->period == GH_QUOTA_DAY ? e->day : e->month) == r->id)

@@ -60,6 +60,13 @@ bool gh_quota_usage(struct gh_quota_table *t, const char *tenant, size_t tenant_
                     int64_t wall_ms, uint64_t used[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS],
                     uint64_t limit[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS]);
 
+/* Called on the limits service thread for each threshold event that a
+ * flush recorded for the first time (the audit log's quota.threshold). */
+struct gh_store_limit_event;
+typedef void (*gh_quota_event_cb)(void *arg, const struct gh_store_limit_event *ev);
+/* Sets the callback; before the flusher starts. */
+void gh_quota_on_event(struct gh_quota_table *t, gh_quota_event_cb cb, void *arg);
+
 /* Limits service thread: writes what was counted since the last flush to the
  * store in one transaction, refreshes the totals, and records threshold
  * events. Counts that could not be written are kept for the next flush. */

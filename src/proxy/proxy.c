@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "auth/identity.h"
+#include "audit/request.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -680,6 +681,19 @@ static bool move_body(struct gh_req *r, bool *error)
     }
 }
 
+/* Queues the parsed final response head for the client. */
+static bool relay_head(struct gh_req *r)
+{
+    if (build_response_head(r, false) != 0) {
+        fail(r, GH_UPERR_BAD_RESPONSE);
+        return false;
+    }
+    gh_buf_consume(&r->up->in, r->resp.head_len);
+    r->resp_head_done = true;
+    gh_conn_arm_timer(r->conn);
+    return true;
+}
+
 /* Parses the response head and relays the body. Returns false when the
  * exchange ended (response complete or failure). */
 static bool process_response(struct gh_req *r)
@@ -687,6 +701,7 @@ static bool process_response(struct gh_req *r)
     struct gh_conn *c = r->conn;
     struct gh_upconn *u = r->up;
 
+    if (r->au_hold) return true; /* the head waits for its audit event */
     while (!r->resp_head_done) {
         struct gh_http_error err;
         int rc = gh_http_parse_response(gh_buf_head(&u->in), gh_buf_len(&u->in), &r->resp_state,
@@ -732,13 +747,13 @@ static bool process_response(struct gh_req *r)
             break;
         default: break;
         }
-        if (build_response_head(r, false) != 0) {
-            fail(r, GH_UPERR_BAD_RESPONSE);
-            return false;
+        /* Strict audit: the client sees nothing of the answer before its
+         * event is durable; stop reading the upstream meanwhile. */
+        if (gh_audit_on_upstream_head(r)) {
+            gh_sock_want_read(&u->sock, false);
+            return true;
         }
-        gh_buf_consume(&u->in, r->resp.head_len);
-        r->resp_head_done = true;
-        gh_conn_arm_timer(c);
+        if (!relay_head(r)) return false;
     }
 
     bool error;
@@ -758,6 +773,22 @@ static bool process_response(struct gh_req *r)
 }
 
 /* ---- callbacks from the connection ---- */
+
+void gh_proxy_audit_done(struct gh_req *r, bool ok)
+{
+    struct gh_conn *c = r->conn;
+
+    if (r->up == NULL || r->resp_head_done) return; /* answered another way meanwhile */
+    if (!ok) {
+        /* The response body stays unread: the connection cannot be reused. */
+        release_upstream(r, false);
+        r->pool = NULL;
+        gh_conn_reply_error(c, 503, "audit_unavailable", !r->body_done);
+        return;
+    }
+    /* process_response sets the upstream's read interest (backpressure). */
+    if (relay_head(r)) process_response(r);
+}
 
 void gh_proxy_on_client_input(struct gh_req *r)
 {

@@ -8,6 +8,7 @@
 #define GH_PROXY_PROXY_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 
 struct gh_req;
 struct gh_upconn;
@@ -22,6 +23,9 @@ void gh_proxy_on_client_drained(struct gh_req *req);
 void gh_proxy_on_timeout(struct gh_req *req);
 /* The client is gone: drop the upstream side. */
 void gh_proxy_abort(struct gh_req *req);
+/* The audit writer answered for a response head held in strict mode:
+ * relay it (<ok>), or answer 503 audit_unavailable. */
+void gh_proxy_audit_done(struct gh_req *req, bool ok);
 /* Deadline of the current upstream phase (monotonic ns), 0 when none. */
 uint64_t gh_proxy_deadline(const struct gh_req *req);
 

@@ -111,7 +111,7 @@ static void put_escaped(struct gh_expo *e, gh_str s, bool quote)
 
 void gh_expo_family(struct gh_expo *e, const char *name, enum gh_expo_type type, const char *help)
 {
-    static const char *const type_names[] = {"counter", "gauge", "histogram", "info"};
+    static const char *const type_names[] = {"counter", "gauge", "histogram", "info", "summary"};
     /* The name of the TYPE and HELP lines: the family's in OpenMetrics; in
      * the text format, counters and infos are named as their samples. */
     const char *suffix = "";
@@ -235,6 +235,17 @@ void gh_expo_histogram(struct gh_expo *e, const struct gh_label *labels, size_t 
     gh_expo_raw(e, "\n", 1);
     sample_start(e, "_count", labels, nlabels, NULL, NULL);
     put_u64(e, cum);
+    gh_expo_raw(e, "\n", 1);
+}
+
+void gh_expo_summary(struct gh_expo *e, const struct gh_label *labels, size_t nlabels, uint64_t sum,
+                     uint64_t count)
+{
+    sample_start(e, "_sum", labels, nlabels, NULL, NULL);
+    put_u64(e, sum);
+    gh_expo_raw(e, "\n", 1);
+    sample_start(e, "_count", labels, nlabels, NULL, NULL);
+    put_u64(e, count);
     gh_expo_raw(e, "\n", 1);
 }
 

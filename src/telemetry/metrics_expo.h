@@ -26,7 +26,13 @@
 #define GH_EXPO_CT_TEXT   "text/plain; version=0.0.4; charset=utf-8"
 #define GH_EXPO_CT_OM     "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-enum gh_expo_type { GH_EXPO_COUNTER, GH_EXPO_GAUGE, GH_EXPO_HISTOGRAM, GH_EXPO_INFO };
+enum gh_expo_type {
+    GH_EXPO_COUNTER,
+    GH_EXPO_GAUGE,
+    GH_EXPO_HISTOGRAM,
+    GH_EXPO_INFO,
+    GH_EXPO_SUMMARY,
+};
 
 struct gh_expo {
     char *data; /* owned; free() it (gh_expo_release) */
@@ -68,6 +74,9 @@ void gh_expo_info(struct gh_expo *e, const struct gh_label *labels, size_t nlabe
  * written as cumulative _bucket samples, _sum in seconds, and _count. */
 void gh_expo_histogram(struct gh_expo *e, const struct gh_label *labels, size_t nlabels,
                        const uint64_t buckets[GH_METRICS_NBUCKETS], uint64_t sum_ns);
+/* A summary without quantiles: _sum <sum> and _count <count> (integers). */
+void gh_expo_summary(struct gh_expo *e, const struct gh_label *labels, size_t nlabels, uint64_t sum,
+                     uint64_t count);
 /* Ends the body ("# EOF" in OpenMetrics). */
 void gh_expo_finish(struct gh_expo *e);
 

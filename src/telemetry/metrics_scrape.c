@@ -13,6 +13,7 @@
 #include "telemetry/accesslog.h"
 #include "telemetry/procstat.h"
 #include "telemetry/tracer.h"
+#include "audit/audit.h"
 
 static const char *const method_names[GH_MM_N] = {"GET",   "HEAD",   "POST",    "PUT",
                                                   "PATCH", "DELETE", "OPTIONS", "OTHER"};
@@ -324,6 +325,40 @@ static void write_tracing(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_counter(e, &l, 1, t.exports_failure);
 }
 
+/* The audit writer's counts (src/audit/writer.c); nothing when audit is off. */
+static void write_audit(struct gh_expo *e, struct gh_runtime *rt)
+{
+    struct gh_audit_stats a;
+    struct gh_label l;
+
+    if (rt->audit == NULL) return;
+    gh_audit_stats(rt->audit, &a);
+    gh_expo_family(e, "gatehouse_audit_events", GH_EXPO_COUNTER,
+                   "Audit events the writer committed or could not store, by result.");
+    l = L("result", "written");
+    gh_expo_counter(e, &l, 1, a.events_written);
+    l = L("result", "failed");
+    gh_expo_counter(e, &l, 1, a.events_failed);
+    gh_expo_family(e, "gatehouse_audit_queue_depth", GH_EXPO_GAUGE,
+                   "Audit events waiting for the writer (worker rings and submit queue).");
+    gh_expo_gauge_u64(e, NULL, 0, a.queue_depth);
+    gh_expo_family(e, "gatehouse_audit_batch_size", GH_EXPO_SUMMARY,
+                   "Events per audit commit (sum and count).");
+    gh_expo_summary(e, NULL, 0, a.batch_events_sum, a.batches);
+    gh_expo_family(e, "gatehouse_audit_commit_duration_seconds", GH_EXPO_HISTOGRAM,
+                   "Time to commit one audit batch (one fsync).");
+    gh_expo_histogram(e, NULL, 0, a.commit_buckets, a.commit_ns_sum);
+    gh_expo_family(e, "gatehouse_audit_checkpoints", GH_EXPO_COUNTER,
+                   "Signed audit checkpoints written.");
+    gh_expo_counter(e, NULL, 0, a.checkpoints);
+    gh_expo_family(e, "gatehouse_audit_producer_waits", GH_EXPO_COUNTER,
+                   "Times a producer waited because the audit queue was full.");
+    gh_expo_counter(e, NULL, 0, a.producer_waits);
+    gh_expo_family(e, "gatehouse_audit_oldest_pending_seconds", GH_EXPO_GAUGE,
+                   "Age of the oldest audit event being written; 0 when none.");
+    gh_expo_gauge_seconds(e, NULL, 0, (uint64_t)a.oldest_pending_us * 1000ull);
+}
+
 static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct gh_snapshot *snap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -409,6 +444,7 @@ int gh_metrics_scrape(struct gh_runtime *rt, const struct gh_snapshot *snap, str
         write_cert_expiry(e, snap);
         write_limits(e, rt, snap, ws, nws, &tenants);
         write_tracing(e, rt);
+        write_audit(e, rt);
         write_gateway(e, rt, snap);
         write_process(e);
         gh_expo_finish(e);

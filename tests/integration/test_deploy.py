@@ -118,7 +118,7 @@ def substitute(expr):
 
 def documented_metrics():
     """Metric names of the tables of docs/metrics.md, with _bucket, _sum and
-    _count for histograms: {name: type}."""
+    _count for histograms (_sum and _count for summaries): {name: type}."""
     out = {}
     with open(METRICS_MD) as f:
         for line in f:
@@ -130,6 +130,9 @@ def documented_metrics():
             if typ.startswith("histogram"):
                 for suffix in ("_bucket", "_sum", "_count"):
                     out[name + suffix] = "histogram series"
+            elif typ.startswith("summary"):
+                for suffix in ("_sum", "_count"):
+                    out[name + suffix] = "summary series"
     return out
 
 
@@ -222,9 +225,14 @@ def test_dashboard_conventions(path):
 def test_audit_dashboard_says_what_is_missing_and_queries_nothing_that_does_not_exist():
     d = load_dashboard(os.path.join(DEPLOY, "grafana", "dashboards", "audit-webhooks.json"))
     texts = [p["options"]["content"] for p in all_panels(d["panels"]) if p["type"] == "text"]
-    assert any("audit" in t.lower() and "webhook" in t.lower() and "arrive" in t for t in texts), texts
+    assert any("webhook" in t.lower() and "arrive" in t for t in texts), texts
     exprs = " ".join(e for _, e in dashboard_exprs(d))
-    for word in ("audit", "webhook", "circuit"):
+    # The audit writer's panels are there (issue 5); webhooks and circuits are not yet.
+    for name in ("gatehouse_audit_events_total", "gatehouse_audit_queue_depth",
+                 "gatehouse_audit_oldest_pending_seconds",
+                 "gatehouse_audit_commit_duration_seconds_bucket", "gatehouse_audit_batch_size_sum"):
+        assert name in exprs, name
+    for word in ("webhook", "circuit"):
         assert word not in exprs
 
 
@@ -249,11 +257,12 @@ def test_every_alert_has_severity_summary_description_and_runbook_section():
                  "GatehouseRateLimiterRedisFallback", "GatehouseTLSCertificateExpiringSoon",
                  "GatehouseTenantQuotaHigh", "GatehouseTraceSpansDropped",
                  "GatehouseAccessLogDropping", "GatehouseConfigReloadFailed",
-                 "GatehouseAvailabilityBudgetBurn", "GatehouseLatencyBudgetBurn"):
+                 "GatehouseAvailabilityBudgetBurn", "GatehouseLatencyBudgetBurn",
+                 "GatehouseAuditWriterLag"):
         assert name in seen, name
     with open(RUNBOOKS_MD) as f:
         text = f.read()
-    assert "arrives with the audit log" in text and "arrives with circuit breakers" in text
+    assert "arrives with circuit breakers" in text
 
 
 def test_every_alert_has_a_unit_test_that_fires_and_one_that_stays_silent():

@@ -349,6 +349,49 @@ static void test_route_defaults(void **state)
     gh_config_free(cfg);
 }
 
+/* `audit:` at the top and on routes: defaults, `true`, and the mapping. */
+static void test_audit_keys(void **state)
+{
+    struct gh_config *cfg = load_ok(VALID_TAIL);
+    (void)state;
+
+    assert_true(cfg->audit.enabled);
+    assert_false(cfg->audit.strict);
+    assert_int_equal(cfg->audit.queue_size, 4096);
+    assert_int_equal(cfg->audit.batch_max, 512);
+    assert_int_equal(cfg->audit.checkpoint_every, 1000);
+    assert_int_equal(cfg->audit.checkpoint_interval_ms, 60000);
+    assert_int_equal(cfg->audit.param_prefix, 4);
+    assert_true(cfg->audit.events.auth_failures && cfg->audit.events.admin &&
+                cfg->audit.events.limits && cfg->audit.events.reloads);
+    assert_false(cfg->routes[0].audit.enabled);
+    gh_config_free(cfg);
+
+    cfg = load_ok(LISTEN_OK UPSTREAMS_OK
+                  "audit: {mode: strict, checkpoint_interval: 5s, events: {limits: false}}\n"
+                  "routes:\n"
+                  "  - {path: /a, upstream: app, audit: true}\n"
+                  "  - {path: /b, upstream: app, audit: false}\n"
+                  "  - path: /c\n    upstream: app\n"
+                  "    audit: {methods: [POST, DELETE], path_prefix: /c/admin, mode: async}\n"
+                  "  - {path: /d, upstream: app, audit: {}}\n");
+    assert_true(cfg->audit.strict);
+    assert_int_equal(cfg->audit.checkpoint_interval_ms, 5000);
+    assert_false(cfg->audit.events.limits);
+    assert_true(cfg->audit.events.admin);
+    assert_true(cfg->routes[0].audit.enabled);
+    assert_int_equal(cfg->routes[0].audit.strict, -1);
+    assert_false(cfg->routes[1].audit.enabled);
+    assert_true(cfg->routes[2].audit.enabled);
+    assert_int_equal(cfg->routes[2].audit.methods, GH_METHOD_POST | GH_METHOD_DELETE);
+    assert_string_equal(cfg->routes[2].audit.path_prefix, "/c/admin");
+    assert_int_equal(cfg->routes[2].audit.strict, 0);
+    assert_true(cfg->routes[3].audit.enabled);
+    assert_int_equal(cfg->routes[3].audit.strict, -1);
+    assert_null(cfg->routes[3].audit.path_prefix);
+    gh_config_free(cfg);
+}
+
 static void test_upstream_tls_block(void **state)
 {
     struct gh_config *cfg =
@@ -572,7 +615,7 @@ struct bad_case {
       "in limits.max_headers: invalid number \"ten\"")                                             \
     X(max_headers_300, VALID_TAIL "limits:\n  max_headers: 300\n", 5, 16,                          \
       "in limits.max_headers: must be between 1 and 256")                                          \
-    X(top_tenants_2000, VALID_TAIL "metrics:\n  top_tenants: 2000\n", 5, 16,                     \
+    X(top_tenants_2000, VALID_TAIL "metrics:\n  top_tenants: 2000\n", 5, 16,                       \
       "in metrics.top_tenants: must be between 0 and 1000")                                        \
     X(metrics_unknown_key, VALID_TAIL "metrics: {top_tenant: 5}\n", 4, 11,                         \
       "unknown key \"top_tenant\" in metrics (did you mean \"top_tenants\"?)")                     \
@@ -682,6 +725,16 @@ struct bad_case {
     X(top_level_list, "- listen\n- routes\n", 1, 1, "the top level must be a mapping")             \
     X(top_level_scalar, "hello\n", 1, 1, "the top level must be a mapping")                        \
     X(two_documents, VALID_TAIL "---\nworkers: 1\n", 4, 1, "only one YAML document is allowed")    \
+    X(audit_bad_mode, VALID_TAIL "audit: {mode: sync}\n", 4, 15,                                   \
+      "in audit.mode: must be one of async, strict (got \"sync\")")                                \
+    X(route_audit_list, LISTEN_OK UPSTREAMS_OK "routes: [{path: /, upstream: app, audit: [1]}]\n", \
+      3, 42, "in routes[0].audit: expected true, false or a mapping, got a list")                  \
+    X(route_audit_bad_key,                                                                         \
+      LISTEN_OK UPSTREAMS_OK "routes: [{path: /, upstream: app, audit: {method: [GET]}}]\n", 3,    \
+      43, "unknown key \"method\" in routes[0].audit (did you mean \"methods\"?)")                 \
+    X(route_audit_word,                                                                            \
+      LISTEN_OK UPSTREAMS_OK "routes: [{path: /, upstream: app, audit: maybe}]\n", 3, 42,          \
+      "in routes[0].audit: expected true or false, got \"maybe\"")                                 \
     X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")
 
 #define BAD_OBJ(id, y, l, c, m) static struct bad_case bad_##id = {y, l, c, m};
@@ -868,6 +921,7 @@ int main(void)
                                        cmocka_unit_test(test_full_example),
                                        cmocka_unit_test(test_route_defaults),
                                        cmocka_unit_test(test_upstream_tls_block),
+                                       cmocka_unit_test(test_audit_keys),
                                        cmocka_unit_test(test_null_values_and_admin_off),
                                        cmocka_unit_test(test_relative_paths_buffer),
                                        cmocka_unit_test(test_load_file),

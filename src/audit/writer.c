@@ -1,0 +1,607 @@
+/* The audit writer thread (see audit.h): gathers a batch from the workers'
+ * rings and the submit queue, gives each event its chain position and hash,
+ * adds the checkpoints that are due, signs them, commits all of it in one
+ * store call (one fsync), then answers whoever waits. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "audit/chain.h"
+#include "audit/checkpoint.h"
+#include "audit/writer_int.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "store/store.h"
+#include "telemetry/metrics.h"
+
+#define NBUCKETS     4096 /* chain hash table; chains are tenants */
+#define IDLE_WAIT_MS 5    /* a batch waits at most this long for more events */
+#define SUBMIT_QUEUE 256
+#define CP_EXTRA     64 /* interval checkpoints per batch, on top of one per event */
+#define LOG_EVERY_NS 10000000000ull
+#define CP_SCAN_NS   250000000ull /* interval checkpoints are looked for this often */
+
+/* A chain's head as the writer knows it, and its state before the batch in
+ * progress (restored when the commit fails). */
+struct gh_audit_chain {
+    char name[GH_AUDIT_CHAIN_SIZE];
+    uint64_t seq;
+    uint8_t hash[32];
+    uint64_t cp_seq; /* last checkpoint */
+    int64_t cp_ms;   /* its time (or when the chain was first seen) */
+    bool in_dirty;   /* on s->dirty */
+    uint64_t seq0;   /* before the batch */
+    uint8_t hash0[32];
+    uint64_t cp_seq0;
+    int64_t cp_ms0;
+    bool touched;
+    struct gh_audit_chain *hnext, *dnext, *tnext;
+};
+
+static uint32_t hash_name(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static struct gh_audit_chain *chain_get(struct gh_audit_service *s, const char *name, bool create)
+{
+    uint32_t b = hash_name(name) % NBUCKETS;
+    struct gh_audit_chain *c;
+
+    for (c = s->buckets[b]; c; c = c->hnext)
+        if (strcmp(c->name, name) == 0) return c;
+    if (!create) return NULL;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) return NULL;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->cp_ms = (int64_t)gh_wall_ms();
+    c->hnext = s->buckets[b];
+    s->buckets[b] = c;
+    return c;
+}
+
+/* ---- start ---------------------------------------------------------------- */
+
+static int head_cb(const struct gh_store_audit_row *row, void *arg)
+{
+    struct gh_audit_service *s = arg;
+    struct gh_audit_chain *c = chain_get(s, row->chain, true);
+    if (c == NULL || gh_audit_unhex(row->hash, c->hash) != GH_OK) return GH_ERROR;
+    c->seq = row->seq;
+    return GH_OK;
+}
+
+static void mark_dirty(struct gh_audit_service *s, struct gh_audit_chain *c)
+{
+    if (c->in_dirty || c->seq <= c->cp_seq) return;
+    c->in_dirty = true;
+    c->dnext = s->dirty;
+    s->dirty = c;
+}
+
+static int cp_cb(const struct gh_store_audit_checkpoint *cp, void *arg)
+{
+    struct gh_audit_service *s = arg;
+    struct gh_audit_chain *c = chain_get(s, cp->chain, false);
+    if (c && cp->seq >= c->cp_seq) {
+        c->cp_seq = cp->seq;
+        c->cp_ms = cp->time_ms;
+    }
+    return GH_OK;
+}
+
+static void conf_from(struct gh_audit_conf *c, const struct gh_config *cfg)
+{
+    c->strict = cfg->audit.strict;
+    c->checkpoint_every = cfg->audit.checkpoint_every ? cfg->audit.checkpoint_every : 1000;
+    c->checkpoint_interval_ms =
+        cfg->audit.checkpoint_interval_ms ? cfg->audit.checkpoint_interval_ms : 60000;
+    c->param_prefix = cfg->audit.param_prefix;
+    c->events = cfg->audit.events;
+}
+
+struct gh_audit_service *gh_audit_service_new(const struct gh_config *cfg, struct gh_store *st,
+                                              int nworkers, struct gh_err *err)
+{
+    struct gh_audit_service *s = calloc(1, sizeof(*s));
+    uint32_t qs = cfg->audit.queue_size ? cfg->audit.queue_size : 4096;
+
+    if (s == NULL) goto oom;
+    s->store = st;
+    s->nworkers = nworkers;
+    s->batch_max = cfg->audit.batch_max ? cfg->audit.batch_max : 512;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->room, NULL);
+    pthread_cond_init(&s->done, NULL);
+    conf_from(&s->conf, cfg);
+    s->subcap = SUBMIT_QUEUE;
+    s->subq = calloc(s->subcap, sizeof(*s->subq));
+    s->workers = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*s->workers));
+    s->buckets = calloc(NBUCKETS, sizeof(*s->buckets));
+    s->rows = calloc(s->batch_max, sizeof(*s->rows));
+    s->cps_cap = s->batch_max + CP_EXTRA;
+    s->cps = calloc(s->cps_cap, sizeof(*s->cps));
+    s->batch = calloc(s->batch_max, sizeof(*s->batch));
+    s->taken_subs =
+        calloc(s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE, sizeof(*s->taken_subs));
+    s->taken = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*s->taken));
+    s->strict_seen = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*s->strict_seen));
+    if (s->subq == NULL || s->workers == NULL || s->buckets == NULL || s->rows == NULL ||
+        s->cps == NULL || s->batch == NULL || s->taken_subs == NULL || s->taken == NULL ||
+        s->strict_seen == NULL)
+        goto oom;
+    for (int i = 0; i < nworkers; i++)
+        if ((s->workers[i] = gh_audit_worker_new_(s, qs)) == NULL) goto oom;
+    return s;
+oom:
+    gh_err_set(err, NULL, 0, 0, "audit: out of memory");
+    gh_audit_service_free(s);
+    return NULL;
+}
+
+struct gh_audit_worker *gh_audit_worker_of(struct gh_audit_service *s, int i)
+{
+    return s && i >= 0 && i < s->nworkers ? s->workers[i] : NULL;
+}
+
+void gh_audit_service_configure(struct gh_audit_service *s, const struct gh_config *cfg)
+{
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    conf_from(&s->conf, cfg);
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool gh_audit_wants(struct gh_audit_service *s, enum gh_audit_kind kind)
+{
+    bool on = false;
+    if (s == NULL) return false;
+    pthread_mutex_lock(&s->mu);
+    switch (kind) {
+    case GH_AUDIT_KIND_AUTH_FAILURES: on = s->conf.events.auth_failures; break;
+    case GH_AUDIT_KIND_ADMIN: on = s->conf.events.admin; break;
+    case GH_AUDIT_KIND_LIMITS: on = s->conf.events.limits; break;
+    case GH_AUDIT_KIND_RELOADS: on = s->conf.events.reloads; break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return on;
+}
+
+bool gh_audit_strict(struct gh_audit_service *s)
+{
+    bool on;
+    if (s == NULL) return false;
+    pthread_mutex_lock(&s->mu);
+    on = s->conf.strict;
+    pthread_mutex_unlock(&s->mu);
+    return on;
+}
+
+unsigned gh_audit_param_prefix(struct gh_audit_service *s)
+{
+    unsigned n;
+    if (s == NULL) return 4;
+    pthread_mutex_lock(&s->mu);
+    n = s->conf.param_prefix;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void gh_audit_wake_(struct gh_audit_service *s)
+{
+    /* Orders the caller's ring store before this load, against the
+     * writer's store of <sleeping> before it looks at the rings. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load(&s->sleeping)) return;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void gh_audit_event_new(struct gh_audit_event *ev)
+{
+    uint8_t rnd[10];
+    struct timespec ts;
+
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        uint64_t a = gh_now_ns();
+        memcpy(rnd, &a, 8);
+        rnd[8] = (uint8_t)(uintptr_t)ev;
+        rnd[9] = (uint8_t)((uintptr_t)ev >> 8);
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gh_audit_event_init(ev, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, rnd);
+}
+
+int gh_audit_submit(struct gh_audit_service *s, const struct gh_audit_event *ev, bool durable)
+{
+    struct gh_audit_sub_waiter w = {false, GH_OK};
+    struct gh_audit_sub *e;
+    bool waited = false;
+
+    if (s == NULL) return GH_OK;
+    pthread_mutex_lock(&s->mu);
+    while (s->sublen == s->subcap && !atomic_load(&s->stop)) {
+        if (!waited) atomic_fetch_add_explicit(&s->producer_waits, 1, memory_order_relaxed);
+        waited = true;
+        pthread_cond_signal(&s->wake);
+        pthread_cond_wait(&s->room, &s->mu);
+    }
+    if (s->sublen == s->subcap) {
+        /* Stopping with a full queue: said, counted, never silent. */
+        pthread_mutex_unlock(&s->mu);
+        atomic_fetch_add_explicit(&s->events_failed, 1, memory_order_relaxed);
+        gh_log_error("audit: the writer is stopping; an event (%s) was not stored", ev->action);
+        return GH_ERROR;
+    }
+    e = &s->subq[(s->subhead + s->sublen) % s->subcap];
+    e->ev = *ev;
+    e->waiter = durable ? &w : NULL;
+    s->sublen++;
+    pthread_cond_signal(&s->wake);
+    while (durable && !w.done)
+        pthread_cond_wait(&s->done, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    return w.rc;
+}
+
+/* ---- one batch ------------------------------------------------------------ */
+
+static bool may_log(struct gh_audit_service *s)
+{
+    uint64_t now = gh_now_ns();
+    if (s->last_log_ns && now - s->last_log_ns < LOG_EVERY_NS) return false;
+    s->last_log_ns = now;
+    return true;
+}
+
+static void touch(struct gh_audit_chain *c, struct gh_audit_chain **touched)
+{
+    if (c->touched) return;
+    c->touched = true;
+    c->seq0 = c->seq;
+    memcpy(c->hash0, c->hash, 32);
+    c->cp_seq0 = c->cp_seq;
+    c->cp_ms0 = c->cp_ms;
+    c->tnext = *touched;
+    *touched = c;
+}
+
+/* Adds a checkpoint of <c>'s head. Returns false when it cannot be signed
+ * (logged; the next one will be tried later). */
+static bool add_checkpoint(struct gh_audit_service *s, struct gh_audit_chain *c, size_t *ncp,
+                           int64_t now_ms)
+{
+    struct gh_err err = {0};
+
+    if (*ncp >= s->cps_cap || c->seq == 0 || c->seq == c->cp_seq) return false;
+    if (gh_audit_checkpoint_sign(s->key, s->key_id, c->name, c->seq, c->hash, now_ms, &s->cps[*ncp],
+                                 &err) != GH_OK) {
+        if (may_log(s))
+            gh_log_error("audit: cannot sign a checkpoint of chain %s: %s", c->name, err.msg);
+        return false;
+    }
+    (*ncp)++;
+    c->cp_seq = c->seq;
+    c->cp_ms = now_ms;
+    return true;
+}
+
+/* Chains and hashes one event into row <i>. */
+static int chain_event(struct gh_audit_service *s, struct gh_audit_event *ev,
+                       struct gh_store_audit_row *row, struct gh_audit_chain **touched, size_t *ncp,
+                       const struct gh_audit_conf *conf, int64_t now_ms)
+{
+    struct gh_audit_chain *c;
+
+    /* A tenant id that cannot name a chain (a JWT's tenant claim with a
+     * control character) would make the store refuse the whole batch: such
+     * an event goes to the system chain; its actor still says who. */
+    for (const char *p = ev->tenant; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            ev->tenant[0] = '\0';
+            break;
+        }
+    c = chain_get(s, gh_audit_chain_of(ev), true);
+    if (c == NULL) return GH_ERROR;
+    touch(c, touched);
+    if (gh_audit_chain_event(ev, c->seq + 1, c->hash, row) != GH_OK) return GH_ERROR;
+    c->seq = ev->seq;
+    memcpy(c->hash, ev->hash, 32);
+    if (c->seq - c->cp_seq >= conf->checkpoint_every) add_checkpoint(s, c, ncp, now_ms);
+    return GH_OK;
+}
+
+/* Interval checkpoints: chains with events newer than their last
+ * checkpoint, whose checkpoint is older than the interval (or all of them
+ * when <all>: at shutdown). */
+static void interval_checkpoints(struct gh_audit_service *s, struct gh_audit_chain **touched,
+                                 size_t *ncp, const struct gh_audit_conf *conf, int64_t now_ms,
+                                 bool all)
+{
+    struct gh_audit_chain **pp = &s->dirty;
+    while (*pp) {
+        struct gh_audit_chain *c = *pp;
+        if (c->seq <= c->cp_seq) {
+            *pp = c->dnext;
+            c->in_dirty = false;
+            continue;
+        }
+        if ((all || now_ms - c->cp_ms >= (int64_t)conf->checkpoint_interval_ms) &&
+            *ncp < s->cps_cap) {
+            touch(c, touched);
+            add_checkpoint(s, c, ncp, now_ms);
+        }
+        pp = &c->dnext;
+    }
+}
+
+/* Takes up to batch_max events: submitted ones first (their callers
+ * block), then round robin over the rings. */
+static size_t gather(struct gh_audit_service *s, size_t *nsubs)
+{
+    size_t n = 0, cap_subs = s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE;
+
+    pthread_mutex_lock(&s->mu);
+    *nsubs = 0;
+    while (s->sublen > 0 && *nsubs < cap_subs) {
+        s->taken_subs[(*nsubs)++] = s->subq[s->subhead];
+        s->subhead = (s->subhead + 1) % s->subcap;
+        s->sublen--;
+    }
+    if (*nsubs) pthread_cond_broadcast(&s->room);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < *nsubs; i++)
+        s->batch[n++] = &s->taken_subs[i].ev;
+
+    for (int k = 0; k < s->nworkers; k++) {
+        s->taken[k] = 0;
+        s->strict_seen[k] = false;
+    }
+    for (bool more = true; more && n < s->batch_max;) {
+        more = false;
+        for (int k = 0; k < s->nworkers && n < s->batch_max; k++) {
+            struct gh_audit_worker *aw = s->workers[k];
+            uint64_t tail = atomic_load_explicit(&aw->tail, memory_order_relaxed) + s->taken[k];
+            uint64_t head = atomic_load_explicit(&aw->head, memory_order_acquire);
+            /* Up to 64 from one ring per round, so one busy worker does
+             * not starve the others' strict waiters. */
+            for (int j = 0; j < 64 && tail < head && n < s->batch_max; j++, tail++) {
+                struct gh_audit_slot *sl = &aw->slots[tail & aw->mask];
+                s->batch[n++] = &sl->ev;
+                if (sl->strict) s->strict_seen[k] = true;
+                s->taken[k]++;
+                more = true;
+            }
+        }
+    }
+    return n;
+}
+
+static void observe_commit(struct gh_audit_service *s, uint64_t ns, size_t n)
+{
+    atomic_fetch_add_explicit(&s->batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->batch_events_sum, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->commit_ns_sum, ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->commit_buckets[gh_metrics_bucket(ns)], 1, memory_order_relaxed);
+}
+
+/* One round: gather, chain, commit, answer. Returns the events handled. */
+static size_t write_batch(struct gh_audit_service *s, bool final)
+{
+    struct gh_audit_conf conf;
+    struct gh_audit_chain *touched = NULL;
+    size_t nsubs = 0, n, ncp = 0, nrows = 0;
+    int64_t now_ms = (int64_t)gh_wall_ms(), oldest = 0;
+    struct gh_err err = {0};
+    uint64_t t0, now_ns = gh_now_ns();
+    bool ok = true;
+    int rc = GH_OK;
+
+    pthread_mutex_lock(&s->mu);
+    conf = s->conf;
+    pthread_mutex_unlock(&s->mu);
+
+    n = gather(s, &nsubs);
+    for (size_t i = 0; i < n; i++)
+        if (oldest == 0 || s->batch[i]->time_us < oldest) oldest = s->batch[i]->time_us;
+    atomic_store_explicit(&s->oldest_since_us, oldest, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        if (chain_event(s, s->batch[i], &s->rows[nrows], &touched, &ncp, &conf, now_ms) != GH_OK) {
+            ok = false;
+            gh_err_set(&err, NULL, 0, 0, "out of memory, or an event that cannot be serialised");
+            break;
+        }
+        nrows++;
+    }
+    if (ok && (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS)) {
+        s->last_cp_scan_ns = now_ns;
+        interval_checkpoints(s, &touched, &ncp, &conf, now_ms, final);
+    }
+    if (ok && (nrows > 0 || ncp > 0)) {
+        t0 = gh_now_ns();
+        rc = gh_store_audit_append(s->store, s->rows, nrows, s->cps, ncp, &err);
+        observe_commit(s, gh_now_ns() - t0, n);
+        ok = rc == GH_OK;
+    }
+
+    /* Chain heads: keep the new ones, or go back to the committed ones. */
+    while (touched) {
+        struct gh_audit_chain *c = touched;
+        touched = c->tnext;
+        c->touched = false;
+        if (!ok) {
+            c->seq = c->seq0;
+            memcpy(c->hash, c->hash0, 32);
+            c->cp_seq = c->cp_seq0;
+            c->cp_ms = c->cp_ms0;
+        }
+        mark_dirty(s, c);
+    }
+    if (ok) {
+        atomic_fetch_add_explicit(&s->events_written, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->checkpoints, ncp, memory_order_relaxed);
+    } else if (n > 0 || ncp > 0) {
+        atomic_fetch_add_explicit(&s->events_failed, n, memory_order_relaxed);
+        if (may_log(s))
+            gh_log_error("audit: cannot store %zu event(s) and %zu checkpoint(s): %s", n, ncp,
+                         err.msg);
+        /* A stale head (another writer on the same store) heals from the
+         * store's heads on the next batch. */
+        if (rc == GH_STORE_CONFLICT) gh_store_audit_heads(s->store, head_cb, s, &err);
+    }
+
+    /* Answers: ring slots go back to their workers, waiters learn. */
+    for (int k = 0; k < s->nworkers; k++) {
+        struct gh_audit_worker *aw = s->workers[k];
+        uint64_t from, upto;
+        if (s->taken[k] == 0) continue;
+        from = atomic_load_explicit(&aw->tail, memory_order_relaxed);
+        upto = from + s->taken[k];
+        atomic_store_explicit(&aw->tail, upto, memory_order_release);
+        gh_audit_worker_report_(aw, from, upto, ok, s->strict_seen[k]);
+    }
+    if (nsubs) {
+        pthread_mutex_lock(&s->mu);
+        for (size_t i = 0; i < nsubs; i++) {
+            if (s->taken_subs[i].waiter == NULL) continue;
+            s->taken_subs[i].waiter->rc = ok ? GH_OK : GH_ERROR;
+            s->taken_subs[i].waiter->done = true;
+        }
+        pthread_cond_broadcast(&s->done);
+        pthread_mutex_unlock(&s->mu);
+    }
+    atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
+    return n;
+}
+
+static bool work_waiting(struct gh_audit_service *s)
+{
+    if (s->sublen > 0) return true;
+    for (int k = 0; k < s->nworkers; k++)
+        if (gh_audit_worker_pending_(s->workers[k]) > 0) return true;
+    return false;
+}
+
+static void *writer_main(void *arg)
+{
+    struct gh_audit_service *s = arg;
+
+    for (;;) {
+        bool stopping = atomic_load(&s->stop);
+        size_t n = write_batch(s, false);
+        if (stopping && n == 0) break;
+        if (n > 0) continue;
+        /* Nothing came: sleep until woken (strict event, submit) or for
+         * IDLE_WAIT_MS, when async events in the rings are looked at. */
+        pthread_mutex_lock(&s->mu);
+        atomic_store(&s->sleeping, true);
+        if (!work_waiting(s) && !atomic_load(&s->stop)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += IDLE_WAIT_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+        }
+        atomic_store(&s->sleeping, false);
+        pthread_mutex_unlock(&s->mu);
+    }
+    /* Checkpoints for what this run wrote, so a restart loses no proof. */
+    write_batch(s, true);
+    return NULL;
+}
+
+int gh_audit_service_start(struct gh_audit_service *s, struct gh_err *err)
+{
+    if (gh_store_audit_heads(s->store, head_cb, s, err) != GH_OK) return GH_ERROR;
+    if (gh_store_audit_checkpoints_walk(s->store, NULL, 0, 0, cp_cb, s, err) != GH_OK)
+        return GH_ERROR;
+    for (uint32_t b = 0; b < NBUCKETS; b++)
+        for (struct gh_audit_chain *c = s->buckets[b]; c; c = c->hnext)
+            mark_dirty(s, c);
+    if (gh_audit_key_load_(s, err) != GH_OK) return GH_ERROR;
+    s->last_cp_scan_ns = gh_now_ns();
+    if (pthread_create(&s->thread, NULL, writer_main, s) != 0)
+        return gh_err_set(err, NULL, 0, 0, "audit: cannot start the writer thread");
+    pthread_setname_np(s->thread, "gh-audit");
+    s->started = true;
+    return GH_OK;
+}
+
+void gh_audit_stats(struct gh_audit_service *s, struct gh_audit_stats *out)
+{
+    int64_t since;
+
+    memset(out, 0, sizeof(*out));
+    if (s == NULL) return;
+    out->events_written = atomic_load_explicit(&s->events_written, memory_order_relaxed);
+    out->events_failed = atomic_load_explicit(&s->events_failed, memory_order_relaxed);
+    out->batches = atomic_load_explicit(&s->batches, memory_order_relaxed);
+    out->batch_events_sum = atomic_load_explicit(&s->batch_events_sum, memory_order_relaxed);
+    out->commit_ns_sum = atomic_load_explicit(&s->commit_ns_sum, memory_order_relaxed);
+    for (int b = 0; b < GH_AUDIT_NBUCKETS; b++)
+        out->commit_buckets[b] = atomic_load_explicit(&s->commit_buckets[b], memory_order_relaxed);
+    out->checkpoints = atomic_load_explicit(&s->checkpoints, memory_order_relaxed);
+    out->producer_waits = atomic_load_explicit(&s->producer_waits, memory_order_relaxed);
+    for (int k = 0; k < s->nworkers; k++)
+        out->queue_depth += gh_audit_worker_pending_(s->workers[k]);
+    pthread_mutex_lock(&s->mu);
+    out->queue_depth += s->sublen;
+    pthread_mutex_unlock(&s->mu);
+    since = atomic_load_explicit(&s->oldest_since_us, memory_order_relaxed);
+    if (since > 0) {
+        struct timespec ts;
+        int64_t now;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        out->oldest_pending_us = now > since ? now - since : 0;
+    }
+}
+
+void gh_audit_service_free(struct gh_audit_service *s)
+{
+    if (s == NULL) return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        atomic_store(&s->stop, true);
+        pthread_cond_broadcast(&s->wake);
+        pthread_cond_broadcast(&s->room);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    for (int i = 0; s->workers && i < s->nworkers; i++)
+        gh_audit_worker_free_(s->workers[i]);
+    if (s->buckets) {
+        for (uint32_t b = 0; b < NBUCKETS; b++)
+            while (s->buckets[b]) {
+                struct gh_audit_chain *c = s->buckets[b];
+                s->buckets[b] = c->hnext;
+                free(c);
+            }
+    }
+    EVP_PKEY_free(s->key);
+    free(s->buckets);
+    free(s->workers);
+    free(s->subq);
+    free(s->rows);
+    free(s->cps);
+    free(s->batch);
+    free(s->taken_subs);
+    free(s->taken);
+    free(s->strict_seen);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->room);
+    pthread_cond_destroy(&s->done);
+    free(s);
+}

@@ -1,0 +1,126 @@
+/* Private to src/audit: the service and the workers' rings, shared by the
+ * writer thread (writer.c), the worker side (ring.c) and the signing key
+ * (keys.c). */
+#ifndef GH_AUDIT_WRITER_INT_H
+#define GH_AUDIT_WRITER_INT_H
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "audit/audit.h"
+
+struct event;
+
+/* One ring slot: the event and whether a request waits on it. */
+struct gh_audit_slot {
+    struct gh_audit_event ev;
+    bool strict;
+};
+
+#define GH_AUDIT_FAILED_MAX 64
+
+/* A worker's side. The ring is single producer (the worker) and single
+ * consumer (the writer), as the trace rings (telemetry/trace.h): head and
+ * tail on their own cache lines, release/acquire order, no lock. The
+ * writer's answers come back under <mu> with one event_active per batch,
+ * as Argon2 results do (core/worker.c verify_done). */
+struct gh_audit_worker {
+    _Atomic uint64_t head; /* next slot the worker writes */
+    char pad1[56];
+    _Atomic uint64_t tail; /* next slot the writer reads */
+    char pad2[56];
+    uint32_t mask;
+    struct gh_audit_slot *slots;
+    struct gh_audit_service *svc;
+
+    /* writer -> worker, under <mu> */
+    pthread_mutex_t mu;
+    uint64_t done_upto; /* every ticket below it is finished */
+    struct {
+        uint64_t from, to; /* tickets [from, to) could not be stored */
+    } failed[GH_AUDIT_FAILED_MAX];
+    unsigned nfailed;
+    struct event *done_ev; /* NULL once unbound */
+
+    /* worker thread only */
+    uint64_t rng[4];
+    struct gh_audit_waiter *wait_head, *wait_tail;
+};
+
+/* Settings a reload may change, copied under the service's lock. */
+struct gh_audit_conf {
+    bool strict;
+    uint32_t checkpoint_every;
+    uint32_t checkpoint_interval_ms;
+    uint32_t param_prefix;
+    struct gh_config_audit_events events;
+};
+
+/* An event from gh_audit_submit, and who waits on it (NULL: nobody). */
+struct gh_audit_sub_waiter {
+    bool done;
+    int rc;
+};
+struct gh_audit_sub {
+    struct gh_audit_event ev;
+    struct gh_audit_sub_waiter *waiter;
+};
+
+struct gh_audit_chain;
+
+struct gh_audit_service {
+    struct gh_store *store;
+    int nworkers;
+    struct gh_audit_worker **workers;
+    uint32_t batch_max;
+    pthread_t thread;
+    bool started;
+    _Atomic bool stop;
+
+    /* <mu> guards conf, the submit queue and the writer's sleep. */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;   /* the writer: work arrived */
+    pthread_cond_t room;   /* submitters: the queue has room */
+    pthread_cond_t done;   /* durable submitters: an answer arrived */
+    _Atomic bool sleeping; /* the writer waits on <wake> */
+    struct gh_audit_conf conf;
+    struct gh_audit_sub *subq; /* ring of <subcap> */
+    uint32_t subcap, subhead, sublen;
+
+    /* writer thread only */
+    struct gh_audit_chain **buckets; /* chains by name */
+    struct gh_audit_chain *dirty;    /* chains with events after their last checkpoint */
+    struct gh_store_audit_row *rows;
+    struct gh_store_audit_checkpoint *cps;
+    uint32_t cps_cap;
+    struct gh_audit_event **batch; /* the events of the batch in progress */
+    struct gh_audit_sub *taken_subs;
+    uint64_t *taken;   /* per worker: slots in the batch */
+    bool *strict_seen; /* per worker: a strict slot in the batch */
+    uint64_t last_log_ns;
+    uint64_t last_cp_scan_ns;
+    EVP_PKEY *key;
+    char key_id[17];
+
+    _Atomic uint64_t events_written, events_failed, batches, batch_events_sum, commit_ns_sum;
+    _Atomic uint64_t commit_buckets[GH_AUDIT_NBUCKETS];
+    _Atomic uint64_t checkpoints, producer_waits;
+    _Atomic int64_t oldest_since_us; /* time of the oldest event being written, 0 when none */
+};
+
+/* ring.c */
+struct gh_audit_worker *gh_audit_worker_new_(struct gh_audit_service *s, uint32_t capacity);
+void gh_audit_worker_free_(struct gh_audit_worker *aw);
+uint64_t gh_audit_worker_pending_(struct gh_audit_worker *aw);
+/* Writer: the writer finished tickets below <upto>; [from, upto) failed
+ * when !<ok>. Wakes the worker when <wake>. */
+void gh_audit_worker_report_(struct gh_audit_worker *aw, uint64_t from, uint64_t upto, bool ok,
+                             bool wake);
+/* Any thread: wakes the writer if it sleeps. */
+void gh_audit_wake_(struct gh_audit_service *s);
+
+/* keys.c: the signing key, loaded or made at start. */
+int gh_audit_key_load_(struct gh_audit_service *s, struct gh_err *err);
+
+#endif
