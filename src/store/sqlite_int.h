@@ -55,13 +55,39 @@ enum gh_sqlite_stmt {
     GH_SQ_EVENT_INSERT,
     GH_SQ_EVENT_LIST,
     GH_SQ_EVENT_LIST_TENANT,
+    GH_SQ_SYNC_FULL,
+    GH_SQ_SYNC_NORMAL,
+    GH_SQ_AUDIT_INSERT,
+    GH_SQ_AUDIT_PREV_EXISTS,
+    GH_SQ_AUDIT_HASH_AT,
+    GH_SQ_AUDIT_CP_INSERT,
+    GH_SQ_AUDIT_HEADS,
+    GH_SQ_AUDIT_WALK,
+    GH_SQ_AUDIT_WALK_CHAIN,
+    GH_SQ_AUDIT_CP_WALK,
+    GH_SQ_AUDIT_CP_WALK_CHAIN,
+    GH_SQ_AUDIT_KEY_INSERT,
+    GH_SQ_AUDIT_KEYS_LIST,
     GH_SQ__COUNT
 };
+
+/* The columns of an audit row and of a checkpoint, in the order
+ * sqlite_audit.c reads them. */
+#define GH_SQ_AUDIT_COLS                                                                           \
+    "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
+    "hash, body"
+#define GH_SQ_AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
+
+/* An audit query's statement depends on which filters are set (each adds
+ * its own "column = ?N" so that an index serves it, and a tenant's query
+ * always names its tenant): one bit per filter and one for the order. */
+#define GH_SQ_AUDIT_QUERY_VARIANTS 512
 
 struct gh_sqlite_conn {
     pthread_mutex_t lock;
     sqlite3 *db;
-    sqlite3_stmt *stmt[GH_SQ__COUNT]; /* prepared on first use */
+    sqlite3_stmt *stmt[GH_SQ__COUNT];                      /* prepared on first use */
+    sqlite3_stmt *audit_query[GH_SQ_AUDIT_QUERY_VARIANTS]; /* prepared on first use */
 };
 
 struct gh_sqlite_store {
@@ -70,6 +96,7 @@ struct gh_sqlite_store {
     struct gh_sqlite_conn *readers;
     unsigned nreaders;
     atomic_uint next_reader; /* where a caller that finds no free reader waits */
+    bool durable;            /* the writer's transaction commits with synchronous=FULL */
 };
 
 static inline struct gh_sqlite_store *gh_sqlite__of(struct gh_store *st)
@@ -112,6 +139,11 @@ int gh_sqlite__run(struct gh_sqlite_conn *c, enum gh_sqlite_stmt id, const char 
  * writer is unlocked again. On GH_OK the caller must call
  * gh_sqlite__write_end(). */
 int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err);
+
+/* As gh_sqlite__write_begin(), for a transaction that must be on disk when
+ * its commit returns (the audit log): the writer runs with synchronous=FULL
+ * until gh_sqlite__write_end() puts NORMAL back. */
+int gh_sqlite__write_begin_durable(struct gh_sqlite_store *s, struct gh_err *err);
 
 /* Commits when <rc> is GH_OK, else rolls back (keeping <err> as the first
  * failure filled it); unlocks the writer. Returns <rc>, or GH_ERROR when the
@@ -200,5 +232,22 @@ int gh_sqlite__limit_event_record(struct gh_store *st, struct gh_store_limit_eve
 int gh_sqlite__limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,
                                  size_t limit, struct gh_store_limit_event *out, size_t *count,
                                  bool *more, struct gh_err *err);
+int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                            const struct gh_store_audit_checkpoint *cps, size_t ncp,
+                            struct gh_err *err);
+int gh_sqlite__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
+                           struct gh_err *err);
+int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
+                           int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
+                           size_t *count, bool *more, struct gh_err *err);
+int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                          uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+int gh_sqlite__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                                      uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
+                                      struct gh_err *err);
+int gh_sqlite__audit_key_insert(struct gh_store *st, const struct gh_store_audit_key *k,
+                                struct gh_err *err);
+int gh_sqlite__audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
+                               size_t *count, struct gh_err *err);
 
 #endif

@@ -95,6 +95,50 @@ static const struct migration migrations[] = {
      "  UNIQUE (tenant_id, period, metric, threshold)"
      ") STRICT;"
      "CREATE INDEX limit_events_by_tenant ON limit_events (tenant_id, id);"},
+    {4,
+     /* Issue 5: the audit log (docs/audit-format.md). One row per event:
+      * its canonical form (body) and hash, and copies of the fields queries
+      * filter on, which the verifier checks against the body. rowid is the
+      * commit order and the keyset of queries; AUTOINCREMENT so that it is
+      * never reused, even when the newest rows are gone. UNIQUE (chain, seq)
+      * is also the index of chain walks. The other indexes serve the
+      * query filters, each ending in rowid for the keyset. */
+     "CREATE TABLE audit_events ("
+     "  rowid INTEGER PRIMARY KEY AUTOINCREMENT,"
+     "  chain TEXT NOT NULL,"
+     "  seq INTEGER NOT NULL CHECK (seq >= 1),"
+     "  id TEXT NOT NULL,"
+     "  time_us INTEGER NOT NULL,"
+     "  tenant_id TEXT NOT NULL,"
+     "  actor TEXT NOT NULL,"
+     "  action TEXT NOT NULL,"
+     "  resource TEXT NOT NULL,"
+     "  outcome TEXT NOT NULL,"
+     "  request_id TEXT NOT NULL,"
+     "  hash TEXT NOT NULL,"
+     "  body TEXT NOT NULL,"
+     "  UNIQUE (chain, seq)"
+     ") STRICT;"
+     "CREATE INDEX audit_events_by_tenant ON audit_events (tenant_id, rowid);"
+     "CREATE INDEX audit_events_by_time ON audit_events (time_us);"
+     "CREATE INDEX audit_events_by_request ON audit_events (request_id);"
+     "CREATE INDEX audit_events_by_action ON audit_events (action, rowid);"
+     "CREATE INDEX audit_events_by_actor ON audit_events (actor, rowid);"
+     "CREATE TABLE audit_checkpoints ("
+     "  chain TEXT NOT NULL,"
+     "  seq INTEGER NOT NULL,"
+     "  hash TEXT NOT NULL,"
+     "  time_ms INTEGER NOT NULL,"
+     "  key_id TEXT NOT NULL,"
+     "  signature TEXT NOT NULL,"
+     "  PRIMARY KEY (chain, seq)"
+     ") STRICT, WITHOUT ROWID;"
+     "CREATE TABLE audit_keys ("
+     "  key_id TEXT PRIMARY KEY,"
+     "  public_pem TEXT NOT NULL,"
+     "  private_pem TEXT NOT NULL,"
+     "  created_at INTEGER NOT NULL"
+     ") STRICT;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

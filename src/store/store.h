@@ -1,5 +1,6 @@
 /* The storage interface: tenants (with their plans and limit overrides), API
- * keys, revoked tokens, usage counters, limit events and a change counter,
+ * keys, revoked tokens, usage counters, limit events, the audit log and a
+ * change counter,
  * behind one ops table that the SQLite implementation (and later the
  * PostgreSQL one) fills. Nothing above this header knows which engine runs.
  *
@@ -198,6 +199,67 @@ typedef int (*gh_store_key_cb)(const struct gh_store_key *key,
                                enum gh_store_tenant_status tenant_status, void *arg);
 typedef int (*gh_store_revoked_cb)(const struct gh_store_revoked_token *tok, void *arg);
 
+/* ---- Audit (docs/audit-format.md) ---- */
+#define GH_STORE_AUDIT_BODY_MAX 8192 /* = GH_AUDIT_CANON_MAX */
+#define GH_STORE_AUDIT_CHAIN_SIZE                                                                  \
+    32 /* a tenant id or "system": 1-31 bytes, no control characters */
+
+/* One stored event: its canonical form and hash, and copies of the fields
+ * queries filter on (the verifier checks them against the body). Strings are
+ * NUL-terminated; body is not (body_len bytes; the store adds a NUL after
+ * them when it reads a row). */
+struct gh_store_audit_row {
+    int64_t rowid; /* set by the store: commit order, increasing, never reused */
+    char chain[GH_STORE_AUDIT_CHAIN_SIZE];
+    uint64_t seq; /* 1.. INT64_MAX */
+    char id[37];  /* UUIDv7, 36 characters */
+    int64_t time_us;
+    char tenant_id[GH_STORE_AUDIT_CHAIN_SIZE]; /* "" when none */
+    char actor[272];
+    char action[48];
+    char resource[256];
+    char outcome[8]; /* "success", "denied" or "failed" */
+    char request_id[65];
+    char hash[65]; /* 64 lowercase hex */
+    size_t body_len;
+    char body[GH_STORE_AUDIT_BODY_MAX + 1];
+};
+
+struct gh_store_audit_checkpoint {
+    char chain[GH_STORE_AUDIT_CHAIN_SIZE];
+    uint64_t seq;
+    char hash[65]; /* of the event (chain, seq): 64 lowercase hex */
+    int64_t time_ms;
+    char key_id[17];    /* the audit key that signed: 16 base62 */
+    char signature[89]; /* base64 (with padding) of the 64-byte Ed25519 signature */
+};
+
+/* The gateway's audit signing key (Ed25519). The private half is PEM
+ * (NEEDSWORK: under the master key with issue 7, as the token signing keys). */
+struct gh_store_audit_key {
+    char key_id[17]; /* 16 base62 */
+    char public_pem[512];
+    char private_pem[512];
+    int64_t created_at; /* set by the store */
+};
+
+/* Filters of an audit query; NULL or empty strings and zeros mean "any".
+ * A tenant admin's query MUST set tenant_id: the store then puts
+ * "tenant_id = ?" in the SQL, so no other tenant's row can come back. */
+struct gh_store_audit_filter {
+    const char *tenant_id; /* [tenant] when set by a tenant admin: enforced in the query */
+    const char *actor;
+    const char *action;
+    const char *outcome;
+    const char *resource;
+    const char *request_id;
+    int64_t from_us, to_us; /* time_us in [from_us, to_us); 0 = open */
+    bool oldest_first;      /* default newest first */
+};
+
+typedef int (*gh_store_audit_row_cb)(const struct gh_store_audit_row *row, void *arg);
+typedef int (*gh_store_audit_cp_cb)(const struct gh_store_audit_checkpoint *cp, void *arg);
+
 struct gh_store;
 
 /* The ops table an implementation fills. Slots are called only through the
@@ -359,6 +421,54 @@ struct gh_store_ops {
     int (*limit_events_list)(struct gh_store *st, const char *tenant_id, int64_t before_id,
                              size_t limit, struct gh_store_limit_event *out, size_t *count,
                              bool *more, struct gh_err *err);
+
+    /* ---- audit ---- */
+
+    /* [operator] In one transaction (durable when it returns: the SQLite
+     * engine commits with synchronous=FULL for this call), inserts <n> event
+     * rows, in order, and <ncp> checkpoints. CONFLICT when a (chain, seq)
+     * exists, or when a row's seq - 1 is neither stored nor earlier in the
+     * batch: the caller's view of a chain head is stale. INVALID when a
+     * checkpoint's (chain, seq, hash) is not a stored event's. Sets each
+     * row's rowid (only when it returns GH_OK). */
+    int (*audit_append)(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                        const struct gh_store_audit_checkpoint *cps, size_t ncp,
+                        struct gh_err *err);
+
+    /* [operator] Calls <cb> with the last row (highest seq) of every chain,
+     * ordered by chain. NEEDSWORK: with archives (not written yet), a chain
+     * whose events were all archived must still report its head, from the
+     * archive's record. */
+    int (*audit_heads)(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
+                       struct gh_err *err);
+
+    /* [tenant when f->tenant_id is set, else operator] Up to <limit> rows
+     * matching <f>, newest first (or oldest first), strictly after the row
+     * <after_rowid> in that order (the wrapper passes INT64_MAX, or 0 oldest
+     * first, for the first page; its filter strings are NULL, never "", when
+     * unset). When f->tenant_id is set, the query itself must restrict to it
+     * (SQLite: "tenant_id = ?" in the SQL; PostgreSQL: RLS). Sets *count and
+     * *more. */
+    int (*audit_query)(struct gh_store *st, const struct gh_store_audit_filter *f,
+                       int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
+                       size_t *count, bool *more, struct gh_err *err);
+
+    /* [operator, or tenant with a tenant chain] Calls <cb> for every row of
+     * <chain> (NULL: every chain, chain by chain) with seq in [from_seq, to_seq]
+     * (to_seq 0: no end), in (chain, seq) order, from one snapshot. */
+    int (*audit_walk)(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
+                      gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+
+    /* Same for checkpoints, in (chain, seq) order. */
+    int (*audit_checkpoints_walk)(struct gh_store *st, const char *chain, uint64_t from_seq,
+                                  uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
+                                  struct gh_err *err);
+
+    /* [operator] The audit keys: insert one; list all (newest first). */
+    int (*audit_key_insert)(struct gh_store *st, const struct gh_store_audit_key *k,
+                            struct gh_err *err);
+    int (*audit_keys_list)(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
+                           size_t *count, struct gh_err *err);
 };
 
 /* The handle. Implementations embed it as their first member. */
@@ -558,6 +668,62 @@ int gh_store_limit_event_record(struct gh_store *st, struct gh_store_limit_event
 int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,
                                size_t limit, struct gh_store_limit_event *out, size_t *count,
                                bool *more, struct gh_err *err);
+
+/* ---- Audit (docs/audit-format.md, docs/internals/store.md) -------------------- */
+
+/* [operator] Appends <n> chained events and <ncp> checkpoints in ONE
+ * transaction, durable when it returns GH_OK (see the op). Each row must
+ * have: chain 1-31 bytes without control characters, seq 1..INT64_MAX, id
+ * of 36 characters, time_us >= 0, tenant_id "" or a valid chain name, the
+ * other strings terminated, outcome success|denied|failed, hash 64 lowercase
+ * hex, body_len 1..GH_STORE_AUDIT_BODY_MAX. Each checkpoint: chain and seq
+ * as above, hash as above, time_ms >= 0, key_id 16 base62, signature 88
+ * base64 characters. Sets rows[i].rowid. INVALID; CONFLICT (stale head);
+ * GH_ERROR. n + ncp == 0 is GH_OK. */
+int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                          const struct gh_store_audit_checkpoint *cps, size_t ncp,
+                          struct gh_err *err);
+
+/* [operator] Streams the head (highest seq) of every chain, by chain. */
+int gh_store_audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
+                         struct gh_err *err);
+
+/* [tenant when f->tenant_id is set, else operator] Up to <limit>
+ * (1..GH_STORE_LIST_MAX) rows matching <f> into <out>, newest first (or
+ * oldest first), strictly after the row <after_rowid> in that order (0: from
+ * the start; the last rowid of a page gives the next one). Sets *count and
+ * *more. Stable under concurrent appends: rowids only grow, so a walk newest
+ * first never sees a row appended after it started, and oldest first sees
+ * each row once. INVALID for a bad limit, a negative after_rowid, a filter
+ * string too long for its column, negative times or from_us >= to_us. */
+int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
+                         int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
+                         size_t *count, bool *more, struct gh_err *err);
+
+/* [operator, or tenant with its own chain] Streams the rows of <chain> (NULL:
+ * every chain, chain by chain) with seq in [from_seq, to_seq] (to_seq 0: no
+ * end) in (chain, seq) order, from one snapshot. The row passed to <cb> is
+ * reused for the next one: copy what must outlive the call. */
+int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
+                        gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+
+/* The same for checkpoints. */
+int gh_store_audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                                    uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
+                                    struct gh_err *err);
+
+/* [operator] Inserts an audit key (key_id 16 base62, both PEMs non-empty;
+ * created_at set by the store). CONFLICT when the key id is taken. */
+int gh_store_audit_key_insert(struct gh_store *st, struct gh_store_audit_key *k,
+                              struct gh_err *err);
+
+/* [operator] Up to <max> audit keys, newest first; sets *count. */
+int gh_store_audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
+                             size_t *count, struct gh_err *err);
+
+/* A chain name (and a non-empty audit tenant id): 1-31 bytes, no control
+ * characters. */
+bool gh_store_valid_audit_chain(const char *s);
 
 /* ---- Validation and helpers (no store needed) ------------------------------- */
 

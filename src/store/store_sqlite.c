@@ -2,7 +2,8 @@
  * synchronous=NORMAL, foreign keys), its writer and reader connections, the
  * catalogue of SQL statements, and the ops table that ties the per-entity
  * files (sqlite_migrations.c, sqlite_tenants.c, sqlite_keys.c,
- * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c) together. sqlite_int.h
+ * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c, sqlite_audit.c)
+ * together. sqlite_int.h
  * states the locking rules. */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +22,11 @@
 #define KEY_COLS                                                                                   \
     "k.id, k.tenant_id, k.name, k.roles, k.scopes, k.secret_hash, k.status, k.expires_at, "        \
     "k.created_at, k.last_used_at, coalesce(k.rotated_from, '')"
-#define TENANT_COLS "id, name, status, plan, created_at, updated_at"
-#define USAGE_COLS  "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
-#define EVENT_COLS  "id, tenant_id, period, metric, threshold, value, lim, created_at"
+#define TENANT_COLS   "id, name, status, plan, created_at, updated_at"
+#define USAGE_COLS    "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
+#define EVENT_COLS    "id, tenant_id, period, metric, threshold, value, lim, created_at"
+#define AUDIT_COLS    GH_SQ_AUDIT_COLS
+#define AUDIT_CP_COLS GH_SQ_AUDIT_CP_COLS
 
 /* Every statement, bound with ?N parameters only: no SQL is built from
  * strings at run time. */
@@ -101,6 +104,39 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                          "ORDER BY id DESC LIMIT ?3",
     [GH_SQ_EVENT_LIST_TENANT] = "SELECT " EVENT_COLS " FROM limit_events "
                                 "WHERE tenant_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+    /* The audit log's commits must be on disk when they return (an audited
+     * request may be answered right after): FULL syncs the WAL at each
+     * commit, NORMAL (everything else) only at checkpoints. */
+    [GH_SQ_SYNC_FULL] = "PRAGMA synchronous = FULL",
+    [GH_SQ_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    [GH_SQ_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
+                           "action, resource, outcome, request_id, hash, body) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [GH_SQ_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = ?1 AND seq = ?2",
+    [GH_SQ_AUDIT_HASH_AT] = "SELECT hash FROM audit_events WHERE chain = ?1 AND seq = ?2",
+    [GH_SQ_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
+                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* The chains by a skip scan of the (chain, seq) index (one seek per
+     * chain rather than a read of every row), then each chain's last row. */
+    [GH_SQ_AUDIT_HEADS] =
+        "WITH RECURSIVE c(chain) AS (SELECT min(chain) FROM audit_events UNION ALL "
+        "SELECT (SELECT min(chain) FROM audit_events WHERE chain > c.chain) FROM c "
+        "WHERE c.chain IS NOT NULL) "
+        "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid IN (SELECT (SELECT rowid FROM "
+        "audit_events e WHERE e.chain = c.chain ORDER BY seq DESC LIMIT 1) FROM c "
+        "WHERE c.chain IS NOT NULL) ORDER BY chain",
+    [GH_SQ_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit_events "
+                         "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
+    [GH_SQ_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events "
+                               "WHERE chain = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+    [GH_SQ_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
+                            "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
+    [GH_SQ_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
+                                  "WHERE chain = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+    [GH_SQ_AUDIT_KEY_INSERT] = "INSERT INTO audit_keys (key_id, public_pem, private_pem, "
+                               "created_at) VALUES (?1, ?2, ?3, ?4)",
+    [GH_SQ_AUDIT_KEYS_LIST] = "SELECT key_id, public_pem, private_pem, created_at FROM audit_keys "
+                              "ORDER BY created_at DESC, key_id DESC LIMIT ?1",
 };
 
 /* ---- Statements and errors -------------------------------------------------- */
@@ -198,6 +234,26 @@ int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err)
     return rc;
 }
 
+int gh_sqlite__write_begin_durable(struct gh_sqlite_store *s, struct gh_err *err)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->writer.lock);
+    /* The pragma is set outside the transaction, before BEGIN. */
+    rc = gh_sqlite__run(&s->writer, GH_SQ_SYNC_FULL, "synchronous", err);
+    if (rc == GH_OK) {
+        s->durable = true;
+        rc = gh_sqlite__run(&s->writer, GH_SQ_BEGIN_IMMEDIATE, "begin", err);
+    }
+    if (rc != GH_OK) {
+        struct gh_err scratch;
+        if (s->durable) gh_sqlite__run(&s->writer, GH_SQ_SYNC_NORMAL, "synchronous", &scratch);
+        s->durable = false;
+        pthread_mutex_unlock(&s->writer.lock);
+    }
+    return rc;
+}
+
 int gh_sqlite__write_end(struct gh_sqlite_store *s, int rc, struct gh_err *err)
 {
     struct gh_sqlite_conn *c = &s->writer;
@@ -207,6 +263,11 @@ int gh_sqlite__write_end(struct gh_sqlite_store *s, int rc, struct gh_err *err)
     /* After some errors SQLite has already rolled back by itself. */
     if (rc != GH_OK && !sqlite3_get_autocommit(c->db))
         gh_sqlite__run(c, GH_SQ_ROLLBACK, "rollback", &scratch);
+    if (s->durable) {
+        /* A failure here would leave FULL on: slower, never less safe. */
+        gh_sqlite__run(c, GH_SQ_SYNC_NORMAL, "synchronous", &scratch);
+        s->durable = false;
+    }
     pthread_mutex_unlock(&c->lock);
     return rc;
 }
@@ -278,7 +339,10 @@ static void conn_close(struct gh_sqlite_conn *c)
 {
     for (int i = 0; i < GH_SQ__COUNT; i++)
         sqlite3_finalize(c->stmt[i]);
+    for (int i = 0; i < GH_SQ_AUDIT_QUERY_VARIANTS; i++)
+        sqlite3_finalize(c->audit_query[i]);
     memset(c->stmt, 0, sizeof(c->stmt));
+    memset(c->audit_query, 0, sizeof(c->audit_query));
     sqlite3_close(c->db);
     c->db = NULL;
 }
@@ -437,4 +501,11 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .usage_load = gh_sqlite__usage_load,
     .limit_event_record = gh_sqlite__limit_event_record,
     .limit_events_list = gh_sqlite__limit_events_list,
+    .audit_append = gh_sqlite__audit_append,
+    .audit_heads = gh_sqlite__audit_heads,
+    .audit_query = gh_sqlite__audit_query,
+    .audit_walk = gh_sqlite__audit_walk,
+    .audit_checkpoints_walk = gh_sqlite__audit_checkpoints_walk,
+    .audit_key_insert = gh_sqlite__audit_key_insert,
+    .audit_keys_list = gh_sqlite__audit_keys_list,
 };

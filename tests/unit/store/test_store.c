@@ -59,7 +59,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 3 || version != 3) {
+    if (applied != 4 || version != 4) {
         teardown(state);
         return -1;
     }
@@ -192,10 +192,10 @@ static void test_migrate_idempotent(void **state)
     assert_string_equal(gh_store_engine(f->st), "sqlite");
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 3);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 4);
     assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
@@ -205,9 +205,9 @@ static void test_migrate_idempotent(void **state)
     assert_non_null(strstr(err.msg, "newer"));
 }
 
-/* A database left at version 2 by an older gatehouse: migration 3 runs
- * alone, keeps every tenant and key, and gives old tenants empty overrides.
- * The version-2 file is made by undoing migration 3 by hand (only the
+/* A database left at version 2 by an older gatehouse: migrations 3 and 4
+ * run, keep every tenant and key, and give old tenants empty overrides.
+ * The version-2 file is made by undoing migrations 4 and 3 by hand (only the
  * sqlite_sequence table that AUTOINCREMENT created stays behind). */
 static void test_migrate_from_v2(void **state)
 {
@@ -223,7 +223,11 @@ static void test_migrate_from_v2(void **state)
     key_new(f->st, t.id, &k);
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, "DROP TABLE limit_events;"
+    raw_exec(f->path, "DROP TABLE audit_events;"
+                      "DROP TABLE audit_checkpoints;"
+                      "DROP TABLE audit_keys;"
+                      "DELETE FROM schema_migrations WHERE version = 4;"
+                      "DROP TABLE limit_events;"
                       "DROP TABLE usage;"
                       "ALTER TABLE tenants DROP COLUMN limits;"
                       "DELETE FROM schema_migrations WHERE version = 3;");
@@ -233,8 +237,8 @@ static void test_migrate_from_v2(void **state)
 
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 1);
-    assert_int_equal(version, 3);
+    assert_int_equal(applied, 2);
+    assert_int_equal(version, 4);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 3);
     assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
     assert_string_equal(got.id, t.id);
@@ -256,7 +260,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(gh_store_usage_add(f->st, u, 1, &err), GH_OK);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
 }
 
 /* Signing keys: insert (bumping the change counter, so every node's

@@ -1,0 +1,408 @@
+/* The audit log in the SQLite store: durable appends of chained events and
+ * their checkpoints, chain heads, filtered and paged queries, walks of a
+ * chain for the verifier, and the audit keys. Input arrives validated by the
+ * gh_store_audit_* wrappers (store_audit.c). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+
+/* ---- Rows --------------------------------------------------------------------- */
+
+/* Fills <r> from the 13 columns of GH_SQ_AUDIT_COLS. Only the fields are
+ * written, not the whole struct: a walk reuses one row for a million. */
+static int audit_row(sqlite3_stmt *s, struct gh_store_audit_row *r, struct gh_err *err)
+{
+    const unsigned char *body;
+    size_t n;
+
+    r->rowid = sqlite3_column_int64(s, 0);
+    r->seq = (uint64_t)sqlite3_column_int64(s, 2);
+    r->time_us = sqlite3_column_int64(s, 4);
+    if (gh_sqlite__col_text(s, 1, r->chain, sizeof(r->chain), err) != GH_OK ||
+        gh_sqlite__col_text(s, 3, r->id, sizeof(r->id), err) != GH_OK ||
+        gh_sqlite__col_text(s, 5, r->tenant_id, sizeof(r->tenant_id), err) != GH_OK ||
+        gh_sqlite__col_text(s, 6, r->actor, sizeof(r->actor), err) != GH_OK ||
+        gh_sqlite__col_text(s, 7, r->action, sizeof(r->action), err) != GH_OK ||
+        gh_sqlite__col_text(s, 8, r->resource, sizeof(r->resource), err) != GH_OK ||
+        gh_sqlite__col_text(s, 9, r->outcome, sizeof(r->outcome), err) != GH_OK ||
+        gh_sqlite__col_text(s, 10, r->request_id, sizeof(r->request_id), err) != GH_OK ||
+        gh_sqlite__col_text(s, 11, r->hash, sizeof(r->hash), err) != GH_OK)
+        return GH_ERROR;
+    body = sqlite3_column_text(s, 12);
+    n = (size_t)sqlite3_column_bytes(s, 12);
+    if (body == NULL || n > GH_STORE_AUDIT_BODY_MAX)
+        return gh_err_set(err, NULL, 0, 0, "store: audit row %lld: body missing or too long",
+                          (long long)r->rowid);
+    memcpy(r->body, body, n);
+    r->body[n] = '\0';
+    r->body_len = n;
+    return GH_OK;
+}
+
+static int checkpoint_row(sqlite3_stmt *s, struct gh_store_audit_checkpoint *cp, struct gh_err *err)
+{
+    cp->seq = (uint64_t)sqlite3_column_int64(s, 1);
+    cp->time_ms = sqlite3_column_int64(s, 3);
+    if (gh_sqlite__col_text(s, 0, cp->chain, sizeof(cp->chain), err) != GH_OK ||
+        gh_sqlite__col_text(s, 2, cp->hash, sizeof(cp->hash), err) != GH_OK ||
+        gh_sqlite__col_text(s, 4, cp->key_id, sizeof(cp->key_id), err) != GH_OK ||
+        gh_sqlite__col_text(s, 5, cp->signature, sizeof(cp->signature), err) != GH_OK)
+        return GH_ERROR;
+    return GH_OK;
+}
+
+/* ---- Append ------------------------------------------------------------------- */
+
+/* CONFLICT unless (chain, seq - 1) of <r> is stored (or seq is 1): a writer
+ * whose head is stale must not leave a gap. */
+static int check_prev(struct gh_sqlite_conn *c, const struct gh_store_audit_row *r, size_t i,
+                      struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_AUDIT_PREV_EXISTS, err);
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, r->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)r->seq - 1);
+    rc = gh_sqlite__row(c, s, "audit append", err);
+    if (rc == GH_OK) {
+        gh_sqlite__done(s);
+        return GH_OK;
+    }
+    if (rc == GH_STORE_NOT_FOUND) {
+        gh_err_set(err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow its head", i,
+                   (unsigned long long)r->seq, r->chain);
+        return GH_STORE_CONFLICT;
+    }
+    return rc;
+}
+
+static int insert_row(struct gh_sqlite_conn *c, struct gh_store_audit_row *r, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_AUDIT_INSERT, err);
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, r->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)r->seq);
+    gh_sqlite__bind_text(s, 3, r->id);
+    sqlite3_bind_int64(s, 4, r->time_us);
+    gh_sqlite__bind_text(s, 5, r->tenant_id);
+    gh_sqlite__bind_text(s, 6, r->actor);
+    gh_sqlite__bind_text(s, 7, r->action);
+    gh_sqlite__bind_text(s, 8, r->resource);
+    gh_sqlite__bind_text(s, 9, r->outcome);
+    gh_sqlite__bind_text(s, 10, r->request_id);
+    gh_sqlite__bind_text(s, 11, r->hash);
+    sqlite3_bind_text(s, 12, r->body, (int)r->body_len, SQLITE_STATIC);
+    rc = gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit append", err));
+    if (rc == GH_OK) r->rowid = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+/* A checkpoint must name a stored event by its hash: INVALID otherwise. */
+static int insert_checkpoint(struct gh_sqlite_conn *c, const struct gh_store_audit_checkpoint *cp,
+                             size_t i, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_AUDIT_HASH_AT, err);
+    bool same;
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, cp->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)cp->seq);
+    rc = gh_sqlite__row(c, s, "audit checkpoint", err);
+    if (rc == GH_ERROR) return rc;
+    same = rc == GH_OK && strcmp((const char *)sqlite3_column_text(s, 0), cp->hash) == 0;
+    if (rc == GH_OK) gh_sqlite__done(s);
+    if (!same) {
+        gh_err_set(err, NULL, 0, 0,
+                   "checkpoints[%zu]: no event of chain %s at seq %llu has its hash", i, cp->chain,
+                   (unsigned long long)cp->seq);
+        return GH_STORE_INVALID;
+    }
+    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_CP_INSERT, err);
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, cp->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)cp->seq);
+    gh_sqlite__bind_text(s, 3, cp->hash);
+    sqlite3_bind_int64(s, 4, cp->time_ms);
+    gh_sqlite__bind_text(s, 5, cp->key_id);
+    gh_sqlite__bind_text(s, 6, cp->signature);
+    return gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit checkpoint", err));
+}
+
+int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                            const struct gh_store_audit_checkpoint *cps, size_t ncp,
+                            struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    int rc;
+
+    rc = gh_sqlite__write_begin_durable(ss, err);
+    if (rc != GH_OK) return rc;
+    for (size_t i = 0; rc == GH_OK && i < n; i++) {
+        const struct gh_store_audit_row *p = i > 0 ? &rows[i - 1] : NULL;
+        /* The row before in the batch is the usual predecessor: no lookup. */
+        bool follows =
+            p != NULL && p->seq + 1 == rows[i].seq && strcmp(p->chain, rows[i].chain) == 0;
+        if (rows[i].seq > 1 && !follows) rc = check_prev(c, &rows[i], i, err);
+        if (rc == GH_OK) rc = insert_row(c, &rows[i], err);
+    }
+    for (size_t i = 0; rc == GH_OK && i < ncp; i++)
+        rc = insert_checkpoint(c, &cps[i], i, err);
+    rc = gh_sqlite__write_end(ss, rc, err);
+    if (rc != GH_OK)
+        for (size_t i = 0; i < n; i++)
+            rows[i].rowid = 0;
+    return rc;
+}
+
+/* ---- Reads -------------------------------------------------------------------- */
+
+/* Steps <s> (bound, on reader <c> in a read transaction) and calls <cb>
+ * with each row, in <row>. */
+static int stream_rows(struct gh_sqlite_conn *c, sqlite3_stmt *s, gh_store_audit_row_cb cb,
+                       void *arg, const char *what, struct gh_err *err)
+{
+    struct gh_store_audit_row *row = malloc(sizeof(*row));
+    int rc = GH_OK, step;
+
+    if (row == NULL) {
+        gh_sqlite__done(s);
+        return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    }
+    memset(row, 0, sizeof(*row));
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        rc = audit_row(s, row, err);
+        if (rc != GH_OK) break;
+        rc = cb(row, arg);
+        if (rc != GH_OK) break;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = gh_sqlite__fail(c, what, err);
+    gh_sqlite__done(s);
+    free(row);
+    return rc;
+}
+
+int gh_sqlite__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
+                           struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_AUDIT_HEADS, err);
+    int rc = s ? stream_rows(c, s, cb, arg, "audit heads", err) : GH_ERROR;
+
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
+int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                          uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    sqlite3_stmt *s;
+    int rc;
+
+    /* One read transaction: the whole walk sees one snapshot. */
+    rc = gh_sqlite__read_begin(c, err);
+    if (rc != GH_OK) goto out;
+    s = gh_sqlite__stmt(c, chain ? GH_SQ_AUDIT_WALK_CHAIN : GH_SQ_AUDIT_WALK, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto end;
+    }
+    if (chain) gh_sqlite__bind_text(s, 1, chain);
+    sqlite3_bind_int64(s, 2, (int64_t)from_seq);
+    sqlite3_bind_int64(s, 3, (int64_t)to_seq);
+    rc = stream_rows(c, s, cb, arg, "audit walk", err);
+end:
+    gh_sqlite__read_end(c);
+out:
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
+int gh_sqlite__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                                      uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
+                                      struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    sqlite3_stmt *s =
+        gh_sqlite__stmt(c, chain ? GH_SQ_AUDIT_CP_WALK_CHAIN : GH_SQ_AUDIT_CP_WALK, err);
+    struct gh_store_audit_checkpoint cp;
+    int rc = GH_OK, step;
+
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    if (chain) gh_sqlite__bind_text(s, 1, chain);
+    sqlite3_bind_int64(s, 2, (int64_t)from_seq);
+    sqlite3_bind_int64(s, 3, (int64_t)to_seq);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        memset(&cp, 0, sizeof(cp));
+        rc = checkpoint_row(s, &cp, err);
+        if (rc != GH_OK) break;
+        rc = cb(&cp, arg);
+        if (rc != GH_OK) break;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = gh_sqlite__fail(c, "audit checkpoints", err);
+    gh_sqlite__done(s);
+out:
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
+/* ---- Queries ------------------------------------------------------------------ */
+
+enum {
+    Q_TENANT = 1 << 0,
+    Q_ACTOR = 1 << 1,
+    Q_ACTION = 1 << 2,
+    Q_OUTCOME = 1 << 3,
+    Q_RESOURCE = 1 << 4,
+    Q_REQUEST = 1 << 5,
+    Q_FROM = 1 << 6,
+    Q_TO = 1 << 7,
+    Q_OLDEST = 1 << 8,
+};
+
+/* The statement for the filters in <mask>, prepared on first use. Its SQL is
+ * put together from constant pieces only: every value is a bound ?N (?1..?8
+ * the filters, ?9 the keyset, ?10 the limit), never text in the SQL. */
+static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
+{
+    static const struct {
+        unsigned bit;
+        const char *sql;
+    } parts[] = {
+        {Q_TENANT, " AND tenant_id = ?1"},  {Q_ACTOR, " AND actor = ?2"},
+        {Q_ACTION, " AND action = ?3"},     {Q_OUTCOME, " AND outcome = ?4"},
+        {Q_RESOURCE, " AND resource = ?5"}, {Q_REQUEST, " AND request_id = ?6"},
+        {Q_FROM, " AND time_us >= ?7"},     {Q_TO, " AND time_us < ?8"},
+    };
+    char sql[1024];
+    size_t o = 0;
+
+#define APPEND(s) (memcpy(sql + o, (s), strlen(s)), o += strlen(s))
+    if (c->audit_query[mask] != NULL) return c->audit_query[mask];
+    APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events WHERE ");
+    APPEND(mask & Q_OLDEST ? "rowid > ?9" : "rowid < ?9");
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        if (mask & parts[i].bit) APPEND(parts[i].sql);
+    APPEND(mask & Q_OLDEST ? " ORDER BY rowid LIMIT ?10" : " ORDER BY rowid DESC LIMIT ?10");
+    sql[o] = '\0';
+#undef APPEND
+    if (sqlite3_prepare_v3(c->db, sql, (int)o, SQLITE_PREPARE_PERSISTENT, &c->audit_query[mask],
+                           NULL) != SQLITE_OK) {
+        gh_sqlite__fail(c, "prepare audit query", err);
+        c->audit_query[mask] = NULL;
+    }
+    return c->audit_query[mask];
+}
+
+int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
+                           int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
+                           size_t *count, bool *more, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    unsigned mask = (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) |
+                    (f->action ? Q_ACTION : 0) | (f->outcome ? Q_OUTCOME : 0) |
+                    (f->resource ? Q_RESOURCE : 0) | (f->request_id ? Q_REQUEST : 0) |
+                    (f->from_us > 0 ? Q_FROM : 0) | (f->to_us > 0 ? Q_TO : 0) |
+                    (f->oldest_first ? Q_OLDEST : 0);
+    sqlite3_stmt *s = query_stmt(c, mask, err);
+    int rc = GH_OK, step;
+
+    *count = 0;
+    *more = false;
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    if (f->tenant_id) gh_sqlite__bind_text(s, 1, f->tenant_id);
+    if (f->actor) gh_sqlite__bind_text(s, 2, f->actor);
+    if (f->action) gh_sqlite__bind_text(s, 3, f->action);
+    if (f->outcome) gh_sqlite__bind_text(s, 4, f->outcome);
+    if (f->resource) gh_sqlite__bind_text(s, 5, f->resource);
+    if (f->request_id) gh_sqlite__bind_text(s, 6, f->request_id);
+    if (f->from_us > 0) sqlite3_bind_int64(s, 7, f->from_us);
+    if (f->to_us > 0) sqlite3_bind_int64(s, 8, f->to_us);
+    sqlite3_bind_int64(s, 9, after_rowid);
+    sqlite3_bind_int64(s, 10,
+                       (int64_t)limit + 1); /* one more row says whether a next page exists */
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*count == limit) {
+            *more = true;
+            break;
+        }
+        rc = audit_row(s, &out[*count], err);
+        if (rc != GH_OK) break;
+        (*count)++;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = gh_sqlite__fail(c, "audit query", err);
+    gh_sqlite__done(s);
+out:
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
+/* ---- Keys --------------------------------------------------------------------- */
+
+int gh_sqlite__audit_key_insert(struct gh_store *st, const struct gh_store_audit_key *k,
+                                struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    sqlite3_stmt *s;
+    int rc;
+
+    rc = gh_sqlite__write_begin(ss, err);
+    if (rc != GH_OK) return rc;
+    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_KEY_INSERT, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+    } else {
+        gh_sqlite__bind_text(s, 1, k->key_id);
+        gh_sqlite__bind_text(s, 2, k->public_pem);
+        gh_sqlite__bind_text(s, 3, k->private_pem);
+        sqlite3_bind_int64(s, 4, k->created_at);
+        rc = gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit key", err));
+    }
+    return gh_sqlite__write_end(ss, rc, err);
+}
+
+int gh_sqlite__audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
+                               size_t *count, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_AUDIT_KEYS_LIST, err);
+    int rc = GH_OK, step;
+
+    *count = 0;
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct gh_store_audit_key *k = &out[*count];
+        memset(k, 0, sizeof(*k));
+        rc = gh_sqlite__col_text(s, 0, k->key_id, sizeof(k->key_id), err);
+        if (rc == GH_OK) rc = gh_sqlite__col_text(s, 1, k->public_pem, sizeof(k->public_pem), err);
+        if (rc == GH_OK)
+            rc = gh_sqlite__col_text(s, 2, k->private_pem, sizeof(k->private_pem), err);
+        if (rc != GH_OK) break;
+        k->created_at = sqlite3_column_int64(s, 3);
+        (*count)++;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = gh_sqlite__fail(c, "audit keys", err);
+    gh_sqlite__done(s);
+out:
+    gh_sqlite__read_release(c);
+    return rc;
+}

@@ -1,0 +1,571 @@
+/* Tests of the store's audit log (src/store/store_audit.c, sqlite_audit.c),
+ * each against a fresh SQLite file: append and read back, stale heads,
+ * queries compared with a brute-force filter over every row, pagination in
+ * both orders while appends go on, heads, walks, checkpoints, keys, tenant
+ * scoping and validation. Chains are built with the real event code
+ * (src/audit/chain.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/chain.h"
+#include "store/store.h"
+
+#define NCHAINS 3
+static const char *const chains[NCHAINS] = {"tn_AAAAAAAAAAAAAAAAAAAA", "tn_BBBBBBBBBBBBBBBBBBBB",
+                                            "system"};
+
+struct fixture {
+    char dir[64];
+    char path[128];
+    struct gh_store *st;
+    /* every chain's head as the test's writer sees it */
+    uint64_t seq[NCHAINS];
+    uint8_t prev[NCHAINS][32];
+    unsigned made; /* events made so far: varies their fields */
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct gh_store_params p = {0};
+    struct gh_err err = {0};
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/gh_audit_XXXXXX");
+    if (mkdtemp(f->dir) == NULL) return -1;
+    snprintf(f->path, sizeof(f->path), "%s/gatehouse.db", f->dir);
+    p.sqlite_path = f->path;
+    if (gh_store_open(&p, &f->st, &err) != GH_OK || gh_store_migrate(f->st, NULL, NULL, &err))
+        fail_msg("open: %s", err.msg);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    const char *suffix[] = {"", "-wal", "-shm"};
+    char path[160];
+
+    gh_store_close(f->st);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s%s", f->path, suffix[i]);
+        unlink(path);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Fills <row> with the next event of chain <c>, fields varied by a counter
+ * so that filters select different subsets. */
+static void next_row(struct fixture *f, int c, struct gh_store_audit_row *row)
+{
+    static const char *const actors[] = {"key:AAAAAAAAAAAAAAAA", "sub:alice", "system"};
+    static const char *const actions[] = {"key.create", "key.revoke", "http.request",
+                                          "auth.denied"};
+    struct gh_audit_event ev;
+    uint8_t rnd[10] = {0};
+    char buf[64];
+    unsigned k = f->made++;
+
+    memcpy(rnd, &k, sizeof(k));
+    gh_audit_event_init(&ev, 1763782800000000 + (int64_t)k * 1000, rnd);
+    if (strcmp(chains[c], "system") != 0) GH_AUDIT_SET(&ev, tenant, gh_str_cstr(chains[c]));
+    GH_AUDIT_SET(&ev, actor, gh_str_cstr(actors[k % 3]));
+    GH_AUDIT_SET(&ev, action, gh_str_cstr(actions[k % 4]));
+    snprintf(buf, sizeof(buf), "res/%u", k % 5);
+    GH_AUDIT_SET(&ev, resource, gh_str_cstr(buf));
+    ev.outcome = (enum gh_audit_outcome)(1 + k % 3);
+    snprintf(buf, sizeof(buf), "req-%u", k % 7);
+    GH_AUDIT_SET(&ev, request_id, gh_str_cstr(buf));
+    gh_audit_params_add(&ev, GH_STR_LIT("password"), GH_STR_LIT("hunter2"), 4);
+    f->seq[c]++;
+    assert_int_equal(gh_audit_chain_event(&ev, f->seq[c], f->prev[c], row), GH_OK);
+    memcpy(f->prev[c], ev.hash, 32);
+}
+
+/* Appends <n> events spread over the chains. */
+static void append_n(struct fixture *f, size_t n)
+{
+    struct gh_store_audit_row *rows = calloc(n, sizeof(*rows));
+    struct gh_err err = {0};
+
+    for (size_t i = 0; i < n; i++)
+        next_row(f, (int)((i * 7 + f->made) % NCHAINS), &rows[i]);
+    if (gh_store_audit_append(f->st, rows, n, NULL, 0, &err) != GH_OK)
+        fail_msg("append: %s", err.msg);
+    for (size_t i = 1; i < n; i++)
+        assert_true(rows[i].rowid > rows[i - 1].rowid);
+    free(rows);
+}
+
+/* Every stored row, in rowid order (from walks). */
+struct all {
+    struct gh_store_audit_row *rows;
+    size_t n, cap;
+};
+
+static int collect(const struct gh_store_audit_row *row, void *arg)
+{
+    struct all *a = arg;
+
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 64;
+        a->rows = realloc(a->rows, a->cap * sizeof(*a->rows));
+    }
+    a->rows[a->n++] = *row;
+    return GH_OK;
+}
+
+static int by_rowid(const void *x, const void *y)
+{
+    const struct gh_store_audit_row *a = x, *b = y;
+    return a->rowid < b->rowid ? -1 : a->rowid > b->rowid;
+}
+
+static void load_all(struct fixture *f, struct all *a)
+{
+    struct gh_err err = {0};
+
+    memset(a, 0, sizeof(*a));
+    assert_int_equal(gh_store_audit_walk(f->st, NULL, 0, 0, collect, a, &err), GH_OK);
+    qsort(a->rows, a->n, sizeof(*a->rows), by_rowid);
+}
+
+/* ---- Tests -------------------------------------------------------------------- */
+
+static void test_append_read_back(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row rows[4];
+    struct all a;
+    struct gh_err err = {0};
+
+    memset(rows, 0, sizeof(rows));
+    for (int i = 0; i < 4; i++)
+        next_row(f, i % 2, &rows[i]);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 4, NULL, 0, &err), GH_OK);
+    load_all(f, &a);
+    assert_int_equal(a.n, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a.rows[i].rowid, rows[i].rowid);
+        assert_string_equal(a.rows[i].chain, rows[i].chain);
+        assert_int_equal(a.rows[i].seq, rows[i].seq);
+        assert_string_equal(a.rows[i].id, rows[i].id);
+        assert_int_equal(a.rows[i].time_us, rows[i].time_us);
+        assert_string_equal(a.rows[i].tenant_id, rows[i].tenant_id);
+        assert_string_equal(a.rows[i].actor, rows[i].actor);
+        assert_string_equal(a.rows[i].action, rows[i].action);
+        assert_string_equal(a.rows[i].resource, rows[i].resource);
+        assert_string_equal(a.rows[i].outcome, rows[i].outcome);
+        assert_string_equal(a.rows[i].request_id, rows[i].request_id);
+        assert_string_equal(a.rows[i].hash, rows[i].hash);
+        assert_int_equal(a.rows[i].body_len, rows[i].body_len);
+        assert_memory_equal(a.rows[i].body, rows[i].body, rows[i].body_len);
+        /* redacted: the raw value is nowhere */
+        assert_null(strstr(a.rows[i].body, "hunter2"));
+    }
+    free(a.rows);
+    /* walk of one chain, with a seq range */
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(gh_store_audit_walk(f->st, chains[0], 2, 2, collect, &a, &err), GH_OK);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.rows[0].seq, 2);
+    assert_string_equal(a.rows[0].chain, chains[0]);
+    free(a.rows);
+}
+
+static void test_stale_head(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row rows[2];
+    struct gh_err err = {0};
+    struct all a;
+    uint64_t seq0;
+    uint8_t prev0[32];
+
+    append_n(f, 6);
+    /* A second writer with the same (stale) head: CONFLICT, nothing written. */
+    seq0 = f->seq[0];
+    memcpy(prev0, f->prev[0], 32);
+    f->seq[0]--;
+    next_row(f, 1, &rows[0]);
+    next_row(f, 0, &rows[1]);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 2, NULL, 0, &err), GH_STORE_CONFLICT);
+    assert_int_equal(rows[0].rowid, 0);
+    load_all(f, &a);
+    assert_int_equal(a.n, 6);
+    free(a.rows);
+    /* A head that skips one: CONFLICT too (no gaps). */
+    f->seq[0] = seq0 + 1;
+    next_row(f, 0, &rows[0]);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, NULL, 0, &err), GH_STORE_CONFLICT);
+    assert_non_null(strstr(err.msg, "does not follow"));
+    /* The right head goes in. */
+    f->seq[0] = seq0;
+    memcpy(f->prev[0], prev0, 32);
+    next_row(f, 0, &rows[0]);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, NULL, 0, &err), GH_OK);
+}
+
+/* The brute-force filter: NULL or "" means any, as for the store. */
+static bool match(const struct gh_store_audit_row *r, const struct gh_store_audit_filter *q)
+{
+    return (!q->tenant_id || !q->tenant_id[0] || strcmp(r->tenant_id, q->tenant_id) == 0) &&
+           (!q->actor || strcmp(r->actor, q->actor) == 0) &&
+           (!q->action || strcmp(r->action, q->action) == 0) &&
+           (!q->outcome || strcmp(r->outcome, q->outcome) == 0) &&
+           (!q->resource || strcmp(r->resource, q->resource) == 0) &&
+           (!q->request_id || strcmp(r->request_id, q->request_id) == 0) &&
+           (!q->from_us || r->time_us >= q->from_us) && (!q->to_us || r->time_us < q->to_us);
+}
+
+/* Pages through <q> with pages of <limit>; writes the rowids into <got>. */
+static size_t page_all(struct fixture *f, const struct gh_store_audit_filter *q, size_t limit,
+                       int64_t *got, size_t cap, size_t append_between)
+{
+    struct gh_store_audit_row *page = calloc(limit, sizeof(*page));
+    struct gh_err err = {0};
+    int64_t after = 0;
+    size_t n = 0, count;
+    bool more = true;
+
+    while (more) {
+        if (gh_store_audit_query(f->st, q, after, limit, page, &count, &more, &err) != GH_OK)
+            fail_msg("query: %s", err.msg);
+        for (size_t i = 0; i < count; i++) {
+            assert_true(match(&page[i], q)); /* every row matches */
+            assert_true(n < cap);
+            got[n++] = page[i].rowid;
+        }
+        if (count > 0) after = page[count - 1].rowid;
+        if (more) assert_int_equal(count, limit);
+        if (append_between) append_n(f, append_between);
+    }
+    free(page);
+    return n;
+}
+
+static void test_query_brute_force(void **state)
+{
+    struct fixture *f = *state;
+    const char *outcomes[] = {NULL, "success", "denied"};
+    const char *actors[] = {NULL, "sub:alice", "nobody"};
+    const char *actions[] = {NULL, "key.revoke"};
+    const char *tenants[] = {NULL, chains[0], chains[1], ""};
+    const char *reqs[] = {NULL, "req-3"};
+    int64_t froms[] = {0, 1763782800000000 + 50 * 1000};
+    int64_t tos[] = {0, 1763782800000000 + 200 * 1000};
+    struct all a;
+    int64_t *got, *want;
+    size_t cases = 0;
+
+    for (int i = 0; i < 5; i++)
+        append_n(f, 60);
+    load_all(f, &a);
+    got = malloc(a.n * sizeof(*got));
+    want = malloc(a.n * sizeof(*want));
+    for (size_t t = 0; t < 4; t++)
+        for (size_t o = 0; o < 3; o++)
+            for (size_t ac = 0; ac < 3; ac++)
+                for (size_t x = 0; x < 2; x++)
+                    for (size_t r = 0; r < 2; r++)
+                        for (size_t tm = 0; tm < 4; tm++)
+                            for (int oldest = 0; oldest < 2; oldest++) {
+                                struct gh_store_audit_filter q = {
+                                    .tenant_id = tenants[t],
+                                    .outcome = outcomes[o],
+                                    .actor = actors[ac],
+                                    .action = actions[x],
+                                    .request_id = reqs[r],
+                                    .from_us = froms[tm & 1],
+                                    .to_us = tos[tm >> 1],
+                                    .oldest_first = oldest,
+                                };
+                                size_t nw = 0, ng;
+                                for (size_t i = 0; i < a.n; i++) {
+                                    size_t k = oldest ? i : a.n - 1 - i;
+                                    if (match(&a.rows[k], &q)) want[nw++] = a.rows[k].rowid;
+                                }
+                                ng = page_all(f, &q, 1 + cases % 9, got, a.n, 0);
+                                assert_int_equal(ng, nw);
+                                assert_memory_equal(got, want, nw * sizeof(*got));
+                                cases++;
+                            }
+    free(got);
+    free(want);
+    free(a.rows);
+}
+
+/* Pages while appends go on: newest first returns exactly the rows that
+ * existed at the start; oldest first returns each of those once, in order,
+ * then possibly newer ones. */
+static void test_pagination_during_appends(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_filter q = {.tenant_id = chains[1]};
+    struct all a;
+    int64_t *got;
+    size_t nw = 0, ng;
+
+    append_n(f, 100);
+    load_all(f, &a);
+    got = malloc(4096 * sizeof(*got));
+    ng = page_all(f, &q, 5, got, 4096, 3);
+    for (size_t i = a.n; i-- > 0;)
+        if (match(&a.rows[i], &q)) {
+            assert_true(nw < ng);
+            assert_int_equal(got[nw], a.rows[i].rowid);
+            nw++;
+        }
+    assert_int_equal(ng, nw);
+
+    q.oldest_first = true;
+    free(a.rows);
+    load_all(f, &a);
+    ng = page_all(f, &q, 5, got, 4096, 3);
+    nw = 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (match(&a.rows[i], &q)) {
+            assert_true(nw < ng);
+            assert_int_equal(got[nw], a.rows[i].rowid);
+            nw++;
+        }
+    assert_true(ng > nw); /* rows appended during the walk came too */
+    for (size_t i = 1; i < ng; i++)
+        assert_true(got[i] > got[i - 1]);
+    free(got);
+    free(a.rows);
+}
+
+static void test_tenant_scoping(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row page[200];
+    struct gh_err err = {0};
+    size_t count;
+    bool more;
+
+    append_n(f, 90);
+    for (int c = 0; c < 2; c++) {
+        /* Whatever else it asks for, a tenant's query sees only its rows. */
+        struct gh_store_audit_filter q = {.tenant_id = chains[c], .action = "key.revoke"};
+        assert_int_equal(gh_store_audit_query(f->st, &q, 0, 200, page, &count, &more, &err), GH_OK);
+        assert_true(count > 0);
+        for (size_t i = 0; i < count; i++) {
+            assert_string_equal(page[i].tenant_id, chains[c]);
+            assert_string_equal(page[i].chain, chains[c]);
+        }
+        /* A request id, a resource of another tenant's rows: nothing else. */
+        struct gh_store_audit_filter r = {.tenant_id = chains[c], .request_id = "req-1"};
+        assert_int_equal(gh_store_audit_query(f->st, &r, 0, 200, page, &count, &more, &err), GH_OK);
+        for (size_t i = 0; i < count; i++)
+            assert_string_equal(page[i].tenant_id, chains[c]);
+    }
+    /* A tenant that has no rows sees none, not everyone's. */
+    struct gh_store_audit_filter z = {.tenant_id = "tn_ZZZZZZZZZZZZZZZZZZZZ"};
+    assert_int_equal(gh_store_audit_query(f->st, &z, 0, 200, page, &count, &more, &err), GH_OK);
+    assert_int_equal(count, 0);
+    /* SQL text in a value is a value. */
+    struct gh_store_audit_filter inj = {.tenant_id = "x' OR '1'='1"};
+    assert_int_equal(gh_store_audit_query(f->st, &inj, 0, 200, page, &count, &more, &err), GH_OK);
+    assert_int_equal(count, 0);
+}
+
+struct heads {
+    char chain[NCHAINS][32];
+    uint64_t seq[NCHAINS];
+    size_t n;
+};
+
+static int head_cb(const struct gh_store_audit_row *row, void *arg)
+{
+    struct heads *h = arg;
+
+    assert_true(h->n < NCHAINS);
+    snprintf(h->chain[h->n], sizeof(h->chain[0]), "%s", row->chain);
+    h->seq[h->n++] = row->seq;
+    return GH_OK;
+}
+
+static void test_heads(void **state)
+{
+    struct fixture *f = *state;
+    struct heads h = {0};
+    struct gh_err err = {0};
+
+    assert_int_equal(gh_store_audit_heads(f->st, head_cb, &h, &err), GH_OK);
+    assert_int_equal(h.n, 0);
+    append_n(f, 50);
+    assert_int_equal(gh_store_audit_heads(f->st, head_cb, &h, &err), GH_OK);
+    assert_int_equal(h.n, NCHAINS);
+    /* ordered by chain: "system" < "tn_A..." < "tn_B..." */
+    assert_string_equal(h.chain[0], "system");
+    assert_int_equal(h.seq[0], f->seq[2]);
+    assert_string_equal(h.chain[1], chains[0]);
+    assert_int_equal(h.seq[1], f->seq[0]);
+    assert_string_equal(h.chain[2], chains[1]);
+    assert_int_equal(h.seq[2], f->seq[1]);
+}
+
+static int cp_collect(const struct gh_store_audit_checkpoint *cp, void *arg)
+{
+    struct gh_store_audit_checkpoint *out = arg;
+    size_t i = 0;
+
+    while (out[i].seq != 0)
+        i++;
+    out[i] = *cp;
+    return GH_OK;
+}
+
+static void fake_cp(struct gh_store_audit_checkpoint *cp, const char *chain, uint64_t seq,
+                    const char *hash)
+{
+    memset(cp, 0, sizeof(*cp));
+    snprintf(cp->chain, sizeof(cp->chain), "%s", chain);
+    cp->seq = seq;
+    snprintf(cp->hash, sizeof(cp->hash), "%s", hash);
+    cp->time_ms = 1763782800000;
+    memcpy(cp->key_id, "AbCdEfGh12345678", 17);
+    memset(cp->signature, 'A', 86);
+    memcpy(cp->signature + 86, "==", 3);
+}
+
+static void test_checkpoints(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row rows[3];
+    struct gh_store_audit_checkpoint cps[2], got[8];
+    struct gh_err err = {0};
+    struct all a;
+
+    for (int i = 0; i < 3; i++)
+        next_row(f, 0, &rows[i]);
+    /* In the same transaction as the events they sign. */
+    fake_cp(&cps[0], chains[0], 3, rows[2].hash);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 3, cps, 1, &err), GH_OK);
+    /* A checkpoint on a hash that is not the event's: INVALID, and the
+     * events of that batch are not written either. */
+    next_row(f, 0, &rows[0]);
+    fake_cp(&cps[0], chains[0], 4, rows[2].hash);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_STORE_INVALID);
+    load_all(f, &a);
+    assert_int_equal(a.n, 3);
+    free(a.rows);
+    fake_cp(&cps[0], chains[0], 4, rows[0].hash);
+    fake_cp(&cps[1], chains[0], 3, rows[2].hash); /* twice the same (chain, seq) */
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 2, &err), GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_OK);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, NULL, 0, 0, cp_collect, got, &err),
+                     GH_OK);
+    assert_int_equal(got[0].seq, 3);
+    assert_string_equal(got[0].hash, rows[2].hash);
+    assert_int_equal(got[1].seq, 4);
+    assert_string_equal(got[1].key_id, "AbCdEfGh12345678");
+    assert_int_equal(got[2].seq, 0);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, chains[0], 4, 0, cp_collect, got, &err),
+                     GH_OK);
+    assert_int_equal(got[0].seq, 4);
+    assert_int_equal(got[1].seq, 0);
+}
+
+static void test_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_key k = {0}, out[4];
+    struct gh_err err = {0};
+    size_t n;
+
+    assert_int_equal(gh_store_audit_keys_list(f->st, out, 4, &n, &err), GH_OK);
+    assert_int_equal(n, 0);
+    memcpy(k.key_id, "AbCdEfGh12345678", 17);
+    snprintf(k.public_pem, sizeof(k.public_pem), "-----BEGIN PUBLIC KEY-----\n...");
+    snprintf(k.private_pem, sizeof(k.private_pem), "-----BEGIN PRIVATE KEY-----\n...");
+    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_OK);
+    assert_true(k.created_at > 0);
+    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_STORE_CONFLICT);
+    memcpy(k.key_id, "ZZCdEfGh12345678", 17);
+    usleep(2000);
+    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_OK);
+    assert_int_equal(gh_store_audit_keys_list(f->st, out, 4, &n, &err), GH_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].key_id, "ZZCdEfGh12345678"); /* newest first */
+    assert_string_equal(out[1].private_pem, k.private_pem);
+    assert_int_equal(gh_store_audit_keys_list(f->st, out, 1, &n, &err), GH_OK);
+    assert_int_equal(n, 1);
+    memcpy(k.key_id, "short", 6);
+    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_STORE_INVALID);
+}
+
+static void test_validation(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row row, bad;
+    struct gh_store_audit_checkpoint cp;
+    struct gh_store_audit_filter q = {0};
+    struct gh_store_audit_row page[1];
+    struct gh_err err = {0};
+    size_t count;
+    bool more;
+
+    next_row(f, 0, &row);
+#define REFUSED(mutate, field)                                                                     \
+    do {                                                                                           \
+        bad = row;                                                                                 \
+        mutate;                                                                                    \
+        assert_int_equal(gh_store_audit_append(f->st, &bad, 1, NULL, 0, &err), GH_STORE_INVALID);  \
+        assert_non_null(strstr(err.msg, field));                                                   \
+    } while (0)
+    REFUSED(bad.chain[0] = '\0', "chain");
+    REFUSED(bad.chain[2] = '\n', "chain");
+    REFUSED(bad.seq = 0, "seq");
+    REFUSED(bad.seq = (uint64_t)INT64_MAX + 1, "seq");
+    REFUSED(bad.id[3] = '\0', "id");
+    REFUSED(bad.time_us = -1, "time_us");
+    REFUSED(memcpy(bad.outcome, "maybe", 6), "outcome");
+    REFUSED(bad.hash[10] = 'A', "hash");
+    REFUSED(bad.body_len = 0, "body_len");
+    REFUSED(memset(bad.actor, 'a', sizeof(bad.actor)), "strings");
+#undef REFUSED
+    fake_cp(&cp, chains[0], 1, row.hash);
+    cp.signature[87] = 'A';
+    assert_int_equal(gh_store_audit_append(f->st, &row, 1, &cp, 1, &err), GH_STORE_INVALID);
+    assert_non_null(strstr(err.msg, "signature"));
+    assert_int_equal(gh_store_audit_query(f->st, &q, 0, 0, page, &count, &more, &err),
+                     GH_STORE_INVALID);
+    assert_int_equal(gh_store_audit_query(f->st, &q, -1, 1, page, &count, &more, &err),
+                     GH_STORE_INVALID);
+    q.from_us = 10;
+    q.to_us = 10;
+    assert_int_equal(gh_store_audit_query(f->st, &q, 0, 1, page, &count, &more, &err),
+                     GH_STORE_INVALID);
+    assert_int_equal(gh_store_audit_walk(f->st, "", 0, 0, collect, NULL, &err), GH_STORE_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_append_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_brute_force, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pagination_during_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_scoping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
