@@ -195,3 +195,13 @@ $(BUILD)/audit_query_bench: bench/audit_query_bench.c $(BUILD)/libgatehouse.a | 
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
 bench-audit-query: $(BUILD)/audit_query_bench
 	$(BUILD)/audit_query_bench $(AUDIT_BENCH_ARGS)
+
+# The audit verifier (src/audit/verify.c) over N events (default 1,000,000)
+# in a temporary store: events verified per second.
+.PHONY: bench-audit-verify
+$(BUILD)/audit_verify_bench: bench/audit_verify_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-audit-verify: $(BUILD)/audit_verify_bench
+	$(BUILD)/audit_verify_bench $(AUDIT_VERIFY_BENCH_ARGS)

@@ -29,16 +29,33 @@ static int hex_lower(unsigned char c)
     return -1;
 }
 
-/* A canonical string into <dst> (<cap> bytes with the NUL; NULL: skip it). */
+/* Printable ASCII but '"' and '\\': bytes a canonical string holds as they are. */
+static bool plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* A canonical string into <dst> (<cap> bytes with the NUL; NULL: skip it).
+ * Runs of plain bytes are copied at once: most strings are nothing else. */
 static bool str(struct rd *r, char *dst, size_t cap)
 {
     size_t o = 0, bad;
 
     if (!LIT(r, "\"")) return false;
     while (r->i < r->n) {
-        unsigned char c = r->p[r->i];
-        size_t len = 1;
+        size_t start = r->i, len;
+        unsigned char c;
 
+        while (r->i < r->n && plain(r->p[r->i]))
+            r->i++;
+        if (r->i > start && dst != NULL) {
+            if (o + (r->i - start) >= cap) return false;
+            memcpy(dst + o, r->p + start, r->i - start);
+            o += r->i - start;
+        }
+        if (r->i >= r->n) return false;
+        c = r->p[r->i];
+        len = 1;
         if (c == '"') {
             r->i++;
             if (dst != NULL) dst[o] = '\0';
@@ -67,11 +84,9 @@ static bool str(struct rd *r, char *dst, size_t cap)
             }
             continue;
         }
-        if (c < 0x20 || c == 0x7f) return false; /* must have been escaped */
-        if (c >= 0x80) {
-            len = gh_audit__utf8_len(r->p + r->i, r->n - r->i, &bad);
-            if (len == 0) return false;
-        }
+        if (c < 0x80) return false; /* a control byte that must have been escaped */
+        len = gh_audit__utf8_len(r->p + r->i, r->n - r->i, &bad);
+        if (len == 0) return false;
         if (dst != NULL) {
             if (o + len >= cap) return false;
             memcpy(dst + o, r->p + r->i, len);

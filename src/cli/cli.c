@@ -25,6 +25,12 @@ static const struct gh_cli_command commands[] = {
      "rotate: [--grace 24h] (the old key stays valid that long)\n"
      "A new key is printed once, alone on the last line.\n",
      gh_cmd_keys},
+    {"audit", "verify -c FILE [--tenant T]",
+     "verify the audit log's hash chains and checkpoints (exit 0 intact, 1 tampered, 2 error)",
+     "Each chain gets a summary line on stdout; the first problem of a chain (changed,\n"
+     "deleted, inserted, reordered, bad checkpoint signature, truncated) is named with\n"
+     "its seq on stderr. T is a tenant id or name, or \"system\". The store is only read.\n",
+     gh_cmd_audit},
     {"version", "", "print the version", NULL, gh_cmd_version},
 };
 

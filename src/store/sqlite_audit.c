@@ -10,35 +10,53 @@
 
 /* ---- Rows --------------------------------------------------------------------- */
 
+/* Copies text column <col> into <dst> of <size> bytes; false (with what
+ * fits copied) when it is NULL, too long or has a NUL inside. */
+static bool col_copy(sqlite3_stmt *s, int col, char *dst, size_t size)
+{
+    const unsigned char *text = sqlite3_column_text(s, col);
+    size_t n = (size_t)sqlite3_column_bytes(s, col);
+    bool ok = text != NULL && n < size && memchr(text, '\0', n) == NULL;
+
+    if (text == NULL) n = 0;
+    if (n >= size) n = size - 1;
+    memcpy(dst, text ? (const char *)text : "", n);
+    dst[n] = '\0';
+    return ok;
+}
+
 /* Fills <r> from the 13 columns of GH_SQ_AUDIT_COLS. Only the fields are
- * written, not the whole struct: a walk reuses one row for a million. */
-static int audit_row(sqlite3_stmt *s, struct gh_store_audit_row *r, struct gh_err *err)
+ * written, not the whole struct: a walk reuses one row for a million. A
+ * column that does not read back as the gateway writes it marks the row
+ * damaged rather than stopping the walk: the verifier must name the row. */
+static void audit_row(sqlite3_stmt *s, struct gh_store_audit_row *r)
 {
     const unsigned char *body;
     size_t n;
+    bool ok;
 
     r->rowid = sqlite3_column_int64(s, 0);
     r->seq = (uint64_t)sqlite3_column_int64(s, 2);
     r->time_us = sqlite3_column_int64(s, 4);
-    if (gh_sqlite__col_text(s, 1, r->chain, sizeof(r->chain), err) != GH_OK ||
-        gh_sqlite__col_text(s, 3, r->id, sizeof(r->id), err) != GH_OK ||
-        gh_sqlite__col_text(s, 5, r->tenant_id, sizeof(r->tenant_id), err) != GH_OK ||
-        gh_sqlite__col_text(s, 6, r->actor, sizeof(r->actor), err) != GH_OK ||
-        gh_sqlite__col_text(s, 7, r->action, sizeof(r->action), err) != GH_OK ||
-        gh_sqlite__col_text(s, 8, r->resource, sizeof(r->resource), err) != GH_OK ||
-        gh_sqlite__col_text(s, 9, r->outcome, sizeof(r->outcome), err) != GH_OK ||
-        gh_sqlite__col_text(s, 10, r->request_id, sizeof(r->request_id), err) != GH_OK ||
-        gh_sqlite__col_text(s, 11, r->hash, sizeof(r->hash), err) != GH_OK)
-        return GH_ERROR;
+    ok = col_copy(s, 1, r->chain, sizeof(r->chain));
+    ok &= col_copy(s, 3, r->id, sizeof(r->id));
+    ok &= col_copy(s, 5, r->tenant_id, sizeof(r->tenant_id));
+    ok &= col_copy(s, 6, r->actor, sizeof(r->actor));
+    ok &= col_copy(s, 7, r->action, sizeof(r->action));
+    ok &= col_copy(s, 8, r->resource, sizeof(r->resource));
+    ok &= col_copy(s, 9, r->outcome, sizeof(r->outcome));
+    ok &= col_copy(s, 10, r->request_id, sizeof(r->request_id));
+    ok &= col_copy(s, 11, r->hash, sizeof(r->hash));
     body = sqlite3_column_text(s, 12);
     n = (size_t)sqlite3_column_bytes(s, 12);
-    if (body == NULL || n > GH_STORE_AUDIT_BODY_MAX)
-        return gh_err_set(err, NULL, 0, 0, "store: audit row %lld: body missing or too long",
-                          (long long)r->rowid);
-    memcpy(r->body, body, n);
+    if (body == NULL || n > GH_STORE_AUDIT_BODY_MAX) {
+        ok = false;
+        n = 0;
+    }
+    if (n > 0) memcpy(r->body, body, n);
     r->body[n] = '\0';
     r->body_len = n;
-    return GH_OK;
+    r->damaged = !ok;
 }
 
 static int checkpoint_row(sqlite3_stmt *s, struct gh_store_audit_checkpoint *cp, struct gh_err *err)
@@ -177,8 +195,7 @@ static int stream_rows(struct gh_sqlite_conn *c, sqlite3_stmt *s, gh_store_audit
     }
     memset(row, 0, sizeof(*row));
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        rc = audit_row(s, row, err);
-        if (rc != GH_OK) break;
+        audit_row(s, row);
         rc = cb(row, arg);
         if (rc != GH_OK) break;
     }
@@ -199,30 +216,67 @@ int gh_sqlite__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *
     return rc;
 }
 
-int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
-                          uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
+/* Sets the reader's mmap size (the pragma answers with a row: the size). */
+static int set_mmap(struct gh_sqlite_conn *c, bool on, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, on ? GH_SQ_MMAP_ON : GH_SQ_MMAP_OFF, err);
+    int step;
+
+    if (s == NULL) return GH_ERROR;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW)
+        ;
+    if (step != SQLITE_DONE) gh_sqlite__fail(c, "mmap_size", err);
+    gh_sqlite__done(s);
+    return step == SQLITE_DONE ? GH_OK : GH_ERROR;
+}
+
+/* Streams statement <id> (a walk or the scan) inside one read transaction.
+ * A long walk reads the file through mmap: no read() and copy per page. */
+static int walk(struct gh_store *st, enum gh_sqlite_stmt id, const char *chain, int64_t a,
+                int64_t b, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    struct gh_err scratch;
     sqlite3_stmt *s;
     int rc;
 
+    rc = set_mmap(c, true, err);
+    if (rc != GH_OK) goto out;
     /* One read transaction: the whole walk sees one snapshot. */
     rc = gh_sqlite__read_begin(c, err);
     if (rc != GH_OK) goto out;
-    s = gh_sqlite__stmt(c, chain ? GH_SQ_AUDIT_WALK_CHAIN : GH_SQ_AUDIT_WALK, err);
+    s = gh_sqlite__stmt(c, id, err);
     if (s == NULL) {
         rc = GH_ERROR;
         goto end;
     }
-    if (chain) gh_sqlite__bind_text(s, 1, chain);
-    sqlite3_bind_int64(s, 2, (int64_t)from_seq);
-    sqlite3_bind_int64(s, 3, (int64_t)to_seq);
+    if (id == GH_SQ_AUDIT_SCAN) {
+        sqlite3_bind_int64(s, 1, a);
+    } else {
+        if (chain) gh_sqlite__bind_text(s, 1, chain);
+        sqlite3_bind_int64(s, 2, a);
+        sqlite3_bind_int64(s, 3, b);
+    }
     rc = stream_rows(c, s, cb, arg, "audit walk", err);
 end:
     gh_sqlite__read_end(c);
 out:
+    set_mmap(c, false, &scratch);
     gh_sqlite__read_release(c);
     return rc;
+}
+
+int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                          uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
+{
+    return walk(st, chain ? GH_SQ_AUDIT_WALK_CHAIN : GH_SQ_AUDIT_WALK, chain, (int64_t)from_seq,
+                (int64_t)to_seq, cb, arg, err);
+}
+
+int gh_sqlite__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,
+                          void *arg, struct gh_err *err)
+{
+    return walk(st, GH_SQ_AUDIT_SCAN, NULL, after_rowid, 0, cb, arg, err);
 }
 
 int gh_sqlite__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
@@ -340,8 +394,7 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
             *more = true;
             break;
         }
-        rc = audit_row(s, &out[*count], err);
-        if (rc != GH_OK) break;
+        audit_row(s, &out[*count]);
         (*count)++;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) rc = gh_sqlite__fail(c, "audit query", err);

@@ -57,6 +57,8 @@ enum gh_sqlite_stmt {
     GH_SQ_EVENT_LIST_TENANT,
     GH_SQ_SYNC_FULL,
     GH_SQ_SYNC_NORMAL,
+    GH_SQ_MMAP_ON,
+    GH_SQ_MMAP_OFF,
     GH_SQ_AUDIT_INSERT,
     GH_SQ_AUDIT_PREV_EXISTS,
     GH_SQ_AUDIT_HASH_AT,
@@ -64,6 +66,7 @@ enum gh_sqlite_stmt {
     GH_SQ_AUDIT_HEADS,
     GH_SQ_AUDIT_WALK,
     GH_SQ_AUDIT_WALK_CHAIN,
+    GH_SQ_AUDIT_SCAN,
     GH_SQ_AUDIT_CP_WALK,
     GH_SQ_AUDIT_CP_WALK_CHAIN,
     GH_SQ_AUDIT_KEY_INSERT,
@@ -242,6 +245,8 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
                            size_t *count, bool *more, struct gh_err *err);
 int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
                           uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+int gh_sqlite__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,
+                          void *arg, struct gh_err *err);
 int gh_sqlite__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
                                       uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
                                       struct gh_err *err);

@@ -221,6 +221,11 @@ struct gh_store_audit_row {
     char outcome[8]; /* "success", "denied" or "failed" */
     char request_id[65];
     char hash[65]; /* 64 lowercase hex */
+    /* Set by the store when reading: a column could not be read as stored
+     * (too long for its field, a NUL inside, NULL); the field holds what
+     * fits. Such a row was not written by the gateway (the verifier reports
+     * it as changed) and is still handed over, so a walk never stops on it. */
+    bool damaged;
     size_t body_len;
     char body[GH_STORE_AUDIT_BODY_MAX + 1];
 };
@@ -458,6 +463,13 @@ struct gh_store_ops {
      * (to_seq 0: no end), in (chain, seq) order, from one snapshot. */
     int (*audit_walk)(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+
+    /* [operator] Calls <cb> for every row with rowid > <after_rowid>, in
+     * commit (rowid) order, from one snapshot: a sequential read of the
+     * table, much faster than a walk chain by chain (the verifier's first
+     * pass). */
+    int (*audit_scan)(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb, void *arg,
+                      struct gh_err *err);
 
     /* Same for checkpoints, in (chain, seq) order. */
     int (*audit_checkpoints_walk)(struct gh_store *st, const char *chain, uint64_t from_seq,
@@ -707,7 +719,13 @@ int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter
 int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                         gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 
-/* The same for checkpoints. */
+/* [operator] Streams every row with rowid > <after_rowid> (>= 0) in commit
+ * (rowid) order, from one snapshot, reusing one row as the walk does. Within
+ * a chain, commit order is seq order unless the table was tampered with. */
+int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,
+                        void *arg, struct gh_err *err);
+
+/* The same for checkpoints (gh_store_audit_walk). */
 int gh_store_audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
                                     uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
                                     struct gh_err *err);

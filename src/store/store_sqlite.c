@@ -109,6 +109,11 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
      * commit, NORMAL (everything else) only at checkpoints. */
     [GH_SQ_SYNC_FULL] = "PRAGMA synchronous = FULL",
     [GH_SQ_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    /* Long audit walks read through mmap (no read() and copy per page);
+     * SQLite caps the size at its SQLITE_MAX_MMAP_SIZE (2 GB by default)
+     * and reads the rest of a larger file as usual. */
+    [GH_SQ_MMAP_ON] = "PRAGMA mmap_size = 2147418112",
+    [GH_SQ_MMAP_OFF] = "PRAGMA mmap_size = 0",
     [GH_SQ_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
                            "action, resource, outcome, request_id, hash, body) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -129,6 +134,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                          "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events "
                                "WHERE chain = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+    [GH_SQ_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > ?1 ORDER BY rowid",
     [GH_SQ_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
                             "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
@@ -505,6 +511,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .audit_heads = gh_sqlite__audit_heads,
     .audit_query = gh_sqlite__audit_query,
     .audit_walk = gh_sqlite__audit_walk,
+    .audit_scan = gh_sqlite__audit_scan,
     .audit_checkpoints_walk = gh_sqlite__audit_checkpoints_walk,
     .audit_key_insert = gh_sqlite__audit_key_insert,
     .audit_keys_list = gh_sqlite__audit_keys_list,

@@ -1,0 +1,156 @@
+/* Benchmark of the audit verifier (src/audit/verify.c): builds N events
+ * (default 1,000,000) over 10 tenant chains and the system chain, with a
+ * signed checkpoint every 1,000 events per chain, in a temporary SQLite
+ * store (batches of 1,000 through gh_store_audit_append, durable commits),
+ * then times gh_audit_verify over the whole store, RUNS times (default 2:
+ * the first run may read from disk, the second from the page cache). RUNS 0
+ * only builds the store and keeps it (its path is printed), e.g. for
+ * `gatehouse audit verify` or a profiler.
+ *
+ *   make bench-audit-verify      (or build/audit_verify_bench [N] [DIR] [RUNS])
+ *
+ * Prints "append events=N seconds=S events_per_s=R" and one
+ * "verify run=K events=N seconds=S events_per_s=R" line per run. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/chain.h"
+#include "audit/checkpoint.h"
+#include "audit/verify.h"
+#include "core/clock.h"
+
+#define CHAINS 11
+#define BATCH  1000
+#define EVERY  1000
+
+static void die(const char *what, const struct gh_err *err)
+{
+    fprintf(stderr, "audit_verify_bench: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+static void on_report(const struct gh_audit_chain_report *r, void *arg)
+{
+    uint64_t *events = arg;
+
+    *events += r->events;
+    if (r->problem != GH_AUDIT_INTACT)
+        fprintf(stderr, "audit_verify_bench: chain %s seq %" PRIu64 ": %s\n", r->chain, r->seq,
+                r->reason);
+}
+
+static int count_row(const struct gh_store_audit_row *row, void *arg)
+{
+    (*(uint64_t *)arg)++;
+    return GH_OK;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
+    const char *base = argc > 2 ? argv[2] : "/tmp";
+    int runs = argc > 3 ? atoi(argv[3]) : 2;
+    char dir[256], path[300], chains[CHAINS][32], sql[340];
+    struct gh_store_params params = {0};
+    struct gh_store *st;
+    struct gh_store_audit_key key;
+    struct gh_store_audit_row *rows = calloc(BATCH, sizeof(*rows));
+    struct gh_store_audit_checkpoint cps[BATCH];
+    uint8_t prev[CHAINS][32] = {{0}};
+    uint64_t seq[CHAINS] = {0};
+    struct gh_err err = {0};
+    struct gh_audit_event ev;
+    EVP_PKEY *pk;
+    uint64_t t0;
+
+    snprintf(dir, sizeof(dir), "%s/gh_audit_bench_XXXXXX", base);
+    if (rows == NULL || mkdtemp(dir) == NULL) return 1;
+    snprintf(path, sizeof(path), "%s/gatehouse.db", dir);
+    params.sqlite_path = path;
+    if (gh_store_open(&params, &st, &err) != GH_OK || gh_store_migrate(st, NULL, NULL, &err))
+        die("open", &err);
+    if (gh_audit_key_generate(&key, &err) != GH_OK || gh_store_audit_key_insert(st, &key, &err))
+        die("key", &err);
+    pk = gh_audit_key_load(key.private_pem, true, &err);
+    for (int c = 0; c < CHAINS - 1; c++)
+        snprintf(chains[c], sizeof(chains[c]), "tn_bench%012d", c);
+    chains[CHAINS - 1][0] = '\0'; /* the system chain */
+
+    t0 = gh_now_ns();
+    for (uint64_t done = 0; done < n;) {
+        size_t k = 0, ncp = 0;
+        for (; k < BATCH && done < n; k++, done++) {
+            int c = (int)(done % CHAINS);
+            uint8_t rnd[10];
+            char req[32];
+            memcpy(rnd, &done, 8);
+            rnd[8] = rnd[9] = 0x5a;
+            gh_audit_event_init(&ev, 1763782800000000 + (int64_t)done, rnd);
+            GH_AUDIT_SET(&ev, tenant, gh_str_cstr(chains[c]));
+            GH_AUDIT_SET(&ev, actor, GH_STR_LIT("key:AbCdEfGh12345678"));
+            GH_AUDIT_SET(&ev, action, GH_STR_LIT("http.request"));
+            GH_AUDIT_SET(&ev, resource, GH_STR_LIT("orders-api"));
+            ev.outcome = GH_AUDIT_SUCCESS;
+            GH_AUDIT_SET(&ev, method, GH_STR_LIT("POST"));
+            GH_AUDIT_SET(&ev, path, GH_STR_LIT("/v1/orders/12345/items"));
+            ev.status = 201;
+            snprintf(req, sizeof(req), "req-%016" PRIx64, done);
+            GH_AUDIT_SET(&ev, request_id, gh_str_cstr(req));
+            GH_AUDIT_SET(&ev, trace_id, GH_STR_LIT("0af7651916cd43dd8448eb211c80319c"));
+            GH_AUDIT_SET(&ev, client_ip, GH_STR_LIT("192.0.2.17"));
+            GH_AUDIT_SET(&ev, user_agent, GH_STR_LIT("bench/1.0 (gatehouse)"));
+            ev.latency_us = 1234;
+            gh_audit_params_from_query(&ev, GH_STR_LIT("page=2&sort=desc&token=abc"), 4);
+            if (gh_audit_chain_event(&ev, ++seq[c], prev[c], &rows[k]) != GH_OK) return 1;
+            memcpy(prev[c], ev.hash, 32);
+            if (seq[c] % EVERY == 0 &&
+                gh_audit_checkpoint_sign(pk, key.key_id, ev.chain, seq[c], ev.hash,
+                                         1763782800000 + (int64_t)done / 1000, &cps[ncp++],
+                                         &err) != GH_OK)
+                die("sign", &err);
+        }
+        if (gh_store_audit_append(st, rows, k, cps, ncp, &err) != GH_OK) die("append", &err);
+    }
+    double s = (double)(gh_now_ns() - t0) / 1e9;
+    printf("append events=%" PRIu64 " seconds=%.2f events_per_s=%.0f\n", n, s, (double)n / s);
+    fflush(stdout);
+
+    /* The store's share: the same walk with nothing done per row. */
+    for (int run = 1; run <= runs; run++) {
+        uint64_t events = 0;
+        t0 = gh_now_ns();
+        if (gh_store_audit_scan(st, 0, count_row, &events, &err) != GH_OK) die("scan", &err);
+        s = (double)(gh_now_ns() - t0) / 1e9;
+        printf("scan run=%d events=%" PRIu64 " seconds=%.3f events_per_s=%.0f\n", run, events, s,
+               (double)events / s);
+        fflush(stdout);
+    }
+    for (int run = 1; run <= runs; run++) {
+        uint64_t events = 0;
+        size_t bad = 0;
+        t0 = gh_now_ns();
+        if (gh_audit_verify(st, NULL, on_report, &events, &bad, &err) != GH_OK) die("verify", &err);
+        s = (double)(gh_now_ns() - t0) / 1e9;
+        printf("verify run=%d events=%" PRIu64 " seconds=%.3f events_per_s=%.0f%s\n", run, events,
+               s, (double)events / s, bad ? " TAMPERED?" : "");
+        fflush(stdout);
+    }
+    EVP_PKEY_free(pk);
+    gh_store_close(st);
+    if (runs == 0) {
+        printf("kept %s\n", path);
+        free(rows);
+        return 0;
+    }
+    snprintf(sql, sizeof(sql), "%s-wal", path);
+    unlink(sql);
+    snprintf(sql, sizeof(sql), "%s-shm", path);
+    unlink(sql);
+    unlink(path);
+    rmdir(dir);
+    free(rows);
+    return 0;
+}
