@@ -166,13 +166,52 @@ static void puts_(struct text *t, const char *s)
     put(t, s, strlen(s));
 }
 
+/* True when <s> is 64 lowercase hex characters. */
+static bool is_hash(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return i == 64;
+}
+
 /* A stored event as the API shows it: its body with "hash" (and, when
  * <prev_hash> is given, "prev_hash") added before the closing brace.
- * Returns false when the body is not an object (a damaged row). */
+ *
+ * A row that cannot be shown so (the store marked it damaged, its body is
+ * not a JSON object or its hash not hex: the table was written by hand) is
+ * shown as {"damaged":true,"chain":...,"seq":N,"rowid":N} instead, so that
+ * one bad row neither breaks the answer's JSON nor stops an export, and
+ * still says where it is; a client's verifier then fails at that seq, as it
+ * should, and `gatehouse audit verify` says why. Returns false when a
+ * damaged row was met. */
 static bool put_event(struct text *t, const struct gh_store_audit_row *row, const char *prev_hash)
 {
-    if (row->body_len < 2 || row->body[0] != '{' || row->body[row->body_len - 1] != '}')
+    json_t *doc = NULL;
+    bool ok = !row->damaged && row->body_len >= 2 && row->body[0] == '{' &&
+              row->body[row->body_len - 1] == '}' && is_hash(row->hash);
+
+    if (ok) {
+        /* The body is shown byte for byte: it must at least be JSON. */
+        doc = json_loadb(row->body, row->body_len, 0, NULL);
+        ok = doc != NULL && json_is_object(doc);
+        json_decref(doc);
+    }
+    if (!ok) {
+        json_t *chain = json_string(row->chain); /* NULL when not UTF-8 */
+        char *text;
+        doc = json_pack("{s:b, s:o, s:I, s:I}", "damaged", 1, "chain", chain ? chain : json_null(),
+                        "seq", (json_int_t)row->seq, "rowid", (json_int_t)row->rowid);
+        text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        if (text == NULL) {
+            t->failed = true;
+            return false;
+        }
+        puts_(t, text);
+        free(text);
         return false;
+    }
     put(t, row->body, row->body_len - 1);
     puts_(t, ",\"hash\":\"");
     puts_(t, row->hash);
@@ -295,14 +334,10 @@ void gh_api_audit_list(struct call *c)
     puts_(&t, "{\"events\":[");
     for (size_t i = 0; i < count; i++) {
         if (i) puts_(&t, ",");
-        if (!put_event(&t, &rows[i], NULL)) {
-            gh_log_warn("audit: row %lld (%s #%llu) has a damaged body; run gatehouse audit verify",
+        if (!put_event(&t, &rows[i], NULL))
+            gh_log_warn("audit: row %lld (chain %.31s, seq %llu) is damaged; run gatehouse audit "
+                        "verify",
                         (long long)rows[i].rowid, rows[i].chain, (unsigned long long)rows[i].seq);
-            free(rows);
-            free(t.p);
-            gh_api_reply_error(c, 500, "store_error", "a stored audit event is damaged");
-            return;
-        }
     }
     puts_(&t, "],\"next_cursor\":");
     if (more && count) {
@@ -413,7 +448,7 @@ struct export_state {
     uint64_t first_seq;
     uint64_t cp_next;   /* checkpoints: from this seq on */
     char prev_hash[65]; /* the hash before first_seq, for the first line ("" when unknown) */
-    bool bad_row;       /* a damaged body was met: the export stops */
+    unsigned damaged;   /* damaged rows met (shown as such, logged once) */
     struct text page;
 };
 
@@ -431,10 +466,10 @@ static int export_event_cb(const struct gh_store_audit_row *row, void *arg)
     struct export_state *x = arg;
     if (row->seq < x->next_seq) return GH_OK;
     if (!put_event(&x->page, row,
-                   row->seq == x->first_seq && x->prev_hash[0] ? x->prev_hash : NULL)) {
-        x->bad_row = true;
-        return WALK_STOP;
-    }
+                   row->seq == x->first_seq && x->prev_hash[0] ? x->prev_hash : NULL) &&
+        x->damaged++ == 0)
+        gh_log_warn("audit export of %s: seq %llu is damaged; run gatehouse audit verify", x->chain,
+                    (unsigned long long)row->seq);
     put(&x->page, "\n", 1);
     x->next_seq = row->seq + 1;
     return x->page.len >= EXPORT_PAGE_BYTES ? WALK_STOP : GH_OK;
@@ -477,7 +512,7 @@ static void export_drained(struct gh_req *r)
         if (rc == WALK_STOP) rc = GH_OK;
         /* A walk that ended without stopping went to last_seq: rows that
          * are missing (a hole) are the verifier's to report, not ours. */
-        if (rc == GH_OK && !x->bad_row && x->page.len < EXPORT_PAGE_BYTES) {
+        if (rc == GH_OK && x->page.len < EXPORT_PAGE_BYTES) {
             x->next_seq = x->last_seq + 1;
             x->phase = EXPORT_CHECKPOINTS;
         }
@@ -489,14 +524,11 @@ static void export_drained(struct gh_req *r)
             x->page.len - before < EXPORT_PAGE_BYTES)
             x->phase = EXPORT_DONE; /* no more checkpoints */
     }
-    if (rc != GH_OK || x->bad_row || x->page.failed) {
+    if (rc != GH_OK || x->page.failed) {
         /* The head is out: the client sees the body end without its last
          * chunk, which says "incomplete" (RFC 9112 §7.1). */
         gh_log_warn("audit export of %s stopped at seq %llu: %s", x->chain,
-                    (unsigned long long)x->next_seq,
-                    x->bad_row    ? "a damaged row"
-                    : rc != GH_OK ? err.msg
-                                  : "out of memory");
+                    (unsigned long long)x->next_seq, rc != GH_OK ? err.msg : "out of memory");
         gh_conn_abort(r->conn);
         return;
     }

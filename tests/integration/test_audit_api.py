@@ -645,3 +645,35 @@ def test_python_format_matches_the_c_sample():
         prev = chain_hash(prev, canonical(ev))
         assert prev.hex() == h, seq
     assert b'"user_agent":"curl/8.5 \\u0001\\u007f \xc3\xa9\xef\xbf\xbdx"' in canonical(ev)
+
+
+def test_tampered_rows_are_shown_not_hidden(world):
+    """Rows changed by hand in the store: one whose body is still JSON is
+    shown as it is now (and the Python verifier names its seq), one whose
+    body is not JSON any more is shown as {"damaged": true, ...}: the page
+    stays JSON and the export goes on past it."""
+    from audit_helpers import connect
+
+    w = world
+    A, B, C = w.tenants
+    c = connect(w.db)
+    try:
+        c.execute("UPDATE audit_events SET body = replace(body, '\"latency_us\":', "
+                  "'\"latency_us\":9') WHERE chain = ? AND seq = 7", (C,))
+        c.execute("UPDATE audit_events SET body = '{\"v\":1,' WHERE chain = ? AND seq = 9", (C,))
+        c.execute("UPDATE audit_events SET hash = 'zz' WHERE chain = ? AND seq = 11", (C,))
+    finally:
+        c.close()
+    doc = w.op.ok("GET", q("/v1/audit", tenant=C, limit=200, order="oldest"))
+    by_seq = {e["seq"]: e for e in doc["events"]}
+    assert by_seq[9] == {"damaged": True, "chain": C, "seq": 9, "rowid": by_seq[9]["rowid"]}
+    assert by_seq[11]["damaged"] is True
+    assert by_seq[7]["chain"] == C and "damaged" not in by_seq[7]
+    assert len(doc["events"]) == len(read_rows(w.db, C))
+    lines = export(w.g, w.op.key, {"tenant": C})
+    events, _ = split_export(lines)
+    assert len(events) == len(read_rows(w.db, C))
+    rows = [split_api_event(e)[0] for e in events[:8]]
+    ok, seq, why = verify_rows(rows)
+    assert not ok and seq == 7 and "hash" in why, (seq, why)
+    assert json.loads(events[8]) == by_seq[9]
