@@ -677,3 +677,27 @@ def test_tampered_rows_are_shown_not_hidden(world):
     ok, seq, why = verify_rows(rows)
     assert not ok and seq == 7 and "hash" in why, (seq, why)
     assert json.loads(events[8]) == by_seq[9]
+
+
+def test_export_to_an_http10_client_is_close_delimited(world):
+    """HTTP/1.0 has no chunked coding (RFC 9112 §7.1): the body ends with
+    the connection, and is the same lines."""
+    w = world
+    A = w.tenants[0]
+    s = socket.create_connection(("127.0.0.1", w.g.admin_port), timeout=10)
+    try:
+        s.sendall(f"GET /v1/audit/export?tenant={A} HTTP/1.0\r\n"
+                  f"Authorization: Bearer {w.op.key}\r\n\r\n".encode())
+        parts = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            parts.append(chunk)
+    finally:
+        s.close()
+    head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
+    assert b"connection: close" in head.lower()
+    assert body.splitlines() == export(w.g, w.op.key, {"tenant": A})
