@@ -701,3 +701,30 @@ def test_export_to_an_http10_client_is_close_delimited(world):
     assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower()
     assert b"connection: close" in head.lower()
     assert body.splitlines() == export(w.g, w.op.key, {"tenant": A})
+
+
+def test_c_verifier_accepts_python_chains_and_names_tampering(world):
+    """`gatehouse audit verify` (src/audit/verify.c) passes the chains and
+    checkpoints that audit_helpers.py wrote from the document alone, and
+    names the chain and seq of a change made afterwards: the C code and the
+    Python code agree on docs/audit-format.md in both directions."""
+    from audit_helpers import connect
+    from identity_helpers import cli
+
+    w = world
+    A, B, C = w.tenants
+    rc, out, err = cli(w.g, "audit", "verify")
+    assert rc == 0, (rc, out, err)
+    for chain in (A, B, C, "system"):
+        assert chain in out, out
+    c = connect(w.db)
+    try:
+        c.execute("UPDATE audit_events SET body = replace(body, '\"latency_us\":', "
+                  "'\"latency_us\":9') WHERE chain = ? AND seq = 12", (B,))
+    finally:
+        c.close()
+    ok, seq, _ = verify_rows(read_rows(w.db, B))
+    assert not ok and seq == 12
+    rc, out, err = cli(w.g, "audit", "verify")
+    assert rc == 1, (rc, out, err)
+    assert B in err and "12" in err, err
