@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/api_audit.h"
+#include "admin/api_call.h"
 #include "admin/ops.h"
 #include "audit/request.h"
 #include "auth/authn.h"
@@ -23,33 +25,6 @@
 #include "http/conn.h"
 #include "limits/policy.h"
 #include "limits/quota.h"
-
-#define MAX_SEGMENTS 8
-
-enum access {
-    ACCESS_ADMIN,    /* any key with role admin */
-    ACCESS_OPERATOR, /* role admin on the system tenant */
-    ACCESS_TENANT,   /* role admin on {tenant}, or an operator */
-};
-
-struct call {
-    struct gh_req *r;
-    struct gh_store *st;
-    const struct gh_config *cfg;
-    struct gh_principal who;
-    gh_str seg[MAX_SEGMENTS];
-    size_t nseg;
-    char tenant[GH_STORE_TENANT_ID_SIZE]; /* {tenant} */
-    char key[GH_STORE_KEY_ID_SIZE];       /* {key} */
-    json_t *body;                         /* parsed JSON body or NULL */
-};
-
-struct endpoint {
-    enum gh_http_method method;
-    const char *pattern; /* segments; "{t}" a tenant id, "{k}" a key id */
-    enum access access;
-    void (*handle)(struct call *c);
-};
 
 /* ---- answers ---- */
 
@@ -212,6 +187,22 @@ static json_t *page_doc(json_t *items, const struct gh_store_page *page)
 {
     return json_pack("{s:o, s:s?}", "items", items, "next_cursor",
                      page->next[0] ? page->next : NULL);
+}
+
+/* For the endpoint files (api_call.h). */
+void gh_api_reply_json(struct call *c, int status, json_t *doc)
+{
+    reply_json(c, status, doc);
+}
+
+void gh_api_reply_error(struct call *c, int status, const char *code, const char *message)
+{
+    reply_error(c, status, code, message);
+}
+
+void gh_api_reply_store_error(struct call *c, int rc, const struct gh_err *err)
+{
+    reply_store_error(c, rc, err);
 }
 
 /* ---- handlers ---- */
@@ -845,6 +836,11 @@ static const struct endpoint endpoints[] = {
     {GH_HTTP_GET, "v1/tenants/{t}/usage", ACCESS_TENANT, h_usage},
     {GH_HTTP_GET, "v1/tenants/{t}/limit-events", ACCESS_TENANT, h_tenant_events},
     {GH_HTTP_GET, "v1/limit-events", ACCESS_OPERATOR, h_all_events},
+    /* The audit log (api_audit.c): scoped to the caller's tenant inside. */
+    {GH_HTTP_GET, "v1/audit", ACCESS_ADMIN, gh_api_audit_list},
+    {GH_HTTP_GET, "v1/audit/export", ACCESS_ADMIN, gh_api_audit_export},
+    {GH_HTTP_GET, "v1/audit/checkpoints", ACCESS_ADMIN, gh_api_audit_checkpoints},
+    {GH_HTTP_GET, "v1/audit/keys", ACCESS_ADMIN, gh_api_audit_keys},
 };
 
 /* Splits the path into segments; false when there are too many. */

@@ -126,6 +126,11 @@ void gh_worker_req_put(struct gh_worker *w, struct gh_req *r)
     gh_audit_request_cancel(w, r);
     gh_authn_cancel(r);
     gh_limits_request_end(w, r);
+    if (r->stream_release) {
+        /* A streamed response's state (gh_conn_stream_begin). */
+        r->stream_release(r);
+        r->stream_release = NULL;
+    }
     free(r->body_copy);
     r->body_copy = NULL;
     if (w->nfree_reqs >= FREE_REQS_MAX) {

@@ -490,6 +490,101 @@ void gh_conn_response_queued(struct gh_conn *c)
         gh_conn_arm_timer(c);
 }
 
+/* ---- streamed responses ---- */
+
+/* Bytes of chunk framing around one chunk: "<hex>\r\n" and "\r\n". */
+#define CHUNK_FRAMING 20
+
+int gh_conn_stream_begin(struct gh_req *r, int status, const char *content_type,
+                         void (*drained)(struct gh_req *r), void (*release)(struct gh_req *r),
+                         void *arg)
+{
+    struct gh_conn *c = r->conn;
+    char head[1024];
+    int n;
+
+    /* Registered first, so that <arg> is freed however this ends. */
+    r->stream_release = release;
+    r->stream_arg = arg;
+    if (r->resp_head_done) {
+        gh_conn_abort(c);
+        return -1;
+    }
+    r->stream_chunked = r->head.minor_version >= 1;
+    if (!r->stream_chunked) c->want_close = true; /* the close ends the body */
+    if (!r->body_done && r->head.framing.body != GH_BODY_NONE) c->want_close = true;
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n%sX-Request-Id: %.*s\r\n"
+                 "Cache-Control: no-store\r\n%s\r\n",
+                 status, gh_http_reason(status), gh_worker_date(c->worker), content_type,
+                 r->stream_chunked ? "Transfer-Encoding: chunked\r\n" : "", (int)r->id_len, r->id,
+                 c->want_close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(head) || gh_buf_acquire(&c->out, &c->worker->bufpool) != 0) {
+        gh_conn_abort(c);
+        return -1;
+    }
+    if (gh_buf_room(&c->out) < (size_t)n) gh_buf_compact(&c->out);
+    if (gh_buf_append(&c->out, head, (size_t)n) != 0) {
+        gh_conn_abort(c);
+        return -1;
+    }
+    r->status = status;
+    r->resp_head_done = true;
+    r->stream_drained = drained;
+    return gh_conn_stream_write(r, NULL, 0);
+}
+
+int gh_conn_stream_write(struct gh_req *r, const char *data, size_t len)
+{
+    struct gh_conn *c = r->conn;
+    char size[CHUNK_FRAMING];
+    int n = 0;
+
+    if (c->state == 0xff) return -1;
+    if (len > 0) {
+        size_t need = gh_buf_len(&c->out) + len + CHUNK_FRAMING;
+        if (need > UINT32_MAX / 2) {
+            gh_conn_abort(c);
+            return -1;
+        }
+        if (gh_buf_room(&c->out) < len + CHUNK_FRAMING) gh_buf_compact(&c->out);
+        if (gh_buf_room(&c->out) < len + CHUNK_FRAMING &&
+            gh_buf_grow(&c->out, &c->worker->bufpool, (uint32_t)need) != 0) {
+            gh_conn_abort(c);
+            return -1;
+        }
+        if (r->stream_chunked) n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        if (gh_buf_append(&c->out, size, (size_t)n) != 0 ||
+            gh_buf_append(&c->out, data, len) != 0 ||
+            (r->stream_chunked && gh_buf_append(&c->out, "\r\n", 2) != 0)) {
+            gh_conn_abort(c);
+            return -1;
+        }
+    }
+    if (!gh_conn_flush(c)) return -1;
+    /* Everything went out: ask for a write event anyway, so that the next
+     * page is made on the next loop turn (one page per turn), not now. */
+    if (gh_buf_len(&c->out) == 0) gh_sock_want_write(&c->sock, true);
+    gh_conn_arm_timer(c);
+    return 0;
+}
+
+void gh_conn_stream_end(struct gh_req *r)
+{
+    struct gh_conn *c = r->conn;
+
+    if (c->state == 0xff) return;
+    r->stream_drained = NULL;
+    if (r->stream_chunked && gh_buf_append(&c->out, "0\r\n\r\n", 5) != 0) {
+        gh_buf_compact(&c->out);
+        if (gh_buf_append(&c->out, "0\r\n\r\n", 5) != 0) {
+            gh_conn_abort(c);
+            return;
+        }
+    }
+    gh_conn_response_queued(c);
+}
+
 /* ---- requests ---- */
 
 static bool valid_request_id(gh_str v)
@@ -883,7 +978,10 @@ static void conn_event_cb(evutil_socket_t fd, short what, void *arg)
                     conn_finish_request(c);
                     return;
                 }
-                if (c->req->up || c->req->pool) gh_proxy_on_client_drained(c->req);
+                if (c->req->up || c->req->pool)
+                    gh_proxy_on_client_drained(c->req);
+                else if (c->req->stream_drained)
+                    c->req->stream_drained(c->req);
                 if (c->state != GH_CONN_ACTIVE) return;
             }
         }

@@ -164,6 +164,12 @@ struct gh_req {
     bool au_recorded;                 /* the http.request event is written */
     bool au_token;                    /* POST /oauth/token: token.issue at the answer */
 
+    /* A response the gateway streams itself (gh_conn_stream_begin). */
+    void (*stream_drained)(struct gh_req *r); /* room to write: queue more or end */
+    void (*stream_release)(struct gh_req *r); /* the request ends: free stream_arg */
+    void *stream_arg;
+    bool stream_chunked; /* chunked framing (HTTP/1.1); else close-delimited */
+
     struct gh_req *next_free;
     struct gh_principal principal;
     struct gh_tracectx tr_ctx;
@@ -248,6 +254,29 @@ void gh_conn_body_consumed(struct gh_conn *c, uint32_t n);
  * rest has arrived), or 0 after answering an error (411 for chunked bodies,
  * 413 over <max>). */
 int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body);
+
+/* ---- responses the gateway streams itself (the admin API's audit export) ----
+ *
+ * For bodies too large to build in memory. gh_conn_stream_begin queues a
+ * response head without Content-Length: chunked for HTTP/1.1, delimited by
+ * the close for HTTP/1.0 (RFC 9112 §6.3, §7.1). Then, on the connection's
+ * thread, <drained> is called each time the queued bytes have gone to the
+ * socket and the response is not finished: it queues at most a bounded page
+ * with gh_conn_stream_write, or finishes with gh_conn_stream_end. A slow
+ * client thus holds one page, never the whole body (backpressure), and each
+ * loop turn does one page of work. <release> is called exactly once when the
+ * request ends, however it ends (finished, client gone, timeout, abort), to
+ * free <arg> (r->stream_arg); it must not touch the connection. Only before
+ * any response byte was queued. Returns 0, or -1 after aborting the
+ * connection (release has then run or will run at the close). */
+int gh_conn_stream_begin(struct gh_req *r, int status, const char *content_type,
+                         void (*drained)(struct gh_req *r), void (*release)(struct gh_req *r),
+                         void *arg);
+/* Queues <len> bytes of body (one chunk) and writes what the socket takes.
+ * Returns 0, or -1 when the connection is gone (aborted): stop writing. */
+int gh_conn_stream_write(struct gh_req *r, const char *data, size_t len);
+/* Ends the body (the last chunk); the request finishes once it is written. */
+void gh_conn_stream_end(struct gh_req *r);
 
 /* The reason phrase for <status>. */
 const char *gh_http_reason(int status);

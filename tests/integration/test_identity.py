@@ -304,7 +304,61 @@ ISOLATION_CASES = {
     ("GET", "/v1/tenants/{t}/usage"): ("TENANT", None),
     ("GET", "/v1/tenants/{t}/limit-events"): ("TENANT", None),
     ("GET", "/v1/limit-events"): ("OPERATOR", None),
+    ("GET", "/v1/audit"): ("ADMIN", None),
+    ("GET", "/v1/audit/export"): ("ADMIN", None),
+    ("GET", "/v1/audit/checkpoints"): ("ADMIN", None),
+    ("GET", "/v1/audit/keys"): ("ADMIN", None),
 }
+
+# ADMIN endpoints that name the tenant in the query, not in the path: A's
+# admin naming B there is refused, and naming none sees only A's rows.
+QUERY_TENANT_PARAM = {
+    "/v1/audit": "tenant",
+    "/v1/audit/export": "tenant",
+    "/v1/audit/checkpoints": "chain",
+}
+
+
+def seed_audit(g, tenants):
+    """Audit events and a checkpoint for each of <tenants> and the system
+    chain, written straight into the stopped gateway's store, so that the
+    audit endpoints have another tenant's rows to leak (the gateway is
+    restarted after: a running audit writer would hold stale chain heads)."""
+    from audit_helpers import AuditKey, Chain, chain_heads, insert_rows
+
+    db = os.path.join(str(g.tmp), "gatehouse.db")
+    g.stop()
+    key = AuditKey()
+    heads = chain_heads(db)
+    rows, cps = [], []
+    t = int(time.time() * 1e6)
+    for chain in list(tenants) + ["system"]:
+        ch = heads.get(chain, Chain(chain))
+        for i in range(3):
+            t += 1000
+            rows.append(ch.append(t, actor="system", action="key.create",
+                                  resource=f"tenants/{chain}/keys/K{i}"))
+        cps.append(ch.checkpoint(key, t // 1000))
+    insert_rows(db, rows, cps, keys=[key])
+    g.start()
+
+
+def audit_only_own(r, pattern, tenant):
+    """True when an audit answer of A's admin holds A's rows only (and some)."""
+    if r.status != 200:
+        return False
+    if pattern == "/v1/audit/export":
+        docs = [json.loads(x) for x in r.body.splitlines()]
+        chains = {d["checkpoint"]["chain"] if "checkpoint" in d else d["chain"] for d in docs}
+        return chains == {tenant}
+    doc = r.json()
+    if pattern == "/v1/audit":
+        return bool(doc["events"]) and {e["tenant"] for e in doc["events"]} == {tenant}
+    if pattern == "/v1/audit/checkpoints":
+        return bool(doc["checkpoints"]) and {c["chain"] for c in doc["checkpoints"]} == {tenant}
+    if pattern == "/v1/audit/keys":
+        return bool(doc["keys"]) and b"PRIVATE" not in r.body
+    return False
 
 
 def snapshot(op, tid):
@@ -340,6 +394,7 @@ def test_tenant_isolation_every_admin_endpoint(gatehouse, upstream):
     KB = b_dev["id"]
     KA = a_dev["id"]
 
+    seed_audit(g, (A, B))
     before_b, before_a = snapshot(op, B), snapshot(op, A)
     before_all = op.ok("GET", "/v1/tenants?limit=200")["items"]
 
@@ -385,9 +440,14 @@ def test_tenant_isolation_every_admin_endpoint(gatehouse, upstream):
             r = expect(adm_a, method, fill(pattern, A, KA), body, (403,))
             if r.status == 403 and r.body:
                 assert r.json().get("error"), r
+        if pattern in QUERY_TENANT_PARAM:
+            # B's tenant named in the query.
+            expect(adm_a, method, f"{pattern}?{QUERY_TENANT_PARAM[pattern]}={B}", body, (403, 404))
         if not has_t and access == "ADMIN":
             r = adm_a.call(method, pattern, body)
-            if (method, pattern) == ("GET", "/v1/whoami"):
+            if pattern.startswith("/v1/audit"):
+                ok = audit_only_own(r, pattern, A)
+            elif (method, pattern) == ("GET", "/v1/whoami"):
                 ok = r.status == 200 and r.json().get("tenant_id") == A
             else:  # GET /v1/tenants: A's admin sees only A
                 ok = r.status == 200 and [i["id"] for i in r.json().get("items", [])] == [A]
