@@ -14,7 +14,10 @@
  *    decoder for the query case) appears in it, when the value is long
  *    enough (> 16 bytes) not to be a prefix by chance, has no '"' (so it
  *    cannot span JSON punctuation) and is not part of a recorded name (the
- *    first name also fills path and user agent). */
+ *    first name also fills path and user agent);
+ * 4. the raw input, read as a body, is either refused by the strict parser
+ *    or is exactly the canonical form of what it parsed into (the parser
+ *    accepts canonical forms only). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +89,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *doc;
 
     if (size == 0) return 0;
+    /* 4. */
+    if (gh_audit_canonical_parse((const char *)data, size, &back) == GH_OK) {
+        CHECK(gh_audit_canonical(&back, again) == size);
+        CHECK(memcmp(again, data, size) == 0);
+    }
     query = data[0] & 1;
     p = (const char *)data + 1;
     size--;
