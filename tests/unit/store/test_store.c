@@ -195,7 +195,7 @@ static void test_migrate_idempotent(void **state)
     assert_int_equal(version, 5);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 4);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 5);
     assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
