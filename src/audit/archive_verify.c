@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define OPENSSL_SUPPRESS_DEPRECATED /* the low-level SHA-256, as verify.c */
 #include <jansson.h>
@@ -51,6 +52,10 @@ struct av {
     json_t *cps;   /* the manifest's checkpoints, by seq */
     size_t cp;     /* the next one to meet */
     const struct gh_store_audit_archive *row;
+    /* the store's checkpoints of the segment's range (the manifest's are a
+     * copy; both must name the archived events) */
+    struct gh_store_audit_checkpoint *scps;
+    size_t nscps, scps_cap, scp;
     struct gh_audit_event ev;
 };
 
@@ -188,6 +193,21 @@ static bool cp_at(struct av *v, size_t i, struct gh_store_audit_checkpoint *cp)
            snprintf(cp->signature, sizeof(cp->signature), "%s", sig) == 88;
 }
 
+static int collect_cp(const struct gh_store_audit_checkpoint *cp, void *arg)
+{
+    struct av *v = arg;
+
+    if (v->nscps == v->scps_cap) {
+        size_t cap = v->scps_cap ? 2 * v->scps_cap : 64;
+        void *p = realloc(v->scps, cap * sizeof(*v->scps));
+        if (p == NULL) return GH_ERROR;
+        v->scps = p;
+        v->scps_cap = cap;
+    }
+    v->scps[v->nscps++] = *cp;
+    return GH_OK;
+}
+
 static int on_line(const char *body, size_t len, const char hash[65], void *arg)
 {
     struct av *v = arg;
@@ -235,6 +255,16 @@ static int on_line(const char *body, size_t len, const char hash[65], void *arg)
         }
         v->r.checkpoints++;
     }
+    for (; v->scp < v->nscps && v->scps[v->scp].seq <= seq; v->scp++) {
+        const struct gh_store_audit_checkpoint *c = &v->scps[v->scp];
+        if (c->seq < seq || !sig_ok(v, c) || strcmp(c->hash, hex) != 0) {
+            problem(v, GH_AUDIT_BAD_SIGNATURE, c->seq,
+                    "checkpoint %" PRIu64 " in the store does not verify against archive "
+                    "segment %s",
+                    c->seq, v->row->file);
+            break;
+        }
+    }
     memcpy(v->prev, h, 32);
     memcpy(v->last, hex, 65);
     return GH_OK;
@@ -256,9 +286,10 @@ static json_t *manifest(struct av *v, const struct gh_store_audit_archive *a)
     snprintf(base, sizeof(base), "%s", slash ? slash + 1 : a->file);
     m = json_load_file(path, 0, &je);
     if (m == NULL) {
-        problem(v, errno == ENOENT ? GH_AUDIT_DELETED : GH_AUDIT_CHANGED, a->first_seq,
+        bool gone = access(path, F_OK) != 0;
+        problem(v, gone ? GH_AUDIT_DELETED : GH_AUDIT_CHANGED, a->first_seq,
                 "the manifest %s of seq %" PRIu64 "..%" PRIu64 " is %s", rel, a->first_seq,
-                a->last_seq, errno == ENOENT ? "missing" : "not JSON");
+                a->last_seq, gone ? "missing" : "not JSON");
         return NULL;
     }
     if (json_unpack(m, "{s:s,s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:o}", "chain", &chain, "first_seq",
@@ -278,7 +309,8 @@ static json_t *manifest(struct av *v, const struct gh_store_audit_archive *a)
     return m;
 }
 
-static int segment(struct av *v, const struct gh_store_audit_archive *a, struct gh_err *err)
+static int segment(struct av *v, struct gh_store *st, const struct gh_store_audit_archive *a,
+                   struct gh_err *err)
 {
     char path[4500], sha[65] = "", hex[65];
     struct gh_err why = {0};
@@ -301,6 +333,13 @@ static int segment(struct av *v, const struct gh_store_audit_archive *a, struct 
     }
     m = manifest(v, a);
     if (m == NULL) return GH_OK;
+    v->nscps = 0;
+    v->scp = 0;
+    if (gh_store_audit_checkpoints_walk(st, a->chain, a->first_seq, a->last_seq, collect_cp, v,
+                                        err) != GH_OK) {
+        json_decref(m);
+        return GH_ERROR;
+    }
     v->cp = 0;
     v->row = a;
     snprintf(path, sizeof(path), "%s/%s", v->dir, a->file);
@@ -380,7 +419,7 @@ int gh_audit_archive_verify(struct gh_store *st, const char *dir, const char *ch
             v->next = 1;
         }
         if (v->r.problem == GH_AUDIT_INTACT) {
-            rc = segment(v, a, err);
+            rc = segment(v, st, a, err);
         } else { /* after the first problem: only the record counts */
             v->r.events += a->events;
             v->next = a->last_seq + 1;
@@ -412,6 +451,7 @@ int gh_audit_archive_verify(struct gh_store *st, const char *dir, const char *ch
         EVP_PKEY_free(v->pub[i]);
     free(v->rows);
     free(v->extras);
+    free(v->scps);
     free(v);
     return rc;
 }
