@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -418,11 +419,26 @@ int gh_audit_archive_run(struct gh_store *st, const struct gh_config *cfg,
     struct gh_audit_archive_stats none = {0};
     struct rows r = {0};
     struct heads h = {0};
+    int lockfd = -1;
     int64_t now_us = o->now_us ? o->now_us : (int64_t)gh_wall_ms() * 1000;
     int rc;
 
     if (stats == NULL) stats = &none;
     rc = make_dir(o->dir, err);
+    /* One pass at a time per directory (the gateway's thread and the CLI):
+     * another pass's files between their rename and their commit look like
+     * orphans, and both would write the same temporary names. */
+    if (rc == GH_OK) {
+        char lock[4200];
+        snprintf(lock, sizeof(lock), "%s/.lock", o->dir);
+        lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lockfd < 0)
+            rc = gh_err_set(err, NULL, 0, 0, "audit archive: %s: %s", lock, strerror(errno));
+        else if (flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+            gh_err_set(err, NULL, 0, 0, "audit archive: another pass is running on %s", o->dir);
+            rc = GH_AGAIN;
+        }
+    }
     if (rc == GH_OK) rc = gh_store_audit_archives_walk(st, NULL, collect_row, &r, err);
     if (rc == GH_OK) remove_orphans(o->dir, &r, &stats->orphans);
     if (rc == GH_OK) rc = gh_store_audit_heads(st, collect_head, &h, err);
@@ -443,6 +459,7 @@ int gh_audit_archive_run(struct gh_store *st, const struct gh_config *cfg,
     }
     if (rc == GH_DECLINED) rc = GH_OK; /* crash_before_commit */
     if (rc != GH_OK && err->msg[0] == '\0') gh_err_set(err, NULL, 0, 0, "audit archive: failed");
+    if (lockfd >= 0) close(lockfd); /* and with it the lock */
     free(r.a);
     free(h.chain);
     return rc;

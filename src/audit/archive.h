@@ -43,7 +43,8 @@ struct gh_audit_archive_stats {
 };
 
 /* Runs one archive pass over every chain of <st> with the retention of
- * <cfg> (gh_audit_retention_ms). Adds to <stats> (may be NULL). GH_OK, or
+ * <cfg> (gh_audit_retention_ms). Adds to <stats> (may be NULL). GH_OK;
+ * GH_AGAIN when another pass holds <o->dir> (its ".lock", flock); or
  * GH_ERROR with <err> at the first failure (what was committed before stays
  * committed; files of the failed segment are removed or left as orphans). */
 int gh_audit_archive_run(struct gh_store *st, const struct gh_config *cfg,

@@ -28,7 +28,11 @@ static void pass(struct gh_audit_archiver *a, struct gh_snapshot *snap)
     struct gh_audit_archive_stats st = {0};
     struct gh_err err = {0};
 
-    if (gh_audit_archive_run(a->store, cfg, &o, &st, &err) != GH_OK)
+    int rc = gh_audit_archive_run(a->store, cfg, &o, &st, &err);
+
+    if (rc == GH_AGAIN) /* `gatehouse audit archive` is at it */
+        gh_log_info("%s; this one is skipped", err.msg);
+    else if (rc != GH_OK)
         gh_log_error("audit archive: %s (the events stay in the store; next pass in %u ms)",
                      err.msg, cfg->audit.archive_interval_ms);
     else if (st.events > 0 || st.orphans > 0)

@@ -23,7 +23,7 @@
 #define TAIL_LEN  (sizeof(LINE_TAIL) - 1)
 /* The longest line: a canonical body and the fixed parts; longer is not ours. */
 #define SEG_LINE_MAX (HEAD_LEN + GH_AUDIT_CANON_MAX + MID_LEN + 64 + TAIL_LEN + 1)
-#define LEVEL    3 /* zstd's default: about 10x on audit JSON, fast enough for the writer */
+#define LEVEL        3 /* zstd's default: about 10x on audit JSON, fast enough for the writer */
 
 struct gh_audit_segment_writer {
     int fd;

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -405,6 +407,26 @@ static void test_heads_after_whole_chain(void **state)
     free(rows);
 }
 
+/* One pass at a time per directory: a second one is refused, not run. */
+static void test_one_pass_at_a_time(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_audit_archive_opts o = {.dir = f->arc, .now_us = T0 + 100000000};
+    struct gh_err err = {0};
+    char lock[160];
+    int fd;
+
+    assert_int_equal(mkdir(f->arc, 0700), 0);
+    snprintf(lock, sizeof(lock), "%s/.lock", f->arc);
+    fd = open(lock, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    assert_int_equal(gh_audit_archive_run(f->st, f->cfg, &o, NULL, &err), GH_AGAIN);
+    assert_int_equal(count(f, "SELECT count(*) FROM audit_events"), 3 * NEVENT);
+    close(fd);
+    assert_int_equal(gh_audit_archive_run(f->st, f->cfg, &o, NULL, &err), GH_OK);
+    assert_int_equal(count(f, "SELECT count(*) FROM audit_events"), 0);
+}
+
 static void test_chain_dir_names(void **state)
 {
     char d[94], c[GH_STORE_AUDIT_CHAIN_SIZE];
@@ -432,6 +454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heads_after_whole_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_pass_at_a_time, setup, teardown),
         cmocka_unit_test(test_chain_dir_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
