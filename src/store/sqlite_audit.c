@@ -567,11 +567,16 @@ int gh_sqlite__audit_archives_walk(struct gh_store *st, const char *chain,
                                    gh_store_audit_archive_cb cb, void *arg, struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
-    sqlite3_stmt *s =
-        gh_sqlite__stmt(c, chain ? GH_SQ_AUDIT_ARCHIVES_CHAIN : GH_SQ_AUDIT_ARCHIVES, err);
+    sqlite3_stmt *s = NULL;
     struct gh_store_audit_archive a;
     int rc = GH_OK, step;
 
+    /* The verifier opens a store without migrating it: one older than
+     * migration 5 has no archives, which is not an error. */
+    if (sqlite3_table_column_metadata(c->db, "main", "audit_archives", NULL, NULL, NULL, NULL, NULL,
+                                      NULL) != SQLITE_OK)
+        goto out;
+    s = gh_sqlite__stmt(c, chain ? GH_SQ_AUDIT_ARCHIVES_CHAIN : GH_SQ_AUDIT_ARCHIVES, err);
     if (s == NULL) {
         rc = GH_ERROR;
         goto out;

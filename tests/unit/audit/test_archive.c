@@ -427,6 +427,25 @@ static void test_one_pass_at_a_time(void **state)
     assert_int_equal(count(f, "SELECT count(*) FROM audit_events"), 0);
 }
 
+/* A store older than migration 5 (the verifier does not migrate) has no
+ * archives: the hot part verifies as before. */
+static void test_store_without_archives_table(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_audit_verify_start *starts = NULL;
+    size_t ns = 7;
+    struct gh_err err = {0};
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE audit_archives", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(gh_audit_archive_heads(f->st, NULL, &starts, &ns, &err), GH_OK);
+    assert_int_equal(ns, 0);
+    free(starts);
+    assert_int_equal(verify_all(f), 0);
+}
+
 static void test_chain_dir_names(void **state)
 {
     char d[94], c[GH_STORE_AUDIT_CHAIN_SIZE];
@@ -455,6 +474,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heads_after_whole_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_pass_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_without_archives_table, setup, teardown),
         cmocka_unit_test(test_chain_dir_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
