@@ -72,6 +72,7 @@ static void reply_json(struct call *c, int status, json_t *doc)
  * carry a secret (store messages are written to be safe). */
 static void reply_error(struct call *c, int status, const char *code, const char *message)
 {
+    if (c->r->au_admin) GH_AUDIT_SET(c->r->au_admin, reason, gh_str_cstr(code));
     json_t *doc = json_pack("{s:s, s:s, s:s%}", "error", code, "message", message ? message : code,
                             "request_id", c->r->id, (size_t)c->r->id_len);
     reply_json(c, status, doc);
