@@ -40,6 +40,7 @@ struct cp {
 /* A chain's state in pass 1. */
 struct chain {
     char name[GH_STORE_AUDIT_CHAIN_SIZE]; /* "" = a free slot */
+    uint64_t base;                        /* the archived head: hot rows start after it */
     uint64_t events, head;
     uint8_t prev[32];
     size_t cp, cp_end; /* its checkpoints not yet reached: cps[cp..cp_end) */
@@ -50,6 +51,9 @@ struct chain {
 struct verifier {
     gh_audit_verify_cb cb;
     void *arg;
+    /* where chains start when their oldest events are archived, by chain */
+    const struct gh_audit_verify_start *starts;
+    size_t nstarts;
     size_t bad;
     /* pass 1: chains by name (open addressing, power of two) */
     struct chain *chains;
@@ -108,6 +112,34 @@ static void problem(struct verifier *v, enum gh_audit_problem p, uint64_t seq, c
     if (n > 0 && (size_t)n < sizeof(v->r.reason))
         vsnprintf(v->r.reason + n, sizeof(v->r.reason) - (size_t)n, fmt, ap);
     va_end(ap);
+}
+
+/* The archived head of <name>, or NULL (the chain starts at seq 1). */
+static const struct gh_audit_verify_start *start_of(const struct verifier *v, const char *name)
+{
+    size_t lo = 0, hi = v->nstarts;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v->starts[mid].chain, name);
+        if (c == 0) return &v->starts[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Sets *base and <prev> from <name>'s archived head (0 and zeros when none). */
+static void start_state(const struct verifier *v, const char *name, uint64_t *base,
+                        uint8_t prev[32])
+{
+    const struct gh_audit_verify_start *s = start_of(v, name);
+
+    *base = 0;
+    memset(prev, 0, 32);
+    if (s != NULL && gh_audit_unhex(s->hash, prev) == GH_OK) *base = s->seq;
 }
 
 /* ---- Loading keys and checkpoints -------------------------------------------------- */
@@ -187,7 +219,8 @@ static void chain_open(struct verifier *v, const char *chain)
 {
     memset(&v->r, 0, sizeof(v->r));
     snprintf(v->r.chain, sizeof(v->r.chain), "%s", chain);
-    memset(v->prev, 0, sizeof(v->prev));
+    start_state(v, chain, &v->r.archived, v->prev);
+    v->r.head = v->r.archived;
     v->want = 0;
     v->hash_bad_pending = false;
     v->chain_cp = v->next_cp;
@@ -288,7 +321,7 @@ static int on_row(const struct gh_store_audit_row *row, void *arg)
         if (v->want != 0 || v->hash_bad_pending) diagnose(v, row);
         return GH_OK;
     }
-    expect = v->r.events; /* rows come in seq order from 1 */
+    expect = v->r.archived + v->r.events; /* rows come in seq order from 1, or after the archive */
     if (row->damaged) {
         problem(v, GH_AUDIT_CHANGED, row->seq,
                 "a column of seq %" PRIu64 " is not readable as written (too long, NUL or NULL)",
@@ -415,6 +448,8 @@ static struct chain *chain_get(struct verifier *v, const char *name)
     c = slot_of(v->chains, v->slots, name);
     if (c->name[0] == '\0') {
         snprintf(c->name, sizeof(c->name), "%s", name);
+        start_state(v, name, &c->base, c->prev);
+        c->head = c->base;
         c->cp_first = c->cp = cp_lower_bound(v, name);
         c->cp_end = c->cp;
         while (c->cp_end < v->ncps && strcmp(v->cps[c->cp_end].c.chain, name) == 0)
@@ -538,7 +573,7 @@ static int on_scan_row(const struct gh_store_audit_row *row, void *arg)
     if (row->seq > c->head) c->head = row->seq;
     if (c->suspect) return GH_OK;
     /* Any failure makes the chain suspect; pass 2 names the problem. */
-    m = row->seq == c->events && !row->damaged ? columns_match(row) : 0;
+    m = row->seq == c->base + c->events && !row->damaged ? columns_match(row) : 0;
     if (m == -1) m = columns_match_strict(v, row);
     if (m != 1) {
         c->suspect = true;
@@ -705,6 +740,13 @@ static int recheck(struct verifier *v, struct gh_store *st, const char *name, st
 int gh_audit_verify(struct gh_store *st, const char *chain, gh_audit_verify_cb cb, void *arg,
                     size_t *bad, struct gh_err *err)
 {
+    return gh_audit_verify_from(st, chain, NULL, 0, cb, arg, bad, err);
+}
+
+int gh_audit_verify_from(struct gh_store *st, const char *chain,
+                         const struct gh_audit_verify_start *starts, size_t nstarts,
+                         gh_audit_verify_cb cb, void *arg, size_t *bad, struct gh_err *err)
+{
     struct verifier *v = calloc(1, sizeof(*v));
     int rc;
 
@@ -712,10 +754,16 @@ int gh_audit_verify(struct gh_store *st, const char *chain, gh_audit_verify_cb c
     if (v == NULL) return gh_err_set(err, NULL, 0, 0, "audit: out of memory");
     v->cb = cb;
     v->arg = arg;
+    v->starts = starts;
+    v->nstarts = nstarts;
     rc = load(v, st, chain, err);
     if (rc == GH_OK && chain != NULL) {
         /* One chain: the walk in seq order is already the short way. */
         rc = gh_store_audit_walk(st, chain, 0, 0, on_row, v, err);
+        if (rc == GH_OK && !v->open && start_of(v, chain) != NULL) {
+            checkpoint_only_chains(v, chain);
+            chain_open(v, chain); /* wholly archived */
+        }
         if (rc == GH_OK) {
             chain_close(v);
             checkpoint_only_chains(v, NULL);
@@ -733,6 +781,7 @@ int gh_audit_verify(struct gh_store *st, const char *chain, gh_audit_verify_cb c
             }
             struct gh_audit_chain_report r = {0};
             snprintf(r.chain, sizeof(r.chain), "%s", c->name);
+            r.archived = c->base;
             r.events = c->events;
             r.head = c->head;
             r.checkpoints = c->cp_end - c->cp_first;
@@ -749,6 +798,15 @@ int gh_audit_verify(struct gh_store *st, const char *chain, gh_audit_verify_cb c
                      "with seq %" PRIu64 ")",
                      v->orphans, v->orphan_seq);
             add_report(v, &r);
+        }
+        /* Chains wholly archived (no rows left): their checkpoints must not
+         * pass their archived head. */
+        for (size_t i = 0; rc == GH_OK && i < v->nstarts; i++) {
+            const char *name = v->starts[i].chain;
+            bool seen = v->slots > 0 && slot_of(v->chains, v->slots, name)->name[0] != '\0';
+            size_t k = cp_lower_bound(v, name);
+            bool has_cps = k < v->ncps && strcmp(v->cps[k].c.chain, name) == 0;
+            if (!seen && !has_cps) rc = recheck(v, st, name, err);
         }
         /* Chains with checkpoints and no rows at all. */
         for (size_t i = 0; rc == GH_OK && i < v->ncps;) {

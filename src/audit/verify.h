@@ -33,7 +33,8 @@ struct gh_audit_chain_report {
     char chain[GH_STORE_AUDIT_CHAIN_SIZE];
     uint64_t events;      /* rows read */
     uint64_t checkpoints; /* checkpoints of the chain */
-    uint64_t head;        /* the highest seq stored */
+    uint64_t head;        /* the highest seq stored (or archived) */
+    uint64_t archived;    /* the hot rows were checked from after this seq (0: from 1) */
     enum gh_audit_problem problem;
     uint64_t seq;     /* where the first problem is (0 when intact) */
     char reason[192]; /* e.g. "changed: column actor differs from the body" */
@@ -49,6 +50,46 @@ typedef void (*gh_audit_verify_cb)(const struct gh_audit_chain_report *r, void *
  * (one row buffer is reused). */
 int gh_audit_verify(struct gh_store *st, const char *chain, gh_audit_verify_cb cb, void *arg,
                     size_t *bad, struct gh_err *err);
+
+/* Where a chain's hot rows start when its oldest events were archived: after
+ * <seq>, whose hash is <hash> (64 lowercase hex). */
+struct gh_audit_verify_start {
+    char chain[GH_STORE_AUDIT_CHAIN_SIZE];
+    uint64_t seq;
+    char hash[65];
+};
+
+/* gh_audit_verify, where chains named in <starts> (<nstarts>, sorted by
+ * chain, strcmp order) start after their archived head instead of at seq 1
+ * with the zero hash; a chain with no hot rows left is reported with its
+ * archived head. The archives themselves are not read here
+ * (gh_audit_archive_verify). */
+int gh_audit_verify_from(struct gh_store *st, const char *chain,
+                         const struct gh_audit_verify_start *starts, size_t nstarts,
+                         gh_audit_verify_cb cb, void *arg, size_t *bad, struct gh_err *err);
+
+/* Checks the archive in <dir> (archive_verify.c): each segment that
+ * audit_archives records for <chain> (NULL: all), against its record and
+ * manifest (range, end hashes, the file's SHA-256), line by line (hash
+ * chain, seq, chain) and its checkpoints (signature, hash); and reports
+ * files of the directory that no record names. One report per chain (events
+ * and head: the archived ones; seq: where the first problem is, with the
+ * file and seq range in the reason); *bad counts those with a problem. Sets
+ * *starts (malloc'd, sorted by chain, for gh_audit_verify_from: each
+ * chain's archived head as recorded) and *nstarts. GH_OK when everything
+ * could be read (intact or not), GH_ERROR with <err> otherwise. Reads each
+ * segment streaming: memory is one line and zstd's buffers. */
+int gh_audit_archive_verify(struct gh_store *st, const char *dir, const char *chain,
+                            gh_audit_verify_cb cb, void *arg, size_t *bad,
+                            struct gh_audit_verify_start **starts, size_t *nstarts,
+                            struct gh_err *err);
+
+/* Only the archived heads of the store's records (no files are read): for
+ * verifying the hot part of a store whose oldest events are archived
+ * elsewhere. */
+int gh_audit_archive_heads(struct gh_store *st, const char *chain,
+                           struct gh_audit_verify_start **starts, size_t *nstarts,
+                           struct gh_err *err);
 
 /* "changed", "deleted", ...: the first word of a reason. */
 const char *gh_audit_problem_name(enum gh_audit_problem p);

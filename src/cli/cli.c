@@ -25,11 +25,15 @@ static const struct gh_cli_command commands[] = {
      "rotate: [--grace 24h] (the old key stays valid that long)\n"
      "A new key is printed once, alone on the last line.\n",
      gh_cmd_keys},
-    {"audit", "verify -c FILE [--tenant T]",
-     "verify the audit log's hash chains and checkpoints (exit 0 intact, 1 tampered, 2 error)",
+    {"audit", "verify -c FILE [--archive DIR] [--tenant T] | archive -c FILE [--now TIME]",
+     "verify the audit log's hash chains and checkpoints (exit 0 intact, 1 tampered, 2 error),\n"
+     "             or move events past retention to archive segments",
      "Each chain gets a summary line on stdout; the first problem of a chain (changed,\n"
      "deleted, inserted, reordered, bad checkpoint signature, truncated) is named with\n"
-     "its seq on stderr. T is a tenant id or name, or \"system\". The store is only read.\n",
+     "its seq on stderr. T is a tenant id or name, or \"system\". The store is only read.\n"
+     "--archive DIR also checks the archive segments (audit.archive_dir) and continues\n"
+     "each chain across into the store; without it, chains start at their archived head.\n"
+     "archive: one pass of audit retention; --now (RFC 3339 or unix ms) moves \"now\".\n",
      gh_cmd_audit},
     {"version", "", "print the version", NULL, gh_cmd_version},
 };

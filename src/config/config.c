@@ -387,6 +387,18 @@ static int set_duration(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_ke
     return GH_OK;
 }
 
+/* A duration that may pass 49 days (retention periods: "365d"). */
+static int set_duration64(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    uint64_t v;
+
+    if (gh_config_parse_duration_ms(scalar(n), &v) != GH_OK)
+        return fail(ctx, n, "invalid duration \"%s\" (use e.g. 1s, 12h, 90d)", scalar(n));
+    if (check_bounds(ctx, n, key, v, UINT64_MAX, "ms") != GH_OK) return GH_ERROR;
+    *FIELD(obj, key->off, uint64_t) = v;
+    return GH_OK;
+}
+
 static int parse_size_node(struct cfg_ctx *ctx, yaml_node_t *n, uint64_t *v)
 {
     if (gh_config_parse_size(scalar(n), v) != GH_OK)
@@ -985,6 +997,7 @@ static void release_map(const struct cfg_map *map, void *obj)
 static const struct cfg_type t_u32 = {"a number", YAML_SCALAR_NODE, set_u32, NULL};
 static const struct cfg_type t_bool = {"true or false", YAML_SCALAR_NODE, set_bool, NULL};
 static const struct cfg_type t_duration = {"a duration", YAML_SCALAR_NODE, set_duration, NULL};
+static const struct cfg_type t_duration64 = {"a duration", YAML_SCALAR_NODE, set_duration64, NULL};
 static const struct cfg_type t_size32 = {"a size", YAML_SCALAR_NODE, set_size32, NULL};
 static const struct cfg_type t_size64 = {"a size", YAML_SCALAR_NODE, set_size64, NULL};
 static const struct cfg_type t_string = {"a string", YAML_SCALAR_NODE, set_string, release_str};
@@ -1482,6 +1495,9 @@ static const struct cfg_key plan_keys[] = {
     LIST("rate_limits", t_list, PLAN, rate_limits, nrate_limits, .sub = &rate_limit_map),
     KEY("quotas", t_map, PLAN, quotas, .sub = &quotas_map),
     KEY("concurrency", t_u32, PLAN, concurrency, .min = 0, .dflt = "0"),
+    /* 0 (absent): audit.retention. At least a second: less would archive
+     * events the writer is still checkpointing. */
+    KEY("audit_retention", t_duration64, PLAN, audit_retention_ms, .min = 1000),
 };
 #undef PLAN
 static const struct cfg_map plan_map = {MAP_OF(plan_keys), .size = sizeof(struct gh_config_plan),
@@ -1709,6 +1725,10 @@ static const struct cfg_key audit_keys[] = {
         .dflt = "60s"),
     KEY("param_prefix", t_u32, AU, param_prefix, .min = 0, .max = 16, .dflt = "4"),
     KEY("events", t_map, AU, events, .sub = &audit_event_map),
+    KEY("retention", t_duration64, AU, retention_ms, .min = 1000, .dflt = "90d"),
+    KEY("archive_dir", t_path, AU, archive_dir, .dflt = "audit-archive"),
+    KEY("archive_interval", t_duration, AU, archive_interval_ms, .min = 1000, .max = 604800000,
+        .dflt = "1h"),
 };
 #undef AU
 #undef AUE

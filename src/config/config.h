@@ -157,7 +157,8 @@ struct gh_config_plan {
     struct gh_config_rate_limit *rate_limits;
     size_t nrate_limits;
     struct gh_config_quotas quotas;
-    uint32_t concurrency; /* requests in flight per tenant, 0 = unlimited */
+    uint32_t concurrency;        /* requests in flight per tenant, 0 = unlimited */
+    uint64_t audit_retention_ms; /* audit events kept hot; 0 = audit.retention */
     struct gh_config_pos pos;
 };
 
@@ -297,6 +298,9 @@ struct gh_config_audit {
     uint32_t checkpoint_interval_ms; /* or this long, per chain; default 60s */
     uint32_t param_prefix;           /* characters of a value kept in clear; default 4 */
     struct gh_config_audit_events events;
+    uint64_t retention_ms;        /* events older than this are archived; default 90d */
+    char *archive_dir;            /* segments and manifests; default "audit-archive" */
+    uint32_t archive_interval_ms; /* between archive passes; default 1h */
 };
 
 struct gh_config_store {

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "audit/audit.h"
+#include "audit/archiver.h"
 #include "auth/service.h"
 #include "limits/limits.h"
 #include "telemetry/tracer.h"
@@ -150,6 +151,7 @@ int gh_runtime_reload(struct gh_runtime *rt)
     apply_log_level(snap->cfg);
     gh_tracer_configure(rt->tracer, snap->cfg);
     gh_audit_service_configure(rt->audit, snap->cfg);
+    gh_audit_archiver_configure(rt->archiver, snap);
     publish(rt, snap);
     gh_snapshot_unref(rt->snap);
     rt->snap = snap;
@@ -235,6 +237,10 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (rt->snap->cfg->audit.enabled) {
         rt->audit = gh_audit_service_new(rt->snap->cfg, rt->store, rt->snap->cfg->workers, err);
         if (rt->audit == NULL || gh_audit_service_start(rt->audit, err) != GH_OK) return GH_ERROR;
+        /* Retention runs on its own thread (archiver.h), after the writer
+         * loaded its heads. */
+        rt->archiver = gh_audit_archiver_start(rt->store, rt->snap, err);
+        if (rt->archiver == NULL) return GH_ERROR;
     }
     struct gh_auth_token_params tp = {
         .algorithm = rt->snap->cfg->auth.tokens.algorithm,
@@ -328,6 +334,8 @@ void gh_runtime_release(struct gh_runtime *rt)
     /* After the workers (they unbound) and the limits flusher (its last
      * flush may submit quota events), before the store: the writer
      * commits what is queued. */
+    gh_audit_archiver_free(rt->archiver); /* before the store: a pass may be running */
+    rt->archiver = NULL;
     gh_audit_service_free(rt->audit);
     rt->audit = NULL;
     if (rt->store) gh_store_close(rt->store);

@@ -459,3 +459,149 @@ out:
     gh_sqlite__read_release(c);
     return rc;
 }
+
+/* ---- Archives ----------------------------------------------------------------- */
+
+/* The int64 of statement <id> bound to <chain> (NULL reads as 0). */
+static int chain_int(struct gh_sqlite_conn *c, enum gh_sqlite_stmt id, const char *chain,
+                     int64_t *out, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, id, err);
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, chain);
+    rc = gh_sqlite__row(c, s, "audit archive", err);
+    if (rc != GH_OK) return rc;
+    *out = sqlite3_column_int64(s, 0);
+    gh_sqlite__done(s);
+    return GH_OK;
+}
+
+static int archive_check(struct gh_sqlite_conn *c, const struct gh_store_audit_archive *a,
+                         struct gh_err *err)
+{
+    int64_t hot_first = 0, archived = 0;
+    sqlite3_stmt *s;
+    bool same;
+    int rc;
+
+    if (chain_int(c, GH_SQ_AUDIT_HOT_FIRST, a->chain, &hot_first, err) != GH_OK ||
+        chain_int(c, GH_SQ_AUDIT_ARCHIVE_LAST, a->chain, &archived, err) != GH_OK)
+        return GH_ERROR;
+    /* A prefix: right after what is archived, and the first event still hot. */
+    if ((uint64_t)archived + 1 != a->first_seq || (uint64_t)hot_first != a->first_seq)
+        return gh_err_set(err, NULL, 0, 0,
+                          "audit archive: seq %llu of chain %s is not the first event still "
+                          "in the store",
+                          (unsigned long long)a->first_seq, a->chain),
+               GH_STORE_CONFLICT;
+    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_HASH_AT, err);
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, a->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)a->last_seq);
+    rc = gh_sqlite__row(c, s, "audit archive", err);
+    if (rc == GH_ERROR) return rc;
+    same = rc == GH_OK && strcmp((const char *)sqlite3_column_text(s, 0), a->last_hash) == 0;
+    if (rc == GH_OK) gh_sqlite__done(s);
+    if (!same)
+        return gh_err_set(err, NULL, 0, 0,
+                          "audit archive: the stored hash of chain %s at seq %llu is not the "
+                          "segment's last hash",
+                          a->chain, (unsigned long long)a->last_seq),
+               GH_STORE_CONFLICT;
+    return GH_OK;
+}
+
+int gh_sqlite__audit_archive_commit(struct gh_store *st, const struct gh_store_audit_archive *a,
+                                    struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    sqlite3_stmt *s;
+    int rc;
+
+    rc = gh_sqlite__write_begin_durable(ss, err);
+    if (rc != GH_OK) return rc;
+    rc = archive_check(c, a, err);
+    if (rc != GH_OK) goto out;
+    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_ARCHIVE_DELETE, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    gh_sqlite__bind_text(s, 1, a->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)a->first_seq);
+    sqlite3_bind_int64(s, 3, (int64_t)a->last_seq);
+    rc = gh_sqlite__exec(c, s, "audit archive", err);
+    if (rc != GH_OK) goto out;
+    /* Every event of the range was there: with the first and last checked,
+     * a count short of the range is a hole. */
+    if ((uint64_t)sqlite3_changes64(c->db) != a->events) {
+        rc =
+            gh_err_set(err, NULL, 0, 0, "audit archive: chain %s has a gap in seq %llu..%llu",
+                       a->chain, (unsigned long long)a->first_seq, (unsigned long long)a->last_seq);
+        rc = GH_STORE_CONFLICT;
+        goto out;
+    }
+    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_ARCHIVE_INSERT, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    gh_sqlite__bind_text(s, 1, a->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)a->first_seq);
+    sqlite3_bind_int64(s, 3, (int64_t)a->last_seq);
+    gh_sqlite__bind_text(s, 4, a->prev_hash);
+    gh_sqlite__bind_text(s, 5, a->last_hash);
+    sqlite3_bind_int64(s, 6, (int64_t)a->events);
+    gh_sqlite__bind_text(s, 7, a->file);
+    gh_sqlite__bind_text(s, 8, a->file_sha256);
+    sqlite3_bind_int64(s, 9, a->created_at);
+    rc = gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit archive", err));
+out:
+    return gh_sqlite__write_end(ss, rc, err);
+}
+
+int gh_sqlite__audit_archives_walk(struct gh_store *st, const char *chain,
+                                   gh_store_audit_archive_cb cb, void *arg, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    sqlite3_stmt *s = NULL;
+    struct gh_store_audit_archive a;
+    int rc = GH_OK, step;
+
+    /* The verifier opens a store without migrating it: one older than
+     * migration 5 has no archives, which is not an error. */
+    if (sqlite3_table_column_metadata(c->db, "main", "audit_archives", NULL, NULL, NULL, NULL, NULL,
+                                      NULL) != SQLITE_OK)
+        goto out;
+    s = gh_sqlite__stmt(c, chain ? GH_SQ_AUDIT_ARCHIVES_CHAIN : GH_SQ_AUDIT_ARCHIVES, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    if (chain) gh_sqlite__bind_text(s, 1, chain);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        memset(&a, 0, sizeof(a));
+        a.first_seq = (uint64_t)sqlite3_column_int64(s, 1);
+        a.last_seq = (uint64_t)sqlite3_column_int64(s, 2);
+        a.events = (uint64_t)sqlite3_column_int64(s, 5);
+        a.created_at = sqlite3_column_int64(s, 8);
+        if (gh_sqlite__col_text(s, 0, a.chain, sizeof(a.chain), err) != GH_OK ||
+            gh_sqlite__col_text(s, 3, a.prev_hash, sizeof(a.prev_hash), err) != GH_OK ||
+            gh_sqlite__col_text(s, 4, a.last_hash, sizeof(a.last_hash), err) != GH_OK ||
+            gh_sqlite__col_text(s, 6, a.file, sizeof(a.file), err) != GH_OK ||
+            gh_sqlite__col_text(s, 7, a.file_sha256, sizeof(a.file_sha256), err) != GH_OK) {
+            rc = GH_ERROR;
+            break;
+        }
+        rc = cb(&a, arg);
+        if (rc != GH_OK) break;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = gh_sqlite__fail(c, "audit archives", err);
+    gh_sqlite__done(s);
+out:
+    gh_sqlite__read_release(c);
+    return rc;
+}

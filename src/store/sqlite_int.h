@@ -71,6 +71,12 @@ enum gh_sqlite_stmt {
     GH_SQ_AUDIT_CP_WALK_CHAIN,
     GH_SQ_AUDIT_KEY_INSERT,
     GH_SQ_AUDIT_KEYS_LIST,
+    GH_SQ_AUDIT_HOT_FIRST,
+    GH_SQ_AUDIT_ARCHIVE_LAST,
+    GH_SQ_AUDIT_ARCHIVE_DELETE,
+    GH_SQ_AUDIT_ARCHIVE_INSERT,
+    GH_SQ_AUDIT_ARCHIVES,
+    GH_SQ_AUDIT_ARCHIVES_CHAIN,
     GH_SQ__COUNT
 };
 
@@ -80,6 +86,8 @@ enum gh_sqlite_stmt {
     "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
     "hash, body"
 #define GH_SQ_AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
+#define GH_SQ_AUDIT_ARCHIVE_COLS                                                                   \
+    "chain, first_seq, last_seq, prev_hash, last_hash, events, file, file_sha256, created_at"
 
 /* An audit query's statement depends on which filters are set (each adds
  * its own "column = ?N" so that an index serves it, and a tenant's query
@@ -252,6 +260,10 @@ int gh_sqlite__audit_checkpoints_walk(struct gh_store *st, const char *chain, ui
                                       struct gh_err *err);
 int gh_sqlite__audit_key_insert(struct gh_store *st, const struct gh_store_audit_key *k,
                                 struct gh_err *err);
+int gh_sqlite__audit_archive_commit(struct gh_store *st, const struct gh_store_audit_archive *a,
+                                    struct gh_err *err);
+int gh_sqlite__audit_archives_walk(struct gh_store *st, const char *chain,
+                                   gh_store_audit_archive_cb cb, void *arg, struct gh_err *err);
 int gh_sqlite__audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
                                size_t *count, struct gh_err *err);
 

@@ -139,6 +139,25 @@ static const struct migration migrations[] = {
      "  private_pem TEXT NOT NULL,"
      "  created_at INTEGER NOT NULL"
      ") STRICT;"},
+    {5,
+     /* Issue 5: audit archives. One row per archive segment: a prefix of a
+      * chain moved out of audit_events (docs/audit-format.md, "Archives").
+      * The row is inserted in the same transaction that deletes the
+      * segment's events, so an event is always either here (by range) or
+      * in audit_events. prev_hash is the hash before first_seq (zeros for
+      * seq 1): a segment verifies on its own. */
+     "CREATE TABLE audit_archives ("
+     "  chain TEXT NOT NULL,"
+     "  first_seq INTEGER NOT NULL CHECK (first_seq >= 1),"
+     "  last_seq INTEGER NOT NULL CHECK (last_seq >= first_seq),"
+     "  prev_hash TEXT NOT NULL,"
+     "  last_hash TEXT NOT NULL,"
+     "  events INTEGER NOT NULL,"
+     "  file TEXT NOT NULL,"
+     "  file_sha256 TEXT NOT NULL,"
+     "  created_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (chain, first_seq)"
+     ") STRICT, WITHOUT ROWID;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -262,7 +262,21 @@ struct gh_store_audit_filter {
     bool oldest_first;      /* default newest first */
 };
 
+/* An archive segment: events <first_seq>..<last_seq> of <chain>, moved out
+ * of the hot table into <file> (docs/audit-format.md, "Archives"). */
+struct gh_store_audit_archive {
+    char chain[GH_STORE_AUDIT_CHAIN_SIZE];
+    uint64_t first_seq, last_seq;
+    char prev_hash[65]; /* the hash of first_seq - 1 (64 zeros for seq 1) */
+    char last_hash[65]; /* the hash of last_seq */
+    uint64_t events;    /* last_seq - first_seq + 1 */
+    char file[256]; /* relative to the archive directory: "<chain dir>/<first>-<last>.jsonl.zst" */
+    char file_sha256[65];
+    int64_t created_at; /* unix ms, set by the caller */
+};
+
 typedef int (*gh_store_audit_row_cb)(const struct gh_store_audit_row *row, void *arg);
+typedef int (*gh_store_audit_archive_cb)(const struct gh_store_audit_archive *a, void *arg);
 typedef int (*gh_store_audit_cp_cb)(const struct gh_store_audit_checkpoint *cp, void *arg);
 
 struct gh_store;
@@ -441,9 +455,9 @@ struct gh_store_ops {
                         struct gh_err *err);
 
     /* [operator] Calls <cb> with the last row (highest seq) of every chain,
-     * ordered by chain. NEEDSWORK: with archives (not written yet), a chain
-     * whose events were all archived must still report its head, from the
-     * archive's record. */
+     * ordered by chain. A chain whose events were all archived reports its
+     * head from its last archive row: rowid 0, chain, seq and hash set, the
+     * other strings and the body empty. */
     int (*audit_heads)(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
                        struct gh_err *err);
 
@@ -481,6 +495,18 @@ struct gh_store_ops {
                             struct gh_err *err);
     int (*audit_keys_list)(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
                            size_t *count, struct gh_err *err);
+
+    /* [operator] In ONE durable transaction: records archive <a> and deletes
+     * its events (chain, first_seq..last_seq) from the hot table. CONFLICT
+     * unless first_seq is the chain's first event not yet archived, every
+     * event of the range is stored, and the stored hash at last_seq is
+     * a->last_hash: only a whole prefix moves, never a hole. */
+    int (*audit_archive_commit)(struct gh_store *st, const struct gh_store_audit_archive *a,
+                                struct gh_err *err);
+    /* [operator] Calls <cb> for every archive row of <chain> (NULL: all), in
+     * (chain, first_seq) order. */
+    int (*audit_archives_walk)(struct gh_store *st, const char *chain, gh_store_audit_archive_cb cb,
+                               void *arg, struct gh_err *err);
 };
 
 /* The handle. Implementations embed it as their first member. */
@@ -738,6 +764,17 @@ int gh_store_audit_key_insert(struct gh_store *st, struct gh_store_audit_key *k,
 /* [operator] Up to <max> audit keys, newest first; sets *count. */
 int gh_store_audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
                              size_t *count, struct gh_err *err);
+
+/* [operator] Records archive <a> and deletes its events, in one
+ * transaction (see the op). INVALID for a bad chain, seqs (1 <= first <=
+ * last <= INT64_MAX), hashes (64 lowercase hex), events != last - first + 1,
+ * an empty or unterminated file, or created_at < 0. CONFLICT as the op. */
+int gh_store_audit_archive_commit(struct gh_store *st, const struct gh_store_audit_archive *a,
+                                  struct gh_err *err);
+
+/* [operator] Streams the archive rows of <chain> (NULL: every chain). */
+int gh_store_audit_archives_walk(struct gh_store *st, const char *chain,
+                                 gh_store_audit_archive_cb cb, void *arg, struct gh_err *err);
 
 /* A chain name (and a non-empty audit tenant id): 1-31 bytes, no control
  * characters. */

@@ -231,6 +231,31 @@ int gh_store_audit_key_insert(struct gh_store *st, struct gh_store_audit_key *k,
     return st->ops->audit_key_insert(st, k, err);
 }
 
+int gh_store_audit_archive_commit(struct gh_store *st, const struct gh_store_audit_archive *a,
+                                  struct gh_err *err)
+{
+    if (!gh_store_valid_audit_chain(a->chain))
+        return invalid(err, "chain", "must be 1-31 bytes without control characters");
+    if (a->first_seq < 1 || a->last_seq < a->first_seq || a->last_seq > INT64_MAX)
+        return invalid(err, "seq", "must be 1 <= first_seq <= last_seq <= 2^63-1");
+    if (a->events != a->last_seq - a->first_seq + 1)
+        return invalid(err, "events", "must be last_seq - first_seq + 1");
+    if (!valid_hex64(a->prev_hash) || !valid_hex64(a->last_hash) || !valid_hex64(a->file_sha256))
+        return invalid(err, "hash", "must be 64 lowercase hex");
+    if (!terminated(a->file, sizeof(a->file)) || a->file[0] == '\0')
+        return invalid(err, "file", "must be 1-255 bytes");
+    if (a->created_at < 0) return invalid(err, "created_at", "must be >= 0");
+    return st->ops->audit_archive_commit(st, a, err);
+}
+
+int gh_store_audit_archives_walk(struct gh_store *st, const char *chain,
+                                 gh_store_audit_archive_cb cb, void *arg, struct gh_err *err)
+{
+    if (chain != NULL && !gh_store_valid_audit_chain(chain))
+        return invalid(err, "chain", "must be 1-31 bytes without control characters");
+    return st->ops->audit_archives_walk(st, chain, cb, arg, err);
+}
+
 int gh_store_audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
                              size_t *count, struct gh_err *err)
 {

@@ -22,11 +22,12 @@
 #define KEY_COLS                                                                                   \
     "k.id, k.tenant_id, k.name, k.roles, k.scopes, k.secret_hash, k.status, k.expires_at, "        \
     "k.created_at, k.last_used_at, coalesce(k.rotated_from, '')"
-#define TENANT_COLS   "id, name, status, plan, created_at, updated_at"
-#define USAGE_COLS    "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
-#define EVENT_COLS    "id, tenant_id, period, metric, threshold, value, lim, created_at"
-#define AUDIT_COLS    GH_SQ_AUDIT_COLS
-#define AUDIT_CP_COLS GH_SQ_AUDIT_CP_COLS
+#define TENANT_COLS        "id, name, status, plan, created_at, updated_at"
+#define USAGE_COLS         "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
+#define EVENT_COLS         "id, tenant_id, period, metric, threshold, value, lim, created_at"
+#define AUDIT_COLS         GH_SQ_AUDIT_COLS
+#define AUDIT_CP_COLS      GH_SQ_AUDIT_CP_COLS
+#define AUDIT_ARCHIVE_COLS GH_SQ_AUDIT_ARCHIVE_COLS
 
 /* Every statement, bound with ?N parameters only: no SQL is built from
  * strings at run time. */
@@ -117,19 +118,27 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
                            "action, resource, outcome, request_id, hash, body) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    [GH_SQ_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = ?1 AND seq = ?2",
+    /* The predecessor may have been archived (the whole chain, even). */
+    [GH_SQ_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = ?1 AND seq = ?2 "
+                                "UNION ALL SELECT 1 FROM audit_archives "
+                                "WHERE chain = ?1 AND last_seq = ?2 LIMIT 1",
     [GH_SQ_AUDIT_HASH_AT] = "SELECT hash FROM audit_events WHERE chain = ?1 AND seq = ?2",
     [GH_SQ_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     /* The chains by a skip scan of the (chain, seq) index (one seek per
      * chain rather than a read of every row), then each chain's last row. */
+    /* A chain whose events were all archived has its head in its last
+     * archive row: rowid 0, the seq and hash, empty strings and body. */
     [GH_SQ_AUDIT_HEADS] =
         "WITH RECURSIVE c(chain) AS (SELECT min(chain) FROM audit_events UNION ALL "
         "SELECT (SELECT min(chain) FROM audit_events WHERE chain > c.chain) FROM c "
         "WHERE c.chain IS NOT NULL) "
         "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid IN (SELECT (SELECT rowid FROM "
         "audit_events e WHERE e.chain = c.chain ORDER BY seq DESC LIMIT 1) FROM c "
-        "WHERE c.chain IS NOT NULL) ORDER BY chain",
+        "WHERE c.chain IS NOT NULL) "
+        "UNION ALL SELECT 0, chain, max(last_seq), '', 0, '', '', '', '', 'success', '', "
+        "last_hash, '' FROM audit_archives a WHERE NOT EXISTS (SELECT 1 FROM audit_events e "
+        "WHERE e.chain = a.chain) GROUP BY chain ORDER BY 2",
     [GH_SQ_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit_events "
                          "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events "
@@ -143,6 +152,16 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                "created_at) VALUES (?1, ?2, ?3, ?4)",
     [GH_SQ_AUDIT_KEYS_LIST] = "SELECT key_id, public_pem, private_pem, created_at FROM audit_keys "
                               "ORDER BY created_at DESC, key_id DESC LIMIT ?1",
+    [GH_SQ_AUDIT_HOT_FIRST] = "SELECT min(seq) FROM audit_events WHERE chain = ?1",
+    [GH_SQ_AUDIT_ARCHIVE_LAST] = "SELECT max(last_seq) FROM audit_archives WHERE chain = ?1",
+    [GH_SQ_AUDIT_ARCHIVE_DELETE] = "DELETE FROM audit_events WHERE chain = ?1 AND seq BETWEEN ?2 "
+                                   "AND ?3",
+    [GH_SQ_AUDIT_ARCHIVE_INSERT] = "INSERT INTO audit_archives (" AUDIT_ARCHIVE_COLS ") "
+                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [GH_SQ_AUDIT_ARCHIVES] = "SELECT " AUDIT_ARCHIVE_COLS " FROM audit_archives "
+                             "ORDER BY chain, first_seq",
+    [GH_SQ_AUDIT_ARCHIVES_CHAIN] = "SELECT " AUDIT_ARCHIVE_COLS " FROM audit_archives "
+                                   "WHERE chain = ?1 ORDER BY first_seq",
 };
 
 /* ---- Statements and errors -------------------------------------------------- */
@@ -515,4 +534,6 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .audit_checkpoints_walk = gh_sqlite__audit_checkpoints_walk,
     .audit_key_insert = gh_sqlite__audit_key_insert,
     .audit_keys_list = gh_sqlite__audit_keys_list,
+    .audit_archive_commit = gh_sqlite__audit_archive_commit,
+    .audit_archives_walk = gh_sqlite__audit_archives_walk,
 };

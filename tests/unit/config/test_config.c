@@ -365,6 +365,19 @@ static void test_audit_keys(void **state)
     assert_true(cfg->audit.events.auth_failures && cfg->audit.events.admin &&
                 cfg->audit.events.limits && cfg->audit.events.reloads);
     assert_false(cfg->routes[0].audit.enabled);
+    assert_true(cfg->audit.retention_ms == 90ull * 86400000);
+    assert_int_equal(cfg->audit.archive_interval_ms, 3600000);
+    assert_non_null(strstr(cfg->audit.archive_dir, "audit-archive"));
+    gh_config_free(cfg);
+
+    cfg = load_ok(VALID_TAIL
+                  "plans: {gold: {audit_retention: 365d}, silver: {}}\n"
+                  "audit: {retention: 30d, archive_dir: /var/arc, archive_interval: 5m}\n");
+    assert_true(cfg->plans[0].audit_retention_ms == 365ull * 86400000);
+    assert_true(cfg->plans[1].audit_retention_ms == 0);
+    assert_true(cfg->audit.retention_ms == 30ull * 86400000);
+    assert_string_equal(cfg->audit.archive_dir, "/var/arc");
+    assert_int_equal(cfg->audit.archive_interval_ms, 300000);
     gh_config_free(cfg);
 
     cfg = load_ok(LISTEN_OK UPSTREAMS_OK
@@ -735,6 +748,14 @@ struct bad_case {
     X(route_audit_word,                                                                            \
       LISTEN_OK UPSTREAMS_OK "routes: [{path: /, upstream: app, audit: maybe}]\n", 3, 42,          \
       "in routes[0].audit: expected true or false, got \"maybe\"")                                 \
+    X(audit_retention_word, VALID_TAIL "audit: {retention: forever}\n", 4, 20,                     \
+      "in audit.retention: invalid duration \"forever\"")                                          \
+    X(audit_retention_short, VALID_TAIL "audit: {retention: 500ms}\n", 4, 20,                      \
+      "in audit.retention: must be at least 1000ms")                                               \
+    X(audit_archive_interval, VALID_TAIL "audit: {archive_interval: 8d}\n", 4, 27,                 \
+      "in audit.archive_interval: must be between 1000ms and 604800000ms")                         \
+    X(plan_audit_retention, VALID_TAIL "plans: {gold: {audit_retention: 1y}}\n", 4, 33,            \
+      "in plans.gold.audit_retention: invalid duration \"1y\"")                                    \
     X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")
 
 #define BAD_OBJ(id, y, l, c, m) static struct bad_case bad_##id = {y, l, c, m};
