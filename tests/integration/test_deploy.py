@@ -25,8 +25,10 @@ from conftest import ROOT, free_port, wait_for
 DEPLOY = os.path.join(ROOT, "deploy")
 RULE_FILES = sorted(glob.glob(os.path.join(DEPLOY, "prometheus", "rules", "*.yml")))
 DASHBOARDS = sorted(glob.glob(os.path.join(DEPLOY, "grafana", "dashboards", "*.json")))
+# Test vectors live in ../shared/vectors beside the project (README there).
 SCHEMA = os.environ.get("GRAFANA_DASHBOARD_SCHEMA",
-                        "/work/shared/vectors/grafana/dashboard.jsonschema.json")
+                        os.path.join(os.path.dirname(ROOT), "shared", "vectors", "grafana",
+                                     "dashboard.jsonschema.json"))
 METRICS_MD = os.path.join(ROOT, "docs", "metrics.md")
 RUNBOOKS_MD = os.path.join(ROOT, "docs", "runbooks.md")
 SEVERITIES = {"page", "ticket"}
