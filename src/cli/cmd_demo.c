@@ -77,7 +77,7 @@ int gh_cmd_demo(int argc, char **argv)
     }
     /* The demo's state lives in a fresh temporary folder: a demo tenant
      * and a key for it, printed below. */
-    char dir[] = "/tmp/gatehouse-demo-XXXXXX", dbpath[64], key[GH_APIKEY_LEN + 1];
+    char dir[] = "/tmp/gatehouse-demo-XXXXXX", dbpath[64], archpath[64], key[GH_APIKEY_LEN + 1];
     if (mkdtemp(dir) == NULL) {
         fprintf(stderr, "gatehouse demo: cannot create a temporary folder\n");
         gh_config_free(cfg);
@@ -86,6 +86,15 @@ int gh_cmd_demo(int argc, char **argv)
     snprintf(dbpath, sizeof(dbpath), "%s/gatehouse.db", dir);
     free(cfg->store.sqlite);
     cfg->store.sqlite = strdup(dbpath);
+    /* Audit archives beside the store, not in the folder the demo runs from. */
+    snprintf(archpath, sizeof(archpath), "%s/audit-archive", dir);
+    free(cfg->audit.archive_dir);
+    cfg->audit.archive_dir = strdup(archpath);
+    if (cfg->store.sqlite == NULL || cfg->audit.archive_dir == NULL) {
+        fprintf(stderr, "gatehouse demo: out of memory\n");
+        gh_config_free(cfg);
+        return 1;
+    }
     if (demo_tenant_key(cfg, key, &err) != GH_OK) {
         fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         gh_config_free(cfg);
