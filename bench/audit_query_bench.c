@@ -210,7 +210,7 @@ int main(int argc, char **argv)
             struct gh_store_audit_filter f;
             char tenant[32], actor[64], reqid[64];
             uint64_t r = next_rand();
-            int64_t after = 0;
+            struct gh_store_audit_pos after, *afterp = NULL;
             size_t count = 0;
             bool more = false;
             memset(&f, 0, sizeof(f));
@@ -253,12 +253,16 @@ int main(int argc, char **argv)
             }
             if (k == K_TENANT_PAGE2) {
                 /* The second page: after the first page's last row. */
-                if (gh_store_audit_query(st, &f, 0, PAGE, rows, &count, &more, &err) != GH_OK)
+                if (gh_store_audit_query(st, &f, NULL, PAGE, rows, &count, &more, &err) != GH_OK)
                     goto fail;
-                after = count ? rows[count - 1].rowid : 0;
+                if (count) {
+                    after.time_us = rows[count - 1].time_us;
+                    after.rowid = rows[count - 1].rowid;
+                    afterp = &after;
+                }
             }
             double t = now_ms();
-            if (gh_store_audit_query(st, &f, after, PAGE, rows, &count, &more, &err) != GH_OK)
+            if (gh_store_audit_query(st, &f, afterp, PAGE, rows, &count, &more, &err) != GH_OK)
                 goto fail;
             double d = now_ms() - t;
             lat[k][q] = d;

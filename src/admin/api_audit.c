@@ -257,7 +257,8 @@ void gh_api_audit_list(struct call *c)
     struct gh_store_audit_row *rows = NULL;
     struct gh_err err = {0};
     struct text t = {0};
-    int64_t from_us, to_us, after = 0;
+    struct gh_store_audit_pos after, *afterp = NULL;
+    int64_t from_us, to_us;
     size_t limit, count = 0;
     bool more = false;
     int rc;
@@ -317,7 +318,9 @@ void gh_api_audit_list(struct call *c)
                                "cursor was made under other filters or another order");
             return;
         }
-        after = cur.rowid;
+        after.time_us = cur.time_us;
+        after.rowid = cur.rowid;
+        afterp = &after;
     }
 
     rows = calloc(limit, sizeof(*rows));
@@ -325,7 +328,7 @@ void gh_api_audit_list(struct call *c)
         gh_api_reply_error(c, 500, "internal_error", "out of memory");
         return;
     }
-    rc = gh_store_audit_query(c->st, &f, after, limit, rows, &count, &more, &err);
+    rc = gh_store_audit_query(c->st, &f, afterp, limit, rows, &count, &more, &err);
     if (rc != GH_OK) {
         free(rows);
         gh_api_reply_store_error(c, rc, &err);
@@ -343,6 +346,7 @@ void gh_api_audit_list(struct call *c)
     if (more && count) {
         char next[GH_AUDIT_CURSOR_MAX];
         cur.rowid = rows[count - 1].rowid;
+        cur.time_us = rows[count - 1].time_us;
         cur.oldest_first = f.oldest_first;
         memcpy(cur.digest, digest, sizeof(digest));
         gh_audit_cursor_encode(&cur, next);

@@ -174,9 +174,12 @@ int gh_audit_parse_time(const char *s, int64_t *us)
 /* ---- cursors ---- */
 
 /* Layouts (then base64url): a version byte, then
- *   1: flags (bit 0: oldest first), rowid (8 bytes BE), digest (8);
- *   2: seq (8 bytes BE), digest (8), the chain's bytes (0..31). */
-#define CURSOR_V_EVENTS      1
+ *   3: flags (bit 0: oldest first), rowid (8 bytes BE), time_us (8 BE),
+ *      digest (8);
+ *   2: seq (8 bytes BE), digest (8), the chain's bytes (0..31).
+ * Layout 1 (events, without time_us) was never released: such a cursor is
+ * refused as malformed. */
+#define CURSOR_V_EVENTS      3
 #define CURSOR_V_CHECKPOINTS 2
 
 void gh_audit_filter_digest(const char *const *fields, size_t n, uint8_t out[GH_AUDIT_DIGEST_LEN])
@@ -224,11 +227,12 @@ static uint64_t get_u64(const uint8_t *p)
 
 void gh_audit_cursor_encode(const struct gh_audit_cursor *c, char *out)
 {
-    uint8_t b[18];
+    uint8_t b[26];
     b[0] = CURSOR_V_EVENTS;
     b[1] = c->oldest_first ? 1 : 0;
     put_u64(b + 2, (uint64_t)c->rowid);
-    memcpy(b + 10, c->digest, GH_AUDIT_DIGEST_LEN);
+    put_u64(b + 10, (uint64_t)c->time_us);
+    memcpy(b + 18, c->digest, GH_AUDIT_DIGEST_LEN);
     gh_b64url_encode(b, sizeof(b), out, GH_AUDIT_CURSOR_MAX);
 }
 
@@ -236,13 +240,14 @@ int gh_audit_cursor_decode(const char *text, struct gh_audit_cursor *c)
 {
     uint8_t b[32];
     size_t n;
-    if (gh_b64url_decode(text, strlen(text), b, sizeof(b), &n) != 0 || n != 18 ||
+    if (gh_b64url_decode(text, strlen(text), b, sizeof(b), &n) != 0 || n != 26 ||
         b[0] != CURSOR_V_EVENTS || b[1] > 1)
         return -1;
     c->oldest_first = b[1] == 1;
     c->rowid = (int64_t)get_u64(b + 2);
-    if (c->rowid <= 0) return -1;
-    memcpy(c->digest, b + 10, GH_AUDIT_DIGEST_LEN);
+    c->time_us = (int64_t)get_u64(b + 10);
+    if (c->rowid <= 0 || c->time_us < 0) return -1;
+    memcpy(c->digest, b + 18, GH_AUDIT_DIGEST_LEN);
     return 0;
 }
 

@@ -46,9 +46,11 @@ int gh_audit_parse_time(const char *s, int64_t *us);
 #define GH_AUDIT_CURSOR_MAX 96 /* text bytes, with the NUL */
 #define GH_AUDIT_DIGEST_LEN 8
 
-/* Keyset position of GET /v1/audit: after <rowid> in <oldest_first> order. */
+/* Keyset position of GET /v1/audit: after the row (<time_us>, <rowid>) in
+ * <oldest_first> order (the store's order: gh_store_audit_query). */
 struct gh_audit_cursor {
     int64_t rowid;
+    int64_t time_us;
     bool oldest_first;
     uint8_t digest[GH_AUDIT_DIGEST_LEN];
 };

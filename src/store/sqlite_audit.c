@@ -327,7 +327,15 @@ enum {
 
 /* The statement for the filters in <mask>, prepared on first use. Its SQL is
  * put together from constant pieces only: every value is a bound ?N (?1..?8
- * the filters, ?9 the keyset, ?10 the limit), never text in the SQL. */
+ * the filters, ?9 and ?11 the keyset, ?10 the limit), never text in the SQL.
+ *
+ * Without a time range the keyset is rowid, served by the indexes that end
+ * in rowid. With one it is (time_us, rowid), so that the range is read in
+ * index order from (time_us, rowid) or (tenant_id, time_us, rowid) and no
+ * page sorts the range or walks the table down to it. The row value
+ * (time_us, rowid) is then the only bound on the side the walk moves
+ * towards: the range's bound on that side is folded into ?11 and ?9
+ * (clamp_pos), so the planner has one bound to seek, not two to choose from. */
 static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
 {
     static const struct {
@@ -339,16 +347,25 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
         {Q_RESOURCE, " AND resource = ?5"}, {Q_REQUEST, " AND request_id = ?6"},
         {Q_FROM, " AND time_us >= ?7"},     {Q_TO, " AND time_us < ?8"},
     };
+    bool oldest = mask & Q_OLDEST, by_time = mask & (Q_FROM | Q_TO);
+    unsigned folded = !by_time ? 0 : oldest ? Q_FROM : Q_TO;
     char sql[1024];
     size_t o = 0;
 
 #define APPEND(s) (memcpy(sql + o, (s), strlen(s)), o += strlen(s))
     if (c->audit_query[mask] != NULL) return c->audit_query[mask];
     APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events WHERE ");
-    APPEND(mask & Q_OLDEST ? "rowid > ?9" : "rowid < ?9");
+    if (by_time)
+        APPEND(oldest ? "(time_us, rowid) > (?11, ?9)" : "(time_us, rowid) < (?11, ?9)");
+    else
+        APPEND(oldest ? "rowid > ?9" : "rowid < ?9");
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-        if (mask & parts[i].bit) APPEND(parts[i].sql);
-    APPEND(mask & Q_OLDEST ? " ORDER BY rowid LIMIT ?10" : " ORDER BY rowid DESC LIMIT ?10");
+        if ((mask & parts[i].bit) && parts[i].bit != folded) APPEND(parts[i].sql);
+    if (by_time)
+        APPEND(oldest ? " ORDER BY time_us, rowid LIMIT ?10"
+                      : " ORDER BY time_us DESC, rowid DESC LIMIT ?10");
+    else
+        APPEND(oldest ? " ORDER BY rowid LIMIT ?10" : " ORDER BY rowid DESC LIMIT ?10");
     sql[o] = '\0';
 #undef APPEND
     if (sqlite3_prepare_v3(c->db, sql, (int)o, SQLITE_PREPARE_PERSISTENT, &c->audit_query[mask],
@@ -359,9 +376,31 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
     return c->audit_query[mask];
 }
 
+/* The keyset position <after> of a query by time with the range's bound on
+ * the side the walk moves towards folded in: (from_us, 0) is just before
+ * every row at from_us or later, (to_us, 0) just after every row before
+ * to_us (rowids start at 1). A position outside the range (a forged cursor)
+ * thus still returns only rows inside it. */
+static struct gh_store_audit_pos clamp_pos(const struct gh_store_audit_filter *f,
+                                           const struct gh_store_audit_pos *after)
+{
+    struct gh_store_audit_pos p = *after;
+
+    if (f->oldest_first && f->from_us > 0 && p.time_us < f->from_us) {
+        p.time_us = f->from_us;
+        p.rowid = 0;
+    }
+    if (!f->oldest_first && f->to_us > 0 && p.time_us >= f->to_us) {
+        p.time_us = f->to_us;
+        p.rowid = 0;
+    }
+    return p;
+}
+
 int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
-                           int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
-                           size_t *count, bool *more, struct gh_err *err)
+                           const struct gh_store_audit_pos *after, size_t limit,
+                           struct gh_store_audit_row *out, size_t *count, bool *more,
+                           struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
     unsigned mask = (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) |
@@ -369,6 +408,7 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
                     (f->resource ? Q_RESOURCE : 0) | (f->request_id ? Q_REQUEST : 0) |
                     (f->from_us > 0 ? Q_FROM : 0) | (f->to_us > 0 ? Q_TO : 0) |
                     (f->oldest_first ? Q_OLDEST : 0);
+    struct gh_store_audit_pos pos = clamp_pos(f, after);
     sqlite3_stmt *s = query_stmt(c, mask, err);
     int rc = GH_OK, step;
 
@@ -386,9 +426,10 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
     if (f->request_id) gh_sqlite__bind_text(s, 6, f->request_id);
     if (f->from_us > 0) sqlite3_bind_int64(s, 7, f->from_us);
     if (f->to_us > 0) sqlite3_bind_int64(s, 8, f->to_us);
-    sqlite3_bind_int64(s, 9, after_rowid);
+    sqlite3_bind_int64(s, 9, pos.rowid);
     sqlite3_bind_int64(s, 10,
                        (int64_t)limit + 1); /* one more row says whether a next page exists */
+    if (mask & (Q_FROM | Q_TO)) sqlite3_bind_int64(s, 11, pos.time_us);
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         if (*count == limit) {
             *more = true;

@@ -91,7 +91,8 @@ enum gh_sqlite_stmt {
 
 /* An audit query's statement depends on which filters are set (each adds
  * its own "column = ?N" so that an index serves it, and a tenant's query
- * always names its tenant): one bit per filter and one for the order. */
+ * always names its tenant): one bit per filter and one for the order (a
+ * time range also changes the keyset: sqlite_audit.c). */
 #define GH_SQ_AUDIT_QUERY_VARIANTS 512
 
 struct gh_sqlite_conn {
@@ -249,8 +250,9 @@ int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows
 int gh_sqlite__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
                            struct gh_err *err);
 int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
-                           int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
-                           size_t *count, bool *more, struct gh_err *err);
+                           const struct gh_store_audit_pos *after, size_t limit,
+                           struct gh_store_audit_row *out, size_t *count, bool *more,
+                           struct gh_err *err);
 int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
                           uint64_t to_seq, gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 int gh_sqlite__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,

@@ -102,7 +102,9 @@ static const struct migration migrations[] = {
       * commit order and the keyset of queries; AUTOINCREMENT so that it is
       * never reused, even when the newest rows are gone. UNIQUE (chain, seq)
       * is also the index of chain walks. The other indexes serve the
-      * query filters, each ending in rowid for the keyset. */
+      * query filters, each ending in rowid for the keyset; a query with a
+      * time range pages by (time_us, rowid) instead, alone or within a
+      * tenant. */
      "CREATE TABLE audit_events ("
      "  rowid INTEGER PRIMARY KEY AUTOINCREMENT,"
      "  chain TEXT NOT NULL,"
@@ -120,7 +122,8 @@ static const struct migration migrations[] = {
      "  UNIQUE (chain, seq)"
      ") STRICT;"
      "CREATE INDEX audit_events_by_tenant ON audit_events (tenant_id, rowid);"
-     "CREATE INDEX audit_events_by_time ON audit_events (time_us);"
+     "CREATE INDEX audit_events_by_time ON audit_events (time_us, rowid);"
+     "CREATE INDEX audit_events_by_tenant_time ON audit_events (tenant_id, time_us, rowid);"
      "CREATE INDEX audit_events_by_request ON audit_events (request_id);"
      "CREATE INDEX audit_events_by_action ON audit_events (action, rowid);"
      "CREATE INDEX audit_events_by_actor ON audit_events (actor, rowid);"

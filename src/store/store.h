@@ -262,6 +262,14 @@ struct gh_store_audit_filter {
     bool oldest_first;      /* default newest first */
 };
 
+/* A place in the order of an audit query: the last row of a page, by its
+ * time_us and rowid, is where the next page starts. Without a time range
+ * the order is rowid alone and time_us is not looked at. */
+struct gh_store_audit_pos {
+    int64_t time_us;
+    int64_t rowid;
+};
+
 /* An archive segment: events <first_seq>..<last_seq> of <chain>, moved out
  * of the hot table into <file> (docs/audit-format.md, "Archives"). */
 struct gh_store_audit_archive {
@@ -462,15 +470,17 @@ struct gh_store_ops {
                        struct gh_err *err);
 
     /* [tenant when f->tenant_id is set, else operator] Up to <limit> rows
-     * matching <f>, newest first (or oldest first), strictly after the row
-     * <after_rowid> in that order (the wrapper passes INT64_MAX, or 0 oldest
-     * first, for the first page; its filter strings are NULL, never "", when
+     * matching <f>, newest first (or oldest first), strictly after <after>
+     * in that order: (time_us, rowid) when <f> has a time range, else rowid
+     * (the wrapper passes {INT64_MAX, INT64_MAX}, or {0, 0} oldest first,
+     * for the first page; its filter strings are NULL, never "", when
      * unset). When f->tenant_id is set, the query itself must restrict to it
      * (SQLite: "tenant_id = ?" in the SQL; PostgreSQL: RLS). Sets *count and
      * *more. */
     int (*audit_query)(struct gh_store *st, const struct gh_store_audit_filter *f,
-                       int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
-                       size_t *count, bool *more, struct gh_err *err);
+                       const struct gh_store_audit_pos *after, size_t limit,
+                       struct gh_store_audit_row *out, size_t *count, bool *more,
+                       struct gh_err *err);
 
     /* [operator, or tenant with a tenant chain] Calls <cb> for every row of
      * <chain> (NULL: every chain, chain by chain) with seq in [from_seq, to_seq]
@@ -728,15 +738,20 @@ int gh_store_audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *ar
 
 /* [tenant when f->tenant_id is set, else operator] Up to <limit>
  * (1..GH_STORE_LIST_MAX) rows matching <f> into <out>, newest first (or
- * oldest first), strictly after the row <after_rowid> in that order (0: from
- * the start; the last rowid of a page gives the next one). Sets *count and
- * *more. Stable under concurrent appends: rowids only grow, so a walk newest
- * first never sees a row appended after it started, and oldest first sees
- * each row once. INVALID for a bad limit, a negative after_rowid, a filter
- * string too long for its column, negative times or from_us >= to_us. */
+ * oldest first), strictly after <after> in that order (NULL: from the start;
+ * the time_us and rowid of a page's last row give the next one). The order
+ * is rowid (commit order), or (time_us, rowid) when <f> has a time range, so
+ * that a range is read from its index without a sort. Sets *count and
+ * *more. Stable under concurrent appends: rows are never changed, so a walk
+ * sees every row that existed when it started exactly once, whichever the
+ * order; by rowid, newest first never sees a row appended after it started
+ * and oldest first sees them at its end. INVALID for a bad limit, an <after>
+ * with rowid < 1 or time_us < 0, a filter string too long for its column,
+ * negative times or from_us >= to_us. */
 int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
-                         int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
-                         size_t *count, bool *more, struct gh_err *err);
+                         const struct gh_store_audit_pos *after, size_t limit,
+                         struct gh_store_audit_row *out, size_t *count, bool *more,
+                         struct gh_err *err);
 
 /* [operator, or tenant with its own chain] Streams the rows of <chain> (NULL:
  * every chain, chain by chain) with seq in [from_seq, to_seq] (to_seq 0: no

@@ -143,10 +143,12 @@ static bool filter_ok(const char *s, size_t max)
 }
 
 int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
-                         int64_t after_rowid, size_t limit, struct gh_store_audit_row *out,
-                         size_t *count, bool *more, struct gh_err *err)
+                         const struct gh_store_audit_pos *after, size_t limit,
+                         struct gh_store_audit_row *out, size_t *count, bool *more,
+                         struct gh_err *err)
 {
     struct gh_store_audit_filter g = *f;
+    struct gh_store_audit_pos start;
     size_t c = 0;
     bool m = false;
     int rc;
@@ -157,7 +159,8 @@ int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter
         gh_err_set(err, NULL, 0, 0, "limit: must be 1-%d", GH_STORE_LIST_MAX);
         return GH_STORE_INVALID;
     }
-    if (after_rowid < 0) return invalid(err, "cursor", "must be >= 0");
+    if (after != NULL && (after->rowid < 1 || after->time_us < 0))
+        return invalid(err, "cursor", "must name a row");
     if (g.tenant_id != NULL && g.tenant_id[0] != '\0' && !gh_store_valid_audit_chain(g.tenant_id))
         return invalid(err, "tenant", "must be 1-31 bytes without control characters");
     if (!filter_ok(g.actor, sizeof(out->actor) - 1)) return invalid(err, "actor", "too long");
@@ -177,8 +180,12 @@ int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter
     if (g.outcome && !g.outcome[0]) g.outcome = NULL;
     if (g.resource && !g.resource[0]) g.resource = NULL;
     if (g.request_id && !g.request_id[0]) g.request_id = NULL;
-    if (after_rowid == 0 && !g.oldest_first) after_rowid = INT64_MAX;
-    rc = st->ops->audit_query(st, &g, after_rowid, limit, out, &c, &m, err);
+    if (after == NULL) {
+        start.time_us = g.oldest_first ? 0 : INT64_MAX;
+        start.rowid = g.oldest_first ? 0 : INT64_MAX;
+        after = &start;
+    }
+    rc = st->ops->audit_query(st, &g, after, limit, out, &c, &m, err);
     if (rc != GH_OK) return rc;
     *count = c;
     *more = m;

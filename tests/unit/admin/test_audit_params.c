@@ -125,7 +125,10 @@ static void test_cursor_round_trip(void **state)
     const char *f1[] = {"tn_a", NULL, "key.revoke"};
     const char *f2[] = {"tn_a", "key.revoke", NULL};
     const char *f3[] = {"tn_", "akey.revoke", NULL};
-    struct gh_audit_cursor c = {.rowid = INT64_C(5000000123), .oldest_first = true}, d;
+    struct gh_audit_cursor c = {.rowid = INT64_C(5000000123),
+                                .time_us = INT64_C(1763782800123456),
+                                .oldest_first = true},
+                           d;
     char text[GH_AUDIT_CURSOR_MAX];
     uint8_t d2[GH_AUDIT_DIGEST_LEN], d3[GH_AUDIT_DIGEST_LEN];
 
@@ -139,6 +142,7 @@ static void test_cursor_round_trip(void **state)
         assert_true(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *p));
     assert_int_equal(gh_audit_cursor_decode(text, &d), 0);
     assert_int_equal(d.rowid, c.rowid);
+    assert_int_equal(d.time_us, c.time_us);
     assert_true(d.oldest_first);
     assert_memory_equal(d.digest, c.digest, GH_AUDIT_DIGEST_LEN);
 
@@ -162,13 +166,21 @@ static void test_cursor_refused(void **state)
         "x",
         "AAAA",
         "not a cursor",
-        "AQEAAAAAAAAAAQAAAAAAAAAA=", /* padding */
-        "AgAAAAAAAAABAAAAAAAAAAAt",  /* v2 with a '-' in the chain: not an id */
-        "AQAAAAAAAAAAAAAAAAAAAAAA",  /* rowid 0 */
+        "AQEAAAAAAAAAAQAAAAAAAAAA=",           /* padding */
+        "AgAAAAAAAAABAAAAAAAAAAAt",            /* v2 with a '-' in the chain: not an id */
+        "AQAAAAAAAAAAAAAAAAAAAAAA",            /* rowid 0 */
+        "AQAAAAAAAAAAAQAAAAAAAAAA",            /* layout 1 (no time): never released */
+        "AwAAAAAAAAAAAf__________AAAAAAAAAAA", /* time_us < 0 */
+        "AwAAAAAAAAAAAAAAAAAAAAAFAAAAAAAAAAA", /* rowid 0 */
+        "AwIAAAAAAAAAAQAAAAAAAAAFAAAAAAAAAAA", /* unknown flag */
     };
     struct gh_audit_cursor c;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (gh_audit_cursor_decode(bad[i], &c) == 0) fail_msg("accepted \"%s\"", bad[i]);
+    /* The same bytes with rowid 1 and time 5 are a cursor. */
+    assert_int_equal(gh_audit_cursor_decode("AwAAAAAAAAAAAQAAAAAAAAAFAAAAAAAAAAA", &c), 0);
+    assert_int_equal(c.rowid, 1);
+    assert_int_equal(c.time_us, 5);
 }
 
 int main(void)

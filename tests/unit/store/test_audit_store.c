@@ -66,7 +66,9 @@ static int teardown(void **state)
 }
 
 /* Fills <row> with the next event of chain <c>, fields varied by a counter
- * so that filters select different subsets. */
+ * so that filters select different subsets. Times are not in commit order
+ * and some are equal (the 256 values repeat), as when workers stamp events
+ * that one writer commits later: pages by time must not rely on either. */
 static void next_row(struct fixture *f, int c, struct gh_store_audit_row *row)
 {
     static const char *const actors[] = {"key:AAAAAAAAAAAAAAAA", "sub:alice", "system"};
@@ -78,7 +80,7 @@ static void next_row(struct fixture *f, int c, struct gh_store_audit_row *row)
     unsigned k = f->made++;
 
     memcpy(rnd, &k, sizeof(k));
-    gh_audit_event_init(&ev, 1763782800000000 + (int64_t)k * 1000, rnd);
+    gh_audit_event_init(&ev, 1763782800000000 + (int64_t)((k * 61) % 256) * 1000, rnd);
     if (strcmp(chains[c], "system") != 0) GH_AUDIT_SET(&ev, tenant, gh_str_cstr(chains[c]));
     GH_AUDIT_SET(&ev, actor, gh_str_cstr(actors[k % 3]));
     GH_AUDIT_SET(&ev, action, gh_str_cstr(actions[k % 4]));
@@ -130,6 +132,14 @@ static int by_rowid(const void *x, const void *y)
 {
     const struct gh_store_audit_row *a = x, *b = y;
     return a->rowid < b->rowid ? -1 : a->rowid > b->rowid;
+}
+
+/* The order of a query with a time range: (time_us, rowid). */
+static int by_time(const void *x, const void *y)
+{
+    const struct gh_store_audit_row *a = x, *b = y;
+    if (a->time_us != b->time_us) return a->time_us < b->time_us ? -1 : 1;
+    return by_rowid(x, y);
 }
 
 static void load_all(struct fixture *f, struct all *a)
@@ -229,25 +239,38 @@ static bool match(const struct gh_store_audit_row *r, const struct gh_store_audi
            (!q->from_us || r->time_us >= q->from_us) && (!q->to_us || r->time_us < q->to_us);
 }
 
-/* Pages through <q> with pages of <limit>; writes the rowids into <got>. */
+static bool by_time_of(const struct gh_store_audit_filter *q)
+{
+    return q->from_us > 0 || q->to_us > 0;
+}
+
+/* Pages through <q> with pages of <limit>; writes the rowids into <got>.
+ * Checks that each page continues the order of the one before. */
 static size_t page_all(struct fixture *f, const struct gh_store_audit_filter *q, size_t limit,
                        int64_t *got, size_t cap, size_t append_between)
 {
-    struct gh_store_audit_row *page = calloc(limit, sizeof(*page));
+    struct gh_store_audit_row *page = calloc(limit, sizeof(*page)), last = {0};
+    int (*cmp)(const void *, const void *) = by_time_of(q) ? by_time : by_rowid;
+    struct gh_store_audit_pos after, *afterp = NULL;
     struct gh_err err = {0};
-    int64_t after = 0;
     size_t n = 0, count;
     bool more = true;
 
     while (more) {
-        if (gh_store_audit_query(f->st, q, after, limit, page, &count, &more, &err) != GH_OK)
+        if (gh_store_audit_query(f->st, q, afterp, limit, page, &count, &more, &err) != GH_OK)
             fail_msg("query: %s", err.msg);
         for (size_t i = 0; i < count; i++) {
             assert_true(match(&page[i], q)); /* every row matches */
             assert_true(n < cap);
+            if (n > 0) assert_true(cmp(&last, &page[i]) == (q->oldest_first ? -1 : 1));
+            last = page[i];
             got[n++] = page[i].rowid;
         }
-        if (count > 0) after = page[count - 1].rowid;
+        if (count > 0) {
+            after.time_us = page[count - 1].time_us;
+            after.rowid = page[count - 1].rowid;
+            afterp = &after;
+        }
         if (more) assert_int_equal(count, limit);
         if (append_between) append_n(f, append_between);
     }
@@ -266,12 +289,17 @@ static void test_query_brute_force(void **state)
     int64_t froms[] = {0, 1763782800000000 + 50 * 1000};
     int64_t tos[] = {0, 1763782800000000 + 200 * 1000};
     struct all a;
+    struct gh_store_audit_row *timed;
     int64_t *got, *want;
     size_t cases = 0;
 
     for (int i = 0; i < 5; i++)
         append_n(f, 60);
     load_all(f, &a);
+    /* With a time range the expected order is (time_us, rowid). */
+    timed = malloc(a.n * sizeof(*timed));
+    memcpy(timed, a.rows, a.n * sizeof(*timed));
+    qsort(timed, a.n, sizeof(*timed), by_time);
     got = malloc(a.n * sizeof(*got));
     want = malloc(a.n * sizeof(*want));
     for (size_t t = 0; t < 4; t++)
@@ -291,10 +319,12 @@ static void test_query_brute_force(void **state)
                                     .to_us = tos[tm >> 1],
                                     .oldest_first = oldest,
                                 };
+                                const struct gh_store_audit_row *rows =
+                                    by_time_of(&q) ? timed : a.rows;
                                 size_t nw = 0, ng;
                                 for (size_t i = 0; i < a.n; i++) {
                                     size_t k = oldest ? i : a.n - 1 - i;
-                                    if (match(&a.rows[k], &q)) want[nw++] = a.rows[k].rowid;
+                                    if (match(&rows[k], &q)) want[nw++] = rows[k].rowid;
                                 }
                                 ng = page_all(f, &q, 1 + cases % 9, got, a.n, 0);
                                 assert_int_equal(ng, nw);
@@ -303,6 +333,7 @@ static void test_query_brute_force(void **state)
                             }
     free(got);
     free(want);
+    free(timed);
     free(a.rows);
 }
 
@@ -347,6 +378,49 @@ static void test_pagination_during_appends(void **state)
     free(a.rows);
 }
 
+/* Pages by time while appends go on (their times fall inside the range
+ * too): in both orders, the rows that existed at the start come each
+ * exactly once in (time_us, rowid) order (page_all checks the order and so
+ * that none repeats); rows appended meanwhile may come or not. */
+static void test_pagination_by_time_during_appends(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_filter q = {.tenant_id = chains[0],
+                                      .from_us = 1763782800000000 + 20 * 1000,
+                                      .to_us = 1763782800000000 + 230 * 1000};
+    struct all a;
+    int64_t *got;
+
+    append_n(f, 150);
+    got = malloc(4096 * sizeof(*got));
+    for (int oldest = 0; oldest < 2; oldest++) {
+        size_t nw = 0, ng, seen = 0;
+        int64_t last_rowid;
+
+        q.oldest_first = oldest;
+        load_all(f, &a);
+        last_rowid = a.rows[a.n - 1].rowid;
+        qsort(a.rows, a.n, sizeof(*a.rows), by_time);
+        ng = page_all(f, &q, 4, got, 4096, 5);
+        for (size_t i = 0; i < a.n; i++) {
+            size_t k = oldest ? i : a.n - 1 - i;
+            if (!match(&a.rows[k], &q)) continue;
+            /* the next row of the walk that existed at its start */
+            while (seen < ng && got[seen] > last_rowid)
+                seen++;
+            assert_true(seen < ng);
+            assert_int_equal(got[seen], a.rows[k].rowid);
+            seen++;
+            nw++;
+        }
+        while (seen < ng)
+            assert_true(got[seen++] > last_rowid);
+        assert_true(nw > 10);
+        free(a.rows);
+    }
+    free(got);
+}
+
 static void test_tenant_scoping(void **state)
 {
     struct fixture *f = *state;
@@ -359,7 +433,8 @@ static void test_tenant_scoping(void **state)
     for (int c = 0; c < 2; c++) {
         /* Whatever else it asks for, a tenant's query sees only its rows. */
         struct gh_store_audit_filter q = {.tenant_id = chains[c], .action = "key.revoke"};
-        assert_int_equal(gh_store_audit_query(f->st, &q, 0, 200, page, &count, &more, &err), GH_OK);
+        assert_int_equal(gh_store_audit_query(f->st, &q, NULL, 200, page, &count, &more, &err),
+                         GH_OK);
         assert_true(count > 0);
         for (size_t i = 0; i < count; i++) {
             assert_string_equal(page[i].tenant_id, chains[c]);
@@ -367,17 +442,19 @@ static void test_tenant_scoping(void **state)
         }
         /* A request id, a resource of another tenant's rows: nothing else. */
         struct gh_store_audit_filter r = {.tenant_id = chains[c], .request_id = "req-1"};
-        assert_int_equal(gh_store_audit_query(f->st, &r, 0, 200, page, &count, &more, &err), GH_OK);
+        assert_int_equal(gh_store_audit_query(f->st, &r, NULL, 200, page, &count, &more, &err),
+                         GH_OK);
         for (size_t i = 0; i < count; i++)
             assert_string_equal(page[i].tenant_id, chains[c]);
     }
     /* A tenant that has no rows sees none, not everyone's. */
     struct gh_store_audit_filter z = {.tenant_id = "tn_ZZZZZZZZZZZZZZZZZZZZ"};
-    assert_int_equal(gh_store_audit_query(f->st, &z, 0, 200, page, &count, &more, &err), GH_OK);
+    assert_int_equal(gh_store_audit_query(f->st, &z, NULL, 200, page, &count, &more, &err), GH_OK);
     assert_int_equal(count, 0);
     /* SQL text in a value is a value. */
     struct gh_store_audit_filter inj = {.tenant_id = "x' OR '1'='1"};
-    assert_int_equal(gh_store_audit_query(f->st, &inj, 0, 200, page, &count, &more, &err), GH_OK);
+    assert_int_equal(gh_store_audit_query(f->st, &inj, NULL, 200, page, &count, &more, &err),
+                     GH_OK);
     assert_int_equal(count, 0);
 }
 
@@ -543,13 +620,17 @@ static void test_validation(void **state)
     cp.signature[87] = 'A';
     assert_int_equal(gh_store_audit_append(f->st, &row, 1, &cp, 1, &err), GH_STORE_INVALID);
     assert_non_null(strstr(err.msg, "signature"));
-    assert_int_equal(gh_store_audit_query(f->st, &q, 0, 0, page, &count, &more, &err),
+    assert_int_equal(gh_store_audit_query(f->st, &q, NULL, 0, page, &count, &more, &err),
                      GH_STORE_INVALID);
-    assert_int_equal(gh_store_audit_query(f->st, &q, -1, 1, page, &count, &more, &err),
+    struct gh_store_audit_pos no_row = {.time_us = 5, .rowid = 0};
+    assert_int_equal(gh_store_audit_query(f->st, &q, &no_row, 1, page, &count, &more, &err),
+                     GH_STORE_INVALID);
+    struct gh_store_audit_pos no_time = {.time_us = -1, .rowid = 1};
+    assert_int_equal(gh_store_audit_query(f->st, &q, &no_time, 1, page, &count, &more, &err),
                      GH_STORE_INVALID);
     q.from_us = 10;
     q.to_us = 10;
-    assert_int_equal(gh_store_audit_query(f->st, &q, 0, 1, page, &count, &more, &err),
+    assert_int_equal(gh_store_audit_query(f->st, &q, NULL, 1, page, &count, &more, &err),
                      GH_STORE_INVALID);
     assert_int_equal(gh_store_audit_walk(f->st, "", 0, 0, collect, NULL, &err), GH_STORE_INVALID);
 }
@@ -561,6 +642,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_brute_force, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_during_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pagination_by_time_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_scoping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
