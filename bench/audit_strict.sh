@@ -60,6 +60,11 @@ done
 # The machine is shared: the load average says how much to trust the figures.
 UPTIME=$(uptime)
 log "uptime at start: $UPTIME"
+# The commit measured is the one at the start: edits made during a run do not relabel it.
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
+if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
+  COMMIT="$COMMIT, with uncommitted changes"
+fi
 
 # ------------------------------------------------------------ processes and cleanup
 TMP=""
@@ -235,8 +240,6 @@ alive "under wrk"
 log "wrk: $(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk.txt") req/s"
 
 # ------------------------------------------------------------ report
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
-[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ] && COMMIT="$COMMIT, with uncommitted changes"
 CMD="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP RATE=$RATE CONNS=$CONNS WRK_DURATION=$WRK_DURATION WRK_CONNS=$WRK_CONNS bench/audit_strict.sh"
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-audit)"
