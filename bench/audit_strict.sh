@@ -67,59 +67,8 @@ if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
 fi
 
 # ------------------------------------------------------------ processes and cleanup
-TMP=""
-PIDS=()
-
-stop_pid() {  # TERM, up to 5 s, then KILL
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || { forget_pid "$pid"; return 0; }
-  for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || true
-  forget_pid "$pid"
-}
-
-forget_pid() {
-  local keep=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM HUP
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  if [ -n "$TMP" ] && [ -d "$TMP" ]; then
-    if [ "${KEEP_TMP:-0}" = 1 ] || { [ "$rc" -ne 0 ] && [ "$rc" -lt 129 ]; }; then
-      log "logs and configs kept in $TMP"
-    else
-      rm -rf "$TMP"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench-audit.XXXXXX")
-chmod 755 "$TMP"  # nginx workers run as nobody when we are root
-
-free_ports() {  # N distinct free loopback ports, all held open while chosen
-  "$PYTHON" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
+. "$HERE/lib.sh"
+bench_tmp gatehouse-bench-audit
 
 start() {  # NAME CMD...: pinned to core 0 in the background; sets LAST_PID
   local name=$1

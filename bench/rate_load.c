@@ -34,13 +34,13 @@
 #include <unistd.h>
 
 #define MAX_CONNS 1024
-#define RBUF 8192
+#define RBUF      8192
 
 struct conn {
     int fd;
-    int busy;            /* a request is in flight */
-    uint64_t due_ns;     /* when the in-flight request was due */
-    uint64_t seq;        /* its index in the schedule */
+    int busy;        /* a request is in flight */
+    uint64_t due_ns; /* when the in-flight request was due */
+    uint64_t seq;    /* its index in the schedule */
     size_t rlen;
     char rbuf[RBUF];
 };
@@ -150,8 +150,8 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (port <= 0 || port > 65535 || rate <= 0 || dur <= 0 || warm < 0 ||
-        nconns < 1 || nconns > MAX_CONNS)
+    if (port <= 0 || port > 65535 || rate <= 0 || dur <= 0 || warm < 0 || nconns < 1 ||
+        nconns > MAX_CONNS)
         usage();
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
@@ -289,8 +289,10 @@ int main(int argc, char **argv)
             }
             uint64_t done = now_ns();
             if (c->seq >= first_measured) {
-                if (status != 200) non200++;
-                else lat[nlat++] = done - c->due_ns;
+                if (status != 200)
+                    non200++;
+                else
+                    lat[nlat++] = done - c->due_ns;
                 last_done_ns = done;
             }
             memmove(c->rbuf, c->rbuf + total, c->rlen - total);
@@ -301,7 +303,8 @@ int main(int argc, char **argv)
 
     uint64_t window_start = t0 + first_measured * interval;
     double window_s = (double)(t_end_sched - window_start) / 1e9;
-    double span_s = last_done_ns > window_start ? (double)(last_done_ns - window_start) / 1e9 : window_s;
+    double span_s =
+        last_done_ns > window_start ? (double)(last_done_ns - window_start) / 1e9 : window_s;
     qsort(lat, nlat, sizeof(*lat), cmp_u64);
 #define PCT(q) (nlat ? (double)lat[(size_t)((double)(nlat - 1) * (q))] / 1e6 : -1.0)
     printf("rate_load path=%s rate=%.0f seconds=%.1f conns=%d due=%llu sent=%llu ok=%llu "
@@ -309,12 +312,11 @@ int main(int argc, char **argv)
            "errors=%llu non200=%llu reconnects=%llu unanswered=%d "
            "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f\n",
            path, rate, window_s, nconns, (unsigned long long)measured,
-           (unsigned long long)sent_measured, (unsigned long long)nlat,
-           (double)nlat / span_s, (double)sent_measured / window_s,
-           (unsigned long long)late_1ms, (double)max_late / 1e6,
-           (unsigned long long)max_backlog, (unsigned long long)errors,
-           (unsigned long long)non200, (unsigned long long)reconnects, inflight,
-           PCT(0.50), PCT(0.90), PCT(0.99), PCT(0.999), nlat ? (double)lat[nlat - 1] / 1e6 : -1.0);
+           (unsigned long long)sent_measured, (unsigned long long)nlat, (double)nlat / span_s,
+           (double)sent_measured / window_s, (unsigned long long)late_1ms, (double)max_late / 1e6,
+           (unsigned long long)max_backlog, (unsigned long long)errors, (unsigned long long)non200,
+           (unsigned long long)reconnects, inflight, PCT(0.50), PCT(0.90), PCT(0.99), PCT(0.999),
+           nlat ? (double)lat[nlat - 1] / 1e6 : -1.0);
     free(lat);
     return 0;
 }

@@ -59,65 +59,8 @@ for c in $CONCS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "CONCS: bad concurrency '$c
 for p in $PROFILES; do [[ $p == off || $p == on ]] || die "PROFILES: 'off' and/or 'on', not '$p'"; done
 
 # ------------------------------------------------------------ processes and cleanup
-TMP=""
-PIDS=()
-
-stop_pid() {  # stop one process we started: TERM, up to 5 s, then KILL (and its children)
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    local kids
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-    kill -KILL "$pid" $kids 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-  forget_pid "$pid"
-}
-
-forget_pid() {
-  local keep=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM HUP
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  if [ -n "$TMP" ] && [ -d "$TMP" ]; then
-    # Kept when asked for, and after a failure (not after Ctrl-C or TERM).
-    if [ "${KEEP_TMP:-0}" = 1 ] || { [ "$rc" -ne 0 ] && [ "$rc" -lt 129 ]; }; then
-      log "logs and configs kept in $TMP"
-    else
-      rm -rf "$TMP"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
-chmod 755 "$TMP"  # nginx workers run as nobody when we are root
-
-free_ports() {  # N distinct free loopback ports, all held open while chosen
-  "$PYTHON" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
+. "$HERE/lib.sh"
+bench_tmp gatehouse-bench
 
 # start NAME STDOUT CMD...: runs CMD pinned to core 0 in the background; sets LAST_PID
 start() {

@@ -1,0 +1,68 @@
+# Process handling shared by the benchmark scripts (bench/run.sh,
+# bench/audit_strict.sh). Source it after defining log() and PYTHON; then call
+# bench_tmp PREFIX once. Every process started and recorded in PIDS is stopped
+# by PID on exit, Ctrl-C included; the temp dir is removed unless KEEP_TMP=1
+# or the script failed.
+
+TMP=""
+PIDS=()
+
+stop_pid() {  # stop one process we started: TERM, up to 5 s, then KILL (and its children)
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || { forget_pid "$pid"; return 0; }
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    local kids
+    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+    kill -KILL "$pid" $kids 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+forget_pid() {
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+bench_cleanup() {
+  local rc=$? p
+  trap - EXIT INT TERM HUP
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  if [ -n "$TMP" ] && [ -d "$TMP" ]; then
+    # Kept when asked for, and after a failure (not after Ctrl-C or TERM).
+    if [ "${KEEP_TMP:-0}" = 1 ] || { [ "$rc" -ne 0 ] && [ "$rc" -lt 129 ]; }; then
+      log "logs and configs kept in $TMP"
+    else
+      rm -rf "$TMP"
+    fi
+  fi
+  exit "$rc"
+}
+
+# bench_tmp PREFIX: the run's temp dir in TMP, and the traps that clean up.
+bench_tmp() {
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  chmod 755 "$TMP"  # nginx workers run as nobody when we are root
+}
+
+free_ports() {  # N distinct free loopback ports, all held open while chosen
+  "$PYTHON" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
