@@ -5,6 +5,7 @@
 
 #include "admin/admin.h"
 #include "auth/authn.h"
+#include "audit/request.h"
 #include "auth/tokens.h"
 #include "core/clock.h"
 #include "core/worker.h"
@@ -12,6 +13,8 @@
 #include "limits/limits.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
+#include "telemetry/accesslog.h"
+#include "telemetry/metrics.h"
 #include "telemetry/trace.h"
 
 /* trace: the caller's W3C trace context, or a new trace; never answers. */
@@ -22,9 +25,10 @@ static enum gh_stage_result stage_trace(struct gh_req *r)
 }
 
 /* A stage's time span for its trace span: from its first call to the call
- * that did not suspend. <result> becomes 1 (passed) or 2 (answered). */
-static enum gh_stage_result timed(struct gh_req *r, enum gh_stage_result res, uint64_t t0,
-                                  uint64_t *start, uint64_t *end, uint8_t *result)
+ * that did not suspend. <result> becomes 1 (passed) or 2 (answered). The
+ * clock is read only while tracing, and once per end of the span. */
+static enum gh_stage_result timed_end(struct gh_req *r, enum gh_stage_result res, uint64_t t0,
+                                      uint64_t *start, uint64_t *end, uint8_t *result)
 {
     if (!r->tr_on) return res;
     if (*start == 0) *start = t0;
@@ -33,6 +37,12 @@ static enum gh_stage_result timed(struct gh_req *r, enum gh_stage_result res, ui
         *result = res == GH_STAGE_NEXT ? 1 : 2;
     }
     return res;
+}
+
+/* The start time for a stage's span: only on its first call, only when tracing. */
+static uint64_t timed_start(const struct gh_req *r, uint64_t start)
+{
+    return r->tr_on && start == 0 ? gh_now_ns() : 0;
 }
 
 /* guard: size limits and target checks that need no route. */
@@ -83,22 +93,23 @@ static enum gh_stage_result stage_route(struct gh_req *r)
 /* authn + authz: the route's `auth`, `scopes` and `roles`. */
 static enum gh_stage_result stage_auth(struct gh_req *r)
 {
-    uint64_t t0 = r->tr_on ? gh_now_ns() : 0;
     enum gh_stage_result res;
+    uint64_t t0;
 
     if (r->route->cfg->auth_mode == GH_ROUTE_AUTH_NONE) return GH_STAGE_NEXT;
+    t0 = timed_start(r, r->tr_auth0);
     switch (gh_authn_stage(r)) {
     case 1: res = GH_STAGE_NEXT; break;
     case 2: res = GH_STAGE_SUSPEND; break;
     default: res = GH_STAGE_DONE; break;
     }
-    return timed(r, res, t0, &r->tr_auth0, &r->tr_auth1, &r->tr_auth_result);
+    return timed_end(r, res, t0, &r->tr_auth0, &r->tr_auth1, &r->tr_auth_result);
 }
 
 /* limits: quotas, rate limits, bulkheads (per tenant / key / route). */
 static enum gh_stage_result stage_limits(struct gh_req *r)
 {
-    uint64_t t0 = r->tr_on ? gh_now_ns() : 0;
+    uint64_t t0 = timed_start(r, r->tr_lim0);
     enum gh_stage_result res;
 
     switch (gh_limits_stage(r)) {
@@ -111,7 +122,7 @@ static enum gh_stage_result stage_limits(struct gh_req *r)
     case 2: res = GH_STAGE_SUSPEND; break;
     default: res = GH_STAGE_DONE; break;
     }
-    return timed(r, res, t0, &r->tr_lim0, &r->tr_lim1, &r->tr_lim_result);
+    return timed_end(r, res, t0, &r->tr_lim0, &r->tr_lim1, &r->tr_lim_result);
 }
 
 /* proxy: the terminal handler for the data plane. */
@@ -164,4 +175,12 @@ void gh_stages_run(struct gh_req *r)
 void gh_stages_resume(struct gh_req *r)
 {
     run_from(r, r->stage_index);
+}
+
+void gh_stages_end(struct gh_worker *w, struct gh_req *r, bool answered)
+{
+    if (answered) gh_accesslog_request(w, r);
+    gh_audit_request_end(w, r);
+    gh_trace_request_end(w, r);
+    gh_metrics_request_end(w, r);
 }

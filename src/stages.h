@@ -3,6 +3,8 @@
 #ifndef GH_STAGES_H
 #define GH_STAGES_H
 
+#include <stdbool.h>
+
 struct gh_req;
 
 /* What a stage's request hook returns. */
@@ -25,5 +27,10 @@ struct gh_stage {
 void gh_stages_run(struct gh_req *req);
 /* Runs the stages again from the one that suspended. */
 void gh_stages_resume(struct gh_req *req);
+/* The log stages, once per request whichever way it ends: the access log
+ * (when <answered>: a status was sent), the audit event, the span end and
+ * the metrics. */
+struct gh_worker;
+void gh_stages_end(struct gh_worker *w, struct gh_req *req, bool answered);
 
 #endif

@@ -41,6 +41,7 @@ void gh_audit_set_actor(struct gh_audit_event *ev, const struct gh_principal *p,
 void gh_audit_fill_request(struct gh_audit_event *ev, const struct gh_req *r)
 {
     const struct gh_conn *c = r->conn;
+    const struct gh_http_header *ua;
 
     gh_audit_set_actor(ev, &r->principal, true);
     GH_AUDIT_SET(ev, method, r->head.method);
@@ -52,13 +53,8 @@ void gh_audit_fill_request(struct gh_audit_event *ev, const struct gh_req *r)
         GH_AUDIT_SET(ev, trace_id, gh_str_make(hex, 32));
     }
     GH_AUDIT_SET(ev, client_ip, gh_str_make(c->peer_ip, c->peer_ip_len));
-    for (uint32_t i = 0; i < r->head.nheaders; i++) {
-        const struct gh_http_header *h = &r->head.headers[i];
-        if (h->name.len == 10 && gh_str_caseeq_lit(h->name, "user-agent")) {
-            GH_AUDIT_SET(ev, user_agent, h->value);
-            break;
-        }
-    }
+    ua = gh_http_find_header(r->head.headers, r->head.nheaders, "user-agent");
+    if (ua != NULL) GH_AUDIT_SET(ev, user_agent, ua->value);
 }
 
 static struct gh_audit_worker *audit_of(const struct gh_req *r)

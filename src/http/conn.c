@@ -24,8 +24,6 @@
 #include "http/tls.h"
 #include "proxy/proxy.h"
 #include "stages.h"
-#include "telemetry/accesslog.h"
-#include "telemetry/trace.h"
 #include "telemetry/metrics.h"
 
 #define LINGER_NS (2000ull * 1000000ull)
@@ -281,10 +279,7 @@ static void conn_close(struct gh_conn *c)
 
     if (c->req) {
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
-        if (c->state == GH_CONN_ACTIVE && c->req->status) gh_accesslog_request(w, c->req);
-        gh_audit_request_end(w, c->req);
-        gh_trace_request_end(w, c->req);
-        gh_metrics_request_end(w, c->req);
+        gh_stages_end(w, c->req, c->state == GH_CONN_ACTIVE && c->req->status);
         if (c->req->wsnap) gh_worker_snap_leave(w, c->req->wsnap);
         gh_worker_req_put(w, c->req);
         c->req = NULL;
@@ -315,10 +310,7 @@ void gh_conn_abort(struct gh_conn *c)
 static void conn_linger(struct gh_conn *c)
 {
     if (c->req) {
-        gh_accesslog_request(c->worker, c->req);
-        gh_audit_request_end(c->worker, c->req);
-        gh_trace_request_end(c->worker, c->req);
-        gh_metrics_request_end(c->worker, c->req);
+        gh_stages_end(c->worker, c->req, true);
         if (c->req->up || c->req->pool) gh_proxy_abort(c->req);
         if (c->req->wsnap) gh_worker_snap_leave(c->worker, c->req->wsnap);
         gh_worker_req_put(c->worker, c->req);
@@ -685,10 +677,7 @@ static void conn_finish_request(struct gh_conn *c)
         conn_linger(c);
         return;
     }
-    gh_accesslog_request(w, r);
-    gh_audit_request_end(w, r);
-    gh_trace_request_end(w, r);
-    gh_metrics_request_end(w, r);
+    gh_stages_end(w, r, true);
     if (r->up || r->pool) gh_proxy_abort(r);
     gh_worker_snap_leave(w, r->wsnap);
     c->in.start = r->body_pos;

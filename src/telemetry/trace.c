@@ -235,6 +235,7 @@ static void fill(struct gh_trace_worker *tw, struct gh_trace_rec *rec, const str
 {
     const struct gh_conn *c = r->conn;
     const struct gh_http_request *h = &r->head;
+    const struct gh_http_header *ua;
     uint64_t now = gh_now_ns();
     gh_str host;
     uint16_t port;
@@ -293,11 +294,8 @@ static void fill(struct gh_trace_worker *tw, struct gh_trace_rec *rec, const str
     CLIP(rec, peer, c->peer_ip, c->peer_ip_len);
     rec->peer_port = c->peer_port;
     rec->ua_len = 0;
-    for (uint32_t i = 0; i < h->nheaders; i++)
-        if (h->headers[i].name.len == 10 && gh_str_caseeq_lit(h->headers[i].name, "user-agent")) {
-            CLIP(rec, ua, h->headers[i].value.ptr, h->headers[i].value.len);
-            break;
-        }
+    if ((ua = gh_http_find_header(h->headers, h->nheaders, "user-agent")) != NULL)
+        CLIP(rec, ua, ua->value.ptr, ua->value.len);
     rec->tenant_len = 0;
     if (r->principal.kind != GH_PRINCIPAL_NONE)
         CLIP(rec, tenant, r->principal.tenant, strlen(r->principal.tenant));
