@@ -18,6 +18,7 @@
 
 #include "audit/segment.h"
 #include "core/clock.h"
+#include "core/file.h"
 #include "core/log.h"
 
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
@@ -115,53 +116,6 @@ uint64_t gh_audit_retention_ms(const struct gh_config *cfg, const char *plan)
         p = gh_config_plan_find(cfg, cfg->limits.default_plan);
     if (p != NULL && p->audit_retention_ms > 0) return p->audit_retention_ms;
     return cfg->audit.retention_ms;
-}
-
-/* ---- Files ------------------------------------------------------------------------- */
-
-static int fsync_dir(const char *path, struct gh_err *err)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = fd >= 0 && fsync(fd) == 0 ? GH_OK : GH_ERROR;
-
-    if (fd >= 0) close(fd);
-    if (rc != GH_OK)
-        gh_err_set(err, NULL, 0, 0, "audit archive: fsync %s: %s", path, strerror(errno));
-    return rc;
-}
-
-static int make_dir(const char *path, struct gh_err *err)
-{
-    if (mkdir(path, 0700) == 0 || errno == EEXIST) return GH_OK;
-    return gh_err_set(err, NULL, 0, 0, "audit archive: mkdir %s: %s", path, strerror(errno));
-}
-
-/* Writes <text> to <path> through a temporary file, fsync'd, then renamed. */
-static int write_durable(const char *path, const char *text, struct gh_err *err)
-{
-    char tmp[4500];
-    size_t n = strlen(text);
-    int fd, rc = GH_OK;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return gh_err_set(err, NULL, 0, 0, "audit archive: %s: %s", tmp, strerror(errno));
-    for (size_t o = 0; rc == GH_OK && o < n;) {
-        ssize_t w = write(fd, text + o, n - o);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            rc = GH_ERROR;
-        else
-            o += (size_t)w;
-    }
-    if (rc == GH_OK && fsync(fd) != 0) rc = GH_ERROR;
-    if (close(fd) != 0) rc = GH_ERROR;
-    if (rc == GH_OK && rename(tmp, path) != 0) rc = GH_ERROR;
-    if (rc != GH_OK) {
-        gh_err_set(err, NULL, 0, 0, "audit archive: %s: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    return rc;
 }
 
 /* ---- The archive rows -------------------------------------------------------------- */
@@ -325,7 +279,7 @@ static int one_segment(struct gh_store *st, const struct gh_audit_archive_opts *
     s.next = a->last_seq + 1;
     s.max = o->max_events ? o->max_events : GH_AUDIT_SEGMENT_EVENTS;
     s.tmp = tmp;
-    if (make_dir(sub, err) != GH_OK) return GH_ERROR;
+    if (gh_file_make_dir("audit archive", sub, err) != GH_OK) return GH_ERROR;
     unlink(tmp); /* a leftover of a crash */
     rc = gh_store_audit_walk(st, chain, s.next, s.next + s.max - 1, on_event, &s, err);
     if (rc == GH_DECLINED) rc = GH_OK;
@@ -350,11 +304,12 @@ static int one_segment(struct gh_store *st, const struct gh_audit_archive_opts *
         rc = gh_err_set(err, NULL, 0, 0, "audit archive: %s: %s", path, strerror(errno));
     if (rc != GH_OK) goto fail;
     text = manifest_text(st, a, base, err);
-    rc = text ? write_durable(man, text, err) : GH_ERROR;
+    rc =
+        text ? gh_file_write_atomic("audit archive", man, text, strlen(text), 0600, err) : GH_ERROR;
     free(text);
     /* The names must be durable too, and the chain's folder in its parent. */
-    if (rc == GH_OK) rc = fsync_dir(sub, err);
-    if (rc == GH_OK) rc = fsync_dir(o->dir, err);
+    if (rc == GH_OK) rc = gh_file_fsync_dir("audit archive", sub, err);
+    if (rc == GH_OK) rc = gh_file_fsync_dir("audit archive", o->dir, err);
     if (rc != GH_OK) goto fail;
     if (o->crash_before_commit) return GH_DECLINED;
     rc = gh_store_audit_archive_commit(st, a, err);
@@ -424,7 +379,7 @@ int gh_audit_archive_run(struct gh_store *st, const struct gh_config *cfg,
     int rc;
 
     if (stats == NULL) stats = &none;
-    rc = make_dir(o->dir, err);
+    rc = gh_file_make_dir("audit archive", o->dir, err);
     /* One pass at a time per directory (the gateway's thread and the CLI):
      * another pass's files between their rename and their commit look like
      * orphans, and both would write the same temporary names. */

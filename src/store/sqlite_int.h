@@ -268,5 +268,9 @@ int gh_sqlite__audit_archives_walk(struct gh_store *st, const char *chain,
                                    gh_store_audit_archive_cb cb, void *arg, struct gh_err *err);
 int gh_sqlite__audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
                                size_t *count, struct gh_err *err);
+int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err);
+int gh_sqlite__table_counts(struct gh_store *st, gh_store_count_cb cb, void *arg,
+                            struct gh_err *err);
+int gh_sqlite__integrity_check(struct gh_store *st, char *problem, size_t size, struct gh_err *err);
 
 #endif

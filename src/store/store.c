@@ -867,3 +867,22 @@ int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64
     *more = m;
     return GH_OK;
 }
+
+/* ---- Backups ------------------------------------------------------------------- */
+
+int gh_store_backup(struct gh_store *st, const char *path, struct gh_err *err)
+{
+    if (path == NULL || path[0] == '\0') return invalid(err, "path", "must not be empty");
+    return st->ops->backup(st, path, err);
+}
+
+int gh_store_table_counts(struct gh_store *st, gh_store_count_cb cb, void *arg, struct gh_err *err)
+{
+    return st->ops->table_counts(st, cb, arg, err);
+}
+
+int gh_store_integrity_check(struct gh_store *st, char *problem, size_t size, struct gh_err *err)
+{
+    if (size == 0) return invalid(err, "problem", "needs room");
+    return st->ops->integrity_check(st, problem, size, err);
+}

@@ -286,6 +286,8 @@ struct gh_store_audit_archive {
 typedef int (*gh_store_audit_row_cb)(const struct gh_store_audit_row *row, void *arg);
 typedef int (*gh_store_audit_archive_cb)(const struct gh_store_audit_archive *a, void *arg);
 typedef int (*gh_store_audit_cp_cb)(const struct gh_store_audit_checkpoint *cp, void *arg);
+/* A table and its row count (backups). */
+typedef int (*gh_store_count_cb)(const char *table, uint64_t rows, void *arg);
 
 struct gh_store;
 
@@ -517,6 +519,19 @@ struct gh_store_ops {
      * (chain, first_seq) order. */
     int (*audit_archives_walk)(struct gh_store *st, const char *chain, gh_store_audit_archive_cb cb,
                                void *arg, struct gh_err *err);
+
+    /* ---- backups ---- */
+    /* [operator] Writes a copy of the whole store as of one commit into the
+     * new file <path> (created 0600; an existing file is an error), while
+     * writers go on. The copy is a database this implementation can open. */
+    int (*backup)(struct gh_store *st, const char *path, struct gh_err *err);
+    /* [operator] Calls <cb> with every table's name and row count, by name,
+     * from one snapshot; tables are listed from the engine's catalogue. */
+    int (*table_counts)(struct gh_store *st, gh_store_count_cb cb, void *arg, struct gh_err *err);
+    /* [operator] The engine's own consistency check: <problem> (of <size>
+     * bytes) is "" when the store is sound, else the first problem found.
+     * GH_ERROR when the check could not run (a damaged file may say so). */
+    int (*integrity_check)(struct gh_store *st, char *problem, size_t size, struct gh_err *err);
 };
 
 /* The handle. Implementations embed it as their first member. */
@@ -796,6 +811,13 @@ int gh_store_audit_archives_walk(struct gh_store *st, const char *chain,
 bool gh_store_valid_audit_chain(const char *s);
 
 /* ---- Validation and helpers (no store needed) ------------------------------- */
+
+/* ---- Backups (gatehouse backup / restore-drill) ------------------------------ */
+
+/* See the ops of the same names. */
+int gh_store_backup(struct gh_store *st, const char *path, struct gh_err *err);
+int gh_store_table_counts(struct gh_store *st, gh_store_count_cb cb, void *arg, struct gh_err *err);
+int gh_store_integrity_check(struct gh_store *st, char *problem, size_t size, struct gh_err *err);
 
 /* A usage period: "YYYY-MM-DD" (a UTC day) or "YYYY-MM" (a UTC month), a real
  * date of the Gregorian calendar. */

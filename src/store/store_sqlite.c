@@ -536,4 +536,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .audit_keys_list = gh_sqlite__audit_keys_list,
     .audit_archive_commit = gh_sqlite__audit_archive_commit,
     .audit_archives_walk = gh_sqlite__audit_archives_walk,
+    .backup = gh_sqlite__backup,
+    .table_counts = gh_sqlite__table_counts,
+    .integrity_check = gh_sqlite__integrity_check,
 };
