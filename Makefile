@@ -17,7 +17,7 @@ PREFIX   ?= /usr/local
 PYTHON   ?= /usr/bin/python3
 SANITIZE ?=
 
-PKGS     := libevent libevent_pthreads libevent_openssl openssl yaml-0.1 jansson sqlite3 libcurl hiredis libzstd
+PKGS     := libevent libevent_pthreads libevent_openssl openssl yaml-0.1 jansson sqlite3 libcurl hiredis libzstd libpq
 LIBS_EXTRA := -largon2
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
 

@@ -776,3 +776,16 @@ class RawUpstream:
         self.stopped.set()
         self.sock.close()
         self.thread.join(2)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the session (pg_helpers.py); tests
+    take a database of their own with pg_server.new_database()."""
+    import pg_helpers
+    s = pg_helpers.start_server()
+    yield s
+    s.cleanup()

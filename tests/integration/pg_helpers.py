@@ -1,0 +1,146 @@
+"""A real PostgreSQL server for the tests (Debian package postgresql-15):
+initdb into a temporary folder, started on a free loopback port with its
+socket in that folder, stopped by PID.
+
+initdb and postgres refuse to run as root. When the tests run as root (CI),
+the server runs as the `postgres` user that the Debian package creates, in a
+folder owned by it; otherwise it runs as the user running the tests.
+
+SQL goes through the psql CLI (postgresql-client), so the tests need no
+Python driver. One server serves a whole session (`pg_server` fixture); each
+test gets its own database (`PgServer.new_database`)."""
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from conftest import free_port
+
+PG_BIN = os.environ.get("GH_PG_BIN", "/usr/lib/postgresql/15/bin")
+PSQL = shutil.which("psql") or "/usr/bin/psql"
+SUPERUSER = "gh_super"
+# The login role the gateway's connection string names (docs/postgres.md).
+LOGIN = "gatehouse"
+
+_db_names = itertools.count(1)
+
+
+def _run_as():
+    """(uid, gid) the server runs as: `postgres` when we are root, else us."""
+    if os.geteuid() != 0:
+        return None
+    pw = pwd.getpwnam("postgres")
+    return pw.pw_uid, pw.pw_gid
+
+
+class PgServer:
+    def __init__(self, port=None):
+        self.dir = tempfile.mkdtemp(prefix="gatehouse-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = port or free_port()
+        self.proc = None
+        self.ids = _run_as()
+        if self.ids:
+            # The server's own user must own its folder (initdb checks).
+            os.chmod(self.dir, 0o755)
+            os.chown(self.dir, *self.ids)
+
+    def _as_server_user(self):
+        return {} if not self.ids else {"user": self.ids[0], "group": self.ids[1],
+                                        "extra_groups": []}
+
+    def init(self):
+        subprocess.run([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", SUPERUSER,
+                        "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       cwd=self.dir, **self._as_server_user())
+        return self
+
+    def start(self):
+        log = open(os.path.join(self.dir, "server.log"), "ab")
+        if self.ids:
+            os.fchown(log.fileno(), *self.ids)
+        # fsync stays on (the audit log's durability is part of what runs);
+        # small buffers, few connections: many tests share two cores.
+        self.proc = subprocess.Popen(
+            [os.path.join(PG_BIN, "postgres"), "-D", self.data, "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
+             "-c", "shared_buffers=16MB", "-c", "max_connections=200",
+             "-c", "log_min_messages=warning"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, **self._as_server_user())
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"postgres exited: {self.proc.returncode}: {self.log()}")
+            p = subprocess.run([PSQL, "-X", "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                                SUPERUSER, "-d", "postgres", "-Atc", "SELECT 1"],
+                               capture_output=True)
+            if p.returncode == 0:
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"postgres did not start: {self.log()}")
+
+    def stop(self, sig=signal.SIGINT):
+        """Stops the server by PID (SIGINT: PostgreSQL's fast shutdown)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self):
+        """What `pg_ctl restart -m fast` does, on the PID we started."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "server.log"), errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------ SQL
+
+    def psql(self, sql, db="postgres", user=SUPERUSER, check=True, params=()):
+        """Runs <sql> with psql; the rows as lists of strings. <params> are
+        psql variables (:'v1', :'v2', ...), quoted by psql, never spliced."""
+        args = [PSQL, "-X", "-q", "-A", "-t", "-F", "\x1f", "-v", "ON_ERROR_STOP=1",
+                "-h", "127.0.0.1", "-p", str(self.port), "-U", user, "-d", db]
+        for i, v in enumerate(params, 1):
+            args += ["-v", f"v{i}={v}"]
+        p = subprocess.run(args, input=sql, capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise AssertionError(f"psql failed: {p.stderr.strip()}\n{sql}")
+        if not check:
+            return p
+        return [line.split("\x1f") for line in p.stdout.splitlines() if line != ""]
+
+    def new_database(self):
+        """A fresh database and the URL the gateway uses for it (the login
+        role, created once per server: roles are cluster-wide)."""
+        name = f"gh_test_{os.getpid()}_{next(_db_names)}"
+        self.psql(f"CREATE DATABASE {name}")
+        return name, self.url(name)
+
+    def url(self, db, user=LOGIN):
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{db}"
+
+    def admin_url(self, db):
+        return self.url(db, SUPERUSER)
+
+
+def start_server():
+    return PgServer().init().start()
