@@ -3,31 +3,15 @@
  * module loads into memory. Roles and scopes are stored as JSON arrays of
  * strings (jansson), checked again when read back. Input arrives validated
  * by the gh_store_* wrappers (store.c). */
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/sqlite_int.h"
+#include "store/store_int.h"
 
 /* ---- Rows ------------------------------------------------------------------- */
-
-/* Encodes <n> strings as a compact JSON array; the caller frees the result.
- * NULL when out of memory. */
-static char *list_encode(const char (*items)[GH_STORE_TOKEN_SIZE], size_t n)
-{
-    json_t *a = json_array();
-    char *text = NULL;
-
-    if (a == NULL) return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (json_array_append_new(a, json_string(items[i])) != 0) goto out;
-    text = json_dumps(a, JSON_COMPACT);
-out:
-    json_decref(a);
-    return text;
-}
 
 /* Decodes the JSON array in column <col> into <items>; refuses a row that
  * the wrappers would have refused (too many, too long, not strings). */
@@ -36,33 +20,10 @@ static int list_decode(sqlite3_stmt *s, int col, char (*items)[GH_STORE_TOKEN_SI
 {
     const char *text = (const char *)sqlite3_column_text(s, col);
     size_t len = (size_t)sqlite3_column_bytes(s, col);
-    json_t *a, *v;
-    size_t i;
-    int rc = GH_OK;
 
-    *n = 0;
-    a = text ? json_loadb(text, len, 0, NULL) : NULL;
-    if (a == NULL || !json_is_array(a) || json_array_size(a) > max) {
-        rc = GH_ERROR;
-        goto out;
-    }
-    json_array_foreach(a, i, v)
-    {
-        const char *str = json_string_value(v);
-        if (str == NULL || json_string_length(v) >= GH_STORE_TOKEN_SIZE ||
-            strlen(str) != json_string_length(v)) {
-            rc = GH_ERROR;
-            goto out;
-        }
-        memcpy(items[i], str, json_string_length(v) + 1);
-    }
-    *n = json_array_size(a);
-out:
-    json_decref(a);
-    if (rc != GH_OK)
-        gh_err_set(err, NULL, 0, 0, "store: api_keys.%s: not a valid list",
-                   sqlite3_column_name(s, col));
-    return rc;
+    if (gh_store__list_decode(text, len, items, max, n) == GH_OK) return GH_OK;
+    return gh_err_set(err, NULL, 0, 0, "store: api_keys.%s: not a valid list",
+                      sqlite3_column_name(s, col));
 }
 
 /* Fills <k> from the 11 columns of KEY_COLS starting at column 0. */
@@ -140,8 +101,8 @@ int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, str
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
-    char *roles = list_encode(k->roles, k->nroles);
-    char *scopes = list_encode(k->scopes, k->nscopes);
+    char *roles = gh_store__list_encode(k->roles, k->nroles);
+    char *scopes = gh_store__list_encode(k->scopes, k->nscopes);
     sqlite3_stmt *s;
     int rc;
 
