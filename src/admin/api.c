@@ -59,6 +59,11 @@ static void reply_store_error(struct call *c, int rc, const struct gh_err *err)
     case GH_STORE_NOT_FOUND: reply_error(c, 404, "not_found", err->msg); return;
     case GH_STORE_CONFLICT: reply_error(c, 409, "conflict", err->msg); return;
     case GH_STORE_INVALID: reply_error(c, 422, "invalid_field", err->msg); return;
+    /* The store is out of reach (PostgreSQL restarting, failing over): the
+     * call changed nothing and may be retried; the next call reconnects. */
+    case GH_STORE_UNAVAILABLE:
+        reply_error(c, 503, "store_unavailable", "the store is unavailable; retry later");
+        return;
     default: reply_error(c, 500, "store_error", "the store failed; see the gateway log"); return;
     }
 }

@@ -47,6 +47,12 @@ static const struct gh_cli_command commands[] = {
      "engine's integrity check, compares row counts and audit chain heads with the\n"
      "manifest and verifies the audit chains and checkpoints. One PASS/FAIL line each.\n",
      gh_cmd_restore_drill},
+    {"postgres", "init -c FILE [--admin-url URL]",
+     "create the PostgreSQL store's roles, schema and row-level security policies, and migrate",
+     "The config's store.postgres names the gateway's login role; --admin-url (default:\n"
+     "that same URL) connects as a role that may create roles and grant BYPASSRLS, such\n"
+     "as a superuser. Running it again changes nothing. See docs/postgres.md.\n",
+     gh_cmd_postgres},
     {"version", "", "print the version", NULL, gh_cmd_version},
 };
 

@@ -149,7 +149,7 @@ int gh_cmd_migrate(int argc, char **argv)
     }
     if (open_store(o.config, &cfg, &st) != 0) return 1;
     gh_store_migrate(st, &applied, &version, &err); /* already applied: reports 0 */
-    printf("store %s: schema version %d\n", cfg->store.sqlite, version);
+    printf("store %s: schema version %d\n", gh_runtime_store_label(cfg), version);
     close_store(cfg, st);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "audit/verify.h"
 #include "cli/cli.h"
 #include "config/config.h"
+#include "core/runtime.h"
 #include "store/store.h"
 
 static void report(const struct gh_audit_chain_report *r, void *arg)
@@ -103,7 +104,7 @@ static int verify(int argc, char **argv)
         fprintf(stderr, "%s\n", gh_err_format(&err, msg, sizeof(msg)));
         return 2;
     }
-    params.sqlite_path = cfg->store.sqlite;
+    params = gh_runtime_store_params(cfg);
     if (gh_store_open(&params, &st, &err) != GH_OK) {
         fprintf(stderr, "gatehouse audit verify: %s\n", err.msg);
         gh_config_free(cfg);
@@ -218,7 +219,7 @@ static int archive_cmd(int argc, char **argv)
         fprintf(stderr, "%s\n", gh_err_format(&err, msg, sizeof(msg)));
         return 2;
     }
-    params.sqlite_path = cfg->store.sqlite;
+    params = gh_runtime_store_params(cfg);
     o.dir = cfg->audit.archive_dir;
     /* Archiving writes: the store must have audit_archives (migration 5). */
     if (gh_store_open(&params, &st, &err) != GH_OK ||

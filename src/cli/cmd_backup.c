@@ -21,6 +21,7 @@
 #include "cli/backup.h"
 #include "cli/cli.h"
 #include "config/config.h"
+#include "core/runtime.h"
 #include "core/file.h"
 #include "store/store.h"
 
@@ -108,7 +109,7 @@ int gh_cmd_backup(int argc, char **argv)
     memset(&m, 0, sizeof(m));
     snprintf(db, sizeof(db), "%s/%s", a.dir, GH_BACKUP_DB);
     snprintf(wal, sizeof(wal), "%s-wal", db);
-    params.sqlite_path = cfg->store.sqlite;
+    params = gh_runtime_store_params(cfg);
     rc = prepare_out(a.dir, &err);
     if (rc == GH_OK) rc = gh_store_open(&params, &st, &err);
     if (rc == GH_OK) rc = gh_store_backup(st, db, &err);

@@ -1610,10 +1610,33 @@ static const struct cfg_key metrics_keys[] = {
 };
 static const struct cfg_map metrics_map = {MAP_OF(metrics_keys)};
 
+/* Exactly one engine: `sqlite` (the default, "gatehouse.db") or `postgres`. */
+static int finish_store(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_store *st = obj;
+    yaml_node_t *pg = node ? map_get(ctx, node, "postgres") : NULL;
+
+    if (pg == NULL) {
+        if (node != NULL && map_get(ctx, node, "pool") != NULL)
+            return fail(ctx, map_get(ctx, node, "pool"), "`pool` is for `postgres`");
+        return GH_OK;
+    }
+    if (map_get(ctx, node, "sqlite") != NULL)
+        return fail(ctx, node, "give exactly one of sqlite and postgres");
+    /* The default file does not apply: the store is the server's. */
+    free(st->sqlite);
+    st->sqlite = NULL;
+    if (strncmp(st->postgres, "postgresql://", 13) != 0 && strncmp(st->postgres, "postgres://", 11))
+        return fail(ctx, pg, "the URL must begin with postgresql:// (docs/postgres.md)");
+    return GH_OK;
+}
+
 static const struct cfg_key store_keys[] = {
     KEY("sqlite", t_path, struct gh_config_store, sqlite, .dflt = "gatehouse.db"),
+    KEY("postgres", t_secret, struct gh_config_store, postgres),
+    KEY("pool", t_u32, struct gh_config_store, pool, .min = 1, .max = 64, .dflt = "8"),
 };
-static const struct cfg_map store_map = {MAP_OF(store_keys)};
+static const struct cfg_map store_map = {MAP_OF(store_keys), .finish = finish_store};
 
 static const struct cfg_key argon2_keys[] = {
     KEY("memory", t_size32, struct gh_config_argon2, memory_bytes, .min = 8192,

@@ -303,8 +303,12 @@ struct gh_config_audit {
     uint32_t archive_interval_ms; /* between archive passes; default 1h */
 };
 
+/* `store:` names exactly one engine. */
 struct gh_config_store {
-    char *sqlite; /* database file; default "gatehouse.db" beside the config file */
+    char *sqlite;   /* database file; default "gatehouse.db" beside the config file; NULL
+                       when postgres is set */
+    char *postgres; /* a libpq URL, postgresql://USER@HOST:PORT/DB (docs/postgres.md) */
+    uint32_t pool;  /* PostgreSQL connections; default 8 */
 };
 
 struct gh_config_argon2 {

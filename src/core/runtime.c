@@ -47,9 +47,22 @@ static void publish_keydir(void *arg, struct gh_keydir *d)
     gh_keydir_unref(d); /* the reference the service gave us */
 }
 
+struct gh_store_params gh_runtime_store_params(const struct gh_config *cfg)
+{
+    struct gh_store_params p = {.sqlite_path = cfg->store.sqlite,
+                                .postgres_url = cfg->store.postgres,
+                                .pool = cfg->store.pool};
+    return p;
+}
+
+const char *gh_runtime_store_label(const struct gh_config *cfg)
+{
+    return cfg->store.postgres ? "postgres" : cfg->store.sqlite;
+}
+
 int gh_runtime_open_store(const struct gh_config *cfg, struct gh_store **out, struct gh_err *err)
 {
-    struct gh_store_params params = {.sqlite_path = cfg->store.sqlite};
+    struct gh_store_params params = gh_runtime_store_params(cfg);
     int applied = 0, version = 0;
 
     if (gh_store_open(&params, out, err) != GH_OK) return GH_ERROR;
@@ -59,8 +72,8 @@ int gh_runtime_open_store(const struct gh_config *cfg, struct gh_store **out, st
         return GH_ERROR;
     }
     if (applied)
-        gh_log_info("store %s: applied %d migration(s), schema version %d", cfg->store.sqlite,
-                    applied, version);
+        gh_log_info("store %s: applied %d migration(s), schema version %d",
+                    gh_runtime_store_label(cfg), applied, version);
     return GH_OK;
 }
 
@@ -90,8 +103,9 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
     if (old->workers != cfg->workers)
         gh_log_warn("reload: workers changed from %d to %d; takes effect at the next restart",
                     old->workers, cfg->workers);
-    if (strcmp(old->store.sqlite, cfg->store.sqlite) != 0)
-        gh_log_warn("reload: store.sqlite changed; takes effect at the next restart");
+    if (strcmp(gh_runtime_store_label(old), gh_runtime_store_label(cfg)) != 0 ||
+        (old->store.postgres && strcmp(old->store.postgres, cfg->store.postgres) != 0))
+        gh_log_warn("reload: store changed; takes effect at the next restart");
     if (old->limits.redis_backend != cfg->limits.redis_backend ||
         old->redis.enabled != cfg->redis.enabled ||
         (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "store/store.h"
 #include "core/snapshot.h"
 #include "core/worker.h"
 
@@ -53,6 +54,14 @@ struct gh_runtime {
  * SIGHUP re-reads. Returns GH_OK or GH_ERROR with <err>. */
 int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *config_path,
                      struct gh_err *err);
+/* The gh_store_open() parameters of <cfg>'s `store:` block; the strings
+ * live as long as <cfg>. */
+struct gh_store_params gh_runtime_store_params(const struct gh_config *cfg);
+
+/* What to call the store in messages: the SQLite file, or "postgres" (the
+ * URL may hold a password). */
+const char *gh_runtime_store_label(const struct gh_config *cfg);
+
 /* Opens the store named by <cfg> and applies its migrations (also used by
  * the CLI). Returns GH_OK or GH_ERROR with <err>. */
 int gh_runtime_open_store(const struct gh_config *cfg, struct gh_store **out, struct gh_err *err);

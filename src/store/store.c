@@ -351,12 +351,19 @@ static int page_start(char kind, struct gh_store_page *page, struct gh_store_key
 
 int gh_store_open(const struct gh_store_params *params, struct gh_store **out, struct gh_err *err)
 {
+    bool sqlite, postgres;
+
     *out = NULL;
-    if (params == NULL || params->sqlite_path == NULL || params->sqlite_path[0] == '\0') {
-        gh_err_set(err, NULL, 0, 0, "store: no engine configured (store: { sqlite: PATH })");
+    sqlite = params != NULL && params->sqlite_path != NULL && params->sqlite_path[0] != '\0';
+    postgres = params != NULL && params->postgres_url != NULL && params->postgres_url[0] != '\0';
+    if (sqlite == postgres) {
+        gh_err_set(err, NULL, 0, 0,
+                   "store: name exactly one engine (store: { sqlite: PATH } or "
+                   "{ postgres: URL })");
         return GH_STORE_INVALID;
     }
-    return gh_store_sqlite_ops.open(params, out, err);
+    return postgres ? gh_store_postgres_ops.open(params, out, err)
+                    : gh_store_sqlite_ops.open(params, out, err);
 }
 
 void gh_store_close(struct gh_store *st)

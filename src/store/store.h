@@ -25,8 +25,9 @@
  *
  * Return codes: GH_OK; GH_STORE_NOT_FOUND; GH_STORE_CONFLICT (a unique name or
  * id is taken, or a change that is not allowed in the current state);
- * GH_STORE_INVALID (the input was refused by validation); GH_ERROR (the
- * engine failed). The last four fill <err>->msg. Messages never contain a
+ * GH_STORE_INVALID (the input was refused by validation);
+ * GH_STORE_UNAVAILABLE (the engine cannot be reached: PostgreSQL only);
+ * GH_ERROR (the engine failed). The last five fill <err>->msg. Messages never contain a
  * secret or a hash; those of NOT_FOUND, CONFLICT and INVALID name the field
  * and rule and may be shown to the client that sent the input.
  *
@@ -44,6 +45,11 @@ enum {
     GH_STORE_NOT_FOUND = -10,
     GH_STORE_CONFLICT = -11,
     GH_STORE_INVALID = -12,
+    /* The engine cannot be reached (PostgreSQL: the connection was lost or
+     * refused). Nothing of the call was written, or, when the commit itself
+     * was cut, all or nothing: the caller answers 503 and may retry. The
+     * next call reconnects. */
+    GH_STORE_UNAVAILABLE = -13,
 };
 
 /* Sizes, with room for the terminating NUL (_SIZE) or without it (_MAX/_LEN). */
@@ -188,6 +194,8 @@ struct gh_store_keyset {
 /* Parameters of gh_store_open(): exactly one engine is named. */
 struct gh_store_params {
     const char *sqlite_path;  /* the SQLite database file; created with mode 0600 */
+    const char *postgres_url; /* a libpq URL or conninfo (docs/postgres.md) */
+    unsigned pool;            /* PostgreSQL connections; 0 = 8; at most 64 */
     unsigned readers;         /* SQLite reader connections; 0 = 4; at most 64 */
     uint32_t busy_timeout_ms; /* wait for another process's lock; 0 = 5000 */
 };
@@ -540,10 +548,11 @@ struct gh_store {
 };
 
 extern const struct gh_store_ops gh_store_sqlite_ops;
+extern const struct gh_store_ops gh_store_postgres_ops;
 
 /* ---- Lifecycle ------------------------------------------------------------ */
 
-/* Opens the engine named in <params> (today: sqlite_path) and sets *out.
+/* Opens the engine named in <params> (sqlite_path or postgres_url) and sets *out.
  * Does not migrate: call gh_store_migrate() next. GH_STORE_INVALID when no
  * engine is named; GH_ERROR when it cannot be opened. */
 int gh_store_open(const struct gh_store_params *params, struct gh_store **out, struct gh_err *err);
@@ -551,7 +560,7 @@ int gh_store_open(const struct gh_store_params *params, struct gh_store **out, s
 /* Closes <st> (NULL is fine). No other thread may use it any more. */
 void gh_store_close(struct gh_store *st);
 
-/* The implementation's name ("sqlite"). */
+/* The implementation's name ("sqlite", "postgres"). */
 const char *gh_store_engine(const struct gh_store *st);
 
 /* Applies pending migrations (idempotent: a second run applies none). Sets

@@ -1,0 +1,284 @@
+/* Private to the PostgreSQL store (src/store/pg_*.c, store_postgres.c): the
+ * connection pool, the statement catalogue, transactions under the two roles,
+ * parameters and result helpers. Nothing outside src/store includes this.
+ *
+ * A pool of connections (params.pool, default 8), each behind its own mutex
+ * and used by one thread at a time, as the SQLite readers are. Every op is
+ * one transaction on one connection, opened by gh_pg__begin() with the role
+ * its mark in store.h asks for (docs/postgres.md):
+ *   [tenant]    SET LOCAL ROLE gatehouse_tenant + gatehouse.tenant_id = $1
+ *               (row-level security keeps every other tenant's rows out)
+ *   [operator]  SET LOCAL ROLE gatehouse_operator (BYPASSRLS)
+ * The login role of the URL has no privileges of its own, so a statement run
+ * outside such a transaction fails closed.
+ *
+ * A connection prepares a statement the first time it needs it and keeps it
+ * until the connection is reset. A connection found broken is reset at the
+ * start of the next op; an op that fails because the server went away
+ * returns GH_STORE_UNAVAILABLE, and since each op is one transaction, nothing
+ * of it was written (or, when the commit itself was cut, either all of it or
+ * none: the caller is told UNAVAILABLE and may retry). */
+#ifndef GH_STORE_PG_INT_H
+#define GH_STORE_PG_INT_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store/store.h"
+
+/* Every statement the store runs; the SQL text of each is in store_postgres.c. */
+enum gh_pg_stmt {
+    GH_PG_SET_TENANT,
+    GH_PG_VERSION_GET,
+    GH_PG_VERSION_BUMP,
+    GH_PG_MIGRATION_MAX,
+    GH_PG_TENANT_INSERT,
+    GH_PG_TENANT_GET,
+    GH_PG_TENANT_GET_BY_NAME,
+    GH_PG_TENANT_LOCK,
+    GH_PG_TENANT_LIST,
+    GH_PG_TENANT_UPDATE,
+    GH_PG_KEY_INSERT,
+    GH_PG_KEY_OWNED,
+    GH_PG_KEY_GET,
+    GH_PG_KEY_STATUS_LOCK,
+    GH_PG_KEY_LIST,
+    GH_PG_KEY_SET_STATUS,
+    GH_PG_KEY_SET_EXPIRY,
+    GH_PG_KEY_TOUCH,
+    GH_PG_KEY_DIRECTORY,
+    GH_PG_TOKEN_REVOKE,
+    GH_PG_TOKEN_LOAD,
+    GH_PG_TOKEN_PURGE,
+    GH_PG_SIGNING_INSERT,
+    GH_PG_SIGNING_LOAD,
+    GH_PG_TENANT_LIMITS_GET,
+    GH_PG_TENANT_LIMITS_LOCK,
+    GH_PG_TENANT_LIMITS_SET,
+    GH_PG_TENANT_LIMITS_LOAD,
+    GH_PG_USAGE_ADD,
+    GH_PG_USAGE_GET,
+    GH_PG_USAGE_LOAD,
+    GH_PG_EVENT_INSERT,
+    GH_PG_EVENT_LIST,
+    GH_PG_EVENT_LIST_TENANT,
+    GH_PG_AUDIT_LOCK,
+    GH_PG_AUDIT_INSERT,
+    GH_PG_AUDIT_PREV_EXISTS,
+    GH_PG_AUDIT_HASH_AT,
+    GH_PG_AUDIT_CP_INSERT,
+    GH_PG_AUDIT_HEADS,
+    GH_PG_AUDIT_WALK,
+    GH_PG_AUDIT_WALK_CHAIN,
+    GH_PG_AUDIT_SCAN,
+    GH_PG_AUDIT_CP_WALK,
+    GH_PG_AUDIT_CP_WALK_CHAIN,
+    GH_PG_AUDIT_KEY_INSERT,
+    GH_PG_AUDIT_KEYS_LIST,
+    GH_PG_AUDIT_HOT_FIRST,
+    GH_PG_AUDIT_ARCHIVE_LAST,
+    GH_PG_AUDIT_ARCHIVE_DELETE,
+    GH_PG_AUDIT_ARCHIVE_INSERT,
+    GH_PG_AUDIT_ARCHIVES,
+    GH_PG_AUDIT_ARCHIVES_CHAIN,
+    GH_PG_TABLES,
+    GH_PG_RLS_CHECK,
+    GH_PG__COUNT
+};
+
+/* The columns of an audit row, in the order pg_audit.c reads them. */
+#define GH_PG_AUDIT_COLS                                                                           \
+    "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
+    "hash, body"
+
+/* Audit queries: one statement per combination of filters (pg_audit.c). */
+#define GH_PG_AUDIT_QUERY_VARIANTS 512
+
+struct gh_pg_conn {
+    pthread_mutex_t lock;
+    PGconn *db; /* NULL until first use, and after a failed reconnect */
+    bool prepared[GH_PG__COUNT];
+    bool query_prepared[GH_PG_AUDIT_QUERY_VARIANTS];
+};
+
+struct gh_pg_store {
+    struct gh_store base; /* first: the handle callers hold */
+    char *url;            /* as configured: libpq parses it (several hosts, options) */
+    struct gh_pg_conn *conns;
+    unsigned nconns;
+    atomic_uint next_conn;
+};
+
+static inline struct gh_pg_store *gh_pg__of(struct gh_store *st)
+{
+    return (struct gh_pg_store *)st;
+}
+
+/* The parameters of one statement: text values, or NULL for SQL NULL.
+ * Numbers are formatted into <num>, so the struct owns them. */
+#define GH_PG_MAX_ARGS 16
+struct gh_pg_args {
+    int n;
+    const char *v[GH_PG_MAX_ARGS];
+    int len[GH_PG_MAX_ARGS];
+    int fmt[GH_PG_MAX_ARGS];
+    char num[GH_PG_MAX_ARGS][24];
+};
+
+void gh_pg__arg(struct gh_pg_args *a, const char *text); /* NULL: SQL NULL */
+void gh_pg__arg_i64(struct gh_pg_args *a, int64_t v);
+/* <len> bytes of text that need not be NUL-terminated (sent in the binary
+ * format, which for text is the bytes themselves). */
+void gh_pg__arg_bytes(struct gh_pg_args *a, const char *p, size_t len);
+
+/* What a transaction runs as. */
+enum gh_pg_role {
+    GH_PG_OPERATOR, /* gatehouse_operator: every tenant's rows (BYPASSRLS) */
+    GH_PG_TENANT,   /* gatehouse_tenant with gatehouse.tenant_id set: RLS */
+};
+
+/* One op's transaction on one pooled connection. */
+struct gh_pg_tx {
+    struct gh_pg_store *s;
+    struct gh_pg_conn *c;
+    bool snapshot; /* REPEATABLE READ READ ONLY: several statements, one snapshot */
+};
+
+/* Takes a connection (reconnecting it when broken) and opens a transaction
+ * as <role> (<tenant> is the tenant id for GH_PG_TENANT, else NULL);
+ * <snapshot> asks for one snapshot over a read-only transaction. On GH_OK
+ * the caller must call gh_pg__end(). GH_STORE_UNAVAILABLE when the server
+ * cannot be reached (the connection is released). */
+int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
+                 struct gh_pg_tx *tx, struct gh_err *err);
+
+/* Commits when <rc> is GH_OK, else rolls back (keeping <err>); releases the
+ * connection. Returns <rc>, or the commit's failure (UNAVAILABLE when the
+ * connection was lost during it). */
+int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err);
+
+/* Runs statement <id> with <a> (may be NULL: no parameters) in <tx>; on
+ * GH_OK sets *res (may be NULL: the result is dropped) and the caller
+ * PQclear()s it. Errors: CONFLICT (unique_violation, with a message naming
+ * the field), UNAVAILABLE (connection lost), GH_ERROR (anything else, with
+ * the server's message, which names tables and columns, never values). */
+int gh_pg__run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a, PGresult **res,
+               struct gh_err *err);
+
+/* As gh_pg__run() for SQL <sql> prepared under <name> with the <ntypes>
+ * parameter <types> (NULL: the server infers them) when <*prepared> is
+ * false (audit queries put their SQL together from constant pieces). */
+int gh_pg__run_sql(struct gh_pg_tx *tx, const char *name, const char *sql, const Oid *types,
+                   int ntypes, bool *prepared, const struct gh_pg_args *a, PGresult **res,
+                   struct gh_err *err);
+
+/* Streams the rows of statement <id> to <row_cb> one at a time (libpq's
+ * single-row mode: a walk of a million rows does not sit in memory). <row_cb>
+ * returning anything but GH_OK stops the walk (the rest is read and dropped)
+ * and is returned. */
+typedef int (*gh_pg_row_cb)(const PGresult *res, void *arg);
+int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a,
+                  gh_pg_row_cb row_cb, void *arg, struct gh_err *err);
+
+/* Copies text column <col> of row <row> into <dst> of <size> bytes;
+ * GH_ERROR when it is NULL or does not fit. */
+int gh_pg__text(const PGresult *r, int row, int col, char *dst, size_t size, struct gh_err *err);
+/* The int64 in column <col> (text format); 0 for NULL. */
+int64_t gh_pg__i64(const PGresult *r, int row, int col);
+
+/* Increments the change counter, inside <tx>. */
+int gh_pg__bump(struct gh_pg_tx *tx, struct gh_err *err);
+
+/* Fills a tenant from the 6 columns starting at <col> (id, name, status,
+ * plan, created_at, updated_at). */
+int gh_pg__tenant_row(const PGresult *r, int row, int col, struct gh_store_tenant *t,
+                      struct gh_err *err);
+
+/* Opens one connection to <url> outside the pool (gatehouse postgres init);
+ * search_path is the gatehouse schema. */
+int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err);
+
+/* The ops, one file per entity. */
+int gh_pg__migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err);
+int gh_pg__tenant_create(struct gh_store *st, const struct gh_store_tenant *t, struct gh_err *err);
+int gh_pg__tenant_get(struct gh_store *st, const char *id, struct gh_store_tenant *out,
+                      struct gh_err *err);
+int gh_pg__tenant_get_by_name(struct gh_store *st, const char *name, struct gh_store_tenant *out,
+                              struct gh_err *err);
+int gh_pg__tenant_list(struct gh_store *st, enum gh_store_tenant_status status,
+                       const struct gh_store_keyset *after, size_t limit,
+                       struct gh_store_tenant *out, size_t *count, bool *more, struct gh_err *err);
+int gh_pg__tenant_update(struct gh_store *st, const char *id,
+                         const struct gh_store_tenant_update *upd, int64_t now,
+                         struct gh_store_tenant *out, struct gh_err *err);
+int gh_pg__tenant_limits_set(struct gh_store *st, const char *id, const char *plan,
+                             const char *overrides_json, int64_t now, struct gh_err *err);
+int gh_pg__tenant_limits_get(struct gh_store *st, const char *id, char *plan, char *json,
+                             size_t cap, struct gh_err *err);
+int gh_pg__tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
+                              struct gh_err *err);
+int gh_pg__key_insert(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err);
+int gh_pg__key_get(struct gh_store *st, const char *tenant_id, const char *key_id,
+                   struct gh_store_key *out, struct gh_err *err);
+int gh_pg__key_list(struct gh_store *st, const char *tenant_id, const struct gh_store_keyset *after,
+                    size_t limit, struct gh_store_key *out, size_t *count, bool *more,
+                    struct gh_err *err);
+int gh_pg__key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
+                          enum gh_store_key_status status, struct gh_err *err);
+int gh_pg__key_set_expiry(struct gh_store *st, const char *tenant_id, const char *key_id,
+                          int64_t expires_at, struct gh_err *err);
+int gh_pg__keys_touch_batch(struct gh_store *st, const struct gh_store_key_touch *touches, size_t n,
+                            struct gh_err *err);
+int gh_pg__key_directory_load(struct gh_store *st, gh_store_key_cb cb, void *arg, uint64_t *version,
+                              struct gh_err *err);
+int gh_pg__token_revoke(struct gh_store *st, const char *jti, int64_t expires_at, int64_t now,
+                        struct gh_err *err);
+int gh_pg__revoked_tokens_load(struct gh_store *st, int64_t now, gh_store_revoked_cb cb, void *arg,
+                               uint64_t *version, struct gh_err *err);
+int gh_pg__revoked_tokens_purge(struct gh_store *st, int64_t now, size_t *purged,
+                                struct gh_err *err);
+int gh_pg__signing_key_insert(struct gh_store *st, const struct gh_store_signing_key *k,
+                              int64_t now, struct gh_err *err);
+int gh_pg__signing_keys_load(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
+                             struct gh_err *err);
+int gh_pg__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
+                     struct gh_err *err);
+int gh_pg__usage_get(struct gh_store *st, const char *tenant_id, const char *period,
+                     struct gh_store_usage *out, struct gh_err *err);
+int gh_pg__usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,
+                      struct gh_err *err);
+int gh_pg__limit_event_record(struct gh_store *st, struct gh_store_limit_event *ev, bool *inserted,
+                              struct gh_err *err);
+int gh_pg__limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,
+                             size_t limit, struct gh_store_limit_event *out, size_t *count,
+                             bool *more, struct gh_err *err);
+int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                        const struct gh_store_audit_checkpoint *cps, size_t ncp,
+                        struct gh_err *err);
+int gh_pg__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
+                       struct gh_err *err);
+int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
+                       const struct gh_store_audit_pos *after, size_t limit,
+                       struct gh_store_audit_row *out, size_t *count, bool *more,
+                       struct gh_err *err);
+int gh_pg__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
+                      gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb, void *arg,
+                      struct gh_err *err);
+int gh_pg__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
+                                  uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
+                                  struct gh_err *err);
+int gh_pg__audit_key_insert(struct gh_store *st, const struct gh_store_audit_key *k,
+                            struct gh_err *err);
+int gh_pg__audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
+                           size_t *count, struct gh_err *err);
+int gh_pg__audit_archive_commit(struct gh_store *st, const struct gh_store_audit_archive *a,
+                                struct gh_err *err);
+int gh_pg__audit_archives_walk(struct gh_store *st, const char *chain, gh_store_audit_archive_cb cb,
+                               void *arg, struct gh_err *err);
+int gh_pg__backup(struct gh_store *st, const char *path, struct gh_err *err);
+int gh_pg__table_counts(struct gh_store *st, gh_store_count_cb cb, void *arg, struct gh_err *err);
+int gh_pg__integrity_check(struct gh_store *st, char *problem, size_t size, struct gh_err *err);
+
+#endif

@@ -1,0 +1,402 @@
+/* The PostgreSQL schema as a list of numbered migrations (the same numbers
+ * and meaning as sqlite_migrations.c), with each table's grants and
+ * row-level security policies in the migration that creates it; the roles
+ * and schema they need; and the two runners: gh_store_postgres_init(), which
+ * applies them as the owner role, and gh_pg__migrate(), the gateway's, which
+ * only checks the version (its login role may create nothing).
+ * docs/postgres.md explains the roles. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "store/pg_int.h"
+#include "store/store_postgres.h"
+
+/* A tenant-owned table: only the tenant named by the transaction's setting
+ * (gh_pg__begin) sees or writes its rows; FORCE so the owner is held too
+ * (the operator role bypasses RLS by its BYPASSRLS attribute, explicitly).
+ * current_setting(..., true) is NULL when unset: no row matches. */
+#define TENANT_POLICY(table, column)                                                               \
+    "ALTER TABLE " table " ENABLE ROW LEVEL SECURITY;"                                             \
+    "ALTER TABLE " table " FORCE ROW LEVEL SECURITY;"                                              \
+    "CREATE POLICY " table "_tenant ON " table " TO gatehouse_tenant"                              \
+    "  USING (" column " = current_setting('gatehouse.tenant_id', true))"                          \
+    "  WITH CHECK (" column " = current_setting('gatehouse.tenant_id', true));"
+
+struct migration {
+    int version; /* 1, 2, 3 ... without gaps */
+    const char *sql;
+};
+
+static const struct migration migrations[] = {
+    {1,
+     /* Tenants (a tenant sees and updates its own row: the policy is on id),
+      * API keys, revoked tokens (operator-only: no tenant column), and the
+      * change counter (a tenant's key insert bumps it). Roles and scopes are
+      * JSON text, as in SQLite: the store checks them in C. Ids sort by
+      * byte (COLLATE "C") like SQLite's, for the keyset cursors. The system
+      * tenant's row goes in before RLS is forced on the owner. */
+     "CREATE TABLE tenants ("
+     "  id text COLLATE \"C\" PRIMARY KEY,"
+     "  name text COLLATE \"C\" NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),"
+     "  status text NOT NULL CHECK (status IN ('active', 'suspended')),"
+     "  plan text NOT NULL DEFAULT 'default',"
+     "  created_at bigint NOT NULL,"
+     "  updated_at bigint NOT NULL);"
+     "CREATE INDEX tenants_by_created ON tenants (created_at, id);"
+     "INSERT INTO tenants (id, name, status, plan, created_at, updated_at) VALUES"
+     "  ('system', 'system', 'active', 'default',"
+     "   (extract(epoch FROM now()) * 1000)::bigint, (extract(epoch FROM now()) * 1000)::bigint);"
+     "CREATE TABLE api_keys ("
+     "  id text COLLATE \"C\" PRIMARY KEY CHECK (length(id) = 16),"
+     "  tenant_id text COLLATE \"C\" NOT NULL REFERENCES tenants (id),"
+     "  name text NOT NULL DEFAULT '',"
+     "  roles text NOT NULL DEFAULT '[]',"
+     "  scopes text NOT NULL DEFAULT '[]',"
+     "  secret_hash text NOT NULL,"
+     "  status text NOT NULL CHECK (status IN ('active', 'revoked')),"
+     "  expires_at bigint NOT NULL DEFAULT 0,"
+     "  created_at bigint NOT NULL,"
+     "  last_used_at bigint NOT NULL DEFAULT 0,"
+     "  rotated_from text COLLATE \"C\" REFERENCES api_keys (id));"
+     "CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id, created_at, id);"
+     "CREATE TABLE revoked_tokens ("
+     "  jti text COLLATE \"C\" PRIMARY KEY,"
+     "  expires_at bigint NOT NULL,"
+     "  revoked_at bigint NOT NULL);"
+     "CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);"
+     "CREATE TABLE change_counter ("
+     "  id integer PRIMARY KEY CHECK (id = 1),"
+     "  version bigint NOT NULL);"
+     "INSERT INTO change_counter (id, version) VALUES (1, 0);"
+     "GRANT SELECT, INSERT, UPDATE ON tenants, api_keys TO gatehouse_operator;"
+     "GRANT SELECT, UPDATE ON tenants TO gatehouse_tenant;"
+     "GRANT SELECT, INSERT, UPDATE ON api_keys TO gatehouse_tenant;"
+     "GRANT SELECT, INSERT, UPDATE, DELETE ON revoked_tokens TO gatehouse_operator;"
+     "GRANT SELECT, UPDATE ON change_counter TO gatehouse_operator, "
+     "gatehouse_tenant;" TENANT_POLICY("tenants", "id") TENANT_POLICY("api_keys", "tenant_id")},
+    {2,
+     /* Keys for gateway-issued tokens, shared by every node. */
+     "CREATE TABLE signing_keys ("
+     "  kid text COLLATE \"C\" PRIMARY KEY CHECK (length(kid) BETWEEN 1 AND 32),"
+     "  alg text NOT NULL CHECK (alg IN ('ES256', 'EdDSA')),"
+     "  private_pem text NOT NULL,"
+     "  created_at bigint NOT NULL,"
+     "  publish_until bigint NOT NULL);"
+     "GRANT SELECT, INSERT ON signing_keys TO gatehouse_operator;"},
+    {3,
+     /* Issue 4: limit overrides (text as given, '' = none), usage counters
+      * and limit events. No foreign key to tenants: a JWT's tenant need not
+      * be a stored one. Both are tenant-owned. */
+     "ALTER TABLE tenants ADD COLUMN limits text NOT NULL DEFAULT '';"
+     "CREATE TABLE usage ("
+     "  tenant_id text COLLATE \"C\" NOT NULL,"
+     "  period text COLLATE \"C\" NOT NULL,"
+     "  requests bigint NOT NULL DEFAULT 0,"
+     "  request_bytes bigint NOT NULL DEFAULT 0,"
+     "  response_bytes bigint NOT NULL DEFAULT 0,"
+     "  updated_at bigint NOT NULL,"
+     "  PRIMARY KEY (tenant_id, period));"
+     "CREATE INDEX usage_by_period ON usage (period, tenant_id);"
+     "CREATE TABLE limit_events ("
+     "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  tenant_id text COLLATE \"C\" NOT NULL,"
+     "  period text COLLATE \"C\" NOT NULL,"
+     "  metric text COLLATE \"C\" NOT NULL,"
+     "  threshold bigint NOT NULL,"
+     "  value bigint NOT NULL,"
+     "  lim bigint NOT NULL,"
+     "  created_at bigint NOT NULL,"
+     "  UNIQUE (tenant_id, period, metric, threshold));"
+     "CREATE INDEX limit_events_by_tenant ON limit_events (tenant_id, id);"
+     "GRANT SELECT, INSERT, UPDATE ON usage TO gatehouse_operator;"
+     "GRANT SELECT ON usage TO gatehouse_tenant;"
+     "GRANT SELECT, INSERT ON limit_events TO gatehouse_operator;"
+     "GRANT SELECT ON limit_events TO gatehouse_tenant;" TENANT_POLICY("usage", "tenant_id")
+         TENANT_POLICY("limit_events", "tenant_id")},
+    {4,
+     /* Issue 5: the audit log. rowid is drawn under the append lock
+      * (store_postgres.c, GH_PG_AUDIT_LOCK), so it is the commit order. A
+      * tenant reads the rows of its tenant_id; system rows have tenant_id
+      * '' and no tenant setting is ever '': operators only. Checkpoints,
+      * keys (with their private halves) are operator-only. */
+     "CREATE TABLE audit_events ("
+     "  rowid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  chain text COLLATE \"C\" NOT NULL,"
+     "  seq bigint NOT NULL CHECK (seq >= 1),"
+     "  id text NOT NULL,"
+     "  time_us bigint NOT NULL,"
+     "  tenant_id text COLLATE \"C\" NOT NULL,"
+     "  actor text COLLATE \"C\" NOT NULL,"
+     "  action text COLLATE \"C\" NOT NULL,"
+     "  resource text COLLATE \"C\" NOT NULL,"
+     "  outcome text NOT NULL,"
+     "  request_id text COLLATE \"C\" NOT NULL,"
+     "  hash text NOT NULL,"
+     "  body text NOT NULL,"
+     "  CONSTRAINT audit_events_chain_seq_key UNIQUE (chain, seq));"
+     "CREATE INDEX audit_events_by_tenant ON audit_events (tenant_id, rowid);"
+     "CREATE INDEX audit_events_by_time ON audit_events (time_us, rowid);"
+     "CREATE INDEX audit_events_by_tenant_time ON audit_events (tenant_id, time_us, rowid);"
+     "CREATE INDEX audit_events_by_request ON audit_events (request_id);"
+     "CREATE INDEX audit_events_by_action ON audit_events (action, rowid);"
+     "CREATE INDEX audit_events_by_actor ON audit_events (actor, rowid);"
+     "CREATE TABLE audit_checkpoints ("
+     "  chain text COLLATE \"C\" NOT NULL,"
+     "  seq bigint NOT NULL,"
+     "  hash text NOT NULL,"
+     "  time_ms bigint NOT NULL,"
+     "  key_id text NOT NULL,"
+     "  signature text NOT NULL,"
+     "  PRIMARY KEY (chain, seq));"
+     "CREATE TABLE audit_keys ("
+     "  key_id text COLLATE \"C\" PRIMARY KEY,"
+     "  public_pem text NOT NULL,"
+     "  private_pem text NOT NULL,"
+     "  created_at bigint NOT NULL);"
+     "GRANT SELECT, INSERT, DELETE ON audit_events TO gatehouse_operator;"
+     "GRANT SELECT ON audit_events TO gatehouse_tenant;"
+     "GRANT SELECT, INSERT ON audit_checkpoints, audit_keys TO gatehouse_operator;" TENANT_POLICY(
+         "audit_events", "tenant_id")},
+    {5,
+     /* Issue 5: audit archives, one row per segment moved out of
+      * audit_events (in the same transaction that deletes its events). */
+     "CREATE TABLE audit_archives ("
+     "  chain text COLLATE \"C\" NOT NULL,"
+     "  first_seq bigint NOT NULL CHECK (first_seq >= 1),"
+     "  last_seq bigint NOT NULL CHECK (last_seq >= first_seq),"
+     "  prev_hash text NOT NULL,"
+     "  last_hash text NOT NULL,"
+     "  events bigint NOT NULL,"
+     "  file text NOT NULL,"
+     "  file_sha256 text NOT NULL,"
+     "  created_at bigint NOT NULL,"
+     "  PRIMARY KEY (chain, first_seq));"
+     "GRANT SELECT, INSERT ON audit_archives TO gatehouse_operator;"},
+};
+
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* Runs constant SQL <sql> (several statements, nothing bound) on <db>. */
+static int exec(PGconn *db, const char *sql, const char *what, struct gh_err *err)
+{
+    PGresult *r = PQexec(db, sql);
+    int rc = GH_OK;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        rc = gh_err_set(err, NULL, 0, 0, "store: %s: %.300s", what, msg ? msg : PQerrorMessage(db));
+        if (PQstatus(db) != CONNECTION_OK) rc = GH_STORE_UNAVAILABLE;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Runs the statement that <format_sql> (a SELECT format(...) with $1)
+ * returns for <arg>: the server quotes the identifier (%I), we never do. */
+static int exec_formatted(PGconn *db, const char *format_sql, const char *arg, const char *what,
+                          struct gh_err *err)
+{
+    const char *v[1] = {arg};
+    PGresult *r = PQexecParams(db, format_sql, 1, NULL, v, NULL, NULL, 0);
+    int rc;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: %s: %.300s", what, PQerrorMessage(db));
+        PQclear(r);
+        return rc;
+    }
+    rc = exec(db, PQgetvalue(r, 0, 0), what, err);
+    PQclear(r);
+    return rc;
+}
+
+/* The version recorded in schema_migrations, in the current transaction. */
+static int read_version(PGconn *db, int *version, struct gh_err *err)
+{
+    PGresult *r = PQexec(db, "SELECT coalesce(max(version), 0) FROM gatehouse.schema_migrations");
+    int rc = GH_OK;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        rc = gh_err_set(err, NULL, 0, 0, "store: schema version: %.300s", PQerrorMessage(db));
+    else
+        *version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
+/* The roles, the login role's memberships and the schema: one transaction
+ * under a lock, so two inits at once do not both try to create them. */
+static int roles_and_schema(PGconn *db, const char *login, struct gh_err *err)
+{
+    int rc = exec(db,
+                  "BEGIN;"
+                  "SELECT pg_advisory_xact_lock(hashtext('gatehouse.init'));"
+                  "DO $$ BEGIN"
+                  "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN"
+                  "    CREATE ROLE gatehouse_owner NOLOGIN; END IF;"
+                  "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_operator')"
+                  "  THEN CREATE ROLE gatehouse_operator NOLOGIN BYPASSRLS; END IF;"
+                  "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_tenant') THEN"
+                  "    CREATE ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS; END IF;"
+                  "END $$;"
+                  /* What an older init or a hand may have changed, set again. */
+                  "ALTER ROLE gatehouse_operator NOLOGIN BYPASSRLS;"
+                  "ALTER ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS;"
+                  "CREATE SCHEMA IF NOT EXISTS gatehouse AUTHORIZATION gatehouse_owner;"
+                  "GRANT USAGE ON SCHEMA gatehouse TO gatehouse_operator, gatehouse_tenant;",
+                  "init", err);
+
+    if (rc == GH_OK)
+        rc = exec_formatted(db,
+                            "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) "
+                            "THEN format('ALTER ROLE %I NOINHERIT', $1::text) "
+                            "ELSE format('CREATE ROLE %I LOGIN NOINHERIT', $1::text) END",
+                            login, "init: login role", err);
+    if (rc == GH_OK)
+        rc = exec_formatted(db,
+                            "SELECT format('GRANT gatehouse_operator, gatehouse_tenant TO %I', "
+                            "$1::text)",
+                            login, "init: login role", err);
+    if (rc == GH_OK) return exec(db, "COMMIT", "init", err);
+    exec(db, "ROLLBACK", "init", &(struct gh_err){0});
+    return rc;
+}
+
+/* Applies the migration after the current version, if any, as the owner;
+ * sets *done when the schema is up to date. */
+static int step(PGconn *db, int *version, bool *done, struct gh_err *err)
+{
+    char record[128];
+    int rc;
+
+    rc = exec(db,
+              "BEGIN;"
+              "SELECT pg_advisory_xact_lock(hashtext('gatehouse.migrate'));"
+              "SET LOCAL ROLE gatehouse_owner;"
+              "SET LOCAL search_path = gatehouse;"
+              "CREATE TABLE IF NOT EXISTS schema_migrations ("
+              "  version integer PRIMARY KEY, applied_at bigint NOT NULL);"
+              "GRANT SELECT ON schema_migrations TO gatehouse_operator;",
+              "migrate", err);
+    if (rc != GH_OK) goto out;
+    rc = read_version(db, version, err);
+    if (rc != GH_OK) goto out;
+    if (*version > NMIGRATIONS) {
+        rc = gh_err_set(err, NULL, 0, 0,
+                        "store: the database schema (version %d) is newer than this gatehouse "
+                        "(version %d)",
+                        *version, NMIGRATIONS);
+        goto out;
+    }
+    if (*version == NMIGRATIONS) {
+        *done = true;
+        rc = exec(db, "COMMIT", "migrate", err);
+        return rc;
+    }
+    if (migrations[*version].version != *version + 1) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: migration list broken at %d",
+                        migrations[*version].version);
+        goto out;
+    }
+    rc = exec(db, migrations[*version].sql, "migration", err);
+    if (rc != GH_OK) goto out;
+    snprintf(record, sizeof(record),
+             "INSERT INTO schema_migrations (version, applied_at) VALUES (%d, %lld)",
+             migrations[*version].version, (long long)gh_wall_ms());
+    rc = exec(db, record, "schema_migrations", err);
+    if (rc != GH_OK) goto out;
+    rc = exec(db, "COMMIT", "migrate", err);
+    if (rc == GH_OK) (*version)++;
+    return rc;
+out:
+    exec(db, "ROLLBACK", "migrate", &(struct gh_err){0});
+    return rc;
+}
+
+int gh_store_postgres_init(const char *admin_url, const char *login, int *applied, int *version,
+                           struct gh_err *err)
+{
+    PGconn *db = NULL;
+    bool done = false;
+    int rc, a = 0, v = 0;
+
+    rc = gh_pg__connect(admin_url, &db, err);
+    if (rc != GH_OK) return rc;
+    rc = roles_and_schema(db, login, err);
+    while (rc == GH_OK && !done) {
+        int before = v;
+        rc = step(db, &v, &done, err);
+        if (rc == GH_OK && v > before && !done) a++;
+    }
+    PQfinish(db);
+    if (applied != NULL) *applied = a;
+    if (version != NULL) *version = v;
+    return rc;
+}
+
+int gh_store_postgres_url_user(const char *url, char *out, size_t size, struct gh_err *err)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    int rc = GH_ERROR;
+
+    out[0] = '\0';
+    if (opts == NULL) {
+        gh_err_set(err, NULL, 0, 0, "postgres: the URL cannot be parsed: %.200s",
+                   msg ? msg : "out of memory");
+        PQfreemem(msg);
+        return GH_ERROR;
+    }
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "user") != 0) continue;
+        if (o->val != NULL && o->val[0] != '\0' && strlen(o->val) < size) {
+            memcpy(out, o->val, strlen(o->val) + 1);
+            rc = GH_OK;
+        }
+    }
+    if (rc != GH_OK)
+        gh_err_set(err, NULL, 0, 0, "postgres: the URL must name its user (postgresql://USER@...)");
+    PQconninfoFree(opts);
+    return rc;
+}
+
+/* The gateway's login role creates nothing (docs/postgres.md): it checks
+ * that `gatehouse postgres init` brought the schema to this version. */
+int gh_pg__migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err)
+{
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc;
+
+    *applied = 0;
+    *version = 0;
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) return rc;
+    rc = gh_pg__run(&tx, GH_PG_MIGRATION_MAX, NULL, &r, err);
+    if (rc == GH_ERROR) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        gh_err_set(err, NULL, 0, 0,
+                   "store: the PostgreSQL schema is missing or not readable: run `gatehouse "
+                   "postgres init` (%.200s)",
+                   why);
+    }
+    if (rc == GH_OK) *version = (int)gh_pg__i64(r, 0, 0);
+    PQclear(r);
+    rc = gh_pg__end(&tx, rc, err);
+    if (rc != GH_OK) return rc;
+    if (*version > NMIGRATIONS)
+        return gh_err_set(err, NULL, 0, 0,
+                          "store: the database schema (version %d) is newer than this gatehouse "
+                          "(version %d)",
+                          *version, NMIGRATIONS);
+    if (*version < NMIGRATIONS)
+        return gh_err_set(err, NULL, 0, 0,
+                          "store: the database schema is at version %d, this gatehouse needs %d: "
+                          "run `gatehouse postgres init`",
+                          *version, NMIGRATIONS);
+    return GH_OK;
+}

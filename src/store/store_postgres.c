@@ -1,0 +1,616 @@
+/* The PostgreSQL store: the connection pool, transactions under the tenant
+ * or operator role, the catalogue of SQL statements, error mapping, and the
+ * ops table that ties the per-entity files (pg_migrations.c, pg_tenants.c,
+ * pg_keys.c, pg_tokens.c, pg_usage.c, pg_audit.c, pg_backup.c) together.
+ * pg_int.h states the rules; docs/postgres.md the schema, roles and policies. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg_int.h"
+
+#define DEFAULT_POOL 8
+#define MAX_POOL     64
+
+#define TENANT_COLS  "id, name, status, plan, created_at, updated_at"
+#define KEY_COLS                                                                                   \
+    "k.id, k.tenant_id, k.name, k.roles, k.scopes, k.secret_hash, k.status, k.expires_at, "        \
+    "k.created_at, k.last_used_at, coalesce(k.rotated_from, '')"
+#define USAGE_COLS    "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
+#define EVENT_COLS    "id, tenant_id, period, metric, threshold, value, lim, created_at"
+#define AUDIT_COLS    GH_PG_AUDIT_COLS
+#define AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
+#define AUDIT_ARCHIVE_COLS                                                                         \
+    "chain, first_seq, last_seq, prev_hash, last_hash, events, file, file_sha256, created_at"
+#define I64_MAX "9223372036854775807"
+
+/* Every statement, with $N parameters only (typed, so that the server never
+ * guesses): no SQL is built from values. Tables are found through the
+ * search_path the connection sets (the gatehouse schema). */
+static const char *const stmt_sql[GH_PG__COUNT] = {
+    [GH_PG_SET_TENANT] = "SELECT set_config('gatehouse.tenant_id', $1::text, true)",
+    [GH_PG_VERSION_GET] = "SELECT version FROM change_counter WHERE id = 1",
+    [GH_PG_VERSION_BUMP] = "UPDATE change_counter SET version = version + 1 WHERE id = 1",
+    [GH_PG_MIGRATION_MAX] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    [GH_PG_TENANT_INSERT] = "INSERT INTO tenants (" TENANT_COLS ") "
+                            "VALUES ($1::text, $2::text, $3::text, $4::text, $5::bigint, "
+                            "$6::bigint)",
+    [GH_PG_TENANT_GET] = "SELECT " TENANT_COLS " FROM tenants WHERE id = $1::text",
+    [GH_PG_TENANT_GET_BY_NAME] = "SELECT " TENANT_COLS " FROM tenants WHERE name = $1::text",
+    [GH_PG_TENANT_LOCK] = "SELECT " TENANT_COLS " FROM tenants WHERE id = $1::text FOR UPDATE",
+    [GH_PG_TENANT_LIST] = "SELECT " TENANT_COLS " FROM tenants "
+                          "WHERE ($1::text IS NULL OR status = $1::text) "
+                          "AND (created_at, id) > ($2::bigint, $3::text) "
+                          "ORDER BY created_at, id LIMIT $4::bigint",
+    [GH_PG_TENANT_UPDATE] = "UPDATE tenants SET name = coalesce($2::text, name), "
+                            "plan = coalesce($3::text, plan), status = coalesce($4::text, status), "
+                            "updated_at = $5::bigint WHERE id = $1::text",
+    [GH_PG_KEY_INSERT] = "INSERT INTO api_keys (id, tenant_id, name, roles, scopes, secret_hash, "
+                         "status, expires_at, created_at, last_used_at, rotated_from) "
+                         "VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, "
+                         "$7::text, $8::bigint, $9::bigint, 0, $10::text)",
+    [GH_PG_KEY_OWNED] = "SELECT 1 FROM api_keys WHERE id = $1::text AND tenant_id = $2::text",
+    [GH_PG_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys k "
+                      "WHERE k.id = $1::text AND k.tenant_id = $2::text",
+    [GH_PG_KEY_STATUS_LOCK] = "SELECT status FROM api_keys WHERE id = $1::text "
+                              "AND tenant_id = $2::text FOR UPDATE",
+    [GH_PG_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys k WHERE k.tenant_id = $1::text "
+                       "AND (k.created_at, k.id) > ($2::bigint, $3::text) "
+                       "ORDER BY k.created_at, k.id LIMIT $4::bigint",
+    [GH_PG_KEY_SET_STATUS] = "UPDATE api_keys SET status = $3::text "
+                             "WHERE id = $1::text AND tenant_id = $2::text",
+    [GH_PG_KEY_SET_EXPIRY] = "UPDATE api_keys SET expires_at = $3::bigint "
+                             "WHERE id = $1::text AND tenant_id = $2::text",
+    [GH_PG_KEY_TOUCH] = "UPDATE api_keys SET last_used_at = $2::bigint "
+                        "WHERE id = $1::text AND last_used_at < $2::bigint",
+    [GH_PG_KEY_DIRECTORY] = "SELECT " KEY_COLS ", t.status FROM api_keys k "
+                            "JOIN tenants t ON t.id = k.tenant_id",
+    [GH_PG_TOKEN_REVOKE] = "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) "
+                           "VALUES ($1::text, $2::bigint, $3::bigint) ON CONFLICT (jti) DO UPDATE "
+                           "SET expires_at = GREATEST(revoked_tokens.expires_at, "
+                           "excluded.expires_at)",
+    [GH_PG_TOKEN_LOAD] = "SELECT jti, expires_at, revoked_at FROM revoked_tokens "
+                         "WHERE expires_at > $1::bigint",
+    [GH_PG_TOKEN_PURGE] = "DELETE FROM revoked_tokens WHERE expires_at <= $1::bigint",
+    [GH_PG_SIGNING_INSERT] = "INSERT INTO signing_keys (kid, alg, private_pem, created_at, "
+                             "publish_until) VALUES ($1::text, $2::text, $3::text, $4::bigint, "
+                             "$5::bigint)",
+    [GH_PG_SIGNING_LOAD] = "SELECT kid, alg, private_pem, created_at, publish_until "
+                           "FROM signing_keys WHERE publish_until > $1::bigint "
+                           "ORDER BY created_at, kid",
+    [GH_PG_TENANT_LIMITS_GET] = "SELECT plan, limits FROM tenants WHERE id = $1::text",
+    [GH_PG_TENANT_LIMITS_LOCK] = "SELECT plan, limits FROM tenants WHERE id = $1::text "
+                                 "FOR UPDATE",
+    [GH_PG_TENANT_LIMITS_SET] = "UPDATE tenants SET plan = coalesce($2::text, plan), "
+                                "limits = coalesce($3::text, limits), updated_at = $4::bigint "
+                                "WHERE id = $1::text",
+    [GH_PG_TENANT_LIMITS_LOAD] = "SELECT id, status, plan, limits FROM tenants "
+                                 "ORDER BY created_at, id",
+    /* Each total saturates at INT64_MAX: LEAST(t, MAX - a) + a cannot
+     * overflow a bigint (0 <= a <= MAX). */
+    [GH_PG_USAGE_ADD] =
+        "INSERT INTO usage AS u (" USAGE_COLS ") VALUES ($1::text, $2::text, $3::bigint, "
+        "$4::bigint, $5::bigint, $6::bigint) ON CONFLICT (tenant_id, period) DO UPDATE SET "
+        "requests = LEAST(u.requests, " I64_MAX " - excluded.requests) + excluded.requests, "
+        "request_bytes = LEAST(u.request_bytes, " I64_MAX " - excluded.request_bytes) "
+        "+ excluded.request_bytes, "
+        "response_bytes = LEAST(u.response_bytes, " I64_MAX " - excluded.response_bytes) "
+        "+ excluded.response_bytes, updated_at = excluded.updated_at "
+        "RETURNING requests, request_bytes, response_bytes",
+    [GH_PG_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage "
+                        "WHERE tenant_id = $1::text AND period = $2::text",
+    [GH_PG_USAGE_LOAD] = "SELECT " USAGE_COLS " FROM usage WHERE period = $1::text "
+                         "ORDER BY tenant_id",
+    [GH_PG_EVENT_INSERT] = "INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
+                           "lim, created_at) VALUES ($1::text, $2::text, $3::text, $4::bigint, "
+                           "$5::bigint, $6::bigint, $7::bigint) "
+                           "ON CONFLICT (tenant_id, period, metric, threshold) DO NOTHING "
+                           "RETURNING id",
+    [GH_PG_EVENT_LIST] = "SELECT " EVENT_COLS " FROM limit_events WHERE id < $1::bigint "
+                         "ORDER BY id DESC LIMIT $2::bigint",
+    [GH_PG_EVENT_LIST_TENANT] = "SELECT " EVENT_COLS " FROM limit_events "
+                                "WHERE tenant_id = $1::text AND id < $2::bigint "
+                                "ORDER BY id DESC LIMIT $3::bigint",
+    /* One lock for every audit append, held until the commit: appends from
+     * every node are serialized, so a chain never forks (the head is
+     * checked under the lock), and rowids are drawn in commit order (what
+     * queries page by and the verifier's scan resumes from). */
+    [GH_PG_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))",
+    [GH_PG_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
+                           "action, resource, outcome, request_id, hash, body) VALUES ($1::text, "
+                           "$2::bigint, $3::text, $4::bigint, $5::text, $6::text, $7::text, "
+                           "$8::text, $9::text, $10::text, $11::text, $12::text) RETURNING rowid",
+    /* The predecessor may have been archived (the whole chain, even). */
+    [GH_PG_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = $1::text "
+                                "AND seq = $2::bigint UNION ALL SELECT 1 FROM audit_archives "
+                                "WHERE chain = $1::text AND last_seq = $2::bigint LIMIT 1",
+    [GH_PG_AUDIT_HASH_AT] = "SELECT hash FROM audit_events WHERE chain = $1::text "
+                            "AND seq = $2::bigint",
+    [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
+                              "VALUES ($1::text, $2::bigint, $3::text, $4::bigint, $5::text, "
+                              "$6::text)",
+    /* Each chain's last row; a chain whose events were all archived has its
+     * head in its last archive row (rowid 0, seq and hash, empty strings). */
+    [GH_PG_AUDIT_HEADS] =
+        "SELECT * FROM (SELECT DISTINCT ON (chain) " AUDIT_COLS " FROM audit_events "
+        "ORDER BY chain, seq DESC) h UNION ALL SELECT 0, chain, max(last_seq), '', 0, '', '', "
+        "'', '', 'success', '', (array_agg(last_hash ORDER BY last_seq DESC))[1], '' "
+        "FROM audit_archives a WHERE NOT EXISTS (SELECT 1 FROM audit_events e "
+        "WHERE e.chain = a.chain) GROUP BY chain ORDER BY 2",
+    [GH_PG_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit_events "
+                         "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY chain, seq",
+    [GH_PG_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE chain = $1::text "
+                               "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
+    [GH_PG_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > $1::bigint "
+                         "ORDER BY rowid",
+    [GH_PG_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
+                            "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY chain, seq",
+    [GH_PG_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
+                                  "WHERE chain = $1::text AND seq BETWEEN $2::bigint "
+                                  "AND $3::bigint ORDER BY seq",
+    [GH_PG_AUDIT_KEY_INSERT] = "INSERT INTO audit_keys (key_id, public_pem, private_pem, "
+                               "created_at) VALUES ($1::text, $2::text, $3::text, $4::bigint)",
+    [GH_PG_AUDIT_KEYS_LIST] = "SELECT key_id, public_pem, private_pem, created_at FROM audit_keys "
+                              "ORDER BY created_at DESC, key_id DESC LIMIT $1::bigint",
+    [GH_PG_AUDIT_HOT_FIRST] = "SELECT coalesce(min(seq), 0) FROM audit_events "
+                              "WHERE chain = $1::text",
+    [GH_PG_AUDIT_ARCHIVE_LAST] = "SELECT coalesce(max(last_seq), 0) FROM audit_archives "
+                                 "WHERE chain = $1::text",
+    [GH_PG_AUDIT_ARCHIVE_DELETE] = "DELETE FROM audit_events WHERE chain = $1::text "
+                                   "AND seq BETWEEN $2::bigint AND $3::bigint",
+    [GH_PG_AUDIT_ARCHIVE_INSERT] = "INSERT INTO audit_archives (" AUDIT_ARCHIVE_COLS ") "
+                                   "VALUES ($1::text, $2::bigint, $3::bigint, $4::text, $5::text, "
+                                   "$6::bigint, $7::text, $8::text, $9::bigint)",
+    [GH_PG_AUDIT_ARCHIVES] = "SELECT " AUDIT_ARCHIVE_COLS " FROM audit_archives "
+                             "ORDER BY chain, first_seq",
+    [GH_PG_AUDIT_ARCHIVES_CHAIN] = "SELECT " AUDIT_ARCHIVE_COLS " FROM audit_archives "
+                                   "WHERE chain = $1::text ORDER BY first_seq",
+    /* Every table of the schema with its row count, from one statement
+     * (one snapshot): the count's SQL is put together by the server with
+     * format(%I) from the catalogue's names, never by us. */
+    [GH_PG_TABLES] = "SELECT c.relname, (xpath('/row/n/text()', query_to_xml(format("
+                     "'SELECT count(*) AS n FROM gatehouse.%I', c.relname), false, true, "
+                     "'')))[1]::text::bigint FROM pg_class c JOIN pg_namespace s "
+                     "ON s.oid = c.relnamespace WHERE s.nspname = 'gatehouse' "
+                     "AND c.relkind = 'r' ORDER BY c.relname COLLATE \"C\"",
+    /* A tenant-owned table (one with a tenant_id column, and tenants) whose
+     * row-level security is off or not forced, or has no policy. */
+    [GH_PG_RLS_CHECK] = "SELECT c.relname FROM pg_class c JOIN pg_namespace s "
+                        "ON s.oid = c.relnamespace WHERE s.nspname = 'gatehouse' "
+                        "AND c.relkind = 'r' AND (c.relname = 'tenants' OR EXISTS (SELECT 1 "
+                        "FROM pg_attribute a WHERE a.attrelid = c.oid "
+                        "AND a.attname = 'tenant_id' AND NOT a.attisdropped)) "
+                        "AND NOT (c.relrowsecurity AND c.relforcerowsecurity AND EXISTS "
+                        "(SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)) "
+                        "ORDER BY 1 LIMIT 1",
+};
+
+/* ---- Parameters and rows ------------------------------------------------------ */
+
+void gh_pg__arg(struct gh_pg_args *a, const char *text)
+{
+    a->v[a->n] = text;
+    a->len[a->n] = 0;
+    a->fmt[a->n] = 0;
+    a->n++;
+}
+
+void gh_pg__arg_i64(struct gh_pg_args *a, int64_t v)
+{
+    snprintf(a->num[a->n], sizeof(a->num[a->n]), "%lld", (long long)v);
+    gh_pg__arg(a, a->num[a->n]);
+}
+
+void gh_pg__arg_bytes(struct gh_pg_args *a, const char *p, size_t len)
+{
+    a->v[a->n] = p;
+    a->len[a->n] = (int)len;
+    a->fmt[a->n] = 1;
+    a->n++;
+}
+
+int gh_pg__text(const PGresult *r, int row, int col, char *dst, size_t size, struct gh_err *err)
+{
+    size_t n = (size_t)PQgetlength(r, row, col);
+
+    if (PQgetisnull(r, row, col) || n >= size) {
+        dst[0] = '\0';
+        return gh_err_set(err, NULL, 0, 0, "store: column %s: missing or too long",
+                          PQfname(r, col));
+    }
+    memcpy(dst, PQgetvalue(r, row, col), n);
+    dst[n] = '\0';
+    return GH_OK;
+}
+
+int64_t gh_pg__i64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* ---- Errors ------------------------------------------------------------------- */
+
+/* Whether the failure of <r> on <db> means the server is gone: the
+ * connection broke, the server is shutting down or starting, or we reached a
+ * standby (a failover in progress: target_session_attrs=read-write finds the
+ * new primary at the next connect). */
+static bool lost(PGconn *db, const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+    if (PQstatus(db) != CONNECTION_OK) return true;
+    if (state == NULL) return r == NULL || PQresultStatus(r) == PGRES_FATAL_ERROR;
+    return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+           strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+           strcmp(state, "25006") == 0;
+}
+
+/* The message of a unique violation, by constraint: the field a client can
+ * fix. Constraint names are those of the migrations (pg_migrations.c). */
+static int conflict(const PGresult *r, struct gh_err *err)
+{
+    static const struct {
+        const char *constraint, *msg;
+    } known[] = {
+        {"tenants_name_key", "name: a tenant with this name already exists"},
+        {"tenants_pkey", "id: a tenant with this id already exists"},
+        {"api_keys_pkey", "id: a key with this id already exists"},
+        {"signing_keys_pkey", "kid: a signing key with this kid already exists"},
+        {"audit_keys_pkey", "key_id: an audit key with this id already exists"},
+        {"audit_events_chain_seq_key", "audit append: (chain, seq) already stored"},
+    };
+    const char *c = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+
+    for (size_t i = 0; c != NULL && i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(c, known[i].constraint) == 0) {
+            gh_err_set(err, NULL, 0, 0, "%s", known[i].msg);
+            return GH_STORE_CONFLICT;
+        }
+    gh_err_set(err, NULL, 0, 0, "conflict: %s", c ? c : "unique constraint");
+    return GH_STORE_CONFLICT;
+}
+
+/* Maps a failed result <r> (may be NULL) of <what> on <c> to a store code
+ * and fills <err>. The server's primary message names objects, not values
+ * (values only appear in DETAIL, which is not copied). */
+static int failure(struct gh_pg_conn *c, const PGresult *r, const char *what, struct gh_err *err)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (state != NULL && strcmp(state, "23505") == 0) return conflict(r, err);
+    if (msg == NULL) msg = PQerrorMessage(c->db);
+    if (lost(c->db, r)) {
+        gh_err_set(err, NULL, 0, 0, "store: %s: PostgreSQL unavailable: %.200s", what, msg);
+        return GH_STORE_UNAVAILABLE;
+    }
+    gh_err_set(err, NULL, 0, 0, "store: %s: %.300s", what, msg);
+    return GH_ERROR;
+}
+
+/* ---- Statements --------------------------------------------------------------- */
+
+static int prepare(struct gh_pg_conn *c, const char *name, const char *sql, const Oid *types,
+                   int ntypes, struct gh_err *err)
+{
+    PGresult *r = PQprepare(c->db, name, sql, ntypes, types);
+    int rc = GH_OK;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = failure(c, r, "prepare", err);
+    PQclear(r);
+    return rc;
+}
+
+int gh_pg__run_sql(struct gh_pg_tx *tx, const char *name, const char *sql, const Oid *types,
+                   int ntypes, bool *prepared, const struct gh_pg_args *a, PGresult **res,
+                   struct gh_err *err)
+{
+    struct gh_pg_conn *c = tx->c;
+    static const struct gh_pg_args none = {0};
+    PGresult *r;
+    int rc = GH_OK, st;
+
+    if (res != NULL) *res = NULL;
+    if (a == NULL) a = &none;
+    if (!*prepared) {
+        rc = prepare(c, name, sql, types, ntypes, err);
+        if (rc != GH_OK) return rc;
+        *prepared = true;
+    }
+    r = PQexecPrepared(c->db, name, a->n, a->v, a->len, a->fmt, 0);
+    st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        rc = failure(c, r, name, err);
+        PQclear(r);
+        return rc;
+    }
+    if (res != NULL)
+        *res = r;
+    else
+        PQclear(r);
+    return GH_OK;
+}
+
+int gh_pg__run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a, PGresult **res,
+               struct gh_err *err)
+{
+    char name[16];
+
+    snprintf(name, sizeof(name), "s%d", (int)id);
+    return gh_pg__run_sql(tx, name, stmt_sql[id], NULL, 0, &tx->c->prepared[id], a, res, err);
+}
+
+int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a,
+                  gh_pg_row_cb row_cb, void *arg, struct gh_err *err)
+{
+    struct gh_pg_conn *c = tx->c;
+    static const struct gh_pg_args none = {0};
+    char name[16];
+    PGresult *r;
+    int rc = GH_OK;
+    bool stopped = false;
+
+    if (a == NULL) a = &none;
+    snprintf(name, sizeof(name), "s%d", (int)id);
+    if (!c->prepared[id]) {
+        rc = prepare(c, name, stmt_sql[id], NULL, 0, err);
+        if (rc != GH_OK) return rc;
+        c->prepared[id] = true;
+    }
+    if (!PQsendQueryPrepared(c->db, name, a->n, a->v, a->len, a->fmt, 0))
+        return failure(c, NULL, name, err);
+    PQsetSingleRowMode(c->db);
+    /* Every result is read to the end, even after a stop, so the
+     * connection is ready for the next statement. */
+    while ((r = PQgetResult(c->db)) != NULL) {
+        int st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE && !stopped) {
+            rc = row_cb(r, arg);
+            stopped = rc != GH_OK;
+        } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && !stopped) {
+            rc = failure(c, r, name, err);
+            stopped = true;
+        }
+        PQclear(r);
+    }
+    if (!stopped && PQstatus(c->db) != CONNECTION_OK) rc = failure(c, NULL, name, err);
+    return rc;
+}
+
+/* ---- Connections and transactions --------------------------------------------- */
+
+int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
+{
+    /* The URL is expanded where "dbname" stands: what it says wins over
+     * connect_timeout before it; what follows it is ours. search_path makes
+     * every statement name the gatehouse schema's tables. */
+    static const char *const keys[] = {"connect_timeout", "dbname",  "application_name",
+                                       "client_encoding", "options", NULL};
+    const char *vals[] = {
+        "5", url, "gatehouse", "UTF8", "-c search_path=gatehouse -c client_min_messages=warning",
+        NULL};
+    PGconn *db = PQconnectdbParams(keys, vals, 1);
+
+    *out = NULL;
+    if (db == NULL) return gh_err_set(err, NULL, 0, 0, "store: postgres: out of memory");
+    if (PQstatus(db) != CONNECTION_OK) {
+        /* libpq's message names the host and the reason, never the password. */
+        gh_err_set(err, NULL, 0, 0, "store: postgres: cannot connect: %.300s", PQerrorMessage(db));
+        PQfinish(db);
+        return GH_STORE_UNAVAILABLE;
+    }
+    *out = db;
+    return GH_OK;
+}
+
+/* (Re)connects <c> when it has no live connection. */
+static int conn_ready(struct gh_pg_store *s, struct gh_pg_conn *c, struct gh_err *err)
+{
+    if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK) return GH_OK;
+    if (c->db != NULL) PQfinish(c->db);
+    c->db = NULL;
+    /* A new session: nothing is prepared on it. */
+    memset(c->prepared, 0, sizeof(c->prepared));
+    memset(c->query_prepared, 0, sizeof(c->query_prepared));
+    return gh_pg__connect(s->url, &c->db, err);
+}
+
+static struct gh_pg_conn *conn_acquire(struct gh_pg_store *s)
+{
+    unsigned start = atomic_fetch_add(&s->next_conn, 1);
+
+    for (unsigned i = 0; i < s->nconns; i++) {
+        struct gh_pg_conn *c = &s->conns[(start + i) % s->nconns];
+        if (pthread_mutex_trylock(&c->lock) == 0) return c;
+    }
+    struct gh_pg_conn *c = &s->conns[start % s->nconns];
+    pthread_mutex_lock(&c->lock);
+    return c;
+}
+
+/* BEGIN and the role, in one round trip (constant SQL, nothing bound). */
+static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, struct gh_err *err)
+{
+    static const char *const sql[2][2] = {
+        {"BEGIN; SET LOCAL ROLE gatehouse_operator",
+         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL ROLE gatehouse_operator"},
+        {"BEGIN; SET LOCAL ROLE gatehouse_tenant",
+         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL ROLE gatehouse_tenant"},
+    };
+    PGresult *r = PQexec(c->db, sql[role == GH_PG_TENANT][snapshot]);
+    int rc = GH_OK;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = failure(c, r, "begin", err);
+    PQclear(r);
+    if (rc != GH_OK && PQtransactionStatus(c->db) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(c->db, "ROLLBACK");
+        PQclear(rb);
+    }
+    return rc;
+}
+
+int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
+                 struct gh_pg_tx *tx, struct gh_err *err)
+{
+    struct gh_pg_conn *c = conn_acquire(s);
+    int rc = GH_OK;
+
+    tx->s = s;
+    tx->c = c;
+    tx->snapshot = snapshot;
+    /* A connection that broke since its last use (a server restart) shows
+     * only now: nothing was sent in this op yet, so one reconnect and retry
+     * is safe. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rc = conn_ready(s, c, err);
+        if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
+        if (rc != GH_STORE_UNAVAILABLE) break;
+        if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK) break; /* not a broken link */
+    }
+    if (rc == GH_OK && role == GH_PG_TENANT) {
+        struct gh_pg_args a = {0};
+        gh_pg__arg(&a, tenant);
+        rc = gh_pg__run(tx, GH_PG_SET_TENANT, &a, NULL, err);
+        if (rc != GH_OK) {
+            PGresult *rb = PQexec(c->db, "ROLLBACK");
+            PQclear(rb);
+        }
+    }
+    if (rc != GH_OK) pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err)
+{
+    struct gh_pg_conn *c = tx->c;
+    PGresult *r;
+
+    if (rc == GH_OK) {
+        r = PQexec(c->db, "COMMIT");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = failure(c, r, "commit", err);
+        PQclear(r);
+    } else if (PQstatus(c->db) == CONNECTION_OK && PQtransactionStatus(c->db) != PQTRANS_IDLE) {
+        r = PQexec(c->db, "ROLLBACK");
+        PQclear(r);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int gh_pg__bump(struct gh_pg_tx *tx, struct gh_err *err)
+{
+    return gh_pg__run(tx, GH_PG_VERSION_BUMP, NULL, NULL, err);
+}
+
+static int pg_change_version(struct gh_store *st, uint64_t *version, struct gh_err *err)
+{
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    rc = gh_pg__run(&tx, GH_PG_VERSION_GET, NULL, &r, err);
+    if (rc == GH_OK && PQntuples(r) != 1)
+        rc = gh_err_set(err, NULL, 0, 0, "store: change counter: missing (not migrated?)");
+    if (rc == GH_OK) *version = (uint64_t)gh_pg__i64(r, 0, 0);
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
+/* ---- Open and close ----------------------------------------------------------- */
+
+static void pg_close(struct gh_store *st)
+{
+    struct gh_pg_store *s = gh_pg__of(st);
+
+    if (s == NULL) return;
+    for (unsigned i = 0; i < s->nconns; i++) {
+        if (s->conns[i].db != NULL) PQfinish(s->conns[i].db);
+        pthread_mutex_destroy(&s->conns[i].lock);
+    }
+    free(s->conns);
+    free(s->url);
+    free(s);
+}
+
+static int pg_open(const struct gh_store_params *p, struct gh_store **out, struct gh_err *err)
+{
+    struct gh_pg_store *s;
+    unsigned n = p->pool ? p->pool : DEFAULT_POOL;
+    int rc;
+
+    *out = NULL;
+    if (n > MAX_POOL) return gh_err_set(err, NULL, 0, 0, "store: pool: at most %d", MAX_POOL);
+    if (!PQisthreadsafe())
+        return gh_err_set(err, NULL, 0, 0, "store: libpq was built without thread support");
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    s->base.ops = &gh_store_postgres_ops;
+    s->url = strdup(p->postgres_url);
+    s->conns = calloc(n, sizeof(*s->conns));
+    s->nconns = n;
+    atomic_init(&s->next_conn, 0);
+    if (s->url == NULL || s->conns == NULL) {
+        free(s->url);
+        free(s->conns);
+        free(s);
+        return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    }
+    for (unsigned i = 0; i < n; i++)
+        pthread_mutex_init(&s->conns[i].lock, NULL);
+    /* One connection now, so that a wrong URL or password is reported at
+     * start; the others connect on first use. */
+    rc = conn_ready(s, &s->conns[0], err);
+    if (rc != GH_OK) {
+        pg_close(&s->base);
+        return GH_ERROR;
+    }
+    *out = &s->base;
+    return GH_OK;
+}
+
+const struct gh_store_ops gh_store_postgres_ops = {
+    .name = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .migrate = gh_pg__migrate,
+    .change_version = pg_change_version,
+    .tenant_create = gh_pg__tenant_create,
+    .tenant_get = gh_pg__tenant_get,
+    .tenant_get_by_name = gh_pg__tenant_get_by_name,
+    .tenant_list = gh_pg__tenant_list,
+    .tenant_update = gh_pg__tenant_update,
+    .key_insert = gh_pg__key_insert,
+    .key_get = gh_pg__key_get,
+    .key_list = gh_pg__key_list,
+    .key_set_status = gh_pg__key_set_status,
+    .key_set_expiry = gh_pg__key_set_expiry,
+    .keys_touch_batch = gh_pg__keys_touch_batch,
+    .key_directory_load = gh_pg__key_directory_load,
+    .token_revoke = gh_pg__token_revoke,
+    .revoked_tokens_load = gh_pg__revoked_tokens_load,
+    .revoked_tokens_purge = gh_pg__revoked_tokens_purge,
+    .signing_key_insert = gh_pg__signing_key_insert,
+    .signing_keys_load = gh_pg__signing_keys_load,
+    .tenant_limits_set = gh_pg__tenant_limits_set,
+    .tenant_limits_get = gh_pg__tenant_limits_get,
+    .tenant_limits_load = gh_pg__tenant_limits_load,
+    .usage_add = gh_pg__usage_add,
+    .usage_get = gh_pg__usage_get,
+    .usage_load = gh_pg__usage_load,
+    .limit_event_record = gh_pg__limit_event_record,
+    .limit_events_list = gh_pg__limit_events_list,
+    .audit_append = gh_pg__audit_append,
+    .audit_heads = gh_pg__audit_heads,
+    .audit_query = gh_pg__audit_query,
+    .audit_walk = gh_pg__audit_walk,
+    .audit_scan = gh_pg__audit_scan,
+    .audit_checkpoints_walk = gh_pg__audit_checkpoints_walk,
+    .audit_key_insert = gh_pg__audit_key_insert,
+    .audit_keys_list = gh_pg__audit_keys_list,
+    .audit_archive_commit = gh_pg__audit_archive_commit,
+    .audit_archives_walk = gh_pg__audit_archives_walk,
+    .backup = gh_pg__backup,
+    .table_counts = gh_pg__table_counts,
+    .integrity_check = gh_pg__integrity_check,
+};
