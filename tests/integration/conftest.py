@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import shutil
@@ -19,6 +20,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+# Which store engine the gatehouses of the tests use: "sqlite" (default) or
+# "postgres" (a database of one PostgreSQL server per session: pg_helpers.py).
+TEST_STORE = os.environ.get("GH_TEST_STORE", "sqlite")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("GATEHOUSE_BIN", os.path.join(ROOT, "build", "gatehouse"))
@@ -51,6 +56,15 @@ def gatehouse_bin():
             last = repr(e)
         time.sleep(1)
     raise RuntimeError(f"cannot use {BIN}: {last}")
+
+
+def postgres_init(config_path, admin_url):
+    """`gatehouse postgres init` for <config_path>'s store, as the server's
+    superuser: roles, schema, policies and migrations."""
+    p = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", config_path,
+                        "--admin-url", admin_url], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, f"gatehouse postgres init: {p.stdout}{p.stderr}"
+    return p
 
 
 _handed_ports = set()
@@ -322,10 +336,33 @@ class Gatehouse:
 
     def write_config(self, text):
         # Written beside and renamed, so a reload never reads half a file.
+        text, init = self._store_for_test(text)
         tmp = self.config_path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, self.config_path)
+        if init:
+            postgres_init(self.config_path, init)
+
+    def _store_for_test(self, text):
+        """With GH_TEST_STORE=postgres, the config's SQLite store (given or
+        the default gatehouse.db beside the config) becomes a PostgreSQL
+        database of the session's server, one per file: the same tests run
+        against both engines. Returns the text and, for a new database, the
+        admin URL that `gatehouse postgres init` needs."""
+        self.pg_url = self.pg_admin_url = None
+        if TEST_STORE != "postgres" or "postgres:" in text:
+            return text, None
+        import pg_helpers
+        m = re.search(r"^store:\n  sqlite: ([^\n]*)\n", text, re.M)
+        if m is None and re.search(r"^store:", text, re.M):
+            raise AssertionError("GH_TEST_STORE=postgres: a store block this helper cannot map")
+        path = m.group(1) if m else "gatehouse.db"
+        path = os.path.join(os.path.dirname(self.config_path), path)
+        self.pg_url, self.pg_admin_url, fresh = pg_helpers.database_for(path)
+        block = f"store:\n  postgres: \"{self.pg_url}\"\n"
+        text = text.replace(m.group(0), block) if m else text + block
+        return text, (self.pg_admin_url if fresh else None)
 
     def start(self, wait=True):
         self.proc = subprocess.Popen(
@@ -786,6 +823,4 @@ def pg_server():
     """One real PostgreSQL server for the session (pg_helpers.py); tests
     take a database of their own with pg_server.new_database()."""
     import pg_helpers
-    s = pg_helpers.start_server()
-    yield s
-    s.cleanup()
+    yield pg_helpers.shared_server()

@@ -9,6 +9,7 @@ folder owned by it; otherwise it runs as the user running the tests.
 SQL goes through the psql CLI (postgresql-client), so the tests need no
 Python driver. One server serves a whole session (`pg_server` fixture); each
 test gets its own database (`PgServer.new_database`)."""
+import atexit
 import itertools
 import os
 import pwd
@@ -144,3 +145,35 @@ class PgServer:
 
 def start_server():
     return PgServer().init().start()
+
+
+# ------------------------------------------------------------ GH_TEST_STORE
+
+_shared = None
+_databases = {}
+
+
+def shared_server():
+    """The session's server, started on first use and stopped at exit (the
+    `pg_server` fixture and GH_TEST_STORE=postgres both use it)."""
+    global _shared
+    if _shared is None:
+        _shared = start_server()
+        atexit.register(_shared.cleanup)
+    return _shared
+
+
+def database_for(key):
+    """(url, admin_url, fresh) of the database standing for the SQLite file
+    <key>: two gatehouses of one test configured with one file share one
+    database, as they would share the file."""
+    if key in _databases:
+        return _databases[key] + (False,)
+    s = shared_server()
+    name, url = s.new_database()
+    _databases[key] = (url, s.admin_url(name))
+    return _databases[key] + (True,)
+
+
+def database_of_url(url):
+    return url.rsplit("/", 1)[1]
