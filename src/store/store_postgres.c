@@ -383,11 +383,17 @@ int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
 {
     /* The URL is expanded where "dbname" stands: what it says wins over
      * connect_timeout before it; what follows it is ours. search_path makes
-     * every statement name the gatehouse schema's tables. */
+     * every statement name the gatehouse schema's tables; lock_timeout is
+     * SQLite's busy timeout: a lock held elsewhere (a row, the audit
+     * append lock) fails the op after 5 s rather than hanging it. */
     static const char *const keys[] = {"connect_timeout", "dbname",  "application_name",
                                        "client_encoding", "options", NULL};
     const char *vals[] = {
-        "5", url, "gatehouse", "UTF8", "-c search_path=gatehouse -c client_min_messages=warning",
+        "5",
+        url,
+        "gatehouse",
+        "UTF8",
+        "-c search_path=gatehouse -c client_min_messages=warning -c lock_timeout=5s",
         NULL};
     PGconn *db = PQconnectdbParams(keys, vals, 1);
 
