@@ -261,9 +261,10 @@ def row_of(ev, canon, hash_hex):
 
 
 def connect(db):
-    c = sqlite3.connect(db, timeout=30, isolation_level=None)
-    c.execute("PRAGMA busy_timeout = 30000")
-    return c
+    """The store behind <db> (a SQLite path; under GH_TEST_STORE=postgres,
+    the test's database: store_db.py)."""
+    import store_db
+    return store_db.connect(db)
 
 
 def chain_heads(db):

@@ -3,17 +3,16 @@ event kind once per trigger, params redacted (no raw secret anywhere in the
 SQLite files), strict mode (the event is stored before the answer leaves),
 and kill -9 under a strict load (every answered request is in the log, and
 `gatehouse audit verify` passes when the verifier is built in)."""
-import glob
 import http.client
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
 import urllib.parse
 
+import store_db
 from conftest import gatehouse_bin, wait_for
 from identity_helpers import Admin, bearer, bootstrap, http_call, identity_config
 
@@ -41,7 +40,7 @@ def db_path(g):
 
 def events(g, action=None):
     """Every audit event's canonical body (dict), in (chain, seq) order."""
-    con = sqlite3.connect(f"file:{db_path(g)}?mode=ro", uri=True, timeout=10)
+    con = store_db.connect(db_path(g), readonly=True, timeout=10)
     try:
         rows = con.execute("SELECT body FROM audit_events ORDER BY chain, seq").fetchall()
     finally:
@@ -51,11 +50,7 @@ def events(g, action=None):
 
 
 def store_bytes(g):
-    data = b""
-    for p in glob.glob(db_path(g) + "*"):
-        with open(p, "rb") as f:
-            data += f.read()
-    return data
+    return store_db.store_bytes(db_path(g))
 
 
 def verify(g):
@@ -240,7 +235,7 @@ def test_global_strict_and_checkpoints(gatehouse):
                                                               "X-Request-Id": rid}).status == 200
         assert len(by_request(events(g), rid)) == 1, rid
     g.stop()
-    con = sqlite3.connect(db_path(g))
+    con = store_db.connect(db_path(g))
     cps = con.execute("SELECT chain, seq FROM audit_checkpoints WHERE chain = ?",
                       (t["id"],)).fetchall()
     con.close()
@@ -259,7 +254,7 @@ def test_interval_checkpoint(gatehouse):
         assert http_call(g.port, "GET", "/strict/i").status == 200
 
     def head_checkpointed():
-        con = sqlite3.connect(f"file:{db_path(g)}?mode=ro", uri=True, timeout=10)
+        con = store_db.connect(db_path(g), readonly=True, timeout=10)
         try:
             return con.execute("SELECT max(seq) FROM audit_checkpoints WHERE chain = 'system'"
                                ).fetchone()[0] == 3
@@ -290,10 +285,10 @@ def metric(g, name):
 def test_store_refusing_a_batch_fails_strict_requests_with_503(gatehouse):
     g, admin = start(gatehouse)
     assert http_call(g.port, "GET", "/strict/ok", headers={"X-Request-Id": "before"}).status == 200
-    # Another process holds SQLite's write lock longer than the store's busy
-    # timeout (5 s): the writer's commit fails.
-    con = sqlite3.connect(db_path(g), isolation_level=None, timeout=1)
-    con.execute("BEGIN EXCLUSIVE")
+    # Another process holds SQLite's write lock (PostgreSQL: the audit
+    # append lock) longer than the store's lock wait (5 s): the writer's
+    # commit fails.
+    con = store_db.hold_audit_append(db_path(g))
     try:
         t0 = time.monotonic()
         r = http_call(g.port, "GET", "/strict/locked", headers={"X-Request-Id": "locked"},
@@ -301,8 +296,7 @@ def test_store_refusing_a_batch_fails_strict_requests_with_503(gatehouse):
         assert r.status == 503 and r.json()["error"] == "audit_unavailable", r
         assert time.monotonic() - t0 >= 4, "answered before the store gave up"
     finally:
-        con.rollback()
-        con.close()
+        store_db.release(con)
     # The writer keeps going.
     r = http_call(g.port, "GET", "/strict/ok", headers={"X-Request-Id": "after"})
     assert r.status == 200, r

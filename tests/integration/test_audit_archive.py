@@ -6,9 +6,9 @@ and a removed, changed or extra archive file is reported (naming the chain
 and seq range) with a non-zero exit."""
 import os
 import shutil
-import sqlite3
 import subprocess
 
+import store_db
 from conftest import gatehouse_bin, wait_for
 from identity_helpers import bearer, http_call
 from test_audit import db_path, start, tenant_and_key
@@ -17,9 +17,9 @@ FAR = "2100-01-01T00:00:00Z"
 
 
 def q(g, sql):
-    con = sqlite3.connect(f"file:{db_path(g)}?mode=ro", uri=True, timeout=10)
+    con = store_db.connect(db_path(g), readonly=True, timeout=10)
     try:
-        return con.execute(sql).fetchall()
+        return [tuple(r) for r in con.execute(sql).fetchall()]
     finally:
         con.close()
 
@@ -145,7 +145,7 @@ def test_archive_tampering_is_reported(gatehouse):
     os.unlink(extra)
 
     # The record changed in the store (its hash no longer the file's).
-    con = sqlite3.connect(db_path(g))
+    con = store_db.connect(db_path(g))
     con.execute("UPDATE audit_archives SET file_sha256 = ? WHERE chain = ?", ("0" * 64, t["id"]))
     con.commit()
     con.close()
