@@ -1633,7 +1633,7 @@ static int finish_store(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 
 static const struct cfg_key store_keys[] = {
     KEY("sqlite", t_path, struct gh_config_store, sqlite, .dflt = "gatehouse.db"),
-    KEY("postgres", t_secret, struct gh_config_store, postgres),
+    KEY("postgres", t_secret, struct gh_config_store, postgres, .min = 1),
     KEY("pool", t_u32, struct gh_config_store, pool, .min = 1, .max = 64, .dflt = "8"),
 };
 static const struct cfg_map store_map = {MAP_OF(store_keys), .finish = finish_store};

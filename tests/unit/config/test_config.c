@@ -405,6 +405,24 @@ static void test_audit_keys(void **state)
     gh_config_free(cfg);
 }
 
+/* store: the SQLite default, or PostgreSQL alone (the default file dropped). */
+static void test_store_engines(void **state)
+{
+    struct gh_config *cfg = load_ok(VALID_TAIL);
+
+    assert_non_null(cfg->store.sqlite);
+    assert_null(cfg->store.postgres);
+    gh_config_free(cfg);
+    cfg = load_ok(VALID_TAIL "store:\n  postgres: \"postgresql://gh@127.0.0.1:5432/gh\"\n");
+    assert_null(cfg->store.sqlite);
+    assert_string_equal(cfg->store.postgres, "postgresql://gh@127.0.0.1:5432/gh");
+    assert_int_equal(cfg->store.pool, 8);
+    gh_config_free(cfg);
+    cfg = load_ok(VALID_TAIL "store: {postgres: \"postgres://gh@db1,db2/gh\", pool: 2}\n");
+    assert_int_equal(cfg->store.pool, 2);
+    gh_config_free(cfg);
+}
+
 static void test_upstream_tls_block(void **state)
 {
     struct gh_config *cfg =
@@ -756,6 +774,14 @@ struct bad_case {
       "in audit.archive_interval: must be between 1000ms and 604800000ms")                         \
     X(plan_audit_retention, VALID_TAIL "plans: {gold: {audit_retention: 1y}}\n", 4, 33,            \
       "in plans.gold.audit_retention: invalid duration \"1y\"")                                    \
+    X(store_two_engines, VALID_TAIL "store: {sqlite: a.db, postgres: \"postgresql://u@h/d\"}\n",   \
+      4, 8, "give exactly one of sqlite and postgres")                                             \
+    X(store_postgres_scheme, VALID_TAIL "store: {postgres: \"mysql://u@h/d\"}\n", 4, 19,           \
+      "the URL must begin with postgresql://")                                                     \
+    X(store_pool_without_postgres, VALID_TAIL "store: {pool: 4}\n", 4, 15,                         \
+      "`pool` is for `postgres`")                                                                  \
+    X(store_pool_range, VALID_TAIL "store: {postgres: \"postgresql://u@h/d\", pool: 65}\n", 4, 47, \
+      "in store.pool")                                                                             \
     X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")
 
 #define BAD_OBJ(id, y, l, c, m) static struct bad_case bad_##id = {y, l, c, m};
@@ -943,6 +969,7 @@ int main(void)
                                        cmocka_unit_test(test_route_defaults),
                                        cmocka_unit_test(test_upstream_tls_block),
                                        cmocka_unit_test(test_audit_keys),
+                                       cmocka_unit_test(test_store_engines),
                                        cmocka_unit_test(test_null_values_and_admin_off),
                                        cmocka_unit_test(test_relative_paths_buffer),
                                        cmocka_unit_test(test_load_file),
