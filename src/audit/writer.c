@@ -19,10 +19,12 @@
 
 #define NBUCKETS     4096 /* chain hash table; chains are tenants */
 #define IDLE_WAIT_MS 5    /* a batch waits at most this long for more events */
-#define SUBMIT_QUEUE 256
-#define CP_EXTRA     64 /* interval checkpoints per batch, on top of one per event */
-#define LOG_EVERY_NS 10000000000ull
-#define CP_SCAN_NS   250000000ull /* interval checkpoints are looked for this often */
+/* The pause before async events that met an unavailable store are tried again. */
+#define UNAVAILABLE_PAUSE_MS 100
+#define SUBMIT_QUEUE         256
+#define CP_EXTRA             64 /* interval checkpoints per batch, on top of one per event */
+#define LOG_EVERY_NS         10000000000ull
+#define CP_SCAN_NS           250000000ull /* interval checkpoints are looked for this often */
 /* Times a batch is chained again after a CONFLICT (another writer's
  * append), each after a random pause of up to 2 ms times the attempt, so
  * that two busy nodes on one chain stop meeting in the same window. */
@@ -409,6 +411,37 @@ static void conflict_pause(int attempt)
     nanosleep(&ts, NULL);
 }
 
+/* Keeps a batch that met an unavailable store for the next round, when
+ * nobody waits on it (a strict slot or a durable submit: those callers are
+ * answered at once, as for any failure): its ring slots are simply not
+ * given back, and its submitted events go back to the front of the queue
+ * when there is room for them. Returns whether the batch was kept. */
+static bool hold_back(struct gh_audit_service *s, size_t nsubs)
+{
+    bool kept = false;
+
+    for (int k = 0; k < s->nworkers; k++)
+        if (s->strict_seen[k]) return false;
+    for (size_t i = 0; i < nsubs; i++)
+        if (s->taken_subs[i].waiter != NULL) return false;
+    pthread_mutex_lock(&s->mu);
+    if (s->subcap - s->sublen >= nsubs) {
+        s->subhead = (s->subhead + s->subcap - nsubs) % s->subcap;
+        for (size_t i = 0; i < nsubs; i++)
+            s->subq[(s->subhead + i) % s->subcap] = s->taken_subs[i];
+        s->sublen += nsubs;
+        kept = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return kept;
+}
+
+static void unavailable_pause(void)
+{
+    struct timespec ts = {0, UNAVAILABLE_PAUSE_MS * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /* One round: gather, chain, commit, answer. Returns the events handled. */
 static size_t write_batch(struct gh_audit_service *s, bool final)
 {
@@ -475,6 +508,19 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
         if (rc != GH_STORE_CONFLICT || attempt == CONFLICT_RETRIES) break;
         conflict_pause(attempt);
         if (gh_store_audit_heads(s->store, head_cb, s, &err) != GH_OK) break;
+    }
+    if (!ok && rc == GH_STORE_UNAVAILABLE && !final && hold_back(s, nsubs)) {
+        /* The store is out of reach (PostgreSQL restarting or failing
+         * over). No caller waits on these events, so they are chained again
+         * next round, from the same heads in the same order, after a pause,
+         * rather than lost; the rings and the queue bound what waits. If
+         * the cut was in the commit and it did commit, the store takes the
+         * identical rows again as already stored (store.h). */
+        if (may_log(s))
+            gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", n,
+                        err.msg);
+        unavailable_pause();
+        return 0;
     }
     if (ok) {
         atomic_fetch_add_explicit(&s->events_written, n, memory_order_relaxed);

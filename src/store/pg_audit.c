@@ -93,7 +93,27 @@ static int insert_row(struct gh_pg_tx *tx, struct gh_store_audit_row *row, struc
     gh_pg__arg(&a, row->hash);
     gh_pg__arg_bytes(&a, row->body, row->body_len);
     rc = gh_pg__run(tx, GH_PG_AUDIT_INSERT, &a, &r, err);
-    if (rc == GH_OK) row->rowid = gh_pg__i64(r, 0, 0);
+    if (rc == GH_OK && PQntuples(r) == 1) {
+        row->rowid = gh_pg__i64(r, 0, 0);
+        PQclear(r);
+        return GH_OK;
+    }
+    PQclear(r);
+    if (rc != GH_OK) return rc;
+    /* (chain, seq) is taken. The very same row (same hash: same body after
+     * the same predecessor) is a batch sent again after a commit whose
+     * outcome the writer could not know (the connection was cut): it is
+     * stored, nothing to do. Any other row there is a stale head. */
+    memset(&a, 0, sizeof(a));
+    gh_pg__arg(&a, row->chain);
+    gh_pg__arg_i64(&a, (int64_t)row->seq);
+    rc = gh_pg__run(tx, GH_PG_AUDIT_ROW_AT, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), row->hash) == 0) {
+        row->rowid = gh_pg__i64(r, 0, 0);
+    } else if (rc == GH_OK) {
+        gh_err_set(err, NULL, 0, 0, "audit append: (chain, seq) already stored");
+        rc = GH_STORE_CONFLICT;
+    }
     PQclear(r);
     return rc;
 }
@@ -123,7 +143,23 @@ static int insert_checkpoint(struct gh_pg_tx *tx, const struct gh_store_audit_ch
     gh_pg__arg_i64(&a, cp->time_ms);
     gh_pg__arg(&a, cp->key_id);
     gh_pg__arg(&a, cp->signature);
-    return gh_pg__run(tx, GH_PG_AUDIT_CP_INSERT, &a, NULL, err);
+    rc = gh_pg__run(tx, GH_PG_AUDIT_CP_INSERT, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        /* A checkpoint of that (chain, seq) exists: of the same event (this
+         * batch sent again, or another node's checkpoint of the same head)
+         * is as good as ours; the hash was checked just above. */
+        PQclear(r);
+        memset(&a, 0, sizeof(a));
+        gh_pg__arg(&a, cp->chain);
+        gh_pg__arg_i64(&a, (int64_t)cp->seq);
+        rc = gh_pg__run(tx, GH_PG_AUDIT_CP_AT, &a, &r, err);
+        if (rc == GH_OK && (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), cp->hash) != 0)) {
+            gh_err_set(err, NULL, 0, 0, "checkpoints[%zu]: another checkpoint at that seq", i);
+            rc = GH_STORE_CONFLICT;
+        }
+    }
+    PQclear(r);
+    return rc;
 }
 
 int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,

@@ -467,7 +467,11 @@ struct gh_store_ops {
      * exists, or when a row's seq - 1 is neither stored nor earlier in the
      * batch: the caller's view of a chain head is stale. INVALID when a
      * checkpoint's (chain, seq, hash) is not a stored event's. Sets each
-     * row's rowid (only when it returns GH_OK). */
+     * row's rowid (only when it returns GH_OK). An engine whose commit can
+     * be cut with an unknown outcome (PostgreSQL: UNAVAILABLE) takes a row
+     * identical to the stored one at its (chain, seq) (same hash), and a
+     * checkpoint of the same (chain, seq, hash), as already stored, so the
+     * caller may send the same batch again. */
     int (*audit_append)(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                         const struct gh_store_audit_checkpoint *cps, size_t ncp,
                         struct gh_err *err);

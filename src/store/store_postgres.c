@@ -119,7 +119,11 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
                            "action, resource, outcome, request_id, hash, body) VALUES ($1::text, "
                            "$2::bigint, $3::text, $4::bigint, $5::text, $6::text, $7::text, "
-                           "$8::text, $9::text, $10::text, $11::text, $12::text) RETURNING rowid",
+                           "$8::text, $9::text, $10::text, $11::text, $12::text) "
+                           "ON CONFLICT ON CONSTRAINT audit_events_chain_seq_key DO NOTHING "
+                           "RETURNING rowid",
+    [GH_PG_AUDIT_ROW_AT] = "SELECT rowid, hash FROM audit_events WHERE chain = $1::text "
+                           "AND seq = $2::bigint",
     /* The predecessor may have been archived (the whole chain, even). */
     [GH_PG_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = $1::text "
                                 "AND seq = $2::bigint UNION ALL SELECT 1 FROM audit_archives "
@@ -128,7 +132,9 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                             "AND seq = $2::bigint",
     [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
                               "VALUES ($1::text, $2::bigint, $3::text, $4::bigint, $5::text, "
-                              "$6::text)",
+                              "$6::text) ON CONFLICT (chain, seq) DO NOTHING RETURNING hash",
+    [GH_PG_AUDIT_CP_AT] = "SELECT hash FROM audit_checkpoints WHERE chain = $1::text "
+                          "AND seq = $2::bigint",
     /* Each chain's last row; a chain whose events were all archived has its
      * head in its last archive row (rowid 0, seq and hash, empty strings). */
     [GH_PG_AUDIT_HEADS] =
