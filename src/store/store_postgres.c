@@ -465,19 +465,20 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
                  struct gh_pg_tx *tx, struct gh_err *err)
 {
     struct gh_pg_conn *c = conn_acquire(s);
-    int rc = GH_OK;
+    bool was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK;
+    int rc;
 
     tx->s = s;
     tx->c = c;
     tx->snapshot = snapshot;
+    rc = conn_ready(s, c, err);
+    if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
     /* A connection that broke since its last use (a server restart) shows
      * only now: nothing was sent in this op yet, so one reconnect and retry
-     * is safe. */
-    for (int attempt = 0; attempt < 2; attempt++) {
+     * is safe. A connect that just failed is not tried twice. */
+    if (rc == GH_STORE_UNAVAILABLE && was_up && PQstatus(c->db) != CONNECTION_OK) {
         rc = conn_ready(s, c, err);
         if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
-        if (rc != GH_STORE_UNAVAILABLE) break;
-        if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK) break; /* not a broken link */
     }
     if (rc == GH_OK && role == GH_PG_TENANT) {
         struct gh_pg_args a = {0};
