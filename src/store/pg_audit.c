@@ -207,16 +207,18 @@ static int walk_row(const PGresult *r, void *arg)
     return w->cb(w->row, w->arg);
 }
 
-/* Streams statement <id> with <a> to <cb>, in one snapshot as operator. */
+/* Streams statement <id> with <a> to <cb>, in one snapshot, as operator
+ * or (<tenant> not NULL) under that tenant's row-level security. */
 static int walk(struct gh_store *st, enum gh_pg_stmt id, const struct gh_pg_args *a,
-                gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
+                const char *tenant, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
     struct row_walk w = {cb, arg, calloc(1, sizeof(struct gh_store_audit_row))};
     struct gh_pg_tx tx;
     int rc;
 
     if (w.row == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
-    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, true, &tx, err);
+    rc =
+        gh_pg__begin(gh_pg__of(st), tenant ? GH_PG_TENANT : GH_PG_OPERATOR, tenant, true, &tx, err);
     if (rc == GH_OK) {
         rc = gh_pg__stream(&tx, id, a, walk_row, &w, err);
         rc = gh_pg__end(&tx, rc, err);
@@ -227,21 +229,24 @@ static int walk(struct gh_store *st, enum gh_pg_stmt id, const struct gh_pg_args
 
 int gh_pg__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
-    return walk(st, GH_PG_AUDIT_HEADS, NULL, cb, arg, err);
+    return walk(st, GH_PG_AUDIT_HEADS, NULL, NULL, cb, arg, err);
 }
 
 int gh_pg__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
     struct gh_pg_args a = {0};
+    /* A tenant's chain holds only rows of that tenant (docs/audit-format.md:
+     * the chain is the event's tenant, or system): its walk (a tenant
+     * admin's export, the verifier, the archiver) runs under that tenant's
+     * row-level security. A row whose tenant_id was changed by hand is then
+     * missing from the walk, which the verifier reports as a gap. */
+    const char *tenant = chain && strcmp(chain, GH_STORE_SYSTEM_TENANT) != 0 ? chain : NULL;
 
-    /* NEEDSWORK: a tenant's own chain could be walked under RLS too; the
-     * callers (verifier, export, archiver) are operator work today and the
-     * statement names the chain. */
     if (chain) gh_pg__arg(&a, chain);
     gh_pg__arg_i64(&a, (int64_t)from_seq);
     gh_pg__arg_i64(&a, (int64_t)to_seq);
-    return walk(st, chain ? GH_PG_AUDIT_WALK_CHAIN : GH_PG_AUDIT_WALK, &a, cb, arg, err);
+    return walk(st, chain ? GH_PG_AUDIT_WALK_CHAIN : GH_PG_AUDIT_WALK, &a, tenant, cb, arg, err);
 }
 
 int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb, void *arg,
@@ -250,7 +255,7 @@ int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_r
     struct gh_pg_args a = {0};
 
     gh_pg__arg_i64(&a, after_rowid);
-    return walk(st, GH_PG_AUDIT_SCAN, &a, cb, arg, err);
+    return walk(st, GH_PG_AUDIT_SCAN, &a, NULL, cb, arg, err);
 }
 
 struct cp_walk {

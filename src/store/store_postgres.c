@@ -135,14 +135,21 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                               "$6::text) ON CONFLICT (chain, seq) DO NOTHING RETURNING hash",
     [GH_PG_AUDIT_CP_AT] = "SELECT hash FROM audit_checkpoints WHERE chain = $1::text "
                           "AND seq = $2::bigint",
-    /* Each chain's last row; a chain whose events were all archived has its
-     * head in its last archive row (rowid 0, seq and hash, empty strings). */
+    /* Each chain's last row: the chains by a skip scan of the (chain, seq)
+     * index (one seek per chain, not a read of every row: the writer reads
+     * the heads again after each CONFLICT), then each one's last row. A
+     * chain whose events were all archived has its head in its last
+     * archive row (rowid 0, seq and hash, empty strings). */
     [GH_PG_AUDIT_HEADS] =
-        "SELECT * FROM (SELECT DISTINCT ON (chain) " AUDIT_COLS " FROM audit_events "
-        "ORDER BY chain, seq DESC) h UNION ALL SELECT 0, chain, max(last_seq), '', 0, '', '', "
-        "'', '', 'success', '', (array_agg(last_hash ORDER BY last_seq DESC))[1], '' "
-        "FROM audit_archives a WHERE NOT EXISTS (SELECT 1 FROM audit_events e "
-        "WHERE e.chain = a.chain) GROUP BY chain ORDER BY 2",
+        "WITH RECURSIVE c(chain) AS ((SELECT chain FROM audit_events ORDER BY chain LIMIT 1) "
+        "UNION ALL SELECT (SELECT e.chain FROM audit_events e WHERE e.chain > c.chain "
+        "ORDER BY e.chain LIMIT 1) FROM c WHERE c.chain IS NOT NULL) "
+        "SELECT h.* FROM c CROSS JOIN LATERAL (SELECT " AUDIT_COLS " FROM audit_events e "
+        "WHERE e.chain = c.chain ORDER BY e.seq DESC LIMIT 1) h WHERE c.chain IS NOT NULL "
+        "UNION ALL SELECT 0, chain, max(last_seq), '', 0, '', '', '', '', 'success', '', "
+        "(array_agg(last_hash ORDER BY last_seq DESC))[1], '' FROM audit_archives a "
+        "WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.chain = a.chain) "
+        "GROUP BY chain ORDER BY 2",
     [GH_PG_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit_events "
                          "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY chain, seq",
     [GH_PG_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE chain = $1::text "
