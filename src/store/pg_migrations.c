@@ -114,8 +114,10 @@ static const struct migration migrations[] = {
      "GRANT SELECT, INSERT, UPDATE ON usage TO gatehouse_operator;"
      "GRANT SELECT ON usage TO gatehouse_tenant;"
      "GRANT SELECT, INSERT ON limit_events TO gatehouse_operator;"
-     "GRANT SELECT ON limit_events TO gatehouse_tenant;" TENANT_POLICY("usage", "tenant_id")
-         TENANT_POLICY("limit_events", "tenant_id")},
+     "GRANT SELECT ON limit_events TO gatehouse_tenant;"
+     /* pg_dump --role=gatehouse_operator reads the sequence's state. */
+     "GRANT SELECT ON SEQUENCE limit_events_id_seq TO gatehouse_operator;" TENANT_POLICY(
+         "usage", "tenant_id") TENANT_POLICY("limit_events", "tenant_id")},
     {4,
      /* Issue 5: the audit log. rowid is drawn under the append lock
       * (store_postgres.c, GH_PG_AUDIT_LOCK), so it is the commit order. A
@@ -158,6 +160,7 @@ static const struct migration migrations[] = {
      "  created_at bigint NOT NULL);"
      "GRANT SELECT, INSERT, DELETE ON audit_events TO gatehouse_operator;"
      "GRANT SELECT ON audit_events TO gatehouse_tenant;"
+     "GRANT SELECT ON SEQUENCE audit_events_rowid_seq TO gatehouse_operator;"
      "GRANT SELECT, INSERT ON audit_checkpoints, audit_keys TO gatehouse_operator;" TENANT_POLICY(
          "audit_events", "tenant_id")},
     {5,

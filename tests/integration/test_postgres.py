@@ -9,6 +9,7 @@ tenant's audit chain at once, and `gatehouse audit verify` after it.
 The identity, limits and audit suites run against PostgreSQL too (the
 Makefile's second pass with GH_TEST_STORE=postgres)."""
 import os
+import subprocess
 import threading
 import time
 
@@ -81,6 +82,10 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
     assert "store postgres: schema version 5" in out, out
+    # The backup docs/postgres.md gives works with the login role.
+    p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "COPY gatehouse.tenants" in p.stdout, p.stderr
 
 
 def test_gateway_refuses_a_database_without_init(pg_server, gatehouse):
