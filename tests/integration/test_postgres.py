@@ -337,3 +337,34 @@ def test_two_nodes_append_to_one_chain_without_forking(pg_server, gatehouse):
     assert int(created[0][0]) == 80, created
     out, err = cli_ok(g1, "audit", "verify")
     assert "ok" in out.lower() or "intact" in out.lower(), out
+
+
+def test_verify_names_a_row_moved_to_another_tenant(pg_server, gatehouse):
+    """`gatehouse audit verify` against PostgreSQL: intact chains pass; a row
+    of tenant A's chain whose tenant_id was changed by hand (someone with
+    the database) drops out of A's walk, which runs under A's row-level
+    security, and is reported as tampering of A's chain."""
+    from conftest import wait_for
+    from identity_helpers import bearer
+    db, url = pg_server.new_database()
+    route = "  - path: /aud\n    upstream: app\n    auth: api_key\n    audit: true\n"
+    g = gatehouse(raw=lambda g: pg_config(g, url).replace("routes:\n", "routes:\n" + route),
+                  start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    key, _, _ = bootstrap(g)
+    g.start()
+    admin = Admin(g, key)
+    a = admin.create_tenant("a")
+    k = admin.ok("POST", f"/v1/tenants/{a['id']}/keys", {"roles": ["developer"]}, 201)
+    wait_for(lambda: http_call(g.port, "GET", "/aud/x", headers=bearer(k["key"])).status == 200,
+             timeout=5, what="key usable")
+    for i in range(3):
+        assert http_call(g.port, "GET", "/aud/x", headers=bearer(k["key"])).status == 200
+    g.stop()
+    out, err = cli_ok(g, "audit", "verify")
+    assert a["id"] in out, out
+    pg_server.psql(f"UPDATE gatehouse.audit_events SET tenant_id = 'tn_BBBBBBBBBBBBBBBBBBBB' "
+                   f"WHERE chain = '{a['id']}' AND seq = 2", db=db)
+    rc, out, err = cli(g, "audit", "verify")
+    assert rc == 1, (rc, out, err)
+    assert a["id"] in err, err
