@@ -283,6 +283,22 @@ static int conflict(const PGresult *r, struct gh_err *err)
     return GH_STORE_CONFLICT;
 }
 
+/* A foreign key that a check before the write found intact broke in a race
+ * (another node deleted or never had the row): NOT_FOUND, as the check
+ * would have said. */
+static int missing(const PGresult *r, struct gh_err *err)
+{
+    const char *c = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+
+    if (c != NULL && strcmp(c, "api_keys_rotated_from_fkey") == 0)
+        gh_err_set(err, NULL, 0, 0, "rotated_from: key not found");
+    else if (c != NULL && strcmp(c, "api_keys_tenant_id_fkey") == 0)
+        gh_err_set(err, NULL, 0, 0, "tenant not found");
+    else
+        gh_err_set(err, NULL, 0, 0, "not found: %s", c ? c : "foreign key");
+    return GH_STORE_NOT_FOUND;
+}
+
 /* Maps a failed result <r> (may be NULL) of <what> on <c> to a store code
  * and fills <err>. The server's primary message names objects, not values
  * (values only appear in DETAIL, which is not copied). */
@@ -292,6 +308,7 @@ static int failure(struct gh_pg_conn *c, const PGresult *r, const char *what, st
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
     if (state != NULL && strcmp(state, "23505") == 0) return conflict(r, err);
+    if (state != NULL && strcmp(state, "23503") == 0) return missing(r, err);
     if (msg == NULL) msg = PQerrorMessage(c->db);
     if (lost(c->db, r)) {
         gh_err_set(err, NULL, 0, 0, "store: %s: PostgreSQL unavailable: %.200s", what, msg);
