@@ -100,6 +100,8 @@ enum gh_pg_stmt {
 struct gh_pg_conn {
     pthread_mutex_t lock;
     PGconn *db; /* NULL until first use, and after a failed reconnect */
+    bool stale; /* the server said it cannot serve us (a standby now, shutting down):
+                   the next op reconnects, though the socket is still up */
     bool prepared[GH_PG__COUNT];
     bool query_prepared[GH_PG_AUDIT_QUERY_VARIANTS];
 };

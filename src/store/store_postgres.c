@@ -311,6 +311,10 @@ static int failure(struct gh_pg_conn *c, const PGresult *r, const char *what, st
     if (state != NULL && strcmp(state, "23503") == 0) return missing(r, err);
     if (msg == NULL) msg = PQerrorMessage(c->db);
     if (lost(c->db, r)) {
+        /* A session on a server turned standby (a failover) would fail
+         * every write from now on: the next op connects again, and
+         * target_session_attrs=read-write finds the new primary. */
+        c->stale = true;
         gh_err_set(err, NULL, 0, 0, "store: %s: PostgreSQL unavailable: %.200s", what, msg);
         return GH_STORE_UNAVAILABLE;
     }
@@ -442,9 +446,10 @@ int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
 /* (Re)connects <c> when it has no live connection. */
 static int conn_ready(struct gh_pg_store *s, struct gh_pg_conn *c, struct gh_err *err)
 {
-    if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK) return GH_OK;
+    if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale) return GH_OK;
     if (c->db != NULL) PQfinish(c->db);
     c->db = NULL;
+    c->stale = false;
     /* A new session: nothing is prepared on it. */
     memset(c->prepared, 0, sizeof(c->prepared));
     memset(c->query_prepared, 0, sizeof(c->query_prepared));
@@ -489,7 +494,7 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
                  struct gh_pg_tx *tx, struct gh_err *err)
 {
     struct gh_pg_conn *c = conn_acquire(s);
-    bool was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK;
+    bool was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale;
     int rc;
 
     tx->s = s;
@@ -500,7 +505,7 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
     /* A connection that broke since its last use (a server restart) shows
      * only now: nothing was sent in this op yet, so one reconnect and retry
      * is safe. A connect that just failed is not tried twice. */
-    if (rc == GH_STORE_UNAVAILABLE && was_up && PQstatus(c->db) != CONNECTION_OK) {
+    if (rc == GH_STORE_UNAVAILABLE && was_up && (PQstatus(c->db) != CONNECTION_OK || c->stale)) {
         rc = conn_ready(s, c, err);
         if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
     }

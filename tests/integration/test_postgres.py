@@ -368,3 +368,35 @@ def test_verify_names_a_row_moved_to_another_tenant(pg_server, gatehouse):
     rc, out, err = cli(g, "audit", "verify")
     assert rc == 1, (rc, out, err)
     assert a["id"] in err, err
+
+
+def test_a_server_turned_read_only_is_left_for_a_writable_one(pg_server, gatehouse):
+    """What a failover looks like from a pooled session: the server it is
+    connected to accepts no more writes (a standby now; simulated with
+    default_transaction_read_only on the database, which sessions take when
+    they start). Writes get 503, the sessions that met it are dropped, and
+    once a writable server is there (here: the setting off again, for new
+    sessions) the gateway writes again without a restart; sessions kept
+    from before would stay read-only forever."""
+    db, url = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    key, _, _ = bootstrap(g)
+    g.start()
+    admin = Admin(g, key)
+    admin.create_tenant("before")
+    pg_server.psql(f"ALTER DATABASE {db} SET default_transaction_read_only = on")
+    pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   f"WHERE datname = '{db}' AND usename = 'gatehouse'")
+    statuses = [admin.call("POST", "/v1/tenants", {"name": f"ro-{i}"}).status for i in range(6)]
+    assert set(statuses) == {503}, statuses
+    pg_server.psql(f"ALTER DATABASE {db} SET default_transaction_read_only = off")
+    ok = None
+    for i in range(20):
+        r = admin.call("POST", "/v1/tenants", {"name": f"rw-{i}"})
+        assert r.status in (201, 503), r
+        if r.status == 201:
+            ok = i
+            break
+    assert ok is not None, "still refused after the server accepts writes again"
+    assert g.proc.poll() is None
