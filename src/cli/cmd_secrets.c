@@ -395,6 +395,7 @@ static int cmd_rotate(int argc, char **argv)
     if (env_open(o.config, true, &e) != 0) goto out;
     if (e.cfg->audit.enabled) {
         as = gh_audit_service_new(e.cfg, e.store, 0, &err);
+        if (as != NULL) gh_audit_service_set_secrets(as, e.secrets);
         if (as == NULL || gh_audit_service_start(as, &err) != GH_OK) {
             fprintf(stderr, "gatehouse secrets rotate-master: audit: %s\n",
                     gh_err_format(&err, msg, sizeof(msg)));
