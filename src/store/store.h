@@ -593,7 +593,8 @@ struct gh_store_ops {
     int (*secrets_versions)(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
                             struct gh_err *err);
     /* [operator] Up to <limit> rows with kek_version < <version>, ordered
-     * by (tenant_id, name); sets *count. */
+     * by (kek_version, tenant_id, name), the order of their index, so a
+     * batch reads its rows without sorting the rest; sets *count. */
     int (*secrets_stale)(struct gh_store *st, uint32_t version, size_t limit,
                          struct gh_store_secret *out, size_t *count, struct gh_err *err);
     /* [operator] In ONE transaction: applies each rewrap whose row still has

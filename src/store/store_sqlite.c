@@ -179,7 +179,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_SECRET_VERSIONS] = "SELECT kek_version, count(*) FROM secrets GROUP BY kek_version "
                               "ORDER BY kek_version",
     [GH_SQ_SECRET_STALE] = "SELECT " SECRET_COLS " FROM secrets WHERE kek_version < ?1 "
-                           "ORDER BY tenant_id, name LIMIT ?2",
+                           "ORDER BY kek_version, tenant_id, name LIMIT ?2",
     [GH_SQ_SECRET_REWRAP] = "UPDATE secrets SET wrapped_dek = ?5, kek_version = ?6 "
                             "WHERE tenant_id = ?1 AND name = ?2 AND kek_version = ?3 "
                             "AND wrapped_dek = ?4",
