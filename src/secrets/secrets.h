@@ -123,9 +123,11 @@ struct gh_secrets_rotate_opts {
     size_t batch;   /* rows per transaction; 0 = 100 (at most 200) */
     uint64_t limit; /* stop after this many rows, leaving it pending; 0 = no limit */
     /* Called once the rotation is recorded (res->started says whether this
-     * call began it or resumed it), before any row moves: the CLI audits it
-     * there. May be NULL. */
-    void (*on_begin)(const struct gh_secrets_rotate_result *res, void *arg);
+     * call began it or resumed it), before any new master key version or
+     * row moves: the CLI audits it there. Anything but GH_OK stops the
+     * rotation (pending: a rerun resumes it) and is returned, with <err>
+     * set by the callback. May be NULL. */
+    int (*on_begin)(const struct gh_secrets_rotate_result *res, void *arg, struct gh_err *err);
     void *arg;
 };
 struct gh_secrets_rotate_result {
