@@ -74,7 +74,7 @@ static int parse_line(const char *line, size_t len, struct master_key *k)
     unsigned long v;
     char *vend;
 
-    if (len < sizeof(MAGIC) || memcmp(p, MAGIC " v", sizeof(MAGIC) + 1) != 0) return GH_ERROR;
+    if (len < sizeof(MAGIC) + 1 || memcmp(p, MAGIC " v", sizeof(MAGIC) + 1) != 0) return GH_ERROR;
     p += sizeof(MAGIC) + 1;
     sp = memchr(p, ' ', (size_t)(end - p));
     if (sp == NULL || sp == p || (size_t)(sp - p) >= sizeof(vbuf)) return GH_ERROR;
