@@ -321,6 +321,9 @@ static int cmd_status(int argc, char **argv)
     printf("provider: %s\n", gh_secrets_provider(e.secrets));
     if (strcmp(gh_secrets_provider(e.secrets), "local") == 0)
         printf("master key file: %s\n", e.cfg->secrets.master_key_file);
+    else
+        printf("token: %s, master keys %s-v<N>\n", e.cfg->secrets.pkcs11.token_label,
+               e.cfg->secrets.pkcs11.key_label);
     printf("current master key version: %" PRIu32 "\n", cur);
     printf("sealed secrets: %" PRIu64 "\n", total);
     if (gh_store_secrets_versions(e.store, status_row, NULL, &err) != GH_OK) goto fail;
