@@ -293,6 +293,50 @@ static void test_rotation(void **state)
     assert_string_equal(out, "value-07-abcdefghijkl");
 }
 
+/* A value put between a rotation's read of a row and its write must not get
+ * the old data key back: the write is a compare-and-set. */
+static void test_rewrap_compare_and_set(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_secret *stale = calloc(1, sizeof(*stale));
+    struct gh_store_secret_rewrap *rw = calloc(1, sizeof(*rw));
+    struct gh_store_secrets_rotation rot;
+    struct gh_err err = {0};
+    size_t count = 0, applied = 9;
+    bool started = false;
+    char out[64];
+
+    assert_non_null(stale);
+    assert_non_null(rw);
+    put(f, "system", "race", "the-value-before-0123");
+    assert_int_equal(gh_store_secrets_rotation_begin(f->st, 1, 2, &rot, &started, &err), GH_OK);
+    assert_true(started);
+    /* A second operator resumes the same rotation. */
+    assert_int_equal(gh_store_secrets_rotation_begin(f->st, 1, 2, &rot, &started, &err), GH_OK);
+    assert_false(started);
+    assert_int_equal(rot.to_version, 2);
+    assert_int_equal(gh_store_secrets_stale(f->st, 2, 1, stale, &count, &err), GH_OK);
+    assert_int_equal(count, 1);
+    /* Meanwhile the value is put again (a new data key). */
+    put(f, "system", "race", "the-value-after-45678");
+    snprintf(rw->tenant_id, sizeof(rw->tenant_id), "%s", stale->tenant_id);
+    snprintf(rw->name, sizeof(rw->name), "%s", stale->name);
+    rw->old_version = stale->kek_version;
+    rw->new_version = 2;
+    rw->old_len = stale->wrapped_len;
+    memcpy(rw->old_wrapped, stale->wrapped_dek, stale->wrapped_len);
+    rw->new_len = stale->wrapped_len;
+    memcpy(rw->new_wrapped, stale->wrapped_dek, stale->wrapped_len); /* the stale key */
+    assert_int_equal(gh_store_secrets_rewrap(f->st, rw, 1, &applied, &err), GH_OK);
+    assert_int_equal(applied, 0);
+    assert_int_equal(get(f, "system", "race", out, sizeof(out)), GH_OK);
+    assert_string_equal(out, "the-value-after-45678");
+    assert_int_equal(gh_store_secrets_rotation_get(f->st, &rot, &err), GH_OK);
+    assert_int_equal(rot.rewrapped, 0);
+    free(stale);
+    free(rw);
+}
+
 static void test_config_refs(void **state)
 {
     struct fixture *f = *state;
@@ -330,6 +374,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_master, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrap_compare_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_refs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
