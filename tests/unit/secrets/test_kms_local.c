@@ -41,6 +41,8 @@ static int teardown(void **state)
     unlink(f->path);
     snprintf(p, sizeof(p), "%s.new", f->path);
     unlink(p);
+    snprintf(p, sizeof(p), "%s.lock", f->path);
+    unlink(p);
     rmdir(f->dir);
     free(f);
     return 0;
