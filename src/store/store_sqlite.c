@@ -2,7 +2,8 @@
  * synchronous=NORMAL, foreign keys), its writer and reader connections, the
  * catalogue of SQL statements, and the ops table that ties the per-entity
  * files (sqlite_migrations.c, sqlite_tenants.c, sqlite_keys.c,
- * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c, sqlite_audit.c)
+ * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c, sqlite_audit.c,
+ * sqlite_secrets.c)
  * together. sqlite_int.h
  * states the locking rules. */
 #include <errno.h>
@@ -28,6 +29,7 @@
 #define AUDIT_COLS         GH_SQ_AUDIT_COLS
 #define AUDIT_CP_COLS      GH_SQ_AUDIT_CP_COLS
 #define AUDIT_ARCHIVE_COLS GH_SQ_AUDIT_ARCHIVE_COLS
+#define SECRET_COLS        GH_SQ_SECRET_COLS
 
 /* Every statement, bound with ?N parameters only: no SQL is built from
  * strings at run time. */
@@ -162,6 +164,36 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                              "ORDER BY chain, first_seq",
     [GH_SQ_AUDIT_ARCHIVES_CHAIN] = "SELECT " AUDIT_ARCHIVE_COLS " FROM audit_archives "
                                    "WHERE chain = ?1 ORDER BY first_seq",
+    /* A replaced secret keeps its created_at. */
+    [GH_SQ_SECRET_PUT] = "INSERT INTO secrets (" SECRET_COLS ") "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+                         "ON CONFLICT (tenant_id, name) DO UPDATE SET "
+                         "ciphertext = excluded.ciphertext, nonce = excluded.nonce, "
+                         "wrapped_dek = excluded.wrapped_dek, kek_version = excluded.kek_version, "
+                         "updated_at = excluded.updated_at",
+    [GH_SQ_SECRET_GET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = ?1 AND name = ?2",
+    [GH_SQ_SECRET_DELETE] = "DELETE FROM secrets WHERE tenant_id = ?1 AND name = ?2",
+    [GH_SQ_SECRET_WALK] = "SELECT " SECRET_COLS " FROM secrets ORDER BY tenant_id, name",
+    [GH_SQ_SECRET_WALK_TENANT] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = ?1 "
+                                 "ORDER BY name",
+    [GH_SQ_SECRET_VERSIONS] = "SELECT kek_version, count(*) FROM secrets GROUP BY kek_version "
+                              "ORDER BY kek_version",
+    [GH_SQ_SECRET_STALE] = "SELECT " SECRET_COLS " FROM secrets WHERE kek_version < ?1 "
+                           "ORDER BY kek_version, tenant_id, name LIMIT ?2",
+    [GH_SQ_SECRET_REWRAP] = "UPDATE secrets SET wrapped_dek = ?5, kek_version = ?6 "
+                            "WHERE tenant_id = ?1 AND name = ?2 AND kek_version = ?3 "
+                            "AND wrapped_dek = ?4",
+    [GH_SQ_SECRET_ROT_GET] = "SELECT from_version, to_version, started_at, finished_at, rewrapped "
+                             "FROM secrets_rotation WHERE id = 1",
+    [GH_SQ_SECRET_ROT_START] = "INSERT OR REPLACE INTO secrets_rotation (id, from_version, "
+                               "to_version, started_at, finished_at, rewrapped) "
+                               "VALUES (1, ?1, ?2, ?3, 0, 0)",
+    [GH_SQ_SECRET_ROT_COUNT] = "UPDATE secrets_rotation SET rewrapped = rewrapped + ?1 "
+                               "WHERE id = 1 AND finished_at = 0",
+    [GH_SQ_AUDIT_KEY_SET_PRIVATE] = "UPDATE audit_keys SET private_pem = ?2 WHERE key_id = ?1",
+    [GH_SQ_SIGNING_SET_PRIVATE] = "UPDATE signing_keys SET private_pem = ?2 WHERE kid = ?1",
+    [GH_SQ_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = ?2 "
+                                "WHERE id = 1 AND to_version = ?1 AND finished_at = 0",
 };
 
 /* ---- Statements and errors -------------------------------------------------- */
@@ -424,6 +456,9 @@ static int conn_open(struct gh_sqlite_conn *c, const char *path, uint32_t busy_m
     if (pragma(c, "PRAGMA trusted_schema = OFF", err) != GH_OK) return GH_ERROR;
     if (!writer) return pragma(c, "PRAGMA query_only = ON", err);
     if (set_wal(c, err) != GH_OK) return GH_ERROR;
+    /* A row overwritten in place (a private key replaced by its sealed
+     * reference) leaves no old bytes in its page; FAST costs no extra I/O. */
+    if (pragma(c, "PRAGMA secure_delete = FAST", err) != GH_OK) return GH_ERROR;
     /* NORMAL in WAL: a commit is durable once the WAL is synced at the next
      * checkpoint; a power loss may drop the last commits, never corrupt. */
     return pragma(c, "PRAGMA synchronous = NORMAL", err);
@@ -539,4 +574,15 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .backup = gh_sqlite__backup,
     .table_counts = gh_sqlite__table_counts,
     .integrity_check = gh_sqlite__integrity_check,
+    .secret_put = gh_sqlite__secret_put,
+    .secret_get = gh_sqlite__secret_get,
+    .secret_delete = gh_sqlite__secret_delete,
+    .secrets_walk = gh_sqlite__secrets_walk,
+    .secrets_versions = gh_sqlite__secrets_versions,
+    .secrets_stale = gh_sqlite__secrets_stale,
+    .secrets_rewrap = gh_sqlite__secrets_rewrap,
+    .secrets_rotation_begin = gh_sqlite__secrets_rotation_begin,
+    .secrets_rotation_get = gh_sqlite__secrets_rotation_get,
+    .secrets_rotation_finish = gh_sqlite__secrets_rotation_finish,
+    .private_key_set = gh_sqlite__private_key_set,
 };
