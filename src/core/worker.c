@@ -1,6 +1,8 @@
 /* Worker threads: loop setup, listeners, snapshot adoption, housekeeping. */
 #include "core/worker.h"
 
+#include <openssl/evp.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -386,6 +388,8 @@ void gh_worker_release(struct gh_worker *w)
         free(w->cur);
         w->cur = NULL;
     }
+    EVP_MAC_CTX_free(w->wh_mac);
+    w->wh_mac = NULL;
     while (w->free_reqs) {
         struct gh_req *r = w->free_reqs;
         w->free_reqs = r->next_free;

@@ -96,6 +96,10 @@ struct gh_worker {
 
     /* Metrics (src/telemetry/metrics.h): NULL for the admin worker. */
     struct gh_metrics_worker *metrics;
+
+    /* Inbound webhook checks (src/hooks/stage.c): this thread's HMAC
+     * context, made at the first check (an EVP_MAC_CTX). */
+    struct evp_mac_ctx_st *wh_mac;
 };
 
 /* Creates the worker's loop and listeners (one SO_REUSEPORT socket per

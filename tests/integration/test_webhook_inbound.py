@@ -1,0 +1,246 @@
+"""Inbound webhook verification (issue 7): routes with `webhook_verify` pass
+a request to the upstream only with a valid, fresh, never-seen signature of
+its whole body, for the Standard Webhooks, GitHub and Stripe formats.
+Signatures are made here with Python's hmac, apart from the C code."""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import time
+import uuid
+
+import pytest
+
+from conftest import Gatehouse, free_port
+
+STD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+GH_SECRET = "It's a Secret to Everybody"
+ST_SECRET = "whsec_stripe_endpoint_secret_0123456789"
+OLD_SECRET = "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24="
+
+
+def config(g):
+    return (
+        "workers: 2\n"
+        f"listen:\n  - address: 127.0.0.1:{g.port}\n"
+        f"admin:\n  address: 127.0.0.1:{g.admin_port}\n"
+        f"upstreams:\n  app:\n    endpoints: [\"127.0.0.1:{g.upstream_port}\"]\n"
+        "routes:\n"
+        "  - path: /std\n    name: std\n    upstream: app\n    auth: none\n"
+        "    webhook_verify:\n      format: standard\n"
+        f"      secrets: [\"{OLD_SECRET}\", \"{STD_SECRET}\"]\n"
+        "      max_body: 4KiB\n"
+        "  - path: /gh\n    name: gh\n    upstream: app\n"
+        f"    webhook_verify: {{format: github, secret: \"{GH_SECRET}\", max_body: 4KiB}}\n"
+        "  - path: /stripe\n    name: stripe\n    upstream: app\n"
+        f"    webhook_verify: {{format: stripe, secret: \"{ST_SECRET}\", tolerance: 5m,"
+        " max_body: 4KiB}\n"
+        "  - path: /\n    upstream: app\n"
+    )
+
+
+@pytest.fixture
+def gw(gatehouse):
+    return gatehouse(raw=config)
+
+
+def std_headers(body, ts=None, msg_id=None, secret=STD_SECRET):
+    ts = int(time.time()) if ts is None else ts
+    msg_id = msg_id or "msg_" + uuid.uuid4().hex
+    key = base64.b64decode(secret[len("whsec_"):])
+    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+
+
+def gh_headers(body, delivery=None, secret=GH_SECRET):
+    mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "X-Hub-Signature-256": "sha256=" + mac}
+
+
+def stripe_headers(body, ts=None, secret=ST_SECRET):
+    ts = int(time.time()) if ts is None else ts
+    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={ts},v1={mac},v0={'0' * 64}"}
+
+
+SIGNERS = {"/std": std_headers, "/gh": gh_headers, "/stripe": stripe_headers}
+SIG_HEADER = {"/std": "webhook-signature", "/gh": "X-Hub-Signature-256",
+              "/stripe": "Stripe-Signature"}
+
+
+def post(g, path, body, headers, chunked=False):
+    c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+    try:
+        if chunked:
+            h = dict(headers, **{"Transfer-Encoding": "chunked"})
+            parts = [body[i:i + 100] for i in range(0, len(body), 100)]
+            c.request("POST", path, body=iter(parts), headers=h, encode_chunked=True)
+        else:
+            c.request("POST", path, body=body, headers=headers)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def event(n=1):
+    return json.dumps({"type": "invoice.paid", "n": n, "pad": "x" * 300}).encode()
+
+
+def assert_refused(status, data, code):
+    assert status == 401, data
+    j = json.loads(data)
+    assert j["error"] == code
+    assert j["message"] and j["request_id"]
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+def test_valid_reaches_upstream_with_exact_body(gw, upstream, path):
+    body = event()
+    status, data = post(gw, path + "/hook", body, SIGNERS[path](body))
+    assert status == 200, data
+    echo = json.loads(data)
+    assert echo["body_len"] == len(body)
+    assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+def test_chunked_body_verifies_and_goes_with_length(gw, upstream, path):
+    body = event(2) * 3
+    status, data = post(gw, path, body, SIGNERS[path](body), chunked=True)
+    assert status == 200, data
+    echo = json.loads(data)
+    assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+    _, _, headers = upstream.requests[0]
+    assert headers.get("Content-Length") == str(len(body))
+    assert "Transfer-Encoding" not in headers
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+def test_tampered_body_refused(gw, upstream, path):
+    body = event()
+    h = SIGNERS[path](body)
+    status, data = post(gw, path, body.replace(b"paid", b"void"), h)
+    assert_refused(status, data, "invalid_signature")
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+def test_tampered_signature_refused(gw, upstream, path):
+    body = event()
+    h = SIGNERS[path](body)
+    name = SIG_HEADER[path]
+    v = h[name]
+    # Flip one character of the MAC itself (not the prefix).
+    i = v.index("v1=") + 5 if path == "/stripe" else len(v) - 6
+    h[name] = v[:i] + ("0" if v[i] != "0" else "1") + v[i + 1:]
+    status, data = post(gw, path, body, h)
+    assert_refused(status, data, "invalid_signature")
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("path", ["/std", "/stripe"])
+@pytest.mark.parametrize("skew", [-301, 301])
+def test_stale_timestamp_refused(gw, upstream, path, skew):
+    body = event()
+    status, data = post(gw, path, body, SIGNERS[path](body, ts=int(time.time()) + skew))
+    assert_refused(status, data, "stale_timestamp")
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+def test_replay_refused(gw, upstream, path):
+    body = event()
+    h = SIGNERS[path](body)
+    assert post(gw, path, body, h)[0] == 200
+    # Several times: both workers share the table.
+    for _ in range(4):
+        status, data = post(gw, path, body, h)
+        assert_refused(status, data, "replayed")
+    assert len(upstream.requests) == 1
+
+
+def test_standard_retry_with_new_timestamp_is_a_replay(gw, upstream):
+    body = event()
+    assert post(gw, "/std", body, std_headers(body, msg_id="msg_fixed"))[0] == 200
+    status, data = post(gw, "/std", body, std_headers(body, ts=int(time.time()) - 5,
+                                                       msg_id="msg_fixed"))
+    assert_refused(status, data, "replayed")
+    assert len(upstream.requests) == 1
+
+
+def test_forged_request_does_not_burn_the_id(gw, upstream):
+    body = event()
+    forged = std_headers(body, msg_id="msg_target", secret="whsec_" + base64.b64encode(
+        b"not the right secret at all!").decode())
+    assert post(gw, "/std", body, forged)[0] == 401
+    assert post(gw, "/std", body, std_headers(body, msg_id="msg_target"))[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+def test_missing_header_refused(gw, upstream, path):
+    body = event()
+    h = SIGNERS[path](body)
+    del h[SIG_HEADER[path]]
+    status, data = post(gw, path, body, h)
+    assert_refused(status, data, "missing_signature")
+    assert upstream.requests == []
+
+
+def test_rotation_old_secret_still_accepted(gw, upstream):
+    body = event()
+    assert post(gw, "/std", body, std_headers(body, secret=OLD_SECRET))[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_body_over_max_body_413(gw, upstream, path, chunked):
+    body = b"x" * 5000
+    status, data = post(gw, path, body, SIGNERS[path](body), chunked=chunked)
+    assert status == 413, data
+    assert json.loads(data)["error"] == "body_too_large"
+    assert upstream.requests == []
+
+
+def test_plain_route_unchanged_and_metrics(gw, upstream):
+    status, _ = post(gw, "/other", b"abc", {})
+    assert status == 200
+    body = event()
+    assert post(gw, "/gh", body, gh_headers(body))[0] == 200
+    assert post(gw, "/gh", body, gh_headers(body.upper()))[0] == 401
+    c = http.client.HTTPConnection("127.0.0.1", gw.admin_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    assert 'gatehouse_webhook_inbound_total{route="gh",result="ok"} 1' in text
+    assert 'gatehouse_webhook_inbound_total{route="gh",result="invalid_signature"} 1' in text
+
+
+def test_keepalive_after_refusal(gw, upstream):
+    """A refused webhook leaves the connection usable: the body was read."""
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    body = event()
+    c.request("POST", "/gh", body=body, headers=gh_headers(b"other"))
+    r = c.getresponse()
+    r.read()
+    assert r.status == 401
+    c.request("POST", "/gh", body=body, headers=gh_headers(body))
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200
+    c.close()
+    assert len(upstream.requests) == 1
+
+
+def test_config_errors(tmp_path):
+    g = Gatehouse(tmp_path, upstream_port=free_port(), raw=lambda g: config(g).replace(
+        STD_SECRET, "whsec_not*base64*at*all"))
+    p = __import__("subprocess").run([__import__("conftest").gatehouse_bin(), "check", "-c",
+                                      g.config_path], capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "webhook_verify" in p.stderr
+    assert "not*base64" not in p.stderr
