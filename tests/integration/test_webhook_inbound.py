@@ -244,3 +244,29 @@ def test_config_errors(tmp_path):
     assert p.returncode != 0
     assert "webhook_verify" in p.stderr
     assert "not*base64" not in p.stderr
+
+
+def test_refusal_is_audited_as_auth_denied_without_the_signature(gatehouse, upstream):
+    import os
+    import sqlite3
+
+    def with_store(g):
+        return config(g) + f"store:\n  sqlite: {os.path.join(str(g.tmp), 'gatehouse.db')}\n"
+
+    g = gatehouse(raw=with_store)
+    body = event()
+    h = gh_headers(b"something else")
+    h["X-Request-Id"] = "req-webhook-denied-1"
+    assert post(g, "/gh", body, h)[0] == 401
+    g.stop()
+    con = sqlite3.connect(f"file:{os.path.join(str(g.tmp), 'gatehouse.db')}?mode=ro", uri=True)
+    try:
+        rows = [json.loads(r[0]) for r in con.execute("SELECT body FROM audit_events")]
+    finally:
+        con.close()
+    den = [e for e in rows if e.get("request_id") == "req-webhook-denied-1"]
+    assert [e["action"] for e in den] == ["auth.denied"], den
+    assert den[0]["status"] == 401 and den[0]["reason"] == "invalid_signature", den
+    assert den[0]["resource"] == "gh"
+    assert h["X-Hub-Signature-256"][7:] not in json.dumps(rows)
+    assert upstream.requests == []
