@@ -221,7 +221,7 @@ void gh_wh_verifier_release(struct gh_wh_verifier *v)
     v->nkeys = 0;
 }
 
-EVP_MAC_CTX *gh_wh_mac_new(void)
+static EVP_MAC_CTX *mac_new(void)
 {
     EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *ctx = m ? EVP_MAC_CTX_new(m) : NULL;
@@ -238,16 +238,38 @@ EVP_MAC_CTX *gh_wh_mac_new(void)
     return ctx;
 }
 
+int gh_wh_keyed_init(struct gh_wh_keyed *k, const struct gh_wh_verifier *v)
+{
+    memset(k, 0, sizeof(*k));
+    for (size_t i = 0; i < v->nkeys; i++) {
+        k->ctx[i] = mac_new();
+        if (k->ctx[i] == NULL || !EVP_MAC_init(k->ctx[i], v->keys[i].bytes, v->keys[i].len, NULL)) {
+            k->n = i + 1;
+            gh_wh_keyed_release(k);
+            return GH_ERROR;
+        }
+    }
+    k->n = v->nkeys;
+    return GH_OK;
+}
+
+void gh_wh_keyed_release(struct gh_wh_keyed *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        EVP_MAC_CTX_free(k->ctx[i]);
+    memset(k, 0, sizeof(*k));
+}
+
 /* ---- verification ---- */
 
-/* HMAC-SHA256 of the concatenation of <parts> under <key>. Re-keying the
- * thread's context costs two SHA-256 blocks and allocates nothing. */
-static bool mac_parts(EVP_MAC_CTX *ctx, const unsigned char *key, size_t keylen,
-                      const gh_str *parts, size_t nparts, unsigned char out[MAC_LEN])
+/* HMAC-SHA256 of the concatenation of <parts> with the key <ctx> holds
+ * (EVP_MAC_init with a NULL key reuses it: no key schedule, no allocation). */
+static bool mac_parts(EVP_MAC_CTX *ctx, const gh_str *parts, size_t nparts,
+                      unsigned char out[MAC_LEN])
 {
     size_t outlen = 0;
 
-    if (!EVP_MAC_init(ctx, key, keylen, NULL)) return false;
+    if (!EVP_MAC_init(ctx, NULL, 0, NULL)) return false;
     for (size_t i = 0; i < nparts; i++)
         if (parts[i].len && !EVP_MAC_update(ctx, (const unsigned char *)parts[i].ptr, parts[i].len))
             return false;
@@ -262,16 +284,14 @@ static bool stale(const struct gh_wh_verifier *v, int64_t ts, int64_t now_s)
 
 /* Any entry of <sigs> equal to the MAC of <parts> under any key. Every key
  * and entry is tried, so the time taken does not tell which one matched. */
-static enum gh_wh_result match(const struct gh_wh_verifier *v, EVP_MAC_CTX *ctx,
-                               const struct gh_wh_sigs *sigs, const gh_str *parts, size_t nparts,
-                               unsigned char matched[MAC_LEN])
+static enum gh_wh_result match(struct gh_wh_keyed *keys, const struct gh_wh_sigs *sigs,
+                               const gh_str *parts, size_t nparts, unsigned char matched[MAC_LEN])
 {
     unsigned char mac[MAC_LEN];
     int found = 0;
 
-    for (size_t k = 0; k < v->nkeys; k++) {
-        if (!mac_parts(ctx, v->keys[k].bytes, v->keys[k].len, parts, nparts, mac))
-            return GH_WH_BAD_SIGNATURE;
+    for (size_t k = 0; k < keys->n; k++) {
+        if (!mac_parts(keys->ctx[k], parts, nparts, mac)) return GH_WH_BAD_SIGNATURE;
         for (size_t i = 0; i < sigs->n; i++) {
             if (CRYPTO_memcmp(mac, sigs->mac[i], MAC_LEN) == 0) {
                 if (!found) memcpy(matched, mac, MAC_LEN);
@@ -283,7 +303,7 @@ static enum gh_wh_result match(const struct gh_wh_verifier *v, EVP_MAC_CTX *ctx,
     return found ? GH_WH_OK : GH_WH_BAD_SIGNATURE;
 }
 
-enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, EVP_MAC_CTX *ctx,
+enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, struct gh_wh_keyed *keys,
                                const struct gh_wh_headers *h, gh_str body, int64_t now_s,
                                struct gh_wh_verified *out)
 {
@@ -306,13 +326,13 @@ enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, EVP_MAC_CTX *ctx,
         parts[2] = h->timestamp;
         parts[3] = GH_STR_LIT(".");
         parts[4] = body;
-        if ((rc = match(v, ctx, &sigs, parts, 5, matched)) != GH_WH_OK) return rc;
+        if ((rc = match(keys, &sigs, parts, 5, matched)) != GH_WH_OK) return rc;
         break;
     case GH_WH_GITHUB:
         if (h->id.len == 0) return GH_WH_MISSING;
         if (!valid_id(h->id)) return GH_WH_MALFORMED;
         if ((rc = gh_wh_parse_github(h->signature, &sigs)) != GH_WH_OK) return rc;
-        if ((rc = match(v, ctx, &sigs, &body, 1, matched)) != GH_WH_OK) return rc;
+        if ((rc = match(keys, &sigs, &body, 1, matched)) != GH_WH_OK) return rc;
         break;
     case GH_WH_STRIPE:
         if ((rc = gh_wh_parse_stripe(h->signature, &sigs)) != GH_WH_OK) return rc;
@@ -321,7 +341,7 @@ enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, EVP_MAC_CTX *ctx,
         parts[0] = sigs.t_text;
         parts[1] = GH_STR_LIT(".");
         parts[2] = body;
-        if ((rc = match(v, ctx, &sigs, parts, 3, matched)) != GH_WH_OK) return rc;
+        if ((rc = match(keys, &sigs, parts, 3, matched)) != GH_WH_OK) return rc;
         break;
     default: return GH_WH_MALFORMED;
     }

@@ -5,7 +5,7 @@
  * logged or echoed: the error says which check failed, nothing more. */
 #include "hooks/stage.h"
 
-#include <openssl/evp.h>
+#include <stdlib.h>
 
 #include "audit/request.h"
 #include "core/clock.h"
@@ -17,6 +17,50 @@
 #include "http/conn.h"
 #include "proxy/router.h"
 #include "telemetry/metrics.h"
+
+/* Verify routes whose keyed contexts a worker keeps. More routes than this
+ * in turn on one worker re-key on each switch (an allocation per check).
+ * NEEDSWORK: a bigger table if configs with many verify routes appear. */
+#define KEYED_ROUTES 8
+
+struct gh_wh_worker {
+    struct {
+        const struct gh_wh_verifier *v; /* with gen: unique for the process's life */
+        uint64_t gen;                   /* the snapshot's generation */
+        struct gh_wh_keyed keys;
+    } e[KEYED_ROUTES];
+    unsigned next; /* the entry replaced on a miss */
+};
+
+void gh_inbound_worker_free(struct gh_wh_worker *ww)
+{
+    if (ww == NULL) return;
+    for (unsigned i = 0; i < KEYED_ROUTES; i++)
+        gh_wh_keyed_release(&ww->e[i].keys);
+    free(ww);
+}
+
+/* The worker's contexts for <r>'s route. A verifier's address may come back
+ * in a later snapshot, so entries are known by address and generation (a
+ * generation names one published snapshot). NULL when out of memory. */
+static struct gh_wh_keyed *keyed_for(struct gh_worker *w, const struct gh_req *r)
+{
+    const struct gh_wh_verifier *v = r->route->wh;
+    uint64_t gen = r->snap->generation;
+    struct gh_wh_worker *ww = w->wh;
+    unsigned i;
+
+    if (ww == NULL && (ww = w->wh = calloc(1, sizeof(*ww))) == NULL) return NULL;
+    for (i = 0; i < KEYED_ROUTES; i++)
+        if (ww->e[i].v == v && ww->e[i].gen == gen) return &ww->e[i].keys;
+    i = ww->next++ % KEYED_ROUTES;
+    gh_wh_keyed_release(&ww->e[i].keys);
+    ww->e[i].v = NULL;
+    if (gh_wh_keyed_init(&ww->e[i].keys, v) != GH_OK) return NULL;
+    ww->e[i].v = v;
+    ww->e[i].gen = gen;
+    return &ww->e[i].keys;
+}
 
 /* Seconds an accepted timestamped message is remembered past the end of
  * its tolerance, so that clocks a little apart cannot open a gap. */
@@ -101,6 +145,7 @@ int gh_inbound_stage(struct gh_req *r)
     struct gh_worker *w = r->conn->worker;
     struct gh_wh_headers h;
     struct gh_wh_verified seen;
+    struct gh_wh_keyed *keys;
     enum gh_wh_result res;
     int64_t now_s;
     gh_str body;
@@ -109,7 +154,7 @@ int gh_inbound_stage(struct gh_req *r)
     if (rt->wh == NULL) return 1;
     rc = gh_conn_buffer_body(r, rt->cfg->webhook_verify.max_body, &body);
     if (rc != 1) return rc;
-    if (w->wh_mac == NULL && (w->wh_mac = gh_wh_mac_new()) == NULL) {
+    if ((keys = keyed_for(w, r)) == NULL) {
         gh_conn_reply_error(r->conn, 500, "internal_error", true);
         return 0;
     }
@@ -117,7 +162,7 @@ int gh_inbound_stage(struct gh_req *r)
     if (read_headers(r, rt->wh->format, &h) != 0)
         res = GH_WH_MALFORMED;
     else
-        res = gh_wh_verify(rt->wh, w->wh_mac, &h, body, now_s, &seen);
+        res = gh_wh_verify(rt->wh, keys, &h, body, now_s, &seen);
     if (res == GH_WH_OK) {
         /* Recorded only now that the signature holds: forged requests
          * cannot fill the table or burn a genuine id. */

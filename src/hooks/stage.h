@@ -15,4 +15,10 @@ struct gh_req;
  * reused: the caller must not touch it. */
 int gh_inbound_stage(struct gh_req *req);
 
+/* A worker's state for the stage: keyed HMAC contexts for the last few
+ * verify routes it saw (made on the worker at a route's first check). */
+struct gh_wh_worker;
+/* Frees it (NULL is fine); on the worker's thread or after it stopped. */
+void gh_inbound_worker_free(struct gh_wh_worker *ww);
+
 #endif

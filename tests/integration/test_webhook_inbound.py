@@ -270,3 +270,21 @@ def test_refusal_is_audited_as_auth_denied_without_the_signature(gatehouse, upst
     assert den[0]["resource"] == "gh"
     assert h["X-Hub-Signature-256"][7:] not in json.dumps(rows)
     assert upstream.requests == []
+
+
+def test_reload_changes_secret_and_keeps_replay_memory(gatehouse, upstream):
+    new_secret = "a brand new github secret"
+    g = gatehouse(raw=config)
+    body = event()
+    h = gh_headers(body)
+    assert post(g, "/gh", body, h)[0] == 200
+    g.write_config(config(g).replace(GH_SECRET, new_secret))
+    g.reload_and_wait()
+    # The old secret no longer passes; the new one does; ids seen before the
+    # reload are still refused.
+    assert post(g, "/gh", body, gh_headers(body))[0] == 401
+    assert post(g, "/gh", body, gh_headers(body, secret=new_secret))[0] == 200
+    h2 = gh_headers(body, delivery=h["X-GitHub-Delivery"], secret=new_secret)
+    status, data = post(g, "/gh", body, h2)
+    assert_refused(status, data, "replayed")
+    assert len(upstream.requests) == 2
