@@ -351,6 +351,7 @@ enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, struct gh_wh_keye
          * timestamp with the MAC that matched. */
         out->key[0] = (unsigned char)('0' + v->format);
         out->timestamp = ts;
+        out->key2_len = 0;
         if (v->format == GH_WH_STRIPE) {
             memcpy(out->key + 1, &ts, sizeof(ts));
             memcpy(out->key + 1 + sizeof(ts), matched, MAC_LEN);
@@ -358,6 +359,11 @@ enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, struct gh_wh_keye
         } else {
             memcpy(out->key + 1, h->id.ptr, h->id.len);
             out->key_len = 1 + h->id.len;
+        }
+        if (v->format == GH_WH_GITHUB) {
+            out->key2[0] = 'm';
+            memcpy(out->key2 + 1, matched, MAC_LEN);
+            out->key2_len = 1 + MAC_LEN;
         }
     }
     return GH_WH_OK;

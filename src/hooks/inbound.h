@@ -9,7 +9,8 @@
  *   "<id>.<timestamp>.<body>" keyed with the base64-decoded `whsec_` secret.
  * - GitHub: `X-Hub-Signature-256: sha256=<64 hex>`, HMAC-SHA256 of the body
  *   keyed with the secret's bytes as given. The format has no timestamp, so
- *   "stale" never applies; replays are caught by `X-GitHub-Delivery`.
+ *   "stale" never applies; replays are caught by `X-GitHub-Delivery` and,
+ *   since that id is not signed, by the body's MAC as well.
  * - Stripe: `Stripe-Signature: t=<ts>,v1=<hex>[,v1=<hex>...]` (v0 and
  *   unknown keys skipped), HMAC-SHA256 of "<t>.<body>" keyed with the
  *   secret string as given (`whsec_...` bytes included, as Stripe's own
@@ -74,6 +75,10 @@ struct gh_wh_headers {
 struct gh_wh_verified {
     unsigned char key[GH_WH_KEY_MAX]; /* format byte, then the id or t + MAC */
     size_t key_len;
+    /* GitHub only: the body's MAC. Its delivery id is not signed, so a
+     * replay with a fresh id would pass on the id alone. 0 when unused. */
+    unsigned char key2[1 + 32];
+    size_t key2_len;
     int64_t timestamp; /* the signed timestamp; 0 for GitHub */
 };
 

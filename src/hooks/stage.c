@@ -167,7 +167,11 @@ int gh_inbound_stage(struct gh_req *r)
         /* Recorded only now that the signature holds: forged requests
          * cannot fill the table or burn a genuine id. */
         int64_t exp = expiry_of(&rt->cfg->webhook_verify, rt->wh->format, seen.timestamp, now_s);
-        switch (gh_replay_check_add(w->rt->wh_replay, seen.key, seen.key_len, now_s, exp)) {
+        enum gh_replay_result rr =
+            gh_replay_check_add(w->rt->wh_replay, seen.key, seen.key_len, now_s, exp);
+        if (rr == GH_REPLAY_NEW && seen.key2_len)
+            rr = gh_replay_check_add(w->rt->wh_replay, seen.key2, seen.key2_len, now_s, exp);
+        switch (rr) {
         case GH_REPLAY_NEW: gh_metrics_webhook(w, r, GH_MWH_OK); return 1;
         case GH_REPLAY_SEEN: res = GH_WH_REPLAYED; break;
         case GH_REPLAY_FULL:

@@ -288,3 +288,12 @@ def test_reload_changes_secret_and_keeps_replay_memory(gatehouse, upstream):
     status, data = post(g, "/gh", body, h2)
     assert_refused(status, data, "replayed")
     assert len(upstream.requests) == 2
+
+
+def test_github_replay_with_a_fresh_delivery_id_is_caught(gw, upstream):
+    """X-GitHub-Delivery is not signed: the body's MAC is remembered too."""
+    body = event()
+    assert post(gw, "/gh", body, gh_headers(body))[0] == 200
+    status, data = post(gw, "/gh", body, gh_headers(body))  # new random delivery id
+    assert_refused(status, data, "replayed")
+    assert len(upstream.requests) == 1

@@ -132,6 +132,13 @@ static void test_github_docs_example(void **state)
     (void)state;
     verifier(&v, GH_WH_GITHUB, GH_SECRET, NULL);
     assert_int_equal(vfy(&v, &h, S("Hello, World!"), NOW, NULL), GH_WH_OK);
+    /* Replay keys: the delivery id, and the body's MAC (the id is not signed). */
+    {
+        struct gh_wh_verified out;
+        assert_int_equal(vfy(&v, &h, S("Hello, World!"), NOW, &out), GH_WH_OK);
+        assert_int_equal(out.key_len, 1 + h.id.len);
+        assert_int_equal(out.key2_len, 33);
+    }
     /* No timestamp in the format: a delivery is never stale. */
     assert_int_equal(vfy(&v, &h, S("Hello, World!"), NOW + 86400 * 365, NULL), GH_WH_OK);
     gh_wh_verifier_release(&v);
