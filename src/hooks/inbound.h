@@ -4,9 +4,11 @@
  *
  * Three formats:
  * - Standard Webhooks 1.0: `webhook-id`, `webhook-timestamp` (decimal
- *   seconds), `webhook-signature` (space-separated `v1,<base64>` entries;
- *   other versions such as v1a are skipped). HMAC-SHA256 of
- *   "<id>.<timestamp>.<body>" keyed with the base64-decoded `whsec_` secret.
+ *   seconds), `webhook-signature` (space-separated `v1,<base64>` and
+ *   `v1a,<base64>` entries; other versions are skipped). v1: HMAC-SHA256 of
+ *   "<id>.<timestamp>.<body>" keyed with the base64-decoded `whsec_`
+ *   secret; v1a: an Ed25519 signature of the same content, checked with a
+ *   `whpk_` public key (base64 of its 32 raw bytes).
  * - GitHub: `X-Hub-Signature-256: sha256=<64 hex>`, HMAC-SHA256 of the body
  *   keyed with the secret's bytes as given. The format has no timestamp, so
  *   "stale" never applies; replays are caught by `X-GitHub-Delivery` and,
@@ -50,6 +52,7 @@ enum gh_wh_result {
 #define GH_WH_MAX_ID_LEN     256  /* webhook-id, X-GitHub-Delivery */
 #define GH_WH_MAX_SIG_HEADER 2048 /* a signature header longer than this is refused */
 #define GH_WH_MAX_ENTRIES    8    /* signatures per header we look at; more: refused */
+#define GH_WH_MAX_ED         2    /* v1a entries: each costs ~0.1 ms per public key */
 #define GH_WH_KEY_MAX        (1 + GH_WH_MAX_ID_LEN)
 
 /* A route's verification settings; immutable after gh_wh_verifier_init, so
@@ -57,11 +60,13 @@ enum gh_wh_result {
 struct gh_wh_verifier {
     enum gh_wh_format format;
     int64_t tolerance_s; /* Standard and Stripe timestamps */
-    size_t nkeys;
+    size_t nkeys;        /* HMAC secrets */
     struct {
         unsigned char bytes[GH_WH_MAX_SECRET_LEN];
         size_t len;
     } keys[GH_WH_MAX_SECRETS];
+    size_t npub; /* Standard: Ed25519 public keys (`whpk_`), for v1a entries */
+    EVP_PKEY *pub[GH_WH_MAX_SECRETS];
 };
 
 /* The header values a verification reads (slices; empty: absent). */
@@ -84,12 +89,13 @@ struct gh_wh_verified {
 
 /* Sets up <v> for <format> with <n> secrets (1..GH_WH_MAX_SECRETS) and a
  * tolerance of <tolerance_s> seconds. Standard secrets are `whsec_<base64>`
- * or bare base64 and are decoded here. Returns GH_OK, or GH_ERROR with a
+ * or bare base64 (HMAC keys), or `whpk_<base64>` Ed25519 public keys, and
+ * are decoded here. Returns GH_OK, or GH_ERROR with a
  * message in <err> that never shows a secret. */
 int gh_wh_verifier_init(struct gh_wh_verifier *v, enum gh_wh_format format,
                         const char *const *secrets, size_t n, int64_t tolerance_s,
                         struct gh_err *err);
-/* Wipes the keys. */
+/* Wipes the keys and frees the public keys. */
 void gh_wh_verifier_release(struct gh_wh_verifier *v);
 
 /* One thread's HMAC-SHA256 contexts for one verifier, each keyed once with
@@ -118,7 +124,9 @@ enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, struct gh_wh_keye
  * GH_WH_MALFORMED and never reads past <in>. */
 struct gh_wh_sigs {
     unsigned char mac[GH_WH_MAX_ENTRIES][32];
-    size_t n;      /* entries of the version we check */
+    size_t n; /* HMAC entries (v1) */
+    unsigned char ed[GH_WH_MAX_ED][64];
+    size_t ned;    /* Standard: Ed25519 entries (v1a) */
     int64_t t;     /* Stripe: t= */
     gh_str t_text; /* Stripe: the digits of t=, signed as they came */
 };

@@ -20,6 +20,18 @@ ST_SECRET = "whsec_stripe_endpoint_secret_0123456789"
 OLD_SECRET = "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24="
 
 
+def _ed25519_key():
+    """A fresh Ed25519 key (Debian's python3-cryptography) and its whpk_ form."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    sk = Ed25519PrivateKey.generate()
+    raw = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return sk, "whpk_" + base64.b64encode(raw).decode()
+
+
+ED_SK, ED_PK = _ed25519_key()
+
+
 def config(g):
     return (
         "workers: 2\n"
@@ -31,6 +43,8 @@ def config(g):
         "    webhook_verify:\n      format: standard\n"
         f"      secrets: [\"{OLD_SECRET}\", \"{STD_SECRET}\"]\n"
         "      max_body: 4KiB\n"
+        "  - path: /stdpk\n    name: stdpk\n    upstream: app\n"
+        f"    webhook_verify: {{format: standard, secret: \"{ED_PK}\"}}\n"
         "  - path: /gh\n    name: gh\n    upstream: app\n"
         f"    webhook_verify: {{format: github, secret: \"{GH_SECRET}\", max_body: 4KiB}}\n"
         "  - path: /stripe\n    name: stripe\n    upstream: app\n"
@@ -296,4 +310,29 @@ def test_github_replay_with_a_fresh_delivery_id_is_caught(gw, upstream):
     assert post(gw, "/gh", body, gh_headers(body))[0] == 200
     status, data = post(gw, "/gh", body, gh_headers(body))  # new random delivery id
     assert_refused(status, data, "replayed")
+    assert len(upstream.requests) == 1
+
+
+def std_ed_headers(body, ts=None, msg_id=None, sk=None):
+    ts = int(time.time()) if ts is None else ts
+    msg_id = msg_id or "msg_" + uuid.uuid4().hex
+    sig = (sk or ED_SK).sign(f"{msg_id}.{ts}.".encode() + body)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": "v1a," + base64.b64encode(sig).decode()}
+
+
+def test_standard_ed25519_v1a(gw, upstream):
+    body = event()
+    h = std_ed_headers(body)
+    status, data = post(gw, "/stdpk", body, h)
+    assert status == 200, data
+    assert json.loads(data)["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert_refused(*post(gw, "/stdpk", body, h), "replayed")
+    assert_refused(*post(gw, "/stdpk", body + b" ", std_ed_headers(body)), "invalid_signature")
+    other, _ = _ed25519_key()
+    assert_refused(*post(gw, "/stdpk", body, std_ed_headers(body, sk=other)), "invalid_signature")
+    assert_refused(*post(gw, "/stdpk", body, std_ed_headers(body, ts=int(time.time()) - 400)),
+                   "stale_timestamp")
+    # An HMAC signature means nothing to a route that only has a public key.
+    assert_refused(*post(gw, "/stdpk", body, std_headers(body)), "invalid_signature")
     assert len(upstream.requests) == 1

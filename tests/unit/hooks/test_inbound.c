@@ -171,7 +171,7 @@ static void test_standard_table(void **state)
     standard_header(SW_ID, NOW - 301, SW_BODY, old, sizeof(old));
     standard_header(SW_ID, NOW + 301, SW_BODY, future, sizeof(future));
     standard_header(SW_ID, NOW, "{\"other\": 1}", other, sizeof(other));
-    snprintf(two, sizeof(two), "%s v1a,ZmFrZQ== %s", other, good);
+    snprintf(two, sizeof(two), "%s v2,ZmFrZQ== %s", other, good);
     snprintf(bad_b64, sizeof(bad_b64), "%s", good);
     bad_b64[5] = '*';
     memset(overlong, 'A', sizeof(overlong) - 1);
@@ -205,8 +205,9 @@ static void test_standard_table(void **state)
         {"empty entry", SW_ID, "1614265330", "v1,abc  v1,def", SW_BODY, NOW, GH_WH_MALFORMED},
         {"bad base64", SW_ID, "1614265330", bad_b64, SW_BODY, NOW, GH_WH_MALFORMED},
         {"short mac", SW_ID, "1614265330", "v1,ZmFrZQ==", SW_BODY, NOW, GH_WH_MALFORMED},
-        {"only other versions", SW_ID, "1614265330", "v1a,ZmFrZQ== v2,abcd", SW_BODY, NOW,
+        {"only other versions", SW_ID, "1614265330", "v2,ZmFrZQ== v3,abcd", SW_BODY, NOW,
          GH_WH_MALFORMED},
+        {"short v1a", SW_ID, "1614265330", "v1a,ZmFrZQ==", SW_BODY, NOW, GH_WH_MALFORMED},
         {"overlong header", SW_ID, "1614265330", overlong, SW_BODY, NOW, GH_WH_MALFORMED},
         {"several, one valid", SW_ID, "1614265330", two, SW_BODY, NOW, GH_WH_OK},
     };
@@ -225,6 +226,73 @@ static void test_standard_table(void **state)
     run_cases(&v, &(struct vcase){"rotation", SW_ID, "1614265330", good, SW_BODY, NOW, GH_WH_OK},
               1);
     gh_wh_verifier_release(&v);
+}
+
+/* v1a: Ed25519 over "<id>.<ts>.<body>", checked with a whpk_ public key. */
+static void test_standard_ed25519(void **state)
+{
+    EVP_PKEY *sk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"),
+             *other = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    unsigned char raw[32], sig[64];
+    size_t rawlen = sizeof(raw), siglen = sizeof(sig);
+    char pk[64] = "whpk_", entry[128] = "v1a,", msg[256], three[512], mixed[512], good_hmac[128];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    struct gh_wh_verifier v;
+    (void)state;
+
+    assert_non_null(sk);
+    assert_int_equal(EVP_PKEY_get_raw_public_key(sk, raw, &rawlen), 1);
+    EVP_EncodeBlock((unsigned char *)pk + 5, raw, 32);
+    snprintf(msg, sizeof(msg), "%s.%d.%s", SW_ID, NOW, SW_BODY);
+    assert_int_equal(EVP_DigestSignInit(md, NULL, NULL, NULL, sk), 1);
+    assert_int_equal(EVP_DigestSign(md, sig, &siglen, (unsigned char *)msg, strlen(msg)), 1);
+    EVP_EncodeBlock((unsigned char *)entry + 4, sig, 64);
+    snprintf(three, sizeof(three), "%s %s %s", entry, entry, entry);
+    standard_header(SW_ID, NOW, SW_BODY, good_hmac, sizeof(good_hmac));
+    snprintf(mixed, sizeof(mixed), "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= %s", entry);
+
+    const struct vcase cases[] = {
+        {"valid v1a", SW_ID, "1614265330", entry, SW_BODY, NOW, GH_WH_OK},
+        {"v1a, tampered body", SW_ID, "1614265330", entry, "{}", NOW, GH_WH_BAD_SIGNATURE},
+        {"v1a, other id", "msg_x", "1614265330", entry, SW_BODY, NOW, GH_WH_BAD_SIGNATURE},
+        {"v1a stale", SW_ID, "1614265330", entry, SW_BODY, NOW + 301, GH_WH_STALE},
+        {"bad v1 then good v1a", SW_ID, "1614265330", mixed, SW_BODY, NOW, GH_WH_OK},
+        {"three v1a", SW_ID, "1614265330", three, SW_BODY, NOW, GH_WH_MALFORMED},
+        {"v1 without an HMAC secret", SW_ID, "1614265330", good_hmac, SW_BODY, NOW,
+         GH_WH_BAD_SIGNATURE},
+    };
+    verifier(&v, GH_WH_STANDARD, pk, NULL);
+    assert_int_equal(v.npub, 1);
+    assert_int_equal(v.nkeys, 0);
+    run_cases(&v, cases, sizeof(cases) / sizeof(cases[0]));
+    gh_wh_verifier_release(&v);
+
+    /* An HMAC secret and a public key together; another key does not verify. */
+    verifier(&v, GH_WH_STANDARD, SW_SECRET, pk);
+    run_cases(
+        &v, &(struct vcase){"hmac and ed", SW_ID, "1614265330", entry, SW_BODY, NOW, GH_WH_OK}, 1);
+    run_cases(
+        &v,
+        &(struct vcase){"hmac and ed, v1", SW_ID, "1614265330", good_hmac, SW_BODY, NOW, GH_WH_OK},
+        1);
+    gh_wh_verifier_release(&v);
+    rawlen = sizeof(raw);
+    assert_int_equal(EVP_PKEY_get_raw_public_key(other, raw, &rawlen), 1);
+    EVP_EncodeBlock((unsigned char *)pk + 5, raw, 32);
+    verifier(&v, GH_WH_STANDARD, pk, NULL);
+    run_cases(&v,
+              &(struct vcase){"wrong public key", SW_ID, "1614265330", entry, SW_BODY, NOW,
+                              GH_WH_BAD_SIGNATURE},
+              1);
+    gh_wh_verifier_release(&v);
+    {
+        const char *bad = "whpk_ZmFrZQ==";
+        struct gh_err err;
+        assert_int_equal(gh_wh_verifier_init(&v, GH_WH_STANDARD, &bad, 1, 300, &err), GH_ERROR);
+    }
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(sk);
+    EVP_PKEY_free(other);
 }
 
 static void test_standard_bad_secret(void **state)
@@ -391,10 +459,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_standard_spec_example), cmocka_unit_test(test_github_docs_example),
-        cmocka_unit_test(test_standard_table),        cmocka_unit_test(test_standard_bad_secret),
-        cmocka_unit_test(test_github_table),          cmocka_unit_test(test_stripe_table),
-        cmocka_unit_test(test_stripe_replay_key),     cmocka_unit_test(test_replay_expiry),
-        cmocka_unit_test(test_replay_full_refuses),
+        cmocka_unit_test(test_standard_table),        cmocka_unit_test(test_standard_ed25519),
+        cmocka_unit_test(test_standard_bad_secret),   cmocka_unit_test(test_github_table),
+        cmocka_unit_test(test_stripe_table),          cmocka_unit_test(test_stripe_replay_key),
+        cmocka_unit_test(test_replay_expiry),         cmocka_unit_test(test_replay_full_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
