@@ -336,3 +336,60 @@ def test_standard_ed25519_v1a(gw, upstream):
     # An HMAC signature means nothing to a route that only has a public key.
     assert_refused(*post(gw, "/stdpk", body, std_headers(body)), "invalid_signature")
     assert len(upstream.requests) == 1
+
+
+def _raw(port):
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s
+
+
+def _read_until(s, marker, limit=1 << 20):
+    out = b""
+    while marker not in out and len(out) < limit:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_expect_100_continue_before_the_body(gw, upstream):
+    body = event()
+    h = gh_headers(body)
+    head = (f"POST /gh HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n")
+    s = _raw(gw.port)
+    try:
+        s.sendall(head.encode())
+        got = _read_until(s, b"\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n"), got
+        s.sendall(body)
+        got = _read_until(s, b'"body_sha256"')
+        assert b"HTTP/1.1 200" in got, got
+    finally:
+        s.close()
+    assert len(upstream.requests) == 1
+
+
+def test_pipelined_request_after_a_chunked_verified_body(gw, upstream):
+    body = event()
+    h = gh_headers(body)
+    chunked = b"%x\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n" % (len(body), body)
+    req1 = ("POST /gh HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n" +
+            "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode() + chunked
+    req2 = b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    s = _raw(gw.port)
+    try:
+        s.sendall(req1 + req2)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    assert got.count(b"HTTP/1.1 200") == 2, got
+    assert [r[1] for r in upstream.requests] == ["/gh", "/plain"]
+    assert upstream.requests[0][2].get("Content-Length") == str(len(body))
