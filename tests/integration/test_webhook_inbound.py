@@ -393,3 +393,19 @@ def test_pipelined_request_after_a_chunked_verified_body(gw, upstream):
     assert got.count(b"HTTP/1.1 200") == 2, got
     assert [r[1] for r in upstream.requests] == ["/gh", "/plain"]
     assert upstream.requests[0][2].get("Content-Length") == str(len(body))
+
+
+def test_buffered_body_goes_whole_to_the_next_endpoint_after_a_refused_one(gatehouse, upstream):
+    dead = free_port()
+
+    def two_endpoints(g):
+        return config(g).replace(f"endpoints: [\"127.0.0.1:{g.upstream_port}\"]",
+                                 f"endpoints: [\"127.0.0.1:{dead}\", \"127.0.0.1:{g.upstream_port}\"]")
+
+    g = gatehouse(raw=two_endpoints)
+    for i in range(4):  # round robin starts on each endpoint in turn
+        body = event(i) * 5
+        status, data = post(g, "/gh", body, gh_headers(body), chunked=bool(i % 2))
+        assert status == 200, data
+        assert json.loads(data)["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert len(upstream.requests) == 4
