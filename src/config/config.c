@@ -1812,6 +1812,13 @@ static const struct cfg_map audit_map = {MAP_OF(audit_keys), .finish = finish_au
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
+#define IW struct gh_config_inbound_webhooks
+static const struct cfg_key inbound_webhooks_keys[] = {
+    KEY("replay_keys", t_u32, IW, replay_keys, .min = 2048, .max = 1u << 26, .dflt = "262144"),
+};
+#undef IW
+static const struct cfg_map inbound_webhooks_map = {MAP_OF(inbound_webhooks_keys)};
+
 static const struct cfg_key root_keys[] = {
     KEY("workers", t_workers, struct gh_config, workers, .min = 1, .max = 1024, .dflt = "auto"),
     KEY("log_level", t_string, struct gh_config, log_level, .choices = log_levels, .dflt = "info"),
@@ -1833,6 +1840,8 @@ static const struct cfg_key root_keys[] = {
     KEY("store", t_map, struct gh_config, store, .sub = &store_map),
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
     KEY("audit", t_map, struct gh_config, audit, .sub = &audit_map),
+    KEY("inbound_webhooks", t_map, struct gh_config, inbound_webhooks,
+        .sub = &inbound_webhooks_map),
 };
 static const struct cfg_map root_map = {MAP_OF(root_keys)};
 

@@ -194,6 +194,11 @@ struct gh_config_webhook_verify {
     struct gh_config_pos pos;
 };
 
+/* `inbound_webhooks:` (issue 7): process-wide settings of the verify stage. */
+struct gh_config_inbound_webhooks {
+    uint32_t replay_keys; /* slots of the replay table, default 262144; read at start only */
+};
+
 struct gh_config_route {
     char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
     char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
@@ -386,6 +391,7 @@ struct gh_config {
     struct gh_config_store store;
     struct gh_config_auth auth;
     struct gh_config_audit audit;
+    struct gh_config_inbound_webhooks inbound_webhooks;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
 };

@@ -229,9 +229,10 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->metrics = gh_metrics_new();
     if (rt->metrics == NULL || gh_metrics_bind(rt->metrics, rt->snap, err) != GH_OK)
         return gh_err_set(err, NULL, 0, 0, "out of memory");
-    /* Always made: a reload may add the first webhook_verify route. Its
-     * pages are only touched when ids are recorded. */
-    rt->wh_replay = gh_replay_new(GH_REPLAY_DEFAULT_CAPACITY);
+    /* Always made, sized at start (a reload keeps it, and what it holds): a
+     * reload may add the first webhook_verify route. Its pages are only
+     * touched as ids are recorded. */
+    rt->wh_replay = gh_replay_new(rt->snap->cfg->inbound_webhooks.replay_keys);
     if (rt->wh_replay == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
     if (rt->alog == NULL) return GH_ERROR;

@@ -61,17 +61,26 @@ enum gh_replay_result gh_replay_check_add(struct gh_replay *t, const void *key, 
                                           int64_t now_s, int64_t expires_s)
 {
     uint64_t h = gh_siphash(t->seed, key, len) | 1; /* never 0: 0 marks an unused slot */
-    /* The shard from the high bits, the window from others: the low bit is forced. */
+    /* The shard from the high bits, the window from others (the low bit is
+     * forced): a window is GH_REPLAY_PROBE slots aligned on their size, so
+     * it spans as few cache lines as it can. */
     struct shard *sh = &t->shards[h >> 58];
-    size_t mask = t->per_shard - 1, start = (size_t)(h >> 1) & mask;
+    size_t mask = t->per_shard - 1,
+           start = (size_t)(h >> 1) & mask & ~(size_t)(GH_REPLAY_PROBE - 1);
     struct slot *free_slot = NULL;
     enum gh_replay_result res = GH_REPLAY_NEW;
 
     pthread_mutex_lock(&sh->mu);
-    /* Visit the whole window: a key may sit after a slot freed by expiry. */
+    /* A key may sit after a slot freed by expiry, so the window is visited
+     * past those; but never past a slot never used: a key goes to the first
+     * free slot of its window, and a used slot never becomes unused again. */
     for (size_t i = 0; i < GH_REPLAY_PROBE; i++) {
-        struct slot *s = &sh->slots[(start + i) & mask];
+        struct slot *s = &sh->slots[start + i];
         bool alive = s->hash != 0 && s->expires_s > now_s;
+        if (s->hash == 0) {
+            if (free_slot == NULL) free_slot = s;
+            break;
+        }
         if (alive && s->hash == h) {
             res = GH_REPLAY_SEEN;
             break;

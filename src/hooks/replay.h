@@ -21,8 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GH_REPLAY_PROBE            32
-#define GH_REPLAY_DEFAULT_CAPACITY 65536
+#define GH_REPLAY_PROBE 32
 
 enum gh_replay_result {
     GH_REPLAY_NEW,  /* recorded until its expiry */
