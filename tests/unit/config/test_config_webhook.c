@@ -48,6 +48,7 @@ static void test_defaults(void **state)
     assert_int_equal(w->tolerance_ms, 300000);
     assert_int_equal(w->replay_window_ms, 600000);
     assert_int_equal(w->max_body, 1 << 20);
+    assert_int_equal(cfg->inbound_webhooks.replay_keys, 262144);
     gh_config_free(cfg);
 
     /* A route without the key verifies nothing. */
@@ -110,6 +111,8 @@ static void test_bad(void **state)
         {HEAD
          "    webhook_verify: {format: stripe, secret: \"0123456789abcdef0\", tolerance: 0s}\n",
          6, 78, "in routes[0].webhook_verify.tolerance"},
+        {HEAD "inbound_webhooks: {replay_keys: 100}\n", 6, 33,
+         "in inbound_webhooks.replay_keys: must be between 2048 and"},
         {HEAD "    webhook_verify: {format: stripe, secrets: []}\n", 6, 47,
          "must have at least 1 entry"},
         {HEAD "    webhook_verify: {format: stripe, secret: env:GH_TEST_NOT_SET_ANYWHERE}\n", 6, 46,
