@@ -198,6 +198,12 @@ $(BUILD)/webhook_verify_bench: bench/webhook_verify_bench.c $(BUILD)/libgatehous
 bench-verify: $(BUILD)/webhook_verify_bench
 	taskset -c 1 $(BUILD)/webhook_verify_bench
 
+# End to end: wrk POSTs of signed 1 KiB bodies to a route with and without
+# webhook_verify (bench/webhook_e2e.sh; nginx upstream, pinned as run.sh).
+.PHONY: bench-verify-e2e
+bench-verify-e2e: $(BUILD)/gatehouse
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) bench/webhook_e2e.sh
+
 # Filtered audit queries over a large store (src/store audit_query): p50/p99
 # per filter over 5 M events and 50 tenants. AUDIT_BENCH_ARGS="--db PATH"
 # keeps the filled store for the next run (filling takes minutes).
