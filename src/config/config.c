@@ -7,6 +7,7 @@
  * default written as it would be in YAML. The same tables drive defaults,
  * gh_config_demo() and gh_config_free(), so a new row needs no other code. */
 #include "config/config.h"
+#include "hooks/inbound.h"
 #include "http/parser.h"
 
 #include <assert.h>
@@ -1463,6 +1464,79 @@ static int set_route_audit(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg
 static const struct cfg_type t_route_audit = {"true, false or a mapping", YAML_NO_NODE,
                                               set_route_audit, release_sub};
 
+/* A route's `webhook_verify`. `secrets` is a list of secrets, each read
+ * like `secret` (env:, file: or the value). */
+static int set_secret_list(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key,
+                           void *obj)
+{
+    char ***arr = FIELD(obj, key->off, char **);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+    size_t len = seq_len(n);
+    struct cfg_key one = {.name = key->name, .off = 0};
+
+    if (len == 0) return fail(ctx, n, "must have at least 1 entry");
+    *arr = calloc(len, sizeof(**arr));
+    if (*arr == NULL) return fail(ctx, n, "out of memory");
+    *count = len;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        size_t old = path_push_index(ctx, i);
+        int rc = item->type == YAML_SCALAR_NODE
+                     ? set_secret(ctx, item, &one, &(*arr)[i])
+                     : fail(ctx, item, "expected a secret, got %s", node_what(item));
+        path_pop(ctx, old);
+        if (rc != GH_OK) return rc;
+    }
+    return GH_OK;
+}
+static const struct cfg_type t_secret_list = {"a list", YAML_SEQUENCE_NODE, set_secret_list,
+                                              release_names};
+
+static const char *const webhook_formats[] = {"standard", "github", "stripe", NULL};
+#define WV struct gh_config_webhook_verify
+static const struct cfg_key webhook_verify_keys[] = {
+    KEY("format", t_string, WV, format, .choices = webhook_formats),
+    KEY("secret", t_secret, WV, secret),
+    LIST("secrets", t_secret_list, WV, secrets, nsecrets),
+    KEY("tolerance", t_duration, WV, tolerance_ms, .min = 1000, .max = 86400000, .dflt = "5m"),
+    KEY("replay_window", t_duration, WV, replay_window_ms, .min = 1000, .max = 604800000,
+        .dflt = "10m"),
+    KEY("max_body", t_size64, WV, max_body, .min = 1, .max = 64ull << 20, .dflt = "1MiB"),
+};
+#undef WV
+/* Present means enabled: a format and one to GH_WH_MAX_SECRETS secrets that
+ * the verifier accepts (a Standard secret must be whsec_ and base64). */
+static int finish_webhook_verify(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_webhook_verify *w = obj;
+    const char *all[GH_WH_MAX_SECRETS];
+    size_t n = 0;
+    struct gh_wh_verifier v;
+    struct gh_err e;
+
+    w->enabled = node != NULL;
+    if (!w->enabled) return GH_OK;
+    if (w->format == NULL)
+        return fail(ctx, node, "format is required (standard, github or stripe)");
+    w->format_id = strcmp(w->format, "github") == 0   ? GH_WH_GITHUB
+                   : strcmp(w->format, "stripe") == 0 ? GH_WH_STRIPE
+                                                      : GH_WH_STANDARD;
+    if (w->secret) all[n++] = w->secret;
+    if (n + w->nsecrets > GH_WH_MAX_SECRETS)
+        return fail(ctx, node, "at most %d secrets in secret and secrets together",
+                    GH_WH_MAX_SECRETS);
+    for (size_t i = 0; i < w->nsecrets; i++)
+        all[n++] = w->secrets[i];
+    if (n == 0) return fail(ctx, node, "needs a secret (or secrets)");
+    if (gh_wh_verifier_init(&v, (enum gh_wh_format)w->format_id, all, n, 1, &e) != GH_OK)
+        return fail(ctx, node, "%s", e.msg);
+    gh_wh_verifier_release(&v);
+    return GH_OK;
+}
+static const struct cfg_map webhook_verify_map = {MAP_OF(webhook_verify_keys),
+                                                  POS_AT(struct gh_config_webhook_verify),
+                                                  .finish = finish_webhook_verify};
+
 static const struct cfg_key route_keys[] = {
     KEY("name", t_string, struct gh_config_route, name),
     KEY("host", t_host, struct gh_config_route, host),
@@ -1482,6 +1556,8 @@ static const struct cfg_key route_keys[] = {
     KEY("on_redis_error", t_string, struct gh_config_route, on_redis_error,
         .choices = fallback_names),
     KEY("audit", t_route_audit, struct gh_config_route, audit, .sub = &route_audit_map),
+    KEY("webhook_verify", t_map, struct gh_config_route, webhook_verify,
+        .sub = &webhook_verify_map),
 };
 static const struct cfg_map route_map = {
     MAP_OF(route_keys),
@@ -1826,6 +1902,13 @@ static const struct cfg_map audit_map = {MAP_OF(audit_keys), .finish = finish_au
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
+#define IW struct gh_config_inbound_webhooks
+static const struct cfg_key inbound_webhooks_keys[] = {
+    KEY("replay_keys", t_u32, IW, replay_keys, .min = 2048, .max = 1u << 26, .dflt = "262144"),
+};
+#undef IW
+static const struct cfg_map inbound_webhooks_map = {MAP_OF(inbound_webhooks_keys)};
+
 static const struct cfg_key root_keys[] = {
     KEY("workers", t_workers, struct gh_config, workers, .min = 1, .max = 1024, .dflt = "auto"),
     KEY("log_level", t_string, struct gh_config, log_level, .choices = log_levels, .dflt = "info"),
@@ -1848,6 +1931,8 @@ static const struct cfg_key root_keys[] = {
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
     KEY("audit", t_map, struct gh_config, audit, .sub = &audit_map),
     KEY("secrets", t_map, struct gh_config, secrets, .sub = &secrets_map),
+    KEY("inbound_webhooks", t_map, struct gh_config, inbound_webhooks,
+        .sub = &inbound_webhooks_map),
 };
 static const struct cfg_map root_map = {MAP_OF(root_keys)};
 

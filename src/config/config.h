@@ -179,6 +179,26 @@ struct gh_config_route_audit {
     int8_t strict;     /* -1: audit.mode decides; 0 async; 1 strict */
 };
 
+/* A route's `webhook_verify` (issue 7): the request must carry a valid
+ * signature of its whole body (src/hooks/inbound.h, docs/webhooks-inbound.md). */
+struct gh_config_webhook_verify {
+    bool enabled;   /* the mapping is present */
+    char *format;   /* "standard" | "github" | "stripe" */
+    int format_id;  /* enum gh_wh_format */
+    char *secret;   /* resolved secret (env:, file: or the value) */
+    char **secrets; /* more secrets, for rotation; resolved */
+    size_t nsecrets;
+    uint32_t tolerance_ms;     /* timestamp skew allowed either way, default 5m */
+    uint32_t replay_window_ms; /* GitHub: how long a delivery id is remembered, default 10m */
+    uint64_t max_body;         /* bytes buffered for the check, default 1MiB; over it: 413 */
+    struct gh_config_pos pos;
+};
+
+/* `inbound_webhooks:` (issue 7): process-wide settings of the verify stage. */
+struct gh_config_inbound_webhooks {
+    uint32_t replay_keys; /* slots of the replay table, default 262144; read at start only */
+};
+
 struct gh_config_route {
     char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
     char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
@@ -202,6 +222,7 @@ struct gh_config_route {
     char *on_redis_error; /* the default for this route's rules and its tenants' plan rules */
     enum gh_redis_fallback fallback;
     struct gh_config_route_audit audit; /* `audit: true` or `audit: {...}` */
+    struct gh_config_webhook_verify webhook_verify;
     struct gh_config_pos pos;
 };
 
@@ -408,6 +429,7 @@ struct gh_config {
     size_t nsecret_refs;
     struct gh_config_warning *warnings; /* e.g. a literal secret in the file */
     size_t nwarnings;
+    struct gh_config_inbound_webhooks inbound_webhooks;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
 };

@@ -10,6 +10,7 @@
 
 #include "audit/audit.h"
 #include "audit/archiver.h"
+#include "hooks/replay.h"
 #include "auth/service.h"
 #include "limits/limits.h"
 #include "secrets/secrets.h"
@@ -245,6 +246,11 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->metrics = gh_metrics_new();
     if (rt->metrics == NULL || gh_metrics_bind(rt->metrics, rt->snap, err) != GH_OK)
         return gh_err_set(err, NULL, 0, 0, "out of memory");
+    /* Always made, sized at start (a reload keeps it, and what it holds): a
+     * reload may add the first webhook_verify route. Its pages are only
+     * touched as ids are recorded. */
+    rt->wh_replay = gh_replay_new(rt->snap->cfg->inbound_webhooks.replay_keys);
+    if (rt->wh_replay == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
@@ -364,6 +370,8 @@ void gh_runtime_release(struct gh_runtime *rt)
     gh_accesslog_close(rt->alog);
     rt->alog = NULL;
     gh_metrics_free(rt->metrics); /* after the workers: they count into it */
+    gh_replay_free(rt->wh_replay);
+    rt->wh_replay = NULL;
     rt->metrics = NULL;
     if (rt->sig_hup) event_free(rt->sig_hup);
     if (rt->sig_term) event_free(rt->sig_term);

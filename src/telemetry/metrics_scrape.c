@@ -85,6 +85,19 @@ static void write_routes(struct gh_expo *e, const struct gh_metrics *svc,
         gh_expo_gauge_u64(e, NULL, 0, started > ended ? started - ended : 0);
     }
 
+    gh_expo_family(e, "gatehouse_webhook_inbound", GH_EXPO_COUNTER,
+                   "Inbound webhook signature checks, by route and result.");
+    for (uint32_t s = 0; s < n; s++)
+        for (unsigned k = 0; k < GH_MWH_N; k++) {
+            static const char *const names[GH_MWH_N] = {
+                "ok",       "missing_signature", "invalid_signature", "stale_timestamp",
+                "replayed", "replay_store_full"};
+            struct gh_label l[2] = {L("route", gh_metrics_names_get(&svc->routes, s)),
+                                    L("result", names[k])};
+            uint64_t v = SUM(routes[s].webhook[k]);
+            if (v) gh_expo_counter(e, l, 2, v);
+        }
+
     gh_expo_family(e, "gatehouse_http_request_bytes", GH_EXPO_COUNTER,
                    "Request bytes from clients (head and body).");
     for (uint32_t s = 0; s < n; s++) {
