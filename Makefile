@@ -18,7 +18,10 @@ PYTHON   ?= /usr/bin/python3
 SANITIZE ?=
 
 PKGS     := libevent libevent_pthreads libevent_openssl openssl yaml-0.1 jansson sqlite3 libcurl hiredis libzstd
-LIBS_EXTRA := -largon2
+LIBS_EXTRA := -largon2 -ldl
+# PKCS#11 (src/secrets/kms_pkcs11.c): p11-kit's pkcs11.h for the types only;
+# the module is dlopen'ed, p11-kit is not linked.
+CFLAGS_ONLY_PKGS := p11-kit-1
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
 
 WARN     := -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 -Wstrict-prototypes \
@@ -60,7 +63,7 @@ $(DEPS_OK): scripts/install-deps
 
 deps: $(DEPS_OK)
 
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(CFLAGS_ONLY_PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) $(LIBS_EXTRA)
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)

@@ -23,6 +23,7 @@ int gh_cmd_admin(int argc, char **argv);
 int gh_cmd_tenants(int argc, char **argv);
 int gh_cmd_keys(int argc, char **argv);
 int gh_cmd_audit(int argc, char **argv);
+int gh_cmd_secrets(int argc, char **argv);
 
 /* Parses "-c FILE" / "--config FILE" / "--config=FILE" from <argv>; prints
  * usage and returns NULL on anything else. "--help" sets *<help>. */

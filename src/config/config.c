@@ -37,6 +37,7 @@ struct cfg_ctx {
     const char *file;     /* name used in errors */
     const char *base_dir; /* absolute; relative file paths are joined to it */
     yaml_document_t *doc;
+    struct gh_config *cfg; /* the config being filled: secret references and warnings */
     struct gh_err *err;
     yaml_node_t *around; /* innermost present mapping, for errors about absent keys */
     char path[256];      /* "routes[2].upstream" while walking */
@@ -58,7 +59,8 @@ enum {
     KEY_REQUIRED = 1u << 0, /* a missing key is an error */
     KEY_READABLE = 1u << 1, /* paths: the file must exist and be readable now */
     KEY_STDIO = 1u << 2,    /* paths: "stdout" and "stderr" are kept as they are */
-    KEY_DEFAULTS = 1u << 3, /* a mapping of its own type: when absent, its defaults and finish
+    KEY_NOREF = 1u << 3,    /* secrets: no `secret:NAME` (needed before the secrets open) */
+    KEY_DEFAULTS = 1u << 4, /* a mapping of its own type: when absent, its defaults and finish
                              * still apply (t_map does this always) */
 };
 
@@ -786,9 +788,62 @@ static int set_strlist(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key
     return GH_OK;
 }
 
-/* A secret: "env:NAME" (an environment variable), "file:PATH" (a file's
- * content without its final newline) or the value itself. At least 16
- * bytes: shorter HMAC keys are guessable. The message never shows it. */
+/* Records `secret:NAME` at <n> for <field>: resolved after the store and
+ * the secrets open (the config cannot reach them while it is parsed). */
+static int add_secret_ref(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key,
+                          char **field, const char *name)
+{
+    struct gh_config *cfg = ctx->cfg;
+    struct gh_config_secret_ref *refs, *r;
+    size_t nl = strlen(name);
+
+    if (key->flags & KEY_NOREF)
+        return fail(ctx, n,
+                    "secret:NAME cannot be used here (it is needed to open the secrets); "
+                    "use env:NAME or file:PATH");
+    if (nl == 0 || nl > 120 || name[0] == '.' || name[0] == '/')
+        return fail(ctx, n, "secret:NAME needs a name of 1-120 characters [A-Za-z0-9._/-]");
+    for (size_t i = 0; i < nl; i++)
+        if (!isalnum((unsigned char)name[i]) && strchr("._/-", name[i]) == NULL)
+            return fail(ctx, n, "secret:NAME needs a name of 1-120 characters [A-Za-z0-9._/-]");
+    if (cfg == NULL) return fail(ctx, n, "secret:NAME is not available here");
+    refs = realloc(cfg->secret_refs, (cfg->nsecret_refs + 1) * sizeof(*refs));
+    if (refs == NULL) return fail(ctx, n, "out of memory");
+    cfg->secret_refs = refs;
+    r = &refs[cfg->nsecret_refs];
+    memset(r, 0, sizeof(*r));
+    r->field = field;
+    r->min_len = key->min ? key->min : 16;
+    r->pos = pos_of(n);
+    r->name = strdup(name);
+    r->key = strndup(ctx->path, ctx->pathlen);
+    cfg->nsecret_refs++;
+    if (r->name == NULL || r->key == NULL) return fail(ctx, n, "out of memory");
+    return GH_OK;
+}
+
+/* Notes a secret written in the file itself, for `gatehouse check`. */
+static void warn_literal(struct cfg_ctx *ctx, yaml_node_t *n)
+{
+    struct gh_config *cfg = ctx->cfg;
+    struct gh_config_warning *w;
+
+    if (cfg == NULL) return;
+    w = realloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(*w));
+    if (w == NULL) return; /* a warning lost to memory pressure is not an error */
+    cfg->warnings = w;
+    w = &w[cfg->nwarnings++];
+    w->pos = pos_of(n);
+    snprintf(w->msg, sizeof(w->msg),
+             "literal secret in %.*s; use secret:NAME, env:NAME or file:PATH", (int)ctx->pathlen,
+             ctx->path);
+}
+
+/* A secret: "secret:NAME" (sealed in the store, resolved after start:
+ * add_secret_ref), "env:NAME" (an environment variable), "file:PATH" (a
+ * file's content without its final newline) or the value itself (which
+ * `gatehouse check` warns about). At least 16 bytes: shorter HMAC keys are
+ * guessable. The message never shows it. */
 static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
 {
     char **field = FIELD(obj, key->off, char *);
@@ -796,6 +851,8 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     char buf[4096];
     const char *val = s;
 
+    if (strncmp(s, "secret:", 7) == 0) return add_secret_ref(ctx, n, key, field, s + 7);
+    if (strncmp(s, "env:", 4) != 0 && strncmp(s, "file:", 5) != 0) warn_literal(ctx, n);
     if (strncmp(s, "env:", 4) == 0) {
         val = getenv(s + 4);
         if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
@@ -1618,6 +1675,39 @@ static const struct cfg_key store_keys[] = {
 };
 static const struct cfg_map store_map = {MAP_OF(store_keys)};
 
+static const char *const secret_providers[] = {"local", "pkcs11", NULL};
+
+#define P11 struct gh_config_pkcs11
+static const struct cfg_key pkcs11_keys[] = {
+    KEY("module", t_path, P11, module, .flags = KEY_REQUIRED),
+    KEY("token_label", t_string, P11, token_label, .flags = KEY_REQUIRED),
+    KEY("pin", t_secret, P11, pin, .min = 1, .flags = KEY_REQUIRED | KEY_NOREF),
+    KEY("key_label", t_string, P11, key_label, .dflt = "gatehouse-kek"),
+};
+#undef P11
+static const struct cfg_map pkcs11_map = {MAP_OF(pkcs11_keys)};
+
+/* The provider needs its own settings: a `pkcs11` block for pkcs11. */
+static int finish_secrets(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_secrets *s = obj;
+
+    s->pos = pos_of(node);
+    if (strcmp(s->provider, "pkcs11") == 0 &&
+        (node == NULL || map_get(ctx, node, "pkcs11") == NULL))
+        return fail(ctx, node, "provider pkcs11 needs a pkcs11 block (module, token_label, pin)");
+    return GH_OK;
+}
+
+#define SEC struct gh_config_secrets
+static const struct cfg_key secrets_keys[] = {
+    KEY("provider", t_string, SEC, provider, .choices = secret_providers, .dflt = "local"),
+    KEY("master_key_file", t_path, SEC, master_key_file),
+    KEY("pkcs11", t_map, SEC, pkcs11, .sub = &pkcs11_map),
+};
+#undef SEC
+static const struct cfg_map secrets_map = {MAP_OF(secrets_keys), .finish = finish_secrets};
+
 static const struct cfg_key argon2_keys[] = {
     KEY("memory", t_size32, struct gh_config_argon2, memory_bytes, .min = 8192,
         .max = 1024u * 1024 * 1024, .dflt = "19MiB"),
@@ -1833,6 +1923,7 @@ static const struct cfg_key root_keys[] = {
     KEY("store", t_map, struct gh_config, store, .sub = &store_map),
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
     KEY("audit", t_map, struct gh_config, audit, .sub = &audit_map),
+    KEY("secrets", t_map, struct gh_config, secrets, .sub = &secrets_map),
     KEY("webhooks", t_webhooks, struct gh_config, webhooks, .flags = KEY_DEFAULTS,
         .sub = &webhooks_map),
 };
@@ -1947,6 +2038,18 @@ out:
 }
 
 /* ---- Checks across the whole file ------------------------------------------ */
+
+/* The local master key file defaults to "<store file>.master": beside the
+ * store it protects, wherever the store was put. */
+static int default_master_key_file(struct gh_config *cfg, struct gh_err *err)
+{
+    if (cfg->secrets.master_key_file != NULL || cfg->store.sqlite == NULL) return GH_OK;
+    if (asprintf(&cfg->secrets.master_key_file, "%s.master", cfg->store.sqlite) < 0) {
+        cfg->secrets.master_key_file = NULL;
+        return gh_err_set(err, cfg->file, 0, 0, "out of memory");
+    }
+    return GH_OK;
+}
 
 static bool same_addr(const struct gh_config_addr *a, const struct gh_config_addr *b)
 {
@@ -2143,7 +2246,9 @@ static int load(const char *name, const char *base_dir, const char *data, size_t
         gh_err_set(err, name, 0, 0, "cannot compute the SHA-256 of the configuration");
         goto out;
     }
+    ctx.cfg = cfg;
     if (walk_map(&ctx, root, &root_map, cfg) != GH_OK) goto out;
+    if (default_master_key_file(cfg, err) != GH_OK) goto out;
     if (check_listens(&ctx, root, cfg) != GH_OK) goto out;
     if (check_routes(&ctx, root, cfg) != GH_OK) goto out;
     if (check_limits(&ctx, root, cfg) != GH_OK) goto out;
@@ -2261,7 +2366,9 @@ int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config 
     /* Defaults come from the same tables as for a file; only the lists are
      * built here. */
     if ((cfg->file = strdup("demo")) == NULL) goto nomem;
+    ctx.cfg = cfg;
     if (walk_map(&ctx, NULL, &root_map, cfg) != GH_OK) goto fail;
+    if (default_master_key_file(cfg, err) != GH_OK) goto fail;
 
     cfg->listens = calloc(1, sizeof(*cfg->listens));
     if (cfg->listens == NULL) goto nomem;
@@ -2336,6 +2443,12 @@ void gh_config_free(struct gh_config *cfg)
 {
     if (cfg == NULL) return;
     release_map(&root_map, cfg);
+    for (size_t i = 0; i < cfg->nsecret_refs; i++) {
+        free(cfg->secret_refs[i].name);
+        free(cfg->secret_refs[i].key);
+    }
+    free(cfg->secret_refs);
+    free(cfg->warnings);
     free(cfg->file);
     free(cfg);
 }

@@ -307,6 +307,39 @@ struct gh_config_store {
     char *sqlite; /* database file; default "gatehouse.db" beside the config file */
 };
 
+/* `secrets.pkcs11` (issue 7): a PKCS#11 token holds the master keys. */
+struct gh_config_pkcs11 {
+    char *module;      /* the module to dlopen, e.g. /usr/lib/softhsm/libsofthsm2.so */
+    char *token_label; /* the token, by label */
+    char *pin;         /* resolved user PIN (env:/file:/literal; not secret:) */
+    char *key_label;   /* master keys are "<key_label>-v<N>"; default "gatehouse-kek" */
+};
+
+/* `secrets:` (issue 7, docs/secrets.md): who holds the master keys. */
+struct gh_config_secrets {
+    char *provider;        /* "local" (default) | "pkcs11" */
+    char *master_key_file; /* local: default "<store.sqlite>.master" */
+    struct gh_config_pkcs11 pkcs11;
+    struct gh_config_pos pos; /* of the block, or 0:0 when absent */
+};
+
+/* A `secret:NAME` reference in the file: resolved once the store and the
+ * secrets are open (gh_secrets_resolve_config), from secret (system,
+ * "config/NAME"). Until then *field is NULL. */
+struct gh_config_secret_ref {
+    char **field;   /* the config field the value goes to */
+    char *name;     /* NAME, without "config/" */
+    char *key;      /* where it was: "upstreams.api.identity_secret" */
+    size_t min_len; /* the key's shortest accepted value */
+    struct gh_config_pos pos;
+};
+
+/* Something `gatehouse check` reports without refusing the file. */
+struct gh_config_warning {
+    struct gh_config_pos pos;
+    char msg[256];
+};
+
 struct gh_config_argon2 {
     uint32_t memory_bytes; /* default 19 MiB */
     uint32_t iterations;   /* default 2 */
@@ -389,6 +422,11 @@ struct gh_config {
     struct gh_config_store store;
     struct gh_config_auth auth;
     struct gh_config_audit audit;
+    struct gh_config_secrets secrets;
+    struct gh_config_secret_ref *secret_refs; /* `secret:NAME` values still to resolve */
+    size_t nsecret_refs;
+    struct gh_config_warning *warnings; /* e.g. a literal secret in the file */
+    size_t nwarnings;
     struct gh_config_webhooks webhooks;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */

@@ -12,6 +12,7 @@
 #include "audit/archiver.h"
 #include "auth/service.h"
 #include "limits/limits.h"
+#include "secrets/secrets.h"
 #include "telemetry/tracer.h"
 #include "core/clock.h"
 #include "store/store.h"
@@ -92,6 +93,11 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
                     old->workers, cfg->workers);
     if (strcmp(old->store.sqlite, cfg->store.sqlite) != 0)
         gh_log_warn("reload: store.sqlite changed; takes effect at the next restart");
+    if (strcmp(old->secrets.provider, cfg->secrets.provider) != 0 ||
+        (old->secrets.master_key_file && cfg->secrets.master_key_file &&
+         strcmp(old->secrets.master_key_file, cfg->secrets.master_key_file) != 0))
+        gh_log_warn("reload: secrets (provider or master key) changed; takes effect at the next "
+                    "restart");
     if (old->limits.redis_backend != cfg->limits.redis_backend ||
         old->redis.enabled != cfg->redis.enabled ||
         (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
@@ -136,7 +142,8 @@ int gh_runtime_reload(struct gh_runtime *rt)
         return GH_OK;
     }
     if (gh_config_load(rt->config_path, &cfg, &err) != GH_OK ||
-        check_restart_only(rt->snap->cfg, cfg, &err) != GH_OK) {
+        check_restart_only(rt->snap->cfg, cfg, &err) != GH_OK ||
+        gh_secrets_resolve_config(rt->secrets, cfg, &err) != GH_OK) {
         gh_config_free(cfg);
         goto fail;
     }
@@ -222,6 +229,14 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->config_path = config_path ? strdup(config_path) : NULL;
     rt->started_wall_ms = gh_wall_ms();
     apply_log_level(cfg);
+    /* The store and the secrets before the snapshot: `secret:NAME` values
+     * are resolved into <cfg> before anything is built from it. */
+    if (gh_runtime_open_store(cfg, &rt->store, err) != GH_OK ||
+        (rt->secrets = gh_secrets_open_ex(cfg, rt->store, GH_SECRETS_CREATE_MASTER, err)) == NULL ||
+        gh_secrets_resolve_config(rt->secrets, cfg, err) != GH_OK) {
+        gh_config_free(cfg);
+        return GH_ERROR;
+    }
     rt->generation = 1;
     rt->snap = gh_snapshot_new(cfg, rt->generation, err);
     if (rt->snap == NULL) return GH_ERROR;
@@ -232,7 +247,6 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
     if (rt->main_base == NULL) return gh_err_set(err, NULL, 0, 0, "event_base_new failed");
-    if (gh_runtime_open_store(rt->snap->cfg, &rt->store, err) != GH_OK) return GH_ERROR;
     /* Before the workers: each takes its ring. */
     if (rt->snap->cfg->audit.enabled) {
         rt->audit = gh_audit_service_new(rt->snap->cfg, rt->store, rt->snap->cfg->workers, err);
@@ -338,6 +352,8 @@ void gh_runtime_release(struct gh_runtime *rt)
     rt->archiver = NULL;
     gh_audit_service_free(rt->audit);
     rt->audit = NULL;
+    gh_secrets_close(rt->secrets); /* after every thread that may open a secret */
+    rt->secrets = NULL;
     if (rt->store) gh_store_close(rt->store);
     rt->store = NULL;
     gh_accesslog_close(rt->alog);

@@ -17,6 +17,7 @@
 
 struct gh_accesslog;
 struct gh_store;
+struct gh_secrets;
 struct gh_auth_service;
 struct gh_metrics;
 struct gh_audit_service;
@@ -33,6 +34,7 @@ struct gh_runtime {
     bool admin_running;
     struct gh_accesslog *alog;
     struct gh_store *store;             /* opened and migrated at start */
+    struct gh_secrets *secrets;         /* the master key provider, opened after the store */
     struct gh_auth_service *auth;       /* key directory refresh, Argon2, last_used */
     struct gh_limits_service *limits;   /* rate-limit tables, quotas and their flusher */
     struct gh_tracer *tracer;           /* trace rings and the dispatcher thread (OTLP export) */

@@ -77,6 +77,18 @@ enum gh_sqlite_stmt {
     GH_SQ_AUDIT_ARCHIVE_INSERT,
     GH_SQ_AUDIT_ARCHIVES,
     GH_SQ_AUDIT_ARCHIVES_CHAIN,
+    GH_SQ_SECRET_PUT,
+    GH_SQ_SECRET_GET,
+    GH_SQ_SECRET_DELETE,
+    GH_SQ_SECRET_WALK,
+    GH_SQ_SECRET_WALK_TENANT,
+    GH_SQ_SECRET_VERSIONS,
+    GH_SQ_SECRET_STALE,
+    GH_SQ_SECRET_REWRAP,
+    GH_SQ_SECRET_ROT_GET,
+    GH_SQ_SECRET_ROT_START,
+    GH_SQ_SECRET_ROT_COUNT,
+    GH_SQ_SECRET_ROT_FINISH,
     GH_SQ_HOOK_EP_INSERT,
     GH_SQ_HOOK_EP_GET,
     GH_SQ_HOOK_EP_LIST,
@@ -113,6 +125,8 @@ enum gh_sqlite_stmt {
     "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
     "hash, body"
 #define GH_SQ_AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
+#define GH_SQ_SECRET_COLS                                                                          \
+    "tenant_id, name, ciphertext, nonce, wrapped_dek, kek_version, created_at, updated_at"
 #define GH_SQ_AUDIT_ARCHIVE_COLS                                                                   \
     "chain, first_seq, last_seq, prev_hash, last_hash, events, file, file_sha256, created_at"
 
@@ -295,6 +309,28 @@ int gh_sqlite__audit_archives_walk(struct gh_store *st, const char *chain,
                                    gh_store_audit_archive_cb cb, void *arg, struct gh_err *err);
 int gh_sqlite__audit_keys_list(struct gh_store *st, struct gh_store_audit_key *out, size_t max,
                                size_t *count, struct gh_err *err);
+int gh_sqlite__secret_put(struct gh_store *st, const struct gh_store_secret *sec, int64_t now,
+                          struct gh_err *err);
+int gh_sqlite__secret_get(struct gh_store *st, const char *tenant_id, const char *name,
+                          struct gh_store_secret *out, struct gh_err *err);
+int gh_sqlite__secret_delete(struct gh_store *st, const char *tenant_id, const char *name,
+                             struct gh_err *err);
+int gh_sqlite__secrets_walk(struct gh_store *st, const char *tenant_id, gh_store_secret_cb cb,
+                            void *arg, struct gh_err *err);
+int gh_sqlite__secrets_versions(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
+                                struct gh_err *err);
+int gh_sqlite__secrets_stale(struct gh_store *st, uint32_t version, size_t limit,
+                             struct gh_store_secret *out, size_t *count, struct gh_err *err);
+int gh_sqlite__secrets_rewrap(struct gh_store *st, const struct gh_store_secret_rewrap *rw,
+                              size_t n, size_t *applied, struct gh_err *err);
+int gh_sqlite__secrets_rotation_begin(struct gh_store *st,
+                                      const struct gh_store_secrets_rotation *want,
+                                      struct gh_store_secrets_rotation *out, bool *started,
+                                      struct gh_err *err);
+int gh_sqlite__secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rotation *out,
+                                    struct gh_err *err);
+int gh_sqlite__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int64_t now,
+                                       struct gh_err *err);
 
 int gh_sqlite__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,
                                     struct gh_err *err);

@@ -161,6 +161,34 @@ static const struct migration migrations[] = {
      "  created_at INTEGER NOT NULL,"
      "  PRIMARY KEY (chain, first_seq)"
      ") STRICT, WITHOUT ROWID;"},
+    {6,
+     /* Issue 7: sealed secrets (src/secrets, docs/secrets.md). A row holds
+      * only the ciphertext (value and GCM tag), its nonce, the data key
+      * wrapped by the master key, and that master key's version; the
+      * version index lets a rotation find the rows still to re-wrap. A
+      * rowid table, not WITHOUT ROWID: values reach 8 KiB. The single
+      * secrets_rotation row is the pending (or last) master key rotation,
+      * recorded before any row moves so that a rerun resumes it. */
+     "CREATE TABLE secrets ("
+     "  tenant_id TEXT NOT NULL,"
+     "  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 128),"
+     "  ciphertext BLOB NOT NULL,"
+     "  nonce BLOB NOT NULL CHECK (length(nonce) = 12),"
+     "  wrapped_dek BLOB NOT NULL,"
+     "  kek_version INTEGER NOT NULL CHECK (kek_version >= 1),"
+     "  created_at INTEGER NOT NULL,"
+     "  updated_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (tenant_id, name)"
+     ") STRICT;"
+     "CREATE INDEX secrets_by_version ON secrets (kek_version, tenant_id, name);"
+     "CREATE TABLE secrets_rotation ("
+     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+     "  from_version INTEGER NOT NULL,"
+     "  to_version INTEGER NOT NULL,"
+     "  started_at INTEGER NOT NULL,"
+     "  finished_at INTEGER NOT NULL DEFAULT 0,"
+     "  rewrapped INTEGER NOT NULL DEFAULT 0"
+     ") STRICT;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

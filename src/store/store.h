@@ -1,6 +1,6 @@
 /* The storage interface: tenants (with their plans and limit overrides), API
- * keys, revoked tokens, usage counters, limit events, the audit log and a
- * change counter,
+ * keys, revoked tokens, usage counters, limit events, the audit log, sealed
+ * secrets and a change counter,
  * behind one ops table that the SQLite implementation (and later the
  * PostgreSQL one) fills. Nothing above this header knows which engine runs.
  *
@@ -286,6 +286,52 @@ struct gh_store_audit_archive {
 typedef int (*gh_store_audit_row_cb)(const struct gh_store_audit_row *row, void *arg);
 typedef int (*gh_store_audit_archive_cb)(const struct gh_store_audit_archive *a, void *arg);
 typedef int (*gh_store_audit_cp_cb)(const struct gh_store_audit_checkpoint *cp, void *arg);
+
+/* ---- Secrets (issue 7, src/secrets/secrets.h) ---- */
+#define GH_STORE_SECRET_NAME_SIZE 129                              /* [A-Za-z0-9._/-]{1,128} */
+#define GH_STORE_SECRET_VALUE_MAX 8192                             /* = GH_SECRET_VALUE_MAX */
+#define GH_STORE_SECRET_CT_MAX    (GH_STORE_SECRET_VALUE_MAX + 16) /* + the GCM tag */
+#define GH_STORE_SECRET_NONCE_LEN 12
+#define GH_STORE_SECRET_WRAP_MAX  512 /* a wrapped data key, as the KMS made it */
+
+/* One sealed secret: only ciphertext, the wrapped data key and the master
+ * key version that wrapped it (docs/secrets.md has the byte layout). The
+ * store never sees a plaintext or a data key. */
+struct gh_store_secret {
+    char tenant_id[GH_STORE_TENANT_ID_SIZE]; /* a tenant id or "system" */
+    char name[GH_STORE_SECRET_NAME_SIZE];
+    uint8_t nonce[GH_STORE_SECRET_NONCE_LEN];
+    size_t ciphertext_len; /* 17..GH_STORE_SECRET_CT_MAX: the value and its 16-byte tag */
+    uint8_t ciphertext[GH_STORE_SECRET_CT_MAX];
+    size_t wrapped_len; /* 1..GH_STORE_SECRET_WRAP_MAX */
+    uint8_t wrapped_dek[GH_STORE_SECRET_WRAP_MAX];
+    uint32_t kek_version; /* >= 1 */
+    int64_t created_at;   /* set by the store; kept when a value is replaced */
+    int64_t updated_at;   /* set by the store */
+};
+typedef int (*gh_store_secret_cb)(const struct gh_store_secret *s, void *arg);
+typedef int (*gh_store_secret_version_cb)(uint32_t kek_version, uint64_t rows, void *arg);
+
+/* A new wrapping of one row's data key (a master key rotation), applied
+ * only while the row still has <old_version> and <old_wrapped>: a value
+ * put meanwhile is never overwritten with a stale data key. */
+struct gh_store_secret_rewrap {
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    char name[GH_STORE_SECRET_NAME_SIZE];
+    uint32_t old_version, new_version;
+    size_t old_len, new_len;
+    uint8_t old_wrapped[GH_STORE_SECRET_WRAP_MAX];
+    uint8_t new_wrapped[GH_STORE_SECRET_WRAP_MAX];
+};
+
+/* The master key rotation: at most one at a time, recorded before any row
+ * is re-wrapped, so an interrupted one resumes to the same target. */
+struct gh_store_secrets_rotation {
+    uint32_t from_version, to_version;
+    int64_t started_at;  /* unix ms */
+    int64_t finished_at; /* 0 while pending */
+    uint64_t rewrapped;  /* rows moved so far */
+};
 
 /* ---- Webhooks (issue 7, docs/webhooks.md) ---- */
 #define GH_STORE_HOOK_ID_RAND      20 /* random base62 after "ep_" */
@@ -624,6 +670,50 @@ struct gh_store_ops {
     int (*audit_archives_walk)(struct gh_store *st, const char *chain, gh_store_audit_archive_cb cb,
                                void *arg, struct gh_err *err);
 
+    /* ---- secrets ---- */
+
+    /* [tenant] Inserts or replaces secret (s->tenant_id, s->name); created_at
+     * is <now> for a new row and kept for a replaced one; updated_at <now>. */
+    int (*secret_put)(struct gh_store *st, const struct gh_store_secret *s, int64_t now,
+                      struct gh_err *err);
+    /* [tenant] Fills <out>; NOT_FOUND. */
+    int (*secret_get)(struct gh_store *st, const char *tenant_id, const char *name,
+                      struct gh_store_secret *out, struct gh_err *err);
+    /* [tenant] NOT_FOUND when absent. */
+    int (*secret_delete)(struct gh_store *st, const char *tenant_id, const char *name,
+                         struct gh_err *err);
+    /* [tenant when <tenant_id> is set, else operator] Streams rows ordered by
+     * (tenant_id, name). */
+    int (*secrets_walk)(struct gh_store *st, const char *tenant_id, gh_store_secret_cb cb,
+                        void *arg, struct gh_err *err);
+    /* [operator] Calls <cb> with each master key version in use and its row
+     * count, by version. */
+    int (*secrets_versions)(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
+                            struct gh_err *err);
+    /* [operator] Up to <limit> rows with kek_version < <version>, ordered
+     * by (tenant_id, name); sets *count. */
+    int (*secrets_stale)(struct gh_store *st, uint32_t version, size_t limit,
+                         struct gh_store_secret *out, size_t *count, struct gh_err *err);
+    /* [operator] In ONE transaction: applies each rewrap whose row still has
+     * its old version and wrapped key (compare-and-set), adds how many did
+     * to the pending rotation's count, and sets *applied. */
+    int (*secrets_rewrap)(struct gh_store *st, const struct gh_store_secret_rewrap *rw, size_t n,
+                          size_t *applied, struct gh_err *err);
+    /* [operator] In one transaction: when no rotation is pending, records
+     * <want> (started_at, from, to; finished_at 0, rewrapped 0) as the
+     * pending one and sets *started; else leaves the pending one. Fills
+     * <out> with the pending rotation either way. */
+    int (*secrets_rotation_begin)(struct gh_store *st, const struct gh_store_secrets_rotation *want,
+                                  struct gh_store_secrets_rotation *out, bool *started,
+                                  struct gh_err *err);
+    /* [operator] The last rotation (pending or finished); NOT_FOUND when
+     * there was none. */
+    int (*secrets_rotation_get)(struct gh_store *st, struct gh_store_secrets_rotation *out,
+                                struct gh_err *err);
+    /* [operator] Marks the pending rotation to <to_version> finished at
+     * <now>; CONFLICT when no such rotation is pending. */
+    int (*secrets_rotation_finish)(struct gh_store *st, uint32_t to_version, int64_t now,
+                                   struct gh_err *err);
     /* ---- Webhooks (docs/webhooks.md) ---- */
 
     /* [tenant: e->tenant_id] Inserts endpoint <e> (all fields set by the
@@ -965,6 +1055,44 @@ int gh_store_audit_archive_commit(struct gh_store *st, const struct gh_store_aud
 /* [operator] Streams the archive rows of <chain> (NULL: every chain). */
 int gh_store_audit_archives_walk(struct gh_store *st, const char *chain,
                                  gh_store_audit_archive_cb cb, void *arg, struct gh_err *err);
+
+/* ---- Secrets (src/secrets/secrets.h seals and opens them) ------------------ */
+
+/* A secret name: [A-Za-z0-9._/-]{1,128}, not starting with '/' or '.'. */
+bool gh_store_valid_secret_name(const char *s);
+
+/* [tenant: s->tenant_id] Stores sealed secret <s>, replacing the row of the
+ * same (tenant, name). INVALID for a bad tenant id or name, sizes out of
+ * range, or kek_version 0. Sets created_at (of this write; a replaced row
+ * keeps its own) and updated_at. */
+int gh_store_secret_put(struct gh_store *st, struct gh_store_secret *s, struct gh_err *err);
+/* [tenant] NOT_FOUND (also for a malformed tenant id or name). */
+int gh_store_secret_get(struct gh_store *st, const char *tenant_id, const char *name,
+                        struct gh_store_secret *out, struct gh_err *err);
+int gh_store_secret_delete(struct gh_store *st, const char *tenant_id, const char *name,
+                           struct gh_err *err);
+/* [tenant when <tenant_id> is set, else operator] Streams rows; the row
+ * passed to <cb> lives until it returns. */
+int gh_store_secrets_walk(struct gh_store *st, const char *tenant_id, gh_store_secret_cb cb,
+                          void *arg, struct gh_err *err);
+/* [operator] Rows per master key version. */
+int gh_store_secrets_versions(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
+                              struct gh_err *err);
+/* [operator] How many sealed secrets the store holds. */
+int gh_store_secrets_count(struct gh_store *st, uint64_t *rows, struct gh_err *err);
+/* [operator] Rotation support: see the ops. <limit> 1..GH_STORE_LIST_MAX. */
+int gh_store_secrets_stale(struct gh_store *st, uint32_t version, size_t limit,
+                           struct gh_store_secret *out, size_t *count, struct gh_err *err);
+int gh_store_secrets_rewrap(struct gh_store *st, const struct gh_store_secret_rewrap *rw, size_t n,
+                            size_t *applied, struct gh_err *err);
+/* Starts a rotation from <from> to <to> (to = from + 1) unless one is
+ * pending; fills <out> with the pending one and sets *started. */
+int gh_store_secrets_rotation_begin(struct gh_store *st, uint32_t from, uint32_t to,
+                                    struct gh_store_secrets_rotation *out, bool *started,
+                                    struct gh_err *err);
+int gh_store_secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rotation *out,
+                                  struct gh_err *err);
+int gh_store_secrets_rotation_finish(struct gh_store *st, uint32_t to_version, struct gh_err *err);
 
 /* A chain name (and a non-empty audit tenant id): 1-31 bytes, no control
  * characters. */

@@ -3,7 +3,7 @@
  * catalogue of SQL statements, and the ops table that ties the per-entity
  * files (sqlite_migrations.c, sqlite_tenants.c, sqlite_keys.c,
  * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c, sqlite_audit.c,
- * sqlite_webhooks.c)
+ * sqlite_secrets.c, sqlite_webhooks.c)
  * together. sqlite_int.h
  * states the locking rules. */
 #include <errno.h>
@@ -29,6 +29,7 @@
 #define AUDIT_COLS         GH_SQ_AUDIT_COLS
 #define AUDIT_CP_COLS      GH_SQ_AUDIT_CP_COLS
 #define AUDIT_ARCHIVE_COLS GH_SQ_AUDIT_ARCHIVE_COLS
+#define SECRET_COLS        GH_SQ_SECRET_COLS
 /* The columns of an endpoint and of a delivery, in the order
  * sqlite_webhooks.c reads them. */
 #define HOOK_EP_COLS                                                                               \
@@ -172,6 +173,34 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                              "ORDER BY chain, first_seq",
     [GH_SQ_AUDIT_ARCHIVES_CHAIN] = "SELECT " AUDIT_ARCHIVE_COLS " FROM audit_archives "
                                    "WHERE chain = ?1 ORDER BY first_seq",
+    /* A replaced secret keeps its created_at. */
+    [GH_SQ_SECRET_PUT] = "INSERT INTO secrets (" SECRET_COLS ") "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+                         "ON CONFLICT (tenant_id, name) DO UPDATE SET "
+                         "ciphertext = excluded.ciphertext, nonce = excluded.nonce, "
+                         "wrapped_dek = excluded.wrapped_dek, kek_version = excluded.kek_version, "
+                         "updated_at = excluded.updated_at",
+    [GH_SQ_SECRET_GET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = ?1 AND name = ?2",
+    [GH_SQ_SECRET_DELETE] = "DELETE FROM secrets WHERE tenant_id = ?1 AND name = ?2",
+    [GH_SQ_SECRET_WALK] = "SELECT " SECRET_COLS " FROM secrets ORDER BY tenant_id, name",
+    [GH_SQ_SECRET_WALK_TENANT] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = ?1 "
+                                 "ORDER BY name",
+    [GH_SQ_SECRET_VERSIONS] = "SELECT kek_version, count(*) FROM secrets GROUP BY kek_version "
+                              "ORDER BY kek_version",
+    [GH_SQ_SECRET_STALE] = "SELECT " SECRET_COLS " FROM secrets WHERE kek_version < ?1 "
+                           "ORDER BY tenant_id, name LIMIT ?2",
+    [GH_SQ_SECRET_REWRAP] = "UPDATE secrets SET wrapped_dek = ?5, kek_version = ?6 "
+                            "WHERE tenant_id = ?1 AND name = ?2 AND kek_version = ?3 "
+                            "AND wrapped_dek = ?4",
+    [GH_SQ_SECRET_ROT_GET] = "SELECT from_version, to_version, started_at, finished_at, rewrapped "
+                             "FROM secrets_rotation WHERE id = 1",
+    [GH_SQ_SECRET_ROT_START] = "INSERT OR REPLACE INTO secrets_rotation (id, from_version, "
+                               "to_version, started_at, finished_at, rewrapped) "
+                               "VALUES (1, ?1, ?2, ?3, 0, 0)",
+    [GH_SQ_SECRET_ROT_COUNT] = "UPDATE secrets_rotation SET rewrapped = rewrapped + ?1 "
+                               "WHERE id = 1 AND finished_at = 0",
+    [GH_SQ_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = ?2 "
+                                "WHERE id = 1 AND to_version = ?1 AND finished_at = 0",
     /* Webhooks (sqlite_webhooks.c). */
     [GH_SQ_HOOK_EP_INSERT] = "INSERT INTO webhook_endpoints (" HOOK_EP_COLS ") VALUES (?1, ?2, "
                              "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
@@ -616,6 +645,16 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .audit_keys_list = gh_sqlite__audit_keys_list,
     .audit_archive_commit = gh_sqlite__audit_archive_commit,
     .audit_archives_walk = gh_sqlite__audit_archives_walk,
+    .secret_put = gh_sqlite__secret_put,
+    .secret_get = gh_sqlite__secret_get,
+    .secret_delete = gh_sqlite__secret_delete,
+    .secrets_walk = gh_sqlite__secrets_walk,
+    .secrets_versions = gh_sqlite__secrets_versions,
+    .secrets_stale = gh_sqlite__secrets_stale,
+    .secrets_rewrap = gh_sqlite__secrets_rewrap,
+    .secrets_rotation_begin = gh_sqlite__secrets_rotation_begin,
+    .secrets_rotation_get = gh_sqlite__secrets_rotation_get,
+    .secrets_rotation_finish = gh_sqlite__secrets_rotation_finish,
     .hook_endpoint_insert = gh_sqlite__hook_endpoint_insert,
     .hook_endpoint_get = gh_sqlite__hook_endpoint_get,
     .hook_endpoint_list = gh_sqlite__hook_endpoint_list,
