@@ -15,6 +15,7 @@
 
 #include "admin/api_audit.h"
 #include "admin/api_call.h"
+#include "admin/api_webhooks.h"
 #include "admin/ops.h"
 #include "audit/request.h"
 #include "auth/authn.h"
@@ -203,6 +204,31 @@ void gh_api_reply_error(struct call *c, int status, const char *code, const char
 void gh_api_reply_store_error(struct call *c, int rc, const struct gh_err *err)
 {
     reply_store_error(c, rc, err);
+}
+
+bool gh_api_only_fields(struct call *c, const char *const *allowed)
+{
+    return only_fields(c, allowed);
+}
+
+bool gh_api_str_field(struct call *c, const char *name, const char **out)
+{
+    return str_field(c, name, out);
+}
+
+bool gh_api_query_value(struct call *c, const char *name, char *out, size_t size)
+{
+    return query_value(c->r->head.query, name, out, size);
+}
+
+bool gh_api_page_params(struct call *c, struct gh_store_page *page, char *cursor, size_t csize)
+{
+    return page_params(c, page, cursor, csize);
+}
+
+json_t *gh_api_page_doc(json_t *items, const struct gh_store_page *page)
+{
+    return page_doc(items, page);
 }
 
 /* ---- handlers ---- */
@@ -756,11 +782,21 @@ static const struct {
     void (*handle)(struct call *c);
     const char *action;
 } audit_actions[] = {
-    {h_tenant_create, "tenant.create"},     {h_tenant_patch, "tenant.update"},
-    {h_tenant_suspend, "tenant.suspend"},   {h_tenant_activate, "tenant.activate"},
-    {h_key_create, "key.create"},           {h_key_rotate, "key.rotate"},
-    {h_key_revoke, "key.revoke"},           {h_token_revoke, "token.revoke"},
+    {h_tenant_create, "tenant.create"},
+    {h_tenant_patch, "tenant.update"},
+    {h_tenant_suspend, "tenant.suspend"},
+    {h_tenant_activate, "tenant.activate"},
+    {h_key_create, "key.create"},
+    {h_key_rotate, "key.rotate"},
+    {h_key_revoke, "key.revoke"},
+    {h_token_revoke, "token.revoke"},
     {h_limits_put, "tenant.limits.update"},
+    {gh_api_hook_create, "webhook.create"},
+    {gh_api_hook_patch, "webhook.update"},
+    {gh_api_hook_delete, "webhook.delete"},
+    {gh_api_hook_rotate, "webhook.rotate_secret"},
+    {gh_api_hook_replay, "webhook.delivery.replay"},
+    {gh_api_events_publish, "event.publish"},
 };
 
 static bool is_mutation(enum gh_http_method m)
@@ -784,6 +820,12 @@ static void audit_begin(struct call *c, const struct endpoint *e, struct gh_audi
         /* The tenant acted on owns the record (its chain), whoever acts. */
         GH_AUDIT_SET(ev, tenant, gh_str_cstr(c->tenant));
         audit_resource(c, c->tenant, c->key[0] ? c->key : NULL);
+        if (c->hook[0]) {
+            char res[GH_AUDIT_RESOURCE_SIZE];
+            snprintf(res, sizeof(res), "tenants/%s/webhooks/%s%s%s", c->tenant, c->hook,
+                     c->delivery[0] ? "/deliveries/" : "", c->delivery);
+            GH_AUDIT_SET(ev, resource, gh_str_cstr(res));
+        }
     } else {
         GH_AUDIT_SET(ev, tenant, GH_STR_LIT(""));
         GH_AUDIT_SET(ev, resource,
@@ -841,6 +883,20 @@ static const struct endpoint endpoints[] = {
     {GH_HTTP_GET, "v1/audit/export", ACCESS_ADMIN, gh_api_audit_export},
     {GH_HTTP_GET, "v1/audit/checkpoints", ACCESS_ADMIN, gh_api_audit_checkpoints},
     {GH_HTTP_GET, "v1/audit/keys", ACCESS_ADMIN, gh_api_audit_keys},
+    /* Outbound webhooks (api_webhooks.c). */
+    {GH_HTTP_POST, "v1/tenants/{t}/webhooks", ACCESS_TENANT, gh_api_hook_create},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks", ACCESS_TENANT, gh_api_hook_list},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks/{w}", ACCESS_TENANT, gh_api_hook_get},
+    {GH_HTTP_PATCH, "v1/tenants/{t}/webhooks/{w}", ACCESS_TENANT, gh_api_hook_patch},
+    {GH_HTTP_DELETE, "v1/tenants/{t}/webhooks/{w}", ACCESS_TENANT, gh_api_hook_delete},
+    {GH_HTTP_POST, "v1/tenants/{t}/webhooks/{w}/rotate-secret", ACCESS_TENANT, gh_api_hook_rotate},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks/{w}/deliveries", ACCESS_TENANT, gh_api_hook_deliveries},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks/{w}/deliveries/{d}", ACCESS_TENANT,
+     gh_api_hook_delivery},
+    {GH_HTTP_POST, "v1/tenants/{t}/webhooks/{w}/deliveries/{d}/replay", ACCESS_TENANT,
+     gh_api_hook_replay},
+    /* The tenant is in the body: checked inside. */
+    {GH_HTTP_POST, "v1/events", ACCESS_ADMIN, gh_api_events_publish},
 };
 
 /* Splits the path into segments; false when there are too many. */
@@ -862,7 +918,7 @@ static bool split(gh_str path, struct call *c)
     return true;
 }
 
-/* Matches <pattern> against the segments, capturing {t} and {k}. A captured
+/* Matches <pattern> against the segments, capturing {t}, {k}, {w} and {d}. A captured
  * id with characters no id has cannot name anything: it does not match. */
 static bool match(const char *pattern, struct call *c)
 {
@@ -874,8 +930,14 @@ static bool match(const char *pattern, struct call *c)
         if (n >= c->nseg) return false;
         gh_str s = c->seg[n++];
         if (len == 3 && p[0] == '{') {
-            char *dst = p[1] == 't' ? c->tenant : c->key;
-            size_t cap = p[1] == 't' ? sizeof(c->tenant) : sizeof(c->key);
+            char *dst = p[1] == 't'   ? c->tenant
+                        : p[1] == 'w' ? c->hook
+                        : p[1] == 'd' ? c->delivery
+                                      : c->key;
+            size_t cap = p[1] == 't'   ? sizeof(c->tenant)
+                         : p[1] == 'w' ? sizeof(c->hook)
+                         : p[1] == 'd' ? sizeof(c->delivery)
+                                       : sizeof(c->key);
             if (s.len == 0 || s.len >= cap) return false;
             for (size_t i = 0; i < s.len; i++) {
                 char ch = s.ptr[i];

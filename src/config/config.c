@@ -1884,7 +1884,7 @@ static const struct cfg_key webhooks_keys[] = {
     KEY("concurrency", t_u32, WH, concurrency, .min = 1, .max = 1024, .dflt = "64"),
     KEY("rotation_grace", t_duration64, WH, rotation_grace_ms, .min = 0, .max = 2592000000ull,
         .dflt = "24h"),
-    KEY("max_payload", t_size32, WH, max_payload, .min = 16, .max = 1048576, .dflt = "256KiB"),
+    KEY("max_payload", t_size32, WH, max_payload, .min = 16, .max = 1048576, .dflt = "64KiB"),
 };
 #undef WH
 static void release_webhooks(const struct cfg_key *key, void *obj)

@@ -397,7 +397,7 @@ struct gh_config_webhooks {
     uint64_t disable_after_ms;  /* failing continuously this long disables an endpoint; 5d */
     uint32_t concurrency;       /* deliveries in flight; default 64 */
     uint64_t rotation_grace_ms; /* old and new keys both sign this long; default 24h */
-    uint32_t max_payload;       /* bytes of a published payload; default 256KiB */
+    uint32_t max_payload;       /* bytes of a published payload; default 64KiB */
     struct gh_config_pos pos;
 };
 

@@ -367,7 +367,7 @@ static void test_webhooks_keys(void **state)
     assert_true(w->disable_after_ms == 5ull * 86400000);
     assert_int_equal(w->concurrency, 64);
     assert_true(w->rotation_grace_ms == 86400000);
-    assert_int_equal(w->max_payload, 256 * 1024);
+    assert_int_equal(w->max_payload, 64 * 1024);
     gh_config_free(cfg);
 
     cfg = load_ok(VALID_TAIL "webhooks:\n"
