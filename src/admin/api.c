@@ -324,7 +324,8 @@ static void h_tenant_get(struct call *c)
         reply_json(c, 200, gh_ops_tenant_json(&t));
 }
 
-static void tenant_update(struct call *c, const char *name, const char *plan,
+/* Answers; true when the tenant was changed. */
+static bool tenant_update(struct call *c, const char *name, const char *plan,
                           enum gh_store_tenant_status status)
 {
     struct gh_store_tenant_update upd = {.name = name, .plan = plan, .status = status};
@@ -333,10 +334,30 @@ static void tenant_update(struct call *c, const char *name, const char *plan,
     int rc = gh_store_tenant_update(c->st, c->tenant, &upd, &t, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
-        return;
+        return false;
     }
     changed(c);
     reply_json(c, 200, gh_ops_tenant_json(&t));
+    return true;
+}
+
+static void emit_suspended(struct call *c)
+{
+    char payload[96];
+
+    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\"}", c->tenant);
+    gh_api_emit(c, c->tenant, "tenant.suspended", payload);
+}
+
+/* The tenant's webhook event about one of its keys: ids only, never the
+ * key. <from> is the key a rotation replaced (NULL otherwise). */
+static void emit_key_event(struct call *c, const char *type, const char *key_id, const char *from)
+{
+    char payload[160];
+
+    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\",\"key_id\":\"%s\"%s%s%s}", c->tenant,
+             key_id, from ? ",\"rotated_from\":\"" : "", from ? from : "", from ? "\"" : "");
+    gh_api_emit(c, c->tenant, type, payload);
 }
 
 static void h_tenant_patch(struct call *c)
@@ -352,12 +373,12 @@ static void h_tenant_patch(struct call *c)
         reply_error(c, 422, "invalid_field", "status must be active or suspended");
         return;
     }
-    tenant_update(c, name, plan, st);
+    if (tenant_update(c, name, plan, st) && st == GH_STORE_TENANT_SUSPENDED) emit_suspended(c);
 }
 
 static void h_tenant_suspend(struct call *c)
 {
-    tenant_update(c, NULL, NULL, GH_STORE_TENANT_SUSPENDED);
+    if (tenant_update(c, NULL, NULL, GH_STORE_TENANT_SUSPENDED)) emit_suspended(c);
 }
 
 static void h_tenant_activate(struct call *c)
@@ -436,6 +457,7 @@ static void h_key_create(struct call *c)
     }
     audit_resource(c, c->tenant, k.id);
     changed(c);
+    emit_key_event(c, "key.created", k.id, NULL);
     json_t *doc = gh_ops_key_json(&k);
     json_object_set_new(doc, "key", json_string(key));
     gh_apikey_wipe(key, sizeof(key));
@@ -509,6 +531,7 @@ static void h_key_rotate(struct call *c)
         return;
     }
     changed(c);
+    emit_key_event(c, "key.rotated", k.id, c->key);
     json_t *doc = gh_ops_key_json(&k);
     json_object_set_new(doc, "key", json_string(key));
     json_object_set_new(doc, "previous_key_expires_at", json_integer((json_int_t)old_exp));
@@ -527,6 +550,7 @@ static void h_key_revoke(struct call *c)
         return;
     }
     changed(c);
+    emit_key_event(c, "key.revoked", k.id, NULL);
     reply_json(c, 200, gh_ops_key_json(&k));
 }
 

@@ -427,3 +427,56 @@ def test_kill9_during_burst_delivers_every_message(gatehouse, upstream):
              what=f"all 1000 messages (have {len(seen())})")
     assert not rx.bad, rx.bad[:5]
     g.stop()
+
+
+def test_gateway_emitted_events(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/sys"), ["key.*", "tenant.suspended"])
+    rx.keys["/sys"] = [ep["secret"]]
+    k = op.create_key(t)
+    rotated = op.ok("POST", f"/v1/tenants/{t}/keys/{k['id']}/rotate", {}, 201)
+    op.ok("POST", f"/v1/tenants/{t}/keys/{rotated['id']}/revoke")
+    op.ok("POST", f"/v1/tenants/{t}/suspend")
+
+    def events():
+        return [json.loads(b) for _, _, b in rx.deliveries("/sys")]
+
+    wait_for(lambda: len(events()) >= 4, 5, what="four gateway events")
+    by_type = {e["type"]: e["data"] for e in events()}
+    assert set(by_type) == {"key.created", "key.rotated", "key.revoked", "tenant.suspended"}, \
+        by_type
+    assert by_type["key.created"] == {"tenant_id": t, "key_id": k["id"]}
+    assert by_type["key.rotated"] == {"tenant_id": t, "key_id": rotated["id"],
+                                      "rotated_from": k["id"]}
+    assert by_type["tenant.suspended"] == {"tenant_id": t}
+    # Never a secret in an event.
+    for _, _, body in rx.deliveries("/sys"):
+        assert k["key"].encode() not in body and rotated["key"].encode() not in body
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_quota_events(gatehouse, upstream):
+    from identity_helpers import proxy_get
+
+    rx = Receiver()
+    quota = ("limits:\n  default_plan: metered\n  quota_flush_interval: 100ms\n"
+             "plans:\n  metered:\n    quotas: { requests_per_day: 5 }\n")
+    g = gatehouse(raw=identity_config(workers=1, extra=HOOKS + quota), start=False)
+    op = Admin(g, bootstrap(g)[0])
+    g.start()
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/q"), ["quota.*"])
+    rx.keys["/q"] = [ep["secret"]]
+    key = op.create_key(t)["key"]
+    wait_for(lambda: proxy_get(g, "/orders", key).status == 200, 5, what="the key")
+    for _ in range(6):
+        proxy_get(g, "/orders", key)
+    wait_for(lambda: len(rx.deliveries("/q")) >= 2, 5, what="two quota events")
+    got = sorted((json.loads(b)["type"], json.loads(b)["data"]["threshold"])
+                 for _, _, b in rx.deliveries("/q"))
+    assert got == [("quota.exceeded", 100), ("quota.warning", 80)], got
+    assert not rx.bad, rx.bad
+    g.stop()
