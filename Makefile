@@ -6,8 +6,8 @@
 #   make demo       run the gateway on its embedded default in front of a demo upstream
 #   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
 #                   bench-limits and bench-redis (rate-limit decisions per second),
-#                   bench-metrics (a /metrics scrape of 2,000 series) and bench-otlp
-#                   (trace encoders, ns per span)
+#                   bench-metrics (a /metrics scrape of 2,000 series), bench-otlp
+#                   (trace encoders, ns per span) and bench-webhooks (signed deliveries/s)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -139,7 +139,7 @@ demo: $(BUILD)/gatehouse
 bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $(BUILD)/metrics_bench \
        $(BUILD)/otlp_bench
 	bench/run.sh
-	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp
+	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp bench-webhooks
 
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
@@ -188,6 +188,12 @@ $(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
 
 bench-otlp: $(BUILD)/otlp_bench
 	$(BUILD)/otlp_bench
+
+# Signed webhook deliveries per second to an nginx receiver, end to end and
+# draining a queue (bench/webhooks_bench.py; N=, DURATION=, WRK_CONNS=).
+.PHONY: bench-webhooks
+bench-webhooks: $(BUILD)/gatehouse
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) bench/webhooks_bench.py
 
 # Filtered audit queries over a large store (src/store audit_query): p50/p99
 # per filter over 5 M events and 50 tenants. AUDIT_BENCH_ARGS="--db PATH"

@@ -694,6 +694,17 @@ void gh_hooks_dispatcher_poke(struct gh_hooks_dispatcher *d)
     curl_multi_wakeup(d->multi);
 }
 
+uint64_t gh_hooks_dispatcher_first_delay(struct gh_hooks_dispatcher *d)
+{
+    uint64_t ms = 0;
+
+    if (d == NULL) return 0;
+    pthread_mutex_lock(&d->mu);
+    if (d->next_conf.nschedule) ms = d->next_conf.schedule_ms[0];
+    pthread_mutex_unlock(&d->mu);
+    return ms;
+}
+
 void gh_hooks_dispatcher_stats(struct gh_hooks_dispatcher *d, struct gh_hooks_stats *out)
 {
     memset(out, 0, sizeof(*out));

@@ -62,6 +62,10 @@ int gh_hooks_dispatcher_configure(struct gh_hooks_dispatcher *d,
  * poll. Cheap; any thread. NULL is fine. */
 void gh_hooks_dispatcher_poke(struct gh_hooks_dispatcher *d);
 
+/* Entry 0 of the schedule: the delay of a new message's first attempt (0
+ * when <d> is NULL). Any thread. */
+uint64_t gh_hooks_dispatcher_first_delay(struct gh_hooks_dispatcher *d);
+
 void gh_hooks_dispatcher_stats(struct gh_hooks_dispatcher *d, struct gh_hooks_stats *out);
 
 /* Stops the thread: attempts in flight get a short grace, then are

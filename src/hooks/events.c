@@ -23,7 +23,8 @@ int gh_hooks_publish(struct gh_store *st, struct gh_hooks_dispatcher *d, const c
     } else {
         snprintf(id, sizeof(id), "%s", msg_id);
     }
-    rc = gh_store_hook_publish(st, tenant, id, type, payload, len, 0, deliveries, duplicate, err);
+    rc = gh_store_hook_publish(st, tenant, id, type, payload, len,
+                               gh_hooks_dispatcher_first_delay(d), deliveries, duplicate, err);
     if (rc != GH_OK) return rc;
     if (id_out) memcpy(id_out, id, strlen(id) + 1);
     if (*deliveries > 0 && !*duplicate) gh_hooks_dispatcher_poke(d);

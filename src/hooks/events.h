@@ -19,7 +19,9 @@ struct gh_store;
 struct gh_hooks_dispatcher;
 
 /* Publishes (<msg_id> or a new "msg_..." when NULL or "", <type>, <payload>
- * JSON text) for <tenant>; the first attempts are due at once. Writes the
+ * JSON text) for <tenant>; the first attempts are due after entry 0 of
+ * <d>'s schedule (at once when <d> is NULL: the quota flusher's events,
+ * which the dispatcher finds at its next look at the queue). Writes the
  * message id into <id_out> (GH_STORE_HOOK_MSG_ID_SIZE bytes, may be NULL),
  * sets *deliveries and *duplicate (an id already published: nothing new).
  * Pokes <d> (may be NULL) when deliveries were queued. The store's codes. */
