@@ -23,6 +23,7 @@
 #include "hooks/sign.h"
 #include "hooks/ssrf.h"
 #include "store/store.h"
+#include "telemetry/metrics.h"
 
 #define CLAIM_MAX         512         /* deliveries taken from the store at once */
 #define OUTCOMES_MAX      2048        /* outcomes waiting for their batched commit */
@@ -36,8 +37,7 @@
 #define ALLOW_MAX         64
 #define DISABLED_MAX      64
 
-const double gh_hooks_latency_bounds_s[11] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                              0.5,   1,    2.5,   5,    10};
+_Static_assert(GH_HOOKS_NBUCKETS == GH_METRICS_NBUCKETS, "one bucket layout for every histogram");
 
 /* The settings an attempt is made with, copied under the lock. */
 struct conf {
@@ -113,8 +113,8 @@ struct gh_hooks_dispatcher {
 
     _Atomic uint64_t delivered, failed, retried;
     _Atomic uint64_t att_ok, att_http, att_net, att_timeout, att_blocked;
-    _Atomic uint64_t pending, disabled_count, lat_sum_ms;
-    _Atomic uint64_t lat[12];
+    _Atomic uint64_t pending, disabled_count, lat_sum_ns;
+    _Atomic uint64_t lat[GH_HOOKS_NBUCKETS];
     _Atomic uint64_t flying;
 };
 
@@ -301,13 +301,10 @@ static void record(struct gh_hooks_dispatcher *d)
     d->ndisabled = 0;
 }
 
-static void latency(struct gh_hooks_dispatcher *d, int64_t ms)
+static void latency(struct gh_hooks_dispatcher *d, uint64_t ns)
 {
-    size_t b = 0;
-    while (b < 11 && (double)ms / 1000.0 > gh_hooks_latency_bounds_s[b])
-        b++;
-    add(&d->lat[b], 1);
-    add(&d->lat_sum_ms, (uint64_t)(ms > 0 ? ms : 0));
+    add(&d->lat[gh_metrics_bucket(ns)], 1);
+    add(&d->lat_sum_ns, ns);
 }
 
 /* What the attempt of <j> leads to: <status> (0 = no answer) and <error>. */
@@ -516,7 +513,7 @@ static void finished(struct gh_hooks_dispatcher *d, CURLMsg *m)
     if (j == NULL) return;
     unfly(d, j);
     atomic_fetch_sub_explicit(&d->flying, 1, memory_order_relaxed);
-    latency(d, (int64_t)((gh_now_ns() - j->start_ns) / 1000000));
+    latency(d, gh_now_ns() - j->start_ns);
     if (m->data.result != CURLE_OK) {
         bool timeout = m->data.result == CURLE_OPERATION_TIMEDOUT;
         if (j->blocked) {
@@ -720,9 +717,9 @@ void gh_hooks_dispatcher_stats(struct gh_hooks_dispatcher *d, struct gh_hooks_st
     out->in_flight = rd(&d->flying);
     out->pending = rd(&d->pending);
     out->disabled_endpoints = rd(&d->disabled_count);
-    for (int i = 0; i < 12; i++)
-        out->latency_bucket[i] = rd(&d->lat[i]);
-    out->latency_sum_ms = rd(&d->lat_sum_ms);
+    for (int i = 0; i < GH_HOOKS_NBUCKETS; i++)
+        out->latency_buckets[i] = rd(&d->lat[i]);
+    out->latency_sum_ns = rd(&d->lat_sum_ns);
 }
 
 void gh_hooks_dispatcher_free(struct gh_hooks_dispatcher *d)

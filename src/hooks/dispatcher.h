@@ -32,6 +32,8 @@ struct gh_config_webhooks;
 struct gh_audit_service;
 struct gh_hooks_dispatcher;
 
+#define GH_HOOKS_NBUCKETS 17 /* = GH_METRICS_NBUCKETS (checked in dispatcher.c) */
+
 /* Counters for the metrics (docs/metrics.md), read relaxed. */
 struct gh_hooks_stats {
     uint64_t delivered, failed, retried; /* deliveries by result */
@@ -40,11 +42,11 @@ struct gh_hooks_stats {
     uint64_t in_flight;
     uint64_t pending; /* deliveries queued in the store, as of the last look (every second) */
     uint64_t disabled_endpoints;
-    uint64_t latency_bucket[12]; /* attempt latency: <= 5, 10, 25, 50, 100, 250, 500 ms, 1,
-                                    2.5, 5, 10 s, +Inf (not cumulative) */
-    uint64_t latency_sum_ms;
+    /* Attempt latency on the metrics' bucket layout (gh_metrics_bucket_ns:
+     * per bucket, not cumulative, last +Inf) and its sum in ns. */
+    uint64_t latency_buckets[GH_HOOKS_NBUCKETS];
+    uint64_t latency_sum_ns;
 };
-extern const double gh_hooks_latency_bounds_s[11];
 
 /* Starts the thread with the settings of <cfg> (copied). <st> and <sec>
  * must outlive the dispatcher; <audit> may be NULL. NULL with <err> on

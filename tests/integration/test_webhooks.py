@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import free_port, wait_for
-from identity_helpers import Admin, bootstrap, identity_config
+from identity_helpers import Admin, bootstrap, http_call, identity_config
 
 SCHEDULE = "[0s, 200ms, 400ms]"
 HOOKS = f"webhooks:\n  allow_private: [\"127.0.0.1\"]\n  schedule: {SCHEDULE}\n  jitter: 0\n"
@@ -208,6 +208,11 @@ def test_create_publish_deliver_verified(gatehouse, upstream):
     wait_for(lambda: len(rx.deliveries("/a")) >= 2, 5, what="the second delivery")
     time.sleep(0.5)
     assert len(rx.deliveries("/a")) == 2
+    # The dispatcher's metrics.
+    m = http_call(g.admin_port, "GET", "/metrics").body.decode()
+    assert 'gatehouse_webhook_deliveries_total{result="succeeded"} 2' in m, m[-3000:]
+    assert 'gatehouse_webhook_attempts_total{outcome="success"} 2' in m
+    assert "gatehouse_webhook_attempt_duration_seconds_count 2" in m
     assert not rx.bad, rx.bad
     g.stop()
 
