@@ -1839,6 +1839,7 @@ static int finish_webhooks(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
     size_t n;
 
     if (node) w->pos = pos_of(node);
+    if (w->nallow_private > 64) return fail(ctx, an, "allow_private has at most 64 entries");
     if (w->nallow_private) {
         w->allow = calloc(w->nallow_private, sizeof(*w->allow));
         if (w->allow == NULL) return fail(ctx, an, "out of memory");
@@ -1855,6 +1856,7 @@ static int finish_webhooks(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
         }
     }
     n = w->nschedule ? w->nschedule : NELEM(default_schedule);
+    if (n > 32) return fail(ctx, sn, "schedule has at most 32 entries");
     w->schedule_ms = calloc(n, sizeof(*w->schedule_ms));
     if (w->schedule_ms == NULL) return fail(ctx, sn, "out of memory");
     w->nschedule_ms = n;
@@ -1870,7 +1872,6 @@ static int finish_webhooks(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
             return rc;
         }
     }
-    if (n > 32) return fail(ctx, sn, "schedule has at most 32 entries");
     return GH_OK;
 }
 
