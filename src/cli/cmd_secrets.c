@@ -321,6 +321,9 @@ static int cmd_status(int argc, char **argv)
     printf("provider: %s\n", gh_secrets_provider(e.secrets));
     if (strcmp(gh_secrets_provider(e.secrets), "local") == 0)
         printf("master key file: %s\n", e.cfg->secrets.master_key_file);
+    else
+        printf("token: %s, master keys %s-v<N>\n", e.cfg->secrets.pkcs11.token_label,
+               e.cfg->secrets.pkcs11.key_label);
     printf("current master key version: %" PRIu32 "\n", cur);
     printf("sealed secrets: %" PRIu64 "\n", total);
     if (gh_store_secrets_versions(e.store, status_row, NULL, &err) != GH_OK) goto fail;
@@ -345,36 +348,53 @@ out:
     return rc;
 }
 
-/* One secrets.rotate_master event on the system chain, durable. */
+/* One secrets.rotate_master event on the system chain, durable. A
+ * gateway's writer on the same store may have moved the chain's head since
+ * this writer loaded it: that append is refused, the writer reloads the
+ * heads, and the event is submitted again. */
 static int audit_rotation(struct gh_audit_service *as, const char *phase,
                           const struct gh_secrets_rotate_result *r, bool ok)
 {
     struct gh_audit_event ev;
     char from[16], to[16], n[24];
+    int rc = GH_ERROR;
 
     if (as == NULL) return GH_OK;
     snprintf(from, sizeof(from), "%" PRIu32, r->from_version);
     snprintf(to, sizeof(to), "%" PRIu32, r->to_version);
     snprintf(n, sizeof(n), "%" PRIu64, r->total);
-    gh_audit_event_new(&ev);
-    GH_AUDIT_SET(&ev, actor, GH_STR_LIT("cli:secrets"));
-    GH_AUDIT_SET(&ev, action, GH_STR_LIT("secrets.rotate_master"));
-    GH_AUDIT_SET(&ev, resource, GH_STR_LIT("master_key"));
-    ev.outcome = ok ? GH_AUDIT_SUCCESS : GH_AUDIT_FAILED;
-    GH_AUDIT_SET(&ev, reason, gh_str_cstr(phase));
-    gh_audit_params_begin(&ev);
-    /* Versions and counts are not secret: kept whole (16 characters). */
-    gh_audit_params_add(&ev, GH_STR_LIT("phase"), gh_str_cstr(phase), 16);
-    gh_audit_params_add(&ev, GH_STR_LIT("from_version"), gh_str_cstr(from), 16);
-    gh_audit_params_add(&ev, GH_STR_LIT("to_version"), gh_str_cstr(to), 16);
-    gh_audit_params_add(&ev, GH_STR_LIT("rewrapped"), gh_str_cstr(n), 16);
-    gh_audit_params_end(&ev);
-    return gh_audit_submit(as, &ev, true);
+    for (int attempt = 0; attempt < 3 && rc != GH_OK; attempt++) {
+        gh_audit_event_new(&ev);
+        GH_AUDIT_SET(&ev, actor, GH_STR_LIT("cli:secrets"));
+        GH_AUDIT_SET(&ev, action, GH_STR_LIT("secrets.rotate_master"));
+        GH_AUDIT_SET(&ev, resource, GH_STR_LIT("master_key"));
+        ev.outcome = ok ? GH_AUDIT_SUCCESS : GH_AUDIT_FAILED;
+        GH_AUDIT_SET(&ev, reason, gh_str_cstr(phase));
+        gh_audit_params_begin(&ev);
+        /* Versions and counts are not secret: kept whole (16 characters). */
+        gh_audit_params_add(&ev, GH_STR_LIT("phase"), gh_str_cstr(phase), 16);
+        gh_audit_params_add(&ev, GH_STR_LIT("from_version"), gh_str_cstr(from), 16);
+        gh_audit_params_add(&ev, GH_STR_LIT("to_version"), gh_str_cstr(to), 16);
+        gh_audit_params_add(&ev, GH_STR_LIT("rewrapped"), gh_str_cstr(n), 16);
+        gh_audit_params_end(&ev);
+        rc = gh_audit_submit(as, &ev, true);
+    }
+    if (rc != GH_OK)
+        fprintf(stderr,
+                "gatehouse secrets rotate-master: the audit event (%s) could not be "
+                "written\n",
+                phase);
+    return rc;
 }
 
-static void on_begin(const struct gh_secrets_rotate_result *res, void *arg)
+/* Before anything moves: no unaudited rotation. */
+static int on_begin(const struct gh_secrets_rotate_result *res, void *arg, struct gh_err *err)
 {
-    audit_rotation(arg, res->started ? "started" : "resumed", res, true);
+    if (audit_rotation(arg, res->started ? "started" : "resumed", res, true) != GH_OK)
+        return gh_err_set(err, NULL, 0, 0,
+                          "the rotation is recorded but was not audited, so nothing moved; run "
+                          "again to resume");
+    return GH_OK;
 }
 
 static int cmd_rotate(int argc, char **argv)
@@ -386,7 +406,7 @@ static int cmd_rotate(int argc, char **argv)
     char msg[1024];
     struct opts o;
     struct env e;
-    int rc = 1, rr;
+    int rc = 1, rr, audited = GH_OK;
 
     if (parse_opts(argc, argv, &o, false) != 0) return 2;
     if (o.help) return gh_cli_usage("secrets"), 0;
@@ -395,6 +415,7 @@ static int cmd_rotate(int argc, char **argv)
     if (env_open(o.config, true, &e) != 0) goto out;
     if (e.cfg->audit.enabled) {
         as = gh_audit_service_new(e.cfg, e.store, 0, &err);
+        if (as != NULL) gh_audit_service_set_secrets(as, e.secrets);
         if (as == NULL || gh_audit_service_start(as, &err) != GH_OK) {
             fprintf(stderr, "gatehouse secrets rotate-master: audit: %s\n",
                     gh_err_format(&err, msg, sizeof(msg)));
@@ -411,7 +432,7 @@ static int cmd_rotate(int argc, char **argv)
         goto out;
     }
     if (res.finished) {
-        audit_rotation(as, "finished", &res, true);
+        audited = audit_rotation(as, "finished", &res, true);
         printf("rotation v%" PRIu32 " -> v%" PRIu32 " finished: %" PRIu64
                " re-wrapped now, %" PRIu64 " in all\n",
                res.from_version, res.to_version, res.rewrapped, res.total);
@@ -420,7 +441,7 @@ static int cmd_rotate(int argc, char **argv)
                " still under older versions; run again to resume\n",
                res.from_version, res.to_version, res.rewrapped, res.remaining);
     }
-    rc = 0;
+    rc = audited == GH_OK ? 0 : 1;
 out:
     gh_audit_service_free(as); /* writes what is queued */
     env_close(&e);

@@ -219,6 +219,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
                      struct gh_err *err)
 {
     sigset_t block, old;
+    size_t sealed = 0;
     int started = 0;
 
     memset(rt, 0, sizeof(*rt));
@@ -235,7 +236,8 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
      * are resolved into <cfg> before anything is built from it. */
     if (gh_runtime_open_store(cfg, &rt->store, err) != GH_OK ||
         (rt->secrets = gh_secrets_open_ex(cfg, rt->store, GH_SECRETS_CREATE_MASTER, err)) == NULL ||
-        gh_secrets_resolve_config(rt->secrets, cfg, err) != GH_OK) {
+        gh_secrets_resolve_config(rt->secrets, cfg, err) != GH_OK ||
+        gh_secrets_seal_store_keys(rt->secrets, &sealed, err) != GH_OK) {
         gh_config_free(cfg);
         return GH_ERROR;
     }
@@ -252,7 +254,9 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     /* Before the workers: each takes its ring. */
     if (rt->snap->cfg->audit.enabled) {
         rt->audit = gh_audit_service_new(rt->snap->cfg, rt->store, rt->snap->cfg->workers, err);
-        if (rt->audit == NULL || gh_audit_service_start(rt->audit, err) != GH_OK) return GH_ERROR;
+        if (rt->audit == NULL) return GH_ERROR;
+        gh_audit_service_set_secrets(rt->audit, rt->secrets);
+        if (gh_audit_service_start(rt->audit, err) != GH_OK) return GH_ERROR;
         /* Retention runs on its own thread (archiver.h), after the writer
          * loaded its heads. */
         rt->archiver = gh_audit_archiver_start(rt->store, rt->snap, err);
@@ -262,6 +266,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
         .algorithm = rt->snap->cfg->auth.tokens.algorithm,
         .rotate_every_ms = rt->snap->cfg->auth.tokens.rotate_every_ms,
         .ttl_ms = rt->snap->cfg->auth.tokens.ttl_ms,
+        .secrets = rt->secrets,
     };
     rt->auth = gh_auth_service_start(rt->store, rt->snap->cfg->auth.verify_threads, &tp,
                                      publish_keydir, rt, err);

@@ -10,8 +10,8 @@
  * open under another version. The file is refused unless only its owner can
  * read it: anyone who reads it reads every secret. A new version is
  * appended by writing a whole new file (0600, fsync) and renaming it over
- * the old one, then fsyncing the folder: a crash leaves the old file or the
- * new one, never half of one. */
+ * the old one, then fsyncing the folder, under an flock on "<file>.lock": a
+ * crash leaves the old file or the new one, never half of one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,7 +75,7 @@ static int parse_line(const char *line, size_t len, struct master_key *k)
     unsigned long v;
     char *vend;
 
-    if (len < sizeof(MAGIC) || memcmp(p, MAGIC " v", sizeof(MAGIC) + 1) != 0) return GH_ERROR;
+    if (len < sizeof(MAGIC) + 1 || memcmp(p, MAGIC " v", sizeof(MAGIC) + 1) != 0) return GH_ERROR;
     p += sizeof(MAGIC) + 1;
     sp = memchr(p, ' ', (size_t)(end - p));
     if (sp == NULL || sp == p || (size_t)(sp - p) >= sizeof(vbuf)) return GH_ERROR;
@@ -375,9 +376,21 @@ static int local_create_version(struct gh_kms *base, uint32_t version, struct gh
     char tmp[PATH_MAX];
     struct master_key *keys = NULL;
     size_t nkeys = 0;
-    int fd = -1, rc = GH_ERROR;
+    int fd = -1, lockfd = -1, rc = GH_ERROR;
 
     pthread_mutex_lock(&k->lock);
+    /* Another process may add a version at the same time (two operators):
+     * an exclusive lock on "<path>.lock" makes read, check, write and
+     * rename one step, so neither takes the other's file half-written. */
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.lock", k->path) >= sizeof(tmp)) {
+        gh_err_set(err, NULL, 0, 0, "master key file path too long");
+        goto out;
+    }
+    lockfd = open(tmp, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX) != 0) {
+        gh_err_set(err, NULL, 0, 0, "cannot lock %s: %s", tmp, strerror(errno));
+        goto out;
+    }
     if (reload(k, err) != GH_OK) goto out;
     if (find(k, version) != NULL) { /* made before an interruption: resume */
         rc = GH_OK;
@@ -404,8 +417,8 @@ static int local_create_version(struct gh_kms *base, uint32_t version, struct gh
         gh_err_set(err, NULL, 0, 0, "master key file path too long");
         goto out;
     }
-    /* A leftover .new is from a rotation that died before its rename: it
-     * was never the file in use, so it is replaced. */
+    /* Under the lock, a leftover .new is from a rotation that died before
+     * its rename: it was never the file in use, so it is replaced. */
     unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -425,6 +438,7 @@ static int local_create_version(struct gh_kms *base, uint32_t version, struct gh
     rc = reload(k, err);
 out:
     if (fd >= 0) close(fd);
+    if (lockfd >= 0) close(lockfd); /* releases the lock */
     keys_free(keys, nkeys);
     pthread_mutex_unlock(&k->lock);
     return rc;

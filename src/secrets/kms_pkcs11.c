@@ -10,7 +10,13 @@
  * The module is loaded with dlopen and reached only through the function
  * list it returns (C_GetFunctionList); p11-kit's pkcs11.h gives the types,
  * nothing is linked. One session, logged in as the user, serves every call
- * under one mutex: simple, and correct whatever the module's own threading. */
+ * under one mutex: simple, and correct whatever the module's own threading.
+ *
+ * NEEDSWORK: a session the token drops (an HSM restarted, a network HSM's
+ * connection lost: CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED) is not
+ * opened again; every call fails until the gateway restarts. Reopening the
+ * session and logging in again once per failed call would settle it; it
+ * needs a token that can be made to drop sessions in the tests. */
 #include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>

@@ -95,7 +95,7 @@ int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotat
                           "newest version is %u: was the master key restored from an older "
                           "backup?",
                           rot.to_version, cur);
-    if (opts && opts->on_begin) opts->on_begin(res, opts->arg);
+    if (opts && opts->on_begin && (rc = opts->on_begin(res, opts->arg, err)) != GH_OK) return rc;
     /* 2. The new version (kept when a previous run made it). */
     if (s->kms->ops->create_version(s->kms, rot.to_version, err) != GH_OK) return GH_ERROR;
 

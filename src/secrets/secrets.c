@@ -212,6 +212,10 @@ int gh_secrets_get(struct gh_secrets *s, const char *tenant, const char *name, v
     if (row == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     rc = gh_store_secret_get(s->store, tenant, name, row, err);
     if (rc != GH_OK) goto out;
+    if (row->ciphertext_len <= GH_ENVELOPE_TAG_LEN) { /* not a row we wrote */
+        rc = gh_err_set(err, NULL, 0, 0, "secrets: the ciphertext does not authenticate");
+        goto out;
+    }
     if (row->ciphertext_len - GH_ENVELOPE_TAG_LEN > cap) {
         rc = invalid(err, "secrets: the value is larger than the buffer");
         goto out;

@@ -96,15 +96,38 @@ int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct g
  * reference's file:line:col when one is missing or too short. */
 int gh_secrets_resolve_config(struct gh_secrets *s, struct gh_config *cfg, struct gh_err *err);
 
+/* ---- The gateway's own private keys (ownkeys.c) ----
+ * The audit key and the token signing keys are sealed as secrets of the
+ * system tenant ("audit-key/<id>", "signing-key/<kid>"); their table rows
+ * keep "secret:<name>" in the private_pem column instead of the PEM. */
+
+/* Seals <pem> as (system, <name>) and writes "secret:<name>" into <ref>
+ * (<size> bytes). */
+int gh_secrets_seal_ref(struct gh_secrets *s, const char *name, const char *pem, char *ref,
+                        size_t size, struct gh_err *err);
+
+/* Resolves a private_pem column into <out> (<cap> bytes, NUL-terminated):
+ * "secret:<name>" is opened from (system, <name>); a PEM (a row written
+ * before issue 7 and not sealed yet) is copied. <s> may be NULL when the
+ * column holds a PEM. The caller wipes <out>. */
+int gh_secrets_open_ref(struct gh_secrets *s, const char *column, char *out, size_t cap,
+                        struct gh_err *err);
+
+/* At start: seals every audit and signing key the store still holds in
+ * clear and replaces its column with the reference. Sets *sealed. */
+int gh_secrets_seal_store_keys(struct gh_secrets *s, size_t *sealed, struct gh_err *err);
+
 /* Master key rotation (rotate.c, docs/secrets.md). */
 struct gh_secrets_rotate_result;
 struct gh_secrets_rotate_opts {
     size_t batch;   /* rows per transaction; 0 = 100 (at most 200) */
     uint64_t limit; /* stop after this many rows, leaving it pending; 0 = no limit */
     /* Called once the rotation is recorded (res->started says whether this
-     * call began it or resumed it), before any row moves: the CLI audits it
-     * there. May be NULL. */
-    void (*on_begin)(const struct gh_secrets_rotate_result *res, void *arg);
+     * call began it or resumed it), before any new master key version or
+     * row moves: the CLI audits it there. Anything but GH_OK stops the
+     * rotation (pending: a rerun resumes it) and is returned, with <err>
+     * set by the callback. May be NULL. */
+    int (*on_begin)(const struct gh_secrets_rotate_result *res, void *arg, struct gh_err *err);
     void *arg;
 };
 struct gh_secrets_rotate_result {

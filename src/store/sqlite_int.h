@@ -89,6 +89,8 @@ enum gh_sqlite_stmt {
     GH_SQ_SECRET_ROT_START,
     GH_SQ_SECRET_ROT_COUNT,
     GH_SQ_SECRET_ROT_FINISH,
+    GH_SQ_AUDIT_KEY_SET_PRIVATE,
+    GH_SQ_SIGNING_SET_PRIVATE,
     GH_SQ_HOOK_EP_INSERT,
     GH_SQ_HOOK_EP_GET,
     GH_SQ_HOOK_EP_LIST,
@@ -329,6 +331,8 @@ int gh_sqlite__secrets_rotation_begin(struct gh_store *st,
                                       struct gh_err *err);
 int gh_sqlite__secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rotation *out,
                                     struct gh_err *err);
+int gh_sqlite__private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                               const char *text, struct gh_err *err);
 int gh_sqlite__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int64_t now,
                                        struct gh_err *err);
 

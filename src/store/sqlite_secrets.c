@@ -329,3 +329,42 @@ int gh_sqlite__secrets_rotation_finish(struct gh_store *st, uint32_t to_version,
 out:
     return gh_sqlite__write_end(ss, rc, err);
 }
+
+int gh_sqlite__private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                               const char *text, struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    sqlite3_stmt *s;
+    int rc;
+
+    rc = gh_sqlite__write_begin(ss, err);
+    if (rc != GH_OK) return rc;
+    s = gh_sqlite__stmt(c,
+                        kind == GH_STORE_PRIVATE_AUDIT_KEY ? GH_SQ_AUDIT_KEY_SET_PRIVATE
+                                                           : GH_SQ_SIGNING_SET_PRIVATE,
+                        err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    gh_sqlite__bind_text(s, 1, id);
+    gh_sqlite__bind_text(s, 2, text);
+    rc = gh_sqlite__exec(c, s, "private key set", err);
+    if (rc == GH_OK && sqlite3_changes(c->db) == 0) {
+        gh_err_set(err, NULL, 0, 0, "key %s not found", id);
+        rc = GH_STORE_NOT_FOUND;
+    }
+out:
+    rc = gh_sqlite__write_end(ss, rc, err);
+    /* The WAL still holds the page as it was before: copy it into the file
+     * (where secure_delete cleared the old bytes) and truncate the log. A
+     * busy reader may keep the checkpoint from finishing; the next one
+     * overwrites the frames. */
+    if (rc == GH_OK) {
+        pthread_mutex_lock(&c->lock);
+        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return rc;
+}

@@ -324,6 +324,14 @@ struct gh_store_secret_rewrap {
     uint8_t new_wrapped[GH_STORE_SECRET_WRAP_MAX];
 };
 
+/* The tables whose rows hold a private key (the gateway's own signing keys):
+ * the column holds a PEM (before issue 7) or "secret:<name>", a reference
+ * to a sealed secret of the system tenant. */
+enum gh_store_private_kind {
+    GH_STORE_PRIVATE_AUDIT_KEY = 1, /* audit_keys.private_pem, by key_id */
+    GH_STORE_PRIVATE_SIGNING_KEY,   /* signing_keys.private_pem, by kid */
+};
+
 /* The master key rotation: at most one at a time, recorded before any row
  * is re-wrapped, so an interrupted one resumes to the same target. */
 struct gh_store_secrets_rotation {
@@ -691,7 +699,8 @@ struct gh_store_ops {
     int (*secrets_versions)(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
                             struct gh_err *err);
     /* [operator] Up to <limit> rows with kek_version < <version>, ordered
-     * by (tenant_id, name); sets *count. */
+     * by (kek_version, tenant_id, name), the order of their index, so a
+     * batch reads its rows without sorting the rest; sets *count. */
     int (*secrets_stale)(struct gh_store *st, uint32_t version, size_t limit,
                          struct gh_store_secret *out, size_t *count, struct gh_err *err);
     /* [operator] In ONE transaction: applies each rewrap whose row still has
@@ -710,6 +719,12 @@ struct gh_store_ops {
      * there was none. */
     int (*secrets_rotation_get)(struct gh_store *st, struct gh_store_secrets_rotation *out,
                                 struct gh_err *err);
+    /* [operator] Replaces the private_pem column of key <id> in the table
+     * of <kind> with <text> (a reference once the key is sealed), so that no
+     * copy of the old value stays in the file (SQLite: secure_delete, then
+     * a checkpoint that truncates the WAL). NOT_FOUND. */
+    int (*private_key_set)(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                           const char *text, struct gh_err *err);
     /* [operator] Marks the pending rotation to <to_version> finished at
      * <now>; CONFLICT when no such rotation is pending. */
     int (*secrets_rotation_finish)(struct gh_store *st, uint32_t to_version, int64_t now,
@@ -1093,6 +1108,10 @@ int gh_store_secrets_rotation_begin(struct gh_store *st, uint32_t from, uint32_t
 int gh_store_secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rotation *out,
                                   struct gh_err *err);
 int gh_store_secrets_rotation_finish(struct gh_store *st, uint32_t to_version, struct gh_err *err);
+/* [operator] See the op. <text>: a PEM or "secret:<name>", at most 511
+ * bytes. INVALID; NOT_FOUND. */
+int gh_store_private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                             const char *text, struct gh_err *err);
 
 /* A chain name (and a non-empty audit tenant id): 1-31 bytes, no control
  * characters. */

@@ -148,3 +148,18 @@ int gh_store_secrets_rotation_finish(struct gh_store *st, uint32_t to_version, s
     if (to_version < 2) return invalid(err, "version", "must be >= 2");
     return st->ops->secrets_rotation_finish(st, to_version, (int64_t)gh_wall_ms(), err);
 }
+
+int gh_store_private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                             const char *text, struct gh_err *err)
+{
+    size_t n = text ? strlen(text) : 0;
+
+    if (kind != GH_STORE_PRIVATE_AUDIT_KEY && kind != GH_STORE_PRIVATE_SIGNING_KEY)
+        return invalid(err, "kind", "must be an audit or a signing key");
+    if (id == NULL || id[0] == '\0' || strlen(id) > 32)
+        return invalid(err, "id", "must be 1-32 bytes");
+    if (n == 0 || n > 511 ||
+        (strncmp(text, "secret:", 7) != 0 && strncmp(text, "-----BEGIN ", 11) != 0))
+        return invalid(err, "private_pem", "must be a PEM or secret:NAME of at most 511 bytes");
+    return st->ops->private_key_set(st, kind, id, text, err);
+}

@@ -188,7 +188,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_SECRET_VERSIONS] = "SELECT kek_version, count(*) FROM secrets GROUP BY kek_version "
                               "ORDER BY kek_version",
     [GH_SQ_SECRET_STALE] = "SELECT " SECRET_COLS " FROM secrets WHERE kek_version < ?1 "
-                           "ORDER BY tenant_id, name LIMIT ?2",
+                           "ORDER BY kek_version, tenant_id, name LIMIT ?2",
     [GH_SQ_SECRET_REWRAP] = "UPDATE secrets SET wrapped_dek = ?5, kek_version = ?6 "
                             "WHERE tenant_id = ?1 AND name = ?2 AND kek_version = ?3 "
                             "AND wrapped_dek = ?4",
@@ -199,6 +199,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                "VALUES (1, ?1, ?2, ?3, 0, 0)",
     [GH_SQ_SECRET_ROT_COUNT] = "UPDATE secrets_rotation SET rewrapped = rewrapped + ?1 "
                                "WHERE id = 1 AND finished_at = 0",
+    [GH_SQ_AUDIT_KEY_SET_PRIVATE] = "UPDATE audit_keys SET private_pem = ?2 WHERE key_id = ?1",
+    [GH_SQ_SIGNING_SET_PRIVATE] = "UPDATE signing_keys SET private_pem = ?2 WHERE kid = ?1",
     [GH_SQ_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = ?2 "
                                 "WHERE id = 1 AND to_version = ?1 AND finished_at = 0",
     /* Webhooks (sqlite_webhooks.c). */
@@ -533,6 +535,9 @@ static int conn_open(struct gh_sqlite_conn *c, const char *path, uint32_t busy_m
     if (pragma(c, "PRAGMA trusted_schema = OFF", err) != GH_OK) return GH_ERROR;
     if (!writer) return pragma(c, "PRAGMA query_only = ON", err);
     if (set_wal(c, err) != GH_OK) return GH_ERROR;
+    /* A row overwritten in place (a private key replaced by its sealed
+     * reference) leaves no old bytes in its page; FAST costs no extra I/O. */
+    if (pragma(c, "PRAGMA secure_delete = FAST", err) != GH_OK) return GH_ERROR;
     /* NORMAL in WAL: a commit is durable once the WAL is synced at the next
      * checkpoint; a power loss may drop the last commits, never corrupt. */
     return pragma(c, "PRAGMA synchronous = NORMAL", err);
@@ -655,6 +660,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .secrets_rotation_begin = gh_sqlite__secrets_rotation_begin,
     .secrets_rotation_get = gh_sqlite__secrets_rotation_get,
     .secrets_rotation_finish = gh_sqlite__secrets_rotation_finish,
+    .private_key_set = gh_sqlite__private_key_set,
     .hook_endpoint_insert = gh_sqlite__hook_endpoint_insert,
     .hook_endpoint_get = gh_sqlite__hook_endpoint_get,
     .hook_endpoint_list = gh_sqlite__hook_endpoint_list,

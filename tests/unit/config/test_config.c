@@ -800,7 +800,22 @@ struct bad_case {
       "in webhooks.schedule[1]: \"soon\" is not a duration")                                       \
     X(webhooks_concurrency, VALID_TAIL "webhooks: {concurrency: 0}\n", 4, 25,                      \
       "in webhooks.concurrency: must be")                                                          \
-    X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")
+    X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")                 \
+    X(secrets_bad_provider, VALID_TAIL "secrets: {provider: vault}\n", 4, 21,                      \
+      "in secrets.provider: must be one of local, pkcs11")                                         \
+    X(secrets_pkcs11_no_block, VALID_TAIL "secrets: {provider: pkcs11}\n", 4, 10,                  \
+      "provider pkcs11 needs a pkcs11 block")                                                      \
+    X(secrets_pkcs11_no_pin,                                                                       \
+      VALID_TAIL "secrets: {provider: pkcs11, pkcs11: {module: /x.so, token_label: t}}\n", 4, 37,  \
+      "missing required key \"pin\"")                                                              \
+    X(secrets_pin_ref,                                                                             \
+      VALID_TAIL "secrets: {provider: pkcs11, pkcs11: {module: /x.so, token_label: t, "            \
+                 "pin: secret:p}}\n",                                                              \
+      4, 74, "in secrets.pkcs11.pin: secret:NAME cannot be used here")                             \
+    X(secret_ref_bad_name,                                                                         \
+      LISTEN_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"], identity_secret: "             \
+                "\"secret:../x\"}}\n" ROUTES_OK,                                                   \
+      2, 67, "in upstreams.app.identity_secret: secret:NAME needs a name")
 
 #define BAD_OBJ(id, y, l, c, m) static struct bad_case bad_##id = {y, l, c, m};
 BAD_CASES(BAD_OBJ)
