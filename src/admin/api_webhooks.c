@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admin/api_call.h"
+#include "audit/request.h"
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -196,6 +197,13 @@ void gh_api_hook_create(struct call *c)
         return;
     }
     snprintf(c->hook, sizeof(c->hook), "%s", e.id);
+    if (c->r->au_admin) {
+        /* The audit record names the endpoint made, as key.create names
+         * its key. */
+        char res[GH_AUDIT_RESOURCE_SIZE];
+        snprintf(res, sizeof(res), "tenants/%s/webhooks/%s", e.tenant_id, e.id);
+        GH_AUDIT_SET(c->r->au_admin, resource, gh_str_cstr(res));
+    }
     json_t *doc = endpoint_json(&e);
     if (!e.ed25519) json_object_set_new(doc, "secret", json_string(shown));
     OPENSSL_cleanse(shown, sizeof(shown));

@@ -208,6 +208,11 @@ def test_create_publish_deliver_verified(gatehouse, upstream):
     wait_for(lambda: len(rx.deliveries("/a")) >= 2, 5, what="the second delivery")
     time.sleep(0.5)
     assert len(rx.deliveries("/a")) == 2
+    # Every change is audited; the creation names the endpoint.
+    def audited():
+        items = op.ok("GET", "/v1/audit?action=webhook.create")["events"]
+        return [i["resource"] for i in items]
+    wait_for(lambda: audited() == [f"tenants/{t}/webhooks/{ep['id']}"], 5, what="the audit event")
     # The dispatcher's metrics.
     m = http_call(g.admin_port, "GET", "/metrics").body.decode()
     assert 'gatehouse_webhook_deliveries_total{result="succeeded"} 2' in m, m[-3000:]
