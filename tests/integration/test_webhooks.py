@@ -490,3 +490,41 @@ def test_quota_events(gatehouse, upstream):
     assert got == [("quota.exceeded", 100), ("quota.warning", 80)], got
     assert not rx.bad, rx.bad
     g.stop()
+
+
+def test_failing_endpoint_is_disabled(gatehouse, upstream):
+    rx = Receiver()
+    hooks = ("webhooks:\n  allow_private: [\"127.0.0.1\"]\n  jitter: 0\n  disable_after: 1s\n"
+             "  schedule: [0s, 300ms, 300ms, 300ms, 300ms, 300ms, 300ms]\n")
+    g, op = started(gatehouse, hooks=hooks)
+    t = op.create_tenant("acme")["id"]
+    dead = endpoint(op, t, rx.url("/dead"), ["order.*"])
+    watch = endpoint(op, t, rx.url("/watch"), ["webhook.endpoint_disabled"])
+    rx.keys["/dead"] = [dead["secret"]]
+    rx.keys["/watch"] = [watch["secret"]]
+    rx.plan["/dead"] = [500] * 100
+    publish(op, t, "order.created", {"n": 1})
+    wait_for(lambda: op.ok("GET", f"/v1/tenants/{t}/webhooks/{dead['id']}")["status"] == "disabled",
+             10, what="the endpoint disabled")
+    got = op.ok("GET", f"/v1/tenants/{t}/webhooks/{dead['id']}")
+    assert got["disabled_reason"] == "failing" and got["failing_since"] > 0, got
+    wait_for(lambda: rx.deliveries("/watch"), 5, what="the webhook.endpoint_disabled event")
+    ev = json.loads(rx.deliveries("/watch")[0][2])
+    assert ev["type"] == "webhook.endpoint_disabled"
+    assert ev["data"] == {"endpoint_id": dead["id"], "reason": "failing"}, ev
+    # Its delivery failed with it; new messages are not queued for it.
+    assert history(op, t, dead["id"], "failed"), history(op, t, dead["id"])
+    assert publish(op, t, "order.created", {"n": 2})["deliveries"] == 0
+    # The audit log says so, with the system as actor.
+    wait_for(lambda: op.ok("GET", "/v1/audit?action=webhook.endpoint_disabled")["events"], 5,
+             what="the audit event")
+    a = op.ok("GET", "/v1/audit?action=webhook.endpoint_disabled")["events"][0]
+    assert a["resource"] == f"tenants/{t}/webhooks/{dead['id']}", a
+    # Enabled again by hand: delivered again.
+    rx.plan["/dead"] = []
+    op.ok("PATCH", f"/v1/tenants/{t}/webhooks/{dead['id']}", {"status": "active"})
+    n = len(rx.deliveries("/dead"))
+    publish(op, t, "order.created", {"n": 3})
+    wait_for(lambda: len(rx.deliveries("/dead")) > n, 5, what="a delivery after enabling")
+    assert not rx.bad, rx.bad
+    g.stop()
