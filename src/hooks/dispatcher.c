@@ -589,8 +589,9 @@ static void *dispatcher_main(void *arg)
          * never overflows, whatever the store does. */
         size_t want = 2 * (size_t)d->conf.concurrency;
         if (want > CLAIM_MAX) want = CLAIM_MAX;
-        if (!stopping && d->ready == NULL && d->in_flight < d->conf.concurrency &&
-            d->noutcomes + d->in_flight + want <= OUTCOMES_MAX && (poked || now >= next_poll)) {
+        bool can_claim = !stopping && d->ready == NULL && d->in_flight < d->conf.concurrency &&
+                         d->noutcomes + d->in_flight + want <= OUTCOMES_MAX;
+        if (can_claim && (poked || now >= next_poll)) {
             size_t got = claim(d, want);
             next_poll = got == want ? now : now + POLL_MS * 1000000ull;
         }
@@ -619,7 +620,11 @@ static void *dispatcher_main(void *arg)
         if (stopping && (d->in_flight == 0 || now >= stop_deadline)) break;
 
         if (d->noutcomes) timeout_ms = RECORD_EVERY_NS / 1000000;
-        if (next_poll <= now && d->in_flight < d->conf.concurrency)
+        /* At once only when a claim may follow (a full batch came back);
+         * otherwise sockets, the poll interval or a poke wake the thread. */
+        can_claim = d->ready == NULL && d->in_flight < d->conf.concurrency &&
+                    d->noutcomes + d->in_flight + want <= OUTCOMES_MAX;
+        if (next_poll <= now && can_claim)
             timeout_ms = 0;
         else if (next_poll > now && (long)((next_poll - now) / 1000000) < timeout_ms)
             timeout_ms = (long)((next_poll - now) / 1000000);
