@@ -595,7 +595,7 @@ static void *dispatcher_main(void *arg)
             size_t got = claim(d, want);
             next_poll = got == want ? now : now + POLL_MS * 1000000ull;
         }
-        while (d->ready && d->in_flight < d->conf.concurrency) {
+        while (!stopping && d->ready && d->in_flight < d->conf.concurrency) {
             struct job *j = d->ready;
             d->ready = j->next;
             if (d->ready == NULL) d->ready_tail = NULL;
@@ -624,8 +624,8 @@ static void *dispatcher_main(void *arg)
          * otherwise sockets, the poll interval or a poke wake the thread. */
         can_claim = d->ready == NULL && d->in_flight < d->conf.concurrency &&
                     d->noutcomes + d->in_flight + want <= OUTCOMES_MAX;
-        if (next_poll <= now && can_claim)
-            timeout_ms = 0;
+        if ((next_poll <= now && can_claim) || (d->ready && d->in_flight < d->conf.concurrency))
+            timeout_ms = 0; /* or claimed deliveries wait to start */
         else if (next_poll > now && (long)((next_poll - now) / 1000000) < timeout_ms)
             timeout_ms = (long)((next_poll - now) / 1000000);
         if (stopping) timeout_ms = 10;
