@@ -361,6 +361,17 @@ int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const ch
     }
     if (rc == GH_OK && step != SQLITE_DONE) rc = gh_sqlite__fail(c, "webhook fan-out", err);
     gh_sqlite__done(s);
+    if (rc == GH_OK && *deliveries > 0) {
+        /* On the message's own page, written anyway in this transaction. */
+        s = gh_sqlite__stmt(c, GH_SQ_HOOK_MSG_SET_COUNT, err);
+        if (s == NULL) {
+            rc = GH_ERROR;
+            goto out;
+        }
+        sqlite3_bind_int64(s, 1, seq);
+        sqlite3_bind_int64(s, 2, (int64_t)*deliveries);
+        rc = gh_sqlite__exec(c, s, "webhook message", err);
+    }
 out:
     rc = gh_sqlite__write_end(ss, rc, err);
     if (rc != GH_OK) *deliveries = 0;
@@ -423,8 +434,38 @@ out:
     return gh_sqlite__write_end(ss, rc, err);
 }
 
+/* The endpoint health last written in this batch, per endpoint: a batch
+ * holds mostly outcomes of a few endpoints, and writing the same state again
+ * changes nothing (failing_since keeps the first failure), so only changes
+ * of state are written. */
+#define HEALTH_SEEN 32
+struct health {
+    char endpoint[GH_STORE_HOOK_ID_SIZE];
+    bool ok;
+};
+struct health_seen {
+    struct health e[HEALTH_SEEN];
+    size_t n;
+};
+
+/* True when the health of <endpoint> must be written (and notes it). */
+static bool health_changes(struct health_seen *h, const char *endpoint, bool ok)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        if (strcmp(h->e[i].endpoint, endpoint) != 0) continue;
+        if (h->e[i].ok == ok) return false;
+        h->e[i].ok = ok;
+        return true;
+    }
+    if (h->n < HEALTH_SEEN) {
+        snprintf(h->e[h->n].endpoint, sizeof(h->e[h->n].endpoint), "%s", endpoint);
+        h->e[h->n++].ok = ok;
+    }
+    return true;
+}
+
 static int record_one(struct gh_sqlite_conn *c, const struct gh_store_hook_outcome *o, int64_t now,
-                      struct gh_err *err)
+                      struct health_seen *seen, struct gh_err *err)
 {
     sqlite3_stmt *a = gh_sqlite__stmt(c, GH_SQ_HOOK_ATTEMPT_INSERT, err);
     sqlite3_stmt *d = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_SET, err);
@@ -448,7 +489,7 @@ static int record_one(struct gh_sqlite_conn *c, const struct gh_store_hook_outco
     gh_sqlite__bind_text(d, 5, o->error);
     sqlite3_bind_int64(d, 6, now);
     rc = gh_sqlite__exec(c, d, "webhook delivery", err);
-    if (rc != GH_OK) return rc;
+    if (rc != GH_OK || !health_changes(seen, o->endpoint_id, ok)) return rc;
     gh_sqlite__bind_text(e, 1, o->endpoint_id);
     if (!ok) sqlite3_bind_int64(e, 2, o->at > 0 ? o->at : now);
     return gh_sqlite__exec(c, e, "webhook endpoint health", err);
@@ -495,11 +536,12 @@ int gh_sqlite__hook_record(struct gh_store *st, const struct gh_store_hook_outco
                            void *arg, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct health_seen seen = {.n = 0};
     int rc = gh_sqlite__write_begin(ss, err);
 
     if (rc != GH_OK) return rc;
     for (size_t i = 0; rc == GH_OK && i < n; i++)
-        rc = record_one(&ss->writer, &o[i], now, err);
+        rc = record_one(&ss->writer, &o[i], now, &seen, err);
     if (rc == GH_OK && n > 0)
         rc = disable_failing(&ss->writer, now, now - disable_after_ms, cb, arg, err);
     return gh_sqlite__write_end(ss, rc, err);

@@ -235,7 +235,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                "last_error = 'endpoint_disabled', updated_at = ?2 "
                                "WHERE endpoint_id = ?1 AND status = 'pending'",
     [GH_SQ_HOOK_MSG_FIND] = "SELECT seq FROM webhook_messages WHERE tenant_id = ?1 AND id = ?2",
-    [GH_SQ_HOOK_MSG_COUNT] = "SELECT count(*) FROM webhook_deliveries WHERE message_seq = ?1",
+    [GH_SQ_HOOK_MSG_COUNT] = "SELECT deliveries FROM webhook_messages WHERE seq = ?1",
+    [GH_SQ_HOOK_MSG_SET_COUNT] = "UPDATE webhook_messages SET deliveries = ?2 WHERE seq = ?1",
     [GH_SQ_HOOK_MSG_INSERT] = "INSERT INTO webhook_messages (id, tenant_id, type, payload, "
                               "created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
     [GH_SQ_HOOK_DLV_INSERT] = "INSERT INTO webhook_deliveries (message_seq, endpoint_id, "
