@@ -1,6 +1,6 @@
 /* The storage interface: tenants (with their plans and limit overrides), API
  * keys, revoked tokens, usage counters, limit events, the audit log, sealed
- * secrets and a change counter,
+ * secrets, webhook endpoints with their delivery queue, and a change counter,
  * behind one ops table that the SQLite implementation (and later the
  * PostgreSQL one) fills. Nothing above this header knows which engine runs.
  *
