@@ -52,8 +52,16 @@ bool gh_hooks_retry_after(const char *value, int64_t now_ms, uint64_t *delay_ms)
      * asks recipients to accept. */
     time_t t = curl_getdate(p, NULL);
     if (t == (time_t)-1 || strlen(p) < 20) return false;
-    int64_t at = (int64_t)t * 1000;
-    uint64_t d = at > now_ms ? (uint64_t)(at - now_ms) : 0;
-    *delay_ms = d > RETRY_AFTER_CAP_MS ? RETRY_AFTER_CAP_MS : d;
+    /* Compared in seconds first: curl reads years far beyond what
+     * milliseconds in an int64_t can hold (found by fuzz/fuzz_hooks.c). */
+    int64_t now_s = now_ms / 1000;
+    if ((int64_t)t <= now_s)
+        *delay_ms = 0;
+    else if ((uint64_t)((int64_t)t - now_s) > RETRY_AFTER_CAP_MS / 1000)
+        *delay_ms = RETRY_AFTER_CAP_MS;
+    else if ((int64_t)t * 1000 > now_ms)
+        *delay_ms = (uint64_t)((int64_t)t * 1000 - now_ms);
+    else
+        *delay_ms = 0;
     return true;
 }

@@ -75,6 +75,12 @@ static void test_retry_after(void **state)
     assert_int_equal(d, 5000);
     assert_true(gh_hooks_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + 5000, &d));
     assert_int_equal(d, 0); /* in the past */
+    /* Regression (fuzz_hooks): a year curl reads but milliseconds since
+     * 1970 overflow; the delay is capped, not undefined. */
+    if (gh_hooks_retry_after("///,6 Nov402222211\x03\x05", now, &d))
+        assert_true(d <= 24ull * 3600 * 1000);
+    assert_true(gh_hooks_retry_after("Sun, 06 Nov 2994 08:49:37 GMT", now, &d));
+    assert_int_equal(d, 24ull * 3600 * 1000);
     assert_false(gh_hooks_retry_after("", now, &d));
     assert_false(gh_hooks_retry_after("-5", now, &d));
     assert_false(gh_hooks_retry_after("12s", now, &d));
