@@ -51,6 +51,7 @@ FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.
 FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
 FUZZ_LIBS_fuzz_otlp := src/telemetry/otlp_proto.c src/telemetry/otlp_json.c src/telemetry/otlp_buf.c -ljansson
 FUZZ_LIBS_fuzz_audit_params := src/audit/event.c src/audit/redact.c src/audit/parse.c -lcrypto -ljansson
+FUZZ_LIBS_fuzz_hooks := src/hooks/ssrf.c src/hooks/schedule.c -lcurl
 
 .PHONY: all test unit integration deploy-check asan demo bench fuzz fuzz-smoke install clean deps format
 
