@@ -81,6 +81,7 @@ struct job {
 struct disabled {
     char tenant[GH_STORE_TENANT_ID_SIZE];
     char endpoint[GH_STORE_HOOK_ID_SIZE];
+    const char *reason; /* "gone" or "failing" */
 };
 
 struct gh_hooks_dispatcher {
@@ -243,10 +244,11 @@ fail:
 
 /* ---- outcomes ------------------------------------------------------------- */
 
-static int on_disabled(const char *tenant, const char *endpoint, void *arg)
+static int on_disabled(const char *tenant, const char *endpoint, const char *reason, void *arg)
 {
     struct gh_hooks_dispatcher *d = arg;
     if (d->ndisabled == DISABLED_MAX) return GH_OK;
+    d->disabled[d->ndisabled].reason = strcmp(reason, "gone") == 0 ? "gone" : "failing";
     snprintf(d->disabled[d->ndisabled].tenant, GH_STORE_TENANT_ID_SIZE, "%s", tenant);
     snprintf(d->disabled[d->ndisabled].endpoint, GH_STORE_HOOK_ID_SIZE, "%s", endpoint);
     d->ndisabled++;
@@ -260,8 +262,9 @@ static void report_disabled(struct gh_hooks_dispatcher *d, const struct disabled
     char res[160], payload[160];
     struct gh_err err = {0};
 
-    gh_log_warn("webhooks: endpoint %s of tenant %s disabled: failing for more than %llu ms",
-                x->endpoint, x->tenant, (unsigned long long)d->conf.disable_after_ms);
+    gh_log_warn("webhooks: endpoint %s of tenant %s disabled: %s", x->endpoint, x->tenant,
+                strcmp(x->reason, "gone") == 0 ? "it answered 410 Gone"
+                                               : "failing for longer than webhooks.disable_after");
     add(&d->disabled_count, 1);
     if (gh_audit_wants(d->audit, GH_AUDIT_KIND_ADMIN)) {
         struct gh_audit_event ev;
@@ -272,11 +275,11 @@ static void report_disabled(struct gh_hooks_dispatcher *d, const struct disabled
         snprintf(res, sizeof(res), "tenants/%s/webhooks/%s", x->tenant, x->endpoint);
         GH_AUDIT_SET(&ev, resource, gh_str_cstr(res));
         ev.outcome = GH_AUDIT_SUCCESS;
-        GH_AUDIT_SET(&ev, reason, GH_STR_LIT("failing"));
+        GH_AUDIT_SET(&ev, reason, gh_str_cstr(x->reason));
         gh_audit_submit(d->audit, &ev, false);
     }
-    snprintf(payload, sizeof(payload), "{\"endpoint_id\":\"%s\",\"reason\":\"failing\"}",
-             x->endpoint);
+    snprintf(payload, sizeof(payload), "{\"endpoint_id\":\"%s\",\"reason\":\"%s\"}", x->endpoint,
+             x->reason);
     if (gh_hooks_emit(d->st, d, x->tenant, "webhook.endpoint_disabled", payload, &err) != GH_OK)
         gh_log_warn("webhooks: cannot publish webhook.endpoint_disabled: %s", err.msg);
 }
@@ -338,6 +341,8 @@ static void outcome(struct gh_hooks_dispatcher *d, struct job *j, long status, c
         add(&d->retried, 1);
     } else {
         o->next = GH_STORE_DELIVERY_FAILED;
+        /* RFC 9110 §15.5.11: the receiver says the URL is gone for good. */
+        o->gone = status == 410;
         add(&d->failed, 1);
     }
     if (d->noutcomes++ == 0) d->first_outcome_ns = gh_now_ns();

@@ -495,39 +495,63 @@ static int record_one(struct gh_sqlite_conn *c, const struct gh_store_hook_outco
     return gh_sqlite__exec(c, e, "webhook endpoint health", err);
 }
 
-/* Disables the endpoints failing since before <cutoff>; their pending
- * deliveries fail with them. */
-static int disable_failing(struct gh_sqlite_conn *c, int64_t now, int64_t cutoff,
-                           gh_store_hook_disabled_cb cb, void *arg, struct gh_err *err)
+/* Runs disabling statement <s> (bound) and, for each endpoint it disabled,
+ * fails its pending deliveries and calls <cb>. Sets *n to how many. */
+static int disable_run(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *reason, int64_t now,
+                       gh_store_hook_disabled_cb cb, void *arg, size_t *n, struct gh_err *err)
 {
     char ids[64][GH_STORE_HOOK_ID_SIZE], tenants[64][GH_STORE_TENANT_ID_SIZE];
-    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_DISABLE, err);
-    size_t n = 0;
     int rc = GH_OK, step;
 
-    if (s == NULL) return GH_ERROR;
-    sqlite3_bind_int64(s, 1, now);
-    sqlite3_bind_int64(s, 2, cutoff);
-    /* RETURNING rows are all produced before the first is handed out, so
-     * one pass disables every endpoint; the first 64 are reported now, the
-     * rest at the next batch (they stay disabled either way). */
+    *n = 0;
+    /* RETURNING rows are all made before the first is handed out; the
+     * statements return at most 64. */
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == 64) continue;
-        if (gh_sqlite__col_text(s, 0, tenants[n], sizeof(tenants[n]), err) != GH_OK ||
-            gh_sqlite__col_text(s, 1, ids[n], sizeof(ids[n]), err) != GH_OK)
+        if (*n == 64) continue;
+        if (gh_sqlite__col_text(s, 0, tenants[*n], sizeof(tenants[0]), err) != GH_OK ||
+            gh_sqlite__col_text(s, 1, ids[*n], sizeof(ids[0]), err) != GH_OK)
             continue;
-        n++;
+        (*n)++;
     }
     if (step != SQLITE_DONE) rc = gh_sqlite__fail(c, "webhook disable", err);
     gh_sqlite__done(s);
-    for (size_t i = 0; rc == GH_OK && i < n; i++) {
+    for (size_t i = 0; rc == GH_OK && i < *n; i++) {
         sqlite3_stmt *f = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_FAIL_EP, err);
         if (f == NULL) return GH_ERROR;
         gh_sqlite__bind_text(f, 1, ids[i]);
         sqlite3_bind_int64(f, 2, now);
         rc = gh_sqlite__exec(c, f, "webhook disable", err);
-        if (rc == GH_OK && cb) cb(tenants[i], ids[i], arg);
+        if (rc == GH_OK && cb) cb(tenants[i], ids[i], reason, arg);
     }
+    return rc;
+}
+
+/* Disables the endpoints of outcomes marked gone (410), then those failing
+ * since before <cutoff>, 64 at a time; their pending deliveries fail. */
+static int disable_endpoints(struct gh_sqlite_conn *c, const struct gh_store_hook_outcome *o,
+                             size_t no, int64_t now, int64_t cutoff, gh_store_hook_disabled_cb cb,
+                             void *arg, struct gh_err *err)
+{
+    sqlite3_stmt *s;
+    size_t n = 0;
+    int rc = GH_OK;
+
+    for (size_t i = 0; rc == GH_OK && i < no; i++) {
+        if (!o[i].gone) continue;
+        s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_GONE, err);
+        if (s == NULL) return GH_ERROR;
+        sqlite3_bind_int64(s, 1, now);
+        gh_sqlite__bind_text(s, 2, o[i].endpoint_id);
+        rc = disable_run(c, s, "gone", now, cb, arg, &n, err);
+    }
+    do {
+        if (rc != GH_OK) break;
+        s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_DISABLE, err);
+        if (s == NULL) return GH_ERROR;
+        sqlite3_bind_int64(s, 1, now);
+        sqlite3_bind_int64(s, 2, cutoff);
+        rc = disable_run(c, s, "failing", now, cb, arg, &n, err);
+    } while (n == 64);
     return rc;
 }
 
@@ -543,7 +567,7 @@ int gh_sqlite__hook_record(struct gh_store *st, const struct gh_store_hook_outco
     for (size_t i = 0; rc == GH_OK && i < n; i++)
         rc = record_one(&ss->writer, &o[i], now, &seen, err);
     if (rc == GH_OK && n > 0)
-        rc = disable_failing(&ss->writer, now, now - disable_after_ms, cb, arg, err);
+        rc = disable_endpoints(&ss->writer, o, n, now, now - disable_after_ms, cb, arg, err);
     return gh_sqlite__write_end(ss, rc, err);
 }
 

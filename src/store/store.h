@@ -419,6 +419,7 @@ struct gh_store_hook_outcome {
     int64_t latency_ms; /* start to answer (or error) */
     char snippet[GH_STORE_HOOK_SNIPPET_MAX + 1]; /* the start of the answer, sanitized */
     enum gh_store_delivery_status next;          /* PENDING (retry), SUCCEEDED or FAILED */
+    bool gone;                                   /* 410 Gone: the endpoint is disabled now */
     int64_t next_attempt_at;                     /* when next is PENDING */
 };
 
@@ -444,8 +445,10 @@ struct gh_store_hook_attempt {
     char snippet[GH_STORE_HOOK_SNIPPET_MAX + 1];
 };
 
-/* An endpoint the store just disabled (continuous failure). */
-typedef int (*gh_store_hook_disabled_cb)(const char *tenant_id, const char *endpoint_id, void *arg);
+/* An endpoint the store just disabled; <reason> is "gone" (it answered 410)
+ * or "failing" (webhooks.disable_after). */
+typedef int (*gh_store_hook_disabled_cb)(const char *tenant_id, const char *endpoint_id,
+                                         const char *reason, void *arg);
 
 struct gh_store;
 
@@ -772,9 +775,10 @@ struct gh_store_ops {
      * sets the delivery's status, attempt count, next time, last status and
      * error, releases its claim, and updates its endpoint's failing_since
      * (0 after a success, kept or set to the attempt's time after a
-     * failure). Then disables the active endpoints failing since before
-     * <now> - <disable_after_ms> (> 0), marking their pending deliveries
-     * failed, and calls <cb> (may be NULL) for each. */
+     * failure). Then disables the endpoint of each outcome marked <gone>
+     * (reason "gone") and the active endpoints failing since before
+     * <now> - <disable_after_ms> (> 0; reason "failing"), marking their
+     * pending deliveries failed, and calls <cb> (may be NULL) for each. */
     int (*hook_record)(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
                        int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
                        void *arg, struct gh_err *err);

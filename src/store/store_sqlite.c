@@ -227,10 +227,15 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                          "WHERE id = ?1 AND failing_since <> 0",
     [GH_SQ_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = ?2 "
                               "WHERE id = ?1 AND failing_since = 0",
+    /* At most 64 a statement: the caller runs it until fewer come back. */
     [GH_SQ_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
-                              "disabled_reason = 'failing', updated_at = ?1 "
-                              "WHERE status = 'active' AND failing_since > 0 "
-                              "AND failing_since <= ?2 RETURNING tenant_id, id",
+                              "disabled_reason = 'failing', updated_at = ?1 WHERE id IN (SELECT "
+                              "id FROM webhook_endpoints WHERE status = 'active' AND "
+                              "failing_since > 0 AND failing_since <= ?2 LIMIT 64) "
+                              "RETURNING tenant_id, id",
+    [GH_SQ_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
+                           "disabled_reason = 'gone', updated_at = ?1 "
+                           "WHERE id = ?2 AND status = 'active' RETURNING tenant_id, id",
     [GH_SQ_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
                                "last_error = 'endpoint_disabled', updated_at = ?2 "
                                "WHERE endpoint_id = ?1 AND status = 'pending'",

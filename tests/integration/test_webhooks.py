@@ -283,26 +283,36 @@ def test_retry_schedule_replay_and_history(gatehouse, upstream):
     g.stop()
 
 
-def test_4xx_fails_at_once_and_retry_after(gatehouse, upstream):
+def test_4xx_fails_at_once_410_disables_and_retry_after(gatehouse, upstream):
     rx = Receiver()
     g, op = started(gatehouse)
     t = op.create_tenant("acme")["id"]
-    gone = endpoint(op, t, rx.url("/gone"))
-    slow = endpoint(op, t, rx.url("/slow"))
+    # Subscribed to a.* only: the 410 below makes a webhook.endpoint_disabled event.
+    gone = endpoint(op, t, rx.url("/gone"), ["a.*"])
+    slow = endpoint(op, t, rx.url("/slow"), ["a.*"])
     rx.keys["/gone"] = [gone["secret"]]
     rx.keys["/slow"] = [slow["secret"]]
     rx.plan["/gone"] = [400]
     rx.plan["/slow"] = [429]
+    really_gone = endpoint(op, t, rx.url("/410"))
+    rx.keys["/410"] = [really_gone["secret"]]
+    rx.plan["/410"] = [410]
     rx.retry_after["/slow"] = "1"
-    publish(op, t, "a.b", {})
+    msg = publish(op, t, "a.b", {})["id"]
     items = wait_status(op, t, gone["id"], "failed")
     assert items[0]["attempts"] == 1 and items[0]["last_status"] == 400, items
     wait_status(op, t, slow["id"], "succeeded")
-    times = [x[0] for x in rx.deliveries("/slow")]
+    times = [x[0] for x in rx.deliveries("/slow") if x[1]["webhook-id"] == msg]
     # Retry-After: 1 is later than the schedule's 200 ms: it wins.
     assert times[1] - times[0] >= 0.95, times
     time.sleep(0.6)
-    assert len(rx.deliveries("/gone")) == 1
+    assert len([x for x in rx.deliveries("/gone") if x[1]["webhook-id"] == msg]) == 1
+    # 410 Gone: failed at once, and the endpoint is disabled (reason gone).
+    items = wait_status(op, t, really_gone["id"], "failed")
+    assert items[0]["last_status"] == 410, items
+    got = op.ok("GET", f"/v1/tenants/{t}/webhooks/{really_gone['id']}")
+    assert got["status"] == "disabled" and got["disabled_reason"] == "gone", got
+    assert op.ok("GET", f"/v1/tenants/{t}/webhooks/{gone['id']}")["status"] == "active"
     assert not rx.bad, rx.bad
     g.stop()
 

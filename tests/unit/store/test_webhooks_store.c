@@ -221,8 +221,9 @@ static void test_fan_out_and_claims(void **state)
     assert_int_equal(pending, 5);
 }
 
-static int on_disabled(const char *tenant, const char *endpoint, void *arg)
+static int on_disabled(const char *tenant, const char *endpoint, const char *reason, void *arg)
 {
+    assert_string_equal(reason, "failing");
     (*(int *)arg)++;
     (void)tenant;
     (void)endpoint;
