@@ -218,8 +218,21 @@ def test_create_publish_deliver_verified(gatehouse, upstream):
     assert 'gatehouse_webhook_deliveries_total{result="succeeded"} 2' in m, m[-3000:]
     assert 'gatehouse_webhook_attempts_total{outcome="success"} 2' in m
     assert "gatehouse_webhook_attempt_duration_seconds_count 2" in m
+    assert ep["secret"] not in m
     assert not rx.bad, rx.bad
     g.stop()
+    # The secret is in no log, and sealed in the store (not in clear).
+    secret = ep["secret"]
+    assert secret not in g.stderr() and secret not in g.stdout()
+    raw = base64.b64decode(secret[len("whsec_"):])
+    with open(os.path.join(str(g.tmp), "gatehouse.db"), "rb") as f:
+        db = f.read()
+    for name in ("gatehouse.db-wal",):
+        path = os.path.join(str(g.tmp), name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                db += f.read()
+    assert raw not in db and secret.encode() not in db
 
 
 def test_bad_bodies(gatehouse, upstream):
