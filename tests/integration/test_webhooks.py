@@ -551,3 +551,27 @@ def test_failing_endpoint_is_disabled(gatehouse, upstream):
     wait_for(lambda: len(rx.deliveries("/dead")) > n, 5, what="a delivery after enabling")
     assert not rx.bad, rx.bad
     g.stop()
+
+
+def test_allow_list_follows_reload(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse, hooks=HOOKS_NO_ALLOW)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, f"http://localhost:{rx.port}/x")
+    rx.keys["/x"] = [ep["secret"]]
+    publish(op, t, "a.b", {})
+    items = wait_status(op, t, ep["id"], "failed")
+    assert rx.deliveries("/x") == []
+    # The operator allows loopback (both families: localhost may be either).
+    text = open(g.config_path).read().replace(
+        "webhooks:\n", "webhooks:\n  allow_private: [\"127.0.0.1\", \"::1\"]\n")
+    g.write_config(text)
+    g.reload_and_wait()
+    op.ok("POST", f"/v1/tenants/{t}/webhooks/{ep['id']}/deliveries/{items[0]['id']}/replay",
+          None, 202)
+    wait_status(op, t, ep["id"], "succeeded")
+    assert len(rx.deliveries("/x")) == 1
+    # And a literal loopback URL is now accepted at creation.
+    endpoint(op, t, rx.url("/y"))
+    assert not rx.bad, rx.bad
+    g.stop()
