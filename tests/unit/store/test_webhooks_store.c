@@ -18,8 +18,8 @@
 #include "store/store.h"
 
 struct fixture {
-    char dir[64];
-    char path[128];
+    char dir[256];
+    char path[300];
     struct gh_store *st;
     char tenant[GH_STORE_TENANT_ID_SIZE], other[GH_STORE_TENANT_ID_SIZE];
 };
@@ -27,7 +27,7 @@ struct fixture {
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[128];
+    char cmd[300];
 
     gh_store_close(f->st);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
@@ -44,7 +44,8 @@ static int setup(void **state)
     struct gh_err err = {0};
     int applied, version;
 
-    snprintf(f->dir, sizeof(f->dir), "/tmp/gh_hooks_XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof(f->dir), "%s/gh_hooks_XXXXXX", tmp && tmp[0] ? tmp : P_tmpdir);
     if (mkdtemp(f->dir) == NULL) return -1;
     snprintf(f->path, sizeof(f->path), "%s/gatehouse.db", f->dir);
     p.sqlite_path = f->path;
