@@ -6,9 +6,10 @@
 #   make demo       run the gateway on its embedded default in front of a demo upstream
 #   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
 #                   bench-limits and bench-redis (rate-limit decisions per second),
-#                   bench-metrics (a /metrics scrape of 2,000 series) and bench-otlp
-#                   (trace encoders, ns per span) and bench-verify (inbound webhook
-#                   signature checks, ns per 1 KiB body)
+#                   bench-metrics (a /metrics scrape of 2,000 series), bench-otlp
+#                   (trace encoders, ns per span), bench-verify (inbound webhook
+#                   signature checks, ns per 1 KiB body) and bench-webhooks
+#                   (signed deliveries/s)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -53,6 +54,7 @@ FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
 FUZZ_LIBS_fuzz_otlp := src/telemetry/otlp_proto.c src/telemetry/otlp_json.c src/telemetry/otlp_buf.c -ljansson
 FUZZ_LIBS_fuzz_audit_params := src/audit/event.c src/audit/redact.c src/audit/parse.c -lcrypto -ljansson
 FUZZ_LIBS_fuzz_webhook_sig := src/hooks/inbound.c -lcrypto
+FUZZ_LIBS_fuzz_hooks := src/hooks/ssrf.c src/hooks/schedule.c -lcurl
 
 .PHONY: all test unit integration deploy-check asan demo bench fuzz fuzz-smoke install clean deps format
 
@@ -141,7 +143,8 @@ demo: $(BUILD)/gatehouse
 bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $(BUILD)/metrics_bench \
        $(BUILD)/otlp_bench $(BUILD)/webhook_verify_bench
 	bench/run.sh
-	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp bench-verify
+	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp bench-verify \
+	    bench-webhooks
 
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
@@ -206,6 +209,11 @@ bench-verify: $(BUILD)/webhook_verify_bench
 .PHONY: bench-verify-e2e
 bench-verify-e2e: $(BUILD)/gatehouse
 	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) bench/webhook_e2e.sh
+# Signed webhook deliveries per second to an nginx receiver, end to end and
+# draining a queue (bench/webhooks_bench.py; N=, DURATION=, WRK_CONNS=).
+.PHONY: bench-webhooks
+bench-webhooks: $(BUILD)/gatehouse
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) bench/webhooks_bench.py
 
 # Filtered audit queries over a large store (src/store audit_query): p50/p99
 # per filter over 5 M events and 50 tenants. AUDIT_BENCH_ARGS="--db PATH"

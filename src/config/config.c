@@ -8,6 +8,7 @@
  * gh_config_demo() and gh_config_free(), so a new row needs no other code. */
 #include "config/config.h"
 #include "hooks/inbound.h"
+#include "hooks/ssrf.h"
 #include "http/parser.h"
 
 #include <assert.h>
@@ -60,6 +61,8 @@ enum {
     KEY_READABLE = 1u << 1, /* paths: the file must exist and be readable now */
     KEY_STDIO = 1u << 2,    /* paths: "stdout" and "stderr" are kept as they are */
     KEY_NOREF = 1u << 3,    /* secrets: no `secret:NAME` (needed before the secrets open) */
+    KEY_DEFAULTS = 1u << 4, /* a mapping of its own type: when absent, its defaults and finish
+                             * still apply (t_map does this always) */
 };
 
 /* One row: a key of a mapping. Fields not used by a type stay zero. */
@@ -1900,6 +1903,80 @@ static const struct cfg_key audit_keys[] = {
 #undef AUE
 static const struct cfg_map audit_map = {MAP_OF(audit_keys), .finish = finish_audit};
 
+/* The allow-list entries as CIDRs, and the schedule as milliseconds (the
+ * default when absent), each error at its list item. */
+static const char *const default_schedule[] = {"0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"};
+
+static int finish_webhooks(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_webhooks *w = obj;
+    yaml_node_t *an = node ? map_get(ctx, node, "allow_private") : NULL;
+    yaml_node_t *sn = node ? map_get(ctx, node, "schedule") : NULL;
+    size_t n;
+
+    if (node) w->pos = pos_of(node);
+    if (w->nallow_private > 64) return fail(ctx, an, "allow_private has at most 64 entries");
+    if (w->nallow_private) {
+        w->allow = calloc(w->nallow_private, sizeof(*w->allow));
+        if (w->allow == NULL) return fail(ctx, an, "out of memory");
+    }
+    for (size_t i = 0; i < w->nallow_private; i++) {
+        if (gh_hooks_cidr_parse(w->allow_private[i], &w->allow[i]) != GH_OK) {
+            size_t old = path_push_key(ctx, "allow_private");
+            path_push_index(ctx, i);
+            int rc = fail(ctx, an ? seq_item(ctx, an, i) : NULL,
+                          "\"%s\" is not an address or a CIDR (\"127.0.0.1\", \"10.0.0.0/8\")",
+                          w->allow_private[i]);
+            path_pop(ctx, old);
+            return rc;
+        }
+    }
+    n = w->nschedule ? w->nschedule : NELEM(default_schedule);
+    if (n > 32) return fail(ctx, sn, "schedule has at most 32 entries");
+    w->schedule_ms = calloc(n, sizeof(*w->schedule_ms));
+    if (w->schedule_ms == NULL) return fail(ctx, sn, "out of memory");
+    w->nschedule_ms = n;
+    for (size_t i = 0; i < n; i++) {
+        const char *text = w->nschedule ? w->schedule[i] : default_schedule[i];
+        if (gh_config_parse_duration_ms(text, &w->schedule_ms[i]) != GH_OK ||
+            w->schedule_ms[i] > 7ull * 24 * 3600 * 1000) {
+            size_t old = path_push_key(ctx, "schedule");
+            path_push_index(ctx, i);
+            int rc = fail(ctx, sn ? seq_item(ctx, sn, i) : NULL,
+                          "\"%s\" is not a duration of at most 7d (\"0s\", \"5s\", \"5m\")", text);
+            path_pop(ctx, old);
+            return rc;
+        }
+    }
+    return GH_OK;
+}
+
+#define WH struct gh_config_webhooks
+static const struct cfg_key webhooks_keys[] = {
+    LIST("allow_private", t_strlist, WH, allow_private, nallow_private),
+    KEY("timeout", t_duration, WH, timeout_ms, .min = 100, .max = 120000, .dflt = "15s"),
+    LIST("schedule", t_strlist, WH, schedule, nschedule),
+    KEY("jitter", t_ratio, WH, jitter, .dflt = "0.1"),
+    KEY("disable_after", t_duration64, WH, disable_after_ms, .min = 1000, .dflt = "5d"),
+    KEY("concurrency", t_u32, WH, concurrency, .min = 1, .max = 1024, .dflt = "64"),
+    KEY("rotation_grace", t_duration64, WH, rotation_grace_ms, .min = 0, .max = 2592000000ull,
+        .dflt = "24h"),
+    KEY("max_payload", t_size32, WH, max_payload, .min = 16, .max = 1048576, .dflt = "64KiB"),
+};
+#undef WH
+static void release_webhooks(const struct cfg_key *key, void *obj)
+{
+    struct gh_config_webhooks *w = (void *)((char *)obj + key->off);
+    free(w->allow);
+    w->allow = NULL;
+    free(w->schedule_ms);
+    w->schedule_ms = NULL;
+    release_sub(key, obj);
+}
+static const struct cfg_type t_webhooks = {"a mapping", YAML_MAPPING_NODE, set_map,
+                                           release_webhooks};
+static const struct cfg_map webhooks_map = {MAP_OF(webhooks_keys), .finish = finish_webhooks};
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 #define IW struct gh_config_inbound_webhooks
@@ -1933,6 +2010,8 @@ static const struct cfg_key root_keys[] = {
     KEY("secrets", t_map, struct gh_config, secrets, .sub = &secrets_map),
     KEY("inbound_webhooks", t_map, struct gh_config, inbound_webhooks,
         .sub = &inbound_webhooks_map),
+    KEY("webhooks", t_webhooks, struct gh_config, webhooks, .flags = KEY_DEFAULTS,
+        .sub = &webhooks_map),
 };
 static const struct cfg_map root_map = {MAP_OF(root_keys)};
 
@@ -2029,7 +2108,7 @@ static int walk_map(struct cfg_ctx *ctx, yaml_node_t *node, const struct cfg_map
         }
         if (key->dflt != NULL) {
             rc = set_default(ctx, key, obj);
-        } else if (key->type == &t_map) {
+        } else if (key->type == &t_map || (key->flags & KEY_DEFAULTS)) {
             old = path_push_key(ctx, key->name);
             rc = set_map(ctx, NULL, key, obj);
             path_pop(ctx, old);

@@ -403,6 +403,25 @@ struct gh_config_auth {
     struct gh_config_tokens tokens;
 };
 
+/* `webhooks:` (issue 7, docs/webhooks.md): outbound deliveries. */
+struct gh_hooks_cidr;
+struct gh_config_webhooks {
+    char **allow_private; /* addresses or CIDRs that deliveries may reach although private */
+    size_t nallow_private;
+    struct gh_hooks_cidr *allow; /* allow_private, parsed (nallow_private entries) */
+    uint32_t timeout_ms;         /* one attempt, connect to last byte; default 15s */
+    char **schedule;             /* as written; default 0s 5s 5m 30m 2h 5h 10h 10h */
+    size_t nschedule;
+    uint64_t *schedule_ms; /* parsed: delay before attempt i+1 (nschedule_ms entries) */
+    size_t nschedule_ms;
+    double jitter;              /* +/- this fraction of each delay; default 0.1 */
+    uint64_t disable_after_ms;  /* failing continuously this long disables an endpoint; 5d */
+    uint32_t concurrency;       /* deliveries in flight; default 64 */
+    uint64_t rotation_grace_ms; /* old and new keys both sign this long; default 24h */
+    uint32_t max_payload;       /* bytes of a published payload; default 64KiB */
+    struct gh_config_pos pos;
+};
+
 struct gh_config {
     char *file;         /* path it was loaded from */
     uint8_t sha256[32]; /* hash of the file's bytes (for metrics and logs) */
@@ -430,6 +449,7 @@ struct gh_config {
     struct gh_config_warning *warnings; /* e.g. a literal secret in the file */
     size_t nwarnings;
     struct gh_config_inbound_webhooks inbound_webhooks;
+    struct gh_config_webhooks webhooks;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
 };

@@ -13,6 +13,7 @@
 #include "hooks/replay.h"
 #include "auth/service.h"
 #include "limits/limits.h"
+#include "hooks/dispatcher.h"
 #include "secrets/secrets.h"
 #include "telemetry/tracer.h"
 #include "core/clock.h"
@@ -158,6 +159,7 @@ int gh_runtime_reload(struct gh_runtime *rt)
     rt->generation++;
     apply_log_level(snap->cfg);
     gh_tracer_configure(rt->tracer, snap->cfg);
+    gh_hooks_dispatcher_configure(rt->hooks, &snap->cfg->webhooks);
     gh_audit_service_configure(rt->audit, snap->cfg);
     gh_audit_archiver_configure(rt->archiver, snap);
     publish(rt, snap);
@@ -318,6 +320,9 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (auth_rc != GH_OK) return GH_ERROR;
     if (gh_limits_service_start(rt->limits, err) != GH_OK) return GH_ERROR;
     if (gh_tracer_start(rt->tracer, err) != GH_OK) return GH_ERROR;
+    rt->hooks =
+        gh_hooks_dispatcher_start(rt->store, rt->secrets, rt->audit, &rt->snap->cfg->webhooks, err);
+    if (rt->hooks == NULL) return GH_ERROR;
 
     atomic_store(&rt->ready, true);
     for (size_t i = 0; i < rt->snap->cfg->nlistens; i++)
@@ -356,6 +361,8 @@ void gh_runtime_release(struct gh_runtime *rt)
     /* After the workers: they write into its rings. */
     gh_tracer_free(rt->tracer);
     rt->tracer = NULL;
+    gh_hooks_dispatcher_free(rt->hooks); /* before the audit service, the secrets and the store */
+    rt->hooks = NULL;
     /* After the workers (they unbound) and the limits flusher (its last
      * flush may submit quota events), before the store: the writer
      * commits what is queued. */

@@ -22,6 +22,7 @@ struct gh_auth_service;
 struct gh_metrics;
 struct gh_audit_service;
 struct gh_audit_archiver;
+struct gh_hooks_dispatcher;
 
 struct gh_runtime {
     char *config_path; /* NULL for the built-in demo config */
@@ -38,6 +39,7 @@ struct gh_runtime {
     struct gh_auth_service *auth;       /* key directory refresh, Argon2, last_used */
     struct gh_limits_service *limits;   /* rate-limit tables, quotas and their flusher */
     struct gh_tracer *tracer;           /* trace rings and the dispatcher thread (OTLP export) */
+    struct gh_hooks_dispatcher *hooks;  /* webhook deliveries' thread (gh-webhooks) */
     struct gh_metrics *metrics;         /* name registry, sticky tenants, trace counters */
     struct gh_audit_archiver *archiver; /* audit retention's thread; NULL when audit is off */
     struct gh_audit_service *audit;     /* audit writer and rings; NULL when audit is off */

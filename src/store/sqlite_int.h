@@ -91,6 +91,35 @@ enum gh_sqlite_stmt {
     GH_SQ_SECRET_ROT_FINISH,
     GH_SQ_AUDIT_KEY_SET_PRIVATE,
     GH_SQ_SIGNING_SET_PRIVATE,
+    GH_SQ_HOOK_EP_INSERT,
+    GH_SQ_HOOK_EP_GET,
+    GH_SQ_HOOK_EP_LIST,
+    GH_SQ_HOOK_EP_UPDATE,
+    GH_SQ_HOOK_EP_DELETE,
+    GH_SQ_HOOK_EP_DEL_ATTEMPTS,
+    GH_SQ_HOOK_EP_DEL_DELIVERIES,
+    GH_SQ_HOOK_EP_SUBSCRIBED,
+    GH_SQ_HOOK_EP_OK,
+    GH_SQ_HOOK_EP_FAILING,
+    GH_SQ_HOOK_EP_DISABLE,
+    GH_SQ_HOOK_EP_GONE,
+    GH_SQ_HOOK_DLV_FAIL_EP,
+    GH_SQ_HOOK_MSG_FIND,
+    GH_SQ_HOOK_MSG_COUNT,
+    GH_SQ_HOOK_MSG_SET_COUNT,
+    GH_SQ_HOOK_MSG_INSERT,
+    GH_SQ_HOOK_DLV_INSERT,
+    GH_SQ_HOOK_DUE,
+    GH_SQ_HOOK_CLAIM,
+    GH_SQ_HOOK_ATTEMPT_INSERT,
+    GH_SQ_HOOK_DLV_SET,
+    GH_SQ_HOOK_DLV_LIST,
+    GH_SQ_HOOK_DLV_LIST_STATUS,
+    GH_SQ_HOOK_DLV_GET,
+    GH_SQ_HOOK_ATTEMPTS,
+    GH_SQ_HOOK_DLV_STATUS,
+    GH_SQ_HOOK_REPLAY,
+    GH_SQ_HOOK_PENDING,
     GH_SQ__COUNT
 };
 
@@ -312,5 +341,40 @@ int gh_sqlite__private_key_set(struct gh_store *st, enum gh_store_private_kind k
                                const char *text, struct gh_err *err);
 int gh_sqlite__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int64_t now,
                                        struct gh_err *err);
+
+int gh_sqlite__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                    struct gh_err *err);
+int gh_sqlite__hook_endpoint_get(struct gh_store *st, const char *tenant_id, const char *id,
+                                 struct gh_store_hook_endpoint *out, struct gh_err *err);
+int gh_sqlite__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
+                                  const struct gh_store_keyset *after, size_t limit,
+                                  struct gh_store_hook_endpoint *out, size_t *count, bool *more,
+                                  struct gh_err *err);
+int gh_sqlite__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                    struct gh_err *err);
+int gh_sqlite__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
+                                    struct gh_err *err);
+int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
+                            const char *type, const char *payload, size_t payload_len, int64_t now,
+                            int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
+int gh_sqlite__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
+                          gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
+int gh_sqlite__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
+                           int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
+                           void *arg, struct gh_err *err);
+int gh_sqlite__hook_delivery_list(struct gh_store *st, const char *tenant_id,
+                                  const char *endpoint_id, enum gh_store_delivery_status status,
+                                  int64_t after_id, size_t limit,
+                                  struct gh_store_hook_delivery *out, size_t *count, bool *more,
+                                  struct gh_err *err);
+int gh_sqlite__hook_delivery_get(struct gh_store *st, const char *tenant_id,
+                                 const char *endpoint_id, int64_t id,
+                                 struct gh_store_hook_delivery *out,
+                                 struct gh_store_hook_attempt *attempts, size_t max,
+                                 size_t *nattempts, struct gh_err *err);
+int gh_sqlite__hook_delivery_replay(struct gh_store *st, const char *tenant_id,
+                                    const char *endpoint_id, int64_t id, int64_t now,
+                                    struct gh_err *err);
+int gh_sqlite__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
 
 #endif
