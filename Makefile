@@ -7,8 +7,10 @@
 #   make demo       run the gateway on its embedded default in front of a demo upstream
 #   make bench      gatehouse next to nginx and HAProxy (bench/RESULTS.md), then
 #                   bench-limits and bench-redis (rate-limit decisions per second),
-#                   bench-metrics (a /metrics scrape of 2,000 series) and bench-otlp
-#                   (trace encoders, ns per span)
+#                   bench-metrics (a /metrics scrape of 2,000 series), bench-otlp
+#                   (trace encoders, ns per span), bench-verify (inbound webhook
+#                   signature checks, ns per 1 KiB body) and bench-webhooks
+#                   (signed deliveries/s)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -19,7 +21,10 @@ PYTHON   ?= /usr/bin/python3
 SANITIZE ?=
 
 PKGS     := libevent libevent_pthreads libevent_openssl openssl yaml-0.1 jansson sqlite3 libcurl hiredis libzstd libpq
-LIBS_EXTRA := -largon2
+LIBS_EXTRA := -largon2 -ldl
+# PKCS#11 (src/secrets/kms_pkcs11.c): p11-kit's pkcs11.h for the types only;
+# the module is dlopen'ed, p11-kit is not linked.
+CFLAGS_ONLY_PKGS := p11-kit-1
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
 
 WARN     := -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 -Wstrict-prototypes \
@@ -49,6 +54,8 @@ FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.
 FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
 FUZZ_LIBS_fuzz_otlp := src/telemetry/otlp_proto.c src/telemetry/otlp_json.c src/telemetry/otlp_buf.c -ljansson
 FUZZ_LIBS_fuzz_audit_params := src/audit/event.c src/audit/redact.c src/audit/parse.c -lcrypto -ljansson
+FUZZ_LIBS_fuzz_webhook_sig := src/hooks/inbound.c -lcrypto
+FUZZ_LIBS_fuzz_hooks := src/hooks/ssrf.c src/hooks/schedule.c -lcurl
 
 .PHONY: all test unit integration deploy-check asan demo bench fuzz fuzz-smoke install clean deps format
 
@@ -61,7 +68,7 @@ $(DEPS_OK): scripts/install-deps
 
 deps: $(DEPS_OK)
 
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(CFLAGS_ONLY_PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) $(LIBS_EXTRA)
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
@@ -142,9 +149,10 @@ demo: $(BUILD)/gatehouse
 
 # bench/run.sh (the proxies), then the rate-limit micro-benchmarks below.
 bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $(BUILD)/metrics_bench \
-       $(BUILD)/otlp_bench
+       $(BUILD)/otlp_bench $(BUILD)/webhook_verify_bench
 	bench/run.sh
-	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp
+	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp bench-verify \
+	    bench-webhooks
 
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
@@ -193,6 +201,27 @@ $(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
 
 bench-otlp: $(BUILD)/otlp_bench
 	$(BUILD)/otlp_bench
+
+# Inbound webhook verification (src/hooks/inbound.c): ns per check of a
+# 1 KiB body for each format, and the HMAC strategies it was chosen from.
+.PHONY: bench-verify
+$(BUILD)/webhook_verify_bench: bench/webhook_verify_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-verify: $(BUILD)/webhook_verify_bench
+	taskset -c 1 $(BUILD)/webhook_verify_bench
+
+# End to end: wrk POSTs of signed 1 KiB bodies to a route with and without
+# webhook_verify (bench/webhook_e2e.sh; nginx upstream, pinned as run.sh).
+.PHONY: bench-verify-e2e
+bench-verify-e2e: $(BUILD)/gatehouse
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) bench/webhook_e2e.sh
+# Signed webhook deliveries per second to an nginx receiver, end to end and
+# draining a queue (bench/webhooks_bench.py; N=, DURATION=, WRK_CONNS=).
+.PHONY: bench-webhooks
+bench-webhooks: $(BUILD)/gatehouse
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) bench/webhooks_bench.py
 
 # Filtered audit queries over a large store (src/store audit_query): p50/p99
 # per filter over 5 M events and 50 tenants. AUDIT_BENCH_ARGS="--db PATH"

@@ -1,6 +1,6 @@
 /* The pipeline of DESIGN.md §2, as data. Each stage may answer early or
- * decline. Stages that later issues add (idempotency, verify) take their
- * place in this list. */
+ * decline. Stages that later issues add (idempotency) take their place in
+ * this list. */
 #include "stages.h"
 
 #include "admin/admin.h"
@@ -9,6 +9,7 @@
 #include "auth/tokens.h"
 #include "core/clock.h"
 #include "core/worker.h"
+#include "hooks/stage.h"
 #include "http/conn.h"
 #include "limits/limits.h"
 #include "proxy/proxy.h"
@@ -125,6 +126,18 @@ static enum gh_stage_result stage_limits(struct gh_req *r)
     return timed_end(r, res, t0, &r->tr_lim0, &r->tr_lim1, &r->tr_lim_result);
 }
 
+/* verify: a signed inbound webhook, where the route asks for one. Routes
+ * that verify usually have `auth: none`: the signature is the credential. */
+static enum gh_stage_result stage_verify(struct gh_req *r)
+{
+    if (r->route->wh == NULL) return GH_STAGE_NEXT;
+    switch (gh_inbound_stage(r)) {
+    case 1: return GH_STAGE_NEXT;
+    case 2: return GH_STAGE_SUSPEND;
+    default: return GH_STAGE_DONE;
+    }
+}
+
 /* proxy: the terminal handler for the data plane. */
 static enum gh_stage_result stage_proxy(struct gh_req *r)
 {
@@ -138,9 +151,9 @@ static enum gh_stage_result stage_admin(struct gh_req *r)
 }
 
 static const struct gh_stage proxy_stages[] = {
-    {"trace", stage_trace}, {"guard", stage_guard}, {"tokens", stage_tokens},
-    {"route", stage_route}, {"auth", stage_auth},   {"limits", stage_limits},
-    {"proxy", stage_proxy},
+    {"trace", stage_trace},   {"guard", stage_guard}, {"tokens", stage_tokens},
+    {"route", stage_route},   {"auth", stage_auth},   {"limits", stage_limits},
+    {"verify", stage_verify}, {"proxy", stage_proxy},
 };
 
 static const struct gh_stage admin_stages[] = {

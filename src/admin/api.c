@@ -15,6 +15,7 @@
 
 #include "admin/api_audit.h"
 #include "admin/api_call.h"
+#include "admin/api_webhooks.h"
 #include "admin/ops.h"
 #include "audit/request.h"
 #include "auth/authn.h"
@@ -210,6 +211,31 @@ void gh_api_reply_store_error(struct call *c, int rc, const struct gh_err *err)
     reply_store_error(c, rc, err);
 }
 
+bool gh_api_only_fields(struct call *c, const char *const *allowed)
+{
+    return only_fields(c, allowed);
+}
+
+bool gh_api_str_field(struct call *c, const char *name, const char **out)
+{
+    return str_field(c, name, out);
+}
+
+bool gh_api_query_value(struct call *c, const char *name, char *out, size_t size)
+{
+    return query_value(c->r->head.query, name, out, size);
+}
+
+bool gh_api_page_params(struct call *c, struct gh_store_page *page, char *cursor, size_t csize)
+{
+    return page_params(c, page, cursor, csize);
+}
+
+json_t *gh_api_page_doc(json_t *items, const struct gh_store_page *page)
+{
+    return page_doc(items, page);
+}
+
 /* ---- handlers ---- */
 
 static void h_whoami(struct call *c)
@@ -303,7 +329,8 @@ static void h_tenant_get(struct call *c)
         reply_json(c, 200, gh_ops_tenant_json(&t));
 }
 
-static void tenant_update(struct call *c, const char *name, const char *plan,
+/* Answers; true when the tenant was changed. */
+static bool tenant_update(struct call *c, const char *name, const char *plan,
                           enum gh_store_tenant_status status)
 {
     struct gh_store_tenant_update upd = {.name = name, .plan = plan, .status = status};
@@ -312,10 +339,30 @@ static void tenant_update(struct call *c, const char *name, const char *plan,
     int rc = gh_store_tenant_update(c->st, c->tenant, &upd, &t, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
-        return;
+        return false;
     }
     changed(c);
     reply_json(c, 200, gh_ops_tenant_json(&t));
+    return true;
+}
+
+static void emit_suspended(struct call *c)
+{
+    char payload[96];
+
+    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\"}", c->tenant);
+    gh_api_emit(c, c->tenant, "tenant.suspended", payload);
+}
+
+/* The tenant's webhook event about one of its keys: ids only, never the
+ * key. <from> is the key a rotation replaced (NULL otherwise). */
+static void emit_key_event(struct call *c, const char *type, const char *key_id, const char *from)
+{
+    char payload[160];
+
+    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\",\"key_id\":\"%s\"%s%s%s}", c->tenant,
+             key_id, from ? ",\"rotated_from\":\"" : "", from ? from : "", from ? "\"" : "");
+    gh_api_emit(c, c->tenant, type, payload);
 }
 
 static void h_tenant_patch(struct call *c)
@@ -331,12 +378,12 @@ static void h_tenant_patch(struct call *c)
         reply_error(c, 422, "invalid_field", "status must be active or suspended");
         return;
     }
-    tenant_update(c, name, plan, st);
+    if (tenant_update(c, name, plan, st) && st == GH_STORE_TENANT_SUSPENDED) emit_suspended(c);
 }
 
 static void h_tenant_suspend(struct call *c)
 {
-    tenant_update(c, NULL, NULL, GH_STORE_TENANT_SUSPENDED);
+    if (tenant_update(c, NULL, NULL, GH_STORE_TENANT_SUSPENDED)) emit_suspended(c);
 }
 
 static void h_tenant_activate(struct call *c)
@@ -415,6 +462,7 @@ static void h_key_create(struct call *c)
     }
     audit_resource(c, c->tenant, k.id);
     changed(c);
+    emit_key_event(c, "key.created", k.id, NULL);
     json_t *doc = gh_ops_key_json(&k);
     json_object_set_new(doc, "key", json_string(key));
     gh_apikey_wipe(key, sizeof(key));
@@ -488,6 +536,7 @@ static void h_key_rotate(struct call *c)
         return;
     }
     changed(c);
+    emit_key_event(c, "key.rotated", k.id, c->key);
     json_t *doc = gh_ops_key_json(&k);
     json_object_set_new(doc, "key", json_string(key));
     json_object_set_new(doc, "previous_key_expires_at", json_integer((json_int_t)old_exp));
@@ -506,6 +555,7 @@ static void h_key_revoke(struct call *c)
         return;
     }
     changed(c);
+    emit_key_event(c, "key.revoked", k.id, NULL);
     reply_json(c, 200, gh_ops_key_json(&k));
 }
 
@@ -761,11 +811,21 @@ static const struct {
     void (*handle)(struct call *c);
     const char *action;
 } audit_actions[] = {
-    {h_tenant_create, "tenant.create"},     {h_tenant_patch, "tenant.update"},
-    {h_tenant_suspend, "tenant.suspend"},   {h_tenant_activate, "tenant.activate"},
-    {h_key_create, "key.create"},           {h_key_rotate, "key.rotate"},
-    {h_key_revoke, "key.revoke"},           {h_token_revoke, "token.revoke"},
+    {h_tenant_create, "tenant.create"},
+    {h_tenant_patch, "tenant.update"},
+    {h_tenant_suspend, "tenant.suspend"},
+    {h_tenant_activate, "tenant.activate"},
+    {h_key_create, "key.create"},
+    {h_key_rotate, "key.rotate"},
+    {h_key_revoke, "key.revoke"},
+    {h_token_revoke, "token.revoke"},
     {h_limits_put, "tenant.limits.update"},
+    {gh_api_hook_create, "webhook.create"},
+    {gh_api_hook_patch, "webhook.update"},
+    {gh_api_hook_delete, "webhook.delete"},
+    {gh_api_hook_rotate, "webhook.rotate_secret"},
+    {gh_api_hook_replay, "webhook.delivery.replay"},
+    {gh_api_events_publish, "event.publish"},
 };
 
 static bool is_mutation(enum gh_http_method m)
@@ -789,6 +849,12 @@ static void audit_begin(struct call *c, const struct endpoint *e, struct gh_audi
         /* The tenant acted on owns the record (its chain), whoever acts. */
         GH_AUDIT_SET(ev, tenant, gh_str_cstr(c->tenant));
         audit_resource(c, c->tenant, c->key[0] ? c->key : NULL);
+        if (c->hook[0]) {
+            char res[GH_AUDIT_RESOURCE_SIZE];
+            snprintf(res, sizeof(res), "tenants/%s/webhooks/%s%s%s", c->tenant, c->hook,
+                     c->delivery[0] ? "/deliveries/" : "", c->delivery);
+            GH_AUDIT_SET(ev, resource, gh_str_cstr(res));
+        }
     } else {
         GH_AUDIT_SET(ev, tenant, GH_STR_LIT(""));
         GH_AUDIT_SET(ev, resource,
@@ -846,6 +912,20 @@ static const struct endpoint endpoints[] = {
     {GH_HTTP_GET, "v1/audit/export", ACCESS_ADMIN, gh_api_audit_export},
     {GH_HTTP_GET, "v1/audit/checkpoints", ACCESS_ADMIN, gh_api_audit_checkpoints},
     {GH_HTTP_GET, "v1/audit/keys", ACCESS_ADMIN, gh_api_audit_keys},
+    /* Outbound webhooks (api_webhooks.c). */
+    {GH_HTTP_POST, "v1/tenants/{t}/webhooks", ACCESS_TENANT, gh_api_hook_create},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks", ACCESS_TENANT, gh_api_hook_list},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks/{w}", ACCESS_TENANT, gh_api_hook_get},
+    {GH_HTTP_PATCH, "v1/tenants/{t}/webhooks/{w}", ACCESS_TENANT, gh_api_hook_patch},
+    {GH_HTTP_DELETE, "v1/tenants/{t}/webhooks/{w}", ACCESS_TENANT, gh_api_hook_delete},
+    {GH_HTTP_POST, "v1/tenants/{t}/webhooks/{w}/rotate-secret", ACCESS_TENANT, gh_api_hook_rotate},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks/{w}/deliveries", ACCESS_TENANT, gh_api_hook_deliveries},
+    {GH_HTTP_GET, "v1/tenants/{t}/webhooks/{w}/deliveries/{d}", ACCESS_TENANT,
+     gh_api_hook_delivery},
+    {GH_HTTP_POST, "v1/tenants/{t}/webhooks/{w}/deliveries/{d}/replay", ACCESS_TENANT,
+     gh_api_hook_replay},
+    /* The tenant is in the body: checked inside. */
+    {GH_HTTP_POST, "v1/events", ACCESS_ADMIN, gh_api_events_publish},
 };
 
 /* Splits the path into segments; false when there are too many. */
@@ -867,7 +947,7 @@ static bool split(gh_str path, struct call *c)
     return true;
 }
 
-/* Matches <pattern> against the segments, capturing {t} and {k}. A captured
+/* Matches <pattern> against the segments, capturing {t}, {k}, {w} and {d}. A captured
  * id with characters no id has cannot name anything: it does not match. */
 static bool match(const char *pattern, struct call *c)
 {
@@ -879,8 +959,14 @@ static bool match(const char *pattern, struct call *c)
         if (n >= c->nseg) return false;
         gh_str s = c->seg[n++];
         if (len == 3 && p[0] == '{') {
-            char *dst = p[1] == 't' ? c->tenant : c->key;
-            size_t cap = p[1] == 't' ? sizeof(c->tenant) : sizeof(c->key);
+            char *dst = p[1] == 't'   ? c->tenant
+                        : p[1] == 'w' ? c->hook
+                        : p[1] == 'd' ? c->delivery
+                                      : c->key;
+            size_t cap = p[1] == 't'   ? sizeof(c->tenant)
+                         : p[1] == 'w' ? sizeof(c->hook)
+                         : p[1] == 'd' ? sizeof(c->delivery)
+                                       : sizeof(c->key);
             if (s.len == 0 || s.len >= cap) return false;
             for (size_t i = 0; i < s.len; i++) {
                 char ch = s.ptr[i];

@@ -27,6 +27,7 @@
 
 struct event_base;
 struct gh_store;
+struct gh_secrets;
 struct gh_audit_service;
 struct gh_audit_worker;
 
@@ -59,6 +60,10 @@ enum gh_audit_kind {
  * workers (cfg->audit.queue_size each) and the submit queue are allocated. */
 struct gh_audit_service *gh_audit_service_new(const struct gh_config *cfg, struct gh_store *st,
                                               int nworkers, struct gh_err *err);
+/* Before start: the signing key is sealed with <secrets> (secrets.h, "own
+ * private keys") when it is made, and opened with it when it is loaded.
+ * Without it, a new key is stored in clear (unit tests, tools). */
+void gh_audit_service_set_secrets(struct gh_audit_service *s, struct gh_secrets *secrets);
 /* Loads chain heads, checkpoints and the signing key (making one when the
  * store has none), then starts the writer thread. GH_OK or GH_ERROR. */
 int gh_audit_service_start(struct gh_audit_service *s, struct gh_err *err);

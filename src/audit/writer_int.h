@@ -71,6 +71,7 @@ struct gh_audit_chain;
 
 struct gh_audit_service {
     struct gh_store *store;
+    struct gh_secrets *secrets; /* seals the signing key; NULL: kept in clear (tests) */
     int nworkers;
     struct gh_audit_worker **workers;
     uint32_t batch_max;

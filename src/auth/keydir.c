@@ -5,15 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/pem.h>
 
 #include "auth/jwks.h"
 #include "auth/jwt.h"
 #include "core/clock.h"
+#include "secrets/secrets.h"
 #include "core/log.h"
 
 struct builder {
     struct gh_keydir *d;
+    struct gh_secrets *secrets; /* opens sealed signing keys; may be NULL */
     size_t cap_tenants;
     size_t cap_entries;
     size_t cap_jtis;
@@ -96,11 +99,19 @@ static int add_signing(const struct gh_store_signing_key *k, void *arg)
 {
     struct builder *b = arg;
     struct gh_err err = {0};
-    BIO *bio = BIO_new_mem_buf(k->private_pem, -1);
-    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    char pem[GH_STORE_PEM_SIZE];
+    BIO *bio = NULL;
+    EVP_PKEY *pkey = NULL;
     enum gh_jwa alg = gh_jwa_parse(k->alg, strlen(k->alg));
 
+    /* The row holds "secret:signing-key/<kid>" (sealed) or, from before
+     * issue 7, the PEM itself. */
+    if (gh_secrets_open_ref(b->secrets, k->private_pem, pem, sizeof(pem), &err) == GH_OK) {
+        bio = BIO_new_mem_buf(pem, -1);
+        pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    }
     BIO_free(bio);
+    OPENSSL_cleanse(pem, sizeof(pem));
     if (pkey == NULL || gh_jwks_add(b->d->own_keys, pkey, k->kid, alg, &err) != GH_OK) {
         /* One bad row must not take the others down. */
         gh_log_warn("auth: signing key %s cannot be used: %s", k->kid,
@@ -213,9 +224,16 @@ const struct gh_keydir_tenant *gh_keydir_tenant(const struct gh_keydir *d, const
 
 struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err)
 {
+    return gh_keydir_load_ex(st, NULL, err);
+}
+
+struct gh_keydir *gh_keydir_load_ex(struct gh_store *st, struct gh_secrets *secrets,
+                                    struct gh_err *err)
+{
     struct builder b = {0};
     uint64_t v1 = 0, v2 = 0;
 
+    b.secrets = secrets;
     b.d = calloc(1, sizeof(*b.d));
     if (b.d == NULL) {
         gh_err_set(err, NULL, 0, 0, "out of memory");

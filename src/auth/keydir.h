@@ -18,6 +18,8 @@
 #include "limits/policy.h"
 #include "store/store.h"
 
+struct gh_secrets;
+
 struct gh_jwt_signer;
 struct gh_jwks;
 
@@ -61,6 +63,10 @@ struct gh_keydir {
 
 /* Loads a directory from <st>. Returns NULL with <err> on failure. */
 struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err);
+/* The same, opening sealed token signing keys with <secrets> (may be NULL:
+ * then only keys kept in clear can sign). */
+struct gh_keydir *gh_keydir_load_ex(struct gh_store *st, struct gh_secrets *secrets,
+                                    struct gh_err *err);
 /* An empty directory (before the first load, or without a store). */
 struct gh_keydir *gh_keydir_empty(void);
 

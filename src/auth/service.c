@@ -14,6 +14,7 @@
 #include "auth/jwt.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "secrets/secrets.h"
 
 #define POLL_MS         250
 #define TOUCH_FLUSH_MS  1000
@@ -78,6 +79,21 @@ static void flush_touches(struct gh_auth_service *s)
         gh_log_warn("auth: writing last_used for %zu keys failed: %s", n, err.msg);
 }
 
+/* Seals <k>'s PEM as (system, "signing-key/<kid>") and puts the reference
+ * in its place. */
+static int seal_pem(struct gh_auth_service *s, struct gh_store_signing_key *k, struct gh_err *err)
+{
+    char name[64], pem[sizeof(k->private_pem)];
+    int rc;
+
+    snprintf(name, sizeof(name), "signing-key/%s", k->kid);
+    memcpy(pem, k->private_pem, sizeof(pem));
+    rc = gh_secrets_seal_ref(s->tokens.secrets, name, pem, k->private_pem, sizeof(k->private_pem),
+                             err);
+    OPENSSL_cleanse(pem, sizeof(pem));
+    return rc;
+}
+
 /* Generates and stores a new signing key when the newest is due for
  * rotation. Runs on the refresher thread; the store's change counter then
  * brings the key to every node's directory. */
@@ -113,7 +129,11 @@ static void maybe_rotate(struct gh_auth_service *s, const struct gh_keydir *d)
         snprintf(k.kid, sizeof(k.kid), "%s", kid);
         snprintf(k.alg, sizeof(k.alg), "%s", s->tokens.algorithm);
         k.publish_until = now + (int64_t)(s->tokens.rotate_every_ms + s->tokens.ttl_ms) + 300000;
-        if (gh_store_signing_key_insert(s->store, &k, &err) != GH_OK)
+        /* Sealed before the row exists (secrets.h, "own private keys"): the
+         * row keeps "secret:signing-key/<kid>", never the PEM. */
+        if (s->tokens.secrets != NULL && seal_pem(s, &k, &err) != GH_OK)
+            gh_log_warn("auth: cannot seal a new signing key: %s", err.msg);
+        else if (gh_store_signing_key_insert(s->store, &k, &err) != GH_OK)
             gh_log_warn("auth: cannot store a new signing key: %s", err.msg);
         else
             gh_log_info("auth: new token signing key %s (%s)", kid, s->tokens.algorithm);
@@ -146,7 +166,7 @@ static void *refresher_main(void *arg)
         if (gh_store_change_version(s->store, &version, &err) != GH_OK) {
             gh_log_warn("auth: cannot read the store's change counter: %s", err.msg);
         } else if (version != have) {
-            struct gh_keydir *d = gh_keydir_load(s->store, &err);
+            struct gh_keydir *d = gh_keydir_load_ex(s->store, s->tokens.secrets, &err);
             if (d == NULL) {
                 gh_log_warn("auth: reloading the key directory failed: %s", err.msg);
             } else {
@@ -231,7 +251,7 @@ struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned veri
     s->tokens.algorithm = s->alg;
     s->publish = publish;
     s->publish_arg = arg;
-    s->current = gh_keydir_load(st, err);
+    s->current = gh_keydir_load_ex(st, tokens->secrets, err);
     if (s->current == NULL) {
         free(s);
         return NULL;

@@ -48,6 +48,9 @@ struct gh_auth_token_params {
     const char *algorithm; /* "ES256" or "EdDSA" */
     uint64_t rotate_every_ms;
     uint64_t ttl_ms;
+    /* Seals new signing keys and opens sealed ones (secrets.h, "own private
+     * keys"); NULL: keys are kept in clear (unit tests). */
+    struct gh_secrets *secrets;
 };
 
 /* Called on the refresher thread with a new directory (one reference is the

@@ -53,6 +53,23 @@ static const struct gh_cli_command commands[] = {
      "that same URL) connects as a role that may create roles and grant BYPASSRLS, such\n"
      "as a superuser. Running it again changes nothing. See docs/postgres.md.\n",
      gh_cmd_postgres},
+    {"secrets", "init | set NAME | get NAME | list | delete NAME | status | rotate-master  -c FILE",
+     "secrets sealed under the master key (provider local or pkcs11)",
+     "init: make master key version 1 (local: the master key file, mode 0600, refusing to\n"
+     "      overwrite one; pkcs11: <key_label>-v1 on the token)\n"
+     "set NAME [--tenant T]: seal the value read from stdin (never from the command line;\n"
+     "      one final newline is dropped). `secret:NAME` in a config reads config/NAME\n"
+     "      of the system tenant: `gatehouse secrets set config/NAME`.\n"
+     "get NAME [--tenant T]: write the value to stdout, for scripts\n"
+     "list [--tenant T]: names, master key versions and sizes; never values\n"
+     "delete NAME [--tenant T]\n"
+     "status: provider, current master key version, secrets per version, last rotation\n"
+     "rotate-master [--batch N] [--limit N]: re-wrap every data key under a new master key\n"
+     "      version while gateways keep running; --batch rows per transaction (default\n"
+     "      100), --limit stops after N rows (throttling): a rerun resumes the same\n"
+     "      rotation. Audited as secrets.rotate_master on the system chain.\n"
+     "T is a tenant id or name; the default is the system tenant.\n",
+     gh_cmd_secrets},
     {"version", "", "print the version", NULL, gh_cmd_version},
 };
 

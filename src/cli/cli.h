@@ -26,6 +26,7 @@ int gh_cmd_audit(int argc, char **argv);
 int gh_cmd_backup(int argc, char **argv);
 int gh_cmd_restore_drill(int argc, char **argv);
 int gh_cmd_postgres(int argc, char **argv);
+int gh_cmd_secrets(int argc, char **argv);
 
 /* Parses "-c FILE" / "--config FILE" / "--config=FILE" from <argv>; prints
  * usage and returns NULL on anything else. "--help" sets *<help>. */

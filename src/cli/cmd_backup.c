@@ -5,6 +5,7 @@
  * check and a verdict. Exit codes: 0 done / drill passed; 1 the drill
  * failed; 2 usage, config or I/O errors (the backup was not taken). */
 #include <dirent.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,6 +24,7 @@
 #include "config/config.h"
 #include "core/runtime.h"
 #include "core/file.h"
+#include "secrets/secrets.h"
 #include "store/store.h"
 
 struct args {
@@ -215,6 +217,76 @@ static void verify_audit(struct drill *d, const char *db)
     if (st != NULL) gh_store_close(st);
 }
 
+/* The names of the sealed secrets, gathered first: a walk's callback may
+ * not call into the store, and opening one does. */
+struct names {
+    struct gh_store_secret *v;
+    size_t n;
+};
+
+static int add_name(const struct gh_store_secret *sec, void *arg)
+{
+    struct names *l = arg;
+    struct gh_store_secret *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+
+    if (v == NULL) return GH_ERROR;
+    l->v = v;
+    memset(&v[l->n], 0, sizeof(v[l->n]));
+    snprintf(v[l->n].tenant_id, sizeof(v[l->n].tenant_id), "%s", sec->tenant_id);
+    snprintf(v[l->n].name, sizeof(v[l->n].name), "%s", sec->name);
+    v[l->n++].kek_version = sec->kek_version;
+    return GH_OK;
+}
+
+/* Every sealed secret of the restored copy opens with the master key the
+ * config names: a backup is only as good as the key that opens it, and
+ * the key is backed up apart (docs/operations.md). Values are wiped. */
+static void open_secrets(struct drill *d, const struct gh_config *cfg, const char *db)
+{
+    struct gh_store_params params = {.sqlite_path = db, .readers = 1};
+    struct names l = {0};
+    struct gh_store *st = NULL;
+    struct gh_secrets *sec = NULL;
+    struct gh_err err = {0};
+    uint8_t value[GH_SECRET_VALUE_MAX];
+    size_t bad = 0, len;
+    int rc = gh_store_open(&params, &st, &err);
+
+    if (rc == GH_OK) rc = gh_store_secrets_walk(st, NULL, add_name, &l, &err);
+    if (rc != GH_OK) {
+        check(d, false, "secrets", "could not list them: %s", err.msg[0] ? err.msg : "no memory");
+        goto out;
+    }
+    if (l.n == 0) {
+        check(d, true, "secrets", "none sealed in this backup");
+        goto out;
+    }
+    sec = gh_secrets_open_ex(cfg, st, 0, &err);
+    if (sec == NULL) {
+        check(d, false, "secrets", "%zu sealed, but the master key cannot be opened: %s", l.n,
+              err.msg);
+        goto out;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        if (gh_secrets_get(sec, l.v[i].tenant_id, l.v[i].name, value, sizeof(value), &len, &err) !=
+            GH_OK) {
+            if (bad++ == 0)
+                check(d, false, "secrets", "%s/%s (master key version %u) does not open: %s",
+                      l.v[i].tenant_id, l.v[i].name, (unsigned)l.v[i].kek_version, err.msg);
+        }
+        OPENSSL_cleanse(value, sizeof(value));
+    }
+    if (bad == 0)
+        check(d, true, "secrets", "%zu sealed secrets open with the %s master key", l.n,
+              gh_secrets_provider(sec));
+    else if (bad > 1)
+        check(d, false, "secrets", "%zu of %zu sealed secrets do not open", bad, l.n);
+out:
+    if (sec != NULL) gh_secrets_close(sec);
+    if (st != NULL) gh_store_close(st);
+    free(l.v);
+}
+
 static void compare_counts(struct drill *d, const struct gh_backup_summary *want,
                            const struct gh_backup_summary *got)
 {
@@ -324,6 +396,7 @@ int gh_cmd_restore_drill(int argc, char **argv)
               problem[0] ? problem : "the engine's integrity check is clean");
         compare_counts(&d, &m.sum, &got);
         verify_audit(&d, db);
+        open_secrets(&d, cfg, db);
     }
     gh_backup_summary_free(&got);
     remove_tree(tmp);

@@ -90,7 +90,12 @@ int gh_cmd_demo(int argc, char **argv)
     snprintf(archpath, sizeof(archpath), "%s/audit-archive", dir);
     free(cfg->audit.archive_dir);
     cfg->audit.archive_dir = strdup(archpath);
-    if (cfg->store.sqlite == NULL || cfg->audit.archive_dir == NULL) {
+    /* And the master key file beside the store (made at the first start). */
+    free(cfg->secrets.master_key_file);
+    if (asprintf(&cfg->secrets.master_key_file, "%s.master", dbpath) < 0)
+        cfg->secrets.master_key_file = NULL;
+    if (cfg->store.sqlite == NULL || cfg->audit.archive_dir == NULL ||
+        cfg->secrets.master_key_file == NULL) {
         fprintf(stderr, "gatehouse demo: out of memory\n");
         gh_config_free(cfg);
         return 1;

@@ -29,6 +29,10 @@ int gh_cmd_check(int argc, char **argv)
     }
     if (path == NULL) return 2;
     if (load_or_report(path, &cfg) != 0) return 1;
+    /* Warnings do not fail the check: the file is valid as written. */
+    for (size_t i = 0; i < cfg->nwarnings; i++)
+        fprintf(stderr, "%s:%d:%d: warning: %s\n", path, cfg->warnings[i].pos.line,
+                cfg->warnings[i].pos.col, cfg->warnings[i].msg);
     printf("%s: ok (%zu listeners, %zu upstreams, %zu routes, %d workers)\n", path, cfg->nlistens,
            cfg->nupstreams, cfg->nroutes, cfg->workers);
     gh_config_free(cfg);

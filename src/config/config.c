@@ -7,6 +7,8 @@
  * default written as it would be in YAML. The same tables drive defaults,
  * gh_config_demo() and gh_config_free(), so a new row needs no other code. */
 #include "config/config.h"
+#include "hooks/inbound.h"
+#include "hooks/ssrf.h"
 #include "http/parser.h"
 
 #include <assert.h>
@@ -36,6 +38,7 @@ struct cfg_ctx {
     const char *file;     /* name used in errors */
     const char *base_dir; /* absolute; relative file paths are joined to it */
     yaml_document_t *doc;
+    struct gh_config *cfg; /* the config being filled: secret references and warnings */
     struct gh_err *err;
     yaml_node_t *around; /* innermost present mapping, for errors about absent keys */
     char path[256];      /* "routes[2].upstream" while walking */
@@ -57,6 +60,9 @@ enum {
     KEY_REQUIRED = 1u << 0, /* a missing key is an error */
     KEY_READABLE = 1u << 1, /* paths: the file must exist and be readable now */
     KEY_STDIO = 1u << 2,    /* paths: "stdout" and "stderr" are kept as they are */
+    KEY_NOREF = 1u << 3,    /* secrets: no `secret:NAME` (needed before the secrets open) */
+    KEY_DEFAULTS = 1u << 4, /* a mapping of its own type: when absent, its defaults and finish
+                             * still apply (t_map does this always) */
 };
 
 /* One row: a key of a mapping. Fields not used by a type stay zero. */
@@ -783,9 +789,62 @@ static int set_strlist(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key
     return GH_OK;
 }
 
-/* A secret: "env:NAME" (an environment variable), "file:PATH" (a file's
- * content without its final newline) or the value itself. At least 16
- * bytes: shorter HMAC keys are guessable. The message never shows it. */
+/* Records `secret:NAME` at <n> for <field>: resolved after the store and
+ * the secrets open (the config cannot reach them while it is parsed). */
+static int add_secret_ref(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key,
+                          char **field, const char *name)
+{
+    struct gh_config *cfg = ctx->cfg;
+    struct gh_config_secret_ref *refs, *r;
+    size_t nl = strlen(name);
+
+    if (key->flags & KEY_NOREF)
+        return fail(ctx, n,
+                    "secret:NAME cannot be used here (it is needed to open the secrets); "
+                    "use env:NAME or file:PATH");
+    if (nl == 0 || nl > 120 || name[0] == '.' || name[0] == '/')
+        return fail(ctx, n, "secret:NAME needs a name of 1-120 characters [A-Za-z0-9._/-]");
+    for (size_t i = 0; i < nl; i++)
+        if (!isalnum((unsigned char)name[i]) && strchr("._/-", name[i]) == NULL)
+            return fail(ctx, n, "secret:NAME needs a name of 1-120 characters [A-Za-z0-9._/-]");
+    if (cfg == NULL) return fail(ctx, n, "secret:NAME is not available here");
+    refs = realloc(cfg->secret_refs, (cfg->nsecret_refs + 1) * sizeof(*refs));
+    if (refs == NULL) return fail(ctx, n, "out of memory");
+    cfg->secret_refs = refs;
+    r = &refs[cfg->nsecret_refs];
+    memset(r, 0, sizeof(*r));
+    r->field = field;
+    r->min_len = key->min ? key->min : 16;
+    r->pos = pos_of(n);
+    r->name = strdup(name);
+    r->key = strndup(ctx->path, ctx->pathlen);
+    cfg->nsecret_refs++;
+    if (r->name == NULL || r->key == NULL) return fail(ctx, n, "out of memory");
+    return GH_OK;
+}
+
+/* Notes a secret written in the file itself, for `gatehouse check`. */
+static void warn_literal(struct cfg_ctx *ctx, yaml_node_t *n)
+{
+    struct gh_config *cfg = ctx->cfg;
+    struct gh_config_warning *w;
+
+    if (cfg == NULL) return;
+    w = realloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof(*w));
+    if (w == NULL) return; /* a warning lost to memory pressure is not an error */
+    cfg->warnings = w;
+    w = &w[cfg->nwarnings++];
+    w->pos = pos_of(n);
+    snprintf(w->msg, sizeof(w->msg),
+             "literal secret in %.*s; use secret:NAME, env:NAME or file:PATH", (int)ctx->pathlen,
+             ctx->path);
+}
+
+/* A secret: "secret:NAME" (sealed in the store, resolved after start:
+ * add_secret_ref), "env:NAME" (an environment variable), "file:PATH" (a
+ * file's content without its final newline) or the value itself (which
+ * `gatehouse check` warns about). At least 16 bytes: shorter HMAC keys are
+ * guessable. The message never shows it. */
 static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
 {
     char **field = FIELD(obj, key->off, char *);
@@ -793,6 +852,8 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     char buf[4096];
     const char *val = s;
 
+    if (strncmp(s, "secret:", 7) == 0) return add_secret_ref(ctx, n, key, field, s + 7);
+    if (strncmp(s, "env:", 4) != 0 && strncmp(s, "file:", 5) != 0) warn_literal(ctx, n);
     if (strncmp(s, "env:", 4) == 0) {
         val = getenv(s + 4);
         if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
@@ -1406,6 +1467,79 @@ static int set_route_audit(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg
 static const struct cfg_type t_route_audit = {"true, false or a mapping", YAML_NO_NODE,
                                               set_route_audit, release_sub};
 
+/* A route's `webhook_verify`. `secrets` is a list of secrets, each read
+ * like `secret` (env:, file: or the value). */
+static int set_secret_list(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key,
+                           void *obj)
+{
+    char ***arr = FIELD(obj, key->off, char **);
+    size_t *count = FIELD(obj, key->count_off, size_t);
+    size_t len = seq_len(n);
+    struct cfg_key one = {.name = key->name, .off = 0};
+
+    if (len == 0) return fail(ctx, n, "must have at least 1 entry");
+    *arr = calloc(len, sizeof(**arr));
+    if (*arr == NULL) return fail(ctx, n, "out of memory");
+    *count = len;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *item = seq_item(ctx, n, i);
+        size_t old = path_push_index(ctx, i);
+        int rc = item->type == YAML_SCALAR_NODE
+                     ? set_secret(ctx, item, &one, &(*arr)[i])
+                     : fail(ctx, item, "expected a secret, got %s", node_what(item));
+        path_pop(ctx, old);
+        if (rc != GH_OK) return rc;
+    }
+    return GH_OK;
+}
+static const struct cfg_type t_secret_list = {"a list", YAML_SEQUENCE_NODE, set_secret_list,
+                                              release_names};
+
+static const char *const webhook_formats[] = {"standard", "github", "stripe", NULL};
+#define WV struct gh_config_webhook_verify
+static const struct cfg_key webhook_verify_keys[] = {
+    KEY("format", t_string, WV, format, .choices = webhook_formats),
+    KEY("secret", t_secret, WV, secret),
+    LIST("secrets", t_secret_list, WV, secrets, nsecrets),
+    KEY("tolerance", t_duration, WV, tolerance_ms, .min = 1000, .max = 86400000, .dflt = "5m"),
+    KEY("replay_window", t_duration, WV, replay_window_ms, .min = 1000, .max = 604800000,
+        .dflt = "10m"),
+    KEY("max_body", t_size64, WV, max_body, .min = 1, .max = 64ull << 20, .dflt = "1MiB"),
+};
+#undef WV
+/* Present means enabled: a format and one to GH_WH_MAX_SECRETS secrets that
+ * the verifier accepts (a Standard secret must be whsec_ and base64). */
+static int finish_webhook_verify(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_webhook_verify *w = obj;
+    const char *all[GH_WH_MAX_SECRETS];
+    size_t n = 0;
+    struct gh_wh_verifier v;
+    struct gh_err e;
+
+    w->enabled = node != NULL;
+    if (!w->enabled) return GH_OK;
+    if (w->format == NULL)
+        return fail(ctx, node, "format is required (standard, github or stripe)");
+    w->format_id = strcmp(w->format, "github") == 0   ? GH_WH_GITHUB
+                   : strcmp(w->format, "stripe") == 0 ? GH_WH_STRIPE
+                                                      : GH_WH_STANDARD;
+    if (w->secret) all[n++] = w->secret;
+    if (n + w->nsecrets > GH_WH_MAX_SECRETS)
+        return fail(ctx, node, "at most %d secrets in secret and secrets together",
+                    GH_WH_MAX_SECRETS);
+    for (size_t i = 0; i < w->nsecrets; i++)
+        all[n++] = w->secrets[i];
+    if (n == 0) return fail(ctx, node, "needs a secret (or secrets)");
+    if (gh_wh_verifier_init(&v, (enum gh_wh_format)w->format_id, all, n, 1, &e) != GH_OK)
+        return fail(ctx, node, "%s", e.msg);
+    gh_wh_verifier_release(&v);
+    return GH_OK;
+}
+static const struct cfg_map webhook_verify_map = {MAP_OF(webhook_verify_keys),
+                                                  POS_AT(struct gh_config_webhook_verify),
+                                                  .finish = finish_webhook_verify};
+
 static const struct cfg_key route_keys[] = {
     KEY("name", t_string, struct gh_config_route, name),
     KEY("host", t_host, struct gh_config_route, host),
@@ -1425,6 +1559,8 @@ static const struct cfg_key route_keys[] = {
     KEY("on_redis_error", t_string, struct gh_config_route, on_redis_error,
         .choices = fallback_names),
     KEY("audit", t_route_audit, struct gh_config_route, audit, .sub = &route_audit_map),
+    KEY("webhook_verify", t_map, struct gh_config_route, webhook_verify,
+        .sub = &webhook_verify_map),
 };
 static const struct cfg_map route_map = {
     MAP_OF(route_keys),
@@ -1638,6 +1774,39 @@ static const struct cfg_key store_keys[] = {
 };
 static const struct cfg_map store_map = {MAP_OF(store_keys), .finish = finish_store};
 
+static const char *const secret_providers[] = {"local", "pkcs11", NULL};
+
+#define P11 struct gh_config_pkcs11
+static const struct cfg_key pkcs11_keys[] = {
+    KEY("module", t_path, P11, module, .flags = KEY_REQUIRED),
+    KEY("token_label", t_string, P11, token_label, .flags = KEY_REQUIRED),
+    KEY("pin", t_secret, P11, pin, .min = 1, .flags = KEY_REQUIRED | KEY_NOREF),
+    KEY("key_label", t_string, P11, key_label, .dflt = "gatehouse-kek"),
+};
+#undef P11
+static const struct cfg_map pkcs11_map = {MAP_OF(pkcs11_keys)};
+
+/* The provider needs its own settings: a `pkcs11` block for pkcs11. */
+static int finish_secrets(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_secrets *s = obj;
+
+    s->pos = pos_of(node);
+    if (strcmp(s->provider, "pkcs11") == 0 &&
+        (node == NULL || map_get(ctx, node, "pkcs11") == NULL))
+        return fail(ctx, node, "provider pkcs11 needs a pkcs11 block (module, token_label, pin)");
+    return GH_OK;
+}
+
+#define SEC struct gh_config_secrets
+static const struct cfg_key secrets_keys[] = {
+    KEY("provider", t_string, SEC, provider, .choices = secret_providers, .dflt = "local"),
+    KEY("master_key_file", t_path, SEC, master_key_file),
+    KEY("pkcs11", t_map, SEC, pkcs11, .sub = &pkcs11_map),
+};
+#undef SEC
+static const struct cfg_map secrets_map = {MAP_OF(secrets_keys), .finish = finish_secrets};
+
 static const struct cfg_key argon2_keys[] = {
     KEY("memory", t_size32, struct gh_config_argon2, memory_bytes, .min = 8192,
         .max = 1024u * 1024 * 1024, .dflt = "19MiB"),
@@ -1757,7 +1926,88 @@ static const struct cfg_key audit_keys[] = {
 #undef AUE
 static const struct cfg_map audit_map = {MAP_OF(audit_keys), .finish = finish_audit};
 
+/* The allow-list entries as CIDRs, and the schedule as milliseconds (the
+ * default when absent), each error at its list item. */
+static const char *const default_schedule[] = {"0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"};
+
+static int finish_webhooks(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_webhooks *w = obj;
+    yaml_node_t *an = node ? map_get(ctx, node, "allow_private") : NULL;
+    yaml_node_t *sn = node ? map_get(ctx, node, "schedule") : NULL;
+    size_t n;
+
+    if (node) w->pos = pos_of(node);
+    if (w->nallow_private > 64) return fail(ctx, an, "allow_private has at most 64 entries");
+    if (w->nallow_private) {
+        w->allow = calloc(w->nallow_private, sizeof(*w->allow));
+        if (w->allow == NULL) return fail(ctx, an, "out of memory");
+    }
+    for (size_t i = 0; i < w->nallow_private; i++) {
+        if (gh_hooks_cidr_parse(w->allow_private[i], &w->allow[i]) != GH_OK) {
+            size_t old = path_push_key(ctx, "allow_private");
+            path_push_index(ctx, i);
+            int rc = fail(ctx, an ? seq_item(ctx, an, i) : NULL,
+                          "\"%s\" is not an address or a CIDR (\"127.0.0.1\", \"10.0.0.0/8\")",
+                          w->allow_private[i]);
+            path_pop(ctx, old);
+            return rc;
+        }
+    }
+    n = w->nschedule ? w->nschedule : NELEM(default_schedule);
+    if (n > 32) return fail(ctx, sn, "schedule has at most 32 entries");
+    w->schedule_ms = calloc(n, sizeof(*w->schedule_ms));
+    if (w->schedule_ms == NULL) return fail(ctx, sn, "out of memory");
+    w->nschedule_ms = n;
+    for (size_t i = 0; i < n; i++) {
+        const char *text = w->nschedule ? w->schedule[i] : default_schedule[i];
+        if (gh_config_parse_duration_ms(text, &w->schedule_ms[i]) != GH_OK ||
+            w->schedule_ms[i] > 7ull * 24 * 3600 * 1000) {
+            size_t old = path_push_key(ctx, "schedule");
+            path_push_index(ctx, i);
+            int rc = fail(ctx, sn ? seq_item(ctx, sn, i) : NULL,
+                          "\"%s\" is not a duration of at most 7d (\"0s\", \"5s\", \"5m\")", text);
+            path_pop(ctx, old);
+            return rc;
+        }
+    }
+    return GH_OK;
+}
+
+#define WH struct gh_config_webhooks
+static const struct cfg_key webhooks_keys[] = {
+    LIST("allow_private", t_strlist, WH, allow_private, nallow_private),
+    KEY("timeout", t_duration, WH, timeout_ms, .min = 100, .max = 120000, .dflt = "15s"),
+    LIST("schedule", t_strlist, WH, schedule, nschedule),
+    KEY("jitter", t_ratio, WH, jitter, .dflt = "0.1"),
+    KEY("disable_after", t_duration64, WH, disable_after_ms, .min = 1000, .dflt = "5d"),
+    KEY("concurrency", t_u32, WH, concurrency, .min = 1, .max = 1024, .dflt = "64"),
+    KEY("rotation_grace", t_duration64, WH, rotation_grace_ms, .min = 0, .max = 2592000000ull,
+        .dflt = "24h"),
+    KEY("max_payload", t_size32, WH, max_payload, .min = 16, .max = 1048576, .dflt = "64KiB"),
+};
+#undef WH
+static void release_webhooks(const struct cfg_key *key, void *obj)
+{
+    struct gh_config_webhooks *w = (void *)((char *)obj + key->off);
+    free(w->allow);
+    w->allow = NULL;
+    free(w->schedule_ms);
+    w->schedule_ms = NULL;
+    release_sub(key, obj);
+}
+static const struct cfg_type t_webhooks = {"a mapping", YAML_MAPPING_NODE, set_map,
+                                           release_webhooks};
+static const struct cfg_map webhooks_map = {MAP_OF(webhooks_keys), .finish = finish_webhooks};
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define IW struct gh_config_inbound_webhooks
+static const struct cfg_key inbound_webhooks_keys[] = {
+    KEY("replay_keys", t_u32, IW, replay_keys, .min = 2048, .max = 1u << 26, .dflt = "262144"),
+};
+#undef IW
+static const struct cfg_map inbound_webhooks_map = {MAP_OF(inbound_webhooks_keys)};
 
 static const struct cfg_key root_keys[] = {
     KEY("workers", t_workers, struct gh_config, workers, .min = 1, .max = 1024, .dflt = "auto"),
@@ -1780,6 +2030,11 @@ static const struct cfg_key root_keys[] = {
     KEY("store", t_map, struct gh_config, store, .sub = &store_map),
     KEY("auth", t_map, struct gh_config, auth, .sub = &auth_map),
     KEY("audit", t_map, struct gh_config, audit, .sub = &audit_map),
+    KEY("secrets", t_map, struct gh_config, secrets, .sub = &secrets_map),
+    KEY("inbound_webhooks", t_map, struct gh_config, inbound_webhooks,
+        .sub = &inbound_webhooks_map),
+    KEY("webhooks", t_webhooks, struct gh_config, webhooks, .flags = KEY_DEFAULTS,
+        .sub = &webhooks_map),
 };
 static const struct cfg_map root_map = {MAP_OF(root_keys)};
 
@@ -1876,7 +2131,7 @@ static int walk_map(struct cfg_ctx *ctx, yaml_node_t *node, const struct cfg_map
         }
         if (key->dflt != NULL) {
             rc = set_default(ctx, key, obj);
-        } else if (key->type == &t_map) {
+        } else if (key->type == &t_map || (key->flags & KEY_DEFAULTS)) {
             old = path_push_key(ctx, key->name);
             rc = set_map(ctx, NULL, key, obj);
             path_pop(ctx, old);
@@ -1892,6 +2147,18 @@ out:
 }
 
 /* ---- Checks across the whole file ------------------------------------------ */
+
+/* The local master key file defaults to "<store file>.master": beside the
+ * store it protects, wherever the store was put. */
+static int default_master_key_file(struct gh_config *cfg, struct gh_err *err)
+{
+    if (cfg->secrets.master_key_file != NULL || cfg->store.sqlite == NULL) return GH_OK;
+    if (asprintf(&cfg->secrets.master_key_file, "%s.master", cfg->store.sqlite) < 0) {
+        cfg->secrets.master_key_file = NULL;
+        return gh_err_set(err, cfg->file, 0, 0, "out of memory");
+    }
+    return GH_OK;
+}
 
 static bool same_addr(const struct gh_config_addr *a, const struct gh_config_addr *b)
 {
@@ -2088,7 +2355,9 @@ static int load(const char *name, const char *base_dir, const char *data, size_t
         gh_err_set(err, name, 0, 0, "cannot compute the SHA-256 of the configuration");
         goto out;
     }
+    ctx.cfg = cfg;
     if (walk_map(&ctx, root, &root_map, cfg) != GH_OK) goto out;
+    if (default_master_key_file(cfg, err) != GH_OK) goto out;
     if (check_listens(&ctx, root, cfg) != GH_OK) goto out;
     if (check_routes(&ctx, root, cfg) != GH_OK) goto out;
     if (check_limits(&ctx, root, cfg) != GH_OK) goto out;
@@ -2206,7 +2475,9 @@ int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config 
     /* Defaults come from the same tables as for a file; only the lists are
      * built here. */
     if ((cfg->file = strdup("demo")) == NULL) goto nomem;
+    ctx.cfg = cfg;
     if (walk_map(&ctx, NULL, &root_map, cfg) != GH_OK) goto fail;
+    if (default_master_key_file(cfg, err) != GH_OK) goto fail;
 
     cfg->listens = calloc(1, sizeof(*cfg->listens));
     if (cfg->listens == NULL) goto nomem;
@@ -2281,6 +2552,12 @@ void gh_config_free(struct gh_config *cfg)
 {
     if (cfg == NULL) return;
     release_map(&root_map, cfg);
+    for (size_t i = 0; i < cfg->nsecret_refs; i++) {
+        free(cfg->secret_refs[i].name);
+        free(cfg->secret_refs[i].key);
+    }
+    free(cfg->secret_refs);
+    free(cfg->warnings);
     free(cfg->file);
     free(cfg);
 }

@@ -179,6 +179,26 @@ struct gh_config_route_audit {
     int8_t strict;     /* -1: audit.mode decides; 0 async; 1 strict */
 };
 
+/* A route's `webhook_verify` (issue 7): the request must carry a valid
+ * signature of its whole body (src/hooks/inbound.h, docs/webhooks-inbound.md). */
+struct gh_config_webhook_verify {
+    bool enabled;   /* the mapping is present */
+    char *format;   /* "standard" | "github" | "stripe" */
+    int format_id;  /* enum gh_wh_format */
+    char *secret;   /* resolved secret (env:, file: or the value) */
+    char **secrets; /* more secrets, for rotation; resolved */
+    size_t nsecrets;
+    uint32_t tolerance_ms;     /* timestamp skew allowed either way, default 5m */
+    uint32_t replay_window_ms; /* GitHub: how long a delivery id is remembered, default 10m */
+    uint64_t max_body;         /* bytes buffered for the check, default 1MiB; over it: 413 */
+    struct gh_config_pos pos;
+};
+
+/* `inbound_webhooks:` (issue 7): process-wide settings of the verify stage. */
+struct gh_config_inbound_webhooks {
+    uint32_t replay_keys; /* slots of the replay table, default 262144; read at start only */
+};
+
 struct gh_config_route {
     char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
     char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
@@ -202,6 +222,7 @@ struct gh_config_route {
     char *on_redis_error; /* the default for this route's rules and its tenants' plan rules */
     enum gh_redis_fallback fallback;
     struct gh_config_route_audit audit; /* `audit: true` or `audit: {...}` */
+    struct gh_config_webhook_verify webhook_verify;
     struct gh_config_pos pos;
 };
 
@@ -311,6 +332,39 @@ struct gh_config_store {
     uint32_t pool;  /* PostgreSQL connections; default 8 */
 };
 
+/* `secrets.pkcs11` (issue 7): a PKCS#11 token holds the master keys. */
+struct gh_config_pkcs11 {
+    char *module;      /* the module to dlopen, e.g. /usr/lib/softhsm/libsofthsm2.so */
+    char *token_label; /* the token, by label */
+    char *pin;         /* resolved user PIN (env:/file:/literal; not secret:) */
+    char *key_label;   /* master keys are "<key_label>-v<N>"; default "gatehouse-kek" */
+};
+
+/* `secrets:` (issue 7, docs/secrets.md): who holds the master keys. */
+struct gh_config_secrets {
+    char *provider;        /* "local" (default) | "pkcs11" */
+    char *master_key_file; /* local: default "<store.sqlite>.master" */
+    struct gh_config_pkcs11 pkcs11;
+    struct gh_config_pos pos; /* of the block, or 0:0 when absent */
+};
+
+/* A `secret:NAME` reference in the file: resolved once the store and the
+ * secrets are open (gh_secrets_resolve_config), from secret (system,
+ * "config/NAME"). Until then *field is NULL. */
+struct gh_config_secret_ref {
+    char **field;   /* the config field the value goes to */
+    char *name;     /* NAME, without "config/" */
+    char *key;      /* where it was: "upstreams.api.identity_secret" */
+    size_t min_len; /* the key's shortest accepted value */
+    struct gh_config_pos pos;
+};
+
+/* Something `gatehouse check` reports without refusing the file. */
+struct gh_config_warning {
+    struct gh_config_pos pos;
+    char msg[256];
+};
+
 struct gh_config_argon2 {
     uint32_t memory_bytes; /* default 19 MiB */
     uint32_t iterations;   /* default 2 */
@@ -353,6 +407,25 @@ struct gh_config_auth {
     struct gh_config_tokens tokens;
 };
 
+/* `webhooks:` (issue 7, docs/webhooks.md): outbound deliveries. */
+struct gh_hooks_cidr;
+struct gh_config_webhooks {
+    char **allow_private; /* addresses or CIDRs that deliveries may reach although private */
+    size_t nallow_private;
+    struct gh_hooks_cidr *allow; /* allow_private, parsed (nallow_private entries) */
+    uint32_t timeout_ms;         /* one attempt, connect to last byte; default 15s */
+    char **schedule;             /* as written; default 0s 5s 5m 30m 2h 5h 10h 10h */
+    size_t nschedule;
+    uint64_t *schedule_ms; /* parsed: delay before attempt i+1 (nschedule_ms entries) */
+    size_t nschedule_ms;
+    double jitter;              /* +/- this fraction of each delay; default 0.1 */
+    uint64_t disable_after_ms;  /* failing continuously this long disables an endpoint; 5d */
+    uint32_t concurrency;       /* deliveries in flight; default 64 */
+    uint64_t rotation_grace_ms; /* old and new keys both sign this long; default 24h */
+    uint32_t max_payload;       /* bytes of a published payload; default 64KiB */
+    struct gh_config_pos pos;
+};
+
 struct gh_config {
     char *file;         /* path it was loaded from */
     uint8_t sha256[32]; /* hash of the file's bytes (for metrics and logs) */
@@ -374,6 +447,13 @@ struct gh_config {
     struct gh_config_store store;
     struct gh_config_auth auth;
     struct gh_config_audit audit;
+    struct gh_config_secrets secrets;
+    struct gh_config_secret_ref *secret_refs; /* `secret:NAME` values still to resolve */
+    size_t nsecret_refs;
+    struct gh_config_warning *warnings; /* e.g. a literal secret in the file */
+    size_t nwarnings;
+    struct gh_config_inbound_webhooks inbound_webhooks;
+    struct gh_config_webhooks webhooks;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
 };

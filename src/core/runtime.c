@@ -10,8 +10,11 @@
 
 #include "audit/audit.h"
 #include "audit/archiver.h"
+#include "hooks/replay.h"
 #include "auth/service.h"
 #include "limits/limits.h"
+#include "hooks/dispatcher.h"
+#include "secrets/secrets.h"
 #include "telemetry/tracer.h"
 #include "core/clock.h"
 #include "store/store.h"
@@ -106,6 +109,11 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
     if (strcmp(gh_runtime_store_label(old), gh_runtime_store_label(cfg)) != 0 ||
         (old->store.postgres && strcmp(old->store.postgres, cfg->store.postgres) != 0))
         gh_log_warn("reload: store changed; takes effect at the next restart");
+    if (strcmp(old->secrets.provider, cfg->secrets.provider) != 0 ||
+        (old->secrets.master_key_file && cfg->secrets.master_key_file &&
+         strcmp(old->secrets.master_key_file, cfg->secrets.master_key_file) != 0))
+        gh_log_warn("reload: secrets (provider or master key) changed; takes effect at the next "
+                    "restart");
     if (old->limits.redis_backend != cfg->limits.redis_backend ||
         old->redis.enabled != cfg->redis.enabled ||
         (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
@@ -150,7 +158,8 @@ int gh_runtime_reload(struct gh_runtime *rt)
         return GH_OK;
     }
     if (gh_config_load(rt->config_path, &cfg, &err) != GH_OK ||
-        check_restart_only(rt->snap->cfg, cfg, &err) != GH_OK) {
+        check_restart_only(rt->snap->cfg, cfg, &err) != GH_OK ||
+        gh_secrets_resolve_config(rt->secrets, cfg, &err) != GH_OK) {
         gh_config_free(cfg);
         goto fail;
     }
@@ -164,6 +173,7 @@ int gh_runtime_reload(struct gh_runtime *rt)
     rt->generation++;
     apply_log_level(snap->cfg);
     gh_tracer_configure(rt->tracer, snap->cfg);
+    gh_hooks_dispatcher_configure(rt->hooks, &snap->cfg->webhooks);
     gh_audit_service_configure(rt->audit, snap->cfg);
     gh_audit_archiver_configure(rt->archiver, snap);
     publish(rt, snap);
@@ -224,6 +234,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
                      struct gh_err *err)
 {
     sigset_t block, old;
+    size_t sealed = 0;
     int started = 0;
 
     memset(rt, 0, sizeof(*rt));
@@ -236,21 +247,36 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->config_path = config_path ? strdup(config_path) : NULL;
     rt->started_wall_ms = gh_wall_ms();
     apply_log_level(cfg);
+    /* The store and the secrets before the snapshot: `secret:NAME` values
+     * are resolved into <cfg> before anything is built from it. */
+    if (gh_runtime_open_store(cfg, &rt->store, err) != GH_OK ||
+        (rt->secrets = gh_secrets_open_ex(cfg, rt->store, GH_SECRETS_CREATE_MASTER, err)) == NULL ||
+        gh_secrets_resolve_config(rt->secrets, cfg, err) != GH_OK ||
+        gh_secrets_seal_store_keys(rt->secrets, &sealed, err) != GH_OK) {
+        gh_config_free(cfg);
+        return GH_ERROR;
+    }
     rt->generation = 1;
     rt->snap = gh_snapshot_new(cfg, rt->generation, err);
     if (rt->snap == NULL) return GH_ERROR;
     rt->metrics = gh_metrics_new();
     if (rt->metrics == NULL || gh_metrics_bind(rt->metrics, rt->snap, err) != GH_OK)
         return gh_err_set(err, NULL, 0, 0, "out of memory");
+    /* Always made, sized at start (a reload keeps it, and what it holds): a
+     * reload may add the first webhook_verify route. Its pages are only
+     * touched as ids are recorded. */
+    rt->wh_replay = gh_replay_new(rt->snap->cfg->inbound_webhooks.replay_keys);
+    if (rt->wh_replay == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
     if (rt->main_base == NULL) return gh_err_set(err, NULL, 0, 0, "event_base_new failed");
-    if (gh_runtime_open_store(rt->snap->cfg, &rt->store, err) != GH_OK) return GH_ERROR;
     /* Before the workers: each takes its ring. */
     if (rt->snap->cfg->audit.enabled) {
         rt->audit = gh_audit_service_new(rt->snap->cfg, rt->store, rt->snap->cfg->workers, err);
-        if (rt->audit == NULL || gh_audit_service_start(rt->audit, err) != GH_OK) return GH_ERROR;
+        if (rt->audit == NULL) return GH_ERROR;
+        gh_audit_service_set_secrets(rt->audit, rt->secrets);
+        if (gh_audit_service_start(rt->audit, err) != GH_OK) return GH_ERROR;
         /* Retention runs on its own thread (archiver.h), after the writer
          * loaded its heads. */
         rt->archiver = gh_audit_archiver_start(rt->store, rt->snap, err);
@@ -260,6 +286,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
         .algorithm = rt->snap->cfg->auth.tokens.algorithm,
         .rotate_every_ms = rt->snap->cfg->auth.tokens.rotate_every_ms,
         .ttl_ms = rt->snap->cfg->auth.tokens.ttl_ms,
+        .secrets = rt->secrets,
     };
     rt->auth = gh_auth_service_start(rt->store, rt->snap->cfg->auth.verify_threads, &tp,
                                      publish_keydir, rt, err);
@@ -307,6 +334,9 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     if (auth_rc != GH_OK) return GH_ERROR;
     if (gh_limits_service_start(rt->limits, err) != GH_OK) return GH_ERROR;
     if (gh_tracer_start(rt->tracer, err) != GH_OK) return GH_ERROR;
+    rt->hooks =
+        gh_hooks_dispatcher_start(rt->store, rt->secrets, rt->audit, &rt->snap->cfg->webhooks, err);
+    if (rt->hooks == NULL) return GH_ERROR;
 
     atomic_store(&rt->ready, true);
     for (size_t i = 0; i < rt->snap->cfg->nlistens; i++)
@@ -345,6 +375,8 @@ void gh_runtime_release(struct gh_runtime *rt)
     /* After the workers: they write into its rings. */
     gh_tracer_free(rt->tracer);
     rt->tracer = NULL;
+    gh_hooks_dispatcher_free(rt->hooks); /* before the audit service, the secrets and the store */
+    rt->hooks = NULL;
     /* After the workers (they unbound) and the limits flusher (its last
      * flush may submit quota events), before the store: the writer
      * commits what is queued. */
@@ -352,11 +384,15 @@ void gh_runtime_release(struct gh_runtime *rt)
     rt->archiver = NULL;
     gh_audit_service_free(rt->audit);
     rt->audit = NULL;
+    gh_secrets_close(rt->secrets); /* after every thread that may open a secret */
+    rt->secrets = NULL;
     if (rt->store) gh_store_close(rt->store);
     rt->store = NULL;
     gh_accesslog_close(rt->alog);
     rt->alog = NULL;
     gh_metrics_free(rt->metrics); /* after the workers: they count into it */
+    gh_replay_free(rt->wh_replay);
+    rt->wh_replay = NULL;
     rt->metrics = NULL;
     if (rt->sig_hup) event_free(rt->sig_hup);
     if (rt->sig_term) event_free(rt->sig_term);

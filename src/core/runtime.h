@@ -18,10 +18,12 @@
 
 struct gh_accesslog;
 struct gh_store;
+struct gh_secrets;
 struct gh_auth_service;
 struct gh_metrics;
 struct gh_audit_service;
 struct gh_audit_archiver;
+struct gh_hooks_dispatcher;
 
 struct gh_runtime {
     char *config_path; /* NULL for the built-in demo config */
@@ -34,12 +36,15 @@ struct gh_runtime {
     bool admin_running;
     struct gh_accesslog *alog;
     struct gh_store *store;             /* opened and migrated at start */
+    struct gh_secrets *secrets;         /* the master key provider, opened after the store */
     struct gh_auth_service *auth;       /* key directory refresh, Argon2, last_used */
     struct gh_limits_service *limits;   /* rate-limit tables, quotas and their flusher */
     struct gh_tracer *tracer;           /* trace rings and the dispatcher thread (OTLP export) */
+    struct gh_hooks_dispatcher *hooks;  /* webhook deliveries' thread (gh-webhooks) */
     struct gh_metrics *metrics;         /* name registry, sticky tenants, trace counters */
     struct gh_audit_archiver *archiver; /* audit retention's thread; NULL when audit is off */
     struct gh_audit_service *audit;     /* audit writer and rings; NULL when audit is off */
+    struct gh_replay *wh_replay;        /* inbound webhook ids already accepted (all workers) */
     _Atomic bool ready;                 /* listeners up, config loaded, not draining */
     _Atomic int running_workers;
     _Atomic uint64_t reloads_ok;

@@ -22,6 +22,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "hooks/stage.h"
 #include "http/conn.h"
 #include "proxy/pool.h"
 #include "telemetry/accesslog.h"
@@ -386,6 +387,8 @@ void gh_worker_release(struct gh_worker *w)
         free(w->cur);
         w->cur = NULL;
     }
+    gh_inbound_worker_free(w->wh);
+    w->wh = NULL;
     while (w->free_reqs) {
         struct gh_req *r = w->free_reqs;
         w->free_reqs = r->next_free;

@@ -29,6 +29,7 @@ struct gh_trace_worker;
 struct gh_verify_job;
 struct gh_metrics_worker;
 struct gh_audit_worker;
+struct gh_wh_worker;
 
 struct gh_listener {
     struct gh_worker *worker;
@@ -96,6 +97,10 @@ struct gh_worker {
 
     /* Metrics (src/telemetry/metrics.h): NULL for the admin worker. */
     struct gh_metrics_worker *metrics;
+
+    /* Inbound webhook checks (src/hooks/stage.c): this thread's keyed HMAC
+     * contexts per verify route, made at a route's first check. */
+    struct gh_wh_worker *wh;
 };
 
 /* Creates the worker's loop and listeners (one SO_REUSEPORT socket per

@@ -448,10 +448,10 @@ void gh_conn_reply_error(struct gh_conn *c, int status, const char *code, bool c
     gh_conn_reply_error_ex(c, status, code, close, NULL);
 }
 
-void gh_conn_reply_error_ex(struct gh_conn *c, int status, const char *code, bool close,
-                            const char *extra)
+static void reply_error(struct gh_conn *c, int status, const char *code, const char *message,
+                        bool close, const char *extra)
 {
-    char body[256];
+    char body[512];
     struct gh_jsonw jw;
     struct gh_req *r = c->req;
 
@@ -463,6 +463,10 @@ void gh_conn_reply_error_ex(struct gh_conn *c, int status, const char *code, boo
     gh_jsonw_init(&jw, body, sizeof(body));
     gh_jsonw_lit(&jw, "{\"error\":");
     gh_jsonw_str(&jw, gh_str_cstr(code));
+    if (message) {
+        gh_jsonw_lit(&jw, ",\"message\":");
+        gh_jsonw_str(&jw, gh_str_cstr(message));
+    }
     gh_jsonw_lit(&jw, ",\"request_id\":");
     gh_jsonw_str(&jw, r ? gh_str_make(r->id, r->id_len) : GH_STR_LIT(""));
     gh_jsonw_lit(&jw, "}\n");
@@ -470,6 +474,18 @@ void gh_conn_reply_error_ex(struct gh_conn *c, int status, const char *code, boo
     if (close) c->want_close = true;
     if (r && c->state != GH_CONN_ACTIVE) c->state = GH_CONN_ACTIVE;
     gh_conn_reply_ex(c, status, "application/json", body, jw.len, extra);
+}
+
+void gh_conn_reply_error_ex(struct gh_conn *c, int status, const char *code, bool close,
+                            const char *extra)
+{
+    reply_error(c, status, code, NULL, close, extra);
+}
+
+void gh_conn_reply_error_msg(struct gh_conn *c, int status, const char *code, const char *message,
+                             bool close)
+{
+    reply_error(c, status, code, message, close, NULL);
 }
 
 void gh_conn_response_queued(struct gh_conn *c)
@@ -901,6 +917,125 @@ int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body)
     *body = gh_str_make(r->body_copy, (size_t)len);
     r->body_collected = true;
     r->body_slice = *body;
+    return 1;
+}
+
+/* RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits for
+ * it before the body. Returns false when the connection was closed. */
+static bool send_continue(struct gh_req *r)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct gh_conn *c = r->conn;
+
+    if (!r->head.expect_continue || r->continue_sent || r->body_done || c->in.end != r->body_pos)
+        return true;
+    if (gh_buf_acquire(&c->out, &c->worker->bufpool) != 0 ||
+        gh_buf_append(&c->out, cont, sizeof(cont) - 1) != 0)
+        return true; /* the client sends its body anyway after a while */
+    r->continue_sent = true;
+    return gh_conn_flush(c);
+}
+
+/* Room for <need> bytes at r->body_copy: doubling from 4 KiB, never past
+ * <max> (the caller checked need <= max). */
+static int body_reserve(struct gh_req *r, uint64_t need, uint64_t max)
+{
+    uint64_t cap = r->body_copy_cap ? r->body_copy_cap : 4096;
+    char *p;
+
+    if (need <= r->body_copy_cap) return GH_OK;
+    while (cap < need)
+        cap *= 2;
+    if (cap > max) cap = max;
+    p = realloc(r->body_copy, (size_t)cap);
+    if (p == NULL) return GH_ERROR;
+    r->body_copy = p;
+    r->body_copy_cap = cap;
+    return GH_OK;
+}
+
+/* Decodes the chunked body bytes that arrived into r->body_copy. Returns 1
+ * at the end of the body, 2 when more must come, 0 after answering. */
+static int buffer_chunked(struct gh_req *r, uint64_t max)
+{
+    struct gh_conn *c = r->conn;
+    uint32_t avail = c->in.end - r->body_pos;
+    size_t off = 0;
+    int rc = 2;
+
+    while (off < avail && rc == 2) {
+        struct gh_http_error err;
+        size_t consumed = 0;
+        gh_str span;
+        enum gh_chunk_event ev = gh_chunked_next(&r->req_chunked, c->in.data + r->body_pos + off,
+                                                 avail - off, &consumed, &span, &err);
+        if (ev == GH_CHUNK_DATA) {
+            if (r->body_have + span.len > max) {
+                err.status = 413, err.code = "body_too_large";
+                ev = GH_CHUNK_ERROR;
+            } else if (body_reserve(r, r->body_have + span.len, max) != GH_OK) {
+                err.status = 500, err.code = "internal_error";
+                ev = GH_CHUNK_ERROR;
+            } else {
+                memcpy(r->body_copy + r->body_have, span.ptr, span.len);
+                r->body_have += span.len;
+            }
+        }
+        off += consumed;
+        if (ev == GH_CHUNK_ERROR) {
+            r->bytes_in += off;
+            gh_conn_body_consumed(c, (uint32_t)off);
+            r->body_done = true; /* nothing more is read for this request */
+            r->collect_body = false;
+            gh_conn_reply_error(c, err.status, err.code, true);
+            return 0;
+        }
+        if (ev == GH_CHUNK_DONE) rc = 1;
+        if (ev == GH_CHUNK_NEED_MORE) break;
+    }
+    r->bytes_in += off;
+    gh_conn_body_consumed(c, (uint32_t)off);
+    return rc;
+}
+
+int gh_conn_buffer_body(struct gh_req *r, uint64_t max, gh_str *body)
+{
+    struct gh_conn *c = r->conn;
+    int rc;
+
+    *body = GH_STR_NULL;
+    if (r->body_collected) {
+        *body = r->body_slice;
+        return 1;
+    }
+    if (r->head.framing.body == GH_BODY_NONE) {
+        r->body_collected = true;
+        r->body_slice = *body;
+        return 1;
+    }
+    if (r->head.framing.body == GH_BODY_LENGTH && r->head.framing.content_length > max) {
+        gh_conn_reply_error(c, 413, "body_too_large", true);
+        return 0;
+    }
+    if (!send_continue(r)) return 0;
+    if (r->head.framing.body == GH_BODY_LENGTH) {
+        rc = gh_conn_collect_body(r, (uint32_t)max, body);
+        if (rc == 1) r->body_buffered = true;
+        return rc;
+    }
+    rc = buffer_chunked(r, max);
+    if (rc == 2) {
+        r->collect_body = true;
+        gh_sock_want_read(&c->sock, true);
+        return 2;
+    }
+    if (rc == 0) return 0;
+    r->collect_body = false;
+    r->body_done = true;
+    r->body_buffered = true;
+    r->body_collected = true;
+    r->body_slice = gh_str_make(r->body_copy ? r->body_copy : "", (size_t)r->body_have);
+    *body = r->body_slice;
     return 1;
 }
 

@@ -87,6 +87,10 @@ struct gh_req {
     gh_str body_slice;
     char *body_copy; /* the body gathered so far, when it did not fit */
     uint64_t body_have;
+    uint64_t body_copy_cap; /* gh_conn_buffer_body: bytes allocated at body_copy */
+    bool body_buffering;    /* gh_conn_buffer_body is gathering (any framing) */
+    bool body_buffered;     /* the proxy sends body_slice, with Content-Length */
+    uint64_t body_sent;     /* bytes of body_slice written upstream (this attempt) */
 
     /* Upstream exchange (owned by the proxy). */
     struct gh_pool *pool;
@@ -220,6 +224,9 @@ void gh_conn_reply_error(struct gh_conn *c, int status, const char *code, bool c
 /* Same, with <extra> header lines ("Name: value\r\n"...) added. */
 void gh_conn_reply_error_ex(struct gh_conn *c, int status, const char *code, bool close,
                             const char *extra);
+/* Same, with a "message" for people (no secrets: it goes to the client). */
+void gh_conn_reply_error_msg(struct gh_conn *c, int status, const char *code, const char *message,
+                             bool close);
 
 /* Answers the current request with a complete response. <body> is copied. */
 void gh_conn_reply(struct gh_conn *c, int status, const char *content_type, const char *body,
@@ -254,6 +261,14 @@ void gh_conn_body_consumed(struct gh_conn *c, uint32_t n);
  * rest has arrived), or 0 after answering an error (411 for chunked bodies,
  * 413 over <max>). */
 int gh_conn_collect_body(struct gh_req *r, uint32_t max, gh_str *body);
+
+/* Stages that must see the whole body before anything goes upstream (the
+ * webhook check): like gh_conn_collect_body, but chunked bodies are decoded
+ * too (trailers are dropped), "100 Continue" is sent first when the client
+ * asked for it, and the body, up to <max> bytes (413 beyond), is then
+ * forwarded by the proxy from memory with a Content-Length (req->
+ * body_buffered). Returns 1 with <body>, 2 to suspend, 0 after answering. */
+int gh_conn_buffer_body(struct gh_req *r, uint64_t max, gh_str *body);
 
 /* ---- responses the gateway streams itself (the admin API's audit export) ----
  *

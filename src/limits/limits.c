@@ -18,10 +18,12 @@
 #include "core/log.h"
 #include "core/snapshot.h"
 #include "core/worker.h"
+#include "hooks/events.h"
 #include "http/conn.h"
 #include "limits/gcra.h"
 #include "limits/gcra_script.h"
 #include "limits/inflight.h"
+#include "store/store.h"
 #include "limits/ltable.h"
 #include "limits/quota.h"
 #include "limits/redis.h"
@@ -41,6 +43,7 @@ struct gh_limits_service {
     struct gh_inflight *inflight;
     struct gh_quota_table *quotas;
     struct gh_store *store;
+    struct gh_audit_service *audit; /* set before the flusher starts; may be NULL */
     struct gh_redis_script script;
     SSL_CTX *redis_tls;
     uint32_t flush_ms;
@@ -138,12 +141,30 @@ fail:
 }
 
 /* A threshold event, on the tenant's audit chain. */
-static void audit_quota_event(void *arg, const struct gh_store_limit_event *le)
+/* A quota threshold crossed (on the flusher thread, once per tenant,
+ * period, metric and threshold): the audit event, and the tenant's webhook
+ * event quota.warning (80 %) or quota.exceeded (100 %). The webhook event
+ * is stored with its deliveries; the dispatcher finds it at its next look
+ * at the queue. */
+static void quota_event(void *arg, const struct gh_store_limit_event *le)
 {
-    struct gh_audit_service *a = arg;
+    struct gh_limits_service *s = arg;
+    struct gh_audit_service *a = s->audit;
     struct gh_audit_event ev;
-    char res[GH_AUDIT_RESOURCE_SIZE], reason[32];
+    struct gh_err err = {0};
+    char res[GH_AUDIT_RESOURCE_SIZE], reason[32], payload[256];
 
+    snprintf(payload, sizeof(payload),
+             "{\"tenant_id\":\"%s\",\"metric\":\"%s\",\"period\":\"%s\",\"threshold\":%u,"
+             "\"value\":%llu,\"limit\":%llu}",
+             le->tenant_id, le->metric, le->period, le->threshold, (unsigned long long)le->value,
+             (unsigned long long)le->limit);
+    if (gh_store_valid_tenant_id(le->tenant_id) &&
+        gh_hooks_emit(s->store, NULL, le->tenant_id,
+                      le->threshold >= 100 ? "quota.exceeded" : "quota.warning", payload,
+                      &err) != GH_OK)
+        gh_log_warn("quota: cannot publish the webhook event of tenant %s: %s", le->tenant_id,
+                    err.msg);
     if (!gh_audit_wants(a, GH_AUDIT_KIND_LIMITS)) return;
     gh_audit_event_new(&ev);
     GH_AUDIT_SET(&ev, tenant, gh_str_cstr(le->tenant_id));
@@ -159,7 +180,9 @@ static void audit_quota_event(void *arg, const struct gh_store_limit_event *le)
 
 void gh_limits_service_set_audit(struct gh_limits_service *s, struct gh_audit_service *a)
 {
-    if (s && a) gh_quota_on_event(s->quotas, audit_quota_event, a);
+    if (s == NULL) return;
+    s->audit = a;
+    gh_quota_on_event(s->quotas, quota_event, s);
 }
 
 int gh_limits_service_start(struct gh_limits_service *s, struct gh_err *err)

@@ -58,7 +58,8 @@ struct gh_limits_service *gh_limits_service_new(const struct gh_config *cfg, str
 /* Starts the flusher thread. GH_OK or GH_ERROR. */
 int gh_limits_service_start(struct gh_limits_service *s, struct gh_err *err);
 /* Quota threshold events also go to the audit log through <a> (may be
- * NULL). Before gh_limits_service_start. */
+ * NULL) and, as quota.warning / quota.exceeded, to the tenant's webhook
+ * endpoints. Before gh_limits_service_start. */
 struct gh_audit_service;
 void gh_limits_service_set_audit(struct gh_limits_service *s, struct gh_audit_service *a);
 /* Stops the flusher after a last flush and frees everything. Workers must

@@ -98,8 +98,10 @@ static void fail(struct gh_req *r, enum gh_up_error why)
     }
     /* A refused connect: try the next endpoint once each. */
     if (pool_ok && why == GH_UPERR_REFUSED && (size_t)r->endpoint_tries + 1 < ups->npools &&
-        (r->head.framing.body == GH_BODY_NONE || r->body_left == r->head.framing.content_length) &&
-        !r->resp_head_done && r->req_chunked.total == 0) {
+        (r->body_buffered || ((r->head.framing.body == GH_BODY_NONE ||
+                               r->body_left == r->head.framing.content_length) &&
+                              r->req_chunked.total == 0)) &&
+        !r->resp_head_done) {
         r->endpoint_tries++;
         r->pool = ups->pools[(r->endpoint_first + r->endpoint_tries) % ups->npools];
         attempt(r);
@@ -250,13 +252,41 @@ static int build_request_head(struct gh_req *r, struct gh_upconn *u)
     }
     /* Room was reserved above (GH_TRACE_HEADERS_MAX). */
     u->out.end += (uint32_t)gh_trace_upstream_headers(r, u->out.data + u->out.end);
-    if (h->framing.body == GH_BODY_CHUNKED) PUT_LIT(&u->out, "Transfer-Encoding: chunked\r\n");
+    if (r->body_buffered && h->framing.body == GH_BODY_CHUNKED) {
+        /* Decoded into memory: the upstream gets it with its length. */
+        char cl[40];
+        int n = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", r->body_slice.len);
+        put(&u->out, cl, (size_t)n);
+    } else if (h->framing.body == GH_BODY_CHUNKED) {
+        PUT_LIT(&u->out, "Transfer-Encoding: chunked\r\n");
+    }
     if (ucfg(r)->keepalive == 0) PUT_LIT(&u->out, "Connection: close\r\n");
     PUT_LIT(&u->out, "\r\n");
     return 0;
 }
 
 /* ---- request body ---- */
+
+/* Body bytes of a buffered body (gh_conn_buffer_body) not yet written
+ * upstream in this attempt. */
+static uint64_t buffered_rest(const struct gh_req *r)
+{
+    return r->body_buffered ? r->body_slice.len - r->body_sent : 0;
+}
+
+/* A body already verified in memory: copied as it is, framed by the
+ * Content-Length that build_request_head wrote. */
+static void pump_buffered_body(struct gh_req *r)
+{
+    struct gh_upconn *u = r->up;
+    uint64_t n = buffered_rest(r);
+
+    if (n == 0 || u == NULL || u->state != GH_UP_READY) return;
+    gh_buf_compact(&u->out);
+    if (n > gh_buf_room(&u->out)) n = gh_buf_room(&u->out);
+    put(&u->out, r->body_slice.ptr + r->body_sent, (size_t)n);
+    r->body_sent += n;
+}
 
 /* Moves body bytes from conn->in to up->out, re-framed. */
 static bool pump_request_body(struct gh_req *r)
@@ -265,6 +295,10 @@ static bool pump_request_body(struct gh_req *r)
     struct gh_upconn *u = r->up;
     const uint64_t max_body = r->snap->cfg->limits.max_body_bytes;
 
+    if (r->body_buffered) {
+        pump_buffered_body(r);
+        return true;
+    }
     if (r->body_done || u == NULL || u->state != GH_UP_READY) return true;
     uint32_t avail = c->in.end - r->body_pos;
     if (avail == 0) return true;
@@ -361,6 +395,7 @@ static void attempt(struct gh_req *r)
     r->t_attempt = gh_now_ns();
     r->up_got_bytes = false;
     r->up_sent_all = false;
+    r->body_sent = 0; /* a buffered body goes again in full */
     if (!r->no_pool) u = gh_pool_take(r->pool);
     if (u) {
         r->up_reused = true;
@@ -444,6 +479,10 @@ static bool upstream_write(struct gh_req *r)
             return false;
         }
         gh_sock_want_write(&u->sock, false);
+        if (buffered_rest(r) > 0) {
+            pump_buffered_body(r); /* the output is empty: always makes progress */
+            continue;
+        }
         if (r->body_done) {
             if (!r->up_sent_all) {
                 r->up_sent_all = true;
@@ -904,7 +943,7 @@ void gh_proxy_upconn_event(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (what & EV_WRITE) {
-        if (gh_buf_len(&u->out) > 0 || !r->body_done) {
+        if (gh_buf_len(&u->out) > 0 || !r->body_done || buffered_rest(r) > 0) {
             if (!upstream_write(r)) return;
         } else if (u->sock.ssl) {
             /* A TLS read that wanted a write. */

@@ -7,10 +7,33 @@
 #include <ctype.h>
 #include <stdlib.h>
 
+#include "hooks/inbound.h"
+
 struct gh_router {
     struct gh_route *routes;
     size_t nroutes;
 };
+
+/* The route's verifier, from secrets the config load already checked. */
+static int make_verifier(struct gh_route *rt)
+{
+    const struct gh_config_webhook_verify *w = &rt->cfg->webhook_verify;
+    const char *all[GH_WH_MAX_SECRETS];
+    size_t n = 0;
+
+    if (w->secret) all[n++] = w->secret;
+    for (size_t i = 0; i < w->nsecrets && n < GH_WH_MAX_SECRETS; i++)
+        all[n++] = w->secrets[i];
+    rt->wh = malloc(sizeof(*rt->wh));
+    if (rt->wh == NULL) return GH_ERROR;
+    if (gh_wh_verifier_init(rt->wh, (enum gh_wh_format)w->format_id, all, n,
+                            (int64_t)(w->tolerance_ms / 1000), NULL) != GH_OK) {
+        free(rt->wh);
+        rt->wh = NULL;
+        return GH_ERROR;
+    }
+    return GH_OK;
+}
 
 struct gh_router *gh_router_new(const struct gh_config *cfg)
 {
@@ -27,6 +50,11 @@ struct gh_router *gh_router_new(const struct gh_config *cfg)
         rt->upstream_index = cfg->routes[i].upstream_index;
         rt->upstream = &cfg->upstreams[rt->upstream_index];
         rt->path_len = strlen(cfg->routes[i].path);
+        if (cfg->routes[i].webhook_verify.enabled && make_verifier(rt) != GH_OK) {
+            r->nroutes = i + 1;
+            gh_router_free(r);
+            return NULL;
+        }
     }
     r->nroutes = cfg->nroutes;
     return r;
@@ -35,6 +63,11 @@ struct gh_router *gh_router_new(const struct gh_config *cfg)
 void gh_router_free(struct gh_router *r)
 {
     if (r == NULL) return;
+    for (size_t i = 0; i < r->nroutes; i++) {
+        if (r->routes[i].wh == NULL) continue;
+        gh_wh_verifier_release(r->routes[i].wh);
+        free(r->routes[i].wh);
+    }
     free(r->routes);
     free(r);
 }

@@ -15,9 +15,11 @@ struct gh_route {
     const struct gh_config_upstream *upstream;
     size_t upstream_index;
     size_t path_len;
+    struct gh_wh_verifier *wh; /* webhook_verify: the route's secrets; NULL when off */
 };
 
 struct gh_router;
+struct gh_wh_verifier;
 
 /* Builds a router over <cfg>'s routes (which must outlive it). NULL on OOM. */
 struct gh_router *gh_router_new(const struct gh_config *cfg);

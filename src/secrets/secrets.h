@@ -27,6 +27,7 @@
 #ifndef GH_SECRETS_SECRETS_H
 #define GH_SECRETS_SECRETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,5 +66,88 @@ int gh_secrets_get(struct gh_secrets *s, const char *tenant, const char *name, v
 /* Removes secret (tenant, name); GH_STORE_NOT_FOUND when absent. */
 int gh_secrets_delete(struct gh_secrets *s, const char *tenant, const char *name,
                       struct gh_err *err);
+
+/* ---- Beyond the core four (added with the implementation) ---- */
+
+/* gh_secrets_open_ex flags. */
+enum {
+    /* First start (`gatehouse run`, `demo`): when the provider has no
+     * master key yet (no local file; no key on the token) AND the store
+     * holds no sealed secret, make version 1 (one log line). When sealed
+     * secrets exist, a missing master key is an error: a new key would
+     * orphan them. */
+    GH_SECRETS_CREATE_MASTER = 1u << 0,
+};
+struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_store *store,
+                                      unsigned flags, struct gh_err *err);
+
+/* `gatehouse secrets init`: makes master key version 1 (local: creates the
+ * master key file, refusing to overwrite one; pkcs11: generates the key on
+ * the token unless a version exists). GH_OK or GH_ERROR with <err>. */
+int gh_secrets_init(const struct gh_config *cfg, struct gh_err *err);
+
+/* The provider's name ("local", "pkcs11") and its current master key
+ * version. */
+const char *gh_secrets_provider(const struct gh_secrets *s);
+int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct gh_err *err);
+
+/* Resolves every `secret:NAME` of <cfg> (config.h, secret_refs) from
+ * secret (system, "config/NAME") into its field. GH_ERROR with <err> at the
+ * reference's file:line:col when one is missing or too short. */
+int gh_secrets_resolve_config(struct gh_secrets *s, struct gh_config *cfg, struct gh_err *err);
+
+/* ---- The gateway's own private keys (ownkeys.c) ----
+ * The audit key and the token signing keys are sealed as secrets of the
+ * system tenant ("audit-key/<id>", "signing-key/<kid>"); their table rows
+ * keep "secret:<name>" in the private_pem column instead of the PEM. */
+
+/* Seals <pem> as (system, <name>) and writes "secret:<name>" into <ref>
+ * (<size> bytes). */
+int gh_secrets_seal_ref(struct gh_secrets *s, const char *name, const char *pem, char *ref,
+                        size_t size, struct gh_err *err);
+
+/* Resolves a private_pem column into <out> (<cap> bytes, NUL-terminated):
+ * "secret:<name>" is opened from (system, <name>); a PEM (a row written
+ * before issue 7 and not sealed yet) is copied. <s> may be NULL when the
+ * column holds a PEM. The caller wipes <out>. */
+int gh_secrets_open_ref(struct gh_secrets *s, const char *column, char *out, size_t cap,
+                        struct gh_err *err);
+
+/* At start: seals every audit and signing key the store still holds in
+ * clear and replaces its column with the reference. Sets *sealed. */
+int gh_secrets_seal_store_keys(struct gh_secrets *s, size_t *sealed, struct gh_err *err);
+
+/* Master key rotation (rotate.c, docs/secrets.md). */
+struct gh_secrets_rotate_result;
+struct gh_secrets_rotate_opts {
+    size_t batch;   /* rows per transaction; 0 = 100 (at most 200) */
+    uint64_t limit; /* stop after this many rows, leaving it pending; 0 = no limit */
+    /* Called once the rotation is recorded (res->started says whether this
+     * call began it or resumed it), before any new master key version or
+     * row moves: the CLI audits it there. Anything but GH_OK stops the
+     * rotation (pending: a rerun resumes it) and is returned, with <err>
+     * set by the callback. May be NULL. */
+    int (*on_begin)(const struct gh_secrets_rotate_result *res, void *arg, struct gh_err *err);
+    void *arg;
+};
+struct gh_secrets_rotate_result {
+    uint32_t from_version, to_version;
+    bool started;       /* this call recorded the rotation (else it resumed one) */
+    bool finished;      /* every row is at to_version and the rotation is closed */
+    uint64_t rewrapped; /* rows this call moved */
+    uint64_t total;     /* rows the whole rotation moved so far */
+    uint64_t remaining; /* rows still under an older version (when not finished) */
+};
+
+/* Rotates the master key without stopping anyone: records the rotation
+ * (from the current version N to N + 1) in the store unless one is pending
+ * (then resumes it: same target), makes version N + 1 at the provider, and
+ * re-wraps every data key under it, <opts>->batch rows per transaction,
+ * each row only if no one changed it meanwhile. Values are never
+ * decrypted: only data keys are unwrapped and wrapped again. Readers keep
+ * working throughout (a row opens under whichever version wrapped it).
+ * Stops after <opts>->limit rows (pending; a rerun resumes). */
+int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotate_opts *opts,
+                             struct gh_secrets_rotate_result *res, struct gh_err *err);
 
 #endif

@@ -77,6 +77,49 @@ enum gh_sqlite_stmt {
     GH_SQ_AUDIT_ARCHIVE_INSERT,
     GH_SQ_AUDIT_ARCHIVES,
     GH_SQ_AUDIT_ARCHIVES_CHAIN,
+    GH_SQ_SECRET_PUT,
+    GH_SQ_SECRET_GET,
+    GH_SQ_SECRET_DELETE,
+    GH_SQ_SECRET_WALK,
+    GH_SQ_SECRET_WALK_TENANT,
+    GH_SQ_SECRET_VERSIONS,
+    GH_SQ_SECRET_STALE,
+    GH_SQ_SECRET_REWRAP,
+    GH_SQ_SECRET_ROT_GET,
+    GH_SQ_SECRET_ROT_START,
+    GH_SQ_SECRET_ROT_COUNT,
+    GH_SQ_SECRET_ROT_FINISH,
+    GH_SQ_AUDIT_KEY_SET_PRIVATE,
+    GH_SQ_SIGNING_SET_PRIVATE,
+    GH_SQ_HOOK_EP_INSERT,
+    GH_SQ_HOOK_EP_GET,
+    GH_SQ_HOOK_EP_LIST,
+    GH_SQ_HOOK_EP_UPDATE,
+    GH_SQ_HOOK_EP_DELETE,
+    GH_SQ_HOOK_EP_DEL_ATTEMPTS,
+    GH_SQ_HOOK_EP_DEL_DELIVERIES,
+    GH_SQ_HOOK_EP_SUBSCRIBED,
+    GH_SQ_HOOK_EP_OK,
+    GH_SQ_HOOK_EP_FAILING,
+    GH_SQ_HOOK_EP_DISABLE,
+    GH_SQ_HOOK_EP_GONE,
+    GH_SQ_HOOK_DLV_FAIL_EP,
+    GH_SQ_HOOK_MSG_FIND,
+    GH_SQ_HOOK_MSG_COUNT,
+    GH_SQ_HOOK_MSG_SET_COUNT,
+    GH_SQ_HOOK_MSG_INSERT,
+    GH_SQ_HOOK_DLV_INSERT,
+    GH_SQ_HOOK_DUE,
+    GH_SQ_HOOK_CLAIM,
+    GH_SQ_HOOK_ATTEMPT_INSERT,
+    GH_SQ_HOOK_DLV_SET,
+    GH_SQ_HOOK_DLV_LIST,
+    GH_SQ_HOOK_DLV_LIST_STATUS,
+    GH_SQ_HOOK_DLV_GET,
+    GH_SQ_HOOK_ATTEMPTS,
+    GH_SQ_HOOK_DLV_STATUS,
+    GH_SQ_HOOK_REPLAY,
+    GH_SQ_HOOK_PENDING,
     GH_SQ__COUNT
 };
 
@@ -86,6 +129,8 @@ enum gh_sqlite_stmt {
     "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
     "hash, body"
 #define GH_SQ_AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
+#define GH_SQ_SECRET_COLS                                                                          \
+    "tenant_id, name, ciphertext, nonce, wrapped_dek, kek_version, created_at, updated_at"
 #define GH_SQ_AUDIT_ARCHIVE_COLS                                                                   \
     "chain, first_seq, last_seq, prev_hash, last_hash, events, file, file_sha256, created_at"
 
@@ -272,5 +317,64 @@ int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err)
 int gh_sqlite__table_counts(struct gh_store *st, gh_store_count_cb cb, void *arg,
                             struct gh_err *err);
 int gh_sqlite__integrity_check(struct gh_store *st, char *problem, size_t size, struct gh_err *err);
+int gh_sqlite__secret_put(struct gh_store *st, const struct gh_store_secret *sec, int64_t now,
+                          struct gh_err *err);
+int gh_sqlite__secret_get(struct gh_store *st, const char *tenant_id, const char *name,
+                          struct gh_store_secret *out, struct gh_err *err);
+int gh_sqlite__secret_delete(struct gh_store *st, const char *tenant_id, const char *name,
+                             struct gh_err *err);
+int gh_sqlite__secrets_walk(struct gh_store *st, const char *tenant_id, gh_store_secret_cb cb,
+                            void *arg, struct gh_err *err);
+int gh_sqlite__secrets_versions(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
+                                struct gh_err *err);
+int gh_sqlite__secrets_stale(struct gh_store *st, uint32_t version, size_t limit,
+                             struct gh_store_secret *out, size_t *count, struct gh_err *err);
+int gh_sqlite__secrets_rewrap(struct gh_store *st, const struct gh_store_secret_rewrap *rw,
+                              size_t n, size_t *applied, struct gh_err *err);
+int gh_sqlite__secrets_rotation_begin(struct gh_store *st,
+                                      const struct gh_store_secrets_rotation *want,
+                                      struct gh_store_secrets_rotation *out, bool *started,
+                                      struct gh_err *err);
+int gh_sqlite__secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rotation *out,
+                                    struct gh_err *err);
+int gh_sqlite__private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                               const char *text, struct gh_err *err);
+int gh_sqlite__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int64_t now,
+                                       struct gh_err *err);
+
+int gh_sqlite__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                    struct gh_err *err);
+int gh_sqlite__hook_endpoint_get(struct gh_store *st, const char *tenant_id, const char *id,
+                                 struct gh_store_hook_endpoint *out, struct gh_err *err);
+int gh_sqlite__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
+                                  const struct gh_store_keyset *after, size_t limit,
+                                  struct gh_store_hook_endpoint *out, size_t *count, bool *more,
+                                  struct gh_err *err);
+int gh_sqlite__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                    struct gh_err *err);
+int gh_sqlite__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
+                                    struct gh_err *err);
+int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
+                            const char *type, const char *payload, size_t payload_len, int64_t now,
+                            int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
+int gh_sqlite__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
+                          gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
+int gh_sqlite__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
+                           int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
+                           void *arg, struct gh_err *err);
+int gh_sqlite__hook_delivery_list(struct gh_store *st, const char *tenant_id,
+                                  const char *endpoint_id, enum gh_store_delivery_status status,
+                                  int64_t after_id, size_t limit,
+                                  struct gh_store_hook_delivery *out, size_t *count, bool *more,
+                                  struct gh_err *err);
+int gh_sqlite__hook_delivery_get(struct gh_store *st, const char *tenant_id,
+                                 const char *endpoint_id, int64_t id,
+                                 struct gh_store_hook_delivery *out,
+                                 struct gh_store_hook_attempt *attempts, size_t max,
+                                 size_t *nattempts, struct gh_err *err);
+int gh_sqlite__hook_delivery_replay(struct gh_store *st, const char *tenant_id,
+                                    const char *endpoint_id, int64_t id, int64_t now,
+                                    struct gh_err *err);
+int gh_sqlite__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
 
 #endif

@@ -161,6 +161,101 @@ static const struct migration migrations[] = {
      "  created_at INTEGER NOT NULL,"
      "  PRIMARY KEY (chain, first_seq)"
      ") STRICT, WITHOUT ROWID;"},
+    {6,
+     /* Issue 7: sealed secrets (src/secrets, docs/secrets.md). A row holds
+      * only the ciphertext (value and GCM tag), its nonce, the data key
+      * wrapped by the master key, and that master key's version; the
+      * version index lets a rotation find the rows still to re-wrap. A
+      * rowid table, not WITHOUT ROWID: values reach 8 KiB. The single
+      * secrets_rotation row is the pending (or last) master key rotation,
+      * recorded before any row moves so that a rerun resumes it. */
+     "CREATE TABLE secrets ("
+     "  tenant_id TEXT NOT NULL,"
+     "  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 128),"
+     "  ciphertext BLOB NOT NULL,"
+     "  nonce BLOB NOT NULL CHECK (length(nonce) = 12),"
+     "  wrapped_dek BLOB NOT NULL,"
+     "  kek_version INTEGER NOT NULL CHECK (kek_version >= 1),"
+     "  created_at INTEGER NOT NULL,"
+     "  updated_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (tenant_id, name)"
+     ") STRICT;"
+     "CREATE INDEX secrets_by_version ON secrets (kek_version, tenant_id, name);"
+     "CREATE TABLE secrets_rotation ("
+     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+     "  from_version INTEGER NOT NULL,"
+     "  to_version INTEGER NOT NULL,"
+     "  started_at INTEGER NOT NULL,"
+     "  finished_at INTEGER NOT NULL DEFAULT 0,"
+     "  rewrapped INTEGER NOT NULL DEFAULT 0"
+     ") STRICT;"},
+    {7,
+     /* Issue 7: outbound webhooks (src/hooks, docs/webhooks.md). Endpoints
+      * keep their subscriptions as a JSON array (validated in C, as the
+      * keys' roles) and only the versions of their signing keys, which
+      * live in the secrets table. A message is stored once; each
+      * subscribed endpoint gets a delivery, and each try an attempt row.
+      * The dispatcher claims due deliveries through (status,
+      * next_attempt_at); "claimed" names the process that holds one, so a
+      * process that restarts after a crash claims again what its previous
+      * life held (at least once). Message ids are unique per tenant (a
+      * publisher's idempotency key); seq is the internal key; a message
+      * keeps its delivery count (the answer to a repeated id) rather than
+      * an index of deliveries by message, one page less per publish. */
+     "CREATE TABLE webhook_endpoints ("
+     "  id TEXT PRIMARY KEY,"
+     "  tenant_id TEXT NOT NULL REFERENCES tenants (id),"
+     "  url TEXT NOT NULL CHECK (length(url) BETWEEN 1 AND 2048),"
+     "  description TEXT NOT NULL DEFAULT '',"
+     "  events TEXT NOT NULL DEFAULT '[]',"
+     "  signing TEXT NOT NULL CHECK (signing IN ('hmac', 'ed25519')),"
+     "  public_key TEXT NOT NULL DEFAULT '',"
+     "  secret_version INTEGER NOT NULL CHECK (secret_version >= 1),"
+     "  prev_version INTEGER NOT NULL DEFAULT 0,"
+     "  prev_until INTEGER NOT NULL DEFAULT 0,"
+     "  status TEXT NOT NULL CHECK (status IN ('active', 'disabled')),"
+     "  failing_since INTEGER NOT NULL DEFAULT 0,"
+     "  disabled_reason TEXT NOT NULL DEFAULT '',"
+     "  created_at INTEGER NOT NULL,"
+     "  updated_at INTEGER NOT NULL"
+     ") STRICT;"
+     "CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant_id, created_at, id);"
+     "CREATE TABLE webhook_messages ("
+     "  seq INTEGER PRIMARY KEY,"
+     "  id TEXT NOT NULL,"
+     "  tenant_id TEXT NOT NULL,"
+     "  type TEXT NOT NULL,"
+     "  payload TEXT NOT NULL,"
+     "  deliveries INTEGER NOT NULL DEFAULT 0,"
+     "  created_at INTEGER NOT NULL,"
+     "  UNIQUE (tenant_id, id)"
+     ") STRICT;"
+     "CREATE TABLE webhook_deliveries ("
+     "  id INTEGER PRIMARY KEY,"
+     "  message_seq INTEGER NOT NULL REFERENCES webhook_messages (seq),"
+     "  endpoint_id TEXT NOT NULL,"
+     "  tenant_id TEXT NOT NULL,"
+     "  status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),"
+     "  attempts INTEGER NOT NULL DEFAULT 0,"
+     "  next_attempt_at INTEGER NOT NULL,"
+     "  claimed TEXT NOT NULL DEFAULT '',"
+     "  last_status INTEGER NOT NULL DEFAULT 0,"
+     "  last_error TEXT NOT NULL DEFAULT '',"
+     "  created_at INTEGER NOT NULL,"
+     "  updated_at INTEGER NOT NULL"
+     ") STRICT;"
+     "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
+     "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);"
+     "CREATE TABLE webhook_attempts ("
+     "  id INTEGER PRIMARY KEY,"
+     "  delivery_id INTEGER NOT NULL,"
+     "  at INTEGER NOT NULL,"
+     "  status INTEGER NOT NULL,"
+     "  error TEXT NOT NULL DEFAULT '',"
+     "  latency_ms INTEGER NOT NULL,"
+     "  response TEXT NOT NULL DEFAULT ''"
+     ") STRICT;"
+     "CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id, id);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

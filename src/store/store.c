@@ -673,8 +673,9 @@ int gh_store_signing_key_insert(struct gh_store *st, struct gh_store_signing_key
     }
     if (strcmp(k->alg, "ES256") != 0 && strcmp(k->alg, "EdDSA") != 0)
         return invalid(err, "alg", "must be ES256 or EdDSA");
-    if (strncmp(k->private_pem, "-----BEGIN ", 11) != 0)
-        return invalid(err, "private_pem", "must be a PEM private key");
+    if (strncmp(k->private_pem, "-----BEGIN ", 11) != 0 &&
+        strncmp(k->private_pem, "secret:", 7) != 0)
+        return invalid(err, "private_pem", "must be a PEM private key or secret:NAME");
     k->created_at = (int64_t)gh_wall_ms();
     if (k->publish_until <= k->created_at)
         return invalid(err, "publish_until", "must be in the future");

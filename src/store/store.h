@@ -1,6 +1,6 @@
 /* The storage interface: tenants (with their plans and limit overrides), API
- * keys, revoked tokens, usage counters, limit events, the audit log and a
- * change counter,
+ * keys, revoked tokens, usage counters, limit events, the audit log, sealed
+ * secrets, webhook endpoints with their delivery queue, and a change counter,
  * behind one ops table that the SQLite implementation (and later the
  * PostgreSQL one) fills. Nothing above this header knows which engine runs.
  *
@@ -297,6 +297,169 @@ typedef int (*gh_store_audit_cp_cb)(const struct gh_store_audit_checkpoint *cp, 
 /* A table and its row count (backups). */
 typedef int (*gh_store_count_cb)(const char *table, uint64_t rows, void *arg);
 
+/* ---- Secrets (issue 7, src/secrets/secrets.h) ---- */
+#define GH_STORE_SECRET_NAME_SIZE 129                              /* [A-Za-z0-9._/-]{1,128} */
+#define GH_STORE_SECRET_VALUE_MAX 8192                             /* = GH_SECRET_VALUE_MAX */
+#define GH_STORE_SECRET_CT_MAX    (GH_STORE_SECRET_VALUE_MAX + 16) /* + the GCM tag */
+#define GH_STORE_SECRET_NONCE_LEN 12
+#define GH_STORE_SECRET_WRAP_MAX  512 /* a wrapped data key, as the KMS made it */
+
+/* One sealed secret: only ciphertext, the wrapped data key and the master
+ * key version that wrapped it (docs/secrets.md has the byte layout). The
+ * store never sees a plaintext or a data key. */
+struct gh_store_secret {
+    char tenant_id[GH_STORE_TENANT_ID_SIZE]; /* a tenant id or "system" */
+    char name[GH_STORE_SECRET_NAME_SIZE];
+    uint8_t nonce[GH_STORE_SECRET_NONCE_LEN];
+    size_t ciphertext_len; /* 17..GH_STORE_SECRET_CT_MAX: the value and its 16-byte tag */
+    uint8_t ciphertext[GH_STORE_SECRET_CT_MAX];
+    size_t wrapped_len; /* 1..GH_STORE_SECRET_WRAP_MAX */
+    uint8_t wrapped_dek[GH_STORE_SECRET_WRAP_MAX];
+    uint32_t kek_version; /* >= 1 */
+    int64_t created_at;   /* set by the store; kept when a value is replaced */
+    int64_t updated_at;   /* set by the store */
+};
+typedef int (*gh_store_secret_cb)(const struct gh_store_secret *s, void *arg);
+typedef int (*gh_store_secret_version_cb)(uint32_t kek_version, uint64_t rows, void *arg);
+
+/* A new wrapping of one row's data key (a master key rotation), applied
+ * only while the row still has <old_version> and <old_wrapped>: a value
+ * put meanwhile is never overwritten with a stale data key. */
+struct gh_store_secret_rewrap {
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    char name[GH_STORE_SECRET_NAME_SIZE];
+    uint32_t old_version, new_version;
+    size_t old_len, new_len;
+    uint8_t old_wrapped[GH_STORE_SECRET_WRAP_MAX];
+    uint8_t new_wrapped[GH_STORE_SECRET_WRAP_MAX];
+};
+
+/* The tables whose rows hold a private key (the gateway's own signing keys):
+ * the column holds a PEM (before issue 7) or "secret:<name>", a reference
+ * to a sealed secret of the system tenant. */
+enum gh_store_private_kind {
+    GH_STORE_PRIVATE_AUDIT_KEY = 1, /* audit_keys.private_pem, by key_id */
+    GH_STORE_PRIVATE_SIGNING_KEY,   /* signing_keys.private_pem, by kid */
+};
+
+/* The master key rotation: at most one at a time, recorded before any row
+ * is re-wrapped, so an interrupted one resumes to the same target. */
+struct gh_store_secrets_rotation {
+    uint32_t from_version, to_version;
+    int64_t started_at;  /* unix ms */
+    int64_t finished_at; /* 0 while pending */
+    uint64_t rewrapped;  /* rows moved so far */
+};
+
+/* ---- Webhooks (issue 7, docs/webhooks.md) ---- */
+#define GH_STORE_HOOK_ID_RAND      20 /* random base62 after "ep_" */
+#define GH_STORE_HOOK_ID_SIZE      24 /* "ep_" + 20 base62 */
+#define GH_STORE_HOOK_URL_MAX      2048
+#define GH_STORE_HOOK_DESC_MAX     256 /* bytes of UTF-8 without control characters */
+#define GH_STORE_HOOK_TYPE_MAX     64  /* an event type: [a-z0-9_.-]{1,64} */
+#define GH_STORE_HOOK_TYPE_SIZE    (GH_STORE_HOOK_TYPE_MAX + 1)
+#define GH_STORE_HOOK_EVENTS_MAX   32 /* subscriptions per endpoint */
+#define GH_STORE_HOOK_MSG_ID_SIZE  65 /* "msg_..." or a caller's id: [A-Za-z0-9_.-]{1,64} */
+#define GH_STORE_HOOK_PAYLOAD_MAX  (1024 * 1024) /* bytes of one message's JSON payload */
+#define GH_STORE_HOOK_SNIPPET_MAX  1024          /* bytes of a response kept with an attempt */
+#define GH_STORE_HOOK_ATTEMPTS_MAX 64            /* attempts returned with one delivery */
+
+enum gh_store_hook_status {
+    GH_STORE_HOOK_ANY = 0, /* only as a filter or "unchanged" */
+    GH_STORE_HOOK_ACTIVE = 1,
+    GH_STORE_HOOK_DISABLED = 2,
+};
+
+enum gh_store_delivery_status {
+    GH_STORE_DELIVERY_ANY = 0, /* only as a filter */
+    GH_STORE_DELIVERY_PENDING = 1,
+    GH_STORE_DELIVERY_SUCCEEDED = 2,
+    GH_STORE_DELIVERY_FAILED = 3,
+};
+
+/* An endpoint a tenant receives events at. Its signing keys are secrets
+ * (src/secrets) named "webhook/<id>/<version>"; the row keeps only their
+ * versions. */
+struct gh_store_hook_endpoint {
+    char id[GH_STORE_HOOK_ID_SIZE];
+    char tenant_id[GH_STORE_TENANT_ID_SIZE];
+    char url[GH_STORE_HOOK_URL_MAX + 1];
+    char description[GH_STORE_HOOK_DESC_MAX + 1];
+    char events[GH_STORE_HOOK_EVENTS_MAX][GH_STORE_HOOK_TYPE_SIZE]; /* "order.created",
+                                                                      "order.*" or "*" */
+    size_t nevents;
+    bool ed25519;            /* signing "ed25519" (v1a), else "hmac" (v1) */
+    char public_key[64];     /* "whpk_..." for ed25519; "" for hmac */
+    uint32_t secret_version; /* the current key: webhook/<id>/<secret_version> */
+    uint32_t prev_version;   /* the key being rotated out; 0 = none */
+    int64_t prev_until;      /* unix ms: the old key also signs until then */
+    enum gh_store_hook_status status;
+    int64_t failing_since;     /* unix ms of the first failure since the last success; 0 */
+    char disabled_reason[128]; /* "" unless disabled */
+    int64_t created_at;
+    int64_t updated_at;
+};
+
+/* A due delivery, as the dispatcher claims it: the strings and <payload>
+ * live until the callback returns. */
+struct gh_store_hook_due {
+    int64_t delivery_id;
+    unsigned attempts; /* attempts already made */
+    const char *tenant_id;
+    const char *endpoint_id;
+    const char *url;
+    bool ed25519;
+    uint32_t secret_version, prev_version;
+    int64_t prev_until;
+    const char *msg_id;
+    const char *type;
+    const char *payload; /* JSON text */
+    size_t payload_len;
+    int64_t msg_created_at;
+};
+typedef int (*gh_store_hook_due_cb)(const struct gh_store_hook_due *d, void *arg);
+
+/* The outcome of one attempt, recorded with the delivery's new state. */
+struct gh_store_hook_outcome {
+    int64_t delivery_id;
+    char endpoint_id[GH_STORE_HOOK_ID_SIZE];
+    int64_t at;         /* unix ms when the attempt started */
+    long status;        /* HTTP status; 0 when none came */
+    char error[64];     /* "" or e.g. "timeout", "connect", "blocked_address: loopback" */
+    int64_t latency_ms; /* start to answer (or error) */
+    char snippet[GH_STORE_HOOK_SNIPPET_MAX + 1]; /* the start of the answer, sanitized */
+    enum gh_store_delivery_status next;          /* PENDING (retry), SUCCEEDED or FAILED */
+    bool gone;                                   /* 410 Gone: the endpoint is disabled now */
+    int64_t next_attempt_at;                     /* when next is PENDING */
+};
+
+/* A delivery as the admin API shows it. */
+struct gh_store_hook_delivery {
+    int64_t id;
+    char endpoint_id[GH_STORE_HOOK_ID_SIZE];
+    char msg_id[GH_STORE_HOOK_MSG_ID_SIZE];
+    char type[GH_STORE_HOOK_TYPE_SIZE];
+    enum gh_store_delivery_status status;
+    unsigned attempts;
+    int64_t next_attempt_at; /* 0 unless pending */
+    long last_status;
+    char last_error[64];
+    int64_t created_at, updated_at;
+};
+
+struct gh_store_hook_attempt {
+    int64_t at;
+    long status;
+    char error[64];
+    int64_t latency_ms;
+    char snippet[GH_STORE_HOOK_SNIPPET_MAX + 1];
+};
+
+/* An endpoint the store just disabled; <reason> is "gone" (it answered 410)
+ * or "failing" (webhooks.disable_after). */
+typedef int (*gh_store_hook_disabled_cb)(const char *tenant_id, const char *endpoint_id,
+                                         const char *reason, void *arg);
+
 struct gh_store;
 
 /* The ops table an implementation fills. Slots are called only through the
@@ -544,6 +707,126 @@ struct gh_store_ops {
      * bytes) is "" when the store is sound, else the first problem found.
      * GH_ERROR when the check could not run (a damaged file may say so). */
     int (*integrity_check)(struct gh_store *st, char *problem, size_t size, struct gh_err *err);
+    /* ---- secrets ---- */
+
+    /* [tenant] Inserts or replaces secret (s->tenant_id, s->name); created_at
+     * is <now> for a new row and kept for a replaced one; updated_at <now>. */
+    int (*secret_put)(struct gh_store *st, const struct gh_store_secret *s, int64_t now,
+                      struct gh_err *err);
+    /* [tenant] Fills <out>; NOT_FOUND. */
+    int (*secret_get)(struct gh_store *st, const char *tenant_id, const char *name,
+                      struct gh_store_secret *out, struct gh_err *err);
+    /* [tenant] NOT_FOUND when absent. */
+    int (*secret_delete)(struct gh_store *st, const char *tenant_id, const char *name,
+                         struct gh_err *err);
+    /* [tenant when <tenant_id> is set, else operator] Streams rows ordered by
+     * (tenant_id, name). */
+    int (*secrets_walk)(struct gh_store *st, const char *tenant_id, gh_store_secret_cb cb,
+                        void *arg, struct gh_err *err);
+    /* [operator] Calls <cb> with each master key version in use and its row
+     * count, by version. */
+    int (*secrets_versions)(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
+                            struct gh_err *err);
+    /* [operator] Up to <limit> rows with kek_version < <version>, ordered
+     * by (kek_version, tenant_id, name), the order of their index, so a
+     * batch reads its rows without sorting the rest; sets *count. */
+    int (*secrets_stale)(struct gh_store *st, uint32_t version, size_t limit,
+                         struct gh_store_secret *out, size_t *count, struct gh_err *err);
+    /* [operator] In ONE transaction: applies each rewrap whose row still has
+     * its old version and wrapped key (compare-and-set), adds how many did
+     * to the pending rotation's count, and sets *applied. */
+    int (*secrets_rewrap)(struct gh_store *st, const struct gh_store_secret_rewrap *rw, size_t n,
+                          size_t *applied, struct gh_err *err);
+    /* [operator] In one transaction: when no rotation is pending, records
+     * <want> (started_at, from, to; finished_at 0, rewrapped 0) as the
+     * pending one and sets *started; else leaves the pending one. Fills
+     * <out> with the pending rotation either way. */
+    int (*secrets_rotation_begin)(struct gh_store *st, const struct gh_store_secrets_rotation *want,
+                                  struct gh_store_secrets_rotation *out, bool *started,
+                                  struct gh_err *err);
+    /* [operator] The last rotation (pending or finished); NOT_FOUND when
+     * there was none. */
+    int (*secrets_rotation_get)(struct gh_store *st, struct gh_store_secrets_rotation *out,
+                                struct gh_err *err);
+    /* [operator] Replaces the private_pem column of key <id> in the table
+     * of <kind> with <text> (a reference once the key is sealed), so that no
+     * copy of the old value stays in the file (SQLite: secure_delete, then
+     * a checkpoint that truncates the WAL). NOT_FOUND. */
+    int (*private_key_set)(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                           const char *text, struct gh_err *err);
+    /* [operator] Marks the pending rotation to <to_version> finished at
+     * <now>; CONFLICT when no such rotation is pending. */
+    int (*secrets_rotation_finish)(struct gh_store *st, uint32_t to_version, int64_t now,
+                                   struct gh_err *err);
+    /* ---- Webhooks (docs/webhooks.md) ---- */
+
+    /* [tenant: e->tenant_id] Inserts endpoint <e> (all fields set by the
+     * wrapper). NOT_FOUND when the tenant does not exist. */
+    int (*hook_endpoint_insert)(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                struct gh_err *err);
+    /* [tenant] Fills <out> with endpoint <id> of <tenant_id>. NOT_FOUND. */
+    int (*hook_endpoint_get)(struct gh_store *st, const char *tenant_id, const char *id,
+                             struct gh_store_hook_endpoint *out, struct gh_err *err);
+    /* [tenant] As tenant_list, for the endpoints of <tenant_id>. */
+    int (*hook_endpoint_list)(struct gh_store *st, const char *tenant_id,
+                              const struct gh_store_keyset *after, size_t limit,
+                              struct gh_store_hook_endpoint *out, size_t *count, bool *more,
+                              struct gh_err *err);
+    /* [tenant: e->tenant_id] Writes every changeable field of <e> (url,
+     * description, events, status, disabled_reason, failing_since, key
+     * versions, public key, updated_at) over the stored row. NOT_FOUND. */
+    int (*hook_endpoint_update)(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                struct gh_err *err);
+    /* [tenant] Deletes endpoint <id> with its deliveries and their attempts,
+     * in one transaction. NOT_FOUND. */
+    int (*hook_endpoint_delete)(struct gh_store *st, const char *tenant_id, const char *id,
+                                struct gh_err *err);
+    /* [tenant] In ONE transaction: stores message (<msg_id>, <type>,
+     * <payload>) of <tenant_id> created at <now>, and a pending delivery,
+     * due at <due>, for each active endpoint of the tenant subscribed to
+     * <type>; sets *deliveries. When the tenant already has a message with
+     * <msg_id>, changes nothing, sets *duplicate and *deliveries to that
+     * message's delivery count (idempotent publish). */
+    int (*hook_publish)(struct gh_store *st, const char *tenant_id, const char *msg_id,
+                        const char *type, const char *payload, size_t payload_len, int64_t now,
+                        int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
+    /* [operator] Claims up to <limit> pending deliveries due at <now> and
+     * not claimed by <owner> yet, oldest due first, marks them claimed by
+     * <owner>, and calls <cb> for each (while holding the writer: <cb> only
+     * copies). A claim by another owner (a process that died) does not
+     * hold a delivery back: that is what redelivers after a crash. */
+    int (*hook_claim)(struct gh_store *st, const char *owner, int64_t now, size_t limit,
+                      gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
+    /* [operator] In ONE transaction: for each outcome, appends the attempt,
+     * sets the delivery's status, attempt count, next time, last status and
+     * error, releases its claim, and updates its endpoint's failing_since
+     * (0 after a success, kept or set to the attempt's time after a
+     * failure). Then disables the endpoint of each outcome marked <gone>
+     * (reason "gone") and the active endpoints failing since before
+     * <now> - <disable_after_ms> (> 0; reason "failing"), marking their
+     * pending deliveries failed, and calls <cb> (may be NULL) for each. */
+    int (*hook_record)(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
+                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
+                       void *arg, struct gh_err *err);
+    /* [tenant] Up to <limit> deliveries of endpoint <endpoint_id> of
+     * <tenant_id> with id > <after_id>, with <status> (ANY: all), by id. */
+    int (*hook_delivery_list)(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                              enum gh_store_delivery_status status, int64_t after_id, size_t limit,
+                              struct gh_store_hook_delivery *out, size_t *count, bool *more,
+                              struct gh_err *err);
+    /* [tenant] Fills <out> with delivery <id> of endpoint <endpoint_id> and
+     * up to <max> of its attempts, oldest first, into <attempts>. */
+    int (*hook_delivery_get)(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                             int64_t id, struct gh_store_hook_delivery *out,
+                             struct gh_store_hook_attempt *attempts, size_t max, size_t *nattempts,
+                             struct gh_err *err);
+    /* [tenant] Puts a delivery that is not pending back in the queue, due at
+     * <now>, with a new attempt sequence (attempts 0; the history stays).
+     * NOT_FOUND; CONFLICT when it is pending. */
+    int (*hook_delivery_replay)(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                                int64_t id, int64_t now, struct gh_err *err);
+    /* [operator] Counts pending deliveries. */
+    int (*hook_pending_count)(struct gh_store *st, uint64_t *count, struct gh_err *err);
 };
 
 /* The handle. Implementations embed it as their first member. */
@@ -819,6 +1102,48 @@ int gh_store_audit_archive_commit(struct gh_store *st, const struct gh_store_aud
 int gh_store_audit_archives_walk(struct gh_store *st, const char *chain,
                                  gh_store_audit_archive_cb cb, void *arg, struct gh_err *err);
 
+/* ---- Secrets (src/secrets/secrets.h seals and opens them) ------------------ */
+
+/* A secret name: [A-Za-z0-9._/-]{1,128}, not starting with '/' or '.'. */
+bool gh_store_valid_secret_name(const char *s);
+
+/* [tenant: s->tenant_id] Stores sealed secret <s>, replacing the row of the
+ * same (tenant, name). INVALID for a bad tenant id or name, sizes out of
+ * range, or kek_version 0. Sets created_at (of this write; a replaced row
+ * keeps its own) and updated_at. */
+int gh_store_secret_put(struct gh_store *st, struct gh_store_secret *s, struct gh_err *err);
+/* [tenant] NOT_FOUND (also for a malformed tenant id or name). */
+int gh_store_secret_get(struct gh_store *st, const char *tenant_id, const char *name,
+                        struct gh_store_secret *out, struct gh_err *err);
+int gh_store_secret_delete(struct gh_store *st, const char *tenant_id, const char *name,
+                           struct gh_err *err);
+/* [tenant when <tenant_id> is set, else operator] Streams rows; the row
+ * passed to <cb> lives until it returns. */
+int gh_store_secrets_walk(struct gh_store *st, const char *tenant_id, gh_store_secret_cb cb,
+                          void *arg, struct gh_err *err);
+/* [operator] Rows per master key version. */
+int gh_store_secrets_versions(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
+                              struct gh_err *err);
+/* [operator] How many sealed secrets the store holds. */
+int gh_store_secrets_count(struct gh_store *st, uint64_t *rows, struct gh_err *err);
+/* [operator] Rotation support: see the ops. <limit> 1..GH_STORE_LIST_MAX. */
+int gh_store_secrets_stale(struct gh_store *st, uint32_t version, size_t limit,
+                           struct gh_store_secret *out, size_t *count, struct gh_err *err);
+int gh_store_secrets_rewrap(struct gh_store *st, const struct gh_store_secret_rewrap *rw, size_t n,
+                            size_t *applied, struct gh_err *err);
+/* Starts a rotation from <from> to <to> (to = from + 1) unless one is
+ * pending; fills <out> with the pending one and sets *started. */
+int gh_store_secrets_rotation_begin(struct gh_store *st, uint32_t from, uint32_t to,
+                                    struct gh_store_secrets_rotation *out, bool *started,
+                                    struct gh_err *err);
+int gh_store_secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rotation *out,
+                                  struct gh_err *err);
+int gh_store_secrets_rotation_finish(struct gh_store *st, uint32_t to_version, struct gh_err *err);
+/* [operator] See the op. <text>: a PEM or "secret:<name>", at most 511
+ * bytes. INVALID; NOT_FOUND. */
+int gh_store_private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                             const char *text, struct gh_err *err);
+
 /* A chain name (and a non-empty audit tenant id): 1-31 bytes, no control
  * characters. */
 bool gh_store_valid_audit_chain(const char *s);
@@ -860,5 +1185,68 @@ enum gh_store_key_status gh_store_key_status_parse(const char *s);
  * and a NUL into <out>, which holds n + 1 bytes. GH_ERROR when the CSPRNG
  * fails. */
 int gh_store_random_base62(char *out, size_t n, struct gh_err *err);
+
+/* ---- Webhooks (docs/webhooks.md) ------------------------------------------------ */
+
+/* An event type: [a-z0-9_.-]{1,64}. */
+bool gh_store_valid_hook_type(const char *s);
+/* A subscription: an event type, a prefix wildcard "<type prefix>.*", or "*". */
+bool gh_store_valid_hook_pattern(const char *s);
+/* Does subscription <pattern> cover event type <type>? */
+bool gh_store_hook_pattern_match(const char *pattern, const char *type);
+/* "ep_" + 20 base62. */
+bool gh_store_valid_hook_id(const char *s);
+/* A message id: [A-Za-z0-9_.-]{1,64}. */
+bool gh_store_valid_hook_msg_id(const char *s);
+const char *gh_store_delivery_status_name(enum gh_store_delivery_status s);
+enum gh_store_delivery_status gh_store_delivery_status_parse(const char *s);
+
+/* [tenant: e->tenant_id] Inserts an endpoint. The caller sets tenant_id,
+ * url (already checked by the hooks module's SSRF rules), description,
+ * events (1..32 valid patterns), ed25519, public_key and secret_version
+ * (>= 1); the store draws the id (unless the caller set one) and sets
+ * status active and the times. INVALID; NOT_FOUND (tenant). */
+int gh_store_hook_endpoint_insert(struct gh_store *st, struct gh_store_hook_endpoint *e,
+                                  struct gh_err *err);
+/* [tenant] NOT_FOUND when absent, malformed or another tenant's. */
+int gh_store_hook_endpoint_get(struct gh_store *st, const char *tenant_id, const char *id,
+                               struct gh_store_hook_endpoint *out, struct gh_err *err);
+/* [tenant] One page of <tenant_id>'s endpoints, oldest first. */
+int gh_store_hook_endpoint_list(struct gh_store *st, const char *tenant_id,
+                                struct gh_store_page *page, struct gh_store_hook_endpoint *out,
+                                struct gh_err *err);
+/* [tenant] Validates <e> as insert does, sets updated_at and writes it. */
+int gh_store_hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endpoint *e,
+                                  struct gh_err *err);
+/* [tenant] Deletes an endpoint and its deliveries. NOT_FOUND. */
+int gh_store_hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
+                                  struct gh_err *err);
+/* [tenant] Stores a message and its deliveries in ONE transaction, durable
+ * as any commit of the store, before returning (see the op); the first
+ * attempt is due <first_delay_ms> after now. <msg_id> must be valid;
+ * <type> valid; <payload> a JSON text of at most GH_STORE_HOOK_PAYLOAD_MAX
+ * bytes (not re-parsed here). INVALID; GH_ERROR. */
+int gh_store_hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
+                          const char *type, const char *payload, size_t payload_len,
+                          uint64_t first_delay_ms, size_t *deliveries, bool *duplicate,
+                          struct gh_err *err);
+/* [operator] See the ops: <owner> 1..64 bytes, <limit> 1..1000. */
+int gh_store_hook_claim(struct gh_store *st, const char *owner, size_t limit,
+                        gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
+int gh_store_hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
+                         int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                         struct gh_err *err);
+/* [tenant] Deliveries of one endpoint, paged by <page> (cursor: the last
+ * id seen) with a status filter. */
+int gh_store_hook_delivery_list(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                                enum gh_store_delivery_status status, struct gh_store_page *page,
+                                struct gh_store_hook_delivery *out, struct gh_err *err);
+int gh_store_hook_delivery_get(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                               int64_t id, struct gh_store_hook_delivery *out,
+                               struct gh_store_hook_attempt *attempts, size_t max,
+                               size_t *nattempts, struct gh_err *err);
+int gh_store_hook_delivery_replay(struct gh_store *st, const char *tenant_id,
+                                  const char *endpoint_id, int64_t id, struct gh_err *err);
+int gh_store_hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
 
 #endif

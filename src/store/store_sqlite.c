@@ -2,7 +2,8 @@
  * synchronous=NORMAL, foreign keys), its writer and reader connections, the
  * catalogue of SQL statements, and the ops table that ties the per-entity
  * files (sqlite_migrations.c, sqlite_tenants.c, sqlite_keys.c,
- * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c, sqlite_audit.c)
+ * sqlite_tokens.c, sqlite_signing.c, sqlite_usage.c, sqlite_audit.c,
+ * sqlite_secrets.c, sqlite_webhooks.c)
  * together. sqlite_int.h
  * states the locking rules. */
 #include <errno.h>
@@ -28,6 +29,16 @@
 #define AUDIT_COLS         GH_SQ_AUDIT_COLS
 #define AUDIT_CP_COLS      GH_SQ_AUDIT_CP_COLS
 #define AUDIT_ARCHIVE_COLS GH_SQ_AUDIT_ARCHIVE_COLS
+#define SECRET_COLS        GH_SQ_SECRET_COLS
+/* The columns of an endpoint and of a delivery, in the order
+ * sqlite_webhooks.c reads them. */
+#define HOOK_EP_COLS                                                                               \
+    "id, tenant_id, url, description, events, signing, public_key, secret_version, "               \
+    "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at"
+#define HOOK_DLV_COLS                                                                              \
+    "d.id, d.endpoint_id, m.id, m.type, d.status, d.attempts, d.next_attempt_at, "                 \
+    "d.last_status, d.last_error, d.created_at, d.updated_at FROM webhook_deliveries d "           \
+    "JOIN webhook_messages m ON m.seq = d.message_seq"
 
 /* Every statement, bound with ?N parameters only: no SQL is built from
  * strings at run time. */
@@ -162,6 +173,112 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                              "ORDER BY chain, first_seq",
     [GH_SQ_AUDIT_ARCHIVES_CHAIN] = "SELECT " AUDIT_ARCHIVE_COLS " FROM audit_archives "
                                    "WHERE chain = ?1 ORDER BY first_seq",
+    /* A replaced secret keeps its created_at. */
+    [GH_SQ_SECRET_PUT] = "INSERT INTO secrets (" SECRET_COLS ") "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+                         "ON CONFLICT (tenant_id, name) DO UPDATE SET "
+                         "ciphertext = excluded.ciphertext, nonce = excluded.nonce, "
+                         "wrapped_dek = excluded.wrapped_dek, kek_version = excluded.kek_version, "
+                         "updated_at = excluded.updated_at",
+    [GH_SQ_SECRET_GET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = ?1 AND name = ?2",
+    [GH_SQ_SECRET_DELETE] = "DELETE FROM secrets WHERE tenant_id = ?1 AND name = ?2",
+    [GH_SQ_SECRET_WALK] = "SELECT " SECRET_COLS " FROM secrets ORDER BY tenant_id, name",
+    [GH_SQ_SECRET_WALK_TENANT] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = ?1 "
+                                 "ORDER BY name",
+    [GH_SQ_SECRET_VERSIONS] = "SELECT kek_version, count(*) FROM secrets GROUP BY kek_version "
+                              "ORDER BY kek_version",
+    [GH_SQ_SECRET_STALE] = "SELECT " SECRET_COLS " FROM secrets WHERE kek_version < ?1 "
+                           "ORDER BY kek_version, tenant_id, name LIMIT ?2",
+    [GH_SQ_SECRET_REWRAP] = "UPDATE secrets SET wrapped_dek = ?5, kek_version = ?6 "
+                            "WHERE tenant_id = ?1 AND name = ?2 AND kek_version = ?3 "
+                            "AND wrapped_dek = ?4",
+    [GH_SQ_SECRET_ROT_GET] = "SELECT from_version, to_version, started_at, finished_at, rewrapped "
+                             "FROM secrets_rotation WHERE id = 1",
+    [GH_SQ_SECRET_ROT_START] = "INSERT OR REPLACE INTO secrets_rotation (id, from_version, "
+                               "to_version, started_at, finished_at, rewrapped) "
+                               "VALUES (1, ?1, ?2, ?3, 0, 0)",
+    [GH_SQ_SECRET_ROT_COUNT] = "UPDATE secrets_rotation SET rewrapped = rewrapped + ?1 "
+                               "WHERE id = 1 AND finished_at = 0",
+    [GH_SQ_AUDIT_KEY_SET_PRIVATE] = "UPDATE audit_keys SET private_pem = ?2 WHERE key_id = ?1",
+    [GH_SQ_SIGNING_SET_PRIVATE] = "UPDATE signing_keys SET private_pem = ?2 WHERE kid = ?1",
+    [GH_SQ_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = ?2 "
+                                "WHERE id = 1 AND to_version = ?1 AND finished_at = 0",
+    /* Webhooks (sqlite_webhooks.c). */
+    [GH_SQ_HOOK_EP_INSERT] = "INSERT INTO webhook_endpoints (" HOOK_EP_COLS ") VALUES (?1, ?2, "
+                             "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [GH_SQ_HOOK_EP_GET] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints "
+                          "WHERE tenant_id = ?1 AND id = ?2",
+    [GH_SQ_HOOK_EP_LIST] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints WHERE tenant_id = ?1 "
+                           "AND (created_at, id) > (?2, ?3) ORDER BY created_at, id LIMIT ?4",
+    [GH_SQ_HOOK_EP_UPDATE] = "UPDATE webhook_endpoints SET url = ?3, description = ?4, "
+                             "events = ?5, public_key = ?7, secret_version = ?8, "
+                             "prev_version = ?9, prev_until = ?10, status = ?11, "
+                             "failing_since = ?12, disabled_reason = ?13, updated_at = ?15 "
+                             "WHERE id = ?1 AND tenant_id = ?2 AND signing = ?6 "
+                             "AND created_at = ?14 RETURNING id",
+    [GH_SQ_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = ?1 AND id = ?2 "
+                             "RETURNING id",
+    [GH_SQ_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
+                                   "FROM webhook_deliveries WHERE endpoint_id = ?1)",
+    [GH_SQ_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = ?1",
+    [GH_SQ_HOOK_EP_SUBSCRIBED] = "SELECT id, events FROM webhook_endpoints "
+                                 "WHERE tenant_id = ?1 AND status = 'active'",
+    [GH_SQ_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0 "
+                         "WHERE id = ?1 AND failing_since <> 0",
+    [GH_SQ_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = ?2 "
+                              "WHERE id = ?1 AND failing_since = 0",
+    /* At most 64 a statement: the caller runs it until fewer come back. */
+    [GH_SQ_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
+                              "disabled_reason = 'failing', updated_at = ?1 WHERE id IN (SELECT "
+                              "id FROM webhook_endpoints WHERE status = 'active' AND "
+                              "failing_since > 0 AND failing_since <= ?2 LIMIT 64) "
+                              "RETURNING tenant_id, id",
+    [GH_SQ_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
+                           "disabled_reason = 'gone', updated_at = ?1 "
+                           "WHERE id = ?2 AND status = 'active' RETURNING tenant_id, id",
+    [GH_SQ_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
+                               "last_error = 'endpoint_disabled', updated_at = ?2 "
+                               "WHERE endpoint_id = ?1 AND status = 'pending'",
+    [GH_SQ_HOOK_MSG_FIND] = "SELECT seq FROM webhook_messages WHERE tenant_id = ?1 AND id = ?2",
+    [GH_SQ_HOOK_MSG_COUNT] = "SELECT deliveries FROM webhook_messages WHERE seq = ?1",
+    [GH_SQ_HOOK_MSG_SET_COUNT] = "UPDATE webhook_messages SET deliveries = ?2 WHERE seq = ?1",
+    [GH_SQ_HOOK_MSG_INSERT] = "INSERT INTO webhook_messages (id, tenant_id, type, payload, "
+                              "created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+    [GH_SQ_HOOK_DLV_INSERT] = "INSERT INTO webhook_deliveries (message_seq, endpoint_id, "
+                              "tenant_id, status, next_attempt_at, created_at, updated_at) "
+                              "VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+    /* Served by webhook_deliveries_due; rows this process holds are
+     * skipped, rows a dead process held are taken. */
+    [GH_SQ_HOOK_DUE] = "SELECT d.id, d.attempts, d.tenant_id, d.endpoint_id, e.url, e.signing, "
+                       "e.secret_version, e.prev_version, e.prev_until, m.id, m.type, m.payload, "
+                       "m.created_at FROM webhook_deliveries d "
+                       "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+                       "JOIN webhook_messages m ON m.seq = d.message_seq "
+                       "WHERE d.status = 'pending' AND d.next_attempt_at <= ?2 "
+                       "AND d.claimed <> ?1 AND e.status = 'active' "
+                       "ORDER BY d.next_attempt_at LIMIT ?3",
+    [GH_SQ_HOOK_CLAIM] = "UPDATE webhook_deliveries SET claimed = ?1 WHERE id = ?2",
+    [GH_SQ_HOOK_ATTEMPT_INSERT] = "INSERT INTO webhook_attempts (delivery_id, at, status, error, "
+                                  "latency_ms, response) SELECT ?1, ?2, ?3, ?4, ?5, ?6 "
+                                  "WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ?1)",
+    [GH_SQ_HOOK_DLV_SET] = "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1, "
+                           "next_attempt_at = ?3, last_status = ?4, last_error = ?5, "
+                           "claimed = '', updated_at = ?6 WHERE id = ?1",
+    [GH_SQ_HOOK_DLV_LIST] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = ?1 "
+                            "AND d.endpoint_id = ?2 AND d.id > ?3 ORDER BY d.id LIMIT ?5",
+    [GH_SQ_HOOK_DLV_LIST_STATUS] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = ?1 "
+                                   "AND d.endpoint_id = ?2 AND d.id > ?3 AND d.status = ?4 "
+                                   "ORDER BY d.id LIMIT ?5",
+    [GH_SQ_HOOK_DLV_GET] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = ?1 "
+                           "AND d.endpoint_id = ?2 AND d.id = ?3",
+    [GH_SQ_HOOK_ATTEMPTS] = "SELECT at, status, error, latency_ms, response FROM webhook_attempts "
+                            "WHERE delivery_id = ?1 ORDER BY id LIMIT ?2",
+    [GH_SQ_HOOK_DLV_STATUS] = "SELECT status FROM webhook_deliveries WHERE tenant_id = ?1 "
+                              "AND endpoint_id = ?2 AND id = ?3",
+    [GH_SQ_HOOK_REPLAY] = "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+                          "next_attempt_at = ?4, claimed = '', last_error = '', updated_at = ?4 "
+                          "WHERE tenant_id = ?1 AND endpoint_id = ?2 AND id = ?3",
+    [GH_SQ_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
 };
 
 /* ---- Statements and errors -------------------------------------------------- */
@@ -424,6 +541,9 @@ static int conn_open(struct gh_sqlite_conn *c, const char *path, uint32_t busy_m
     if (pragma(c, "PRAGMA trusted_schema = OFF", err) != GH_OK) return GH_ERROR;
     if (!writer) return pragma(c, "PRAGMA query_only = ON", err);
     if (set_wal(c, err) != GH_OK) return GH_ERROR;
+    /* A row overwritten in place (a private key replaced by its sealed
+     * reference) leaves no old bytes in its page; FAST costs no extra I/O. */
+    if (pragma(c, "PRAGMA secure_delete = FAST", err) != GH_OK) return GH_ERROR;
     /* NORMAL in WAL: a commit is durable once the WAL is synced at the next
      * checkpoint; a power loss may drop the last commits, never corrupt. */
     return pragma(c, "PRAGMA synchronous = NORMAL", err);
@@ -539,4 +659,27 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .backup = gh_sqlite__backup,
     .table_counts = gh_sqlite__table_counts,
     .integrity_check = gh_sqlite__integrity_check,
+    .secret_put = gh_sqlite__secret_put,
+    .secret_get = gh_sqlite__secret_get,
+    .secret_delete = gh_sqlite__secret_delete,
+    .secrets_walk = gh_sqlite__secrets_walk,
+    .secrets_versions = gh_sqlite__secrets_versions,
+    .secrets_stale = gh_sqlite__secrets_stale,
+    .secrets_rewrap = gh_sqlite__secrets_rewrap,
+    .secrets_rotation_begin = gh_sqlite__secrets_rotation_begin,
+    .secrets_rotation_get = gh_sqlite__secrets_rotation_get,
+    .secrets_rotation_finish = gh_sqlite__secrets_rotation_finish,
+    .private_key_set = gh_sqlite__private_key_set,
+    .hook_endpoint_insert = gh_sqlite__hook_endpoint_insert,
+    .hook_endpoint_get = gh_sqlite__hook_endpoint_get,
+    .hook_endpoint_list = gh_sqlite__hook_endpoint_list,
+    .hook_endpoint_update = gh_sqlite__hook_endpoint_update,
+    .hook_endpoint_delete = gh_sqlite__hook_endpoint_delete,
+    .hook_publish = gh_sqlite__hook_publish,
+    .hook_claim = gh_sqlite__hook_claim,
+    .hook_record = gh_sqlite__hook_record,
+    .hook_delivery_list = gh_sqlite__hook_delivery_list,
+    .hook_delivery_get = gh_sqlite__hook_delivery_get,
+    .hook_delivery_replay = gh_sqlite__hook_delivery_replay,
+    .hook_pending_count = gh_sqlite__hook_pending_count,
 };

@@ -326,6 +326,18 @@ void gh_metrics_auth(struct gh_worker *w, const struct gh_req *r, int rc)
     gh_mc_add(&w->metrics->auth[method][result], 1);
 }
 
+void gh_metrics_webhook(struct gh_worker *w, const struct gh_req *r, unsigned result)
+{
+    const struct gh_snapshot *s = r->snap;
+    uint32_t slot;
+
+    if (w->metrics == NULL || r->route == NULL || s->metrics_route_slot == NULL ||
+        result >= GH_MWH_N)
+        return;
+    slot = s->metrics_route_slot[r->route->cfg - s->cfg->routes];
+    gh_mc_add(&w->metrics->routes[slot].webhook[result], 1);
+}
+
 void gh_metrics_ratelimit(struct gh_worker *w, const struct gh_limit_rule *rl, bool allowed)
 {
     struct gh_mrule *m;

@@ -108,8 +108,20 @@ static inline void gh_mhist_observe(struct gh_mhist *h, uint64_t ns)
     gh_mc_add(&h->sum_ns, ns);
 }
 
+/* Inbound webhook checks (src/hooks/stage.c), by result. */
+enum {
+    GH_MWH_OK,
+    GH_MWH_MISSING,
+    GH_MWH_INVALID,
+    GH_MWH_STALE,
+    GH_MWH_REPLAYED,
+    GH_MWH_STORE_FULL,
+    GH_MWH_N
+};
+
 struct gh_mroute {
     gh_mcounter requests[GH_MM_N][GH_MC_N];
+    gh_mcounter webhook[GH_MWH_N];
     gh_mcounter bytes_in, bytes_out;
     struct gh_mhist duration;
 };
@@ -203,6 +215,8 @@ void gh_metrics_upstream_conn(struct gh_worker *w, const struct gh_req *r);
 void gh_metrics_upstream_error(struct gh_worker *w, const struct gh_req *r, int why);
 /* The auth stage decided (<rc>: 1 passed, 0 answered) with r->m_auth_method. */
 void gh_metrics_auth(struct gh_worker *w, const struct gh_req *r, int rc);
+/* The webhook check of r's route ended with <result> (GH_MWH_*). */
+void gh_metrics_webhook(struct gh_worker *w, const struct gh_req *r, unsigned result);
 /* A rate-limit rule decided. */
 void gh_metrics_ratelimit(struct gh_worker *w, const struct gh_limit_rule *rl, bool allowed);
 /* Every 250 ms: stores the gauges only the worker can read (idle pool

@@ -14,6 +14,7 @@
 #include "telemetry/procstat.h"
 #include "telemetry/tracer.h"
 #include "audit/audit.h"
+#include "hooks/dispatcher.h"
 
 static const char *const method_names[GH_MM_N] = {"GET",   "HEAD",   "POST",    "PUT",
                                                   "PATCH", "DELETE", "OPTIONS", "OTHER"};
@@ -84,6 +85,19 @@ static void write_routes(struct gh_expo *e, const struct gh_metrics *svc,
          * the gauge negative; clamp anyway. */
         gh_expo_gauge_u64(e, NULL, 0, started > ended ? started - ended : 0);
     }
+
+    gh_expo_family(e, "gatehouse_webhook_inbound", GH_EXPO_COUNTER,
+                   "Inbound webhook signature checks, by route and result.");
+    for (uint32_t s = 0; s < n; s++)
+        for (unsigned k = 0; k < GH_MWH_N; k++) {
+            static const char *const names[GH_MWH_N] = {
+                "ok",       "missing_signature", "invalid_signature", "stale_timestamp",
+                "replayed", "replay_store_full"};
+            struct gh_label l[2] = {L("route", gh_metrics_names_get(&svc->routes, s)),
+                                    L("result", names[k])};
+            uint64_t v = SUM(routes[s].webhook[k]);
+            if (v) gh_expo_counter(e, l, 2, v);
+        }
 
     gh_expo_family(e, "gatehouse_http_request_bytes", GH_EXPO_COUNTER,
                    "Request bytes from clients (head and body).");
@@ -359,6 +373,48 @@ static void write_audit(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_gauge_seconds(e, NULL, 0, (uint64_t)a.oldest_pending_us * 1000ull);
 }
 
+/* The webhook dispatcher's counts (src/hooks/dispatcher.c). */
+static void write_webhooks(struct gh_expo *e, struct gh_runtime *rt)
+{
+    static const char *const results[] = {"succeeded", "retried", "failed"};
+    static const char *const outcomes[] = {"success", "http_error", "network_error", "timeout",
+                                           "blocked"};
+    struct gh_hooks_stats h;
+    struct gh_label l;
+
+    if (rt->hooks == NULL) return;
+    gh_hooks_dispatcher_stats(rt->hooks, &h);
+    const uint64_t by_result[] = {h.delivered, h.retried, h.failed};
+    const uint64_t by_outcome[] = {h.attempts_ok, h.attempts_http_error, h.attempts_network_error,
+                                   h.attempts_timeout, h.attempts_blocked};
+    gh_expo_family(e, "gatehouse_webhook_deliveries", GH_EXPO_COUNTER,
+                   "Webhook delivery attempts by what they led to: the delivery succeeded, "
+                   "was scheduled again, or failed for good.");
+    for (size_t i = 0; i < 3; i++) {
+        l = L("result", results[i]);
+        gh_expo_counter(e, &l, 1, by_result[i]);
+    }
+    gh_expo_family(e, "gatehouse_webhook_attempts", GH_EXPO_COUNTER,
+                   "Webhook delivery attempts by outcome.");
+    for (size_t i = 0; i < 5; i++) {
+        l = L("outcome", outcomes[i]);
+        gh_expo_counter(e, &l, 1, by_outcome[i]);
+    }
+    gh_expo_family(e, "gatehouse_webhook_pending", GH_EXPO_GAUGE,
+                   "Webhook deliveries waiting in the store's queue (read every second).");
+    gh_expo_gauge_u64(e, NULL, 0, h.pending);
+    gh_expo_family(e, "gatehouse_webhook_in_flight", GH_EXPO_GAUGE,
+                   "Webhook deliveries being posted now.");
+    gh_expo_gauge_u64(e, NULL, 0, h.in_flight);
+    gh_expo_family(e, "gatehouse_webhook_endpoints_disabled", GH_EXPO_COUNTER,
+                   "Webhook endpoints disabled after failing for webhooks.disable_after.");
+    gh_expo_counter(e, NULL, 0, h.disabled_endpoints);
+    gh_expo_family(e, "gatehouse_webhook_attempt_duration_seconds", GH_EXPO_HISTOGRAM,
+                   "Time of one webhook delivery attempt, from its start to the answer or "
+                   "the error.");
+    gh_expo_histogram(e, NULL, 0, h.latency_buckets, h.latency_sum_ns);
+}
+
 static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct gh_snapshot *snap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -445,6 +501,7 @@ int gh_metrics_scrape(struct gh_runtime *rt, const struct gh_snapshot *snap, str
         write_limits(e, rt, snap, ws, nws, &tenants);
         write_tracing(e, rt);
         write_audit(e, rt);
+        write_webhooks(e, rt);
         write_gateway(e, rt, snap);
         write_process(e);
         gh_expo_finish(e);

@@ -278,8 +278,9 @@ def admin_endpoints(path=API_C):
     return rows
 
 
-def fill(pattern, tenant, key):
-    return pattern.replace("{t}", tenant).replace("{k}", key)
+def fill(pattern, tenant, key, hook="ep_AAAAAAAAAAAAAAAAAAAA", delivery="1"):
+    return (pattern.replace("{t}", tenant).replace("{k}", key).replace("{w}", hook)
+            .replace("{d}", delivery))
 
 
 # ---------------------------------------------------------------- secrets

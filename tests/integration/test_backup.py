@@ -122,7 +122,8 @@ def test_backup_under_load_passes_its_drill_and_matches_its_manifest(gatehouse, 
     rc, so, se = drill(g, out)
     assert rc == 0, so + se
     assert "restore drill: PASS" in so
-    for check in ("manifest", "file", "restore", "integrity", "counts", "audit heads", "audit"):
+    for check in ("manifest", "file", "restore", "integrity", "counts", "audit heads", "audit",
+                  "secrets"):
         assert f"PASS {check} " in so, so
     assert "FAIL" not in so
     # A backup never reuses a folder that holds anything.
@@ -221,6 +222,23 @@ def test_drill_fails_on_any_change(gatehouse, tmp_path):
         assert rc == 1, (name, so, se)
         assert "restore drill: FAIL" in so, (name, so)
         assert expect in so, (name, so)
+    # The audit key is sealed in the store: the drill opens it with the
+    # deployment's master key, and fails with any other key.
+    rc, so, se = drill(g, good)
+    assert rc == 0 and "PASS secrets " in so and "sealed secrets open with the local" in so, so
+    other = g.config_path + ".other.yaml"
+    with open(g.config_path) as f:
+        text = f.read()
+    with open(other, "w") as f:
+        f.write(text + "secrets:\n  master_key_file: %s\n" % (tmp_path / "other.master"))
+    p = subprocess.run([gatehouse_bin(), "secrets", "init", "-c", other], capture_output=True,
+                       timeout=60, cwd=str(g.tmp))
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([gatehouse_bin(), "restore-drill", "--from", good, "-c", other],
+                       capture_output=True, timeout=120, cwd=str(g.tmp))
+    so = p.stdout.decode()
+    assert p.returncode == 1 and "FAIL secrets " in so and "does not open" in so, so
+    assert "restore drill: FAIL" in so
     # The untouched backup still passes: the drill never changes a backup.
     rc, so, se = drill(g, good)
     assert rc == 0, so + se

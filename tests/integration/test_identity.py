@@ -25,7 +25,7 @@ from identity_helpers import (
     bootstrap,
     cli,
     cli_ok,
-    fill,
+    fill as fill_ids,
     http_call,
     identity_config,
     identity_signature,
@@ -309,6 +309,18 @@ ISOLATION_CASES = {
     ("GET", "/v1/audit/export"): ("ADMIN", None),
     ("GET", "/v1/audit/checkpoints"): ("ADMIN", None),
     ("GET", "/v1/audit/keys"): ("ADMIN", None),
+    ("POST", "/v1/tenants/{t}/webhooks"): ("TENANT", {"url": "https://hooks.example.com/",
+                                                     "events": ["*"]}),
+    ("GET", "/v1/tenants/{t}/webhooks"): ("TENANT", None),
+    ("GET", "/v1/tenants/{t}/webhooks/{w}"): ("TENANT", None),
+    ("PATCH", "/v1/tenants/{t}/webhooks/{w}"): ("TENANT", {"url": "https://evil.example.com/"}),
+    ("DELETE", "/v1/tenants/{t}/webhooks/{w}"): ("TENANT", None),
+    ("POST", "/v1/tenants/{t}/webhooks/{w}/rotate-secret"): ("TENANT", None),
+    ("GET", "/v1/tenants/{t}/webhooks/{w}/deliveries"): ("TENANT", None),
+    ("GET", "/v1/tenants/{t}/webhooks/{w}/deliveries/{d}"): ("TENANT", None),
+    ("POST", "/v1/tenants/{t}/webhooks/{w}/deliveries/{d}/replay"): ("TENANT", None),
+    # The tenant is in the body: B's, set by the test.
+    ("POST", "/v1/events"): ("ADMIN", {"tenant": "{B}", "type": "a.b", "payload": {}}),
 }
 
 # ADMIN endpoints that name the tenant in the query, not in the path: A's
@@ -369,7 +381,8 @@ def snapshot(op, tid):
     keys = op.ok("GET", f"/v1/tenants/{tid}/keys?limit=200")["items"]
     for k in keys:
         k.pop("last_used_at", None)
-    return t, sorted(keys, key=lambda k: k["id"])
+    hooks = op.ok("GET", f"/v1/tenants/{tid}/webhooks?limit=200")["items"]
+    return t, sorted(keys, key=lambda k: k["id"]), hooks
 
 
 def test_tenant_isolation_every_admin_endpoint(gatehouse, upstream):
@@ -428,7 +441,18 @@ def test_tenant_isolation_every_admin_endpoint(gatehouse, upstream):
             failures.append(f"{method} {path}: the refusal names B's objects: {r.body[:200]!r}")
         return r
 
+    # Webhook endpoints of each tenant, so that {w} names a real one.
+    hooks = {tid: op.ok("POST", f"/v1/tenants/{tid}/webhooks",
+                        {"url": "https://hooks.example.com/in", "events": ["*"]}, 201)["id"]
+             for tid in (A, B)}
+    before_b, before_a = snapshot(op, B), snapshot(op, A)
+
+    def fill(pattern, tenant, key):
+        return fill_ids(pattern, tenant, key, hook=hooks[tenant])
+
     for (method, pattern), (access, body) in sorted(ISOLATION_CASES.items()):
+        if isinstance(body, dict) and body.get("tenant") == "{B}":
+            body = dict(body, tenant=B)
         has_t = "{t}" in pattern
         if has_t:
             # B's tenant with B's key.
@@ -448,6 +472,8 @@ def test_tenant_isolation_every_admin_endpoint(gatehouse, upstream):
             r = adm_a.call(method, pattern, body)
             if pattern.startswith("/v1/audit"):
                 ok = audit_only_own(r, pattern, A)
+            elif (method, pattern) == ("POST", "/v1/events"):  # for B: no such tenant
+                ok = r.status == 404 and B not in r.body.decode(errors="replace")
             elif (method, pattern) == ("GET", "/v1/whoami"):
                 ok = r.status == 200 and r.json().get("tenant_id") == A
             else:  # GET /v1/tenants: A's admin sees only A

@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "config/config.h"
+#include "hooks/ssrf.h"
 
 /* Pieces of a valid file, for bad files that differ in one place. */
 #define LISTEN_OK    "listen: [{address: \"127.0.0.1:8080\"}]\n"
@@ -350,6 +351,41 @@ static void test_route_defaults(void **state)
 }
 
 /* `audit:` at the top and on routes: defaults, `true`, and the mapping. */
+static void test_webhooks_keys(void **state)
+{
+    struct gh_config *cfg = load_ok(VALID_TAIL);
+    const struct gh_config_webhooks *w = &cfg->webhooks;
+    static const uint64_t dflt[] = {0,       5000,     300000,   1800000,
+                                    7200000, 18000000, 36000000, 36000000};
+    (void)state;
+
+    assert_int_equal(w->nallow_private, 0);
+    assert_int_equal(w->timeout_ms, 15000);
+    assert_int_equal(w->nschedule_ms, 8);
+    assert_memory_equal(w->schedule_ms, dflt, sizeof(dflt));
+    assert_true(w->jitter > 0.099 && w->jitter < 0.101);
+    assert_true(w->disable_after_ms == 5ull * 86400000);
+    assert_int_equal(w->concurrency, 64);
+    assert_true(w->rotation_grace_ms == 86400000);
+    assert_int_equal(w->max_payload, 64 * 1024);
+    gh_config_free(cfg);
+
+    cfg = load_ok(VALID_TAIL "webhooks:\n"
+                             "  allow_private: [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]\n"
+                             "  schedule: [0s, 200ms, 400ms]\n"
+                             "  timeout: 2s\n"
+                             "  jitter: 0\n"
+                             "  concurrency: 8\n");
+    w = &cfg->webhooks;
+    assert_int_equal(w->nallow_private, 3);
+    assert_int_equal(w->allow[1].bits, 8);
+    assert_int_equal(w->nschedule_ms, 3);
+    assert_true(w->schedule_ms[0] == 0 && w->schedule_ms[1] == 200 && w->schedule_ms[2] == 400);
+    assert_int_equal(w->timeout_ms, 2000);
+    assert_int_equal(w->concurrency, 8);
+    gh_config_free(cfg);
+}
+
 static void test_audit_keys(void **state)
 {
     struct gh_config *cfg = load_ok(VALID_TAIL);
@@ -782,7 +818,30 @@ struct bad_case {
       "`pool` is for `postgres`")                                                                  \
     X(store_pool_range, VALID_TAIL "store: {postgres: \"postgresql://u@h/d\", pool: 65}\n", 4, 47, \
       "in store.pool")                                                                             \
-    X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")
+    X(webhooks_allow_name, VALID_TAIL "webhooks: {allow_private: [127.0.0.1, localhost]}\n", 4,    \
+      39, "in webhooks.allow_private[1]: \"localhost\" is not an address or a CIDR")               \
+    X(webhooks_allow_bits, VALID_TAIL "webhooks: {allow_private: [10.0.0.1/8]}\n", 4, 28,          \
+      "\"10.0.0.1/8\" is not an address or a CIDR")                                                \
+    X(webhooks_schedule_word, VALID_TAIL "webhooks: {schedule: [0s, soon]}\n", 4, 27,              \
+      "in webhooks.schedule[1]: \"soon\" is not a duration")                                       \
+    X(webhooks_concurrency, VALID_TAIL "webhooks: {concurrency: 0}\n", 4, 25,                      \
+      "in webhooks.concurrency: must be")                                                          \
+    X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")                 \
+    X(secrets_bad_provider, VALID_TAIL "secrets: {provider: vault}\n", 4, 21,                      \
+      "in secrets.provider: must be one of local, pkcs11")                                         \
+    X(secrets_pkcs11_no_block, VALID_TAIL "secrets: {provider: pkcs11}\n", 4, 10,                  \
+      "provider pkcs11 needs a pkcs11 block")                                                      \
+    X(secrets_pkcs11_no_pin,                                                                       \
+      VALID_TAIL "secrets: {provider: pkcs11, pkcs11: {module: /x.so, token_label: t}}\n", 4, 37,  \
+      "missing required key \"pin\"")                                                              \
+    X(secrets_pin_ref,                                                                             \
+      VALID_TAIL "secrets: {provider: pkcs11, pkcs11: {module: /x.so, token_label: t, "            \
+                 "pin: secret:p}}\n",                                                              \
+      4, 74, "in secrets.pkcs11.pin: secret:NAME cannot be used here")                             \
+    X(secret_ref_bad_name,                                                                         \
+      LISTEN_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"], identity_secret: "             \
+                "\"secret:../x\"}}\n" ROUTES_OK,                                                   \
+      2, 67, "in upstreams.app.identity_secret: secret:NAME needs a name")
 
 #define BAD_OBJ(id, y, l, c, m) static struct bad_case bad_##id = {y, l, c, m};
 BAD_CASES(BAD_OBJ)
@@ -970,6 +1029,7 @@ int main(void)
                                        cmocka_unit_test(test_upstream_tls_block),
                                        cmocka_unit_test(test_audit_keys),
                                        cmocka_unit_test(test_store_engines),
+                                       cmocka_unit_test(test_webhooks_keys),
                                        cmocka_unit_test(test_null_values_and_admin_off),
                                        cmocka_unit_test(test_relative_paths_buffer),
                                        cmocka_unit_test(test_load_file),

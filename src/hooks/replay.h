@@ -1,0 +1,48 @@
+/* The table of webhook messages already accepted, so that a captured
+ * request sent again within its window is refused (replay protection).
+ *
+ * One table per process, shared by all workers: 64 shards, each a mutex
+ * over a fixed array of 16-byte slots {keyed SipHash of the message's
+ * replay key, expiry in wall seconds}. A key lives in a window of
+ * GH_REPLAY_PROBE slots of its shard; an expired slot is free again, so the
+ * table needs no sweeper and the request path allocates nothing.
+ *
+ * When a key's whole window holds unexpired entries the table answers
+ * GH_REPLAY_FULL and records nothing: the caller refuses the request (503)
+ * rather than forget an id that may come back. Hash collisions (64-bit,
+ * seeded at random per process) can only refuse a genuine message, never
+ * let a replay through.
+ *
+ * Only this node's messages are remembered: replays sent to another node
+ * of a cluster are caught once the table is shared through Redis (issue 8). */
+#ifndef GH_HOOKS_REPLAY_H
+#define GH_HOOKS_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GH_REPLAY_PROBE 32
+
+enum gh_replay_result {
+    GH_REPLAY_NEW,  /* recorded until its expiry */
+    GH_REPLAY_SEEN, /* recorded before and not expired: a replay */
+    GH_REPLAY_FULL, /* no free slot for it: refuse, do not forget */
+};
+
+struct gh_replay;
+
+/* A table of at least <capacity> slots (rounded up to a power of two, at
+ * least 64 * GH_REPLAY_PROBE). NULL when out of memory. */
+struct gh_replay *gh_replay_new(size_t capacity);
+void gh_replay_free(struct gh_replay *t);
+
+/* Any thread: records <key> (<len> bytes) until wall second <expires_s>,
+ * unless it is there and alive at <now_s>. One shard lock, at most
+ * GH_REPLAY_PROBE slots visited. */
+enum gh_replay_result gh_replay_check_add(struct gh_replay *t, const void *key, size_t len,
+                                          int64_t now_s, int64_t expires_s);
+
+/* Live entries at <now_s> (takes every shard lock: tests and metrics only). */
+size_t gh_replay_live(struct gh_replay *t, int64_t now_s);
+
+#endif

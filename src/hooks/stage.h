@@ -1,0 +1,24 @@
+/* The `verify` stage: a route with `webhook_verify` passes a request on only
+ * when its whole body, read into memory first, carries a valid signature
+ * that was not seen before. Runs after `limits` and before `proxy`
+ * (docs/ARCHITECTURE.md §2), so nothing of a refused request reaches the
+ * upstream. */
+#ifndef GH_HOOKS_STAGE_H
+#define GH_HOOKS_STAGE_H
+
+struct gh_req;
+
+/* Returns 1 (verified, or the route does not ask: go on), 2 (suspended
+ * while the body arrives; the stages resume) or 0 (answered: 401 with
+ * missing_signature, invalid_signature, stale_timestamp or replayed; 413
+ * over max_body; 503 replay_store_full). After 0, <req> may already be
+ * reused: the caller must not touch it. */
+int gh_inbound_stage(struct gh_req *req);
+
+/* A worker's state for the stage: keyed HMAC contexts for the last few
+ * verify routes it saw (made on the worker at a route's first check). */
+struct gh_wh_worker;
+/* Frees it (NULL is fine); on the worker's thread or after it stopped. */
+void gh_inbound_worker_free(struct gh_wh_worker *ww);
+
+#endif

@@ -1,0 +1,280 @@
+/* Secrets under a master key (secrets.h): opening the KMS provider that the
+ * config names, sealing and opening values with a fresh data key each
+ * (envelope.c), and resolving the config's `secret:NAME` references.
+ * Plaintexts and data keys live only in buffers wiped before they are
+ * freed; nothing here logs a value. */
+#include "secrets/secrets.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "secrets/envelope.h"
+#include "secrets/kms.h"
+#include "secrets/secrets_int.h"
+#include "store/store.h"
+
+static int invalid(struct gh_err *err, const char *msg)
+{
+    gh_err_set(err, NULL, 0, 0, "%s", msg);
+    return GH_STORE_INVALID;
+}
+
+static int check_names(const char *tenant, const char *name, struct gh_err *err)
+{
+    if (tenant == NULL || !gh_store_valid_tenant_id(tenant))
+        return invalid(err, "secrets: tenant must be \"system\" or a tenant id");
+    if (name == NULL || !gh_store_valid_secret_name(name))
+        return invalid(err, "secrets: name must be [A-Za-z0-9._/-]{1,128}, not starting with / "
+                            "or .");
+    return GH_OK;
+}
+
+/* Whether the store already holds sealed secrets: they decide whether a
+ * missing master key may be made anew. */
+static int sealed_rows(struct gh_store *store, uint64_t *rows, struct gh_err *err)
+{
+    return gh_store_secrets_count(store, rows, err);
+}
+
+static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, struct gh_err *err)
+{
+    const struct gh_config_pkcs11 *p = &cfg->secrets.pkcs11;
+    struct gh_kms_pkcs11_params params = {
+        .module = p->module,
+        .token_label = p->token_label,
+        .pin = p->pin,
+        .key_label = p->key_label,
+    };
+
+    if (p->module == NULL || p->token_label == NULL || p->pin == NULL) {
+        gh_err_set(err, cfg->file, cfg->secrets.pos.line, cfg->secrets.pos.col,
+                   "in secrets: provider pkcs11 needs pkcs11.module, token_label and pin");
+        return NULL;
+    }
+    return gh_kms_pkcs11_open(&params, create, err);
+}
+
+/* The local provider at start: the file, or a new one when there is none
+ * and nothing was ever sealed. */
+static struct gh_kms *open_local(const struct gh_config *cfg, struct gh_store *store, bool create,
+                                 struct gh_err *err)
+{
+    const char *path = cfg->secrets.master_key_file;
+    uint64_t rows = 0;
+
+    if (path == NULL) {
+        gh_err_set(err, NULL, 0, 0, "secrets: no master_key_file configured");
+        return NULL;
+    }
+    if (create && access(path, F_OK) != 0 && errno == ENOENT) {
+        if (sealed_rows(store, &rows, err) != GH_OK) return NULL;
+        if (rows > 0) {
+            gh_err_set(err, NULL, 0, 0,
+                       "master key file %s is missing, but the store holds %" PRIu64
+                       " sealed secret(s): restore the file from its backup (a new master key "
+                       "would leave them unreadable)",
+                       path, rows);
+            return NULL;
+        }
+        if (gh_kms_local_create(path, err) != GH_OK) return NULL;
+        gh_log_info("secrets: created master key file %s (mode 0600); back it up apart from the "
+                    "store",
+                    path);
+    }
+    return gh_kms_local_open(path, err);
+}
+
+struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_store *store,
+                                      unsigned flags, struct gh_err *err)
+{
+    bool create = (flags & GH_SECRETS_CREATE_MASTER) != 0;
+    struct gh_secrets *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        gh_err_set(err, NULL, 0, 0, "out of memory");
+        return NULL;
+    }
+    s->store = store;
+    if (cfg->secrets.provider != NULL && strcmp(cfg->secrets.provider, "pkcs11") == 0) {
+        uint64_t rows = 0;
+        /* The token makes its first key only on a store with nothing sealed,
+         * as the local file is (open_local). */
+        if (create && sealed_rows(store, &rows, err) != GH_OK) goto fail;
+        s->kms = open_pkcs11(cfg, create && rows == 0, err);
+    } else {
+        s->kms = open_local(cfg, store, create, err);
+    }
+    if (s->kms == NULL) goto fail;
+    return s;
+fail:
+    free(s);
+    return NULL;
+}
+
+struct gh_secrets *gh_secrets_open(const struct gh_config *cfg, struct gh_store *store,
+                                   struct gh_err *err)
+{
+    return gh_secrets_open_ex(cfg, store, 0, err);
+}
+
+void gh_secrets_close(struct gh_secrets *s)
+{
+    if (s == NULL) return;
+    if (s->kms != NULL) s->kms->ops->close(s->kms);
+    free(s);
+}
+
+int gh_secrets_init(const struct gh_config *cfg, struct gh_err *err)
+{
+    struct gh_kms *k;
+
+    if (cfg->secrets.provider != NULL && strcmp(cfg->secrets.provider, "pkcs11") == 0) {
+        k = open_pkcs11(cfg, true, err);
+        if (k == NULL) return GH_ERROR;
+        k->ops->close(k);
+        return GH_OK;
+    }
+    if (cfg->secrets.master_key_file == NULL)
+        return gh_err_set(err, NULL, 0, 0, "secrets: no master_key_file configured");
+    return gh_kms_local_create(cfg->secrets.master_key_file, err);
+}
+
+const char *gh_secrets_provider(const struct gh_secrets *s)
+{
+    return s->kms->ops->name;
+}
+
+int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct gh_err *err)
+{
+    *version = 0;
+    if (s->kms->ops->current(s->kms, version, err) != GH_OK) return GH_ERROR;
+    if (*version == 0)
+        return gh_err_set(err, NULL, 0, 0, "secrets: the provider has no master key");
+    return GH_OK;
+}
+
+int gh_secrets_put(struct gh_secrets *s, const char *tenant, const char *name, const void *value,
+                   size_t len, struct gh_err *err)
+{
+    struct gh_store_secret *row = NULL;
+    uint8_t dek[GH_KMS_DEK_LEN];
+    uint32_t version;
+    int rc = check_names(tenant, name, err);
+
+    if (rc != GH_OK) return rc;
+    if (value == NULL || len == 0 || len > GH_SECRET_VALUE_MAX)
+        return invalid(err, "secrets: a value must have 1..8192 bytes");
+    row = calloc(1, sizeof(*row));
+    if (row == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    snprintf(row->tenant_id, sizeof(row->tenant_id), "%s", tenant);
+    snprintf(row->name, sizeof(row->name), "%s", name);
+    rc = GH_ERROR;
+    /* A fresh data key per value: replacing a value never reuses a key, so
+     * random nonces never repeat under one key. */
+    if (RAND_priv_bytes(dek, sizeof(dek)) != 1) {
+        gh_err_set(err, NULL, 0, 0, "secrets: the CSPRNG failed");
+        goto out;
+    }
+    if (gh_secrets_current_version(s, &version, err) != GH_OK ||
+        s->kms->ops->wrap(s->kms, version, dek, row->wrapped_dek, sizeof(row->wrapped_dek),
+                          &row->wrapped_len, err) != GH_OK)
+        goto out;
+    row->kek_version = version;
+    if (gh_envelope_seal(dek, tenant, name, value, len, row->nonce, row->ciphertext, err) != GH_OK)
+        goto out;
+    row->ciphertext_len = len + GH_ENVELOPE_TAG_LEN;
+    rc = gh_store_secret_put(s->store, row, err);
+out:
+    OPENSSL_cleanse(dek, sizeof(dek));
+    free(row); /* ciphertext and wrapped key only */
+    return rc;
+}
+
+int gh_secrets_get(struct gh_secrets *s, const char *tenant, const char *name, void *out,
+                   size_t cap, size_t *len, struct gh_err *err)
+{
+    struct gh_store_secret *row = NULL;
+    uint8_t dek[GH_KMS_DEK_LEN];
+    int rc;
+
+    *len = 0;
+    rc = check_names(tenant, name, err);
+    if (rc != GH_OK) return rc;
+    row = malloc(sizeof(*row));
+    if (row == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    rc = gh_store_secret_get(s->store, tenant, name, row, err);
+    if (rc != GH_OK) goto out;
+    if (row->ciphertext_len <= GH_ENVELOPE_TAG_LEN) { /* not a row we wrote */
+        rc = gh_err_set(err, NULL, 0, 0, "secrets: the ciphertext does not authenticate");
+        goto out;
+    }
+    if (row->ciphertext_len - GH_ENVELOPE_TAG_LEN > cap) {
+        rc = invalid(err, "secrets: the value is larger than the buffer");
+        goto out;
+    }
+    rc =
+        s->kms->ops->unwrap(s->kms, row->kek_version, row->wrapped_dek, row->wrapped_len, dek, err);
+    if (rc == GH_OK)
+        rc = gh_envelope_open(dek, tenant, name, row->nonce, row->ciphertext, row->ciphertext_len,
+                              out, cap, len, err);
+    if (rc != GH_OK) rc = GH_ERROR;
+out:
+    OPENSSL_cleanse(dek, sizeof(dek));
+    free(row);
+    return rc;
+}
+
+int gh_secrets_delete(struct gh_secrets *s, const char *tenant, const char *name,
+                      struct gh_err *err)
+{
+    int rc = check_names(tenant, name, err);
+
+    if (rc != GH_OK) return rc;
+    return gh_store_secret_delete(s->store, tenant, name, err);
+}
+
+int gh_secrets_resolve_config(struct gh_secrets *s, struct gh_config *cfg, struct gh_err *err)
+{
+    char name[GH_SECRET_NAME_MAX + 1];
+    char *buf = malloc(GH_SECRET_VALUE_MAX + 1);
+    int rc = GH_OK;
+
+    if (buf == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    for (size_t i = 0; i < cfg->nsecret_refs && rc == GH_OK; i++) {
+        struct gh_config_secret_ref *r = &cfg->secret_refs[i];
+        struct gh_err e = {0};
+        size_t len = 0;
+
+        snprintf(name, sizeof(name), "config/%s", r->name);
+        rc = gh_secrets_get(s, GH_STORE_SYSTEM_TENANT, name, buf, GH_SECRET_VALUE_MAX, &len, &e);
+        if (rc == GH_STORE_NOT_FOUND) {
+            rc = gh_err_set(err, cfg->file, r->pos.line, r->pos.col,
+                            "in %s: secret:%s: no such secret (store it with `gatehouse secrets "
+                            "set %s -c FILE`)",
+                            r->key, r->name, name);
+        } else if (rc != GH_OK) {
+            rc = gh_err_set(err, cfg->file, r->pos.line, r->pos.col, "in %s: secret:%s: %s", r->key,
+                            r->name, e.msg);
+        } else if (len < r->min_len || memchr(buf, '\0', len) != NULL) {
+            rc = gh_err_set(err, cfg->file, r->pos.line, r->pos.col,
+                            "in %s: secret:%s: a secret here must be text of at least %zu bytes",
+                            r->key, r->name, r->min_len);
+        } else {
+            buf[len] = '\0';
+            free(*r->field);
+            *r->field = strdup(buf);
+            if (*r->field == NULL) rc = gh_err_set(err, NULL, 0, 0, "out of memory");
+        }
+        OPENSSL_cleanse(buf, len + 1);
+    }
+    free(buf);
+    return rc;
+}

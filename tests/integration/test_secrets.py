@@ -1,0 +1,402 @@
+"""Secrets under a master key (issue 7, docs/secrets.md): the `gatehouse
+secrets` CLI with the local master key file and with a PKCS#11 token
+(SoftHSM2, made by the test in its tmp_path), master key rotation while a
+gateway runs, an interrupted rotation resumed, `secret:NAME` references in a
+config, the literal-secret warning of `gatehouse check`, and the store file
+(with its -wal and -shm) searched for anything in clear."""
+import base64
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import Gatehouse, gatehouse_bin, wait_for
+from identity_helpers import (
+    ORDERS_ROUTE,
+    OPEN_ROUTE,
+    Admin,
+    bootstrap,
+    identity_config,
+    identity_signature,
+    http_call,
+    bearer,
+)
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def run_cli(g, *args, stdin=None, env=None, timeout=60):
+    """`gatehouse ARGS -c <g's config>` with <stdin> (bytes); (rc, out, err)."""
+    p = subprocess.run([gatehouse_bin(), *args, "-c", g.config_path], input=stdin,
+                       capture_output=True, timeout=timeout, cwd=str(g.tmp),
+                       env=env if env is not None else os.environ.copy())
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def ok(g, *args, stdin=None, env=None):
+    rc, out, err = run_cli(g, *args, stdin=stdin, env=env)
+    assert rc == 0, f"gatehouse {' '.join(args)}: exit {rc}\nstdout: {out}\nstderr: {err}"
+    return out, err
+
+
+def db_path(g):
+    return os.path.join(str(g.tmp), "gatehouse.db")
+
+
+def rows(g, sql):
+    con = sqlite3.connect(db_path(g), timeout=10)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def store_bytes(g):
+    """The store as it is on disk: the database file, its WAL and shm."""
+    out = b""
+    for suffix in ("", "-wal", "-shm"):
+        p = db_path(g) + suffix
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                out += f.read()
+    return out
+
+
+def assert_not_in_store(g, needles):
+    data = store_bytes(g)
+    assert data, "no store file"
+    for what, needle in needles:
+        assert needle not in data, f"{what} found in clear in the store"
+
+
+class SecretsGatehouse(Gatehouse):
+    """A gatehouse whose process gets <env> (SOFTHSM2_CONF for the PKCS#11
+    tests goes to the gateway's process only)."""
+
+    env = None
+
+    def start(self, wait=True):
+        self.proc = subprocess.Popen(
+            [gatehouse_bin(), "run", "-c", self.config_path],
+            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
+            cwd=str(self.tmp), env=self.env if self.env is not None else os.environ.copy())
+        if wait:
+            self.wait_ready()
+        return self
+
+
+@pytest.fixture
+def gh(tmp_path, upstream):
+    made = []
+
+    def make(extra="", identity_secret=None, env=None, routes=OPEN_ROUTE):
+        g = SecretsGatehouse(tmp_path, upstream_port=upstream.port,
+                             raw=identity_config(routes=routes, identity_secret=identity_secret,
+                                                 extra=extra))
+        g.env = env
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.stop()
+
+
+# ---------------------------------------------------------------- local provider
+
+
+def test_local_cli_round_trip(gh):
+    g = gh()
+    master = db_path(g) + ".master"
+    out, _ = ok(g, "secrets", "init")
+    assert master in out
+    assert oct(os.stat(master).st_mode & 0o777) == "0o600"
+    with open(master) as f:
+        assert re.fullmatch(r"gatehouse-master v1 [A-Za-z0-9+/]{43}=\n", f.read())
+    rc, _, err = run_cli(g, "secrets", "init")
+    assert rc != 0 and "refusing to overwrite" in err, err
+
+    value = b"db-password-4d9f0c2e-not-in-the-store"
+    ok(g, "secrets", "set", "config/db-password", stdin=value + b"\n")
+    out, _ = ok(g, "secrets", "get", "config/db-password")
+    assert out.encode() == value
+    out, _ = ok(g, "secrets", "list")
+    assert "config/db-password" in out and value.decode() not in out
+    assert "v1" in out
+    # A tenant's secret, by the tenant's name.
+    ok(g, "tenants", "create", "acme")
+    ok(g, "secrets", "set", "webhook/orders", "--tenant", "acme", stdin=b"whsec-for-acme-1234")
+    out, _ = ok(g, "secrets", "list", "--tenant", "acme")
+    assert "webhook/orders" in out and "config/db-password" not in out
+    rc, _, err = run_cli(g, "secrets", "get", "webhook/orders")  # the system tenant has none
+    assert rc != 0 and "no such secret" in err
+    out, _ = ok(g, "secrets", "status")
+    assert "provider: local" in out and "current master key version: 1" in out
+    assert "v1: 2 secret(s)" in out
+    # The value never reaches argv: a value argument is refused.
+    rc, _, err = run_cli(g, "secrets", "set", "config/x", "the-value")
+    assert rc == 2 and "unexpected argument" in err
+
+    assert_not_in_store(g, [("the value", value), ("the tenant's value", b"whsec-for-acme")])
+    ok(g, "secrets", "delete", "config/db-password")
+    rc, _, err = run_cli(g, "secrets", "get", "config/db-password")
+    assert rc != 0 and "no such secret" in err
+
+
+def test_master_key_file_mode_refused(gh):
+    g = gh()
+    master = db_path(g) + ".master"
+    ok(g, "secrets", "init")
+    os.chmod(master, 0o644)
+    rc, _, err = run_cli(g, "secrets", "status")
+    assert rc != 0
+    assert f"master key file {master} has mode 0644" in err, err
+    assert "0600 or stricter" in err
+    g.start(wait=False)
+    assert g.proc.wait(10) != 0
+    assert f"master key file {master} has mode 0644" in g.stderr(), g.stderr()
+    os.chmod(master, 0o400)
+    ok(g, "secrets", "status")
+
+
+def test_first_start_makes_the_master_key_only_on_an_empty_store(gh):
+    g = gh()
+    master = db_path(g) + ".master"
+    g.start()
+    assert os.path.exists(master)
+    assert g.stderr().count("created master key file") == 1
+    g.stop()
+    # The gateway's own keys are sealed from the first start.
+    for (pem,) in rows(g, "SELECT private_pem FROM audit_keys"):
+        assert pem.startswith("secret:audit-key/"), pem
+    assert rows(g, "SELECT count(*) FROM secrets")[0][0] >= 1
+    # Sealed secrets and no master key file: refused, never a new key.
+    os.rename(master, master + ".bak")
+    g.start(wait=False)
+    assert g.proc.wait(10) != 0
+    assert "is missing, but the store holds" in g.stderr(), g.stderr()
+    assert not os.path.exists(master)
+
+
+# ---------------------------------------------------------------- rotation
+
+
+def test_rotate_master_while_the_gateway_runs(gh, upstream):
+    ref_secret = "identity-secret-before-rotation-0123"
+    g = gh(identity_secret="secret:upstream-app", routes=ORDERS_ROUTE + OPEN_ROUTE)
+    ok(g, "secrets", "init")
+    ok(g, "secrets", "set", "config/upstream-app", stdin=ref_secret.encode())
+    for i in range(25):
+        ok(g, "secrets", "set", f"bulk/{i:02d}", stdin=f"bulk-value-{i:02d}-xyz".encode())
+    op_key, _, _ = bootstrap(g)
+    g.start()
+    op = Admin(g, op_key)
+    t = op.create_tenant("rot")
+    k = op.create_key(t["id"], roles=["developer"], scopes=["orders:read"])
+    wait_for(lambda: http_call(g.port, "GET", "/orders", headers=bearer(k["key"])).status == 200,
+             what="the new key works")
+
+    def signed_with(secret):
+        r = http_call(g.port, "GET", "/orders", headers=bearer(k["key"]))
+        assert r.status == 200, r
+        h = {n.lower(): v for n, v in r.json()["header_list"]}
+        want = identity_signature(secret, t["id"], f"key:{k['id']}", "orders:read",
+                                  int(h["gatehouse-timestamp"]), "GET", "/orders")
+        return h["gatehouse-signature"] == want
+
+    assert signed_with(ref_secret)
+
+    # Part of the way (throttled): pending, and everything still opens.
+    out, _ = ok(g, "secrets", "rotate-master", "--batch", "4", "--limit", "10")
+    assert "v1 -> v2 pending" in out, out
+    versions = dict(rows(g, "SELECT kek_version, count(*) FROM secrets GROUP BY 1"))
+    assert versions[2] == 10 and versions[1] > 0, versions
+    out, _ = ok(g, "secrets", "get", "bulk/24")
+    assert out == "bulk-value-24-xyz"
+    assert signed_with(ref_secret)  # the gateway keeps serving
+
+    # The rest; every row moves, the gateway keeps running.
+    out, _ = ok(g, "secrets", "rotate-master")
+    assert "v1 -> v2 finished" in out, out
+    assert rows(g, "SELECT DISTINCT kek_version FROM secrets") == [(2,)]
+    out, _ = ok(g, "secrets", "get", "config/upstream-app")
+    assert out == ref_secret
+    assert g.proc.poll() is None
+
+    # A reload resolves the reference from a row under version 2, which the
+    # gateway's provider had not loaded yet (it re-reads the file once).
+    new_secret = "identity-secret-after-rotation-4567"
+    ok(g, "secrets", "set", "config/upstream-app", stdin=new_secret.encode())
+    g.reload_and_wait()
+    assert signed_with(new_secret)
+
+    # Audited, and the chain still verifies.
+    g.stop()
+    actions = rows(g, "SELECT json_extract(body, '$.reason') FROM audit_events "
+                      "WHERE action = 'secrets.rotate_master' ORDER BY rowid")
+    assert [a for (a,) in actions] == ["started", "resumed", "finished"], actions
+    out, err = ok(g, "audit", "verify")
+    assert "FAILED" not in out, out + err
+
+
+def test_interrupted_rotation_resumes_to_the_same_target(gh):
+    g = gh()
+    ok(g, "secrets", "init")
+    for i in range(6):
+        ok(g, "secrets", "set", f"k/{i}", stdin=f"value-{i}-0123456789".encode())
+    out, _ = ok(g, "secrets", "rotate-master", "--limit", "2")
+    assert "v1 -> v2 pending" in out
+    out, _ = ok(g, "secrets", "rotate-master", "--limit", "1")
+    assert "v1 -> v2 pending" in out  # resumed: the same target, not v3
+    with open(db_path(g) + ".master") as f:
+        assert [ln.split()[1] for ln in f] == ["v1", "v2"]
+    # The rotation's own audit key was sealed too: count from the store.
+    total = rows(g, "SELECT count(*) FROM secrets")[0][0]
+    out, _ = ok(g, "secrets", "status")
+    assert "PENDING" in out and f"v1: {total - 3} secret(s)" in out and "v2: 3 secret(s)" in out
+    out, _ = ok(g, "secrets", "rotate-master")
+    assert f"v1 -> v2 finished: {total - 3} re-wrapped now, {total} in all" in out, out
+    assert rows(g, "SELECT from_version, to_version, rewrapped, finished_at > 0 "
+                   "FROM secrets_rotation") == [(1, 2, total, 1)]
+    for i in range(6):
+        out, _ = ok(g, "secrets", "get", f"k/{i}")
+        assert out == f"value-{i}-0123456789"
+    # The next rotation goes on to v3.
+    out, _ = ok(g, "secrets", "rotate-master")
+    assert "v2 -> v3 finished" in out
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_secret_reference_in_config(gh):
+    g = gh(identity_secret="secret:upstream-app")
+    ok(g, "secrets", "init")
+    g.start(wait=False)
+    assert g.proc.wait(10) != 0
+    err = g.stderr()
+    # The reference's place: upstreams.app.identity_secret is on line 6.
+    m = re.search(r"gatehouse\.yaml:(\d+):(\d+): in upstreams\.app\.identity_secret: "
+                  r"secret:upstream-app: no such secret", err)
+    assert m, err
+    with open(g.config_path) as f:
+        line = f.read().splitlines()[int(m.group(1)) - 1]
+    assert "secret:upstream-app" in line and line.index("\"secret:") + 1 == int(m.group(2))
+    ok(g, "secrets", "set", "config/upstream-app", stdin=b"identity-secret-from-the-store-01")
+    g.start()
+    # `check` does not need the store: a reference is not a literal.
+    rc, out, err = run_cli(g, "check")
+    assert rc == 0 and "warning" not in err, err
+
+
+def test_check_warns_on_literal_secrets(gh):
+    g = gh(identity_secret="a-literal-identity-secret-0123456789")
+    rc, out, err = run_cli(g, "check")
+    assert rc == 0, err
+    assert re.search(r"gatehouse\.yaml:\d+:\d+: warning: literal secret in "
+                     r"upstreams\.app\.identity_secret; use secret:NAME, env:NAME or file:PATH",
+                     err), err
+    assert "a-literal-identity-secret" not in err + out
+    env = os.environ.copy()
+    env["GH_TEST_IDENTITY"] = "an-identity-secret-from-the-env-01"
+    g2 = gh(identity_secret="env:GH_TEST_IDENTITY")
+    rc, _, err = run_cli(g2, "check", env=env)
+    assert rc == 0 and "warning" not in err, err
+
+
+# ---------------------------------------------------------------- PKCS#11
+
+
+@pytest.fixture
+def softhsm(tmp_path):
+    """A SoftHSM2 token in tmp_path; the environment for processes that use
+    it (SOFTHSM2_CONF), never set in the test's own process."""
+    if shutil.which("softhsm2-util") is None or not os.path.exists(SOFTHSM_MODULE):
+        pytest.fail("softhsm2 is not installed (scripts/install-deps)")
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n")
+    env = os.environ.copy()
+    env["SOFTHSM2_CONF"] = str(conf)
+    env["GH_TEST_PIN"] = "24680"
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "gatehouse-test",
+                    "--pin", "24680", "--so-pin", "13579"], env=env, check=True,
+                   capture_output=True, timeout=30)
+    return env
+
+
+PKCS11_BLOCK = (
+    "secrets:\n"
+    "  provider: pkcs11\n"
+    "  pkcs11:\n"
+    f"    module: {SOFTHSM_MODULE}\n"
+    "    token_label: gatehouse-test\n"
+    "    pin: env:GH_TEST_PIN\n"
+)
+
+
+def test_pkcs11_round_trip_rotation_and_nothing_in_clear(gh, softhsm):
+    from cryptography.hazmat.primitives import serialization
+
+    g = gh(extra=PKCS11_BLOCK, env=softhsm)
+    out, _ = ok(g, "secrets", "init", env=softhsm)
+    assert "gatehouse-kek-v1" in out
+    values = {f"k/{i:02d}": f"hsm-value-{i:02d}-7b1e5c".encode() for i in range(12)}
+    for name, v in values.items():
+        ok(g, "secrets", "set", name, stdin=v, env=softhsm)
+    for name, v in values.items():
+        out, _ = ok(g, "secrets", "get", name, env=softhsm)
+        assert out.encode() == v
+    # A wrong PIN is refused by the token.
+    bad = dict(softhsm, GH_TEST_PIN="11111")
+    rc, _, err = run_cli(g, "secrets", "status", env=bad)
+    assert rc != 0 and "C_Login: CKR_PIN_INCORRECT" in err, err
+
+    # The gateway on the token: its own keys are sealed there from the start.
+    g.start()
+    wait_for(lambda: http_call(g.port, "GET", "/.well-known/jwks.json").json()["keys"],
+             what="the first token signing key")
+
+    out, _ = ok(g, "secrets", "rotate-master", "--batch", "5", env=softhsm)
+    assert "v1 -> v2 finished" in out, out
+    assert g.proc.poll() is None
+    g.stop()
+    versions = rows(g, "SELECT name, kek_version FROM secrets")
+    assert len(versions) >= len(values) + 2  # the audit key and a signing key too
+    assert all(v == 2 for _, v in versions), versions
+    out, _ = ok(g, "secrets", "status", env=softhsm)
+    assert "provider: pkcs11" in out and "current master key version: 2" in out
+    for name, v in values.items():
+        out, _ = ok(g, "secrets", "get", name, env=softhsm)
+        assert out.encode() == v
+    out, err = ok(g, "audit", "verify", env=softhsm)
+    assert "FAILED" not in out, out + err
+
+    # Nothing in clear: the values, any PEM, the private keys' raw bytes and
+    # their PEM bodies.
+    needles = [(f"value {n}", v) for n, v in values.items()]
+    needles.append(("a PEM private key", b"PRIVATE KEY"))
+    (audit_ref,) = rows(g, "SELECT private_pem FROM audit_keys")[0]
+    (signing_ref,) = rows(g, "SELECT private_pem FROM signing_keys")[0]
+    for ref in (audit_ref, signing_ref):
+        assert ref.startswith("secret:"), ref
+        pem, _ = ok(g, "secrets", "get", ref[len("secret:"):], env=softhsm)
+        body = "".join(ln for ln in pem.splitlines() if not ln.startswith("-----"))
+        needles.append((f"{ref} as base64", body.encode()))
+        needles.append((f"{ref} as DER", base64.b64decode(body)))
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        try:
+            raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                    serialization.NoEncryption())
+        except ValueError:  # EC: the private scalar
+            raw = key.private_numbers().private_value.to_bytes(32, "big")
+        needles.append((f"{ref} raw", raw))
+    assert_not_in_store(g, needles)
+    with open(g.config_path) as f:
+        assert "24680" not in f.read()

@@ -1,0 +1,577 @@
+"""Outbound webhooks (docs/webhooks.md): endpoints on the admin API, POST
+/v1/events, signed deliveries to a receiver written here with the standard
+library (every delivery is checked with hmac, independently of the C code),
+the retry schedule (shortened by config), replay, secret rotation, Ed25519,
+tenant scoping, SSRF refusals, and kill -9 during a burst."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from conftest import free_port, wait_for
+from identity_helpers import Admin, bootstrap, http_call, identity_config
+
+SCHEDULE = "[0s, 200ms, 400ms]"
+HOOKS = f"webhooks:\n  allow_private: [\"127.0.0.1\"]\n  schedule: {SCHEDULE}\n  jitter: 0\n"
+HOOKS_NO_ALLOW = f"webhooks:\n  schedule: {SCHEDULE}\n  jitter: 0\n"
+
+
+# ---------------------------------------------------------------- the receiver
+
+
+def verify_v1(secret, msg_id, ts, body, sigs):
+    """Standard Webhooks v1: base64(HMAC-SHA256(key, id.ts.body)), the key
+    being the base64 after "whsec_"."""
+    key = base64.b64decode(secret[len("whsec_"):])
+    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    want = "v1," + base64.b64encode(mac).decode()
+    return any(hmac.compare_digest(s, want) for s in sigs)
+
+
+def verify_v1a(public, msg_id, ts, body, sigs):
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    pk = Ed25519PublicKey.from_public_bytes(base64.b64decode(public[len("whpk_"):]))
+    for s in sigs:
+        if not s.startswith("v1a,"):
+            continue
+        try:
+            pk.verify(base64.b64decode(s[4:]), f"{msg_id}.{ts}.".encode() + body)
+            return True
+        except InvalidSignature:
+            pass
+    return False
+
+
+class Receiver(ThreadingHTTPServer):
+    """Records every POST by path. <keys[path]> lists the keys (whsec_ or
+    whpk_) a delivery on <path> must verify with, each of them; a delivery
+    that does not is recorded in <bad>. <plan[path]> is a list of statuses
+    answered to the first attempts (then 204); <retry_after[path]> a
+    Retry-After value sent with them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        self.got = {}  # path -> [(time, headers, body)]
+        self.keys = {}
+        self.plan = {}
+        self.retry_after = {}
+        self.bad = []
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", free_port()), ReceiverHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def deliveries(self, path):
+        with self.lock:
+            return list(self.got.get(path, []))
+
+    def check(self, path, headers, body):
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+            if not headers.get(name):
+                return f"{name} missing"
+        ts = headers["webhook-timestamp"]
+        if not ts.isdigit() or abs(int(ts) - time.time()) > 300:
+            return f"timestamp {ts!r} not within 5 minutes"
+        sigs = headers["webhook-signature"].split(" ")
+        for key in self.keys.get(path, []):
+            ok = (verify_v1 if key.startswith("whsec_") else verify_v1a)(
+                key, headers["webhook-id"], ts, body, sigs)
+            if not ok:
+                return f"signature does not verify with {key[:10]}..."
+        if not self.keys.get(path):
+            return "no key to verify with"
+        if headers.get("content-type") != "application/json":
+            return f"content-type {headers.get('content-type')!r}"
+        return None
+
+
+class ReceiverHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        srv = self.server
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        path = self.path
+        problem = srv.check(path, headers, body)
+        with srv.lock:
+            if problem:
+                srv.bad.append((path, problem))
+            lst = srv.got.setdefault(path, [])
+            lst.append((time.monotonic(), headers, body))
+            plan = srv.plan.get(path, [])
+            status = plan[len(lst) - 1] if len(lst) <= len(plan) else 204
+            ra = srv.retry_after.get(path)
+        if srv.delay:
+            time.sleep(srv.delay)
+        self.send_response(status)
+        if ra and status != 204:
+            self.send_header("Retry-After", ra)
+        reply = b"" if status == 204 else f"status {status}".encode()
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def started(gatehouse, hooks=HOOKS):
+    g = gatehouse(raw=identity_config(workers=1, extra=hooks), start=False)
+    key, _, _ = bootstrap(g)
+    g.start()
+    return g, Admin(g, key)
+
+
+def endpoint(op, tenant, url, events=("*",), status=201, **extra):
+    r = op.call("POST", f"/v1/tenants/{tenant}/webhooks", {"url": url, "events": list(events),
+                                                           **extra})
+    assert r.status == status, r
+    return r.json()
+
+
+def publish(op, tenant, type_, payload, status=202, **extra):
+    return op.ok("POST", "/v1/events", {"tenant": tenant, "type": type_, "payload": payload,
+                                        **extra}, status)
+
+
+def history(op, tenant, ep, status=None):
+    q = f"?status={status}" if status else ""
+    return op.ok("GET", f"/v1/tenants/{tenant}/webhooks/{ep}/deliveries{q}")["items"]
+
+
+def delivery(op, tenant, ep, d):
+    return op.ok("GET", f"/v1/tenants/{tenant}/webhooks/{ep}/deliveries/{d}")
+
+
+def wait_status(op, tenant, ep, want, n=1, timeout=10):
+    wait_for(lambda: len(history(op, tenant, ep, want)) >= n, timeout,
+             what=f"{n} {want} deliveries")
+    return history(op, tenant, ep, want)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_create_publish_deliver_verified(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/a"), ["order.*"], description="orders")
+    assert ep["id"].startswith("ep_") and ep["secret"].startswith("whsec_"), ep
+    assert ep["events"] == ["order.*"] and ep["signing"] == "hmac" and ep["status"] == "active"
+    rx.keys["/a"] = [ep["secret"]]
+    # Shown once: never again.
+    got = op.ok("GET", f"/v1/tenants/{t}/webhooks/{ep['id']}")
+    assert "secret" not in got and got["url"] == rx.url("/a"), got
+    assert ep["secret"] not in json.dumps(op.ok("GET", f"/v1/tenants/{t}/webhooks"))
+
+    doc = publish(op, t, "order.created", {"order": 42, "note": "caf\u00e9"})
+    assert doc["id"].startswith("msg_") and doc["deliveries"] == 1, doc
+    assert publish(op, t, "invoice.paid", {"x": 1})["deliveries"] == 0
+    wait_for(lambda: rx.deliveries("/a"), 5, what="a delivery")
+    _, headers, body = rx.deliveries("/a")[0]
+    assert headers["webhook-id"] == doc["id"]
+    assert headers["user-agent"] == "gatehouse-webhooks"
+    sent = json.loads(body)
+    assert sent["type"] == "order.created" and sent["data"] == {"order": 42, "note": "caf\u00e9"}
+    assert sent["timestamp"].endswith("Z"), sent
+    items = wait_status(op, t, ep["id"], "succeeded")
+    assert items[0]["message_id"] == doc["id"] and items[0]["attempts"] == 1, items
+    one = delivery(op, t, ep["id"], items[0]["id"])
+    assert [a["status"] for a in one["attempt_history"]] == [204], one
+    assert one["attempt_history"][0]["latency_ms"] >= 0
+    # Idempotent publish with the caller's id.
+    d1 = publish(op, t, "order.paid", {"n": 1}, id="order-7-paid")
+    d2 = publish(op, t, "order.paid", {"n": 1}, id="order-7-paid")
+    assert d1["id"] == d2["id"] == "order-7-paid" and d2["duplicate"] is True, (d1, d2)
+    wait_for(lambda: len(rx.deliveries("/a")) >= 2, 5, what="the second delivery")
+    time.sleep(0.5)
+    assert len(rx.deliveries("/a")) == 2
+    # Every change is audited; the creation names the endpoint.
+    def audited():
+        items = op.ok("GET", "/v1/audit?action=webhook.create")["events"]
+        return [i["resource"] for i in items]
+    wait_for(lambda: audited() == [f"tenants/{t}/webhooks/{ep['id']}"], 5, what="the audit event")
+    # The dispatcher's metrics.
+    m = http_call(g.admin_port, "GET", "/metrics").body.decode()
+    assert 'gatehouse_webhook_deliveries_total{result="succeeded"} 2' in m, m[-3000:]
+    assert 'gatehouse_webhook_attempts_total{outcome="success"} 2' in m
+    assert "gatehouse_webhook_attempt_duration_seconds_count 2" in m
+    assert ep["secret"] not in m
+    assert not rx.bad, rx.bad
+    g.stop()
+    # The secret is in no log, and sealed in the store (not in clear).
+    secret = ep["secret"]
+    assert secret not in g.stderr() and secret not in g.stdout()
+    raw = base64.b64decode(secret[len("whsec_"):])
+    with open(os.path.join(str(g.tmp), "gatehouse.db"), "rb") as f:
+        db = f.read()
+    for name in ("gatehouse.db-wal",):
+        path = os.path.join(str(g.tmp), name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                db += f.read()
+    assert raw not in db and secret.encode() not in db
+
+
+def test_bad_bodies(gatehouse, upstream):
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    url = "https://hooks.example.com/in"
+    for body, status in (({"events": ["a"]}, 422), ({"url": url}, 422),
+                         ({"url": url, "events": []}, 422), ({"url": url, "events": ["A!"]}, 422),
+                         ({"url": url, "events": ["a"], "signing": "rsa"}, 422),
+                         ({"url": url, "events": ["a"], "nope": 1}, 400),
+                         ({"url": 5, "events": ["a"]}, 400)):
+        r = op.call("POST", f"/v1/tenants/{t}/webhooks", body)
+        assert r.status == status and r.json().get("error"), (body, r)
+    for body, status in (({"tenant": t, "type": "Bad Type", "payload": {}}, 422),
+                         ({"tenant": t, "type": "a.b"}, 422),
+                         ({"tenant": t, "type": "a.b", "payload": [1]}, 422),
+                         ({"tenant": "tn_nope", "type": "a.b", "payload": {}}, 404),
+                         ({"tenant": t, "type": "a.b", "payload": {"x": "y" * 70000}}, 413)):
+        r = op.call("POST", "/v1/events", body)
+        assert r.status == status, (body, r)
+    g.stop()
+
+
+def test_retry_schedule_replay_and_history(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    flaky = endpoint(op, t, rx.url("/flaky"))
+    down = endpoint(op, t, rx.url("/down"))
+    rx.keys["/flaky"] = [flaky["secret"]]
+    rx.keys["/down"] = [down["secret"]]
+    rx.plan["/flaky"] = [503, 500]  # then 204
+    rx.plan["/down"] = [500, 502, 503, 204]  # one more failure than the schedule allows
+    publish(op, t, "order.created", {"n": 1})
+
+    items = wait_status(op, t, flaky["id"], "succeeded")
+    one = delivery(op, t, flaky["id"], items[0]["id"])
+    assert [a["status"] for a in one["attempt_history"]] == [503, 500, 204], one
+    assert one["attempt_history"][0]["response"] == "status 503"
+    times = [x[0] for x in rx.deliveries("/flaky")]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # The schedule [0s, 200ms, 400ms], no jitter; some room for the poll.
+    assert 0.18 <= gaps[0] <= 0.8 and 0.38 <= gaps[1] <= 1.0, gaps
+
+    items = wait_status(op, t, down["id"], "failed")
+    one = delivery(op, t, down["id"], items[0]["id"])
+    assert [a["status"] for a in one["attempt_history"]] == [500, 502, 503], one
+    assert one["attempts"] == 3 and one["last_status"] == 503, one
+    # Replay: a new attempt sequence; the receiver now answers 204.
+    r = op.ok("POST", f"/v1/tenants/{t}/webhooks/{down['id']}/deliveries/{items[0]['id']}/replay",
+              None, 202)
+    assert r["status"] == "pending"
+    items = wait_status(op, t, down["id"], "succeeded")
+    one = delivery(op, t, down["id"], items[0]["id"])
+    assert one["attempts"] == 1, one
+    assert [a["status"] for a in one["attempt_history"]] == [500, 502, 503, 204], one
+    # A pending delivery cannot be replayed; an unknown one is 404.
+    base = f"/v1/tenants/{t}/webhooks/{down['id']}/deliveries"
+    assert op.call("POST", f"{base}/999999/replay").status == 404
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_4xx_fails_at_once_410_disables_and_retry_after(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    # Subscribed to a.* only: the 410 below makes a webhook.endpoint_disabled event.
+    gone = endpoint(op, t, rx.url("/gone"), ["a.*"])
+    slow = endpoint(op, t, rx.url("/slow"), ["a.*"])
+    rx.keys["/gone"] = [gone["secret"]]
+    rx.keys["/slow"] = [slow["secret"]]
+    rx.plan["/gone"] = [400]
+    rx.plan["/slow"] = [429]
+    really_gone = endpoint(op, t, rx.url("/410"))
+    rx.keys["/410"] = [really_gone["secret"]]
+    rx.plan["/410"] = [410]
+    rx.retry_after["/slow"] = "1"
+    msg = publish(op, t, "a.b", {})["id"]
+    items = wait_status(op, t, gone["id"], "failed")
+    assert items[0]["attempts"] == 1 and items[0]["last_status"] == 400, items
+    wait_status(op, t, slow["id"], "succeeded")
+    times = [x[0] for x in rx.deliveries("/slow") if x[1]["webhook-id"] == msg]
+    # Retry-After: 1 is later than the schedule's 200 ms: it wins.
+    assert times[1] - times[0] >= 0.95, times
+    time.sleep(0.6)
+    assert len([x for x in rx.deliveries("/gone") if x[1]["webhook-id"] == msg]) == 1
+    # 410 Gone: failed at once, and the endpoint is disabled (reason gone).
+    items = wait_status(op, t, really_gone["id"], "failed")
+    assert items[0]["last_status"] == 410, items
+    got = op.ok("GET", f"/v1/tenants/{t}/webhooks/{really_gone['id']}")
+    assert got["status"] == "disabled" and got["disabled_reason"] == "gone", got
+    assert op.ok("GET", f"/v1/tenants/{t}/webhooks/{gone['id']}")["status"] == "active"
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_rotate_secret_signs_with_both(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/r"))
+    old = ep["secret"]
+    r = op.ok("POST", f"/v1/tenants/{t}/webhooks/{ep['id']}/rotate-secret", None, 200)
+    new = r["secret"]
+    assert new.startswith("whsec_") and new != old and r["previous_secret_valid_until"] > 0, r
+    rx.keys["/r"] = [old, new]  # each must verify
+    publish(op, t, "a.b", {"k": 1})
+    wait_for(lambda: rx.deliveries("/r"), 5, what="a delivery")
+    sigs = rx.deliveries("/r")[0][1]["webhook-signature"].split(" ")
+    assert len(sigs) == 2 and all(s.startswith("v1,") for s in sigs), sigs
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_ed25519_endpoint(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/ed"), signing="ed25519")
+    assert ep["signing"] == "ed25519" and ep["public_key"].startswith("whpk_"), ep
+    assert "secret" not in ep
+    assert op.ok("GET", f"/v1/tenants/{t}/webhooks/{ep['id']}")["public_key"] == ep["public_key"]
+    rx.keys["/ed"] = [ep["public_key"]]
+    publish(op, t, "a.b", {"k": 1})
+    wait_for(lambda: rx.deliveries("/ed"), 5, what="a delivery")
+    assert rx.deliveries("/ed")[0][1]["webhook-signature"].startswith("v1a,")
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_tenant_scoping(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    a = op.create_tenant("tenant-a")["id"]
+    b = op.create_tenant("tenant-b")["id"]
+    ep = endpoint(op, a, rx.url("/a"))
+    b_admin = Admin(g, op.create_key(b, roles=["admin"], scopes=[])["key"])
+    wait_for(lambda: b_admin.call("GET", "/v1/whoami").status == 200, 5, what="B's key")
+    base = f"/v1/tenants/{a}/webhooks/{ep['id']}"
+    for method, path, body in (("GET", f"/v1/tenants/{a}/webhooks", None), ("GET", base, None),
+                               ("PATCH", base, {"url": "https://evil.example/"}),
+                               ("DELETE", base, None), ("POST", f"{base}/rotate-secret", None),
+                               ("GET", f"{base}/deliveries", None),
+                               ("POST", f"{base}/deliveries/1/replay", None),
+                               ("GET", f"/v1/tenants/{b}/webhooks/{ep['id']}", None),
+                               ("POST", "/v1/events", {"tenant": a, "type": "a.b", "payload": {}})):
+        r = b_admin.call(method, path, body)
+        assert r.status == 404, (method, path, r)
+        assert a not in r.body.decode() and ep["id"] not in r.body.decode(), r
+    assert op.ok("GET", base)["url"] == rx.url("/a")
+    # B's own tenant works for B's admin.
+    assert b_admin.ok("POST", "/v1/events", {"tenant": b, "type": "a.b", "payload": {}},
+                      202)["deliveries"] == 0
+    g.stop()
+
+
+def test_ssrf_refusals(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse, hooks=HOOKS_NO_ALLOW)
+    t = op.create_tenant("acme")["id"]
+    for url in (rx.url("/x"), "http://10.1.2.3/", "http://169.254.169.254/latest/meta-data",
+                "http://[::1]:80/", "http://127.1/", "http://0x7f000001/",
+                "http://[::ffff:127.0.0.1]/", "ftp://example.com/", "file:///etc/passwd",
+                "http://user:pw@example.com/"):
+        r = op.call("POST", f"/v1/tenants/{t}/webhooks", {"url": url, "events": ["*"]})
+        assert r.status == 422 and r.json()["error"] == "invalid_url", (url, r)
+    # A name that resolves to loopback: accepted, then refused at delivery.
+    ep = endpoint(op, t, f"http://localhost:{rx.port}/x")
+    rx.keys["/x"] = [ep["secret"]]
+    publish(op, t, "a.b", {})
+    items = wait_status(op, t, ep["id"], "failed")
+    one = delivery(op, t, ep["id"], items[0]["id"])
+    assert len(one["attempt_history"]) == 1, one
+    assert one["attempt_history"][0]["error"].startswith("blocked_address: loopback"), one
+    assert "status" not in one["attempt_history"][0], one
+    # PATCH is checked as creation is.
+    r = op.call("PATCH", f"/v1/tenants/{t}/webhooks/{ep['id']}", {"url": "http://10.0.0.1/"})
+    assert r.status == 422, r
+    time.sleep(0.3)
+    assert rx.deliveries("/x") == []
+    g.stop()
+
+
+def test_kill9_during_burst_delivers_every_message(gatehouse, upstream):
+    rx = Receiver()
+    rx.delay = 0.002
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/burst"))
+    rx.keys["/burst"] = [ep["secret"]]
+    ids = [f"burst-{i}" for i in range(1000)]
+    accepted, failed = set(), []
+    lock = threading.Lock()
+    killed = threading.Event()
+
+    def publisher(part):
+        for mid in part:
+            try:
+                r = op.call("POST", "/v1/events",
+                            {"tenant": t, "type": "order.created", "payload": {"id": mid}, "id": mid})
+                ok = r.status == 202
+            except OSError:
+                ok = False
+            with lock:
+                (accepted.add if ok else failed.append)(mid)
+
+    threads = [threading.Thread(target=publisher, args=(ids[i::4],)) for i in range(4)]
+    for th in threads:
+        th.start()
+    wait_for(lambda: len(rx.deliveries("/burst")) >= 150, 30, what="150 deliveries")
+    g.proc.send_signal(signal.SIGKILL)
+    g.proc.wait()
+    killed.set()
+    for th in threads:
+        th.join(60)
+    assert len(accepted) >= 150, len(accepted)
+    g.start()
+    # Publishes cut by the kill are sent again with the same id (idempotent).
+    for mid in failed:
+        assert op.call("POST", "/v1/events", {"tenant": t, "type": "order.created",
+                                              "payload": {"id": mid}, "id": mid}).status == 202
+    seen = lambda: {h["webhook-id"] for _, h, _ in rx.deliveries("/burst")}
+    wait_for(lambda: seen() >= set(ids), 60, interval=0.2,
+             what=f"all 1000 messages (have {len(seen())})")
+    assert not rx.bad, rx.bad[:5]
+    g.stop()
+
+
+def test_gateway_emitted_events(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/sys"), ["key.*", "tenant.suspended"])
+    rx.keys["/sys"] = [ep["secret"]]
+    k = op.create_key(t)
+    rotated = op.ok("POST", f"/v1/tenants/{t}/keys/{k['id']}/rotate", {}, 201)
+    op.ok("POST", f"/v1/tenants/{t}/keys/{rotated['id']}/revoke")
+    op.ok("POST", f"/v1/tenants/{t}/suspend")
+
+    def events():
+        return [json.loads(b) for _, _, b in rx.deliveries("/sys")]
+
+    wait_for(lambda: len(events()) >= 4, 5, what="four gateway events")
+    by_type = {e["type"]: e["data"] for e in events()}
+    assert set(by_type) == {"key.created", "key.rotated", "key.revoked", "tenant.suspended"}, \
+        by_type
+    assert by_type["key.created"] == {"tenant_id": t, "key_id": k["id"]}
+    assert by_type["key.rotated"] == {"tenant_id": t, "key_id": rotated["id"],
+                                      "rotated_from": k["id"]}
+    assert by_type["tenant.suspended"] == {"tenant_id": t}
+    # Never a secret in an event.
+    for _, _, body in rx.deliveries("/sys"):
+        assert k["key"].encode() not in body and rotated["key"].encode() not in body
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_quota_events(gatehouse, upstream):
+    from identity_helpers import proxy_get
+
+    rx = Receiver()
+    quota = ("limits:\n  default_plan: metered\n  quota_flush_interval: 100ms\n"
+             "plans:\n  metered:\n    quotas: { requests_per_day: 5 }\n")
+    g = gatehouse(raw=identity_config(workers=1, extra=HOOKS + quota), start=False)
+    op = Admin(g, bootstrap(g)[0])
+    g.start()
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/q"), ["quota.*"])
+    rx.keys["/q"] = [ep["secret"]]
+    key = op.create_key(t)["key"]
+    wait_for(lambda: proxy_get(g, "/orders", key).status == 200, 5, what="the key")
+    for _ in range(6):
+        proxy_get(g, "/orders", key)
+    wait_for(lambda: len(rx.deliveries("/q")) >= 2, 5, what="two quota events")
+    got = sorted((json.loads(b)["type"], json.loads(b)["data"]["threshold"])
+                 for _, _, b in rx.deliveries("/q"))
+    assert got == [("quota.exceeded", 100), ("quota.warning", 80)], got
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_failing_endpoint_is_disabled(gatehouse, upstream):
+    rx = Receiver()
+    hooks = ("webhooks:\n  allow_private: [\"127.0.0.1\"]\n  jitter: 0\n  disable_after: 1s\n"
+             "  schedule: [0s, 300ms, 300ms, 300ms, 300ms, 300ms, 300ms]\n")
+    g, op = started(gatehouse, hooks=hooks)
+    t = op.create_tenant("acme")["id"]
+    dead = endpoint(op, t, rx.url("/dead"), ["order.*"])
+    watch = endpoint(op, t, rx.url("/watch"), ["webhook.endpoint_disabled"])
+    rx.keys["/dead"] = [dead["secret"]]
+    rx.keys["/watch"] = [watch["secret"]]
+    rx.plan["/dead"] = [500] * 100
+    publish(op, t, "order.created", {"n": 1})
+    wait_for(lambda: op.ok("GET", f"/v1/tenants/{t}/webhooks/{dead['id']}")["status"] == "disabled",
+             10, what="the endpoint disabled")
+    got = op.ok("GET", f"/v1/tenants/{t}/webhooks/{dead['id']}")
+    assert got["disabled_reason"] == "failing" and got["failing_since"] > 0, got
+    wait_for(lambda: rx.deliveries("/watch"), 5, what="the webhook.endpoint_disabled event")
+    ev = json.loads(rx.deliveries("/watch")[0][2])
+    assert ev["type"] == "webhook.endpoint_disabled"
+    assert ev["data"] == {"endpoint_id": dead["id"], "reason": "failing"}, ev
+    # Its delivery failed with it; new messages are not queued for it.
+    assert history(op, t, dead["id"], "failed"), history(op, t, dead["id"])
+    assert publish(op, t, "order.created", {"n": 2})["deliveries"] == 0
+    # The audit log says so, with the system as actor.
+    wait_for(lambda: op.ok("GET", "/v1/audit?action=webhook.endpoint_disabled")["events"], 5,
+             what="the audit event")
+    a = op.ok("GET", "/v1/audit?action=webhook.endpoint_disabled")["events"][0]
+    assert a["resource"] == f"tenants/{t}/webhooks/{dead['id']}", a
+    # Enabled again by hand: delivered again.
+    rx.plan["/dead"] = []
+    op.ok("PATCH", f"/v1/tenants/{t}/webhooks/{dead['id']}", {"status": "active"})
+    n = len(rx.deliveries("/dead"))
+    publish(op, t, "order.created", {"n": 3})
+    wait_for(lambda: len(rx.deliveries("/dead")) > n, 5, what="a delivery after enabling")
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+def test_allow_list_follows_reload(gatehouse, upstream):
+    rx = Receiver()
+    g, op = started(gatehouse, hooks=HOOKS_NO_ALLOW)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, f"http://localhost:{rx.port}/x")
+    rx.keys["/x"] = [ep["secret"]]
+    publish(op, t, "a.b", {})
+    items = wait_status(op, t, ep["id"], "failed")
+    assert rx.deliveries("/x") == []
+    # The operator allows loopback (both families: localhost may be either).
+    text = open(g.config_path).read().replace(
+        "webhooks:\n", "webhooks:\n  allow_private: [\"127.0.0.1\", \"::1\"]\n")
+    g.write_config(text)
+    g.reload_and_wait()
+    op.ok("POST", f"/v1/tenants/{t}/webhooks/{ep['id']}/deliveries/{items[0]['id']}/replay",
+          None, 202)
+    wait_status(op, t, ep["id"], "succeeded")
+    assert len(rx.deliveries("/x")) == 1
+    # And a literal loopback URL is now accepted at creation.
+    endpoint(op, t, rx.url("/y"))
+    assert not rx.bad, rx.bad
+    g.stop()

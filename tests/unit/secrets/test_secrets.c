@@ -1,0 +1,381 @@
+/* Tests of src/secrets/secrets.c and rotate.c against a real SQLite store
+ * and the local provider: round trips, rows changed in the store (another
+ * place, another wrapped key, another version) that must not open, a wrong
+ * master key, first start rules, config references, and rotation with
+ * limits and resumes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "secrets/secrets.h"
+#include "store/store.h"
+
+struct fixture {
+    char dir[64];
+    char db[128];
+    char master[160];
+    struct gh_config *cfg;
+    struct gh_store *st;
+    struct gh_secrets *s;
+};
+
+static void load_config(struct fixture *f, const char *extra)
+{
+    char text[2048];
+    struct gh_err err = {0};
+
+    snprintf(text, sizeof(text),
+             "listen:\n  - address: 127.0.0.1:1\nupstreams:\n  app:\n"
+             "    endpoints: [\"127.0.0.1:2\"]\n%s"
+             "routes:\n  - path: /\n    upstream: app\nstore:\n  sqlite: %s\n",
+             extra, f->db);
+    gh_config_free(f->cfg);
+    f->cfg = NULL;
+    if (gh_config_load_buffer("t.yaml", text, strlen(text), &f->cfg, &err) != GH_OK)
+        fail_msg("config: %s", err.msg);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct gh_store_params p = {0};
+    struct gh_err err = {0};
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/gh_secrets_XXXXXX");
+    if (mkdtemp(f->dir) == NULL) return -1;
+    snprintf(f->db, sizeof(f->db), "%s/gatehouse.db", f->dir);
+    snprintf(f->master, sizeof(f->master), "%s.master", f->db);
+    *state = f;
+    load_config(f, "");
+    p.sqlite_path = f->db;
+    if (gh_store_open(&p, &f->st, &err) != GH_OK || gh_store_migrate(f->st, NULL, NULL, &err))
+        return -1;
+    /* The default master key file is beside the store. */
+    if (strcmp(f->cfg->secrets.master_key_file, f->master) != 0) return -1;
+    f->s = gh_secrets_open_ex(f->cfg, f->st, GH_SECRETS_CREATE_MASTER, &err);
+    return f->s ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[256];
+
+    gh_secrets_close(f->s);
+    gh_store_close(f->st);
+    gh_config_free(f->cfg);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    if (system(cmd) != 0) return -1;
+    free(f);
+    return 0;
+}
+
+static void raw(struct fixture *f, const char *sql)
+{
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) fail_msg("%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+static int raw_int(struct fixture *f, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int v = -1;
+
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+static void put(struct fixture *f, const char *tenant, const char *name, const char *v)
+{
+    struct gh_err err = {0};
+
+    if (gh_secrets_put(f->s, tenant, name, v, strlen(v), &err) != GH_OK)
+        fail_msg("put %s: %s", name, err.msg);
+}
+
+static int get(struct fixture *f, const char *tenant, const char *name, char *out, size_t cap)
+{
+    struct gh_err err = {0};
+    size_t len = 0;
+    int rc = gh_secrets_get(f->s, tenant, name, out, cap - 1, &len, &err);
+
+    out[rc == GH_OK ? len : 0] = '\0';
+    return rc;
+}
+
+static void test_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    char out[64];
+
+    put(f, "system", "config/db", "s3cret-value-number-one");
+    assert_int_equal(get(f, "system", "config/db", out, sizeof(out)), GH_OK);
+    assert_string_equal(out, "s3cret-value-number-one");
+    /* Replacing makes a new data key and nonce. */
+    put(f, "system", "config/db", "the second value");
+    assert_int_equal(get(f, "system", "config/db", out, sizeof(out)), GH_OK);
+    assert_string_equal(out, "the second value");
+    /* Tenants are apart. */
+    assert_int_equal(get(f, "tn_AAAAAAAAAAAAAAAAAAAA", "config/db", out, sizeof(out)),
+                     GH_STORE_NOT_FOUND);
+    /* A buffer too small is INVALID, not a truncated value. */
+    assert_int_equal(get(f, "system", "config/db", out, 4), GH_STORE_INVALID);
+    assert_int_equal(gh_secrets_delete(f->s, "system", "config/db", &err), GH_OK);
+    assert_int_equal(gh_secrets_delete(f->s, "system", "config/db", &err), GH_STORE_NOT_FOUND);
+    assert_int_equal(get(f, "system", "config/db", out, sizeof(out)), GH_STORE_NOT_FOUND);
+}
+
+static void test_validation(void **state)
+{
+    static const char *const bad_names[] = {"", "/abs", ".hidden", "sp ace", "a\nb", NULL};
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    char big[GH_SECRET_VALUE_MAX + 1];
+
+    for (size_t i = 0; bad_names[i]; i++)
+        assert_int_equal(gh_secrets_put(f->s, "system", bad_names[i], "x", 1, &err),
+                         GH_STORE_INVALID);
+    assert_int_equal(gh_secrets_put(f->s, "nobody", "a", "x", 1, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_secrets_put(f->s, "system", "a", "x", 0, &err), GH_STORE_INVALID);
+    memset(big, 'b', sizeof(big));
+    assert_int_equal(gh_secrets_put(f->s, "system", "a", big, sizeof(big), &err), GH_STORE_INVALID);
+    assert_int_equal(gh_secrets_put(f->s, "system", "a", big, sizeof(big) - 1, &err), GH_OK);
+}
+
+/* Rows changed in the store do not open (table: the SQL that changes it). */
+static void test_tamper(void **state)
+{
+    static const struct {
+        const char *what, *sql, *name;
+    } cases[] = {
+        {"ciphertext",
+         "UPDATE secrets SET ciphertext = randomblob(length(ciphertext)) "
+         "WHERE name = 'a'",
+         "a"},
+        {"tag",
+         "UPDATE secrets SET ciphertext = (SELECT ciphertext FROM secrets WHERE name = 'b') "
+         "WHERE name = 'a'",
+         "a"},
+        {"nonce", "UPDATE secrets SET nonce = zeroblob(12) WHERE name = 'a'", "a"},
+        {"wrapped key",
+         "UPDATE secrets SET wrapped_dek = "
+         "(SELECT wrapped_dek FROM secrets WHERE name = 'b') WHERE name = 'a'",
+         "a"},
+        {"version", "UPDATE secrets SET kek_version = 1 WHERE name = 'a'", "a"},
+        {"place", "UPDATE secrets SET name = 'c' WHERE name = 'a'", "c"},
+    };
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    char out[64];
+
+    /* Rows go under version 2 and version 1 exists: "version" names a real
+     * other key, not a missing one. */
+    {
+        struct gh_secrets_rotate_opts o = {0};
+        struct gh_secrets_rotate_result r;
+        assert_int_equal(gh_secrets_rotate_master(f->s, &o, &r, &err), GH_OK);
+    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        raw(f, "DELETE FROM secrets");
+        put(f, "system", "a", "value-of-a-0123456789");
+        put(f, "system", "b", "value-of-b-0123456789");
+        assert_int_equal(get(f, "system", "a", out, sizeof(out)), GH_OK);
+        raw(f, cases[i].sql);
+        if (get(f, "system", cases[i].name, out, sizeof(out)) != GH_ERROR)
+            fail_msg("a changed %s still opens (got \"%s\")", cases[i].what, out);
+    }
+}
+
+static void test_wrong_master(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    char out[64];
+
+    put(f, "system", "a", "value-of-a-0123456789");
+    gh_secrets_close(f->s);
+    /* Another master key file at the same path: nothing opens. */
+    unlink(f->master);
+    assert_int_equal(gh_secrets_init(f->cfg, &err), GH_OK);
+    f->s = gh_secrets_open(f->cfg, f->st, &err);
+    assert_non_null(f->s);
+    assert_int_equal(get(f, "system", "a", out, sizeof(out)), GH_ERROR);
+}
+
+static void test_first_start(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    struct gh_secrets *s;
+
+    put(f, "system", "a", "value-of-a-0123456789");
+    unlink(f->master);
+    /* Sealed secrets and no master key: refused, never a new key. */
+    s = gh_secrets_open_ex(f->cfg, f->st, GH_SECRETS_CREATE_MASTER, &err);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "1 sealed secret"));
+    assert_int_equal(access(f->master, F_OK), -1);
+    /* Without the flag it is only "missing". */
+    assert_null(gh_secrets_open(f->cfg, f->st, &err));
+    assert_non_null(strstr(err.msg, "does not exist"));
+}
+
+static void test_rotation(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_secrets_rotate_opts o = {.batch = 3, .limit = 5};
+    struct gh_secrets_rotate_result r;
+    struct gh_store_secrets_rotation rot;
+    struct gh_err err = {0};
+    char name[32], out[64], want[64];
+    uint32_t v;
+
+    for (int i = 0; i < 12; i++) {
+        snprintf(name, sizeof(name), "k/%02d", i);
+        snprintf(want, sizeof(want), "value-%02d-abcdefghijkl", i);
+        put(f, "system", name, want);
+    }
+    /* Interrupted after 5 rows: pending, and the target stays v2. */
+    assert_int_equal(gh_secrets_rotate_master(f->s, &o, &r, &err), GH_OK);
+    assert_true(r.started);
+    assert_false(r.finished);
+    assert_int_equal(r.to_version, 2);
+    assert_int_equal(r.rewrapped, 5);
+    assert_int_equal(r.remaining, 7);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets WHERE kek_version = 2"), 5);
+    /* Every value opens meanwhile, from either version. */
+    for (int i = 0; i < 12; i++) {
+        snprintf(name, sizeof(name), "k/%02d", i);
+        snprintf(want, sizeof(want), "value-%02d-abcdefghijkl", i);
+        assert_int_equal(get(f, "system", name, out, sizeof(out)), GH_OK);
+        assert_string_equal(out, want);
+    }
+    /* A put now goes under the new version. */
+    put(f, "system", "k/new", "written-during-rotation");
+    assert_int_equal(raw_int(f, "SELECT kek_version FROM secrets WHERE name = 'k/new'"), 2);
+    /* The rerun resumes: same target, no version 3. */
+    o.limit = 0;
+    assert_int_equal(gh_secrets_rotate_master(f->s, &o, &r, &err), GH_OK);
+    assert_false(r.started);
+    assert_true(r.finished);
+    assert_int_equal(r.to_version, 2);
+    assert_int_equal(r.rewrapped, 7);
+    assert_int_equal(r.total, 12);
+    assert_int_equal(gh_secrets_current_version(f->s, &v, &err), GH_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets WHERE kek_version <> 2"), 0);
+    assert_int_equal(gh_store_secrets_rotation_get(f->st, &rot, &err), GH_OK);
+    assert_true(rot.finished_at > 0);
+    /* The next one goes to 3. */
+    assert_int_equal(gh_secrets_rotate_master(f->s, &o, &r, &err), GH_OK);
+    assert_int_equal(r.to_version, 3);
+    assert_true(r.finished);
+    assert_int_equal(get(f, "system", "k/07", out, sizeof(out)), GH_OK);
+    assert_string_equal(out, "value-07-abcdefghijkl");
+}
+
+/* A value put between a rotation's read of a row and its write must not get
+ * the old data key back: the write is a compare-and-set. */
+static void test_rewrap_compare_and_set(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_secret *stale = calloc(1, sizeof(*stale));
+    struct gh_store_secret_rewrap *rw = calloc(1, sizeof(*rw));
+    struct gh_store_secrets_rotation rot;
+    struct gh_err err = {0};
+    size_t count = 0, applied = 9;
+    bool started = false;
+    char out[64];
+
+    assert_non_null(stale);
+    assert_non_null(rw);
+    put(f, "system", "race", "the-value-before-0123");
+    assert_int_equal(gh_store_secrets_rotation_begin(f->st, 1, 2, &rot, &started, &err), GH_OK);
+    assert_true(started);
+    /* A second operator resumes the same rotation. */
+    assert_int_equal(gh_store_secrets_rotation_begin(f->st, 1, 2, &rot, &started, &err), GH_OK);
+    assert_false(started);
+    assert_int_equal(rot.to_version, 2);
+    assert_int_equal(gh_store_secrets_stale(f->st, 2, 1, stale, &count, &err), GH_OK);
+    assert_int_equal(count, 1);
+    /* Meanwhile the value is put again (a new data key). */
+    put(f, "system", "race", "the-value-after-45678");
+    snprintf(rw->tenant_id, sizeof(rw->tenant_id), "%s", stale->tenant_id);
+    snprintf(rw->name, sizeof(rw->name), "%s", stale->name);
+    rw->old_version = stale->kek_version;
+    rw->new_version = 2;
+    rw->old_len = stale->wrapped_len;
+    memcpy(rw->old_wrapped, stale->wrapped_dek, stale->wrapped_len);
+    rw->new_len = stale->wrapped_len;
+    memcpy(rw->new_wrapped, stale->wrapped_dek, stale->wrapped_len); /* the stale key */
+    assert_int_equal(gh_store_secrets_rewrap(f->st, rw, 1, &applied, &err), GH_OK);
+    assert_int_equal(applied, 0);
+    assert_int_equal(get(f, "system", "race", out, sizeof(out)), GH_OK);
+    assert_string_equal(out, "the-value-after-45678");
+    assert_int_equal(gh_store_secrets_rotation_get(f->st, &rot, &err), GH_OK);
+    assert_int_equal(rot.rewrapped, 0);
+    free(stale);
+    free(rw);
+}
+
+static void test_config_refs(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+
+    load_config(f, "    identity_secret: secret:upstream-app\n");
+    assert_int_equal(f->cfg->nsecret_refs, 1);
+    assert_null(f->cfg->upstreams[0].identity_secret);
+    /* Missing: the error is at the reference. */
+    assert_int_equal(gh_secrets_resolve_config(f->s, f->cfg, &err), GH_ERROR);
+    assert_string_equal(err.file, "t.yaml");
+    assert_int_equal(err.line, 6);
+    assert_int_equal(err.col, 22);
+    assert_non_null(strstr(err.msg, "config/upstream-app"));
+    /* Too short for an HMAC key. */
+    put(f, "system", "config/upstream-app", "short");
+    assert_int_equal(gh_secrets_resolve_config(f->s, f->cfg, &err), GH_ERROR);
+    put(f, "system", "config/upstream-app", "a-long-enough-identity-secret");
+    assert_int_equal(gh_secrets_resolve_config(f->s, f->cfg, &err), GH_OK);
+    assert_string_equal(f->cfg->upstreams[0].identity_secret, "a-long-enough-identity-secret");
+    assert_int_equal(f->cfg->nwarnings, 0);
+    /* A literal is a warning, not an error. */
+    load_config(f, "    identity_secret: a-literal-secret-in-the-file\n");
+    assert_int_equal(f->cfg->nwarnings, 1);
+    assert_int_equal(f->cfg->warnings[0].pos.line, 6);
+    assert_non_null(strstr(f->cfg->warnings[0].msg, "upstreams.app.identity_secret"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_master, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrap_compare_and_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_refs, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,325 @@
+/* Tests of the webhook part of src/store (store_webhooks.c and
+ * sqlite_webhooks.c) on a fresh SQLite file: endpoints, the one-transaction
+ * publish and its fan-out by subscription, idempotent ids, claims (and
+ * claims again after a crash), batched outcomes, the attempt history,
+ * replay, disabling an endpoint that keeps failing, and tenant isolation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "store/store.h"
+
+struct fixture {
+    char dir[256];
+    char path[300];
+    struct gh_store *st;
+    char tenant[GH_STORE_TENANT_ID_SIZE], other[GH_STORE_TENANT_ID_SIZE];
+};
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[300];
+
+    gh_store_close(f->st);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    if (system(cmd) != 0) return -1;
+    free(f);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct gh_store_params p = {0};
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
+    int applied, version;
+
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof(f->dir), "%s/gh_hooks_XXXXXX", tmp && tmp[0] ? tmp : P_tmpdir);
+    if (mkdtemp(f->dir) == NULL) return -1;
+    snprintf(f->path, sizeof(f->path), "%s/gatehouse.db", f->dir);
+    p.sqlite_path = f->path;
+    *state = f;
+    if (gh_store_open(&p, &f->st, &err) != GH_OK ||
+        gh_store_migrate(f->st, &applied, &version, &err) != GH_OK)
+        return -1;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.name, sizeof(t.name), "acme");
+    if (gh_store_tenant_create(f->st, &t, &err) != GH_OK) return -1;
+    memcpy(f->tenant, t.id, sizeof(t.id));
+    memset(&t, 0, sizeof(t));
+    snprintf(t.name, sizeof(t.name), "globex");
+    if (gh_store_tenant_create(f->st, &t, &err) != GH_OK) return -1;
+    memcpy(f->other, t.id, sizeof(t.id));
+    return 0;
+}
+
+static void endpoint_new(struct fixture *f, const char *tenant, const char *const *events,
+                         struct gh_store_hook_endpoint *e)
+{
+    struct gh_err err = {0};
+
+    memset(e, 0, sizeof(*e));
+    snprintf(e->tenant_id, sizeof(e->tenant_id), "%s", tenant);
+    snprintf(e->url, sizeof(e->url), "http://hooks.example/in");
+    for (e->nevents = 0; events[e->nevents]; e->nevents++)
+        snprintf(e->events[e->nevents], sizeof(e->events[0]), "%s", events[e->nevents]);
+    e->secret_version = 1;
+    if (gh_store_hook_endpoint_insert(f->st, e, &err) != GH_OK) fail_msg("insert: %s", err.msg);
+}
+
+struct claimed {
+    size_t n;
+    struct gh_store_hook_due due[16];
+    char payload[16][128];
+    char msg[16][GH_STORE_HOOK_MSG_ID_SIZE];
+    char tenant[16][GH_STORE_TENANT_ID_SIZE];
+    char endpoint[16][GH_STORE_HOOK_ID_SIZE];
+};
+
+static int on_due(const struct gh_store_hook_due *d, void *arg)
+{
+    struct claimed *c = arg;
+    if (c->n == 16) return GH_ERROR;
+    c->due[c->n] = *d;
+    snprintf(c->payload[c->n], sizeof(c->payload[0]), "%.*s", (int)d->payload_len, d->payload);
+    snprintf(c->msg[c->n], sizeof(c->msg[0]), "%s", d->msg_id);
+    /* The strings live only during the callback. */
+    snprintf(c->tenant[c->n], sizeof(c->tenant[0]), "%s", d->tenant_id);
+    snprintf(c->endpoint[c->n], sizeof(c->endpoint[0]), "%s", d->endpoint_id);
+    c->due[c->n].tenant_id = c->tenant[c->n];
+    c->due[c->n].endpoint_id = c->endpoint[c->n];
+    c->due[c->n].msg_id = c->msg[c->n];
+    c->due[c->n].payload = c->payload[c->n];
+    c->due[c->n].url = c->due[c->n].type = NULL;
+    c->n++;
+    return GH_OK;
+}
+
+static void publish(struct fixture *f, const char *tenant, const char *id, const char *type,
+                    size_t want, bool want_dup)
+{
+    struct gh_err err = {0};
+    size_t n = 99;
+    bool dup = !want_dup;
+
+    assert_int_equal(
+        gh_store_hook_publish(f->st, tenant, id, type, "{\"a\":1}", 7, 0, &n, &dup, &err), GH_OK);
+    assert_int_equal(n, want);
+    assert_int_equal(dup, want_dup);
+}
+
+static void test_fan_out_and_claims(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const orders[] = {"order.*", NULL}, *const all[] = {"*", NULL},
+                             *const exact[] = {"invoice.paid", NULL};
+    struct gh_store_hook_endpoint a, b, c, x, got;
+    struct claimed cl = {0};
+    struct gh_err err = {0};
+
+    endpoint_new(f, f->tenant, orders, &a);
+    endpoint_new(f, f->tenant, all, &b);
+    endpoint_new(f, f->tenant, exact, &c);
+    endpoint_new(f, f->other, all, &x);
+    assert_true(gh_store_valid_hook_id(a.id));
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, a.id, &got, &err), GH_OK);
+    assert_string_equal(got.events[0], "order.*");
+    assert_int_equal(got.status, GH_STORE_HOOK_ACTIVE);
+    /* Another tenant's endpoint does not exist for this one. */
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, x.id, &got, &err),
+                     GH_STORE_NOT_FOUND);
+
+    publish(f, f->tenant, "msg_1", "order.created", 2, false);  /* a and b */
+    publish(f, f->tenant, "msg_2", "invoice.paid", 2, false);   /* b and c */
+    publish(f, f->tenant, "msg_3", "orders.created", 1, false); /* b only */
+    publish(f, f->tenant, "msg_1", "order.created", 2, true);   /* the same id again */
+    publish(f, f->other, "msg_1", "order.created", 1, false);   /* ids are per tenant */
+
+    assert_int_equal(gh_store_hook_claim(f->st, "owner-1", 16, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 6);
+    assert_string_equal(cl.payload[0], "{\"a\":1}");
+    /* Claimed by this owner: not handed out again... */
+    struct claimed again = {0};
+    assert_int_equal(gh_store_hook_claim(f->st, "owner-1", 16, on_due, &again, &err), GH_OK);
+    assert_int_equal(again.n, 0);
+    /* ...but a new process (another owner: the first was killed) takes
+     * them all back: at least once. */
+    assert_int_equal(gh_store_hook_claim(f->st, "owner-2", 16, on_due, &again, &err), GH_OK);
+    assert_int_equal(again.n, 6);
+
+    /* Outcomes: one success, one retry in the future, one failure. */
+    struct gh_store_hook_outcome o[3];
+    memset(o, 0, sizeof(o));
+    for (int i = 0; i < 3; i++) {
+        o[i].delivery_id = again.due[i].delivery_id;
+        snprintf(o[i].endpoint_id, sizeof(o[i].endpoint_id), "%s", again.due[i].endpoint_id);
+        o[i].at = (int64_t)gh_wall_ms();
+        o[i].latency_ms = 3;
+    }
+    o[0].status = 204;
+    o[0].next = GH_STORE_DELIVERY_SUCCEEDED;
+    o[1].status = 503;
+    snprintf(o[1].snippet, sizeof(o[1].snippet), "busy");
+    o[1].next = GH_STORE_DELIVERY_PENDING;
+    o[1].next_attempt_at = (int64_t)gh_wall_ms() + 3600000;
+    o[2].status = 404;
+    o[2].next = GH_STORE_DELIVERY_FAILED;
+    assert_int_equal(gh_store_hook_record(f->st, o, 3, 86400000, NULL, NULL, &err), GH_OK);
+
+    struct gh_store_hook_delivery dl;
+    struct gh_store_hook_attempt at[4];
+    size_t nat;
+    assert_int_equal(gh_store_hook_delivery_get(f->st, again.due[1].tenant_id,
+                                                again.due[1].endpoint_id, o[1].delivery_id, &dl, at,
+                                                4, &nat, &err),
+                     GH_OK);
+    assert_int_equal(dl.status, GH_STORE_DELIVERY_PENDING);
+    assert_int_equal(dl.attempts, 1);
+    assert_int_equal(dl.last_status, 503);
+    assert_int_equal(nat, 1);
+    assert_string_equal(at[0].snippet, "busy");
+    assert_int_equal(at[0].latency_ms, 3);
+    /* Not due yet: not claimed. */
+    struct claimed none = {0};
+    assert_int_equal(gh_store_hook_claim(f->st, "owner-3", 16, on_due, &none, &err), GH_OK);
+    assert_int_equal(none.n, 3); /* the three without an outcome */
+
+    /* Replay: a failed one goes back to the queue; a pending one cannot. */
+    assert_int_equal(gh_store_hook_delivery_replay(f->st, again.due[2].tenant_id,
+                                                   again.due[2].endpoint_id, o[2].delivery_id,
+                                                   &err),
+                     GH_OK);
+    assert_int_equal(gh_store_hook_delivery_replay(f->st, again.due[1].tenant_id,
+                                                   again.due[1].endpoint_id, o[1].delivery_id,
+                                                   &err),
+                     GH_STORE_CONFLICT);
+    /* Another tenant cannot reach it. */
+    const char *stranger = strcmp(again.due[2].tenant_id, f->tenant) == 0 ? f->other : f->tenant;
+    assert_int_equal(gh_store_hook_delivery_replay(f->st, stranger, again.due[2].endpoint_id,
+                                                   o[2].delivery_id, &err),
+                     GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_hook_delivery_get(f->st, again.due[2].tenant_id,
+                                                again.due[2].endpoint_id, o[2].delivery_id, &dl, at,
+                                                4, &nat, &err),
+                     GH_OK);
+    assert_int_equal(dl.status, GH_STORE_DELIVERY_PENDING);
+    assert_int_equal(dl.attempts, 0);
+    assert_int_equal(nat, 1); /* the history stays */
+
+    uint64_t pending = 0;
+    assert_int_equal(gh_store_hook_pending_count(f->st, &pending, &err), GH_OK);
+    assert_int_equal(pending, 5);
+}
+
+static int on_disabled(const char *tenant, const char *endpoint, const char *reason, void *arg)
+{
+    assert_string_equal(reason, "failing");
+    (*(int *)arg)++;
+    (void)tenant;
+    (void)endpoint;
+    return GH_OK;
+}
+
+static void test_disable_and_delete(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint e, got;
+    struct claimed cl = {0};
+    struct gh_store_hook_outcome o;
+    struct gh_err err = {0};
+    int disabled = 0;
+
+    endpoint_new(f, f->tenant, all, &e);
+    publish(f, f->tenant, "m1", "a.b", 1, false);
+    publish(f, f->tenant, "m2", "a.b", 1, false);
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 1, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 1);
+    memset(&o, 0, sizeof(o));
+    o.delivery_id = cl.due[0].delivery_id;
+    snprintf(o.endpoint_id, sizeof(o.endpoint_id), "%s", e.id);
+    o.at = (int64_t)gh_wall_ms() - 10000; /* failing for 10 s */
+    snprintf(o.error, sizeof(o.error), "timeout");
+    o.next = GH_STORE_DELIVERY_FAILED;
+    assert_int_equal(gh_store_hook_record(f->st, &o, 1, 5000, on_disabled, &disabled, &err), GH_OK);
+    assert_int_equal(disabled, 1);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
+    assert_string_equal(got.disabled_reason, "failing");
+    /* Its other delivery failed with it; nothing more is claimed. */
+    struct claimed none = {0};
+    assert_int_equal(gh_store_hook_claim(f->st, "o2", 16, on_due, &none, &err), GH_OK);
+    assert_int_equal(none.n, 0);
+    /* A disabled endpoint gets no new deliveries. */
+    publish(f, f->tenant, "m3", "a.b", 0, false);
+
+    struct gh_store_page page = {.limit = 10};
+    struct gh_store_hook_delivery dl[10];
+    assert_int_equal(gh_store_hook_delivery_list(f->st, f->tenant, e.id, GH_STORE_DELIVERY_FAILED,
+                                                 &page, dl, &err),
+                     GH_OK);
+    assert_int_equal(page.count, 2);
+
+    assert_int_equal(gh_store_hook_endpoint_delete(f->st, f->other, e.id, &err),
+                     GH_STORE_NOT_FOUND);
+    assert_int_equal(gh_store_hook_endpoint_delete(f->st, f->tenant, e.id, &err), GH_OK);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err),
+                     GH_STORE_NOT_FOUND);
+}
+
+static void test_validation(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_hook_endpoint e;
+    struct gh_err err = {0};
+    size_t n;
+    bool dup;
+
+    assert_true(gh_store_hook_pattern_match("order.*", "order.created"));
+    assert_true(gh_store_hook_pattern_match("order.*", "order.item.added"));
+    assert_false(gh_store_hook_pattern_match("order.*", "order"));
+    assert_false(gh_store_hook_pattern_match("order.*", "orders.created"));
+    assert_true(gh_store_hook_pattern_match("*", "x"));
+    assert_false(gh_store_valid_hook_pattern("order*"));
+    assert_false(gh_store_valid_hook_type("Order.Created"));
+    assert_false(gh_store_valid_hook_type(""));
+
+    memset(&e, 0, sizeof(e));
+    snprintf(e.tenant_id, sizeof(e.tenant_id), "%s", f->tenant);
+    snprintf(e.url, sizeof(e.url), "http://x/");
+    e.secret_version = 1;
+    assert_int_equal(gh_store_hook_endpoint_insert(f->st, &e, &err), GH_STORE_INVALID); /* events */
+    snprintf(e.events[0], sizeof(e.events[0]), "BAD");
+    e.nevents = 1;
+    assert_int_equal(gh_store_hook_endpoint_insert(f->st, &e, &err), GH_STORE_INVALID);
+    snprintf(e.events[0], sizeof(e.events[0]), "ok");
+    snprintf(e.description, sizeof(e.description), "tab\there");
+    assert_int_equal(gh_store_hook_endpoint_insert(f->st, &e, &err), GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_hook_publish(f->st, f->tenant, "m", "Bad", "{}", 2, 0, &n, &dup, &err),
+        GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_hook_publish(f->st, f->tenant, "m m", "ok", "{}", 2, 0, &n, &dup, &err),
+        GH_STORE_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fan_out_and_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disable_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
