@@ -3,12 +3,13 @@
  * deliveries), the dispatcher's claims and batched outcomes, and the reads
  * of the admin API. Input arrives validated by the gh_store_hook_*
  * wrappers (store_webhooks.c). */
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/sqlite_int.h"
+#include "store/store_int.h"
 
 static const char *dlv_status_sql(enum gh_store_delivery_status s)
 {
@@ -16,43 +17,6 @@ static const char *dlv_status_sql(enum gh_store_delivery_status s)
 }
 
 /* ---- Endpoints -------------------------------------------------------------- */
-
-/* The subscriptions as a JSON array, for the events column. */
-static char *events_json(const struct gh_store_hook_endpoint *e)
-{
-    json_t *a = json_array();
-    char *text;
-
-    for (size_t i = 0; a && i < e->nevents; i++)
-        json_array_append_new(a, json_string(e->events[i]));
-    text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-    json_decref(a);
-    return text;
-}
-
-/* Reads an events column back; a row that does not parse as the store
- * wrote it is an error, not an endpoint that matches nothing. */
-static int events_parse(const char *text, char (*out)[GH_STORE_HOOK_TYPE_SIZE], size_t *n,
-                        struct gh_err *err)
-{
-    json_t *a = json_loads(text, 0, NULL);
-    size_t i;
-    json_t *v;
-
-    *n = 0;
-    if (!json_is_array(a) || json_array_size(a) > GH_STORE_HOOK_EVENTS_MAX) goto bad;
-    json_array_foreach(a, i, v)
-    {
-        if (!json_is_string(v) || json_string_length(v) > GH_STORE_HOOK_TYPE_MAX) goto bad;
-        memcpy(out[i], json_string_value(v), json_string_length(v) + 1);
-        (*n)++;
-    }
-    json_decref(a);
-    return GH_OK;
-bad:
-    json_decref(a);
-    return gh_err_set(err, NULL, 0, 0, "store: webhook endpoint: malformed events column");
-}
 
 /* Fills <e> from the 15 columns of HOOK_EP_COLS. */
 static int endpoint_row(sqlite3_stmt *s, struct gh_store_hook_endpoint *e, struct gh_err *err)
@@ -70,7 +34,8 @@ static int endpoint_row(sqlite3_stmt *s, struct gh_store_hook_endpoint *e, struc
         gh_sqlite__col_text(s, 10, status, sizeof(status), err) != GH_OK ||
         gh_sqlite__col_text(s, 12, e->disabled_reason, sizeof(e->disabled_reason), err) != GH_OK)
         return GH_ERROR;
-    if (events_parse(events ? events : "", e->events, &e->nevents, err) != GH_OK) return GH_ERROR;
+    if (gh_store__events_decode(events ? events : "", e->events, &e->nevents, err) != GH_OK)
+        return GH_ERROR;
     e->ed25519 = strcmp(signing, "ed25519") == 0;
     e->secret_version = (uint32_t)sqlite3_column_int64(s, 7);
     e->prev_version = (uint32_t)sqlite3_column_int64(s, 8);
@@ -86,7 +51,7 @@ static int endpoint_row(sqlite3_stmt *s, struct gh_store_hook_endpoint *e, struc
 static int endpoint_bind(sqlite3_stmt *s, const struct gh_store_hook_endpoint *e,
                          struct gh_err *err)
 {
-    char *events = events_json(e);
+    char *events = gh_store__events_encode(e);
 
     if (events == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
     gh_sqlite__bind_text(s, 1, e->id);
@@ -251,18 +216,6 @@ out:
 
 /* ---- Publish ------------------------------------------------------------------ */
 
-/* Does the events column <text> subscribe to <type>? */
-static bool subscribed(const char *text, const char *type)
-{
-    char ev[GH_STORE_HOOK_EVENTS_MAX][GH_STORE_HOOK_TYPE_SIZE];
-    size_t n;
-
-    if (events_parse(text, ev, &n, NULL) != GH_OK) return false;
-    for (size_t i = 0; i < n; i++)
-        if (gh_store_hook_pattern_match(ev[i], type)) return true;
-    return false;
-}
-
 /* The message with <msg_id> of <tenant_id>, if any: *found and *seq. */
 static int message_find(struct gh_sqlite_conn *c, const char *tenant_id, const char *msg_id,
                         bool *found, int64_t *seq, struct gh_err *err)
@@ -349,7 +302,7 @@ int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const ch
     gh_sqlite__bind_text(s, 1, tenant_id);
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         const char *events = (const char *)sqlite3_column_text(s, 1);
-        if (events == NULL || !subscribed(events, type)) continue;
+        if (events == NULL || !gh_store__events_match(events, type)) continue;
         sqlite3_bind_int64(ins, 1, seq);
         sqlite3_bind_text(ins, 2, (const char *)sqlite3_column_text(s, 0), -1, SQLITE_TRANSIENT);
         gh_sqlite__bind_text(ins, 3, tenant_id);
