@@ -86,6 +86,49 @@ enum gh_pg_stmt {
     GH_PG_AUDIT_ARCHIVES_CHAIN,
     GH_PG_TABLES,
     GH_PG_RLS_CHECK,
+    GH_PG_SECRET_PUT,
+    GH_PG_SECRET_GET,
+    GH_PG_SECRET_DELETE,
+    GH_PG_SECRET_WALK,
+    GH_PG_SECRET_WALK_TENANT,
+    GH_PG_SECRET_VERSIONS,
+    GH_PG_SECRET_STALE,
+    GH_PG_SECRET_REWRAP,
+    GH_PG_SECRET_ROT_LOCK,
+    GH_PG_SECRET_ROT_GET,
+    GH_PG_SECRET_ROT_START,
+    GH_PG_SECRET_ROT_COUNT,
+    GH_PG_SECRET_ROT_FINISH,
+    GH_PG_AUDIT_KEY_SET_PRIVATE,
+    GH_PG_SIGNING_SET_PRIVATE,
+    GH_PG_HOOK_EP_INSERT,
+    GH_PG_HOOK_EP_GET,
+    GH_PG_HOOK_EP_LIST,
+    GH_PG_HOOK_EP_UPDATE,
+    GH_PG_HOOK_EP_DELETE,
+    GH_PG_HOOK_EP_DEL_ATTEMPTS,
+    GH_PG_HOOK_EP_DEL_DELIVERIES,
+    GH_PG_HOOK_EP_SUBSCRIBED,
+    GH_PG_HOOK_EP_OK,
+    GH_PG_HOOK_EP_FAILING,
+    GH_PG_HOOK_EP_DISABLE,
+    GH_PG_HOOK_EP_GONE,
+    GH_PG_HOOK_DLV_FAIL_EP,
+    GH_PG_HOOK_MSG_INSERT,
+    GH_PG_HOOK_MSG_COUNT,
+    GH_PG_HOOK_MSG_SET_COUNT,
+    GH_PG_HOOK_DLV_INSERT,
+    GH_PG_HOOK_DUE,
+    GH_PG_HOOK_CLAIM,
+    GH_PG_HOOK_ATTEMPT_INSERT,
+    GH_PG_HOOK_DLV_SET,
+    GH_PG_HOOK_DLV_LIST,
+    GH_PG_HOOK_DLV_LIST_STATUS,
+    GH_PG_HOOK_DLV_GET,
+    GH_PG_HOOK_ATTEMPTS,
+    GH_PG_HOOK_DLV_STATUS,
+    GH_PG_HOOK_REPLAY,
+    GH_PG_HOOK_PENDING,
     GH_PG__COUNT
 };
 
@@ -93,6 +136,20 @@ enum gh_pg_stmt {
 #define GH_PG_AUDIT_COLS                                                                           \
     "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
     "hash, body"
+
+/* The columns of a secret and of a webhook endpoint, in the order
+ * pg_secrets.c and pg_webhooks.c read them. */
+#define GH_PG_SECRET_COLS                                                                          \
+    "tenant_id, name, ciphertext, nonce, wrapped_dek, kek_version, created_at, updated_at"
+#define GH_PG_HOOK_EP_COLS                                                                         \
+    "id, tenant_id, url, description, events, signing, public_key, secret_version, "               \
+    "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at"
+
+/* How long a webhook delivery claimed by one node is held from the others
+ * (pg_webhooks.c, docs/postgres.md "Webhook claims"): longer than a claim
+ * waits for a slot plus one attempt (webhooks.timeout, 15 s by default)
+ * plus the outcome's batch. */
+#define GH_PG_HOOK_LEASE_MS 120000
 
 /* Audit queries: one statement per combination of filters (pg_audit.c). */
 #define GH_PG_AUDIT_QUERY_VARIANTS 512
@@ -284,5 +341,59 @@ int gh_pg__audit_archives_walk(struct gh_store *st, const char *chain, gh_store_
 int gh_pg__backup(struct gh_store *st, const char *path, struct gh_err *err);
 int gh_pg__table_counts(struct gh_store *st, gh_store_count_cb cb, void *arg, struct gh_err *err);
 int gh_pg__integrity_check(struct gh_store *st, char *problem, size_t size, struct gh_err *err);
+int gh_pg__secret_put(struct gh_store *st, const struct gh_store_secret *s, int64_t now,
+                      struct gh_err *err);
+int gh_pg__secret_get(struct gh_store *st, const char *tenant_id, const char *name,
+                      struct gh_store_secret *out, struct gh_err *err);
+int gh_pg__secret_delete(struct gh_store *st, const char *tenant_id, const char *name,
+                         struct gh_err *err);
+int gh_pg__secrets_walk(struct gh_store *st, const char *tenant_id, gh_store_secret_cb cb,
+                        void *arg, struct gh_err *err);
+int gh_pg__secrets_versions(struct gh_store *st, gh_store_secret_version_cb cb, void *arg,
+                            struct gh_err *err);
+int gh_pg__secrets_stale(struct gh_store *st, uint32_t version, size_t limit,
+                         struct gh_store_secret *out, size_t *count, struct gh_err *err);
+int gh_pg__secrets_rewrap(struct gh_store *st, const struct gh_store_secret_rewrap *rw, size_t n,
+                          size_t *applied, struct gh_err *err);
+int gh_pg__secrets_rotation_begin(struct gh_store *st, const struct gh_store_secrets_rotation *want,
+                                  struct gh_store_secrets_rotation *out, bool *started,
+                                  struct gh_err *err);
+int gh_pg__secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rotation *out,
+                                struct gh_err *err);
+int gh_pg__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int64_t now,
+                                   struct gh_err *err);
+int gh_pg__private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
+                           const char *text, struct gh_err *err);
+int gh_pg__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                struct gh_err *err);
+int gh_pg__hook_endpoint_get(struct gh_store *st, const char *tenant_id, const char *id,
+                             struct gh_store_hook_endpoint *out, struct gh_err *err);
+int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
+                              const struct gh_store_keyset *after, size_t limit,
+                              struct gh_store_hook_endpoint *out, size_t *count, bool *more,
+                              struct gh_err *err);
+int gh_pg__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                struct gh_err *err);
+int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
+                                struct gh_err *err);
+int gh_pg__hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
+                        const char *type, const char *payload, size_t payload_len, int64_t now,
+                        int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
+int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
+                      gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
+int gh_pg__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
+                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
+                       void *arg, struct gh_err *err);
+int gh_pg__hook_delivery_list(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                              enum gh_store_delivery_status status, int64_t after_id, size_t limit,
+                              struct gh_store_hook_delivery *out, size_t *count, bool *more,
+                              struct gh_err *err);
+int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                             int64_t id, struct gh_store_hook_delivery *out,
+                             struct gh_store_hook_attempt *attempts, size_t max, size_t *nattempts,
+                             struct gh_err *err);
+int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                                int64_t id, int64_t now, struct gh_err *err);
+int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
 
 #endif

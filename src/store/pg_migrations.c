@@ -178,6 +178,108 @@ static const struct migration migrations[] = {
      "  created_at bigint NOT NULL,"
      "  PRIMARY KEY (chain, first_seq));"
      "GRANT SELECT, INSERT ON audit_archives TO gatehouse_operator;"},
+    {6,
+     /* Issue 7: sealed secrets (docs/secrets.md): ciphertext, nonce, the
+      * wrapped data key and its master key version, never a plaintext.
+      * Tenant-owned: a tenant's calls (put, get, delete, its walk) see its
+      * own rows only. The rotation record and the own keys' sealed column
+      * (private_key_set) are operator work. */
+     "CREATE TABLE secrets ("
+     "  tenant_id text COLLATE \"C\" NOT NULL,"
+     "  name text COLLATE \"C\" NOT NULL CHECK (length(name) BETWEEN 1 AND 128),"
+     "  ciphertext bytea NOT NULL,"
+     "  nonce bytea NOT NULL CHECK (length(nonce) = 12),"
+     "  wrapped_dek bytea NOT NULL,"
+     "  kek_version bigint NOT NULL CHECK (kek_version >= 1),"
+     "  created_at bigint NOT NULL,"
+     "  updated_at bigint NOT NULL,"
+     "  PRIMARY KEY (tenant_id, name));"
+     "CREATE INDEX secrets_by_version ON secrets (kek_version, tenant_id, name);"
+     "CREATE TABLE secrets_rotation ("
+     "  id integer PRIMARY KEY CHECK (id = 1),"
+     "  from_version bigint NOT NULL,"
+     "  to_version bigint NOT NULL,"
+     "  started_at bigint NOT NULL,"
+     "  finished_at bigint NOT NULL DEFAULT 0,"
+     "  rewrapped bigint NOT NULL DEFAULT 0);"
+     "GRANT SELECT, INSERT, UPDATE, DELETE ON secrets TO gatehouse_tenant;"
+     "GRANT SELECT, UPDATE ON secrets TO gatehouse_operator;"
+     "GRANT SELECT, INSERT, UPDATE ON secrets_rotation TO gatehouse_operator;"
+     "GRANT UPDATE (private_pem) ON audit_keys, signing_keys TO gatehouse_operator;" TENANT_POLICY(
+         "secrets", "tenant_id")},
+    {7,
+     /* Issue 7: outbound webhooks (docs/webhooks.md), as in SQLite, and
+      * more: a delivery's claim is a lease (claimed by whom, until when),
+      * so that several nodes claim with FOR UPDATE SKIP LOCKED without
+      * taking each other's deliveries in flight; and attempts carry their
+      * delivery's tenant_id, so that every table a tenant reaches has its
+      * policy. The endpoint, publish and delivery calls are [tenant]; the
+      * dispatcher's claims and outcomes are [operator]. */
+     "CREATE TABLE webhook_endpoints ("
+     "  id text COLLATE \"C\" PRIMARY KEY,"
+     "  tenant_id text COLLATE \"C\" NOT NULL REFERENCES tenants (id),"
+     "  url text NOT NULL CHECK (length(url) BETWEEN 1 AND 2048),"
+     "  description text NOT NULL DEFAULT '',"
+     "  events text NOT NULL DEFAULT '[]',"
+     "  signing text NOT NULL CHECK (signing IN ('hmac', 'ed25519')),"
+     "  public_key text NOT NULL DEFAULT '',"
+     "  secret_version bigint NOT NULL CHECK (secret_version >= 1),"
+     "  prev_version bigint NOT NULL DEFAULT 0,"
+     "  prev_until bigint NOT NULL DEFAULT 0,"
+     "  status text NOT NULL CHECK (status IN ('active', 'disabled')),"
+     "  failing_since bigint NOT NULL DEFAULT 0,"
+     "  disabled_reason text NOT NULL DEFAULT '',"
+     "  created_at bigint NOT NULL,"
+     "  updated_at bigint NOT NULL);"
+     "CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant_id, created_at, id);"
+     "CREATE TABLE webhook_messages ("
+     "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  id text COLLATE \"C\" NOT NULL,"
+     "  tenant_id text COLLATE \"C\" NOT NULL,"
+     "  type text COLLATE \"C\" NOT NULL,"
+     "  payload text NOT NULL,"
+     "  deliveries bigint NOT NULL DEFAULT 0,"
+     "  created_at bigint NOT NULL,"
+     "  CONSTRAINT webhook_messages_tenant_id_key UNIQUE (tenant_id, id));"
+     "CREATE TABLE webhook_deliveries ("
+     "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  message_seq bigint NOT NULL REFERENCES webhook_messages (seq),"
+     "  endpoint_id text COLLATE \"C\" NOT NULL,"
+     "  tenant_id text COLLATE \"C\" NOT NULL,"
+     "  status text NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),"
+     "  attempts bigint NOT NULL DEFAULT 0,"
+     "  next_attempt_at bigint NOT NULL,"
+     "  claimed text NOT NULL DEFAULT '',"
+     "  claim_until bigint NOT NULL DEFAULT 0,"
+     "  last_status bigint NOT NULL DEFAULT 0,"
+     "  last_error text NOT NULL DEFAULT '',"
+     "  created_at bigint NOT NULL,"
+     "  updated_at bigint NOT NULL);"
+     "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
+     "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);"
+     "CREATE TABLE webhook_attempts ("
+     "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  delivery_id bigint NOT NULL,"
+     "  tenant_id text COLLATE \"C\" NOT NULL,"
+     "  at bigint NOT NULL,"
+     "  status bigint NOT NULL,"
+     "  error text NOT NULL DEFAULT '',"
+     "  latency_ms bigint NOT NULL,"
+     "  response text NOT NULL DEFAULT '');"
+     "CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id, id);"
+     "GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_endpoints TO gatehouse_tenant;"
+     "GRANT SELECT, INSERT, UPDATE ON webhook_messages TO gatehouse_tenant;"
+     "GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_deliveries TO gatehouse_tenant;"
+     "GRANT SELECT, DELETE ON webhook_attempts TO gatehouse_tenant;"
+     "GRANT SELECT, UPDATE ON webhook_endpoints, webhook_deliveries TO gatehouse_operator;"
+     "GRANT SELECT ON webhook_messages TO gatehouse_operator;"
+     "GRANT SELECT, INSERT ON webhook_attempts TO gatehouse_operator;"
+     /* pg_dump --role=gatehouse_operator reads the sequences' state. */
+     "GRANT SELECT ON SEQUENCE webhook_messages_seq_seq, webhook_deliveries_id_seq, "
+     "webhook_attempts_id_seq TO gatehouse_operator;" TENANT_POLICY(
+         "webhook_endpoints", "tenant_id") TENANT_POLICY("webhook_messages", "tenant_id")
+         TENANT_POLICY("webhook_deliveries", "tenant_id")
+             TENANT_POLICY("webhook_attempts", "tenant_id")},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -1,7 +1,8 @@
 /* The PostgreSQL store: the connection pool, transactions under the tenant
  * or operator role, the catalogue of SQL statements, error mapping, and the
  * ops table that ties the per-entity files (pg_migrations.c, pg_tenants.c,
- * pg_keys.c, pg_tokens.c, pg_usage.c, pg_audit.c, pg_backup.c) together.
+ * pg_keys.c, pg_tokens.c, pg_usage.c, pg_audit.c, pg_backup.c, pg_secrets.c,
+ * pg_webhooks.c) together.
  * pg_int.h states the rules; docs/postgres.md the schema, roles and policies. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,12 @@
 #define AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
 #define AUDIT_ARCHIVE_COLS                                                                         \
     "chain, first_seq, last_seq, prev_hash, last_hash, events, file, file_sha256, created_at"
+#define SECRET_COLS  GH_PG_SECRET_COLS
+#define HOOK_EP_COLS GH_PG_HOOK_EP_COLS
+#define HOOK_DLV_COLS                                                                              \
+    "d.id, d.endpoint_id, m.id, m.type, d.status, d.attempts, d.next_attempt_at, "                 \
+    "d.last_status, d.last_error, d.created_at, d.updated_at FROM webhook_deliveries d "           \
+    "JOIN webhook_messages m ON m.seq = d.message_seq"
 #define I64_MAX "9223372036854775807"
 
 /* Every statement, with $N parameters only (typed, so that the server never
@@ -196,6 +203,157 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                         "AND NOT (c.relrowsecurity AND c.relforcerowsecurity AND EXISTS "
                         "(SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)) "
                         "ORDER BY 1 LIMIT 1",
+    /* Sealed secrets (pg_secrets.c): bytea sent in binary, read as text
+     * (hex) and unescaped. A replaced secret keeps its created_at. */
+    [GH_PG_SECRET_PUT] = "INSERT INTO secrets AS s (" SECRET_COLS ") VALUES ($1::text, $2::text, "
+                         "$3::bytea, $4::bytea, $5::bytea, $6::bigint, $7::bigint, $7::bigint) "
+                         "ON CONFLICT (tenant_id, name) DO UPDATE SET "
+                         "ciphertext = excluded.ciphertext, nonce = excluded.nonce, "
+                         "wrapped_dek = excluded.wrapped_dek, kek_version = excluded.kek_version, "
+                         "updated_at = excluded.updated_at",
+    [GH_PG_SECRET_GET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = $1::text "
+                         "AND name = $2::text",
+    [GH_PG_SECRET_DELETE] = "DELETE FROM secrets WHERE tenant_id = $1::text AND name = $2::text",
+    [GH_PG_SECRET_WALK] = "SELECT " SECRET_COLS " FROM secrets ORDER BY tenant_id, name",
+    [GH_PG_SECRET_WALK_TENANT] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant_id = $1::text "
+                                 "ORDER BY name",
+    [GH_PG_SECRET_VERSIONS] = "SELECT kek_version, count(*) FROM secrets GROUP BY kek_version "
+                              "ORDER BY kek_version",
+    [GH_PG_SECRET_STALE] = "SELECT " SECRET_COLS " FROM secrets WHERE kek_version < $1::bigint "
+                           "ORDER BY kek_version, tenant_id, name LIMIT $2::bigint",
+    /* Compare-and-set: a row put or re-wrapped meanwhile is left alone
+     * (READ COMMITTED re-checks the WHERE on the row's newest version). */
+    [GH_PG_SECRET_REWRAP] = "UPDATE secrets SET wrapped_dek = $5::bytea, kek_version = $6::bigint "
+                            "WHERE tenant_id = $1::text AND name = $2::text "
+                            "AND kek_version = $3::bigint AND wrapped_dek = $4::bytea",
+    /* Held to the commit: two operators starting a rotation at once see
+     * one record (there may be no row yet to lock FOR UPDATE). */
+    [GH_PG_SECRET_ROT_LOCK] =
+        "SELECT pg_advisory_xact_lock(hashtext('gatehouse.secrets_rotation'))",
+    [GH_PG_SECRET_ROT_GET] = "SELECT from_version, to_version, started_at, finished_at, rewrapped "
+                             "FROM secrets_rotation WHERE id = 1",
+    [GH_PG_SECRET_ROT_START] = "INSERT INTO secrets_rotation (id, from_version, to_version, "
+                               "started_at, finished_at, rewrapped) VALUES (1, $1::bigint, "
+                               "$2::bigint, $3::bigint, 0, 0) ON CONFLICT (id) DO UPDATE SET "
+                               "from_version = excluded.from_version, "
+                               "to_version = excluded.to_version, "
+                               "started_at = excluded.started_at, finished_at = 0, rewrapped = 0",
+    [GH_PG_SECRET_ROT_COUNT] = "UPDATE secrets_rotation SET rewrapped = rewrapped + $1::bigint "
+                               "WHERE id = 1 AND finished_at = 0",
+    [GH_PG_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = $2::bigint "
+                                "WHERE id = 1 AND to_version = $1::bigint AND finished_at = 0",
+    [GH_PG_AUDIT_KEY_SET_PRIVATE] = "UPDATE audit_keys SET private_pem = $2::text "
+                                    "WHERE key_id = $1::text",
+    [GH_PG_SIGNING_SET_PRIVATE] = "UPDATE signing_keys SET private_pem = $2::text "
+                                  "WHERE kid = $1::text",
+    /* Webhooks (pg_webhooks.c). */
+    [GH_PG_HOOK_EP_INSERT] = "INSERT INTO webhook_endpoints (" HOOK_EP_COLS ") VALUES ($1::text, "
+                             "$2::text, $3::text, $4::text, $5::text, $6::text, $7::text, "
+                             "$8::bigint, $9::bigint, $10::bigint, $11::text, $12::bigint, "
+                             "$13::text, $14::bigint, $15::bigint)",
+    [GH_PG_HOOK_EP_GET] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints "
+                          "WHERE tenant_id = $1::text AND id = $2::text",
+    [GH_PG_HOOK_EP_LIST] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints "
+                           "WHERE tenant_id = $1::text AND (created_at, id) > ($2::bigint, "
+                           "$3::text) ORDER BY created_at, id LIMIT $4::bigint",
+    [GH_PG_HOOK_EP_UPDATE] = "UPDATE webhook_endpoints SET url = $3::text, description = $4::text, "
+                             "events = $5::text, public_key = $7::text, "
+                             "secret_version = $8::bigint, prev_version = $9::bigint, "
+                             "prev_until = $10::bigint, status = $11::text, "
+                             "failing_since = $12::bigint, disabled_reason = $13::text, "
+                             "updated_at = $15::bigint WHERE id = $1::text "
+                             "AND tenant_id = $2::text AND signing = $6::text "
+                             "AND created_at = $14::bigint RETURNING id",
+    [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
+                             "AND id = $2::text RETURNING id",
+    [GH_PG_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
+                                   "FROM webhook_deliveries WHERE endpoint_id = $1::text)",
+    [GH_PG_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = $1::text",
+    [GH_PG_HOOK_EP_SUBSCRIBED] = "SELECT id, events FROM webhook_endpoints "
+                                 "WHERE tenant_id = $1::text AND status = 'active'",
+    [GH_PG_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0 "
+                         "WHERE id = $1::text AND failing_since <> 0",
+    [GH_PG_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = $2::bigint "
+                              "WHERE id = $1::text AND failing_since = 0",
+    /* At most 64 a statement: the caller runs it until fewer come back.
+     * status = 'active' is checked again outside the subquery, on the
+     * row's newest version: of two nodes disabling one endpoint at once,
+     * one reports it. */
+    [GH_PG_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
+                              "disabled_reason = 'failing', updated_at = $1::bigint "
+                              "WHERE status = 'active' AND id IN (SELECT id FROM webhook_endpoints "
+                              "WHERE status = 'active' AND failing_since > 0 "
+                              "AND failing_since <= $2::bigint LIMIT 64) RETURNING tenant_id, id",
+    [GH_PG_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
+                           "disabled_reason = 'gone', updated_at = $1::bigint "
+                           "WHERE id = $2::text AND status = 'active' RETURNING tenant_id, id",
+    [GH_PG_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
+                               "claim_until = 0, last_error = 'endpoint_disabled', "
+                               "updated_at = $2::bigint "
+                               "WHERE endpoint_id = $1::text AND status = 'pending'",
+    /* A message id already stored for the tenant inserts nothing (two
+     * nodes publishing one id at once: the second waits for the first's
+     * commit, then sees its row) and the caller reads its count. */
+    [GH_PG_HOOK_MSG_INSERT] = "INSERT INTO webhook_messages (id, tenant_id, type, payload, "
+                              "created_at) VALUES ($1::text, $2::text, $3::text, $4::text, "
+                              "$5::bigint) ON CONFLICT ON CONSTRAINT "
+                              "webhook_messages_tenant_id_key DO NOTHING RETURNING seq",
+    [GH_PG_HOOK_MSG_COUNT] = "SELECT deliveries FROM webhook_messages "
+                             "WHERE tenant_id = $1::text AND id = $2::text",
+    [GH_PG_HOOK_MSG_SET_COUNT] = "UPDATE webhook_messages SET deliveries = $2::bigint "
+                                 "WHERE seq = $1::bigint",
+    [GH_PG_HOOK_DLV_INSERT] = "INSERT INTO webhook_deliveries (message_seq, endpoint_id, "
+                              "tenant_id, status, next_attempt_at, created_at, updated_at) "
+                              "VALUES ($1::bigint, $2::text, $3::text, 'pending', $4::bigint, "
+                              "$5::bigint, $5::bigint)",
+    /* Served by webhook_deliveries_due. A delivery another node holds
+     * (its lease runs) is skipped, and so is one this node holds; a row
+     * another claim has locked right now is skipped, not waited for
+     * (SKIP LOCKED, only the delivery rows: OF d). */
+    [GH_PG_HOOK_DUE] = "SELECT d.id, d.attempts, d.tenant_id, d.endpoint_id, e.url, e.signing, "
+                       "e.secret_version, e.prev_version, e.prev_until, m.id, m.type, m.payload, "
+                       "m.created_at FROM webhook_deliveries d "
+                       "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+                       "JOIN webhook_messages m ON m.seq = d.message_seq "
+                       "WHERE d.status = 'pending' AND d.next_attempt_at <= $2::bigint "
+                       "AND d.claimed <> $1::text AND d.claim_until <= $2::bigint "
+                       "AND e.status = 'active' ORDER BY d.next_attempt_at LIMIT $3::bigint "
+                       "FOR UPDATE OF d SKIP LOCKED",
+    [GH_PG_HOOK_CLAIM] = "UPDATE webhook_deliveries SET claimed = $1::text, "
+                         "claim_until = $2::bigint WHERE id = ANY ($3::bigint[])",
+    /* The attempt takes its delivery's tenant (for its policy); none for
+     * a delivery deleted meanwhile with its endpoint. */
+    [GH_PG_HOOK_ATTEMPT_INSERT] = "INSERT INTO webhook_attempts (delivery_id, tenant_id, at, "
+                                  "status, error, latency_ms, response) SELECT id, tenant_id, "
+                                  "$2::bigint, $3::bigint, $4::text, $5::bigint, $6::text "
+                                  "FROM webhook_deliveries WHERE id = $1::bigint",
+    /* Only while pending: an outcome that arrives after the delivery ended
+     * (its endpoint was disabled, or another node took it over when the
+     * lease ran out and finished it) keeps its attempt row but does not
+     * put the delivery back in the queue. */
+    [GH_PG_HOOK_DLV_SET] = "UPDATE webhook_deliveries SET status = $2::text, "
+                           "attempts = attempts + 1, next_attempt_at = $3::bigint, "
+                           "last_status = $4::bigint, last_error = $5::text, claimed = '', "
+                           "claim_until = 0, updated_at = $6::bigint "
+                           "WHERE id = $1::bigint AND status = 'pending'",
+    [GH_PG_HOOK_DLV_LIST] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = $1::text "
+                            "AND d.endpoint_id = $2::text AND d.id > $3::bigint "
+                            "AND $4::text IS NULL ORDER BY d.id LIMIT $5::bigint",
+    [GH_PG_HOOK_DLV_LIST_STATUS] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = $1::text "
+                                   "AND d.endpoint_id = $2::text AND d.id > $3::bigint "
+                                   "AND d.status = $4::text ORDER BY d.id LIMIT $5::bigint",
+    [GH_PG_HOOK_DLV_GET] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = $1::text "
+                           "AND d.endpoint_id = $2::text AND d.id = $3::bigint",
+    [GH_PG_HOOK_ATTEMPTS] = "SELECT at, status, error, latency_ms, response FROM webhook_attempts "
+                            "WHERE delivery_id = $1::bigint ORDER BY id LIMIT $2::bigint",
+    [GH_PG_HOOK_DLV_STATUS] = "SELECT status FROM webhook_deliveries WHERE tenant_id = $1::text "
+                              "AND endpoint_id = $2::text AND id = $3::bigint FOR UPDATE",
+    [GH_PG_HOOK_REPLAY] = "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+                          "next_attempt_at = $4::bigint, claimed = '', claim_until = 0, "
+                          "last_error = '', updated_at = $4::bigint "
+                          "WHERE tenant_id = $1::text AND endpoint_id = $2::text "
+                          "AND id = $3::bigint",
+    [GH_PG_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
 };
 
 /* ---- Parameters and rows ------------------------------------------------------ */
@@ -271,6 +429,7 @@ static int conflict(const PGresult *r, struct gh_err *err)
         {"signing_keys_pkey", "kid: a signing key with this kid already exists"},
         {"audit_keys_pkey", "key_id: an audit key with this id already exists"},
         {"audit_events_chain_seq_key", "audit append: (chain, seq) already stored"},
+        {"webhook_endpoints_pkey", "id: a webhook endpoint with this id already exists"},
     };
     const char *c = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
 
@@ -292,7 +451,8 @@ static int missing(const PGresult *r, struct gh_err *err)
 
     if (c != NULL && strcmp(c, "api_keys_rotated_from_fkey") == 0)
         gh_err_set(err, NULL, 0, 0, "rotated_from: key not found");
-    else if (c != NULL && strcmp(c, "api_keys_tenant_id_fkey") == 0)
+    else if (c != NULL && (strcmp(c, "api_keys_tenant_id_fkey") == 0 ||
+                           strcmp(c, "webhook_endpoints_tenant_id_fkey") == 0))
         gh_err_set(err, NULL, 0, 0, "tenant not found");
     else
         gh_err_set(err, NULL, 0, 0, "not found: %s", c ? c : "foreign key");
@@ -655,4 +815,27 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .backup = gh_pg__backup,
     .table_counts = gh_pg__table_counts,
     .integrity_check = gh_pg__integrity_check,
+    .secret_put = gh_pg__secret_put,
+    .secret_get = gh_pg__secret_get,
+    .secret_delete = gh_pg__secret_delete,
+    .secrets_walk = gh_pg__secrets_walk,
+    .secrets_versions = gh_pg__secrets_versions,
+    .secrets_stale = gh_pg__secrets_stale,
+    .secrets_rewrap = gh_pg__secrets_rewrap,
+    .secrets_rotation_begin = gh_pg__secrets_rotation_begin,
+    .secrets_rotation_get = gh_pg__secrets_rotation_get,
+    .private_key_set = gh_pg__private_key_set,
+    .secrets_rotation_finish = gh_pg__secrets_rotation_finish,
+    .hook_endpoint_insert = gh_pg__hook_endpoint_insert,
+    .hook_endpoint_get = gh_pg__hook_endpoint_get,
+    .hook_endpoint_list = gh_pg__hook_endpoint_list,
+    .hook_endpoint_update = gh_pg__hook_endpoint_update,
+    .hook_endpoint_delete = gh_pg__hook_endpoint_delete,
+    .hook_publish = gh_pg__hook_publish,
+    .hook_claim = gh_pg__hook_claim,
+    .hook_record = gh_pg__hook_record,
+    .hook_delivery_list = gh_pg__hook_delivery_list,
+    .hook_delivery_get = gh_pg__hook_delivery_get,
+    .hook_delivery_replay = gh_pg__hook_delivery_replay,
+    .hook_pending_count = gh_pg__hook_pending_count,
 };

@@ -35,6 +35,7 @@ def pg_config(g, url, extra=""):
         f"  - path: /\n    upstream: app\n"
         f"store:\n  postgres: \"{url}\"\n  pool: 4\n"
         f"auth:\n  argon2: {{memory: 8KiB, iterations: 1}}\n"
+        f"secrets:\n  master_key_file: {g.tmp}/gatehouse.master\n"
         f"{extra}"
     )
 
@@ -54,7 +55,7 @@ def pg_store(pg_server, gatehouse):
 def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
     g, db, url = pg_store
     again = postgres_init(g.config_path, pg_server.admin_url(db))
-    assert "applied 0 migration(s), schema version 5" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 7" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -81,7 +82,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 5" in out, out
+    assert "store postgres: schema version 7" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)
@@ -124,6 +125,21 @@ SEED = {
     "audit_events": "INSERT INTO gatehouse.audit_events (chain, seq, id, time_us, tenant_id, "
                     "actor, action, resource, outcome, request_id, hash, body) VALUES ('{t}', {n}, "
                     "'id', 0, '{t}', 'a', 'b', 'c', 'success', '', 'h', '{{}}')",
+    "secrets": "INSERT INTO gatehouse.secrets (tenant_id, name, ciphertext, nonce, wrapped_dek, "
+               "kek_version, created_at, updated_at) VALUES ('{t}', 'name-{n}', '\\x00', "
+               "decode('000000000000000000000000', 'hex'), '\\x01', 1, 0, 0)",
+    "webhook_endpoints": "INSERT INTO gatehouse.webhook_endpoints (id, tenant_id, url, signing, "
+                         "secret_version, status, created_at, updated_at) VALUES ('ep_{n}', "
+                         "'{t}', 'https://example.com/', 'hmac', 1, 'active', 0, 0)",
+    "webhook_messages": "INSERT INTO gatehouse.webhook_messages (id, tenant_id, type, payload, "
+                        "created_at) VALUES ('msg-{n}', '{t}', 'a.b', '{{}}', 0)",
+    # The newest message the role sees: under tenant A's setting, A's.
+    "webhook_deliveries": "INSERT INTO gatehouse.webhook_deliveries (message_seq, endpoint_id, "
+                          "tenant_id, status, next_attempt_at, created_at, updated_at) VALUES "
+                          "((SELECT max(seq) FROM gatehouse.webhook_messages), 'ep_{n}', '{t}', "
+                          "'pending', 0, 0, 0)",
+    "webhook_attempts": "INSERT INTO gatehouse.webhook_attempts (delivery_id, tenant_id, at, "
+                        "status, latency_ms) VALUES ({n}, '{t}', 0, 200, 1)",
 }
 
 
@@ -152,7 +168,8 @@ def test_rls_on_every_tenant_owned_table(pg_server, pg_store):
     g, db, url = pg_store
     tables = tenant_owned_tables(pg_server, db)
     names = [t for t, _, _ in tables]
-    for t in ("tenants", "api_keys", "usage", "limit_events", "audit_events"):
+    for t in ("tenants", "api_keys", "usage", "limit_events", "audit_events", "secrets",
+              "webhook_endpoints", "webhook_messages", "webhook_deliveries", "webhook_attempts"):
         assert t in names, names
     for table, _, (rls, force, policies) in tables:
         assert rls == "t" and force == "t" and int(policies) >= 1, (

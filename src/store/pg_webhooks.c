@@ -1,0 +1,632 @@
+/* Webhook endpoints, messages, deliveries and attempts in the PostgreSQL
+ * store, as sqlite_webhooks.c: the endpoint rows, the one-transaction
+ * publish, the dispatcher's claims and batched outcomes, and the reads of
+ * the admin API. Endpoint, publish and delivery calls run as the tenant
+ * (row-level security); claims, outcomes and the pending count as the
+ * operator. Unlike SQLite's, a claim is a lease that holds the delivery
+ * from every other node until it runs out (docs/postgres.md, "Webhook
+ * claims"). Input arrives validated by store_webhooks.c. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/pg_int.h"
+#include "store/store_int.h"
+
+/* ---- Endpoints -------------------------------------------------------------- */
+
+/* Fills <e> from the 15 columns of GH_PG_HOOK_EP_COLS in row <row>. */
+static int endpoint_row(const PGresult *r, int row, struct gh_store_hook_endpoint *e,
+                        struct gh_err *err)
+{
+    char signing[16], status[16];
+
+    memset(e, 0, sizeof(*e));
+    if (gh_pg__text(r, row, 0, e->id, sizeof(e->id), err) != GH_OK ||
+        gh_pg__text(r, row, 1, e->tenant_id, sizeof(e->tenant_id), err) != GH_OK ||
+        gh_pg__text(r, row, 2, e->url, sizeof(e->url), err) != GH_OK ||
+        gh_pg__text(r, row, 3, e->description, sizeof(e->description), err) != GH_OK ||
+        gh_pg__text(r, row, 5, signing, sizeof(signing), err) != GH_OK ||
+        gh_pg__text(r, row, 6, e->public_key, sizeof(e->public_key), err) != GH_OK ||
+        gh_pg__text(r, row, 10, status, sizeof(status), err) != GH_OK ||
+        gh_pg__text(r, row, 12, e->disabled_reason, sizeof(e->disabled_reason), err) != GH_OK)
+        return GH_ERROR;
+    if (gh_store__events_decode(PQgetvalue(r, row, 4), e->events, &e->nevents, err) != GH_OK)
+        return GH_ERROR;
+    e->ed25519 = strcmp(signing, "ed25519") == 0;
+    e->secret_version = (uint32_t)gh_pg__i64(r, row, 7);
+    e->prev_version = (uint32_t)gh_pg__i64(r, row, 8);
+    e->prev_until = gh_pg__i64(r, row, 9);
+    e->status = strcmp(status, "active") == 0 ? GH_STORE_HOOK_ACTIVE : GH_STORE_HOOK_DISABLED;
+    e->failing_since = gh_pg__i64(r, row, 11);
+    e->created_at = gh_pg__i64(r, row, 13);
+    e->updated_at = gh_pg__i64(r, row, 14);
+    return GH_OK;
+}
+
+/* The 15 columns of GH_PG_HOOK_EP_COLS as $1..$15; <events> is the events
+ * column's text, which the caller owns and frees after the statement. */
+static void endpoint_args(struct gh_pg_args *a, const struct gh_store_hook_endpoint *e,
+                          const char *events)
+{
+    gh_pg__arg(a, e->id);
+    gh_pg__arg(a, e->tenant_id);
+    gh_pg__arg(a, e->url);
+    gh_pg__arg(a, e->description);
+    gh_pg__arg(a, events);
+    gh_pg__arg(a, e->ed25519 ? "ed25519" : "hmac");
+    gh_pg__arg(a, e->public_key);
+    gh_pg__arg_i64(a, e->secret_version);
+    gh_pg__arg_i64(a, e->prev_version);
+    gh_pg__arg_i64(a, e->prev_until);
+    gh_pg__arg(a, e->status == GH_STORE_HOOK_DISABLED ? "disabled" : "active");
+    gh_pg__arg_i64(a, e->failing_since);
+    gh_pg__arg(a, e->disabled_reason);
+    gh_pg__arg_i64(a, e->created_at);
+    gh_pg__arg_i64(a, e->updated_at);
+}
+
+/* Runs the endpoint statement <id> (insert or update) with every column of
+ * <e> in <tx>; sets *rows to the rows it touched. */
+static int endpoint_write(struct gh_pg_tx *tx, enum gh_pg_stmt id,
+                          const struct gh_store_hook_endpoint *e, int *rows, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    char *events = gh_store__events_encode(e);
+    PGresult *r = NULL;
+    int rc;
+
+    if (events == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    endpoint_args(&a, e, events);
+    rc = gh_pg__run(tx, id, &a, &r, err);
+    if (rc == GH_OK) *rows = atoi(PQcmdTuples(r));
+    PQclear(r);
+    free(events);
+    return rc;
+}
+
+int gh_pg__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rows = 0, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, e->tenant_id, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    /* The tenant's own row (its policy is on id): absent means no such
+     * tenant, as SQLite's check says. The foreign key holds the race. */
+    gh_pg__arg(&a, e->tenant_id);
+    rc = gh_pg__run(&tx, GH_PG_TENANT_GET, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        gh_err_set(err, NULL, 0, 0, "tenant not found");
+        rc = GH_STORE_NOT_FOUND;
+    }
+    PQclear(r);
+    if (rc == GH_OK) rc = endpoint_write(&tx, GH_PG_HOOK_EP_INSERT, e, &rows, err);
+    return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__hook_endpoint_get(struct gh_store *st, const char *tenant_id, const char *id,
+                             struct gh_store_hook_endpoint *out, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int end, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg(&a, id);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_EP_GET, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
+        rc = GH_STORE_NOT_FOUND;
+    }
+    if (rc == GH_OK) rc = endpoint_row(r, 0, out, err);
+    PQclear(r);
+    end = gh_pg__end(&tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
+    return end != GH_OK ? end : rc;
+}
+
+int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
+                              const struct gh_store_keyset *after, size_t limit,
+                              struct gh_store_hook_endpoint *out, size_t *count, bool *more,
+                              struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+
+    *count = 0;
+    *more = false;
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg_i64(&a, after ? after->created_at : INT64_MIN);
+    gh_pg__arg(&a, after ? after->id : "");
+    gh_pg__arg_i64(&a, (int64_t)limit + 1); /* one more row: is there a next page? */
+    rc = gh_pg__run(&tx, GH_PG_HOOK_EP_LIST, &a, &r, err);
+    for (int i = 0; rc == GH_OK && i < PQntuples(r); i++) {
+        if (*count == limit) {
+            *more = true;
+            break;
+        }
+        rc = endpoint_row(r, i, &out[*count], err);
+        if (rc == GH_OK) (*count)++;
+    }
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+                                struct gh_err *err)
+{
+    struct gh_pg_tx tx;
+    int rows = 0, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, e->tenant_id, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    rc = endpoint_write(&tx, GH_PG_HOOK_EP_UPDATE, e, &rows, err);
+    if (rc == GH_OK && rows == 0) {
+        gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
+        rc = GH_STORE_NOT_FOUND;
+    }
+    return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
+                                struct gh_err *err)
+{
+    struct gh_pg_args a = {0}, b = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg(&a, id);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DELETE, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
+        rc = GH_STORE_NOT_FOUND;
+    }
+    PQclear(r);
+    /* The endpoint row is gone: its deliveries and attempts go with it, in
+     * the same transaction (the messages stay for other endpoints). */
+    gh_pg__arg(&b, id);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_ATTEMPTS, &b, NULL, err);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_DELIVERIES, &b, NULL, err);
+    return gh_pg__end(&tx, rc, err);
+}
+
+/* ---- Publish ------------------------------------------------------------------ */
+
+/* The stored delivery count of message <msg_id> of <tenant_id>. */
+static int message_count(struct gh_pg_tx *tx, const char *tenant_id, const char *msg_id, size_t *n,
+                         struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    PGresult *r = NULL;
+    int rc;
+
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg(&a, msg_id);
+    rc = gh_pg__run(tx, GH_PG_HOOK_MSG_COUNT, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) != 1)
+        rc = gh_err_set(err, NULL, 0, 0, "store: webhook message: missing after a conflict");
+    if (rc == GH_OK) *n = (size_t)gh_pg__i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+/* Inserts a pending delivery of message <seq> to each active endpoint of
+ * <tenant_id> subscribed to <type>; sets *n. */
+static int fan_out(struct gh_pg_tx *tx, const char *tenant_id, int64_t seq, const char *type,
+                   int64_t now, int64_t due, size_t *n, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    PGresult *r = NULL;
+    int rc;
+
+    gh_pg__arg(&a, tenant_id);
+    /* A tenant's endpoints: a few, read whole. */
+    rc = gh_pg__run(tx, GH_PG_HOOK_EP_SUBSCRIBED, &a, &r, err);
+    for (int i = 0; rc == GH_OK && i < PQntuples(r); i++) {
+        struct gh_pg_args d = {0};
+        if (PQgetisnull(r, i, 1) || !gh_store__events_match(PQgetvalue(r, i, 1), type)) continue;
+        gh_pg__arg_i64(&d, seq);
+        gh_pg__arg(&d, PQgetvalue(r, i, 0));
+        gh_pg__arg(&d, tenant_id);
+        gh_pg__arg_i64(&d, due);
+        gh_pg__arg_i64(&d, now);
+        rc = gh_pg__run(tx, GH_PG_HOOK_DLV_INSERT, &d, NULL, err);
+        if (rc == GH_OK) (*n)++;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int gh_pg__hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
+                        const char *type, const char *payload, size_t payload_len, int64_t now,
+                        int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int64_t seq = 0;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+
+    *deliveries = 0;
+    *duplicate = false;
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, msg_id);
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg(&a, type);
+    gh_pg__arg_bytes(&a, payload, payload_len);
+    gh_pg__arg_i64(&a, now);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_MSG_INSERT, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        /* The id is stored already (by another call, maybe on another node
+         * that committed while we waited): idempotent, its count. */
+        *duplicate = true;
+        rc = message_count(&tx, tenant_id, msg_id, deliveries, err);
+        PQclear(r);
+        goto out;
+    }
+    if (rc == GH_OK) seq = gh_pg__i64(r, 0, 0);
+    PQclear(r);
+    if (rc == GH_OK) rc = fan_out(&tx, tenant_id, seq, type, now, due, deliveries, err);
+    if (rc == GH_OK && *deliveries > 0) {
+        struct gh_pg_args c = {0};
+        gh_pg__arg_i64(&c, seq);
+        gh_pg__arg_i64(&c, (int64_t)*deliveries);
+        rc = gh_pg__run(&tx, GH_PG_HOOK_MSG_SET_COUNT, &c, NULL, err);
+    }
+out:
+    rc = gh_pg__end(&tx, rc, err);
+    if (rc != GH_OK) {
+        *deliveries = 0;
+        *duplicate = false;
+    }
+    return rc;
+}
+
+/* ---- Dispatcher ----------------------------------------------------------------- */
+
+/* The ids of claimed rows as a bigint[] literal ("{1,2,3}"). */
+static char *id_array(const PGresult *r)
+{
+    size_t cap = 3 + (size_t)PQntuples(r) * 21, len = 0;
+    char *s = malloc(cap);
+
+    if (s == NULL) return NULL;
+    s[len++] = '{';
+    for (int i = 0; i < PQntuples(r); i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%lld", i ? "," : "",
+                                (long long)gh_pg__i64(r, i, 0));
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
+                      gh_store_hook_due_cb cb, void *arg, struct gh_err *err)
+{
+    struct gh_pg_args a = {0}, c = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    char *ids = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, owner);
+    gh_pg__arg_i64(&a, now);
+    gh_pg__arg_i64(&a, (int64_t)limit);
+    /* Locks the due rows it returns (FOR UPDATE OF d) and skips those
+     * another node's claim has locked right now (SKIP LOCKED): two nodes
+     * claiming at once take disjoint sets, and neither waits. */
+    rc = gh_pg__run(&tx, GH_PG_HOOK_DUE, &a, &r, err);
+    if (rc != GH_OK || PQntuples(r) == 0) goto out;
+    ids = id_array(r);
+    if (ids == NULL) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto out;
+    }
+    gh_pg__arg(&c, owner);
+    gh_pg__arg_i64(&c, now + GH_PG_HOOK_LEASE_MS);
+    gh_pg__arg(&c, ids);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_CLAIM, &c, NULL, err);
+    for (int i = 0; rc == GH_OK && i < PQntuples(r); i++) {
+        struct gh_store_hook_due d;
+
+        d.delivery_id = gh_pg__i64(r, i, 0);
+        d.attempts = (unsigned)gh_pg__i64(r, i, 1);
+        d.tenant_id = PQgetvalue(r, i, 2);
+        d.endpoint_id = PQgetvalue(r, i, 3);
+        d.url = PQgetvalue(r, i, 4);
+        d.ed25519 = strcmp(PQgetvalue(r, i, 5), "ed25519") == 0;
+        d.secret_version = (uint32_t)gh_pg__i64(r, i, 6);
+        d.prev_version = (uint32_t)gh_pg__i64(r, i, 7);
+        d.prev_until = gh_pg__i64(r, i, 8);
+        d.msg_id = PQgetvalue(r, i, 9);
+        d.type = PQgetvalue(r, i, 10);
+        d.payload = PQgetvalue(r, i, 11);
+        d.payload_len = (size_t)PQgetlength(r, i, 11);
+        d.msg_created_at = gh_pg__i64(r, i, 12);
+        /* The claims are written but not committed: if <cb> or the commit
+         * fails, the caller drops what it queued (the op's contract). */
+        rc = cb(&d, arg);
+    }
+out:
+    free(ids);
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
+/* The endpoint health last written in this batch, per endpoint (as in
+ * sqlite_webhooks.c): only changes of state are written. */
+#define HEALTH_SEEN 32
+struct health {
+    char endpoint[GH_STORE_HOOK_ID_SIZE];
+    bool ok;
+};
+struct health_seen {
+    struct health e[HEALTH_SEEN];
+    size_t n;
+};
+
+/* True when the health of <endpoint> must be written (and notes it). */
+static bool health_changes(struct health_seen *h, const char *endpoint, bool ok)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        if (strcmp(h->e[i].endpoint, endpoint) != 0) continue;
+        if (h->e[i].ok == ok) return false;
+        h->e[i].ok = ok;
+        return true;
+    }
+    if (h->n < HEALTH_SEEN) {
+        snprintf(h->e[h->n].endpoint, sizeof(h->e[h->n].endpoint), "%s", endpoint);
+        h->e[h->n++].ok = ok;
+    }
+    return true;
+}
+
+static int record_one(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o, int64_t now,
+                      struct health_seen *seen, struct gh_err *err)
+{
+    struct gh_pg_args a = {0}, d = {0}, e = {0};
+    bool ok = o->next == GH_STORE_DELIVERY_SUCCEEDED;
+    int rc;
+
+    gh_pg__arg_i64(&a, o->delivery_id);
+    gh_pg__arg_i64(&a, o->at);
+    gh_pg__arg_i64(&a, o->status);
+    gh_pg__arg(&a, o->error);
+    gh_pg__arg_i64(&a, o->latency_ms);
+    gh_pg__arg(&a, o->snippet);
+    rc = gh_pg__run(tx, GH_PG_HOOK_ATTEMPT_INSERT, &a, NULL, err);
+    if (rc != GH_OK) return rc;
+    gh_pg__arg_i64(&d, o->delivery_id);
+    gh_pg__arg(&d, gh_store_delivery_status_name(o->next));
+    gh_pg__arg_i64(&d, o->next == GH_STORE_DELIVERY_PENDING ? o->next_attempt_at : 0);
+    gh_pg__arg_i64(&d, o->status);
+    gh_pg__arg(&d, o->error);
+    gh_pg__arg_i64(&d, now);
+    rc = gh_pg__run(tx, GH_PG_HOOK_DLV_SET, &d, NULL, err);
+    if (rc != GH_OK || !health_changes(seen, o->endpoint_id, ok)) return rc;
+    gh_pg__arg(&e, o->endpoint_id);
+    if (!ok) gh_pg__arg_i64(&e, o->at > 0 ? o->at : now);
+    return gh_pg__run(tx, ok ? GH_PG_HOOK_EP_OK : GH_PG_HOOK_EP_FAILING, &e, NULL, err);
+}
+
+/* Runs disabling statement <id> with <a> and, for each endpoint it
+ * disabled, fails its pending deliveries and calls <cb>. Sets *n. */
+static int disable_run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a,
+                       const char *reason, int64_t now, gh_store_hook_disabled_cb cb, void *arg,
+                       size_t *n, struct gh_err *err)
+{
+    PGresult *r = NULL;
+    int rc = gh_pg__run(tx, id, a, &r, err);
+
+    *n = rc == GH_OK ? (size_t)PQntuples(r) : 0;
+    for (size_t i = 0; rc == GH_OK && i < *n; i++) {
+        struct gh_pg_args f = {0};
+        gh_pg__arg(&f, PQgetvalue(r, (int)i, 1));
+        gh_pg__arg_i64(&f, now);
+        rc = gh_pg__run(tx, GH_PG_HOOK_DLV_FAIL_EP, &f, NULL, err);
+        if (rc == GH_OK && cb) cb(PQgetvalue(r, (int)i, 0), PQgetvalue(r, (int)i, 1), reason, arg);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Disables the endpoints of outcomes marked gone (410), then those failing
+ * since before <cutoff>, 64 at a time; their pending deliveries fail. */
+static int disable_endpoints(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o, size_t no,
+                             int64_t now, int64_t cutoff, gh_store_hook_disabled_cb cb, void *arg,
+                             struct gh_err *err)
+{
+    size_t n = 0;
+    int rc = GH_OK;
+
+    for (size_t i = 0; rc == GH_OK && i < no; i++) {
+        struct gh_pg_args a = {0};
+        if (!o[i].gone) continue;
+        gh_pg__arg_i64(&a, now);
+        gh_pg__arg(&a, o[i].endpoint_id);
+        rc = disable_run(tx, GH_PG_HOOK_EP_GONE, &a, "gone", now, cb, arg, &n, err);
+    }
+    do {
+        struct gh_pg_args a = {0};
+        if (rc != GH_OK) break;
+        gh_pg__arg_i64(&a, now);
+        gh_pg__arg_i64(&a, cutoff);
+        rc = disable_run(tx, GH_PG_HOOK_EP_DISABLE, &a, "failing", now, cb, arg, &n, err);
+    } while (n == 64);
+    return rc;
+}
+
+int gh_pg__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
+                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
+                       void *arg, struct gh_err *err)
+{
+    struct health_seen seen = {.n = 0};
+    struct gh_pg_tx tx;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    for (size_t i = 0; rc == GH_OK && i < n; i++)
+        rc = record_one(&tx, &o[i], now, &seen, err);
+    if (rc == GH_OK && n > 0)
+        rc = disable_endpoints(&tx, o, n, now, now - disable_after_ms, cb, arg, err);
+    return gh_pg__end(&tx, rc, err);
+}
+
+/* ---- Reads ---------------------------------------------------------------------- */
+
+/* Fills <d> from the 11 columns of HOOK_DLV_COLS in row <row>. */
+static int delivery_row(const PGresult *r, int row, struct gh_store_hook_delivery *d,
+                        struct gh_err *err)
+{
+    char status[16];
+
+    memset(d, 0, sizeof(*d));
+    if (gh_pg__text(r, row, 1, d->endpoint_id, sizeof(d->endpoint_id), err) != GH_OK ||
+        gh_pg__text(r, row, 2, d->msg_id, sizeof(d->msg_id), err) != GH_OK ||
+        gh_pg__text(r, row, 3, d->type, sizeof(d->type), err) != GH_OK ||
+        gh_pg__text(r, row, 4, status, sizeof(status), err) != GH_OK ||
+        gh_pg__text(r, row, 8, d->last_error, sizeof(d->last_error), err) != GH_OK)
+        return GH_ERROR;
+    d->id = gh_pg__i64(r, row, 0);
+    d->status = gh_store_delivery_status_parse(status);
+    d->attempts = (unsigned)gh_pg__i64(r, row, 5);
+    d->next_attempt_at = d->status == GH_STORE_DELIVERY_PENDING ? gh_pg__i64(r, row, 6) : 0;
+    d->last_status = (long)gh_pg__i64(r, row, 7);
+    d->created_at = gh_pg__i64(r, row, 9);
+    d->updated_at = gh_pg__i64(r, row, 10);
+    return GH_OK;
+}
+
+int gh_pg__hook_delivery_list(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                              enum gh_store_delivery_status status, int64_t after_id, size_t limit,
+                              struct gh_store_hook_delivery *out, size_t *count, bool *more,
+                              struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    bool any = status == GH_STORE_DELIVERY_ANY;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+
+    *count = 0;
+    *more = false;
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg(&a, endpoint_id);
+    gh_pg__arg_i64(&a, after_id);
+    gh_pg__arg(&a, any ? NULL : gh_store_delivery_status_name(status));
+    gh_pg__arg_i64(&a, (int64_t)limit + 1);
+    rc = gh_pg__run(&tx, any ? GH_PG_HOOK_DLV_LIST : GH_PG_HOOK_DLV_LIST_STATUS, &a, &r, err);
+    for (int i = 0; rc == GH_OK && i < PQntuples(r); i++) {
+        if (*count == limit) {
+            *more = true;
+            break;
+        }
+        rc = delivery_row(r, i, &out[*count], err);
+        if (rc == GH_OK) (*count)++;
+    }
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                             int64_t id, struct gh_store_hook_delivery *out,
+                             struct gh_store_hook_attempt *attempts, size_t max, size_t *nattempts,
+                             struct gh_err *err)
+{
+    struct gh_pg_args a = {0}, b = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int end, rc;
+
+    *nattempts = 0;
+    /* One snapshot: the delivery and its attempts agree. */
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, true, &tx, err);
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg(&a, endpoint_id);
+    gh_pg__arg_i64(&a, id);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_GET, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        gh_err_set(err, NULL, 0, 0, "delivery not found");
+        rc = GH_STORE_NOT_FOUND;
+    }
+    if (rc == GH_OK) rc = delivery_row(r, 0, out, err);
+    PQclear(r);
+    r = NULL;
+    if (rc == GH_OK && max > 0) {
+        gh_pg__arg_i64(&b, id);
+        gh_pg__arg_i64(&b, (int64_t)max);
+        rc = gh_pg__run(&tx, GH_PG_HOOK_ATTEMPTS, &b, &r, err);
+        for (int i = 0; rc == GH_OK && i < PQntuples(r) && *nattempts < max; i++) {
+            struct gh_store_hook_attempt *at = &attempts[*nattempts];
+            memset(at, 0, sizeof(*at));
+            at->at = gh_pg__i64(r, i, 0);
+            at->status = (long)gh_pg__i64(r, i, 1);
+            at->latency_ms = gh_pg__i64(r, i, 3);
+            rc = gh_pg__text(r, i, 2, at->error, sizeof(at->error), err);
+            if (rc == GH_OK) rc = gh_pg__text(r, i, 4, at->snippet, sizeof(at->snippet), err);
+            if (rc == GH_OK) (*nattempts)++;
+        }
+        PQclear(r);
+    }
+    end = gh_pg__end(&tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
+    return end != GH_OK ? end : rc;
+}
+
+int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
+                                int64_t id, int64_t now, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, tenant_id);
+    gh_pg__arg(&a, endpoint_id);
+    gh_pg__arg_i64(&a, id);
+    /* FOR UPDATE: an outcome recorded meanwhile cannot slip between the
+     * check and the replay. */
+    rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_STATUS, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        gh_err_set(err, NULL, 0, 0, "delivery not found");
+        rc = GH_STORE_NOT_FOUND;
+    }
+    if (rc == GH_OK && strcmp(PQgetvalue(r, 0, 0), "pending") == 0) {
+        gh_err_set(err, NULL, 0, 0, "the delivery is still pending");
+        rc = GH_STORE_CONFLICT;
+    }
+    PQclear(r);
+    if (rc == GH_OK) {
+        gh_pg__arg_i64(&a, now);
+        rc = gh_pg__run(&tx, GH_PG_HOOK_REPLAY, &a, NULL, err);
+    }
+    return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err)
+{
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    rc = gh_pg__run(&tx, GH_PG_HOOK_PENDING, NULL, &r, err);
+    if (rc == GH_OK && PQntuples(r) != 1)
+        rc = gh_err_set(err, NULL, 0, 0, "store: pending deliveries: no count");
+    if (rc == GH_OK) *count = (uint64_t)gh_pg__i64(r, 0, 0);
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
