@@ -347,8 +347,9 @@ class Gatehouse:
     def _store_for_test(self, text):
         """With GH_TEST_STORE=postgres, the config's SQLite store (given or
         the default gatehouse.db beside the config) becomes a PostgreSQL
-        database of the session's server, one per file: the same tests run
-        against both engines. Returns the text and, for a new database, the
+        database of the session's server, one per file, and the master key
+        file is named where SQLite's default would put it: the same tests
+        run against both engines. Returns the text and, for a new database, the
         admin URL that `gatehouse postgres init` needs."""
         self.pg_url = self.pg_admin_url = None
         if TEST_STORE != "postgres" or "postgres:" in text:
@@ -362,6 +363,17 @@ class Gatehouse:
         self.pg_url, self.pg_admin_url, fresh = pg_helpers.database_for(path)
         block = f"store:\n  postgres: \"{self.pg_url}\"\n"
         text = text.replace(m.group(0), block) if m else text + block
+        # The local master key file's default is beside the SQLite file;
+        # with PostgreSQL it must be named: the same place, so tests find it.
+        if "master_key_file" not in text:
+            line = f"  master_key_file: {path}.master\n"
+            if re.search(r"^secrets:\n", text, re.M):
+                text = re.sub(r"^secrets:\n", "secrets:\n" + line, text, count=1, flags=re.M)
+            elif re.search(r"^secrets:", text, re.M):
+                raise AssertionError("GH_TEST_STORE=postgres: a secrets block this helper "
+                                     "cannot map")
+            else:
+                text += "secrets:\n" + line
         return text, (self.pg_admin_url if fresh else None)
 
     def start(self, wait=True):
