@@ -63,6 +63,7 @@ enum {
     KEY_NOREF = 1u << 3,    /* secrets: no `secret:NAME` (needed before the secrets open) */
     KEY_DEFAULTS = 1u << 4, /* a mapping of its own type: when absent, its defaults and finish
                              * still apply (t_map does this always) */
+    KEY_URL = 1u << 5,      /* secrets: a URL, literal unless it carries a password */
 };
 
 /* One row: a key of a mapping. Fields not used by a type stay zero. */
@@ -840,6 +841,22 @@ static void warn_literal(struct cfg_ctx *ctx, yaml_node_t *n)
              ctx->path);
 }
 
+/* Whether URL <s> carries a password: "scheme://user:password@host..." or a
+ * "password=" parameter (libpq's). A URL without one is not a secret, and
+ * `gatehouse check` says nothing about it. */
+static bool url_has_password(const char *s)
+{
+    const char *rest = strstr(s, "://");
+    size_t auth;
+
+    if (rest == NULL) return true; /* not a URL: treated as the secret it may be */
+    rest += 3;
+    auth = strcspn(rest, "/?#");
+    for (size_t i = 0; i < auth; i++)
+        if (rest[i] == '@' && memchr(rest, ':', i) != NULL) return true;
+    return strstr(rest, "password=") != NULL;
+}
+
 /* A secret: "secret:NAME" (sealed in the store, resolved after start:
  * add_secret_ref), "env:NAME" (an environment variable), "file:PATH" (a
  * file's content without its final newline) or the value itself (which
@@ -853,7 +870,9 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     const char *val = s;
 
     if (strncmp(s, "secret:", 7) == 0) return add_secret_ref(ctx, n, key, field, s + 7);
-    if (strncmp(s, "env:", 4) != 0 && strncmp(s, "file:", 5) != 0) warn_literal(ctx, n);
+    if (strncmp(s, "env:", 4) != 0 && strncmp(s, "file:", 5) != 0 &&
+        (!(key->flags & KEY_URL) || url_has_password(s)))
+        warn_literal(ctx, n);
     if (strncmp(s, "env:", 4) == 0) {
         val = getenv(s + 4);
         if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
@@ -1769,7 +1788,9 @@ static int finish_store(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 
 static const struct cfg_key store_keys[] = {
     KEY("sqlite", t_path, struct gh_config_store, sqlite, .dflt = "gatehouse.db"),
-    KEY("postgres", t_secret, struct gh_config_store, postgres, .min = 1),
+    /* Not secret:NAME: the store it opens holds the sealed secrets. */
+    KEY("postgres", t_secret, struct gh_config_store, postgres, .min = 1,
+        .flags = KEY_NOREF | KEY_URL),
     KEY("pool", t_u32, struct gh_config_store, pool, .min = 1, .max = 64, .dflt = "8"),
 };
 static const struct cfg_map store_map = {MAP_OF(store_keys), .finish = finish_store};

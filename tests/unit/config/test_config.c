@@ -456,6 +456,16 @@ static void test_store_engines(void **state)
     gh_config_free(cfg);
     cfg = load_ok(VALID_TAIL "store: {postgres: \"postgres://gh@db1,db2/gh\", pool: 2}\n");
     assert_int_equal(cfg->store.pool, 2);
+    assert_int_equal(cfg->nwarnings, 0); /* no password: nothing secret in the file */
+    gh_config_free(cfg);
+    /* A password in the URL, either way libpq takes one: `gatehouse check`
+     * warns, as for any literal secret. */
+    cfg = load_ok(VALID_TAIL "store: {postgres: \"postgresql://gh:pw@db1/gh\"}\n");
+    assert_int_equal(cfg->nwarnings, 1);
+    assert_non_null(strstr(cfg->warnings[0].msg, "literal secret in store.postgres"));
+    gh_config_free(cfg);
+    cfg = load_ok(VALID_TAIL "store: {postgres: \"postgresql://gh@db1/gh?password=pw\"}\n");
+    assert_int_equal(cfg->nwarnings, 1);
     gh_config_free(cfg);
 }
 
@@ -818,6 +828,8 @@ struct bad_case {
       "`pool` is for `postgres`")                                                                  \
     X(store_pool_range, VALID_TAIL "store: {postgres: \"postgresql://u@h/d\", pool: 65}\n", 4, 47, \
       "in store.pool")                                                                             \
+    X(store_postgres_secret_ref, VALID_TAIL "store: {postgres: \"secret:pg-url\"}\n", 4, 19,       \
+      "secret:NAME cannot be used here")                                                           \
     X(webhooks_allow_name, VALID_TAIL "webhooks: {allow_private: [127.0.0.1, localhost]}\n", 4,    \
       39, "in webhooks.allow_private[1]: \"localhost\" is not an address or a CIDR")               \
     X(webhooks_allow_bits, VALID_TAIL "webhooks: {allow_private: [10.0.0.1/8]}\n", 4, 28,          \
