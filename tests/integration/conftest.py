@@ -58,11 +58,13 @@ def gatehouse_bin():
     raise RuntimeError(f"cannot use {BIN}: {last}")
 
 
-def postgres_init(config_path, admin_url):
+def postgres_init(config_path, admin_url, env=None):
     """`gatehouse postgres init` for <config_path>'s store, as the server's
-    superuser: roles, schema, policies and migrations."""
+    superuser: roles, schema, policies and migrations. <env>: the process's
+    environment when the config reads env:NAME values."""
     p = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", config_path,
-                        "--admin-url", admin_url], capture_output=True, text=True, timeout=60)
+                        "--admin-url", admin_url], capture_output=True, text=True, timeout=60,
+                       env=env)
     assert p.returncode == 0, f"gatehouse postgres init: {p.stdout}{p.stderr}"
     return p
 
@@ -342,7 +344,7 @@ class Gatehouse:
             f.write(text)
         os.replace(tmp, self.config_path)
         if init:
-            postgres_init(self.config_path, init)
+            postgres_init(self.config_path, init, env=getattr(self, "env", None))
 
     def _store_for_test(self, text):
         """With GH_TEST_STORE=postgres, the config's SQLite store (given or

@@ -53,6 +53,12 @@ def store_bytes(db):
     return p.stdout
 
 
+def holds(data, needle):
+    """Whether <data> (store_bytes) holds <needle> (bytes): as is, or, in a
+    pg_dump, as the hex that COPY writes for a bytea column."""
+    return needle in data or (is_postgres() and needle.hex().encode() in data)
+
+
 class PgCursor:
     def __init__(self, cur, lastrowid=None):
         self.cur = cur
