@@ -145,11 +145,15 @@ enum gh_pg_stmt {
     "id, tenant_id, url, description, events, signing, public_key, secret_version, "               \
     "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at"
 
-/* How long a webhook delivery claimed by one node is held from the others
- * (pg_webhooks.c, docs/postgres.md "Webhook claims"): longer than a claim
- * waits for a slot plus one attempt (webhooks.timeout, 15 s by default)
- * plus the outcome's batch. */
-#define GH_PG_HOOK_LEASE_MS 120000
+/* How long a webhook delivery claimed by a live node is held from the
+ * others (pg_webhooks.c, docs/postgres.md "Webhook claims"): longer than a
+ * claim waits for a slot plus one attempt (webhooks.timeout, at most 120 s)
+ * plus the outcome's batch. A dead node's claims go at once: see
+ * GH_PG_HOOK_LOCK_NS. */
+#define GH_PG_HOOK_LEASE_MS 300000
+/* The first key of the claimers' advisory locks (pg_advisory_lock(ns,
+ * hashtext(owner))): "ghk1". Its text is in the claim statement too. */
+#define GH_PG_HOOK_LOCK_NS "1734896433"
 
 /* Audit queries: one statement per combination of filters (pg_audit.c). */
 #define GH_PG_AUDIT_QUERY_VARIANTS 512
@@ -169,6 +173,12 @@ struct gh_pg_store {
     struct gh_pg_conn *conns;
     unsigned nconns;
     atomic_uint next_conn;
+    /* The webhook claimer's liveness (pg_webhooks.c): a session of its own
+     * holding an advisory lock named after the owner of this process's
+     * claims, for as long as the process lives. */
+    pthread_mutex_t owner_mu;
+    PGconn *owner_db;
+    char owner[80];
 };
 
 static inline struct gh_pg_store *gh_pg__of(struct gh_store *st)

@@ -310,6 +310,60 @@ static char *id_array(const PGresult *r)
     return s;
 }
 
+/* Runs <sql> with <owner> as $1 on the claimer's session; true when it
+ * answered 't'. */
+static bool owner_query(PGconn *db, const char *sql, const char *owner)
+{
+    const char *v[1] = {owner};
+    PGresult *r = PQexecParams(db, sql, 1, NULL, v, NULL, NULL, 0);
+    bool yes = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+               strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+
+    PQclear(r);
+    return yes;
+}
+
+/* Makes sure a session of this store holds the advisory lock of <owner>:
+ * while it does, other nodes leave <owner>'s claims alone until their
+ * lease runs out; when the process dies, the server ends the session, the
+ * lock goes, and the claims are taken at once (what SQLite's rule "another
+ * owner's claim does not hold" gives one process). One session per store,
+ * checked with one round trip per claim; a session found broken is made
+ * again (meanwhile the claims looked dead to the others, who may have
+ * taken them: at least once). */
+static int owner_hold(struct gh_pg_store *s, const char *owner, struct gh_err *err)
+{
+    static const char check[] =
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND pid = pg_backend_pid() AND objsubid = 2 AND classid = " GH_PG_HOOK_LOCK_NS "::oid "
+        "AND objid = (hashtext($1::text)::bigint & 4294967295)::oid)";
+    static const char take[] =
+        "SELECT pg_try_advisory_lock(" GH_PG_HOOK_LOCK_NS ", hashtext($1::text))";
+    int rc = GH_OK;
+
+    pthread_mutex_lock(&s->owner_mu);
+    if (s->owner_db != NULL && strcmp(s->owner, owner) == 0 &&
+        PQstatus(s->owner_db) == CONNECTION_OK && owner_query(s->owner_db, check, owner))
+        goto out;
+    if (s->owner_db != NULL) PQfinish(s->owner_db);
+    s->owner_db = NULL;
+    rc = gh_pg__connect(s->url, &s->owner_db, err);
+    if (rc != GH_OK) goto out;
+    if (!owner_query(s->owner_db, take, owner)) {
+        /* Taken by another session: owner names are drawn at random per
+         * process, so this is a server in trouble, not a clash. */
+        rc =
+            gh_err_set(err, NULL, 0, 0, "store: webhook claims: cannot take the lock of %s", owner);
+        PQfinish(s->owner_db);
+        s->owner_db = NULL;
+        goto out;
+    }
+    snprintf(s->owner, sizeof(s->owner), "%s", owner);
+out:
+    pthread_mutex_unlock(&s->owner_mu);
+    return rc;
+}
+
 int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                       gh_store_hook_due_cb cb, void *arg, struct gh_err *err)
 {
@@ -317,8 +371,9 @@ int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_
     struct gh_pg_tx tx;
     PGresult *r = NULL;
     char *ids = NULL;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    int rc = owner_hold(gh_pg__of(st), owner, err);
 
+    if (rc == GH_OK) rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
     if (rc != GH_OK) return rc;
     gh_pg__arg(&a, owner);
     gh_pg__arg_i64(&a, now);

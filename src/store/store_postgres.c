@@ -306,19 +306,26 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                               "tenant_id, status, next_attempt_at, created_at, updated_at) "
                               "VALUES ($1::bigint, $2::text, $3::text, 'pending', $4::bigint, "
                               "$5::bigint, $5::bigint)",
-    /* Served by webhook_deliveries_due. A delivery another node holds
-     * (its lease runs) is skipped, and so is one this node holds; a row
-     * another claim has locked right now is skipped, not waited for
-     * (SKIP LOCKED, only the delivery rows: OF d). */
+    /* Served by webhook_deliveries_due. A delivery this process holds is
+     * skipped; so is one another process holds while its lease runs and
+     * that process lives (its session holds the advisory lock named after
+     * its owner name: pg_webhooks.c). A row another claim has locked right
+     * now is skipped, not waited for (SKIP LOCKED, only the delivery rows:
+     * OF d). */
     [GH_PG_HOOK_DUE] = "SELECT d.id, d.attempts, d.tenant_id, d.endpoint_id, e.url, e.signing, "
                        "e.secret_version, e.prev_version, e.prev_until, m.id, m.type, m.payload, "
                        "m.created_at FROM webhook_deliveries d "
                        "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
                        "JOIN webhook_messages m ON m.seq = d.message_seq "
                        "WHERE d.status = 'pending' AND d.next_attempt_at <= $2::bigint "
-                       "AND d.claimed <> $1::text AND d.claim_until <= $2::bigint "
-                       "AND e.status = 'active' ORDER BY d.next_attempt_at LIMIT $3::bigint "
-                       "FOR UPDATE OF d SKIP LOCKED",
+                       "AND d.claimed <> $1::text AND e.status = 'active' "
+                       "AND (d.claim_until <= $2::bigint OR NOT EXISTS (SELECT 1 FROM pg_locks l "
+                       "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+                       "AND l.classid = " GH_PG_HOOK_LOCK_NS "::oid "
+                       "AND l.objid = (hashtext(d.claimed)::bigint & 4294967295)::oid "
+                       "AND l.database = (SELECT oid FROM pg_database "
+                       "WHERE datname = current_database()))) "
+                       "ORDER BY d.next_attempt_at LIMIT $3::bigint FOR UPDATE OF d SKIP LOCKED",
     [GH_PG_HOOK_CLAIM] = "UPDATE webhook_deliveries SET claimed = $1::text, "
                          "claim_until = $2::bigint WHERE id = ANY ($3::bigint[])",
     /* The attempt takes its delivery's tenant (for its policy); none for
@@ -730,6 +737,8 @@ static void pg_close(struct gh_store *st)
         if (s->conns[i].db != NULL) PQfinish(s->conns[i].db);
         pthread_mutex_destroy(&s->conns[i].lock);
     }
+    if (s->owner_db != NULL) PQfinish(s->owner_db); /* releases the claimer's lock */
+    pthread_mutex_destroy(&s->owner_mu);
     free(s->conns);
     free(s->url);
     free(s);
@@ -760,6 +769,7 @@ static int pg_open(const struct gh_store_params *p, struct gh_store **out, struc
     }
     for (unsigned i = 0; i < n; i++)
         pthread_mutex_init(&s->conns[i].lock, NULL);
+    pthread_mutex_init(&s->owner_mu, NULL);
     /* One connection now, so that a wrong URL or password is reported at
      * start; the others connect on first use. */
     rc = conn_ready(s, &s->conns[0], err);

@@ -13,6 +13,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import store_db
 from conftest import free_port, wait_for
 from identity_helpers import Admin, bootstrap, http_call, identity_config
 
@@ -225,14 +226,8 @@ def test_create_publish_deliver_verified(gatehouse, upstream):
     secret = ep["secret"]
     assert secret not in g.stderr() and secret not in g.stdout()
     raw = base64.b64decode(secret[len("whsec_"):])
-    with open(os.path.join(str(g.tmp), "gatehouse.db"), "rb") as f:
-        db = f.read()
-    for name in ("gatehouse.db-wal",):
-        path = os.path.join(str(g.tmp), name)
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                db += f.read()
-    assert raw not in db and secret.encode() not in db
+    db = store_db.store_bytes(store_db.path_of(g))
+    assert not store_db.holds(db, raw) and not store_db.holds(db, secret.encode())
 
 
 def test_bad_bodies(gatehouse, upstream):
