@@ -3,8 +3,9 @@
 tenant-owned table, listed from the catalogue, checked with direct SQL as the
 roles the gateway uses; a server restart in the middle of admin API calls
 (503 store_unavailable during the gap, no crash, no restart of the gateway);
-a two-host URL whose first host is closed; two gateways appending to one
-tenant's audit chain at once, and `gatehouse audit verify` after it.
+a two-host URL whose first host is closed; a failover to a promoted
+streaming standby, and a server turned read-only; two gateways appending to
+one audit chain at once; `gatehouse audit verify` against PostgreSQL.
 
 The identity, limits and audit suites run against PostgreSQL too (the
 Makefile's second pass with GH_TEST_STORE=postgres)."""
@@ -400,3 +401,46 @@ def test_a_server_turned_read_only_is_left_for_a_writable_one(pg_server, gatehou
             break
     assert ok is not None, "still refused after the server accepts writes again"
     assert g.proc.poll() is None
+
+
+def test_failover_to_a_promoted_standby(pg_server, gatehouse):
+    """A real failover: a primary and its streaming standby, the URL naming
+    the standby first with target_session_attrs=read-write (so the gateway
+    starts on the primary); the primary stops, the standby is promoted, and
+    the gateway writes to it without a restart (503 in between)."""
+    import pg_helpers
+    primary = pg_helpers.start_server()
+    standby = None
+    try:
+        db, _ = primary.new_database()
+        url = (f"postgresql://gatehouse@127.0.0.1:{free_port()},"
+               f"127.0.0.1:{primary.port}/{db}?target_session_attrs=read-write")
+        g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
+        postgres_init(g.config_path, primary.admin_url(db))
+        key, _, _ = bootstrap(g)
+        standby = pg_helpers.PgServer().standby_of(primary).start()
+        # The standby's port goes first in the URL: it is read-only, skipped.
+        url = url.replace(url.split("@")[1].split(",")[0], f"127.0.0.1:{standby.port}")
+        g.write_config(pg_config(g, url))
+        g.start()
+        admin = Admin(g, key)
+        first = admin.create_tenant("on-primary")
+        primary.stop()
+        r = admin.call("POST", "/v1/tenants", {"name": "in-the-gap"})
+        assert r.status == 503 and r.json()["error"] == "store_unavailable", r
+        standby.promote()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            r = admin.call("POST", "/v1/tenants", {"name": "on-standby"})
+            if r.status == 201:
+                break
+            assert r.status == 503, r
+            time.sleep(0.1)
+        assert r.status == 201, r
+        names = {t["name"] for page in admin.walk("/v1/tenants", 200) for t in page}
+        assert {"on-primary", "on-standby"} <= names and first["id"]
+        assert g.proc.poll() is None
+    finally:
+        if standby is not None:
+            standby.cleanup()
+        primary.cleanup()
