@@ -32,6 +32,10 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_VERSION_GET] = "SELECT version FROM change_counter WHERE id = 1",
     [GH_PG_VERSION_BUMP] = "UPDATE change_counter SET version = version + 1 WHERE id = 1",
     [GH_PG_MIGRATION_MAX] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    /* The login role itself (session_user, not the role SET for the
+     * transaction) must not be able to see past row-level security. */
+    [GH_PG_LOGIN_CHECK] = "SELECT rolsuper OR rolbypassrls FROM pg_roles "
+                          "WHERE rolname = session_user",
     [GH_PG_TENANT_INSERT] = "INSERT INTO tenants (" TENANT_COLS ") "
                             "VALUES ($1::text, $2::text, $3::text, $4::text, $5::bigint, "
                             "$6::bigint)",

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import free_port, postgres_init
+from conftest import free_port, gatehouse_bin, postgres_init
 from identity_helpers import Admin, bootstrap, cli, cli_ok, http_call
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/postgresql/15/bin/postgres"),
@@ -94,6 +94,22 @@ def test_gateway_refuses_a_database_without_init(pg_server, gatehouse):
     g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
     rc, out, err = cli(g, "migrate")
     assert rc != 0 and "gatehouse postgres init" in err, (rc, out, err)
+
+
+def test_a_superuser_login_role_is_refused(pg_server, gatehouse):
+    """A login role that sees past row-level security would make a
+    transaction that forgot its SET ROLE read every tenant's rows: neither
+    init nor the gateway accepts one."""
+    db, _ = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, pg_server.admin_url(db)), start=False)
+    p = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "superuser" in p.stderr, (p.stdout, p.stderr)
+    # Initialised for another login role, the superuser's URL is still refused.
+    other = gatehouse(raw=lambda g: pg_config(g, pg_server.url(db)), start=False, name="other")
+    postgres_init(other.config_path, pg_server.admin_url(db))
+    rc, out, err = cli(g, "migrate")
+    assert rc != 0 and "superuser" in err, (rc, out, err)
 
 
 def test_config_names_exactly_one_engine(gatehouse, tmp_path):
