@@ -420,14 +420,24 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
 int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
 {
     /* The URL is expanded where "dbname" stands: what it says wins over
-     * connect_timeout before it; what follows it is ours. search_path makes
-     * every statement name the gatehouse schema's tables; lock_timeout is
+     * the timeouts before it; what follows it is ours. A server host that
+     * died without a word (no RST: a power cut, a partition) is given up
+     * after ~10 s of unacknowledged data or 25 s of silence, not the
+     * kernel's hours, so a failover is noticed. search_path makes every
+     * statement name the gatehouse schema's tables; lock_timeout is
      * SQLite's busy timeout: a lock held elsewhere (a row, the audit
      * append lock) fails the op after 5 s rather than hanging it. */
-    static const char *const keys[] = {"connect_timeout", "dbname",  "application_name",
-                                       "client_encoding", "options", NULL};
+    static const char *const keys[] = {"connect_timeout",  "tcp_user_timeout",
+                                       "keepalives_idle",  "keepalives_interval",
+                                       "keepalives_count", "dbname",
+                                       "application_name", "client_encoding",
+                                       "options",          NULL};
     const char *vals[] = {
         "5",
+        "10000",
+        "10",
+        "5",
+        "3",
         url,
         "gatehouse",
         "UTF8",
