@@ -54,7 +54,12 @@ def pg_store(pg_server, gatehouse):
 
 def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
     g, db, url = pg_store
-    again = postgres_init(g.config_path, pg_server.admin_url(db))
+    # Again, as written in the interface: `gatehouse postgres init -c FILE`,
+    # on the config's server and database as whoever runs it (PGUSER here).
+    again = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PGUSER": "gh_super"})
+    assert again.returncode == 0, again.stderr
     assert "applied 0 migration(s), schema version 5" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
@@ -103,7 +108,8 @@ def test_a_superuser_login_role_is_refused(pg_server, gatehouse):
     db, _ = pg_server.new_database()
     g = gatehouse(raw=lambda g: pg_config(g, pg_server.admin_url(db)), start=False)
     p = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PGUSER": "gh_super"})
     assert p.returncode == 1 and "superuser" in p.stderr, (p.stdout, p.stderr)
     # Initialised for another login role, the superuser's URL is still refused.
     other = gatehouse(raw=lambda g: pg_config(g, pg_server.url(db)), start=False, name="other")
