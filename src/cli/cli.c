@@ -49,9 +49,11 @@ static const struct gh_cli_command commands[] = {
      gh_cmd_restore_drill},
     {"postgres", "init -c FILE [--admin-url URL]",
      "create the PostgreSQL store's roles, schema and row-level security policies, and migrate",
-     "The config's store.postgres names the gateway's login role; --admin-url (default:\n"
-     "that same URL) connects as a role that may create roles and grant BYPASSRLS, such\n"
-     "as a superuser. Running it again changes nothing. See docs/postgres.md.\n",
+     "The config's store.postgres names the gateway's login role; the work is done as a\n"
+     "role that may create roles and grant BYPASSRLS (a superuser): --admin-url, or by\n"
+     "default the config's server and database as whoever runs this (PGUSER, ~/.pgpass,\n"
+     "the OS user: sudo -u postgres ...). Running it again changes nothing.\n"
+     "See docs/postgres.md.\n",
      gh_cmd_postgres},
     {"secrets", "init | set NAME | get NAME | list | delete NAME | status | rotate-master  -c FILE",
      "secrets sealed under the master key (provider local or pkcs11)",

@@ -2,9 +2,11 @@
  * PostgreSQL store's roles, schema, grants and row-level security policies
  * and applies its migrations (docs/postgres.md). The gateway's own login
  * role may create nothing, so this runs over another connection: the
- * administrator's URL (default: the config's own, for a login role that
- * happens to be allowed). Running it again changes nothing. */
+ * administrator's URL, or by default the config's server and database as
+ * whoever runs the command (PGUSER, ~/.pgpass, the OS user). Running it
+ * again changes nothing. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -17,7 +19,7 @@ static int init(int argc, char **argv)
     const char *config = NULL, *admin_url = NULL;
     struct gh_config *cfg = NULL;
     struct gh_err err = {0};
-    char msg[1024], login[128];
+    char msg[1024], login[128], *anyone = NULL;
     int applied = 0, version = 0, rc;
 
     for (int i = 1; i < argc; i++) {
@@ -51,9 +53,14 @@ static int init(int argc, char **argv)
         return 2;
     }
     rc = gh_store_postgres_url_user(cfg->store.postgres, login, sizeof(login), &err);
+    /* Without --admin-url: the config's server and database, as whoever
+     * runs this (the gateway's own role may not create roles). */
+    if (rc == GH_OK && admin_url == NULL)
+        rc = gh_store_postgres_url_anyone(cfg->store.postgres, &anyone, &err);
     if (rc == GH_OK)
-        rc = gh_store_postgres_init(admin_url ? admin_url : cfg->store.postgres, login, &applied,
-                                    &version, &err);
+        rc =
+            gh_store_postgres_init(admin_url ? admin_url : anyone, login, &applied, &version, &err);
+    free(anyone);
     gh_config_free(cfg);
     if (rc != GH_OK) {
         fprintf(stderr, "gatehouse postgres init: %s\n", err.msg);

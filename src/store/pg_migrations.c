@@ -332,27 +332,52 @@ static int read_version(PGconn *db, int *version, struct gh_err *err)
     return rc;
 }
 
+/* GH_ERROR when <login> exists and is a superuser or bypasses RLS: such a
+ * login would read every tenant's rows in a transaction that forgot its
+ * SET ROLE, which must fail closed instead (docs/postgres.md). */
+static int login_ok(PGconn *db, const char *login, struct gh_err *err)
+{
+    const char *v[1] = {login};
+    PGresult *r =
+        PQexecParams(db, "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = $1", 1,
+                     NULL, v, NULL, NULL, 0);
+    int rc = GH_OK;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = gh_err_set(err, NULL, 0, 0, "store: init: %.300s", PQerrorMessage(db));
+    else if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0)
+        rc = gh_err_set(err, NULL, 0, 0,
+                        "store: init: the login role %s is a superuser or bypasses row-level "
+                        "security: the gateway needs a role of its own (docs/postgres.md)",
+                        login);
+    PQclear(r);
+    return rc;
+}
+
 /* The roles, the login role's memberships and the schema: one transaction
  * under a lock, so two inits at once do not both try to create them. */
 static int roles_and_schema(PGconn *db, const char *login, struct gh_err *err)
 {
-    int rc = exec(db,
-                  "BEGIN;"
-                  "SELECT pg_advisory_xact_lock(hashtext('gatehouse.init'));"
-                  "DO $$ BEGIN"
-                  "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN"
-                  "    CREATE ROLE gatehouse_owner NOLOGIN; END IF;"
-                  "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_operator')"
-                  "  THEN CREATE ROLE gatehouse_operator NOLOGIN BYPASSRLS; END IF;"
-                  "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_tenant') THEN"
-                  "    CREATE ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS; END IF;"
-                  "END $$;"
-                  /* What an older init or a hand may have changed, set again. */
-                  "ALTER ROLE gatehouse_operator NOLOGIN BYPASSRLS;"
-                  "ALTER ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS;"
-                  "CREATE SCHEMA IF NOT EXISTS gatehouse AUTHORIZATION gatehouse_owner;"
-                  "GRANT USAGE ON SCHEMA gatehouse TO gatehouse_operator, gatehouse_tenant;",
-                  "init", err);
+    int rc = login_ok(db, login, err);
+
+    if (rc != GH_OK) return rc;
+    rc = exec(db,
+              "BEGIN;"
+              "SELECT pg_advisory_xact_lock(hashtext('gatehouse.init'));"
+              "DO $$ BEGIN"
+              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN"
+              "    CREATE ROLE gatehouse_owner NOLOGIN; END IF;"
+              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_operator')"
+              "  THEN CREATE ROLE gatehouse_operator NOLOGIN BYPASSRLS; END IF;"
+              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_tenant') THEN"
+              "    CREATE ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS; END IF;"
+              "END $$;"
+              /* What an older init or a hand may have changed, set again. */
+              "ALTER ROLE gatehouse_operator NOLOGIN BYPASSRLS;"
+              "ALTER ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS;"
+              "CREATE SCHEMA IF NOT EXISTS gatehouse AUTHORIZATION gatehouse_owner;"
+              "GRANT USAGE ON SCHEMA gatehouse TO gatehouse_operator, gatehouse_tenant;",
+              "init", err);
 
     if (rc == GH_OK)
         rc = exec_formatted(db,
@@ -468,8 +493,63 @@ int gh_store_postgres_url_user(const char *url, char *out, size_t size, struct g
     return rc;
 }
 
+int gh_store_postgres_url_anyone(const char *url, char **out, struct gh_err *err)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    size_t cap = strlen(url) * 2 + 64, o = 0;
+    char *buf;
+
+    *out = NULL;
+    if (opts == NULL) {
+        gh_err_set(err, NULL, 0, 0, "postgres: the URL cannot be parsed: %.200s",
+                   msg ? msg : "out of memory");
+        PQfreemem(msg);
+        return GH_ERROR;
+    }
+    for (PQconninfoOption *p = opts; p->keyword != NULL; p++)
+        if (p->val != NULL) cap += strlen(p->keyword) + 2 * strlen(p->val) + 4;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        PQconninfoFree(opts);
+        return gh_err_set(err, NULL, 0, 0, "postgres: out of memory");
+    }
+    /* key='value' pairs, quotes and backslashes escaped (libpq's conninfo
+     * syntax); several hosts stay one comma-separated host=. */
+    for (PQconninfoOption *p = opts; p->keyword != NULL; p++) {
+        if (p->val == NULL || p->val[0] == '\0' || strcmp(p->keyword, "user") == 0 ||
+            strcmp(p->keyword, "password") == 0)
+            continue;
+        o += (size_t)snprintf(buf + o, cap - o, "%s%s='", o ? " " : "", p->keyword);
+        for (const char *c = p->val; *c; c++) {
+            if (*c == '\'' || *c == '\\') buf[o++] = '\\';
+            buf[o++] = *c;
+        }
+        buf[o++] = '\'';
+        buf[o] = '\0';
+    }
+    buf[o] = '\0';
+    PQconninfoFree(opts);
+    *out = buf;
+    return GH_OK;
+}
+
+/* Rewrites <err> (a failure to read the schema or take its roles) into
+ * what to do about it. */
+static int not_initialised(struct gh_err *err)
+{
+    char why[sizeof(err->msg)];
+
+    snprintf(why, sizeof(why), "%s", err->msg);
+    return gh_err_set(err, NULL, 0, 0,
+                      "store: the PostgreSQL roles or schema are missing or not readable: run "
+                      "`gatehouse postgres init` (%.200s)",
+                      why);
+}
+
 /* The gateway's login role creates nothing (docs/postgres.md): it checks
- * that `gatehouse postgres init` brought the schema to this version. */
+ * that it is not a role that sees past row-level security, and that
+ * `gatehouse postgres init` brought the schema to this version. */
 int gh_pg__migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err)
 {
     struct gh_pg_tx tx;
@@ -479,15 +559,19 @@ int gh_pg__migrate(struct gh_store *st, int *applied, int *version, struct gh_er
     *applied = 0;
     *version = 0;
     rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc == GH_ERROR) return not_initialised(err); /* no gatehouse_operator role */
     if (rc != GH_OK) return rc;
-    rc = gh_pg__run(&tx, GH_PG_MIGRATION_MAX, NULL, &r, err);
-    if (rc == GH_ERROR) {
-        char why[sizeof(err->msg)];
-        snprintf(why, sizeof(why), "%s", err->msg);
-        gh_err_set(err, NULL, 0, 0,
-                   "store: the PostgreSQL schema is missing or not readable: run `gatehouse "
-                   "postgres init` (%.200s)",
-                   why);
+    rc = gh_pg__run(&tx, GH_PG_LOGIN_CHECK, NULL, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0)
+        rc = gh_err_set(err, NULL, 0, 0,
+                        "store: the login role of store.postgres is a superuser or bypasses "
+                        "row-level security: give the gateway a role of its own "
+                        "(docs/postgres.md)");
+    PQclear(r);
+    r = NULL;
+    if (rc == GH_OK) {
+        rc = gh_pg__run(&tx, GH_PG_MIGRATION_MAX, NULL, &r, err);
+        if (rc == GH_ERROR) not_initialised(err);
     }
     if (rc == GH_OK) *version = (int)gh_pg__i64(r, 0, 0);
     PQclear(r);

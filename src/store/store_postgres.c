@@ -39,6 +39,10 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_VERSION_GET] = "SELECT version FROM change_counter WHERE id = 1",
     [GH_PG_VERSION_BUMP] = "UPDATE change_counter SET version = version + 1 WHERE id = 1",
     [GH_PG_MIGRATION_MAX] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+    /* The login role itself (session_user, not the role SET for the
+     * transaction) must not be able to see past row-level security. */
+    [GH_PG_LOGIN_CHECK] = "SELECT rolsuper OR rolbypassrls FROM pg_roles "
+                          "WHERE rolname = session_user",
     [GH_PG_TENANT_INSERT] = "INSERT INTO tenants (" TENANT_COLS ") "
                             "VALUES ($1::text, $2::text, $3::text, $4::text, $5::bigint, "
                             "$6::bigint)",
@@ -583,14 +587,24 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
 int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
 {
     /* The URL is expanded where "dbname" stands: what it says wins over
-     * connect_timeout before it; what follows it is ours. search_path makes
-     * every statement name the gatehouse schema's tables; lock_timeout is
+     * the timeouts before it; what follows it is ours. A server host that
+     * died without a word (no RST: a power cut, a partition) is given up
+     * after ~10 s of unacknowledged data or 25 s of silence, not the
+     * kernel's hours, so a failover is noticed. search_path makes every
+     * statement name the gatehouse schema's tables; lock_timeout is
      * SQLite's busy timeout: a lock held elsewhere (a row, the audit
      * append lock) fails the op after 5 s rather than hanging it. */
-    static const char *const keys[] = {"connect_timeout", "dbname",  "application_name",
-                                       "client_encoding", "options", NULL};
+    static const char *const keys[] = {"connect_timeout",  "tcp_user_timeout",
+                                       "keepalives_idle",  "keepalives_interval",
+                                       "keepalives_count", "dbname",
+                                       "application_name", "client_encoding",
+                                       "options",          NULL};
     const char *vals[] = {
         "5",
+        "10000",
+        "10",
+        "5",
+        "3",
         url,
         "gatehouse",
         "UTF8",

@@ -29,4 +29,10 @@ int gh_store_postgres_init(const char *admin_url, const char *login, int *applie
  * bytes). GH_ERROR when <url> cannot be parsed or names no user. */
 int gh_store_postgres_url_user(const char *url, char *out, size_t size, struct gh_err *err);
 
+/* The connection of <url> as whoever runs the command: <url> without its
+ * user and password, so libpq's defaults apply (PGUSER, PGPASSWORD,
+ * ~/.pgpass, the operating system's user name: `sudo -u postgres gatehouse
+ * postgres init -c FILE`). Sets *out to a conninfo string (free() it). */
+int gh_store_postgres_url_anyone(const char *url, char **out, struct gh_err *err);
+
 #endif

@@ -61,6 +61,19 @@ class PgServer:
                        cwd=self.dir, **self._as_server_user())
         return self
 
+    def standby_of(self, primary):
+        """Makes this (not initialised) server a streaming standby of
+        <primary>: a base backup with the replication settings (-R)."""
+        subprocess.run([os.path.join(PG_BIN, "pg_basebackup"), "-h", "127.0.0.1", "-p",
+                        str(primary.port), "-U", SUPERUSER, "-D", self.data, "-R",
+                        "-X", "stream", "-c", "fast"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       cwd=self.dir, **self._as_server_user())
+        return self
+
+    def promote(self):
+        self.psql("SELECT pg_promote(true, 30)")
+
     def start(self):
         log = open(os.path.join(self.dir, "server.log"), "ab")
         if self.ids:

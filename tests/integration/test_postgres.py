@@ -3,8 +3,9 @@
 tenant-owned table, listed from the catalogue, checked with direct SQL as the
 roles the gateway uses; a server restart in the middle of admin API calls
 (503 store_unavailable during the gap, no crash, no restart of the gateway);
-a two-host URL whose first host is closed; two gateways appending to one
-tenant's audit chain at once, and `gatehouse audit verify` after it.
+a two-host URL whose first host is closed; a failover to a promoted
+streaming standby, and a server turned read-only; two gateways appending to
+one audit chain at once; `gatehouse audit verify` against PostgreSQL.
 
 The identity, limits and audit suites run against PostgreSQL too (the
 Makefile's second pass with GH_TEST_STORE=postgres)."""
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import free_port, postgres_init
+from conftest import free_port, gatehouse_bin, postgres_init
 from identity_helpers import Admin, bootstrap, cli, cli_ok, http_call
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/postgresql/15/bin/postgres"),
@@ -54,7 +55,12 @@ def pg_store(pg_server, gatehouse):
 
 def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
     g, db, url = pg_store
-    again = postgres_init(g.config_path, pg_server.admin_url(db))
+    # Again, as written in the interface: `gatehouse postgres init -c FILE`,
+    # on the config's server and database as whoever runs it (PGUSER here).
+    again = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PGUSER": "gh_super"})
+    assert again.returncode == 0, again.stderr
     assert "applied 0 migration(s), schema version 7" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
@@ -94,6 +100,23 @@ def test_gateway_refuses_a_database_without_init(pg_server, gatehouse):
     g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
     rc, out, err = cli(g, "migrate")
     assert rc != 0 and "gatehouse postgres init" in err, (rc, out, err)
+
+
+def test_a_superuser_login_role_is_refused(pg_server, gatehouse):
+    """A login role that sees past row-level security would make a
+    transaction that forgot its SET ROLE read every tenant's rows: neither
+    init nor the gateway accepts one."""
+    db, _ = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, pg_server.admin_url(db)), start=False)
+    p = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PGUSER": "gh_super"})
+    assert p.returncode == 1 and "superuser" in p.stderr, (p.stdout, p.stderr)
+    # Initialised for another login role, the superuser's URL is still refused.
+    other = gatehouse(raw=lambda g: pg_config(g, pg_server.url(db)), start=False, name="other")
+    postgres_init(other.config_path, pg_server.admin_url(db))
+    rc, out, err = cli(g, "migrate")
+    assert rc != 0 and "superuser" in err, (rc, out, err)
 
 
 def test_config_names_exactly_one_engine(gatehouse, tmp_path):
@@ -417,3 +440,46 @@ def test_a_server_turned_read_only_is_left_for_a_writable_one(pg_server, gatehou
             break
     assert ok is not None, "still refused after the server accepts writes again"
     assert g.proc.poll() is None
+
+
+def test_failover_to_a_promoted_standby(pg_server, gatehouse):
+    """A real failover: a primary and its streaming standby, the URL naming
+    the standby first with target_session_attrs=read-write (so the gateway
+    starts on the primary); the primary stops, the standby is promoted, and
+    the gateway writes to it without a restart (503 in between)."""
+    import pg_helpers
+    primary = pg_helpers.start_server()
+    standby = None
+    try:
+        db, _ = primary.new_database()
+        url = (f"postgresql://gatehouse@127.0.0.1:{free_port()},"
+               f"127.0.0.1:{primary.port}/{db}?target_session_attrs=read-write")
+        g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
+        postgres_init(g.config_path, primary.admin_url(db))
+        key, _, _ = bootstrap(g)
+        standby = pg_helpers.PgServer().standby_of(primary).start()
+        # The standby's port goes first in the URL: it is read-only, skipped.
+        url = url.replace(url.split("@")[1].split(",")[0], f"127.0.0.1:{standby.port}")
+        g.write_config(pg_config(g, url))
+        g.start()
+        admin = Admin(g, key)
+        first = admin.create_tenant("on-primary")
+        primary.stop()
+        r = admin.call("POST", "/v1/tenants", {"name": "in-the-gap"})
+        assert r.status == 503 and r.json()["error"] == "store_unavailable", r
+        standby.promote()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            r = admin.call("POST", "/v1/tenants", {"name": "on-standby"})
+            if r.status == 201:
+                break
+            assert r.status == 503, r
+            time.sleep(0.1)
+        assert r.status == 201, r
+        names = {t["name"] for page in admin.walk("/v1/tenants", 200) for t in page}
+        assert {"on-primary", "on-standby"} <= names and first["id"]
+        assert g.proc.poll() is None
+    finally:
+        if standby is not None:
+            standby.cleanup()
+        primary.cleanup()
