@@ -13,6 +13,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 import store_db
 from conftest import free_port, wait_for
 from identity_helpers import Admin, bootstrap, http_call, identity_config
@@ -568,5 +570,50 @@ def test_allow_list_follows_reload(gatehouse, upstream):
     assert len(rx.deliveries("/x")) == 1
     # And a literal loopback URL is now accepted at creation.
     endpoint(op, t, rx.url("/y"))
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
+@pytest.mark.skipif(not store_db.is_postgres(), reason="PostgreSQL's claims (docs/postgres.md)")
+def test_postgres_claims_of_a_live_node_hold_and_of_a_dead_one_go(gatehouse, upstream):
+    """Another node is a session holding the advisory lock of its owner name
+    (what pg_webhooks.c keeps while a process lives): its claim holds while
+    its lease runs, goes when its lease ran out, and goes at once when the
+    session ends (a node killed)."""
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/claims"))
+    rx.keys["/claims"] = [ep["secret"]]
+    publish(op, t, "order.created", {"n": 0}, id="warm-up")
+    wait_for(lambda: len(rx.deliveries("/claims")) == 1, 10, what="the first delivery")
+
+    db = store_db.path_of(g)
+    other = store_db.connect(db)
+    other.execute("SELECT pg_advisory_lock(1734896433, hashtext('gh-other-node'))")
+    c = store_db.connect(db)
+    now = int(time.time() * 1000)
+
+    def claimed_message(msg_id, claim_until):
+        seq = c.execute("INSERT INTO webhook_messages (id, tenant_id, type, payload, created_at) "
+                        "VALUES (?, ?, 'order.created', '{}', ?) RETURNING seq",
+                        (msg_id, t, now)).fetchone()[0]
+        c.execute("INSERT INTO webhook_deliveries (message_seq, endpoint_id, tenant_id, status, "
+                  "next_attempt_at, claimed, claim_until, created_at, updated_at) VALUES "
+                  "(?, ?, ?, 'pending', ?, 'gh-other-node', ?, ?, ?)",
+                  (seq, ep["id"], t, now, claim_until, now, now))
+
+    seen = lambda: {h["webhook-id"] for _, h, _ in rx.deliveries("/claims")}
+    claimed_message("held", now + 300000)
+    claimed_message("lease-over", now - 1)
+    wait_for(lambda: "lease-over" in seen(), 10, what="the delivery whose lease ran out")
+    time.sleep(1.0)  # ten claim polls
+    assert "held" not in seen(), "a live node's claim was taken"
+    other.close()  # the node dies: its session, and its lock, end
+    wait_for(lambda: "held" in seen(), 10, what="the dead node's delivery")
+    wait_for(lambda: c.execute("SELECT count(*) FROM webhook_deliveries WHERE status = "
+                               "'succeeded' AND claimed = '' AND claim_until = 0").fetchone()[0]
+             == 3, 10, what="three outcomes recorded")
+    c.close()
     assert not rx.bad, rx.bad
     g.stop()
