@@ -62,6 +62,12 @@ static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, stru
     return gh_kms_pkcs11_open(&params, create, err);
 }
 
+/* Beside a SQLite store the file has a default; beside a PostgreSQL one it
+ * has none, and every node must name the same file. */
+#define NO_MASTER_KEY_FILE                                                                         \
+    "secrets: no master_key_file configured (with store.postgres, name it: the same file on "      \
+    "every node)"
+
 /* The local provider at start: the file, or a new one when there is none
  * and nothing was ever sealed. */
 static struct gh_kms *open_local(const struct gh_config *cfg, struct gh_store *store, bool create,
@@ -71,7 +77,7 @@ static struct gh_kms *open_local(const struct gh_config *cfg, struct gh_store *s
     uint64_t rows = 0;
 
     if (path == NULL) {
-        gh_err_set(err, NULL, 0, 0, "secrets: no master_key_file configured");
+        gh_err_set(err, NULL, 0, 0, NO_MASTER_KEY_FILE);
         return NULL;
     }
     if (create && access(path, F_OK) != 0 && errno == ENOENT) {
@@ -143,7 +149,7 @@ int gh_secrets_init(const struct gh_config *cfg, struct gh_err *err)
         return GH_OK;
     }
     if (cfg->secrets.master_key_file == NULL)
-        return gh_err_set(err, NULL, 0, 0, "secrets: no master_key_file configured");
+        return gh_err_set(err, NULL, 0, 0, NO_MASTER_KEY_FILE);
     return gh_kms_local_create(cfg->secrets.master_key_file, err);
 }
 
