@@ -419,39 +419,23 @@ out:
     return gh_pg__end(&tx, rc, err);
 }
 
-/* The endpoint health last written in this batch, per endpoint (as in
- * sqlite_webhooks.c): only changes of state are written. */
-#define HEALTH_SEEN 32
+/* An endpoint's health after a batch of outcomes: whether one succeeded,
+ * and when the failures after the last success began (0: none). */
 struct health {
-    char endpoint[GH_STORE_HOOK_ID_SIZE];
+    const char *endpoint;
     bool ok;
-};
-struct health_seen {
-    struct health e[HEALTH_SEEN];
-    size_t n;
+    int64_t failing_since;
 };
 
-/* True when the health of <endpoint> must be written (and notes it). */
-static bool health_changes(struct health_seen *h, const char *endpoint, bool ok)
+static int health_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < h->n; i++) {
-        if (strcmp(h->e[i].endpoint, endpoint) != 0) continue;
-        if (h->e[i].ok == ok) return false;
-        h->e[i].ok = ok;
-        return true;
-    }
-    if (h->n < HEALTH_SEEN) {
-        snprintf(h->e[h->n].endpoint, sizeof(h->e[h->n].endpoint), "%s", endpoint);
-        h->e[h->n++].ok = ok;
-    }
-    return true;
+    return strcmp(((const struct health *)a)->endpoint, ((const struct health *)b)->endpoint);
 }
 
 static int record_one(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o, int64_t now,
-                      struct health_seen *seen, struct gh_err *err)
+                      struct gh_err *err)
 {
-    struct gh_pg_args a = {0}, d = {0}, e = {0};
-    bool ok = o->next == GH_STORE_DELIVERY_SUCCEEDED;
+    struct gh_pg_args a = {0}, d = {0};
     int rc;
 
     gh_pg__arg_i64(&a, o->delivery_id);
@@ -468,11 +452,47 @@ static int record_one(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o
     gh_pg__arg_i64(&d, o->status);
     gh_pg__arg(&d, o->error);
     gh_pg__arg_i64(&d, now);
-    rc = gh_pg__run(tx, GH_PG_HOOK_DLV_SET, &d, NULL, err);
-    if (rc != GH_OK || !health_changes(seen, o->endpoint_id, ok)) return rc;
-    gh_pg__arg(&e, o->endpoint_id);
-    if (!ok) gh_pg__arg_i64(&e, o->at > 0 ? o->at : now);
-    return gh_pg__run(tx, ok ? GH_PG_HOOK_EP_OK : GH_PG_HOOK_EP_FAILING, &e, NULL, err);
+    return gh_pg__run(tx, GH_PG_HOOK_DLV_SET, &d, NULL, err);
+}
+
+/* Writes the endpoints' health after the <n> outcomes <o>: the same end
+ * state as SQLite's write at each change (failing_since 0 after a success,
+ * else the first failure after the last success, kept when already set),
+ * in one statement or two per endpoint, in the order of endpoint ids. Two
+ * nodes recording outcomes of the same endpoints thus lock their rows in
+ * one order and never deadlock each other. */
+static int record_health(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o, size_t n,
+                         int64_t now, struct gh_err *err)
+{
+    struct health *h = calloc(n, sizeof(*h));
+    size_t nh = 0;
+    int rc = GH_OK;
+
+    if (h == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < nh && strcmp(h[k].endpoint, o[i].endpoint_id) != 0)
+            k++;
+        if (k == nh) h[nh++].endpoint = o[i].endpoint_id;
+        if (o[i].next == GH_STORE_DELIVERY_SUCCEEDED) {
+            h[k].ok = true;
+            h[k].failing_since = 0;
+        } else if (h[k].failing_since == 0) {
+            h[k].failing_since = o[i].at > 0 ? o[i].at : now;
+        }
+    }
+    qsort(h, nh, sizeof(*h), health_cmp);
+    for (size_t k = 0; rc == GH_OK && k < nh; k++) {
+        struct gh_pg_args a = {0}, b = {0};
+        gh_pg__arg(&a, h[k].endpoint);
+        if (h[k].ok) rc = gh_pg__run(tx, GH_PG_HOOK_EP_OK, &a, NULL, err);
+        if (rc != GH_OK || h[k].failing_since == 0) continue;
+        gh_pg__arg(&b, h[k].endpoint);
+        gh_pg__arg_i64(&b, h[k].failing_since);
+        rc = gh_pg__run(tx, GH_PG_HOOK_EP_FAILING, &b, NULL, err);
+    }
+    free(h);
+    return rc;
 }
 
 /* Runs disabling statement <id> with <a> and, for each endpoint it
@@ -526,13 +546,15 @@ int gh_pg__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *
                        int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
                        void *arg, struct gh_err *err)
 {
-    struct health_seen seen = {.n = 0};
     struct gh_pg_tx tx;
     int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
 
     if (rc != GH_OK) return rc;
+    /* Each node's deliveries are its own claims: their rows never meet
+     * another node's batch. The endpoints' rows do, hence their order. */
     for (size_t i = 0; rc == GH_OK && i < n; i++)
-        rc = record_one(&tx, &o[i], now, &seen, err);
+        rc = record_one(&tx, &o[i], now, err);
+    if (rc == GH_OK) rc = record_health(&tx, o, n, now, err);
     if (rc == GH_OK && n > 0)
         rc = disable_endpoints(&tx, o, n, now, now - disable_after_ms, cb, arg, err);
     return gh_pg__end(&tx, rc, err);
