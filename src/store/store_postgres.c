@@ -313,22 +313,25 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     /* Served by webhook_deliveries_due. A delivery this process holds is
      * skipped; so is one another process holds while its lease runs and
      * that process lives (its session holds the advisory lock named after
-     * its owner name: pg_webhooks.c). A row another claim has locked right
+     * its owner name: pg_webhooks.c; the live owners are read from pg_locks
+     * once per claim, not per row). A row another claim has locked right
      * now is skipped, not waited for (SKIP LOCKED, only the delivery rows:
      * OF d). */
-    [GH_PG_HOOK_DUE] = "SELECT d.id, d.attempts, d.tenant_id, d.endpoint_id, e.url, e.signing, "
+    [GH_PG_HOOK_DUE] = "WITH live AS MATERIALIZED (SELECT l.objid FROM pg_locks l "
+                       "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+                       "AND l.classid = " GH_PG_HOOK_LOCK_NS "::oid "
+                       "AND l.database = (SELECT oid FROM pg_database "
+                       "WHERE datname = current_database())) "
+                       "SELECT d.id, d.attempts, d.tenant_id, d.endpoint_id, e.url, e.signing, "
                        "e.secret_version, e.prev_version, e.prev_until, m.id, m.type, m.payload, "
                        "m.created_at FROM webhook_deliveries d "
                        "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
                        "JOIN webhook_messages m ON m.seq = d.message_seq "
                        "WHERE d.status = 'pending' AND d.next_attempt_at <= $2::bigint "
                        "AND d.claimed <> $1::text AND e.status = 'active' "
-                       "AND (d.claim_until <= $2::bigint OR NOT EXISTS (SELECT 1 FROM pg_locks l "
-                       "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
-                       "AND l.classid = " GH_PG_HOOK_LOCK_NS "::oid "
-                       "AND l.objid = (hashtext(d.claimed)::bigint & 4294967295)::oid "
-                       "AND l.database = (SELECT oid FROM pg_database "
-                       "WHERE datname = current_database()))) "
+                       "AND (d.claim_until <= $2::bigint "
+                       "OR (hashtext(d.claimed)::bigint & 4294967295)::oid "
+                       "NOT IN (SELECT objid FROM live)) "
                        "ORDER BY d.next_attempt_at LIMIT $3::bigint FOR UPDATE OF d SKIP LOCKED",
     [GH_PG_HOOK_CLAIM] = "UPDATE webhook_deliveries SET claimed = $1::text, "
                          "claim_until = $2::bigint WHERE id = ANY ($3::bigint[])",
