@@ -23,6 +23,10 @@
 #define CP_EXTRA     64 /* interval checkpoints per batch, on top of one per event */
 #define LOG_EVERY_NS 10000000000ull
 #define CP_SCAN_NS   250000000ull /* interval checkpoints are looked for this often */
+/* Times a batch is chained again after a CONFLICT (another writer's
+ * append), each after a random pause of up to 2 ms times the attempt, so
+ * that two busy nodes on one chain stop meeting in the same window. */
+#define CONFLICT_RETRIES 12
 
 /* A chain's head as the writer knows it, and its state before the batch in
  * progress (restored when the commit fails). */
@@ -393,6 +397,18 @@ static void observe_commit(struct gh_audit_service *s, uint64_t ns, size_t n)
     atomic_fetch_add_explicit(&s->commit_buckets[gh_metrics_bucket(ns)], 1, memory_order_relaxed);
 }
 
+/* Sleeps a random time in [0, 2 ms * (attempt + 1)). */
+static void conflict_pause(int attempt)
+{
+    uint32_t r = 0;
+    struct timespec ts;
+
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) r = (uint32_t)gh_now_ns();
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)(r % (2000000u * (uint32_t)(attempt + 1)));
+    nanosleep(&ts, NULL);
+}
+
 /* One round: gather, chain, commit, answer. Returns the events handled. */
 static size_t write_batch(struct gh_audit_service *s, bool final)
 {
@@ -413,37 +429,52 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
     for (size_t i = 0; i < n; i++)
         if (oldest == 0 || s->batch[i]->time_us < oldest) oldest = s->batch[i]->time_us;
     atomic_store_explicit(&s->oldest_since_us, oldest, memory_order_relaxed);
-    for (size_t i = 0; i < n; i++) {
-        if (chain_event(s, s->batch[i], &s->rows[nrows], &touched, &ncp, &conf, now_ms) != GH_OK) {
-            ok = false;
-            gh_err_set(&err, NULL, 0, 0, "out of memory, or an event that cannot be serialised");
-            break;
+    /* A CONFLICT means another writer on the same store (another node on
+     * PostgreSQL, the CLI) appended to one of our chains since we last read
+     * its head: nothing of the batch was stored, so we read the heads again
+     * and chain the same events after them. A chain is never forked, and
+     * the events are not lost to the race. */
+    for (int attempt = 0;; attempt++) {
+        ok = true;
+        rc = GH_OK;
+        nrows = ncp = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (chain_event(s, s->batch[i], &s->rows[nrows], &touched, &ncp, &conf, now_ms) !=
+                GH_OK) {
+                ok = false;
+                gh_err_set(&err, NULL, 0, 0,
+                           "out of memory, or an event that cannot be serialised");
+                break;
+            }
+            nrows++;
         }
-        nrows++;
-    }
-    if (ok && (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS)) {
-        s->last_cp_scan_ns = now_ns;
-        interval_checkpoints(s, &touched, &ncp, &conf, now_ms, final);
-    }
-    if (ok && (nrows > 0 || ncp > 0)) {
-        t0 = gh_now_ns();
-        rc = gh_store_audit_append(s->store, s->rows, nrows, s->cps, ncp, &err);
-        observe_commit(s, gh_now_ns() - t0, n);
-        ok = rc == GH_OK;
-    }
+        if (ok && (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS)) {
+            s->last_cp_scan_ns = now_ns;
+            interval_checkpoints(s, &touched, &ncp, &conf, now_ms, final);
+        }
+        if (ok && (nrows > 0 || ncp > 0)) {
+            t0 = gh_now_ns();
+            rc = gh_store_audit_append(s->store, s->rows, nrows, s->cps, ncp, &err);
+            observe_commit(s, gh_now_ns() - t0, n);
+            ok = rc == GH_OK;
+        }
 
-    /* Chain heads: keep the new ones, or go back to the committed ones. */
-    while (touched) {
-        struct gh_audit_chain *c = touched;
-        touched = c->tnext;
-        c->touched = false;
-        if (!ok) {
-            c->seq = c->seq0;
-            memcpy(c->hash, c->hash0, 32);
-            c->cp_seq = c->cp_seq0;
-            c->cp_ms = c->cp_ms0;
+        /* Chain heads: keep the new ones, or go back to the committed ones. */
+        while (touched) {
+            struct gh_audit_chain *c = touched;
+            touched = c->tnext;
+            c->touched = false;
+            if (!ok) {
+                c->seq = c->seq0;
+                memcpy(c->hash, c->hash0, 32);
+                c->cp_seq = c->cp_seq0;
+                c->cp_ms = c->cp_ms0;
+            }
+            mark_dirty(s, c);
         }
-        mark_dirty(s, c);
+        if (rc != GH_STORE_CONFLICT || attempt == CONFLICT_RETRIES) break;
+        conflict_pause(attempt);
+        if (gh_store_audit_heads(s->store, head_cb, s, &err) != GH_OK) break;
     }
     if (ok) {
         atomic_fetch_add_explicit(&s->events_written, n, memory_order_relaxed);
@@ -453,8 +484,8 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
         if (may_log(s))
             gh_log_error("audit: cannot store %zu event(s) and %zu checkpoint(s): %s", n, ncp,
                          err.msg);
-        /* A stale head (another writer on the same store) heals from the
-         * store's heads on the next batch. */
+        /* Still stale after the retries: heal from the store's heads on
+         * the next batch. */
         if (rc == GH_STORE_CONFLICT) gh_store_audit_heads(s->store, head_cb, s, &err);
     }
 
