@@ -421,6 +421,21 @@ static int local_create_version(struct gh_kms *base, uint32_t version, struct gh
         gh_err_set(err, NULL, 0, 0, "cannot create %s: %s", tmp, strerror(errno));
         goto out;
     }
+    /* The new file keeps the old one's owner: a rotation run by root (sudo)
+     * for a gateway that runs as its own user must not leave a file that
+     * user cannot read. A caller who cannot give it away is refused. */
+    {
+        struct stat old;
+        if (stat(k->path, &old) != 0 || ((old.st_uid != geteuid() || old.st_gid != getegid()) &&
+                                         fchown(fd, old.st_uid, old.st_gid) != 0)) {
+            gh_err_set(err, NULL, 0, 0,
+                       "%s: cannot give the new master key file the old one's owner (%s); run "
+                       "rotate-master as the gateway's user",
+                       k->path, strerror(errno));
+            unlink(tmp);
+            goto out;
+        }
+    }
     if (write_keys(fd, tmp, keys, nkeys, err) != GH_OK) {
         unlink(tmp);
         goto out;
