@@ -193,6 +193,7 @@ void gh_stages_resume(struct gh_req *r)
 void gh_stages_end(struct gh_worker *w, struct gh_req *r, bool answered)
 {
     if (answered) gh_accesslog_request(w, r);
+    gh_inbound_request_end(w, r);
     gh_audit_request_end(w, r);
     gh_trace_request_end(w, r);
     gh_metrics_request_end(w, r);

@@ -11,9 +11,10 @@ static const struct gh_cli_command commands[] = {
      gh_cmd_run},
     {"check", "-c FILE", "validate a config file (errors as file:line:col); exit 1 on errors", NULL,
      gh_cmd_check},
-    {"demo", "[--listen ADDR]",
-     "run on the built-in config (default 127.0.0.1:8080) in front of a demo upstream", NULL,
-     gh_cmd_demo},
+    {"demo", "[--listen ADDR] [--admin ADDR]",
+     "run on the built-in config (default 127.0.0.1:8080, admin 127.0.0.1:9901) in front of a "
+     "demo upstream",
+     NULL, gh_cmd_demo},
     {"migrate", "-c FILE", "apply the store's migrations and exit", NULL, gh_cmd_migrate},
     {"admin", "bootstrap -c FILE [--name LABEL]",
      "create the first operator key (role admin on the system tenant); printed once, last line",

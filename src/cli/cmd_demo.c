@@ -10,8 +10,11 @@
 #include "core/log.h"
 #include "core/runtime.h"
 
-/* Creates the tenant "demo" and a developer key with scope orders:read. */
+/* Creates the tenant "demo" (its id into <tenant>), a developer key with
+ * scope orders:read, and an operator key (role admin on the system tenant)
+ * for the admin API lines. */
 static int demo_tenant_key(const struct gh_config *cfg, char key[GH_APIKEY_LEN + 1],
+                           char admin[GH_APIKEY_LEN + 1], char tenant[GH_STORE_TENANT_ID_SIZE],
                            struct gh_err *err)
 {
     struct gh_store *st = NULL;
@@ -33,13 +36,22 @@ static int demo_tenant_key(const struct gh_config *cfg, char key[GH_APIKEY_LEN +
         k.nroles = k.nscopes = 1;
         rc = gh_ops_key_create(st, &ap, &k, key, err);
     }
+    if (rc == GH_OK) {
+        snprintf(tenant, GH_STORE_TENANT_ID_SIZE, "%s", t.id);
+        memset(&k, 0, sizeof(k));
+        snprintf(k.tenant_id, sizeof(k.tenant_id), "%s", GH_STORE_SYSTEM_TENANT);
+        snprintf(k.name, sizeof(k.name), "demo operator");
+        snprintf(k.roles[0], sizeof(k.roles[0]), "admin");
+        k.nroles = 1;
+        rc = gh_ops_key_create(st, &ap, &k, admin, err);
+    }
     gh_store_close(st);
     return rc == GH_OK ? GH_OK : GH_ERROR;
 }
 
 int gh_cmd_demo(int argc, char **argv)
 {
-    const char *listen = "127.0.0.1:8080";
+    const char *listen = "127.0.0.1:8080", *admin_listen = NULL;
     struct gh_config *cfg = NULL;
     struct gh_runtime rt;
     struct gh_err err = {0};
@@ -55,6 +67,8 @@ int gh_cmd_demo(int argc, char **argv)
         }
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             listen = argv[++i];
+        } else if (strcmp(argv[i], "--admin") == 0 && i + 1 < argc) {
+            admin_listen = argv[++i];
         } else {
             fprintf(stderr, "gatehouse demo: unexpected argument \"%s\"\n", argv[i]);
             return 2;
@@ -71,13 +85,14 @@ int gh_cmd_demo(int argc, char **argv)
         fprintf(stderr, "gatehouse demo: cannot start the demo upstream\n");
         return 1;
     }
-    if (gh_config_demo(listen, (uint16_t)port, &cfg, &err) != GH_OK) {
+    if (gh_config_demo(listen, admin_listen, (uint16_t)port, &cfg, &err) != GH_OK) {
         fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         return 1;
     }
     /* The demo's state lives in a fresh temporary folder: a demo tenant
      * and a key for it, printed below. */
     char dir[] = "/tmp/gatehouse-demo-XXXXXX", dbpath[64], archpath[64], key[GH_APIKEY_LEN + 1];
+    char admin[GH_APIKEY_LEN + 1], tenant[GH_STORE_TENANT_ID_SIZE];
     if (mkdtemp(dir) == NULL) {
         fprintf(stderr, "gatehouse demo: cannot create a temporary folder\n");
         gh_config_free(cfg);
@@ -100,7 +115,7 @@ int gh_cmd_demo(int argc, char **argv)
         gh_config_free(cfg);
         return 1;
     }
-    if (demo_tenant_key(cfg, key, &err) != GH_OK) {
+    if (demo_tenant_key(cfg, key, admin, tenant, &err) != GH_OK) {
         fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         gh_config_free(cfg);
         return 1;
@@ -132,12 +147,37 @@ int gh_cmd_demo(int argc, char **argv)
         "chunked\\r\\n\\r\\n' | nc -q1 %s\n"
         "                                                  # request smuggling attempt: 400\n"
         "  curl -s http://%s/readyz\n"
-        "  curl -s http://%s/metrics | grep '^gatehouse_http_requests_total'   # Prometheus\n\n"
-        "Access log lines (JSON) follow below. Ctrl-C stops.\n\n",
+        "  curl -s http://%s/metrics | grep '^gatehouse_http_requests_total'   # Prometheus\n\n",
         listen, port, rt.snap->cfg->admin.addr.text, dir, key, listen, listen, listen, listen,
         listen, listen, listen, nc_target, rt.snap->cfg->admin.addr.text,
         rt.snap->cfg->admin.addr.text);
+    printf(
+        "An operator key (role admin) for the admin API, and the demo tenant's id:\n\n"
+        "  ADMIN=%s\n  T=%s\n\n"
+        "Signed webhooks (docs/webhooks.md): register an endpoint (the demo upstream; its\n"
+        "secret whsec_... is shown once), publish an event, see the signed delivery:\n\n"
+        "  curl -s -H \"Authorization: Bearer $ADMIN\" -d '{\"url\": \"http://127.0.0.1:%u/hook\", "
+        "\"events\": [\"order.*\"]}' http://%s/v1/tenants/$T/webhooks\n"
+        "  curl -s -H \"Authorization: Bearer $ADMIN\" -d '{\"tenant\": \"'$T'\", \"type\": "
+        "\"order.created\", \"payload\": {\"order\": 42}}' http://%s/v1/events\n"
+        "  curl -s -H \"Authorization: Bearer $ADMIN\" http://%s/v1/tenants/$T/webhooks   # then "
+        ".../webhooks/ID/deliveries\n\n"
+        "An inbound webhook checked before the upstream sees it (route /webhooks/github,\n"
+        "GitHub's X-Hub-Signature-256 with the secret %s):\n\n"
+        "  BODY='{\"action\":\"opened\"}'; SIG=$(printf %%s \"$BODY\" | openssl dgst -sha256 -hmac "
+        "%s "
+        "| cut -d' ' -f2)\n"
+        "  curl -i -H \"X-Hub-Signature-256: sha256=$SIG\" -H \"X-GitHub-Delivery: "
+        "$RANDOM$RANDOM\" "
+        "-d \"$BODY\" http://%s/webhooks/github   # 200\n"
+        "  curl -i -H \"X-Hub-Signature-256: sha256=$SIG\" -H \"X-GitHub-Delivery: 1\" -d "
+        "'{\"action\":\"closed\"}' http://%s/webhooks/github   # 401 invalid_signature\n\n"
+        "Access log lines (JSON) follow below. Ctrl-C stops.\n\n",
+        admin, tenant, port, rt.snap->cfg->admin.addr.text, rt.snap->cfg->admin.addr.text,
+        rt.snap->cfg->admin.addr.text, GH_CONFIG_DEMO_WEBHOOK_SECRET, GH_CONFIG_DEMO_WEBHOOK_SECRET,
+        listen, listen);
     gh_apikey_wipe(key, sizeof(key));
+    gh_apikey_wipe(admin, sizeof(admin));
     fflush(stdout);
     rc = gh_runtime_run(&rt);
     gh_runtime_release(&rt);

@@ -2478,8 +2478,8 @@ out:
     return rc;
 }
 
-int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config **out,
-                   struct gh_err *err)
+int gh_config_demo(const char *listen, const char *admin_listen, uint16_t upstream_port,
+                   struct gh_config **out, struct gh_err *err)
 {
     struct gh_config *cfg;
     struct cfg_ctx ctx;
@@ -2500,6 +2500,15 @@ int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config 
     if (walk_map(&ctx, NULL, &root_map, cfg) != GH_OK) goto fail;
     if (default_master_key_file(cfg, err) != GH_OK) goto fail;
 
+    if (admin_listen != NULL) {
+        struct gh_config_addr a;
+        if (gh_config_parse_addr(admin_listen, &a, why, sizeof(why)) != GH_OK) {
+            gh_err_set(err, "demo", 0, 0, "admin: %s", why);
+            goto fail;
+        }
+        gh_config_addr_release(&cfg->admin.addr);
+        cfg->admin.addr = a;
+    }
     cfg->listens = calloc(1, sizeof(*cfg->listens));
     if (cfg->listens == NULL) goto nomem;
     cfg->nlistens = 1;
@@ -2522,12 +2531,13 @@ int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config 
         goto fail;
     }
 
-    /* Two routes: "/" open to all, "/orders" behind an API key with the
-     * orders:read scope (the demo prints such a key). */
-    cfg->routes = calloc(2, sizeof(*cfg->routes));
+    /* Three routes: "/" open to all, "/orders" behind an API key with the
+     * orders:read scope (the demo prints such a key), and "/webhooks/github"
+     * open but checked as a GitHub webhook. */
+    cfg->routes = calloc(3, sizeof(*cfg->routes));
     if (cfg->routes == NULL) goto nomem;
-    cfg->nroutes = 2;
-    for (size_t i = 0; i < 2; i++) {
+    cfg->nroutes = 3;
+    for (size_t i = 0; i < 3; i++) {
         if ((cfg->routes[i].upstream = strdup("demo")) == NULL) goto nomem;
         if (walk_map(&ctx, NULL, &route_map, &cfg->routes[i]) != GH_OK) goto fail;
         cfg->routes[i].upstream_index = 0;
@@ -2555,6 +2565,28 @@ int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config 
         rl->burst = 10;
         rl->fallback = GH_FALLBACK_INHERIT;
     }
+    {
+        struct gh_config_route *wr = &cfg->routes[2];
+        free(wr->path);
+        free(wr->name);
+        wr->path = strdup("/webhooks/github");
+        wr->name = strdup("/webhooks/github");
+        wr->webhook_verify.format = strdup("github");
+        wr->webhook_verify.secret = strdup(GH_CONFIG_DEMO_WEBHOOK_SECRET);
+        if (wr->path == NULL || wr->name == NULL || wr->webhook_verify.format == NULL ||
+            wr->webhook_verify.secret == NULL)
+            goto nomem;
+        wr->webhook_verify.enabled = true;
+        wr->webhook_verify.format_id = GH_WH_GITHUB;
+    }
+    /* Webhook endpoints may be the demo upstream, on loopback. */
+    cfg->webhooks.allow_private = calloc(1, sizeof(char *));
+    cfg->webhooks.allow = calloc(1, sizeof(*cfg->webhooks.allow));
+    if (cfg->webhooks.allow_private == NULL || cfg->webhooks.allow == NULL ||
+        (cfg->webhooks.allow_private[0] = strdup("127.0.0.1")) == NULL)
+        goto nomem;
+    cfg->webhooks.nallow_private = 1;
+    if (gh_hooks_cidr_parse("127.0.0.1", &cfg->webhooks.allow[0]) != GH_OK) goto nomem;
     if (check_listens(&ctx, NULL, cfg) != GH_OK) goto fail; /* e.g. listen == admin.address */
 
     /* A hash of what defines the demo, so metrics can tell two apart. */

@@ -468,10 +468,18 @@ int gh_config_load(const char *path, struct gh_config **out, struct gh_err *err)
 int gh_config_load_buffer(const char *name, const char *data, size_t len, struct gh_config **out,
                           struct gh_err *err);
 
+/* The demo's inbound webhook secret: printed by `gatehouse demo` so that
+ * its curl lines can sign; never used outside the demo. */
+#define GH_CONFIG_DEMO_WEBHOOK_SECRET "demo-webhook-secret-not-for-production"
+
 /* The built-in configuration of `gatehouse demo`: listen on <listen> (e.g.
- * "127.0.0.1:8080"), one upstream "demo" at 127.0.0.1:<upstream_port>, one route "/". */
-int gh_config_demo(const char *listen, uint16_t upstream_port, struct gh_config **out,
-                   struct gh_err *err);
+ * "127.0.0.1:8080"), the admin listener on <admin_listen> (NULL: the
+ * default 127.0.0.1:9901), one upstream "demo" at 127.0.0.1:<upstream_port>;
+ * routes "/" (open), "/orders" (API key, scope orders:read, 5/s per
+ * tenant) and "/webhooks/github" (a GitHub webhook signed with
+ * GH_CONFIG_DEMO_WEBHOOK_SECRET); webhook endpoints may be on 127.0.0.1. */
+int gh_config_demo(const char *listen, const char *admin_listen, uint16_t upstream_port,
+                   struct gh_config **out, struct gh_err *err);
 
 void gh_config_free(struct gh_config *cfg);
 

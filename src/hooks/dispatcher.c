@@ -35,11 +35,14 @@
 #define KEYCACHE_SLOTS    1024
 #define SCHEDULE_MAX      32
 #define ALLOW_MAX         64
-#define DISABLED_MAX      64
 
 _Static_assert(GH_HOOKS_NBUCKETS == GH_METRICS_NBUCKETS, "one bucket layout for every histogram");
 
 /* The settings an attempt is made with, copied under the lock. */
+/* After the allow-list changes, attempts open new connections for this
+ * long: more than curl's idle limit for a kept connection (118 s). */
+#define FRESH_AFTER_ALLOW_NS (150ull * 1000000000ull)
+
 struct conf {
     uint32_t timeout_ms;
     uint64_t schedule_ms[SCHEDULE_MAX];
@@ -107,10 +110,12 @@ struct gh_hooks_dispatcher {
     struct gh_store_hook_outcome *outcomes;
     size_t noutcomes;
     uint64_t first_outcome_ns;
-    struct disabled disabled[DISABLED_MAX];
-    size_t ndisabled;
+    struct disabled *disabled; /* endpoints one record() disabled: grows as needed */
+    size_t ndisabled, disabled_cap;
+    bool disabled_lost; /* a report could not be kept (out of memory) */
     uint64_t rng;
     uint64_t last_log_ns;
+    uint64_t fresh_until_ns; /* new connections only until then (allow-list changed) */
 
     _Atomic uint64_t delivered, failed, retried;
     _Atomic uint64_t att_ok, att_http, att_net, att_timeout, att_blocked;
@@ -247,7 +252,18 @@ fail:
 static int on_disabled(const char *tenant, const char *endpoint, const char *reason, void *arg)
 {
     struct gh_hooks_dispatcher *d = arg;
-    if (d->ndisabled == DISABLED_MAX) return GH_OK;
+    /* A long outage of a shared receiver disables many endpoints in one
+     * commit: every one of them is reported, however many. */
+    if (d->ndisabled == d->disabled_cap) {
+        size_t cap = d->disabled_cap ? 2 * d->disabled_cap : 64;
+        struct disabled *v = realloc(d->disabled, cap * sizeof(*v));
+        if (v == NULL) {
+            d->disabled_lost = true;
+            return GH_OK; /* the store's work stands; the log says what was lost */
+        }
+        d->disabled = v;
+        d->disabled_cap = cap;
+    }
     d->disabled[d->ndisabled].reason = strcmp(reason, "gone") == 0 ? "gone" : "failing";
     snprintf(d->disabled[d->ndisabled].tenant, GH_STORE_TENANT_ID_SIZE, "%s", tenant);
     snprintf(d->disabled[d->ndisabled].endpoint, GH_STORE_HOOK_ID_SIZE, "%s", endpoint);
@@ -301,7 +317,11 @@ static void record(struct gh_hooks_dispatcher *d)
     d->noutcomes = 0;
     for (size_t i = 0; i < d->ndisabled; i++)
         report_disabled(d, &d->disabled[i]);
+    if (d->disabled_lost)
+        gh_log_error("webhooks: out of memory: some endpoints disabled just now are not in the "
+                     "audit log or announced; the admin API shows their status");
     d->ndisabled = 0;
+    d->disabled_lost = false;
 }
 
 static void latency(struct gh_hooks_dispatcher *d, uint64_t ns)
@@ -483,6 +503,8 @@ static void start(struct gh_hooks_dispatcher *d, struct job *j)
     if (rc == CURLE_OK) rc = curl_easy_setopt(j->h, CURLOPT_HEADERFUNCTION, on_header);
     if (rc == CURLE_OK) rc = curl_easy_setopt(j->h, CURLOPT_HEADERDATA, j);
     if (rc == CURLE_OK) rc = curl_easy_setopt(j->h, CURLOPT_PRIVATE, j);
+    if (rc == CURLE_OK && gh_now_ns() < d->fresh_until_ns)
+        rc = curl_easy_setopt(j->h, CURLOPT_FRESH_CONNECT, 1L);
     if (rc != CURLE_OK || curl_multi_add_handle(d->multi, j->h) != CURLM_OK) {
         outcome(d, j, 0, "curl_setup", true);
         job_put(d, j);
@@ -512,23 +534,25 @@ static void finished(struct gh_hooks_dispatcher *d, CURLMsg *m)
     struct job *j = NULL;
     long status = 0;
     char err[64];
+    /* <m> is not valid after curl_multi_remove_handle: keep what is needed. */
+    CURLcode result = m->data.result;
+    CURL *easy = m->easy_handle;
 
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-    curl_multi_remove_handle(d->multi, m->easy_handle);
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
+    curl_multi_remove_handle(d->multi, easy);
     if (j == NULL) return;
     unfly(d, j);
     atomic_fetch_sub_explicit(&d->flying, 1, memory_order_relaxed);
     latency(d, gh_now_ns() - j->start_ns);
-    if (m->data.result != CURLE_OK) {
-        bool timeout = m->data.result == CURLE_OPERATION_TIMEDOUT;
+    if (result != CURLE_OK) {
+        bool timeout = result == CURLE_OPERATION_TIMEDOUT;
         if (j->blocked) {
             /* Never retried: the rules will refuse the address again. */
             snprintf(err, sizeof(err), "blocked_address: %s", j->blocked);
             add(&d->att_blocked, 1);
             outcome(d, j, 0, err, false);
         } else {
-            snprintf(err, sizeof(err), "%s",
-                     timeout ? "timeout" : curl_easy_strerror(m->data.result));
+            snprintf(err, sizeof(err), "%s", timeout ? "timeout" : curl_easy_strerror(result));
             add(timeout ? &d->att_timeout : &d->att_net, 1);
             outcome(d, j, 0, err, true);
         }
@@ -583,6 +607,12 @@ static void *dispatcher_main(void *arg)
         CURLMsg *m;
 
         pthread_mutex_lock(&d->mu);
+        /* A narrower allow-list must also hold for connections that curl
+         * keeps open from before it: until those have idled out (curl
+         * closes a connection idle for 118 s), no attempt reuses one. */
+        if (d->conf.nallow != d->next_conf.nallow ||
+            memcmp(d->conf.allow, d->next_conf.allow, d->conf.nallow * sizeof(d->conf.allow[0])))
+            d->fresh_until_ns = now + FRESH_AFTER_ALLOW_NS;
         d->conf = d->next_conf;
         pthread_mutex_unlock(&d->mu);
         if (stopping && stop_deadline == 0) stop_deadline = now + SHUTDOWN_GRACE_NS;
@@ -762,5 +792,6 @@ void gh_hooks_dispatcher_free(struct gh_hooks_dispatcher *d)
     gh_hooks_keycache_free(d->keys);
     free(d->outcomes);
     pthread_mutex_destroy(&d->mu);
+    free(d->disabled);
     free(d);
 }

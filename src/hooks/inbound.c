@@ -306,21 +306,21 @@ static bool stale(const struct gh_wh_verifier *v, int64_t ts, int64_t now_s)
 }
 
 /* Any entry of <sigs> equal to the MAC of <parts> under any key. Every key
- * and entry is tried, so the time taken does not tell which one matched. */
+ * and entry is tried, so the time taken does not tell which one matched.
+ * <first> gets the MAC under the first key, whichever key matched: the
+ * message's replay identity must not depend on which of its signatures a
+ * sender (or a replayer, keeping only the old one during a rotation) sent. */
 static enum gh_wh_result match(struct gh_wh_keyed *keys, const struct gh_wh_sigs *sigs,
-                               const gh_str *parts, size_t nparts, unsigned char matched[MAC_LEN])
+                               const gh_str *parts, size_t nparts, unsigned char first[MAC_LEN])
 {
     unsigned char mac[MAC_LEN];
     int found = 0;
 
     for (size_t k = 0; k < keys->n; k++) {
         if (!mac_parts(keys->ctx[k], parts, nparts, mac)) return GH_WH_BAD_SIGNATURE;
-        for (size_t i = 0; i < sigs->n; i++) {
-            if (CRYPTO_memcmp(mac, sigs->mac[i], MAC_LEN) == 0) {
-                if (!found) memcpy(matched, mac, MAC_LEN);
-                found = 1;
-            }
-        }
+        if (k == 0) memcpy(first, mac, MAC_LEN);
+        for (size_t i = 0; i < sigs->n; i++)
+            found |= CRYPTO_memcmp(mac, sigs->mac[i], MAC_LEN) == 0;
     }
     OPENSSL_cleanse(mac, sizeof(mac));
     return found ? GH_WH_OK : GH_WH_BAD_SIGNATURE;
@@ -405,7 +405,7 @@ enum gh_wh_result gh_wh_verify(const struct gh_wh_verifier *v, struct gh_wh_keye
     if (out) {
         /* Standard and GitHub: the sender's id (a retry with a new timestamp
          * is still the same message). Stripe has no id in the header: the
-         * timestamp with the MAC that matched. */
+         * timestamp with the MAC under the first secret. */
         out->key[0] = (unsigned char)('0' + v->format);
         out->timestamp = ts;
         out->key2_len = 0;

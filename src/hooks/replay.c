@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "limits/ltable.h"
 
@@ -57,16 +58,58 @@ void gh_replay_free(struct gh_replay *t)
     free(t);
 }
 
-enum gh_replay_result gh_replay_check_add(struct gh_replay *t, const void *key, size_t len,
-                                          int64_t now_s, int64_t expires_s)
+uint64_t gh_replay_hash(const struct gh_replay *t, const void *prefix, size_t plen, const void *key,
+                        size_t len)
 {
-    uint64_t h = gh_siphash(t->seed, key, len) | 1; /* never 0: 0 marks an unused slot */
+    unsigned char buf[512];
+
+    /* Bounded by the callers (a route name, a replay key): cut, not
+     * overflowed, beyond the buffer; a cut key only makes collisions
+     * likelier, which can refuse a genuine message, never pass a replay. */
+    if (plen > 256) plen = 256;
+    if (len > sizeof(buf) - plen - 1) len = sizeof(buf) - plen - 1;
+    memcpy(buf, prefix, plen);
+    buf[plen] = 0;
+    memcpy(buf + plen + 1, key, len);
+    return gh_siphash(t->seed, buf, plen + 1 + len) | 1; /* never 0: 0 marks an unused slot */
+}
+
+/* The shard of <h> and the first slot of its window. */
+static struct shard *window_of(struct gh_replay *t, uint64_t h, size_t *start)
+{
     /* The shard from the high bits, the window from others (the low bit is
      * forced): a window is GH_REPLAY_PROBE slots aligned on their size, so
      * it spans as few cache lines as it can. */
-    struct shard *sh = &t->shards[h >> 58];
-    size_t mask = t->per_shard - 1,
-           start = (size_t)(h >> 1) & mask & ~(size_t)(GH_REPLAY_PROBE - 1);
+    *start = (size_t)(h >> 1) & (t->per_shard - 1) & ~(size_t)(GH_REPLAY_PROBE - 1);
+    return &t->shards[h >> 58];
+}
+
+void gh_replay_forget(struct gh_replay *t, uint64_t h)
+{
+    size_t start;
+    struct shard *sh = window_of(t, h, &start);
+
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = 0; i < GH_REPLAY_PROBE; i++) {
+        struct slot *s = &sh->slots[start + i];
+        if (s->hash == 0) break;
+        /* Expired, not unused: later keys of the window may sit after it. */
+        if (s->hash == h) s->expires_s = 0;
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+enum gh_replay_result gh_replay_check_add(struct gh_replay *t, const void *key, size_t len,
+                                          int64_t now_s, int64_t expires_s)
+{
+    return gh_replay_check_add_hash(t, gh_replay_hash(t, "", 0, key, len), now_s, expires_s);
+}
+
+enum gh_replay_result gh_replay_check_add_hash(struct gh_replay *t, uint64_t h, int64_t now_s,
+                                               int64_t expires_s)
+{
+    size_t start;
+    struct shard *sh = window_of(t, h, &start);
     struct slot *free_slot = NULL;
     enum gh_replay_result res = GH_REPLAY_NEW;
 

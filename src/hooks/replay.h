@@ -42,6 +42,20 @@ void gh_replay_free(struct gh_replay *t);
 enum gh_replay_result gh_replay_check_add(struct gh_replay *t, const void *key, size_t len,
                                           int64_t now_s, int64_t expires_s);
 
+/* The same in two steps, for callers that may have to take a key back: the
+ * table's hash of <prefix> (<plen> bytes, e.g. the route's name, so that
+ * routes never share keys) followed by <key>, never 0; then the check. */
+uint64_t gh_replay_hash(const struct gh_replay *t, const void *prefix, size_t plen, const void *key,
+                        size_t len);
+enum gh_replay_result gh_replay_check_add_hash(struct gh_replay *t, uint64_t h, int64_t now_s,
+                                               int64_t expires_s);
+
+/* Takes back a key recorded by gh_replay_check_add_hash: the message it
+ * stood for was not delivered after all (the upstream failed, or a second
+ * key of the same message could not be recorded), so the sender's retry
+ * must pass. Nothing happens when the key is not there. */
+void gh_replay_forget(struct gh_replay *t, uint64_t h);
+
 /* Live entries at <now_s> (takes every shard lock: tests and metrics only). */
 size_t gh_replay_live(struct gh_replay *t, int64_t now_s);
 

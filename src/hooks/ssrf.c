@@ -72,6 +72,11 @@ static const char *v4_class(const uint8_t a[4])
     if (a[0] == 169 && a[1] == 254) return a[2] == 169 && a[3] == 254 ? "metadata" : "link_local";
     if (a[0] == 172 && (a[1] & 0xf0) == 16) return "private";
     if (a[0] == 192 && a[1] == 168) return "private";
+    if (a[0] == 192 && a[1] == 0 && a[2] == 0) return "reserved"; /* RFC 6890 protocol space */
+    if ((a[0] == 192 && a[1] == 0 && a[2] == 2) || (a[0] == 198 && a[1] == 51 && a[2] == 100) ||
+        (a[0] == 203 && a[1] == 0 && a[2] == 113))
+        return "documentation"; /* RFC 5737: never routed, so never a real receiver */
+    if (a[0] == 198 && (a[1] & 0xfe) == 18) return "benchmarking"; /* RFC 2544 */
     if (a[0] >= 224 && a[0] < 240) return "multicast";
     if (a[0] >= 240) return "reserved";
     return NULL;
@@ -82,6 +87,7 @@ static const char *v6_class(const uint8_t a[16], const uint8_t **v4)
     static const uint8_t zero[16] = {0};
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t translated[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0}; /* SIIT */
     static const uint8_t ec2[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54};
 
     *v4 = NULL;
@@ -89,11 +95,25 @@ static const char *v6_class(const uint8_t a[16], const uint8_t **v4)
     if (memcmp(a, zero, 15) == 0 && a[15] == 1) return "loopback";
     if (memcmp(a, ec2, 16) == 0) return "metadata";
     /* Forms that carry an IPv4 address: judged as that address. */
-    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0) {
+    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0 ||
+        memcmp(a, translated, 12) == 0) {
         *v4 = a + 12;
         return v4_class(a + 12);
     }
+    /* 6to4 (2002::/16) carries its IPv4 address in bytes 2-5. */
+    if (a[0] == 0x20 && a[1] == 0x02) {
+        *v4 = a + 2;
+        return v4_class(a + 2);
+    }
+    /* Tunnels and translators whose far end is not what the address says,
+     * and ranges that are never a real receiver. */
+    if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) return "tunnel"; /* Teredo */
+    if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b && a[4] == 0 && a[5] == 1)
+        return "reserved"; /* 64:ff9b:1::/48, local-use NAT64 (RFC 8215) */
+    if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8) return "documentation";
+    if (a[0] == 0x01 && a[1] == 0 && memcmp(a + 2, zero, 6) == 0) return "reserved"; /* 100::/64 */
     if ((a[0] & 0xfe) == 0xfc) return "unique_local";
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) return "site_local"; /* fec0::/10, deprecated */
     if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return "link_local";
     if (a[0] == 0xff) return "multicast";
     return NULL;

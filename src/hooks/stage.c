@@ -5,6 +5,8 @@
  * logged or echoed: the error says which check failed, nothing more. */
 #include "hooks/stage.h"
 
+#include <string.h>
+
 #include <stdlib.h>
 
 #include "audit/request.h"
@@ -139,6 +141,18 @@ static int64_t expiry_of(const struct gh_config_webhook_verify *cfg, enum gh_wh_
     return (ts > now_s ? ts : now_s) + cfg->tolerance_ms / 1000 + REPLAY_MARGIN_S;
 }
 
+void gh_inbound_request_end(struct gh_worker *w, struct gh_req *r)
+{
+    /* Senders retry on these (Standard Webhooks, GitHub and Stripe all
+     * do): the message did not get through, so its retry is not a replay. */
+    bool failed = r->status == 0 || r->status >= 500 || r->status == 408 || r->status == 429;
+
+    if (r->wh_nreplay == 0 || !failed) return;
+    for (size_t i = 0; i < r->wh_nreplay; i++)
+        gh_replay_forget(w->rt->wh_replay, r->wh_replay[i]);
+    r->wh_nreplay = 0;
+}
+
 int gh_inbound_stage(struct gh_req *r)
 {
     const struct gh_route *rt = r->route;
@@ -148,11 +162,17 @@ int gh_inbound_stage(struct gh_req *r)
     struct gh_wh_keyed *keys;
     enum gh_wh_result res;
     int64_t now_s;
+    uint64_t max_body;
     gh_str body;
     int rc;
 
     if (rt->wh == NULL) return 1;
-    rc = gh_conn_buffer_body(r, rt->cfg->webhook_verify.max_body, &body);
+    /* The gateway-wide body limit holds here too: the proxy, which enforces
+     * it on streamed chunked bodies, sends a buffered body as it is. */
+    max_body = rt->cfg->webhook_verify.max_body;
+    if (r->snap->cfg->limits.max_body_bytes && r->snap->cfg->limits.max_body_bytes < max_body)
+        max_body = r->snap->cfg->limits.max_body_bytes;
+    rc = gh_conn_buffer_body(r, max_body, &body);
     if (rc != 1) return rc;
     if ((keys = keyed_for(w, r)) == NULL) {
         gh_conn_reply_error(r->conn, 500, "internal_error", true);
@@ -165,14 +185,32 @@ int gh_inbound_stage(struct gh_req *r)
         res = gh_wh_verify(rt->wh, keys, &h, body, now_s, &seen);
     if (res == GH_WH_OK) {
         /* Recorded only now that the signature holds: forged requests
-         * cannot fill the table or burn a genuine id. */
+         * cannot fill the table or burn a genuine id. Keys are the route's
+         * own, so two routes never refuse each other's messages. GitHub's
+         * body MAC goes first: a captured delivery sent again under a fresh
+         * (unsigned) delivery id stops there and records nothing. */
         int64_t exp = expiry_of(&rt->cfg->webhook_verify, rt->wh->format, seen.timestamp, now_s);
-        enum gh_replay_result rr =
-            gh_replay_check_add(w->rt->wh_replay, seen.key, seen.key_len, now_s, exp);
-        if (rr == GH_REPLAY_NEW && seen.key2_len)
-            rr = gh_replay_check_add(w->rt->wh_replay, seen.key2, seen.key2_len, now_s, exp);
+        struct gh_replay *tbl = w->rt->wh_replay;
+        const char *name = rt->cfg->name ? rt->cfg->name : "";
+        uint64_t hk[2];
+        size_t nh = 0;
+        enum gh_replay_result rr = GH_REPLAY_NEW;
+
+        if (seen.key2_len)
+            hk[nh++] = gh_replay_hash(tbl, name, strlen(name), seen.key2, seen.key2_len);
+        hk[nh++] = gh_replay_hash(tbl, name, strlen(name), seen.key, seen.key_len);
+        for (size_t i = 0; i < nh && rr == GH_REPLAY_NEW; i++) {
+            rr = gh_replay_check_add_hash(tbl, hk[i], now_s, exp);
+            if (rr != GH_REPLAY_NEW)
+                for (size_t k = 0; k < i; k++) /* all or nothing */
+                    gh_replay_forget(tbl, hk[k]);
+        }
         switch (rr) {
-        case GH_REPLAY_NEW: gh_metrics_webhook(w, r, GH_MWH_OK); return 1;
+        case GH_REPLAY_NEW:
+            memcpy(r->wh_replay, hk, sizeof(hk));
+            r->wh_nreplay = (uint8_t)nh;
+            gh_metrics_webhook(w, r, GH_MWH_OK);
+            return 1;
         case GH_REPLAY_SEEN: res = GH_WH_REPLAYED; break;
         case GH_REPLAY_FULL:
             /* Forgetting an id would let its replay through: refuse instead

@@ -15,6 +15,12 @@ struct gh_req;
  * reused: the caller must not touch it. */
 int gh_inbound_stage(struct gh_req *req);
 
+/* At the end of a request that the stage let through: when it failed (no
+ * answer, 5xx, 408, 429) the replay keys it recorded are taken back, so the
+ * sender's retry of the same message is not refused as a replay. */
+struct gh_worker;
+void gh_inbound_request_end(struct gh_worker *w, struct gh_req *req);
+
 /* A worker's state for the stage: keyed HMAC contexts for the last few
  * verify routes it saw (made on the worker at a route's first check). */
 struct gh_wh_worker;

@@ -91,6 +91,11 @@ struct gh_req {
     bool body_buffering;    /* gh_conn_buffer_body is gathering (any framing) */
     bool body_buffered;     /* the proxy sends body_slice, with Content-Length */
     uint64_t body_sent;     /* bytes of body_slice written upstream (this attempt) */
+    /* Replay keys the verify stage recorded for this request's webhook
+     * (src/hooks/stage.c): taken back when the delivery fails, so that the
+     * sender's retry passes. */
+    uint64_t wh_replay[2];
+    uint8_t wh_nreplay;
 
     /* Upstream exchange (owned by the proxy). */
     struct gh_pool *pool;

@@ -29,6 +29,7 @@
 #include <openssl/rand.h>
 
 #include "secrets/envelope.h"
+#include "core/file.h"
 #include "secrets/kms.h"
 
 #define MAGIC        "gatehouse-master"
@@ -318,11 +319,12 @@ static int local_current(struct gh_kms *base, uint32_t *version, struct gh_err *
     return rc;
 }
 
-static int fsync_dir(const char *path, struct gh_err *err)
+/* The folder that holds <path>: its new name is durable once that folder
+ * is fsync'd. */
+static int fsync_parent(const char *path, struct gh_err *err)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
-    int fd, rc;
 
     if (slash == NULL)
         snprintf(dir, sizeof(dir), ".");
@@ -330,13 +332,7 @@ static int fsync_dir(const char *path, struct gh_err *err)
         snprintf(dir, sizeof(dir), "/");
     else
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return gh_err_set(err, NULL, 0, 0, "cannot open folder %s: %s", dir, strerror(errno));
-    rc = fsync(fd);
-    close(fd);
-    if (rc != 0) return gh_err_set(err, NULL, 0, 0, "fsync %s: %s", dir, strerror(errno));
-    return GH_OK;
+    return gh_file_fsync_dir("master key file", dir, err);
 }
 
 /* Writes <n> keys to <fd> as lines, then fsyncs it. */
@@ -425,6 +421,21 @@ static int local_create_version(struct gh_kms *base, uint32_t version, struct gh
         gh_err_set(err, NULL, 0, 0, "cannot create %s: %s", tmp, strerror(errno));
         goto out;
     }
+    /* The new file keeps the old one's owner: a rotation run by root (sudo)
+     * for a gateway that runs as its own user must not leave a file that
+     * user cannot read. A caller who cannot give it away is refused. */
+    {
+        struct stat old;
+        if (stat(k->path, &old) != 0 || ((old.st_uid != geteuid() || old.st_gid != getegid()) &&
+                                         fchown(fd, old.st_uid, old.st_gid) != 0)) {
+            gh_err_set(err, NULL, 0, 0,
+                       "%s: cannot give the new master key file the old one's owner (%s); run "
+                       "rotate-master as the gateway's user",
+                       k->path, strerror(errno));
+            unlink(tmp);
+            goto out;
+        }
+    }
     if (write_keys(fd, tmp, keys, nkeys, err) != GH_OK) {
         unlink(tmp);
         goto out;
@@ -434,7 +445,7 @@ static int local_create_version(struct gh_kms *base, uint32_t version, struct gh
         unlink(tmp);
         goto out;
     }
-    if (fsync_dir(k->path, err) != GH_OK) goto out;
+    if (fsync_parent(k->path, err) != GH_OK) goto out;
     rc = reload(k, err);
 out:
     if (fd >= 0) close(fd);
@@ -506,7 +517,7 @@ int gh_kms_local_create(const char *path, struct gh_err *err)
     }
     OPENSSL_cleanse(&key, sizeof(key));
     close(fd);
-    if (rc == GH_OK) rc = fsync_dir(path, err);
+    if (rc == GH_OK) rc = fsync_parent(path, err);
     if (rc != GH_OK) unlink(path);
     return rc;
 }

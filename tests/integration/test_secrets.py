@@ -269,6 +269,25 @@ def test_interrupted_rotation_resumes_to_the_same_target(gh):
     assert "v2 -> v3 finished" in out
 
 
+def test_rotation_keeps_the_master_key_files_owner(gh):
+    """rotate-master run by root (sudo) for a gateway that runs as its own
+    user: the new master key file keeps the old one's owner and mode, or
+    the gateway could no longer read its own key."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    g = gh()
+    ok(g, "secrets", "init")
+    ok(g, "secrets", "set", "k/own", stdin=b"value-own-0123456789")
+    master = db_path(g) + ".master"
+    os.chown(master, nobody.pw_uid, nobody.pw_gid)
+    ok(g, "secrets", "rotate-master")
+    st = os.stat(master)
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert st.st_mode & 0o777 == 0o600
+    out, _ = ok(g, "secrets", "get", "k/own")
+    assert out == "value-own-0123456789"
+
+
 # ---------------------------------------------------------------- config
 
 

@@ -409,3 +409,114 @@ def test_buffered_body_goes_whole_to_the_next_endpoint_after_a_refused_one(gateh
         assert status == 200, data
         assert json.loads(data)["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert len(upstream.requests) == 4
+
+
+# ---- replay memory: what a failed delivery, a captured replay and a
+# ---- rotation must not do (found in review) ----
+
+VERIFY = {"/std": f"{{format: standard, secret: \"{STD_SECRET}\"}}",
+          "/gh": f"{{format: github, secret: \"{GH_SECRET}\"}}",
+          "/stripe": f"{{format: stripe, secret: \"{ST_SECRET}\"}}"}
+
+
+@pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
+def test_failed_upstream_does_not_burn_the_message(gatehouse, upstream, path):
+    """The sender's retry after a 5xx is the same message (same id, same
+    body): it must pass once the upstream answers, not be a replay."""
+    def cfg(g):
+        return config(g).replace("  - path: /stdpk\n",
+                                 "  - path: /status\n    name: status\n    upstream: app\n"
+                                 f"    webhook_verify: {VERIFY[path]}\n  - path: /stdpk\n")
+    g = gatehouse(raw=cfg)
+    body = event(31)
+    headers = SIGNERS[path](body)
+    for code in (503, 500, 429, 408):  # the upstream's own answers, passed through
+        status, data = post(g, f"/status/{code}", body, headers)
+        assert status == code, data
+    status, data = post(g, "/status/204", body, headers)
+    assert status == 204, data
+    # ... and after a delivery that went through, it is a replay again.
+    status, data = post(g, "/status/204", body, headers)
+    assert_refused(status, data, "replayed")
+
+
+def test_upstream_down_then_retry_passes(gatehouse, upstream, tmp_path):
+    """Connection refused (502 from the gateway), then the same delivery."""
+    dead = free_port()
+
+    def cfg(g):
+        return config(g).replace(f"127.0.0.1:{g.upstream_port}\"]",
+                                 f"127.0.0.1:{g.upstream_port}\"]\n  dead:\n"
+                                 f"    endpoints: [\"127.0.0.1:{dead}\"]").replace(
+            "  - path: /stdpk\n",
+            "  - path: /ghdead\n    name: ghdead\n    upstream: dead\n"
+            f"    webhook_verify: {{format: github, secret: \"{GH_SECRET}\"}}\n"
+            "  - path: /stdpk\n")
+    g = gatehouse(raw=cfg)
+    body = event(32)
+    headers = gh_headers(body)
+    status, _ = post(g, "/ghdead", body, headers)
+    assert status in (502, 503, 504)
+    g.write_config(cfg(g).replace(f"127.0.0.1:{dead}", f"127.0.0.1:{g.upstream_port}"))
+    g.reload_and_wait()
+    status, data = post(g, "/ghdead", body, headers)
+    assert status == 200, data
+
+
+def test_github_captured_delivery_cannot_burn_fresh_ids(gw, upstream):
+    body = event(33)
+    status, _ = post(gw, "/gh/hook", body, gh_headers(body, delivery="genuine-1"))
+    assert status == 200
+    # The captured (body, signature) sent again under ids of the attacker's
+    # choosing: each refused, and none of those ids is taken by it.
+    for i in range(50):
+        status, data = post(gw, "/gh/hook", body, gh_headers(body, delivery=f"next-{i}"))
+        assert_refused(status, data, "replayed")
+    other = event(34)
+    status, data = post(gw, "/gh/hook", other, gh_headers(other, delivery="next-7"))
+    assert status == 200, data
+
+
+def test_stripe_replay_with_only_the_old_signature_during_rotation(gatehouse, upstream):
+    old = "whsec_stripe_old_secret_abcdefghijkl"
+
+    def cfg(g):
+        return config(g).replace(
+            f"webhook_verify: {{format: stripe, secret: \"{ST_SECRET}\",",
+            f"webhook_verify: {{format: stripe, secrets: [\"{ST_SECRET}\", \"{old}\"],")
+    g = gatehouse(raw=cfg)
+    body, ts = event(35), int(time.time())
+    new_sig = stripe_headers(body, ts)["Stripe-Signature"].split(",")[1]
+    old_sig = stripe_headers(body, ts, secret=old)["Stripe-Signature"].split(",")[1]
+    status, data = post(g, "/stripe/hook", body,
+                        {"Stripe-Signature": f"t={ts},{new_sig},{old_sig}"})
+    assert status == 200, data
+    for sig in (old_sig, new_sig):
+        status, data = post(g, "/stripe/hook", body, {"Stripe-Signature": f"t={ts},{sig}"})
+        assert_refused(status, data, "replayed")
+
+
+def test_same_id_on_two_routes_is_not_a_replay(gatehouse, upstream):
+    def cfg(g):
+        return config(g).replace(
+            "  - path: /stdpk\n",
+            "  - path: /std2\n    name: std2\n    upstream: app\n"
+            f"    webhook_verify: {{format: standard, secret: \"{STD_SECRET}\"}}\n"
+            "  - path: /stdpk\n")
+    g = gatehouse(raw=cfg)
+    body = event(36)
+    headers = std_headers(body, msg_id="msg_shared_between_routes")
+    assert post(g, "/std/hook", body, headers)[0] == 200
+    assert post(g, "/std2/hook", body, headers)[0] == 200
+    assert_refused(*post(g, "/std2/hook", body, headers), "replayed")
+
+
+def test_gateway_body_limit_holds_on_verify_routes(gatehouse, upstream):
+    def cfg(g):
+        return config(g) + "limits:\n  max_body_size: 100\n"
+    g = gatehouse(raw=cfg)
+    body = event(37)  # about 350 bytes: over the gateway's limit
+    for chunked in (False, True):
+        status, data = post(g, "/gh/hook", body, gh_headers(body), chunked=chunked)
+        assert status == 413, (chunked, data)
+    assert not [r for r in upstream.requests if r[1].startswith("/gh")]

@@ -611,7 +611,7 @@ static void test_demo(void **state)
     struct gh_config *cfg = NULL;
     struct gh_err err;
 
-    assert_int_equal(gh_config_demo("127.0.0.1:8080", 9000, &cfg, &err), GH_OK);
+    assert_int_equal(gh_config_demo("127.0.0.1:8080", NULL, 9000, &cfg, &err), GH_OK);
     assert_true(cfg->workers >= 1);
     assert_string_equal(cfg->log_level, "info");
     assert_int_equal(cfg->nlistens, 1);
@@ -624,7 +624,7 @@ static void test_demo(void **state)
     assert_int_equal(cfg->upstreams[0].connect_timeout_ms, 2000);
     assert_int_equal(cfg->upstreams[0].keepalive, 512);
     assert_false(cfg->upstreams[0].tls.enabled);
-    assert_int_equal(cfg->nroutes, 2);
+    assert_int_equal(cfg->nroutes, 3);
     assert_string_equal(cfg->routes[0].path, "/");
     assert_string_equal(cfg->routes[0].name, "/");
     assert_string_equal(cfg->routes[0].upstream, "demo");
@@ -634,16 +634,26 @@ static void test_demo(void **state)
     assert_int_equal(cfg->routes[1].auth_mode, GH_ROUTE_AUTH_API_KEY);
     assert_int_equal(cfg->routes[1].nscopes, 1);
     assert_string_equal(cfg->routes[1].scopes[0], "orders:read");
+    assert_string_equal(cfg->routes[2].path, "/webhooks/github");
+    assert_true(cfg->routes[2].webhook_verify.enabled);
+    assert_string_equal(cfg->routes[2].webhook_verify.format, "github");
+    assert_int_equal(cfg->routes[2].webhook_verify.tolerance_ms, 5 * 60 * 1000);
+    assert_true(cfg->routes[2].webhook_verify.max_body > 0);
+    assert_int_equal(cfg->webhooks.nallow_private, 1);
     assert_int_equal(cfg->limits.max_headers, 100);
     assert_int_equal(cfg->limits.max_body_bytes, UINT64_C(1) << 30);
     assert_string_equal(cfg->access_log.path, "stdout");
     gh_config_free(cfg);
 
+    assert_int_equal(gh_config_demo("127.0.0.1:8080", "127.0.0.1:9911", 9000, &cfg, &err), GH_OK);
+    assert_int_equal(cfg->admin.addr.port, 9911);
+    gh_config_free(cfg);
+
     cfg = NULL;
-    assert_int_equal(gh_config_demo("nonsense", 9000, &cfg, &err), GH_ERROR);
+    assert_int_equal(gh_config_demo("nonsense", NULL, 9000, &cfg, &err), GH_ERROR);
     assert_null(cfg);
     assert_non_null(strstr(err.msg, "missing port"));
-    assert_int_equal(gh_config_demo("127.0.0.1:9901", 9000, &cfg, &err), GH_ERROR);
+    assert_int_equal(gh_config_demo("127.0.0.1:9901", NULL, 9000, &cfg, &err), GH_ERROR);
     assert_null(cfg);
     assert_non_null(strstr(err.msg, "is also admin.address"));
 }

@@ -428,6 +428,32 @@ static void test_replay_expiry(void **state)
     gh_replay_free(t);
 }
 
+/* Keys taken back (a delivery that failed) are new again; other keys of
+ * their window stay; a key of another prefix (route) is another key. */
+static void test_replay_forget_and_prefix(void **state)
+{
+    struct gh_replay *t = gh_replay_new(1000);
+    uint64_t a, b, a2;
+    (void)state;
+    assert_non_null(t);
+    a = gh_replay_hash(t, "route-1", 7, "msg_a", 5);
+    b = gh_replay_hash(t, "route-1", 7, "msg_b", 5);
+    a2 = gh_replay_hash(t, "route-2", 7, "msg_a", 5);
+    assert_true(a != 0 && a != a2 && a != b);
+    assert_int_equal(gh_replay_check_add_hash(t, a, 100, 200), GH_REPLAY_NEW);
+    assert_int_equal(gh_replay_check_add_hash(t, b, 100, 200), GH_REPLAY_NEW);
+    assert_int_equal(gh_replay_check_add_hash(t, a2, 100, 200), GH_REPLAY_NEW);
+    assert_int_equal(gh_replay_check_add_hash(t, a, 101, 200), GH_REPLAY_SEEN);
+    gh_replay_forget(t, a);
+    gh_replay_forget(t, a); /* twice, or a key never added: nothing */
+    gh_replay_forget(t, gh_replay_hash(t, "x", 1, "y", 1));
+    assert_int_equal(gh_replay_check_add_hash(t, b, 101, 200), GH_REPLAY_SEEN);
+    assert_int_equal(gh_replay_check_add_hash(t, a2, 101, 200), GH_REPLAY_SEEN);
+    assert_int_equal(gh_replay_check_add_hash(t, a, 101, 200), GH_REPLAY_NEW);
+    assert_int_equal(gh_replay_live(t, 101), 3);
+    gh_replay_free(t);
+}
+
 static void test_replay_full_refuses(void **state)
 {
     /* The smallest table: 64 shards of GH_REPLAY_PROBE slots. */
@@ -458,11 +484,17 @@ static void test_replay_full_refuses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_standard_spec_example), cmocka_unit_test(test_github_docs_example),
-        cmocka_unit_test(test_standard_table),        cmocka_unit_test(test_standard_ed25519),
-        cmocka_unit_test(test_standard_bad_secret),   cmocka_unit_test(test_github_table),
-        cmocka_unit_test(test_stripe_table),          cmocka_unit_test(test_stripe_replay_key),
-        cmocka_unit_test(test_replay_expiry),         cmocka_unit_test(test_replay_full_refuses),
+        cmocka_unit_test(test_standard_spec_example),
+        cmocka_unit_test(test_github_docs_example),
+        cmocka_unit_test(test_standard_table),
+        cmocka_unit_test(test_standard_ed25519),
+        cmocka_unit_test(test_standard_bad_secret),
+        cmocka_unit_test(test_github_table),
+        cmocka_unit_test(test_stripe_table),
+        cmocka_unit_test(test_stripe_replay_key),
+        cmocka_unit_test(test_replay_expiry),
+        cmocka_unit_test(test_replay_full_refuses),
+        cmocka_unit_test(test_replay_forget_and_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
