@@ -328,7 +328,8 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                        "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
                        "JOIN webhook_messages m ON m.seq = d.message_seq "
                        "WHERE d.status = 'pending' AND d.next_attempt_at <= $2::bigint "
-                       "AND d.claimed <> $1::text AND e.status = 'active' "
+                       "AND (d.claimed <> $1::text OR d.claim_until <= $2::bigint) "
+                       "AND e.status = 'active' "
                        "AND (d.claim_until <= $2::bigint "
                        "OR (hashtext(d.claimed)::bigint & 4294967295)::oid "
                        "NOT IN (SELECT objid FROM live)) "
@@ -677,10 +678,16 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, st
 int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
                  struct gh_pg_tx *tx, struct gh_err *err)
 {
-    struct gh_pg_conn *c = conn_acquire(s);
-    bool was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale;
+    struct gh_pg_conn *c;
+    bool was_up;
     int rc;
 
+    /* An empty tenant setting would match the system rows (tenant_id ''):
+     * a tenant-scoped call always names its tenant. */
+    if (role == GH_PG_TENANT && (tenant == NULL || tenant[0] == '\0'))
+        return gh_err_set(err, NULL, 0, 0, "store: a tenant-scoped call without a tenant");
+    c = conn_acquire(s);
+    was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale;
     tx->s = s;
     tx->c = c;
     tx->snapshot = snapshot;
@@ -713,7 +720,12 @@ int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err)
 
     if (rc == GH_OK) {
         r = PQexec(c->db, "COMMIT");
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = failure(c, r, "commit", err);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = failure(c, r, "commit", err);
+        else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
+            /* PostgreSQL answers the COMMIT of an aborted transaction with
+             * "ROLLBACK": nothing was written. */
+            rc = gh_err_set(err, NULL, 0, 0, "store: the transaction was rolled back");
         PQclear(r);
     } else if (PQstatus(c->db) == CONNECTION_OK && PQtransactionStatus(c->db) != PQTRANS_IDLE) {
         r = PQexec(c->db, "ROLLBACK");
