@@ -507,7 +507,16 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
         }
         if (rc != GH_STORE_CONFLICT || attempt == CONFLICT_RETRIES) break;
         conflict_pause(attempt);
-        if (gh_store_audit_heads(s->store, head_cb, s, &err) != GH_OK) break;
+        {
+            /* The heads cannot be read (the store went away meanwhile):
+             * decide on that, so an unavailable store holds the batch back
+             * as below instead of dropping it. */
+            int hr = gh_store_audit_heads(s->store, head_cb, s, &err);
+            if (hr != GH_OK) {
+                rc = hr;
+                break;
+            }
+        }
     }
     if (!ok && rc == GH_STORE_UNAVAILABLE && !final && hold_back(s, nsubs)) {
         /* The store is out of reach (PostgreSQL restarting or failing
