@@ -351,24 +351,6 @@ static void query_sql(unsigned mask, char *sql, size_t size)
 /* text for the filters, int8 for times, keyset and limit. */
 static const Oid query_types[11] = {25, 25, 25, 25, 25, 25, 20, 20, 20, 20, 20};
 
-/* As sqlite_audit.c's clamp_pos: the range's bound on the side the walk
- * moves towards folded into the keyset. */
-static struct gh_store_audit_pos clamp_pos(const struct gh_store_audit_filter *f,
-                                           const struct gh_store_audit_pos *after)
-{
-    struct gh_store_audit_pos p = *after;
-
-    if (f->oldest_first && f->from_us > 0 && p.time_us < f->from_us) {
-        p.time_us = f->from_us;
-        p.rowid = 0;
-    }
-    if (!f->oldest_first && f->to_us > 0 && p.time_us >= f->to_us) {
-        p.time_us = f->to_us;
-        p.rowid = 0;
-    }
-    return p;
-}
-
 int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
                        const struct gh_store_audit_pos *after, size_t limit,
                        struct gh_store_audit_row *out, size_t *count, bool *more,
@@ -379,7 +361,7 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
                     (f->resource ? Q_RESOURCE : 0) | (f->request_id ? Q_REQUEST : 0) |
                     (f->from_us > 0 ? Q_FROM : 0) | (f->to_us > 0 ? Q_TO : 0) |
                     (f->oldest_first ? Q_OLDEST : 0);
-    struct gh_store_audit_pos pos = clamp_pos(f, after);
+    struct gh_store_audit_pos pos = *after; /* clamped into the range by the wrapper */
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;

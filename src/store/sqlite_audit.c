@@ -335,7 +335,8 @@ enum {
  * page sorts the range or walks the table down to it. The row value
  * (time_us, rowid) is then the only bound on the side the walk moves
  * towards: the range's bound on that side is folded into ?11 and ?9
- * (clamp_pos), so the planner has one bound to seek, not two to choose from. */
+ * (the wrapper's clamp_pos in store_audit.c), so the planner has one bound
+ * to seek, not two to choose from. */
 static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
 {
     static const struct {
@@ -376,27 +377,6 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
     return c->audit_query[mask];
 }
 
-/* The keyset position <after> of a query by time with the range's bound on
- * the side the walk moves towards folded in: (from_us, 0) is just before
- * every row at from_us or later, (to_us, 0) just after every row before
- * to_us (rowids start at 1). A position outside the range (a forged cursor)
- * thus still returns only rows inside it. */
-static struct gh_store_audit_pos clamp_pos(const struct gh_store_audit_filter *f,
-                                           const struct gh_store_audit_pos *after)
-{
-    struct gh_store_audit_pos p = *after;
-
-    if (f->oldest_first && f->from_us > 0 && p.time_us < f->from_us) {
-        p.time_us = f->from_us;
-        p.rowid = 0;
-    }
-    if (!f->oldest_first && f->to_us > 0 && p.time_us >= f->to_us) {
-        p.time_us = f->to_us;
-        p.rowid = 0;
-    }
-    return p;
-}
-
 int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
                            const struct gh_store_audit_pos *after, size_t limit,
                            struct gh_store_audit_row *out, size_t *count, bool *more,
@@ -408,7 +388,7 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
                     (f->resource ? Q_RESOURCE : 0) | (f->request_id ? Q_REQUEST : 0) |
                     (f->from_us > 0 ? Q_FROM : 0) | (f->to_us > 0 ? Q_TO : 0) |
                     (f->oldest_first ? Q_OLDEST : 0);
-    struct gh_store_audit_pos pos = clamp_pos(f, after);
+    struct gh_store_audit_pos pos = *after; /* clamped into the range by the wrapper */
     sqlite3_stmt *s = query_stmt(c, mask, err);
     int rc = GH_OK, step;
 

@@ -650,8 +650,9 @@ struct gh_store_ops {
      * matching <f>, newest first (or oldest first), strictly after <after>
      * in that order: (time_us, rowid) when <f> has a time range, else rowid
      * (the wrapper passes {INT64_MAX, INT64_MAX}, or {0, 0} oldest first,
-     * for the first page; its filter strings are NULL, never "", when
-     * unset). When f->tenant_id is set, the query itself must restrict to it
+     * for the first page; with a time range, <after> is already clamped
+     * into it on the side the walk moves towards; its filter strings are
+     * NULL, never "", when unset). When f->tenant_id is set, the query itself must restrict to it
      * (SQLite: "tenant_id = ?" in the SQL; PostgreSQL: RLS). Sets *count and
      * *more. */
     int (*audit_query)(struct gh_store *st, const struct gh_store_audit_filter *f,

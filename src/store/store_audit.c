@@ -142,6 +142,28 @@ static bool filter_ok(const char *s, size_t max)
     return s == NULL || strnlen(s, max + 1) <= max;
 }
 
+/* The keyset position <after> of a query by time with the range's bound on
+ * the side the walk moves towards folded in: (from_us, 0) is just before
+ * every row at from_us or later, (to_us, 0) just after every row before
+ * to_us (rowids start at 1). A position outside the range (a forged cursor)
+ * thus still returns only rows inside it, and an engine has one bound to
+ * seek, not two to choose from. */
+static struct gh_store_audit_pos clamp_pos(const struct gh_store_audit_filter *f,
+                                           const struct gh_store_audit_pos *after)
+{
+    struct gh_store_audit_pos p = *after;
+
+    if (f->oldest_first && f->from_us > 0 && p.time_us < f->from_us) {
+        p.time_us = f->from_us;
+        p.rowid = 0;
+    }
+    if (!f->oldest_first && f->to_us > 0 && p.time_us >= f->to_us) {
+        p.time_us = f->to_us;
+        p.rowid = 0;
+    }
+    return p;
+}
+
 int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,
                          const struct gh_store_audit_pos *after, size_t limit,
                          struct gh_store_audit_row *out, size_t *count, bool *more,
@@ -185,7 +207,8 @@ int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter
         start.rowid = g.oldest_first ? 0 : INT64_MAX;
         after = &start;
     }
-    rc = st->ops->audit_query(st, &g, after, limit, out, &c, &m, err);
+    start = clamp_pos(&g, after);
+    rc = st->ops->audit_query(st, &g, &start, limit, out, &c, &m, err);
     if (rc != GH_OK) return rc;
     *count = c;
     *more = m;
