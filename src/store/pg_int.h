@@ -87,6 +87,7 @@ enum gh_pg_stmt {
     GH_PG_AUDIT_ARCHIVES_CHAIN,
     GH_PG_TABLES,
     GH_PG_RLS_CHECK,
+    GH_PG_EXPORT_SNAPSHOT,
     GH_PG_SECRET_PUT,
     GH_PG_SECRET_GET,
     GH_PG_SECRET_DELETE,
@@ -270,6 +271,39 @@ int gh_pg__tenant_row(const PGresult *r, int row, int col, struct gh_store_tenan
 /* Opens one connection to <url> outside the pool (gatehouse postgres init);
  * search_path is the gatehouse schema. */
 int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err);
+
+/* Connection strings for another use (pg_tools.c). */
+struct gh_pg_conninfo_edit {
+    bool drop_user;     /* libpq's defaults name the user (PGUSER, the OS user) */
+    bool keep_password; /* for a connection of this process, never a command line */
+    const char *dbname; /* another database on the same server */
+    const char *host;   /* this one server (its port: <port>, may be NULL) */
+    const char *port;
+};
+
+/* The conninfo ("key='value' ...") of <url> with the changes of <e> (may be
+ * NULL) and, unless e->keep_password, without its password: that goes to
+ * *password (malloc'd, NULL when the URL has none; <password> may be NULL
+ * to drop it). free() both. */
+int gh_pg__conninfo(const char *url, const struct gh_pg_conninfo_edit *e, char **out,
+                    char **password, struct gh_err *err);
+
+/* PostgreSQL's client program <tool> ("pg_dump", "pg_restore") for a server
+ * of <server_version> (PQserverVersion): /usr/lib/postgresql/<major>/bin,
+ * then PATH, then the newest under /usr/lib/postgresql. */
+int gh_pg__tool(const char *tool, int server_version, char *path, size_t size, struct gh_err *err);
+
+/* Runs argv[0] (a path) with <argv>, stdin and stdout on /dev/null, and
+ * PGPASSWORD=<password> in its environment when not NULL; GH_OK when it
+ * exits 0, else GH_ERROR with the start of what it wrote to stderr. */
+int gh_pg__tool_run(char *const argv[], const char *password, struct gh_err *err);
+
+/* In an open transaction: every table's row count (GH_PG_TABLES) and every
+ * audit chain's head (GH_PG_AUDIT_HEADS), to <cb>. */
+int gh_pg__table_counts_tx(struct gh_pg_tx *tx, gh_store_count_cb cb, void *arg,
+                           struct gh_err *err);
+int gh_pg__audit_heads_tx(struct gh_pg_tx *tx, gh_store_audit_row_cb cb, void *arg,
+                          struct gh_err *err);
 
 /* The ops, one file per entity. */
 int gh_pg__migrate(struct gh_store *st, int *applied, int *version, struct gh_err *err);

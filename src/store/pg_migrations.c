@@ -495,43 +495,9 @@ int gh_store_postgres_url_user(const char *url, char *out, size_t size, struct g
 
 int gh_store_postgres_url_anyone(const char *url, char **out, struct gh_err *err)
 {
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &msg);
-    size_t cap = strlen(url) * 2 + 64, o = 0;
-    char *buf;
+    struct gh_pg_conninfo_edit e = {.drop_user = true};
 
-    *out = NULL;
-    if (opts == NULL) {
-        gh_err_set(err, NULL, 0, 0, "postgres: the URL cannot be parsed: %.200s",
-                   msg ? msg : "out of memory");
-        PQfreemem(msg);
-        return GH_ERROR;
-    }
-    for (PQconninfoOption *p = opts; p->keyword != NULL; p++)
-        if (p->val != NULL) cap += strlen(p->keyword) + 2 * strlen(p->val) + 4;
-    buf = malloc(cap);
-    if (buf == NULL) {
-        PQconninfoFree(opts);
-        return gh_err_set(err, NULL, 0, 0, "postgres: out of memory");
-    }
-    /* key='value' pairs, quotes and backslashes escaped (libpq's conninfo
-     * syntax); several hosts stay one comma-separated host=. */
-    for (PQconninfoOption *p = opts; p->keyword != NULL; p++) {
-        if (p->val == NULL || p->val[0] == '\0' || strcmp(p->keyword, "user") == 0 ||
-            strcmp(p->keyword, "password") == 0)
-            continue;
-        o += (size_t)snprintf(buf + o, cap - o, "%s%s='", o ? " " : "", p->keyword);
-        for (const char *c = p->val; *c; c++) {
-            if (*c == '\'' || *c == '\\') buf[o++] = '\\';
-            buf[o++] = *c;
-        }
-        buf[o++] = '\'';
-        buf[o] = '\0';
-    }
-    buf[o] = '\0';
-    PQconninfoFree(opts);
-    *out = buf;
-    return GH_OK;
+    return gh_pg__conninfo(url, &e, out, NULL, err);
 }
 
 /* Rewrites <err> (a failure to read the schema or take its roles) into
