@@ -9,6 +9,7 @@
 
 #include "core/file.h"
 #include "store/store.h"
+#include "store/store_postgres.h"
 
 /* ---- Summary ------------------------------------------------------------------ */
 
@@ -39,15 +40,14 @@ static int add_head(const struct gh_store_audit_row *row, void *arg)
     return GH_OK;
 }
 
-int gh_backup_summarize(const char *db_path, struct gh_backup_summary *out, char *problem,
-                        size_t problem_size, struct gh_err *err)
+int gh_backup_summarize(const struct gh_store_params *params, struct gh_backup_summary *out,
+                        char *problem, size_t problem_size, struct gh_err *err)
 {
-    struct gh_store_params params = {.sqlite_path = db_path, .readers = 1};
     struct gh_store *st = NULL;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    rc = gh_store_open(&params, &st, err);
+    rc = gh_store_open(params, &st, err);
     if (rc == GH_OK && problem != NULL)
         rc = gh_store_integrity_check(st, problem, problem_size, err);
     if (rc == GH_OK) {
@@ -62,6 +62,21 @@ int gh_backup_summarize(const char *db_path, struct gh_backup_summary *out, char
     }
     if (st != NULL) gh_store_close(st);
     if (rc != GH_OK) gh_backup_summary_free(out);
+    return rc;
+}
+
+int gh_backup_take_postgres(struct gh_store *st, const char *path, struct gh_backup_manifest *m,
+                            struct gh_err *err)
+{
+    struct gh_backup_summary *s = &m->sum;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    /* One callback argument for both walks: add_table and add_head each
+     * fill their part of the summary. */
+    rc = gh_store_postgres_backup(st, path, add_table, add_head, s, m->server_version,
+                                  sizeof(m->server_version), err);
+    if (rc != GH_OK) gh_backup_summary_free(s);
     return rc;
 }
 
@@ -94,8 +109,10 @@ int gh_backup_manifest_write(const char *dir, const struct gh_backup_manifest *m
     json_object_set_new(doc, "created_at", json_string(m->created_at));
     json_object_set_new(doc, "gatehouse_version", json_string(m->version));
     json_object_set_new(doc, "engine", json_string(m->engine));
+    if (m->server_version[0] != '\0')
+        json_object_set_new(doc, "server_version", json_string(m->server_version));
     json_object_set_new(doc, "files",
-                        json_pack("[{s:s, s:I, s:s}]", "name", GH_BACKUP_DB, "bytes",
+                        json_pack("[{s:s, s:I, s:s}]", "name", m->file, "bytes",
                                   (json_int_t)m->db_bytes, "sha256", m->db_sha256));
     json_object_set(doc, "tables", tables);
     json_object_set(doc, "audit_heads", heads);
@@ -145,16 +162,27 @@ static int parse(json_t *doc, struct gh_backup_manifest *m, struct gh_err *err)
         !copy_str(json_object_get(doc, "gatehouse_version"), m->version, sizeof(m->version)) ||
         !copy_str(json_object_get(doc, "engine"), m->engine, sizeof(m->engine)))
         return gh_err_set(err, NULL, 0, 0, "manifest: created_at, gatehouse_version or engine");
+    if (strcmp(m->engine, "sqlite") == 0)
+        snprintf(m->file, sizeof(m->file), "%s", GH_BACKUP_DB);
+    else if (strcmp(m->engine, "postgres") == 0)
+        snprintf(m->file, sizeof(m->file), "%s", GH_BACKUP_DUMP);
+    else
+        return gh_err_set(err, NULL, 0, 0, "manifest: engine \"%s\" is not sqlite or postgres",
+                          m->engine);
+    if (json_object_get(doc, "server_version") != NULL &&
+        !copy_str(json_object_get(doc, "server_version"), m->server_version,
+                  sizeof(m->server_version)))
+        return gh_err_set(err, NULL, 0, 0, "manifest: server_version");
     if (!json_is_array(files) || json_array_size(files) != 1 ||
         !json_is_object(f = json_array_get(files, 0)) ||
         !json_is_string(json_object_get(f, "name")) ||
-        strcmp(json_string_value(json_object_get(f, "name")), GH_BACKUP_DB) != 0 ||
+        strcmp(json_string_value(json_object_get(f, "name")), m->file) != 0 ||
         !json_is_integer(json_object_get(f, "bytes")) ||
         json_integer_value(json_object_get(f, "bytes")) < 0 ||
         !copy_str(json_object_get(f, "sha256"), m->db_sha256, sizeof(m->db_sha256)) ||
         !is_hex64(m->db_sha256))
         return gh_err_set(err, NULL, 0, 0, "manifest: files must list %s with bytes and sha256",
-                          GH_BACKUP_DB);
+                          m->file);
     m->db_bytes = (uint64_t)json_integer_value(json_object_get(f, "bytes"));
     if (!json_is_object(tables) || json_object_size(tables) > GH_BACKUP_TABLES)
         return gh_err_set(err, NULL, 0, 0, "manifest: tables");

@@ -38,15 +38,20 @@ static const struct gh_cli_command commands[] = {
      gh_cmd_audit},
     {"backup", "-c FILE --out DIR",
      "an online, consistent backup of the store into the new folder DIR, with a manifest",
-     "DIR gets gatehouse.db (the store as of one commit, taken while the gateway runs)\n"
-     "and manifest.json (time, size, SHA-256, row counts, audit chain heads). The master\n"
-     "key file and the audit archive folder are not included: back them up apart.\n",
+     "DIR gets the store's copy (SQLite: gatehouse.db, as of one commit; PostgreSQL:\n"
+     "gatehouse.dump, pg_dump of the gatehouse schema from one snapshot), taken while the\n"
+     "gateway runs, and manifest.json (time, size, SHA-256, row counts, audit chain\n"
+     "heads). The master key file and the audit archive folder are not included: back\n"
+     "them up apart.\n",
      gh_cmd_backup},
-    {"restore-drill", "-c FILE --from DIR",
-     "restore the backup in DIR into a temporary folder and check it (exit 0 pass, 1 fail)",
-     "Checks the file against the manifest (size, SHA-256), restores it, runs the\n"
-     "engine's integrity check, compares row counts and audit chain heads with the\n"
-     "manifest and verifies the audit chains and checkpoints. One PASS/FAIL line each.\n",
+    {"restore-drill", "-c FILE --from DIR [--admin-url URL]",
+     "restore the backup in DIR into a temporary place and check it (exit 0 pass, 1 fail)",
+     "Checks the file against the manifest (size, SHA-256), restores it (SQLite: into a\n"
+     "temporary folder; PostgreSQL: into a scratch database gatehouse_drill_* of the\n"
+     "config's server, created over --admin-url, by default the config's server as\n"
+     "whoever runs the command, and always dropped), runs the engine's integrity check,\n"
+     "compares row counts and audit chain heads with the manifest, verifies the audit\n"
+     "chains and checkpoints and opens every sealed secret. One PASS/FAIL line each.\n",
      gh_cmd_restore_drill},
     {"postgres", "init -c FILE [--admin-url URL]",
      "create the PostgreSQL store's roles, schema and row-level security policies, and migrate",

@@ -1,9 +1,11 @@
 /* gatehouse backup -c FILE --out DIR: an online, consistent backup of the
  * store named by the config into the new folder DIR (cli/backup.h).
- * gatehouse restore-drill -c FILE --from DIR: restores the backup in DIR
- * into a temporary folder and checks it; prints one PASS/FAIL line per
- * check and a verdict. Exit codes: 0 done / drill passed; 1 the drill
- * failed; 2 usage, config or I/O errors (the backup was not taken). */
+ * gatehouse restore-drill -c FILE --from DIR [--admin-url URL]: restores
+ * the backup in DIR into a temporary folder (SQLite) or a scratch database
+ * of the config's PostgreSQL server, created and dropped over the admin
+ * connection, and checks it; prints one PASS/FAIL line per check and a
+ * verdict. Exit codes: 0 done / drill passed; 1 the drill failed; 2 usage,
+ * config or I/O errors (the backup was not taken). */
 #include <dirent.h>
 #include <openssl/crypto.h>
 #include <errno.h>
@@ -26,12 +28,16 @@
 #include "core/file.h"
 #include "secrets/secrets.h"
 #include "store/store.h"
+#include "store/store_postgres.h"
 
 struct args {
-    const char *config, *dir;
+    const char *config, *dir, *admin_url;
 };
 
-static int parse_args(const char *cmd, const char *dir_flag, int argc, char **argv, struct args *a)
+/* --admin-url only for restore-drill (<admin> set): a backup runs as the
+ * gateway's own login role. */
+static int parse_args(const char *cmd, const char *dir_flag, bool admin, int argc, char **argv,
+                      struct args *a)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -42,6 +48,8 @@ static int parse_args(const char *cmd, const char *dir_flag, int argc, char **ar
             a->config = argv[++i];
         else if (strcmp(argv[i], dir_flag) == 0 && i + 1 < argc)
             a->dir = argv[++i];
+        else if (admin && strcmp(argv[i], "--admin-url") == 0 && i + 1 < argc)
+            a->admin_url = argv[++i];
         else {
             fprintf(stderr, "gatehouse %s: unexpected argument \"%s\"\n", cmd, argv[i]);
             return 2;
@@ -94,6 +102,22 @@ static void utc_now(char *out, size_t size)
     strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* SQLite: the online copy, then everything in the manifest read from the
+ * copy, so it describes exactly what a restore would get. */
+static int take_sqlite(struct gh_store *st, const char *db, struct gh_backup_manifest *m,
+                       struct gh_err *err)
+{
+    struct gh_store_params copy = {.sqlite_path = db, .readers = 1};
+    char wal[PATH_MAX + 8];
+    int rc = gh_store_backup(st, db, err);
+
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    if (rc == GH_OK) rc = gh_backup_summarize(&copy, &m->sum, NULL, 0, err);
+    if (rc == GH_OK && access(wal, F_OK) == 0)
+        rc = gh_err_set(err, NULL, 0, 0, "%s: the copy kept a WAL file", db);
+    return rc;
+}
+
 int gh_cmd_backup(int argc, char **argv)
 {
     struct args a = {0};
@@ -102,31 +126,30 @@ int gh_cmd_backup(int argc, char **argv)
     struct gh_store_params params = {0};
     struct gh_backup_manifest m;
     struct gh_err err = {0};
-    char db[PATH_MAX], wal[PATH_MAX + 8];
-    int rc = parse_args("backup", "--out", argc, argv, &a);
+    char db[PATH_MAX];
+    bool pg;
+    int rc = parse_args("backup", "--out", false, argc, argv, &a);
 
     if (rc >= 0) return rc;
     cfg = load_config("backup", a.config);
     if (cfg == NULL) return 2;
     memset(&m, 0, sizeof(m));
-    snprintf(db, sizeof(db), "%s/%s", a.dir, GH_BACKUP_DB);
-    snprintf(wal, sizeof(wal), "%s-wal", db);
+    pg = cfg->store.postgres != NULL;
+    snprintf(m.engine, sizeof(m.engine), "%s", pg ? "postgres" : "sqlite");
+    snprintf(m.file, sizeof(m.file), "%s", pg ? GH_BACKUP_DUMP : GH_BACKUP_DB);
+    snprintf(db, sizeof(db), "%s/%s", a.dir, m.file);
     params = gh_runtime_store_params(cfg);
+    params.pool = 1;
     rc = prepare_out(a.dir, &err);
     if (rc == GH_OK) rc = gh_store_open(&params, &st, &err);
-    if (rc == GH_OK) rc = gh_store_backup(st, db, &err);
+    if (rc == GH_OK)
+        rc = pg ? gh_backup_take_postgres(st, db, &m, &err) : take_sqlite(st, db, &m, &err);
     if (st != NULL) gh_store_close(st);
-    /* Everything in the manifest is read from the copy, so it describes
-     * exactly what a restore would get. */
-    if (rc == GH_OK) rc = gh_backup_summarize(db, &m.sum, NULL, 0, &err);
-    if (rc == GH_OK && access(wal, F_OK) == 0)
-        rc = gh_err_set(&err, NULL, 0, 0, "%s: the copy kept a WAL file", db);
     if (rc == GH_OK) rc = gh_file_fsync("backup", db, &err);
     if (rc == GH_OK) rc = gh_file_sha256("backup", db, m.db_sha256, &m.db_bytes, &err);
     if (rc == GH_OK) {
         utc_now(m.created_at, sizeof(m.created_at));
         snprintf(m.version, sizeof(m.version), "%s", GH_VERSION);
-        snprintf(m.engine, sizeof(m.engine), "sqlite");
         rc = gh_backup_manifest_write(a.dir, &m, &err);
     }
     if (rc == GH_OK) {
@@ -135,7 +158,7 @@ int gh_cmd_backup(int argc, char **argv)
             if (strcmp(m.sum.tables[i].name, "audit_events") == 0) events = m.sum.tables[i].rows;
         printf("backup %s: %s, %" PRIu64 " bytes, sha256 %s; %zu tables, %" PRIu64
                " audit events in %zu chains\n",
-               a.dir, GH_BACKUP_DB, m.db_bytes, m.db_sha256, m.sum.ntables, events, m.sum.nheads);
+               a.dir, m.file, m.db_bytes, m.db_sha256, m.sum.ntables, events, m.sum.nheads);
     } else {
         fprintf(stderr, "gatehouse backup: %s\n", err.msg);
     }
@@ -194,14 +217,13 @@ static void audit_report(const struct gh_audit_chain_report *r, void *arg)
 }
 
 /* The restored copy's audit log, as `gatehouse audit verify` checks it. */
-static void verify_audit(struct drill *d, const char *db)
+static void verify_audit(struct drill *d, const struct gh_store_params *params)
 {
-    struct gh_store_params params = {.sqlite_path = db, .readers = 1};
     struct gh_audit_verify_start *starts = NULL;
     size_t nstarts = 0, bad = 0;
     struct gh_store *st = NULL;
     struct gh_err err = {0};
-    int rc = gh_store_open(&params, &st, &err);
+    int rc = gh_store_open(params, &st, &err);
 
     if (rc == GH_OK) rc = gh_audit_archive_heads(st, NULL, &starts, &nstarts, &err);
     if (rc == GH_OK)
@@ -241,16 +263,16 @@ static int add_name(const struct gh_store_secret *sec, void *arg)
 /* Every sealed secret of the restored copy opens with the master key the
  * config names: a backup is only as good as the key that opens it, and
  * the key is backed up apart (docs/operations.md). Values are wiped. */
-static void open_secrets(struct drill *d, const struct gh_config *cfg, const char *db)
+static void open_secrets(struct drill *d, const struct gh_config *cfg,
+                         const struct gh_store_params *params)
 {
-    struct gh_store_params params = {.sqlite_path = db, .readers = 1};
     struct names l = {0};
     struct gh_store *st = NULL;
     struct gh_secrets *sec = NULL;
     struct gh_err err = {0};
     uint8_t value[GH_SECRET_VALUE_MAX];
     size_t bad = 0, len;
-    int rc = gh_store_open(&params, &st, &err);
+    int rc = gh_store_open(params, &st, &err);
 
     if (rc == GH_OK) rc = gh_store_secrets_walk(st, NULL, add_name, &l, &err);
     if (rc != GH_OK) {
@@ -345,18 +367,109 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
+/* The checks of a restored copy, the same for every engine: all through
+ * the store interface on <params>. */
+static void check_copy(struct drill *d, const struct gh_config *cfg,
+                       const struct gh_store_params *params, const struct gh_backup_manifest *m,
+                       const char *restored)
+{
+    struct gh_backup_summary got = {0};
+    struct gh_err err = {0};
+    char problem[256];
+    int rc = gh_backup_summarize(params, &got, problem, sizeof(problem), &err);
+
+    check(d, rc == GH_OK, "restore", "%s", rc == GH_OK ? restored : err.msg);
+    if (rc == GH_OK) {
+        check(d, problem[0] == '\0', "integrity", "%s",
+              problem[0] ? problem : "the engine's integrity check is clean");
+        compare_counts(d, &m->sum, &got);
+        verify_audit(d, params);
+        open_secrets(d, cfg, params);
+    }
+    gh_backup_summary_free(&got);
+}
+
+static void drill_sqlite(struct drill *d, const struct gh_config *cfg,
+                         const struct gh_backup_manifest *m, const char *src)
+{
+    struct gh_store_params params = {.readers = 1};
+    struct gh_err err = {0};
+    char tmp[PATH_MAX], db[PATH_MAX + 16];
+    const char *tmpdir = getenv("TMPDIR");
+
+    snprintf(tmp, sizeof(tmp), "%s/gatehouse-drill-XXXXXX", tmpdir && tmpdir[0] ? tmpdir : "/tmp");
+    if (mkdtemp(tmp) == NULL) {
+        check(d, false, "restore", "mkdtemp %s: %s", tmp, strerror(errno));
+        return;
+    }
+    snprintf(db, sizeof(db), "%s/%s", tmp, GH_BACKUP_DB);
+    params.sqlite_path = db;
+    if (copy_file(src, db, &err) != GH_OK)
+        check(d, false, "restore", "%s", err.msg);
+    else
+        check_copy(d, cfg, &params, m, "copied to a temporary folder, opened");
+    remove_tree(tmp);
+}
+
+/* A scratch database of the config's server, restored with pg_restore and
+ * checked through the store as the config's login role; dropped whatever
+ * happened, and a failed drop is a failed drill (the copy holds everything
+ * the store does). */
+static void drill_postgres(struct drill *d, const struct gh_config *cfg,
+                           const struct gh_backup_manifest *m, const char *src,
+                           const char *admin_url)
+{
+    struct gh_store_postgres_drill *pd = NULL;
+    struct gh_store_params params = {.pool = 1};
+    struct gh_err err = {0};
+    char *anyone = NULL, restored[160];
+    int rc;
+
+    if (cfg->store.postgres == NULL) {
+        check(d, false, "restore",
+              "the backup is of a PostgreSQL store: the config must name one (store.postgres)");
+        return;
+    }
+    /* As `gatehouse postgres init`: without --admin-url, the config's
+     * server and database as whoever runs the command. */
+    rc = admin_url ? GH_OK : gh_store_postgres_url_anyone(cfg->store.postgres, &anyone, &err);
+    if (rc == GH_OK)
+        rc = gh_store_postgres_drill_restore(admin_url ? admin_url : anyone, cfg->store.postgres,
+                                             src, &pd, &err);
+    if (rc != GH_OK) {
+        check(d, false, "restore", "%s", err.msg);
+    } else {
+        params.postgres_url = gh_store_postgres_drill_url(pd);
+        snprintf(restored, sizeof(restored), "restored into database %s (server %s), opened",
+                 gh_store_postgres_drill_name(pd), m->server_version[0] ? m->server_version : "?");
+        check_copy(d, cfg, &params, m, restored);
+    }
+    if (pd != NULL) {
+        char name[64];
+        bool created = gh_store_postgres_drill_created(pd);
+        snprintf(name, sizeof(name), "%s", gh_store_postgres_drill_name(pd));
+        err = (struct gh_err){0};
+        if (gh_store_postgres_drill_drop(pd, &err) == GH_OK) {
+            if (created) check(d, true, "cleanup", "database %s dropped", name);
+        } else
+            check(d, false, "cleanup",
+                  "database %s could NOT be dropped: %s (it holds a copy of the store: "
+                  "DROP DATABASE %s)",
+                  name, err.msg, name);
+    }
+    free(anyone);
+}
+
 int gh_cmd_restore_drill(int argc, char **argv)
 {
     struct args a = {0};
     struct gh_config *cfg;
     struct gh_backup_manifest m;
-    struct gh_backup_summary got = {0};
     struct drill d = {0};
     struct gh_err err = {0};
-    char src[PATH_MAX], tmp[PATH_MAX], db[PATH_MAX + 16], sha[65], problem[256];
-    const char *tmpdir = getenv("TMPDIR");
+    char src[PATH_MAX], sha[65];
     uint64_t bytes = 0;
-    int rc = parse_args("restore-drill", "--from", argc, argv, &a);
+    int rc = parse_args("restore-drill", "--from", true, argc, argv, &a);
 
     if (rc >= 0) return rc;
     /* The config names the gatehouse the backup is for; loading it checks
@@ -369,37 +482,21 @@ int gh_cmd_restore_drill(int argc, char **argv)
         check(&d, false, "manifest", "%s", gh_err_format(&err, msg, sizeof(msg)));
         goto verdict;
     }
-    check(&d, true, "manifest", "%s, taken %s by gatehouse %s", GH_BACKUP_FORMAT, m.created_at,
-          m.version);
-    snprintf(src, sizeof(src), "%s/%s", a.dir, GH_BACKUP_DB);
+    check(&d, true, "manifest", "%s, %s, taken %s by gatehouse %s", GH_BACKUP_FORMAT, m.engine,
+          m.created_at, m.version);
+    snprintf(src, sizeof(src), "%s/%s", a.dir, m.file);
     if (gh_file_sha256("restore-drill", src, sha, &bytes, &err) != GH_OK) {
         check(&d, false, "file", "%s", err.msg);
         goto verdict;
     }
     check(&d, bytes == m.db_bytes && strcmp(sha, m.db_sha256) == 0, "file",
-          "%s: %" PRIu64 " bytes, sha256 %s (manifest: %" PRIu64 " bytes, %s)", GH_BACKUP_DB, bytes,
-          sha, m.db_bytes, m.db_sha256);
+          "%s: %" PRIu64 " bytes, sha256 %s (manifest: %" PRIu64 " bytes, %s)", m.file, bytes, sha,
+          m.db_bytes, m.db_sha256);
     if (d.failed) goto verdict;
-
-    snprintf(tmp, sizeof(tmp), "%s/gatehouse-drill-XXXXXX", tmpdir && tmpdir[0] ? tmpdir : "/tmp");
-    if (mkdtemp(tmp) == NULL) {
-        check(&d, false, "restore", "mkdtemp %s: %s", tmp, strerror(errno));
-        goto verdict;
-    }
-    snprintf(db, sizeof(db), "%s/%s", tmp, GH_BACKUP_DB);
-    rc = copy_file(src, db, &err);
-    if (rc == GH_OK) rc = gh_backup_summarize(db, &got, problem, sizeof(problem), &err);
-    check(&d, rc == GH_OK, "restore", "%s",
-          rc == GH_OK ? "copied to a temporary folder, opened" : err.msg);
-    if (rc == GH_OK) {
-        check(&d, problem[0] == '\0', "integrity", "%s",
-              problem[0] ? problem : "the engine's integrity check is clean");
-        compare_counts(&d, &m.sum, &got);
-        verify_audit(&d, db);
-        open_secrets(&d, cfg, db);
-    }
-    gh_backup_summary_free(&got);
-    remove_tree(tmp);
+    if (strcmp(m.engine, "postgres") == 0)
+        drill_postgres(&d, cfg, &m, src, a.admin_url);
+    else
+        drill_sqlite(&d, cfg, &m, src);
 verdict:
     printf("restore drill: %s\n", d.failed == 0 ? "PASS" : "FAIL");
     gh_backup_summary_free(&m.sum);

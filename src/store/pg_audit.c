@@ -232,6 +232,18 @@ int gh_pg__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
     return walk(st, GH_PG_AUDIT_HEADS, NULL, NULL, cb, arg, err);
 }
 
+int gh_pg__audit_heads_tx(struct gh_pg_tx *tx, gh_store_audit_row_cb cb, void *arg,
+                          struct gh_err *err)
+{
+    struct row_walk w = {cb, arg, calloc(1, sizeof(struct gh_store_audit_row))};
+    int rc;
+
+    if (w.row == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    rc = gh_pg__stream(tx, GH_PG_AUDIT_HEADS, NULL, walk_row, &w, err);
+    free(w.row);
+    return rc;
+}
+
 int gh_pg__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {

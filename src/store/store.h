@@ -699,7 +699,11 @@ struct gh_store_ops {
     /* ---- backups ---- */
     /* [operator] Writes a copy of the whole store as of one commit into the
      * new file <path> (created 0600; an existing file is an error), while
-     * writers go on. The copy is a database this implementation can open. */
+     * writers go on. SQLite: a database this implementation can open;
+     * PostgreSQL: a pg_dump archive (custom format) of the gatehouse schema,
+     * which store_postgres.h restores into a scratch database (its
+     * gh_store_postgres_backup also reports the counts and chain heads of
+     * the dump's snapshot). */
     int (*backup)(struct gh_store *st, const char *path, struct gh_err *err);
     /* [operator] Calls <cb> with every table's name and row count, by name,
      * from one snapshot; tables are listed from the engine's catalogue. */

@@ -197,6 +197,9 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                      "'')))[1]::text::bigint FROM pg_class c JOIN pg_namespace s "
                      "ON s.oid = c.relnamespace WHERE s.nspname = 'gatehouse' "
                      "AND c.relkind = 'r' ORDER BY c.relname COLLATE \"C\"",
+    /* The snapshot of a REPEATABLE READ transaction, for pg_dump --snapshot
+     * (pg_backup.c): the dump sees exactly what the transaction sees. */
+    [GH_PG_EXPORT_SNAPSHOT] = "SELECT pg_export_snapshot()",
     /* A tenant-owned table (one with a tenant_id column, and tenants) whose
      * row-level security is off or not forced, or has no policy. */
     [GH_PG_RLS_CHECK] = "SELECT c.relname FROM pg_class c JOIN pg_namespace s "
