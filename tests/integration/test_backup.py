@@ -1,20 +1,27 @@
 """`gatehouse backup` and `gatehouse restore-drill` (issue 8, backups and
-restore drills, on the SQLite store): a backup taken while a load with audit
-events runs passes its drill; the manifest matches the copy (checked here
-with Python's sqlite3 and hashlib, independently of the C code); one byte
-changed anywhere in the copy, a changed manifest, a consistently changed
-copy (a deleted audit event, hash updated) and a missing file each fail the
-drill, naming the check."""
+restore drills), on either store engine (GH_TEST_STORE): a backup taken
+while a load with audit events runs passes its drill; the manifest matches
+the copy (checked here with Python's sqlite3, or pg_restore and SQL, and
+hashlib, independently of the C code); one byte changed anywhere in the
+copy, a changed manifest, a consistently changed copy (a deleted audit
+event, hash updated) and a missing file each fail the drill, naming the
+check. test_backup_postgres.py has the PostgreSQL-only cases."""
 import hashlib
 import http.client
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import threading
 
+import store_db
 from conftest import gatehouse_bin
 from identity_helpers import Admin, bootstrap, identity_config
+
+PG = store_db.is_postgres()
+# The store's copy in a backup folder.
+COPY = "gatehouse.dump" if PG else "gatehouse.db"
 
 ROUTES = (
     "  - path: /strict\n    upstream: app\n    audit: { mode: strict }\n"
@@ -23,9 +30,9 @@ ROUTES = (
 )
 
 
-def run(g, *args):
+def run(g, *args, env=None):
     p = subprocess.run([gatehouse_bin(), *args, "-c", g.config_path], capture_output=True,
-                       timeout=120, cwd=str(g.tmp))
+                       timeout=120, cwd=str(g.tmp), env=env)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
@@ -33,8 +40,24 @@ def backup(g, out):
     return run(g, "backup", "--out", out)
 
 
+def drill_env():
+    """PostgreSQL: the drill's scratch database is created as whoever runs
+    it (libpq's defaults): the server's superuser here, as a systemd
+    drop-in's Environment=PGUSER= would name a role (docs/postgres.md)."""
+    if not PG:
+        return None
+    import pg_helpers
+    return {**os.environ, "PGUSER": pg_helpers.SUPERUSER}
+
+
 def drill(g, src):
-    return run(g, "restore-drill", "--from", src)
+    rc, so, se = run(g, "restore-drill", "--from", src, env=drill_env())
+    if PG:
+        import pg_helpers
+        left = pg_helpers.shared_server().psql(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'gatehouse_drill_%'")
+        assert left == [], (left, so)
+    return rc, so, se
 
 
 def load(port, stop, answered):
@@ -67,10 +90,13 @@ def start(gatehouse):
 
 
 def python_summary(db):
-    """Row counts per table and audit heads, read with Python's sqlite3."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    """Row counts per table and audit heads, read with Python's sqlite3, or
+    for PostgreSQL over SQL on the database that stands for <db>."""
+    con = store_db.connect(db) if PG else sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         names = [r[0] for r in con.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'gatehouse' AND c.relkind = 'r'" if PG else
             "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
         counts = {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
         heads = {c: (s, h) for c, s, h in con.execute(
@@ -79,6 +105,24 @@ def python_summary(db):
     finally:
         con.close()
     return counts, heads
+
+
+def pg_restored(dump):
+    """PostgreSQL: the dump restored with pg_restore into a database of its
+    own (dropped at the session's end with the server); its store_db key."""
+    import pg_helpers
+    key = dump + ".restored"
+    url, admin_url, fresh = pg_helpers.database_for(key)
+    assert fresh
+    p = subprocess.run(["/usr/lib/postgresql/15/bin/pg_restore", "--exit-on-error",
+                        "--dbname", admin_url, dump], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return key
+
+
+def copy_summary(path):
+    """What the backup's copy at <path> holds, read independently."""
+    return python_summary(pg_restored(path) if PG else path)
 
 
 def test_backup_under_load_passes_its_drill_and_matches_its_manifest(gatehouse, tmp_path):
@@ -98,20 +142,20 @@ def test_backup_under_load_passes_its_drill_and_matches_its_manifest(gatehouse, 
         stop.set()
         for t in threads:
             t.join()
-    assert sorted(os.listdir(out)) == ["gatehouse.db", "manifest.json"]
+    assert sorted(os.listdir(out)) == [COPY, "manifest.json"]
     assert os.stat(out).st_mode & 0o077 == 0
-    assert os.stat(os.path.join(out, "gatehouse.db")).st_mode & 0o077 == 0
+    assert os.stat(os.path.join(out, COPY)).st_mode & 0o077 == 0
 
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
-    db = os.path.join(out, "gatehouse.db")
+    db = os.path.join(out, COPY)
     with open(db, "rb") as f:
         data = f.read()
     assert m["format"] == "gatehouse-backup/1"
-    assert m["engine"] == "sqlite"
-    assert m["files"] == [{"name": "gatehouse.db", "bytes": len(data),
+    assert m["engine"] == ("postgres" if PG else "sqlite")
+    assert m["files"] == [{"name": COPY, "bytes": len(data),
                            "sha256": hashlib.sha256(data).hexdigest()}]
-    counts, heads = python_summary(db)
+    counts, heads = copy_summary(db)
     assert m["tables"] == counts
     assert {h["chain"]: (h["seq"], h["hash"]) for h in m["audit_heads"]} == heads
     # The copy was taken mid-load: it has events, and a prefix of each chain.
@@ -134,7 +178,7 @@ def test_backup_under_load_passes_its_drill_and_matches_its_manifest(gatehouse, 
 
 def corrupt_copy(src, dst, edit):
     os.makedirs(dst)
-    for name in ("gatehouse.db", "manifest.json"):
+    for name in (COPY, "manifest.json"):
         with open(os.path.join(src, name), "rb") as f:
             data = f.read()
         with open(os.path.join(dst, name), "wb") as f:
@@ -150,11 +194,11 @@ def test_drill_fails_on_any_change(gatehouse, tmp_path):
     rc, _, se = backup(g, good)
     assert rc == 0, se
     g.stop()
-    size = os.path.getsize(os.path.join(good, "gatehouse.db"))
+    size = os.path.getsize(os.path.join(good, COPY))
 
     def flip(offset):
         def edit(d):
-            p = os.path.join(d, "gatehouse.db")
+            p = os.path.join(d, COPY)
             with open(p, "r+b") as f:
                 f.seek(offset)
                 b = f.read(1)
@@ -172,33 +216,45 @@ def test_drill_fails_on_any_change(gatehouse, tmp_path):
                 json.dump(m, f)
         return edit
 
+    def change_copy(d, sql):
+        """Runs <sql> on the copy and updates the manifest's file hash: a
+        consistently changed copy. PostgreSQL: restored, changed, dumped
+        again in the same format."""
+        p = os.path.join(d, COPY)
+        if PG:
+            key = pg_restored(p)
+            con = store_db.connect(key)
+            n = con.execute(sql).rowcount
+            con.close()
+            import pg_helpers
+            _, admin_url, _ = pg_helpers.database_for(key)
+            os.unlink(p)
+            r = subprocess.run(["/usr/lib/postgresql/15/bin/pg_dump", "--format=custom",
+                                "--schema=gatehouse", "--file", p, admin_url],
+                               capture_output=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        else:
+            con = sqlite3.connect(p)
+            n = con.execute(sql).rowcount
+            con.commit()
+            con.close()
+        with open(p, "rb") as f:
+            data = f.read()
+        manifest(lambda m: m["files"][0].update(
+            bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))(d)
+        return n
+
     def delete_event_and_rehash(d):
         # A consistent copy that lost an event: the file hash is updated,
         # so only the counts, the heads and the chain can tell.
-        p = os.path.join(d, "gatehouse.db")
-        con = sqlite3.connect(p)
-        con.execute("DELETE FROM audit_events WHERE rowid = "
-                    "(SELECT max(rowid) FROM audit_events)")
-        con.commit()
-        con.close()
-        with open(p, "rb") as f:
-            data = f.read()
-        manifest(lambda m: m["files"][0].update(
-            bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))(d)
+        change_copy(d, "DELETE FROM audit_events WHERE rowid = "
+                       "(SELECT max(rowid) FROM audit_events)")
 
     def forge_event_and_rehash(d):
-        p = os.path.join(d, "gatehouse.db")
-        con = sqlite3.connect(p)
         # One event's path changes; its stored hash no longer matches.
-        n = con.execute("UPDATE audit_events SET body = replace(body, '/strict/1', '/strict/7') "
-                        "WHERE body LIKE '%/strict/1\"%'").rowcount
+        n = change_copy(d, "UPDATE audit_events SET body = replace(body, '/strict/1', "
+                           "'/strict/7') WHERE body LIKE '%/strict/1\"%'")
         assert n == 1
-        con.commit()
-        con.close()
-        with open(p, "rb") as f:
-            data = f.read()
-        manifest(lambda m: m["files"][0].update(
-            bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))(d)
 
     cases = {
         "first_page": (flip(100), "FAIL file"),
@@ -211,7 +267,7 @@ def test_drill_fails_on_any_change(gatehouse, tmp_path):
         "manifest_format": (manifest(lambda m: m.update(format="other/9")), "FAIL manifest"),
         "deleted_event": (delete_event_and_rehash, "FAIL counts"),
         "forged_event": (forge_event_and_rehash, "FAIL audit"),
-        "missing_db": (lambda d: os.unlink(os.path.join(d, "gatehouse.db")), "FAIL file"),
+        "missing_db": (lambda d: os.unlink(os.path.join(d, COPY)), "FAIL file"),
         "missing_manifest": (lambda d: os.unlink(os.path.join(d, "manifest.json")),
                              "FAIL manifest"),
     }
@@ -229,13 +285,16 @@ def test_drill_fails_on_any_change(gatehouse, tmp_path):
     other = g.config_path + ".other.yaml"
     with open(g.config_path) as f:
         text = f.read()
+    key_line = "  master_key_file: %s\n" % (tmp_path / "other.master")
+    # (With PostgreSQL the config names its master key file already.)
+    text, n = re.subn(r"^  master_key_file: [^\n]*\n", key_line, text, flags=re.M)
     with open(other, "w") as f:
-        f.write(text + "secrets:\n  master_key_file: %s\n" % (tmp_path / "other.master"))
+        f.write(text if n else text + "secrets:\n" + key_line)
     p = subprocess.run([gatehouse_bin(), "secrets", "init", "-c", other], capture_output=True,
                        timeout=60, cwd=str(g.tmp))
     assert p.returncode == 0, p.stderr
     p = subprocess.run([gatehouse_bin(), "restore-drill", "--from", good, "-c", other],
-                       capture_output=True, timeout=120, cwd=str(g.tmp))
+                       capture_output=True, timeout=120, cwd=str(g.tmp), env=drill_env())
     so = p.stdout.decode()
     assert p.returncode == 1 and "FAIL secrets " in so and "does not open" in so, so
     assert "restore drill: FAIL" in so
@@ -288,7 +347,7 @@ def test_systemd_units_verify_and_their_commands_work(gatehouse, tmp_path):
     assert p.returncode == 0, p.stderr
     assert len(os.listdir(backups)) == 1
     p = subprocess.run(["/bin/sh", "-c", command("gatehouse-restore-drill.service")],
-                       capture_output=True, timeout=120, cwd=str(g.tmp))
+                       capture_output=True, timeout=120, cwd=str(g.tmp), env=drill_env())
     assert p.returncode == 0, p.stdout + p.stderr
     assert b"restore drill: PASS" in p.stdout
     g.stop()
