@@ -422,7 +422,7 @@ static void drill_postgres(struct drill *d, const struct gh_config *cfg,
     struct gh_store_postgres_drill *pd = NULL;
     struct gh_store_params params = {.pool = 1};
     struct gh_err err = {0};
-    char *anyone = NULL, restored[160];
+    char *anyone = NULL, restored[256];
     int rc;
 
     if (cfg->store.postgres == NULL) {
@@ -440,8 +440,10 @@ static void drill_postgres(struct drill *d, const struct gh_config *cfg,
         check(d, false, "restore", "%s", err.msg);
     } else {
         params.postgres_url = gh_store_postgres_drill_url(pd);
-        snprintf(restored, sizeof(restored), "restored into database %s (server %s), opened",
-                 gh_store_postgres_drill_name(pd), m->server_version[0] ? m->server_version : "?");
+        snprintf(restored, sizeof(restored),
+                 "restored into database %s, opened (the backup is of PostgreSQL %s)",
+                 gh_store_postgres_drill_name(pd),
+                 m->server_version[0] ? m->server_version : "(version not recorded)");
         check_copy(d, cfg, &params, m, restored);
     }
     if (pd != NULL) {

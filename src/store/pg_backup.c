@@ -43,8 +43,11 @@ int gh_store_postgres_backup(struct gh_store *st, const char *path, gh_store_cou
     rc = gh_pg__begin(s, GH_PG_OPERATOR, NULL, true, &tx, err);
     if (rc != GH_OK) return rc;
     /* The snapshot first: everything after it, in this transaction and in
-     * pg_dump, sees the store as of one instant while writers go on. */
-    rc = gh_pg__run(&tx, GH_PG_EXPORT_SNAPSHOT, NULL, &r, err);
+     * pg_dump, sees the store as of one instant while writers go on. The
+     * transaction sits idle while pg_dump runs: a server's
+     * idle_in_transaction_session_timeout must not end it meanwhile. */
+    rc = gh_pg__run(&tx, GH_PG_NO_IDLE_TIMEOUT, NULL, NULL, err);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_EXPORT_SNAPSHOT, NULL, &r, err);
     if (rc == GH_OK && gh_pg__text(r, 0, 0, snap, sizeof(snap), err) != GH_OK) rc = GH_ERROR;
     PQclear(r);
     if (rc == GH_OK && count_cb != NULL) {
@@ -77,11 +80,14 @@ int gh_store_postgres_backup(struct gh_store *st, const char *path, gh_store_cou
             rc = gh_err_set(err, NULL, 0, 0, "backup: out of memory");
     }
     if (rc == GH_OK) {
+        /* A lock the dump cannot get within a minute (a migration holds
+         * a table) fails the backup rather than hanging it. */
         char *argv[] = {tool,
                         "--format=custom",
                         "--schema=gatehouse",
                         "--role=" DUMP_ROLE,
                         "--no-password",
+                        "--lock-wait-timeout=60000",
                         snapshot_arg,
                         file_arg,
                         dbname_arg,
@@ -119,22 +125,35 @@ struct gh_store_postgres_drill {
     char *url; /* the store's URL, on the drill database */
 };
 
-/* DROP DATABASE, forcing out any session left on it (PostgreSQL 13+). */
-static int drop(PGconn *db, const char *name, int version, struct gh_err *err)
+/* One DROP DATABASE; <force> adds WITH (FORCE). */
+static int drop_once(PGconn *db, const char *name, bool force, struct gh_err *err)
 {
     char sql[160];
     PGresult *r;
     int rc = GH_OK;
 
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\"%s", name,
-             version >= 130000 ? " WITH (FORCE)" : "");
+             force ? " WITH (FORCE)" : "");
     r = PQexec(db, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         rc = gh_err_set(err, NULL, 0, 0, "drop database %s: %.300s", name,
-                        r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) ?: PQerrorMessage(db)
-                          : PQerrorMessage(db));
+                        msg ? msg : PQerrorMessage(db));
+    }
     PQclear(r);
     return rc;
+}
+
+/* The checks' sessions were closed, but a backend exits a moment after
+ * its client said goodbye: a plain DROP waits (up to 5 s) for such
+ * sessions to end, which needs no privilege over them; only then are any
+ * still there forced out (PostgreSQL 13+; that needs the right to
+ * terminate them). */
+static int drop(PGconn *db, const char *name, int version, struct gh_err *err)
+{
+    if (drop_once(db, name, false, err) == GH_OK) return GH_OK;
+    if (version < 130000) return GH_ERROR;
+    return drop_once(db, name, true, err);
 }
 
 int gh_store_postgres_drill_restore(const char *admin_url, const char *store_url, const char *dump,
@@ -176,13 +195,15 @@ int gh_store_postgres_drill_restore(const char *admin_url, const char *store_url
     }
     PQclear(r);
     d->created = true;
-    /* pg_restore and the checks go where the database was just created. */
-    e.host = PQhost(d->admin);
-    e.port = PQport(d->admin);
+    /* The checks connect as the gateway does, by the store's URL (its
+     * hosts, its way of authenticating), to the new database; pg_restore
+     * goes to the very server the database was created on. */
     e.dbname = d->name;
     e.keep_password = true;
     rc = gh_pg__conninfo(store_url, &e, &d->url, NULL, err);
     e.keep_password = false;
+    e.host = PQhost(d->admin);
+    e.port = PQport(d->admin);
     if (rc == GH_OK) rc = gh_pg__conninfo(admin_url, &e, &ci, &pw, err);
     if (rc == GH_OK) rc = gh_pg__tool("pg_restore", d->server_version, tool, sizeof(tool), err);
     if (rc == GH_OK && (dbname_arg = malloc(strlen(ci) + 16)) == NULL)

@@ -200,6 +200,8 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     /* The snapshot of a REPEATABLE READ transaction, for pg_dump --snapshot
      * (pg_backup.c): the dump sees exactly what the transaction sees. */
     [GH_PG_EXPORT_SNAPSHOT] = "SELECT pg_export_snapshot()",
+    [GH_PG_NO_IDLE_TIMEOUT] = "SELECT set_config('idle_in_transaction_session_timeout', '0', "
+                              "true)",
     /* A tenant-owned table (one with a tenant_id column, and tenants) whose
      * row-level security is off or not forced, or has no policy. */
     [GH_PG_RLS_CHECK] = "SELECT c.relname FROM pg_class c JOIN pg_namespace s "

@@ -232,3 +232,74 @@ def test_drill_fails_on_an_audit_row_changed_before_the_backup(pg_server, pg_gat
     assert "FAIL audit " in so and "PASS counts " in so and "PASS audit heads " in so, so
     assert "PASS cleanup " in so
     g.start()
+
+
+def test_a_password_in_the_url_reaches_pg_dump_but_no_command_line(pg_server, gatehouse,
+                                                                   tmp_path):
+    """The login role needs its password here (scram-sha-256 for it alone);
+    it is in the config's URL only: no PGPASSWORD, no password file. The
+    backup's pg_dump authenticates (the password reaches it through its
+    environment), the drill's checks too, and no process's command line
+    seen during the backup holds the password."""
+    role, password = "gh_pwlogin", "pw-" + os.urandom(12).hex()
+    hba = os.path.join(pg_server.data, "pg_hba.conf")
+    with open(hba) as f:
+        original = f.read()
+    try:
+        with open(hba, "w") as f:
+            f.write(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + original)
+        pg_server.psql("SELECT pg_reload_conf()")
+        db, _ = pg_server.new_database()
+        url = f"postgresql://{role}:{password}@127.0.0.1:{pg_server.port}/{db}"
+        g = gatehouse(raw=pg_render(url), start=False)
+        postgres_init(g.config_path, pg_server.admin_url(db))
+        pg_server.psql(f"ALTER ROLE {role} PASSWORD '{password}'")
+        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        env["PGPASSFILE"] = "/nonexistent"
+        bootstrap(g)
+        g.start()
+        for i in range(10):
+            g.request("GET", "/strict/%d" % i)
+
+        seen, stop = [], threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                for pid in os.listdir("/proc"):
+                    if not pid.isdigit():
+                        continue
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            cmd = f.read()
+                    except OSError:
+                        continue
+                    if b"pg_dump" in cmd and b"--snapshot" in cmd:
+                        seen.append(cmd)
+
+        w = threading.Thread(target=watch)
+        w.start()
+        out = str(tmp_path / "pw")
+        try:
+            p = subprocess.run([gatehouse_bin(), "backup", "--out", out, "-c", g.config_path],
+                               capture_output=True, timeout=180, cwd=str(g.tmp), env=env)
+        finally:
+            stop.set()
+            w.join()
+        assert p.returncode == 0, p.stderr
+        assert password.encode() not in p.stdout + p.stderr
+        for cmd in seen:
+            assert password.encode() not in cmd, cmd
+            assert b"gh_pwlogin" in cmd  # it is the backup's pg_dump
+        with open(os.path.join(out, "manifest.json"), "rb") as f:
+            assert password.encode() not in f.read()
+        p = subprocess.run([gatehouse_bin(), "restore-drill", "--from", out, "-c", g.config_path,
+                            "--admin-url", pg_server.admin_url("postgres")],
+                           capture_output=True, timeout=180, cwd=str(g.tmp), env=env)
+        so = p.stdout.decode()
+        assert p.returncode == 0 and "restore drill: PASS" in so, so + p.stderr.decode()
+        assert password not in so
+        g.stop()
+    finally:
+        with open(hba, "w") as f:
+            f.write(original)
+        pg_server.psql("SELECT pg_reload_conf()")
