@@ -2,7 +2,7 @@
  * or operator role, the catalogue of SQL statements, error mapping, and the
  * ops table that ties the per-entity files (pg_migrations.c, pg_tenants.c,
  * pg_keys.c, pg_tokens.c, pg_usage.c, pg_audit.c, pg_backup.c, pg_secrets.c,
- * pg_webhooks.c) together.
+ * pg_webhooks.c) together; pg_tools.c runs PostgreSQL's client programs.
  * pg_int.h states the rules; docs/postgres.md the schema, roles and policies. */
 #include <stdio.h>
 #include <stdlib.h>
