@@ -16,6 +16,14 @@
 #include "core/log.h"
 #include "secrets/secrets.h"
 
+/* The fallback poll of the change counter. Changes are pushed by the
+ * store where it can (PostgreSQL: LISTEN/NOTIFY, gh_store_watch_changes),
+ * and this node's own admin API pokes; the poll is for everything those
+ * miss: a listener that is down or reconnecting, a session that died
+ * without a word (found only by TCP keepalives, tens of seconds), SQLite
+ * written by the CLI. It stays at 250 ms whether or not the listener is
+ * connected: a connected listener can be half-dead unnoticed, and only an
+ * unrelaxed poll keeps the 1 s bound then; the read is one indexed row. */
 #define POLL_MS         250
 #define TOUCH_FLUSH_MS  1000
 #define MAX_QUEUED_JOBS 1024
@@ -41,6 +49,7 @@ struct gh_auth_service {
     struct gh_store_key_touch *touches_spare; /* MAX_TOUCHES, being written */
     size_t ntouches;
 
+    struct gh_store_watch *watch; /* pushed changes; NULL before run / after stop */
     pthread_t refresher;
     pthread_t *verifiers;
     unsigned nverifiers;
@@ -280,11 +289,20 @@ struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned veri
     return s;
 }
 
+/* The store's listener thread: a change was committed somewhere (or the
+ * listener reconnected): the refresher looks at the counter now. */
+static void on_store_change(void *arg)
+{
+    gh_auth_service_poke(arg);
+}
+
 int gh_auth_service_run(struct gh_auth_service *s, struct gh_err *err)
 {
     if (pthread_create(&s->refresher, NULL, refresher_main, s) != 0)
         return gh_err_set(err, NULL, 0, 0, "cannot start the auth threads");
     s->refresher_running = true;
+    if (gh_store_watch_changes(s->store, on_store_change, s, &s->watch, err) != GH_OK)
+        return GH_ERROR;
     for (unsigned i = 0; i < s->nthreads_wanted; i++)
         if (pthread_create(&s->verifiers[s->nverifiers], NULL, verifier_main, s) == 0)
             s->nverifiers++;
@@ -294,6 +312,9 @@ int gh_auth_service_run(struct gh_auth_service *s, struct gh_err *err)
 void gh_auth_service_stop(struct gh_auth_service *s)
 {
     if (s == NULL) return;
+    /* First: its callback pokes <s>. */
+    gh_store_watch_stop(s->watch);
+    s->watch = NULL;
     pthread_mutex_lock(&s->mu);
     s->stop = true;
     pthread_cond_broadcast(&s->jobs_cv);
@@ -371,4 +392,9 @@ void gh_auth_service_poke(struct gh_auth_service *s)
     s->poked = true;
     pthread_cond_signal(&s->refresh_cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+void gh_auth_service_change_stats(const struct gh_auth_service *s, struct gh_store_watch_stats *out)
+{
+    gh_store_watch_stats(s ? s->watch : NULL, out);
 }

@@ -2,7 +2,10 @@
  *
  * - A refresher thread polls the store's change counter every 250 ms and,
  *   when it moved, loads a new key directory and publishes it to every
- *   worker (revocations and suspensions take effect within a second).
+ *   worker (revocations and suspensions take effect within a second). The
+ *   store pushes changes too (gh_store_watch_changes: PostgreSQL's
+ *   LISTEN/NOTIFY, so a change made on another node is seen within a round
+ *   trip); each push pokes the refresher, and the poll is the fallback.
  * - Verifier threads run Argon2id (about 20 ms each) for keys a worker has
  *   not verified yet; the worker's request waits, suspended, and resumes
  *   when its job comes back. The queue is bounded.
@@ -67,6 +70,11 @@ struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned veri
 /* Starts the refresher and verifier threads. GH_OK or GH_ERROR. */
 int gh_auth_service_run(struct gh_auth_service *s, struct gh_err *err);
 void gh_auth_service_stop(struct gh_auth_service *s);
+
+/* The store's change push (for /metrics): whether it runs, is connected,
+ * and how many notifications came. Inactive when <s> is NULL or not run. */
+void gh_auth_service_change_stats(const struct gh_auth_service *s,
+                                  struct gh_store_watch_stats *out);
 
 /* A reference to the current directory (for a worker's start). */
 struct gh_keydir *gh_auth_service_keydir(struct gh_auth_service *s);

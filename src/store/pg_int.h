@@ -269,9 +269,22 @@ int gh_pg__bump(struct gh_pg_tx *tx, struct gh_err *err);
 int gh_pg__tenant_row(const PGresult *r, int row, int col, struct gh_store_tenant *t,
                       struct gh_err *err);
 
-/* Opens one connection to <url> outside the pool (gatehouse postgres init);
- * search_path is the gatehouse schema. */
-int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err);
+/* The application_name of the pool's sessions and of the change
+ * listener's (pg_stat_activity tells them apart). */
+#define GH_PG_APP        "gatehouse"
+#define GH_PG_APP_LISTEN "gatehouse-listen"
+
+/* The channel every change-counter bump notifies (docs/postgres.md,
+ * "Propagation of changes"); the payload is the new version. */
+#define GH_PG_CHANGES_CHANNEL "gatehouse_changes"
+
+/* Opens one connection to <url> outside the pool (gatehouse postgres init,
+ * the webhook claimer's session), named <app>; search_path is the gatehouse
+ * schema. */
+int gh_pg__connect(const char *url, const char *app, PGconn **out, struct gh_err *err);
+/* The same, without blocking: PQconnectStartParams (NULL when out of
+ * memory); the caller drives PQconnectPoll and PQfinish()es it. */
+PGconn *gh_pg__connect_start(const char *url, const char *app);
 
 /* Connection strings for another use (pg_tools.c). */
 struct gh_pg_conninfo_edit {
@@ -441,5 +454,7 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
 int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                                 int64_t id, int64_t now, struct gh_err *err);
 int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+int gh_pg__watch_start(struct gh_store *st, struct gh_store_watch *w, struct gh_err *err);
+void gh_pg__watch_stop(struct gh_store_watch *w);
 
 #endif

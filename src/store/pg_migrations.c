@@ -453,7 +453,7 @@ int gh_store_postgres_init(const char *admin_url, const char *login, int *applie
     bool done = false;
     int rc, a = 0, v = 0;
 
-    rc = gh_pg__connect(admin_url, &db, err);
+    rc = gh_pg__connect(admin_url, GH_PG_APP, &db, err);
     if (rc != GH_OK) return rc;
     rc = roles_and_schema(db, login, err);
     while (rc == GH_OK && !done) {

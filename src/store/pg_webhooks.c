@@ -347,7 +347,7 @@ static int owner_hold(struct gh_pg_store *s, const char *owner, struct gh_err *e
         goto out;
     if (s->owner_db != NULL) PQfinish(s->owner_db);
     s->owner_db = NULL;
-    rc = gh_pg__connect(s->url, &s->owner_db, err);
+    rc = gh_pg__connect(s->url, GH_PG_APP, &s->owner_db, err);
     if (rc != GH_OK) goto out;
     if (!owner_query(s->owner_db, take, owner)) {
         /* Taken by another session: owner names are drawn at random per

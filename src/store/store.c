@@ -391,6 +391,45 @@ int gh_store_change_version(struct gh_store *st, uint64_t *version, struct gh_er
     return st->ops->change_version(st, version, err);
 }
 
+int gh_store_watch_changes(struct gh_store *st, gh_store_change_fn cb, void *arg,
+                           struct gh_store_watch **out, struct gh_err *err)
+{
+    struct gh_store_watch *w = calloc(1, sizeof(*w));
+    int rc;
+
+    *out = NULL;
+    if (w == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    w->st = st;
+    w->cb = cb;
+    w->arg = arg;
+    atomic_init(&w->notifications, 0);
+    atomic_init(&w->connected, false);
+    rc = st->ops->watch_start(st, w, err);
+    if (rc != GH_OK) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return GH_OK;
+}
+
+void gh_store_watch_stop(struct gh_store_watch *w)
+{
+    if (w == NULL) return;
+    w->st->ops->watch_stop(w);
+    free(w);
+}
+
+void gh_store_watch_stats(const struct gh_store_watch *w, struct gh_store_watch_stats *out)
+{
+    struct gh_store_watch *m = (struct gh_store_watch *)w; /* atomics: loads only */
+
+    out->active = w != NULL && w->engine != NULL;
+    out->connected = out->active && atomic_load_explicit(&m->connected, memory_order_relaxed);
+    out->notifications =
+        w != NULL ? atomic_load_explicit(&m->notifications, memory_order_relaxed) : 0;
+}
+
 /* ---- Tenants ---------------------------------------------------------------- */
 
 /* The id or name asked for is not echoed: it may be hostile input. */

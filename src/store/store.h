@@ -35,6 +35,7 @@
 #ifndef GH_STORE_STORE_H
 #define GH_STORE_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -462,6 +463,24 @@ typedef int (*gh_store_hook_disabled_cb)(const char *tenant_id, const char *endp
 
 struct gh_store;
 
+/* Called on the store's listener thread when another writer (this or any
+ * node) committed a change that bumps the change counter, and once after
+ * every (re)connect of the listener (changes may have been missed while it
+ * was down). It must return quickly and must not call the store: it wakes
+ * whoever reads the change counter. */
+typedef void (*gh_store_change_fn)(void *arg);
+
+/* A subscription to pushed changes (gh_store_watch_changes). The engine
+ * writes the counters; anyone reads them (gh_store_watch_stats). */
+struct gh_store_watch {
+    struct gh_store *st;
+    gh_store_change_fn cb;
+    void *arg;
+    _Atomic uint64_t notifications; /* notifications received */
+    _Atomic bool connected;         /* the listener is connected and listening */
+    void *engine;                   /* the engine's state; NULL: nothing runs */
+};
+
 /* The ops table an implementation fills. Slots are called only through the
  * gh_store_* wrappers below, which validate every argument first (names,
  * lists, ids, limits), generate ids, set times, and decode cursors: a slot
@@ -486,6 +505,20 @@ struct gh_store_ops {
     /* Reads the change counter (committed value). Must be cheap: called every
      * 250 ms by each cache that depends on it. */
     int (*change_version)(struct gh_store *st, uint64_t *version, struct gh_err *err);
+
+    /* Starts pushing committed changes to <w> (set up by the wrapper:
+     * gh_store_watch_changes): calls gh_store__watch_fire() for each
+     * notification and once after every (re)connect, and
+     * gh_store__watch_set_connected() as its listener comes and goes. May
+     * start a thread and keep its state in w->engine. A server that cannot
+     * be reached is not an error here (the engine keeps trying): only
+     * resources that cannot be had are. An engine with nothing to push (one
+     * process: SQLite) returns GH_OK and leaves w->engine NULL. */
+    int (*watch_start)(struct gh_store *st, struct gh_store_watch *w, struct gh_err *err);
+
+    /* Stops what watch_start started, promptly (no callback after it
+     * returns), and frees w->engine. Called once, only after a GH_OK. */
+    void (*watch_stop)(struct gh_store_watch *w);
 
     /* [operator] Inserts <t> (all fields set by the wrapper). CONFLICT when
      * the name (or id) is taken. */
@@ -864,6 +897,27 @@ int gh_store_migrate(struct gh_store *st, int *applied, int *version, struct gh_
  * revocation) increments it in its own transaction. Readers poll it to know
  * when to reload their caches. */
 int gh_store_change_version(struct gh_store *st, uint64_t *version, struct gh_err *err);
+
+/* Subscribes <cb>(<arg>) to changes pushed by the engine, so that readers
+ * of the change counter need not wait for their next poll: PostgreSQL runs
+ * one listener thread with its own connection (LISTEN gatehouse_changes;
+ * every bump notifies on commit), reconnecting with backoff while the
+ * server is away; SQLite (one process) pushes nothing. Polling stays the
+ * fallback either way. Sets *out; GH_ERROR only when no thread or memory
+ * could be had. */
+int gh_store_watch_changes(struct gh_store *st, gh_store_change_fn cb, void *arg,
+                           struct gh_store_watch **out, struct gh_err *err);
+
+/* Stops and frees <w> (NULL is fine): no callback runs after it returns.
+ * Before gh_store_close(). */
+void gh_store_watch_stop(struct gh_store_watch *w);
+
+struct gh_store_watch_stats {
+    bool active;            /* the engine pushes changes (PostgreSQL) */
+    bool connected;         /* its listener is connected now */
+    uint64_t notifications; /* notifications received since the start */
+};
+void gh_store_watch_stats(const struct gh_store_watch *w, struct gh_store_watch_stats *out);
 
 /* ---- Tenants ---------------------------------------------------------------- */
 

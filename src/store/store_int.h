@@ -28,4 +28,17 @@ int gh_store__events_decode(const char *text, char (*out)[GH_STORE_HOOK_TYPE_SIZ
  * does not parse). */
 bool gh_store__events_match(const char *text, const char *type);
 
+/* For engines' change listeners (store.h, watch_start): counts <n>
+ * notifications (0: a (re)connect) and calls the subscriber. */
+static inline void gh_store__watch_fire(struct gh_store_watch *w, uint64_t n)
+{
+    if (n) atomic_fetch_add_explicit(&w->notifications, n, memory_order_relaxed);
+    w->cb(w->arg);
+}
+
+static inline void gh_store__watch_set_connected(struct gh_store_watch *w, bool up)
+{
+    atomic_store_explicit(&w->connected, up, memory_order_relaxed);
+}
+
 #endif

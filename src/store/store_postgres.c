@@ -2,7 +2,8 @@
  * or operator role, the catalogue of SQL statements, error mapping, and the
  * ops table that ties the per-entity files (pg_migrations.c, pg_tenants.c,
  * pg_keys.c, pg_tokens.c, pg_usage.c, pg_audit.c, pg_backup.c, pg_secrets.c,
- * pg_webhooks.c) together; pg_tools.c runs PostgreSQL's client programs.
+ * pg_webhooks.c, pg_listen.c) together; pg_tools.c runs PostgreSQL's
+ * client programs.
  * pg_int.h states the rules; docs/postgres.md the schema, roles and policies. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,12 @@
 static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_SET_TENANT] = "SELECT set_config('gatehouse.tenant_id', $1::text, true)",
     [GH_PG_VERSION_GET] = "SELECT version FROM change_counter WHERE id = 1",
-    [GH_PG_VERSION_BUMP] = "UPDATE change_counter SET version = version + 1 WHERE id = 1",
+    /* NOTIFY is sent at commit only (never for a rollback), after the new
+     * version is visible: a listener woken by it reads that version or a
+     * later one (pg_listen.c). pg_notify() is PUBLIC's to execute. */
+    [GH_PG_VERSION_BUMP] = "WITH b AS (UPDATE change_counter SET version = version + 1 "
+                           "WHERE id = 1 RETURNING version) "
+                           "SELECT pg_notify('" GH_PG_CHANGES_CHANNEL "', version::text) FROM b",
     [GH_PG_MIGRATION_MAX] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
     /* The login role itself (session_user, not the role SET for the
      * transaction) must not be able to see past row-level security. */
@@ -593,7 +599,9 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
 
 /* ---- Connections and transactions --------------------------------------------- */
 
-int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
+/* Opens a connection to <url> named <app>, blocking (PQconnectdbParams) or
+ * not (PQconnectStartParams: the caller drives PQconnectPoll). */
+static PGconn *connect_params(const char *url, const char *app, bool async)
 {
     /* The URL is expanded where "dbname" stands: what it says wins over
      * the timeouts before it; what follows it is ours. A server host that
@@ -608,18 +616,22 @@ int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
                                        "keepalives_count", "dbname",
                                        "application_name", "client_encoding",
                                        "options",          NULL};
-    const char *vals[] = {
-        "5",
-        "10000",
-        "10",
-        "5",
-        "3",
-        url,
-        "gatehouse",
-        "UTF8",
-        "-c search_path=gatehouse -c client_min_messages=warning -c lock_timeout=5s",
-        NULL};
-    PGconn *db = PQconnectdbParams(keys, vals, 1);
+    static const char options[] =
+        "-c search_path=gatehouse -c client_min_messages=warning -c lock_timeout=5s";
+    /* In the order of <keys>. */
+    const char *vals[] = {"5", "10000", "10", "5", "3", url, app, "UTF8", options, NULL};
+
+    return async ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
+}
+
+PGconn *gh_pg__connect_start(const char *url, const char *app)
+{
+    return connect_params(url, app, true);
+}
+
+int gh_pg__connect(const char *url, const char *app, PGconn **out, struct gh_err *err)
+{
+    PGconn *db = connect_params(url, app, false);
 
     *out = NULL;
     if (db == NULL) return gh_err_set(err, NULL, 0, 0, "store: postgres: out of memory");
@@ -643,7 +655,7 @@ static int conn_ready(struct gh_pg_store *s, struct gh_pg_conn *c, struct gh_err
     /* A new session: nothing is prepared on it. */
     memset(c->prepared, 0, sizeof(c->prepared));
     memset(c->query_prepared, 0, sizeof(c->query_prepared));
-    return gh_pg__connect(s->url, &c->db, err);
+    return gh_pg__connect(s->url, GH_PG_APP, &c->db, err);
 }
 
 static struct gh_pg_conn *conn_acquire(struct gh_pg_store *s)
@@ -821,6 +833,8 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .close = pg_close,
     .migrate = gh_pg__migrate,
     .change_version = pg_change_version,
+    .watch_start = gh_pg__watch_start,
+    .watch_stop = gh_pg__watch_stop,
     .tenant_create = gh_pg__tenant_create,
     .tenant_get = gh_pg__tenant_get,
     .tenant_get_by_name = gh_pg__tenant_get_by_name,

@@ -475,6 +475,21 @@ static int sqlite_change_version(struct gh_store *st, uint64_t *version, struct 
     return rc;
 }
 
+/* One process writes and reads the file: its own writes poke its caches
+ * directly, and the CLI's are seen by the poll. Nothing to push. */
+static int sqlite_watch_start(struct gh_store *st, struct gh_store_watch *w, struct gh_err *err)
+{
+    (void)st;
+    (void)err;
+    w->engine = NULL;
+    return GH_OK;
+}
+
+static void sqlite_watch_stop(struct gh_store_watch *w)
+{
+    (void)w;
+}
+
 /* ---- Open and close --------------------------------------------------------- */
 
 static void conn_close(struct gh_sqlite_conn *c)
@@ -621,6 +636,8 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .close = sqlite_close,
     .migrate = gh_sqlite__migrate,
     .change_version = sqlite_change_version,
+    .watch_start = sqlite_watch_start,
+    .watch_stop = sqlite_watch_stop,
     .tenant_create = gh_sqlite__tenant_create,
     .tenant_get = gh_sqlite__tenant_get,
     .tenant_get_by_name = gh_sqlite__tenant_get_by_name,

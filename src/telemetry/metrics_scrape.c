@@ -14,6 +14,7 @@
 #include "telemetry/procstat.h"
 #include "telemetry/tracer.h"
 #include "audit/audit.h"
+#include "auth/service.h"
 #include "hooks/dispatcher.h"
 
 static const char *const method_names[GH_MM_N] = {"GET",   "HEAD",   "POST",    "PUT",
@@ -415,6 +416,22 @@ static void write_webhooks(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_histogram(e, NULL, 0, h.latency_buckets, h.latency_sum_ns);
 }
 
+/* The store's change push (the auth service's subscription); nothing when
+ * the engine pushes none (SQLite). */
+static void write_store_changes(struct gh_expo *e, struct gh_runtime *rt)
+{
+    struct gh_store_watch_stats w;
+
+    gh_auth_service_change_stats(rt->auth, &w);
+    if (!w.active) return;
+    gh_expo_family(e, "gatehouse_store_change_notifications", GH_EXPO_COUNTER,
+                   "Change notifications received from the store (LISTEN/NOTIFY).");
+    gh_expo_counter(e, NULL, 0, w.notifications);
+    gh_expo_family(e, "gatehouse_store_change_listener_connected", GH_EXPO_GAUGE,
+                   "1 while the store's change listener is connected, else 0.");
+    gh_expo_gauge_u64(e, NULL, 0, w.connected ? 1 : 0);
+}
+
 static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct gh_snapshot *snap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -502,6 +519,7 @@ int gh_metrics_scrape(struct gh_runtime *rt, const struct gh_snapshot *snap, str
         write_tracing(e, rt);
         write_audit(e, rt);
         write_webhooks(e, rt);
+        write_store_changes(e, rt);
         write_gateway(e, rt, snap);
         write_process(e);
         gh_expo_finish(e);

@@ -1112,6 +1112,38 @@ static void test_revoked_tokens(void **state)
 
 /* ---- Validation ------------------------------------------------------------- */
 
+static void count_call(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* SQLite pushes nothing (one process): the subscription is a handle that
+ * is inactive, never calls back, and stops at once. */
+static void test_watch_changes_sqlite(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_watch *w = NULL;
+    struct gh_store_watch_stats ws;
+    struct gh_err err = {0};
+    struct gh_store_tenant t;
+    struct gh_store_key k;
+    int calls = 0;
+
+    assert_int_equal(gh_store_watch_changes(f->st, count_call, &calls, &w, &err), GH_OK);
+    assert_non_null(w);
+    tenant_new(f->st, "watched", &t);
+    key_new(f->st, t.id, &k); /* bumps the counter: still no push */
+    gh_store_watch_stats(w, &ws);
+    assert_false(ws.active);
+    assert_false(ws.connected);
+    assert_int_equal(ws.notifications, 0);
+    assert_int_equal(calls, 0);
+    gh_store_watch_stop(w);
+    gh_store_watch_stop(NULL);
+    gh_store_watch_stats(NULL, &ws);
+    assert_false(ws.active);
+}
+
 static void test_validation_helpers(void **state)
 {
     static const struct {
@@ -2023,6 +2055,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys_touch_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_changes_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoked_tokens, setup, teardown),
         cmocka_unit_test(test_validation_helpers),
         cmocka_unit_test_setup_teardown(test_validation_key_insert, setup, teardown),
