@@ -176,7 +176,7 @@ int gh_store_postgres_drill_restore(const char *admin_url, const char *store_url
     snprintf(d->name, sizeof(d->name), "gatehouse_drill_");
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(d->name + strlen(d->name), 3, "%02x", rnd[i]);
-    rc = gh_pg__connect(admin_url, &d->admin, err);
+    rc = gh_pg__connect(admin_url, GH_PG_APP, &d->admin, err);
     if (rc != GH_OK) return rc;
     d->server_version = PQserverVersion(d->admin);
     /* template0: a copy of nothing, whatever template1 holds here. */
@@ -257,7 +257,7 @@ int gh_store_postgres_drill_drop(struct gh_store_postgres_drill *d, struct gh_er
         if (d->admin == NULL || PQstatus(d->admin) != CONNECTION_OK) {
             if (d->admin != NULL) PQfinish(d->admin);
             d->admin = NULL;
-            rc = gh_pg__connect(d->admin_url, &d->admin, err);
+            rc = gh_pg__connect(d->admin_url, GH_PG_APP, &d->admin, err);
         }
         if (rc == GH_OK) rc = drop(d->admin, d->name, d->server_version, err);
     }
