@@ -115,10 +115,11 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
         gh_log_warn("reload: secrets (provider or master key) changed; takes effect at the next "
                     "restart");
     if (old->limits.redis_backend != cfg->limits.redis_backend ||
+        old->inbound_webhooks.replay_redis != cfg->inbound_webhooks.replay_redis ||
         old->redis.enabled != cfg->redis.enabled ||
         (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
-        gh_log_warn("reload: limits.backend or redis changed; the Redis connections change at the "
-                    "next restart");
+        gh_log_warn("reload: limits.backend, inbound_webhooks.replay_store or redis changed; the "
+                    "Redis connections change at the next restart");
     if (old->tracing.queue_size != cfg->tracing.queue_size)
         gh_log_warn("reload: tracing.queue_size changed; takes effect at the next restart");
     if (old->admin.enabled != cfg->admin.enabled ||
@@ -267,6 +268,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
      * touched as ids are recorded. */
     rt->wh_replay = gh_replay_new(rt->snap->cfg->inbound_webhooks.replay_keys);
     if (rt->wh_replay == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    gh_replay_redis_scripts_init(&rt->wh_scripts);
     rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
