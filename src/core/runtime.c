@@ -268,7 +268,6 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
      * touched as ids are recorded. */
     rt->wh_replay = gh_replay_new(rt->snap->cfg->inbound_webhooks.replay_keys);
     if (rt->wh_replay == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
-    gh_replay_redis_scripts_init(&rt->wh_scripts);
     rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();

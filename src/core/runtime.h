@@ -15,7 +15,6 @@
 #include "store/store.h"
 #include "core/snapshot.h"
 #include "core/worker.h"
-#include "hooks/replay_redis.h"
 
 struct gh_accesslog;
 struct gh_store;
@@ -46,8 +45,7 @@ struct gh_runtime {
     struct gh_audit_archiver *archiver; /* audit retention's thread; NULL when audit is off */
     struct gh_audit_service *audit;     /* audit writer and rings; NULL when audit is off */
     struct gh_replay *wh_replay;        /* inbound webhook ids already accepted (all workers) */
-    struct gh_replay_redis_scripts wh_scripts; /* the same in Redis (issue 8): read-only */
-    _Atomic bool ready;                        /* listeners up, config loaded, not draining */
+    _Atomic bool ready;                 /* listeners up, config loaded, not draining */
     _Atomic int running_workers;
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_failed;

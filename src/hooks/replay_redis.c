@@ -29,12 +29,6 @@ static const char release_script[] =
 
 static const char hexdigits[] = "0123456789abcdef";
 
-void gh_replay_redis_scripts_init(struct gh_replay_redis_scripts *s)
-{
-    gh_redis_script_init(&s->record, record_script);
-    gh_redis_script_init(&s->release, release_script);
-}
-
 void gh_replay_redis_digest(const char *name, size_t nlen, const void *key, size_t len,
                             uint8_t out[GH_REPLAY_REDIS_DIGEST])
 {
@@ -70,33 +64,54 @@ size_t gh_replay_redis_key(const char *prefix, const uint8_t digest[GH_REPLAY_RE
     return k;
 }
 
-int gh_replay_redis_record(struct gh_redis *c, const struct gh_replay_redis_scripts *s,
-                           const char *prefix, const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST],
-                           size_t n, const char token[GH_REPLAY_REDIS_TOKEN], uint64_t ttl_ms,
-                           gh_redis_cb cb, void *arg, uint32_t *handle)
+/* EVAL <script> <n> <keys...> <args...> on <c>. */
+static int eval(struct gh_redis *c, const char *script, const char *prefix,
+                const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST], size_t n, const char **args,
+                const size_t *alens, size_t nargs, gh_redis_cb cb, void *arg, uint32_t *handle)
 {
-    char keys[GH_REPLAY_REDIS_MAXKEYS][GH_REPLAY_REDIS_KEY], ttl[24];
-    const char *kp[GH_REPLAY_REDIS_MAXKEYS];
-    size_t klen[GH_REPLAY_REDIS_MAXKEYS], tlen;
+    char keys[GH_REPLAY_REDIS_MAXKEYS][GH_REPLAY_REDIS_KEY];
+    const char *argv[3 + GH_REPLAY_REDIS_MAXKEYS + 2];
+    size_t lens[3 + GH_REPLAY_REDIS_MAXKEYS + 2];
+    char nk = (char)('0' + n);
+    int argc = 0;
 
-    if (n == 0 || n > GH_REPLAY_REDIS_MAXKEYS) return GH_ERROR;
+    if (n == 0 || n > GH_REPLAY_REDIS_MAXKEYS || nargs > 2) return GH_ERROR;
+    argv[argc] = "EVAL";
+    lens[argc++] = 4;
+    argv[argc] = script;
+    lens[argc++] = strlen(script);
+    argv[argc] = &nk;
+    lens[argc++] = 1;
     for (size_t i = 0; i < n; i++) {
-        klen[i] = gh_replay_redis_key(prefix, digests[i], keys[i]);
-        kp[i] = keys[i];
+        lens[argc] = gh_replay_redis_key(prefix, digests[i], keys[i]);
+        argv[argc++] = keys[i];
     }
-    tlen = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
+    for (size_t i = 0; i < nargs; i++) {
+        argv[argc] = args[i];
+        lens[argc++] = alens[i];
+    }
+    return gh_redis_command(c, argc, argv, lens, cb, arg, handle);
+}
+
+int gh_replay_redis_record(struct gh_redis *c, const char *prefix,
+                           const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST], size_t n,
+                           const char token[GH_REPLAY_REDIS_TOKEN], uint64_t ttl_ms, gh_redis_cb cb,
+                           void *arg, uint32_t *handle)
+{
+    char key[GH_REPLAY_REDIS_KEY], ttl[24];
+    size_t tlen =
+        (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
+    const char *args[2] = {token, ttl};
+    size_t alens[2] = {GH_REPLAY_REDIS_TOKEN, tlen};
+
     if (n == 1) {
-        /* One key needs no script: SET NX is atomic, and skips EVALSHA's
-         * per-call copy (redis_script.c). */
-        const char *argv[6] = {"SET", kp[0], token, "NX", "PX", ttl};
-        size_t lens[6] = {3, klen[0], GH_REPLAY_REDIS_TOKEN, 2, 2, tlen};
+        /* One key needs no script: SET NX is atomic. */
+        size_t klen = gh_replay_redis_key(prefix, digests[0], key);
+        const char *argv[6] = {"SET", key, token, "NX", "PX", ttl};
+        size_t lens[6] = {3, klen, GH_REPLAY_REDIS_TOKEN, 2, 2, tlen};
         return gh_redis_command(c, 6, argv, lens, cb, arg, handle);
     }
-    {
-        const char *args[2] = {token, ttl};
-        size_t alens[2] = {GH_REPLAY_REDIS_TOKEN, tlen};
-        return gh_redis_evalsha(c, &s->record, (int)n, kp, klen, 2, args, alens, cb, arg, handle);
-    }
+    return eval(c, record_script, prefix, digests, n, args, alens, 2, cb, arg, handle);
 }
 
 int gh_replay_redis_result(const redisReply *reply)
@@ -119,21 +134,12 @@ static void release_done(void *arg, const redisReply *reply, int status)
     (void)status;
 }
 
-int gh_replay_redis_release(struct gh_redis *c, const struct gh_replay_redis_scripts *s,
-                            const char *prefix, const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST],
-                            size_t n, const char token[GH_REPLAY_REDIS_TOKEN])
+int gh_replay_redis_release(struct gh_redis *c, const char *prefix,
+                            const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST], size_t n,
+                            const char token[GH_REPLAY_REDIS_TOKEN])
 {
-    char keys[GH_REPLAY_REDIS_MAXKEYS][GH_REPLAY_REDIS_KEY];
-    const char *kp[GH_REPLAY_REDIS_MAXKEYS];
-    size_t klen[GH_REPLAY_REDIS_MAXKEYS];
     const char *args[1] = {token};
     size_t alens[1] = {GH_REPLAY_REDIS_TOKEN};
 
-    if (n == 0 || n > GH_REPLAY_REDIS_MAXKEYS) return GH_ERROR;
-    for (size_t i = 0; i < n; i++) {
-        klen[i] = gh_replay_redis_key(prefix, digests[i], keys[i]);
-        kp[i] = keys[i];
-    }
-    return gh_redis_evalsha(c, &s->release, (int)n, kp, klen, 1, args, alens, release_done, NULL,
-                            NULL);
+    return eval(c, release_script, prefix, digests, n, args, alens, 1, release_done, NULL, NULL);
 }

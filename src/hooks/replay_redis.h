@@ -23,20 +23,12 @@
 #include <stdint.h>
 
 #include "limits/redis.h"
-#include "limits/redis_script.h"
 
 #define GH_REPLAY_REDIS_DIGEST  16  /* bytes of SHA-256 kept: 128 bits */
 #define GH_REPLAY_REDIS_PREFIX  64  /* bytes of redis.key_prefix used, at most */
 #define GH_REPLAY_REDIS_KEY     112 /* prefix + "replay:" + 32 hex digits + NUL fit */
 #define GH_REPLAY_REDIS_TOKEN   32  /* hex digits of a request's token */
 #define GH_REPLAY_REDIS_MAXKEYS 2
-
-/* The two scripts, read-only once made: one per runtime, shared by workers. */
-struct gh_replay_redis_scripts {
-    struct gh_redis_script record;  /* all keys new: set all (PX); else set none */
-    struct gh_redis_script release; /* delete each key still holding the token */
-};
-void gh_replay_redis_scripts_init(struct gh_replay_redis_scripts *s);
 
 /* The digest of <name> (<nlen> bytes, the route's name) and <key> (<len>
  * bytes, the replay key) into <out>. Inputs past 256 and 511 - nlen bytes
@@ -51,26 +43,34 @@ size_t gh_replay_redis_key(const char *prefix, const uint8_t digest[GH_REPLAY_RE
                            char out[GH_REPLAY_REDIS_KEY]);
 
 /* Records <n> (1 or 2) keys with value <token> for <ttl_ms> (at least 1),
- * all or nothing: one key goes as SET key token NX PX ttl, two as the
- * record script (EVALSHA). <cb> gets the reply for
- * gh_replay_redis_result(). *handle is for gh_redis_cancel. */
-int gh_replay_redis_record(struct gh_redis *c, const struct gh_replay_redis_scripts *s,
-                           const char *prefix, const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST],
-                           size_t n, const char token[GH_REPLAY_REDIS_TOKEN], uint64_t ttl_ms,
-                           gh_redis_cb cb, void *arg, uint32_t *handle);
+ * all or nothing: one key goes as SET key token NX PX ttl, two as a Lua
+ * script that checks them all, then sets them all. <cb> gets the reply for
+ * gh_replay_redis_result(). *handle is for gh_redis_cancel.
+ *
+ * Scripts go whole, with EVAL, not EVALSHA (limits/redis_script.h): after
+ * a Redis restart EVALSHA answers NOSCRIPT and is retried once loaded, but
+ * when that answer comes after the command's deadline it is dropped, and
+ * the retry with it; a record or release that the caller no longer waits
+ * for must still run. EVAL also needs no per-call copy, and Redis compiles
+ * a script once and keeps it; it costs the script's ~200 bytes per
+ * GitHub delivery on the wire. */
+int gh_replay_redis_record(struct gh_redis *c, const char *prefix,
+                           const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST], size_t n,
+                           const char token[GH_REPLAY_REDIS_TOKEN], uint64_t ttl_ms, gh_redis_cb cb,
+                           void *arg, uint32_t *handle);
 
 /* A record's reply: 1 every key was new (now recorded), 0 one was there
  * already (nothing recorded), -1 not an answer of either command (an error
  * reply: the caller treats Redis as unavailable). */
 int gh_replay_redis_result(const redisReply *reply);
 
-/* Deletes each of the <n> keys whose value is still <token>. Fire and
- * forget: queued behind any record of the same request on the same
- * connection, so it runs after it on the server even when that record's
- * answer was not waited for. GH_OK, or GH_ERROR when it could not be
- * queued (the keys then expire by their TTL). */
-int gh_replay_redis_release(struct gh_redis *c, const struct gh_replay_redis_scripts *s,
-                            const char *prefix, const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST],
-                            size_t n, const char token[GH_REPLAY_REDIS_TOKEN]);
+/* Deletes each of the <n> keys whose value is still <token> (a script, by
+ * EVAL). Fire and forget: queued behind any record of the same request on
+ * the same connection, so it runs after it on the server even when that
+ * record's answer was not waited for. GH_OK, or GH_ERROR when it could not
+ * be queued (the keys then expire by their TTL). */
+int gh_replay_redis_release(struct gh_redis *c, const char *prefix,
+                            const uint8_t (*digests)[GH_REPLAY_REDIS_DIGEST], size_t n,
+                            const char token[GH_REPLAY_REDIS_TOKEN]);
 
 #endif

@@ -185,7 +185,7 @@ static void give_back(struct gh_worker *w, struct gh_req *r)
         /* Behind the record on the same connection: it runs after it. When
          * it cannot be queued the keys live out their TTL (NEEDSWORK: a
          * retry list, if lost releases show up as refused retries). */
-        (void)gh_replay_redis_release(c, &w->rt->wh_scripts, redis_prefix(r),
+        (void)gh_replay_redis_release(c, redis_prefix(r),
                                       (const uint8_t(*)[GH_REPLAY_REDIS_DIGEST])r->wh_rdigest,
                                       r->wh_nredis, tok);
     }
@@ -370,10 +370,9 @@ static int record(struct gh_worker *w, struct gh_req *r, const struct gh_wh_veri
     if (c == NULL) return redis_unavailable(w, r);
     r->wh_token = ++w->wh->token_next;
     token_of(w, r, tok);
-    if (gh_replay_redis_record(c, &w->rt->wh_scripts, redis_prefix(r),
-                               (const uint8_t(*)[GH_REPLAY_REDIS_DIGEST])r->wh_rdigest, nh, tok,
-                               (uint64_t)(exp - now_s) * 1000, redis_done, r,
-                               &r->wh_redis_handle) != GH_OK)
+    if (gh_replay_redis_record(
+            c, redis_prefix(r), (const uint8_t(*)[GH_REPLAY_REDIS_DIGEST])r->wh_rdigest, nh, tok,
+            (uint64_t)(exp - now_s) * 1000, redis_done, r, &r->wh_redis_handle) != GH_OK)
         return redis_unavailable(w, r);
     r->wh_nredis = (uint8_t)nh;
     r->wh_redis_out = true;
