@@ -2023,9 +2023,16 @@ static const struct cfg_map webhooks_map = {MAP_OF(webhooks_keys), .finish = fin
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
+static const char *const replay_stores[] = {"local", "redis", NULL};
+/* `allow` is not offered: a replay store that lets everything through while
+ * Redis is away is no replay protection. */
+static const char *const replay_fallbacks[] = {"local", "deny", NULL};
 #define IW struct gh_config_inbound_webhooks
 static const struct cfg_key inbound_webhooks_keys[] = {
     KEY("replay_keys", t_u32, IW, replay_keys, .min = 2048, .max = 1u << 26, .dflt = "262144"),
+    KEY("replay_store", t_string, IW, replay_store, .choices = replay_stores),
+    KEY("on_redis_error", t_string, IW, on_redis_error, .choices = replay_fallbacks,
+        .dflt = "local"),
 };
 #undef IW
 static const struct cfg_map inbound_webhooks_map = {MAP_OF(inbound_webhooks_keys)};
@@ -2299,6 +2306,22 @@ static int check_limits(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config
     return GH_OK;
 }
 
+/* The replay store: Redis by default wherever a `redis:` block gives one. */
+static int check_inbound_webhooks(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config *cfg)
+{
+    struct gh_config_inbound_webhooks *iw = &cfg->inbound_webhooks;
+    yaml_node_t *blk = map_get(ctx, root, "inbound_webhooks");
+
+    path_set(ctx, "inbound_webhooks.replay_store");
+    iw->replay_redis =
+        iw->replay_store ? strcmp(iw->replay_store, "redis") == 0 : cfg->redis.enabled;
+    iw->redis_deny = iw->on_redis_error != NULL && strcmp(iw->on_redis_error, "deny") == 0;
+    if (iw->replay_redis && !cfg->redis.enabled)
+        return fail(ctx, blk ? map_get(ctx, blk, "replay_store") : root,
+                    "`replay_store: redis` needs a top-level `redis: { url: ... }` block");
+    return GH_OK;
+}
+
 /* ---- Loading ------------------------------------------------------------- */
 
 static int syntax_error(struct gh_err *err, const char *name, const yaml_parser_t *parser)
@@ -2382,6 +2405,7 @@ static int load(const char *name, const char *base_dir, const char *data, size_t
     if (check_listens(&ctx, root, cfg) != GH_OK) goto out;
     if (check_routes(&ctx, root, cfg) != GH_OK) goto out;
     if (check_limits(&ctx, root, cfg) != GH_OK) goto out;
+    if (check_inbound_webhooks(&ctx, root, cfg) != GH_OK) goto out;
     *out = cfg;
     cfg = NULL;
     rc = GH_OK;

@@ -197,6 +197,12 @@ struct gh_config_webhook_verify {
 /* `inbound_webhooks:` (issue 7): process-wide settings of the verify stage. */
 struct gh_config_inbound_webhooks {
     uint32_t replay_keys; /* slots of the replay table, default 262144; read at start only */
+    /* Issue 8: where accepted messages are also recorded so that every node
+     * sharing the store refuses their replays. */
+    char *replay_store;   /* "local" | "redis"; default redis when a `redis:` block is present */
+    bool replay_redis;    /* the resolved choice */
+    char *on_redis_error; /* "local" (default) | "deny": while Redis is unavailable */
+    bool redis_deny;      /* on_redis_error == deny */
 };
 
 struct gh_config_route {

@@ -115,10 +115,11 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
         gh_log_warn("reload: secrets (provider or master key) changed; takes effect at the next "
                     "restart");
     if (old->limits.redis_backend != cfg->limits.redis_backend ||
+        old->inbound_webhooks.replay_redis != cfg->inbound_webhooks.replay_redis ||
         old->redis.enabled != cfg->redis.enabled ||
         (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
-        gh_log_warn("reload: limits.backend or redis changed; the Redis connections change at the "
-                    "next restart");
+        gh_log_warn("reload: limits.backend, inbound_webhooks.replay_store or redis changed; the "
+                    "Redis connections change at the next restart");
     if (old->tracing.queue_size != cfg->tracing.queue_size)
         gh_log_warn("reload: tracing.queue_size changed; takes effect at the next restart");
     if (old->admin.enabled != cfg->admin.enabled ||

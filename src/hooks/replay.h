@@ -13,8 +13,16 @@
  * seeded at random per process) can only refuse a genuine message, never
  * let a replay through.
  *
- * Only this node's messages are remembered: replays sent to another node
- * of a cluster are caught once the table is shared through Redis (issue 8). */
+ * Only this node's messages are remembered here. With
+ * inbound_webhooks.replay_store: redis the verify stage also records them
+ * in Redis for every node (replay_redis.h); this table then still answers
+ * first (a message this node holds is a replay without a round trip) and
+ * alone while Redis is unavailable (on_redis_error: local), when a replay
+ * sent to another node passes.
+ * NEEDSWORK: messages accepted during an outage are not copied to Redis
+ * when it comes back, so until their expiry other nodes do not know them;
+ * a replay journal pushed on reconnect would settle it, if outages with
+ * replays across nodes show up. */
 #ifndef GH_HOOKS_REPLAY_H
 #define GH_HOOKS_REPLAY_H
 

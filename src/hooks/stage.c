@@ -1,8 +1,10 @@
 /* The `verify` stage (stage.h): buffers the body, checks the signature with
- * the route's verifier, records the message in the shared replay table, and
- * refuses with 401 (audited like other authentication refusals, counted in
- * gatehouse_webhook_inbound_total). Neither secrets nor signatures are
- * logged or echoed: the error says which check failed, nothing more. */
+ * the route's verifier, records the message in the process's replay table
+ * and, with inbound_webhooks.replay_store: redis, in Redis for every node
+ * (replay_redis.h), and refuses with 401 (audited like other authentication
+ * refusals, counted in gatehouse_webhook_inbound_total). Neither secrets
+ * nor signatures are logged or echoed: the error says which check failed,
+ * nothing more. */
 #include "hooks/stage.h"
 
 #include <string.h>
@@ -16,7 +18,10 @@
 #include "core/worker.h"
 #include "hooks/inbound.h"
 #include "hooks/replay.h"
+#include "hooks/replay_redis.h"
 #include "http/conn.h"
+#include "limits/limits.h"
+#include "stages.h"
 #include "proxy/router.h"
 #include "telemetry/metrics.h"
 
@@ -32,6 +37,10 @@ struct gh_wh_worker {
         struct gh_wh_keyed keys;
     } e[KEYED_ROUTES];
     unsigned next; /* the entry replaced on a miss */
+    /* Replay keys in Redis: request tokens are the worker's id prefix and
+     * this counter; <redis_away> says the outage was logged already. */
+    uint64_t token_next;
+    bool redis_away;
 };
 
 void gh_inbound_worker_free(struct gh_wh_worker *ww)
@@ -141,16 +150,234 @@ static int64_t expiry_of(const struct gh_config_webhook_verify *cfg, enum gh_wh_
     return (ts > now_s ? ts : now_s) + cfg->tolerance_ms / 1000 + REPLAY_MARGIN_S;
 }
 
+/* The request's token as the value of its Redis keys: 32 hex digits, the
+ * worker's random id prefix then the request's counter, so no other
+ * request of any node holds the same (a collision needs equal 64-bit
+ * random prefixes). Not the request id: a client may choose that one. */
+static void token_of(const struct gh_worker *w, const struct gh_req *r,
+                     char out[GH_REPLAY_REDIS_TOKEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(w->id_prefix >> (60 - 4 * i)) & 15];
+        out[16 + i] = hex[(r->wh_token >> (60 - 4 * i)) & 15];
+    }
+}
+
+static const char *redis_prefix(const struct gh_req *r)
+{
+    const char *p = r->snap->cfg->redis.key_prefix;
+    return p ? p : "";
+}
+
+/* Takes back what the request recorded: its local keys, and its Redis keys
+ * (only where they still hold its token). */
+static void give_back(struct gh_worker *w, struct gh_req *r)
+{
+    char tok[GH_REPLAY_REDIS_TOKEN];
+    struct gh_redis *c = gh_limits_worker_redis(w->limits);
+
+    for (size_t i = 0; i < r->wh_nreplay; i++)
+        gh_replay_forget(w->rt->wh_replay, r->wh_replay[i]);
+    r->wh_nreplay = 0;
+    if (r->wh_nredis && c != NULL) {
+        token_of(w, r, tok);
+        /* Behind the record on the same connection: it runs after it. When
+         * it cannot be queued the keys live out their TTL (NEEDSWORK: a
+         * retry list, if lost releases show up as refused retries). */
+        (void)gh_replay_redis_release(c, redis_prefix(r),
+                                      (const uint8_t(*)[GH_REPLAY_REDIS_DIGEST])r->wh_rdigest,
+                                      r->wh_nredis, tok);
+    }
+    r->wh_nredis = 0;
+}
+
 void gh_inbound_request_end(struct gh_worker *w, struct gh_req *r)
 {
     /* Senders retry on these (Standard Webhooks, GitHub and Stripe all
      * do): the message did not get through, so its retry is not a replay. */
     bool failed = r->status == 0 || r->status >= 500 || r->status == 408 || r->status == 429;
+    struct gh_redis *c;
 
-    if (r->wh_nreplay == 0 || !failed) return;
+    if (r->wh_redis_out) {
+        /* The request went away while its record was out: the record may
+         * still run on the server, and the release queued behind it
+         * (give_back, as the request failed) undoes it there. */
+        if ((c = gh_limits_worker_redis(w->limits)) != NULL) gh_redis_cancel(c, r->wh_redis_handle);
+        r->wh_redis_out = false;
+        failed = true;
+    }
+    if ((r->wh_nreplay == 0 && r->wh_nredis == 0) || !failed) return;
+    give_back(w, r);
+}
+
+static void refuse(struct gh_worker *w, struct gh_req *r, enum gh_wh_result res)
+{
+    gh_metrics_webhook(w, r, metric_of(res));
+    gh_audit_auth_denied(r, 401, gh_wh_result_code(res)); /* before the answer */
+    gh_conn_reply_error_msg(r->conn, 401, gh_wh_result_code(res), message_of(res), false);
+}
+
+static void refuse_full(struct gh_worker *w, struct gh_req *r)
+{
+    /* Forgetting an id would let its replay through: refuse instead
+     * and let the sender retry later (it retries on 5xx). */
+    gh_metrics_webhook(w, r, GH_MWH_STORE_FULL);
+    gh_log_warn("route %s: webhook replay table full, refusing with 503", r->route->cfg->name);
+    gh_conn_reply_error_msg(r->conn, 503, "replay_store_full",
+                            "too many recent webhook messages; retry later", false);
+}
+
+static void redis_done(void *arg, const redisReply *reply, int status)
+{
+    struct gh_req *r = arg;
+
+    if (status == GH_REDIS_CANCELLED) return; /* the request is gone */
+    r->wh_redis_out = false;
+    r->wh_redis_res = (int8_t)(status == GH_REDIS_OK ? gh_replay_redis_result(reply) : -1);
+    /* An error reply (a read-only replica, OOM, a missing script) says
+     * why; logged once, as the outage it starts. */
+    if (r->wh_redis_res < 0 && status == GH_REDIS_OK && reply != NULL &&
+        reply->type == REDIS_REPLY_ERROR && !r->conn->worker->wh->redis_away)
+        gh_log_warn("webhook replay: Redis refused the record: %.200s", reply->str);
+    gh_stages_resume(r);
+}
+
+/* Redis could not say (down, slow, an error reply): the local table, which
+ * already holds the keys, decides, or `on_redis_error: deny` refuses. A
+ * request whose answer is a failure (503) gives its keys back at its end,
+ * in Redis too where the record may have run after its deadline. */
+static int redis_unavailable(struct gh_worker *w, struct gh_req *r)
+{
+    struct gh_wh_worker *ww = w->wh;
+
+    if (!ww->redis_away) {
+        ww->redis_away = true;
+        gh_log_warn("webhook replay: worker %d: Redis unavailable; deciding replays by "
+                    "inbound_webhooks.on_redis_error (%s) until it answers again",
+                    w->id, r->snap->cfg->inbound_webhooks.redis_deny ? "deny" : "local");
+    }
+    if (r->snap->cfg->inbound_webhooks.redis_deny) {
+        gh_metrics_webhook_replay(w, GH_MRP_FALLBACK, GH_MRP_UNAVAILABLE);
+        gh_metrics_webhook(w, r, GH_MWH_STORE_UNAVAILABLE);
+        gh_conn_reply_error_msg(r->conn, 503, "replay_store_unavailable",
+                                "the shared webhook replay store is unavailable; retry later",
+                                false);
+        return 0;
+    }
+    if (r->wh_local_full) {
+        gh_metrics_webhook_replay(w, GH_MRP_FALLBACK, GH_MRP_FULL);
+        refuse_full(w, r);
+        return 0;
+    }
+    gh_metrics_webhook_replay(w, GH_MRP_FALLBACK, GH_MRP_NEW);
+    gh_metrics_webhook(w, r, GH_MWH_OK);
+    return 1;
+}
+
+/* The record's answer, when the stage resumes. */
+static int redis_answered(struct gh_worker *w, struct gh_req *r)
+{
+    struct gh_wh_worker *ww = w->wh;
+
+    r->wh_step = 2;
+    if (r->wh_redis_res < 0) return redis_unavailable(w, r);
+    if (ww->redis_away) {
+        ww->redis_away = false;
+        gh_log_info("webhook replay: worker %d: Redis answers again; replays are refused "
+                    "cluster-wide",
+                    w->id);
+    }
+    if (r->wh_redis_res == 1) {
+        gh_metrics_webhook_replay(w, GH_MRP_REDIS, GH_MRP_NEW);
+        gh_metrics_webhook(w, r, GH_MWH_OK);
+        return 1;
+    }
+    /* Another delivery holds a key: nothing of ours is in Redis, and the
+     * local keys go (all or nothing, as in the table). */
+    r->wh_nredis = 0;
     for (size_t i = 0; i < r->wh_nreplay; i++)
         gh_replay_forget(w->rt->wh_replay, r->wh_replay[i]);
     r->wh_nreplay = 0;
+    gh_metrics_webhook_replay(w, GH_MRP_REDIS, GH_MRP_SEEN);
+    refuse(w, r, GH_WH_REPLAYED);
+    return 0;
+}
+
+/* A verified message: records its keys (the route's own, so that two
+ * routes never refuse each other's messages) in the local table, and with
+ * a Redis replay store there too, suspending until Redis answers. GitHub's
+ * body MAC goes first: a captured delivery sent again under a fresh
+ * (unsigned) delivery id stops there and records nothing. */
+static int record(struct gh_worker *w, struct gh_req *r, const struct gh_wh_verified *seen,
+                  int64_t now_s)
+{
+    const struct gh_route *rt = r->route;
+    int64_t exp = expiry_of(&rt->cfg->webhook_verify, rt->wh->format, seen->timestamp, now_s);
+    struct gh_replay *tbl = w->rt->wh_replay;
+    const char *name = rt->cfg->name ? rt->cfg->name : "";
+    const void *kp[2];
+    size_t kl[2], nh = 0;
+    uint64_t hk[2];
+    enum gh_replay_result rr = GH_REPLAY_NEW;
+    bool shared = r->snap->cfg->inbound_webhooks.replay_redis;
+    struct gh_redis *c;
+    char tok[GH_REPLAY_REDIS_TOKEN];
+
+    if (seen->key2_len) {
+        kp[nh] = seen->key2;
+        kl[nh++] = seen->key2_len;
+    }
+    kp[nh] = seen->key;
+    kl[nh++] = seen->key_len;
+    for (size_t i = 0; i < nh; i++)
+        hk[i] = gh_replay_hash(tbl, name, strlen(name), kp[i], kl[i]);
+    for (size_t i = 0; i < nh && rr == GH_REPLAY_NEW; i++) {
+        rr = gh_replay_check_add_hash(tbl, hk[i], now_s, exp);
+        if (rr != GH_REPLAY_NEW)
+            for (size_t k = 0; k < i; k++) /* all or nothing */
+                gh_replay_forget(tbl, hk[k]);
+    }
+    if (rr == GH_REPLAY_NEW) {
+        memcpy(r->wh_replay, hk, sizeof(hk));
+        r->wh_nreplay = (uint8_t)nh;
+    }
+    /* A message this node holds is a replay for every node: no need to
+     * ask Redis. */
+    if (rr == GH_REPLAY_SEEN) {
+        gh_metrics_webhook_replay(w, GH_MRP_LOCAL, GH_MRP_SEEN);
+        refuse(w, r, GH_WH_REPLAYED);
+        return 0;
+    }
+    if (!shared) {
+        if (rr == GH_REPLAY_FULL) {
+            gh_metrics_webhook_replay(w, GH_MRP_LOCAL, GH_MRP_FULL);
+            refuse_full(w, r);
+            return 0;
+        }
+        gh_metrics_webhook_replay(w, GH_MRP_LOCAL, GH_MRP_NEW);
+        gh_metrics_webhook(w, r, GH_MWH_OK);
+        return 1;
+    }
+    /* A full local table only matters if Redis cannot answer. */
+    r->wh_local_full = rr == GH_REPLAY_FULL;
+    r->wh_step = 2;
+    for (size_t i = 0; i < nh; i++)
+        gh_replay_redis_digest(name, strlen(name), kp[i], kl[i], r->wh_rdigest[i]);
+    /* A connection known to be down refuses the command at once (no wait
+     * for a timeout); during its very first connect the command queues. */
+    c = gh_limits_worker_redis(w->limits);
+    if (c == NULL) return redis_unavailable(w, r);
+    r->wh_token = ++w->wh->token_next;
+    token_of(w, r, tok);
+    if (gh_replay_redis_record(
+            c, redis_prefix(r), (const uint8_t(*)[GH_REPLAY_REDIS_DIGEST])r->wh_rdigest, nh, tok,
+            (uint64_t)(exp - now_s) * 1000, redis_done, r, &r->wh_redis_handle) != GH_OK)
+        return redis_unavailable(w, r);
+    r->wh_nredis = (uint8_t)nh;
+    r->wh_redis_out = true;
+    r->wh_step = 1;
+    return 2;
 }
 
 int gh_inbound_stage(struct gh_req *r)
@@ -167,6 +394,7 @@ int gh_inbound_stage(struct gh_req *r)
     int rc;
 
     if (rt->wh == NULL) return 1;
+    if (r->wh_step == 1) return r->wh_redis_out ? 2 : redis_answered(w, r);
     /* The gateway-wide body limit holds here too: the proxy, which enforces
      * it on streamed chunked bodies, sends a buffered body as it is. */
     max_body = rt->cfg->webhook_verify.max_body;
@@ -183,47 +411,9 @@ int gh_inbound_stage(struct gh_req *r)
         res = GH_WH_MALFORMED;
     else
         res = gh_wh_verify(rt->wh, keys, &h, body, now_s, &seen);
-    if (res == GH_WH_OK) {
-        /* Recorded only now that the signature holds: forged requests
-         * cannot fill the table or burn a genuine id. Keys are the route's
-         * own, so two routes never refuse each other's messages. GitHub's
-         * body MAC goes first: a captured delivery sent again under a fresh
-         * (unsigned) delivery id stops there and records nothing. */
-        int64_t exp = expiry_of(&rt->cfg->webhook_verify, rt->wh->format, seen.timestamp, now_s);
-        struct gh_replay *tbl = w->rt->wh_replay;
-        const char *name = rt->cfg->name ? rt->cfg->name : "";
-        uint64_t hk[2];
-        size_t nh = 0;
-        enum gh_replay_result rr = GH_REPLAY_NEW;
-
-        if (seen.key2_len)
-            hk[nh++] = gh_replay_hash(tbl, name, strlen(name), seen.key2, seen.key2_len);
-        hk[nh++] = gh_replay_hash(tbl, name, strlen(name), seen.key, seen.key_len);
-        for (size_t i = 0; i < nh && rr == GH_REPLAY_NEW; i++) {
-            rr = gh_replay_check_add_hash(tbl, hk[i], now_s, exp);
-            if (rr != GH_REPLAY_NEW)
-                for (size_t k = 0; k < i; k++) /* all or nothing */
-                    gh_replay_forget(tbl, hk[k]);
-        }
-        switch (rr) {
-        case GH_REPLAY_NEW:
-            memcpy(r->wh_replay, hk, sizeof(hk));
-            r->wh_nreplay = (uint8_t)nh;
-            gh_metrics_webhook(w, r, GH_MWH_OK);
-            return 1;
-        case GH_REPLAY_SEEN: res = GH_WH_REPLAYED; break;
-        case GH_REPLAY_FULL:
-            /* Forgetting an id would let its replay through: refuse instead
-             * and let the sender retry later (it retries on 5xx). */
-            gh_metrics_webhook(w, r, GH_MWH_STORE_FULL);
-            gh_log_warn("route %s: webhook replay table full, refusing with 503", rt->cfg->name);
-            gh_conn_reply_error_msg(r->conn, 503, "replay_store_full",
-                                    "too many recent webhook messages; retry later", false);
-            return 0;
-        }
-    }
-    gh_metrics_webhook(w, r, metric_of(res));
-    gh_audit_auth_denied(r, 401, gh_wh_result_code(res)); /* before the answer */
-    gh_conn_reply_error_msg(r->conn, 401, gh_wh_result_code(res), message_of(res), false);
+    /* Recorded only now that the signature holds: forged requests cannot
+     * fill the table or burn a genuine id. */
+    if (res == GH_WH_OK) return record(w, r, &seen, now_s);
+    refuse(w, r, res);
     return 0;
 }

@@ -9,14 +9,16 @@
 struct gh_req;
 
 /* Returns 1 (verified, or the route does not ask: go on), 2 (suspended
- * while the body arrives; the stages resume) or 0 (answered: 401 with
- * missing_signature, invalid_signature, stale_timestamp or replayed; 413
- * over max_body; 503 replay_store_full). After 0, <req> may already be
- * reused: the caller must not touch it. */
+ * while the body arrives or while Redis records the message; the stages
+ * resume) or 0 (answered: 401 with missing_signature, invalid_signature,
+ * stale_timestamp or replayed; 413 over max_body; 503 replay_store_full,
+ * or replay_store_unavailable under on_redis_error: deny). After 0, <req>
+ * may already be reused: the caller must not touch it. */
 int gh_inbound_stage(struct gh_req *req);
 
-/* At the end of a request that the stage let through: when it failed (no
- * answer, 5xx, 408, 429) the replay keys it recorded are taken back, so the
+/* At the end of every request: a Redis record still out is cancelled (the
+ * request failed); when the request failed (no answer, 5xx, 408, 429) the
+ * replay keys it recorded are taken back, locally and in Redis, so the
  * sender's retry of the same message is not refused as a replay. */
 struct gh_worker;
 void gh_inbound_request_end(struct gh_worker *w, struct gh_req *req);

@@ -96,6 +96,15 @@ struct gh_req {
      * sender's retry passes. */
     uint64_t wh_replay[2];
     uint8_t wh_nreplay;
+    /* The same keys in Redis (issue 8; the digests sit in wh_rdigest, after
+     * next_free): a record command out, its answer, and what to release. */
+    uint64_t wh_token;        /* with the worker's id prefix: the value our keys hold */
+    uint32_t wh_redis_handle; /* of the record command, for gh_redis_cancel */
+    uint8_t wh_step;          /* 1: the record is out or answered; 2: decided */
+    uint8_t wh_nredis;        /* keys this request set (or may have set) in Redis */
+    int8_t wh_redis_res;      /* the record's answer: 1 new, 0 seen, -1 unavailable */
+    bool wh_redis_out;        /* the record command is out */
+    bool wh_local_full;       /* the local table had no room for the keys */
 
     /* Upstream exchange (owned by the proxy). */
     struct gh_pool *pool;
@@ -183,8 +192,9 @@ struct gh_req {
     struct gh_principal principal;
     struct gh_tracectx tr_ctx;
     struct gh_limit_applied lim_rules[GH_LIMITS_MAX_RULES];
-    char rl_hdr[384]; /* RateLimit-Policy and RateLimit lines */
-    char au_jti[24];  /* the token issued, read only when au_token */
+    uint8_t wh_rdigest[2][16]; /* the Redis keys' digests, read only while wh_nredis > 0 */
+    char rl_hdr[384];          /* RateLimit-Policy and RateLimit lines */
+    char au_jti[24];           /* the token issued, read only when au_token */
     struct gh_http_header headers[GH_HTTP_MAX_HEADERS];
     struct gh_http_header resp_headers[GH_HTTP_MAX_HEADERS];
 };

@@ -241,7 +241,10 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
         free(lw);
         return NULL;
     }
-    if (cfg->redis.enabled && cfg->limits.redis_backend && !w->is_admin) {
+    /* One connection per worker serves both Redis users: the rate limiter
+     * and the verify stage's replay record (src/hooks/stage.c). */
+    if (cfg->redis.enabled && (cfg->limits.redis_backend || cfg->inbound_webhooks.replay_redis) &&
+        !w->is_admin) {
         struct gh_redis_opts o = {0};
         char name[32];
         snprintf(name, sizeof(name), "worker %d", w->id);
@@ -258,7 +261,9 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
         o.log_name = name;
         lw->redis = gh_redis_new(w->base, &o);
         if (lw->redis == NULL)
-            gh_log_warn("limits: worker %d: no Redis client; deciding by on_redis_error", w->id);
+            gh_log_warn("limits: worker %d: no Redis client; deciding by on_redis_error (rate "
+                        "limits and webhook replays)",
+                        w->id);
         lw->prefix_len =
             (size_t)snprintf(lw->prefix, sizeof(lw->prefix),
                              "%srl:", cfg->redis.key_prefix ? cfg->redis.key_prefix : "");
@@ -273,6 +278,11 @@ void gh_limits_worker_free(struct gh_limits_worker *lw)
     if (lw->redis) gh_redis_free(lw->redis);
     if (lw->wait_ev) event_free(lw->wait_ev);
     free(lw);
+}
+
+struct gh_redis *gh_limits_worker_redis(struct gh_limits_worker *lw)
+{
+    return lw ? lw->redis : NULL;
 }
 
 int gh_limits_worker_redis_state(const struct gh_limits_worker *lw)
@@ -557,7 +567,7 @@ static void collect_rules(struct gh_req *r, struct gh_limits_worker *lw,
             }
             len = build_tuple(r, a->rule, tuple, sizeof(tuple));
             a->local_key = gh_ltable_hash(lw->svc->rates, tuple, len);
-            if (lw->redis != NULL) redis_key(lw, a, tuple, len);
+            if (lw->redis != NULL && r->snap->limits->redis) redis_key(lw, a, tuple, len);
         }
     }
     r->lim_nrules = (uint8_t)n;

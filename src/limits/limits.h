@@ -73,6 +73,12 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
                                               const struct gh_config *cfg);
 void gh_limits_worker_free(struct gh_limits_worker *lw);
 const struct gh_limits_stats *gh_limits_worker_stats(const struct gh_limits_worker *lw);
+/* Worker thread (<lw> may be NULL): the worker's Redis connection, made at
+ * start when `redis:` is set and limits.backend is redis or
+ * inbound_webhooks.replay_store is redis; NULL otherwise or when it could
+ * not be made. The verify stage borrows it; it lives as long as <lw>. */
+struct gh_redis;
+struct gh_redis *gh_limits_worker_redis(struct gh_limits_worker *lw);
 /* Worker thread (<lw> may be NULL): 1 when its Redis connection is up, 0
  * when down, 2 when it has none (local backend). */
 int gh_limits_worker_redis_state(const struct gh_limits_worker *lw);

@@ -338,6 +338,12 @@ void gh_metrics_webhook(struct gh_worker *w, const struct gh_req *r, unsigned re
     gh_mc_add(&w->metrics->routes[slot].webhook[result], 1);
 }
 
+void gh_metrics_webhook_replay(struct gh_worker *w, unsigned backend, unsigned result)
+{
+    if (w->metrics == NULL || backend >= GH_MRP_BACKEND_N || result >= GH_MRP_RESULT_N) return;
+    gh_mc_add(&w->metrics->replay[backend][result], 1);
+}
+
 void gh_metrics_ratelimit(struct gh_worker *w, const struct gh_limit_rule *rl, bool allowed)
 {
     struct gh_mrule *m;

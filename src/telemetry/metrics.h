@@ -116,7 +116,23 @@ enum {
     GH_MWH_STALE,
     GH_MWH_REPLAYED,
     GH_MWH_STORE_FULL,
+    GH_MWH_STORE_UNAVAILABLE,
     GH_MWH_N
+};
+
+/* Replay decisions of the verify stage (issue 8), by backend and result. */
+enum {
+    GH_MRP_REDIS,    /* Redis answered */
+    GH_MRP_LOCAL,    /* the local table decided: replay_store local, or a local hit */
+    GH_MRP_FALLBACK, /* Redis was unavailable: decided by inbound_webhooks.on_redis_error */
+    GH_MRP_BACKEND_N
+};
+enum {
+    GH_MRP_NEW,         /* recorded: the message goes on */
+    GH_MRP_SEEN,        /* a replay: 401 replayed */
+    GH_MRP_FULL,        /* 503 replay_store_full */
+    GH_MRP_UNAVAILABLE, /* 503 replay_store_unavailable (on_redis_error: deny) */
+    GH_MRP_RESULT_N
 };
 
 struct gh_mroute {
@@ -150,6 +166,7 @@ struct gh_metrics_worker {
     gh_mcounter conns_accepted, conns_closed;
     gh_mcounter tls_ok, tls_failed;
     gh_mcounter redis_up; /* gauge: 0 down, 1 up, 2 no Redis (stored by the tick) */
+    gh_mcounter replay[GH_MRP_BACKEND_N][GH_MRP_RESULT_N];
     struct gh_mtenants *tenants;
 };
 
@@ -217,6 +234,8 @@ void gh_metrics_upstream_error(struct gh_worker *w, const struct gh_req *r, int 
 void gh_metrics_auth(struct gh_worker *w, const struct gh_req *r, int rc);
 /* The webhook check of r's route ended with <result> (GH_MWH_*). */
 void gh_metrics_webhook(struct gh_worker *w, const struct gh_req *r, unsigned result);
+/* A replay decision (GH_MRP_* backend and result). */
+void gh_metrics_webhook_replay(struct gh_worker *w, unsigned backend, unsigned result);
 /* A rate-limit rule decided. */
 void gh_metrics_ratelimit(struct gh_worker *w, const struct gh_limit_rule *rl, bool allowed);
 /* Every 250 ms: stores the gauges only the worker can read (idle pool

@@ -92,11 +92,23 @@ static void write_routes(struct gh_expo *e, const struct gh_metrics *svc,
     for (uint32_t s = 0; s < n; s++)
         for (unsigned k = 0; k < GH_MWH_N; k++) {
             static const char *const names[GH_MWH_N] = {
-                "ok",       "missing_signature", "invalid_signature", "stale_timestamp",
-                "replayed", "replay_store_full"};
+                "ok",       "missing_signature", "invalid_signature",       "stale_timestamp",
+                "replayed", "replay_store_full", "replay_store_unavailable"};
             struct gh_label l[2] = {L("route", gh_metrics_names_get(&svc->routes, s)),
                                     L("result", names[k])};
             uint64_t v = SUM(routes[s].webhook[k]);
+            if (v) gh_expo_counter(e, l, 2, v);
+        }
+
+    gh_expo_family(e, "gatehouse_webhook_replay_decisions", GH_EXPO_COUNTER,
+                   "Inbound webhook replay decisions, by backend and result.");
+    for (unsigned b = 0; b < GH_MRP_BACKEND_N; b++)
+        for (unsigned k = 0; k < GH_MRP_RESULT_N; k++) {
+            static const char *const backends[GH_MRP_BACKEND_N] = {"redis", "local", "fallback"};
+            static const char *const results[GH_MRP_RESULT_N] = {"new", "seen", "full",
+                                                                 "unavailable"};
+            struct gh_label l[2] = {L("backend", backends[b]), L("result", results[k])};
+            uint64_t v = SUM(replay[b][k]);
             if (v) gh_expo_counter(e, l, 2, v);
         }
 

@@ -84,6 +84,37 @@ static void test_rotation_and_env(void **state)
     gh_config_free(cfg);
 }
 
+/* inbound_webhooks.replay_store: Redis by default where `redis:` is set. */
+static void test_replay_store(void **state)
+{
+    static const struct {
+        const char *yaml;
+        bool redis, deny;
+    } cases[] = {
+        {HEAD, false, false},
+        {HEAD "redis: {url: \"redis://127.0.0.1:6379\"}\n", true, false},
+        {HEAD "redis: {url: \"redis://127.0.0.1:6379\"}\n"
+              "inbound_webhooks: {replay_store: local}\n",
+         false, false},
+        {HEAD "redis: {url: \"redis://127.0.0.1:6379\"}\n"
+              "inbound_webhooks: {replay_store: redis, on_redis_error: deny}\n",
+         true, true},
+        {HEAD "inbound_webhooks: {replay_store: local, on_redis_error: local}\n", false, false},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gh_config *cfg;
+        struct gh_err err;
+        if (load(cases[i].yaml, &cfg, &err) != GH_OK) fail_msg("case %zu: %s", i, err.msg);
+        if (cfg->inbound_webhooks.replay_redis != cases[i].redis ||
+            cfg->inbound_webhooks.redis_deny != cases[i].deny)
+            fail_msg("case %zu: replay_redis %d redis_deny %d", i,
+                     cfg->inbound_webhooks.replay_redis, cfg->inbound_webhooks.redis_deny);
+        gh_config_free(cfg);
+    }
+}
+
 struct bad {
     const char *yaml;
     int line, col;
@@ -113,6 +144,13 @@ static void test_bad(void **state)
          6, 78, "in routes[0].webhook_verify.tolerance"},
         {HEAD "inbound_webhooks: {replay_keys: 100}\n", 6, 33,
          "in inbound_webhooks.replay_keys: must be between 2048 and"},
+        {HEAD "inbound_webhooks: {replay_store: redis}\n", 6, 34,
+         "in inbound_webhooks.replay_store: `replay_store: redis` needs a top-level `redis:"},
+        {HEAD "inbound_webhooks: {replay_store: memcached}\n", 6, 34,
+         "must be one of local, redis"},
+        {HEAD "redis: {url: \"redis://127.0.0.1:6379\"}\n"
+              "inbound_webhooks: {on_redis_error: allow}\n",
+         7, 36, "must be one of local, deny"},
         {HEAD "    webhook_verify: {format: stripe, secrets: []}\n", 6, 47,
          "must have at least 1 entry"},
         {HEAD "    webhook_verify: {format: stripe, secret: env:GH_TEST_NOT_SET_ANYWHERE}\n", 6, 46,
@@ -144,6 +182,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_rotation_and_env),
+        cmocka_unit_test(test_replay_store),
         cmocka_unit_test(test_bad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
