@@ -196,7 +196,6 @@ size_t gh_audit_canonical(const struct gh_audit_event *ev, char *out)
 {
     struct canon c = {out, 0, false};
     size_t plen = ev->params_len < sizeof(ev->params) ? ev->params_len : 0;
-
     bool v2 = ev->node[0] != '\0';
 
     if (v2)

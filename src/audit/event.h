@@ -99,9 +99,10 @@ const char *gh_audit_outcome_name(enum gh_audit_outcome o);
 /* Writes the canonical form of <ev> (with its chain and seq) into <out>
  * (GH_AUDIT_CANON_MAX bytes): format version 2 with a final "node" member
  * when ev->node is set, else version 1, byte for byte as before nodes
- * existed (so every stored chain still verifies). Returns its length. Strings are written as they
- * are in <ev> (no UTF-8 check here: the setters did it); 0 when the form
- * does not fit, which only fields written without gh_audit_set can cause. */
+ * existed (so every stored chain still verifies). Returns its length.
+ * Strings are written as they are in <ev> (no UTF-8 check here: the setters
+ * did it); 0 when the form does not fit, which only fields written without
+ * gh_audit_set can cause. */
 size_t gh_audit_canonical(const struct gh_audit_event *ev, char *out);
 
 /* hash = SHA-256(prev || canon). */

@@ -143,7 +143,6 @@ int gh_audit_canonical_parse(const char *body, size_t len, struct gh_audit_event
     char outcome[8];
     uint64_t seq, time_us, status, latency;
     size_t pstart, pend;
-
     bool v2;
 
     if (LIT(&r, "{\"v\":1,"))

@@ -534,9 +534,10 @@ static int node_matches(const struct gh_store_audit_row *row)
 }
 
 /* Do the row's columns equal the body's members? Reads the body only as
- * far as request_id (and, for version 2, its end: the node), in place: 1 yes, 0 no, -1 undecided
- * (escapes, or a body this fast reading does not follow): then the strict parser decides. Pass 1
- * needs no more: the hash covers every byte of the body. */
+ * far as request_id (and, for version 2, its end: the node), in place: 1
+ * yes, 0 no, -1 undecided (escapes, or a body this fast reading does not
+ * follow): then the strict parser decides. Pass 1 needs no more: the hash
+ * covers every byte of the body. */
 static int columns_match(const struct gh_store_audit_row *row)
 {
     struct cur c = {row->body, row->body + row->body_len};
