@@ -5,9 +5,10 @@
  * The first byte picks the input's meaning: odd, the rest is a query string
  * for gh_audit_params_from_query; even, the rest is name NUL value NUL name
  * NUL value ... for gh_audit_params_add, and the first name also fills the
- * path and user agent through gh_audit_set. Then:
+ * path and user agent through gh_audit_set. Bit 1 of the first byte gives
+ * the event a node (format version 2). Then:
  * 1. the canonical form is not empty and is valid JSON (jansson) with the
- *    20 members;
+ *    20 members (21 with a node);
  * 2. it parses back (gh_audit_canonical_parse) into an event whose canonical
  *    form is the same bytes;
  * 3. no value that the rules redact (decoded here by a second, plainer
@@ -83,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint8_t rnd[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     struct pair pairs[MAX_PAIRS];
     size_t npairs = 0, n;
-    bool query;
+    bool query, with_node;
     const char *p;
     json_error_t e;
     json_t *doc;
@@ -95,12 +96,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(memcmp(again, data, size) == 0);
     }
     query = data[0] & 1;
+    with_node = data[0] & 2;
     p = (const char *)data + 1;
     size--;
     gh_audit_event_init(&ev, 1763782800123456, rnd);
     GH_AUDIT_SET(&ev, tenant, GH_STR_LIT("tn_abcdefghijklmnopqrst"));
     snprintf(ev.chain, sizeof(ev.chain), "%s", gh_audit_chain_of(&ev));
     ev.seq = 7;
+    if (with_node) GH_AUDIT_SET(&ev, node, GH_STR_LIT("gw-1.eu_west-2"));
     if (query) {
         gh_audit_params_from_query(&ev, gh_str_make(p, size), 4);
         for (size_t i = 0; i < size && npairs < MAX_PAIRS;) {
@@ -144,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     doc = json_loadb(out, n, JSON_ALLOW_NUL, &e);
     if (doc == NULL) fprintf(stderr, "%s: %.*s\n", e.text, (int)n, out);
     CHECK(doc != NULL);
-    CHECK(json_object_size(doc) == 20);
+    CHECK(json_object_size(doc) == (with_node ? 21u : 20u));
     CHECK(json_is_array(json_object_get(doc, "params")));
     json_decref(doc);
 

@@ -18,6 +18,7 @@ FITS(actor, actor);
 FITS(action, action);
 FITS(resource, resource);
 FITS(request_id, request_id);
+FITS(node, node);
 _Static_assert(GH_AUDIT_CANON_MAX <= GH_STORE_AUDIT_BODY_MAX, "a canonical form fits a body");
 
 void gh_audit_hex(const uint8_t in[32], char out[65])
@@ -80,6 +81,7 @@ int gh_audit_chain_event(struct gh_audit_event *ev, uint64_t seq, const uint8_t 
     copy(row->resource, sizeof(row->resource), ev->resource);
     copy(row->outcome, sizeof(row->outcome), gh_audit_outcome_name(ev->outcome));
     copy(row->request_id, sizeof(row->request_id), ev->request_id);
+    copy(row->node, sizeof(row->node), ev->node);
     gh_audit_hex(ev->hash, row->hash);
     return GH_OK;
 }

@@ -196,8 +196,12 @@ size_t gh_audit_canonical(const struct gh_audit_event *ev, char *out)
 {
     struct canon c = {out, 0, false};
     size_t plen = ev->params_len < sizeof(ev->params) ? ev->params_len : 0;
+    bool v2 = ev->node[0] != '\0';
 
-    PUT_FIELD(&c, "{\"v\":1,\"chain\":", ev, chain);
+    if (v2)
+        PUT_FIELD(&c, "{\"v\":2,\"chain\":", ev, chain);
+    else
+        PUT_FIELD(&c, "{\"v\":1,\"chain\":", ev, chain);
     PUT_LIT(&c, ",\"seq\":");
     put_u64(&c, ev->seq);
     PUT_FIELD(&c, ",\"id\":", ev, id);
@@ -227,6 +231,9 @@ size_t gh_audit_canonical(const struct gh_audit_event *ev, char *out)
         put(&c, ev->params, plen);
     else
         PUT_LIT(&c, "[]");
+    /* Version 2: the node last, so that a version-1 form is a prefix of
+     * the same event's version-2 form up to its final "}". */
+    if (v2) PUT_FIELD(&c, ",\"node\":", ev, node);
     PUT_LIT(&c, "}");
     return c.overflow ? 0 : c.len;
 }

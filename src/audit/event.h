@@ -30,6 +30,7 @@
 #define GH_AUDIT_TRACE_ID_SIZE   33
 #define GH_AUDIT_IP_SIZE         46
 #define GH_AUDIT_UA_SIZE         256
+#define GH_AUDIT_NODE_SIZE       64   /* a node id (config node.id: 1..63 of [A-Za-z0-9._-]) */
 #define GH_AUDIT_PARAMS_SIZE     2048 /* the canonical JSON array of params */
 #define GH_AUDIT_CANON_MAX       8192 /* the canonical form always fits (about 4 KiB at most) */
 #define GH_AUDIT_NAME_MAX        128  /* a parameter's name in the canonical form, escaped */
@@ -67,6 +68,7 @@ struct gh_audit_event {
     uint32_t params_truncated;
 
     /* Set by the writer. */
+    char node[GH_AUDIT_NODE_SIZE]; /* the writing node's id; "" keeps the version-1 form */
     char chain[GH_AUDIT_CHAIN_SIZE];
     uint64_t seq;
     uint8_t prev_hash[32];
@@ -95,9 +97,12 @@ const char *gh_audit_chain_of(const struct gh_audit_event *ev);
 const char *gh_audit_outcome_name(enum gh_audit_outcome o);
 
 /* Writes the canonical form of <ev> (with its chain and seq) into <out>
- * (GH_AUDIT_CANON_MAX bytes). Returns its length. Strings are written as they
- * are in <ev> (no UTF-8 check here: the setters did it); 0 when the form
- * does not fit, which only fields written without gh_audit_set can cause. */
+ * (GH_AUDIT_CANON_MAX bytes): format version 2 with a final "node" member
+ * when ev->node is set, else version 1, byte for byte as before nodes
+ * existed (so every stored chain still verifies). Returns its length.
+ * Strings are written as they are in <ev> (no UTF-8 check here: the setters
+ * did it); 0 when the form does not fit, which only fields written without
+ * gh_audit_set can cause. */
 size_t gh_audit_canonical(const struct gh_audit_event *ev, char *out);
 
 /* hash = SHA-256(prev || canon). */
@@ -137,8 +142,9 @@ void gh_audit_params_from_query(struct gh_audit_event *ev, gh_str query, unsigne
 /* ---- reading a canonical form back (the verifier) ---- */
 
 /* Parses <body> (<len> bytes), which must be a canonical form exactly as
- * gh_audit_canonical writes it (members, order, escapes, integers), into
- * <ev>: every field but prev_hash and hash (params is copied as it is, after
+ * gh_audit_canonical writes it (members, order, escapes, integers; version
+ * 1 without a node, or version 2 with a non-empty one), into <ev>: every
+ * field but prev_hash and hash (params is copied as it is, after
  * a check that it is a JSON array of strings, integers and objects).
  * Returns GH_OK or GH_ERROR (<ev> is then partly filled). */
 int gh_audit_canonical_parse(const char *body, size_t len, struct gh_audit_event *ev);

@@ -142,27 +142,39 @@ int gh_audit_canonical_parse(const char *body, size_t len, struct gh_audit_event
     struct rd r = {(const unsigned char *)body, len, 0};
     char outcome[8];
     uint64_t seq, time_us, status, latency;
-    size_t pstart;
+    size_t pstart, pend;
+    bool v2;
 
-    if (!LIT(&r, "{\"v\":1,\"chain\":") || !str(&r, ev->chain, sizeof(ev->chain)) ||
-        !LIT(&r, ",\"seq\":") || !u64(&r, UINT64_MAX, &seq) || !FIELD(&r, ",\"id\":", ev, id) ||
-        !LIT(&r, ",\"time_us\":") || !u64(&r, INT64_MAX, &time_us) ||
-        !FIELD(&r, ",\"tenant\":", ev, tenant) || !FIELD(&r, ",\"actor\":", ev, actor) ||
-        !FIELD(&r, ",\"action\":", ev, action) || !FIELD(&r, ",\"resource\":", ev, resource) ||
-        !LIT(&r, ",\"outcome\":") || !str(&r, outcome, sizeof(outcome)) ||
-        !FIELD(&r, ",\"reason\":", ev, reason) || !FIELD(&r, ",\"method\":", ev, method) ||
-        !FIELD(&r, ",\"path\":", ev, path) || !LIT(&r, ",\"status\":") ||
-        !u64(&r, UINT16_MAX, &status) || !FIELD(&r, ",\"request_id\":", ev, request_id) ||
+    if (LIT(&r, "{\"v\":1,"))
+        v2 = false;
+    else if (LIT(&r, "{\"v\":2,"))
+        v2 = true;
+    else
+        return GH_ERROR;
+    if (!LIT(&r, "\"chain\":") || !str(&r, ev->chain, sizeof(ev->chain)) || !LIT(&r, ",\"seq\":") ||
+        !u64(&r, UINT64_MAX, &seq) || !FIELD(&r, ",\"id\":", ev, id) || !LIT(&r, ",\"time_us\":") ||
+        !u64(&r, INT64_MAX, &time_us) || !FIELD(&r, ",\"tenant\":", ev, tenant) ||
+        !FIELD(&r, ",\"actor\":", ev, actor) || !FIELD(&r, ",\"action\":", ev, action) ||
+        !FIELD(&r, ",\"resource\":", ev, resource) || !LIT(&r, ",\"outcome\":") ||
+        !str(&r, outcome, sizeof(outcome)) || !FIELD(&r, ",\"reason\":", ev, reason) ||
+        !FIELD(&r, ",\"method\":", ev, method) || !FIELD(&r, ",\"path\":", ev, path) ||
+        !LIT(&r, ",\"status\":") || !u64(&r, UINT16_MAX, &status) ||
+        !FIELD(&r, ",\"request_id\":", ev, request_id) ||
         !FIELD(&r, ",\"trace_id\":", ev, trace_id) ||
         !FIELD(&r, ",\"client_ip\":", ev, client_ip) ||
         !FIELD(&r, ",\"user_agent\":", ev, user_agent) || !LIT(&r, ",\"latency_us\":") ||
         !u64(&r, UINT64_MAX, &latency) || !LIT(&r, ",\"params\":"))
         return GH_ERROR;
     pstart = r.i;
-    if (!params(&r) || r.i - pstart >= sizeof(ev->params) || !LIT(&r, "}") || r.i != r.n)
-        return GH_ERROR;
-    memcpy(ev->params, body + pstart, r.i - 1 - pstart);
-    ev->params_len = (uint16_t)(r.i - 1 - pstart);
+    if (!params(&r) || r.i - pstart >= sizeof(ev->params)) return GH_ERROR;
+    pend = r.i;
+    ev->node[0] = '\0';
+    /* Version 2 and only it has the node, never empty (an event without
+     * one is written as version 1: one form per event). */
+    if (v2 && (!FIELD(&r, ",\"node\":", ev, node) || ev->node[0] == '\0')) return GH_ERROR;
+    if (!LIT(&r, "}") || r.i != r.n) return GH_ERROR;
+    memcpy(ev->params, body + pstart, pend - pstart);
+    ev->params_len = (uint16_t)(pend - pstart);
     ev->params[ev->params_len] = '\0';
     ev->params_kept = 0; /* not built here: params_add would start over */
     ev->params_truncated = 0;

@@ -270,6 +270,7 @@ static const char *column_differs(const struct gh_store_audit_row *row,
     if (strcmp(row->resource, ev->resource) != 0) return "resource";
     if (strcmp(row->outcome, gh_audit_outcome_name(ev->outcome)) != 0) return "outcome";
     if (strcmp(row->request_id, ev->request_id) != 0) return "request_id";
+    if (strcmp(row->node, ev->node) != 0) return "node";
     return NULL;
 }
 
@@ -511,10 +512,32 @@ static bool u64_eq(struct cur *c, uint64_t want)
     return lit(c, d + start, 20 - start);
 }
 
+/* Does a version-2 body end with the row's node, as its last member
+ * (`,"node":"<node>"}`)? 1 yes, -1 undecided (a node that would need
+ * escapes, or not at the end: the strict parser decides). */
+static int node_matches(const struct gh_store_audit_row *row)
+{
+    static const char key[] = ",\"node\":\"";
+    size_t n = strnlen(row->node, sizeof(row->node)), klen = sizeof(key) - 1;
+    const char *tail;
+
+    if (row->body_len < klen + n + 2) return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)row->node[i] < 0x20 || row->node[i] == '"' || row->node[i] == '\\' ||
+            row->node[i] == 0x7f)
+            return -1;
+    tail = row->body + row->body_len - (klen + n + 2);
+    if (memcmp(tail, key, klen) != 0 || memcmp(tail + klen, row->node, n) != 0 ||
+        memcmp(tail + klen + n, "\"}", 2) != 0)
+        return -1;
+    return 1;
+}
+
 /* Do the row's columns equal the body's members? Reads the body only as
- * far as request_id, in place: 1 yes, 0 no, -1 undecided (escapes, or a
- * body this fast reading does not follow): then the strict parser decides.
- * Pass 1 needs no more: the hash covers every byte of the body. */
+ * far as request_id (and, for version 2, its end: the node), in place: 1
+ * yes, 0 no, -1 undecided (escapes, or a body this fast reading does not
+ * follow): then the strict parser decides. Pass 1 needs no more: the hash
+ * covers every byte of the body. */
 static int columns_match(const struct gh_store_audit_row *row)
 {
     struct cur c = {row->body, row->body + row->body_len};
@@ -525,7 +548,14 @@ static int columns_match(const struct gh_store_audit_row *row)
         if (!LIT(&c, name)) return -1;                                                             \
         if ((r = str_eq(&c, (want))) != 1) return r;                                               \
     } while (0)
-    STR("{\"v\":1,\"chain\":\"", row->chain);
+    /* A row without a node holds a version-1 event, with one a version-2
+     * event that names it. */
+    if (row->node[0] == '\0') {
+        STR("{\"v\":1,\"chain\":\"", row->chain);
+    } else {
+        if ((r = node_matches(row)) != 1) return r;
+        STR("{\"v\":2,\"chain\":\"", row->chain);
+    }
     if (!LIT(&c, ",\"seq\":") || !u64_eq(&c, row->seq)) return -1;
     STR(",\"id\":\"", row->id);
     if (!LIT(&c, ",\"time_us\":") || !u64_eq(&c, (uint64_t)row->time_us)) return -1;

@@ -122,6 +122,7 @@ struct gh_audit_service *gh_audit_service_new(const struct gh_config *cfg, struc
     s->store = st;
     s->nworkers = nworkers;
     s->batch_max = cfg->audit.batch_max ? cfg->audit.batch_max : 512;
+    if (cfg->node.id != NULL) GH_AUDIT_SET(s, node, gh_str_cstr(cfg->node.id));
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->room, NULL);
@@ -318,6 +319,7 @@ static int chain_event(struct gh_audit_service *s, struct gh_audit_event *ev,
     c = chain_get(s, gh_audit_chain_of(ev), true);
     if (c == NULL) return GH_ERROR;
     touch(c, touched);
+    memcpy(ev->node, s->node, sizeof(ev->node));
     if (gh_audit_chain_event(ev, c->seq + 1, c->hash, row) != GH_OK) return GH_ERROR;
     c->seq = ev->seq;
     memcpy(c->hash, ev->hash, 32);

@@ -75,6 +75,9 @@ struct gh_audit_service {
     int nworkers;
     struct gh_audit_worker **workers;
     uint32_t batch_max;
+    /* config node.id, fixed at new: the writer stamps it into every event
+     * it chains, so no producer can forget it ("" keeps version 1). */
+    char node[GH_AUDIT_NODE_SIZE];
     pthread_t thread;
     bool started;
     _Atomic bool stop;

@@ -901,6 +901,63 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     return store_str(ctx, n, field, val);
 }
 
+/* ---- The node id ------------------------------------------------------------ */
+
+bool gh_config_valid_node_id(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n == 0 || n > GH_CONFIG_NODE_ID_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && strchr("._-", s[i]) == NULL) return false;
+    return true;
+}
+
+/* `node.id`: the id itself or "env:NAME" (a container's pod or host name
+ * comes from its environment). The id ends up in log lines, label values,
+ * audit events and their hashes: refused unless it is plain, never repaired. */
+static int set_node_id(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
+{
+    const char *s = scalar(n), *val = s;
+    bool printable = true;
+
+    if (strncmp(s, "env:", 4) == 0) {
+        val = getenv(s + 4);
+        if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
+    }
+    if (gh_config_valid_node_id(val)) return store_str(ctx, n, FIELD(obj, key->off, char *), val);
+    /* Shown back only when short and plain: a message never carries
+     * control bytes or a clipped value. */
+    printable = val[0] != '\0' && strlen(val) <= GH_CONFIG_NODE_ID_MAX;
+    for (const char *p = val; *p; p++)
+        printable &= *p >= 0x20 && *p < 0x7f && *p != '"';
+    if (val != s)
+        return fail(ctx, n,
+                    "%s gives %s%.63s%s (%zu bytes), not a node id: 1 to 63 characters of "
+                    "[A-Za-z0-9._-]",
+                    s, printable ? "\"" : "a value", printable ? val : "", printable ? "\"" : "",
+                    strlen(val));
+    return fail(ctx, n,
+                "a node id is 1 to 63 characters of [A-Za-z0-9._-] (got %zu bytes%s%.63s%s)",
+                strlen(val), printable ? ": \"" : "", printable ? val : "", printable ? "\"" : "");
+}
+
+/* Without `node.id`: the host name, with every character outside
+ * [A-Za-z0-9._-] made '-' and clipped to 63, so that a host name the
+ * id rules refuse still gives a usable default ("node" when there is none). */
+static int finish_node(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_node *nd = obj;
+    char host[256] = "";
+
+    if (nd->id != NULL) return GH_OK;
+    if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+    host[GH_CONFIG_NODE_ID_MAX] = '\0';
+    for (char *p = host; *p; p++)
+        if (!isalnum((unsigned char)*p) && strchr("._-", *p) == NULL) *p = '-';
+    return store_str(ctx, node, &nd->id, host[0] ? host : "node");
+}
+
 /* ---- Mappings and lists of mappings -------------------------------------- */
 
 static int set_map(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
@@ -1100,6 +1157,7 @@ static const struct cfg_type t_secret = {"a secret", YAML_SCALAR_NODE, set_secre
 static const struct cfg_type t_u64 = {"a number", YAML_SCALAR_NODE, set_u64, NULL};
 static const struct cfg_type t_rate = {"a rate", YAML_SCALAR_NODE, set_rate, NULL};
 static const struct cfg_type t_ratio = {"a number from 0 to 1", YAML_SCALAR_NODE, set_ratio, NULL};
+static const struct cfg_type t_node_id = {"a node id", YAML_SCALAR_NODE, set_node_id, release_str};
 
 /* ---- Finish hooks (cross-field checks within one mapping) ------------------ */
 
@@ -2037,9 +2095,16 @@ static const struct cfg_key inbound_webhooks_keys[] = {
 #undef IW
 static const struct cfg_map inbound_webhooks_map = {MAP_OF(inbound_webhooks_keys)};
 
+static const struct cfg_key node_keys[] = {
+    KEY("id", t_node_id, struct gh_config_node, id),
+};
+static const struct cfg_map node_map = {MAP_OF(node_keys), POS_AT(struct gh_config_node),
+                                        .finish = finish_node};
+
 static const struct cfg_key root_keys[] = {
     KEY("workers", t_workers, struct gh_config, workers, .min = 1, .max = 1024, .dflt = "auto"),
     KEY("log_level", t_string, struct gh_config, log_level, .choices = log_levels, .dflt = "info"),
+    KEY("node", t_map, struct gh_config, node, .sub = &node_map),
     KEY("shutdown_timeout", t_duration, struct gh_config, shutdown_timeout_ms, .min = 1,
         .dflt = "10s"),
     LIST("listen", t_list, struct gh_config, listens, nlistens, .min = 1, .flags = KEY_REQUIRED,

@@ -276,6 +276,20 @@ struct gh_config_redis {
     struct gh_config_pos pos;
 };
 
+/* `node:` names this gateway process among the nodes that share a store and
+ * Redis: its id is in every log line, the access log, /metrics
+ * (gatehouse_node_info), the traces' service.instance.id and every audit
+ * event it writes (docs/audit-format.md, format version 2). */
+#define GH_CONFIG_NODE_ID_MAX 63
+struct gh_config_node {
+    char *id;                 /* 1..63 of [A-Za-z0-9._-]; default: the host name, sanitised */
+    struct gh_config_pos pos; /* of the `node` mapping; 0:0 when absent */
+};
+
+/* Whether <s> is a valid node id: 1..GH_CONFIG_NODE_ID_MAX characters of
+ * [A-Za-z0-9._-]. */
+bool gh_config_valid_node_id(const char *s);
+
 /* `metrics:` (issue 6; docs/metrics.md). */
 struct gh_config_metrics {
     uint32_t top_tenants; /* tenants with their own series, default 20; the rest are "other" */
@@ -462,6 +476,7 @@ struct gh_config {
     struct gh_config_webhooks webhooks;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */
+    struct gh_config_node node;   /* read at start: a reload may not change it */
 };
 
 /* Loads and validates <path>. On success returns GH_OK and sets *out (free it

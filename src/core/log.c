@@ -10,15 +10,28 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The one mutable static in the project besides the runtime struct: log
- * calls come from places (config, CLI) that have no runtime at hand. */
+/* The mutable statics of the project besides the runtime struct: log calls
+ * come from places (config, CLI) that have no runtime at hand. The node's
+ * " <id>" is formatted once, at start, so a line only copies it. */
 static _Atomic int log_min_level = GH_LOG_INFO;
+static char log_node[1 + 63 + 1];
+static _Atomic size_t log_node_len;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void gh_log_set_level(enum gh_log_level level)
 {
     atomic_store(&log_min_level, (int)level);
+}
+
+void gh_log_set_node(const char *id)
+{
+    size_t n = id ? strnlen(id, sizeof(log_node) - 2) : 0;
+
+    atomic_store(&log_node_len, 0);
+    log_node[0] = ' ';
+    if (n > 0) memcpy(log_node + 1, id, n);
+    atomic_store(&log_node_len, n > 0 ? n + 1 : 0);
 }
 
 int gh_log_level_parse(const char *s, enum gh_log_level *out)
@@ -36,15 +49,18 @@ void gh_log(enum gh_log_level level, const char *fmt, ...)
     char line[2048];
     struct timespec ts;
     struct tm tm;
-    size_t n;
+    size_t n, node_len;
     va_list ap;
 
     if ((int)level < atomic_load_explicit(&log_min_level, memory_order_relaxed)) return;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000,
-                          level_names[level]);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    node_len = atomic_load(&log_node_len);
+    memcpy(line + n, log_node, node_len);
+    n += node_len;
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " %s ", level_names[level]);
     va_start(ap, fmt);
     int w = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     va_end(ap);

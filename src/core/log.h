@@ -1,5 +1,8 @@
 /* The gateway's own log (errors, warnings, lifecycle), as one line per event
- * on stderr: "2026-11-21T23:59:01.123Z error config: ...". Each line is one
+ * on stderr: "2026-11-21T23:59:01.123Z gw-1 error config: ...", where "gw-1"
+ * is the node id (config `node.id`) once the runtime has set it; before that
+ * (config errors, CLI commands) the node is left out:
+ * "2026-11-21T23:59:01.123Z error config: ...". Each line is one
  * write(2), so lines from several threads never interleave. Access logs are
  * separate (telemetry/accesslog.h). Never pass secrets to these functions. */
 #ifndef GH_CORE_LOG_H
@@ -10,6 +13,11 @@ enum gh_log_level { GH_LOG_DEBUG, GH_LOG_INFO, GH_LOG_WARN, GH_LOG_ERROR };
 /* Sets the lowest level written; from config `log_level`. Thread-safe. */
 void gh_log_set_level(enum gh_log_level level);
 int gh_log_level_parse(const char *s, enum gh_log_level *out);
+
+/* Names the node in every later line (a copy of <id>, clipped to 63 bytes;
+ * NULL or "" leaves it out again). Call before other threads log: the id
+ * is fixed for the process's life, so it is set once, at start. */
+void gh_log_set_node(const char *id);
 
 void gh_log(enum gh_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -103,6 +103,14 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
                               "listen %s changed; that needs a restart (reload refused)",
                               b->addr.text);
     }
+    /* The node id is stamped into audit events, metrics, traces and logs
+     * since start: a file naming another node would not describe what
+     * runs (and two ids for one process mislead whoever reads them). */
+    if (strcmp(old->node.id, cfg->node.id) != 0)
+        return gh_err_set(err, cfg->file, cfg->node.pos.line, cfg->node.pos.col,
+                          "node.id changed from \"%s\" to \"%s\"; that needs a restart (reload "
+                          "refused)",
+                          old->node.id, cfg->node.id);
     if (old->workers != cfg->workers)
         gh_log_warn("reload: workers changed from %d to %d; takes effect at the next restart",
                     old->workers, cfg->workers);
@@ -247,6 +255,8 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     }
     rt->config_path = config_path ? strdup(config_path) : NULL;
     rt->started_wall_ms = gh_wall_ms();
+    snprintf(rt->node_id, sizeof(rt->node_id), "%s", cfg->node.id);
+    gh_log_set_node(rt->node_id);
     apply_log_level(cfg);
     /* The store and the secrets before the snapshot: `secret:NAME` values
      * are resolved into <cfg> before anything is built from it. */
@@ -268,7 +278,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
      * touched as ids are recorded. */
     rt->wh_replay = gh_replay_new(rt->snap->cfg->inbound_webhooks.replay_keys);
     if (rt->wh_replay == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
-    rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, err);
+    rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, rt->node_id, err);
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
     if (rt->main_base == NULL) return gh_err_set(err, NULL, 0, 0, "event_base_new failed");

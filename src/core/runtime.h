@@ -50,6 +50,7 @@ struct gh_runtime {
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_failed;
     uint64_t started_wall_ms;
+    char node_id[GH_CONFIG_NODE_ID_MAX + 1]; /* config `node.id`, fixed for the process's life */
     bool stopping;
     struct event *sig_hup, *sig_term, *sig_int, *sig_usr1, *stop_check;
 };

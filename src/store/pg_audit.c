@@ -13,7 +13,7 @@
 
 /* ---- Rows --------------------------------------------------------------------- */
 
-/* Fills <out> from row <row> of the 13 columns of GH_PG_AUDIT_COLS. A
+/* Fills <out> from row <row> of the 14 columns of GH_PG_AUDIT_COLS. A
  * column that does not read back as the gateway writes it marks the row
  * damaged: the verifier names it rather than the walk stopping. */
 static void audit_row(const PGresult *r, int row, struct gh_store_audit_row *out)
@@ -29,7 +29,7 @@ static void audit_row(const PGresult *r, int row, struct gh_store_audit_row *out
         {5, out->tenant_id, sizeof(out->tenant_id)}, {6, out->actor, sizeof(out->actor)},
         {7, out->action, sizeof(out->action)},       {8, out->resource, sizeof(out->resource)},
         {9, out->outcome, sizeof(out->outcome)},     {10, out->request_id, sizeof(out->request_id)},
-        {11, out->hash, sizeof(out->hash)},
+        {11, out->hash, sizeof(out->hash)},          {13, out->node, sizeof(out->node)},
     };
 
     out->rowid = gh_pg__i64(r, row, 0);
@@ -92,6 +92,7 @@ static int insert_row(struct gh_pg_tx *tx, struct gh_store_audit_row *row, struc
     gh_pg__arg(&a, row->request_id);
     gh_pg__arg(&a, row->hash);
     gh_pg__arg_bytes(&a, row->body, row->body_len);
+    gh_pg__arg(&a, row->node);
     rc = gh_pg__run(tx, GH_PG_AUDIT_INSERT, &a, &r, err);
     if (rc == GH_OK && PQntuples(r) == 1) {
         row->rowid = gh_pg__i64(r, 0, 0);

@@ -138,7 +138,7 @@ enum gh_pg_stmt {
 /* The columns of an audit row, in the order pg_audit.c reads them. */
 #define GH_PG_AUDIT_COLS                                                                           \
     "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
-    "hash, body"
+    "hash, body, node"
 
 /* The columns of a secret and of a webhook endpoint, in the order
  * pg_secrets.c and pg_webhooks.c read them. */

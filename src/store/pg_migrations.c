@@ -280,6 +280,13 @@ static const struct migration migrations[] = {
          "webhook_endpoints", "tenant_id") TENANT_POLICY("webhook_messages", "tenant_id")
          TENANT_POLICY("webhook_deliveries", "tenant_id")
              TENANT_POLICY("webhook_attempts", "tenant_id")},
+    {8,
+     /* As in SQLite: the node that wrote each audit event, '' for format
+      * version 1. The table's grants (operator: SELECT, INSERT, DELETE;
+      * tenant: SELECT) and its row policy (on tenant_id) cover the new
+      * column as they are: nothing to grant. A constant default adds the
+      * column without rewriting the table. */
+     "ALTER TABLE audit_events ADD COLUMN node text COLLATE \"C\" NOT NULL DEFAULT '';"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

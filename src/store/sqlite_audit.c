@@ -25,7 +25,7 @@ static bool col_copy(sqlite3_stmt *s, int col, char *dst, size_t size)
     return ok;
 }
 
-/* Fills <r> from the 13 columns of GH_SQ_AUDIT_COLS. Only the fields are
+/* Fills <r> from the 14 columns of GH_SQ_AUDIT_COLS. Only the fields are
  * written, not the whole struct: a walk reuses one row for a million. A
  * column that does not read back as the gateway writes it marks the row
  * damaged rather than stopping the walk: the verifier must name the row. */
@@ -47,6 +47,7 @@ static void audit_row(sqlite3_stmt *s, struct gh_store_audit_row *r)
     ok &= col_copy(s, 9, r->outcome, sizeof(r->outcome));
     ok &= col_copy(s, 10, r->request_id, sizeof(r->request_id));
     ok &= col_copy(s, 11, r->hash, sizeof(r->hash));
+    ok &= col_copy(s, 13, r->node, sizeof(r->node));
     body = sqlite3_column_text(s, 12);
     n = (size_t)sqlite3_column_bytes(s, 12);
     if (body == NULL || n > GH_STORE_AUDIT_BODY_MAX) {
@@ -115,6 +116,7 @@ static int insert_row(struct gh_sqlite_conn *c, struct gh_store_audit_row *r, st
     gh_sqlite__bind_text(s, 10, r->request_id);
     gh_sqlite__bind_text(s, 11, r->hash);
     sqlite3_bind_text(s, 12, r->body, (int)r->body_len, SQLITE_STATIC);
+    gh_sqlite__bind_text(s, 13, r->node);
     rc = gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit append", err));
     if (rc == GH_OK) r->rowid = sqlite3_last_insert_rowid(c->db);
     return rc;

@@ -127,7 +127,7 @@ enum gh_sqlite_stmt {
  * sqlite_audit.c reads them. */
 #define GH_SQ_AUDIT_COLS                                                                           \
     "rowid, chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, request_id, "    \
-    "hash, body"
+    "hash, body, node"
 #define GH_SQ_AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
 #define GH_SQ_SECRET_COLS                                                                          \
     "tenant_id, name, ciphertext, nonce, wrapped_dek, kek_version, created_at, updated_at"

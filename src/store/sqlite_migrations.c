@@ -256,6 +256,12 @@ static const struct migration migrations[] = {
      "  response TEXT NOT NULL DEFAULT ''"
      ") STRICT;"
      "CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id, id);"},
+    {8,
+     /* The node that wrote each audit event (config node.id; format
+      * version 2 of docs/audit-format.md), a copy of the body's "node"
+      * member as the other filter columns are; '' for the events of
+      * version 1, which have none. */
+     "ALTER TABLE audit_events ADD COLUMN node TEXT NOT NULL DEFAULT '';"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

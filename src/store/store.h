@@ -229,6 +229,7 @@ struct gh_store_audit_row {
     char resource[256];
     char outcome[8]; /* "success", "denied" or "failed" */
     char request_id[65];
+    char node[64]; /* the writing node's id, "" for events of format version 1 */
     char hash[65]; /* 64 lowercase hex */
     /* Set by the store when reading: a column could not be read as stored
      * (too long for its field, a NUL inside, NULL); the field holds what

@@ -87,7 +87,7 @@ static int check_row(const struct gh_store_audit_row *r, size_t i, struct gh_err
                           "must be empty or 1-31 bytes without control characters");
     if (!terminated(r->actor, sizeof(r->actor)) || !terminated(r->action, sizeof(r->action)) ||
         !terminated(r->resource, sizeof(r->resource)) ||
-        !terminated(r->request_id, sizeof(r->request_id)))
+        !terminated(r->request_id, sizeof(r->request_id)) || !terminated(r->node, sizeof(r->node)))
         return invalid_at(err, "rows", i, "strings", "must be NUL-terminated");
     if (!terminated(r->outcome, sizeof(r->outcome)) || !valid_outcome(r->outcome))
         return invalid_at(err, "rows", i, "outcome", "must be success, denied or failed");

@@ -134,9 +134,10 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * queries page by and the verifier's scan resumes from). */
     [GH_PG_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))",
     [GH_PG_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
-                           "action, resource, outcome, request_id, hash, body) VALUES ($1::text, "
-                           "$2::bigint, $3::text, $4::bigint, $5::text, $6::text, $7::text, "
-                           "$8::text, $9::text, $10::text, $11::text, $12::text) "
+                           "action, resource, outcome, request_id, hash, body, node) VALUES "
+                           "($1::text, $2::bigint, $3::text, $4::bigint, $5::text, $6::text, "
+                           "$7::text, $8::text, $9::text, $10::text, $11::text, $12::text, "
+                           "$13::text) "
                            "ON CONFLICT ON CONSTRAINT audit_events_chain_seq_key DO NOTHING "
                            "RETURNING rowid",
     [GH_PG_AUDIT_ROW_AT] = "SELECT rowid, hash FROM audit_events WHERE chain = $1::text "
@@ -164,7 +165,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
         "SELECT h.* FROM c CROSS JOIN LATERAL (SELECT " AUDIT_COLS " FROM audit_events e "
         "WHERE e.chain = c.chain ORDER BY e.seq DESC LIMIT 1) h WHERE c.chain IS NOT NULL "
         "UNION ALL SELECT 0, chain, max(last_seq), '', 0, '', '', '', '', 'success', '', "
-        "(array_agg(last_hash ORDER BY last_seq DESC))[1], '' FROM audit_archives a "
+        "(array_agg(last_hash ORDER BY last_seq DESC))[1], '', '' FROM audit_archives a "
         "WHERE NOT EXISTS (SELECT 1 FROM audit_events e WHERE e.chain = a.chain) "
         "GROUP BY chain ORDER BY 2",
     [GH_PG_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit_events "

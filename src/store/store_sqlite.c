@@ -127,8 +127,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_MMAP_ON] = "PRAGMA mmap_size = 2147418112",
     [GH_SQ_MMAP_OFF] = "PRAGMA mmap_size = 0",
     [GH_SQ_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
-                           "action, resource, outcome, request_id, hash, body) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                           "action, resource, outcome, request_id, hash, body, node) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     /* The predecessor may have been archived (the whole chain, even). */
     [GH_SQ_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = ?1 AND seq = ?2 "
                                 "UNION ALL SELECT 1 FROM audit_archives "
@@ -148,7 +148,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
         "audit_events e WHERE e.chain = c.chain ORDER BY seq DESC LIMIT 1) FROM c "
         "WHERE c.chain IS NOT NULL) "
         "UNION ALL SELECT 0, chain, max(last_seq), '', 0, '', '', '', '', 'success', '', "
-        "last_hash, '' FROM audit_archives a WHERE NOT EXISTS (SELECT 1 FROM audit_events e "
+        "last_hash, '', '' FROM audit_archives a WHERE NOT EXISTS (SELECT 1 FROM audit_events e "
         "WHERE e.chain = a.chain) GROUP BY chain ORDER BY 2",
     [GH_SQ_AUDIT_WALK] = "SELECT " AUDIT_COLS " FROM audit_events "
                          "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",

@@ -41,6 +41,10 @@ struct gh_accesslog {
     int std_fd; /* STDOUT_FILENO / STDERR_FILENO when path is NULL */
     int fd;
     _Atomic uint64_t dropped;
+    /* `,"node":"<id>"`, formatted at open: a line copies it (the id is
+     * fixed for the process's life and needs no escape). */
+    char node_json[96];
+    size_t node_json_len;
 };
 
 struct gh_accesslog_buf {
@@ -123,7 +127,8 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-struct gh_accesslog *gh_accesslog_open(const struct gh_config_access_log *cfg, struct gh_err *err)
+struct gh_accesslog *gh_accesslog_open(const struct gh_config_access_log *cfg, const char *node,
+                                       struct gh_err *err)
 {
     struct gh_accesslog *l = calloc(1, sizeof(*l));
     char why[256];
@@ -131,6 +136,13 @@ struct gh_accesslog *gh_accesslog_open(const struct gh_config_access_log *cfg, s
     if (l == NULL) {
         gh_err_set(err, NULL, 0, 0, "out of memory");
         return NULL;
+    }
+    if (node != NULL && node[0] != '\0') {
+        struct gh_jsonw jw;
+        gh_jsonw_init(&jw, l->node_json, sizeof(l->node_json));
+        gh_jsonw_lit(&jw, ",\"node\":");
+        gh_jsonw_str(&jw, gh_str_cstr(node));
+        l->node_json_len = jw.overflow ? 0 : jw.len;
     }
     sink_from_cfg(cfg, &l->path, &l->std_fd);
     l->fd = open_sink(l->path, l->std_fd, why, sizeof(why));
@@ -291,6 +303,7 @@ void gh_accesslog_request(struct gh_worker *w, const struct gh_req *r)
     now = gh_now_ns();
     gh_jsonw_init(&jw, line, sizeof(line));
     format_time(b, &jw);
+    gh_jsonw_raw(&jw, b->log->node_json, b->log->node_json_len);
     gh_jsonw_lit(&jw, ",\"request_id\":");
     gh_jsonw_str(&jw, gh_str_make(r->id, r->id_len));
     gh_jsonw_lit(&jw, ",\"client\":");

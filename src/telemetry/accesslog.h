@@ -1,10 +1,9 @@
-/* Access log: one JSON line per request. Workers format lines into their own
- * 64 KiB buffer (no lock, no system call per request) and hand full buffers,
- * or partial ones every 250 ms, to one writer thread, which does the disk
- * I/O. SIGUSR1 makes the writer reopen the file (log rotation). The queue is
- * bounded: when the disk cannot keep up, whole buffers are dropped and
- * counted rather than stalling requests. Only the path of the target is
- * logged, never the query string (it may carry secrets). */
+/* Access log: one JSON line per request, naming the node (`"node"`). Workers format lines into
+ * their own 64 KiB buffer (no lock, no system call per request) and hand full buffers, or partial
+ * ones every 250 ms, to one writer thread, which does the disk I/O. SIGUSR1 makes the writer reopen
+ * the file (log rotation). The queue is bounded: when the disk cannot keep up, whole buffers are
+ * dropped and counted rather than stalling requests. Only the path of the target is logged, never
+ * the query string (it may carry secrets). */
 #ifndef GH_TELEMETRY_ACCESSLOG_H
 #define GH_TELEMETRY_ACCESSLOG_H
 
@@ -20,8 +19,10 @@ struct gh_worker;
 struct gh_req;
 
 /* Opens the sink named by <cfg> ("stdout", "stderr" or a file) and starts
- * the writer thread. Returns NULL with <err> when the file cannot be opened. */
-struct gh_accesslog *gh_accesslog_open(const struct gh_config_access_log *cfg, struct gh_err *err);
+ * the writer thread; every line names <node> (the node id; NULL or "": no
+ * "node" member). Returns NULL with <err> when the file cannot be opened. */
+struct gh_accesslog *gh_accesslog_open(const struct gh_config_access_log *cfg, const char *node,
+                                       struct gh_err *err);
 /* Writes what is queued, stops the thread, closes the sink. */
 void gh_accesslog_close(struct gh_accesslog *l);
 /* Asks the writer to reopen its file (SIGUSR1). Thread-safe. */

@@ -456,6 +456,13 @@ static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct
     l[2] = L("libevent", event_get_version());
     gh_expo_info(e, l, 3);
 
+    /* Which node answered the scrape: join its series with
+     * `* on (instance) group_left(node) gatehouse_node_info`. */
+    gh_expo_family(e, "gatehouse_node", GH_EXPO_INFO,
+                   "The node id (config node.id) of this gateway; always 1.");
+    l[0] = L("node", rt->node_id);
+    gh_expo_info(e, l, 1);
+
     for (int i = 0; i < 32; i++) {
         sha[2 * i] = hex[snap->cfg->sha256[i] >> 4];
         sha[2 * i + 1] = hex[snap->cfg->sha256[i] & 15];

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -68,7 +67,7 @@ struct gh_tracer {
     int in_flight;
     int next_worker; /* round robin over the rings */
     uint64_t last_log_ns;
-    char instance_id[37];
+    char instance_id[GH_CONFIG_NODE_ID_MAX + 1];
 
     _Atomic uint64_t spans_exported, spans_dropped_export;
     _Atomic uint64_t exports_success, exports_retry, exports_failure;
@@ -94,7 +93,6 @@ static void conf_from(struct tracer_conf *c, const struct gh_config *cfg)
 struct gh_tracer *gh_tracer_new(const struct gh_config *cfg, int nworkers, struct gh_err *err)
 {
     struct gh_tracer *t = calloc(1, sizeof(*t));
-    uint8_t rnd[16];
 
     if (t == NULL) goto oom;
     pthread_mutex_init(&t->mu, NULL);
@@ -107,20 +105,9 @@ struct gh_tracer *gh_tracer_new(const struct gh_config *cfg, int nworkers, struc
             gh_trace_worker_new(cfg->tracing.queue_size ? cfg->tracing.queue_size : 2048);
         if (t->workers[i] == NULL) goto oom;
     }
-    /* service.instance.id: a random UUID (version 4) per process. */
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        uint64_t a = gh_now_ns(), b = (uint64_t)(uintptr_t)t;
-        memcpy(rnd, &a, 8);
-        memcpy(rnd + 8, &b, 8);
-    }
-    rnd[6] = (uint8_t)((rnd[6] & 0x0f) | 0x40);
-    rnd[8] = (uint8_t)((rnd[8] & 0x3f) | 0x80);
-    {
-        char hex[33];
-        gh_trace_hex(hex, rnd, 16);
-        snprintf(t->instance_id, sizeof(t->instance_id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8,
-                 hex + 12, hex + 16, hex + 20);
-    }
+    /* service.instance.id: the node id, so that spans name the node whose
+     * logs, metrics and audit events tell the same story. */
+    snprintf(t->instance_id, sizeof(t->instance_id), "%s", cfg->node.id ? cfg->node.id : "");
     return t;
 oom:
     gh_err_set(err, NULL, 0, 0, "tracing: out of memory");

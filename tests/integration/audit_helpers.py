@@ -42,6 +42,10 @@ MEMBERS = (
     ("params", list),
 )
 MEMBER_NAMES = tuple(m for m, _ in MEMBERS)
+# Format version 2 (an event written by a named node): "v":2 and one more
+# member, "node" (non-empty), after "params". Version 1 has no node.
+MEMBERS_V2 = MEMBERS + (("node", str),)
+MEMBER_NAMES_V2 = tuple(m for m, _ in MEMBERS_V2)
 OUTCOMES = ("success", "denied", "failed")
 # The members of one params entry, in their order (docs/audit-format.md).
 PARAM_SHAPES = (
@@ -61,6 +65,7 @@ COPIES = {
     "resource": "resource",
     "outcome": "outcome",
     "request_id": "request_id",
+    "node": "node",  # "" for a version-1 event
 }
 ZERO = bytes(32)
 
@@ -107,13 +112,20 @@ def _param(p):
 
 def canonical(event):
     """The canonical bytes of <event> (a dict with exactly the members of the
-    document; order of the dict does not matter)."""
-    if set(event) != set(MEMBER_NAMES):
-        extra = sorted(set(event) - set(MEMBER_NAMES))
-        missing = sorted(set(MEMBER_NAMES) - set(event))
+    document for its "v": 1, or 2 with "node"; order of the dict does not
+    matter)."""
+    members = MEMBERS_V2 if event.get("v") == 2 else MEMBERS
+    names = tuple(m for m, _ in members)
+    if set(event) != set(names):
+        extra = sorted(set(event) - set(names))
+        missing = sorted(set(names) - set(event))
         raise CanonError(f"members: extra {extra}, missing {missing}")
+    if event["v"] not in (1, 2):
+        raise CanonError(f"format version {event['v']!r}")
+    if event["v"] == 2 and event["node"] == "":
+        raise CanonError("version 2 with an empty node (that event is written as version 1)")
     parts = []
-    for name, typ in MEMBERS:
+    for name, typ in members:
         v = event[name]
         if typ is int:
             enc = _integer(v)
@@ -153,8 +165,9 @@ def param_hashed(name, value, prefix_chars=4):
     return {"name": name, "sha256": hashlib.sha256(value.encode()).hexdigest(), "prefix": pre}
 
 
-def make_event(chain, seq, time_us, **fields):
-    """An event dict with every member: <fields> override the defaults."""
+def make_event(chain, seq, time_us, node="", **fields):
+    """An event dict with every member: <fields> override the defaults.
+    A non-empty <node> makes it format version 2."""
     ev = {
         "v": 1,
         "chain": chain,
@@ -181,6 +194,9 @@ def make_event(chain, seq, time_us, **fields):
         if k not in ev or k in ("chain", "seq", "v"):
             raise CanonError(f"not a settable member: {k}")
         ev[k] = v
+    if node:
+        ev["v"] = 2
+        ev["node"] = node
     return ev
 
 
@@ -254,7 +270,7 @@ class Chain:
 
 
 def row_of(ev, canon, hash_hex):
-    row = {col: ev[member] for col, member in COPIES.items()}
+    row = {col: ev.get(member, "") for col, member in COPIES.items()}
     row["hash"] = hash_hex
     row["body"] = canon.decode()
     return row
@@ -339,8 +355,10 @@ def parse_body(body):
         raise CanonError(f"not JSON: {e}")
     if not isinstance(ev, dict):
         raise CanonError("not an object")
-    if tuple(ev) != MEMBER_NAMES:
+    if tuple(ev) not in (MEMBER_NAMES, MEMBER_NAMES_V2):
         raise CanonError("members not in the canonical order")
+    if (ev["v"] == 2) != (tuple(ev) == MEMBER_NAMES_V2):
+        raise CanonError(f"members not those of format version {ev['v']!r}")
     if canonical(ev) != body:
         raise CanonError("not in canonical form")
     return ev
@@ -381,14 +399,14 @@ def verify_rows(rows, prev=None):
             chain = ev["chain"]
         if ev["chain"] != chain:
             return False, seq, f"chain {ev['chain']!r} inside chain {chain!r}"
-        if ev["v"] != 1:
+        if ev["v"] not in (1, 2):
             return False, seq, f"format version {ev['v']}"
         if ev["outcome"] not in OUTCOMES:
             return False, seq, f"outcome {ev['outcome']!r}"
         if ev["chain"] != (ev["tenant"] or "system"):
             return False, seq, "chain is not the event's tenant (or system)"
         for col, member in COPIES.items():
-            if col in r and r[col] != ev[member]:
+            if col in r and r[col] != ev.get(member, ""):
                 return False, seq, f"column {col} differs from the body"
         h = chain_hash(head, r["body"].encode() if isinstance(r["body"], str) else r["body"])
         if h.hex() != r["hash"]:

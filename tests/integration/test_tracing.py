@@ -168,6 +168,9 @@ def wait_trace(receiver, trace_id, n, timeout=10):
 # ------------------------------------------------------------------ tests
 
 
+TRACE_NODE = "gw-trace.1"
+
+
 def traced_config(receiver, routes, upstreams="", encoding="protobuf", ratio="1.0", extra="",
                   log=None):
     """A config renderer: the echo upstream `app` (plus <upstreams>),
@@ -175,7 +178,8 @@ def traced_config(receiver, routes, upstreams="", encoding="protobuf", ratio="1.
 
     def render(g):
         alog = f"access_log:\n  path: {log}\n" if log else ""
-        return (f"workers: 2\nlisten:\n  - address: 127.0.0.1:{g.port}\n"
+        return (f"workers: 2\nnode:\n  id: {TRACE_NODE}\n"
+                f"listen:\n  - address: 127.0.0.1:{g.port}\n"
                 f"admin:\n  address: 127.0.0.1:{g.admin_port}\n"
                 f"upstreams:\n  app:\n    endpoints: [\"127.0.0.1:{g.upstream_port}\"]\n"
                 f"{upstreams}routes:\n{routes}{alog}"
@@ -233,6 +237,10 @@ def test_spans_match_what_the_upstream_saw(gatehouse, receiver, tmp_path, encodi
         assert client["attrs"]["http.response.status_code"] == 200
         assert client["attrs"]["gatehouse.upstream"] == "app"
         assert server["resource"]["service.name"] == "gatehouse"
+        # service.instance.id is the node id (config node.id), as in the
+        # node's logs, metrics and audit events.
+        assert server["resource"]["service.instance.id"] == TRACE_NODE
+        assert client["resource"]["service.instance.id"] == TRACE_NODE
         assert server["scope"]["name"] == "gatehouse"
         # Times nest: server contains the client call.
         s0, s1 = int(server["startTimeUnixNano"]), int(server["endTimeUnixNano"])

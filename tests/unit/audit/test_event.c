@@ -39,6 +39,18 @@ static const char SAMPLE_CANON[] =
     "\"4a7c5049796ca3310321233f478ec7669d18a76e61e14d01ae3160baa3143b28\",\"prefix\":"
     "\"\357\277\275\\u0001ab\"}]}";
 
+/* The sample written by node "gw-1.eu_west-2": format version 2 is the
+ * version-1 form with "v":2 and a last member "node" after "params". */
+#define SAMPLE_NODE "gw-1.eu_west-2"
+
+/* SHA-256 chain of the version-2 sample at seq 1, 2 and 3 (hashlib, on the
+ * bytes of SAMPLE_CANON edited as docs/audit-format.md says). */
+static const char *const SAMPLE_V2_HASHES[3] = {
+    "040fdce96a0203e01f7bdf4f60bb6d3da03d96d12f4f042e1e440eed06fb70ed",
+    "b0fb638cec4809b5b756314f3bfe93c9f5b1a328c226f474708ae6a17771992e",
+    "6b93cf567972c7cd5b22a557e68b1f2c78e6a2e7ca3a5c28b2a4df45edc6f499",
+};
+
 /* SHA-256 chain of the sample event at seq 1, 2 and 3 (hashlib). */
 static const char *const SAMPLE_HASHES[3] = {
     "edbc421a5e999fae9649a3307a40754001f4469cb2dfda57e0b2179d96f8ca12",
@@ -97,6 +109,102 @@ static void test_canonical_sample(void **state)
     assert_non_null(doc);
     assert_int_equal(json_object_size(doc), 20);
     json_decref(doc);
+}
+
+/* An event without a node keeps version 1 byte for byte (existing stores
+ * and archives still verify); with one, version 2: "v":2 and "node" last. */
+static void test_canonical_v1_v2(void **state)
+{
+    static const char v1_head[] = "{\"v\":1,", v2_head[] = "{\"v\":2,";
+    static const char v2_tail[] = "],\"node\":\"" SAMPLE_NODE "\"}";
+    struct gh_audit_event ev, back;
+    char out[GH_AUDIT_CANON_MAX], want[GH_AUDIT_CANON_MAX], h[65];
+    uint8_t prev[32] = {0};
+    size_t n, wn, body = sizeof(SAMPLE_CANON) - 1 - (sizeof(v1_head) - 1) - 2;
+
+    sample(&ev);
+    ev.seq = 1;
+    assert_string_equal(ev.node, "");
+    n = gh_audit_canonical(&ev, out);
+    assert_int_equal(n, sizeof(SAMPLE_CANON) - 1);
+    assert_memory_equal(out, SAMPLE_CANON, n);
+
+    /* The expected version-2 bytes, spliced from the version-1 ones. */
+    wn = (size_t)snprintf(want, sizeof(want), "%s%.*s%s", v2_head, (int)body,
+                          SAMPLE_CANON + sizeof(v1_head) - 1, v2_tail);
+    GH_AUDIT_SET(&ev, node, GH_STR_LIT(SAMPLE_NODE));
+    for (int i = 0; i < 3; i++) {
+        ev.seq = (uint64_t)i + 1;
+        n = gh_audit_canonical(&ev, out);
+        if (i == 0) {
+            assert_int_equal(n, wn);
+            assert_memory_equal(out, want, n);
+        }
+        gh_audit_chain_hash(prev, out, n, ev.hash);
+        hex(ev.hash, 32, h);
+        assert_string_equal(h, SAMPLE_V2_HASHES[i]);
+        memcpy(prev, ev.hash, 32);
+    }
+
+    /* Read back: the node comes back, and the form again. */
+    ev.seq = 1;
+    n = gh_audit_canonical(&ev, out);
+    memset(&back, 0x55, sizeof(back));
+    assert_int_equal(gh_audit_canonical_parse(out, n, &back), GH_OK);
+    assert_string_equal(back.node, SAMPLE_NODE);
+    assert_string_equal(back.params, ev.params);
+    assert_int_equal(gh_audit_canonical(&back, want), n);
+    assert_memory_equal(want, out, n);
+    /* A version-1 form reads back with no node. */
+    memset(&back, 0x55, sizeof(back));
+    assert_int_equal(gh_audit_canonical_parse(SAMPLE_CANON, sizeof(SAMPLE_CANON) - 1, &back),
+                     GH_OK);
+    assert_string_equal(back.node, "");
+
+    json_error_t e;
+    json_t *doc = json_loadb(out, n, 0, &e);
+    assert_non_null(doc);
+    assert_int_equal(json_object_size(doc), 21);
+    assert_int_equal(json_integer_value(json_object_get(doc, "v")), 2);
+    assert_string_equal(json_string_value(json_object_get(doc, "node")), SAMPLE_NODE);
+    json_decref(doc);
+}
+
+/* One form per event: version 2 without its node (or with ""), version 1
+ * with one, and a node anywhere but last are refused. */
+static void test_parse_node_strict(void **state)
+{
+    struct gh_audit_event ev, back;
+    char v2[GH_AUDIT_CANON_MAX], mod[GH_AUDIT_CANON_MAX + 64];
+    const char *tail;
+    size_t n;
+
+    sample(&ev);
+    ev.seq = 1;
+    GH_AUDIT_SET(&ev, node, GH_STR_LIT("gw-1"));
+    n = gh_audit_canonical(&ev, v2);
+    v2[n] = '\0';
+    tail = strstr(v2, ",\"node\":\"gw-1\"}");
+    assert_non_null(tail);
+
+    /* "v":2 with no node */
+    snprintf(mod, sizeof(mod), "%.*s}", (int)(tail - v2), v2);
+    assert_int_equal(gh_audit_canonical_parse(mod, strlen(mod), &back), GH_ERROR);
+    /* "v":2 with an empty node */
+    snprintf(mod, sizeof(mod), "%.*s,\"node\":\"\"}", (int)(tail - v2), v2);
+    assert_int_equal(gh_audit_canonical_parse(mod, strlen(mod), &back), GH_ERROR);
+    /* "v":1 with a node */
+    snprintf(mod, sizeof(mod), "{\"v\":1,%s", v2 + 7);
+    assert_int_equal(gh_audit_canonical_parse(mod, strlen(mod), &back), GH_ERROR);
+    /* "v":3 */
+    snprintf(mod, sizeof(mod), "{\"v\":3,%s", v2 + 7);
+    assert_int_equal(gh_audit_canonical_parse(mod, strlen(mod), &back), GH_ERROR);
+    /* the node twice, or something after it */
+    snprintf(mod, sizeof(mod), "%.*s,\"node\":\"gw-1\",\"node\":\"gw-1\"}", (int)(tail - v2), v2);
+    assert_int_equal(gh_audit_canonical_parse(mod, strlen(mod), &back), GH_ERROR);
+    /* the unchanged form still reads */
+    assert_int_equal(gh_audit_canonical_parse(v2, n, &back), GH_OK);
+    assert_string_equal(back.node, "gw-1");
 }
 
 static void test_chain_hash(void **state)
@@ -271,6 +379,7 @@ static void test_worst_case_fits(void **state)
     GH_AUDIT_SET(&ev, client_ip, gh_str_make(big, sizeof(big)));
     GH_AUDIT_SET(&ev, user_agent, gh_str_make(big, sizeof(big)));
     GH_AUDIT_SET(&ev, chain, gh_str_make(big, sizeof(big)));
+    GH_AUDIT_SET(&ev, node, gh_str_make(big, sizeof(big)));
     ev.seq = UINT64_MAX;
     ev.status = UINT16_MAX;
     ev.latency_us = UINT64_MAX;
@@ -373,6 +482,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_canonical_sample),
+        cmocka_unit_test(test_canonical_v1_v2),
+        cmocka_unit_test(test_parse_node_strict),
         cmocka_unit_test(test_chain_hash),
         cmocka_unit_test(test_checkpoint_message),
         cmocka_unit_test(test_uuidv7),

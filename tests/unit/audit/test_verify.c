@@ -4,8 +4,8 @@
  * (sqlite3, as an attacker with the file would): a field, the body, a filter
  * column, a deleted row, two rows' seq swapped, forged rows inserted, the
  * tail truncated after a checkpoint, a corrupted signature, a chain rewritten
- * with correct hashes. Each must be named with the right seq; an untouched
- * store verifies. */
+ * with correct hashes, the node of a version-2 event changed or dropped.
+ * Each must be named with the right seq; an untouched store verifies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,7 +40,10 @@ static const char *const chain_names[3] = {A, B, "system"};
 
 /* Builds NEVENT events on each of the three chains, interleaved, with a
  * signed checkpoint every EVERY events. <variant> changes the actor of
- * event 3 of chain A (for a rewritten copy of the chain). */
+ * event 3 of chain A (for a rewritten copy of the chain). Chain A is
+ * written as a store that was upgraded: events 1..10 without a node
+ * (format version 1), then by node "gw-1" (version 2); system is all
+ * version 2 (node "gw-2"), B all version 1. */
 static void build(struct gh_store *st, int variant)
 {
     struct gh_store_audit_key key;
@@ -66,6 +69,8 @@ static void build(struct gh_store *st, int variant)
                                                        : GH_STR_LIT("sub:alice"));
             GH_AUDIT_SET(&ev, action, GH_STR_LIT("key.revoke"));
             ev.outcome = GH_AUDIT_SUCCESS;
+            if (c == 0 && seq > 10) GH_AUDIT_SET(&ev, node, GH_STR_LIT("gw-1"));
+            if (c == 2) GH_AUDIT_SET(&ev, node, GH_STR_LIT("gw-2"));
             assert_int_equal(gh_audit_chain_event(&ev, seq, prev[c], &rows[n]), GH_OK);
             memcpy(prev[c], ev.hash, 32);
             n++;
@@ -233,6 +238,41 @@ static void test_changed_filter_column(void **state)
 
     tamper(f, "UPDATE audit_events SET outcome = 'denied' WHERE chain = '" A "' AND seq = 11");
     expect(f, GH_AUDIT_CHANGED, 11, "column outcome");
+}
+
+static void test_changed_node_column(void **state)
+{
+    struct fixture *f = *state;
+
+    tamper(f, "UPDATE audit_events SET node = 'gw-evil' WHERE chain = '" A "' AND seq = 12");
+    expect(f, GH_AUDIT_CHANGED, 12, "column node");
+}
+
+static void test_node_column_on_a_version_1_event(void **state)
+{
+    struct fixture *f = *state;
+
+    tamper(f, "UPDATE audit_events SET node = 'gw-1' WHERE chain = '" A "' AND seq = 3");
+    expect(f, GH_AUDIT_CHANGED, 3, "column node");
+}
+
+static void test_changed_node_in_body_and_column(void **state)
+{
+    struct fixture *f = *state;
+
+    tamper(f, "UPDATE audit_events SET body = replace(body, '\"node\":\"gw-1\"', "
+              "'\"node\":\"gw-9\"'), node = 'gw-9' WHERE chain = '" A "' AND seq = 14");
+    expect(f, GH_AUDIT_CHANGED, 14, "hash");
+}
+
+static void test_node_dropped(void **state)
+{
+    struct fixture *f = *state;
+
+    /* Made a well-formed version-1 event, column and all: the hash tells. */
+    tamper(f, "UPDATE audit_events SET body = replace(replace(body, ',\"node\":\"gw-1\"}', '}'), "
+              "'{\"v\":2,', '{\"v\":1,'), node = '' WHERE chain = '" A "' AND seq = 13");
+    expect(f, GH_AUDIT_CHANGED, 13, "hash");
 }
 
 static void test_changed_hash_column(void **state)
@@ -452,6 +492,9 @@ static void test_escaped_fields(void **state)
         GH_AUDIT_SET(&ev, tenant, GH_STR_LIT("tn_CCCCCCCCCCCCCCCCCCCC"));
         GH_AUDIT_SET(&ev, actor, GH_STR_LIT("sub:\"quoted\" \\ caf\xc3\xa9 \x01"));
         GH_AUDIT_SET(&ev, resource, GH_STR_LIT("tenants/\x7f"));
+        /* Not an id the config allows, but the verifier must still read
+         * it (its fast path leaves escapes to the strict parser). */
+        if (i > 0) GH_AUDIT_SET(&ev, node, GH_STR_LIT("gw\"1\\"));
         ev.outcome = GH_AUDIT_DENIED;
         assert_int_equal(gh_audit_chain_event(&ev, (uint64_t)i + 1, prev, &rows[i]), GH_OK);
         memcpy(prev, ev.hash, 32);
@@ -514,6 +557,10 @@ int main(void)
         T(test_changed_body_and_column),
         T(test_changed_body_not_canonical),
         T(test_changed_filter_column),
+        T(test_changed_node_column),
+        T(test_node_column_on_a_version_1_event),
+        T(test_changed_node_in_body_and_column),
+        T(test_node_dropped),
         T(test_changed_hash_column),
         T(test_unreadable_columns),
         T(test_nul_in_column),

@@ -863,7 +863,18 @@ struct bad_case {
     X(secret_ref_bad_name,                                                                         \
       LISTEN_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"], identity_secret: "             \
                 "\"secret:../x\"}}\n" ROUTES_OK,                                                   \
-      2, 67, "in upstreams.app.identity_secret: secret:NAME needs a name")
+      2, 67, "in upstreams.app.identity_secret: secret:NAME needs a name")                         \
+    X(node_id_space, VALID_TAIL "node: {id: \"gw 1\"}\n", 4, 12,                                   \
+      "in node.id: a node id is 1 to 63 characters of [A-Za-z0-9._-] (got 4 bytes: \"gw 1\")")     \
+    X(node_id_empty, VALID_TAIL "node:\n  id: \"\"\n", 5, 7, "in node.id: a node id is 1 to 63")   \
+    X(node_id_long,                                                                                \
+      VALID_TAIL "node: {id: "                                                                     \
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}\n",            \
+      4, 12, "(got 64 bytes")                                                                      \
+    X(node_id_unicode, VALID_TAIL "node: {id: \"gw-\xc3\xa9\"}\n", 4, 12, "(got 5 bytes)")         \
+    X(node_id_env_unset, VALID_TAIL "node: {id: env:GH_TEST_NODE_UNSET}\n", 4, 12,                 \
+      "in node.id: environment variable GH_TEST_NODE_UNSET is not set")                            \
+    X(node_unknown_key, VALID_TAIL "node: {name: gw-1}\n", 4, 8, "unknown key \"name\" in node")
 
 #define BAD_OBJ(id, y, l, c, m) static struct bad_case bad_##id = {y, l, c, m};
 BAD_CASES(BAD_OBJ)
@@ -886,6 +897,42 @@ static void test_bad(void **state)
     assert_string_equal(err.file, "gatehouse.yaml");
     if (err.line != bc->line || err.col != bc->col || strstr(err.msg, bc->msg) == NULL)
         fail_msg("got   %s\nwant  gatehouse.yaml:%d:%d: ...%s...", buf, bc->line, bc->col, bc->msg);
+}
+
+/* ---- node.id --------------------------------------------------------------- */
+
+static void test_node_id(void **state)
+{
+    struct gh_config *cfg;
+    char host[256] = "";
+
+    cfg = load_ok(VALID_TAIL "node: {id: gw-1.eu_west-2}\n");
+    assert_string_equal(cfg->node.id, "gw-1.eu_west-2");
+    assert_int_equal(cfg->node.pos.line, 4);
+    gh_config_free(cfg);
+
+    setenv("GH_TEST_NODE_ID", "pod-7", 1);
+    cfg = load_ok(VALID_TAIL "node: {id: env:GH_TEST_NODE_ID}\n");
+    assert_string_equal(cfg->node.id, "pod-7");
+    gh_config_free(cfg);
+
+    /* Absent: the host name, made valid. */
+    assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+    cfg = load_ok(VALID_TAIL);
+    assert_true(gh_config_valid_node_id(cfg->node.id));
+    assert_int_equal(strncmp(cfg->node.id, host, strlen(cfg->node.id)), 0);
+    gh_config_free(cfg);
+
+    assert_true(gh_config_valid_node_id("a"));
+    assert_true(gh_config_valid_node_id("A.b_c-9"));
+    assert_false(gh_config_valid_node_id(""));
+    assert_false(gh_config_valid_node_id("a/b"));
+    assert_false(gh_config_valid_node_id("a:b"));
+    assert_false(gh_config_valid_node_id("a\"b"));
+    assert_true(gh_config_valid_node_id(
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 63 */
+    assert_false(gh_config_valid_node_id(
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 64 */
 }
 
 /* ---- Value parsers ------------------------------------------------------- */
@@ -1058,6 +1105,7 @@ int main(void)
                                        cmocka_unit_test(test_example_file),
                                        cmocka_unit_test(test_error_format),
                                        cmocka_unit_test(test_demo),
+                                       cmocka_unit_test(test_node_id),
                                        cmocka_unit_test(test_durations),
                                        cmocka_unit_test(test_sizes),
                                        cmocka_unit_test(test_addrs),
