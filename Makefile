@@ -95,7 +95,8 @@ unit: $(UNIT_BIN)
 # PostgreSQL server as the store (docs/postgres.md; test_postgres.py runs in
 # the first pass). backup and restore-drill are SQLite-only for now.
 PG_SUITES := test_identity.py test_tokens.py test_admin.py test_limits.py test_audit.py \
-             test_audit_api.py test_audit_archive.py test_jwt.py test_secrets.py test_webhooks.py
+             test_audit_api.py test_audit_archive.py test_jwt.py test_secrets.py test_webhooks.py \
+             test_node.py
 integration: $(BUILD)/gatehouse
 	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q tests/integration \
 	    --ignore=tests/integration/test_deploy.py
