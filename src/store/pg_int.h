@@ -268,6 +268,15 @@ int gh_pg__text(const PGresult *r, int row, int col, char *dst, size_t size, str
 /* The int64 in column <col> (text format); 0 for NULL. */
 int64_t gh_pg__i64(const PGresult *r, int row, int col);
 
+/* The indexes 0..<n>-1 of the <n> elements of <size> bytes at <base>, in
+ * the order <cmp> gives the elements (ties by index); NULL when out of
+ * memory; the caller frees it. A batch that updates many rows writes them
+ * in primary-key order: two nodes updating some of the same rows lock them
+ * in one order and never deadlock each other (a deadlock would cost both
+ * batches a retry). */
+size_t *gh_pg__order(const void *base, size_t n, size_t size,
+                     int (*cmp)(const void *, const void *));
+
 /* Increments the change counter, inside <tx>. */
 int gh_pg__bump(struct gh_pg_tx *tx, struct gh_err *err);
 

@@ -419,6 +419,33 @@ int64_t gh_pg__i64(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
+struct order_ctx {
+    const char *base;
+    size_t size;
+    int (*cmp)(const void *, const void *);
+};
+
+static int order_cmp(const void *a, const void *b, void *arg)
+{
+    const struct order_ctx *o = arg;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = o->cmp(o->base + i * o->size, o->base + j * o->size);
+    return c != 0 ? c : (i > j) - (i < j);
+}
+
+size_t *gh_pg__order(const void *base, size_t n, size_t size,
+                     int (*cmp)(const void *, const void *))
+{
+    struct order_ctx o = {base, size, cmp};
+    size_t *idx = malloc((n ? n : 1) * sizeof(*idx));
+
+    if (idx == NULL) return NULL;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    qsort_r(idx, n, sizeof(*idx), order_cmp, &o);
+    return idx;
+}
+
 /* ---- Errors ------------------------------------------------------------------- */
 
 /* Whether the failure of <r> on <db> means the server is gone: the
