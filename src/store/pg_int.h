@@ -122,6 +122,7 @@ enum gh_pg_stmt {
     GH_PG_HOOK_DLV_INSERT,
     GH_PG_HOOK_DUE,
     GH_PG_HOOK_CLAIM,
+    GH_PG_HOOK_OWNER_LIVE,
     GH_PG_HOOK_ATTEMPT_INSERT,
     GH_PG_HOOK_DLV_SET,
     GH_PG_HOOK_DLV_LIST,
@@ -410,9 +411,10 @@ int gh_pg__hook_publish(struct gh_store *st, const char *tenant_id, const char *
                         int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
 int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                       gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-int gh_pg__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
-                       void *arg, struct gh_err *err);
+int gh_pg__hook_record(struct gh_store *st, const char *owner,
+                       const struct gh_store_hook_outcome *o, size_t n, int64_t now,
+                       int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                       struct gh_err *err);
 int gh_pg__hook_delivery_list(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                               enum gh_store_delivery_status status, int64_t after_id, size_t limit,
                               struct gh_store_hook_delivery *out, size_t *count, bool *more,

@@ -359,9 +359,10 @@ int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const ch
                             int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
 int gh_sqlite__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                           gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-int gh_sqlite__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                           int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
-                           void *arg, struct gh_err *err);
+int gh_sqlite__hook_record(struct gh_store *st, const char *owner,
+                           const struct gh_store_hook_outcome *o, size_t n, int64_t now,
+                           int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                           struct gh_err *err);
 int gh_sqlite__hook_delivery_list(struct gh_store *st, const char *tenant_id,
                                   const char *endpoint_id, enum gh_store_delivery_status status,
                                   int64_t after_id, size_t limit,

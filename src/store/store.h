@@ -803,17 +803,21 @@ struct gh_store_ops {
      * hold a delivery back: that is what redelivers after a crash. */
     int (*hook_claim)(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                       gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-    /* [operator] In ONE transaction: for each outcome, appends the attempt,
-     * sets the delivery's status, attempt count, next time, last status and
-     * error, releases its claim, and updates its endpoint's failing_since
+    /* [operator] In ONE transaction: for each outcome of <owner>'s claims,
+     * appends the attempt, sets the delivery's status, attempt count, next
+     * time, last status and error, releases its claim (PostgreSQL: only
+     * while <owner> holds it, and an attempt already stored is not added
+     * again, so a batch sent again after an unknown commit changes nothing
+     * twice), and updates its endpoint's failing_since
      * (0 after a success, kept or set to the attempt's time after a
      * failure). Then disables the endpoint of each outcome marked <gone>
      * (reason "gone") and the active endpoints failing since before
      * <now> - <disable_after_ms> (> 0; reason "failing"), marking their
      * pending deliveries failed, and calls <cb> (may be NULL) for each. */
-    int (*hook_record)(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
-                       void *arg, struct gh_err *err);
+    int (*hook_record)(struct gh_store *st, const char *owner,
+                       const struct gh_store_hook_outcome *o, size_t n, int64_t now,
+                       int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                       struct gh_err *err);
     /* [tenant] Up to <limit> deliveries of endpoint <endpoint_id> of
      * <tenant_id> with id > <after_id>, with <status> (ANY: all), by id. */
     int (*hook_delivery_list)(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
@@ -1239,9 +1243,9 @@ int gh_store_hook_publish(struct gh_store *st, const char *tenant_id, const char
 /* [operator] See the ops: <owner> 1..64 bytes, <limit> 1..1000. */
 int gh_store_hook_claim(struct gh_store *st, const char *owner, size_t limit,
                         gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-int gh_store_hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                         int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
-                         struct gh_err *err);
+int gh_store_hook_record(struct gh_store *st, const char *owner,
+                         const struct gh_store_hook_outcome *o, size_t n, int64_t disable_after_ms,
+                         gh_store_hook_disabled_cb cb, void *arg, struct gh_err *err);
 /* [tenant] Deliveries of one endpoint, paged by <page> (cursor: the last
  * id seen) with a status filter. */
 int gh_store_hook_delivery_list(struct gh_store *st, const char *tenant_id, const char *endpoint_id,

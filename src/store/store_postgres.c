@@ -339,23 +339,39 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                        "OR (hashtext(d.claimed)::bigint & 4294967295)::oid "
                        "NOT IN (SELECT objid FROM live)) "
                        "ORDER BY d.next_attempt_at LIMIT $3::bigint FOR UPDATE OF d SKIP LOCKED",
+    /* Whether a session of this database holds the claimer's lock, as
+     * the others see it (GH_PG_HOOK_DUE's "live"). */
+    [GH_PG_HOOK_OWNER_LIVE] = "SELECT EXISTS (SELECT 1 FROM pg_locks l "
+                              "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+                              "AND l.classid = " GH_PG_HOOK_LOCK_NS "::oid "
+                              "AND l.objid = (hashtext($1::text)::bigint & 4294967295)::oid "
+                              "AND l.database = (SELECT oid FROM pg_database "
+                              "WHERE datname = current_database()))",
     [GH_PG_HOOK_CLAIM] = "UPDATE webhook_deliveries SET claimed = $1::text, "
                          "claim_until = $2::bigint WHERE id = ANY ($3::bigint[])",
     /* The attempt takes its delivery's tenant (for its policy); none for
-     * a delivery deleted meanwhile with its endpoint. */
+     * a delivery deleted meanwhile with its endpoint, and none when that
+     * attempt (its delivery and start time) is stored: an outcome batch
+     * recorded again after a commit that went unanswered. */
     [GH_PG_HOOK_ATTEMPT_INSERT] = "INSERT INTO webhook_attempts (delivery_id, tenant_id, at, "
                                   "status, error, latency_ms, response) SELECT id, tenant_id, "
                                   "$2::bigint, $3::bigint, $4::text, $5::bigint, $6::text "
-                                  "FROM webhook_deliveries WHERE id = $1::bigint",
-    /* Only while pending: an outcome that arrives after the delivery ended
-     * (its endpoint was disabled, or another node took it over when the
-     * lease ran out and finished it) keeps its attempt row but does not
-     * put the delivery back in the queue. */
+                                  "FROM webhook_deliveries WHERE id = $1::bigint AND NOT EXISTS "
+                                  "(SELECT 1 FROM webhook_attempts WHERE delivery_id = $1::bigint "
+                                  "AND at = $2::bigint)",
+    /* Only while pending and claimed by the outcome's owner ($7): an
+     * outcome that arrives after the delivery ended (its endpoint was
+     * disabled, or another node took it over when the lease ran out and
+     * finished it), or while another node holds it, or again (a batch sent
+     * again after its commit went unanswered: the first released the
+     * claim) keeps its attempt row but changes nothing else: it neither
+     * puts a delivery back in the queue nor counts an attempt twice nor
+     * takes another node's claim. */
     [GH_PG_HOOK_DLV_SET] = "UPDATE webhook_deliveries SET status = $2::text, "
                            "attempts = attempts + 1, next_attempt_at = $3::bigint, "
                            "last_status = $4::bigint, last_error = $5::text, claimed = '', "
                            "claim_until = 0, updated_at = $6::bigint "
-                           "WHERE id = $1::bigint AND status = 'pending'",
+                           "WHERE id = $1::bigint AND status = 'pending' AND claimed = $7::text",
     [GH_PG_HOOK_DLV_LIST] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = $1::text "
                             "AND d.endpoint_id = $2::text AND d.id > $3::bigint "
                             "AND $4::text IS NULL ORDER BY d.id LIMIT $5::bigint",
