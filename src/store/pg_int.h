@@ -60,6 +60,9 @@ enum gh_pg_stmt {
     GH_PG_TENANT_LIMITS_SET,
     GH_PG_TENANT_LIMITS_LOAD,
     GH_PG_USAGE_ADD,
+    GH_PG_USAGE_BATCH_INSERT,
+    GH_PG_USAGE_BATCH_PURGE,
+    GH_PG_USAGE_TOTALS,
     GH_PG_USAGE_GET,
     GH_PG_USAGE_LOAD,
     GH_PG_EVENT_INSERT,
@@ -333,8 +336,8 @@ int gh_pg__signing_key_insert(struct gh_store *st, const struct gh_store_signing
                               int64_t now, struct gh_err *err);
 int gh_pg__signing_keys_load(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
                              struct gh_err *err);
-int gh_pg__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                     struct gh_err *err);
+int gh_pg__usage_add(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                     size_t n, int64_t now, struct gh_err *err);
 int gh_pg__usage_get(struct gh_store *st, const char *tenant_id, const char *period,
                      struct gh_store_usage *out, struct gh_err *err);
 int gh_pg__usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,

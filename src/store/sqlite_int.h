@@ -278,8 +278,8 @@ int gh_sqlite__tenant_limits_get(struct gh_store *st, const char *id, char *plan
                                  size_t cap, struct gh_err *err);
 int gh_sqlite__tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
                                   struct gh_err *err);
-int gh_sqlite__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                         struct gh_err *err);
+int gh_sqlite__usage_add(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                         size_t n, int64_t now, struct gh_err *err);
 int gh_sqlite__usage_get(struct gh_store *st, const char *tenant_id, const char *period,
                          struct gh_store_usage *out, struct gh_err *err);
 int gh_sqlite__usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,

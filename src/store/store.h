@@ -600,9 +600,11 @@ struct gh_store_ops {
     /* [operator] In one transaction, adds each row's counts to the stored
      * (tenant_id, period) row (created when absent; each total saturates at
      * INT64_MAX), sets its updated_at to <now>, and writes the new totals and
-     * updated_at into rows[i]. n >= 1. Does not bump the change counter. */
-    int (*usage_add)(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                     struct gh_err *err);
+     * updated_at into rows[i]. n >= 1. Does not bump the change counter.
+     * <batch_id> (may be NULL): a batch stored under that id already adds
+     * nothing and reads the totals (gh_store_usage_add_once). */
+    int (*usage_add)(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                     size_t n, int64_t now, struct gh_err *err);
 
     /* [tenant] Fills <out> with the row (tenant_id, period); NOT_FOUND when
      * there is none (the wrapper turns that into zero counts). */
@@ -1006,6 +1008,15 @@ int gh_store_tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb c
  * INT64_MAX. n == 0 is GH_OK. */
 int gh_store_usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n,
                        struct gh_err *err);
+/* As gh_store_usage_add(), at most once per <batch_id> (1-64 bytes of
+ * [A-Za-z0-9_-], unique per batch: random): a batch whose commit went
+ * unanswered (UNAVAILABLE on PostgreSQL) is sent again, with the same id
+ * and rows, until it is answered; if its first commit did land, the counts
+ * are not added again and rows[i] get the stored totals. The engines keep
+ * the ids for 7 days (SQLite, whose commits are always answered, keeps
+ * none). NULL: no such guard. */
+int gh_store_usage_add_once(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                            size_t n, struct gh_err *err);
 
 /* [tenant] Fills <out> with tenant_id's usage for <period>; a period without a
  * row is GH_OK with zero counts (and updated_at 0). INVALID for a bad period

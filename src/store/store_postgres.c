@@ -113,6 +113,17 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
         "response_bytes = LEAST(u.response_bytes, " I64_MAX " - excluded.response_bytes) "
         "+ excluded.response_bytes, updated_at = excluded.updated_at "
         "RETURNING requests, request_bytes, response_bytes",
+    /* Usage batches stored (migration 8): an id already there inserts
+     * nothing, and its batch adds nothing (gh_store_usage_add_once). The
+     * purge takes at most 100 old ids and skips those another node's purge
+     * holds, so two nodes never wait on each other for it. */
+    [GH_PG_USAGE_BATCH_INSERT] = "INSERT INTO usage_batches (id, created_at) VALUES ($1::text, "
+                                 "$2::bigint) ON CONFLICT (id) DO NOTHING RETURNING id",
+    [GH_PG_USAGE_BATCH_PURGE] = "DELETE FROM usage_batches WHERE id IN (SELECT id FROM "
+                                "usage_batches WHERE created_at < $1::bigint LIMIT 100 "
+                                "FOR UPDATE SKIP LOCKED)",
+    [GH_PG_USAGE_TOTALS] = "SELECT requests, request_bytes, response_bytes FROM usage "
+                           "WHERE tenant_id = $1::text AND period = $2::text",
     [GH_PG_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage "
                         "WHERE tenant_id = $1::text AND period = $2::text",
     [GH_PG_USAGE_LOAD] = "SELECT " USAGE_COLS " FROM usage WHERE period = $1::text "
