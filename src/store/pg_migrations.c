@@ -298,11 +298,11 @@ static const struct migration migrations[] = {
      "  id text COLLATE \"C\" PRIMARY KEY,"
      "  created_at bigint NOT NULL);"
      "CREATE INDEX usage_batches_by_created ON usage_batches (created_at);"
-     "GRANT SELECT, INSERT, DELETE ON usage_batches TO gatehouse_operator;" TENANT_POLICY_STRICT(
-         "tenants", "id") TENANT_POLICY_STRICT("api_keys", "tenant_id")
-         TENANT_POLICY_STRICT("usage", "tenant_id") TENANT_POLICY_STRICT(
-             "limit_events", "tenant_id") TENANT_POLICY_STRICT("audit_events", "tenant_id")
-             TENANT_POLICY_STRICT("secrets", "tenant_id")
+     "GRANT SELECT, INSERT, UPDATE, DELETE ON usage_batches TO "
+     "gatehouse_operator;" TENANT_POLICY_STRICT("tenants", "id")
+         TENANT_POLICY_STRICT("api_keys", "tenant_id") TENANT_POLICY_STRICT("usage", "tenant_id")
+             TENANT_POLICY_STRICT("limit_events", "tenant_id") TENANT_POLICY_STRICT(
+                 "audit_events", "tenant_id") TENANT_POLICY_STRICT("secrets", "tenant_id")
                  TENANT_POLICY_STRICT("webhook_endpoints", "tenant_id")
                      TENANT_POLICY_STRICT("webhook_messages", "tenant_id")
                          TENANT_POLICY_STRICT("webhook_deliveries", "tenant_id")
