@@ -18,7 +18,12 @@
  * start of the next op; an op that fails because the server went away
  * returns GH_STORE_UNAVAILABLE, and since each op is one transaction, nothing
  * of it was written (or, when the commit itself was cut, either all of it or
- * none: the caller is told UNAVAILABLE and may retry). */
+ * none: the caller is told UNAVAILABLE and may retry, so what is retried must
+ * be idempotent: the audit append takes identical rows as stored, a usage
+ * batch carries its id, an outcome is guarded by its owner's claim). So does
+ * an op that lost a race or ran out of time (lock_timeout, statement_timeout,
+ * a deadlock, a serialization failure): nothing was written, and a retry may
+ * succeed. */
 #ifndef GH_STORE_PG_INT_H
 #define GH_STORE_PG_INT_H
 
