@@ -570,3 +570,59 @@ def test_a_statement_past_statement_timeout_is_503_not_a_hang(pg_server, gatehou
     holder.join(20)
     admin.ok("PATCH", f"/v1/tenants/{t['id']}", {"name": "renamed"})
     assert g.proc.poll() is None
+
+
+# ---------------------------------------------------------------- audit: a cut COMMIT
+
+
+def test_audit_batch_cut_during_commit_is_stored_once(pg_server, gatehouse):
+    """The connection of an audit append is cut during its COMMIT, after
+    the server committed (pg_helpers.CommitCutProxy), and the server stays
+    out of reach for a while; meanwhile another node appends to the same
+    chain and more events come. The writer finds the batch stored (sending
+    the same rows again, which the append takes as already stored) instead
+    of chaining its events again after the other node's: every event is
+    stored once, and the chain verifies."""
+    import pg_helpers
+    from conftest import wait_for
+    db, url = pg_server.new_database()
+    proxy = pg_helpers.CommitCutProxy(pg_server.port, "INSERT INTO audit_events", outage=1.5)
+    try:
+        via = f"postgresql://gatehouse@127.0.0.1:{proxy.port}/{db}"
+        g1 = gatehouse(raw=lambda g: pg_config(g, via), start=False, name="n1")
+        postgres_init(g1.config_path, pg_server.admin_url(db))
+        bootstrap(g1)
+        g2 = gatehouse(raw=lambda g: pg_config(g, url), start=False, name="n2")
+        g1.start()
+        g2.start()
+        proxy.armed = True
+        first = [f"n1-{i}" for i in range(5)]
+        for rid in first:
+            assert http_call(g1.port, "GET", "/orders/x", headers={"X-Request-Id": rid}).status \
+                == 401
+        wait_for(lambda: proxy.cuts == 1, 10, what="the cut COMMIT")
+        other = [f"n2-{i}" for i in range(4)]
+        for rid in other:
+            assert http_call(g2.port, "GET", "/orders/x", headers={"X-Request-Id": rid}).status \
+                == 401
+        later = [f"n1b-{i}" for i in range(3)]
+        for rid in later:
+            assert http_call(g1.port, "GET", "/orders/x", headers={"X-Request-Id": rid}).status \
+                == 401
+        every = set(first + other + later)
+
+        def stored():
+            rows = pg_server.psql("SELECT request_id FROM gatehouse.audit_events", db=db)
+            return every <= {r[0] for r in rows}
+        wait_for(stored, 20, what="every event stored")
+        time.sleep(0.5)
+        assert not proxy.errors, proxy.errors
+        g1.stop()
+        g2.stop()
+        counts = pg_server.psql("SELECT request_id, count(*) FROM gatehouse.audit_events "
+                                "WHERE request_id LIKE 'n%' GROUP BY 1 ORDER BY 1", db=db)
+        assert {r: int(c) for r, c in counts} == {r: 1 for r in every}, counts
+        out, err = cli_ok(g2, "audit", "verify")
+        assert "ok" in out.lower() or "intact" in out.lower(), out
+    finally:
+        proxy.close()
