@@ -224,11 +224,30 @@ class CommitCutProxy:
         self.closed = False
         self.conns = []
         self.errors = []
+        self.keep = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self):
         self.closed = True
         self.sock.close()
+
+    def isolate(self):
+        """The server out of reach from now on, except for the connections
+        that ran a statement containing <self.keep> (set before they did):
+        those stay, as sessions kept on an old primary after a failover.
+        New connections are refused (the listening socket closes), so that
+        libpq goes on to a URL's next host."""
+        self.down_until = float("inf")
+        self.closed = True
+        self.sock.close()
+        with self.lock:
+            every, self.conns = self.conns, []
+        for c in every:
+            if c["kept"]:
+                self.conns.append(c)
+            else:
+                c["muted"] = True
+                self._close(c)
 
     def _accept(self):
         import socket
@@ -246,7 +265,7 @@ class CommitCutProxy:
                 client.close()
                 continue
             conn = {"client": client, "server": server, "muted": False, "names": set(),
-                    "marked": False}
+                    "marked": False, "kept": False}
             with self.lock:
                 self.conns.append(conn)
             conn["down"] = threading.Thread(target=self._down, args=(conn,), daemon=True)
@@ -325,8 +344,11 @@ class CommitCutProxy:
         kind, body = msg[:1], msg[5:]
         if kind == b"P":
             name, rest = body.split(b"\0", 1)
-            if self.marker in rest.split(b"\0", 1)[0]:
+            sql = rest.split(b"\0", 1)[0]
+            if self.marker in sql:
                 conn["names"].add(name)
+            if self.keep is not None and self.keep in sql:
+                conn["kept"] = True
         elif kind == b"B":
             _, stmt, _ = body.split(b"\0", 2)
             if stmt in conn["names"]:

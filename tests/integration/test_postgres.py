@@ -626,3 +626,43 @@ def test_audit_batch_cut_during_commit_is_stored_once(pg_server, gatehouse):
         assert "ok" in out.lower() or "intact" in out.lower(), out
     finally:
         proxy.close()
+
+
+# ---------------------------------------------------------------- webhook claims after a failover
+
+
+def test_claimer_lock_follows_the_claims_to_the_new_primary(pg_server, gatehouse):
+    """A failover whose old primary stays up: the pool's sessions move to
+    the new primary (the URL's second host), but the claimer's session, which
+    holds the advisory lock that tells other nodes this one lives, is still
+    open on the old one (kept by the proxy), where no other node looks. The
+    claims check the lock from their own transaction and take it again on
+    the server they write to."""
+    import pg_helpers
+    from conftest import wait_for
+    new = pg_helpers.start_server()
+    proxy = None
+    try:
+        db, _ = pg_server.new_database()
+        new.psql(f"CREATE DATABASE {db}")
+        proxy = pg_helpers.CommitCutProxy(pg_server.port, "no statement has this text")
+        proxy.keep = b"pg_try_advisory_lock("
+        url = (f"postgresql://gatehouse@127.0.0.1:{proxy.port},127.0.0.1:{new.port}/{db}"
+               "?target_session_attrs=read-write")
+        g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
+        postgres_init(g.config_path, pg_server.admin_url(db))
+        postgres_init(g.config_path, new.admin_url(db))
+        g.start()
+        locks = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                 "AND classid = 1734896433 AND objsubid = 2")
+        wait_for(lambda: pg_server.psql(locks, db=db) == [["1"]], 10,
+                 what="the claimer's lock on the first primary")
+        proxy.isolate()
+        wait_for(lambda: new.psql(locks, db=db) == [["1"]], 15,
+                 what="the claimer's lock on the new primary")
+        assert g.proc.poll() is None
+        g.stop()
+    finally:
+        if proxy is not None:
+            proxy.close()
+        new.cleanup()
