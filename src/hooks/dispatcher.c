@@ -309,8 +309,8 @@ static void record(struct gh_hooks_dispatcher *d)
 
     if (d->noutcomes == 0) return;
     d->ndisabled = 0;
-    if (gh_store_hook_record(d->st, d->outcomes, d->noutcomes, (int64_t)d->conf.disable_after_ms,
-                             on_disabled, d, &err) != GH_OK) {
+    if (gh_store_hook_record(d->st, d->owner, d->outcomes, d->noutcomes,
+                             (int64_t)d->conf.disable_after_ms, on_disabled, d, &err) != GH_OK) {
         if (may_log(d)) gh_log_warn("webhooks: cannot record delivery outcomes: %s", err.msg);
         return;
     }

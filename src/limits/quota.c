@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -35,12 +36,24 @@ struct quota_shard {
     struct quota_entry *slots;
 } __attribute__((aligned(64)));
 
+struct flush_row;
+
 struct gh_quota_table {
     struct quota_shard shards[SHARDS];
     uint32_t per_shard; /* slots per shard, a power of two */
     _Atomic uint64_t overflows;
     gh_quota_event_cb on_event; /* set before the flusher starts */
     void *on_event_arg;
+    /* Under <flush_mu> (one flush at a time): a batch whose commit went
+     * unanswered (UNAVAILABLE: it may have been stored), with its id. It is
+     * sent again, the same rows under the same id, before anything else
+     * (gh_store_usage_add_once), so its counts are added once: putting
+     * them back into the entries, as for a refused batch, would add them
+     * twice when the first commit did land. */
+    pthread_mutex_t flush_mu;
+    struct flush_row *doubt;
+    size_t ndoubt;
+    char doubt_id[33];
 };
 
 void gh_quota_on_event(struct gh_quota_table *t, gh_quota_event_cb cb, void *arg)
@@ -150,6 +163,7 @@ struct gh_quota_table *gh_quota_table_new(uint32_t capacity)
     if (t == NULL) return NULL;
     memset(t, 0, sizeof(*t));
     t->per_shard = per;
+    pthread_mutex_init(&t->flush_mu, NULL);
     for (int i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&t->shards[i].mu, NULL);
         t->shards[i].slots = calloc(per, sizeof(struct quota_entry));
@@ -168,6 +182,8 @@ void gh_quota_table_free(struct gh_quota_table *t)
         free(t->shards[i].slots);
         pthread_mutex_destroy(&t->shards[i].mu);
     }
+    pthread_mutex_destroy(&t->flush_mu);
+    free(t->doubt);
     free(t);
 }
 
@@ -446,68 +462,34 @@ static void record_events(struct gh_quota_table *t, struct gh_store *st, const s
     }
 }
 
-int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_ms,
-                   struct gh_err *err)
+/* Steps 2 and 3 of a flush for batch <b> under <batch_id>: one store
+ * transaction, then the totals into the entries, or, when the store
+ * refused the batch, its counts back into them. UNAVAILABLE leaves <b> as
+ * it is: the batch is in doubt (the caller keeps it). */
+static int commit_batch(struct gh_quota_table *t, struct gh_store *st, struct flush_batch *b,
+                        const char *batch_id, struct gh_err *err)
 {
-    struct flush_batch b = {0};
     int rc = GH_OK;
-    (void)wall_ms;
-
-    /* 1. Take the counts out, shard by shard. */
-    for (uint32_t s = 0; s < SHARDS && rc == GH_OK; s++) {
-        struct quota_shard *sh = &t->shards[s];
-        pthread_mutex_lock(&sh->mu);
-        for (uint32_t i = 0; i < t->per_shard && rc == GH_OK; i++) {
-            struct quota_entry *e = &sh->slots[i];
-            static const uint64_t no_limits[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS];
-            bool any;
-            if (!e->used) continue;
-            any = e->pend[0] || e->pend[1] || e->pend[2];
-            if (e->has_spill) {
-                if (batch_push(&b, e, s, i, GH_QUOTA_DAY, e->spill_day, e->spill, true) ||
-                    batch_push(&b, e, s, i, GH_QUOTA_MONTH, e->spill_month, e->spill, true)) {
-                    rc = GH_ERROR;
-                    break;
-                }
-                memset(e->spill, 0, sizeof(e->spill));
-                e->has_spill = false;
-            }
-            /* Tenants with limits get their totals refreshed even without
-             * traffic here: another node may be counting for them. */
-            if (!any && memcmp(e->limits, no_limits, sizeof(no_limits)) == 0) continue;
-            if (batch_push(&b, e, s, i, GH_QUOTA_DAY, e->day, e->pend, false) ||
-                batch_push(&b, e, s, i, GH_QUOTA_MONTH, e->month, e->pend, false)) {
-                rc = GH_ERROR;
-                break;
-            }
-            memset(e->pend, 0, sizeof(e->pend));
-        }
-        pthread_mutex_unlock(&sh->mu);
-    }
-    if (rc != GH_OK) {
-        gh_err_set(err, NULL, 0, 0, "quota: out of memory");
-        goto out;
-    }
-    if (b.n == 0) goto out;
 
     /* 2. One transaction for the lot; the store writes the totals back. */
     {
-        struct gh_store_usage *rows = malloc(b.n * sizeof(*rows));
+        struct gh_store_usage *rows = malloc(b->n * sizeof(*rows));
         if (rows == NULL) {
             rc = gh_err_set(err, NULL, 0, 0, "quota: out of memory");
         } else {
-            for (size_t i = 0; i < b.n; i++)
-                rows[i] = b.rows[i].u;
-            rc = gh_store_usage_add(st, rows, b.n, err);
-            for (size_t i = 0; rc == GH_OK && i < b.n; i++)
-                b.rows[i].u = rows[i];
+            for (size_t i = 0; i < b->n; i++)
+                rows[i] = b->rows[i].u;
+            rc = gh_store_usage_add_once(st, batch_id, rows, b->n, err);
+            for (size_t i = 0; rc == GH_OK && i < b->n; i++)
+                b->rows[i].u = rows[i];
             free(rows);
         }
     }
+    if (rc == GH_STORE_UNAVAILABLE) return rc; /* in doubt: neither */
 
     /* 3. Totals back into the entries (or, on failure, the counts back in). */
-    for (size_t i = 0; i < b.n; i++) {
-        struct flush_row *r = &b.rows[i];
+    for (size_t i = 0; i < b->n; i++) {
+        struct flush_row *r = &b->rows[i];
         struct quota_shard *sh = &t->shards[r->shard];
         struct quota_entry *e = &sh->slots[r->slot];
         uint64_t limits[GH_QUOTA_NMETRICS];
@@ -559,7 +541,94 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
                 e->events[m][r->period] |= done[m];
         pthread_mutex_unlock(&sh->mu);
     }
+    return rc;
+}
+
+/* A random batch id: 32 hex digits. */
+static void batch_id_new(char id[33])
+{
+    uint8_t r[16];
+    static const char hex[] = "0123456789abcdef";
+
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        memcpy(r, &ts, sizeof(r) < sizeof(ts) ? sizeof(r) : sizeof(ts));
+    }
+    for (size_t i = 0; i < sizeof(r); i++) {
+        id[2 * i] = hex[r[i] >> 4];
+        id[2 * i + 1] = hex[r[i] & 15];
+    }
+    id[32] = '\0';
+}
+
+int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_ms,
+                   struct gh_err *err)
+{
+    struct flush_batch b = {0};
+    char id[33];
+    int rc = GH_OK;
+    (void)wall_ms;
+
+    pthread_mutex_lock(&t->flush_mu);
+    if (t->ndoubt > 0) {
+        struct flush_batch d = {t->doubt, t->ndoubt, t->ndoubt};
+        rc = commit_batch(t, st, &d, t->doubt_id, err);
+        /* Still unanswered: the new counts wait in the entries. */
+        if (rc == GH_STORE_UNAVAILABLE) goto out;
+        free(t->doubt);
+        t->doubt = NULL;
+        t->ndoubt = 0;
+        rc = GH_OK;
+    }
+
+    /* 1. Take the counts out, shard by shard. */
+    for (uint32_t s = 0; s < SHARDS && rc == GH_OK; s++) {
+        struct quota_shard *sh = &t->shards[s];
+        pthread_mutex_lock(&sh->mu);
+        for (uint32_t i = 0; i < t->per_shard && rc == GH_OK; i++) {
+            struct quota_entry *e = &sh->slots[i];
+            static const uint64_t no_limits[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS];
+            bool any;
+            if (!e->used) continue;
+            any = e->pend[0] || e->pend[1] || e->pend[2];
+            if (e->has_spill) {
+                if (batch_push(&b, e, s, i, GH_QUOTA_DAY, e->spill_day, e->spill, true) ||
+                    batch_push(&b, e, s, i, GH_QUOTA_MONTH, e->spill_month, e->spill, true)) {
+                    rc = GH_ERROR;
+                    break;
+                }
+                memset(e->spill, 0, sizeof(e->spill));
+                e->has_spill = false;
+            }
+            /* Tenants with limits get their totals refreshed even without
+             * traffic here: another node may be counting for them. */
+            if (!any && memcmp(e->limits, no_limits, sizeof(no_limits)) == 0) continue;
+            if (batch_push(&b, e, s, i, GH_QUOTA_DAY, e->day, e->pend, false) ||
+                batch_push(&b, e, s, i, GH_QUOTA_MONTH, e->month, e->pend, false)) {
+                rc = GH_ERROR;
+                break;
+            }
+            memset(e->pend, 0, sizeof(e->pend));
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    if (rc != GH_OK) {
+        gh_err_set(err, NULL, 0, 0, "quota: out of memory");
+        goto out;
+    }
+    if (b.n == 0) goto out;
+
+    batch_id_new(id);
+    rc = commit_batch(t, st, &b, id, err);
+    if (rc == GH_STORE_UNAVAILABLE) {
+        t->doubt = b.rows;
+        t->ndoubt = b.n;
+        memcpy(t->doubt_id, id, sizeof(id));
+        b.rows = NULL;
+    }
 out:
+    pthread_mutex_unlock(&t->flush_mu);
     free(b.rows);
     return rc;
 }

@@ -2,8 +2,9 @@
  * connection pool, the statement catalogue, transactions under the two roles,
  * parameters and result helpers. Nothing outside src/store includes this.
  *
- * A pool of connections (params.pool, default 8), each behind its own mutex
- * and used by one thread at a time, as the SQLite readers are. Every op is
+ * A pool of connections (params.pool, default 8), each used by one thread
+ * at a time: an op takes any free one, waiting at most the statement
+ * timeout when all are busy (then UNAVAILABLE). Every op is
  * one transaction on one connection, opened by gh_pg__begin() with the role
  * its mark in store.h asks for (docs/postgres.md):
  *   [tenant]    SET LOCAL ROLE gatehouse_tenant + gatehouse.tenant_id = $1
@@ -17,7 +18,12 @@
  * start of the next op; an op that fails because the server went away
  * returns GH_STORE_UNAVAILABLE, and since each op is one transaction, nothing
  * of it was written (or, when the commit itself was cut, either all of it or
- * none: the caller is told UNAVAILABLE and may retry). */
+ * none: the caller is told UNAVAILABLE and may retry, so what is retried must
+ * be idempotent: the audit append takes identical rows as stored, a usage
+ * batch carries its id, an outcome is guarded by its owner's claim). So does
+ * an op that lost a race or ran out of time (lock_timeout, statement_timeout,
+ * a deadlock, a serialization failure): nothing was written, and a retry may
+ * succeed. */
 #ifndef GH_STORE_PG_INT_H
 #define GH_STORE_PG_INT_H
 
@@ -59,6 +65,9 @@ enum gh_pg_stmt {
     GH_PG_TENANT_LIMITS_SET,
     GH_PG_TENANT_LIMITS_LOAD,
     GH_PG_USAGE_ADD,
+    GH_PG_USAGE_BATCH_INSERT,
+    GH_PG_USAGE_BATCH_PURGE,
+    GH_PG_USAGE_TOTALS,
     GH_PG_USAGE_GET,
     GH_PG_USAGE_LOAD,
     GH_PG_EVENT_INSERT,
@@ -123,6 +132,7 @@ enum gh_pg_stmt {
     GH_PG_HOOK_DLV_INSERT,
     GH_PG_HOOK_DUE,
     GH_PG_HOOK_CLAIM,
+    GH_PG_HOOK_OWNER_LIVE,
     GH_PG_HOOK_ATTEMPT_INSERT,
     GH_PG_HOOK_DLV_SET,
     GH_PG_HOOK_DLV_LIST,
@@ -162,7 +172,7 @@ enum gh_pg_stmt {
 #define GH_PG_AUDIT_QUERY_VARIANTS 512
 
 struct gh_pg_conn {
-    pthread_mutex_t lock;
+    bool busy;  /* under the pool's <pool_mu>: an op holds it */
     PGconn *db; /* NULL until first use, and after a failed reconnect */
     bool stale; /* the server said it cannot serve us (a standby now, shutting down):
                    the next op reconnects, though the socket is still up */
@@ -173,9 +183,16 @@ struct gh_pg_conn {
 struct gh_pg_store {
     struct gh_store base; /* first: the handle callers hold */
     char *url;            /* as configured: libpq parses it (several hosts, options) */
+    char *options;        /* the pooled sessions' server settings (timeouts) */
     struct gh_pg_conn *conns;
     unsigned nconns;
-    atomic_uint next_conn;
+    /* <pool_mu> guards each connection's <busy> and <next_conn> (where the
+     * next search for a free one starts); <pool_cv> is signalled when one
+     * is given back. */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    unsigned next_conn;
+    unsigned wait_ms; /* longest wait for a free connection */
     /* The webhook claimer's liveness (pg_webhooks.c): a session of its own
      * holding an advisory lock named after the owner of this process's
      * claims, for as long as the process lives. */
@@ -216,7 +233,8 @@ enum gh_pg_role {
 struct gh_pg_tx {
     struct gh_pg_store *s;
     struct gh_pg_conn *c;
-    bool snapshot; /* REPEATABLE READ READ ONLY: several statements, one snapshot */
+    bool snapshot;  /* REPEATABLE READ READ ONLY: several statements, one snapshot */
+    bool unbounded; /* statement_timeout lifted for a walk (gh_pg__stream) */
 };
 
 /* Takes a connection (reconnecting it when broken) and opens a transaction
@@ -260,6 +278,15 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
 int gh_pg__text(const PGresult *r, int row, int col, char *dst, size_t size, struct gh_err *err);
 /* The int64 in column <col> (text format); 0 for NULL. */
 int64_t gh_pg__i64(const PGresult *r, int row, int col);
+
+/* The indexes 0..<n>-1 of the <n> elements of <size> bytes at <base>, in
+ * the order <cmp> gives the elements (ties by index); NULL when out of
+ * memory; the caller frees it. A batch that updates many rows writes them
+ * in primary-key order: two nodes updating some of the same rows lock them
+ * in one order and never deadlock each other (a deadlock would cost both
+ * batches a retry). */
+size_t *gh_pg__order(const void *base, size_t n, size_t size,
+                     int (*cmp)(const void *, const void *));
 
 /* Increments the change counter, inside <tx>. */
 int gh_pg__bump(struct gh_pg_tx *tx, struct gh_err *err);
@@ -362,8 +389,8 @@ int gh_pg__signing_key_insert(struct gh_store *st, const struct gh_store_signing
                               int64_t now, struct gh_err *err);
 int gh_pg__signing_keys_load(struct gh_store *st, int64_t now, gh_store_signing_cb cb, void *arg,
                              struct gh_err *err);
-int gh_pg__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                     struct gh_err *err);
+int gh_pg__usage_add(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                     size_t n, int64_t now, struct gh_err *err);
 int gh_pg__usage_get(struct gh_store *st, const char *tenant_id, const char *period,
                      struct gh_store_usage *out, struct gh_err *err);
 int gh_pg__usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,
@@ -440,9 +467,10 @@ int gh_pg__hook_publish(struct gh_store *st, const char *tenant_id, const char *
                         int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
 int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                       gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-int gh_pg__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
-                       void *arg, struct gh_err *err);
+int gh_pg__hook_record(struct gh_store *st, const char *owner,
+                       const struct gh_store_hook_outcome *o, size_t n, int64_t now,
+                       int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                       struct gh_err *err);
 int gh_pg__hook_delivery_list(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                               enum gh_store_delivery_status status, int64_t after_id, size_t limit,
                               struct gh_store_hook_delivery *out, size_t *count, bool *more,

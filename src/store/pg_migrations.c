@@ -25,6 +25,14 @@
     "  USING (" column " = current_setting('gatehouse.tenant_id', true))"                          \
     "  WITH CHECK (" column " = current_setting('gatehouse.tenant_id', true));"
 
+/* Migration 8: the same policy, with an empty setting matching nothing
+ * by construction (nullif), as an unset one does: gh_pg__begin refuses an
+ * empty tenant, and no row can be reached through one either. */
+#define TENANT_POLICY_STRICT(table, column)                                                        \
+    "ALTER POLICY " table "_tenant ON " table "  USING (" column                                   \
+    " = nullif(current_setting('gatehouse.tenant_id', true), ''))"                                 \
+    "  WITH CHECK (" column " = nullif(current_setting('gatehouse.tenant_id', true), ''));"
+
 struct migration {
     int version; /* 1, 2, 3 ... without gaps */
     const char *sql;
@@ -287,6 +295,25 @@ static const struct migration migrations[] = {
       * column as they are: nothing to grant. A constant default adds the
       * column without rewriting the table. */
      "ALTER TABLE audit_events ADD COLUMN node text COLLATE \"C\" NOT NULL DEFAULT '';"},
+    {9,
+     /* The PostgreSQL review. usage_batches: the ids of the usage batches
+      * stored (gh_store_usage_add_once), so that a batch sent again after
+      * a commit whose answer was lost is not added twice; operator-only,
+      * kept 7 days. And every tenant policy made strict
+      * (TENANT_POLICY_STRICT). SQLite's migration 9 does nothing. */
+     "CREATE TABLE usage_batches ("
+     "  id text COLLATE \"C\" PRIMARY KEY,"
+     "  created_at bigint NOT NULL);"
+     "CREATE INDEX usage_batches_by_created ON usage_batches (created_at);"
+     "GRANT SELECT, INSERT, UPDATE, DELETE ON usage_batches TO "
+     "gatehouse_operator;" TENANT_POLICY_STRICT("tenants", "id")
+         TENANT_POLICY_STRICT("api_keys", "tenant_id") TENANT_POLICY_STRICT("usage", "tenant_id")
+             TENANT_POLICY_STRICT("limit_events", "tenant_id") TENANT_POLICY_STRICT(
+                 "audit_events", "tenant_id") TENANT_POLICY_STRICT("secrets", "tenant_id")
+                 TENANT_POLICY_STRICT("webhook_endpoints", "tenant_id")
+                     TENANT_POLICY_STRICT("webhook_messages", "tenant_id")
+                         TENANT_POLICY_STRICT("webhook_deliveries", "tenant_id")
+                             TENANT_POLICY_STRICT("webhook_attempts", "tenant_id")},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

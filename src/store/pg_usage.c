@@ -2,6 +2,7 @@
  * period walk are operator work; a tenant's own row and its event list run
  * under row-level security. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/pg_int.h"
@@ -18,16 +19,74 @@ static int usage_row(const PGresult *r, int row, struct gh_store_usage *u, struc
     return GH_OK;
 }
 
-int gh_pg__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                     struct gh_err *err)
+static int usage_cmp(const void *a, const void *b)
+{
+    const struct gh_store_usage *x = a, *y = b;
+    int c = strcmp(x->tenant_id, y->tenant_id);
+    return c != 0 ? c : strcmp(x->period, y->period);
+}
+
+/* The rows are written in (tenant_id, period) order (gh_pg__order), the
+ * primary key's: every node flushes the same busy tenants. A pair given
+ * twice keeps its order, so each row still gets the total after its own
+ * addition. */
+/* Records <batch_id> in <tx>; *seen when it was there already (the batch
+ * was stored by a commit whose answer was lost). Ids older than 7 days go,
+ * a few at a time, skipping those another node's purge holds. */
+static int batch_seen(struct gh_pg_tx *tx, const char *batch_id, int64_t now, bool *seen,
+                      struct gh_err *err)
+{
+    struct gh_pg_args a = {0}, p = {0};
+    PGresult *r = NULL;
+    int rc;
+
+    gh_pg__arg(&a, batch_id);
+    gh_pg__arg_i64(&a, now);
+    rc = gh_pg__run(tx, GH_PG_USAGE_BATCH_INSERT, &a, &r, err);
+    *seen = rc == GH_OK && PQntuples(r) == 0;
+    PQclear(r);
+    if (rc != GH_OK || *seen) return rc;
+    gh_pg__arg_i64(&p, now - 7 * 86400000LL);
+    return gh_pg__run(tx, GH_PG_USAGE_BATCH_PURGE, &p, NULL, err);
+}
+
+int gh_pg__usage_add(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                     size_t n, int64_t now, struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    size_t *order = gh_pg__order(rows, n, sizeof(*rows), usage_cmp);
+    bool seen = false;
+    int rc;
 
-    if (rc != GH_OK) return rc;
-    for (size_t i = 0; rc == GH_OK && i < n; i++) {
+    if (order == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) {
+        free(order);
+        return rc;
+    }
+    if (batch_id != NULL) rc = batch_seen(&tx, batch_id, now, &seen, err);
+    for (size_t k = 0; rc == GH_OK && k < n; k++) {
         struct gh_pg_args a = {0};
         PGresult *r = NULL;
+        size_t i = order[k];
+
+        if (seen) {
+            /* Stored already: the totals as they are now (another node may
+             * have added since, which a later flush would read anyway). */
+            gh_pg__arg(&a, rows[i].tenant_id);
+            gh_pg__arg(&a, rows[i].period);
+            rc = gh_pg__run(&tx, GH_PG_USAGE_TOTALS, &a, &r, err);
+            if (rc == GH_OK && PQntuples(r) != 1)
+                rc = gh_err_set(err, NULL, 0, 0, "store: usage add: the stored row is missing");
+            if (rc == GH_OK) {
+                rows[i].requests = (uint64_t)gh_pg__i64(r, 0, 0);
+                rows[i].request_bytes = (uint64_t)gh_pg__i64(r, 0, 1);
+                rows[i].response_bytes = (uint64_t)gh_pg__i64(r, 0, 2);
+                rows[i].updated_at = now;
+            }
+            PQclear(r);
+            continue;
+        }
 
         gh_pg__arg(&a, rows[i].tenant_id);
         gh_pg__arg(&a, rows[i].period);
@@ -48,6 +107,7 @@ int gh_pg__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n,
         }
         PQclear(r);
     }
+    free(order);
     return gh_pg__end(&tx, rc, err);
 }
 

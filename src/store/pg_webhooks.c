@@ -328,10 +328,11 @@ static bool owner_query(PGconn *db, const char *sql, const char *owner)
  * lease runs out; when the process dies, the server ends the session, the
  * lock goes, and the claims are taken at once (what SQLite's rule "another
  * owner's claim does not hold" gives one process). One session per store,
- * checked with one round trip per claim; a session found broken is made
- * again (meanwhile the claims looked dead to the others, who may have
- * taken them: at least once). */
-static int owner_hold(struct gh_pg_store *s, const char *owner, struct gh_err *err)
+ * checked with one round trip per claim; a session found broken, or when
+ * <renew> (its lock is not on the server the claims go to), is made again
+ * (meanwhile the claims looked dead to the others, who may have taken
+ * them: at least once). */
+static int owner_hold(struct gh_pg_store *s, const char *owner, bool renew, struct gh_err *err)
 {
     static const char check[] =
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -342,7 +343,7 @@ static int owner_hold(struct gh_pg_store *s, const char *owner, struct gh_err *e
     int rc = GH_OK;
 
     pthread_mutex_lock(&s->owner_mu);
-    if (s->owner_db != NULL && strcmp(s->owner, owner) == 0 &&
+    if (!renew && s->owner_db != NULL && strcmp(s->owner, owner) == 0 &&
         PQstatus(s->owner_db) == CONNECTION_OK && owner_query(s->owner_db, check, owner))
         goto out;
     if (s->owner_db != NULL) PQfinish(s->owner_db);
@@ -364,6 +365,22 @@ out:
     return rc;
 }
 
+/* GH_OK when the advisory lock of <owner> is held on the server of <tx>;
+ * NOT_FOUND when not. */
+static int owner_live(struct gh_pg_tx *tx, const char *owner, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    PGresult *r = NULL;
+    int rc;
+
+    gh_pg__arg(&a, owner);
+    rc = gh_pg__run(tx, GH_PG_HOOK_OWNER_LIVE, &a, &r, err);
+    if (rc == GH_OK && (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "t") != 0))
+        rc = GH_STORE_NOT_FOUND;
+    PQclear(r);
+    return rc;
+}
+
 int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                       gh_store_hook_due_cb cb, void *arg, struct gh_err *err)
 {
@@ -371,10 +388,30 @@ int gh_pg__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_
     struct gh_pg_tx tx;
     PGresult *r = NULL;
     char *ids = NULL;
-    int rc = owner_hold(gh_pg__of(st), owner, err);
+    int rc = owner_hold(gh_pg__of(st), owner, false, err);
 
     if (rc == GH_OK) rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
     if (rc != GH_OK) return rc;
+    /* The lock must be on the server the claims are written to: after a
+     * failover the claimer's session may still hold it on the old primary
+     * (which may well be up), where no other node looks, and our claims
+     * would look dead to them. Seen from this transaction, it is taken
+     * again on this server before anything is claimed. */
+    rc = owner_live(&tx, owner, err);
+    if (rc == GH_STORE_NOT_FOUND) {
+        gh_pg__end(&tx, GH_STORE_NOT_FOUND, err);
+        rc = owner_hold(gh_pg__of(st), owner, true, err);
+        if (rc == GH_OK) rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+        if (rc != GH_OK) return rc;
+        rc = owner_live(&tx, owner, err);
+        if (rc == GH_STORE_NOT_FOUND) {
+            gh_err_set(err, NULL, 0, 0,
+                       "store: webhook claims: the claimer's lock is not on the server the "
+                       "claims go to (a failover in progress?)");
+            rc = GH_STORE_UNAVAILABLE;
+        }
+    }
+    if (rc != GH_OK) goto out;
     gh_pg__arg(&a, owner);
     gh_pg__arg_i64(&a, now);
     gh_pg__arg_i64(&a, (int64_t)limit);
@@ -432,8 +469,21 @@ static int health_cmp(const void *a, const void *b)
     return strcmp(((const struct health *)a)->endpoint, ((const struct health *)b)->endpoint);
 }
 
-static int record_one(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o, int64_t now,
-                      struct gh_err *err)
+static int outcome_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct gh_store_hook_outcome *)a)->delivery_id;
+    int64_t y = ((const struct gh_store_hook_outcome *)b)->delivery_id;
+    return (x > y) - (x < y);
+}
+
+/* One outcome of <owner>'s claim. Both writes are idempotent, since a
+ * batch whose commit went unanswered is recorded again: the attempt is
+ * not added twice (one per delivery and start time), and the delivery
+ * changes only while <owner> still holds it (the first commit released
+ * it; or another node took it over after the lease ran out: its claim is
+ * left alone). */
+static int record_one(struct gh_pg_tx *tx, const char *owner, const struct gh_store_hook_outcome *o,
+                      int64_t now, struct gh_err *err)
 {
     struct gh_pg_args a = {0}, d = {0};
     int rc;
@@ -452,6 +502,7 @@ static int record_one(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o
     gh_pg__arg_i64(&d, o->status);
     gh_pg__arg(&d, o->error);
     gh_pg__arg_i64(&d, now);
+    gh_pg__arg(&d, owner);
     return gh_pg__run(tx, GH_PG_HOOK_DLV_SET, &d, NULL, err);
 }
 
@@ -542,18 +593,27 @@ static int disable_endpoints(struct gh_pg_tx *tx, const struct gh_store_hook_out
     return rc;
 }
 
-int gh_pg__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
-                       void *arg, struct gh_err *err)
+int gh_pg__hook_record(struct gh_store *st, const char *owner,
+                       const struct gh_store_hook_outcome *o, size_t n, int64_t now,
+                       int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                       struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    size_t *order = gh_pg__order(o, n, sizeof(*o), outcome_cmp);
+    int rc;
 
-    if (rc != GH_OK) return rc;
-    /* Each node's deliveries are its own claims: their rows never meet
-     * another node's batch. The endpoints' rows do, hence their order. */
+    if (order == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) {
+        free(order);
+        return rc;
+    }
+    /* Each node's deliveries are its own claims, but a lease that ran out
+     * lets another node take one: the deliveries are written in id order,
+     * the endpoints' rows (which do meet) in theirs (record_health). */
     for (size_t i = 0; rc == GH_OK && i < n; i++)
-        rc = record_one(&tx, &o[i], now, err);
+        rc = record_one(&tx, owner, &o[order[i]], now, err);
+    free(order);
     if (rc == GH_OK) rc = record_health(&tx, o, n, now, err);
     if (rc == GH_OK && n > 0)
         rc = disable_endpoints(&tx, o, n, now, now - disable_after_ms, cb, arg, err);

@@ -278,8 +278,8 @@ int gh_sqlite__tenant_limits_get(struct gh_store *st, const char *id, char *plan
                                  size_t cap, struct gh_err *err);
 int gh_sqlite__tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
                                   struct gh_err *err);
-int gh_sqlite__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                         struct gh_err *err);
+int gh_sqlite__usage_add(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                         size_t n, int64_t now, struct gh_err *err);
 int gh_sqlite__usage_get(struct gh_store *st, const char *tenant_id, const char *period,
                          struct gh_store_usage *out, struct gh_err *err);
 int gh_sqlite__usage_load(struct gh_store *st, const char *period, gh_store_usage_cb cb, void *arg,
@@ -359,9 +359,10 @@ int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const ch
                             int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);
 int gh_sqlite__hook_claim(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                           gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-int gh_sqlite__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                           int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
-                           void *arg, struct gh_err *err);
+int gh_sqlite__hook_record(struct gh_store *st, const char *owner,
+                           const struct gh_store_hook_outcome *o, size_t n, int64_t now,
+                           int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                           struct gh_err *err);
 int gh_sqlite__hook_delivery_list(struct gh_store *st, const char *tenant_id,
                                   const char *endpoint_id, enum gh_store_delivery_status status,
                                   int64_t after_id, size_t limit,

@@ -22,14 +22,17 @@ static int usage_row(sqlite3_stmt *s, struct gh_store_usage *u, struct gh_err *e
     return GH_OK;
 }
 
-int gh_sqlite__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                         struct gh_err *err)
+int gh_sqlite__usage_add(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                         size_t n, int64_t now, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
     sqlite3_stmt *s;
     int rc;
 
+    /* A SQLite commit is always answered: a batch is never sent again
+     * after it landed, so no id is kept. */
+    (void)batch_id;
     rc = gh_sqlite__write_begin(ss, err);
     if (rc != GH_OK) return rc;
     s = gh_sqlite__stmt(c, GH_SQ_USAGE_ADD, err);

@@ -4,6 +4,7 @@
  * with the same message. */
 #include "store/store.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -801,8 +802,22 @@ static int usage_invalid(struct gh_err *err, size_t i, const char *field, const 
 int gh_store_usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n,
                        struct gh_err *err)
 {
+    return gh_store_usage_add_once(st, NULL, rows, n, err);
+}
+
+int gh_store_usage_add_once(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                            size_t n, struct gh_err *err)
+{
     struct gh_store_usage *copy;
     int rc;
+
+    if (batch_id != NULL) {
+        size_t len = strlen(batch_id);
+        if (len == 0 || len > 64) return invalid(err, "batch_id", "must be 1-64 bytes");
+        for (size_t i = 0; i < len; i++)
+            if (!isalnum((unsigned char)batch_id[i]) && batch_id[i] != '-' && batch_id[i] != '_')
+                return invalid(err, "batch_id", "must be letters, digits, '-' and '_'");
+    }
 
     for (size_t i = 0; i < n; i++) {
         const struct gh_store_usage *u = &rows[i];
@@ -825,7 +840,7 @@ int gh_store_usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t 
     copy = malloc(n * sizeof(*copy));
     if (copy == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
     memcpy(copy, rows, n * sizeof(*copy));
-    rc = st->ops->usage_add(st, copy, n, (int64_t)gh_wall_ms(), err);
+    rc = st->ops->usage_add(st, batch_id, copy, n, (int64_t)gh_wall_ms(), err);
     if (rc == GH_OK) memcpy(rows, copy, n * sizeof(*copy));
     free(copy);
     return rc;

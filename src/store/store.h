@@ -199,6 +199,11 @@ struct gh_store_params {
     unsigned pool;            /* PostgreSQL connections; 0 = 8; at most 64 */
     unsigned readers;         /* SQLite reader connections; 0 = 4; at most 64 */
     uint32_t busy_timeout_ms; /* wait for another process's lock; 0 = 5000 */
+    /* PostgreSQL: statement_timeout and lock_timeout of the pooled sessions,
+     * and the longest wait for a free connection (the statement timeout);
+     * past any of them an op returns UNAVAILABLE. 0 = 5000 each. */
+    uint32_t statement_timeout_ms;
+    uint32_t lock_timeout_ms;
 };
 
 /* Streaming callbacks. They run on the calling thread while the store holds a
@@ -629,9 +634,11 @@ struct gh_store_ops {
     /* [operator] In one transaction, adds each row's counts to the stored
      * (tenant_id, period) row (created when absent; each total saturates at
      * INT64_MAX), sets its updated_at to <now>, and writes the new totals and
-     * updated_at into rows[i]. n >= 1. Does not bump the change counter. */
-    int (*usage_add)(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
-                     struct gh_err *err);
+     * updated_at into rows[i]. n >= 1. Does not bump the change counter.
+     * <batch_id> (may be NULL): a batch stored under that id already adds
+     * nothing and reads the totals (gh_store_usage_add_once). */
+    int (*usage_add)(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                     size_t n, int64_t now, struct gh_err *err);
 
     /* [tenant] Fills <out> with the row (tenant_id, period); NOT_FOUND when
      * there is none (the wrapper turns that into zero counts). */
@@ -836,17 +843,21 @@ struct gh_store_ops {
      * hold a delivery back: that is what redelivers after a crash. */
     int (*hook_claim)(struct gh_store *st, const char *owner, int64_t now, size_t limit,
                       gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-    /* [operator] In ONE transaction: for each outcome, appends the attempt,
-     * sets the delivery's status, attempt count, next time, last status and
-     * error, releases its claim, and updates its endpoint's failing_since
+    /* [operator] In ONE transaction: for each outcome of <owner>'s claims,
+     * appends the attempt, sets the delivery's status, attempt count, next
+     * time, last status and error, releases its claim (PostgreSQL: only
+     * while <owner> holds it, and an attempt already stored is not added
+     * again, so a batch sent again after an unknown commit changes nothing
+     * twice), and updates its endpoint's failing_since
      * (0 after a success, kept or set to the attempt's time after a
      * failure). Then disables the endpoint of each outcome marked <gone>
      * (reason "gone") and the active endpoints failing since before
      * <now> - <disable_after_ms> (> 0; reason "failing"), marking their
      * pending deliveries failed, and calls <cb> (may be NULL) for each. */
-    int (*hook_record)(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                       int64_t now, int64_t disable_after_ms, gh_store_hook_disabled_cb cb,
-                       void *arg, struct gh_err *err);
+    int (*hook_record)(struct gh_store *st, const char *owner,
+                       const struct gh_store_hook_outcome *o, size_t n, int64_t now,
+                       int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
+                       struct gh_err *err);
     /* [tenant] Up to <limit> deliveries of endpoint <endpoint_id> of
      * <tenant_id> with id > <after_id>, with <status> (ANY: all), by id. */
     int (*hook_delivery_list)(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
@@ -1056,6 +1067,15 @@ int gh_store_tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb c
  * INT64_MAX. n == 0 is GH_OK. */
 int gh_store_usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n,
                        struct gh_err *err);
+/* As gh_store_usage_add(), at most once per <batch_id> (1-64 bytes of
+ * [A-Za-z0-9_-], unique per batch: random): a batch whose commit went
+ * unanswered (UNAVAILABLE on PostgreSQL) is sent again, with the same id
+ * and rows, until it is answered; if its first commit did land, the counts
+ * are not added again and rows[i] get the stored totals. The engines keep
+ * the ids for 7 days (SQLite, whose commits are always answered, keeps
+ * none). NULL: no such guard. */
+int gh_store_usage_add_once(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                            size_t n, struct gh_err *err);
 
 /* [tenant] Fills <out> with tenant_id's usage for <period>; a period without a
  * row is GH_OK with zero counts (and updated_at 0). INVALID for a bad period
@@ -1293,9 +1313,9 @@ int gh_store_hook_publish(struct gh_store *st, const char *tenant_id, const char
 /* [operator] See the ops: <owner> 1..64 bytes, <limit> 1..1000. */
 int gh_store_hook_claim(struct gh_store *st, const char *owner, size_t limit,
                         gh_store_hook_due_cb cb, void *arg, struct gh_err *err);
-int gh_store_hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                         int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
-                         struct gh_err *err);
+int gh_store_hook_record(struct gh_store *st, const char *owner,
+                         const struct gh_store_hook_outcome *o, size_t n, int64_t disable_after_ms,
+                         gh_store_hook_disabled_cb cb, void *arg, struct gh_err *err);
 /* [tenant] Deliveries of one endpoint, paged by <page> (cursor: the last
  * id seen) with a status filter. */
 int gh_store_hook_delivery_list(struct gh_store *st, const char *tenant_id, const char *endpoint_id,

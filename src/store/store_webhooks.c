@@ -257,11 +257,13 @@ int gh_store_hook_claim(struct gh_store *st, const char *owner, size_t limit,
     return st->ops->hook_claim(st, owner, (int64_t)gh_wall_ms(), limit, cb, arg, err);
 }
 
-int gh_store_hook_record(struct gh_store *st, const struct gh_store_hook_outcome *o, size_t n,
-                         int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
-                         struct gh_err *err)
+int gh_store_hook_record(struct gh_store *st, const char *owner,
+                         const struct gh_store_hook_outcome *o, size_t n, int64_t disable_after_ms,
+                         gh_store_hook_disabled_cb cb, void *arg, struct gh_err *err)
 {
     if (n == 0) return GH_OK;
+    if (owner == NULL || owner[0] == '\0' || strlen(owner) > 64)
+        return invalid(err, "owner", "1 to 64 bytes");
     if (disable_after_ms <= 0) return invalid(err, "disable_after", "must be > 0");
     for (size_t i = 0; i < n; i++) {
         if (o[i].next != GH_STORE_DELIVERY_PENDING && o[i].next != GH_STORE_DELIVERY_SUCCEEDED &&
@@ -272,7 +274,8 @@ int gh_store_hook_record(struct gh_store *st, const struct gh_store_hook_outcome
             !terminated(o[i].endpoint_id, sizeof(o[i].endpoint_id)))
             return invalid(err, "outcome", "unterminated string");
     }
-    return st->ops->hook_record(st, o, n, (int64_t)gh_wall_ms(), disable_after_ms, cb, arg, err);
+    return st->ops->hook_record(st, owner, o, n, (int64_t)gh_wall_ms(), disable_after_ms, cb, arg,
+                                err);
 }
 
 /* Delivery cursors: "d1.<id>". */

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 from conftest import free_port
@@ -190,3 +191,187 @@ def database_for(key):
 
 def database_of_url(url):
     return url.rsplit("/", 1)[1]
+
+
+# ------------------------------------------------------------ a cut COMMIT
+
+
+class CommitCutProxy:
+    """A TCP proxy in front of a server that can cut a connection during
+    the COMMIT of a transaction that ran a statement whose SQL contains
+    <marker>: it forwards the COMMIT, lets the server commit, then closes
+    both sides without passing the answer on, so the client cannot know
+    whether it committed (what a connection lost during COMMIT looks like).
+    With it go the client's other connections through the proxy, and new
+    ones are refused for <outage> seconds (the server out of reach). Speaks
+    just enough of the frontend protocol (startup, Parse, Bind, Query) to
+    see the marker and the COMMIT."""
+
+    def __init__(self, server_port, marker, outage=0.0):
+        import socket
+        self.server_port = server_port
+        self.marker = marker.encode()
+        self.outage = outage
+        self.armed = False
+        self.cuts = 0
+        self.down_until = 0.0
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        self.conns = []
+        self.errors = []
+        self.keep = None
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+    def isolate(self):
+        """The server out of reach from now on, except for the connections
+        that ran a statement containing <self.keep> (set before they did):
+        those stay, as sessions kept on an old primary after a failover.
+        New connections are refused (the listening socket closes), so that
+        libpq goes on to a URL's next host."""
+        self.down_until = float("inf")
+        self.closed = True
+        self.sock.close()
+        with self.lock:
+            every, self.conns = self.conns, []
+        for c in every:
+            if c["kept"]:
+                self.conns.append(c)
+            else:
+                c["muted"] = True
+                self._close(c)
+
+    def _accept(self):
+        import socket
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if time.time() < self.down_until:
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(("127.0.0.1", self.server_port))
+            except OSError:
+                client.close()
+                continue
+            conn = {"client": client, "server": server, "muted": False, "names": set(),
+                    "marked": False, "kept": False}
+            with self.lock:
+                self.conns.append(conn)
+            conn["down"] = threading.Thread(target=self._down, args=(conn,), daemon=True)
+            conn["down"].start()
+            threading.Thread(target=self._up, args=(conn,), daemon=True).start()
+
+    def _down(self, conn):
+        """Server to client, unless muted."""
+        try:
+            while True:
+                data = conn["server"].recv(65536)
+                if not data:
+                    break
+                if not conn["muted"]:
+                    conn["client"].sendall(data)
+        except OSError:
+            pass
+        self._close(conn)
+
+    def _close(self, conn):
+        """Ends both directions; the sockets are closed by _up only, once
+        both pumps are done (closing one under a thread blocked on it would
+        let a new connection reuse its descriptor)."""
+        import socket
+        for k in ("client", "server"):
+            try:
+                conn[k].shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _up(self, conn):
+        """Client to server, message by message."""
+        import struct
+        buf = b""
+        startup = True
+        try:
+            while True:
+                data = conn["client"].recv(65536)
+                if not data:
+                    break
+                buf += data
+                while True:
+                    if startup:
+                        if len(buf) < 8:
+                            break
+                        n = struct.unpack("!I", buf[:4])[0]
+                        if len(buf) < n:
+                            break
+                        msg, buf = buf[:n], buf[n:]
+                        code = struct.unpack("!I", msg[4:8])[0]
+                        # SSLRequest / GSSENCRequest: another startup follows.
+                        startup = code in (80877103, 80877104)
+                        conn["server"].sendall(msg)
+                        continue
+                    if len(buf) < 5:
+                        break
+                    n = struct.unpack("!I", buf[1:5])[0]
+                    if len(buf) < 1 + n:
+                        break
+                    msg, buf = buf[:1 + n], buf[1 + n:]
+                    if self._look(conn, msg):
+                        raise EOFError
+                    conn["server"].sendall(msg)
+        except EOFError:
+            pass
+        except Exception as e:  # noqa: BLE001 - any failure ends the connection
+            if not isinstance(e, OSError):
+                self.errors.append(repr(e))
+        self._close(conn)
+        conn["down"].join()
+        for k in ("client", "server"):
+            conn[k].close()
+
+    def _look(self, conn, msg):
+        """True when <msg> was the COMMIT to cut (it is sent here)."""
+        kind, body = msg[:1], msg[5:]
+        if kind == b"P":
+            name, rest = body.split(b"\0", 1)
+            sql = rest.split(b"\0", 1)[0]
+            if self.marker in sql:
+                conn["names"].add(name)
+            if self.keep is not None and self.keep in sql:
+                conn["kept"] = True
+        elif kind == b"B":
+            _, stmt, _ = body.split(b"\0", 2)
+            if stmt in conn["names"]:
+                conn["marked"] = True
+        elif kind == b"Q":
+            sql = body.rstrip(b"\0").strip().upper()
+            if sql == b"COMMIT":
+                with self.lock:
+                    cut = self.armed and conn["marked"]
+                    if cut:
+                        self.armed = False
+                        self.cuts += 1
+                if cut:
+                    conn["muted"] = True
+                    conn["server"].sendall(msg)
+                    time.sleep(0.3)  # the server commits
+                    self.down_until = time.time() + self.outage
+                    with self.lock:
+                        every, self.conns = self.conns, []
+                    for c in every:
+                        c["muted"] = True
+                        self._close(c)
+                    return True
+            if sql in (b"COMMIT", b"ROLLBACK") or sql.startswith(b"BEGIN"):
+                conn["marked"] = False
+        return False

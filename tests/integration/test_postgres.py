@@ -61,7 +61,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
-    assert "applied 0 migration(s), schema version 8" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 9" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -88,7 +88,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 8" in out, out
+    assert "store postgres: schema version 9" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)
@@ -242,6 +242,14 @@ def test_rls_on_every_tenant_owned_table(pg_server, pg_store):
                               f"SELECT count(*) FROM gatehouse.{table}; COMMIT;",
                               db=db, user="gatehouse")
         assert none == [["0"]], (table, none)
+    # An empty tenant setting matches nothing either, not even rows whose
+    # tenant is empty (system audit events): the policies compare with
+    # nullif(setting, '') (migration 9), not only gh_pg__begin's refusal.
+    for table in ("usage", "audit_events"):
+        pg_server.psql(SEED[table].format(t="", n=90), db=db)
+        empty = pg_server.psql(as_tenant("", f"SELECT count(*) FROM gatehouse.{table}"),
+                               db=db, user="gatehouse")
+        assert empty == [["0"]], (table, empty)
 
 
 # ---------------------------------------------------------------- failover
@@ -483,3 +491,178 @@ def test_failover_to_a_promoted_standby(pg_server, gatehouse):
         if standby is not None:
             standby.cleanup()
         primary.cleanup()
+
+
+# ---------------------------------------------------------------- busy server: timeouts
+
+
+def _hold_in_background(pg_server, db, sql, seconds):
+    """Runs <sql> (which takes a lock) in a transaction held <seconds>, on a
+    thread; returns the thread once the lock is taken."""
+    started = threading.Event()
+
+    def run():
+        started.set()
+        pg_server.psql(f"BEGIN; {sql}; SELECT pg_sleep({seconds}); COMMIT;", db=db)
+
+    t = threading.Thread(target=run)
+    t.start()
+    started.wait(5)
+    time.sleep(0.5)  # psql connected and took the lock
+    return t
+
+
+def test_audit_events_meeting_a_lock_timeout_wait_and_are_stored(pg_server, gatehouse):
+    """The audit append lock held elsewhere longer than lock_timeout (a
+    stuck node, an operator's session): the appends fail with 55P03, a
+    retryable state. Async events are held and stored once the lock goes,
+    not dropped as failures."""
+    db, url = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, url).replace(
+        "  pool: 4\n", "  pool: 4\n  lock_timeout: 300ms\n"), start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    bootstrap(g)
+    g.start()
+    holder = _hold_in_background(
+        pg_server, db, "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))", 6.5)
+    rids = [f"locked-{i}" for i in range(5)]
+    for rid in rids:
+        r = http_call(g.port, "GET", "/orders/x", headers={"X-Request-Id": rid})
+        assert r.status == 401, r
+    holder.join(20)
+    from conftest import wait_for
+
+    def stored():
+        got = {r[0] for r in pg_server.psql(
+            "SELECT request_id FROM gatehouse.audit_events", db=db)}
+        return set(rids) <= got
+    wait_for(stored, timeout=10, what="the held events stored")
+    g.stop()
+    counts = pg_server.psql("SELECT request_id, count(*) FROM gatehouse.audit_events "
+                            "WHERE request_id LIKE 'locked-%' GROUP BY 1", db=db)
+    assert sorted(int(c) for _, c in counts) == [1] * 5, counts
+    assert "cannot store" not in g.stderr(), g.stderr()[-2000:]
+
+
+def test_a_statement_past_statement_timeout_is_503_not_a_hang(pg_server, gatehouse):
+    """A tenant row locked elsewhere (lock_timeout set high): the admin
+    call's UPDATE waits until store.statement_timeout cancels it (57014),
+    which is 503 store_unavailable within about that time, and the same call
+    succeeds once the row is free. A value for store.statement_timeout on
+    SQLite is refused at load."""
+    db, url = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, url).replace(
+        "  pool: 4\n", "  pool: 4\n  statement_timeout: 700ms\n  lock_timeout: 30s\n"),
+        start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    key, _, _ = bootstrap(g)
+    g.start()
+    admin = Admin(g, key)
+    t = admin.create_tenant("slow")
+    holder = _hold_in_background(
+        pg_server, db, f"SELECT 1 FROM gatehouse.tenants WHERE id = '{t['id']}' FOR UPDATE", 4)
+    t0 = time.monotonic()
+    r = admin.call("PATCH", f"/v1/tenants/{t['id']}", {"name": "renamed"})
+    took = time.monotonic() - t0
+    assert r.status == 503, r
+    assert r.json()["error"] == "store_unavailable", r.json()
+    assert took < 3, took
+    holder.join(20)
+    admin.ok("PATCH", f"/v1/tenants/{t['id']}", {"name": "renamed"})
+    assert g.proc.poll() is None
+
+
+# ---------------------------------------------------------------- audit: a cut COMMIT
+
+
+def test_audit_batch_cut_during_commit_is_stored_once(pg_server, gatehouse):
+    """The connection of an audit append is cut during its COMMIT, after
+    the server committed (pg_helpers.CommitCutProxy), and the server stays
+    out of reach for a while; meanwhile another node appends to the same
+    chain and more events come. The writer finds the batch stored (sending
+    the same rows again, which the append takes as already stored) instead
+    of chaining its events again after the other node's: every event is
+    stored once, and the chain verifies."""
+    import pg_helpers
+    from conftest import wait_for
+    db, url = pg_server.new_database()
+    proxy = pg_helpers.CommitCutProxy(pg_server.port, "INSERT INTO audit_events", outage=1.5)
+    try:
+        via = f"postgresql://gatehouse@127.0.0.1:{proxy.port}/{db}"
+        g1 = gatehouse(raw=lambda g: pg_config(g, via), start=False, name="n1")
+        postgres_init(g1.config_path, pg_server.admin_url(db))
+        bootstrap(g1)
+        g2 = gatehouse(raw=lambda g: pg_config(g, url), start=False, name="n2")
+        g1.start()
+        g2.start()
+        proxy.armed = True
+        first = [f"n1-{i}" for i in range(5)]
+        for rid in first:
+            assert http_call(g1.port, "GET", "/orders/x", headers={"X-Request-Id": rid}).status \
+                == 401
+        wait_for(lambda: proxy.cuts == 1, 10, what="the cut COMMIT")
+        other = [f"n2-{i}" for i in range(4)]
+        for rid in other:
+            assert http_call(g2.port, "GET", "/orders/x", headers={"X-Request-Id": rid}).status \
+                == 401
+        later = [f"n1b-{i}" for i in range(3)]
+        for rid in later:
+            assert http_call(g1.port, "GET", "/orders/x", headers={"X-Request-Id": rid}).status \
+                == 401
+        every = set(first + other + later)
+
+        def stored():
+            rows = pg_server.psql("SELECT request_id FROM gatehouse.audit_events", db=db)
+            return every <= {r[0] for r in rows}
+        wait_for(stored, 20, what="every event stored")
+        time.sleep(0.5)
+        assert not proxy.errors, proxy.errors
+        g1.stop()
+        g2.stop()
+        counts = pg_server.psql("SELECT request_id, count(*) FROM gatehouse.audit_events "
+                                "WHERE request_id LIKE 'n%' GROUP BY 1 ORDER BY 1", db=db)
+        assert {r: int(c) for r, c in counts} == {r: 1 for r in every}, counts
+        out, err = cli_ok(g2, "audit", "verify")
+        assert "ok" in out.lower() or "intact" in out.lower(), out
+    finally:
+        proxy.close()
+
+
+# ---------------------------------------------------------------- webhook claims after a failover
+
+
+def test_claimer_lock_follows_the_claims_to_the_new_primary(pg_server, gatehouse):
+    """A failover whose old primary stays up: the pool's sessions move to
+    the new primary (the URL's second host), but the claimer's session, which
+    holds the advisory lock that tells other nodes this one lives, is still
+    open on the old one (kept by the proxy), where no other node looks. The
+    claims check the lock from their own transaction and take it again on
+    the server they write to."""
+    import pg_helpers
+    from conftest import wait_for
+    new = pg_helpers.start_server()
+    proxy = None
+    try:
+        db, _ = pg_server.new_database()
+        new.psql(f"CREATE DATABASE {db}")
+        proxy = pg_helpers.CommitCutProxy(pg_server.port, "no statement has this text")
+        proxy.keep = b"pg_try_advisory_lock("
+        url = (f"postgresql://gatehouse@127.0.0.1:{proxy.port},127.0.0.1:{new.port}/{db}"
+               "?target_session_attrs=read-write")
+        g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
+        postgres_init(g.config_path, pg_server.admin_url(db))
+        postgres_init(g.config_path, new.admin_url(db))
+        g.start()
+        locks = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                 "AND classid = 1734896433 AND objsubid = 2")
+        wait_for(lambda: pg_server.psql(locks, db=db) == [["1"]], 10,
+                 what="the claimer's lock on the first primary")
+        proxy.isolate()
+        wait_for(lambda: new.psql(locks, db=db) == [["1"]], 15,
+                 what="the claimer's lock on the new primary")
+        assert g.proc.poll() is None
+        g.stop()
+    finally:
+        if proxy is not None:
+            proxy.close()
+        new.cleanup()

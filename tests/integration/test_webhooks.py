@@ -619,6 +619,43 @@ def test_postgres_claims_of_a_live_node_hold_and_of_a_dead_one_go(gatehouse, ups
     g.stop()
 
 
+@pytest.mark.skipif(not store_db.is_postgres(), reason="PostgreSQL's claims (docs/postgres.md)")
+def test_postgres_a_late_outcome_leaves_another_nodes_claim_alone(gatehouse, upstream):
+    """A delivery in flight here is taken over meanwhile by another, live
+    node (its lease ran out here; played with SQL and a session holding the
+    other node's lock). The outcome that comes back late keeps its attempt
+    row, but does not finish the delivery or clear the other node's claim:
+    the outcome's write is guarded by the claim of its owner, which is also
+    what makes an outcome batch recorded twice (its first commit unanswered)
+    harmless."""
+    rx = Receiver()
+    rx.delay = 2.0
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/late"))
+    rx.keys["/late"] = [ep["secret"]]
+    db = store_db.path_of(g)
+    other = store_db.connect(db)
+    other.execute("SELECT pg_advisory_lock(1734896433, hashtext('gh-other-node'))")
+    c = store_db.connect(db)
+    publish(op, t, "order.created", {"n": 1}, id="late")
+    wait_for(lambda: len(rx.deliveries("/late")) == 1, 10, what="the delivery in flight")
+    now = int(time.time() * 1000)
+    c.execute("UPDATE webhook_deliveries SET claimed = 'gh-other-node', claim_until = ? "
+              "WHERE tenant_id = ?", (now + 300000, t))
+    wait_for(lambda: c.execute("SELECT count(*) FROM webhook_attempts WHERE tenant_id = ?",
+                               (t,)).fetchone()[0] == 1, 10, what="the late attempt recorded")
+    time.sleep(0.3)
+    row = c.execute("SELECT status, claimed, attempts FROM webhook_deliveries "
+                    "WHERE tenant_id = ?", (t,)).fetchone()
+    assert tuple(row) == ("pending", "gh-other-node", 0), row
+    assert len(rx.deliveries("/late")) == 1  # the other node's claim holds
+    c.close()
+    other.close()
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
 def succeeded_count(g):
     m = http_call(g.admin_port, "GET", "/metrics").body.decode()
     for line in m.splitlines():

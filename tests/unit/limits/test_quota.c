@@ -460,6 +460,86 @@ static void test_flush_failure_keeps_counts(void **state)
     gh_quota_table_free(t);
 }
 
+/* The SQLite store with usage_add made to fail as PostgreSQL's can: while
+ * <cut> is set, a batch commits and then answers UNAVAILABLE (the
+ * connection cut during COMMIT), and while <down> is set, nothing is
+ * stored and the answer is UNAVAILABLE. It keeps the ids of the batches it
+ * stored, as PostgreSQL's usage_batches does: a batch sent again under a
+ * stored id adds nothing and reads the totals. */
+static struct {
+    const struct gh_store_ops *real;
+    struct gh_store_ops ops;
+    bool cut, down;
+    char ids[8][65];
+    int nids, calls;
+} cut;
+
+static int cut_usage_add(struct gh_store *st, const char *batch_id, struct gh_store_usage *rows,
+                         size_t n, int64_t now, struct gh_err *err)
+{
+    int rc;
+
+    cut.calls++;
+    if (cut.down) return gh_err_set(err, NULL, 0, 0, "down"), GH_STORE_UNAVAILABLE;
+    for (int i = 0; batch_id != NULL && i < cut.nids; i++) {
+        if (strcmp(cut.ids[i], batch_id) != 0) continue;
+        for (size_t k = 0; k < n; k++) {
+            struct gh_store_usage u;
+            if (cut.real->usage_get(st, rows[k].tenant_id, rows[k].period, &u, err) != GH_OK)
+                return GH_ERROR;
+            rows[k].requests = u.requests;
+            rows[k].request_bytes = u.request_bytes;
+            rows[k].response_bytes = u.response_bytes;
+        }
+        return GH_OK;
+    }
+    rc = cut.real->usage_add(st, batch_id, rows, n, now, err);
+    if (rc == GH_OK && batch_id != NULL && cut.nids < 8)
+        snprintf(cut.ids[cut.nids++], sizeof(cut.ids[0]), "%s", batch_id);
+    if (rc == GH_OK && cut.cut) {
+        cut.cut = false;
+        return gh_err_set(err, NULL, 0, 0, "cut during the commit"), GH_STORE_UNAVAILABLE;
+    }
+    return rc;
+}
+
+/* A flush whose commit is cut after it landed, then an outage, then more
+ * traffic: the counts are stored once. Put back into the entries (as for a
+ * refused batch) they would be added a second time by the next flush. */
+static void test_flush_cut_after_commit_counts_once(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_quota_table *t = table_new(64);
+    struct gh_config_quotas q = {0};
+    struct gh_err err = {0};
+    const int64_t now = utc_ms(2026, 11, 22, 12, 0, 0, 0);
+
+    memset(&cut, 0, sizeof(cut));
+    cut.real = f->st->ops;
+    cut.ops = *f->st->ops;
+    cut.ops.usage_add = cut_usage_add;
+    f->st->ops = &cut.ops;
+
+    q.limit[GH_QUOTA_REQUESTS][GH_QUOTA_DAY] = 1000;
+    admit_n(t, "tn_c", &q, now, 5);
+    cut.cut = true;
+    assert_int_equal(gh_quota_flush(t, f->st, now + 100, &err), GH_STORE_UNAVAILABLE);
+    cut.down = true;
+    admit_n(t, "tn_c", &q, now + 200, 2);
+    assert_int_equal(gh_quota_flush(t, f->st, now + 300, &err), GH_STORE_UNAVAILABLE);
+    cut.down = false;
+    admit_n(t, "tn_c", &q, now + 400, 1);
+    flush(t, f->st, now + 500); /* the batch in doubt, found stored */
+    flush(t, f->st, now + 600); /* the counts since */
+    assert_usage(f->st, "tn_c", "2026-11-22", 8, 0, 0);
+    assert_usage(f->st, "tn_c", "2026-11", 8, 0, 0);
+    /* And the local view agrees: 992 more pass, the next is refused. */
+    admit_n(t, "tn_c", &q, now + 700, 992);
+    refused(t, "tn_c", &q, now + 800, GH_QUOTA_REQUESTS, GH_QUOTA_DAY, 1000, 1000);
+    f->st->ops = cut.real;
+    gh_quota_table_free(t);
+}
+
 /* ---- Threshold events ------------------------------------------------------- */
 
 static void test_events_once(void **state)
@@ -800,6 +880,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_preload_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_failure_keeps_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_cut_after_commit_counts_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_month_and_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_day_rollover, setup, teardown),

@@ -175,7 +175,8 @@ static void test_fan_out_and_claims(void **state)
     o[1].next_attempt_at = (int64_t)gh_wall_ms() + 3600000;
     o[2].status = 404;
     o[2].next = GH_STORE_DELIVERY_FAILED;
-    assert_int_equal(gh_store_hook_record(f->st, o, 3, 86400000, NULL, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_hook_record(f->st, "owner-2", o, 3, 86400000, NULL, NULL, &err),
+                     GH_OK);
 
     struct gh_store_hook_delivery dl;
     struct gh_store_hook_attempt at[4];
@@ -252,7 +253,8 @@ static void test_disable_and_delete(void **state)
     o.at = (int64_t)gh_wall_ms() - 10000; /* failing for 10 s */
     snprintf(o.error, sizeof(o.error), "timeout");
     o.next = GH_STORE_DELIVERY_FAILED;
-    assert_int_equal(gh_store_hook_record(f->st, &o, 1, 5000, on_disabled, &disabled, &err), GH_OK);
+    assert_int_equal(gh_store_hook_record(f->st, "o", &o, 1, 5000, on_disabled, &disabled, &err),
+                     GH_OK);
     assert_int_equal(disabled, 1);
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
     assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
