@@ -411,35 +411,121 @@ static void conflict_pause(int attempt)
     nanosleep(&ts, NULL);
 }
 
-/* Keeps a batch that met an unavailable store for the next round, when
+/* Whether a batch that met an unavailable store may wait for it: when
  * nobody waits on it (a strict slot or a durable submit: those callers are
- * answered at once, as for any failure): its ring slots are simply not
- * given back, and its submitted events go back to the front of the queue
- * when there is room for them. Returns whether the batch was kept. */
-static bool hold_back(struct gh_audit_service *s, size_t nsubs)
+ * answered at once, as for any failure). Its ring slots are simply not
+ * given back meanwhile, and its submitted events stay in taken_subs. */
+static bool may_hold(struct gh_audit_service *s, size_t nsubs)
 {
-    bool kept = false;
-
     for (int k = 0; k < s->nworkers; k++)
         if (s->strict_seen[k]) return false;
     for (size_t i = 0; i < nsubs; i++)
         if (s->taken_subs[i].waiter != NULL) return false;
-    pthread_mutex_lock(&s->mu);
-    if (s->subcap - s->sublen >= nsubs) {
-        s->subhead = (s->subhead + s->subcap - nsubs) % s->subcap;
-        for (size_t i = 0; i < nsubs; i++)
-            s->subq[(s->subhead + i) % s->subcap] = s->taken_subs[i];
-        s->sublen += nsubs;
-        kept = true;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return kept;
+    return true;
 }
 
 static void unavailable_pause(void)
 {
     struct timespec ts = {0, UNAVAILABLE_PAUSE_MS * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* What became of a batch whose append answered UNAVAILABLE. */
+enum outcome { STORED, NOT_STORED, UNKNOWN };
+
+struct lookup {
+    const struct gh_store_audit_row *want;
+    bool found;
+};
+
+static int same_hash_cb(const struct gh_store_audit_row *row, void *arg)
+{
+    struct lookup *l = arg;
+    if (row->seq == l->want->seq && strcmp(row->hash, l->want->hash) == 0) l->found = true;
+    return GH_OK;
+}
+
+/* Finds out whether the batch in rows/cps (<nrows>, <ncp>), whose append
+ * answered UNAVAILABLE, was stored: the commit may have landed though the
+ * answer was lost (the connection cut during COMMIT). It sends the very
+ * same rows again: the append takes the store's append lock first, so a
+ * commit of ours still in flight has ended, and an engine whose commit can
+ * be cut takes rows identical to stored ones as already stored (store.h):
+ * GH_OK means stored, once. Any other refusal is looked into: if the
+ * batch's last row is stored with its hash (an engine that refuses
+ * identical rows), the batch is stored (one transaction: all of it or
+ * none); otherwise it is not, and *rc says why (CONFLICT: another writer
+ * moved a head meanwhile). UNKNOWN while the store stays out of reach.
+ * Re-chaining a batch that landed would store its events twice; dropping
+ * it when it did not would lose them: neither happens before this says. */
+static enum outcome resolve(struct gh_audit_service *s, size_t nrows, size_t ncp, int *rc,
+                            struct gh_err *err)
+{
+    struct lookup l = {NULL, false};
+    int wr;
+
+    *rc = gh_store_audit_append(s->store, s->rows, nrows, s->cps, ncp, err);
+    if (*rc == GH_OK) return STORED;
+    if (*rc == GH_STORE_UNAVAILABLE) return UNKNOWN;
+    if (nrows == 0) return NOT_STORED; /* checkpoints only: taken again later */
+    l.want = &s->rows[nrows - 1];
+    wr = gh_store_audit_walk(s->store, l.want->chain, l.want->seq, l.want->seq, same_hash_cb, &l,
+                             err);
+    if (wr == GH_STORE_UNAVAILABLE) {
+        *rc = wr;
+        return UNKNOWN;
+    }
+    if (wr == GH_OK && l.found) {
+        *rc = GH_OK;
+        return STORED;
+    }
+    return NOT_STORED;
+}
+
+/* The batch in rows/cps is stored (found so after an unknown outcome, the
+ * chain heads having gone back to before it): the heads move past it. */
+static void heads_after(struct gh_audit_service *s, size_t nrows, size_t ncp)
+{
+    for (size_t i = 0; i < nrows; i++) {
+        struct gh_audit_chain *c = chain_get(s, s->rows[i].chain, false);
+        if (c == NULL || s->rows[i].seq <= c->seq) continue;
+        if (gh_audit_unhex(s->rows[i].hash, c->hash) != GH_OK) continue;
+        c->seq = s->rows[i].seq;
+        mark_dirty(s, c);
+    }
+    for (size_t i = 0; i < ncp; i++) {
+        struct gh_audit_chain *c = chain_get(s, s->cps[i].chain, false);
+        if (c == NULL || s->cps[i].seq < c->cp_seq) continue;
+        c->cp_seq = s->cps[i].seq;
+        c->cp_ms = s->cps[i].time_ms;
+    }
+}
+
+/* Gives the <n> events of the batch back: ring slots to their workers,
+ * submitters learn whether <ok>. */
+static void answer(struct gh_audit_service *s, size_t nsubs, bool ok)
+{
+    for (int k = 0; k < s->nworkers; k++) {
+        struct gh_audit_worker *aw = s->workers[k];
+        uint64_t from, upto;
+        if (s->taken[k] == 0) continue;
+        from = atomic_load_explicit(&aw->tail, memory_order_relaxed);
+        upto = from + s->taken[k];
+        atomic_store_explicit(&aw->tail, upto, memory_order_release);
+        gh_audit_worker_report_(aw, from, upto, ok, s->strict_seen[k]);
+        s->taken[k] = 0;
+    }
+    if (nsubs) {
+        pthread_mutex_lock(&s->mu);
+        for (size_t i = 0; i < nsubs; i++) {
+            if (s->taken_subs[i].waiter == NULL) continue;
+            s->taken_subs[i].waiter->rc = ok ? GH_OK : GH_ERROR;
+            s->taken_subs[i].waiter->done = true;
+        }
+        pthread_cond_broadcast(&s->done);
+        pthread_mutex_unlock(&s->mu);
+    }
+    atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
 }
 
 /* One round: gather, chain, commit, answer. Returns the events handled. */
@@ -458,7 +544,44 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
     conf = s->conf;
     pthread_mutex_unlock(&s->mu);
 
-    n = gather(s, &nsubs);
+    if (s->pending) {
+        /* Nothing new before the store says what became of the batch
+         * in doubt. */
+        enum outcome o = resolve(s, s->pending_nrows, s->pending_ncp, &rc, &err);
+        n = s->pending_n;
+        nsubs = s->pending_nsubs;
+        if (o == UNKNOWN && !final) {
+            if (may_log(s))
+                gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s",
+                            n, err.msg);
+            unavailable_pause();
+            return 0;
+        }
+        s->pending = false;
+        if (o == STORED) {
+            heads_after(s, s->pending_nrows, s->pending_ncp);
+            atomic_fetch_add_explicit(&s->events_written, n, memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->checkpoints, s->pending_ncp, memory_order_relaxed);
+            answer(s, nsubs, true);
+            if (!final) return n;
+            /* At shutdown: what is queued besides gets its round too. */
+            n = gather(s, &nsubs);
+        } else if (o == UNKNOWN) {
+            /* Stopping with the store still out of reach: said, counted. */
+            atomic_fetch_add_explicit(&s->events_failed, n, memory_order_relaxed);
+            gh_log_error("audit: stopping with the store unavailable: %zu event(s) may not be "
+                         "stored: %s",
+                         n, err.msg);
+            answer(s, nsubs, false);
+            return n;
+        } else if (rc == GH_STORE_CONFLICT) {
+            /* Not stored: the same events are chained again below, after
+             * the heads another writer moved. */
+            gh_store_audit_heads(s->store, head_cb, s, &err);
+        }
+    } else {
+        n = gather(s, &nsubs);
+    }
     for (size_t i = 0; i < n; i++)
         if (oldest == 0 || s->batch[i]->time_us < oldest) oldest = s->batch[i]->time_us;
     atomic_store_explicit(&s->oldest_since_us, oldest, memory_order_relaxed);
@@ -488,11 +611,16 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
         if (ok && (nrows > 0 || ncp > 0)) {
             t0 = gh_now_ns();
             rc = gh_store_audit_append(s->store, s->rows, nrows, s->cps, ncp, &err);
+            /* The outcome is unknown (the connection was cut, maybe during
+             * the commit): find out at once, the store may be back. */
+            if (rc == GH_STORE_UNAVAILABLE) (void)resolve(s, nrows, ncp, &rc, &err);
             observe_commit(s, gh_now_ns() - t0, n);
             ok = rc == GH_OK;
         }
 
-        /* Chain heads: keep the new ones, or go back to the committed ones. */
+        /* Chain heads: keep the new ones, or go back to the committed ones
+         * (also while the outcome is unknown: heads_after() moves them once
+         * the batch is found stored). */
         while (touched) {
             struct gh_audit_chain *c = touched;
             touched = c->tnext;
@@ -518,13 +646,21 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
             }
         }
     }
-    if (!ok && rc == GH_STORE_UNAVAILABLE && !final && hold_back(s, nsubs)) {
+    if (!ok && rc == GH_STORE_UNAVAILABLE && !final && may_hold(s, nsubs)) {
         /* The store is out of reach (PostgreSQL restarting or failing
-         * over). No caller waits on these events, so they are chained again
-         * next round, from the same heads in the same order, after a pause,
-         * rather than lost; the rings and the queue bound what waits. If
-         * the cut was in the commit and it did commit, the store takes the
-         * identical rows again as already stored (store.h). */
+         * over). No caller waits on these events, so they wait in memory,
+         * the rings and the queue bounding what waits. When the append
+         * itself went unanswered (nrows > 0 and the heads read fine), the
+         * batch is in doubt: kept exactly as chained until resolve() tells;
+         * otherwise nothing of it was sent and it is chained again. Either
+         * way the next round starts with resolve(), which sends the rows
+         * chained here again: rows the store does not have are stored, rows
+         * it has are recognised, never stored twice. */
+        s->pending = true;
+        s->pending_n = n;
+        s->pending_nsubs = nsubs;
+        s->pending_nrows = nrows;
+        s->pending_ncp = ncp;
         if (may_log(s))
             gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", n,
                         err.msg);
@@ -540,31 +676,15 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
             gh_log_error("audit: cannot store %zu event(s) and %zu checkpoint(s): %s", n, ncp,
                          err.msg);
         /* Still stale after the retries: heal from the store's heads on
-         * the next batch. */
+         * the next batch. A batch whose outcome stayed unknown (a waiter
+         * was answered "failed") may be stored all the same: the heads went
+         * back to before it, so the next append meets CONFLICT and reads
+         * them, rather than chaining after a guess. */
         if (rc == GH_STORE_CONFLICT) gh_store_audit_heads(s->store, head_cb, s, &err);
     }
 
     /* Answers: ring slots go back to their workers, waiters learn. */
-    for (int k = 0; k < s->nworkers; k++) {
-        struct gh_audit_worker *aw = s->workers[k];
-        uint64_t from, upto;
-        if (s->taken[k] == 0) continue;
-        from = atomic_load_explicit(&aw->tail, memory_order_relaxed);
-        upto = from + s->taken[k];
-        atomic_store_explicit(&aw->tail, upto, memory_order_release);
-        gh_audit_worker_report_(aw, from, upto, ok, s->strict_seen[k]);
-    }
-    if (nsubs) {
-        pthread_mutex_lock(&s->mu);
-        for (size_t i = 0; i < nsubs; i++) {
-            if (s->taken_subs[i].waiter == NULL) continue;
-            s->taken_subs[i].waiter->rc = ok ? GH_OK : GH_ERROR;
-            s->taken_subs[i].waiter->done = true;
-        }
-        pthread_cond_broadcast(&s->done);
-        pthread_mutex_unlock(&s->mu);
-    }
-    atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
+    answer(s, nsubs, ok);
     return n;
 }
 

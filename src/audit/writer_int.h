@@ -101,6 +101,14 @@ struct gh_audit_service {
     bool *strict_seen; /* per worker: a strict slot in the batch */
     uint64_t last_log_ns;
     uint64_t last_cp_scan_ns;
+    /* A batch whose commit outcome is unknown (the store went away during
+     * the append, and could not say after): its chained rows and
+     * checkpoints in rows/cps, its ring slots (taken, strict_seen) and
+     * submitted events (taken_subs) are kept as they are, and nothing else
+     * is gathered until the store tells whether it was stored (writer.c
+     * resolve): so it is stored once, never twice, never lost. */
+    bool pending;
+    size_t pending_n, pending_nsubs, pending_nrows, pending_ncp;
     EVP_PKEY *key;
     char key_id[17];
 

@@ -1772,8 +1772,11 @@ static int finish_store(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
     yaml_node_t *pg = node ? map_get(ctx, node, "postgres") : NULL;
 
     if (pg == NULL) {
-        if (node != NULL && map_get(ctx, node, "pool") != NULL)
-            return fail(ctx, map_get(ctx, node, "pool"), "`pool` is for `postgres`");
+        static const char *const pg_only[] = {"pool", "statement_timeout", "lock_timeout"};
+        for (size_t i = 0; node != NULL && i < sizeof(pg_only) / sizeof(pg_only[0]); i++)
+            if (map_get(ctx, node, pg_only[i]) != NULL)
+                return fail(ctx, map_get(ctx, node, pg_only[i]), "`%s` is for `postgres`",
+                            pg_only[i]);
         return GH_OK;
     }
     if (map_get(ctx, node, "sqlite") != NULL)
@@ -1792,6 +1795,13 @@ static const struct cfg_key store_keys[] = {
     KEY("postgres", t_secret, struct gh_config_store, postgres, .min = 1,
         .flags = KEY_NOREF | KEY_URL),
     KEY("pool", t_u32, struct gh_config_store, pool, .min = 1, .max = 64, .dflt = "8"),
+    /* Bounds on one statement and on a wait for a lock (PostgreSQL's
+     * settings of those names), and so on how long an op holds its caller:
+     * past them the op fails with 503 store_unavailable (docs/postgres.md). */
+    KEY("statement_timeout", t_duration, struct gh_config_store, statement_timeout_ms, .min = 100,
+        .max = 3600000, .dflt = "5s"),
+    KEY("lock_timeout", t_duration, struct gh_config_store, lock_timeout_ms, .min = 100,
+        .max = 3600000, .dflt = "5s"),
 };
 static const struct cfg_map store_map = {MAP_OF(store_keys), .finish = finish_store};
 

@@ -330,6 +330,8 @@ struct gh_config_store {
                        when postgres is set */
     char *postgres; /* a libpq URL, postgresql://USER@HOST:PORT/DB (docs/postgres.md) */
     uint32_t pool;  /* PostgreSQL connections; default 8 */
+    uint32_t statement_timeout_ms; /* PostgreSQL: one statement at most; default 5 s */
+    uint32_t lock_timeout_ms;      /* PostgreSQL: a wait for a lock at most; default 5 s */
 };
 
 /* `secrets.pkcs11` (issue 7): a PKCS#11 token holds the master keys. */

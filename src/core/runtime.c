@@ -54,7 +54,9 @@ struct gh_store_params gh_runtime_store_params(const struct gh_config *cfg)
 {
     struct gh_store_params p = {.sqlite_path = cfg->store.sqlite,
                                 .postgres_url = cfg->store.postgres,
-                                .pool = cfg->store.pool};
+                                .pool = cfg->store.pool,
+                                .statement_timeout_ms = cfg->store.statement_timeout_ms,
+                                .lock_timeout_ms = cfg->store.lock_timeout_ms};
     return p;
 }
 

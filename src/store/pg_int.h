@@ -2,8 +2,9 @@
  * connection pool, the statement catalogue, transactions under the two roles,
  * parameters and result helpers. Nothing outside src/store includes this.
  *
- * A pool of connections (params.pool, default 8), each behind its own mutex
- * and used by one thread at a time, as the SQLite readers are. Every op is
+ * A pool of connections (params.pool, default 8), each used by one thread
+ * at a time: an op takes any free one, waiting at most the statement
+ * timeout when all are busy (then UNAVAILABLE). Every op is
  * one transaction on one connection, opened by gh_pg__begin() with the role
  * its mark in store.h asks for (docs/postgres.md):
  *   [tenant]    SET LOCAL ROLE gatehouse_tenant + gatehouse.tenant_id = $1
@@ -160,7 +161,7 @@ enum gh_pg_stmt {
 #define GH_PG_AUDIT_QUERY_VARIANTS 512
 
 struct gh_pg_conn {
-    pthread_mutex_t lock;
+    bool busy;  /* under the pool's <pool_mu>: an op holds it */
     PGconn *db; /* NULL until first use, and after a failed reconnect */
     bool stale; /* the server said it cannot serve us (a standby now, shutting down):
                    the next op reconnects, though the socket is still up */
@@ -171,9 +172,16 @@ struct gh_pg_conn {
 struct gh_pg_store {
     struct gh_store base; /* first: the handle callers hold */
     char *url;            /* as configured: libpq parses it (several hosts, options) */
+    char *options;        /* the pooled sessions' server settings (timeouts) */
     struct gh_pg_conn *conns;
     unsigned nconns;
-    atomic_uint next_conn;
+    /* <pool_mu> guards each connection's <busy> and <next_conn> (where the
+     * next search for a free one starts); <pool_cv> is signalled when one
+     * is given back. */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    unsigned next_conn;
+    unsigned wait_ms; /* longest wait for a free connection */
     /* The webhook claimer's liveness (pg_webhooks.c): a session of its own
      * holding an advisory lock named after the owner of this process's
      * claims, for as long as the process lives. */
@@ -214,7 +222,8 @@ enum gh_pg_role {
 struct gh_pg_tx {
     struct gh_pg_store *s;
     struct gh_pg_conn *c;
-    bool snapshot; /* REPEATABLE READ READ ONLY: several statements, one snapshot */
+    bool snapshot;  /* REPEATABLE READ READ ONLY: several statements, one snapshot */
+    bool unbounded; /* statement_timeout lifted for a walk (gh_pg__stream) */
 };
 
 /* Takes a connection (reconnecting it when broken) and opens a transaction
@@ -258,6 +267,15 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
 int gh_pg__text(const PGresult *r, int row, int col, char *dst, size_t size, struct gh_err *err);
 /* The int64 in column <col> (text format); 0 for NULL. */
 int64_t gh_pg__i64(const PGresult *r, int row, int col);
+
+/* The indexes 0..<n>-1 of the <n> elements of <size> bytes at <base>, in
+ * the order <cmp> gives the elements (ties by index); NULL when out of
+ * memory; the caller frees it. A batch that updates many rows writes them
+ * in primary-key order: two nodes updating some of the same rows lock them
+ * in one order and never deadlock each other (a deadlock would cost both
+ * batches a retry). */
+size_t *gh_pg__order(const void *base, size_t n, size_t size,
+                     int (*cmp)(const void *, const void *));
 
 /* Increments the change counter, inside <tx>. */
 int gh_pg__bump(struct gh_pg_tx *tx, struct gh_err *err);

@@ -212,19 +212,34 @@ int gh_pg__key_set_expiry(struct gh_store *st, const char *tenant_id, const char
     return gh_pg__end(&tx, rc, err);
 }
 
+static int touch_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct gh_store_key_touch *)a)->key_id,
+                  ((const struct gh_store_key_touch *)b)->key_id);
+}
+
+/* In key id order (gh_pg__order): every node touches the keys its traffic
+ * used, often the same ones. */
 int gh_pg__keys_touch_batch(struct gh_store *st, const struct gh_store_key_touch *touches, size_t n,
                             struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    size_t *order = gh_pg__order(touches, n, sizeof(*touches), touch_cmp);
+    int rc;
 
-    if (rc != GH_OK) return rc;
+    if (order == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) {
+        free(order);
+        return rc;
+    }
     for (size_t i = 0; rc == GH_OK && i < n; i++) {
         struct gh_pg_args a = {0};
-        gh_pg__arg(&a, touches[i].key_id);
-        gh_pg__arg_i64(&a, touches[i].last_used_at);
+        gh_pg__arg(&a, touches[order[i]].key_id);
+        gh_pg__arg_i64(&a, touches[order[i]].last_used_at);
         rc = gh_pg__run(&tx, GH_PG_KEY_TOUCH, &a, NULL, err);
     }
+    free(order);
     return gh_pg__end(&tx, rc, err);
 }
 

@@ -2,6 +2,7 @@
  * period walk are operator work; a tenant's own row and its event list run
  * under row-level security. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/pg_int.h"
@@ -18,16 +19,34 @@ static int usage_row(const PGresult *r, int row, struct gh_store_usage *u, struc
     return GH_OK;
 }
 
+static int usage_cmp(const void *a, const void *b)
+{
+    const struct gh_store_usage *x = a, *y = b;
+    int c = strcmp(x->tenant_id, y->tenant_id);
+    return c != 0 ? c : strcmp(x->period, y->period);
+}
+
+/* The rows are written in (tenant_id, period) order (gh_pg__order), the
+ * primary key's: every node flushes the same busy tenants. A pair given
+ * twice keeps its order, so each row still gets the total after its own
+ * addition. */
 int gh_pg__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n, int64_t now,
                      struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    size_t *order = gh_pg__order(rows, n, sizeof(*rows), usage_cmp);
+    int rc;
 
-    if (rc != GH_OK) return rc;
-    for (size_t i = 0; rc == GH_OK && i < n; i++) {
+    if (order == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) {
+        free(order);
+        return rc;
+    }
+    for (size_t k = 0; rc == GH_OK && k < n; k++) {
         struct gh_pg_args a = {0};
         PGresult *r = NULL;
+        size_t i = order[k];
 
         gh_pg__arg(&a, rows[i].tenant_id);
         gh_pg__arg(&a, rows[i].period);
@@ -48,6 +67,7 @@ int gh_pg__usage_add(struct gh_store *st, struct gh_store_usage *rows, size_t n,
         }
         PQclear(r);
     }
+    free(order);
     return gh_pg__end(&tx, rc, err);
 }
 

@@ -432,6 +432,13 @@ static int health_cmp(const void *a, const void *b)
     return strcmp(((const struct health *)a)->endpoint, ((const struct health *)b)->endpoint);
 }
 
+static int outcome_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct gh_store_hook_outcome *)a)->delivery_id;
+    int64_t y = ((const struct gh_store_hook_outcome *)b)->delivery_id;
+    return (x > y) - (x < y);
+}
+
 static int record_one(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o, int64_t now,
                       struct gh_err *err)
 {
@@ -547,13 +554,21 @@ int gh_pg__hook_record(struct gh_store *st, const struct gh_store_hook_outcome *
                        void *arg, struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    size_t *order = gh_pg__order(o, n, sizeof(*o), outcome_cmp);
+    int rc;
 
-    if (rc != GH_OK) return rc;
-    /* Each node's deliveries are its own claims: their rows never meet
-     * another node's batch. The endpoints' rows do, hence their order. */
+    if (order == NULL) return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) {
+        free(order);
+        return rc;
+    }
+    /* Each node's deliveries are its own claims, but a lease that ran out
+     * lets another node take one: the deliveries are written in id order,
+     * the endpoints' rows (which do meet) in theirs (record_health). */
     for (size_t i = 0; rc == GH_OK && i < n; i++)
-        rc = record_one(&tx, &o[i], now, err);
+        rc = record_one(&tx, &o[order[i]], now, err);
+    free(order);
     if (rc == GH_OK) rc = record_health(&tx, o, n, now, err);
     if (rc == GH_OK && n > 0)
         rc = disable_endpoints(&tx, o, n, now, now - disable_after_ms, cb, arg, err);

@@ -198,6 +198,11 @@ struct gh_store_params {
     unsigned pool;            /* PostgreSQL connections; 0 = 8; at most 64 */
     unsigned readers;         /* SQLite reader connections; 0 = 4; at most 64 */
     uint32_t busy_timeout_ms; /* wait for another process's lock; 0 = 5000 */
+    /* PostgreSQL: statement_timeout and lock_timeout of the pooled sessions,
+     * and the longest wait for a free connection (the statement timeout);
+     * past any of them an op returns UNAVAILABLE. 0 = 5000 each. */
+    uint32_t statement_timeout_ms;
+    uint32_t lock_timeout_ms;
 };
 
 /* Streaming callbacks. They run on the calling thread while the store holds a

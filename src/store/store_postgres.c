@@ -4,16 +4,21 @@
  * pg_keys.c, pg_tokens.c, pg_usage.c, pg_audit.c, pg_backup.c, pg_secrets.c,
  * pg_webhooks.c) together.
  * pg_int.h states the rules; docs/postgres.md the schema, roles and policies. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/pg_int.h"
 
 #define DEFAULT_POOL 8
 #define MAX_POOL     64
+/* statement_timeout and lock_timeout of the pooled sessions, when the
+ * configuration gives none (store.statement_timeout, store.lock_timeout). */
+#define DEFAULT_TIMEOUT_MS 5000
 
-#define TENANT_COLS  "id, name, status, plan, created_at, updated_at"
+#define TENANT_COLS        "id, name, status, plan, created_at, updated_at"
 #define KEY_COLS                                                                                   \
     "k.id, k.tenant_id, k.name, k.roles, k.scopes, k.secret_hash, k.status, k.expires_at, "        \
     "k.created_at, k.last_used_at, coalesce(k.rotated_from, '')"
@@ -414,6 +419,33 @@ int64_t gh_pg__i64(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
+struct order_ctx {
+    const char *base;
+    size_t size;
+    int (*cmp)(const void *, const void *);
+};
+
+static int order_cmp(const void *a, const void *b, void *arg)
+{
+    const struct order_ctx *o = arg;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = o->cmp(o->base + i * o->size, o->base + j * o->size);
+    return c != 0 ? c : (i > j) - (i < j);
+}
+
+size_t *gh_pg__order(const void *base, size_t n, size_t size,
+                     int (*cmp)(const void *, const void *))
+{
+    struct order_ctx o = {base, size, cmp};
+    size_t *idx = malloc((n ? n : 1) * sizeof(*idx));
+
+    if (idx == NULL) return NULL;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    qsort_r(idx, n, sizeof(*idx), order_cmp, &o);
+    return idx;
+}
+
 /* ---- Errors ------------------------------------------------------------------- */
 
 /* Whether the failure of <r> on <db> means the server is gone: the
@@ -429,6 +461,21 @@ static bool lost(PGconn *db, const PGresult *r)
     return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
            strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
            strcmp(state, "25006") == 0;
+}
+
+/* Whether <state> says the transaction lost a race or ran out of time,
+ * not that it was wrong: a lock not granted within lock_timeout (55P03), a
+ * deadlock (40P01), a serialization failure (40001), a statement cancelled
+ * by statement_timeout (57014). Nothing of the transaction was written and
+ * the very same op may succeed when tried again, so callers hear
+ * UNAVAILABLE, the code every one of them holds and retries on (the audit
+ * writer keeps its batch, the quota flush its counts, the dispatcher its
+ * outcomes; the admin API answers 503 store_unavailable), never GH_ERROR,
+ * which would drop an async audit event. The session itself is fine. */
+static bool transient(const char *state)
+{
+    return state != NULL && (strcmp(state, "55P03") == 0 || strcmp(state, "40P01") == 0 ||
+                             strcmp(state, "40001") == 0 || strcmp(state, "57014") == 0);
 }
 
 /* The message of a unique violation, by constraint: the field a client can
@@ -485,6 +532,10 @@ static int failure(struct gh_pg_conn *c, const PGresult *r, const char *what, st
     if (state != NULL && strcmp(state, "23505") == 0) return conflict(r, err);
     if (state != NULL && strcmp(state, "23503") == 0) return missing(r, err);
     if (msg == NULL) msg = PQerrorMessage(c->db);
+    if (transient(state)) {
+        gh_err_set(err, NULL, 0, 0, "store: %s: PostgreSQL busy, try again: %.200s", what, msg);
+        return GH_STORE_UNAVAILABLE;
+    }
     if (lost(c->db, r)) {
         /* A session on a server turned standby (a failover) would fail
          * every write from now on: the next op connects again, and
@@ -561,6 +612,16 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
 
     if (a == NULL) a = &none;
     snprintf(name, sizeof(name), "s%d", (int)id);
+    if (!tx->unbounded) {
+        /* A walk of the whole audit log (the verifier, the archiver) may
+         * rightly take longer than any one admin call: the statement bound
+         * is lifted for the rest of this transaction; lock_timeout stays. */
+        r = PQexec(c->db, "SET LOCAL statement_timeout = 0");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = failure(c, r, "walk", err);
+        PQclear(r);
+        if (rc != GH_OK) return rc;
+        tx->unbounded = true;
+    }
     if (!c->prepared[id]) {
         rc = prepare(c, name, stmt_sql[id], NULL, 0, err);
         if (rc != GH_OK) return rc;
@@ -588,32 +649,21 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
 
 /* ---- Connections and transactions --------------------------------------------- */
 
-int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
+/* Connects to <url> with the server settings <options> ("-c name=value"
+ * pairs). */
+static int connect_with(const char *url, const char *options, PGconn **out, struct gh_err *err)
 {
     /* The URL is expanded where "dbname" stands: what it says wins over
      * the timeouts before it; what follows it is ours. A server host that
      * died without a word (no RST: a power cut, a partition) is given up
      * after ~10 s of unacknowledged data or 25 s of silence, not the
-     * kernel's hours, so a failover is noticed. search_path makes every
-     * statement name the gatehouse schema's tables; lock_timeout is
-     * SQLite's busy timeout: a lock held elsewhere (a row, the audit
-     * append lock) fails the op after 5 s rather than hanging it. */
+     * kernel's hours, so a failover is noticed. */
     static const char *const keys[] = {"connect_timeout",  "tcp_user_timeout",
                                        "keepalives_idle",  "keepalives_interval",
                                        "keepalives_count", "dbname",
                                        "application_name", "client_encoding",
                                        "options",          NULL};
-    const char *vals[] = {
-        "5",
-        "10000",
-        "10",
-        "5",
-        "3",
-        url,
-        "gatehouse",
-        "UTF8",
-        "-c search_path=gatehouse -c client_min_messages=warning -c lock_timeout=5s",
-        NULL};
+    const char *vals[] = {"5", "10000", "10", "5", "3", url, "gatehouse", "UTF8", options, NULL};
     PGconn *db = PQconnectdbParams(keys, vals, 1);
 
     *out = NULL;
@@ -628,6 +678,18 @@ int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
     return GH_OK;
 }
 
+/* search_path makes every statement name the gatehouse schema's tables;
+ * lock_timeout is SQLite's busy timeout: a lock held elsewhere (a row, the
+ * audit append lock) fails the op after 5 s rather than hanging it. No
+ * statement_timeout here: `gatehouse postgres init` runs migrations on
+ * such a session (the pool's sessions get theirs: pg_open). */
+#define BASE_OPTIONS "-c search_path=gatehouse -c client_min_messages=warning"
+
+int gh_pg__connect(const char *url, PGconn **out, struct gh_err *err)
+{
+    return connect_with(url, BASE_OPTIONS " -c lock_timeout=5s", out, err);
+}
+
 /* (Re)connects <c> when it has no live connection. */
 static int conn_ready(struct gh_pg_store *s, struct gh_pg_conn *c, struct gh_err *err)
 {
@@ -638,20 +700,54 @@ static int conn_ready(struct gh_pg_store *s, struct gh_pg_conn *c, struct gh_err
     /* A new session: nothing is prepared on it. */
     memset(c->prepared, 0, sizeof(c->prepared));
     memset(c->query_prepared, 0, sizeof(c->query_prepared));
-    return gh_pg__connect(s->url, &c->db, err);
+    return connect_with(s->url, s->options, &c->db, err);
 }
 
-static struct gh_pg_conn *conn_acquire(struct gh_pg_store *s)
+/* Takes a free connection, any of them (from a rotating start, so that
+ * all stay warm): when all are busy, waits for one to be given back, at
+ * most the statement timeout (as long as a statement of the holder may
+ * run). NULL when none came: the op fails with UNAVAILABLE, its caller
+ * (an admin request, the audit writer) is not held longer than that. */
+static struct gh_pg_conn *conn_acquire(struct gh_pg_store *s, struct gh_err *err)
 {
-    unsigned start = atomic_fetch_add(&s->next_conn, 1);
+    struct gh_pg_conn *c = NULL;
+    struct timespec until;
+    int w = 0;
 
-    for (unsigned i = 0; i < s->nconns; i++) {
-        struct gh_pg_conn *c = &s->conns[(start + i) % s->nconns];
-        if (pthread_mutex_trylock(&c->lock) == 0) return c;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += s->wait_ms / 1000;
+    until.tv_nsec += (long)(s->wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
     }
-    struct gh_pg_conn *c = &s->conns[start % s->nconns];
-    pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(&s->pool_mu);
+    for (;;) {
+        for (unsigned i = 0; i < s->nconns && c == NULL; i++) {
+            struct gh_pg_conn *x = &s->conns[(s->next_conn + i) % s->nconns];
+            if (!x->busy) c = x;
+        }
+        if (c != NULL || w == ETIMEDOUT) break;
+        w = pthread_cond_timedwait(&s->pool_cv, &s->pool_mu, &until);
+    }
+    if (c != NULL) {
+        c->busy = true;
+        s->next_conn = (unsigned)(c - s->conns) + 1;
+    }
+    pthread_mutex_unlock(&s->pool_mu);
+    if (c == NULL)
+        gh_err_set(err, NULL, 0, 0,
+                   "store: PostgreSQL: all %u connections stayed busy for %u ms (store.pool)",
+                   s->nconns, s->wait_ms);
     return c;
+}
+
+static void conn_release(struct gh_pg_store *s, struct gh_pg_conn *c)
+{
+    pthread_mutex_lock(&s->pool_mu);
+    c->busy = false;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->pool_mu);
 }
 
 /* BEGIN and the role, in one round trip (constant SQL, nothing bound). */
@@ -686,11 +782,13 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
      * a tenant-scoped call always names its tenant. */
     if (role == GH_PG_TENANT && (tenant == NULL || tenant[0] == '\0'))
         return gh_err_set(err, NULL, 0, 0, "store: a tenant-scoped call without a tenant");
-    c = conn_acquire(s);
+    c = conn_acquire(s, err);
+    if (c == NULL) return GH_STORE_UNAVAILABLE;
     was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale;
     tx->s = s;
     tx->c = c;
     tx->snapshot = snapshot;
+    tx->unbounded = false;
     rc = conn_ready(s, c, err);
     if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
     /* A connection that broke since its last use (a server restart) shows
@@ -709,7 +807,7 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
             PQclear(rb);
         }
     }
-    if (rc != GH_OK) pthread_mutex_unlock(&c->lock);
+    if (rc != GH_OK) conn_release(s, c);
     return rc;
 }
 
@@ -731,7 +829,7 @@ int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err)
         r = PQexec(c->db, "ROLLBACK");
         PQclear(r);
     }
-    pthread_mutex_unlock(&c->lock);
+    conn_release(tx->s, c);
     return rc;
 }
 
@@ -762,14 +860,15 @@ static void pg_close(struct gh_store *st)
     struct gh_pg_store *s = gh_pg__of(st);
 
     if (s == NULL) return;
-    for (unsigned i = 0; i < s->nconns; i++) {
+    for (unsigned i = 0; i < s->nconns; i++)
         if (s->conns[i].db != NULL) PQfinish(s->conns[i].db);
-        pthread_mutex_destroy(&s->conns[i].lock);
-    }
+    pthread_mutex_destroy(&s->pool_mu);
+    pthread_cond_destroy(&s->pool_cv);
     if (s->owner_db != NULL) PQfinish(s->owner_db); /* releases the claimer's lock */
     pthread_mutex_destroy(&s->owner_mu);
     free(s->conns);
     free(s->url);
+    free(s->options);
     free(s);
 }
 
@@ -777,6 +876,8 @@ static int pg_open(const struct gh_store_params *p, struct gh_store **out, struc
 {
     struct gh_pg_store *s;
     unsigned n = p->pool ? p->pool : DEFAULT_POOL;
+    unsigned stmt_ms = p->statement_timeout_ms ? p->statement_timeout_ms : DEFAULT_TIMEOUT_MS;
+    unsigned lock_ms = p->lock_timeout_ms ? p->lock_timeout_ms : DEFAULT_TIMEOUT_MS;
     int rc;
 
     *out = NULL;
@@ -789,15 +890,29 @@ static int pg_open(const struct gh_store_params *p, struct gh_store **out, struc
     s->url = strdup(p->postgres_url);
     s->conns = calloc(n, sizeof(*s->conns));
     s->nconns = n;
-    atomic_init(&s->next_conn, 0);
-    if (s->url == NULL || s->conns == NULL) {
+    s->wait_ms = stmt_ms;
+    /* Each pooled session's bounds (store.statement_timeout, lock_timeout):
+     * a statement or a wait for a lock past them fails the op with
+     * UNAVAILABLE (transient()), never holds its thread longer. Walks
+     * lift the statement bound (gh_pg__stream). */
+    if (asprintf(&s->options, BASE_OPTIONS " -c statement_timeout=%u -c lock_timeout=%u", stmt_ms,
+                 lock_ms) < 0)
+        s->options = NULL;
+    if (s->url == NULL || s->conns == NULL || s->options == NULL) {
         free(s->url);
         free(s->conns);
+        free(s->options);
         free(s);
         return gh_err_set(err, NULL, 0, 0, "store: out of memory");
     }
-    for (unsigned i = 0; i < n; i++)
-        pthread_mutex_init(&s->conns[i].lock, NULL);
+    pthread_mutex_init(&s->pool_mu, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->pool_cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     pthread_mutex_init(&s->owner_mu, NULL);
     /* One connection now, so that a wrong URL or password is reported at
      * start; the others connect on first use. */

@@ -483,3 +483,82 @@ def test_failover_to_a_promoted_standby(pg_server, gatehouse):
         if standby is not None:
             standby.cleanup()
         primary.cleanup()
+
+
+# ---------------------------------------------------------------- busy server: timeouts
+
+
+def _hold_in_background(pg_server, db, sql, seconds):
+    """Runs <sql> (which takes a lock) in a transaction held <seconds>, on a
+    thread; returns the thread once the lock is taken."""
+    started = threading.Event()
+
+    def run():
+        started.set()
+        pg_server.psql(f"BEGIN; {sql}; SELECT pg_sleep({seconds}); COMMIT;", db=db)
+
+    t = threading.Thread(target=run)
+    t.start()
+    started.wait(5)
+    time.sleep(0.5)  # psql connected and took the lock
+    return t
+
+
+def test_audit_events_meeting_a_lock_timeout_wait_and_are_stored(pg_server, gatehouse):
+    """The audit append lock held elsewhere longer than lock_timeout (a
+    stuck node, an operator's session): the appends fail with 55P03, a
+    retryable state. Async events are held and stored once the lock goes,
+    not dropped as failures."""
+    db, url = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, url).replace(
+        "  pool: 4\n", "  pool: 4\n  lock_timeout: 300ms\n"), start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    bootstrap(g)
+    g.start()
+    holder = _hold_in_background(
+        pg_server, db, "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))", 6.5)
+    rids = [f"locked-{i}" for i in range(5)]
+    for rid in rids:
+        r = http_call(g.port, "GET", "/orders/x", headers={"X-Request-Id": rid})
+        assert r.status == 401, r
+    holder.join(20)
+    from conftest import wait_for
+
+    def stored():
+        got = {r[0] for r in pg_server.psql(
+            "SELECT request_id FROM gatehouse.audit_events", db=db)}
+        return set(rids) <= got
+    wait_for(stored, timeout=10, what="the held events stored")
+    g.stop()
+    counts = pg_server.psql("SELECT request_id, count(*) FROM gatehouse.audit_events "
+                            "WHERE request_id LIKE 'locked-%' GROUP BY 1", db=db)
+    assert sorted(int(c) for _, c in counts) == [1] * 5, counts
+    assert "cannot store" not in g.stderr(), g.stderr()[-2000:]
+
+
+def test_a_statement_past_statement_timeout_is_503_not_a_hang(pg_server, gatehouse):
+    """A tenant row locked elsewhere (lock_timeout set high): the admin
+    call's UPDATE waits until store.statement_timeout cancels it (57014),
+    which is 503 store_unavailable within about that time, and the same call
+    succeeds once the row is free. A value for store.statement_timeout on
+    SQLite is refused at load."""
+    db, url = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, url).replace(
+        "  pool: 4\n", "  pool: 4\n  statement_timeout: 700ms\n  lock_timeout: 30s\n"),
+        start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    key, _, _ = bootstrap(g)
+    g.start()
+    admin = Admin(g, key)
+    t = admin.create_tenant("slow")
+    holder = _hold_in_background(
+        pg_server, db, f"SELECT 1 FROM gatehouse.tenants WHERE id = '{t['id']}' FOR UPDATE", 4)
+    t0 = time.monotonic()
+    r = admin.call("PATCH", f"/v1/tenants/{t['id']}", {"name": "renamed"})
+    took = time.monotonic() - t0
+    assert r.status == 503, r
+    assert r.json()["error"] == "store_unavailable", r.json()
+    assert took < 3, took
+    holder.join(20)
+    admin.ok("PATCH", f"/v1/tenants/{t['id']}", {"name": "renamed"})
+    assert g.proc.poll() is None

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,12 +321,150 @@ static void test_two_writers_one_chain(void **state)
     gh_store_close(st2);
 }
 
+/* ---- a commit whose outcome is unknown ---- */
+
+/* The SQLite store with its audit append made to fail as PostgreSQL's can:
+ * <landed_cuts> appends commit and then answer UNAVAILABLE (the connection
+ * cut during COMMIT), <lost_cuts> answer UNAVAILABLE without storing
+ * anything; while <outage> holds, every append answers UNAVAILABLE. */
+static struct {
+    const struct gh_store_ops *real;
+    struct gh_store_ops ops;
+    _Atomic int landed_cuts, lost_cuts, calls;
+    _Atomic bool outage;
+} cut;
+
+static int cut_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                      const struct gh_store_audit_checkpoint *cps, size_t ncp, struct gh_err *err)
+{
+    int rc;
+
+    atomic_fetch_add(&cut.calls, 1);
+    if (atomic_load(&cut.outage))
+        return gh_err_set(err, NULL, 0, 0, "outage"), GH_STORE_UNAVAILABLE;
+    if (atomic_load(&cut.lost_cuts) > 0) {
+        atomic_fetch_sub(&cut.lost_cuts, 1);
+        atomic_store(&cut.outage, true);
+        return gh_err_set(err, NULL, 0, 0, "cut before the commit"), GH_STORE_UNAVAILABLE;
+    }
+    rc = cut.real->audit_append(st, rows, n, cps, ncp, err);
+    if (rc == GH_OK && atomic_load(&cut.landed_cuts) > 0) {
+        atomic_fetch_sub(&cut.landed_cuts, 1);
+        atomic_store(&cut.outage, true);
+        return gh_err_set(err, NULL, 0, 0, "cut during the commit"), GH_STORE_UNAVAILABLE;
+    }
+    return rc;
+}
+
+static void submit_n(struct gh_audit_service *s, const char *tenant, int from, int n, bool durable)
+{
+    for (int i = from; i < from + n; i++) {
+        struct gh_audit_event ev;
+        gh_audit_event_new(&ev);
+        fill(&ev, tenant, "tenant.update", i);
+        assert_int_equal(gh_audit_submit(s, &ev, durable), GH_OK);
+    }
+}
+
+static void wait_written(struct gh_audit_service *s, uint64_t n)
+{
+    struct gh_audit_stats st;
+    uint64_t deadline = gh_now_ns() + 10000000000ull;
+
+    do {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        gh_audit_stats(s, &st);
+    } while (st.events_written < n && gh_now_ns() < deadline);
+    assert_int_equal(st.events_written, n);
+    assert_int_equal(st.events_failed, 0);
+}
+
+/* Async events whose append is cut (<landed>: after the commit, else
+ * before it); meanwhile another writer appends to the same chain and more
+ * events arrive; then the store comes back. Every event is stored once:
+ * the batch in doubt is neither chained again after the other writer's
+ * events when it had landed (a second copy), nor dropped when it had not. */
+static void cut_scenario(struct fixture *f, bool landed)
+{
+    struct gh_store_params p = {.sqlite_path = f->path};
+    struct gh_store *st2 = NULL;
+    struct gh_err err = {0};
+    struct gh_audit_service *a, *b;
+    struct gh_audit_worker *aw;
+    struct counts c;
+    uint64_t deadline;
+    int base;
+
+    cut.real = f->st->ops;
+    cut.ops = *f->st->ops;
+    cut.ops.audit_append = cut_append;
+    atomic_store(&cut.calls, 0);
+    atomic_store(&cut.outage, false);
+    atomic_store(&cut.landed_cuts, 0);
+    atomic_store(&cut.lost_cuts, 0);
+    f->st->ops = &cut.ops;
+
+    assert_int_equal(gh_store_open(&p, &st2, &err), GH_OK);
+    a = gh_audit_service_new(f->cfg, f->st, 2, &err);
+    b = gh_audit_service_new(f->cfg, st2, 1, &err);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(gh_audit_service_start(a, &err), GH_OK);
+    assert_int_equal(gh_audit_service_start(b, &err), GH_OK);
+    submit_n(a, TA, 0, 3, true); /* seq 1..3, stored */
+
+    /* Five async events from one ring: their append is cut. */
+    base = atomic_load(&cut.calls);
+    atomic_store(landed ? &cut.landed_cuts : &cut.lost_cuts, 1);
+    aw = gh_audit_worker_of(a, 0);
+    for (int i = 0; i < 5; i++) {
+        fill(gh_audit_worker_slot(aw), TA, "http.request", 100 + i);
+        gh_audit_worker_push(aw, false);
+    }
+    deadline = gh_now_ns() + 5000000000ull;
+    while (atomic_load(&cut.calls) < base + 3 && gh_now_ns() < deadline) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(atomic_load(&cut.calls) >= base + 3); /* cut, then tried in the outage */
+
+    /* Meanwhile: the other writer appends to the chain, and more events
+     * come to this one, from a submitter and from the other ring. */
+    submit_n(b, TA, 200, 4, true);
+    submit_n(a, TA, 300, 2, false);
+    fill(gh_audit_worker_slot(gh_audit_worker_of(a, 1)), TA, "http.request", 400);
+    gh_audit_worker_push(gh_audit_worker_of(a, 1), false);
+    atomic_store(&cut.outage, false);
+
+    wait_written(a, 3 + 5 + 2 + 1);
+    gh_audit_service_free(a);
+    gh_audit_service_free(b);
+    f->st->ops = cut.real;
+    gh_store_close(st2);
+
+    verify_counts(f->st, &c);
+    assert_int_equal(c.events[0], 3 + 5 + 4 + 2 + 1);
+}
+
+static void test_cut_after_commit_stored_once(void **state)
+{
+    cut_scenario(*state, true);
+}
+
+static void test_cut_before_commit_not_lost(void **state)
+{
+    cut_scenario(*state, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rings_submit_strict_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers_one_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_after_commit_stored_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_before_commit_not_lost, setup, teardown),
     };
     evthread_use_pthreads();
     return cmocka_run_group_tests(tests, NULL, NULL);

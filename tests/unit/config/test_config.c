@@ -836,6 +836,11 @@ struct bad_case {
       "the URL must begin with postgresql://")                                                     \
     X(store_pool_without_postgres, VALID_TAIL "store: {pool: 4}\n", 4, 15,                         \
       "`pool` is for `postgres`")                                                                  \
+    X(store_timeout_without_postgres, VALID_TAIL "store: {statement_timeout: 2s}\n", 4, 28,        \
+      "`statement_timeout` is for `postgres`")                                                     \
+    X(store_lock_timeout_range,                                                                    \
+      VALID_TAIL "store: {postgres: \"postgresql://u@h/d\", lock_timeout: 10ms}\n", 4, 55,         \
+      "in store.lock_timeout")                                                                     \
     X(store_pool_range, VALID_TAIL "store: {postgres: \"postgresql://u@h/d\", pool: 65}\n", 4, 47, \
       "in store.pool")                                                                             \
     X(store_postgres_secret_ref, VALID_TAIL "store: {postgres: \"secret:pg-url\"}\n", 4, 19,       \
