@@ -11,6 +11,8 @@
 #                   (trace encoders, ns per span), bench-verify (inbound webhook
 #                   signature checks, ns per 1 KiB body) and bench-webhooks
 #                   (signed deliveries/s)
+#   make bench-pg   the proxy with auth + rate limit + async audit, SQLite vs PostgreSQL
+#                   store; make bench-pg-audit: audit events/s into PostgreSQL (issue 8)
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -254,3 +256,15 @@ $(BUILD)/rate_load: bench/rate_load.c
 
 bench-audit: $(BUILD)/gatehouse $(BUILD)/rate_load
 	bench/audit_strict.sh
+
+# PostgreSQL as the store (issue 8), each against a temporary server it starts:
+# the proxy with auth + rate limit + async audit, SQLite vs PostgreSQL store
+# (bench/pg_proxy.sh), and audit events/s appended with group commit into
+# PostgreSQL next to SQLite (bench/pg_audit.sh over build/audit_verify_bench).
+.PHONY: bench-pg bench-pg-audit
+bench-pg: $(BUILD)/gatehouse
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) bench/pg_proxy.sh
+
+bench-pg-audit: $(BUILD)/gatehouse $(BUILD)/audit_verify_bench
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) AUDIT_BENCH_BIN=$(abspath $(BUILD)/audit_verify_bench) \
+	    bench/pg_audit.sh

@@ -1,15 +1,22 @@
 /* Benchmark of the audit verifier (src/audit/verify.c): builds N events
  * (default 1,000,000) over 10 tenant chains and the system chain, with a
- * signed checkpoint every 1,000 events per chain, in a temporary SQLite
- * store (batches of 1,000 through gh_store_audit_append, durable commits),
- * then times gh_audit_verify over the whole store, RUNS times (default 2:
- * the first run may read from disk, the second from the page cache). RUNS 0
- * only builds the store and keeps it (its path is printed), e.g. for
- * `gatehouse audit verify` or a profiler.
+ * signed checkpoint every 1,000 events per chain, in a store (batches of
+ * 1,000 through gh_store_audit_append, durable commits, as the audit writer
+ * does), then times gh_audit_verify over the whole store, RUNS times
+ * (default 2: the first run may read from disk, the second from the page
+ * cache). RUNS 0 only builds the store and keeps it (its path is printed),
+ * e.g. for `gatehouse audit verify` or a profiler; it is also how
+ * bench/pg_audit.sh times the append alone.
  *
- *   make bench-audit-verify      (or build/audit_verify_bench [N] [DIR] [RUNS])
+ * The store is a temporary SQLite file under DIR, or with --postgres URL
+ * that PostgreSQL database, which must be initialised (`gatehouse postgres
+ * init`) and hold none of the bench's chains (a fresh database): the
+ * bench's events are left there for the caller to drop.
  *
- * Prints "append events=N seconds=S events_per_s=R" and one
+ *   make bench-audit-verify
+ *   build/audit_verify_bench [--postgres URL] [N] [DIR] [RUNS]
+ *
+ * Prints "append store=ENGINE events=N seconds=S events_per_s=R ..." and one
  * "verify run=K events=N seconds=S events_per_s=R" line per run. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -50,9 +57,22 @@ static int count_row(const struct gh_store_audit_row *row, void *arg)
 
 int main(int argc, char **argv)
 {
-    uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
-    const char *base = argc > 2 ? argv[2] : "/tmp";
-    int runs = argc > 3 ? atoi(argv[3]) : 2;
+    const char *pos[3] = {NULL, NULL, NULL}, *pg_url = NULL;
+    int npos = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--postgres") == 0 && i + 1 < argc) {
+            pg_url = argv[++i];
+        } else if (argv[i][0] != '-' && npos < 3) {
+            pos[npos++] = argv[i];
+        } else {
+            fprintf(stderr, "usage: audit_verify_bench [--postgres URL] [N] [DIR] [RUNS]\n");
+            return 2;
+        }
+    }
+    uint64_t n = pos[0] ? strtoull(pos[0], NULL, 10) : 1000000;
+    const char *base = pos[1] ? pos[1] : "/tmp";
+    int runs = pos[2] ? atoi(pos[2]) : 2;
     char dir[256], path[300], chains[CHAINS][32], sql[340];
     struct gh_store_params params = {0};
     struct gh_store *st;
@@ -66,10 +86,15 @@ int main(int argc, char **argv)
     EVP_PKEY *pk;
     uint64_t t0;
 
-    snprintf(dir, sizeof(dir), "%s/gh_audit_bench_XXXXXX", base);
-    if (rows == NULL || mkdtemp(dir) == NULL) return 1;
-    snprintf(path, sizeof(path), "%s/gatehouse.db", dir);
-    params.sqlite_path = path;
+    if (rows == NULL) return 1;
+    if (pg_url != NULL) {
+        params.postgres_url = pg_url;
+    } else {
+        snprintf(dir, sizeof(dir), "%s/gh_audit_bench_XXXXXX", base);
+        if (mkdtemp(dir) == NULL) return 1;
+        snprintf(path, sizeof(path), "%s/gatehouse.db", dir);
+        params.sqlite_path = path;
+    }
     if (gh_store_open(&params, &st, &err) != GH_OK || gh_store_migrate(st, NULL, NULL, &err))
         die("open", &err);
     if (gh_audit_key_generate(&key, &err) != GH_OK || gh_store_audit_key_insert(st, &key, &err))
@@ -118,9 +143,10 @@ int main(int argc, char **argv)
         store_ns += gh_now_ns() - a0;
     }
     double s = (double)(gh_now_ns() - t0) / 1e9;
-    printf("append events=%" PRIu64 " seconds=%.2f events_per_s=%.0f store_seconds=%.2f "
+    printf("append store=%s events=%" PRIu64 " seconds=%.2f events_per_s=%.0f store_seconds=%.2f "
            "store_events_per_s=%.0f\n",
-           n, s, (double)n / s, (double)store_ns / 1e9, (double)n * 1e9 / (double)store_ns);
+           pg_url ? "postgres" : "sqlite", n, s, (double)n / s, (double)store_ns / 1e9,
+           (double)n * 1e9 / (double)store_ns);
     fflush(stdout);
 
     /* The store's share: the same walk with nothing done per row. */
@@ -145,8 +171,9 @@ int main(int argc, char **argv)
     }
     EVP_PKEY_free(pk);
     gh_store_close(st);
-    if (runs == 0) {
-        printf("kept %s\n", path);
+    if (pg_url != NULL || runs == 0) {
+        /* A database is the caller's: never its URL here (it may hold a password). */
+        printf("kept %s\n", pg_url ? "the PostgreSQL database" : path);
         free(rows);
         return 0;
     }

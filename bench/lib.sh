@@ -1,16 +1,21 @@
 # Process handling shared by the benchmark scripts (bench/run.sh,
-# bench/audit_strict.sh). Source it after defining log() and PYTHON; then call
-# bench_tmp PREFIX once. Every process started and recorded in PIDS is stopped
-# by PID on exit, Ctrl-C included; the temp dir is removed unless KEEP_TMP=1
-# or the script failed.
+# bench/audit_strict.sh, bench/pg_proxy.sh, bench/pg_audit.sh). Source it after
+# defining log() and PYTHON; then call bench_tmp PREFIX once. Every process
+# started and recorded in PIDS is stopped by PID on exit, Ctrl-C included; the
+# temp dir is removed unless KEEP_TMP=1 or the script failed.
 
 TMP=""
 PIDS=()
+# Per process, when TERM and 5 s are not the way to stop it: STOP_SIG[PID]=INT
+# (PostgreSQL's fast shutdown; TERM would wait for its clients to leave) and
+# STOP_WAIT[PID]=60 (seconds before KILL: its shutdown checkpoint).
+STOP_SIG=()
+STOP_WAIT=()
 
-stop_pid() {  # stop one process we started: TERM, up to 5 s, then KILL (and its children)
+stop_pid() {  # stop one process we started: TERM, up to 5 s (see STOP_SIG, STOP_WAIT), then KILL (and its children)
   local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || { forget_pid "$pid"; return 0; }
-  for i in $(seq 50); do
+  kill -"${STOP_SIG[$pid]:-TERM}" "$pid" 2>/dev/null || { forget_pid "$pid"; return 0; }
+  for i in $(seq $((${STOP_WAIT[$pid]:-5} * 10))); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -32,7 +37,7 @@ forget_pid() {
 bench_cleanup() {
   local rc=$? p
   trap - EXIT INT TERM HUP
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do kill -"${STOP_SIG[$p]:-TERM}" "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
   if [ -n "$TMP" ] && [ -d "$TMP" ]; then
     # Kept when asked for, and after a failure (not after Ctrl-C or TERM).

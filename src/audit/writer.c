@@ -530,11 +530,86 @@ static void answer(struct gh_audit_service *s, size_t nsubs, bool ok)
     atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
 }
 
+/* The chaining of one batch: what the round's loop and the store's
+ * rechain callback share. */
+struct round {
+    struct gh_audit_service *s;
+    size_t n;     /* events in s->batch */
+    size_t nrows; /* rows chained in s->rows (n once chained) */
+    size_t ncp;   /* checkpoints in s->cps */
+    struct gh_audit_chain *touched;
+    const struct gh_audit_conf *conf;
+    int64_t now_ms;
+    bool interval; /* interval checkpoints are due this round */
+    bool final;
+};
+
+/* Chains the round's events from the chains' current heads into rows and
+ * checkpoints. */
+static int chain_batch(struct round *r, struct gh_err *err)
+{
+    struct gh_audit_service *s = r->s;
+
+    r->nrows = r->ncp = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (chain_event(s, s->batch[i], &s->rows[r->nrows], &r->touched, &r->ncp, r->conf,
+                        r->now_ms) != GH_OK)
+            return gh_err_set(err, NULL, 0, 0,
+                              "out of memory, or an event that cannot be serialised");
+        r->nrows++;
+    }
+    if (r->interval) interval_checkpoints(s, &r->touched, &r->ncp, r->conf, r->now_ms, r->final);
+    return GH_OK;
+}
+
+/* The chains the round touched keep their new heads (<keep>), or go back
+ * to where they were before it. */
+static void settle_heads(struct round *r, bool keep)
+{
+    while (r->touched) {
+        struct gh_audit_chain *c = r->touched;
+        r->touched = c->tnext;
+        c->touched = false;
+        if (!keep) {
+            c->seq = c->seq0;
+            memcpy(c->hash, c->hash0, 32);
+            c->cp_seq = c->cp_seq0;
+            c->cp_ms = c->cp_ms0;
+        }
+        mark_dirty(r->s, c);
+    }
+}
+
+/* The store found the round's heads stale and holds its append lock: the
+ * same events are chained again after the heads it read, which cannot move
+ * before the commit (store.h, gh_store_audit_append_rechain). */
+static int rechain_cb(void *arg, const struct gh_store_audit_head *heads, size_t nheads,
+                      size_t *ncp)
+{
+    struct round *r = arg;
+    struct gh_err err = {0};
+
+    settle_heads(r, false);
+    for (size_t i = 0; i < nheads; i++) {
+        struct gh_audit_chain *c = chain_get(r->s, heads[i].chain, true);
+        if (c == NULL) return GH_ERROR;
+        if (heads[i].seq == 0)
+            memset(c->hash, 0, sizeof(c->hash));
+        else if (gh_audit_unhex(heads[i].hash, c->hash) != GH_OK)
+            return GH_ERROR;
+        c->seq = heads[i].seq;
+    }
+    if (chain_batch(r, &err) != GH_OK) return GH_ERROR;
+    atomic_fetch_add_explicit(&r->s->rechains, 1, memory_order_relaxed);
+    *ncp = r->ncp;
+    return GH_OK;
+}
+
 /* One round: gather, chain, commit, answer. Returns the events handled. */
 static size_t write_batch(struct gh_audit_service *s, bool final)
 {
     struct gh_audit_conf conf;
-    struct gh_audit_chain *touched = NULL;
+    struct round r;
     size_t nsubs = 0, n, ncp = 0, nrows = 0;
     int64_t now_ms = (int64_t)gh_wall_ms(), oldest = 0;
     struct gh_err err = {0};
@@ -587,54 +662,37 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
     for (size_t i = 0; i < n; i++)
         if (oldest == 0 || s->batch[i]->time_us < oldest) oldest = s->batch[i]->time_us;
     atomic_store_explicit(&s->oldest_since_us, oldest, memory_order_relaxed);
+    r = (struct round){.s = s, .n = n, .conf = &conf, .now_ms = now_ms, .final = final};
+    if (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS) {
+        s->last_cp_scan_ns = now_ns;
+        r.interval = true;
+    }
     /* A CONFLICT means another writer on the same store (another node on
      * PostgreSQL, the CLI) appended to one of our chains since we last read
      * its head: nothing of the batch was stored, so we read the heads again
      * and chain the same events after them. A chain is never forked, and
      * the events are not lost to the race. */
     for (int attempt = 0;; attempt++) {
-        ok = true;
-        rc = GH_OK;
-        nrows = ncp = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (chain_event(s, s->batch[i], &s->rows[nrows], &touched, &ncp, &conf, now_ms) !=
-                GH_OK) {
-                ok = false;
-                gh_err_set(&err, NULL, 0, 0,
-                           "out of memory, or an event that cannot be serialised");
-                break;
-            }
-            nrows++;
-        }
-        if (ok && (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS)) {
-            s->last_cp_scan_ns = now_ns;
-            interval_checkpoints(s, &touched, &ncp, &conf, now_ms, final);
-        }
-        if (ok && (nrows > 0 || ncp > 0)) {
+        struct gh_store_audit_rechain rechain = {rechain_cb, &r};
+        rc = chain_batch(&r, &err);
+        ok = rc == GH_OK;
+        nrows = r.nrows;
+        if (ok && (nrows > 0 || r.ncp > 0)) {
             t0 = gh_now_ns();
-            rc = gh_store_audit_append(s->store, s->rows, nrows, s->cps, ncp, &err);
+            rc = gh_store_audit_append_rechain(s->store, s->rows, nrows, s->cps, &r.ncp, &rechain,
+                                               &err);
             /* The outcome is unknown (the connection was cut, maybe during
              * the commit): find out at once, the store may be back. */
-            if (rc == GH_STORE_UNAVAILABLE) (void)resolve(s, nrows, ncp, &rc, &err);
+            if (rc == GH_STORE_UNAVAILABLE) (void)resolve(s, nrows, r.ncp, &rc, &err);
             observe_commit(s, gh_now_ns() - t0, n);
             ok = rc == GH_OK;
         }
+        ncp = r.ncp;
 
         /* Chain heads: keep the new ones, or go back to the committed ones
          * (also while the outcome is unknown: heads_after() moves them once
          * the batch is found stored). */
-        while (touched) {
-            struct gh_audit_chain *c = touched;
-            touched = c->tnext;
-            c->touched = false;
-            if (!ok) {
-                c->seq = c->seq0;
-                memcpy(c->hash, c->hash0, 32);
-                c->cp_seq = c->cp_seq0;
-                c->cp_ms = c->cp_ms0;
-            }
-            mark_dirty(s, c);
-        }
+        settle_heads(&r, ok);
         if (rc != GH_STORE_CONFLICT || attempt == CONFLICT_RETRIES) break;
         conflict_pause(attempt);
         {

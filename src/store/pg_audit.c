@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_array.h"
 #include "store/pg_int.h"
 
 /* ---- Rows --------------------------------------------------------------------- */
@@ -54,64 +55,200 @@ static void audit_row(const PGresult *r, int row, struct gh_store_audit_row *out
 
 /* ---- Append ------------------------------------------------------------------- */
 
-/* CONFLICT unless (chain, seq - 1) of <row> is stored (or archived). */
-static int check_prev(struct gh_pg_tx *tx, const struct gh_store_audit_row *row, size_t i,
-                      struct gh_err *err)
+/* One append: the batch's rows by (chain, seq), the heads of its chains
+ * under the lock, which rows are stored already (a batch sent again after
+ * an unknown outcome), and the column arrays of the insert. */
+struct batch {
+    struct gh_store_audit_row *rows;
+    size_t n;
+    size_t *order; /* rows by (chain, seq) */
+    bool *stored;
+    struct gh_store_audit_head *heads; /* one per chain, by chain */
+    size_t nheads;
+    struct gh_pg_array cols[13];
+};
+
+static int row_cmp(const void *pa, const void *pb)
+{
+    const struct gh_store_audit_row *x = pa, *y = pb;
+    int c = strcmp(x->chain, y->chain);
+
+    if (c != 0) return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void batch_free(struct batch *b)
+{
+    free(b->order);
+    free(b->stored);
+    free(b->heads);
+    for (size_t i = 0; i < 13; i++)
+        gh_pg_array_free(&b->cols[i]);
+}
+
+static int oom(struct gh_err *err)
+{
+    gh_err_set(err, NULL, 0, 0, "audit append: out of memory");
+    return GH_ERROR;
+}
+
+/* Sorts the rows and reads the heads of their chains (under the lock). */
+static int read_heads(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
 {
     struct gh_pg_args a = {0};
+    struct gh_pg_array *names = &b->cols[0];
     PGresult *r = NULL;
+    const char *lit;
     int rc;
 
-    gh_pg__arg(&a, row->chain);
-    gh_pg__arg_i64(&a, (int64_t)row->seq - 1);
-    rc = gh_pg__run(tx, GH_PG_AUDIT_PREV_EXISTS, &a, &r, err);
-    if (rc == GH_OK && PQntuples(r) == 0) {
-        gh_err_set(err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow its head", i,
-                   (unsigned long long)row->seq, row->chain);
-        rc = GH_STORE_CONFLICT;
+    free(b->order);
+    b->order = gh_pg__order(b->rows, b->n, sizeof(*b->rows), row_cmp);
+    if (b->order == NULL) return oom(err);
+    gh_pg_array_reset(names);
+    for (size_t i = 0; i < b->n; i++) {
+        const char *ch = b->rows[b->order[i]].chain;
+        if (i == 0 || strcmp(ch, b->rows[b->order[i - 1]].chain) != 0)
+            gh_pg_array_text(names, ch, strlen(ch));
+    }
+    if ((lit = gh_pg_array_end(names)) == NULL) return oom(err);
+    free(b->heads);
+    b->heads = calloc(names->n ? names->n : 1, sizeof(*b->heads));
+    if (b->heads == NULL) return oom(err);
+    gh_pg__arg(&a, lit);
+    rc = gh_pg__run(tx, GH_PG_AUDIT_HEADS_OF, &a, &r, err);
+    if (rc != GH_OK) return rc;
+    b->nheads = (size_t)PQntuples(r);
+    if (b->nheads != names->n) rc = gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
+    for (size_t i = 0; rc == GH_OK && i < b->nheads; i++) {
+        struct gh_store_audit_head *h = &b->heads[i];
+        if (gh_pg__text(r, (int)i, 0, h->chain, sizeof(h->chain), err) != GH_OK ||
+            gh_pg__text(r, (int)i, 2, h->hash, sizeof(h->hash), err) != GH_OK)
+            rc = GH_ERROR;
+        h->seq = (uint64_t)gh_pg__i64(r, (int)i, 1);
     }
     PQclear(r);
     return rc;
 }
 
-static int insert_row(struct gh_pg_tx *tx, struct gh_store_audit_row *row, struct gh_err *err)
+/* Whether the group of rows order[from..to) (one chain, by seq) follows
+ * head <h>: each row at a seq the head has passed must be stored with its
+ * hash (the batch was sent before and landed), the others must go on from
+ * the head without a gap. Marks the stored ones. CONFLICT when stale. */
+static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t to,
+                       const struct gh_store_audit_head *h, struct gh_err *err)
+{
+    struct gh_store_audit_row *first = &b->rows[b->order[from]];
+    uint64_t upto;
+    struct gh_pg_args a = {0};
+    PGresult *r = NULL;
+    size_t k = from;
+    int rc;
+
+    for (size_t i = from + 1; i < to; i++)
+        if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) goto stale;
+    if (strcmp(h->chain, first->chain) != 0 || first->seq > h->seq + 1) goto stale;
+    if (first->seq == h->seq + 1) return GH_OK;
+    upto = b->rows[b->order[to - 1]].seq < h->seq ? b->rows[b->order[to - 1]].seq : h->seq;
+    gh_pg__arg(&a, first->chain);
+    gh_pg__arg_i64(&a, (int64_t)first->seq);
+    gh_pg__arg_i64(&a, (int64_t)upto);
+    rc = gh_pg__run(tx, GH_PG_AUDIT_HASHES, &a, &r, err);
+    if (rc != GH_OK) return rc;
+    for (int i = 0; i < PQntuples(r) && k < to; i++, k++) {
+        struct gh_store_audit_row *row = &b->rows[b->order[k]];
+        if ((uint64_t)gh_pg__i64(r, i, 0) != row->seq || strcmp(PQgetvalue(r, i, 1), row->hash))
+            break;
+        row->rowid = gh_pg__i64(r, i, 2);
+        b->stored[b->order[k]] = true;
+    }
+    PQclear(r);
+    if (k < to && b->rows[b->order[k]].seq <= h->seq) goto stale;
+    return GH_OK;
+stale:
+    for (size_t i = from; i < to; i++)
+        b->stored[b->order[i]] = false;
+    gh_err_set(err, NULL, 0, 0, "audit append: seq %llu of chain %s does not follow its head (%llu)",
+               (unsigned long long)first->seq, first->chain, (unsigned long long)h->seq);
+    return GH_STORE_CONFLICT;
+}
+
+/* Checks every chain of the batch against its head. */
+static int place(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
+{
+    size_t from = 0, hi = 0;
+    int rc = GH_OK;
+
+    memset(b->stored, 0, b->n * sizeof(*b->stored));
+    while (rc == GH_OK && from < b->n) {
+        size_t to = from + 1;
+        while (to < b->n &&
+               strcmp(b->rows[b->order[to]].chain, b->rows[b->order[from]].chain) == 0)
+            to++;
+        if (hi >= b->nheads) return gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
+        rc = place_chain(tx, b, from, to, &b->heads[hi++], err);
+        from = to;
+    }
+    return rc;
+}
+
+/* Finds row (chain, seq) in the sorted batch; SIZE_MAX when absent. */
+static size_t find_row(const struct batch *b, const char *chain, uint64_t seq)
+{
+    size_t lo = 0, hi = b->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct gh_store_audit_row *row = &b->rows[b->order[mid]];
+        int c = strcmp(row->chain, chain);
+        if (c == 0) c = row->seq < seq ? -1 : row->seq > seq;
+        if (c == 0) return b->order[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return SIZE_MAX;
+}
+
+/* Inserts the rows not stored yet, in the batch's order, in one statement. */
+static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
 {
     struct gh_pg_args a = {0};
     PGresult *r = NULL;
+    size_t want = 0;
     int rc;
 
-    gh_pg__arg(&a, row->chain);
-    gh_pg__arg_i64(&a, (int64_t)row->seq);
-    gh_pg__arg(&a, row->id);
-    gh_pg__arg_i64(&a, row->time_us);
-    gh_pg__arg(&a, row->tenant_id);
-    gh_pg__arg(&a, row->actor);
-    gh_pg__arg(&a, row->action);
-    gh_pg__arg(&a, row->resource);
-    gh_pg__arg(&a, row->outcome);
-    gh_pg__arg(&a, row->request_id);
-    gh_pg__arg(&a, row->hash);
-    gh_pg__arg_bytes(&a, row->body, row->body_len);
-    gh_pg__arg(&a, row->node);
-    rc = gh_pg__run(tx, GH_PG_AUDIT_INSERT, &a, &r, err);
-    if (rc == GH_OK && PQntuples(r) == 1) {
-        row->rowid = gh_pg__i64(r, 0, 0);
-        PQclear(r);
-        return GH_OK;
+    for (size_t i = 0; i < 13; i++)
+        gh_pg_array_reset(&b->cols[i]);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct gh_store_audit_row *row = &b->rows[i];
+        const char *text[] = {row->chain,   row->id,       row->tenant_id, row->actor,
+                              row->action,  row->resource, row->outcome,   row->request_id,
+                              row->hash,    row->node};
+        static const int col_of[] = {0, 2, 4, 5, 6, 7, 8, 9, 10, 12};
+        if (b->stored[i]) continue;
+        want++;
+        for (size_t k = 0; k < sizeof(col_of) / sizeof(col_of[0]); k++)
+            gh_pg_array_text(&b->cols[col_of[k]], text[k], strlen(text[k]));
+        gh_pg_array_i64(&b->cols[1], (int64_t)row->seq);
+        gh_pg_array_i64(&b->cols[3], row->time_us);
+        gh_pg_array_text(&b->cols[11], row->body, row->body_len);
     }
-    PQclear(r);
+    if (want == 0) return GH_OK;
+    for (size_t i = 0; i < 13; i++) {
+        const char *lit = gh_pg_array_end(&b->cols[i]);
+        if (lit == NULL) return oom(err);
+        gh_pg__arg(&a, lit);
+    }
+    rc = gh_pg__run(tx, GH_PG_AUDIT_INSERT_BATCH, &a, &r, err);
     if (rc != GH_OK) return rc;
-    /* (chain, seq) is taken. The very same row (same hash: same body after
-     * the same predecessor) is a batch sent again after a commit whose
-     * outcome the writer could not know (the connection was cut): it is
-     * stored, nothing to do. Any other row there is a stale head. */
-    memset(&a, 0, sizeof(a));
-    gh_pg__arg(&a, row->chain);
-    gh_pg__arg_i64(&a, (int64_t)row->seq);
-    rc = gh_pg__run(tx, GH_PG_AUDIT_ROW_AT, &a, &r, err);
-    if (rc == GH_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), row->hash) == 0) {
-        row->rowid = gh_pg__i64(r, 0, 0);
-    } else if (rc == GH_OK) {
+    for (int i = 0; i < PQntuples(r); i++) {
+        size_t k = find_row(b, PQgetvalue(r, i, 0), (uint64_t)gh_pg__i64(r, i, 1));
+        if (k != SIZE_MAX) b->rows[k].rowid = gh_pg__i64(r, i, 2);
+    }
+    /* Under the lock with the heads checked, every row goes in; one that
+     * did not means a writer that does not take the lock. */
+    if ((size_t)PQntuples(r) != want) {
         gh_err_set(err, NULL, 0, 0, "audit append: (chain, seq) already stored");
         rc = GH_STORE_CONFLICT;
     }
@@ -164,24 +301,37 @@ static int insert_checkpoint(struct gh_pg_tx *tx, const struct gh_store_audit_ch
 }
 
 int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                        const struct gh_store_audit_checkpoint *cps, size_t ncp, struct gh_err *err)
+                        const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                        const struct gh_store_audit_rechain *rechain, struct gh_err *err)
 {
+    struct batch b = {.rows = rows, .n = n};
     struct gh_pg_tx tx;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    int rc;
 
-    if (rc != GH_OK) return rc;
-    /* Under the lock, the heads checked below cannot move before our
-     * commit: a writer (this node's or another's) whose head is stale gets
-     * CONFLICT and re-reads the heads (src/audit/writer.c), never a fork. */
-    rc = gh_pg__run(&tx, GH_PG_AUDIT_LOCK, NULL, NULL, err);
-    for (size_t i = 0; rc == GH_OK && i < n; i++) {
-        const struct gh_store_audit_row *p = i > 0 ? &rows[i - 1] : NULL;
-        bool follows =
-            p != NULL && p->seq + 1 == rows[i].seq && strcmp(p->chain, rows[i].chain) == 0;
-        if (rows[i].seq > 1 && !follows) rc = check_prev(&tx, &rows[i], i, err);
-        if (rc == GH_OK) rc = insert_row(&tx, &rows[i], err);
+    if (n > 0 && (b.stored = calloc(n, sizeof(*b.stored))) == NULL) return oom(err);
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) {
+        batch_free(&b);
+        return rc;
     }
-    for (size_t i = 0; rc == GH_OK && i < ncp; i++)
+    /* Under the lock, the heads read below cannot move before our commit:
+     * appends from every node are serialised, so a chain never forks. A
+     * stale batch is chained again here, under the lock, through the
+     * caller's <rechain>: a writer on a busy cluster cannot keep losing
+     * the race between reading the heads and appending after them. */
+    rc = gh_pg__run(&tx, GH_PG_AUDIT_LOCK, NULL, NULL, err);
+    if (rc == GH_OK && n > 0) {
+        rc = read_heads(&tx, &b, err);
+        if (rc == GH_OK) rc = place(&tx, &b, err);
+        if (rc == GH_STORE_CONFLICT && rechain != NULL) {
+            rc = rechain->fn(rechain->arg, b.heads, b.nheads, ncp);
+            /* The events are the same, in the same chains: only their seqs
+             * moved, so the order and the heads still apply. */
+            if (rc == GH_OK) rc = place(&tx, &b, err);
+        }
+        if (rc == GH_OK) rc = insert_rows(&tx, &b, err);
+    }
+    for (size_t i = 0; rc == GH_OK && i < *ncp; i++)
         rc = insert_checkpoint(&tx, &cps[i], i, err);
     /* synchronous_commit is on (the server's default, not changed by us):
      * the commit returns once the WAL is flushed, so the events are durable. */
@@ -189,6 +339,7 @@ int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, si
     if (rc != GH_OK)
         for (size_t i = 0; i < n; i++)
             rows[i].rowid = 0;
+    batch_free(&b);
     return rc;
 }
 

@@ -74,9 +74,9 @@ enum gh_pg_stmt {
     GH_PG_EVENT_LIST,
     GH_PG_EVENT_LIST_TENANT,
     GH_PG_AUDIT_LOCK,
-    GH_PG_AUDIT_INSERT,
-    GH_PG_AUDIT_ROW_AT,
-    GH_PG_AUDIT_PREV_EXISTS,
+    GH_PG_AUDIT_INSERT_BATCH,
+    GH_PG_AUDIT_HEADS_OF,
+    GH_PG_AUDIT_HASHES,
     GH_PG_AUDIT_HASH_AT,
     GH_PG_AUDIT_CP_INSERT,
     GH_PG_AUDIT_CP_AT,
@@ -401,8 +401,8 @@ int gh_pg__limit_events_list(struct gh_store *st, const char *tenant_id, int64_t
                              size_t limit, struct gh_store_limit_event *out, size_t *count,
                              bool *more, struct gh_err *err);
 int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                        const struct gh_store_audit_checkpoint *cps, size_t ncp,
-                        struct gh_err *err);
+                        const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                        const struct gh_store_audit_rechain *rechain, struct gh_err *err);
 int gh_pg__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
                        struct gh_err *err);
 int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,

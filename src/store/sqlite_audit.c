@@ -154,14 +154,19 @@ static int insert_checkpoint(struct gh_sqlite_conn *c, const struct gh_store_aud
     return gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit checkpoint", err));
 }
 
+/* <rechain> is not used: one SQLite file has one gateway process writing
+ * its audit log (the CLI's rare appends meet CONFLICT and the writer's own
+ * retry), and the write transaction is the lock. */
 int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                            const struct gh_store_audit_checkpoint *cps, size_t ncp,
-                            struct gh_err *err)
+                            const struct gh_store_audit_checkpoint *cps, size_t *ncp_io,
+                            const struct gh_store_audit_rechain *rechain, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
+    size_t ncp = *ncp_io;
     int rc;
 
+    (void)rechain;
     rc = gh_sqlite__write_begin_durable(ss, err);
     if (rc != GH_OK) return rc;
     for (size_t i = 0; rc == GH_OK && i < n; i++) {

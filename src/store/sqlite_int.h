@@ -290,8 +290,8 @@ int gh_sqlite__limit_events_list(struct gh_store *st, const char *tenant_id, int
                                  size_t limit, struct gh_store_limit_event *out, size_t *count,
                                  bool *more, struct gh_err *err);
 int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                            const struct gh_store_audit_checkpoint *cps, size_t ncp,
-                            struct gh_err *err);
+                            const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                            const struct gh_store_audit_rechain *rechain, struct gh_err *err);
 int gh_sqlite__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
                            struct gh_err *err);
 int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,

@@ -299,6 +299,22 @@ struct gh_store_audit_archive {
 };
 
 typedef int (*gh_store_audit_row_cb)(const struct gh_store_audit_row *row, void *arg);
+
+/* A chain's head as the store holds it under the append lock. */
+struct gh_store_audit_head {
+    char chain[GH_STORE_AUDIT_CHAIN_SIZE];
+    uint64_t seq;  /* 0: the chain has no event yet */
+    char hash[65]; /* 64 lowercase hex; "" when seq is 0 */
+};
+
+/* How a batch is chained again under an engine's append lock (see
+ * gh_store_audit_append_rechain). <fn> gets the store's heads of every
+ * chain of the batch, by chain, rewrites the caller's rows (the same <n>
+ * events, new seqs and hashes) and checkpoints, and sets *ncp. */
+struct gh_store_audit_rechain {
+    int (*fn)(void *arg, const struct gh_store_audit_head *heads, size_t nheads, size_t *ncp);
+    void *arg;
+};
 typedef int (*gh_store_audit_archive_cb)(const struct gh_store_audit_archive *a, void *arg);
 typedef int (*gh_store_audit_cp_cb)(const struct gh_store_audit_checkpoint *cp, void *arg);
 /* A table and its row count (backups). */
@@ -675,10 +691,13 @@ struct gh_store_ops {
      * be cut with an unknown outcome (PostgreSQL: UNAVAILABLE) takes a row
      * identical to the stored one at its (chain, seq) (same hash), and a
      * checkpoint of the same (chain, seq, hash), as already stored, so the
-     * caller may send the same batch again. */
+     * caller may send the same batch again. With <rechain> (may be NULL;
+     * an engine may ignore it), a batch whose heads are stale is chained
+     * again through it under the append lock instead of CONFLICT (see
+     * gh_store_audit_append_rechain); *ncp is then the new count. */
     int (*audit_append)(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                        const struct gh_store_audit_checkpoint *cps, size_t ncp,
-                        struct gh_err *err);
+                        const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                        const struct gh_store_audit_rechain *rechain, struct gh_err *err);
 
     /* [operator] Calls <cb> with the last row (highest seq) of every chain,
      * ordered by chain. A chain whose events were all archived reports its
@@ -1122,6 +1141,22 @@ int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64
 int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                           const struct gh_store_audit_checkpoint *cps, size_t ncp,
                           struct gh_err *err);
+
+/* The same, for writers that share chains with writers on other nodes
+ * (PostgreSQL). Heads read before the append may be stale by the time the
+ * append takes the store's lock, and with several busy nodes a writer that
+ * re-reads them and tries again can keep losing that race. Here the engine
+ * reads the heads of the batch's chains under its lock and, when they are
+ * not where <rows> expect them, calls <rechain> (still under the lock) to
+ * chain the same events after them; the rewritten rows and checkpoints are
+ * checked as on entry, then stored in the same transaction. An engine that
+ * serialises writers otherwise (SQLite) may ignore <rechain> and answer
+ * CONFLICT. Rows identical to stored ones (a batch sent again after an
+ * unknown outcome) are taken as stored, never chained again. */
+int gh_store_audit_append_rechain(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                                  const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                                  const struct gh_store_audit_rechain *rechain,
+                                  struct gh_err *err);
 
 /* [operator] Streams the head (highest seq) of every chain, by chain. */
 int gh_store_audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,

@@ -116,9 +116,8 @@ static int check_checkpoint(const struct gh_store_audit_checkpoint *c, size_t i,
     return GH_OK;
 }
 
-int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                          const struct gh_store_audit_checkpoint *cps, size_t ncp,
-                          struct gh_err *err)
+static int check_batch(const struct gh_store_audit_row *rows, size_t n,
+                       const struct gh_store_audit_checkpoint *cps, size_t ncp, struct gh_err *err)
 {
     int rc;
 
@@ -126,8 +125,51 @@ int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, 
         if ((rc = check_row(&rows[i], i, err)) != GH_OK) return rc;
     for (size_t i = 0; i < ncp; i++)
         if ((rc = check_checkpoint(&cps[i], i, err)) != GH_OK) return rc;
-    if (n + ncp == 0) return GH_OK;
-    return st->ops->audit_append(st, rows, n, cps, ncp, err);
+    return GH_OK;
+}
+
+/* The caller's rechain, then the checks every batch gets on entry: the
+ * engine only ever sees rows that passed them. */
+struct checked_rechain {
+    const struct gh_store_audit_rechain *inner;
+    const struct gh_store_audit_row *rows;
+    size_t n;
+    const struct gh_store_audit_checkpoint *cps;
+    struct gh_err *err;
+};
+
+static int rechain_checked(void *arg, const struct gh_store_audit_head *heads, size_t nheads,
+                           size_t *ncp)
+{
+    struct checked_rechain *c = arg;
+    int rc = c->inner->fn(c->inner->arg, heads, nheads, ncp);
+
+    if (rc != GH_OK) {
+        gh_err_set(c->err, NULL, 0, 0, "audit append: the batch could not be chained again");
+        return rc;
+    }
+    return check_batch(c->rows, c->n, c->cps, *ncp, c->err);
+}
+
+int gh_store_audit_append_rechain(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                                  const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                                  const struct gh_store_audit_rechain *rechain,
+                                  struct gh_err *err)
+{
+    struct checked_rechain c = {rechain, rows, n, cps, err};
+    struct gh_store_audit_rechain outer = {rechain_checked, &c};
+    int rc = check_batch(rows, n, cps, *ncp, err);
+
+    if (rc != GH_OK) return rc;
+    if (n + *ncp == 0) return GH_OK;
+    return st->ops->audit_append(st, rows, n, cps, ncp, rechain ? &outer : NULL, err);
+}
+
+int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                          const struct gh_store_audit_checkpoint *cps, size_t ncp,
+                          struct gh_err *err)
+{
+    return gh_store_audit_append_rechain(st, rows, n, cps, &ncp, NULL, err);
 }
 
 int gh_store_audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,

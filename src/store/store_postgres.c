@@ -149,19 +149,32 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * checked under the lock), and rowids are drawn in commit order (what
      * queries page by and the verifier's scan resumes from). */
     [GH_PG_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))",
-    [GH_PG_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
-                           "action, resource, outcome, request_id, hash, body, node) VALUES "
-                           "($1::text, $2::bigint, $3::text, $4::bigint, $5::text, $6::text, "
-                           "$7::text, $8::text, $9::text, $10::text, $11::text, $12::text, "
-                           "$13::text) "
-                           "ON CONFLICT ON CONSTRAINT audit_events_chain_seq_key DO NOTHING "
-                           "RETURNING rowid",
-    [GH_PG_AUDIT_ROW_AT] = "SELECT rowid, hash FROM audit_events WHERE chain = $1::text "
-                           "AND seq = $2::bigint",
-    /* The predecessor may have been archived (the whole chain, even). */
-    [GH_PG_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = $1::text "
-                                "AND seq = $2::bigint UNION ALL SELECT 1 FROM audit_archives "
-                                "WHERE chain = $1::text AND last_seq = $2::bigint LIMIT 1",
+    /* A whole batch in one statement: one array per column, unnested in
+     * the batch's order (rowids follow it). Rows whose (chain, seq) is
+     * taken are not inserted and not returned: the caller compares. */
+    [GH_PG_AUDIT_INSERT_BATCH] =
+        "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, "
+        "outcome, request_id, hash, body, node) SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, "
+        "c11, c12, c13 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], "
+        "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
+        "$12::text[], $13::text[]) "
+        "WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, o) "
+        "ORDER BY o "
+        "ON CONFLICT ON CONSTRAINT audit_events_chain_seq_key DO NOTHING "
+        "RETURNING chain, seq, rowid",
+    /* The head of each chain named in $1 (sorted as strcmp sorts: "C"), from
+     * the hot rows, else from the archives (a chain wholly archived), else
+     * (0, ''): read under the append lock, so it cannot move meanwhile. */
+    [GH_PG_AUDIT_HEADS_OF] =
+        "SELECT c.chain, coalesce(e.seq, a.last_seq, 0), coalesce(e.hash, a.last_hash, '') "
+        "FROM unnest($1::text[]) AS c(chain) "
+        "LEFT JOIN LATERAL (SELECT seq, hash FROM audit_events "
+        "WHERE chain = (c.chain COLLATE \"C\") ORDER BY seq DESC LIMIT 1) e ON true "
+        "LEFT JOIN LATERAL (SELECT last_seq, last_hash FROM audit_archives "
+        "WHERE chain = (c.chain COLLATE \"C\") ORDER BY last_seq DESC LIMIT 1) a ON true "
+        "ORDER BY c.chain COLLATE \"C\"",
+    [GH_PG_AUDIT_HASHES] = "SELECT seq, hash, rowid FROM audit_events WHERE chain = $1::text "
+                           "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
     [GH_PG_AUDIT_HASH_AT] = "SELECT hash FROM audit_events WHERE chain = $1::text "
                             "AND seq = $2::bigint",
     [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "

@@ -335,7 +335,8 @@ static struct {
 } cut;
 
 static int cut_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                      const struct gh_store_audit_checkpoint *cps, size_t ncp, struct gh_err *err)
+                      const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                      const struct gh_store_audit_rechain *rechain, struct gh_err *err)
 {
     int rc;
 
@@ -347,7 +348,7 @@ static int cut_append(struct gh_store *st, struct gh_store_audit_row *rows, size
         atomic_store(&cut.outage, true);
         return gh_err_set(err, NULL, 0, 0, "cut before the commit"), GH_STORE_UNAVAILABLE;
     }
-    rc = cut.real->audit_append(st, rows, n, cps, ncp, err);
+    rc = cut.real->audit_append(st, rows, n, cps, ncp, rechain, err);
     if (rc == GH_OK && atomic_load(&cut.landed_cuts) > 0) {
         atomic_fetch_sub(&cut.landed_cuts, 1);
         atomic_store(&cut.outage, true);

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Audit events per second into PostgreSQL with group commit (issue 8,
+# "Speed": target >= 50,000 events/s on this machine), next to the same
+# append into SQLite in the same run.
+#
+#   bench/pg_audit.sh            (make bench-pg-audit) 3 rounds of 500,000 events per store
+#   QUICK=1 bench/pg_audit.sh    1 round of 20,000 events: a smoke check
+#
+# Each measurement is build/audit_verify_bench (bench/audit_verify_bench.c)
+# with RUNS 0: N events over 10 tenant chains and the system chain, chained
+# and hashed as the audit writer does, a signed checkpoint every 1,000 events
+# per chain, appended through gh_store_audit_append in batches of 1,000 (one
+# transaction, one durable commit per batch: the writer's group commit).
+# SQLite: a fresh file in the temp dir. PostgreSQL: a fresh database of a
+# temporary server (bench/pg.sh: fsync and synchronous_commit on), made by
+# `gatehouse postgres init`, reached over TCP on loopback as the gateway's
+# login role. Stores are interleaved round by round (sqlite, postgres,
+# sqlite, ...); the report shows medians, and checks that each store holds
+# exactly N events afterwards.
+#
+# Environment (all optional):
+#   N=500000 (QUICK: 20000)  ROUNDS=3 (QUICK: 1)
+#   BENCH_CORE=1   the core of the benchmark process (the writer)
+#   PG_CORE=0      the core of the PostgreSQL server (PG_CORE=1: both on one core)
+#   PG_BIN=/usr/lib/postgresql/15/bin  PG_SETTINGS="name=value ..." (extra server settings)
+#   RESULTS=bench/RESULTS.md (RESULTS=/dev/null: nowhere)  KEEP_TMP=1
+#   GATEHOUSE_BIN=build/gatehouse  AUDIT_BENCH_BIN=build/audit_verify_bench  PYTHON=/usr/bin/python3
+#
+# Everything is on loopback and in a temp dir (TMPDIR, /tmp by default: a
+# real disk, so every commit's fsync counts); every process started here is
+# stopped by PID on exit, Ctrl-C included.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+BIN=${GATEHOUSE_BIN:-$ROOT/build/gatehouse}
+ABENCH=${AUDIT_BENCH_BIN:-$ROOT/build/audit_verify_bench}
+PYTHON=${PYTHON:-/usr/bin/python3}
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  N=${N:-20000}; ROUNDS=${ROUNDS:-1}
+else
+  N=${N:-500000}; ROUNDS=${ROUNDS:-3}
+fi
+BENCH_CORE=${BENCH_CORE:-1}
+PG_CORE=${PG_CORE:-0}
+RESULTS=${RESULTS:-$HERE/RESULTS.md}
+TARGET=50000
+
+die() { echo "bench-pg-audit: $*" >&2; exit 1; }
+log() { echo "bench-pg-audit: $*" >&2; }
+
+command -v taskset >/dev/null 2>&1 || die "taskset not found"
+[ -x "$BIN" ] || die "$BIN missing: run make first"
+[ -x "$ABENCH" ] || die "$ABENCH missing: make build/audit_verify_bench"
+[ -x "$PYTHON" ] || die "$PYTHON missing"
+[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs; nproc=$(nproc)"
+for v in N ROUNDS; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
+done
+for v in BENCH_CORE PG_CORE; do
+  [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -lt "$(nproc)" ] || die "$v must be a core number below $(nproc)"
+done
+
+UPTIME=$(uptime)
+log "uptime at start: $UPTIME"
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
+if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
+  COMMIT="$COMMIT, with uncommitted changes"
+fi
+
+. "$HERE/lib.sh"
+. "$HERE/pg.sh"
+pg_check
+bench_tmp gatehouse-bench-pgaudit
+
+run_bench() {  # OUT ARGS...: the benchmark on BENCH_CORE, waited for (see bench/run.sh's on_core1)
+  local out=$1 pid rc=0
+  shift
+  taskset -c "$BENCH_CORE" "$ABENCH" "$@" >"$out" 2>&1 </dev/null &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  forget_pid "$pid"
+  [ "$rc" = 0 ] || { cat "$out" >&2; die "$ABENCH $* failed ($rc)"; }
+}
+
+pg_start "$PG_CORE"
+log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (pid $PG_PID, core $PG_CORE); temp dir $TMP"
+
+# `gatehouse postgres init` reads the login role from a config's store.postgres.
+init_db() {  # DB: a fresh, initialised database
+  local db=$1 cfg=$TMP/$1.yaml port
+  pg_new_db "$db"
+  read -r port <<<"$(free_ports 1)"
+  cat >"$cfg" <<EOF
+listen:
+  - address: 127.0.0.1:$port
+upstreams:
+  app:
+    endpoints: ["127.0.0.1:$port"]
+routes:
+  - path: /
+    upstream: app
+store:
+  postgres: "$(pg_url "$db")"
+secrets:
+  master_key_file: $TMP/master.key
+EOF
+  "$BIN" postgres init -c "$cfg" --admin-url "$(pg_admin_url "$db")" >"$TMP/$db.init.log" 2>&1 ||
+    { cat "$TMP/$db.init.log" >&2; die "gatehouse postgres init failed for $db"; }
+}
+
+# The settings that make a commit durable, as the login role sees them.
+init_db bench_settings
+PG_SETTINGS_SEEN=$(psql -X -At -h 127.0.0.1 -p "$PG_PORT" -U "$PG_LOGIN" -d bench_settings \
+  -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings
+      WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes',
+                     'shared_buffers', 'wal_buffers', 'max_wal_size', 'commit_delay')" </dev/null)
+[[ $PG_SETTINGS_SEEN == *fsync=on* && $PG_SETTINGS_SEEN == *synchronous_commit=on* ]] ||
+  die "commits would not be durable: $PG_SETTINGS_SEEN"
+pg_sql postgres "DROP DATABASE bench_settings" >/dev/null
+
+count_sqlite() {  # DB FILE: audit events stored
+  "$PYTHON" -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM audit_events").fetchone()[0])' "$1"
+}
+
+: >"$TMP/runs.txt"
+CKPT=0  # checkpoints requested during the PostgreSQL appends (WAL volume: max_wal_size)
+for round in $(seq "$ROUNDS"); do
+  # SQLite: a fresh file; the store is kept (RUNS 0) to count its rows, then removed.
+  d=$TMP/sqlite-r$round; mkdir -p "$d"
+  run_bench "$TMP/sqlite-r$round.out" "$N" "$d" 0
+  f=$(awk '/^kept / {print $2}' "$TMP/sqlite-r$round.out")
+  [ -f "$f" ] || die "no SQLite store reported by the benchmark"
+  stored=$(count_sqlite "$f")
+  echo "$round sqlite stored=$stored $(grep '^append ' "$TMP/sqlite-r$round.out")" >>"$TMP/runs.txt"
+  log "round $round/$ROUNDS sqlite:   $(grep -o 'events_per_s=[^ ]*\|store_events_per_s=[^ ]*' "$TMP/sqlite-r$round.out" | paste -sd' ' -) stored=$stored"
+  rm -rf "$d"
+
+  # PostgreSQL: a fresh database; dropped once its rows are counted.
+  db=bench_r$round
+  init_db "$db"
+  ck0=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")
+  run_bench "$TMP/postgres-r$round.out" --postgres "$(pg_url "$db")" "$N" "$TMP" 0
+  ck1=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")
+  CKPT=$((CKPT + ck1 - ck0))
+  stored=$(pg_sql "$db" "SELECT count(*) FROM gatehouse.audit_events")
+  echo "$round postgres stored=$stored $(grep '^append ' "$TMP/postgres-r$round.out")" >>"$TMP/runs.txt"
+  log "round $round/$ROUNDS postgres: $(grep -o 'events_per_s=[^ ]*\|store_events_per_s=[^ ]*' "$TMP/postgres-r$round.out" | paste -sd' ' -) stored=$stored"
+  pg_sql postgres "DROP DATABASE $db" >/dev/null
+done
+pg_stop
+
+# ------------------------------------------------------------ report
+CMD="N=$N ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE PG_CORE=$PG_CORE${PG_SETTINGS:+ PG_SETTINGS=\"$PG_SETTINGS\"} bench/pg_audit.sh"
+[ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
+[ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg-audit)"
+export TMP QUICK CMD COMMIT UPTIME N ROUNDS BENCH_CORE PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
+export START_DATE=${START_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
+export MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
+"$PYTHON" - >"$TMP/report.md" <<'EOF'
+import os, statistics
+
+env = os.environ
+runs = {"sqlite": [], "postgres": []}
+for line in open(f"{env['TMP']}/runs.txt"):
+    rnd, store, rest = line.split(" ", 2)
+    kv = dict(p.split("=", 1) for p in rest.split() if "=" in p)
+    kv["round"] = rnd
+    runs[store].append(kv)
+
+n = int(env["N"])
+target = int(env["TARGET"])
+def med(store, key):
+    return statistics.median(float(r[key]) for r in runs[store])
+
+out = [f"## {env['START_DATE']} — audit events/s into PostgreSQL with group commit (issue 8)"
+       + (" — QUICK check (not for quoting)" if env["QUICK"] == "1" else ""), ""]
+out.append(f"- command: `{env['CMD']}`")
+out.append(f"- commit: {env['COMMIT']}")
+out.append(f"- machine: {env['MACHINE']}; stores on {env['FS']} (real fsync)")
+out.append(f"- `uptime` at start: `{env['UPTIME'].strip()}` (the machine is shared with other builds and tests)")
+out.append(f"- PostgreSQL {env['PG_VERSION']} (temporary server, loopback TCP, core {env['PG_CORE']}), "
+           f"as the gateway's login role sees it: `{env['PG_SETTINGS_SEEN']}`")
+out.append(f"- the writer: `build/audit_verify_bench [--postgres URL] {n} DIR 0` on core "
+           f"{env['BENCH_CORE']}: {n:,} events over 10 tenant chains and the system chain, hashed and "
+           f"chained as the audit writer does, a signed checkpoint every 1,000 events per chain, "
+           f"`gh_store_audit_append` in batches of 1,000 (one transaction and one durable commit each); "
+           f"a fresh store per round; stores interleaved, {env['ROUNDS']} round(s), medians")
+out.append("")
+out.append("| store | events/s (whole writer) | events/s (gh_store_audit_append only) | seconds | events stored of sent | spread |")
+out.append("|---|---:|---:|---:|---:|---:|")
+for store in ("sqlite", "postgres"):
+    rs = runs[store]
+    vals = [float(r["events_per_s"]) for r in rs]
+    spread = "–" if len(vals) < 2 else f"{(max(vals) - min(vals)) / statistics.median(vals) * 100:.0f}%"
+    stored = ", ".join(f"{int(r['stored']):,}" for r in rs)
+    out.append(f"| {'SQLite (WAL)' if store == 'sqlite' else 'PostgreSQL'} | {med(store, 'events_per_s'):,.0f} | "
+               f"{med(store, 'store_events_per_s'):,.0f} | {med(store, 'seconds'):.2f} | "
+               f"{stored} of {n:,} each | {spread} |")
+pg, pg_store = med("postgres", "events_per_s"), med("postgres", "store_events_per_s")
+out.append("")
+out.append(f"**PostgreSQL: {pg:,.0f} events/s** for the whole writer, {pg_store:,.0f} events/s in "
+           f"`gh_store_audit_append` alone; target ≥ {target:,}/s: "
+           f"{'met' if pg >= target else 'missed'} (whole writer), "
+           f"{'met' if pg_store >= target else 'missed'} (store only). "
+           f"PostgreSQL / SQLite in this run: {pg / med('sqlite', 'events_per_s'):.2f} (whole writer), "
+           f"{pg_store / med('sqlite', 'store_events_per_s'):.2f} (store only).")
+bad = [f"{s} round {r['round']}: {r['stored']}" for s in runs for r in runs[s] if int(r["stored"]) != n]
+if bad:
+    out.append("")
+    out.append(f"**Stores holding other than {n:,} events afterwards** (the figures above are void): " + "; ".join(bad) + ".")
+out.append("")
+out.append(f"Checkpoints requested while PostgreSQL appended (forced by WAL volume, max_wal_size; "
+           f"their cost is in the figures): {env['CKPT']} over {env['ROUNDS']} round(s).")
+out.append("")
+print("\n".join(out))
+EOF
+
+echo
+cat "$TMP/report.md"
+if [ "$RESULTS" != /dev/null ]; then
+  { echo; cat "$TMP/report.md"; } >>"$RESULTS"
+  log "appended to $RESULTS"
+fi
+exit 0
