@@ -59,7 +59,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 8 || version != 8) {
+    if (applied != 9 || version != 9) {
         teardown(state);
         return -1;
     }
@@ -223,7 +223,8 @@ static void test_migrate_from_v2(void **state)
     key_new(f->st, t.id, &k);
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 8;"
+    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 9;"
+                      "DELETE FROM schema_migrations WHERE version = 8;"
                       "DROP TABLE webhook_attempts;"
                       "DROP TABLE webhook_deliveries;"
                       "DROP TABLE webhook_messages;"
@@ -248,7 +249,7 @@ static void test_migrate_from_v2(void **state)
 
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 6);
+    assert_int_equal(applied, 7);
     assert_int_equal(version, 9);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 3);
     assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
