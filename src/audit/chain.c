@@ -83,5 +83,6 @@ int gh_audit_chain_event(struct gh_audit_event *ev, uint64_t seq, const uint8_t 
     copy(row->request_id, sizeof(row->request_id), ev->request_id);
     copy(row->node, sizeof(row->node), ev->node);
     gh_audit_hex(ev->hash, row->hash);
+    gh_audit_hex(prev, row->prev_hash);
     return GH_OK;
 }

@@ -78,7 +78,10 @@ static int head_cb(const struct gh_store_audit_row *row, void *arg)
 {
     struct gh_audit_service *s = arg;
     struct gh_audit_chain *c = chain_get(s, row->chain, true);
-    if (c == NULL || gh_audit_unhex(row->hash, c->hash) != GH_OK) return GH_ERROR;
+    uint8_t hash[32];
+    /* Decoded apart: a damaged hash leaves the head as it was. */
+    if (c == NULL || gh_audit_unhex(row->hash, hash) != GH_OK) return GH_ERROR;
+    memcpy(c->hash, hash, sizeof(c->hash));
     c->seq = row->seq;
     return GH_OK;
 }
@@ -592,11 +595,11 @@ static int rechain_cb(void *arg, const struct gh_store_audit_head *heads, size_t
     settle_heads(r, false);
     for (size_t i = 0; i < nheads; i++) {
         struct gh_audit_chain *c = chain_get(r->s, heads[i].chain, true);
+        uint8_t hash[32] = {0};
         if (c == NULL) return GH_ERROR;
-        if (heads[i].seq == 0)
-            memset(c->hash, 0, sizeof(c->hash));
-        else if (gh_audit_unhex(heads[i].hash, c->hash) != GH_OK)
-            return GH_ERROR;
+        /* Decoded apart: a damaged hash leaves the head as it was. */
+        if (heads[i].seq > 0 && gh_audit_unhex(heads[i].hash, hash) != GH_OK) return GH_ERROR;
+        memcpy(c->hash, hash, sizeof(c->hash));
         c->seq = heads[i].seq;
     }
     if (chain_batch(r, &err) != GH_OK) return GH_ERROR;

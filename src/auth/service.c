@@ -49,7 +49,9 @@ struct gh_auth_service {
     struct gh_store_key_touch *touches_spare; /* MAX_TOUCHES, being written */
     size_t ntouches;
 
-    struct gh_store_watch *watch; /* pushed changes; NULL before run / after stop */
+    /* Pushed changes; NULL before run / after stop. Published once the
+     * listener is set up: /metrics (the admin thread) may read it any time. */
+    _Atomic(struct gh_store_watch *) watch;
     pthread_t refresher;
     pthread_t *verifiers;
     unsigned nverifiers;
@@ -105,8 +107,9 @@ static int seal_pem(struct gh_auth_service *s, struct gh_store_signing_key *k, s
 
 /* Generates and stores a new signing key when the newest is due for
  * rotation. Runs on the refresher thread; the store's change counter then
- * brings the key to every node's directory. */
-static void maybe_rotate(struct gh_auth_service *s, const struct gh_keydir *d)
+ * brings the key to every node's directory. Returns whether a key was
+ * stored. */
+static bool maybe_rotate(struct gh_auth_service *s, const struct gh_keydir *d)
 {
     int64_t now = (int64_t)gh_wall_ms();
     struct gh_store_signing_key k;
@@ -116,19 +119,20 @@ static void maybe_rotate(struct gh_auth_service *s, const struct gh_keydir *d)
     BIO *bio;
     long n;
     char *pem;
+    bool stored = false;
 
-    if (d->signer && d->signer_created_at + (int64_t)s->tokens.rotate_every_ms > now) return;
+    if (d->signer && d->signer_created_at + (int64_t)s->tokens.rotate_every_ms > now) return false;
     /* A failing store is tried again every 5 s, not every poll. */
-    if (s->last_rotate_try_ns && gh_now_ns() - s->last_rotate_try_ns < 5000000000ull) return;
+    if (s->last_rotate_try_ns && gh_now_ns() - s->last_rotate_try_ns < 5000000000ull) return false;
     s->last_rotate_try_ns = gh_now_ns();
     memset(&k, 0, sizeof(k));
     memcpy(kid, "gh-", 3);
-    if (gh_store_random_base62(kid + 3, 13, &err) != GH_OK) return;
+    if (gh_store_random_base62(kid + 3, 13, &err) != GH_OK) return false;
     enum gh_jwa alg = gh_jwa_parse(s->tokens.algorithm, strlen(s->tokens.algorithm));
     signer = gh_jwt_signer_generate(alg, kid, &err);
     if (signer == NULL) {
         gh_log_warn("auth: cannot generate a signing key: %s", err.msg);
-        return;
+        return false;
     }
     bio = BIO_new(BIO_s_mem());
     if (bio &&
@@ -144,12 +148,25 @@ static void maybe_rotate(struct gh_auth_service *s, const struct gh_keydir *d)
             gh_log_warn("auth: cannot seal a new signing key: %s", err.msg);
         else if (gh_store_signing_key_insert(s->store, &k, &err) != GH_OK)
             gh_log_warn("auth: cannot store a new signing key: %s", err.msg);
-        else
+        else {
             gh_log_info("auth: new token signing key %s (%s)", kid, s->tokens.algorithm);
+            stored = true;
+        }
     }
     OPENSSL_cleanse(k.private_pem, sizeof(k.private_pem));
     BIO_free(bio);
     gh_jwt_signer_free(signer);
+    return stored;
+}
+
+static bool stopping(struct gh_auth_service *s)
+{
+    bool stop;
+
+    pthread_mutex_lock(&s->mu);
+    stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
 }
 
 static void *refresher_main(void *arg)
@@ -188,21 +205,21 @@ static void *refresher_main(void *arg)
                 s->publish(s->publish_arg, d);
             }
         }
-        {
+        /* Each store call may take seconds when the store is slow: a stop
+         * asked meanwhile is looked at between them, so that stopping does
+         * not wait for a whole turn. */
+        if (!stopping(s)) {
             struct gh_keydir *d = gh_auth_service_keydir(s);
-            uint64_t before = d->version;
-            maybe_rotate(s, d);
+            bool rotated = maybe_rotate(s, d);
             gh_keydir_unref(d);
-            uint64_t now_v = 0;
-            struct gh_err e2 = {0};
             /* A new key bumped the counter: load it on the next turn, now. */
-            if (gh_store_change_version(s->store, &now_v, &e2) == GH_OK && now_v != before) {
+            if (rotated) {
                 pthread_mutex_lock(&s->mu);
                 s->poked = true;
                 pthread_mutex_unlock(&s->mu);
             }
         }
-        if (gh_now_ns() - last_touch >= (uint64_t)TOUCH_FLUSH_MS * 1000000ull) {
+        if (!stopping(s) && gh_now_ns() - last_touch >= (uint64_t)TOUCH_FLUSH_MS * 1000000ull) {
             flush_touches(s);
             last_touch = gh_now_ns();
         }
@@ -270,17 +287,15 @@ struct gh_auth_service *gh_auth_service_start(struct gh_store *st, unsigned veri
     pthread_cond_init(&s->refresh_cv, NULL);
     s->touches = calloc(MAX_TOUCHES, sizeof(*s->touches));
     s->touches_spare = calloc(MAX_TOUCHES, sizeof(*s->touches_spare));
-    if (s->touches == NULL || s->touches_spare == NULL) {
-        free(s->touches);
-        free(s->touches_spare);
-        gh_keydir_unref(s->current);
-        free(s);
-        gh_err_set(err, NULL, 0, 0, "out of memory");
-        return NULL;
-    }
     s->nthreads_wanted = verify_threads ? verify_threads : 1;
     s->verifiers = calloc(s->nthreads_wanted, sizeof(pthread_t));
-    if (s->verifiers == NULL) {
+    if (s->touches == NULL || s->touches_spare == NULL || s->verifiers == NULL) {
+        free(s->touches);
+        free(s->touches_spare);
+        free(s->verifiers);
+        pthread_cond_destroy(&s->refresh_cv);
+        pthread_cond_destroy(&s->jobs_cv);
+        pthread_mutex_destroy(&s->mu);
         gh_keydir_unref(s->current);
         free(s);
         gh_err_set(err, NULL, 0, 0, "out of memory");
@@ -301,8 +316,11 @@ int gh_auth_service_run(struct gh_auth_service *s, struct gh_err *err)
     if (pthread_create(&s->refresher, NULL, refresher_main, s) != 0)
         return gh_err_set(err, NULL, 0, 0, "cannot start the auth threads");
     s->refresher_running = true;
-    if (gh_store_watch_changes(s->store, on_store_change, s, &s->watch, err) != GH_OK)
-        return GH_ERROR;
+    {
+        struct gh_store_watch *w = NULL;
+        if (gh_store_watch_changes(s->store, on_store_change, s, &w, err) != GH_OK) return GH_ERROR;
+        atomic_store_explicit(&s->watch, w, memory_order_release);
+    }
     for (unsigned i = 0; i < s->nthreads_wanted; i++)
         if (pthread_create(&s->verifiers[s->nverifiers], NULL, verifier_main, s) == 0)
             s->nverifiers++;
@@ -313,8 +331,7 @@ void gh_auth_service_stop(struct gh_auth_service *s)
 {
     if (s == NULL) return;
     /* First: its callback pokes <s>. */
-    gh_store_watch_stop(s->watch);
-    s->watch = NULL;
+    gh_store_watch_stop(atomic_exchange_explicit(&s->watch, NULL, memory_order_acq_rel));
     pthread_mutex_lock(&s->mu);
     s->stop = true;
     pthread_cond_broadcast(&s->jobs_cv);
@@ -396,5 +413,5 @@ void gh_auth_service_poke(struct gh_auth_service *s)
 
 void gh_auth_service_change_stats(const struct gh_auth_service *s, struct gh_store_watch_stats *out)
 {
-    gh_store_watch_stats(s ? s->watch : NULL, out);
+    gh_store_watch_stats(s ? atomic_load_explicit(&s->watch, memory_order_acquire) : NULL, out);
 }

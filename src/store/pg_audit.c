@@ -63,6 +63,8 @@ struct batch {
     size_t n;
     size_t *order; /* rows by (chain, seq) */
     bool *stored;
+    bool any_stored;                   /* some row is stored already: a batch sent again */
+    bool stale;                        /* some chain's head moved */
     struct gh_store_audit_head *heads; /* one per chain, by chain */
     size_t nheads;
     struct gh_pg_array cols[13];
@@ -147,7 +149,14 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
     for (size_t i = from + 1; i < to; i++)
         if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) goto stale;
     if (strcmp(h->chain, first->chain) != 0 || first->seq > h->seq + 1) goto stale;
-    if (first->seq == h->seq + 1) return GH_OK;
+    /* Next to the head: it must chain from the head itself, not from an
+     * event at that seq that the store no longer has (a failover that lost
+     * it, and another node's event written there since). */
+    if (first->seq == h->seq + 1) {
+        if (h->seq == 0 || first->prev_hash[0] == '\0' || strcmp(first->prev_hash, h->hash) == 0)
+            return GH_OK;
+        goto stale;
+    }
     upto = b->rows[b->order[to - 1]].seq < h->seq ? b->rows[b->order[to - 1]].seq : h->seq;
     gh_pg__arg(&a, first->chain);
     gh_pg__arg_i64(&a, (int64_t)first->seq);
@@ -160,14 +169,17 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
             break;
         row->rowid = gh_pg__i64(r, i, 2);
         b->stored[b->order[k]] = true;
+        b->any_stored = true;
     }
     PQclear(r);
     if (k < to && b->rows[b->order[k]].seq <= h->seq) goto stale;
     return GH_OK;
 stale:
+    b->stale = true;
     for (size_t i = from; i < to; i++)
         b->stored[b->order[i]] = false;
-    gh_err_set(err, NULL, 0, 0, "audit append: seq %llu of chain %s does not follow its head (%llu)",
+    gh_err_set(err, NULL, 0, 0,
+               "audit append: seq %llu of chain %s does not follow its head (%llu)",
                (unsigned long long)first->seq, first->chain, (unsigned long long)h->seq);
     return GH_STORE_CONFLICT;
 }
@@ -179,13 +191,18 @@ static int place(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
     int rc = GH_OK;
 
     memset(b->stored, 0, b->n * sizeof(*b->stored));
-    while (rc == GH_OK && from < b->n) {
+    b->any_stored = b->stale = false;
+    /* Every chain is looked at, even after a stale one: the caller must
+     * know whether any row is stored already before it chains again. */
+    while (from < b->n) {
         size_t to = from + 1;
-        while (to < b->n &&
-               strcmp(b->rows[b->order[to]].chain, b->rows[b->order[from]].chain) == 0)
+        int crc;
+        while (to < b->n && strcmp(b->rows[b->order[to]].chain, b->rows[b->order[from]].chain) == 0)
             to++;
         if (hi >= b->nheads) return gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
-        rc = place_chain(tx, b, from, to, &b->heads[hi++], err);
+        crc = place_chain(tx, b, from, to, &b->heads[hi++], err);
+        if (crc != GH_OK && crc != GH_STORE_CONFLICT) return crc;
+        if (crc != GH_OK) rc = crc;
         from = to;
     }
     return rc;
@@ -222,9 +239,8 @@ static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
         gh_pg_array_reset(&b->cols[i]);
     for (size_t i = 0; i < b->n; i++) {
         const struct gh_store_audit_row *row = &b->rows[i];
-        const char *text[] = {row->chain,   row->id,       row->tenant_id, row->actor,
-                              row->action,  row->resource, row->outcome,   row->request_id,
-                              row->hash,    row->node};
+        const char *text[] = {row->chain,    row->id,      row->tenant_id,  row->actor, row->action,
+                              row->resource, row->outcome, row->request_id, row->hash,  row->node};
         static const int col_of[] = {0, 2, 4, 5, 6, 7, 8, 9, 10, 12};
         if (b->stored[i]) continue;
         want++;
@@ -323,7 +339,9 @@ int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, si
     if (rc == GH_OK && n > 0) {
         rc = read_heads(&tx, &b, err);
         if (rc == GH_OK) rc = place(&tx, &b, err);
-        if (rc == GH_STORE_CONFLICT && rechain != NULL) {
+        /* Never when a row is stored already: those events must not be
+         * chained a second time (store.h); the caller resolves it. */
+        if (rc == GH_STORE_CONFLICT && rechain != NULL && !b.any_stored) {
             rc = rechain->fn(rechain->arg, b.heads, b.nheads, ncp);
             /* The events are the same, in the same chains: only their seqs
              * moved, so the order and the heads still apply. */

@@ -83,6 +83,7 @@ static PGconn *listen_connect(struct pg_listener *l, char *why, size_t size)
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     uint64_t until = gh_now_ns() + (uint64_t)CONNECT_TIMEOUT_MS * 1000000ull;
     PGresult *r;
+    bool ok;
 
     why[0] = '\0';
     if (db == NULL) {
@@ -108,14 +109,41 @@ static PGconn *listen_connect(struct pg_listener *l, char *why, size_t size)
         one_line(why, size, PQerrorMessage(db));
         goto fail;
     }
-    r = PQexec(db, "LISTEN " GH_PG_CHANGES_CHANNEL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    /* LISTEN without blocking either: a server that hangs right after the
+     * connect must not keep a stop waiting for TCP to give up. */
+    if (PQsetnonblocking(db, 1) != 0 || !PQsendQuery(db, "LISTEN " GH_PG_CHANGES_CHANNEL)) {
         one_line(why, size, PQerrorMessage(db));
-        PQclear(r);
         goto fail;
     }
-    PQclear(r);
-    return db;
+    for (int flushed = 1;;) {
+        uint64_t now = gh_now_ns();
+        int w;
+        if ((flushed = PQflush(db)) < 0) {
+            one_line(why, size, PQerrorMessage(db));
+            goto fail;
+        }
+        if (flushed == 0 && !PQisBusy(db)) break;
+        if (now >= until) {
+            one_line(why, size, "LISTEN: timed out");
+            goto fail;
+        }
+        w = wait_fd(l, PQsocket(db), flushed ? POLLIN | POLLOUT : POLLIN,
+                    (int)((until - now) / 1000000ull) + 1);
+        if (w == WAIT_STOP) goto fail;
+        if (w == WAIT_READY && !PQconsumeInput(db)) {
+            one_line(why, size, PQerrorMessage(db));
+            goto fail;
+        }
+    }
+    ok = true;
+    while ((r = PQgetResult(db)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            if (ok) one_line(why, size, PQerrorMessage(db));
+            ok = false;
+        }
+        PQclear(r);
+    }
+    if (ok) return db;
 fail:
     PQfinish(db);
     return NULL;

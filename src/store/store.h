@@ -236,6 +236,12 @@ struct gh_store_audit_row {
     char request_id[65];
     char node[64]; /* the writing node's id, "" for events of format version 1 */
     char hash[65]; /* 64 lowercase hex */
+    /* Set by the writer, not stored: the hash this row chains from (64
+     * lowercase hex; "" when unknown, e.g. a row read back). An engine that
+     * reads the heads under its append lock (PostgreSQL) refuses a row whose
+     * predecessor is not this one, as a stale head: a head lost in a
+     * failover and written again by another node is not chained onto. */
+    char prev_hash[65];
     /* Set by the store when reading: a column could not be read as stored
      * (too long for its field, a NUL inside, NULL); the field holds what
      * fits. Such a row was not written by the gateway (the verifier reports
@@ -1155,8 +1161,7 @@ int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, 
  * unknown outcome) are taken as stored, never chained again. */
 int gh_store_audit_append_rechain(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                                   const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                                  const struct gh_store_audit_rechain *rechain,
-                                  struct gh_err *err);
+                                  const struct gh_store_audit_rechain *rechain, struct gh_err *err);
 
 /* [operator] Streams the head (highest seq) of every chain, by chain. */
 int gh_store_audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,

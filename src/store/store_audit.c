@@ -153,8 +153,7 @@ static int rechain_checked(void *arg, const struct gh_store_audit_head *heads, s
 
 int gh_store_audit_append_rechain(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                                   const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                                  const struct gh_store_audit_rechain *rechain,
-                                  struct gh_err *err)
+                                  const struct gh_store_audit_rechain *rechain, struct gh_err *err)
 {
     struct checked_rechain c = {rechain, rows, n, cps, err};
     struct gh_store_audit_rechain outer = {rechain_checked, &c};
