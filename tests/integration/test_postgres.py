@@ -666,3 +666,53 @@ def test_claimer_lock_follows_the_claims_to_the_new_primary(pg_server, gatehouse
         if proxy is not None:
             proxy.close()
         new.cleanup()
+
+
+def test_a_head_lost_and_written_again_is_not_chained_onto(pg_server, gatehouse):
+    """A failover that lost a node's last committed event, after which
+    another node wrote a different event at that seq: the first node's
+    writer still holds the lost event as its head. Its next batch must not
+    chain onto it (the chain would break there): the append sees that the
+    batch's first row does not follow the stored head's hash, and the batch
+    is chained again after the stored head, under the append lock."""
+    import json
+    import audit_helpers as ah
+
+    db, url = pg_server.new_database()
+    g = gatehouse(raw=lambda g: pg_config(g, url, "audit:\n  enabled: true\n"), start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    bootstrap(g)
+    g.start()
+    for _ in range(3):
+        assert http_call(g.port, "GET", "/orders/x").status == 401  # auth.denied, chain system
+
+    def system_rows():
+        return pg_server.psql("SELECT seq, hash FROM gatehouse.audit_events "
+                              "WHERE chain = 'system' ORDER BY seq", db=db)
+
+    from conftest import wait_for
+    wait_for(lambda: len(system_rows()) >= 3, timeout=5, what="the 401s' events")
+    rows = system_rows()
+    seq, prev_hash = int(rows[-1][0]), bytes.fromhex(rows[-2][1])
+    # What the other node wrote at that seq after the failover.
+    ev = ah.make_event("system", seq, int(time.time() * 1e6), node="other-node",
+                       action="auth.denied", outcome="denied")
+    canon = ah.canonical(ev)
+    row = ah.row_of(ev, canon, ah.chain_hash(prev_hash, canon).hex())
+    cols = [c for c in row if c not in ("chain", "seq")]
+    sets = ", ".join(f"{c} = :'v{i}'" for i, c in enumerate(cols, 1))
+    pg_server.psql(f"UPDATE gatehouse.audit_events SET {sets} "
+                   f"WHERE chain = 'system' AND seq = {seq}", db=db,
+                   params=[str(row[c]) for c in cols])
+    # The lost event's checkpoint went with it.
+    pg_server.psql(f"DELETE FROM gatehouse.audit_checkpoints WHERE chain = 'system' "
+                   f"AND seq >= {seq}", db=db)
+
+    assert http_call(g.port, "GET", "/orders/y").status == 401
+    wait_for(lambda: len(system_rows()) > len(rows), timeout=5, what="the next event")
+    g.stop()
+    after = pg_server.psql("SELECT body FROM gatehouse.audit_events WHERE chain = 'system' "
+                           f"AND seq = {seq + 1}", db=db)
+    assert json.loads(after[0][0])["path"] == "/orders/y"
+    rc, out, err = cli(g, "audit", "verify")
+    assert rc == 0, f"audit verify: {rc}\n{out}\n{err}"
