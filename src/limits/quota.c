@@ -45,11 +45,12 @@ struct gh_quota_table {
     gh_quota_event_cb on_event; /* set before the flusher starts */
     void *on_event_arg;
     /* Under <flush_mu> (one flush at a time): a batch whose commit went
-     * unanswered (UNAVAILABLE: it may have been stored), with its id. It is
-     * sent again, the same rows under the same id, before anything else
-     * (gh_store_usage_add_once), so its counts are added once: putting
-     * them back into the entries, as for a refused batch, would add them
-     * twice when the first commit did land. */
+     * unanswered (UNAVAILABLE: it may have been stored), with its id. Its
+     * counts go back into the entries, as for a refused batch, so that
+     * admission keeps counting them; and it is sent again, the same rows
+     * under the same id, before any other (gh_store_usage_add_once). Once
+     * it is stored (then or before), its counts are taken back out of the
+     * entries: added once, never twice. */
     pthread_mutex_t flush_mu;
     struct flush_row *doubt;
     size_t ndoubt;
@@ -374,7 +375,8 @@ void gh_quota_add_bytes(struct gh_quota_table *t, const char *tenant, size_t n, 
 
 /* One row to write: which entry and which of its periods. */
 struct flush_row {
-    struct gh_store_usage u;
+    struct gh_store_usage u;            /* the counts, then the totals */
+    uint64_t counts[GH_QUOTA_NMETRICS]; /* the counts */
     uint32_t shard, slot;
     int period; /* GH_QUOTA_DAY / MONTH */
     int64_t id; /* the period id it belongs to */
@@ -411,6 +413,7 @@ static int batch_push(struct flush_batch *b, const struct quota_entry *e, uint32
     r->u.requests = c[GH_QUOTA_REQUESTS];
     r->u.request_bytes = c[GH_QUOTA_REQUEST_BYTES];
     r->u.response_bytes = c[GH_QUOTA_RESPONSE_BYTES];
+    memcpy(r->counts, c, sizeof(r->counts));
     r->shard = shard;
     r->slot = slot;
     r->period = period;
@@ -462,12 +465,29 @@ static void record_events(struct gh_quota_table *t, struct gh_store *st, const s
     }
 }
 
+/* Takes the counts of day row <r> of a batch in doubt, now stored, back
+ * out of <e>: out of the counts not flushed yet, where they were put back,
+ * or of the ended day's, where a rollover since moved them. */
+static void take_back(struct quota_entry *e, const struct flush_row *r, bool current)
+{
+    uint64_t *from = NULL;
+
+    if (current && !r->spill)
+        from = e->pend;
+    else if (e->has_spill && e->spill_day == r->id)
+        from = e->spill;
+    for (int m = 0; from != NULL && m < GH_QUOTA_NMETRICS; m++)
+        from[m] -= from[m] < r->counts[m] ? from[m] : r->counts[m];
+}
+
 /* Steps 2 and 3 of a flush for batch <b> under <batch_id>: one store
- * transaction, then the totals into the entries, or, when the store
- * refused the batch, its counts back into them. UNAVAILABLE leaves <b> as
- * it is: the batch is in doubt (the caller keeps it). */
+ * transaction, then the totals into the entries, or, when it failed, the
+ * counts back into them (UNAVAILABLE too: the caller keeps such a batch in
+ * doubt). <resolving>: <b> is a batch in doubt sent again, whose counts are
+ * in the entries already: taken back out when it is stored, left there
+ * otherwise. */
 static int commit_batch(struct gh_quota_table *t, struct gh_store *st, struct flush_batch *b,
-                        const char *batch_id, struct gh_err *err)
+                        const char *batch_id, bool resolving, struct gh_err *err)
 {
     int rc = GH_OK;
 
@@ -485,7 +505,6 @@ static int commit_batch(struct gh_quota_table *t, struct gh_store *st, struct fl
             free(rows);
         }
     }
-    if (rc == GH_STORE_UNAVAILABLE) return rc; /* in doubt: neither */
 
     /* 3. Totals back into the entries (or, on failure, the counts back in). */
     for (size_t i = 0; i < b->n; i++) {
@@ -500,7 +519,9 @@ static int commit_batch(struct gh_quota_table *t, struct gh_store *st, struct fl
         current = (r->period == GH_QUOTA_DAY ? e->day : e->month) == r->id;
         if (rc != GH_OK) {
             /* Put the counts back once (the day row carries them). */
-            if (r->period == GH_QUOTA_DAY && current && !r->spill) {
+            if (resolving) {
+                /* They are there already. */
+            } else if (r->period == GH_QUOTA_DAY && current && !r->spill) {
                 e->pend[0] += r->u.requests;
                 e->pend[1] += r->u.request_bytes;
                 e->pend[2] += r->u.response_bytes;
@@ -520,6 +541,7 @@ static int commit_batch(struct gh_quota_table *t, struct gh_store *st, struct fl
             pthread_mutex_unlock(&sh->mu);
             continue;
         }
+        if (resolving && r->period == GH_QUOTA_DAY) take_back(e, r, current);
         if (!current) {
             pthread_mutex_unlock(&sh->mu);
             continue;
@@ -573,8 +595,9 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
     pthread_mutex_lock(&t->flush_mu);
     if (t->ndoubt > 0) {
         struct flush_batch d = {t->doubt, t->ndoubt, t->ndoubt};
-        rc = commit_batch(t, st, &d, t->doubt_id, err);
-        /* Still unanswered: the new counts wait in the entries. */
+        rc = commit_batch(t, st, &d, t->doubt_id, true, err);
+        /* Still unanswered: its counts and the new ones wait in the
+         * entries (a batch of them now could add them twice). */
         if (rc == GH_STORE_UNAVAILABLE) goto out;
         free(t->doubt);
         t->doubt = NULL;
@@ -620,7 +643,7 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
     if (b.n == 0) goto out;
 
     batch_id_new(id);
-    rc = commit_batch(t, st, &b, id, err);
+    rc = commit_batch(t, st, &b, id, false, err);
     if (rc == GH_STORE_UNAVAILABLE) {
         t->doubt = b.rows;
         t->ndoubt = b.n;
