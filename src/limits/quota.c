@@ -23,6 +23,10 @@ struct quota_entry {
     int64_t day, month;                                  /* period ids the counts belong to */
     uint64_t base[GH_QUOTA_NMETRICS][GH_QUOTA_NPERIODS]; /* store totals, last flush */
     uint64_t pend[GH_QUOTA_NMETRICS];                    /* counted here, not yet flushed */
+    /* Taken out by a flush whose store call has not answered yet: still
+     * counted by admission, so the window of the store call (longer on
+     * PostgreSQL) never lets a tenant past its quota. */
+    uint64_t flying[GH_QUOTA_NMETRICS];
     /* Counts of the period before a rollover, not yet flushed. */
     bool has_spill;
     int64_t spill_day, spill_month;
@@ -290,7 +294,7 @@ bool gh_quota_admit(struct gh_quota_table *t, const char *tenant, size_t n,
         for (int p = 0; p < GH_QUOTA_NPERIODS && ok; p++) {
             uint64_t lim = limits->limit[m][p], used;
             if (lim == 0) continue;
-            used = e->base[m][p] + e->pend[m];
+            used = e->base[m][p] + e->pend[m] + e->flying[m];
             /* A request needs room for itself; bytes are known only after,
              * so a byte quota stops requests once it is reached. */
             if (m == GH_QUOTA_REQUESTS ? used + 1 > lim : used >= lim) {
@@ -465,6 +469,13 @@ static void record_events(struct gh_quota_table *t, struct gh_store *st, const s
     }
 }
 
+/* The counts of day row <r> are no longer in flight (answered either way). */
+static void land(struct quota_entry *e, const struct flush_row *r)
+{
+    for (int m = 0; m < GH_QUOTA_NMETRICS; m++)
+        e->flying[m] -= e->flying[m] < r->counts[m] ? e->flying[m] : r->counts[m];
+}
+
 /* Takes the counts of day row <r> of a batch in doubt, now stored, back
  * out of <e>: out of the counts not flushed yet, where they were put back,
  * or of the ended day's, where a rollover since moved them. */
@@ -518,6 +529,7 @@ static int commit_batch(struct gh_quota_table *t, struct gh_store *st, struct fl
         pthread_mutex_lock(&sh->mu);
         current = (r->period == GH_QUOTA_DAY ? e->day : e->month) == r->id;
         if (rc != GH_OK) {
+            if (!resolving && r->period == GH_QUOTA_DAY && !r->spill) land(e, r);
             /* Put the counts back once (the day row carries them). */
             if (resolving) {
                 /* They are there already. */
@@ -561,6 +573,16 @@ static int commit_batch(struct gh_quota_table *t, struct gh_store *st, struct fl
         if ((r->period == GH_QUOTA_DAY ? e->day : e->month) == r->id)
             for (int m = 0; m < GH_QUOTA_NMETRICS; m++)
                 e->events[m][r->period] |= done[m];
+        pthread_mutex_unlock(&sh->mu);
+    }
+    /* Stored: the totals above hold the counts now (both periods' rows
+     * were written back before this), so they leave the flight. */
+    for (size_t i = 0; rc == GH_OK && !resolving && i < b->n; i++) {
+        struct flush_row *r = &b->rows[i];
+        struct quota_shard *sh = &t->shards[r->shard];
+        if (r->period != GH_QUOTA_DAY || r->spill) continue;
+        pthread_mutex_lock(&sh->mu);
+        land(&sh->slots[r->slot], r);
         pthread_mutex_unlock(&sh->mu);
     }
     return rc;
@@ -632,6 +654,8 @@ int gh_quota_flush(struct gh_quota_table *t, struct gh_store *st, int64_t wall_m
                 rc = GH_ERROR;
                 break;
             }
+            for (int m = 0; m < GH_QUOTA_NMETRICS; m++)
+                e->flying[m] += e->pend[m];
             memset(e->pend, 0, sizeof(e->pend));
         }
         pthread_mutex_unlock(&sh->mu);
