@@ -73,3 +73,37 @@ void gh_pg_array_free(struct gh_pg_array *a)
     free(a->p);
     memset(a, 0, sizeof(*a));
 }
+
+void gh_pg_copy_reset(struct gh_pg_array *a)
+{
+    a->len = 0;
+    a->n = 0;
+    a->oom = false;
+}
+
+void gh_pg_copy_text(struct gh_pg_array *a, const char *s, size_t len, bool last)
+{
+    if (!reserve(a, 2 * len + 1)) return;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '\\' || ch == '\t' || ch == '\n' || ch == '\r') {
+            a->p[a->len++] = '\\';
+            ch = ch == '\t' ? 't' : ch == '\n' ? 'n' : ch == '\r' ? 'r' : ch;
+        }
+        a->p[a->len++] = ch;
+    }
+    a->p[a->len++] = last ? '\n' : '\t';
+}
+
+void gh_pg_copy_i64(struct gh_pg_array *a, int64_t v, bool last)
+{
+    char num[24];
+    int k = snprintf(num, sizeof(num), "%" PRId64, v);
+
+    gh_pg_copy_text(a, num, (size_t)k, last);
+}
+
+const char *gh_pg_copy_data(const struct gh_pg_array *a)
+{
+    return a->oom ? NULL : (a->p ? a->p : "");
+}

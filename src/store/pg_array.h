@@ -36,4 +36,17 @@ void gh_pg_array_i64(struct gh_pg_array *a, int64_t v);
 const char *gh_pg_array_end(struct gh_pg_array *a);
 void gh_pg_array_free(struct gh_pg_array *a);
 
+/* The input of `COPY ... FROM STDIN` in the text format, built in the same
+ * growing buffer: fields separated by a tab, rows ended by a newline, and
+ * in each field `\`, tab, newline and carriage return escaped (`\\`, `\t`,
+ * `\n`, `\r`), so any text but NUL goes in byte for byte. The fastest way
+ * to hand PostgreSQL many rows: no statement per row, no literal to parse. */
+void gh_pg_copy_reset(struct gh_pg_array *a);
+/* A text field (<last>: the row's last one, ended by a newline). */
+void gh_pg_copy_text(struct gh_pg_array *a, const char *s, size_t len, bool last);
+void gh_pg_copy_i64(struct gh_pg_array *a, int64_t v, bool last);
+/* The bytes so far (not NUL-terminated), or NULL when an allocation failed;
+ * their length in a->len. */
+const char *gh_pg_copy_data(const struct gh_pg_array *a);
+
 #endif

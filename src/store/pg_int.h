@@ -74,7 +74,8 @@ enum gh_pg_stmt {
     GH_PG_EVENT_LIST,
     GH_PG_EVENT_LIST_TENANT,
     GH_PG_AUDIT_LOCK,
-    GH_PG_AUDIT_INSERT_BATCH,
+    GH_PG_AUDIT_MAX_ROWID,
+    GH_PG_AUDIT_ROWIDS_AFTER,
     GH_PG_AUDIT_HEADS_OF,
     GH_PG_AUDIT_HASHES,
     GH_PG_AUDIT_HASH_AT,
@@ -263,6 +264,11 @@ int gh_pg__run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args 
  * false (audit queries put their SQL together from constant pieces). */
 int gh_pg__run_sql(struct gh_pg_tx *tx, const char *name, const char *sql, const Oid *types,
                    int ntypes, bool *prepared, const struct gh_pg_args *a, PGresult **res,
+                   struct gh_err *err);
+
+/* Runs `COPY ... FROM STDIN` <sql> in <tx> and sends the <len> bytes of
+ * <data> (text format) as its input. Errors as gh_pg__run(). */
+int gh_pg__copy_in(struct gh_pg_tx *tx, const char *sql, const char *data, size_t len,
                    struct gh_err *err);
 
 /* Streams the rows of statement <id> to <row_cb> one at a time (libpq's

@@ -149,19 +149,10 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * checked under the lock), and rowids are drawn in commit order (what
      * queries page by and the verifier's scan resumes from). */
     [GH_PG_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))",
-    /* A whole batch in one statement: one array per column, unnested in
-     * the batch's order (rowids follow it). Rows whose (chain, seq) is
-     * taken are not inserted and not returned: the caller compares. */
-    [GH_PG_AUDIT_INSERT_BATCH] =
-        "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, "
-        "outcome, request_id, hash, body, node) SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, "
-        "c11, c12, c13 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], "
-        "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], "
-        "$12::text[], $13::text[]) "
-        "WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, o) "
-        "ORDER BY o "
-        "ON CONFLICT ON CONSTRAINT audit_events_chain_seq_key DO NOTHING "
-        "RETURNING chain, seq, rowid",
+    /* Around the append's COPY, under the append lock (pg_audit.c). */
+    [GH_PG_AUDIT_MAX_ROWID] = "SELECT coalesce(max(rowid), 0) FROM audit_events",
+    [GH_PG_AUDIT_ROWIDS_AFTER] = "SELECT chain, seq, rowid FROM audit_events "
+                                 "WHERE rowid > $1::bigint ORDER BY rowid",
     /* The head of each chain named in $1 (sorted as strcmp sorts: "C"), from
      * the hot rows, else from the archives (a chain wholly archived), else
      * (0, ''): read under the append lock, so it cannot move meanwhile. */
@@ -641,6 +632,37 @@ int gh_pg__run_sql(struct gh_pg_tx *tx, const char *name, const char *sql, const
     else
         PQclear(r);
     return GH_OK;
+}
+
+int gh_pg__copy_in(struct gh_pg_tx *tx, const char *sql, const char *data, size_t len,
+                   struct gh_err *err)
+{
+    struct gh_pg_conn *c = tx->c;
+    PGresult *r = PQexec(c->db, sql);
+    int rc = GH_OK;
+
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        rc = failure(c, r, "copy", err);
+        PQclear(r);
+        return rc;
+    }
+    PQclear(r);
+    /* Blocking connection: each call returns once libpq has queued or sent
+     * the bytes; chunks keep libpq's buffer small. */
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off > 65536 ? 65536 : len - off;
+        if (PQputCopyData(c->db, data + off, (int)n) != 1) {
+            /* The end below reports the connection's state. */
+            break;
+        }
+        off += n;
+    }
+    if (PQputCopyEnd(c->db, NULL) != 1) return failure(c, NULL, "copy", err);
+    while ((r = PQgetResult(c->db)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == GH_OK) rc = failure(c, r, "copy", err);
+        PQclear(r);
+    }
+    return rc;
 }
 
 int gh_pg__run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a, PGresult **res,

@@ -198,7 +198,8 @@ def database_of_url(url):
 
 class CommitCutProxy:
     """A TCP proxy in front of a server that can cut a connection during
-    the COMMIT of a transaction that ran a statement whose SQL contains
+    the COMMIT of a transaction that ran a statement (prepared, or a simple
+    query such as a COPY) whose SQL contains
     <marker>: it forwards the COMMIT, lets the server commit, then closes
     both sides without passing the answer on, so the client cannot know
     whether it committed (what a connection lost during COMMIT looks like).
@@ -354,6 +355,9 @@ class CommitCutProxy:
             if stmt in conn["names"]:
                 conn["marked"] = True
         elif kind == b"Q":
+            # A simple query (the audit append's COPY) marks it too.
+            if self.marker in body:
+                conn["marked"] = True
             sql = body.rstrip(b"\0").strip().upper()
             if sql == b"COMMIT":
                 with self.lock:

@@ -586,7 +586,7 @@ def test_audit_batch_cut_during_commit_is_stored_once(pg_server, gatehouse):
     import pg_helpers
     from conftest import wait_for
     db, url = pg_server.new_database()
-    proxy = pg_helpers.CommitCutProxy(pg_server.port, "INSERT INTO audit_events", outage=1.5)
+    proxy = pg_helpers.CommitCutProxy(pg_server.port, "COPY audit_events", outage=1.5)
     try:
         via = f"postgresql://gatehouse@127.0.0.1:{proxy.port}/{db}"
         g1 = gatehouse(raw=lambda g: pg_config(g, via), start=False, name="n1")
