@@ -39,7 +39,7 @@ struct gh_idem_req {
     bool in_redis;                   /* ... in Redis (else in the local table) */
     bool maybe_redis;                /* a claim that timed out may have run in Redis */
     bool keep;                       /* the upstream's answer is being captured */
-    bool complete;                   /* ... and all of it arrived */
+    bool complete;                   /* ... and all of it arrived (then stored at once) */
     int status;
     char *held; /* a value that another request holds (read back), or NULL */
     size_t held_len;
@@ -299,6 +299,9 @@ int gh_idem_stage(struct gh_req *r)
     max_body = cfg->max_body;
     if (r->snap->cfg->limits.max_body_bytes && r->snap->cfg->limits.max_body_bytes < max_body)
         max_body = r->snap->cfg->limits.max_body_bytes;
+    /* The verify stage reuses this read: its own bound must hold too. */
+    if (r->route->wh != NULL && r->route->cfg->webhook_verify.max_body < max_body)
+        max_body = r->route->cfg->webhook_verify.max_body;
     rc = gh_conn_buffer_body(r, max_body, &body);
     if (rc != 1) return rc;
 
@@ -395,11 +398,6 @@ void gh_idem_on_body(struct gh_req *r, const char *data, size_t n)
     st->blen += n;
 }
 
-void gh_idem_on_complete(struct gh_req *r)
-{
-    if (r->idem != NULL) r->idem->complete = true;
-}
-
 /* Keeps the captured answer in place of the claim, for the route's ttl.
  * Returns true when it was handed to the store. */
 static bool store(struct gh_worker *w, struct gh_req *r, struct gh_idem_req *st, struct gh_redis *c)
@@ -422,6 +420,38 @@ static bool store(struct gh_worker *w, struct gh_req *r, struct gh_idem_req *st,
     return ok;
 }
 
+/* Ends the claim: the captured answer replaces it, or (nothing to keep,
+ * or it could not be stored) it is taken back so that a retry proceeds. */
+static void finish(struct gh_worker *w, struct gh_req *r, struct gh_idem_req *st)
+{
+    struct gh_redis *c = gh_limits_worker_redis(w->limits);
+
+    st->claimed = false;
+    if (st->keep && st->complete && store(w, r, st, c)) {
+        gh_metrics_idempotency(w, GH_MIDEM_STORED);
+    } else {
+        if (st->in_redis && c != NULL)
+            (void)gh_idem_redis_release(c, redis_prefix(r), st->digest, st->inflight,
+                                        GH_IDEM_INFLIGHT);
+        else if (!st->in_redis)
+            gh_idem_table_del_if(w->rt->idem, st->digest, st->inflight, GH_IDEM_INFLIGHT);
+        gh_metrics_idempotency(w, GH_MIDEM_RELEASED);
+    }
+    drop_capture(st);
+}
+
+void gh_idem_on_complete(struct gh_req *r)
+{
+    struct gh_idem_req *st = r->idem;
+
+    /* Stored now, not at the request's end: the record is there before
+     * the client has read the answer, so its next request (to any node)
+     * finds it. */
+    if (st == NULL || !st->claimed) return;
+    st->complete = true;
+    finish(r->conn->worker, r, st);
+}
+
 void gh_idem_request_end(struct gh_worker *w, struct gh_req *r)
 {
     struct gh_idem_req *st = r->idem;
@@ -436,18 +466,7 @@ void gh_idem_request_end(struct gh_worker *w, struct gh_req *r)
         if (c != NULL) gh_redis_cancel(c, st->redis_handle);
         st->maybe_redis = true;
     }
-    if (st->claimed) {
-        if (st->keep && st->complete && store(w, r, st, c)) {
-            gh_metrics_idempotency(w, GH_MIDEM_STORED);
-        } else {
-            if (st->in_redis && c != NULL)
-                (void)gh_idem_redis_release(c, redis_prefix(r), st->digest, st->inflight,
-                                            GH_IDEM_INFLIGHT);
-            else if (!st->in_redis)
-                gh_idem_table_del_if(w->rt->idem, st->digest, st->inflight, GH_IDEM_INFLIGHT);
-            gh_metrics_idempotency(w, GH_MIDEM_RELEASED);
-        }
-    }
+    if (st->claimed) finish(w, r, st); /* no complete answer: taken back */
     if (st->maybe_redis && !(st->claimed && st->in_redis) && c != NULL)
         (void)gh_idem_redis_release(c, redis_prefix(r), st->digest, st->inflight, GH_IDEM_INFLIGHT);
     free(st->held);

@@ -28,15 +28,17 @@ int gh_idem_stage(struct gh_req *req);
 
 /* The proxy's hooks, called only when req->idem is set: the upstream's
  * final response head was relayed; <n> bytes of its (decoded) body were
- * relayed; the whole response was received. */
+ * relayed; the whole response was received (a status below 500 that fits
+ * max_response is then stored at once, for the route's ttl; any other
+ * answer takes the claim back). */
 void gh_idem_on_head(struct gh_req *req);
 void gh_idem_on_body(struct gh_req *req, const char *data, size_t n);
 void gh_idem_on_complete(struct gh_req *req);
 
-/* At the end of every request: a claim whose request got a complete
- * upstream answer below 500 that fits max_response stores that answer for
- * the route's ttl; any other claim is taken back so that a retry can
- * proceed. Frees the request's state. */
+/* At the end of every request: a claim still held (no complete upstream
+ * answer: a failure, a refusal by a later stage, the client gone) is taken
+ * back so that a retry can proceed; a claim still out in Redis is
+ * cancelled and released behind. Frees the request's state. */
 void gh_idem_request_end(struct gh_worker *w, struct gh_req *req);
 
 #endif

@@ -177,6 +177,86 @@ def test_unreachable_upstream_frees_the_key(gatehouse, upstream):
     assert metric(g, "released") == 2
 
 
+def test_answer_that_arrives_whole_is_kept_when_the_client_left(g, upstream):
+    """The client gives up while the upstream works (its timeout): the
+    upstream acted, so its answer is kept for the retry."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", g.port))
+    s.sendall(b"POST /sleep/700 HTTP/1.1\r\nHost: x\r\nIdempotency-Key: gone\r\n"
+              b"Content-Length: 1\r\n\r\na")
+    wait_for(lambda: hits(upstream, "/sleep/700") == 1, timeout=5, what="first upstream")
+    s.close()
+    wait_for(lambda: metric(g, "stored") == 1, timeout=5, what="answer stored")
+    st, h, _ = post(g, "/sleep/700", "gone", b"a")
+    assert st == 200 and h.get("Idempotent-Replayed") == "true"
+    assert hits(upstream, "/sleep/700") == 1
+
+
+class HalfThenRest:
+    """An upstream whose first answer stops after 10 of its 1000 body bytes
+    for 300 ms (the client leaves meanwhile); later answers go at once."""
+
+    def __init__(self):
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            self.served += 1
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+                      + b"x" * 10)
+            if self.served == 1:
+                time.sleep(0.3)
+            c.sendall(b"x" * 990)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_client_gone_mid_answer_frees_the_key(gatehouse):
+    """The client leaves while the answer streams: the answer was not
+    captured whole, the key goes and the retry reaches the upstream."""
+    import socket
+    up = HalfThenRest()
+    try:
+        g = gatehouse(raw=config(), upstream_port=up.port)
+        s = socket.create_connection(("127.0.0.1", g.port))
+        s.sendall(b"POST /cut HTTP/1.1\r\nHost: x\r\nIdempotency-Key: cut\r\n"
+                  b"Content-Length: 0\r\n\r\n")
+        wait_for(lambda: s.recv(5, socket.MSG_PEEK) == b"HTTP/", timeout=5, what="answer head")
+        s.close()  # unread bytes: a reset
+        wait_for(lambda: metric(g, "released") == 1, timeout=5, what="claim released")
+        st, h, b = post(g, "/cut", "cut", b"")
+        assert st == 200 and len(b) == 1000 and "Idempotent-Replayed" not in h
+        assert up.served == 2
+        assert metric(g, "stored") == 1  # the whole second answer was kept
+    finally:
+        up.stop()
+
+
 def test_answer_over_max_response_is_not_kept(g, upstream):
     assert post(g, "/bytes/500", "big")[0] == 200
     s, h, b = post(g, "/bytes/500", "big")
