@@ -1,6 +1,5 @@
 /* The pipeline of DESIGN.md §2, as data. Each stage may answer early or
- * decline. Stages that later issues add (idempotency) take their place in
- * this list. */
+ * decline. */
 #include "stages.h"
 
 #include "admin/admin.h"
@@ -11,6 +10,7 @@
 #include "core/worker.h"
 #include "hooks/stage.h"
 #include "http/conn.h"
+#include "idem/stage.h"
 #include "limits/limits.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
@@ -126,6 +126,17 @@ static enum gh_stage_result stage_limits(struct gh_req *r)
     return timed_end(r, res, t0, &r->tr_lim0, &r->tr_lim1, &r->tr_lim_result);
 }
 
+/* idempotency: replay the stored answer for a repeated Idempotency-Key. */
+static enum gh_stage_result stage_idempotency(struct gh_req *r)
+{
+    if (!r->route->cfg->idempotency.enabled) return GH_STAGE_NEXT;
+    switch (gh_idem_stage(r)) {
+    case 1: return GH_STAGE_NEXT;
+    case 2: return GH_STAGE_SUSPEND;
+    default: return GH_STAGE_DONE;
+    }
+}
+
 /* verify: a signed inbound webhook, where the route asks for one. Routes
  * that verify usually have `auth: none`: the signature is the credential. */
 static enum gh_stage_result stage_verify(struct gh_req *r)
@@ -151,9 +162,15 @@ static enum gh_stage_result stage_admin(struct gh_req *r)
 }
 
 static const struct gh_stage proxy_stages[] = {
-    {"trace", stage_trace},   {"guard", stage_guard}, {"tokens", stage_tokens},
-    {"route", stage_route},   {"auth", stage_auth},   {"limits", stage_limits},
-    {"verify", stage_verify}, {"proxy", stage_proxy},
+    {"trace", stage_trace},
+    {"guard", stage_guard},
+    {"tokens", stage_tokens},
+    {"route", stage_route},
+    {"auth", stage_auth},
+    {"limits", stage_limits},
+    {"idempotency", stage_idempotency},
+    {"verify", stage_verify},
+    {"proxy", stage_proxy},
 };
 
 static const struct gh_stage admin_stages[] = {
@@ -193,6 +210,7 @@ void gh_stages_resume(struct gh_req *r)
 void gh_stages_end(struct gh_worker *w, struct gh_req *r, bool answered)
 {
     if (answered) gh_accesslog_request(w, r);
+    gh_idem_request_end(w, r);
     gh_inbound_request_end(w, r);
     gh_audit_request_end(w, r);
     gh_trace_request_end(w, r);

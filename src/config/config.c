@@ -1617,6 +1617,29 @@ static const struct cfg_map webhook_verify_map = {MAP_OF(webhook_verify_keys),
                                                   POS_AT(struct gh_config_webhook_verify),
                                                   .finish = finish_webhook_verify};
 
+/* A route's `idempotency`. Present means enabled. */
+#define RI struct gh_config_route_idempotency
+static const struct cfg_key route_idempotency_keys[] = {
+    KEY("ttl", t_duration, RI, ttl_ms, .min = 1000, .max = 2592000000u, .dflt = "24h"),
+    KEY("methods", t_methods, RI, methods, .min = 1),
+    KEY("required", t_bool, RI, required, .dflt = "false"),
+    KEY("max_body", t_size64, RI, max_body, .min = 1, .max = 64ull << 20, .dflt = "1MiB"),
+    KEY("max_response", t_size64, RI, max_response, .min = 1, .max = 1ull << 20, .dflt = "1MiB"),
+};
+#undef RI
+static int finish_route_idempotency(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    struct gh_config_route_idempotency *ri = obj;
+
+    (void)ctx;
+    ri->enabled = node != NULL;
+    if (ri->methods == 0) ri->methods = GH_METHOD_POST | GH_METHOD_PATCH;
+    return GH_OK;
+}
+static const struct cfg_map route_idempotency_map = {MAP_OF(route_idempotency_keys),
+                                                     POS_AT(struct gh_config_route_idempotency),
+                                                     .finish = finish_route_idempotency};
+
 static const struct cfg_key route_keys[] = {
     KEY("name", t_string, struct gh_config_route, name),
     KEY("host", t_host, struct gh_config_route, host),
@@ -1638,6 +1661,7 @@ static const struct cfg_key route_keys[] = {
     KEY("audit", t_route_audit, struct gh_config_route, audit, .sub = &route_audit_map),
     KEY("webhook_verify", t_map, struct gh_config_route, webhook_verify,
         .sub = &webhook_verify_map),
+    KEY("idempotency", t_map, struct gh_config_route, idempotency, .sub = &route_idempotency_map),
 };
 static const struct cfg_map route_map = {
     MAP_OF(route_keys),
@@ -2105,6 +2129,18 @@ static const struct cfg_key inbound_webhooks_keys[] = {
 #undef IW
 static const struct cfg_map inbound_webhooks_map = {MAP_OF(inbound_webhooks_keys)};
 
+#define ID struct gh_config_idempotency
+static const struct cfg_key idempotency_keys[] = {
+    KEY("keys", t_u32, ID, keys, .min = 1024, .max = 1u << 24, .dflt = "16384"),
+    KEY("max_memory", t_size64, ID, max_memory, .min = 1ull << 20, .max = 64ull << 30,
+        .dflt = "64MiB"),
+    KEY("store", t_string, ID, store, .choices = replay_stores),
+    KEY("on_redis_error", t_string, ID, on_redis_error, .choices = replay_fallbacks,
+        .dflt = "local"),
+};
+#undef ID
+static const struct cfg_map idempotency_map = {MAP_OF(idempotency_keys)};
+
 static const struct cfg_key node_keys[] = {
     KEY("id", t_node_id, struct gh_config_node, id),
 };
@@ -2136,6 +2172,7 @@ static const struct cfg_key root_keys[] = {
     KEY("secrets", t_map, struct gh_config, secrets, .sub = &secrets_map),
     KEY("inbound_webhooks", t_map, struct gh_config, inbound_webhooks,
         .sub = &inbound_webhooks_map),
+    KEY("idempotency", t_map, struct gh_config, idempotency, .sub = &idempotency_map),
     KEY("webhooks", t_webhooks, struct gh_config, webhooks, .flags = KEY_DEFAULTS,
         .sub = &webhooks_map),
 };
@@ -2397,6 +2434,22 @@ static int check_inbound_webhooks(struct cfg_ctx *ctx, yaml_node_t *root, struct
     return GH_OK;
 }
 
+/* The idempotency store: Redis by default wherever a `redis:` block gives
+ * one, like the webhook replay store. */
+static int check_idempotency(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config *cfg)
+{
+    struct gh_config_idempotency *id = &cfg->idempotency;
+    yaml_node_t *blk = map_get(ctx, root, "idempotency");
+
+    path_set(ctx, "idempotency.store");
+    id->redis = id->store ? strcmp(id->store, "redis") == 0 : cfg->redis.enabled;
+    id->redis_deny = id->on_redis_error != NULL && strcmp(id->on_redis_error, "deny") == 0;
+    if (id->redis && !cfg->redis.enabled)
+        return fail(ctx, blk ? map_get(ctx, blk, "store") : root,
+                    "`store: redis` needs a top-level `redis: { url: ... }` block");
+    return GH_OK;
+}
+
 /* ---- Loading ------------------------------------------------------------- */
 
 static int syntax_error(struct gh_err *err, const char *name, const yaml_parser_t *parser)
@@ -2481,6 +2534,7 @@ static int load(const char *name, const char *base_dir, const char *data, size_t
     if (check_routes(&ctx, root, cfg) != GH_OK) goto out;
     if (check_limits(&ctx, root, cfg) != GH_OK) goto out;
     if (check_inbound_webhooks(&ctx, root, cfg) != GH_OK) goto out;
+    if (check_idempotency(&ctx, root, cfg) != GH_OK) goto out;
     *out = cfg;
     cfg = NULL;
     rc = GH_OK;

@@ -205,6 +205,29 @@ struct gh_config_inbound_webhooks {
     bool redis_deny;      /* on_redis_error == deny */
 };
 
+/* A route's `idempotency` (docs/idempotency.md): a request with an
+ * Idempotency-Key is answered once by the upstream, repeats get the stored
+ * answer. */
+struct gh_config_route_idempotency {
+    bool enabled;          /* the mapping is present */
+    uint32_t ttl_ms;       /* how long an answer is kept, default 24h */
+    uint32_t methods;      /* GH_METHOD_* bits, default POST and PATCH */
+    bool required;         /* a request without the header: 400, default false */
+    uint64_t max_body;     /* request bytes buffered for the fingerprint, default 1MiB */
+    uint64_t max_response; /* answers larger than this are not kept, default 1MiB */
+    struct gh_config_pos pos;
+};
+
+/* `idempotency:` (top level): process-wide settings of the stage. */
+struct gh_config_idempotency {
+    uint32_t keys;        /* slots of the local table, default 16384; read at start only */
+    uint64_t max_memory;  /* bytes of records in the local table, default 64MiB; start only */
+    char *store;          /* "local" | "redis"; default redis when a `redis:` block is present */
+    bool redis;           /* the resolved choice */
+    char *on_redis_error; /* "local" (default) | "deny": while Redis is unavailable */
+    bool redis_deny;      /* on_redis_error == deny */
+};
+
 struct gh_config_route {
     char *name;            /* default: "<host><path>" e.g. "api.example.com/v1" or "/" */
     char *host;            /* NULL = any host; "api.example.com" exact; "*.example.com" wildcard */
@@ -229,6 +252,7 @@ struct gh_config_route {
     enum gh_redis_fallback fallback;
     struct gh_config_route_audit audit; /* `audit: true` or `audit: {...}` */
     struct gh_config_webhook_verify webhook_verify;
+    struct gh_config_route_idempotency idempotency;
     struct gh_config_pos pos;
 };
 
@@ -475,6 +499,7 @@ struct gh_config {
     struct gh_config_warning *warnings; /* e.g. a literal secret in the file */
     size_t nwarnings;
     struct gh_config_inbound_webhooks inbound_webhooks;
+    struct gh_config_idempotency idempotency;
     struct gh_config_webhooks webhooks;
     uint32_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10000 */
     char *log_level;              /* "debug" | "info" | "warn" | "error"; default "info" */

@@ -11,6 +11,7 @@
 #include "audit/audit.h"
 #include "audit/archiver.h"
 #include "hooks/replay.h"
+#include "idem/table.h"
 #include "auth/service.h"
 #include "limits/limits.h"
 #include "hooks/dispatcher.h"
@@ -126,10 +127,15 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
                     "restart");
     if (old->limits.redis_backend != cfg->limits.redis_backend ||
         old->inbound_webhooks.replay_redis != cfg->inbound_webhooks.replay_redis ||
+        old->idempotency.redis != cfg->idempotency.redis ||
         old->redis.enabled != cfg->redis.enabled ||
         (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
-        gh_log_warn("reload: limits.backend, inbound_webhooks.replay_store or redis changed; the "
-                    "Redis connections change at the next restart");
+        gh_log_warn("reload: limits.backend, inbound_webhooks.replay_store, idempotency.store or "
+                    "redis changed; the Redis connections change at the next restart");
+    if (old->idempotency.keys != cfg->idempotency.keys ||
+        old->idempotency.max_memory != cfg->idempotency.max_memory)
+        gh_log_warn("reload: idempotency.keys or max_memory changed; takes effect at the next "
+                    "restart");
     if (old->tracing.queue_size != cfg->tracing.queue_size)
         gh_log_warn("reload: tracing.queue_size changed; takes effect at the next restart");
     if (old->admin.enabled != cfg->admin.enabled ||
@@ -280,6 +286,11 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
      * touched as ids are recorded. */
     rt->wh_replay = gh_replay_new(rt->snap->cfg->inbound_webhooks.replay_keys);
     if (rt->wh_replay == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
+    /* The same for the idempotency records: its slots' pages are only
+     * touched as keys are recorded. */
+    rt->idem =
+        gh_idem_table_new(rt->snap->cfg->idempotency.keys, rt->snap->cfg->idempotency.max_memory);
+    if (rt->idem == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     rt->alog = gh_accesslog_open(&rt->snap->cfg->access_log, rt->node_id, err);
     if (rt->alog == NULL) return GH_ERROR;
     rt->main_base = event_base_new();
@@ -406,6 +417,8 @@ void gh_runtime_release(struct gh_runtime *rt)
     gh_metrics_free(rt->metrics); /* after the workers: they count into it */
     gh_replay_free(rt->wh_replay);
     rt->wh_replay = NULL;
+    gh_idem_table_free(rt->idem);
+    rt->idem = NULL;
     rt->metrics = NULL;
     if (rt->sig_hup) event_free(rt->sig_hup);
     if (rt->sig_term) event_free(rt->sig_term);

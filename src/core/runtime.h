@@ -45,6 +45,7 @@ struct gh_runtime {
     struct gh_audit_archiver *archiver; /* audit retention's thread; NULL when audit is off */
     struct gh_audit_service *audit;     /* audit writer and rings; NULL when audit is off */
     struct gh_replay *wh_replay;        /* inbound webhook ids already accepted (all workers) */
+    struct gh_idem_table *idem;         /* idempotency records without Redis (all workers) */
     _Atomic bool ready;                 /* listeners up, config loaded, not draining */
     _Atomic int running_workers;
     _Atomic uint64_t reloads_ok;

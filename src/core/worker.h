@@ -101,6 +101,11 @@ struct gh_worker {
     /* Inbound webhook checks (src/hooks/stage.c): this thread's keyed HMAC
      * contexts per verify route, made at a route's first check. */
     struct gh_wh_worker *wh;
+
+    /* Idempotency records (src/idem/stage.c): the counter of this worker's
+     * claim tokens; <idem_redis_away> says a Redis outage was logged. */
+    uint64_t idem_token_next;
+    bool idem_redis_away;
 };
 
 /* Creates the worker's loop and listeners (one SO_REUSEPORT socket per

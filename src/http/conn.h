@@ -33,6 +33,7 @@ struct gh_route;
 struct gh_upconn;
 struct gh_pool;
 struct gh_verify_job;
+struct gh_idem_req;
 
 enum gh_conn_state {
     GH_CONN_TLS_HANDSHAKE,
@@ -105,6 +106,9 @@ struct gh_req {
     int8_t wh_redis_res;      /* the record's answer: 1 new, 0 seen, -1 unavailable */
     bool wh_redis_out;        /* the record command is out */
     bool wh_local_full;       /* the local table had no room for the keys */
+    /* Idempotency (src/idem/stage.c): allocated only on routes with
+     * `idempotency` for requests with a key; freed at the request's end. */
+    struct gh_idem_req *idem;
 
     /* Upstream exchange (owned by the proxy). */
     struct gh_pool *pool;

@@ -241,9 +241,12 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
         free(lw);
         return NULL;
     }
-    /* One connection per worker serves both Redis users: the rate limiter
-     * and the verify stage's replay record (src/hooks/stage.c). */
-    if (cfg->redis.enabled && (cfg->limits.redis_backend || cfg->inbound_webhooks.replay_redis) &&
+    /* One connection per worker serves every Redis user: the rate limiter,
+     * the verify stage's replay record (src/hooks/stage.c) and the
+     * idempotency records (src/idem/stage.c). */
+    if (cfg->redis.enabled &&
+        (cfg->limits.redis_backend || cfg->inbound_webhooks.replay_redis ||
+         cfg->idempotency.redis) &&
         !w->is_admin) {
         struct gh_redis_opts o = {0};
         char name[32];
@@ -262,7 +265,7 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
         lw->redis = gh_redis_new(w->base, &o);
         if (lw->redis == NULL)
             gh_log_warn("limits: worker %d: no Redis client; deciding by on_redis_error (rate "
-                        "limits and webhook replays)",
+                        "limits, webhook replays and idempotency records)",
                         w->id);
         lw->prefix_len =
             (size_t)snprintf(lw->prefix, sizeof(lw->prefix),

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/conn.h"
+#include "idem/stage.h"
 #include "proxy/pool.h"
 #include "proxy/router.h"
 #include "telemetry/trace.h"
@@ -506,6 +507,7 @@ static void upstream_eof(struct gh_req *r)
     if (r->resp_head_done && r->resp.framing.body == GH_BODY_CLOSE) {
         /* The body was delimited by this close: the response is complete. */
         struct gh_conn *c = r->conn;
+        if (r->idem) gh_idem_on_complete(r);
         release_upstream(r, false);
         r->pool = NULL;
         if (r->resp_chunk_out && gh_buf_append(&c->out, "0\r\n\r\n", 5) != 0) {
@@ -629,6 +631,7 @@ static void response_complete(struct gh_req *r)
     struct gh_upconn *u = r->up;
     bool reusable = r->up_keep && r->up_sent_all && gh_buf_len(&u->in) == 0;
     if (r->tr_on) r->tr_up_end = gh_now_ns();
+    if (r->idem) gh_idem_on_complete(r);
     release_upstream(r, reusable);
     r->pool = NULL;
     gh_conn_response_queued(r->conn);
@@ -652,6 +655,7 @@ static bool move_body(struct gh_req *r, bool *error)
         if (by_length && n > r->resp_left) n = r->resp_left;
         if (n > gh_buf_room(&c->out)) n = gh_buf_room(&c->out);
         put(&c->out, gh_buf_head(&u->in), (size_t)n);
+        if (r->idem) gh_idem_on_body(r, gh_buf_head(&u->in), (size_t)n);
         gh_buf_consume(&u->in, (uint32_t)n);
         if (by_length) {
             r->resp_left -= n;
@@ -671,6 +675,7 @@ static bool move_body(struct gh_req *r, bool *error)
         put(&c->out, hdr, (size_t)hn);
         put(&c->out, gh_buf_head(&u->in), (size_t)n);
         PUT_LIT(&c->out, "\r\n");
+        if (r->idem) gh_idem_on_body(r, gh_buf_head(&u->in), (size_t)n);
         gh_buf_consume(&u->in, (uint32_t)n);
         return false;
     }
@@ -691,6 +696,7 @@ static bool move_body(struct gh_req *r, bool *error)
             return false;
         }
         if (ev == GH_CHUNK_DATA) {
+            if (r->idem) gh_idem_on_body(r, span.ptr, span.len);
             if (r->resp_chunk_out) {
                 char hdr[24];
                 int hn = snprintf(hdr, sizeof(hdr), "%zx\r\n", span.len);
@@ -727,6 +733,8 @@ static bool relay_head(struct gh_req *r)
         fail(r, GH_UPERR_BAD_RESPONSE);
         return false;
     }
+    /* Before the head's bytes go: its header slices point into them. */
+    if (r->idem) gh_idem_on_head(r);
     gh_buf_consume(&r->up->in, r->resp.head_len);
     r->resp_head_done = true;
     gh_conn_arm_timer(r->conn);

@@ -338,6 +338,12 @@ void gh_metrics_webhook(struct gh_worker *w, const struct gh_req *r, unsigned re
     gh_mc_add(&w->metrics->routes[slot].webhook[result], 1);
 }
 
+void gh_metrics_idempotency(struct gh_worker *w, unsigned result)
+{
+    if (w->metrics == NULL || result >= GH_MIDEM_N) return;
+    gh_mc_add(&w->metrics->idem[result], 1);
+}
+
 void gh_metrics_webhook_replay(struct gh_worker *w, unsigned backend, unsigned result)
 {
     if (w->metrics == NULL || backend >= GH_MRP_BACKEND_N || result >= GH_MRP_RESULT_N) return;

@@ -135,6 +135,22 @@ enum {
     GH_MRP_RESULT_N
 };
 
+/* Idempotency stage decisions (src/idem/stage.c), by result. */
+enum {
+    GH_MIDEM_NEW,          /* claimed: the request goes upstream */
+    GH_MIDEM_REPLAYED,     /* the stored answer was sent */
+    GH_MIDEM_IN_PROGRESS,  /* 409: the first request is still in flight */
+    GH_MIDEM_MISMATCH,     /* 422: the key was used for another request */
+    GH_MIDEM_INVALID_KEY,  /* 400 invalid_idempotency_key */
+    GH_MIDEM_KEY_REQUIRED, /* 400 idempotency_key_required */
+    GH_MIDEM_STORE_FULL,   /* 503: the local table had no room */
+    GH_MIDEM_UNAVAILABLE,  /* 503: Redis unavailable under on_redis_error: deny */
+    GH_MIDEM_FALLBACK,     /* Redis unavailable: decided by the local table */
+    GH_MIDEM_STORED,       /* the upstream's answer was kept */
+    GH_MIDEM_RELEASED,     /* no answer to keep (5xx, failure, too large): claim taken back */
+    GH_MIDEM_N
+};
+
 struct gh_mroute {
     gh_mcounter requests[GH_MM_N][GH_MC_N];
     gh_mcounter webhook[GH_MWH_N];
@@ -167,6 +183,7 @@ struct gh_metrics_worker {
     gh_mcounter tls_ok, tls_failed;
     gh_mcounter redis_up; /* gauge: 0 down, 1 up, 2 no Redis (stored by the tick) */
     gh_mcounter replay[GH_MRP_BACKEND_N][GH_MRP_RESULT_N];
+    gh_mcounter idem[GH_MIDEM_N];
     struct gh_mtenants *tenants;
 };
 
@@ -234,6 +251,8 @@ void gh_metrics_upstream_error(struct gh_worker *w, const struct gh_req *r, int 
 void gh_metrics_auth(struct gh_worker *w, const struct gh_req *r, int rc);
 /* The webhook check of r's route ended with <result> (GH_MWH_*). */
 void gh_metrics_webhook(struct gh_worker *w, const struct gh_req *r, unsigned result);
+/* An idempotency decision or outcome (GH_MIDEM_*). */
+void gh_metrics_idempotency(struct gh_worker *w, unsigned result);
 /* A replay decision (GH_MRP_* backend and result). */
 void gh_metrics_webhook_replay(struct gh_worker *w, unsigned backend, unsigned result);
 /* A rate-limit rule decided. */

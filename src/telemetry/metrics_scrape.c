@@ -112,6 +112,17 @@ static void write_routes(struct gh_expo *e, const struct gh_metrics *svc,
             if (v) gh_expo_counter(e, l, 2, v);
         }
 
+    gh_expo_family(e, "gatehouse_idempotency", GH_EXPO_COUNTER,
+                   "Idempotency-Key decisions and outcomes, by result.");
+    for (unsigned k = 0; k < GH_MIDEM_N; k++) {
+        static const char *const results[GH_MIDEM_N] = {
+            "new",        "replayed",    "in_progress", "mismatch", "invalid_key", "key_required",
+            "store_full", "unavailable", "fallback",    "stored",   "released"};
+        struct gh_label l = L("result", results[k]);
+        uint64_t v = SUM(idem[k]);
+        if (v) gh_expo_counter(e, &l, 1, v);
+    }
+
     gh_expo_family(e, "gatehouse_http_request_bytes", GH_EXPO_COUNTER,
                    "Request bytes from clients (head and body).");
     for (uint32_t s = 0; s < n; s++) {
