@@ -168,8 +168,10 @@ static const struct gh_stage proxy_stages[] = {
     {"route", stage_route},
     {"auth", stage_auth},
     {"limits", stage_limits},
-    {"idempotency", stage_idempotency},
+    /* verify first: a stored answer is never replayed to a request whose
+     * signature was not checked (or whose delivery was seen already). */
     {"verify", stage_verify},
+    {"idempotency", stage_idempotency},
     {"proxy", stage_proxy},
 };
 

@@ -2136,7 +2136,7 @@ static const struct cfg_key idempotency_keys[] = {
         .dflt = "64MiB"),
     KEY("store", t_string, ID, store, .choices = replay_stores),
     KEY("on_redis_error", t_string, ID, on_redis_error, .choices = replay_fallbacks,
-        .dflt = "local"),
+        .dflt = "deny"),
 };
 #undef ID
 static const struct cfg_map idempotency_map = {MAP_OF(idempotency_keys)};
@@ -2447,6 +2447,20 @@ static int check_idempotency(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_c
     if (id->redis && !cfg->redis.enabled)
         return fail(ctx, blk ? map_get(ctx, blk, "store") : root,
                     "`store: redis` needs a top-level `redis: { url: ... }` block");
+    /* The local table (the store, or the fallback) must hold at least one
+     * answer of every route, or every claim there would be refused. */
+    path_set(ctx, "idempotency.max_memory");
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct gh_config_route *rt = &cfg->routes[i];
+        if (!rt->idempotency.enabled) continue;
+        if (rt->idempotency.max_response + GH_CONFIG_IDEM_RECORD_OVERHEAD > id->max_memory)
+            return fail(ctx, blk ? map_get(ctx, blk, "max_memory") : root,
+                        "%llu bytes cannot hold one answer of route %s (max_response %llu plus "
+                        "%u bytes of record); raise max_memory or lower the route's max_response",
+                        (unsigned long long)id->max_memory, rt->name ? rt->name : "?",
+                        (unsigned long long)rt->idempotency.max_response,
+                        (unsigned)GH_CONFIG_IDEM_RECORD_OVERHEAD);
+    }
     return GH_OK;
 }
 

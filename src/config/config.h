@@ -218,6 +218,10 @@ struct gh_config_route_idempotency {
     struct gh_config_pos pos;
 };
 
+/* What a local idempotency record takes besides its body (src/idem/stage.c:
+ * headers and the record's own fields). */
+#define GH_CONFIG_IDEM_RECORD_OVERHEAD 1152
+
 /* `idempotency:` (top level): process-wide settings of the stage. */
 struct gh_config_idempotency {
     uint32_t keys;        /* slots of the local table, default 16384; read at start only */

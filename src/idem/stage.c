@@ -23,6 +23,10 @@
 #include "stages.h"
 #include "telemetry/metrics.h"
 
+/* The local table's room for a record: config.c checks max_memory with it. */
+_Static_assert(GH_CONFIG_IDEM_RECORD_OVERHEAD >= GH_IDEM_HEADERS_MAX + 128,
+               "an idempotency record's overhead");
+
 /* Added to the upstream's timeouts for the in-flight claim's TTL: a claim
  * outlives its request a little rather than expire under it. */
 #define LOCK_MARGIN_MS 10000
@@ -173,7 +177,7 @@ static int claim_local(struct gh_worker *w, struct gh_req *r, struct gh_idem_req
 {
     enum gh_idem_table_result res =
         gh_idem_table_claim(w->rt->idem, st->digest, st->inflight, GH_IDEM_INFLIGHT,
-                            st->max_response + GH_IDEM_HEADERS_MAX + 128, gh_wall_ms(),
+                            st->max_response + GH_CONFIG_IDEM_RECORD_OVERHEAD, gh_wall_ms(),
                             lock_ttl_ms(r), &st->held, &st->held_len);
 
     switch (res) {
@@ -265,6 +269,7 @@ int gh_idem_stage(struct gh_req *r)
     struct gh_idem_req *st = r->idem;
     const struct gh_http_request *h = &r->head;
     const char *tenant;
+    char scope[300], where[400];
     char tok[GH_IDEM_TOKEN];
     uint64_t max_body;
     struct gh_redis *c;
@@ -310,9 +315,32 @@ int gh_idem_stage(struct gh_req *r)
         return 0;
     }
     st->max_response = cfg->max_response;
-    tenant = r->principal.kind != GH_PRINCIPAL_NONE ? r->principal.tenant : "";
-    if (gh_idem_digest(tenant, r->route->cfg->name ? r->route->cfg->name : "", key.ptr, key.len,
-                       st->digest) != GH_OK ||
+    /* Whose key it is: the tenant (any of its keys, as Stripe scopes keys
+     * by account), else the caller (a JWT without a tenant claim), else
+     * nobody (anonymous routes share their keys: docs/idempotency.md). And
+     * where: the route on the host the client named (without the port, as
+     * nodes behind one balancer see the same name), so that a route
+     * serving several hosts keeps their records apart. */
+    if (r->principal.kind != GH_PRINCIPAL_NONE && r->principal.tenant[0])
+        snprintf(scope, sizeof(scope), "tenant:%s", r->principal.tenant);
+    else if (r->principal.kind != GH_PRINCIPAL_NONE)
+        snprintf(scope, sizeof(scope), "subject:%s", r->principal.subject);
+    else
+        scope[0] = '\0';
+    {
+        gh_str a = h->authority;
+        size_t hl = 0;
+        if (a.len > 0 && a.ptr[0] == '[')
+            while (hl < a.len && a.ptr[hl++] != ']')
+                ;
+        else
+            while (hl < a.len && a.ptr[hl] != ':')
+                hl++;
+        snprintf(where, sizeof(where), "%s\n%.*s", r->route->cfg->name ? r->route->cfg->name : "",
+                 (int)hl, a.ptr);
+    }
+    tenant = scope;
+    if (gh_idem_digest(tenant, where, key.ptr, key.len, st->digest) != GH_OK ||
         gh_idem_fingerprint(h->method.ptr, h->method.len, h->path.ptr, h->path.len, h->query.ptr,
                             h->query.len, body.ptr, body.len, st->fp) != GH_OK) {
         gh_conn_reply_error(r->conn, 500, "internal_error", false);
@@ -351,14 +379,21 @@ void gh_idem_on_head(struct gh_req *r)
 
     if (st == NULL || !st->claimed) return;
     st->status = resp->status;
-    st->keep = resp->status < 500;
+    /* 5xx, and the answers a client is told to retry (408 Request Timeout,
+     * 425 Too Early, 429 Too Many Requests), are not the request's outcome:
+     * the key is freed so that the retry reaches the upstream. */
+    st->keep =
+        resp->status < 500 && resp->status != 408 && resp->status != 425 && resp->status != 429;
     st->hlen = 0;
     for (uint32_t i = 0; st->keep && i < resp->nheaders; i++) {
         const struct gh_http_header *f = &resp->headers[i];
         size_t need = f->name.len + 2 + f->value.len + 2;
+        /* Content-Encoding (and Vary) go with the body: a gzip answer
+         * replayed without them could not be read. */
         if (!name_is(f->name, "content-type") && !name_is(f->name, "location") &&
             !name_is(f->name, "etag") && !name_is(f->name, "cache-control") &&
-            !name_is(f->name, "content-language"))
+            !name_is(f->name, "content-language") && !name_is(f->name, "content-encoding") &&
+            !name_is(f->name, "vary"))
             continue;
         if (st->hlen + need > sizeof(st->hdrs)) {
             drop_capture(st); /* more than a replay can send: not kept */

@@ -166,6 +166,11 @@ def test_upstream_5xx_frees_the_key_for_a_retry(g, upstream):
     s, h, _ = post(g, "/status/404", "four")
     assert s == 404 and h.get("Idempotent-Replayed") == "true"
     assert hits(upstream, "/status/404") == 1
+    # Answers that tell the client to retry are not the request's outcome.
+    for code in (408, 425, 429):
+        assert post(g, f"/status/{code}", f"again-{code}")[0] == code
+        assert post(g, f"/status/{code}", f"again-{code}")[0] == code
+        assert hits(upstream, f"/status/{code}") == 2, code
 
 
 def test_unreachable_upstream_frees_the_key(gatehouse, upstream):
@@ -182,7 +187,8 @@ def test_answer_that_arrives_whole_is_kept_when_the_client_left(g, upstream):
     upstream acted, so its answer is kept for the retry."""
     import socket
     s = socket.create_connection(("127.0.0.1", g.port))
-    s.sendall(b"POST /sleep/700 HTTP/1.1\r\nHost: x\r\nIdempotency-Key: gone\r\n"
+    # The host post() names (records are per host, the port aside).
+    s.sendall(b"POST /sleep/700 HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: gone\r\n"
               b"Content-Length: 1\r\n\r\na")
     wait_for(lambda: hits(upstream, "/sleep/700") == 1, timeout=5, what="first upstream")
     s.close()
@@ -244,7 +250,7 @@ def test_client_gone_mid_answer_frees_the_key(gatehouse):
     try:
         g = gatehouse(raw=config(), upstream_port=up.port)
         s = socket.create_connection(("127.0.0.1", g.port))
-        s.sendall(b"POST /cut HTTP/1.1\r\nHost: x\r\nIdempotency-Key: cut\r\n"
+        s.sendall(b"POST /cut HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: cut\r\n"
                   b"Content-Length: 0\r\n\r\n")
         wait_for(lambda: s.recv(5, socket.MSG_PEEK) == b"HTTP/", timeout=5, what="answer head")
         s.close()  # unread bytes: a reset
@@ -335,15 +341,21 @@ def test_ttl_expiry_lets_the_key_be_used_again(g, upstream):
     assert hits(upstream, "/short") == 2
 
 
-def test_full_table_answers_503(gatehouse, upstream):
-    """max_memory 1MiB with max_response 1MiB: one claim's headroom fills
-    it, so a second key in flight finds no room."""
-    g = gatehouse(raw=config(top="idempotency: { max_memory: 1MiB }\n"))
-    s, h, b = post(g, "/echo", "k1")
-    assert_gateway_error(s, h, b, 503, "idempotency_store_full")
-    s, h, b = post(g, "/bytes/10", "k2")  # a small max_response fits
-    assert s == 200
-    assert metric(g, "store_full") == 1
+def test_a_table_that_cannot_hold_one_answer_is_refused(gatehouse, upstream, tmp_path):
+    """max_memory 1MiB cannot hold one 1MiB answer of a route (plus its
+    record): every claim would be refused, so the config is. (A full table
+    answering 503 store_full is tests/unit/idem/test_table.c's.)"""
+    import subprocess
+    from conftest import Gatehouse, gatehouse_bin
+    g = Gatehouse(tmp_path, upstream_port=upstream.port, name="small",
+                  raw=config(top="idempotency: { max_memory: 1MiB }\n"))
+    r = subprocess.run([gatehouse_bin(), "check", "-c", g.config_path], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0
+    assert "in idempotency.max_memory: 1048576 bytes cannot hold one answer" in r.stderr, r.stderr
+    assert f"{g.config_path}:" in r.stderr, r.stderr
+    ok = gatehouse(raw=config(top="idempotency: { max_memory: 2MiB }\n"))
+    assert post(ok, "/echo", "k1")[0] == 200
 
 
 def test_config_errors_have_a_position(gatehouse, upstream, tmp_path):
@@ -406,11 +418,11 @@ def test_two_nodes_share_records_through_redis(gatehouse, upstream, redis):
     s3, h3, b3 = post(n2, "/echo", "cluster-key-7f3a", b'{"n": 2}')
     assert_gateway_error(s3, h3, b3, 422, "idempotency_key_reused")
     assert metric(n1, "new") == 1 and metric(n2, "replayed") == 1
-    # The key: a digest of tenant ("" here), route and key, with the
+    # The key: a digest of tenant ("" here), route and host, and key, with the
     # route's TTL; neither key nor value holds the raw key (the echo above
     # would: the upstream echoes its headers, so this answer has no body).
     assert post(n1, "/status/201", "raw-key-7f3a")[0] == 201
-    want = "gh:idem:" + hashlib.sha256(b"\0pay\0raw-key-7f3a").hexdigest()
+    want = "gh:idem:" + hashlib.sha256(b"\0pay\n127.0.0.1\0raw-key-7f3a").hexdigest()
     wait_for(lambda: (redis.command("GET", want) or "").startswith("D1 "), timeout=3,
              what="answer stored in Redis")
     assert len(idem_keys(redis)) == 2 and want in idem_keys(redis)
@@ -447,8 +459,8 @@ def test_two_nodes_in_flight_and_failure(gatehouse, upstream, redis):
 
 
 def test_redis_down_falls_back_locally_or_denies(gatehouse, upstream, redis):
-    n1 = node(gatehouse, redis, "n1")
-    n2 = node(gatehouse, redis, "n2", top="idempotency: { on_redis_error: deny }\n")
+    n1 = node(gatehouse, redis, "n1", top="idempotency: { on_redis_error: local }\n")
+    n2 = node(gatehouse, redis, "n2")  # deny, the default
     redis.stop()
     wait_for(lambda: "down" in n1.stderr(), timeout=5, what="Redis down on n1")
     assert post(n1, "/echo", "outage")[0] == 200
