@@ -118,7 +118,7 @@ struct gh_audit_service {
     _Atomic uint64_t events_written, events_failed, batches, batch_events_sum, commit_ns_sum;
     _Atomic uint64_t commit_buckets[GH_AUDIT_NBUCKETS];
     _Atomic uint64_t checkpoints, producer_waits;
-    _Atomic uint64_t rechains; /* batches chained again under the store's lock (PostgreSQL) */
+    _Atomic uint64_t rechains;       /* batches chained again under the store's lock (PostgreSQL) */
     _Atomic int64_t oldest_since_us; /* time of the oldest event being written, 0 when none */
 };
 
