@@ -696,6 +696,21 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
          * (also while the outcome is unknown: heads_after() moves them once
          * the batch is found stored). */
         settle_heads(&r, ok);
+        if (rc == GH_STORE_INVALID && r.interval) {
+            /* The store refused a checkpoint: an interval checkpoint of a
+             * chain outside the batch, signed at this writer's idea of its
+             * head, whose event is no longer there (archived, or lost in a
+             * failover and written again by another node). The events must
+             * not fail for it: they go in without interval checkpoints, and
+             * the heads are read again so the next ones name stored events.
+             * (Checkpoints of the batch's own rows are always valid.) */
+            if (may_log(s))
+                gh_log_warn("audit: a checkpoint was refused (%s); the batch goes in without "
+                            "interval checkpoints",
+                            err.msg);
+            r.interval = false;
+            if (gh_store_audit_heads(s->store, head_cb, s, &err) == GH_OK) continue;
+        }
         if (rc != GH_STORE_CONFLICT || attempt == CONFLICT_RETRIES) break;
         conflict_pause(attempt);
         {

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +28,9 @@
 #include "core/clock.h"
 #include "store/store.h"
 
-#define TA "tn_AAAAAAAAAAAAAAAAAAAA"
-#define TB "tn_BBBBBBBBBBBBBBBBBBBB"
+#define TA           "tn_AAAAAAAAAAAAAAAAAAAA"
+#define TB           "tn_BBBBBBBBBBBBBBBBBBBB"
+#define TA_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
 struct fixture {
     char dir[64];
@@ -458,6 +460,45 @@ static void test_cut_before_commit_not_lost(void **state)
     cut_scenario(*state, false);
 }
 
+/* An interval checkpoint of a chain outside the batch names the writer's
+ * idea of that chain's head; here that event was rewritten behind the
+ * writer's back (as a failover that lost it, then another node, would), so
+ * the store refuses the checkpoint. The batch's own events must still be
+ * stored: they go in without interval checkpoints. */
+static void test_refused_interval_checkpoint_fails_no_event(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_config *cfg = config("audit: {checkpoint_every: 1000, checkpoint_interval: 300ms}\n");
+    struct gh_err err = {0};
+    struct gh_audit_service *s = gh_audit_service_new(cfg, f->st, 1, &err);
+    struct gh_audit_stats st;
+    sqlite3 *db = NULL;
+    struct timespec pause = {0, 400000000};
+
+    assert_non_null(s);
+    assert_int_equal(gh_audit_service_start(s, &err), GH_OK);
+    submit_n(s, TA, 0, 5, true);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE audit_events SET hash = '" TA_ZERO_HASH "' "
+                                  "WHERE chain = '" TA "' AND seq = 5",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    /* Events of TB, one durable batch after another, for longer than the
+     * interval: some batch meets TA's due checkpoint (the writer looks for
+     * due ones every 250 ms). */
+    uint64_t until = gh_now_ns() + 3 * (uint64_t)pause.tv_nsec, n = 0;
+    while (gh_now_ns() < until)
+        submit_n(s, TB, (int)n++, 1, true);
+    gh_audit_stats(s, &st);
+    assert_int_equal(st.events_written, 5 + n);
+    assert_int_equal(st.events_failed, 0);
+    gh_audit_service_free(s);
+    gh_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +507,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_writers_one_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_after_commit_stored_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_before_commit_not_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_interval_checkpoint_fails_no_event, setup,
+                                        teardown),
     };
     evthread_use_pthreads();
     return cmocka_run_group_tests(tests, NULL, NULL);
