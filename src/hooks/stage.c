@@ -228,6 +228,20 @@ static void refuse_full(struct gh_worker *w, struct gh_req *r)
                             "too many recent webhook messages; retry later", false);
 }
 
+/* The local table's decision stands (<backend>: LOCAL, or FALLBACK while
+ * Redis cannot answer): 1 = the message goes on, 0 = answered 503 (full). */
+static int decide_locally(struct gh_worker *w, struct gh_req *r, unsigned backend, bool full)
+{
+    if (full) {
+        gh_metrics_webhook_replay(w, backend, GH_MRP_FULL);
+        refuse_full(w, r);
+        return 0;
+    }
+    gh_metrics_webhook_replay(w, backend, GH_MRP_NEW);
+    gh_metrics_webhook(w, r, GH_MWH_OK);
+    return 1;
+}
+
 static void redis_done(void *arg, const redisReply *reply, int status)
 {
     struct gh_req *r = arg;
@@ -265,14 +279,7 @@ static int redis_unavailable(struct gh_worker *w, struct gh_req *r)
                                 false);
         return 0;
     }
-    if (r->wh_local_full) {
-        gh_metrics_webhook_replay(w, GH_MRP_FALLBACK, GH_MRP_FULL);
-        refuse_full(w, r);
-        return 0;
-    }
-    gh_metrics_webhook_replay(w, GH_MRP_FALLBACK, GH_MRP_NEW);
-    gh_metrics_webhook(w, r, GH_MWH_OK);
-    return 1;
+    return decide_locally(w, r, GH_MRP_FALLBACK, r->wh_local_full);
 }
 
 /* The record's answer, when the stage resumes. */
@@ -349,16 +356,7 @@ static int record(struct gh_worker *w, struct gh_req *r, const struct gh_wh_veri
         refuse(w, r, GH_WH_REPLAYED);
         return 0;
     }
-    if (!shared) {
-        if (rr == GH_REPLAY_FULL) {
-            gh_metrics_webhook_replay(w, GH_MRP_LOCAL, GH_MRP_FULL);
-            refuse_full(w, r);
-            return 0;
-        }
-        gh_metrics_webhook_replay(w, GH_MRP_LOCAL, GH_MRP_NEW);
-        gh_metrics_webhook(w, r, GH_MWH_OK);
-        return 1;
-    }
+    if (!shared) return decide_locally(w, r, GH_MRP_LOCAL, rr == GH_REPLAY_FULL);
     /* A full local table only matters if Redis cannot answer. */
     r->wh_local_full = rr == GH_REPLAY_FULL;
     r->wh_step = 2;

@@ -64,7 +64,6 @@ struct batch {
     size_t *order; /* rows by (chain, seq) */
     bool *stored;
     bool any_stored;                   /* some row is stored already: a batch sent again */
-    bool stale;                        /* some chain's head moved */
     struct gh_store_audit_head *heads; /* one per chain, by chain */
     size_t nheads;
     struct gh_pg_array buf; /* the heads' names, then the COPY's input */
@@ -174,7 +173,6 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
     if (k < to && b->rows[b->order[k]].seq <= h->seq) goto stale;
     return GH_OK;
 stale:
-    b->stale = true;
     for (size_t i = from; i < to; i++)
         b->stored[b->order[i]] = false;
     gh_err_set(err, NULL, 0, 0,
@@ -190,7 +188,7 @@ static int place(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
     int rc = GH_OK;
 
     memset(b->stored, 0, b->n * sizeof(*b->stored));
-    b->any_stored = b->stale = false;
+    b->any_stored = false;
     /* Every chain is looked at, even after a stale one: the caller must
      * know whether any row is stored already before it chains again. */
     while (from < b->n) {

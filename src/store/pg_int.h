@@ -251,6 +251,10 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
  * connection was lost during it). */
 int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err);
 
+/* Ends a lookup whose NOT_FOUND is an answer, not a failure: commits then,
+ * and returns <rc> unless the end itself failed. */
+int gh_pg__end_lookup(struct gh_pg_tx *tx, int rc, struct gh_err *err);
+
 /* Runs statement <id> with <a> (may be NULL: no parameters) in <tx>; on
  * GH_OK sets *res (may be NULL: the result is dropped) and the caller
  * PQclear()s it. Errors: CONFLICT (unique_violation, with a message naming

@@ -88,7 +88,7 @@ int gh_pg__secret_get(struct gh_store *st, const char *tenant_id, const char *na
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
-    int end, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
 
     if (rc != GH_OK) return rc;
     gh_pg__arg(&a, tenant_id);
@@ -100,8 +100,7 @@ int gh_pg__secret_get(struct gh_store *st, const char *tenant_id, const char *na
     }
     if (rc == GH_OK) rc = secret_row(r, 0, out, err);
     PQclear(r);
-    end = gh_pg__end(&tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
-    return end != GH_OK ? end : rc;
+    return gh_pg__end_lookup(&tx, rc, err);
 }
 
 int gh_pg__secret_delete(struct gh_store *st, const char *tenant_id, const char *name,
@@ -291,12 +290,11 @@ int gh_pg__secrets_rotation_get(struct gh_store *st, struct gh_store_secrets_rot
                                 struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    int end, rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
 
     if (rc != GH_OK) return rc;
     rc = rotation_row(&tx, out, err);
-    end = gh_pg__end(&tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
-    return end != GH_OK ? end : rc;
+    return gh_pg__end_lookup(&tx, rc, err);
 }
 
 int gh_pg__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int64_t now,

@@ -117,7 +117,7 @@ int gh_pg__usage_get(struct gh_store *st, const char *tenant_id, const char *per
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
-    int end, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
 
     if (rc != GH_OK) return rc;
     gh_pg__arg(&a, tenant_id);
@@ -127,8 +127,7 @@ int gh_pg__usage_get(struct gh_store *st, const char *tenant_id, const char *per
     if (rc == GH_OK) rc = usage_row(r, 0, out, err);
     PQclear(r);
     /* No row is an answer (the wrapper reads it as zeros), not a failure. */
-    end = gh_pg__end(&tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
-    return end != GH_OK ? end : rc;
+    return gh_pg__end_lookup(&tx, rc, err);
 }
 
 struct usage_walk {

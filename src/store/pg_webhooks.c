@@ -114,7 +114,7 @@ int gh_pg__hook_endpoint_get(struct gh_store *st, const char *tenant_id, const c
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
-    int end, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
 
     if (rc != GH_OK) return rc;
     gh_pg__arg(&a, tenant_id);
@@ -126,8 +126,7 @@ int gh_pg__hook_endpoint_get(struct gh_store *st, const char *tenant_id, const c
     }
     if (rc == GH_OK) rc = endpoint_row(r, 0, out, err);
     PQclear(r);
-    end = gh_pg__end(&tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
-    return end != GH_OK ? end : rc;
+    return gh_pg__end_lookup(&tx, rc, err);
 }
 
 int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
@@ -685,7 +684,7 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
     struct gh_pg_args a = {0}, b = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
-    int end, rc;
+    int rc;
 
     *nattempts = 0;
     /* One snapshot: the delivery and its attempts agree. */
@@ -718,8 +717,7 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
         }
         PQclear(r);
     }
-    end = gh_pg__end(&tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
-    return end != GH_OK ? end : rc;
+    return gh_pg__end_lookup(&tx, rc, err);
 }
 
 int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,

@@ -921,6 +921,13 @@ int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err)
     return rc;
 }
 
+int gh_pg__end_lookup(struct gh_pg_tx *tx, int rc, struct gh_err *err)
+{
+    int end = gh_pg__end(tx, rc == GH_STORE_NOT_FOUND ? GH_OK : rc, err);
+
+    return end != GH_OK ? end : rc;
+}
+
 int gh_pg__bump(struct gh_pg_tx *tx, struct gh_err *err)
 {
     return gh_pg__run(tx, GH_PG_VERSION_BUMP, NULL, NULL, err);
