@@ -147,6 +147,13 @@ int main(int argc, char **argv)
            "store_events_per_s=%.0f\n",
            pg_url ? "postgres" : "sqlite", n, s, (double)n / s, (double)store_ns / 1e9,
            (double)n * 1e9 / (double)store_ns);
+    {
+        struct gh_store_wal_stats ws;
+        gh_store_wal_stats(st, &ws);
+        if (ws.supported)
+            printf("wal checkpoints background=%" PRIu64 " inline=%" PRIu64 " frames=%" PRIu64 "\n",
+                   ws.background, ws.inline_, ws.wal_frames);
+    }
     fflush(stdout);
 
     /* The store's share: the same walk with nothing done per row. */

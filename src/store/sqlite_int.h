@@ -147,9 +147,28 @@ struct gh_sqlite_conn {
     sqlite3_stmt *audit_query[GH_SQ_AUDIT_QUERY_VARIANTS]; /* prepared on first use */
 };
 
+/* Checkpoints: the writer's commits do not copy the WAL into the database
+ * file; a thread with its own connection does (sqlite_checkpoint.c), and
+ * the writer only when that thread falls far behind. */
+struct gh_sqlite_checkpointer {
+    sqlite3 *db; /* the thread's own connection; NULL: none, the writer does it */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    bool wanted;      /* under mu: a commit asked for a checkpoint */
+    bool stop;        /* under mu */
+    atomic_bool running; /* the thread runs: commits wake it rather than checkpoint */
+    bool initialised; /* mu and wake exist */
+    atomic_int wal_frames;  /* the WAL's frames after the last commit */
+    atomic_int done_frames; /* frames the last checkpoint had copied */
+    int inline_at;          /* the writer's: WAL frames at which it copies the rest */
+    atomic_uint_fast64_t background_runs, inline_runs;
+};
+
 struct gh_sqlite_store {
     struct gh_store base; /* first: the handle callers hold */
     struct gh_sqlite_conn writer;
+    struct gh_sqlite_checkpointer ckpt;
     struct gh_sqlite_conn *readers;
     unsigned nreaders;
     atomic_uint next_reader; /* where a caller that finds no free reader waits */
@@ -160,6 +179,17 @@ static inline struct gh_sqlite_store *gh_sqlite__of(struct gh_store *st)
 {
     return (struct gh_sqlite_store *)st;
 }
+
+/* Starts the checkpoint thread of <s> (its writer open, in WAL mode) on
+ * the database at <path>. GH_ERROR only when the writer cannot be set up;
+ * without a thread (no connection or thread to be had) the writer
+ * checkpoints inline, as SQLite would. */
+int gh_sqlite__checkpointer_start(struct gh_sqlite_store *s, const char *path, struct gh_err *err);
+
+/* Stops the thread and closes its connection; before the writer closes. */
+void gh_sqlite__checkpointer_stop(struct gh_sqlite_store *s);
+
+void gh_sqlite__checkpoint_stats(struct gh_sqlite_store *s, struct gh_store_wal_stats *out);
 
 /* The statement <id> of <c>, prepared on first use; NULL (and <err> filled)
  * when it cannot be prepared. <c> must be locked. */

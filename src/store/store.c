@@ -431,6 +431,12 @@ void gh_store_watch_stats(const struct gh_store_watch *w, struct gh_store_watch_
         w != NULL ? atomic_load_explicit(&m->notifications, memory_order_relaxed) : 0;
 }
 
+void gh_store_wal_stats(struct gh_store *st, struct gh_store_wal_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (st != NULL) st->ops->wal_stats(st, out);
+}
+
 /* ---- Tenants ---------------------------------------------------------------- */
 
 /* The id or name asked for is not echoed: it may be hostile input. */

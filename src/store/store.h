@@ -509,6 +509,15 @@ struct gh_store_watch {
     void *engine;                   /* the engine's state; NULL: nothing runs */
 };
 
+/* The store's write-ahead log, where the gateway runs it (SQLite: its
+ * checkpoints run on a thread of their own, off the writer's commits). */
+struct gh_store_wal_stats {
+    bool supported;      /* the engine fills the figures below */
+    uint64_t wal_frames; /* pages in the WAL after the last commit */
+    uint64_t background; /* checkpoints run by the store's checkpoint thread */
+    uint64_t inline_;    /* checkpoints the writer ran itself, that thread being behind */
+};
+
 /* The ops table an implementation fills. Slots are called only through the
  * gh_store_* wrappers below, which validate every argument first (names,
  * lists, ids, limits), generate ids, set times, and decode cursors: a slot
@@ -547,6 +556,11 @@ struct gh_store_ops {
     /* Stops what watch_start started, promptly (no callback after it
      * returns), and frees w->engine. Called once, only after a GH_OK. */
     void (*watch_stop)(struct gh_store_watch *w);
+
+    /* Fills <out> (zeroed by the wrapper) with the engine's write-ahead log
+     * figures; an engine whose log is not its own to run (PostgreSQL)
+     * leaves <out> as it is. Lock-free: called by a metrics scrape. */
+    void (*wal_stats)(struct gh_store *st, struct gh_store_wal_stats *out);
 
     /* [operator] Inserts <t> (all fields set by the wrapper). CONFLICT when
      * the name (or id) is taken. */
@@ -955,6 +969,10 @@ struct gh_store_watch_stats {
     uint64_t notifications; /* notifications received since the start */
 };
 void gh_store_watch_stats(const struct gh_store_watch *w, struct gh_store_watch_stats *out);
+
+/* The write-ahead log's figures (struct gh_store_wal_stats); all zero and
+ * supported false for an engine that does not run its own log, or st NULL. */
+void gh_store_wal_stats(struct gh_store *st, struct gh_store_wal_stats *out);
 
 /* ---- Tenants ---------------------------------------------------------------- */
 

@@ -1020,6 +1020,13 @@ static int pg_open(const struct gh_store_params *p, struct gh_store **out, struc
     return GH_OK;
 }
 
+/* PostgreSQL runs its own WAL and checkpoints. */
+static void pg_wal_stats(struct gh_store *st, struct gh_store_wal_stats *out)
+{
+    (void)st;
+    (void)out;
+}
+
 const struct gh_store_ops gh_store_postgres_ops = {
     .name = "postgres",
     .open = pg_open,
@@ -1028,6 +1035,7 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .change_version = pg_change_version,
     .watch_start = gh_pg__watch_start,
     .watch_stop = gh_pg__watch_stop,
+    .wal_stats = pg_wal_stats,
     .tenant_create = gh_pg__tenant_create,
     .tenant_get = gh_pg__tenant_get,
     .tenant_get_by_name = gh_pg__tenant_get_by_name,

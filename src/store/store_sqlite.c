@@ -490,6 +490,11 @@ static void sqlite_watch_stop(struct gh_store_watch *w)
     (void)w;
 }
 
+static void sqlite_wal_stats(struct gh_store *st, struct gh_store_wal_stats *out)
+{
+    gh_sqlite__checkpoint_stats(gh_sqlite__of(st), out);
+}
+
 /* ---- Open and close --------------------------------------------------------- */
 
 static void conn_close(struct gh_sqlite_conn *c)
@@ -569,7 +574,9 @@ static void sqlite_close(struct gh_store *st)
     struct gh_sqlite_store *s = gh_sqlite__of(st);
 
     if (s == NULL) return;
-    /* Readers first: the last connection to close checkpoints the WAL. */
+    /* The checkpoint thread and the readers first: the last connection
+     * to close (the writer) checkpoints the WAL and removes it. */
+    gh_sqlite__checkpointer_stop(s);
     for (unsigned i = 0; i < s->nreaders; i++) {
         conn_close(&s->readers[i]);
         pthread_mutex_destroy(&s->readers[i].lock);
@@ -623,6 +630,7 @@ static int sqlite_open(const struct gh_store_params *p, struct gh_store **out, s
     if (conn_open(&s->writer, p->sqlite_path, busy, true, err) != GH_OK) goto fail;
     for (unsigned i = 0; i < nreaders; i++)
         if (conn_open(&s->readers[i], p->sqlite_path, busy, false, err) != GH_OK) goto fail;
+    if (gh_sqlite__checkpointer_start(s, p->sqlite_path, err) != GH_OK) goto fail;
     *out = &s->base;
     return GH_OK;
 fail:
@@ -638,6 +646,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .change_version = sqlite_change_version,
     .watch_start = sqlite_watch_start,
     .watch_stop = sqlite_watch_stop,
+    .wal_stats = sqlite_wal_stats,
     .tenant_create = gh_sqlite__tenant_create,
     .tenant_get = gh_sqlite__tenant_get,
     .tenant_get_by_name = gh_sqlite__tenant_get_by_name,

@@ -455,6 +455,27 @@ static void write_store_changes(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_gauge_u64(e, NULL, 0, w.connected ? 1 : 0);
 }
 
+/* The SQLite store's WAL and its checkpoints; nothing for PostgreSQL,
+ * which runs its own. */
+static void write_store_wal(struct gh_expo *e, struct gh_runtime *rt)
+{
+    struct gh_store_wal_stats w;
+    struct gh_label l;
+
+    gh_store_wal_stats(rt->store, &w);
+    if (!w.supported) return;
+    gh_expo_family(e, "gatehouse_store_wal_frames", GH_EXPO_GAUGE,
+                   "Pages in the SQLite write-ahead log after the last commit.");
+    gh_expo_gauge_u64(e, NULL, 0, w.wal_frames);
+    gh_expo_family(e, "gatehouse_store_wal_checkpoints", GH_EXPO_COUNTER,
+                   "WAL checkpoints run by the store's checkpoint thread (by=background) and by "
+                   "the writer after a commit (by=writer).");
+    l = L("by", "background");
+    gh_expo_counter(e, &l, 1, w.background);
+    l = L("by", "writer");
+    gh_expo_counter(e, &l, 1, w.inline_);
+}
+
 static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct gh_snapshot *snap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -550,6 +571,7 @@ int gh_metrics_scrape(struct gh_runtime *rt, const struct gh_snapshot *snap, str
         write_audit(e, rt);
         write_webhooks(e, rt);
         write_store_changes(e, rt);
+        write_store_wal(e, rt);
         write_gateway(e, rt, snap);
         write_process(e);
         gh_expo_finish(e);
