@@ -246,6 +246,16 @@ $(BUILD)/audit_verify_bench: bench/audit_verify_bench.c $(BUILD)/libgatehouse.a 
 bench-audit-verify: $(BUILD)/audit_verify_bench
 	$(BUILD)/audit_verify_bench $(AUDIT_VERIFY_BENCH_ARGS)
 
+# SQLite's own cost of storing audit events (bench/sqlite_floor.c): the
+# migrated audit_events table filled by a bare loop, with every query index,
+# without each in turn, and with none: the ceiling under issue 5's target.
+.PHONY: bench-sqlite-floor
+$(BUILD)/sqlite_floor_bench: bench/sqlite_floor.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-sqlite-floor: $(BUILD)/sqlite_floor_bench
+	taskset -c 1 $(BUILD)/sqlite_floor_bench $(SQLITE_FLOOR_ARGS)
+
 # The audit log on the request path (bench/audit_strict.sh): p50/p99/p99.9 at
 # a fixed 2,000 requests/s with no audit, async and strict (build/rate_load,
 # a constant-rate generator), then async events/s committed under wrk.
