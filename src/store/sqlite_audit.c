@@ -259,6 +259,7 @@ static int walk(struct gh_store *st, enum gh_sqlite_stmt id, const char *chain, 
     }
     if (id == GH_SQ_AUDIT_SCAN) {
         sqlite3_bind_int64(s, 1, a);
+        sqlite3_bind_int64(s, 2, b);
     } else {
         if (chain) gh_sqlite__bind_text(s, 1, chain);
         sqlite3_bind_int64(s, 2, a);
@@ -280,10 +281,10 @@ int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_
                 (int64_t)to_seq, cb, arg, err);
 }
 
-int gh_sqlite__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,
-                          void *arg, struct gh_err *err)
+int gh_sqlite__audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
+                          gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
-    return walk(st, GH_SQ_AUDIT_SCAN, NULL, after_rowid, 0, cb, arg, err);
+    return walk(st, GH_SQ_AUDIT_SCAN, NULL, after_rowid, to_rowid, cb, arg, err);
 }
 
 int gh_sqlite__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,

@@ -193,7 +193,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE chain = $1::text "
                                "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
     [GH_PG_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > $1::bigint "
-                         "ORDER BY rowid",
+                         "AND rowid <= $2::bigint ORDER BY rowid",
     [GH_PG_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
                             "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY chain, seq",
     [GH_PG_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "

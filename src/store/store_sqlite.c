@@ -154,7 +154,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                          "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events "
                                "WHERE chain = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
-    [GH_SQ_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > ?1 ORDER BY rowid",
+    [GH_SQ_AUDIT_SCAN] =
+        "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid",
     [GH_SQ_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
                             "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
