@@ -835,16 +835,18 @@ static int rowid_range(struct gh_store *st, int64_t *first, int64_t *last, struc
     return rc;
 }
 
-/* Pass 1 over the whole store, one part per core, each on a thread of its
- * own but the first, which runs on the caller's (and so does a part whose
- * thread cannot be had, after it). Each part reads its own snapshot: rows
- * are never changed, only added after the newest (beyond every part) or
- * archived, and a chain that an archiving cut between two parts' snapshots
- * fails the join and is walked again in one snapshot by pass 2. */
+/* Pass 1 over the whole store, one part per core (as far as the store has
+ * connections for them), each on a thread of its own but the first, which
+ * runs on the caller's (and so does a part whose thread cannot be had,
+ * after it). Each part reads its own snapshot: rows are never changed,
+ * only added after the newest (beyond every part) or archived, and a chain
+ * that an archiving cut between two parts' snapshots fails the join and is
+ * walked again in one snapshot by pass 2. */
 static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     size_t nparts = cores < 1 ? 1 : cores > MAX_PARTS ? MAX_PARTS : (size_t)cores;
+    size_t slots = gh_store_audit_scan_slots(st);
     pthread_t threads[MAX_PARTS];
     bool started[MAX_PARTS] = {false};
     struct part *parts;
@@ -859,6 +861,7 @@ static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
         return GH_OK;
     }
     span = (uint64_t)(last - first) + 1;
+    if (nparts > slots) nparts = slots; /* a part waiting for a connection would time out */
     if (span < nparts) nparts = 1;
     parts = calloc(nparts, sizeof(*parts));
     if (parts == NULL) return GH_ERROR;

@@ -740,6 +740,11 @@ struct gh_store_ops {
     int (*audit_scan)(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 
+    /* How many scans can run at the same time, each on a connection of
+     * its own, none waiting for another to end (the verifier splits its
+     * scan into no more ranges): the reader connections, or the pool. */
+    unsigned (*audit_scan_slots)(struct gh_store *st);
+
     /* Same for checkpoints, in (chain, seq) order. */
     int (*audit_checkpoints_walk)(struct gh_store *st, const char *chain, uint64_t from_seq,
                                   uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
@@ -1200,6 +1205,10 @@ int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_se
  * verifier reads disjoint ranges in parallel). */
 int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
                         gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+
+/* How many gh_store_audit_scan calls can run at the same time without one
+ * waiting for another's connection (>= 1). */
+unsigned gh_store_audit_scan_slots(struct gh_store *st);
 
 /* The same for checkpoints (gh_store_audit_walk). */
 int gh_store_audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,

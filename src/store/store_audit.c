@@ -281,6 +281,13 @@ int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_row
     return st->ops->audit_scan(st, after_rowid, to_rowid == 0 ? INT64_MAX : to_rowid, cb, arg, err);
 }
 
+unsigned gh_store_audit_scan_slots(struct gh_store *st)
+{
+    unsigned n = st->ops->audit_scan_slots(st);
+
+    return n > 0 ? n : 1;
+}
+
 int gh_store_audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
                                     uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
                                     struct gh_err *err)

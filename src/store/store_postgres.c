@@ -830,6 +830,12 @@ static struct gh_pg_conn *conn_acquire(struct gh_pg_store *s, struct gh_err *err
     return c;
 }
 
+/* Each scan holds a pooled connection for as long as it runs. */
+static unsigned pg_audit_scan_slots(struct gh_store *st)
+{
+    return gh_pg__of(st)->nconns;
+}
+
 static void conn_release(struct gh_pg_store *s, struct gh_pg_conn *c)
 {
     pthread_mutex_lock(&s->pool_mu);
@@ -1058,6 +1064,7 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .audit_query = gh_pg__audit_query,
     .audit_walk = gh_pg__audit_walk,
     .audit_scan = gh_pg__audit_scan,
+    .audit_scan_slots = pg_audit_scan_slots,
     .audit_checkpoints_walk = gh_pg__audit_checkpoints_walk,
     .audit_key_insert = gh_pg__audit_key_insert,
     .audit_keys_list = gh_pg__audit_keys_list,

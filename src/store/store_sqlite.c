@@ -467,6 +467,11 @@ void gh_sqlite__read_release(struct gh_sqlite_conn *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+static unsigned sqlite_audit_scan_slots(struct gh_store *st)
+{
+    return gh_sqlite__of(st)->nreaders;
+}
+
 static int sqlite_change_version(struct gh_store *st, uint64_t *version, struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
@@ -669,6 +674,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .audit_query = gh_sqlite__audit_query,
     .audit_walk = gh_sqlite__audit_walk,
     .audit_scan = gh_sqlite__audit_scan,
+    .audit_scan_slots = sqlite_audit_scan_slots,
     .audit_checkpoints_walk = gh_sqlite__audit_checkpoints_walk,
     .audit_key_insert = gh_sqlite__audit_key_insert,
     .audit_keys_list = gh_sqlite__audit_keys_list,
