@@ -8,19 +8,20 @@
  * 2. a walk in seq order of each chain that failed anything in pass 1 (or
  *    has checkpoints and no rows), which finds and names its FIRST problem
  *    (looking a few rows further to tell a deletion from a reordering).
- * Pass 1 splits the table into as many rowid ranges ("parts") as there are
- * cores (at most MAX_PARTS), each scanned and checked whole by a thread of
- * its own: reading a row costs about as much as checking it, so a reader
- * handing rows to a checker keeps one core waiting and copies every row
- * once more. A row's hash is checked against the hash of the row before it
- * in its chain; the first row of a chain in a part chains from a row of an
- * earlier part, so it is kept and checked when the parts are joined, in
- * rowid order. Nothing is allocated per row but those first rows: the body
- * is read in place and SHA-256 runs on the stack. */
+ * Pass 1 splits the table into rowid ranges ("parts"), a few per core,
+ * which one thread per core (at most MAX_WORKERS) takes in turn, scanning
+ * and checking each whole: reading a row costs about as much as checking
+ * it, so a reader handing rows to a checker keeps one core waiting, and
+ * copies every row once more. A row's hash is checked against the hash of
+ * the row before it in its chain; the first row of a chain in a part
+ * chains from a row of an earlier part, so it is kept and checked when the
+ * parts are joined, in rowid order. Nothing is allocated per row but those
+ * first rows: the body is read in place and SHA-256 runs on the stack. */
 #include "audit/verify.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -641,29 +642,46 @@ static bool columns_match_strict(struct gh_audit_event *ev, const struct gh_stor
 
 /* ---- Pass 1 in parts ------------------------------------------------------------------ */
 
-#define MAX_PARTS 8
-/* The first rows a part keeps for the join, at most: beyond, a chain is
- * left to pass 2 (only a store with a great many chains gets there). */
+#define MAX_WORKERS 8 /* threads of pass 1, one per core */
+/* Parts per worker: a thread that runs slower (the core is shared) takes
+ * fewer parts, rather than the others waiting for its half at the end. */
+#define PARTS_PER_WORKER 4
+/* The first rows the parts keep for the join, at most, shared out among
+ * them: beyond, a chain is left to pass 2 (only a store with a great many
+ * chains gets there). */
 #define FIRST_BODIES_MAX (64u << 20)
 
 /* One rowid range of pass 1, scanned and checked by one thread. */
 struct part {
-    struct verifier *v; /* read only while the parts run, but for their share of cps[].sig_ok */
-    struct gh_store *st;
-    size_t index, nparts;
-    int64_t after, to; /* rowids (after, to] */
+    struct verifier *v; /* read only while the parts run, but for the sig_ok of cps[] */
+    int64_t after, to;  /* rowids (after, to] */
     struct table chains;
     uint64_t orphans, orphan_seq;
-    size_t kept; /* bytes of first bodies */
+    size_t kept, keep_max; /* bytes of first bodies */
     int rc;
     struct gh_err err;
     struct gh_audit_event ev; /* scratch for the strict reading */
 };
 
+/* The parts, taken in turn by the workers. */
+struct parts {
+    struct verifier *v;
+    struct gh_store *st;
+    struct part *part;
+    size_t n, nworkers;
+    atomic_size_t next; /* the next part to take */
+    atomic_bool failed; /* a part failed: the others are not taken */
+};
+
+struct worker {
+    struct parts *parts;
+    size_t index;
+};
+
 /* Keeps <row> as the first of <c> in its part, for the join. */
 static bool keep_first(struct part *p, struct chain *c, const struct gh_store_audit_row *row)
 {
-    if (row->body_len > FIRST_BODIES_MAX - p->kept) return false;
+    if (row->body_len > p->keep_max - p->kept) return false;
     c->first_body = malloc(row->body_len);
     if (c->first_body == NULL) return false;
     memcpy(c->first_body, row->body, row->body_len);
@@ -744,12 +762,20 @@ static int on_part_row(const struct gh_store_audit_row *row, void *arg)
     return GH_OK;
 }
 
-static void *part_main(void *arg)
+/* Verifies the worker's share of the checkpoint signatures, then scans
+ * parts until none is left. */
+static void *worker_main(void *arg)
 {
-    struct part *p = arg;
+    const struct worker *w = arg;
+    struct parts *ps = w->parts;
+    size_t k;
 
-    check_sigs(p->v, p->index, p->nparts);
-    p->rc = gh_store_audit_scan(p->st, p->after, p->to, on_part_row, p, &p->err);
+    check_sigs(ps->v, w->index, ps->nworkers);
+    while (!atomic_load(&ps->failed) && (k = atomic_fetch_add(&ps->next, 1)) < ps->n) {
+        struct part *p = &ps->part[k];
+        p->rc = gh_store_audit_scan(ps->st, p->after, p->to, on_part_row, p, &p->err);
+        if (p->rc != GH_OK) atomic_store(&ps->failed, true);
+    }
     return NULL;
 }
 
@@ -835,21 +861,24 @@ static int rowid_range(struct gh_store *st, int64_t *first, int64_t *last, struc
     return rc;
 }
 
-/* Pass 1 over the whole store, one part per core (as far as the store has
- * connections for them), each on a thread of its own but the first, which
- * runs on the caller's (and so does a part whose thread cannot be had,
- * after it). Each part reads its own snapshot: rows are never changed,
- * only added after the newest (beyond every part) or archived, and a chain
- * that an archiving cut between two parts' snapshots fails the join and is
- * walked again in one snapshot by pass 2. */
+/* Pass 1 over the whole store: a few rowid ranges (parts) per core, taken
+ * in turn by one worker per core (as far as the store has connections for
+ * them), each on a thread of its own but the first, which runs on the
+ * caller's (a worker whose thread cannot be had only verifies its share of
+ * the signatures, after: the others take its parts). Each part reads its
+ * own snapshot: rows are never changed, only added after the newest
+ * (beyond every part) or archived, and a chain that an archiving cut
+ * between two parts' snapshots fails the join and is walked again in one
+ * snapshot by pass 2. */
 static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t nparts = cores < 1 ? 1 : cores > MAX_PARTS ? MAX_PARTS : (size_t)cores;
+    size_t nworkers = cores < 1 ? 1 : cores > MAX_WORKERS ? MAX_WORKERS : (size_t)cores;
     size_t slots = gh_store_audit_scan_slots(st);
-    pthread_t threads[MAX_PARTS];
-    bool started[MAX_PARTS] = {false};
-    struct part *parts;
+    struct parts ps = {.v = v, .st = st};
+    struct worker workers[MAX_WORKERS];
+    pthread_t threads[MAX_WORKERS];
+    bool started[MAX_WORKERS] = {false};
     int64_t first, last;
     uint64_t span;
     int rc;
@@ -861,36 +890,38 @@ static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
         return GH_OK;
     }
     span = (uint64_t)(last - first) + 1;
-    if (nparts > slots) nparts = slots; /* a part waiting for a connection would time out */
-    if (span < nparts) nparts = 1;
-    parts = calloc(nparts, sizeof(*parts));
-    if (parts == NULL) return GH_ERROR;
-    for (size_t k = 0; k < nparts; k++) {
-        parts[k].v = v;
-        parts[k].st = st;
-        parts[k].index = k;
-        parts[k].nparts = nparts;
-        parts[k].after = k == 0 ? 0 : parts[k - 1].to;
-        parts[k].to =
-            k + 1 == nparts
-                ? last
-                : first - 1 + (int64_t)(span / nparts * (k + 1) + span % nparts * (k + 1) / nparts);
+    if (nworkers > slots) nworkers = slots; /* a worker waiting for a connection would time out */
+    ps.n = nworkers == 1 ? 1 : nworkers * PARTS_PER_WORKER;
+    if (span < ps.n) ps.n = nworkers = 1;
+    ps.nworkers = nworkers;
+    atomic_init(&ps.next, 0);
+    atomic_init(&ps.failed, false);
+    ps.part = calloc(ps.n, sizeof(*ps.part));
+    if (ps.part == NULL) return GH_ERROR;
+    for (size_t k = 0; k < ps.n; k++) {
+        struct part *p = &ps.part[k];
+        p->v = v;
+        p->keep_max = FIRST_BODIES_MAX / ps.n;
+        p->after = k == 0 ? 0 : ps.part[k - 1].to;
+        p->to = first - 1 + (int64_t)(span / ps.n * (k + 1) + span % ps.n * (k + 1) / ps.n);
     }
-    for (size_t k = 1; k < nparts; k++)
-        started[k] = pthread_create(&threads[k], NULL, part_main, &parts[k]) == 0;
-    part_main(&parts[0]);
-    for (size_t k = 1; k < nparts; k++) {
-        if (started[k])
-            pthread_join(threads[k], NULL);
+    for (size_t i = 0; i < nworkers; i++)
+        workers[i] = (struct worker){&ps, i};
+    for (size_t i = 1; i < nworkers; i++)
+        started[i] = pthread_create(&threads[i], NULL, worker_main, &workers[i]) == 0;
+    worker_main(&workers[0]);
+    for (size_t i = 1; i < nworkers; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
         else
-            part_main(&parts[k]);
+            worker_main(&workers[i]);
     }
-    for (size_t k = 0; k < nparts && rc == GH_OK; k++)
-        if ((rc = parts[k].rc) != GH_OK) *err = parts[k].err;
-    if (rc == GH_OK) rc = join(v, parts, nparts);
-    for (size_t k = 0; k < nparts; k++)
-        table_release(&parts[k].chains);
-    free(parts);
+    for (size_t k = 0; k < ps.n && rc == GH_OK; k++)
+        if ((rc = ps.part[k].rc) != GH_OK) *err = ps.part[k].err;
+    if (rc == GH_OK) rc = join(v, ps.part, ps.n);
+    for (size_t k = 0; k < ps.n; k++)
+        table_release(&ps.part[k].chains);
+    free(ps.part);
     return rc;
 }
 
