@@ -14,8 +14,13 @@
  * fits copied) when it is NULL, too long or has a NUL inside. */
 static bool col_copy(sqlite3_stmt *s, int col, char *dst, size_t size)
 {
-    const unsigned char *text = sqlite3_column_text(s, col);
-    size_t n = (size_t)sqlite3_column_bytes(s, col);
+    /* One sqlite3_column_* call, not two, each of which goes through the
+     * connection's API entry and exit: the value is read under our own
+     * lock on the connection (readers are opened NOMUTEX), which is what
+     * makes the unprotected value of sqlite3_column_value safe to read. */
+    sqlite3_value *v = sqlite3_column_value(s, col);
+    const unsigned char *text = sqlite3_value_text(v);
+    size_t n = (size_t)sqlite3_value_bytes(v);
     bool ok = text != NULL && n < size;
 
     if (text == NULL) n = 0;
@@ -34,6 +39,7 @@ static bool col_copy(sqlite3_stmt *s, int col, char *dst, size_t size)
  * damaged rather than stopping the walk: the verifier must name the row. */
 static void audit_row(sqlite3_stmt *s, struct gh_store_audit_row *r)
 {
+    sqlite3_value *bv;
     const unsigned char *body;
     size_t n;
     bool ok;
@@ -51,8 +57,9 @@ static void audit_row(sqlite3_stmt *s, struct gh_store_audit_row *r)
     ok &= col_copy(s, 10, r->request_id, sizeof(r->request_id));
     ok &= col_copy(s, 11, r->hash, sizeof(r->hash));
     ok &= col_copy(s, 13, r->node, sizeof(r->node));
-    body = sqlite3_column_text(s, 12);
-    n = (size_t)sqlite3_column_bytes(s, 12);
+    bv = sqlite3_column_value(s, 12); /* as in col_copy */
+    body = sqlite3_value_text(bv);
+    n = (size_t)sqlite3_value_bytes(bv);
     if (body == NULL || n > GH_STORE_AUDIT_BODY_MAX) {
         ok = false;
         n = 0;
