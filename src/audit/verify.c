@@ -184,7 +184,7 @@ static int load_cp(const struct gh_store_audit_checkpoint *c, void *arg)
 }
 
 /* Verifies the signatures of checkpoints <from>, <from> + <step>, ... :
- * the parts of pass 1 share them out, each setting only its own. */
+ * the workers of pass 1 share them out, each setting only its own. */
 static void check_sigs(struct verifier *v, size_t from, size_t step)
 {
     for (size_t k = from; k < v->ncps; k += step) {
@@ -692,7 +692,7 @@ static bool keep_first(struct part *p, struct chain *c, const struct gh_store_au
     return true;
 }
 
-/* The hash of <body> chained from <prev>, as hex, into <hex>. */
+/* The hash of <body> chained from <prev>, into <h> and, as hex, <hex>. */
 static void chain_hash_hex(const uint8_t prev[32], const char *body, size_t len, uint8_t h[32],
                            char hex[65])
 {
