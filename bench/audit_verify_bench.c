@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     for (int run = 1; run <= runs; run++) {
         uint64_t events = 0;
         t0 = gh_now_ns();
-        if (gh_store_audit_scan(st, 0, count_row, &events, &err) != GH_OK) die("scan", &err);
+        if (gh_store_audit_scan(st, 0, 0, count_row, &events, &err) != GH_OK) die("scan", &err);
         s = (double)(gh_now_ns() - t0) / 1e9;
         printf("scan run=%d events=%" PRIu64 " seconds=%.3f events_per_s=%.0f\n", run, events, s,
                (double)events / s);

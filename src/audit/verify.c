@@ -8,20 +8,26 @@
  * 2. a walk in seq order of each chain that failed anything in pass 1 (or
  *    has checkpoints and no rows), which finds and names its FIRST problem
  *    (looking a few rows further to tell a deletion from a reordering).
- * Pass 1 runs on two threads: the caller's reads the rows from the store
- * into batches, a second one checks them (hashing costs about as much as
- * reading), so each core does half the work. Nothing is allocated per row:
- * the batches are reused, the body is read in place, and SHA-256 runs on
- * the stack. */
+ * Pass 1 splits the table into rowid ranges ("parts"), a few per core,
+ * which one thread per core (at most MAX_WORKERS) takes in turn, scanning
+ * and checking each whole: reading a row costs about as much as checking
+ * it, so a reader handing rows to a checker keeps one core waiting, and
+ * copies every row once more. A row's hash is checked against the hash of
+ * the row before it in its chain; the first row of a chain in a part
+ * chains from a row of an earlier part, so it is kept and checked when the
+ * parts are joined, in rowid order. Nothing is allocated per row but those
+ * first rows: the body is read in place and SHA-256 runs on the stack. */
 #include "audit/verify.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define OPENSSL_SUPPRESS_DEPRECATED /* the low-level SHA-256: see event.c */
 #include <openssl/sha.h>
@@ -37,15 +43,32 @@ struct cp {
     bool sig_ok;
 };
 
-/* A chain's state in pass 1. */
+/* A chain's state in pass 1: in one part, or joined over the parts. */
 struct chain {
     char name[GH_STORE_AUDIT_CHAIN_SIZE]; /* "" = a free slot */
-    uint64_t base;                        /* the archived head: hot rows start after it */
-    uint64_t events, head;
-    uint8_t prev[32];
-    size_t cp, cp_end; /* its checkpoints not yet reached: cps[cp..cp_end) */
+    uint64_t events, head;                /* rows seen; the highest seq among them */
+    uint64_t last;    /* the seq of the last row checked (joined: from the archived head) */
+    uint8_t prev[32]; /* and its hash */
+    bool suspect;     /* something failed: pass 2 decides what */
+    /* In a part: the chain's checkpoints from its first row on, not yet
+     * reached (cps[cp..cp_end)), and its first row, whose hash chains from
+     * an earlier part: checked when the parts are joined. */
+    size_t cp, cp_end;
+    uint64_t first;
+    char first_hash[65];
+    char *first_body;
+    size_t first_len;
+    /* Joined: the archived head (hot rows start after it) and the chain's
+     * checkpoints, cps[cp_first..cp_end). */
+    uint64_t base;
     size_t cp_first;
-    bool suspect; /* something failed: pass 2 decides what */
+};
+
+/* Chains by name: open addressing, a power of two of slots. */
+struct table {
+    struct chain *slots;
+    size_t n, cap;
+    struct chain *last; /* the chain of the previous row: usually the same */
 };
 
 struct verifier {
@@ -55,10 +78,8 @@ struct verifier {
     const struct gh_audit_verify_start *starts;
     size_t nstarts;
     size_t bad;
-    /* pass 1: chains by name (open addressing, power of two) */
-    struct chain *chains;
-    size_t nchains, slots;
-    struct chain *last;           /* the chain of the previous row: usually the same */
+    /* pass 1, the parts joined */
+    struct table chains;
     uint64_t orphans, orphan_seq; /* rows whose chain name is empty or invalid */
     /* reports, emitted in chain order at the end */
     struct gh_audit_chain_report *reports;
@@ -158,11 +179,20 @@ static int load_cp(const struct gh_store_audit_checkpoint *c, void *arg)
     }
     cp = &v->cps[v->ncps++];
     cp->c = *c;
-    cp->sig_ok = false;
-    for (size_t i = 0; i < v->nkeys; i++)
-        if (v->pub[i] != NULL && strcmp(v->keys[i].key_id, c->key_id) == 0)
-            cp->sig_ok = gh_audit_checkpoint_verify(v->pub[i], c);
+    cp->sig_ok = false; /* check_sigs */
     return GH_OK;
+}
+
+/* Verifies the signatures of checkpoints <from>, <from> + <step>, ... :
+ * the workers of pass 1 share them out, each setting only its own. */
+static void check_sigs(struct verifier *v, size_t from, size_t step)
+{
+    for (size_t k = from; k < v->ncps; k += step) {
+        struct cp *cp = &v->cps[k];
+        for (size_t i = 0; i < v->nkeys; i++)
+            if (v->pub[i] != NULL && strcmp(v->keys[i].key_id, cp->c.key_id) == 0)
+                cp->sig_ok = gh_audit_checkpoint_verify(v->pub[i], &cp->c);
+    }
 }
 
 static int load(struct verifier *v, struct gh_store *st, const char *chain, struct gh_err *err)
@@ -415,14 +445,60 @@ static struct chain *slot_of(struct chain *t, size_t slots, const char *name)
     return &t[i];
 }
 
-/* The first checkpoint of <name> in the sorted list (or where it would be). */
-static size_t cp_lower_bound(const struct verifier *v, const char *name)
+/* Chain <name> of <t>, or NULL. */
+static struct chain *table_find(const struct table *t, const char *name)
+{
+    struct chain *c = t->cap > 0 ? slot_of(t->slots, t->cap, name) : NULL;
+
+    return c != NULL && c->name[0] != '\0' ? c : NULL;
+}
+
+/* Chain <name> of <t>, added (zeroed but for its name) on first sight and
+ * then *<added> is set; NULL when out of memory. */
+static struct chain *table_get(struct table *t, const char *name, bool *added)
+{
+    struct chain *c;
+
+    *added = false;
+    if (t->last != NULL && strcmp(t->last->name, name) == 0) return t->last;
+    if (2 * (t->n + 1) > t->cap) { /* grow: load stays under one half */
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        struct chain *slots = calloc(cap, sizeof(*slots));
+        if (slots == NULL) return NULL;
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i].name[0] != '\0') *slot_of(slots, cap, t->slots[i].name) = t->slots[i];
+        free(t->slots);
+        t->slots = slots;
+        t->cap = cap;
+    }
+    c = slot_of(t->slots, t->cap, name);
+    if (c->name[0] == '\0') {
+        snprintf(c->name, sizeof(c->name), "%s", name);
+        t->n++;
+        *added = true;
+    }
+    t->last = c;
+    return c;
+}
+
+static void table_release(struct table *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        free(t->slots[i].first_body);
+    free(t->slots);
+    memset(t, 0, sizeof(*t));
+}
+
+/* The first checkpoint of <name> at or after <seq> in the sorted list (or
+ * where it would be); <seq> 0: the chain's first. */
+static size_t cp_lower_bound_at(const struct verifier *v, const char *name, uint64_t seq)
 {
     size_t lo = 0, hi = v->ncps;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(v->cps[mid].c.chain, name) < 0)
+        int c = strcmp(v->cps[mid].c.chain, name);
+        if (c < 0 || (c == 0 && v->cps[mid].c.seq < seq))
             lo = mid + 1;
         else
             hi = mid;
@@ -430,35 +506,17 @@ static size_t cp_lower_bound(const struct verifier *v, const char *name)
     return lo;
 }
 
-/* The state of chain <name>, created on first sight; NULL when out of memory. */
-static struct chain *chain_get(struct verifier *v, const char *name)
+static size_t cp_lower_bound(const struct verifier *v, const char *name)
 {
-    struct chain *c;
+    return cp_lower_bound_at(v, name, 0);
+}
 
-    if (v->last != NULL && strcmp(v->last->name, name) == 0) return v->last;
-    if (2 * (v->nchains + 1) > v->slots) { /* grow: load stays under one half */
-        size_t slots = v->slots ? 2 * v->slots : 64;
-        struct chain *t = calloc(slots, sizeof(*t));
-        if (t == NULL) return NULL;
-        for (size_t i = 0; i < v->slots; i++)
-            if (v->chains[i].name[0] != '\0') *slot_of(t, slots, v->chains[i].name) = v->chains[i];
-        free(v->chains);
-        v->chains = t;
-        v->slots = slots;
-    }
-    c = slot_of(v->chains, v->slots, name);
-    if (c->name[0] == '\0') {
-        snprintf(c->name, sizeof(c->name), "%s", name);
-        start_state(v, name, &c->base, c->prev);
-        c->head = c->base;
-        c->cp_first = c->cp = cp_lower_bound(v, name);
-        c->cp_end = c->cp;
-        while (c->cp_end < v->ncps && strcmp(v->cps[c->cp_end].c.chain, name) == 0)
-            c->cp_end++;
-        v->nchains++;
-    }
-    v->last = c;
-    return c;
+/* The end of <name>'s checkpoints, from <i> within them. */
+static size_t cp_chain_end(const struct verifier *v, const char *name, size_t i)
+{
+    while (i < v->ncps && strcmp(v->cps[i].c.chain, name) == 0)
+        i++;
+    return i;
 }
 
 /* ---- Pass 1's reading of a body --------------------------------------------------- */
@@ -574,181 +632,297 @@ static int columns_match(const struct gh_store_audit_row *row)
     return 1;
 }
 
-/* The strict way, for bodies the fast reading leaves undecided. */
-static bool columns_match_strict(struct verifier *v, const struct gh_store_audit_row *row)
+/* The strict way, for bodies the fast reading leaves undecided; <ev> is
+ * scratch space. */
+static bool columns_match_strict(struct gh_audit_event *ev, const struct gh_store_audit_row *row)
 {
-    struct gh_audit_event *ev = &v->ev;
-
     return gh_audit_canonical_parse(row->body, row->body_len, ev) == GH_OK && ev->seq == row->seq &&
            strcmp(ev->chain, row->chain) == 0 && column_differs(row, ev) == NULL;
 }
 
-static int on_scan_row(const struct gh_store_audit_row *row, void *arg)
+/* ---- Pass 1 in parts ------------------------------------------------------------------ */
+
+#define MAX_WORKERS 8 /* threads of pass 1, one per core */
+/* Parts per worker: a thread that runs slower (the core is shared) takes
+ * fewer parts, rather than the others waiting for its half at the end. */
+#define PARTS_PER_WORKER 4
+/* The first rows the parts keep for the join, at most, shared out among
+ * them: beyond, a chain is left to pass 2 (only a store with a great many
+ * chains gets there). */
+#define FIRST_BODIES_MAX (64u << 20)
+
+/* One rowid range of pass 1, scanned and checked by one thread. */
+struct part {
+    struct verifier *v; /* read only while the parts run, but for the sig_ok of cps[] */
+    int64_t after, to;  /* rowids (after, to] */
+    struct table chains;
+    uint64_t orphans, orphan_seq;
+    size_t kept, keep_max; /* bytes of first bodies */
+    int rc;
+    struct gh_err err;
+    struct gh_audit_event ev; /* scratch for the strict reading */
+};
+
+/* The parts, taken in turn by the workers. */
+struct parts {
+    struct verifier *v;
+    struct gh_store *st;
+    struct part *part;
+    size_t n, nworkers;
+    atomic_size_t next; /* the next part to take */
+    atomic_bool failed; /* a part failed: the others are not taken */
+};
+
+struct worker {
+    struct parts *parts;
+    size_t index;
+};
+
+/* Keeps <row> as the first of <c> in its part, for the join. */
+static bool keep_first(struct part *p, struct chain *c, const struct gh_store_audit_row *row)
 {
-    struct verifier *v = arg;
+    if (row->body_len > p->keep_max - p->kept) return false;
+    c->first_body = malloc(row->body_len);
+    if (c->first_body == NULL) return false;
+    memcpy(c->first_body, row->body, row->body_len);
+    c->first_len = row->body_len;
+    p->kept += row->body_len;
+    c->first = row->seq;
+    memcpy(c->first_hash, row->hash, sizeof(c->first_hash));
+    return true;
+}
+
+/* The hash of <body> chained from <prev>, into <h> and, as hex, <hex>. */
+static void chain_hash_hex(const uint8_t prev[32], const char *body, size_t len, uint8_t h[32],
+                           char hex[65])
+{
+    SHA256_CTX sha;
+
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, prev, 32);
+    SHA256_Update(&sha, body, len);
+    SHA256_Final(h, &sha);
+    gh_audit_hex(h, hex);
+}
+
+static int on_part_row(const struct gh_store_audit_row *row, void *arg)
+{
+    struct part *p = arg;
+    const struct verifier *v = p->v;
     struct chain *c;
     uint8_t h[32];
     char hex[65];
+    bool added;
     int m;
-    SHA256_CTX sha;
 
     /* A row moved out of every chain (its own then shows a gap). */
     if (!gh_store_valid_audit_chain(row->chain)) {
-        if (v->orphans++ == 0) v->orphan_seq = row->seq;
+        if (p->orphans++ == 0) p->orphan_seq = row->seq;
         return GH_OK;
     }
-    c = chain_get(v, row->chain);
+    c = table_get(&p->chains, row->chain, &added);
     if (c == NULL) return GH_ERROR;
     c->events++;
     if (row->seq > c->head) c->head = row->seq;
     if (c->suspect) return GH_OK;
     /* Any failure makes the chain suspect; pass 2 names the problem. */
-    m = row->seq == c->base + c->events && !row->damaged ? columns_match(row) : 0;
-    if (m == -1) m = columns_match_strict(v, row);
+    m = !row->damaged && (added || row->seq == c->last + 1) ? columns_match(row) : 0;
+    if (m == -1) m = columns_match_strict(&p->ev, row);
     if (m != 1) {
         c->suspect = true;
         return GH_OK;
     }
-    SHA256_Init(&sha);
-    SHA256_Update(&sha, c->prev, 32);
-    SHA256_Update(&sha, row->body, row->body_len);
-    SHA256_Final(h, &sha);
-    gh_audit_hex(h, hex);
-    if (memcmp(hex, row->hash, sizeof(hex)) != 0) {
-        c->suspect = true;
-        return GH_OK;
+    if (added) {
+        /* It chains from an earlier part, or the archive: the join checks
+         * its hash. Its checkpoints start here. */
+        if (gh_audit_unhex(row->hash, h) != GH_OK || !keep_first(p, c, row)) {
+            c->suspect = true;
+            return GH_OK;
+        }
+        c->cp = cp_lower_bound_at(v, row->chain, row->seq);
+        c->cp_end = cp_chain_end(v, row->chain, c->cp);
+    } else {
+        chain_hash_hex(c->prev, row->body, row->body_len, h, hex);
+        if (memcmp(hex, row->hash, sizeof(hex)) != 0) {
+            c->suspect = true;
+            return GH_OK;
+        }
     }
+    /* A checkpoint at this seq names this very hash (its signature is
+     * checked at the join, once every part has verified its share). */
     for (; c->cp < c->cp_end && v->cps[c->cp].c.seq <= row->seq; c->cp++) {
         const struct cp *cp = &v->cps[c->cp];
-        if (!cp->sig_ok || (cp->c.seq == row->seq && memcmp(cp->c.hash, hex, sizeof(hex)) != 0)) {
+        if (cp->c.seq == row->seq && memcmp(cp->c.hash, row->hash, sizeof(cp->c.hash)) != 0) {
             c->suspect = true;
             return GH_OK;
         }
     }
     memcpy(c->prev, h, 32);
+    c->last = row->seq;
     return GH_OK;
 }
 
-/* ---- Pass 1 on two threads ---------------------------------------------------------- */
-
-#define BATCH_ROWS 256
-#define NBATCHES   4
-
-/* A batch of rows, each copied only as far as its body's end. */
-struct batch {
-    size_t n;
-    struct gh_store_audit_row rows[BATCH_ROWS];
-};
-
-/* Batches go reader -> checker through <full> and back through <free>. */
-struct pipe {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct batch *batches[NBATCHES];
-    struct batch *full[NBATCHES], *free[NBATCHES];
-    size_t nfull, full_head, nfree;
-    struct batch *cur; /* the reader's batch being filled */
-    bool done;         /* the reader has no more */
-    bool failed;       /* the checker ran out of memory */
-    struct verifier *v;
-};
-
-static void *checker_main(void *arg)
+/* Verifies the worker's share of the checkpoint signatures, then scans
+ * parts until none is left. */
+static void *worker_main(void *arg)
 {
-    struct pipe *p = arg;
+    const struct worker *w = arg;
+    struct parts *ps = w->parts;
+    size_t k;
 
-    for (;;) {
-        struct batch *b;
-        bool failed = false;
-
-        pthread_mutex_lock(&p->lock);
-        while (p->nfull == 0 && !p->done)
-            pthread_cond_wait(&p->cond, &p->lock);
-        if (p->nfull == 0) { /* done and drained */
-            pthread_mutex_unlock(&p->lock);
-            return NULL;
-        }
-        b = p->full[p->full_head];
-        p->full_head = (p->full_head + 1) % NBATCHES;
-        p->nfull--;
-        pthread_mutex_unlock(&p->lock);
-        for (size_t i = 0; i < b->n && !failed; i++)
-            failed = on_scan_row(&b->rows[i], p->v) != GH_OK;
-        pthread_mutex_lock(&p->lock);
-        p->failed = p->failed || failed;
-        p->free[p->nfree++] = b;
-        pthread_cond_broadcast(&p->cond);
-        pthread_mutex_unlock(&p->lock);
+    check_sigs(ps->v, w->index, ps->nworkers);
+    while (!atomic_load(&ps->failed) && (k = atomic_fetch_add(&ps->next, 1)) < ps->n) {
+        struct part *p = &ps->part[k];
+        p->rc = gh_store_audit_scan(ps->st, p->after, p->to, on_part_row, p, &p->err);
+        if (p->rc != GH_OK) atomic_store(&ps->failed, true);
     }
+    return NULL;
 }
 
-/* Hands the reader's batch to the checker and takes a free one. */
-static int pipe_push(struct pipe *p)
+/* The joined state of chain <name>, created from its archived head. */
+static struct chain *joined_get(struct verifier *v, const char *name)
 {
+    bool added;
+    struct chain *c = table_get(&v->chains, name, &added);
+
+    if (c != NULL && added) {
+        start_state(v, name, &c->base, c->prev);
+        c->head = c->last = c->base;
+        c->cp_first = cp_lower_bound(v, name);
+        c->cp_end = cp_chain_end(v, name, c->cp_first);
+    }
+    return c;
+}
+
+/* Joins the parts, in rowid order: each part's first row of a chain must
+ * follow the chain's last row so far, by seq and by hash. A chain that
+ * joins up must also have every checkpoint up to its head signed. */
+static int join(struct verifier *v, struct part *parts, size_t nparts)
+{
+    uint8_t h[32];
+    char hex[65];
+
+    for (size_t k = 0; k < nparts; k++) {
+        const struct part *p = &parts[k];
+        if (p->orphans > 0 && v->orphans == 0) v->orphan_seq = p->orphan_seq;
+        v->orphans += p->orphans;
+        for (size_t i = 0; i < p->chains.cap; i++) {
+            const struct chain *q = &p->chains.slots[i];
+            struct chain *c;
+            if (q->name[0] == '\0') continue;
+            c = joined_get(v, q->name);
+            if (c == NULL) return GH_ERROR;
+            c->events += q->events;
+            if (q->head > c->head) c->head = q->head;
+            if (c->suspect || q->suspect) {
+                c->suspect = true;
+                continue;
+            }
+            if (q->first != c->last + 1) {
+                c->suspect = true;
+                continue;
+            }
+            chain_hash_hex(c->prev, q->first_body, q->first_len, h, hex);
+            if (memcmp(hex, q->first_hash, sizeof(hex)) != 0) {
+                c->suspect = true;
+                continue;
+            }
+            memcpy(c->prev, q->prev, 32);
+            c->last = q->last;
+        }
+    }
+    for (size_t i = 0; i < v->chains.cap; i++) {
+        struct chain *c = &v->chains.slots[i];
+        for (size_t k = c->cp_first; c->name[0] != '\0' && !c->suspect && k < c->cp_end; k++)
+            if (v->cps[k].c.seq <= c->head && !v->cps[k].sig_ok) c->suspect = true;
+    }
+    return GH_OK;
+}
+
+/* The rowids of the oldest and newest rows; both 0 when there are none. */
+static int rowid_range(struct gh_store *st, int64_t *first, int64_t *last, struct gh_err *err)
+{
+    struct gh_store_audit_filter f = {0};
+    struct gh_store_audit_row *row = malloc(sizeof(*row));
+    size_t count = 0;
+    bool more;
     int rc;
 
-    pthread_mutex_lock(&p->lock);
-    p->full[(p->full_head + p->nfull) % NBATCHES] = p->cur;
-    p->nfull++;
-    pthread_cond_broadcast(&p->cond);
-    while (p->nfree == 0 && !p->failed)
-        pthread_cond_wait(&p->cond, &p->lock);
-    p->cur = p->failed ? NULL : p->free[--p->nfree];
-    if (p->cur) p->cur->n = 0;
-    rc = p->failed ? GH_ERROR : GH_OK;
-    pthread_mutex_unlock(&p->lock);
+    *first = *last = 0;
+    if (row == NULL) return GH_ERROR;
+    rc = gh_store_audit_query(st, &f, NULL, 1, row, &count, &more, err);
+    if (rc == GH_OK && count == 1) {
+        *last = row->rowid;
+        f.oldest_first = true;
+        rc = gh_store_audit_query(st, &f, NULL, 1, row, &count, &more, err);
+        if (rc == GH_OK && count == 1) *first = row->rowid;
+    }
+    free(row);
     return rc;
 }
 
-static int on_read_row(const struct gh_store_audit_row *row, void *arg)
-{
-    struct pipe *p = arg;
-
-    /* The fixed part, then the body up to its NUL: not the whole 8 KiB. */
-    memcpy(&p->cur->rows[p->cur->n++], row,
-           offsetof(struct gh_store_audit_row, body) + row->body_len + 1);
-    return p->cur->n == BATCH_ROWS ? pipe_push(p) : GH_OK;
-}
-
-/* Pass 1 over the whole store; falls back to one thread when a second one
- * cannot be had. */
+/* Pass 1 over the whole store: a few rowid ranges (parts) per core, taken
+ * in turn by one worker per core (as far as the store has connections for
+ * them), each on a thread of its own but the first, which runs on the
+ * caller's (a worker whose thread cannot be had only verifies its share of
+ * the signatures, after: the others take its parts). Each part reads its
+ * own snapshot: rows are never changed, only added after the newest
+ * (beyond every part) or archived, and a chain that an archiving cut
+ * between two parts' snapshots fails the join and is walked again in one
+ * snapshot by pass 2. */
 static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
 {
-    struct pipe p = {.v = v};
-    pthread_t checker;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nworkers = cores < 1 ? 1 : cores > MAX_WORKERS ? MAX_WORKERS : (size_t)cores;
+    size_t slots = gh_store_audit_scan_slots(st);
+    struct parts ps = {.v = v, .st = st};
+    struct worker workers[MAX_WORKERS];
+    pthread_t threads[MAX_WORKERS];
+    bool started[MAX_WORKERS] = {false};
+    int64_t first, last;
+    uint64_t span;
     int rc;
 
-    for (size_t i = 0; i < NBATCHES; i++) {
-        p.batches[i] = malloc(sizeof(struct batch));
-        if (p.batches[i] == NULL) goto single;
-        p.free[p.nfree++] = p.batches[i];
+    rc = rowid_range(st, &first, &last, err);
+    if (rc != GH_OK) return rc;
+    if (last == 0) {
+        check_sigs(v, 0, 1);
+        return GH_OK;
     }
-    pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.cond, NULL);
-    p.cur = p.free[--p.nfree];
-    p.cur->n = 0;
-    if (pthread_create(&checker, NULL, checker_main, &p) != 0) {
-        pthread_mutex_destroy(&p.lock);
-        pthread_cond_destroy(&p.cond);
-        goto single;
+    span = (uint64_t)(last - first) + 1;
+    if (nworkers > slots) nworkers = slots; /* a worker waiting for a connection would time out */
+    ps.n = nworkers == 1 ? 1 : nworkers * PARTS_PER_WORKER;
+    if (span < ps.n) ps.n = nworkers = 1;
+    ps.nworkers = nworkers;
+    atomic_init(&ps.next, 0);
+    atomic_init(&ps.failed, false);
+    ps.part = calloc(ps.n, sizeof(*ps.part));
+    if (ps.part == NULL) return GH_ERROR;
+    for (size_t k = 0; k < ps.n; k++) {
+        struct part *p = &ps.part[k];
+        p->v = v;
+        p->keep_max = FIRST_BODIES_MAX / ps.n;
+        p->after = k == 0 ? 0 : ps.part[k - 1].to;
+        p->to = first - 1 + (int64_t)(span / ps.n * (k + 1) + span % ps.n * (k + 1) / ps.n);
     }
-    rc = gh_store_audit_scan(st, 0, on_read_row, &p, err);
-    if (rc == GH_OK && p.cur != NULL && p.cur->n > 0) rc = pipe_push(&p);
-    pthread_mutex_lock(&p.lock);
-    p.done = true;
-    pthread_cond_broadcast(&p.cond);
-    pthread_mutex_unlock(&p.lock);
-    pthread_join(checker, NULL);
-    if (rc == GH_OK && p.failed) rc = GH_ERROR;
-    pthread_mutex_destroy(&p.lock);
-    pthread_cond_destroy(&p.cond);
-    for (size_t i = 0; i < NBATCHES; i++)
-        free(p.batches[i]);
+    for (size_t i = 0; i < nworkers; i++)
+        workers[i] = (struct worker){&ps, i};
+    for (size_t i = 1; i < nworkers; i++)
+        started[i] = pthread_create(&threads[i], NULL, worker_main, &workers[i]) == 0;
+    worker_main(&workers[0]);
+    for (size_t i = 1; i < nworkers; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            worker_main(&workers[i]);
+    }
+    for (size_t k = 0; k < ps.n && rc == GH_OK; k++)
+        if ((rc = ps.part[k].rc) != GH_OK) *err = ps.part[k].err;
+    if (rc == GH_OK) rc = join(v, ps.part, ps.n);
+    for (size_t k = 0; k < ps.n; k++)
+        table_release(&ps.part[k].chains);
+    free(ps.part);
     return rc;
-single:
-    for (size_t i = 0; i < NBATCHES; i++)
-        free(p.batches[i]);
-    return gh_store_audit_scan(st, 0, on_scan_row, v, err);
 }
 
 /* Pass 2 on chain <name>: its report, with its first problem. */
@@ -789,6 +963,7 @@ int gh_audit_verify_from(struct gh_store *st, const char *chain,
     rc = load(v, st, chain, err);
     if (rc == GH_OK && chain != NULL) {
         /* One chain: the walk in seq order is already the short way. */
+        check_sigs(v, 0, 1);
         rc = gh_store_audit_walk(st, chain, 0, 0, on_row, v, err);
         if (rc == GH_OK && !v->open && start_of(v, chain) != NULL) {
             checkpoint_only_chains(v, chain);
@@ -801,8 +976,8 @@ int gh_audit_verify_from(struct gh_store *st, const char *chain,
     } else if (rc == GH_OK) {
         rc = scan(v, st, err);
         if (rc != GH_OK && err->msg[0] == '\0') gh_err_set(err, NULL, 0, 0, "audit: out of memory");
-        for (size_t i = 0; rc == GH_OK && i < v->slots; i++) {
-            struct chain *c = &v->chains[i];
+        for (size_t i = 0; rc == GH_OK && i < v->chains.cap; i++) {
+            struct chain *c = &v->chains.slots[i];
             if (c->name[0] == '\0') continue;
             /* A chain that passed may still have lost its tail. */
             if (c->suspect || (c->cp_end > c->cp_first && v->cps[c->cp_end - 1].c.seq > c->head)) {
@@ -833,7 +1008,7 @@ int gh_audit_verify_from(struct gh_store *st, const char *chain,
          * pass their archived head. */
         for (size_t i = 0; rc == GH_OK && i < v->nstarts; i++) {
             const char *name = v->starts[i].chain;
-            bool seen = v->slots > 0 && slot_of(v->chains, v->slots, name)->name[0] != '\0';
+            bool seen = table_find(&v->chains, name) != NULL;
             size_t k = cp_lower_bound(v, name);
             bool has_cps = k < v->ncps && strcmp(v->cps[k].c.chain, name) == 0;
             if (!seen && !has_cps) rc = recheck(v, st, name, err);
@@ -844,8 +1019,7 @@ int gh_audit_verify_from(struct gh_store *st, const char *chain,
             size_t j = i;
             while (j < v->ncps && strcmp(v->cps[j].c.chain, name) == 0)
                 j++;
-            if (v->slots == 0 || slot_of(v->chains, v->slots, name)->name[0] == '\0')
-                rc = recheck(v, st, name, err);
+            if (table_find(&v->chains, name) == NULL) rc = recheck(v, st, name, err);
             i = j;
         }
     }
@@ -854,7 +1028,7 @@ int gh_audit_verify_from(struct gh_store *st, const char *chain,
     for (size_t i = 0; i < v->nkeys; i++)
         EVP_PKEY_free(v->pub[i]);
     free(v->cps);
-    free(v->chains);
+    table_release(&v->chains);
     free(v->reports);
     free(v);
     return rc;

@@ -456,12 +456,13 @@ int gh_pg__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
     return walk(st, chain ? GH_PG_AUDIT_WALK_CHAIN : GH_PG_AUDIT_WALK, &a, tenant, cb, arg, err);
 }
 
-int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb, void *arg,
-                      struct gh_err *err)
+int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
+                      gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
     struct gh_pg_args a = {0};
 
     gh_pg__arg_i64(&a, after_rowid);
+    gh_pg__arg_i64(&a, to_rowid);
     return walk(st, GH_PG_AUDIT_SCAN, &a, NULL, cb, arg, err);
 }
 

@@ -421,8 +421,8 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
                        struct gh_err *err);
 int gh_pg__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
-int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb, void *arg,
-                      struct gh_err *err);
+int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
+                      gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 int gh_pg__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
                                   uint64_t to_seq, gh_store_audit_cp_cb cb, void *arg,
                                   struct gh_err *err);

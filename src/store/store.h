@@ -746,12 +746,18 @@ struct gh_store_ops {
     int (*audit_walk)(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 
-    /* [operator] Calls <cb> for every row with rowid > <after_rowid>, in
-     * commit (rowid) order, from one snapshot: a sequential read of the
-     * table, much faster than a walk chain by chain (the verifier's first
-     * pass). */
-    int (*audit_scan)(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb, void *arg,
-                      struct gh_err *err);
+    /* [operator] Calls <cb> for every row with rowid in (<after_rowid>,
+     * <to_rowid>], in commit (rowid) order, from one snapshot: a sequential
+     * read of the table, much faster than a walk chain by chain (the
+     * verifier's first pass). Scans of disjoint ranges may run at the same
+     * time on several threads (each on its own connection). */
+    int (*audit_scan)(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
+                      gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+
+    /* How many scans can run at the same time, each on a connection of
+     * its own, none waiting for another to end (the verifier splits its
+     * scan into no more ranges): the reader connections, or the pool. */
+    unsigned (*audit_scan_slots)(struct gh_store *st);
 
     /* Same for checkpoints, in (chain, seq) order. */
     int (*audit_checkpoints_walk)(struct gh_store *st, const char *chain, uint64_t from_seq,
@@ -1209,11 +1215,18 @@ int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter
 int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                         gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 
-/* [operator] Streams every row with rowid > <after_rowid> (>= 0) in commit
- * (rowid) order, from one snapshot, reusing one row as the walk does. Within
- * a chain, commit order is seq order unless the table was tampered with. */
-int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,
-                        void *arg, struct gh_err *err);
+/* [operator] Streams every row with rowid in (<after_rowid>, <to_rowid>]
+ * (after_rowid >= 0; to_rowid 0: no end) in commit (rowid) order, from one
+ * snapshot, reusing one row as the walk does. Within a chain, commit order
+ * is seq order unless the table was tampered with. Safe to call from
+ * several threads at once: each scan holds a connection of its own (the
+ * verifier reads disjoint ranges in parallel). */
+int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
+                        gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
+
+/* How many gh_store_audit_scan calls can run at the same time without one
+ * waiting for another's connection (>= 1). */
+unsigned gh_store_audit_scan_slots(struct gh_store *st);
 
 /* The same for checkpoints (gh_store_audit_walk). */
 int gh_store_audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,

@@ -273,11 +273,19 @@ int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_se
     return st->ops->audit_walk(st, chain, from_seq, to_seq == 0 ? INT64_MAX : to_seq, cb, arg, err);
 }
 
-int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, gh_store_audit_row_cb cb,
-                        void *arg, struct gh_err *err)
+int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
+                        gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
     if (after_rowid < 0) return invalid(err, "after_rowid", "must be >= 0");
-    return st->ops->audit_scan(st, after_rowid, cb, arg, err);
+    if (to_rowid < 0) return invalid(err, "to_rowid", "must be >= 0");
+    return st->ops->audit_scan(st, after_rowid, to_rowid == 0 ? INT64_MAX : to_rowid, cb, arg, err);
+}
+
+unsigned gh_store_audit_scan_slots(struct gh_store *st)
+{
+    unsigned n = st->ops->audit_scan_slots(st);
+
+    return n > 0 ? n : 1;
 }
 
 int gh_store_audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64_t from_seq,

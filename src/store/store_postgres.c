@@ -193,7 +193,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE chain = $1::text "
                                "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
     [GH_PG_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > $1::bigint "
-                         "ORDER BY rowid",
+                         "AND rowid <= $2::bigint ORDER BY rowid",
     [GH_PG_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
                             "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY chain, seq",
     [GH_PG_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
@@ -830,6 +830,12 @@ static struct gh_pg_conn *conn_acquire(struct gh_pg_store *s, struct gh_err *err
     return c;
 }
 
+/* Each scan holds a pooled connection for as long as it runs. */
+static unsigned pg_audit_scan_slots(struct gh_store *st)
+{
+    return gh_pg__of(st)->nconns;
+}
+
 static void conn_release(struct gh_pg_store *s, struct gh_pg_conn *c)
 {
     pthread_mutex_lock(&s->pool_mu);
@@ -1066,6 +1072,7 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .audit_query = gh_pg__audit_query,
     .audit_walk = gh_pg__audit_walk,
     .audit_scan = gh_pg__audit_scan,
+    .audit_scan_slots = pg_audit_scan_slots,
     .audit_checkpoints_walk = gh_pg__audit_checkpoints_walk,
     .audit_key_insert = gh_pg__audit_key_insert,
     .audit_keys_list = gh_pg__audit_keys_list,

@@ -154,7 +154,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                          "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events "
                                "WHERE chain = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
-    [GH_SQ_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > ?1 ORDER BY rowid",
+    [GH_SQ_AUDIT_SCAN] =
+        "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid",
     [GH_SQ_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
                             "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
@@ -466,6 +467,11 @@ void gh_sqlite__read_release(struct gh_sqlite_conn *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+static unsigned sqlite_audit_scan_slots(struct gh_store *st)
+{
+    return gh_sqlite__of(st)->nreaders;
+}
+
 static int sqlite_change_version(struct gh_store *st, uint64_t *version, struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
@@ -677,6 +683,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .audit_query = gh_sqlite__audit_query,
     .audit_walk = gh_sqlite__audit_walk,
     .audit_scan = gh_sqlite__audit_scan,
+    .audit_scan_slots = sqlite_audit_scan_slots,
     .audit_checkpoints_walk = gh_sqlite__audit_checkpoints_walk,
     .audit_key_insert = gh_sqlite__audit_key_insert,
     .audit_keys_list = gh_sqlite__audit_keys_list,

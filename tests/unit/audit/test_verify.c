@@ -223,6 +223,37 @@ static void test_changed_body_and_column(void **state)
     expect(f, GH_AUDIT_CHANGED, 7, "hash");
 }
 
+/* Pass 1 reads the table in parts, one per core, and checks the first row
+ * of a chain in a part when the parts are joined: wherever the parts
+ * start (the number of cores decides), a rewritten event or a deleted one
+ * at any seq is named. */
+static void test_tampered_at_every_seq(void **state)
+{
+    char sql[256];
+
+    (void)state;
+    for (int del = 0; del < 2; del++)
+        for (uint64_t seq = 1; seq < NEVENT; seq++) {
+            void *s;
+            assert_int_equal(setup(&s), 0);
+            if (del) {
+                snprintf(sql, sizeof(sql),
+                         "DELETE FROM audit_events WHERE chain = '" A "' AND seq = %llu",
+                         (unsigned long long)seq);
+                tamper(s, sql);
+                expect(s, GH_AUDIT_DELETED, seq, "missing");
+            } else {
+                snprintf(sql, sizeof(sql),
+                         "UPDATE audit_events SET body = replace(body, 'sub:alice', 'sub:bob'), "
+                         "actor = 'sub:bob' WHERE chain = '" A "' AND seq = %llu",
+                         (unsigned long long)seq);
+                tamper(s, sql);
+                expect(s, GH_AUDIT_CHANGED, seq, "hash");
+            }
+            teardown(&s);
+        }
+}
+
 static void test_changed_body_not_canonical(void **state)
 {
     struct fixture *f = *state;
@@ -555,6 +586,7 @@ int main(void)
         T(test_intact),
         T(test_changed_field_in_body),
         T(test_changed_body_and_column),
+        cmocka_unit_test(test_tampered_at_every_seq),
         T(test_changed_body_not_canonical),
         T(test_changed_filter_column),
         T(test_changed_node_column),

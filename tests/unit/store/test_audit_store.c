@@ -622,7 +622,7 @@ static void test_wal_checkpoints(void **state)
     gh_store_wal_stats(f->st, &ws);
     assert_true(ws.background >= 1);
     assert_true(restarts >= 2);
-    assert_int_equal(gh_store_audit_scan(f->st, 0, count_row, &rows, &err), GH_OK);
+    assert_int_equal(gh_store_audit_scan(f->st, 0, 0, count_row, &rows, &err), GH_OK);
     assert_int_equal(rows, 40000);
 
     gh_store_close(f->st);
@@ -631,7 +631,7 @@ static void test_wal_checkpoints(void **state)
     p.sqlite_path = f->path;
     if (gh_store_open(&p, &f->st, &err) != GH_OK) fail_msg("reopen: %s", err.msg);
     rows = 0;
-    assert_int_equal(gh_store_audit_scan(f->st, 0, count_row, &rows, &err), GH_OK);
+    assert_int_equal(gh_store_audit_scan(f->st, 0, 0, count_row, &rows, &err), GH_OK);
     assert_int_equal(rows, 40000);
 }
 
