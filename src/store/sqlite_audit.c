@@ -164,6 +164,36 @@ static int insert_checkpoint(struct gh_sqlite_conn *c, const struct gh_store_aud
     return gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit checkpoint", err));
 }
 
+/* The chains of one batch and the seq last inserted for each, so that a row
+ * whose predecessor went in earlier in the same batch needs no lookup: a
+ * gateway serving many tenants interleaves their chains, so the row before
+ * is seldom the predecessor. Open addressing over a fixed table; a chain
+ * that finds no room is simply looked up in the store, as before. */
+#define BATCH_CHAINS 256 /* a power of two */
+
+struct batch_heads {
+    const char *chain[BATCH_CHAINS]; /* into the batch's rows; NULL: free */
+    uint64_t seq[BATCH_CHAINS];
+};
+
+static uint64_t *batch_head(struct batch_heads *b, const char *chain)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *p = chain; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    for (uint32_t k = 0; k < 8; k++) {
+        uint32_t i = (h + k) & (BATCH_CHAINS - 1);
+        if (b->chain[i] == NULL) {
+            b->chain[i] = chain;
+            b->seq[i] = 0;
+            return &b->seq[i];
+        }
+        if (strcmp(b->chain[i], chain) == 0) return &b->seq[i];
+    }
+    return NULL;
+}
+
 /* <rechain> is not used: one SQLite file has one gateway process writing
  * its audit log (the CLI's rare appends meet CONFLICT and the writer's own
  * retry), and the write transaction is the lock. */
@@ -174,18 +204,20 @@ int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
     size_t ncp = *ncp_io;
+    struct batch_heads heads; /* 4 KiB: the stack, not the heap */
     int rc;
 
     (void)rechain;
+    memset(heads.chain, 0, sizeof(heads.chain));
     rc = gh_sqlite__write_begin_durable(ss, err);
     if (rc != GH_OK) return rc;
     for (size_t i = 0; rc == GH_OK && i < n; i++) {
-        const struct gh_store_audit_row *p = i > 0 ? &rows[i - 1] : NULL;
-        /* The row before in the batch is the usual predecessor: no lookup. */
-        bool follows =
-            p != NULL && p->seq + 1 == rows[i].seq && strcmp(p->chain, rows[i].chain) == 0;
+        uint64_t *head = batch_head(&heads, rows[i].chain);
+        /* A predecessor inserted earlier in this batch: no lookup. */
+        bool follows = head != NULL && *head > 0 && *head + 1 == rows[i].seq;
         if (rows[i].seq > 1 && !follows) rc = check_prev(c, &rows[i], i, err);
         if (rc == GH_OK) rc = insert_row(c, &rows[i], err);
+        if (rc == GH_OK && head != NULL) *head = rows[i].seq;
     }
     for (size_t i = 0; rc == GH_OK && i < ncp; i++)
         rc = insert_checkpoint(c, &cps[i], i, err);

@@ -605,13 +605,26 @@ static int create_file(const char *path, struct gh_err *err)
     return GH_OK;
 }
 
+/* SQLite's process-wide settings, made once before its first use. Memory
+ * statistics (on by default) take a global mutex on every allocation, and
+ * SQLite allocates for every row it writes: 6% of the audit writer's time
+ * went to that mutex. Nothing here reads the statistics. (SQLITE_MISUSE,
+ * when something in the process started SQLite first, leaves them on.) */
+static void sqlite_configure(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int sqlite_open(const struct gh_store_params *p, struct gh_store **out, struct gh_err *err)
 {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+
     struct gh_sqlite_store *s;
     unsigned nreaders = p->readers ? p->readers : DEFAULT_READERS;
     uint32_t busy = p->busy_timeout_ms ? p->busy_timeout_ms : DEFAULT_BUSY_TIMEOUT;
 
     *out = NULL;
+    pthread_once(&configured, sqlite_configure);
     if (nreaders > MAX_READERS)
         return gh_err_set(err, NULL, 0, 0, "store: readers: at most %d", MAX_READERS);
     if (sqlite3_threadsafe() == 0)

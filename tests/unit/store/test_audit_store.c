@@ -228,6 +228,37 @@ static void test_stale_head(void **state)
     assert_int_equal(gh_store_audit_append(f->st, rows, 1, NULL, 0, &err), GH_OK);
 }
 
+/* Chains interleaved in one batch (a row's predecessor is seldom the row
+ * before it): each row that follows its chain's row earlier in the batch
+ * goes in, and a gap inside the batch is refused all the same, nothing of
+ * the batch stored. */
+static void test_interleaved_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row *rows = calloc(9, sizeof(*rows));
+    struct gh_err err = {0};
+    struct all a;
+
+    append_n(f, 3);
+    for (int i = 0; i < 9; i++)
+        next_row(f, i % NCHAINS, &rows[i]);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 9, NULL, 0, &err), GH_OK);
+    load_all(f, &a);
+    assert_int_equal(a.n, 12);
+    free(a.rows);
+    /* Chain 0's second row of the batch skips a seq. */
+    for (int i = 0; i < 9; i++) {
+        if (i == 3) f->seq[0]++;
+        next_row(f, i % NCHAINS, &rows[i]);
+    }
+    assert_int_equal(gh_store_audit_append(f->st, rows, 9, NULL, 0, &err), GH_STORE_CONFLICT);
+    assert_non_null(strstr(err.msg, "rows[3]"));
+    load_all(f, &a);
+    assert_int_equal(a.n, 12);
+    free(a.rows);
+    free(rows);
+}
+
 /* The brute-force filter: NULL or "" means any, as for the store. */
 static bool match(const struct gh_store_audit_row *r, const struct gh_store_audit_filter *q)
 {
@@ -689,6 +720,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interleaved_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_brute_force, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_by_time_during_appends, setup, teardown),
