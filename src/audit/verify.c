@@ -650,6 +650,8 @@ static bool columns_match_strict(struct gh_audit_event *ev, const struct gh_stor
  * them: beyond, a chain is left to pass 2 (only a store with a great many
  * chains gets there). */
 #define FIRST_BODIES_MAX (64u << 20)
+/* Chains beyond which pass 1 takes one part per worker (see scan()). */
+#define MANY_CHAINS 4096
 
 /* One rowid range of pass 1, scanned and checked by one thread. */
 struct part {
@@ -839,6 +841,16 @@ static int join(struct verifier *v, struct part *parts, size_t nparts)
     return GH_OK;
 }
 
+/* How many chains have checkpoints (cps[] is sorted by chain). */
+static size_t chains_of_checkpoints(const struct verifier *v)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < v->ncps; i++)
+        if (i == 0 || strcmp(v->cps[i].c.chain, v->cps[i - 1].c.chain) != 0) n++;
+    return n;
+}
+
 /* The rowids of the oldest and newest rows; both 0 when there are none. */
 static int rowid_range(struct gh_store *st, int64_t *first, int64_t *last, struct gh_err *err)
 {
@@ -891,7 +903,11 @@ static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
     }
     span = (uint64_t)(last - first) + 1;
     if (nworkers > slots) nworkers = slots; /* a worker waiting for a connection would time out */
-    ps.n = nworkers == 1 ? 1 : nworkers * PARTS_PER_WORKER;
+    /* Each part keeps a table of every chain it meets and each chain's
+     * first row: with many chains (counted by their checkpoints), one part
+     * per worker, so that memory stays at a few KiB per chain. */
+    ps.n = nworkers == 1 || chains_of_checkpoints(v) > MANY_CHAINS ? nworkers
+                                                                   : nworkers * PARTS_PER_WORKER;
     if (span < ps.n) ps.n = nworkers = 1;
     ps.nworkers = nworkers;
     atomic_init(&ps.next, 0);
@@ -902,7 +918,9 @@ static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
         struct part *p = &ps.part[k];
         p->v = v;
         p->keep_max = FIRST_BODIES_MAX / ps.n;
-        p->after = k == 0 ? 0 : ps.part[k - 1].to;
+        /* The first part from the very start: a row a tamperer put at a
+         * rowid below 1 (never one the gateway gives) is read too. */
+        p->after = k == 0 ? INT64_MIN : ps.part[k - 1].to;
         p->to = first - 1 + (int64_t)(span / ps.n * (k + 1) + span % ps.n * (k + 1) / ps.n);
     }
     for (size_t i = 0; i < nworkers; i++)

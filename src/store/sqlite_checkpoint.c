@@ -11,9 +11,7 @@
  * the readers. Should that thread fall behind (it shares the cores with
  * the workers), and in any case every RESTART_PAGES frames, the writer
  * copies what is left itself, so the WAL stays bounded. */
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "store/sqlite_int.h"
 
@@ -33,9 +31,15 @@ static int uncopied(int log, int done)
     return log >= done ? log - done : log;
 }
 
+/* What a checkpoint did. <done> is a hint for the next wake-up only: the
+ * thread may store it just after the writer saw the WAL start over. */
 static void note_checkpoint(struct gh_sqlite_checkpointer *k, int rc, int log, int done,
                             atomic_uint_fast64_t *count)
 {
+    /* BUSY is another checkpoint running: not a failure. Anything else
+     * (an I/O error, a full disk) is counted: the WAL then keeps growing. */
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        atomic_fetch_add_explicit(&k->failed_runs, 1, memory_order_relaxed);
     if (rc != SQLITE_OK || log < 0 || done < 0) return;
     atomic_store_explicit(&k->done_frames, done, memory_order_relaxed);
     atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
@@ -71,7 +75,10 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int log)
         int nlog = -1, ncopied = -1;
         int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &nlog, &ncopied);
         note_checkpoint(k, rc, nlog, ncopied, &k->inline_runs);
-        k->inline_at = log + RESTART_PAGES / 2;
+        /* BUSY: the thread is checkpointing right now; try again after the
+         * next commit, not RESTART_PAGES / 2 later (the WAL would grow by
+         * that much for nothing). */
+        k->inline_at = rc == SQLITE_BUSY ? log + 1 : log + RESTART_PAGES / 2;
     } else if (behind >= WAKE_PAGES) {
         pthread_mutex_lock(&k->mu);
         k->wanted = true;
@@ -129,6 +136,14 @@ int gh_sqlite__checkpointer_start(struct gh_sqlite_store *s, const char *path, s
         return GH_OK;
     }
     sqlite3_db_config(k->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    /* A checkpoint syncs the WAL before it copies and the database file
+     * after, unless synchronous is OFF: said here rather than left to how
+     * the library was built. */
+    if (sqlite3_exec(k->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(k->db);
+        k->db = NULL;
+        return GH_OK;
+    }
     /* A connection learns that the file is in WAL mode when it first reads
      * it; until then its checkpoints do nothing. */
     if (sqlite3_exec(k->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
@@ -177,4 +192,5 @@ void gh_sqlite__checkpoint_stats(struct gh_sqlite_store *s, struct gh_store_wal_
     out->wal_frames = (uint64_t)atomic_load_explicit(&k->wal_frames, memory_order_relaxed);
     out->background = atomic_load_explicit(&k->background_runs, memory_order_relaxed);
     out->inline_ = atomic_load_explicit(&k->inline_runs, memory_order_relaxed);
+    out->failed = atomic_load_explicit(&k->failed_runs, memory_order_relaxed);
 }

@@ -149,7 +149,8 @@ struct gh_sqlite_conn {
 
 /* Checkpoints: the writer's commits do not copy the WAL into the database
  * file; a thread with its own connection does (sqlite_checkpoint.c), and
- * the writer only when that thread falls far behind. */
+ * the writer copies what is left every RESTART_PAGES pages, so that the WAL
+ * can start over (or after each commit when there is no thread). */
 struct gh_sqlite_checkpointer {
     sqlite3 *db; /* the thread's own connection; NULL: none, the writer does it */
     pthread_t thread;
@@ -162,7 +163,7 @@ struct gh_sqlite_checkpointer {
     atomic_int wal_frames;  /* the WAL's frames after the last commit */
     atomic_int done_frames; /* frames the last checkpoint had copied */
     int inline_at;          /* the writer's: WAL frames at which it copies the rest */
-    atomic_uint_fast64_t background_runs, inline_runs;
+    atomic_uint_fast64_t background_runs, inline_runs, failed_runs;
 };
 
 struct gh_sqlite_store {

@@ -515,7 +515,8 @@ struct gh_store_wal_stats {
     bool supported;      /* the engine fills the figures below */
     uint64_t wal_frames; /* pages in the WAL after the last commit */
     uint64_t background; /* checkpoints run by the store's checkpoint thread */
-    uint64_t inline_;    /* checkpoints the writer ran itself, that thread being behind */
+    uint64_t inline_;    /* checkpoints the writer ran itself, so that the WAL can start over */
+    uint64_t failed;     /* checkpoints that failed (I/O error, disk full): the WAL grows */
 };
 
 /* The ops table an implementation fills. Slots are called only through the
@@ -1216,7 +1217,8 @@ int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_se
                         gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 
 /* [operator] Streams every row with rowid in (<after_rowid>, <to_rowid>]
- * (after_rowid >= 0; to_rowid 0: no end) in commit (rowid) order, from one
+ * (to_rowid 0: no end; after_rowid INT64_MIN: from the very start, rows at
+ * rowids below 1, which only tampering makes, included) in commit (rowid) order, from one
  * snapshot, reusing one row as the walk does. Within a chain, commit order
  * is seq order unless the table was tampered with. Safe to call from
  * several threads at once: each scan holds a connection of its own (the

@@ -276,7 +276,6 @@ int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_se
 int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
                         gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {
-    if (after_rowid < 0) return invalid(err, "after_rowid", "must be >= 0");
     if (to_rowid < 0) return invalid(err, "to_rowid", "must be >= 0");
     return st->ops->audit_scan(st, after_rowid, to_rowid == 0 ? INT64_MAX : to_rowid, cb, arg, err);
 }

@@ -617,6 +617,7 @@ static void sqlite_configure(void)
 
 static int sqlite_open(const struct gh_store_params *p, struct gh_store **out, struct gh_err *err)
 {
+    /* Process-wide, as SQLite's own configuration is: the one static. */
     static pthread_once_t configured = PTHREAD_ONCE_INIT;
 
     struct gh_sqlite_store *s;

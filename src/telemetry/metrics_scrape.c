@@ -474,6 +474,10 @@ static void write_store_wal(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_counter(e, &l, 1, w.background);
     l = L("by", "writer");
     gh_expo_counter(e, &l, 1, w.inline_);
+    gh_expo_family(e, "gatehouse_store_wal_checkpoint_errors", GH_EXPO_COUNTER,
+                   "WAL checkpoints that failed (an I/O error, a full disk); the WAL grows "
+                   "until one succeeds.");
+    gh_expo_counter(e, NULL, 0, w.failed);
 }
 
 static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct gh_snapshot *snap)

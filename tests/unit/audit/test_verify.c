@@ -437,6 +437,23 @@ static void test_inserted_naive_row(void **state)
     expect(f, GH_AUDIT_INSERTED, 8, "not the gateway's");
 }
 
+static void test_inserted_at_a_rowid_below_one(void **state)
+{
+    struct fixture *f = *state;
+    const struct gh_audit_chain_report *a;
+
+    /* A row appended to the chain's tail at a rowid the gateway never
+     * gives: a scan from rowid 1 on would not meet it. */
+    tamper(f, "INSERT INTO audit_events (rowid, chain, seq, id, time_us, tenant_id, actor, "
+              "action, resource, outcome, request_id, hash, body) "
+              "SELECT -5, chain, 21, id, time_us, tenant_id, actor, action, resource, "
+              "outcome, request_id, hash, replace(body, '\"seq\":2,', '\"seq\":21,') "
+              "FROM audit_events WHERE chain = '" A "' AND seq = 2");
+    a = verify_a(f, 1);
+    assert_int_not_equal(a->problem, GH_AUDIT_INTACT);
+    assert_int_equal(a->seq, NEVENT + 1);
+}
+
 static void test_truncated_after_checkpoint(void **state)
 {
     struct fixture *f = *state;
@@ -602,6 +619,7 @@ int main(void)
         T(test_swapped_rows),
         T(test_inserted_forged_row),
         T(test_inserted_naive_row),
+        T(test_inserted_at_a_rowid_below_one),
         T(test_truncated_after_checkpoint),
         T(test_truncated_all),
         T(test_bad_signature),
