@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define OPENSSL_SUPPRESS_DEPRECATED /* the low-level SHA-256: see event.c */
 #include <openssl/sha.h>
@@ -35,6 +34,7 @@
 #include "audit/chain.h"
 #include "audit/checkpoint.h"
 #include "audit/event.h"
+#include "core/cpus.h"
 
 #define MAX_KEYS 256 /* audit keys are rotated rarely: more are ignored (NEEDSWORK: page) */
 
@@ -884,8 +884,8 @@ static int rowid_range(struct gh_store *st, int64_t *first, int64_t *last, struc
  * snapshot by pass 2. */
 static int scan(struct verifier *v, struct gh_store *st, struct gh_err *err)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t nworkers = cores < 1 ? 1 : cores > MAX_WORKERS ? MAX_WORKERS : (size_t)cores;
+    int cores = gh_cpus_usable();
+    size_t nworkers = cores > MAX_WORKERS ? MAX_WORKERS : (size_t)cores;
     size_t slots = gh_store_audit_scan_slots(st);
     struct parts ps = {.v = v, .st = st};
     struct worker workers[MAX_WORKERS];

@@ -7,6 +7,7 @@
  * default written as it would be in YAML. The same tables drive defaults,
  * gh_config_demo() and gh_config_free(), so a new row needs no other code. */
 #include "config/config.h"
+#include "core/cpus.h"
 #include "hooks/inbound.h"
 #include "hooks/ssrf.h"
 #include "http/parser.h"
@@ -545,8 +546,7 @@ static int set_workers(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key
     int rc;
 
     if (strcmp(scalar(n), "auto") == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        if (cpus < 1) cpus = 1;
+        long cpus = gh_cpus_usable(); /* those the process may run on */
         if ((uint64_t)cpus > key->max) cpus = (long)key->max;
         *FIELD(obj, key->off, int) = (int)cpus;
         return GH_OK;
