@@ -156,10 +156,10 @@ struct gh_sqlite_checkpointer {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    bool wanted;      /* under mu: a commit asked for a checkpoint */
-    bool stop;        /* under mu */
-    atomic_bool running; /* the thread runs: commits wake it rather than checkpoint */
-    bool initialised; /* mu and wake exist */
+    bool wanted;            /* under mu: a commit asked for a checkpoint */
+    bool stop;              /* under mu */
+    atomic_bool running;    /* the thread runs: commits wake it rather than checkpoint */
+    bool initialised;       /* mu and wake exist */
     atomic_int wal_frames;  /* the WAL's frames after the last commit */
     atomic_int done_frames; /* frames the last checkpoint had copied */
     int inline_at;          /* the writer's: WAL frames at which it copies the rest */
