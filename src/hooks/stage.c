@@ -192,11 +192,24 @@ static void give_back(struct gh_worker *w, struct gh_req *r)
     r->wh_nredis = 0;
 }
 
+/* Senders retry on these (Standard Webhooks, GitHub and Stripe all do):
+ * the message did not get through, so its retry is not a replay. */
+static bool retried(int status)
+{
+    return status >= 500 || status == 408 || status == 429;
+}
+
+void gh_inbound_on_status(struct gh_worker *w, struct gh_req *r)
+{
+    /* A record still out on Redis is settled at the request's end. */
+    if (r->wh_redis_out || !retried(r->status)) return;
+    if (r->wh_nreplay == 0 && r->wh_nredis == 0) return;
+    give_back(w, r);
+}
+
 void gh_inbound_request_end(struct gh_worker *w, struct gh_req *r)
 {
-    /* Senders retry on these (Standard Webhooks, GitHub and Stripe all
-     * do): the message did not get through, so its retry is not a replay. */
-    bool failed = r->status == 0 || r->status >= 500 || r->status == 408 || r->status == 429;
+    bool failed = r->status == 0 || retried(r->status);
     struct gh_redis *c;
 
     if (r->wh_redis_out) {

@@ -23,6 +23,13 @@ int gh_inbound_stage(struct gh_req *req);
 struct gh_worker;
 void gh_inbound_request_end(struct gh_worker *w, struct gh_req *req);
 
+/* The answer's status (req->status) is set and none of it is sent yet: when
+ * it is one the sender retries on (5xx, 408, 429), the replay keys go back
+ * now, not at the request's end, which comes only once the answer is
+ * written: the retry, sent as soon as the answer is read, may reach another
+ * worker before that. */
+void gh_inbound_on_status(struct gh_worker *w, struct gh_req *req);
+
 /* A worker's state for the stage: keyed HMAC contexts for the last few
  * verify routes it saw (made on the worker at a route's first check). */
 struct gh_wh_worker;

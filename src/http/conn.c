@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/runtime.h"
 #include "core/worker.h"
+#include "hooks/stage.h"
 #include "http/tls.h"
 #include "proxy/proxy.h"
 #include "stages.h"
@@ -395,6 +396,7 @@ void gh_conn_reply_ex(struct gh_conn *c, int status, const char *content_type, c
      * safely: answer and close. */
     if (r && !r->body_done && r->head.framing.body != GH_BODY_NONE) c->want_close = true;
     if (r) r->status = status;
+    if (r) gh_inbound_on_status(c->worker, r);
     /* The audit event of an audited request is written before its answer
      * leaves (strict mode), or the answer becomes 503. */
     if (r && (audit = gh_audit_on_reply(r, status)) < 0) {
@@ -537,6 +539,7 @@ int gh_conn_stream_begin(struct gh_req *r, int status, const char *content_type,
         return -1;
     }
     r->status = status;
+    gh_inbound_on_status(c->worker, r);
     r->resp_head_done = true;
     r->stream_drained = drained;
     return gh_conn_stream_write(r, NULL, 0);

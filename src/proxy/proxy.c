@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/conn.h"
+#include "hooks/stage.h"
 #include "idem/stage.h"
 #include "proxy/pool.h"
 #include "proxy/router.h"
@@ -735,6 +736,7 @@ static bool relay_head(struct gh_req *r)
     }
     /* Before the head's bytes go: its header slices point into them. */
     if (r->idem) gh_idem_on_head(r);
+    gh_inbound_on_status(r->conn->worker, r);
     gh_buf_consume(&r->up->in, r->resp.head_len);
     r->resp_head_done = true;
     gh_conn_arm_timer(r->conn);

@@ -419,6 +419,27 @@ VERIFY = {"/std": f"{{format: standard, secret: \"{STD_SECRET}\"}}",
           "/stripe": f"{{format: stripe, secret: \"{ST_SECRET}\"}}"}
 
 
+def test_retry_sent_the_moment_a_5xx_is_read_passes(gatehouse, upstream):
+    """The keys of a failed delivery go back before its answer is sent, not
+    once the answer is written: a retry sent the moment the 503 is read, on
+    a new connection that may reach the other worker first, must pass. Before
+    the fix a CI run under load refused such a retry as a replay once; on an
+    idle machine this loop did not hit the window, so it guards the path
+    without proving the race each time."""
+    def cfg(g):
+        return config(g).replace("  - path: /stdpk\n",
+                                 "  - path: /status\n    name: status\n    upstream: app\n"
+                                 f"    webhook_verify: {VERIFY['/std']}\n  - path: /stdpk\n")
+    g = gatehouse(raw=cfg)
+    for n in range(200):
+        body = event(1000 + n)
+        headers = SIGNERS["/std"](body)
+        status, data = post(g, "/status/503", body, headers)
+        assert status == 503, data
+        status, data = post(g, "/status/204", body, headers)
+        assert status == 204, (n, data)
+
+
 @pytest.mark.parametrize("path", ["/std", "/gh", "/stripe"])
 def test_failed_upstream_does_not_burn_the_message(gatehouse, upstream, path):
     """The sender's retry after a 5xx is the same message (same id, same
