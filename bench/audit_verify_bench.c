@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "audit/chain.h"
+#include "bench_event.h"
 #include "audit/checkpoint.h"
 #include "audit/verify.h"
 #include "core/clock.h"
@@ -113,29 +114,8 @@ int main(int argc, char **argv)
     t0 = gh_now_ns();
     for (uint64_t done = 0; done < n;) {
         size_t k = 0, ncp = 0;
-        for (; k < BATCH && done + k < n; k++) {
-            uint64_t i = done + k;
-            uint8_t rnd[10];
-            char req[32];
-            memcpy(rnd, &i, 8);
-            rnd[8] = rnd[9] = 0x5a;
-            gh_audit_event_init(&evs[k], 1763782800000000 + (int64_t)i, rnd);
-            GH_AUDIT_SET(&evs[k], tenant, gh_str_cstr(chains[i % CHAINS]));
-            GH_AUDIT_SET(&evs[k], actor, GH_STR_LIT("key:AbCdEfGh12345678"));
-            GH_AUDIT_SET(&evs[k], action, GH_STR_LIT("http.request"));
-            GH_AUDIT_SET(&evs[k], resource, GH_STR_LIT("orders-api"));
-            evs[k].outcome = GH_AUDIT_SUCCESS;
-            GH_AUDIT_SET(&evs[k], method, GH_STR_LIT("POST"));
-            GH_AUDIT_SET(&evs[k], path, GH_STR_LIT("/v1/orders/12345/items"));
-            evs[k].status = 201;
-            snprintf(req, sizeof(req), "req-%016" PRIx64, i);
-            GH_AUDIT_SET(&evs[k], request_id, gh_str_cstr(req));
-            GH_AUDIT_SET(&evs[k], trace_id, GH_STR_LIT("0af7651916cd43dd8448eb211c80319c"));
-            GH_AUDIT_SET(&evs[k], client_ip, GH_STR_LIT("192.0.2.17"));
-            GH_AUDIT_SET(&evs[k], user_agent, GH_STR_LIT("bench/1.0 (gatehouse)"));
-            evs[k].latency_us = 1234;
-            gh_audit_params_from_query(&evs[k], GH_STR_LIT("page=2&sort=desc&token=abc"), 4);
-        }
+        for (; k < BATCH && done + k < n; k++)
+            bench_event(&evs[k], done + k, chains[(done + k) % CHAINS]);
         uint64_t w0 = gh_now_ns();
         for (size_t j = 0; j < k; j++, done++) {
             int c = (int)(done % CHAINS);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "audit/chain.h"
+#include "bench_event.h"
 #include "core/clock.h"
 #include "store/store.h"
 
@@ -52,34 +53,15 @@ static void exec(sqlite3 *db, const char *sql)
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) die(sql, msg ? msg : "failed");
 }
 
-/* Row <i> of the fill: the same events as bench/audit_verify_bench.c. */
+/* Row <i> of the fill: the events of bench/audit_verify_bench.c, with a node. */
 static void make_row(uint64_t i, uint64_t *seq, uint8_t (*prev)[32], char (*chains)[32],
                      struct gh_store_audit_row *row)
 {
     struct gh_audit_event ev;
-    uint8_t rnd[10];
-    char req[32];
     int c = (int)(i % CHAINS);
 
-    memcpy(rnd, &i, 8);
-    rnd[8] = rnd[9] = 0x5a;
-    gh_audit_event_init(&ev, 1763782800000000 + (int64_t)i, rnd);
-    GH_AUDIT_SET(&ev, tenant, gh_str_cstr(chains[c]));
-    GH_AUDIT_SET(&ev, actor, GH_STR_LIT("key:AbCdEfGh12345678"));
-    GH_AUDIT_SET(&ev, action, GH_STR_LIT("http.request"));
-    GH_AUDIT_SET(&ev, resource, GH_STR_LIT("orders-api"));
-    ev.outcome = GH_AUDIT_SUCCESS;
-    GH_AUDIT_SET(&ev, method, GH_STR_LIT("POST"));
-    GH_AUDIT_SET(&ev, path, GH_STR_LIT("/v1/orders/12345/items"));
-    ev.status = 201;
-    snprintf(req, sizeof(req), "req-%016" PRIx64, i);
-    GH_AUDIT_SET(&ev, request_id, gh_str_cstr(req));
-    GH_AUDIT_SET(&ev, trace_id, GH_STR_LIT("0af7651916cd43dd8448eb211c80319c"));
-    GH_AUDIT_SET(&ev, client_ip, GH_STR_LIT("192.0.2.17"));
-    GH_AUDIT_SET(&ev, user_agent, GH_STR_LIT("bench/1.0 (gatehouse)"));
+    bench_event(&ev, i, chains[c]);
     GH_AUDIT_SET(&ev, node, GH_STR_LIT("gw-1"));
-    ev.latency_us = 1234;
-    gh_audit_params_from_query(&ev, GH_STR_LIT("page=2&sort=desc&token=abc"), 4);
     if (gh_audit_chain_event(&ev, ++seq[c], prev[c], row) != GH_OK) die("chain", "event");
     memcpy(prev[c], ev.hash, 32);
 }

@@ -61,7 +61,6 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int log)
         atomic_store_explicit(&k->done_frames, 0, memory_order_relaxed);
         k->inline_at = RESTART_PAGES;
     }
-    if (k->inline_at == 0) k->inline_at = RESTART_PAGES;
     behind = uncopied(log, done);
     atomic_store_explicit(&k->wal_frames, log, memory_order_relaxed);
     if (log >= k->inline_at || (!atomic_load(&k->running) && behind >= WAKE_PAGES)) {
@@ -126,6 +125,7 @@ int gh_sqlite__checkpointer_start(struct gh_sqlite_store *s, const char *path, s
         sqlite3_free(msg);
         return GH_ERROR;
     }
+    k->inline_at = RESTART_PAGES;
     /* From here on the writer's commits report to on_commit(); while the
      * thread is not running, on_commit() checkpoints inline. */
     sqlite3_wal_hook(s->writer.db, on_commit, k);
