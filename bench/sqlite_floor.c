@@ -35,8 +35,8 @@
 /* The query indexes of audit_events; variant 0 keeps all, variant k drops
  * index k-1, the last drops them all. */
 static const char *const indexes[] = {
-    "audit_events_by_tenant",  "audit_events_by_time",   "audit_events_by_tenant_time",
-    "audit_events_by_request", "audit_events_by_action", "audit_events_by_actor",
+    "audit_events_by_time",   "audit_events_by_tenant_time", "audit_events_by_request",
+    "audit_events_by_action", "audit_events_by_actor",
 };
 #define NINDEX   (sizeof(indexes) / sizeof(indexes[0]))
 #define NVARIANT (NINDEX + 2)

@@ -386,7 +386,21 @@ enum {
  * (time_us, rowid) is then the only bound on the side the walk moves
  * towards: the range's bound on that side is folded into ?11 and ?9
  * (the wrapper's clamp_pos in store_audit.c), so the planner has one bound
- * to seek, not two to choose from. */
+ * to seek, not two to choose from.
+ *
+ * A tenant's query without a time range, an actor, an action or a request
+ * id reads its chain through UNIQUE (chain, seq) instead: the
+ * chain of a tenant is its id, and along a chain seq grows with rowid (the
+ * writer commits a chain in seq order), so seq order is rowid order there.
+ * That is what lets the table do without an index on (tenant_id, rowid),
+ * one B-tree fewer on every append (migration 10). rowid stays the keyset:
+ * the seq of the cursor's row is only where the index walk starts, and when
+ * that row is gone (archived) the walk starts at the chain's end and the
+ * rowid bound alone skips to the page, slower but the same rows. The other
+ * filters are served better by their own indexes ((actor, rowid), ...: a
+ * rare value is found without reading the tenant's whole chain).
+ * PostgreSQL keeps (tenant_id, rowid) and this plan is SQLite's alone
+ * (pg_migrations.c, migration 10, says why). */
 static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
 {
     static const struct {
@@ -399,6 +413,7 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
         {Q_FROM, " AND time_us >= ?7"},     {Q_TO, " AND time_us < ?8"},
     };
     bool oldest = mask & Q_OLDEST, by_time = mask & (Q_FROM | Q_TO);
+    bool by_chain = (mask & Q_TENANT) && !by_time && !(mask & (Q_ACTOR | Q_ACTION | Q_REQUEST));
     unsigned folded = !by_time ? 0 : oldest ? Q_FROM : Q_TO;
     char sql[1024];
     size_t o = 0;
@@ -408,6 +423,13 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
     APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events WHERE ");
     if (by_time)
         APPEND(oldest ? "(time_us, rowid) > (?11, ?9)" : "(time_us, rowid) < (?11, ?9)");
+    else if (by_chain)
+        /* The seq of the cursor's row if it is still in the tenant's chain,
+         * else the chain's end: see above. */
+        APPEND(oldest ? "chain = ?1 AND seq > coalesce((SELECT seq FROM audit_events WHERE "
+                        "rowid = ?9 AND chain = ?1), 0) AND rowid > ?9"
+                      : "chain = ?1 AND seq < coalesce((SELECT seq FROM audit_events WHERE "
+                        "rowid = ?9 AND chain = ?1), 9223372036854775807) AND rowid < ?9");
     else
         APPEND(oldest ? "rowid > ?9" : "rowid < ?9");
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
@@ -415,6 +437,8 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
     if (by_time)
         APPEND(oldest ? " ORDER BY time_us, rowid LIMIT ?10"
                       : " ORDER BY time_us DESC, rowid DESC LIMIT ?10");
+    else if (by_chain)
+        APPEND(oldest ? " ORDER BY seq LIMIT ?10" : " ORDER BY seq DESC LIMIT ?10");
     else
         APPEND(oldest ? " ORDER BY rowid LIMIT ?10" : " ORDER BY rowid DESC LIMIT ?10");
     sql[o] = '\0';

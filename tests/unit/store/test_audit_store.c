@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,24 @@ static void load_all(struct fixture *f, struct all *a)
     memset(a, 0, sizeof(*a));
     assert_int_equal(gh_store_audit_walk(f->st, NULL, 0, 0, collect, a, &err), GH_OK);
     qsort(a->rows, a->n, sizeof(*a->rows), by_rowid);
+}
+
+/* How many schema objects are named <name> (an index: migration 10). */
+static int raw_count(struct fixture *f, const char *name)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int n = -1;
+
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = ?1", -1, &s, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
 }
 
 /* ---- Tests -------------------------------------------------------------------- */
@@ -453,6 +472,72 @@ static void test_pagination_by_time_during_appends(void **state)
     free(got);
 }
 
+/* A tenant's query without a time range walks its chain by seq from the
+ * cursor's row (migration 10 dropped (tenant_id, rowid)). The rowid is
+ * still the keyset: a cursor whose row is gone (archived) or that names a
+ * row of another chain (a forged cursor) gives the same next page as
+ * before, the rows of the tenant past that rowid. */
+static void test_tenant_page_after_a_cursor_row_gone(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row page[8];
+    struct gh_err err = {0};
+    struct all a;
+    sqlite3 *db = NULL;
+    size_t count;
+    bool more;
+
+    append_n(f, 120);
+    load_all(f, &a);
+    assert_int_equal(raw_count(f, "audit_events_by_tenant"), 0);
+    for (int oldest = 0; oldest < 2; oldest++)
+        for (int forged = 0; forged < 2; forged++) {
+            struct gh_store_audit_filter q = {.tenant_id = chains[0], .oldest_first = oldest};
+            struct gh_store_audit_pos after;
+            const struct gh_store_audit_row *at = NULL;
+            size_t skip = 7, seen = 0, k = 0;
+            char sql[96];
+
+            /* The cursor: the 7th row of chain 0 from the walk's start, or
+             * (forged) the row of chain 1 just after it in rowid. */
+            for (size_t i = 0; i < a.n && at == NULL; i++) {
+                const struct gh_store_audit_row *r = &a.rows[oldest ? i : a.n - 1 - i];
+                if (strcmp(r->chain, chains[0]) == 0 && ++seen == skip) at = r;
+            }
+            assert_non_null(at);
+            for (size_t i = 0; forged && i < a.n; i++) {
+                const struct gh_store_audit_row *r = &a.rows[oldest ? i : a.n - 1 - i];
+                if ((oldest ? r->rowid > at->rowid : r->rowid < at->rowid) &&
+                    strcmp(r->chain, chains[1]) == 0) {
+                    at = r;
+                    break;
+                }
+            }
+            after.rowid = at->rowid;
+            after.time_us = at->time_us;
+            if (!forged) {
+                /* Gone, as an archive pass removes rows. */
+                snprintf(sql, sizeof(sql), "DELETE FROM audit_events WHERE rowid = %lld",
+                         (long long)at->rowid);
+                assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+                assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+                sqlite3_close(db);
+            }
+            assert_int_equal(gh_store_audit_query(f->st, &q, &after, 8, page, &count, &more, &err),
+                             GH_OK);
+            assert_int_equal(count, 8);
+            for (size_t i = 0; i < a.n && k < count; i++) {
+                const struct gh_store_audit_row *r = &a.rows[oldest ? i : a.n - 1 - i];
+                if (strcmp(r->chain, chains[0]) != 0) continue;
+                if (oldest ? r->rowid <= after.rowid : r->rowid >= after.rowid) continue;
+                assert_int_equal(page[k].rowid, r->rowid);
+                k++;
+            }
+            assert_int_equal(k, 8);
+        }
+    free(a.rows);
+}
+
 static void test_tenant_scoping(void **state)
 {
     struct fixture *f = *state;
@@ -724,6 +809,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_brute_force, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_by_time_during_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_page_after_a_cursor_row_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_scoping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
