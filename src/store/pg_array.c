@@ -81,18 +81,38 @@ void gh_pg_copy_reset(struct gh_pg_array *a)
     a->oom = false;
 }
 
+static bool copy_special(char ch)
+{
+    return ch == '\\' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* Runs without a special byte are found with a local cursor and copied
+ * whole: an audit body is a kilobyte with hardly an escape, and writing
+ * byte by byte through a->p[a->len++] made the compiler reload and store
+ * a->len for every byte (a char store may alias it), a fifth of the audit
+ * writer's time on PostgreSQL while the server waited for the COPY. */
 void gh_pg_copy_text(struct gh_pg_array *a, const char *s, size_t len, bool last)
 {
+    char *out;
+    size_t i = 0;
+
     if (!reserve(a, 2 * len + 1)) return;
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (ch == '\\' || ch == '\t' || ch == '\n' || ch == '\r') {
-            a->p[a->len++] = '\\';
-            ch = ch == '\t' ? 't' : ch == '\n' ? 'n' : ch == '\r' ? 'r' : ch;
+    out = a->p + a->len;
+    while (i < len) {
+        size_t run = i;
+        while (run < len && !copy_special(s[run]))
+            run++;
+        memcpy(out, s + i, run - i);
+        out += run - i;
+        i = run;
+        if (i < len) {
+            char ch = s[i++];
+            *out++ = '\\';
+            *out++ = ch == '\t' ? 't' : ch == '\n' ? 'n' : ch == '\r' ? 'r' : ch;
         }
-        a->p[a->len++] = ch;
     }
-    a->p[a->len++] = last ? '\n' : '\t';
+    *out++ = last ? '\n' : '\t';
+    a->len = (size_t)(out - a->p);
 }
 
 void gh_pg_copy_i64(struct gh_pg_array *a, int64_t v, bool last)
