@@ -12,7 +12,8 @@
 #                   signature checks, ns per 1 KiB body) and bench-webhooks
 #                   (signed deliveries/s)
 #   make bench-pg   the proxy with auth + rate limit + async audit, SQLite vs PostgreSQL
-#                   store; make bench-pg-audit: audit events/s into PostgreSQL (issue 8)
+#                   store; make bench-pg-audit: audit events/s into PostgreSQL (issue 8);
+#                   make bench-pg-audit-query: audit query latency, PostgreSQL and SQLite
 #   make fuzz       run each fuzz harness for 60 s
 #   make install    install the binary (PREFIX=/usr/local)
 
@@ -271,10 +272,16 @@ bench-audit: $(BUILD)/gatehouse $(BUILD)/rate_load
 # the proxy with auth + rate limit + async audit, SQLite vs PostgreSQL store
 # (bench/pg_proxy.sh), and audit events/s appended with group commit into
 # PostgreSQL next to SQLite (bench/pg_audit.sh over build/audit_verify_bench).
-.PHONY: bench-pg bench-pg-audit
+.PHONY: bench-pg bench-pg-audit bench-pg-audit-query
 bench-pg: $(BUILD)/gatehouse
 	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) bench/pg_proxy.sh
 
 bench-pg-audit: $(BUILD)/gatehouse $(BUILD)/audit_verify_bench
 	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) AUDIT_BENCH_BIN=$(abspath $(BUILD)/audit_verify_bench) \
 	    bench/pg_audit.sh
+
+# The audit queries' latency over 5 M events, PostgreSQL (under row-level
+# security) next to SQLite (bench/pg_audit_query.sh over build/audit_query_bench).
+bench-pg-audit-query: $(BUILD)/gatehouse $(BUILD)/audit_query_bench
+	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) AUDIT_QUERY_BIN=$(abspath $(BUILD)/audit_query_bench) \
+	    bench/pg_audit_query.sh

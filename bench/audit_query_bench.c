@@ -4,10 +4,18 @@
  * times pages of gh_store_audit_query as GET /v1/audit asks for them
  * (50 events, newest first) under the filters a caller would use.
  *
- *   build/audit_query_bench [--db PATH] [--events N] [--tenants T] [--queries Q]
+ *   build/audit_query_bench [--db PATH | --postgres URL [--reuse]] [--events N]
+ *                           [--tenants T] [--queries Q] [--fill-only]
  *
  * With --db, an existing file is reused as it is (filling 5 M events takes
- * minutes); without, a temporary store is made and removed. */
+ * minutes); without, a temporary store is made and removed. With
+ * --postgres, that database (initialised by `gatehouse postgres init`, with
+ * no audit events yet) is filled and queried, a tenant's queries under its
+ * row-level security as the gateway runs them; its events are left there
+ * for the caller to drop. --reuse queries a database filled by an earlier
+ * run with the same --events and --tenants (bench/pg_audit_query.sh runs
+ * ANALYZE in between, as autovacuum would after a fill); --fill-only stops
+ * after the fill. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,15 +151,23 @@ enum kind {
     K_TENANT_PAGE2,
     K_TIME,
     K_ACTION_OUTCOME,
+    K_TENANT_DEEP,
     NKINDS
 };
-static const char *const KIND_NAMES[] = {
-    "tenant",     "tenant+action",    "tenant+outcome+time range", "actor",
-    "request_id", "tenant, 2nd page", "time range (operator)",     "action+outcome (operator)"};
+static const char *const KIND_NAMES[] = {"tenant",
+                                         "tenant+action",
+                                         "tenant+outcome+time range",
+                                         "tenant+actor",
+                                         "request_id",
+                                         "tenant, 2nd page",
+                                         "time range (operator)",
+                                         "action+outcome (operator)",
+                                         "tenant, deep page"};
 
 int main(int argc, char **argv)
 {
-    const char *db = NULL;
+    const char *db = NULL, *pg_url = NULL;
+    bool reuse = false, fill_only = false;
     unsigned long long events = 5000000;
     unsigned tenants = 50, queries = 2000;
     char tmpdir[] = "/tmp/audit-bench-XXXXXX", path[512];
@@ -164,6 +180,12 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
             db = argv[++i];
+        else if (strcmp(argv[i], "--postgres") == 0 && i + 1 < argc)
+            pg_url = argv[++i];
+        else if (strcmp(argv[i], "--reuse") == 0)
+            reuse = true;
+        else if (strcmp(argv[i], "--fill-only") == 0)
+            fill_only = true;
         else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc)
             events = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--tenants") == 0 && i + 1 < argc)
@@ -171,20 +193,31 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--queries") == 0 && i + 1 < argc)
             queries = (unsigned)strtoul(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: %s [--db PATH] [--events N] [--tenants T] [--queries Q]\n",
+            fprintf(stderr,
+                    "usage: %s [--db PATH | --postgres URL [--reuse]] [--events N] "
+                    "[--tenants T] [--queries Q] [--fill-only]\n",
                     argv[0]);
             return 2;
         }
     }
-    if (tenants == 0 || queries == 0) return 2;
-    if (db == NULL) {
-        if (mkdtemp(tmpdir) == NULL) return 2;
-        snprintf(path, sizeof(path), "%s/audit.db", tmpdir);
-        db = path;
+    if (tenants == 0 || queries == 0 || (db != NULL && pg_url != NULL) || (reuse && pg_url == NULL))
+        return 2;
+    if (pg_url != NULL) {
+        /* A database is the caller's: never its URL in the output (it may
+         * hold a password). */
+        made = !reuse;
+        db = "the PostgreSQL database";
+        params.postgres_url = pg_url;
+    } else {
+        if (db == NULL) {
+            if (mkdtemp(tmpdir) == NULL) return 2;
+            snprintf(path, sizeof(path), "%s/audit.db", tmpdir);
+            db = path;
+        }
+        struct stat sb;
+        made = stat(db, &sb) != 0;
+        params.sqlite_path = db;
     }
-    struct stat sb;
-    made = stat(db, &sb) != 0;
-    params.sqlite_path = db;
     if (gh_store_open(&params, &st, &err) != GH_OK ||
         gh_store_migrate(st, NULL, NULL, &err) != GH_OK) {
         fprintf(stderr, "store: %s\n", err.msg);
@@ -196,6 +229,10 @@ int main(int argc, char **argv)
         if (fill(st, events, tenants, t0_us) != 0) return 2;
     } else {
         fprintf(stderr, "reusing %s as it is\n", db);
+    }
+    if (fill_only) {
+        gh_store_close(st);
+        return 0;
     }
 
     struct gh_store_audit_row *rows = calloc(PAGE, sizeof(*rows));
@@ -250,6 +287,22 @@ int main(int argc, char **argv)
                 f.action = ACTIONS[(r >> 20) % NACTIONS];
                 f.outcome = "failed";
                 break;
+            case K_TENANT_DEEP: f.tenant_id = tenant; break;
+            }
+            if (k == K_TENANT_DEEP) {
+                /* A page from the middle of the tenant's chain: after a row
+                 * of that tenant at a random time (found by a query with a
+                 * time range, not timed). */
+                struct gh_store_audit_filter g = f;
+                g.from_us = from;
+                g.oldest_first = true;
+                if (gh_store_audit_query(st, &g, NULL, 1, rows, &count, &more, &err) != GH_OK)
+                    goto fail;
+                if (count) {
+                    after.time_us = rows[0].time_us;
+                    after.rowid = rows[0].rowid;
+                    afterp = &after;
+                }
             }
             if (k == K_TENANT_PAGE2) {
                 /* The second page: after the first page's last row. */
@@ -271,9 +324,9 @@ int main(int argc, char **argv)
             returned += count;
         }
     }
-    printf("audit_query_bench: %llu events, %u tenants + system, %u queries of each kind, "
-           "pages of %d\n",
-           events, tenants, queries, PAGE);
+    printf("audit_query_bench: store=%s, %llu events, %u tenants + system, %u queries of each "
+           "kind, pages of %d\n",
+           gh_store_engine(st), events, tenants, queries, PAGE);
     printf("%-28s %9s %9s %9s\n", "filter", "p50 ms", "p99 ms", "max ms");
     for (int k = 0; k < NKINDS; k++) {
         qsort(lat[k], queries, sizeof(double), cmp_double);

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # A temporary PostgreSQL server for the benchmark scripts (bench/pg_proxy.sh,
-# bench/pg_audit.sh), set up as tests/integration/pg_helpers.py does: initdb
+# bench/pg_audit.sh, bench/pg_audit_query.sh), set up as tests/integration/pg_helpers.py does: initdb
 # into a folder of the run's temp dir, the server on a free loopback port with
 # its socket in that folder, trust authentication on loopback, fsync and
 # synchronous_commit on (their defaults: commits are durable), stopped by PID
@@ -15,6 +15,8 @@
 #   pg_new_db NAME         CREATE DATABASE NAME
 #   pg_url DB [USER]       the URL of DB as USER (default: the login role)
 #   pg_admin_url DB        the URL of DB as the superuser
+#   pg_gatehouse_db DB     a new database DB initialised by `gatehouse postgres
+#                          init` (BIN: the gateway binary) for the login role
 #   pg_stop                fast shutdown, waited for
 #
 # PG_BIN (default /usr/lib/postgresql/15/bin) names the server's binaries;
@@ -85,6 +87,29 @@ pg_url() {  # DB [USER]
 
 pg_admin_url() {  # DB
   pg_url "$1" "$PG_SUPER"
+}
+
+# `gatehouse postgres init` reads the login role from a config's store.postgres.
+pg_gatehouse_db() {  # DB: a fresh database, initialised by `gatehouse postgres init` (BIN)
+  local db=$1 cfg=$TMP/$1.yaml port
+  pg_new_db "$db"
+  read -r port <<<"$(free_ports 1)"
+  cat >"$cfg" <<EOF
+listen:
+  - address: 127.0.0.1:$port
+upstreams:
+  app:
+    endpoints: ["127.0.0.1:$port"]
+routes:
+  - path: /
+    upstream: app
+store:
+  postgres: "$(pg_url "$db")"
+secrets:
+  master_key_file: $TMP/master.key
+EOF
+  "$BIN" postgres init -c "$cfg" --admin-url "$(pg_admin_url "$db")" >"$TMP/$db.init.log" 2>&1 ||
+    { cat "$TMP/$db.init.log" >&2; die "gatehouse postgres init failed for $db"; }
 }
 
 pg_stop() {

@@ -88,31 +88,9 @@ run_bench() {  # OUT ARGS...: the benchmark on BENCH_CORE, waited for (see bench
 pg_start "$PG_CORE"
 log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (pid $PG_PID, core $PG_CORE); temp dir $TMP"
 
-# `gatehouse postgres init` reads the login role from a config's store.postgres.
-init_db() {  # DB: a fresh, initialised database
-  local db=$1 cfg=$TMP/$1.yaml port
-  pg_new_db "$db"
-  read -r port <<<"$(free_ports 1)"
-  cat >"$cfg" <<EOF
-listen:
-  - address: 127.0.0.1:$port
-upstreams:
-  app:
-    endpoints: ["127.0.0.1:$port"]
-routes:
-  - path: /
-    upstream: app
-store:
-  postgres: "$(pg_url "$db")"
-secrets:
-  master_key_file: $TMP/master.key
-EOF
-  "$BIN" postgres init -c "$cfg" --admin-url "$(pg_admin_url "$db")" >"$TMP/$db.init.log" 2>&1 ||
-    { cat "$TMP/$db.init.log" >&2; die "gatehouse postgres init failed for $db"; }
-}
 
 # The settings that make a commit durable, as the login role sees them.
-init_db bench_settings
+pg_gatehouse_db bench_settings
 PG_SETTINGS_SEEN=$(psql -X -At -h 127.0.0.1 -p "$PG_PORT" -U "$PG_LOGIN" -d bench_settings \
   -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings
       WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes',
@@ -140,7 +118,7 @@ for round in $(seq "$ROUNDS"); do
 
   # PostgreSQL: a fresh database; dropped once its rows are counted.
   db=bench_r$round
-  init_db "$db"
+  pg_gatehouse_db "$db"
   ck0=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")
   run_bench "$TMP/postgres-r$round.out" --postgres "$(pg_url "$db")" "$N" "$TMP" 0
   ck1=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")

@@ -399,8 +399,8 @@ enum {
  * rowid bound alone skips to the page, slower but the same rows. The other
  * filters are served better by their own indexes ((actor, rowid), ...: a
  * rare value is found without reading the tenant's whole chain).
- * PostgreSQL keeps (tenant_id, rowid) and this plan is SQLite's alone
- * (pg_migrations.c, migration 10, says why). */
+ * PostgreSQL does the same, with the walk's start found apart
+ * (pg_audit.c, query_sql, says why). */
 static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
 {
     static const struct {

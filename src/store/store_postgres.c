@@ -168,6 +168,14 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                            "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
     [GH_PG_AUDIT_HASH_AT] = "SELECT hash FROM audit_events WHERE chain = $1::text "
                             "AND seq = $2::bigint",
+    /* Before a query that walks a tenant's chain (pg_audit.c, query_sql):
+     * sorts off for the transaction, so that the one plan without a sort,
+     * audit_events_chain_seq_key in order, is the plan; and the seq of the
+     * cursor's row $1 in chain $2, or $3 when it is not there, which the
+     * walk starts from. */
+    [GH_PG_AUDIT_CHAIN_QUERY_START] =
+        "SELECT set_config('enable_sort', 'off', true), coalesce((SELECT seq FROM audit_events "
+        "WHERE rowid = $1::bigint AND chain = $2::text), $3::bigint)",
     [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
                               "VALUES ($1::text, $2::bigint, $3::text, $4::bigint, $5::text, "
                               "$6::text) ON CONFLICT (chain, seq) DO NOTHING RETURNING hash",
