@@ -200,8 +200,14 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (tenants == 0 || queries == 0 || (db != NULL && pg_url != NULL) || (reuse && pg_url == NULL))
+    if (tenants == 0 || queries == 0 || (db != NULL && pg_url != NULL) ||
+        (reuse && pg_url == NULL)) {
+        fprintf(stderr,
+                "%s: --tenants and --queries must be above 0, --db and --postgres exclude "
+                "each other, --reuse needs --postgres\n",
+                argv[0]);
         return 2;
+    }
     if (pg_url != NULL) {
         /* A database is the caller's: never its URL in the output (it may
          * hold a password). */

@@ -15,8 +15,8 @@
 #   pg_new_db NAME         CREATE DATABASE NAME
 #   pg_url DB [USER]       the URL of DB as USER (default: the login role)
 #   pg_admin_url DB        the URL of DB as the superuser
-#   pg_gatehouse_db DB     a new database DB initialised by `gatehouse postgres
-#                          init` (BIN: the gateway binary) for the login role
+#   pg_gatehouse_db DB     a new database DB initialised by `gatehouse
+#                          postgres init` (BIN: the gateway binary)
 #   pg_stop                fast shutdown, waited for
 #
 # PG_BIN (default /usr/lib/postgresql/15/bin) names the server's binaries;
@@ -90,7 +90,7 @@ pg_admin_url() {  # DB
 }
 
 # `gatehouse postgres init` reads the login role from a config's store.postgres.
-pg_gatehouse_db() {  # DB: a fresh database, initialised by `gatehouse postgres init` (BIN)
+pg_gatehouse_db() {  # DB: a new database, initialised by BIN postgres init
   local db=$1 cfg=$TMP/$1.yaml port
   pg_new_db "$db"
   read -r port <<<"$(free_ports 1)"

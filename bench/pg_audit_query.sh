@@ -56,6 +56,7 @@ done
 for v in BENCH_CORE PG_CORE; do
   [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -lt "$(nproc)" ] || die "$v must be a core number below $(nproc)"
 done
+[ "$BENCH_CORE" != "$PG_CORE" ] || log "BENCH_CORE = PG_CORE: the benchmark and the server share one core"
 
 UPTIME=$(uptime)
 log "uptime at start: $UPTIME"

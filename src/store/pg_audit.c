@@ -519,6 +519,7 @@ enum {
     Q_FROM = 1 << 6,
     Q_TO = 1 << 7,
     Q_OLDEST = 1 << 8,
+    Q_SYSTEM = 1 << 9, /* with Q_TENANT: the tenant is the system tenant */
 };
 
 /* Whether the query of <mask> walks its tenant's chain through (chain, seq),
@@ -526,7 +527,7 @@ enum {
 static bool by_chain(unsigned mask)
 {
     return (mask & Q_TENANT) && !(mask & (Q_FROM | Q_TO)) &&
-           !(mask & (Q_ACTOR | Q_ACTION | Q_REQUEST));
+           !(mask & (Q_ACTOR | Q_REQUEST | Q_SYSTEM));
 }
 
 /* The SQL for the filters in <mask>, from constant pieces only, as in
@@ -551,10 +552,15 @@ static void query_sql(unsigned mask, char *sql, size_t size)
         unsigned bit;
         const char *sql;
     } parts[] = {
-        {Q_TENANT, " AND tenant_id = $1"},  {Q_ACTOR, " AND actor = $2"},
-        {Q_ACTION, " AND action = $3"},     {Q_OUTCOME, " AND outcome = $4"},
-        {Q_RESOURCE, " AND resource = $5"}, {Q_REQUEST, " AND request_id = $6"},
-        {Q_FROM, " AND time_us >= $7"},     {Q_TO, " AND time_us < $8"},
+        {Q_TENANT, " AND tenant_id = $1"},
+        {Q_ACTOR, " AND actor = $2"},
+        {Q_ACTION, " AND action = $3"},
+        {Q_OUTCOME, " AND outcome = $4"},
+        {Q_RESOURCE, " AND resource = $5"},
+        {Q_REQUEST, " AND request_id = $6"},
+        {Q_FROM, " AND time_us >= $7"},
+        {Q_TO, " AND time_us < $8"},
+        {Q_SYSTEM, " AND tenant_id = '" GH_STORE_SYSTEM_TENANT "'"},
     };
     bool oldest = mask & Q_OLDEST, by_time = mask & (Q_FROM | Q_TO), chain = by_chain(mask);
     unsigned folded = !by_time ? 0 : oldest ? Q_FROM : Q_TO;
@@ -589,17 +595,18 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
                        struct gh_store_audit_row *out, size_t *count, bool *more,
                        struct gh_err *err)
 {
-    unsigned mask = (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) |
-                    (f->action ? Q_ACTION : 0) | (f->outcome ? Q_OUTCOME : 0) |
-                    (f->resource ? Q_RESOURCE : 0) | (f->request_id ? Q_REQUEST : 0) |
-                    (f->from_us > 0 ? Q_FROM : 0) | (f->to_us > 0 ? Q_TO : 0) |
-                    (f->oldest_first ? Q_OLDEST : 0);
+    unsigned mask =
+        (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) | (f->action ? Q_ACTION : 0) |
+        (f->outcome ? Q_OUTCOME : 0) | (f->resource ? Q_RESOURCE : 0) |
+        (f->request_id ? Q_REQUEST : 0) | (f->from_us > 0 ? Q_FROM : 0) |
+        (f->to_us > 0 ? Q_TO : 0) | (f->oldest_first ? Q_OLDEST : 0) |
+        (f->tenant_id && strcmp(f->tenant_id, GH_STORE_SYSTEM_TENANT) == 0 ? Q_SYSTEM : 0);
     struct gh_store_audit_pos pos = *after; /* clamped into the range by the wrapper */
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
     char name[16], sql[1024];
-    int64_t start = f->oldest_first ? 0 : INT64_MAX;
+    int64_t start = 0;
     int rc;
 
     *count = 0;
@@ -608,10 +615,12 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
     rc = gh_pg__begin(gh_pg__of(st), f->tenant_id ? GH_PG_TENANT : GH_PG_OPERATOR, f->tenant_id,
                       false, &tx, err);
     if (rc != GH_OK) return rc;
-    if (by_chain(mask)) {
+    if (by_chain(mask) || ((mask & Q_SYSTEM) && !(mask & (Q_FROM | Q_TO)))) {
+        /* Sorts off for the system tenant's walk too: its partial index is
+         * the plan without a sort (the seq read here is not used). */
         gh_pg__arg_i64(&a, pos.rowid);
         gh_pg__arg(&a, f->tenant_id);
-        gh_pg__arg_i64(&a, start);
+        gh_pg__arg(&a, f->oldest_first ? "t" : "f");
         rc = gh_pg__run(&tx, GH_PG_AUDIT_CHAIN_QUERY_START, &a, &r, err);
         if (rc == GH_OK) start = gh_pg__i64(r, 0, 1);
         PQclear(r);

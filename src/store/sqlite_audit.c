@@ -373,6 +373,7 @@ enum {
     Q_FROM = 1 << 6,
     Q_TO = 1 << 7,
     Q_OLDEST = 1 << 8,
+    Q_SYSTEM = 1 << 9, /* with Q_TENANT: the tenant is the system tenant */
 };
 
 /* The statement for the filters in <mask>, prepared on first use. Its SQL is
@@ -388,48 +389,67 @@ enum {
  * (the wrapper's clamp_pos in store_audit.c), so the planner has one bound
  * to seek, not two to choose from.
  *
- * A tenant's query without a time range, an actor, an action or a request
- * id reads its chain through UNIQUE (chain, seq) instead: the
- * chain of a tenant is its id, and along a chain seq grows with rowid (the
- * writer commits a chain in seq order), so seq order is rowid order there.
- * That is what lets the table do without an index on (tenant_id, rowid),
- * one B-tree fewer on every append (migration 10). rowid stays the keyset:
- * the seq of the cursor's row is only where the index walk starts, and when
- * that row is gone (archived) the walk starts at the chain's end and the
- * rowid bound alone skips to the page, slower but the same rows. The other
- * filters are served better by their own indexes ((actor, rowid), ...: a
- * rare value is found without reading the tenant's whole chain).
- * PostgreSQL does the same, with the walk's start found apart
- * (pg_audit.c, query_sql, says why). */
+ * A tenant's query without a time range, an actor or a request id reads
+ * its chain through UNIQUE (chain, seq) instead: the chain of a tenant is
+ * its id, and along a chain seq grows with rowid (the writer commits a
+ * chain in seq order), so seq order is rowid order there. That is what
+ * lets the table do without an index on (tenant_id, rowid), one B-tree
+ * fewer on every append (migration 10), and a tenant's query still costs
+ * what its own chain holds, whatever the other tenants store (an action,
+ * shared by all tenants, is filtered along the chain, as before). rowid stays the keyset: the seq
+ * of the cursor's row is only where the walk starts. When that row is not in the chain (archived
+ * meanwhile, or a forged cursor), a cursor before the chain's first row (newest first) or after its
+ * last (oldest first) gives an empty page at once, and any other starts the walk at the chain's
+ * end, the rowid bound skipping to the page: slower, the same rows. An actor (a tenant's key or
+ * subject) and a request id have indexes of their own, which find their rows without the walk. The
+ * system tenant is the exception: the system chain also holds the events of no tenant (tenant_id
+ * ''; unknown callers' 401s can be most of it), so its own rows have a partial index, (rowid) WHERE
+ * tenant_id = 'system', that the literal in its statements lets the planner use. PostgreSQL does
+ * the same, with the walk's start read apart (pg_audit.c, query_sql, says why). */
 static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
 {
     static const struct {
         unsigned bit;
         const char *sql;
     } parts[] = {
-        {Q_TENANT, " AND tenant_id = ?1"},  {Q_ACTOR, " AND actor = ?2"},
-        {Q_ACTION, " AND action = ?3"},     {Q_OUTCOME, " AND outcome = ?4"},
-        {Q_RESOURCE, " AND resource = ?5"}, {Q_REQUEST, " AND request_id = ?6"},
-        {Q_FROM, " AND time_us >= ?7"},     {Q_TO, " AND time_us < ?8"},
+        {Q_TENANT, " AND tenant_id = ?1"},
+        {Q_ACTOR, " AND actor = ?2"},
+        {Q_ACTION, " AND action = ?3"},
+        {Q_OUTCOME, " AND outcome = ?4"},
+        {Q_RESOURCE, " AND resource = ?5"},
+        {Q_REQUEST, " AND request_id = ?6"},
+        {Q_FROM, " AND time_us >= ?7"},
+        {Q_TO, " AND time_us < ?8"},
+        {Q_SYSTEM, " AND tenant_id = '" GH_STORE_SYSTEM_TENANT "'"},
     };
     bool oldest = mask & Q_OLDEST, by_time = mask & (Q_FROM | Q_TO);
-    bool by_chain = (mask & Q_TENANT) && !by_time && !(mask & (Q_ACTOR | Q_ACTION | Q_REQUEST));
+    bool by_chain = (mask & Q_TENANT) && !by_time && !(mask & (Q_ACTOR | Q_REQUEST | Q_SYSTEM));
     unsigned folded = !by_time ? 0 : oldest ? Q_FROM : Q_TO;
     char sql[1024];
     size_t o = 0;
 
 #define APPEND(s) (memcpy(sql + o, (s), strlen(s)), o += strlen(s))
     if (c->audit_query[mask] != NULL) return c->audit_query[mask];
-    APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events WHERE ");
+    /* Named: without statistics the planner would rather read the system
+     * tenant's rows from (tenant_id, time_us, rowid) and sort them all. */
+    if ((mask & Q_SYSTEM) && !by_time)
+        APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events INDEXED BY audit_events_of_system "
+               "WHERE ");
+    else
+        APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events WHERE ");
     if (by_time)
         APPEND(oldest ? "(time_us, rowid) > (?11, ?9)" : "(time_us, rowid) < (?11, ?9)");
     else if (by_chain)
         /* The seq of the cursor's row if it is still in the tenant's chain,
          * else the chain's end: see above. */
         APPEND(oldest ? "chain = ?1 AND seq > coalesce((SELECT seq FROM audit_events WHERE "
-                        "rowid = ?9 AND chain = ?1), 0) AND rowid > ?9"
+                        "rowid = ?9 AND chain = ?1), CASE WHEN ?9 >= (SELECT rowid FROM "
+                        "audit_events WHERE chain = ?1 ORDER BY seq DESC LIMIT 1) THEN "
+                        "9223372036854775807 ELSE 0 END) AND rowid > ?9"
                       : "chain = ?1 AND seq < coalesce((SELECT seq FROM audit_events WHERE "
-                        "rowid = ?9 AND chain = ?1), 9223372036854775807) AND rowid < ?9");
+                        "rowid = ?9 AND chain = ?1), CASE WHEN ?9 <= (SELECT rowid FROM "
+                        "audit_events WHERE chain = ?1 ORDER BY seq LIMIT 1) THEN 0 ELSE "
+                        "9223372036854775807 END) AND rowid < ?9");
     else
         APPEND(oldest ? "rowid > ?9" : "rowid < ?9");
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
@@ -457,11 +477,12 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
                            struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
-    unsigned mask = (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) |
-                    (f->action ? Q_ACTION : 0) | (f->outcome ? Q_OUTCOME : 0) |
-                    (f->resource ? Q_RESOURCE : 0) | (f->request_id ? Q_REQUEST : 0) |
-                    (f->from_us > 0 ? Q_FROM : 0) | (f->to_us > 0 ? Q_TO : 0) |
-                    (f->oldest_first ? Q_OLDEST : 0);
+    unsigned mask =
+        (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) | (f->action ? Q_ACTION : 0) |
+        (f->outcome ? Q_OUTCOME : 0) | (f->resource ? Q_RESOURCE : 0) |
+        (f->request_id ? Q_REQUEST : 0) | (f->from_us > 0 ? Q_FROM : 0) |
+        (f->to_us > 0 ? Q_TO : 0) | (f->oldest_first ? Q_OLDEST : 0) |
+        (f->tenant_id && strcmp(f->tenant_id, GH_STORE_SYSTEM_TENANT) == 0 ? Q_SYSTEM : 0);
     struct gh_store_audit_pos pos = *after; /* clamped into the range by the wrapper */
     sqlite3_stmt *s = query_stmt(c, mask, err);
     int rc = GH_OK, step;

@@ -273,9 +273,13 @@ static const struct migration migrations[] = {
      /* One B-tree fewer on every audit append: a tenant's query without a
       * time range reads its chain through UNIQUE (chain, seq), in the same
       * order (sqlite_audit.c, query_stmt), so (tenant_id, rowid) served
-      * nothing the other indexes do not. Migration 4 still makes it, for
-      * the stores that are at version 4 to 9. */
-     "DROP INDEX IF EXISTS audit_events_by_tenant;"},
+      * nothing the other indexes do not, but for the system tenant, whose
+      * chain also holds the events of no tenant: its own rows get a
+      * partial index, which no other row enters. Migration 4 still makes
+      * the dropped index, for the stores that are at version 4 to 9. */
+     "DROP INDEX IF EXISTS audit_events_by_tenant;"
+     "CREATE INDEX audit_events_of_system ON audit_events (rowid) WHERE tenant_id = "
+     "'system';"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -170,12 +170,19 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                             "AND seq = $2::bigint",
     /* Before a query that walks a tenant's chain (pg_audit.c, query_sql):
      * sorts off for the transaction, so that the one plan without a sort,
-     * audit_events_chain_seq_key in order, is the plan; and the seq of the
-     * cursor's row $1 in chain $2, or $3 when it is not there, which the
-     * walk starts from. */
+     * audit_events_chain_seq_key in order, is the plan; and the seq the walk
+     * starts from ($3: oldest first): that of the cursor's row $1 in chain
+     * $2; when it is not there, past the chain's end if the cursor is past
+     * the chain's last row (oldest first) or before its first (newest
+     * first), else the chain's end the walk starts at (as sqlite_audit.c's
+     * query_stmt). */
     [GH_PG_AUDIT_CHAIN_QUERY_START] =
         "SELECT set_config('enable_sort', 'off', true), coalesce((SELECT seq FROM audit_events "
-        "WHERE rowid = $1::bigint AND chain = $2::text), $3::bigint)",
+        "WHERE rowid = $1::bigint AND chain = $2::text), CASE WHEN $3::boolean THEN CASE WHEN "
+        "$1::bigint >= (SELECT rowid FROM audit_events WHERE chain = $2::text ORDER BY seq DESC "
+        "LIMIT 1) THEN 9223372036854775807 ELSE 0 END ELSE CASE WHEN $1::bigint <= (SELECT rowid "
+        "FROM audit_events WHERE chain = $2::text ORDER BY seq LIMIT 1) THEN 0 ELSE "
+        "9223372036854775807 END END)",
     [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
                               "VALUES ($1::text, $2::bigint, $3::text, $4::bigint, $5::text, "
                               "$6::text) ON CONFLICT (chain, seq) DO NOTHING RETURNING hash",

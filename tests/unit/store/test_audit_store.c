@@ -83,7 +83,12 @@ static void next_row(struct fixture *f, int c, struct gh_store_audit_row *row)
 
     memcpy(rnd, &k, sizeof(k));
     gh_audit_event_init(&ev, 1763782800000000 + (int64_t)((k * 61) % 256) * 1000, rnd);
-    if (strcmp(chains[c], "system") != 0) GH_AUDIT_SET(&ev, tenant, gh_str_cstr(chains[c]));
+    /* The system chain holds events of no tenant and, every third one,
+     * events of the system tenant (tenant_id "system"), as a gateway's does. */
+    if (strcmp(chains[c], "system") != 0)
+        GH_AUDIT_SET(&ev, tenant, gh_str_cstr(chains[c]));
+    else if ((f->seq[c] + 1) % 3 == 0)
+        GH_AUDIT_SET(&ev, tenant, GH_STR_LIT("system"));
     GH_AUDIT_SET(&ev, actor, gh_str_cstr(actors[k % 3]));
     GH_AUDIT_SET(&ev, action, gh_str_cstr(actions[k % 4]));
     snprintf(buf, sizeof(buf), "res/%u", k % 5);
@@ -335,7 +340,7 @@ static void test_query_brute_force(void **state)
     const char *outcomes[] = {NULL, "success", "denied"};
     const char *actors[] = {NULL, "sub:alice", "nobody"};
     const char *actions[] = {NULL, "key.revoke"};
-    const char *tenants[] = {NULL, chains[0], chains[1], ""};
+    const char *tenants[] = {NULL, chains[0], chains[1], "", "system"};
     const char *reqs[] = {NULL, "req-3"};
     int64_t froms[] = {0, 1763782800000000 + 50 * 1000};
     int64_t tos[] = {0, 1763782800000000 + 200 * 1000};
@@ -347,13 +352,22 @@ static void test_query_brute_force(void **state)
     for (int i = 0; i < 5; i++)
         append_n(f, 60);
     load_all(f, &a);
+    {
+        /* Both kinds of the system chain's rows are there to be told apart. */
+        size_t of_system = 0, of_none = 0;
+        for (size_t i = 0; i < a.n; i++) {
+            of_system += strcmp(a.rows[i].tenant_id, "system") == 0;
+            of_none += strcmp(a.rows[i].chain, "system") == 0 && a.rows[i].tenant_id[0] == '\0';
+        }
+        assert_true(of_system >= 10 && of_none >= 10);
+    }
     /* With a time range the expected order is (time_us, rowid). */
     timed = malloc(a.n * sizeof(*timed));
     memcpy(timed, a.rows, a.n * sizeof(*timed));
     qsort(timed, a.n, sizeof(*timed), by_time);
     got = malloc(a.n * sizeof(*got));
     want = malloc(a.n * sizeof(*want));
-    for (size_t t = 0; t < 4; t++)
+    for (size_t t = 0; t < 5; t++)
         for (size_t o = 0; o < 3; o++)
             for (size_t ac = 0; ac < 3; ac++)
                 for (size_t x = 0; x < 2; x++)
