@@ -55,25 +55,34 @@ size_t gh_audit__utf8_len(const unsigned char *p, size_t n, size_t *bad)
     return need;
 }
 
+/* Runs of bytes that need no escape are found first and copied whole:
+ * field values hardly ever hold one, and the audit writer escapes every
+ * field of every event it chains. */
 size_t gh_audit__escape(const char *s, size_t n, char *out)
 {
-    size_t o = 0;
+    char *o = out;
+    size_t i = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < n) {
+        size_t run = i;
+        while (run < n && gh_audit__esc_len((unsigned char)s[run]) == 1)
+            run++;
+        memcpy(o, s + i, run - i);
+        o += run - i;
+        if (run == n) break;
+        unsigned char c = (unsigned char)s[run];
+        i = run + 1;
         if (c < 0x20 || c == 0x7f) {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hexd[c >> 4];
-            out[o + 5] = hexd[c & 15];
+            memcpy(o, "\\u00", 4);
+            o[4] = hexd[c >> 4];
+            o[5] = hexd[c & 15];
             o += 6;
-        } else if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
         } else {
-            out[o++] = (char)c;
+            *o++ = '\\';
+            *o++ = (char)c;
         }
     }
-    return o;
+    return (size_t)(o - out);
 }
 
 /* ---- Events ------------------------------------------------------------------ */
@@ -168,13 +177,20 @@ static void put(struct canon *c, const char *s, size_t n)
 
 static void put_str(struct canon *c, const char *s, size_t cap)
 {
-    size_t n = strnlen(s, cap), need = 2;
+    size_t n = strnlen(s, cap), room;
 
-    for (size_t i = 0; i < n; i++)
-        need += gh_audit__esc_len((unsigned char)s[i]);
-    if (c->overflow || need > GH_AUDIT_CANON_MAX - c->len) {
-        c->overflow = true;
-        return;
+    if (c->overflow) return;
+    room = GH_AUDIT_CANON_MAX - c->len;
+    /* An escape is at most six bytes for one: only a string that might not
+     * fit is measured byte by byte (none does: event.h). */
+    if (6 * n + 2 > room) {
+        size_t need = 2;
+        for (size_t i = 0; i < n; i++)
+            need += gh_audit__esc_len((unsigned char)s[i]);
+        if (need > room) {
+            c->overflow = true;
+            return;
+        }
     }
     c->out[c->len++] = '"';
     c->len += gh_audit__escape(s, n, c->out + c->len);
