@@ -102,7 +102,7 @@ pg_stop
 [ "$STORED" = "$N" ] || die "PostgreSQL holds $STORED events, not $N"
 
 {
-  echo "### Audit queries, SQLite and PostgreSQL ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — audit queries over $N events, SQLite and PostgreSQL (issues 5 and 8)"
   echo
   echo "- command: \`N=$N TENANTS=$TENANTS Q=$Q BENCH_CORE=$BENCH_CORE PG_CORE=$PG_CORE bench/pg_audit_query.sh\`${MAKELEVEL:+ (started by make bench-pg-audit-query)}"
   echo "- commit: $COMMIT"
