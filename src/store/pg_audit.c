@@ -11,6 +11,7 @@
 
 #include "store/pg_array.h"
 #include "store/pg_int.h"
+#include "store/store_int.h"
 
 /* ---- Rows --------------------------------------------------------------------- */
 
@@ -509,27 +510,6 @@ int gh_pg__audit_checkpoints_walk(struct gh_store *st, const char *chain, uint64
 
 /* ---- Queries ------------------------------------------------------------------ */
 
-enum {
-    Q_TENANT = 1 << 0,
-    Q_ACTOR = 1 << 1,
-    Q_ACTION = 1 << 2,
-    Q_OUTCOME = 1 << 3,
-    Q_RESOURCE = 1 << 4,
-    Q_REQUEST = 1 << 5,
-    Q_FROM = 1 << 6,
-    Q_TO = 1 << 7,
-    Q_OLDEST = 1 << 8,
-    Q_SYSTEM = 1 << 9, /* with Q_TENANT: the tenant is the system tenant */
-};
-
-/* Whether the query of <mask> walks its tenant's chain through (chain, seq),
- * as in SQLite (sqlite_audit.c, query_stmt, explains it). */
-static bool by_chain(unsigned mask)
-{
-    return (mask & Q_TENANT) && !(mask & (Q_FROM | Q_TO)) &&
-           !(mask & (Q_ACTOR | Q_REQUEST | Q_SYSTEM));
-}
-
 /* The SQL for the filters in <mask>, from constant pieces only, as in
  * sqlite_audit.c (which explains the keysets): $1..$8 the filters, $9 and
  * $11 the keyset, $10 the limit, $12 the seq a chain walk starts from. The
@@ -552,18 +532,19 @@ static void query_sql(unsigned mask, char *sql, size_t size)
         unsigned bit;
         const char *sql;
     } parts[] = {
-        {Q_TENANT, " AND tenant_id = $1"},
-        {Q_ACTOR, " AND actor = $2"},
-        {Q_ACTION, " AND action = $3"},
-        {Q_OUTCOME, " AND outcome = $4"},
-        {Q_RESOURCE, " AND resource = $5"},
-        {Q_REQUEST, " AND request_id = $6"},
-        {Q_FROM, " AND time_us >= $7"},
-        {Q_TO, " AND time_us < $8"},
-        {Q_SYSTEM, " AND tenant_id = '" GH_STORE_SYSTEM_TENANT "'"},
+        {GH_AQ_TENANT, " AND tenant_id = $1"},
+        {GH_AQ_ACTOR, " AND actor = $2"},
+        {GH_AQ_ACTION, " AND action = $3"},
+        {GH_AQ_OUTCOME, " AND outcome = $4"},
+        {GH_AQ_RESOURCE, " AND resource = $5"},
+        {GH_AQ_REQUEST, " AND request_id = $6"},
+        {GH_AQ_FROM, " AND time_us >= $7"},
+        {GH_AQ_TO, " AND time_us < $8"},
+        {GH_AQ_SYSTEM, " AND tenant_id = '" GH_STORE_SYSTEM_TENANT "'"},
     };
-    bool oldest = mask & Q_OLDEST, by_time = mask & (Q_FROM | Q_TO), chain = by_chain(mask);
-    unsigned folded = !by_time ? 0 : oldest ? Q_FROM : Q_TO;
+    bool oldest = mask & GH_AQ_OLDEST, by_time = mask & (GH_AQ_FROM | GH_AQ_TO),
+         chain = gh_store__audit_query_walks_chain(mask);
+    unsigned folded = !by_time ? 0 : oldest ? GH_AQ_FROM : GH_AQ_TO;
     size_t o = 0;
 
 #define APPEND(s) o += (size_t)snprintf(sql + o, size - o, "%s", (s))
@@ -587,6 +568,8 @@ static void query_sql(unsigned mask, char *sql, size_t size)
 #undef APPEND
 }
 
+_Static_assert(GH_PG_AUDIT_QUERY_VARIANTS >= GH_AQ_SHAPES, "a statement for every query shape");
+
 /* text for the filters, int8 for times, keyset, limit and a walk's start. */
 static const Oid query_types[12] = {25, 25, 25, 25, 25, 25, 20, 20, 20, 20, 20, 20};
 
@@ -595,12 +578,7 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
                        struct gh_store_audit_row *out, size_t *count, bool *more,
                        struct gh_err *err)
 {
-    unsigned mask =
-        (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) | (f->action ? Q_ACTION : 0) |
-        (f->outcome ? Q_OUTCOME : 0) | (f->resource ? Q_RESOURCE : 0) |
-        (f->request_id ? Q_REQUEST : 0) | (f->from_us > 0 ? Q_FROM : 0) |
-        (f->to_us > 0 ? Q_TO : 0) | (f->oldest_first ? Q_OLDEST : 0) |
-        (f->tenant_id && strcmp(f->tenant_id, GH_STORE_SYSTEM_TENANT) == 0 ? Q_SYSTEM : 0);
+    unsigned mask = gh_store__audit_query_shape(f);
     struct gh_store_audit_pos pos = *after; /* clamped into the range by the wrapper */
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
@@ -615,7 +593,8 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
     rc = gh_pg__begin(gh_pg__of(st), f->tenant_id ? GH_PG_TENANT : GH_PG_OPERATOR, f->tenant_id,
                       false, &tx, err);
     if (rc != GH_OK) return rc;
-    if (by_chain(mask) || ((mask & Q_SYSTEM) && !(mask & (Q_FROM | Q_TO)))) {
+    if (gh_store__audit_query_walks_chain(mask) ||
+        ((mask & GH_AQ_SYSTEM) && !(mask & (GH_AQ_FROM | GH_AQ_TO)))) {
         /* Sorts off for the system tenant's walk too: its partial index is
          * the plan without a sort (the seq read here is not used). */
         gh_pg__arg_i64(&a, pos.rowid);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "store/sqlite_int.h"
+#include "store/store_int.h"
 
 /* ---- Rows --------------------------------------------------------------------- */
 
@@ -363,19 +364,6 @@ out:
 
 /* ---- Queries ------------------------------------------------------------------ */
 
-enum {
-    Q_TENANT = 1 << 0,
-    Q_ACTOR = 1 << 1,
-    Q_ACTION = 1 << 2,
-    Q_OUTCOME = 1 << 3,
-    Q_RESOURCE = 1 << 4,
-    Q_REQUEST = 1 << 5,
-    Q_FROM = 1 << 6,
-    Q_TO = 1 << 7,
-    Q_OLDEST = 1 << 8,
-    Q_SYSTEM = 1 << 9, /* with Q_TENANT: the tenant is the system tenant */
-};
-
 /* The statement for the filters in <mask>, prepared on first use. Its SQL is
  * put together from constant pieces only: every value is a bound ?N (?1..?8
  * the filters, ?9 and ?11 the keyset, ?10 the limit), never text in the SQL.
@@ -406,25 +394,27 @@ enum {
  * ''; unknown callers' 401s can be most of it), so its own rows have a partial index, (rowid) WHERE
  * tenant_id = 'system', that the literal in its statements lets the planner use. PostgreSQL does
  * the same, with the walk's start read apart (pg_audit.c, query_sql, says why). */
+_Static_assert(GH_SQ_AUDIT_QUERY_VARIANTS >= GH_AQ_SHAPES, "a statement for every query shape");
+
 static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
 {
     static const struct {
         unsigned bit;
         const char *sql;
     } parts[] = {
-        {Q_TENANT, " AND tenant_id = ?1"},
-        {Q_ACTOR, " AND actor = ?2"},
-        {Q_ACTION, " AND action = ?3"},
-        {Q_OUTCOME, " AND outcome = ?4"},
-        {Q_RESOURCE, " AND resource = ?5"},
-        {Q_REQUEST, " AND request_id = ?6"},
-        {Q_FROM, " AND time_us >= ?7"},
-        {Q_TO, " AND time_us < ?8"},
-        {Q_SYSTEM, " AND tenant_id = '" GH_STORE_SYSTEM_TENANT "'"},
+        {GH_AQ_TENANT, " AND tenant_id = ?1"},
+        {GH_AQ_ACTOR, " AND actor = ?2"},
+        {GH_AQ_ACTION, " AND action = ?3"},
+        {GH_AQ_OUTCOME, " AND outcome = ?4"},
+        {GH_AQ_RESOURCE, " AND resource = ?5"},
+        {GH_AQ_REQUEST, " AND request_id = ?6"},
+        {GH_AQ_FROM, " AND time_us >= ?7"},
+        {GH_AQ_TO, " AND time_us < ?8"},
+        {GH_AQ_SYSTEM, " AND tenant_id = '" GH_STORE_SYSTEM_TENANT "'"},
     };
-    bool oldest = mask & Q_OLDEST, by_time = mask & (Q_FROM | Q_TO);
-    bool by_chain = (mask & Q_TENANT) && !by_time && !(mask & (Q_ACTOR | Q_REQUEST | Q_SYSTEM));
-    unsigned folded = !by_time ? 0 : oldest ? Q_FROM : Q_TO;
+    bool oldest = mask & GH_AQ_OLDEST, by_time = mask & (GH_AQ_FROM | GH_AQ_TO);
+    bool by_chain = gh_store__audit_query_walks_chain(mask);
+    unsigned folded = !by_time ? 0 : oldest ? GH_AQ_FROM : GH_AQ_TO;
     char sql[1024];
     size_t o = 0;
 
@@ -432,7 +422,7 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
     if (c->audit_query[mask] != NULL) return c->audit_query[mask];
     /* Named: without statistics the planner would rather read the system
      * tenant's rows from (tenant_id, time_us, rowid) and sort them all. */
-    if ((mask & Q_SYSTEM) && !by_time)
+    if ((mask & GH_AQ_SYSTEM) && !by_time)
         APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events INDEXED BY audit_events_of_system "
                "WHERE ");
     else
@@ -477,12 +467,7 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
                            struct gh_err *err)
 {
     struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
-    unsigned mask =
-        (f->tenant_id ? Q_TENANT : 0) | (f->actor ? Q_ACTOR : 0) | (f->action ? Q_ACTION : 0) |
-        (f->outcome ? Q_OUTCOME : 0) | (f->resource ? Q_RESOURCE : 0) |
-        (f->request_id ? Q_REQUEST : 0) | (f->from_us > 0 ? Q_FROM : 0) |
-        (f->to_us > 0 ? Q_TO : 0) | (f->oldest_first ? Q_OLDEST : 0) |
-        (f->tenant_id && strcmp(f->tenant_id, GH_STORE_SYSTEM_TENANT) == 0 ? Q_SYSTEM : 0);
+    unsigned mask = gh_store__audit_query_shape(f);
     struct gh_store_audit_pos pos = *after; /* clamped into the range by the wrapper */
     sqlite3_stmt *s = query_stmt(c, mask, err);
     int rc = GH_OK, step;
@@ -504,7 +489,7 @@ int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filt
     sqlite3_bind_int64(s, 9, pos.rowid);
     sqlite3_bind_int64(s, 10,
                        (int64_t)limit + 1); /* one more row says whether a next page exists */
-    if (mask & (Q_FROM | Q_TO)) sqlite3_bind_int64(s, 11, pos.time_us);
+    if (mask & (GH_AQ_FROM | GH_AQ_TO)) sqlite3_bind_int64(s, 11, pos.time_us);
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         if (*count == limit) {
             *more = true;

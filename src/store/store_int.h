@@ -1,6 +1,9 @@
-/* Private to src/store: helpers that both engines use (store_lists.c). */
+/* Private to src/store: helpers that both engines use (store_lists.c and
+ * the inline ones below). */
 #ifndef GH_STORE_STORE_INT_H
 #define GH_STORE_STORE_INT_H
+
+#include <string.h>
 
 #include "store/store.h"
 
@@ -39,6 +42,45 @@ static inline void gh_store__watch_fire(struct gh_store_watch *w, uint64_t n)
 static inline void gh_store__watch_set_connected(struct gh_store_watch *w, bool up)
 {
     atomic_store_explicit(&w->connected, up, memory_order_relaxed);
+}
+
+/* An audit query's shape: which filters are set, its order, and whether its
+ * tenant is the system tenant. Each engine prepares one statement per shape
+ * (GH_SQ_ / GH_PG_AUDIT_QUERY_VARIANTS of them). */
+enum {
+    GH_AQ_TENANT = 1 << 0,
+    GH_AQ_ACTOR = 1 << 1,
+    GH_AQ_ACTION = 1 << 2,
+    GH_AQ_OUTCOME = 1 << 3,
+    GH_AQ_RESOURCE = 1 << 4,
+    GH_AQ_REQUEST = 1 << 5,
+    GH_AQ_FROM = 1 << 6,
+    GH_AQ_TO = 1 << 7,
+    GH_AQ_OLDEST = 1 << 8,
+    GH_AQ_SYSTEM = 1 << 9, /* with GH_AQ_TENANT: the tenant is the system tenant */
+    GH_AQ_SHAPES = 1 << 10,
+};
+
+/* The shape of filter <f> (NULL for "any", as the wrapper passes it). */
+static inline unsigned gh_store__audit_query_shape(const struct gh_store_audit_filter *f)
+{
+    return (f->tenant_id ? GH_AQ_TENANT : 0) | (f->actor ? GH_AQ_ACTOR : 0) |
+           (f->action ? GH_AQ_ACTION : 0) | (f->outcome ? GH_AQ_OUTCOME : 0) |
+           (f->resource ? GH_AQ_RESOURCE : 0) | (f->request_id ? GH_AQ_REQUEST : 0) |
+           (f->from_us > 0 ? GH_AQ_FROM : 0) | (f->to_us > 0 ? GH_AQ_TO : 0) |
+           (f->oldest_first ? GH_AQ_OLDEST : 0) |
+           (f->tenant_id && strcmp(f->tenant_id, GH_STORE_SYSTEM_TENANT) == 0 ? GH_AQ_SYSTEM : 0);
+}
+
+/* Whether a query of <shape> walks its tenant's chain through (chain, seq)
+ * rather than an index: a tenant named, no time range, and neither an
+ * actor nor a request id (their own indexes find them), nor the system
+ * tenant (its own rows have a partial index). sqlite_audit.c's query_stmt
+ * explains why; both engines follow this one rule. */
+static inline bool gh_store__audit_query_walks_chain(unsigned shape)
+{
+    return (shape & GH_AQ_TENANT) && !(shape & (GH_AQ_FROM | GH_AQ_TO)) &&
+           !(shape & (GH_AQ_ACTOR | GH_AQ_REQUEST | GH_AQ_SYSTEM));
 }
 
 #endif
