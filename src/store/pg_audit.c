@@ -593,10 +593,13 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
     rc = gh_pg__begin(gh_pg__of(st), f->tenant_id ? GH_PG_TENANT : GH_PG_OPERATOR, f->tenant_id,
                       false, &tx, err);
     if (rc != GH_OK) return rc;
-    if (gh_store__audit_query_walks_chain(mask) ||
-        ((mask & GH_AQ_SYSTEM) && !(mask & (GH_AQ_FROM | GH_AQ_TO)))) {
-        /* Sorts off for the system tenant's walk too: its partial index is
-         * the plan without a sort (the seq read here is not used). */
+    if (gh_store__audit_query_walks_system(mask)) {
+        /* Sorts off alone: the partial index is the plan without a sort.
+         * Not the chain walk's start, which would look for the system
+         * chain's ends through rows the policy hides (tenant_id ''). */
+        rc = gh_pg__run(&tx, GH_PG_SORT_OFF, NULL, NULL, err);
+        if (rc != GH_OK) return gh_pg__end(&tx, rc, err);
+    } else if (gh_store__audit_query_walks_chain(mask)) {
         gh_pg__arg_i64(&a, pos.rowid);
         gh_pg__arg(&a, f->tenant_id);
         gh_pg__arg(&a, f->oldest_first ? "t" : "f");

@@ -364,6 +364,8 @@ out:
 
 /* ---- Queries ------------------------------------------------------------------ */
 
+_Static_assert(GH_SQ_AUDIT_QUERY_VARIANTS >= GH_AQ_SHAPES, "a statement for every query shape");
+
 /* The statement for the filters in <mask>, prepared on first use. Its SQL is
  * put together from constant pieces only: every value is a bound ?N (?1..?8
  * the filters, ?9 and ?11 the keyset, ?10 the limit), never text in the SQL.
@@ -384,18 +386,20 @@ out:
  * lets the table do without an index on (tenant_id, rowid), one B-tree
  * fewer on every append (migration 10), and a tenant's query still costs
  * what its own chain holds, whatever the other tenants store (an action,
- * shared by all tenants, is filtered along the chain, as before). rowid stays the keyset: the seq
- * of the cursor's row is only where the walk starts. When that row is not in the chain (archived
- * meanwhile, or a forged cursor), a cursor before the chain's first row (newest first) or after its
- * last (oldest first) gives an empty page at once, and any other starts the walk at the chain's
- * end, the rowid bound skipping to the page: slower, the same rows. An actor (a tenant's key or
- * subject) and a request id have indexes of their own, which find their rows without the walk. The
- * system tenant is the exception: the system chain also holds the events of no tenant (tenant_id
- * ''; unknown callers' 401s can be most of it), so its own rows have a partial index, (rowid) WHERE
- * tenant_id = 'system', that the literal in its statements lets the planner use. PostgreSQL does
- * the same, with the walk's start read apart (pg_audit.c, query_sql, says why). */
-_Static_assert(GH_SQ_AUDIT_QUERY_VARIANTS >= GH_AQ_SHAPES, "a statement for every query shape");
-
+ * shared by all tenants, is filtered along the chain, as before). rowid
+ * stays the keyset: the seq of the cursor's row is only where the walk
+ * starts. When that row is not in the chain (archived meanwhile, or a
+ * forged cursor), a cursor before the chain's first row (newest first) or
+ * after its last (oldest first) gives an empty page at once, and any other
+ * starts the walk at the chain's end, the rowid bound skipping to the
+ * page: slower, the same rows. An actor (a tenant's key or subject) and a
+ * request id have indexes of their own, which find their rows without the
+ * walk. The system tenant is the exception: the system chain also holds
+ * the events of no tenant (tenant_id ''; unknown callers' 401s can be most
+ * of it), so its own rows have a partial index, (rowid) WHERE tenant_id =
+ * 'system', named in its statements when they have no time range, actor
+ * or request id (store_int.h has both rules). PostgreSQL does the same,
+ * with the walk's start read apart (pg_audit.c, query_sql, says why). */
 static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct gh_err *err)
 {
     static const struct {
@@ -422,7 +426,7 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
     if (c->audit_query[mask] != NULL) return c->audit_query[mask];
     /* Named: without statistics the planner would rather read the system
      * tenant's rows from (tenant_id, time_us, rowid) and sort them all. */
-    if ((mask & GH_AQ_SYSTEM) && !by_time)
+    if (gh_store__audit_query_walks_system(mask))
         APPEND("SELECT " GH_SQ_AUDIT_COLS " FROM audit_events INDEXED BY audit_events_of_system "
                "WHERE ");
     else

@@ -83,4 +83,13 @@ static inline bool gh_store__audit_query_walks_chain(unsigned shape)
            !(shape & (GH_AQ_ACTOR | GH_AQ_REQUEST | GH_AQ_SYSTEM));
 }
 
+/* Whether a query of <shape> reads the system tenant's rows from their
+ * partial index, audit_events_of_system: the system tenant, and no time
+ * range, actor or request id (those have indexes of their own). */
+static inline bool gh_store__audit_query_walks_system(unsigned shape)
+{
+    return (shape & GH_AQ_SYSTEM) &&
+           !(shape & (GH_AQ_FROM | GH_AQ_TO | GH_AQ_ACTOR | GH_AQ_REQUEST));
+}
+
 #endif

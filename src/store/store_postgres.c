@@ -183,6 +183,9 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
         "LIMIT 1) THEN 9223372036854775807 ELSE 0 END ELSE CASE WHEN $1::bigint <= (SELECT rowid "
         "FROM audit_events WHERE chain = $2::text ORDER BY seq LIMIT 1) THEN 0 ELSE "
         "9223372036854775807 END END)",
+    /* Before the system tenant's query (pg_audit.c): sorts off, so that its
+     * partial index in rowid order is the plan. */
+    [GH_PG_SORT_OFF] = "SELECT set_config('enable_sort', 'off', true)",
     [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
                               "VALUES ($1::text, $2::bigint, $3::text, $4::bigint, $5::text, "
                               "$6::text) ON CONFLICT (chain, seq) DO NOTHING RETURNING hash",
