@@ -57,17 +57,9 @@ for v in ROUNDS DURATION RATE CONNS WRK_DURATION WRK_CONNS; do
 done
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a whole number of seconds"
 
-# The machine is shared: the load average says how much to trust the figures.
-UPTIME=$(uptime)
-log "uptime at start: $UPTIME"
-# The commit measured is the one at the start: edits made during a run do not relabel it.
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
-  COMMIT="$COMMIT, with uncommitted changes"
-fi
-
 # ------------------------------------------------------------ processes and cleanup
 . "$HERE/lib.sh"
+bench_provenance
 bench_tmp gatehouse-bench-audit
 
 start() {  # NAME CMD...: pinned to core 0 in the background; sets LAST_PID

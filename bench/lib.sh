@@ -1,6 +1,7 @@
 # Process handling shared by the benchmark scripts (bench/run.sh,
-# bench/audit_strict.sh, bench/pg_proxy.sh, bench/pg_audit.sh). Source it after
-# defining log() and PYTHON; then call bench_tmp PREFIX once. Every process
+# bench/audit_strict.sh, bench/pg_proxy.sh, bench/pg_audit.sh,
+# bench/pg_audit_query.sh). Source it after defining log(), ROOT and PYTHON;
+# then call bench_provenance and bench_tmp PREFIX once. Every process
 # started and recorded in PIDS is stopped by PID on exit, Ctrl-C included; the
 # temp dir is removed unless KEEP_TMP=1 or the script failed.
 
@@ -48,6 +49,32 @@ bench_cleanup() {
     fi
   fi
   exit "$rc"
+}
+
+# bench_provenance: what a report says of its run, taken at the start. The
+# machine is shared, so UPTIME (logged) says how much to trust the figures;
+# COMMIT is the commit measured, marked when the tree has uncommitted
+# changes (edits made during a run do not relabel it).
+bench_provenance() {
+  UPTIME=$(uptime)
+  log "uptime at start: $UPTIME"
+  COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
+  if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
+    COMMIT="$COMMIT, with uncommitted changes"
+  fi
+}
+
+# run_pinned CORE OUT CMD...: CMD on CORE, its output (both streams) in OUT,
+# recorded in PIDS while it runs so that Ctrl-C stops it; returns its status.
+run_pinned() {
+  local core=$1 out=$2 pid rc=0
+  shift 2
+  taskset -c "$core" "$@" >"$out" 2>&1 </dev/null &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  forget_pid "$pid"
+  return "$rc"
 }
 
 # bench_tmp PREFIX: the run's temp dir in TMP, and the traps that clean up.

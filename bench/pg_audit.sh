@@ -62,26 +62,16 @@ for v in BENCH_CORE PG_CORE; do
   [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -lt "$(nproc)" ] || die "$v must be a core number below $(nproc)"
 done
 
-UPTIME=$(uptime)
-log "uptime at start: $UPTIME"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
-  COMMIT="$COMMIT, with uncommitted changes"
-fi
-
 . "$HERE/lib.sh"
+bench_provenance
 . "$HERE/pg.sh"
 pg_check
 bench_tmp gatehouse-bench-pgaudit
 
 run_bench() {  # OUT ARGS...: the benchmark on BENCH_CORE, waited for (see bench/run.sh's on_core1)
-  local out=$1 pid rc=0
+  local out=$1 rc=0
   shift
-  taskset -c "$BENCH_CORE" "$ABENCH" "$@" >"$out" 2>&1 </dev/null &
-  pid=$!
-  PIDS+=("$pid")
-  wait "$pid" || rc=$?
-  forget_pid "$pid"
+  run_pinned "$BENCH_CORE" "$out" "$ABENCH" "$@" || rc=$?
   [ "$rc" = 0 ] || { cat "$out" >&2; die "$ABENCH $* failed ($rc)"; }
 }
 

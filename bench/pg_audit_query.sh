@@ -58,27 +58,17 @@ for v in BENCH_CORE PG_CORE; do
 done
 [ "$BENCH_CORE" != "$PG_CORE" ] || log "BENCH_CORE = PG_CORE: the benchmark and the server share one core"
 
-UPTIME=$(uptime)
-log "uptime at start: $UPTIME"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
-  COMMIT="$COMMIT, with uncommitted changes"
-fi
-
 . "$HERE/lib.sh"
+bench_provenance
 . "$HERE/pg.sh"
 pg_check
 bench_tmp gatehouse-bench-pgquery
 
 run_query_bench() {  # OUT ARGS...: the benchmark on BENCH_CORE, waited for
-  local out=$1 pid rc=0
+  local out=$1 rc=0
   shift
-  taskset -c "$BENCH_CORE" "$QBENCH" "$@" --events "$N" --tenants "$TENANTS" --queries "$Q" \
-    >"$out" 2>&1 </dev/null &
-  pid=$!
-  PIDS+=("$pid")
-  wait "$pid" || rc=$?
-  forget_pid "$pid"
+  run_pinned "$BENCH_CORE" "$out" "$QBENCH" "$@" --events "$N" --tenants "$TENANTS" \
+    --queries "$Q" || rc=$?
   [ "$rc" = 0 ] || { cat "$out" >&2; die "$QBENCH $* failed ($rc)"; }
 }
 

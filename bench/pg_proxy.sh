@@ -58,15 +58,9 @@ done
 [[ $POOL =~ ^[1-9][0-9]*$ ]] || die "POOL must be a positive integer"
 for c in $CONCS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "CONCS: bad concurrency '$c'"; done
 
-UPTIME=$(uptime)
-log "uptime at start: $UPTIME"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "none")
-if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]; then
-  COMMIT="$COMMIT, with uncommitted changes"
-fi
-
 # ------------------------------------------------------------ processes and cleanup
 . "$HERE/lib.sh"
+bench_provenance
 . "$HERE/pg.sh"
 pg_check
 bench_tmp gatehouse-bench-pg
