@@ -1,6 +1,7 @@
 /* The audit service: one writer thread that takes events from every
- * producer, chains them (event.h), signs checkpoints, and commits them to the
- * store in groups (one fsync per batch).
+ * producer, chains them (event.h) and signs checkpoints, and a committer
+ * thread that commits them to the store in groups (one fsync per batch)
+ * while the writer chains the next group (writer.c, "the pipeline").
  *
  * Producers:
  * - worker threads (the data plane): through their own single-producer ring

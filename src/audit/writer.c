@@ -1,7 +1,23 @@
 /* The audit writer thread (see audit.h): gathers a batch from the workers'
  * rings and the submit queue, gives each event its chain position and hash,
  * adds the checkpoints that are due, signs them, commits all of it in one
- * store call (one fsync), then answers whoever waits. */
+ * store call (one fsync), then answers whoever waits.
+ *
+ * The pipeline: the commit is made by a second thread, the committer, so
+ * that the writer gathers and chains batch k+1 while batch k is being
+ * stored (the store call is most of the time: an SQLite insert into seven
+ * B-trees and an fsync, or PostgreSQL's round trips and its WAL flush).
+ * Batch k+1 is chained after batch k's new heads before k is known to be
+ * stored. When k is stored, k+1 goes to the committer; when it is not, k+1's
+ * chaining is undone and k+1 is put back (its ring slots were only read),
+ * and batch k goes through the one-batch-at-a-time path, which has every
+ * answer to every failure (chain again after a CONFLICT, drop the interval
+ * checkpoints the store refused, hold a batch whose outcome is unknown).
+ * Batch k+1 takes no submitted event (those are taken out of their queue,
+ * and could not be put back), and after a CONFLICT (another writer on our
+ * chains) the writer goes one batch at a time for a while: there the store
+ * chains a stale batch again under its lock, which the committer cannot do
+ * while the writer chains the next one. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +45,23 @@
  * append), each after a random pause of up to 2 ms times the attempt, so
  * that two busy nodes on one chain stop meeting in the same window. */
 #define CONFLICT_RETRIES 12
+/* After a CONFLICT on the pipeline's path: one batch at a time this long. */
+#define SERIAL_AFTER_CONFLICT_NS 1000000000ull
 
-/* A chain's head as the writer knows it, and its state before the batch in
- * progress (restored when the commit fails). */
+/* A chain's state before a batch that touched it (restored when the batch
+ * is not stored). */
+struct chain_snap {
+    uint64_t seq;
+    uint8_t hash[32];
+    uint64_t cp_seq;
+    int64_t cp_ms;
+    bool touched;
+    struct gh_audit_chain *tnext; /* the batch's next touched chain */
+};
+
+/* A chain's head as the writer knows it, and its state before each of the
+ * two batches in progress (one per buffer: the one being stored and the one
+ * chained after it). */
 struct gh_audit_chain {
     char name[GH_AUDIT_CHAIN_SIZE];
     uint64_t seq;
@@ -39,12 +69,8 @@ struct gh_audit_chain {
     uint64_t cp_seq; /* last checkpoint */
     int64_t cp_ms;   /* its time (or when the chain was first seen) */
     bool in_dirty;   /* on s->dirty */
-    uint64_t seq0;   /* before the batch */
-    uint8_t hash0[32];
-    uint64_t cp_seq0;
-    int64_t cp_ms0;
-    bool touched;
-    struct gh_audit_chain *hnext, *dnext, *tnext;
+    struct chain_snap snap[2];
+    struct gh_audit_chain *hnext, *dnext;
 };
 
 static uint32_t hash_name(const char *s)
@@ -115,6 +141,35 @@ static void conf_from(struct gh_audit_conf *c, const struct gh_config *cfg)
     c->events = cfg->audit.events;
 }
 
+/* A batch's buffers (the rows are touched only as they fill: the memory a
+ * batch never reaches is never used). */
+static int buf_alloc(struct gh_audit_buf *b, uint32_t batch_max, uint32_t cps_cap, int nworkers)
+{
+    size_t nw = (size_t)(nworkers > 0 ? nworkers : 1);
+
+    b->rows = calloc(batch_max, sizeof(*b->rows));
+    b->cps = calloc(cps_cap, sizeof(*b->cps));
+    b->batch = calloc(batch_max, sizeof(*b->batch));
+    b->taken_subs =
+        calloc(batch_max < SUBMIT_QUEUE ? batch_max : SUBMIT_QUEUE, sizeof(*b->taken_subs));
+    b->taken = calloc(nw, sizeof(*b->taken));
+    b->strict_seen = calloc(nw, sizeof(*b->strict_seen));
+    if (b->rows == NULL || b->cps == NULL || b->batch == NULL || b->taken_subs == NULL ||
+        b->taken == NULL || b->strict_seen == NULL)
+        return GH_ERROR;
+    return GH_OK;
+}
+
+static void buf_free(struct gh_audit_buf *b)
+{
+    free(b->rows);
+    free(b->cps);
+    free(b->batch);
+    free(b->taken_subs);
+    free(b->taken);
+    free(b->strict_seen);
+}
+
 struct gh_audit_service *gh_audit_service_new(const struct gh_config *cfg, struct gh_store *st,
                                               int nworkers, struct gh_err *err)
 {
@@ -130,23 +185,17 @@ struct gh_audit_service *gh_audit_service_new(const struct gh_config *cfg, struc
     pthread_cond_init(&s->wake, NULL);
     pthread_cond_init(&s->room, NULL);
     pthread_cond_init(&s->done, NULL);
+    pthread_mutex_init(&s->commit_mu, NULL);
+    pthread_cond_init(&s->commit_cv, NULL);
     conf_from(&s->conf, cfg);
     s->subcap = SUBMIT_QUEUE;
     s->subq = calloc(s->subcap, sizeof(*s->subq));
     s->workers = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*s->workers));
     s->buckets = calloc(NBUCKETS, sizeof(*s->buckets));
-    s->rows = calloc(s->batch_max, sizeof(*s->rows));
     s->cps_cap = s->batch_max + CP_EXTRA;
-    s->cps = calloc(s->cps_cap, sizeof(*s->cps));
-    s->batch = calloc(s->batch_max, sizeof(*s->batch));
-    s->taken_subs =
-        calloc(s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE, sizeof(*s->taken_subs));
-    s->taken = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*s->taken));
-    s->strict_seen = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*s->strict_seen));
-    if (s->subq == NULL || s->workers == NULL || s->buckets == NULL || s->rows == NULL ||
-        s->cps == NULL || s->batch == NULL || s->taken_subs == NULL || s->taken == NULL ||
-        s->strict_seen == NULL)
-        goto oom;
+    if (s->subq == NULL || s->workers == NULL || s->buckets == NULL) goto oom;
+    for (int i = 0; i < 2; i++)
+        if (buf_alloc(&s->buf[i], s->batch_max, s->cps_cap, nworkers) != GH_OK) goto oom;
     for (int i = 0; i < nworkers; i++)
         if ((s->workers[i] = gh_audit_worker_new_(s, qs)) == NULL) goto oom;
     return s;
@@ -272,43 +321,86 @@ static bool may_log(struct gh_audit_service *s)
     return true;
 }
 
-static void touch(struct gh_audit_chain *c, struct gh_audit_chain **touched)
+/* One batch, from its gathering to its answer: what the writer's steps,
+ * the committer and the store's rechain callback share. */
+struct gh_audit_round {
+    struct gh_audit_service *s;
+    struct gh_audit_buf *b; /* &s->buf[slot] */
+    int slot;
+    size_t n;     /* events in b->batch */
+    size_t nsubs; /* of them, submitted ones (first) */
+    size_t nrows; /* rows chained in b->rows (n once chained) */
+    size_t ncp;   /* checkpoints in b->cps */
+    struct gh_audit_chain *touched;
+    struct gh_audit_conf conf;
+    int64_t now_ms;
+    int64_t oldest_us; /* its oldest event's time, 0 when none */
+    bool interval;     /* interval checkpoints are due this round */
+    bool final;
+    /* The committer's attempt (rechain: none): */
+    int rc;
+    struct gh_err err;
+};
+
+/* Starts a round on buffer <slot>: the settings of the moment. */
+static void round_start(struct gh_audit_service *s, struct gh_audit_round *r, int slot, bool final)
 {
-    if (c->touched) return;
-    c->touched = true;
-    c->seq0 = c->seq;
-    memcpy(c->hash0, c->hash, 32);
-    c->cp_seq0 = c->cp_seq;
-    c->cp_ms0 = c->cp_ms;
-    c->tnext = *touched;
-    *touched = c;
+    uint64_t now_ns = gh_now_ns();
+
+    memset(r, 0, sizeof(*r));
+    r->s = s;
+    r->slot = slot;
+    r->b = &s->buf[slot];
+    r->final = final;
+    r->now_ms = (int64_t)gh_wall_ms();
+    pthread_mutex_lock(&s->mu);
+    r->conf = s->conf;
+    pthread_mutex_unlock(&s->mu);
+    if (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS) {
+        s->last_cp_scan_ns = now_ns;
+        r->interval = true;
+    }
+}
+
+static void touch(struct gh_audit_round *r, struct gh_audit_chain *c)
+{
+    struct chain_snap *sn = &c->snap[r->slot];
+
+    if (sn->touched) return;
+    sn->touched = true;
+    sn->seq = c->seq;
+    memcpy(sn->hash, c->hash, 32);
+    sn->cp_seq = c->cp_seq;
+    sn->cp_ms = c->cp_ms;
+    sn->tnext = r->touched;
+    r->touched = c;
 }
 
 /* Adds a checkpoint of <c>'s head. Returns false when it cannot be signed
  * (logged; the next one will be tried later). */
-static bool add_checkpoint(struct gh_audit_service *s, struct gh_audit_chain *c, size_t *ncp,
-                           int64_t now_ms)
+static bool add_checkpoint(struct gh_audit_round *r, struct gh_audit_chain *c)
 {
+    struct gh_audit_service *s = r->s;
     struct gh_err err = {0};
 
-    if (*ncp >= s->cps_cap || c->seq == 0 || c->seq == c->cp_seq) return false;
-    if (gh_audit_checkpoint_sign(s->key, s->key_id, c->name, c->seq, c->hash, now_ms, &s->cps[*ncp],
-                                 &err) != GH_OK) {
+    if (r->ncp >= s->cps_cap || c->seq == 0 || c->seq == c->cp_seq) return false;
+    if (gh_audit_checkpoint_sign(s->key, s->key_id, c->name, c->seq, c->hash, r->now_ms,
+                                 &r->b->cps[r->ncp], &err) != GH_OK) {
         if (may_log(s))
             gh_log_error("audit: cannot sign a checkpoint of chain %s: %s", c->name, err.msg);
         return false;
     }
-    (*ncp)++;
+    r->ncp++;
     c->cp_seq = c->seq;
-    c->cp_ms = now_ms;
+    c->cp_ms = r->now_ms;
     return true;
 }
 
-/* Chains and hashes one event into row <i>. */
-static int chain_event(struct gh_audit_service *s, struct gh_audit_event *ev,
-                       struct gh_store_audit_row *row, struct gh_audit_chain **touched, size_t *ncp,
-                       const struct gh_audit_conf *conf, int64_t now_ms)
+/* Chains and hashes one event into <row>. */
+static int chain_event(struct gh_audit_round *r, struct gh_audit_event *ev,
+                       struct gh_store_audit_row *row)
 {
+    struct gh_audit_service *s = r->s;
     struct gh_audit_chain *c;
 
     /* A tenant id that cannot name a chain (a JWT's tenant claim with a
@@ -321,23 +413,23 @@ static int chain_event(struct gh_audit_service *s, struct gh_audit_event *ev,
         }
     c = chain_get(s, gh_audit_chain_of(ev), true);
     if (c == NULL) return GH_ERROR;
-    touch(c, touched);
+    touch(r, c);
     memcpy(ev->node, s->node, sizeof(ev->node));
     if (gh_audit_chain_event(ev, c->seq + 1, c->hash, row) != GH_OK) return GH_ERROR;
     c->seq = ev->seq;
     memcpy(c->hash, ev->hash, 32);
-    if (c->seq - c->cp_seq >= conf->checkpoint_every) add_checkpoint(s, c, ncp, now_ms);
+    if (c->seq - c->cp_seq >= r->conf.checkpoint_every) add_checkpoint(r, c);
     return GH_OK;
 }
 
 /* Interval checkpoints: chains with events newer than their last
  * checkpoint, whose checkpoint is older than the interval (or all of them
- * when <all>: at shutdown). */
-static void interval_checkpoints(struct gh_audit_service *s, struct gh_audit_chain **touched,
-                                 size_t *ncp, const struct gh_audit_conf *conf, int64_t now_ms,
-                                 bool all)
+ * in the final round: at shutdown). */
+static void interval_checkpoints(struct gh_audit_round *r)
 {
+    struct gh_audit_service *s = r->s;
     struct gh_audit_chain **pp = &s->dirty;
+
     while (*pp) {
         struct gh_audit_chain *c = *pp;
         if (c->seq <= c->cp_seq) {
@@ -345,55 +437,76 @@ static void interval_checkpoints(struct gh_audit_service *s, struct gh_audit_cha
             c->in_dirty = false;
             continue;
         }
-        if ((all || now_ms - c->cp_ms >= (int64_t)conf->checkpoint_interval_ms) &&
-            *ncp < s->cps_cap) {
-            touch(c, touched);
-            add_checkpoint(s, c, ncp, now_ms);
+        if ((r->final || r->now_ms - c->cp_ms >= (int64_t)r->conf.checkpoint_interval_ms) &&
+            r->ncp < s->cps_cap) {
+            touch(r, c);
+            add_checkpoint(r, c);
         }
         pp = &c->dnext;
     }
 }
 
-/* Takes up to batch_max events: submitted ones first (their callers
- * block), then round robin over the rings. */
-static size_t gather(struct gh_audit_service *s, size_t *nsubs)
+/* Takes up to batch_max events into the round: submitted ones first (their
+ * callers block) when <subs>, then round robin over the rings, past the
+ * slots <skip> (per worker: the batch being stored, NULL: none). */
+static void gather(struct gh_audit_round *r, const uint64_t *skip, bool subs)
 {
+    struct gh_audit_service *s = r->s;
+    struct gh_audit_buf *b = r->b;
     size_t n = 0, cap_subs = s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE;
 
-    pthread_mutex_lock(&s->mu);
-    *nsubs = 0;
-    while (s->sublen > 0 && *nsubs < cap_subs) {
-        s->taken_subs[(*nsubs)++] = s->subq[s->subhead];
-        s->subhead = (s->subhead + 1) % s->subcap;
-        s->sublen--;
+    r->nsubs = 0;
+    if (subs) {
+        pthread_mutex_lock(&s->mu);
+        while (s->sublen > 0 && r->nsubs < cap_subs) {
+            b->taken_subs[r->nsubs++] = s->subq[s->subhead];
+            s->subhead = (s->subhead + 1) % s->subcap;
+            s->sublen--;
+        }
+        if (r->nsubs) pthread_cond_broadcast(&s->room);
+        pthread_mutex_unlock(&s->mu);
+        for (size_t i = 0; i < r->nsubs; i++)
+            b->batch[n++] = &b->taken_subs[i].ev;
     }
-    if (*nsubs) pthread_cond_broadcast(&s->room);
-    pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < *nsubs; i++)
-        s->batch[n++] = &s->taken_subs[i].ev;
 
     for (int k = 0; k < s->nworkers; k++) {
-        s->taken[k] = 0;
-        s->strict_seen[k] = false;
+        b->taken[k] = 0;
+        b->strict_seen[k] = false;
     }
     for (bool more = true; more && n < s->batch_max;) {
         more = false;
         for (int k = 0; k < s->nworkers && n < s->batch_max; k++) {
             struct gh_audit_worker *aw = s->workers[k];
-            uint64_t tail = atomic_load_explicit(&aw->tail, memory_order_relaxed) + s->taken[k];
+            uint64_t tail = atomic_load_explicit(&aw->tail, memory_order_relaxed) + b->taken[k] +
+                            (skip ? skip[k] : 0);
             uint64_t head = atomic_load_explicit(&aw->head, memory_order_acquire);
             /* Up to 64 from one ring per round, so one busy worker does
              * not starve the others' strict waiters. */
             for (int j = 0; j < 64 && tail < head && n < s->batch_max; j++, tail++) {
                 struct gh_audit_slot *sl = &aw->slots[tail & aw->mask];
-                s->batch[n++] = &sl->ev;
-                if (sl->strict) s->strict_seen[k] = true;
-                s->taken[k]++;
+                b->batch[n++] = &sl->ev;
+                if (sl->strict) b->strict_seen[k] = true;
+                b->taken[k]++;
                 more = true;
             }
         }
     }
-    return n;
+    r->n = n;
+    r->oldest_us = 0;
+    for (size_t i = 0; i < n; i++)
+        if (r->oldest_us == 0 || b->batch[i]->time_us < r->oldest_us)
+            r->oldest_us = b->batch[i]->time_us;
+}
+
+/* The batch's ring slots stay in their rings, for a later batch to take:
+ * they were only read. (Never for a batch with submitted events.) */
+static void put_back(struct gh_audit_round *r)
+{
+    for (int k = 0; k < r->s->nworkers; k++) {
+        r->b->taken[k] = 0;
+        r->b->strict_seen[k] = false;
+    }
+    r->n = r->nrows = r->ncp = 0;
 }
 
 static void observe_commit(struct gh_audit_service *s, uint64_t ns, size_t n)
@@ -420,12 +533,12 @@ static void conflict_pause(int attempt)
  * nobody waits on it (a strict slot or a durable submit: those callers are
  * answered at once, as for any failure). Its ring slots are simply not
  * given back meanwhile, and its submitted events stay in taken_subs. */
-static bool may_hold(struct gh_audit_service *s, size_t nsubs)
+static bool may_hold(const struct gh_audit_round *r)
 {
-    for (int k = 0; k < s->nworkers; k++)
-        if (s->strict_seen[k]) return false;
-    for (size_t i = 0; i < nsubs; i++)
-        if (s->taken_subs[i].waiter != NULL) return false;
+    for (int k = 0; k < r->s->nworkers; k++)
+        if (r->b->strict_seen[k]) return false;
+    for (size_t i = 0; i < r->nsubs; i++)
+        if (r->b->taken_subs[i].waiter != NULL) return false;
     return true;
 }
 
@@ -450,30 +563,31 @@ static int same_hash_cb(const struct gh_store_audit_row *row, void *arg)
     return GH_OK;
 }
 
-/* Finds out whether the batch in rows/cps (<nrows>, <ncp>), whose append
- * answered UNAVAILABLE, was stored: the commit may have landed though the
- * answer was lost (the connection cut during COMMIT). It sends the very
- * same rows again: the append takes the store's append lock first, so a
- * commit of ours still in flight has ended, and an engine whose commit can
- * be cut takes rows identical to stored ones as already stored (store.h):
- * GH_OK means stored, once. Any other refusal is looked into: if the
- * batch's last row is stored with its hash (an engine that refuses
+/* Finds out whether the batch in b's rows/cps (<nrows>, <ncp>), whose
+ * append answered UNAVAILABLE, was stored: the commit may have landed
+ * though the answer was lost (the connection cut during COMMIT). It sends
+ * the very same rows again: the append takes the store's append lock
+ * first, so a commit of ours still in flight has ended, and an engine whose
+ * commit can be cut takes rows identical to stored ones as already stored
+ * (store.h): GH_OK means stored, once. Any other refusal is looked into: if
+ * the batch's last row is stored with its hash (an engine that refuses
  * identical rows), the batch is stored (one transaction: all of it or
  * none); otherwise it is not, and *rc says why (CONFLICT: another writer
  * moved a head meanwhile). UNKNOWN while the store stays out of reach.
  * Re-chaining a batch that landed would store its events twice; dropping
- * it when it did not would lose them: neither happens before this says. */
-static enum outcome resolve(struct gh_audit_service *s, size_t nrows, size_t ncp, int *rc,
-                            struct gh_err *err)
+ * it when it did not would lose them: neither happens before this says.
+ * Store calls only: the committer may make it. */
+static enum outcome resolve(struct gh_audit_service *s, const struct gh_audit_buf *b, size_t nrows,
+                            size_t ncp, int *rc, struct gh_err *err)
 {
     struct lookup l = {NULL, false};
     int wr;
 
-    *rc = gh_store_audit_append(s->store, s->rows, nrows, s->cps, ncp, err);
+    *rc = gh_store_audit_append(s->store, b->rows, nrows, b->cps, ncp, err);
     if (*rc == GH_OK) return STORED;
     if (*rc == GH_STORE_UNAVAILABLE) return UNKNOWN;
     if (nrows == 0) return NOT_STORED; /* checkpoints only: taken again later */
-    l.want = &s->rows[nrows - 1];
+    l.want = &b->rows[nrows - 1];
     wr = gh_store_audit_walk(s->store, l.want->chain, l.want->seq, l.want->seq, same_hash_cb, &l,
                              err);
     if (wr == GH_STORE_UNAVAILABLE) {
@@ -487,97 +601,85 @@ static enum outcome resolve(struct gh_audit_service *s, size_t nrows, size_t ncp
     return NOT_STORED;
 }
 
-/* The batch in rows/cps is stored (found so after an unknown outcome, the
- * chain heads having gone back to before it): the heads move past it. */
-static void heads_after(struct gh_audit_service *s, size_t nrows, size_t ncp)
+/* The batch in b's rows/cps is stored (found so after an unknown outcome,
+ * the chain heads having gone back to before it): the heads move past it. */
+static void heads_after(struct gh_audit_service *s, const struct gh_audit_buf *b, size_t nrows,
+                        size_t ncp)
 {
     for (size_t i = 0; i < nrows; i++) {
-        struct gh_audit_chain *c = chain_get(s, s->rows[i].chain, false);
-        if (c == NULL || s->rows[i].seq <= c->seq) continue;
-        if (gh_audit_unhex(s->rows[i].hash, c->hash) != GH_OK) continue;
-        c->seq = s->rows[i].seq;
+        struct gh_audit_chain *c = chain_get(s, b->rows[i].chain, false);
+        if (c == NULL || b->rows[i].seq <= c->seq) continue;
+        if (gh_audit_unhex(b->rows[i].hash, c->hash) != GH_OK) continue;
+        c->seq = b->rows[i].seq;
         mark_dirty(s, c);
     }
     for (size_t i = 0; i < ncp; i++) {
-        struct gh_audit_chain *c = chain_get(s, s->cps[i].chain, false);
-        if (c == NULL || s->cps[i].seq < c->cp_seq) continue;
-        c->cp_seq = s->cps[i].seq;
-        c->cp_ms = s->cps[i].time_ms;
+        struct gh_audit_chain *c = chain_get(s, b->cps[i].chain, false);
+        if (c == NULL || b->cps[i].seq < c->cp_seq) continue;
+        c->cp_seq = b->cps[i].seq;
+        c->cp_ms = b->cps[i].time_ms;
     }
 }
 
-/* Gives the <n> events of the batch back: ring slots to their workers,
- * submitters learn whether <ok>. */
-static void answer(struct gh_audit_service *s, size_t nsubs, bool ok)
+/* Gives the round's events back: ring slots to their workers, submitters
+ * learn whether <ok>. */
+static void answer(struct gh_audit_round *r, bool ok)
 {
+    struct gh_audit_service *s = r->s;
+    struct gh_audit_buf *b = r->b;
+
     for (int k = 0; k < s->nworkers; k++) {
         struct gh_audit_worker *aw = s->workers[k];
         uint64_t from, upto;
-        if (s->taken[k] == 0) continue;
+        if (b->taken[k] == 0) continue;
         from = atomic_load_explicit(&aw->tail, memory_order_relaxed);
-        upto = from + s->taken[k];
+        upto = from + b->taken[k];
         atomic_store_explicit(&aw->tail, upto, memory_order_release);
-        gh_audit_worker_report_(aw, from, upto, ok, s->strict_seen[k]);
-        s->taken[k] = 0;
+        gh_audit_worker_report_(aw, from, upto, ok, b->strict_seen[k]);
+        b->taken[k] = 0;
     }
-    if (nsubs) {
+    if (r->nsubs) {
         pthread_mutex_lock(&s->mu);
-        for (size_t i = 0; i < nsubs; i++) {
-            if (s->taken_subs[i].waiter == NULL) continue;
-            s->taken_subs[i].waiter->rc = ok ? GH_OK : GH_ERROR;
-            s->taken_subs[i].waiter->done = true;
+        for (size_t i = 0; i < r->nsubs; i++) {
+            if (b->taken_subs[i].waiter == NULL) continue;
+            b->taken_subs[i].waiter->rc = ok ? GH_OK : GH_ERROR;
+            b->taken_subs[i].waiter->done = true;
         }
         pthread_cond_broadcast(&s->done);
         pthread_mutex_unlock(&s->mu);
     }
-    atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
 }
-
-/* The chaining of one batch: what the round's loop and the store's
- * rechain callback share. */
-struct round {
-    struct gh_audit_service *s;
-    size_t n;     /* events in s->batch */
-    size_t nrows; /* rows chained in s->rows (n once chained) */
-    size_t ncp;   /* checkpoints in s->cps */
-    struct gh_audit_chain *touched;
-    const struct gh_audit_conf *conf;
-    int64_t now_ms;
-    bool interval; /* interval checkpoints are due this round */
-    bool final;
-};
 
 /* Chains the round's events from the chains' current heads into rows and
  * checkpoints. */
-static int chain_batch(struct round *r, struct gh_err *err)
+static int chain_batch(struct gh_audit_round *r, struct gh_err *err)
 {
-    struct gh_audit_service *s = r->s;
-
     r->nrows = r->ncp = 0;
     for (size_t i = 0; i < r->n; i++) {
-        if (chain_event(s, s->batch[i], &s->rows[r->nrows], &r->touched, &r->ncp, r->conf,
-                        r->now_ms) != GH_OK)
+        if (chain_event(r, r->b->batch[i], &r->b->rows[r->nrows]) != GH_OK)
             return gh_err_set(err, NULL, 0, 0,
                               "out of memory, or an event that cannot be serialised");
         r->nrows++;
     }
-    if (r->interval) interval_checkpoints(s, &r->touched, &r->ncp, r->conf, r->now_ms, r->final);
+    if (r->interval) interval_checkpoints(r);
     return GH_OK;
 }
 
 /* The chains the round touched keep their new heads (<keep>), or go back
- * to where they were before it. */
-static void settle_heads(struct round *r, bool keep)
+ * to where they were before it. A round chained after another is settled
+ * first: its snapshots hold the other's heads. */
+static void settle_heads(struct gh_audit_round *r, bool keep)
 {
     while (r->touched) {
         struct gh_audit_chain *c = r->touched;
-        r->touched = c->tnext;
-        c->touched = false;
+        struct chain_snap *sn = &c->snap[r->slot];
+        r->touched = sn->tnext;
+        sn->touched = false;
         if (!keep) {
-            c->seq = c->seq0;
-            memcpy(c->hash, c->hash0, 32);
-            c->cp_seq = c->cp_seq0;
-            c->cp_ms = c->cp_ms0;
+            c->seq = sn->seq;
+            memcpy(c->hash, sn->hash, 32);
+            c->cp_seq = sn->cp_seq;
+            c->cp_ms = sn->cp_ms;
         }
         mark_dirty(r->s, c);
     }
@@ -585,11 +687,12 @@ static void settle_heads(struct round *r, bool keep)
 
 /* The store found the round's heads stale and holds its append lock: the
  * same events are chained again after the heads it read, which cannot move
- * before the commit (store.h, gh_store_audit_append_rechain). */
+ * before the commit (store.h, gh_store_audit_append_rechain). Only in the
+ * one-batch-at-a-time path, on the writer thread. */
 static int rechain_cb(void *arg, const struct gh_store_audit_head *heads, size_t nheads,
                       size_t *ncp)
 {
-    struct round *r = arg;
+    struct gh_audit_round *r = arg;
     struct gh_err err = {0};
 
     settle_heads(r, false);
@@ -608,95 +711,63 @@ static int rechain_cb(void *arg, const struct gh_store_audit_head *heads, size_t
     return GH_OK;
 }
 
-/* One round: gather, chain, commit, answer. Returns the events handled. */
-static size_t write_batch(struct gh_audit_service *s, bool final)
+/* The store call of a chained round, and what follows an UNAVAILABLE
+ * answer at once (the outcome is unknown: the connection was cut, maybe
+ * during the commit; the store may be back already). */
+static int append(struct gh_audit_round *r, const struct gh_store_audit_rechain *rechain,
+                  struct gh_err *err)
 {
-    struct gh_audit_conf conf;
-    struct round r;
-    size_t nsubs = 0, n, ncp = 0, nrows = 0;
-    int64_t now_ms = (int64_t)gh_wall_ms(), oldest = 0;
+    struct gh_audit_service *s = r->s;
+    uint64_t t0 = gh_now_ns();
+    int rc = gh_store_audit_append_rechain(s->store, r->b->rows, r->nrows, r->b->cps, &r->ncp,
+                                           rechain, err);
+
+    if (rc == GH_STORE_UNAVAILABLE) (void)resolve(s, r->b, r->nrows, r->ncp, &rc, err);
+    observe_commit(s, gh_now_ns() - t0, r->n);
+    return rc;
+}
+
+/* The round after its first store call (made here when !<tried>, else by
+ * the committer: r->rc, r->err), to its answer: chained again after a
+ * CONFLICT, without interval checkpoints after a refused one, held while
+ * the store is out of reach. Returns the events handled (0 when held). */
+static size_t finish(struct gh_audit_round *r, bool tried)
+{
+    struct gh_audit_service *s = r->s;
     struct gh_err err = {0};
-    uint64_t t0, now_ns = gh_now_ns();
     bool ok = true;
     int rc = GH_OK;
 
-    pthread_mutex_lock(&s->mu);
-    conf = s->conf;
-    pthread_mutex_unlock(&s->mu);
-
-    if (s->pending) {
-        /* Nothing new before the store says what became of the batch
-         * in doubt. */
-        enum outcome o = resolve(s, s->pending_nrows, s->pending_ncp, &rc, &err);
-        n = s->pending_n;
-        nsubs = s->pending_nsubs;
-        if (o == UNKNOWN && !final) {
-            if (may_log(s))
-                gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s",
-                            n, err.msg);
-            unavailable_pause();
-            return 0;
-        }
-        s->pending = false;
-        if (o == STORED) {
-            heads_after(s, s->pending_nrows, s->pending_ncp);
-            atomic_fetch_add_explicit(&s->events_written, n, memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->checkpoints, s->pending_ncp, memory_order_relaxed);
-            answer(s, nsubs, true);
-            if (!final) return n;
-            /* At shutdown: what is queued besides gets its round too. */
-            n = gather(s, &nsubs);
-        } else if (o == UNKNOWN) {
-            /* Stopping with the store still out of reach: said, counted. */
-            atomic_fetch_add_explicit(&s->events_failed, n, memory_order_relaxed);
-            gh_log_error("audit: stopping with the store unavailable: %zu event(s) may not be "
-                         "stored: %s",
-                         n, err.msg);
-            answer(s, nsubs, false);
-            return n;
-        } else if (rc == GH_STORE_CONFLICT) {
-            /* Not stored: the same events are chained again below, after
-             * the heads another writer moved. */
-            gh_store_audit_heads(s->store, head_cb, s, &err);
-        }
-    } else {
-        n = gather(s, &nsubs);
-    }
-    for (size_t i = 0; i < n; i++)
-        if (oldest == 0 || s->batch[i]->time_us < oldest) oldest = s->batch[i]->time_us;
-    atomic_store_explicit(&s->oldest_since_us, oldest, memory_order_relaxed);
-    r = (struct round){.s = s, .n = n, .conf = &conf, .now_ms = now_ms, .final = final};
-    if (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS) {
-        s->last_cp_scan_ns = now_ns;
-        r.interval = true;
-    }
+    atomic_store_explicit(&s->oldest_since_us, r->oldest_us, memory_order_relaxed);
     /* A CONFLICT means another writer on the same store (another node on
      * PostgreSQL, the CLI) appended to one of our chains since we last read
      * its head: nothing of the batch was stored, so we read the heads again
      * and chain the same events after them. A chain is never forked, and
      * the events are not lost to the race. */
     for (int attempt = 0;; attempt++) {
-        struct gh_store_audit_rechain rechain = {rechain_cb, &r};
-        rc = chain_batch(&r, &err);
-        ok = rc == GH_OK;
-        nrows = r.nrows;
-        if (ok && (nrows > 0 || r.ncp > 0)) {
-            t0 = gh_now_ns();
-            rc = gh_store_audit_append_rechain(s->store, s->rows, nrows, s->cps, &r.ncp, &rechain,
-                                               &err);
-            /* The outcome is unknown (the connection was cut, maybe during
-             * the commit): find out at once, the store may be back. */
-            if (rc == GH_STORE_UNAVAILABLE) (void)resolve(s, nrows, r.ncp, &rc, &err);
-            observe_commit(s, gh_now_ns() - t0, n);
+        struct gh_store_audit_rechain rechain = {rechain_cb, r};
+        if (attempt == 0 && tried) {
+            rc = r->rc;
+            err = r->err;
             ok = rc == GH_OK;
+            /* Another writer on our chains: one batch at a time for a
+             * while, where the store chains a stale batch again itself. */
+            if (rc == GH_STORE_CONFLICT)
+                s->serial_until_ns = gh_now_ns() + SERIAL_AFTER_CONFLICT_NS;
+        } else {
+            rc = chain_batch(r, &err);
+            ok = rc == GH_OK;
+            if (ok && (r->nrows > 0 || r->ncp > 0)) {
+                rc = append(r, &rechain, &err);
+                ok = rc == GH_OK;
+            }
         }
-        ncp = r.ncp;
 
         /* Chain heads: keep the new ones, or go back to the committed ones
          * (also while the outcome is unknown: heads_after() moves them once
          * the batch is found stored). */
-        settle_heads(&r, ok);
-        if (rc == GH_STORE_INVALID && r.interval) {
+        settle_heads(r, ok);
+        if (rc == GH_STORE_INVALID && r->interval) {
             /* The store refused a checkpoint: an interval checkpoint of a
              * chain outside the batch, signed at this writer's idea of its
              * head, whose event is no longer there (archived, or lost in a
@@ -708,7 +779,7 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
                 gh_log_warn("audit: a checkpoint was refused (%s); the batch goes in without "
                             "interval checkpoints",
                             err.msg);
-            r.interval = false;
+            r->interval = false;
             if (gh_store_audit_heads(s->store, head_cb, s, &err) == GH_OK) continue;
         }
         if (rc != GH_STORE_CONFLICT || attempt == CONFLICT_RETRIES) break;
@@ -724,7 +795,7 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
             }
         }
     }
-    if (!ok && rc == GH_STORE_UNAVAILABLE && !final && may_hold(s, nsubs)) {
+    if (!ok && rc == GH_STORE_UNAVAILABLE && !r->final && may_hold(r)) {
         /* The store is out of reach (PostgreSQL restarting or failing
          * over). No caller waits on these events, so they wait in memory,
          * the rings and the queue bounding what waits. When the append
@@ -735,23 +806,24 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
          * chained here again: rows the store does not have are stored, rows
          * it has are recognised, never stored twice. */
         s->pending = true;
-        s->pending_n = n;
-        s->pending_nsubs = nsubs;
-        s->pending_nrows = nrows;
-        s->pending_ncp = ncp;
+        s->pending_buf = r->slot;
+        s->pending_n = r->n;
+        s->pending_nsubs = r->nsubs;
+        s->pending_nrows = r->nrows;
+        s->pending_ncp = r->ncp;
         if (may_log(s))
-            gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", n,
+            gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", r->n,
                         err.msg);
         unavailable_pause();
         return 0;
     }
     if (ok) {
-        atomic_fetch_add_explicit(&s->events_written, n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->checkpoints, ncp, memory_order_relaxed);
-    } else if (n > 0 || ncp > 0) {
-        atomic_fetch_add_explicit(&s->events_failed, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->events_written, r->n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->checkpoints, r->ncp, memory_order_relaxed);
+    } else if (r->n > 0 || r->ncp > 0) {
+        atomic_fetch_add_explicit(&s->events_failed, r->n, memory_order_relaxed);
         if (may_log(s))
-            gh_log_error("audit: cannot store %zu event(s) and %zu checkpoint(s): %s", n, ncp,
+            gh_log_error("audit: cannot store %zu event(s) and %zu checkpoint(s): %s", r->n, r->ncp,
                          err.msg);
         /* Still stale after the retries: heal from the store's heads on
          * the next batch. A batch whose outcome stayed unknown (a waiter
@@ -762,8 +834,194 @@ static size_t write_batch(struct gh_audit_service *s, bool final)
     }
 
     /* Answers: ring slots go back to their workers, waiters learn. */
-    answer(s, nsubs, ok);
-    return n;
+    answer(r, ok);
+    atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
+    return r->n;
+}
+
+/* The batch in doubt (s->pending): resolved first, nothing new before the
+ * store says what became of it. Returns the events handled. */
+static size_t write_pending(struct gh_audit_service *s, bool final)
+{
+    struct gh_audit_round r;
+    struct gh_err err = {0};
+    int rc = GH_OK;
+    enum outcome o;
+
+    round_start(s, &r, s->pending_buf, final);
+    r.n = s->pending_n;
+    r.nsubs = s->pending_nsubs;
+    r.nrows = s->pending_nrows;
+    r.ncp = s->pending_ncp;
+    o = resolve(s, r.b, r.nrows, r.ncp, &rc, &err);
+    if (o == UNKNOWN && !final) {
+        if (may_log(s))
+            gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", r.n,
+                        err.msg);
+        unavailable_pause();
+        return 0;
+    }
+    s->pending = false;
+    if (o == STORED) {
+        size_t n = r.n;
+        heads_after(s, r.b, r.nrows, r.ncp);
+        atomic_fetch_add_explicit(&s->events_written, r.n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->checkpoints, r.ncp, memory_order_relaxed);
+        answer(&r, true);
+        if (!final) return n;
+        /* At shutdown: what is queued besides gets its round too. */
+        round_start(s, &r, s->pending_buf, true);
+        gather(&r, NULL, true);
+        return n + finish(&r, false);
+    }
+    if (o == UNKNOWN) {
+        /* Stopping with the store still out of reach: said, counted. */
+        atomic_fetch_add_explicit(&s->events_failed, r.n, memory_order_relaxed);
+        gh_log_error("audit: stopping with the store unavailable: %zu event(s) may not be "
+                     "stored: %s",
+                     r.n, err.msg);
+        answer(&r, false);
+        return r.n;
+    }
+    /* Not stored: the same events are chained again, after the heads
+     * another writer moved (CONFLICT) or as they are. */
+    if (rc == GH_STORE_CONFLICT) gh_store_audit_heads(s->store, head_cb, s, &err);
+    return finish(&r, false);
+}
+
+/* ---- the committer ----------------------------------------------------------- */
+
+static void *committer_main(void *arg)
+{
+    struct gh_audit_service *s = arg;
+
+    pthread_mutex_lock(&s->commit_mu);
+    for (;;) {
+        struct gh_audit_round *r;
+        while (s->commit_round == NULL && !s->commit_stop)
+            pthread_cond_wait(&s->commit_cv, &s->commit_mu);
+        if (s->commit_round == NULL) break;
+        r = s->commit_round;
+        pthread_mutex_unlock(&s->commit_mu);
+        /* No rechain: the writer is chaining the next batch meanwhile. */
+        r->rc = append(r, NULL, &r->err);
+        pthread_mutex_lock(&s->commit_mu);
+        s->commit_round = NULL;
+        s->commit_done = true;
+        pthread_cond_broadcast(&s->commit_cv);
+    }
+    pthread_mutex_unlock(&s->commit_mu);
+    return NULL;
+}
+
+static void commit_give(struct gh_audit_service *s, struct gh_audit_round *r)
+{
+    pthread_mutex_lock(&s->commit_mu);
+    s->commit_round = r;
+    s->commit_done = false;
+    pthread_cond_broadcast(&s->commit_cv);
+    pthread_mutex_unlock(&s->commit_mu);
+}
+
+static void commit_wait(struct gh_audit_service *s)
+{
+    pthread_mutex_lock(&s->commit_mu);
+    while (!s->commit_done)
+        pthread_cond_wait(&s->commit_cv, &s->commit_mu);
+    pthread_mutex_unlock(&s->commit_mu);
+}
+
+/* ---- the writer's steps ------------------------------------------------------- */
+
+/* Waits for the committer's answer on <r>: a stored round is answered; any
+ * other goes the one-batch-at-a-time way (finish) after <next>, chained
+ * after it, is undone and put back. Returns the events handled. */
+static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next)
+{
+    commit_wait(r->s);
+    if (r->rc == GH_OK) {
+        settle_heads(r, true);
+        atomic_fetch_add_explicit(&r->s->events_written, r->n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->s->checkpoints, r->ncp, memory_order_relaxed);
+        answer(r, true);
+        return r->n;
+    }
+    if (next != NULL) {
+        settle_heads(next, false);
+        put_back(next);
+    }
+    return finish(r, true);
+}
+
+static bool subs_waiting(struct gh_audit_service *s)
+{
+    bool any;
+    pthread_mutex_lock(&s->mu);
+    any = s->sublen > 0;
+    pthread_mutex_unlock(&s->mu);
+    return any;
+}
+
+/* One step of the writer: the next batch gathered and chained while the
+ * one before it (*inflight) is stored, then that one answered and the next
+ * one given to the committer. Returns the events handled. */
+static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
+                   struct gh_audit_round **inflight)
+{
+    struct gh_audit_round *prev = *inflight, *r;
+    struct gh_err err = {0};
+    size_t done = 0;
+
+    /* Submitted events are taken only with nothing in flight: a batch
+     * chained ahead may be put back, which they could not be. */
+    if (prev != NULL && subs_waiting(s)) {
+        done += complete(prev, NULL);
+        *inflight = prev = NULL;
+    }
+    if (prev == NULL && (s->pending || gh_now_ns() < s->serial_until_ns)) {
+        if (s->pending) return done + write_pending(s, false);
+        round_start(s, &rounds[0], 0, false);
+        gather(&rounds[0], NULL, true);
+        return done + finish(&rounds[0], false);
+    }
+    r = &rounds[prev != NULL ? 1 - prev->slot : 0];
+    round_start(s, r, r - rounds, false);
+    gather(r, prev != NULL ? prev->b->taken : NULL, prev == NULL);
+    if (prev != NULL) {
+        int64_t o = prev->oldest_us && (r->oldest_us == 0 || prev->oldest_us < r->oldest_us)
+                        ? prev->oldest_us
+                        : r->oldest_us;
+        atomic_store_explicit(&s->oldest_since_us, o, memory_order_relaxed);
+    } else {
+        atomic_store_explicit(&s->oldest_since_us, r->oldest_us, memory_order_relaxed);
+    }
+    if (chain_batch(r, &err) != GH_OK) {
+        /* Cannot happen short of memory: the batch goes the slow way,
+         * where it fails as it would have. */
+        settle_heads(r, false);
+        if (prev != NULL) {
+            put_back(r);
+            done += complete(prev, NULL);
+            *inflight = NULL;
+            return done;
+        }
+        return done + finish(r, false);
+    }
+    if (prev != NULL) {
+        done += complete(prev, r);
+        *inflight = NULL;
+        if (r->n == 0 && r->touched == NULL) return done; /* put back, or empty */
+    }
+    if (r->nrows == 0 && r->ncp == 0) {
+        settle_heads(r, true);
+        answer(r, true);
+        atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
+        return done;
+    }
+    atomic_store_explicit(&s->oldest_since_us, r->oldest_us, memory_order_relaxed);
+    commit_give(s, r);
+    *inflight = r;
+    return done + r->n;
 }
 
 static bool work_waiting(struct gh_audit_service *s)
@@ -777,12 +1035,13 @@ static bool work_waiting(struct gh_audit_service *s)
 static void *writer_main(void *arg)
 {
     struct gh_audit_service *s = arg;
+    struct gh_audit_round rounds[2], *inflight = NULL, last;
 
     for (;;) {
         bool stopping = atomic_load(&s->stop);
-        size_t n = write_batch(s, false);
-        if (stopping && n == 0) break;
-        if (n > 0) continue;
+        size_t n = step(s, rounds, &inflight);
+        if (stopping && n == 0 && inflight == NULL) break;
+        if (n > 0 || inflight != NULL) continue;
         /* Nothing came: sleep until woken (strict event, submit) or for
          * IDLE_WAIT_MS, when async events in the rings are looked at. */
         pthread_mutex_lock(&s->mu);
@@ -801,7 +1060,13 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
     }
     /* Checkpoints for what this run wrote, so a restart loses no proof. */
-    write_batch(s, true);
+    if (s->pending) {
+        write_pending(s, true);
+    } else {
+        round_start(s, &last, 0, true);
+        gather(&last, NULL, true);
+        finish(&last, false);
+    }
     return NULL;
 }
 
@@ -815,6 +1080,10 @@ int gh_audit_service_start(struct gh_audit_service *s, struct gh_err *err)
             mark_dirty(s, c);
     if (gh_audit_key_load_(s, err) != GH_OK) return GH_ERROR;
     s->last_cp_scan_ns = gh_now_ns();
+    if (pthread_create(&s->commit_thread, NULL, committer_main, s) != 0)
+        return gh_err_set(err, NULL, 0, 0, "audit: cannot start the committer thread");
+    pthread_setname_np(s->commit_thread, "gh-audit-commit");
+    s->commit_started = true;
     if (pthread_create(&s->thread, NULL, writer_main, s) != 0)
         return gh_err_set(err, NULL, 0, 0, "audit: cannot start the writer thread");
     pthread_setname_np(s->thread, "gh-audit");
@@ -863,6 +1132,14 @@ void gh_audit_service_free(struct gh_audit_service *s)
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL);
     }
+    if (s->commit_started) {
+        /* The writer waited for its last batch: the committer is idle. */
+        pthread_mutex_lock(&s->commit_mu);
+        s->commit_stop = true;
+        pthread_cond_broadcast(&s->commit_cv);
+        pthread_mutex_unlock(&s->commit_mu);
+        pthread_join(s->commit_thread, NULL);
+    }
     for (int i = 0; s->workers && i < s->nworkers; i++)
         gh_audit_worker_free_(s->workers[i]);
     if (s->buckets) {
@@ -877,15 +1154,13 @@ void gh_audit_service_free(struct gh_audit_service *s)
     free(s->buckets);
     free(s->workers);
     free(s->subq);
-    free(s->rows);
-    free(s->cps);
-    free(s->batch);
-    free(s->taken_subs);
-    free(s->taken);
-    free(s->strict_seen);
+    for (int i = 0; i < 2; i++)
+        buf_free(&s->buf[i]);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->room);
     pthread_cond_destroy(&s->done);
+    pthread_mutex_destroy(&s->commit_mu);
+    pthread_cond_destroy(&s->commit_cv);
     free(s);
 }

@@ -68,6 +68,19 @@ struct gh_audit_sub {
 };
 
 struct gh_audit_chain;
+struct gh_audit_round;
+
+/* One batch's buffers. There are two: the writer thread gathers and chains
+ * a batch into one while the committer thread stores the batch before it
+ * from the other (writer.c, "the pipeline"). */
+struct gh_audit_buf {
+    struct gh_store_audit_row *rows;
+    struct gh_store_audit_checkpoint *cps;
+    struct gh_audit_event **batch; /* the batch's events */
+    struct gh_audit_sub *taken_subs;
+    uint64_t *taken;   /* per worker: slots in the batch */
+    bool *strict_seen; /* per worker: a strict slot in the batch */
+};
 
 struct gh_audit_service {
     struct gh_store *store;
@@ -92,25 +105,32 @@ struct gh_audit_service {
     struct gh_audit_sub *subq; /* ring of <subcap> */
     uint32_t subcap, subhead, sublen;
 
+    /* The committer thread: stores the batch <commit_round> names, then
+     * says so. <commit_mu> guards the hand-over fields; the round itself
+     * belongs to the committer between hand-over and answer. */
+    pthread_t commit_thread;
+    bool commit_started;
+    pthread_mutex_t commit_mu;
+    pthread_cond_t commit_cv;
+    struct gh_audit_round *commit_round; /* given, not yet stored */
+    bool commit_done, commit_stop;
+
     /* writer thread only */
     struct gh_audit_chain **buckets; /* chains by name */
     struct gh_audit_chain *dirty;    /* chains with events after their last checkpoint */
-    struct gh_store_audit_row *rows;
-    struct gh_store_audit_checkpoint *cps;
+    struct gh_audit_buf buf[2];
     uint32_t cps_cap;
-    struct gh_audit_event **batch; /* the events of the batch in progress */
-    struct gh_audit_sub *taken_subs;
-    uint64_t *taken;   /* per worker: slots in the batch */
-    bool *strict_seen; /* per worker: a strict slot in the batch */
     uint64_t last_log_ns;
     uint64_t last_cp_scan_ns;
+    uint64_t serial_until_ns; /* after a CONFLICT: one batch at a time until then */
     /* A batch whose commit outcome is unknown (the store went away during
      * the append, and could not say after): its chained rows and
-     * checkpoints in rows/cps, its ring slots (taken, strict_seen) and
-     * submitted events (taken_subs) are kept as they are, and nothing else
-     * is gathered until the store tells whether it was stored (writer.c
-     * resolve): so it is stored once, never twice, never lost. */
+     * checkpoints in buf[pending_buf], its ring slots (taken, strict_seen)
+     * and submitted events (taken_subs) are kept as they are, and nothing
+     * else is gathered until the store tells whether it was stored
+     * (writer.c resolve): so it is stored once, never twice, never lost. */
     bool pending;
+    int pending_buf;
     size_t pending_n, pending_nsubs, pending_nrows, pending_ncp;
     EVP_PKEY *key;
     char key_id[17];

@@ -460,6 +460,91 @@ static void test_cut_before_commit_not_lost(void **state)
     cut_scenario(*state, false);
 }
 
+/* ---- the pipeline: a batch that fails while the next is chained ahead ---- */
+
+/* The SQLite store with every append slowed (so the writer chains the next
+ * batch while one is being stored) and the appends numbered in
+ * <error_calls> failing without storing anything (a disk error), the one
+ * numbered <conflict_call> answering CONFLICT without storing anything (as
+ * when another node moved a head). */
+static struct {
+    const struct gh_store_ops *real;
+    struct gh_store_ops ops;
+    _Atomic int calls, store_conflicts;
+    int error_calls[2], conflict_call;
+} slow;
+
+static int slow_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                       const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                       const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+{
+    int call = atomic_fetch_add(&slow.calls, 1) + 1, rc;
+    struct timespec ts = {0, 2000000};
+
+    nanosleep(&ts, NULL);
+    if (call == slow.error_calls[0] || call == slow.error_calls[1])
+        return gh_err_set(err, NULL, 0, 0, "disk I/O error"), GH_ERROR;
+    if (call == slow.conflict_call)
+        return gh_err_set(err, NULL, 0, 0, "a head moved"), GH_STORE_CONFLICT;
+    rc = slow.real->audit_append(st, rows, n, cps, ncp, rechain, err);
+    if (rc == GH_STORE_CONFLICT) atomic_fetch_add(&slow.store_conflicts, 1);
+    return rc;
+}
+
+/* Events queued before the writer starts, in runs of 50 per chain, batches
+ * of 50: the writer always has the next batch (of another chain) chained
+ * ahead of the one being stored. Two batches fail: their events are counted
+ * failed, and the batch chained after each is undone, so it is chained
+ * again from the right head (the store never finds a head stale). One
+ * meets a CONFLICT: stored after all. Every other event is stored once, in
+ * chains without a gap or a fork. */
+static void test_failed_batch_with_the_next_chained_ahead(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_config *cfg =
+        config("audit: {checkpoint_every: 30, batch_max: 50, queue_size: 4096}\n");
+    struct gh_err err = {0};
+    struct gh_audit_service *s = gh_audit_service_new(cfg, f->st, 1, &err);
+    struct gh_audit_stats st;
+    struct counts c;
+    const int n = 1500;
+    const char *chains[3] = {TA, TB, ""};
+    uint64_t deadline;
+
+    assert_non_null(s);
+    slow.real = f->st->ops;
+    slow.ops = *f->st->ops;
+    slow.ops.audit_append = slow_append;
+    atomic_store(&slow.calls, 0);
+    atomic_store(&slow.store_conflicts, 0);
+    slow.error_calls[0] = 3;
+    slow.error_calls[1] = 8;
+    slow.conflict_call = 14;
+    f->st->ops = &slow.ops;
+    for (int i = 0; i < n; i++) {
+        struct gh_audit_worker *aw = gh_audit_worker_of(s, 0);
+        fill(gh_audit_worker_slot(aw), chains[i / 50 % 3], "http.request", i);
+        gh_audit_worker_push(aw, false);
+    }
+    assert_int_equal(gh_audit_service_start(s, &err), GH_OK);
+    deadline = gh_now_ns() + 20000000000ull;
+    do {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        gh_audit_stats(s, &st);
+    } while (st.events_written + st.events_failed < (uint64_t)n && gh_now_ns() < deadline);
+    gh_audit_service_free(s);
+    f->st->ops = slow.real;
+
+    assert_int_equal(st.events_failed, 100); /* the two failed batches */
+    assert_int_equal(st.events_written, (uint64_t)n - 100);
+    assert_true(atomic_load(&slow.calls) > 14);
+    assert_int_equal(atomic_load(&slow.store_conflicts), 0);
+    verify_counts(f->st, &c);
+    assert_int_equal(c.events[0] + c.events[1] + c.events[2], (uint64_t)n - 100);
+    gh_config_free(cfg);
+}
+
 /* An interval checkpoint of a chain outside the batch names the writer's
  * idea of that chain's head; here that event was rewritten behind the
  * writer's back (as a failover that lost it, then another node, would), so
@@ -507,6 +592,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_writers_one_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_after_commit_stored_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_before_commit_not_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_batch_with_the_next_chained_ahead, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_refused_interval_checkpoint_fails_no_event, setup,
                                         teardown),
     };
