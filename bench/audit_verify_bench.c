@@ -14,16 +14,26 @@
  * bench's events are left there for the caller to drop.
  *
  *   make bench-audit-verify
- *   build/audit_verify_bench [--postgres URL] [N] [DIR] [RUNS]
+ *   build/audit_verify_bench [--postgres URL] [--service] [N] [DIR] [RUNS]
  *
  * Prints "append store=ENGINE events=N seconds=S events_per_s=R ..." and one
- * "verify run=K events=N seconds=S events_per_s=R" line per run. */
+ * "verify run=K events=N seconds=S events_per_s=R" line per run.
+ *
+ * With --service, the N events go through the gateway's own audit service
+ * instead of the loop above: made one by one into a worker's ring, as a
+ * data-plane worker makes them, and taken from there by the writer thread,
+ * which chains and signs them while its committer thread stores the batch
+ * before (batches of up to 1,000, queue of 65,536). The clock runs from the
+ * first event made to the last one committed; it prints "service
+ * store=ENGINE events=N seconds=S events_per_s=R batches=B mean_batch=M
+ * producer_waits=W failed=F". */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "audit/chain.h"
 #include "bench_event.h"
 #include "audit/checkpoint.h"
@@ -50,6 +60,47 @@ static void on_report(const struct gh_audit_chain_report *r, void *arg)
                 r->reason);
 }
 
+/* The N events through the audit service (--service). */
+static void run_service(struct gh_store *st, uint64_t n, char chains[][32], const char *engine)
+{
+    static const char yaml[] = "listen: [{address: \"127.0.0.1:8080\"}]\n"
+                               "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"]}}\n"
+                               "routes: [{path: /, upstream: app}]\n"
+                               "audit: {checkpoint_every: 1000, batch_max: 1000, "
+                               "queue_size: 65536}\n";
+    struct gh_config *cfg = NULL;
+    struct gh_audit_service *s;
+    struct gh_audit_worker *aw;
+    struct gh_audit_stats stats;
+    struct gh_err err = {0};
+    uint64_t t0;
+
+    if (gh_config_load_buffer("bench.yaml", yaml, sizeof(yaml) - 1, &cfg, &err) != GH_OK)
+        die("config", &err);
+    s = gh_audit_service_new(cfg, st, 1, &err);
+    if (s == NULL || gh_audit_service_start(s, &err) != GH_OK) die("audit service", &err);
+    aw = gh_audit_worker_of(s, 0);
+    t0 = gh_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        bench_event(gh_audit_worker_slot(aw), i, chains[i % CHAINS]);
+        gh_audit_worker_push(aw, false);
+    }
+    do {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+        gh_audit_stats(s, &stats);
+    } while (stats.events_written + stats.events_failed < n);
+    double secs = (double)(gh_now_ns() - t0) / 1e9;
+    printf("service store=%s events=%" PRIu64 " seconds=%.2f events_per_s=%.0f batches=%" PRIu64
+           " mean_batch=%.1f producer_waits=%" PRIu64 " failed=%" PRIu64 "\n",
+           engine, n, secs, (double)n / secs, stats.batches,
+           (double)stats.batch_events_sum / (double)(stats.batches ? stats.batches : 1),
+           stats.producer_waits, stats.events_failed);
+    fflush(stdout);
+    gh_audit_service_free(s);
+    gh_config_free(cfg);
+}
+
 static int count_row(const struct gh_store_audit_row *row, void *arg)
 {
     (*(uint64_t *)arg)++;
@@ -60,14 +111,18 @@ int main(int argc, char **argv)
 {
     const char *pos[3] = {NULL, NULL, NULL}, *pg_url = NULL;
     int npos = 0;
+    bool service = false;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--postgres") == 0 && i + 1 < argc) {
             pg_url = argv[++i];
+        } else if (strcmp(argv[i], "--service") == 0) {
+            service = true;
         } else if (argv[i][0] != '-' && npos < 3) {
             pos[npos++] = argv[i];
         } else {
-            fprintf(stderr, "usage: audit_verify_bench [--postgres URL] [N] [DIR] [RUNS]\n");
+            fprintf(stderr,
+                    "usage: audit_verify_bench [--postgres URL] [--service] [N] [DIR] [RUNS]\n");
             return 2;
         }
     }
@@ -103,6 +158,11 @@ int main(int argc, char **argv)
     for (int c = 0; c < CHAINS - 1; c++)
         snprintf(chains[c], sizeof(chains[c]), "tn_bench%012d", c);
     chains[CHAINS - 1][0] = '\0'; /* the system chain */
+
+    if (service) {
+        run_service(st, n, chains, pg_url ? "postgres" : "sqlite");
+        goto scans;
+    }
 
     /* Three clocks: the whole loop (the events made as the workers make
      * them, then chained, signed and appended), the writer's share (chain,
@@ -150,6 +210,7 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
 
+scans:
     /* The store's share: the same walk with nothing done per row. */
     for (int run = 1; run <= runs; run++) {
         uint64_t events = 0;

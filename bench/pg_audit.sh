@@ -18,9 +18,20 @@
 # sqlite, ...); the report shows medians, and checks that each store holds
 # exactly N events afterwards.
 #
+# Each round also sends N events through the gateway's own audit service
+# (build/audit_verify_bench --service): made one by one into a worker's
+# ring, taken by the writer thread, which chains and signs a batch while its
+# committer thread stores the one before (src/audit/writer.c). That is
+# the target's "sustained into the store in async mode with group commit",
+# from the first event made to the last one committed. The SQLite service
+# runs on SERVICE_CORES (both cores: the producer, the writer and the
+# committer, as in a gateway), the PostgreSQL one on BENCH_CORE (the server
+# keeps PG_CORE).
+#
 # Environment (all optional):
 #   N=500000 (QUICK: 20000)  ROUNDS=3 (QUICK: 1)
 #   BENCH_CORE=1   the core of the benchmark process (the writer)
+#   SERVICE_CORES=0-(nproc-1)   the cores of the SQLite service run
 #   PG_CORE=0      the core of the PostgreSQL server (PG_CORE=1: both on one core)
 #   PG_BIN=/usr/lib/postgresql/15/bin  PG_SETTINGS="name=value ..." (extra server settings)
 #   RESULTS=bench/RESULTS.md (RESULTS=/dev/null: nowhere)  KEEP_TMP=1
@@ -43,6 +54,7 @@ else
   N=${N:-500000}; ROUNDS=${ROUNDS:-3}
 fi
 BENCH_CORE=${BENCH_CORE:-1}
+SERVICE_CORES=${SERVICE_CORES:-0-$(($(nproc) - 1))}
 PG_CORE=${PG_CORE:-0}
 RESULTS=${RESULTS:-$HERE/RESULTS.md}
 TARGET=50000
@@ -58,6 +70,7 @@ command -v taskset >/dev/null 2>&1 || die "taskset not found"
 for v in N ROUNDS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
 done
+[[ $SERVICE_CORES =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "SERVICE_CORES must be a CPU list for taskset -c"
 for v in BENCH_CORE PG_CORE; do
   [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -lt "$(nproc)" ] || die "$v must be a core number below $(nproc)"
 done
@@ -68,10 +81,10 @@ bench_provenance
 pg_check
 bench_tmp gatehouse-bench-pgaudit
 
-run_bench() {  # OUT ARGS...: the benchmark on BENCH_CORE, waited for (see bench/run.sh's on_core1)
-  local out=$1 rc=0
-  shift
-  run_pinned "$BENCH_CORE" "$out" "$ABENCH" "$@" || rc=$?
+run_bench() {  # CORES OUT ARGS...: the benchmark on CORES, waited for (see bench/run.sh's on_core1)
+  local cores=$1 out=$2 rc=0
+  shift 2
+  run_pinned "$cores" "$out" "$ABENCH" "$@" || rc=$?
   [ "$rc" = 0 ] || { cat "$out" >&2; die "$ABENCH $* failed ($rc)"; }
 }
 
@@ -98,7 +111,7 @@ CKPT=0  # checkpoints requested during the PostgreSQL appends (WAL volume: max_w
 for round in $(seq "$ROUNDS"); do
   # SQLite: a fresh file; the store is kept (RUNS 0) to count its rows, then removed.
   d=$TMP/sqlite-r$round; mkdir -p "$d"
-  run_bench "$TMP/sqlite-r$round.out" "$N" "$d" 0
+  run_bench "$BENCH_CORE" "$TMP/sqlite-r$round.out" "$N" "$d" 0
   f=$(awk '/^kept / {print $2}' "$TMP/sqlite-r$round.out")
   [ -f "$f" ] || die "no SQLite store reported by the benchmark"
   stored=$(count_sqlite "$f")
@@ -106,25 +119,44 @@ for round in $(seq "$ROUNDS"); do
   log "round $round/$ROUNDS sqlite:   $(grep -o 'events_per_s=[^ ]*\|store_events_per_s=[^ ]*' "$TMP/sqlite-r$round.out" | paste -sd' ' -) stored=$stored"
   rm -rf "$d"
 
+  # SQLite through the audit service: a fresh file again.
+  d=$TMP/sqlite-svc-r$round; mkdir -p "$d"
+  run_bench "$SERVICE_CORES" "$TMP/sqlite-svc-r$round.out" --service "$N" "$d" 0
+  f=$(awk '/^kept / {print $2}' "$TMP/sqlite-svc-r$round.out")
+  [ -f "$f" ] || die "no SQLite store reported by the benchmark"
+  stored=$(count_sqlite "$f")
+  echo "$round sqlite-service stored=$stored $(grep '^service ' "$TMP/sqlite-svc-r$round.out")" >>"$TMP/runs.txt"
+  log "round $round/$ROUNDS sqlite service:   $(grep -o 'events_per_s=[^ ]*' "$TMP/sqlite-svc-r$round.out") stored=$stored"
+  rm -rf "$d"
+
   # PostgreSQL: a fresh database; dropped once its rows are counted.
   db=bench_r$round
   pg_gatehouse_db "$db"
   ck0=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")
-  run_bench "$TMP/postgres-r$round.out" --postgres "$(pg_url "$db")" "$N" "$TMP" 0
+  run_bench "$BENCH_CORE" "$TMP/postgres-r$round.out" --postgres "$(pg_url "$db")" "$N" "$TMP" 0
   ck1=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")
   CKPT=$((CKPT + ck1 - ck0))
   stored=$(pg_sql "$db" "SELECT count(*) FROM gatehouse.audit_events")
   echo "$round postgres stored=$stored $(grep '^append ' "$TMP/postgres-r$round.out")" >>"$TMP/runs.txt"
   log "round $round/$ROUNDS postgres: $(grep -o 'events_per_s=[^ ]*\|store_events_per_s=[^ ]*' "$TMP/postgres-r$round.out" | paste -sd' ' -) stored=$stored"
   pg_sql postgres "DROP DATABASE $db" >/dev/null
+
+  # PostgreSQL through the audit service: a fresh database again.
+  db=bench_svc_r$round
+  pg_gatehouse_db "$db"
+  run_bench "$BENCH_CORE" "$TMP/postgres-svc-r$round.out" --postgres "$(pg_url "$db")" --service "$N" "$TMP" 0
+  stored=$(pg_sql "$db" "SELECT count(*) FROM gatehouse.audit_events")
+  echo "$round postgres-service stored=$stored $(grep '^service ' "$TMP/postgres-svc-r$round.out")" >>"$TMP/runs.txt"
+  log "round $round/$ROUNDS postgres service: $(grep -o 'events_per_s=[^ ]*' "$TMP/postgres-svc-r$round.out") stored=$stored"
+  pg_sql postgres "DROP DATABASE $db" >/dev/null
 done
 pg_stop
 
 # ------------------------------------------------------------ report
-CMD="N=$N ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE PG_CORE=$PG_CORE${PG_SETTINGS:+ PG_SETTINGS=\"$PG_SETTINGS\"} bench/pg_audit.sh"
+CMD="N=$N ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE${PG_SETTINGS:+ PG_SETTINGS=\"$PG_SETTINGS\"} bench/pg_audit.sh"
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg-audit)"
-export TMP QUICK CMD COMMIT UPTIME N ROUNDS BENCH_CORE PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
+export TMP QUICK CMD COMMIT UPTIME N ROUNDS BENCH_CORE SERVICE_CORES PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
 export START_DATE=${START_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
 export MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
 export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
@@ -132,7 +164,7 @@ export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
 import os, statistics
 
 env = os.environ
-runs = {"sqlite": [], "postgres": []}
+runs = {"sqlite": [], "postgres": [], "sqlite-service": [], "postgres-service": []}
 for line in open(f"{env['TMP']}/runs.txt"):
     rnd, store, rest = line.split(" ", 2)
     kv = dict(p.split("=", 1) for p in rest.split() if "=" in p)
@@ -144,7 +176,7 @@ target = int(env["TARGET"])
 def med(store, key):
     return statistics.median(float(r[key]) for r in runs[store])
 
-out = [f"## {env['START_DATE']} — audit events/s into PostgreSQL with group commit (issue 8)"
+out = [f"## {env['START_DATE']} — audit events/s into PostgreSQL and SQLite with group commit (issues 5 and 8)"
        + (" — QUICK check (not for quoting)" if env["QUICK"] == "1" else ""), ""]
 out.append(f"- command: `{env['CMD']}`")
 out.append(f"- commit: {env['COMMIT']}")
@@ -169,6 +201,27 @@ for store in ("sqlite", "postgres"):
                f"{med(store, 'writer_events_per_s'):,.0f} | "
                f"{med(store, 'store_events_per_s'):,.0f} | {med(store, 'seconds'):.2f} | "
                f"{stored} of {n:,} each | {spread} |")
+out.append("")
+out.append(f"Through the audit service (`--service`: each event made into a worker's ring, the writer "
+           f"thread chaining and signing a batch while its committer stores the one before; from the "
+           f"first event made to the last committed). SQLite on cores {env['SERVICE_CORES']}, PostgreSQL "
+           f"on core {env['BENCH_CORE']}:")
+out.append("")
+out.append("| store | events/s (made, chained, stored) | per round | mean batch | producer waits | failed | events stored of sent |")
+out.append("|---|---:|---|---:|---:|---:|---:|")
+for store in ("sqlite-service", "postgres-service"):
+    rs = runs[store]
+    per = ", ".join(f"{float(r['events_per_s']):,.0f}" for r in rs)
+    stored = ", ".join(f"{int(r['stored']):,}" for r in rs)
+    out.append(f"| {'SQLite (WAL)' if store == 'sqlite-service' else 'PostgreSQL'} | "
+               f"{med(store, 'events_per_s'):,.0f} | {per} | {med(store, 'mean_batch'):.0f} | "
+               f"{med(store, 'producer_waits'):,.0f} | {sum(int(r['failed']) for r in rs)} | "
+               f"{stored} of {n:,} each |")
+svc_sq, svc_pg = med("sqlite-service", "events_per_s"), med("postgres-service", "events_per_s")
+out.append("")
+out.append(f"**Through the service: SQLite {svc_sq:,.0f} events/s** (issue 5's target ≥ 100,000/s: "
+           f"{'met' if svc_sq >= 100000 else 'missed'}), **PostgreSQL {svc_pg:,.0f} events/s** "
+           f"(issue 8's target ≥ {target:,}/s: {'met' if svc_pg >= target else 'missed'}).")
 pg, pg_store = med("postgres", "writer_events_per_s"), med("postgres", "store_events_per_s")
 out.append("")
 out.append(f"**PostgreSQL: {pg:,.0f} events/s** through the writer (chained and appended), "
