@@ -46,6 +46,7 @@ struct gh_audit_stats {
     uint64_t commit_buckets[GH_AUDIT_NBUCKETS]; /* per bucket, not cumulative */
     uint64_t checkpoints;
     uint64_t producer_waits;   /* times a producer waited on a full queue */
+    uint64_t chained_ahead;    /* batches chained while the one before was being stored */
     int64_t oldest_pending_us; /* age of the oldest event being written, 0 when none */
 };
 

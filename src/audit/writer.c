@@ -45,8 +45,13 @@
  * append), each after a random pause of up to 2 ms times the attempt, so
  * that two busy nodes on one chain stop meeting in the same window. */
 #define CONFLICT_RETRIES 12
-/* After a CONFLICT on the pipeline's path: one batch at a time this long. */
-#define SERIAL_AFTER_CONFLICT_NS 1000000000ull
+/* After a CONFLICT on the pipeline's path: one batch at a time this long,
+ * doubled at each CONFLICT that follows, back to the least after a batch
+ * chained ahead is stored. */
+#define SERIAL_MIN_NS 1000000000ull
+#define SERIAL_MAX_NS 64000000000ull
+/* Events chained between two looks at whether the committer is done. */
+#define CHAIN_CHUNK 64
 
 /* A chain's state before a batch that touched it (restored when the batch
  * is not stored). */
@@ -180,6 +185,7 @@ struct gh_audit_service *gh_audit_service_new(const struct gh_config *cfg, struc
     s->store = st;
     s->nworkers = nworkers;
     s->batch_max = cfg->audit.batch_max ? cfg->audit.batch_max : 512;
+    s->serial_ns = SERIAL_MIN_NS;
     if (cfg->node.id != NULL) GH_AUDIT_SET(s, node, gh_str_cstr(cfg->node.id));
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
@@ -336,14 +342,18 @@ struct gh_audit_round {
     int64_t now_ms;
     int64_t oldest_us; /* its oldest event's time, 0 when none */
     bool interval;     /* interval checkpoints are due this round */
+    uint64_t scan_ns0; /* last_cp_scan_ns before this round took the scan */
     bool final;
     /* The committer's attempt (rechain: none): */
     int rc;
     struct gh_err err;
 };
 
-/* Starts a round on buffer <slot>: the settings of the moment. */
-static void round_start(struct gh_audit_service *s, struct gh_audit_round *r, int slot, bool final)
+/* Starts a round on buffer <slot>: the settings of the moment. A <fresh>
+ * round owns its buffer's ring counts (zeroed); the batch in doubt keeps
+ * its own. */
+static void round_start(struct gh_audit_service *s, struct gh_audit_round *r, int slot, bool final,
+                        bool fresh)
 {
     uint64_t now_ns = gh_now_ns();
 
@@ -356,10 +366,16 @@ static void round_start(struct gh_audit_service *s, struct gh_audit_round *r, in
     pthread_mutex_lock(&s->mu);
     r->conf = s->conf;
     pthread_mutex_unlock(&s->mu);
+    r->scan_ns0 = s->last_cp_scan_ns;
     if (final || now_ns - s->last_cp_scan_ns >= CP_SCAN_NS) {
         s->last_cp_scan_ns = now_ns;
         r->interval = true;
     }
+    if (fresh)
+        for (int k = 0; k < s->nworkers; k++) {
+            r->b->taken[k] = 0;
+            r->b->strict_seen[k] = false;
+        }
 }
 
 static void touch(struct gh_audit_round *r, struct gh_audit_chain *c)
@@ -446,43 +462,40 @@ static void interval_checkpoints(struct gh_audit_round *r)
     }
 }
 
-/* Takes up to batch_max events into the round: submitted ones first (their
- * callers block) when <subs>, then round robin over the rings, past the
- * slots <skip> (per worker: the batch being stored, NULL: none). */
-static void gather(struct gh_audit_round *r, const uint64_t *skip, bool subs)
+/* Adds events to the round, up to <limit> (at most batch_max): submitted
+ * ones first (their callers block) when <subs>, then round robin over the
+ * rings, past the slots the round has and those of <skip> (per worker: the
+ * batch being stored, NULL: none). */
+static void gather(struct gh_audit_round *r, const uint64_t *skip, bool subs, size_t limit)
 {
     struct gh_audit_service *s = r->s;
     struct gh_audit_buf *b = r->b;
-    size_t n = 0, cap_subs = s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE;
+    size_t n = r->n, from = r->n,
+           cap_subs = s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE;
 
-    r->nsubs = 0;
     if (subs) {
+        size_t had = r->nsubs;
         pthread_mutex_lock(&s->mu);
-        while (s->sublen > 0 && r->nsubs < cap_subs) {
+        while (s->sublen > 0 && r->nsubs < cap_subs && n + r->nsubs - had < limit) {
             b->taken_subs[r->nsubs++] = s->subq[s->subhead];
             s->subhead = (s->subhead + 1) % s->subcap;
             s->sublen--;
         }
-        if (r->nsubs) pthread_cond_broadcast(&s->room);
+        if (r->nsubs > had) pthread_cond_broadcast(&s->room);
         pthread_mutex_unlock(&s->mu);
-        for (size_t i = 0; i < r->nsubs; i++)
+        for (size_t i = had; i < r->nsubs; i++)
             b->batch[n++] = &b->taken_subs[i].ev;
     }
-
-    for (int k = 0; k < s->nworkers; k++) {
-        b->taken[k] = 0;
-        b->strict_seen[k] = false;
-    }
-    for (bool more = true; more && n < s->batch_max;) {
+    for (bool more = true; more && n < limit;) {
         more = false;
-        for (int k = 0; k < s->nworkers && n < s->batch_max; k++) {
+        for (int k = 0; k < s->nworkers && n < limit; k++) {
             struct gh_audit_worker *aw = s->workers[k];
             uint64_t tail = atomic_load_explicit(&aw->tail, memory_order_relaxed) + b->taken[k] +
                             (skip ? skip[k] : 0);
             uint64_t head = atomic_load_explicit(&aw->head, memory_order_acquire);
             /* Up to 64 from one ring per round, so one busy worker does
              * not starve the others' strict waiters. */
-            for (int j = 0; j < 64 && tail < head && n < s->batch_max; j++, tail++) {
+            for (int j = 0; j < 64 && tail < head && n < limit; j++, tail++) {
                 struct gh_audit_slot *sl = &aw->slots[tail & aw->mask];
                 b->batch[n++] = &sl->ev;
                 if (sl->strict) b->strict_seen[k] = true;
@@ -492,8 +505,7 @@ static void gather(struct gh_audit_round *r, const uint64_t *skip, bool subs)
         }
     }
     r->n = n;
-    r->oldest_us = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = from; i < n; i++)
         if (r->oldest_us == 0 || b->batch[i]->time_us < r->oldest_us)
             r->oldest_us = b->batch[i]->time_us;
 }
@@ -507,6 +519,8 @@ static void put_back(struct gh_audit_round *r)
         r->b->strict_seen[k] = false;
     }
     r->n = r->nrows = r->ncp = 0;
+    /* Its interval checkpoints were not made: the next round looks. */
+    if (r->interval) r->s->last_cp_scan_ns = r->scan_ns0;
 }
 
 static void observe_commit(struct gh_audit_service *s, uint64_t ns, size_t n)
@@ -650,17 +664,23 @@ static void answer(struct gh_audit_round *r, bool ok)
     }
 }
 
-/* Chains the round's events from the chains' current heads into rows and
- * checkpoints. */
+/* Chains the round's events [r->nrows, <to>) after the chains' current
+ * heads. */
+static int chain_range(struct gh_audit_round *r, size_t to, struct gh_err *err)
+{
+    for (; r->nrows < to; r->nrows++)
+        if (chain_event(r, r->b->batch[r->nrows], &r->b->rows[r->nrows]) != GH_OK)
+            return gh_err_set(err, NULL, 0, 0,
+                              "out of memory, or an event that cannot be serialised");
+    return GH_OK;
+}
+
+/* Chains all the round's events from the chains' current heads into rows
+ * and checkpoints. */
 static int chain_batch(struct gh_audit_round *r, struct gh_err *err)
 {
     r->nrows = r->ncp = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        if (chain_event(r, r->b->batch[i], &r->b->rows[r->nrows]) != GH_OK)
-            return gh_err_set(err, NULL, 0, 0,
-                              "out of memory, or an event that cannot be serialised");
-        r->nrows++;
-    }
+    if (chain_range(r, r->n, err) != GH_OK) return GH_ERROR;
     if (r->interval) interval_checkpoints(r);
     return GH_OK;
 }
@@ -751,9 +771,13 @@ static size_t finish(struct gh_audit_round *r, bool tried)
             err = r->err;
             ok = rc == GH_OK;
             /* Another writer on our chains: one batch at a time for a
-             * while, where the store chains a stale batch again itself. */
-            if (rc == GH_STORE_CONFLICT)
-                s->serial_until_ns = gh_now_ns() + SERIAL_AFTER_CONFLICT_NS;
+             * while, where the store chains a stale batch again itself;
+             * longer each time the next batch chained ahead meets one
+             * again (nodes that keep writing the same chains). */
+            if (rc == GH_STORE_CONFLICT) {
+                s->serial_until_ns = gh_now_ns() + s->serial_ns;
+                if (s->serial_ns < SERIAL_MAX_NS) s->serial_ns *= 2;
+            }
         } else {
             rc = chain_batch(r, &err);
             ok = rc == GH_OK;
@@ -848,16 +872,21 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
     int rc = GH_OK;
     enum outcome o;
 
-    round_start(s, &r, s->pending_buf, final);
+    round_start(s, &r, s->pending_buf, final, false);
     r.n = s->pending_n;
     r.nsubs = s->pending_nsubs;
     r.nrows = s->pending_nrows;
     r.ncp = s->pending_ncp;
+    for (size_t i = 0; i < r.n; i++)
+        if (r.oldest_us == 0 || r.b->batch[i]->time_us < r.oldest_us)
+            r.oldest_us = r.b->batch[i]->time_us;
+    atomic_store_explicit(&s->oldest_since_us, r.oldest_us, memory_order_relaxed);
     o = resolve(s, r.b, r.nrows, r.ncp, &rc, &err);
     if (o == UNKNOWN && !final) {
         if (may_log(s))
             gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", r.n,
                         err.msg);
+        s->last_cp_scan_ns = r.scan_ns0; /* this round made no checkpoint */
         unavailable_pause();
         return 0;
     }
@@ -868,10 +897,11 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
         atomic_fetch_add_explicit(&s->events_written, r.n, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->checkpoints, r.ncp, memory_order_relaxed);
         answer(&r, true);
+        atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         if (!final) return n;
         /* At shutdown: what is queued besides gets its round too. */
-        round_start(s, &r, s->pending_buf, true);
-        gather(&r, NULL, true);
+        round_start(s, &r, s->pending_buf, true, true);
+        gather(&r, NULL, true, s->batch_max);
         return n + finish(&r, false);
     }
     if (o == UNKNOWN) {
@@ -881,6 +911,7 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
                      "stored: %s",
                      r.n, err.msg);
         answer(&r, false);
+        atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         return r.n;
     }
     /* Not stored: the same events are chained again, after the heads
@@ -933,17 +964,22 @@ static void commit_wait(struct gh_audit_service *s)
 
 /* ---- the writer's steps ------------------------------------------------------- */
 
-/* Waits for the committer's answer on <r>: a stored round is answered; any
- * other goes the one-batch-at-a-time way (finish) after <next>, chained
- * after it, is undone and put back. Returns the events handled. */
-static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next)
+/* Waits for the committer's answer on <r>: a stored round is answered
+ * (*stored); any other goes the one-batch-at-a-time way (finish) after
+ * <next>, chained after it, is undone and put back. Returns the events
+ * handled. */
+static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bool *stored)
 {
-    commit_wait(r->s);
-    if (r->rc == GH_OK) {
+    struct gh_audit_service *s = r->s;
+
+    commit_wait(s);
+    *stored = r->rc == GH_OK;
+    if (*stored) {
         settle_heads(r, true);
-        atomic_fetch_add_explicit(&r->s->events_written, r->n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&r->s->checkpoints, r->ncp, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->events_written, r->n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->checkpoints, r->ncp, memory_order_relaxed);
         answer(r, true);
+        s->serial_ns = SERIAL_MIN_NS;
         return r->n;
     }
     if (next != NULL) {
@@ -953,75 +989,109 @@ static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next)
     return finish(r, true);
 }
 
-static bool subs_waiting(struct gh_audit_service *s)
+/* Whether the committer has answered, without waiting. */
+static bool commit_ready(struct gh_audit_service *s)
 {
-    bool any;
-    pthread_mutex_lock(&s->mu);
-    any = s->sublen > 0;
-    pthread_mutex_unlock(&s->mu);
-    return any;
+    bool done;
+    pthread_mutex_lock(&s->commit_mu);
+    done = s->commit_done;
+    pthread_mutex_unlock(&s->commit_mu);
+    return done;
 }
 
-/* One step of the writer: the next batch gathered and chained while the
- * one before it (*inflight) is stored, then that one answered and the next
- * one given to the committer. Returns the events handled. */
+static size_t subs_waiting(struct gh_audit_service *s)
+{
+    size_t n;
+    pthread_mutex_lock(&s->mu);
+    n = s->sublen;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void show_oldest(struct gh_audit_service *s, const struct gh_audit_round *a,
+                        const struct gh_audit_round *b)
+{
+    int64_t o = a->oldest_us;
+    if (b != NULL && b->oldest_us != 0 && (o == 0 || b->oldest_us < o)) o = b->oldest_us;
+    atomic_store_explicit(&s->oldest_since_us, o, memory_order_relaxed);
+}
+
+/* One step of the writer. With a batch in flight (*inflight, being stored
+ * by the committer), the next one is gathered from the rings and chained
+ * after it meanwhile, in pieces: the one in flight is answered as soon as
+ * it is stored. Then the next one takes what came while the one before was
+ * stored (submitted events too: nothing is ahead of it any more), and goes
+ * to the committer. Returns nonzero when anything was done. */
 static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
                    struct gh_audit_round **inflight)
 {
     struct gh_audit_round *prev = *inflight, *r;
     struct gh_err err = {0};
-    size_t done = 0;
+    size_t done = 0, limit = s->batch_max;
+    bool ahead = prev != NULL, stored;
 
-    /* Submitted events are taken only with nothing in flight: a batch
-     * chained ahead may be put back, which they could not be. */
-    if (prev != NULL && subs_waiting(s)) {
-        done += complete(prev, NULL);
-        *inflight = prev = NULL;
-    }
     if (prev == NULL && (s->pending || gh_now_ns() < s->serial_until_ns)) {
-        if (s->pending) return done + write_pending(s, false);
-        round_start(s, &rounds[0], 0, false);
-        gather(&rounds[0], NULL, true);
-        return done + finish(&rounds[0], false);
+        if (s->pending) return write_pending(s, false);
+        round_start(s, &rounds[0], 0, false, true);
+        gather(&rounds[0], NULL, true, s->batch_max);
+        return finish(&rounds[0], false);
     }
     r = &rounds[prev != NULL ? 1 - prev->slot : 0];
-    round_start(s, r, r - rounds, false);
-    gather(r, prev != NULL ? prev->b->taken : NULL, prev == NULL);
-    if (prev != NULL) {
-        int64_t o = prev->oldest_us && (r->oldest_us == 0 || prev->oldest_us < r->oldest_us)
-                        ? prev->oldest_us
-                        : r->oldest_us;
-        atomic_store_explicit(&s->oldest_since_us, o, memory_order_relaxed);
-    } else {
-        atomic_store_explicit(&s->oldest_since_us, r->oldest_us, memory_order_relaxed);
+    round_start(s, r, (int)(r - rounds), false, true);
+    if (ahead) {
+        /* Ring events only (a batch chained ahead may be put back, which
+         * submitted events could not be), with room kept for the waiting
+         * submitted ones, taken below once nothing is ahead. */
+        size_t subs = subs_waiting(s),
+               cap_subs = s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE;
+        limit -= subs < cap_subs ? subs : cap_subs;
     }
-    if (chain_batch(r, &err) != GH_OK) {
-        /* Cannot happen short of memory: the batch goes the slow way,
-         * where it fails as it would have. */
-        settle_heads(r, false);
-        if (prev != NULL) {
-            put_back(r);
-            done += complete(prev, NULL);
-            *inflight = NULL;
-            return done;
+    gather(r, ahead ? prev->b->taken : NULL, !ahead, limit);
+    show_oldest(s, r, prev);
+    while (r->nrows < r->n) {
+        size_t to = r->n - r->nrows > CHAIN_CHUNK ? r->nrows + CHAIN_CHUNK : r->n;
+        if (chain_range(r, to, &err) != GH_OK) goto chain_failed;
+        if (prev != NULL && commit_ready(s)) {
+            done += complete(prev, r, &stored);
+            *inflight = prev = NULL;
+            if (!stored) return done;
         }
-        return done + finish(r, false);
     }
+    if (r->interval) interval_checkpoints(r);
     if (prev != NULL) {
-        done += complete(prev, r);
-        *inflight = NULL;
-        if (r->n == 0 && r->touched == NULL) return done; /* put back, or empty */
+        done += complete(prev, r, &stored);
+        *inflight = prev = NULL;
+        if (!stored) return done;
+    }
+    if (ahead) {
+        /* What came while the batch before was stored goes in this one,
+         * as it would have without the pipeline. */
+        size_t had = r->n;
+        gather(r, NULL, true, s->batch_max);
+        if (r->n > had && chain_range(r, r->n, &err) != GH_OK) goto chain_failed;
+        show_oldest(s, r, NULL);
     }
     if (r->nrows == 0 && r->ncp == 0) {
         settle_heads(r, true);
-        answer(r, true);
         atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         return done;
     }
-    atomic_store_explicit(&s->oldest_since_us, r->oldest_us, memory_order_relaxed);
+    if (ahead) atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
     commit_give(s, r);
     *inflight = r;
     return done + r->n;
+
+chain_failed:
+    /* Cannot happen short of memory: the batch goes the slow way, where it
+     * fails as it would have. */
+    settle_heads(r, false);
+    if (prev != NULL) {
+        put_back(r);
+        done += complete(prev, NULL, &stored);
+        *inflight = NULL;
+        return done;
+    }
+    return done + finish(r, false);
 }
 
 static bool work_waiting(struct gh_audit_service *s)
@@ -1063,8 +1133,8 @@ static void *writer_main(void *arg)
     if (s->pending) {
         write_pending(s, true);
     } else {
-        round_start(s, &last, 0, true);
-        gather(&last, NULL, true);
+        round_start(s, &last, 0, true, true);
+        gather(&last, NULL, true, s->batch_max);
         finish(&last, false);
     }
     return NULL;
@@ -1106,6 +1176,7 @@ void gh_audit_stats(struct gh_audit_service *s, struct gh_audit_stats *out)
         out->commit_buckets[b] = atomic_load_explicit(&s->commit_buckets[b], memory_order_relaxed);
     out->checkpoints = atomic_load_explicit(&s->checkpoints, memory_order_relaxed);
     out->producer_waits = atomic_load_explicit(&s->producer_waits, memory_order_relaxed);
+    out->chained_ahead = atomic_load_explicit(&s->chained_ahead, memory_order_relaxed);
     for (int k = 0; k < s->nworkers; k++)
         out->queue_depth += gh_audit_worker_pending_(s->workers[k]);
     pthread_mutex_lock(&s->mu);

@@ -123,6 +123,7 @@ struct gh_audit_service {
     uint64_t last_log_ns;
     uint64_t last_cp_scan_ns;
     uint64_t serial_until_ns; /* after a CONFLICT: one batch at a time until then */
+    uint64_t serial_ns;       /* the next such period */
     /* A batch whose commit outcome is unknown (the store went away during
      * the append, and could not say after): its chained rows and
      * checkpoints in buf[pending_buf], its ring slots (taken, strict_seen)
@@ -139,6 +140,7 @@ struct gh_audit_service {
     _Atomic uint64_t commit_buckets[GH_AUDIT_NBUCKETS];
     _Atomic uint64_t checkpoints, producer_waits;
     _Atomic uint64_t rechains;       /* batches chained again under the store's lock (PostgreSQL) */
+    _Atomic uint64_t chained_ahead;  /* batches chained while the one before was being stored */
     _Atomic int64_t oldest_since_us; /* time of the oldest event being written, 0 when none */
 };
 

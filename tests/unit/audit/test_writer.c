@@ -279,6 +279,7 @@ static void test_async_rate(void **state)
                   (unsigned long long)st.batches,
                   (double)st.commit_ns_sum / 1e6 / (double)(st.batches ? st.batches : 1),
                   (unsigned long long)st.producer_waits);
+    assert_true(st.chained_ahead > 0);
     verify_counts(f->st, &c);
     assert_int_equal(c.events[0] + c.events[1] + c.events[2], (uint64_t)n);
     gh_config_free(cfg);
@@ -462,16 +463,19 @@ static void test_cut_before_commit_not_lost(void **state)
 
 /* ---- the pipeline: a batch that fails while the next is chained ahead ---- */
 
+enum fault { NO_FAULT, DISK_ERROR, HEAD_MOVED, CUT };
+
 /* The SQLite store with every append slowed (so the writer chains the next
- * batch while one is being stored) and the appends numbered in
- * <error_calls> failing without storing anything (a disk error), the one
- * numbered <conflict_call> answering CONFLICT without storing anything (as
- * when another node moved a head). */
+ * batch while one is being stored) and the appends numbered in <at>
+ * failing without storing anything: a disk error, a CONFLICT (as when
+ * another node moved a head), or UNAVAILABLE (a connection cut before the
+ * commit). <store_conflicts> counts the CONFLICTs of the store itself: a
+ * head it found stale. */
 static struct {
     const struct gh_store_ops *real;
     struct gh_store_ops ops;
     _Atomic int calls, store_conflicts;
-    int error_calls[2], conflict_call;
+    enum fault at[32];
 } slow;
 
 static int slow_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
@@ -482,29 +486,34 @@ static int slow_append(struct gh_store *st, struct gh_store_audit_row *rows, siz
     struct timespec ts = {0, 2000000};
 
     nanosleep(&ts, NULL);
-    if (call == slow.error_calls[0] || call == slow.error_calls[1])
-        return gh_err_set(err, NULL, 0, 0, "disk I/O error"), GH_ERROR;
-    if (call == slow.conflict_call)
-        return gh_err_set(err, NULL, 0, 0, "a head moved"), GH_STORE_CONFLICT;
+    switch (call < 32 ? slow.at[call] : NO_FAULT) {
+    case DISK_ERROR: return gh_err_set(err, NULL, 0, 0, "disk I/O error"), GH_ERROR;
+    case HEAD_MOVED: return gh_err_set(err, NULL, 0, 0, "a head moved"), GH_STORE_CONFLICT;
+    case CUT: return gh_err_set(err, NULL, 0, 0, "cut"), GH_STORE_UNAVAILABLE;
+    case NO_FAULT: break;
+    }
     rc = slow.real->audit_append(st, rows, n, cps, ncp, rechain, err);
     if (rc == GH_STORE_CONFLICT) atomic_fetch_add(&slow.store_conflicts, 1);
     return rc;
 }
 
-/* Events queued before the writer starts, in runs of 50 per chain, batches
- * of 50: the writer always has the next batch (of another chain) chained
- * ahead of the one being stored. Two batches fail: their events are counted
- * failed, and the batch chained after each is undone, so it is chained
- * again from the right head (the store never finds a head stale). One
- * meets a CONFLICT: stored after all. Every other event is stored once, in
- * chains without a gap or a fork. */
-static void test_failed_batch_with_the_next_chained_ahead(void **state)
+/* 1,500 events queued in one ring before the writer starts, batches of 50:
+ * the writer always has the next batch chained ahead of the one being
+ * stored. <run> events in a row go to one chain (TA, TB, system in turn; 0:
+ * all to TA), and the appends in <faults> (numbered from 1) fail. Each
+ * failed batch's events are counted failed (<lost> in all), and the batch
+ * chained after it is undone, so it is chained again from the right heads:
+ * the store never finds a head stale. A CONFLICT or a cut batch is stored
+ * after all. Every other event is stored once, in chains without a gap or
+ * a fork. */
+static void pipeline_scenario(struct fixture *f, int run, const int *calls,
+                              const enum fault *faults, size_t nfaults, uint64_t lost)
 {
-    struct fixture *f = *state;
     struct gh_config *cfg =
         config("audit: {checkpoint_every: 30, batch_max: 50, queue_size: 4096}\n");
     struct gh_err err = {0};
     struct gh_audit_service *s = gh_audit_service_new(cfg, f->st, 1, &err);
+    struct gh_audit_worker *aw;
     struct gh_audit_stats st;
     struct counts c;
     const int n = 1500;
@@ -517,13 +526,13 @@ static void test_failed_batch_with_the_next_chained_ahead(void **state)
     slow.ops.audit_append = slow_append;
     atomic_store(&slow.calls, 0);
     atomic_store(&slow.store_conflicts, 0);
-    slow.error_calls[0] = 3;
-    slow.error_calls[1] = 8;
-    slow.conflict_call = 14;
+    memset(slow.at, 0, sizeof(slow.at));
+    for (size_t i = 0; i < nfaults; i++)
+        slow.at[calls[i]] = faults[i];
     f->st->ops = &slow.ops;
+    aw = gh_audit_worker_of(s, 0);
     for (int i = 0; i < n; i++) {
-        struct gh_audit_worker *aw = gh_audit_worker_of(s, 0);
-        fill(gh_audit_worker_slot(aw), chains[i / 50 % 3], "http.request", i);
+        fill(gh_audit_worker_slot(aw), run ? chains[i / run % 3] : TA, "http.request", i);
         gh_audit_worker_push(aw, false);
     }
     assert_int_equal(gh_audit_service_start(s, &err), GH_OK);
@@ -536,13 +545,39 @@ static void test_failed_batch_with_the_next_chained_ahead(void **state)
     gh_audit_service_free(s);
     f->st->ops = slow.real;
 
-    assert_int_equal(st.events_failed, 100); /* the two failed batches */
-    assert_int_equal(st.events_written, (uint64_t)n - 100);
-    assert_true(atomic_load(&slow.calls) > 14);
+    assert_int_equal(st.events_failed, lost);
+    assert_int_equal(st.events_written, (uint64_t)n - lost);
+    assert_true(st.chained_ahead > 5); /* the pipeline did run */
+    assert_true(atomic_load(&slow.calls) > calls[nfaults - 1]);
     assert_int_equal(atomic_load(&slow.store_conflicts), 0);
     verify_counts(f->st, &c);
-    assert_int_equal(c.events[0] + c.events[1] + c.events[2], (uint64_t)n - 100);
+    assert_int_equal(c.events[0] + c.events[1] + c.events[2], (uint64_t)n - lost);
     gh_config_free(cfg);
+}
+
+/* Chains in runs of 50: the two batches in flight are of different chains. */
+static void test_failed_batch_with_the_next_chained_ahead(void **state)
+{
+    static const int calls[] = {3, 8, 14};
+    static const enum fault faults[] = {DISK_ERROR, DISK_ERROR, HEAD_MOVED};
+    pipeline_scenario(*state, 50, calls, faults, 3, 100);
+}
+
+/* One chain: the batch ahead goes on from the failed one's heads. */
+static void test_failed_batch_one_chain(void **state)
+{
+    static const int calls[] = {3, 5, 9};
+    static const enum fault faults[] = {DISK_ERROR, DISK_ERROR, HEAD_MOVED};
+    pipeline_scenario(*state, 0, calls, faults, 3, 100);
+}
+
+/* A cut append, and the store still unreachable when asked at once: the
+ * batch is held in doubt while the next was chained ahead; nothing lost. */
+static void test_cut_batch_with_the_next_chained_ahead(void **state)
+{
+    static const int calls[] = {3, 4};
+    static const enum fault faults[] = {CUT, CUT};
+    pipeline_scenario(*state, 0, calls, faults, 2, 0);
 }
 
 /* An interval checkpoint of a chain outside the batch names the writer's
@@ -593,6 +628,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_after_commit_stored_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_before_commit_not_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_with_the_next_chained_ahead, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_batch_one_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_batch_with_the_next_chained_ahead, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refused_interval_checkpoint_fails_no_event, setup,
                                         teardown),
