@@ -8,16 +8,17 @@
  * stored (the store call is most of the time: an SQLite insert into seven
  * B-trees and an fsync, or PostgreSQL's round trips and its WAL flush).
  * Batch k+1 is chained after batch k's new heads before k is known to be
- * stored. When k is stored, k+1 goes to the committer; when it is not, k+1's
- * chaining is undone and k+1 is put back (its ring slots were only read),
- * and batch k goes through the one-batch-at-a-time path, which has every
- * answer to every failure (chain again after a CONFLICT, drop the interval
+ * stored. When k is stored, it is answered at once, k+1 takes what came
+ * meanwhile and goes to the committer; when it is not, k+1's chaining is
+ * undone and k+1 is put back (its ring slots were only read), and batch k
+ * goes through the one-batch-at-a-time path, which has every answer to
+ * every failure (chain again after a CONFLICT, drop the interval
  * checkpoints the store refused, hold a batch whose outcome is unknown).
- * Batch k+1 takes no submitted event (those are taken out of their queue,
- * and could not be put back), and after a CONFLICT (another writer on our
- * chains) the writer goes one batch at a time for a while: there the store
- * chains a stale batch again under its lock, which the committer cannot do
- * while the writer chains the next one. */
+ * While k is in flight, k+1 takes no submitted event (those are taken out
+ * of their queue, and could not be put back), and after a CONFLICT (another
+ * writer on our chains) the writer goes one batch at a time for a while:
+ * there the store chains a stale batch again under its lock, which the
+ * committer cannot do while the writer chains the next one. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,6 +344,8 @@ struct gh_audit_round {
     int64_t oldest_us; /* its oldest event's time, 0 when none */
     bool interval;     /* interval checkpoints are due this round */
     uint64_t scan_ns0; /* last_cp_scan_ns before this round took the scan */
+    size_t cp_room;    /* checkpoints kept free for events still to come */
+    bool ahead;        /* chained (in part) while the batch before was stored */
     bool final;
     /* The committer's attempt (rechain: none): */
     int rc;
@@ -454,7 +457,7 @@ static void interval_checkpoints(struct gh_audit_round *r)
             continue;
         }
         if ((r->final || r->now_ms - c->cp_ms >= (int64_t)r->conf.checkpoint_interval_ms) &&
-            r->ncp < s->cps_cap) {
+            r->ncp + r->cp_room < s->cps_cap) {
             touch(r, c);
             add_checkpoint(r, c);
         }
@@ -463,9 +466,9 @@ static void interval_checkpoints(struct gh_audit_round *r)
 }
 
 /* Adds events to the round, up to <limit> (at most batch_max): submitted
- * ones first (their callers block) when <subs>, then round robin over the
- * rings, past the slots the round has and those of <skip> (per worker: the
- * batch being stored, NULL: none). */
+ * ones first (their callers block; after the events it has already) when
+ * <subs>, then round robin over the rings, past the slots the round has and
+ * those of <skip> (per worker: the batch being stored, NULL: none). */
 static void gather(struct gh_audit_round *r, const uint64_t *skip, bool subs, size_t limit)
 {
     struct gh_audit_service *s = r->s;
@@ -979,7 +982,9 @@ static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bo
         atomic_fetch_add_explicit(&s->events_written, r->n, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->checkpoints, r->ncp, memory_order_relaxed);
         answer(r, true);
-        s->serial_ns = SERIAL_MIN_NS;
+        /* A batch chained ahead was stored: nobody else wrote our chains
+         * meanwhile. */
+        if (r->ahead) s->serial_ns = SERIAL_MIN_NS;
         return r->n;
     }
     if (next != NULL) {
@@ -1021,7 +1026,8 @@ static void show_oldest(struct gh_audit_service *s, const struct gh_audit_round 
  * after it meanwhile, in pieces: the one in flight is answered as soon as
  * it is stored. Then the next one takes what came while the one before was
  * stored (submitted events too: nothing is ahead of it any more), and goes
- * to the committer. Returns nonzero when anything was done. */
+ * to the committer. Returns the events answered (0 also when a batch was
+ * put back, or only checkpoints were stored). */
 static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
                    struct gh_audit_round **inflight)
 {
@@ -1048,17 +1054,23 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
     }
     gather(r, ahead ? prev->b->taken : NULL, !ahead, limit);
     show_oldest(s, r, prev);
+    /* The checkpoints of events the top-up may add keep their room. */
+    if (ahead) r->cp_room = s->batch_max - r->n;
     while (r->nrows < r->n) {
         size_t to = r->n - r->nrows > CHAIN_CHUNK ? r->nrows + CHAIN_CHUNK : r->n;
         if (chain_range(r, to, &err) != GH_OK) goto chain_failed;
         if (prev != NULL && commit_ready(s)) {
+            r->ahead = true;
             done += complete(prev, r, &stored);
             *inflight = prev = NULL;
             if (!stored) return done;
+            show_oldest(s, r, NULL);
         }
     }
     if (r->interval) interval_checkpoints(r);
+    r->cp_room = 0;
     if (prev != NULL) {
+        r->ahead = r->ahead || r->nrows > 0 || r->ncp > 0;
         done += complete(prev, r, &stored);
         *inflight = prev = NULL;
         if (!stored) return done;
@@ -1076,7 +1088,7 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
         atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         return done;
     }
-    if (ahead) atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
+    if (r->ahead) atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
     commit_give(s, r);
     *inflight = r;
     return done + r->n;
@@ -1110,7 +1122,17 @@ static void *writer_main(void *arg)
     for (;;) {
         bool stopping = atomic_load(&s->stop);
         size_t n = step(s, rounds, &inflight);
-        if (stopping && n == 0 && inflight == NULL) break;
+        if (stopping && n == 0 && inflight == NULL) {
+            bool left;
+            pthread_mutex_lock(&s->mu);
+            left = work_waiting(s);
+            pthread_mutex_unlock(&s->mu);
+            /* A step that answered nothing may have put a batch back: it
+             * is taken again, unless the store is out of reach (the batch
+             * in doubt and the rest get their last try below). */
+            if (!left || s->pending) break;
+            continue;
+        }
         if (n > 0 || inflight != NULL) continue;
         /* Nothing came: sleep until woken (strict event, submit) or for
          * IDLE_WAIT_MS, when async events in the rings are looked at. */
@@ -1129,13 +1151,18 @@ static void *writer_main(void *arg)
         atomic_store(&s->sleeping, false);
         pthread_mutex_unlock(&s->mu);
     }
-    /* Checkpoints for what this run wrote, so a restart loses no proof. */
-    if (s->pending) {
-        write_pending(s, true);
-    } else {
+    /* What is left, then checkpoints for what this run wrote, so a restart
+     * loses no proof. */
+    if (s->pending) write_pending(s, true);
+    for (;;) {
+        bool left;
         round_start(s, &last, 0, true, true);
         gather(&last, NULL, true, s->batch_max);
         finish(&last, false);
+        pthread_mutex_lock(&s->mu);
+        left = work_waiting(s);
+        pthread_mutex_unlock(&s->mu);
+        if (!left) break;
     }
     return NULL;
 }
