@@ -34,7 +34,7 @@ WARN     := -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 -Wstrict-prototype
             -Wmissing-prototypes -Wno-unused-parameter -Werror=implicit-function-declaration
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Isrc -include src/core/banned.h \
-            -DGH_VERSION='"$(VERSION)"' -fno-omit-frame-pointer
+            -fno-omit-frame-pointer
 LDLIBS   += -pthread
 
 ifneq ($(SANITIZE),)
@@ -77,6 +77,17 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) $(LIBS_EXTRA)
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"; $(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+# The version goes into version.o alone (src/core/version.h), rebuilt when
+# it changes: the stamp is rewritten only then, so a new commit rebuilds one
+# object and an unchanged one none.
+$(BUILD)/version.stamp: FORCE | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(BUILD)/obj/src/core/version.o: $(BUILD)/version.stamp
+$(BUILD)/obj/src/core/version.o: CFLAGS += -DGH_VERSION='"$(VERSION)"'
+.PHONY: FORCE
+FORCE:
 
 $(BUILD)/libgatehouse.a: $(LIB_OBJ)
 	@rm -f $@

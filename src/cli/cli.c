@@ -1,5 +1,6 @@
 /* The command table and dispatcher. */
 #include "cli/cli.h"
+#include "core/version.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static const struct gh_cli_command commands[] = {
 static void usage_all(FILE *f)
 {
     fprintf(f, "gatehouse %s: a security and observability gateway for HTTP services\n\n",
-            GH_VERSION);
+            gh_version());
     fprintf(f, "usage: gatehouse <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-8s %s\n  %-8s   %s\n", commands[i].name, commands[i].usage, "",

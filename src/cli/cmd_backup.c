@@ -29,6 +29,7 @@
 #include "secrets/secrets.h"
 #include "store/store.h"
 #include "store/store_postgres.h"
+#include "core/version.h"
 
 struct args {
     const char *config, *dir, *admin_url;
@@ -149,7 +150,7 @@ int gh_cmd_backup(int argc, char **argv)
     if (rc == GH_OK) rc = gh_file_sha256("backup", db, m.db_sha256, &m.db_bytes, &err);
     if (rc == GH_OK) {
         utc_now(m.created_at, sizeof(m.created_at));
-        snprintf(m.version, sizeof(m.version), "%s", GH_VERSION);
+        snprintf(m.version, sizeof(m.version), "%s", gh_version());
         rc = gh_backup_manifest_write(a.dir, &m, &err);
     }
     if (rc == GH_OK) {

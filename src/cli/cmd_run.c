@@ -5,6 +5,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "core/version.h"
 
 static int load_or_report(const char *path, struct gh_config **cfg)
 {
@@ -66,6 +67,6 @@ int gh_cmd_run(int argc, char **argv)
 
 int gh_cmd_version(int argc, char **argv)
 {
-    printf("gatehouse %s\n", GH_VERSION);
+    printf("gatehouse %s\n", gh_version());
     return 0;
 }

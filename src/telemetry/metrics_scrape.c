@@ -16,6 +16,7 @@
 #include "audit/audit.h"
 #include "auth/service.h"
 #include "hooks/dispatcher.h"
+#include "core/version.h"
 
 static const char *const method_names[GH_MM_N] = {"GET",   "HEAD",   "POST",    "PUT",
                                                   "PATCH", "DELETE", "OPTIONS", "OTHER"};
@@ -490,7 +491,7 @@ static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct
     struct gh_label l[3];
 
     gh_expo_family(e, "gatehouse_build", GH_EXPO_INFO, "The gateway's build; always 1.");
-    l[0] = L("version", GH_VERSION);
+    l[0] = L("version", gh_version());
     l[1] = L("openssl", OpenSSL_version(OPENSSL_VERSION_STRING));
     l[2] = L("libevent", event_get_version());
     gh_expo_info(e, l, 3);

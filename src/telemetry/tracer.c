@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "telemetry/otlp.h"
 #include "telemetry/trace.h"
+#include "core/version.h"
 
 #define MAX_IN_FLIGHT     4
 #define SHUTDOWN_GRACE_NS 2000000000ull
@@ -174,10 +175,10 @@ static struct export *gather(struct gh_tracer *t, const struct tracer_conf *c)
     int rc = 0;
     struct gh_otlp_resource res = {
         .service_name = gh_str_cstr(c->service),
-        .service_version = gh_str_cstr(GH_VERSION),
+        .service_version = gh_str_cstr(gh_version()),
         .instance_id = gh_str_cstr(t->instance_id),
         .scope_name = gh_str_cstr("gatehouse"),
-        .scope_version = gh_str_cstr(GH_VERSION),
+        .scope_version = gh_str_cstr(gh_version()),
     };
 
     for (int k = 0; k < t->nworkers; k++)
@@ -222,6 +223,9 @@ static struct export *gather(struct gh_tracer *t, const struct tracer_conf *c)
 
 static int post(struct gh_tracer *t, struct export *e, const struct tracer_conf *c)
 {
+    char agent[80]; /* libcurl keeps its own copy */
+
+    snprintf(agent, sizeof(agent), "gatehouse/%s", gh_version());
     if (e->h) {
         curl_easy_cleanup(e->h);
         curl_slist_free_all(e->hdrs);
@@ -241,7 +245,7 @@ static int post(struct gh_tracer *t, struct export *e, const struct tracer_conf 
         curl_easy_setopt(e->h, CURLOPT_POSTFIELDS, e->body.data) != CURLE_OK ||
         curl_easy_setopt(e->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)e->body.len) != CURLE_OK ||
         curl_easy_setopt(e->h, CURLOPT_HTTPHEADER, e->hdrs) != CURLE_OK ||
-        curl_easy_setopt(e->h, CURLOPT_USERAGENT, "gatehouse/" GH_VERSION) != CURLE_OK ||
+        curl_easy_setopt(e->h, CURLOPT_USERAGENT, agent) != CURLE_OK ||
         curl_easy_setopt(e->h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms) != CURLE_OK ||
         curl_easy_setopt(e->h, CURLOPT_CONNECTTIMEOUT_MS,
                          (long)(c->timeout_ms < 5000 ? c->timeout_ms : 5000)) != CURLE_OK ||
