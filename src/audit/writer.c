@@ -1155,14 +1155,28 @@ static void *writer_main(void *arg)
      * loses no proof. */
     if (s->pending) write_pending(s, true);
     for (;;) {
-        bool left;
+        uint64_t failed = atomic_load_explicit(&s->events_failed, memory_order_relaxed), rest = 0;
         round_start(s, &last, 0, true, true);
         gather(&last, NULL, true, s->batch_max);
         finish(&last, false);
         pthread_mutex_lock(&s->mu);
-        left = work_waiting(s);
+        if (work_waiting(s)) {
+            rest = s->sublen;
+            for (int k = 0; k < s->nworkers; k++)
+                rest += gh_audit_worker_pending_(s->workers[k]);
+        }
         pthread_mutex_unlock(&s->mu);
-        if (!left) break;
+        if (rest == 0) break;
+        if (atomic_load_explicit(&s->events_failed, memory_order_relaxed) > failed) {
+            /* The store refused the last batch (out of reach, say): the
+             * rest would wait for the same answer, batch after batch, and
+             * hold the stop. Counted and said, never silent. */
+            atomic_fetch_add_explicit(&s->events_failed, rest, memory_order_relaxed);
+            gh_log_error("audit: stopping: %llu more event(s) not stored: the store refused the "
+                         "last batch",
+                         (unsigned long long)rest);
+            break;
+        }
     }
     return NULL;
 }

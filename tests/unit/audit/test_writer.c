@@ -580,6 +580,48 @@ static void test_cut_batch_with_the_next_chained_ahead(void **state)
     pipeline_scenario(*state, 0, calls, faults, 2, 0);
 }
 
+/* ---- stopping while the store is out of reach ---- */
+
+static int unreachable_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                              const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                              const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+{
+    struct timespec ts = {0, 100000000}; /* a connect that times out */
+
+    nanosleep(&ts, NULL);
+    return gh_err_set(err, NULL, 0, 0, "store out of reach"), GH_STORE_UNAVAILABLE;
+}
+
+/* 3,000 events queued, batches of 50, the store out of reach (each try
+ * takes 100 ms): stopping tries the batch in doubt and one more, then
+ * counts the rest as not stored, rather than 60 more tries (6 s and more). */
+static void test_stop_with_the_store_out_of_reach(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_config *cfg = config("audit: {batch_max: 50, queue_size: 4096}\n");
+    struct gh_err err = {0};
+    struct gh_audit_service *s = gh_audit_service_new(cfg, f->st, 1, &err);
+    const struct gh_store_ops *real = f->st->ops;
+    struct gh_store_ops ops = *real;
+    struct gh_audit_worker *aw;
+    uint64_t t0;
+
+    assert_non_null(s);
+    assert_int_equal(gh_audit_service_start(s, &err), GH_OK);
+    ops.audit_append = unreachable_append;
+    f->st->ops = &ops;
+    aw = gh_audit_worker_of(s, 0);
+    for (int i = 0; i < 3000; i++) {
+        fill(gh_audit_worker_slot(aw), TA, "http.request", i);
+        gh_audit_worker_push(aw, false);
+    }
+    t0 = gh_now_ns();
+    gh_audit_service_free(s);
+    f->st->ops = real;
+    assert_true(gh_now_ns() - t0 < 3000000000ull);
+    gh_config_free(cfg);
+}
+
 /* An interval checkpoint of a chain outside the batch names the writer's
  * idea of that chain's head; here that event was rewritten behind the
  * writer's back (as a failover that lost it, then another node, would), so
@@ -632,6 +674,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_batch_one_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_batch_with_the_next_chained_ahead, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_the_store_out_of_reach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_interval_checkpoint_fails_no_event, setup,
                                         teardown),
     };
