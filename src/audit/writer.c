@@ -147,6 +147,12 @@ static void conf_from(struct gh_audit_conf *c, const struct gh_config *cfg)
     c->events = cfg->audit.events;
 }
 
+/* Submitted events one batch takes at most. */
+static size_t subs_per_batch(uint32_t batch_max)
+{
+    return batch_max < SUBMIT_QUEUE ? batch_max : SUBMIT_QUEUE;
+}
+
 /* A batch's buffers (the rows are touched only as they fill: the memory a
  * batch never reaches is never used). */
 static int buf_alloc(struct gh_audit_buf *b, uint32_t batch_max, uint32_t cps_cap, int nworkers)
@@ -156,8 +162,7 @@ static int buf_alloc(struct gh_audit_buf *b, uint32_t batch_max, uint32_t cps_ca
     b->rows = calloc(batch_max, sizeof(*b->rows));
     b->cps = calloc(cps_cap, sizeof(*b->cps));
     b->batch = calloc(batch_max, sizeof(*b->batch));
-    b->taken_subs =
-        calloc(batch_max < SUBMIT_QUEUE ? batch_max : SUBMIT_QUEUE, sizeof(*b->taken_subs));
+    b->taken_subs = calloc(subs_per_batch(batch_max), sizeof(*b->taken_subs));
     b->taken = calloc(nw, sizeof(*b->taken));
     b->strict_seen = calloc(nw, sizeof(*b->strict_seen));
     if (b->rows == NULL || b->cps == NULL || b->batch == NULL || b->taken_subs == NULL ||
@@ -335,7 +340,7 @@ struct gh_audit_round {
     struct gh_audit_buf *b; /* &s->buf[slot] */
     int slot;
     size_t n;     /* events in b->batch */
-    size_t nsubs; /* of them, submitted ones (first) */
+    size_t nsubs; /* of them, submitted ones (b->taken_subs) */
     size_t nrows; /* rows chained in b->rows (n once chained) */
     size_t ncp;   /* checkpoints in b->cps */
     struct gh_audit_chain *touched;
@@ -351,6 +356,15 @@ struct gh_audit_round {
     int rc;
     struct gh_err err;
 };
+
+/* The round takes no ring slot (yet). */
+static void clear_takes(struct gh_audit_round *r)
+{
+    for (int k = 0; k < r->s->nworkers; k++) {
+        r->b->taken[k] = 0;
+        r->b->strict_seen[k] = false;
+    }
+}
 
 /* Starts a round on buffer <slot>: the settings of the moment. A <fresh>
  * round owns its buffer's ring counts (zeroed); the batch in doubt keeps
@@ -374,11 +388,7 @@ static void round_start(struct gh_audit_service *s, struct gh_audit_round *r, in
         s->last_cp_scan_ns = now_ns;
         r->interval = true;
     }
-    if (fresh)
-        for (int k = 0; k < s->nworkers; k++) {
-            r->b->taken[k] = 0;
-            r->b->strict_seen[k] = false;
-        }
+    if (fresh) clear_takes(r);
 }
 
 static void touch(struct gh_audit_round *r, struct gh_audit_chain *c)
@@ -465,6 +475,14 @@ static void interval_checkpoints(struct gh_audit_round *r)
     }
 }
 
+/* The round's oldest event, its events from <from> on looked at. */
+static void note_oldest(struct gh_audit_round *r, size_t from)
+{
+    for (size_t i = from; i < r->n; i++)
+        if (r->oldest_us == 0 || r->b->batch[i]->time_us < r->oldest_us)
+            r->oldest_us = r->b->batch[i]->time_us;
+}
+
 /* Adds events to the round, up to <limit> (at most batch_max): submitted
  * ones first (their callers block; after the events it has already) when
  * <subs>, then round robin over the rings, past the slots the round has and
@@ -473,8 +491,7 @@ static void gather(struct gh_audit_round *r, const uint64_t *skip, bool subs, si
 {
     struct gh_audit_service *s = r->s;
     struct gh_audit_buf *b = r->b;
-    size_t n = r->n, from = r->n,
-           cap_subs = s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE;
+    size_t n = r->n, from = r->n, cap_subs = subs_per_batch(s->batch_max);
 
     if (subs) {
         size_t had = r->nsubs;
@@ -508,19 +525,14 @@ static void gather(struct gh_audit_round *r, const uint64_t *skip, bool subs, si
         }
     }
     r->n = n;
-    for (size_t i = from; i < n; i++)
-        if (r->oldest_us == 0 || b->batch[i]->time_us < r->oldest_us)
-            r->oldest_us = b->batch[i]->time_us;
+    note_oldest(r, from);
 }
 
 /* The batch's ring slots stay in their rings, for a later batch to take:
  * they were only read. (Never for a batch with submitted events.) */
 static void put_back(struct gh_audit_round *r)
 {
-    for (int k = 0; k < r->s->nworkers; k++) {
-        r->b->taken[k] = 0;
-        r->b->strict_seen[k] = false;
-    }
+    clear_takes(r);
     r->n = r->nrows = r->ncp = 0;
     /* Its interval checkpoints were not made: the next round looks. */
     if (r->interval) r->s->last_cp_scan_ns = r->scan_ns0;
@@ -665,6 +677,14 @@ static void answer(struct gh_audit_round *r, bool ok)
         pthread_cond_broadcast(&s->done);
         pthread_mutex_unlock(&s->mu);
     }
+}
+
+/* The round is stored: counted, and its events given back. */
+static void answer_stored(struct gh_audit_round *r)
+{
+    atomic_fetch_add_explicit(&r->s->events_written, r->n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->s->checkpoints, r->ncp, memory_order_relaxed);
+    answer(r, true);
 }
 
 /* Chains the round's events [r->nrows, <to>) after the chains' current
@@ -845,23 +865,22 @@ static size_t finish(struct gh_audit_round *r, bool tried)
         return 0;
     }
     if (ok) {
-        atomic_fetch_add_explicit(&s->events_written, r->n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->checkpoints, r->ncp, memory_order_relaxed);
-    } else if (r->n > 0 || r->ncp > 0) {
-        atomic_fetch_add_explicit(&s->events_failed, r->n, memory_order_relaxed);
-        if (may_log(s))
-            gh_log_error("audit: cannot store %zu event(s) and %zu checkpoint(s): %s", r->n, r->ncp,
-                         err.msg);
-        /* Still stale after the retries: heal from the store's heads on
-         * the next batch. A batch whose outcome stayed unknown (a waiter
-         * was answered "failed") may be stored all the same: the heads went
-         * back to before it, so the next append meets CONFLICT and reads
-         * them, rather than chaining after a guess. */
-        if (rc == GH_STORE_CONFLICT) gh_store_audit_heads(s->store, head_cb, s, &err);
+        answer_stored(r);
+    } else {
+        if (r->n > 0 || r->ncp > 0) {
+            atomic_fetch_add_explicit(&s->events_failed, r->n, memory_order_relaxed);
+            if (may_log(s))
+                gh_log_error("audit: cannot store %zu event(s) and %zu checkpoint(s): %s", r->n,
+                             r->ncp, err.msg);
+            /* Still stale after the retries: heal from the store's heads on
+             * the next batch. A batch whose outcome stayed unknown (a waiter
+             * was answered "failed") may be stored all the same: the heads went
+             * back to before it, so the next append meets CONFLICT and reads
+             * them, rather than chaining after a guess. */
+            if (rc == GH_STORE_CONFLICT) gh_store_audit_heads(s->store, head_cb, s, &err);
+        }
+        answer(r, false);
     }
-
-    /* Answers: ring slots go back to their workers, waiters learn. */
-    answer(r, ok);
     atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
     return r->n;
 }
@@ -880,9 +899,7 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
     r.nsubs = s->pending_nsubs;
     r.nrows = s->pending_nrows;
     r.ncp = s->pending_ncp;
-    for (size_t i = 0; i < r.n; i++)
-        if (r.oldest_us == 0 || r.b->batch[i]->time_us < r.oldest_us)
-            r.oldest_us = r.b->batch[i]->time_us;
+    note_oldest(&r, 0);
     atomic_store_explicit(&s->oldest_since_us, r.oldest_us, memory_order_relaxed);
     o = resolve(s, r.b, r.nrows, r.ncp, &rc, &err);
     if (o == UNKNOWN && !final) {
@@ -897,9 +914,7 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
     if (o == STORED) {
         size_t n = r.n;
         heads_after(s, r.b, r.nrows, r.ncp);
-        atomic_fetch_add_explicit(&s->events_written, r.n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->checkpoints, r.ncp, memory_order_relaxed);
-        answer(&r, true);
+        answer_stored(&r);
         atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         if (!final) return n;
         /* At shutdown: what is queued besides gets its round too. */
@@ -979,9 +994,7 @@ static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bo
     *stored = r->rc == GH_OK;
     if (*stored) {
         settle_heads(r, true);
-        atomic_fetch_add_explicit(&s->events_written, r->n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->checkpoints, r->ncp, memory_order_relaxed);
-        answer(r, true);
+        answer_stored(r);
         /* A batch chained ahead was stored: nobody else wrote our chains
          * meanwhile. */
         if (r->ahead) s->serial_ns = SERIAL_MIN_NS;
@@ -1048,8 +1061,7 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
         /* Ring events only (a batch chained ahead may be put back, which
          * submitted events could not be), with room kept for the waiting
          * submitted ones, taken below once nothing is ahead. */
-        size_t subs = subs_waiting(s),
-               cap_subs = s->batch_max < SUBMIT_QUEUE ? s->batch_max : SUBMIT_QUEUE;
+        size_t subs = subs_waiting(s), cap_subs = subs_per_batch(s->batch_max);
         limit -= subs < cap_subs ? subs : cap_subs;
     }
     gather(r, ahead ? prev->b->taken : NULL, !ahead, limit);
@@ -1106,6 +1118,20 @@ chain_failed:
     return done + finish(r, false);
 }
 
+/* Events queued and not taken by a batch (the rings and the submit
+ * queue). */
+static uint64_t queued(struct gh_audit_service *s)
+{
+    uint64_t n = 0;
+
+    for (int k = 0; k < s->nworkers; k++)
+        n += gh_audit_worker_pending_(s->workers[k]);
+    pthread_mutex_lock(&s->mu);
+    n += s->sublen;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 static bool work_waiting(struct gh_audit_service *s)
 {
     if (s->sublen > 0) return true;
@@ -1123,14 +1149,10 @@ static void *writer_main(void *arg)
         bool stopping = atomic_load(&s->stop);
         size_t n = step(s, rounds, &inflight);
         if (stopping && n == 0 && inflight == NULL) {
-            bool left;
-            pthread_mutex_lock(&s->mu);
-            left = work_waiting(s);
-            pthread_mutex_unlock(&s->mu);
             /* A step that answered nothing may have put a batch back: it
              * is taken again, unless the store is out of reach (the batch
              * in doubt and the rest get their last try below). */
-            if (!left || s->pending) break;
+            if (queued(s) == 0 || s->pending) break;
             continue;
         }
         if (n > 0 || inflight != NULL) continue;
@@ -1155,18 +1177,11 @@ static void *writer_main(void *arg)
      * loses no proof. */
     if (s->pending) write_pending(s, true);
     for (;;) {
-        uint64_t failed = atomic_load_explicit(&s->events_failed, memory_order_relaxed), rest = 0;
+        uint64_t failed = atomic_load_explicit(&s->events_failed, memory_order_relaxed), rest;
         round_start(s, &last, 0, true, true);
         gather(&last, NULL, true, s->batch_max);
         finish(&last, false);
-        pthread_mutex_lock(&s->mu);
-        if (work_waiting(s)) {
-            rest = s->sublen;
-            for (int k = 0; k < s->nworkers; k++)
-                rest += gh_audit_worker_pending_(s->workers[k]);
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (rest == 0) break;
+        if ((rest = queued(s)) == 0) break;
         if (atomic_load_explicit(&s->events_failed, memory_order_relaxed) > failed) {
             /* The store refused the last batch (out of reach, say): the
              * rest would wait for the same answer, batch after batch, and
@@ -1218,11 +1233,7 @@ void gh_audit_stats(struct gh_audit_service *s, struct gh_audit_stats *out)
     out->checkpoints = atomic_load_explicit(&s->checkpoints, memory_order_relaxed);
     out->producer_waits = atomic_load_explicit(&s->producer_waits, memory_order_relaxed);
     out->chained_ahead = atomic_load_explicit(&s->chained_ahead, memory_order_relaxed);
-    for (int k = 0; k < s->nworkers; k++)
-        out->queue_depth += gh_audit_worker_pending_(s->workers[k]);
-    pthread_mutex_lock(&s->mu);
-    out->queue_depth += s->sublen;
-    pthread_mutex_unlock(&s->mu);
+    out->queue_depth = queued(s);
     since = atomic_load_explicit(&s->oldest_since_us, memory_order_relaxed);
     if (since > 0) {
         struct timespec ts;
