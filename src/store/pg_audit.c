@@ -225,18 +225,19 @@ static size_t find_row(const struct batch *b, const char *chain, uint64_t seq)
     return SIZE_MAX;
 }
 
-/* Inserts the rows not stored yet, in the batch's order, with one COPY (the
- * cheapest way in for the server: the writer's group commit on PostgreSQL
- * depends on it), then reads their rowids back: under the append lock no
- * other writer draws rowids, so the rows after the highest one before the
- * COPY are exactly this batch's. COPY has no ON CONFLICT: the heads were
- * checked under the lock, and a (chain, seq) taken all the same (a writer
- * that does not take the lock) fails the batch as CONFLICT. */
+/* Inserts the rows not stored yet, in the batch's order, with one COPY in
+ * the binary format (the cheapest way in for the server: no statement per
+ * row, no text to scan; the writer's group commit on PostgreSQL depends on
+ * it), then reads their rowids back: under the append lock no other writer
+ * draws rowids, so the rows after the highest one before the COPY are
+ * exactly this batch's. COPY has no ON CONFLICT: the heads were checked
+ * under the lock, and a (chain, seq) taken all the same (a writer that
+ * does not take the lock) fails the batch as CONFLICT. */
 static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
 {
     static const char copy_sql[] =
         "COPY audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, "
-        "request_id, hash, body, node) FROM STDIN";
+        "request_id, hash, body, node) FROM STDIN (FORMAT binary)";
     struct gh_pg_array *buf = &b->buf;
     struct gh_pg_args a = {0};
     PGresult *r = NULL;
@@ -250,22 +251,23 @@ static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
         const struct gh_store_audit_row *row = &b->rows[i];
         if (b->stored[i]) continue;
         want++;
-        gh_pg_copy_text(buf, row->chain, strlen(row->chain), false);
-        gh_pg_copy_i64(buf, (int64_t)row->seq, false);
-        gh_pg_copy_text(buf, row->id, strlen(row->id), false);
-        gh_pg_copy_i64(buf, row->time_us, false);
-        gh_pg_copy_text(buf, row->tenant_id, strlen(row->tenant_id), false);
-        gh_pg_copy_text(buf, row->actor, strlen(row->actor), false);
-        gh_pg_copy_text(buf, row->action, strlen(row->action), false);
-        gh_pg_copy_text(buf, row->resource, strlen(row->resource), false);
-        gh_pg_copy_text(buf, row->outcome, strlen(row->outcome), false);
-        gh_pg_copy_text(buf, row->request_id, strlen(row->request_id), false);
-        gh_pg_copy_text(buf, row->hash, strlen(row->hash), false);
-        gh_pg_copy_text(buf, row->body, row->body_len, false);
-        gh_pg_copy_text(buf, row->node, strlen(row->node), true);
+        gh_pg_copy_row(buf, 13);
+        gh_pg_copy_text(buf, row->chain, strlen(row->chain));
+        gh_pg_copy_i64(buf, (int64_t)row->seq);
+        gh_pg_copy_text(buf, row->id, strlen(row->id));
+        gh_pg_copy_i64(buf, row->time_us);
+        gh_pg_copy_text(buf, row->tenant_id, strlen(row->tenant_id));
+        gh_pg_copy_text(buf, row->actor, strlen(row->actor));
+        gh_pg_copy_text(buf, row->action, strlen(row->action));
+        gh_pg_copy_text(buf, row->resource, strlen(row->resource));
+        gh_pg_copy_text(buf, row->outcome, strlen(row->outcome));
+        gh_pg_copy_text(buf, row->request_id, strlen(row->request_id));
+        gh_pg_copy_text(buf, row->hash, strlen(row->hash));
+        gh_pg_copy_text(buf, row->body, row->body_len);
+        gh_pg_copy_text(buf, row->node, strlen(row->node));
     }
     if (want == 0) return GH_OK;
-    if ((data = gh_pg_copy_data(buf)) == NULL) return oom(err);
+    if ((data = gh_pg_copy_end(buf)) == NULL) return oom(err);
     rc = gh_pg__run(tx, GH_PG_AUDIT_MAX_ROWID, NULL, &r, err);
     if (rc != GH_OK) return rc;
     before = gh_pg__i64(r, 0, 0);
