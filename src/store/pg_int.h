@@ -189,12 +189,10 @@ struct gh_pg_store {
     char *options;        /* the pooled sessions' server settings (timeouts) */
     struct gh_pg_conn *conns;
     unsigned nconns;
-    /* <pool_mu> guards each connection's <busy> and <next_conn> (where the
-     * next search for a free one starts); <pool_cv> is signalled when one
-     * is given back. */
+    /* <pool_mu> guards each connection's <busy>; <pool_cv> is signalled
+     * when one is given back. */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
-    unsigned next_conn;
     unsigned wait_ms; /* longest wait for a free connection */
     /* The webhook claimer's liveness (pg_webhooks.c): a session of its own
      * holding an advisory lock named after the owner of this process's
