@@ -40,6 +40,7 @@ static int64_t wall_us(void)
 struct gh_audit_worker *gh_audit_worker_new_(struct gh_audit_service *s, uint32_t capacity)
 {
     struct gh_audit_worker *aw = calloc(1, sizeof(*aw));
+    pthread_condattr_t ca;
     uint32_t cap = 16;
 
     if (aw == NULL) return NULL;
@@ -53,6 +54,10 @@ struct gh_audit_worker *gh_audit_worker_new_(struct gh_audit_service *s, uint32_
     aw->mask = cap - 1;
     aw->svc = s;
     pthread_mutex_init(&aw->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&aw->room, &ca);
+    pthread_condattr_destroy(&ca);
     if (getrandom(aw->rng, sizeof(aw->rng), 0) != (ssize_t)sizeof(aw->rng)) {
         aw->rng[0] = gh_now_ns();
         aw->rng[1] = (uint64_t)(uintptr_t)aw;
@@ -65,6 +70,7 @@ struct gh_audit_worker *gh_audit_worker_new_(struct gh_audit_service *s, uint32_
 void gh_audit_worker_free_(struct gh_audit_worker *aw)
 {
     if (aw == NULL) return;
+    pthread_cond_destroy(&aw->room);
     pthread_mutex_destroy(&aw->mu);
     free(aw->slots);
     free(aw);
@@ -137,6 +143,37 @@ void gh_audit_worker_unbind(struct gh_audit_worker *aw)
     aw->wait_head = aw->wait_tail = NULL;
 }
 
+static bool ring_full(struct gh_audit_worker *aw, uint64_t head)
+{
+    return head - atomic_load_explicit(&aw->tail, memory_order_acquire) > aw->mask;
+}
+
+/* Sleeps until the writer gives slots back (gh_audit_worker_report_, right
+ * after it moves the tail), or for ROOM_WAIT_MS at most: a worker whose
+ * ring is full sleeps through the commit it waits for instead of waking
+ * every 100 us to look (which took a share of a core shared with the
+ * store's server), and goes on as soon as the room is there. */
+#define ROOM_WAIT_MS 10
+
+static void wait_for_room(struct gh_audit_worker *aw, uint64_t head)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += ROOM_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&aw->mu);
+    aw->room_wanted = true;
+    /* Looked at again under <mu>: a tail moved before this is seen here,
+     * one moved after it is followed by a signal (the writer takes <mu>). */
+    if (ring_full(aw, head)) pthread_cond_timedwait(&aw->room, &aw->mu, &until);
+    aw->room_wanted = false;
+    pthread_mutex_unlock(&aw->mu);
+}
+
 struct gh_audit_event *gh_audit_worker_slot(struct gh_audit_worker *aw)
 {
     uint64_t head = atomic_load_explicit(&aw->head, memory_order_relaxed);
@@ -151,12 +188,11 @@ struct gh_audit_event *gh_audit_worker_slot(struct gh_audit_worker *aw)
      * NEEDSWORK: suspend only the request (reserve a slot at the route
      * stage) instead of the whole loop; settle with a load test on a slow
      * disk. */
-    while (head - atomic_load_explicit(&aw->tail, memory_order_acquire) > aw->mask) {
-        struct timespec ts = {0, 100000};
+    while (ring_full(aw, head)) {
         if (!waited) atomic_fetch_add_explicit(&aw->svc->producer_waits, 1, memory_order_relaxed);
         waited = true;
         gh_audit_wake_(aw->svc);
-        nanosleep(&ts, NULL);
+        wait_for_room(aw, head);
     }
     ev = &aw->slots[head & aw->mask].ev;
     a = next_rand(aw->rng);
@@ -226,5 +262,6 @@ void gh_audit_worker_report_(struct gh_audit_worker *aw, uint64_t from, uint64_t
         }
     }
     if (wake && aw->done_ev) event_active(aw->done_ev, EV_TIMEOUT, 0);
+    if (aw->room_wanted) pthread_cond_signal(&aw->room);
     pthread_mutex_unlock(&aw->mu);
 }

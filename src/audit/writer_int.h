@@ -42,6 +42,8 @@ struct gh_audit_worker {
     } failed[GH_AUDIT_FAILED_MAX];
     unsigned nfailed;
     struct event *done_ev; /* NULL once unbound */
+    pthread_cond_t room;   /* signalled when slots are given back ... */
+    bool room_wanted;      /* ... and the worker waits for them (ring full) */
 
     /* worker thread only */
     uint64_t rng[4];
@@ -149,7 +151,8 @@ struct gh_audit_worker *gh_audit_worker_new_(struct gh_audit_service *s, uint32_
 void gh_audit_worker_free_(struct gh_audit_worker *aw);
 uint64_t gh_audit_worker_pending_(struct gh_audit_worker *aw);
 /* Writer: the writer finished tickets below <upto>; [from, upto) failed
- * when !<ok>. Wakes the worker when <wake>. */
+ * when !<ok>. Wakes the worker's loop when <wake>, and the worker itself
+ * when it waits for room (called right after the tail moved). */
 void gh_audit_worker_report_(struct gh_audit_worker *aw, uint64_t from, uint64_t upto, bool ok,
                              bool wake);
 /* Any thread: wakes the writer if it sleeps. */

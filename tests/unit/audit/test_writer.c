@@ -622,6 +622,66 @@ static void test_stop_with_the_store_out_of_reach(void **state)
     gh_config_free(cfg);
 }
 
+/* Every append takes 50 ms, as a commit on a busy disk or server. */
+static int sluggish_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                           const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                           const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+{
+    struct timespec ts = {0, 50000000};
+
+    nanosleep(&ts, NULL);
+    return slow.real->audit_append(st, rows, n, cps, ncp, rechain, err);
+}
+
+/* A worker whose ring is full sleeps until the writer gives slots back: a
+ * ring of 64, batches of 32, commits of 50 ms, 640 events, so the worker
+ * waits about a second in all. It must not spend that second waking up to
+ * look (a core it shares with the store's server), and every event must
+ * be stored. */
+static void test_full_ring_waits_without_spinning(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_config *cfg = config("audit: {batch_max: 32, queue_size: 64}\n");
+    struct gh_err err = {0};
+    struct gh_audit_service *s = gh_audit_service_new(cfg, f->st, 1, &err);
+    struct gh_audit_worker *aw;
+    struct gh_audit_stats st;
+    struct timespec c0, c1;
+    uint64_t t0, cpu_ns, wall_ns;
+    struct counts c;
+
+    assert_non_null(s);
+    slow.real = f->st->ops;
+    slow.ops = *slow.real;
+    slow.ops.audit_append = sluggish_append;
+    f->st->ops = &slow.ops;
+    assert_int_equal(gh_audit_service_start(s, &err), GH_OK);
+    aw = gh_audit_worker_of(s, 0);
+    t0 = gh_now_ns();
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    for (int i = 0; i < 640; i++) {
+        fill(gh_audit_worker_slot(aw), TA, "http.request", i);
+        gh_audit_worker_push(aw, false);
+    }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    wall_ns = gh_now_ns() - t0;
+    cpu_ns = (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000000LL + (c1.tv_nsec - c0.tv_nsec));
+    gh_audit_stats(s, &st);
+    gh_audit_service_free(s);
+    f->st->ops = slow.real;
+    print_message("full ring: 640 events pushed in %.3f s, %.2f ms of the worker's CPU, "
+                  "%llu producer waits\n",
+                  (double)wall_ns / 1e9, (double)cpu_ns / 1e6,
+                  (unsigned long long)st.producer_waits);
+    assert_true(st.producer_waits > 0);
+    assert_true(wall_ns > 500000000ull); /* it did wait for the commits */
+    /* Looking every 100 us for a second took 15-40 ms of CPU here. */
+    assert_true(cpu_ns < 8000000ull);
+    verify_counts(f->st, &c);
+    assert_int_equal(c.events[0], 640);
+    gh_config_free(cfg);
+}
+
 /* An interval checkpoint of a chain outside the batch names the writer's
  * idea of that chain's head; here that event was rewritten behind the
  * writer's back (as a failover that lost it, then another node, would), so
@@ -674,6 +734,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_batch_one_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_batch_with_the_next_chained_ahead, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_full_ring_waits_without_spinning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_the_store_out_of_reach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_interval_checkpoint_fails_no_event, setup,
                                         teardown),
