@@ -28,6 +28,12 @@
 # committer, as in a gateway), the PostgreSQL one on BENCH_CORE (the server
 # keeps PG_CORE).
 #
+# The server's own time per event, by statement, comes from the
+# pg_stat_statements module (loaded at start; part of Debian's
+# postgresql-15): its execution time summed over each plain PostgreSQL
+# round, divided by the events, so what the server does for one event
+# shows apart from the client and the host's noise.
+#
 # Environment (all optional):
 #   N=500000 (QUICK: 20000)  ROUNDS=3 (QUICK: 1)
 #   BENCH_CORE=1   the core of the benchmark process (the writer)
@@ -88,6 +94,7 @@ run_bench() {  # CORES OUT ARGS...: the benchmark on CORES, waited for (see benc
   [ "$rc" = 0 ] || { cat "$out" >&2; die "$ABENCH $* failed ($rc)"; }
 }
 
+PG_SETTINGS="shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all $PG_SETTINGS"
 pg_start "$PG_CORE"
 log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (pid $PG_PID, core $PG_CORE); temp dir $TMP"
 
@@ -107,6 +114,7 @@ count_sqlite() {  # DB FILE: audit events stored
 }
 
 : >"$TMP/runs.txt"
+: >"$TMP/statements.txt"
 CKPT=0  # checkpoints requested during the PostgreSQL appends (WAL volume: max_wal_size)
 for round in $(seq "$ROUNDS"); do
   # SQLite: a fresh file; the store is kept (RUNS 0) to count its rows, then removed.
@@ -132,12 +140,22 @@ for round in $(seq "$ROUNDS"); do
   # PostgreSQL: a fresh database; dropped once its rows are counted.
   db=bench_r$round
   pg_gatehouse_db "$db"
+  pg_sql "$db" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+  pg_sql "$db" "SELECT pg_stat_statements_reset()" >/dev/null
   ck0=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")
   run_bench "$BENCH_CORE" "$TMP/postgres-r$round.out" --postgres "$(pg_url "$db")" "$N" "$TMP" 0
   ck1=$(pg_sql postgres "SELECT checkpoints_req FROM pg_stat_bgwriter")
   CKPT=$((CKPT + ck1 - ck0))
   stored=$(pg_sql "$db" "SELECT count(*) FROM gatehouse.audit_events")
   echo "$round postgres stored=$stored $(grep '^append ' "$TMP/postgres-r$round.out")" >>"$TMP/runs.txt"
+  # The server's time per event by statement (the gateway's statements in
+  # this database; ours above and below are not in it, or negligible).
+  pg_sql "$db" "SELECT $round, total_exec_time / $N * 1000, calls,
+                       regexp_replace(left(query, 60), '[[:space:]]+', ' ', 'g')
+                FROM pg_stat_statements
+                WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'SELECT count(*)%'" \
+    >>"$TMP/statements.txt"
   log "round $round/$ROUNDS postgres: $(grep -o 'events_per_s=[^ ]*\|store_events_per_s=[^ ]*' "$TMP/postgres-r$round.out" | paste -sd' ' -) stored=$stored"
   pg_sql postgres "DROP DATABASE $db" >/dev/null
 
@@ -230,6 +248,21 @@ out.append(f"**PostgreSQL: {pg:,.0f} events/s** through the writer (chained and 
            f"{'met' if pg_store >= target else 'missed'} (store only). "
            f"PostgreSQL / SQLite in this run: {pg / med('sqlite', 'writer_events_per_s'):.2f} (writer), "
            f"{pg_store / med('sqlite', 'store_events_per_s'):.2f} (store only).")
+# The server's time per event by statement: the median over the rounds.
+per = {}
+for line in open(f"{env['TMP']}/statements.txt"):
+    rnd, us, calls, query = line.rstrip("\n").split("|", 3)
+    per.setdefault(query, {})[rnd] = float(us)
+if per:
+    rounds = int(env["ROUNDS"])
+    rows = sorted(((statistics.median(list(v.values()) + [0.0] * (rounds - len(v))), q)
+                   for q, v in per.items()), reverse=True)
+    total = sum(us for us, _ in rows)
+    out.append("")
+    out.append(f"The PostgreSQL server's time per event, by statement (pg_stat_statements' execution time "
+               f"over each plain PostgreSQL round / {n:,} events; medians): "
+               f"**{total:.2f} µs** in all, of which "
+               + "; ".join(f"{us:.2f} µs `{q.strip()}…`" for us, q in rows[:4] if us >= 0.005) + ".")
 bad = [f"{s} round {r['round']}: {r['stored']}" for s in runs for r in runs[s] if int(r["stored"]) != n]
 if bad:
     out.append("")
