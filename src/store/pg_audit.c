@@ -142,11 +142,12 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
     uint64_t upto;
     struct gh_pg_args a = {0};
     PGresult *r = NULL;
-    size_t k = from;
+    size_t k = from, gap = SIZE_MAX; /* the row (batch index) after a gap in the batch */
     int rc;
 
-    for (size_t i = from + 1; i < to; i++)
-        if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) goto stale;
+    for (size_t i = from + 1; i < to && gap == SIZE_MAX; i++)
+        if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) gap = b->order[i];
+    if (gap != SIZE_MAX) goto stale;
     if (strcmp(h->chain, first->chain) != 0 || first->seq > h->seq + 1) goto stale;
     /* Next to the head: it must chain from the head itself, not from an
      * event at that seq that the store no longer has (a failover that lost
@@ -176,9 +177,16 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
 stale:
     for (size_t i = from; i < to; i++)
         b->stored[b->order[i]] = false;
-    gh_err_set(err, NULL, 0, 0,
-               "audit append: seq %llu of chain %s does not follow its head (%llu)",
-               (unsigned long long)first->seq, first->chain, (unsigned long long)h->seq);
+    /* Named as the SQLite engine names it: the row, by its batch index. */
+    if (gap != SIZE_MAX)
+        gh_err_set(err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow seq %llu", gap,
+                   (unsigned long long)b->rows[gap].seq, b->rows[gap].chain,
+                   (unsigned long long)(b->rows[gap].seq - 1));
+    else
+        gh_err_set(err, NULL, 0, 0,
+                   "rows[%zu]: seq %llu of chain %s does not follow its head (%llu)",
+                   b->order[from], (unsigned long long)first->seq, first->chain,
+                   (unsigned long long)h->seq);
     return GH_STORE_CONFLICT;
 }
 

@@ -5,7 +5,8 @@ roles the gateway uses; a server restart in the middle of admin API calls
 (503 store_unavailable during the gap, no crash, no restart of the gateway);
 a two-host URL whose first host is closed; a failover to a promoted
 streaming standby, and a server turned read-only; two gateways appending to
-one audit chain at once; `gatehouse audit verify` against PostgreSQL.
+one audit chain at once; `gatehouse audit verify` against PostgreSQL; the
+store's own audit tests (tests/unit/store/test_audit_store.c) against it.
 
 The identity, limits and audit suites run against PostgreSQL too (the
 Makefile's second pass with GH_TEST_STORE=postgres)."""
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import free_port, gatehouse_bin, postgres_init
+from conftest import BIN, free_port, gatehouse_bin, postgres_init
 from identity_helpers import Admin, bootstrap, cli, cli_ok, http_call
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/postgresql/15/bin/postgres"),
@@ -48,6 +49,24 @@ def pg_store(pg_server, gatehouse):
     g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
     postgres_init(g.config_path, pg_server.admin_url(db))
     return g, db, url
+
+
+# ---------------------------------------------------------------- the store's own tests
+
+
+def test_audit_store_unit_tests_on_postgres(pg_server):
+    """The audit store's unit tests (append, stale heads, queries against a
+    brute-force filter, pagination during appends, heads, checkpoints, keys,
+    tenant scoping, validation) through store.h on a real server, a fresh
+    database each, as they run on SQLite in `make unit`."""
+    binary = os.path.join(os.path.dirname(BIN), "tests", "store", "test_audit_store")
+    assert os.path.exists(binary), f"{binary} is missing: make unit builds it"
+    env = dict(os.environ, GH_TEST_PG_SERVER=f"127.0.0.1:{pg_server.port}",
+               GH_TEST_PG_SUPERUSER="gh_super")
+    p = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-4000:]
+    assert "audit store on PostgreSQL" in out and "PASSED  ] 12 test(s)" in out, out[-4000:]
 
 
 # ---------------------------------------------------------------- init and roles
