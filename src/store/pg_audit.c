@@ -236,22 +236,25 @@ static size_t find_row(const struct batch *b, const char *chain, uint64_t seq)
 /* Inserts the rows not stored yet, in the batch's order, with one COPY in
  * the binary format (the cheapest way in for the server: no statement per
  * row, no text to scan; the writer's group commit on PostgreSQL depends on
- * it), then reads their rowids back: under the append lock no other writer
- * draws rowids, so the rows after the highest one before the COPY are
- * exactly this batch's. COPY has no ON CONFLICT: the heads were checked
- * under the lock, and a (chain, seq) taken all the same (a writer that
- * does not take the lock) fails the batch as CONFLICT. */
+ * it), then sets their rowids from the last one this session drew: COPY
+ * draws a row's rowid as it reads the row, in input order, and under the
+ * append lock no other session draws from the sequence (every writer
+ * appends under the lock: gh_pg__audit_append), so the batch's rows hold
+ * the <want> rowids up to it, one after the other. Reading the rows back
+ * took a twentieth of the server's time per event. COPY has no ON
+ * CONFLICT: the heads were checked under the lock, and a (chain, seq)
+ * taken all the same (a writer that does not take the lock) fails the
+ * batch as CONFLICT. */
 static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
 {
     static const char copy_sql[] =
         "COPY audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, "
         "request_id, hash, body, node) FROM STDIN (FORMAT binary)";
     struct gh_pg_array *buf = &b->buf;
-    struct gh_pg_args a = {0};
     PGresult *r = NULL;
     const char *data;
-    int64_t before;
-    size_t want = 0, got = 0;
+    int64_t rowid;
+    size_t want = 0;
     int rc;
 
     gh_pg_copy_reset(buf);
@@ -276,27 +279,14 @@ static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
     }
     if (want == 0) return GH_OK;
     if ((data = gh_pg_copy_end(buf)) == NULL) return oom(err);
-    rc = gh_pg__run(tx, GH_PG_AUDIT_MAX_ROWID, NULL, &r, err);
-    if (rc != GH_OK) return rc;
-    before = gh_pg__i64(r, 0, 0);
-    PQclear(r);
     rc = gh_pg__copy_in(tx, copy_sql, data, buf->len, err);
     if (rc != GH_OK) return rc;
-    gh_pg__arg_i64(&a, before);
-    rc = gh_pg__run(tx, GH_PG_AUDIT_ROWIDS_AFTER, &a, &r, err);
+    rc = gh_pg__run(tx, GH_PG_AUDIT_LAST_ROWID, NULL, &r, err);
     if (rc != GH_OK) return rc;
-    for (int i = 0; i < PQntuples(r); i++) {
-        size_t k = find_row(b, PQgetvalue(r, i, 0), (uint64_t)gh_pg__i64(r, i, 1));
-        if (k == SIZE_MAX || b->stored[k]) continue;
-        b->rows[k].rowid = gh_pg__i64(r, i, 2);
-        got++;
-    }
+    rowid = gh_pg__i64(r, 0, 0) - (int64_t)want;
     PQclear(r);
-    if (got != want)
-        return gh_err_set(err, NULL, 0, 0,
-                          "audit append: %zu of %zu rows found after the copy (a writer that does "
-                          "not take the append lock?)",
-                          got, want);
+    for (size_t i = 0; i < b->n; i++)
+        if (!b->stored[i]) b->rows[i].rowid = ++rowid;
     return GH_OK;
 }
 

@@ -149,10 +149,9 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * checked under the lock), and rowids are drawn in commit order (what
      * queries page by and the verifier's scan resumes from). */
     [GH_PG_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))",
-    /* Around the append's COPY, under the append lock (pg_audit.c). */
-    [GH_PG_AUDIT_MAX_ROWID] = "SELECT coalesce(max(rowid), 0) FROM audit_events",
-    [GH_PG_AUDIT_ROWIDS_AFTER] = "SELECT chain, seq, rowid FROM audit_events "
-                                 "WHERE rowid > $1::bigint ORDER BY rowid",
+    /* After the append's COPY, under the append lock (pg_audit.c): the
+     * last rowid this session drew. */
+    [GH_PG_AUDIT_LAST_ROWID] = "SELECT currval(pg_get_serial_sequence('audit_events', 'rowid'))",
     /* The head of each chain named in $1 (sorted as strcmp sorts: "C"), from
      * the hot rows, else from the archives (a chain wholly archived), else
      * (0, ''): read under the append lock, so it cannot move meanwhile. */
