@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "audit/archive.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/snapshot.h"
 
@@ -58,13 +59,7 @@ static void *archiver_main(void *arg)
         pthread_mutex_unlock(&a->lock);
         pass(a, snap);
         gh_snapshot_unref(snap);
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += ms / 1000;
-        deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        gh_deadline_ms(CLOCK_MONOTONIC, ms, &deadline);
         pthread_mutex_lock(&a->lock);
     }
     pthread_mutex_unlock(&a->lock);

@@ -159,12 +159,7 @@ static void wait_for_room(struct gh_audit_worker *aw, uint64_t head)
 {
     struct timespec until;
 
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += ROOM_WAIT_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    gh_deadline_ms(CLOCK_MONOTONIC, ROOM_WAIT_MS, &until);
     pthread_mutex_lock(&aw->mu);
     aw->room_wanted = true;
     /* Looked at again under <mu>: a tail moved before this is seen here,

@@ -1162,12 +1162,7 @@ static void *writer_main(void *arg)
         atomic_store(&s->sleeping, true);
         if (!work_waiting(s) && !atomic_load(&s->stop)) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += IDLE_WAIT_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            gh_deadline_ms(CLOCK_REALTIME, IDLE_WAIT_MS, &ts);
             pthread_cond_timedwait(&s->wake, &s->mu, &ts);
         }
         atomic_store(&s->sleeping, false);

@@ -59,17 +59,6 @@ struct gh_auth_service {
     bool refresher_running;
 };
 
-static void deadline_in(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* Two buffers, allocated once: workers fill one under the mutex while the
  * refresher writes the other to the store without holding it. */
 static void flush_touches(struct gh_auth_service *s)
@@ -181,7 +170,7 @@ static void *refresher_main(void *arg)
         struct gh_err err = {0};
 
         if (!s->poked) {
-            deadline_in(&ts, POLL_MS);
+            gh_deadline_ms(CLOCK_REALTIME, POLL_MS, &ts);
             pthread_cond_timedwait(&s->refresh_cv, &s->mu, &ts);
         }
         s->poked = false;

@@ -22,4 +22,17 @@ static inline uint64_t gh_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
 }
 
+/* Sets *out to <ms> milliseconds from now on <clock>: the deadline of a
+ * pthread_cond_timedwait on a condition variable of that clock. */
+static inline void gh_deadline_ms(clockid_t clock, uint64_t ms, struct timespec *out)
+{
+    clock_gettime(clock, out);
+    out->tv_sec += (time_t)(ms / 1000);
+    out->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}
+
 #endif

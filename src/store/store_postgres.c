@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "store/pg_int.h"
 
 #define DEFAULT_POOL 8
@@ -825,13 +826,7 @@ static struct gh_pg_conn *conn_acquire(struct gh_pg_store *s, struct gh_err *err
     struct timespec until;
     int w = 0;
 
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += s->wait_ms / 1000;
-    until.tv_nsec += (long)(s->wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    gh_deadline_ms(CLOCK_MONOTONIC, s->wait_ms, &until);
     pthread_mutex_lock(&s->pool_mu);
     for (;;) {
         for (unsigned i = 0; i < s->nconns && c == NULL; i++) {
