@@ -142,12 +142,17 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
     uint64_t upto;
     struct gh_pg_args a = {0};
     PGresult *r = NULL;
-    size_t k = from, gap = SIZE_MAX; /* the row (batch index) after a gap in the batch */
+    size_t k = from, bad = b->order[from]; /* the row a CONFLICT names (batch index) */
+    bool gap = false;
     int rc;
 
-    for (size_t i = from + 1; i < to && gap == SIZE_MAX; i++)
-        if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) gap = b->order[i];
-    if (gap != SIZE_MAX) goto stale;
+    for (size_t i = from + 1; i < to && !gap; i++)
+        if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) {
+            gap = true;
+            bad = b->order[i];
+            upto = b->rows[b->order[i - 1]].seq; /* the seq it should follow */
+        }
+    if (gap) goto stale;
     if (strcmp(h->chain, first->chain) != 0 || first->seq > h->seq + 1) goto stale;
     /* Next to the head: it must chain from the head itself, not from an
      * event at that seq that the store no longer has (a failover that lost
@@ -172,21 +177,23 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
         b->any_stored = true;
     }
     PQclear(r);
-    if (k < to && b->rows[b->order[k]].seq <= h->seq) goto stale;
+    if (k < to && b->rows[b->order[k]].seq <= h->seq) {
+        bad = b->order[k];
+        goto stale;
+    }
     return GH_OK;
 stale:
     for (size_t i = from; i < to; i++)
         b->stored[b->order[i]] = false;
     /* Named as the SQLite engine names it: the row, by its batch index. */
-    if (gap != SIZE_MAX)
-        gh_err_set(err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow seq %llu", gap,
-                   (unsigned long long)b->rows[gap].seq, b->rows[gap].chain,
-                   (unsigned long long)(b->rows[gap].seq - 1));
+    if (gap)
+        gh_err_set(err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow seq %llu", bad,
+                   (unsigned long long)b->rows[bad].seq, b->rows[bad].chain,
+                   (unsigned long long)upto);
     else
-        gh_err_set(err, NULL, 0, 0,
-                   "rows[%zu]: seq %llu of chain %s does not follow its head (%llu)",
-                   b->order[from], (unsigned long long)first->seq, first->chain,
-                   (unsigned long long)h->seq);
+        gh_err_set(
+            err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow its head (%llu)", bad,
+            (unsigned long long)b->rows[bad].seq, b->rows[bad].chain, (unsigned long long)h->seq);
     return GH_STORE_CONFLICT;
 }
 
@@ -254,6 +261,7 @@ static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
     PGresult *r = NULL;
     const char *data;
     int64_t rowid;
+    uint64_t copied = 0;
     size_t want = 0;
     int rc;
 
@@ -279,8 +287,11 @@ static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
     }
     if (want == 0) return GH_OK;
     if ((data = gh_pg_copy_end(buf)) == NULL) return oom(err);
-    rc = gh_pg__copy_in(tx, copy_sql, data, buf->len, err);
+    rc = gh_pg__copy_in(tx, copy_sql, data, buf->len, &copied, err);
     if (rc != GH_OK) return rc;
+    if (copied != want)
+        return gh_err_set(err, NULL, 0, 0, "audit append: COPY took %llu of %zu rows",
+                          (unsigned long long)copied, want);
     rc = gh_pg__run(tx, GH_PG_AUDIT_LAST_ROWID, NULL, &r, err);
     if (rc != GH_OK) return rc;
     rowid = gh_pg__i64(r, 0, 0) - (int64_t)want;

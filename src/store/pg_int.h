@@ -75,6 +75,7 @@ enum gh_pg_stmt {
     GH_PG_EVENT_LIST_TENANT,
     GH_PG_AUDIT_LOCK,
     GH_PG_AUDIT_LAST_ROWID,
+    GH_PG_AUDIT_SEQ_CHECK,
     GH_PG_AUDIT_HEADS_OF,
     GH_PG_AUDIT_HASHES,
     GH_PG_AUDIT_HASH_AT,
@@ -270,9 +271,10 @@ int gh_pg__run_sql(struct gh_pg_tx *tx, const char *name, const char *sql, const
                    struct gh_err *err);
 
 /* Runs `COPY ... FROM STDIN` <sql> in <tx> and sends the <len> bytes of
- * <data> (text format) as its input. Errors as gh_pg__run(). */
+ * <data> (in the format <sql> names) as its input; *rows gets the rows the
+ * server says it took. Errors as gh_pg__run(). */
 int gh_pg__copy_in(struct gh_pg_tx *tx, const char *sql, const char *data, size_t len,
-                   struct gh_err *err);
+                   uint64_t *rows, struct gh_err *err);
 
 /* Streams the rows of statement <id> to <row_cb> one at a time (libpq's
  * single-row mode: a walk of a million rows does not sit in memory). <row_cb>

@@ -584,6 +584,24 @@ int gh_pg__migrate(struct gh_store *st, int *applied, int *version, struct gh_er
     }
     if (rc == GH_OK) *version = (int)gh_pg__i64(r, 0, 0);
     PQclear(r);
+    r = NULL;
+    /* The audit append takes a batch's rowids as the last ones its session
+     * drew (pg_audit.c insert_rows), and rowids are the commit order across
+     * nodes: both hold only while the sequence gives each caller the next
+     * value, none cached ahead. A sequence altered by hand is refused here
+     * rather than found out by wrong rowids. */
+    if (rc == GH_OK && *version >= 4) {
+        rc = gh_pg__run(&tx, GH_PG_AUDIT_SEQ_CHECK, NULL, &r, err);
+        if (rc == GH_OK &&
+            (PQntuples(r) != 1 || gh_pg__i64(r, 0, 0) != 1 || gh_pg__i64(r, 0, 1) != 1))
+            rc = gh_err_set(err, NULL, 0, 0,
+                            "store: the sequence gatehouse.audit_events_rowid_seq must have "
+                            "INCREMENT 1 and CACHE 1 (audit rowids are the commit order, "
+                            "docs/postgres.md): found increment %s, cache %s",
+                            PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "none",
+                            PQntuples(r) == 1 ? PQgetvalue(r, 0, 1) : "none");
+        PQclear(r);
+    }
     rc = gh_pg__end(&tx, rc, err);
     if (rc != GH_OK) return rc;
     if (*version > NMIGRATIONS)

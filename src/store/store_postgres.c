@@ -152,7 +152,12 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))",
     /* After the append's COPY, under the append lock (pg_audit.c): the
      * last rowid this session drew. */
-    [GH_PG_AUDIT_LAST_ROWID] = "SELECT currval(pg_get_serial_sequence('audit_events', 'rowid'))",
+    [GH_PG_AUDIT_LAST_ROWID] = "SELECT currval('audit_events_rowid_seq')",
+    /* At start: that sequence must hand out 1, 2, 3... to whoever asks,
+     * with no values cached per session (pg_migrations.c gh_pg__migrate). */
+    [GH_PG_AUDIT_SEQ_CHECK] = "SELECT increment_by, cache_size FROM pg_sequences "
+                              "WHERE schemaname = 'gatehouse' "
+                              "AND sequencename = 'audit_events_rowid_seq'",
     /* The head of each chain named in $1 (sorted as strcmp sorts: "C"), from
      * the hot rows, else from the archives (a chain wholly archived), else
      * (0, ''): read under the append lock, so it cannot move meanwhile. */
@@ -653,12 +658,13 @@ int gh_pg__run_sql(struct gh_pg_tx *tx, const char *name, const char *sql, const
 }
 
 int gh_pg__copy_in(struct gh_pg_tx *tx, const char *sql, const char *data, size_t len,
-                   struct gh_err *err)
+                   uint64_t *rows, struct gh_err *err)
 {
     struct gh_pg_conn *c = tx->c;
     PGresult *r = PQexec(c->db, sql);
     int rc = GH_OK;
 
+    *rows = 0;
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         rc = failure(c, r, "copy", err);
         PQclear(r);
@@ -678,6 +684,7 @@ int gh_pg__copy_in(struct gh_pg_tx *tx, const char *sql, const char *data, size_
     if (PQputCopyEnd(c->db, NULL) != 1) return failure(c, NULL, "copy", err);
     while ((r = PQgetResult(c->db)) != NULL) {
         if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == GH_OK) rc = failure(c, r, "copy", err);
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) *rows = strtoull(PQcmdTuples(r), NULL, 10);
         PQclear(r);
     }
     return rc;
