@@ -94,7 +94,18 @@ run_bench() {  # CORES OUT ARGS...: the benchmark on CORES, waited for (see benc
   [ "$rc" = 0 ] || { cat "$out" >&2; die "$ABENCH $* failed ($rc)"; }
 }
 
-PG_SETTINGS="shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all $PG_SETTINGS"
+# pg_stat_statements joins whatever the caller preloads (a later -c of the
+# same name would replace ours). Top-level statements only.
+USER_PG_SETTINGS=$PG_SETTINGS
+preload=pg_stat_statements
+settings=()
+for kv in $PG_SETTINGS; do
+  case $kv in
+    shared_preload_libraries=*) preload="${kv#*=},$preload" ;;
+    *) settings+=("$kv") ;;
+  esac
+done
+PG_SETTINGS="${settings[*]:-} shared_preload_libraries=$preload"
 pg_start "$PG_CORE"
 log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (pid $PG_PID, core $PG_CORE); temp dir $TMP"
 
@@ -150,12 +161,13 @@ for round in $(seq "$ROUNDS"); do
   echo "$round postgres stored=$stored $(grep '^append ' "$TMP/postgres-r$round.out")" >>"$TMP/runs.txt"
   # The server's time per event by statement (the gateway's statements in
   # this database; ours above and below are not in it, or negligible).
-  pg_sql "$db" "SELECT $round, total_exec_time / $N * 1000, calls,
-                       regexp_replace(left(query, 60), '[[:space:]]+', ' ', 'g')
+  pg_sql "$db" "SELECT $round, sum(total_exec_time) / $N * 1000,
+                       regexp_replace(left(min(query), 60), '[[:space:]]+', ' ', 'g')
                 FROM pg_stat_statements
                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'SELECT count(*)%'" \
-    >>"$TMP/statements.txt"
+                  AND toplevel AND query NOT LIKE '%pg_stat_statements%'
+                  AND query NOT LIKE 'SELECT count(*)%'
+                GROUP BY queryid" >>"$TMP/statements.txt"
   log "round $round/$ROUNDS postgres: $(grep -o 'events_per_s=[^ ]*\|store_events_per_s=[^ ]*' "$TMP/postgres-r$round.out" | paste -sd' ' -) stored=$stored"
   pg_sql postgres "DROP DATABASE $db" >/dev/null
 
@@ -171,7 +183,7 @@ done
 pg_stop
 
 # ------------------------------------------------------------ report
-CMD="N=$N ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE${PG_SETTINGS:+ PG_SETTINGS=\"$PG_SETTINGS\"} bench/pg_audit.sh"
+CMD="N=$N ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE${USER_PG_SETTINGS:+ PG_SETTINGS=\"$USER_PG_SETTINGS\"} bench/pg_audit.sh"
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg-audit)"
 export TMP QUICK CMD COMMIT UPTIME N ROUNDS BENCH_CORE SERVICE_CORES PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
@@ -251,18 +263,20 @@ out.append(f"**PostgreSQL: {pg:,.0f} events/s** through the writer (chained and 
 # The server's time per event by statement: the median over the rounds.
 per = {}
 for line in open(f"{env['TMP']}/statements.txt"):
-    rnd, us, calls, query = line.rstrip("\n").split("|", 3)
-    per.setdefault(query, {})[rnd] = float(us)
+    rnd, us, query = line.rstrip("\n").split("|", 2)
+    q = per.setdefault(query, {})
+    q[rnd] = q.get(rnd, 0.0) + float(us)  # one text, several statements (roles)
 if per:
     rounds = int(env["ROUNDS"])
     rows = sorted(((statistics.median(list(v.values()) + [0.0] * (rounds - len(v))), q)
                    for q, v in per.items()), reverse=True)
     total = sum(us for us, _ in rows)
     out.append("")
-    out.append(f"The PostgreSQL server's time per event, by statement (pg_stat_statements' execution time "
-               f"over each plain PostgreSQL round / {n:,} events; medians): "
-               f"**{total:.2f} µs** in all, of which "
-               + "; ".join(f"{us:.2f} µs `{q.strip()}…`" for us, q in rows[:4] if us >= 0.005) + ".")
+    top = [f"{us:.2f} µs `{q.strip()}…`" for us, q in rows[:4] if us >= 0.005]
+    out.append(f"The PostgreSQL server's time per event, by statement (pg_stat_statements, loaded for "
+               f"this run, its cost in every PostgreSQL figure above: top-level execution time over "
+               f"each plain PostgreSQL round / {n:,} events; medians): **{total:.2f} µs** in all"
+               + (", of which " + "; ".join(top) if top else "") + ".")
 bad = [f"{s} round {r['round']}: {r['stored']}" for s in runs for r in runs[s] if int(r["stored"]) != n]
 if bad:
     out.append("")
