@@ -149,11 +149,13 @@ static bool ring_full(struct gh_audit_worker *aw, uint64_t head)
 }
 
 /* Sleeps until the writer gives slots back (gh_audit_worker_report_, right
- * after it moves the tail), or for ROOM_WAIT_MS at most: a worker whose
- * ring is full sleeps through the commit it waits for instead of waking
- * every 100 us to look (which took a share of a core shared with the
- * store's server), and goes on as soon as the room is there. */
-#define ROOM_WAIT_MS 10
+ * after it moves the tail), or for ROOM_WAIT_MS at most (the caller looks
+ * again; only a batch put back or in doubt leaves the tail where it was,
+ * and then there is no room to find): a worker whose ring is full sleeps
+ * through the commit it waits for instead of waking every 100 us to look
+ * (which took a share of a core shared with the store's server), and goes
+ * on as soon as the room is there. */
+#define ROOM_WAIT_MS 100
 
 static void wait_for_room(struct gh_audit_worker *aw, uint64_t head)
 {

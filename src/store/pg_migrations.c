@@ -168,6 +168,8 @@ static const struct migration migrations[] = {
      "  created_at bigint NOT NULL);"
      "GRANT SELECT, INSERT, DELETE ON audit_events TO gatehouse_operator;"
      "GRANT SELECT ON audit_events TO gatehouse_tenant;"
+     /* SELECT on the sequence: pg_dump, and currval, from which the
+      * audit append takes a batch's rowids (pg_audit.c insert_rows). */
      "GRANT SELECT ON SEQUENCE audit_events_rowid_seq TO gatehouse_operator;"
      "GRANT SELECT, INSERT ON audit_checkpoints, audit_keys TO gatehouse_operator;" TENANT_POLICY(
          "audit_events", "tenant_id")},
