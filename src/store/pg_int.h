@@ -174,11 +174,15 @@ enum gh_pg_stmt {
 /* Audit queries: one statement per combination of filters (pg_audit.c). */
 #define GH_PG_AUDIT_QUERY_VARIANTS 1024 /* GH_AQ_SHAPES in store_int.h */
 
+struct gh_pg_store;
+
 struct gh_pg_conn {
-    bool busy;  /* under the pool's <pool_mu>: an op holds it */
-    PGconn *db; /* NULL until first use, and after a failed reconnect */
-    bool stale; /* the server said it cannot serve us (a standby now, shutting down):
-                   the next op reconnects, though the socket is still up */
+    bool busy;                 /* under the pool's <pool_mu>: an op holds it */
+    PGconn *db;                /* NULL until first use, and after a failed reconnect */
+    bool stale;                /* the server said it cannot serve us (a standby now, shutting down):
+                                  the next op reconnects, though the socket is still up */
+    unsigned gen;              /* the pool's <gen> when this session connected */
+    struct gh_pg_store *owner; /* the pool it belongs to */
     bool prepared[GH_PG__COUNT];
     bool query_prepared[GH_PG_AUDIT_QUERY_VARIANTS];
 };
@@ -193,6 +197,11 @@ struct gh_pg_store {
      * when one is given back. */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
+    /* Moves on whenever a session finds that its server cannot serve us
+     * (failure(): a failover, a server shutting down): every session
+     * connected before is connected again at its next use, so the idle
+     * ones do not each fail an op of their own on the old server first. */
+    _Atomic unsigned gen;
     unsigned wait_ms; /* longest wait for a free connection */
     /* The webhook claimer's liveness (pg_webhooks.c): a session of its own
      * holding an advisory lock named after the owner of this process's

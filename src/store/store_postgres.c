@@ -605,8 +605,10 @@ static int failure(struct gh_pg_conn *c, const PGresult *r, const char *what, st
     if (lost(c->db, r)) {
         /* A session on a server turned standby (a failover) would fail
          * every write from now on: the next op connects again, and
-         * target_session_attrs=read-write finds the new primary. */
+         * target_session_attrs=read-write finds the new primary; so do
+         * the pool's other sessions, at their next use (<gen>). */
         c->stale = true;
+        atomic_fetch_add(&c->owner->gen, 1);
         gh_err_set(err, NULL, 0, 0, "store: %s: PostgreSQL unavailable: %.200s", what, msg);
         return GH_STORE_UNAVAILABLE;
     }
@@ -806,10 +808,14 @@ int gh_pg__connect(const char *url, const char *app, PGconn **out, struct gh_err
 /* (Re)connects <c> when it has no live connection. */
 static int conn_ready(struct gh_pg_store *s, struct gh_pg_conn *c, struct gh_err *err)
 {
-    if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale) return GH_OK;
+    unsigned gen = atomic_load(&s->gen);
+
+    if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale && c->gen == gen)
+        return GH_OK;
     if (c->db != NULL) PQfinish(c->db);
     c->db = NULL;
     c->stale = false;
+    c->gen = gen;
     /* A new session: nothing is prepared on it. */
     memset(c->prepared, 0, sizeof(c->prepared));
     memset(c->query_prepared, 0, sizeof(c->query_prepared));
@@ -1028,6 +1034,8 @@ static int pg_open(const struct gh_store_params *p, struct gh_store **out, struc
         free(s);
         return gh_err_set(err, NULL, 0, 0, "store: out of memory");
     }
+    for (unsigned i = 0; i < n; i++)
+        s->conns[i].owner = s;
     pthread_mutex_init(&s->pool_mu, NULL);
     {
         pthread_condattr_t ca;

@@ -529,6 +529,55 @@ def test_failover_to_a_promoted_standby(pg_server, gatehouse):
         primary.cleanup()
 
 
+def test_after_a_failover_idle_sessions_reconnect_before_use(pg_server, gatehouse):
+    """A failover whose old primary stays up, read-only (fenced off with
+    default_transaction_read_only): the pooled sessions still connected to
+    it keep their sockets. The first op that meets it fails (503 if it is an
+    admin call); then every other session of the pool connects again before
+    its next use (to the promoted standby), so none of them fails an op of
+    its own there."""
+    primary = pg_helpers.start_server()
+    standby = None
+    try:
+        db, _ = primary.new_database()
+        url = (f"postgresql://gatehouse@127.0.0.1:{free_port()},"
+               f"127.0.0.1:{primary.port}/{db}?target_session_attrs=read-write")
+        g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
+        postgres_init(g.config_path, primary.admin_url(db))
+        key, _, _ = bootstrap(g)
+        standby = pg_helpers.PgServer().standby_of(primary).start()
+        url = url.replace(url.split("@")[1].split(",")[0], f"127.0.0.1:{standby.port}")
+        g.write_config(pg_config(g, url))
+        g.start()
+        admin = Admin(g, key)
+        for i in range(10):
+            admin.create_tenant(f"before-{i}")
+        sessions = int(primary.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                    f"'{db}' AND application_name = 'gatehouse'")[0][0])
+        assert sessions >= 2, sessions  # the admin call's and the audit writer's at least
+        # The standby takes over (promoted, writable), then the old primary
+        # turns read-only under the sessions still connected to it.
+        standby.promote()
+        assert standby.psql("SELECT pg_is_in_recovery()") == [["f"]]
+        primary.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+        primary.psql("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the sessions take the reload before their next statement
+        statuses = [admin.call("POST", "/v1/tenants", {"name": f"after-{i}"}).status
+                    for i in range(20)]
+        # One op meets the old primary (an admin call's, or a background
+        # thread's); then no other session does.
+        assert statuses.count(503) <= 1 and statuses[-10:] == [201] * 10, statuses
+        # The old primary refused one write in all: the sessions that had
+        # not met it connected again before their next use (3 refusals when
+        # each had to fail once first).
+        assert primary.log().count("read-only transaction") == 1, primary.log()
+        assert g.proc.poll() is None
+    finally:
+        if standby is not None:
+            standby.cleanup()
+        primary.cleanup()
+
+
 # ---------------------------------------------------------------- busy server: timeouts
 
 
