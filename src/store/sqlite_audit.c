@@ -109,28 +109,48 @@ static int check_prev(struct gh_sqlite_conn *c, const struct gh_store_audit_row 
     return rc;
 }
 
-static int insert_row(struct gh_sqlite_conn *c, struct gh_store_audit_row *r, struct gh_err *err)
+/* Binds row <r> as the row starting at parameter <first> of <s>. */
+static void bind_row(sqlite3_stmt *s, int first, const struct gh_store_audit_row *r)
 {
-    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_AUDIT_INSERT, err);
+    gh_sqlite__bind_text(s, first, r->chain);
+    sqlite3_bind_int64(s, first + 1, (int64_t)r->seq);
+    gh_sqlite__bind_text(s, first + 2, r->id);
+    sqlite3_bind_int64(s, first + 3, r->time_us);
+    gh_sqlite__bind_text(s, first + 4, r->tenant_id);
+    gh_sqlite__bind_text(s, first + 5, r->actor);
+    gh_sqlite__bind_text(s, first + 6, r->action);
+    gh_sqlite__bind_text(s, first + 7, r->resource);
+    gh_sqlite__bind_text(s, first + 8, r->outcome);
+    gh_sqlite__bind_text(s, first + 9, r->request_id);
+    gh_sqlite__bind_text(s, first + 10, r->hash);
+    sqlite3_bind_text(s, first + 11, r->body, (int)r->body_len, SQLITE_STATIC);
+    gh_sqlite__bind_text(s, first + 12, r->node);
+}
+
+#define ROW_PARAMS 13
+
+/* Inserts the <n> rows at <rows> (1 or GH_SQ_AUDIT_GROUP of them) with
+ * one statement and sets their rowids. Within one statement the rows get
+ * consecutive rowids in VALUES order: AUTOINCREMENT gives each the largest
+ * so far plus one, and this connection is the only writer (an overflow is
+ * SQLITE_FULL, never a reused rowid). */
+static int insert_rows(struct gh_sqlite_conn *c, struct gh_store_audit_row *rows, size_t n,
+                       struct gh_err *err)
+{
+    sqlite3_stmt *s =
+        gh_sqlite__stmt(c, n == 1 ? GH_SQ_AUDIT_INSERT : GH_SQ_AUDIT_INSERT_GROUP, err);
+    int64_t last;
     int rc;
 
     if (s == NULL) return GH_ERROR;
-    gh_sqlite__bind_text(s, 1, r->chain);
-    sqlite3_bind_int64(s, 2, (int64_t)r->seq);
-    gh_sqlite__bind_text(s, 3, r->id);
-    sqlite3_bind_int64(s, 4, r->time_us);
-    gh_sqlite__bind_text(s, 5, r->tenant_id);
-    gh_sqlite__bind_text(s, 6, r->actor);
-    gh_sqlite__bind_text(s, 7, r->action);
-    gh_sqlite__bind_text(s, 8, r->resource);
-    gh_sqlite__bind_text(s, 9, r->outcome);
-    gh_sqlite__bind_text(s, 10, r->request_id);
-    gh_sqlite__bind_text(s, 11, r->hash);
-    sqlite3_bind_text(s, 12, r->body, (int)r->body_len, SQLITE_STATIC);
-    gh_sqlite__bind_text(s, 13, r->node);
+    for (size_t j = 0; j < n; j++)
+        bind_row(s, 1 + (int)j * ROW_PARAMS, &rows[j]);
     rc = gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit append", err));
-    if (rc == GH_OK) r->rowid = sqlite3_last_insert_rowid(c->db);
-    return rc;
+    if (rc != GH_OK) return rc;
+    last = sqlite3_last_insert_rowid(c->db);
+    for (size_t j = 0; j < n; j++)
+        rows[j].rowid = last - (int64_t)(n - 1 - j);
+    return GH_OK;
 }
 
 /* A checkpoint must name a stored event by its hash: INVALID otherwise. */
@@ -195,7 +215,28 @@ static uint64_t *batch_head(struct batch_heads *b, const char *chain)
     return NULL;
 }
 
-/* <rechain> is not used: one SQLite file has one gateway process writing
+/* Whether a row of <pending> (not inserted yet) is (chain, seq) of <r>'s
+ * predecessor. */
+static bool pending_has_prev(const struct gh_store_audit_row *pending, size_t n,
+                             const struct gh_store_audit_row *r)
+{
+    for (size_t j = 0; j < n; j++)
+        if (pending[j].seq + 1 == r->seq && strcmp(pending[j].chain, r->chain) == 0) return true;
+    return false;
+}
+
+/* The rows go in by groups of GH_SQ_AUDIT_GROUP, one statement each: a
+ * statement opens the table's and each index's cursors once for all its
+ * rows, so an index whose keys grow (time, rowid, request id) takes each
+ * row at its last page without a seek from the root, and AUTOINCREMENT's
+ * counter is written once per statement instead of per row (5% less CPU
+ * per event in the store call, 7 of 8 interleaved pairs; bench/RESULTS.md).
+ * A row is checked before it joins the group: its predecessor is earlier
+ * in the batch (inserted, or in the group) or in the store; the store is
+ * asked only after the group is looked through, so a row is never judged
+ * against what the group has not written yet.
+ *
+ * <rechain> is not used: one SQLite file has one gateway process writing
  * its audit log (the CLI's rare appends meet CONFLICT and the writer's own
  * retry), and the write transaction is the lock. */
 int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
@@ -204,8 +245,8 @@ int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
-    size_t ncp = *ncp_io;
-    struct batch_heads heads; /* 4 KiB: the stack, not the heap */
+    size_t ncp = *ncp_io, group = 0; /* rows[group..i) wait for their statement */
+    struct batch_heads heads;        /* 4 KiB: the stack, not the heap */
     int rc;
 
     (void)rechain;
@@ -214,12 +255,19 @@ int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows
     if (rc != GH_OK) return rc;
     for (size_t i = 0; rc == GH_OK && i < n; i++) {
         uint64_t *head = batch_head(&heads, rows[i].chain);
-        /* A predecessor inserted earlier in this batch: no lookup. */
+        /* A predecessor earlier in this batch: no lookup. */
         bool follows = head != NULL && *head > 0 && *head + 1 == rows[i].seq;
-        if (rows[i].seq > 1 && !follows) rc = check_prev(c, &rows[i], i, err);
-        if (rc == GH_OK) rc = insert_row(c, &rows[i], err);
-        if (rc == GH_OK && head != NULL) *head = rows[i].seq;
+        if (rows[i].seq > 1 && !follows && !pending_has_prev(rows + group, i - group, &rows[i]))
+            rc = check_prev(c, &rows[i], i, err);
+        if (rc != GH_OK) break;
+        if (head != NULL) *head = rows[i].seq;
+        if (i + 1 - group == GH_SQ_AUDIT_GROUP) {
+            rc = insert_rows(c, rows + group, GH_SQ_AUDIT_GROUP, err);
+            group = i + 1;
+        }
     }
+    for (; rc == GH_OK && group < n; group++)
+        rc = insert_rows(c, rows + group, 1, err);
     for (size_t i = 0; rc == GH_OK && i < ncp; i++)
         rc = insert_checkpoint(c, &cps[i], i, err);
     rc = gh_sqlite__write_end(ss, rc, err);

@@ -16,6 +16,9 @@
 
 #include "store/store.h"
 
+/* Audit rows per GH_SQ_AUDIT_INSERT_GROUP statement (sqlite_audit.c). */
+#define GH_SQ_AUDIT_GROUP 64
+
 /* Every statement the store runs; the SQL text of each is in store_sqlite.c. */
 enum gh_sqlite_stmt {
     GH_SQ_BEGIN,
@@ -60,6 +63,7 @@ enum gh_sqlite_stmt {
     GH_SQ_MMAP_ON,
     GH_SQ_MMAP_OFF,
     GH_SQ_AUDIT_INSERT,
+    GH_SQ_AUDIT_INSERT_GROUP, /* GH_SQ_AUDIT_GROUP rows in one statement */
     GH_SQ_AUDIT_PREV_EXISTS,
     GH_SQ_AUDIT_HASH_AT,
     GH_SQ_AUDIT_CP_INSERT,

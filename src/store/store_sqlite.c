@@ -42,6 +42,14 @@
 
 /* Every statement, bound with ?N parameters only: no SQL is built from
  * strings at run time. */
+
+/* The placeholders of audit rows, 13 each, for GH_SQ_AUDIT_INSERT_GROUP. */
+#define AUDIT_ROW_1   "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define AUDIT_ROWS_4  AUDIT_ROW_1 "," AUDIT_ROW_1 "," AUDIT_ROW_1 "," AUDIT_ROW_1
+#define AUDIT_ROWS_16 AUDIT_ROWS_4 "," AUDIT_ROWS_4 "," AUDIT_ROWS_4 "," AUDIT_ROWS_4
+#define AUDIT_ROWS_32 AUDIT_ROWS_16 "," AUDIT_ROWS_16
+_Static_assert(GH_SQ_AUDIT_GROUP == 64, "the group statement holds 64 rows");
+
 static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_BEGIN] = "BEGIN",
     [GH_SQ_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -129,6 +137,11 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_AUDIT_INSERT] = "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, "
                            "action, resource, outcome, request_id, hash, body, node) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    /* GH_SQ_AUDIT_GROUP rows of the statement above at once (sqlite_audit.c
+     * says why); the rows' parameters follow one another, 13 each. */
+    [GH_SQ_AUDIT_INSERT_GROUP] =
+        "INSERT INTO audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, "
+        "outcome, request_id, hash, body, node) VALUES " AUDIT_ROWS_32 "," AUDIT_ROWS_32,
     /* The predecessor may have been archived (the whole chain, even). */
     [GH_SQ_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = ?1 AND seq = ?2 "
                                 "UNION ALL SELECT 1 FROM audit_archives "

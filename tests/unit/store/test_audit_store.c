@@ -392,6 +392,84 @@ static void test_interleaved_batch(void **state)
     free(rows);
 }
 
+/* Rows go in by groups of 64 per statement on SQLite (sqlite_audit.c):
+ * rowids must still follow the batch's order, a row whose predecessor
+ * waits in the same group (not yet written) must be accepted, also for
+ * chains beyond what the append's table of batch heads holds (256), and a
+ * gap inside a group or after it must fail the whole batch. */
+static void test_groups_of_rows(void **state)
+{
+    enum { MANY = 400 };
+    struct fixture *f = *state;
+    struct gh_store_audit_row *rows = calloc(2 * MANY, sizeof(*rows)), tmpl;
+    struct gh_err err = {0};
+    struct all a;
+    size_t n = 0;
+
+    /* 150 rows over the fixture's chains: two groups and 22 rows alone. */
+    for (int i = 0; i < 150; i++)
+        next_row(f, i % NCHAINS, &rows[i]);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 150, NULL, 0, &err), GH_OK);
+    load_all(f, &a);
+    assert_int_equal(a.n, 150);
+    for (int i = 0; i < 150; i++) {
+        assert_int_equal(a.rows[i].rowid, rows[i].rowid);
+        assert_string_equal(a.rows[i].chain, rows[i].chain);
+        assert_int_equal(a.rows[i].seq, rows[i].seq);
+        assert_string_equal(a.rows[i].hash, rows[i].hash);
+    }
+    free(a.rows);
+
+    /* MANY chains (the store does not recompute hashes: one event will do,
+     * each naming the same hash as its predecessor's, which PostgreSQL
+     * compares with a head), seq 1 of each, then seqs 2 and 3 of each side
+     * by side. */
+    tmpl = rows[0];
+    memcpy(tmpl.prev_hash, tmpl.hash, sizeof(tmpl.prev_hash));
+    for (int c = 0; c < MANY; c++) {
+        rows[c] = tmpl;
+        snprintf(rows[c].chain, sizeof(rows[c].chain), "tn_many%04d", c);
+        rows[c].seq = 1;
+    }
+    assert_int_equal(gh_store_audit_append(f->st, rows, MANY, NULL, 0, &err), GH_OK);
+    for (int c = 0; c < MANY; c++)
+        for (uint64_t seq = 2; seq <= 3; seq++, n++) {
+            rows[n] = tmpl;
+            snprintf(rows[n].chain, sizeof(rows[n].chain), "tn_many%04d", c);
+            rows[n].seq = seq;
+        }
+    if (gh_store_audit_append(f->st, rows, n, NULL, 0, &err) != GH_OK)
+        fail_msg("append: %s", err.msg);
+    load_all(f, &a);
+    assert_int_equal(a.n, 150 + 3 * MANY);
+    for (size_t i = 0; i < n; i++) {
+        const struct gh_store_audit_row *got = &a.rows[150 + MANY + i];
+        assert_int_equal(got->rowid, rows[i].rowid);
+        assert_string_equal(got->chain, rows[i].chain);
+        assert_int_equal(got->seq, rows[i].seq);
+    }
+    free(a.rows);
+
+    /* A gap inside the first group (rows 0-63, not written yet when the gap
+     * is seen) and one among the rows after it: nothing of the batch stays. */
+    for (size_t gap = 40; gap <= 90; gap += 50) {
+        char want[16];
+        for (size_t i = 0; i < 100; i++) {
+            rows[i] = tmpl;
+            snprintf(rows[i].chain, sizeof(rows[i].chain), "tn_many0007");
+            rows[i].seq = 4 + i + (i >= gap);
+        }
+        assert_int_equal(gh_store_audit_append(f->st, rows, 100, NULL, 0, &err), GH_STORE_CONFLICT);
+        snprintf(want, sizeof(want), "rows[%zu]", gap);
+        assert_non_null(strstr(err.msg, want));
+        assert_int_equal(rows[0].rowid, 0);
+        load_all(f, &a);
+        assert_int_equal(a.n, 150 + 3 * MANY);
+        free(a.rows);
+    }
+    free(rows);
+}
+
 /* A batch sent again after an answer that never came: its rows already
  * stored with their hash. PostgreSQL, whose commit can be cut with the
  * outcome unknown, takes them as stored and adds the rest (store.h); both
@@ -964,6 +1042,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interleaved_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_sent_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups_of_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_brute_force, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_by_time_during_appends, setup, teardown),
