@@ -220,8 +220,8 @@ out.append(f"- the writer: `build/audit_verify_bench [--postgres URL] {n} DIR 0`
            f"`gh_store_audit_append` in batches of 1,000 (one transaction and one durable commit each); "
            f"a fresh store per round; stores interleaved, {env['ROUNDS']} round(s), medians")
 out.append("")
-out.append("| store | events/s (events made, chained, appended) | events/s (the writer: chained, appended) | events/s (gh_store_audit_append only) | seconds | events stored of sent | spread |")
-out.append("|---|---:|---:|---:|---:|---:|---:|")
+out.append("| store | events/s (events made, chained, appended) | events/s (the writer: chained, appended) | events/s (gh_store_audit_append only) | CPU µs per event in gh_store_audit_append (this process) | seconds | events stored of sent | spread |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
 for store in ("sqlite", "postgres"):
     rs = runs[store]
     vals = [float(r["events_per_s"]) for r in rs]
@@ -229,7 +229,8 @@ for store in ("sqlite", "postgres"):
     stored = ", ".join(f"{int(r['stored']):,}" for r in rs)
     out.append(f"| {'SQLite (WAL)' if store == 'sqlite' else 'PostgreSQL'} | {med(store, 'events_per_s'):,.0f} | "
                f"{med(store, 'writer_events_per_s'):,.0f} | "
-               f"{med(store, 'store_events_per_s'):,.0f} | {med(store, 'seconds'):.2f} | "
+               f"{med(store, 'store_events_per_s'):,.0f} | {med(store, 'store_cpu_us_per_event'):.2f} | "
+               f"{med(store, 'seconds'):.2f} | "
                f"{stored} of {n:,} each | {spread} |")
 out.append("")
 out.append(f"Through the audit service (`--service`: each event made into a worker's ring, the writer "
