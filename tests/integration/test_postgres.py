@@ -10,6 +10,7 @@ store's own audit tests (tests/unit/store/test_audit_store.c) against it.
 
 The identity, limits and audit suites run against PostgreSQL too (the
 Makefile's second pass with GH_TEST_STORE=postgres)."""
+import contextlib
 import os
 import re
 import subprocess
@@ -486,12 +487,11 @@ def test_a_server_turned_read_only_is_left_for_a_writable_one(pg_server, gatehou
     assert g.proc.poll() is None
 
 
-def test_failover_to_a_promoted_standby(pg_server, gatehouse):
-    """A real failover: a primary and its streaming standby, the URL naming
-    the standby first with target_session_attrs=read-write (so the gateway
-    starts on the primary); the primary stops, the standby is promoted, and
-    the gateway writes to it without a restart (503 in between)."""
-    import pg_helpers
+@contextlib.contextmanager
+def _on_a_primary_with_a_standby(gatehouse):
+    """A primary and its streaming standby, and a gatehouse (started) whose
+    URL names the standby first with target_session_attrs=read-write, so it
+    starts on the primary. Yields (primary, standby, g, admin, db)."""
     primary = pg_helpers.start_server()
     standby = None
     try:
@@ -506,7 +506,17 @@ def test_failover_to_a_promoted_standby(pg_server, gatehouse):
         url = url.replace(url.split("@")[1].split(",")[0], f"127.0.0.1:{standby.port}")
         g.write_config(pg_config(g, url))
         g.start()
-        admin = Admin(g, key)
+        yield primary, standby, g, Admin(g, key), db
+    finally:
+        if standby is not None:
+            standby.cleanup()
+        primary.cleanup()
+
+
+def test_failover_to_a_promoted_standby(pg_server, gatehouse):
+    """A real failover: the primary stops, the standby is promoted, and the
+    gateway writes to it without a restart (503 in between)."""
+    with _on_a_primary_with_a_standby(gatehouse) as (primary, standby, g, admin, db):
         first = admin.create_tenant("on-primary")
         primary.stop()
         r = admin.call("POST", "/v1/tenants", {"name": "in-the-gap"})
@@ -523,10 +533,6 @@ def test_failover_to_a_promoted_standby(pg_server, gatehouse):
         names = {t["name"] for page in admin.walk("/v1/tenants", 200) for t in page}
         assert {"on-primary", "on-standby"} <= names and first["id"]
         assert g.proc.poll() is None
-    finally:
-        if standby is not None:
-            standby.cleanup()
-        primary.cleanup()
 
 
 def test_after_a_failover_idle_sessions_reconnect_before_use(pg_server, gatehouse):
@@ -536,20 +542,7 @@ def test_after_a_failover_idle_sessions_reconnect_before_use(pg_server, gatehous
     admin call); then every other session of the pool connects again before
     its next use (to the promoted standby), so none of them fails an op of
     its own there."""
-    primary = pg_helpers.start_server()
-    standby = None
-    try:
-        db, _ = primary.new_database()
-        url = (f"postgresql://gatehouse@127.0.0.1:{free_port()},"
-               f"127.0.0.1:{primary.port}/{db}?target_session_attrs=read-write")
-        g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
-        postgres_init(g.config_path, primary.admin_url(db))
-        key, _, _ = bootstrap(g)
-        standby = pg_helpers.PgServer().standby_of(primary).start()
-        url = url.replace(url.split("@")[1].split(",")[0], f"127.0.0.1:{standby.port}")
-        g.write_config(pg_config(g, url))
-        g.start()
-        admin = Admin(g, key)
+    with _on_a_primary_with_a_standby(gatehouse) as (primary, standby, g, admin, db):
         for i in range(10):
             admin.create_tenant(f"before-{i}")
         sessions = int(primary.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = "
@@ -572,10 +565,6 @@ def test_after_a_failover_idle_sessions_reconnect_before_use(pg_server, gatehous
         # each had to fail once first).
         assert primary.log().count("read-only transaction") == 1, primary.log()
         assert g.proc.poll() is None
-    finally:
-        if standby is not None:
-            standby.cleanup()
-        primary.cleanup()
 
 
 # ---------------------------------------------------------------- busy server: timeouts
