@@ -155,7 +155,7 @@ static bool ring_full(struct gh_audit_worker *aw, uint64_t head)
  * through the commit it waits for instead of waking every 100 us to look
  * (which took a share of a core shared with the store's server), and goes
  * on as soon as the room is there. */
-#define ROOM_WAIT_MS 100
+#define ROOM_WAIT_MS 1000
 
 static void wait_for_room(struct gh_audit_worker *aw, uint64_t head)
 {

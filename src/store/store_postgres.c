@@ -608,7 +608,11 @@ static int failure(struct gh_pg_conn *c, const PGresult *r, const char *what, st
          * target_session_attrs=read-write finds the new primary; so do
          * the pool's other sessions, at their next use (<gen>). */
         c->stale = true;
-        atomic_fetch_add(&c->owner->gen, 1);
+        /* Only a session of the current generation moves it on: the ops
+         * still in flight on the old server when the first one failed do
+         * not send the sessions just reconnected round again. */
+        unsigned mine = c->gen;
+        atomic_compare_exchange_strong(&c->owner->gen, &mine, c->gen + 1);
         gh_err_set(err, NULL, 0, 0, "store: %s: PostgreSQL unavailable: %.200s", what, msg);
         return GH_STORE_UNAVAILABLE;
     }
@@ -906,7 +910,8 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
         return gh_err_set(err, NULL, 0, 0, "store: a tenant-scoped call without a tenant");
     c = conn_acquire(s, err);
     if (c == NULL) return GH_STORE_UNAVAILABLE;
-    was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale;
+    was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale &&
+             c->gen == atomic_load(&s->gen);
     tx->s = s;
     tx->c = c;
     tx->snapshot = snapshot;

@@ -637,9 +637,9 @@ static int sluggish_append(struct gh_store *st, struct gh_store_audit_row *rows,
  * ring of 64, batches of 32, commits of 20 ms, 640 events, so the worker
  * waits about 0.4 s in all. It must not spend that time waking up to look
  * (a core it shares with the store's server), it must go on as soon as
- * the room is there (woken, not at its 100 ms timeout: 0.9 s in all when
- * the writer's signal was left out, 0.4 s with it), and every event must
- * be stored. */
+ * the room is there (woken, not at its 1 s timeout: several seconds in
+ * all when the writer's signal was left out, 0.4 s with it), and every
+ * event must be stored. */
 static void test_full_ring_waits_without_spinning(void **state)
 {
     struct fixture *f = *state;
@@ -680,8 +680,8 @@ static void test_full_ring_waits_without_spinning(void **state)
                   (double)wall_ns / 1e9, (double)cpu_ns / 1e6,
                   (unsigned long long)st.producer_waits);
     assert_true(st.producer_waits > 0);
-    assert_true(wall_ns > 200000000ull); /* it did wait for the commits */
-    assert_true(wall_ns < 700000000ull); /* and was woken when room came */
+    assert_true(wall_ns > 200000000ull);  /* it did wait for the commits */
+    assert_true(wall_ns < 1500000000ull); /* and was woken when room came */
     /* Looking every 100 us for 0.4 s took about 10 ms of CPU here. */
     assert_true(cpu_ns < 3000000ull);
     verify_counts(f->st, &c);
