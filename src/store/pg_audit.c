@@ -143,16 +143,15 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
     struct gh_pg_args a = {0};
     PGresult *r = NULL;
     size_t k = from, bad = b->order[from]; /* the row a CONFLICT names (batch index) */
-    bool gap = false;
+    size_t gap = 0;                        /* in order[]: the row after a gap, if any */
     int rc;
 
-    for (size_t i = from + 1; i < to && !gap; i++)
-        if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) {
-            gap = true;
-            bad = b->order[i];
-            upto = b->rows[b->order[i - 1]].seq; /* the seq it should follow */
-        }
-    if (gap) goto stale;
+    for (size_t i = from + 1; i < to && gap == 0; i++)
+        if (b->rows[b->order[i]].seq != b->rows[b->order[i - 1]].seq + 1) gap = i;
+    if (gap) {
+        bad = b->order[gap];
+        goto stale;
+    }
     if (strcmp(h->chain, first->chain) != 0 || first->seq > h->seq + 1) goto stale;
     /* Next to the head: it must chain from the head itself, not from an
      * event at that seq that the store no longer has (a failover that lost
@@ -189,7 +188,7 @@ stale:
     if (gap)
         gh_err_set(err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow seq %llu", bad,
                    (unsigned long long)b->rows[bad].seq, b->rows[bad].chain,
-                   (unsigned long long)upto);
+                   (unsigned long long)b->rows[b->order[gap - 1]].seq);
     else
         gh_err_set(
             err, NULL, 0, 0, "rows[%zu]: seq %llu of chain %s does not follow its head (%llu)", bad,

@@ -179,9 +179,8 @@ struct gh_pg_store;
 struct gh_pg_conn {
     bool busy;                 /* under the pool's <pool_mu>: an op holds it */
     PGconn *db;                /* NULL until first use, and after a failed reconnect */
-    bool stale;                /* the server said it cannot serve us (a standby now, shutting down):
-                                  the next op reconnects, though the socket is still up */
-    unsigned gen;              /* the pool's <gen> when this session connected */
+    unsigned gen;              /* the pool's <gen> when this session connected: behind it,
+                                  the next op reconnects, though the socket may be up */
     struct gh_pg_store *owner; /* the pool it belongs to */
     bool prepared[GH_PG__COUNT];
     bool query_prepared[GH_PG_AUDIT_QUERY_VARIANTS];

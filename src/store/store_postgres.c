@@ -604,13 +604,12 @@ static int failure(struct gh_pg_conn *c, const PGresult *r, const char *what, st
     }
     if (lost(c->db, r)) {
         /* A session on a server turned standby (a failover) would fail
-         * every write from now on: the next op connects again, and
-         * target_session_attrs=read-write finds the new primary; so do
-         * the pool's other sessions, at their next use (<gen>). */
-        c->stale = true;
-        /* Only a session of the current generation moves it on: the ops
-         * still in flight on the old server when the first one failed do
-         * not send the sessions just reconnected round again. */
+         * every write from now on: the pool's generation moves on, so this
+         * session and every other connected before connect again at their
+         * next use, and target_session_attrs=read-write finds the new
+         * primary. Only a session of the current generation moves it (one
+         * behind it is behind already): the ops still in flight on the old
+         * server do not send the sessions just reconnected round again. */
         unsigned mine = c->gen;
         atomic_compare_exchange_strong(&c->owner->gen, &mine, c->gen + 1);
         gh_err_set(err, NULL, 0, 0, "store: %s: PostgreSQL unavailable: %.200s", what, msg);
@@ -809,17 +808,21 @@ int gh_pg__connect(const char *url, const char *app, PGconn **out, struct gh_err
     return connect_with(url, app, BASE_OPTIONS " -c lock_timeout=5s", out, err);
 }
 
-/* (Re)connects <c> when it has no live connection. */
+/* Whether <c> can be used as it is: connected, and of the pool's current
+ * generation (failure() moves it on past a session whose server cannot
+ * serve us). */
+static bool conn_current(struct gh_pg_store *s, const struct gh_pg_conn *c)
+{
+    return c->db != NULL && PQstatus(c->db) == CONNECTION_OK && c->gen == atomic_load(&s->gen);
+}
+
+/* (Re)connects <c> when it is not current. */
 static int conn_ready(struct gh_pg_store *s, struct gh_pg_conn *c, struct gh_err *err)
 {
-    unsigned gen = atomic_load(&s->gen);
-
-    if (c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale && c->gen == gen)
-        return GH_OK;
+    if (conn_current(s, c)) return GH_OK;
     if (c->db != NULL) PQfinish(c->db);
     c->db = NULL;
-    c->stale = false;
-    c->gen = gen;
+    c->gen = atomic_load(&s->gen);
     /* A new session: nothing is prepared on it. */
     memset(c->prepared, 0, sizeof(c->prepared));
     memset(c->query_prepared, 0, sizeof(c->query_prepared));
@@ -910,8 +913,7 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
         return gh_err_set(err, NULL, 0, 0, "store: a tenant-scoped call without a tenant");
     c = conn_acquire(s, err);
     if (c == NULL) return GH_STORE_UNAVAILABLE;
-    was_up = c->db != NULL && PQstatus(c->db) == CONNECTION_OK && !c->stale &&
-             c->gen == atomic_load(&s->gen);
+    was_up = conn_current(s, c);
     tx->s = s;
     tx->c = c;
     tx->snapshot = snapshot;
@@ -921,7 +923,7 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
     /* A connection that broke since its last use (a server restart) shows
      * only now: nothing was sent in this op yet, so one reconnect and retry
      * is safe. A connect that just failed is not tried twice. */
-    if (rc == GH_STORE_UNAVAILABLE && was_up && (PQstatus(c->db) != CONNECTION_OK || c->stale)) {
+    if (rc == GH_STORE_UNAVAILABLE && was_up && !conn_current(s, c)) {
         rc = conn_ready(s, c, err);
         if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
     }
