@@ -355,6 +355,11 @@ struct gh_audit_round {
     /* The committer's attempt (rechain: none): */
     int rc;
     struct gh_err err;
+    /* Stored without its fsync (SQLite): the writer syncs it after giving
+     * the committer the next batch (complete, sync_answer); the time of
+     * the store call until then. */
+    bool unsynced;
+    uint64_t append_ns;
 };
 
 /* The round takes no ring slot (yet). */
@@ -756,18 +761,46 @@ static int rechain_cb(void *arg, const struct gh_store_audit_head *heads, size_t
 
 /* The store call of a chained round, and what follows an UNAVAILABLE
  * answer at once (the outcome is unknown: the connection was cut, maybe
- * during the commit; the store may be back already). */
+ * during the commit; the store may be back already). With <may_defer>,
+ * the store may leave the fsync out (r->unsynced): the round is then
+ * counted as a commit when it is synced. */
 static int append(struct gh_audit_round *r, const struct gh_store_audit_rechain *rechain,
-                  struct gh_err *err)
+                  bool may_defer, struct gh_err *err)
 {
     struct gh_audit_service *s = r->s;
     uint64_t t0 = gh_now_ns();
-    int rc = gh_store_audit_append_rechain(s->store, r->b->rows, r->nrows, r->b->cps, &r->ncp,
-                                           rechain, err);
+    int rc = gh_store_audit_append_unsynced(s->store, r->b->rows, r->nrows, r->b->cps, &r->ncp,
+                                            rechain, may_defer ? &r->unsynced : NULL, err);
 
     if (rc == GH_STORE_UNAVAILABLE) (void)resolve(s, r->b, r->nrows, r->ncp, &rc, err);
-    observe_commit(s, gh_now_ns() - t0, r->n);
+    r->append_ns = gh_now_ns() - t0;
+    if (rc != GH_OK) r->unsynced = false;
+    if (!r->unsynced) observe_commit(s, r->append_ns, r->n);
     return rc;
+}
+
+/* A round the committer stored without its fsync: synced (while the
+ * committer stores the next one), then answered. A failed sync fails the
+ * round's events: they may be lost, and the store takes no more writes
+ * (store.h, gh_store_audit_sync), so neither will the rounds after it. */
+static void sync_answer(struct gh_audit_round *r)
+{
+    struct gh_audit_service *s = r->s;
+    struct gh_err err = {0};
+    uint64_t t0 = gh_now_ns();
+    int rc = gh_store_audit_sync(s->store, &err);
+
+    observe_commit(s, r->append_ns + (gh_now_ns() - t0), r->n);
+    r->unsynced = false;
+    if (rc == GH_OK) {
+        answer_stored(r);
+        return;
+    }
+    atomic_fetch_add_explicit(&s->events_failed, r->n, memory_order_relaxed);
+    if (may_log(s))
+        gh_log_error("audit: %zu event(s) and %zu checkpoint(s) may not be stored: %s", r->n,
+                     r->ncp, err.msg);
+    answer(r, false);
 }
 
 /* The round after its first store call (made here when !<tried>, else by
@@ -805,7 +838,7 @@ static size_t finish(struct gh_audit_round *r, bool tried)
             rc = chain_batch(r, &err);
             ok = rc == GH_OK;
             if (ok && (r->nrows > 0 || r->ncp > 0)) {
-                rc = append(r, &rechain, &err);
+                rc = append(r, &rechain, false, &err);
                 ok = rc == GH_OK;
             }
         }
@@ -952,8 +985,9 @@ static void *committer_main(void *arg)
         if (s->commit_round == NULL) break;
         r = s->commit_round;
         pthread_mutex_unlock(&s->commit_mu);
-        /* No rechain: the writer is chaining the next batch meanwhile. */
-        r->rc = append(r, NULL, &r->err);
+        /* No rechain: the writer is chaining the next batch meanwhile. No
+         * fsync either: the writer makes it once the next batch is here. */
+        r->rc = append(r, NULL, true, &r->err);
         pthread_mutex_lock(&s->commit_mu);
         s->commit_round = NULL;
         s->commit_done = true;
@@ -983,10 +1017,13 @@ static void commit_wait(struct gh_audit_service *s)
 /* ---- the writer's steps ------------------------------------------------------- */
 
 /* Waits for the committer's answer on <r>: a stored round is answered
- * (*stored); any other goes the one-batch-at-a-time way (finish) after
+ * (*stored), or, when it is not synced yet and <unsynced> is not NULL, left
+ * in *unsynced for the caller to sync_answer() once the committer has the
+ * next round; any other goes the one-batch-at-a-time way (finish) after
  * <next>, chained after it, is undone and put back. Returns the events
  * handled. */
-static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bool *stored)
+static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bool *stored,
+                       struct gh_audit_round **unsynced)
 {
     struct gh_audit_service *s = r->s;
 
@@ -994,10 +1031,15 @@ static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bo
     *stored = r->rc == GH_OK;
     if (*stored) {
         settle_heads(r, true);
-        answer_stored(r);
         /* A batch chained ahead was stored: nobody else wrote our chains
          * meanwhile. */
         if (r->ahead) s->serial_ns = SERIAL_MIN_NS;
+        if (r->unsynced && unsynced != NULL)
+            *unsynced = r;
+        else if (r->unsynced)
+            sync_answer(r);
+        else
+            answer_stored(r);
         return r->n;
     }
     if (next != NULL) {
@@ -1039,12 +1081,15 @@ static void show_oldest(struct gh_audit_service *s, const struct gh_audit_round 
  * after it meanwhile, in pieces: the one in flight is answered as soon as
  * it is stored. Then the next one takes what came while the one before was
  * stored (submitted events too: nothing is ahead of it any more), and goes
- * to the committer. Returns the events answered (0 also when a batch was
- * put back, or only checkpoints were stored). */
+ * to the committer. A batch stored without its fsync (<unsynced>) is
+ * answered after that hand-over, its fsync made while the committer stores
+ * the next one: the disk's wait is off the committer's path. Returns the
+ * events answered (0 also when a batch was put back, or only checkpoints
+ * were stored). */
 static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
                    struct gh_audit_round **inflight)
 {
-    struct gh_audit_round *prev = *inflight, *r;
+    struct gh_audit_round *prev = *inflight, *r, *unsynced = NULL;
     struct gh_err err = {0};
     size_t done = 0, limit = s->batch_max;
     bool ahead = prev != NULL, stored;
@@ -1073,29 +1118,31 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
         if (chain_range(r, to, &err) != GH_OK) goto chain_failed;
         if (prev != NULL && commit_ready(s)) {
             r->ahead = true;
-            done += complete(prev, r, &stored);
+            done += complete(prev, r, &stored, &unsynced);
             *inflight = prev = NULL;
             if (!stored) return done;
-            show_oldest(s, r, NULL);
+            show_oldest(s, r, unsynced);
         }
     }
     if (r->interval) interval_checkpoints(r);
     r->cp_room = 0;
     if (prev != NULL) {
         r->ahead = r->ahead || r->nrows > 0 || r->ncp > 0;
-        done += complete(prev, r, &stored);
+        done += complete(prev, r, &stored, &unsynced);
         *inflight = prev = NULL;
         if (!stored) return done;
     }
     if (ahead) {
         /* What came while the batch before was stored goes in this one,
-         * as it would have without the pipeline. */
+         * as it would have without the pipeline; past the ring slots of
+         * the batch before when it is still to be synced and answered. */
         size_t had = r->n;
-        gather(r, NULL, true, s->batch_max);
+        gather(r, unsynced ? unsynced->b->taken : NULL, true, s->batch_max);
         if (r->n > had && chain_range(r, r->n, &err) != GH_OK) goto chain_failed;
-        show_oldest(s, r, NULL);
+        show_oldest(s, r, unsynced);
     }
     if (r->nrows == 0 && r->ncp == 0) {
+        if (unsynced != NULL) sync_answer(unsynced);
         settle_heads(r, true);
         atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         return done;
@@ -1103,15 +1150,19 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
     if (r->ahead) atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
     commit_give(s, r);
     *inflight = r;
+    /* The batch before is answered only now, and in ring order: its slots
+     * come before this one's. */
+    if (unsynced != NULL) sync_answer(unsynced);
     return done + r->n;
 
 chain_failed:
     /* Cannot happen short of memory: the batch goes the slow way, where it
-     * fails as it would have. */
+     * fails as it would have (after the batch before is answered). */
+    if (unsynced != NULL) sync_answer(unsynced);
     settle_heads(r, false);
     if (prev != NULL) {
         put_back(r);
-        done += complete(prev, NULL, &stored);
+        done += complete(prev, NULL, &stored, NULL);
         *inflight = NULL;
         return done;
     }

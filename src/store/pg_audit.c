@@ -354,11 +354,16 @@ static int insert_checkpoint(struct gh_pg_tx *tx, const struct batch *b,
 
 int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                         const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                        const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+                        const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                        struct gh_err *err)
 {
     struct batch b = {.rows = rows, .n = n};
     struct gh_pg_tx tx;
     int rc;
+
+    /* Durable when it returns (synchronous_commit): there is no sync to
+     * leave for later, and the server groups concurrent commits itself. */
+    if (unsynced != NULL) *unsynced = false;
 
     if (n > 0 && (b.stored = calloc(n, sizeof(*b.stored))) == NULL) return oom(err);
     rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);

@@ -421,7 +421,8 @@ int gh_pg__limit_events_list(struct gh_store *st, const char *tenant_id, int64_t
                              bool *more, struct gh_err *err);
 int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                         const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                        const struct gh_store_audit_rechain *rechain, struct gh_err *err);
+                        const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                        struct gh_err *err);
 int gh_pg__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
                        struct gh_err *err);
 int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,

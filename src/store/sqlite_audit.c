@@ -241,7 +241,8 @@ static bool pending_has_prev(const struct gh_store_audit_row *pending, size_t n,
  * retry), and the write transaction is the lock. */
 int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                             const struct gh_store_audit_checkpoint *cps, size_t *ncp_io,
-                            const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+                            const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                            struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -251,7 +252,9 @@ int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows
 
     (void)rechain;
     memset(heads.chain, 0, sizeof(heads.chain));
-    rc = gh_sqlite__write_begin_durable(ss, err);
+    if (unsynced != NULL) *unsynced = false;
+    /* Without a caller to sync later, the commit's own fsync. */
+    rc = unsynced ? gh_sqlite__write_begin(ss, err) : gh_sqlite__write_begin_durable(ss, err);
     if (rc != GH_OK) return rc;
     for (size_t i = 0; rc == GH_OK && i < n; i++) {
         uint64_t *head = batch_head(&heads, rows[i].chain);
@@ -274,6 +277,8 @@ int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows
     if (rc != GH_OK)
         for (size_t i = 0; i < n; i++)
             rows[i].rowid = 0;
+    else if (unsynced != NULL)
+        *unsynced = true;
     return rc;
 }
 

@@ -178,6 +178,14 @@ struct gh_sqlite_store {
     unsigned nreaders;
     atomic_uint next_reader; /* where a caller that finds no free reader waits */
     bool durable;            /* the writer's transaction commits with synchronous=FULL */
+    /* gh_sqlite__audit_sync: the write-ahead log's own descriptor, opened
+     * at the first sync (-1 before), under <sync_lock>, which is not the
+     * writer's: the fsync runs while the writer commits the next batch. */
+    pthread_mutex_t sync_lock;
+    char *wal_path;
+    int wal_fd;
+    /* A sync of the log failed: the store takes no write any more. */
+    atomic_bool sync_failed;
 };
 
 static inline struct gh_sqlite_store *gh_sqlite__of(struct gh_store *st)
@@ -236,6 +244,10 @@ int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err);
  * its commit returns (the audit log): the writer runs with synchronous=FULL
  * until gh_sqlite__write_end() puts NORMAL back. */
 int gh_sqlite__write_begin_durable(struct gh_sqlite_store *s, struct gh_err *err);
+
+/* Syncs the write-ahead log: every transaction committed before the call
+ * is then durable, whatever synchronous was (store.h, audit_sync). */
+int gh_sqlite__audit_sync(struct gh_store *st, struct gh_err *err);
 
 /* Commits when <rc> is GH_OK, else rolls back (keeping <err> as the first
  * failure filled it); unlocks the writer. Returns <rc>, or GH_ERROR when the
@@ -326,7 +338,8 @@ int gh_sqlite__limit_events_list(struct gh_store *st, const char *tenant_id, int
                                  bool *more, struct gh_err *err);
 int gh_sqlite__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                             const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                            const struct gh_store_audit_rechain *rechain, struct gh_err *err);
+                            const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                            struct gh_err *err);
 int gh_sqlite__audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,
                            struct gh_err *err);
 int gh_sqlite__audit_query(struct gh_store *st, const struct gh_store_audit_filter *f,

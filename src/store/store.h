@@ -715,10 +715,20 @@ struct gh_store_ops {
      * caller may send the same batch again. With <rechain> (may be NULL;
      * an engine may ignore it), a batch whose heads are stale is chained
      * again through it under the append lock instead of CONFLICT (see
-     * gh_store_audit_append_rechain); *ncp is then the new count. */
+     * gh_store_audit_append_rechain); *ncp is then the new count. With
+     * <unsynced> (may be NULL), the engine may commit without waiting for
+     * the disk: it sets *unsynced to say so (false: durable already), and
+     * the batch is durable once audit_sync returns GH_OK. */
     int (*audit_append)(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                         const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                        const struct gh_store_audit_rechain *rechain, struct gh_err *err);
+                        const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                        struct gh_err *err);
+
+    /* [operator] Makes every write committed before the call durable. NULL
+     * for an engine whose commits always are (PostgreSQL). GH_ERROR when it
+     * cannot: what was committed since the last sync may be lost, and the
+     * store refuses every write from then on (until it is opened again). */
+    int (*audit_sync)(struct gh_store *st, struct gh_err *err);
 
     /* [operator] Calls <cb> with the last row (highest seq) of every chain,
      * ordered by chain. A chain whose events were all archived reports its
@@ -1187,6 +1197,26 @@ int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, 
 int gh_store_audit_append_rechain(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                                   const struct gh_store_audit_checkpoint *cps, size_t *ncp,
                                   const struct gh_store_audit_rechain *rechain, struct gh_err *err);
+
+/* The same, but the engine may answer before the batch is on disk (SQLite:
+ * the commit's fsync is left out), so that the caller can send its next
+ * batch while the disk catches up. *unsynced says whether it did: the batch
+ * is then committed (readers see it; later writes come after it) but
+ * durable only once gh_store_audit_sync returns GH_OK, and nobody may be
+ * told it is stored before that. A crash before the sync loses it, and
+ * every write after it, whole: never a part of a batch. */
+int gh_store_audit_append_unsynced(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                                   const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                                   const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                                   struct gh_err *err);
+
+/* [operator] Makes every append committed before the call durable (one
+ * fsync on SQLite; nothing to do on PostgreSQL). GH_ERROR when the disk
+ * refused: the batches not yet synced may be lost, and the store takes no
+ * more writes until the process opens it again, as PostgreSQL stops after a
+ * failed fsync: after one, the kernel may have dropped the pages it could
+ * not write, and a later fsync that succeeds proves nothing about them. */
+int gh_store_audit_sync(struct gh_store *st, struct gh_err *err);
 
 /* [operator] Streams the head (highest seq) of every chain, by chain. */
 int gh_store_audit_heads(struct gh_store *st, gh_store_audit_row_cb cb, void *arg,

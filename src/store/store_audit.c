@@ -151,17 +151,31 @@ static int rechain_checked(void *arg, const struct gh_store_audit_head *heads, s
     return check_batch(c->rows, c->n, c->cps, *ncp, c->err);
 }
 
-int gh_store_audit_append_rechain(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
-                                  const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                                  const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+int gh_store_audit_append_unsynced(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                                   const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                                   const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                                   struct gh_err *err)
 {
     struct checked_rechain c = {rechain, rows, n, cps, err};
     struct gh_store_audit_rechain outer = {rechain_checked, &c};
     int rc = check_batch(rows, n, cps, *ncp, err);
 
+    if (unsynced != NULL) *unsynced = false;
     if (rc != GH_OK) return rc;
     if (n + *ncp == 0) return GH_OK;
-    return st->ops->audit_append(st, rows, n, cps, ncp, rechain ? &outer : NULL, err);
+    return st->ops->audit_append(st, rows, n, cps, ncp, rechain ? &outer : NULL, unsynced, err);
+}
+
+int gh_store_audit_append_rechain(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                                  const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                                  const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+{
+    return gh_store_audit_append_unsynced(st, rows, n, cps, ncp, rechain, NULL, err);
+}
+
+int gh_store_audit_sync(struct gh_store *st, struct gh_err *err)
+{
+    return st->ops->audit_sync ? st->ops->audit_sync(st, err) : GH_OK;
 }
 
 int gh_store_audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,

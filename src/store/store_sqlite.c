@@ -9,10 +9,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "store/sqlite_int.h"
 
 #define DEFAULT_READERS      4
@@ -377,10 +379,21 @@ int gh_sqlite__bind_text(sqlite3_stmt *s, int idx, const char *text)
 
 /* ---- Transactions and the change counter ------------------------------------ */
 
+/* After a failed sync of the log, nothing more is written (store.h,
+ * gh_store_audit_sync). */
+static int refuse_after_failed_sync(struct gh_err *err)
+{
+    return gh_err_set(err, NULL, 0, 0,
+                      "store: a sync of the write-ahead log failed earlier: the store takes no "
+                      "write until gatehouse is restarted");
+}
+
 int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err)
 {
     int rc;
 
+    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire))
+        return refuse_after_failed_sync(err);
     pthread_mutex_lock(&s->writer.lock);
     /* IMMEDIATE takes the write lock now (waiting up to busy_timeout for
      * another process), so no statement inside can fail with SQLITE_BUSY
@@ -394,6 +407,8 @@ int gh_sqlite__write_begin_durable(struct gh_sqlite_store *s, struct gh_err *err
 {
     int rc;
 
+    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire))
+        return refuse_after_failed_sync(err);
     pthread_mutex_lock(&s->writer.lock);
     /* The pragma is set outside the transaction, before BEGIN. */
     rc = gh_sqlite__run(&s->writer, GH_SQ_SYNC_FULL, "synchronous", err);
@@ -514,6 +529,69 @@ static void sqlite_wal_stats(struct gh_store *st, struct gh_store_wal_stats *out
     gh_sqlite__checkpoint_stats(gh_sqlite__of(st), out);
 }
 
+/* ---- Syncing the log apart from the commit ---------------------------------- */
+
+/* Opens the log of the writer's database for syncing, and syncs its folder
+ * once, so the log's name is on disk too (SQLite does that at its first
+ * sync of a new log, which a commit without synchronous=FULL never makes).
+ * The descriptor stays right for the store's life: SQLite removes the log
+ * only when the last connection to the database closes, and the writer's
+ * stays open until sqlite_close; a checkpoint truncates or rewrites the log
+ * in place. */
+static int wal_open(struct gh_sqlite_store *s, struct gh_err *err)
+{
+    const char *wal = s->wal_path;
+    char dir[4096];
+    char *slash;
+    int fd;
+
+    if ((size_t)snprintf(dir, sizeof(dir), "%s", wal) >= sizeof(dir))
+        return gh_err_set(err, NULL, 0, 0, "store: the write-ahead log's path is too long");
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    if (gh_file_fsync_dir("store: the write-ahead log's folder", dir, err) != GH_OK)
+        return GH_ERROR;
+    fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return gh_err_set(err, NULL, 0, 0, "store: cannot open %s to sync it: %s", wal,
+                          strerror(errno));
+    s->wal_fd = fd;
+    return GH_OK;
+}
+
+/* One fdatasync of the log, outside the writer's lock, so the writer
+ * commits the next batch meanwhile (its frames, written after the sync
+ * began, may or may not be covered: its own sync will tell). The log holds
+ * every committed transaction not yet checkpointed, and a checkpoint syncs
+ * the log before it copies it into the database, so syncing the log is
+ * syncing every commit made before. */
+int gh_sqlite__audit_sync(struct gh_store *st, struct gh_err *err)
+{
+    struct gh_sqlite_store *s = gh_sqlite__of(st);
+    int rc = GH_OK;
+
+    pthread_mutex_lock(&s->sync_lock);
+    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire)) {
+        rc = refuse_after_failed_sync(err);
+    } else if (s->wal_fd < 0 && wal_open(s, err) != GH_OK) {
+        /* Nothing was lost to the disk: the next sync tries again. */
+        rc = GH_ERROR;
+    } else if (fdatasync(s->wal_fd) != 0) {
+        /* The kernel may have dropped the pages it could not write: a
+         * later sync that succeeds would not bring them back. */
+        atomic_store_explicit(&s->sync_failed, true, memory_order_release);
+        rc = gh_err_set(err, NULL, 0, 0,
+                        "store: syncing the write-ahead log failed (%s): the last commits may be "
+                        "lost, and the store takes no write until gatehouse is restarted",
+                        strerror(errno));
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return rc;
+}
+
 /* ---- Open and close --------------------------------------------------------- */
 
 static void conn_close(struct gh_sqlite_conn *c)
@@ -609,6 +687,9 @@ static void sqlite_close(struct gh_store *st)
     }
     conn_close(&s->writer);
     pthread_mutex_destroy(&s->writer.lock);
+    if (s->wal_fd >= 0) close(s->wal_fd);
+    free(s->wal_path);
+    pthread_mutex_destroy(&s->sync_lock);
     free(s->readers);
     free(s);
 }
@@ -662,12 +743,21 @@ static int sqlite_open(const struct gh_store_params *p, struct gh_store **out, s
     s->base.ops = &gh_store_sqlite_ops;
     s->nreaders = nreaders;
     atomic_init(&s->next_reader, 0);
+    atomic_init(&s->sync_failed, false);
+    s->wal_fd = -1;
+    pthread_mutex_init(&s->sync_lock, NULL);
     pthread_mutex_init(&s->writer.lock, NULL);
     for (unsigned i = 0; i < nreaders; i++)
         pthread_mutex_init(&s->readers[i].lock, NULL);
 
     /* The writer first: it switches the file to WAL, which readers need. */
     if (conn_open(&s->writer, p->sqlite_path, busy, true, err) != GH_OK) goto fail;
+    /* Its name, as SQLite makes it, for gh_sqlite__audit_sync. */
+    s->wal_path = strdup(sqlite3_filename_wal(sqlite3_db_filename(s->writer.db, "main")));
+    if (s->wal_path == NULL) {
+        gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto fail;
+    }
     for (unsigned i = 0; i < nreaders; i++)
         if (conn_open(&s->readers[i], p->sqlite_path, busy, false, err) != GH_OK) goto fail;
     if (gh_sqlite__checkpointer_start(s, p->sqlite_path, err) != GH_OK) goto fail;
@@ -713,6 +803,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .limit_event_record = gh_sqlite__limit_event_record,
     .limit_events_list = gh_sqlite__limit_events_list,
     .audit_append = gh_sqlite__audit_append,
+    .audit_sync = gh_sqlite__audit_sync,
     .audit_heads = gh_sqlite__audit_heads,
     .audit_query = gh_sqlite__audit_query,
     .audit_walk = gh_sqlite__audit_walk,

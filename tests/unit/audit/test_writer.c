@@ -339,7 +339,8 @@ static struct {
 
 static int cut_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                       const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                      const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+                      const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                      struct gh_err *err)
 {
     int rc;
 
@@ -351,7 +352,7 @@ static int cut_append(struct gh_store *st, struct gh_store_audit_row *rows, size
         atomic_store(&cut.outage, true);
         return gh_err_set(err, NULL, 0, 0, "cut before the commit"), GH_STORE_UNAVAILABLE;
     }
-    rc = cut.real->audit_append(st, rows, n, cps, ncp, rechain, err);
+    rc = cut.real->audit_append(st, rows, n, cps, ncp, rechain, unsynced, err);
     if (rc == GH_OK && atomic_load(&cut.landed_cuts) > 0) {
         atomic_fetch_sub(&cut.landed_cuts, 1);
         atomic_store(&cut.outage, true);
@@ -480,7 +481,8 @@ static struct {
 
 static int slow_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                        const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                       const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+                       const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                       struct gh_err *err)
 {
     int call = atomic_fetch_add(&slow.calls, 1) + 1, rc;
     struct timespec ts = {0, 2000000};
@@ -492,7 +494,7 @@ static int slow_append(struct gh_store *st, struct gh_store_audit_row *rows, siz
     case CUT: return gh_err_set(err, NULL, 0, 0, "cut"), GH_STORE_UNAVAILABLE;
     case NO_FAULT: break;
     }
-    rc = slow.real->audit_append(st, rows, n, cps, ncp, rechain, err);
+    rc = slow.real->audit_append(st, rows, n, cps, ncp, rechain, unsynced, err);
     if (rc == GH_STORE_CONFLICT) atomic_fetch_add(&slow.store_conflicts, 1);
     return rc;
 }
@@ -584,7 +586,8 @@ static void test_cut_batch_with_the_next_chained_ahead(void **state)
 
 static int unreachable_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                               const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                              const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+                              const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                              struct gh_err *err)
 {
     struct timespec ts = {0, 100000000}; /* a connect that times out */
 
@@ -625,12 +628,13 @@ static void test_stop_with_the_store_out_of_reach(void **state)
 /* Every append takes 20 ms, as a commit on a busy disk or server. */
 static int sluggish_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                            const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                           const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+                           const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                           struct gh_err *err)
 {
     struct timespec ts = {0, 20000000};
 
     nanosleep(&ts, NULL);
-    return slow.real->audit_append(st, rows, n, cps, ncp, rechain, err);
+    return slow.real->audit_append(st, rows, n, cps, ncp, rechain, unsynced, err);
 }
 
 /* A worker whose ring is full sleeps until the writer gives slots back: a
@@ -689,6 +693,122 @@ static void test_full_ring_waits_without_spinning(void **state)
     gh_config_free(cfg);
 }
 
+/* The committer stores a batch without its fsync and the writer makes the
+ * fsync while the next batch is stored (writer.c, step): nobody may hear
+ * that an event is stored before a sync that began after its commit has
+ * ended. The store's calls are watched: each commit left unsynced gets a
+ * number, and each sync covers the commits made before it began (it takes
+ * 5 ms, so an answer sent before its end would be seen). Durable submits
+ * check, as they return, that their commit was covered; async events from
+ * a ring keep the pipeline busy meanwhile. */
+#define SYNC_SUBMITS 60
+static struct {
+    const struct gh_store_ops *real;
+    struct gh_store_ops ops;
+    _Atomic uint64_t commits, synced;
+    _Atomic uint64_t commit_of[SYNC_SUBMITS]; /* the commit of submit i ("s-i") */
+} track;
+
+static int tracking_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
+                           const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                           const struct gh_store_audit_rechain *rechain, bool *unsynced,
+                           struct gh_err *err)
+{
+    int rc = track.real->audit_append(st, rows, n, cps, ncp, rechain, unsynced, err);
+    uint64_t k;
+
+    if (rc != GH_OK || unsynced == NULL || !*unsynced) return rc;
+    k = atomic_fetch_add(&track.commits, 1) + 1;
+    for (size_t i = 0; i < n; i++) {
+        int j;
+        if (sscanf(rows[i].request_id, "s-%d", &j) == 1 && j >= 0 && j < SYNC_SUBMITS)
+            atomic_store(&track.commit_of[j], k);
+    }
+    return rc;
+}
+
+static int tracking_sync(struct gh_store *st, struct gh_err *err)
+{
+    uint64_t covered = atomic_load(&track.commits);
+    struct timespec ts = {0, 5000000};
+    int rc;
+
+    nanosleep(&ts, NULL);
+    rc = track.real->audit_sync(st, err);
+    if (rc == GH_OK && covered > atomic_load(&track.synced)) atomic_store(&track.synced, covered);
+    return rc;
+}
+
+struct pusher {
+    struct gh_audit_worker *aw;
+    _Atomic bool stop;
+    int pushed;
+};
+
+static void *push_main(void *arg)
+{
+    struct pusher *p = arg;
+    while (!atomic_load(&p->stop)) {
+        fill(gh_audit_worker_slot(p->aw), TB, "http.request", p->pushed++);
+        gh_audit_worker_push(p->aw, false);
+        if (p->pushed % 64 == 0) usleep(500);
+    }
+    return NULL;
+}
+
+static void test_answered_only_once_synced(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    struct gh_audit_service *s;
+    struct pusher p = {0};
+    pthread_t t;
+    struct counts c;
+    int failed = 0, not_deferred = 0, early = 0;
+
+    memset(&track, 0, sizeof(track));
+    track.real = f->st->ops;
+    track.ops = *track.real;
+    track.ops.audit_append = tracking_append;
+    track.ops.audit_sync = tracking_sync;
+    f->st->ops = &track.ops;
+    s = gh_audit_service_new(f->cfg, f->st, 1, &err);
+    assert_non_null(s);
+    assert_int_equal(gh_audit_service_start(s, &err), GH_OK);
+    p.aw = gh_audit_worker_of(s, 0);
+    assert_int_equal(pthread_create(&t, NULL, push_main, &p), 0);
+    for (int i = 0; i < SYNC_SUBMITS; i++) {
+        struct gh_audit_event ev;
+        char rid[16];
+        gh_audit_event_new(&ev);
+        fill(&ev, TA, "tenant.update", i);
+        snprintf(rid, sizeof(rid), "s-%d", i);
+        GH_AUDIT_SET(&ev, request_id, gh_str_cstr(rid));
+        if (gh_audit_submit(s, &ev, true) != GH_OK) failed++;
+        /* Stored by the committer without its fsync, and synced since. */
+        if (atomic_load(&track.commit_of[i]) == 0) not_deferred++;
+        if (atomic_load(&track.synced) < atomic_load(&track.commit_of[i])) early++;
+    }
+    atomic_store(&p.stop, true);
+    pthread_join(t, NULL);
+    gh_audit_service_free(s);
+    f->st->ops = track.real;
+    /* Asserted once the threads are gone, so a failure is reported. */
+    print_message("%d submit(s) failed, %d stored with their fsync, %d answered before theirs\n",
+                  failed, not_deferred, early);
+    assert_int_equal(failed, 0);
+    assert_int_equal(not_deferred, 0);
+    assert_int_equal(early, 0);
+    /* The last batch too: no commit is left unsynced at the stop. */
+    print_message("%llu commits left unsynced by the committer, all synced since\n",
+                  (unsigned long long)atomic_load(&track.commits));
+    assert_true(atomic_load(&track.commits) >= 2);
+    assert_int_equal(atomic_load(&track.synced), atomic_load(&track.commits));
+    verify_counts(f->st, &c);
+    assert_int_equal(c.events[0], SYNC_SUBMITS);
+    assert_int_equal(c.events[1], (uint64_t)p.pushed);
+}
+
 /* An interval checkpoint of a chain outside the batch names the writer's
  * idea of that chain's head; here that event was rewritten behind the
  * writer's back (as a failover that lost it, then another node, would), so
@@ -742,6 +862,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_batch_with_the_next_chained_ahead, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_full_ring_waits_without_spinning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answered_only_once_synced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_the_store_out_of_reach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_interval_checkpoint_fails_no_event, setup,
                                         teardown),

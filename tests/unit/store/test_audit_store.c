@@ -28,6 +28,7 @@
 
 #include "audit/chain.h"
 #include "store/store.h"
+#include "store/sqlite_int.h"
 #include "store/store_postgres.h"
 
 #define NCHAINS 3
@@ -938,6 +939,112 @@ static void test_keys(void **state)
     assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_STORE_INVALID);
 }
 
+/* Appends whose fsync the caller makes later (gh_store_audit_append_unsynced,
+ * what the audit writer's committer uses): committed and readable at once,
+ * in order with the durable appends around them, durable after
+ * gh_store_audit_sync. SQLite leaves the fsync out; PostgreSQL's commit is
+ * durable already and says so. */
+static void test_append_unsynced_then_sync(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_audit_row rows[6];
+    struct gh_store_audit_checkpoint cp;
+    struct gh_err err = {0};
+    size_t ncp = 1;
+    bool unsynced = true;
+    struct all a;
+
+    /* Nothing to sync yet. */
+    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+    for (int i = 0; i < 3; i++)
+        next_row(f, i % 2, &rows[i]);
+    fake_cp(&cp, chains[0], rows[2].seq, rows[2].hash);
+    assert_int_equal(
+        gh_store_audit_append_unsynced(f->st, rows, 3, &cp, &ncp, NULL, &unsynced, &err), GH_OK);
+    assert_int_equal(unsynced, f->db[0] == '\0');
+    assert_true(rows[0].rowid > 0 && rows[2].rowid > rows[0].rowid);
+    /* Seen by readers, and by the next append's checks, before the sync. */
+    load_all(f, &a);
+    assert_int_equal(a.n, 3);
+    free(a.rows);
+    for (int i = 3; i < 6; i++)
+        next_row(f, i % 2, &rows[i]);
+    assert_int_equal(gh_store_audit_append(f->st, &rows[3], 1, NULL, 0, &err), GH_OK);
+    ncp = 0;
+    assert_int_equal(
+        gh_store_audit_append_unsynced(f->st, &rows[4], 2, NULL, &ncp, NULL, &unsynced, &err),
+        GH_OK);
+    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+    /* A refused batch is not "unsynced": nothing of it was committed. (A
+     * row at a stored (chain, seq) with another hash: CONFLICT on both
+     * engines.) */
+    {
+        struct gh_store_audit_row other = rows[5];
+        other.hash[0] = other.hash[0] == 'a' ? 'b' : 'a';
+        unsynced = true;
+        assert_int_equal(
+            gh_store_audit_append_unsynced(f->st, &other, 1, NULL, &ncp, NULL, &unsynced, &err),
+            GH_STORE_CONFLICT);
+        assert_false(unsynced);
+    }
+    load_all(f, &a);
+    assert_int_equal(a.n, 6);
+    for (size_t i = 0; i < a.n; i++)
+        assert_string_equal(a.rows[i].hash, rows[i].hash);
+    free(a.rows);
+}
+
+/* A sync of the log that fails (here fdatasync on a pipe: EINVAL, as a
+ * disk's EIO would): the batches since the last sync may be lost, so the
+ * store says so and takes no more writes (store.h, gh_store_audit_sync);
+ * what was stored can still be read. */
+static void test_failed_sync_stops_writes(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_sqlite_store *ss = (struct gh_sqlite_store *)f->st;
+    struct gh_store_audit_row rows[3];
+    struct gh_store_tenant t = {0};
+    struct gh_err err = {0};
+    size_t ncp = 0;
+    bool unsynced = false;
+    int pipefd[2], saved;
+    struct all a;
+
+    for (int i = 0; i < 3; i++)
+        next_row(f, 0, &rows[i]);
+    assert_int_equal(
+        gh_store_audit_append_unsynced(f->st, rows, 1, NULL, &ncp, NULL, &unsynced, &err), GH_OK);
+    assert_true(unsynced);
+    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+    assert_true(ss->wal_fd >= 0); /* the log's own descriptor, open from the first sync */
+    assert_int_equal(
+        gh_store_audit_append_unsynced(f->st, &rows[1], 1, NULL, &ncp, NULL, &unsynced, &err),
+        GH_OK);
+    assert_int_equal(pipe(pipefd), 0);
+    saved = ss->wal_fd;
+    ss->wal_fd = pipefd[0];
+    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "syncing the write-ahead log failed"));
+    ss->wal_fd = saved;
+    close(pipefd[0]);
+    close(pipefd[1]);
+    /* From then on: no write of any kind, and no sync that would say all
+     * is well. */
+    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_ERROR);
+    assert_int_equal(gh_store_audit_append(f->st, &rows[2], 1, NULL, 0, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "takes no write until gatehouse is restarted"));
+    assert_int_equal(
+        gh_store_audit_append_unsynced(f->st, &rows[2], 1, NULL, &ncp, NULL, &unsynced, &err),
+        GH_ERROR);
+    snprintf(t.name, sizeof(t.name), "after-a-failed-sync");
+    snprintf(t.plan, sizeof(t.plan), "free");
+    assert_int_equal(gh_store_tenant_create(f->st, &t, &err), GH_ERROR);
+    load_all(f, &a);
+    assert_int_equal(a.n, 2);
+    free(a.rows);
+}
+
 /* The WAL under a long run of appends (sqlite_checkpoint.c): the checkpoint
  * thread copies it, it starts over (its frame count falls) again and again
  * rather than growing with the log, its file stays under the size limit,
@@ -1052,10 +1159,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_unsynced_then_sync, setup, teardown),
     };
     /* The SQLite file's own: its WAL kept in bounds. */
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test_setup_teardown(test_wal_checkpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_sync_stops_writes, setup, teardown),
     };
 
     if (pg_server()) {
