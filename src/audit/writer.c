@@ -357,9 +357,9 @@ struct gh_audit_round {
     struct gh_err err;
     /* Stored without its fsync (SQLite): the writer syncs it after giving
      * the committer the next batch (complete, sync_answer); the time of
-     * the store call until then. */
+     * the store call, and when it returned. */
     bool unsynced;
-    uint64_t append_ns;
+    uint64_t append_ns, committed_ns;
 };
 
 /* The round takes no ring slot (yet). */
@@ -773,7 +773,8 @@ static int append(struct gh_audit_round *r, const struct gh_store_audit_rechain 
                                             rechain, may_defer ? &r->unsynced : NULL, err);
 
     if (rc == GH_STORE_UNAVAILABLE) (void)resolve(s, r->b, r->nrows, r->ncp, &rc, err);
-    r->append_ns = gh_now_ns() - t0;
+    r->committed_ns = gh_now_ns();
+    r->append_ns = r->committed_ns - t0;
     if (rc != GH_OK) r->unsynced = false;
     if (!r->unsynced) observe_commit(s, r->append_ns, r->n);
     return rc;
@@ -787,10 +788,10 @@ static void sync_answer(struct gh_audit_round *r)
 {
     struct gh_audit_service *s = r->s;
     struct gh_err err = {0};
-    uint64_t t0 = gh_now_ns();
     int rc = gh_store_audit_sync(s->store, &err);
 
-    observe_commit(s, r->append_ns + (gh_now_ns() - t0), r->n);
+    /* From the store call to the end of the sync: until it is durable. */
+    observe_commit(s, r->append_ns + (gh_now_ns() - r->committed_ns), r->n);
     r->unsynced = false;
     if (rc == GH_OK) {
         answer_stored(r);

@@ -63,6 +63,7 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int log)
     }
     behind = uncopied(log, done);
     atomic_store_explicit(&k->wal_frames, log, memory_order_relaxed);
+    if (atomic_load(k->halt)) return SQLITE_OK; /* a sync failed: nothing more is copied */
     if (log >= k->inline_at || (!atomic_load(&k->running) && behind >= WAKE_PAGES)) {
         /* A WAL is started over only by a write transaction that begins
          * with all of it copied, and the writer begins its next one before
@@ -103,6 +104,7 @@ static void *checkpointer_main(void *arg)
         }
         k->wanted = false;
         pthread_mutex_unlock(&k->mu);
+        if (atomic_load(k->halt)) continue; /* a sync failed: nothing more is copied */
         /* PASSIVE copies what no reader still needs, without waiting on
          * anyone; SQLITE_BUSY (an inline checkpoint at the same moment)
          * only means this one is not needed. */
@@ -120,6 +122,7 @@ int gh_sqlite__checkpointer_start(struct gh_sqlite_store *s, const char *path, s
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->wake, NULL);
     k->initialised = true;
+    k->halt = &s->sync_failed;
     if (sqlite3_exec(s->writer.db, WAL_SIZE_LIMIT, NULL, NULL, &msg) != SQLITE_OK) {
         gh_err_set(err, NULL, 0, 0, "store: journal_size_limit: %s", msg ? msg : "failed");
         sqlite3_free(msg);

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include "store/store.h"
 
@@ -168,6 +169,9 @@ struct gh_sqlite_checkpointer {
     atomic_int done_frames; /* frames the last checkpoint had copied */
     int inline_at;          /* the writer's: WAL frames at which it copies the rest */
     atomic_uint_fast64_t background_runs, inline_runs, failed_runs;
+    /* The store's sync_failed: after a failed sync of the log nothing is
+     * copied into the database (it may hold pages the kernel dropped). */
+    const atomic_bool *halt;
 };
 
 struct gh_sqlite_store {
@@ -179,11 +183,13 @@ struct gh_sqlite_store {
     atomic_uint next_reader; /* where a caller that finds no free reader waits */
     bool durable;            /* the writer's transaction commits with synchronous=FULL */
     /* gh_sqlite__audit_sync: the write-ahead log's own descriptor, opened
-     * at the first sync (-1 before), under <sync_lock>, which is not the
-     * writer's: the fsync runs while the writer commits the next batch. */
+     * with the store, used under <sync_lock>, which is not the writer's:
+     * the fsync runs while the writer commits the next batch. */
     pthread_mutex_t sync_lock;
     char *wal_path;
     int wal_fd;
+    dev_t wal_dev; /* the file it was opened on */
+    ino_t wal_ino;
     /* A sync of the log failed: the store takes no write any more. */
     atomic_bool sync_failed;
 };

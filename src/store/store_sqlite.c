@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/file.h"
+#include "core/log.h"
 #include "store/sqlite_int.h"
 
 #define DEFAULT_READERS      4
@@ -392,9 +394,13 @@ int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err)
 {
     int rc;
 
-    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire))
-        return refuse_after_failed_sync(err);
     pthread_mutex_lock(&s->writer.lock);
+    /* Under the lock: a sync that fails meanwhile is seen by every write
+     * that begins after it. */
+    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire)) {
+        pthread_mutex_unlock(&s->writer.lock);
+        return refuse_after_failed_sync(err);
+    }
     /* IMMEDIATE takes the write lock now (waiting up to busy_timeout for
      * another process), so no statement inside can fail with SQLITE_BUSY
      * halfway through. */
@@ -407,9 +413,11 @@ int gh_sqlite__write_begin_durable(struct gh_sqlite_store *s, struct gh_err *err
 {
     int rc;
 
-    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire))
-        return refuse_after_failed_sync(err);
     pthread_mutex_lock(&s->writer.lock);
+    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire)) {
+        pthread_mutex_unlock(&s->writer.lock);
+        return refuse_after_failed_sync(err);
+    }
     /* The pragma is set outside the transaction, before BEGIN. */
     rc = gh_sqlite__run(&s->writer, GH_SQ_SYNC_FULL, "synchronous", err);
     if (rc == GH_OK) {
@@ -534,15 +542,19 @@ static void sqlite_wal_stats(struct gh_store *st, struct gh_store_wal_stats *out
 /* Opens the log of the writer's database for syncing, and syncs its folder
  * once, so the log's name is on disk too (SQLite does that at its first
  * sync of a new log, which a commit without synchronous=FULL never makes).
- * The descriptor stays right for the store's life: SQLite removes the log
+ * At open, before any commit is left unsynced: on Linux an fsync reports
+ * the write-back errors since its descriptor was opened (or that nobody
+ * saw yet), so a descriptor opened later could miss one that SQLite's own
+ * saw first. It stays right for the store's life: SQLite removes the log
  * only when the last connection to the database closes, and the writer's
  * stays open until sqlite_close; a checkpoint truncates or rewrites the log
- * in place. */
+ * in place (each sync checks that it is still the same file). */
 static int wal_open(struct gh_sqlite_store *s, struct gh_err *err)
 {
     const char *wal = s->wal_path;
     char dir[4096];
     char *slash;
+    struct stat st;
     int fd;
 
     if ((size_t)snprintf(dir, sizeof(dir), "%s", wal) >= sizeof(dir))
@@ -555,11 +567,28 @@ static int wal_open(struct gh_sqlite_store *s, struct gh_err *err)
     if (gh_file_fsync_dir("store: the write-ahead log's folder", dir, err) != GH_OK)
         return GH_ERROR;
     fd = open(wal, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return gh_err_set(err, NULL, 0, 0, "store: cannot open %s to sync it: %s", wal,
-                          strerror(errno));
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        gh_err_set(err, NULL, 0, 0, "store: cannot open %s to sync it: %s", wal, strerror(errno));
+        if (fd >= 0) close(fd);
+        return GH_ERROR;
+    }
     s->wal_fd = fd;
+    s->wal_dev = st.st_dev;
+    s->wal_ino = st.st_ino;
     return GH_OK;
+}
+
+/* Marks the store: no write, no checkpoint from now on (sqlite_close does
+ * not checkpoint either), and says so once, whoever asked for the sync. */
+static int sync_failed(struct gh_sqlite_store *s, const char *why, struct gh_err *err)
+{
+    atomic_store_explicit(&s->sync_failed, true, memory_order_release);
+    gh_err_set(err, NULL, 0, 0,
+               "store: syncing the write-ahead log failed (%s): the last commits may be lost, and "
+               "the store takes no write until gatehouse is restarted",
+               why);
+    gh_log_error("%s", err->msg);
+    return GH_ERROR;
 }
 
 /* One fdatasync of the log, outside the writer's lock, so the writer
@@ -567,26 +596,26 @@ static int wal_open(struct gh_sqlite_store *s, struct gh_err *err)
  * began, may or may not be covered: its own sync will tell). The log holds
  * every committed transaction not yet checkpointed, and a checkpoint syncs
  * the log before it copies it into the database, so syncing the log is
- * syncing every commit made before. */
+ * syncing every commit made before. A failure marks the store for good:
+ * the kernel may have dropped the pages it could not write, and a later
+ * sync that succeeds would not bring them back. */
 int gh_sqlite__audit_sync(struct gh_store *st, struct gh_err *err)
 {
     struct gh_sqlite_store *s = gh_sqlite__of(st);
+    struct stat by_name;
     int rc = GH_OK;
 
     pthread_mutex_lock(&s->sync_lock);
     if (atomic_load_explicit(&s->sync_failed, memory_order_acquire)) {
         rc = refuse_after_failed_sync(err);
-    } else if (s->wal_fd < 0 && wal_open(s, err) != GH_OK) {
-        /* Nothing was lost to the disk: the next sync tries again. */
-        rc = GH_ERROR;
-    } else if (fdatasync(s->wal_fd) != 0) {
-        /* The kernel may have dropped the pages it could not write: a
-         * later sync that succeeds would not bring them back. */
-        atomic_store_explicit(&s->sync_failed, true, memory_order_release);
-        rc = gh_err_set(err, NULL, 0, 0,
-                        "store: syncing the write-ahead log failed (%s): the last commits may be "
-                        "lost, and the store takes no write until gatehouse is restarted",
-                        strerror(errno));
+    } else if (stat(s->wal_path, &by_name) != 0 || by_name.st_ino != s->wal_ino ||
+               by_name.st_dev != s->wal_dev) {
+        rc = sync_failed(s, "the log is no longer the file opened at start", err);
+    } else {
+        int r;
+        while ((r = fdatasync(s->wal_fd)) != 0 && errno == EINTR)
+            ;
+        if (r != 0) rc = sync_failed(s, strerror(errno), err);
     }
     pthread_mutex_unlock(&s->sync_lock);
     return rc;
@@ -681,6 +710,11 @@ static void sqlite_close(struct gh_store *st)
     /* The checkpoint thread and the readers first: the last connection
      * to close (the writer) checkpoints the WAL and removes it. */
     gh_sqlite__checkpointer_stop(s);
+    /* After a failed sync the log may hold pages the kernel dropped: it is
+     * left for the next open's recovery, which checks every frame's
+     * checksum, instead of being copied into the database unchecked. */
+    if (atomic_load(&s->sync_failed) && s->writer.db != NULL)
+        sqlite3_db_config(s->writer.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
     for (unsigned i = 0; i < s->nreaders; i++) {
         conn_close(&s->readers[i]);
         pthread_mutex_destroy(&s->readers[i].lock);
@@ -758,6 +792,14 @@ static int sqlite_open(const struct gh_store_params *p, struct gh_store **out, s
         gh_err_set(err, NULL, 0, 0, "store: out of memory");
         goto fail;
     }
+    /* A read makes SQLite open the log, creating it if need be (a new
+     * database has none until then). */
+    if (sqlite3_exec(s->writer.db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) !=
+        SQLITE_OK) {
+        gh_sqlite__fail(&s->writer, "open the write-ahead log", err);
+        goto fail;
+    }
+    if (wal_open(s, err) != GH_OK) goto fail;
     for (unsigned i = 0; i < nreaders; i++)
         if (conn_open(&s->readers[i], p->sqlite_path, busy, false, err) != GH_OK) goto fail;
     if (gh_sqlite__checkpointer_start(s, p->sqlite_path, err) != GH_OK) goto fail;

@@ -26,6 +26,7 @@
 #include "audit/audit.h"
 #include "audit/verify.h"
 #include "core/clock.h"
+#include "store/sqlite_int.h"
 #include "store/store.h"
 
 #define TA           "tn_AAAAAAAAAAAAAAAAAAAA"
@@ -809,6 +810,71 @@ static void test_answered_only_once_synced(void **state)
     assert_int_equal(c.events[1], (uint64_t)p.pushed);
 }
 
+/* A sync of the log that fails (the store's descriptor of it swapped for a
+ * pipe's for one sync: EINVAL, as a disk's EIO): the batch's waiter hears
+ * "failed", so does every later one (the store takes no write any more),
+ * the failures are counted, and the service still stops at once. */
+static struct {
+    const struct gh_store_ops *real;
+    struct gh_store_ops ops;
+    _Atomic int syncs, fail_at;
+} bad;
+
+static int failing_sync(struct gh_store *st, struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = (struct gh_sqlite_store *)st;
+    int k = atomic_fetch_add(&bad.syncs, 1) + 1, pipefd[2], saved, rc;
+
+    if (k != atomic_load(&bad.fail_at)) return bad.real->audit_sync(st, err);
+    if (pipe(pipefd) != 0) return gh_err_set(err, NULL, 0, 0, "pipe"), GH_ERROR;
+    saved = ss->wal_fd;
+    ss->wal_fd = pipefd[0];
+    rc = bad.real->audit_sync(st, err);
+    ss->wal_fd = saved;
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return rc;
+}
+
+static void test_failed_sync_fails_the_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    struct gh_audit_service *s;
+    struct gh_audit_stats st;
+    struct gh_audit_event ev;
+    int rc_failed, rc_after;
+    uint64_t t0;
+
+    bad.real = f->st->ops;
+    bad.ops = *bad.real;
+    bad.ops.audit_sync = failing_sync;
+    atomic_store(&bad.syncs, 0);
+    atomic_store(&bad.fail_at, 0);
+    f->st->ops = &bad.ops;
+    s = gh_audit_service_new(f->cfg, f->st, 1, &err);
+    assert_non_null(s);
+    assert_int_equal(gh_audit_service_start(s, &err), GH_OK);
+    submit_n(s, TA, 0, 5, true);
+    assert_true(atomic_load(&bad.syncs) >= 1); /* they went the unsynced way */
+    atomic_store(&bad.fail_at, atomic_load(&bad.syncs) + 1);
+    gh_audit_event_new(&ev);
+    fill(&ev, TA, "tenant.update", 5);
+    rc_failed = gh_audit_submit(s, &ev, true);
+    gh_audit_event_new(&ev);
+    fill(&ev, TA, "tenant.update", 6);
+    rc_after = gh_audit_submit(s, &ev, true);
+    gh_audit_stats(s, &st);
+    t0 = gh_now_ns();
+    gh_audit_service_free(s);
+    f->st->ops = bad.real;
+    assert_int_equal(rc_failed, GH_ERROR);
+    assert_int_equal(rc_after, GH_ERROR);
+    assert_int_equal(st.events_written, 5);
+    assert_true(st.events_failed >= 2);
+    assert_true(gh_now_ns() - t0 < 3000000000ull);
+}
+
 /* An interval checkpoint of a chain outside the batch names the writer's
  * idea of that chain's head; here that event was rewritten behind the
  * writer's back (as a failover that lost it, then another node, would), so
@@ -863,6 +929,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_full_ring_waits_without_spinning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answered_only_once_synced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_sync_fails_the_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_the_store_out_of_reach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_interval_checkpoint_fails_no_event, setup,
                                         teardown),
