@@ -312,6 +312,12 @@ static int one_segment(struct gh_store *st, const struct gh_audit_archive_opts *
     if (rc == GH_OK) rc = gh_file_fsync_dir("audit archive", o->dir, err);
     if (rc != GH_OK) goto fail;
     if (o->crash_before_commit) return GH_DECLINED;
+    /* The events were read from commits that the audit writer may not
+     * have synced yet (SQLite: store.h, gh_store_audit_append_unsynced):
+     * synced now, so that no archive ever holds an event a crash could
+     * take from the store, whose chain would then go on differently. */
+    rc = gh_store_audit_sync(st, err);
+    if (rc != GH_OK) goto fail;
     rc = gh_store_audit_archive_commit(st, a, err);
     if (rc != GH_OK) goto fail;
     *n = s.n;

@@ -20,6 +20,7 @@ int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err)
     sqlite3 *dst = NULL;
     sqlite3_backup *b = NULL;
     int rc = GH_ERROR, fd, step;
+    bool in_read = false;
 
     /* The file is created here, 0600 and exclusively: a backup holds every
      * key hash and audit event, and never overwrites anything. */
@@ -40,6 +41,18 @@ int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err)
         gh_err_set(err, NULL, 0, 0, "store: backup: %s", sqlite3_errmsg(dst));
         goto out;
     }
+    /* The copy's snapshot first, then a sync of the log: the copy then
+     * holds no commit the audit writer had left unsynced (store.h,
+     * gh_store_audit_append_unsynced) and a crash could still take from
+     * the store, whose audit chains would then go on differently. */
+    if (gh_sqlite__read_begin(c, err) != GH_OK) goto out;
+    in_read = true;
+    /* BEGIN takes the snapshot at the first read. */
+    if (sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
+        gh_sqlite__fail(c, "backup", err);
+        goto out;
+    }
+    if (gh_sqlite__audit_sync(st, err) != GH_OK) goto out;
     step = sqlite3_backup_step(b, -1);
     if (step != SQLITE_DONE) {
         gh_err_set(err, NULL, 0, 0, "store: backup: %s", sqlite3_errstr(step));
@@ -47,6 +60,7 @@ int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err)
     }
     rc = GH_OK;
 out:
+    if (in_read) gh_sqlite__read_end(c);
     if (b != NULL && sqlite3_backup_finish(b) != SQLITE_OK && rc == GH_OK)
         rc = gh_err_set(err, NULL, 0, 0, "store: backup: %s", sqlite3_errmsg(dst));
     /* The copy is in WAL mode like its source: fold its WAL into the file
