@@ -329,6 +329,9 @@ void gh_api_audit_list(struct call *c)
         return;
     }
     rc = gh_store_audit_query(c->st, &f, afterp, limit, rows, &count, &more, &err);
+    /* What is shown is durable: the rows may be commits the audit writer
+     * has not synced yet (SQLite), and a sync after the read covers them. */
+    if (rc == GH_OK) rc = gh_store_audit_sync(c->st, &err);
     if (rc != GH_OK) {
         free(rows);
         gh_api_reply_store_error(c, rc, &err);
@@ -585,6 +588,8 @@ void gh_api_audit_export(struct call *c)
     if (rc == GH_OK && p.found) {
         lo = p.seq; /* after archived events, the hot store starts later */
         rc = chain_head(c->st, x->chain, lo, &head, &err);
+        /* Nothing past <head> is sent, and the sync covers it (as a query's). */
+        if (rc == GH_OK) rc = gh_store_audit_sync(c->st, &err);
         if (rc == GH_OK) {
             first = lo;
             end = head + 1;
@@ -720,6 +725,7 @@ void gh_api_audit_checkpoints(struct call *c)
         free(all.names);
     }
     if (rc == WALK_STOP) rc = GH_OK;
+    if (rc == GH_OK) rc = gh_store_audit_sync(c->st, &err); /* as a query's */
     if (rc != GH_OK) {
         json_decref(pg.items);
         if (err.msg[0] == '\0') snprintf(err.msg, sizeof(err.msg), "out of memory");

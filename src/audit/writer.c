@@ -948,6 +948,15 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
     if (o == STORED) {
         size_t n = r.n;
         heads_after(s, r.b, r.nrows, r.ncp);
+        /* Found stored, maybe by a commit left unsynced (the committer's):
+         * answered once synced, as any. */
+        if (gh_store_audit_sync(s->store, &err) != GH_OK) {
+            atomic_fetch_add_explicit(&s->events_failed, r.n, memory_order_relaxed);
+            gh_log_error("audit: %zu event(s) may not be stored: %s", r.n, err.msg);
+            answer(&r, false);
+            atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
+            return n;
+        }
         answer_stored(&r);
         atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         if (!final) return n;

@@ -591,6 +591,16 @@ static int sync_failed(struct gh_sqlite_store *s, const char *why, struct gh_err
     return GH_ERROR;
 }
 
+/* Whether the log's name no longer leads to the file opened at start (a
+ * failure of stat other than a missing file says nothing either way). */
+static bool wal_replaced(const struct gh_sqlite_store *s)
+{
+    struct stat st;
+
+    if (stat(s->wal_path, &st) != 0) return errno == ENOENT;
+    return st.st_ino != s->wal_ino || st.st_dev != s->wal_dev;
+}
+
 /* One fdatasync of the log, outside the writer's lock, so the writer
  * commits the next batch meanwhile (its frames, written after the sync
  * began, may or may not be covered: its own sync will tell). The log holds
@@ -602,14 +612,12 @@ static int sync_failed(struct gh_sqlite_store *s, const char *why, struct gh_err
 int gh_sqlite__audit_sync(struct gh_store *st, struct gh_err *err)
 {
     struct gh_sqlite_store *s = gh_sqlite__of(st);
-    struct stat by_name;
     int rc = GH_OK;
 
     pthread_mutex_lock(&s->sync_lock);
     if (atomic_load_explicit(&s->sync_failed, memory_order_acquire)) {
         rc = refuse_after_failed_sync(err);
-    } else if (stat(s->wal_path, &by_name) != 0 || by_name.st_ino != s->wal_ino ||
-               by_name.st_dev != s->wal_dev) {
+    } else if (wal_replaced(s)) {
         rc = sync_failed(s, "the log is no longer the file opened at start", err);
     } else {
         int r;

@@ -971,9 +971,11 @@ static void test_append_unsynced_then_sync(void **state)
         next_row(f, i % 2, &rows[i]);
     assert_int_equal(gh_store_audit_append(f->st, &rows[3], 1, NULL, 0, &err), GH_OK);
     ncp = 0;
+    unsynced = !unsynced;
     assert_int_equal(
         gh_store_audit_append_unsynced(f->st, &rows[4], 2, NULL, &ncp, NULL, &unsynced, &err),
         GH_OK);
+    assert_int_equal(unsynced, f->db[0] == '\0');
     assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
     assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
     /* A refused batch is not "unsynced": nothing of it was committed. (A
