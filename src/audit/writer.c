@@ -780,20 +780,16 @@ static int append(struct gh_audit_round *r, const struct gh_store_audit_rechain 
     return rc;
 }
 
-/* A round the committer stored without its fsync: synced (while the
- * committer stores the next one), then answered. A failed sync fails the
- * round's events: they may be lost, and the store takes no more writes
- * (store.h, gh_store_audit_sync), so neither will the rounds after it. */
-static void sync_answer(struct gh_audit_round *r)
+/* A round found stored, maybe by a commit left without its fsync: synced,
+ * then answered. A failed sync fails the round's events: they may be lost,
+ * and the store takes no more writes (store.h, gh_store_audit_sync), so
+ * neither will the rounds after it. */
+static void answer_synced(struct gh_audit_round *r)
 {
     struct gh_audit_service *s = r->s;
     struct gh_err err = {0};
-    int rc = gh_store_audit_sync(s->store, &err);
 
-    /* From the store call to the end of the sync: until it is durable. */
-    observe_commit(s, r->append_ns + (gh_now_ns() - r->committed_ns), r->n);
-    r->unsynced = false;
-    if (rc == GH_OK) {
+    if (gh_store_audit_sync(s->store, &err) == GH_OK) {
         answer_stored(r);
         return;
     }
@@ -802,6 +798,16 @@ static void sync_answer(struct gh_audit_round *r)
         gh_log_error("audit: %zu event(s) and %zu checkpoint(s) may not be stored: %s", r->n,
                      r->ncp, err.msg);
     answer(r, false);
+}
+
+/* A round the committer stored without its fsync: synced (while the
+ * committer stores the next one), then answered; its commit counted from
+ * the store call to the end of the sync, until it is durable. */
+static void sync_answer(struct gh_audit_round *r)
+{
+    answer_synced(r);
+    observe_commit(r->s, r->append_ns + (gh_now_ns() - r->committed_ns), r->n);
+    r->unsynced = false;
 }
 
 /* The round after its first store call (made here when !<tried>, else by
@@ -948,16 +954,8 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
     if (o == STORED) {
         size_t n = r.n;
         heads_after(s, r.b, r.nrows, r.ncp);
-        /* Found stored, maybe by a commit left unsynced (the committer's):
-         * answered once synced, as any. */
-        if (gh_store_audit_sync(s->store, &err) != GH_OK) {
-            atomic_fetch_add_explicit(&s->events_failed, r.n, memory_order_relaxed);
-            gh_log_error("audit: %zu event(s) may not be stored: %s", r.n, err.msg);
-            answer(&r, false);
-            atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
-            return n;
-        }
-        answer_stored(&r);
+        /* Maybe by the committer's commit, left without its fsync. */
+        answer_synced(&r);
         atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         if (!final) return n;
         /* At shutdown: what is queued besides gets its round too. */

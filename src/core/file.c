@@ -26,6 +26,22 @@ int gh_file_fsync_dir(const char *what, const char *path, struct gh_err *err)
     return gh_file_fsync(what, path, err);
 }
 
+int gh_file_fsync_parent(const char *what, const char *path, struct gh_err *err)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if ((size_t)(slash - path) >= sizeof(dir))
+        return gh_err_set(err, NULL, 0, 0, "%s: %s: path too long", what, path);
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    return gh_file_fsync_dir(what, dir, err);
+}
+
 int gh_file_make_dir(const char *what, const char *path, struct gh_err *err)
 {
     if (mkdir(path, 0700) == 0 || errno == EEXIST) return GH_OK;

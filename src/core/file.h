@@ -18,6 +18,10 @@ int gh_file_fsync(const char *what, const char *path, struct gh_err *err);
 /* fsync of a folder: makes the names created or renamed in it durable. */
 int gh_file_fsync_dir(const char *what, const char *path, struct gh_err *err);
 
+/* fsync of the folder that holds <path> ("." for a bare name): the file's
+ * name is then durable. */
+int gh_file_fsync_parent(const char *what, const char *path, struct gh_err *err);
+
 /* mkdir with mode 0700; an existing folder is fine. */
 int gh_file_make_dir(const char *what, const char *path, struct gh_err *err);
 

@@ -319,22 +319,6 @@ static int local_current(struct gh_kms *base, uint32_t *version, struct gh_err *
     return rc;
 }
 
-/* The folder that holds <path>: its new name is durable once that folder
- * is fsync'd. */
-static int fsync_parent(const char *path, struct gh_err *err)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    return gh_file_fsync_dir("master key file", dir, err);
-}
-
 /* Writes <n> keys to <fd> as lines, then fsyncs it. */
 static int write_keys(int fd, const char *path, const struct master_key *keys, size_t n,
                       struct gh_err *err)
@@ -445,7 +429,7 @@ static int local_create_version(struct gh_kms *base, uint32_t version, struct gh
         unlink(tmp);
         goto out;
     }
-    if (fsync_parent(k->path, err) != GH_OK) goto out;
+    if (gh_file_fsync_parent("master key file", k->path, err) != GH_OK) goto out;
     rc = reload(k, err);
 out:
     if (fd >= 0) close(fd);
@@ -517,7 +501,7 @@ int gh_kms_local_create(const char *path, struct gh_err *err)
     }
     OPENSSL_cleanse(&key, sizeof(key));
     close(fd);
-    if (rc == GH_OK) rc = fsync_parent(path, err);
+    if (rc == GH_OK) rc = gh_file_fsync_parent("master key file", path, err);
     if (rc != GH_OK) unlink(path);
     return rc;
 }

@@ -20,7 +20,6 @@ int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err)
     sqlite3 *dst = NULL;
     sqlite3_backup *b = NULL;
     int rc = GH_ERROR, fd, step;
-    bool in_read = false;
 
     /* The file is created here, 0600 and exclusively: a backup holds every
      * key hash and audit event, and never overwrites anything. */
@@ -46,7 +45,6 @@ int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err)
      * gh_store_audit_append_unsynced) and a crash could still take from
      * the store, whose audit chains would then go on differently. */
     if (gh_sqlite__read_begin(c, err) != GH_OK) goto out;
-    in_read = true;
     /* BEGIN takes the snapshot at the first read. */
     if (sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
         gh_sqlite__fail(c, "backup", err);
@@ -60,7 +58,7 @@ int gh_sqlite__backup(struct gh_store *st, const char *path, struct gh_err *err)
     }
     rc = GH_OK;
 out:
-    if (in_read) gh_sqlite__read_end(c);
+    gh_sqlite__read_end(c); /* (nothing to end when BEGIN was not reached) */
     if (b != NULL && sqlite3_backup_finish(b) != SQLITE_OK && rc == GH_OK)
         rc = gh_err_set(err, NULL, 0, 0, "store: backup: %s", sqlite3_errmsg(dst));
     /* The copy is in WAL mode like its source: fold its WAL into the file

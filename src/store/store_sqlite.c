@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -390,17 +389,22 @@ static int refuse_after_failed_sync(struct gh_err *err)
                       "write until gatehouse is restarted");
 }
 
+/* Locks the writer, unless a sync of the log has failed. Checked under the
+ * lock: a sync that fails meanwhile is seen by every write that begins
+ * after it. */
+static int writer_lock(struct gh_sqlite_store *s, struct gh_err *err)
+{
+    pthread_mutex_lock(&s->writer.lock);
+    if (!atomic_load_explicit(&s->sync_failed, memory_order_acquire)) return GH_OK;
+    pthread_mutex_unlock(&s->writer.lock);
+    return refuse_after_failed_sync(err);
+}
+
 int gh_sqlite__write_begin(struct gh_sqlite_store *s, struct gh_err *err)
 {
     int rc;
 
-    pthread_mutex_lock(&s->writer.lock);
-    /* Under the lock: a sync that fails meanwhile is seen by every write
-     * that begins after it. */
-    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire)) {
-        pthread_mutex_unlock(&s->writer.lock);
-        return refuse_after_failed_sync(err);
-    }
+    if (writer_lock(s, err) != GH_OK) return GH_ERROR;
     /* IMMEDIATE takes the write lock now (waiting up to busy_timeout for
      * another process), so no statement inside can fail with SQLITE_BUSY
      * halfway through. */
@@ -413,11 +417,7 @@ int gh_sqlite__write_begin_durable(struct gh_sqlite_store *s, struct gh_err *err
 {
     int rc;
 
-    pthread_mutex_lock(&s->writer.lock);
-    if (atomic_load_explicit(&s->sync_failed, memory_order_acquire)) {
-        pthread_mutex_unlock(&s->writer.lock);
-        return refuse_after_failed_sync(err);
-    }
+    if (writer_lock(s, err) != GH_OK) return GH_ERROR;
     /* The pragma is set outside the transaction, before BEGIN. */
     rc = gh_sqlite__run(&s->writer, GH_SQ_SYNC_FULL, "synchronous", err);
     if (rc == GH_OK) {
@@ -552,19 +552,10 @@ static void sqlite_wal_stats(struct gh_store *st, struct gh_store_wal_stats *out
 static int wal_open(struct gh_sqlite_store *s, struct gh_err *err)
 {
     const char *wal = s->wal_path;
-    char dir[4096];
-    char *slash;
     struct stat st;
     int fd;
 
-    if ((size_t)snprintf(dir, sizeof(dir), "%s", wal) >= sizeof(dir))
-        return gh_err_set(err, NULL, 0, 0, "store: the write-ahead log's path is too long");
-    slash = strrchr(dir, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else
-        slash[slash == dir ? 1 : 0] = '\0';
-    if (gh_file_fsync_dir("store: the write-ahead log's folder", dir, err) != GH_OK)
+    if (gh_file_fsync_parent("store: the write-ahead log's folder", wal, err) != GH_OK)
         return GH_ERROR;
     fd = open(wal, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
