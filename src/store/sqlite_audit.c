@@ -142,7 +142,9 @@ static void bind_row(sqlite3_stmt *s, int first, const struct gh_store_audit_row
  * one statement and sets their rowids. Within one statement the rows get
  * consecutive rowids in VALUES order: AUTOINCREMENT gives each the largest
  * so far plus one, and this connection is the only writer (an overflow is
- * SQLITE_FULL, never a reused rowid). */
+ * SQLITE_FULL, never a reused rowid). A group that fails half-way keeps
+ * its first rows (INSERT OR FAIL, store_sqlite.c says why) until the
+ * append's failure rolls the whole batch back in gh_sqlite__write_end(). */
 static int insert_rows(struct gh_sqlite_conn *c, struct gh_store_audit_row *rows, size_t n,
                        struct gh_err *err)
 {
