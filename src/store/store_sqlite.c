@@ -150,8 +150,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
      * failing one until then, needs no such journal: 35% less CPU per
      * event in the store call (bench/RESULTS.md). */
     [GH_SQ_AUDIT_INSERT_GROUP] =
-        "INSERT OR FAIL INTO audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, "
-        "outcome, request_id, hash, body, node) VALUES " AUDIT_ROWS_32 "," AUDIT_ROWS_32,
+        "INSERT OR FAIL INTO audit_events (chain, seq, id, time_us, tenant_id, actor, action, "
+        "resource, outcome, request_id, hash, body, node) VALUES " AUDIT_ROWS_32 "," AUDIT_ROWS_32,
     /* The predecessor may have been archived (the whole chain, even). */
     [GH_SQ_AUDIT_PREV_EXISTS] = "SELECT 1 FROM audit_events WHERE chain = ?1 AND seq = ?2 "
                                 "UNION ALL SELECT 1 FROM audit_archives "
