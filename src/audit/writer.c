@@ -352,9 +352,12 @@ struct gh_audit_round {
     size_t cp_room;    /* checkpoints kept free for events still to come */
     bool ahead;        /* chained (in part) while the batch before was stored */
     bool final;
-    /* The committer's attempt (rechain: none): */
+    /* The committer's attempt (rechain: none), and whether it is through
+     * with the round (under commit_mu): stored, failed, or dropped untried
+     * behind a round that failed. */
     int rc;
     struct gh_err err;
+    bool committer_done;
     /* Stored without its fsync (SQLite): the writer syncs it after giving
      * the committer the next batch (complete, sync_answer); the time of
      * the store call, and when it returned. */
@@ -381,6 +384,7 @@ static void round_start(struct gh_audit_service *s, struct gh_audit_round *r, in
 
     memset(r, 0, sizeof(*r));
     r->s = s;
+    r->committer_done = true; /* not given */
     r->slot = slot;
     r->b = &s->buf[slot];
     r->final = final;
@@ -987,7 +991,7 @@ static void *committer_main(void *arg)
 
     pthread_mutex_lock(&s->commit_mu);
     for (;;) {
-        struct gh_audit_round *r;
+        struct gh_audit_round *r, *next;
         while (s->commit_round == NULL && !s->commit_stop)
             pthread_cond_wait(&s->commit_cv, &s->commit_mu);
         if (s->commit_round == NULL) break;
@@ -997,27 +1001,67 @@ static void *committer_main(void *arg)
          * fsync either: the writer makes it once the next batch is here. */
         r->rc = append(r, NULL, true, &r->err);
         pthread_mutex_lock(&s->commit_mu);
+        r->committer_done = true;
         s->commit_round = NULL;
-        s->commit_done = true;
+        if ((next = s->commit_next) != NULL) {
+            s->commit_next = NULL;
+            /* The round queued behind was chained after this one's heads:
+             * stored only if this one was, at once, without waiting for the
+             * writer to be scheduled (on a core shared with the workers,
+             * that wait was a sixth of a PostgreSQL batch's time). */
+            if (r->rc == GH_OK) {
+                s->commit_round = next;
+            } else {
+                next->rc = GH_ERROR;
+                gh_err_set(&next->err, NULL, 0, 0, "not tried: the batch before it failed");
+                next->committer_done = true;
+            }
+        }
         pthread_cond_broadcast(&s->commit_cv);
     }
     pthread_mutex_unlock(&s->commit_mu);
     return NULL;
 }
 
+/* Gives the committer round <r>, with nothing being stored. */
 static void commit_give(struct gh_audit_service *s, struct gh_audit_round *r)
 {
     pthread_mutex_lock(&s->commit_mu);
+    r->committer_done = false;
     s->commit_round = r;
-    s->commit_done = false;
     pthread_cond_broadcast(&s->commit_cv);
     pthread_mutex_unlock(&s->commit_mu);
 }
 
-static void commit_wait(struct gh_audit_service *s)
+/* Queues round <r>, chained after round <prev> (given before), to be
+ * stored right after <prev> if <prev> is stored. False, and <r> not
+ * given, when <prev> has failed already. */
+static bool commit_queue(struct gh_audit_service *s, struct gh_audit_round *r,
+                         const struct gh_audit_round *prev)
 {
+    bool queued = false;
+
     pthread_mutex_lock(&s->commit_mu);
-    while (!s->commit_done)
+    if (!prev->committer_done || prev->rc == GH_OK) {
+        r->committer_done = false;
+        if (prev->committer_done)
+            s->commit_round = r;
+        else
+            s->commit_next = r;
+        pthread_cond_broadcast(&s->commit_cv);
+        queued = true;
+    }
+    pthread_mutex_unlock(&s->commit_mu);
+    return queued;
+}
+
+/* Waits until the committer is through with round <r>. */
+static void commit_wait(struct gh_audit_round *r)
+{
+    struct gh_audit_service *s = r->s;
+
+    pthread_mutex_lock(&s->commit_mu);
+    while (!r->committer_done)
         pthread_cond_wait(&s->commit_cv, &s->commit_mu);
     pthread_mutex_unlock(&s->commit_mu);
 }
@@ -1035,7 +1079,7 @@ static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bo
 {
     struct gh_audit_service *s = r->s;
 
-    commit_wait(s);
+    commit_wait(r);
     *stored = r->rc == GH_OK;
     if (*stored) {
         settle_heads(r, true);
@@ -1051,18 +1095,22 @@ static size_t complete(struct gh_audit_round *r, struct gh_audit_round *next, bo
         return r->n;
     }
     if (next != NULL) {
+        /* Not tried if it was queued: dropped with <r>'s answer. */
+        commit_wait(next);
         settle_heads(next, false);
         put_back(next);
     }
     return finish(r, true);
 }
 
-/* Whether the committer has answered, without waiting. */
-static bool commit_ready(struct gh_audit_service *s)
+/* Whether the committer is through with round <r>, without waiting. */
+static bool commit_ready(struct gh_audit_round *r)
 {
+    struct gh_audit_service *s = r->s;
     bool done;
+
     pthread_mutex_lock(&s->commit_mu);
-    done = s->commit_done;
+    done = r->committer_done;
     pthread_mutex_unlock(&s->commit_mu);
     return done;
 }
@@ -1087,9 +1135,10 @@ static void show_oldest(struct gh_audit_service *s, const struct gh_audit_round 
 /* One step of the writer. With a batch in flight (*inflight, being stored
  * by the committer), the next one is gathered from the rings and chained
  * after it meanwhile, in pieces: the one in flight is answered as soon as
- * it is stored. Then the next one takes what came while the one before was
- * stored (submitted events too: nothing is ahead of it any more), and goes
- * to the committer. A batch stored without its fsync (<unsynced>) is
+ * it is stored. A next one full and chained before that is queued behind
+ * it (commit_queue), unless submitted events wait; else it takes what came
+ * while the one before was stored (submitted events too: nothing is ahead
+ * of it any more), and goes to the committer. A batch stored without its fsync (<unsynced>) is
  * answered after that hand-over, its fsync made while the committer stores
  * the next one: the disk's wait is off the committer's path. Returns the
  * events answered (0 also when a batch was put back, or only checkpoints
@@ -1100,7 +1149,7 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
     struct gh_audit_round *prev = *inflight, *r, *unsynced = NULL;
     struct gh_err err = {0};
     size_t done = 0, limit = s->batch_max;
-    bool ahead = prev != NULL, stored;
+    bool ahead = prev != NULL, stored, queued = false;
 
     if (prev == NULL && (s->pending || gh_now_ns() < s->serial_until_ns)) {
         if (s->pending) return write_pending(s, false);
@@ -1124,7 +1173,7 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
     while (r->nrows < r->n) {
         size_t to = r->n - r->nrows > CHAIN_CHUNK ? r->nrows + CHAIN_CHUNK : r->n;
         if (chain_range(r, to, &err) != GH_OK) goto chain_failed;
-        if (prev != NULL && commit_ready(s)) {
+        if (prev != NULL && commit_ready(prev)) {
             r->ahead = true;
             done += complete(prev, r, &stored, &unsynced);
             *inflight = prev = NULL;
@@ -1136,9 +1185,23 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
     r->cp_room = 0;
     if (prev != NULL) {
         r->ahead = r->ahead || r->nrows > 0 || r->ncp > 0;
+        /* Full, and chained before the batch in flight is stored: queued
+         * behind it, so that the committer goes on to it at once; it could
+         * take nothing more below anyway. A batch with room waits to take
+         * what comes meanwhile (an event waits for no extra batch), and
+         * submitted events go in only once nothing is ahead (below). */
+        queued =
+            r->ahead && r->n >= s->batch_max && subs_waiting(s) == 0 && commit_queue(s, r, prev);
         done += complete(prev, r, &stored, &unsynced);
         *inflight = prev = NULL;
         if (!stored) return done;
+    }
+    if (queued) {
+        /* What came meanwhile waits for the next batch. */
+        atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
+        *inflight = r;
+        if (unsynced != NULL) sync_answer(unsynced);
+        return done + r->n;
     }
     if (ahead) {
         /* What came while the batch before was stored goes in this one,

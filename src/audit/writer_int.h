@@ -108,14 +108,17 @@ struct gh_audit_service {
     uint32_t subcap, subhead, sublen;
 
     /* The committer thread: stores the batch <commit_round> names, then
-     * says so. <commit_mu> guards the hand-over fields; the round itself
-     * belongs to the committer between hand-over and answer. */
+     * says so (the round's committer_done), then goes straight on to
+     * <commit_next> if the writer queued one behind it. <commit_mu> guards
+     * the hand-over fields; a round belongs to the committer between
+     * hand-over and answer. */
     pthread_t commit_thread;
     bool commit_started;
     pthread_mutex_t commit_mu;
     pthread_cond_t commit_cv;
-    struct gh_audit_round *commit_round; /* given, not yet stored */
-    bool commit_done, commit_stop;
+    struct gh_audit_round *commit_round; /* being stored */
+    struct gh_audit_round *commit_next;  /* queued behind it (writer.c, commit_queue) */
+    bool commit_stop;
 
     /* writer thread only */
     struct gh_audit_chain **buckets; /* chains by name */
