@@ -47,6 +47,7 @@ struct gh_audit_stats {
     uint64_t checkpoints;
     uint64_t producer_waits;   /* times a producer waited on a full queue */
     uint64_t chained_ahead;    /* batches chained while the one before was being stored */
+    uint64_t queued_ahead;     /* of them, full ones queued behind it (the committer went on) */
     int64_t oldest_pending_us; /* age of the oldest event being written, 0 when none */
 };
 

@@ -1199,6 +1199,8 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
     if (queued) {
         /* What came meanwhile waits for the next batch. */
         atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->queued_ahead, 1, memory_order_relaxed);
+        show_oldest(s, r, NULL);
         *inflight = r;
         if (unsynced != NULL) sync_answer(unsynced);
         return done + r->n;
@@ -1350,6 +1352,7 @@ void gh_audit_stats(struct gh_audit_service *s, struct gh_audit_stats *out)
     out->checkpoints = atomic_load_explicit(&s->checkpoints, memory_order_relaxed);
     out->producer_waits = atomic_load_explicit(&s->producer_waits, memory_order_relaxed);
     out->chained_ahead = atomic_load_explicit(&s->chained_ahead, memory_order_relaxed);
+    out->queued_ahead = atomic_load_explicit(&s->queued_ahead, memory_order_relaxed);
     out->queue_depth = queued(s);
     since = atomic_load_explicit(&s->oldest_since_us, memory_order_relaxed);
     if (since > 0) {

@@ -146,6 +146,7 @@ struct gh_audit_service {
     _Atomic uint64_t checkpoints, producer_waits;
     _Atomic uint64_t rechains;       /* batches chained again under the store's lock (PostgreSQL) */
     _Atomic uint64_t chained_ahead;  /* batches chained while the one before was being stored */
+    _Atomic uint64_t queued_ahead;   /* of them, queued behind it (writer.c, commit_queue) */
     _Atomic int64_t oldest_since_us; /* time of the oldest event being written, 0 when none */
 };
 

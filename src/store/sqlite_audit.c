@@ -154,6 +154,11 @@ static int insert_rows(struct gh_sqlite_conn *c, struct gh_store_audit_row *rows
     int rc;
 
     if (s == NULL) return GH_ERROR;
+    /* Outside a transaction (one SQLite ended by itself on an error some
+     * caller let pass), a group failing half-way would commit its first
+     * rows: a gap in their chains. */
+    if (sqlite3_get_autocommit(c->db))
+        return gh_err_set(err, NULL, 0, 0, "audit append: no transaction open");
     for (size_t j = 0; j < n; j++)
         bind_row(s, 1 + (int)j * ROW_PARAMS, &rows[j]);
     rc = gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit append", err));

@@ -147,8 +147,10 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
      * statement touches copied there first, through two write calls), to
      * undo only that statement. The append rolls back its whole
      * transaction on any failure, so FAIL, which keeps the rows before the
-     * failing one until then, needs no such journal: 35% less CPU per
-     * event in the store call (bench/RESULTS.md). */
+     * failing one until then, needs no such journal: 37% less CPU per
+     * event in the store call (bench/RESULTS.md). Only ever run inside that
+     * transaction: outside one, FAIL would commit those rows
+     * (sqlite_audit.c, insert_rows, checks). */
     [GH_SQ_AUDIT_INSERT_GROUP] =
         "INSERT OR FAIL INTO audit_events (chain, seq, id, time_us, tenant_id, actor, action, "
         "resource, outcome, request_id, hash, body, node) VALUES " AUDIT_ROWS_32 "," AUDIT_ROWS_32,

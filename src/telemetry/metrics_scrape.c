@@ -396,6 +396,9 @@ static void write_audit(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_family(e, "gatehouse_audit_batches_chained_ahead", GH_EXPO_COUNTER,
                    "Audit batches chained while the batch before was being stored.");
     gh_expo_counter(e, NULL, 0, a.chained_ahead);
+    gh_expo_family(e, "gatehouse_audit_batches_queued_ahead", GH_EXPO_COUNTER,
+                   "Full audit batches queued behind the batch being stored.");
+    gh_expo_counter(e, NULL, 0, a.queued_ahead);
     gh_expo_family(e, "gatehouse_audit_oldest_pending_seconds", GH_EXPO_GAUGE,
                    "Age of the oldest audit event being written; 0 when none.");
     gh_expo_gauge_seconds(e, NULL, 0, (uint64_t)a.oldest_pending_us * 1000ull);

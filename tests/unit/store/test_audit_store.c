@@ -487,12 +487,29 @@ static void test_groups_of_rows(void **state)
         }
         rows[10] = stored;
         assert_int_equal(gh_store_audit_append(f->st, rows, 70, NULL, 0, &err), GH_STORE_CONFLICT);
+        assert_non_null(strstr(err.msg, "UNIQUE")); /* the table found it, not a lookup */
         assert_int_equal(rows[0].rowid, 0);
         load_all(f, &a);
         assert_int_equal(a.n, 150 + 3 * MANY);
         free(a.rows);
         rows[10] = rows[11];
         snprintf(rows[10].chain, sizeof(rows[10].chain), "tn_many%04d", 110);
+
+        /* An error after which SQLite rolls the transaction back by itself:
+         * rowids run out (AUTOINCREMENT never reuses one: SQLITE_FULL) at
+         * row 6 of the group. Nothing stays, and the store takes the batch
+         * once rowids are there again. */
+        raw_exec(f, "UPDATE sqlite_sequence SET seq = 9223372036854775802 "
+                    "WHERE name = 'audit_events'");
+        assert_int_equal(gh_store_audit_append(f->st, rows, 70, NULL, 0, &err), GH_ERROR);
+        assert_non_null(strstr(err.msg, "full"));
+        assert_int_equal(rows[0].rowid, 0);
+        load_all(f, &a);
+        assert_int_equal(a.n, 150 + 3 * MANY);
+        free(a.rows);
+        raw_exec(f, "UPDATE sqlite_sequence SET seq = (SELECT max(rowid) FROM audit_events) "
+                    "WHERE name = 'audit_events'");
+
         assert_int_equal(gh_store_audit_append(f->st, rows, 70, NULL, 0, &err), GH_OK);
         load_all(f, &a);
         assert_int_equal(a.n, 150 + 3 * MANY + 70);
