@@ -1196,24 +1196,16 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
         *inflight = prev = NULL;
         if (!stored) return done;
     }
-    if (queued) {
-        /* What came meanwhile waits for the next batch. */
-        atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->queued_ahead, 1, memory_order_relaxed);
-        show_oldest(s, r, NULL);
-        *inflight = r;
-        if (unsynced != NULL) sync_answer(unsynced);
-        return done + r->n;
-    }
-    if (ahead) {
+    if (ahead && !queued) {
         /* What came while the batch before was stored goes in this one,
          * as it would have without the pipeline; past the ring slots of
-         * the batch before when it is still to be synced and answered. */
+         * the batch before when it is still to be synced and answered. (A
+         * queued batch is full: what came waits for the next one.) */
         size_t had = r->n;
         gather(r, unsynced ? unsynced->b->taken : NULL, true, s->batch_max);
         if (r->n > had && chain_range(r, r->n, &err) != GH_OK) goto chain_failed;
-        show_oldest(s, r, unsynced);
     }
+    if (ahead) show_oldest(s, r, unsynced);
     if (r->nrows == 0 && r->ncp == 0) {
         if (unsynced != NULL) sync_answer(unsynced);
         settle_heads(r, true);
@@ -1221,7 +1213,10 @@ static size_t step(struct gh_audit_service *s, struct gh_audit_round rounds[2],
         return done;
     }
     if (r->ahead) atomic_fetch_add_explicit(&s->chained_ahead, 1, memory_order_relaxed);
-    commit_give(s, r);
+    if (queued)
+        atomic_fetch_add_explicit(&s->queued_ahead, 1, memory_order_relaxed); /* given already */
+    else
+        commit_give(s, r);
     *inflight = r;
     /* The batch before is answered only now, and in ring order: its slots
      * come before this one's. */
