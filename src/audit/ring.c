@@ -205,9 +205,12 @@ uint64_t gh_audit_worker_push(struct gh_audit_worker *aw, bool strict)
     uint64_t head = atomic_load_explicit(&aw->head, memory_order_relaxed);
     aw->slots[head & aw->mask].strict = strict;
     atomic_store_explicit(&aw->head, head + 1, memory_order_release);
-    /* Async events wait for the writer's next look (at most 5 ms); a
-     * strict one has a client waiting. */
-    if (strict) gh_audit_wake_(aw->svc);
+    /* Async events wait for the writer's next look (at most 5 ms), or
+     * wake it from its idle sleep; a strict one has a client waiting. */
+    if (strict)
+        gh_audit_wake_(aw->svc);
+    else
+        gh_audit_wake_idle_(aw->svc);
     return head;
 }
 

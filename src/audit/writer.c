@@ -19,6 +19,7 @@
  * writer on our chains) the writer goes one batch at a time for a while:
  * there the store chains a stale batch again under its lock, which the
  * committer cannot do while the writer chains the next one. */
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,10 @@
 
 #define NBUCKETS     4096 /* chain hash table; chains are tenants */
 #define IDLE_WAIT_MS 5    /* a batch waits at most this long for more events */
+/* The writer's sleep once a whole IDLE_WAIT_MS brought nothing: any event
+ * wakes it, so this only paces the interval checkpoints' look (CP_SCAN_NS)
+ * and the retries of a held batch, which keep the short sleep. */
+#define IDLE_DEEP_MS 250
 /* The pause before async events that met an unavailable store are tried again. */
 #define UNAVAILABLE_PAUSE_MS 100
 #define SUBMIT_QUEUE         256
@@ -271,6 +276,18 @@ void gh_audit_wake_(struct gh_audit_service *s)
      * writer's store of <sleeping> before it looks at the rings. */
     atomic_thread_fence(memory_order_seq_cst);
     if (!atomic_load(&s->sleeping)) return;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void gh_audit_wake_idle_(struct gh_audit_service *s)
+{
+    /* The same pairing, with the writer's store of <idle>: either it sees
+     * the event in the ring before it sleeps, or the event's worker sees
+     * <idle> and signals (under <mu>, so not before the writer waits). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&s->idle, memory_order_relaxed)) return;
     pthread_mutex_lock(&s->mu);
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
@@ -1263,9 +1280,10 @@ static void *writer_main(void *arg)
 {
     struct gh_audit_service *s = arg;
     struct gh_audit_round rounds[2], *inflight = NULL, last;
+    bool napped = false; /* the last sleep was a short one that nothing ended */
 
     for (;;) {
-        bool stopping = atomic_load(&s->stop);
+        bool stopping = atomic_load(&s->stop), idle;
         size_t n = step(s, rounds, &inflight);
         if (stopping && n == 0 && inflight == NULL) {
             /* A step that answered nothing may have put a batch back: it
@@ -1274,16 +1292,25 @@ static void *writer_main(void *arg)
             if (queued(s) == 0 || s->pending) break;
             continue;
         }
-        if (n > 0 || inflight != NULL) continue;
+        if (n > 0 || inflight != NULL) {
+            napped = false;
+            continue;
+        }
         /* Nothing came: sleep until woken (strict event, submit) or for
-         * IDLE_WAIT_MS, when async events in the rings are looked at. */
+         * IDLE_WAIT_MS, when async events in the rings are looked at. After
+         * a short sleep that brought nothing, and with no batch held, the
+         * sleep is IDLE_DEEP_MS and async events wake it too. */
+        idle = napped && !s->pending && gh_now_ns() >= s->serial_until_ns;
         pthread_mutex_lock(&s->mu);
         atomic_store(&s->sleeping, true);
+        if (idle) atomic_store(&s->idle, true);
+        napped = false;
         if (!work_waiting(s) && !atomic_load(&s->stop)) {
             struct timespec ts;
-            gh_deadline_ms(CLOCK_REALTIME, IDLE_WAIT_MS, &ts);
-            pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+            gh_deadline_ms(CLOCK_REALTIME, idle ? IDLE_DEEP_MS : IDLE_WAIT_MS, &ts);
+            napped = pthread_cond_timedwait(&s->wake, &s->mu, &ts) == ETIMEDOUT;
         }
+        atomic_store(&s->idle, false);
         atomic_store(&s->sleeping, false);
         pthread_mutex_unlock(&s->mu);
     }

@@ -103,6 +103,10 @@ struct gh_audit_service {
     pthread_cond_t room;   /* submitters: the queue has room */
     pthread_cond_t done;   /* durable submitters: an answer arrived */
     _Atomic bool sleeping; /* the writer waits on <wake> */
+    /* The writer found nothing for a whole IDLE_WAIT_MS and sleeps up to
+     * IDLE_DEEP_MS: an async event wakes it too (gh_audit_wake_idle_), so
+     * an idle gateway does not wake 200 times a second for nothing. */
+    _Atomic bool idle;
     struct gh_audit_conf conf;
     struct gh_audit_sub *subq; /* ring of <subcap> */
     uint32_t subcap, subhead, sublen;
@@ -161,6 +165,9 @@ void gh_audit_worker_report_(struct gh_audit_worker *aw, uint64_t from, uint64_t
                              bool wake);
 /* Any thread: wakes the writer if it sleeps. */
 void gh_audit_wake_(struct gh_audit_service *s);
+/* Any thread, after publishing an async event: wakes the writer if it
+ * sleeps the long idle sleep (a fence and a load when it does not). */
+void gh_audit_wake_idle_(struct gh_audit_service *s);
 
 /* keys.c: the signing key, loaded or made at start. */
 int gh_audit_key_load_(struct gh_audit_service *s, struct gh_err *err);
