@@ -661,8 +661,11 @@ static void *dispatcher_main(void *arg)
                     d->noutcomes + d->in_flight + want <= OUTCOMES_MAX;
         if ((next_poll <= now && can_claim) || (d->ready && d->in_flight < d->conf.concurrency))
             timeout_ms = 0; /* or claimed deliveries wait to start */
-        else if (next_poll > now && (long)((next_poll - now) / 1000000) < timeout_ms)
-            timeout_ms = (long)((next_poll - now) / 1000000);
+        else if (next_poll > now && (long)((next_poll - now + 999999) / 1000000) < timeout_ms)
+            /* Rounded up: rounded down, the last part of a millisecond
+             * before the poll was a busy loop (a whole core for up to 1 ms
+             * in every POLL_MS, on an idle gateway). */
+            timeout_ms = (long)((next_poll - now + 999999) / 1000000);
         if (stopping) timeout_ms = 10;
         if (timeout_ms > 0) curl_multi_poll(d->multi, NULL, 0, (int)timeout_ms, NULL);
     }
