@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The proxy benchmark with PostgreSQL as the store (issue 8, "Speed"): two
 # gatehouses identical but for the store, SQLite and PostgreSQL, on a route
-# with API-key auth (a cached key), a per-tenant rate limit that never denies
+# with API-key auth (a tenant's key, cached), a per-tenant rate limit that never denies
 # and `audit: {mode: async}`. Target: PostgreSQL at most 10% below SQLite
 # (a ratio of 0.90 or more).
 #
@@ -167,7 +167,7 @@ declare -A KEY PORT ADMIN PID BASE_EVENTS
 PORT[sqlite]=$S_PORT; ADMIN[sqlite]=$S_ADMIN
 PORT[postgres]=$P_PORT; ADMIN[postgres]=$P_ADMIN
 for t in "${TARGETS[@]}"; do
-  # An operator key (default Argon2id parameters): after the first request it is cached.
+  # An operator key, for the admin API (the load uses a tenant's key: below).
   KEY[$t]=$("$BIN" admin bootstrap -c "$TMP/$t/gatehouse.yaml" 2>"$TMP/$t-bootstrap.stderr" | tail -1)
   [[ ${KEY[$t]} == gh_* ]] || { cat "$TMP/$t-bootstrap.stderr" >&2; die "gatehouse admin bootstrap ($t) gave no key"; }
   start "gatehouse-$t" "$BIN" run -c "$TMP/$t/gatehouse.yaml"
@@ -210,7 +210,27 @@ audit_metrics() {  # TARGET: the writer's counters, one line
        "commit_s=$(metric "$1" gatehouse_audit_commit_duration_seconds_sum)"
 }
 
+# The load is a tenant's traffic, as a gateway's is: a tenant made through
+# the admin API with the operator key, and a key of that tenant (its first
+# request verifies it, Argon2id; then it is cached). Its audit events go to
+# the tenant's own chain, as tenant traffic's do (the operator's would go
+# to the system chain and its partial index, audit_events_of_system).
+tenant_key() {  # TARGET: prints a new key of a new tenant
+  local admin="http://127.0.0.1:${ADMIN[$1]}" auth=(-H "Authorization: Bearer ${KEY[$1]}") doc id
+  doc=$(curl -fsS --max-time 10 "${auth[@]}" -H 'Content-Type: application/json' \
+    -d '{"name": "bench"}' "$admin/v1/tenants") || die "$1: POST /v1/tenants failed"
+  id=$("$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<<"$doc") ||
+    die "$1: POST /v1/tenants gave no id: $doc"
+  doc=$(curl -fsS --max-time 10 "${auth[@]}" -H 'Content-Type: application/json' \
+    -d '{"name": "bench-load"}' "$admin/v1/tenants/$id/keys") || die "$1: POST /v1/tenants/$id/keys failed"
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <<<"$doc" ||
+    die "$1: POST /v1/tenants/$id/keys gave no key: $doc"
+}
+
 for t in "${TARGETS[@]}"; do
+  wait_up "gatehouse-$t" "${PID[$t]}" "http://127.0.0.1:${PORT[$t]}/" "${KEY[$t]}"
+  KEY[$t]=$(tenant_key "$t")
+  [[ ${KEY[$t]} == gh_* ]] || die "gatehouse ($t): no tenant key"
   wait_up "gatehouse-$t" "${PID[$t]}" "http://127.0.0.1:${PORT[$t]}/" "${KEY[$t]}"
   ready=$(curl -fsS --max-time 2 "http://127.0.0.1:${ADMIN[$t]}/readyz" || true)
   [[ $ready == *ready* ]] || die "gatehouse ($t) /readyz on the admin port: '$ready'"
@@ -232,13 +252,19 @@ for conc in $CONCS; do
       url="http://127.0.0.1:${PORT[$t]}/"
       out=$TMP/wrk-$t-c$conc-r$round.txt
       on_core1 "$out.warmup" wrk -t1 -c"$conc" -d"$WARMUP" --latency -H "Authorization: Bearer ${KEY[$t]}" "$url" || true
+      "$PYTHON" "$HERE/cpu_parts.py" snap "$out.cpu0"
       on_core1 "$out" wrk -t1 -c"$conc" -d"$DURATION" --latency -H "Authorization: Bearer ${KEY[$t]}" "$url" || true
+      "$PYTHON" "$HERE/cpu_parts.py" snap "$out.cpu1"
       alive "$t" "c$conc round $round"
+      other=${TARGETS[0]}; [ "$other" = "$t" ] && other=${TARGETS[1]}
+      nreq=$(awk '/ requests in / {print $1}' "$out")
+      cpu=$("$PYTHON" "$HERE/cpu_parts.py" diff "$out.cpu0" "$out.cpu1" "${nreq:-0}" "${PID[$t]}" \
+              postgres="$PG_PID" nginx="$UP_PID" idle="${PID[$other]}" 2>/dev/null || true)
       depth=$(metric "$t" gatehouse_audit_queue_depth)   # the backlog wrk left behind
       t0=$(date +%s.%N)
       drained "$t"
       drain=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$conc" "$round" "$t" "$out" "$depth" "$drain" >>"$TMP/runs.txt"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$conc" "$round" "$t" "$out" "$depth" "$drain" "$cpu" >>"$TMP/runs.txt"
       rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
       p99=$(awk '$1 == "99%" {print $2}' "$out")
       errs=$(grep -E 'Non-2xx|Socket errors|unable to connect' "$out" | tr -s ' ' | paste -sd';' - || true)
@@ -306,13 +332,14 @@ def parse(path):
 
 rows, order, answered = {}, [], {"sqlite": 0, "postgres": 0}
 for line in open(f"{tmp}/runs.txt"):
-    conc, rnd, t, path, depth, drain = line.rstrip("\n").split("\t")
+    conc, rnd, t, path, depth, drain, cpu = line.rstrip("\n").split("\t")
     key = (int(conc), t)
     if key not in rows:
         rows[key] = []
         order.append(key)
     r = parse(path)
     r["depth"], r["drain"] = int(float(depth)), float(drain)
+    r["cpu"] = {k: float(v) for k, v in (p.split("=", 1) for p in cpu.split())}
     rows[key].append(r)
     # Every answered request of the run, warm-ups included, left one event.
     w = parse(path + ".warmup")
@@ -338,7 +365,7 @@ out.append(f"- `uptime` at start: `{env['UPTIME'].strip()}` (the machine is shar
 out.append(f"- software: {env['VERSIONS']}")
 out.append("- setup: upstream nginx (`return 200`), two gatehouses (`workers: 1`, identical configs but "
            "`store:`) and the PostgreSQL server with its backends, all on core 0; one route with "
-           "`auth: api_key` (an operator key, cached after its first request), "
+           "`auth: api_key` (a tenant's key, cached after its first request), "
            "`rate_limit: {per: [tenant], rate: 100000000/s, burst: 100000000}` (never denies) and "
            "`audit: {mode: async}`; access log off")
 out.append(f"- PostgreSQL store: `store: {{postgres: \"postgresql://gatehouse@127.0.0.1:PORT/gatehouse\", "
@@ -370,6 +397,25 @@ for conc in sorted({c for c, _ in order}):
     out.append(f"- **c{conc}: PostgreSQL / SQLite = {fmt(ratio, '.3f')}** (target ≥ 0.90: "
                f"{'met' if ratio >= 0.90 else 'missed'}); per round " + ", ".join(f"{x:.3f}" for x in per)
                + f"; p99 {fmt(med(p, 'p99'), '.2f')} ms vs {fmt(med(s, 'p99'), '.2f')} ms")
+
+parts = [("worker", "gatehouse: worker"), ("audit", "gatehouse: audit writer + committer"),
+         ("store", "gatehouse: SQLite checkpointer"), ("other", "gatehouse: other threads"),
+         ("postgres", "PostgreSQL server"), ("nginx", "nginx"), ("idle", "the other (idle) gatehouse")]
+if all(r["cpu"] for key in order for r in rows[key] if not r["failed"]):
+    out.append("")
+    out.append("CPU per request during each measurement, by part (µs; medians over the rounds; "
+               "bench/cpu_parts.py: each thread's time on a CPU from /proc between the start and the end "
+               "of wrk, over the requests wrk counted; the audit work of a backlog left at the end is not "
+               "in it, that of the warm-up's is; the parts run on core 0, as the load is bound by it):")
+    out.append("")
+    out.append("| store | conc | " + " | ".join(label for _, label in parts) + " | sum |")
+    out.append("|---|---:|" + "---:|" * (len(parts) + 1))
+    for key in order:
+        conc, t = key
+        runs = [r["cpu"] for r in rows[key] if not r["failed"]]
+        vals = [statistics.median(c.get(k, 0.0) for c in runs) for k, _ in parts]
+        total = statistics.median(sum(c.get(k, 0.0) for k, _ in parts) for c in runs)
+        out.append(f"| {names[t]} | {conc} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {total:.2f} |")
 
 def kv(path):
     return {k: float(v) for k, v in (p.split("=", 1) for p in open(path).read().split())}
