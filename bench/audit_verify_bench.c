@@ -96,9 +96,10 @@ static void run_service(struct gh_store *st, uint64_t n, char chains[][32], cons
     } while (stats.events_written + stats.events_failed < n);
     double secs = (double)(gh_now_ns() - t0) / 1e9;
     printf("service store=%s events=%" PRIu64 " seconds=%.2f events_per_s=%.0f batches=%" PRIu64
-           " mean_batch=%.1f producer_waits=%" PRIu64 " failed=%" PRIu64 "\n",
+           " mean_batch=%.1f mean_commit_ms=%.2f producer_waits=%" PRIu64 " failed=%" PRIu64 "\n",
            engine, n, secs, (double)n / secs, stats.batches,
            (double)stats.batch_events_sum / (double)(stats.batches ? stats.batches : 1),
+           (double)stats.commit_ns_sum / 1e6 / (double)(stats.batches ? stats.batches : 1),
            stats.producer_waits, stats.events_failed);
     fflush(stdout);
     gh_audit_service_free(s);

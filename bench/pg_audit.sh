@@ -238,15 +238,15 @@ out.append(f"Through the audit service (`--service`: each event made into a work
            f"first event made to the last committed). SQLite on cores {env['SERVICE_CORES']}, PostgreSQL "
            f"on core {env['BENCH_CORE']}:")
 out.append("")
-out.append("| store | events/s (made, chained, stored) | per round | mean batch | producer waits | failed | events stored of sent |")
-out.append("|---|---:|---|---:|---:|---:|---:|")
+out.append("| store | events/s (made, chained, stored) | per round | mean batch | mean append ms | producer waits | failed | events stored of sent |")
+out.append("|---|---:|---|---:|---:|---:|---:|---:|")
 for store in ("sqlite-service", "postgres-service"):
     rs = runs[store]
     per = ", ".join(f"{float(r['events_per_s']):,.0f}" for r in rs)
     stored = ", ".join(f"{int(r['stored']):,}" for r in rs)
     out.append(f"| {'SQLite (WAL)' if store == 'sqlite-service' else 'PostgreSQL'} | "
                f"{med(store, 'events_per_s'):,.0f} | {per} | {med(store, 'mean_batch'):.0f} | "
-               f"{med(store, 'producer_waits'):,.0f} | {sum(int(r['failed']) for r in rs)} | "
+               f"{med(store, 'mean_commit_ms'):.2f} | {med(store, 'producer_waits'):,.0f} | {sum(int(r['failed']) for r in rs)} | "
                f"{stored} of {n:,} each |")
 svc_sq, svc_pg = med("sqlite-service", "events_per_s"), med("postgres-service", "events_per_s")
 out.append("")
