@@ -366,18 +366,17 @@ int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, si
     if (unsynced != NULL) *unsynced = false;
 
     if (n > 0 && (b.stored = calloc(n, sizeof(*b.stored))) == NULL) return oom(err);
-    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
-    if (rc != GH_OK) {
-        batch_free(&b);
-        return rc;
-    }
     /* Under the lock, the heads read below cannot move before our commit:
      * appends from every node are serialised, so a chain never forks. A
      * stale batch is chained again here, under the lock, through the
      * caller's <rechain>: a writer on a busy cluster cannot keep losing
      * the race between reading the heads and appending after them. */
-    rc = gh_pg__run(&tx, GH_PG_AUDIT_LOCK, NULL, NULL, err);
-    if (rc == GH_OK && n > 0) {
+    rc = gh_pg__begin_audit_locked(gh_pg__of(st), &tx, err);
+    if (rc != GH_OK) {
+        batch_free(&b);
+        return rc;
+    }
+    if (n > 0) {
         rc = read_heads(&tx, &b, err);
         if (rc == GH_OK) rc = place(&tx, &b, err);
         /* Never when a row is stored already: those events must not be
@@ -760,12 +759,12 @@ int gh_pg__audit_archive_commit(struct gh_store *st, const struct gh_store_audit
     struct gh_pg_args args = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    /* With the append lock: no append or other archiver moves the chain
+     * under us. */
+    int rc = gh_pg__begin_audit_locked(gh_pg__of(st), &tx, err);
 
     if (rc != GH_OK) return rc;
-    /* The append lock: no append or other archiver moves the chain under us. */
-    rc = gh_pg__run(&tx, GH_PG_AUDIT_LOCK, NULL, NULL, err);
-    if (rc == GH_OK) rc = archive_check(&tx, a, err);
+    rc = archive_check(&tx, a, err);
     if (rc != GH_OK) goto out;
     gh_pg__arg(&args, a->chain);
     gh_pg__arg_i64(&args, (int64_t)a->first_seq);

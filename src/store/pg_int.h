@@ -73,7 +73,6 @@ enum gh_pg_stmt {
     GH_PG_EVENT_INSERT,
     GH_PG_EVENT_LIST,
     GH_PG_EVENT_LIST_TENANT,
-    GH_PG_AUDIT_LOCK,
     GH_PG_AUDIT_LAST_ROWID,
     GH_PG_AUDIT_SEQ_CHECK,
     GH_PG_AUDIT_HEADS_OF,
@@ -233,6 +232,13 @@ void gh_pg__arg_i64(struct gh_pg_args *a, int64_t v);
 void gh_pg__arg_bytes(struct gh_pg_args *a, const char *p, size_t len);
 
 /* What a transaction runs as. */
+/* The audit append lock, taken by gh_pg__begin_audit_locked(): one lock for
+ * every audit append (and the archiver's move of a segment), held until the
+ * commit: appends from every node are serialized, so a chain never forks
+ * (the head is checked under the lock), and rowids are drawn in commit
+ * order (what queries page by and the verifier's scan resumes from). */
+#define GH_PG_AUDIT_LOCK_SQL "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))"
+
 enum gh_pg_role {
     GH_PG_OPERATOR, /* gatehouse_operator: every tenant's rows (BYPASSRLS) */
     GH_PG_TENANT,   /* gatehouse_tenant with gatehouse.tenant_id set: RLS */
@@ -253,6 +259,10 @@ struct gh_pg_tx {
  * cannot be reached (the connection is released). */
 int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
                  struct gh_pg_tx *tx, struct gh_err *err);
+
+/* gh_pg__begin() as operator, then the audit append lock (GH_PG_AUDIT_LOCK_SQL),
+ * in the same round trip. */
+int gh_pg__begin_audit_locked(struct gh_pg_store *s, struct gh_pg_tx *tx, struct gh_err *err);
 
 /* Commits when <rc> is GH_OK, else rolls back (keeping <err>); releases the
  * connection. Returns <rc>, or the commit's failure (UNAVAILABLE when the

@@ -128,7 +128,7 @@ static const struct migration migrations[] = {
          "usage", "tenant_id") TENANT_POLICY("limit_events", "tenant_id")},
     {4,
      /* Issue 5: the audit log. rowid is drawn under the append lock
-      * (store_postgres.c, GH_PG_AUDIT_LOCK), so it is the commit order. A
+      * (pg_int.h, GH_PG_AUDIT_LOCK_SQL), so it is the commit order. A
       * tenant reads the rows of its tenant_id; system rows have tenant_id
       * '' and no tenant setting is ever '': operators only. Checkpoints,
       * keys (with their private halves) are operator-only. */

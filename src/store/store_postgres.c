@@ -145,11 +145,6 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_EVENT_LIST_TENANT] = "SELECT " EVENT_COLS " FROM limit_events "
                                 "WHERE tenant_id = $1::text AND id < $2::bigint "
                                 "ORDER BY id DESC LIMIT $3::bigint",
-    /* One lock for every audit append, held until the commit: appends from
-     * every node are serialized, so a chain never forks (the head is
-     * checked under the lock), and rowids are drawn in commit order (what
-     * queries page by and the verifier's scan resumes from). */
-    [GH_PG_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))",
     /* After the append's COPY, under the append lock (pg_audit.c): the
      * last rowid this session drew. */
     [GH_PG_AUDIT_LAST_ROWID] = "SELECT currval('audit_events_rowid_seq')",
@@ -880,7 +875,14 @@ static void conn_release(struct gh_pg_store *s, struct gh_pg_conn *c)
 }
 
 /* BEGIN and the role, in one round trip (constant SQL, nothing bound). */
-static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, struct gh_err *err)
+/* Opens the transaction in one round trip; with <audit_lock> (operator,
+ * not a snapshot) it also takes the audit append lock, as a statement of its
+ * own after the others: in READ COMMITTED, what the caller reads next is
+ * read after the lock is held. One round trip fewer matters to the audit
+ * committer, which waits for the CPU after each one when the gateway is
+ * busy. */
+static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bool audit_lock,
+                   struct gh_err *err)
 {
     static const char *const sql[2][2] = {
         {"BEGIN; SET LOCAL ROLE gatehouse_operator",
@@ -888,10 +890,12 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, st
         {"BEGIN; SET LOCAL ROLE gatehouse_tenant",
          "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL ROLE gatehouse_tenant"},
     };
-    PGresult *r = PQexec(c->db, sql[role == GH_PG_TENANT][snapshot]);
+    static const char locked[] = "BEGIN; SET LOCAL ROLE gatehouse_operator; " GH_PG_AUDIT_LOCK_SQL;
+    PGresult *r = PQexec(c->db, audit_lock ? locked : sql[role == GH_PG_TENANT][snapshot]);
     int rc = GH_OK;
 
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) rc = failure(c, r, "begin", err);
+    if (PQresultStatus(r) != (audit_lock ? PGRES_TUPLES_OK : PGRES_COMMAND_OK))
+        rc = failure(c, r, "begin", err);
     PQclear(r);
     if (rc != GH_OK && PQtransactionStatus(c->db) != PQTRANS_IDLE) {
         PGresult *rb = PQexec(c->db, "ROLLBACK");
@@ -900,8 +904,8 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, st
     return rc;
 }
 
-int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
-                 struct gh_pg_tx *tx, struct gh_err *err)
+static int begin_tx(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
+                    bool audit_lock, struct gh_pg_tx *tx, struct gh_err *err)
 {
     struct gh_pg_conn *c;
     bool was_up;
@@ -919,13 +923,13 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
     tx->snapshot = snapshot;
     tx->unbounded = false;
     rc = conn_ready(s, c, err);
-    if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
+    if (rc == GH_OK) rc = open_tx(c, role, snapshot, audit_lock, err);
     /* A connection that broke since its last use (a server restart) shows
      * only now: nothing was sent in this op yet, so one reconnect and retry
      * is safe. A connect that just failed is not tried twice. */
     if (rc == GH_STORE_UNAVAILABLE && was_up && !conn_current(s, c)) {
         rc = conn_ready(s, c, err);
-        if (rc == GH_OK) rc = open_tx(c, role, snapshot, err);
+        if (rc == GH_OK) rc = open_tx(c, role, snapshot, audit_lock, err);
     }
     if (rc == GH_OK && role == GH_PG_TENANT) {
         struct gh_pg_args a = {0};
@@ -938,6 +942,17 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
     }
     if (rc != GH_OK) conn_release(s, c);
     return rc;
+}
+
+int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
+                 struct gh_pg_tx *tx, struct gh_err *err)
+{
+    return begin_tx(s, role, tenant, snapshot, false, tx, err);
+}
+
+int gh_pg__begin_audit_locked(struct gh_pg_store *s, struct gh_pg_tx *tx, struct gh_err *err)
+{
+    return begin_tx(s, GH_PG_OPERATOR, NULL, false, true, tx, err);
 }
 
 int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err)
