@@ -11,9 +11,13 @@ field of /proc/PID/task/TID/schedstat, in nanoseconds.
       thread, named "gatehouse"; audit: gh-audit and gh-audit-commit;
       store: gh-sqlite-ckpt, SQLite's checkpointer; other: the rest), then
       each NAME: the process PID and all its descendants (a PostgreSQL
-      server's backends, nginx's workers). A thread that ended between the
-      snapshots is not counted (nor is one of NAME's processes that did);
-      a process that started in between is counted whole.
+      server's backends, nginx's workers), with the children reaped
+      meanwhile (the cutime and cstime of /proc/PID/stat: a backend or an
+      autovacuum worker that ended in between, less what it had used before
+      the first snapshot). A thread is known by its
+      id and start time, so an id used again is a new thread, counted
+      whole, as is any that started in between. A gatehouse thread that
+      ended in between is not counted.
 """
 import json
 import os
@@ -23,31 +27,43 @@ PARTS = {"gatehouse": "worker", "gh-audit": "audit", "gh-audit-commit": "audit",
          "gh-sqlite-ckpt": "store"}
 
 
+TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
+
+
+def stat_fields(path):
+    """The fields of a /proc stat file after the command's ")"; field N of
+    proc(5) is at index N - 3."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def snap():
+    """{"tid/start": [pid, ppid, comm, ns on a CPU, ns of reaped children]}"""
     threads = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            st = stat_fields(f"/proc/{pid}/stat")
+            ppid, reaped = int(st[1]), (int(st[13]) + int(st[14])) * TICK_NS
             tids = os.listdir(f"/proc/{pid}/task")
         except (OSError, ValueError, IndexError):
             continue
         for tid in tids:
             try:
+                start = stat_fields(f"/proc/{pid}/task/{tid}/stat")[19]
                 with open(f"/proc/{pid}/task/{tid}/comm") as f:
                     comm = f.read().strip()
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                     ns = int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            threads[tid] = [int(pid), ppid, comm, ns]
+            threads[f"{tid}/{start}"] = [int(pid), ppid, comm, ns, reaped if tid == pid else 0]
     return threads
 
 
 def descendants(threads, root):
-    parent = {pid: ppid for pid, ppid, _, _ in threads.values()}
+    parent = {t[0]: t[1] for t in threads.values()}
     out = {root}
     grew = True
     while grew:
@@ -61,16 +77,20 @@ def descendants(threads, root):
 
 def diff(before, after, requests, gh_pid, named):
     used = {}
-    for tid, (pid, _, comm, ns) in after.items():
-        prev = before.get(tid)
-        used[tid] = ns - prev[3] if prev and prev[0] == pid else ns
+    for key, (pid, _, comm, ns, reaped) in after.items():
+        prev = before.get(key)
+        used[key] = ns + reaped - (prev[3] + prev[4] if prev else 0)
     parts = {"worker": 0, "audit": 0, "store": 0, "other": 0}
-    for tid, (pid, _, comm, _) in after.items():
+    for key, (pid, _, comm, _, _) in after.items():
         if pid == gh_pid:
-            parts[PARTS.get(comm, "other")] += used[tid]
+            parts[PARTS.get(comm, "other")] += used[key]
     for name, root in named:
         procs = descendants(after, root)
-        parts[name] = sum(used[tid] for tid, (pid, _, _, _) in after.items() if pid in procs)
+        parts[name] = sum(used[key] for key, t in after.items() if t[0] in procs)
+        # A child reaped in between is in its parent's reaped time with its
+        # whole life: what it had used before the window comes off.
+        gone = descendants(before, root)
+        parts[name] -= sum(t[3] for key, t in before.items() if t[0] in gone and key not in after)
     return " ".join(f"{k}={v / requests / 1000:.2f}" for k, v in parts.items())
 
 

@@ -223,8 +223,9 @@ tenant_key() {  # TARGET: prints a new key of a new tenant
     die "$1: POST /v1/tenants gave no id: $doc"
   doc=$(curl -fsS --max-time 10 "${auth[@]}" -H 'Content-Type: application/json' \
     -d '{"name": "bench-load"}' "$admin/v1/tenants/$id/keys") || die "$1: POST /v1/tenants/$id/keys failed"
-  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <<<"$doc" ||
-    die "$1: POST /v1/tenants/$id/keys gave no key: $doc"
+  # The answer holds the key: not echoed on failure.
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <<<"$doc" 2>/dev/null ||
+    die "$1: POST /v1/tenants/$id/keys gave no key"
 }
 
 for t in "${TARGETS[@]}"; do
@@ -259,7 +260,8 @@ for conc in $CONCS; do
       other=${TARGETS[0]}; [ "$other" = "$t" ] && other=${TARGETS[1]}
       nreq=$(awk '/ requests in / {print $1}' "$out")
       cpu=$("$PYTHON" "$HERE/cpu_parts.py" diff "$out.cpu0" "$out.cpu1" "${nreq:-0}" "${PID[$t]}" \
-              postgres="$PG_PID" nginx="$UP_PID" idle="${PID[$other]}" 2>/dev/null || true)
+              postgres="$PG_PID" nginx="$UP_PID" idle="${PID[$other]}" 2>"$out.cpu.err" || true)
+      [ -n "$cpu" ] || log "c$conc round $round $t: no CPU figures ($(head -c 200 "$out.cpu.err")); the report leaves the CPU table out"
       depth=$(metric "$t" gatehouse_audit_queue_depth)   # the backlog wrk left behind
       t0=$(date +%s.%N)
       drained "$t"

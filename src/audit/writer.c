@@ -37,9 +37,9 @@
 
 #define NBUCKETS     4096 /* chain hash table; chains are tenants */
 #define IDLE_WAIT_MS 5    /* a batch waits at most this long for more events */
-/* The writer's sleep once a whole IDLE_WAIT_MS brought nothing: any event
- * wakes it, so this only paces the interval checkpoints' look (CP_SCAN_NS)
- * and the retries of a held batch, which keep the short sleep. */
+/* The writer's longest sleep once a whole IDLE_WAIT_MS brought nothing:
+ * any event wakes it, and it ends when the interval checkpoints' next look
+ * is due (CP_SCAN_NS). A held batch's retries keep the short sleep. */
 #define IDLE_DEEP_MS 250
 /* The pause before async events that met an unavailable store are tried again. */
 #define UNAVAILABLE_PAUSE_MS 100
@@ -1284,6 +1284,8 @@ static void *writer_main(void *arg)
 
     for (;;) {
         bool stopping = atomic_load(&s->stop), idle;
+        uint64_t now_ns;
+        long sleep_ms;
         size_t n = step(s, rounds, &inflight);
         if (stopping && n == 0 && inflight == NULL) {
             /* A step that answered nothing may have put a batch back: it
@@ -1300,14 +1302,26 @@ static void *writer_main(void *arg)
          * IDLE_WAIT_MS, when async events in the rings are looked at. After
          * a short sleep that brought nothing, and with no batch held, the
          * sleep is IDLE_DEEP_MS and async events wake it too. */
-        idle = napped && !s->pending && gh_now_ns() >= s->serial_until_ns;
+        now_ns = gh_now_ns();
+        idle = napped && !s->pending && now_ns >= s->serial_until_ns;
+        if (idle) {
+            /* No later than the next interval-checkpoint look is due. */
+            uint64_t due = s->last_cp_scan_ns + CP_SCAN_NS;
+            sleep_ms = due <= now_ns ? 1 : (long)((due - now_ns + 999999) / 1000000);
+            if (sleep_ms > IDLE_DEEP_MS) sleep_ms = IDLE_DEEP_MS;
+        } else {
+            sleep_ms = IDLE_WAIT_MS;
+        }
         pthread_mutex_lock(&s->mu);
         atomic_store(&s->sleeping, true);
         if (idle) atomic_store(&s->idle, true);
+        /* Pairs with the fence of gh_audit_wake_ and gh_audit_wake_idle_:
+         * the rings are read below after the flags are seen stored. */
+        atomic_thread_fence(memory_order_seq_cst);
         napped = false;
         if (!work_waiting(s) && !atomic_load(&s->stop)) {
             struct timespec ts;
-            gh_deadline_ms(CLOCK_REALTIME, idle ? IDLE_DEEP_MS : IDLE_WAIT_MS, &ts);
+            gh_deadline_ms(CLOCK_REALTIME, sleep_ms, &ts);
             napped = pthread_cond_timedwait(&s->wake, &s->mu, &ts) == ETIMEDOUT;
         }
         atomic_store(&s->idle, false);

@@ -231,7 +231,6 @@ void gh_pg__arg_i64(struct gh_pg_args *a, int64_t v);
  * format, which for text is the bytes themselves). */
 void gh_pg__arg_bytes(struct gh_pg_args *a, const char *p, size_t len);
 
-/* What a transaction runs as. */
 /* The audit append lock, taken by gh_pg__begin_audit_locked(): one lock for
  * every audit append (and the archiver's move of a segment), held until the
  * commit: appends from every node are serialized, so a chain never forks
@@ -239,6 +238,7 @@ void gh_pg__arg_bytes(struct gh_pg_args *a, const char *p, size_t len);
  * order (what queries page by and the verifier's scan resumes from). */
 #define GH_PG_AUDIT_LOCK_SQL "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))"
 
+/* What a transaction runs as. */
 enum gh_pg_role {
     GH_PG_OPERATOR, /* gatehouse_operator: every tenant's rows (BYPASSRLS) */
     GH_PG_TENANT,   /* gatehouse_tenant with gatehouse.tenant_id set: RLS */

@@ -890,12 +890,15 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bo
         {"BEGIN; SET LOCAL ROLE gatehouse_tenant",
          "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL ROLE gatehouse_tenant"},
     };
-    static const char locked[] = "BEGIN; SET LOCAL ROLE gatehouse_operator; " GH_PG_AUDIT_LOCK_SQL;
+    /* READ COMMITTED named, whatever the database's default: the heads read
+     * after the lock must be read in a snapshot taken after it is held. */
+    static const char locked[] = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL ROLE "
+                                 "gatehouse_operator; " GH_PG_AUDIT_LOCK_SQL;
     PGresult *r = PQexec(c->db, audit_lock ? locked : sql[role == GH_PG_TENANT][snapshot]);
     int rc = GH_OK;
 
     if (PQresultStatus(r) != (audit_lock ? PGRES_TUPLES_OK : PGRES_COMMAND_OK))
-        rc = failure(c, r, "begin", err);
+        rc = failure(c, r, audit_lock ? "begin, audit append lock" : "begin", err);
     PQclear(r);
     if (rc != GH_OK && PQtransactionStatus(c->db) != PQTRANS_IDLE) {
         PGresult *rb = PQexec(c->db, "ROLLBACK");

@@ -129,7 +129,7 @@ class PgConnection:
 
 def hold_audit_append(db):
     """A connection holding what blocks the gateway's audit appends: SQLite's
-    write lock, or PostgreSQL's audit append lock (store_postgres.c). The
+    write lock, or PostgreSQL's audit append lock (pg_int.h, GH_PG_AUDIT_LOCK_SQL). The
     store gives up after its lock wait (5 s both). Close it to release."""
     c = connect(db, timeout=1)
     if is_postgres():

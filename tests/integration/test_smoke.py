@@ -56,7 +56,10 @@ def test_idle_gateway_takes_almost_no_cpu(gatehouse):
     time.sleep(3.0)
     after = _thread_cpu_ns(g.proc.pid)
     used = {t: after[t] - before.get(t, 0) for t in after}
-    busy = {t: round(ns / 1e6, 2) for t, ns in used.items() if ns > 6_000_000}
-    assert not busy, f"threads with more than 6 ms of CPU in 3 s idle (ms): {busy}; all: " \
+    # Each was near 25 ms in 3 s. The bounds leave room for the PostgreSQL
+    # store (the dispatcher's 10 polls a second are round trips there) and
+    # for the sanitizers' builds.
+    busy = {t: round(ns / 1e6, 2) for t, ns in used.items() if ns > 10_000_000}
+    assert not busy, f"threads with more than 10 ms of CPU in 3 s idle (ms): {busy}; all: " \
         f"{ {t: round(ns / 1e6, 2) for t, ns in used.items()} }"
-    assert sum(used.values()) < 15_000_000, used
+    assert sum(used.values()) < 20_000_000, used
