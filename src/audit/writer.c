@@ -270,27 +270,28 @@ unsigned gh_audit_param_prefix(struct gh_audit_service *s)
     return n;
 }
 
-void gh_audit_wake_(struct gh_audit_service *s)
+/* Signals the writer if it sleeps at least as deep as <level>. The fence
+ * orders the caller's ring store before this load, against the writer's
+ * store of <sleeping> before it looks at the rings (writer_main): either it
+ * sees the event, or the caller sees it asleep and signals under <mu>, so
+ * not before it waits. */
+static void wake_from(struct gh_audit_service *s, int level)
 {
-    /* Orders the caller's ring store before this load, against the
-     * writer's store of <sleeping> before it looks at the rings. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (!atomic_load(&s->sleeping)) return;
+    if (atomic_load_explicit(&s->sleeping, memory_order_relaxed) < level) return;
     pthread_mutex_lock(&s->mu);
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
 }
 
+void gh_audit_wake_(struct gh_audit_service *s)
+{
+    wake_from(s, GH_AUDIT_NAP);
+}
+
 void gh_audit_wake_idle_(struct gh_audit_service *s)
 {
-    /* The same pairing, with the writer's store of <idle>: either it sees
-     * the event in the ring before it sleeps, or the event's worker sees
-     * <idle> and signals (under <mu>, so not before the writer waits). */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (!atomic_load_explicit(&s->idle, memory_order_relaxed)) return;
-    pthread_mutex_lock(&s->mu);
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->mu);
+    wake_from(s, GH_AUDIT_IDLE);
 }
 
 void gh_audit_event_new(struct gh_audit_event *ev)
@@ -1313,10 +1314,9 @@ static void *writer_main(void *arg)
             sleep_ms = IDLE_WAIT_MS;
         }
         pthread_mutex_lock(&s->mu);
-        atomic_store(&s->sleeping, true);
-        if (idle) atomic_store(&s->idle, true);
-        /* Pairs with the fence of gh_audit_wake_ and gh_audit_wake_idle_:
-         * the rings are read below after the flags are seen stored. */
+        atomic_store(&s->sleeping, idle ? GH_AUDIT_IDLE : GH_AUDIT_NAP);
+        /* Pairs with the fence of wake_from: the rings are read below
+         * after <sleeping> is seen stored. */
         atomic_thread_fence(memory_order_seq_cst);
         napped = false;
         if (!work_waiting(s) && !atomic_load(&s->stop)) {
@@ -1324,8 +1324,7 @@ static void *writer_main(void *arg)
             gh_deadline_ms(CLOCK_REALTIME, sleep_ms, &ts);
             napped = pthread_cond_timedwait(&s->wake, &s->mu, &ts) == ETIMEDOUT;
         }
-        atomic_store(&s->idle, false);
-        atomic_store(&s->sleeping, false);
+        atomic_store(&s->sleeping, GH_AUDIT_AWAKE);
         pthread_mutex_unlock(&s->mu);
     }
     /* What is left, then checkpoints for what this run wrote, so a restart

@@ -84,6 +84,8 @@ struct gh_audit_buf {
     bool *strict_seen; /* per worker: a strict slot in the batch */
 };
 
+enum { GH_AUDIT_AWAKE, GH_AUDIT_NAP, GH_AUDIT_IDLE }; /* gh_audit_service.sleeping */
+
 struct gh_audit_service {
     struct gh_store *store;
     struct gh_secrets *secrets; /* seals the signing key; NULL: kept in clear (tests) */
@@ -99,14 +101,15 @@ struct gh_audit_service {
 
     /* <mu> guards conf, the submit queue and the writer's sleep. */
     pthread_mutex_t mu;
-    pthread_cond_t wake;   /* the writer: work arrived */
-    pthread_cond_t room;   /* submitters: the queue has room */
-    pthread_cond_t done;   /* durable submitters: an answer arrived */
-    _Atomic bool sleeping; /* the writer waits on <wake> */
-    /* The writer found nothing for a whole IDLE_WAIT_MS and sleeps up to
-     * IDLE_DEEP_MS: an async event wakes it too (gh_audit_wake_idle_), so
-     * an idle gateway does not wake 200 times a second for nothing. */
-    _Atomic bool idle;
+    pthread_cond_t wake; /* the writer: work arrived */
+    pthread_cond_t room; /* submitters: the queue has room */
+    pthread_cond_t done; /* durable submitters: an answer arrived */
+    /* How the writer waits on <wake>: GH_AUDIT_NAP, up to IDLE_WAIT_MS (a
+     * strict event or a submit wakes it: gh_audit_wake_); GH_AUDIT_IDLE,
+     * after a whole nap found nothing, up to IDLE_DEEP_MS (an async event
+     * wakes it too: gh_audit_wake_idle_), so that an idle gateway does not
+     * wake 200 times a second for nothing. */
+    _Atomic int sleeping;
     struct gh_audit_conf conf;
     struct gh_audit_sub *subq; /* ring of <subcap> */
     uint32_t subcap, subhead, sublen;

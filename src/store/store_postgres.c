@@ -874,13 +874,12 @@ static void conn_release(struct gh_pg_store *s, struct gh_pg_conn *c)
     pthread_mutex_unlock(&s->pool_mu);
 }
 
-/* BEGIN and the role, in one round trip (constant SQL, nothing bound). */
-/* Opens the transaction in one round trip; with <audit_lock> (operator,
- * not a snapshot) it also takes the audit append lock, as a statement of its
- * own after the others: in READ COMMITTED, what the caller reads next is
- * read after the lock is held. One round trip fewer matters to the audit
- * committer, which waits for the CPU after each one when the gateway is
- * busy. */
+/* BEGIN and the role, in one round trip (constant SQL, nothing bound); with
+ * <audit_lock> (operator, not a snapshot) the audit append lock too, as a
+ * statement of its own after the others: in READ COMMITTED, what the caller
+ * reads next is read after the lock is held. One round trip fewer matters
+ * to the audit committer, which waits for the CPU after each one when the
+ * gateway is busy. */
 static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bool audit_lock,
                    struct gh_err *err)
 {
