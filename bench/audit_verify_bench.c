@@ -14,9 +14,13 @@
  * bench's events are left there for the caller to drop.
  *
  *   make bench-audit-verify
- *   build/audit_verify_bench [--postgres URL] [--service] [N] [DIR] [RUNS]
+ *   build/audit_verify_bench [--postgres URL] [--service] [--batch K] [N] [DIR] [RUNS]
  *
- * Prints "append store=ENGINE events=N seconds=S events_per_s=R ...
+ * --batch K (1..1,000) appends K events per call instead of 1,000: a light
+ * load's small batches, where the append's fixed cost (its round trips on
+ * PostgreSQL, the commit) is most of it.
+ *
+ * Prints "append store=ENGINE events=N batch=K seconds=S events_per_s=R ...
  * store_cpu_us_per_event=C" (C: this thread's CPU time in the store call
  * per event, which the host's changing speed and the disk's fsync move far
  * less than the rates) and one
@@ -117,17 +121,27 @@ int main(int argc, char **argv)
     const char *pos[3] = {NULL, NULL, NULL}, *pg_url = NULL;
     int npos = 0;
     bool service = false;
+    size_t batch = BATCH;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--postgres") == 0 && i + 1 < argc) {
             pg_url = argv[++i];
         } else if (strcmp(argv[i], "--service") == 0) {
             service = true;
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long v = strtoul(argv[++i], &end, 10);
+            if (*end != '\0' || v < 1 || v > BATCH) {
+                fprintf(stderr, "audit_verify_bench: --batch must be 1..%d\n", BATCH);
+                return 2;
+            }
+            batch = v;
         } else if (argv[i][0] != '-' && npos < 3) {
             pos[npos++] = argv[i];
         } else {
             fprintf(stderr,
-                    "usage: audit_verify_bench [--postgres URL] [--service] [N] [DIR] [RUNS]\n");
+                    "usage: audit_verify_bench [--postgres URL] [--service] [--batch K] [N] "
+                    "[DIR] [RUNS]\n");
             return 2;
         }
     }
@@ -179,7 +193,7 @@ int main(int argc, char **argv)
     t0 = gh_now_ns();
     for (uint64_t done = 0; done < n;) {
         size_t k = 0, ncp = 0;
-        for (; k < BATCH && done + k < n; k++)
+        for (; k < batch && done + k < n; k++)
             bench_event(&evs[k], done + k, chains[(done + k) % CHAINS]);
         uint64_t w0 = gh_now_ns();
         for (size_t j = 0; j < k; j++, done++) {
@@ -204,10 +218,10 @@ int main(int argc, char **argv)
     }
     free(evs);
     double s = (double)(gh_now_ns() - t0) / 1e9;
-    printf("append store=%s events=%" PRIu64 " seconds=%.2f events_per_s=%.0f "
+    printf("append store=%s events=%" PRIu64 " batch=%zu seconds=%.2f events_per_s=%.0f "
            "writer_seconds=%.2f writer_events_per_s=%.0f store_seconds=%.2f "
            "store_events_per_s=%.0f store_cpu_us_per_event=%.3f\n",
-           pg_url ? "postgres" : "sqlite", n, s, (double)n / s, (double)writer_ns / 1e9,
+           pg_url ? "postgres" : "sqlite", n, batch, s, (double)n / s, (double)writer_ns / 1e9,
            (double)n * 1e9 / (double)writer_ns, (double)store_ns / 1e9,
            (double)n * 1e9 / (double)store_ns, (double)cpu_ns / 1e3 / (double)n);
     {

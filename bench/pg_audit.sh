@@ -28,6 +28,10 @@
 # committer, as in a gateway), the PostgreSQL one on BENCH_CORE (the server
 # keeps PG_CORE).
 #
+# And a light load on PostgreSQL: N_SMALL events appended 10 at a time
+# (--batch 10), whose time per append is mostly its fixed cost (round trips,
+# the commit): what a strict request waits for when the gateway is not busy.
+#
 # The server's own time per event, by statement, comes from the
 # pg_stat_statements module (loaded at start; part of Debian's
 # postgresql-15): its execution time summed over each plain PostgreSQL
@@ -36,6 +40,7 @@
 #
 # Environment (all optional):
 #   N=500000 (QUICK: 20000)  ROUNDS=3 (QUICK: 1)
+#   N_SMALL=20000 (QUICK: 2000)   events of the light-load run (batches of 10)
 #   BENCH_CORE=1   the core of the benchmark process (the writer)
 #   SERVICE_CORES=0-(nproc-1)   the cores of the SQLite service run
 #   PG_CORE=0      the core of the PostgreSQL server (PG_CORE=1: both on one core)
@@ -55,9 +60,9 @@ ABENCH=${AUDIT_BENCH_BIN:-$ROOT/build/audit_verify_bench}
 PYTHON=${PYTHON:-/usr/bin/python3}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  N=${N:-20000}; ROUNDS=${ROUNDS:-1}
+  N=${N:-20000}; ROUNDS=${ROUNDS:-1}; N_SMALL=${N_SMALL:-2000}
 else
-  N=${N:-500000}; ROUNDS=${ROUNDS:-3}
+  N=${N:-500000}; ROUNDS=${ROUNDS:-3}; N_SMALL=${N_SMALL:-20000}
 fi
 BENCH_CORE=${BENCH_CORE:-1}
 SERVICE_CORES=${SERVICE_CORES:-0-$(($(nproc) - 1))}
@@ -73,7 +78,7 @@ command -v taskset >/dev/null 2>&1 || die "taskset not found"
 [ -x "$ABENCH" ] || die "$ABENCH missing: make build/audit_verify_bench"
 [ -x "$PYTHON" ] || die "$PYTHON missing"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs; nproc=$(nproc)"
-for v in N ROUNDS; do
+for v in N ROUNDS N_SMALL; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
 done
 [[ $SERVICE_CORES =~ ^[0-9]+([,-][0-9]+)*$ ]] || die "SERVICE_CORES must be a CPU list for taskset -c"
@@ -179,14 +184,25 @@ for round in $(seq "$ROUNDS"); do
   echo "$round postgres-service stored=$stored $(grep '^service ' "$TMP/postgres-svc-r$round.out")" >>"$TMP/runs.txt"
   log "round $round/$ROUNDS postgres service: $(grep -o 'events_per_s=[^ ]*' "$TMP/postgres-svc-r$round.out") stored=$stored"
   pg_sql postgres "DROP DATABASE $db" >/dev/null
+
+  # PostgreSQL under a light load: batches of 10, where an append's fixed
+  # cost (its round trips, the commit) is most of it, and what a strict
+  # request waits for.
+  db=bench_small_r$round
+  pg_gatehouse_db "$db"
+  run_bench "$BENCH_CORE" "$TMP/postgres-small-r$round.out" --postgres "$(pg_url "$db")" --batch 10 "$N_SMALL" "$TMP" 0
+  stored=$(pg_sql "$db" "SELECT count(*) FROM gatehouse.audit_events")
+  echo "$round postgres-small stored=$stored $(grep '^append ' "$TMP/postgres-small-r$round.out")" >>"$TMP/runs.txt"
+  log "round $round/$ROUNDS postgres, batches of 10: $(grep -o 'store_seconds=[^ ]*' "$TMP/postgres-small-r$round.out") stored=$stored"
+  pg_sql postgres "DROP DATABASE $db" >/dev/null
 done
 pg_stop
 
 # ------------------------------------------------------------ report
-CMD="N=$N ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE${USER_PG_SETTINGS:+ PG_SETTINGS=\"$USER_PG_SETTINGS\"} bench/pg_audit.sh"
+CMD="N=$N N_SMALL=$N_SMALL ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE${USER_PG_SETTINGS:+ PG_SETTINGS=\"$USER_PG_SETTINGS\"} bench/pg_audit.sh"
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg-audit)"
-export TMP QUICK CMD COMMIT UPTIME N ROUNDS BENCH_CORE SERVICE_CORES PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
+export TMP QUICK CMD COMMIT UPTIME N N_SMALL ROUNDS BENCH_CORE SERVICE_CORES PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
 export START_DATE=${START_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
 export MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
 export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
@@ -194,7 +210,8 @@ export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
 import os, statistics
 
 env = os.environ
-runs = {"sqlite": [], "postgres": [], "sqlite-service": [], "postgres-service": []}
+runs = {"sqlite": [], "postgres": [], "sqlite-service": [], "postgres-service": [],
+        "postgres-small": []}
 for line in open(f"{env['TMP']}/runs.txt"):
     rnd, store, rest = line.split(" ", 2)
     kv = dict(p.split("=", 1) for p in rest.split() if "=" in p)
@@ -278,10 +295,22 @@ if per:
                f"this run, its cost in every PostgreSQL figure above: top-level execution time over "
                f"each plain PostgreSQL round / {n:,} events; medians): **{total:.2f} µs** in all"
                + (", of which " + "; ".join(top) if top else "") + ".")
-bad = [f"{s} round {r['round']}: {r['stored']}" for s in runs for r in runs[s] if int(r["stored"]) != n]
+small = int(env["N_SMALL"])
+rs = runs["postgres-small"]
+append_ms = [float(r["store_seconds"]) * 1000 / (small / 10) for r in rs]
+out.append("")
+out.append(f"A light load on PostgreSQL (`build/audit_verify_bench --postgres URL --batch 10 {small} DIR 0` "
+           f"on core {env['BENCH_CORE']}: {small:,} events in batches of 10, where an append's fixed cost, "
+           f"its round trips and its commit, is most of it): **{statistics.median(append_ms):.3f} ms per "
+           f"append** (per round " + ", ".join(f"{v:.3f}" for v in append_ms) + "), "
+           f"{med('postgres-small', 'store_cpu_us_per_event'):.2f} µs of this process's CPU per event in "
+           f"the append; events stored: " + ", ".join(f"{int(r['stored']):,}" for r in rs) + f" of {small:,} each.")
+def expected(s):
+    return small if s == "postgres-small" else n
+bad = [f"{s} round {r['round']}: {r['stored']}" for s in runs for r in runs[s] if int(r["stored"]) != expected(s)]
 if bad:
     out.append("")
-    out.append(f"**Stores holding other than {n:,} events afterwards** (the figures above are void): " + "; ".join(bad) + ".")
+    out.append(f"**Stores holding other than the events sent afterwards** (the figures above are void): " + "; ".join(bad) + ".")
 out.append("")
 out.append(f"Checkpoints requested while PostgreSQL appended (forced by WAL volume, max_wal_size; "
            f"their cost is in the figures): {env['CKPT']} over {env['ROUNDS']} round(s).")

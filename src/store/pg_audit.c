@@ -12,6 +12,7 @@
 #include "store/pg_array.h"
 #include "store/pg_int.h"
 #include "store/store_int.h"
+#include "store/store_postgres.h"
 
 /* ---- Rows --------------------------------------------------------------------- */
 
@@ -67,6 +68,11 @@ struct batch {
     bool any_stored;                   /* some row is stored already: a batch sent again */
     struct gh_store_audit_head *heads; /* one per chain, by chain */
     size_t nheads;
+    /* The script's (append_script), per chain: the stored row at the seq of
+     * the batch's first row of that chain has the same hash (1), another
+     * (-1), or none is there (0). NULL on the long way, which reads the
+     * hashes themselves. */
+    signed char *at_first;
     struct gh_pg_array buf; /* the heads' names, then the COPY's input */
 };
 
@@ -81,6 +87,7 @@ static int row_cmp(const void *pa, const void *pb)
 
 static void batch_free(struct batch *b)
 {
+    free(b->at_first);
     free(b->order);
     free(b->stored);
     free(b->heads);
@@ -93,33 +100,35 @@ static int oom(struct gh_err *err)
     return GH_ERROR;
 }
 
-/* Sorts the rows and reads the heads of their chains (under the lock). */
-static int read_heads(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
+/* Sorts the rows, and puts the names of their chains in b->buf as an array
+ * literal (returned; NULL when out of memory). */
+static const char *sort_rows(struct batch *b)
 {
-    struct gh_pg_args a = {0};
     struct gh_pg_array *names = &b->buf;
-    PGresult *r = NULL;
-    const char *lit;
-    int rc;
 
     free(b->order);
     b->order = gh_pg__order(b->rows, b->n, sizeof(*b->rows), row_cmp);
-    if (b->order == NULL) return oom(err);
+    if (b->order == NULL) return NULL;
     gh_pg_array_reset(names);
     for (size_t i = 0; i < b->n; i++) {
         const char *ch = b->rows[b->order[i]].chain;
         if (i == 0 || strcmp(ch, b->rows[b->order[i - 1]].chain) != 0)
             gh_pg_array_text(names, ch, strlen(ch));
     }
-    if ((lit = gh_pg_array_end(names)) == NULL) return oom(err);
+    return gh_pg_array_end(names);
+}
+
+/* The heads of the <nchains> chains of the batch from the heads query's
+ * result <r>. */
+static int take_heads(struct batch *b, const PGresult *r, size_t nchains, struct gh_err *err)
+{
+    int rc = GH_OK;
+
     free(b->heads);
-    b->heads = calloc(names->n ? names->n : 1, sizeof(*b->heads));
+    b->heads = calloc(nchains ? nchains : 1, sizeof(*b->heads));
     if (b->heads == NULL) return oom(err);
-    gh_pg__arg(&a, lit);
-    rc = gh_pg__run(tx, GH_PG_AUDIT_HEADS_OF, &a, &r, err);
-    if (rc != GH_OK) return rc;
     b->nheads = (size_t)PQntuples(r);
-    if (b->nheads != names->n) rc = gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
+    if (b->nheads != nchains) return gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
     for (size_t i = 0; rc == GH_OK && i < b->nheads; i++) {
         struct gh_store_audit_head *h = &b->heads[i];
         if (gh_pg__text(r, (int)i, 0, h->chain, sizeof(h->chain), err) != GH_OK ||
@@ -127,14 +136,34 @@ static int read_heads(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
             rc = GH_ERROR;
         h->seq = (uint64_t)gh_pg__i64(r, (int)i, 1);
     }
+    return rc;
+}
+
+/* Sorts the rows and reads the heads of their chains (under the lock). */
+static int read_heads(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    PGresult *r = NULL;
+    const char *lit = sort_rows(b);
+    int rc;
+
+    if (lit == NULL) return oom(err);
+    gh_pg__arg(&a, lit);
+    rc = gh_pg__run(tx, GH_PG_AUDIT_HEADS_OF, &a, &r, err);
+    if (rc == GH_OK) rc = take_heads(b, r, b->buf.n, err);
     PQclear(r);
     return rc;
 }
 
+/* place() with no transaction to look in: a row at a seq its chain's head
+ * has passed needs its hash read (a batch sent again). */
+#define NEEDS_LOOKUP 1
+
 /* Whether the group of rows order[from..to) (one chain, by seq) follows
  * head <h>: each row at a seq the head has passed must be stored with its
  * hash (the batch was sent before and landed), the others must go on from
- * the head without a gap. Marks the stored ones. CONFLICT when stale. */
+ * the head without a gap. Marks the stored ones. CONFLICT when stale;
+ * NEEDS_LOOKUP when <tx> is NULL and a row's hash must be read. */
 static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t to,
                        const struct gh_store_audit_head *h, struct gh_err *err)
 {
@@ -160,6 +189,13 @@ static int place_chain(struct gh_pg_tx *tx, struct batch *b, size_t from, size_t
         if (h->seq == 0 || first->prev_hash[0] == '\0' || strcmp(first->prev_hash, h->hash) == 0)
             return GH_OK;
         goto stale;
+    }
+    if (tx == NULL) {
+        /* Another event at the first row's seq: stale, none of the chain's
+         * rows is stored (as the lookup below would find). The same
+         * event, or none: only reading them all tells. */
+        if (b->at_first != NULL && b->at_first[h - b->heads] < 0) goto stale;
+        return NEEDS_LOOKUP;
     }
     upto = b->rows[b->order[to - 1]].seq < h->seq ? b->rows[b->order[to - 1]].seq : h->seq;
     gh_pg__arg(&a, first->chain);
@@ -196,7 +232,8 @@ stale:
     return GH_STORE_CONFLICT;
 }
 
-/* Checks every chain of the batch against its head. */
+/* Checks every chain of the batch against its head (<tx> NULL: without
+ * reading anything, else NEEDS_LOOKUP). */
 static int place(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
 {
     size_t from = 0, hi = 0;
@@ -251,24 +288,22 @@ static size_t find_row(const struct batch *b, const char *chain, uint64_t seq)
  * CONFLICT: the heads were checked under the lock, and a (chain, seq)
  * taken all the same (a writer that does not take the lock) fails the
  * batch as CONFLICT. */
-static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
-{
-    static const char copy_sql[] =
-        "COPY audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, "
-        "request_id, hash, body, node) FROM STDIN (FORMAT binary)";
-    struct gh_pg_array *buf = &b->buf;
-    PGresult *r = NULL;
-    const char *data;
-    int64_t rowid;
-    uint64_t copied = 0;
-    size_t want = 0;
-    int rc;
+static const char copy_sql[] =
+    "COPY audit_events (chain, seq, id, time_us, tenant_id, actor, action, resource, outcome, "
+    "request_id, hash, body, node) FROM STDIN (FORMAT binary)";
 
+/* The COPY input of the rows not stored yet, in b->buf (NULL when out of
+ * memory); *want gets their number. */
+static const char *copy_input(struct batch *b, size_t *want)
+{
+    struct gh_pg_array *buf = &b->buf;
+
+    *want = 0;
     gh_pg_copy_reset(buf);
     for (size_t i = 0; i < b->n; i++) {
         const struct gh_store_audit_row *row = &b->rows[i];
         if (b->stored[i]) continue;
-        want++;
+        (*want)++;
         gh_pg_copy_row(buf, 13);
         gh_pg_copy_text(buf, row->chain, strlen(row->chain));
         gh_pg_copy_i64(buf, (int64_t)row->seq);
@@ -284,20 +319,38 @@ static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
         gh_pg_copy_text(buf, row->body, row->body_len);
         gh_pg_copy_text(buf, row->node, strlen(row->node));
     }
+    return gh_pg_copy_end(buf);
+}
+
+/* The rows just copied (<want> of them, those not stored) hold the rowids
+ * up to <last>, the one the session drew last, in the batch's order. */
+static void set_rowids(struct batch *b, size_t want, int64_t last)
+{
+    int64_t rowid = last - (int64_t)want;
+
+    for (size_t i = 0; i < b->n; i++)
+        if (!b->stored[i]) b->rows[i].rowid = ++rowid;
+}
+
+static int insert_rows(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
+{
+    PGresult *r = NULL;
+    const char *data;
+    uint64_t copied = 0;
+    size_t want = 0;
+    int rc;
+
+    if ((data = copy_input(b, &want)) == NULL) return oom(err);
     if (want == 0) return GH_OK;
-    if ((data = gh_pg_copy_end(buf)) == NULL) return oom(err);
-    rc = gh_pg__copy_in(tx, copy_sql, data, buf->len, &copied, err);
+    rc = gh_pg__copy_in(tx, copy_sql, data, b->buf.len, &copied, err);
     if (rc != GH_OK) return rc;
     if (copied != want)
         return gh_err_set(err, NULL, 0, 0, "audit append: COPY took %llu of %zu rows",
                           (unsigned long long)copied, want);
     rc = gh_pg__run(tx, GH_PG_AUDIT_LAST_ROWID, NULL, &r, err);
-    if (rc != GH_OK) return rc;
-    rowid = gh_pg__i64(r, 0, 0) - (int64_t)want;
+    if (rc == GH_OK) set_rowids(b, want, gh_pg__i64(r, 0, 0));
     PQclear(r);
-    for (size_t i = 0; i < b->n; i++)
-        if (!b->stored[i]) b->rows[i].rowid = ++rowid;
-    return GH_OK;
+    return rc;
 }
 
 /* A checkpoint must name a stored event by its hash: INVALID otherwise. */
@@ -352,6 +405,253 @@ static int insert_checkpoint(struct gh_pg_tx *tx, const struct batch *b,
     return rc;
 }
 
+/* ---- Append in two round trips ------------------------------------------------ */
+
+/* The SQL of an append's script, grown as needed; a failed allocation is
+ * remembered and reported at the end (script_end: NULL). */
+struct script {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void script_add(struct script *s, const char *text, size_t len)
+{
+    if (s->oom) return;
+    if (s->len + len + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 1024;
+        char *p;
+        while (cap < s->len + len + 1)
+            cap *= 2;
+        if ((p = realloc(s->p, cap)) == NULL) {
+            s->oom = true;
+            return;
+        }
+        s->p = p;
+        s->cap = cap;
+    }
+    memcpy(s->p + s->len, text, len);
+    s->len += len;
+    s->p[s->len] = '\0';
+}
+
+static void script_str(struct script *s, const char *text)
+{
+    script_add(s, text, strlen(text));
+}
+
+static void script_i64(struct script *s, int64_t v)
+{
+    char num[24];
+    int len = snprintf(num, sizeof(num), "%lld", (long long)v);
+
+    script_add(s, num, (size_t)len);
+}
+
+/* <text> as a string constant, E'...' with every \ and ' doubled: read
+ * back byte for byte whatever standard_conforming_strings says (the
+ * client encoding is UTF-8, in which no byte of a multibyte character is
+ * either). Values reach the script only through here or script_i64. */
+static void script_quote(struct script *s, const char *text)
+{
+    script_add(s, "E'", 2);
+    for (const char *p = text; *p; p++) {
+        const char *run = p;
+        while (*p && *p != '\\' && *p != '\'')
+            p++;
+        script_add(s, run, (size_t)(p - run));
+        if (*p == '\0') break;
+        script_add(s, p, 1);
+        script_add(s, p, 1);
+    }
+    script_add(s, "'", 1);
+}
+
+/* After the lock: the heads of the batch's chains with, for each, the
+ * hash stored at the seq of its first row in the batch (so that a stale
+ * batch is told from one sent again without another query), the rows'
+ * COPY, the last rowid drawn, the checkpoints, and the commit. Uses b->buf
+ * for the array literals. The two reads are prepared statements run by
+ * name (script_uses): parsed and planned once per session. */
+static const enum gh_pg_stmt script_uses[] = {GH_PG_AUDIT_HEADS_FIRST, GH_PG_AUDIT_LAST_ROWID};
+
+static const char *script_of(struct script *s, struct batch *b,
+                             const struct gh_store_audit_checkpoint *cps, size_t ncp)
+{
+    const char *lit = sort_rows(b);
+    char name[16];
+
+    if (lit == NULL) return NULL;
+    gh_pg__stmt_name(GH_PG_AUDIT_HEADS_FIRST, name);
+    script_str(s, "EXECUTE ");
+    script_str(s, name);
+    script_add(s, "(", 1);
+    script_quote(s, lit);
+    script_add(s, ", ", 2);
+    gh_pg_array_reset(&b->buf);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct gh_store_audit_row *row = &b->rows[b->order[i]];
+        if (i == 0 || strcmp(row->chain, b->rows[b->order[i - 1]].chain) != 0)
+            gh_pg_array_i64(&b->buf, (int64_t)row->seq);
+    }
+    if ((lit = gh_pg_array_end(&b->buf)) == NULL) return NULL;
+    script_quote(s, lit);
+    script_str(s, "); ");
+    script_str(s, copy_sql);
+    gh_pg__stmt_name(GH_PG_AUDIT_LAST_ROWID, name);
+    script_str(s, "; EXECUTE ");
+    script_str(s, name);
+    script_str(s, "; ");
+    for (size_t i = 0; i < ncp; i++) {
+        script_str(s, i == 0 ? "INSERT INTO audit_checkpoints (" GH_PG_AUDIT_CP_COLS ") VALUES ("
+                             : ", (");
+        script_quote(s, cps[i].chain);
+        script_add(s, ", ", 2);
+        script_i64(s, (int64_t)cps[i].seq);
+        script_add(s, ", ", 2);
+        script_quote(s, cps[i].hash);
+        script_add(s, ", ", 2);
+        script_i64(s, cps[i].time_ms);
+        script_add(s, ", ", 2);
+        script_quote(s, cps[i].key_id);
+        script_add(s, ", ", 2);
+        script_quote(s, cps[i].signature);
+        script_str(s, i + 1 == ncp ? "); " : ")");
+    }
+    script_str(s, "COMMIT");
+    return s->oom ? NULL : s->p;
+}
+
+/* The heads query's fourth column, per chain: whether the stored row at
+ * the chain's first seq in the batch has that row's hash (b->at_first). */
+static int take_at_first(struct batch *b, const PGresult *r, struct gh_err *err)
+{
+    size_t k = 0;
+
+    free(b->at_first);
+    if ((b->at_first = calloc(b->nheads ? b->nheads : 1, 1)) == NULL) return oom(err);
+    for (size_t i = 0; i < b->n && k < b->nheads; i++) {
+        const struct gh_store_audit_row *row = &b->rows[b->order[i]];
+        if (i > 0 && strcmp(row->chain, b->rows[b->order[i - 1]].chain) == 0) continue;
+        if (!PQgetisnull(r, (int)k, 3))
+            b->at_first[k] = strcmp(PQgetvalue(r, (int)k, 3), row->hash) == 0 ? 1 : -1;
+        k++;
+    }
+    return GH_OK;
+}
+
+/* Whether the batch's checkpoints are all of events of the batch, with
+ * their hashes: then nothing needs to be read for them, and no other
+ * checkpoint can be at their seqs (the events are new, and appended under
+ * the lock), so a plain INSERT takes them. */
+static bool checkpoints_of_batch(const struct batch *b, const struct gh_store_audit_checkpoint *cps,
+                                 size_t ncp)
+{
+    for (size_t i = 0; i < ncp; i++) {
+        size_t k = find_row(b, cps[i].chain, cps[i].seq);
+        if (k == SIZE_MAX || strcmp(b->rows[k].hash, cps[i].hash) != 0) return false;
+    }
+    return true;
+}
+
+/* The COPY input, made while the server takes the lock and reads the heads
+ * (the script's <meanwhile>): it does not depend on them unless the batch
+ * has to be chained again. */
+struct early_input {
+    struct batch *b;
+    const char *data;
+    size_t want;
+};
+
+static void make_early_input(void *arg)
+{
+    struct early_input *in = arg;
+
+    in->data = copy_input(in->b, &in->want);
+}
+
+/* The round trips of the long way (gh_pg__audit_append below) sent as one
+ * script, in the common case, where nothing needs reading but the heads:
+ * the lock, the heads and the start of the COPY in the first round trip;
+ * the COPY's input, the rowid, the checkpoints and the commit in the second
+ * (seven round trips before, each of them time the lock is held and, on a
+ * busy host, a wait for the CPU on both sides). The rows are checked
+ * against the heads while the server waits for the COPY's input; a batch
+ * that turns out stale is chained again there and goes on, unless that
+ * changes its checkpoints, which the script already holds. What cannot go
+ * this way (a row whose hash must be read: a batch sent again; checkpoints
+ * to change; a checkpoint of another event, or found taken) fails the
+ * COPY, so the server skips the rest, and returns NEEDS_LOOKUP: rolled
+ * back, nothing written, for the caller to take the long way. */
+static int append_script(struct gh_store *st, struct batch *b,
+                         const struct gh_store_audit_checkpoint *cps, size_t *ncp,
+                         const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+{
+    struct script sql = {0};
+    struct early_input in = {b, NULL, 0};
+    struct gh_pg_script script = {NULL, script_uses, sizeof(script_uses) / sizeof(script_uses[0]),
+                                  make_early_input, &in};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    const char *fail = NULL;
+    size_t nchains, ncp_sent = *ncp;
+    uint64_t copied;
+    int rc;
+
+    if ((script.tail = script_of(&sql, b, cps, *ncp)) == NULL) {
+        free(sql.p);
+        return oom(err);
+    }
+    nchains = b->buf.n;
+    if (!checkpoints_of_batch(b, cps, *ncp)) {
+        free(sql.p);
+        return NEEDS_LOOKUP;
+    }
+    memset(b->stored, 0, b->n * sizeof(*b->stored));
+    rc = gh_pg__begin_audit_script(gh_pg__of(st), &script, &tx, err);
+    free(sql.p);
+    if (rc != GH_OK) return rc;
+    if (in.data == NULL) rc = oom(err);
+    if (rc == GH_OK) rc = gh_pg__script_next(&tx, PGRES_TUPLES_OK, &r, "audit heads", err);
+    if (rc == GH_OK) rc = take_heads(b, r, nchains, err);
+    if (rc == GH_OK) rc = take_at_first(b, r, err);
+    PQclear(r);
+    r = NULL;
+    if (rc == GH_OK) rc = place(NULL, b, err);
+    if (rc == GH_STORE_CONFLICT && rechain != NULL && !b->any_stored && *ncp == 0) {
+        /* Another node appended to a chain since this batch was chained:
+         * chained again after the heads, as the long way does. */
+        rc = rechain->fn(rechain->arg, b->heads, b->nheads, ncp);
+        if (rc == GH_OK && *ncp != ncp_sent) rc = NEEDS_LOOKUP;
+        if (rc == GH_OK) rc = place(NULL, b, err);
+        if (rc == GH_OK && (in.data = copy_input(b, &in.want)) == NULL) rc = oom(err);
+    } else if (rc == GH_STORE_CONFLICT && rechain != NULL && !b->any_stored) {
+        rc = NEEDS_LOOKUP; /* its checkpoints would change */
+    }
+    if (rc == GH_OK || rc == NEEDS_LOOKUP || rc == GH_STORE_CONFLICT) {
+        int crc = gh_pg__script_next(&tx, PGRES_COPY_IN, NULL, "copy", err);
+        if (rc != GH_OK) fail = "gatehouse: the append takes the long way";
+        if (crc == GH_OK) crc = gh_pg__script_copy(&tx, in.data, b->buf.len, fail, err);
+        if (crc != GH_OK) rc = crc;
+    }
+    if (rc == GH_OK) rc = gh_pg__script_next(&tx, PGRES_COMMAND_OK, &r, "copy", err);
+    if (rc == GH_OK && (copied = strtoull(PQcmdTuples(r), NULL, 10)) != in.want)
+        rc = gh_err_set(err, NULL, 0, 0, "audit append: COPY took %llu of %zu rows",
+                        (unsigned long long)copied, in.want);
+    PQclear(r);
+    r = NULL;
+    if (rc == GH_OK) rc = gh_pg__script_next(&tx, PGRES_TUPLES_OK, &r, "audit rowid", err);
+    if (rc == GH_OK) set_rowids(b, in.want, gh_pg__i64(r, 0, 0));
+    PQclear(r);
+    if (rc == GH_OK && *ncp > 0) {
+        rc = gh_pg__script_next(&tx, PGRES_COMMAND_OK, NULL, "audit checkpoints", err);
+        /* Taken: the long way tells one of the same event from a fork. */
+        if (rc == GH_STORE_CONFLICT) rc = NEEDS_LOOKUP;
+    }
+    if (rc == GH_OK) rc = gh_pg__script_commit(&tx, err);
+    return gh_pg__end(&tx, rc, err);
+}
+
 int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, size_t n,
                         const struct gh_store_audit_checkpoint *cps, size_t *ncp,
                         const struct gh_store_audit_rechain *rechain, bool *unsynced,
@@ -366,16 +666,21 @@ int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, si
     if (unsynced != NULL) *unsynced = false;
 
     if (n > 0 && (b.stored = calloc(n, sizeof(*b.stored))) == NULL) return oom(err);
+    if (n > 0) {
+        rc = append_script(st, &b, cps, ncp, rechain, err);
+        if (rc != NEEDS_LOOKUP) {
+            atomic_fetch_add_explicit(&gh_pg__of(st)->audit_scripted, 1, memory_order_relaxed);
+            goto out;
+        }
+    }
+    atomic_fetch_add_explicit(&gh_pg__of(st)->audit_long_way, 1, memory_order_relaxed);
     /* Under the lock, the heads read below cannot move before our commit:
      * appends from every node are serialised, so a chain never forks. A
      * stale batch is chained again here, under the lock, through the
      * caller's <rechain>: a writer on a busy cluster cannot keep losing
      * the race between reading the heads and appending after them. */
     rc = gh_pg__begin_audit_locked(gh_pg__of(st), &tx, err);
-    if (rc != GH_OK) {
-        batch_free(&b);
-        return rc;
-    }
+    if (rc != GH_OK) goto out;
     if (n > 0) {
         rc = read_heads(&tx, &b, err);
         if (rc == GH_OK) rc = place(&tx, &b, err);
@@ -394,11 +699,18 @@ int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, si
     /* synchronous_commit is on (the server's default, not changed by us):
      * the commit returns once the WAL is flushed, so the events are durable. */
     rc = gh_pg__end(&tx, rc, err);
+out:
     if (rc != GH_OK)
         for (size_t i = 0; i < n; i++)
             rows[i].rowid = 0;
     batch_free(&b);
     return rc;
+}
+
+void gh_store_postgres_audit_ways(struct gh_store *st, uint64_t *scripted, uint64_t *long_way)
+{
+    *scripted = atomic_load_explicit(&gh_pg__of(st)->audit_scripted, memory_order_relaxed);
+    *long_way = atomic_load_explicit(&gh_pg__of(st)->audit_long_way, memory_order_relaxed);
 }
 
 /* ---- Reads -------------------------------------------------------------------- */

@@ -76,6 +76,7 @@ enum gh_pg_stmt {
     GH_PG_AUDIT_LAST_ROWID,
     GH_PG_AUDIT_SEQ_CHECK,
     GH_PG_AUDIT_HEADS_OF,
+    GH_PG_AUDIT_HEADS_FIRST,
     GH_PG_AUDIT_HASHES,
     GH_PG_AUDIT_HASH_AT,
     GH_PG_AUDIT_CHAIN_QUERY_START,
@@ -207,6 +208,9 @@ struct gh_pg_store {
     pthread_mutex_t owner_mu;
     PGconn *owner_db;
     char owner[80];
+    /* Audit appends by way (pg_audit.c): the two round trips' script, or
+     * the long way (gh_store_postgres_audit_ways). */
+    _Atomic uint64_t audit_scripted, audit_long_way;
 };
 
 static inline struct gh_pg_store *gh_pg__of(struct gh_store *st)
@@ -238,6 +242,9 @@ void gh_pg__arg_bytes(struct gh_pg_args *a, const char *p, size_t len);
  * order (what queries page by and the verifier's scan resumes from). */
 #define GH_PG_AUDIT_LOCK_SQL "SELECT pg_advisory_xact_lock(hashtext('gatehouse.audit'))"
 
+/* The columns of audit_checkpoints, in the order statements name them. */
+#define GH_PG_AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
+
 /* What a transaction runs as. */
 enum gh_pg_role {
     GH_PG_OPERATOR, /* gatehouse_operator: every tenant's rows (BYPASSRLS) */
@@ -250,6 +257,7 @@ struct gh_pg_tx {
     struct gh_pg_conn *c;
     bool snapshot;  /* REPEATABLE READ READ ONLY: several statements, one snapshot */
     bool unbounded; /* statement_timeout lifted for a walk (gh_pg__stream) */
+    bool script;    /* opened by gh_pg__begin_audit_script: commits itself */
 };
 
 /* Takes a connection (reconnecting it when broken) and opens a transaction
@@ -263,6 +271,47 @@ int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant
 /* gh_pg__begin() as operator, then the audit append lock (GH_PG_AUDIT_LOCK_SQL),
  * in the same round trip. */
 int gh_pg__begin_audit_locked(struct gh_pg_store *s, struct gh_pg_tx *tx, struct gh_err *err);
+
+/* gh_pg__begin_audit_locked(), with the statements of script->tail sent in
+ * the same message (the simple query protocol: nothing bound, so any value
+ * in it is a literal the caller quoted), and script->meanwhile(arg) (may be
+ * NULL) called once, while the server takes the lock: the caller prepares
+ * its COPY input then. On GH_OK the caller reads the tail's results in
+ * order with gh_pg__script_next(), feeds a COPY FROM STDIN in it with
+ * gh_pg__script_copy(), and reads its COMMIT's answer with
+ * gh_pg__script_commit(); the first failure skips the rest of the script
+ * on the server. Then gh_pg__end() as for any transaction: it drops what
+ * was not read and rolls back a transaction the script left open. This is
+ * how an audit append fits in two round trips (pg_audit.c). */
+struct gh_pg_script {
+    const char *tail;
+    /* Statements <tail> runs by name (EXECUTE s<id>, gh_pg__stmt_name):
+     * prepared first on a session that has not got them yet (once per
+     * session, as gh_pg__run does), so that the script's own statements
+     * are not planned again on every append. */
+    const enum gh_pg_stmt *uses;
+    size_t nuses;
+    void (*meanwhile)(void *arg);
+    void *arg;
+};
+int gh_pg__begin_audit_script(struct gh_pg_store *s, const struct gh_pg_script *script,
+                              struct gh_pg_tx *tx, struct gh_err *err);
+/* The name statement <id> is prepared under on a session ("s<id>"), for a
+ * script's EXECUTE; <out> holds 16 bytes. */
+void gh_pg__stmt_name(enum gh_pg_stmt id, char out[16]);
+/* The script's next result: GH_OK when its status is <want> (*res, may be
+ * NULL: dropped; the caller PQclear()s it), else as gh_pg__run() fails. */
+int gh_pg__script_next(struct gh_pg_tx *tx, ExecStatusType want, PGresult **res, const char *what,
+                       struct gh_err *err);
+/* After the script's COPY answered PGRES_COPY_IN: sends the <len> bytes of
+ * <data> and ends the input, or, with <fail> not NULL, sends nothing and
+ * fails the COPY with the message <fail> (the rest of the script is then
+ * skipped and the transaction aborted). Its answer comes with
+ * gh_pg__script_next(). */
+int gh_pg__script_copy(struct gh_pg_tx *tx, const char *data, size_t len, const char *fail,
+                       struct gh_err *err);
+/* Reads the answer of the script's COMMIT: GH_OK only when it committed. */
+int gh_pg__script_commit(struct gh_pg_tx *tx, struct gh_err *err);
 
 /* Commits when <rc> is GH_OK, else rolls back (keeping <err>); releases the
  * connection. Returns <rc>, or the commit's failure (UNAVAILABLE when the

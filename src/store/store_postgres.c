@@ -24,10 +24,9 @@
 #define KEY_COLS                                                                                   \
     "k.id, k.tenant_id, k.name, k.roles, k.scopes, k.secret_hash, k.status, k.expires_at, "        \
     "k.created_at, k.last_used_at, coalesce(k.rotated_from, '')"
-#define USAGE_COLS    "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
-#define EVENT_COLS    "id, tenant_id, period, metric, threshold, value, lim, created_at"
-#define AUDIT_COLS    GH_PG_AUDIT_COLS
-#define AUDIT_CP_COLS "chain, seq, hash, time_ms, key_id, signature"
+#define USAGE_COLS "tenant_id, period, requests, request_bytes, response_bytes, updated_at"
+#define EVENT_COLS "id, tenant_id, period, metric, threshold, value, lim, created_at"
+#define AUDIT_COLS GH_PG_AUDIT_COLS
 #define AUDIT_ARCHIVE_COLS                                                                         \
     "chain, first_seq, last_seq, prev_hash, last_hash, events, file, file_sha256, created_at"
 #define SECRET_COLS  GH_PG_SECRET_COLS
@@ -38,9 +37,21 @@
     "JOIN webhook_messages m ON m.seq = d.message_seq"
 #define I64_MAX "9223372036854775807"
 
+/* A chain's head seq and hash (GH_PG_AUDIT_HEADS_OF, _FIRST), from the
+ * joins on c.chain. */
+#define AUDIT_HEAD_COLS "coalesce(e.seq, a.last_seq, 0), coalesce(e.hash, a.last_hash, '')"
+#define AUDIT_HEAD_JOINS                                                                           \
+    "LEFT JOIN LATERAL (SELECT seq, hash FROM audit_events "                                       \
+    "WHERE chain = (c.chain COLLATE \"C\") ORDER BY seq DESC LIMIT 1) e ON true "                  \
+    "LEFT JOIN LATERAL (SELECT last_seq, last_hash FROM audit_archives "                           \
+    "WHERE chain = (c.chain COLLATE \"C\") ORDER BY last_seq DESC LIMIT 1) a ON true "
+
 /* Every statement, with $N parameters only (typed, so that the server never
  * guesses): no SQL is built from values. Tables are found through the
- * search_path the connection sets (the gatehouse schema). */
+ * search_path the connection sets (the gatehouse schema). The one
+ * exception is the audit append's script (pg_audit.c, script_of): one
+ * simple query cannot bind parameters, so its values go in as quoted
+ * literals, through one quoting function. */
 static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_SET_TENANT] = "SELECT set_config('gatehouse.tenant_id', $1::text, true)",
     [GH_PG_VERSION_GET] = "SELECT version FROM change_counter WHERE id = 1",
@@ -156,13 +167,21 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     /* The head of each chain named in $1 (sorted as strcmp sorts: "C"), from
      * the hot rows, else from the archives (a chain wholly archived), else
      * (0, ''): read under the append lock, so it cannot move meanwhile. */
-    [GH_PG_AUDIT_HEADS_OF] =
-        "SELECT c.chain, coalesce(e.seq, a.last_seq, 0), coalesce(e.hash, a.last_hash, '') "
-        "FROM unnest($1::text[]) AS c(chain) "
-        "LEFT JOIN LATERAL (SELECT seq, hash FROM audit_events "
-        "WHERE chain = (c.chain COLLATE \"C\") ORDER BY seq DESC LIMIT 1) e ON true "
-        "LEFT JOIN LATERAL (SELECT last_seq, last_hash FROM audit_archives "
-        "WHERE chain = (c.chain COLLATE \"C\") ORDER BY last_seq DESC LIMIT 1) a ON true "
+    [GH_PG_AUDIT_HEADS_OF] = "SELECT c.chain, " AUDIT_HEAD_COLS " FROM unnest($1::text[]) AS "
+                             "c(chain) " AUDIT_HEAD_JOINS "ORDER BY c.chain COLLATE \"C\"",
+    /* The same, with for each chain the hash stored at the seq in $2 at
+     * the same place (NULL when no row is there): the audit append's
+     * script (pg_audit.c) tells a stale batch from one sent again by it.
+     * LIMIT 1 keeps that lookup a subquery run per chain through
+     * audit_events_chain_seq_key: without it the planner makes it a join,
+     * and the generic plan of a session prepared while the table was
+     * small hashes the whole table on every append (3 times slower per
+     * batch of 10 after 20,000 events). */
+    [GH_PG_AUDIT_HEADS_FIRST] =
+        "SELECT c.chain, " AUDIT_HEAD_COLS ", f.hash "
+        "FROM unnest($1::text[], $2::bigint[]) AS c(chain, first) " AUDIT_HEAD_JOINS
+        "LEFT JOIN LATERAL (SELECT hash FROM audit_events "
+        "WHERE chain = (c.chain COLLATE \"C\") AND seq = c.first LIMIT 1) f ON true "
         "ORDER BY c.chain COLLATE \"C\"",
     [GH_PG_AUDIT_HASHES] = "SELECT seq, hash, rowid FROM audit_events WHERE chain = $1::text "
                            "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
@@ -186,7 +205,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     /* Before the system tenant's query (pg_audit.c): sorts off, so that its
      * partial index in rowid order is the plan. */
     [GH_PG_SORT_OFF] = "SELECT set_config('enable_sort', 'off', true)",
-    [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
+    [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" GH_PG_AUDIT_CP_COLS ") "
                               "VALUES ($1::text, $2::bigint, $3::text, $4::bigint, $5::text, "
                               "$6::text) ON CONFLICT (chain, seq) DO NOTHING RETURNING hash",
     [GH_PG_AUDIT_CP_AT] = "SELECT hash FROM audit_checkpoints WHERE chain = $1::text "
@@ -212,9 +231,9 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                                "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
     [GH_PG_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > $1::bigint "
                          "AND rowid <= $2::bigint ORDER BY rowid",
-    [GH_PG_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
+    [GH_PG_AUDIT_CP_WALK] = "SELECT " GH_PG_AUDIT_CP_COLS " FROM audit_checkpoints "
                             "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY chain, seq",
-    [GH_PG_AUDIT_CP_WALK_CHAIN] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
+    [GH_PG_AUDIT_CP_WALK_CHAIN] = "SELECT " GH_PG_AUDIT_CP_COLS " FROM audit_checkpoints "
                                   "WHERE chain = $1::text AND seq BETWEEN $2::bigint "
                                   "AND $3::bigint ORDER BY seq",
     [GH_PG_AUDIT_KEY_INSERT] = "INSERT INTO audit_keys (key_id, public_pem, private_pem, "
@@ -690,12 +709,17 @@ int gh_pg__copy_in(struct gh_pg_tx *tx, const char *sql, const char *data, size_
     return rc;
 }
 
+void gh_pg__stmt_name(enum gh_pg_stmt id, char out[16])
+{
+    snprintf(out, 16, "s%d", (int)id);
+}
+
 int gh_pg__run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a, PGresult **res,
                struct gh_err *err)
 {
     char name[16];
 
-    snprintf(name, sizeof(name), "s%d", (int)id);
+    gh_pg__stmt_name(id, name);
     return gh_pg__run_sql(tx, name, stmt_sql[id], NULL, 0, &tx->c->prepared[id], a, res, err);
 }
 
@@ -874,14 +898,32 @@ static void conn_release(struct gh_pg_store *s, struct gh_pg_conn *c)
     pthread_mutex_unlock(&s->pool_mu);
 }
 
+/* Reads and drops the results still due for the query in flight. A COPY
+ * FROM STDIN it reaches is failed, so that the statements after it (a
+ * script's COMMIT) are skipped; a lost connection ends the results. */
+static void drain(struct gh_pg_conn *c)
+{
+    PGresult *r;
+
+    while ((r = PQgetResult(c->db)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st == PGRES_COPY_IN && PQputCopyEnd(c->db, "gatehouse: abandoned") != 1) break;
+        if (st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) break; /* never sent by us */
+    }
+}
+
 /* BEGIN and the role, in one round trip (constant SQL, nothing bound); with
  * <audit_lock> (operator, not a snapshot) the audit append lock too, as a
  * statement of its own after the others: in READ COMMITTED, what the caller
  * reads next is read after the lock is held. One round trip fewer matters
  * to the audit committer, which waits for the CPU after each one when the
- * gateway is busy. */
+ * gateway is busy. With <script> (audit_lock only), the statements of its
+ * tail go in the same message, its <meanwhile> runs (once) while the server
+ * works, and the tail's results are left for the caller
+ * (gh_pg__begin_audit_script). */
 static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bool audit_lock,
-                   struct gh_err *err)
+                   struct gh_pg_script *script, struct gh_err *err)
 {
     static const char *const sql[2][2] = {
         {"BEGIN; SET LOCAL ROLE gatehouse_operator",
@@ -893,12 +935,64 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bo
      * after the lock must be read in a snapshot taken after it is held. */
     static const char locked[] = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL ROLE "
                                  "gatehouse_operator; " GH_PG_AUDIT_LOCK_SQL;
-    PGresult *r = PQexec(c->db, audit_lock ? locked : sql[role == GH_PG_TENANT][snapshot]);
+    /* What the three statements of <locked> answer. */
+    static const ExecStatusType locked_status[3] = {PGRES_COMMAND_OK, PGRES_COMMAND_OK,
+                                                    PGRES_TUPLES_OK};
+    const char *what = audit_lock ? "begin, audit append lock" : "begin";
+    PGresult *r;
     int rc = GH_OK;
 
-    if (PQresultStatus(r) != (audit_lock ? PGRES_TUPLES_OK : PGRES_COMMAND_OK))
-        rc = failure(c, r, audit_lock ? "begin, audit append lock" : "begin", err);
-    PQclear(r);
+    if (script != NULL) {
+        /* The statements the tail runs by name that this session has not
+         * prepared yet are prepared in the same message, after the role is
+         * set (as gh_pg__run prepares inside its transaction: names resolve
+         * as the operator's). PREPARE is not undone by a rollback. */
+        size_t hl = sizeof(locked) - 1, tl = strlen(script->tail), len = hl + 2 + tl + 1;
+        size_t nprep = 0, o = hl;
+        enum gh_pg_stmt prep[4];
+        char *text;
+        if (script->nuses > sizeof(prep) / sizeof(prep[0]))
+            return gh_err_set(err, NULL, 0, 0, "store: a script uses too many statements");
+        for (size_t i = 0; i < script->nuses; i++)
+            if (!c->prepared[script->uses[i]]) {
+                prep[nprep++] = script->uses[i];
+                len += 32 + strlen(stmt_sql[script->uses[i]]);
+            }
+        if ((text = malloc(len)) == NULL)
+            return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        memcpy(text, locked, hl);
+        for (size_t i = 0; i < nprep; i++) {
+            char name[16];
+            gh_pg__stmt_name(prep[i], name);
+            o += (size_t)snprintf(text + o, len - o, "; PREPARE %s AS %s", name, stmt_sql[prep[i]]);
+        }
+        snprintf(text + o, len - o, "; %s", script->tail);
+        if (!PQsendQuery(c->db, text)) rc = failure(c, NULL, what, err);
+        free(text);
+        if (rc == GH_OK && script->meanwhile != NULL) {
+            script->meanwhile(script->arg);
+            script->meanwhile = NULL;
+        }
+        for (int i = 0; rc == GH_OK && i < 3; i++) {
+            r = PQgetResult(c->db);
+            if (PQresultStatus(r) != locked_status[i]) rc = failure(c, r, what, err);
+            PQclear(r);
+        }
+        for (size_t i = 0; rc == GH_OK && i < nprep; i++) {
+            r = PQgetResult(c->db);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                rc = failure(c, r, "prepare", err);
+            else
+                c->prepared[prep[i]] = true;
+            PQclear(r);
+        }
+        if (rc != GH_OK) drain(c);
+    } else {
+        r = PQexec(c->db, audit_lock ? locked : sql[role == GH_PG_TENANT][snapshot]);
+        if (PQresultStatus(r) != (audit_lock ? PGRES_TUPLES_OK : PGRES_COMMAND_OK))
+            rc = failure(c, r, what, err);
+        PQclear(r);
+    }
     if (rc != GH_OK && PQtransactionStatus(c->db) != PQTRANS_IDLE) {
         PGresult *rb = PQexec(c->db, "ROLLBACK");
         PQclear(rb);
@@ -907,7 +1001,8 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bo
 }
 
 static int begin_tx(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
-                    bool audit_lock, struct gh_pg_tx *tx, struct gh_err *err)
+                    bool audit_lock, struct gh_pg_script *script, struct gh_pg_tx *tx,
+                    struct gh_err *err)
 {
     struct gh_pg_conn *c;
     bool was_up;
@@ -924,14 +1019,17 @@ static int begin_tx(struct gh_pg_store *s, enum gh_pg_role role, const char *ten
     tx->c = c;
     tx->snapshot = snapshot;
     tx->unbounded = false;
+    tx->script = script != NULL;
     rc = conn_ready(s, c, err);
-    if (rc == GH_OK) rc = open_tx(c, role, snapshot, audit_lock, err);
+    if (rc == GH_OK) rc = open_tx(c, role, snapshot, audit_lock, script, err);
     /* A connection that broke since its last use (a server restart) shows
      * only now: nothing was sent in this op yet, so one reconnect and retry
-     * is safe. A connect that just failed is not tried twice. */
+     * is safe (a script's COPY input is not sent before its first results
+     * came, so none of it was taken either). A connect that just failed is
+     * not tried twice. */
     if (rc == GH_STORE_UNAVAILABLE && was_up && !conn_current(s, c)) {
         rc = conn_ready(s, c, err);
-        if (rc == GH_OK) rc = open_tx(c, role, snapshot, audit_lock, err);
+        if (rc == GH_OK) rc = open_tx(c, role, snapshot, audit_lock, script, err);
     }
     if (rc == GH_OK && role == GH_PG_TENANT) {
         struct gh_pg_args a = {0};
@@ -949,12 +1047,67 @@ static int begin_tx(struct gh_pg_store *s, enum gh_pg_role role, const char *ten
 int gh_pg__begin(struct gh_pg_store *s, enum gh_pg_role role, const char *tenant, bool snapshot,
                  struct gh_pg_tx *tx, struct gh_err *err)
 {
-    return begin_tx(s, role, tenant, snapshot, false, tx, err);
+    return begin_tx(s, role, tenant, snapshot, false, NULL, tx, err);
 }
 
 int gh_pg__begin_audit_locked(struct gh_pg_store *s, struct gh_pg_tx *tx, struct gh_err *err)
 {
-    return begin_tx(s, GH_PG_OPERATOR, NULL, false, true, tx, err);
+    return begin_tx(s, GH_PG_OPERATOR, NULL, false, true, NULL, tx, err);
+}
+
+int gh_pg__begin_audit_script(struct gh_pg_store *s, const struct gh_pg_script *script,
+                              struct gh_pg_tx *tx, struct gh_err *err)
+{
+    struct gh_pg_script once = *script; /* its <meanwhile> is spent by the first try */
+
+    return begin_tx(s, GH_PG_OPERATOR, NULL, false, true, &once, tx, err);
+}
+
+int gh_pg__script_next(struct gh_pg_tx *tx, ExecStatusType want, PGresult **res, const char *what,
+                       struct gh_err *err)
+{
+    PGresult *r = PQgetResult(tx->c->db);
+    int rc = GH_OK;
+
+    if (res != NULL) *res = NULL;
+    if (PQresultStatus(r) != want) {
+        rc = failure(tx->c, r, what, err);
+        PQclear(r);
+    } else if (res != NULL) {
+        *res = r;
+    } else {
+        PQclear(r);
+    }
+    return rc;
+}
+
+int gh_pg__script_copy(struct gh_pg_tx *tx, const char *data, size_t len, const char *fail,
+                       struct gh_err *err)
+{
+    PGconn *db = tx->c->db;
+
+    /* As gh_pg__copy_in: chunks keep libpq's buffer small; a failed send
+     * shows in the end's answer. */
+    for (size_t off = 0; fail == NULL && off < len;) {
+        size_t n = len - off > 65536 ? 65536 : len - off;
+        if (PQputCopyData(db, data + off, (int)n) != 1) break;
+        off += n;
+    }
+    if (PQputCopyEnd(db, fail) != 1) return failure(tx->c, NULL, "copy", err);
+    return GH_OK;
+}
+
+int gh_pg__script_commit(struct gh_pg_tx *tx, struct gh_err *err)
+{
+    PGresult *r = NULL;
+    int rc = gh_pg__script_next(tx, PGRES_COMMAND_OK, &r, "commit", err);
+
+    /* As gh_pg__end: "ROLLBACK" answers the COMMIT of an aborted
+     * transaction. */
+    if (rc == GH_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        rc = gh_err_set(err, NULL, 0, 0, "store: the transaction was rolled back");
+    PQclear(r);
+    return rc;
 }
 
 int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err)
@@ -962,7 +1115,20 @@ int gh_pg__end(struct gh_pg_tx *tx, int rc, struct gh_err *err)
     struct gh_pg_conn *c = tx->c;
     PGresult *r;
 
-    if (rc == GH_OK) {
+    if (tx->script) {
+        /* The script commits itself (gh_pg__script_commit); what it left
+         * unread is dropped, and a transaction still open is rolled back.
+         * A connection lost after the COMMIT's answer came lost nothing. */
+        drain(c);
+        if (rc == GH_OK && PQstatus(c->db) == CONNECTION_OK &&
+            PQtransactionStatus(c->db) != PQTRANS_IDLE)
+            rc = gh_err_set(err, NULL, 0, 0, "store: the script ended without its commit");
+        if (rc != GH_OK && PQstatus(c->db) == CONNECTION_OK &&
+            PQtransactionStatus(c->db) != PQTRANS_IDLE) {
+            r = PQexec(c->db, "ROLLBACK");
+            PQclear(r);
+        }
+    } else if (rc == GH_OK) {
         r = PQexec(c->db, "COMMIT");
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             rc = failure(c, r, "commit", err);

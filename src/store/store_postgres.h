@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/err.h"
 #include "store/store.h"
@@ -26,6 +27,12 @@
  * GH_STORE_UNAVAILABLE when the server cannot be reached; GH_ERROR. */
 int gh_store_postgres_init(const char *admin_url, const char *login, int *applied, int *version,
                            struct gh_err *err);
+
+/* How the audit appends of the PostgreSQL store <st> went so far: in the two
+ * round trips of one script (*scripted), or the long way (*long_way: a
+ * batch sent again, checkpoints of events stored before, a batch of
+ * checkpoints only, or one the script gave back). For tests and benchmarks. */
+void gh_store_postgres_audit_ways(struct gh_store *st, uint64_t *scripted, uint64_t *long_way);
 
 /* Copies the user name of the libpq URL or conninfo <url> into <out> (<size>
  * bytes). GH_ERROR when <url> cannot be parsed or names no user. */

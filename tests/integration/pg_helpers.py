@@ -355,27 +355,40 @@ class CommitCutProxy:
             if stmt in conn["names"]:
                 conn["marked"] = True
         elif kind == b"Q":
-            # A simple query (the audit append's COPY) marks it too.
-            if self.marker in body:
-                conn["marked"] = True
             sql = body.rstrip(b"\0").strip().upper()
-            if sql == b"COMMIT":
-                with self.lock:
-                    cut = self.armed and conn["marked"]
-                    if cut:
-                        self.armed = False
-                        self.cuts += 1
-                if cut:
-                    conn["muted"] = True
-                    conn["server"].sendall(msg)
-                    time.sleep(0.3)  # the server commits
-                    self.down_until = time.time() + self.outage
-                    with self.lock:
-                        every, self.conns = self.conns, []
-                    for c in every:
-                        c["muted"] = True
-                        self._close(c)
-                    return True
+            if sql == b"COMMIT" and self._cut(conn, msg):
+                return True
             if sql in (b"COMMIT", b"ROLLBACK") or sql.startswith(b"BEGIN"):
                 conn["marked"] = False
+            # A simple query (the audit append's COPY) marks it too. The
+            # append's script (pg_audit.c) is one query from BEGIN to
+            # COMMIT: it commits once its COPY's input is done (CopyDone).
+            if self.marker in body:
+                conn["marked"] = True
+                conn["script"] = sql.endswith(b"COMMIT")
+        elif kind == b"c" and conn.get("script"):
+            conn["script"] = False
+            if self._cut(conn, msg):
+                return True
         return False
+
+    def _cut(self, conn, msg):
+        """Sends <msg>, the commit to cut when armed and the connection is
+        marked, lets the server commit, then cuts every connection."""
+        with self.lock:
+            cut = self.armed and conn["marked"]
+            if cut:
+                self.armed = False
+                self.cuts += 1
+        if not cut:
+            return False
+        conn["muted"] = True
+        conn["server"].sendall(msg)
+        time.sleep(0.3)  # the server commits
+        self.down_until = time.time() + self.outage
+        with self.lock:
+            every, self.conns = self.conns, []
+        for c in every:
+            c["muted"] = True
+            self._close(c)
+        return True

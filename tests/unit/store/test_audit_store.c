@@ -958,6 +958,238 @@ static void test_checkpoints(void **state)
     assert_int_equal(got[1].seq, 0);
 }
 
+/* ---- PostgreSQL: the append's two ways (pg_audit.c) ----------------------------- */
+
+/* The appends so far by way, since <base>: in the one script (two round
+ * trips), or the long way. */
+struct ways {
+    uint64_t scripted, long_way;
+};
+
+static struct ways ways_since(struct fixture *f, struct ways base)
+{
+    struct ways w;
+
+    gh_store_postgres_audit_ways(f->st, &w.scripted, &w.long_way);
+    w.scripted -= base.scripted;
+    w.long_way -= base.long_way;
+    return w;
+}
+
+/* Chains a batch of events again after the store's heads, as the audit
+ * writer does (writer.c), and rewrites one checkpoint of its last event
+ * when it had one. */
+struct rechain_ctx {
+    struct gh_audit_event *ev;
+    struct gh_store_audit_row *rows;
+    size_t n;
+    struct gh_store_audit_checkpoint *cp; /* NULL: none */
+    int calls;
+};
+
+static int rechain_rows(void *arg, const struct gh_store_audit_head *heads, size_t nheads,
+                        size_t *ncp)
+{
+    struct rechain_ctx *c = arg;
+
+    c->calls++;
+    for (size_t i = 0; i < c->n; i++) {
+        const struct gh_store_audit_head *h = NULL;
+        uint8_t prev[32] = {0};
+        uint64_t seq;
+        for (size_t k = 0; k < nheads; k++)
+            if (strcmp(heads[k].chain, c->rows[i].chain) == 0) h = &heads[k];
+        assert_non_null(h);
+        seq = h->seq + 1;
+        if (h->seq > 0) assert_int_equal(gh_audit_unhex(h->hash, prev), GH_OK);
+        for (size_t j = 0; j < i; j++) /* after the batch's own rows of that chain */
+            if (strcmp(c->rows[j].chain, c->rows[i].chain) == 0) {
+                seq = c->rows[j].seq + 1;
+                memcpy(prev, c->ev[j].hash, 32);
+            }
+        assert_int_equal(gh_audit_chain_event(&c->ev[i], seq, prev, &c->rows[i]), GH_OK);
+    }
+    if (c->cp != NULL)
+        fake_cp(c->cp, c->rows[c->n - 1].chain, c->rows[c->n - 1].seq, c->rows[c->n - 1].hash);
+    *ncp = c->cp != NULL;
+    return GH_OK;
+}
+
+/* An event of tenant (chain) <tenant>, not chained yet. */
+static void make_event(struct gh_audit_event *ev, const char *tenant, unsigned k)
+{
+    uint8_t rnd[10] = {0};
+    char req[32];
+
+    memcpy(rnd, &k, sizeof(k));
+    rnd[9] = 0x77;
+    gh_audit_event_init(ev, 1763782900000000 + (int64_t)k, rnd);
+    GH_AUDIT_SET(ev, tenant, gh_str_cstr(tenant));
+    GH_AUDIT_SET(ev, actor, GH_STR_LIT("key:AAAAAAAAAAAAAAAA"));
+    GH_AUDIT_SET(ev, action, GH_STR_LIT("http.request"));
+    GH_AUDIT_SET(ev, resource, GH_STR_LIT("orders"));
+    ev->outcome = GH_AUDIT_SUCCESS;
+    snprintf(req, sizeof(req), "ways-%u", k);
+    GH_AUDIT_SET(ev, request_id, gh_str_cstr(req));
+}
+
+/* The head of <chain> as stored: its seq, and its hash into <prev>. */
+static uint64_t stored_head(struct fixture *f, const char *chain, uint8_t prev[32])
+{
+    struct all a;
+    struct gh_err err = {0};
+    uint64_t seq = 0;
+
+    memset(&a, 0, sizeof(a));
+    memset(prev, 0, 32);
+    assert_int_equal(gh_store_audit_walk(f->st, chain, 0, 0, collect, &a, &err), GH_OK);
+    for (size_t i = 0; i < a.n; i++)
+        if (a.rows[i].seq > seq) {
+            seq = a.rows[i].seq;
+            assert_int_equal(gh_audit_unhex(a.rows[i].hash, prev), GH_OK);
+        }
+    free(a.rows);
+    return seq;
+}
+
+/* A batch goes in one script (two round trips) when nothing but the heads
+ * needs reading, also after being chained again past another node's
+ * events, and with chain names that need quoting in SQL; it takes the long
+ * way, with the same outcome, when it must read more (a batch sent again,
+ * a stale batch whose checkpoint changes, a checkpoint of an older event).
+ * Every outcome is read back. */
+static void test_append_ways(void **state)
+{
+    /* Quotes, a backslash and the array literal's own quote and brace. */
+    static const char odd[] = "it's \\ a \"chain\" {x}";
+    struct fixture *f = *state;
+    struct gh_audit_event ev[3], other;
+    struct gh_store_audit_row rows[3], orow;
+    struct gh_store_audit_checkpoint cps[2], got[8];
+    struct rechain_ctx rc = {ev, rows, 0, NULL, 0};
+    struct gh_store_audit_rechain rechain = {rechain_rows, &rc};
+    struct gh_err err = {0};
+    struct ways base = {0}, w;
+    struct all a;
+    uint8_t prev[32];
+    uint64_t seq;
+    size_t ncp;
+
+    gh_store_postgres_audit_ways(f->st, &base.scripted, &base.long_way);
+
+    /* 1. Plain, with a checkpoint of its last event, on a chain whose name
+     * needs quoting: the script, and all of it reads back. */
+    memset(rows, 0, sizeof(rows));
+    memset(prev, 0, sizeof(prev));
+    for (unsigned i = 0; i < 2; i++) {
+        make_event(&ev[i], odd, i);
+        assert_int_equal(gh_audit_chain_event(&ev[i], i + 1, prev, &rows[i]), GH_OK);
+        memcpy(prev, ev[i].hash, 32);
+    }
+    assert_string_equal(rows[0].chain, odd);
+    fake_cp(&cps[0], odd, 2, rows[1].hash);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 2, cps, 1, &err), GH_OK);
+    w = ways_since(f, base);
+    assert_int_equal(w.scripted, 1);
+    assert_int_equal(w.long_way, 0);
+    assert_true(rows[1].rowid == rows[0].rowid + 1);
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(gh_store_audit_walk(f->st, odd, 0, 0, collect, &a, &err), GH_OK);
+    assert_int_equal(a.n, 2);
+    assert_string_equal(a.rows[1].hash, rows[1].hash);
+    assert_int_equal(a.rows[1].rowid, rows[1].rowid);
+    free(a.rows);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, odd, 0, 0, cp_collect, got, &err),
+                     GH_OK);
+    assert_int_equal(got[0].seq, 2);
+    assert_string_equal(got[0].hash, rows[1].hash);
+
+    /* 2. Stale: another node appended to the chain after this batch was
+     * chained. Chained again in the script, and stored after that event. */
+    seq = stored_head(f, odd, prev);
+    for (unsigned i = 0; i < 2; i++) {
+        make_event(&ev[i], odd, 10 + i);
+        assert_int_equal(gh_audit_chain_event(&ev[i], seq + 1 + i, prev, &rows[i]), GH_OK);
+        memcpy(prev, ev[i].hash, 32);
+    }
+    seq = stored_head(f, odd, prev);
+    make_event(&other, odd, 20);
+    assert_int_equal(gh_audit_chain_event(&other, seq + 1, prev, &orow), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    rc.n = 2;
+    ncp = 0;
+    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 2, NULL, &ncp, &rechain, &err),
+                     GH_OK);
+    assert_int_equal(rc.calls, 1);
+    w = ways_since(f, base);
+    assert_int_equal(w.scripted, 3);
+    assert_int_equal(w.long_way, 0);
+    assert_int_equal(rows[0].seq, 4);
+    assert_int_equal(rows[1].seq, 5);
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(gh_store_audit_walk(f->st, odd, 4, 5, collect, &a, &err), GH_OK);
+    assert_int_equal(a.n, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(a.rows[i].hash, rows[i].hash);
+        assert_int_equal(a.rows[i].rowid, rows[i].rowid);
+    }
+    free(a.rows);
+    /* The chain still verifies link by link: row 4 follows the other
+     * node's event at 3. */
+    assert_memory_equal(ev[0].prev_hash, other.hash, 32);
+
+    /* 3. Stale with a checkpoint: chaining again changes the checkpoint,
+     * which the script already holds: the long way, once, and the
+     * checkpoint is stored at the event's new seq. */
+    seq = stored_head(f, odd, prev);
+    make_event(&ev[0], odd, 30);
+    assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
+    fake_cp(&cps[0], odd, seq + 1, rows[0].hash);
+    make_event(&other, odd, 31);
+    assert_int_equal(gh_audit_chain_event(&other, seq + 1, prev, &orow), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    rc.n = 1;
+    rc.cp = &cps[0];
+    rc.calls = 0;
+    ncp = 1;
+    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 1, cps, &ncp, &rechain, &err),
+                     GH_OK);
+    assert_int_equal(ncp, 1);
+    assert_int_equal(rc.calls, 1);
+    w = ways_since(f, base);
+    assert_int_equal(w.scripted, 4);
+    assert_int_equal(w.long_way, 1);
+    assert_int_equal(rows[0].seq, seq + 2);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, odd, seq + 2, 0, cp_collect, got, &err),
+                     GH_OK);
+    assert_int_equal(got[0].seq, seq + 2);
+    assert_string_equal(got[0].hash, rows[0].hash);
+
+    /* 4. The same batch sent again (its commit's answer lost): the long
+     * way reads its rows' hashes and takes it as stored. */
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_OK);
+    w = ways_since(f, base);
+    assert_int_equal(w.long_way, 2);
+
+    /* 5. A new event with a checkpoint of an older one: the long way reads
+     * that event's hash. */
+    seq = stored_head(f, odd, prev);
+    make_event(&ev[0], odd, 40);
+    assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
+    fake_cp(&cps[0], odd, seq, orow.hash); /* orow: the other node's event at seq - 1 */
+    fake_cp(&cps[1], odd, seq - 1, orow.hash);
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, &cps[1], 1, &err), GH_OK);
+    w = ways_since(f, base);
+    assert_int_equal(w.scripted, 4);
+    assert_int_equal(w.long_way, 3);
+    memset(&a, 0, sizeof(a));
+    load_all(f, &a);
+    assert_int_equal(a.n, 8);
+    free(a.rows);
+}
+
 static void test_keys(void **state)
 {
     struct fixture *f = *state;
@@ -1240,6 +1472,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_unsynced_then_sync, setup, teardown),
     };
+    const struct CMUnitTest postgres_only[] = {
+        cmocka_unit_test_setup_teardown(test_append_ways, setup, teardown),
+    };
     /* The SQLite file's own: its WAL kept in bounds. */
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test_setup_teardown(test_wal_checkpoints, setup, teardown),
@@ -1248,7 +1483,9 @@ int main(void)
 
     if (pg_server()) {
         print_message("audit store on PostgreSQL at %s\n", pg_server());
-        return cmocka_run_group_tests_name("audit store on PostgreSQL", both, NULL, NULL);
+        return cmocka_run_group_tests_name("audit store on PostgreSQL", both, NULL, NULL) +
+               cmocka_run_group_tests_name("the PostgreSQL append's ways", postgres_only, NULL,
+                                           NULL);
     }
     return cmocka_run_group_tests_name("audit store on SQLite", both, NULL, NULL) +
            cmocka_run_group_tests_name("the SQLite file", sqlite_only, NULL, NULL);
