@@ -630,14 +630,20 @@ static int append_script(struct gh_store *st, struct batch *b,
     }
     if (rc == GH_OK || rc == NEEDS_LOOKUP || rc == GH_STORE_CONFLICT) {
         int crc = gh_pg__script_next(&tx, PGRES_COPY_IN, NULL, "copy", err);
-        if (rc != GH_OK) fail = "gatehouse: the append takes the long way";
+        if (rc != GH_OK) fail = "gatehouse: this audit append goes the long way (not a failure)";
         if (crc == GH_OK) crc = gh_pg__script_copy(&tx, in.data, b->buf.len, fail, err);
         if (crc != GH_OK) rc = crc;
     }
     if (rc == GH_OK) rc = gh_pg__script_next(&tx, PGRES_COMMAND_OK, &r, "copy", err);
-    if (rc == GH_OK && (copied = strtoull(PQcmdTuples(r), NULL, 10)) != in.want)
-        rc = gh_err_set(err, NULL, 0, 0, "audit append: COPY took %llu of %zu rows",
-                        (unsigned long long)copied, in.want);
+    /* Past this point the server goes on to the COMMIT whatever is read
+     * here: a check of ours that fails leaves the outcome unknown, which
+     * is UNAVAILABLE (the writer sends the batch again, and the long way
+     * finds what was stored). */
+    if (rc == GH_OK && (copied = strtoull(PQcmdTuples(r), NULL, 10)) != in.want) {
+        gh_err_set(err, NULL, 0, 0, "audit append: COPY took %llu of %zu rows",
+                   (unsigned long long)copied, in.want);
+        rc = GH_STORE_UNAVAILABLE;
+    }
     PQclear(r);
     r = NULL;
     if (rc == GH_OK) rc = gh_pg__script_next(&tx, PGRES_TUPLES_OK, &r, "audit rowid", err);

@@ -316,7 +316,10 @@ struct gh_store_audit_head {
 /* How a batch is chained again under an engine's append lock (see
  * gh_store_audit_append_rechain). <fn> gets the store's heads of every
  * chain of the batch, by chain, rewrites the caller's rows (the same <n>
- * events, new seqs and hashes) and checkpoints, and sets *ncp. */
+ * events, new seqs and hashes) and checkpoints, and sets *ncp. It may be
+ * called more than once in one append (PostgreSQL tries a batch as one
+ * script, then the long way: pg_audit.c), each time after the rows as the
+ * call before left them. */
 struct gh_store_audit_rechain {
     int (*fn)(void *arg, const struct gh_store_audit_head *heads, size_t nheads, size_t *ncp);
     void *arg;

@@ -1070,6 +1070,11 @@ int gh_pg__script_next(struct gh_pg_tx *tx, ExecStatusType want, PGresult **res,
     int rc = GH_OK;
 
     if (res != NULL) *res = NULL;
+    if (r == NULL && PQstatus(tx->c->db) == CONNECTION_OK) {
+        /* The script answered fewer results than its reader expects: a
+         * bug here, not a server gone (failure() would reconnect the pool). */
+        return gh_err_set(err, NULL, 0, 0, "store: %s: the script ended early", what);
+    }
     if (PQresultStatus(r) != want) {
         rc = failure(tx->c, r, what, err);
         PQclear(r);
@@ -1086,11 +1091,17 @@ int gh_pg__script_copy(struct gh_pg_tx *tx, const char *data, size_t len, const 
 {
     PGconn *db = tx->c->db;
 
-    /* As gh_pg__copy_in: chunks keep libpq's buffer small; a failed send
-     * shows in the end's answer. */
+    /* Chunks keep libpq's buffer small. Unlike gh_pg__copy_in, a send that
+     * fails half-way fails the COPY: a normal end would let the server take
+     * the rows sent so far and go on to the script's COMMIT. The outcome
+     * is then "not written", but told as a lost connection (UNAVAILABLE),
+     * which every caller retries. */
     for (size_t off = 0; fail == NULL && off < len;) {
         size_t n = len - off > 65536 ? 65536 : len - off;
-        if (PQputCopyData(db, data + off, (int)n) != 1) break;
+        if (PQputCopyData(db, data + off, (int)n) != 1) {
+            (void)PQputCopyEnd(db, "gatehouse: the COPY's input could not be sent");
+            return failure(tx->c, NULL, "copy", err);
+        }
         off += n;
     }
     if (PQputCopyEnd(db, fail) != 1) return failure(tx->c, NULL, "copy", err);

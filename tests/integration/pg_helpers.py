@@ -215,6 +215,7 @@ class CommitCutProxy:
         self.outage = outage
         self.armed = False
         self.cuts = 0
+        self.script_cuts = 0  # of them, at a script's CopyDone (not at a COMMIT query)
         self.down_until = 0.0
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -368,17 +369,21 @@ class CommitCutProxy:
                 conn["script"] = sql.endswith(b"COMMIT")
         elif kind == b"c" and conn.get("script"):
             conn["script"] = False
-            if self._cut(conn, msg):
+            if self._cut(conn, msg, script=True):
                 return True
+        elif kind == b"f":
+            conn["script"] = False  # CopyFail: the script rolls back, no COMMIT
         return False
 
-    def _cut(self, conn, msg):
+    def _cut(self, conn, msg, script=False):
         """Sends <msg>, the commit to cut when armed and the connection is
-        marked, lets the server commit, then cuts every connection."""
+        marked (<script>: a script's CopyDone), lets the server commit, then
+        cuts every connection."""
         with self.lock:
             cut = self.armed and conn["marked"]
             if cut:
                 self.armed = False
+                self.script_cuts += script
                 self.cuts += 1
         if not cut:
             return False

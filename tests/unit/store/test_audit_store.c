@@ -1062,6 +1062,7 @@ static void test_append_ways(void **state)
 {
     /* Quotes, a backslash and the array literal's own quote and brace. */
     static const char odd[] = "it's \\ a \"chain\" {x}";
+    static const char second[] = "zz_second"; /* after <odd> in the chains' order */
     struct fixture *f = *state;
     struct gh_audit_event ev[3], other;
     struct gh_store_audit_row rows[3], orow;
@@ -1178,15 +1179,72 @@ static void test_append_ways(void **state)
     seq = stored_head(f, odd, prev);
     make_event(&ev[0], odd, 40);
     assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
-    fake_cp(&cps[0], odd, seq, orow.hash); /* orow: the other node's event at seq - 1 */
-    fake_cp(&cps[1], odd, seq - 1, orow.hash);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, &cps[1], 1, &err), GH_OK);
+    fake_cp(&cps[0], odd, seq - 1, orow.hash); /* orow: the other node's event there */
+    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_OK);
     w = ways_since(f, base);
     assert_int_equal(w.scripted, 4);
     assert_int_equal(w.long_way, 3);
+
+    /* 6. Two chains, the second (by name) stale, the first not: chained
+     * again in the script, each after its own head. */
+    make_event(&ev[2], second, 50);
+    memset(prev, 0, sizeof(prev));
+    assert_int_equal(gh_audit_chain_event(&ev[2], 1, prev, &orow), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    seq = stored_head(f, odd, prev);
+    make_event(&ev[0], odd, 51);
+    assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
+    stored_head(f, second, prev);
+    make_event(&ev[1], second, 52);
+    assert_int_equal(gh_audit_chain_event(&ev[1], 2, prev, &rows[1]), GH_OK);
+    make_event(&other, second, 53);
+    assert_int_equal(gh_audit_chain_event(&other, 2, prev, &orow), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    rc.n = 2;
+    rc.cp = NULL;
+    rc.calls = 0;
+    ncp = 0;
+    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 2, NULL, &ncp, &rechain, &err),
+                     GH_OK);
+    assert_int_equal(rc.calls, 1);
+    w = ways_since(f, base);
+    assert_int_equal(w.scripted, 7);
+    assert_int_equal(w.long_way, 3);
+    assert_int_equal(rows[0].seq, seq + 1);
+    assert_int_equal(rows[1].seq, 3);
+    assert_int_equal(stored_head(f, second, prev), 3);
+    assert_memory_equal(prev, ev[1].hash, 32);
+
+    /* 7. Stale, no checkpoint, but chaining again makes one (its event
+     * reaches a checkpoint's seq): the script, whose text holds no
+     * checkpoint, gives the batch back to the long way. */
+    seq = stored_head(f, odd, prev);
+    make_event(&ev[0], odd, 60);
+    assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
+    make_event(&other, odd, 61);
+    assert_int_equal(gh_audit_chain_event(&other, seq + 1, prev, &orow), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    rc.n = 1;
+    rc.cp = &cps[0];
+    rc.calls = 0;
+    ncp = 0;
+    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 1, cps, &ncp, &rechain, &err),
+                     GH_OK);
+    /* Chained again once, in the script: the long way finds it following
+     * its head, and stores it with the checkpoint the script could not. */
+    assert_int_equal(rc.calls, 1);
+    assert_int_equal(ncp, 1);
+    w = ways_since(f, base);
+    assert_int_equal(w.scripted, 8);
+    assert_int_equal(w.long_way, 4);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, odd, seq + 2, 0, cp_collect, got, &err),
+                     GH_OK);
+    assert_int_equal(got[0].seq, seq + 2);
+    assert_string_equal(got[0].hash, rows[0].hash);
     memset(&a, 0, sizeof(a));
     load_all(f, &a);
-    assert_int_equal(a.n, 8);
+    assert_int_equal(a.n, 14);
     free(a.rows);
 }
 
