@@ -70,8 +70,8 @@ struct batch {
     size_t nheads;
     /* The script's (append_script), per chain: the stored row at the seq of
      * the batch's first row of that chain has the same hash (1), another
-     * (-1), or none is there (0). NULL on the long way, which reads the
-     * hashes themselves. */
+     * (-1), or none is there (0). The long way, which reads the hashes
+     * themselves, never looks at it. */
     signed char *at_first;
     struct gh_pg_array buf; /* the heads' names, then the COPY's input */
 };
@@ -570,22 +570,25 @@ static void make_early_input(void *arg)
     in->data = copy_input(in->b, &in->want);
 }
 
-/* The round trips of the long way (gh_pg__audit_append below) sent as one
- * script, in the common case, where nothing needs reading but the heads:
- * the lock, the heads and the start of the COPY in the first round trip;
- * the COPY's input, the rowid, the checkpoints and the commit in the second
- * (seven round trips before, each of them time the lock is held and, on a
- * busy host, a wait for the CPU on both sides). The rows are checked
- * against the heads while the server waits for the COPY's input; a batch
- * that turns out stale is chained again there and goes on, unless that
- * changes its checkpoints, which the script already holds. What cannot go
- * this way (a row whose hash must be read: a batch sent again; checkpoints
- * to change; a checkpoint of another event, or found taken) fails the
- * COPY, so the server skips the rest, and returns NEEDS_LOOKUP: rolled
- * back, nothing written, for the caller to take the long way. */
+/* The round trips of the long way (gh_pg__audit_append below: six, and
+ * one more per checkpoint, each of them time the lock is held and, on a
+ * busy host, a wait for the CPU on both sides) sent as one script, in the
+ * common case, where nothing needs reading but the heads: the lock, the
+ * heads and the start of the COPY in the first round trip; the COPY's
+ * input, the rowid, the checkpoints and the commit in the second. The rows
+ * are checked against the heads while the server waits for the COPY's
+ * input; a batch that turns out stale is chained again there and goes on,
+ * unless that changes its checkpoints, which the script already holds.
+ * What cannot go this way returns NEEDS_LOOKUP, rolled back with nothing
+ * written, for the caller to take the long way: a checkpoint of an event
+ * not in the batch (before anything is sent); a row whose hash must be
+ * read (a batch sent again) or checkpoints to change (the script fails its
+ * COPY, so the server skips the rest); a checkpoint found taken (its
+ * INSERT fails). *sent says whether the script went to the server. */
 static int append_script(struct gh_store *st, struct batch *b,
                          const struct gh_store_audit_checkpoint *cps, size_t *ncp,
-                         const struct gh_store_audit_rechain *rechain, struct gh_err *err)
+                         const struct gh_store_audit_rechain *rechain, bool *sent,
+                         struct gh_err *err)
 {
     struct script sql = {0};
     struct early_input in = {b, NULL, 0};
@@ -611,6 +614,7 @@ static int append_script(struct gh_store *st, struct batch *b,
     rc = gh_pg__begin_audit_script(gh_pg__of(st), &script, &tx, err);
     free(sql.p);
     if (rc != GH_OK) return rc;
+    *sent = true;
     if (in.data == NULL) rc = oom(err);
     if (rc == GH_OK) rc = gh_pg__script_next(&tx, PGRES_TUPLES_OK, &r, "audit heads", err);
     if (rc == GH_OK) rc = take_heads(b, r, nchains, err);
@@ -673,9 +677,11 @@ int gh_pg__audit_append(struct gh_store *st, struct gh_store_audit_row *rows, si
 
     if (n > 0 && (b.stored = calloc(n, sizeof(*b.stored))) == NULL) return oom(err);
     if (n > 0) {
-        rc = append_script(st, &b, cps, ncp, rechain, err);
+        bool sent = false;
+        rc = append_script(st, &b, cps, ncp, rechain, &sent, err);
         if (rc != NEEDS_LOOKUP) {
-            atomic_fetch_add_explicit(&gh_pg__of(st)->audit_scripted, 1, memory_order_relaxed);
+            if (sent)
+                atomic_fetch_add_explicit(&gh_pg__of(st)->audit_scripted, 1, memory_order_relaxed);
             goto out;
         }
     }

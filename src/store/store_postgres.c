@@ -1072,8 +1072,11 @@ int gh_pg__script_next(struct gh_pg_tx *tx, ExecStatusType want, PGresult **res,
     if (res != NULL) *res = NULL;
     if (r == NULL && PQstatus(tx->c->db) == CONNECTION_OK) {
         /* The script answered fewer results than its reader expects: a
-         * bug here, not a server gone (failure() would reconnect the pool). */
-        return gh_err_set(err, NULL, 0, 0, "store: %s: the script ended early", what);
+         * bug here, not a server gone (failure() would reconnect the pool).
+         * Its COMMIT may be among what was read: UNAVAILABLE, the unknown
+         * outcome, which the audit writer resolves by sending again. */
+        gh_err_set(err, NULL, 0, 0, "store: %s: the script ended early", what);
+        return GH_STORE_UNAVAILABLE;
     }
     if (PQresultStatus(r) != want) {
         rc = failure(tx->c, r, what, err);
@@ -1094,8 +1097,9 @@ int gh_pg__script_copy(struct gh_pg_tx *tx, const char *data, size_t len, const 
     /* Chunks keep libpq's buffer small. Unlike gh_pg__copy_in, a send that
      * fails half-way fails the COPY: a normal end would let the server take
      * the rows sent so far and go on to the script's COMMIT. The outcome
-     * is then "not written", but told as a lost connection (UNAVAILABLE),
-     * which every caller retries. */
+     * is then "not written", but told as a lost connection (UNAVAILABLE,
+     * which every caller retries; the pool reconnects, also when it was
+     * libpq running out of memory). */
     for (size_t off = 0; fail == NULL && off < len;) {
         size_t n = len - off > 65536 ? 65536 : len - off;
         if (PQputCopyData(db, data + off, (int)n) != 1) {

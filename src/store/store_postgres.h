@@ -29,9 +29,11 @@ int gh_store_postgres_init(const char *admin_url, const char *login, int *applie
                            struct gh_err *err);
 
 /* How the audit appends of the PostgreSQL store <st> went so far: in the two
- * round trips of one script (*scripted), or the long way (*long_way: a
- * batch sent again, checkpoints of events stored before, a batch of
- * checkpoints only, or one the script gave back). For tests and benchmarks. */
+ * round trips of one script (*scripted: the script reached the server), or
+ * the long way (*long_way: a batch sent again, checkpoints of events stored
+ * before, a batch of checkpoints only, or one the script gave back). An
+ * append that could not begin (no server) is in neither. For tests and
+ * benchmarks. */
 void gh_store_postgres_audit_ways(struct gh_store *st, uint64_t *scripted, uint64_t *long_way);
 
 /* Copies the user name of the libpq URL or conninfo <url> into <out> (<size>
