@@ -1,4 +1,5 @@
-/* PostgreSQL array literals for batch parameters (see pg_array.h). */
+/* PostgreSQL array literals for batch parameters, COPY's binary input and
+ * SQL text with quoted values (see pg_array.h). */
 #include "store/pg_array.h"
 
 #include <inttypes.h>
@@ -128,4 +129,51 @@ const char *gh_pg_copy_end(struct gh_pg_array *a)
     put_be(a->p + a->len, 0xffff, 2); /* a field count of -1 */
     a->len += 2;
     return a->p;
+}
+
+void gh_pg_sql_reset(struct gh_pg_array *a)
+{
+    a->len = 0;
+    a->n = 0;
+    a->oom = false;
+    if (reserve(a, 0)) a->p[0] = '\0';
+}
+
+void gh_pg_sql_raw(struct gh_pg_array *a, const char *s)
+{
+    size_t len = strlen(s);
+
+    if (!reserve(a, len)) return;
+    memcpy(a->p + a->len, s, len);
+    a->len += len;
+    a->p[a->len] = '\0';
+}
+
+void gh_pg_sql_quote(struct gh_pg_array *a, const char *s)
+{
+    size_t len = strlen(s);
+
+    /* Worst case: every byte doubled, E, two quotes. */
+    if (!reserve(a, 2 * len + 3)) return;
+    a->p[a->len++] = 'E';
+    a->p[a->len++] = '\'';
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\\' || s[i] == '\'') a->p[a->len++] = s[i];
+        a->p[a->len++] = s[i];
+    }
+    a->p[a->len++] = '\'';
+    a->p[a->len] = '\0';
+}
+
+void gh_pg_sql_i64(struct gh_pg_array *a, int64_t v)
+{
+    char num[24];
+
+    snprintf(num, sizeof(num), "%" PRId64, v);
+    gh_pg_sql_raw(a, num);
+}
+
+const char *gh_pg_sql_end(struct gh_pg_array *a)
+{
+    return reserve(a, 0) ? a->p : NULL;
 }

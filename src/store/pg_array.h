@@ -57,4 +57,21 @@ void gh_pg_copy_i64(struct gh_pg_array *a, int64_t v);
  * was too long for the format. */
 const char *gh_pg_copy_end(struct gh_pg_array *a);
 
+/* SQL text with values as string constants, in the same growing buffer:
+ * for a script sent as one simple query, which binds no parameters (the
+ * audit append's, pg_audit.c). The SQL pieces are the caller's constants;
+ * a value goes in only through gh_pg_sql_quote or gh_pg_sql_i64. */
+void gh_pg_sql_reset(struct gh_pg_array *a);
+/* Appends constant SQL <s> as it is. */
+void gh_pg_sql_raw(struct gh_pg_array *a, const char *s);
+/* Appends <s> as a string constant, E'...' with every \ and ' doubled:
+ * read back byte for byte whatever standard_conforming_strings says (in
+ * UTF-8, the client encoding, no byte of a multibyte character is either;
+ * invalid UTF-8 is refused by the server, not misread). */
+void gh_pg_sql_quote(struct gh_pg_array *a, const char *s);
+/* Appends <v> in decimal. */
+void gh_pg_sql_i64(struct gh_pg_array *a, int64_t v);
+/* The text, NUL-terminated, or NULL when an allocation failed on the way. */
+const char *gh_pg_sql_end(struct gh_pg_array *a);
+
 #endif

@@ -407,66 +407,6 @@ static int insert_checkpoint(struct gh_pg_tx *tx, const struct batch *b,
 
 /* ---- Append in two round trips ------------------------------------------------ */
 
-/* The SQL of an append's script, grown as needed; a failed allocation is
- * remembered and reported at the end (script_end: NULL). */
-struct script {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void script_add(struct script *s, const char *text, size_t len)
-{
-    if (s->oom) return;
-    if (s->len + len + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 1024;
-        char *p;
-        while (cap < s->len + len + 1)
-            cap *= 2;
-        if ((p = realloc(s->p, cap)) == NULL) {
-            s->oom = true;
-            return;
-        }
-        s->p = p;
-        s->cap = cap;
-    }
-    memcpy(s->p + s->len, text, len);
-    s->len += len;
-    s->p[s->len] = '\0';
-}
-
-static void script_str(struct script *s, const char *text)
-{
-    script_add(s, text, strlen(text));
-}
-
-static void script_i64(struct script *s, int64_t v)
-{
-    char num[24];
-    int len = snprintf(num, sizeof(num), "%lld", (long long)v);
-
-    script_add(s, num, (size_t)len);
-}
-
-/* <text> as a string constant, E'...' with every \ and ' doubled: read
- * back byte for byte whatever standard_conforming_strings says (the
- * client encoding is UTF-8, in which no byte of a multibyte character is
- * either). Values reach the script only through here or script_i64. */
-static void script_quote(struct script *s, const char *text)
-{
-    script_add(s, "E'", 2);
-    for (const char *p = text; *p; p++) {
-        const char *run = p;
-        while (*p && *p != '\\' && *p != '\'')
-            p++;
-        script_add(s, run, (size_t)(p - run));
-        if (*p == '\0') break;
-        script_add(s, p, 1);
-        script_add(s, p, 1);
-    }
-    script_add(s, "'", 1);
-}
-
 /* After the lock: the heads of the batch's chains with, for each, the
  * hash stored at the seq of its first row in the batch (so that a stale
  * batch is told from one sent again without another query), the rows'
@@ -475,19 +415,20 @@ static void script_quote(struct script *s, const char *text)
  * name (script_uses): parsed and planned once per session. */
 static const enum gh_pg_stmt script_uses[] = {GH_PG_AUDIT_HEADS_FIRST, GH_PG_AUDIT_LAST_ROWID};
 
-static const char *script_of(struct script *s, struct batch *b,
+static const char *script_of(struct gh_pg_array *s, struct batch *b,
                              const struct gh_store_audit_checkpoint *cps, size_t ncp)
 {
     const char *lit = sort_rows(b);
     char name[16];
 
     if (lit == NULL) return NULL;
+    gh_pg_sql_reset(s);
     gh_pg__stmt_name(GH_PG_AUDIT_HEADS_FIRST, name);
-    script_str(s, "EXECUTE ");
-    script_str(s, name);
-    script_add(s, "(", 1);
-    script_quote(s, lit);
-    script_add(s, ", ", 2);
+    gh_pg_sql_raw(s, "EXECUTE ");
+    gh_pg_sql_raw(s, name);
+    gh_pg_sql_raw(s, "(");
+    gh_pg_sql_quote(s, lit);
+    gh_pg_sql_raw(s, ", ");
     gh_pg_array_reset(&b->buf);
     for (size_t i = 0; i < b->n; i++) {
         const struct gh_store_audit_row *row = &b->rows[b->order[i]];
@@ -495,31 +436,31 @@ static const char *script_of(struct script *s, struct batch *b,
             gh_pg_array_i64(&b->buf, (int64_t)row->seq);
     }
     if ((lit = gh_pg_array_end(&b->buf)) == NULL) return NULL;
-    script_quote(s, lit);
-    script_str(s, "); ");
-    script_str(s, copy_sql);
+    gh_pg_sql_quote(s, lit);
+    gh_pg_sql_raw(s, "); ");
+    gh_pg_sql_raw(s, copy_sql);
     gh_pg__stmt_name(GH_PG_AUDIT_LAST_ROWID, name);
-    script_str(s, "; EXECUTE ");
-    script_str(s, name);
-    script_str(s, "; ");
+    gh_pg_sql_raw(s, "; EXECUTE ");
+    gh_pg_sql_raw(s, name);
+    gh_pg_sql_raw(s, "; ");
     for (size_t i = 0; i < ncp; i++) {
-        script_str(s, i == 0 ? "INSERT INTO audit_checkpoints (" GH_PG_AUDIT_CP_COLS ") VALUES ("
-                             : ", (");
-        script_quote(s, cps[i].chain);
-        script_add(s, ", ", 2);
-        script_i64(s, (int64_t)cps[i].seq);
-        script_add(s, ", ", 2);
-        script_quote(s, cps[i].hash);
-        script_add(s, ", ", 2);
-        script_i64(s, cps[i].time_ms);
-        script_add(s, ", ", 2);
-        script_quote(s, cps[i].key_id);
-        script_add(s, ", ", 2);
-        script_quote(s, cps[i].signature);
-        script_str(s, i + 1 == ncp ? "); " : ")");
+        gh_pg_sql_raw(s, i == 0 ? "INSERT INTO audit_checkpoints (" GH_PG_AUDIT_CP_COLS ") VALUES ("
+                                : ", (");
+        gh_pg_sql_quote(s, cps[i].chain);
+        gh_pg_sql_raw(s, ", ");
+        gh_pg_sql_i64(s, (int64_t)cps[i].seq);
+        gh_pg_sql_raw(s, ", ");
+        gh_pg_sql_quote(s, cps[i].hash);
+        gh_pg_sql_raw(s, ", ");
+        gh_pg_sql_i64(s, cps[i].time_ms);
+        gh_pg_sql_raw(s, ", ");
+        gh_pg_sql_quote(s, cps[i].key_id);
+        gh_pg_sql_raw(s, ", ");
+        gh_pg_sql_quote(s, cps[i].signature);
+        gh_pg_sql_raw(s, i + 1 == ncp ? "); " : ")");
     }
-    script_str(s, "COMMIT");
-    return s->oom ? NULL : s->p;
+    gh_pg_sql_raw(s, "COMMIT");
+    return gh_pg_sql_end(s);
 }
 
 /* The heads query's fourth column, per chain: whether the stored row at
@@ -590,7 +531,7 @@ static int append_script(struct gh_store *st, struct batch *b,
                          const struct gh_store_audit_rechain *rechain, bool *sent,
                          struct gh_err *err)
 {
-    struct script sql = {0};
+    struct gh_pg_array sql = {0};
     struct early_input in = {b, NULL, 0};
     struct gh_pg_script script = {NULL, script_uses, sizeof(script_uses) / sizeof(script_uses[0]),
                                   make_early_input, &in};
@@ -602,17 +543,17 @@ static int append_script(struct gh_store *st, struct batch *b,
     int rc;
 
     if ((script.tail = script_of(&sql, b, cps, *ncp)) == NULL) {
-        free(sql.p);
+        gh_pg_array_free(&sql);
         return oom(err);
     }
     nchains = b->buf.n;
     if (!checkpoints_of_batch(b, cps, *ncp)) {
-        free(sql.p);
+        gh_pg_array_free(&sql);
         return NEEDS_LOOKUP;
     }
     memset(b->stored, 0, b->n * sizeof(*b->stored));
     rc = gh_pg__begin_audit_script(gh_pg__of(st), &script, &tx, err);
-    free(sql.p);
+    gh_pg_array_free(&sql);
     if (rc != GH_OK) return rc;
     *sent = true;
     if (in.data == NULL) rc = oom(err);

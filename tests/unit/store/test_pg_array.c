@@ -1,5 +1,6 @@
-/* Tests of the COPY binary builder in src/store/pg_array.c without a server
- * (the PostgreSQL integration suites send its output to a real one): the
+/* Tests of the COPY binary builder and the SQL quoting in
+ * src/store/pg_array.c without a server (the PostgreSQL integration suites
+ * send their output to a real one): the
  * bytes of a small input are checked one by one against the format
  * (PostgreSQL's "Binary Format" of COPY: signature, flags, header
  * extension, per row a 16-bit field count, per field a 32-bit length and
@@ -68,6 +69,54 @@ static uint64_t get_be(const unsigned char *p, int n)
 #define ROWS   600
 #define FIELDS 4
 
+/* SQL text with quoted values (the audit append's script): every \ and '
+ * doubled inside E'...', nothing else touched, whatever the bytes; the
+ * buffer grows for a long value. The server reading them back is
+ * test_append_ways (tests/unit/store/test_audit_store.c). */
+static void test_sql_quote(void **state)
+{
+    struct gh_pg_array a = {0};
+    char *big = malloc(20001), *want = malloc(40010);
+    const char *out;
+    size_t k = 0;
+
+    (void)state;
+    gh_pg_sql_reset(&a);
+    gh_pg_sql_raw(&a, "SELECT ");
+    gh_pg_sql_quote(&a, "it's \\ a \"chain\" {x}");
+    gh_pg_sql_raw(&a, ", ");
+    gh_pg_sql_quote(&a, "");
+    gh_pg_sql_raw(&a, ", ");
+    gh_pg_sql_quote(&a, "'; DROP TABLE audit_events; --\\");
+    gh_pg_sql_raw(&a, ", ");
+    gh_pg_sql_i64(&a, INT64_MIN);
+    out = gh_pg_sql_end(&a);
+    assert_non_null(out);
+    assert_string_equal(out, "SELECT E'it''s \\\\ a \"chain\" {x}', E'', "
+                             "E'''; DROP TABLE audit_events; --\\\\', -9223372036854775808");
+    assert_int_equal(a.len, strlen(out));
+    /* Quotes and backslashes, with bytes above 0x7f between. */
+    for (int i = 0; i < 20000; i++)
+        big[i] = i % 3 == 0 ? '\'' : i % 3 == 1 ? '\\' : (char)0xc3;
+    big[20000] = '\0';
+    want[k++] = 'E';
+    want[k++] = '\'';
+    for (int i = 0; i < 20000; i++) {
+        if (big[i] == '\'' || big[i] == '\\') want[k++] = big[i];
+        want[k++] = big[i];
+    }
+    want[k++] = '\'';
+    want[k] = '\0';
+    gh_pg_sql_reset(&a);
+    gh_pg_sql_quote(&a, big);
+    out = gh_pg_sql_end(&a);
+    assert_non_null(out);
+    assert_string_equal(out, want);
+    gh_pg_array_free(&a);
+    free(big);
+    free(want);
+}
+
 static void test_reads_back(void **state)
 {
     struct gh_pg_array a = {0};
@@ -131,6 +180,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_bytes),
+        cmocka_unit_test(test_sql_quote),
         cmocka_unit_test(test_reads_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
