@@ -1,7 +1,11 @@
-/* PostgreSQL array literals ({"a","b"}) built as one statement parameter,
- * so that a batch of rows reaches the server as a few array parameters of
- * one prepared statement (unnest) in one round trip, instead of one round
- * trip per row: the audit writer's group commit on PostgreSQL depends on it.
+/* What the PostgreSQL store sends in bulk, built in one growing buffer:
+ * array literals (below), COPY's binary input (gh_pg_copy_*) and SQL text
+ * with quoted values (gh_pg_sql_*).
+ *
+ * Array literals ({"a","b"}) are built as one statement parameter, so that
+ * a batch of rows reaches the server as a few array parameters of one
+ * prepared statement (unnest) in one round trip, instead of one round trip
+ * per row: the audit writer's group commit on PostgreSQL depends on it.
  *
  * Every element is written quoted, with `\` and `"` escaped, which the
  * array input function reads back byte for byte: the text may hold any
