@@ -17,6 +17,7 @@
 #include "auth/service.h"
 #include "hooks/dispatcher.h"
 #include "core/version.h"
+#include "store/store_postgres.h"
 
 static const char *const method_names[GH_MM_N] = {"GET",   "HEAD",   "POST",    "PUT",
                                                   "PATCH", "DELETE", "OPTIONS", "OTHER"};
@@ -487,6 +488,24 @@ static void write_store_wal(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_counter(e, NULL, 0, w.failed);
 }
 
+/* The PostgreSQL store's audit appends by way (pg_audit.c): one script of
+ * two round trips, or the long way; nothing for SQLite. */
+static void write_store_audit_ways(struct gh_expo *e, struct gh_runtime *rt)
+{
+    uint64_t scripted, long_way;
+    struct gh_label l;
+
+    if (strcmp(gh_store_engine(rt->store), "postgres") != 0) return;
+    gh_store_postgres_audit_ways(rt->store, &scripted, &long_way);
+    gh_expo_family(e, "gatehouse_store_audit_appends", GH_EXPO_COUNTER,
+                   "Audit appends into PostgreSQL, by way: one script of two round trips "
+                   "(way=script), or statement by statement (way=long).");
+    l = L("way", "script");
+    gh_expo_counter(e, &l, 1, scripted);
+    l = L("way", "long");
+    gh_expo_counter(e, &l, 1, long_way);
+}
+
 static void write_gateway(struct gh_expo *e, struct gh_runtime *rt, const struct gh_snapshot *snap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -583,6 +602,7 @@ int gh_metrics_scrape(struct gh_runtime *rt, const struct gh_snapshot *snap, str
         write_webhooks(e, rt);
         write_store_changes(e, rt);
         write_store_wal(e, rt);
+        write_store_audit_ways(e, rt);
         write_gateway(e, rt, snap);
         write_process(e);
         gh_expo_finish(e);

@@ -304,7 +304,17 @@ def test_wal_is_checkpointed_off_the_writer(gatehouse):
     if TEST_STORE == "postgres":
         assert frames == [None] * len(frames)
         assert metric(g, "gatehouse_store_wal_checkpoints_total") is None
+        # One strict request at a time: its batch goes in one script
+        # (pg_audit.c); only batches of interval checkpoints go the long way.
+        scripted = metric(g, 'gatehouse_store_audit_appends_total{way="script"}')
+        long_way = metric(g, 'gatehouse_store_audit_appends_total{way="long"}')
+        assert scripted is not None and scripted >= n // 2, (scripted, long_way)
+        assert long_way is not None and long_way < scripted / 10, (scripted, long_way)
+        # The exposition with the PostgreSQL-only family still passes promtool.
+        from test_metrics import promtool_check
+        promtool_check(http_call(g.admin_port, "GET", "/metrics").body.decode())
         return
+    assert metric(g, "gatehouse_store_audit_appends_total") is None
     assert metric(g, 'gatehouse_store_wal_checkpoints_total{by="background"}') >= 1, frames
     # The WAL started over at least once (the count fell), and never grew
     # past the writer's bound (8,000 pages) by more than a commit's worth.
