@@ -65,7 +65,9 @@ struct batch {
     size_t n;
     size_t *order; /* rows by (chain, seq) */
     bool *stored;
-    bool any_stored;                   /* some row is stored already: a batch sent again */
+    bool any_stored; /* some row is stored already: a batch sent again */
+    size_t *starts;  /* in order[]: where each chain's rows begin (sort_rows) */
+    size_t nchains;
     struct gh_store_audit_head *heads; /* one per chain, by chain */
     size_t nheads;
     /* The script's (append_script), per chain: the stored row at the seq of
@@ -88,6 +90,7 @@ static int row_cmp(const void *pa, const void *pb)
 static void batch_free(struct batch *b)
 {
     free(b->at_first);
+    free(b->starts);
     free(b->order);
     free(b->stored);
     free(b->heads);
@@ -100,35 +103,46 @@ static int oom(struct gh_err *err)
     return GH_ERROR;
 }
 
-/* Sorts the rows, and puts the names of their chains in b->buf as an array
- * literal (returned; NULL when out of memory). */
+/* The first row of chain <k> of the sorted batch. */
+static const struct gh_store_audit_row *first_of(const struct batch *b, size_t k)
+{
+    return &b->rows[b->order[b->starts[k]]];
+}
+
+/* Sorts the rows, finds where each chain's rows begin, and puts the names
+ * of the chains in b->buf as an array literal (returned; NULL when out of
+ * memory). A batch chained again keeps its chains and their order: only
+ * seqs and hashes move. */
 static const char *sort_rows(struct batch *b)
 {
     struct gh_pg_array *names = &b->buf;
 
     free(b->order);
+    free(b->starts);
+    b->starts = NULL;
+    b->nchains = 0;
     b->order = gh_pg__order(b->rows, b->n, sizeof(*b->rows), row_cmp);
-    if (b->order == NULL) return NULL;
+    if (b->order == NULL || (b->starts = calloc(b->n ? b->n : 1, sizeof(*b->starts))) == NULL)
+        return NULL;
+    for (size_t i = 0; i < b->n; i++)
+        if (i == 0 || strcmp(b->rows[b->order[i]].chain, b->rows[b->order[i - 1]].chain) != 0)
+            b->starts[b->nchains++] = i;
     gh_pg_array_reset(names);
-    for (size_t i = 0; i < b->n; i++) {
-        const char *ch = b->rows[b->order[i]].chain;
-        if (i == 0 || strcmp(ch, b->rows[b->order[i - 1]].chain) != 0)
-            gh_pg_array_text(names, ch, strlen(ch));
-    }
+    for (size_t k = 0; k < b->nchains; k++)
+        gh_pg_array_text(names, first_of(b, k)->chain, strlen(first_of(b, k)->chain));
     return gh_pg_array_end(names);
 }
 
-/* The heads of the <nchains> chains of the batch from the heads query's
- * result <r>. */
-static int take_heads(struct batch *b, const PGresult *r, size_t nchains, struct gh_err *err)
+/* The heads of the batch's chains from the heads query's result <r>. */
+static int take_heads(struct batch *b, const PGresult *r, struct gh_err *err)
 {
     int rc = GH_OK;
 
     free(b->heads);
-    b->heads = calloc(nchains ? nchains : 1, sizeof(*b->heads));
+    b->heads = calloc(b->nchains ? b->nchains : 1, sizeof(*b->heads));
     if (b->heads == NULL) return oom(err);
     b->nheads = (size_t)PQntuples(r);
-    if (b->nheads != nchains) return gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
+    if (b->nheads != b->nchains) return gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
     for (size_t i = 0; rc == GH_OK && i < b->nheads; i++) {
         struct gh_store_audit_head *h = &b->heads[i];
         if (gh_pg__text(r, (int)i, 0, h->chain, sizeof(h->chain), err) != GH_OK ||
@@ -150,7 +164,7 @@ static int read_heads(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
     if (lit == NULL) return oom(err);
     gh_pg__arg(&a, lit);
     rc = gh_pg__run(tx, GH_PG_AUDIT_HEADS_OF, &a, &r, err);
-    if (rc == GH_OK) rc = take_heads(b, r, b->buf.n, err);
+    if (rc == GH_OK) rc = take_heads(b, r, err);
     PQclear(r);
     return rc;
 }
@@ -236,23 +250,18 @@ stale:
  * reading anything, else NEEDS_LOOKUP). */
 static int place(struct gh_pg_tx *tx, struct batch *b, struct gh_err *err)
 {
-    size_t from = 0, hi = 0;
     int rc = GH_OK;
 
     memset(b->stored, 0, b->n * sizeof(*b->stored));
     b->any_stored = false;
+    if (b->nheads != b->nchains) return gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
     /* Every chain is looked at, even after a stale one: the caller must
      * know whether any row is stored already before it chains again. */
-    while (from < b->n) {
-        size_t to = from + 1;
-        int crc;
-        while (to < b->n && strcmp(b->rows[b->order[to]].chain, b->rows[b->order[from]].chain) == 0)
-            to++;
-        if (hi >= b->nheads) return gh_err_set(err, NULL, 0, 0, "audit append: heads not read");
-        crc = place_chain(tx, b, from, to, &b->heads[hi++], err);
+    for (size_t k = 0; k < b->nchains; k++) {
+        size_t to = k + 1 < b->nchains ? b->starts[k + 1] : b->n;
+        int crc = place_chain(tx, b, b->starts[k], to, &b->heads[k], err);
         if (crc != GH_OK && crc != GH_STORE_CONFLICT) return crc;
         if (crc != GH_OK) rc = crc;
-        from = to;
     }
     return rc;
 }
@@ -430,11 +439,8 @@ static const char *script_of(struct gh_pg_array *s, struct batch *b,
     gh_pg_sql_quote(s, lit);
     gh_pg_sql_raw(s, ", ");
     gh_pg_array_reset(&b->buf);
-    for (size_t i = 0; i < b->n; i++) {
-        const struct gh_store_audit_row *row = &b->rows[b->order[i]];
-        if (i == 0 || strcmp(row->chain, b->rows[b->order[i - 1]].chain) != 0)
-            gh_pg_array_i64(&b->buf, (int64_t)row->seq);
-    }
+    for (size_t k = 0; k < b->nchains; k++)
+        gh_pg_array_i64(&b->buf, (int64_t)first_of(b, k)->seq);
     if ((lit = gh_pg_array_end(&b->buf)) == NULL) return NULL;
     gh_pg_sql_quote(s, lit);
     gh_pg_sql_raw(s, "); ");
@@ -467,17 +473,11 @@ static const char *script_of(struct gh_pg_array *s, struct batch *b,
  * the chain's first seq in the batch has that row's hash (b->at_first). */
 static int take_at_first(struct batch *b, const PGresult *r, struct gh_err *err)
 {
-    size_t k = 0;
-
     free(b->at_first);
-    if ((b->at_first = calloc(b->nheads ? b->nheads : 1, 1)) == NULL) return oom(err);
-    for (size_t i = 0; i < b->n && k < b->nheads; i++) {
-        const struct gh_store_audit_row *row = &b->rows[b->order[i]];
-        if (i > 0 && strcmp(row->chain, b->rows[b->order[i - 1]].chain) == 0) continue;
+    if ((b->at_first = calloc(b->nchains ? b->nchains : 1, 1)) == NULL) return oom(err);
+    for (size_t k = 0; k < b->nchains; k++)
         if (!PQgetisnull(r, (int)k, 3))
-            b->at_first[k] = strcmp(PQgetvalue(r, (int)k, 3), row->hash) == 0 ? 1 : -1;
-        k++;
-    }
+            b->at_first[k] = strcmp(PQgetvalue(r, (int)k, 3), first_of(b, k)->hash) == 0 ? 1 : -1;
     return GH_OK;
 }
 
@@ -506,6 +506,8 @@ struct early_input {
 
 static void make_early_input(void *arg)
 {
+    /* Every row is still unstored here (b->stored fresh from calloc):
+     * what the script sends is the whole batch. */
     struct early_input *in = arg;
 
     in->data = copy_input(in->b, &in->want);
@@ -538,7 +540,7 @@ static int append_script(struct gh_store *st, struct batch *b,
     struct gh_pg_tx tx;
     PGresult *r = NULL;
     const char *fail = NULL;
-    size_t nchains, ncp_sent = *ncp;
+    size_t ncp_sent = *ncp;
     uint64_t copied;
     int rc;
 
@@ -546,19 +548,17 @@ static int append_script(struct gh_store *st, struct batch *b,
         gh_pg_array_free(&sql);
         return oom(err);
     }
-    nchains = b->buf.n;
     if (!checkpoints_of_batch(b, cps, *ncp)) {
         gh_pg_array_free(&sql);
         return NEEDS_LOOKUP;
     }
-    memset(b->stored, 0, b->n * sizeof(*b->stored));
     rc = gh_pg__begin_audit_script(gh_pg__of(st), &script, &tx, err);
     gh_pg_array_free(&sql);
     if (rc != GH_OK) return rc;
     *sent = true;
     if (in.data == NULL) rc = oom(err);
     if (rc == GH_OK) rc = gh_pg__script_next(&tx, PGRES_TUPLES_OK, &r, "audit heads", err);
-    if (rc == GH_OK) rc = take_heads(b, r, nchains, err);
+    if (rc == GH_OK) rc = take_heads(b, r, err);
     if (rc == GH_OK) rc = take_at_first(b, r, err);
     PQclear(r);
     r = NULL;

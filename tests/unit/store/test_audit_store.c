@@ -1052,6 +1052,25 @@ static uint64_t stored_head(struct fixture *f, const char *chain, uint8_t prev[3
     return seq;
 }
 
+/* Event <k> of <chain> chained after its stored head into <row>, then
+ * another node's event <k> + 1 (<other>, <orow>) stored at that same seq:
+ * <row> is stale. Returns the head's seq before both. */
+static uint64_t stale_one(struct fixture *f, const char *chain, unsigned k,
+                          struct gh_audit_event *ev, struct gh_store_audit_row *row,
+                          struct gh_audit_event *other, struct gh_store_audit_row *orow)
+{
+    struct gh_err err = {0};
+    uint8_t prev[32];
+    uint64_t seq = stored_head(f, chain, prev);
+
+    make_event(ev, chain, k);
+    assert_int_equal(gh_audit_chain_event(ev, seq + 1, prev, row), GH_OK);
+    make_event(other, chain, k + 1);
+    assert_int_equal(gh_audit_chain_event(other, seq + 1, prev, orow), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->st, orow, 1, NULL, 0, &err), GH_OK);
+    return seq;
+}
+
 /* A batch goes in one script (two round trips) when nothing but the heads
  * needs reading, also after being chained again past another node's
  * events, and with chain names that need quoting in SQL; it takes the long
@@ -1143,13 +1162,8 @@ static void test_append_ways(void **state)
     /* 3. Stale with a checkpoint: chaining again changes the checkpoint,
      * which the script already holds: the long way, once, and the
      * checkpoint is stored at the event's new seq. */
-    seq = stored_head(f, odd, prev);
-    make_event(&ev[0], odd, 30);
-    assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
+    seq = stale_one(f, odd, 30, &ev[0], &rows[0], &other, &orow);
     fake_cp(&cps[0], odd, seq + 1, rows[0].hash);
-    make_event(&other, odd, 31);
-    assert_int_equal(gh_audit_chain_event(&other, seq + 1, prev, &orow), GH_OK);
-    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
     rc.n = 1;
     rc.cp = &cps[0];
     rc.calls = 0;
@@ -1218,12 +1232,7 @@ static void test_append_ways(void **state)
     /* 7. Stale, no checkpoint, but chaining again makes one (its event
      * reaches a checkpoint's seq): the script, whose text holds no
      * checkpoint, gives the batch back to the long way. */
-    seq = stored_head(f, odd, prev);
-    make_event(&ev[0], odd, 60);
-    assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
-    make_event(&other, odd, 61);
-    assert_int_equal(gh_audit_chain_event(&other, seq + 1, prev, &orow), GH_OK);
-    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    seq = stale_one(f, odd, 60, &ev[0], &rows[0], &other, &orow);
     rc.n = 1;
     rc.cp = &cps[0];
     rc.calls = 0;
