@@ -932,12 +932,19 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bo
          "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL ROLE gatehouse_tenant"},
     };
     /* READ COMMITTED named, whatever the database's default: the heads read
-     * after the lock must be read in a snapshot taken after it is held. */
+     * after the lock must be read in a snapshot taken after it is held.
+     * Generic plans forced for the append's statements: left to choose, the
+     * server plans the heads statement again at every run, as its plan for
+     * unnest($1) of unknown length looks dearer than one for the array it
+     * is given, though both are one index lookup per chain (LIMIT 1): 0.2
+     * ms of the server's time per append under load (bench/RESULTS.md). */
     static const char locked[] = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL ROLE "
-                                 "gatehouse_operator; " GH_PG_AUDIT_LOCK_SQL;
-    /* What the three statements of <locked> answer. */
-    static const ExecStatusType locked_status[3] = {PGRES_COMMAND_OK, PGRES_COMMAND_OK,
-                                                    PGRES_TUPLES_OK};
+                                 "gatehouse_operator; SET LOCAL plan_cache_mode = "
+                                 "force_generic_plan; " GH_PG_AUDIT_LOCK_SQL;
+    /* What the statements of <locked> answer. */
+    static const ExecStatusType locked_status[] = {PGRES_COMMAND_OK, PGRES_COMMAND_OK,
+                                                   PGRES_COMMAND_OK, PGRES_TUPLES_OK};
+    enum { NLOCKED = sizeof(locked_status) / sizeof(locked_status[0]) };
     const char *what = audit_lock ? "begin, audit append lock" : "begin";
     PGresult *r;
     int rc = GH_OK;
@@ -973,7 +980,7 @@ static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bo
             script->meanwhile(script->arg);
             script->meanwhile = NULL;
         }
-        for (int i = 0; rc == GH_OK && i < 3; i++) {
+        for (int i = 0; rc == GH_OK && i < NLOCKED; i++) {
             r = PQgetResult(c->db);
             if (PQresultStatus(r) != locked_status[i]) rc = failure(c, r, what, err);
             PQclear(r);

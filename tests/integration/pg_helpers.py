@@ -81,11 +81,16 @@ class PgServer:
             os.fchown(log.fileno(), *self.ids)
         # fsync stays on (the audit log's durability is part of what runs);
         # small buffers, few connections: many tests share two cores.
+        # pg_stat_statements (in Debian's postgresql-15), planning counted:
+        # tests read how often the gateway's statements are planned
+        # (plan_counts).
         self.proc = subprocess.Popen(
             [os.path.join(PG_BIN, "postgres"), "-D", self.data, "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
              "-c", "shared_buffers=16MB", "-c", "max_connections=200",
-             "-c", "log_min_messages=warning"],
+             "-c", "log_min_messages=warning",
+             "-c", "shared_preload_libraries=pg_stat_statements",
+             "-c", "pg_stat_statements.track_planning=on"],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, **self._as_server_user())
         log.close()
         deadline = time.monotonic() + 30
@@ -191,6 +196,20 @@ def database_for(key):
 
 def database_of_url(url):
     return url.rsplit("/", 1)[1]
+
+
+def plan_counts(admin_url, like):
+    """[(plans, calls)] of the statements of <admin_url>'s database whose
+    text is LIKE <like>, from pg_stat_statements (the server preloads it;
+    the view is made in schema public, outside the gatehouse schema). A
+    statement the gateway runs by EXECUTE is counted under its PREPARE."""
+    s = shared_server()
+    db = database_of_url(admin_url)
+    s.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public", db=db)
+    rows = s.psql("SELECT plans, calls FROM public.pg_stat_statements WHERE dbid = "
+                  "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+                  "AND query LIKE :'v1'", db=db, params=(like,))
+    return [(int(p), int(c)) for p, c in rows]
 
 
 # ------------------------------------------------------------ a cut COMMIT

@@ -310,6 +310,12 @@ def test_wal_is_checkpointed_off_the_writer(gatehouse):
         long_way = metric(g, 'gatehouse_store_audit_appends_total{way="long"}')
         assert scripted is not None and scripted >= n // 2, (scripted, long_way)
         assert long_way is not None and long_way < scripted / 10, (scripted, long_way)
+        # The script's heads statement (one chain here) is planned once per
+        # session, not at every append (store_postgres.c, open_tx).
+        import pg_helpers
+        heads = pg_helpers.plan_counts(g.pg_admin_url, "PREPARE % unnest(%")
+        assert sum(c for _, c in heads) >= n // 2, heads
+        assert sum(p for p, _ in heads) <= 10, heads
         # The exposition with the PostgreSQL-only family still passes promtool.
         from test_metrics import promtool_check
         promtool_check(http_call(g.admin_port, "GET", "/metrics").body.decode())
