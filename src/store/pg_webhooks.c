@@ -309,13 +309,13 @@ static char *id_array(const PGresult *r)
     return s;
 }
 
-/* Runs <sql> with <owner> as $1 on the claimer's session; true when it
- * answered 't'. */
-/* The owner session's check, prepared when the session is made: it runs at
- * every claim (10 times a second on an idle gateway), and planning its
- * look into pg_locks took most of the server's time for it. */
+/* The owner session's check (owner_hold), prepared when the session is
+ * made: it runs at every claim (10 times a second on an idle gateway), and
+ * planning its look into pg_locks took most of the server's time for it. */
 #define OWNER_CHECK "gh_owner_check"
 
+/* Runs <sql> (NULL: the prepared OWNER_CHECK) with <owner> as $1 on the
+ * claimer's session; true when it answered 't'. */
 static bool owner_query(PGconn *db, const char *sql, const char *owner)
 {
     const char *v[1] = {owner};
