@@ -361,6 +361,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     rt->hooks =
         gh_hooks_dispatcher_start(rt->store, rt->secrets, rt->audit, &rt->snap->cfg->webhooks, err);
     if (rt->hooks == NULL) return GH_ERROR;
+    gh_limits_service_set_hooks(rt->limits, rt->hooks);
 
     atomic_store(&rt->ready, true);
     for (size_t i = 0; i < rt->snap->cfg->nlistens; i++)

@@ -25,10 +25,18 @@
 #include "store/store.h"
 #include "telemetry/metrics.h"
 
-#define CLAIM_MAX         512         /* deliveries taken from the store at once */
-#define OUTCOMES_MAX      2048        /* outcomes waiting for their batched commit */
-#define RECORD_EVERY_NS   20000000ull /* a partial batch of outcomes waits at most this */
-#define POLL_MS           100         /* the queue is looked at this often when idle */
+#define CLAIM_MAX       512         /* deliveries taken from the store at once */
+#define OUTCOMES_MAX    2048        /* outcomes waiting for their batched commit */
+#define RECORD_EVERY_NS 20000000ull /* a partial batch of outcomes waits at most this */
+/* How often the queue is looked at without a wake: every POLL_MS while
+ * looks find work, backing off (doubling) to IDLE_POLL_MAX_MS while they
+ * find none. A publish in this process, a replay, and the due time of a
+ * retry this process scheduled wake the thread at once (poke, due_wall_ms);
+ * what backing off delays is work only another process made: a message
+ * published by another node that node did not take, claims of a node
+ * that died (also bound by their lease), another node's retries. */
+#define POLL_MS           100
+#define IDLE_POLL_MAX_MS  1000
 #define PENDING_EVERY_NS  1000000000ull
 #define SHUTDOWN_GRACE_NS 2000000000ull
 #define LOG_EVERY_NS      10000000000ull
@@ -114,10 +122,13 @@ struct gh_hooks_dispatcher {
     size_t ndisabled, disabled_cap;
     bool disabled_lost; /* a report could not be kept (out of memory) */
     uint64_t rng;
+    uint32_t poll_ms;    /* the wait between looks now: POLL_MS..IDLE_POLL_MAX_MS */
+    int64_t due_wall_ms; /* earliest attempt this process knows is due; 0: none */
     uint64_t last_log_ns;
     uint64_t fresh_until_ns; /* new connections only until then (allow-list changed) */
 
     _Atomic uint64_t delivered, failed, retried;
+    _Atomic uint64_t looks_found, looks_empty, looks_failed;
     _Atomic uint64_t att_ok, att_http, att_net, att_timeout, att_blocked;
     _Atomic uint64_t pending, disabled_count, lat_sum_ns;
     _Atomic uint64_t lat[GH_HOOKS_NBUCKETS];
@@ -330,6 +341,12 @@ static void latency(struct gh_hooks_dispatcher *d, uint64_t ns)
     add(&d->lat_sum_ns, ns);
 }
 
+/* An attempt falls due at <wall_ms>: the thread looks then, idle or not. */
+static void due_at(struct gh_hooks_dispatcher *d, int64_t wall_ms)
+{
+    if (d->due_wall_ms == 0 || wall_ms < d->due_wall_ms) d->due_wall_ms = wall_ms;
+}
+
 /* What the attempt of <j> leads to: <status> (0 = no answer) and <error>. */
 static void outcome(struct gh_hooks_dispatcher *d, struct job *j, long status, const char *error,
                     bool retryable)
@@ -358,6 +375,7 @@ static void outcome(struct gh_hooks_dispatcher *d, struct job *j, long status, c
             delay = ra;
         o->next = GH_STORE_DELIVERY_PENDING;
         o->next_attempt_at = now + (int64_t)delay;
+        due_at(d, o->next_attempt_at);
         add(&d->retried, 1);
     } else {
         o->next = GH_STORE_DELIVERY_FAILED;
@@ -573,6 +591,7 @@ static size_t claim(struct gh_hooks_dispatcher *d, size_t limit)
     size_t n = 0;
 
     if (gh_store_hook_claim(d->st, d->owner, limit, on_due, d, &err) != GH_OK) {
+        add(&d->looks_failed, 1);
         if (may_log(d)) gh_log_warn("webhooks: cannot claim deliveries: %s", err.msg);
         /* What the callback queued before the failure was rolled back in
          * the store: drop it here too. */
@@ -591,6 +610,7 @@ static size_t claim(struct gh_hooks_dispatcher *d, size_t limit)
     }
     for (struct job *j = tail ? tail->next : d->ready; j; j = j->next)
         n++;
+    add(n ? &d->looks_found : &d->looks_empty, 1);
     return n;
 }
 
@@ -603,7 +623,7 @@ static void *dispatcher_main(void *arg)
         uint64_t now = gh_now_ns();
         bool stopping = atomic_load(&d->stop);
         int running = 0, left;
-        long timeout_ms = POLL_MS;
+        long timeout_ms = IDLE_POLL_MAX_MS; /* next_poll and curl's timers wait less */
         CURLMsg *m;
 
         pthread_mutex_lock(&d->mu);
@@ -626,9 +646,23 @@ static void *dispatcher_main(void *arg)
         if (want > CLAIM_MAX) want = CLAIM_MAX;
         bool can_claim = !stopping && d->ready == NULL && d->in_flight < d->conf.concurrency &&
                          d->noutcomes + d->in_flight + want <= OUTCOMES_MAX;
+        if (poked) {
+            /* A new message's first attempt may wait (schedule entry 0). */
+            uint64_t first = d->conf.nschedule ? d->conf.schedule_ms[0] : 0;
+            due_at(d, (int64_t)(gh_wall_ms() + first));
+        }
         if (can_claim && (poked || now >= next_poll)) {
+            int64_t wall = (int64_t)gh_wall_ms();
             size_t got = claim(d, want);
-            next_poll = got == want ? now : now + POLL_MS * 1000000ull;
+            /* The store has every retry scheduled so far once no outcome
+             * waits to be recorded: what was due by now was looked for. */
+            if (d->due_wall_ms != 0 && d->due_wall_ms <= wall && d->noutcomes == 0)
+                d->due_wall_ms = 0;
+            if (got > 0 || poked)
+                d->poll_ms = POLL_MS;
+            else if (d->poll_ms < IDLE_POLL_MAX_MS)
+                d->poll_ms = d->poll_ms * 2 < IDLE_POLL_MAX_MS ? d->poll_ms * 2 : IDLE_POLL_MAX_MS;
+            next_poll = got == want ? now : now + d->poll_ms * 1000000ull;
         }
         while (!stopping && d->ready && d->in_flight < d->conf.concurrency) {
             struct job *j = d->ready;
@@ -654,6 +688,13 @@ static void *dispatcher_main(void *arg)
         }
         if (stopping && (d->in_flight == 0 || now >= stop_deadline)) break;
 
+        /* Not while outcomes wait: the retries among them are not in the
+         * store yet, and are recorded within RECORD_EVERY_NS. */
+        if (d->due_wall_ms != 0 && d->noutcomes == 0) {
+            int64_t in_ms = d->due_wall_ms - (int64_t)gh_wall_ms();
+            uint64_t at = now + (in_ms > 0 ? (uint64_t)in_ms * 1000000ull : 0);
+            if (at < next_poll) next_poll = at;
+        }
         if (d->noutcomes) timeout_ms = RECORD_EVERY_NS / 1000000;
         /* At once only when a claim may follow (a full batch came back);
          * otherwise sockets, the poll interval or a poke wake the thread. */
@@ -692,6 +733,7 @@ struct gh_hooks_dispatcher *gh_hooks_dispatcher_start(struct gh_store *st, struc
     pthread_mutex_init(&d->mu, NULL);
     conf_from(&d->next_conf, cfg);
     d->conf = d->next_conf;
+    d->poll_ms = POLL_MS;
     if (getrandom(&d->rng, sizeof(d->rng), 0) != sizeof(d->rng) || d->rng == 0)
         d->rng = gh_now_ns() | 1;
     /* The claims of this process: a new name at each start, so what a
@@ -752,6 +794,9 @@ void gh_hooks_dispatcher_stats(struct gh_hooks_dispatcher *d, struct gh_hooks_st
     out->delivered = rd(&d->delivered);
     out->failed = rd(&d->failed);
     out->retried = rd(&d->retried);
+    out->looks_found = rd(&d->looks_found);
+    out->looks_empty = rd(&d->looks_empty);
+    out->looks_failed = rd(&d->looks_failed);
     out->attempts_ok = rd(&d->att_ok);
     out->attempts_http_error = rd(&d->att_http);
     out->attempts_network_error = rd(&d->att_net);

@@ -37,6 +37,9 @@ struct gh_hooks_dispatcher;
 /* Counters for the metrics (docs/metrics.md), read relaxed. */
 struct gh_hooks_stats {
     uint64_t delivered, failed, retried; /* deliveries by result */
+    /* Looks at the store's queue: that claimed deliveries, that found none
+     * due, that failed (the store unreachable). */
+    uint64_t looks_found, looks_empty, looks_failed;
     uint64_t attempts_ok, attempts_http_error, attempts_network_error, attempts_timeout,
         attempts_blocked; /* attempts by outcome */
     uint64_t in_flight;

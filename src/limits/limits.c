@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,9 @@ struct gh_limits_service {
     struct gh_quota_table *quotas;
     struct gh_store *store;
     struct gh_audit_service *audit; /* set before the flusher starts; may be NULL */
+    /* Woken for each webhook event published here; set once the dispatcher
+     * runs (after the flusher and the workers start), NULL until then. */
+    _Atomic(struct gh_hooks_dispatcher *) hooks;
     struct gh_redis_script script;
     SSL_CTX *redis_tls;
     uint32_t flush_ms;
@@ -160,9 +164,9 @@ static void quota_event(void *arg, const struct gh_store_limit_event *le)
              le->tenant_id, le->metric, le->period, le->threshold, (unsigned long long)le->value,
              (unsigned long long)le->limit);
     if (gh_store_valid_tenant_id(le->tenant_id) &&
-        gh_hooks_emit(s->store, NULL, le->tenant_id,
-                      le->threshold >= 100 ? "quota.exceeded" : "quota.warning", payload,
-                      &err) != GH_OK)
+        gh_hooks_emit(s->store, atomic_load_explicit(&s->hooks, memory_order_acquire),
+                      le->tenant_id, le->threshold >= 100 ? "quota.exceeded" : "quota.warning",
+                      payload, &err) != GH_OK)
         gh_log_warn("quota: cannot publish the webhook event of tenant %s: %s", le->tenant_id,
                     err.msg);
     if (!gh_audit_wants(a, GH_AUDIT_KIND_LIMITS)) return;
@@ -183,6 +187,12 @@ void gh_limits_service_set_audit(struct gh_limits_service *s, struct gh_audit_se
     if (s == NULL) return;
     s->audit = a;
     gh_quota_on_event(s->quotas, quota_event, s);
+}
+
+void gh_limits_service_set_hooks(struct gh_limits_service *s, struct gh_hooks_dispatcher *d)
+{
+    if (s == NULL) return;
+    atomic_store_explicit(&s->hooks, d, memory_order_release);
 }
 
 int gh_limits_service_start(struct gh_limits_service *s, struct gh_err *err)

@@ -62,6 +62,10 @@ int gh_limits_service_start(struct gh_limits_service *s, struct gh_err *err);
  * endpoints. Before gh_limits_service_start. */
 struct gh_audit_service;
 void gh_limits_service_set_audit(struct gh_limits_service *s, struct gh_audit_service *a);
+/* Quota events published after this wake <d> at once (before it, they
+ * wait for its next look at the queue). Any time; <d> must outlive <s>. */
+struct gh_hooks_dispatcher;
+void gh_limits_service_set_hooks(struct gh_limits_service *s, struct gh_hooks_dispatcher *d);
 /* Stops the flusher after a last flush and frees everything. Workers must
  * have stopped. */
 void gh_limits_service_free(struct gh_limits_service *s);

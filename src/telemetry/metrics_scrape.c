@@ -411,6 +411,7 @@ static void write_webhooks(struct gh_expo *e, struct gh_runtime *rt)
     static const char *const results[] = {"succeeded", "retried", "failed"};
     static const char *const outcomes[] = {"success", "http_error", "network_error", "timeout",
                                            "blocked"};
+    static const char *const looks[] = {"deliveries", "none", "error"};
     struct gh_hooks_stats h;
     struct gh_label l;
 
@@ -419,6 +420,7 @@ static void write_webhooks(struct gh_expo *e, struct gh_runtime *rt)
     const uint64_t by_result[] = {h.delivered, h.retried, h.failed};
     const uint64_t by_outcome[] = {h.attempts_ok, h.attempts_http_error, h.attempts_network_error,
                                    h.attempts_timeout, h.attempts_blocked};
+    const uint64_t by_look[] = {h.looks_found, h.looks_empty, h.looks_failed};
     gh_expo_family(e, "gatehouse_webhook_deliveries", GH_EXPO_COUNTER,
                    "Webhook delivery attempts by what they led to: the delivery succeeded, "
                    "was scheduled again, or failed for good.");
@@ -431,6 +433,12 @@ static void write_webhooks(struct gh_expo *e, struct gh_runtime *rt)
     for (size_t i = 0; i < 5; i++) {
         l = L("outcome", outcomes[i]);
         gh_expo_counter(e, &l, 1, by_outcome[i]);
+    }
+    gh_expo_family(e, "gatehouse_webhook_queue_looks", GH_EXPO_COUNTER,
+                   "Looks of the webhook dispatcher at the store's queue, by what they found.");
+    for (size_t i = 0; i < 3; i++) {
+        l = L("result", looks[i]);
+        gh_expo_counter(e, &l, 1, by_look[i]);
     }
     gh_expo_family(e, "gatehouse_webhook_pending", GH_EXPO_GAUGE,
                    "Webhook deliveries waiting in the store's queue (read every second).");

@@ -293,6 +293,47 @@ def test_retry_schedule_replay_and_history(gatehouse, upstream):
     g.stop()
 
 
+def looks(g, result):
+    m = http_call(g.admin_port, "GET", "/metrics").body.decode()
+    for line in m.splitlines():
+        if line.startswith(f'gatehouse_webhook_queue_looks_total{{result="{result}"}}'):
+            return int(float(line.split()[-1]))
+    raise AssertionError(f"no looks with result {result} in the metrics")
+
+
+def test_idle_dispatcher_backs_off_and_a_publish_wakes_it(gatehouse, upstream):
+    """An idle dispatcher looks at the store's queue less and less often, to
+    about once a second (it looked ten times a second: on PostgreSQL, each
+    look a transaction of several statements); a publish still wakes it at
+    once, and a retry falling due wakes it on time, backed off or not."""
+    rx = Receiver()
+    g, op = started(gatehouse, hooks=HOOKS.replace(SCHEDULE, "[0s, 2s]"))
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/idle"))
+    rx.keys["/idle"] = [ep["secret"]]
+    time.sleep(2.0)  # 100, 200, 400, 800 ms, then 1 s
+    before = looks(g, "none")
+    time.sleep(3.0)
+    idle = looks(g, "none") - before
+    assert 2 <= idle <= 5, idle  # about 30 when it looked every 100 ms
+    assert looks(g, "deliveries") == 0 and looks(g, "error") == 0
+    rx.plan["/idle"] = [503]  # then 204
+    t0 = time.monotonic()
+    publish(op, t, "order.created", {"n": 1}, id="wake")
+    wait_for(lambda: len(rx.deliveries("/idle")) == 1, 10, what="the first attempt")
+    assert time.monotonic() - t0 < 0.5, "the publish waited for the idle poll"
+    # The retry, 2 s later: by then the looks are 1 s apart again (at
+    # about 0.1, 0.3, 0.7, 1.5 and 2.5 s), and its due time wakes it.
+    wait_for(lambda: len(rx.deliveries("/idle")) == 2, 10, what="the retry")
+    times = [x[0] for x in rx.deliveries("/idle")]
+    assert 1.9 <= times[1] - times[0] <= 2.3, times
+    assert looks(g, "deliveries") == 2
+    from test_metrics import promtool_check
+    promtool_check(http_call(g.admin_port, "GET", "/metrics").body.decode())
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
 def test_4xx_fails_at_once_410_disables_and_retry_after(gatehouse, upstream):
     rx = Receiver()
     g, op = started(gatehouse)
@@ -607,7 +648,7 @@ def test_postgres_claims_of_a_live_node_hold_and_of_a_dead_one_go(gatehouse, ups
     claimed_message("held", now + 300000)
     claimed_message("lease-over", now - 1)
     wait_for(lambda: "lease-over" in seen(), 10, what="the delivery whose lease ran out")
-    time.sleep(1.0)  # ten claim polls
+    time.sleep(1.0)  # claim polls: every 100 ms after a find, backing off to 1 s
     assert "held" not in seen(), "a live node's claim was taken"
     other.close()  # the node dies: its session, and its lock, end
     wait_for(lambda: "held" in seen(), 10, what="the dead node's delivery")
