@@ -646,11 +646,10 @@ static void *dispatcher_main(void *arg)
         if (want > CLAIM_MAX) want = CLAIM_MAX;
         bool can_claim = !stopping && d->ready == NULL && d->in_flight < d->conf.concurrency &&
                          d->noutcomes + d->in_flight + want <= OUTCOMES_MAX;
-        if (poked) {
-            /* A new message's first attempt may wait (schedule entry 0). */
-            uint64_t first = d->conf.nschedule ? d->conf.schedule_ms[0] : 0;
-            due_at(d, (int64_t)(gh_wall_ms() + first));
-        }
+        if (poked && d->conf.nschedule && d->conf.schedule_ms[0] > 0)
+            /* A new message's first attempt waits (schedule entry 0): the
+             * look the poke makes now finds it not due yet. */
+            due_at(d, (int64_t)(gh_wall_ms() + d->conf.schedule_ms[0]));
         if (can_claim && (poked || now >= next_poll)) {
             int64_t wall = (int64_t)gh_wall_ms();
             size_t got = claim(d, want);

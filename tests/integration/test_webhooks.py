@@ -334,6 +334,24 @@ def test_idle_dispatcher_backs_off_and_a_publish_wakes_it(gatehouse, upstream):
     g.stop()
 
 
+def test_a_delayed_first_attempt_is_made_on_time(gatehouse, upstream):
+    """schedule entry 0 delays a new message's first attempt: the publish's
+    look finds it not due, and the dispatcher wakes at its due time rather
+    than at a backed-off look (0.1, 0.3, 0.7, 1.5 s after the publish)."""
+    rx = Receiver()
+    g, op = started(gatehouse, hooks=HOOKS.replace(SCHEDULE, "[1200ms]"))
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/later"))
+    rx.keys["/later"] = [ep["secret"]]
+    t0 = time.monotonic()
+    publish(op, t, "order.created", {"n": 1}, id="later")
+    wait_for(lambda: len(rx.deliveries("/later")) == 1, 10, what="the delivery")
+    took = rx.deliveries("/later")[0][0] - t0
+    assert 1.15 <= took <= 1.4, took
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
 def test_4xx_fails_at_once_410_disables_and_retry_after(gatehouse, upstream):
     rx = Receiver()
     g, op = started(gatehouse)
