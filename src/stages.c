@@ -91,14 +91,6 @@ static enum gh_stage_result stage_route(struct gh_req *r)
     }
 }
 
-/* audit: ring slots set aside for the events the request may write, so
- * that a full audit ring holds up the requests that would write into it,
- * not the worker's whole loop (a route that audits nothing goes on). */
-static enum gh_stage_result stage_audit(struct gh_req *r)
-{
-    return gh_audit_reserve_stage(r) == 1 ? GH_STAGE_NEXT : GH_STAGE_SUSPEND;
-}
-
 /* authn + authz: the route's `auth`, `scopes` and `roles`. */
 static enum gh_stage_result stage_auth(struct gh_req *r)
 {
@@ -174,7 +166,6 @@ static const struct gh_stage proxy_stages[] = {
     {"guard", stage_guard},
     {"tokens", stage_tokens},
     {"route", stage_route},
-    {"audit", stage_audit},
     {"auth", stage_auth},
     {"limits", stage_limits},
     /* verify first: a stored answer is never replayed to a request whose

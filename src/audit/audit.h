@@ -107,18 +107,6 @@ struct gh_audit_waiter {
     void (*done)(struct gh_audit_waiter *wt, bool ok);
 };
 
-/* A request waiting for ring slots to be set aside for its events
- * (gh_audit_worker_reserve). */
-struct gh_audit_room_waiter {
-    struct gh_audit_room_waiter *prev, *next;
-    uint32_t want;
-    bool linked;
-    /* Called on the worker's loop once <want> slots are set aside for it
-     * (they are its own from then: gh_audit_worker_slot_reserved). The
-     * waiter is unlinked before the call. */
-    void (*ready)(struct gh_audit_room_waiter *wt);
-};
-
 /* Worker <i>'s side, or NULL (no service). */
 struct gh_audit_worker *gh_audit_worker_of(struct gh_audit_service *s, int i);
 /* Main thread, before the worker starts: completions arrive on <base>. */
@@ -130,20 +118,6 @@ void gh_audit_worker_unbind(struct gh_audit_worker *aw);
  * ring is full the worker waits for the writer (counted: producer_waits):
  * that is the backpressure. Fill it, then gh_audit_worker_push. */
 struct gh_audit_event *gh_audit_worker_slot(struct gh_audit_worker *aw);
-/* Sets <n> slots aside for the events of one request, so that writing them
- * never waits: true when there is room now; else false, and <wt>->ready
- * runs later on this loop, once there is (waiters are served in order, and
- * a new reservation does not pass one that waits). A full ring then holds
- * up the requests that would write into it, not the worker's whole loop. */
-bool gh_audit_worker_reserve(struct gh_audit_worker *aw, struct gh_audit_room_waiter *wt,
-                             uint32_t n);
-/* Stops waiting for room; no call to ready. */
-void gh_audit_worker_reserve_cancel(struct gh_audit_worker *aw, struct gh_audit_room_waiter *wt);
-/* gh_audit_worker_slot for an event of a reservation: does not wait,
- * unless an event of no reservation (token.issue) took the slot meanwhile. */
-struct gh_audit_event *gh_audit_worker_slot_reserved(struct gh_audit_worker *aw);
-/* Gives back <n> slots set aside and not used. */
-void gh_audit_worker_unreserve(struct gh_audit_worker *aw, uint32_t n);
 /* Publishes the slot; returns its ticket. <strict>: someone will wait on it
  * (the writer is woken now and reports its outcome). */
 uint64_t gh_audit_worker_push(struct gh_audit_worker *aw, bool strict);

@@ -11,7 +11,6 @@
 #include "http/conn.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
-#include "stages.h"
 #include "telemetry/tracectx.h"
 
 enum gh_audit_outcome gh_audit_outcome_of(int status)
@@ -81,48 +80,12 @@ int gh_audit_req_mode(struct gh_req *r)
     return mode;
 }
 
-/* The room's answer for a request the audit stage suspended, on its
- * worker's loop: its slots are set aside; the stage runs again. */
-static void room_ready(struct gh_audit_room_waiter *wt)
-{
-    struct gh_req *r = (struct gh_req *)((char *)wt - offsetof(struct gh_req, au_room));
-
-    r->au_reserved = (uint8_t)wt->want;
-    gh_stages_resume(r);
-}
-
-int gh_audit_reserve_stage(struct gh_req *r)
-{
-    struct gh_audit_worker *aw = audit_of(r);
-    uint32_t n = 0;
-
-    if (aw == NULL || r->au_reserved) return 1;
-    if (gh_audit_req_mode(r) != 0) n++;
-    if (r->route->cfg->auth_mode != GH_ROUTE_AUTH_NONE && r->snap->cfg->audit.events.auth_failures)
-        n++;
-    if (n == 0) return 1;
-    r->au_room.ready = room_ready;
-    if (!gh_audit_worker_reserve(aw, &r->au_room, n)) return 2;
-    r->au_reserved = (uint8_t)n;
-    return 1;
-}
-
-/* The slot for one of <r>'s events: one it set aside, else any. */
-static struct gh_audit_event *slot_for(struct gh_req *r)
-{
-    if (r->au_reserved) {
-        r->au_reserved--;
-        return gh_audit_worker_slot_reserved(audit_of(r));
-    }
-    return gh_audit_worker_slot(audit_of(r));
-}
-
 /* Writes <r>'s http.request event with <status> into the worker's ring;
  * returns its ticket. */
 static uint64_t record(struct gh_req *r, int status, uint64_t end_ns, bool strict)
 {
     struct gh_audit_worker *aw = audit_of(r);
-    struct gh_audit_event *ev = slot_for(r);
+    struct gh_audit_event *ev = gh_audit_worker_slot(aw);
 
     gh_audit_fill_request(ev, r);
     GH_AUDIT_SET(ev, action, GH_STR_LIT("http.request"));
@@ -185,20 +148,15 @@ bool gh_audit_on_upstream_head(struct gh_req *r)
 
 void gh_audit_request_end(struct gh_worker *w, struct gh_req *r)
 {
-    if (!r->au_recorded && r->route != NULL && gh_audit_req_mode(r) != 0)
-        record(r, r->status, gh_now_ns(), false);
-    /* Nothing more is written for <r>: the slots it did not use go back. */
-    gh_audit_worker_unreserve(w->audit, r->au_reserved);
-    r->au_reserved = 0;
+    (void)w;
+    if (r->au_recorded || r->route == NULL || gh_audit_req_mode(r) == 0) return;
+    record(r, r->status, gh_now_ns(), false);
 }
 
 void gh_audit_request_cancel(struct gh_worker *w, struct gh_req *r)
 {
     if (r->au_waiter.linked) gh_audit_worker_cancel(w->audit, &r->au_waiter);
     r->au_hold = GH_AUDIT_HOLD_NONE;
-    if (r->au_room.linked) gh_audit_worker_reserve_cancel(w->audit, &r->au_room);
-    gh_audit_worker_unreserve(w->audit, r->au_reserved);
-    r->au_reserved = 0;
 }
 
 void gh_audit_auth_denied(struct gh_req *r, int status, const char *code)
@@ -207,7 +165,7 @@ void gh_audit_auth_denied(struct gh_req *r, int status, const char *code)
     struct gh_audit_event *ev;
 
     if (aw == NULL || !r->snap->cfg->audit.events.auth_failures) return;
-    ev = slot_for(r);
+    ev = gh_audit_worker_slot(aw);
     gh_audit_fill_request(ev, r);
     GH_AUDIT_SET(ev, action, GH_STR_LIT("auth.denied"));
     if (r->route) GH_AUDIT_SET(ev, resource, gh_str_cstr(r->route->cfg->name));
@@ -230,7 +188,7 @@ void gh_audit_token_begin(struct gh_req *r)
 static void token_reply(struct gh_req *r, int status)
 {
     struct gh_audit_worker *aw = audit_of(r);
-    struct gh_audit_event *ev = slot_for(r);
+    struct gh_audit_event *ev = gh_audit_worker_slot(aw);
     char res[GH_AUDIT_RESOURCE_SIZE];
     bool issued = status == 200 && r->au_jti[0];
 

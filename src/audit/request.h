@@ -29,12 +29,6 @@ enum gh_audit_hold {
 /* 0: <r>'s route does not audit this request; 1: async; 2: strict. */
 int gh_audit_req_mode(struct gh_req *r);
 
-/* The audit stage, once the route is known: sets ring slots aside for the
- * events <r> may write (its http.request event, an auth.denied one), so
- * that writing them never waits. 1: go on; 2: suspended until there is
- * room (gh_stages_resume runs the stage again, which then goes on). */
-int gh_audit_reserve_stage(struct gh_req *r);
-
 /* conn.c, before a locally made answer with <status> is queued. Returns 0
  * (go on), 1 (queue it but hold it: gh_conn_audit_done releases it), or -1
  * (strict and the event could not be stored: answer 503 instead). */
@@ -48,8 +42,7 @@ bool gh_audit_on_upstream_head(struct gh_req *r);
  * none was written yet. Before the request's snapshot is left. */
 void gh_audit_request_end(struct gh_worker *w, struct gh_req *r);
 
-/* gh_worker_req_put: stops waiting for an event or for room, and gives
- * back ring slots set aside and not used. */
+/* gh_worker_req_put: stops waiting for an event. */
 void gh_audit_request_cancel(struct gh_worker *w, struct gh_req *r);
 
 /* The auth stage refused <r> with <status> (401 or 403) and <code>. */

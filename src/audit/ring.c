@@ -87,11 +87,8 @@ struct gh_audit_service *gh_audit_worker_service(struct gh_audit_worker *aw)
     return aw ? aw->svc : NULL;
 }
 
-static void pump_room(struct gh_audit_worker *aw);
-
 /* Runs on the worker's loop after the writer answered: resumes the
- * waiters whose events are finished, in ticket order, then the requests
- * waiting for ring slots that the writer gave back. */
+ * waiters whose events are finished, in ticket order. */
 static void done_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gh_audit_worker *aw = arg;
@@ -120,7 +117,6 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         gh_audit_worker_cancel(aw, wt);
         wt->done(wt, ok);
     }
-    pump_room(aw);
 }
 
 int gh_audit_worker_bind(struct gh_audit_worker *aw, struct event_base *base)
@@ -145,103 +141,11 @@ void gh_audit_worker_unbind(struct gh_audit_worker *aw)
     pthread_mutex_unlock(&aw->mu);
     if (ev) event_free(ev);
     aw->wait_head = aw->wait_tail = NULL;
-    aw->room_head = aw->room_tail = NULL;
 }
 
-/* No slot free: every one holds an event the writer has not given back.
- * Slots set aside do not count here: an event of no reservation may take
- * one (rare: token.issue), and then an event of a reservation waits for
- * the writer as events did before reservations (never for a reservation,
- * which no event could give back while the loop waits: a deadlock). */
 static bool ring_full(struct gh_audit_worker *aw, uint64_t head)
 {
     return head - atomic_load_explicit(&aw->tail, memory_order_acquire) > aw->mask;
-}
-
-/* Whether <n> more slots can be set aside now. */
-static bool room_for(struct gh_audit_worker *aw, uint64_t n)
-{
-    uint64_t head = atomic_load_explicit(&aw->head, memory_order_relaxed);
-    return head - atomic_load_explicit(&aw->tail, memory_order_acquire) + aw->reserved + n <=
-           (uint64_t)aw->mask + 1;
-}
-
-/* Runs done_cb on this loop's next turn (the lock: unbind may run on
- * another thread). */
-static void post_done(struct gh_audit_worker *aw)
-{
-    pthread_mutex_lock(&aw->mu);
-    if (aw->done_ev) event_active(aw->done_ev, EV_TIMEOUT, 0);
-    pthread_mutex_unlock(&aw->mu);
-}
-
-/* Serves the requests waiting for room, in order, as far as it goes. */
-static void pump_room(struct gh_audit_worker *aw)
-{
-    while (aw->room_head && room_for(aw, aw->room_head->want)) {
-        struct gh_audit_room_waiter *wt = aw->room_head;
-        gh_audit_worker_reserve_cancel(aw, wt);
-        aw->reserved += wt->want;
-        wt->ready(wt);
-    }
-    if (aw->room_head == NULL) {
-        /* Cleared only with no one waiting: a report that moved the tail
-         * while some still waited saw it set, and posted done_cb. */
-        pthread_mutex_lock(&aw->mu);
-        aw->room_waiters = false;
-        pthread_mutex_unlock(&aw->mu);
-    }
-}
-
-bool gh_audit_worker_reserve(struct gh_audit_worker *aw, struct gh_audit_room_waiter *wt,
-                             uint32_t n)
-{
-    if (n > aw->mask + 1) n = aw->mask + 1;
-    if (aw->room_head == NULL && room_for(aw, n)) {
-        aw->reserved += n;
-        return true;
-    }
-    atomic_fetch_add_explicit(&aw->svc->producer_waits, 1, memory_order_relaxed);
-    wt->want = n;
-    wt->next = NULL;
-    wt->prev = aw->room_tail;
-    if (aw->room_tail)
-        aw->room_tail->next = wt;
-    else
-        aw->room_head = wt;
-    aw->room_tail = wt;
-    wt->linked = true;
-    pthread_mutex_lock(&aw->mu);
-    aw->room_waiters = true;
-    /* Room that came before the flag was set was reported without a post:
-     * look again on the next turn. */
-    if (room_for(aw, aw->room_head->want) && aw->done_ev) event_active(aw->done_ev, EV_TIMEOUT, 0);
-    pthread_mutex_unlock(&aw->mu);
-    gh_audit_wake_(aw->svc); /* the writer frees slots when it looks */
-    return false;
-}
-
-void gh_audit_worker_reserve_cancel(struct gh_audit_worker *aw, struct gh_audit_room_waiter *wt)
-{
-    if (aw == NULL || !wt->linked) return;
-    if (wt->prev)
-        wt->prev->next = wt->next;
-    else
-        aw->room_head = wt->next;
-    if (wt->next)
-        wt->next->prev = wt->prev;
-    else
-        aw->room_tail = wt->prev;
-    wt->prev = wt->next = NULL;
-    wt->linked = false;
-}
-
-void gh_audit_worker_unreserve(struct gh_audit_worker *aw, uint32_t n)
-{
-    if (aw == NULL || n == 0) return;
-    aw->reserved = aw->reserved > n ? aw->reserved - n : 0;
-    /* Not served from here: this runs inside another request's end. */
-    if (aw->room_head) post_done(aw);
 }
 
 /* Sleeps until the writer gives slots back (gh_audit_worker_report_, right
@@ -267,47 +171,33 @@ static void wait_for_room(struct gh_audit_worker *aw, uint64_t head)
     pthread_mutex_unlock(&aw->mu);
 }
 
-/* The slot at <head>, initialised (id, time). */
-static struct gh_audit_event *init_slot(struct gh_audit_worker *aw, uint64_t head)
-{
-    struct gh_audit_event *ev = &aw->slots[head & aw->mask].ev;
-    uint8_t rnd[16];
-    uint64_t a = next_rand(aw->rng), b = next_rand(aw->rng);
-
-    memcpy(rnd, &a, 8);
-    memcpy(rnd + 8, &b, 8);
-    gh_audit_event_init(ev, wall_us(), rnd);
-    return ev;
-}
-
-/* The next slot. Full: wait for the writer, stalling the worker's loop
- * (requests wait, nothing is dropped). Audited requests set their slots
- * aside at the audit stage (stages.c), where a full ring suspends only
- * them; so this wait is left to events of no reservation (token.issue),
- * and to a reservation's when one of those took its slot meanwhile. */
-static struct gh_audit_event *next_slot(struct gh_audit_worker *aw)
+struct gh_audit_event *gh_audit_worker_slot(struct gh_audit_worker *aw)
 {
     uint64_t head = atomic_load_explicit(&aw->head, memory_order_relaxed);
+    struct gh_audit_event *ev;
+    uint8_t rnd[16];
+    uint64_t a, b;
     bool waited = false;
 
+    /* Full: wait for the writer. This stalls the worker's loop, which is
+     * the backpressure the issue asks for (requests wait, nothing is
+     * dropped); at 4096 slots a healthy writer frees room within a batch.
+     * NEEDSWORK: suspend only the request (reserve a slot at the route
+     * stage) instead of the whole loop; settle with a load test on a slow
+     * disk. */
     while (ring_full(aw, head)) {
         if (!waited) atomic_fetch_add_explicit(&aw->svc->producer_waits, 1, memory_order_relaxed);
         waited = true;
         gh_audit_wake_(aw->svc);
         wait_for_room(aw, head);
     }
-    return init_slot(aw, head);
-}
-
-struct gh_audit_event *gh_audit_worker_slot(struct gh_audit_worker *aw)
-{
-    return next_slot(aw);
-}
-
-struct gh_audit_event *gh_audit_worker_slot_reserved(struct gh_audit_worker *aw)
-{
-    if (aw->reserved > 0) aw->reserved--;
-    return next_slot(aw);
+    ev = &aw->slots[head & aw->mask].ev;
+    a = next_rand(aw->rng);
+    b = next_rand(aw->rng);
+    memcpy(rnd, &a, 8);
+    memcpy(rnd + 8, &b, 8);
+    gh_audit_event_init(ev, wall_us(), rnd);
+    return ev;
 }
 
 uint64_t gh_audit_worker_push(struct gh_audit_worker *aw, bool strict)
@@ -371,7 +261,7 @@ void gh_audit_worker_report_(struct gh_audit_worker *aw, uint64_t from, uint64_t
             aw->failed[aw->nfailed - 1].to = upto;
         }
     }
-    if ((wake || aw->room_waiters) && aw->done_ev) event_active(aw->done_ev, EV_TIMEOUT, 0);
+    if (wake && aw->done_ev) event_active(aw->done_ev, EV_TIMEOUT, 0);
     if (aw->room_wanted) pthread_cond_signal(&aw->room);
     pthread_mutex_unlock(&aw->mu);
 }

@@ -44,13 +44,10 @@ struct gh_audit_worker {
     struct event *done_ev; /* NULL once unbound */
     pthread_cond_t room;   /* signalled when slots are given back ... */
     bool room_wanted;      /* ... and the worker waits for them (ring full) */
-    bool room_waiters;     /* requests wait for room: post done_ev on each report */
 
     /* worker thread only */
     uint64_t rng[4];
     struct gh_audit_waiter *wait_head, *wait_tail;
-    uint64_t reserved; /* slots set aside for requests' events, not yet written */
-    struct gh_audit_room_waiter *room_head, *room_tail;
 };
 
 /* Settings a reload may change, copied under the service's lock. */

@@ -178,15 +178,13 @@ struct gh_req {
     uint8_t m_auth_method; /* GH_MAUTH_*: the credential kind the auth stage read */
 
     /* Audit (src/audit/request.c). */
-    struct gh_audit_waiter au_waiter;    /* strict mode: waiting for the event to be durable */
-    struct gh_audit_room_waiter au_room; /* the audit stage: waiting for ring slots */
-    uint8_t au_reserved;                 /* ring slots set aside for its events, not yet used */
-    struct gh_audit_event *au_admin;     /* admin API: the event written with the answer */
-    uint32_t au_out_mark;                /* bytes of conn->out before a held answer */
-    uint8_t au_mode;                     /* gh_audit_req_mode() + 1; 0: not known yet */
-    uint8_t au_hold;                     /* enum gh_audit_hold */
-    bool au_recorded;                    /* the http.request event is written */
-    bool au_token;                       /* POST /oauth/token: token.issue at the answer */
+    struct gh_audit_waiter au_waiter; /* strict mode: waiting for the event to be durable */
+    struct gh_audit_event *au_admin;  /* admin API: the event written with the answer */
+    uint32_t au_out_mark;             /* bytes of conn->out before a held answer */
+    uint8_t au_mode;                  /* gh_audit_req_mode() + 1; 0: not known yet */
+    uint8_t au_hold;                  /* enum gh_audit_hold */
+    bool au_recorded;                 /* the http.request event is written */
+    bool au_token;                    /* POST /oauth/token: token.issue at the answer */
 
     /* A response the gateway streams itself (gh_conn_stream_begin). */
     void (*stream_drained)(struct gh_req *r); /* room to write: queue more or end */

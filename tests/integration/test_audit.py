@@ -330,50 +330,6 @@ def test_wal_is_checkpointed_off_the_writer(gatehouse):
     assert rc == 0, out + err
 
 
-def test_full_ring_holds_up_audited_requests_only(gatehouse):
-    """The store stuck (the test holds what blocks its appends) and the
-    worker's ring of 16 full: requests that audit wait at the audit stage,
-    and one that audits nothing is answered at once, as the worker's loop
-    runs on (a full ring used to stall the whole loop). Released, every
-    waiting request is answered, and audited once."""
-    g, _ = start(gatehouse, extra="audit:\n  queue_size: 16\n  batch_max: 8\n", workers=1)
-    n = 40
-    statuses = []
-    lock = threading.Lock()
-
-    def audited(i):
-        r = http_call(g.port, "POST", f"/shop/admin/full-{i}", body=b"",
-                      headers={"X-Request-Id": f"full-{i}"}, timeout=30)
-        with lock:
-            statuses.append(r.status)
-
-    con = store_db.hold_audit_append(db_path(g))
-    threads = [threading.Thread(target=audited, args=(i,)) for i in range(n)]
-    try:
-        for th in threads:
-            th.start()
-        wait_for(lambda: (metric(g, "gatehouse_audit_producer_waits_total") or 0) >= 1, 4,
-                 what="the ring full")
-        t0 = time.monotonic()
-        r = http_call(g.port, "GET", "/plain", timeout=3)
-        took = time.monotonic() - t0
-        assert r.status == 200, r
-        assert took < 1.0, took
-        with lock:
-            assert len(statuses) < n, "no audited request waited"
-    finally:
-        store_db.release(con)
-    for th in threads:
-        th.join(30)
-    assert sorted(statuses) == [200] * n, statuses
-    full = lambda: [e for e in events(g, "http.request") if e["request_id"].startswith("full-")]
-    wait_for(lambda: len(full()) == n, 10, what="every audited request's event")
-    assert sorted(e["request_id"] for e in full()) == sorted(f"full-{i}" for i in range(n))
-    g.stop()
-    rc, out, err = verify(g)
-    assert rc == 0, out + err
-
-
 def test_store_refusing_a_batch_fails_strict_requests_with_503(gatehouse):
     g, admin = start(gatehouse)
     assert http_call(g.port, "GET", "/strict/ok", headers={"X-Request-Id": "before"}).status == 200
