@@ -659,7 +659,7 @@ static void *dispatcher_main(void *arg)
                 d->due_wall_ms = 0;
             if (got > 0 || poked)
                 d->poll_ms = POLL_MS;
-            else if (d->poll_ms < IDLE_POLL_MAX_MS)
+            else
                 d->poll_ms = d->poll_ms * 2 < IDLE_POLL_MAX_MS ? d->poll_ms * 2 : IDLE_POLL_MAX_MS;
             next_poll = got == want ? now : now + d->poll_ms * 1000000ull;
         }

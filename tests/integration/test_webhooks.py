@@ -293,12 +293,19 @@ def test_retry_schedule_replay_and_history(gatehouse, upstream):
     g.stop()
 
 
-def looks(g, result):
-    m = http_call(g.admin_port, "GET", "/metrics").body.decode()
-    for line in m.splitlines():
-        if line.startswith(f'gatehouse_webhook_queue_looks_total{{result="{result}"}}'):
+def counter(g, series):
+    """One series of the gateway's metrics (name and labels as exposed):
+    its value, or None when it is not there."""
+    for line in http_call(g.admin_port, "GET", "/metrics").body.decode().splitlines():
+        if line.startswith(series + " "):
             return int(float(line.split()[-1]))
-    raise AssertionError(f"no looks with result {result} in the metrics")
+    return None
+
+
+def looks(g, result):
+    n = counter(g, f'gatehouse_webhook_queue_looks_total{{result="{result}"}}')
+    assert n is not None, f"no looks with result {result} in the metrics"
+    return n
 
 
 def test_idle_dispatcher_backs_off_and_a_publish_wakes_it(gatehouse, upstream):
@@ -716,11 +723,7 @@ def test_postgres_a_late_outcome_leaves_another_nodes_claim_alone(gatehouse, ups
 
 
 def succeeded_count(g):
-    m = http_call(g.admin_port, "GET", "/metrics").body.decode()
-    for line in m.splitlines():
-        if line.startswith('gatehouse_webhook_deliveries_total{result="succeeded"}'):
-            return int(float(line.split()[-1]))
-    return 0
+    return counter(g, 'gatehouse_webhook_deliveries_total{result="succeeded"}') or 0
 
 
 @pytest.mark.skipif(not store_db.is_postgres(), reason="several nodes share a PostgreSQL store")
