@@ -17,6 +17,12 @@
 #   pg_admin_url DB        the URL of DB as the superuser
 #   pg_gatehouse_db DB     a new database DB initialised by `gatehouse
 #                          postgres init` (BIN: the gateway binary)
+#   pg_warm_wal            fills and recycles max_wal_size of WAL segments,
+#                          as on a server that has run past a checkpoint
+#   pg_start_warm CORE     warm_memory (lib.sh), pg_start, pg_warm_wal, as
+#                          WARM_MEMORY_MB (default 6144; 0: none) and WARM_WAL
+#                          (default 1; 0: a fresh cluster's WAL) say; sets
+#                          WARM_NOTE, the report's line on them
 #   pg_stop                fast shutdown, waited for
 #
 # PG_BIN (default /usr/lib/postgresql/15/bin) names the server's binaries;
@@ -110,6 +116,54 @@ secrets:
 EOF
   "$BIN" postgres init -c "$cfg" --admin-url "$(pg_admin_url "$db")" >"$TMP/$db.init.log" 2>&1 ||
     { cat "$TMP/$db.init.log" >&2; die "gatehouse postgres init failed for $db"; }
+}
+
+# A freshly initialised cluster has one WAL segment: every further 16 MB
+# segment the load needs is created and zero-filled first (wal_init_zero),
+# which perf showed as 18% of the server's CPU under bench/pg_proxy.sh. A
+# server that has run past a checkpoint renames used segments for reuse
+# instead (up to max_wal_size), so this makes them the way it would: it
+# switches through segments until the WAL spans max_wal_size, then a
+# checkpoint leaves them all recyclable. It writes no table rows.
+pg_warm_wal() {
+  local max_mb seg_mb n i
+  max_mb=$(pg_sql postgres "SELECT setting::bigint * (CASE unit WHEN 'MB' THEN 1 WHEN '8kB' THEN 8 END)
+                            / CASE unit WHEN '8kB' THEN 1024 ELSE 1 END FROM pg_settings WHERE name = 'max_wal_size'")
+  seg_mb=$(pg_sql postgres "SELECT setting::bigint / 1048576 FROM pg_settings WHERE name = 'wal_segment_size'")
+  n=$(( max_mb / seg_mb ))
+  for ((i = 0; i < n; i++)); do
+    # A switch needs WAL written since the last one: a transaction that
+    # creates and drops a table writes a little.
+    pg_sql postgres "CREATE TABLE gh_wal_warm (); DROP TABLE gh_wal_warm; SELECT pg_switch_wal()" >/dev/null ||
+      die "pg_warm_wal: pg_switch_wal failed"
+  done
+  pg_sql postgres "CHECKPOINT" >/dev/null || die "pg_warm_wal: CHECKPOINT failed"
+  PG_WAL_SEGMENTS=$(pg_sql postgres "SELECT count(*) FROM pg_ls_waldir()")
+}
+
+pg_start_warm() {  # CORE
+  local notes=()
+  WARM_MEMORY_MB=${WARM_MEMORY_MB:-6144}
+  WARM_WAL=${WARM_WAL:-1}
+  [[ $WARM_MEMORY_MB =~ ^[0-9]+$ ]] || die "WARM_MEMORY_MB must be a number of MB"
+  [[ $WARM_WAL =~ ^[01]$ ]] || die "WARM_WAL must be 0 or 1"
+  if [ "$WARM_MEMORY_MB" -gt 0 ]; then
+    warm_memory "$WARM_MEMORY_MB"
+    log "memory warmed: $WARM_MEMORY_MB MB touched and freed in $WARM_MEMORY_S s"
+    notes+=("$WARM_MEMORY_MB MB of memory touched and freed before the servers started, in $WARM_MEMORY_S s (a guest page's first use costs a fault in the host)")
+  fi
+  pg_start "$1"
+  if [ "$WARM_WAL" = 1 ]; then
+    pg_warm_wal
+    log "PostgreSQL WAL warmed: $PG_WAL_SEGMENTS segments to recycle"
+    notes+=("the PostgreSQL server switched its WAL through max_wal_size and checkpointed, leaving $PG_WAL_SEGMENTS segments to recycle, as a server that has run past a checkpoint has (a fresh cluster zero-fills each new 16 MB segment first)")
+  fi
+  if [ "${#notes[@]}" = 0 ]; then
+    WARM_NOTE="none (WARM_MEMORY_MB=0 WARM_WAL=0)"
+  else
+    WARM_NOTE=${notes[0]}
+    if [ "${#notes[@]}" = 2 ]; then WARM_NOTE="$WARM_NOTE; ${notes[1]}"; fi
+  fi
 }
 
 pg_stop() {

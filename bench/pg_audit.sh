@@ -45,6 +45,7 @@
 #   SERVICE_CORES=0-(nproc-1)   the cores of the SQLite service run
 #   PG_CORE=0      the core of the PostgreSQL server (PG_CORE=1: both on one core)
 #   PG_BIN=/usr/lib/postgresql/15/bin  PG_SETTINGS="name=value ..." (extra server settings)
+#   WARM_MEMORY_MB=6144 (0: none)  WARM_WAL=1 (0: a fresh cluster's WAL): bench/pg.sh, pg_start_warm
 #   RESULTS=bench/RESULTS.md (RESULTS=/dev/null: nowhere)  KEEP_TMP=1
 #   GATEHOUSE_BIN=build/gatehouse  AUDIT_BENCH_BIN=build/audit_verify_bench  PYTHON=/usr/bin/python3
 #
@@ -111,7 +112,7 @@ for kv in $PG_SETTINGS; do
   esac
 done
 PG_SETTINGS="${settings[*]:-} shared_preload_libraries=$preload"
-pg_start "$PG_CORE"
+pg_start_warm "$PG_CORE"
 log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (pid $PG_PID, core $PG_CORE); temp dir $TMP"
 
 
@@ -199,10 +200,11 @@ done
 pg_stop
 
 # ------------------------------------------------------------ report
-CMD="N=$N N_SMALL=$N_SMALL ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE${USER_PG_SETTINGS:+ PG_SETTINGS=\"$USER_PG_SETTINGS\"} bench/pg_audit.sh"
+CMD="N=$N N_SMALL=$N_SMALL ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE WARM_MEMORY_MB=$WARM_MEMORY_MB WARM_WAL=$WARM_WAL${USER_PG_SETTINGS:+ PG_SETTINGS=\"$USER_PG_SETTINGS\"} bench/pg_audit.sh"
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg-audit)"
 export TMP QUICK CMD COMMIT UPTIME N N_SMALL ROUNDS BENCH_CORE SERVICE_CORES PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
+export WARM_NOTE
 export START_DATE=${START_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
 export MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
 export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
@@ -231,6 +233,7 @@ out.append(f"- machine: {env['MACHINE']}; stores on {env['FS']} (real fsync)")
 out.append(f"- `uptime` at start: `{env['UPTIME'].strip()}` (the machine is shared with other builds and tests)")
 out.append(f"- PostgreSQL {env['PG_VERSION']} (temporary server, loopback TCP, core {env['PG_CORE']}), "
            f"as the gateway's login role sees it: `{env['PG_SETTINGS_SEEN']}`")
+out.append(f"- warm-ups: {env['WARM_NOTE']}")
 out.append(f"- the writer: `build/audit_verify_bench [--postgres URL] {n} DIR 0` on core "
            f"{env['BENCH_CORE']}: {n:,} events over 10 tenant chains and the system chain, hashed and "
            f"chained as the audit writer does, a signed checkpoint every 1,000 events per chain, "

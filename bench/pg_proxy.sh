@@ -13,6 +13,7 @@
 #   RESULTS=bench/RESULTS.md (RESULTS=/dev/null: nowhere)  KEEP_TMP=1
 #   PG_BIN=/usr/lib/postgresql/15/bin  PG_SETTINGS="name=value ..." (extra server settings)
 #   GATEHOUSE_BIN=build/gatehouse  PYTHON=/usr/bin/python3
+#   WARM_MEMORY_MB=6144 (0: none)  WARM_WAL=1 (0: a fresh cluster's WAL): bench/pg.sh, pg_start_warm
 #
 # Layout as bench/run.sh (../shared/bench-notes.md): the upstream nginx
 # (`return 200`), both gatehouses (1 worker each, their audit writer threads
@@ -119,8 +120,10 @@ start upstream nginx -p "$TMP/upstream/" -e "$TMP/upstream/error.log" -c "$TMP/u
 UP_PID=$LAST_PID
 wait_up upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/"
 
-# The PostgreSQL server and its backends share core 0 with the gateways.
-pg_start 0
+# The PostgreSQL server and its backends share core 0 with the gateways;
+# started after the warm-ups (pg.sh), so neither store pays for a fresh boot
+# or a fresh cluster.
+pg_start_warm 0
 pg_new_db gatehouse
 log "upstream nginx :$UP_PORT (pid $UP_PID), PostgreSQL $PG_VERSION :$PG_PORT (pid $PG_PID); temp dir $TMP"
 
@@ -290,11 +293,12 @@ for t in "${TARGETS[@]}"; do
 done
 
 # ------------------------------------------------------------ report
-CMD="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONCS=\"$CONCS\" POOL=$POOL${PG_SETTINGS:+ PG_SETTINGS=\"$PG_SETTINGS\"} bench/pg_proxy.sh"
+CMD="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONCS=\"$CONCS\" POOL=$POOL WARM_MEMORY_MB=$WARM_MEMORY_MB WARM_WAL=$WARM_WAL${PG_SETTINGS:+ PG_SETTINGS=\"$PG_SETTINGS\"} bench/pg_proxy.sh"
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg)"
 VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), PostgreSQL $PG_VERSION, $("$BIN" --version 2>/dev/null | head -1 || echo "gatehouse ?")"
 export TMP QUICK CMD COMMIT UPTIME ROUNDS DURATION WARMUP POOL VERSIONS PG_SETTINGS_SEEN
+export WARM_MEMORY_MB WARM_WAL WARM_NOTE
 export START_DATE=${START_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
 export MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
 export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
@@ -373,6 +377,7 @@ out.append("- setup: upstream nginx (`return 200`), two gatehouses (`workers: 1`
 out.append(f"- PostgreSQL store: `store: {{postgres: \"postgresql://gatehouse@127.0.0.1:PORT/gatehouse\", "
            f"pool: {env['POOL']}}}`, a temporary server on loopback TCP; as the login role sees it: "
            f"`{env['PG_SETTINGS_SEEN']}`")
+out.append(f"- warm-ups: {env['WARM_NOTE']}")
 out.append("")
 out.append("| store | conc | req/s | p50 ms | p99 ms | spread | audit queue at wrk's end | drained in | errors |")
 out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
