@@ -126,44 +126,38 @@ EOF
 # switches through segments until the WAL spans max_wal_size, then a
 # checkpoint leaves them all recyclable. It writes no table rows.
 pg_warm_wal() {
-  local max_mb seg_mb n i
-  max_mb=$(pg_sql postgres "SELECT setting::bigint * (CASE unit WHEN 'MB' THEN 1 WHEN '8kB' THEN 8 END)
-                            / CASE unit WHEN '8kB' THEN 1024 ELSE 1 END FROM pg_settings WHERE name = 'max_wal_size'")
-  seg_mb=$(pg_sql postgres "SELECT setting::bigint / 1048576 FROM pg_settings WHERE name = 'wal_segment_size'")
-  n=$(( max_mb / seg_mb ))
-  for ((i = 0; i < n; i++)); do
-    # A switch needs WAL written since the last one: a transaction that
-    # creates and drops a table writes a little.
-    pg_sql postgres "CREATE TABLE gh_wal_warm (); DROP TABLE gh_wal_warm; SELECT pg_switch_wal()" >/dev/null ||
-      die "pg_warm_wal: pg_switch_wal failed"
-  done
+  # One transaction: a switch needs WAL written since the last one, and
+  # creating and dropping a table writes a little.
+  pg_sql postgres "DO \$\$ BEGIN
+      FOR i IN 1 .. pg_size_bytes(current_setting('max_wal_size'))
+                    / pg_size_bytes(current_setting('wal_segment_size')) LOOP
+        CREATE TABLE gh_wal_warm ();
+        DROP TABLE gh_wal_warm;
+        PERFORM pg_switch_wal();
+      END LOOP;
+    END \$\$" >/dev/null || die "pg_warm_wal: switching the WAL failed"
   pg_sql postgres "CHECKPOINT" >/dev/null || die "pg_warm_wal: CHECKPOINT failed"
   PG_WAL_SEGMENTS=$(pg_sql postgres "SELECT count(*) FROM pg_ls_waldir()")
 }
 
 pg_start_warm() {  # CORE
-  local notes=()
   WARM_MEMORY_MB=${WARM_MEMORY_MB:-6144}
   WARM_WAL=${WARM_WAL:-1}
+  WARM_NOTE=""
   [[ $WARM_MEMORY_MB =~ ^[0-9]+$ ]] || die "WARM_MEMORY_MB must be a number of MB"
   [[ $WARM_WAL =~ ^[01]$ ]] || die "WARM_WAL must be 0 or 1"
   if [ "$WARM_MEMORY_MB" -gt 0 ]; then
     warm_memory "$WARM_MEMORY_MB"
     log "memory warmed: $WARM_MEMORY_MB MB touched and freed in $WARM_MEMORY_S s"
-    notes+=("$WARM_MEMORY_MB MB of memory touched and freed before the servers started, in $WARM_MEMORY_S s (a guest page's first use costs a fault in the host)")
+    WARM_NOTE="$WARM_MEMORY_MB MB of memory touched and freed before the servers started, in $WARM_MEMORY_S s (a guest page's first use costs a fault in the host)"
   fi
   pg_start "$1"
   if [ "$WARM_WAL" = 1 ]; then
     pg_warm_wal
     log "PostgreSQL WAL warmed: $PG_WAL_SEGMENTS segments to recycle"
-    notes+=("the PostgreSQL server switched its WAL through max_wal_size and checkpointed, leaving $PG_WAL_SEGMENTS segments to recycle, as a server that has run past a checkpoint has (a fresh cluster zero-fills each new 16 MB segment first)")
+    WARM_NOTE="${WARM_NOTE:+$WARM_NOTE; }the PostgreSQL server switched its WAL through max_wal_size and checkpointed, leaving $PG_WAL_SEGMENTS segments to recycle, as a server that has run past a checkpoint has (a fresh cluster zero-fills each new 16 MB segment first)"
   fi
-  if [ "${#notes[@]}" = 0 ]; then
-    WARM_NOTE="none (WARM_MEMORY_MB=0 WARM_WAL=0)"
-  else
-    WARM_NOTE=${notes[0]}
-    if [ "${#notes[@]}" = 2 ]; then WARM_NOTE="$WARM_NOTE; ${notes[1]}"; fi
-  fi
+  WARM_NOTE=${WARM_NOTE:-none (WARM_MEMORY_MB=0 WARM_WAL=0)}
 }
 
 pg_stop() {
