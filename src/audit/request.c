@@ -11,6 +11,7 @@
 #include "http/conn.h"
 #include "proxy/proxy.h"
 #include "proxy/router.h"
+#include "store/store.h"
 #include "telemetry/tracectx.h"
 
 enum gh_audit_outcome gh_audit_outcome_of(int status)
@@ -88,7 +89,7 @@ static uint64_t record(struct gh_req *r, int status, uint64_t end_ns, bool stric
     struct gh_audit_event *ev = gh_audit_worker_slot(aw);
 
     gh_audit_fill_request(ev, r);
-    GH_AUDIT_SET(ev, action, GH_STR_LIT("http.request"));
+    GH_AUDIT_SET(ev, action, GH_STR_LIT(GH_STORE_AUDIT_REQUEST_ACTION));
     GH_AUDIT_SET(ev, resource, gh_str_cstr(r->route->cfg->name));
     ev->outcome = gh_audit_outcome_of(status);
     if (r->error) GH_AUDIT_SET(ev, reason, gh_str_cstr(r->error));

@@ -172,7 +172,7 @@ enum gh_pg_stmt {
 #define GH_PG_HOOK_LOCK_NS "1734896433"
 
 /* Audit queries: one statement per combination of filters (pg_audit.c). */
-#define GH_PG_AUDIT_QUERY_VARIANTS 1024 /* GH_AQ_SHAPES in store_int.h */
+#define GH_PG_AUDIT_QUERY_VARIANTS 2048 /* GH_AQ_SHAPES in store_int.h */
 
 struct gh_pg_store;
 

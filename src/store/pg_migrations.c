@@ -325,6 +325,16 @@ static const struct migration migrations[] = {
      "DROP INDEX IF EXISTS audit_events_by_tenant;"
      "CREATE INDEX audit_events_of_system ON audit_events (rowid) WHERE tenant_id = "
      "'system';"},
+    {11,
+     /* As in SQLite: the requests' own events (GH_STORE_AUDIT_REQUEST_ACTION,
+      * most rows) leave the index on action, one B-tree entry fewer for
+      * each (0.65 of 8.2 µs of the server's time per row COPY adds:
+      * bench/RESULTS.md, 2026-11-23). A query for another action says so
+      * as a constant (GH_AQ_OTHER_ACTION) and reads the partial index; one
+      * for the requests' action matches most rows wherever it reads. */
+     "DROP INDEX IF EXISTS audit_events_by_action;"
+     "CREATE INDEX audit_events_by_action ON audit_events (action, rowid) WHERE action <> "
+     "'" GH_STORE_AUDIT_REQUEST_ACTION "';"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

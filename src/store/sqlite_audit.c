@@ -484,6 +484,7 @@ static sqlite3_stmt *query_stmt(struct gh_sqlite_conn *c, unsigned mask, struct 
         {GH_AQ_FROM, " AND time_us >= ?7"},
         {GH_AQ_TO, " AND time_us < ?8"},
         {GH_AQ_SYSTEM, " AND tenant_id = '" GH_STORE_SYSTEM_TENANT "'"},
+        {GH_AQ_OTHER_ACTION, " AND action <> '" GH_STORE_AUDIT_REQUEST_ACTION "'"},
     };
     bool oldest = mask & GH_AQ_OLDEST, by_time = mask & (GH_AQ_FROM | GH_AQ_TO);
     bool by_chain = gh_store__audit_query_walks_chain(mask);

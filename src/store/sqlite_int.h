@@ -143,7 +143,7 @@ enum gh_sqlite_stmt {
  * its own "column = ?N" so that an index serves it, and a tenant's query
  * always names its tenant): one bit per filter and one for the order (a
  * time range also changes the keyset: sqlite_audit.c). */
-#define GH_SQ_AUDIT_QUERY_VARIANTS 1024 /* GH_AQ_SHAPES in store_int.h */
+#define GH_SQ_AUDIT_QUERY_VARIANTS 2048 /* GH_AQ_SHAPES in store_int.h */
 
 struct gh_sqlite_conn {
     pthread_mutex_t lock;

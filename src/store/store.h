@@ -75,6 +75,11 @@ enum {
  * renamed nor suspended. */
 #define GH_STORE_SYSTEM_TENANT "system"
 
+/* The action of the event each audited request writes (audit/request.c):
+ * most rows of a busy store. Its rows stay out of the audit index on
+ * action (migration 11), which serves the rarer actions. */
+#define GH_STORE_AUDIT_REQUEST_ACTION "http.request"
+
 enum gh_store_tenant_status {
     GH_STORE_TENANT_ANY = 0, /* only as a filter or "unchanged" */
     GH_STORE_TENANT_ACTIVE = 1,

@@ -44,8 +44,9 @@ static inline void gh_store__watch_set_connected(struct gh_store_watch *w, bool 
     atomic_store_explicit(&w->connected, up, memory_order_relaxed);
 }
 
-/* An audit query's shape: which filters are set, its order, and whether its
- * tenant is the system tenant. Each engine prepares one statement per shape
+/* An audit query's shape: which filters are set, its order, whether its
+ * tenant is the system tenant, and whether its action is another than the
+ * requests' one. Each engine prepares one statement per shape
  * (GH_SQ_ / GH_PG_AUDIT_QUERY_VARIANTS of them). */
 enum {
     GH_AQ_TENANT = 1 << 0,
@@ -58,7 +59,11 @@ enum {
     GH_AQ_TO = 1 << 7,
     GH_AQ_OLDEST = 1 << 8,
     GH_AQ_SYSTEM = 1 << 9, /* with GH_AQ_TENANT: the tenant is the system tenant */
-    GH_AQ_SHAPES = 1 << 10,
+    /* With GH_AQ_ACTION: not GH_STORE_AUDIT_REQUEST_ACTION. Its SQL says so
+     * as a constant, which is what lets the planner use the partial index
+     * on action (migration 11): a bound value cannot. */
+    GH_AQ_OTHER_ACTION = 1 << 10,
+    GH_AQ_SHAPES = 1 << 11,
 };
 
 /* The shape of filter <f> (NULL for "any", as the wrapper passes it). */
@@ -69,7 +74,9 @@ static inline unsigned gh_store__audit_query_shape(const struct gh_store_audit_f
            (f->resource ? GH_AQ_RESOURCE : 0) | (f->request_id ? GH_AQ_REQUEST : 0) |
            (f->from_us > 0 ? GH_AQ_FROM : 0) | (f->to_us > 0 ? GH_AQ_TO : 0) |
            (f->oldest_first ? GH_AQ_OLDEST : 0) |
-           (f->tenant_id && strcmp(f->tenant_id, GH_STORE_SYSTEM_TENANT) == 0 ? GH_AQ_SYSTEM : 0);
+           (f->tenant_id && strcmp(f->tenant_id, GH_STORE_SYSTEM_TENANT) == 0 ? GH_AQ_SYSTEM : 0) |
+           (f->action && strcmp(f->action, GH_STORE_AUDIT_REQUEST_ACTION) != 0 ? GH_AQ_OTHER_ACTION
+                                                                               : 0);
 }
 
 /* Whether a query of <shape> walks its tenant's chain through (chain, seq)

@@ -230,8 +230,9 @@ static void load_all(struct fixture *f, struct all *a)
     qsort(a->rows, a->n, sizeof(*a->rows), by_rowid);
 }
 
-/* How many indexes of audit_events are named <name> (migration 10). */
-static int raw_count(struct fixture *f, const char *name)
+/* How many indexes of audit_events are named <name> (migration 10) and,
+ * with <def> (a LIKE pattern), have a definition like it (migration 11). */
+static int raw_index_count(struct fixture *f, const char *name, const char *def)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
@@ -239,7 +240,7 @@ static int raw_count(struct fixture *f, const char *name)
 
     if (f->db[0]) {
         char url[256];
-        const char *v[1] = {name};
+        const char *v[2] = {name, def ? def : "%"};
         PGconn *c;
         PGresult *r;
         pg_url(url, sizeof(url), NULL, f->db);
@@ -247,8 +248,8 @@ static int raw_count(struct fixture *f, const char *name)
         assert_int_equal(PQstatus(c), CONNECTION_OK);
         r = PQexecParams(c,
                          "SELECT count(*) FROM pg_indexes WHERE schemaname = 'gatehouse' AND "
-                         "tablename = 'audit_events' AND indexname = $1",
-                         1, NULL, v, NULL, NULL, 0);
+                         "tablename = 'audit_events' AND indexname = $1 AND indexdef LIKE $2",
+                         2, NULL, v, NULL, NULL, 0);
         if (PQresultStatus(r) == PGRES_TUPLES_OK) n = atoi(PQgetvalue(r, 0, 0));
         PQclear(r);
         PQfinish(c);
@@ -256,9 +257,11 @@ static int raw_count(struct fixture *f, const char *name)
     }
     assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(
-        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = ?1", -1, &s, NULL),
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = ?1 AND sql LIKE ?2",
+                           -1, &s, NULL),
         SQLITE_OK);
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, def ? def : "%", -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int(s, 0);
     sqlite3_finalize(s);
     sqlite3_close(db);
@@ -670,6 +673,61 @@ static void test_query_brute_force(void **state)
     free(a.rows);
 }
 
+/* Migration 11: the requests' own events are not in the index on action,
+ * whose definition says so (the SQL of a query for another action repeats
+ * the condition, so that the planner may use it). Queries for either kind
+ * of action still return exactly the rows a brute-force filter finds, with
+ * a tenant or without, a time range or none, in both orders. (Which index
+ * a planner takes depends on the table's size and statistics: on 357,000
+ * rows PostgreSQL reads the partial one for another action and the primary
+ * key for the requests' one, bench/RESULTS.md 2026-11-23.) */
+static void test_query_by_action_kind(void **state)
+{
+    struct fixture *f = *state;
+    const char *actions[] = {GH_STORE_AUDIT_REQUEST_ACTION, "key.revoke", "auth.denied"};
+    const char *tenants[] = {NULL, chains[0]};
+    struct all a;
+    struct gh_store_audit_row *timed;
+    int64_t *got, *want;
+    size_t cases = 0;
+
+    assert_int_equal(
+        raw_index_count(f, "audit_events_by_action", "%WHERE %action <> 'http.request'%"), 1);
+    append_n(f, 240);
+    load_all(f, &a);
+    timed = malloc(a.n * sizeof(*timed));
+    memcpy(timed, a.rows, a.n * sizeof(*timed));
+    qsort(timed, a.n, sizeof(*timed), by_time);
+    got = malloc(a.n * sizeof(*got));
+    want = malloc(a.n * sizeof(*want));
+    for (size_t x = 0; x < 3; x++)
+        for (size_t t = 0; t < 2; t++)
+            for (int timed_q = 0; timed_q < 2; timed_q++)
+                for (int oldest = 0; oldest < 2; oldest++) {
+                    struct gh_store_audit_filter q = {
+                        .tenant_id = tenants[t],
+                        .action = actions[x],
+                        .from_us = timed_q ? 1763782800000000 + 40 * 1000 : 0,
+                        .oldest_first = oldest,
+                    };
+                    const struct gh_store_audit_row *rows = timed_q ? timed : a.rows;
+                    size_t nw = 0, ng;
+                    for (size_t i = 0; i < a.n; i++) {
+                        size_t k = oldest ? i : a.n - 1 - i;
+                        if (match(&rows[k], &q)) want[nw++] = rows[k].rowid;
+                    }
+                    assert_true(nw > 0);
+                    ng = page_all(f, &q, 3 + cases % 7, got, a.n, 0);
+                    assert_int_equal(ng, nw);
+                    assert_memory_equal(got, want, nw * sizeof(*got));
+                    cases++;
+                }
+    free(got);
+    free(want);
+    free(timed);
+    free(a.rows);
+}
+
 /* Pages while appends go on: newest first returns exactly the rows that
  * existed at the start; oldest first returns each of those once, in order,
  * then possibly newer ones. */
@@ -770,7 +828,7 @@ static void test_tenant_page_after_a_cursor_row_gone(void **state)
 
     append_n(f, 120);
     load_all(f, &a);
-    assert_int_equal(raw_count(f, "audit_events_by_tenant"), 0);
+    assert_int_equal(raw_index_count(f, "audit_events_by_tenant", NULL), 0);
     for (int oldest = 0; oldest < 2; oldest++)
         for (int forged = 0; forged < 2; forged++) {
             struct gh_store_audit_filter q = {.tenant_id = chains[0], .oldest_first = oldest};
@@ -1529,6 +1587,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_sent_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_of_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_brute_force, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_by_action_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pagination_by_time_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_page_after_a_cursor_row_gone, setup, teardown),
