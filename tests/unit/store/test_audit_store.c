@@ -605,6 +605,40 @@ static size_t page_all(struct fixture *f, const struct gh_store_audit_filter *q,
     return n;
 }
 
+/* <a>'s rows in (time_us, rowid) order, the order of a query with a time
+ * range. */
+static struct gh_store_audit_row *by_time_copy(const struct all *a)
+{
+    struct gh_store_audit_row *timed = malloc(a->n * sizeof(*timed));
+
+    assert_non_null(timed);
+    memcpy(timed, a->rows, a->n * sizeof(*timed));
+    qsort(timed, a->n, sizeof(*timed), by_time);
+    return timed;
+}
+
+/* Pages through <q> (pages of <limit>) and checks that it returns exactly
+ * the rows of <a> a brute-force filter finds, in the query's order
+ * (<timed>: by_time_copy). <got> and <want> have room for all of <a>.
+ * Returns how many rows matched. */
+static size_t check_query(struct fixture *f, const struct all *a,
+                          const struct gh_store_audit_row *timed,
+                          const struct gh_store_audit_filter *q, size_t limit, int64_t *got,
+                          int64_t *want)
+{
+    const struct gh_store_audit_row *rows = by_time_of(q) ? timed : a->rows;
+    size_t nw = 0, ng;
+
+    for (size_t i = 0; i < a->n; i++) {
+        size_t k = q->oldest_first ? i : a->n - 1 - i;
+        if (match(&rows[k], q)) want[nw++] = rows[k].rowid;
+    }
+    ng = page_all(f, q, limit, got, a->n, 0);
+    assert_int_equal(ng, nw);
+    assert_memory_equal(got, want, nw * sizeof(*got));
+    return nw;
+}
+
 static void test_query_brute_force(void **state)
 {
     struct fixture *f = *state;
@@ -632,10 +666,7 @@ static void test_query_brute_force(void **state)
         }
         assert_true(of_system >= 10 && of_none >= 10);
     }
-    /* With a time range the expected order is (time_us, rowid). */
-    timed = malloc(a.n * sizeof(*timed));
-    memcpy(timed, a.rows, a.n * sizeof(*timed));
-    qsort(timed, a.n, sizeof(*timed), by_time);
+    timed = by_time_copy(&a);
     got = malloc(a.n * sizeof(*got));
     want = malloc(a.n * sizeof(*want));
     for (size_t t = 0; t < 5; t++)
@@ -655,16 +686,7 @@ static void test_query_brute_force(void **state)
                                     .to_us = tos[tm >> 1],
                                     .oldest_first = oldest,
                                 };
-                                const struct gh_store_audit_row *rows =
-                                    by_time_of(&q) ? timed : a.rows;
-                                size_t nw = 0, ng;
-                                for (size_t i = 0; i < a.n; i++) {
-                                    size_t k = oldest ? i : a.n - 1 - i;
-                                    if (match(&rows[k], &q)) want[nw++] = rows[k].rowid;
-                                }
-                                ng = page_all(f, &q, 1 + cases % 9, got, a.n, 0);
-                                assert_int_equal(ng, nw);
-                                assert_memory_equal(got, want, nw * sizeof(*got));
+                                check_query(f, &a, timed, &q, 1 + cases % 9, got, want);
                                 cases++;
                             }
     free(got);
@@ -695,9 +717,7 @@ static void test_query_by_action_kind(void **state)
         raw_index_count(f, "audit_events_by_action", "%WHERE %action <> 'http.request'%"), 1);
     append_n(f, 240);
     load_all(f, &a);
-    timed = malloc(a.n * sizeof(*timed));
-    memcpy(timed, a.rows, a.n * sizeof(*timed));
-    qsort(timed, a.n, sizeof(*timed), by_time);
+    timed = by_time_copy(&a);
     got = malloc(a.n * sizeof(*got));
     want = malloc(a.n * sizeof(*want));
     for (size_t x = 0; x < 3; x++)
@@ -710,16 +730,7 @@ static void test_query_by_action_kind(void **state)
                         .from_us = timed_q ? 1763782800000000 + 40 * 1000 : 0,
                         .oldest_first = oldest,
                     };
-                    const struct gh_store_audit_row *rows = timed_q ? timed : a.rows;
-                    size_t nw = 0, ng;
-                    for (size_t i = 0; i < a.n; i++) {
-                        size_t k = oldest ? i : a.n - 1 - i;
-                        if (match(&rows[k], &q)) want[nw++] = rows[k].rowid;
-                    }
-                    assert_true(nw > 0);
-                    ng = page_all(f, &q, 3 + cases % 7, got, a.n, 0);
-                    assert_int_equal(ng, nw);
-                    assert_memory_equal(got, want, nw * sizeof(*got));
+                    assert_true(check_query(f, &a, timed, &q, 3 + cases % 7, got, want) > 0);
                     cases++;
                 }
     free(got);
