@@ -94,8 +94,12 @@ bench_tmp() {
 # to /dev/shm took 13.2 s the first time after a boot and 3.8 s the next.
 # A comparison whose targets grow new files (stores, WAL) at different
 # rates would charge that to whichever allocates more new memory, as a
-# server that has run for a while never pays. Run before the targets start;
-# the pages freed here are the ones the kernel hands out next.
+# server that has run for a while never pays. Run before the targets start.
+# This VM hands freed memory back to the host in 2 MB blocks (free page
+# reporting, /sys/module/page_reporting), so the effect fades as that
+# happens; measured all the same, the PostgreSQL server's CPU per request
+# was lower with it in 6 of 6 alternated comparisons (bench/RESULTS.md,
+# 2026-11-23 16:22).
 warm_memory() {
   local out
   out=$("$PYTHON" - "$1" <<'PY'

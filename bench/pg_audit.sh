@@ -203,8 +203,7 @@ pg_stop
 CMD="N=$N N_SMALL=$N_SMALL ROUNDS=$ROUNDS BENCH_CORE=$BENCH_CORE SERVICE_CORES=$SERVICE_CORES PG_CORE=$PG_CORE WARM_MEMORY_MB=$WARM_MEMORY_MB WARM_WAL=$WARM_WAL${USER_PG_SETTINGS:+ PG_SETTINGS=\"$USER_PG_SETTINGS\"} bench/pg_audit.sh"
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg-audit)"
-export TMP QUICK CMD COMMIT UPTIME N N_SMALL ROUNDS BENCH_CORE SERVICE_CORES PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT
-export WARM_NOTE
+export TMP QUICK CMD COMMIT UPTIME N N_SMALL ROUNDS BENCH_CORE SERVICE_CORES PG_CORE PG_VERSION PG_SETTINGS_SEEN TARGET CKPT WARM_NOTE
 export START_DATE=${START_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
 export MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
 export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"

@@ -297,8 +297,7 @@ CMD="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONCS=\"$CONCS\" POOL=$POO
 [ "$QUICK" = 1 ] && CMD="QUICK=1 $CMD"
 [ -n "${MAKELEVEL:-}" ] && CMD="$CMD   (started by make bench-pg)"
 VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), PostgreSQL $PG_VERSION, $("$BIN" --version 2>/dev/null | head -1 || echo "gatehouse ?")"
-export TMP QUICK CMD COMMIT UPTIME ROUNDS DURATION WARMUP POOL VERSIONS PG_SETTINGS_SEEN
-export WARM_NOTE
+export TMP QUICK CMD COMMIT UPTIME ROUNDS DURATION WARMUP POOL VERSIONS PG_SETTINGS_SEEN WARM_NOTE
 export START_DATE=${START_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
 export MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
 export FS="$(df -T "$TMP" | awk 'NR == 2 {print $2}')"
