@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/audit_body.h"
 #include "store/pg_array.h"
 #include "store/pg_int.h"
 #include "store/store_int.h"
@@ -45,13 +46,12 @@ static void audit_row(const PGresult *r, int row, struct gh_store_audit_row *out
         memcpy(cols[i].dst, PQgetvalue(r, row, cols[i].col), len);
         cols[i].dst[len] = '\0';
     }
-    if (PQgetisnull(r, row, 12) || n > GH_STORE_AUDIT_BODY_MAX) {
+    if (PQgetisnull(r, row, 12)) {
         ok = false;
         n = 0;
     }
-    memcpy(out->body, PQgetvalue(r, row, 12), n);
-    out->body[n] = '\0';
-    out->body_len = n;
+    /* After the columns: a compact body gets its front back from them. */
+    ok &= gh_store__audit_body_expand(out, PQgetvalue(r, row, 12), n);
     out->damaged = !ok;
 }
 
@@ -302,7 +302,9 @@ static const char copy_sql[] =
     "request_id, hash, body, node) FROM STDIN (FORMAT binary)";
 
 /* The COPY input of the rows not stored yet, in b->buf (NULL when out of
- * memory); *want gets their number. */
+ * memory); *want gets their number. Bodies go in the compact form where it
+ * applies (audit_body.h): the front the columns hold was a third of a
+ * request event's row, and the server's work per event grows with it. */
 static const char *copy_input(struct batch *b, size_t *want)
 {
     struct gh_pg_array *buf = &b->buf;
@@ -311,6 +313,7 @@ static const char *copy_input(struct batch *b, size_t *want)
     gh_pg_copy_reset(buf);
     for (size_t i = 0; i < b->n; i++) {
         const struct gh_store_audit_row *row = &b->rows[i];
+        size_t cut;
         if (b->stored[i]) continue;
         (*want)++;
         gh_pg_copy_row(buf, 13);
@@ -325,7 +328,8 @@ static const char *copy_input(struct batch *b, size_t *want)
         gh_pg_copy_text(buf, row->outcome, strlen(row->outcome));
         gh_pg_copy_text(buf, row->request_id, strlen(row->request_id));
         gh_pg_copy_text(buf, row->hash, strlen(row->hash));
-        gh_pg_copy_text(buf, row->body, row->body_len);
+        cut = gh_store__audit_body_cut(row);
+        gh_pg_copy_text(buf, row->body + cut, row->body_len - cut);
         gh_pg_copy_text(buf, row->node, strlen(row->node));
     }
     return gh_pg_copy_end(buf);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/clock.h"
+#include "store/audit_body.h"
 #include "store/sqlite_int.h"
 
 struct migration {
@@ -291,6 +292,14 @@ static const struct migration migrations[] = {
      "DROP INDEX IF EXISTS audit_events_by_action;"
      "CREATE INDEX audit_events_by_action ON audit_events (action, rowid) WHERE action <> "
      "'" GH_STORE_AUDIT_REQUEST_ACTION "';"},
+    {12,
+     /* Each event's canonical body for readers of the table (audit_body.h):
+      * the PostgreSQL store keeps most bodies in the compact form, and a
+      * reader that wants the bytes the chain's hashes cover reads this view
+      * in either engine. SQLite stores every body whole, so here it gives
+      * the column as it is. */
+     "CREATE VIEW audit_events_canonical AS SELECT " GH_STORE_AUDIT_CANONICAL_COLS
+     " FROM audit_events;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

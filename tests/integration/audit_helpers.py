@@ -331,7 +331,7 @@ def read_rows(db, chain=None):
     c = connect(db)
     c.row_factory = sqlite3.Row
     try:
-        q = "SELECT rowid, * FROM audit_events"
+        q = "SELECT * FROM audit_events_canonical"
         args = ()
         if chain is not None:
             q += " WHERE chain = ?"

@@ -42,7 +42,7 @@ def events(g, action=None):
     """Every audit event's canonical body (dict), in (chain, seq) order."""
     con = store_db.connect(db_path(g), readonly=True, timeout=10)
     try:
-        rows = con.execute("SELECT body FROM audit_events ORDER BY chain, seq").fetchall()
+        rows = con.execute("SELECT body FROM audit_events_canonical ORDER BY chain, seq").fetchall()
     finally:
         con.close()
     out = [json.loads(r[0]) for r in rows]

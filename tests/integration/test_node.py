@@ -188,7 +188,7 @@ def stored(g):
     c = store_db.connect(db_path(g), readonly=True, timeout=10)
     try:
         return [dict(zip(("chain", "seq", "node", "body"), r)) for r in c.execute(
-            "SELECT chain, seq, node, body FROM audit_events ORDER BY chain, seq")]
+            "SELECT chain, seq, node, body FROM audit_events_canonical ORDER BY chain, seq")]
     finally:
         c.close()
 

@@ -84,7 +84,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
-    assert "applied 0 migration(s), schema version 11" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 12" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -111,7 +111,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 11" in out, out
+    assert "store postgres: schema version 12" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)
@@ -279,6 +279,24 @@ def test_rls_on_every_tenant_owned_table(pg_server, pg_store):
                               f"SELECT count(*) FROM gatehouse.{table}; COMMIT;",
                               db=db, user="gatehouse")
         assert none == [["0"]], (table, none)
+    # Views read their tables under the reader's own policies
+    # (security_invoker): through audit_events_canonical A sees its events, none
+    # of B's, and nothing without a setting.
+    views = pg_server.psql(
+        "SELECT c.relname, coalesce(array_to_string(c.reloptions, ','), '') FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'gatehouse' "
+        "AND c.relkind = 'v' ORDER BY 1", db=db)
+    assert "audit_events_canonical" in [v[0] for v in views], views
+    for name, opts in views:
+        assert "security_invoker=true" in opts.split(","), (name, opts)
+    seen = pg_server.psql(as_tenant(TENANT_A, "SELECT DISTINCT tenant_id FROM "
+                                              "gatehouse.audit_events_canonical"),
+                          db=db, user="gatehouse")
+    assert seen == [[TENANT_A]], seen
+    none = pg_server.psql("BEGIN; SET LOCAL ROLE gatehouse_tenant; "
+                          "SELECT count(*) FROM gatehouse.audit_events_canonical; COMMIT;",
+                          db=db, user="gatehouse")
+    assert none == [["0"]], none
     # An empty tenant setting matches nothing either, not even rows whose
     # tenant is empty (system audit events): the policies compare with
     # nullif(setting, '') (migration 9), not only gh_pg__begin's refusal.
@@ -453,6 +471,87 @@ def test_verify_names_a_row_moved_to_another_tenant(pg_server, gatehouse):
     rc, out, err = cli(g, "audit", "verify")
     assert rc == 1, (rc, out, err)
     assert a["id"] in err, err
+
+
+def test_audit_bodies_are_stored_compact_and_read_canonical(pg_server, gatehouse):
+    """The append stores a body without the front its columns hold (it
+    begins with ','; src/store/audit_body.c; a body whose front needs
+    escaping stays whole: tests/unit/store); audit_events_canonical gives
+    the canonical body, whose hashes chain from seq 1, and the admin API the
+    same event; a column changed in a compact row changes the body read
+    back, and `audit verify` finds it."""
+    import hashlib
+    import json
+    from conftest import wait_for
+    from identity_helpers import bearer
+    db, url = pg_server.new_database()
+    route = "  - path: /aud\n    upstream: app\n    auth: api_key\n    audit: true\n"
+    g = gatehouse(raw=lambda g: pg_config(g, url).replace("routes:\n", "routes:\n" + route),
+                  start=False)
+    postgres_init(g.config_path, pg_server.admin_url(db))
+    key, _, _ = bootstrap(g)
+    g.start()
+    admin = Admin(g, key)
+    a = admin.create_tenant("a")
+    k = admin.ok("POST", f"/v1/tenants/{a['id']}/keys", {"roles": ["developer"]}, 201)
+    wait_for(lambda: http_call(g.port, "GET", "/aud/x", headers=bearer(k["key"])).status == 200,
+             timeout=5, what="key usable")
+    for i in range(3):
+        assert http_call(g.port, "GET", f"/aud/{i}", headers=bearer(k["key"])).status == 200
+
+    def rows(chain=None):
+        where = f"WHERE e.chain = '{chain}' " if chain else ""
+        return pg_server.psql(
+            "SELECT e.chain, e.seq, e.action, e.resource, e.body, c.body, e.hash FROM "
+            "gatehouse.audit_events e JOIN gatehouse.audit_events_canonical c USING (rowid) "
+            f"{where}ORDER BY e.chain, e.seq", db=db)
+
+    wait_for(lambda: sum(r[2] == "http.request" for r in rows(a["id"])) >= 3, timeout=5,
+             what="the requests' events")
+    g.stop()
+    compact = whole = 0
+    prev = {}
+    for chain, seq, action, resource, stored, canonical, h in rows():
+        ev = json.loads(canonical)
+        assert (ev["chain"], ev["seq"], ev["action"], ev["resource"]) == (
+            chain, int(seq), action, resource)
+        if stored.startswith(","):
+            compact += 1
+            # Exactly the members up to outcome were left out.
+            front = canonical[:len(canonical) - len(stored)]
+            assert canonical.endswith(stored) and front.startswith('{"v":2,"chain":') \
+                and front.endswith(f'"outcome":"{ev["outcome"]}"'), (front, stored)
+        else:
+            whole += 1
+            assert stored == canonical and stored.startswith("{")
+        digest = hashlib.sha256(prev.get(chain, bytes(32)) + canonical.encode()).digest()
+        assert digest.hex() == h, (chain, seq)
+        prev[chain] = digest
+    tenant_rows = rows(a["id"])
+    # Every event this gateway wrote is compact: none needs escaping.
+    assert whole == 0 and compact >= 5, (compact, whole)
+    out, err = cli_ok(g, "audit", "verify")
+    assert a["id"] in out, out
+
+    # The API shows the canonical event.
+    g.start()
+    page = Admin(g, key).ok("GET", f"/v1/audit?tenant={a['id']}&limit=100")
+    api = {e["seq"]: e for e in page["events"]}
+    for chain, seq, _, _, _, canonical, h in tenant_rows:
+        ev = json.loads(canonical)
+        assert api[int(seq)]["hash"] == h and api[int(seq)]["actor"] == ev["actor"]
+    g.stop()
+
+    # Someone with the database changes the actor of a compact row.
+    seq = tenant_rows[1][1]
+    pg_server.psql("UPDATE gatehouse.audit_events SET actor = 'key:evil' "
+                   f"WHERE chain = '{a['id']}' AND seq = {seq}", db=db)
+    changed = pg_server.psql("SELECT body FROM gatehouse.audit_events_canonical "
+                             f"WHERE chain = '{a['id']}' AND seq = {seq}", db=db)
+    assert '"actor":"key:evil"' in changed[0][0]
+    rc, out, err = cli(g, "audit", "verify")
+    assert rc == 1, (rc, out, err)
+    assert f"chain {a['id']}, seq {seq}: changed" in err, err
 
 
 def test_a_server_turned_read_only_is_left_for_a_writable_one(pg_server, gatehouse):
@@ -808,7 +907,7 @@ def test_a_head_lost_and_written_again_is_not_chained_onto(pg_server, gatehouse)
     assert http_call(g.port, "GET", "/orders/y").status == 401
     wait_for(lambda: len(system_rows()) > len(rows), timeout=5, what="the next event")
     g.stop()
-    after = pg_server.psql("SELECT body FROM gatehouse.audit_events WHERE chain = 'system' "
+    after = pg_server.psql("SELECT body FROM gatehouse.audit_events_canonical WHERE chain = 'system' "
                            f"AND seq = {seq + 1}", db=db)
     assert json.loads(after[0][0])["path"] == "/orders/y"
     rc, out, err = cli(g, "audit", "verify")

@@ -275,7 +275,7 @@ def test_refusal_is_audited_as_auth_denied_without_the_signature(gatehouse, upst
     g.stop()
     con = sqlite3.connect(f"file:{os.path.join(str(g.tmp), 'gatehouse.db')}?mode=ro", uri=True)
     try:
-        rows = [json.loads(r[0]) for r in con.execute("SELECT body FROM audit_events")]
+        rows = [json.loads(r[0]) for r in con.execute("SELECT body FROM audit_events_canonical")]
     finally:
         con.close()
     den = [e for e in rows if e.get("request_id") == "req-webhook-denied-1"]

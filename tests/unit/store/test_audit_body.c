@@ -1,0 +1,237 @@
+/* Tests of the compact form of stored audit bodies (src/store/audit_body.c)
+ * against the audit module's own canonical form: events made and chained as
+ * the audit writer makes them (gh_audit_chain_event) must lose exactly the
+ * front their columns hold and get the same bytes back; a value the
+ * canonical form escapes, a negative time or a body whose front is not its
+ * columns' keeps the body whole; a changed column changes the body read back
+ * (so the chain's hash catches it). Many random events, values drawn from
+ * every byte but NUL, must come back byte for byte whichever form they take. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/chain.h"
+#include "audit/event.h"
+#include "store/audit_body.h"
+
+static const uint8_t zero[32];
+
+/* A request's event as the gateway makes one; <node> "" keeps version 1. */
+static void request_event(struct gh_audit_event *ev, const char *node)
+{
+    static const uint8_t rnd[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+
+    gh_audit_event_init(ev, 1795000000123456, rnd);
+    GH_AUDIT_SET(ev, tenant, GH_STR_LIT("tn_AAAAAAAAAAAAAAAAAAAA"));
+    GH_AUDIT_SET(ev, actor, GH_STR_LIT("key:ak_BBBBBBBBBBBBBBBBBBBB"));
+    GH_AUDIT_SET(ev, action, GH_STR_LIT("http.request"));
+    GH_AUDIT_SET(ev, resource, GH_STR_LIT("route:api"));
+    ev->outcome = GH_AUDIT_SUCCESS;
+    GH_AUDIT_SET(ev, method, GH_STR_LIT("GET"));
+    GH_AUDIT_SET(ev, path, GH_STR_LIT("/v1/things?id=7"));
+    ev->status = 200;
+    GH_AUDIT_SET(ev, request_id, GH_STR_LIT("0123456789abcdef0000000000000001"));
+    GH_AUDIT_SET(ev, client_ip, GH_STR_LIT("127.0.0.1"));
+    GH_AUDIT_SET(ev, user_agent, GH_STR_LIT("curl/7.88.1"));
+    ev->latency_us = 1234;
+    GH_AUDIT_SET(ev, node, gh_str_cstr(node));
+}
+
+/* What an engine stores for <row>, and the row it reads back from that
+ * (the columns as stored, the body from the stored bytes). */
+static bool store_and_read(const struct gh_store_audit_row *row, size_t *cut,
+                           struct gh_store_audit_row *back)
+{
+    *cut = gh_store__audit_body_cut(row);
+    *back = *row;
+    memset(back->body, 0x55, sizeof(back->body));
+    back->body_len = 0;
+    return gh_store__audit_body_expand(back, row->body + *cut, row->body_len - *cut);
+}
+
+static void test_request_event_round_trip(void **state)
+{
+    static struct gh_audit_event ev;
+    static struct gh_store_audit_row row, back;
+    const char *nodes[] = {"", "gw-1"};
+
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        char front[512];
+        size_t cut;
+        int n;
+
+        request_event(&ev, nodes[i]);
+        assert_int_equal(gh_audit_chain_event(&ev, 42, zero, &row), GH_OK);
+        assert_true(store_and_read(&row, &cut, &back));
+        /* Exactly the members the columns hold are left out. */
+        n = snprintf(front, sizeof(front),
+                     "{\"v\":%c,\"chain\":\"%s\",\"seq\":42,\"id\":\"%s\",\"time_us\":"
+                     "1795000000123456,\"tenant\":\"tn_AAAAAAAAAAAAAAAAAAAA\",\"actor\":"
+                     "\"key:ak_BBBBBBBBBBBBBBBBBBBB\",\"action\":\"http.request\",\"resource\":"
+                     "\"route:api\",\"outcome\":\"success\"",
+                     i ? '2' : '1', row.chain, row.id);
+        assert_int_equal(cut, (size_t)n);
+        assert_memory_equal(row.body, front, cut);
+        assert_int_equal(row.body[cut], ',');
+        assert_int_equal(back.body_len, row.body_len);
+        assert_memory_equal(back.body, row.body, row.body_len);
+        assert_int_equal(back.body[back.body_len], '\0');
+    }
+}
+
+static void test_kept_whole(void **state)
+{
+    static struct gh_audit_event ev;
+    static struct gh_store_audit_row row, back;
+    size_t cut;
+
+    (void)state;
+    /* A value the canonical form escapes. */
+    request_event(&ev, "gw-1");
+    GH_AUDIT_SET(&ev, resource, GH_STR_LIT("route:\"quoted\"\n"));
+    assert_int_equal(gh_audit_chain_event(&ev, 1, zero, &row), GH_OK);
+    assert_true(store_and_read(&row, &cut, &back));
+    assert_int_equal(cut, 0);
+    assert_int_equal(back.body_len, row.body_len);
+    assert_memory_equal(back.body, row.body, row.body_len);
+
+    /* A column that is not what the body says (a caller's row, not the
+     * writer's): stored whole, read back whole. */
+    request_event(&ev, "gw-1");
+    assert_int_equal(gh_audit_chain_event(&ev, 1, zero, &row), GH_OK);
+    snprintf(row.actor, sizeof(row.actor), "%s", "key:ak_CCCCCCCCCCCCCCCCCCCC");
+    assert_true(store_and_read(&row, &cut, &back));
+    assert_int_equal(cut, 0);
+    assert_memory_equal(back.body, row.body, row.body_len);
+
+    /* A negative time: the canonical form writes 0. */
+    request_event(&ev, "");
+    ev.time_us = -5;
+    assert_int_equal(gh_audit_chain_event(&ev, 1, zero, &row), GH_OK);
+    row.time_us = -5;
+    assert_int_equal(gh_store__audit_body_cut(&row), 0);
+}
+
+static void test_changed_column_changes_body(void **state)
+{
+    static struct gh_audit_event ev;
+    static struct gh_store_audit_row row, back;
+    size_t cut = 0;
+
+    (void)state;
+    request_event(&ev, "gw-1");
+    assert_int_equal(gh_audit_chain_event(&ev, 9, zero, &row), GH_OK);
+    cut = gh_store__audit_body_cut(&row);
+    assert_true(cut > 0);
+    back = row;
+    snprintf(back.actor, sizeof(back.actor), "%s", "key:ak_CCCCCCCCCCCCCCCCCCCC");
+    assert_true(gh_store__audit_body_expand(&back, row.body + cut, row.body_len - cut));
+    assert_int_equal(back.body_len, row.body_len);
+    assert_memory_not_equal(back.body, row.body, row.body_len);
+    assert_non_null(strstr(back.body, "\"actor\":\"key:ak_CCCCCCCCCCCCCCCCCCCC\""));
+
+    /* A stored compact body whose columns now need escaping cannot come
+     * back: the row is not as written. */
+    back = row;
+    snprintf(back.tenant_id, sizeof(back.tenant_id), "%s", "tn_\"");
+    assert_false(gh_store__audit_body_expand(&back, row.body + cut, row.body_len - cut));
+
+    /* The version follows the node column. */
+    back = row;
+    back.node[0] = '\0';
+    assert_true(gh_store__audit_body_expand(&back, row.body + cut, row.body_len - cut));
+    assert_memory_equal(back.body, "{\"v\":1,", 7);
+}
+
+static void test_too_long_is_cut(void **state)
+{
+    static struct gh_store_audit_row row;
+    static char stored[GH_STORE_AUDIT_BODY_MAX + 100];
+
+    (void)state;
+    memset(&row, 0, sizeof(row));
+    snprintf(row.chain, sizeof(row.chain), "%s", "system");
+    snprintf(row.outcome, sizeof(row.outcome), "%s", "success");
+    memset(stored, 'x', sizeof(stored));
+    stored[0] = ',';
+    /* Fits whole, not with the front. */
+    assert_false(gh_store__audit_body_expand(&row, stored, GH_STORE_AUDIT_BODY_MAX - 10));
+    assert_int_equal(row.body_len, GH_STORE_AUDIT_BODY_MAX - 10);
+    assert_memory_equal(row.body, stored, row.body_len);
+    stored[0] = '{';
+    assert_false(gh_store__audit_body_expand(&row, stored, sizeof(stored)));
+    assert_int_equal(row.body_len, GH_STORE_AUDIT_BODY_MAX);
+    assert_int_equal(row.body[GH_STORE_AUDIT_BODY_MAX], '\0');
+    assert_true(gh_store__audit_body_expand(&row, stored, 100));
+    assert_int_equal(row.body_len, 100);
+}
+
+/* A value of up to <max> bytes drawn from every byte but NUL, mostly
+ * plain ones (so that most rows are compact and some are not). */
+static void random_value(char *dst, size_t size, unsigned *seed)
+{
+    size_t n = (size_t)rand_r(seed) % (size > 40 ? 40 : size);
+    char v[64];
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned r = (unsigned)rand_r(seed);
+        v[i] = (char)(r % 50 == 0 ? 1 + (r >> 8) % 255 : 'a' + (r >> 8) % 26);
+    }
+    gh_audit_set(dst, size, gh_str_make(v, n));
+}
+
+static void test_random_events(void **state)
+{
+    static struct gh_audit_event ev;
+    static struct gh_store_audit_row row, back;
+    static const uint8_t rnd[10];
+    unsigned seed = 20261123;
+    size_t compact = 0, whole = 0;
+
+    (void)state;
+    for (int i = 0; i < 20000; i++) {
+        size_t cut;
+        gh_audit_event_init(&ev, (int64_t)rand_r(&seed) * 1000, rnd);
+        random_value(ev.tenant, sizeof(ev.tenant), &seed);
+        random_value(ev.actor, sizeof(ev.actor), &seed);
+        random_value(ev.action, sizeof(ev.action), &seed);
+        random_value(ev.resource, sizeof(ev.resource), &seed);
+        random_value(ev.path, sizeof(ev.path), &seed);
+        random_value(ev.request_id, sizeof(ev.request_id), &seed);
+        if (rand_r(&seed) % 2) GH_AUDIT_SET(&ev, node, GH_STR_LIT("n1"));
+        ev.outcome = (enum gh_audit_outcome)(1 + rand_r(&seed) % 3);
+        assert_int_equal(gh_audit_chain_event(&ev, 1 + (uint64_t)rand_r(&seed), zero, &row), GH_OK);
+        assert_true(store_and_read(&row, &cut, &back));
+        if (cut) {
+            compact++;
+            assert_int_equal(row.body[cut], ',');
+        } else {
+            whole++;
+        }
+        assert_int_equal(back.body_len, row.body_len);
+        assert_memory_equal(back.body, row.body, row.body_len);
+    }
+    /* Both forms were exercised. */
+    assert_true(compact > 1000);
+    assert_true(whole > 1000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_event_round_trip),
+        cmocka_unit_test(test_kept_whole),
+        cmocka_unit_test(test_changed_column_changes_body),
+        cmocka_unit_test(test_too_long_is_cut),
+        cmocka_unit_test(test_random_events),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
