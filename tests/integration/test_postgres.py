@@ -442,11 +442,10 @@ def test_two_nodes_append_to_one_chain_without_forking(pg_server, gatehouse):
     assert "ok" in out.lower() or "intact" in out.lower(), out
 
 
-def test_verify_names_a_row_moved_to_another_tenant(pg_server, gatehouse):
-    """`gatehouse audit verify` against PostgreSQL: intact chains pass; a row
-    of tenant A's chain whose tenant_id was changed by hand (someone with
-    the database) drops out of A's walk, which runs under A's row-level
-    security, and is reported as tampering of A's chain."""
+def audited_tenant(pg_server, gatehouse):
+    """A started gateway on a fresh database with an audited route /aud
+    (auth: api_key), a tenant and a key of it that works: (g, db,
+    operator key, tenant, key)."""
     from conftest import wait_for
     from identity_helpers import bearer
     db, url = pg_server.new_database()
@@ -461,6 +460,16 @@ def test_verify_names_a_row_moved_to_another_tenant(pg_server, gatehouse):
     k = admin.ok("POST", f"/v1/tenants/{a['id']}/keys", {"roles": ["developer"]}, 201)
     wait_for(lambda: http_call(g.port, "GET", "/aud/x", headers=bearer(k["key"])).status == 200,
              timeout=5, what="key usable")
+    return g, db, key, a, k
+
+
+def test_verify_names_a_row_moved_to_another_tenant(pg_server, gatehouse):
+    """`gatehouse audit verify` against PostgreSQL: intact chains pass; a row
+    of tenant A's chain whose tenant_id was changed by hand (someone with
+    the database) drops out of A's walk, which runs under A's row-level
+    security, and is reported as tampering of A's chain."""
+    from identity_helpers import bearer
+    g, db, key, a, k = audited_tenant(pg_server, gatehouse)
     for i in range(3):
         assert http_call(g.port, "GET", "/aud/x", headers=bearer(k["key"])).status == 200
     g.stop()
@@ -484,18 +493,7 @@ def test_audit_bodies_are_stored_compact_and_read_canonical(pg_server, gatehouse
     import json
     from conftest import wait_for
     from identity_helpers import bearer
-    db, url = pg_server.new_database()
-    route = "  - path: /aud\n    upstream: app\n    auth: api_key\n    audit: true\n"
-    g = gatehouse(raw=lambda g: pg_config(g, url).replace("routes:\n", "routes:\n" + route),
-                  start=False)
-    postgres_init(g.config_path, pg_server.admin_url(db))
-    key, _, _ = bootstrap(g)
-    g.start()
-    admin = Admin(g, key)
-    a = admin.create_tenant("a")
-    k = admin.ok("POST", f"/v1/tenants/{a['id']}/keys", {"roles": ["developer"]}, 201)
-    wait_for(lambda: http_call(g.port, "GET", "/aud/x", headers=bearer(k["key"])).status == 200,
-             timeout=5, what="key usable")
+    g, db, key, a, k = audited_tenant(pg_server, gatehouse)
     for i in range(3):
         assert http_call(g.port, "GET", f"/aud/{i}", headers=bearer(k["key"])).status == 200
 
