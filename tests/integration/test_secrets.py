@@ -235,7 +235,7 @@ def test_rotate_master_while_the_gateway_runs(gh, upstream):
     g.stop()
     reason = ("body::json->>'reason'" if store_db.is_postgres()
               else "json_extract(body, '$.reason')")
-    actions = rows(g, f"SELECT {reason} FROM audit_events "
+    actions = rows(g, f"SELECT {reason} FROM audit_events_canonical "
                       "WHERE action = 'secrets.rotate_master' ORDER BY rowid")
     assert [a for (a,) in actions] == ["started", "resumed", "finished"], actions
     out, err = ok(g, "audit", "verify")
