@@ -905,7 +905,8 @@ def test_a_head_lost_and_written_again_is_not_chained_onto(pg_server, gatehouse)
     assert http_call(g.port, "GET", "/orders/y").status == 401
     wait_for(lambda: len(system_rows()) > len(rows), timeout=5, what="the next event")
     g.stop()
-    after = pg_server.psql("SELECT body FROM gatehouse.audit_events_canonical WHERE chain = 'system' "
+    after = pg_server.psql("SELECT body FROM gatehouse.audit_events_canonical "
+                           "WHERE chain = 'system' "
                            f"AND seq = {seq + 1}", db=db)
     assert json.loads(after[0][0])["path"] == "/orders/y"
     rc, out, err = cli(g, "audit", "verify")
