@@ -56,6 +56,9 @@ static size_t front(const struct gh_store_audit_row *row, char *out)
 {
     struct front f = {out, 0, false};
 
+    /* The canonical form writes a negative time as 0: such a row's front
+     * would not be its columns'. */
+    if (row->time_us < 0) return 0;
     /* gh_audit_canonical: format version 2 when the event names its node. */
     if (row->node[0] != '\0')
         PUT_LIT(&f, "{\"v\":2,\"chain\":\"");
@@ -65,9 +68,6 @@ static size_t front(const struct gh_store_audit_row *row, char *out)
     PUT_LIT(&f, "\",\"seq\":");
     put_u64(&f, row->seq);
     PUT_FIELD(&f, ",\"id\":\"", row, id);
-    /* The canonical form writes a negative time as 0: such a row's front
-     * would not be its columns'. */
-    if (row->time_us < 0) return 0;
     PUT_LIT(&f, "\",\"time_us\":");
     put_u64(&f, (uint64_t)row->time_us);
     PUT_FIELD(&f, ",\"tenant\":\"", row, tenant_id);
@@ -86,6 +86,7 @@ _Static_assert(FRONT_MAX >= 130 + GH_STORE_AUDIT_CHAIN_SIZE * 2 + 20 + 20 +
                                 sizeof(((struct gh_store_audit_row *)0)->resource) +
                                 sizeof(((struct gh_store_audit_row *)0)->outcome),
                "the front of the longest row fits");
+_Static_assert(FRONT_MAX <= GH_STORE_AUDIT_BODY_MAX, "a front fits in a row's body");
 
 size_t gh_store__audit_body_cut(const struct gh_store_audit_row *row)
 {
@@ -102,14 +103,13 @@ bool gh_store__audit_body_expand(struct gh_store_audit_row *row, const char *sto
     size_t n = 0;
     bool ok = true;
 
+    /* The front goes straight into the body (it fits: FRONT_MAX); <stored>
+     * is the engine's memory, never the row's. */
     if (len > 0 && stored[0] == ',') {
-        char buf[FRONT_MAX];
-        n = front(row, buf);
+        n = front(row, row->body);
         if (n == 0 || n + len > GH_STORE_AUDIT_BODY_MAX) {
             n = 0;
             ok = false;
-        } else {
-            memcpy(row->body, buf, n);
         }
     }
     if (n + len > GH_STORE_AUDIT_BODY_MAX) {
