@@ -140,8 +140,11 @@ test: all unit integration deploy-check fuzz-smoke
 asan:
 	$(MAKE) BUILD=build/asan SANITIZE=1 all unit integration
 
-# Fuzzing needs clang's libFuzzer; harnesses compile the parser sources directly.
-$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB) | $(DEPS_OK)
+# Fuzzing needs clang's libFuzzer; harnesses compile the parser sources directly
+# (a harness is built again when one of its own sources changes, too).
+fuzz_sources = $(filter %.c,$(FUZZ_LIBS_$(1)))
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB) $$(call fuzz_sources,$$*) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB) $(FUZZ_LIBS_$*)
