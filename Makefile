@@ -56,6 +56,7 @@ FUZZ_LIBS_fuzz_jwt := -lcrypto -ljansson
 FUZZ_LIBS_fuzz_limits_overrides := src/limits/policy.c src/config/config_values.c -ljansson
 FUZZ_LIBS_fuzz_tracectx := src/telemetry/tracectx.c
 FUZZ_LIBS_fuzz_otlp := src/telemetry/otlp_proto.c src/telemetry/otlp_json.c src/telemetry/otlp_buf.c -ljansson
+FUZZ_LIBS_fuzz_audit_body := src/store/audit_body.c
 FUZZ_LIBS_fuzz_audit_params := src/audit/event.c src/audit/redact.c src/audit/parse.c -lcrypto -ljansson
 FUZZ_LIBS_fuzz_webhook_sig := src/hooks/inbound.c -lcrypto
 FUZZ_LIBS_fuzz_hooks := src/hooks/ssrf.c src/hooks/schedule.c -lcurl

@@ -23,20 +23,27 @@ static void put(struct front *f, const char *s, size_t n)
 
 #define PUT_LIT(f, lit) put((f), (lit), sizeof(lit) - 1)
 
+/* Whether the canonical form writes <s> (<n> bytes) as it is
+ * (gh_audit__escape leaves it so). */
+static bool plain(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') return false;
+    }
+    return true;
+}
+
 /* A column's value as the canonical form writes it, when that is the value
- * itself (gh_audit__escape leaves it as it is). */
+ * itself. */
 static void put_value(struct front *f, const char *s, size_t cap)
 {
     size_t n = strnlen(s, cap);
 
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
-            f->bad = true;
-            return;
-        }
-    }
-    put(f, s, n);
+    if (!plain(s, n))
+        f->bad = true;
+    else
+        put(f, s, n);
 }
 
 static void put_u64(struct front *f, uint64_t v)
@@ -88,36 +95,159 @@ _Static_assert(FRONT_MAX >= 130 + GH_STORE_AUDIT_CHAIN_SIZE * 2 + 20 + 20 +
                "the front of the longest row fits");
 _Static_assert(FRONT_MAX <= GH_STORE_AUDIT_BODY_MAX, "a front fits in a row's body");
 
-size_t gh_store__audit_body_cut(const struct gh_store_audit_row *row)
+/* A member the compact form has as its <mark>: <key><value>". */
+struct member {
+    const char *key; /* through the value's opening quote */
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+    char mark;
+};
+
+#define REQUEST_KEY ",\"request_id\":\""
+#define NODE_KEY    ",\"node\":\""
+
+static void member_set(struct member *m, const char *key, size_t key_len, const char *value,
+                       size_t cap, char mark)
+{
+    m->key = key;
+    m->key_len = key_len;
+    m->value = value;
+    m->value_len = strnlen(value, cap);
+    m->mark = mark;
+}
+
+/* The members of <row> that can be marks, request_id before node, as the
+ * canonical form writes them: those whose value needs no escaping (and
+ * node only in format version 2). Returns their number. */
+static size_t members(const struct gh_store_audit_row *row, struct member m[2])
+{
+    size_t n = 0;
+
+    if (plain(row->request_id, strnlen(row->request_id, sizeof(row->request_id))))
+        member_set(&m[n++], REQUEST_KEY, sizeof(REQUEST_KEY) - 1, row->request_id,
+                   sizeof(row->request_id), GH_STORE_AUDIT_MARK_REQUEST);
+    if (row->node[0] != '\0' && plain(row->node, strnlen(row->node, sizeof(row->node))))
+        member_set(&m[n++], NODE_KEY, sizeof(NODE_KEY) - 1, row->node, sizeof(row->node),
+                   GH_STORE_AUDIT_MARK_NODE);
+    return n;
+}
+
+/* Where in <s> (<n> bytes) the member is first, NULL when it is not. */
+static const char *member_find(const struct member *m, const char *s, size_t n)
+{
+    const char *end = s + n;
+    size_t need = m->key_len + m->value_len + 1;
+
+    while ((size_t)(end - s) >= need) {
+        const char *k = memchr(s, m->key[0], (size_t)(end - s) - need + 1);
+        if (k == NULL) return NULL;
+        if (memcmp(k, m->key, m->key_len) == 0 &&
+            memcmp(k + m->key_len, m->value, m->value_len) == 0 &&
+            k[m->key_len + m->value_len] == '"')
+            return k;
+        s = k + 1;
+    }
+    return NULL;
+}
+
+const char *gh_store__audit_body_stored(const struct gh_store_audit_row *row, char *scratch,
+                                        size_t *len)
 {
     char buf[FRONT_MAX];
-    size_t n = front(row, buf);
+    struct member m[2];
+    const char *at[2] = {NULL, NULL}, *rest, *end = row->body + row->body_len;
+    size_t n = front(row, buf), nm = 0, out = 0;
 
+    *len = row->body_len;
     if (n == 0 || n >= row->body_len || row->body[n] != ',' || memcmp(row->body, buf, n) != 0)
-        return 0;
-    return n;
+        return row->body;
+    rest = row->body + n;
+    /* A mark must be the only such byte: a body that holds one (never a
+     * canonical body) is stored whole. */
+    if (memchr(rest, GH_STORE_AUDIT_MARK_REQUEST, (size_t)(end - rest)) != NULL ||
+        memchr(rest, GH_STORE_AUDIT_MARK_NODE, (size_t)(end - rest)) != NULL)
+        return row->body;
+    nm = members(row, m);
+    /* From the second byte on: the compact form begins with ',' (a mark
+     * first would read as a whole body). */
+    for (size_t i = 0; i < nm; i++)
+        at[i] = member_find(&m[i], rest + 1, (size_t)(end - rest) - 1);
+    /* The canonical form writes request_id before node; a body where a
+     * node member comes first keeps its request_id whole. */
+    if (nm == 2 && at[0] != NULL && at[1] != NULL &&
+        at[1] < at[0] + m[0].key_len + m[0].value_len + 1)
+        at[0] = NULL;
+    for (size_t i = 0; i < nm; i++) {
+        if (at[i] == NULL) continue;
+        memcpy(scratch + out, rest, (size_t)(at[i] - rest));
+        out += (size_t)(at[i] - rest);
+        scratch[out++] = m[i].mark;
+        rest = at[i] + m[i].key_len + m[i].value_len + 1;
+    }
+    memcpy(scratch + out, rest, (size_t)(end - rest));
+    *len = out + (size_t)(end - rest);
+    return scratch;
+}
+
+/* Appends <s> (<n> bytes) to <row>'s body: false when it would not fit. */
+static bool body_put(struct gh_store_audit_row *row, const char *s, size_t n)
+{
+    if (n > GH_STORE_AUDIT_BODY_MAX - row->body_len) return false;
+    memcpy(row->body + row->body_len, s, n);
+    row->body_len += n;
+    return true;
+}
+
+/* Appends the compact <stored> with its marks as their members: false
+ * when a mark is not one of <row>'s (a column that needs escaping now) or
+ * the body would not fit. */
+static bool body_put_marked(struct gh_store_audit_row *row, const char *stored, size_t len)
+{
+    const char *end = stored + len;
+    struct member m[2];
+    size_t nm = members(row, m);
+
+    while (stored < end) {
+        const struct member *mk = NULL;
+        size_t n = 0;
+        while (stored + n < end && stored[n] != GH_STORE_AUDIT_MARK_REQUEST &&
+               stored[n] != GH_STORE_AUDIT_MARK_NODE)
+            n++;
+        if (!body_put(row, stored, n)) return false;
+        stored += n;
+        if (stored == end) break;
+        for (size_t i = 0; i < nm; i++)
+            if (m[i].mark == *stored) mk = &m[i];
+        if (mk == NULL || !body_put(row, mk->key, mk->key_len) ||
+            !body_put(row, mk->value, mk->value_len) || !body_put(row, "\"", 1))
+            return false;
+        stored++;
+    }
+    return true;
 }
 
 bool gh_store__audit_body_expand(struct gh_store_audit_row *row, const char *stored, size_t len)
 {
-    size_t n = 0;
-    bool ok = true;
+    bool ok = false;
 
     /* The front goes straight into the body (it fits: FRONT_MAX); <stored>
      * is the engine's memory, never the row's. */
     if (len > 0 && stored[0] == ',') {
-        n = front(row, row->body);
-        if (n == 0 || n + len > GH_STORE_AUDIT_BODY_MAX) {
-            n = 0;
-            ok = false;
+        row->body_len = front(row, row->body);
+        ok = row->body_len > 0 && body_put_marked(row, stored, len);
+        if (ok) {
+            row->body[row->body_len] = '\0';
+            return true;
         }
+    } else if (len <= GH_STORE_AUDIT_BODY_MAX) {
+        ok = true;
     }
-    if (n + len > GH_STORE_AUDIT_BODY_MAX) {
-        len = GH_STORE_AUDIT_BODY_MAX - n;
-        ok = false;
-    }
-    memcpy(row->body + n, stored, len);
-    row->body[n + len] = '\0';
-    row->body_len = n + len;
+    /* Whole, or a compact body that cannot come back: <stored> as far as
+     * it fits. */
+    if (len > GH_STORE_AUDIT_BODY_MAX) len = GH_STORE_AUDIT_BODY_MAX;
+    memcpy(row->body, stored, len);
+    row->body[len] = '\0';
+    row->body_len = len;
     return ok;
 }

@@ -75,7 +75,8 @@ struct batch {
      * (-1), or none is there (0). The long way, which reads the hashes
      * themselves, never looks at it. */
     signed char *at_first;
-    struct gh_pg_array buf; /* the heads' names, then the COPY's input */
+    struct gh_pg_array buf;                /* the heads' names, then the COPY's input */
+    char scratch[GH_STORE_AUDIT_BODY_MAX]; /* a row's body in the compact form */
 };
 
 static int row_cmp(const void *pa, const void *pb)
@@ -303,7 +304,7 @@ static const char copy_sql[] =
 
 /* The COPY input of the rows not stored yet, in b->buf (NULL when out of
  * memory); *want gets their number. Bodies go in the compact form where it
- * applies (audit_body.h): the front the columns hold was a third of a
+ * applies (audit_body.h): the members the columns hold were two fifths of a
  * request event's row, and the server's work per event grows with it. */
 static const char *copy_input(struct batch *b, size_t *want)
 {
@@ -313,7 +314,8 @@ static const char *copy_input(struct batch *b, size_t *want)
     gh_pg_copy_reset(buf);
     for (size_t i = 0; i < b->n; i++) {
         const struct gh_store_audit_row *row = &b->rows[i];
-        size_t cut;
+        const char *body;
+        size_t body_len;
         if (b->stored[i]) continue;
         (*want)++;
         gh_pg_copy_row(buf, 13);
@@ -328,8 +330,8 @@ static const char *copy_input(struct batch *b, size_t *want)
         gh_pg_copy_text(buf, row->outcome, strlen(row->outcome));
         gh_pg_copy_text(buf, row->request_id, strlen(row->request_id));
         gh_pg_copy_text(buf, row->hash, strlen(row->hash));
-        cut = gh_store__audit_body_cut(row);
-        gh_pg_copy_text(buf, row->body + cut, row->body_len - cut);
+        body = gh_store__audit_body_stored(row, b->scratch, &body_len);
+        gh_pg_copy_text(buf, body, body_len);
         gh_pg_copy_text(buf, row->node, strlen(row->node));
     }
     return gh_pg_copy_end(buf);

@@ -300,6 +300,13 @@ static const struct migration migrations[] = {
       * the column as it is. */
      "CREATE VIEW audit_events_canonical AS SELECT " GH_STORE_AUDIT_CANONICAL_COLS
      " FROM audit_events;"},
+    {13,
+     /* As in PostgreSQL: the view reads the compact form with its marks
+      * too (audit_body.h), so that both engines' views are one definition;
+      * SQLite still stores every body whole. */
+     "DROP VIEW audit_events_canonical;"
+     "CREATE VIEW audit_events_canonical AS SELECT " GH_STORE_AUDIT_CANONICAL_COLS_13(
+         "char") " FROM audit_events;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

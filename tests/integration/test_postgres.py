@@ -84,7 +84,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
-    assert "applied 0 migration(s), schema version 12" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 13" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -111,7 +111,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 12" in out, out
+    assert "store postgres: schema version 13" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)
@@ -483,9 +483,10 @@ def test_verify_names_a_row_moved_to_another_tenant(pg_server, gatehouse):
 
 
 def test_audit_bodies_are_stored_compact_and_read_canonical(pg_server, gatehouse):
-    """The append stores a body without the front its columns hold (it
-    begins with ','; src/store/audit_body.c; a body whose front needs
-    escaping stays whole: tests/unit/store); audit_events_canonical gives
+    """The append stores a body without the members its columns hold (it
+    begins with ','; the front left out, request_id and node as marks;
+    src/store/audit_body.c; a body whose front needs escaping stays whole:
+    tests/unit/store); audit_events_canonical gives
     the canonical body, whose hashes chain from seq 1, and the admin API the
     same event; a column changed in a compact row changes the body read
     back, and `audit verify` finds it."""
@@ -515,9 +516,14 @@ def test_audit_bodies_are_stored_compact_and_read_canonical(pg_server, gatehouse
             chain, int(seq), action, resource)
         if stored.startswith(","):
             compact += 1
-            # Exactly the members up to outcome were left out.
-            front = canonical[:len(canonical) - len(stored)]
-            assert canonical.endswith(stored) and front.startswith('{"v":2,"chain":') \
+            # Exactly the members up to outcome were left out, and the
+            # request_id and node members are each a mark (\x01, \x02).
+            assert stored.count("\x01") == 1 and stored.count("\x02") == 1, stored
+            assert '"request_id"' not in stored and '"node"' not in stored, stored
+            rest = stored.replace("\x01", f',"request_id":"{ev["request_id"]}"').replace(
+                "\x02", f',"node":"{ev["node"]}"')
+            front = canonical[:len(canonical) - len(rest)]
+            assert canonical.endswith(rest) and front.startswith('{"v":2,"chain":') \
                 and front.endswith(f'"outcome":"{ev["outcome"]}"'), (front, stored)
         else:
             whole += 1
@@ -547,6 +553,12 @@ def test_audit_bodies_are_stored_compact_and_read_canonical(pg_server, gatehouse
     changed = pg_server.psql("SELECT body FROM gatehouse.audit_events_canonical "
                              f"WHERE chain = '{a['id']}' AND seq = {seq}", db=db)
     assert '"actor":"key:evil"' in changed[0][0]
+    seq2 = tenant_rows[2][1]
+    pg_server.psql("UPDATE gatehouse.audit_events SET request_id = 'req-evil' "
+                   f"WHERE chain = '{a['id']}' AND seq = {seq2}", db=db)
+    changed = pg_server.psql("SELECT body FROM gatehouse.audit_events_canonical "
+                             f"WHERE chain = '{a['id']}' AND seq = {seq2}", db=db)
+    assert '"request_id":"req-evil"' in changed[0][0], changed
     rc, out, err = cli(g, "audit", "verify")
     assert rc == 1, (rc, out, err)
     assert f"chain {a['id']}, seq {seq}: changed" in err, err
