@@ -145,7 +145,7 @@ asan:
 # (a harness is built again when one of its own sources changes, too).
 fuzz_sources = $(filter %.c,$(FUZZ_LIBS_$(1)))
 .SECONDEXPANSION:
-$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB) $$(call fuzz_sources,$$*) | $(DEPS_OK)
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_check.h $(FUZZ_LIB) $$(call fuzz_sources,$$*) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB) $(FUZZ_LIBS_$*)

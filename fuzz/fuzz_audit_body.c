@@ -21,17 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
+
 #include "store/audit_body.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The next NUL-terminated value of the input into <dst> (<cap> bytes). */
 static void take(const uint8_t **p, const uint8_t *end, char *dst, size_t cap)
@@ -86,8 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          "\"tenant\":\"%s\",\"actor\":\"%s\",\"action\":\"%s\",\"resource\":\"%s\","
                          "\"outcome\":\"%s\"",
                          row.node[0] ? '2' : '1', row.chain, (unsigned long long)row.seq, row.id,
-                         (long long)row.time_us, row.tenant_id, row.actor, row.action,
-                         row.resource, row.outcome);
+                         (long long)row.time_us, row.tenant_id, row.actor, row.action, row.resource,
+                         row.outcome);
         if (k < 0 || (size_t)k >= sizeof(row.body)) return 0;
         n = (size_t)k;
     }
@@ -121,8 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static struct gh_store_audit_row third;
         third = back;
         CHECK(gh_store__audit_body_expand(&third, again, len));
-        CHECK(third.body_len == back.body_len &&
-              memcmp(third.body, back.body, back.body_len) == 0);
+        CHECK(third.body_len == back.body_len && memcmp(third.body, back.body, back.body_len) == 0);
     }
     CHECK(back.body_len <= GH_STORE_AUDIT_BODY_MAX && back.body[back.body_len] == '\0');
     return 0;

@@ -28,19 +28,11 @@
 
 #include <jansson.h>
 
+#include "fuzz_check.h"
+
 #include "audit/event.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 #define MAX_PAIRS 64
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct pair {
     gh_str name, value;

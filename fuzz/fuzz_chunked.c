@@ -12,16 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
+
 #include "core/err.h"
 #include "http/parser.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 struct outcome {
     enum gh_chunk_event last; /* DONE, ERROR, or NEED_MORE when the input ran out */
@@ -168,8 +162,6 @@ static void release(struct outcome *o)
     free(o->body);
     free(o->trailers);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

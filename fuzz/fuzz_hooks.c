@@ -19,18 +19,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fuzz_check.h"
+
 #include "hooks/schedule.h"
 #include "hooks/ssrf.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void url(const char *s)
 {

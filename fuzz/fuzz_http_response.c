@@ -12,16 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
+
 #include "core/err.h"
 #include "http/parser.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const struct gh_http_limits limit_sets[] = {
     {8192, 32768, 100}, /* the gateway's defaults */
@@ -267,8 +261,6 @@ static void decode_body(const uint8_t *data, size_t size)
     CHECK(c.total == bytes && bytes <= size);
     free(in);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -18,15 +18,9 @@
 
 #include <jansson.h>
 
-#include "telemetry/otlp.h"
+#include "fuzz_check.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "telemetry/otlp.h"
 
 struct rd {
     const uint8_t *p, *end;
@@ -86,8 +80,6 @@ static struct rd only(struct rd r, unsigned num)
     CHECK(seen == 1);
     return out;
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

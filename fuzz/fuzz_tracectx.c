@@ -21,20 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "telemetry/tracectx.h"
+#include "fuzz_check.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "telemetry/tracectx.h"
 
 #define MAX_TP 4
 #define MAX_TS 48
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static bool zero(const uint8_t *p, size_t n)
 {
