@@ -49,6 +49,14 @@ static void request_event(struct gh_audit_event *ev, const char *node)
 
 static char scratch[GH_STORE_AUDIT_BODY_MAX];
 
+/* <got>'s body is <want>'s, byte for byte. */
+static void assert_same_body(const struct gh_store_audit_row *got,
+                             const struct gh_store_audit_row *want)
+{
+    assert_int_equal(got->body_len, want->body_len);
+    assert_memory_equal(got->body, want->body, want->body_len);
+}
+
 /* What an engine stores for <row> (*stored, *len), and the row it reads
  * back from that (the columns as stored, the body from the stored bytes). */
 static bool store_and_read(const struct gh_store_audit_row *row, const char **stored, size_t *len,
@@ -95,8 +103,7 @@ static void test_request_event_round_trip(void **state)
         assert_memory_equal(stored, expect, len);
         /* 48 bytes of request_id, 14 of node, for one byte each. */
         assert_int_equal(row.body_len - (size_t)n - len, i ? 47 + 13 : 47);
-        assert_int_equal(back.body_len, row.body_len);
-        assert_memory_equal(back.body, row.body, row.body_len);
+        assert_same_body(&back, &row);
         assert_int_equal(back.body[back.body_len], '\0');
     }
 }
@@ -116,8 +123,7 @@ static void test_kept_whole(void **state)
     assert_true(store_and_read(&row, &stored, &len, &back));
     assert_ptr_equal(stored, row.body);
     assert_int_equal(len, row.body_len);
-    assert_int_equal(back.body_len, row.body_len);
-    assert_memory_equal(back.body, row.body, row.body_len);
+    assert_same_body(&back, &row);
 
     /* A column that is not what the body says (a caller's row, not the
      * writer's): stored whole, read back whole. */
@@ -175,8 +181,7 @@ static void test_member_kept(void **state)
     assert_int_equal(stored[0], ',');
     assert_null(memchr(stored, GH_STORE_AUDIT_MARK_REQUEST, len));
     assert_null(memchr(stored, GH_STORE_AUDIT_MARK_NODE, len));
-    assert_int_equal(back.body_len, row.body_len);
-    assert_memory_equal(back.body, row.body, row.body_len);
+    assert_same_body(&back, &row);
 
     /* Bodies that are not canonical ones. A node member before the
      * request_id member: the node is marked, the request_id kept. */
@@ -192,8 +197,7 @@ static void test_member_kept(void **state)
     assert_true(store_and_read(&row, &stored, &len, &back));
     assert_int_equal(len, strlen(",\"reason\":\"\"\002,\"request_id\":\"R\"}"));
     assert_memory_equal(stored, ",\"reason\":\"\"\002,\"request_id\":\"R\"}", len);
-    assert_int_equal(back.body_len, row.body_len);
-    assert_memory_equal(back.body, row.body, row.body_len);
+    assert_same_body(&back, &row);
 
     /* A member first of all after the front keeps its place: the compact
      * form begins with ','. */
@@ -202,8 +206,7 @@ static void test_member_kept(void **state)
     assert_true(store_and_read(&row, &stored, &len, &back));
     assert_int_equal(len, strlen(",\"node\":\"gw-1\"}"));
     assert_memory_equal(stored, ",\"node\":\"gw-1\"}", len);
-    assert_int_equal(back.body_len, row.body_len);
-    assert_memory_equal(back.body, row.body, row.body_len);
+    assert_same_body(&back, &row);
 }
 
 /* A body stored by a build before the marks (the front left out, nothing
@@ -221,8 +224,7 @@ static void test_front_only_form_reads(void **state)
     assert_non_null(tail);
     back = row;
     assert_true(gh_store__audit_body_expand(&back, tail, strlen(tail)));
-    assert_int_equal(back.body_len, row.body_len);
-    assert_memory_equal(back.body, row.body, row.body_len);
+    assert_same_body(&back, &row);
 }
 
 static void test_changed_column_changes_body(void **state)
@@ -338,8 +340,7 @@ static void test_random_events(void **state)
             whole++;
             assert_int_equal(len, row.body_len);
         }
-        assert_int_equal(back.body_len, row.body_len);
-        assert_memory_equal(back.body, row.body, row.body_len);
+        assert_same_body(&back, &row);
     }
     /* Both forms were exercised, and compact bodies with and without a
      * request_id mark. */
