@@ -95,26 +95,37 @@ _Static_assert(FRONT_MAX >= 130 + GH_STORE_AUDIT_CHAIN_SIZE * 2 + 20 + 20 +
                "the front of the longest row fits");
 _Static_assert(FRONT_MAX <= GH_STORE_AUDIT_BODY_MAX, "a front fits in a row's body");
 
-/* A member the compact form has as its <mark>: <key><value>". */
+/* A member the compact form has as its <mark>: <key><value>", at most
+ * 15 + 64 + 1 bytes (request_id) or 9 + 63 + 1 (node). */
+#define MEMBER_MAX 96
 struct member {
-    const char *key; /* through the value's opening quote */
-    size_t key_len;
-    const char *value;
-    size_t value_len;
+    char text[MEMBER_MAX];
+    size_t len;
     char mark;
 };
 
 #define REQUEST_KEY ",\"request_id\":\""
 #define NODE_KEY    ",\"node\":\""
+_Static_assert(sizeof(REQUEST_KEY) + sizeof(((struct gh_store_audit_row *)0)->request_id) <=
+                   MEMBER_MAX,
+               "a request_id member fits");
+_Static_assert(sizeof(NODE_KEY) + sizeof(((struct gh_store_audit_row *)0)->node) <= MEMBER_MAX,
+               "a node member fits");
 
-static void member_set(struct member *m, const char *key, size_t key_len, const char *value,
+/* Sets <m> to <key><value>" when the value (at most <cap> bytes) needs no
+ * escaping: false otherwise. */
+static bool member_set(struct member *m, const char *key, size_t key_len, const char *value,
                        size_t cap, char mark)
 {
-    m->key = key;
-    m->key_len = key_len;
-    m->value = value;
-    m->value_len = strnlen(value, cap);
+    size_t n = strnlen(value, cap);
+
+    if (!plain(value, n)) return false;
+    memcpy(m->text, key, key_len);
+    memcpy(m->text + key_len, value, n);
+    m->text[key_len + n] = '"';
+    m->len = key_len + n + 1;
     m->mark = mark;
+    return true;
 }
 
 /* The members of <row> that can be marks, request_id before node, as the
@@ -124,31 +135,12 @@ static size_t members(const struct gh_store_audit_row *row, struct member m[2])
 {
     size_t n = 0;
 
-    if (plain(row->request_id, strnlen(row->request_id, sizeof(row->request_id))))
-        member_set(&m[n++], REQUEST_KEY, sizeof(REQUEST_KEY) - 1, row->request_id,
-                   sizeof(row->request_id), GH_STORE_AUDIT_MARK_REQUEST);
-    if (row->node[0] != '\0' && plain(row->node, strnlen(row->node, sizeof(row->node))))
-        member_set(&m[n++], NODE_KEY, sizeof(NODE_KEY) - 1, row->node, sizeof(row->node),
-                   GH_STORE_AUDIT_MARK_NODE);
+    n += member_set(&m[n], REQUEST_KEY, sizeof(REQUEST_KEY) - 1, row->request_id,
+                    sizeof(row->request_id), GH_STORE_AUDIT_MARK_REQUEST);
+    if (row->node[0] != '\0')
+        n += member_set(&m[n], NODE_KEY, sizeof(NODE_KEY) - 1, row->node, sizeof(row->node),
+                        GH_STORE_AUDIT_MARK_NODE);
     return n;
-}
-
-/* Where in <s> (<n> bytes) the member is first, NULL when it is not. */
-static const char *member_find(const struct member *m, const char *s, size_t n)
-{
-    const char *end = s + n;
-    size_t need = m->key_len + m->value_len + 1;
-
-    while ((size_t)(end - s) >= need) {
-        const char *k = memchr(s, m->key[0], (size_t)(end - s) - need + 1);
-        if (k == NULL) return NULL;
-        if (memcmp(k, m->key, m->key_len) == 0 &&
-            memcmp(k + m->key_len, m->value, m->value_len) == 0 &&
-            k[m->key_len + m->value_len] == '"')
-            return k;
-        s = k + 1;
-    }
-    return NULL;
 }
 
 const char *gh_store__audit_body_stored(const struct gh_store_audit_row *row, char *scratch,
@@ -172,18 +164,16 @@ const char *gh_store__audit_body_stored(const struct gh_store_audit_row *row, ch
     /* From the second byte on: the compact form begins with ',' (a mark
      * first would read as a whole body). */
     for (size_t i = 0; i < nm; i++)
-        at[i] = member_find(&m[i], rest + 1, (size_t)(end - rest) - 1);
+        at[i] = memmem(rest + 1, (size_t)(end - rest) - 1, m[i].text, m[i].len);
     /* The canonical form writes request_id before node; a body where a
      * node member comes first keeps its request_id whole. */
-    if (nm == 2 && at[0] != NULL && at[1] != NULL &&
-        at[1] < at[0] + m[0].key_len + m[0].value_len + 1)
-        at[0] = NULL;
+    if (nm == 2 && at[0] != NULL && at[1] != NULL && at[1] < at[0] + m[0].len) at[0] = NULL;
     for (size_t i = 0; i < nm; i++) {
         if (at[i] == NULL) continue;
         memcpy(scratch + out, rest, (size_t)(at[i] - rest));
         out += (size_t)(at[i] - rest);
         scratch[out++] = m[i].mark;
-        rest = at[i] + m[i].key_len + m[i].value_len + 1;
+        rest = at[i] + m[i].len;
     }
     memcpy(scratch + out, rest, (size_t)(end - rest));
     *len = out + (size_t)(end - rest);
@@ -219,9 +209,7 @@ static bool body_put_marked(struct gh_store_audit_row *row, const char *stored, 
         if (stored == end) break;
         for (size_t i = 0; i < nm; i++)
             if (m[i].mark == *stored) mk = &m[i];
-        if (mk == NULL || !body_put(row, mk->key, mk->key_len) ||
-            !body_put(row, mk->value, mk->value_len) || !body_put(row, "\"", 1))
-            return false;
+        if (mk == NULL || !body_put(row, mk->text, mk->len)) return false;
         stored++;
     }
     return true;
