@@ -416,3 +416,98 @@ class CommitCutProxy:
             c["muted"] = True
             self._close(c)
         return True
+
+
+class VersionProxy:
+    """A real server behind a proxy that reports it as another version: the
+    startup's ParameterStatus server_version (what libpq's PQserverVersion
+    reads) is rewritten to <version>, everything else passes as it is. One
+    connection at a time; SSL and GSSAPI encryption requests are declined
+    here (the server never sees them). <queries> counts the client's
+    messages after its startup other than Terminate: the statements that
+    reached the server."""
+
+    def __init__(self, server_port, version):
+        import socket
+        self.server_port = server_port
+        self.version = version.encode()
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    @staticmethod
+    def _read(sock, n):
+        buf = b""
+        while len(buf) < n:
+            data = sock.recv(n - len(buf))
+            if not data:
+                raise EOFError
+            buf += data
+        return buf
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.server_port))
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._serve, args=(client, server), daemon=True).start()
+
+    def _serve(self, client, server):
+        import struct
+        try:
+            # SSLRequest and GSSENCRequest (8 bytes, codes 80877103/4): no.
+            while True:
+                head = self._read(client, 8)
+                length, code = struct.unpack("!ii", head)
+                if length == 8 and code in (80877103, 80877104):
+                    client.sendall(b"N")
+                    continue
+                server.sendall(head + self._read(client, length - 8))
+                break
+            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
+            # The server's startup answer, message by message, up to ReadyForQuery.
+            while True:
+                kind = self._read(server, 1)
+                length = struct.unpack("!i", self._read(server, 4))[0]
+                body = self._read(server, length - 4)
+                if kind == b"S" and body.split(b"\0")[0] == b"server_version":
+                    body = b"server_version\0" + self.version + b"\0"
+                client.sendall(kind + struct.pack("!i", len(body) + 4) + body)
+                if kind in (b"Z", b"E"):
+                    break
+            while True:
+                data = server.recv(65536)
+                if not data:
+                    break
+                client.sendall(data)
+        except (OSError, EOFError):
+            pass
+        client.close()
+        server.close()
+
+    def _up(self, client, server):
+        import struct
+        try:
+            while True:
+                kind = self._read(client, 1)
+                length = struct.unpack("!i", self._read(client, 4))[0]
+                body = self._read(client, length - 4)
+                if kind != b"X":
+                    self.queries += 1
+                server.sendall(kind + struct.pack("!i", length) + body)
+        except (OSError, EOFError):
+            pass

@@ -118,6 +118,33 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
     assert p.returncode == 0 and "COPY gatehouse.tenants" in p.stdout, p.stderr
 
 
+def test_init_refuses_a_server_older_than_15(pg_server, gatehouse):
+    """Migration 12's view needs security_invoker (PostgreSQL 15): init
+    names an older server and stops before its first statement, rather than
+    failing halfway through the migrations. Only 15 is packaged for Debian
+    12, so a real 15 is reported as 14.11 by a proxy (pg_helpers.VersionProxy):
+    without the check, init would go on and succeed against it."""
+    db, _ = pg_server.new_database()
+    proxy = pg_helpers.VersionProxy(pg_server.port, "14.11")
+    try:
+        g = gatehouse(raw=lambda g: pg_config(
+            g, f"postgresql://{pg_helpers.LOGIN}@127.0.0.1:{proxy.port}/{db}"), start=False)
+        p = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path,
+                            "--admin-url",
+                            f"postgresql://{pg_helpers.SUPERUSER}@127.0.0.1:{proxy.port}/{db}"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        proxy.close()
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert "PostgreSQL 14 is too old: gatehouse needs 15 or newer" in p.stderr, p.stderr
+    # Nothing reached the server: no statement, no schema, no role.
+    assert proxy.queries == 0, proxy.queries
+    assert pg_server.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'gatehouse'",
+                          db=db) == [["0"]]
+    # The same server, as what it is, is initialised.
+    postgres_init(g.config_path, pg_server.admin_url(db))
+
+
 def test_gateway_refuses_a_database_without_init(pg_server, gatehouse):
     db, url = pg_server.new_database()
     g = gatehouse(raw=lambda g: pg_config(g, url), start=False)
