@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/swar.h"
 #include "telemetry/otlp.h"
 
 /* Makes room for <n> more bytes in <b>. Returns 0, or -1 when out of memory
@@ -25,23 +26,13 @@ size_t gh_otlp__utf8_seq(const unsigned char *p, size_t n);
 #define GH_OTLP_REPLACEMENT     "\xef\xbf\xbd" /* U+FFFD */
 #define GH_OTLP_REPLACEMENT_LEN 3
 
-#define GH_OTLP_HIGH_BITS       UINT64_C(0x8080808080808080)
-
-/* The 8 bytes at <p>, in host order (any alignment). */
-static inline uint64_t gh_otlp__load8(const unsigned char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, sizeof(w));
-    return w;
-}
-
 /* Length of the run of ASCII bytes (< 0x80) that <p> (<n> bytes) starts
  * with: <n> when all of it is ASCII. */
 static inline size_t gh_otlp__ascii_prefix(const unsigned char *p, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        if (gh_otlp__load8(p + i) & GH_OTLP_HIGH_BITS) break;
+        if (gh_swar_load8(p + i) & GH_SWAR_HIGHS) break;
     while (i < n && p[i] < 0x80)
         i++;
     return i;
@@ -54,8 +45,8 @@ static inline bool gh_otlp__is_ascii(const unsigned char *p, size_t n)
 {
     if (n >= 8) {
         for (size_t i = 0; i + 8 < n; i += 8)
-            if (gh_otlp__load8(p + i) & GH_OTLP_HIGH_BITS) return false;
-        return (gh_otlp__load8(p + n - 8) & GH_OTLP_HIGH_BITS) == 0;
+            if (gh_swar_load8(p + i) & GH_SWAR_HIGHS) return false;
+        return (gh_swar_load8(p + n - 8) & GH_SWAR_HIGHS) == 0;
     }
     if (n >= 4) {
         uint32_t a, b;

@@ -37,18 +37,12 @@ static void raw(struct jw *w, const char *p, size_t n)
 
 #define lit(w, s) raw((w), (s), sizeof(s) - 1)
 
-#define ONES      UINT64_C(0x0101010101010101)
-
 /* Whether none of the 8 bytes in <v> needs care in a JSON string: no byte
- * >= 0x80, < 0x20, '"' or '\\'. Each test is the "has a zero byte" trick
- * (graphics.stanford.edu/~seander/bithacks.html#ZeroInWord), exact as a
- * yes/no for the whole word. */
+ * >= 0x80, < 0x20, '"' or '\\'. */
 static bool plain8(uint64_t v)
 {
-    uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
-    uint64_t lt20 = (v - ONES * 0x20) & ~v;
-    uint64_t has_q = (q - ONES) & ~q, has_b = (b - ONES) & ~b;
-    return ((v | lt20 | has_q | has_b) & GH_OTLP_HIGH_BITS) == 0;
+    return ((v & GH_SWAR_HIGHS) | gh_swar_below(v, 0x20) | gh_swar_has(v, '"') |
+            gh_swar_has(v, '\\')) == 0;
 }
 
 static bool plain(unsigned char c)
@@ -61,7 +55,7 @@ static size_t plain_prefix(const unsigned char *p, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        if (!plain8(gh_otlp__load8(p + i))) break;
+        if (!plain8(gh_swar_load8(p + i))) break;
     while (i < n && plain(p[i]))
         i++;
     return i;
@@ -73,8 +67,8 @@ static bool all_plain(const unsigned char *p, size_t n)
 {
     if (n >= 8) {
         for (size_t i = 0; i + 8 < n; i += 8)
-            if (!plain8(gh_otlp__load8(p + i))) return false;
-        return plain8(gh_otlp__load8(p + n - 8));
+            if (!plain8(gh_swar_load8(p + i))) return false;
+        return plain8(gh_swar_load8(p + n - 8));
     }
     for (size_t i = 0; i < n; i++)
         if (!plain(p[i])) return false;
