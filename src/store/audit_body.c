@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/str.h"
+#include "core/swar.h"
 #include "store/audit_body.h"
 
 /* The front's literals and values: at most 130 + 31 + 20 + 36 + 20 + 31 +
@@ -24,10 +25,19 @@ static void put(struct front *f, const char *s, size_t n)
 #define PUT_LIT(f, lit) put((f), (lit), sizeof(lit) - 1)
 
 /* Whether the canonical form writes <s> (<n> bytes) as it is
- * (gh_audit__escape leaves it so). */
+ * (gh_audit__escape leaves it so): no byte below 0x20, 0x7f, '"' or '\\'.
+ * Eight bytes at a time: every stored event's values go through here. */
 static bool plain(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v = gh_swar_load8(s + i);
+        if (gh_swar_below(v, 0x20) | gh_swar_has(v, 0x7f) | gh_swar_has(v, '"') |
+            gh_swar_has(v, '\\'))
+            return false;
+    }
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') return false;
     }
@@ -95,85 +105,126 @@ _Static_assert(FRONT_MAX >= 130 + GH_STORE_AUDIT_CHAIN_SIZE * 2 + 20 + 20 +
                "the front of the longest row fits");
 _Static_assert(FRONT_MAX <= GH_STORE_AUDIT_BODY_MAX, "a front fits in a row's body");
 
-/* A member the compact form has as its <mark>: <key><value>", at most
- * 15 + 64 + 1 bytes (request_id) or 9 + 63 + 1 (node). */
-#define MEMBER_MAX 96
+/* The stored side compares the body with the columns where they stand:
+ * no front or member is built, and each value is looked at once (the
+ * committer does this for every event it appends). */
+struct cursor {
+    const char *at, *end;
+};
+
+static bool take(struct cursor *c, const char *s, size_t n)
+{
+    if ((size_t)(c->end - c->at) < n || memcmp(c->at, s, n) != 0) return false;
+    c->at += n;
+    return true;
+}
+
+#define TAKE_LIT(c, lit) take((c), (lit), sizeof(lit) - 1)
+
+/* The column <s> (at most <cap> bytes) next in the body, as the canonical
+ * form writes a value it leaves as it is (plain). */
+static bool take_value(struct cursor *c, const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+
+    if (!plain(s, n)) return false;
+    return take(c, s, n);
+}
+
+static bool take_u64(struct cursor *c, uint64_t v)
+{
+    char d[20];
+    size_t start = gh_u64_dec(v, d);
+
+    return take(c, d + start, 20 - start);
+}
+
+#define TAKE_FIELD(c, lit, row, col)                                                               \
+    (TAKE_LIT(c, lit) && take_value((c), (row)->col, sizeof((row)->col)))
+
+/* The length of the front <row>'s columns give, when <row>'s body begins
+ * with it (the bytes front() would write); 0 when not. */
+static size_t front_in_body(const struct gh_store_audit_row *row)
+{
+    struct cursor c = {row->body, row->body + row->body_len};
+    bool v2 = row->node[0] != '\0', ok;
+
+    if (row->time_us < 0) return 0;
+    ok = (v2 ? TAKE_LIT(&c, "{\"v\":2,\"chain\":\"") : TAKE_LIT(&c, "{\"v\":1,\"chain\":\"")) &&
+         take_value(&c, row->chain, sizeof(row->chain)) && TAKE_LIT(&c, "\",\"seq\":") &&
+         take_u64(&c, row->seq) && TAKE_FIELD(&c, ",\"id\":\"", row, id) &&
+         TAKE_LIT(&c, "\",\"time_us\":") && take_u64(&c, (uint64_t)row->time_us) &&
+         TAKE_FIELD(&c, ",\"tenant\":\"", row, tenant_id) &&
+         TAKE_FIELD(&c, "\",\"actor\":\"", row, actor) &&
+         TAKE_FIELD(&c, "\",\"action\":\"", row, action) &&
+         TAKE_FIELD(&c, "\",\"resource\":\"", row, resource) &&
+         TAKE_FIELD(&c, "\",\"outcome\":\"", row, outcome) && TAKE_LIT(&c, "\"");
+    return ok ? (size_t)(c.at - row->body) : 0;
+}
+
+/* A member the compact form has as its <mark>: <key><value>", found where
+ * the body has it. */
 struct member {
-    char text[MEMBER_MAX];
+    const char *at; /* NULL: not found, or a value that needs escaping */
     size_t len;
     char mark;
 };
 
 #define REQUEST_KEY ",\"request_id\":\""
 #define NODE_KEY    ",\"node\":\""
-_Static_assert(sizeof(REQUEST_KEY) + sizeof(((struct gh_store_audit_row *)0)->request_id) <=
-                   MEMBER_MAX,
-               "a request_id member fits");
-_Static_assert(sizeof(NODE_KEY) + sizeof(((struct gh_store_audit_row *)0)->node) <= MEMBER_MAX,
-               "a node member fits");
 
-/* Sets <m> to <key><value>" when the value (at most <cap> bytes) needs no
- * escaping: false otherwise. */
-static bool member_set(struct member *m, const char *key, size_t key_len, const char *value,
-                       size_t cap, char mark)
+/* The first <key><value>" in [from, end), <value> being the column (at
+ * most <cap> bytes) as the canonical form writes it. */
+static struct member find_member(const char *from, const char *end, const char *key, size_t key_len,
+                                 const char *value, size_t cap, char mark)
 {
-    size_t n = strnlen(value, cap);
+    struct member m = {NULL, 0, mark};
+    const char *k;
 
-    if (!plain(value, n)) return false;
-    memcpy(m->text, key, key_len);
-    memcpy(m->text + key_len, value, n);
-    m->text[key_len + n] = '"';
-    m->len = key_len + n + 1;
-    m->mark = mark;
-    return true;
-}
-
-/* The members of <row> that can be marks, request_id before node, as the
- * canonical form writes them: those whose value needs no escaping (and
- * node only in format version 2). Returns their number. */
-static size_t members(const struct gh_store_audit_row *row, struct member m[2])
-{
-    size_t n = 0;
-
-    n += member_set(&m[n], REQUEST_KEY, sizeof(REQUEST_KEY) - 1, row->request_id,
-                    sizeof(row->request_id), GH_STORE_AUDIT_MARK_REQUEST);
-    if (row->node[0] != '\0')
-        n += member_set(&m[n], NODE_KEY, sizeof(NODE_KEY) - 1, row->node, sizeof(row->node),
-                        GH_STORE_AUDIT_MARK_NODE);
-    return n;
+    while ((k = memmem(from, (size_t)(end - from), key, key_len)) != NULL) {
+        struct cursor c = {k + key_len, end};
+        if (take_value(&c, value, cap) && TAKE_LIT(&c, "\"")) {
+            m.at = k;
+            m.len = (size_t)(c.at - k);
+            break;
+        }
+        from = k + 1;
+    }
+    return m;
 }
 
 const char *gh_store__audit_body_stored(const struct gh_store_audit_row *row, char *scratch,
                                         size_t *len)
 {
-    char buf[FRONT_MAX];
+    const char *rest, *end = row->body + row->body_len;
     struct member m[2];
-    const char *at[2] = {NULL, NULL}, *rest, *end = row->body + row->body_len;
-    size_t n = front(row, buf), nm = 0, out = 0;
+    size_t n = front_in_body(row), out = 0;
 
     *len = row->body_len;
-    if (n == 0 || n >= row->body_len || row->body[n] != ',' || memcmp(row->body, buf, n) != 0)
-        return row->body;
+    if (n == 0 || n >= row->body_len || row->body[n] != ',') return row->body;
     rest = row->body + n;
     /* A mark must be the only such byte: a body that holds one (never a
      * canonical body) is stored whole. */
     if (memchr(rest, GH_STORE_AUDIT_MARK_REQUEST, (size_t)(end - rest)) != NULL ||
         memchr(rest, GH_STORE_AUDIT_MARK_NODE, (size_t)(end - rest)) != NULL)
         return row->body;
-    nm = members(row, m);
     /* From the second byte on: the compact form begins with ',' (a mark
-     * first would read as a whole body). */
-    for (size_t i = 0; i < nm; i++)
-        at[i] = memmem(rest + 1, (size_t)(end - rest) - 1, m[i].text, m[i].len);
+     * first would read as a whole body). Node only in format version 2. */
+    m[0] = find_member(rest + 1, end, REQUEST_KEY, sizeof(REQUEST_KEY) - 1, row->request_id,
+                       sizeof(row->request_id), GH_STORE_AUDIT_MARK_REQUEST);
+    m[1] = (struct member){NULL, 0, GH_STORE_AUDIT_MARK_NODE};
+    if (row->node[0] != '\0')
+        m[1] = find_member(rest + 1, end, NODE_KEY, sizeof(NODE_KEY) - 1, row->node,
+                           sizeof(row->node), GH_STORE_AUDIT_MARK_NODE);
     /* The canonical form writes request_id before node; a body where a
      * node member comes first keeps its request_id whole. */
-    if (nm == 2 && at[0] != NULL && at[1] != NULL && at[1] < at[0] + m[0].len) at[0] = NULL;
-    for (size_t i = 0; i < nm; i++) {
-        if (at[i] == NULL) continue;
-        memcpy(scratch + out, rest, (size_t)(at[i] - rest));
-        out += (size_t)(at[i] - rest);
+    if (m[0].at != NULL && m[1].at != NULL && m[1].at < m[0].at + m[0].len) m[0].at = NULL;
+    for (size_t i = 0; i < 2; i++) {
+        if (m[i].at == NULL) continue;
+        memcpy(scratch + out, rest, (size_t)(m[i].at - rest));
+        out += (size_t)(m[i].at - rest);
         scratch[out++] = m[i].mark;
-        rest = at[i] + m[i].len;
+        rest = m[i].at + m[i].len;
     }
     memcpy(scratch + out, rest, (size_t)(end - rest));
     *len = out + (size_t)(end - rest);
@@ -189,17 +240,36 @@ static bool body_put(struct gh_store_audit_row *row, const char *s, size_t n)
     return true;
 }
 
+/* Appends the member <mark> stands for, <key><column>", to <row>'s body:
+ * false when <mark> is not one of <row>'s (node without a node column, a
+ * column that needs escaping now) or the body would not fit. */
+static bool body_put_member(struct gh_store_audit_row *row, char mark)
+{
+    const char *value = row->request_id;
+    size_t cap = sizeof(row->request_id), n;
+    bool ok;
+
+    if (mark == GH_STORE_AUDIT_MARK_NODE) {
+        if (row->node[0] == '\0') return false;
+        value = row->node;
+        cap = sizeof(row->node);
+    }
+    n = strnlen(value, cap);
+    if (!plain(value, n)) return false;
+    if (mark == GH_STORE_AUDIT_MARK_NODE)
+        ok = body_put(row, NODE_KEY, sizeof(NODE_KEY) - 1);
+    else
+        ok = body_put(row, REQUEST_KEY, sizeof(REQUEST_KEY) - 1);
+    return ok && body_put(row, value, n) && body_put(row, "\"", 1);
+}
+
 /* Appends the compact <stored> with its marks as their members: false
- * when a mark is not one of <row>'s (a column that needs escaping now) or
- * the body would not fit. */
+ * when a mark is not one of <row>'s or the body would not fit. */
 static bool body_put_marked(struct gh_store_audit_row *row, const char *stored, size_t len)
 {
     const char *end = stored + len;
-    struct member m[2];
-    size_t nm = members(row, m);
 
     while (stored < end) {
-        const struct member *mk = NULL;
         size_t n = 0;
         while (stored + n < end && stored[n] != GH_STORE_AUDIT_MARK_REQUEST &&
                stored[n] != GH_STORE_AUDIT_MARK_NODE)
@@ -207,9 +277,7 @@ static bool body_put_marked(struct gh_store_audit_row *row, const char *stored, 
         if (!body_put(row, stored, n)) return false;
         stored += n;
         if (stored == end) break;
-        for (size_t i = 0; i < nm; i++)
-            if (m[i].mark == *stored) mk = &m[i];
-        if (mk == NULL || !body_put(row, mk->text, mk->len)) return false;
+        if (!body_put_member(row, *stored)) return false;
         stored++;
     }
     return true;

@@ -6,9 +6,10 @@
  * a negative time or a body whose front is not its columns' keeps the body
  * whole; a member whose value needs escaping or is not its column's keeps
  * its place; a changed column changes the body read back (so the chain's
- * hash catches it); bodies stored by builds before the marks read as
- * before. Many random events, values drawn from every byte but NUL, must
- * come back byte for byte whichever form they take. */
+ * hash catches it); a column's byte the canonical form escapes, raw in a
+ * body that is not canonical, keeps its value in the body; bodies stored
+ * by builds before the marks read as before. Many random events, values drawn from every byte but
+ * NUL, must come back byte for byte whichever form they take. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -207,6 +208,57 @@ static void test_member_kept(void **state)
     assert_int_equal(len, strlen(",\"node\":\"gw-1\"}"));
     assert_memory_equal(stored, ",\"node\":\"gw-1\"}", len);
     assert_same_body(&back, &row);
+    /* The same for the request_id member. */
+    row.body_len = at + (size_t)snprintf(row.body + at, sizeof(row.body) - at, "%s",
+                                         ",\"request_id\":\"R\",\"node\":\"gw-1\"}");
+    assert_true(store_and_read(&row, &stored, &len, &back));
+    assert_int_equal(len, strlen(",\"request_id\":\"R\"\002}"));
+    assert_memory_equal(stored, ",\"request_id\":\"R\"\002}", len);
+    assert_same_body(&back, &row);
+}
+
+/* A column holding a byte the canonical form escapes, as it is in a body
+ * that is not a canonical one (a caller's row): the bytes match, but
+ * reading could not put them back (it refuses such a column), so the
+ * front goes with the body and the member keeps its place. Each byte at
+ * each place in a 20-byte value (eight at a time, then the last four). */
+static void test_raw_escapable_bytes_kept(void **state)
+{
+    static const char bad[] = {'"', '\\', '\t', 0x1f, 0x7f};
+    static struct gh_audit_event ev;
+    static struct gh_store_audit_row row, back;
+    const char *stored;
+    char *v;
+    size_t len;
+
+    (void)state;
+    for (size_t b = 0; b < sizeof(bad); b++) {
+        for (size_t pos = 0; pos < 20; pos++) {
+            /* In the front: the actor. */
+            request_event(&ev, "gw-1");
+            GH_AUDIT_SET(&ev, actor, GH_STR_LIT("AAAAAAAAAAAAAAAAAAAA"));
+            assert_int_equal(gh_audit_chain_event(&ev, 5, zero, &row), GH_OK);
+            v = strstr(row.body, "AAAAAAAAAAAAAAAAAAAA");
+            assert_non_null(v);
+            v[pos] = row.actor[pos] = bad[b];
+            assert_true(store_and_read(&row, &stored, &len, &back));
+            assert_ptr_equal(stored, row.body);
+            assert_same_body(&back, &row);
+
+            /* In a member: the request_id. */
+            request_event(&ev, "gw-1");
+            GH_AUDIT_SET(&ev, request_id, GH_STR_LIT("RRRRRRRRRRRRRRRRRRRR"));
+            assert_int_equal(gh_audit_chain_event(&ev, 5, zero, &row), GH_OK);
+            v = strstr(row.body, "RRRRRRRRRRRRRRRRRRRR");
+            assert_non_null(v);
+            v[pos] = row.request_id[pos] = bad[b];
+            assert_true(store_and_read(&row, &stored, &len, &back));
+            assert_int_equal(stored[0], ',');
+            assert_null(memchr(stored, GH_STORE_AUDIT_MARK_REQUEST, len));
+            assert_non_null(memchr(stored, GH_STORE_AUDIT_MARK_NODE, len));
+            assert_same_body(&back, &row);
+        }
+    }
 }
 
 /* A body stored by a build before the marks (the front left out, nothing
@@ -356,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_request_event_round_trip),
         cmocka_unit_test(test_kept_whole),
         cmocka_unit_test(test_member_kept),
+        cmocka_unit_test(test_raw_escapable_bytes_kept),
         cmocka_unit_test(test_front_only_form_reads),
         cmocka_unit_test(test_changed_column_changes_body),
         cmocka_unit_test(test_too_long_is_cut),
