@@ -217,6 +217,22 @@ static void test_member_kept(void **state)
     assert_same_body(&back, &row);
 }
 
+/* An event chained with <column> (the row's field for it) holding 20 times
+ * <fill>; then byte <pos> of the column and of its value in the body both
+ * set to <b>, raw. */
+static void raw_byte_row(struct gh_audit_event *ev, struct gh_store_audit_row *row, char *column,
+                         char fill, size_t pos, char b)
+{
+    char value[21], *v;
+
+    memset(value, fill, 20);
+    value[20] = '\0';
+    assert_int_equal(gh_audit_chain_event(ev, 5, zero, row), GH_OK);
+    v = strstr(row->body, value);
+    assert_non_null(v);
+    v[pos] = column[pos] = b;
+}
+
 /* A column holding a byte the canonical form escapes, as it is in a body
  * that is not a canonical one (a caller's row): the bytes match, but
  * reading could not put them back (it refuses such a column), so the
@@ -228,7 +244,6 @@ static void test_raw_escapable_bytes_kept(void **state)
     static struct gh_audit_event ev;
     static struct gh_store_audit_row row, back;
     const char *stored;
-    char *v;
     size_t len;
 
     (void)state;
@@ -237,10 +252,7 @@ static void test_raw_escapable_bytes_kept(void **state)
             /* In the front: the actor. */
             request_event(&ev, "gw-1");
             GH_AUDIT_SET(&ev, actor, GH_STR_LIT("AAAAAAAAAAAAAAAAAAAA"));
-            assert_int_equal(gh_audit_chain_event(&ev, 5, zero, &row), GH_OK);
-            v = strstr(row.body, "AAAAAAAAAAAAAAAAAAAA");
-            assert_non_null(v);
-            v[pos] = row.actor[pos] = bad[b];
+            raw_byte_row(&ev, &row, row.actor, 'A', pos, bad[b]);
             assert_true(store_and_read(&row, &stored, &len, &back));
             assert_ptr_equal(stored, row.body);
             assert_same_body(&back, &row);
@@ -248,10 +260,7 @@ static void test_raw_escapable_bytes_kept(void **state)
             /* In a member: the request_id. */
             request_event(&ev, "gw-1");
             GH_AUDIT_SET(&ev, request_id, GH_STR_LIT("RRRRRRRRRRRRRRRRRRRR"));
-            assert_int_equal(gh_audit_chain_event(&ev, 5, zero, &row), GH_OK);
-            v = strstr(row.body, "RRRRRRRRRRRRRRRRRRRR");
-            assert_non_null(v);
-            v[pos] = row.request_id[pos] = bad[b];
+            raw_byte_row(&ev, &row, row.request_id, 'R', pos, bad[b]);
             assert_true(store_and_read(&row, &stored, &len, &back));
             assert_int_equal(stored[0], ',');
             assert_null(memchr(stored, GH_STORE_AUDIT_MARK_REQUEST, len));
