@@ -521,22 +521,9 @@ static size_t cp_chain_end(const struct verifier *v, const char *name, size_t i)
 
 /* ---- Pass 1's reading of a body --------------------------------------------------- */
 
-struct cur {
-    const char *p, *end;
-};
-
-static bool lit(struct cur *c, const char *s, size_t n)
-{
-    if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n) != 0) return false;
-    c->p += n;
-    return true;
-}
-
-#define LIT(c, s) lit((c), (s), sizeof(s) - 1)
-
 /* A string member whose text must equal <want>: 1 equal, 0 not, -1 it has
  * escapes (the strict parser decides). */
-static int str_eq(struct cur *c, const char *want)
+static int str_eq(struct gh_cursor *c, const char *want)
 {
     const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
     size_t n = strlen(want);
@@ -549,7 +536,7 @@ static int str_eq(struct cur *c, const char *want)
 }
 
 /* Skips a string member's text and its closing quote (escapes allowed). */
-static bool str_skip(struct cur *c)
+static bool str_skip(struct gh_cursor *c)
 {
     for (;;) {
         const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
@@ -560,14 +547,6 @@ static bool str_skip(struct cur *c)
         c->p = q + 1;
         if (bs % 2 == 0) return true;
     }
-}
-
-static bool u64_eq(struct cur *c, uint64_t want)
-{
-    char d[20];
-    size_t start = gh_u64_dec(want, d);
-
-    return lit(c, d + start, 20 - start);
 }
 
 /* Does a version-2 body end with the row's node, as its last member
@@ -598,12 +577,12 @@ static int node_matches(const struct gh_store_audit_row *row)
  * covers every byte of the body. */
 static int columns_match(const struct gh_store_audit_row *row)
 {
-    struct cur c = {row->body, row->body + row->body_len};
+    struct gh_cursor c = {row->body, row->body + row->body_len};
     int r;
 
 #define STR(name, want)                                                                            \
     do {                                                                                           \
-        if (!LIT(&c, name)) return -1;                                                             \
+        if (!GH_CURSOR_TAKE_LIT(&c, name)) return -1;                                              \
         if ((r = str_eq(&c, (want))) != 1) return r;                                               \
     } while (0)
     /* A row without a node holds a version-1 event, with one a version-2
@@ -614,16 +593,19 @@ static int columns_match(const struct gh_store_audit_row *row)
         if ((r = node_matches(row)) != 1) return r;
         STR("{\"v\":2,\"chain\":\"", row->chain);
     }
-    if (!LIT(&c, ",\"seq\":") || !u64_eq(&c, row->seq)) return -1;
+    if (!GH_CURSOR_TAKE_LIT(&c, ",\"seq\":") || !gh_cursor_take_u64(&c, row->seq)) return -1;
     STR(",\"id\":\"", row->id);
-    if (!LIT(&c, ",\"time_us\":") || !u64_eq(&c, (uint64_t)row->time_us)) return -1;
+    if (!GH_CURSOR_TAKE_LIT(&c, ",\"time_us\":") || !gh_cursor_take_u64(&c, (uint64_t)row->time_us))
+        return -1;
     STR(",\"tenant\":\"", row->tenant_id);
     STR(",\"actor\":\"", row->actor);
     STR(",\"action\":\"", row->action);
     STR(",\"resource\":\"", row->resource);
     STR(",\"outcome\":\"", row->outcome);
-    if (!LIT(&c, ",\"reason\":\"") || !str_skip(&c) || !LIT(&c, ",\"method\":\"") ||
-        !str_skip(&c) || !LIT(&c, ",\"path\":\"") || !str_skip(&c) || !LIT(&c, ",\"status\":"))
+    if (!GH_CURSOR_TAKE_LIT(&c, ",\"reason\":\"") || !str_skip(&c) ||
+        !GH_CURSOR_TAKE_LIT(&c, ",\"method\":\"") || !str_skip(&c) ||
+        !GH_CURSOR_TAKE_LIT(&c, ",\"path\":\"") || !str_skip(&c) ||
+        !GH_CURSOR_TAKE_LIT(&c, ",\"status\":"))
         return -1;
     while (c.p < c.end && *c.p >= '0' && *c.p <= '9')
         c.p++;

@@ -61,6 +61,33 @@ static inline size_t gh_u64_dec(uint64_t v, char out[20])
     return i;
 }
 
+/* A reading position in the bytes [p, end), for readers that match a
+ * known layout in place (the audit verifier's and the store's compact
+ * form's readings of a canonical body). */
+struct gh_cursor {
+    const char *p, *end;
+};
+
+/* Whether the bytes at <c> begin with <s> (<n> bytes): if so, <c> moves
+ * past them. */
+static inline bool gh_cursor_take(struct gh_cursor *c, const char *s, size_t n)
+{
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n) != 0) return false;
+    c->p += n;
+    return true;
+}
+
+#define GH_CURSOR_TAKE_LIT(c, lit) gh_cursor_take((c), (lit), sizeof(lit) - 1)
+
+/* The same for <v> in decimal (gh_u64_dec). */
+static inline bool gh_cursor_take_u64(struct gh_cursor *c, uint64_t v)
+{
+    char d[20];
+    size_t start = gh_u64_dec(v, d);
+
+    return gh_cursor_take(c, d + start, 20 - start);
+}
+
 /* <s> cut to fit <size> bytes (NUL included) on a UTF-8 character
  * boundary, so a message quoting client input stays valid UTF-8 (jansson
  * refuses anything else). Returns <s> itself when it fits, else <buf>. */

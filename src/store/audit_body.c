@@ -105,61 +105,42 @@ _Static_assert(FRONT_MAX >= 130 + GH_STORE_AUDIT_CHAIN_SIZE * 2 + 20 + 20 +
                "the front of the longest row fits");
 _Static_assert(FRONT_MAX <= GH_STORE_AUDIT_BODY_MAX, "a front fits in a row's body");
 
-/* The stored side compares the body with the columns where they stand:
- * no front or member is built, and each value is looked at once (the
- * committer does this for every event it appends). */
-struct cursor {
-    const char *at, *end;
-};
-
-static bool take(struct cursor *c, const char *s, size_t n)
-{
-    if ((size_t)(c->end - c->at) < n || memcmp(c->at, s, n) != 0) return false;
-    c->at += n;
-    return true;
-}
-
-#define TAKE_LIT(c, lit) take((c), (lit), sizeof(lit) - 1)
-
-/* The column <s> (at most <cap> bytes) next in the body, as the canonical
- * form writes a value it leaves as it is (plain). */
-static bool take_value(struct cursor *c, const char *s, size_t cap)
+/* The stored side compares the body with the columns where they stand
+ * (a gh_cursor along the body): no front or member is built, and each
+ * value is looked at once (the committer does this for every event it
+ * appends). take_value: the column <s> (at most <cap> bytes) next in the
+ * body, as the canonical form writes a value it leaves as it is (plain). */
+static bool take_value(struct gh_cursor *c, const char *s, size_t cap)
 {
     size_t n = strnlen(s, cap);
 
     if (!plain(s, n)) return false;
-    return take(c, s, n);
-}
-
-static bool take_u64(struct cursor *c, uint64_t v)
-{
-    char d[20];
-    size_t start = gh_u64_dec(v, d);
-
-    return take(c, d + start, 20 - start);
+    return gh_cursor_take(c, s, n);
 }
 
 #define TAKE_FIELD(c, lit, row, col)                                                               \
-    (TAKE_LIT(c, lit) && take_value((c), (row)->col, sizeof((row)->col)))
+    (GH_CURSOR_TAKE_LIT(c, lit) && take_value((c), (row)->col, sizeof((row)->col)))
 
 /* The length of the front <row>'s columns give, when <row>'s body begins
  * with it (the bytes front() would write); 0 when not. */
 static size_t front_in_body(const struct gh_store_audit_row *row)
 {
-    struct cursor c = {row->body, row->body + row->body_len};
+    struct gh_cursor c = {row->body, row->body + row->body_len};
     bool v2 = row->node[0] != '\0', ok;
 
     if (row->time_us < 0) return 0;
-    ok = (v2 ? TAKE_LIT(&c, "{\"v\":2,\"chain\":\"") : TAKE_LIT(&c, "{\"v\":1,\"chain\":\"")) &&
-         take_value(&c, row->chain, sizeof(row->chain)) && TAKE_LIT(&c, "\",\"seq\":") &&
-         take_u64(&c, row->seq) && TAKE_FIELD(&c, ",\"id\":\"", row, id) &&
-         TAKE_LIT(&c, "\",\"time_us\":") && take_u64(&c, (uint64_t)row->time_us) &&
+    ok = (v2 ? GH_CURSOR_TAKE_LIT(&c, "{\"v\":2,\"chain\":\"")
+             : GH_CURSOR_TAKE_LIT(&c, "{\"v\":1,\"chain\":\"")) &&
+         take_value(&c, row->chain, sizeof(row->chain)) && GH_CURSOR_TAKE_LIT(&c, "\",\"seq\":") &&
+         gh_cursor_take_u64(&c, row->seq) && TAKE_FIELD(&c, ",\"id\":\"", row, id) &&
+         GH_CURSOR_TAKE_LIT(&c, "\",\"time_us\":") &&
+         gh_cursor_take_u64(&c, (uint64_t)row->time_us) &&
          TAKE_FIELD(&c, ",\"tenant\":\"", row, tenant_id) &&
          TAKE_FIELD(&c, "\",\"actor\":\"", row, actor) &&
          TAKE_FIELD(&c, "\",\"action\":\"", row, action) &&
          TAKE_FIELD(&c, "\",\"resource\":\"", row, resource) &&
-         TAKE_FIELD(&c, "\",\"outcome\":\"", row, outcome) && TAKE_LIT(&c, "\"");
-    return ok ? (size_t)(c.at - row->body) : 0;
+         TAKE_FIELD(&c, "\",\"outcome\":\"", row, outcome) && GH_CURSOR_TAKE_LIT(&c, "\"");
+    return ok ? (size_t)(c.p - row->body) : 0;
 }
 
 /* A member the compact form has as its <mark>: <key><value>", found where
@@ -182,10 +163,10 @@ static struct member find_member(const char *from, const char *end, const char *
     const char *k;
 
     while ((k = memmem(from, (size_t)(end - from), key, key_len)) != NULL) {
-        struct cursor c = {k + key_len, end};
-        if (take_value(&c, value, cap) && TAKE_LIT(&c, "\"")) {
+        struct gh_cursor c = {k + key_len, end};
+        if (take_value(&c, value, cap) && GH_CURSOR_TAKE_LIT(&c, "\"")) {
             m.at = k;
-            m.len = (size_t)(c.at - k);
+            m.len = (size_t)(c.p - k);
             break;
         }
         from = k + 1;
