@@ -76,13 +76,22 @@ int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotat
     struct gh_store_secret *rows = NULL;
     struct gh_store_secret_rewrap *rw = NULL;
     uint64_t acc[2];
-    uint32_t cur;
+    uint32_t cur, newest = 0;
     bool started = false;
     int rc = GH_ERROR;
 
     memset(res, 0, sizeof(*res));
     if (batch > GH_STORE_LIST_MAX) batch = GH_STORE_LIST_MAX;
     if (gh_secrets_current_version(s, &cur, err) != GH_OK) return GH_ERROR;
+    /* A newer version made on another node's provider (another copy of the
+     * file): making ours would give that version a second key. */
+    if (gh_secrets__check_version(s, cur, &newest, err) != GH_OK) return GH_ERROR;
+    if (newest > cur)
+        return gh_err_set(err, NULL, 0, 0,
+                          "the store has master key version %u (a rotation made it elsewhere), "
+                          "but the %s has only up to version %u: give this node that version "
+                          "first (copy the master key file of the node that rotated)",
+                          newest, s->place, cur);
     /* 1. Record it first (or find the pending one). */
     if (gh_store_secrets_rotation_begin(s->store, cur, cur + 1, &rot, &started, err) != GH_OK)
         return GH_ERROR;
@@ -98,6 +107,10 @@ int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotat
     if (opts && opts->on_begin && (rc = opts->on_begin(res, opts->arg, err)) != GH_OK) return rc;
     /* 2. The new version (kept when a previous run made it). */
     if (s->kms->ops->create_version(s->kms, rot.to_version, err) != GH_OK) return GH_ERROR;
+    /* Its check, before any row is wrapped under it: two operators rotating
+     * with two copies of the file at once make two keys of one version, and
+     * the second to record its check stops here. */
+    if (gh_secrets__check_version(s, rot.to_version, &newest, err) != GH_OK) return GH_ERROR;
 
     rows = calloc(batch, sizeof(*rows));
     rw = calloc(batch, sizeof(*rw));

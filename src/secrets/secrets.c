@@ -69,9 +69,9 @@ static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, stru
     "every node)"
 
 /* The local provider at start: the file, or a new one when there is none
- * and nothing was ever sealed. */
+ * and nothing was ever sealed (*created then). */
 static struct gh_kms *open_local(const struct gh_config *cfg, struct gh_store *store, bool create,
-                                 struct gh_err *err)
+                                 bool *created, struct gh_err *err)
 {
     const char *path = cfg->secrets.master_key_file;
     uint64_t rows = 0;
@@ -91,6 +91,7 @@ static struct gh_kms *open_local(const struct gh_config *cfg, struct gh_store *s
             return NULL;
         }
         if (gh_kms_local_create(path, err) != GH_OK) return NULL;
+        *created = true;
         gh_log_info("secrets: created master key file %s (mode 0600); back it up apart from the "
                     "store",
                     path);
@@ -98,17 +99,83 @@ static struct gh_kms *open_local(const struct gh_config *cfg, struct gh_store *s
     return gh_kms_local_open(path, err);
 }
 
+/* What every master key check wraps. Not secret: a check shows only that
+ * the key which unwraps it is the key which made it. */
+static const uint8_t CHECK_PLAIN[GH_KMS_DEK_LEN] = "gatehouse master key check, v1 .";
+
+/* Where the master key lives, for messages. */
+static void key_place(const struct gh_config *cfg, char *out, size_t cap)
+{
+    if (cfg->secrets.provider != NULL && strcmp(cfg->secrets.provider, "pkcs11") == 0)
+        snprintf(out, cap, "token %s", cfg->secrets.pkcs11.token_label);
+    else
+        snprintf(out, cap, "file %s", cfg->secrets.master_key_file);
+}
+
+int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, uint32_t *newest,
+                              struct gh_err *err)
+{
+    uint8_t mine[GH_KMS_BLOB_MAX], stored[GH_STORE_SECRET_WRAP_MAX], plain[GH_KMS_DEK_LEN];
+    size_t mine_len = 0, stored_len = 0;
+    struct gh_err e = {0};
+    int rc;
+
+    if (s->kms->ops->wrap(s->kms, version, CHECK_PLAIN, mine, sizeof(mine), &mine_len, err) !=
+        GH_OK)
+        return GH_STORE_NOT_FOUND;
+    rc = gh_store_secrets_kek_check(s->store, version, mine, mine_len, stored, &stored_len, newest,
+                                    err);
+    if (rc != GH_OK) return rc;
+    /* The store's check, ours or another process's: only the same key
+     * unwraps it (AES-GCM's tag) to the same bytes. */
+    if (s->kms->ops->unwrap(s->kms, version, stored, stored_len, plain, &e) != GH_OK ||
+        CRYPTO_memcmp(plain, CHECK_PLAIN, sizeof(plain)) != 0) {
+        gh_err_set(err, NULL, 0, 0,
+                   "master key version %u of the %s is not the one this store's secrets are "
+                   "sealed under",
+                   version, s->place);
+        rc = GH_STORE_CONFLICT;
+    }
+    OPENSSL_cleanse(plain, sizeof(plain));
+    return rc;
+}
+
+/* Checks versions 1..current against the store, recording those it has no
+ * check of yet (secrets_int.h). A version below the current one that the
+ * provider no longer holds is passed over: nothing can be sealed under it. */
+static int check_versions(struct gh_secrets *s, struct gh_err *err)
+{
+    uint32_t cur, newest = 0;
+    int rc;
+
+    if (gh_secrets_current_version(s, &cur, err) != GH_OK) return GH_ERROR;
+    for (uint32_t v = 1; v <= cur; v++) {
+        rc = gh_secrets__check_version(s, v, &newest, err);
+        if (rc == GH_STORE_NOT_FOUND && v < cur) continue;
+        if (rc != GH_OK) return rc == GH_STORE_CONFLICT ? rc : GH_ERROR;
+    }
+    if (newest > cur)
+        gh_log_warn("secrets: the store has master key version %u, but the %s has only up to "
+                    "version %u: values sealed or re-wrapped under the newer one do not open "
+                    "here until the %s holds it too",
+                    newest, s->place, cur, s->place);
+    return GH_OK;
+}
+
 struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_store *store,
                                       unsigned flags, struct gh_err *err)
 {
-    bool create = (flags & GH_SECRETS_CREATE_MASTER) != 0;
+    bool create = (flags & GH_SECRETS_CREATE_MASTER) != 0, created = false;
     struct gh_secrets *s = calloc(1, sizeof(*s));
+    char msg[sizeof(err->msg)];
+    int rc;
 
     if (s == NULL) {
         gh_err_set(err, NULL, 0, 0, "out of memory");
         return NULL;
     }
     s->store = store;
+    key_place(cfg, s->place, sizeof(s->place));
     if (cfg->secrets.provider != NULL && strcmp(cfg->secrets.provider, "pkcs11") == 0) {
         uint64_t rows = 0;
         /* The token makes its first key only on a store with nothing sealed,
@@ -116,11 +183,34 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
         if (create && sealed_rows(store, &rows, err) != GH_OK) goto fail;
         s->kms = open_pkcs11(cfg, create && rows == 0, err);
     } else {
-        s->kms = open_local(cfg, store, create, err);
+        s->kms = open_local(cfg, store, create, &created, err);
     }
     if (s->kms == NULL) goto fail;
+    rc = check_versions(s, err);
+    if (rc == GH_STORE_CONFLICT && err != NULL) {
+        snprintf(msg, sizeof(msg), "%s", err->msg);
+        if (created) {
+            /* Made by this start and refused: another node's first start
+             * made the store's key at the same moment. It sealed nothing,
+             * and left in place it would be refused at every start. (Not
+             * on other errors: the check may have been recorded.) */
+            unlink(cfg->secrets.master_key_file);
+            gh_err_set(err, NULL, 0, 0,
+                       "%s: another node made the master key at the same time, and this start "
+                       "removed the file it had just made; copy that node's file here",
+                       msg);
+        } else {
+            gh_err_set(err, NULL, 0, 0,
+                       "%s: every node needs the same master key (copy the file of a node that "
+                       "starts, or name the same token)",
+                       msg);
+        }
+        goto fail;
+    }
+    if (rc != GH_OK) goto fail;
     return s;
 fail:
+    if (s->kms != NULL) s->kms->ops->close(s->kms);
     free(s);
     return NULL;
 }

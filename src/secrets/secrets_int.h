@@ -2,12 +2,29 @@
 #ifndef GH_SECRETS_SECRETS_INT_H
 #define GH_SECRETS_SECRETS_INT_H
 
+#include <stdint.h>
+
+#include "core/err.h"
+
 struct gh_store;
 struct gh_kms;
 
 struct gh_secrets {
     struct gh_store *store; /* not owned */
     struct gh_kms *kms;     /* owned: closed with the handle */
+    char place[320];        /* "file PATH" or "token LABEL", for messages */
 };
+
+/* Master key checks (docs/secrets.md): the store keeps, per master key
+ * version, a constant wrapped by the first key that opened it under that
+ * version. Compares the provider's key <version> with it, recording ours
+ * when the store has none; *newest gets the highest version the store has
+ * a check of. GH_STORE_CONFLICT with a message when the key is another
+ * one; GH_STORE_NOT_FOUND when the provider cannot wrap under <version>
+ * (it no longer holds it); store errors as they come. Every open checks versions
+ * 1..current before anything is sealed; a rotation checks its new version
+ * as soon as the provider has it. */
+int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, uint32_t *newest,
+                              struct gh_err *err);
 
 #endif

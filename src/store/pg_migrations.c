@@ -354,6 +354,17 @@ static const struct migration migrations[] = {
       * grants and security_invoker. */
      "CREATE OR REPLACE VIEW audit_events_canonical WITH (security_invoker = true) AS "
      "SELECT " GH_STORE_AUDIT_CANONICAL_COLS_13("chr") " FROM audit_events;"},
+    {14,
+     /* As in SQLite: the master key checks (src/secrets/secrets.c). Two
+      * nodes whose first starts make a master key each, at once, both
+      * record version 1's check; the primary key keeps the first, and the
+      * other node, unable to unwrap it, refuses to start. Operator-only:
+      * no tenant owns a master key. */
+     "CREATE TABLE secrets_kek_checks ("
+     "  version bigint PRIMARY KEY CHECK (version >= 1),"
+     "  check_blob bytea NOT NULL,"
+     "  created_at bigint NOT NULL);"
+     "GRANT SELECT, INSERT ON secrets_kek_checks TO gatehouse_operator;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -317,6 +317,40 @@ int gh_pg__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int
     return gh_pg__end(&tx, rc, err);
 }
 
+int gh_pg__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_t *check,
+                             size_t len, int64_t now, uint8_t *stored, size_t *stored_len,
+                             uint32_t *newest, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int64_t top;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg_i64(&a, version);
+    arg_blob(&a, check, len);
+    gh_pg__arg_i64(&a, now);
+    rc = gh_pg__run(&tx, GH_PG_SECRET_KEK_CHECK_PUT, &a, NULL, err);
+    if (rc == GH_OK) {
+        memset(&a, 0, sizeof(a));
+        gh_pg__arg_i64(&a, version);
+        rc = gh_pg__run(&tx, GH_PG_SECRET_KEK_CHECK_GET, &a, &r, err);
+    }
+    if (rc == GH_OK && PQntuples(r) != 1)
+        rc = gh_err_set(err, NULL, 0, 0, "store: secrets_kek_checks: the check was not kept");
+    if (rc == GH_OK) rc = col_blob(r, 0, 0, stored, GH_STORE_SECRET_WRAP_MAX, stored_len, err);
+    if (rc == GH_OK) {
+        top = gh_pg__i64(r, 0, 1);
+        if (top < 1 || top > UINT32_MAX)
+            rc = gh_err_set(err, NULL, 0, 0, "store: secrets_kek_checks: a bad version");
+        else
+            *newest = (uint32_t)top;
+    }
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
 /* No step like SQLite's WAL truncation: the old row version stays in the
  * table's file until VACUUM reclaims it (autovacuum, or VACUUM by hand
  * after sealing keys that were stored in clear: docs/postgres.md). */

@@ -307,6 +307,17 @@ static const struct migration migrations[] = {
      "DROP VIEW audit_events_canonical;"
      "CREATE VIEW audit_events_canonical AS SELECT " GH_STORE_AUDIT_CANONICAL_COLS_13(
          "char") " FROM audit_events;"},
+    {14,
+     /* Master key checks (src/secrets/secrets.c): per master key version,
+      * a constant wrapped by it, recorded by the first process that opened
+      * the store with that version. Another key under the same version
+      * (a second node's own file, a wrong copy) cannot unwrap it, and is
+      * refused before it seals anything. */
+     "CREATE TABLE secrets_kek_checks ("
+     "  version INTEGER PRIMARY KEY CHECK (version >= 1),"
+     "  check_blob BLOB NOT NULL,"
+     "  created_at INTEGER NOT NULL"
+     ") STRICT;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -368,3 +368,50 @@ out:
     }
     return rc;
 }
+
+/* BEGIN IMMEDIATE: the insert and the read see one state; a check another
+ * process recorded first is the one read back. */
+int gh_sqlite__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_t *check,
+                                 size_t len, int64_t now, uint8_t *stored, size_t *stored_len,
+                                 uint32_t *newest, struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    sqlite3_stmt *s;
+    int rc = gh_sqlite__write_begin(ss, err);
+
+    if (rc != GH_OK) return rc;
+    s = gh_sqlite__stmt(c, GH_SQ_SECRET_KEK_CHECK_PUT, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, version);
+    bind_blob(s, 2, check, len);
+    sqlite3_bind_int64(s, 3, now);
+    rc = gh_sqlite__exec(c, s, "master key check", err);
+    if (rc != GH_OK) goto out;
+    s = gh_sqlite__stmt(c, GH_SQ_SECRET_KEK_CHECK_GET, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, version);
+    rc = gh_sqlite__row(c, s, "master key check", err);
+    if (rc != GH_OK) goto out;
+    {
+        const void *blob = sqlite3_column_blob(s, 0);
+        int n = sqlite3_column_bytes(s, 0);
+        int64_t top = sqlite3_column_int64(s, 1);
+        if (blob == NULL || n <= 0 || n > GH_STORE_SECRET_WRAP_MAX || top < 1 || top > UINT32_MAX) {
+            rc = gh_err_set(err, NULL, 0, 0, "store: secrets_kek_checks: a row has a bad check");
+        } else {
+            memcpy(stored, blob, (size_t)n);
+            *stored_len = (size_t)n;
+            *newest = (uint32_t)top;
+        }
+    }
+    gh_sqlite__done(s);
+out:
+    return gh_sqlite__write_end(ss, rc, err);
+}

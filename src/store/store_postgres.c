@@ -315,6 +315,14 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                                "WHERE id = 1 AND finished_at = 0",
     [GH_PG_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = $2::bigint "
                                 "WHERE id = 1 AND to_version = $1::bigint AND finished_at = 0",
+    [GH_PG_SECRET_KEK_CHECK_PUT] = "INSERT INTO secrets_kek_checks (version, check_blob, "
+                                   "created_at) VALUES ($1::bigint, $2::bytea, $3::bigint) "
+                                   "ON CONFLICT (version) DO NOTHING",
+    /* A statement of its own after the insert: under READ COMMITTED it
+     * sees a row another node committed while the insert waited for it. */
+    [GH_PG_SECRET_KEK_CHECK_GET] = "SELECT check_blob, (SELECT max(version) FROM "
+                                   "secrets_kek_checks) FROM secrets_kek_checks "
+                                   "WHERE version = $1::bigint",
     [GH_PG_AUDIT_KEY_SET_PRIVATE] = "UPDATE audit_keys SET private_pem = $2::text "
                                     "WHERE key_id = $1::text",
     [GH_PG_SIGNING_SET_PRIVATE] = "UPDATE signing_keys SET private_pem = $2::text "
@@ -1331,6 +1339,7 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .secrets_stale = gh_pg__secrets_stale,
     .secrets_rewrap = gh_pg__secrets_rewrap,
     .secrets_rotation_begin = gh_pg__secrets_rotation_begin,
+    .secrets_kek_check = gh_pg__secrets_kek_check,
     .secrets_rotation_get = gh_pg__secrets_rotation_get,
     .private_key_set = gh_pg__private_key_set,
     .secrets_rotation_finish = gh_pg__secrets_rotation_finish,

@@ -229,6 +229,10 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_SIGNING_SET_PRIVATE] = "UPDATE signing_keys SET private_pem = ?2 WHERE kid = ?1",
     [GH_SQ_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = ?2 "
                                 "WHERE id = 1 AND to_version = ?1 AND finished_at = 0",
+    [GH_SQ_SECRET_KEK_CHECK_PUT] = "INSERT OR IGNORE INTO secrets_kek_checks (version, "
+                                   "check_blob, created_at) VALUES (?1, ?2, ?3)",
+    [GH_SQ_SECRET_KEK_CHECK_GET] = "SELECT check_blob, (SELECT max(version) FROM "
+                                   "secrets_kek_checks) FROM secrets_kek_checks WHERE version = ?1",
     /* Webhooks (sqlite_webhooks.c). */
     [GH_SQ_HOOK_EP_INSERT] = "INSERT INTO webhook_endpoints (" HOOK_EP_COLS ") VALUES (?1, ?2, "
                              "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
@@ -876,6 +880,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .secrets_rewrap = gh_sqlite__secrets_rewrap,
     .secrets_rotation_begin = gh_sqlite__secrets_rotation_begin,
     .secrets_rotation_get = gh_sqlite__secrets_rotation_get,
+    .secrets_kek_check = gh_sqlite__secrets_kek_check,
     .secrets_rotation_finish = gh_sqlite__secrets_rotation_finish,
     .private_key_set = gh_sqlite__private_key_set,
     .hook_endpoint_insert = gh_sqlite__hook_endpoint_insert,

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "secrets/kms.h"
 #include "secrets/secrets.h"
 #include "store/store.h"
 
@@ -213,12 +214,102 @@ static void test_wrong_master(void **state)
 
     put(f, "system", "a", "value-of-a-0123456789");
     gh_secrets_close(f->s);
-    /* Another master key file at the same path: nothing opens. */
+    f->s = NULL;
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets_kek_checks"), 1);
+    /* Another master key file at the same path: refused at open, before
+     * anything is sealed under it, and the file is left alone. */
     unlink(f->master);
     assert_int_equal(gh_secrets_init(f->cfg, &err), GH_OK);
+    assert_null(gh_secrets_open(f->cfg, f->st, &err));
+    assert_non_null(strstr(err.msg, "master key version 1 of the file "));
+    assert_non_null(strstr(err.msg, "is not the one this store's secrets are sealed under: "
+                                    "every node needs the same master key"));
+    assert_int_equal(access(f->master, F_OK), 0);
+    /* The check is the first key's still: the second open did not replace
+     * it, so the first key opens again. */
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets_kek_checks"), 1);
+    raw(f, "DELETE FROM secrets_kek_checks");
     f->s = gh_secrets_open(f->cfg, f->st, &err);
     assert_non_null(f->s);
+    /* Without the check (a store of an older build) the key is taken, and
+     * the value does not open. */
     assert_int_equal(get(f, "system", "a", out, sizeof(out)), GH_ERROR);
+}
+
+/* Two nodes' first starts on one shared store, both before anything is
+ * sealed: each makes a master key file; the second to record its check
+ * is refused and removes the file it made, so its next start (with the
+ * first node's file copied) works. */
+static void test_first_starts_at_once(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    char other[200], extra[256];
+    struct gh_secrets *s;
+
+    snprintf(other, sizeof(other), "%s/other.master", f->dir);
+    snprintf(extra, sizeof(extra), "secrets:\n  master_key_file: %s\n", other);
+    load_config(f, extra);
+    assert_int_equal(access(other, F_OK), -1);
+    s = gh_secrets_open_ex(f->cfg, f->st, GH_SECRETS_CREATE_MASTER, &err);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "is not the one this store's secrets are sealed under: another "
+                                    "node made the master key at the same time, and this start "
+                                    "removed the file it had just made"));
+    assert_int_equal(access(other, F_OK), -1);
+    /* With the first node's file copied, it opens. */
+    {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, other);
+        assert_int_equal(system(cmd), 0);
+    }
+    s = gh_secrets_open_ex(f->cfg, f->st, GH_SECRETS_CREATE_MASTER, &err);
+    assert_non_null(s);
+    gh_secrets_close(s);
+}
+
+/* A node whose copy of the file lacks the version another node's rotation
+ * made opens (with a warning) but may not rotate: its own new version would
+ * be a second key of that version. A copy that made its own version 2 is
+ * refused at open. */
+static void test_rotation_with_a_stale_copy(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_secrets_rotate_result r;
+    struct gh_err err = {0};
+    char other[200], extra[256], cmd[512];
+    struct gh_secrets *s;
+    struct gh_kms *k;
+    uint32_t v = 0;
+
+    put(f, "system", "a", "value-of-a-0123456789");
+    snprintf(other, sizeof(other), "%s/other.master", f->dir);
+    snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, other);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(gh_secrets_rotate_master(f->s, NULL, &r, &err), GH_OK);
+    assert_int_equal(r.to_version, 2);
+    assert_int_equal(raw_int(f, "SELECT max(version) FROM secrets_kek_checks"), 2);
+
+    snprintf(extra, sizeof(extra), "secrets:\n  master_key_file: %s\n", other);
+    load_config(f, extra);
+    s = gh_secrets_open(f->cfg, f->st, &err);
+    assert_non_null(s);
+    assert_int_equal(gh_secrets_rotate_master(s, NULL, &r, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "the store has master key version 2 (a rotation made it "
+                                    "elsewhere), but the file "));
+    assert_int_equal(gh_secrets_current_version(s, &v, &err), GH_OK);
+    assert_int_equal(v, 1); /* no version made */
+    gh_secrets_close(s);
+
+    /* The copy makes a version 2 of its own (another operator's rotation
+     * that raced ours): refused at open. */
+    k = gh_kms_local_open(other, &err);
+    assert_non_null(k);
+    assert_int_equal(k->ops->create_version(k, 2, &err), GH_OK);
+    k->ops->close(k);
+    assert_null(gh_secrets_open(f->cfg, f->st, &err));
+    assert_non_null(strstr(err.msg, "master key version 2 of the file "));
+    assert_int_equal(access(other, F_OK), 0); /* not made by that open: kept */
 }
 
 static void test_first_start(void **state)
@@ -373,6 +464,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_master, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_starts_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_with_a_stale_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrap_compare_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_refs, setup, teardown),

@@ -1,0 +1,135 @@
+"""Every node on one PostgreSQL store holds the same master key
+(docs/secrets.md, "Master key checks"): the store keeps, per master key
+version, a constant wrapped by the first key that opened it under that
+version, and a node whose key does not unwrap it is refused at start,
+before it seals anything. Two nodes with keys of their own (each ran
+`gatehouse secrets init`), and two first starts at the same moment on an
+empty store, each making a key: one node serves, the other exits 1 naming
+its file (never a key), and with the first node's file copied it starts and
+opens what the first node sealed."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import gatehouse_bin, postgres_init
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/postgresql/15/bin/postgres"),
+                                reason="PostgreSQL 15 (Debian package postgresql) is needed")
+
+MISMATCH = "is not the one this store's secrets are sealed under"
+
+
+def node_config(g, url, master):
+    return (
+        f"workers: 1\n"
+        f"listen:\n  - address: 127.0.0.1:{g.port}\n"
+        f"admin:\n  address: 127.0.0.1:{g.admin_port}\n"
+        f"upstreams:\n  app:\n    endpoints: [\"127.0.0.1:{g.upstream_port}\"]\n"
+        f"routes:\n  - path: /\n    upstream: app\n"
+        f"store:\n  postgres: \"{url}\"\n  pool: 2\n"
+        f"secrets:\n  master_key_file: {master}\n"
+    )
+
+
+def cli(g, *args, stdin=None):
+    p = subprocess.run([gatehouse_bin(), *args, "-c", g.config_path], input=stdin,
+                       capture_output=True, timeout=60, cwd=str(g.tmp))
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def key_text(path):
+    """The base64 of every version in a master key file."""
+    with open(path) as f:
+        return [line.split()[2] for line in f if line.startswith("gatehouse-master ")]
+
+
+def checks(pg_server, db):
+    return pg_server.psql("SELECT version FROM gatehouse.secrets_kek_checks ORDER BY version",
+                          db=db)
+
+
+def ready_or_exited(g, timeout=20.0):
+    """'ready' once /readyz answers 200, or the exit code."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if g.proc.poll() is not None:
+            return g.proc.returncode
+        try:
+            if g.readyz(timeout=1)[0] == 200:
+                return "ready"
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"neither ready nor exited: {g.stderr()[-2000:]}")
+
+
+def two_nodes(pg_server, gatehouse, tmp_path):
+    db, url = pg_server.new_database()
+    masters = [str(tmp_path / f"n{i}.master") for i in (1, 2)]
+    nodes = [gatehouse(raw=lambda g, m=m: node_config(g, url, m), start=False, name=f"n{i}")
+             for i, m in enumerate(masters, 1)]
+    postgres_init(nodes[0].config_path, pg_server.admin_url(db))
+    return db, nodes, masters
+
+
+def test_a_node_with_a_master_key_of_its_own_is_refused(pg_server, gatehouse, tmp_path):
+    db, (g1, g2), (m1, m2) = two_nodes(pg_server, gatehouse, tmp_path)
+    g1.start()
+    assert "created master key file" in g1.stderr()
+    assert checks(pg_server, db) == [["1"]]
+    value = b"shared-db-password-7c1e9a40"
+    rc, _, err = cli(g1, "secrets", "set", "config/db", stdin=value)
+    assert rc == 0, err
+
+    # Node 2's operator made a key of its own, as on a lone node.
+    rc, _, err = cli(g2, "secrets", "init")
+    assert rc == 0, err
+    g2.start(wait=False)
+    assert g2.proc.wait(30) == 1
+    err = g2.stderr()
+    assert f"master key version 1 of the file {m2} {MISMATCH}" in err, err
+    assert "every node needs the same master key" in err
+    for k in key_text(m1) + key_text(m2):
+        assert k not in err, "a master key in the refusal"
+    assert os.path.exists(m2), "a file the start did not make is left alone"
+    # The CLI is refused the same way, and nothing was recorded for node 2.
+    rc, _, err = cli(g2, "secrets", "get", "config/db")
+    assert rc != 0 and MISMATCH in err, err
+    assert checks(pg_server, db) == [["1"]]
+    assert g1.readyz()[0] == 200
+
+    # With node 1's file, node 2 starts and opens what node 1 sealed.
+    shutil.copy2(m1, m2)
+    g2.start()
+    rc, out, err = cli(g2, "secrets", "get", "config/db")
+    assert rc == 0 and out.encode() == value, err
+
+
+def test_first_starts_at_the_same_moment_leave_one_master_key(pg_server, gatehouse, tmp_path):
+    db, nodes, masters = two_nodes(pg_server, gatehouse, tmp_path)
+    for g in nodes:
+        g.start(wait=False)
+    outcome = [ready_or_exited(g) for g in nodes]
+    assert sorted(map(str, outcome)) == ["1", "ready"], \
+        (outcome, nodes[0].stderr()[-1500:], nodes[1].stderr()[-1500:])
+    won = outcome.index("ready")
+    lost = 1 - won
+    err = nodes[lost].stderr()
+    # Refused either by the check (both made a key before either sealed
+    # anything: its file is removed) or, when the other node had sealed its
+    # own keys already, as a missing file beside sealed secrets.
+    assert (f"{MISMATCH}: another node made the master key at the same time, and this start "
+            "removed the file it had just made" in err) or \
+        "is missing, but the store holds" in err, err
+    assert not os.path.exists(masters[lost])
+    assert checks(pg_server, db) == [["1"]]
+
+    shutil.copy2(masters[won], masters[lost])
+    nodes[lost].start()
+    rc, _, err = cli(nodes[won], "secrets", "set", "config/x", stdin=b"value-from-the-winner")
+    assert rc == 0, err
+    rc, out, err = cli(nodes[lost], "secrets", "get", "config/x")
+    assert rc == 0 and out == "value-from-the-winner", err
