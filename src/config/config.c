@@ -1279,6 +1279,40 @@ static int finish_rate_limit(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
     return GH_OK;
 }
 
+/* `resolver`: the DNS server that the URL's host name is asked of, an IP
+ * address with port 53 by default, kept as "IP:PORT" / "[IP6]:PORT" (the
+ * form evdns takes). */
+static int finish_redis_resolver(struct cfg_ctx *ctx, yaml_node_t *node, struct gh_config_redis *r)
+{
+    yaml_node_t *vn = map_get(ctx, node, "resolver");
+    struct gh_config_addr addr;
+    char text[80], why[200];
+    const char *colon, *bracket;
+    int n;
+
+    if (r->resolver == NULL) return GH_OK;
+    colon = strrchr(r->resolver, ':');
+    bracket = strchr(r->resolver, ']');
+    n = snprintf(text, sizeof(text), "%s%s", r->resolver,
+                 colon == NULL || (bracket != NULL && colon < bracket) ? ":53" : "");
+    if (n < 0 || (size_t)n >= sizeof(text))
+        return fail(ctx, vn, "the resolver must be an IP address with an optional port");
+    if (gh_config_parse_addr_name(text, &addr, why, sizeof(why)) != GH_OK)
+        return fail(ctx, vn, "%s", why);
+    if (addr.sslen == 0) {
+        gh_config_addr_release(&addr);
+        return fail(ctx, vn,
+                    "the resolver must be an IP address with an optional port (e.g. "
+                    "127.0.0.1:8600), not a name");
+    }
+    snprintf(text, sizeof(text), addr.ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", addr.host,
+             (unsigned)addr.port);
+    gh_config_addr_release(&addr);
+    free(r->resolver);
+    r->resolver = strdup(text);
+    return r->resolver ? GH_OK : fail(ctx, vn, "out of memory");
+}
+
 /* redis://[user[:password]@]host[:port][/db] and rediss:// (TLS). */
 static int finish_redis(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 {
@@ -1345,14 +1379,17 @@ static int finish_redis(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
             return fail(ctx, un, "the database after '/' must be a number from 0 to 15");
         r->db = (uint32_t)db;
     }
-    if (gh_config_parse_addr(hostport, &addr, why, sizeof(why)) != GH_OK)
+    /* The name is looked up by each worker's client at every connect, not
+     * here: one that does not resolve now (DNS away at a restart) only
+     * leaves Redis down until it does. */
+    if (gh_config_parse_addr_name(hostport, &addr, why, sizeof(why)) != GH_OK)
         return fail(ctx, un, "%s", why);
     r->port = addr.port;
     r->host = addr.host;
     addr.host = NULL;
     gh_config_addr_release(&addr);
     if (r->host == NULL || r->host[0] == '\0') return fail(ctx, un, "the URL needs a host");
-    return GH_OK;
+    return finish_redis_resolver(ctx, node, r);
 }
 
 /* The default name is the host as written (with its "*") and the path. */
@@ -1753,6 +1790,7 @@ static const struct cfg_key redis_keys[] = {
     KEY("ca_file", t_path, RD, ca_file, .flags = KEY_READABLE),
     KEY("sni", t_string, RD, sni),
     KEY("verify", t_bool, RD, verify, .dflt = "true"),
+    KEY("resolver", t_string, RD, resolver),
 };
 #undef RD
 static void release_redis(const struct cfg_key *key, void *obj)

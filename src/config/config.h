@@ -296,6 +296,7 @@ struct gh_config_redis {
     char *ca_file;               /* rediss:// trust; NULL: system default */
     char *sni;                   /* rediss:// server name; default the URL's host */
     bool verify;                 /* default true */
+    char *resolver;              /* "IP:PORT" to look the host up at; NULL: the system's */
     /* From the URL. */
     char *host;
     uint16_t port;
@@ -553,6 +554,12 @@ const struct gh_config_plan *gh_config_plan_find(const struct gh_config *cfg, co
 /* Parses "host:port" / "[v6]:port" / "*:port" / ":port" and resolves it
  * (getaddrinfo, numeric or name). Returns GH_OK or GH_ERROR with a message in <why>. */
 int gh_config_parse_addr(const char *text, struct gh_config_addr *out, char *why, size_t whylen);
+/* As gh_config_parse_addr, but a host name is not looked up: out->host
+ * holds it and out->sslen is 0, for a client that looks it up itself each
+ * time it connects (the Redis client: src/limits/redis.c). Addresses are
+ * parsed as above. */
+int gh_config_parse_addr_name(const char *text, struct gh_config_addr *out, char *why,
+                              size_t whylen);
 void gh_config_addr_release(struct gh_config_addr *a);
 
 #endif

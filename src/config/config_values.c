@@ -3,6 +3,7 @@
  * admin API can parse the same formats without pulling in libyaml. */
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -148,7 +149,20 @@ static int resolve(const char *host, uint16_t port, bool v6_literal, struct gh_c
     return GH_OK;
 }
 
-int gh_config_parse_addr(const char *text, struct gh_config_addr *out, char *why, size_t whylen)
+/* A name of letters, digits, '-', '_' and '.', as DNS and /etc/hosts have
+ * them. */
+static bool plain_name(const char *h)
+{
+    if (h[0] == '\0' || h[0] == '-' || h[0] == '.') return false;
+    for (; *h; h++)
+        if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') ||
+              *h == '-' || *h == '_' || *h == '.'))
+            return false;
+    return true;
+}
+
+static int parse_addr(const char *text, bool lookup, struct gh_config_addr *out, char *why,
+                      size_t whylen)
 {
     const char *host_start, *host_end, *port_str;
     bool bracketed = false;
@@ -223,6 +237,15 @@ int gh_config_parse_addr(const char *text, struct gh_config_addr *out, char *why
 
     host = strndup(host_start, hostlen);
     if (host == NULL) goto nomem;
+    if (!lookup && !bracketed && plain_name(host)) {
+        struct in_addr v4;
+        /* A name is left for its user to look up (out->sslen 0); an IPv4
+         * address is still taken apart below. */
+        if (inet_pton(AF_INET, host, &v4) != 1) {
+            out->host = host;
+            return GH_OK;
+        }
+    }
     if (resolve(host, out->port, bracketed, out, why, whylen) != GH_OK) goto fail;
     out->host = host;
     return GH_OK;
@@ -233,6 +256,17 @@ fail:
     free(host);
     gh_config_addr_release(out);
     return GH_ERROR;
+}
+
+int gh_config_parse_addr(const char *text, struct gh_config_addr *out, char *why, size_t whylen)
+{
+    return parse_addr(text, true, out, why, whylen);
+}
+
+int gh_config_parse_addr_name(const char *text, struct gh_config_addr *out, char *why,
+                              size_t whylen)
+{
+    return parse_addr(text, false, out, why, whylen);
 }
 
 int gh_config_parse_rate(const char *s, struct gh_config_rate *out)

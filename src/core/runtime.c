@@ -129,7 +129,9 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
         old->inbound_webhooks.replay_redis != cfg->inbound_webhooks.replay_redis ||
         old->idempotency.redis != cfg->idempotency.redis ||
         old->redis.enabled != cfg->redis.enabled ||
-        (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0))
+        (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0) ||
+        (old->redis.resolver != NULL) != (cfg->redis.resolver != NULL) ||
+        (old->redis.resolver && strcmp(old->redis.resolver, cfg->redis.resolver) != 0))
         gh_log_warn("reload: limits.backend, inbound_webhooks.replay_store, idempotency.store or "
                     "redis changed; the Redis connections change at the next restart");
     if (old->idempotency.keys != cfg->idempotency.keys ||

@@ -266,6 +266,7 @@ struct gh_limits_worker *gh_limits_worker_new(struct gh_worker *w, struct gh_lim
         o.tls = cfg->redis.tls;
         o.tls_ctx = s->redis_tls;
         o.sni = cfg->redis.sni;
+        o.resolver = cfg->redis.resolver;
         o.username = cfg->redis.username;
         o.password = cfg->redis.password;
         o.db = cfg->redis.db;

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event_struct.h>
 #include <openssl/x509v3.h>
 
@@ -31,6 +32,7 @@
 
 enum state {
     ST_DOWN,       /* closed; the timer is the reconnect backoff */
+    ST_RESOLVING,  /* looking the host name up (evdns), before connecting */
     ST_CONNECTING, /* TCP connect in progress */
     ST_HANDSHAKE,  /* TLS handshake in progress */
     ST_HELLO,      /* connected; waiting for the AUTH/SELECT/PING replies */
@@ -55,9 +57,13 @@ struct slot {
 
 struct gh_redis {
     struct event_base *base;
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* the address the current attempt connects to */
     socklen_t addrlen;
-    char *host, *sni, *username, *password, *name;
+    bool numeric;                             /* host is an address: never looked up */
+    struct evdns_base *dns;                   /* a name's resolver, made anew for each lookup */
+    struct evdns_getaddrinfo_request *lookup; /* in flight, or NULL */
+    bool lookup_running; /* set around evdns_getaddrinfo, which may answer at once */
+    char *host, *sni, *username, *password, *name, *resolver;
     SSL_CTX *tls_ctx;
     bool tls;
     uint16_t port;
@@ -94,6 +100,7 @@ struct gh_redis {
 
 static void sock_cb(evutil_socket_t fd, short what, void *arg);
 static void start_connect(struct gh_redis *r);
+static void cancel_lookup(struct gh_redis *r);
 
 static struct slot *slot_at(struct gh_redis *r, uint64_t pos)
 {
@@ -157,6 +164,7 @@ static void go_down(struct gh_redis *r, const char *fmt, ...)
 
     r->down = true;
     r->state = ST_DOWN;
+    cancel_lookup(r);
     gh_sock_close(&r->sock);
     event_del(&r->ev_flush);
     r->flush_queued = false;
@@ -194,12 +202,18 @@ static void go_down(struct gh_redis *r, const char *fmt, ...)
 
 static void go_up(struct gh_redis *r)
 {
+    char ip[INET6_ADDRSTRLEN] = "";
+
     r->state = ST_UP;
     r->down = false;
     r->connect_deadline_ns = 0;
     r->backoff_ms = r->backoff_min_ms;
-    gh_log_info("redis %s: up (%s port %u%s)", r->name, r->host, (unsigned)r->port,
-                r->tls ? ", TLS" : "");
+    /* A name says where it led: after a failover, which server this is. */
+    if (!r->numeric)
+        getnameinfo((struct sockaddr *)&r->addr, r->addrlen, ip, sizeof(ip), NULL, 0,
+                    NI_NUMERICHOST);
+    gh_log_info("redis %s: up (%s%s%s port %u%s)", r->name, r->host, ip[0] ? " at " : "", ip,
+                (unsigned)r->port, r->tls ? ", TLS" : "");
 }
 
 /* ---- output ---- */
@@ -479,6 +493,7 @@ static void do_handshake(struct gh_redis *r)
 static int handle_reply(struct gh_redis *r, redisReply *reply)
 {
     struct slot s;
+    bool readonly;
 
     if (r->head == r->tail) {
         freeReplyObject(reply);
@@ -499,8 +514,17 @@ static int handle_reply(struct gh_redis *r, redisReply *reply)
         return GH_OK;
     }
     if (!s.expired) r->consec_timeouts = 0;
+    /* A primary demoted to a replica (a failover that left this connection
+     * open) refuses every write: its caller hears the refusal, and the next
+     * connect finds the primary (a name is looked up again). */
+    readonly = reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+               strncmp(reply->str, "READONLY ", 9) == 0;
     if (s.cb) s.cb(s.arg, reply, GH_REDIS_OK);
     freeReplyObject(reply);
+    if (readonly) {
+        go_down(r, "the server answers READONLY (a replica now)");
+        return GH_ERROR;
+    }
     return GH_OK;
 }
 
@@ -581,8 +605,112 @@ static void sock_cb(evutil_socket_t fd, short what, void *arg)
             read_replies(r);
         }
         return;
-    case ST_DOWN: return;
+    case ST_DOWN:
+    case ST_RESOLVING: return;
     }
+}
+
+/* ---- the host name ---- */
+
+/* Names are looked up on every attempt, not once: a name that did not
+ * resolve at start, or that moved (a failover that repoints a DNS name, as
+ * managed Redis services do), is followed at the next reconnect. evdns runs
+ * on the worker's loop, so a slow resolver never blocks the worker; a
+ * resolver made for each lookup reads /etc/resolv.conf and /etc/hosts as
+ * they are then, as getaddrinfo would. */
+#define RESOLVE_TIMEOUT_MIN_MS 1000
+
+static uint32_t resolve_timeout_ms(const struct gh_redis *r)
+{
+    return r->connect_timeout_ms > RESOLVE_TIMEOUT_MIN_MS ? r->connect_timeout_ms
+                                                          : RESOLVE_TIMEOUT_MIN_MS;
+}
+
+/* Copies the first IPv4 address of <res> (else its first) into r->addr, as
+ * the config's own resolution does (config_values.c). */
+static bool take_address(struct gh_redis *r, const struct evutil_addrinfo *res)
+{
+    const struct evutil_addrinfo *pick = res;
+
+    for (const struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+    if (pick == NULL || pick->ai_addrlen > sizeof(r->addr)) return false;
+    memcpy(&r->addr, pick->ai_addr, pick->ai_addrlen);
+    r->addrlen = (socklen_t)pick->ai_addrlen;
+    return true;
+}
+
+static void lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct gh_redis *r = arg;
+    bool ok;
+
+    /* Cancelled by go_down or gh_redis_free: <r> may be gone. */
+    if (result == EVUTIL_EAI_CANCEL) {
+        if (res) evutil_freeaddrinfo(res);
+        return;
+    }
+    r->lookup = NULL;
+    r->lookup_running = false;
+    ok = result == 0 && res != NULL && take_address(r, res);
+    if (res) evutil_freeaddrinfo(res);
+    if (!ok) {
+        go_down(r, "cannot resolve %s: %s", r->host,
+                result ? evutil_gai_strerror(result) : "no usable address");
+        return;
+    }
+    start_connect(r);
+}
+
+static void start_lookup(struct gh_redis *r)
+{
+    struct evutil_addrinfo hints;
+    struct evdns_getaddrinfo_request *req;
+    char port[8];
+
+    r->state = ST_RESOLVING;
+    r->connect_deadline_ns = gh_now_ns() + (uint64_t)resolve_timeout_ms(r) * 1000000ull;
+    timer_stop(r);
+    timer_want(r, r->connect_deadline_ns);
+    if (r->dns != NULL) evdns_base_free(r->dns, 1); /* no lookup of ours is in flight */
+    r->dns = evdns_base_new(r->base, (r->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS) |
+                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (r->dns == NULL ||
+        (r->resolver != NULL && evdns_base_nameserver_ip_add(r->dns, r->resolver) != 0)) {
+        go_down(r, "cannot set up a resolver (%s)", r->resolver ? r->resolver : "/etc/resolv.conf");
+        return;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%u", (unsigned)r->port);
+    r->lookup_running = true;
+    req = evdns_getaddrinfo(r->dns, r->host, port, &hints, lookup_cb, r);
+    /* A hosts-file answer (or an error) comes before the call returns, with
+     * the callback already run: then there is nothing to keep. */
+    if (r->lookup_running) r->lookup = req;
+}
+
+static void cancel_lookup(struct gh_redis *r)
+{
+    struct evdns_getaddrinfo_request *req = r->lookup;
+
+    r->lookup = NULL;
+    r->lookup_running = false;
+    if (req != NULL) evdns_getaddrinfo_cancel(req);
+}
+
+/* One connect attempt: a name is looked up first. */
+static void start_attempt(struct gh_redis *r)
+{
+    if (r->numeric)
+        start_connect(r);
+    else
+        start_lookup(r);
 }
 
 /* ---- deadlines ---- */
@@ -595,11 +723,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     r->timer_on = false;
     if (r->state == ST_DOWN) {
         r->st.reconnects++;
-        start_connect(r);
+        start_attempt(r);
         return;
     }
     if (r->state != ST_UP && now >= r->connect_deadline_ns) {
-        if (r->state == ST_CONNECTING)
+        if (r->state == ST_RESOLVING)
+            go_down(r, "no answer for %s from the resolver within %u ms", r->host,
+                    resolve_timeout_ms(r));
+        else if (r->state == ST_CONNECTING)
             go_down(r, "connect timed out after %u ms", r->connect_timeout_ms);
         else if (r->state == ST_HANDSHAKE)
             go_down(r, "TLS handshake timed out after %u ms", r->connect_timeout_ms);
@@ -651,26 +782,24 @@ static char *dup_opt(const char *s, bool *fail)
     return d;
 }
 
-static int resolve(struct gh_redis *r, const char *host, uint16_t port)
+/* A numeric host's address, once (AI_NUMERICHOST: no lookup, no blocking);
+ * r->numeric stays false for a name, which each attempt looks up. */
+static void numeric_address(struct gh_redis *r)
 {
     struct addrinfo hints = {0}, *res = NULL;
     char portstr[8];
-    int rc;
 
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
-    rc = getaddrinfo(host, portstr, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        gh_log_error("redis %s: cannot resolve %s: %s", r->name, host,
-                     rc ? gai_strerror(rc) : "no address");
-        return GH_ERROR;
+    hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)r->port);
+    if (getaddrinfo(r->host, portstr, &hints, &res) != 0 || res == NULL) return;
+    if (res->ai_addrlen <= sizeof(r->addr)) {
+        memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
+        r->addrlen = (socklen_t)res->ai_addrlen;
+        r->numeric = true;
     }
-    memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
-    r->addrlen = res->ai_addrlen;
     freeaddrinfo(res);
-    return GH_OK;
 }
 
 struct gh_redis *gh_redis_new(struct event_base *base, const struct gh_redis_opts *o)
@@ -688,6 +817,7 @@ struct gh_redis *gh_redis_new(struct event_base *base, const struct gh_redis_opt
     r->port = o->port;
     r->host = dup_opt(o->host, &fail);
     r->sni = dup_opt(o->sni, &fail);
+    r->resolver = dup_opt(o->resolver, &fail);
     r->username = dup_opt(o->username, &fail);
     r->password = dup_opt(o->password, &fail);
     r->name = dup_opt(o->log_name ? o->log_name : o->host, &fail);
@@ -707,8 +837,8 @@ struct gh_redis *gh_redis_new(struct event_base *base, const struct gh_redis_opt
     r->out_cap = OUT_INITIAL;
     r->reader = redisReaderCreate();
     if (fail || r->ring == NULL || r->out == NULL || r->reader == NULL) goto fail;
-    if (resolve(r, r->host, o->port) != GH_OK) goto fail;
-    start_connect(r);
+    numeric_address(r);
+    start_attempt(r);
     return r;
 fail:
     gh_redis_free(r);
@@ -720,6 +850,8 @@ void gh_redis_free(struct gh_redis *r)
     if (r == NULL) return;
     timer_stop(r);
     event_del(&r->ev_flush);
+    cancel_lookup(r);
+    if (r->dns != NULL) evdns_base_free(r->dns, 1);
     gh_sock_close(&r->sock);
     /* Callers' callbacks are dropped silently; wrappers still hear about
      * it, to release what they hold. */
@@ -732,6 +864,7 @@ void gh_redis_free(struct gh_redis *r)
     free(r->ring);
     free(r->host);
     free(r->sni);
+    free(r->resolver);
     free(r->username);
     if (r->password) OPENSSL_cleanse(r->password, strlen(r->password));
     free(r->password);

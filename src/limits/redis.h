@@ -6,9 +6,16 @@
  * per-command timeouts nor TLS.
  *
  * Contract:
- * - gh_redis_new() copies the options, resolves the host once (getaddrinfo,
- *   which may block: call it at worker start, not on the request path) and
- *   starts connecting at once. After the TCP connect and the TLS handshake,
+ * - gh_redis_new() copies the options and starts connecting at once; it
+ *   never blocks. A numeric host is used as is; a name is looked up again
+ *   at every connect attempt (evdns on <base>: /etc/hosts and
+ *   /etc/resolv.conf as they are then, or only the `resolver` given), so a
+ *   name that does not resolve yet, or that moves to another address (a
+ *   failover behind DNS), is followed at the next reconnect; a lookup that
+ *   fails or takes longer than max(connect_timeout_ms, 1 s) counts as a
+ *   failed connect. An error reply READONLY (a primary demoted to a
+ *   replica) is passed to its callback, then the connection is declared
+ *   DOWN, so that the reconnect looks for the primary. After the TCP connect and the TLS handshake,
  *   AUTH (when a password is set) and SELECT (when db != 0) are sent ahead
  *   of any queued command; with neither, a PING is sent, so that "up" always
  *   means "the server answered". The whole sequence must finish within
@@ -56,7 +63,8 @@
 #define GH_REDIS_IN_MAX      (1u << 20) /* bytes of one reply not yet complete */
 
 struct gh_redis_opts {
-    const char *host; /* numeric IP or name (resolved once, at gh_redis_new) */
+    const char *host;     /* numeric IP or name (looked up at every connect) */
+    const char *resolver; /* "IP:PORT" of the DNS server for a name; NULL: the system's */
     uint16_t port;
     bool tls;
     SSL_CTX *tls_ctx;     /* caller-owned client context, outlives the client; NULL when !tls */

@@ -4,7 +4,9 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 
 from conftest import free_port
@@ -13,19 +15,20 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class RedisServer:
-    def __init__(self, tmp_path, port=None, password=None):
+    def __init__(self, tmp_path, port=None, password=None, host="127.0.0.1"):
         self.dir = os.path.join(str(tmp_path), f"redis-{os.getpid()}-{time.monotonic_ns()}")
         os.makedirs(self.dir, exist_ok=True)
+        self.host = host  # any 127.0.0.0/8 address is loopback on Linux
         self.port = port or free_port()
         self.password = password
         self.proc = None
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}"
+        return f"redis://{self.host}:{self.port}"
 
     def start(self):
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", self.host,
                 "--save", "", "--appendonly", "no", "--dir", self.dir,
                 "--daemonize", "no", "--protected-mode", "no"]
         if self.password:
@@ -50,7 +53,7 @@ class RedisServer:
     def command(self, *args):
         """One command over RESP; the reply as a string (or list of strings)."""
         try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            s = socket.create_connection((self.host, self.port), timeout=2)
         except OSError:
             return None
         try:
@@ -88,3 +91,64 @@ def _read(f):
     if t == "*":
         return [_read(f) for _ in range(int(rest))]
     return line
+
+
+class DnsServer:
+    """A DNS server on a free 127.0.0.1 UDP port for the tests that follow a
+    Redis host name (redis.resolver): A queries for <name> are answered with
+    self.address (None: NXDOMAIN); other types get no answer. Counts the
+    queries for <name>; names are compared without case (resolvers mix it)."""
+
+    def __init__(self, name):
+        self.name = name.lower().rstrip(".")
+        self.address = None
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            reply = self._answer(q)
+            if reply:
+                self.sock.sendto(reply, peer)
+
+    def _answer(self, q):
+        if len(q) < 17:
+            return None
+        labels, i = [], 12
+        while i < len(q) and q[i] != 0:
+            labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+            i += 1 + q[i]
+        i += 1
+        if i + 4 > len(q):
+            return None
+        qtype = struct.unpack(">H", q[i:i + 2])[0]
+        end = i + 4
+        ours = ".".join(labels).lower() == self.name
+        if ours:
+            self.queries += 1
+        addr = self.address if ours else None
+        a_rec = qtype == 1 and addr is not None
+        rcode = 0 if addr is not None else 3
+        head = q[:2] + bytes([0x80 | (q[2] & 1), 0x80 | rcode]) + \
+            struct.pack(">HHHH", 1, 1 if a_rec else 0, 0, 0)
+        out = head + q[12:end]
+        if a_rec:
+            out += struct.pack(">HHHIH", 0xC00C, 1, 1, 0, 4) + socket.inet_aton(addr)
+        return out
+
+    def stop(self):
+        self._stop = True
+        self.sock.close()
+        self._thread.join(timeout=2)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Gatehouse, wait_for
 from identity_helpers import Admin, bearer, bootstrap, http_call, identity_config
-from redis_helpers import RedisServer
+from redis_helpers import DnsServer, RedisServer
 
 SF_POLICY = re.compile(r'^"([^"\\]+)";q=(\d+);w=(\d+)(;qu="content-bytes")?$')
 SF_LIMIT = re.compile(r'^"([^"\\]+)";r=(\d+);t=(\d+)$')
@@ -381,6 +381,48 @@ def test_redis_down_falls_back_locally_and_recovers(gatehouse, redis):
     redis.command("FLUSHALL")
     wait_for(lambda: (http_call(g.port, "GET", "/rl", headers=bearer(t["a"][1])),
                       redis.command("KEYS", "gh:rl:*"))[1], timeout=5, what="keys back in Redis")
+
+
+def test_redis_host_name_is_followed_across_a_failover(gatehouse, tmp_path):
+    """redis.url names a host: the gateway starts while the name does not
+    resolve (local decisions meanwhile), uses Redis once it does, and when
+    the server dies and the name moves to another address (a failover
+    behind DNS), reconnects there: the name is looked up at every connect,
+    here at the DNS server that `redis.resolver` names."""
+    name = "redis.gatehouse.test"
+    dns = DnsServer(name)
+    first = RedisServer(tmp_path).start()
+    second = RedisServer(tmp_path, port=first.port, host="127.0.0.2").start()
+    try:
+        extra = (f"redis: {{ url: \"redis://{name}:{first.port}\", "
+                 f"resolver: \"127.0.0.1:{dns.port}\", timeout: 20ms }}\n"
+                 f"limits: {{ backend: redis, nodes: 1 }}\n")
+        routes = route("/rl", "    rate_limit: { per: [tenant], rate: 100000/s, burst: 100000 }\n")
+        g, _, t = start_with_tenants(gatehouse, routes, extra=extra, names=("a",), workers=1)
+        key = t["a"][1]
+        assert f"cannot resolve {name}" in g.stderr(), g.stderr()[-2000:]
+        assert http_call(g.port, "GET", "/rl", headers=bearer(key)).status == 200  # local
+
+        def keys_in(server):
+            http_call(g.port, "GET", "/rl", headers=bearer(key))
+            return server.command("KEYS", "gh:rl:*")
+
+        dns.address = "127.0.0.1"
+        wait_for(lambda: keys_in(first), timeout=5, what="keys in the first Redis")
+        assert f"up ({name} at 127.0.0.1 port {first.port})" in g.stderr()
+        assert not second.command("KEYS", "gh:rl:*")
+        asked = dns.queries
+
+        dns.address = "127.0.0.2"
+        first.stop()
+        wait_for(lambda: keys_in(second), timeout=5, what="keys in the second Redis")
+        assert f"up ({name} at 127.0.0.2 port {first.port})" in g.stderr()
+        assert dns.queries > asked
+        assert g.proc.poll() is None
+    finally:
+        first.stop()
+        second.stop()
+        dns.stop()
 
 
 def test_redis_down_with_deny_policy(gatehouse, redis):

@@ -830,6 +830,13 @@ struct bad_case {
       "in audit.archive_interval: must be between 1000ms and 604800000ms")                         \
     X(plan_audit_retention, VALID_TAIL "plans: {gold: {audit_retention: 1y}}\n", 4, 33,            \
       "in plans.gold.audit_retention: invalid duration \"1y\"")                                    \
+    X(redis_resolver_name, VALID_TAIL "redis: {url: \"redis://r.test\", resolver: dns.test}\n", 4, \
+      42,                                                                                          \
+      "the resolver must be an IP address with an optional port (e.g. 127.0.0.1:8600), not a "     \
+      "name")                                                                                      \
+    X(redis_resolver_v6_brackets,                                                                  \
+      VALID_TAIL "redis: {url: \"redis://r.test\", resolver: \"::1\"}\n", 4, 42,                   \
+      "IPv6 addresses need brackets")                                                              \
     X(store_two_engines, VALID_TAIL "store: {sqlite: a.db, postgres: \"postgresql://u@h/d\"}\n",   \
       4, 8, "give exactly one of sqlite and postgres")                                             \
     X(store_postgres_scheme, VALID_TAIL "store: {postgres: \"mysql://u@h/d\"}\n", 4, 19,           \
@@ -905,6 +912,42 @@ static void test_bad(void **state)
 }
 
 /* ---- node.id --------------------------------------------------------------- */
+
+/* The Redis URL's host: an address is parsed, a name is kept for the
+ * client to look up at each connect (a name that does not resolve today is
+ * no config error); `resolver` is an address, given port 53 by default. */
+static void test_redis_names(void **state)
+{
+    static const struct {
+        const char *block, *host, *resolver;
+        uint16_t port;
+    } cases[] = {
+        {"redis: {url: \"redis://10.0.0.5\"}\n", "10.0.0.5", NULL, 6379},
+        {"redis: {url: \"redis://no-such-host.invalid:6380\"}\n", "no-such-host.invalid", NULL,
+         6380},
+        {"redis: {url: \"redis://redis.service.consul\", resolver: 127.0.0.1}\n",
+         "redis.service.consul", "127.0.0.1:53", 6379},
+        {"redis: {url: \"redis://r.test:7000\", resolver: \"127.0.0.1:8600\"}\n", "r.test",
+         "127.0.0.1:8600", 7000},
+        {"redis: {url: \"redis://r.test\", resolver: \"[::1]:5353\"}\n", "r.test", "[::1]:5353",
+         6379},
+    };
+    char yaml[512];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct gh_config *cfg;
+        snprintf(yaml, sizeof(yaml), "%s%s", VALID_TAIL, cases[i].block);
+        cfg = load_ok(yaml);
+        assert_string_equal(cfg->redis.host, cases[i].host);
+        assert_int_equal(cfg->redis.port, cases[i].port);
+        if (cases[i].resolver)
+            assert_string_equal(cfg->redis.resolver, cases[i].resolver);
+        else
+            assert_null(cfg->redis.resolver);
+        gh_config_free(cfg);
+    }
+}
 
 static void test_node_id(void **state)
 {
@@ -1111,6 +1154,7 @@ int main(void)
                                        cmocka_unit_test(test_error_format),
                                        cmocka_unit_test(test_demo),
                                        cmocka_unit_test(test_node_id),
+                                       cmocka_unit_test(test_redis_names),
                                        cmocka_unit_test(test_durations),
                                        cmocka_unit_test(test_sizes),
                                        cmocka_unit_test(test_addrs),

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -655,6 +656,177 @@ static void test_down_and_reconnect(void **state)
     gh_redis_free(r);
 }
 
+/* ---- a DNS server for one name, on the test's loop ---- */
+
+/* Answers A queries for any name with <a> (0: NXDOMAIN), AAAA and others
+ * with no answer; counts the queries. */
+struct dns {
+    int fd;
+    uint16_t port;
+    uint32_t a; /* network order; 0: NXDOMAIN */
+    int queries;
+    char last[64]; /* the first label of the last query */
+    struct event *ev;
+};
+
+static void dns_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns *d = arg;
+    uint8_t q[512], out[600];
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof(from);
+    ssize_t n = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from, &flen);
+    size_t end = 12, o;
+    uint16_t qtype;
+    bool a_rec;
+    (void)what;
+
+    if (n < 17) return;
+    while (end < (size_t)n && q[end] != 0)
+        end += 1u + q[end];
+    if (end + 5 > (size_t)n) return;
+    end++; /* the root label */
+    qtype = (uint16_t)(q[end] << 8 | q[end + 1]);
+    end += 4;
+    d->queries++;
+    snprintf(d->last, sizeof(d->last), "%.*s", q[12] < 63 ? q[12] : 63, (const char *)q + 13);
+    a_rec = qtype == 1 && d->a != 0;
+    memcpy(out, q, end);
+    out[2] = 0x80 | (q[2] & 0x01);       /* QR, RD copied */
+    out[3] = 0x80 | (d->a == 0 ? 3 : 0); /* RA; NXDOMAIN or NOERROR */
+    out[6] = 0;
+    out[7] = a_rec ? 1 : 0; /* ANCOUNT */
+    memset(out + 8, 0, 4);
+    o = end;
+    if (a_rec) {
+        static const uint8_t rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4};
+        memcpy(out + o, rr, sizeof(rr));
+        o += sizeof(rr);
+        memcpy(out + o, &d->a, 4);
+        o += 4;
+    }
+    sendto(fd, out, o, 0, (struct sockaddr *)&from, flen);
+}
+
+static void dns_start(struct env *e, struct dns *d)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+
+    memset(d, 0, sizeof(*d));
+    d->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(d->fd >= 0);
+    assert_int_equal(bind(d->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(d->fd, (struct sockaddr *)&a, &len), 0);
+    d->port = ntohs(a.sin_port);
+    d->ev = event_new(e->base, d->fd, EV_READ | EV_PERSIST, dns_cb, d);
+    assert_non_null(d->ev);
+    event_add(d->ev, NULL);
+}
+
+static void dns_stop(struct dns *d)
+{
+    event_free(d->ev);
+    close(d->fd);
+}
+
+static struct gh_redis *named_client(struct env *e, const char *host, uint16_t port,
+                                     const char *resolver)
+{
+    struct gh_redis_opts o = {
+        .host = host,
+        .port = port,
+        .resolver = resolver,
+        .timeout_ms = 200,
+        .connect_timeout_ms = 100,
+        .backoff_min_ms = 20,
+        .backoff_max_ms = 100,
+        .log_name = "test",
+    };
+    struct gh_redis *r = gh_redis_new(e->base, &o);
+
+    assert_non_null(r);
+    return r;
+}
+
+/* A host name: /etc/hosts answers "localhost" (no query leaves the machine);
+ * with a resolver, the name is asked of it at every attempt, so one that
+ * did not resolve at first is followed once it does, and a client freed
+ * with a lookup in flight cancels it. */
+static void test_host_names(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = named_client(e, "localhost", e->main.port, NULL);
+    struct result res;
+    struct dns d;
+    char resolver[32];
+    int before;
+
+    assert_true(wait_up(e->base, r, 1000));
+    call(e, r, &res, "PING", NULL, NULL);
+    assert_int_equal(res.status, GH_REDIS_OK);
+    gh_redis_free(r);
+
+    dns_start(e, &d);
+    snprintf(resolver, sizeof(resolver), "127.0.0.1:%u", (unsigned)d.port);
+    r = named_client(e, "redis.gatehouse.test", e->main.port, resolver);
+    run_until(e->base, NULL, 150);
+    assert_false(gh_redis_is_up(r));
+    assert_true(d.queries >= 1);
+    assert_int_equal(strcasecmp(d.last, "redis"), 0); /* evdns mixes the case (0x20 bits) */
+    assert_int_equal(cmd(r, &res, "PING", NULL, NULL, NULL), GH_ERROR); /* down: refused */
+
+    d.a = htonl(INADDR_LOOPBACK); /* the name appears */
+    before = d.queries;
+    assert_true(wait_up(e->base, r, 1500));
+    assert_true(d.queries > before);
+    call(e, r, &res, "PING", NULL, NULL);
+    assert_int_equal(res.status, GH_REDIS_OK);
+    gh_redis_free(r);
+
+    /* A resolver that never answers: freed while the lookup waits. */
+    event_del(d.ev);
+    before = d.queries;
+    r = named_client(e, "redis.gatehouse.test", e->main.port, resolver);
+    run_until(e->base, NULL, 30);
+    assert_false(gh_redis_is_up(r));
+    gh_redis_free(r);
+    run_until(e->base, NULL, 30);
+    assert_int_equal(d.queries, before);
+    dns_stop(&d);
+}
+
+/* A server that becomes a replica answers writes READONLY: the caller gets
+ * the error reply, and the client reconnects (to look for the primary)
+ * instead of keeping a connection that refuses every write. */
+static void test_readonly_reconnects(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis *r = client(e, e->other.port, NULL, NULL, 500);
+    struct gh_redis_stats st;
+    struct result res;
+    char port[8];
+
+    assert_true(wait_up(e->base, r, 1000));
+    snprintf(port, sizeof(port), "%u", (unsigned)e->main.port);
+    call(e, r, &res, "REPLICAOF", "127.0.0.1", port);
+    assert_string_equal(res.str, "OK");
+    call(e, r, &res, "SET", "gh:ro", "x");
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_int_equal(res.type, REDIS_REPLY_ERROR);
+    assert_true(strncmp(res.str, "READONLY ", 9) == 0);
+    assert_false(gh_redis_is_up(r));
+    assert_true(wait_up(e->base, r, 1000));
+    gh_redis_stats(r, &st);
+    assert_true(st.reconnects >= 1);
+    call(e, r, &res, "REPLICAOF", "NO", "ONE");
+    assert_string_equal(res.str, "OK");
+    call(e, r, &res, "SET", "gh:ro", "x");
+    assert_string_equal(res.str, "OK");
+    assert_true(gh_redis_is_up(r));
+    gh_redis_free(r);
+}
+
 static void test_auth(void **state)
 {
     struct env *e = *state;
@@ -748,6 +920,8 @@ int main(void)
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_host_names),
+        cmocka_unit_test(test_readonly_reconnects),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_down_and_reconnect),
     };
