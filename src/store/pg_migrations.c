@@ -365,6 +365,13 @@ static const struct migration migrations[] = {
      "  check_blob bytea NOT NULL,"
      "  created_at bigint NOT NULL);"
      "GRANT SELECT, INSERT ON secrets_kek_checks TO gatehouse_operator;"},
+    {15,
+     /* tenant_update is operator work (PATCH /v1/tenants: a suspension, a
+      * plan), run as the operator; no [tenant] call writes a tenant row, so
+      * the tenant role keeps SELECT only: a tenant's session can no longer
+      * lift its own suspension or change its own plan, whatever SQL it is
+      * made to run. */
+     "REVOKE UPDATE ON tenants FROM gatehouse_tenant;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

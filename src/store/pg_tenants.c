@@ -123,7 +123,9 @@ int gh_pg__tenant_update(struct gh_store *st, const char *id,
     struct gh_store_tenant cur;
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
-    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, id, false, &tx, err);
+    /* Operator work (suspending a tenant, changing its plan): the tenant
+     * role holds no UPDATE on tenants (migration 15). */
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
 
     if (rc != GH_OK) return rc;
     /* FOR UPDATE: the row as it is now, held until the commit, so the
@@ -136,8 +138,8 @@ int gh_pg__tenant_update(struct gh_store *st, const char *id,
     gh_pg__arg(&a, upd->status != GH_STORE_TENANT_ANY ? gh_store_tenant_status_name(upd->status)
                                                       : NULL);
     gh_pg__arg_i64(&a, now);
-    /* Another tenant's name is invisible here (RLS): its uniqueness is the
-     * constraint's, a CONFLICT with the same message as SQLite's. */
+    /* A name taken by another tenant: the constraint's unique violation, a
+     * CONFLICT with the same message as SQLite's. */
     rc = gh_pg__run(&tx, GH_PG_TENANT_UPDATE, &a, NULL, err);
     if (rc != GH_OK) goto out;
     if ((upd->status != GH_STORE_TENANT_ANY && upd->status != cur.status) ||

@@ -591,7 +591,7 @@ struct gh_store_ops {
                        const struct gh_store_keyset *after, size_t limit,
                        struct gh_store_tenant *out, size_t *count, bool *more, struct gh_err *err);
 
-    /* [tenant] Applies <upd> to tenant <id>, sets updated_at to <now>, and
+    /* [operator] Applies <upd> to tenant <id>, sets updated_at to <now>, and
      * fills <out> (may be NULL) with the result. Bumps the change counter
      * when the status or the plan changes. NOT_FOUND; CONFLICT when the new
      * name is taken. */

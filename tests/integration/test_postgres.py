@@ -84,7 +84,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
-    assert "applied 0 migration(s), schema version 14" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 15" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -111,7 +111,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 14" in out, out
+    assert "store postgres: schema version 15" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)
@@ -249,6 +249,39 @@ def as_tenant(tenant, sql):
     return ("BEGIN; SET LOCAL ROLE gatehouse_tenant; "
             f"SELECT set_config('gatehouse.tenant_id', '{tenant}', true) \\g /dev/null\n"
             f"{sql};\nCOMMIT;")
+
+
+def test_tenant_role_cannot_change_a_tenant_row(pg_server, pg_store):
+    """Suspending a tenant or changing its plan is operator work (migration
+    15): the tenant role may read its own row but change nothing in it, so
+    a tenant's session cannot lift its own suspension, whatever SQL runs in
+    it. The operator's PATCH (tenant_update, as the operator) still works."""
+    g, db, url = pg_store
+    pg_server.psql(SEED["tenants"].format(t=TENANT_A, n=900), db=db)
+    pg_server.psql(f"UPDATE gatehouse.tenants SET status = 'suspended' WHERE id = '{TENANT_A}'",
+                   db=db)
+    seen = pg_server.psql(as_tenant(TENANT_A, "SELECT status FROM gatehouse.tenants"),
+                          db=db, user="gatehouse")
+    assert seen == [["suspended"]], seen
+    for sets in ("status = 'active'", "plan = 'enterprise'", "name = 'renamed'",
+                 "updated_at = 1"):
+        p = pg_server.psql(as_tenant(TENANT_A, f"UPDATE gatehouse.tenants SET {sets} "
+                                               f"WHERE id = '{TENANT_A}'"),
+                           db=db, user="gatehouse", check=False)
+        assert p.returncode != 0 and "permission denied" in p.stderr, (sets, p.stderr)
+    p = pg_server.psql(as_tenant(TENANT_A, "SELECT 1 FROM gatehouse.tenants FOR UPDATE"),
+                       db=db, user="gatehouse", check=False)
+    assert p.returncode != 0 and "permission denied" in p.stderr, p.stderr
+    assert pg_server.psql(f"SELECT status FROM gatehouse.tenants WHERE id = '{TENANT_A}'",
+                          db=db) == [["suspended"]]
+    # The operator's call, through the admin API.
+    op_key, _, _ = bootstrap(g)
+    g.start()
+    r = http_call(g.admin_port, "PATCH", f"/v1/tenants/{TENANT_A}", {"status": "active"},
+                  headers={"Authorization": f"Bearer {op_key}"})
+    assert r.status == 200 and r.json()["status"] == "active", r
+    assert pg_server.psql(f"SELECT status FROM gatehouse.tenants WHERE id = '{TENANT_A}'",
+                          db=db) == [["active"]]
 
 
 def test_rls_on_every_tenant_owned_table(pg_server, pg_store):
