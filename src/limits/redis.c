@@ -59,10 +59,10 @@ struct gh_redis {
     struct event_base *base;
     struct sockaddr_storage addr; /* the address the current attempt connects to */
     socklen_t addrlen;
-    bool numeric;                             /* host is an address: never looked up */
-    struct evdns_base *dns;                   /* a name's resolver, made anew for each lookup */
-    struct evdns_getaddrinfo_request *lookup; /* in flight, or NULL */
-    bool lookup_running; /* set around evdns_getaddrinfo, which may answer at once */
+    bool numeric;           /* host is an address: never looked up */
+    struct evdns_base *dns; /* a name's resolver, made at the first lookup */
+    struct lookup *lk;      /* the lookup not called back yet (in flight or cancelled) */
+    bool hold_backoff;      /* down for READONLY: up is not well until a write works */
     char *host, *sni, *username, *password, *name, *resolver;
     SSL_CTX *tls_ctx;
     bool tls;
@@ -207,7 +207,11 @@ static void go_up(struct gh_redis *r)
     r->state = ST_UP;
     r->down = false;
     r->connect_deadline_ns = 0;
-    r->backoff_ms = r->backoff_min_ms;
+    /* A replica answers the hello as well as a primary: after a READONLY,
+     * the backoff keeps growing until a command is answered without one
+     * (handle_reply), or a name that still leads to a replica would be
+     * reconnected to in a loop. */
+    if (!r->hold_backoff) r->backoff_ms = r->backoff_min_ms;
     /* A name says where it led: after a failover, which server this is. */
     if (!r->numeric)
         getnameinfo((struct sockaddr *)&r->addr, r->addrlen, ip, sizeof(ip), NULL, 0,
@@ -431,7 +435,6 @@ static void start_connect(struct gh_redis *r)
         go_down(r, "out of memory");
         return;
     }
-    queue_hello(r);
     fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         go_down(r, "socket: %s", strerror(errno));
@@ -522,8 +525,13 @@ static int handle_reply(struct gh_redis *r, redisReply *reply)
     if (s.cb) s.cb(s.arg, reply, GH_REDIS_OK);
     freeReplyObject(reply);
     if (readonly) {
+        r->hold_backoff = true;
         go_down(r, "the server answers READONLY (a replica now)");
         return GH_ERROR;
+    }
+    if (r->hold_backoff) {
+        r->hold_backoff = false;
+        r->backoff_ms = r->backoff_min_ms;
     }
     return GH_OK;
 }
@@ -615,15 +623,37 @@ static void sock_cb(evutil_socket_t fd, short what, void *arg)
 /* Names are looked up on every attempt, not once: a name that did not
  * resolve at start, or that moved (a failover that repoints a DNS name, as
  * managed Redis services do), is followed at the next reconnect. evdns runs
- * on the worker's loop, so a slow resolver never blocks the worker; a
- * resolver made for each lookup reads /etc/resolv.conf and /etc/hosts as
- * they are then, as getaddrinfo would. */
-#define RESOLVE_TIMEOUT_MIN_MS 1000
+ * on the worker's loop, so a slow resolver never blocks the worker. One
+ * resolver per client, made at its first lookup (/etc/resolv.conf and
+ * /etc/hosts read then, or only redis.resolver), so that it learns which
+ * nameservers answer. Its waits are cut to fit the lookup's deadline: evdns
+ * would wait 5 s for a silent nameserver and 3 s for the second half of an
+ * A + AAAA pair. */
+#define RESOLVE_TIMEOUT_MIN_MS 2000
 
 static uint32_t resolve_timeout_ms(const struct gh_redis *r)
 {
     return r->connect_timeout_ms > RESOLVE_TIMEOUT_MIN_MS ? r->connect_timeout_ms
                                                           : RESOLVE_TIMEOUT_MIN_MS;
+}
+
+/* One lookup, from evdns_getaddrinfo until its callback, which always comes
+ * (a cancelled one is called back later, with EVUTIL_EAI_CANCEL) and frees
+ * it. A client freed before that hands it the resolver to free: evdns still
+ * uses the resolver to call back. */
+struct lookup {
+    struct gh_redis *r; /* NULL once the client is freed */
+    struct evdns_getaddrinfo_request *req;
+    struct evdns_base *dns; /* set when the client is freed: freed after the callback */
+    struct event_base *base;
+    bool cancelled; /* the answer is not wanted any more */
+};
+
+static void free_resolver_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evdns_base_free(arg, 0);
 }
 
 /* Copies the first IPv4 address of <res> (else its first) into r->addr, as
@@ -645,18 +675,23 @@ static bool take_address(struct gh_redis *r, const struct evutil_addrinfo *res)
 
 static void lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
-    struct gh_redis *r = arg;
-    bool ok;
+    struct lookup *lk = arg;
+    struct gh_redis *r = lk->r;
+    bool wanted = r != NULL && !lk->cancelled && result != EVUTIL_EAI_CANCEL, ok;
 
-    /* Cancelled by go_down or gh_redis_free: <r> may be gone. */
-    if (result == EVUTIL_EAI_CANCEL) {
-        if (res) evutil_freeaddrinfo(res);
-        return;
+    if (r != NULL) r->lk = NULL;
+    /* After this callback returns, evdns is done with the resolver: free it
+     * on the next loop turn (a worker that stops without one leaves it to
+     * the process's exit). */
+    if (lk->dns != NULL) {
+        struct timeval now = {0, 0};
+        if (event_base_once(lk->base, -1, EV_TIMEOUT, free_resolver_cb, lk->dns, &now) != 0)
+            gh_log_debug("redis: a resolver left unfreed");
     }
-    r->lookup = NULL;
-    r->lookup_running = false;
-    ok = result == 0 && res != NULL && take_address(r, res);
+    ok = wanted && result == 0 && res != NULL && take_address(r, res);
     if (res) evutil_freeaddrinfo(res);
+    free(lk);
+    if (!wanted) return;
     if (!ok) {
         go_down(r, "cannot resolve %s: %s", r->host,
                 result ? evutil_gai_strerror(result) : "no usable address");
@@ -665,48 +700,73 @@ static void lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
     start_connect(r);
 }
 
+static struct evdns_base *new_resolver(struct gh_redis *r)
+{
+    struct evdns_base *dns =
+        evdns_base_new(r->base, (r->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS) |
+                                    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+
+    if (dns == NULL) return NULL;
+    if ((r->resolver != NULL && evdns_base_nameserver_ip_add(dns, r->resolver) != 0) ||
+        evdns_base_set_option(dns, "timeout:", "0.5") != 0 ||
+        evdns_base_set_option(dns, "attempts:", "3") != 0 ||
+        evdns_base_set_option(dns, "getaddrinfo-allow-skew:", "0.3") != 0) {
+        evdns_base_free(dns, 0);
+        return NULL;
+    }
+    return dns;
+}
+
 static void start_lookup(struct gh_redis *r)
 {
     struct evutil_addrinfo hints;
     struct evdns_getaddrinfo_request *req;
+    struct lookup *lk;
     char port[8];
 
     r->state = ST_RESOLVING;
     r->connect_deadline_ns = gh_now_ns() + (uint64_t)resolve_timeout_ms(r) * 1000000ull;
     timer_stop(r);
     timer_want(r, r->connect_deadline_ns);
-    if (r->dns != NULL) evdns_base_free(r->dns, 1); /* no lookup of ours is in flight */
-    r->dns = evdns_base_new(r->base, (r->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS) |
-                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    if (r->dns == NULL ||
-        (r->resolver != NULL && evdns_base_nameserver_ip_add(r->dns, r->resolver) != 0)) {
+    if (r->dns == NULL && (r->dns = new_resolver(r)) == NULL) {
         go_down(r, "cannot set up a resolver (%s)", r->resolver ? r->resolver : "/etc/resolv.conf");
         return;
     }
+    if ((lk = calloc(1, sizeof(*lk))) == NULL) {
+        go_down(r, "out of memory");
+        return;
+    }
+    lk->r = r;
+    lk->base = r->base;
+    r->lk = lk;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = EVUTIL_AI_NUMERICSERV;
     snprintf(port, sizeof(port), "%u", (unsigned)r->port);
-    r->lookup_running = true;
-    req = evdns_getaddrinfo(r->dns, r->host, port, &hints, lookup_cb, r);
-    /* A hosts-file answer (or an error) comes before the call returns, with
-     * the callback already run: then there is nothing to keep. */
-    if (r->lookup_running) r->lookup = req;
+    req = evdns_getaddrinfo(r->dns, r->host, port, &hints, lookup_cb, lk);
+    /* A hosts-file answer (or an error) is called back before the call
+     * returns, and <lk> is gone then. */
+    if (r->lk == lk) lk->req = req;
 }
 
+/* The answer of the lookup in flight is not wanted (the client went down):
+ * its callback, which comes later, only frees it. */
 static void cancel_lookup(struct gh_redis *r)
 {
-    struct evdns_getaddrinfo_request *req = r->lookup;
+    struct lookup *lk = r->lk;
 
-    r->lookup = NULL;
-    r->lookup_running = false;
-    if (req != NULL) evdns_getaddrinfo_cancel(req);
+    if (lk == NULL || lk->cancelled) return;
+    lk->cancelled = true;
+    if (lk->req != NULL) evdns_getaddrinfo_cancel(lk->req);
+    lk->req = NULL;
 }
 
-/* One connect attempt: a name is looked up first. */
+/* One connect attempt: the hello first, so that it goes out ahead of the
+ * commands queued meanwhile, then a name is looked up. */
 static void start_attempt(struct gh_redis *r)
 {
+    queue_hello(r);
     if (r->numeric)
         start_connect(r);
     else
@@ -851,7 +911,14 @@ void gh_redis_free(struct gh_redis *r)
     timer_stop(r);
     event_del(&r->ev_flush);
     cancel_lookup(r);
-    if (r->dns != NULL) evdns_base_free(r->dns, 1);
+    if (r->lk != NULL) {
+        /* Its callback is still to come, and needs the resolver. */
+        r->lk->r = NULL;
+        r->lk->dns = r->dns;
+    } else if (r->dns != NULL) {
+        evdns_base_free(r->dns, 0);
+    }
+    r->dns = NULL;
     gh_sock_close(&r->sock);
     /* Callers' callbacks are dropped silently; wrappers still hear about
      * it, to release what they hold. */

@@ -9,17 +9,19 @@
  * - gh_redis_new() copies the options and starts connecting at once; it
  *   never blocks. A numeric host is used as is; a name is looked up again
  *   at every connect attempt (evdns on <base>: /etc/hosts and
- *   /etc/resolv.conf as they are then, or only the `resolver` given), so a
+ *   /etc/resolv.conf, or only the `resolver` given), so a
  *   name that does not resolve yet, or that moves to another address (a
  *   failover behind DNS), is followed at the next reconnect; a lookup that
- *   fails or takes longer than max(connect_timeout_ms, 1 s) counts as a
- *   failed connect. An error reply READONLY (a primary demoted to a
- *   replica) is passed to its callback, then the connection is declared
- *   DOWN, so that the reconnect looks for the primary. After the TCP connect and the TLS handshake,
- *   AUTH (when a password is set) and SELECT (when db != 0) are sent ahead
- *   of any queued command; with neither, a PING is sent, so that "up" always
- *   means "the server answered". The whole sequence must finish within
- *   connect_timeout_ms. A failure marks the connection DOWN with a logged
+ *   fails or takes longer than max(connect_timeout_ms, 2 s) counts as a
+ *   failed connect. The resolver is made at the first lookup and kept:
+ *   /etc/resolv.conf and /etc/hosts are read then. An error reply READONLY
+ *   (a primary demoted to a replica) is passed to its callback, then the
+ *   connection is declared DOWN, so that the reconnect looks for the
+ *   primary; the backoff is not reset by the next "up" until a command is
+ *   answered without READONLY (a replica answers the hello too). After the TCP connect and the TLS
+ * handshake, AUTH (when a password is set) and SELECT (when db != 0) are sent ahead of any queued
+ * command; with neither, a PING is sent, so that "up" always means "the server answered". The whole
+ * sequence must finish within connect_timeout_ms. A failure marks the connection DOWN with a logged
  *   reason (the password is never logged).
  * - gh_redis_command() queues a command and returns GH_OK; the callback then
  *   runs exactly once, later, from the event loop (never from inside
@@ -101,8 +103,9 @@ struct gh_redis_stats {
     bool up;
 };
 
-/* NULL when out of memory, when the options are unusable (no host, tls
- * without tls_ctx) or when the host does not resolve (logged). */
+/* NULL when out of memory or when the options are unusable (no host, tls
+ * without tls_ctx). A host that does not resolve is no error here: the
+ * client is down until it does. */
 struct gh_redis *gh_redis_new(struct event_base *base, const struct gh_redis_opts *o);
 void gh_redis_free(struct gh_redis *r);
 

@@ -6,6 +6,7 @@
 #include "secrets/secrets.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,12 +149,14 @@ static int check_versions(struct gh_secrets *s, struct gh_err *err)
     uint32_t cur, newest = 0;
     int rc;
 
-    if (gh_secrets_current_version(s, &cur, err) != GH_OK) return GH_ERROR;
+    if (s->kms->ops->current(s->kms, &cur, err) != GH_OK) return GH_ERROR;
+    if (cur == 0) return gh_err_set(err, NULL, 0, 0, "secrets: the provider has no master key");
     for (uint32_t v = 1; v <= cur; v++) {
         rc = gh_secrets__check_version(s, v, &newest, err);
         if (rc == GH_STORE_NOT_FOUND && v < cur) continue;
         if (rc != GH_OK) return rc == GH_STORE_CONFLICT ? rc : GH_ERROR;
     }
+    atomic_store(&s->checked, cur);
     if (newest > cur)
         gh_log_warn("secrets: the store has master key version %u, but the %s has only up to "
                     "version %u: values sealed or re-wrapped under the newer one do not open "
@@ -196,8 +199,10 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
              * on other errors: the check may have been recorded.) */
             unlink(cfg->secrets.master_key_file);
             gh_err_set(err, NULL, 0, 0,
-                       "%s: another node made the master key at the same time, and this start "
-                       "removed the file it had just made; copy that node's file here",
+                       "%s: another node made the store's master key (at the same time, or "
+                       "earlier and its file is missing here), and this start removed the file it "
+                       "had just made; copy that node's file here (docs/secrets.md, \"Master key "
+                       "checks\")",
                        msg);
         } else {
             gh_err_set(err, NULL, 0, 0,
@@ -250,10 +255,20 @@ const char *gh_secrets_provider(const struct gh_secrets *s)
 
 int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct gh_err *err)
 {
+    uint32_t newest = 0;
+
     *version = 0;
     if (s->kms->ops->current(s->kms, version, err) != GH_OK) return GH_ERROR;
     if (*version == 0)
         return gh_err_set(err, NULL, 0, 0, "secrets: the provider has no master key");
+    /* A version this handle has not compared yet (the file gained one while
+     * the gateway runs): compared now, before anything is sealed under it.
+     * A rotation that lost the race to record the version's check leaves
+     * its own key in its file; this keeps a running gateway from using it. */
+    if (*version > atomic_load(&s->checked)) {
+        if (gh_secrets__check_version(s, *version, &newest, err) != GH_OK) return GH_ERROR;
+        atomic_store(&s->checked, *version);
+    }
     return GH_OK;
 }
 

@@ -2,6 +2,7 @@
 #ifndef GH_SECRETS_SECRETS_INT_H
 #define GH_SECRETS_SECRETS_INT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -13,6 +14,10 @@ struct gh_secrets {
     struct gh_store *store; /* not owned */
     struct gh_kms *kms;     /* owned: closed with the handle */
     char place[320];        /* "file PATH" or "token LABEL", for messages */
+    /* The highest master key version compared with the store's check by
+     * this handle: a newer current version (another process rotated, or a
+     * copy of the file gained one) is compared before it seals anything. */
+    _Atomic uint32_t checked;
 };
 
 /* Master key checks (docs/secrets.md): the store keeps, per master key

@@ -933,10 +933,14 @@ static void drain(struct gh_pg_conn *c)
 static int open_tx(struct gh_pg_conn *c, enum gh_pg_role role, bool snapshot, bool audit_lock,
                    struct gh_pg_script *script, struct gh_err *err)
 {
+    /* READ COMMITTED named, whatever the database's default_transaction_
+     * isolation: the calls count on it (an ON CONFLICT that waited for
+     * another commit, then a statement that sees that commit; compare-and-
+     * set updates re-checked on the newest row version). */
     static const char *const sql[2][2] = {
-        {"BEGIN; SET LOCAL ROLE gatehouse_operator",
+        {"BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL ROLE gatehouse_operator",
          "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL ROLE gatehouse_operator"},
-        {"BEGIN; SET LOCAL ROLE gatehouse_tenant",
+        {"BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL ROLE gatehouse_tenant",
          "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL ROLE gatehouse_tenant"},
     };
     /* READ COMMITTED named, whatever the database's default: the heads read

@@ -663,25 +663,64 @@ static void test_down_and_reconnect(void **state)
 struct dns {
     int fd;
     uint16_t port;
-    uint32_t a; /* network order; 0: NXDOMAIN */
+    uint32_t a;  /* network order; 0: NXDOMAIN */
+    bool silent; /* queries are kept (held[]), not answered, until dns_answer_held */
+    uint8_t held[4][512];
+    size_t held_len[4];
+    struct sockaddr_storage held_from[4];
+    socklen_t held_fromlen[4];
+    int nheld;
     int queries;
     char last[64]; /* the first label of the last query */
     struct event *ev;
 };
 
+static void dns_reply(struct dns *d, const uint8_t *q, ssize_t n, struct sockaddr_storage *from,
+                      socklen_t flen);
+
 static void dns_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct dns *d = arg;
-    uint8_t q[512], out[600];
+    uint8_t q[512];
     struct sockaddr_storage from;
     socklen_t flen = sizeof(from);
     ssize_t n = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from, &flen);
-    size_t end = 12, o;
-    uint16_t qtype;
-    bool a_rec;
     (void)what;
 
     if (n < 17) return;
+    if (d->silent) {
+        if (d->nheld < 4) {
+            memcpy(d->held[d->nheld], q, (size_t)n);
+            d->held_len[d->nheld] = (size_t)n;
+            d->held_from[d->nheld] = from;
+            d->held_fromlen[d->nheld] = flen;
+            d->nheld++;
+        }
+        d->queries++;
+        return;
+    }
+    dns_reply(d, q, n, &from, flen);
+}
+
+/* Answers the queries held while silent. */
+static void dns_answer_held(struct dns *d)
+{
+    d->silent = false;
+    for (int i = 0; i < d->nheld; i++) {
+        d->queries--; /* counted once, when held */
+        dns_reply(d, d->held[i], (ssize_t)d->held_len[i], &d->held_from[i], d->held_fromlen[i]);
+    }
+    d->nheld = 0;
+}
+
+static void dns_reply(struct dns *d, const uint8_t *q, ssize_t n, struct sockaddr_storage *from,
+                      socklen_t flen)
+{
+    uint8_t out[600];
+    size_t end = 12, o;
+    uint16_t qtype;
+    bool a_rec;
+
     while (end < (size_t)n && q[end] != 0)
         end += 1u + q[end];
     if (end + 5 > (size_t)n) return;
@@ -705,7 +744,7 @@ static void dns_cb(evutil_socket_t fd, short what, void *arg)
         memcpy(out + o, &d->a, 4);
         o += 4;
     }
-    sendto(fd, out, o, 0, (struct sockaddr *)&from, flen);
+    sendto(d->fd, out, o, 0, (struct sockaddr *)from, flen);
 }
 
 static void dns_start(struct env *e, struct dns *d)
@@ -819,12 +858,76 @@ static void test_readonly_reconnects(void **state)
     assert_true(wait_up(e->base, r, 1000));
     gh_redis_stats(r, &st);
     assert_true(st.reconnects >= 1);
+    /* Still a replica: writing as fast as it comes up, 600 ms. The backoff
+     * (20 ms doubling to 200 ms here) is not reset by an up that answers
+     * READONLY again, so about 5 reconnects, not one every 20 ms. */
+    {
+        uint64_t end = gh_now_ns() + 600000000ull;
+        uint64_t before = st.reconnects;
+        while (gh_now_ns() < end) {
+            if (gh_redis_is_up(r) && cmd(r, &res, "SET", "gh:ro", "x", NULL) == GH_OK)
+                run_until(e->base, &res.done, 100);
+            else
+                run_until(e->base, NULL, 2);
+        }
+        gh_redis_stats(r, &st);
+        assert_true(st.reconnects - before >= 2);
+        if (st.reconnects - before > 8)
+            fail_msg("%llu reconnects in 600 ms to a replica",
+                     (unsigned long long)(st.reconnects - before));
+    }
+    assert_true(wait_up(e->base, r, 1000));
     call(e, r, &res, "REPLICAOF", "NO", "ONE");
     assert_string_equal(res.str, "OK");
     call(e, r, &res, "SET", "gh:ro", "x");
     assert_string_equal(res.str, "OK");
     assert_true(gh_redis_is_up(r));
     gh_redis_free(r);
+}
+
+/* Commands queued while the name is looked up go out behind the hello
+ * (SELECT here): a SET made then lands in the configured db. */
+static void test_hello_before_commands_queued_during_lookup(void **state)
+{
+    struct env *e = *state;
+    struct gh_redis_opts o = {
+        .host = "redis.gatehouse.test",
+        .port = e->main.port,
+        .db = 3,
+        .timeout_ms = 1000,
+        .connect_timeout_ms = 500,
+        .log_name = "test",
+    };
+    struct gh_redis *r, *check;
+    struct result res;
+    struct dns d;
+    char resolver[32];
+
+    dns_start(e, &d);
+    d.a = htonl(INADDR_LOOPBACK);
+    d.silent = true;
+    snprintf(resolver, sizeof(resolver), "127.0.0.1:%u", (unsigned)d.port);
+    o.resolver = resolver;
+    r = gh_redis_new(e->base, &o);
+    assert_non_null(r);
+    run_until(e->base, NULL, 20);
+    assert_true(d.nheld >= 1); /* the lookup waits */
+    assert_int_equal(cmd(r, &res, "SET", "gh:db3", "queued-during-lookup", NULL), GH_OK);
+    dns_answer_held(&d);
+    assert_true(run_until(e->base, &res.done, 1000));
+    assert_int_equal(res.status, GH_REDIS_OK);
+    assert_string_equal(res.str, "OK");
+    gh_redis_free(r);
+
+    o.host = "127.0.0.1";
+    o.resolver = NULL;
+    check = gh_redis_new(e->base, &o); /* db 3, by address */
+    assert_non_null(check);
+    call(e, check, &res, "GET", "gh:db3", NULL);
+    assert_string_equal(res.str, "queued-during-lookup");
+    call(e, check, &res, "DEL", "gh:db3", NULL);
+    gh_redis_free(check);
+    dns_stop(&d);
 }
 
 static void test_auth(void **state)
@@ -921,6 +1024,7 @@ int main(void)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_host_names),
+        cmocka_unit_test(test_hello_before_commands_queued_during_lookup),
         cmocka_unit_test(test_readonly_reconnects),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_down_and_reconnect),

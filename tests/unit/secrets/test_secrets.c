@@ -236,6 +236,21 @@ static void test_wrong_master(void **state)
     assert_int_equal(get(f, "system", "a", out, sizeof(out)), GH_ERROR);
 }
 
+/* Points the fixture's config at <dir>/other.master (its path in <other>),
+ * a copy of the fixture's master key file when <copy>: another node's. */
+static void other_node(struct fixture *f, char *other, size_t cap, bool copy)
+{
+    char extra[256], cmd[512];
+
+    snprintf(other, cap, "%s/other.master", f->dir);
+    if (copy) {
+        snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, other);
+        assert_int_equal(system(cmd), 0);
+    }
+    snprintf(extra, sizeof(extra), "secrets:\n  master_key_file: %s\n", other);
+    load_config(f, extra);
+}
+
 /* Two nodes' first starts on one shared store, both before anything is
  * sealed: each makes a master key file; the second to record its check
  * is refused and removes the file it made, so its next start (with the
@@ -244,25 +259,20 @@ static void test_first_starts_at_once(void **state)
 {
     struct fixture *f = *state;
     struct gh_err err = {0};
-    char other[200], extra[256];
+    char other[200];
     struct gh_secrets *s;
 
-    snprintf(other, sizeof(other), "%s/other.master", f->dir);
-    snprintf(extra, sizeof(extra), "secrets:\n  master_key_file: %s\n", other);
-    load_config(f, extra);
+    other_node(f, other, sizeof(other), false);
     assert_int_equal(access(other, F_OK), -1);
     s = gh_secrets_open_ex(f->cfg, f->st, GH_SECRETS_CREATE_MASTER, &err);
     assert_null(s);
     assert_non_null(strstr(err.msg, "is not the one this store's secrets are sealed under: another "
-                                    "node made the master key at the same time, and this start "
+                                    "node made the store's master key (at the same time, or "
+                                    "earlier and its file is missing here), and this start "
                                     "removed the file it had just made"));
     assert_int_equal(access(other, F_OK), -1);
     /* With the first node's file copied, it opens. */
-    {
-        char cmd[512];
-        snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, other);
-        assert_int_equal(system(cmd), 0);
-    }
+    other_node(f, other, sizeof(other), true);
     s = gh_secrets_open_ex(f->cfg, f->st, GH_SECRETS_CREATE_MASTER, &err);
     assert_non_null(s);
     gh_secrets_close(s);
@@ -277,21 +287,17 @@ static void test_rotation_with_a_stale_copy(void **state)
     struct fixture *f = *state;
     struct gh_secrets_rotate_result r;
     struct gh_err err = {0};
-    char other[200], extra[256], cmd[512];
+    char other[200];
     struct gh_secrets *s;
     struct gh_kms *k;
     uint32_t v = 0;
 
     put(f, "system", "a", "value-of-a-0123456789");
-    snprintf(other, sizeof(other), "%s/other.master", f->dir);
-    snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, other);
-    assert_int_equal(system(cmd), 0);
+    other_node(f, other, sizeof(other), true); /* f->s keeps the fixture's file */
     assert_int_equal(gh_secrets_rotate_master(f->s, NULL, &r, &err), GH_OK);
     assert_int_equal(r.to_version, 2);
     assert_int_equal(raw_int(f, "SELECT max(version) FROM secrets_kek_checks"), 2);
 
-    snprintf(extra, sizeof(extra), "secrets:\n  master_key_file: %s\n", other);
-    load_config(f, extra);
     s = gh_secrets_open(f->cfg, f->st, &err);
     assert_non_null(s);
     assert_int_equal(gh_secrets_rotate_master(s, NULL, &r, &err), GH_ERROR);
@@ -328,6 +334,40 @@ static void test_first_start(void **state)
     /* Without the flag it is only "missing". */
     assert_null(gh_secrets_open(f->cfg, f->st, &err));
     assert_non_null(strstr(err.msg, "does not exist"));
+}
+
+/* A gateway already running when its copy of the file gains a version (a
+ * rotation that lost the race to record that version's check leaves its
+ * own key there): the new version is compared with the store's check before
+ * anything is sealed under it, and the seal is refused. */
+static void test_running_handle_checks_a_new_version(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_secrets_rotate_result r;
+    struct gh_err err = {0};
+    char other[200], out[64];
+    struct gh_secrets *s;
+    struct gh_kms *k;
+    size_t len = 0;
+
+    put(f, "system", "a", "value-of-a-0123456789");
+    other_node(f, other, sizeof(other), true);
+    s = gh_secrets_open(f->cfg, f->st, &err); /* the other node, running on version 1 */
+    assert_non_null(s);
+    assert_int_equal(gh_secrets_rotate_master(f->s, NULL, &r, &err), GH_OK);
+    assert_int_equal(r.to_version, 2);
+    k = gh_kms_local_open(other, &err); /* a version 2 of its own in its copy */
+    assert_non_null(k);
+    assert_int_equal(k->ops->create_version(k, 2, &err), GH_OK);
+    k->ops->close(k);
+    assert_int_equal(gh_secrets_put(s, "system", "b", "value-of-b-0123456789", 21, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "master key version 2 of the file "));
+    assert_int_equal(gh_secrets_get(f->s, "system", "b", out, sizeof(out), &len, &err),
+                     GH_STORE_NOT_FOUND); /* nothing sealed under the wrong key */
+    /* And a row the rotation moved to the store's version 2 does not open
+     * there: that node's version 2 is another key. */
+    assert_int_equal(gh_secrets_get(s, "system", "a", out, sizeof(out), &len, &err), GH_ERROR);
+    gh_secrets_close(s);
 }
 
 static void test_rotation(void **state)
@@ -466,6 +506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_starts_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_with_a_stale_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_running_handle_checks_a_new_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrap_compare_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_refs, setup, teardown),
