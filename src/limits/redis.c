@@ -27,7 +27,7 @@
 #define READ_CHUNK        16384
 #define READS_PER_EVENT   16 /* then yield to the other connections of the worker */
 #define TIMEOUTS_FOR_DOWN 3
-#define HELLO_MAX         3 /* AUTH, SELECT, PING: at most two of them */
+#define HELLO_MAX         3 /* AUTH, SELECT, PING, ROLE: at most three of them */
 #define RING_CAP          (GH_REDIS_MAX_PENDING + HELLO_MAX)
 
 enum state {
@@ -39,9 +39,9 @@ enum state {
     ST_UP,
 };
 
-enum kind { K_USER, K_AUTH, K_SELECT, K_PING };
+enum kind { K_USER, K_AUTH, K_SELECT, K_PING, K_ROLE };
 
-static const char *const kind_names[] = {"command", "AUTH", "SELECT", "PING"};
+static const char *const kind_names[] = {"command", "AUTH", "SELECT", "PING", "ROLE"};
 
 /* One command sent or queued, waiting for its reply. Redis answers in order,
  * so these form a FIFO and the head is the one the next reply belongs to. */
@@ -207,10 +207,8 @@ static void go_up(struct gh_redis *r)
     r->state = ST_UP;
     r->down = false;
     r->connect_deadline_ns = 0;
-    /* A replica answers the hello as well as a primary: after a READONLY,
-     * the backoff keeps growing until a command is answered without one
-     * (handle_reply), or a name that still leads to a replica would be
-     * reconnected to in a loop. */
+    /* After a READONLY the hello asked ROLE, which cleared the hold (and
+     * the backoff) for a primary; a replica never gets here. */
     if (!r->hold_backoff) r->backoff_ms = r->backoff_min_ms;
     /* A name says where it led: after a failover, which server this is. */
     if (!r->numeric)
@@ -413,6 +411,15 @@ static void queue_hello(struct gh_redis *r)
         push_slot(r, NULL, NULL, 0, 0, K_SELECT, 0);
         r->hello_pending++;
     }
+    /* After a READONLY: whether this server is a primary now (a replica
+     * answers the rest of the hello as well). */
+    if (r->hold_backoff) {
+        argv[0] = "ROLE";
+        lens[0] = 4;
+        encode(r, 1, argv, lens);
+        push_slot(r, NULL, NULL, 0, 0, K_ROLE, 0);
+        r->hello_pending++;
+    }
     if (r->hello_pending == 0) {
         argv[0] = "PING";
         lens[0] = 4;
@@ -505,6 +512,23 @@ static int handle_reply(struct gh_redis *r, redisReply *reply)
     }
     s = *slot_at(r, r->head++);
     if (r->tmo_next < r->head) r->tmo_next = r->head;
+    if (s.kind == K_ROLE) {
+        /* ["master", ...] clears the hold; a replica is a failed connect
+         * (the backoff keeps growing); a ROLE refused (an ACL without it)
+         * cannot tell, and the hold goes. */
+        bool replica = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                       reply->element[0]->type == REDIS_REPLY_STRING &&
+                       strcmp(reply->element[0]->str, "master") != 0;
+        freeReplyObject(reply);
+        if (replica) {
+            go_down(r, "the server is still a replica (ROLE)");
+            return GH_ERROR;
+        }
+        r->hold_backoff = false;
+        r->backoff_ms = r->backoff_min_ms;
+        if (--r->hello_pending == 0 && r->state == ST_HELLO) go_up(r);
+        return GH_OK;
+    }
     if (s.kind != K_USER) {
         if (reply->type == REDIS_REPLY_ERROR) {
             /* The server's message, never ours: it cannot hold the password. */
@@ -528,10 +552,6 @@ static int handle_reply(struct gh_redis *r, redisReply *reply)
         r->hold_backoff = true;
         go_down(r, "the server answers READONLY (a replica now)");
         return GH_ERROR;
-    }
-    if (r->hold_backoff) {
-        r->hold_backoff = false;
-        r->backoff_ms = r->backoff_min_ms;
     }
     return GH_OK;
 }
@@ -626,9 +646,8 @@ static void sock_cb(evutil_socket_t fd, short what, void *arg)
  * on the worker's loop, so a slow resolver never blocks the worker. One
  * resolver per client, made at its first lookup (/etc/resolv.conf and
  * /etc/hosts read then, or only redis.resolver), so that it learns which
- * nameservers answer. Its waits are cut to fit the lookup's deadline: evdns
- * would wait 5 s for a silent nameserver and 3 s for the second half of an
- * A + AAAA pair. */
+ * nameservers answer; a try waits 0.5 s, not evdns's 5 s, and 3 tries fit
+ * in the lookup's deadline. */
 #define RESOLVE_TIMEOUT_MIN_MS 2000
 
 static uint32_t resolve_timeout_ms(const struct gh_redis *r)
@@ -643,6 +662,7 @@ static uint32_t resolve_timeout_ms(const struct gh_redis *r)
  * uses the resolver to call back. */
 struct lookup {
     struct gh_redis *r; /* NULL once the client is freed */
+    int family;         /* AF_INET, then AF_INET6 when the name has no IPv4 address */
     struct evdns_getaddrinfo_request *req;
     struct evdns_base *dns; /* set when the client is freed: freed after the callback */
     struct event_base *base;
@@ -673,25 +693,34 @@ static bool take_address(struct gh_redis *r, const struct evutil_addrinfo *res)
     return true;
 }
 
+static void lookup_family(struct gh_redis *r, int family);
+
 static void lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
     struct lookup *lk = arg;
     struct gh_redis *r = lk->r;
     bool wanted = r != NULL && !lk->cancelled && result != EVUTIL_EAI_CANCEL, ok;
+    bool try_v6 = wanted && lk->family == AF_INET &&
+                  (result == EVUTIL_EAI_NONAME || result == EVUTIL_EAI_NODATA ||
+                   (result == 0 && res == NULL));
 
-    if (r != NULL) r->lk = NULL;
+    if (r != NULL && r->lk == lk) r->lk = NULL;
     /* After this callback returns, evdns is done with the resolver: free it
      * on the next loop turn (a worker that stops without one leaves it to
      * the process's exit). */
     if (lk->dns != NULL) {
-        struct timeval now = {0, 0};
-        if (event_base_once(lk->base, -1, EV_TIMEOUT, free_resolver_cb, lk->dns, &now) != 0)
+        struct timeval later = {0, 10000};
+        if (event_base_once(lk->base, -1, EV_TIMEOUT, free_resolver_cb, lk->dns, &later) != 0)
             gh_log_debug("redis: a resolver left unfreed");
     }
     ok = wanted && result == 0 && res != NULL && take_address(r, res);
     if (res) evutil_freeaddrinfo(res);
     free(lk);
     if (!wanted) return;
+    if (try_v6) {
+        lookup_family(r, AF_INET6);
+        return;
+    }
     if (!ok) {
         go_down(r, "cannot resolve %s: %s", r->host,
                 result ? evutil_gai_strerror(result) : "no usable address");
@@ -709,8 +738,7 @@ static struct evdns_base *new_resolver(struct gh_redis *r)
     if (dns == NULL) return NULL;
     if ((r->resolver != NULL && evdns_base_nameserver_ip_add(dns, r->resolver) != 0) ||
         evdns_base_set_option(dns, "timeout:", "0.5") != 0 ||
-        evdns_base_set_option(dns, "attempts:", "3") != 0 ||
-        evdns_base_set_option(dns, "getaddrinfo-allow-skew:", "0.3") != 0) {
+        evdns_base_set_option(dns, "attempts:", "3") != 0) {
         evdns_base_free(dns, 0);
         return NULL;
     }
@@ -719,11 +747,6 @@ static struct evdns_base *new_resolver(struct gh_redis *r)
 
 static void start_lookup(struct gh_redis *r)
 {
-    struct evutil_addrinfo hints;
-    struct evdns_getaddrinfo_request *req;
-    struct lookup *lk;
-    char port[8];
-
     r->state = ST_RESOLVING;
     r->connect_deadline_ns = gh_now_ns() + (uint64_t)resolve_timeout_ms(r) * 1000000ull;
     timer_stop(r);
@@ -732,15 +755,29 @@ static void start_lookup(struct gh_redis *r)
         go_down(r, "cannot set up a resolver (%s)", r->resolver ? r->resolver : "/etc/resolv.conf");
         return;
     }
+    lookup_family(r, AF_INET);
+}
+
+/* One question at a time (A, then AAAA when the name has no IPv4 address):
+ * evdns's A + AAAA pair would wait for its second half, then cancel it on
+ * its own, a callback this client cannot see coming. */
+static void lookup_family(struct gh_redis *r, int family)
+{
+    struct evutil_addrinfo hints;
+    struct evdns_getaddrinfo_request *req;
+    struct lookup *lk;
+    char port[8];
+
     if ((lk = calloc(1, sizeof(*lk))) == NULL) {
         go_down(r, "out of memory");
         return;
     }
     lk->r = r;
+    lk->family = family;
     lk->base = r->base;
     r->lk = lk;
     memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
+    hints.ai_family = family;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = EVUTIL_AI_NUMERICSERV;
     snprintf(port, sizeof(port), "%u", (unsigned)r->port);

@@ -9,7 +9,8 @@
  * - gh_redis_new() copies the options and starts connecting at once; it
  *   never blocks. A numeric host is used as is; a name is looked up again
  *   at every connect attempt (evdns on <base>: /etc/hosts and
- *   /etc/resolv.conf, or only the `resolver` given), so a
+ *   /etc/resolv.conf, or only the `resolver` given; A first, AAAA only for
+ *   a name without an IPv4 address), so a
  *   name that does not resolve yet, or that moves to another address (a
  *   failover behind DNS), is followed at the next reconnect; a lookup that
  *   fails or takes longer than max(connect_timeout_ms, 2 s) counts as a
@@ -17,8 +18,9 @@
  *   /etc/resolv.conf and /etc/hosts are read then. An error reply READONLY
  *   (a primary demoted to a replica) is passed to its callback, then the
  *   connection is declared DOWN, so that the reconnect looks for the
- *   primary; the backoff is not reset by the next "up" until a command is
- *   answered without READONLY (a replica answers the hello too). After the TCP connect and the TLS
+ *   primary; its next hellos ask ROLE, and a server that is still a
+ *   replica counts as a failed connect (the backoff keeps growing) until
+ *   one says "master" (or refuses ROLE, which cannot tell). After the TCP connect and the TLS
  * handshake, AUTH (when a password is set) and SELECT (when db != 0) are sent ahead of any queued
  * command; with neither, a PING is sent, so that "up" always means "the server answered". The whole
  * sequence must finish within connect_timeout_ms. A failure marks the connection DOWN with a logged

@@ -456,23 +456,24 @@ static int roles_and_schema(PGconn *db, const char *login, struct gh_err *err)
     int rc = login_ok(db, login, err);
 
     if (rc != GH_OK) return rc;
-    rc = exec(db,
-              "BEGIN;"
-              "SELECT pg_advisory_xact_lock(hashtext('gatehouse.init'));"
-              "DO $$ BEGIN"
-              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN"
-              "    CREATE ROLE gatehouse_owner NOLOGIN; END IF;"
-              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_operator')"
-              "  THEN CREATE ROLE gatehouse_operator NOLOGIN BYPASSRLS; END IF;"
-              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_tenant') THEN"
-              "    CREATE ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS; END IF;"
-              "END $$;"
-              /* What an older init or a hand may have changed, set again. */
-              "ALTER ROLE gatehouse_operator NOLOGIN BYPASSRLS;"
-              "ALTER ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS;"
-              "CREATE SCHEMA IF NOT EXISTS gatehouse AUTHORIZATION gatehouse_owner;"
-              "GRANT USAGE ON SCHEMA gatehouse TO gatehouse_operator, gatehouse_tenant;",
-              "init", err);
+    rc = exec(
+        db,
+        "BEGIN ISOLATION LEVEL READ COMMITTED;" /* reads after the lock see its holder's work */
+        "SELECT pg_advisory_xact_lock(hashtext('gatehouse.init'));"
+        "DO $$ BEGIN"
+        "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN"
+        "    CREATE ROLE gatehouse_owner NOLOGIN; END IF;"
+        "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_operator')"
+        "  THEN CREATE ROLE gatehouse_operator NOLOGIN BYPASSRLS; END IF;"
+        "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_tenant') THEN"
+        "    CREATE ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS; END IF;"
+        "END $$;"
+        /* What an older init or a hand may have changed, set again. */
+        "ALTER ROLE gatehouse_operator NOLOGIN BYPASSRLS;"
+        "ALTER ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS;"
+        "CREATE SCHEMA IF NOT EXISTS gatehouse AUTHORIZATION gatehouse_owner;"
+        "GRANT USAGE ON SCHEMA gatehouse TO gatehouse_operator, gatehouse_tenant;",
+        "init", err);
 
     if (rc == GH_OK)
         rc = exec_formatted(db,
@@ -497,15 +498,16 @@ static int step(PGconn *db, int *version, bool *done, struct gh_err *err)
     char record[128];
     int rc;
 
-    rc = exec(db,
-              "BEGIN;"
-              "SELECT pg_advisory_xact_lock(hashtext('gatehouse.migrate'));"
-              "SET LOCAL ROLE gatehouse_owner;"
-              "SET LOCAL search_path = gatehouse;"
-              "CREATE TABLE IF NOT EXISTS schema_migrations ("
-              "  version integer PRIMARY KEY, applied_at bigint NOT NULL);"
-              "GRANT SELECT ON schema_migrations TO gatehouse_operator;",
-              "migrate", err);
+    rc = exec(
+        db,
+        "BEGIN ISOLATION LEVEL READ COMMITTED;" /* reads after the lock see its holder's work */
+        "SELECT pg_advisory_xact_lock(hashtext('gatehouse.migrate'));"
+        "SET LOCAL ROLE gatehouse_owner;"
+        "SET LOCAL search_path = gatehouse;"
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "  version integer PRIMARY KEY, applied_at bigint NOT NULL);"
+        "GRANT SELECT ON schema_migrations TO gatehouse_operator;",
+        "migrate", err);
     if (rc != GH_OK) goto out;
     rc = read_version(db, version, err);
     if (rc != GH_OK) goto out;
