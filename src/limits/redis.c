@@ -706,7 +706,7 @@ static void lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
 
     if (r != NULL && r->lk == lk) r->lk = NULL;
     /* After this callback returns, evdns is done with the resolver: free it
-     * on the next loop turn (a worker that stops without one leaves it to
+     * 10 ms later, from the loop (a worker that stops before leaves it to
      * the process's exit). */
     if (lk->dns != NULL) {
         struct timeval later = {0, 10000};
