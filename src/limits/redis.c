@@ -524,8 +524,7 @@ static int handle_reply(struct gh_redis *r, redisReply *reply)
             go_down(r, "the server is still a replica (ROLE)");
             return GH_ERROR;
         }
-        r->hold_backoff = false;
-        r->backoff_ms = r->backoff_min_ms;
+        r->hold_backoff = false; /* and go_up resets the backoff */
         if (--r->hello_pending == 0 && r->state == ST_HELLO) go_up(r);
         return GH_OK;
     }

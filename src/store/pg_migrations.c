@@ -379,6 +379,15 @@ static const struct migration migrations[] = {
 /* The oldest server the migrations run on (PQserverVersion's form). */
 #define GH_PG_SERVER_MIN 150000
 
+/* A transaction under an advisory lock, READ COMMITTED whatever the
+ * database's default: what it reads after the lock is read after the
+ * holder's commit (two inits at once, or two nodes migrating). */
+#define BEGIN_LOCKED(name)                                                                         \
+    "BEGIN ISOLATION LEVEL READ COMMITTED;"                                                        \
+    "SELECT pg_advisory_xact_lock(hashtext('" name "'));"
+#define INIT_LOCKED    BEGIN_LOCKED("gatehouse.init")
+#define MIGRATE_LOCKED BEGIN_LOCKED("gatehouse.migrate")
+
 /* Runs constant SQL <sql> (several statements, nothing bound) on <db>. */
 static int exec(PGconn *db, const char *sql, const char *what, struct gh_err *err)
 {
@@ -456,24 +465,22 @@ static int roles_and_schema(PGconn *db, const char *login, struct gh_err *err)
     int rc = login_ok(db, login, err);
 
     if (rc != GH_OK) return rc;
-    rc = exec(
-        db,
-        "BEGIN ISOLATION LEVEL READ COMMITTED;" /* reads after the lock see its holder's work */
-        "SELECT pg_advisory_xact_lock(hashtext('gatehouse.init'));"
-        "DO $$ BEGIN"
-        "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN"
-        "    CREATE ROLE gatehouse_owner NOLOGIN; END IF;"
-        "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_operator')"
-        "  THEN CREATE ROLE gatehouse_operator NOLOGIN BYPASSRLS; END IF;"
-        "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_tenant') THEN"
-        "    CREATE ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS; END IF;"
-        "END $$;"
-        /* What an older init or a hand may have changed, set again. */
-        "ALTER ROLE gatehouse_operator NOLOGIN BYPASSRLS;"
-        "ALTER ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS;"
-        "CREATE SCHEMA IF NOT EXISTS gatehouse AUTHORIZATION gatehouse_owner;"
-        "GRANT USAGE ON SCHEMA gatehouse TO gatehouse_operator, gatehouse_tenant;",
-        "init", err);
+    rc = exec(db,
+              INIT_LOCKED
+              "DO $$ BEGIN"
+              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN"
+              "    CREATE ROLE gatehouse_owner NOLOGIN; END IF;"
+              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_operator')"
+              "  THEN CREATE ROLE gatehouse_operator NOLOGIN BYPASSRLS; END IF;"
+              "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_tenant') THEN"
+              "    CREATE ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS; END IF;"
+              "END $$;"
+              /* What an older init or a hand may have changed, set again. */
+              "ALTER ROLE gatehouse_operator NOLOGIN BYPASSRLS;"
+              "ALTER ROLE gatehouse_tenant NOLOGIN NOBYPASSRLS;"
+              "CREATE SCHEMA IF NOT EXISTS gatehouse AUTHORIZATION gatehouse_owner;"
+              "GRANT USAGE ON SCHEMA gatehouse TO gatehouse_operator, gatehouse_tenant;",
+              "init", err);
 
     if (rc == GH_OK)
         rc = exec_formatted(db,
@@ -498,16 +505,13 @@ static int step(PGconn *db, int *version, bool *done, struct gh_err *err)
     char record[128];
     int rc;
 
-    rc = exec(
-        db,
-        "BEGIN ISOLATION LEVEL READ COMMITTED;" /* reads after the lock see its holder's work */
-        "SELECT pg_advisory_xact_lock(hashtext('gatehouse.migrate'));"
-        "SET LOCAL ROLE gatehouse_owner;"
-        "SET LOCAL search_path = gatehouse;"
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        "  version integer PRIMARY KEY, applied_at bigint NOT NULL);"
-        "GRANT SELECT ON schema_migrations TO gatehouse_operator;",
-        "migrate", err);
+    rc = exec(db,
+              MIGRATE_LOCKED "SET LOCAL ROLE gatehouse_owner;"
+                             "SET LOCAL search_path = gatehouse;"
+                             "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                             "  version integer PRIMARY KEY, applied_at bigint NOT NULL);"
+                             "GRANT SELECT ON schema_migrations TO gatehouse_operator;",
+              "migrate", err);
     if (rc != GH_OK) goto out;
     rc = read_version(db, version, err);
     if (rc != GH_OK) goto out;
