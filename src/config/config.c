@@ -2136,6 +2136,8 @@ static const struct cfg_key webhooks_keys[] = {
     KEY("rotation_grace", t_duration64, WH, rotation_grace_ms, .min = 0, .max = 2592000000ull,
         .dflt = "24h"),
     KEY("max_payload", t_size32, WH, max_payload, .min = 16, .max = 1048576, .dflt = "64KiB"),
+    KEY("retention", t_duration64, WH, retention_ms, .min = 1000, .max = 3650ull * 86400000,
+        .dflt = "30d"),
 };
 #undef WH
 static void release_webhooks(const struct cfg_key *key, void *obj)

@@ -474,6 +474,7 @@ struct gh_config_webhooks {
     uint32_t concurrency;       /* deliveries in flight; default 64 */
     uint64_t rotation_grace_ms; /* old and new keys both sign this long; default 24h */
     uint32_t max_payload;       /* bytes of a published payload; default 64KiB */
+    uint64_t retention_ms;      /* messages older than this leave the store; default 30d */
     struct gh_config_pos pos;
 };
 

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "hooks/events.h"
 #include "hooks/keycache.h"
+#include "hooks/retention.h"
 #include "hooks/schedule.h"
 #include "hooks/sign.h"
 #include "hooks/ssrf.h"
@@ -57,6 +58,7 @@ struct conf {
     size_t nschedule;
     double jitter;
     uint64_t disable_after_ms;
+    uint64_t retention_ms;
     uint32_t concurrency;
     struct gh_hooks_cidr allow[ALLOW_MAX];
     size_t nallow;
@@ -126,11 +128,14 @@ struct gh_hooks_dispatcher {
     int64_t due_wall_ms; /* earliest attempt this process knows is due; 0: none */
     uint64_t last_log_ns;
     uint64_t fresh_until_ns; /* new connections only until then (allow-list changed) */
+    struct gh_hooks_retention retention;
 
     _Atomic uint64_t delivered, failed, retried;
     _Atomic uint64_t looks_found, looks_empty, looks_failed;
     _Atomic uint64_t att_ok, att_http, att_net, att_timeout, att_blocked;
     _Atomic uint64_t pending, disabled_count, lat_sum_ns;
+    _Atomic uint64_t purged_messages, purged_deliveries, purged_attempts, purged_undelivered;
+    _Atomic uint64_t purge_failures;
     _Atomic uint64_t lat[GH_HOOKS_NBUCKETS];
     _Atomic uint64_t flying;
 };
@@ -170,6 +175,7 @@ static void conf_from(struct conf *c, const struct gh_config_webhooks *w)
     memcpy(c->schedule_ms, w->schedule_ms, c->nschedule * sizeof(c->schedule_ms[0]));
     c->jitter = w->jitter;
     c->disable_after_ms = w->disable_after_ms;
+    c->retention_ms = w->retention_ms;
     c->concurrency = w->concurrency;
     c->nallow = w->nallow_private < ALLOW_MAX ? w->nallow_private : ALLOW_MAX;
     if (c->nallow) memcpy(c->allow, w->allow, c->nallow * sizeof(c->allow[0]));
@@ -614,6 +620,25 @@ static size_t claim(struct gh_hooks_dispatcher *d, size_t limit)
     return n;
 }
 
+/* One retention step when one is due (retention.h), between deliveries. */
+static void purge(struct gh_hooks_dispatcher *d, uint64_t now)
+{
+    struct gh_store_hook_purged step;
+    int rc;
+
+    if (!gh_hooks_retention_step(&d->retention, d->st, d->owner, d->conf.retention_ms, now, &step,
+                                 &rc))
+        return;
+    if (rc != GH_OK) {
+        add(&d->purge_failures, 1);
+        return;
+    }
+    add(&d->purged_messages, step.messages);
+    add(&d->purged_deliveries, step.deliveries);
+    add(&d->purged_attempts, step.attempts);
+    add(&d->purged_undelivered, step.undelivered);
+}
+
 static void *dispatcher_main(void *arg)
 {
     struct gh_hooks_dispatcher *d = arg;
@@ -685,6 +710,7 @@ static void *dispatcher_main(void *arg)
                 atomic_store_explicit(&d->pending, n, memory_order_relaxed);
             next_pending = now + PENDING_EVERY_NS;
         }
+        if (!stopping) purge(d, now);
         if (stopping && (d->in_flight == 0 || now >= stop_deadline)) break;
 
         /* Not while outcomes wait: the retries among them are not in the
@@ -706,6 +732,10 @@ static void *dispatcher_main(void *arg)
              * before the poll was a busy loop (a whole core for up to 1 ms
              * in every POLL_MS, on an idle gateway). */
             timeout_ms = (long)((next_poll - now + 999999) / 1000000);
+        if (!stopping && d->retention.next_ns <= now)
+            timeout_ms = 0; /* a pass goes on */
+        else if (!stopping && (long)((d->retention.next_ns - now + 999999) / 1000000) < timeout_ms)
+            timeout_ms = (long)((d->retention.next_ns - now + 999999) / 1000000);
         if (stopping) timeout_ms = 10;
         if (timeout_ms > 0) curl_multi_poll(d->multi, NULL, 0, (int)timeout_ms, NULL);
     }
@@ -733,6 +763,7 @@ struct gh_hooks_dispatcher *gh_hooks_dispatcher_start(struct gh_store *st, struc
     conf_from(&d->next_conf, cfg);
     d->conf = d->next_conf;
     d->poll_ms = POLL_MS;
+    gh_hooks_retention_init(&d->retention, d->conf.retention_ms, gh_now_ns());
     if (getrandom(&d->rng, sizeof(d->rng), 0) != sizeof(d->rng) || d->rng == 0)
         d->rng = gh_now_ns() | 1;
     /* The claims of this process: a new name at each start, so what a
@@ -804,6 +835,11 @@ void gh_hooks_dispatcher_stats(struct gh_hooks_dispatcher *d, struct gh_hooks_st
     out->in_flight = rd(&d->flying);
     out->pending = rd(&d->pending);
     out->disabled_endpoints = rd(&d->disabled_count);
+    out->purged_messages = rd(&d->purged_messages);
+    out->purged_deliveries = rd(&d->purged_deliveries);
+    out->purged_attempts = rd(&d->purged_attempts);
+    out->purged_undelivered = rd(&d->purged_undelivered);
+    out->purge_failures = rd(&d->purge_failures);
     for (int i = 0; i < GH_HOOKS_NBUCKETS; i++)
         out->latency_buckets[i] = rd(&d->lat[i]);
     out->latency_sum_ns = rd(&d->lat_sum_ns);

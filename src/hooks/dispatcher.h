@@ -45,6 +45,10 @@ struct gh_hooks_stats {
     uint64_t in_flight;
     uint64_t pending; /* deliveries queued in the store, as of the last look (every second) */
     uint64_t disabled_endpoints;
+    /* Retention (retention.h): rows deleted, the deliveries among them
+     * still pending, and steps that failed. */
+    uint64_t purged_messages, purged_deliveries, purged_attempts, purged_undelivered;
+    uint64_t purge_failures;
     /* Attempt latency on the metrics' bucket layout (gh_metrics_bucket_ns:
      * per bucket, not cumulative, last +Inf) and its sum in ns. */
     uint64_t latency_buckets[GH_HOOKS_NBUCKETS];

@@ -147,6 +147,12 @@ enum gh_pg_stmt {
     GH_PG_HOOK_DLV_STATUS,
     GH_PG_HOOK_REPLAY,
     GH_PG_HOOK_PENDING,
+    GH_PG_HOOK_PURGE_SCAN,
+    GH_PG_HOOK_PURGE_LOCK,
+    GH_PG_HOOK_PURGE_KEEP,
+    GH_PG_HOOK_PURGE_ATTEMPTS,
+    GH_PG_HOOK_PURGE_DELIVERIES,
+    GH_PG_HOOK_PURGE_MESSAGES,
     GH_PG__COUNT
 };
 
@@ -566,6 +572,9 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
 int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                                 int64_t id, int64_t now, struct gh_err *err);
 int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
+                      int64_t now, size_t limit, struct gh_store_hook_purged *out,
+                      struct gh_err *err);
 int gh_pg__watch_start(struct gh_store *st, struct gh_store_watch *w, struct gh_err *err);
 void gh_pg__watch_stop(struct gh_store_watch *w);
 

@@ -372,6 +372,17 @@ static const struct migration migrations[] = {
       * lift its own suspension or change its own plan, whatever SQL it is
       * made to run. */
      "REVOKE UPDATE ON tenants FROM gatehouse_tenant;"},
+    {16,
+     /* As in SQLite: webhook retention (gh_pg__hook_purge), operator work,
+      * deletes old messages with their deliveries and attempts; the index
+      * finds a message's deliveries for it and for the foreign key's check
+      * of the message's delete (without it, a scan of the table per
+      * message). UPDATE on one column of the messages only for the row
+      * locks (FOR UPDATE needs it); the operator changes no message. */
+     "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"
+     "GRANT DELETE ON webhook_messages, webhook_deliveries, webhook_attempts TO "
+     "gatehouse_operator;"
+     "GRANT UPDATE (deliveries) ON webhook_messages TO gatehouse_operator;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

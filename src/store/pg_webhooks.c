@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/pg_array.h"
 #include "store/pg_int.h"
 #include "store/store_int.h"
 
@@ -782,4 +783,135 @@ int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_er
     if (rc == GH_OK) *count = (uint64_t)gh_pg__i64(r, 0, 0);
     PQclear(r);
     return gh_pg__end(&tx, rc, err);
+}
+
+/* ---- Retention ------------------------------------------------------------------ */
+
+/* The array literal of the first column of <r>'s rows whose value is not in
+ * <skip> (sorted ascending, <nskip>); NULL when out of memory. Sets *n. */
+static char *seq_array_without(const PGresult *r, const int64_t *skip, size_t nskip, size_t *n)
+{
+    struct gh_pg_array a = {0};
+    const char *lit;
+    char *out;
+    size_t k = 0;
+
+    *n = 0;
+    gh_pg_array_reset(&a);
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t v = gh_pg__i64(r, i, 0);
+        while (k < nskip && skip[k] < v)
+            k++;
+        if (k < nskip && skip[k] == v) continue;
+        gh_pg_array_i64(&a, v);
+        (*n)++;
+    }
+    lit = gh_pg_array_end(&a);
+    out = lit ? strdup(lit) : NULL;
+    gh_pg_array_free(&a);
+    return out;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
+                      int64_t now, size_t limit, struct gh_store_hook_purged *out,
+                      struct gh_err *err)
+{
+    struct gh_pg_args a = {0}, b = {0}, c = {0}, d = {0};
+    struct gh_pg_array old = {0};
+    struct gh_pg_tx tx;
+    PGresult *scan = NULL, *locked = NULL, *keep = NULL, *gone = NULL;
+    int64_t kept[GH_STORE_HOOK_PURGE_MAX];
+    const char *old_lit;
+    char *doomed = NULL;
+    size_t nold = 0, ndoomed = 0, nkept = 0;
+    int last_old = -1, rc;
+
+    (void)owner; /* a claim is in flight while its lease runs, whoever holds it */
+    if (limit > GH_STORE_HOOK_PURGE_MAX) limit = GH_STORE_HOOK_PURGE_MAX;
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) return rc;
+    gh_pg__arg_i64(&a, after_seq);
+    gh_pg__arg_i64(&a, (int64_t)limit);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_SCAN, &a, &scan, err);
+    if (rc != GH_OK) goto out;
+    gh_pg_array_reset(&old);
+    for (int i = 0; i < PQntuples(scan); i++) {
+        if (gh_pg__i64(scan, i, 1) >= cutoff) break;
+        gh_pg_array_i64(&old, gh_pg__i64(scan, i, 0));
+        last_old = i;
+        nold++;
+    }
+    out->more = nold == limit && (size_t)PQntuples(scan) == limit;
+    if (nold == 0) goto out;
+    old_lit = gh_pg_array_end(&old);
+    if (old_lit == NULL) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto out;
+    }
+    gh_pg__arg(&b, old_lit);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_LOCK, &b, &locked, err);
+    if (rc != GH_OK || PQntuples(locked) == 0) goto out;
+    gh_pg_array_reset(&old);
+    for (int i = 0; i < PQntuples(locked); i++)
+        gh_pg_array_i64(&old, gh_pg__i64(locked, i, 0));
+    old_lit = gh_pg_array_end(&old);
+    if (old_lit == NULL) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto out;
+    }
+    gh_pg__arg(&c, old_lit);
+    gh_pg__arg_i64(&c, now);
+    gh_pg__arg_i64(&c, cutoff);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_KEEP, &c, &keep, err);
+    if (rc != GH_OK) goto out;
+    for (int i = 0; i < PQntuples(keep) && nkept < GH_STORE_HOOK_PURGE_MAX; i++)
+        kept[nkept++] = gh_pg__i64(keep, i, 0);
+    qsort(kept, nkept, sizeof(kept[0]), cmp_i64);
+    out->kept = nkept;
+    doomed = seq_array_without(locked, kept, nkept, &ndoomed);
+    if (doomed == NULL) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto out;
+    }
+    if (ndoomed == 0) goto out;
+    gh_pg__arg(&d, doomed);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_ATTEMPTS, &d, &gone, err);
+    if (rc != GH_OK) goto out;
+    out->attempts = strtoull(PQcmdTuples(gone), NULL, 10);
+    PQclear(gone);
+    gone = NULL;
+    rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_DELIVERIES, &d, &gone, err);
+    if (rc != GH_OK) goto out;
+    if (PQntuples(gone) == 1) {
+        out->deliveries = (uint64_t)gh_pg__i64(gone, 0, 0);
+        out->undelivered = (uint64_t)gh_pg__i64(gone, 0, 1);
+    }
+    PQclear(gone);
+    gone = NULL;
+    rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_MESSAGES, &d, &gone, err);
+    if (rc == GH_OK) out->messages = strtoull(PQcmdTuples(gone), NULL, 10);
+out:
+    /* Past the old messages looked at, locked or not: those another node's
+     * purge held are its own to delete, and kept ones wait for the next
+     * pass. */
+    if (rc == GH_OK && last_old >= 0) out->last_seq = gh_pg__i64(scan, last_old, 0);
+    PQclear(scan);
+    PQclear(locked);
+    PQclear(keep);
+    PQclear(gone);
+    free(doomed);
+    gh_pg_array_free(&old);
+    rc = gh_pg__end(&tx, rc, err);
+    if (rc != GH_OK) {
+        int64_t last = after_seq;
+        memset(out, 0, sizeof(*out));
+        out->last_seq = last;
+    }
+    return rc;
 }

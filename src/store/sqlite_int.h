@@ -127,6 +127,11 @@ enum gh_sqlite_stmt {
     GH_SQ_HOOK_DLV_STATUS,
     GH_SQ_HOOK_REPLAY,
     GH_SQ_HOOK_PENDING,
+    GH_SQ_HOOK_PURGE_SCAN,
+    GH_SQ_HOOK_PURGE_KEEP,
+    GH_SQ_HOOK_PURGE_ATTEMPTS,
+    GH_SQ_HOOK_PURGE_DELIVERIES,
+    GH_SQ_HOOK_PURGE_MESSAGE,
     GH_SQ__COUNT
 };
 
@@ -436,5 +441,8 @@ int gh_sqlite__hook_delivery_replay(struct gh_store *st, const char *tenant_id,
                                     const char *endpoint_id, int64_t id, int64_t now,
                                     struct gh_err *err);
 int gh_sqlite__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
+                          int64_t now, size_t limit, struct gh_store_hook_purged *out,
+                          struct gh_err *err);
 
 #endif

@@ -323,6 +323,12 @@ static const struct migration migrations[] = {
       * tenant role; SQLite has no roles. Kept so that the numbers mean the
       * same in both engines. */
      "SELECT 1;"},
+    {16,
+     /* Webhook retention (gh_sqlite__hook_purge) deletes a message's
+      * deliveries, then the message: both find them by message_seq, and so
+      * does the foreign key's check on the message's delete, which without
+      * this index reads the whole table once per message. */
+     "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -709,3 +709,100 @@ out:
     gh_sqlite__read_release(c);
     return rc;
 }
+
+/* ---- Retention ------------------------------------------------------------------ */
+
+/* Deletes message <seq>'s attempts, deliveries and itself; adds to <out>. */
+static int purge_message(struct gh_sqlite_conn *c, int64_t seq, struct gh_store_hook_purged *out,
+                         struct gh_err *err)
+{
+    sqlite3_stmt *a = gh_sqlite__stmt(c, GH_SQ_HOOK_PURGE_ATTEMPTS, err);
+    sqlite3_stmt *d = gh_sqlite__stmt(c, GH_SQ_HOOK_PURGE_DELIVERIES, err);
+    sqlite3_stmt *m = gh_sqlite__stmt(c, GH_SQ_HOOK_PURGE_MESSAGE, err);
+    int rc, step;
+
+    if (a == NULL || d == NULL || m == NULL) return GH_ERROR;
+    sqlite3_bind_int64(a, 1, seq);
+    rc = gh_sqlite__exec(c, a, "webhook retention", err);
+    if (rc != GH_OK) return rc;
+    out->attempts += (uint64_t)sqlite3_changes(c->db);
+    sqlite3_bind_int64(d, 1, seq);
+    while ((step = sqlite3_step(d)) == SQLITE_ROW) {
+        out->deliveries++;
+        if (sqlite3_column_int(d, 0)) out->undelivered++;
+    }
+    if (step != SQLITE_DONE) return gh_sqlite__fail(c, "webhook retention", err);
+    gh_sqlite__done(d);
+    sqlite3_bind_int64(m, 1, seq);
+    rc = gh_sqlite__exec(c, m, "webhook retention", err);
+    if (rc == GH_OK) out->messages++;
+    return rc;
+}
+
+int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
+                          int64_t now, size_t limit, struct gh_store_hook_purged *out,
+                          struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    int64_t old[GH_STORE_HOOK_PURGE_MAX];
+    size_t nold = 0, seen = 0;
+    bool young = false;
+    sqlite3_stmt *s;
+    int rc, step = SQLITE_DONE;
+
+    (void)now; /* one process claims: its own claims are the ones in flight */
+    if (limit > GH_STORE_HOOK_PURGE_MAX) limit = GH_STORE_HOOK_PURGE_MAX;
+    rc = gh_sqlite__write_begin(ss, err);
+    if (rc != GH_OK) return rc;
+    s = gh_sqlite__stmt(c, GH_SQ_HOOK_PURGE_SCAN, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, after_seq);
+    sqlite3_bind_int64(s, 2, (int64_t)limit);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        seen++;
+        if (sqlite3_column_int64(s, 1) >= cutoff) {
+            young = true;
+            break;
+        }
+        old[nold++] = sqlite3_column_int64(s, 0);
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = gh_sqlite__fail(c, "webhook retention", err);
+        goto out;
+    }
+    gh_sqlite__done(s);
+    for (size_t i = 0; rc == GH_OK && i < nold; i++) {
+        sqlite3_stmt *k = gh_sqlite__stmt(c, GH_SQ_HOOK_PURGE_KEEP, err);
+        if (k == NULL) {
+            rc = GH_ERROR;
+            break;
+        }
+        sqlite3_bind_int64(k, 1, old[i]);
+        gh_sqlite__bind_text(k, 2, owner);
+        sqlite3_bind_int64(k, 3, cutoff);
+        rc = gh_sqlite__row(c, k, "webhook retention", err);
+        if (rc == GH_OK) { /* a delivery in flight or active: kept */
+            gh_sqlite__done(k);
+            out->kept++;
+            continue;
+        }
+        if (rc != GH_STORE_NOT_FOUND) break;
+        rc = purge_message(c, old[i], out, err);
+    }
+    if (rc == GH_OK) {
+        if (nold > 0) out->last_seq = old[nold - 1];
+        out->more = !young && seen == limit;
+    }
+out:
+    rc = gh_sqlite__write_end(ss, rc, err);
+    if (rc != GH_OK) {
+        int64_t last = out->last_seq;
+        memset(out, 0, sizeof(*out));
+        out->last_seq = last;
+    }
+    return rc;
+}

@@ -492,6 +492,18 @@ struct gh_store_hook_attempt {
     char snippet[GH_STORE_HOOK_SNIPPET_MAX + 1];
 };
 
+#define GH_STORE_HOOK_PURGE_MAX 1000 /* messages one hook_purge looks at */
+
+/* One retention batch (hook_purge): what it deleted, and where the next
+ * batch of the same pass starts. */
+struct gh_store_hook_purged {
+    uint64_t messages, deliveries, attempts;
+    uint64_t undelivered; /* of <deliveries>: still pending (never delivered) */
+    uint64_t kept;        /* old messages left for now (a delivery in flight or active) */
+    int64_t last_seq;     /* the last message looked at: the next batch's <after_seq> */
+    bool more;            /* old messages may follow <last_seq> */
+};
+
 /* An endpoint the store just disabled; <reason> is "gone" (it answered 410)
  * or "failing" (webhooks.disable_after). */
 typedef int (*gh_store_hook_disabled_cb)(const char *tenant_id, const char *endpoint_id,
@@ -948,6 +960,21 @@ struct gh_store_ops {
                                 int64_t id, int64_t now, struct gh_err *err);
     /* [operator] Counts pending deliveries. */
     int (*hook_pending_count)(struct gh_store *st, uint64_t *count, struct gh_err *err);
+    /* [operator] Retention, in ONE transaction: looks at up to <limit>
+     * messages with seq > <after_seq>, oldest first, and stops at the first
+     * created at or after <cutoff> (seq follows creation, give or take the
+     * nodes' clocks). Each one before it is deleted with its deliveries and
+     * their attempts, unless one of its deliveries is pending and either in
+     * flight (SQLite: claimed by <owner>, the one process that claims;
+     * PostgreSQL: a claim lease running at <now>) or created, attempted or
+     * replayed at or after <cutoff>: that message is kept (out->kept) and
+     * looked at again by the next pass. PostgreSQL: the messages and
+     * deliveries are locked first, and those another node's purge holds are
+     * skipped, so nodes purging at once delete disjoint sets and a claim
+     * never takes a delivery being deleted. Fills <out>. */
+    int (*hook_purge)(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
+                      int64_t now, size_t limit, struct gh_store_hook_purged *out,
+                      struct gh_err *err);
 };
 
 /* The handle. Implementations embed it as their first member. */
@@ -1452,5 +1479,9 @@ int gh_store_hook_delivery_get(struct gh_store *st, const char *tenant_id, const
 int gh_store_hook_delivery_replay(struct gh_store *st, const char *tenant_id,
                                   const char *endpoint_id, int64_t id, struct gh_err *err);
 int gh_store_hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+/* [operator] See the op: <owner> 1..64 bytes, <limit> 1..GH_STORE_HOOK_PURGE_MAX, <cutoff> a
+ * unix ms time; now is the wall clock. */
+int gh_store_hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
+                        size_t limit, struct gh_store_hook_purged *out, struct gh_err *err);
 
 #endif

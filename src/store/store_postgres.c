@@ -462,6 +462,34 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                           "WHERE tenant_id = $1::text AND endpoint_id = $2::text "
                           "AND id = $3::bigint",
     [GH_PG_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
+    /* Retention (gh_pg__hook_purge). The oldest messages, unlocked: the
+     * caller keeps those before the first young one. */
+    [GH_PG_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > $1::bigint "
+                              "ORDER BY seq LIMIT $2::bigint",
+    /* Of those, the ones no other node's purge holds, locked. */
+    [GH_PG_HOOK_PURGE_LOCK] = "SELECT seq FROM webhook_messages WHERE seq = ANY ($1::bigint[]) "
+                              "ORDER BY seq FOR UPDATE SKIP LOCKED",
+    /* The messages to keep: a delivery that is pending and in flight (its
+     * lease runs) or active since the cutoff, or that another transaction
+     * holds (a claim or an outcome being written: busy, so kept, never
+     * waited for, so no lock order to get wrong). Every other delivery of
+     * the locked messages is locked here, its newest version checked, so
+     * no claim can take one before the deletes. */
+    [GH_PG_HOOK_PURGE_KEEP] = "WITH mine AS MATERIALIZED (SELECT id, status, claim_until, "
+                              "updated_at FROM webhook_deliveries "
+                              "WHERE message_seq = ANY ($1::bigint[]) FOR UPDATE SKIP LOCKED) "
+                              "SELECT DISTINCT d.message_seq FROM webhook_deliveries d "
+                              "LEFT JOIN mine ON mine.id = d.id "
+                              "WHERE d.message_seq = ANY ($1::bigint[]) AND (mine.id IS NULL "
+                              "OR (mine.status = 'pending' AND (mine.claim_until > $2::bigint "
+                              "OR mine.updated_at >= $3::bigint)))",
+    [GH_PG_HOOK_PURGE_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
+                                  "FROM webhook_deliveries WHERE message_seq = ANY ($1::bigint[]))",
+    [GH_PG_HOOK_PURGE_DELIVERIES] = "WITH gone AS (DELETE FROM webhook_deliveries "
+                                    "WHERE message_seq = ANY ($1::bigint[]) RETURNING status) "
+                                    "SELECT count(*), count(*) FILTER (WHERE status = 'pending') "
+                                    "FROM gone",
+    [GH_PG_HOOK_PURGE_MESSAGES] = "DELETE FROM webhook_messages WHERE seq = ANY ($1::bigint[])",
 };
 
 /* ---- Parameters and rows ------------------------------------------------------ */
@@ -1359,4 +1387,5 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .hook_delivery_get = gh_pg__hook_delivery_get,
     .hook_delivery_replay = gh_pg__hook_delivery_replay,
     .hook_pending_count = gh_pg__hook_pending_count,
+    .hook_purge = gh_pg__hook_purge,
 };

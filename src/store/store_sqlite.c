@@ -309,6 +309,18 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                           "next_attempt_at = ?4, claimed = '', last_error = '', updated_at = ?4 "
                           "WHERE tenant_id = ?1 AND endpoint_id = ?2 AND id = ?3",
     [GH_SQ_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
+    /* Retention (gh_sqlite__hook_purge): messages by seq, the deliveries
+     * of one through webhook_deliveries_by_message (migration 16). */
+    [GH_SQ_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > ?1 "
+                              "ORDER BY seq LIMIT ?2",
+    [GH_SQ_HOOK_PURGE_KEEP] = "SELECT 1 FROM webhook_deliveries WHERE message_seq = ?1 "
+                              "AND status = 'pending' AND (claimed = ?2 OR updated_at >= ?3) "
+                              "LIMIT 1",
+    [GH_SQ_HOOK_PURGE_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN "
+                                  "(SELECT id FROM webhook_deliveries WHERE message_seq = ?1)",
+    [GH_SQ_HOOK_PURGE_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE message_seq = ?1 "
+                                    "RETURNING status = 'pending'",
+    [GH_SQ_HOOK_PURGE_MESSAGE] = "DELETE FROM webhook_messages WHERE seq = ?1",
 };
 
 /* ---- Statements and errors -------------------------------------------------- */
@@ -895,4 +907,5 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .hook_delivery_get = gh_sqlite__hook_delivery_get,
     .hook_delivery_replay = gh_sqlite__hook_delivery_replay,
     .hook_pending_count = gh_sqlite__hook_pending_count,
+    .hook_purge = gh_sqlite__hook_purge,
 };

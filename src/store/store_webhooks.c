@@ -340,3 +340,17 @@ int gh_store_hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_
 {
     return st->ops->hook_pending_count(st, count, err);
 }
+
+int gh_store_hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
+                        size_t limit, struct gh_store_hook_purged *out, struct gh_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->last_seq = after_seq;
+    if (owner == NULL || owner[0] == '\0' || strlen(owner) > OWNER_MAX)
+        return invalid(err, "owner", "must be 1-64 bytes");
+    if (limit < 1 || limit > GH_STORE_HOOK_PURGE_MAX)
+        return invalid(err, "limit", "must be 1-1000");
+    if (after_seq < 0) return invalid(err, "after_seq", "must be >= 0");
+    return st->ops->hook_purge(st, owner, after_seq, cutoff, (int64_t)gh_wall_ms(), limit, out,
+                               err);
+}

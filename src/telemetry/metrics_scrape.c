@@ -449,6 +449,23 @@ static void write_webhooks(struct gh_expo *e, struct gh_runtime *rt)
     gh_expo_family(e, "gatehouse_webhook_endpoints_disabled", GH_EXPO_COUNTER,
                    "Webhook endpoints disabled after failing for webhooks.disable_after.");
     gh_expo_counter(e, NULL, 0, h.disabled_endpoints);
+    static const char *const tables[] = {"messages", "deliveries", "attempts"};
+    const uint64_t by_table[] = {h.purged_messages, h.purged_deliveries, h.purged_attempts};
+    gh_expo_family(e, "gatehouse_webhook_retention_deleted", GH_EXPO_COUNTER,
+                   "Rows webhook retention deleted from the store, by table "
+                   "(messages older than webhooks.retention, with their deliveries and "
+                   "attempts).");
+    for (size_t i = 0; i < 3; i++) {
+        l = L("table", tables[i]);
+        gh_expo_counter(e, &l, 1, by_table[i]);
+    }
+    gh_expo_family(e, "gatehouse_webhook_retention_undelivered", GH_EXPO_COUNTER,
+                   "Deliveries webhook retention deleted while still pending (never delivered).");
+    gh_expo_counter(e, NULL, 0, h.purged_undelivered);
+    gh_expo_family(e, "gatehouse_webhook_retention_failures", GH_EXPO_COUNTER,
+                   "Webhook retention steps the store refused (the pass stops; the next one "
+                   "goes on).");
+    gh_expo_counter(e, NULL, 0, h.purge_failures);
     gh_expo_family(e, "gatehouse_webhook_attempt_duration_seconds", GH_EXPO_HISTOGRAM,
                    "Time of one webhook delivery attempt, from its start to the answer or "
                    "the error.");

@@ -368,6 +368,7 @@ static void test_webhooks_keys(void **state)
     assert_int_equal(w->concurrency, 64);
     assert_true(w->rotation_grace_ms == 86400000);
     assert_int_equal(w->max_payload, 64 * 1024);
+    assert_true(w->retention_ms == 30ull * 86400000);
     gh_config_free(cfg);
 
     cfg = load_ok(VALID_TAIL "webhooks:\n"
@@ -375,8 +376,10 @@ static void test_webhooks_keys(void **state)
                              "  schedule: [0s, 200ms, 400ms]\n"
                              "  timeout: 2s\n"
                              "  jitter: 0\n"
-                             "  concurrency: 8\n");
+                             "  concurrency: 8\n"
+                             "  retention: 7d\n");
     w = &cfg->webhooks;
+    assert_true(w->retention_ms == 7ull * 86400000);
     assert_int_equal(w->nallow_private, 3);
     assert_int_equal(w->allow[1].bits, 8);
     assert_int_equal(w->nschedule_ms, 3);
@@ -860,6 +863,8 @@ struct bad_case {
       "in webhooks.schedule[1]: \"soon\" is not a duration")                                       \
     X(webhooks_concurrency, VALID_TAIL "webhooks: {concurrency: 0}\n", 4, 25,                      \
       "in webhooks.concurrency: must be")                                                          \
+    X(webhooks_retention_short, VALID_TAIL "webhooks: {retention: 500ms}\n", 4, 23,                \
+      "in webhooks.retention: must be")                                                            \
     X(complex_key, VALID_TAIL "? [a, b]\n: 1\n", 4, 3, "keys must be plain names")                 \
     X(secrets_bad_provider, VALID_TAIL "secrets: {provider: vault}\n", 4, 21,                      \
       "in secrets.provider: must be one of local, pkcs11")                                         \

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -280,6 +281,120 @@ static void test_disable_and_delete(void **state)
                      GH_STORE_NOT_FOUND);
 }
 
+/* The index in <c> of the delivery of message <msg>. */
+static size_t due_of(const struct claimed *c, const char *msg)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->msg[i], msg) == 0) return i;
+    fail_msg("no delivery of %s claimed", msg);
+    return 0;
+}
+
+static void outcome_of(const struct claimed *c, const char *msg, enum gh_store_delivery_status next,
+                       struct gh_store_hook_outcome *o)
+{
+    size_t i = due_of(c, msg);
+
+    memset(o, 0, sizeof(*o));
+    o->delivery_id = c->due[i].delivery_id;
+    snprintf(o->endpoint_id, sizeof(o->endpoint_id), "%s", c->due[i].endpoint_id);
+    o->at = (int64_t)gh_wall_ms();
+    o->status = next == GH_STORE_DELIVERY_SUCCEEDED ? 200 : 400;
+    o->next = next;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec t = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* Retention: old messages go with their deliveries and attempts, in
+ * batches, stopping at the first young one; a delivery in flight (claimed
+ * by the purging process) or pending and active since the cutoff keeps its
+ * message; a dead process's claim does not. */
+static void test_retention(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const orders[] = {"order.*", NULL};
+    struct gh_store_hook_endpoint e;
+    struct claimed cl = {0};
+    struct gh_store_hook_outcome o[2];
+    struct gh_store_hook_purged p;
+    struct gh_store_hook_delivery dl;
+    struct gh_store_hook_attempt at[4];
+    struct gh_err err = {0};
+    size_t nat;
+
+    endpoint_new(f, f->tenant, orders, &e);
+    publish(f, f->tenant, "done", "order.a", 1, false);     /* delivered: goes */
+    publish(f, f->tenant, "flying", "order.a", 1, false);   /* in flight: kept */
+    publish(f, f->tenant, "replayed", "order.a", 1, false); /* active since: kept */
+    publish(f, f->other, "quiet", "order.a", 0, false);     /* no delivery: goes */
+    assert_int_equal(gh_store_hook_claim(f->st, "owner-1", 16, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 3);
+    outcome_of(&cl, "done", GH_STORE_DELIVERY_SUCCEEDED, &o[0]);
+    outcome_of(&cl, "replayed", GH_STORE_DELIVERY_FAILED, &o[1]);
+    assert_int_equal(gh_store_hook_record(f->st, "owner-1", o, 2, 86400000, NULL, NULL, &err),
+                     GH_OK);
+    sleep_ms(3);
+    int64_t cutoff = (int64_t)gh_wall_ms();
+    sleep_ms(3);
+    size_t r = due_of(&cl, "replayed");
+    assert_int_equal(
+        gh_store_hook_delivery_replay(f->st, f->tenant, e.id, cl.due[r].delivery_id, &err), GH_OK);
+    publish(f, f->tenant, "young", "order.a", 1, false); /* after the cutoff: stays */
+
+    /* One message per batch: the first is looked at, and more may follow. */
+    assert_int_equal(gh_store_hook_purge(f->st, "owner-1", 0, cutoff, 1, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 1);
+    assert_int_equal(p.deliveries, 1);
+    assert_int_equal(p.attempts, 1);
+    assert_int_equal(p.undelivered, 0);
+    assert_true(p.more);
+    size_t d = due_of(&cl, "done");
+    assert_int_equal(gh_store_hook_delivery_get(f->st, f->tenant, e.id, cl.due[d].delivery_id, &dl,
+                                                at, 4, &nat, &err),
+                     GH_STORE_NOT_FOUND);
+    /* The rest of the pass: "flying" and "replayed" kept, "quiet" gone,
+     * and it stops at "young". */
+    assert_int_equal(gh_store_hook_purge(f->st, "owner-1", p.last_seq, cutoff, 100, &p, &err),
+                     GH_OK);
+    assert_int_equal(p.messages, 1);
+    assert_int_equal(p.deliveries, 0);
+    assert_int_equal(p.kept, 2);
+    assert_false(p.more);
+    assert_int_equal(gh_store_hook_delivery_get(f->st, f->tenant, e.id, cl.due[r].delivery_id, &dl,
+                                                at, 4, &nat, &err),
+                     GH_OK);
+    assert_int_equal(nat, 1);
+
+    /* Another pass by a new process: the old claim is a dead one's, so
+     * "flying" goes, counted as never delivered; "replayed" is still
+     * active since the cutoff. */
+    assert_int_equal(gh_store_hook_purge(f->st, "owner-2", 0, cutoff, 100, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 1);
+    assert_int_equal(p.deliveries, 1);
+    assert_int_equal(p.undelivered, 1);
+    assert_int_equal(p.attempts, 0);
+    assert_int_equal(p.kept, 1);
+
+    /* A later cutoff takes the young and the replayed ones too. */
+    assert_int_equal(
+        gh_store_hook_purge(f->st, "owner-2", 0, (int64_t)gh_wall_ms() + 1000, 100, &p, &err),
+        GH_OK);
+    assert_int_equal(p.messages, 2);
+    assert_int_equal(p.attempts, 1);
+    uint64_t pending = 99;
+    assert_int_equal(gh_store_hook_pending_count(f->st, &pending, &err), GH_OK);
+    assert_int_equal(pending, 0);
+    /* An id whose message is gone is new again. */
+    publish(f, f->tenant, "done", "order.a", 1, false);
+
+    assert_int_equal(gh_store_hook_purge(f->st, "", 0, cutoff, 10, &p, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_hook_purge(f->st, "o", 0, cutoff, 1001, &p, &err), GH_STORE_INVALID);
+}
+
 static void test_validation(void **state)
 {
     struct fixture *f = *state;
@@ -321,6 +436,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fan_out_and_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
