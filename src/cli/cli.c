@@ -77,6 +77,9 @@ static const struct gh_cli_command commands[] = {
      "      version while gateways keep running; --batch rows per transaction (default\n"
      "      100), --limit stops after N rows (throttling): a rerun resumes the same\n"
      "      rotation. Audited as secrets.rotate_master on the system chain.\n"
+     "rotate-master --prepare: only make the next master key version, in use nowhere\n"
+     "      (nodes keep sealing under the current one): copy the master key file to\n"
+     "      every node, then run rotate-master, which puts it in use.\n"
      "T is a tenant id or name; the default is the system tenant.\n",
      gh_cmd_secrets},
     {"version", "", "print the version", NULL, gh_cmd_version},

@@ -7,6 +7,7 @@
  *   status                      provider, current version, rows per version,
  *                               the last rotation
  *   rotate-master [--batch N] [--limit N]
+ *   rotate-master --prepare     make the next version, in use nowhere yet
  * each with -c FILE. They open the store and the provider on this node; a
  * running gateway reads what they write at its next use of a secret. The
  * rotation writes system-chain audit events (secrets.rotate_master) through
@@ -34,6 +35,7 @@ struct opts {
     const char *tenant;
     const char *name;
     uint64_t batch, limit;
+    bool prepare;
     int help;
 };
 
@@ -57,6 +59,10 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool want_name)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             o->help = 1;
             return 0;
+        }
+        if (strcmp(a, "--prepare") == 0) {
+            o->prepare = true;
+            continue;
         }
         if (a[0] == '-' && i + 1 >= argc) {
             fprintf(stderr, "gatehouse secrets: %s needs a value\n", a);
@@ -306,7 +312,8 @@ static int cmd_status(int argc, char **argv)
     struct gh_store_secrets_rotation rot;
     struct gh_err err = {0};
     char msg[1024], t1[32], t2[32];
-    uint32_t cur = 0;
+    uint32_t cur = 0, prepared = 0;
+    bool held = false;
     uint64_t total = 0;
     struct opts o;
     struct env e;
@@ -325,6 +332,11 @@ static int cmd_status(int argc, char **argv)
         printf("token: %s, master keys %s-v<N>\n", e.cfg->secrets.pkcs11.token_label,
                e.cfg->secrets.pkcs11.key_label);
     printf("current master key version: %" PRIu32 "\n", cur);
+    if (gh_secrets_prepared_version(e.secrets, &prepared, &held, &err) != GH_OK) goto fail;
+    if (prepared != 0)
+        printf("prepared master key version: %" PRIu32
+               " (in use nowhere until `gatehouse secrets rotate-master`; %s)\n",
+               prepared, held ? "held here" : "NOT held here: copy the master key file here");
     printf("sealed secrets: %" PRIu64 "\n", total);
     if (gh_store_secrets_versions(e.store, status_row, NULL, &err) != GH_OK) goto fail;
     r = gh_store_secrets_rotation_get(e.store, &rot, &err);
@@ -397,6 +409,33 @@ static int on_begin(const struct gh_secrets_rotate_result *res, void *arg, struc
     return GH_OK;
 }
 
+/* --prepare: the next version made and checked, in use nowhere. */
+static int prepare(struct env *e, struct gh_audit_service *as)
+{
+    struct gh_secrets_prepare_result pr;
+    struct gh_secrets_rotate_result ev = {0};
+    struct gh_err err = {0};
+    char msg[1024], where[400];
+
+    if (gh_secrets_prepare_master(e->secrets, &pr, &err) != GH_OK) {
+        fprintf(stderr, "gatehouse secrets rotate-master --prepare: %s\n",
+                gh_err_format(&err, msg, sizeof(msg)));
+        return 1;
+    }
+    if (strcmp(gh_secrets_provider(e->secrets), "local") == 0)
+        snprintf(where, sizeof(where), "copy the master key file %s to every node",
+                 e->cfg->secrets.master_key_file);
+    else
+        snprintf(where, sizeof(where), "every node reaches it on the token");
+    printf("master key version %" PRIu32 " %s (in use nowhere: values are still sealed under "
+           "version %" PRIu32 "): %s, then run `gatehouse secrets rotate-master`\n",
+           pr.version, pr.already ? "is prepared already" : "prepared", pr.from_version, where);
+    if (pr.already) return 0;
+    ev.from_version = pr.from_version;
+    ev.to_version = pr.version;
+    return audit_rotation(as, "prepared", &ev, true) == GH_OK ? 0 : 1;
+}
+
 static int cmd_rotate(int argc, char **argv)
 {
     struct gh_secrets_rotate_opts ro = {0};
@@ -421,6 +460,10 @@ static int cmd_rotate(int argc, char **argv)
                     gh_err_format(&err, msg, sizeof(msg)));
             goto out;
         }
+    }
+    if (o.prepare) {
+        rc = prepare(&e, as);
+        goto out;
     }
     ro.on_begin = on_begin;
     ro.arg = as;

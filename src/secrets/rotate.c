@@ -4,7 +4,9 @@
  * Order, so that an interruption at any point resumes to the same target:
  *   1. record the rotation (from N to N + 1) in the store, or find the
  *      pending one: a rerun never makes a second new version;
- *   2. make version N + 1 at the provider (already there on a rerun: fine);
+ *   2. make version N + 1 at the provider (already there on a rerun, or
+ *      made by gh_secrets_prepare_master: fine), compare it with the
+ *      store's check, and put it in use (new values are sealed under it);
  *   3. in batches: read rows still under an older version, unwrap each data
  *      key and wrap it under N + 1, and write the batch in one transaction
  *      where each row changes only if it still holds what was read
@@ -13,7 +15,11 @@
  *   4. mark the rotation finished once no row is left under an older
  *      version.
  * Values are never decrypted, and old versions are never deleted: a reader
- * that meets a row of either version opens it. */
+ * that meets a row of either version opens it.
+ *
+ * gh_secrets_prepare_master does step 2 without putting the version in
+ * use, so that copies of a master key file can hold it before any value
+ * needs it (docs/secrets.md, "Rotation with copies of the file"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,13 +91,28 @@ int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotat
     if (gh_secrets_current_version(s, &cur, err) != GH_OK) return GH_ERROR;
     /* A newer version made on another node's provider (another copy of the
      * file): making ours would give that version a second key. */
-    if (gh_secrets__check_version(s, cur, &newest, err) != GH_OK) return GH_ERROR;
-    if (newest > cur)
-        return gh_err_set(err, NULL, 0, 0,
-                          "the store has master key version %u (a rotation made it elsewhere), "
-                          "but the %s has only up to version %u: give this node that version "
-                          "first (copy the master key file of the node that rotated)",
-                          newest, s->place, cur);
+    if (gh_secrets__check_version(s, cur, false, &newest, err) != GH_OK) return GH_ERROR;
+    if (newest > cur) {
+        uint32_t prepared = 0, held = 0;
+        if (gh_secrets_prepared_version(s, &prepared, NULL, err) != GH_OK ||
+            s->kms->ops->current(s->kms, &held, err) != GH_OK)
+            return GH_ERROR;
+        /* The version `--prepare` made: the rotation puts it in use, on a
+         * provider that holds it. */
+        if (prepared != newest || newest != cur + 1)
+            return gh_err_set(err, NULL, 0, 0,
+                              "the store has master key version %u (a rotation made it "
+                              "elsewhere), but the %s has only up to version %u: give this node "
+                              "that version first (copy the master key file of the node that "
+                              "rotated)",
+                              newest, s->place, cur);
+        if (held < newest)
+            return gh_err_set(err, NULL, 0, 0,
+                              "master key version %u was prepared (rotate-master --prepare), but "
+                              "the %s has only up to version %u: copy the master key file of the "
+                              "node that prepared it here (and to every node) first",
+                              newest, s->place, held);
+    }
     /* 1. Record it first (or find the pending one). */
     if (gh_store_secrets_rotation_begin(s->store, cur, cur + 1, &rot, &started, err) != GH_OK)
         return GH_ERROR;
@@ -110,7 +131,9 @@ int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotat
     /* Its check, before any row is wrapped under it: two operators rotating
      * with two copies of the file at once make two keys of one version, and
      * the second to record its check stops here. */
-    if (gh_secrets__check_version(s, rot.to_version, &newest, err) != GH_OK) return GH_ERROR;
+    if (gh_secrets__check_version(s, rot.to_version, false, &newest, err) != GH_OK) return GH_ERROR;
+    /* In use from now on: new values are sealed under it as rows move. */
+    if (gh_store_secrets_kek_activate(s->store, rot.to_version, err) != GH_OK) return GH_ERROR;
 
     rows = calloc(batch, sizeof(*rows));
     rw = calloc(batch, sizeof(*rw));
@@ -150,4 +173,52 @@ out:
     if (rw != NULL) OPENSSL_cleanse(rw, batch * sizeof(*rw));
     free(rw);
     return rc;
+}
+
+int gh_secrets_prepare_master(struct gh_secrets *s, struct gh_secrets_prepare_result *res,
+                              struct gh_err *err)
+{
+    struct gh_store_secrets_rotation rot;
+    uint32_t cur, held = 0, prepared = 0, newest = 0;
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    rc = gh_store_secrets_rotation_get(s->store, &rot, err);
+    if (rc == GH_OK && rot.finished_at == 0)
+        return gh_err_set(err, NULL, 0, 0,
+                          "a rotation to master key version %u is pending: finish it first "
+                          "(gatehouse secrets rotate-master)",
+                          rot.to_version);
+    if (rc != GH_OK && rc != GH_STORE_NOT_FOUND) return GH_ERROR;
+    if (gh_secrets_current_version(s, &cur, err) != GH_OK ||
+        gh_secrets_prepared_version(s, &prepared, NULL, err) != GH_OK ||
+        s->kms->ops->current(s->kms, &held, err) != GH_OK)
+        return GH_ERROR;
+    res->from_version = cur;
+    if (prepared != 0) {
+        /* Made already (here or on another node): the same one, never a
+         * second, so that every copy made meanwhile stays good. */
+        res->version = prepared;
+        res->already = true;
+        if (held < prepared)
+            return gh_err_set(err, NULL, 0, 0,
+                              "master key version %u is prepared already, but the %s has only up "
+                              "to version %u: copy the master key file of the node that "
+                              "prepared it here",
+                              prepared, s->place, held);
+        return GH_OK;
+    }
+    /* The same guard as a rotation's: a newer version in the store made on
+     * another copy would get a second key from ours. */
+    if (gh_secrets__check_version(s, cur, false, &newest, err) != GH_OK) return GH_ERROR;
+    if (newest > cur || held > cur)
+        return gh_err_set(err, NULL, 0, 0,
+                          "the %s holds master key version %u and the store %u, beyond version "
+                          "%u in use: not a state a prepare starts from",
+                          s->place, held, newest, cur);
+    res->version = cur + 1;
+    if (s->kms->ops->create_version(s->kms, res->version, err) != GH_OK) return GH_ERROR;
+    /* Recorded prepared: no node seals under it, whichever copies hold it. */
+    return gh_secrets__check_version(s, res->version, true, &newest, err) == GH_OK ? GH_OK
+                                                                                   : GH_ERROR;
 }

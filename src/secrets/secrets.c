@@ -113,8 +113,8 @@ static void key_place(const struct gh_config *cfg, char *out, size_t cap)
         snprintf(out, cap, "file %s", cfg->secrets.master_key_file);
 }
 
-int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, uint32_t *newest,
-                              struct gh_err *err)
+int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, bool prepared,
+                              uint32_t *newest, struct gh_err *err)
 {
     uint8_t mine[GH_KMS_BLOB_MAX], stored[GH_STORE_SECRET_WRAP_MAX], plain[GH_KMS_DEK_LEN];
     size_t mine_len = 0, stored_len = 0;
@@ -124,8 +124,8 @@ int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, uint32_t *
     if (s->kms->ops->wrap(s->kms, version, CHECK_PLAIN, mine, sizeof(mine), &mine_len, err) !=
         GH_OK)
         return GH_STORE_NOT_FOUND;
-    rc = gh_store_secrets_kek_check(s->store, version, mine, mine_len, stored, &stored_len, newest,
-                                    err);
+    rc = gh_store_secrets_kek_check(s->store, version, mine, mine_len, prepared, stored,
+                                    &stored_len, newest, err);
     if (rc != GH_OK) return rc;
     /* The store's check, ours or another process's: only the same key
      * unwraps it (AES-GCM's tag) to the same bytes. */
@@ -146,22 +146,32 @@ int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, uint32_t *
  * provider no longer holds is passed over: nothing can be sealed under it. */
 static int check_versions(struct gh_secrets *s, struct gh_err *err)
 {
-    uint32_t cur, newest = 0;
+    uint32_t cur, newest = 0, in_use = 0;
     int rc;
 
     if (s->kms->ops->current(s->kms, &cur, err) != GH_OK) return GH_ERROR;
     if (cur == 0) return gh_err_set(err, NULL, 0, 0, "secrets: the provider has no master key");
+    if (gh_store_secrets_kek_state(s->store, &in_use, &newest, err) != GH_OK) return GH_ERROR;
     for (uint32_t v = 1; v <= cur; v++) {
-        rc = gh_secrets__check_version(s, v, &newest, err);
+        /* A first open records its versions in use (a new store, or one
+         * from before the checks); a version beyond those in use that has
+         * no check yet is one a prepare or a rotation is making right now,
+         * and is theirs to put in use. */
+        rc = gh_secrets__check_version(s, v, in_use > 0 && v > in_use, &newest, err);
         if (rc == GH_STORE_NOT_FOUND && v < cur) continue;
         if (rc != GH_OK) return rc == GH_STORE_CONFLICT ? rc : GH_ERROR;
     }
     atomic_store(&s->checked, cur);
-    if (newest > cur)
+    if (gh_store_secrets_kek_state(s->store, &in_use, &newest, err) != GH_OK) return GH_ERROR;
+    if (in_use > cur)
         gh_log_warn("secrets: the store has master key version %u, but the %s has only up to "
                     "version %u: values sealed or re-wrapped under the newer one do not open "
                     "here until the %s holds it too",
-                    newest, s->place, cur, s->place);
+                    in_use, s->place, cur, s->place);
+    else if (newest > cur)
+        gh_log_info("secrets: master key version %u is prepared (in use nowhere yet), and the "
+                    "%s has only up to version %u: give it that version before the rotation",
+                    newest, s->place, cur);
     return GH_OK;
 }
 
@@ -255,7 +265,7 @@ const char *gh_secrets_provider(const struct gh_secrets *s)
 
 int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct gh_err *err)
 {
-    uint32_t newest = 0;
+    uint32_t newest = 0, in_use = 0;
 
     *version = 0;
     if (s->kms->ops->current(s->kms, version, err) != GH_OK) return GH_ERROR;
@@ -264,11 +274,34 @@ int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct g
     /* A version this handle has not compared yet (the file gained one while
      * the gateway runs): compared now, before anything is sealed under it.
      * A rotation that lost the race to record the version's check leaves
-     * its own key in its file; this keeps a running gateway from using it. */
+     * its own key in its file; this keeps a running gateway from using it.
+     * A check recorded here is recorded prepared: a version met while
+     * running is put in use by its rotation, never by a node that merely
+     * holds it (one that ran before `rotate-master --prepare` recorded
+     * its check would otherwise put it in use). */
     if (*version > atomic_load(&s->checked)) {
-        if (gh_secrets__check_version(s, *version, &newest, err) != GH_OK) return GH_ERROR;
+        if (gh_secrets__check_version(s, *version, true, &newest, err) != GH_OK) return GH_ERROR;
         atomic_store(&s->checked, *version);
     }
+    /* A prepared version is held, not used: values are sealed under the
+     * newest version in use until a rotation puts the prepared one in use,
+     * so a node whose copy of the file lacks it still opens them. */
+    if (gh_store_secrets_kek_state(s->store, &in_use, &newest, err) != GH_OK) return GH_ERROR;
+    if (in_use > 0 && *version > in_use) *version = in_use;
+    return GH_OK;
+}
+
+int gh_secrets_prepared_version(struct gh_secrets *s, uint32_t *version, bool *held,
+                                struct gh_err *err)
+{
+    uint32_t in_use = 0, newest = 0, cur = 0;
+
+    *version = 0;
+    if (held) *held = false;
+    if (gh_store_secrets_kek_state(s->store, &in_use, &newest, err) != GH_OK) return GH_ERROR;
+    if (newest > in_use) *version = newest;
+    if (held && *version && s->kms->ops->current(s->kms, &cur, err) != GH_OK) return GH_ERROR;
+    if (held) *held = *version && cur >= *version;
     return GH_OK;
 }
 

@@ -90,6 +90,11 @@ int gh_secrets_init(const struct gh_config *cfg, struct gh_err *err);
  * version. */
 const char *gh_secrets_provider(const struct gh_secrets *s);
 int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct gh_err *err);
+/* The version `rotate-master --prepare` made and no rotation has put in use
+ * yet (nothing is sealed under it), or 0; *held (may be NULL): whether this
+ * handle's provider holds it (the file was copied here). */
+int gh_secrets_prepared_version(struct gh_secrets *s, uint32_t *version, bool *held,
+                                struct gh_err *err);
 
 /* Resolves every `secret:NAME` of <cfg> (config.h, secret_refs) from
  * secret (system, "config/NAME") into its field. GH_ERROR with <err> at the
@@ -139,9 +144,25 @@ struct gh_secrets_rotate_result {
     uint64_t remaining; /* rows still under an older version (when not finished) */
 };
 
+/* `rotate-master --prepare` (docs/secrets.md): makes master key version
+ * N + 1 at the provider and records its check as prepared, so that no node
+ * seals under it; copies of the file can then be made before
+ * gh_secrets_rotate_master() puts it in use. A version prepared already is
+ * kept (res->already), never made twice. Refused while a rotation is
+ * pending. */
+struct gh_secrets_prepare_result {
+    uint32_t from_version; /* in use now */
+    uint32_t version;      /* prepared */
+    bool already;          /* prepared by an earlier call */
+};
+int gh_secrets_prepare_master(struct gh_secrets *s, struct gh_secrets_prepare_result *res,
+                              struct gh_err *err);
+
 /* Rotates the master key without stopping anyone: records the rotation
  * (from the current version N to N + 1) in the store unless one is pending
- * (then resumes it: same target), makes version N + 1 at the provider, and
+ * (then resumes it: same target), makes version N + 1 at the provider (or
+ * takes the one prepared; refused on a provider that lacks it), puts it in
+ * use, and
  * re-wraps every data key under it, <opts>->batch rows per transaction,
  * each row only if no one changed it meanwhile. Values are never
  * decrypted: only data keys are unwrapped and wrapped again. Readers keep

@@ -3,6 +3,7 @@
 #define GH_SECRETS_SECRETS_INT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -28,8 +29,9 @@ struct gh_secrets {
  * one; GH_STORE_NOT_FOUND when the provider cannot wrap under <version>
  * (it no longer holds it); store errors as they come. Every open checks versions
  * 1..current before anything is sealed; a rotation checks its new version
- * as soon as the provider has it. */
-int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, uint32_t *newest,
-                              struct gh_err *err);
+ * as soon as the provider has it. A check this call records is recorded
+ * as prepared (not in use) when <prepared>. */
+int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, bool prepared,
+                              uint32_t *newest, struct gh_err *err);
 
 #endif

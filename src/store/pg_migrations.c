@@ -383,6 +383,13 @@ static const struct migration migrations[] = {
      "GRANT DELETE ON webhook_messages, webhook_deliveries, webhook_attempts TO "
      "gatehouse_operator;"
      "GRANT UPDATE (deliveries) ON webhook_messages TO gatehouse_operator;"},
+    {17,
+     /* As in SQLite: a master key version made ahead of its rotation
+      * (`rotate-master --prepare`) is checked like any but sealed under by
+      * no node until the rotation puts it in use; the operator may change
+      * that column only. */
+     "ALTER TABLE secrets_kek_checks ADD COLUMN prepared boolean NOT NULL DEFAULT false;"
+     "GRANT UPDATE (prepared) ON secrets_kek_checks TO gatehouse_operator;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -318,8 +318,8 @@ int gh_pg__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int
 }
 
 int gh_pg__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_t *check,
-                             size_t len, int64_t now, uint8_t *stored, size_t *stored_len,
-                             uint32_t *newest, struct gh_err *err)
+                             size_t len, bool prepared, int64_t now, uint8_t *stored,
+                             size_t *stored_len, uint32_t *newest, struct gh_err *err)
 {
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
@@ -331,6 +331,7 @@ int gh_pg__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_
     gh_pg__arg_i64(&a, version);
     arg_blob(&a, check, len);
     gh_pg__arg_i64(&a, now);
+    gh_pg__arg(&a, prepared ? "true" : "false");
     rc = gh_pg__run(&tx, GH_PG_SECRET_KEK_CHECK_PUT, &a, NULL, err);
     if (rc == GH_OK) {
         memset(&a, 0, sizeof(a));
@@ -346,6 +347,48 @@ int gh_pg__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_
             rc = gh_err_set(err, NULL, 0, 0, "store: secrets_kek_checks: a bad version");
         else
             *newest = (uint32_t)top;
+    }
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
+                             struct gh_err *err)
+{
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    rc = gh_pg__run(&tx, GH_PG_SECRET_KEK_STATE, NULL, &r, err);
+    if (rc == GH_OK && PQntuples(r) != 1)
+        rc = gh_err_set(err, NULL, 0, 0, "store: secrets_kek_checks: no state");
+    if (rc == GH_OK) {
+        int64_t u = gh_pg__i64(r, 0, 0), n = gh_pg__i64(r, 0, 1);
+        if (u < 0 || n < u || n > UINT32_MAX)
+            rc = gh_err_set(err, NULL, 0, 0, "store: secrets_kek_checks: a bad version");
+        else {
+            *in_use = (uint32_t)u;
+            *newest = (uint32_t)n;
+        }
+    }
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg_i64(&a, version);
+    rc = gh_pg__run(&tx, GH_PG_SECRET_KEK_ACTIVATE, &a, &r, err);
+    if (rc == GH_OK && strcmp(PQcmdTuples(r), "0") == 0) {
+        gh_err_set(err, NULL, 0, 0, "the store has no check of master key version %u", version);
+        rc = GH_STORE_NOT_FOUND;
     }
     PQclear(r);
     return gh_pg__end(&tx, rc, err);

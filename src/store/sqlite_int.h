@@ -95,6 +95,8 @@ enum gh_sqlite_stmt {
     GH_SQ_SECRET_ROT_COUNT,
     GH_SQ_SECRET_ROT_FINISH,
     GH_SQ_SECRET_KEK_CHECK_PUT,
+    GH_SQ_SECRET_KEK_STATE,
+    GH_SQ_SECRET_KEK_ACTIVATE,
     GH_SQ_SECRET_KEK_CHECK_GET,
     GH_SQ_AUDIT_KEY_SET_PRIVATE,
     GH_SQ_SIGNING_SET_PRIVATE,
@@ -403,8 +405,11 @@ int gh_sqlite__private_key_set(struct gh_store *st, enum gh_store_private_kind k
 int gh_sqlite__secrets_rotation_finish(struct gh_store *st, uint32_t to_version, int64_t now,
                                        struct gh_err *err);
 int gh_sqlite__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_t *check,
-                                 size_t len, int64_t now, uint8_t *stored, size_t *stored_len,
-                                 uint32_t *newest, struct gh_err *err);
+                                 size_t len, bool prepared, int64_t now, uint8_t *stored,
+                                 size_t *stored_len, uint32_t *newest, struct gh_err *err);
+int gh_sqlite__secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
+                                 struct gh_err *err);
+int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err);
 
 int gh_sqlite__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,
                                     struct gh_err *err);

@@ -329,6 +329,13 @@ static const struct migration migrations[] = {
       * does the foreign key's check on the message's delete, which without
       * this index reads the whole table once per message. */
      "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"},
+    {17,
+     /* A master key version made ahead of its rotation (`rotate-master
+      * --prepare`, docs/secrets.md): checked like any, sealed under by no
+      * node until the rotation puts it in use, so the file can be copied to
+      * every node first. Every check recorded before is in use. */
+     "ALTER TABLE secrets_kek_checks ADD COLUMN prepared INTEGER NOT NULL DEFAULT 0 "
+     "CHECK (prepared IN (0, 1));"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

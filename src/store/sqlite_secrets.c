@@ -372,8 +372,8 @@ out:
 /* BEGIN IMMEDIATE: the insert and the read see one state; a check another
  * process recorded first is the one read back. */
 int gh_sqlite__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_t *check,
-                                 size_t len, int64_t now, uint8_t *stored, size_t *stored_len,
-                                 uint32_t *newest, struct gh_err *err)
+                                 size_t len, bool prepared, int64_t now, uint8_t *stored,
+                                 size_t *stored_len, uint32_t *newest, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -389,6 +389,7 @@ int gh_sqlite__secrets_kek_check(struct gh_store *st, uint32_t version, const ui
     sqlite3_bind_int64(s, 1, version);
     bind_blob(s, 2, check, len);
     sqlite3_bind_int64(s, 3, now);
+    sqlite3_bind_int(s, 4, prepared ? 1 : 0);
     rc = gh_sqlite__exec(c, s, "master key check", err);
     if (rc != GH_OK) goto out;
     s = gh_sqlite__stmt(c, GH_SQ_SECRET_KEK_CHECK_GET, err);
@@ -412,6 +413,50 @@ int gh_sqlite__secrets_kek_check(struct gh_store *st, uint32_t version, const ui
         }
     }
     gh_sqlite__done(s);
+out:
+    return gh_sqlite__write_end(ss, rc, err);
+}
+
+int gh_sqlite__secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
+                                 struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_SECRET_KEK_STATE, err);
+    int rc = GH_ERROR;
+
+    if (s == NULL) goto out;
+    rc = gh_sqlite__row(c, s, "master key checks", err);
+    if (rc != GH_OK) {
+        if (rc == GH_STORE_NOT_FOUND) rc = GH_ERROR;
+        goto out;
+    }
+    *in_use = (uint32_t)sqlite3_column_int64(s, 0);
+    *newest = (uint32_t)sqlite3_column_int64(s, 1);
+    gh_sqlite__done(s);
+out:
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
+int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    sqlite3_stmt *s;
+    int rc = gh_sqlite__write_begin(ss, err);
+
+    if (rc != GH_OK) return rc;
+    s = gh_sqlite__stmt(c, GH_SQ_SECRET_KEK_ACTIVATE, err);
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    sqlite3_bind_int64(s, 1, version);
+    rc = gh_sqlite__exec(c, s, "master key check", err);
+    if (rc == GH_OK && sqlite3_changes(c->db) == 0) {
+        gh_err_set(err, NULL, 0, 0, "the store has no check of master key version %u", version);
+        rc = GH_STORE_NOT_FOUND;
+    }
 out:
     return gh_sqlite__write_end(ss, rc, err);
 }

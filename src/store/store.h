@@ -881,12 +881,22 @@ struct gh_store_ops {
     int (*secrets_rotation_finish)(struct gh_store *st, uint32_t to_version, int64_t now,
                                    struct gh_err *err);
     /* [operator] In one transaction: records <check> (<len> bytes) as
-     * master key <version>'s check unless the store has one, then copies
-     * the recorded one into <stored> (GH_STORE_SECRET_WRAP_MAX bytes) and
-     * sets *stored_len, and *newest to the highest version with a check. */
+     * master key <version>'s check unless the store has one (<prepared>:
+     * recorded as prepared, not in use: nothing is sealed under it until
+     * secrets_kek_activate), then copies the recorded one into <stored>
+     * (GH_STORE_SECRET_WRAP_MAX bytes) and sets *stored_len, and *newest to
+     * the highest version with a check. */
     int (*secrets_kek_check)(struct gh_store *st, uint32_t version, const uint8_t *check,
-                             size_t len, int64_t now, uint8_t *stored, size_t *stored_len,
-                             uint32_t *newest, struct gh_err *err);
+                             size_t len, bool prepared, int64_t now, uint8_t *stored,
+                             size_t *stored_len, uint32_t *newest, struct gh_err *err);
+    /* [operator] Sets *in_use to the highest master key version whose check
+     * is in use (0: none) and *newest to the highest with a check,
+     * prepared or not. */
+    int (*secrets_kek_state)(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
+                             struct gh_err *err);
+    /* [operator] Puts prepared version <version> in use (a rotation to it
+     * begins); one in use already stays so. NOT_FOUND without a check. */
+    int (*secrets_kek_activate)(struct gh_store *st, uint32_t version, struct gh_err *err);
     /* ---- Webhooks (docs/webhooks.md) ---- */
 
     /* [tenant: e->tenant_id] Inserts endpoint <e> (all fields set by the
@@ -1368,8 +1378,11 @@ int gh_store_secrets_rotation_finish(struct gh_store *st, uint32_t to_version, s
  * first check recorded for <version> stays, whoever records it; every node
  * then compares its own key with it. See the op. <len> 1..512. INVALID. */
 int gh_store_secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_t *check,
-                               size_t len, uint8_t *stored, size_t *stored_len, uint32_t *newest,
+                               size_t len, bool prepared, uint8_t *stored, size_t *stored_len,
+                               uint32_t *newest, struct gh_err *err);
+int gh_store_secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
                                struct gh_err *err);
+int gh_store_secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err);
 /* [operator] See the op. <text>: a PEM or "secret:<name>", at most 511
  * bytes. INVALID; NOT_FOUND. */
 int gh_store_private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,

@@ -316,8 +316,12 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = $2::bigint "
                                 "WHERE id = 1 AND to_version = $1::bigint AND finished_at = 0",
     [GH_PG_SECRET_KEK_CHECK_PUT] = "INSERT INTO secrets_kek_checks (version, check_blob, "
-                                   "created_at) VALUES ($1::bigint, $2::bytea, $3::bigint) "
-                                   "ON CONFLICT (version) DO NOTHING",
+                                   "created_at, prepared) VALUES ($1::bigint, $2::bytea, "
+                                   "$3::bigint, $4::boolean) ON CONFLICT (version) DO NOTHING",
+    [GH_PG_SECRET_KEK_STATE] = "SELECT coalesce(max(version) FILTER (WHERE NOT prepared), 0), "
+                               "coalesce(max(version), 0) FROM secrets_kek_checks",
+    [GH_PG_SECRET_KEK_ACTIVATE] = "UPDATE secrets_kek_checks SET prepared = false "
+                                  "WHERE version = $1::bigint",
     /* A statement of its own after the insert: under READ COMMITTED it
      * sees a row another node committed while the insert waited for it. */
     [GH_PG_SECRET_KEK_CHECK_GET] = "SELECT check_blob, (SELECT max(version) FROM "
@@ -1372,6 +1376,8 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .secrets_rewrap = gh_pg__secrets_rewrap,
     .secrets_rotation_begin = gh_pg__secrets_rotation_begin,
     .secrets_kek_check = gh_pg__secrets_kek_check,
+    .secrets_kek_state = gh_pg__secrets_kek_state,
+    .secrets_kek_activate = gh_pg__secrets_kek_activate,
     .secrets_rotation_get = gh_pg__secrets_rotation_get,
     .private_key_set = gh_pg__private_key_set,
     .secrets_rotation_finish = gh_pg__secrets_rotation_finish,

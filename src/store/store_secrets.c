@@ -150,16 +150,29 @@ int gh_store_secrets_rotation_finish(struct gh_store *st, uint32_t to_version, s
 }
 
 int gh_store_secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_t *check,
-                               size_t len, uint8_t *stored, size_t *stored_len, uint32_t *newest,
-                               struct gh_err *err)
+                               size_t len, bool prepared, uint8_t *stored, size_t *stored_len,
+                               uint32_t *newest, struct gh_err *err)
 {
     *stored_len = 0;
     *newest = 0;
     if (version == 0) return invalid(err, "version", "must be >= 1");
     if (check == NULL || len == 0 || len > GH_STORE_SECRET_WRAP_MAX)
         return invalid(err, "check", "must be 1..512 bytes");
-    return st->ops->secrets_kek_check(st, version, check, len, (int64_t)gh_wall_ms(), stored,
-                                      stored_len, newest, err);
+    return st->ops->secrets_kek_check(st, version, check, len, prepared, (int64_t)gh_wall_ms(),
+                                      stored, stored_len, newest, err);
+}
+
+int gh_store_secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
+                               struct gh_err *err)
+{
+    *in_use = *newest = 0;
+    return st->ops->secrets_kek_state(st, in_use, newest, err);
+}
+
+int gh_store_secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    if (version == 0) return invalid(err, "version", "must be >= 1");
+    return st->ops->secrets_kek_activate(st, version, err);
 }
 
 int gh_store_private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,

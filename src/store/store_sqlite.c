@@ -230,7 +230,10 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_SECRET_ROT_FINISH] = "UPDATE secrets_rotation SET finished_at = ?2 "
                                 "WHERE id = 1 AND to_version = ?1 AND finished_at = 0",
     [GH_SQ_SECRET_KEK_CHECK_PUT] = "INSERT OR IGNORE INTO secrets_kek_checks (version, "
-                                   "check_blob, created_at) VALUES (?1, ?2, ?3)",
+                                   "check_blob, created_at, prepared) VALUES (?1, ?2, ?3, ?4)",
+    [GH_SQ_SECRET_KEK_STATE] = "SELECT coalesce(max(version) FILTER (WHERE prepared = 0), 0), "
+                               "coalesce(max(version), 0) FROM secrets_kek_checks",
+    [GH_SQ_SECRET_KEK_ACTIVATE] = "UPDATE secrets_kek_checks SET prepared = 0 WHERE version = ?1",
     [GH_SQ_SECRET_KEK_CHECK_GET] = "SELECT check_blob, (SELECT max(version) FROM "
                                    "secrets_kek_checks) FROM secrets_kek_checks WHERE version = ?1",
     /* Webhooks (sqlite_webhooks.c). */
@@ -893,6 +896,8 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .secrets_rotation_begin = gh_sqlite__secrets_rotation_begin,
     .secrets_rotation_get = gh_sqlite__secrets_rotation_get,
     .secrets_kek_check = gh_sqlite__secrets_kek_check,
+    .secrets_kek_state = gh_sqlite__secrets_kek_state,
+    .secrets_kek_activate = gh_sqlite__secrets_kek_activate,
     .secrets_rotation_finish = gh_sqlite__secrets_rotation_finish,
     .private_key_set = gh_sqlite__private_key_set,
     .hook_endpoint_insert = gh_sqlite__hook_endpoint_insert,

@@ -141,3 +141,60 @@ def test_first_starts_at_the_same_moment_leave_one_master_key(pg_server, gatehou
     assert rc == 0, err
     rc, out, err = cli(nodes[lost], "secrets", "get", "config/x")
     assert rc == 0 and out == "value-from-the-winner", err
+
+
+def test_a_prepared_rotation_never_strands_a_node(pg_server, gatehouse, tmp_path):
+    """`rotate-master --prepare` (docs/secrets.md, "Rotation with copies of
+    the file"): version 2 is made and its check recorded, but no node seals
+    under it, so node 2, whose copy lacks it, keeps opening everything;
+    rotate-master is refused on node 2 until its file holds version 2, and
+    then puts the prepared version in use (no third) and re-wraps."""
+    db, (g1, g2), (m1, m2) = two_nodes(pg_server, gatehouse, tmp_path)
+    g1.start()
+    shutil.copy2(m1, m2)
+    g2.start()
+    rc, _, err = cli(g1, "secrets", "set", "config/before", stdin=b"sealed-before-prepare")
+    assert rc == 0, err
+
+    rc, out, err = cli(g1, "secrets", "rotate-master", "--prepare")
+    assert rc == 0, err
+    assert "master key version 2 prepared" in out, out
+    assert len(key_text(m1)) == 2 and len(key_text(m2)) == 1
+    assert checks(pg_server, db) == [["1"], ["2"]]
+    rc, out, err = cli(g1, "secrets", "status")
+    assert rc == 0 and "current master key version: 1" in out, (out, err)
+    assert "prepared master key version: 2" in out and "held here" in out, out
+    rc, out, err = cli(g2, "secrets", "status")
+    assert rc == 0 and "NOT held here: copy the master key file here" in out, (out, err)
+    # Node 1's file has version 2, but it still seals under 1: node 2 opens it.
+    rc, _, err = cli(g1, "secrets", "set", "config/after", stdin=b"sealed-after-prepare")
+    assert rc == 0, err
+    assert pg_server.psql("SELECT kek_version FROM gatehouse.secrets WHERE name = 'config/after'",
+                          db=db) == [["1"]]
+    rc, out, err = cli(g2, "secrets", "get", "config/after")
+    assert rc == 0 and out == "sealed-after-prepare", err
+    # Preparing again changes nothing.
+    rc, out, err = cli(g1, "secrets", "rotate-master", "--prepare")
+    assert rc == 0 and "master key version 2 is prepared already" in out, (out, err)
+    assert len(key_text(m1)) == 2
+
+    # Node 2 may not put a version it lacks in use.
+    rc, out, err = cli(g2, "secrets", "rotate-master")
+    assert rc == 1 and "master key version 2 was prepared" in err, (out, err)
+    assert pg_server.psql("SELECT count(*) FROM gatehouse.secrets_rotation", db=db) == [["0"]]
+
+    shutil.copy2(m1, m2)
+    rc, out, err = cli(g2, "secrets", "rotate-master")
+    assert rc == 0 and "rotation v1 -> v2 finished" in out, (out, err)
+    assert len(key_text(m2)) == 2, "the prepared version is used, not a third made"
+    assert checks(pg_server, db) == [["1"], ["2"]]
+    assert pg_server.psql("SELECT DISTINCT kek_version FROM gatehouse.secrets", db=db) == [["2"]]
+    for g in (g1, g2):
+        for name, value in (("config/before", "sealed-before-prepare"),
+                            ("config/after", "sealed-after-prepare")):
+            rc, out, err = cli(g, "secrets", "get", name)
+            assert rc == 0 and out == value, (name, err)
+        rc, out, err = cli(g, "secrets", "status")
+        assert "current master key version: 2" in out, out
+        assert "prepared master key version" not in out, out
+        assert g.readyz()[0] == 200

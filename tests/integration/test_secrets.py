@@ -381,6 +381,12 @@ def test_pkcs11_round_trip_rotation_and_nothing_in_clear(gh, softhsm):
     wait_for(lambda: http_call(g.port, "GET", "/.well-known/jwks.json").json()["keys"],
              what="the first token signing key")
 
+    # Prepared first (docs/secrets.md): the key is on the token, in use nowhere.
+    out, _ = ok(g, "secrets", "rotate-master", "--prepare", env=softhsm)
+    assert "master key version 2 prepared" in out and "every node reaches it on the token" in out
+    ok(g, "secrets", "set", "k/after-prepare", stdin=b"sealed-under-v1", env=softhsm)
+    assert rows(g, "SELECT kek_version FROM secrets WHERE name = 'k/after-prepare'") == [(1,)]
+    values["k/after-prepare"] = b"sealed-under-v1"
     out, _ = ok(g, "secrets", "rotate-master", "--batch", "5", env=softhsm)
     assert "v1 -> v2 finished" in out, out
     assert g.proc.poll() is None

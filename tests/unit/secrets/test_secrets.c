@@ -318,6 +318,84 @@ static void test_rotation_with_a_stale_copy(void **state)
     assert_int_equal(access(other, F_OK), 0); /* not made by that open: kept */
 }
 
+/* rotate-master --prepare: version 2 is made and its check recorded
+ * prepared; nothing is sealed under it, so a node whose copy lacks it opens
+ * every value; a second prepare makes nothing; the rotation is refused on
+ * that node until its copy holds version 2, then puts the prepared version
+ * in use (no third is made); no prepare while a rotation is pending. */
+static void test_prepare(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_secrets_prepare_result pr;
+    struct gh_secrets_rotate_opts o = {.limit = 1};
+    struct gh_secrets_rotate_result r;
+    struct gh_err err = {0};
+    char other[200], cmd[512], out[64];
+    struct gh_secrets *s;
+    uint32_t v = 0;
+    size_t len = 0;
+
+    put(f, "system", "a", "value-of-a-0123456789");
+    other_node(f, other, sizeof(other), true); /* a copy with version 1 only */
+    s = gh_secrets_open(f->cfg, f->st, &err);
+    assert_non_null(s);
+    assert_int_equal(gh_secrets_prepare_master(f->s, &pr, &err), GH_OK);
+    assert_int_equal(pr.version, 2);
+    assert_int_equal(pr.from_version, 1);
+    assert_false(pr.already);
+    assert_int_equal(raw_int(f, "SELECT prepared FROM secrets_kek_checks WHERE version = 2"), 1);
+    assert_int_equal(raw_int(f, "SELECT prepared FROM secrets_kek_checks WHERE version = 1"), 0);
+    bool held = true;
+    assert_int_equal(gh_secrets_prepared_version(s, &v, &held, &err), GH_OK);
+    assert_int_equal(v, 2);
+    assert_false(held); /* its copy lacks it */
+    assert_int_equal(gh_secrets_prepared_version(f->s, &v, &held, &err), GH_OK);
+    assert_true(held);
+    /* The preparing handle's file holds 2, and it still seals under 1. */
+    assert_int_equal(gh_secrets_current_version(f->s, &v, &err), GH_OK);
+    assert_int_equal(v, 1);
+    put(f, "system", "b", "value-of-b-0123456789");
+    assert_int_equal(raw_int(f, "SELECT kek_version FROM secrets WHERE name = 'b'"), 1);
+    assert_int_equal(gh_secrets_get(s, "system", "b", out, sizeof(out), &len, &err), GH_OK);
+    /* A handle opened on the file with version 2 seals under 1 as well. */
+    load_config(f, "");
+    struct gh_secrets *s2 = gh_secrets_open(f->cfg, f->st, &err);
+    assert_non_null(s2);
+    assert_int_equal(gh_secrets_current_version(s2, &v, &err), GH_OK);
+    assert_int_equal(v, 1);
+    gh_secrets_close(s2);
+    assert_int_equal(gh_secrets_prepare_master(f->s, &pr, &err), GH_OK);
+    assert_true(pr.already);
+    assert_int_equal(pr.version, 2);
+    assert_int_equal(raw_int(f, "SELECT max(version) FROM secrets_kek_checks"), 2);
+
+    /* The copy without version 2 may not rotate (nor make a 2 of its own). */
+    assert_int_equal(gh_secrets_rotate_master(s, NULL, &r, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "master key version 2 was prepared"));
+    assert_int_equal(gh_secrets_prepare_master(s, &pr, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "is prepared already, but the file "));
+    /* Copied, it may: the prepared version goes in use, and rows move. */
+    snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, other);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(gh_secrets_rotate_master(s, NULL, &r, &err), GH_OK);
+    assert_int_equal(r.from_version, 1);
+    assert_int_equal(r.to_version, 2);
+    assert_true(r.finished);
+    assert_int_equal(raw_int(f, "SELECT max(version) FROM secrets_kek_checks"), 2);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets_kek_checks WHERE prepared = 1"), 0);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets WHERE kek_version <> 2"), 0);
+    assert_int_equal(gh_secrets_current_version(f->s, &v, &err), GH_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(gh_secrets_get(f->s, "system", "a", out, sizeof(out), &len, &err), GH_OK);
+
+    /* No prepare while a rotation is pending. */
+    assert_int_equal(gh_secrets_rotate_master(f->s, &o, &r, &err), GH_OK);
+    assert_false(r.finished);
+    assert_int_equal(gh_secrets_prepare_master(f->s, &pr, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "a rotation to master key version 3 is pending"));
+    gh_secrets_close(s);
+}
+
 static void test_first_start(void **state)
 {
     struct fixture *f = *state;
@@ -503,6 +581,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_master, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_starts_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_with_a_stale_copy, setup, teardown),
