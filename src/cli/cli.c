@@ -80,6 +80,8 @@ static const struct gh_cli_command commands[] = {
      "rotate-master --prepare: only make the next master key version, in use nowhere\n"
      "      (nodes keep sealing under the current one): copy the master key file to\n"
      "      every node, then run rotate-master, which puts it in use.\n"
+     "rotate-master --unprepare: forget the prepared version (its key lost before the\n"
+     "      rotation); nothing was sealed under it.\n"
      "T is a tenant id or name; the default is the system tenant.\n",
      gh_cmd_secrets},
     {"version", "", "print the version", NULL, gh_cmd_version},

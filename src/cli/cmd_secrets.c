@@ -8,6 +8,7 @@
  *                               the last rotation
  *   rotate-master [--batch N] [--limit N]
  *   rotate-master --prepare     make the next version, in use nowhere yet
+ *   rotate-master --unprepare   forget a prepared version whose key was lost
  * each with -c FILE. They open the store and the provider on this node; a
  * running gateway reads what they write at its next use of a secret. The
  * rotation writes system-chain audit events (secrets.rotate_master) through
@@ -35,7 +36,7 @@ struct opts {
     const char *tenant;
     const char *name;
     uint64_t batch, limit;
-    bool prepare;
+    bool prepare, unprepare;
     int help;
 };
 
@@ -60,8 +61,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool want_name)
             o->help = 1;
             return 0;
         }
-        if (strcmp(a, "--prepare") == 0) {
-            o->prepare = true;
+        if (strcmp(a, "--prepare") == 0 || strcmp(a, "--unprepare") == 0) {
+            *(a[2] == 'p' ? &o->prepare : &o->unprepare) = true;
             continue;
         }
         if (a[0] == '-' && i + 1 >= argc) {
@@ -436,6 +437,27 @@ static int prepare(struct env *e, struct gh_audit_service *as)
     return audit_rotation(as, "prepared", &ev, true) == GH_OK ? 0 : 1;
 }
 
+/* --unprepare: the prepared version's check forgotten. */
+static int unprepare(struct env *e, struct gh_audit_service *as)
+{
+    struct gh_secrets_rotate_result ev = {0};
+    struct gh_err err = {0};
+    char msg[1024];
+    uint32_t version = 0;
+
+    if (gh_secrets_unprepare_master(e->secrets, &version, &err) != GH_OK) {
+        fprintf(stderr, "gatehouse secrets rotate-master --unprepare: %s\n",
+                gh_err_format(&err, msg, sizeof(msg)));
+        return 1;
+    }
+    printf("master key version %" PRIu32 " is no longer prepared (nothing was sealed under it); "
+           "`rotate-master --prepare` makes it again\n",
+           version);
+    ev.from_version = version - 1;
+    ev.to_version = version;
+    return audit_rotation(as, "unprepared", &ev, true) == GH_OK ? 0 : 1;
+}
+
 static int cmd_rotate(int argc, char **argv)
 {
     struct gh_secrets_rotate_opts ro = {0};
@@ -461,8 +483,13 @@ static int cmd_rotate(int argc, char **argv)
             goto out;
         }
     }
-    if (o.prepare) {
-        rc = prepare(&e, as);
+    if (o.prepare && o.unprepare) {
+        fprintf(stderr, "gatehouse secrets rotate-master: --prepare or --unprepare, not both\n");
+        rc = 2;
+        goto out;
+    }
+    if (o.prepare || o.unprepare) {
+        rc = o.prepare ? prepare(&e, as) : unprepare(&e, as);
         goto out;
     }
     ro.on_begin = on_begin;

@@ -620,23 +620,25 @@ static size_t claim(struct gh_hooks_dispatcher *d, size_t limit)
     return n;
 }
 
-/* One retention step when one is due (retention.h), between deliveries. */
-static void purge(struct gh_hooks_dispatcher *d, uint64_t now)
+/* One retention step when one is due (retention.h), between deliveries;
+ * true when one ran. */
+static bool purge(struct gh_hooks_dispatcher *d, uint64_t now)
 {
     struct gh_store_hook_purged step;
     int rc;
 
     if (!gh_hooks_retention_step(&d->retention, d->st, d->owner, d->conf.retention_ms, now, &step,
                                  &rc))
-        return;
+        return false;
     if (rc != GH_OK) {
         add(&d->purge_failures, 1);
-        return;
+        return true;
     }
     add(&d->purged_messages, step.messages);
     add(&d->purged_deliveries, step.deliveries);
     add(&d->purged_attempts, step.attempts);
     add(&d->purged_undelivered, step.undelivered);
+    return true;
 }
 
 static void *dispatcher_main(void *arg)
@@ -710,7 +712,7 @@ static void *dispatcher_main(void *arg)
                 atomic_store_explicit(&d->pending, n, memory_order_relaxed);
             next_pending = now + PENDING_EVERY_NS;
         }
-        if (!stopping) purge(d, now);
+        if (!stopping && purge(d, now)) now = gh_now_ns(); /* the waits below count from here */
         if (stopping && (d->in_flight == 0 || now >= stop_deadline)) break;
 
         /* Not while outcomes wait: the retries among them are not in the

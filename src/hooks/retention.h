@@ -1,8 +1,8 @@
 /* Webhook retention (docs/webhooks.md, "Retention"): messages older than
  * webhooks.retention leave the store with their deliveries and those
  * deliveries' attempts, except a message with a delivery still in flight,
- * or pending and active within the retention (a retry schedule longer than
- * the retention, a replay), which waits for a later pass.
+ * due later (a retry gap longer than the retention), or pending and active
+ * within the retention (a replay), which waits for a later pass.
  *
  * The dispatcher thread runs it in steps between its deliveries: a pass
  * every gh_hooks_retention_interval_ns(), each step one store transaction

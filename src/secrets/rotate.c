@@ -219,6 +219,35 @@ int gh_secrets_prepare_master(struct gh_secrets *s, struct gh_secrets_prepare_re
     res->version = cur + 1;
     if (s->kms->ops->create_version(s->kms, res->version, err) != GH_OK) return GH_ERROR;
     /* Recorded prepared: no node seals under it, whichever copies hold it. */
-    return gh_secrets__check_version(s, res->version, true, &newest, err) == GH_OK ? GH_OK
-                                                                                   : GH_ERROR;
+    if (gh_secrets__check_version(s, res->version, true, &newest, err) != GH_OK) return GH_ERROR;
+    /* A plain rotate-master run at the same moment records the version in
+     * use instead (its check came first, or it put ours in use): then it is
+     * no prepared version, and saying so would mislead. */
+    if (gh_secrets_prepared_version(s, &prepared, NULL, err) != GH_OK) return GH_ERROR;
+    if (prepared != res->version)
+        return gh_err_set(err, NULL, 0, 0,
+                          "master key version %u was put in use meanwhile (a rotate-master ran "
+                          "at the same time): it is not prepared; see gatehouse secrets status",
+                          res->version);
+    return GH_OK;
+}
+
+int gh_secrets_unprepare_master(struct gh_secrets *s, uint32_t *version, struct gh_err *err)
+{
+    struct gh_store_secrets_rotation rot;
+    int rc;
+
+    *version = 0;
+    rc = gh_store_secrets_rotation_get(s->store, &rot, err);
+    if (rc == GH_OK && rot.finished_at == 0)
+        return gh_err_set(err, NULL, 0, 0,
+                          "a rotation to master key version %u is pending: it uses the prepared "
+                          "version; finish it (gatehouse secrets rotate-master)",
+                          rot.to_version);
+    if (rc != GH_OK && rc != GH_STORE_NOT_FOUND) return GH_ERROR;
+    if (gh_secrets_prepared_version(s, version, NULL, err) != GH_OK) return GH_ERROR;
+    if (*version == 0) return gh_err_set(err, NULL, 0, 0, "no master key version is prepared");
+    /* Only while still prepared (the store checks again): nothing was ever
+     * sealed under it, so forgetting its check loses nothing. */
+    return gh_store_secrets_kek_unprepare(s->store, *version, err) == GH_OK ? GH_OK : GH_ERROR;
 }

@@ -157,6 +157,14 @@ struct gh_secrets_prepare_result {
 };
 int gh_secrets_prepare_master(struct gh_secrets *s, struct gh_secrets_prepare_result *res,
                               struct gh_err *err);
+/* `rotate-master --unprepare`: forgets the prepared version's check (it was
+ * never in use, so nothing is sealed under it), for a prepared key that is
+ * lost before its rotation (the file it was made in is gone). Sets
+ * *version. Refused while a rotation is pending, and when none is
+ * prepared. The key itself stays in whichever files hold it: a copy that
+ * holds another key under that version number is refused at its next
+ * open, as any wrong key. */
+int gh_secrets_unprepare_master(struct gh_secrets *s, uint32_t *version, struct gh_err *err);
 
 /* Rotates the master key without stopping anyone: records the rotation
  * (from the current version N to N + 1) in the store unless one is pending

@@ -117,6 +117,7 @@ enum gh_pg_stmt {
     GH_PG_SECRET_KEK_CHECK_PUT,
     GH_PG_SECRET_KEK_STATE,
     GH_PG_SECRET_KEK_ACTIVATE,
+    GH_PG_SECRET_KEK_UNPREPARE,
     GH_PG_SECRET_KEK_CHECK_GET,
     GH_PG_AUDIT_KEY_SET_PRIVATE,
     GH_PG_SIGNING_SET_PRIVATE,
@@ -125,6 +126,7 @@ enum gh_pg_stmt {
     GH_PG_HOOK_EP_LIST,
     GH_PG_HOOK_EP_UPDATE,
     GH_PG_HOOK_EP_DELETE,
+    GH_PG_HOOK_EP_LOCK_DELIVERIES,
     GH_PG_HOOK_EP_DEL_ATTEMPTS,
     GH_PG_HOOK_EP_DEL_DELIVERIES,
     GH_PG_HOOK_EP_SUBSCRIBED,
@@ -543,6 +545,7 @@ int gh_pg__secrets_kek_check(struct gh_store *st, uint32_t version, const uint8_
 int gh_pg__secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
                              struct gh_err *err);
 int gh_pg__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err);
+int gh_pg__secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err);
 int gh_pg__private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,
                            const char *text, struct gh_err *err);
 int gh_pg__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,

@@ -390,6 +390,19 @@ static const struct migration migrations[] = {
       * that column only. */
      "ALTER TABLE secrets_kek_checks ADD COLUMN prepared boolean NOT NULL DEFAULT false;"
      "GRANT UPDATE (prepared) ON secrets_kek_checks TO gatehouse_operator;"},
+    {18,
+     /* `rotate-master --unprepare` forgets a prepared version's check. The
+      * operator gets no DELETE on the table, which would let it forget a
+      * check in use too (and a node with another key then record its
+      * own): this function, run as the schema's owner, deletes only a
+      * prepared one. (SQLite's migration 18 makes delivery ids never come
+      * back; PostgreSQL's identity columns never reuse a value.) */
+     "CREATE FUNCTION secrets_kek_unprepare(v bigint) RETURNS bigint LANGUAGE sql "
+     "SECURITY DEFINER SET search_path = gatehouse, pg_temp AS "
+     "'WITH gone AS (DELETE FROM secrets_kek_checks WHERE version = v AND prepared "
+     "RETURNING 1) SELECT count(*) FROM gone';"
+     "REVOKE ALL ON FUNCTION secrets_kek_unprepare(bigint) FROM PUBLIC;"
+     "GRANT EXECUTE ON FUNCTION secrets_kek_unprepare(bigint) TO gatehouse_operator;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

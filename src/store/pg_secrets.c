@@ -376,7 +376,9 @@ int gh_pg__secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *ne
     return gh_pg__end(&tx, rc, err);
 }
 
-int gh_pg__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
+/* Runs <stmt> on version <version>'s check: NOT_FOUND when no row changed. */
+static int kek_change(struct gh_store *st, enum gh_pg_stmt stmt, uint32_t version,
+                      struct gh_err *err)
 {
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
@@ -385,13 +387,27 @@ int gh_pg__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh
 
     if (rc != GH_OK) return rc;
     gh_pg__arg_i64(&a, version);
-    rc = gh_pg__run(&tx, GH_PG_SECRET_KEK_ACTIVATE, &a, &r, err);
-    if (rc == GH_OK && strcmp(PQcmdTuples(r), "0") == 0) {
-        gh_err_set(err, NULL, 0, 0, "the store has no check of master key version %u", version);
+    rc = gh_pg__run(&tx, stmt, &a, &r, err);
+    /* The function answers its count as a row; an UPDATE, as its tag. */
+    if (rc == GH_OK &&
+        (stmt == GH_PG_SECRET_KEK_UNPREPARE ? PQntuples(r) != 1 || gh_pg__i64(r, 0, 0) == 0
+                                            : strcmp(PQcmdTuples(r), "0") == 0)) {
+        gh_err_set(err, NULL, 0, 0, "the store has no %scheck of master key version %u",
+                   stmt == GH_PG_SECRET_KEK_UNPREPARE ? "prepared " : "", version);
         rc = GH_STORE_NOT_FOUND;
     }
     PQclear(r);
     return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    return kek_change(st, GH_PG_SECRET_KEK_ACTIVATE, version, err);
+}
+
+int gh_pg__secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    return kek_change(st, GH_PG_SECRET_KEK_UNPREPARE, version, err);
 }
 
 /* No step like SQLite's WAL truncation: the old row version stays in the

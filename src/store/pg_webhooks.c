@@ -195,6 +195,7 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
     /* The endpoint row is gone: its deliveries and attempts go with it, in
      * the same transaction (the messages stay for other endpoints). */
     gh_pg__arg(&b, id);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_LOCK_DELIVERIES, &b, NULL, err);
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_ATTEMPTS, &b, NULL, err);
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_DELIVERIES, &b, NULL, err);
     return gh_pg__end(&tx, rc, err);
@@ -830,7 +831,7 @@ int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq,
     const char *old_lit;
     char *doomed = NULL;
     size_t nold = 0, ndoomed = 0, nkept = 0;
-    int last_old = -1, rc;
+    int last = -1, rc;
 
     (void)owner; /* a claim is in flight while its lease runs, whoever holds it */
     if (limit > GH_STORE_HOOK_PURGE_MAX) limit = GH_STORE_HOOK_PURGE_MAX;
@@ -842,12 +843,12 @@ int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq,
     if (rc != GH_OK) goto out;
     gh_pg_array_reset(&old);
     for (int i = 0; i < PQntuples(scan); i++) {
-        if (gh_pg__i64(scan, i, 1) >= cutoff) break;
+        if (gh_pg__i64(scan, i, 1) >= cutoff) continue; /* young: the next pass sees it */
         gh_pg_array_i64(&old, gh_pg__i64(scan, i, 0));
-        last_old = i;
         nold++;
     }
-    out->more = nold == limit && (size_t)PQntuples(scan) == limit;
+    last = PQntuples(scan) - 1;
+    out->more = nold > 0 && (size_t)PQntuples(scan) == limit;
     if (nold == 0) goto out;
     old_lit = gh_pg_array_end(&old);
     if (old_lit == NULL) {
@@ -897,10 +898,9 @@ int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq,
     rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_MESSAGES, &d, &gone, err);
     if (rc == GH_OK) out->messages = strtoull(PQcmdTuples(gone), NULL, 10);
 out:
-    /* Past the old messages looked at, locked or not: those another node's
-     * purge held are its own to delete, and kept ones wait for the next
-     * pass. */
-    if (rc == GH_OK && last_old >= 0) out->last_seq = gh_pg__i64(scan, last_old, 0);
+    /* Past every message looked at: those another node's purge held are
+     * its own to delete, and kept and young ones wait for the next pass. */
+    if (rc == GH_OK && last >= 0) out->last_seq = gh_pg__i64(scan, last, 0);
     PQclear(scan);
     PQclear(locked);
     PQclear(keep);
@@ -908,10 +908,9 @@ out:
     free(doomed);
     gh_pg_array_free(&old);
     rc = gh_pg__end(&tx, rc, err);
-    if (rc != GH_OK) {
-        int64_t last = after_seq;
+    if (rc != GH_OK) { /* rolled back: nothing was deleted, and the cursor stays */
         memset(out, 0, sizeof(*out));
-        out->last_seq = last;
+        out->last_seq = after_seq;
     }
     return rc;
 }

@@ -97,6 +97,7 @@ enum gh_sqlite_stmt {
     GH_SQ_SECRET_KEK_CHECK_PUT,
     GH_SQ_SECRET_KEK_STATE,
     GH_SQ_SECRET_KEK_ACTIVATE,
+    GH_SQ_SECRET_KEK_UNPREPARE,
     GH_SQ_SECRET_KEK_CHECK_GET,
     GH_SQ_AUDIT_KEY_SET_PRIVATE,
     GH_SQ_SIGNING_SET_PRIVATE,
@@ -410,6 +411,7 @@ int gh_sqlite__secrets_kek_check(struct gh_store *st, uint32_t version, const ui
 int gh_sqlite__secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
                                  struct gh_err *err);
 int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err);
+int gh_sqlite__secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err);
 
 int gh_sqlite__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_endpoint *e,
                                     struct gh_err *err);

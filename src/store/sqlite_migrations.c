@@ -336,6 +336,36 @@ static const struct migration migrations[] = {
       * every node first. Every check recorded before is in use. */
      "ALTER TABLE secrets_kek_checks ADD COLUMN prepared INTEGER NOT NULL DEFAULT 0 "
      "CHECK (prepared IN (0, 1));"},
+    {18,
+     /* Delivery ids never come back. Without AUTOINCREMENT SQLite gives
+      * the highest id + 1, so once the newest deliveries are deleted (by
+      * retention, or with their endpoint) their ids went to new ones: a
+      * stored id then named another delivery, and a list's cursor skipped
+      * new ones. AUTOINCREMENT remembers the highest id ever given
+      * (sqlite_sequence), and the copy below sets it from the rows kept.
+      * PostgreSQL's identity columns never reuse a value. */
+     "CREATE TABLE webhook_deliveries_18 ("
+     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+     "  message_seq INTEGER NOT NULL REFERENCES webhook_messages (seq),"
+     "  endpoint_id TEXT NOT NULL,"
+     "  tenant_id TEXT NOT NULL,"
+     "  status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),"
+     "  attempts INTEGER NOT NULL DEFAULT 0,"
+     "  next_attempt_at INTEGER NOT NULL,"
+     "  claimed TEXT NOT NULL DEFAULT '',"
+     "  last_status INTEGER NOT NULL DEFAULT 0,"
+     "  last_error TEXT NOT NULL DEFAULT '',"
+     "  created_at INTEGER NOT NULL,"
+     "  updated_at INTEGER NOT NULL"
+     ") STRICT;"
+     "INSERT INTO webhook_deliveries_18 SELECT id, message_seq, endpoint_id, tenant_id, status, "
+     "attempts, next_attempt_at, claimed, last_status, last_error, created_at, updated_at "
+     "FROM webhook_deliveries;"
+     "DROP TABLE webhook_deliveries;"
+     "ALTER TABLE webhook_deliveries_18 RENAME TO webhook_deliveries;"
+     "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
+     "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);"
+     "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -438,7 +438,8 @@ out:
     return rc;
 }
 
-int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
+/* Runs <stmt> on version <version>'s check: NOT_FOUND when no row changed. */
+static int kek_change(struct gh_store *st, int stmt, uint32_t version, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -446,7 +447,7 @@ int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struc
     int rc = gh_sqlite__write_begin(ss, err);
 
     if (rc != GH_OK) return rc;
-    s = gh_sqlite__stmt(c, GH_SQ_SECRET_KEK_ACTIVATE, err);
+    s = gh_sqlite__stmt(c, stmt, err);
     if (s == NULL) {
         rc = GH_ERROR;
         goto out;
@@ -454,9 +455,20 @@ int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struc
     sqlite3_bind_int64(s, 1, version);
     rc = gh_sqlite__exec(c, s, "master key check", err);
     if (rc == GH_OK && sqlite3_changes(c->db) == 0) {
-        gh_err_set(err, NULL, 0, 0, "the store has no check of master key version %u", version);
+        gh_err_set(err, NULL, 0, 0, "the store has no %scheck of master key version %u",
+                   stmt == GH_SQ_SECRET_KEK_UNPREPARE ? "prepared " : "", version);
         rc = GH_STORE_NOT_FOUND;
     }
 out:
     return gh_sqlite__write_end(ss, rc, err);
+}
+
+int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    return kek_change(st, GH_SQ_SECRET_KEK_ACTIVATE, version, err);
+}
+
+int gh_sqlite__secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    return kek_change(st, GH_SQ_SECRET_KEK_UNPREPARE, version, err);
 }

@@ -731,8 +731,9 @@ static int purge_message(struct gh_sqlite_conn *c, int64_t seq, struct gh_store_
         out->deliveries++;
         if (sqlite3_column_int(d, 0)) out->undelivered++;
     }
-    if (step != SQLITE_DONE) return gh_sqlite__fail(c, "webhook retention", err);
+    rc = step == SQLITE_DONE ? GH_OK : gh_sqlite__fail(c, "webhook retention", err);
     gh_sqlite__done(d);
+    if (rc != GH_OK) return rc;
     sqlite3_bind_int64(m, 1, seq);
     rc = gh_sqlite__exec(c, m, "webhook retention", err);
     if (rc == GH_OK) out->messages++;
@@ -747,11 +748,10 @@ int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_
     struct gh_sqlite_conn *c = &ss->writer;
     int64_t old[GH_STORE_HOOK_PURGE_MAX];
     size_t nold = 0, seen = 0;
-    bool young = false;
+    int64_t last = 0;
     sqlite3_stmt *s;
     int rc, step = SQLITE_DONE;
 
-    (void)now; /* one process claims: its own claims are the ones in flight */
     if (limit > GH_STORE_HOOK_PURGE_MAX) limit = GH_STORE_HOOK_PURGE_MAX;
     rc = gh_sqlite__write_begin(ss, err);
     if (rc != GH_OK) return rc;
@@ -764,17 +764,14 @@ int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_
     sqlite3_bind_int64(s, 2, (int64_t)limit);
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         seen++;
-        if (sqlite3_column_int64(s, 1) >= cutoff) {
-            young = true;
-            break;
-        }
-        old[nold++] = sqlite3_column_int64(s, 0);
+        last = sqlite3_column_int64(s, 0);
+        /* A young one (created after the cutoff, or by a node whose clock
+         * runs ahead) is passed over, not a stop: the next pass sees it. */
+        if (sqlite3_column_int64(s, 1) < cutoff) old[nold++] = last;
     }
-    if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = gh_sqlite__fail(c, "webhook retention", err);
-        goto out;
-    }
+    if (step != SQLITE_DONE) rc = gh_sqlite__fail(c, "webhook retention", err);
     gh_sqlite__done(s);
+    if (rc != GH_OK) goto out;
     for (size_t i = 0; rc == GH_OK && i < nold; i++) {
         sqlite3_stmt *k = gh_sqlite__stmt(c, GH_SQ_HOOK_PURGE_KEEP, err);
         if (k == NULL) {
@@ -784,6 +781,7 @@ int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_
         sqlite3_bind_int64(k, 1, old[i]);
         gh_sqlite__bind_text(k, 2, owner);
         sqlite3_bind_int64(k, 3, cutoff);
+        sqlite3_bind_int64(k, 4, now);
         rc = gh_sqlite__row(c, k, "webhook retention", err);
         if (rc == GH_OK) { /* a delivery in flight or active: kept */
             gh_sqlite__done(k);
@@ -794,15 +792,14 @@ int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_
         rc = purge_message(c, old[i], out, err);
     }
     if (rc == GH_OK) {
-        if (nold > 0) out->last_seq = old[nold - 1];
-        out->more = !young && seen == limit;
+        if (seen > 0) out->last_seq = last;
+        out->more = nold > 0 && seen == limit;
     }
 out:
     rc = gh_sqlite__write_end(ss, rc, err);
-    if (rc != GH_OK) {
-        int64_t last = out->last_seq;
+    if (rc != GH_OK) { /* rolled back: nothing was deleted, and the cursor stays */
         memset(out, 0, sizeof(*out));
-        out->last_seq = last;
+        out->last_seq = after_seq;
     }
     return rc;
 }

@@ -897,6 +897,9 @@ struct gh_store_ops {
     /* [operator] Puts prepared version <version> in use (a rotation to it
      * begins); one in use already stays so. NOT_FOUND without a check. */
     int (*secrets_kek_activate)(struct gh_store *st, uint32_t version, struct gh_err *err);
+    /* [operator] Deletes version <version>'s check while it is prepared;
+     * NOT_FOUND when there is none, or it is in use. */
+    int (*secrets_kek_unprepare)(struct gh_store *st, uint32_t version, struct gh_err *err);
     /* ---- Webhooks (docs/webhooks.md) ---- */
 
     /* [tenant: e->tenant_id] Inserts endpoint <e> (all fields set by the
@@ -971,17 +974,19 @@ struct gh_store_ops {
     /* [operator] Counts pending deliveries. */
     int (*hook_pending_count)(struct gh_store *st, uint64_t *count, struct gh_err *err);
     /* [operator] Retention, in ONE transaction: looks at up to <limit>
-     * messages with seq > <after_seq>, oldest first, and stops at the first
-     * created at or after <cutoff> (seq follows creation, give or take the
-     * nodes' clocks). Each one before it is deleted with its deliveries and
-     * their attempts, unless one of its deliveries is pending and either in
-     * flight (SQLite: claimed by <owner>, the one process that claims;
-     * PostgreSQL: a claim lease running at <now>) or created, attempted or
-     * replayed at or after <cutoff>: that message is kept (out->kept) and
-     * looked at again by the next pass. PostgreSQL: the messages and
-     * deliveries are locked first, and those another node's purge holds are
-     * skipped, so nodes purging at once delete disjoint sets and a claim
-     * never takes a delivery being deleted. Fills <out>. */
+     * messages with seq > <after_seq>, oldest first. Each created before
+     * <cutoff> is deleted with its deliveries and their attempts, unless
+     * one of its deliveries is pending and either in flight (SQLite:
+     * claimed by <owner>, the one process that claims; PostgreSQL: a claim
+     * lease running at <now>), due after <now> (a retry gap longer than the
+     * retention), or created, attempted or replayed at or after <cutoff>:
+     * that message is kept (out->kept). Younger ones are passed over (a
+     * node whose clock ran ahead stores some out of order). out->more when
+     * the batch was full and held an old one; out->last_seq is the last
+     * message looked at. PostgreSQL: the messages and deliveries are locked
+     * first, and those another transaction holds are skipped (kept), so
+     * nodes purging at once delete disjoint sets and a claim never takes a
+     * delivery being deleted. Fills <out>. */
     int (*hook_purge)(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
                       int64_t now, size_t limit, struct gh_store_hook_purged *out,
                       struct gh_err *err);
@@ -1383,6 +1388,7 @@ int gh_store_secrets_kek_check(struct gh_store *st, uint32_t version, const uint
 int gh_store_secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *newest,
                                struct gh_err *err);
 int gh_store_secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err);
+int gh_store_secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err);
 /* [operator] See the op. <text>: a PEM or "secret:<name>", at most 511
  * bytes. INVALID; NOT_FOUND. */
 int gh_store_private_key_set(struct gh_store *st, enum gh_store_private_kind kind, const char *id,

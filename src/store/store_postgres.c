@@ -322,6 +322,8 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                                "coalesce(max(version), 0) FROM secrets_kek_checks",
     [GH_PG_SECRET_KEK_ACTIVATE] = "UPDATE secrets_kek_checks SET prepared = false "
                                   "WHERE version = $1::bigint",
+    /* Migration 18's function: the operator deletes no check itself. */
+    [GH_PG_SECRET_KEK_UNPREPARE] = "SELECT secrets_kek_unprepare($1::bigint)",
     /* A statement of its own after the insert: under READ COMMITTED it
      * sees a row another node committed while the insert waited for it. */
     [GH_PG_SECRET_KEK_CHECK_GET] = "SELECT check_blob, (SELECT max(version) FROM "
@@ -351,6 +353,11 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                              "AND created_at = $14::bigint RETURNING id",
     [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
                              "AND id = $2::text RETURNING id",
+    /* The endpoint's deliveries locked before their attempts go: the
+     * retention (GH_PG_HOOK_PURGE_KEEP) locks deliveries, then deletes
+     * attempts, and the same order here keeps the two from deadlocking. */
+    [GH_PG_HOOK_EP_LOCK_DELIVERIES] = "SELECT id FROM webhook_deliveries "
+                                      "WHERE endpoint_id = $1::text ORDER BY id FOR UPDATE",
     [GH_PG_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
                                    "FROM webhook_deliveries WHERE endpoint_id = $1::text)",
     [GH_PG_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = $1::text",
@@ -426,7 +433,9 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_HOOK_CLAIM] = "UPDATE webhook_deliveries SET claimed = $1::text, "
                          "claim_until = $2::bigint WHERE id = ANY ($3::bigint[])",
     /* The attempt takes its delivery's tenant (for its policy); none for
-     * a delivery deleted meanwhile with its endpoint, and none when that
+     * a delivery deleted meanwhile (with its endpoint, or by the retention:
+     * the key-share lock waits for a purge that holds the delivery, then
+     * finds it gone, so no attempt outlives its delivery), and none when that
      * attempt (its delivery and start time) is stored: an outcome batch
      * recorded again after a commit that went unanswered. */
     [GH_PG_HOOK_ATTEMPT_INSERT] = "INSERT INTO webhook_attempts (delivery_id, tenant_id, at, "
@@ -434,7 +443,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                                   "$2::bigint, $3::bigint, $4::text, $5::bigint, $6::text "
                                   "FROM webhook_deliveries WHERE id = $1::bigint AND NOT EXISTS "
                                   "(SELECT 1 FROM webhook_attempts WHERE delivery_id = $1::bigint "
-                                  "AND at = $2::bigint)",
+                                  "AND at = $2::bigint) FOR KEY SHARE OF webhook_deliveries",
     /* Only while pending and claimed by the outcome's owner ($7): an
      * outcome that arrives after the delivery ended (its endpoint was
      * disabled, or another node took it over when the lease ran out and
@@ -480,12 +489,13 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * the locked messages is locked here, its newest version checked, so
      * no claim can take one before the deletes. */
     [GH_PG_HOOK_PURGE_KEEP] = "WITH mine AS MATERIALIZED (SELECT id, status, claim_until, "
-                              "updated_at FROM webhook_deliveries "
+                              "updated_at, next_attempt_at FROM webhook_deliveries "
                               "WHERE message_seq = ANY ($1::bigint[]) FOR UPDATE SKIP LOCKED) "
                               "SELECT DISTINCT d.message_seq FROM webhook_deliveries d "
                               "LEFT JOIN mine ON mine.id = d.id "
                               "WHERE d.message_seq = ANY ($1::bigint[]) AND (mine.id IS NULL "
                               "OR (mine.status = 'pending' AND (mine.claim_until > $2::bigint "
+                              "OR mine.next_attempt_at > $2::bigint "
                               "OR mine.updated_at >= $3::bigint)))",
     [GH_PG_HOOK_PURGE_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
                                   "FROM webhook_deliveries WHERE message_seq = ANY ($1::bigint[]))",
@@ -1378,6 +1388,7 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .secrets_kek_check = gh_pg__secrets_kek_check,
     .secrets_kek_state = gh_pg__secrets_kek_state,
     .secrets_kek_activate = gh_pg__secrets_kek_activate,
+    .secrets_kek_unprepare = gh_pg__secrets_kek_unprepare,
     .secrets_rotation_get = gh_pg__secrets_rotation_get,
     .private_key_set = gh_pg__private_key_set,
     .secrets_rotation_finish = gh_pg__secrets_rotation_finish,

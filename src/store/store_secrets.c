@@ -189,3 +189,9 @@ int gh_store_private_key_set(struct gh_store *st, enum gh_store_private_kind kin
         return invalid(err, "private_pem", "must be a PEM or secret:NAME of at most 511 bytes");
     return st->ops->private_key_set(st, kind, id, text, err);
 }
+
+int gh_store_secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err)
+{
+    if (version == 0) return invalid(err, "version", "must be >= 1");
+    return st->ops->secrets_kek_unprepare(st, version, err);
+}

@@ -234,6 +234,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_SECRET_KEK_STATE] = "SELECT coalesce(max(version) FILTER (WHERE prepared = 0), 0), "
                                "coalesce(max(version), 0) FROM secrets_kek_checks",
     [GH_SQ_SECRET_KEK_ACTIVATE] = "UPDATE secrets_kek_checks SET prepared = 0 WHERE version = ?1",
+    [GH_SQ_SECRET_KEK_UNPREPARE] = "DELETE FROM secrets_kek_checks WHERE version = ?1 "
+                                   "AND prepared = 1",
     [GH_SQ_SECRET_KEK_CHECK_GET] = "SELECT check_blob, (SELECT max(version) FROM "
                                    "secrets_kek_checks) FROM secrets_kek_checks WHERE version = ?1",
     /* Webhooks (sqlite_webhooks.c). */
@@ -317,8 +319,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > ?1 "
                               "ORDER BY seq LIMIT ?2",
     [GH_SQ_HOOK_PURGE_KEEP] = "SELECT 1 FROM webhook_deliveries WHERE message_seq = ?1 "
-                              "AND status = 'pending' AND (claimed = ?2 OR updated_at >= ?3) "
-                              "LIMIT 1",
+                              "AND status = 'pending' AND (claimed = ?2 OR updated_at >= ?3 "
+                              "OR next_attempt_at > ?4) LIMIT 1",
     [GH_SQ_HOOK_PURGE_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN "
                                   "(SELECT id FROM webhook_deliveries WHERE message_seq = ?1)",
     [GH_SQ_HOOK_PURGE_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE message_seq = ?1 "
@@ -898,6 +900,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .secrets_kek_check = gh_sqlite__secrets_kek_check,
     .secrets_kek_state = gh_sqlite__secrets_kek_state,
     .secrets_kek_activate = gh_sqlite__secrets_kek_activate,
+    .secrets_kek_unprepare = gh_sqlite__secrets_kek_unprepare,
     .secrets_rotation_finish = gh_sqlite__secrets_rotation_finish,
     .private_key_set = gh_sqlite__private_key_set,
     .hook_endpoint_insert = gh_sqlite__hook_endpoint_insert,

@@ -198,3 +198,42 @@ def test_a_prepared_rotation_never_strands_a_node(pg_server, gatehouse, tmp_path
         assert "current master key version: 2" in out, out
         assert "prepared master key version" not in out, out
         assert g.readyz()[0] == 200
+
+
+def test_a_prepared_key_lost_before_its_rotation_is_unprepared(pg_server, gatehouse, tmp_path):
+    """The node that prepared version 2 loses it (its file restored from a
+    backup that predates it): rotate-master and a new prepare are refused
+    until `--unprepare` forgets the check, which the operator role can do
+    only through migration 18's function, and only for a prepared version."""
+    db, (g1, _), (m1, _) = two_nodes(pg_server, gatehouse, tmp_path)
+    g1.start()
+    backup = str(tmp_path / "backup.master")
+    shutil.copy2(m1, backup)
+    rc, out, err = cli(g1, "secrets", "rotate-master", "--prepare")
+    assert rc == 0, err
+    shutil.copy2(backup, m1)
+    rc, out, err = cli(g1, "secrets", "rotate-master")
+    assert rc == 1 and "master key version 2 was prepared" in err, (out, err)
+
+    # The operator role deletes no check itself, not even a prepared one.
+    p = pg_server.psql("SET ROLE gatehouse_operator; "
+                       "DELETE FROM gatehouse.secrets_kek_checks WHERE version = 2", db=db,
+                       check=False)
+    assert p.returncode != 0 and "permission denied" in p.stderr, p.stderr
+    # Its function does, for a prepared version only.
+    assert pg_server.psql("SET ROLE gatehouse_operator; "
+                          "SELECT gatehouse.secrets_kek_unprepare(1)", db=db) == [["0"]]
+
+    rc, out, err = cli(g1, "secrets", "rotate-master", "--unprepare")
+    assert rc == 0 and "master key version 2 is no longer prepared" in out, (out, err)
+    assert checks(pg_server, db) == [["1"]]
+    rc, out, err = cli(g1, "secrets", "rotate-master", "--unprepare")
+    assert rc == 1 and "no master key version is prepared" in err, (out, err)
+    rc, out, err = cli(g1, "secrets", "rotate-master", "--prepare")
+    assert rc == 0 and "master key version 2 prepared" in out, (out, err)
+    rc, out, err = cli(g1, "secrets", "rotate-master")
+    assert rc == 0 and "rotation v1 -> v2 finished" in out, (out, err)
+    rows = pg_server.psql("SELECT body::json->>'reason' FROM gatehouse.audit_events_canonical "
+                          "WHERE action = 'secrets.rotate_master' ORDER BY rowid", db=db)
+    assert [r[0] for r in rows] == ["prepared", "unprepared", "prepared", "started", "finished"], rows
+    assert g1.readyz()[0] == 200

@@ -820,27 +820,49 @@ def test_retention_deletes_old_messages_and_keeps_one_in_flight(gatehouse, upstr
     g.stop()
 
 
+def test_retention_waits_for_a_retry_scheduled_past_it(gatehouse, upstream):
+    """A schedule whose gap (8 s) is longer than the retention (3 s): the
+    failed first attempt's message stays until the retry has been made."""
+    rx = Receiver()
+    g, op = started(gatehouse, "webhooks:\n  allow_private: [\"127.0.0.1\"]\n"
+                               "  schedule: [0s, 8s]\n  jitter: 0\n  retention: 3s\n")
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/late"))
+    rx.keys["/late"] = [ep["secret"]]
+    rx.plan["/late"] = [500]
+    publish(op, t, "order.created", {"n": 1}, id="late-1")
+    wait_for(lambda: len(rx.deliveries("/late")) == 2, 15, what="the retry 8 s on")
+    wait_for(lambda: purged(g, "messages") == 1, 10, what="the message to go after it")
+    assert counter(g, "gatehouse_webhook_retention_undelivered_total") == 0
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
 def test_retention_goes_through_a_backlog_in_batches(gatehouse, upstream):
     """3,000 messages already older than the retention (written behind the
     gateway's back, as an upgrade from a build without retention finds
     them): deleted in batches of 500, every one, and the young one left.
-    Two of them have a delivery still pending, due in an hour: the one
-    attempted since the cutoff keeps its message, the other goes, counted
-    as never delivered."""
+    Two of them have a delivery still pending: the one due in an hour (a
+    retry gap longer than the retention) keeps its message, the one whose
+    attempt is past and idle since before the cutoff goes, counted as never
+    delivered. A message stored first with a creation time an hour ahead (a
+    node whose clock ran ahead) is passed over, not a stop."""
     g, op = started(gatehouse, RETENTION)
     t = op.create_tenant("acme")["id"]
     now = int(time.time() * 1000)
     old = now - 3600_000
     db = store_db.connect(store_db.path_of(g))
     db.execute("BEGIN")
+    db.execute("INSERT INTO webhook_messages (id, tenant_id, type, payload, created_at) "
+               "VALUES ('ahead', ?, 'a.b', '{}', ?)", (t, now + 3600_000))
     for i in range(3000):
         db.execute("INSERT INTO webhook_messages (id, tenant_id, type, payload, created_at) "
                    "VALUES (?, ?, 'a.b', '{}', ?)", (f"old-{i}", t, old + i))
-    for mid, updated in (("old-10", now + 3600_000), ("old-20", old)):
+    for mid, due in (("old-10", now + 3600_000), ("old-20", old)):
         db.execute("INSERT INTO webhook_deliveries (message_seq, endpoint_id, tenant_id, status, "
                    "next_attempt_at, created_at, updated_at) SELECT seq, 'ep_gone', tenant_id, "
-                   "'pending', ?, created_at, ? FROM webhook_messages WHERE id = ?",
-                   (now + 3600_000, updated, mid))
+                   "'pending', ?, created_at, created_at FROM webhook_messages WHERE id = ?",
+                   (due, mid))
     db.execute("COMMIT")
     db.close()
     publish(op, t, "a.b", {"young": True}, id="young")
@@ -850,7 +872,7 @@ def test_retention_goes_through_a_backlog_in_batches(gatehouse, upstream):
     db = store_db.connect(store_db.path_of(g))
     left = sorted(r[0] for r in db.execute("SELECT id FROM webhook_messages").fetchall())
     db.close()
-    assert left == ["old-10", "young"], left[:5]
+    assert left == ["ahead", "old-10", "young"], left[:5]
     assert purged(g, "messages") == 2999 and purged(g, "deliveries") == 1
     assert counter(g, "gatehouse_webhook_retention_undelivered_total") == 1
     assert counter(g, "gatehouse_webhook_retention_failures_total") == 0

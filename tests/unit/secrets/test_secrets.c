@@ -396,6 +396,52 @@ static void test_prepare(void **state)
     gh_secrets_close(s);
 }
 
+/* A prepared key lost before its rotation (the file restored from a
+ * backup that predates it): the rotation and a new prepare are refused
+ * until --unprepare forgets its check, which only a prepared version's
+ * may be; then a new version 2 is prepared and used. */
+static void test_unprepare(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_secrets_prepare_result pr;
+    struct gh_secrets_rotate_result r;
+    struct gh_err err = {0};
+    char backup[200], cmd[512], out[64];
+    struct gh_secrets *s;
+    uint32_t v = 0;
+
+    put(f, "system", "a", "value-of-a-0123456789");
+    snprintf(backup, sizeof(backup), "%s/backup.master", f->dir);
+    snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, backup);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(gh_secrets_unprepare_master(f->s, &v, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "no master key version is prepared"));
+    assert_int_equal(gh_secrets_prepare_master(f->s, &pr, &err), GH_OK);
+    snprintf(cmd, sizeof(cmd), "cp -p %s %s", backup, f->master); /* version 2 lost */
+    assert_int_equal(system(cmd), 0);
+    s = gh_secrets_open(f->cfg, f->st, &err);
+    assert_non_null(s);
+    assert_int_equal(gh_secrets_rotate_master(s, NULL, &r, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "master key version 2 was prepared"));
+    assert_int_equal(gh_secrets_prepare_master(s, &pr, &err), GH_ERROR);
+    assert_int_equal(gh_secrets_unprepare_master(s, &v, &err), GH_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(raw_int(f, "SELECT max(version) FROM secrets_kek_checks"), 1);
+    /* A check in use is never forgotten this way. */
+    assert_int_equal(gh_store_secrets_kek_unprepare(f->st, 1, &err), GH_STORE_NOT_FOUND);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets_kek_checks"), 1);
+    /* A new version 2, prepared and used. */
+    assert_int_equal(gh_secrets_prepare_master(s, &pr, &err), GH_OK);
+    assert_int_equal(pr.version, 2);
+    assert_false(pr.already);
+    assert_int_equal(gh_secrets_rotate_master(s, NULL, &r, &err), GH_OK);
+    assert_true(r.finished);
+    assert_int_equal(r.to_version, 2);
+    size_t len = 0;
+    assert_int_equal(gh_secrets_get(s, "system", "a", out, sizeof(out), &len, &err), GH_OK);
+    gh_secrets_close(s);
+}
+
 static void test_first_start(void **state)
 {
     struct fixture *f = *state;
@@ -582,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_master, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unprepare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_starts_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_with_a_stale_copy, setup, teardown),

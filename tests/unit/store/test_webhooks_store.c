@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,11 +389,82 @@ static void test_retention(void **state)
     uint64_t pending = 99;
     assert_int_equal(gh_store_hook_pending_count(f->st, &pending, &err), GH_OK);
     assert_int_equal(pending, 0);
-    /* An id whose message is gone is new again. */
+    /* An id whose message is gone is new again; delivery ids never come
+     * back (migration 18), though every delivery was deleted. */
+    int64_t top = 0;
+    for (size_t i = 0; i < cl.n; i++)
+        if (cl.due[i].delivery_id > top) top = cl.due[i].delivery_id;
     publish(f, f->tenant, "done", "order.a", 1, false);
+    struct claimed fresh = {0};
+    assert_int_equal(gh_store_hook_claim(f->st, "owner-3", 16, on_due, &fresh, &err), GH_OK);
+    assert_int_equal(fresh.n, 1);
+    assert_true(fresh.due[0].delivery_id > top);
 
     assert_int_equal(gh_store_hook_purge(f->st, "", 0, cutoff, 10, &p, &err), GH_STORE_INVALID);
     assert_int_equal(gh_store_hook_purge(f->st, "o", 0, cutoff, 1001, &p, &err), GH_STORE_INVALID);
+}
+
+static void raw(struct fixture *f, const char *sql)
+{
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) fail_msg("%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+/* A message created after the cutoff (here: a node whose clock ran an hour
+ * ahead) is passed over, not a stop, and the old ones behind it go; a
+ * pending delivery whose next attempt is still to come (a retry gap longer
+ * than the retention) keeps its message until that attempt is no longer
+ * ahead. */
+static void test_retention_young_ones_and_waiting_retries(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint e;
+    struct gh_store_hook_purged p;
+    struct gh_err err = {0};
+    char sql[256];
+    int64_t now = (int64_t)gh_wall_ms();
+
+    publish(f, f->tenant, "ahead", "order.a", 0, false);
+    publish(f, f->tenant, "old-1", "order.a", 0, false);
+    endpoint_new(f, f->tenant, all, &e);
+    publish(f, f->tenant, "retry", "order.a", 1, false);
+    publish(f, f->other, "old-2", "order.a", 0, false);
+    snprintf(sql, sizeof(sql),
+             "UPDATE webhook_messages SET created_at = %lld WHERE id = 'ahead';"
+             "UPDATE webhook_deliveries SET updated_at = 0, next_attempt_at = %lld;",
+             (long long)(now + 3600000), (long long)(now + 3600000));
+    raw(f, sql);
+
+    /* Two at a time: "ahead" and "old-1" first; one old, so more follow. */
+    assert_int_equal(gh_store_hook_purge(f->st, "o", 0, now + 1000, 2, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 1);
+    assert_true(p.more);
+    int64_t after = p.last_seq;
+    assert_int_equal(gh_store_hook_purge(f->st, "o", after, now + 1000, 2, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 1); /* old-2; "retry" waits for its attempt */
+    assert_int_equal(p.kept, 1);
+    assert_true(p.more);
+    assert_int_equal(gh_store_hook_purge(f->st, "o", p.last_seq, now + 1000, 2, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 0);
+    assert_false(p.more);
+
+    /* Its attempt no longer ahead (its endpoint disabled since, say): it goes. */
+    raw(f, "UPDATE webhook_deliveries SET next_attempt_at = 0;");
+    assert_int_equal(gh_store_hook_purge(f->st, "o", 0, now + 1000, 100, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 1);
+    assert_int_equal(p.undelivered, 1);
+    assert_false(p.more);
+    /* "ahead" is left. */
+    size_t n;
+    bool dup = false;
+    assert_int_equal(
+        gh_store_hook_publish(f->st, f->tenant, "ahead", "order.a", "{}", 2, 0, &n, &dup, &err),
+        GH_OK);
+    assert_true(dup);
 }
 
 static void test_validation(void **state)
@@ -437,6 +509,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fan_out_and_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_young_ones_and_waiting_retries, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
