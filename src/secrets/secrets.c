@@ -288,6 +288,10 @@ int gh_secrets_current_version(struct gh_secrets *s, uint32_t *version, struct g
      * so a node whose copy of the file lacks it still opens them. */
     if (gh_store_secrets_kek_state(s->store, &in_use, &newest, err) != GH_OK) return GH_ERROR;
     if (in_use > 0 && *version > in_use) *version = in_use;
+    if (in_use != atomic_load(&s->in_use_seen)) {
+        if (gh_secrets__check_version(s, *version, false, &newest, err) != GH_OK) return GH_ERROR;
+        atomic_store(&s->in_use_seen, in_use);
+    }
     return GH_OK;
 }
 

@@ -19,6 +19,12 @@ struct gh_secrets {
      * this handle: a newer current version (another process rotated, or a
      * copy of the file gained one) is compared before it seals anything. */
     _Atomic uint32_t checked;
+    /* The store's version in use when this handle last compared the
+     * version it seals under: when it changes, the comparison is made
+     * again (a prepared check can be forgotten and made anew with another
+     * key by `rotate-master --unprepare` and `--prepare`, so one made while
+     * it was prepared no longer holds once a rotation puts it in use). */
+    _Atomic uint32_t in_use_seen;
 };
 
 /* Master key checks (docs/secrets.md): the store keeps, per master key

@@ -184,9 +184,11 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
     int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
 
     if (rc != GH_OK) return rc;
+    gh_pg__arg(&b, id);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_EP_LOCK_DELIVERIES, &b, NULL, err);
     gh_pg__arg(&a, tenant_id);
     gh_pg__arg(&a, id);
-    rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DELETE, &a, &r, err);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DELETE, &a, &r, err);
     if (rc == GH_OK && PQntuples(r) == 0) {
         gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
         rc = GH_STORE_NOT_FOUND;
@@ -194,8 +196,6 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
     PQclear(r);
     /* The endpoint row is gone: its deliveries and attempts go with it, in
      * the same transaction (the messages stay for other endpoints). */
-    gh_pg__arg(&b, id);
-    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_LOCK_DELIVERIES, &b, NULL, err);
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_ATTEMPTS, &b, NULL, err);
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_DELIVERIES, &b, NULL, err);
     return gh_pg__end(&tx, rc, err);
@@ -830,7 +830,7 @@ int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq,
     int64_t kept[GH_STORE_HOOK_PURGE_MAX];
     const char *old_lit;
     char *doomed = NULL;
-    size_t nold = 0, ndoomed = 0, nkept = 0;
+    size_t nold = 0, ndoomed = 0, nkept = 0, ahead = 0;
     int last = -1, rc;
 
     (void)owner; /* a claim is in flight while its lease runs, whoever holds it */
@@ -843,12 +843,18 @@ int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq,
     if (rc != GH_OK) goto out;
     gh_pg_array_reset(&old);
     for (int i = 0; i < PQntuples(scan); i++) {
-        if (gh_pg__i64(scan, i, 1) >= cutoff) continue; /* young: the next pass sees it */
+        int64_t created = gh_pg__i64(scan, i, 1);
+        /* Young: passed over, the next pass sees it. Created after now (a
+         * node whose clock runs ahead): no sign that the rest are young. */
+        if (created >= cutoff) {
+            ahead += created > now;
+            continue;
+        }
         gh_pg_array_i64(&old, gh_pg__i64(scan, i, 0));
         nold++;
     }
     last = PQntuples(scan) - 1;
-    out->more = nold > 0 && (size_t)PQntuples(scan) == limit;
+    out->more = (nold > 0 || ahead > 0) && (size_t)PQntuples(scan) == limit;
     if (nold == 0) goto out;
     old_lit = gh_pg_array_end(&old);
     if (old_lit == NULL) {

@@ -342,7 +342,11 @@ static const struct migration migrations[] = {
       * retention, or with their endpoint) their ids went to new ones: a
       * stored id then named another delivery, and a list's cursor skipped
       * new ones. AUTOINCREMENT remembers the highest id ever given
-      * (sqlite_sequence), and the copy below sets it from the rows kept.
+      * (sqlite_sequence), and the copy below sets it from the rows kept
+      * (ids freed above them before this migration may come back once).
+      * A delivery whose message is gone (a hand's edit with the sqlite3
+      * shell, where foreign keys are off) is not copied, nor its attempts
+      * kept: it could never be sent, and it would fail the copy.
       * PostgreSQL's identity columns never reuse a value. */
      "CREATE TABLE webhook_deliveries_18 ("
      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -360,7 +364,10 @@ static const struct migration migrations[] = {
      ") STRICT;"
      "INSERT INTO webhook_deliveries_18 SELECT id, message_seq, endpoint_id, tenant_id, status, "
      "attempts, next_attempt_at, claimed, last_status, last_error, created_at, updated_at "
-     "FROM webhook_deliveries;"
+     "FROM webhook_deliveries d WHERE EXISTS (SELECT 1 FROM webhook_messages m "
+     "WHERE m.seq = d.message_seq);"
+     "DELETE FROM webhook_attempts WHERE delivery_id NOT IN (SELECT id FROM "
+     "webhook_deliveries_18);"
      "DROP TABLE webhook_deliveries;"
      "ALTER TABLE webhook_deliveries_18 RENAME TO webhook_deliveries;"
      "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"

@@ -747,7 +747,7 @@ int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
     int64_t old[GH_STORE_HOOK_PURGE_MAX];
-    size_t nold = 0, seen = 0;
+    size_t nold = 0, seen = 0, ahead = 0;
     int64_t last = 0;
     sqlite3_stmt *s;
     int rc, step = SQLITE_DONE;
@@ -763,11 +763,16 @@ int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_
     sqlite3_bind_int64(s, 1, after_seq);
     sqlite3_bind_int64(s, 2, (int64_t)limit);
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t created = sqlite3_column_int64(s, 1);
         seen++;
         last = sqlite3_column_int64(s, 0);
-        /* A young one (created after the cutoff, or by a node whose clock
-         * runs ahead) is passed over, not a stop: the next pass sees it. */
-        if (sqlite3_column_int64(s, 1) < cutoff) old[nold++] = last;
+        /* A young one is passed over: the next pass sees it. One created
+         * after now (a node whose clock runs ahead) is no sign that the
+         * rest are young too, so it keeps the pass going. */
+        if (created < cutoff)
+            old[nold++] = last;
+        else if (created > now)
+            ahead++;
     }
     if (step != SQLITE_DONE) rc = gh_sqlite__fail(c, "webhook retention", err);
     gh_sqlite__done(s);
@@ -793,7 +798,7 @@ int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_
     }
     if (rc == GH_OK) {
         if (seen > 0) out->last_seq = last;
-        out->more = nold > 0 && seen == limit;
+        out->more = (nold > 0 || ahead > 0) && seen == limit;
     }
 out:
     rc = gh_sqlite__write_end(ss, rc, err);

@@ -982,11 +982,10 @@ struct gh_store_ops {
      * retention), or created, attempted or replayed at or after <cutoff>:
      * that message is kept (out->kept). Younger ones are passed over (a
      * node whose clock ran ahead stores some out of order). out->more when
-     * the batch was full and held an old one; out->last_seq is the last
-     * message looked at. PostgreSQL: the messages and deliveries are locked
-     * first, and those another transaction holds are skipped (kept), so
-     * nodes purging at once delete disjoint sets and a claim never takes a
-     * delivery being deleted. Fills <out>. */
+     * the batch was full and held an old one or one created after <now>;
+     * out->last_seq is the last message looked at. PostgreSQL: the messages and deliveries are
+     * locked first, and those another transaction holds are skipped (kept), so nodes purging at
+     * once delete disjoint sets and a claim never takes a delivery being deleted. Fills <out>. */
     int (*hook_purge)(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
                       int64_t now, size_t limit, struct gh_store_hook_purged *out,
                       struct gh_err *err);

@@ -353,11 +353,13 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                              "AND created_at = $14::bigint RETURNING id",
     [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
                              "AND id = $2::text RETURNING id",
-    /* The endpoint's deliveries locked before their attempts go: the
-     * retention (GH_PG_HOOK_PURGE_KEEP) locks deliveries, then deletes
-     * attempts, and the same order here keeps the two from deadlocking. */
-    [GH_PG_HOOK_EP_LOCK_DELIVERIES] = "SELECT id FROM webhook_deliveries "
-                                      "WHERE endpoint_id = $1::text ORDER BY id FOR UPDATE",
+    /* An endpoint's delete locks its deliveries first, in id order, then
+     * the endpoint's row, then deletes attempts: the order of the
+     * dispatcher's outcomes (deliveries by id, then endpoints' rows) and of
+     * the retention (deliveries, then attempts), so none of them deadlock
+     * with it. Only a count comes back. */
+    [GH_PG_HOOK_EP_LOCK_DELIVERIES] = "SELECT count(*) FROM (SELECT id FROM webhook_deliveries "
+                                      "WHERE endpoint_id = $1::text ORDER BY id FOR UPDATE) d",
     [GH_PG_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
                                    "FROM webhook_deliveries WHERE endpoint_id = $1::text)",
     [GH_PG_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = $1::text",

@@ -417,6 +417,14 @@ static void test_unprepare(void **state)
     assert_int_equal(gh_secrets_unprepare_master(f->s, &v, &err), GH_ERROR);
     assert_non_null(strstr(err.msg, "no master key version is prepared"));
     assert_int_equal(gh_secrets_prepare_master(f->s, &pr, &err), GH_OK);
+    /* Another node, running, got a copy with the prepared key first. */
+    char other[200];
+    other_node(f, other, sizeof(other), true);
+    struct gh_secrets *b = gh_secrets_open(f->cfg, f->st, &err);
+    assert_non_null(b);
+    assert_int_equal(gh_secrets_current_version(b, &v, &err), GH_OK);
+    assert_int_equal(v, 1);
+    load_config(f, "");
     snprintf(cmd, sizeof(cmd), "cp -p %s %s", backup, f->master); /* version 2 lost */
     assert_int_equal(system(cmd), 0);
     s = gh_secrets_open(f->cfg, f->st, &err);
@@ -439,6 +447,12 @@ static void test_unprepare(void **state)
     assert_int_equal(r.to_version, 2);
     size_t len = 0;
     assert_int_equal(gh_secrets_get(s, "system", "a", out, sizeof(out), &len, &err), GH_OK);
+    /* The running node still holds the forgotten key as its version 2: it
+     * compares it again now that version 2 is in use, and seals nothing. */
+    assert_int_equal(gh_secrets_put(b, "system", "c", "value-of-c-0123456789", 21, &err), GH_ERROR);
+    assert_non_null(strstr(err.msg, "master key version 2 of the file "));
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM secrets WHERE name = 'c'"), 0);
+    gh_secrets_close(b);
     gh_secrets_close(s);
 }
 

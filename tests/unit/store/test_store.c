@@ -287,6 +287,59 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(version, 18);
 }
 
+/* Migration 18 on a store at 17 whose deliveries table has no
+ * AUTOINCREMENT: every delivery of a stored message is copied with its id,
+ * one whose message is gone (a hand's edit with foreign keys off) goes with
+ * its attempts instead of failing the copy, and the next id follows the
+ * highest kept, even once every delivery is deleted. */
+static void test_migrate_18_deliveries(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    int applied = -1, version = -1;
+
+    gh_store_close(f->st);
+    f->st = NULL;
+    raw_exec(f->path,
+             "DELETE FROM schema_migrations WHERE version = 18;"
+             "DROP TABLE webhook_deliveries;"
+             "CREATE TABLE webhook_deliveries ("
+             "  id INTEGER PRIMARY KEY,"
+             "  message_seq INTEGER NOT NULL REFERENCES webhook_messages (seq),"
+             "  endpoint_id TEXT NOT NULL, tenant_id TEXT NOT NULL,"
+             "  status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),"
+             "  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,"
+             "  claimed TEXT NOT NULL DEFAULT '', last_status INTEGER NOT NULL DEFAULT 0,"
+             "  last_error TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,"
+             "  updated_at INTEGER NOT NULL) STRICT;"
+             "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
+             "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);"
+             "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"
+             "INSERT INTO webhook_messages (seq, id, tenant_id, type, payload, created_at) "
+             "VALUES (7, 'm7', 'system', 'a.b', '{}', 1);"
+             "INSERT INTO webhook_deliveries (id, message_seq, endpoint_id, tenant_id, status, "
+             "next_attempt_at, created_at, updated_at) VALUES "
+             "(40, 7, 'ep_x', 'system', 'succeeded', 0, 1, 1),"
+             "(41, 99, 'ep_x', 'system', 'pending', 0, 1, 1);" /* message 99 is gone */
+             "INSERT INTO webhook_attempts (delivery_id, at, status, latency_ms) VALUES "
+             "(40, 1, 204, 1), (41, 1, 500, 1);");
+    open_store(f);
+    assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
+    assert_int_equal(applied, 1);
+    assert_int_equal(version, 18);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_deliveries"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT id FROM webhook_deliveries"), 40);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_attempts"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT seq FROM sqlite_sequence WHERE name = "
+                                      "'webhook_deliveries'"),
+                     40);
+    raw_exec(f->path, "DELETE FROM webhook_attempts; DELETE FROM webhook_deliveries;"
+                      "INSERT INTO webhook_deliveries (message_seq, endpoint_id, tenant_id, "
+                      "status, next_attempt_at, created_at, updated_at) "
+                      "VALUES (7, 'ep_x', 'system', 'pending', 0, 2, 2);");
+    assert_int_equal(raw_int(f->path, "SELECT id FROM webhook_deliveries"), 41);
+}
+
 /* Signing keys: insert (bumping the change counter, so every node's
  * directory loads them), load only those still published, oldest first;
  * a duplicate kid is a conflict and malformed rows are refused. */
@@ -2079,6 +2132,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waits_for_other_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signing_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_18_deliveries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_events, setup, teardown),

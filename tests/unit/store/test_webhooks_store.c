@@ -458,6 +458,19 @@ static void test_retention_young_ones_and_waiting_retries(void **state)
     assert_int_equal(p.messages, 1);
     assert_int_equal(p.undelivered, 1);
     assert_false(p.more);
+    /* A whole batch ahead of the clock is no end of the pass either. */
+    publish(f, f->tenant, "ahead-2", "order.a", 1, false);
+    publish(f, f->tenant, "old-3", "order.a", 1, false);
+    snprintf(sql, sizeof(sql),
+             "UPDATE webhook_messages SET created_at = %lld WHERE id = 'ahead-2';"
+             "UPDATE webhook_deliveries SET updated_at = 0, next_attempt_at = 0;",
+             (long long)(now + 3600000));
+    raw(f, sql);
+    assert_int_equal(gh_store_hook_purge(f->st, "o", 0, now + 1000, 2, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 0); /* "ahead" and "ahead-2" */
+    assert_true(p.more);
+    assert_int_equal(gh_store_hook_purge(f->st, "o", p.last_seq, now + 1000, 2, &p, &err), GH_OK);
+    assert_int_equal(p.messages, 1); /* "old-3" */
     /* "ahead" is left. */
     size_t n;
     bool dup = false;
