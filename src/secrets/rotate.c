@@ -175,21 +175,28 @@ out:
     return rc;
 }
 
+/* GH_ERROR with "a rotation ... is pending: <what> (...)" while one is
+ * pending (or the store cannot say); GH_OK otherwise. */
+static int refuse_while_pending(struct gh_secrets *s, const char *what, struct gh_err *err)
+{
+    struct gh_store_secrets_rotation rot;
+    int rc = gh_store_secrets_rotation_get(s->store, &rot, err);
+
+    if (rc == GH_OK && rot.finished_at == 0)
+        return gh_err_set(err, NULL, 0, 0,
+                          "a rotation to master key version %u is pending: %s (gatehouse secrets "
+                          "rotate-master)",
+                          rot.to_version, what);
+    return rc == GH_OK || rc == GH_STORE_NOT_FOUND ? GH_OK : GH_ERROR;
+}
+
 int gh_secrets_prepare_master(struct gh_secrets *s, struct gh_secrets_prepare_result *res,
                               struct gh_err *err)
 {
-    struct gh_store_secrets_rotation rot;
     uint32_t cur, held = 0, prepared = 0, newest = 0;
-    int rc;
 
     memset(res, 0, sizeof(*res));
-    rc = gh_store_secrets_rotation_get(s->store, &rot, err);
-    if (rc == GH_OK && rot.finished_at == 0)
-        return gh_err_set(err, NULL, 0, 0,
-                          "a rotation to master key version %u is pending: finish it first "
-                          "(gatehouse secrets rotate-master)",
-                          rot.to_version);
-    if (rc != GH_OK && rc != GH_STORE_NOT_FOUND) return GH_ERROR;
+    if (refuse_while_pending(s, "finish it first", err) != GH_OK) return GH_ERROR;
     if (gh_secrets_current_version(s, &cur, err) != GH_OK ||
         gh_secrets_prepared_version(s, &prepared, NULL, err) != GH_OK ||
         s->kms->ops->current(s->kms, &held, err) != GH_OK)
@@ -234,17 +241,9 @@ int gh_secrets_prepare_master(struct gh_secrets *s, struct gh_secrets_prepare_re
 
 int gh_secrets_unprepare_master(struct gh_secrets *s, uint32_t *version, struct gh_err *err)
 {
-    struct gh_store_secrets_rotation rot;
-    int rc;
-
     *version = 0;
-    rc = gh_store_secrets_rotation_get(s->store, &rot, err);
-    if (rc == GH_OK && rot.finished_at == 0)
-        return gh_err_set(err, NULL, 0, 0,
-                          "a rotation to master key version %u is pending: it uses the prepared "
-                          "version; finish it (gatehouse secrets rotate-master)",
-                          rot.to_version);
-    if (rc != GH_OK && rc != GH_STORE_NOT_FOUND) return GH_ERROR;
+    if (refuse_while_pending(s, "it uses the prepared version; finish it", err) != GH_OK)
+        return GH_ERROR;
     if (gh_secrets_prepared_version(s, version, NULL, err) != GH_OK) return GH_ERROR;
     if (*version == 0) return gh_err_set(err, NULL, 0, 0, "no master key version is prepared");
     /* Only while still prepared (the store checks again): nothing was ever
