@@ -73,6 +73,17 @@ static int count_older(uint32_t version, uint64_t rows, void *arg)
     return GH_OK;
 }
 
+/* GH_ERROR: prepared version <version> is not in this provider, which
+ * holds up to <held>. */
+static int not_held(struct gh_secrets *s, uint32_t version, uint32_t held, struct gh_err *err)
+{
+    return gh_err_set(err, NULL, 0, 0,
+                      "master key version %u was prepared (rotate-master --prepare), but the %s "
+                      "has only up to version %u: copy the master key file of the node that "
+                      "prepared it here (and to every node) first",
+                      version, s->place, held);
+}
+
 int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotate_opts *opts,
                              struct gh_secrets_rotate_result *res, struct gh_err *err)
 {
@@ -106,12 +117,7 @@ int gh_secrets_rotate_master(struct gh_secrets *s, const struct gh_secrets_rotat
                               "that version first (copy the master key file of the node that "
                               "rotated)",
                               newest, s->place, cur);
-        if (held < newest)
-            return gh_err_set(err, NULL, 0, 0,
-                              "master key version %u was prepared (rotate-master --prepare), but "
-                              "the %s has only up to version %u: copy the master key file of the "
-                              "node that prepared it here (and to every node) first",
-                              newest, s->place, held);
+        if (held < newest) return not_held(s, newest, held, err);
     }
     /* 1. Record it first (or find the pending one). */
     if (gh_store_secrets_rotation_begin(s->store, cur, cur + 1, &rot, &started, err) != GH_OK)
@@ -207,12 +213,7 @@ int gh_secrets_prepare_master(struct gh_secrets *s, struct gh_secrets_prepare_re
          * second, so that every copy made meanwhile stays good. */
         res->version = prepared;
         res->already = true;
-        if (held < prepared)
-            return gh_err_set(err, NULL, 0, 0,
-                              "master key version %u is prepared already, but the %s has only up "
-                              "to version %u: copy the master key file of the node that "
-                              "prepared it here",
-                              prepared, s->place, held);
+        if (held < prepared) return not_held(s, prepared, held, err);
         return GH_OK;
     }
     /* The same guard as a rotation's: a newer version in the store made on

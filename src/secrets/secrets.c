@@ -163,6 +163,9 @@ static int check_versions(struct gh_secrets *s, struct gh_err *err)
     }
     atomic_store(&s->checked, cur);
     if (gh_store_secrets_kek_state(s->store, &in_use, &newest, err) != GH_OK) return GH_ERROR;
+    /* The version sealed under (the one in use, or the newest held below
+     * it) was among those compared just now. */
+    atomic_store(&s->in_use_seen, in_use);
     if (in_use > cur)
         gh_log_warn("secrets: the store has master key version %u, but the %s has only up to "
                     "version %u: values sealed or re-wrapped under the newer one do not open "

@@ -376,8 +376,9 @@ int gh_pg__secrets_kek_state(struct gh_store *st, uint32_t *in_use, uint32_t *ne
     return gh_pg__end(&tx, rc, err);
 }
 
-/* Runs <stmt> on version <version>'s check: NOT_FOUND when no row changed. */
-static int kek_change(struct gh_store *st, enum gh_pg_stmt stmt, uint32_t version,
+/* Runs <stmt> on version <version>'s <what>: NOT_FOUND when it answers no
+ * row (none changed). */
+static int kek_change(struct gh_store *st, enum gh_pg_stmt stmt, const char *what, uint32_t version,
                       struct gh_err *err)
 {
     struct gh_pg_args a = {0};
@@ -388,12 +389,8 @@ static int kek_change(struct gh_store *st, enum gh_pg_stmt stmt, uint32_t versio
     if (rc != GH_OK) return rc;
     gh_pg__arg_i64(&a, version);
     rc = gh_pg__run(&tx, stmt, &a, &r, err);
-    /* The function answers its count as a row; an UPDATE, as its tag. */
-    if (rc == GH_OK &&
-        (stmt == GH_PG_SECRET_KEK_UNPREPARE ? PQntuples(r) != 1 || gh_pg__i64(r, 0, 0) == 0
-                                            : strcmp(PQcmdTuples(r), "0") == 0)) {
-        gh_err_set(err, NULL, 0, 0, "the store has no %scheck of master key version %u",
-                   stmt == GH_PG_SECRET_KEK_UNPREPARE ? "prepared " : "", version);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        gh_err_set(err, NULL, 0, 0, "the store has no %s of master key version %u", what, version);
         rc = GH_STORE_NOT_FOUND;
     }
     PQclear(r);
@@ -402,12 +399,12 @@ static int kek_change(struct gh_store *st, enum gh_pg_stmt stmt, uint32_t versio
 
 int gh_pg__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
 {
-    return kek_change(st, GH_PG_SECRET_KEK_ACTIVATE, version, err);
+    return kek_change(st, GH_PG_SECRET_KEK_ACTIVATE, "check", version, err);
 }
 
 int gh_pg__secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err)
 {
-    return kek_change(st, GH_PG_SECRET_KEK_UNPREPARE, version, err);
+    return kek_change(st, GH_PG_SECRET_KEK_UNPREPARE, "prepared check", version, err);
 }
 
 /* No step like SQLite's WAL truncation: the old row version stays in the

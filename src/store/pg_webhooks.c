@@ -788,37 +788,6 @@ int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_er
 
 /* ---- Retention ------------------------------------------------------------------ */
 
-/* The array literal of the first column of <r>'s rows whose value is not in
- * <skip> (sorted ascending, <nskip>); NULL when out of memory. Sets *n. */
-static char *seq_array_without(const PGresult *r, const int64_t *skip, size_t nskip, size_t *n)
-{
-    struct gh_pg_array a = {0};
-    const char *lit;
-    char *out;
-    size_t k = 0;
-
-    *n = 0;
-    gh_pg_array_reset(&a);
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t v = gh_pg__i64(r, i, 0);
-        while (k < nskip && skip[k] < v)
-            k++;
-        if (k < nskip && skip[k] == v) continue;
-        gh_pg_array_i64(&a, v);
-        (*n)++;
-    }
-    lit = gh_pg_array_end(&a);
-    out = lit ? strdup(lit) : NULL;
-    gh_pg_array_free(&a);
-    return out;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
                       int64_t now, size_t limit, struct gh_store_hook_purged *out,
                       struct gh_err *err)
@@ -827,10 +796,8 @@ int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq,
     struct gh_pg_array old = {0};
     struct gh_pg_tx tx;
     PGresult *scan = NULL, *locked = NULL, *keep = NULL, *gone = NULL;
-    int64_t kept[GH_STORE_HOOK_PURGE_MAX];
-    const char *old_lit;
-    char *doomed = NULL;
-    size_t nold = 0, ndoomed = 0, nkept = 0, ahead = 0;
+    const char *old_lit, *doomed;
+    size_t nold = 0, ahead = 0;
     int last = -1, rc;
 
     (void)owner; /* a claim is in flight while its lease runs, whoever holds it */
@@ -877,16 +844,20 @@ int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq,
     gh_pg__arg_i64(&c, cutoff);
     rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_KEEP, &c, &keep, err);
     if (rc != GH_OK) goto out;
-    for (int i = 0; i < PQntuples(keep) && nkept < GH_STORE_HOOK_PURGE_MAX; i++)
-        kept[nkept++] = gh_pg__i64(keep, i, 0);
-    qsort(kept, nkept, sizeof(kept[0]), cmp_i64);
-    out->kept = nkept;
-    doomed = seq_array_without(locked, kept, nkept, &ndoomed);
+    /* <c> is done with: <old> now collects the messages that go. */
+    gh_pg_array_reset(&old);
+    for (int i = 0; i < PQntuples(keep); i++) {
+        if (strcmp(PQgetvalue(keep, i, 1), "t") == 0)
+            out->kept++;
+        else
+            gh_pg_array_i64(&old, gh_pg__i64(keep, i, 0));
+    }
+    if (old.n == 0) goto out;
+    doomed = gh_pg_array_end(&old);
     if (doomed == NULL) {
         rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
         goto out;
     }
-    if (ndoomed == 0) goto out;
     gh_pg__arg(&d, doomed);
     rc = gh_pg__run(&tx, GH_PG_HOOK_PURGE_ATTEMPTS, &d, &gone, err);
     if (rc != GH_OK) goto out;
@@ -911,7 +882,6 @@ out:
     PQclear(locked);
     PQclear(keep);
     PQclear(gone);
-    free(doomed);
     gh_pg_array_free(&old);
     rc = gh_pg__end(&tx, rc, err);
     if (rc != GH_OK) { /* rolled back: nothing was deleted, and the cursor stays */

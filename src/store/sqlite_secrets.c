@@ -438,8 +438,9 @@ out:
     return rc;
 }
 
-/* Runs <stmt> on version <version>'s check: NOT_FOUND when no row changed. */
-static int kek_change(struct gh_store *st, int stmt, uint32_t version, struct gh_err *err)
+/* Runs <stmt> on version <version>'s <what>: NOT_FOUND when no row changed. */
+static int kek_change(struct gh_store *st, int stmt, const char *what, uint32_t version,
+                      struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -455,8 +456,7 @@ static int kek_change(struct gh_store *st, int stmt, uint32_t version, struct gh
     sqlite3_bind_int64(s, 1, version);
     rc = gh_sqlite__exec(c, s, "master key check", err);
     if (rc == GH_OK && sqlite3_changes(c->db) == 0) {
-        gh_err_set(err, NULL, 0, 0, "the store has no %scheck of master key version %u",
-                   stmt == GH_SQ_SECRET_KEK_UNPREPARE ? "prepared " : "", version);
+        gh_err_set(err, NULL, 0, 0, "the store has no %s of master key version %u", what, version);
         rc = GH_STORE_NOT_FOUND;
     }
 out:
@@ -465,10 +465,10 @@ out:
 
 int gh_sqlite__secrets_kek_activate(struct gh_store *st, uint32_t version, struct gh_err *err)
 {
-    return kek_change(st, GH_SQ_SECRET_KEK_ACTIVATE, version, err);
+    return kek_change(st, GH_SQ_SECRET_KEK_ACTIVATE, "check", version, err);
 }
 
 int gh_sqlite__secrets_kek_unprepare(struct gh_store *st, uint32_t version, struct gh_err *err)
 {
-    return kek_change(st, GH_SQ_SECRET_KEK_UNPREPARE, version, err);
+    return kek_change(st, GH_SQ_SECRET_KEK_UNPREPARE, "prepared check", version, err);
 }

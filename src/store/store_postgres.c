@@ -321,9 +321,10 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_SECRET_KEK_STATE] = "SELECT coalesce(max(version) FILTER (WHERE NOT prepared), 0), "
                                "coalesce(max(version), 0) FROM secrets_kek_checks",
     [GH_PG_SECRET_KEK_ACTIVATE] = "UPDATE secrets_kek_checks SET prepared = false "
-                                  "WHERE version = $1::bigint",
-    /* Migration 18's function: the operator deletes no check itself. */
-    [GH_PG_SECRET_KEK_UNPREPARE] = "SELECT secrets_kek_unprepare($1::bigint)",
+                                  "WHERE version = $1::bigint RETURNING version",
+    /* Migration 18's function: the operator deletes no check itself. A
+     * row when it deleted one, as the UPDATE above answers. */
+    [GH_PG_SECRET_KEK_UNPREPARE] = "SELECT $1::bigint WHERE secrets_kek_unprepare($1::bigint) > 0",
     /* A statement of its own after the insert: under READ COMMITTED it
      * sees a row another node committed while the insert waited for it. */
     [GH_PG_SECRET_KEK_CHECK_GET] = "SELECT check_blob, (SELECT max(version) FROM "
@@ -478,27 +479,29 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                           "AND id = $3::bigint",
     [GH_PG_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
     /* Retention (gh_pg__hook_purge). The oldest messages, unlocked: the
-     * caller keeps those before the first young one. */
+     * caller picks those older than the cutoff. */
     [GH_PG_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > $1::bigint "
                               "ORDER BY seq LIMIT $2::bigint",
     /* Of those, the ones no other node's purge holds, locked. */
     [GH_PG_HOOK_PURGE_LOCK] = "SELECT seq FROM webhook_messages WHERE seq = ANY ($1::bigint[]) "
                               "ORDER BY seq FOR UPDATE SKIP LOCKED",
-    /* The messages to keep: a delivery that is pending and in flight (its
-     * lease runs) or active since the cutoff, or that another transaction
-     * holds (a claim or an outcome being written: busy, so kept, never
-     * waited for, so no lock order to get wrong). Every other delivery of
-     * the locked messages is locked here, its newest version checked, so
-     * no claim can take one before the deletes. */
+    /* Each locked message, and whether to keep it: a delivery that is
+     * pending and in flight (its lease runs), due later, or active since
+     * the cutoff, or that another transaction holds (a claim or an outcome
+     * being written: busy, so kept, not waited for). Every other delivery
+     * of the locked messages is locked here, its newest version checked,
+     * so no claim can take one before the deletes. */
     [GH_PG_HOOK_PURGE_KEEP] = "WITH mine AS MATERIALIZED (SELECT id, status, claim_until, "
                               "updated_at, next_attempt_at FROM webhook_deliveries "
-                              "WHERE message_seq = ANY ($1::bigint[]) FOR UPDATE SKIP LOCKED) "
-                              "SELECT DISTINCT d.message_seq FROM webhook_deliveries d "
+                              "WHERE message_seq = ANY ($1::bigint[]) FOR UPDATE SKIP LOCKED), "
+                              "keep AS (SELECT d.message_seq FROM webhook_deliveries d "
                               "LEFT JOIN mine ON mine.id = d.id "
                               "WHERE d.message_seq = ANY ($1::bigint[]) AND (mine.id IS NULL "
                               "OR (mine.status = 'pending' AND (mine.claim_until > $2::bigint "
                               "OR mine.next_attempt_at > $2::bigint "
-                              "OR mine.updated_at >= $3::bigint)))",
+                              "OR mine.updated_at >= $3::bigint)))) "
+                              "SELECT m, m IN (SELECT message_seq FROM keep) "
+                              "FROM unnest($1::bigint[]) m",
     [GH_PG_HOOK_PURGE_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
                                   "FROM webhook_deliveries WHERE message_seq = ANY ($1::bigint[]))",
     [GH_PG_HOOK_PURGE_DELIVERIES] = "WITH gone AS (DELETE FROM webhook_deliveries "

@@ -373,7 +373,8 @@ static void test_prepare(void **state)
     assert_int_equal(gh_secrets_rotate_master(s, NULL, &r, &err), GH_ERROR);
     assert_non_null(strstr(err.msg, "master key version 2 was prepared"));
     assert_int_equal(gh_secrets_prepare_master(s, &pr, &err), GH_ERROR);
-    assert_non_null(strstr(err.msg, "is prepared already, but the file "));
+    assert_non_null(strstr(err.msg, "master key version 2 was prepared (rotate-master --prepare), "
+                                    "but the file "));
     /* Copied, it may: the prepared version goes in use, and rows move. */
     snprintf(cmd, sizeof(cmd), "cp -p %s %s", f->master, other);
     assert_int_equal(system(cmd), 0);
