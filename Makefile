@@ -112,7 +112,8 @@ unit: $(UNIT_BIN)
 PG_SUITES := test_identity.py test_tokens.py test_admin.py test_limits.py test_audit.py \
              test_audit_api.py test_audit_archive.py test_jwt.py test_secrets.py test_webhooks.py \
              test_backup.py test_node.py
-integration: $(BUILD)/gatehouse $(BUILD)/tests/store/test_audit_store
+integration: $(BUILD)/gatehouse $(BUILD)/tests/store/test_audit_store \
+             $(BUILD)/tests/store/test_webhooks_store
 	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q tests/integration \
 	    --ignore=tests/integration/test_deploy.py
 	GH_TEST_STORE=postgres GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q \

@@ -566,49 +566,95 @@ static int record_health(struct gh_pg_tx *tx, const struct gh_store_hook_outcome
 }
 
 /* Runs disabling statement <id> with <a> and, for each endpoint it
- * disabled, fails its pending deliveries and calls <cb>. Sets *n. */
+ * disabled, fails its pending deliveries (locked already: lock_pending)
+ * and calls <cb>. */
 static int disable_run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a,
                        const char *reason, int64_t now, gh_store_hook_disabled_cb cb, void *arg,
-                       size_t *n, struct gh_err *err)
+                       struct gh_err *err)
 {
     PGresult *r = NULL;
     int rc = gh_pg__run(tx, id, a, &r, err);
 
-    *n = rc == GH_OK ? (size_t)PQntuples(r) : 0;
-    for (size_t i = 0; rc == GH_OK && i < *n; i++) {
+    for (int i = 0; rc == GH_OK && i < PQntuples(r); i++) {
         struct gh_pg_args f = {0};
-        gh_pg__arg(&f, PQgetvalue(r, (int)i, 1));
+        gh_pg__arg(&f, PQgetvalue(r, i, 1));
         gh_pg__arg_i64(&f, now);
         rc = gh_pg__run(tx, GH_PG_HOOK_DLV_FAIL_EP, &f, NULL, err);
-        if (rc == GH_OK && cb) cb(PQgetvalue(r, (int)i, 0), PQgetvalue(r, (int)i, 1), reason, arg);
+        if (rc == GH_OK && cb) cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), reason, arg);
     }
     PQclear(r);
     return rc;
 }
 
-/* Disables the endpoints of outcomes marked gone (410), then those failing
- * since before <cutoff>, 64 at a time; their pending deliveries fail. */
-static int disable_endpoints(struct gh_pg_tx *tx, const struct gh_store_hook_outcome *o, size_t no,
-                             int64_t now, int64_t cutoff, gh_store_hook_disabled_cb cb, void *arg,
-                             struct gh_err *err)
+/* One transaction of disable_endpoints: the endpoints of outcomes marked
+ * gone (<o>, NULL after the first), then up to 64 failing since before
+ * <cutoff>. Their pending deliveries are locked first, in id order, and
+ * only then their rows: an outcome batch takes its deliveries, then the
+ * endpoints' rows, so a disable that took an endpoint's row first and then
+ * waited for a delivery another node's batch held, while that batch waited
+ * for the row, deadlocked. *more: 64 were due, others may be. */
+static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcome *o, size_t no,
+                        int64_t now, int64_t cutoff, gh_store_hook_disabled_cb cb, void *arg,
+                        bool *more, struct gh_err *err)
 {
-    size_t n = 0;
-    int rc = GH_OK;
+    struct gh_pg_tx tx;
+    struct gh_pg_array ids = {0};
+    struct gh_pg_args a = {0}, l = {0}, d = {0};
+    PGresult *due = NULL;
+    const char *list;
+    int rc;
 
-    for (size_t i = 0; rc == GH_OK && i < no; i++) {
-        struct gh_pg_args a = {0};
-        if (!o[i].gone) continue;
-        gh_pg__arg_i64(&a, now);
-        gh_pg__arg(&a, o[i].endpoint_id);
-        rc = disable_run(tx, GH_PG_HOOK_EP_GONE, &a, "gone", now, cb, arg, &n, err);
+    *more = false;
+    rc = gh_pg__begin(s, GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc != GH_OK) return rc;
+    gh_pg__arg_i64(&a, cutoff);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DUE, &a, &due, err);
+    if (rc != GH_OK) goto out;
+    *more = PQntuples(due) == 64;
+    gh_pg_array_reset(&ids);
+    for (size_t i = 0; o != NULL && i < no; i++)
+        if (o[i].gone) gh_pg_array_text(&ids, o[i].endpoint_id, strlen(o[i].endpoint_id));
+    for (int i = 0; i < PQntuples(due); i++)
+        gh_pg_array_text(&ids, PQgetvalue(due, i, 0), (size_t)PQgetlength(due, i, 0));
+    if (ids.n == 0) goto out;
+    list = gh_pg_array_end(&ids);
+    if (list == NULL) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto out;
     }
-    do {
-        struct gh_pg_args a = {0};
-        if (rc != GH_OK) break;
-        gh_pg__arg_i64(&a, now);
-        gh_pg__arg_i64(&a, cutoff);
-        rc = disable_run(tx, GH_PG_HOOK_EP_DISABLE, &a, "failing", now, cb, arg, &n, err);
-    } while (n == 64);
+    gh_pg__arg(&l, list);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_LOCK_EPS, &l, NULL, err);
+    for (size_t i = 0; rc == GH_OK && o != NULL && i < no; i++) {
+        struct gh_pg_args g = {0};
+        if (!o[i].gone) continue;
+        gh_pg__arg_i64(&g, now);
+        gh_pg__arg(&g, o[i].endpoint_id);
+        rc = disable_run(&tx, GH_PG_HOOK_EP_GONE, &g, "gone", now, cb, arg, err);
+    }
+    if (rc == GH_OK && PQntuples(due) > 0) {
+        gh_pg__arg_i64(&d, now);
+        gh_pg__arg_i64(&d, cutoff);
+        gh_pg__arg(&d, list);
+        rc = disable_run(&tx, GH_PG_HOOK_EP_DISABLE, &d, "failing", now, cb, arg, err);
+    }
+out:
+    PQclear(due);
+    rc = gh_pg__end(&tx, rc, err);
+    gh_pg_array_free(&ids);
+    return rc;
+}
+
+/* Disables the endpoints of outcomes marked gone (410), then those failing
+ * since before <cutoff>, 64 a transaction; their pending deliveries fail. */
+static int disable_endpoints(struct gh_pg_store *s, const struct gh_store_hook_outcome *o,
+                             size_t no, int64_t now, int64_t cutoff, gh_store_hook_disabled_cb cb,
+                             void *arg, struct gh_err *err)
+{
+    bool more = false;
+    int rc = disable_some(s, o, no, now, cutoff, cb, arg, &more, err);
+
+    while (rc == GH_OK && more)
+        rc = disable_some(s, NULL, 0, now, cutoff, cb, arg, &more, err);
     return rc;
 }
 
@@ -634,9 +680,14 @@ int gh_pg__hook_record(struct gh_store *st, const char *owner,
         rc = record_one(&tx, owner, &o[order[i]], now, err);
     free(order);
     if (rc == GH_OK) rc = record_health(&tx, o, n, now, err);
-    if (rc == GH_OK && n > 0)
-        rc = disable_endpoints(&tx, o, n, now, now - disable_after_ms, cb, arg, err);
-    return gh_pg__end(&tx, rc, err);
+    rc = gh_pg__end(&tx, rc, err);
+    /* Disabling takes other nodes' deliveries: in transactions of its own,
+     * which hold no endpoint row when they lock them (disable_some). A
+     * failure there leaves the outcomes stored; the caller records the
+     * batch again, which changes nothing that is stored (record_one) and
+     * disables what is due. */
+    if (rc != GH_OK || n == 0) return rc;
+    return disable_endpoints(gh_pg__of(st), o, n, now, now - disable_after_ms, cb, arg, err);
 }
 
 /* ---- Reads ---------------------------------------------------------------------- */

@@ -370,18 +370,28 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                          "WHERE id = $1::text AND failing_since <> 0",
     [GH_PG_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = $2::bigint "
                               "WHERE id = $1::text AND failing_since = 0",
-    /* At most 64 a statement: the caller runs it until fewer come back.
-     * status = 'active' is checked again outside the subquery, on the
-     * row's newest version: of two nodes disabling one endpoint at once,
-     * one reports it. */
+    /* The endpoints to disable as failing, 64 a transaction (the caller
+     * runs transactions until fewer come back), in id order. */
+    [GH_PG_HOOK_EP_DUE] = "SELECT id FROM webhook_endpoints WHERE status = 'active' "
+                          "AND failing_since > 0 AND failing_since <= $1::bigint "
+                          "ORDER BY id LIMIT 64",
+    /* Of those ($3), the ones still to disable, checked again on each row's
+     * newest version: of two nodes disabling one endpoint at once, one
+     * reports it. */
     [GH_PG_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
                               "disabled_reason = 'failing', updated_at = $1::bigint "
-                              "WHERE status = 'active' AND id IN (SELECT id FROM webhook_endpoints "
-                              "WHERE status = 'active' AND failing_since > 0 "
-                              "AND failing_since <= $2::bigint LIMIT 64) RETURNING tenant_id, id",
+                              "WHERE id = ANY ($3::text[]) AND status = 'active' "
+                              "AND failing_since > 0 AND failing_since <= $2::bigint "
+                              "RETURNING tenant_id, id",
     [GH_PG_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
                            "disabled_reason = 'gone', updated_at = $1::bigint "
                            "WHERE id = $2::text AND status = 'active' RETURNING tenant_id, id",
+    /* The pending deliveries of endpoints about to be disabled, locked in
+     * id order before any endpoint's row, the order of every writer of
+     * both (docs/postgres.md). */
+    [GH_PG_HOOK_DLV_LOCK_EPS] = "SELECT count(*) FROM (SELECT id FROM webhook_deliveries "
+                                "WHERE endpoint_id = ANY ($1::text[]) AND status = 'pending' "
+                                "ORDER BY id FOR UPDATE) d",
     [GH_PG_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
                                "claim_until = 0, last_error = 'endpoint_disabled', "
                                "updated_at = $2::bigint "

@@ -5,12 +5,9 @@
  * checkpoints, keys, tenant scoping and validation. Chains are built with
  * the real event code (src/audit/chain.c).
  *
- * Each test gets a fresh SQLite file; with GH_TEST_PG_SERVER=HOST:PORT (a
- * PostgreSQL server whose superuser GH_TEST_PG_SUPERUSER, default gh_super,
- * logs in without a password: tests/integration/test_postgres.py runs it
- * so) each gets a fresh database instead, made by `gatehouse postgres
- * init`'s own function and reached as the gateway's login role, and the
- * same tests run, but for the SQLite file's own (its WAL). */
+ * Each test gets a fresh store (store_fixture.h): a SQLite file, or with
+ * GH_TEST_PG_SERVER a PostgreSQL database, where the same tests run but
+ * for the SQLite file's own (its WAL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,89 +27,31 @@
 #include "store/store.h"
 #include "store/sqlite_int.h"
 #include "store/store_postgres.h"
+#include "store_fixture.h"
 
 #define NCHAINS 3
 static const char *const chains[NCHAINS] = {"tn_AAAAAAAAAAAAAAAAAAAA", "tn_BBBBBBBBBBBBBBBBBBBB",
                                             "system"};
 
 struct fixture {
-    char dir[64];
-    char path[128];
-    char db[64]; /* PostgreSQL: the test's database ("": SQLite) */
-    struct gh_store *st;
+    struct gh_test_store ts;
     /* every chain's head as the test's writer sees it */
     uint64_t seq[NCHAINS];
     uint8_t prev[NCHAINS][32];
     unsigned made; /* events made so far: varies their fields */
 };
 
-static const char *pg_server(void)
-{
-    const char *s = getenv("GH_TEST_PG_SERVER");
-    return s && *s ? s : NULL;
-}
-
-/* The URL of database <db> as <user> (NULL: the superuser). */
-static void pg_url(char *out, size_t size, const char *user, const char *db)
-{
-    const char *super = getenv("GH_TEST_PG_SUPERUSER");
-
-    if (user == NULL) user = super && *super ? super : "gh_super";
-    snprintf(out, size, "postgresql://%s@%s/%s", user, pg_server(), db);
-}
-
-/* Runs <sql> on database <db> as the superuser, in schema gatehouse. */
 static void pg_exec(const char *db, const char *sql)
 {
-    char url[256];
-    PGconn *c;
-    PGresult *r;
-
-    pg_url(url, sizeof(url), NULL, db);
-    c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK) fail_msg("connect %s: %s", url, PQerrorMessage(c));
-    PQclear(PQexec(c, "SET search_path = gatehouse"));
-    r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
+    if (!gh_test_pg_exec(db, sql)) fail_msg("%s failed", sql);
 }
 
 static int setup(void **state)
 {
-    static unsigned dbs;
     struct fixture *f = calloc(1, sizeof(*f));
-    struct gh_store_params p = {0};
     struct gh_err err = {0};
-    char url[256], sql[128];
 
-    if (pg_server()) {
-        snprintf(f->db, sizeof(f->db), "gh_unit_audit_%d_%u", (int)getpid(), ++dbs);
-        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
-        pg_exec("postgres", sql);
-        pg_url(url, sizeof(url), NULL, f->db);
-        if (gh_store_postgres_init(url, "gatehouse", NULL, NULL, &err) != GH_OK) {
-            /* cmocka runs no teardown after a failed setup */
-            snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->db);
-            pg_exec("postgres", sql);
-            fail_msg("postgres init: %s", err.msg);
-        }
-        pg_url(url, sizeof(url), "gatehouse", f->db);
-        p.postgres_url = url;
-    } else {
-        snprintf(f->dir, sizeof(f->dir), "/tmp/gh_audit_XXXXXX");
-        if (mkdtemp(f->dir) == NULL) return -1;
-        snprintf(f->path, sizeof(f->path), "%s/gatehouse.db", f->dir);
-        p.sqlite_path = f->path;
-    }
-    if (gh_store_open(&p, &f->st, &err) != GH_OK || gh_store_migrate(f->st, NULL, NULL, &err)) {
-        if (f->db[0]) {
-            snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->db);
-            pg_exec("postgres", sql);
-        }
-        fail_msg("open: %s", err.msg);
-    }
+    if (gh_test_store_open(&f->ts, "audit", &err) != GH_OK) fail_msg("open: %s", err.msg);
     *state = f;
     return 0;
 }
@@ -120,21 +59,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    const char *suffix[] = {"", "-wal", "-shm"};
-    char path[160];
 
-    gh_store_close(f->st);
-    if (f->db[0]) {
-        snprintf(path, sizeof(path), "DROP DATABASE %s WITH (FORCE)", f->db);
-        pg_exec("postgres", path);
-        free(f);
-        return 0;
-    }
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s%s", f->path, suffix[i]);
-        unlink(path);
-    }
-    rmdir(f->dir);
+    gh_test_store_close(&f->ts);
     free(f);
     return 0;
 }
@@ -182,7 +108,7 @@ static void append_n(struct fixture *f, size_t n)
 
     for (size_t i = 0; i < n; i++)
         next_row(f, (int)((i * 7 + f->made) % NCHAINS), &rows[i]);
-    if (gh_store_audit_append(f->st, rows, n, NULL, 0, &err) != GH_OK)
+    if (gh_store_audit_append(f->ts.st, rows, n, NULL, 0, &err) != GH_OK)
         fail_msg("append: %s", err.msg);
     for (size_t i = 1; i < n; i++)
         assert_true(rows[i].rowid > rows[i - 1].rowid);
@@ -226,7 +152,7 @@ static void load_all(struct fixture *f, struct all *a)
     struct gh_err err = {0};
 
     memset(a, 0, sizeof(*a));
-    assert_int_equal(gh_store_audit_walk(f->st, NULL, 0, 0, collect, a, &err), GH_OK);
+    assert_int_equal(gh_store_audit_walk(f->ts.st, NULL, 0, 0, collect, a, &err), GH_OK);
     qsort(a->rows, a->n, sizeof(*a->rows), by_rowid);
 }
 
@@ -238,14 +164,10 @@ static int raw_int(struct fixture *f, const char *sql)
     sqlite3_stmt *s = NULL;
     int n = -1;
 
-    if (f->db[0]) {
-        char url[256];
-        PGconn *c;
+    if (f->ts.db[0]) {
+        PGconn *c = gh_test_pg_connect(f->ts.db);
         PGresult *r;
-        pg_url(url, sizeof(url), NULL, f->db);
-        c = PQconnectdb(url);
-        assert_int_equal(PQstatus(c), CONNECTION_OK);
-        PQclear(PQexec(c, "SET search_path = gatehouse"));
+        assert_non_null(c);
         r = PQexec(c, sql);
         if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
             n = atoi(PQgetvalue(r, 0, 0));
@@ -253,7 +175,7 @@ static int raw_int(struct fixture *f, const char *sql)
         PQfinish(c);
         return n;
     }
-    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(f->ts.path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
     if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int(s, 0);
     sqlite3_finalize(s);
@@ -283,11 +205,12 @@ static int raw_index_count(struct fixture *f, const char *name, const char *def)
     size_t o;
 
     o = (size_t)snprintf(sql, sizeof(sql), "%s",
-                         f->db[0] ? "SELECT count(*) FROM pg_indexes WHERE schemaname = "
-                                    "'gatehouse' AND tablename = 'audit_events' AND indexname = "
-                                  : "SELECT count(*) FROM sqlite_master WHERE name = ");
+                         f->ts.db[0] ? "SELECT count(*) FROM pg_indexes WHERE schemaname = "
+                                       "'gatehouse' AND tablename = 'audit_events' AND indexname = "
+                                     : "SELECT count(*) FROM sqlite_master WHERE name = ");
     o = sql_quote(sql, sizeof(sql), o, name, strlen(name));
-    o += (size_t)snprintf(sql + o, sizeof(sql) - o, " AND %s LIKE ", f->db[0] ? "indexdef" : "sql");
+    o += (size_t)snprintf(sql + o, sizeof(sql) - o, " AND %s LIKE ",
+                          f->ts.db[0] ? "indexdef" : "sql");
     sql_quote(sql, sizeof(sql), o, def ? def : "%", strlen(def ? def : "%"));
     return raw_int(f, sql);
 }
@@ -298,11 +221,11 @@ static void raw_exec(struct fixture *f, const char *sql)
 {
     sqlite3 *db = NULL;
 
-    if (f->db[0]) {
-        pg_exec(f->db, sql);
+    if (f->ts.db[0]) {
+        pg_exec(f->ts.db, sql);
         return;
     }
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->ts.path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 }
@@ -332,17 +255,18 @@ static void test_append_read_back(void **state)
     GH_AUDIT_SET(&ev, resource, GH_STR_LIT("orders/\"7\""));
     assert_int_equal(gh_audit_chain_event(&ev, ++f->seq[0], f->prev[0], &rows[4]), GH_OK);
     memcpy(f->prev[0], ev.hash, 32);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 5, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 5, NULL, 0, &err), GH_OK);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM audit_events WHERE substr(body, 1, 1) = ','"),
-                     f->db[0] ? 4 : 0);
+                     f->ts.db[0] ? 4 : 0);
     assert_int_equal(raw_int(f, "SELECT count(*) FROM audit_events WHERE substr(body, 1, 1) = '{'"),
-                     f->db[0] ? 1 : 5);
+                     f->ts.db[0] ? 1 : 5);
     /* The compact bodies have their request_id member as its mark. */
-    assert_int_equal(raw_int(f, f->db[0] ? "SELECT count(*) FROM audit_events WHERE strpos(body, "
-                                           "chr(1)) > 0 AND strpos(body, '\"request_id\"') = 0"
-                                         : "SELECT count(*) FROM audit_events WHERE instr(body, "
-                                           "char(1)) > 0"),
-                     f->db[0] ? 4 : 0);
+    assert_int_equal(raw_int(f, f->ts.db[0]
+                                    ? "SELECT count(*) FROM audit_events WHERE strpos(body, "
+                                      "chr(1)) > 0 AND strpos(body, '\"request_id\"') = 0"
+                                    : "SELECT count(*) FROM audit_events WHERE instr(body, "
+                                      "char(1)) > 0"),
+                     f->ts.db[0] ? 4 : 0);
     for (int i = 0; i < 5; i++) {
         /* The view's body is the canonical one. */
         size_t o = (size_t)snprintf(sql, sizeof(sql),
@@ -375,7 +299,7 @@ static void test_append_read_back(void **state)
     free(a.rows);
     /* walk of one chain, with a seq range */
     memset(&a, 0, sizeof(a));
-    assert_int_equal(gh_store_audit_walk(f->st, chains[0], 2, 2, collect, &a, &err), GH_OK);
+    assert_int_equal(gh_store_audit_walk(f->ts.st, chains[0], 2, 2, collect, &a, &err), GH_OK);
     assert_int_equal(a.n, 1);
     assert_int_equal(a.rows[0].seq, 2);
     assert_string_equal(a.rows[0].chain, chains[0]);
@@ -398,7 +322,7 @@ static void test_stale_head(void **state)
     f->seq[0]--;
     next_row(f, 1, &rows[0]);
     next_row(f, 0, &rows[1]);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 2, NULL, 0, &err), GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 2, NULL, 0, &err), GH_STORE_CONFLICT);
     assert_int_equal(rows[0].rowid, 0);
     load_all(f, &a);
     assert_int_equal(a.n, 6);
@@ -406,13 +330,13 @@ static void test_stale_head(void **state)
     /* A head that skips one: CONFLICT too (no gaps). */
     f->seq[0] = seq0 + 1;
     next_row(f, 0, &rows[0]);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, NULL, 0, &err), GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 1, NULL, 0, &err), GH_STORE_CONFLICT);
     assert_non_null(strstr(err.msg, "does not follow"));
     /* The right head goes in. */
     f->seq[0] = seq0;
     memcpy(f->prev[0], prev0, 32);
     next_row(f, 0, &rows[0]);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 1, NULL, 0, &err), GH_OK);
 }
 
 /* Chains interleaved in one batch (a row's predecessor is seldom the row
@@ -429,7 +353,7 @@ static void test_interleaved_batch(void **state)
     append_n(f, 3);
     for (int i = 0; i < 9; i++)
         next_row(f, i % NCHAINS, &rows[i]);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 9, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 9, NULL, 0, &err), GH_OK);
     load_all(f, &a);
     assert_int_equal(a.n, 12);
     /* Rowids in the batch's order, not the chains' (PostgreSQL sorts the
@@ -444,7 +368,7 @@ static void test_interleaved_batch(void **state)
         if (i == 3) f->seq[0]++;
         next_row(f, i % NCHAINS, &rows[i]);
     }
-    assert_int_equal(gh_store_audit_append(f->st, rows, 9, NULL, 0, &err), GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 9, NULL, 0, &err), GH_STORE_CONFLICT);
     assert_non_null(strstr(err.msg, "rows[3]"));
     load_all(f, &a);
     assert_int_equal(a.n, 12);
@@ -469,7 +393,7 @@ static void test_groups_of_rows(void **state)
     /* 150 rows over the fixture's chains: two groups and 22 rows alone. */
     for (int i = 0; i < 150; i++)
         next_row(f, i % NCHAINS, &rows[i]);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 150, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 150, NULL, 0, &err), GH_OK);
     load_all(f, &a);
     assert_int_equal(a.n, 150);
     for (int i = 0; i < 150; i++) {
@@ -491,14 +415,14 @@ static void test_groups_of_rows(void **state)
         snprintf(rows[c].chain, sizeof(rows[c].chain), "tn_many%04d", c);
         rows[c].seq = 1;
     }
-    assert_int_equal(gh_store_audit_append(f->st, rows, MANY, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, MANY, NULL, 0, &err), GH_OK);
     for (int c = 0; c < MANY; c++)
         for (uint64_t seq = 2; seq <= 3; seq++, n++) {
             rows[n] = tmpl;
             snprintf(rows[n].chain, sizeof(rows[n].chain), "tn_many%04d", c);
             rows[n].seq = seq;
         }
-    if (gh_store_audit_append(f->st, rows, n, NULL, 0, &err) != GH_OK)
+    if (gh_store_audit_append(f->ts.st, rows, n, NULL, 0, &err) != GH_OK)
         fail_msg("append: %s", err.msg);
     load_all(f, &a);
     assert_int_equal(a.n, 150 + 3 * MANY);
@@ -519,7 +443,8 @@ static void test_groups_of_rows(void **state)
             snprintf(rows[i].chain, sizeof(rows[i].chain), "tn_many0007");
             rows[i].seq = 4 + i + (i >= gap);
         }
-        assert_int_equal(gh_store_audit_append(f->st, rows, 100, NULL, 0, &err), GH_STORE_CONFLICT);
+        assert_int_equal(gh_store_audit_append(f->ts.st, rows, 100, NULL, 0, &err),
+                         GH_STORE_CONFLICT);
         snprintf(want, sizeof(want), "rows[%zu]", gap);
         assert_non_null(strstr(err.msg, want));
         assert_int_equal(rows[0].rowid, 0);
@@ -534,7 +459,7 @@ static void test_groups_of_rows(void **state)
      * group insert keeps the rows before the failing one (INSERT OR FAIL,
      * sqlite_audit.c), so this checks that the batch's rollback takes them
      * too. PostgreSQL takes a stored row as stored (the test above). */
-    if (!f->db[0]) {
+    if (!f->ts.db[0]) {
         struct gh_store_audit_row stored;
         load_all(f, &a);
         stored = a.rows[149];
@@ -545,7 +470,8 @@ static void test_groups_of_rows(void **state)
             rows[i].seq = 4;
         }
         rows[10] = stored;
-        assert_int_equal(gh_store_audit_append(f->st, rows, 70, NULL, 0, &err), GH_STORE_CONFLICT);
+        assert_int_equal(gh_store_audit_append(f->ts.st, rows, 70, NULL, 0, &err),
+                         GH_STORE_CONFLICT);
         assert_non_null(strstr(err.msg, "UNIQUE")); /* the table found it, not a lookup */
         assert_int_equal(rows[0].rowid, 0);
         load_all(f, &a);
@@ -560,7 +486,7 @@ static void test_groups_of_rows(void **state)
          * once rowids are there again. */
         raw_exec(f, "UPDATE sqlite_sequence SET seq = 9223372036854775802 "
                     "WHERE name = 'audit_events'");
-        assert_int_equal(gh_store_audit_append(f->st, rows, 70, NULL, 0, &err), GH_ERROR);
+        assert_int_equal(gh_store_audit_append(f->ts.st, rows, 70, NULL, 0, &err), GH_ERROR);
         assert_non_null(strstr(err.msg, "full"));
         assert_int_equal(rows[0].rowid, 0);
         load_all(f, &a);
@@ -569,7 +495,7 @@ static void test_groups_of_rows(void **state)
         raw_exec(f, "UPDATE sqlite_sequence SET seq = (SELECT max(rowid) FROM audit_events) "
                     "WHERE name = 'audit_events'");
 
-        assert_int_equal(gh_store_audit_append(f->st, rows, 70, NULL, 0, &err), GH_OK);
+        assert_int_equal(gh_store_audit_append(f->ts.st, rows, 70, NULL, 0, &err), GH_OK);
         load_all(f, &a);
         assert_int_equal(a.n, 150 + 3 * MANY + 70);
         free(a.rows);
@@ -592,13 +518,14 @@ static void test_batch_sent_again(void **state)
 
     for (int i = 0; i < 7; i++)
         next_row(f, i % 2, &rows[i]);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 3, NULL, 0, &err), GH_OK);
-    if (f->db[0]) raw_exec(f, "SELECT nextval('audit_events_rowid_seq')");
-    if (!f->db[0]) {
-        assert_int_equal(gh_store_audit_append(f->st, rows, 7, NULL, 0, &err), GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 3, NULL, 0, &err), GH_OK);
+    if (f->ts.db[0]) raw_exec(f, "SELECT nextval('audit_events_rowid_seq')");
+    if (!f->ts.db[0]) {
+        assert_int_equal(gh_store_audit_append(f->ts.st, rows, 7, NULL, 0, &err),
+                         GH_STORE_CONFLICT);
         return;
     }
-    if (gh_store_audit_append(f->st, rows, 7, NULL, 0, &err) != GH_OK)
+    if (gh_store_audit_append(f->ts.st, rows, 7, NULL, 0, &err) != GH_OK)
         fail_msg("append: %s", err.msg);
     load_all(f, &a);
     assert_int_equal(a.n, 7);
@@ -640,7 +567,7 @@ static size_t page_all(struct fixture *f, const struct gh_store_audit_filter *q,
     bool more = true;
 
     while (more) {
-        if (gh_store_audit_query(f->st, q, afterp, limit, page, &count, &more, &err) != GH_OK)
+        if (gh_store_audit_query(f->ts.st, q, afterp, limit, page, &count, &more, &err) != GH_OK)
             fail_msg("query: %s", err.msg);
         for (size_t i = 0; i < count; i++) {
             assert_true(match(&page[i], q)); /* every row matches */
@@ -927,8 +854,8 @@ static void test_tenant_page_after_a_cursor_row_gone(void **state)
                          (long long)at->rowid);
                 raw_exec(f, sql);
             }
-            assert_int_equal(gh_store_audit_query(f->st, &q, &after, 8, page, &count, &more, &err),
-                             GH_OK);
+            assert_int_equal(
+                gh_store_audit_query(f->ts.st, &q, &after, 8, page, &count, &more, &err), GH_OK);
             assert_int_equal(count, 8);
             for (size_t i = 0; i < a.n && k < count; i++) {
                 const struct gh_store_audit_row *r = &a.rows[oldest ? i : a.n - 1 - i];
@@ -954,7 +881,7 @@ static void test_tenant_scoping(void **state)
     for (int c = 0; c < 2; c++) {
         /* Whatever else it asks for, a tenant's query sees only its rows. */
         struct gh_store_audit_filter q = {.tenant_id = chains[c], .action = "key.revoke"};
-        assert_int_equal(gh_store_audit_query(f->st, &q, NULL, 200, page, &count, &more, &err),
+        assert_int_equal(gh_store_audit_query(f->ts.st, &q, NULL, 200, page, &count, &more, &err),
                          GH_OK);
         assert_true(count > 0);
         for (size_t i = 0; i < count; i++) {
@@ -963,18 +890,19 @@ static void test_tenant_scoping(void **state)
         }
         /* A request id, a resource of another tenant's rows: nothing else. */
         struct gh_store_audit_filter r = {.tenant_id = chains[c], .request_id = "req-1"};
-        assert_int_equal(gh_store_audit_query(f->st, &r, NULL, 200, page, &count, &more, &err),
+        assert_int_equal(gh_store_audit_query(f->ts.st, &r, NULL, 200, page, &count, &more, &err),
                          GH_OK);
         for (size_t i = 0; i < count; i++)
             assert_string_equal(page[i].tenant_id, chains[c]);
     }
     /* A tenant that has no rows sees none, not everyone's. */
     struct gh_store_audit_filter z = {.tenant_id = "tn_ZZZZZZZZZZZZZZZZZZZZ"};
-    assert_int_equal(gh_store_audit_query(f->st, &z, NULL, 200, page, &count, &more, &err), GH_OK);
+    assert_int_equal(gh_store_audit_query(f->ts.st, &z, NULL, 200, page, &count, &more, &err),
+                     GH_OK);
     assert_int_equal(count, 0);
     /* SQL text in a value is a value. */
     struct gh_store_audit_filter inj = {.tenant_id = "x' OR '1'='1"};
-    assert_int_equal(gh_store_audit_query(f->st, &inj, NULL, 200, page, &count, &more, &err),
+    assert_int_equal(gh_store_audit_query(f->ts.st, &inj, NULL, 200, page, &count, &more, &err),
                      GH_OK);
     assert_int_equal(count, 0);
 }
@@ -1001,10 +929,10 @@ static void test_heads(void **state)
     struct heads h = {0};
     struct gh_err err = {0};
 
-    assert_int_equal(gh_store_audit_heads(f->st, head_cb, &h, &err), GH_OK);
+    assert_int_equal(gh_store_audit_heads(f->ts.st, head_cb, &h, &err), GH_OK);
     assert_int_equal(h.n, 0);
     append_n(f, 50);
-    assert_int_equal(gh_store_audit_heads(f->st, head_cb, &h, &err), GH_OK);
+    assert_int_equal(gh_store_audit_heads(f->ts.st, head_cb, &h, &err), GH_OK);
     assert_int_equal(h.n, NCHAINS);
     /* ordered by chain: "system" < "tn_A..." < "tn_B..." */
     assert_string_equal(h.chain[0], "system");
@@ -1051,12 +979,12 @@ static void test_checkpoints(void **state)
         next_row(f, 0, &rows[i]);
     /* In the same transaction as the events they sign. */
     fake_cp(&cps[0], chains[0], 3, rows[2].hash);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 3, cps, 1, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 3, cps, 1, &err), GH_OK);
     /* A checkpoint on a hash that is not the event's: INVALID, and the
      * events of that batch are not written either. */
     next_row(f, 0, &rows[0]);
     fake_cp(&cps[0], chains[0], 4, rows[2].hash);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 1, cps, 1, &err), GH_STORE_INVALID);
     load_all(f, &a);
     assert_int_equal(a.n, 3);
     free(a.rows);
@@ -1065,11 +993,11 @@ static void test_checkpoints(void **state)
     /* PostgreSQL, whose commit can be cut with an unknown outcome, takes a
      * checkpoint identical to a stored one as stored, so that the batch can
      * be sent again (store.h, audit_append); SQLite refuses it. */
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 2, &err),
-                     f->db[0] ? GH_OK : GH_STORE_CONFLICT);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 1, cps, 2, &err),
+                     f->ts.db[0] ? GH_OK : GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 1, cps, 1, &err), GH_OK);
     memset(got, 0, sizeof(got));
-    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, NULL, 0, 0, cp_collect, got, &err),
+    assert_int_equal(gh_store_audit_checkpoints_walk(f->ts.st, NULL, 0, 0, cp_collect, got, &err),
                      GH_OK);
     assert_int_equal(got[0].seq, 3);
     assert_string_equal(got[0].hash, rows[2].hash);
@@ -1077,8 +1005,8 @@ static void test_checkpoints(void **state)
     assert_string_equal(got[1].key_id, "AbCdEfGh12345678");
     assert_int_equal(got[2].seq, 0);
     memset(got, 0, sizeof(got));
-    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, chains[0], 4, 0, cp_collect, got, &err),
-                     GH_OK);
+    assert_int_equal(
+        gh_store_audit_checkpoints_walk(f->ts.st, chains[0], 4, 0, cp_collect, got, &err), GH_OK);
     assert_int_equal(got[0].seq, 4);
     assert_int_equal(got[1].seq, 0);
 }
@@ -1095,7 +1023,7 @@ static struct ways ways_since(struct fixture *f, struct ways base)
 {
     struct ways w;
 
-    gh_store_postgres_audit_ways(f->st, &w.scripted, &w.long_way);
+    gh_store_postgres_audit_ways(f->ts.st, &w.scripted, &w.long_way);
     w.scripted -= base.scripted;
     w.long_way -= base.long_way;
     return w;
@@ -1167,7 +1095,7 @@ static uint64_t stored_head(struct fixture *f, const char *chain, uint8_t prev[3
 
     memset(&a, 0, sizeof(a));
     memset(prev, 0, 32);
-    assert_int_equal(gh_store_audit_walk(f->st, chain, 0, 0, collect, &a, &err), GH_OK);
+    assert_int_equal(gh_store_audit_walk(f->ts.st, chain, 0, 0, collect, &a, &err), GH_OK);
     for (size_t i = 0; i < a.n; i++)
         if (a.rows[i].seq > seq) {
             seq = a.rows[i].seq;
@@ -1192,7 +1120,7 @@ static uint64_t stale_one(struct fixture *f, const char *chain, unsigned k,
     assert_int_equal(gh_audit_chain_event(ev, seq + 1, prev, row), GH_OK);
     make_event(other, chain, k + 1);
     assert_int_equal(gh_audit_chain_event(other, seq + 1, prev, orow), GH_OK);
-    assert_int_equal(gh_store_audit_append(f->st, orow, 1, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, orow, 1, NULL, 0, &err), GH_OK);
     return seq;
 }
 
@@ -1220,7 +1148,7 @@ static void test_append_ways(void **state)
     uint64_t seq;
     size_t ncp;
 
-    gh_store_postgres_audit_ways(f->st, &base.scripted, &base.long_way);
+    gh_store_postgres_audit_ways(f->ts.st, &base.scripted, &base.long_way);
 
     /* 1. Plain, with a checkpoint of its last event, on a chain whose name
      * needs quoting: the script, and all of it reads back. */
@@ -1233,19 +1161,19 @@ static void test_append_ways(void **state)
     }
     assert_string_equal(rows[0].chain, odd);
     fake_cp(&cps[0], odd, 2, rows[1].hash);
-    assert_int_equal(gh_store_audit_append(f->st, rows, 2, cps, 1, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 2, cps, 1, &err), GH_OK);
     w = ways_since(f, base);
     assert_int_equal(w.scripted, 1);
     assert_int_equal(w.long_way, 0);
     assert_true(rows[1].rowid == rows[0].rowid + 1);
     memset(&a, 0, sizeof(a));
-    assert_int_equal(gh_store_audit_walk(f->st, odd, 0, 0, collect, &a, &err), GH_OK);
+    assert_int_equal(gh_store_audit_walk(f->ts.st, odd, 0, 0, collect, &a, &err), GH_OK);
     assert_int_equal(a.n, 2);
     assert_string_equal(a.rows[1].hash, rows[1].hash);
     assert_int_equal(a.rows[1].rowid, rows[1].rowid);
     free(a.rows);
     memset(got, 0, sizeof(got));
-    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, odd, 0, 0, cp_collect, got, &err),
+    assert_int_equal(gh_store_audit_checkpoints_walk(f->ts.st, odd, 0, 0, cp_collect, got, &err),
                      GH_OK);
     assert_int_equal(got[0].seq, 2);
     assert_string_equal(got[0].hash, rows[1].hash);
@@ -1261,10 +1189,10 @@ static void test_append_ways(void **state)
     seq = stored_head(f, odd, prev);
     make_event(&other, odd, 20);
     assert_int_equal(gh_audit_chain_event(&other, seq + 1, prev, &orow), GH_OK);
-    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, &orow, 1, NULL, 0, &err), GH_OK);
     rc.n = 2;
     ncp = 0;
-    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 2, NULL, &ncp, &rechain, &err),
+    assert_int_equal(gh_store_audit_append_rechain(f->ts.st, rows, 2, NULL, &ncp, &rechain, &err),
                      GH_OK);
     assert_int_equal(rc.calls, 1);
     w = ways_since(f, base);
@@ -1273,7 +1201,7 @@ static void test_append_ways(void **state)
     assert_int_equal(rows[0].seq, 4);
     assert_int_equal(rows[1].seq, 5);
     memset(&a, 0, sizeof(a));
-    assert_int_equal(gh_store_audit_walk(f->st, odd, 4, 5, collect, &a, &err), GH_OK);
+    assert_int_equal(gh_store_audit_walk(f->ts.st, odd, 4, 5, collect, &a, &err), GH_OK);
     assert_int_equal(a.n, 2);
     for (int i = 0; i < 2; i++) {
         assert_string_equal(a.rows[i].hash, rows[i].hash);
@@ -1293,7 +1221,7 @@ static void test_append_ways(void **state)
     rc.cp = &cps[0];
     rc.calls = 0;
     ncp = 1;
-    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 1, cps, &ncp, &rechain, &err),
+    assert_int_equal(gh_store_audit_append_rechain(f->ts.st, rows, 1, cps, &ncp, &rechain, &err),
                      GH_OK);
     assert_int_equal(ncp, 1);
     assert_int_equal(rc.calls, 1);
@@ -1302,14 +1230,14 @@ static void test_append_ways(void **state)
     assert_int_equal(w.long_way, 1);
     assert_int_equal(rows[0].seq, seq + 2);
     memset(got, 0, sizeof(got));
-    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, odd, seq + 2, 0, cp_collect, got, &err),
-                     GH_OK);
+    assert_int_equal(
+        gh_store_audit_checkpoints_walk(f->ts.st, odd, seq + 2, 0, cp_collect, got, &err), GH_OK);
     assert_int_equal(got[0].seq, seq + 2);
     assert_string_equal(got[0].hash, rows[0].hash);
 
     /* 4. The same batch sent again (its commit's answer lost): the long
      * way reads its rows' hashes and takes it as stored. */
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 1, cps, 1, &err), GH_OK);
     w = ways_since(f, base);
     assert_int_equal(w.long_way, 2);
 
@@ -1319,7 +1247,7 @@ static void test_append_ways(void **state)
     make_event(&ev[0], odd, 40);
     assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
     fake_cp(&cps[0], odd, seq - 1, orow.hash); /* orow: the other node's event there */
-    assert_int_equal(gh_store_audit_append(f->st, rows, 1, cps, 1, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, rows, 1, cps, 1, &err), GH_OK);
     w = ways_since(f, base);
     assert_int_equal(w.scripted, 4);
     assert_int_equal(w.long_way, 3);
@@ -1329,7 +1257,7 @@ static void test_append_ways(void **state)
     make_event(&ev[2], second, 50);
     memset(prev, 0, sizeof(prev));
     assert_int_equal(gh_audit_chain_event(&ev[2], 1, prev, &orow), GH_OK);
-    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, &orow, 1, NULL, 0, &err), GH_OK);
     seq = stored_head(f, odd, prev);
     make_event(&ev[0], odd, 51);
     assert_int_equal(gh_audit_chain_event(&ev[0], seq + 1, prev, &rows[0]), GH_OK);
@@ -1338,12 +1266,12 @@ static void test_append_ways(void **state)
     assert_int_equal(gh_audit_chain_event(&ev[1], 2, prev, &rows[1]), GH_OK);
     make_event(&other, second, 53);
     assert_int_equal(gh_audit_chain_event(&other, 2, prev, &orow), GH_OK);
-    assert_int_equal(gh_store_audit_append(f->st, &orow, 1, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, &orow, 1, NULL, 0, &err), GH_OK);
     rc.n = 2;
     rc.cp = NULL;
     rc.calls = 0;
     ncp = 0;
-    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 2, NULL, &ncp, &rechain, &err),
+    assert_int_equal(gh_store_audit_append_rechain(f->ts.st, rows, 2, NULL, &ncp, &rechain, &err),
                      GH_OK);
     assert_int_equal(rc.calls, 1);
     w = ways_since(f, base);
@@ -1362,7 +1290,7 @@ static void test_append_ways(void **state)
     rc.cp = &cps[0];
     rc.calls = 0;
     ncp = 0;
-    assert_int_equal(gh_store_audit_append_rechain(f->st, rows, 1, cps, &ncp, &rechain, &err),
+    assert_int_equal(gh_store_audit_append_rechain(f->ts.st, rows, 1, cps, &ncp, &rechain, &err),
                      GH_OK);
     /* Chained again once, in the script: the long way finds it following
      * its head, and stores it with the checkpoint the script could not. */
@@ -1372,8 +1300,8 @@ static void test_append_ways(void **state)
     assert_int_equal(w.scripted, 8);
     assert_int_equal(w.long_way, 4);
     memset(got, 0, sizeof(got));
-    assert_int_equal(gh_store_audit_checkpoints_walk(f->st, odd, seq + 2, 0, cp_collect, got, &err),
-                     GH_OK);
+    assert_int_equal(
+        gh_store_audit_checkpoints_walk(f->ts.st, odd, seq + 2, 0, cp_collect, got, &err), GH_OK);
     assert_int_equal(got[0].seq, seq + 2);
     assert_string_equal(got[0].hash, rows[0].hash);
     memset(&a, 0, sizeof(a));
@@ -1389,25 +1317,25 @@ static void test_keys(void **state)
     struct gh_err err = {0};
     size_t n;
 
-    assert_int_equal(gh_store_audit_keys_list(f->st, out, 4, &n, &err), GH_OK);
+    assert_int_equal(gh_store_audit_keys_list(f->ts.st, out, 4, &n, &err), GH_OK);
     assert_int_equal(n, 0);
     memcpy(k.key_id, "AbCdEfGh12345678", 17);
     snprintf(k.public_pem, sizeof(k.public_pem), "-----BEGIN PUBLIC KEY-----\n...");
     snprintf(k.private_pem, sizeof(k.private_pem), "-----BEGIN PRIVATE KEY-----\n...");
-    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_OK);
+    assert_int_equal(gh_store_audit_key_insert(f->ts.st, &k, &err), GH_OK);
     assert_true(k.created_at > 0);
-    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_audit_key_insert(f->ts.st, &k, &err), GH_STORE_CONFLICT);
     memcpy(k.key_id, "ZZCdEfGh12345678", 17);
     usleep(2000);
-    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_OK);
-    assert_int_equal(gh_store_audit_keys_list(f->st, out, 4, &n, &err), GH_OK);
+    assert_int_equal(gh_store_audit_key_insert(f->ts.st, &k, &err), GH_OK);
+    assert_int_equal(gh_store_audit_keys_list(f->ts.st, out, 4, &n, &err), GH_OK);
     assert_int_equal(n, 2);
     assert_string_equal(out[0].key_id, "ZZCdEfGh12345678"); /* newest first */
     assert_string_equal(out[1].private_pem, k.private_pem);
-    assert_int_equal(gh_store_audit_keys_list(f->st, out, 1, &n, &err), GH_OK);
+    assert_int_equal(gh_store_audit_keys_list(f->ts.st, out, 1, &n, &err), GH_OK);
     assert_int_equal(n, 1);
     memcpy(k.key_id, "short", 6);
-    assert_int_equal(gh_store_audit_key_insert(f->st, &k, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_audit_key_insert(f->ts.st, &k, &err), GH_STORE_INVALID);
 }
 
 /* Appends whose fsync the caller makes later (gh_store_audit_append_unsynced,
@@ -1426,13 +1354,13 @@ static void test_append_unsynced_then_sync(void **state)
     struct all a;
 
     /* Nothing to sync yet. */
-    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+    assert_int_equal(gh_store_audit_sync(f->ts.st, &err), GH_OK);
     for (int i = 0; i < 3; i++)
         next_row(f, i % 2, &rows[i]);
     fake_cp(&cp, chains[0], rows[2].seq, rows[2].hash);
     assert_int_equal(
-        gh_store_audit_append_unsynced(f->st, rows, 3, &cp, &ncp, NULL, &unsynced, &err), GH_OK);
-    assert_int_equal(unsynced, f->db[0] == '\0');
+        gh_store_audit_append_unsynced(f->ts.st, rows, 3, &cp, &ncp, NULL, &unsynced, &err), GH_OK);
+    assert_int_equal(unsynced, f->ts.db[0] == '\0');
     assert_true(rows[0].rowid > 0 && rows[2].rowid > rows[0].rowid);
     /* Seen by readers, and by the next append's checks, before the sync. */
     load_all(f, &a);
@@ -1440,15 +1368,15 @@ static void test_append_unsynced_then_sync(void **state)
     free(a.rows);
     for (int i = 3; i < 6; i++)
         next_row(f, i % 2, &rows[i]);
-    assert_int_equal(gh_store_audit_append(f->st, &rows[3], 1, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, &rows[3], 1, NULL, 0, &err), GH_OK);
     ncp = 0;
     unsynced = !unsynced;
     assert_int_equal(
-        gh_store_audit_append_unsynced(f->st, &rows[4], 2, NULL, &ncp, NULL, &unsynced, &err),
+        gh_store_audit_append_unsynced(f->ts.st, &rows[4], 2, NULL, &ncp, NULL, &unsynced, &err),
         GH_OK);
-    assert_int_equal(unsynced, f->db[0] == '\0');
-    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
-    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+    assert_int_equal(unsynced, f->ts.db[0] == '\0');
+    assert_int_equal(gh_store_audit_sync(f->ts.st, &err), GH_OK);
+    assert_int_equal(gh_store_audit_sync(f->ts.st, &err), GH_OK);
     /* A refused batch is not "unsynced": nothing of it was committed. (A
      * row at a stored (chain, seq) with another hash: CONFLICT on both
      * engines.) */
@@ -1457,7 +1385,7 @@ static void test_append_unsynced_then_sync(void **state)
         other.hash[0] = other.hash[0] == 'a' ? 'b' : 'a';
         unsynced = true;
         assert_int_equal(
-            gh_store_audit_append_unsynced(f->st, &other, 1, NULL, &ncp, NULL, &unsynced, &err),
+            gh_store_audit_append_unsynced(f->ts.st, &other, 1, NULL, &ncp, NULL, &unsynced, &err),
             GH_STORE_CONFLICT);
         assert_false(unsynced);
     }
@@ -1475,7 +1403,7 @@ static void test_append_unsynced_then_sync(void **state)
 static void test_failed_sync_stops_writes(void **state)
 {
     struct fixture *f = *state;
-    struct gh_sqlite_store *ss = (struct gh_sqlite_store *)f->st;
+    struct gh_sqlite_store *ss = (struct gh_sqlite_store *)f->ts.st;
     struct gh_store_audit_row rows[3];
     struct gh_store_tenant t = {0};
     struct gh_err err = {0};
@@ -1484,38 +1412,39 @@ static void test_failed_sync_stops_writes(void **state)
     bool unsynced = false;
     int pipefd[2], saved;
     struct all a;
-    char wal[160];
+    char wal[320];
     struct stat sb;
 
     for (int i = 0; i < 3; i++)
         next_row(f, 0, &rows[i]);
     assert_int_equal(
-        gh_store_audit_append_unsynced(f->st, rows, 1, NULL, &ncp, NULL, &unsynced, &err), GH_OK);
+        gh_store_audit_append_unsynced(f->ts.st, rows, 1, NULL, &ncp, NULL, &unsynced, &err),
+        GH_OK);
     assert_true(unsynced);
-    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+    assert_int_equal(gh_store_audit_sync(f->ts.st, &err), GH_OK);
     assert_true(ss->wal_fd >= 0); /* the log's own descriptor, opened with the store */
     assert_int_equal(
-        gh_store_audit_append_unsynced(f->st, &rows[1], 1, NULL, &ncp, NULL, &unsynced, &err),
+        gh_store_audit_append_unsynced(f->ts.st, &rows[1], 1, NULL, &ncp, NULL, &unsynced, &err),
         GH_OK);
     assert_int_equal(pipe(pipefd), 0);
     saved = ss->wal_fd;
     ss->wal_fd = pipefd[0];
-    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_ERROR);
+    assert_int_equal(gh_store_audit_sync(f->ts.st, &err), GH_ERROR);
     assert_non_null(strstr(err.msg, "syncing the write-ahead log failed"));
     ss->wal_fd = saved;
     close(pipefd[0]);
     close(pipefd[1]);
     /* From then on: no write of any kind, and no sync that would say all
      * is well. */
-    assert_int_equal(gh_store_audit_sync(f->st, &err), GH_ERROR);
-    assert_int_equal(gh_store_audit_append(f->st, &rows[2], 1, NULL, 0, &err), GH_ERROR);
+    assert_int_equal(gh_store_audit_sync(f->ts.st, &err), GH_ERROR);
+    assert_int_equal(gh_store_audit_append(f->ts.st, &rows[2], 1, NULL, 0, &err), GH_ERROR);
     assert_non_null(strstr(err.msg, "takes no write until gatehouse is restarted"));
     assert_int_equal(
-        gh_store_audit_append_unsynced(f->st, &rows[2], 1, NULL, &ncp, NULL, &unsynced, &err),
+        gh_store_audit_append_unsynced(f->ts.st, &rows[2], 1, NULL, &ncp, NULL, &unsynced, &err),
         GH_ERROR);
     snprintf(t.name, sizeof(t.name), "after-a-failed-sync");
     snprintf(t.plan, sizeof(t.plan), "free");
-    assert_int_equal(gh_store_tenant_create(f->st, &t, &err), GH_ERROR);
+    assert_int_equal(gh_store_tenant_create(f->ts.st, &t, &err), GH_ERROR);
     load_all(f, &a);
     assert_int_equal(a.n, 2);
     free(a.rows);
@@ -1524,17 +1453,17 @@ static void test_failed_sync_stops_writes(void **state)
      * each frame) rather than copied into the database unchecked: here the
      * kernel kept the pages, so both events come back, and the store takes
      * writes again. */
-    snprintf(wal, sizeof(wal), "%s-wal", f->path);
-    gh_store_close(f->st);
-    f->st = NULL;
+    snprintf(wal, sizeof(wal), "%s-wal", f->ts.path);
+    gh_store_close(f->ts.st);
+    f->ts.st = NULL;
     assert_int_equal(stat(wal, &sb), 0);
     assert_true(sb.st_size > 0);
-    p.sqlite_path = f->path;
-    if (gh_store_open(&p, &f->st, &err) != GH_OK) fail_msg("reopen: %s", err.msg);
+    p.sqlite_path = f->ts.path;
+    if (gh_store_open(&p, &f->ts.st, &err) != GH_OK) fail_msg("reopen: %s", err.msg);
     load_all(f, &a);
     assert_int_equal(a.n, 2);
     free(a.rows);
-    assert_int_equal(gh_store_audit_append(f->st, &rows[2], 1, NULL, 0, &err), GH_OK);
+    assert_int_equal(gh_store_audit_append(f->ts.st, &rows[2], 1, NULL, 0, &err), GH_OK);
 }
 
 /* The WAL under a long run of appends (sqlite_checkpoint.c): the checkpoint
@@ -1556,43 +1485,43 @@ static void test_wal_checkpoints(void **state)
     struct gh_err err = {0};
     size_t rows = 0;
     uint64_t last = 0, restarts = 0;
-    char wal[160];
+    char wal[320];
     struct stat sb;
 
-    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    snprintf(wal, sizeof(wal), "%s-wal", f->ts.path);
     for (int b = 0; b < 40; b++) {
         append_n(f, 1000);
-        gh_store_wal_stats(f->st, &ws);
+        gh_store_wal_stats(f->ts.st, &ws);
         assert_true(ws.supported);
         if (ws.wal_frames < last) restarts++;
         last = ws.wal_frames;
         assert_int_equal(stat(wal, &sb), 0);
         assert_true(sb.st_size <= 64 * 1024 * 1024 + 2 * 1024 * 1024);
     }
-    gh_store_wal_stats(f->st, &ws);
+    gh_store_wal_stats(f->ts.st, &ws);
     assert_true(ws.background >= 1);
     assert_true(restarts >= 2);
-    assert_int_equal(gh_store_audit_scan(f->st, 0, 0, count_row, &rows, &err), GH_OK);
+    assert_int_equal(gh_store_audit_scan(f->ts.st, 0, 0, count_row, &rows, &err), GH_OK);
     assert_int_equal(rows, 40000);
     {
         /* The log was started over and truncated many times: the store's
          * own descriptor of it (gh_store_audit_sync) is still the file. */
-        struct gh_sqlite_store *ss = (struct gh_sqlite_store *)f->st;
+        struct gh_sqlite_store *ss = (struct gh_sqlite_store *)f->ts.st;
         struct stat by_fd;
-        assert_int_equal(gh_store_audit_sync(f->st, &err), GH_OK);
+        assert_int_equal(gh_store_audit_sync(f->ts.st, &err), GH_OK);
         assert_int_equal(fstat(ss->wal_fd, &by_fd), 0);
         assert_int_equal(stat(wal, &sb), 0);
         assert_true(by_fd.st_ino == sb.st_ino && by_fd.st_dev == sb.st_dev);
         assert_true(ss->wal_ino == sb.st_ino);
     }
 
-    gh_store_close(f->st);
-    f->st = NULL;
+    gh_store_close(f->ts.st);
+    f->ts.st = NULL;
     assert_int_equal(stat(wal, &sb), -1);
-    p.sqlite_path = f->path;
-    if (gh_store_open(&p, &f->st, &err) != GH_OK) fail_msg("reopen: %s", err.msg);
+    p.sqlite_path = f->ts.path;
+    if (gh_store_open(&p, &f->ts.st, &err) != GH_OK) fail_msg("reopen: %s", err.msg);
     rows = 0;
-    assert_int_equal(gh_store_audit_scan(f->st, 0, 0, count_row, &rows, &err), GH_OK);
+    assert_int_equal(gh_store_audit_scan(f->ts.st, 0, 0, count_row, &rows, &err), GH_OK);
     assert_int_equal(rows, 40000);
 }
 
@@ -1612,7 +1541,8 @@ static void test_validation(void **state)
     do {                                                                                           \
         bad = row;                                                                                 \
         mutate;                                                                                    \
-        assert_int_equal(gh_store_audit_append(f->st, &bad, 1, NULL, 0, &err), GH_STORE_INVALID);  \
+        assert_int_equal(gh_store_audit_append(f->ts.st, &bad, 1, NULL, 0, &err),                  \
+                         GH_STORE_INVALID);                                                        \
         assert_non_null(strstr(err.msg, field));                                                   \
     } while (0)
     REFUSED(bad.chain[0] = '\0', "chain");
@@ -1628,21 +1558,22 @@ static void test_validation(void **state)
 #undef REFUSED
     fake_cp(&cp, chains[0], 1, row.hash);
     cp.signature[87] = 'A';
-    assert_int_equal(gh_store_audit_append(f->st, &row, 1, &cp, 1, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_audit_append(f->ts.st, &row, 1, &cp, 1, &err), GH_STORE_INVALID);
     assert_non_null(strstr(err.msg, "signature"));
-    assert_int_equal(gh_store_audit_query(f->st, &q, NULL, 0, page, &count, &more, &err),
+    assert_int_equal(gh_store_audit_query(f->ts.st, &q, NULL, 0, page, &count, &more, &err),
                      GH_STORE_INVALID);
     struct gh_store_audit_pos no_row = {.time_us = 5, .rowid = 0};
-    assert_int_equal(gh_store_audit_query(f->st, &q, &no_row, 1, page, &count, &more, &err),
+    assert_int_equal(gh_store_audit_query(f->ts.st, &q, &no_row, 1, page, &count, &more, &err),
                      GH_STORE_INVALID);
     struct gh_store_audit_pos no_time = {.time_us = -1, .rowid = 1};
-    assert_int_equal(gh_store_audit_query(f->st, &q, &no_time, 1, page, &count, &more, &err),
+    assert_int_equal(gh_store_audit_query(f->ts.st, &q, &no_time, 1, page, &count, &more, &err),
                      GH_STORE_INVALID);
     q.from_us = 10;
     q.to_us = 10;
-    assert_int_equal(gh_store_audit_query(f->st, &q, NULL, 1, page, &count, &more, &err),
+    assert_int_equal(gh_store_audit_query(f->ts.st, &q, NULL, 1, page, &count, &more, &err),
                      GH_STORE_INVALID);
-    assert_int_equal(gh_store_audit_walk(f->st, "", 0, 0, collect, NULL, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_audit_walk(f->ts.st, "", 0, 0, collect, NULL, &err),
+                     GH_STORE_INVALID);
 }
 
 int main(void)
@@ -1674,8 +1605,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_sync_stops_writes, setup, teardown),
     };
 
-    if (pg_server()) {
-        print_message("audit store on PostgreSQL at %s\n", pg_server());
+    if (gh_test_pg_server()) {
+        print_message("audit store on PostgreSQL at %s\n", gh_test_pg_server());
         return cmocka_run_group_tests_name("audit store on PostgreSQL", both, NULL, NULL) +
                cmocka_run_group_tests_name("the PostgreSQL append's ways", postgres_only, NULL,
                                            NULL);
