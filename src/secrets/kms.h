@@ -62,6 +62,15 @@ struct gh_kms_ops {
      * already exists (a rotation interrupted after this step), GH_OK. */
     int (*create_version)(struct gh_kms *k, uint32_t version, struct gh_err *err);
 
+    /* Destroys the key of <version> that this handle made itself when
+     * <blob>, the store's check of that version, plainly does not open
+     * under it: another process made that version's key at the same moment
+     * and the store took its check; nothing was sealed under this one.
+     * True when it did; after it, the version is looked up again (the other
+     * process's key, on a token both share). NULL when the provider leaves
+     * that to the caller (the local file: secrets.c). */
+    bool (*discard)(struct gh_kms *k, uint32_t version, const uint8_t *blob, size_t len);
+
     /* Forgets key material and frees <k>. */
     void (*close)(struct gh_kms *k);
 };

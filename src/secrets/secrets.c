@@ -131,10 +131,16 @@ int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, bool prepa
      * unwraps it (AES-GCM's tag) to the same bytes. */
     if (s->kms->ops->unwrap(s->kms, version, stored, stored_len, plain, &e) != GH_OK ||
         CRYPTO_memcmp(plain, CHECK_PLAIN, sizeof(plain)) != 0) {
+        bool gone =
+            s->kms->ops->discard && s->kms->ops->discard(s->kms, version, stored, stored_len);
+        if (gone) s->discarded = version;
         gh_err_set(err, NULL, 0, 0,
                    "master key version %u of the %s is not the one this store's secrets are "
-                   "sealed under",
-                   version, s->place);
+                   "sealed under%s",
+                   version, s->place,
+                   gone ? " (another process made that version at the same moment; the key "
+                          "this process had just made is destroyed)"
+                        : "");
         rc = GH_STORE_CONFLICT;
     }
     OPENSSL_cleanse(plain, sizeof(plain));
@@ -203,6 +209,23 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
     }
     if (s->kms == NULL) goto fail;
     rc = check_versions(s, err);
+    if (rc == GH_STORE_CONFLICT && s->discarded != 0) {
+        /* Two first starts on one token at once: each made a key, the
+         * store took the other's, and this one's is destroyed. On a shared
+         * token the store's key is there: compared again, it passes. */
+        uint32_t v = s->discarded;
+        s->discarded = 0;
+        rc = check_versions(s, err);
+        if (rc != GH_OK && err != NULL) {
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            gh_err_set(err, NULL, 0, 0,
+                       "another process made this store's master key version %u at the same "
+                       "moment, on a token this node does not reach; the key this start made "
+                       "is destroyed (%s): every node needs the same token",
+                       v, msg);
+            goto fail;
+        }
+    }
     if (rc == GH_STORE_CONFLICT && err != NULL) {
         snprintf(msg, sizeof(msg), "%s", err->msg);
         if (created) {

@@ -25,6 +25,11 @@ struct gh_secrets {
      * key by `rotate-master --unprepare` and `--prepare`, so one made while
      * it was prepared no longer holds once a rotation puts it in use). */
     _Atomic uint32_t in_use_seen;
+    /* A version whose key this handle made and the store refused, and that
+     * the provider destroyed (gh_kms_ops.discard): 0 when none. An open
+     * compares again once, for a token shared with the process whose key
+     * the store took. */
+    uint32_t discarded;
 };
 
 /* Master key checks (docs/secrets.md): the store keeps, per master key
@@ -36,7 +41,9 @@ struct gh_secrets {
  * (it no longer holds it); store errors as they come. Every open checks versions
  * 1..current before anything is sealed; a rotation checks its new version
  * as soon as the provider has it. A check this call records is recorded
- * as prepared (not in use) when <prepared>. */
+ * as prepared (not in use) when <prepared>. A refused key this handle
+ * made itself is destroyed where the provider can (a token's: it would
+ * share the label with the store's key), and noted in s->discarded. */
 int gh_secrets__check_version(struct gh_secrets *s, uint32_t version, bool prepared,
                               uint32_t *newest, struct gh_err *err);
 

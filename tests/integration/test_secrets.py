@@ -424,3 +424,106 @@ def test_pkcs11_round_trip_rotation_and_nothing_in_clear(gh, softhsm):
     assert_not_in_store(g, needles)
     with open(g.config_path) as f:
         assert "24680" not in f.read()
+
+
+def token_copy(softhsm, tmp_path, name):
+    """The environment of a copy of the SoftHSM2 token's folder as it is
+    now: the same token (label, PINs, the key that protects its objects) in
+    another place, as a second node's view of it before the first one made
+    anything there."""
+    src = tmp_path / "tokens"
+    dst = tmp_path / name
+    shutil.copytree(src, dst / "tokens")
+    conf = dst / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {dst / 'tokens'}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n")
+    return dict(softhsm, SOFTHSM2_CONF=str(conf))
+
+
+def token_objects(env):
+    """The object files of the token of <env> (SoftHSM2's file store: one
+    folder per token, token.object its own record, one NAME.object per key)."""
+    with open(env["SOFTHSM2_CONF"]) as f:
+        tokens = re.search(r"directories.tokendir = (.*)", f.read()).group(1)
+    (folder,) = [os.path.join(tokens, d) for d in os.listdir(tokens)]
+    return {n for n in os.listdir(folder) if n.endswith(".object") and n != "token.object"}, folder
+
+
+def pkcs11_node(tmp_path, upstream, name, env):
+    """A gatehouse on the token of <env> with a store of its own (in
+    tmp_path/NAME), started once so that it makes the master key and seals
+    its own keys, then stopped."""
+    d = tmp_path / name
+    d.mkdir()
+    g = SecretsGatehouse(d, upstream_port=upstream.port, env=env,
+                         raw=identity_config(routes=OPEN_ROUTE, extra=PKCS11_BLOCK))
+    g.start()
+    wait_for(lambda: http_call(g.port, "GET", "/.well-known/jwks.json").json()["keys"],
+             what="the first token signing key")
+    g.stop()
+    return g
+
+
+def test_pkcs11_two_keys_of_one_version_on_a_shared_token(softhsm, tmp_path, upstream):
+    """Two first starts at the same moment on one token each see no key and
+    make "gatehouse-kek-v1": the token ends with two keys of that label. The
+    state is made here without the timing: node B's start on a copy of the
+    empty token, then its key file copied back beside node A's. Each store
+    then opens with the key its check opens under, whichever of the two the
+    token lists first (it used to take the first for both, and one store
+    was refused at every start)."""
+    env_b = token_copy(softhsm, tmp_path, "b-token")
+    a = pkcs11_node(tmp_path, upstream, "a", softhsm)
+    b = pkcs11_node(tmp_path, upstream, "b", env_b)
+    keys_a, folder_a = token_objects(softhsm)
+    keys_b, folder_b = token_objects(env_b)
+    assert len(keys_a) == 1 and len(keys_b) == 1 and keys_a != keys_b
+    for n in keys_b:
+        shutil.copy2(os.path.join(folder_b, n), folder_a)
+        lock = n[:-len(".object")] + ".lock"
+        if os.path.exists(os.path.join(folder_b, lock)):
+            shutil.copy2(os.path.join(folder_b, lock), folder_a)
+    assert len(token_objects(softhsm)[0]) == 2
+
+    for g, value in ((a, b"sealed-by-a-on-the-shared-token"), (b, b"sealed-by-b-on-the-shared-token")):
+        out, _ = ok(g, "secrets", "status", env=softhsm)
+        assert "current master key version: 1" in out, out
+        ok(g, "secrets", "set", "k/shared", stdin=value, env=softhsm)
+        out, _ = ok(g, "secrets", "get", "k/shared", env=softhsm)
+        assert out.encode() == value
+        # The keys sealed by its first start open too.
+        (ref,) = rows(g, "SELECT private_pem FROM audit_keys")[0]
+        pem, _ = ok(g, "secrets", "get", ref[len("secret:"):], env=softhsm)
+        assert "PRIVATE KEY" in pem
+
+
+def test_pkcs11_a_first_start_refused_destroys_the_key_it_made(softhsm, tmp_path, upstream):
+    """A first start on an empty store whose check another node recorded
+    meanwhile (the same moment, with its own key) is refused, and destroys
+    the key it had just made on its token: left there, it would share its
+    label with the store's key. Here its token is not the other node's, so
+    it stops with the reason."""
+    env_c = token_copy(softhsm, tmp_path, "c-token")
+    a = pkcs11_node(tmp_path, upstream, "a", softhsm)
+    d = tmp_path / "c"
+    d.mkdir()
+    c = SecretsGatehouse(d, upstream_port=upstream.port, env=env_c,
+                         raw=identity_config(routes=OPEN_ROUTE, extra=PKCS11_BLOCK))
+    ok(c, "migrate", env=env_c)
+    (check,) = rows(a, "SELECT version, check_blob, created_at, prepared FROM secrets_kek_checks")
+    con = store_db.connect(db_path(c), timeout=10)
+    try:
+        con.execute("INSERT INTO secrets_kek_checks (version, check_blob, created_at, prepared) "
+                    "VALUES (?, ?, ?, ?)", (check[0], bytes(check[1]), check[2], check[3]))
+        con.commit()
+    finally:
+        con.close()
+    assert token_objects(env_c)[0] == set()
+
+    c.start(wait=False)
+    assert c.proc.wait(timeout=30) == 1
+    with open(c.stderr_path) as f:
+        err = f.read()
+    assert "another process made this store's master key version 1 at the same moment" in err, err
+    assert "the key this start made is destroyed" in err and "every node needs the same token" in err
+    assert token_objects(env_c)[0] == set(), "the refused key is still on the token"
