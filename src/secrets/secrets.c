@@ -212,10 +212,15 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
     if (rc == GH_STORE_CONFLICT && s->discarded != 0) {
         /* Two first starts on one token at once: each made a key, the
          * store took the other's, and this one's is destroyed. On a shared
-         * token the store's key is there: compared again, it passes. */
+         * token the store's key is there: compared again, it passes. A new
+         * handle looks at the token afresh (SoftHSM2's file store, for one,
+         * may not list another process's key to a process that wrote the
+         * token since). */
         uint32_t v = s->discarded;
         s->discarded = 0;
-        rc = check_versions(s, err);
+        s->kms->ops->close(s->kms);
+        s->kms = open_pkcs11(cfg, false, err);
+        rc = s->kms != NULL ? check_versions(s, err) : GH_ERROR;
         if (rc != GH_OK && err != NULL) {
             snprintf(msg, sizeof(msg), "%s", err->msg);
             gh_err_set(err, NULL, 0, 0,
@@ -225,6 +230,11 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
                        v, msg);
             goto fail;
         }
+        if (rc == GH_OK)
+            gh_log_warn("secrets: another process made master key version %u at the same "
+                        "moment on the %s; this start destroyed the key it had just made and "
+                        "uses that process's",
+                        v, s->place);
     }
     if (rc == GH_STORE_CONFLICT && err != NULL) {
         snprintf(msg, sizeof(msg), "%s", err->msg);

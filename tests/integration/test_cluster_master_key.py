@@ -6,15 +6,24 @@ before it seals anything. Two nodes with keys of their own (each ran
 `gatehouse secrets init`), and two first starts at the same moment on an
 empty store, each making a key: one node serves, the other exits 1 naming
 its file (never a key), and with the first node's file copied it starts and
-opens what the first node sealed."""
+opens what the first node sealed. And two nodes sharing one PKCS#11 token
+(SoftHSM2) that start at the same moment: both serve, on one key."""
 import os
 import shutil
 import subprocess
 import time
 
+import psycopg2
 import pytest
 
 from conftest import gatehouse_bin, postgres_init
+from test_secrets import (  # noqa: F401
+    SOFTHSM_MODULE,
+    SecretsGatehouse,
+    softhsm,
+    token_copy,
+    token_objects,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/postgresql/15/bin/postgres"),
                                 reason="PostgreSQL 15 (Debian package postgresql) is needed")
@@ -34,9 +43,9 @@ def node_config(g, url, master):
     )
 
 
-def cli(g, *args, stdin=None):
+def cli(g, *args, stdin=None, env=None):
     p = subprocess.run([gatehouse_bin(), *args, "-c", g.config_path], input=stdin,
-                       capture_output=True, timeout=60, cwd=str(g.tmp))
+                       capture_output=True, timeout=60, cwd=str(g.tmp), env=env)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
@@ -237,3 +246,95 @@ def test_a_prepared_key_lost_before_its_rotation_is_unprepared(pg_server, gateho
                           "WHERE action = 'secrets.rotate_master' ORDER BY rowid", db=db)
     assert [r[0] for r in rows] == ["prepared", "unprepared", "prepared", "started", "finished"], rows
     assert g1.readyz()[0] == 200
+
+
+# ---------------------------------------------------------------- one token shared by the nodes
+
+
+RACED = "at the same moment on the token gatehouse-test; this start destroyed the key it had " \
+        "just made and uses that process's"
+
+
+def token_node_config(g, url):
+    return (
+        f"workers: 1\n"
+        f"listen:\n  - address: 127.0.0.1:{g.port}\n"
+        f"admin:\n  address: 127.0.0.1:{g.admin_port}\n"
+        f"upstreams:\n  app:\n    endpoints: [\"127.0.0.1:{g.upstream_port}\"]\n"
+        f"routes:\n  - path: /\n    upstream: app\n"
+        f"store:\n  postgres: \"{url}\"\n  pool: 2\n"
+        f"secrets:\n  provider: pkcs11\n  pkcs11:\n    module: {SOFTHSM_MODULE}\n"
+        f"    token_label: gatehouse-test\n    pin: env:GH_TEST_PIN\n"
+    )
+
+
+def test_a_first_start_on_a_shared_token_whose_key_lost_the_race(pg_server, upstream, tmp_path,
+                                                                 softhsm):
+    """Two nodes share one token (a network HSM) and start at the same
+    moment on an empty store: each finds no key and makes
+    "gatehouse-kek-v1", and the store takes the other's check. Made here in
+    a fixed order, one writer of the token at a time (SoftHSM2's folder
+    store can lose a process's view of its own new key when two processes
+    write at once): node B makes its key and waits on the check table,
+    which the test holds; meanwhile node A's key (made on a copy of the
+    empty token, with a store of its own) is put on the token and A's
+    check in B's store. B then finds the check is not its key's, destroys
+    its key, looks at the token again, finds A's and serves."""
+    empty = token_copy(softhsm, tmp_path, "a-token")
+    a_dir = tmp_path / "a"
+    a_dir.mkdir()
+    db_a, url_a = pg_server.new_database()
+    a = SecretsGatehouse(a_dir, upstream_port=upstream.port, env=empty,
+                         raw=lambda g: token_node_config(g, url_a), name="a")
+    postgres_init(a.config_path, pg_server.admin_url(db_a), env=empty)
+    try:
+        a.start()
+    finally:
+        a.stop()
+    (check,) = pg_server.psql("SELECT version, encode(check_blob, 'hex'), created_at FROM "
+                              "gatehouse.secrets_kek_checks", db=db_a)
+    keys_a, folder_a = token_objects(empty)
+    assert len(keys_a) == 1
+
+    db, url = pg_server.new_database()
+    b = SecretsGatehouse(tmp_path, upstream_port=upstream.port, env=softhsm,
+                         raw=lambda g: token_node_config(g, url), name="b")
+    postgres_init(b.config_path, pg_server.admin_url(db), env=softhsm)
+    try:
+        b_starts_behind_the_check_table(pg_server, db, b, check, keys_a, folder_a)
+        assert ready_or_exited(b) == "ready", b.stderr()[-2000:]
+        assert RACED in b.stderr(), b.stderr()[-2000:]
+        assert token_objects(softhsm)[0] == keys_a, "node B's refused key is still on the token"
+        assert checks(pg_server, db) == [["1"]]
+        rc, _, err = cli(b, "secrets", "set", "config/x", stdin=b"sealed-on-node-b", env=softhsm)
+        assert rc == 0, err
+        rc, out, err = cli(b, "secrets", "get", "config/x", env=softhsm)
+        assert rc == 0 and out == "sealed-on-node-b", err
+    finally:
+        b.stop()
+
+
+def b_starts_behind_the_check_table(pg_server, db, b, check, keys_a, folder_a):
+    """Starts <b> while the test holds the check table; once b waits on it,
+    puts node A's key files on b's token and A's check in the table."""
+    hold = psycopg2.connect(pg_server.admin_url(db))
+    try:
+        cur = hold.cursor()
+        cur.execute("LOCK TABLE gatehouse.secrets_kek_checks IN ACCESS EXCLUSIVE MODE")
+        b.start(wait=False)
+        deadline = time.time() + 4  # within the node's lock_timeout (5 s)
+        while pg_server.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                             f"'{db}' AND wait_event_type = 'Lock'")[0][0] != "1":
+            assert b.proc.poll() is None and time.time() < deadline, b.stderr()[-2000:]
+            time.sleep(0.01)
+        keys_b, folder = token_objects(b.env)
+        assert len(keys_b) == 1 and keys_b != keys_a, "node B made no key of its own"
+        for name in keys_a:
+            for f in (name, name[:-len(".object")] + ".lock"):
+                if os.path.exists(os.path.join(folder_a, f)):
+                    shutil.copy2(os.path.join(folder_a, f), folder)
+        cur.execute("INSERT INTO gatehouse.secrets_kek_checks (version, check_blob, created_at) "
+                    "VALUES (%s, decode(%s, 'hex'), %s)", (int(check[0]), check[1], int(check[2])))
+        hold.commit()
+    finally:
+        hold.close()
