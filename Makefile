@@ -112,8 +112,14 @@ unit: $(UNIT_BIN)
 PG_SUITES := test_identity.py test_tokens.py test_admin.py test_limits.py test_audit.py \
              test_audit_api.py test_audit_archive.py test_jwt.py test_secrets.py test_webhooks.py \
              test_backup.py test_node.py
+# A PKCS#11 module in front of SoftHSM2 that drops sessions on cue, as a
+# network HSM does when it restarts (tests/p11_faulty/p11_faulty.c).
+$(BUILD)/tests/libp11faulty.so: tests/p11_faulty/p11_faulty.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -shared -fPIC -o $@ $< -ldl
+
 integration: $(BUILD)/gatehouse $(BUILD)/tests/store/test_audit_store \
-             $(BUILD)/tests/store/test_webhooks_store
+             $(BUILD)/tests/store/test_webhooks_store $(BUILD)/tests/libp11faulty.so
 	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q tests/integration \
 	    --ignore=tests/integration/test_deploy.py
 	GH_TEST_STORE=postgres GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q \

@@ -145,6 +145,14 @@ out:
     return rc;
 }
 
+/* 500 for a signing key the secrets module could not seal, and why in the
+ * log (its messages name files and tokens, never a key). */
+static void secrets_failed(struct call *c, const struct gh_err *err)
+{
+    gh_log_error("webhooks: a signing key could not be sealed: %s", err->msg);
+    gh_api_reply_error(c, 500, "secrets_error", "the secret could not be stored; see the log");
+}
+
 static void drop_key(struct call *c, const struct gh_store_hook_endpoint *e, uint32_t version)
 {
     char name[GH_HOOKS_SECRET_NAME_SIZE];
@@ -186,7 +194,7 @@ void gh_api_hook_create(struct call *c)
     rc = gh_store_random_base62(e.id + 3, GH_STORE_HOOK_ID_RAND, &err);
     if (rc == GH_OK) rc = new_key(c, &e, 1, shown, sizeof(shown), &err);
     if (rc != GH_OK) {
-        gh_api_reply_error(c, 500, "secrets_error", "the secret could not be stored; see the log");
+        secrets_failed(c, &err);
         return;
     }
     rc = gh_store_hook_endpoint_insert(c->st, &e, &err);
@@ -327,7 +335,7 @@ void gh_api_hook_rotate(struct call *c)
     }
     dropped = e.prev_version;
     if (new_key(c, &e, e.secret_version + 1, shown, sizeof(shown), &err) != GH_OK) {
-        gh_api_reply_error(c, 500, "secrets_error", "the secret could not be stored; see the log");
+        secrets_failed(c, &err);
         return;
     }
     e.prev_version = e.secret_version;

@@ -12,11 +12,12 @@
  * nothing is linked. One session, logged in as the user, serves every call
  * under one mutex: simple, and correct whatever the module's own threading.
  *
- * NEEDSWORK: a session the token drops (an HSM restarted, a network HSM's
- * connection lost: CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED) is not
- * opened again; every call fails until the gateway restarts. Reopening the
- * session and logging in again once per failed call would settle it; it
- * needs a token that can be made to drop sessions in the tests. */
+ * A session the token drops (an HSM restarted, a network HSM's link lost:
+ * CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED, ...; session_gone()) is
+ * opened again, with a new login, by the op whose call met it, which then
+ * runs once more; while the token does not answer, a new session is tried
+ * at most once a second (reopen()). tests/p11_faulty drops sessions on cue
+ * in front of SoftHSM2 for the tests. */
 #include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -28,6 +29,8 @@
 #include <openssl/rand.h>
 #include <p11-kit/pkcs11.h>
 
+#include "core/clock.h"
+#include "core/log.h"
 #include "secrets/kms.h"
 
 #define KEK_AAD    "gatehouse-kek-v1"
@@ -59,6 +62,12 @@ struct kms_p11 {
     bool finalize; /* we initialised the module */
     CK_SESSION_HANDLE session;
     bool have_session, logged_in;
+    /* A call answered that the session is gone (the token restarted, its
+     * link dropped): the op opens another and tries once more (again()). */
+    bool lost;
+    uint64_t retry_at_ns; /* no new session before then: 1 s after a failed one */
+    char token_label[33];
+    char *pin; /* kept to log in again; cleansed at close */
     char key_label[LABEL_MAX];
     struct key_slot cache[CACHE_MAX]; /* versions seen; a key is never deleted by us */
     size_t ncache;
@@ -79,12 +88,26 @@ static const char *rv_name(CK_RV rv)
     case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
     case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
     case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
+    case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
+    case CKR_SESSION_CLOSED: return "CKR_SESSION_CLOSED";
+    case CKR_DEVICE_REMOVED: return "CKR_DEVICE_REMOVED";
+    case CKR_TOKEN_NOT_RECOGNIZED: return "CKR_TOKEN_NOT_RECOGNIZED";
     default: return "error";
     }
 }
 
-static int p11_fail(const char *call, CK_RV rv, struct gh_err *err)
+/* The answers after which the session (and the login) is gone: a token
+ * restarted or removed, or its link dropped. */
+static bool session_gone(CK_RV rv)
 {
+    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+           rv == CKR_DEVICE_REMOVED || rv == CKR_DEVICE_ERROR || rv == CKR_TOKEN_NOT_PRESENT ||
+           rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_USER_NOT_LOGGED_IN;
+}
+
+static int p11_fail(struct kms_p11 *k, const char *call, CK_RV rv, struct gh_err *err)
+{
+    if (session_gone(rv)) k->lost = true;
     return gh_err_set(err, NULL, 0, 0, "pkcs11: %s: %s (0x%lx)", call, rv_name(rv),
                       (unsigned long)rv);
 }
@@ -109,10 +132,10 @@ static int find_keys(struct kms_p11 *k, uint32_t version, CK_OBJECT_HANDLE *hs, 
     tmpl[0] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
     tmpl[1] = (CK_ATTRIBUTE){CKA_LABEL, label, strlen(label)};
     rv = k->f->C_FindObjectsInit(k->session, tmpl, 2);
-    if (rv != CKR_OK) return p11_fail("C_FindObjectsInit", rv, err);
+    if (rv != CKR_OK) return p11_fail(k, "C_FindObjectsInit", rv, err);
     rv = k->f->C_FindObjects(k->session, hs, max, n);
     k->f->C_FindObjectsFinal(k->session);
-    if (rv != CKR_OK) return p11_fail("C_FindObjects", rv, err);
+    if (rv != CKR_OK) return p11_fail(k, "C_FindObjects", rv, err);
     if (*n == 0)
         return gh_err_set(err, NULL, 0, 0, "pkcs11: master key %s is not on the token", label);
     return GH_OK;
@@ -160,7 +183,7 @@ static int highest(struct kms_p11 *k, uint32_t *version, struct gh_err *err)
 
     *version = 0;
     rv = k->f->C_FindObjectsInit(k->session, &tmpl, 1);
-    if (rv != CKR_OK) return p11_fail("C_FindObjectsInit", rv, err);
+    if (rv != CKR_OK) return p11_fail(k, "C_FindObjectsInit", rv, err);
     do {
         rv = k->f->C_FindObjects(k->session, hs, FIND_BATCH, &n);
         if (rv != CKR_OK) break;
@@ -182,7 +205,7 @@ static int highest(struct kms_p11 *k, uint32_t *version, struct gh_err *err)
         }
     } while (n == FIND_BATCH);
     k->f->C_FindObjectsFinal(k->session);
-    if (rv != CKR_OK) return p11_fail("C_FindObjects", rv, err);
+    if (rv != CKR_OK) return p11_fail(k, "C_FindObjects", rv, err);
     return GH_OK;
 }
 
@@ -208,7 +231,7 @@ static int generate(struct kms_p11 *k, uint32_t version, struct gh_err *err)
         {CKA_WRAP, &no, sizeof(no)},        {CKA_UNWRAP, &no, sizeof(no)},
     };
     rv = k->f->C_GenerateKey(k->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h);
-    if (rv != CKR_OK) return p11_fail("C_GenerateKey", rv, err);
+    if (rv != CKR_OK) return p11_fail(k, "C_GenerateKey", rv, err);
     *slot_new(k) = (struct key_slot){version, h, true, true};
     return GH_OK;
 }
@@ -230,41 +253,96 @@ static void gcm_params(CK_GCM_PARAMS *p, uint8_t *iv, uint8_t aad[sizeof(KEK_AAD
     p->ulTagBits = TAG_LEN * 8;
 }
 
+static int start_session(struct kms_p11 *k, struct gh_err *err);
+
+/* After a call found the session gone (k->lost): a new session, logged in
+ * (locked). At most one try a second while the token does not answer, so
+ * that a down HSM costs each call one quick refusal, not a connect. Key
+ * handles are looked up again on the new session. */
+static int reopen(struct kms_p11 *k, const char *why, struct gh_err *err)
+{
+    uint64_t now = gh_now_ns();
+    struct gh_err e = {0};
+
+    k->lost = false;
+    if (now < k->retry_at_ns)
+        return gh_err_set(err, NULL, 0, 0,
+                          "pkcs11: the session with token \"%s\" is lost and the token did not "
+                          "answer the last try; next try in %llu ms",
+                          k->token_label, (unsigned long long)(k->retry_at_ns - now) / 1000000);
+    if (k->have_session) k->f->C_CloseSession(k->session);
+    k->have_session = k->logged_in = false;
+    k->ncache = 0;
+    if (start_session(k, &e) != GH_OK) {
+        k->retry_at_ns = now + 1000000000ull;
+        gh_log_warn("pkcs11: the session with token \"%s\" is lost and another did not open: "
+                    "%s (next try in 1 s)",
+                    k->token_label, e.msg);
+        return gh_err_set(err, NULL, 0, 0, "%s", e.msg);
+    }
+    k->retry_at_ns = 0;
+    gh_log_warn("pkcs11: the session with token \"%s\" was lost (%s); another is open, logged in",
+                k->token_label, why);
+    return GH_OK;
+}
+
+/* A session to call on (locked): the one open, or a new one when the last
+ * was lost and none opened since. */
+static int ready(struct kms_p11 *k, struct gh_err *err)
+{
+    return k->have_session ? GH_OK : reopen(k, "and the last try to open another failed", err);
+}
+
+/* Whether the op that just failed with <err> should run once more: its
+ * call found the session gone, and a new one is open now. */
+static bool again(struct kms_p11 *k, struct gh_err *err)
+{
+    char why[sizeof(err->msg)];
+
+    if (!k->lost) return false;
+    snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+    return reopen(k, why, err) == GH_OK;
+}
+
+/* p11_wrap under the lock, <blob> holding the IV already. */
+static int wrap_locked(struct kms_p11 *k, uint32_t version, uint8_t in[GH_KMS_DEK_LEN],
+                       uint8_t *blob, struct gh_err *err)
+{
+    uint8_t aad[sizeof(KEK_AAD) + 4];
+    CK_GCM_PARAMS gp;
+    CK_MECHANISM mech = {CKM_AES_GCM, &gp, sizeof(gp)};
+    CK_ULONG outlen = GH_KMS_DEK_LEN + TAG_LEN;
+    struct key_slot *slot = find_key(k, version, err);
+    CK_RV rv;
+
+    if (slot == NULL) return GH_ERROR;
+    gcm_params(&gp, blob, aad, version);
+    rv = k->f->C_EncryptInit(k->session, &mech, slot->handle);
+    if (rv != CKR_OK) return p11_fail(k, "C_EncryptInit (CKM_AES_GCM)", rv, err);
+    rv = k->f->C_Encrypt(k->session, in, GH_KMS_DEK_LEN, blob + IV_LEN, &outlen);
+    if (rv != CKR_OK || outlen != GH_KMS_DEK_LEN + TAG_LEN)
+        return p11_fail(k, "C_Encrypt", rv != CKR_OK ? rv : CKR_GENERAL_ERROR, err);
+    return GH_OK;
+}
+
 static int p11_wrap(struct gh_kms *base, uint32_t version, const uint8_t dek[GH_KMS_DEK_LEN],
                     uint8_t *blob, size_t cap, size_t *len, struct gh_err *err)
 {
     struct kms_p11 *k = (struct kms_p11 *)base;
-    uint8_t aad[sizeof(KEK_AAD) + 4], in[GH_KMS_DEK_LEN];
-    CK_GCM_PARAMS gp;
-    CK_MECHANISM mech = {CKM_AES_GCM, &gp, sizeof(gp)};
-    CK_ULONG outlen = GH_KMS_DEK_LEN + TAG_LEN;
-    struct key_slot *slot;
-    CK_RV rv;
-    int rc = GH_ERROR;
+    uint8_t in[GH_KMS_DEK_LEN];
+    int rc;
 
     *len = 0;
     if (cap < BLOB_LEN) return gh_err_set(err, NULL, 0, 0, "pkcs11: blob buffer too small");
     if (RAND_bytes(blob, IV_LEN) != 1) return gh_err_set(err, NULL, 0, 0, "the CSPRNG failed");
     memcpy(in, dek, sizeof(in)); /* C_Encrypt takes a non-const pointer */
     pthread_mutex_lock(&k->lock);
-    slot = find_key(k, version, err);
-    if (slot == NULL) goto out;
-    gcm_params(&gp, blob, aad, version);
-    rv = k->f->C_EncryptInit(k->session, &mech, slot->handle);
-    if (rv != CKR_OK) {
-        p11_fail("C_EncryptInit (CKM_AES_GCM)", rv, err);
-        goto out;
-    }
-    rv = k->f->C_Encrypt(k->session, in, sizeof(in), blob + IV_LEN, &outlen);
-    if (rv != CKR_OK || outlen != GH_KMS_DEK_LEN + TAG_LEN) {
-        p11_fail("C_Encrypt", rv != CKR_OK ? rv : CKR_GENERAL_ERROR, err);
-        goto out;
-    }
-    *len = BLOB_LEN;
-    rc = GH_OK;
-out:
+    rc = ready(k, err);
+    if (rc == GH_OK) rc = wrap_locked(k, version, in, blob, err);
+    if (rc != GH_OK && again(k, err)) rc = wrap_locked(k, version, in, blob, err);
     pthread_mutex_unlock(&k->lock);
     OPENSSL_cleanse(in, sizeof(in));
+    if (rc == GH_OK) *len = BLOB_LEN;
     return rc;
 }
 
@@ -284,29 +362,23 @@ static int decrypt_with(struct kms_p11 *k, CK_OBJECT_HANDLE h, uint32_t version,
     memcpy(ivc, iv, IV_LEN); /* the params take a non-const pointer */
     gcm_params(&gp, ivc, aad, version);
     rv = k->f->C_DecryptInit(k->session, &mech, h);
-    if (rv != CKR_OK) return p11_fail("C_DecryptInit (CKM_AES_GCM)", rv, err);
+    if (rv != CKR_OK) return p11_fail(k, "C_DecryptInit (CKM_AES_GCM)", rv, err);
     rv = k->f->C_Decrypt(k->session, ct, GH_KMS_DEK_LEN + TAG_LEN, out, &outlen);
+    if (session_gone(rv)) return p11_fail(k, "C_Decrypt", rv, err);
     return rv == CKR_OK && outlen == GH_KMS_DEK_LEN ? GH_OK : NOT_OPENED;
 }
 
-static int p11_unwrap(struct gh_kms *base, uint32_t version, const uint8_t *blob, size_t len,
-                      uint8_t dek[GH_KMS_DEK_LEN], struct gh_err *err)
+/* p11_unwrap under the lock. */
+static int unwrap_locked(struct kms_p11 *k, uint32_t version, const uint8_t iv[IV_LEN],
+                         uint8_t ct[GH_KMS_DEK_LEN + TAG_LEN], uint8_t out[64], struct gh_err *err)
 {
-    struct kms_p11 *k = (struct kms_p11 *)base;
-    uint8_t iv[IV_LEN], ct[GH_KMS_DEK_LEN + TAG_LEN], out[64];
     CK_OBJECT_HANDLE hs[FIND_BATCH];
     CK_ULONG n = 0;
-    struct key_slot *slot;
-    int rc = GH_ERROR;
-
-    if (len != BLOB_LEN)
-        return gh_err_set(err, NULL, 0, 0, "pkcs11: a wrapped data key has the wrong size");
-    memcpy(iv, blob, IV_LEN);
-    memcpy(ct, blob + IV_LEN, sizeof(ct));
-    pthread_mutex_lock(&k->lock);
     /* A version made by another process since is found by its label. */
-    slot = find_key(k, version, err);
-    if (slot == NULL) goto out;
+    struct key_slot *slot = find_key(k, version, err);
+    int rc;
+
+    if (slot == NULL) return GH_ERROR;
     rc = decrypt_with(k, slot->handle, version, iv, ct, out, err);
     /* Another key with the label (two processes made the version at once)
      * may be the one: the first that opens is the store's, from now on. */
@@ -318,15 +390,31 @@ static int p11_unwrap(struct gh_kms *base, uint32_t version, const uint8_t *blob
             if (rc == GH_OK) slot->handle = hs[i]; /* an unsettled key is never one made here */
         }
     if (rc == NOT_OPENED)
-        rc = gh_err_set(err, NULL, 0, 0,
-                        "a data key does not open under master key version %" PRIu32
-                        " on the token (a changed row, or another token)",
-                        version);
-    if (rc != GH_OK) goto out;
-    slot->settled = true;
-    memcpy(dek, out, GH_KMS_DEK_LEN);
-out:
+        return gh_err_set(err, NULL, 0, 0,
+                          "a data key does not open under master key version %" PRIu32
+                          " on the token (a changed row, or another token)",
+                          version);
+    if (rc == GH_OK) slot->settled = true;
+    return rc;
+}
+
+static int p11_unwrap(struct gh_kms *base, uint32_t version, const uint8_t *blob, size_t len,
+                      uint8_t dek[GH_KMS_DEK_LEN], struct gh_err *err)
+{
+    struct kms_p11 *k = (struct kms_p11 *)base;
+    uint8_t iv[IV_LEN], ct[GH_KMS_DEK_LEN + TAG_LEN], out[64];
+    int rc;
+
+    if (len != BLOB_LEN)
+        return gh_err_set(err, NULL, 0, 0, "pkcs11: a wrapped data key has the wrong size");
+    memcpy(iv, blob, IV_LEN);
+    memcpy(ct, blob + IV_LEN, sizeof(ct));
+    pthread_mutex_lock(&k->lock);
+    rc = ready(k, err);
+    if (rc == GH_OK) rc = unwrap_locked(k, version, iv, ct, out, err);
+    if (rc != GH_OK && again(k, err)) rc = unwrap_locked(k, version, iv, ct, out, err);
     pthread_mutex_unlock(&k->lock);
+    if (rc == GH_OK) memcpy(dek, out, GH_KMS_DEK_LEN);
     OPENSSL_cleanse(out, sizeof(out));
     return rc;
 }
@@ -337,28 +425,40 @@ static int p11_current(struct gh_kms *base, uint32_t *version, struct gh_err *er
     int rc;
 
     pthread_mutex_lock(&k->lock);
-    rc = highest(k, version, err);
+    rc = ready(k, err);
+    if (rc == GH_OK) rc = highest(k, version, err);
+    if (rc != GH_OK && again(k, err)) rc = highest(k, version, err);
     pthread_mutex_unlock(&k->lock);
     return rc;
+}
+
+/* p11_create_version under the lock. */
+static int create_locked(struct kms_p11 *k, uint32_t version, struct gh_err *err)
+{
+    uint32_t cur = 0;
+    int rc = highest(k, &cur, err);
+
+    if (rc != GH_OK) return rc;
+    if (version <= cur) /* made before: resume */
+        return find_key(k, version, err) != NULL ? GH_OK : GH_ERROR;
+    if (version != cur + 1)
+        return gh_err_set(err, NULL, 0, 0,
+                          "master key version %" PRIu32 " cannot follow version %" PRIu32, version,
+                          cur);
+    return generate(k, version, err);
 }
 
 static int p11_create_version(struct gh_kms *base, uint32_t version, struct gh_err *err)
 {
     struct kms_p11 *k = (struct kms_p11 *)base;
-    uint32_t cur = 0;
     int rc;
 
     pthread_mutex_lock(&k->lock);
-    rc = highest(k, &cur, err);
-    if (rc == GH_OK && version <= cur) {
-        rc = find_key(k, version, err) != NULL ? GH_OK : GH_ERROR; /* made before: resume */
-    } else if (rc == GH_OK && version != cur + 1) {
-        rc = gh_err_set(err, NULL, 0, 0,
-                        "master key version %" PRIu32 " cannot follow version %" PRIu32, version,
-                        cur);
-    } else if (rc == GH_OK) {
-        rc = generate(k, version, err);
-    }
+    rc = ready(k, err);
+    if (rc == GH_OK) rc = create_locked(k, version, err);
+    /* Once more on a new session: a key made on the lost one is found
+     * there as made before. */
+    if (rc != GH_OK && again(k, err)) rc = create_locked(k, version, err);
     pthread_mutex_unlock(&k->lock);
     return rc;
 }
@@ -406,6 +506,10 @@ static void p11_close(struct gh_kms *base)
         if (k->finalize) k->f->C_Finalize(NULL);
     }
     if (k->dl != NULL) dlclose(k->dl);
+    if (k->pin != NULL) {
+        OPENSSL_cleanse(k->pin, strlen(k->pin));
+        free(k->pin);
+    }
     pthread_mutex_destroy(&k->lock);
     free(k);
 }
@@ -431,12 +535,12 @@ static int find_slot(struct kms_p11 *k, const char *label, CK_SLOT_ID *slot, str
     int rc = GH_ERROR;
 
     rv = k->f->C_GetSlotList(CK_TRUE, NULL, &n);
-    if (rv != CKR_OK) return p11_fail("C_GetSlotList", rv, err);
+    if (rv != CKR_OK) return p11_fail(k, "C_GetSlotList", rv, err);
     slots = calloc(n ? n : 1, sizeof(*slots));
     if (slots == NULL) return gh_err_set(err, NULL, 0, 0, "out of memory");
     rv = k->f->C_GetSlotList(CK_TRUE, slots, &n);
     if (rv != CKR_OK) {
-        p11_fail("C_GetSlotList", rv, err);
+        p11_fail(k, "C_GetSlotList", rv, err);
         goto out;
     }
     for (CK_ULONG i = 0; i < n; i++) {
@@ -459,13 +563,29 @@ out:
     return rc;
 }
 
+/* Opens a read-write session on the token labelled k->token_label (its slot
+ * found again: a token that comes back may sit in another) and logs in. */
+static int start_session(struct kms_p11 *k, struct gh_err *err)
+{
+    CK_SLOT_ID slot = 0;
+    CK_RV rv;
+
+    if (find_slot(k, k->token_label, &slot, err) != GH_OK) return GH_ERROR;
+    rv = k->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &k->session);
+    if (rv != CKR_OK) return p11_fail(k, "C_OpenSession", rv, err);
+    k->have_session = true;
+    rv = k->f->C_Login(k->session, CKU_USER, (CK_UTF8CHAR_PTR)(uintptr_t)k->pin, strlen(k->pin));
+    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) return p11_fail(k, "C_Login", rv, err);
+    k->logged_in = rv == CKR_OK;
+    return GH_OK;
+}
+
 struct gh_kms *gh_kms_pkcs11_open(const struct gh_kms_pkcs11_params *p, bool create_first,
                                   struct gh_err *err)
 {
     struct kms_p11 *k = calloc(1, sizeof(*k));
     CK_C_GetFunctionList get_list;
     CK_C_INITIALIZE_ARGS args;
-    CK_SLOT_ID slot = 0;
     uint32_t cur = 0;
     CK_RV rv;
 
@@ -481,6 +601,20 @@ struct gh_kms *gh_kms_pkcs11_open(const struct gh_kms_pkcs11_params *p, bool cre
         goto fail;
     }
     snprintf(k->key_label, sizeof(k->key_label), "%s", p->key_label);
+    if (p->token_label == NULL || p->pin == NULL) {
+        gh_err_set(err, NULL, 0, 0, "pkcs11: token_label and pin are needed");
+        goto fail;
+    }
+    if (strlen(p->token_label) >= sizeof(k->token_label)) {
+        gh_err_set(err, NULL, 0, 0, "pkcs11: token_label must have at most 32 characters");
+        goto fail;
+    }
+    snprintf(k->token_label, sizeof(k->token_label), "%s", p->token_label);
+    k->pin = strdup(p->pin);
+    if (k->pin == NULL) {
+        gh_err_set(err, NULL, 0, 0, "out of memory");
+        goto fail;
+    }
     k->dl = dlopen(p->module, RTLD_NOW | RTLD_LOCAL);
     if (k->dl == NULL) {
         gh_err_set(err, NULL, 0, 0, "pkcs11: cannot load module %s: %s", p->module, dlerror());
@@ -496,23 +630,11 @@ struct gh_kms *gh_kms_pkcs11_open(const struct gh_kms_pkcs11_params *p, bool cre
     args.flags = CKF_OS_LOCKING_OK; /* we call from several threads (under our mutex) */
     rv = k->f->C_Initialize(&args);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-        p11_fail("C_Initialize", rv, err);
+        p11_fail(k, "C_Initialize", rv, err);
         goto fail;
     }
     k->finalize = rv == CKR_OK;
-    if (find_slot(k, p->token_label, &slot, err) != GH_OK) goto fail;
-    rv = k->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &k->session);
-    if (rv != CKR_OK) {
-        p11_fail("C_OpenSession", rv, err);
-        goto fail;
-    }
-    k->have_session = true;
-    rv = k->f->C_Login(k->session, CKU_USER, (CK_UTF8CHAR_PTR)(uintptr_t)p->pin, strlen(p->pin));
-    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-        p11_fail("C_Login", rv, err);
-        goto fail;
-    }
-    k->logged_in = rv == CKR_OK;
+    if (start_session(k, err) != GH_OK) goto fail;
     if (highest(k, &cur, err) != GH_OK) goto fail;
     if (cur == 0 && create_first) {
         if (generate(k, 1, err) != GH_OK) goto fail;

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import store_db
-from conftest import Gatehouse, gatehouse_bin, wait_for
+from conftest import BIN, Gatehouse, gatehouse_bin, wait_for
 from identity_helpers import (
     ORDERS_ROUTE,
     OPEN_ROUTE,
@@ -527,3 +527,61 @@ def test_pkcs11_a_first_start_refused_destroys_the_key_it_made(softhsm, tmp_path
     assert "another process made this store's master key version 1 at the same moment" in err, err
     assert "the key this start made is destroyed" in err and "every node needs the same token" in err
     assert token_objects(env_c)[0] == set(), "the refused key is still on the token"
+
+
+FAULTY_MODULE = os.path.join(os.path.dirname(BIN), "tests", "libp11faulty.so")
+
+
+def test_pkcs11_session_lost_and_the_token_down_while_the_gateway_runs(softhsm, tmp_path,
+                                                                       upstream):
+    """A network HSM restarts or its link drops: the sessions the gateway
+    opened are gone, and with them its login (tests/p11_faulty: a module in
+    front of SoftHSM2 that drops them on cue). The next call opens a session
+    again and logs in, and goes through; while the token is down, calls fail
+    with a clear error (not a crash) and are tried again at most once a
+    second, and once it is back they go through, without a restart."""
+    assert os.path.exists(FAULTY_MODULE), f"{FAULTY_MODULE} is missing: make integration builds it"
+    drop, gone = tmp_path / "p11-drop", tmp_path / "p11-down"
+    env = dict(softhsm, GH_P11_REAL=SOFTHSM_MODULE, GH_P11_DROP=str(drop), GH_P11_DOWN=str(gone))
+    block = PKCS11_BLOCK.replace(SOFTHSM_MODULE, FAULTY_MODULE) + \
+        "webhooks:\n  allow_private: [\"127.0.0.1\"]\n"
+    g = SecretsGatehouse(tmp_path, upstream_port=upstream.port, env=env,
+                         raw=identity_config(routes=OPEN_ROUTE, extra=block))
+    try:
+        out, _ = ok(g, "admin", "bootstrap", env=env)
+        op = Admin(g, out.strip().splitlines()[-1])
+        g.start()
+        t = op.create_tenant("acme")["id"]
+
+        def endpoint(n):
+            return op.call("POST", f"/v1/tenants/{t}/webhooks",
+                           {"url": f"http://127.0.0.1:9/hook-{n}", "events": ["*"]})
+
+        r = endpoint(1)
+        assert r.status == 201, r
+        # Dropped: the next seal opens a session again, logs in and goes through.
+        drop.write_text("1")
+        r = endpoint(2)
+        assert r.status == 201, (r, g.stderr()[-2000:])
+        assert re.search(r'token "gatehouse-test" was lost \(pkcs11: C_\w+.*: '
+                         r'CKR_SESSION_HANDLE_INVALID \(0xb3\)\); another is open, logged in',
+                         g.stderr()), g.stderr()[-2000:]
+        # Down: refused with a clear error, the gateway serving on.
+        gone.write_text("")
+        drop.write_text("2")
+        r = endpoint(3)
+        assert r.status == 500 and r.json()["error"] == "secrets_error", r
+        assert "another did not open: pkcs11: C_OpenSession: CKR_DEVICE_REMOVED" in g.stderr()
+        assert "webhooks: a signing key could not be sealed: " in g.stderr(), g.stderr()[-2000:]
+        assert g.proc.poll() is None and g.readyz()[0] == 200
+        # Back: within the second between tries, it goes through again.
+        gone.unlink()
+        wait_for(lambda: endpoint(4).status == 201, 5, what="a seal once the token is back")
+        assert "and the last try to open another failed); another is open, logged in" in \
+            g.stderr(), g.stderr()[-2000:]
+        # The secrets made before and after the drops all open.
+        for name, _ in rows(g, "SELECT name, tenant_id FROM secrets WHERE name LIKE 'webhook/%'"):
+            out, _ = ok(g, "secrets", "get", name, "--tenant", "acme", env=env)
+            assert out, name
+    finally:
+        g.stop()
