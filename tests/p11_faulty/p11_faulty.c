@@ -75,7 +75,7 @@ static int dropped(CK_SESSION_HANDLE h)
 
 #define GUARD(h)                                                                                   \
     do {                                                                                           \
-        if (dropped(h)) return down() ? CKR_DEVICE_REMOVED : CKR_SESSION_HANDLE_INVALID;          \
+        if (dropped(h)) return down() ? CKR_DEVICE_REMOVED : CKR_SESSION_HANDLE_INVALID;           \
     } while (0)
 
 static CK_RV f_open_session(CK_SLOT_ID slot, CK_FLAGS flags, void *app, CK_NOTIFY notify,
