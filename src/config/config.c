@@ -1738,6 +1738,8 @@ static const struct cfg_key limits_keys[] = {
     KEY("queue_timeout", t_duration, LIM, queue_timeout_ms, .min = 0, .max = 60000, .dflt = "0"),
     KEY("quota_flush_interval", t_duration, LIM, quota_flush_ms, .min = 50, .max = 1000,
         .dflt = "1s"),
+    KEY("usage_retention", t_duration64, LIM, usage_retention_ms, .min = 86400000ull,
+        .max = 36500ull * 86400000, .dflt = "400d"),
 };
 #undef LIM
 static const struct cfg_map limits_map = {MAP_OF(limits_keys), .finish = finish_limits};

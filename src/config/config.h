@@ -282,6 +282,9 @@ struct gh_config_limits {
     char *default_plan;        /* NULL: tenants without a plan have no plan limits */
     uint32_t queue_timeout_ms; /* bulkhead queue wait, default 0 = answer 503 at once */
     uint32_t quota_flush_ms;   /* usage counters to the store, default 1s */
+    /* Usage rows of periods that ended, and limit events, older than this
+     * leave the store (src/limits/usage_retention.h); default 400d. */
+    uint64_t usage_retention_ms;
 };
 
 /* `redis:` (issue 4: the shared rate limiter). */

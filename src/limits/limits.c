@@ -29,6 +29,7 @@
 #include "limits/quota.h"
 #include "limits/redis.h"
 #include "limits/redis_script.h"
+#include "limits/usage_retention.h"
 #include "proxy/router.h"
 #include "stages.h"
 #include "telemetry/metrics.h"
@@ -51,6 +52,7 @@ struct gh_limits_service {
     struct gh_redis_script script;
     SSL_CTX *redis_tls;
     uint32_t flush_ms;
+    struct gh_usage_retention retention; /* passes on the flusher thread */
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
@@ -90,6 +92,7 @@ static void *flusher_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         if (gh_quota_flush(s->quotas, s->store, (int64_t)gh_wall_ms(), &err) != GH_OK)
             gh_log_warn("quota: flush failed (kept for the next one): %s", err.msg);
+        gh_usage_retention_run(&s->retention, s->store, gh_now_ns(), (int64_t)gh_wall_ms());
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -126,6 +129,7 @@ struct gh_limits_service *gh_limits_service_new(const struct gh_config *cfg, str
     pthread_cond_init(&s->cv, NULL);
     s->store = st;
     s->flush_ms = cfg->limits.quota_flush_ms;
+    gh_usage_retention_init(&s->retention, cfg->limits.usage_retention_ms);
     s->rates = gh_ltable_new(cfg->limits.max_keys);
     s->inflight = gh_inflight_new(INFLIGHT_KEYS);
     s->quotas = gh_quota_table_new(QUOTA_TENANTS);
@@ -202,6 +206,14 @@ int gh_limits_service_start(struct gh_limits_service *s, struct gh_err *err)
         return gh_err_set(err, NULL, 0, 0, "limits: cannot start the quota flusher thread");
     s->started = true;
     return GH_OK;
+}
+
+void gh_limits_service_retention(const struct gh_limits_service *s, uint64_t *usage,
+                                 uint64_t *events, uint64_t *failures)
+{
+    *usage = atomic_load_explicit(&s->retention.deleted_usage, memory_order_relaxed);
+    *events = atomic_load_explicit(&s->retention.deleted_events, memory_order_relaxed);
+    *failures = atomic_load_explicit(&s->retention.failures, memory_order_relaxed);
 }
 
 int gh_limits_service_flush(struct gh_limits_service *s, struct gh_err *err)

@@ -69,6 +69,10 @@ void gh_limits_service_set_hooks(struct gh_limits_service *s, struct gh_hooks_di
 /* Stops the flusher after a last flush and frees everything. Workers must
  * have stopped. */
 void gh_limits_service_free(struct gh_limits_service *s);
+/* Any thread: what usage retention deleted so far (usage rows, limit
+ * events) and the batches the store refused (usage_retention.h). */
+void gh_limits_service_retention(const struct gh_limits_service *s, uint64_t *usage,
+                                 uint64_t *events, uint64_t *failures);
 /* Flushes the quota counters now (tests, shutdown). */
 int gh_limits_service_flush(struct gh_limits_service *s, struct gh_err *err);
 

@@ -403,6 +403,12 @@ static const struct migration migrations[] = {
      "RETURNING 1) SELECT count(*) FROM gone';"
      "REVOKE ALL ON FUNCTION secrets_kek_unprepare(bigint) FROM PUBLIC;"
      "GRANT EXECUTE ON FUNCTION secrets_kek_unprepare(bigint) TO gatehouse_operator;"},
+    {19,
+     /* Usage retention (limits.usage_retention, gh_pg__usage_purge): the
+      * operator deletes usage rows and limit events past it. A limit
+      * event's purge reads by creation time. */
+     "GRANT DELETE ON usage, limit_events TO gatehouse_operator;"
+     "CREATE INDEX limit_events_by_created ON limit_events (created_at, id);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -373,6 +373,10 @@ static const struct migration migrations[] = {
      "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
      "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);"
      "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"},
+    {19,
+     /* Usage retention (limits.usage_retention, gh_sqlite__usage_purge): a
+      * limit event's purge reads by creation time. */
+     "CREATE INDEX limit_events_by_created ON limit_events (created_at, id);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

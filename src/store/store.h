@@ -138,8 +138,9 @@ struct gh_store_revoked_token {
 };
 
 /* A key the gateway signs its own tokens with (POST /oauth/token). Shared
- * by every node through the store. NEEDSWORK: the private key is stored as
- * PEM; issue 7 (secrets under a master key) encrypts it. */
+ * by every node through the store. private_pem holds "secret:NAME", the
+ * PEM sealed under the master key (src/secrets), once a secrets handle is
+ * open (a store written before issue 7 held the PEM itself). */
 #define GH_STORE_KID_SIZE 33
 #define GH_STORE_PEM_SIZE 2048
 struct gh_store_signing_key {
@@ -167,6 +168,14 @@ struct gh_store_usage {
 typedef int (*gh_store_usage_cb)(const struct gh_store_usage *u, void *arg);
 
 /* ---- Limit events (quota thresholds crossed) ---- */
+#define GH_STORE_USAGE_PURGE_MAX 1000 /* rows of each table one usage_purge deletes */
+
+/* What one usage_purge deleted. */
+struct gh_store_usage_purged {
+    uint64_t usage;  /* usage rows */
+    uint64_t events; /* limit events */
+};
+
 struct gh_store_limit_event {
     int64_t id; /* set by the store, increasing */
     char tenant_id[GH_STORE_TENANT_ID_SIZE];
@@ -265,8 +274,8 @@ struct gh_store_audit_checkpoint {
     char signature[89]; /* base64 (with padding) of the 64-byte Ed25519 signature */
 };
 
-/* The gateway's audit signing key (Ed25519). The private half is PEM
- * (NEEDSWORK: under the master key with issue 7, as the token signing keys). */
+/* The gateway's audit signing key (Ed25519). The private half is sealed as
+ * the token signing keys' is: private_pem holds "secret:NAME". */
 struct gh_store_audit_key {
     char key_id[17]; /* 16 base62 */
     char public_pem[512];
@@ -719,6 +728,12 @@ struct gh_store_ops {
     int (*limit_events_list)(struct gh_store *st, const char *tenant_id, int64_t before_id,
                              size_t limit, struct gh_store_limit_event *out, size_t *count,
                              bool *more, struct gh_err *err);
+    /* Deletes at most <limit> usage rows whose period is a day before <day>
+     * ("YYYY-MM-DD") or a month before <month> ("YYYY-MM"), and at most
+     * <limit> limit events created before <cutoff> (unix ms), in one
+     * transaction. PostgreSQL skips rows another transaction holds. */
+    int (*usage_purge)(struct gh_store *st, const char *day, const char *month, int64_t cutoff,
+                       size_t limit, struct gh_store_usage_purged *out, struct gh_err *err);
 
     /* ---- audit ---- */
 
@@ -1223,6 +1238,15 @@ int gh_store_limit_event_record(struct gh_store *st, struct gh_store_limit_event
 int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,
                                size_t limit, struct gh_store_limit_event *out, size_t *count,
                                bool *more, struct gh_err *err);
+
+/* [operator] Usage retention (limits.usage_retention): deletes at most
+ * <limit> (1..GH_STORE_USAGE_PURGE_MAX) usage rows of periods wholly before
+ * <cutoff> (unix ms; a day before its UTC day, a month before its UTC
+ * month) and at most <limit> limit events created before it, in one
+ * transaction, and says how many of each went (a full batch: call again).
+ * INVALID for a bad limit or a cutoff before 1970. */
+int gh_store_usage_purge(struct gh_store *st, int64_t cutoff, size_t limit,
+                         struct gh_store_usage_purged *out, struct gh_err *err);
 
 /* ---- Audit (docs/audit-format.md, docs/internals/store.md) -------------------- */
 

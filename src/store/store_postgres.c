@@ -146,6 +146,18 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                         "WHERE tenant_id = $1::text AND period = $2::text",
     [GH_PG_USAGE_LOAD] = "SELECT " USAGE_COLS " FROM usage WHERE period = $1::text "
                          "ORDER BY tenant_id",
+    /* Retention (gh_pg__usage_purge), as in SQLite; usage rows a flush or
+     * another node's purge holds are skipped, left for the next pass. */
+    [GH_PG_USAGE_PURGE] = "WITH gone AS (DELETE FROM usage WHERE (tenant_id, period) IN "
+                          "(SELECT tenant_id, period FROM usage WHERE period < $1::text AND "
+                          "(period < $2::text OR length(period) = 10) LIMIT $3::bigint "
+                          "FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone",
+    /* Limit events are never updated (the operator may not: no row
+     * lock), so two nodes' purges take them in the one order of the plan
+     * and the second finds them gone. */
+    [GH_PG_EVENT_PURGE] = "WITH gone AS (DELETE FROM limit_events WHERE id IN (SELECT id FROM "
+                          "limit_events WHERE created_at < $1::bigint ORDER BY created_at, id "
+                          "LIMIT $2::bigint) RETURNING 1) SELECT count(*) FROM gone",
     [GH_PG_EVENT_INSERT] = "INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
                            "lim, created_at) VALUES ($1::text, $2::text, $3::text, $4::bigint, "
                            "$5::bigint, $6::bigint, $7::bigint) "
@@ -1420,4 +1432,5 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .hook_delivery_replay = gh_pg__hook_delivery_replay,
     .hook_pending_count = gh_pg__hook_pending_count,
     .hook_purge = gh_pg__hook_purge,
+    .usage_purge = gh_pg__usage_purge,
 };

@@ -119,6 +119,14 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
         "RETURNING requests, request_bytes, response_bytes",
     [GH_SQ_USAGE_GET] = "SELECT " USAGE_COLS " FROM usage WHERE tenant_id = ?1 AND period = ?2",
     [GH_SQ_USAGE_LOAD] = "SELECT " USAGE_COLS " FROM usage WHERE period = ?1 ORDER BY tenant_id",
+    /* Retention (gh_sqlite__usage_purge): usage_by_period serves the
+     * range; "YYYY-MM" sorts before its own days, so a month row of the
+     * cutoff's month is kept by the length test. */
+    [GH_SQ_USAGE_PURGE] = "DELETE FROM usage WHERE (tenant_id, period) IN (SELECT tenant_id, "
+                          "period FROM usage WHERE period < ?1 AND (period < ?2 OR "
+                          "length(period) = 10) LIMIT ?3)",
+    [GH_SQ_EVENT_PURGE] = "DELETE FROM limit_events WHERE id IN (SELECT id FROM limit_events "
+                          "WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
     [GH_SQ_EVENT_INSERT] = "INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
                            "lim, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
                            "ON CONFLICT (tenant_id, period, metric, threshold) DO NOTHING "
@@ -916,4 +924,5 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .hook_delivery_replay = gh_sqlite__hook_delivery_replay,
     .hook_pending_count = gh_sqlite__hook_pending_count,
     .hook_purge = gh_sqlite__hook_purge,
+    .usage_purge = gh_sqlite__usage_purge,
 };

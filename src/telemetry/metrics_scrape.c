@@ -322,6 +322,22 @@ static void write_limits(struct gh_expo *e, struct gh_runtime *rt, const struct 
                    "Decisions taken without Redis because it was unavailable.");
     gh_expo_counter(e, NULL, 0, fb);
 
+    if (rt->limits) {
+        uint64_t del[2], failed;
+        static const char *const tables[] = {"usage", "limit_events"};
+        gh_limits_service_retention(rt->limits, &del[0], &del[1], &failed);
+        gh_expo_family(e, "gatehouse_usage_retention_deleted", GH_EXPO_COUNTER,
+                       "Rows usage retention deleted from the store, by table (periods and "
+                       "events older than limits.usage_retention).");
+        for (size_t i = 0; i < 2; i++) {
+            l = L("table", tables[i]);
+            gh_expo_counter(e, &l, 1, del[i]);
+        }
+        gh_expo_family(e, "gatehouse_usage_retention_failures", GH_EXPO_COUNTER,
+                       "Usage retention batches the store refused (tried again a minute later).");
+        gh_expo_counter(e, NULL, 0, failed);
+    }
+
     gh_expo_family(e, "gatehouse_tenant_quota_usage_ratio", GH_EXPO_GAUGE,
                    "Quota used / allowed for the current period, top tenants only.");
     for (size_t i = 0; rt->limits && tenants && i < tenants->nrows; i++) {

@@ -438,3 +438,52 @@ def test_redis_down_with_deny_policy(gatehouse, redis):
     r = http_call(g.port, "GET", "/rl", headers=bearer(key))
     assert r.json()["error"] == "rate_limiter_unavailable"
     assert http_call(g.port, "GET", "/open-rl", headers=bearer(key)).status == 200
+
+
+def test_usage_retention_deletes_old_periods_and_events(gatehouse):
+    """limits.usage_retention (docs/internals/store.md, "Usage retention"):
+    a pass after the first flush deletes the usage rows of periods wholly
+    older than the retention (a day's, a month's) and older limit events,
+    keeps the rest, and counts what went."""
+    import store_db
+
+    g = gatehouse(raw=identity_config(routes=route("/q"), extra="limits:\n  usage_retention: 30d\n"),
+                  start=False)
+    bootstrap(g)  # the store, migrated
+    now = time.time()
+    day = lambda t: time.strftime("%Y-%m-%d", time.gmtime(t))  # noqa: E731
+    month = lambda t: time.strftime("%Y-%m", time.gmtime(t))  # noqa: E731
+    old_day, old_month = day(now - 40 * 86400), month(now - 70 * 86400)
+    new_day, new_month = day(now - 20 * 86400), month(now)
+    db = os.path.join(str(g.tmp), "gatehouse.db")
+    con = store_db.connect(db)
+    try:
+        for p in (old_day, old_month, new_day, new_month):
+            con.execute("INSERT INTO usage (tenant_id, period, requests, request_bytes, "
+                        "response_bytes, updated_at) VALUES ('tn_retained', ?, 5, 0, 0, 1)", (p,))
+        for p, at in ((old_month, now - 40 * 86400), (new_month, now - 86400)):
+            con.execute("INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
+                        "lim, created_at) VALUES ('tn_retained', ?, 'requests_per_month', 80, "
+                        "80, 100, ?)", (p, int(at * 1000)))
+        con.commit()
+    finally:
+        con.close()
+
+    def periods():
+        c = store_db.connect(db)
+        try:
+            return sorted(r[0] for r in c.execute(
+                "SELECT period FROM usage WHERE tenant_id = 'tn_retained'").fetchall()), \
+                sorted(r[0] for r in c.execute(
+                    "SELECT period FROM limit_events WHERE tenant_id = 'tn_retained'").fetchall())
+        finally:
+            c.close()
+
+    g.start()
+    wait_for(lambda: periods() == (sorted([new_day, new_month]), [new_month]), timeout=10,
+             what="the old usage rows and limit event deleted")
+    assert "usage retention: deleted 2 usage rows and 1 limit events" in g.stderr(), g.stderr()
+    body = http_call(g.admin_port, "GET", "/metrics").body.decode()
+    assert 'gatehouse_usage_retention_deleted_total{table="usage"} 2' in body
+    assert 'gatehouse_usage_retention_deleted_total{table="limit_events"} 1' in body
+    assert "gatehouse_usage_retention_failures_total 0" in body

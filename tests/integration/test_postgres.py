@@ -88,6 +88,13 @@ def test_webhook_store_unit_tests_on_postgres(pg_server):
     run_store_unit_tests(pg_server, "test_webhooks_store", "webhook store on PostgreSQL", 5)
 
 
+def test_usage_store_unit_tests_on_postgres(pg_server):
+    """Usage retention's store calls on a real server: periods wholly before
+    the cutoff go (a day's, a month's), in batches, limit events by their
+    time, validation."""
+    run_store_unit_tests(pg_server, "test_usage_store", "usage store on PostgreSQL", 3)
+
+
 # ---------------------------------------------------------------- init and roles
 
 
@@ -99,7 +106,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
-    assert "applied 0 migration(s), schema version 18" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 19" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -126,7 +133,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 18" in out, out
+    assert "store postgres: schema version 19" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)

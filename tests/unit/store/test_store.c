@@ -59,7 +59,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 18 || version != 18) {
+    if (applied != 19 || version != 19) {
         teardown(state);
         return -1;
     }
@@ -192,10 +192,10 @@ static void test_migrate_idempotent(void **state)
     assert_string_equal(gh_store_engine(f->st), "sqlite");
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 18);
+    assert_int_equal(version, 19);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 18);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 19);
     assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
@@ -223,7 +223,8 @@ static void test_migrate_from_v2(void **state)
     key_new(f->st, t.id, &k);
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 18;"
+    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 19;"
+                      "DELETE FROM schema_migrations WHERE version = 18;"
                       "DELETE FROM schema_migrations WHERE version = 17;"
                       "DELETE FROM schema_migrations WHERE version = 16;"
                       "DROP INDEX webhook_deliveries_by_message;"
@@ -261,8 +262,8 @@ static void test_migrate_from_v2(void **state)
 
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 16);
-    assert_int_equal(version, 18);
+    assert_int_equal(applied, 17);
+    assert_int_equal(version, 19);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 3);
     assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
     assert_string_equal(got.id, t.id);
@@ -284,7 +285,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(gh_store_usage_add(f->st, u, 1, &err), GH_OK);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 18);
+    assert_int_equal(version, 19);
 }
 
 /* Migration 18 on a store at 17 whose deliveries table has no
@@ -301,6 +302,8 @@ static void test_migrate_18_deliveries(void **state)
     gh_store_close(f->st);
     f->st = NULL;
     raw_exec(f->path,
+             "DELETE FROM schema_migrations WHERE version = 19;"
+             "DROP INDEX limit_events_by_created;"
              "DELETE FROM schema_migrations WHERE version = 18;"
              "DROP TABLE webhook_deliveries;"
              "CREATE TABLE webhook_deliveries ("
@@ -325,8 +328,8 @@ static void test_migrate_18_deliveries(void **state)
              "(40, 1, 204, 1), (41, 1, 500, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 1);
-    assert_int_equal(version, 18);
+    assert_int_equal(applied, 2);
+    assert_int_equal(version, 19);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_deliveries"), 1);
     assert_int_equal(raw_int(f->path, "SELECT id FROM webhook_deliveries"), 40);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_attempts"), 1);
