@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "store/pg_array.h"
 #include "store/pg_int.h"
 #include "store/store_int.h"
@@ -565,43 +566,47 @@ static int record_health(struct gh_pg_tx *tx, const struct gh_store_hook_outcome
     return rc;
 }
 
-/* Runs disabling statement <id> with <a> and, for each endpoint it
- * disabled, fails its pending deliveries (locked already: lock_pending)
- * and calls <cb>. */
+/* Runs disabling statement <id> with <a> and fails the pending deliveries
+ * (locked already) of each endpoint it disabled; *r keeps what it disabled
+ * (tenant_id, id), reported once the transaction committed. */
 static int disable_run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a,
-                       const char *reason, int64_t now, gh_store_hook_disabled_cb cb, void *arg,
-                       struct gh_err *err)
+                       int64_t now, PGresult **r, struct gh_err *err)
 {
-    PGresult *r = NULL;
-    int rc = gh_pg__run(tx, id, a, &r, err);
+    int rc = gh_pg__run(tx, id, a, r, err);
 
-    for (int i = 0; rc == GH_OK && i < PQntuples(r); i++) {
+    for (int i = 0; rc == GH_OK && i < PQntuples(*r); i++) {
         struct gh_pg_args f = {0};
-        gh_pg__arg(&f, PQgetvalue(r, i, 1));
+        gh_pg__arg(&f, PQgetvalue(*r, i, 1));
         gh_pg__arg_i64(&f, now);
         rc = gh_pg__run(tx, GH_PG_HOOK_DLV_FAIL_EP, &f, NULL, err);
-        if (rc == GH_OK && cb) cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), reason, arg);
     }
-    PQclear(r);
     return rc;
+}
+
+static void report(const PGresult *r, const char *reason, gh_store_hook_disabled_cb cb, void *arg)
+{
+    for (int i = 0; cb && r && i < PQntuples(r); i++)
+        cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), reason, arg);
 }
 
 /* One transaction of disable_endpoints: the endpoints of outcomes marked
  * gone (<o>, NULL after the first), then up to 64 failing since before
- * <cutoff>. Their pending deliveries are locked first, in id order, and
- * only then their rows: an outcome batch takes its deliveries, then the
- * endpoints' rows, so a disable that took an endpoint's row first and then
- * waited for a delivery another node's batch held, while that batch waited
- * for the row, deadlocked. *more: 64 were due, others may be. */
+ * <cutoff>. Their pending deliveries are locked first, in id order, then
+ * their rows, in id order: every writer of both takes deliveries before
+ * endpoints (an outcome batch: its deliveries, then the endpoints' health),
+ * so a disable that took an endpoint's row first and then waited for a
+ * delivery another node's batch held, while that batch waited for the row,
+ * deadlocked. <cb> hears of what is disabled once it is committed.
+ * *more: 64 were due, others may be. */
 static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcome *o, size_t no,
                         int64_t now, int64_t cutoff, gh_store_hook_disabled_cb cb, void *arg,
                         bool *more, struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    struct gh_pg_array ids = {0};
-    struct gh_pg_args a = {0}, l = {0}, d = {0};
-    PGresult *due = NULL;
-    const char *list;
+    struct gh_pg_array ids = {0}, gone = {0};
+    struct gh_pg_args a = {0}, l = {0}, g = {0}, d = {0};
+    PGresult *due = NULL, *by_gone = NULL, *by_failing = NULL;
+    const char *list, *gone_list;
     int rc;
 
     *more = false;
@@ -612,35 +617,46 @@ static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcom
     if (rc != GH_OK) goto out;
     *more = PQntuples(due) == 64;
     gh_pg_array_reset(&ids);
+    gh_pg_array_reset(&gone);
     for (size_t i = 0; o != NULL && i < no; i++)
-        if (o[i].gone) gh_pg_array_text(&ids, o[i].endpoint_id, strlen(o[i].endpoint_id));
+        if (o[i].gone) {
+            gh_pg_array_text(&ids, o[i].endpoint_id, strlen(o[i].endpoint_id));
+            gh_pg_array_text(&gone, o[i].endpoint_id, strlen(o[i].endpoint_id));
+        }
     for (int i = 0; i < PQntuples(due); i++)
         gh_pg_array_text(&ids, PQgetvalue(due, i, 0), (size_t)PQgetlength(due, i, 0));
     if (ids.n == 0) goto out;
     list = gh_pg_array_end(&ids);
-    if (list == NULL) {
+    gone_list = gh_pg_array_end(&gone);
+    if (list == NULL || gone_list == NULL) {
         rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
         goto out;
     }
     gh_pg__arg(&l, list);
     rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_LOCK_EPS, &l, NULL, err);
-    for (size_t i = 0; rc == GH_OK && o != NULL && i < no; i++) {
-        struct gh_pg_args g = {0};
-        if (!o[i].gone) continue;
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_LOCK_ROWS, &l, NULL, err);
+    if (rc == GH_OK && gone.n > 0) {
         gh_pg__arg_i64(&g, now);
-        gh_pg__arg(&g, o[i].endpoint_id);
-        rc = disable_run(&tx, GH_PG_HOOK_EP_GONE, &g, "gone", now, cb, arg, err);
+        gh_pg__arg(&g, gone_list);
+        rc = disable_run(&tx, GH_PG_HOOK_EP_GONE, &g, now, &by_gone, err);
     }
     if (rc == GH_OK && PQntuples(due) > 0) {
         gh_pg__arg_i64(&d, now);
         gh_pg__arg_i64(&d, cutoff);
         gh_pg__arg(&d, list);
-        rc = disable_run(&tx, GH_PG_HOOK_EP_DISABLE, &d, "failing", now, cb, arg, err);
+        rc = disable_run(&tx, GH_PG_HOOK_EP_DISABLE, &d, now, &by_failing, err);
     }
 out:
     PQclear(due);
     rc = gh_pg__end(&tx, rc, err);
+    if (rc == GH_OK) {
+        report(by_gone, "gone", cb, arg);
+        report(by_failing, "failing", cb, arg);
+    }
+    PQclear(by_gone);
+    PQclear(by_failing);
     gh_pg_array_free(&ids);
+    gh_pg_array_free(&gone);
     return rc;
 }
 
@@ -664,6 +680,7 @@ int gh_pg__hook_record(struct gh_store *st, const char *owner,
                        struct gh_err *err)
 {
     struct gh_pg_tx tx;
+    struct gh_err derr = {0};
     size_t *order = gh_pg__order(o, n, sizeof(*o), outcome_cmp);
     int rc;
 
@@ -681,13 +698,20 @@ int gh_pg__hook_record(struct gh_store *st, const char *owner,
     free(order);
     if (rc == GH_OK) rc = record_health(&tx, o, n, now, err);
     rc = gh_pg__end(&tx, rc, err);
-    /* Disabling takes other nodes' deliveries: in transactions of its own,
-     * which hold no endpoint row when they lock them (disable_some). A
-     * failure there leaves the outcomes stored; the caller records the
-     * batch again, which changes nothing that is stored (record_one) and
-     * disables what is due. */
     if (rc != GH_OK || n == 0) return rc;
-    return disable_endpoints(gh_pg__of(st), o, n, now, now - disable_after_ms, cb, arg, err);
+    /* Disabling takes other nodes' deliveries: in transactions of its own,
+     * which hold no endpoint row when they lock them (disable_some). The
+     * outcomes are stored whatever it answers, and their claims released:
+     * recording the batch again would release claims this process made of
+     * the same deliveries since, so a failure here is logged, not returned.
+     * The next batch disables what is due by then; an endpoint that answered
+     * 410 answers it again at its next delivery. */
+    if (disable_endpoints(gh_pg__of(st), o, n, now, now - disable_after_ms, cb, arg, &derr) !=
+        GH_OK)
+        gh_log_warn("webhooks: outcomes stored, but disabling endpoints failed (the next batch "
+                    "tries again): %s",
+                    derr.msg);
+    return GH_OK;
 }
 
 /* ---- Reads ---------------------------------------------------------------------- */

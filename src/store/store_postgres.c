@@ -397,7 +397,13 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                               "RETURNING tenant_id, id",
     [GH_PG_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
                            "disabled_reason = 'gone', updated_at = $1::bigint "
-                           "WHERE id = $2::text AND status = 'active' RETURNING tenant_id, id",
+                           "WHERE id = ANY ($2::text[]) AND status = 'active' "
+                           "RETURNING tenant_id, id",
+    /* The rows of endpoints about to be disabled, in id order, after their
+     * deliveries (GH_PG_HOOK_DLV_LOCK_EPS): two nodes disabling some of the
+     * same endpoints take them in one order. */
+    [GH_PG_HOOK_EP_LOCK_ROWS] = "SELECT count(*) FROM (SELECT id FROM webhook_endpoints "
+                                "WHERE id = ANY ($1::text[]) ORDER BY id FOR NO KEY UPDATE) e",
     /* The pending deliveries of endpoints about to be disabled, locked in
      * id order before any endpoint's row, the order of every writer of
      * both (docs/postgres.md). */

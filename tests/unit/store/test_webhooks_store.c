@@ -633,6 +633,73 @@ static void test_pg_outcomes_while_an_endpoint_is_disabled(void **state)
     gh_store_close(node_b);
 }
 
+/* The outcomes of a batch are stored even when disabling an endpoint after
+ * them fails (here: a delivery of the endpoint held by another session past
+ * the lock timeout): the call answers GH_OK, so the dispatcher does not
+ * record the batch again (that would release claims it made of the same
+ * deliveries since), and the endpoint is disabled by a later batch. */
+static void test_pg_outcomes_stored_when_disabling_fails(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint e, got;
+    struct gh_store_params params = {0};
+    struct gh_store *node = NULL;
+    struct claimed cl = {0};
+    struct gh_store_hook_outcome o;
+    struct gh_store_hook_delivery dl;
+    struct gh_store_hook_attempt at[4];
+    struct gh_err err = {0};
+    char url[256], sql[200];
+    size_t nat;
+    int disabled = 0;
+    PGconn *holder;
+
+    endpoint_new(f, f->tenant, all, &e);
+    publish(f, f->tenant, "m1", "order.a", 1, false);
+    publish(f, f->tenant, "m2", "order.a", 1, false);
+    gh_test_pg_url(url, sizeof(url), "gatehouse", f->ts.db);
+    params.postgres_url = url;
+    params.lock_timeout_ms = 300;
+    assert_int_equal(gh_store_open(&params, &node, &err), GH_OK);
+    assert_int_equal(gh_store_hook_claim(node, "node-a", 1, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 1);
+
+    holder = gh_test_pg_connect(f->ts.db);
+    assert_non_null(holder);
+    snprintf(sql, sizeof(sql),
+             "BEGIN; SELECT 1 FROM webhook_deliveries WHERE id <> %lld FOR UPDATE",
+             (long long)cl.due[0].delivery_id);
+    assert_true(gh_test_pg_run(holder, sql));
+    memset(&o, 0, sizeof(o));
+    o.delivery_id = cl.due[0].delivery_id;
+    snprintf(o.endpoint_id, sizeof(o.endpoint_id), "%s", e.id);
+    o.at = (int64_t)gh_wall_ms() - 10000; /* failing for 10 s */
+    o.status = 500;
+    o.next = GH_STORE_DELIVERY_FAILED;
+    assert_int_equal(
+        gh_store_hook_record(node, "node-a", &o, 1, 5000, on_disabled, &disabled, &err), GH_OK);
+    assert_int_equal(disabled, 0);
+    assert_int_equal(
+        gh_store_hook_delivery_get(f->st, f->tenant, e.id, o.delivery_id, &dl, at, 4, &nat, &err),
+        GH_OK);
+    assert_int_equal(dl.status, GH_STORE_DELIVERY_FAILED);
+    assert_int_equal(nat, 1);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_HOOK_ACTIVE);
+
+    /* Released: the next batch disables it, and says so once. */
+    assert_true(gh_test_pg_run(holder, "COMMIT"));
+    PQfinish(holder);
+    o.at += 1;
+    assert_int_equal(
+        gh_store_hook_record(node, "node-a", &o, 1, 5000, on_disabled, &disabled, &err), GH_OK);
+    assert_int_equal(disabled, 1);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
+    assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
+    gh_store_close(node);
+}
+
 int main(void)
 {
     const struct CMUnitTest both[] = {
@@ -650,6 +717,8 @@ int main(void)
     };
     const struct CMUnitTest postgres_only[] = {
         cmocka_unit_test_setup_teardown(test_pg_outcomes_while_an_endpoint_is_disabled, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pg_outcomes_stored_when_disabling_fails, setup,
                                         teardown),
     };
 
