@@ -11,6 +11,9 @@
  *                 module, so its login goes too)
  *   GH_P11_DOWN   a file: while it exists, C_OpenSession and every call on
  *                 a dropped session fail with CKR_DEVICE_REMOVED
+ *   GH_P11_BADPIN a file: while it exists, C_Login answers CKR_PIN_INCORRECT
+ *                 (the PIN was changed on the HSM), and each C_Login called
+ *                 adds a line to <file>.logins
  *
  * A test fixture, not part of the gateway: one process's state in file
  * scope, guarded by a mutex. */
@@ -108,7 +111,19 @@ static CK_RV f_close_session(CK_SESSION_HANDLE h)
 
 static CK_RV f_login(CK_SESSION_HANDLE h, CK_USER_TYPE t, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
+    const char *bad = getenv("GH_P11_BADPIN");
+
     GUARD(h);
+    if (bad != NULL && access(bad, F_OK) == 0) {
+        char path[512];
+        FILE *f;
+        snprintf(path, sizeof(path), "%s.logins", bad);
+        if ((f = fopen(path, "a")) != NULL) {
+            fputs("login\n", f);
+            fclose(f);
+        }
+        return CKR_PIN_INCORRECT;
+    }
     return real->C_Login(h, t, pin, len);
 }
 
