@@ -575,6 +575,10 @@ def test_pkcs11_session_lost_and_the_token_down_while_the_gateway_runs(softhsm, 
         assert r.status == 500 and r.json()["error"] == "secrets_error", r
         assert "another did not open: pkcs11: C_OpenSession: CKR_DEVICE_REMOVED" in g.stderr()
         assert "webhooks: a signing key could not be sealed: " in g.stderr(), g.stderr()[-2000:]
+        # Within the second after a failed try, calls fail at once.
+        r = endpoint(3)
+        assert r.status == 500, r
+        assert "the token did not answer the last try; next try in" in g.stderr()
         assert g.proc.poll() is None and g.readyz()[0] == 200
         # Back: within the second between tries, it goes through again.
         gone.unlink()
