@@ -1,11 +1,17 @@
 /* Usage retention passes (see usage_retention.h). */
 #include "limits/usage_retention.h"
 
+#include <stdbool.h>
+
 #include "core/log.h"
 
 #define NS_PER_S     1000000000ull
 #define PASS_EVERY   (3600 * NS_PER_S) /* a day's rows go within the hour after their time */
 #define AFTER_REFUSE (60 * NS_PER_S)
+/* A pass that stopped at its cap: the next soon, so that a backlog (a store
+ * from before retention, or a retention made shorter) goes at about 2,000
+ * rows a second and the writer is free most of the time meanwhile. */
+#define AFTER_FULL (10 * NS_PER_S)
 
 void gh_usage_retention_init(struct gh_usage_retention *r, uint64_t retention_ms)
 {
@@ -23,6 +29,7 @@ void gh_usage_retention_run(struct gh_usage_retention *r, struct gh_store *st, u
     struct gh_err err = {0};
     int64_t cutoff = wall_ms - (int64_t)r->retention_ms;
     int rc = GH_OK;
+    bool full = false;
 
     if (st == NULL || now_ns < r->next_ns) return;
     for (int i = 0; i < GH_USAGE_RETENTION_BATCHES; i++) {
@@ -33,8 +40,8 @@ void gh_usage_retention_run(struct gh_usage_retention *r, struct gh_store *st, u
         pass.events += batch.events;
         atomic_fetch_add_explicit(&r->deleted_usage, batch.usage, memory_order_relaxed);
         atomic_fetch_add_explicit(&r->deleted_events, batch.events, memory_order_relaxed);
-        if (batch.usage < GH_STORE_USAGE_PURGE_MAX && batch.events < GH_STORE_USAGE_PURGE_MAX)
-            break;
+        full = batch.usage == GH_STORE_USAGE_PURGE_MAX || batch.events == GH_STORE_USAGE_PURGE_MAX;
+        if (!full) break;
     }
     if (pass.usage > 0 || pass.events > 0)
         gh_log_info("usage retention: deleted %llu usage rows and %llu limit events older than "
@@ -45,5 +52,5 @@ void gh_usage_retention_run(struct gh_usage_retention *r, struct gh_store *st, u
         gh_log_warn("usage retention: the store refused a batch (next try in a minute): %s",
                     err.msg);
     }
-    r->next_ns = now_ns + (rc == GH_OK ? PASS_EVERY : AFTER_REFUSE);
+    r->next_ns = now_ns + (rc != GH_OK ? AFTER_REFUSE : full ? AFTER_FULL : PASS_EVERY);
 }

@@ -4,10 +4,10 @@
  * events older than it leave the store.
  *
  * The quota flusher thread runs a pass after its first flush and then once
- * an hour (a minute after a pass the store refused): batches of
- * GH_STORE_USAGE_PURGE_MAX rows of each table, one transaction each, until
- * a batch is not full or GH_USAGE_RETENTION_BATCHES ran (the next pass goes
- * on). On PostgreSQL every node runs its passes; a batch skips the rows
+ * an hour (a minute after a pass the store refused, 10 s after one that
+ * stopped at its cap): batches of GH_STORE_USAGE_PURGE_MAX rows of each
+ * table, one transaction each, until a batch is not full or
+ * GH_USAGE_RETENTION_BATCHES ran. On PostgreSQL every node runs its passes; a batch skips the rows
  * another holds. The counters are read by any thread (/metrics).
  *
  * One owner calls gh_usage_retention_run (the flusher thread). */

@@ -56,6 +56,10 @@ struct key_slot {
      * back): the slot is looked up again, and among keys of one label the
      * probe, a blob this key made or opened, tells which one it was. */
     bool stale, has_probe;
+    /* Looked up again and its probe opened under none of the keys of its
+     * label (a token error looks the same): not sealed under until a value
+     * settles it again (wrap_locked). */
+    bool unconfirmed;
     uint8_t probe[IV_LEN + GH_KMS_DEK_LEN + TAG_LEN];
 };
 
@@ -180,10 +184,13 @@ static int relook(struct kms_p11 *k, struct key_slot *slot, struct gh_err *err)
     for (CK_ULONG i = 0; slot->has_probe && i < n; i++)
         if (decrypt_with(k, hs[i], slot->version, slot->probe, slot->probe + IV_LEN, out, err) ==
             GH_OK) {
-            slot->handle = hs[i];
             OPENSSL_cleanse(out, sizeof(out));
+            slot->handle = hs[i];
+            slot->settled = true;
+            slot->unconfirmed = false;
             return GH_OK;
         }
+    slot->unconfirmed = slot->settled || slot->has_probe;
     slot->settled = slot->made = false;
     return GH_OK;
 }
@@ -285,6 +292,9 @@ static int generate(struct kms_p11 *k, uint32_t version, struct gh_err *err)
      * key is still told from another of its label. */
     slot->has_probe = RAND_bytes(slot->probe, IV_LEN) == 1 &&
                       encrypt_with(k, h, version, zero, slot->probe, err) == GH_OK;
+    /* The key is made whatever the probe met: the next call finds out
+     * for itself whether the session is gone. */
+    k->lost = false;
     return GH_OK;
 }
 
@@ -390,6 +400,18 @@ static int wrap_locked(struct kms_p11 *k, uint32_t version, uint8_t in[GH_KMS_DE
     int rc;
 
     if (slot == NULL) return GH_ERROR;
+    if (slot->unconfirmed) {
+        /* Told apart again if the token answers now; else no value is
+         * sealed under a key that may be another store's. */
+        slot->stale = true;
+        if (relook(k, slot, err) != GH_OK) return GH_ERROR;
+        if (slot->unconfirmed)
+            return gh_err_set(err, NULL, 0, 0,
+                              "pkcs11: several keys on the token are labelled with master key "
+                              "version %" PRIu32 ", and none opened the value this process last "
+                              "used under it: not sealing under any until one does",
+                              version);
+    }
     rc = encrypt_with(k, slot->handle, version, in, blob, err);
     if (rc == GH_OK && slot->settled && !slot->has_probe) {
         memcpy(slot->probe, blob, BLOB_LEN);
@@ -469,6 +491,7 @@ static int unwrap_locked(struct kms_p11 *k, uint32_t version, const uint8_t iv[I
                           version);
     if (rc != GH_OK) return rc;
     slot->settled = true;
+    slot->unconfirmed = false;
     /* It opened a value of the store: the store's key, never to destroy. */
     slot->made = false;
     if (!slot->has_probe) {

@@ -585,8 +585,8 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
 int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                                 int64_t id, int64_t now, struct gh_err *err);
 int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
-int gh_pg__usage_purge(struct gh_store *st, const char *day, const char *month, int64_t cutoff,
-                       size_t limit, struct gh_store_usage_purged *out, struct gh_err *err);
+int gh_pg__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
+                       struct gh_store_usage_purged *out, struct gh_err *err);
 int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
                       int64_t now, size_t limit, struct gh_store_hook_purged *out,
                       struct gh_err *err);

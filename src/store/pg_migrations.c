@@ -406,9 +406,9 @@ static const struct migration migrations[] = {
     {19,
      /* Usage retention (limits.usage_retention, gh_pg__usage_purge): the
       * operator deletes usage rows and limit events past it. A limit
-      * event's purge reads by creation time. */
+      * event's purge reads by period. */
      "GRANT DELETE ON usage, limit_events TO gatehouse_operator;"
-     "CREATE INDEX limit_events_by_created ON limit_events (created_at, id);"},
+     "CREATE INDEX limit_events_by_period ON limit_events (period, id);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

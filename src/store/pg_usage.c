@@ -241,8 +241,8 @@ int gh_pg__limit_events_list(struct gh_store *st, const char *tenant_id, int64_t
     return gh_pg__end(&tx, rc, err);
 }
 
-int gh_pg__usage_purge(struct gh_store *st, const char *day, const char *month, int64_t cutoff,
-                       size_t limit, struct gh_store_usage_purged *out, struct gh_err *err)
+int gh_pg__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
+                       struct gh_store_usage_purged *out, struct gh_err *err)
 {
     struct gh_pg_args u = {0}, e = {0};
     struct gh_pg_tx tx;
@@ -257,7 +257,8 @@ int gh_pg__usage_purge(struct gh_store *st, const char *day, const char *month, 
     if (rc == GH_OK) out->usage = (uint64_t)gh_pg__i64(r, 0, 0);
     PQclear(r);
     r = NULL;
-    gh_pg__arg_i64(&e, cutoff);
+    gh_pg__arg(&e, day);
+    gh_pg__arg(&e, month);
     gh_pg__arg_i64(&e, (int64_t)limit);
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_EVENT_PURGE, &e, &r, err);
     if (rc == GH_OK) out->events = (uint64_t)gh_pg__i64(r, 0, 0);

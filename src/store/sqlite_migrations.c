@@ -375,8 +375,8 @@ static const struct migration migrations[] = {
      "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"},
     {19,
      /* Usage retention (limits.usage_retention, gh_sqlite__usage_purge): a
-      * limit event's purge reads by creation time. */
-     "CREATE INDEX limit_events_by_created ON limit_events (created_at, id);"},
+      * limit event's purge reads by period. */
+     "CREATE INDEX limit_events_by_period ON limit_events (period, id);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -199,8 +199,8 @@ out:
     return rc;
 }
 
-int gh_sqlite__usage_purge(struct gh_store *st, const char *day, const char *month, int64_t cutoff,
-                           size_t limit, struct gh_store_usage_purged *out, struct gh_err *err)
+int gh_sqlite__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
+                           struct gh_store_usage_purged *out, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -222,8 +222,9 @@ int gh_sqlite__usage_purge(struct gh_store *st, const char *day, const char *mon
         rc = s != NULL ? GH_OK : GH_ERROR;
     }
     if (rc == GH_OK) {
-        sqlite3_bind_int64(s, 1, cutoff);
-        sqlite3_bind_int64(s, 2, (int64_t)limit);
+        gh_sqlite__bind_text(s, 1, day);
+        gh_sqlite__bind_text(s, 2, month);
+        sqlite3_bind_int64(s, 3, (int64_t)limit);
         rc = gh_sqlite__exec(c, s, "limit event purge", err);
     }
     if (rc == GH_OK) out->events = (uint64_t)sqlite3_changes(c->db);

@@ -930,7 +930,7 @@ int gh_store_usage_purge(struct gh_store *st, int64_t cutoff, size_t limit,
      * cutoff's day or month began. */
     snprintf(day, sizeof(day), "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
     snprintf(month, sizeof(month), "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
-    return st->ops->usage_purge(st, day, month, cutoff, limit, out, err);
+    return st->ops->usage_purge(st, day, month, limit, out, err);
 }
 
 int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64_t before_id,

@@ -728,12 +728,12 @@ struct gh_store_ops {
     int (*limit_events_list)(struct gh_store *st, const char *tenant_id, int64_t before_id,
                              size_t limit, struct gh_store_limit_event *out, size_t *count,
                              bool *more, struct gh_err *err);
-    /* Deletes at most <limit> usage rows whose period is a day before <day>
-     * ("YYYY-MM-DD") or a month before <month> ("YYYY-MM"), and at most
-     * <limit> limit events created before <cutoff> (unix ms), in one
-     * transaction. PostgreSQL skips rows another transaction holds. */
-    int (*usage_purge)(struct gh_store *st, const char *day, const char *month, int64_t cutoff,
-                       size_t limit, struct gh_store_usage_purged *out, struct gh_err *err);
+    /* Deletes at most <limit> usage rows and at most <limit> limit events
+     * whose period is a day before <day> ("YYYY-MM-DD") or a month before
+     * <month> ("YYYY-MM"), in one transaction. PostgreSQL skips usage rows
+     * another transaction holds. */
+    int (*usage_purge)(struct gh_store *st, const char *day, const char *month, size_t limit,
+                       struct gh_store_usage_purged *out, struct gh_err *err);
 
     /* ---- audit ---- */
 
@@ -1240,11 +1240,13 @@ int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64
                                bool *more, struct gh_err *err);
 
 /* [operator] Usage retention (limits.usage_retention): deletes at most
- * <limit> (1..GH_STORE_USAGE_PURGE_MAX) usage rows of periods wholly before
- * <cutoff> (unix ms; a day before its UTC day, a month before its UTC
- * month) and at most <limit> limit events created before it, in one
- * transaction, and says how many of each went (a full batch: call again).
- * INVALID for a bad limit or a cutoff before 1970. */
+ * <limit> (1..GH_STORE_USAGE_PURGE_MAX) usage rows and at most <limit>
+ * limit events of periods wholly before <cutoff> (unix ms; a day before its
+ * UTC day, a month before its UTC month), in one transaction, and says how
+ * many of each went (a full batch: call again). An event goes with its
+ * period, never before it ended: it is what keeps a threshold from being
+ * announced twice in a period. INVALID for a bad limit or a cutoff before
+ * 1970. */
 int gh_store_usage_purge(struct gh_store *st, int64_t cutoff, size_t limit,
                          struct gh_store_usage_purged *out, struct gh_err *err);
 

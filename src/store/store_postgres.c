@@ -152,12 +152,15 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                           "(SELECT tenant_id, period FROM usage WHERE period < $1::text AND "
                           "(period < $2::text OR length(period) = 10) LIMIT $3::bigint "
                           "FOR UPDATE SKIP LOCKED) RETURNING 1) SELECT count(*) FROM gone",
-    /* Limit events are never updated (the operator may not: no row
-     * lock), so two nodes' purges take them in the one order of the plan
-     * and the second finds them gone. */
+    /* Limit events go as their period's usage row does (the event of a
+     * period that has not ended is what keeps a threshold from being
+     * announced twice). They are never updated (the operator may not: no
+     * row lock), so two nodes' purges take them in the one order of the
+     * plan and the second finds them gone. */
     [GH_PG_EVENT_PURGE] = "WITH gone AS (DELETE FROM limit_events WHERE id IN (SELECT id FROM "
-                          "limit_events WHERE created_at < $1::bigint ORDER BY created_at, id "
-                          "LIMIT $2::bigint) RETURNING 1) SELECT count(*) FROM gone",
+                          "limit_events WHERE period < $1::text AND (period < $2::text OR "
+                          "length(period) = 10) ORDER BY period, id LIMIT $3::bigint) "
+                          "RETURNING 1) SELECT count(*) FROM gone",
     [GH_PG_EVENT_INSERT] = "INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
                            "lim, created_at) VALUES ($1::text, $2::text, $3::text, $4::bigint, "
                            "$5::bigint, $6::bigint, $7::bigint) "

@@ -126,7 +126,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                           "period FROM usage WHERE period < ?1 AND (period < ?2 OR "
                           "length(period) = 10) LIMIT ?3)",
     [GH_SQ_EVENT_PURGE] = "DELETE FROM limit_events WHERE id IN (SELECT id FROM limit_events "
-                          "WHERE created_at < ?1 ORDER BY id LIMIT ?2)",
+                          "WHERE period < ?1 AND (period < ?2 OR length(period) = 10) LIMIT ?3)",
     [GH_SQ_EVENT_INSERT] = "INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
                            "lim, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
                            "ON CONFLICT (tenant_id, period, metric, threshold) DO NOTHING "

@@ -442,9 +442,10 @@ def test_redis_down_with_deny_policy(gatehouse, redis):
 
 def test_usage_retention_deletes_old_periods_and_events(gatehouse):
     """limits.usage_retention (docs/internals/store.md, "Usage retention"):
-    a pass after the first flush deletes the usage rows of periods wholly
-    older than the retention (a day's, a month's) and older limit events,
-    keeps the rest, and counts what went."""
+    a pass after the first flush deletes the usage rows and limit events of
+    periods wholly older than the retention (a day's, a month's), keeps the
+    rest (an event of a period not ended, however old), and counts what
+    went."""
     import store_db
 
     g = gatehouse(raw=identity_config(routes=route("/q"), extra="limits:\n  usage_retention: 30d\n"),
@@ -461,7 +462,7 @@ def test_usage_retention_deletes_old_periods_and_events(gatehouse):
         for p in (old_day, old_month, new_day, new_month):
             con.execute("INSERT INTO usage (tenant_id, period, requests, request_bytes, "
                         "response_bytes, updated_at) VALUES ('tn_retained', ?, 5, 0, 0, 1)", (p,))
-        for p, at in ((old_month, now - 40 * 86400), (new_month, now - 86400)):
+        for p, at in ((old_month, now - 40 * 86400), (new_month, now - 40 * 86400)):
             con.execute("INSERT INTO limit_events (tenant_id, period, metric, threshold, value, "
                         "lim, created_at) VALUES ('tn_retained', ?, 'requests_per_month', 80, "
                         "80, 100, ?)", (p, int(at * 1000)))

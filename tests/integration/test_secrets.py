@@ -641,19 +641,33 @@ def test_pkcs11_a_session_lost_with_two_keys_of_one_version(softhsm, tmp_path, u
 
     for i, (g, op) in enumerate(nodes):
         drop = os.path.join(str(g.tmp), "drop")
+        busy = os.path.join(str(g.tmp), "decrypt-fails")
         g.env = dict(softhsm, GH_P11_REAL=SOFTHSM_MODULE, GH_P11_DROP=drop,
-                     GH_P11_DOWN=os.path.join(str(g.tmp), "down"))
+                     GH_P11_DOWN=os.path.join(str(g.tmp), "down"), GH_P11_DECRYPT_FAIL=busy)
         try:
             g.start()
             t = op.create_tenant(f"acme-{i}")["id"]
-            for n, drop_now in ((1, False), (2, True), (3, False)):
-                if drop_now:
-                    with open(drop, "w") as f:
-                        f.write("1")
-                r = op.call("POST", f"/v1/tenants/{t}/webhooks",
-                            {"url": f"http://127.0.0.1:9/hook-{n}", "events": ["*"]})
-                assert r.status == 201, (r, g.stderr()[-2000:])
+
+            def endpoint(n):
+                return op.call("POST", f"/v1/tenants/{t}/webhooks",
+                               {"url": f"http://127.0.0.1:9/hook-{n}", "events": ["*"]})
+
+            assert endpoint(1).status == 201
+            with open(drop, "w") as f:
+                f.write("1")
+            assert endpoint(2).status == 201, g.stderr()[-2000:]
             assert "another is open, logged in" in g.stderr(), g.stderr()[-2000:]
+            # Dropped again while the token fails decryptions for a moment:
+            # which key is the store's cannot be told, and nothing is sealed.
+            open(busy, "w").close()
+            with open(drop, "w") as f:
+                f.write("2")
+            r = endpoint(3)
+            assert r.status == 500, r
+            assert "several keys on the token are labelled with master key version 1, and " \
+                "none opened the value this process last used under it" in g.stderr()
+            os.unlink(busy)
+            assert endpoint(4).status == 201, g.stderr()[-2000:]
         finally:
             g.stop()
         # Every key sealed, before the drop and after, opens in a new process.

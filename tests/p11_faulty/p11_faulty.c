@@ -11,6 +11,8 @@
  *                 module, so its login goes too)
  *   GH_P11_DOWN   a file: while it exists, C_OpenSession and every call on
  *                 a dropped session fail with CKR_DEVICE_REMOVED
+ *   GH_P11_DECRYPT_FAIL a file: while it exists, C_Decrypt answers
+ *                 CKR_GENERAL_ERROR (an HSM busy or failing for a moment)
  *   GH_P11_BADPIN a file: while it exists, C_Login answers CKR_PIN_INCORRECT
  *                 (the PIN was changed on the HSM), and each C_Login called
  *                 adds a line to <file>.logins
@@ -192,7 +194,15 @@ static CK_RV f_decrypt_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_H
 static CK_RV f_decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG len, CK_BYTE_PTR out,
                        CK_ULONG_PTR outlen)
 {
+    const char *fail = getenv("GH_P11_DECRYPT_FAIL");
+
     GUARD(h);
+    if (fail != NULL && access(fail, F_OK) == 0) {
+        CK_BYTE scratch[256];
+        CK_ULONG n = sizeof(scratch);
+        real->C_Decrypt(h, in, len, scratch, &n); /* ends the operation, as a failure does */
+        return CKR_GENERAL_ERROR;
+    }
     return real->C_Decrypt(h, in, len, out, outlen);
 }
 

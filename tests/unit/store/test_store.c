@@ -303,7 +303,7 @@ static void test_migrate_18_deliveries(void **state)
     f->st = NULL;
     raw_exec(f->path,
              "DELETE FROM schema_migrations WHERE version = 19;"
-             "DROP INDEX limit_events_by_created;"
+             "DROP INDEX limit_events_by_period;"
              "DELETE FROM schema_migrations WHERE version = 18;"
              "DROP TABLE webhook_deliveries;"
              "CREATE TABLE webhook_deliveries ("

@@ -2,7 +2,7 @@
  * sqlite_usage.c and pg_usage.c), each on a fresh store (store_fixture.h: a
  * SQLite file, or a PostgreSQL database with GH_TEST_PG_SERVER): which
  * periods are wholly before the cutoff, batches of a given size, limit
- * events by their time, and validation. */
+ * events with their period, and validation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,18 +97,19 @@ static void test_periods_wholly_before_the_cutoff_go(void **state)
         assert_int_equal(requests_of(t, kept[i]), 7);
 }
 
-static void test_limit_events_by_their_time(void **state)
+/* An event goes with its period, whatever its time: the event of a period
+ * not ended is what keeps its threshold from being announced twice. */
+static void test_limit_events_with_their_period(void **state)
 {
     struct gh_test_store *t = *state;
-    static const char *const periods[] = {"2025-08", "2025-09", "2025-10"};
-    struct gh_store_limit_event ev, list[4];
+    static const char *const periods[] = {"2025-09", "2025-10-19", "2025-10", "2025-10-20"};
+    struct gh_store_limit_event ev, list[8];
     struct gh_store_usage_purged p;
     struct gh_err err = {0};
-    char sql[160];
     size_t count;
     bool inserted, more;
 
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 4; i++) {
         memset(&ev, 0, sizeof(ev));
         snprintf(ev.tenant_id, sizeof(ev.tenant_id), "tn_acme");
         snprintf(ev.period, sizeof(ev.period), "%s", periods[i]);
@@ -119,20 +120,20 @@ static void test_limit_events_by_their_time(void **state)
         assert_int_equal(gh_store_limit_event_record(t->st, &ev, &inserted, &err), GH_OK);
         assert_true(inserted);
     }
-    /* The first two were recorded before the cutoff, the last one after. */
-    snprintf(sql, sizeof(sql),
-             "UPDATE limit_events SET created_at = %lld WHERE period IN ('2025-08', '2025-09')",
-             (long long)(CUTOFF - 1000));
-    raw(t, sql);
+    /* All recorded long before the cutoff: their periods decide. */
+    raw(t, "UPDATE limit_events SET created_at = 1");
     assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 1, &p, &err), GH_OK);
     assert_int_equal(p.events, 1);
     assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 10, &p, &err), GH_OK);
     assert_int_equal(p.events, 1);
     assert_int_equal(p.usage, 0);
-    assert_int_equal(gh_store_limit_events_list(t->st, NULL, 0, 4, list, &count, &more, &err),
+    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 10, &p, &err), GH_OK);
+    assert_int_equal(p.events, 0);
+    assert_int_equal(gh_store_limit_events_list(t->st, NULL, 0, 8, list, &count, &more, &err),
                      GH_OK);
-    assert_int_equal(count, 1);
-    assert_string_equal(list[0].period, "2025-10");
+    assert_int_equal(count, 2);
+    assert_string_equal(list[0].period, "2025-10-20");
+    assert_string_equal(list[1].period, "2025-10");
 }
 
 static void test_validation(void **state)
@@ -154,7 +155,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_periods_wholly_before_the_cutoff_go, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_limit_events_by_their_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit_events_with_their_period, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
     };
 
