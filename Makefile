@@ -223,6 +223,16 @@ $(BUILD)/metrics_bench: bench/metrics_bench.c $(BUILD)/libgatehouse.a | $(DEPS_O
 bench-metrics: $(BUILD)/metrics_bench
 	$(BUILD)/metrics_bench $(METRICS_BENCH_ARGS)
 
+# Usage retention's store call (gh_store_usage_purge): ms per batch of 1,000
+# over 100,000 old rows; USAGE_PURGE_ARGS="N postgresql://..." for PostgreSQL.
+.PHONY: bench-usage-purge
+$(BUILD)/usage_purge_bench: bench/usage_purge_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-usage-purge: $(BUILD)/usage_purge_bench
+	$(BUILD)/usage_purge_bench $(USAGE_PURGE_ARGS)
+
 # The OTLP trace encoders (src/telemetry/otlp_*.c): ns per span, protobuf and JSON.
 .PHONY: bench-otlp
 $(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
