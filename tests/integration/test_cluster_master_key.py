@@ -31,7 +31,9 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/postgresql/15/bin/p
 MISMATCH = "is not the one this store's secrets are sealed under"
 
 
-def node_config(g, url, master):
+def node_config(g, url, master=None, secrets=None):
+    """A node on PostgreSQL <url> with master key file <master>, or with
+    the given `secrets:` block."""
     return (
         f"workers: 1\n"
         f"listen:\n  - address: 127.0.0.1:{g.port}\n"
@@ -39,7 +41,7 @@ def node_config(g, url, master):
         f"upstreams:\n  app:\n    endpoints: [\"127.0.0.1:{g.upstream_port}\"]\n"
         f"routes:\n  - path: /\n    upstream: app\n"
         f"store:\n  postgres: \"{url}\"\n  pool: 2\n"
-        f"secrets:\n  master_key_file: {master}\n"
+        + (secrets or f"secrets:\n  master_key_file: {master}\n")
     )
 
 
@@ -256,16 +258,9 @@ RACED = "at the same moment on the token gatehouse-test; this start destroyed th
 
 
 def token_node_config(g, url):
-    return (
-        f"workers: 1\n"
-        f"listen:\n  - address: 127.0.0.1:{g.port}\n"
-        f"admin:\n  address: 127.0.0.1:{g.admin_port}\n"
-        f"upstreams:\n  app:\n    endpoints: [\"127.0.0.1:{g.upstream_port}\"]\n"
-        f"routes:\n  - path: /\n    upstream: app\n"
-        f"store:\n  postgres: \"{url}\"\n  pool: 2\n"
+    return node_config(g, url, secrets=(
         f"secrets:\n  provider: pkcs11\n  pkcs11:\n    module: {SOFTHSM_MODULE}\n"
-        f"    token_label: gatehouse-test\n    pin: env:GH_TEST_PIN\n"
-    )
+        f"    token_label: gatehouse-test\n    pin: env:GH_TEST_PIN\n"))
 
 
 def test_a_first_start_on_a_shared_token_whose_key_lost_the_race(pg_server, upstream, tmp_path,

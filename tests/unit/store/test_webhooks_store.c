@@ -549,6 +549,28 @@ static void wait_for_lock_waiters(PGconn *c, int n)
     fail_msg("%d sessions never waited for a lock", n);
 }
 
+/* The set-up of the two-node tests: endpoint <e> for every event, two
+ * messages (a delivery each), and another handle on the same database (a
+ * second node), its lock timeout <lock_ms> (0: the default). */
+static struct gh_store *
+two_deliveries_and_a_node(struct fixture *f, struct gh_store_hook_endpoint *e, uint32_t lock_ms)
+{
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_params params = {0};
+    struct gh_store *node = NULL;
+    struct gh_err err = {0};
+    char url[256];
+
+    endpoint_new(f, f->tenant, all, e);
+    publish(f, f->tenant, "m1", "order.a", 1, false);
+    publish(f, f->tenant, "m2", "order.a", 1, false);
+    gh_test_pg_url(url, sizeof(url), "gatehouse", f->ts.db);
+    params.postgres_url = url;
+    params.lock_timeout_ms = lock_ms;
+    if (gh_store_open(&params, &node, &err) != GH_OK) fail_msg("open: %s", err.msg);
+    return node;
+}
+
 /* Node A records the failure that disables endpoint E while node B records
  * a retry of its own delivery of E. Each batch writes its deliveries, then
  * E's health; A's then fails E's pending deliveries, B's among them. With
@@ -559,23 +581,16 @@ static void wait_for_lock_waiters(PGconn *c, int n)
 static void test_pg_outcomes_while_an_endpoint_is_disabled(void **state)
 {
     struct fixture *f = *state;
-    static const char *const all[] = {"*", NULL};
     struct gh_store_hook_endpoint e, got;
-    struct gh_store_params params = {0};
-    struct gh_store *node_b = NULL;
+    struct gh_store *node_b;
     struct claimed ca = {0}, cb = {0};
     struct recorder a = {0}, b = {0};
     struct gh_err err = {0};
     pthread_t ta, tb;
-    char url[256], sql[256];
+    char sql[256];
     PGconn *holder;
 
-    endpoint_new(f, f->tenant, all, &e);
-    publish(f, f->tenant, "m1", "order.a", 1, false);
-    publish(f, f->tenant, "m2", "order.a", 1, false);
-    gh_test_pg_url(url, sizeof(url), "gatehouse", f->ts.db);
-    params.postgres_url = url;
-    assert_int_equal(gh_store_open(&params, &node_b, &err), GH_OK);
+    node_b = two_deliveries_and_a_node(f, &e, 0);
     assert_int_equal(gh_store_hook_claim(f->st, "node-a", 1, on_due, &ca, &err), GH_OK);
     assert_int_equal(gh_store_hook_claim(node_b, "node-b", 1, on_due, &cb, &err), GH_OK);
     assert_int_equal(ca.n, 1);
@@ -641,27 +656,19 @@ static void test_pg_outcomes_while_an_endpoint_is_disabled(void **state)
 static void test_pg_outcomes_stored_when_disabling_fails(void **state)
 {
     struct fixture *f = *state;
-    static const char *const all[] = {"*", NULL};
     struct gh_store_hook_endpoint e, got;
-    struct gh_store_params params = {0};
-    struct gh_store *node = NULL;
+    struct gh_store *node;
     struct claimed cl = {0};
     struct gh_store_hook_outcome o;
     struct gh_store_hook_delivery dl;
     struct gh_store_hook_attempt at[4];
     struct gh_err err = {0};
-    char url[256], sql[200];
+    char sql[200];
     size_t nat;
     int disabled = 0;
     PGconn *holder;
 
-    endpoint_new(f, f->tenant, all, &e);
-    publish(f, f->tenant, "m1", "order.a", 1, false);
-    publish(f, f->tenant, "m2", "order.a", 1, false);
-    gh_test_pg_url(url, sizeof(url), "gatehouse", f->ts.db);
-    params.postgres_url = url;
-    params.lock_timeout_ms = 300;
-    assert_int_equal(gh_store_open(&params, &node, &err), GH_OK);
+    node = two_deliveries_and_a_node(f, &e, 300);
     assert_int_equal(gh_store_hook_claim(node, "node-a", 1, on_due, &cl, &err), GH_OK);
     assert_int_equal(cl.n, 1);
 
