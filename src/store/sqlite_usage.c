@@ -202,32 +202,26 @@ out:
 int gh_sqlite__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
                            struct gh_store_usage_purged *out, struct gh_err *err)
 {
+    static const enum gh_sqlite_stmt ids[2] = {GH_SQ_USAGE_PURGE, GH_SQ_EVENT_PURGE};
+    uint64_t *counts[2] = {&out->usage, &out->events};
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
-    sqlite3_stmt *s;
     int rc = gh_sqlite__write_begin(ss, err);
 
     if (rc != GH_OK) return rc;
-    s = gh_sqlite__stmt(c, GH_SQ_USAGE_PURGE, err);
-    rc = s != NULL ? GH_OK : GH_ERROR;
-    if (rc == GH_OK) {
+    /* The same period rule for both tables (store_sqlite.c). */
+    for (size_t i = 0; rc == GH_OK && i < 2; i++) {
+        sqlite3_stmt *s = gh_sqlite__stmt(c, ids[i], err);
+        if (s == NULL) {
+            rc = GH_ERROR;
+            break;
+        }
         gh_sqlite__bind_text(s, 1, day);
         gh_sqlite__bind_text(s, 2, month);
         sqlite3_bind_int64(s, 3, (int64_t)limit);
         rc = gh_sqlite__exec(c, s, "usage purge", err);
+        if (rc == GH_OK) *counts[i] = (uint64_t)sqlite3_changes(c->db);
     }
-    if (rc == GH_OK) out->usage = (uint64_t)sqlite3_changes(c->db);
-    if (rc == GH_OK) {
-        s = gh_sqlite__stmt(c, GH_SQ_EVENT_PURGE, err);
-        rc = s != NULL ? GH_OK : GH_ERROR;
-    }
-    if (rc == GH_OK) {
-        gh_sqlite__bind_text(s, 1, day);
-        gh_sqlite__bind_text(s, 2, month);
-        sqlite3_bind_int64(s, 3, (int64_t)limit);
-        rc = gh_sqlite__exec(c, s, "limit event purge", err);
-    }
-    if (rc == GH_OK) out->events = (uint64_t)sqlite3_changes(c->db);
     rc = gh_sqlite__write_end(ss, rc, err);
     if (rc != GH_OK) memset(out, 0, sizeof(*out));
     return rc;
