@@ -211,8 +211,9 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
     rc = check_versions(s, err);
     if (rc == GH_STORE_CONFLICT && s->discarded != 0) {
         /* Two first starts on one token at once: each made a key, the
-         * store took the other's, and this one's is destroyed. On a shared
-         * token the store's key is there: compared again, it passes. A new
+         * store took the other's, and this one's is destroyed (only when the
+         * other's is on this token: p11_discard). Compared again, the
+         * store's key passes. A new
          * handle looks at the token afresh (SoftHSM2's file store, for one,
          * may not list another process's key to a process that wrote the
          * token since). */
@@ -225,8 +226,8 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
             snprintf(msg, sizeof(msg), "%s", err->msg);
             gh_err_set(err, NULL, 0, 0,
                        "another process made this store's master key version %u at the same "
-                       "moment, on a token this node does not reach; the key this start made "
-                       "is destroyed (%s): every node needs the same token",
+                       "moment, and the key this start made is destroyed; comparing the "
+                       "store's key again failed: %s",
                        v, msg);
             goto fail;
         }
