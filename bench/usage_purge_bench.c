@@ -90,8 +90,8 @@ int main(int argc, char **argv)
     }
     t0 = now_s();
     do {
-        if (gh_store_usage_purge(st, 1700000000000LL, GH_STORE_USAGE_PURGE_MAX, &out, &err) !=
-            GH_OK) {
+        if (gh_store_usage_purge(st, "2023-11-14", "2023-11", GH_STORE_USAGE_PURGE_MAX, &out,
+                                 &err) != GH_OK) {
             fprintf(stderr, "usage_purge_bench: %s\n", err.msg);
             return 1;
         }

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 
 #include "core/log.h"
+#include "limits/quota.h"
 
 #define NS_PER_S     1000000000ull
 #define PASS_EVERY   (3600 * NS_PER_S) /* a day's rows go within the hour after their time */
@@ -28,13 +29,16 @@ void gh_usage_retention_run(struct gh_usage_retention *r, struct gh_store *st, u
     struct gh_store_usage_purged batch, pass = {0};
     struct gh_err err = {0};
     int64_t cutoff = wall_ms - (int64_t)r->retention_ms;
+    char day[11], month[11];
     int rc = GH_OK;
     bool full = false;
 
     if (st == NULL || now_ns < r->next_ns) return;
+    /* The cutoff's periods, named as the quota table names them. */
+    gh_quota_period_name(GH_QUOTA_DAY, cutoff < 0 ? 0 : cutoff, day);
+    gh_quota_period_name(GH_QUOTA_MONTH, cutoff < 0 ? 0 : cutoff, month);
     for (int i = 0; i < GH_USAGE_RETENTION_BATCHES; i++) {
-        rc = gh_store_usage_purge(st, cutoff < 0 ? 0 : cutoff, GH_STORE_USAGE_PURGE_MAX, &batch,
-                                  &err);
+        rc = gh_store_usage_purge(st, day, month, GH_STORE_USAGE_PURGE_MAX, &batch, &err);
         if (rc != GH_OK) break;
         pass.usage += batch.usage;
         pass.events += batch.events;

@@ -180,7 +180,11 @@ static int relook(struct kms_p11 *k, struct key_slot *slot, struct gh_err *err)
     if (find_keys(k, slot->version, hs, FIND_BATCH, &n, err) != GH_OK) return GH_ERROR;
     slot->stale = false;
     slot->handle = hs[0];
-    if (n == 1) return GH_OK;
+    if (n == 1) { /* the only key of its label */
+        slot->settled = true;
+        slot->unconfirmed = false;
+        return GH_OK;
+    }
     for (CK_ULONG i = 0; slot->has_probe && i < n; i++)
         if (decrypt_with(k, hs[i], slot->version, slot->probe, slot->probe + IV_LEN, out, err) ==
             GH_OK) {
@@ -200,21 +204,19 @@ static int relook(struct kms_p11 *k, struct key_slot *slot, struct gh_err *err)
  * shares is taken for now, unsettled. */
 static struct key_slot *find_key(struct kms_p11 *k, uint32_t version, struct gh_err *err)
 {
-    CK_OBJECT_HANDLE hs[2];
-    CK_ULONG n = 0;
-    struct key_slot *slot;
+    struct key_slot fresh = {0}, *slot;
 
     for (size_t i = 0; i < k->ncache; i++) {
         if (k->cache[i].version != version) continue;
         if (k->cache[i].stale && relook(k, &k->cache[i], err) != GH_OK) return NULL;
         return &k->cache[i];
     }
-    if (find_keys(k, version, hs, 2, &n, err) != GH_OK) return NULL;
+    /* A new version is looked up as after a reopen, without a probe. */
+    fresh.version = version;
+    fresh.stale = true;
+    if (relook(k, &fresh, err) != GH_OK) return NULL;
     slot = slot_new(k);
-    memset(slot, 0, sizeof(*slot));
-    slot->version = version;
-    slot->handle = hs[0];
-    slot->settled = n == 1;
+    *slot = fresh;
     return slot;
 }
 

@@ -244,25 +244,23 @@ int gh_pg__limit_events_list(struct gh_store *st, const char *tenant_id, int64_t
 int gh_pg__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
                        struct gh_store_usage_purged *out, struct gh_err *err)
 {
-    struct gh_pg_args u = {0}, e = {0};
+    static const enum gh_pg_stmt ids[2] = {GH_PG_USAGE_PURGE, GH_PG_EVENT_PURGE};
+    uint64_t *counts[2] = {&out->usage, &out->events};
+    struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
-    PGresult *r = NULL;
     int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
 
     if (rc != GH_OK) return rc;
-    gh_pg__arg(&u, day);
-    gh_pg__arg(&u, month);
-    gh_pg__arg_i64(&u, (int64_t)limit);
-    rc = gh_pg__run(&tx, GH_PG_USAGE_PURGE, &u, &r, err);
-    if (rc == GH_OK) out->usage = (uint64_t)gh_pg__i64(r, 0, 0);
-    PQclear(r);
-    r = NULL;
-    gh_pg__arg(&e, day);
-    gh_pg__arg(&e, month);
-    gh_pg__arg_i64(&e, (int64_t)limit);
-    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_EVENT_PURGE, &e, &r, err);
-    if (rc == GH_OK) out->events = (uint64_t)gh_pg__i64(r, 0, 0);
-    PQclear(r);
+    gh_pg__arg(&a, day);
+    gh_pg__arg(&a, month);
+    gh_pg__arg_i64(&a, (int64_t)limit);
+    /* The same period rule for both tables (store_postgres.c). */
+    for (size_t i = 0; rc == GH_OK && i < 2; i++) {
+        PGresult *r = NULL;
+        rc = gh_pg__run(&tx, ids[i], &a, &r, err);
+        if (rc == GH_OK) *counts[i] = (uint64_t)gh_pg__i64(r, 0, 0);
+        PQclear(r);
+    }
     rc = gh_pg__end(&tx, rc, err);
     if (rc != GH_OK) memset(out, 0, sizeof(*out));
     return rc;

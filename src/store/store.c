@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 #include <openssl/rand.h>
@@ -912,24 +911,16 @@ int gh_store_limit_event_record(struct gh_store *st, struct gh_store_limit_event
     return rc;
 }
 
-int gh_store_usage_purge(struct gh_store *st, int64_t cutoff, size_t limit,
+int gh_store_usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
                          struct gh_store_usage_purged *out, struct gh_err *err)
 {
-    char day[48], month[48];
-    time_t t;
-    struct tm tm;
-
     memset(out, 0, sizeof(*out));
     if (limit < 1 || limit > GH_STORE_USAGE_PURGE_MAX)
         return invalid(err, "limit", "must be 1-1000");
-    if (cutoff < 0) return invalid(err, "cutoff", "must not be before 1970");
-    t = (time_t)(cutoff / 1000);
-    if (gmtime_r(&t, &tm) == NULL) return invalid(err, "cutoff", "is out of range");
-    /* The period names the limits module writes (gh_quota_period_name):
-     * a name sorts before these exactly when its period ended before the
-     * cutoff's day or month began. */
-    snprintf(day, sizeof(day), "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-    snprintf(month, sizeof(month), "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    if (day == NULL || strlen(day) != 10 || !gh_store_valid_period(day))
+        return invalid(err, "day", "must be a date YYYY-MM-DD");
+    if (month == NULL || strlen(month) != 7 || !gh_store_valid_period(month))
+        return invalid(err, "month", "must be a month YYYY-MM");
     return st->ops->usage_purge(st, day, month, limit, out, err);
 }
 

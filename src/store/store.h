@@ -1241,13 +1241,15 @@ int gh_store_limit_events_list(struct gh_store *st, const char *tenant_id, int64
 
 /* [operator] Usage retention (limits.usage_retention): deletes at most
  * <limit> (1..GH_STORE_USAGE_PURGE_MAX) usage rows and at most <limit>
- * limit events of periods wholly before <cutoff> (unix ms; a day before its
- * UTC day, a month before its UTC month), in one transaction, and says how
- * many of each went (a full batch: call again). An event goes with its
- * period, never before it ended: it is what keeps a threshold from being
- * announced twice in a period. INVALID for a bad limit or a cutoff before
- * 1970. */
-int gh_store_usage_purge(struct gh_store *st, int64_t cutoff, size_t limit,
+ * limit events of periods wholly before the cutoff whose UTC day is <day>
+ * ("YYYY-MM-DD") and month <month> ("YYYY-MM"), the names the limits
+ * module gives periods (gh_quota_period_name): a name sorts before these
+ * exactly when its period ended before the cutoff's day or month began.
+ * One transaction; says how many of each went (a full batch: call again).
+ * An event goes with its period, never before it ended: it is what keeps
+ * a threshold from being announced twice in a period. INVALID for a bad
+ * limit, day or month. */
+int gh_store_usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
                          struct gh_store_usage_purged *out, struct gh_err *err);
 
 /* ---- Audit (docs/audit-format.md, docs/internals/store.md) -------------------- */

@@ -17,8 +17,9 @@
 #include "store/store.h"
 #include "store_fixture.h"
 
-/* 2025-10-20 12:00:00 UTC: its day is 2025-10-20, its month 2025-10. */
-#define CUTOFF 1760961600000LL
+/* The cutoff's day and month, as the limits module names them. */
+#define DAY   "2025-10-20"
+#define MONTH "2025-10"
 
 static int setup(void **state)
 {
@@ -85,11 +86,11 @@ static void test_periods_wholly_before_the_cutoff_go(void **state)
     assert_int_equal(gh_store_usage_add(t->st, rows, n, &err), GH_OK);
 
     /* Two a batch: 2, 2, then none. */
-    if (gh_store_usage_purge(t->st, CUTOFF, 2, &p, &err) != GH_OK) fail_msg("%s", err.msg);
+    if (gh_store_usage_purge(t->st, DAY, MONTH, 2, &p, &err) != GH_OK) fail_msg("%s", err.msg);
     assert_int_equal(p.usage, 2);
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 2, &p, &err), GH_OK);
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, MONTH, 2, &p, &err), GH_OK);
     assert_int_equal(p.usage, 2);
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 2, &p, &err), GH_OK);
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, MONTH, 2, &p, &err), GH_OK);
     assert_int_equal(p.usage, 0);
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(requests_of(t, gone[i]), 0);
@@ -122,12 +123,12 @@ static void test_limit_events_with_their_period(void **state)
     }
     /* All recorded long before the cutoff: their periods decide. */
     raw(t, "UPDATE limit_events SET created_at = 1");
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 1, &p, &err), GH_OK);
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, MONTH, 1, &p, &err), GH_OK);
     assert_int_equal(p.events, 1);
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 10, &p, &err), GH_OK);
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, MONTH, 10, &p, &err), GH_OK);
     assert_int_equal(p.events, 1);
     assert_int_equal(p.usage, 0);
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 10, &p, &err), GH_OK);
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, MONTH, 10, &p, &err), GH_OK);
     assert_int_equal(p.events, 0);
     assert_int_equal(gh_store_limit_events_list(t->st, NULL, 0, 8, list, &count, &more, &err),
                      GH_OK);
@@ -142,12 +143,16 @@ static void test_validation(void **state)
     struct gh_store_usage_purged p;
     struct gh_err err = {0};
 
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 0, &p, &err), GH_STORE_INVALID);
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, GH_STORE_USAGE_PURGE_MAX + 1, &p, &err),
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, MONTH, 0, &p, &err), GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_usage_purge(t->st, DAY, MONTH, GH_STORE_USAGE_PURGE_MAX + 1, &p, &err),
+        GH_STORE_INVALID);
+    assert_int_equal(gh_store_usage_purge(t->st, MONTH, MONTH, 10, &p, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, DAY, 10, &p, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_usage_purge(t->st, "2025-13-01", MONTH, 10, &p, &err),
                      GH_STORE_INVALID);
-    assert_int_equal(gh_store_usage_purge(t->st, -1, 10, &p, &err), GH_STORE_INVALID);
     /* Nothing stored: nothing to delete. */
-    assert_int_equal(gh_store_usage_purge(t->st, CUTOFF, 10, &p, &err), GH_OK);
+    assert_int_equal(gh_store_usage_purge(t->st, DAY, MONTH, 10, &p, &err), GH_OK);
     assert_int_equal(p.usage + p.events, 0);
 }
 
