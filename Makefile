@@ -233,6 +233,16 @@ $(BUILD)/usage_purge_bench: bench/usage_purge_bench.c $(BUILD)/libgatehouse.a | 
 bench-usage-purge: $(BUILD)/usage_purge_bench
 	$(BUILD)/usage_purge_bench $(USAGE_PURGE_ARGS)
 
+# The webhook claim beside a disabled endpoint's backlog: ms per claim over
+# 100,000 paused deliveries; HOOK_CLAIM_ARGS="N postgresql://..." for PostgreSQL.
+.PHONY: bench-hook-claim
+$(BUILD)/hook_claim_bench: bench/hook_claim_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
+
+bench-hook-claim: $(BUILD)/hook_claim_bench
+	$(BUILD)/hook_claim_bench $(HOOK_CLAIM_ARGS)
+
 # The OTLP trace encoders (src/telemetry/otlp_*.c): ns per span, protobuf and JSON.
 .PHONY: bench-otlp
 $(BUILD)/otlp_bench: bench/otlp_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)

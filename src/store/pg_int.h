@@ -127,6 +127,9 @@ enum gh_pg_stmt {
     GH_PG_HOOK_EP_GET,
     GH_PG_HOOK_EP_LIST,
     GH_PG_HOOK_EP_UPDATE,
+    GH_PG_HOOK_EP_STATUS_LOCK,
+    GH_PG_HOOK_EP_STATUS,
+    GH_PG_HOOK_DLV_PAUSE,
     GH_PG_HOOK_EP_DELETE,
     GH_PG_HOOK_EP_LOCK_DELIVERIES,
     GH_PG_HOOK_EP_DEL_ATTEMPTS,
@@ -187,6 +190,10 @@ enum gh_pg_stmt {
 /* The first key of the claimers' advisory locks (pg_advisory_lock(ns,
  * hashtext(owner))): "ghk1". Its text is in the claim statement too. */
 #define GH_PG_HOOK_LOCK_NS "1734896433"
+/* The first key of the advisory locks that order changes of one endpoint's
+ * status with the pausing of its deliveries and with replays
+ * (pg_advisory_xact_lock(ns, hashtext(endpoint id))): "ghe1". */
+#define GH_PG_HOOK_EP_LOCK_NS "1734895921"
 
 /* Audit queries: one statement per combination of filters (pg_audit.c). */
 #define GH_PG_AUDIT_QUERY_VARIANTS 2048 /* GH_AQ_SHAPES in store_int.h */

@@ -409,6 +409,20 @@ static const struct migration migrations[] = {
       * event's purge reads by period. */
      "GRANT DELETE ON usage, limit_events TO gatehouse_operator;"
      "CREATE INDEX limit_events_by_period ON limit_events (period, id);"},
+    {20,
+     /* As in SQLite: a pending delivery of an endpoint an admin disabled
+      * is paused, and the claim (GH_PG_HOOK_DUE) reads the due index past
+      * paused = false only. The owner, under forced RLS and no policy of
+      * its own, sees no row: the deliveries already waiting are paused as
+      * the operator, who sees every tenant's. */
+     "ALTER TABLE webhook_deliveries ADD COLUMN paused boolean NOT NULL DEFAULT false;"
+     "DROP INDEX webhook_deliveries_due;"
+     "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, paused, "
+     "next_attempt_at);"
+     "SET LOCAL ROLE gatehouse_operator;"
+     "UPDATE webhook_deliveries SET paused = true WHERE status = 'pending' AND endpoint_id IN "
+     "(SELECT id FROM webhook_endpoints WHERE status <> 'active');"
+     "SET LOCAL ROLE gatehouse_owner;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -161,6 +161,34 @@ int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
     return gh_pg__end(&tx, rc, err);
 }
 
+/* Pauses the pending deliveries of endpoint <e> when its status changes to
+ * disabled, resumes them when it changes to active: a paused delivery is
+ * out of the claim's reach (GH_PG_HOOK_DUE), so a disabled endpoint's
+ * backlog costs no claim anything. Under the endpoint's advisory lock,
+ * which replays take too: the status read here is the one the update
+ * replaces (auto-disabling only turns an active endpoint disabled and fails
+ * its pending deliveries, so it crosses nothing). The deliveries are locked
+ * before the endpoint's row, as every writer of both locks them. */
+static int pause_deliveries(struct gh_pg_tx *tx, const struct gh_store_hook_endpoint *e,
+                            struct gh_err *err)
+{
+    const char *want = e->status == GH_STORE_HOOK_DISABLED ? "disabled" : "active";
+    struct gh_pg_args k = {0}, p = {0};
+    PGresult *r = NULL;
+    int rc;
+
+    gh_pg__arg(&k, e->id);
+    rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS_LOCK, &k, NULL, err);
+    if (rc == GH_OK) rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS, &k, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), want) != 0) {
+        gh_pg__arg(&p, e->id);
+        gh_pg__arg(&p, e->status == GH_STORE_HOOK_DISABLED ? "true" : "false");
+        rc = gh_pg__run(tx, GH_PG_HOOK_DLV_PAUSE, &p, NULL, err);
+    }
+    PQclear(r);
+    return rc;
+}
+
 int gh_pg__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
                                 struct gh_err *err)
 {
@@ -168,7 +196,8 @@ int gh_pg__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_
     int rows = 0, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, e->tenant_id, false, &tx, err);
 
     if (rc != GH_OK) return rc;
-    rc = endpoint_write(&tx, GH_PG_HOOK_EP_UPDATE, e, &rows, err);
+    rc = pause_deliveries(&tx, e, err);
+    if (rc == GH_OK) rc = endpoint_write(&tx, GH_PG_HOOK_EP_UPDATE, e, &rows, err);
     if (rc == GH_OK && rows == 0) {
         gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
         rc = GH_STORE_NOT_FOUND;
@@ -818,7 +847,7 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
 int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                                 int64_t id, int64_t now, struct gh_err *err)
 {
-    struct gh_pg_args a = {0};
+    struct gh_pg_args a = {0}, k = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
     int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
@@ -827,9 +856,14 @@ int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, cons
     gh_pg__arg(&a, tenant_id);
     gh_pg__arg(&a, endpoint_id);
     gh_pg__arg_i64(&a, id);
+    /* The endpoint's lock: a status change cannot cross the replay's
+     * reading of it (the delivery is paused while the endpoint is
+     * disabled: pause_deliveries). */
+    gh_pg__arg(&k, endpoint_id);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_EP_STATUS_LOCK, &k, NULL, err);
     /* FOR UPDATE: an outcome recorded meanwhile cannot slip between the
      * check and the replay. */
-    rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_STATUS, &a, &r, err);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_STATUS, &a, &r, err);
     if (rc == GH_OK && PQntuples(r) == 0) {
         gh_err_set(err, NULL, 0, 0, "delivery not found");
         rc = GH_STORE_NOT_FOUND;

@@ -377,6 +377,19 @@ static const struct migration migrations[] = {
      /* Usage retention (limits.usage_retention, gh_sqlite__usage_purge): a
       * limit event's purge reads by period. */
      "CREATE INDEX limit_events_by_period ON limit_events (period, id);"},
+    {20,
+     /* A pending delivery of an endpoint an admin disabled is paused: the
+      * claim (GH_SQ_HOOK_DUE) reads the due index past paused = 0 only, so
+      * a disabled endpoint's backlog costs a claim nothing, however long
+      * it is. Set and cleared with the endpoint's status
+      * (gh_sqlite__hook_endpoint_update); the status stays 'pending'. */
+     "ALTER TABLE webhook_deliveries ADD COLUMN paused INTEGER NOT NULL DEFAULT 0 "
+     "CHECK (paused IN (0, 1));"
+     "DROP INDEX webhook_deliveries_due;"
+     "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, paused, "
+     "next_attempt_at);"
+     "UPDATE webhook_deliveries SET paused = 1 WHERE status = 'pending' AND endpoint_id IN "
+     "(SELECT id FROM webhook_endpoints WHERE status <> 'active');"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -159,6 +159,35 @@ out:
     return rc;
 }
 
+/* Pauses the pending deliveries of endpoint <e> when its status changes to
+ * disabled, resumes them when it changes to active: a paused delivery is
+ * out of the claim's reach (GH_SQ_HOOK_DUE), so a disabled endpoint's
+ * backlog costs no claim anything. Nothing when the status stays, or when
+ * there is no such endpoint (the update then says so). */
+static int pause_deliveries(struct gh_sqlite_conn *c, const struct gh_store_hook_endpoint *e,
+                            struct gh_err *err)
+{
+    const char *want = e->status == GH_STORE_HOOK_DISABLED ? "disabled" : "active";
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_STATUS, err);
+    bool changes;
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, e->tenant_id);
+    gh_sqlite__bind_text(s, 2, e->id);
+    rc = gh_sqlite__row(c, s, "webhook status", err);
+    if (rc == GH_STORE_NOT_FOUND) return GH_OK;
+    if (rc != GH_OK) return rc;
+    changes = strcmp((const char *)sqlite3_column_text(s, 0), want) != 0;
+    gh_sqlite__done(s);
+    if (!changes) return GH_OK;
+    s = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_PAUSE, err);
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, e->id);
+    sqlite3_bind_int(s, 2, e->status == GH_STORE_HOOK_DISABLED);
+    return gh_sqlite__exec(c, s, "webhook deliveries pause", err);
+}
+
 int gh_sqlite__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
                                     struct gh_err *err)
 {
@@ -168,6 +197,8 @@ int gh_sqlite__hook_endpoint_update(struct gh_store *st, const struct gh_store_h
     int rc = gh_sqlite__write_begin(ss, err);
 
     if (rc != GH_OK) return rc;
+    rc = pause_deliveries(c, e, err);
+    if (rc != GH_OK) return gh_sqlite__write_end(ss, rc, err);
     s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_UPDATE, err);
     rc = s ? endpoint_bind(s, e, err) : GH_ERROR;
     if (rc == GH_OK) {

@@ -367,6 +367,19 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                              "updated_at = $15::bigint WHERE id = $1::text "
                              "AND tenant_id = $2::text AND signing = $6::text "
                              "AND created_at = $14::bigint RETURNING id",
+    /* An endpoint's status change pauses or resumes its pending
+     * deliveries (gh_pg__hook_endpoint_update): under this lock, so that
+     * two changes, or a change and a replay, cannot cross and leave an
+     * active endpoint's deliveries paused. */
+    [GH_PG_HOOK_EP_STATUS_LOCK] =
+        "SELECT pg_advisory_xact_lock(" GH_PG_HOOK_EP_LOCK_NS ", hashtext($1::text))",
+    [GH_PG_HOOK_EP_STATUS] = "SELECT status FROM webhook_endpoints WHERE id = $1::text",
+    /* Deliveries are locked in id order, as an outcome batch locks them,
+     * and before the endpoint's row, as every writer of both does. */
+    [GH_PG_HOOK_DLV_PAUSE] = "UPDATE webhook_deliveries SET paused = $2::boolean WHERE id IN "
+                             "(SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
+                             "AND status = 'pending' AND paused <> $2::boolean ORDER BY id "
+                             "FOR UPDATE)",
     [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
                              "AND id = $2::text RETURNING id",
     /* An endpoint's delete locks its deliveries first, in id order, then
@@ -449,7 +462,8 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                        "m.created_at FROM webhook_deliveries d "
                        "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
                        "JOIN webhook_messages m ON m.seq = d.message_seq "
-                       "WHERE d.status = 'pending' AND d.next_attempt_at <= $2::bigint "
+                       "WHERE d.status = 'pending' AND d.paused = false "
+                       "AND d.next_attempt_at <= $2::bigint "
                        "AND (d.claimed <> $1::text OR d.claim_until <= $2::bigint) "
                        "AND e.status = 'active' "
                        "AND (d.claim_until <= $2::bigint "
@@ -504,6 +518,8 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_HOOK_DLV_STATUS] = "SELECT status FROM webhook_deliveries WHERE tenant_id = $1::text "
                               "AND endpoint_id = $2::text AND id = $3::bigint FOR UPDATE",
     [GH_PG_HOOK_REPLAY] = "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+                          "paused = EXISTS (SELECT 1 FROM webhook_endpoints e "
+                          "WHERE e.id = $2::text AND e.status <> 'active'), "
                           "next_attempt_at = $4::bigint, claimed = '', claim_until = 0, "
                           "last_error = '', updated_at = $4::bigint "
                           "WHERE tenant_id = $1::text AND endpoint_id = $2::text "

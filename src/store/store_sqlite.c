@@ -259,6 +259,12 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                              "failing_since = ?12, disabled_reason = ?13, updated_at = ?15 "
                              "WHERE id = ?1 AND tenant_id = ?2 AND signing = ?6 "
                              "AND created_at = ?14 RETURNING id",
+    /* An endpoint's status change pauses or resumes its pending
+     * deliveries (gh_sqlite__hook_endpoint_update). */
+    [GH_SQ_HOOK_EP_STATUS] = "SELECT status FROM webhook_endpoints WHERE tenant_id = ?1 "
+                             "AND id = ?2",
+    [GH_SQ_HOOK_DLV_PAUSE] = "UPDATE webhook_deliveries SET paused = ?2 WHERE endpoint_id = ?1 "
+                             "AND status = 'pending' AND paused <> ?2",
     [GH_SQ_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = ?1 AND id = ?2 "
                              "RETURNING id",
     [GH_SQ_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
@@ -297,7 +303,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                        "m.created_at FROM webhook_deliveries d "
                        "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
                        "JOIN webhook_messages m ON m.seq = d.message_seq "
-                       "WHERE d.status = 'pending' AND d.next_attempt_at <= ?2 "
+                       "WHERE d.status = 'pending' AND d.paused = 0 AND d.next_attempt_at <= ?2 "
                        "AND d.claimed <> ?1 AND e.status = 'active' "
                        "ORDER BY d.next_attempt_at LIMIT ?3",
     [GH_SQ_HOOK_CLAIM] = "UPDATE webhook_deliveries SET claimed = ?1 WHERE id = ?2",
@@ -319,6 +325,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_HOOK_DLV_STATUS] = "SELECT status FROM webhook_deliveries WHERE tenant_id = ?1 "
                               "AND endpoint_id = ?2 AND id = ?3",
     [GH_SQ_HOOK_REPLAY] = "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+                          "paused = EXISTS (SELECT 1 FROM webhook_endpoints e "
+                          "WHERE e.id = ?2 AND e.status <> 'active'), "
                           "next_attempt_at = ?4, claimed = '', last_error = '', updated_at = ?4 "
                           "WHERE tenant_id = ?1 AND endpoint_id = ?2 AND id = ?3",
     [GH_SQ_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",

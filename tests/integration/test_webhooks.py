@@ -393,6 +393,34 @@ def test_4xx_fails_at_once_410_disables_and_retry_after(gatehouse, upstream):
     g.stop()
 
 
+def test_an_endpoint_an_admin_disables_keeps_its_deliveries_paused(gatehouse, upstream):
+    """PATCH status disabled pauses an endpoint's pending deliveries (they
+    stay pending, none is attempted, no new message adds to them); PATCH
+    status active resumes them, and each is delivered."""
+    rx = Receiver()
+    g, op = started(gatehouse, hooks=HOOKS.replace(SCHEDULE, "[0s, 1s, 1s, 1s, 1s]"))
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, rx.url("/maint"))
+    rx.keys["/maint"] = [ep["secret"]]
+    rx.plan["/maint"] = [503] * 9  # down for maintenance
+    for n in range(3):
+        publish(op, t, "order.created", {"n": n})
+    wait_for(lambda: len(rx.deliveries("/maint")) >= 3, 10, what="a first attempt of each")
+    op.ok("PATCH", f"/v1/tenants/{t}/webhooks/{ep['id']}", {"status": "disabled"})
+    time.sleep(0.5)  # an attempt claimed before the change may still land
+    seen = len(rx.deliveries("/maint"))
+    time.sleep(2.5)  # past two retry gaps
+    assert len(rx.deliveries("/maint")) == seen, "a paused delivery was attempted"
+    assert len(history(op, t, ep["id"], "pending")) == 3
+    assert publish(op, t, "order.created", {"n": 3})["deliveries"] == 0
+    rx.plan["/maint"] = []  # back up
+    op.ok("PATCH", f"/v1/tenants/{t}/webhooks/{ep['id']}", {"status": "active"})
+    items = wait_status(op, t, ep["id"], "succeeded", n=3)
+    assert len(items) == 3 and not history(op, t, ep["id"], "pending"), items
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
 def test_rotate_secret_signs_with_both(gatehouse, upstream):
     rx = Receiver()
     g, op = started(gatehouse)

@@ -59,7 +59,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 19 || version != 19) {
+    if (applied != 20 || version != 20) {
         teardown(state);
         return -1;
     }
@@ -192,10 +192,10 @@ static void test_migrate_idempotent(void **state)
     assert_string_equal(gh_store_engine(f->st), "sqlite");
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 19);
+    assert_int_equal(version, 20);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 19);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 20);
     assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
@@ -223,7 +223,8 @@ static void test_migrate_from_v2(void **state)
     key_new(f->st, t.id, &k);
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 19;"
+    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 20;"
+                      "DELETE FROM schema_migrations WHERE version = 19;"
                       "DELETE FROM schema_migrations WHERE version = 18;"
                       "DELETE FROM schema_migrations WHERE version = 17;"
                       "DELETE FROM schema_migrations WHERE version = 16;"
@@ -262,8 +263,8 @@ static void test_migrate_from_v2(void **state)
 
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 17);
-    assert_int_equal(version, 19);
+    assert_int_equal(applied, 18);
+    assert_int_equal(version, 20);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 3);
     assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
     assert_string_equal(got.id, t.id);
@@ -285,7 +286,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(gh_store_usage_add(f->st, u, 1, &err), GH_OK);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 19);
+    assert_int_equal(version, 20);
 }
 
 /* Migration 18 on a store at 17 whose deliveries table has no
@@ -302,6 +303,7 @@ static void test_migrate_18_deliveries(void **state)
     gh_store_close(f->st);
     f->st = NULL;
     raw_exec(f->path,
+             "DELETE FROM schema_migrations WHERE version = 20;"
              "DELETE FROM schema_migrations WHERE version = 19;"
              "DROP INDEX limit_events_by_period;"
              "DELETE FROM schema_migrations WHERE version = 18;"
@@ -328,8 +330,8 @@ static void test_migrate_18_deliveries(void **state)
              "(40, 1, 204, 1), (41, 1, 500, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 2);
-    assert_int_equal(version, 19);
+    assert_int_equal(applied, 3);
+    assert_int_equal(version, 20);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_deliveries"), 1);
     assert_int_equal(raw_int(f->path, "SELECT id FROM webhook_deliveries"), 40);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_attempts"), 1);
@@ -341,6 +343,46 @@ static void test_migrate_18_deliveries(void **state)
                       "status, next_attempt_at, created_at, updated_at) "
                       "VALUES (7, 'ep_x', 'system', 'pending', 0, 2, 2);");
     assert_int_equal(raw_int(f->path, "SELECT id FROM webhook_deliveries"), 41);
+}
+
+/* Migration 20 on a store at 19: the pending deliveries of a disabled
+ * endpoint are paused, those of an active one and finished ones are not,
+ * and the claim's index leads with status and paused. */
+static void test_migrate_20_paused(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    int applied = -1, version = -1;
+
+    gh_store_close(f->st);
+    f->st = NULL;
+    raw_exec(f->path,
+             "DELETE FROM schema_migrations WHERE version = 20;"
+             "DROP INDEX webhook_deliveries_due;"
+             "ALTER TABLE webhook_deliveries DROP COLUMN paused;"
+             "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
+             "INSERT INTO webhook_endpoints (id, tenant_id, url, signing, secret_version, status, "
+             "created_at, updated_at) VALUES "
+             "('ep_on', 'system', 'https://a.example/', 'hmac', 1, 'active', 1, 1),"
+             "('ep_off', 'system', 'https://b.example/', 'hmac', 1, 'disabled', 1, 1);"
+             "INSERT INTO webhook_messages (seq, id, tenant_id, type, payload, created_at) "
+             "VALUES (7, 'm7', 'system', 'a.b', '{}', 1);"
+             "INSERT INTO webhook_deliveries (id, message_seq, endpoint_id, tenant_id, status, "
+             "next_attempt_at, created_at, updated_at) VALUES "
+             "(1, 7, 'ep_on', 'system', 'pending', 0, 1, 1),"
+             "(2, 7, 'ep_off', 'system', 'pending', 0, 1, 1),"
+             "(3, 7, 'ep_off', 'system', 'failed', 0, 1, 1);");
+    open_store(f);
+    assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
+    assert_int_equal(applied, 1);
+    assert_int_equal(version, 20);
+    assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 1"), 0);
+    assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 2"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 3"), 0);
+    assert_int_equal(raw_int(f->path, "SELECT group_concat(name, ',') = 'status,paused,"
+                                      "next_attempt_at' FROM pragma_index_info("
+                                      "'webhook_deliveries_due')"),
+                     1);
 }
 
 /* Signing keys: insert (bumping the change counter, so every node's
@@ -2136,6 +2178,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_signing_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_18_deliveries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_20_paused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_events, setup, teardown),

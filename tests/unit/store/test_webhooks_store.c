@@ -3,7 +3,8 @@
  * or a PostgreSQL database with GH_TEST_PG_SERVER): endpoints, the
  * one-transaction publish and its fan-out by subscription, idempotent ids,
  * claims (and claims again after a crash), batched outcomes, the attempt
- * history, replay, disabling an endpoint that keeps failing, retention, and
+ * history, replay, disabling an endpoint that keeps failing, pausing the
+ * deliveries of one an admin disables, retention, and
  * tenant isolation; on PostgreSQL, two nodes recording outcomes while one
  * of them disables an endpoint. */
 #include <setjmp.h>
@@ -411,6 +412,115 @@ static void raw(struct fixture *f, const char *sql)
     sqlite3_close(db);
 }
 
+/* The one integer <sql> reads from the store's tables, behind its back. */
+static int64_t raw_int(struct fixture *f, const char *sql)
+{
+    int64_t v = -1;
+
+    if (f->ts.db[0]) {
+        PGconn *c = gh_test_pg_connect(f->ts.db);
+        PGresult *r = c ? PQexec(c, sql) : NULL;
+
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+            fail_msg("%s: %s", sql, c ? PQerrorMessage(c) : "no session");
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(f->ts.path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Sets endpoint <id>'s status through the admin path (read, change, write). */
+static void set_status(struct fixture *f, const char *id, enum gh_store_hook_status status,
+                       const char *description)
+{
+    struct gh_store_hook_endpoint e;
+    struct gh_err err = {0};
+
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, id, &e, &err), GH_OK);
+    e.status = status;
+    snprintf(e.description, sizeof(e.description), "%s", description);
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &e, &err), GH_OK);
+}
+
+/* An endpoint an admin disables keeps its pending deliveries pending but
+ * paused, out of the claim's reach (the due index reads past paused ones
+ * only); a replay while it is disabled is paused too; an update that keeps
+ * the status changes none; enabling it again makes them all due. */
+static void test_paused_while_disabled(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint a, p;
+    struct gh_store_hook_outcome o[2];
+    struct claimed cl = {0}, none = {0}, back = {0};
+    struct gh_err err = {0};
+    char sql[256];
+    int64_t failed_id = 0;
+
+    endpoint_new(f, f->tenant, all, &a);
+    endpoint_new(f, f->tenant, all, &p);
+    publish(f, f->tenant, "m1", "a.b", 2, false);
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        bool to_p = strcmp(cl.endpoint[i], p.id) == 0;
+        outcome_of(&cl, "m1", to_p ? GH_STORE_DELIVERY_FAILED : GH_STORE_DELIVERY_SUCCEEDED, &o[i]);
+        o[i].delivery_id = cl.due[i].delivery_id;
+        snprintf(o[i].endpoint_id, sizeof(o[i].endpoint_id), "%s", cl.endpoint[i]);
+        if (to_p) failed_id = cl.due[i].delivery_id;
+    }
+    assert_int_equal(gh_store_hook_record(f->st, "o", o, 2, 86400000, NULL, NULL, &err), GH_OK);
+    assert_true(failed_id > 0);
+    publish(f, f->tenant, "m2", "a.b", 2, false);
+    publish(f, f->tenant, "m3", "a.b", 2, false);
+
+    set_status(f, p.id, GH_STORE_HOOK_DISABLED, "paused by hand");
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = '%s' AND paused%s", p.id,
+             f->ts.db[0] ? "" : " = 1");
+    assert_int_equal(raw_int(f, sql), 2);
+    /* Still pending, as the API lists them. */
+    struct gh_store_page page = {.limit = 10};
+    struct gh_store_hook_delivery dl[10];
+    assert_int_equal(gh_store_hook_delivery_list(f->st, f->tenant, p.id, GH_STORE_DELIVERY_PENDING,
+                                                 &page, dl, &err),
+                     GH_OK);
+    assert_int_equal(page.count, 2);
+    memset(&cl, 0, sizeof(cl));
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 2);
+    for (size_t i = 0; i < cl.n; i++)
+        assert_string_equal(cl.endpoint[i], a.id);
+
+    /* A replay while disabled waits with the others; an update that keeps
+     * the status leaves them paused. */
+    assert_int_equal(gh_store_hook_delivery_replay(f->st, f->tenant, p.id, failed_id, &err), GH_OK);
+    set_status(f, p.id, GH_STORE_HOOK_DISABLED, "still paused");
+    assert_int_equal(raw_int(f, sql), 3);
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &none, &err), GH_OK);
+    assert_int_equal(none.n, 0);
+
+    set_status(f, p.id, GH_STORE_HOOK_ACTIVE, "back");
+    assert_int_equal(raw_int(f, sql), 0);
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &back, &err), GH_OK);
+    assert_int_equal(back.n, 3);
+    for (size_t i = 0; i < back.n; i++)
+        assert_string_equal(back.endpoint[i], p.id);
+    (void)due_of(&back, "m1");
+    (void)due_of(&back, "m2");
+    (void)due_of(&back, "m3");
+}
+
 /* A message created after the cutoff (here: a node whose clock ran an hour
  * ahead) is passed over, not a stop, and the old ones behind it go; a
  * pending delivery whose next attempt is still to come (a retry gap longer
@@ -707,6 +817,39 @@ static void test_pg_outcomes_stored_when_disabling_fails(void **state)
     gh_store_close(node);
 }
 
+/* Migration 20 on a database at 19 (`postgres init` after an upgrade): the
+ * pending deliveries of an endpoint disabled before it are paused, though
+ * the owner that runs the migrations sees no tenant's row. */
+static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint a, p;
+    struct gh_err err = {0};
+    char sql[512], url[256];
+
+    endpoint_new(f, f->tenant, all, &a);
+    endpoint_new(f, f->tenant, all, &p);
+    publish(f, f->tenant, "m1", "a.b", 2, false);
+    publish(f, f->tenant, "m2", "a.b", 2, false);
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM schema_migrations WHERE version = 20;"
+             "DROP INDEX webhook_deliveries_due;"
+             "ALTER TABLE webhook_deliveries DROP COLUMN paused;"
+             "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, "
+             "next_attempt_at);"
+             "UPDATE webhook_endpoints SET status = 'disabled' WHERE id = '%s'",
+             p.id);
+    raw(f, sql);
+    gh_test_pg_url(url, sizeof(url), NULL, f->ts.db);
+    assert_int_equal(gh_store_postgres_init(url, "gatehouse", NULL, NULL, &err), GH_OK);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FILTER (WHERE paused AND endpoint_id = '%s') * 10 + "
+             "count(*) FILTER (WHERE paused) FROM webhook_deliveries",
+             p.id);
+    assert_int_equal(raw_int(f, sql), 22);
+}
+
 int main(void)
 {
     const struct CMUnitTest both[] = {
@@ -715,6 +858,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_young_ones_and_waiting_retries, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paused_while_disabled, setup, teardown),
     };
     /* A claim is SQLite's own there: held until its process ends, not a
      * lease (docs/postgres.md; the PostgreSQL retention is in
@@ -726,6 +870,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_outcomes_while_an_endpoint_is_disabled, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_outcomes_stored_when_disabling_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pg_migration_20_pauses_waiting_deliveries, setup,
                                         teardown),
     };
 
