@@ -36,9 +36,13 @@
  * what backing off delays is work only another process made: a message
  * published by another node that node did not take, claims of a node
  * that died (also bound by their lease), another node's retries. */
-#define POLL_MS           100
-#define IDLE_POLL_MAX_MS  1000
-#define PENDING_EVERY_NS  1000000000ull
+#define POLL_MS          100
+#define IDLE_POLL_MAX_MS 1000
+#define PENDING_EVERY_NS 1000000000ull
+/* How often the store is asked for disablings whose report no process
+ * made within its lease (GH_STORE_HOOK_REPORT_LEASE_MS): the process that
+ * disabled them died, or its commit's answer was lost. */
+#define REPORTS_EVERY_NS  10000000000ull
 #define SHUTDOWN_GRACE_NS 2000000000ull
 #define LOG_EVERY_NS      10000000000ull
 #define KEYCACHE_SLOTS    1024
@@ -122,7 +126,7 @@ struct gh_hooks_dispatcher {
     uint64_t first_outcome_ns;
     struct disabled *disabled; /* endpoints one record() disabled: grows as needed */
     size_t ndisabled, disabled_cap;
-    bool disabled_lost; /* a report could not be kept (out of memory) */
+    bool disabled_lost; /* a report could not be kept (out of memory): made after its lease */
     uint64_t rng;
     uint32_t poll_ms;    /* the wait between looks now: POLL_MS..IDLE_POLL_MAX_MS */
     int64_t due_wall_ms; /* earliest attempt this process knows is due; 0: none */
@@ -317,6 +321,35 @@ static void report_disabled(struct gh_hooks_dispatcher *d, const struct disabled
         gh_log_warn("webhooks: cannot publish webhook.endpoint_disabled: %s", err.msg);
 }
 
+/* Reports the endpoints gathered in d->disabled, then tells the store
+ * their reports are made, GH_STORE_HOOK_REPORTS_MAX at a time. A report the
+ * store does not hear of is made again once its lease ends (at least once,
+ * never lost). */
+static void report_all(struct gh_hooks_dispatcher *d)
+{
+    char ids[GH_STORE_HOOK_REPORTS_MAX][GH_STORE_HOOK_ID_SIZE];
+    struct gh_err err = {0};
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->ndisabled; i++) {
+        report_disabled(d, &d->disabled[i]);
+        memcpy(ids[n++], d->disabled[i].endpoint, GH_STORE_HOOK_ID_SIZE);
+        if ((n == GH_STORE_HOOK_REPORTS_MAX || i + 1 == d->ndisabled) &&
+            gh_store_hook_reports_done(d->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, n, &err) !=
+                GH_OK)
+            gh_log_warn("webhooks: disabled endpoints reported, but the store did not hear of "
+                        "it (they are reported again within %d s): %s",
+                        GH_STORE_HOOK_REPORT_LEASE_MS / 1000, err.msg);
+        if (n == GH_STORE_HOOK_REPORTS_MAX) n = 0;
+    }
+    if (d->disabled_lost)
+        gh_log_error("webhooks: out of memory: some endpoints disabled just now are reported "
+                     "(audit log, event) only after %d s; the admin API shows their status",
+                     GH_STORE_HOOK_REPORT_LEASE_MS / 1000);
+    d->ndisabled = 0;
+    d->disabled_lost = false;
+}
+
 /* Commits the outcomes gathered so far in one transaction. On failure they
  * stay and the next turn tries again: the deliveries stay claimed by this
  * process meanwhile, so none is sent twice for that. */
@@ -326,19 +359,30 @@ static void record(struct gh_hooks_dispatcher *d)
 
     if (d->noutcomes == 0) return;
     d->ndisabled = 0;
+    d->disabled_lost = false;
     if (gh_store_hook_record(d->st, d->owner, d->outcomes, d->noutcomes,
                              (int64_t)d->conf.disable_after_ms, on_disabled, d, &err) != GH_OK) {
         if (may_log(d)) gh_log_warn("webhooks: cannot record delivery outcomes: %s", err.msg);
+        d->ndisabled = 0;
         return;
     }
     d->noutcomes = 0;
-    for (size_t i = 0; i < d->ndisabled; i++)
-        report_disabled(d, &d->disabled[i]);
-    if (d->disabled_lost)
-        gh_log_error("webhooks: out of memory: some endpoints disabled just now are not in the "
-                     "audit log or announced; the admin API shows their status");
+    report_all(d);
+}
+
+/* Makes the reports of disablings whose lease ran out (REPORTS_EVERY_NS). */
+static void report_overdue(struct gh_hooks_dispatcher *d)
+{
+    struct gh_err err = {0};
+
     d->ndisabled = 0;
     d->disabled_lost = false;
+    if (gh_store_hook_reports_claim(d->st, on_disabled, d, &err) != GH_OK) {
+        if (may_log(d)) gh_log_warn("webhooks: cannot look for unreported disablings: %s", err.msg);
+        d->ndisabled = 0;
+        return;
+    }
+    report_all(d);
 }
 
 static void latency(struct gh_hooks_dispatcher *d, uint64_t ns)
@@ -644,7 +688,7 @@ static bool purge(struct gh_hooks_dispatcher *d, uint64_t now)
 static void *dispatcher_main(void *arg)
 {
     struct gh_hooks_dispatcher *d = arg;
-    uint64_t next_poll = 0, next_pending = 0, stop_deadline = 0;
+    uint64_t next_poll = 0, next_pending = 0, next_reports = gh_now_ns(), stop_deadline = 0;
 
     for (;;) {
         uint64_t now = gh_now_ns();
@@ -711,6 +755,10 @@ static void *dispatcher_main(void *arg)
             if (gh_store_hook_pending_count(d->st, &n, &err) == GH_OK)
                 atomic_store_explicit(&d->pending, n, memory_order_relaxed);
             next_pending = now + PENDING_EVERY_NS;
+        }
+        if (!stopping && now >= next_reports) {
+            report_overdue(d);
+            next_reports = now + REPORTS_EVERY_NS;
         }
         if (!stopping && purge(d, now)) now = gh_now_ns(); /* the waits below count from here */
         if (stopping && (d->in_flight == 0 || now >= stop_deadline)) break;

@@ -127,6 +127,8 @@ enum gh_pg_stmt {
     GH_PG_HOOK_EP_GET,
     GH_PG_HOOK_EP_LIST,
     GH_PG_HOOK_EP_UPDATE,
+    GH_PG_HOOK_REPORTS_CLAIM,
+    GH_PG_HOOK_REPORTS_DONE,
     GH_PG_HOOK_EP_STATUS_LOCK,
     GH_PG_HOOK_EP_STATUS,
     GH_PG_HOOK_DLV_PAUSE,
@@ -592,6 +594,10 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
 int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                                 int64_t id, int64_t now, struct gh_err *err);
 int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+int gh_pg__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
+                              void *arg, struct gh_err *err);
+int gh_pg__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+                             size_t n, struct gh_err *err);
 int gh_pg__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
                        struct gh_store_usage_purged *out, struct gh_err *err);
 int gh_pg__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,

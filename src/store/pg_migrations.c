@@ -423,6 +423,12 @@ static const struct migration migrations[] = {
      "UPDATE webhook_deliveries SET paused = true WHERE status = 'pending' AND endpoint_id IN "
      "(SELECT id FROM webhook_endpoints WHERE status <> 'active');"
      "SET LOCAL ROLE gatehouse_owner;"},
+    {21,
+     /* As in SQLite: the report of an endpoint's disabling is made once
+      * (gh_pg__hook_reports_claim); the operator has UPDATE on the table. */
+     "ALTER TABLE webhook_endpoints ADD COLUMN report_after bigint NOT NULL DEFAULT 0;"
+     "CREATE INDEX webhook_endpoints_reports ON webhook_endpoints (report_after) "
+     "WHERE report_after > 0;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -667,12 +667,14 @@ static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcom
     if (rc == GH_OK && gone.n > 0) {
         gh_pg__arg_i64(&g, now);
         gh_pg__arg(&g, gone_list);
+        gh_pg__arg_i64(&g, now + GH_STORE_HOOK_REPORT_LEASE_MS);
         rc = disable_run(&tx, GH_PG_HOOK_EP_GONE, &g, now, &by_gone, err);
     }
     if (rc == GH_OK && PQntuples(due) > 0) {
         gh_pg__arg_i64(&d, now);
         gh_pg__arg_i64(&d, cutoff);
         gh_pg__arg(&d, list);
+        gh_pg__arg_i64(&d, now + GH_STORE_HOOK_REPORT_LEASE_MS);
         rc = disable_run(&tx, GH_PG_HOOK_EP_DISABLE, &d, now, &by_failing, err);
     }
 out:
@@ -878,6 +880,56 @@ int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, cons
         rc = gh_pg__run(&tx, GH_PG_HOOK_REPLAY, &a, NULL, err);
     }
     return gh_pg__end(&tx, rc, err);
+}
+
+int gh_pg__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
+                              void *arg, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg_i64(&a, now);
+    gh_pg__arg_i64(&a, now + GH_STORE_HOOK_REPORT_LEASE_MS);
+    gh_pg__arg_i64(&a, GH_STORE_HOOK_REPORTS_MAX);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_REPORTS_CLAIM, &a, &r, err);
+    rc = gh_pg__end(&tx, rc, err);
+    /* Reported once committed: an answer lost after the commit leaves
+     * them leased until GH_STORE_HOOK_REPORT_LEASE_MS, then due again. */
+    for (int i = 0; rc == GH_OK && i < PQntuples(r); i++)
+        cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+           strcmp(PQgetvalue(r, i, 2), "gone") == 0 ? "gone" : "failing", arg);
+    PQclear(r);
+    return rc;
+}
+
+int gh_pg__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+                             size_t n, struct gh_err *err)
+{
+    struct gh_pg_array list = {0};
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    const char *text;
+    int rc;
+
+    gh_pg_array_reset(&list);
+    for (size_t i = 0; i < n; i++)
+        gh_pg_array_text(&list, ids[i], strlen(ids[i]));
+    text = gh_pg_array_end(&list);
+    if (text == NULL) {
+        gh_pg_array_free(&list);
+        return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    }
+    rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+    if (rc == GH_OK) {
+        gh_pg__arg(&a, text);
+        rc = gh_pg__run(&tx, GH_PG_HOOK_REPORTS_DONE, &a, NULL, err);
+        rc = gh_pg__end(&tx, rc, err);
+    }
+    gh_pg_array_free(&list);
+    return rc;
 }
 
 int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err)

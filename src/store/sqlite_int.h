@@ -107,6 +107,8 @@ enum gh_sqlite_stmt {
     GH_SQ_HOOK_EP_GET,
     GH_SQ_HOOK_EP_LIST,
     GH_SQ_HOOK_EP_UPDATE,
+    GH_SQ_HOOK_REPORTS_CLAIM,
+    GH_SQ_HOOK_REPORTS_DONE,
     GH_SQ_HOOK_EP_STATUS,
     GH_SQ_HOOK_DLV_PAUSE,
     GH_SQ_HOOK_EP_DELETE,
@@ -452,6 +454,10 @@ int gh_sqlite__hook_delivery_replay(struct gh_store *st, const char *tenant_id,
                                     const char *endpoint_id, int64_t id, int64_t now,
                                     struct gh_err *err);
 int gh_sqlite__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
+                                  void *arg, struct gh_err *err);
+int gh_sqlite__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+                                 size_t n, struct gh_err *err);
 int gh_sqlite__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
                            struct gh_store_usage_purged *out, struct gh_err *err);
 int gh_sqlite__hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,

@@ -390,6 +390,15 @@ static const struct migration migrations[] = {
      "next_attempt_at);"
      "UPDATE webhook_deliveries SET paused = 1 WHERE status = 'pending' AND endpoint_id IN "
      "(SELECT id FROM webhook_endpoints WHERE status <> 'active');"},
+    {21,
+     /* The report of an endpoint's disabling (audit record, event) is
+      * made once: report_after is 0 once made, else the time from which
+      * any process may make it (gh_sqlite__hook_reports_claim), the
+      * disabling process having it until then. An endpoint disabled before
+      * this migration was reported as it was. */
+     "ALTER TABLE webhook_endpoints ADD COLUMN report_after INTEGER NOT NULL DEFAULT 0;"
+     "CREATE INDEX webhook_endpoints_reports ON webhook_endpoints (report_after) "
+     "WHERE report_after > 0;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -526,6 +526,7 @@ static int disable_endpoints(struct gh_sqlite_conn *c, const struct gh_store_hoo
         if (s == NULL) return GH_ERROR;
         sqlite3_bind_int64(s, 1, now);
         gh_sqlite__bind_text(s, 2, o[i].endpoint_id);
+        sqlite3_bind_int64(s, 3, now + GH_STORE_HOOK_REPORT_LEASE_MS);
         rc = disable_run(c, s, "gone", now, cb, arg, &n, err);
     }
     do {
@@ -534,6 +535,7 @@ static int disable_endpoints(struct gh_sqlite_conn *c, const struct gh_store_hoo
         if (s == NULL) return GH_ERROR;
         sqlite3_bind_int64(s, 1, now);
         sqlite3_bind_int64(s, 2, cutoff);
+        sqlite3_bind_int64(s, 3, now + GH_STORE_HOOK_REPORT_LEASE_MS);
         rc = disable_run(c, s, "failing", now, cb, arg, &n, err);
     } while (n == 64);
     return rc;
@@ -719,6 +721,60 @@ int gh_sqlite__hook_delivery_replay(struct gh_store *st, const char *tenant_id,
     sqlite3_bind_int64(s, 4, now);
     rc = gh_sqlite__exec(c, s, "delivery replay", err);
 out:
+    return gh_sqlite__write_end(ss, rc, err);
+}
+
+int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
+                                  void *arg, struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    char ids[GH_STORE_HOOK_REPORTS_MAX][GH_STORE_HOOK_ID_SIZE];
+    char tenants[GH_STORE_HOOK_REPORTS_MAX][GH_STORE_TENANT_ID_SIZE];
+    char reasons[GH_STORE_HOOK_REPORTS_MAX][16];
+    sqlite3_stmt *s;
+    size_t n = 0;
+    int rc = gh_sqlite__write_begin(ss, err), step;
+
+    if (rc != GH_OK) return rc;
+    s = gh_sqlite__stmt(c, GH_SQ_HOOK_REPORTS_CLAIM, err);
+    if (s == NULL) return gh_sqlite__write_end(ss, GH_ERROR, err);
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int64(s, 2, now + GH_STORE_HOOK_REPORT_LEASE_MS);
+    sqlite3_bind_int64(s, 3, GH_STORE_HOOK_REPORTS_MAX);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == GH_STORE_HOOK_REPORTS_MAX) continue;
+        if (gh_sqlite__col_text(s, 0, tenants[n], sizeof(tenants[0]), err) != GH_OK ||
+            gh_sqlite__col_text(s, 1, ids[n], sizeof(ids[0]), err) != GH_OK ||
+            gh_sqlite__col_text(s, 2, reasons[n], sizeof(reasons[0]), err) != GH_OK)
+            continue;
+        n++;
+    }
+    if (step != SQLITE_DONE) rc = gh_sqlite__fail(c, "webhook reports", err);
+    gh_sqlite__done(s);
+    rc = gh_sqlite__write_end(ss, rc, err);
+    for (size_t i = 0; rc == GH_OK && i < n; i++)
+        cb(tenants[i], ids[i], strcmp(reasons[i], "gone") == 0 ? "gone" : "failing", arg);
+    return rc;
+}
+
+int gh_sqlite__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+                                 size_t n, struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    int rc = gh_sqlite__write_begin(ss, err);
+
+    if (rc != GH_OK) return rc;
+    for (size_t i = 0; rc == GH_OK && i < n; i++) {
+        sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_HOOK_REPORTS_DONE, err);
+        if (s == NULL) {
+            rc = GH_ERROR;
+            break;
+        }
+        gh_sqlite__bind_text(s, 1, ids[i]);
+        rc = gh_sqlite__exec(c, s, "webhook reports", err);
+    }
     return gh_sqlite__write_end(ss, rc, err);
 }
 

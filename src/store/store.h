@@ -513,6 +513,13 @@ struct gh_store_hook_purged {
     bool more;            /* old messages may follow <last_seq> */
 };
 
+/* A disabling's report (the audit record and the tenant's
+ * webhook.endpoint_disabled event) is the disabling process's for this
+ * long; not marked made by then (the process died, or its commit's answer
+ * was lost), any process's hook_reports_claim takes it. */
+#define GH_STORE_HOOK_REPORT_LEASE_MS 60000
+#define GH_STORE_HOOK_REPORTS_MAX     64 /* reports one hook_reports_claim takes */
+
 /* An endpoint the store just disabled; <reason> is "gone" (it answered 410)
  * or "failing" (webhooks.disable_after). */
 typedef int (*gh_store_hook_disabled_cb)(const char *tenant_id, const char *endpoint_id,
@@ -964,7 +971,10 @@ struct gh_store_ops {
      * failure). Then disables the endpoint of each outcome marked <gone>
      * (reason "gone") and the active endpoints failing since before
      * <now> - <disable_after_ms> (> 0; reason "failing"), marking their
-     * pending deliveries failed, and calls <cb> (may be NULL) for each. */
+     * pending deliveries failed, and calls <cb> (may be NULL) for each.
+     * Each disabling's report is leased to the caller
+     * (GH_STORE_HOOK_REPORT_LEASE_MS), who marks it made with
+     * hook_reports_done. */
     int (*hook_record)(struct gh_store *st, const char *owner,
                        const struct gh_store_hook_outcome *o, size_t n, int64_t now,
                        int64_t disable_after_ms, gh_store_hook_disabled_cb cb, void *arg,
@@ -988,6 +998,16 @@ struct gh_store_ops {
                                 int64_t id, int64_t now, struct gh_err *err);
     /* [operator] Counts pending deliveries. */
     int (*hook_pending_count)(struct gh_store *st, uint64_t *count, struct gh_err *err);
+    /* [operator] In ONE transaction: takes up to GH_STORE_HOOK_REPORTS_MAX
+     * disabled endpoints whose report is not made and whose lease ran out
+     * by <now>, leases each to the caller (GH_STORE_HOOK_REPORT_LEASE_MS),
+     * and once that committed calls <cb> with its reason. Two callers take
+     * disjoint sets. */
+    int (*hook_reports_claim)(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
+                              void *arg, struct gh_err *err);
+    /* [operator] Marks the reports of disabled endpoints <ids> made. */
+    int (*hook_reports_done)(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+                             size_t n, struct gh_err *err);
     /* [operator] Retention, in ONE transaction: looks at up to <limit>
      * messages with seq > <after_seq>, oldest first. Each created before
      * <cutoff> is deleted with its deliveries and their attempts, unless
@@ -1525,6 +1545,11 @@ int gh_store_hook_delivery_get(struct gh_store *st, const char *tenant_id, const
 int gh_store_hook_delivery_replay(struct gh_store *st, const char *tenant_id,
                                   const char *endpoint_id, int64_t id, struct gh_err *err);
 int gh_store_hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+/* [operator] See the ops; now is the wall clock. <n> 0..GH_STORE_HOOK_REPORTS_MAX. */
+int gh_store_hook_reports_claim(struct gh_store *st, gh_store_hook_disabled_cb cb, void *arg,
+                                struct gh_err *err);
+int gh_store_hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+                               size_t n, struct gh_err *err);
 /* [operator] See the op: <owner> 1..64 bytes, <limit> 1..GH_STORE_HOOK_PURGE_MAX, <cutoff> a
  * unix ms time; now is the wall clock. */
 int gh_store_hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,

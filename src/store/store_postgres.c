@@ -407,12 +407,14 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * newest version: of two nodes disabling one endpoint at once, one
      * reports it. */
     [GH_PG_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
-                              "disabled_reason = 'failing', updated_at = $1::bigint "
+                              "disabled_reason = 'failing', updated_at = $1::bigint, "
+                              "report_after = $4::bigint "
                               "WHERE id = ANY ($3::text[]) AND status = 'active' "
                               "AND failing_since > 0 AND failing_since <= $2::bigint "
                               "RETURNING tenant_id, id",
     [GH_PG_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
-                           "disabled_reason = 'gone', updated_at = $1::bigint "
+                           "disabled_reason = 'gone', updated_at = $1::bigint, "
+                           "report_after = $3::bigint "
                            "WHERE id = ANY ($2::text[]) AND status = 'active' "
                            "RETURNING tenant_id, id",
     /* The rows of endpoints about to be disabled, in id order, after their
@@ -525,6 +527,18 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                           "WHERE tenant_id = $1::text AND endpoint_id = $2::text "
                           "AND id = $3::bigint",
     [GH_PG_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
+    /* Served by webhook_endpoints_reports (migration 21). Endpoints' rows
+     * only, in id order, and none another transaction holds (SKIP
+     * LOCKED): two nodes take disjoint sets, and neither waits. */
+    [GH_PG_HOOK_REPORTS_CLAIM] = "UPDATE webhook_endpoints SET report_after = $2::bigint "
+                                 "WHERE id IN (SELECT id FROM webhook_endpoints "
+                                 "WHERE report_after > 0 AND report_after <= $1::bigint "
+                                 "ORDER BY id LIMIT $3::bigint FOR NO KEY UPDATE SKIP LOCKED) "
+                                 "RETURNING tenant_id, id, disabled_reason",
+    /* In id order, as every writer of several endpoints' rows. */
+    [GH_PG_HOOK_REPORTS_DONE] = "UPDATE webhook_endpoints SET report_after = 0 WHERE id IN "
+                                "(SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[]) "
+                                "AND report_after > 0 ORDER BY id FOR NO KEY UPDATE)",
     /* Retention (gh_pg__hook_purge). The oldest messages, unlocked: the
      * caller picks those older than the cutoff. */
     [GH_PG_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > $1::bigint "
@@ -1456,6 +1470,8 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .hook_delivery_get = gh_pg__hook_delivery_get,
     .hook_delivery_replay = gh_pg__hook_delivery_replay,
     .hook_pending_count = gh_pg__hook_pending_count,
+    .hook_reports_claim = gh_pg__hook_reports_claim,
+    .hook_reports_done = gh_pg__hook_reports_done,
     .hook_purge = gh_pg__hook_purge,
     .usage_purge = gh_pg__usage_purge,
 };

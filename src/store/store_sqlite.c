@@ -278,12 +278,13 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                               "WHERE id = ?1 AND failing_since = 0",
     /* At most 64 a statement: the caller runs it until fewer come back. */
     [GH_SQ_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
-                              "disabled_reason = 'failing', updated_at = ?1 WHERE id IN (SELECT "
+                              "disabled_reason = 'failing', updated_at = ?1, report_after = ?3 "
+                              "WHERE id IN (SELECT "
                               "id FROM webhook_endpoints WHERE status = 'active' AND "
                               "failing_since > 0 AND failing_since <= ?2 LIMIT 64) "
                               "RETURNING tenant_id, id",
     [GH_SQ_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
-                           "disabled_reason = 'gone', updated_at = ?1 "
+                           "disabled_reason = 'gone', updated_at = ?1, report_after = ?3 "
                            "WHERE id = ?2 AND status = 'active' RETURNING tenant_id, id",
     [GH_SQ_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
                                "last_error = 'endpoint_disabled', updated_at = ?2 "
@@ -330,6 +331,13 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                           "next_attempt_at = ?4, claimed = '', last_error = '', updated_at = ?4 "
                           "WHERE tenant_id = ?1 AND endpoint_id = ?2 AND id = ?3",
     [GH_SQ_HOOK_PENDING] = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
+    /* Served by webhook_endpoints_reports (migration 21). */
+    [GH_SQ_HOOK_REPORTS_CLAIM] = "UPDATE webhook_endpoints SET report_after = ?2 WHERE id IN "
+                                 "(SELECT id FROM webhook_endpoints WHERE report_after > 0 "
+                                 "AND report_after <= ?1 ORDER BY id LIMIT ?3) "
+                                 "RETURNING tenant_id, id, disabled_reason",
+    [GH_SQ_HOOK_REPORTS_DONE] = "UPDATE webhook_endpoints SET report_after = 0 "
+                                "WHERE id = ?1 AND report_after > 0",
     /* Retention (gh_sqlite__hook_purge): messages by seq, the deliveries
      * of one through webhook_deliveries_by_message (migration 16). */
     [GH_SQ_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > ?1 "
@@ -931,6 +939,8 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .hook_delivery_get = gh_sqlite__hook_delivery_get,
     .hook_delivery_replay = gh_sqlite__hook_delivery_replay,
     .hook_pending_count = gh_sqlite__hook_pending_count,
+    .hook_reports_claim = gh_sqlite__hook_reports_claim,
+    .hook_reports_done = gh_sqlite__hook_reports_done,
     .hook_purge = gh_sqlite__hook_purge,
     .usage_purge = gh_sqlite__usage_purge,
 };

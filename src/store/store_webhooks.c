@@ -341,6 +341,24 @@ int gh_store_hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_
     return st->ops->hook_pending_count(st, count, err);
 }
 
+int gh_store_hook_reports_claim(struct gh_store *st, gh_store_hook_disabled_cb cb, void *arg,
+                                struct gh_err *err)
+{
+    if (cb == NULL) return invalid(err, "cb", "must be set");
+    return st->ops->hook_reports_claim(st, (int64_t)gh_wall_ms(), cb, arg, err);
+}
+
+int gh_store_hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+                               size_t n, struct gh_err *err)
+{
+    if (n == 0) return GH_OK;
+    if (n > GH_STORE_HOOK_REPORTS_MAX) return invalid(err, "n", "must be 0-64");
+    for (size_t i = 0; i < n; i++)
+        if (!terminated(ids[i], sizeof(ids[i])) || !gh_store_valid_hook_id(ids[i]))
+            return invalid(err, "id", "not an endpoint id");
+    return st->ops->hook_reports_done(st, ids, n, err);
+}
+
 int gh_store_hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
                         size_t limit, struct gh_store_hook_purged *out, struct gh_err *err)
 {

@@ -644,6 +644,42 @@ def test_failing_endpoint_is_disabled(gatehouse, upstream):
     g.stop()
 
 
+def test_a_disabling_left_unreported_is_reported_after_its_lease(gatehouse, upstream):
+    """A process that disabled an endpoint and died (or lost its commit's
+    answer) before reporting it leaves the report leased to it; once the
+    lease has run out, a running gateway makes the report: the audit event
+    and the tenant's webhook.endpoint_disabled event, once."""
+    rx = Receiver()
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    dead = endpoint(op, t, rx.url("/dead"), ["order.*"])
+    watch = endpoint(op, t, rx.url("/watch"), ["webhook.endpoint_disabled"])
+    rx.keys["/watch"] = [watch["secret"]]
+    g.stop()
+    # What the disabling transaction of a process that then died left.
+    db = store_db.connect(store_db.path_of(g))
+    db.execute("UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'gone', "
+               "report_after = ? WHERE id = ?", (int(time.time() * 1000) - 1, dead["id"]))
+    db.close()
+    g.start()
+    wait_for(lambda: rx.deliveries("/watch"), 10, what="the webhook.endpoint_disabled event")
+    ev = json.loads(rx.deliveries("/watch")[0][2])
+    assert ev["data"] == {"endpoint_id": dead["id"], "reason": "gone"}, ev
+    wait_for(lambda: op.ok("GET", "/v1/audit?action=webhook.endpoint_disabled")["events"], 5,
+             what="the audit event")
+    a = op.ok("GET", "/v1/audit?action=webhook.endpoint_disabled")["events"]
+    assert [e["resource"] for e in a] == [f"tenants/{t}/webhooks/{dead['id']}"], a
+    db = store_db.connect(store_db.path_of(g))
+    left = db.execute("SELECT report_after FROM webhook_endpoints WHERE id = ?",
+                      (dead["id"],)).fetchone()
+    db.close()
+    assert left[0] == 0, left
+    time.sleep(1.5)  # no second report
+    assert len(rx.deliveries("/watch")) == 1
+    assert not rx.bad, rx.bad
+    g.stop()
+
+
 def test_allow_list_follows_reload(gatehouse, upstream):
     rx = Receiver()
     g, op = started(gatehouse, hooks=HOOKS_NO_ALLOW)

@@ -521,6 +521,93 @@ static void test_paused_while_disabled(void **state)
     (void)due_of(&back, "m3");
 }
 
+static int count_reports(const char *tenant, const char *endpoint, const char *reason, void *arg)
+{
+    struct claimed *c = arg;
+
+    assert_true(c->n < 16);
+    snprintf(c->tenant[c->n], sizeof(c->tenant[0]), "%s", tenant);
+    snprintf(c->endpoint[c->n], sizeof(c->endpoint[0]), "%s", endpoint);
+    snprintf(c->msg[c->n], sizeof(c->msg[0]), "%s", reason);
+    c->n++;
+    return GH_OK;
+}
+
+/* A disabling's report is the disabling caller's for its lease: nobody
+ * else takes it meanwhile; once the lease ran out without the report made
+ * (hook_reports_done), one claim takes it, with its reason, and leases it
+ * again; made, it is never taken again. */
+static void test_disabling_reports_made_once(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint e, quiet;
+    struct gh_store_hook_outcome o;
+    struct claimed cl = {0}, r1 = {0}, r2 = {0}, r3 = {0};
+    struct gh_err err = {0};
+    char sql[256], ids[65][GH_STORE_HOOK_ID_SIZE];
+    int disabled = 0;
+
+    endpoint_new(f, f->tenant, all, &e);
+    endpoint_new(f, f->other, all, &quiet);
+    publish(f, f->tenant, "m1", "a.b", 1, false);
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 1);
+    outcome_of(&cl, "m1", GH_STORE_DELIVERY_FAILED, &o);
+    o.at = (int64_t)gh_wall_ms() - 10000;
+    assert_int_equal(gh_store_hook_record(f->st, "o", &o, 1, 5000, on_disabled, &disabled, &err),
+                     GH_OK);
+    assert_int_equal(disabled, 1);
+    /* Leased to the disabling caller: nobody else reports it. */
+    assert_int_equal(gh_store_hook_reports_claim(f->st, count_reports, &r1, &err), GH_OK);
+    assert_int_equal(r1.n, 0);
+    /* The caller died: the lease runs out. */
+    snprintf(sql, sizeof(sql), "UPDATE webhook_endpoints SET report_after = 1 WHERE id = '%s'",
+             e.id);
+    raw(f, sql);
+    assert_int_equal(gh_store_hook_reports_claim(f->st, count_reports, &r2, &err), GH_OK);
+    assert_int_equal(r2.n, 1);
+    assert_string_equal(r2.tenant[0], f->tenant);
+    assert_string_equal(r2.endpoint[0], e.id);
+    assert_string_equal(r2.msg[0], "failing");
+    memset(&r1, 0, sizeof(r1));
+    assert_int_equal(gh_store_hook_reports_claim(f->st, count_reports, &r1, &err), GH_OK);
+    assert_int_equal(r1.n, 0); /* leased again, to the second caller */
+    memcpy(ids[0], e.id, sizeof(ids[0]));
+    assert_int_equal(
+        gh_store_hook_reports_done(f->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, 1, &err),
+        GH_OK);
+    snprintf(sql, sizeof(sql), "SELECT report_after FROM webhook_endpoints WHERE id = '%s'", e.id);
+    assert_int_equal(raw_int(f, sql), 0);
+    assert_int_equal(gh_store_hook_reports_claim(f->st, count_reports, &r3, &err), GH_OK);
+    assert_int_equal(r3.n, 0);
+    /* An endpoint an admin disables has no report to make. */
+    quiet.status = GH_STORE_HOOK_DISABLED;
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &quiet, &err), GH_OK);
+    snprintf(sql, sizeof(sql), "SELECT report_after FROM webhook_endpoints WHERE id = '%s'",
+             quiet.id);
+    assert_int_equal(raw_int(f, sql), 0);
+
+    /* Validation. */
+    assert_int_equal(gh_store_hook_reports_claim(f->st, NULL, NULL, &err), GH_STORE_INVALID);
+    assert_int_equal(
+        gh_store_hook_reports_done(f->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, 0, &err),
+        GH_OK);
+    for (size_t i = 0; i < 65; i++)
+        memcpy(ids[i], e.id, sizeof(ids[0]));
+    assert_int_equal(
+        gh_store_hook_reports_done(f->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, 65, &err),
+        GH_STORE_INVALID);
+    snprintf(ids[0], sizeof(ids[0]), "ep_bad'");
+    assert_int_equal(
+        gh_store_hook_reports_done(f->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, 1, &err),
+        GH_STORE_INVALID);
+    memset(ids[0], 'x', sizeof(ids[0])); /* unterminated */
+    assert_int_equal(
+        gh_store_hook_reports_done(f->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, 1, &err),
+        GH_STORE_INVALID);
+}
+
 /* A message created after the cutoff (here: a node whose clock ran an hour
  * ahead) is passed over, not a stop, and the old ones behind it go; a
  * pending delivery whose next attempt is still to come (a retry gap longer
@@ -833,6 +920,9 @@ static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
     publish(f, f->tenant, "m1", "a.b", 2, false);
     publish(f, f->tenant, "m2", "a.b", 2, false);
     snprintf(sql, sizeof(sql),
+             "DELETE FROM schema_migrations WHERE version = 21;"
+             "DROP INDEX webhook_endpoints_reports;"
+             "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"
              "DELETE FROM schema_migrations WHERE version = 20;"
              "DROP INDEX webhook_deliveries_due;"
              "ALTER TABLE webhook_deliveries DROP COLUMN paused;"
@@ -859,6 +949,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_while_disabled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disabling_reports_made_once, setup, teardown),
     };
     /* A claim is SQLite's own there: held until its process ends, not a
      * lease (docs/postgres.md; the PostgreSQL retention is in
