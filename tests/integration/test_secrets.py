@@ -543,8 +543,9 @@ def test_pkcs11_session_lost_and_the_token_down_while_the_gateway_runs(softhsm, 
     second, and once it is back they go through, without a restart."""
     assert os.path.exists(FAULTY_MODULE), f"{FAULTY_MODULE} is missing: make integration builds it"
     drop, gone, badpin = tmp_path / "p11-drop", tmp_path / "p11-down", tmp_path / "p11-badpin"
+    pulled = tmp_path / "p11-absent"
     env = dict(softhsm, GH_P11_REAL=SOFTHSM_MODULE, GH_P11_DROP=str(drop), GH_P11_DOWN=str(gone),
-               GH_P11_BADPIN=str(badpin))
+               GH_P11_BADPIN=str(badpin), GH_P11_ABSENT=str(pulled))
     block = PKCS11_BLOCK.replace(SOFTHSM_MODULE, FAULTY_MODULE) + \
         "webhooks:\n  allow_private: [\"127.0.0.1\"]\n"
     g = SecretsGatehouse(tmp_path, upstream_port=upstream.port, env=env,
@@ -585,6 +586,17 @@ def test_pkcs11_session_lost_and_the_token_down_while_the_gateway_runs(softhsm, 
         wait_for(lambda: endpoint(4).status == 201, 5, what="a seal once the token is back")
         assert "and the last try to open another failed); another is open, logged in" in \
             g.stderr(), g.stderr()[-2000:]
+        # Pulled out of its slot: the slot is not found again while it is
+        # out, and once it is back the token is found by its label.
+        pulled.write_text("")
+        drop.write_text("3")
+        r = endpoint(7)
+        assert r.status == 500 and r.json()["error"] == "secrets_error", r
+        assert 'another did not open: pkcs11: no token labelled "gatehouse-test" (of 0 with a ' \
+            'token)' in g.stderr(), g.stderr()[-2000:]
+        assert g.proc.poll() is None and g.readyz()[0] == 200
+        pulled.unlink()
+        wait_for(lambda: endpoint(8).status == 201, 5, what="a seal once the token is back in")
         # The secrets made before and after the drops all open.
         for name, _ in rows(g, "SELECT name, tenant_id FROM secrets WHERE name LIKE 'webhook/%'"):
             out, _ = ok(g, "secrets", "get", name, "--tenant", "acme", env=env)
@@ -593,7 +605,7 @@ def test_pkcs11_session_lost_and_the_token_down_while_the_gateway_runs(softhsm, 
         # refused, and no other is tried (each try could count towards
         # locking the token's user), until a restart.
         badpin.write_text("")
-        drop.write_text("3")
+        drop.write_text("4")
         assert endpoint(5).status == 500
         time.sleep(1.2)
         r = endpoint(6)

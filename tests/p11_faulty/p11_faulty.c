@@ -11,6 +11,10 @@
  *                 module, so its login goes too)
  *   GH_P11_DOWN   a file: while it exists, C_OpenSession and every call on
  *                 a dropped session fail with CKR_DEVICE_REMOVED
+ *   GH_P11_ABSENT a file: while it exists, the token is out of its slot (a
+ *                 USB or PCIe HSM pulled, a network HSM's slot gone): as
+ *                 GH_P11_DOWN, and C_GetSlotList lists no slot with a
+ *                 token, C_GetTokenInfo answers CKR_TOKEN_NOT_PRESENT
  *   GH_P11_DECRYPT_FAIL a file: while it exists, C_Decrypt answers
  *                 CKR_GENERAL_ERROR (an HSM busy or failing for a moment)
  *   GH_P11_BADPIN a file: while it exists, C_Login answers CKR_PIN_INCORRECT
@@ -52,10 +56,16 @@ static long drop_value(void)
     return v;
 }
 
+static int absent(void)
+{
+    const char *path = getenv("GH_P11_ABSENT");
+    return path != NULL && access(path, F_OK) == 0;
+}
+
 static int down(void)
 {
     const char *path = getenv("GH_P11_DOWN");
-    return path != NULL && access(path, F_OK) == 0;
+    return absent() || (path != NULL && access(path, F_OK) == 0);
 }
 
 /* Whether session <h> was dropped: a drop since it opened closes it on the
@@ -82,6 +92,20 @@ static int dropped(CK_SESSION_HANDLE h)
     do {                                                                                           \
         if (dropped(h)) return down() ? CKR_DEVICE_REMOVED : CKR_SESSION_HANDLE_INVALID;           \
     } while (0)
+
+static CK_RV f_get_slot_list(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
+{
+    if (present && absent()) {
+        *n = 0;
+        return CKR_OK;
+    }
+    return real->C_GetSlotList(present, list, n);
+}
+
+static CK_RV f_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+    return absent() ? CKR_TOKEN_NOT_PRESENT : real->C_GetTokenInfo(slot, info);
+}
 
 static CK_RV f_open_session(CK_SLOT_ID slot, CK_FLAGS flags, void *app, CK_NOTIFY notify,
                             CK_SESSION_HANDLE_PTR out)
@@ -219,6 +243,8 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
     *(void **)&get = dlsym(dl, "C_GetFunctionList");
     if (get == NULL || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
     mine = *real;
+    mine.C_GetSlotList = f_get_slot_list;
+    mine.C_GetTokenInfo = f_get_token_info;
     mine.C_OpenSession = f_open_session;
     mine.C_CloseSession = f_close_session;
     mine.C_Login = f_login;
