@@ -226,7 +226,7 @@ bench-metrics: $(BUILD)/metrics_bench
 # Usage retention's store call (gh_store_usage_purge): ms per batch of 1,000
 # over 100,000 old rows; USAGE_PURGE_ARGS="N postgresql://..." for PostgreSQL.
 .PHONY: bench-usage-purge
-$(BUILD)/usage_purge_bench: bench/usage_purge_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+$(BUILD)/usage_purge_bench: bench/usage_purge_bench.c bench/bench_store.h $(BUILD)/libgatehouse.a | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
 
@@ -236,7 +236,7 @@ bench-usage-purge: $(BUILD)/usage_purge_bench
 # The webhook claim beside a disabled endpoint's backlog: ms per claim over
 # 100,000 paused deliveries; HOOK_CLAIM_ARGS="N postgresql://..." for PostgreSQL.
 .PHONY: bench-hook-claim
-$(BUILD)/hook_claim_bench: bench/hook_claim_bench.c $(BUILD)/libgatehouse.a | $(DEPS_OK)
+$(BUILD)/hook_claim_bench: bench/hook_claim_bench.c bench/bench_store.h $(BUILD)/libgatehouse.a | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libgatehouse.a $(PKG_LIBS) $(LDLIBS)
 

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_store.h"
 #include "store/store.h"
 
 static double now_s(void)
@@ -58,18 +59,7 @@ int main(int argc, char **argv)
     bool dup;
     double t0, fill, took;
 
-    if (argc > 2 && strncmp(argv[2], "postgresql:", 11) == 0) {
-        p.postgres_url = argv[2];
-    } else {
-        snprintf(path, sizeof(path), "%s", argc > 2 ? argv[2] : "/tmp/gh-hook-claim-XXXXXX");
-        if (argc <= 2) {
-            int fd = mkstemp(path);
-            if (fd < 0) return 1;
-            close(fd);
-            unlink(path);
-        }
-        p.sqlite_path = path;
-    }
+    if (bench_store_params(argc > 2 ? argv[2] : NULL, "hook-claim", path, &p) != 0) return 1;
     snprintf(t.name, sizeof(t.name), "bench");
     if (gh_store_open(&p, &st, &err) != GH_OK || gh_store_migrate(st, NULL, NULL, &err) != GH_OK ||
         gh_store_tenant_create(st, &t, &err) != GH_OK ||
@@ -97,14 +87,7 @@ int main(int argc, char **argv)
            "%zu delivery claimed, %.3f ms per claim\n",
            p.sqlite_path ? "sqlite" : "postgres", n, fill, claims, got, took * 1000 / claims);
     gh_store_close(st);
-    if (path[0]) {
-        char side[80];
-        unlink(path);
-        snprintf(side, sizeof(side), "%s-wal", path);
-        unlink(side);
-        snprintf(side, sizeof(side), "%s-shm", path);
-        unlink(side);
-    }
+    bench_store_remove(path);
     return got == 1 ? 0 : 1;
 fail:
     fprintf(stderr, "hook_claim_bench: %s\n", err.msg);

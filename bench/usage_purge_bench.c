@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_store.h"
 #include "store/store.h"
 
 static double now_s(void)
@@ -62,7 +63,7 @@ static int fill(struct gh_store *st, size_t n, struct gh_err *err)
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? (size_t)atol(argv[1]) : 100000;
-    char path[64] = "";
+    char path[64];
     struct gh_store_params p = {0};
     struct gh_store_usage_purged out;
     struct gh_store *st = NULL;
@@ -71,18 +72,7 @@ int main(int argc, char **argv)
     int batches = 0;
     double t0, t;
 
-    if (argc > 2 && strncmp(argv[2], "postgresql:", 11) == 0) {
-        p.postgres_url = argv[2];
-    } else {
-        snprintf(path, sizeof(path), "%s", argc > 2 ? argv[2] : "/tmp/gh-usage-purge-XXXXXX");
-        if (argc <= 2) {
-            int fd = mkstemp(path);
-            if (fd < 0) return 1;
-            close(fd);
-            unlink(path);
-        }
-        p.sqlite_path = path;
-    }
+    if (bench_store_params(argc > 2 ? argv[2] : NULL, "usage-purge", path, &p) != 0) return 1;
     if (gh_store_open(&p, &st, &err) != GH_OK || gh_store_migrate(st, NULL, NULL, &err) != GH_OK ||
         fill(st, n, &err) != 0) {
         fprintf(stderr, "usage_purge_bench: %s\n", err.msg);
@@ -105,13 +95,6 @@ int main(int argc, char **argv)
            p.sqlite_path ? "sqlite" : "postgres", (unsigned long long)usage,
            (unsigned long long)events, batches, t, t * 1000 / batches);
     gh_store_close(st);
-    if (path[0]) {
-        char side[80];
-        unlink(path);
-        snprintf(side, sizeof(side), "%s-wal", path);
-        unlink(side);
-        snprintf(side, sizeof(side), "%s-shm", path);
-        unlink(side);
-    }
+    bench_store_remove(path);
     return 0;
 }
