@@ -364,6 +364,8 @@ static json_t *delivery_json(const struct gh_store_hook_delivery *d)
                   "created_at", (json_int_t)d->created_at, "updated_at", (json_int_t)d->updated_at);
     if (d->next_attempt_at)
         json_object_set_new(doc, "next_attempt_at", json_integer((json_int_t)d->next_attempt_at));
+    if (d->status == GH_STORE_DELIVERY_PENDING)
+        json_object_set_new(doc, "paused", json_boolean(d->paused));
     if (d->last_status) json_object_set_new(doc, "last_status", json_integer(d->last_status));
     if (d->last_error[0]) json_object_set_new(doc, "last_error", json_string(d->last_error));
     return doc;

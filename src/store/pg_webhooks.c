@@ -747,7 +747,7 @@ int gh_pg__hook_record(struct gh_store *st, const char *owner,
 
 /* ---- Reads ---------------------------------------------------------------------- */
 
-/* Fills <d> from the 11 columns of HOOK_DLV_COLS in row <row>. */
+/* Fills <d> from the 12 columns of HOOK_DLV_COLS in row <row>. */
 static int delivery_row(const PGresult *r, int row, struct gh_store_hook_delivery *d,
                         struct gh_err *err)
 {
@@ -767,6 +767,7 @@ static int delivery_row(const PGresult *r, int row, struct gh_store_hook_deliver
     d->last_status = (long)gh_pg__i64(r, row, 7);
     d->created_at = gh_pg__i64(r, row, 9);
     d->updated_at = gh_pg__i64(r, row, 10);
+    d->paused = d->status == GH_STORE_DELIVERY_PENDING && PQgetvalue(r, row, 11)[0] == 't';
     return GH_OK;
 }
 

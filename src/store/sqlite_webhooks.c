@@ -565,7 +565,7 @@ int gh_sqlite__hook_record(struct gh_store *st, const char *owner,
 
 /* ---- Reads ---------------------------------------------------------------------- */
 
-/* Fills <d> from the 11 columns of HOOK_DLV_COLS. */
+/* Fills <d> from the 12 columns of HOOK_DLV_COLS. */
 static int delivery_row(sqlite3_stmt *s, struct gh_store_hook_delivery *d, struct gh_err *err)
 {
     char status[16];
@@ -584,6 +584,7 @@ static int delivery_row(sqlite3_stmt *s, struct gh_store_hook_delivery *d, struc
     d->last_status = (long)sqlite3_column_int64(s, 7);
     d->created_at = sqlite3_column_int64(s, 9);
     d->updated_at = sqlite3_column_int64(s, 10);
+    d->paused = d->status == GH_STORE_DELIVERY_PENDING && sqlite3_column_int64(s, 11) != 0;
     return GH_OK;
 }
 

@@ -33,7 +33,8 @@
 #define HOOK_EP_COLS GH_PG_HOOK_EP_COLS
 #define HOOK_DLV_COLS                                                                              \
     "d.id, d.endpoint_id, m.id, m.type, d.status, d.attempts, d.next_attempt_at, "                 \
-    "d.last_status, d.last_error, d.created_at, d.updated_at FROM webhook_deliveries d "           \
+    "d.last_status, d.last_error, d.created_at, d.updated_at, d.paused "                           \
+    "FROM webhook_deliveries d "                                                                   \
     "JOIN webhook_messages m ON m.seq = d.message_seq"
 #define I64_MAX "9223372036854775807"
 

@@ -40,7 +40,8 @@
     "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at"
 #define HOOK_DLV_COLS                                                                              \
     "d.id, d.endpoint_id, m.id, m.type, d.status, d.attempts, d.next_attempt_at, "                 \
-    "d.last_status, d.last_error, d.created_at, d.updated_at FROM webhook_deliveries d "           \
+    "d.last_status, d.last_error, d.created_at, d.updated_at, d.paused "                           \
+    "FROM webhook_deliveries d "                                                                   \
     "JOIN webhook_messages m ON m.seq = d.message_seq"
 
 /* Every statement, bound with ?N parameters only: no SQL is built from

@@ -411,12 +411,14 @@ def test_an_endpoint_an_admin_disables_keeps_its_deliveries_paused(gatehouse, up
     seen = len(rx.deliveries("/maint"))
     time.sleep(2.5)  # past two retry gaps
     assert len(rx.deliveries("/maint")) == seen, "a paused delivery was attempted"
-    assert len(history(op, t, ep["id"], "pending")) == 3
+    paused = history(op, t, ep["id"], "pending")
+    assert len(paused) == 3 and all(d["paused"] is True for d in paused), paused
     assert publish(op, t, "order.created", {"n": 3})["deliveries"] == 0
     rx.plan["/maint"] = []  # back up
     op.ok("PATCH", f"/v1/tenants/{t}/webhooks/{ep['id']}", {"status": "active"})
     items = wait_status(op, t, ep["id"], "succeeded", n=3)
     assert len(items) == 3 and not history(op, t, ep["id"], "pending"), items
+    assert all("paused" not in d for d in items), items
     assert not rx.bad, rx.bad
     g.stop()
 

@@ -496,6 +496,7 @@ static void test_paused_while_disabled(void **state)
                                                  &page, dl, &err),
                      GH_OK);
     assert_int_equal(page.count, 2);
+    assert_true(dl[0].paused && dl[1].paused);
     memset(&cl, 0, sizeof(cl));
     assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &cl, &err), GH_OK);
     assert_int_equal(cl.n, 2);
