@@ -40,8 +40,9 @@
 #define IDLE_POLL_MAX_MS 1000
 #define PENDING_EVERY_NS 1000000000ull
 /* How often the store is asked for disablings whose report no process
- * made within its lease (GH_STORE_HOOK_REPORT_LEASE_MS): the process that
- * disabled them died, or its commit's answer was lost. */
+ * made within its lease (GH_STORE_HOOK_REPORT_LEASE_MS: the process that
+ * disabled them died, or its commit's answer was lost), and for paused
+ * deliveries of active endpoints (an older gatehouse enabled them). */
 #define REPORTS_EVERY_NS  10000000000ull
 #define SHUTDOWN_GRACE_NS 2000000000ull
 #define LOG_EVERY_NS      10000000000ull
@@ -293,11 +294,14 @@ static int on_disabled(const char *tenant, const char *endpoint, const char *rea
 }
 
 /* An endpoint the store disabled: the log, the audit log (actor "system")
- * and the tenant's own webhook.endpoint_disabled event. */
-static void report_disabled(struct gh_hooks_dispatcher *d, const struct disabled *x)
+ * and the tenant's own webhook.endpoint_disabled event. True when both are
+ * stored: the audit record is submitted durably (waiting for its commit),
+ * so that a report marked made is one that a crash cannot take back. */
+static bool report_disabled(struct gh_hooks_dispatcher *d, const struct disabled *x)
 {
     char res[160], payload[160];
     struct gh_err err = {0};
+    bool ok = true;
 
     gh_log_warn("webhooks: endpoint %s of tenant %s disabled: %s", x->endpoint, x->tenant,
                 strcmp(x->reason, "gone") == 0 ? "it answered 410 Gone"
@@ -313,18 +317,22 @@ static void report_disabled(struct gh_hooks_dispatcher *d, const struct disabled
         GH_AUDIT_SET(&ev, resource, gh_str_cstr(res));
         ev.outcome = GH_AUDIT_SUCCESS;
         GH_AUDIT_SET(&ev, reason, gh_str_cstr(x->reason));
-        gh_audit_submit(d->audit, &ev, false);
+        ok = gh_audit_submit(d->audit, &ev, true) == GH_OK; /* logged there when not */
     }
     snprintf(payload, sizeof(payload), "{\"endpoint_id\":\"%s\",\"reason\":\"%s\"}", x->endpoint,
              x->reason);
-    if (gh_hooks_emit(d->st, d, x->tenant, "webhook.endpoint_disabled", payload, &err) != GH_OK)
+    if (gh_hooks_emit(d->st, d, x->tenant, "webhook.endpoint_disabled", payload, &err) != GH_OK) {
         gh_log_warn("webhooks: cannot publish webhook.endpoint_disabled: %s", err.msg);
+        ok = false;
+    }
+    return ok;
 }
 
 /* Reports the endpoints gathered in d->disabled, then tells the store
- * their reports are made, GH_STORE_HOOK_REPORTS_MAX at a time. A report the
- * store does not hear of is made again once its lease ends (at least once,
- * never lost). */
+ * which reports are made, GH_STORE_HOOK_REPORTS_MAX at a time. A report
+ * not wholly made (the audit log or the store failed), or that the store
+ * does not hear of, is made again once its lease ends: at least once,
+ * never lost. */
 static void report_all(struct gh_hooks_dispatcher *d)
 {
     char ids[GH_STORE_HOOK_REPORTS_MAX][GH_STORE_HOOK_ID_SIZE];
@@ -332,9 +340,13 @@ static void report_all(struct gh_hooks_dispatcher *d)
     size_t n = 0;
 
     for (size_t i = 0; i < d->ndisabled; i++) {
-        report_disabled(d, &d->disabled[i]);
-        memcpy(ids[n++], d->disabled[i].endpoint, GH_STORE_HOOK_ID_SIZE);
-        if ((n == GH_STORE_HOOK_REPORTS_MAX || i + 1 == d->ndisabled) &&
+        if (report_disabled(d, &d->disabled[i]))
+            memcpy(ids[n++], d->disabled[i].endpoint, GH_STORE_HOOK_ID_SIZE);
+        else
+            gh_log_warn("webhooks: the report of endpoint %s's disabling is made again within "
+                        "%d s",
+                        d->disabled[i].endpoint, GH_STORE_HOOK_REPORT_LEASE_MS / 1000);
+        if (n > 0 && (n == GH_STORE_HOOK_REPORTS_MAX || i + 1 == d->ndisabled) &&
             gh_store_hook_reports_done(d->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, n, &err) !=
                 GH_OK)
             gh_log_warn("webhooks: disabled endpoints reported, but the store did not hear of "
@@ -370,11 +382,26 @@ static void record(struct gh_hooks_dispatcher *d)
     report_all(d);
 }
 
-/* Makes the reports of disablings whose lease ran out (REPORTS_EVERY_NS). */
-static void report_overdue(struct gh_hooks_dispatcher *d)
+/* Every REPORTS_EVERY_NS: makes the reports of disablings whose lease ran
+ * out, and resumes paused deliveries of active endpoints (a store shared
+ * with an older gatehouse, which enables an endpoint without resuming
+ * them: they would wait for ever). */
+static void housekeeping(struct gh_hooks_dispatcher *d)
 {
     struct gh_err err = {0};
+    uint64_t resumed = 0, n = GH_STORE_HOOK_RESUME_MAX;
 
+    for (int i = 0; i < 10 && n == GH_STORE_HOOK_RESUME_MAX; i++) {
+        if (gh_store_hook_resume_stray(d->st, GH_STORE_HOOK_RESUME_MAX, &n, &err) != GH_OK) {
+            if (may_log(d)) gh_log_warn("webhooks: cannot resume paused deliveries: %s", err.msg);
+            break;
+        }
+        resumed += n;
+    }
+    if (resumed > 0)
+        gh_log_warn("webhooks: %llu paused deliveries of active endpoints resumed (an older "
+                    "gatehouse enabled their endpoints)",
+                    (unsigned long long)resumed);
     d->ndisabled = 0;
     d->disabled_lost = false;
     if (gh_store_hook_reports_claim(d->st, on_disabled, d, &err) != GH_OK) {
@@ -757,7 +784,7 @@ static void *dispatcher_main(void *arg)
             next_pending = now + PENDING_EVERY_NS;
         }
         if (!stopping && now >= next_reports) {
-            report_overdue(d);
+            housekeeping(d);
             next_reports = now + REPORTS_EVERY_NS;
         }
         if (!stopping && purge(d, now)) now = gh_now_ns(); /* the waits below count from here */

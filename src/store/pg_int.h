@@ -132,6 +132,8 @@ enum gh_pg_stmt {
     GH_PG_HOOK_EP_STATUS_LOCK,
     GH_PG_HOOK_EP_STATUS,
     GH_PG_HOOK_DLV_PAUSE,
+    GH_PG_HOOK_DLV_RESUME,
+    GH_PG_HOOK_DLV_RESUME_STRAY,
     GH_PG_HOOK_EP_DELETE,
     GH_PG_HOOK_EP_LOCK_DELIVERIES,
     GH_PG_HOOK_EP_DEL_ATTEMPTS,
@@ -196,6 +198,8 @@ enum gh_pg_stmt {
  * status with the pausing of its deliveries and with replays
  * (pg_advisory_xact_lock(ns, hashtext(endpoint id))): "ghe1". */
 #define GH_PG_HOOK_EP_LOCK_NS "1734895921"
+/* Deliveries one statement pauses or resumes (about 0.15 s each). */
+#define GH_PG_HOOK_PAUSE_STEP "10000"
 
 /* Audit queries: one statement per combination of filters (pg_audit.c). */
 #define GH_PG_AUDIT_QUERY_VARIANTS 2048 /* GH_AQ_SHAPES in store_int.h */
@@ -594,6 +598,8 @@ int gh_pg__hook_delivery_get(struct gh_store *st, const char *tenant_id, const c
 int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, const char *endpoint_id,
                                 int64_t id, int64_t now, struct gh_err *err);
 int gh_pg__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+int gh_pg__hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,
+                             struct gh_err *err);
 int gh_pg__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
                               void *arg, struct gh_err *err);
 int gh_pg__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],

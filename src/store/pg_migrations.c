@@ -429,6 +429,14 @@ static const struct migration migrations[] = {
      "ALTER TABLE webhook_endpoints ADD COLUMN report_after bigint NOT NULL DEFAULT 0;"
      "CREATE INDEX webhook_endpoints_reports ON webhook_endpoints (report_after) "
      "WHERE report_after > 0;"},
+    {22,
+     /* As in SQLite: an endpoint's paused deliveries, found at once; a
+      * finished delivery is unpaused (as the operator: see 20). */
+     "SET LOCAL ROLE gatehouse_operator;"
+     "UPDATE webhook_deliveries SET paused = false WHERE paused AND status <> 'pending';"
+     "SET LOCAL ROLE gatehouse_owner;"
+     "CREATE INDEX webhook_deliveries_paused ON webhook_deliveries (endpoint_id, id) "
+     "WHERE paused;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -161,9 +161,31 @@ int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
     return gh_pg__end(&tx, rc, err);
 }
 
+/* Runs pausing statement <id> (GH_PG_HOOK_DLV_PAUSE or _RESUME) over
+ * endpoint <ep>'s deliveries, step after step, until one does fewer than a
+ * step. */
+static int pause_steps(struct gh_pg_tx *tx, enum gh_pg_stmt id, const char *ep, struct gh_err *err)
+{
+    int64_t after = 0, n;
+    int rc;
+
+    do {
+        struct gh_pg_args a = {0};
+        PGresult *r = NULL;
+        gh_pg__arg(&a, ep);
+        gh_pg__arg_i64(&a, after);
+        rc = gh_pg__run(tx, id, &a, &r, err);
+        n = rc == GH_OK && PQntuples(r) == 1 ? gh_pg__i64(r, 0, 0) : 0;
+        if (n > 0) after = gh_pg__i64(r, 0, 1);
+        PQclear(r);
+    } while (rc == GH_OK && n == atoll(GH_PG_HOOK_PAUSE_STEP));
+    return rc;
+}
+
 /* Pauses the pending deliveries of endpoint <e> when its status changes to
- * disabled, resumes them when it changes to active: a paused delivery is
- * out of the claim's reach (GH_PG_HOOK_DUE), so a disabled endpoint's
+ * disabled; resumes its paused ones whenever it is set active (an older
+ * gatehouse may have enabled it without resuming them). A paused delivery
+ * is out of the claim's reach (GH_PG_HOOK_DUE), so a disabled endpoint's
  * backlog costs no claim anything. Under the endpoint's advisory lock,
  * which replays take too: the status read here is the one the update
  * replaces (auto-disabling only turns an active endpoint disabled and fails
@@ -172,19 +194,18 @@ int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
 static int pause_deliveries(struct gh_pg_tx *tx, const struct gh_store_hook_endpoint *e,
                             struct gh_err *err)
 {
-    const char *want = e->status == GH_STORE_HOOK_DISABLED ? "disabled" : "active";
-    struct gh_pg_args k = {0}, p = {0};
+    struct gh_pg_args k = {0};
     PGresult *r = NULL;
     int rc;
 
     gh_pg__arg(&k, e->id);
     rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS_LOCK, &k, NULL, err);
-    if (rc == GH_OK) rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS, &k, &r, err);
-    if (rc == GH_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), want) != 0) {
-        gh_pg__arg(&p, e->id);
-        gh_pg__arg(&p, e->status == GH_STORE_HOOK_DISABLED ? "true" : "false");
-        rc = gh_pg__run(tx, GH_PG_HOOK_DLV_PAUSE, &p, NULL, err);
-    }
+    if (rc != GH_OK) return rc;
+    if (e->status != GH_STORE_HOOK_DISABLED)
+        return pause_steps(tx, GH_PG_HOOK_DLV_RESUME, e->id, err);
+    rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS, &k, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "disabled") != 0)
+        rc = pause_steps(tx, GH_PG_HOOK_DLV_PAUSE, e->id, err);
     PQclear(r);
     return rc;
 }
@@ -214,8 +235,17 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
     int rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, tenant_id, false, &tx, err);
 
     if (rc != GH_OK) return rc;
+    /* Its deliveries and their attempts go with it, in the same
+     * transaction (the messages stay for other endpoints), all before its
+     * row: a delivery published after the first lock is locked by the
+     * delete of the deliveries, and every writer of both takes deliveries
+     * before endpoints' rows (docs/postgres.md). Row-level security shows
+     * this tenant's only: another tenant's endpoint deletes nothing, then
+     * answers NOT_FOUND, and the transaction rolls back. */
     gh_pg__arg(&b, id);
     rc = gh_pg__run(&tx, GH_PG_HOOK_EP_LOCK_DELIVERIES, &b, NULL, err);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_ATTEMPTS, &b, NULL, err);
+    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_DELIVERIES, &b, NULL, err);
     gh_pg__arg(&a, tenant_id);
     gh_pg__arg(&a, id);
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DELETE, &a, &r, err);
@@ -224,10 +254,6 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
         rc = GH_STORE_NOT_FOUND;
     }
     PQclear(r);
-    /* The endpoint row is gone: its deliveries and attempts go with it, in
-     * the same transaction (the messages stay for other endpoints). */
-    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_ATTEMPTS, &b, NULL, err);
-    if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DEL_DELIVERIES, &b, NULL, err);
     return gh_pg__end(&tx, rc, err);
 }
 
@@ -596,10 +622,11 @@ static int record_health(struct gh_pg_tx *tx, const struct gh_store_hook_outcome
 }
 
 /* Runs disabling statement <id> with <a> and fails the pending deliveries
- * (locked already) of each endpoint it disabled; *r keeps what it disabled
- * (tenant_id, id), reported once the transaction committed. */
+ * of each endpoint it disabled among <locked> (a bigint[] text: those
+ * GH_PG_HOOK_DLV_LOCK_EPS locked); *r keeps what it disabled (tenant_id,
+ * id), reported once the transaction committed. */
 static int disable_run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a,
-                       int64_t now, PGresult **r, struct gh_err *err)
+                       int64_t now, const char *locked, PGresult **r, struct gh_err *err)
 {
     int rc = gh_pg__run(tx, id, a, r, err);
 
@@ -607,6 +634,7 @@ static int disable_run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_
         struct gh_pg_args f = {0};
         gh_pg__arg(&f, PQgetvalue(*r, i, 1));
         gh_pg__arg_i64(&f, now);
+        gh_pg__arg(&f, locked);
         rc = gh_pg__run(tx, GH_PG_HOOK_DLV_FAIL_EP, &f, NULL, err);
     }
     return rc;
@@ -632,10 +660,10 @@ static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcom
                         bool *more, struct gh_err *err)
 {
     struct gh_pg_tx tx;
-    struct gh_pg_array ids = {0}, gone = {0};
+    struct gh_pg_array ids = {0}, gone = {0}, held = {0};
     struct gh_pg_args a = {0}, l = {0}, g = {0}, d = {0};
-    PGresult *due = NULL, *by_gone = NULL, *by_failing = NULL;
-    const char *list, *gone_list;
+    PGresult *due = NULL, *locked = NULL, *by_gone = NULL, *by_failing = NULL;
+    const char *list, *gone_list, *held_list = NULL;
     int rc;
 
     *more = false;
@@ -662,23 +690,31 @@ static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcom
         goto out;
     }
     gh_pg__arg(&l, list);
-    rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_LOCK_EPS, &l, NULL, err);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_LOCK_EPS, &l, &locked, err);
+    if (rc == GH_OK) {
+        gh_pg_array_reset(&held);
+        for (int i = 0; i < PQntuples(locked); i++)
+            gh_pg_array_text(&held, PQgetvalue(locked, i, 0), (size_t)PQgetlength(locked, i, 0));
+        if ((held_list = gh_pg_array_end(&held)) == NULL)
+            rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    }
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_LOCK_ROWS, &l, NULL, err);
     if (rc == GH_OK && gone.n > 0) {
         gh_pg__arg_i64(&g, now);
         gh_pg__arg(&g, gone_list);
         gh_pg__arg_i64(&g, now + GH_STORE_HOOK_REPORT_LEASE_MS);
-        rc = disable_run(&tx, GH_PG_HOOK_EP_GONE, &g, now, &by_gone, err);
+        rc = disable_run(&tx, GH_PG_HOOK_EP_GONE, &g, now, held_list, &by_gone, err);
     }
     if (rc == GH_OK && PQntuples(due) > 0) {
         gh_pg__arg_i64(&d, now);
         gh_pg__arg_i64(&d, cutoff);
         gh_pg__arg(&d, list);
         gh_pg__arg_i64(&d, now + GH_STORE_HOOK_REPORT_LEASE_MS);
-        rc = disable_run(&tx, GH_PG_HOOK_EP_DISABLE, &d, now, &by_failing, err);
+        rc = disable_run(&tx, GH_PG_HOOK_EP_DISABLE, &d, now, held_list, &by_failing, err);
     }
 out:
     PQclear(due);
+    PQclear(locked);
     rc = gh_pg__end(&tx, rc, err);
     if (rc == GH_OK) {
         report(by_gone, "gone", cb, arg);
@@ -688,6 +724,7 @@ out:
     PQclear(by_failing);
     gh_pg_array_free(&ids);
     gh_pg_array_free(&gone);
+    gh_pg_array_free(&held);
     return rc;
 }
 
@@ -930,6 +967,25 @@ int gh_pg__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOO
         rc = gh_pg__end(&tx, rc, err);
     }
     gh_pg_array_free(&list);
+    return rc;
+}
+
+int gh_pg__hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,
+                             struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    int rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
+
+    *resumed = 0;
+    if (rc != GH_OK) return rc;
+    gh_pg__arg_i64(&a, (int64_t)limit);
+    rc = gh_pg__run(&tx, GH_PG_HOOK_DLV_RESUME_STRAY, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 1) *resumed = (uint64_t)gh_pg__i64(r, 0, 0);
+    PQclear(r);
+    rc = gh_pg__end(&tx, rc, err);
+    if (rc != GH_OK) *resumed = 0;
     return rc;
 }
 

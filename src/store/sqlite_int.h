@@ -111,6 +111,8 @@ enum gh_sqlite_stmt {
     GH_SQ_HOOK_REPORTS_DONE,
     GH_SQ_HOOK_EP_STATUS,
     GH_SQ_HOOK_DLV_PAUSE,
+    GH_SQ_HOOK_DLV_RESUME,
+    GH_SQ_HOOK_DLV_RESUME_STRAY,
     GH_SQ_HOOK_EP_DELETE,
     GH_SQ_HOOK_EP_DEL_ATTEMPTS,
     GH_SQ_HOOK_EP_DEL_DELIVERIES,
@@ -454,6 +456,8 @@ int gh_sqlite__hook_delivery_replay(struct gh_store *st, const char *tenant_id,
                                     const char *endpoint_id, int64_t id, int64_t now,
                                     struct gh_err *err);
 int gh_sqlite__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err);
+int gh_sqlite__hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,
+                                 struct gh_err *err);
 int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
                                   void *arg, struct gh_err *err);
 int gh_sqlite__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],

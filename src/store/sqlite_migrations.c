@@ -399,6 +399,15 @@ static const struct migration migrations[] = {
      "ALTER TABLE webhook_endpoints ADD COLUMN report_after INTEGER NOT NULL DEFAULT 0;"
      "CREATE INDEX webhook_endpoints_reports ON webhook_endpoints (report_after) "
      "WHERE report_after > 0;"},
+    {22,
+     /* An endpoint's paused deliveries, found at once: to resume them
+      * (whatever the status read says: an older gatehouse may have enabled
+      * the endpoint without resuming them), and for the dispatcher's look
+      * for paused deliveries of active endpoints (hook_resume_stray). Only
+      * a pending delivery stays paused: a finished one is unpaused. */
+     "UPDATE webhook_deliveries SET paused = 0 WHERE paused = 1 AND status <> 'pending';"
+     "CREATE INDEX webhook_deliveries_paused ON webhook_deliveries (endpoint_id, id) "
+     "WHERE paused = 1;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -160,31 +160,37 @@ out:
 }
 
 /* Pauses the pending deliveries of endpoint <e> when its status changes to
- * disabled, resumes them when it changes to active: a paused delivery is
- * out of the claim's reach (GH_SQ_HOOK_DUE), so a disabled endpoint's
- * backlog costs no claim anything. Nothing when the status stays, or when
- * there is no such endpoint (the update then says so). */
+ * disabled; resumes its paused ones whenever it is set active (whatever
+ * the status was: an older gatehouse may have enabled it without resuming
+ * them). A paused delivery is out of the claim's reach (GH_SQ_HOOK_DUE),
+ * so a disabled endpoint's backlog costs no claim anything. Nothing to
+ * pause when there is no such endpoint (the update then says so). */
 static int pause_deliveries(struct gh_sqlite_conn *c, const struct gh_store_hook_endpoint *e,
                             struct gh_err *err)
 {
-    const char *want = e->status == GH_STORE_HOOK_DISABLED ? "disabled" : "active";
-    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_STATUS, err);
+    sqlite3_stmt *s;
     bool changes;
     int rc;
 
+    if (e->status != GH_STORE_HOOK_DISABLED) {
+        s = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_RESUME, err);
+        if (s == NULL) return GH_ERROR;
+        gh_sqlite__bind_text(s, 1, e->id);
+        return gh_sqlite__exec(c, s, "webhook deliveries resume", err);
+    }
+    s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_STATUS, err);
     if (s == NULL) return GH_ERROR;
     gh_sqlite__bind_text(s, 1, e->tenant_id);
     gh_sqlite__bind_text(s, 2, e->id);
     rc = gh_sqlite__row(c, s, "webhook status", err);
     if (rc == GH_STORE_NOT_FOUND) return GH_OK;
     if (rc != GH_OK) return rc;
-    changes = strcmp((const char *)sqlite3_column_text(s, 0), want) != 0;
+    changes = strcmp((const char *)sqlite3_column_text(s, 0), "disabled") != 0;
     gh_sqlite__done(s);
     if (!changes) return GH_OK;
     s = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_PAUSE, err);
     if (s == NULL) return GH_ERROR;
     gh_sqlite__bind_text(s, 1, e->id);
-    sqlite3_bind_int(s, 2, e->status == GH_STORE_HOOK_DISABLED);
     return gh_sqlite__exec(c, s, "webhook deliveries pause", err);
 }
 
@@ -777,6 +783,26 @@ int gh_sqlite__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE
         rc = gh_sqlite__exec(c, s, "webhook reports", err);
     }
     return gh_sqlite__write_end(ss, rc, err);
+}
+
+int gh_sqlite__hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,
+                                 struct gh_err *err)
+{
+    struct gh_sqlite_store *ss = gh_sqlite__of(st);
+    struct gh_sqlite_conn *c = &ss->writer;
+    sqlite3_stmt *s;
+    int rc = gh_sqlite__write_begin(ss, err);
+
+    *resumed = 0;
+    if (rc != GH_OK) return rc;
+    s = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_RESUME_STRAY, err);
+    if (s == NULL) return gh_sqlite__write_end(ss, GH_ERROR, err);
+    sqlite3_bind_int64(s, 1, (int64_t)limit);
+    rc = gh_sqlite__exec(c, s, "webhook deliveries resume", err);
+    if (rc == GH_OK) *resumed = (uint64_t)sqlite3_changes(c->db);
+    rc = gh_sqlite__write_end(ss, rc, err);
+    if (rc != GH_OK) *resumed = 0;
+    return rc;
 }
 
 int gh_sqlite__hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_err *err)

@@ -1009,6 +1009,11 @@ struct gh_store_ops {
     /* [operator] Marks the reports of disabled endpoints <ids> made. */
     int (*hook_reports_done)(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
                              size_t n, struct gh_err *err);
+    /* [operator] Resumes up to <limit> paused deliveries of active
+     * endpoints (an older gatehouse, which knows no pausing, enabled their
+     * endpoint), and sets *resumed to how many. */
+    int (*hook_resume_stray)(struct gh_store *st, size_t limit, uint64_t *resumed,
+                             struct gh_err *err);
     /* [operator] Retention, in ONE transaction: looks at up to <limit>
      * messages with seq > <after_seq>, oldest first. Each created before
      * <cutoff> is deleted with its deliveries and their attempts, unless
@@ -1551,6 +1556,10 @@ int gh_store_hook_reports_claim(struct gh_store *st, gh_store_hook_disabled_cb c
                                 struct gh_err *err);
 int gh_store_hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
                                size_t n, struct gh_err *err);
+/* [operator] See the op: <limit> 1..GH_STORE_HOOK_RESUME_MAX. */
+#define GH_STORE_HOOK_RESUME_MAX 10000
+int gh_store_hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,
+                               struct gh_err *err);
 /* [operator] See the op: <owner> 1..64 bytes, <limit> 1..GH_STORE_HOOK_PURGE_MAX, <cutoff> a
  * unix ms time; now is the wall clock. */
 int gh_store_hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,

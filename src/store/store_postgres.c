@@ -376,18 +376,38 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
         "SELECT pg_advisory_xact_lock(" GH_PG_HOOK_EP_LOCK_NS ", hashtext($1::text))",
     [GH_PG_HOOK_EP_STATUS] = "SELECT status FROM webhook_endpoints WHERE id = $1::text",
     /* Deliveries are locked in id order, as an outcome batch locks them,
-     * and before the endpoint's row, as every writer of both does. */
-    [GH_PG_HOOK_DLV_PAUSE] = "UPDATE webhook_deliveries SET paused = $2::boolean WHERE id IN "
-                             "(SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
-                             "AND status = 'pending' AND paused <> $2::boolean ORDER BY id "
-                             "FOR UPDATE)",
+     * and before the endpoint's row, as every writer of both does; in
+     * steps of GH_PG_HOOK_PAUSE_STEP from id $2 on, each far inside the
+     * pool's statement timeout however long the backlog (the caller runs
+     * them until one does fewer). Answers how many, and the last id. */
+    [GH_PG_HOOK_DLV_PAUSE] =
+        "WITH c AS (UPDATE webhook_deliveries SET paused = true WHERE id IN "
+        "(SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
+        "AND id > $2::bigint AND status = 'pending' AND NOT paused "
+        "ORDER BY id LIMIT " GH_PG_HOOK_PAUSE_STEP " FOR UPDATE) RETURNING id) "
+        "SELECT count(*), coalesce(max(id), 0) FROM c",
+    /* Served by webhook_deliveries_paused (migration 22). */
+    [GH_PG_HOOK_DLV_RESUME] = "WITH c AS (UPDATE webhook_deliveries SET paused = false WHERE id IN "
+                              "(SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
+                              "AND id > $2::bigint AND paused ORDER BY id "
+                              "LIMIT " GH_PG_HOOK_PAUSE_STEP " FOR UPDATE) RETURNING id) "
+                              "SELECT count(*), coalesce(max(id), 0) FROM c",
+    /* Paused deliveries of active endpoints (an older gatehouse enabled the
+     * endpoint): none a transaction holds (SKIP LOCKED: an admin's pause
+     * under way is left alone, and nothing waits). */
+    [GH_PG_HOOK_DLV_RESUME_STRAY] = "WITH c AS (UPDATE webhook_deliveries SET paused = false "
+                                    "WHERE id IN (SELECT d.id FROM webhook_endpoints e "
+                                    "JOIN webhook_deliveries d ON d.endpoint_id = e.id "
+                                    "AND d.paused WHERE e.status = 'active' LIMIT $1::bigint "
+                                    "FOR UPDATE OF d SKIP LOCKED) RETURNING 1) "
+                                    "SELECT count(*) FROM c",
     [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
                              "AND id = $2::text RETURNING id",
     /* An endpoint's delete locks its deliveries first, in id order, then
-     * the endpoint's row, then deletes attempts: the order of the
-     * dispatcher's outcomes (deliveries by id, then endpoints' rows) and of
-     * the retention (deliveries, then attempts), so none of them deadlock
-     * with it. Only a count comes back. */
+     * deletes attempts, deliveries and last the endpoint's row: the order
+     * of the dispatcher's outcomes (deliveries by id, then endpoints' rows)
+     * and of the retention (deliveries, then attempts), so none of them
+     * deadlock with it. Only a count comes back. */
     [GH_PG_HOOK_EP_LOCK_DELIVERIES] = "SELECT count(*) FROM (SELECT id FROM webhook_deliveries "
                                       "WHERE endpoint_id = $1::text ORDER BY id FOR UPDATE) d",
     [GH_PG_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
@@ -426,13 +446,19 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     /* The pending deliveries of endpoints about to be disabled, locked in
      * id order before any endpoint's row, the order of every writer of
      * both (docs/postgres.md). */
-    [GH_PG_HOOK_DLV_LOCK_EPS] = "SELECT count(*) FROM (SELECT id FROM webhook_deliveries "
+    [GH_PG_HOOK_DLV_LOCK_EPS] = "SELECT id FROM webhook_deliveries "
                                 "WHERE endpoint_id = ANY ($1::text[]) AND status = 'pending' "
-                                "ORDER BY id FOR UPDATE) d",
+                                "ORDER BY id FOR UPDATE",
+    /* Only the deliveries GH_PG_HOOK_DLV_LOCK_EPS locked ($3): one
+     * published since is not locked, and locking it now, after the
+     * endpoints' rows, could deadlock with a writer that holds it and
+     * waits for a row (an admin's pause). It stays pending, unclaimed
+     * while its endpoint is disabled. */
     [GH_PG_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
                                "claim_until = 0, last_error = 'endpoint_disabled', "
-                               "updated_at = $2::bigint "
-                               "WHERE endpoint_id = $1::text AND status = 'pending'",
+                               "paused = false, updated_at = $2::bigint "
+                               "WHERE id = ANY ($3::bigint[]) AND endpoint_id = $1::text "
+                               "AND status = 'pending'",
     /* A message id already stored for the tenant inserts nothing (two
      * nodes publishing one id at once: the second waits for the first's
      * commit, then sees its row) and the caller reads its count. */
@@ -503,10 +529,12 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * claim) keeps its attempt row but changes nothing else: it neither
      * puts a delivery back in the queue nor counts an attempt twice nor
      * takes another node's claim. */
+    /* A finished delivery is never paused (migration 22). */
     [GH_PG_HOOK_DLV_SET] = "UPDATE webhook_deliveries SET status = $2::text, "
                            "attempts = attempts + 1, next_attempt_at = $3::bigint, "
                            "last_status = $4::bigint, last_error = $5::text, claimed = '', "
-                           "claim_until = 0, updated_at = $6::bigint "
+                           "claim_until = 0, paused = paused AND $2::text = 'pending', "
+                           "updated_at = $6::bigint "
                            "WHERE id = $1::bigint AND status = 'pending' AND claimed = $7::text",
     [GH_PG_HOOK_DLV_LIST] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = $1::text "
                             "AND d.endpoint_id = $2::text AND d.id > $3::bigint "
@@ -1473,6 +1501,7 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .hook_pending_count = gh_pg__hook_pending_count,
     .hook_reports_claim = gh_pg__hook_reports_claim,
     .hook_reports_done = gh_pg__hook_reports_done,
+    .hook_resume_stray = gh_pg__hook_resume_stray,
     .hook_purge = gh_pg__hook_purge,
     .usage_purge = gh_pg__usage_purge,
 };

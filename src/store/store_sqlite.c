@@ -264,8 +264,15 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
      * deliveries (gh_sqlite__hook_endpoint_update). */
     [GH_SQ_HOOK_EP_STATUS] = "SELECT status FROM webhook_endpoints WHERE tenant_id = ?1 "
                              "AND id = ?2",
-    [GH_SQ_HOOK_DLV_PAUSE] = "UPDATE webhook_deliveries SET paused = ?2 WHERE endpoint_id = ?1 "
-                             "AND status = 'pending' AND paused <> ?2",
+    [GH_SQ_HOOK_DLV_PAUSE] = "UPDATE webhook_deliveries SET paused = 1 WHERE endpoint_id = ?1 "
+                             "AND status = 'pending' AND paused = 0",
+    /* Served by webhook_deliveries_paused (migration 22). */
+    [GH_SQ_HOOK_DLV_RESUME] = "UPDATE webhook_deliveries SET paused = 0 WHERE endpoint_id = ?1 "
+                              "AND paused = 1",
+    [GH_SQ_HOOK_DLV_RESUME_STRAY] = "UPDATE webhook_deliveries SET paused = 0 WHERE id IN "
+                                    "(SELECT d.id FROM webhook_endpoints e "
+                                    "JOIN webhook_deliveries d ON d.endpoint_id = e.id "
+                                    "AND d.paused = 1 WHERE e.status = 'active' LIMIT ?1)",
     [GH_SQ_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = ?1 AND id = ?2 "
                              "RETURNING id",
     [GH_SQ_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
@@ -288,7 +295,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                            "disabled_reason = 'gone', updated_at = ?1, report_after = ?3 "
                            "WHERE id = ?2 AND status = 'active' RETURNING tenant_id, id",
     [GH_SQ_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
-                               "last_error = 'endpoint_disabled', updated_at = ?2 "
+                               "last_error = 'endpoint_disabled', paused = 0, updated_at = ?2 "
                                "WHERE endpoint_id = ?1 AND status = 'pending'",
     [GH_SQ_HOOK_MSG_FIND] = "SELECT seq FROM webhook_messages WHERE tenant_id = ?1 AND id = ?2",
     [GH_SQ_HOOK_MSG_COUNT] = "SELECT deliveries FROM webhook_messages WHERE seq = ?1",
@@ -312,9 +319,11 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_HOOK_ATTEMPT_INSERT] = "INSERT INTO webhook_attempts (delivery_id, at, status, error, "
                                   "latency_ms, response) SELECT ?1, ?2, ?3, ?4, ?5, ?6 "
                                   "WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ?1)",
+    /* A finished delivery is never paused (migration 22). */
     [GH_SQ_HOOK_DLV_SET] = "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1, "
                            "next_attempt_at = ?3, last_status = ?4, last_error = ?5, "
-                           "claimed = '', updated_at = ?6 WHERE id = ?1",
+                           "claimed = '', paused = paused AND ?2 = 'pending', updated_at = ?6 "
+                           "WHERE id = ?1",
     [GH_SQ_HOOK_DLV_LIST] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = ?1 "
                             "AND d.endpoint_id = ?2 AND d.id > ?3 ORDER BY d.id LIMIT ?5",
     [GH_SQ_HOOK_DLV_LIST_STATUS] = "SELECT " HOOK_DLV_COLS " WHERE d.tenant_id = ?1 "
@@ -942,6 +951,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .hook_pending_count = gh_sqlite__hook_pending_count,
     .hook_reports_claim = gh_sqlite__hook_reports_claim,
     .hook_reports_done = gh_sqlite__hook_reports_done,
+    .hook_resume_stray = gh_sqlite__hook_resume_stray,
     .hook_purge = gh_sqlite__hook_purge,
     .usage_purge = gh_sqlite__usage_purge,
 };

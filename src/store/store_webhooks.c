@@ -359,6 +359,15 @@ int gh_store_hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_H
     return st->ops->hook_reports_done(st, ids, n, err);
 }
 
+int gh_store_hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,
+                               struct gh_err *err)
+{
+    *resumed = 0;
+    if (limit < 1 || limit > GH_STORE_HOOK_RESUME_MAX)
+        return invalid(err, "limit", "must be 1-10000");
+    return st->ops->hook_resume_stray(st, limit, resumed, err);
+}
+
 int gh_store_hook_purge(struct gh_store *st, const char *owner, int64_t after_seq, int64_t cutoff,
                         size_t limit, struct gh_store_hook_purged *out, struct gh_err *err)
 {

@@ -81,14 +81,16 @@ def test_audit_store_unit_tests_on_postgres(pg_server):
 def test_webhook_store_unit_tests_on_postgres(pg_server):
     """The webhook store's unit tests (fan-out, claims, outcomes, replay,
     disabling, pausing a disabled endpoint's deliveries, the reports of
-    disablings made once, retention's passes, validation) on a real server, migration 20 pausing the deliveries of an
-    endpoint disabled before it, and two
-    nodes recording outcomes of one endpoint while one of them disables it:
+    disablings made once, paused deliveries left behind and long backlogs,
+    retention's passes, validation) on a real server, migration 20 pausing
+    the deliveries of an endpoint disabled before it, two admins' status
+    changes of one endpoint not crossing, and two nodes recording outcomes
+    of one endpoint while one of them disables it:
     both batches are stored (the disable once took the endpoint's row, then
     waited for the other node's delivery, and PostgreSQL refused one batch
     as a deadlock), and a batch whose disabling fails is stored all the
     same, not to be recorded again."""
-    run_store_unit_tests(pg_server, "test_webhooks_store", "webhook store on PostgreSQL", 9)
+    run_store_unit_tests(pg_server, "test_webhooks_store", "webhook store on PostgreSQL", 11)
 
 
 def test_usage_store_unit_tests_on_postgres(pg_server):
@@ -109,7 +111,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
-    assert "applied 0 migration(s), schema version 21" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 22" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -136,7 +138,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 21" in out, out
+    assert "store postgres: schema version 22" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)

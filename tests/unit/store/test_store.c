@@ -59,7 +59,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 21 || version != 21) {
+    if (applied != 22 || version != 22) {
         teardown(state);
         return -1;
     }
@@ -192,10 +192,10 @@ static void test_migrate_idempotent(void **state)
     assert_string_equal(gh_store_engine(f->st), "sqlite");
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 21);
+    assert_int_equal(version, 22);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 21);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 22);
     assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
@@ -223,7 +223,8 @@ static void test_migrate_from_v2(void **state)
     key_new(f->st, t.id, &k);
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 21;"
+    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 22;"
+                      "DELETE FROM schema_migrations WHERE version = 21;"
                       "DELETE FROM schema_migrations WHERE version = 20;"
                       "DELETE FROM schema_migrations WHERE version = 19;"
                       "DELETE FROM schema_migrations WHERE version = 18;"
@@ -264,8 +265,8 @@ static void test_migrate_from_v2(void **state)
 
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 19);
-    assert_int_equal(version, 21);
+    assert_int_equal(applied, 20);
+    assert_int_equal(version, 22);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 3);
     assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
     assert_string_equal(got.id, t.id);
@@ -287,7 +288,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(gh_store_usage_add(f->st, u, 1, &err), GH_OK);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 21);
+    assert_int_equal(version, 22);
 }
 
 /* Migration 18 on a store at 17 whose deliveries table has no
@@ -304,6 +305,8 @@ static void test_migrate_18_deliveries(void **state)
     gh_store_close(f->st);
     f->st = NULL;
     raw_exec(f->path,
+             "DELETE FROM schema_migrations WHERE version = 22;"
+             "DROP INDEX webhook_deliveries_paused;"
              "DELETE FROM schema_migrations WHERE version = 21;"
              "DROP INDEX webhook_endpoints_reports;"
              "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"
@@ -334,8 +337,8 @@ static void test_migrate_18_deliveries(void **state)
              "(40, 1, 204, 1), (41, 1, 500, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 4);
-    assert_int_equal(version, 21);
+    assert_int_equal(applied, 5);
+    assert_int_equal(version, 22);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_deliveries"), 1);
     assert_int_equal(raw_int(f->path, "SELECT id FROM webhook_deliveries"), 40);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_attempts"), 1);
@@ -361,6 +364,8 @@ static void test_migrate_20_paused(void **state)
     gh_store_close(f->st);
     f->st = NULL;
     raw_exec(f->path,
+             "DELETE FROM schema_migrations WHERE version = 22;"
+             "DROP INDEX webhook_deliveries_paused;"
              "DELETE FROM schema_migrations WHERE version = 21;"
              "DROP INDEX webhook_endpoints_reports;"
              "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"
@@ -381,8 +386,8 @@ static void test_migrate_20_paused(void **state)
              "(3, 7, 'ep_off', 'system', 'failed', 0, 1, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 2);
-    assert_int_equal(version, 21);
+    assert_int_equal(applied, 3);
+    assert_int_equal(version, 22);
     assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 1"), 0);
     assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 2"), 1);
     assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 3"), 0);

@@ -522,6 +522,88 @@ static void test_paused_while_disabled(void **state)
     (void)due_of(&back, "m3");
 }
 
+/* The query counting endpoint <ep>'s paused deliveries, into <sql>. */
+static const char *sql_paused_count(char *sql, size_t size, struct fixture *f, const char *ep)
+{
+    snprintf(sql, size,
+             "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = '%s' AND paused = %s", ep,
+             f->ts.db[0] ? "true" : "1");
+    return sql;
+}
+
+/* Deliveries an older gatehouse left paused on an active endpoint (it
+ * enabled the endpoint knowing no pausing): setting the endpoint active
+ * again resumes them, and so does the dispatcher's look
+ * (hook_resume_stray), which leaves a disabled endpoint's alone. A paused
+ * delivery that finishes is unpaused. A backlog longer than one step of
+ * PostgreSQL's pausing is paused and resumed whole. */
+static void test_paused_left_behind_and_long_backlogs(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint a, p;
+    struct gh_store_hook_outcome o;
+    struct claimed cl = {0}, none = {0}, back = {0};
+    struct gh_err err = {0};
+    char sql[512];
+    uint64_t resumed = 99;
+    const char *t = f->ts.db[0] ? "true" : "1";
+
+    endpoint_new(f, f->tenant, all, &a);
+    endpoint_new(f, f->tenant, all, &p);
+    publish(f, f->tenant, "m1", "a.b", 2, false);
+    publish(f, f->tenant, "m2", "a.b", 2, false);
+    /* As an older gatehouse leaves them: paused, endpoints active. */
+    raw(f, f->ts.db[0] ? "UPDATE webhook_deliveries SET paused = true"
+                       : "UPDATE webhook_deliveries SET paused = 1");
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &none, &err), GH_OK);
+    assert_int_equal(none.n, 0);
+    set_status(f, a.id, GH_STORE_HOOK_ACTIVE, "active, again");
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 2);
+    for (size_t i = 0; i < cl.n; i++)
+        assert_string_equal(cl.endpoint[i], a.id);
+    assert_int_equal(gh_store_hook_resume_stray(f->st, 1, &resumed, &err), GH_OK);
+    assert_int_equal(resumed, 1);
+    assert_int_equal(gh_store_hook_resume_stray(f->st, 10, &resumed, &err), GH_OK);
+    assert_int_equal(resumed, 1);
+    assert_int_equal(gh_store_hook_resume_stray(f->st, 10, &resumed, &err), GH_OK);
+    assert_int_equal(resumed, 0);
+    assert_int_equal(gh_store_hook_claim(f->st, "o", 16, on_due, &back, &err), GH_OK);
+    assert_int_equal(back.n, 2);
+    for (size_t i = 0; i < back.n; i++)
+        assert_string_equal(back.endpoint[i], p.id);
+    assert_int_equal(gh_store_hook_resume_stray(f->st, 0, &resumed, &err), GH_STORE_INVALID);
+
+    /* In flight when paused, then delivered: no longer paused. */
+    set_status(f, p.id, GH_STORE_HOOK_DISABLED, "down");
+    outcome_of(&back, "m1", GH_STORE_DELIVERY_SUCCEEDED, &o);
+    assert_int_equal(gh_store_hook_record(f->st, "o", &o, 1, 86400000, NULL, NULL, &err), GH_OK);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = '%s' AND paused = %s",
+             p.id, t);
+    assert_int_equal(raw_int(f, sql), 1); /* m2's, still pending */
+    /* The look leaves a disabled endpoint's paused deliveries alone. */
+    assert_int_equal(gh_store_hook_resume_stray(f->st, 10, &resumed, &err), GH_OK);
+    assert_int_equal(resumed, 0);
+
+    /* 25,000 more, pending: paused and resumed whole. */
+    set_status(f, p.id, GH_STORE_HOOK_ACTIVE, "up");
+    snprintf(sql, sizeof(sql),
+             "%s INSERT INTO webhook_deliveries (message_seq, endpoint_id, tenant_id, status, "
+             "next_attempt_at, created_at, updated_at) SELECT (SELECT max(seq) FROM "
+             "webhook_messages), '%s', '%s', 'pending', 0, 1, 1 FROM %s",
+             f->ts.db[0] ? ""
+                         : "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s "
+                           "WHERE i < 25000)",
+             p.id, f->tenant, f->ts.db[0] ? "generate_series(1, 25000)" : "s");
+    raw(f, sql);
+    set_status(f, p.id, GH_STORE_HOOK_DISABLED, "down again");
+    assert_int_equal(raw_int(f, sql_paused_count(sql, sizeof(sql), f, p.id)), 25001);
+    set_status(f, p.id, GH_STORE_HOOK_ACTIVE, "up again");
+    assert_int_equal(raw_int(f, sql_paused_count(sql, sizeof(sql), f, p.id)), 0);
+}
+
 static int count_reports(const char *tenant, const char *endpoint, const char *reason, void *arg)
 {
     struct claimed *c = arg;
@@ -905,6 +987,65 @@ static void test_pg_outcomes_stored_when_disabling_fails(void **state)
     gh_store_close(node);
 }
 
+struct status_setter {
+    struct gh_store *st;
+    struct gh_store_hook_endpoint e;
+    int rc;
+};
+
+static void *status_thread(void *arg)
+{
+    struct status_setter *w = arg;
+    struct gh_err err = {0};
+
+    w->rc = gh_store_hook_endpoint_update(w->st, &w->e, &err);
+    return NULL;
+}
+
+/* An admin disables endpoint E on one node while another admin enables it
+ * on another: the second's change waits for the first's (the endpoint's
+ * advisory lock), so it resumes what the first paused. Without the lock
+ * the second resumed nothing (the pause not committed yet), then set E
+ * active after it: E active, its deliveries paused. The order is forced:
+ * a third session holds E's row until the first waits on it and the
+ * second waits too. */
+static void test_pg_status_changes_of_one_endpoint_do_not_cross(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_hook_endpoint e;
+    struct status_setter off = {0}, on = {0};
+    struct gh_err err = {0};
+    pthread_t a, b;
+    char sql[256];
+    struct gh_store *node = two_deliveries_and_a_node(f, &e, 0);
+    PGconn *holder = gh_test_pg_connect(f->ts.db);
+
+    assert_non_null(holder);
+    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
+             e.id);
+    assert_true(gh_test_pg_run(holder, sql));
+    off.st = f->st;
+    on.st = node;
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &off.e, &err), GH_OK);
+    on.e = off.e;
+    off.e.status = GH_STORE_HOOK_DISABLED;
+    on.e.status = GH_STORE_HOOK_ACTIVE;
+    assert_int_equal(pthread_create(&a, NULL, status_thread, &off), 0);
+    wait_for_lock_waiters(holder, 1);
+    assert_int_equal(pthread_create(&b, NULL, status_thread, &on), 0);
+    wait_for_lock_waiters(holder, 2);
+    assert_true(gh_test_pg_run(holder, "COMMIT"));
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    PQfinish(holder);
+    assert_int_equal(off.rc, GH_OK);
+    assert_int_equal(on.rc, GH_OK);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &off.e, &err), GH_OK);
+    assert_int_equal(off.e.status, GH_STORE_HOOK_ACTIVE);
+    assert_int_equal(raw_int(f, sql_paused_count(sql, sizeof(sql), f, e.id)), 0);
+    gh_store_close(node);
+}
+
 /* Migration 20 on a database at 19 (`postgres init` after an upgrade): the
  * pending deliveries of an endpoint disabled before it are paused, though
  * the owner that runs the migrations sees no tenant's row. */
@@ -914,13 +1055,15 @@ static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
     static const char *const all[] = {"*", NULL};
     struct gh_store_hook_endpoint a, p;
     struct gh_err err = {0};
-    char sql[512], url[256];
+    char sql[1024], url[256];
 
     endpoint_new(f, f->tenant, all, &a);
     endpoint_new(f, f->tenant, all, &p);
     publish(f, f->tenant, "m1", "a.b", 2, false);
     publish(f, f->tenant, "m2", "a.b", 2, false);
     snprintf(sql, sizeof(sql),
+             "DELETE FROM schema_migrations WHERE version = 22;"
+             "DROP INDEX webhook_deliveries_paused;"
              "DELETE FROM schema_migrations WHERE version = 21;"
              "DROP INDEX webhook_endpoints_reports;"
              "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"
@@ -951,6 +1094,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_while_disabled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabling_reports_made_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paused_left_behind_and_long_backlogs, setup, teardown),
     };
     /* A claim is SQLite's own there: held until its process ends, not a
      * lease (docs/postgres.md; the PostgreSQL retention is in
@@ -964,6 +1108,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_outcomes_stored_when_disabling_fails, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_migration_20_pauses_waiting_deliveries, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pg_status_changes_of_one_endpoint_do_not_cross, setup,
                                         teardown),
     };
 
