@@ -2,14 +2,16 @@
  * endpoint's backlog: N messages published to an endpoint that an admin
  * then disables (its deliveries stay pending), one more to an active
  * endpoint, then CLAIMS claims of up to 100 deliveries, as a dispatcher's
- * polls make. Before migration 20 each claim read past the whole backlog.
+ * polls make, then the endpoint enabled again. Before migration 20 each
+ * claim read past the whole backlog. Also times the two admin updates,
+ * which pause and resume the backlog.
  *
  *   build/hook_claim_bench [N] [STORE] [CLAIMS]   (make bench-hook-claim)
  *
  * STORE: a SQLite file to create (default: a fresh one in /tmp) or a
  * PostgreSQL URL as the gateway's login role, on a database `gatehouse
  * postgres init` made and that holds no tenant called "bench". Prints the
- * fill's time and ms per claim. */
+ * fill's time, ms per claim and the two updates' times. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +59,7 @@ int main(int argc, char **argv)
     struct gh_err err = {0};
     size_t got = 0, deliveries;
     bool dup;
-    double t0, fill, took;
+    double t0, fill, took, pause, resume;
 
     if (bench_store_params(argc > 2 ? argv[2] : NULL, "hook-claim", path, &p) != 0) return 1;
     snprintf(t.name, sizeof(t.name), "bench");
@@ -75,17 +77,25 @@ int main(int argc, char **argv)
     }
     fill = now_s() - t0;
     off.status = GH_STORE_HOOK_DISABLED;
-    if (gh_store_hook_endpoint_update(st, &off, &err) != GH_OK ||
-        gh_store_hook_publish(st, t.id, "live", "live.x", "{}", 2, 0, &deliveries, &dup, &err) !=
-            GH_OK)
+    t0 = now_s();
+    if (gh_store_hook_endpoint_update(st, &off, &err) != GH_OK) goto fail;
+    pause = now_s() - t0;
+    if (gh_store_hook_publish(st, t.id, "live", "live.x", "{}", 2, 0, &deliveries, &dup, &err) !=
+        GH_OK)
         goto fail;
     t0 = now_s();
     for (int i = 0; i < claims; i++)
         if (gh_store_hook_claim(st, "bench", 100, on_due, &got, &err) != GH_OK) goto fail;
     took = now_s() - t0;
+    off.status = GH_STORE_HOOK_ACTIVE;
+    t0 = now_s();
+    if (gh_store_hook_endpoint_update(st, &off, &err) != GH_OK) goto fail;
+    resume = now_s() - t0;
     printf("%s: %zu deliveries of a disabled endpoint (published in %.1f s); %d claims, "
-           "%zu delivery claimed, %.3f ms per claim\n",
-           p.sqlite_path ? "sqlite" : "postgres", n, fill, claims, got, took * 1000 / claims);
+           "%zu delivery claimed, %.3f ms per claim; the disabling (pause) %.3f s, the "
+           "enabling (resume) %.3f s\n",
+           p.sqlite_path ? "sqlite" : "postgres", n, fill, claims, got, took * 1000 / claims, pause,
+           resume);
     gh_store_close(st);
     bench_store_remove(path);
     return got == 1 ? 0 : 1;
