@@ -100,6 +100,7 @@ struct disabled {
     char tenant[GH_STORE_TENANT_ID_SIZE];
     char endpoint[GH_STORE_HOOK_ID_SIZE];
     const char *reason; /* "gone" or "failing" */
+    int64_t lease;      /* of its report (gh_store_hook_reports_done) */
 };
 
 struct gh_hooks_dispatcher {
@@ -271,7 +272,8 @@ fail:
 
 /* ---- outcomes ------------------------------------------------------------- */
 
-static int on_disabled(const char *tenant, const char *endpoint, const char *reason, void *arg)
+static int on_disabled(const char *tenant, const char *endpoint, const char *reason, int64_t lease,
+                       void *arg)
 {
     struct gh_hooks_dispatcher *d = arg;
     /* A long outage of a shared receiver disables many endpoints in one
@@ -289,6 +291,7 @@ static int on_disabled(const char *tenant, const char *endpoint, const char *rea
     d->disabled[d->ndisabled].reason = strcmp(reason, "gone") == 0 ? "gone" : "failing";
     snprintf(d->disabled[d->ndisabled].tenant, GH_STORE_TENANT_ID_SIZE, "%s", tenant);
     snprintf(d->disabled[d->ndisabled].endpoint, GH_STORE_HOOK_ID_SIZE, "%s", endpoint);
+    d->disabled[d->ndisabled].lease = lease;
     d->ndisabled++;
     return GH_OK;
 }
@@ -335,20 +338,20 @@ static bool report_disabled(struct gh_hooks_dispatcher *d, const struct disabled
  * never lost. */
 static void report_all(struct gh_hooks_dispatcher *d)
 {
-    char ids[GH_STORE_HOOK_REPORTS_MAX][GH_STORE_HOOK_ID_SIZE];
+    struct gh_store_hook_report made[GH_STORE_HOOK_REPORTS_MAX];
     struct gh_err err = {0};
     size_t n = 0;
 
     for (size_t i = 0; i < d->ndisabled; i++) {
-        if (report_disabled(d, &d->disabled[i]))
-            memcpy(ids[n++], d->disabled[i].endpoint, GH_STORE_HOOK_ID_SIZE);
-        else
+        if (report_disabled(d, &d->disabled[i])) {
+            memcpy(made[n].endpoint_id, d->disabled[i].endpoint, GH_STORE_HOOK_ID_SIZE);
+            made[n++].lease = d->disabled[i].lease;
+        } else
             gh_log_warn("webhooks: the report of endpoint %s's disabling is made again within "
                         "%d s",
                         d->disabled[i].endpoint, GH_STORE_HOOK_REPORT_LEASE_MS / 1000);
         if (n > 0 && (n == GH_STORE_HOOK_REPORTS_MAX || i + 1 == d->ndisabled) &&
-            gh_store_hook_reports_done(d->st, (const char(*)[GH_STORE_HOOK_ID_SIZE])ids, n, &err) !=
-                GH_OK)
+            gh_store_hook_reports_done(d->st, made, n, &err) != GH_OK)
             gh_log_warn("webhooks: disabled endpoints reported, but the store did not hear of "
                         "it (they are reported again within %d s): %s",
                         GH_STORE_HOOK_REPORT_LEASE_MS / 1000, err.msg);

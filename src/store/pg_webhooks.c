@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "store/pg_array.h"
+#include "core/clock.h"
 #include "store/pg_int.h"
 #include "store/store_int.h"
 
@@ -163,17 +164,21 @@ int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
 
 /* Runs pausing statement <id> (GH_PG_HOOK_DLV_PAUSE or _RESUME) over
  * endpoint <ep>'s deliveries, step after step, until one does fewer than a
- * step. */
+ * step. Sorting off for the transaction: otherwise the plan of a step can
+ * read and sort every delivery left of a long backlog to keep the first
+ * 10,000 (a bitmap scan), where the index gives them in order. */
 static int pause_steps(struct gh_pg_tx *tx, enum gh_pg_stmt id, const char *ep, struct gh_err *err)
 {
     int64_t after = 0, n;
-    int rc;
+    int rc = gh_pg__run(tx, GH_PG_SORT_OFF, NULL, NULL, err);
 
+    if (rc != GH_OK) return rc;
     do {
         struct gh_pg_args a = {0};
         PGresult *r = NULL;
         gh_pg__arg(&a, ep);
         gh_pg__arg_i64(&a, after);
+        if (id == GH_PG_HOOK_DLV_PAUSE) gh_pg__arg_i64(&a, (int64_t)gh_wall_ms());
         rc = gh_pg__run(tx, id, &a, &r, err);
         n = rc == GH_OK && PQntuples(r) == 1 ? gh_pg__i64(r, 0, 0) : 0;
         if (n > 0) after = gh_pg__i64(r, 0, 1);
@@ -628,22 +633,33 @@ static int record_health(struct gh_pg_tx *tx, const struct gh_store_hook_outcome
 static int disable_run(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_args *a,
                        int64_t now, const char *locked, PGresult **r, struct gh_err *err)
 {
+    struct gh_pg_array eps = {0};
+    struct gh_pg_args f = {0};
+    const char *list;
     int rc = gh_pg__run(tx, id, a, r, err);
 
-    for (int i = 0; rc == GH_OK && i < PQntuples(*r); i++) {
-        struct gh_pg_args f = {0};
-        gh_pg__arg(&f, PQgetvalue(*r, i, 1));
-        gh_pg__arg_i64(&f, now);
-        gh_pg__arg(&f, locked);
-        rc = gh_pg__run(tx, GH_PG_HOOK_DLV_FAIL_EP, &f, NULL, err);
+    if (rc != GH_OK || PQntuples(*r) == 0) return rc;
+    /* One statement for all of them: each locked id is looked up once. */
+    gh_pg_array_reset(&eps);
+    for (int i = 0; i < PQntuples(*r); i++)
+        gh_pg_array_text(&eps, PQgetvalue(*r, i, 1), (size_t)PQgetlength(*r, i, 1));
+    if ((list = gh_pg_array_end(&eps)) == NULL) {
+        gh_pg_array_free(&eps);
+        return gh_err_set(err, NULL, 0, 0, "store: out of memory");
     }
+    gh_pg__arg(&f, list);
+    gh_pg__arg_i64(&f, now);
+    gh_pg__arg(&f, locked);
+    rc = gh_pg__run(tx, GH_PG_HOOK_DLV_FAIL_EP, &f, NULL, err);
+    gh_pg_array_free(&eps);
     return rc;
 }
 
-static void report(const PGresult *r, const char *reason, gh_store_hook_disabled_cb cb, void *arg)
+static void report(const PGresult *r, const char *reason, int64_t lease,
+                   gh_store_hook_disabled_cb cb, void *arg)
 {
     for (int i = 0; cb && r && i < PQntuples(r); i++)
-        cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), reason, arg);
+        cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), reason, lease, arg);
 }
 
 /* One transaction of disable_endpoints: the endpoints of outcomes marked
@@ -717,8 +733,8 @@ out:
     PQclear(locked);
     rc = gh_pg__end(&tx, rc, err);
     if (rc == GH_OK) {
-        report(by_gone, "gone", cb, arg);
-        report(by_failing, "failing", cb, arg);
+        report(by_gone, "gone", now + GH_STORE_HOOK_REPORT_LEASE_MS, cb, arg);
+        report(by_failing, "failing", now + GH_STORE_HOOK_REPORT_LEASE_MS, cb, arg);
     }
     PQclear(by_gone);
     PQclear(by_failing);
@@ -938,35 +954,45 @@ int gh_pg__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_di
      * them leased until GH_STORE_HOOK_REPORT_LEASE_MS, then due again. */
     for (int i = 0; rc == GH_OK && i < PQntuples(r); i++)
         cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-           strcmp(PQgetvalue(r, i, 2), "gone") == 0 ? "gone" : "failing", arg);
+           strcmp(PQgetvalue(r, i, 2), "gone") == 0 ? "gone" : "failing",
+           now + GH_STORE_HOOK_REPORT_LEASE_MS, arg);
     PQclear(r);
     return rc;
 }
 
-int gh_pg__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
-                             size_t n, struct gh_err *err)
+int gh_pg__hook_reports_done(struct gh_store *st, const struct gh_store_hook_report *r, size_t n,
+                             struct gh_err *err)
 {
-    struct gh_pg_array list = {0};
+    struct gh_pg_array ids = {0}, leases = {0};
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
-    const char *text;
+    const char *id_list, *lease_list;
+    char num[24];
     int rc;
 
-    gh_pg_array_reset(&list);
-    for (size_t i = 0; i < n; i++)
-        gh_pg_array_text(&list, ids[i], strlen(ids[i]));
-    text = gh_pg_array_end(&list);
-    if (text == NULL) {
-        gh_pg_array_free(&list);
-        return gh_err_set(err, NULL, 0, 0, "store: out of memory");
+    gh_pg_array_reset(&ids);
+    gh_pg_array_reset(&leases);
+    for (size_t i = 0; i < n; i++) {
+        gh_pg_array_text(&ids, r[i].endpoint_id, strlen(r[i].endpoint_id));
+        snprintf(num, sizeof(num), "%lld", (long long)r[i].lease);
+        gh_pg_array_text(&leases, num, strlen(num));
+    }
+    id_list = gh_pg_array_end(&ids);
+    lease_list = gh_pg_array_end(&leases);
+    if (id_list == NULL || lease_list == NULL) {
+        rc = gh_err_set(err, NULL, 0, 0, "store: out of memory");
+        goto out;
     }
     rc = gh_pg__begin(gh_pg__of(st), GH_PG_OPERATOR, NULL, false, &tx, err);
     if (rc == GH_OK) {
-        gh_pg__arg(&a, text);
+        gh_pg__arg(&a, id_list);
+        gh_pg__arg(&a, lease_list);
         rc = gh_pg__run(&tx, GH_PG_HOOK_REPORTS_DONE, &a, NULL, err);
         rc = gh_pg__end(&tx, rc, err);
     }
-    gh_pg_array_free(&list);
+out:
+    gh_pg_array_free(&ids);
+    gh_pg_array_free(&leases);
     return rc;
 }
 

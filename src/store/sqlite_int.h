@@ -460,7 +460,7 @@ int gh_sqlite__hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *re
                                  struct gh_err *err);
 int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
                                   void *arg, struct gh_err *err);
-int gh_sqlite__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+int gh_sqlite__hook_reports_done(struct gh_store *st, const struct gh_store_hook_report *r,
                                  size_t n, struct gh_err *err);
 int gh_sqlite__usage_purge(struct gh_store *st, const char *day, const char *month, size_t limit,
                            struct gh_store_usage_purged *out, struct gh_err *err);

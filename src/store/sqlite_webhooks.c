@@ -511,7 +511,8 @@ static int disable_run(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *re
         gh_sqlite__bind_text(f, 1, ids[i]);
         sqlite3_bind_int64(f, 2, now);
         rc = gh_sqlite__exec(c, f, "webhook disable", err);
-        if (rc == GH_OK && cb) cb(tenants[i], ids[i], reason, arg);
+        if (rc == GH_OK && cb)
+            cb(tenants[i], ids[i], reason, now + GH_STORE_HOOK_REPORT_LEASE_MS, arg);
     }
     return rc;
 }
@@ -761,11 +762,12 @@ int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hoo
     gh_sqlite__done(s);
     rc = gh_sqlite__write_end(ss, rc, err);
     for (size_t i = 0; rc == GH_OK && i < n; i++)
-        cb(tenants[i], ids[i], strcmp(reasons[i], "gone") == 0 ? "gone" : "failing", arg);
+        cb(tenants[i], ids[i], strcmp(reasons[i], "gone") == 0 ? "gone" : "failing",
+           now + GH_STORE_HOOK_REPORT_LEASE_MS, arg);
     return rc;
 }
 
-int gh_sqlite__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
+int gh_sqlite__hook_reports_done(struct gh_store *st, const struct gh_store_hook_report *r,
                                  size_t n, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
@@ -779,7 +781,8 @@ int gh_sqlite__hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE
             rc = GH_ERROR;
             break;
         }
-        gh_sqlite__bind_text(s, 1, ids[i]);
+        gh_sqlite__bind_text(s, 1, r[i].endpoint_id);
+        sqlite3_bind_int64(s, 2, r[i].lease);
         rc = gh_sqlite__exec(c, s, "webhook reports", err);
     }
     return gh_sqlite__write_end(ss, rc, err);

@@ -522,9 +522,16 @@ struct gh_store_hook_purged {
 #define GH_STORE_HOOK_REPORTS_MAX     64 /* reports one hook_reports_claim takes */
 
 /* An endpoint the store just disabled; <reason> is "gone" (it answered 410)
- * or "failing" (webhooks.disable_after). */
+ * or "failing" (webhooks.disable_after); <lease> names the caller's lease
+ * on its report, for hook_reports_done. */
 typedef int (*gh_store_hook_disabled_cb)(const char *tenant_id, const char *endpoint_id,
-                                         const char *reason, void *arg);
+                                         const char *reason, int64_t lease, void *arg);
+
+/* A report made: its endpoint and the lease it was made under. */
+struct gh_store_hook_report {
+    char endpoint_id[GH_STORE_HOOK_ID_SIZE];
+    int64_t lease;
+};
 
 struct gh_store;
 
@@ -1006,9 +1013,11 @@ struct gh_store_ops {
      * disjoint sets. */
     int (*hook_reports_claim)(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
                               void *arg, struct gh_err *err);
-    /* [operator] Marks the reports of disabled endpoints <ids> made. */
-    int (*hook_reports_done)(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
-                             size_t n, struct gh_err *err);
+    /* [operator] Marks the reports <r> made, each only while its endpoint's
+     * report is still under that lease: a later disabling of the endpoint
+     * (a new lease) keeps its own report to make. */
+    int (*hook_reports_done)(struct gh_store *st, const struct gh_store_hook_report *r, size_t n,
+                             struct gh_err *err);
     /* [operator] Resumes up to <limit> paused deliveries of active
      * endpoints (an older gatehouse, which knows no pausing, enabled their
      * endpoint), and sets *resumed to how many. */
@@ -1554,8 +1563,8 @@ int gh_store_hook_pending_count(struct gh_store *st, uint64_t *count, struct gh_
 /* [operator] See the ops; now is the wall clock. <n> 0..GH_STORE_HOOK_REPORTS_MAX. */
 int gh_store_hook_reports_claim(struct gh_store *st, gh_store_hook_disabled_cb cb, void *arg,
                                 struct gh_err *err);
-int gh_store_hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
-                               size_t n, struct gh_err *err);
+int gh_store_hook_reports_done(struct gh_store *st, const struct gh_store_hook_report *r, size_t n,
+                               struct gh_err *err);
 /* [operator] See the op: <limit> 1..GH_STORE_HOOK_RESUME_MAX. */
 #define GH_STORE_HOOK_RESUME_MAX 10000
 int gh_store_hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,

@@ -380,10 +380,15 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * steps of GH_PG_HOOK_PAUSE_STEP from id $2 on, each far inside the
      * pool's statement timeout however long the backlog (the caller runs
      * them until one does fewer). Answers how many, and the last id. */
+    /* Not one in flight (claimed, its lease running at $3): its outcome
+     * batch would wait for this transaction, holding a whole batch of other
+     * endpoints' outcomes back. It comes back unpaused, not claimed while
+     * the endpoint is disabled. */
     [GH_PG_HOOK_DLV_PAUSE] =
         "WITH c AS (UPDATE webhook_deliveries SET paused = true WHERE id IN "
         "(SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
         "AND id > $2::bigint AND status = 'pending' AND NOT paused "
+        "AND (claimed = '' OR claim_until <= $3::bigint) "
         "ORDER BY id LIMIT " GH_PG_HOOK_PAUSE_STEP " FOR UPDATE) RETURNING id) "
         "SELECT count(*), coalesce(max(id), 0) FROM c",
     /* Served by webhook_deliveries_paused (migration 22). */
@@ -395,11 +400,16 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     /* Paused deliveries of active endpoints (an older gatehouse enabled the
      * endpoint): none a transaction holds (SKIP LOCKED: an admin's pause
      * under way is left alone, and nothing waits). */
+    /* Driven from the active endpoints, each probing the partial index
+     * webhook_deliveries_paused: a join over the deliveries would read a
+     * disabled endpoint's whole paused backlog (or the table). */
     [GH_PG_HOOK_DLV_RESUME_STRAY] = "WITH c AS (UPDATE webhook_deliveries SET paused = false "
-                                    "WHERE id IN (SELECT d.id FROM webhook_endpoints e "
-                                    "JOIN webhook_deliveries d ON d.endpoint_id = e.id "
-                                    "AND d.paused WHERE e.status = 'active' LIMIT $1::bigint "
-                                    "FOR UPDATE OF d SKIP LOCKED) RETURNING 1) "
+                                    "WHERE id IN (SELECT id FROM webhook_deliveries WHERE paused "
+                                    "AND id IN (SELECT p.id FROM webhook_endpoints e CROSS JOIN "
+                                    "LATERAL (SELECT d.id FROM webhook_deliveries d "
+                                    "WHERE d.endpoint_id = e.id AND d.paused ORDER BY d.id "
+                                    "LIMIT $1::bigint) p WHERE e.status = 'active' "
+                                    "LIMIT $1::bigint) FOR UPDATE SKIP LOCKED) RETURNING 1) "
                                     "SELECT count(*) FROM c",
     [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
                              "AND id = $2::text RETURNING id",
@@ -457,7 +467,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
                                "claim_until = 0, last_error = 'endpoint_disabled', "
                                "paused = false, updated_at = $2::bigint "
-                               "WHERE id = ANY ($3::bigint[]) AND endpoint_id = $1::text "
+                               "WHERE id = ANY ($3::bigint[]) AND endpoint_id = ANY ($1::text[]) "
                                "AND status = 'pending'",
     /* A message id already stored for the tenant inserts nothing (two
      * nodes publishing one id at once: the second waits for the first's
@@ -564,10 +574,13 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                                  "WHERE report_after > 0 AND report_after <= $1::bigint "
                                  "ORDER BY id LIMIT $3::bigint FOR NO KEY UPDATE SKIP LOCKED) "
                                  "RETURNING tenant_id, id, disabled_reason",
-    /* In id order, as every writer of several endpoints' rows. */
-    [GH_PG_HOOK_REPORTS_DONE] = "UPDATE webhook_endpoints SET report_after = 0 WHERE id IN "
-                                "(SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[]) "
-                                "AND report_after > 0 ORDER BY id FOR NO KEY UPDATE)",
+    /* In id order, as every writer of several endpoints' rows; each only
+     * while still under the lease its report was made under ($2). */
+    [GH_PG_HOOK_REPORTS_DONE] =
+        "UPDATE webhook_endpoints SET report_after = 0 WHERE id IN "
+        "(SELECT e.id FROM webhook_endpoints e JOIN unnest($1::text[], "
+        "$2::bigint[]) AS r (id, lease) ON e.id = r.id "
+        "AND e.report_after = r.lease ORDER BY e.id FOR NO KEY UPDATE OF e)",
     /* Retention (gh_pg__hook_purge). The oldest messages, unlocked: the
      * caller picks those older than the cutoff. */
     [GH_PG_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > $1::bigint "

@@ -347,7 +347,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                  "AND report_after <= ?1 ORDER BY id LIMIT ?3) "
                                  "RETURNING tenant_id, id, disabled_reason",
     [GH_SQ_HOOK_REPORTS_DONE] = "UPDATE webhook_endpoints SET report_after = 0 "
-                                "WHERE id = ?1 AND report_after > 0",
+                                "WHERE id = ?1 AND report_after = ?2",
     /* Retention (gh_sqlite__hook_purge): messages by seq, the deliveries
      * of one through webhook_deliveries_by_message (migration 16). */
     [GH_SQ_HOOK_PURGE_SCAN] = "SELECT seq, created_at FROM webhook_messages WHERE seq > ?1 "

@@ -348,15 +348,18 @@ int gh_store_hook_reports_claim(struct gh_store *st, gh_store_hook_disabled_cb c
     return st->ops->hook_reports_claim(st, (int64_t)gh_wall_ms(), cb, arg, err);
 }
 
-int gh_store_hook_reports_done(struct gh_store *st, const char (*ids)[GH_STORE_HOOK_ID_SIZE],
-                               size_t n, struct gh_err *err)
+int gh_store_hook_reports_done(struct gh_store *st, const struct gh_store_hook_report *r, size_t n,
+                               struct gh_err *err)
 {
     if (n == 0) return GH_OK;
     if (n > GH_STORE_HOOK_REPORTS_MAX) return invalid(err, "n", "must be 0-64");
-    for (size_t i = 0; i < n; i++)
-        if (!terminated(ids[i], sizeof(ids[i])) || !gh_store_valid_hook_id(ids[i]))
+    for (size_t i = 0; i < n; i++) {
+        if (!terminated(r[i].endpoint_id, sizeof(r[i].endpoint_id)) ||
+            !gh_store_valid_hook_id(r[i].endpoint_id))
             return invalid(err, "id", "not an endpoint id");
-    return st->ops->hook_reports_done(st, ids, n, err);
+        if (r[i].lease <= 0) return invalid(err, "lease", "must be > 0");
+    }
+    return st->ops->hook_reports_done(st, r, n, err);
 }
 
 int gh_store_hook_resume_stray(struct gh_store *st, size_t limit, uint64_t *resumed,
