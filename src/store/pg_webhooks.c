@@ -164,14 +164,17 @@ int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
 
 /* Runs pausing statement <id> (GH_PG_HOOK_DLV_PAUSE or _RESUME) over
  * endpoint <ep>'s deliveries, step after step, until one does fewer than a
- * step. Sorting off for the transaction: otherwise the plan of a step can
- * read and sort every delivery left of a long backlog to keep the first
- * 10,000 (a bitmap scan), where the index gives them in order. */
+ * step. Sorting off and plans for the values at hand, for the transaction:
+ * otherwise the plan of a step can read and sort every delivery left of a
+ * long backlog to keep the first 10,000 (a bitmap scan), where the index
+ * gives them in order, and a generic plan reads the primary key past the
+ * whole table for an endpoint of a few deliveries. */
 static int pause_steps(struct gh_pg_tx *tx, enum gh_pg_stmt id, const char *ep, struct gh_err *err)
 {
     int64_t after = 0, n;
     int rc = gh_pg__run(tx, GH_PG_SORT_OFF, NULL, NULL, err);
 
+    if (rc == GH_OK) rc = gh_pg__run(tx, GH_PG_CUSTOM_PLANS, NULL, NULL, err);
     if (rc != GH_OK) return rc;
     do {
         struct gh_pg_args a = {0};

@@ -488,7 +488,7 @@ struct gh_store_hook_delivery {
     enum gh_store_delivery_status status;
     unsigned attempts;
     int64_t next_attempt_at; /* 0 unless pending */
-    bool paused;             /* pending, and its endpoint disabled by an admin (migration 20) */
+    bool paused;             /* pending, and its endpoint disabled (by an admin: migration 20) */
     long last_status;
     char last_error[64];
     int64_t created_at, updated_at;

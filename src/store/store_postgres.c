@@ -31,10 +31,14 @@
     "chain, first_seq, last_seq, prev_hash, last_hash, events, file, file_sha256, created_at"
 #define SECRET_COLS  GH_PG_SECRET_COLS
 #define HOOK_EP_COLS GH_PG_HOOK_EP_COLS
+/* "paused" as the API shows it: waiting for its endpoint to be enabled,
+ * whether the row is paused or was in flight (or published) at the
+ * disabling (docs/webhooks.md). */
 #define HOOK_DLV_COLS                                                                              \
     "d.id, d.endpoint_id, m.id, m.type, d.status, d.attempts, d.next_attempt_at, "                 \
-    "d.last_status, d.last_error, d.created_at, d.updated_at, d.paused "                           \
-    "FROM webhook_deliveries d "                                                                   \
+    "d.last_status, d.last_error, d.created_at, d.updated_at, "                                    \
+    "(d.paused OR EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id "           \
+    "AND e.status <> 'active')) FROM webhook_deliveries d "                                        \
     "JOIN webhook_messages m ON m.seq = d.message_seq"
 #define I64_MAX "9223372036854775807"
 
@@ -221,6 +225,11 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     /* Before the system tenant's query (pg_audit.c): sorts off, so that its
      * partial index in rowid order is the plan. */
     [GH_PG_SORT_OFF] = "SELECT set_config('enable_sort', 'off', true)",
+    /* For the rest of the transaction: plans made for the values at hand.
+     * A generic plan of a pausing step can read the primary key past the
+     * whole table for an endpoint of a few deliveries (pg_webhooks.c,
+     * pause_steps). */
+    [GH_PG_CUSTOM_PLANS] = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)",
     [GH_PG_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" GH_PG_AUDIT_CP_COLS ") "
                               "VALUES ($1::text, $2::bigint, $3::text, $4::bigint, $5::text, "
                               "$6::text) ON CONFLICT (chain, seq) DO NOTHING RETURNING hash",
@@ -385,18 +394,21 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * endpoints' outcomes back. It comes back unpaused, not claimed while
      * the endpoint is disabled. */
     [GH_PG_HOOK_DLV_PAUSE] =
-        "WITH c AS (UPDATE webhook_deliveries SET paused = true WHERE id IN "
-        "(SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
+        "WITH c AS (UPDATE webhook_deliveries SET paused = true WHERE id = ANY (ARRAY("
+        "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
         "AND id > $2::bigint AND status = 'pending' AND NOT paused "
         "AND (claimed = '' OR claim_until <= $3::bigint) "
-        "ORDER BY id LIMIT " GH_PG_HOOK_PAUSE_STEP " FOR UPDATE) RETURNING id) "
+        "ORDER BY id LIMIT " GH_PG_HOOK_PAUSE_STEP " FOR UPDATE)) RETURNING id) "
         "SELECT count(*), coalesce(max(id), 0) FROM c",
-    /* Served by webhook_deliveries_paused (migration 22). */
-    [GH_PG_HOOK_DLV_RESUME] = "WITH c AS (UPDATE webhook_deliveries SET paused = false WHERE id IN "
-                              "(SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::text "
-                              "AND id > $2::bigint AND paused ORDER BY id "
-                              "LIMIT " GH_PG_HOOK_PAUSE_STEP " FOR UPDATE) RETURNING id) "
-                              "SELECT count(*), coalesce(max(id), 0) FROM c",
+    /* Served by webhook_deliveries_paused (migration 22). The ids as an
+     * array (= ANY (ARRAY(...)), here and above): the planner then updates
+     * them by primary key, where IN (subquery) made a hash join over a scan
+     * of the whole table. */
+    [GH_PG_HOOK_DLV_RESUME] = "WITH c AS (UPDATE webhook_deliveries SET paused = false "
+                              "WHERE id = ANY (ARRAY(SELECT id FROM webhook_deliveries "
+                              "WHERE endpoint_id = $1::text AND id > $2::bigint AND paused "
+                              "ORDER BY id LIMIT " GH_PG_HOOK_PAUSE_STEP " FOR UPDATE)) "
+                              "RETURNING id) SELECT count(*), coalesce(max(id), 0) FROM c",
     /* Paused deliveries of active endpoints (an older gatehouse enabled the
      * endpoint): none a transaction holds (SKIP LOCKED: an admin's pause
      * under way is left alone, and nothing waits). */
@@ -404,12 +416,12 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * webhook_deliveries_paused: a join over the deliveries would read a
      * disabled endpoint's whole paused backlog (or the table). */
     [GH_PG_HOOK_DLV_RESUME_STRAY] = "WITH c AS (UPDATE webhook_deliveries SET paused = false "
-                                    "WHERE id IN (SELECT id FROM webhook_deliveries WHERE paused "
-                                    "AND id IN (SELECT p.id FROM webhook_endpoints e CROSS JOIN "
-                                    "LATERAL (SELECT d.id FROM webhook_deliveries d "
-                                    "WHERE d.endpoint_id = e.id AND d.paused ORDER BY d.id "
-                                    "LIMIT $1::bigint) p WHERE e.status = 'active' "
-                                    "LIMIT $1::bigint) FOR UPDATE SKIP LOCKED) RETURNING 1) "
+                                    "WHERE id = ANY (ARRAY(SELECT id FROM webhook_deliveries "
+                                    "WHERE paused AND id = ANY (ARRAY(SELECT p.id FROM "
+                                    "webhook_endpoints e CROSS JOIN LATERAL (SELECT d.id FROM "
+                                    "webhook_deliveries d WHERE d.endpoint_id = e.id AND d.paused "
+                                    "ORDER BY d.id LIMIT $1::bigint) p WHERE e.status = 'active' "
+                                    "LIMIT $1::bigint)) FOR UPDATE SKIP LOCKED)) RETURNING 1) "
                                     "SELECT count(*) FROM c",
     [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
                              "AND id = $2::text RETURNING id",

@@ -38,10 +38,14 @@
 #define HOOK_EP_COLS                                                                               \
     "id, tenant_id, url, description, events, signing, public_key, secret_version, "               \
     "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at"
+/* "paused" as the API shows it: waiting for its endpoint to be enabled,
+ * whether the row is paused or was in flight (or published) at the
+ * disabling (docs/webhooks.md). */
 #define HOOK_DLV_COLS                                                                              \
     "d.id, d.endpoint_id, m.id, m.type, d.status, d.attempts, d.next_attempt_at, "                 \
-    "d.last_status, d.last_error, d.created_at, d.updated_at, d.paused "                           \
-    "FROM webhook_deliveries d "                                                                   \
+    "d.last_status, d.last_error, d.created_at, d.updated_at, "                                    \
+    "(d.paused OR EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id "           \
+    "AND e.status <> 'active')) FROM webhook_deliveries d "                                        \
     "JOIN webhook_messages m ON m.seq = d.message_seq"
 
 /* Every statement, bound with ?N parameters only: no SQL is built from
