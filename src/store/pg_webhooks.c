@@ -683,6 +683,7 @@ static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcom
     struct gh_pg_args a = {0}, l = {0}, g = {0}, d = {0};
     PGresult *due = NULL, *locked = NULL, *by_gone = NULL, *by_failing = NULL;
     const char *list, *gone_list, *held_list = NULL;
+    const int64_t lease = now + GH_STORE_HOOK_REPORT_LEASE_MS; /* of each report */
     int rc;
 
     *more = false;
@@ -721,14 +722,14 @@ static int disable_some(struct gh_pg_store *s, const struct gh_store_hook_outcom
     if (rc == GH_OK && gone.n > 0) {
         gh_pg__arg_i64(&g, now);
         gh_pg__arg(&g, gone_list);
-        gh_pg__arg_i64(&g, now + GH_STORE_HOOK_REPORT_LEASE_MS);
+        gh_pg__arg_i64(&g, lease);
         rc = disable_run(&tx, GH_PG_HOOK_EP_GONE, &g, now, held_list, &by_gone, err);
     }
     if (rc == GH_OK && PQntuples(due) > 0) {
         gh_pg__arg_i64(&d, now);
         gh_pg__arg_i64(&d, cutoff);
         gh_pg__arg(&d, list);
-        gh_pg__arg_i64(&d, now + GH_STORE_HOOK_REPORT_LEASE_MS);
+        gh_pg__arg_i64(&d, lease);
         rc = disable_run(&tx, GH_PG_HOOK_EP_DISABLE, &d, now, held_list, &by_failing, err);
     }
 out:
@@ -736,8 +737,8 @@ out:
     PQclear(locked);
     rc = gh_pg__end(&tx, rc, err);
     if (rc == GH_OK) {
-        report(by_gone, "gone", now + GH_STORE_HOOK_REPORT_LEASE_MS, cb, arg);
-        report(by_failing, "failing", now + GH_STORE_HOOK_REPORT_LEASE_MS, cb, arg);
+        report(by_gone, "gone", lease, cb, arg);
+        report(by_failing, "failing", lease, cb, arg);
     }
     PQclear(by_gone);
     PQclear(by_failing);
@@ -942,6 +943,7 @@ int gh_pg__hook_delivery_replay(struct gh_store *st, const char *tenant_id, cons
 int gh_pg__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_disabled_cb cb,
                               void *arg, struct gh_err *err)
 {
+    const int64_t lease = now + GH_STORE_HOOK_REPORT_LEASE_MS;
     struct gh_pg_args a = {0};
     struct gh_pg_tx tx;
     PGresult *r = NULL;
@@ -949,7 +951,7 @@ int gh_pg__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_di
 
     if (rc != GH_OK) return rc;
     gh_pg__arg_i64(&a, now);
-    gh_pg__arg_i64(&a, now + GH_STORE_HOOK_REPORT_LEASE_MS);
+    gh_pg__arg_i64(&a, lease);
     gh_pg__arg_i64(&a, GH_STORE_HOOK_REPORTS_MAX);
     rc = gh_pg__run(&tx, GH_PG_HOOK_REPORTS_CLAIM, &a, &r, err);
     rc = gh_pg__end(&tx, rc, err);
@@ -957,8 +959,7 @@ int gh_pg__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hook_di
      * them leased until GH_STORE_HOOK_REPORT_LEASE_MS, then due again. */
     for (int i = 0; rc == GH_OK && i < PQntuples(r); i++)
         cb(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-           strcmp(PQgetvalue(r, i, 2), "gone") == 0 ? "gone" : "failing",
-           now + GH_STORE_HOOK_REPORT_LEASE_MS, arg);
+           strcmp(PQgetvalue(r, i, 2), "gone") == 0 ? "gone" : "failing", lease, arg);
     PQclear(r);
     return rc;
 }

@@ -485,10 +485,12 @@ static int record_one(struct gh_sqlite_conn *c, const struct gh_store_hook_outco
     return gh_sqlite__exec(c, e, "webhook endpoint health", err);
 }
 
-/* Runs disabling statement <s> (bound) and, for each endpoint it disabled,
- * fails its pending deliveries and calls <cb>. Sets *n to how many. */
+/* Runs disabling statement <s> (bound, its report leased until <lease>)
+ * and, for each endpoint it disabled, fails its pending deliveries and
+ * calls <cb>. Sets *n to how many. */
 static int disable_run(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *reason, int64_t now,
-                       gh_store_hook_disabled_cb cb, void *arg, size_t *n, struct gh_err *err)
+                       int64_t lease, gh_store_hook_disabled_cb cb, void *arg, size_t *n,
+                       struct gh_err *err)
 {
     char ids[64][GH_STORE_HOOK_ID_SIZE], tenants[64][GH_STORE_TENANT_ID_SIZE];
     int rc = GH_OK, step;
@@ -511,8 +513,7 @@ static int disable_run(struct gh_sqlite_conn *c, sqlite3_stmt *s, const char *re
         gh_sqlite__bind_text(f, 1, ids[i]);
         sqlite3_bind_int64(f, 2, now);
         rc = gh_sqlite__exec(c, f, "webhook disable", err);
-        if (rc == GH_OK && cb)
-            cb(tenants[i], ids[i], reason, now + GH_STORE_HOOK_REPORT_LEASE_MS, arg);
+        if (rc == GH_OK && cb) cb(tenants[i], ids[i], reason, lease, arg);
     }
     return rc;
 }
@@ -523,6 +524,7 @@ static int disable_endpoints(struct gh_sqlite_conn *c, const struct gh_store_hoo
                              size_t no, int64_t now, int64_t cutoff, gh_store_hook_disabled_cb cb,
                              void *arg, struct gh_err *err)
 {
+    const int64_t lease = now + GH_STORE_HOOK_REPORT_LEASE_MS; /* of each report */
     sqlite3_stmt *s;
     size_t n = 0;
     int rc = GH_OK;
@@ -533,8 +535,8 @@ static int disable_endpoints(struct gh_sqlite_conn *c, const struct gh_store_hoo
         if (s == NULL) return GH_ERROR;
         sqlite3_bind_int64(s, 1, now);
         gh_sqlite__bind_text(s, 2, o[i].endpoint_id);
-        sqlite3_bind_int64(s, 3, now + GH_STORE_HOOK_REPORT_LEASE_MS);
-        rc = disable_run(c, s, "gone", now, cb, arg, &n, err);
+        sqlite3_bind_int64(s, 3, lease);
+        rc = disable_run(c, s, "gone", now, lease, cb, arg, &n, err);
     }
     do {
         if (rc != GH_OK) break;
@@ -542,8 +544,8 @@ static int disable_endpoints(struct gh_sqlite_conn *c, const struct gh_store_hoo
         if (s == NULL) return GH_ERROR;
         sqlite3_bind_int64(s, 1, now);
         sqlite3_bind_int64(s, 2, cutoff);
-        sqlite3_bind_int64(s, 3, now + GH_STORE_HOOK_REPORT_LEASE_MS);
-        rc = disable_run(c, s, "failing", now, cb, arg, &n, err);
+        sqlite3_bind_int64(s, 3, lease);
+        rc = disable_run(c, s, "failing", now, lease, cb, arg, &n, err);
     } while (n == 64);
     return rc;
 }
@@ -740,6 +742,7 @@ int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hoo
     char ids[GH_STORE_HOOK_REPORTS_MAX][GH_STORE_HOOK_ID_SIZE];
     char tenants[GH_STORE_HOOK_REPORTS_MAX][GH_STORE_TENANT_ID_SIZE];
     char reasons[GH_STORE_HOOK_REPORTS_MAX][16];
+    const int64_t lease = now + GH_STORE_HOOK_REPORT_LEASE_MS;
     sqlite3_stmt *s;
     size_t n = 0;
     int rc = gh_sqlite__write_begin(ss, err), step;
@@ -748,7 +751,7 @@ int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hoo
     s = gh_sqlite__stmt(c, GH_SQ_HOOK_REPORTS_CLAIM, err);
     if (s == NULL) return gh_sqlite__write_end(ss, GH_ERROR, err);
     sqlite3_bind_int64(s, 1, now);
-    sqlite3_bind_int64(s, 2, now + GH_STORE_HOOK_REPORT_LEASE_MS);
+    sqlite3_bind_int64(s, 2, lease);
     sqlite3_bind_int64(s, 3, GH_STORE_HOOK_REPORTS_MAX);
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         if (n == GH_STORE_HOOK_REPORTS_MAX) continue;
@@ -762,8 +765,7 @@ int gh_sqlite__hook_reports_claim(struct gh_store *st, int64_t now, gh_store_hoo
     gh_sqlite__done(s);
     rc = gh_sqlite__write_end(ss, rc, err);
     for (size_t i = 0; rc == GH_OK && i < n; i++)
-        cb(tenants[i], ids[i], strcmp(reasons[i], "gone") == 0 ? "gone" : "failing",
-           now + GH_STORE_HOOK_REPORT_LEASE_MS, arg);
+        cb(tenants[i], ids[i], strcmp(reasons[i], "gone") == 0 ? "gone" : "failing", lease, arg);
     return rc;
 }
 

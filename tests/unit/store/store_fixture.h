@@ -43,6 +43,20 @@ static inline void gh_test_pg_url(char *out, size_t size, const char *user, cons
     snprintf(out, size, "postgresql://%s@%s/%s", user, gh_test_pg_server(), db);
 }
 
+/* SQL (both engines) that takes a store's webhook tables back to how
+ * migration 19 left them, for the tests of migrations 20 to 22: their
+ * indexes and columns gone, their versions unrecorded. */
+#define GH_TEST_WEBHOOKS_AT_19                                                                     \
+    "DELETE FROM schema_migrations WHERE version = 22;"                                            \
+    "DROP INDEX webhook_deliveries_paused;"                                                        \
+    "DELETE FROM schema_migrations WHERE version = 21;"                                            \
+    "DROP INDEX webhook_endpoints_reports;"                                                        \
+    "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"                                      \
+    "DELETE FROM schema_migrations WHERE version = 20;"                                            \
+    "DROP INDEX webhook_deliveries_due;"                                                           \
+    "ALTER TABLE webhook_deliveries DROP COLUMN paused;"                                           \
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
+
 /* A session on database <db> as the superuser, in schema gatehouse; NULL
  * (and the reason on stderr) when it cannot connect. */
 static inline PGconn *gh_test_pg_connect(const char *db)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store_fixture.h"
 
 /* A well-formed PHC string; tests check that no message ever contains it. */
 static const char HASH[] = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$"
@@ -304,13 +305,7 @@ static void test_migrate_18_deliveries(void **state)
 
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path,
-             "DELETE FROM schema_migrations WHERE version = 22;"
-             "DROP INDEX webhook_deliveries_paused;"
-             "DELETE FROM schema_migrations WHERE version = 21;"
-             "DROP INDEX webhook_endpoints_reports;"
-             "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"
-             "DELETE FROM schema_migrations WHERE version = 20;"
+    raw_exec(f->path, GH_TEST_WEBHOOKS_AT_19
              "DELETE FROM schema_migrations WHERE version = 19;"
              "DROP INDEX limit_events_by_period;"
              "DELETE FROM schema_migrations WHERE version = 18;"
@@ -363,16 +358,7 @@ static void test_migrate_20_paused(void **state)
 
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path,
-             "DELETE FROM schema_migrations WHERE version = 22;"
-             "DROP INDEX webhook_deliveries_paused;"
-             "DELETE FROM schema_migrations WHERE version = 21;"
-             "DROP INDEX webhook_endpoints_reports;"
-             "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"
-             "DELETE FROM schema_migrations WHERE version = 20;"
-             "DROP INDEX webhook_deliveries_due;"
-             "ALTER TABLE webhook_deliveries DROP COLUMN paused;"
-             "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
+    raw_exec(f->path, GH_TEST_WEBHOOKS_AT_19
              "INSERT INTO webhook_endpoints (id, tenant_id, url, signing, secret_version, status, "
              "created_at, updated_at) VALUES "
              "('ep_on', 'system', 'https://a.example/', 'hmac', 1, 'active', 1, 1),"

@@ -1083,16 +1083,7 @@ static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
     publish(f, f->tenant, "m1", "a.b", 2, false);
     publish(f, f->tenant, "m2", "a.b", 2, false);
     snprintf(sql, sizeof(sql),
-             "DELETE FROM schema_migrations WHERE version = 22;"
-             "DROP INDEX webhook_deliveries_paused;"
-             "DELETE FROM schema_migrations WHERE version = 21;"
-             "DROP INDEX webhook_endpoints_reports;"
-             "ALTER TABLE webhook_endpoints DROP COLUMN report_after;"
-             "DELETE FROM schema_migrations WHERE version = 20;"
-             "DROP INDEX webhook_deliveries_due;"
-             "ALTER TABLE webhook_deliveries DROP COLUMN paused;"
-             "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, "
-             "next_attempt_at);"
+             GH_TEST_WEBHOOKS_AT_19
              "UPDATE webhook_endpoints SET status = 'disabled' WHERE id = '%s'",
              p.id);
     raw(f, sql);
