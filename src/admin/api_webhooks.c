@@ -254,6 +254,28 @@ void gh_api_hook_get(struct call *c)
         gh_api_reply_json(c, 200, endpoint_json(&e));
 }
 
+/* How many times a read-modify-write of an endpoint is made again when the
+ * row changed between its read and its write (the dispatcher's failure
+ * clock or disabling, another admin) before the answer is 409. */
+#define HOOK_UPDATE_TRIES 8
+
+/* Sets status <status> ("active" or "disabled") on <e> as an admin does. */
+static void set_status(struct gh_store_hook_endpoint *e, const char *status)
+{
+    if (strcmp(status, "active") == 0) {
+        /* Enabled again by hand: its failure clock starts over. */
+        e->status = GH_STORE_HOOK_ACTIVE;
+        e->failing_since = 0;
+        e->disabled_reason[0] = '\0';
+        return;
+    }
+    if (e->status != GH_STORE_HOOK_DISABLED)
+        snprintf(e->disabled_reason, sizeof(e->disabled_reason), "by_admin");
+    e->status = GH_STORE_HOOK_DISABLED;
+}
+
+/* The body's fields over the endpoint as stored, whatever else changed it
+ * meanwhile: each try reads the row again and applies the fields to it. */
 void gh_api_hook_patch(struct call *c)
 {
     static const char *const fields[] = {"url", "events", "description", "status", NULL};
@@ -267,28 +289,18 @@ void gh_api_hook_patch(struct call *c)
         gh_api_reply_error(c, 422, "invalid_field", "nothing to change");
         return;
     }
-    rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
-    if (rc != GH_OK) {
-        gh_api_reply_store_error(c, rc, &err);
+    if (status && strcmp(status, "active") != 0 && strcmp(status, "disabled") != 0) {
+        gh_api_reply_error(c, 422, "invalid_field", "status must be active or disabled");
         return;
     }
-    if (!read_fields(c, &e, false)) return;
-    if (status) {
-        if (strcmp(status, "active") == 0) {
-            /* Enabled again by hand: its failure clock starts over. */
-            e.status = GH_STORE_HOOK_ACTIVE;
-            e.failing_since = 0;
-            e.disabled_reason[0] = '\0';
-        } else if (strcmp(status, "disabled") == 0) {
-            if (e.status != GH_STORE_HOOK_DISABLED)
-                snprintf(e.disabled_reason, sizeof(e.disabled_reason), "by_admin");
-            e.status = GH_STORE_HOOK_DISABLED;
-        } else {
-            gh_api_reply_error(c, 422, "invalid_field", "status must be active or disabled");
-            return;
-        }
+    for (int tries = 1;; tries++) {
+        rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
+        if (rc != GH_OK) break;
+        if (!read_fields(c, &e, false)) return;
+        if (status) set_status(&e, status);
+        rc = gh_store_hook_endpoint_update(c->st, &e, &err);
+        if (rc != GH_STORE_CONFLICT || tries == HOOK_UPDATE_TRIES) break;
     }
-    rc = gh_store_hook_endpoint_update(c->st, &e, &err);
     if (rc != GH_OK) {
         gh_api_reply_store_error(c, rc, &err);
         return;
@@ -297,31 +309,36 @@ void gh_api_hook_patch(struct call *c)
     gh_api_reply_json(c, 200, endpoint_json(&e));
 }
 
+/* The keys of the row the delete removed: a rotation committed after any
+ * read of ours is in it, and one still running finds no row and drops its
+ * own key. */
 void gh_api_hook_delete(struct call *c)
 {
-    struct gh_store_hook_endpoint e;
+    struct gh_store_hook_endpoint gone;
     struct gh_err err = {0};
-    int rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
+    int rc = gh_store_hook_endpoint_delete(c->st, c->tenant, c->hook, &gone, &err);
 
-    if (rc == GH_OK) rc = gh_store_hook_endpoint_delete(c->st, c->tenant, c->hook, &err);
     if (rc != GH_OK) {
         gh_api_reply_store_error(c, rc, &err);
         return;
     }
-    drop_key(c, &e, e.secret_version);
-    drop_key(c, &e, e.prev_version);
+    drop_key(c, &gone, gone.secret_version);
+    drop_key(c, &gone, gone.prev_version);
     gh_conn_reply(c->r->conn, 204, NULL, NULL, 0);
 }
 
 /* A new key; the current one becomes the previous one and keeps signing
  * (both signatures, space-separated) for webhooks.rotation_grace. A key
- * still in its grace from an earlier rotation is dropped now. */
+ * still in its grace from an earlier rotation is dropped now. The new key
+ * is sealed once, under a version no other rotation draws, and applied
+ * over the row as it stands at the write: of two rotations at once, the
+ * second applied keeps the first's key as the previous one. */
 void gh_api_hook_rotate(struct call *c)
 {
     struct gh_store_hook_endpoint e;
     struct gh_err err = {0};
-    char shown[GH_HOOKS_KEY_TEXT_MAX];
-    uint32_t dropped;
+    char shown[GH_HOOKS_KEY_TEXT_MAX], public_key[sizeof(e.public_key)];
+    uint32_t version, dropped = 0;
     int rc;
 
     if (c->body && json_object_size(c->body) > 0) {
@@ -333,22 +350,34 @@ void gh_api_hook_rotate(struct call *c)
         gh_api_reply_store_error(c, rc, &err);
         return;
     }
-    dropped = e.prev_version;
-    if (new_key(c, &e, e.secret_version + 1, shown, sizeof(shown), &err) != GH_OK) {
+    if (gh_hooks_key_version_new(e.secret_version, e.prev_version, &version) != GH_OK) {
+        gh_err_set(&err, NULL, 0, 0, "webhooks: cannot draw a key version");
         secrets_failed(c, &err);
         return;
     }
-    e.prev_version = e.secret_version;
-    e.prev_until = (int64_t)gh_wall_ms() + (int64_t)c->cfg->webhooks.rotation_grace_ms;
-    e.secret_version++;
-    rc = gh_store_hook_endpoint_update(c->st, &e, &err);
+    if (new_key(c, &e, version, shown, sizeof(shown), &err) != GH_OK) {
+        secrets_failed(c, &err);
+        return;
+    }
+    memcpy(public_key, e.public_key, sizeof(public_key));
+    for (int tries = 1;; tries++) {
+        dropped = e.prev_version;
+        e.prev_version = e.secret_version;
+        e.prev_until = (int64_t)gh_wall_ms() + (int64_t)c->cfg->webhooks.rotation_grace_ms;
+        e.secret_version = version;
+        memcpy(e.public_key, public_key, sizeof(e.public_key));
+        rc = gh_store_hook_endpoint_update(c->st, &e, &err);
+        if (rc != GH_STORE_CONFLICT || tries == HOOK_UPDATE_TRIES) break;
+        rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
+        if (rc != GH_OK) break;
+    }
     if (rc != GH_OK) {
-        drop_key(c, &e, e.secret_version);
+        drop_key(c, &e, version);
         OPENSSL_cleanse(shown, sizeof(shown));
         gh_api_reply_store_error(c, rc, &err);
         return;
     }
-    drop_key(c, &e, dropped);
+    if (dropped != version) drop_key(c, &e, dropped);
     json_t *doc = endpoint_json(&e);
     if (!e.ed25519) json_object_set_new(doc, "secret", json_string(shown));
     OPENSSL_cleanse(shown, sizeof(shown));

@@ -2,6 +2,7 @@
 #include "hooks/keycache.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,21 @@ int gh_hooks_secret_name(char *out, size_t cap, const char *endpoint_id, uint32_
 {
     int n = snprintf(out, cap, "webhook/%s/%u", endpoint_id, version);
     return n > 0 && (size_t)n < cap ? GH_OK : GH_ERROR;
+}
+
+int gh_hooks_key_version_new(uint32_t current, uint32_t previous, uint32_t *out)
+{
+    uint32_t v;
+
+    for (int i = 0; i < 8; i++) {
+        if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1) return GH_ERROR;
+        v &= 0x7fffffffu;
+        if (v != 0 && v != current && v != previous) {
+            *out = v;
+            return GH_OK;
+        }
+    }
+    return GH_ERROR;
 }
 
 struct gh_hooks_keycache *gh_hooks_keycache_new(struct gh_secrets *sec, size_t cap)

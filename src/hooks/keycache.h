@@ -1,7 +1,8 @@
 /* Webhook signing keys: where they are kept (the secrets module, as
  * (tenant, "webhook/<endpoint id>/<version>")) and the dispatcher's cache
  * of opened keys, so that a delivery costs no store read nor KMS call. A
- * rotation makes a new version, so a cached key is never stale.
+ * rotation makes a new version, never used before, so a cached key is
+ * never stale.
  *
  * The cache belongs to one thread (the dispatcher); it holds at most <cap>
  * keys, forgets the oldest first, and wipes every key it drops and all of
@@ -22,6 +23,13 @@ struct gh_hooks_keycache;
 
 /* Writes "webhook/<endpoint_id>/<version>" into <out>. */
 int gh_hooks_secret_name(char *out, size_t cap, const char *endpoint_id, uint32_t version);
+
+/* Draws the version a new key of an endpoint is sealed under, other than
+ * its keys <current> and <previous>: at random (1..2^31-1), so that two
+ * rotations of one endpoint at once never seal under one name (each seals
+ * its own key, and the one whose update of the endpoint comes second
+ * applies over the first's); a cached key is then never stale. */
+int gh_hooks_key_version_new(uint32_t current, uint32_t previous, uint32_t *out);
 
 /* NULL when out of memory. <sec> must outlive the cache. */
 struct gh_hooks_keycache *gh_hooks_keycache_new(struct gh_secrets *sec, size_t cap);

@@ -184,7 +184,8 @@ enum gh_pg_stmt {
     "tenant_id, name, ciphertext, nonce, wrapped_dek, kek_version, created_at, updated_at"
 #define GH_PG_HOOK_EP_COLS                                                                         \
     "id, tenant_id, url, description, events, signing, public_key, secret_version, "               \
-    "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at"
+    "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at, "   \
+    "rev"
 
 /* How long a webhook delivery claimed by a live node is held from the
  * others (pg_webhooks.c, docs/postgres.md "Webhook claims"): longer than a
@@ -575,10 +576,10 @@ int gh_pg__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
                               const struct gh_store_keyset *after, size_t limit,
                               struct gh_store_hook_endpoint *out, size_t *count, bool *more,
                               struct gh_err *err);
-int gh_pg__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+int gh_pg__hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                 struct gh_err *err);
 int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
-                                struct gh_err *err);
+                                struct gh_store_hook_endpoint *gone, struct gh_err *err);
 int gh_pg__hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
                         const char *type, const char *payload, size_t payload_len, int64_t now,
                         int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);

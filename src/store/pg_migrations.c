@@ -437,6 +437,11 @@ static const struct migration migrations[] = {
      "SET LOCAL ROLE gatehouse_owner;"
      "CREATE INDEX webhook_deliveries_paused ON webhook_deliveries (endpoint_id, id) "
      "WHERE paused;"},
+    {23,
+     /* As in SQLite: an endpoint's revision, which an admin's update
+      * checks (a constant default: no rewrite of the table). */
+     "ALTER TABLE webhook_endpoints ADD COLUMN rev bigint NOT NULL DEFAULT 1 "
+     "CHECK (rev >= 1);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -19,7 +19,7 @@
 
 /* ---- Endpoints -------------------------------------------------------------- */
 
-/* Fills <e> from the 15 columns of GH_PG_HOOK_EP_COLS in row <row>. */
+/* Fills <e> from the 16 columns of GH_PG_HOOK_EP_COLS in row <row>. */
 static int endpoint_row(const PGresult *r, int row, struct gh_store_hook_endpoint *e,
                         struct gh_err *err)
 {
@@ -45,10 +45,12 @@ static int endpoint_row(const PGresult *r, int row, struct gh_store_hook_endpoin
     e->failing_since = gh_pg__i64(r, row, 11);
     e->created_at = gh_pg__i64(r, row, 13);
     e->updated_at = gh_pg__i64(r, row, 14);
+    e->rev = gh_pg__i64(r, row, 15);
     return GH_OK;
 }
 
-/* The 15 columns of GH_PG_HOOK_EP_COLS as $1..$15; <events> is the events
+/* The 16 columns of GH_PG_HOOK_EP_COLS as $1..$16 (for an update, $16 is
+ * the revision it applies to); <events> is the events
  * column's text, which the caller owns and frees after the statement. */
 static void endpoint_args(struct gh_pg_args *a, const struct gh_store_hook_endpoint *e,
                           const char *events)
@@ -68,12 +70,15 @@ static void endpoint_args(struct gh_pg_args *a, const struct gh_store_hook_endpo
     gh_pg__arg(a, e->disabled_reason);
     gh_pg__arg_i64(a, e->created_at);
     gh_pg__arg_i64(a, e->updated_at);
+    gh_pg__arg_i64(a, e->rev);
 }
 
 /* Runs the endpoint statement <id> (insert or update) with every column of
- * <e> in <tx>; sets *rows to the rows it touched. */
+ * <e> in <tx>; sets *rows to the rows it touched, and *rev (optional) to
+ * the revision an update returns. */
 static int endpoint_write(struct gh_pg_tx *tx, enum gh_pg_stmt id,
-                          const struct gh_store_hook_endpoint *e, int *rows, struct gh_err *err)
+                          const struct gh_store_hook_endpoint *e, int *rows, int64_t *rev,
+                          struct gh_err *err)
 {
     struct gh_pg_args a = {0};
     char *events = gh_store__events_encode(e);
@@ -84,6 +89,7 @@ static int endpoint_write(struct gh_pg_tx *tx, enum gh_pg_stmt id,
     endpoint_args(&a, e, events);
     rc = gh_pg__run(tx, id, &a, &r, err);
     if (rc == GH_OK) *rows = atoi(PQcmdTuples(r));
+    if (rc == GH_OK && rev && *rows == 1 && PQntuples(r) == 1) *rev = gh_pg__i64(r, 0, 0);
     PQclear(r);
     free(events);
     return rc;
@@ -107,7 +113,7 @@ int gh_pg__hook_endpoint_insert(struct gh_store *st, const struct gh_store_hook_
         rc = GH_STORE_NOT_FOUND;
     }
     PQclear(r);
-    if (rc == GH_OK) rc = endpoint_write(&tx, GH_PG_HOOK_EP_INSERT, e, &rows, err);
+    if (rc == GH_OK) rc = endpoint_write(&tx, GH_PG_HOOK_EP_INSERT, e, &rows, NULL, err);
     return gh_pg__end(&tx, rc, err);
 }
 
@@ -190,52 +196,58 @@ static int pause_steps(struct gh_pg_tx *tx, enum gh_pg_stmt id, const char *ep, 
     return rc;
 }
 
-/* Pauses the pending deliveries of endpoint <e> when its status changes to
- * disabled; resumes its paused ones whenever it is set active (an older
- * gatehouse may have enabled it without resuming them). A paused delivery
- * is out of the claim's reach (GH_PG_HOOK_DUE), so a disabled endpoint's
- * backlog costs no claim anything. Under the endpoint's advisory lock,
- * which replays take too: the status read here is the one the update
- * replaces (auto-disabling only turns an active endpoint disabled and fails
- * its pending deliveries, so it crosses nothing). The deliveries are locked
- * before the endpoint's row, as every writer of both locks them. */
+/* The status and revision of endpoint <e> under its advisory lock, which
+ * replays and other updates take too: CONFLICT when the row is no longer
+ * at the revision the caller read (e->rev), NOT_FOUND. Then pauses its
+ * pending deliveries when the status changes to disabled; resumes its
+ * paused ones whenever it is set active (an older gatehouse may have
+ * enabled it without resuming them). A paused delivery is out of the
+ * claim's reach (GH_PG_HOOK_DUE), so a disabled endpoint's backlog costs
+ * no claim anything. Auto-disabling does not take the lock (it only turns
+ * an active endpoint disabled and fails its pending deliveries), but it
+ * moves the revision, which the update checks again. The deliveries are
+ * locked before the endpoint's row, as every writer of both locks them. */
 static int pause_deliveries(struct gh_pg_tx *tx, const struct gh_store_hook_endpoint *e,
                             struct gh_err *err)
 {
     struct gh_pg_args k = {0};
     PGresult *r = NULL;
+    bool disabled;
     int rc;
 
     gh_pg__arg(&k, e->id);
     rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS_LOCK, &k, NULL, err);
+    if (rc == GH_OK) rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS, &k, &r, err);
+    if (rc == GH_OK && PQntuples(r) != 1)
+        rc = gh_store__hook_endpoint_missing(err);
+    else if (rc == GH_OK && gh_pg__i64(r, 0, 1) != e->rev)
+        rc = gh_store__hook_endpoint_changed(err);
+    disabled = rc == GH_OK && strcmp(PQgetvalue(r, 0, 0), "disabled") == 0;
+    PQclear(r);
     if (rc != GH_OK) return rc;
     if (e->status != GH_STORE_HOOK_DISABLED)
         return pause_steps(tx, GH_PG_HOOK_DLV_RESUME, e->id, err);
-    rc = gh_pg__run(tx, GH_PG_HOOK_EP_STATUS, &k, &r, err);
-    if (rc == GH_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "disabled") != 0)
-        rc = pause_steps(tx, GH_PG_HOOK_DLV_PAUSE, e->id, err);
-    PQclear(r);
-    return rc;
+    return disabled ? GH_OK : pause_steps(tx, GH_PG_HOOK_DLV_PAUSE, e->id, err);
 }
 
-int gh_pg__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+int gh_pg__hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                 struct gh_err *err)
 {
     struct gh_pg_tx tx;
+    int64_t rev = 0;
     int rows = 0, rc = gh_pg__begin(gh_pg__of(st), GH_PG_TENANT, e->tenant_id, false, &tx, err);
 
     if (rc != GH_OK) return rc;
     rc = pause_deliveries(&tx, e, err);
-    if (rc == GH_OK) rc = endpoint_write(&tx, GH_PG_HOOK_EP_UPDATE, e, &rows, err);
-    if (rc == GH_OK && rows == 0) {
-        gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
-        rc = GH_STORE_NOT_FOUND;
-    }
-    return gh_pg__end(&tx, rc, err);
+    if (rc == GH_OK) rc = endpoint_write(&tx, GH_PG_HOOK_EP_UPDATE, e, &rows, &rev, err);
+    if (rc == GH_OK && rows == 0) rc = gh_store__hook_endpoint_changed(err);
+    rc = gh_pg__end(&tx, rc, err);
+    if (rc == GH_OK) e->rev = rev;
+    return rc;
 }
 
 int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
-                                struct gh_err *err)
+                                struct gh_store_hook_endpoint *gone, struct gh_err *err)
 {
     struct gh_pg_args a = {0}, b = {0};
     struct gh_pg_tx tx;
@@ -261,6 +273,7 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
         gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
         rc = GH_STORE_NOT_FOUND;
     }
+    if (rc == GH_OK) rc = endpoint_row(r, 0, gone, err);
     PQclear(r);
     return gh_pg__end(&tx, rc, err);
 }

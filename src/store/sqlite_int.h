@@ -429,10 +429,10 @@ int gh_sqlite__hook_endpoint_list(struct gh_store *st, const char *tenant_id,
                                   const struct gh_store_keyset *after, size_t limit,
                                   struct gh_store_hook_endpoint *out, size_t *count, bool *more,
                                   struct gh_err *err);
-int gh_sqlite__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+int gh_sqlite__hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                     struct gh_err *err);
 int gh_sqlite__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
-                                    struct gh_err *err);
+                                    struct gh_store_hook_endpoint *gone, struct gh_err *err);
 int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
                             const char *type, const char *payload, size_t payload_len, int64_t now,
                             int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);

@@ -408,6 +408,14 @@ static const struct migration migrations[] = {
      "UPDATE webhook_deliveries SET paused = 0 WHERE paused = 1 AND status <> 'pending';"
      "CREATE INDEX webhook_deliveries_paused ON webhook_deliveries (endpoint_id, id) "
      "WHERE paused = 1;"},
+    {23,
+     /* An endpoint's revision: one more at every change of a field the
+      * admin API's update writes, by the API or the dispatcher. The update
+      * applies only to the revision it read (gh_store_hook_endpoint_update),
+      * so a change made between an admin's read and write (an automatic
+      * disabling, another admin's rotation) is never written over. */
+     "ALTER TABLE webhook_endpoints ADD COLUMN rev INTEGER NOT NULL DEFAULT 1 "
+     "CHECK (rev >= 1);"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -18,7 +18,7 @@ static const char *dlv_status_sql(enum gh_store_delivery_status s)
 
 /* ---- Endpoints -------------------------------------------------------------- */
 
-/* Fills <e> from the 15 columns of HOOK_EP_COLS. */
+/* Fills <e> from the 16 columns of HOOK_EP_COLS. */
 static int endpoint_row(sqlite3_stmt *s, struct gh_store_hook_endpoint *e, struct gh_err *err)
 {
     char signing[16], status[16];
@@ -44,10 +44,12 @@ static int endpoint_row(sqlite3_stmt *s, struct gh_store_hook_endpoint *e, struc
     e->failing_since = sqlite3_column_int64(s, 11);
     e->created_at = sqlite3_column_int64(s, 13);
     e->updated_at = sqlite3_column_int64(s, 14);
+    e->rev = sqlite3_column_int64(s, 15);
     return GH_OK;
 }
 
-/* Binds the 15 columns of HOOK_EP_COLS as ?1..?15. */
+/* Binds the 16 columns of HOOK_EP_COLS as ?1..?16 (for an update, ?16 is
+ * the revision it applies to). */
 static int endpoint_bind(sqlite3_stmt *s, const struct gh_store_hook_endpoint *e,
                          struct gh_err *err)
 {
@@ -69,6 +71,7 @@ static int endpoint_bind(sqlite3_stmt *s, const struct gh_store_hook_endpoint *e
     gh_sqlite__bind_text(s, 13, e->disabled_reason);
     sqlite3_bind_int64(s, 14, e->created_at);
     sqlite3_bind_int64(s, 15, e->updated_at);
+    sqlite3_bind_int64(s, 16, e->rev);
     free(events);
     return GH_OK;
 }
@@ -159,47 +162,45 @@ out:
     return rc;
 }
 
-/* Pauses the pending deliveries of endpoint <e> when its status changes to
- * disabled; resumes its paused ones whenever it is set active (whatever
- * the status was: an older gatehouse may have enabled it without resuming
- * them). A paused delivery is out of the claim's reach (GH_SQ_HOOK_DUE),
- * so a disabled endpoint's backlog costs no claim anything. Nothing to
- * pause when there is no such endpoint (the update then says so). */
+/* Reads the status and revision of endpoint <e> in the write transaction:
+ * CONFLICT when the row is no longer at the revision the caller read
+ * (e->rev), NOT_FOUND. Then pauses its pending deliveries when the status
+ * changes to disabled; resumes its paused ones whenever it is set active
+ * (whatever the status was: an older gatehouse may have enabled it
+ * without resuming them). A paused delivery is out of the claim's reach
+ * (GH_SQ_HOOK_DUE), so a disabled endpoint's backlog costs no claim
+ * anything. */
 static int pause_deliveries(struct gh_sqlite_conn *c, const struct gh_store_hook_endpoint *e,
                             struct gh_err *err)
 {
-    sqlite3_stmt *s;
-    bool changes;
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_STATUS, err);
+    bool disabled;
     int rc;
 
-    if (e->status != GH_STORE_HOOK_DISABLED) {
-        s = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_RESUME, err);
-        if (s == NULL) return GH_ERROR;
-        gh_sqlite__bind_text(s, 1, e->id);
-        return gh_sqlite__exec(c, s, "webhook deliveries resume", err);
-    }
-    s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_STATUS, err);
     if (s == NULL) return GH_ERROR;
     gh_sqlite__bind_text(s, 1, e->tenant_id);
     gh_sqlite__bind_text(s, 2, e->id);
     rc = gh_sqlite__row(c, s, "webhook status", err);
-    if (rc == GH_STORE_NOT_FOUND) return GH_OK;
+    if (rc == GH_STORE_NOT_FOUND) return gh_store__hook_endpoint_missing(err);
     if (rc != GH_OK) return rc;
-    changes = strcmp((const char *)sqlite3_column_text(s, 0), "disabled") != 0;
+    disabled = strcmp((const char *)sqlite3_column_text(s, 0), "disabled") == 0;
+    rc = sqlite3_column_int64(s, 1) == e->rev ? GH_OK : gh_store__hook_endpoint_changed(err);
     gh_sqlite__done(s);
-    if (!changes) return GH_OK;
-    s = gh_sqlite__stmt(c, GH_SQ_HOOK_DLV_PAUSE, err);
+    if (rc != GH_OK || (e->status == GH_STORE_HOOK_DISABLED && disabled)) return rc;
+    s = gh_sqlite__stmt(
+        c, e->status == GH_STORE_HOOK_DISABLED ? GH_SQ_HOOK_DLV_PAUSE : GH_SQ_HOOK_DLV_RESUME, err);
     if (s == NULL) return GH_ERROR;
     gh_sqlite__bind_text(s, 1, e->id);
     return gh_sqlite__exec(c, s, "webhook deliveries pause", err);
 }
 
-int gh_sqlite__hook_endpoint_update(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+int gh_sqlite__hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                     struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
     sqlite3_stmt *s;
+    int64_t rev = 0;
     int rc = gh_sqlite__write_begin(ss, err);
 
     if (rc != GH_OK) return rc;
@@ -208,15 +209,20 @@ int gh_sqlite__hook_endpoint_update(struct gh_store *st, const struct gh_store_h
     s = gh_sqlite__stmt(c, GH_SQ_HOOK_EP_UPDATE, err);
     rc = s ? endpoint_bind(s, e, err) : GH_ERROR;
     if (rc == GH_OK) {
+        /* In the write transaction that read the revision: the row is the
+         * one just read. */
         rc = gh_sqlite__row(c, s, "webhook update", err);
+        if (rc == GH_OK) rev = sqlite3_column_int64(s, 0);
         if (rc == GH_OK) gh_sqlite__done(s);
-        if (rc == GH_STORE_NOT_FOUND) gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
+        if (rc == GH_STORE_NOT_FOUND) rc = gh_store__hook_endpoint_changed(err);
     }
-    return gh_sqlite__write_end(ss, rc, err);
+    rc = gh_sqlite__write_end(ss, rc, err);
+    if (rc == GH_OK) e->rev = rev;
+    return rc;
 }
 
 int gh_sqlite__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
-                                    struct gh_err *err)
+                                    struct gh_store_hook_endpoint *gone, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -232,9 +238,11 @@ int gh_sqlite__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, 
     gh_sqlite__bind_text(s, 1, tenant_id);
     gh_sqlite__bind_text(s, 2, id);
     rc = gh_sqlite__row(c, s, "webhook delete", err);
-    if (rc == GH_STORE_NOT_FOUND) gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
+    if (rc == GH_STORE_NOT_FOUND) gh_store__hook_endpoint_missing(err);
     if (rc != GH_OK) goto out;
+    rc = endpoint_row(s, gone, err);
     gh_sqlite__done(s);
+    if (rc != GH_OK) goto out;
     /* The endpoint row is gone: its deliveries and attempts go with it, in
      * the same transaction (the messages stay for other endpoints). */
     for (int k = 0; k < 2 && rc == GH_OK; k++) {

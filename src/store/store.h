@@ -444,6 +444,10 @@ struct gh_store_hook_endpoint {
     char disabled_reason[128]; /* "" unless disabled */
     int64_t created_at;
     int64_t updated_at;
+    /* The row's revision: 1 at insert, one more at every change of a field
+     * an update writes (by an admin, or the dispatcher's failure clock and
+     * disabling). An update applies only to the revision it read. */
+    int64_t rev;
 };
 
 /* A due delivery, as the dispatcher claims it: the strings and <payload>
@@ -946,13 +950,15 @@ struct gh_store_ops {
                               struct gh_err *err);
     /* [tenant: e->tenant_id] Writes every changeable field of <e> (url,
      * description, events, status, disabled_reason, failing_since, key
-     * versions, public key, updated_at) over the stored row. NOT_FOUND. */
-    int (*hook_endpoint_update)(struct gh_store *st, const struct gh_store_hook_endpoint *e,
+     * versions, public key, updated_at) over the stored row if it is still
+     * at revision e->rev, and sets e->rev to the row's new one. CONFLICT
+     * when the row changed since; NOT_FOUND. */
+    int (*hook_endpoint_update)(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                 struct gh_err *err);
     /* [tenant] Deletes endpoint <id> with its deliveries and their attempts,
-     * in one transaction. NOT_FOUND. */
+     * in one transaction; fills <gone> with the row deleted. NOT_FOUND. */
     int (*hook_endpoint_delete)(struct gh_store *st, const char *tenant_id, const char *id,
-                                struct gh_err *err);
+                                struct gh_store_hook_endpoint *gone, struct gh_err *err);
     /* [tenant] In ONE transaction: stores message (<msg_id>, <type>,
      * <payload>) of <tenant_id> created at <now>, and a pending delivery,
      * due at <due>, for each active endpoint of the tenant subscribed to
@@ -1527,12 +1533,18 @@ int gh_store_hook_endpoint_get(struct gh_store *st, const char *tenant_id, const
 int gh_store_hook_endpoint_list(struct gh_store *st, const char *tenant_id,
                                 struct gh_store_page *page, struct gh_store_hook_endpoint *out,
                                 struct gh_err *err);
-/* [tenant] Validates <e> as insert does, sets updated_at and writes it. */
+/* [tenant] Validates <e> as insert does, sets updated_at and writes it
+ * over the row get read (e->rev): a read, a change and this call make a
+ * read-modify-write that loses no concurrent change. GH_STORE_CONFLICT
+ * when the row changed since it was read (read it again, apply the change
+ * again, retry); NOT_FOUND. On GH_OK e->rev is the row's new revision. */
 int gh_store_hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                   struct gh_err *err);
-/* [tenant] Deletes an endpoint and its deliveries. NOT_FOUND. */
+/* [tenant] Deletes an endpoint and its deliveries; fills <gone> (optional)
+ * with the row as it was deleted, whose key versions are the ones to drop.
+ * NOT_FOUND. */
 int gh_store_hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
-                                  struct gh_err *err);
+                                  struct gh_store_hook_endpoint *gone, struct gh_err *err);
 /* [tenant] Stores a message and its deliveries in ONE transaction, durable
  * as any commit of the store, before returning (see the op); the first
  * attempt is due <first_delay_ms> after now. <msg_id> must be valid;

@@ -27,6 +27,11 @@ char *gh_store__events_encode(const struct gh_store_hook_endpoint *e);
 int gh_store__events_decode(const char *text, char (*out)[GH_STORE_HOOK_TYPE_SIZE], size_t *n,
                             struct gh_err *err);
 
+/* An endpoint update's answer when the row is gone (NOT_FOUND) or no longer
+ * at the revision read (CONFLICT), with its message in <err>. */
+int gh_store__hook_endpoint_missing(struct gh_err *err);
+int gh_store__hook_endpoint_changed(struct gh_err *err);
+
 /* Whether the events column <text> subscribes to <type> (false when it
  * does not parse). */
 bool gh_store__events_match(const char *text, const char *type);

@@ -363,7 +363,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_HOOK_EP_INSERT] = "INSERT INTO webhook_endpoints (" HOOK_EP_COLS ") VALUES ($1::text, "
                              "$2::text, $3::text, $4::text, $5::text, $6::text, $7::text, "
                              "$8::bigint, $9::bigint, $10::bigint, $11::text, $12::bigint, "
-                             "$13::text, $14::bigint, $15::bigint)",
+                             "$13::text, $14::bigint, $15::bigint, $16::bigint)",
     [GH_PG_HOOK_EP_GET] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints "
                           "WHERE tenant_id = $1::text AND id = $2::text",
     [GH_PG_HOOK_EP_LIST] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints "
@@ -374,16 +374,18 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                              "secret_version = $8::bigint, prev_version = $9::bigint, "
                              "prev_until = $10::bigint, status = $11::text, "
                              "failing_since = $12::bigint, disabled_reason = $13::text, "
-                             "updated_at = $15::bigint WHERE id = $1::text "
-                             "AND tenant_id = $2::text AND signing = $6::text "
-                             "AND created_at = $14::bigint RETURNING id",
+                             "updated_at = $15::bigint, rev = rev + 1 "
+                             "WHERE id = $1::text AND tenant_id = $2::text "
+                             "AND signing = $6::text AND created_at = $14::bigint "
+                             "AND rev = $16::bigint RETURNING rev",
     /* An endpoint's status change pauses or resumes its pending
      * deliveries (gh_pg__hook_endpoint_update): under this lock, so that
      * two changes, or a change and a replay, cannot cross and leave an
      * active endpoint's deliveries paused. */
     [GH_PG_HOOK_EP_STATUS_LOCK] =
         "SELECT pg_advisory_xact_lock(" GH_PG_HOOK_EP_LOCK_NS ", hashtext($1::text))",
-    [GH_PG_HOOK_EP_STATUS] = "SELECT status FROM webhook_endpoints WHERE id = $1::text",
+    [GH_PG_HOOK_EP_STATUS] = "SELECT status, rev FROM webhook_endpoints "
+                             "WHERE id = $1::text",
     /* Deliveries are locked in id order, as an outcome batch locks them,
      * and before the endpoint's row, as every writer of both does; in
      * steps of GH_PG_HOOK_PAUSE_STEP from id $2 on, each far inside the
@@ -424,7 +426,7 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                                     "LIMIT $1::bigint)) FOR UPDATE SKIP LOCKED)) RETURNING 1) "
                                     "SELECT count(*) FROM c",
     [GH_PG_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = $1::text "
-                             "AND id = $2::text RETURNING id",
+                             "AND id = $2::text RETURNING " HOOK_EP_COLS,
     /* An endpoint's delete locks its deliveries first, in id order, then
      * deletes attempts, deliveries and last the endpoint's row: the order
      * of the dispatcher's outcomes (deliveries by id, then endpoints' rows)
@@ -437,10 +439,10 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = $1::text",
     [GH_PG_HOOK_EP_SUBSCRIBED] = "SELECT id, events FROM webhook_endpoints "
                                  "WHERE tenant_id = $1::text AND status = 'active'",
-    [GH_PG_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0 "
+    [GH_PG_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0, rev = rev + 1 "
                          "WHERE id = $1::text AND failing_since <> 0",
-    [GH_PG_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = $2::bigint "
-                              "WHERE id = $1::text AND failing_since = 0",
+    [GH_PG_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = $2::bigint, "
+                              "rev = rev + 1 WHERE id = $1::text AND failing_since = 0",
     /* The endpoints to disable as failing, 64 a transaction (the caller
      * runs transactions until fewer come back), in id order. */
     [GH_PG_HOOK_EP_DUE] = "SELECT id FROM webhook_endpoints WHERE status = 'active' "
@@ -451,13 +453,13 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
      * reports it. */
     [GH_PG_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
                               "disabled_reason = 'failing', updated_at = $1::bigint, "
-                              "report_after = $4::bigint "
+                              "report_after = $4::bigint, rev = rev + 1 "
                               "WHERE id = ANY ($3::text[]) AND status = 'active' "
                               "AND failing_since > 0 AND failing_since <= $2::bigint "
                               "RETURNING tenant_id, id",
     [GH_PG_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
                            "disabled_reason = 'gone', updated_at = $1::bigint, "
-                           "report_after = $3::bigint "
+                           "report_after = $3::bigint, rev = rev + 1 "
                            "WHERE id = ANY ($2::text[]) AND status = 'active' "
                            "RETURNING tenant_id, id",
     /* The rows of endpoints about to be disabled, in id order, after their

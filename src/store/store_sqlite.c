@@ -37,7 +37,8 @@
  * sqlite_webhooks.c reads them. */
 #define HOOK_EP_COLS                                                                               \
     "id, tenant_id, url, description, events, signing, public_key, secret_version, "               \
-    "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at"
+    "prev_version, prev_until, status, failing_since, disabled_reason, created_at, updated_at, "   \
+    "rev"
 /* "paused" as the API shows it: waiting for its endpoint to be enabled,
  * whether the row is paused or was in flight (or published) at the
  * disabling (docs/webhooks.md). */
@@ -253,7 +254,7 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                    "secrets_kek_checks) FROM secrets_kek_checks WHERE version = ?1",
     /* Webhooks (sqlite_webhooks.c). */
     [GH_SQ_HOOK_EP_INSERT] = "INSERT INTO webhook_endpoints (" HOOK_EP_COLS ") VALUES (?1, ?2, "
-                             "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                             "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     [GH_SQ_HOOK_EP_GET] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints "
                           "WHERE tenant_id = ?1 AND id = ?2",
     [GH_SQ_HOOK_EP_LIST] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints WHERE tenant_id = ?1 "
@@ -261,13 +262,13 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_HOOK_EP_UPDATE] = "UPDATE webhook_endpoints SET url = ?3, description = ?4, "
                              "events = ?5, public_key = ?7, secret_version = ?8, "
                              "prev_version = ?9, prev_until = ?10, status = ?11, "
-                             "failing_since = ?12, disabled_reason = ?13, updated_at = ?15 "
-                             "WHERE id = ?1 AND tenant_id = ?2 AND signing = ?6 "
-                             "AND created_at = ?14 RETURNING id",
+                             "failing_since = ?12, disabled_reason = ?13, updated_at = ?15, "
+                             "rev = rev + 1 WHERE id = ?1 AND tenant_id = ?2 AND signing = ?6 "
+                             "AND created_at = ?14 AND rev = ?16 RETURNING rev",
     /* An endpoint's status change pauses or resumes its pending
      * deliveries (gh_sqlite__hook_endpoint_update). */
-    [GH_SQ_HOOK_EP_STATUS] = "SELECT status FROM webhook_endpoints WHERE tenant_id = ?1 "
-                             "AND id = ?2",
+    [GH_SQ_HOOK_EP_STATUS] = "SELECT status, rev FROM webhook_endpoints "
+                             "WHERE tenant_id = ?1 AND id = ?2",
     [GH_SQ_HOOK_DLV_PAUSE] = "UPDATE webhook_deliveries SET paused = 1 WHERE endpoint_id = ?1 "
                              "AND status = 'pending' AND paused = 0",
     /* Served by webhook_deliveries_paused (migration 22). */
@@ -278,26 +279,27 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                     "JOIN webhook_deliveries d ON d.endpoint_id = e.id "
                                     "AND d.paused = 1 WHERE e.status = 'active' LIMIT ?1)",
     [GH_SQ_HOOK_EP_DELETE] = "DELETE FROM webhook_endpoints WHERE tenant_id = ?1 AND id = ?2 "
-                             "RETURNING id",
+                             "RETURNING " HOOK_EP_COLS,
     [GH_SQ_HOOK_EP_DEL_ATTEMPTS] = "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id "
                                    "FROM webhook_deliveries WHERE endpoint_id = ?1)",
     [GH_SQ_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = ?1",
     [GH_SQ_HOOK_EP_SUBSCRIBED] = "SELECT id, events FROM webhook_endpoints "
                                  "WHERE tenant_id = ?1 AND status = 'active'",
-    [GH_SQ_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0 "
+    [GH_SQ_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0, rev = rev + 1 "
                          "WHERE id = ?1 AND failing_since <> 0",
-    [GH_SQ_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = ?2 "
-                              "WHERE id = ?1 AND failing_since = 0",
+    [GH_SQ_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = ?2, "
+                              "rev = rev + 1 WHERE id = ?1 AND failing_since = 0",
     /* At most 64 a statement: the caller runs it until fewer come back. */
     [GH_SQ_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
-                              "disabled_reason = 'failing', updated_at = ?1, report_after = ?3 "
-                              "WHERE id IN (SELECT "
+                              "disabled_reason = 'failing', updated_at = ?1, report_after = ?3, "
+                              "rev = rev + 1 WHERE id IN (SELECT "
                               "id FROM webhook_endpoints WHERE status = 'active' AND "
                               "failing_since > 0 AND failing_since <= ?2 LIMIT 64) "
                               "RETURNING tenant_id, id",
     [GH_SQ_HOOK_EP_GONE] = "UPDATE webhook_endpoints SET status = 'disabled', "
-                           "disabled_reason = 'gone', updated_at = ?1, report_after = ?3 "
-                           "WHERE id = ?2 AND status = 'active' RETURNING tenant_id, id",
+                           "disabled_reason = 'gone', updated_at = ?1, report_after = ?3, "
+                           "rev = rev + 1 WHERE id = ?2 AND status = 'active' "
+                           "RETURNING tenant_id, id",
     [GH_SQ_HOOK_DLV_FAIL_EP] = "UPDATE webhook_deliveries SET status = 'failed', claimed = '', "
                                "last_error = 'endpoint_disabled', paused = 0, updated_at = ?2 "
                                "WHERE endpoint_id = ?1 AND status = 'pending'",

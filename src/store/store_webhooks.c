@@ -9,6 +9,7 @@
 
 #include "core/clock.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 #define OWNER_MAX 64
 #define CLAIM_MAX 1000
@@ -17,12 +18,6 @@ static int invalid(struct gh_err *err, const char *field, const char *rule)
 {
     gh_err_set(err, NULL, 0, 0, "%s: %s", field, rule);
     return GH_STORE_INVALID;
-}
-
-static int hook_not_found(struct gh_err *err)
-{
-    gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
-    return GH_STORE_NOT_FOUND;
 }
 
 static bool type_char(unsigned char c)
@@ -145,6 +140,18 @@ static int check_endpoint(const struct gh_store_hook_endpoint *e, struct gh_err 
     return GH_OK;
 }
 
+int gh_store__hook_endpoint_missing(struct gh_err *err)
+{
+    gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
+    return GH_STORE_NOT_FOUND;
+}
+
+int gh_store__hook_endpoint_changed(struct gh_err *err)
+{
+    gh_err_set(err, NULL, 0, 0, "webhook endpoint changed since it was read");
+    return GH_STORE_CONFLICT;
+}
+
 int gh_store_hook_endpoint_insert(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                   struct gh_err *err)
 {
@@ -163,6 +170,7 @@ int gh_store_hook_endpoint_insert(struct gh_store *st, struct gh_store_hook_endp
         return invalid(err, "id", "must be ep_ and 20 base62 characters");
     }
     e->created_at = e->updated_at = (int64_t)gh_wall_ms();
+    e->rev = 1;
     return st->ops->hook_endpoint_insert(st, e, err);
 }
 
@@ -170,7 +178,7 @@ int gh_store_hook_endpoint_get(struct gh_store *st, const char *tenant_id, const
                                struct gh_store_hook_endpoint *out, struct gh_err *err)
 {
     if (!gh_store_valid_tenant_id(tenant_id) || !gh_store_valid_hook_id(id))
-        return hook_not_found(err);
+        return gh_store__hook_endpoint_missing(err);
     return st->ops->hook_endpoint_get(st, tenant_id, id, out, err);
 }
 
@@ -214,7 +222,7 @@ int gh_store_hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endp
 {
     int rc;
 
-    if (!gh_store_valid_hook_id(e->id)) return hook_not_found(err);
+    if (!gh_store_valid_hook_id(e->id)) return gh_store__hook_endpoint_missing(err);
     rc = check_endpoint(e, err);
     if (rc != GH_OK) return rc;
     e->updated_at = (int64_t)gh_wall_ms();
@@ -222,11 +230,13 @@ int gh_store_hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endp
 }
 
 int gh_store_hook_endpoint_delete(struct gh_store *st, const char *tenant_id, const char *id,
-                                  struct gh_err *err)
+                                  struct gh_store_hook_endpoint *gone, struct gh_err *err)
 {
+    struct gh_store_hook_endpoint unused;
+
     if (!gh_store_valid_tenant_id(tenant_id) || !gh_store_valid_hook_id(id))
-        return hook_not_found(err);
-    return st->ops->hook_endpoint_delete(st, tenant_id, id, err);
+        return gh_store__hook_endpoint_missing(err);
+    return st->ops->hook_endpoint_delete(st, tenant_id, id, gone ? gone : &unused, err);
 }
 
 int gh_store_hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
@@ -295,7 +305,7 @@ int gh_store_hook_delivery_list(struct gh_store *st, const char *tenant_id, cons
     if (status < GH_STORE_DELIVERY_ANY || status > GH_STORE_DELIVERY_FAILED)
         return invalid(err, "status", "must be pending, succeeded or failed");
     if (!gh_store_valid_tenant_id(tenant_id) || !gh_store_valid_hook_id(endpoint_id))
-        return hook_not_found(err);
+        return gh_store__hook_endpoint_missing(err);
     if (page->cursor && page->cursor[0]) {
         int used = 0;
         if (sscanf(page->cursor, "d1.%lld%n", &after, &used) != 1 || page->cursor[used] != '\0' ||

@@ -111,7 +111,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
-    assert "applied 0 migration(s), schema version 22" in again.stdout, again.stdout
+    assert "applied 0 migration(s), schema version 23" in again.stdout, again.stdout
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "
@@ -138,7 +138,7 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
         assert p.returncode != 0 and "permission denied" in p.stderr, (table, p.stderr)
     # The gateway's own start only checks the version; it works once init ran.
     out, _ = cli_ok(g, "migrate")
-    assert "store postgres: schema version 22" in out, out
+    assert "store postgres: schema version 23" in out, out
     # The backup docs/postgres.md gives works with the login role.
     p = subprocess.run(["pg_dump", "--schema=gatehouse", "--role=gatehouse_operator", url],
                        capture_output=True, text=True, timeout=60)

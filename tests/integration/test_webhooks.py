@@ -880,6 +880,96 @@ def test_postgres_two_nodes_deliver_each_message_once(gatehouse, upstream):
     g2.stop()
 
 
+
+@pytest.mark.skipif(not store_db.is_postgres(), reason="several nodes share a PostgreSQL store")
+def test_postgres_rotations_on_two_nodes_at_once_keep_both_keys(gatehouse, upstream):
+    """Two admins rotate one endpoint's secret at the same moment through two
+    gateways on one database, eight times. Each answer's secret signs the
+    next delivery: the rotation applied second keeps the first's key as the
+    previous one (docs/webhooks.md, "Rotating the secret"). Before endpoint
+    revisions, both sealed a key under one version and wrote the same row,
+    so one answer showed a key that no longer existed. And no key outlives
+    its use: the endpoint keeps its current and previous keys only."""
+    rx = Receiver()
+    g1 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n1")
+    key, _, _ = bootstrap(g1)
+    g2 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n2")
+    g1.start()
+    g2.start()
+    a1, a2 = Admin(g1, key), Admin(g2, key)
+    t = a1.create_tenant("acme")["id"]
+    ep = endpoint(a1, t, rx.url("/rot"))
+    path = f"/v1/tenants/{t}/webhooks/{ep['id']}/rotate-secret"
+    db = store_db.connect(store_db.path_of(g1))
+    for n in range(8):
+        barrier = threading.Barrier(2)
+        answers = [None, None]
+
+        def rotate(i, op):
+            barrier.wait(10)
+            answers[i] = op.call("POST", path, None)
+
+        threads = [threading.Thread(target=rotate, args=(i, op)) for i, op in enumerate((a1, a2))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        assert all(r is not None and r.status == 200 for r in answers), answers
+        secrets = [r.json()["secret"] for r in answers]
+        assert secrets[0] != secrets[1]
+        rx.keys["/rot"] = secrets  # each must verify
+        publish(a1, t, "a.b", {"round": n}, id=f"rot-{n}")
+        wait_for(lambda: any(h["webhook-id"] == f"rot-{n}" for _, h, _ in rx.deliveries("/rot")),
+                 10, what=f"the delivery of round {n}")
+        assert not rx.bad, (n, rx.bad)
+        names = db.execute("SELECT name FROM secrets WHERE name LIKE ?",
+                           (f"webhook/{ep['id']}/%",)).fetchall()
+        assert len(names) == 2, (n, names)
+    db.close()
+    g1.stop()
+    g2.stop()
+
+
+
+@pytest.mark.skipif(not store_db.is_postgres(), reason="several nodes share a PostgreSQL store")
+def test_postgres_patches_on_two_nodes_at_once_lose_no_field(gatehouse, upstream):
+    """One admin changes an endpoint's description through one gateway while
+    another disables or enables it through another, at the same moment,
+    eight times: both changes stand each time. A PATCH writes its fields
+    over the row as it stands (an update applies to the revision it read,
+    and is made again on a newer one); before, each wrote back every column
+    it had read, so the one that wrote last undid the other's change."""
+    g1 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n1")
+    key, _, _ = bootstrap(g1)
+    g2 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n2")
+    g1.start()
+    g2.start()
+    a1, a2 = Admin(g1, key), Admin(g2, key)
+    t = a1.create_tenant("acme")["id"]
+    ep = endpoint(a1, t, "http://127.0.0.1:9/patched")
+    path = f"/v1/tenants/{t}/webhooks/{ep['id']}"
+    for n in range(8):
+        status = "disabled" if n % 2 == 0 else "active"
+        barrier = threading.Barrier(2)
+        answers = [None, None]
+
+        def patch(i, op, body):
+            barrier.wait(10)
+            answers[i] = op.call("PATCH", path, body)
+
+        threads = [threading.Thread(target=patch, args=(0, a1, {"description": f"round {n}"})),
+                   threading.Thread(target=patch, args=(1, a2, {"status": status}))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        assert all(r is not None and r.status == 200 for r in answers), answers
+        got = a1.ok("GET", path)
+        assert (got["description"], got["status"]) == (f"round {n}", status), (n, got)
+    g1.stop()
+    g2.stop()
+
+
 # ---------------------------------------------------------------- retention
 
 RETENTION = HOOKS + "  retention: 3s\n"  # passes every second (retention.h)

@@ -47,6 +47,8 @@ static inline void gh_test_pg_url(char *out, size_t size, const char *user, cons
  * migration 19 left them, for the tests of migrations 20 to 22: their
  * indexes and columns gone, their versions unrecorded. */
 #define GH_TEST_WEBHOOKS_AT_19                                                                     \
+    "DELETE FROM schema_migrations WHERE version = 23;"                                            \
+    "ALTER TABLE webhook_endpoints DROP COLUMN rev;"                                               \
     "DELETE FROM schema_migrations WHERE version = 22;"                                            \
     "DROP INDEX webhook_deliveries_paused;"                                                        \
     "DELETE FROM schema_migrations WHERE version = 21;"                                            \

@@ -60,7 +60,7 @@ static int setup(void **state)
         teardown(state);
         return -1;
     }
-    if (applied != 22 || version != 22) {
+    if (applied != 23 || version != 23) {
         teardown(state);
         return -1;
     }
@@ -193,10 +193,10 @@ static void test_migrate_idempotent(void **state)
     assert_string_equal(gh_store_engine(f->st), "sqlite");
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 22);
+    assert_int_equal(version, 23);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 22);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM schema_migrations"), 23);
     assert_true(raw_int(f->path, "SELECT min(applied_at) FROM schema_migrations") > 0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 1);
 
@@ -224,7 +224,8 @@ static void test_migrate_from_v2(void **state)
     key_new(f->st, t.id, &k);
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 22;"
+    raw_exec(f->path, "DELETE FROM schema_migrations WHERE version = 23;"
+                      "DELETE FROM schema_migrations WHERE version = 22;"
                       "DELETE FROM schema_migrations WHERE version = 21;"
                       "DELETE FROM schema_migrations WHERE version = 20;"
                       "DELETE FROM schema_migrations WHERE version = 19;"
@@ -266,8 +267,8 @@ static void test_migrate_from_v2(void **state)
 
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 20);
-    assert_int_equal(version, 22);
+    assert_int_equal(applied, 21);
+    assert_int_equal(version, 23);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tenants"), 3);
     assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_OK);
     assert_string_equal(got.id, t.id);
@@ -289,7 +290,7 @@ static void test_migrate_from_v2(void **state)
     assert_int_equal(gh_store_usage_add(f->st, u, 1, &err), GH_OK);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 0);
-    assert_int_equal(version, 22);
+    assert_int_equal(version, 23);
 }
 
 /* Migration 18 on a store at 17 whose deliveries table has no
@@ -332,8 +333,8 @@ static void test_migrate_18_deliveries(void **state)
              "(40, 1, 204, 1), (41, 1, 500, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 5);
-    assert_int_equal(version, 22);
+    assert_int_equal(applied, 6);
+    assert_int_equal(version, 23);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_deliveries"), 1);
     assert_int_equal(raw_int(f->path, "SELECT id FROM webhook_deliveries"), 40);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_attempts"), 1);
@@ -372,8 +373,10 @@ static void test_migrate_20_paused(void **state)
              "(3, 7, 'ep_off', 'system', 'failed', 0, 1, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
-    assert_int_equal(applied, 3);
-    assert_int_equal(version, 22);
+    assert_int_equal(applied, 4);
+    assert_int_equal(version, 23);
+    /* Migration 23: each endpoint at revision 1. */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM webhook_endpoints WHERE rev = 1"), 2);
     assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 1"), 0);
     assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 2"), 1);
     assert_int_equal(raw_int(f->path, "SELECT paused FROM webhook_deliveries WHERE id = 3"), 0);

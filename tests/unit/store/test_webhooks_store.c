@@ -230,17 +230,27 @@ static int on_disabled(const char *tenant, const char *endpoint, const char *rea
     return GH_OK;
 }
 
+/* An admin's read-modify-write (get, change, update) of an endpoint that
+ * the dispatcher disabled in between: the update applies to the revision it
+ * read only, so the disabling stands (before revisions, the admin's write
+ * of every column set the endpoint active again, its failure clock with
+ * it). A write over a current read applies, and moves the revision; a
+ * delete answers the row it removed, whose keys are the ones to drop. */
 static void test_disable_and_delete(void **state)
 {
     struct fixture *f = *state;
     static const char *const all[] = {"*", NULL};
-    struct gh_store_hook_endpoint e, got;
+    struct gh_store_hook_endpoint e, got, stale, gone;
     struct claimed cl = {0};
     struct gh_store_hook_outcome o;
     struct gh_err err = {0};
     int disabled = 0;
 
     endpoint_new(f, f->tenant, all, &e);
+    assert_int_equal(e.rev, 1);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &stale, &err), GH_OK);
+    assert_int_equal(stale.rev, 1);
+    snprintf(stale.description, sizeof(stale.description), "read before the disabling");
     publish(f, f->tenant, "m1", "a.b", 1, false);
     publish(f, f->tenant, "m2", "a.b", 1, false);
     assert_int_equal(gh_store_hook_claim(f->st, "o", 1, on_due, &cl, &err), GH_OK);
@@ -257,6 +267,23 @@ static void test_disable_and_delete(void **state)
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
     assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
     assert_string_equal(got.disabled_reason, "failing");
+    /* The failure clock and the disabling each moved the revision. */
+    assert_int_equal(got.rev, 3);
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &stale, &err), GH_STORE_CONFLICT);
+    assert_string_equal(err.msg, "webhook endpoint changed since it was read");
+    assert_int_equal(stale.rev, 1);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &stale, &err), GH_OK);
+    assert_int_equal(stale.status, GH_STORE_HOOK_DISABLED);
+    assert_string_equal(stale.description, got.description);
+    assert_true(stale.failing_since > 0);
+    /* Read again, the change applies over the disabling. */
+    snprintf(stale.description, sizeof(stale.description), "read after the disabling");
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &stale, &err), GH_OK);
+    assert_int_equal(stale.rev, 4);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
+    assert_int_equal(got.rev, 4);
+    assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
+    assert_string_equal(got.description, "read after the disabling");
     /* Its other delivery failed with it; nothing more is claimed. */
     struct claimed none = {0};
     assert_int_equal(gh_store_hook_claim(f->st, "o2", 16, on_due, &none, &err), GH_OK);
@@ -271,9 +298,19 @@ static void test_disable_and_delete(void **state)
                      GH_OK);
     assert_int_equal(page.count, 2);
 
-    assert_int_equal(gh_store_hook_endpoint_delete(f->st, f->other, e.id, &err),
+    assert_int_equal(gh_store_hook_endpoint_delete(f->st, f->other, e.id, &gone, &err),
                      GH_STORE_NOT_FOUND);
-    assert_int_equal(gh_store_hook_endpoint_delete(f->st, f->tenant, e.id, &err), GH_OK);
+    /* A rotation between the admin's read and the delete: the delete
+     * answers the row with the rotated keys. */
+    got.prev_version = got.secret_version;
+    got.secret_version = 77;
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &got, &err), GH_OK);
+    assert_int_equal(gh_store_hook_endpoint_delete(f->st, f->tenant, e.id, &gone, &err), GH_OK);
+    assert_string_equal(gone.id, e.id);
+    assert_int_equal(gone.secret_version, 77);
+    assert_int_equal(gone.prev_version, e.secret_version);
+    assert_int_equal(gone.rev, 5);
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &got, &err), GH_STORE_NOT_FOUND);
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err),
                      GH_STORE_NOT_FOUND);
 }
@@ -1059,8 +1096,15 @@ static void test_pg_status_changes_of_one_endpoint_do_not_cross(void **state)
     pthread_join(a, NULL);
     pthread_join(b, NULL);
     PQfinish(holder);
+    /* Both read one revision: the second to write finds it changed and
+     * writes nothing, then (as the API does) reads again and applies. */
     assert_int_equal(off.rc, GH_OK);
-    assert_int_equal(on.rc, GH_OK);
+    assert_int_equal(on.rc, GH_STORE_CONFLICT);
+    assert_int_equal(raw_int(f, sql_paused_count(sql, sizeof(sql), f, e.id)), 2);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &on.e, &err), GH_OK);
+    assert_int_equal(on.e.status, GH_STORE_HOOK_DISABLED);
+    on.e.status = GH_STORE_HOOK_ACTIVE;
+    assert_int_equal(gh_store_hook_endpoint_update(node, &on.e, &err), GH_OK);
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &off.e, &err), GH_OK);
     assert_int_equal(off.e.status, GH_STORE_HOOK_ACTIVE);
     assert_int_equal(raw_int(f, sql_paused_count(sql, sizeof(sql), f, e.id)), 0);
@@ -1076,7 +1120,7 @@ static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
     static const char *const all[] = {"*", NULL};
     struct gh_store_hook_endpoint a, p;
     struct gh_err err = {0};
-    char sql[1024], url[256];
+    char sql[2048], url[256];
 
     endpoint_new(f, f->tenant, all, &a);
     endpoint_new(f, f->tenant, all, &p);
