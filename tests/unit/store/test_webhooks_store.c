@@ -1140,6 +1140,42 @@ static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
     assert_int_equal(raw_int(f, sql), 22);
 }
 
+/* Migration 22 on a database at 21: a finished delivery left paused is
+ * unpaused, a pending one stays paused, though the owner that runs the
+ * migrations sees no tenant's row (its data step runs as the operator;
+ * as the owner it unpaused nothing). */
+static void test_pg_migration_22_unpauses_finished_deliveries(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint p;
+    struct gh_err err = {0};
+    char sql[1024], url[256];
+
+    endpoint_new(f, f->tenant, all, &p);
+    publish(f, f->tenant, "m1", "a.b", 1, false);
+    publish(f, f->tenant, "m2", "a.b", 1, false);
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM schema_migrations WHERE version IN (22, 23);"
+             "ALTER TABLE webhook_endpoints DROP COLUMN rev;"
+             "DROP INDEX webhook_deliveries_paused;"
+             "UPDATE webhook_deliveries SET paused = true WHERE endpoint_id = '%s';"
+             "UPDATE webhook_deliveries SET status = 'failed' WHERE id = (SELECT min(id) "
+             "FROM webhook_deliveries WHERE endpoint_id = '%s')",
+             p.id, p.id);
+    raw(f, sql);
+    gh_test_pg_url(url, sizeof(url), NULL, f->ts.db);
+    assert_int_equal(gh_store_postgres_init(url, "gatehouse", NULL, NULL, &err), GH_OK);
+    assert_int_equal(raw_int(f, "SELECT count(*) FILTER (WHERE paused AND status = 'pending') * "
+                                "10 + count(*) FILTER (WHERE paused AND status <> 'pending') "
+                                "FROM webhook_deliveries"),
+                     10);
+    assert_int_equal(raw_int(f, "SELECT count(*) FROM pg_indexes WHERE indexname = "
+                                "'webhook_deliveries_paused'"),
+                     1);
+    assert_int_equal(raw_int(f, "SELECT min(rev) FROM webhook_endpoints"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest both[] = {
@@ -1164,6 +1200,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_outcomes_stored_when_disabling_fails, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_migration_20_pauses_waiting_deliveries, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pg_migration_22_unpauses_finished_deliveries, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_status_changes_of_one_endpoint_do_not_cross, setup,
                                         teardown),
