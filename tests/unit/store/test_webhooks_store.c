@@ -986,6 +986,87 @@ static void test_pg_outcomes_while_an_endpoint_is_disabled(void **state)
     gh_store_close(node_b);
 }
 
+struct deleter {
+    struct gh_store *st;
+    const char *tenant, *id;
+    int rc;
+    char msg[512];
+};
+
+static void *delete_thread(void *arg)
+{
+    struct deleter *d = arg;
+    struct gh_err err = {0};
+
+    d->rc = gh_store_hook_endpoint_delete(d->st, d->tenant, d->id, NULL, &err);
+    snprintf(d->msg, sizeof(d->msg), "%s", err.msg);
+    return NULL;
+}
+
+/* An admin deletes endpoint E on one node while another node records the
+ * first failure of its delivery of E. The batch writes the delivery, then
+ * E's health (its failure clock); the delete takes E's deliveries, then
+ * E's row. When the delete took E's row first, it waited for the batch's
+ * delivery while the batch waited for E's row: a deadlock, and one of them
+ * refused. The order is forced: a third session holds E's row until the
+ * delete, then the batch, wait (the delete behind it, the batch behind the
+ * delete's lock on the delivery; in the old order, behind the delete on E's
+ * row, holding its delivery). */
+static void test_pg_a_delete_while_an_outcome_is_stored(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_hook_endpoint e, got;
+    struct gh_store *node_b;
+    struct claimed cb = {0};
+    struct recorder b = {0};
+    struct deleter a = {0};
+    struct gh_err err = {0};
+    pthread_t ta, tb;
+    char sql[256];
+    PGconn *holder;
+
+    node_b = two_deliveries_and_a_node(f, &e, 0);
+    assert_int_equal(gh_store_hook_claim(node_b, "node-b", 1, on_due, &cb, &err), GH_OK);
+    assert_int_equal(cb.n, 1);
+    a.st = f->st;
+    a.tenant = f->tenant;
+    a.id = e.id;
+    b.st = node_b;
+    b.owner = "node-b";
+    b.o.delivery_id = cb.due[0].delivery_id;
+    snprintf(b.o.endpoint_id, sizeof(b.o.endpoint_id), "%s", e.id);
+    b.o.at = (int64_t)gh_wall_ms();
+    b.o.status = 503;
+    b.o.next = GH_STORE_DELIVERY_PENDING;
+    b.o.next_attempt_at = (int64_t)gh_wall_ms() + 3600000;
+    b.disable_after_ms = 3600000;
+
+    holder = gh_test_pg_connect(f->ts.db);
+    assert_non_null(holder);
+    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
+             e.id);
+    assert_true(gh_test_pg_run(holder, sql));
+    assert_int_equal(pthread_create(&ta, NULL, delete_thread, &a), 0);
+    wait_for_lock_waiters(holder, 1);
+    assert_int_equal(pthread_create(&tb, NULL, record_thread, &b), 0);
+    wait_for_lock_waiters(holder, 2);
+    assert_true(gh_test_pg_run(holder, "COMMIT"));
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    PQfinish(holder);
+
+    /* Neither refused: E is gone with its deliveries, and the batch's
+     * outcome, for a delivery gone meanwhile, changed nothing. */
+    if (a.rc != GH_OK) fail_msg("the delete: %d %s", a.rc, a.msg);
+    if (b.rc != GH_OK) fail_msg("the batch: %d %s", b.rc, b.msg);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err),
+                     GH_STORE_NOT_FOUND);
+    uint64_t pending = 99;
+    assert_int_equal(gh_store_hook_pending_count(f->st, &pending, &err), GH_OK);
+    assert_int_equal(pending, 0);
+    gh_store_close(node_b);
+}
+
 /* The outcomes of a batch are stored even when disabling an endpoint after
  * them fails (here: a delivery of the endpoint held by another session past
  * the lock timeout): the call answers GH_OK, so the dispatcher does not
@@ -1198,6 +1279,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_outcomes_while_an_endpoint_is_disabled, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_outcomes_stored_when_disabling_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pg_a_delete_while_an_outcome_is_stored, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_migration_20_pauses_waiting_deliveries, setup,
                                         teardown),
