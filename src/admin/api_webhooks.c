@@ -327,6 +327,27 @@ void gh_api_hook_delete(struct call *c)
     gh_conn_reply(c->r->conn, 204, NULL, NULL, 0);
 }
 
+/* Whether a rotation to key <version> whose update went unanswered (the
+ * store unavailable: its commit may have been made) is in the row: read
+ * again; *e is the row when it is. When the read fails too it is not
+ * known, and the caller keeps the key: one left over costs nothing, one
+ * dropped while the row names it fails every delivery. */
+enum rotation_state { ROTATION_NOT_MADE, ROTATION_MADE, ROTATION_UNKNOWN };
+
+static enum rotation_state rotation_made(struct call *c, struct gh_store_hook_endpoint *e,
+                                         uint32_t version)
+{
+    struct gh_store_hook_endpoint now;
+    struct gh_err err = {0};
+    int rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &now, &err);
+
+    if (rc == GH_STORE_NOT_FOUND) return ROTATION_NOT_MADE;
+    if (rc != GH_OK) return ROTATION_UNKNOWN;
+    if (now.secret_version != version) return ROTATION_NOT_MADE;
+    *e = now;
+    return ROTATION_MADE;
+}
+
 /* A new key; the current one becomes the previous one and keeps signing
  * (both signatures, space-separated) for webhooks.rotation_grace. A key
  * still in its grace from an earlier rotation is dropped now. The new key
@@ -372,10 +393,15 @@ void gh_api_hook_rotate(struct call *c)
         if (rc != GH_OK) break;
     }
     if (rc != GH_OK) {
-        drop_key(c, &e, version);
-        OPENSSL_cleanse(shown, sizeof(shown));
-        gh_api_reply_store_error(c, rc, &err);
-        return;
+        enum rotation_state made = ROTATION_NOT_MADE;
+        if (rc != GH_STORE_CONFLICT && rc != GH_STORE_NOT_FOUND && rc != GH_STORE_INVALID)
+            made = rotation_made(c, &e, version);
+        if (made != ROTATION_MADE) {
+            if (made == ROTATION_NOT_MADE) drop_key(c, &e, version);
+            OPENSSL_cleanse(shown, sizeof(shown));
+            gh_api_reply_store_error(c, rc, &err);
+            return;
+        }
     }
     if (dropped != version) drop_key(c, &e, dropped);
     json_t *doc = endpoint_json(&e);

@@ -1,8 +1,8 @@
 /* Webhook signing keys: where they are kept (the secrets module, as
  * (tenant, "webhook/<endpoint id>/<version>")) and the dispatcher's cache
  * of opened keys, so that a delivery costs no store read nor KMS call. A
- * rotation makes a new version, never used before, so a cached key is
- * never stale.
+ * rotation makes a new version, drawn at random (gh_hooks_key_version_new),
+ * so a cached key is stale only with odds of 2^-31 per rotation.
  *
  * The cache belongs to one thread (the dispatcher); it holds at most <cap>
  * keys, forgets the oldest first, and wipes every key it drops and all of
@@ -26,9 +26,9 @@ int gh_hooks_secret_name(char *out, size_t cap, const char *endpoint_id, uint32_
 
 /* Draws the version a new key of an endpoint is sealed under, other than
  * its keys <current> and <previous>: at random (1..2^31-1), so that two
- * rotations of one endpoint at once never seal under one name (each seals
- * its own key, and the one whose update of the endpoint comes second
- * applies over the first's); a cached key is then never stale. */
+ * rotations of one endpoint at once seal under one name (and a cached key
+ * goes stale) only with odds of 2^-31; each seals its own key, and the one
+ * whose update of the endpoint comes second applies over the first's. */
 int gh_hooks_key_version_new(uint32_t current, uint32_t previous, uint32_t *out);
 
 /* NULL when out of memory. <sec> must outlive the cache. */

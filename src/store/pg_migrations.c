@@ -439,9 +439,23 @@ static const struct migration migrations[] = {
      "WHERE paused;"},
     {23,
      /* As in SQLite: an endpoint's revision, which an admin's update
-      * checks (a constant default: no rewrite of the table). */
+      * checks (a constant default: no rewrite of the table), and the
+      * trigger that moves it for a writer that does not (a node still on
+      * an older build during a rolling upgrade). */
      "ALTER TABLE webhook_endpoints ADD COLUMN rev bigint NOT NULL DEFAULT 1 "
-     "CHECK (rev >= 1);"},
+     "CHECK (rev >= 1);"
+     "CREATE FUNCTION webhook_endpoints_rev() RETURNS trigger LANGUAGE plpgsql AS $$"
+     "BEGIN "
+     "IF NEW.rev = OLD.rev AND (NEW.url, NEW.description, NEW.events, NEW.public_key, "
+     "NEW.secret_version, NEW.prev_version, NEW.prev_until, NEW.status, NEW.disabled_reason) "
+     "IS DISTINCT FROM (OLD.url, OLD.description, OLD.events, OLD.public_key, "
+     "OLD.secret_version, OLD.prev_version, OLD.prev_until, OLD.status, OLD.disabled_reason) "
+     "THEN NEW.rev := OLD.rev + 1; END IF; "
+     "RETURN NEW; "
+     "END $$;"
+     "REVOKE ALL ON FUNCTION webhook_endpoints_rev() FROM PUBLIC;"
+     "CREATE TRIGGER webhook_endpoints_rev BEFORE UPDATE ON webhook_endpoints "
+     "FOR EACH ROW EXECUTE FUNCTION webhook_endpoints_rev();"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

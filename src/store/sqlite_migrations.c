@@ -410,12 +410,22 @@ static const struct migration migrations[] = {
      "WHERE paused = 1;"},
     {23,
      /* An endpoint's revision: one more at every change of a field the
-      * admin API's update writes, by the API or the dispatcher. The update
-      * applies only to the revision it read (gh_store_hook_endpoint_update),
-      * so a change made between an admin's read and write (an automatic
-      * disabling, another admin's rotation) is never written over. */
+      * admin API's update writes over (all but the failure clock, which it
+      * only resets), by the API or the dispatcher. The update applies only
+      * to the revision it read (gh_store_hook_endpoint_update), so a change
+      * made between an admin's read and write (an automatic disabling,
+      * another admin's rotation) is never written over. The statements
+      * move it themselves; the trigger moves it for a writer that does not
+      * (an older gatehouse on the same file). */
      "ALTER TABLE webhook_endpoints ADD COLUMN rev INTEGER NOT NULL DEFAULT 1 "
-     "CHECK (rev >= 1);"},
+     "CHECK (rev >= 1);"
+     "CREATE TRIGGER webhook_endpoints_rev AFTER UPDATE ON webhook_endpoints "
+     "WHEN NEW.rev = OLD.rev AND (NEW.url IS NOT OLD.url "
+     "OR NEW.description IS NOT OLD.description OR NEW.events IS NOT OLD.events "
+     "OR NEW.public_key IS NOT OLD.public_key OR NEW.secret_version IS NOT OLD.secret_version "
+     "OR NEW.prev_version IS NOT OLD.prev_version OR NEW.prev_until IS NOT OLD.prev_until "
+     "OR NEW.status IS NOT OLD.status OR NEW.disabled_reason IS NOT OLD.disabled_reason) "
+     "BEGIN UPDATE webhook_endpoints SET rev = rev + 1 WHERE id = NEW.id; END;"},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

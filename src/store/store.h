@@ -445,8 +445,9 @@ struct gh_store_hook_endpoint {
     int64_t created_at;
     int64_t updated_at;
     /* The row's revision: 1 at insert, one more at every change of a field
-     * an update writes (by an admin, or the dispatcher's failure clock and
-     * disabling). An update applies only to the revision it read. */
+     * an update writes over (by an admin, or the dispatcher's disabling;
+     * not the failure clock, which an update only resets). An update
+     * applies only to the revision it read. */
     int64_t rev;
 };
 
@@ -949,10 +950,10 @@ struct gh_store_ops {
                               struct gh_store_hook_endpoint *out, size_t *count, bool *more,
                               struct gh_err *err);
     /* [tenant: e->tenant_id] Writes every changeable field of <e> (url,
-     * description, events, status, disabled_reason, failing_since, key
-     * versions, public key, updated_at) over the stored row if it is still
-     * at revision e->rev, and sets e->rev to the row's new one. CONFLICT
-     * when the row changed since; NOT_FOUND. */
+     * description, events, status, disabled_reason, key versions, public
+     * key, updated_at; failing_since only when 0) over the stored row if it
+     * is still at revision e->rev, and sets e->rev to the row's new one.
+     * CONFLICT when the row changed since; NOT_FOUND. */
     int (*hook_endpoint_update)(struct gh_store *st, struct gh_store_hook_endpoint *e,
                                 struct gh_err *err);
     /* [tenant] Deletes endpoint <id> with its deliveries and their attempts,
@@ -1535,7 +1536,9 @@ int gh_store_hook_endpoint_list(struct gh_store *st, const char *tenant_id,
                                 struct gh_err *err);
 /* [tenant] Validates <e> as insert does, sets updated_at and writes it
  * over the row get read (e->rev): a read, a change and this call make a
- * read-modify-write that loses no concurrent change. GH_STORE_CONFLICT
+ * read-modify-write that loses no concurrent change. failing_since is
+ * written only as 0 (the clock reset); any other value keeps the stored
+ * one. GH_STORE_CONFLICT
  * when the row changed since it was read (read it again, apply the change
  * again, retry); NOT_FOUND. On GH_OK e->rev is the row's new revision. */
 int gh_store_hook_endpoint_update(struct gh_store *st, struct gh_store_hook_endpoint *e,

@@ -369,11 +369,16 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_HOOK_EP_LIST] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints "
                            "WHERE tenant_id = $1::text AND (created_at, id) > ($2::bigint, "
                            "$3::text) ORDER BY created_at, id LIMIT $4::bigint",
+    /* Over the revision read ($16), moving it. The failure clock is the
+     * dispatcher's: written here only to reset it (0, an admin enabling
+     * the endpoint), so its changes need not move the revision, and an
+     * endpoint that flaps does not make an admin's change conflict. */
     [GH_PG_HOOK_EP_UPDATE] = "UPDATE webhook_endpoints SET url = $3::text, description = $4::text, "
                              "events = $5::text, public_key = $7::text, "
                              "secret_version = $8::bigint, prev_version = $9::bigint, "
                              "prev_until = $10::bigint, status = $11::text, "
-                             "failing_since = $12::bigint, disabled_reason = $13::text, "
+                             "failing_since = CASE WHEN $12::bigint = 0 THEN 0 "
+                             "ELSE failing_since END, disabled_reason = $13::text, "
                              "updated_at = $15::bigint, rev = rev + 1 "
                              "WHERE id = $1::text AND tenant_id = $2::text "
                              "AND signing = $6::text AND created_at = $14::bigint "
@@ -439,10 +444,10 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
     [GH_PG_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = $1::text",
     [GH_PG_HOOK_EP_SUBSCRIBED] = "SELECT id, events FROM webhook_endpoints "
                                  "WHERE tenant_id = $1::text AND status = 'active'",
-    [GH_PG_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0, rev = rev + 1 "
+    [GH_PG_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0 "
                          "WHERE id = $1::text AND failing_since <> 0",
-    [GH_PG_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = $2::bigint, "
-                              "rev = rev + 1 WHERE id = $1::text AND failing_since = 0",
+    [GH_PG_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = $2::bigint "
+                              "WHERE id = $1::text AND failing_since = 0",
     /* The endpoints to disable as failing, 64 a transaction (the caller
      * runs transactions until fewer come back), in id order. */
     [GH_PG_HOOK_EP_DUE] = "SELECT id FROM webhook_endpoints WHERE status = 'active' "

@@ -259,10 +259,15 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                           "WHERE tenant_id = ?1 AND id = ?2",
     [GH_SQ_HOOK_EP_LIST] = "SELECT " HOOK_EP_COLS " FROM webhook_endpoints WHERE tenant_id = ?1 "
                            "AND (created_at, id) > (?2, ?3) ORDER BY created_at, id LIMIT ?4",
+    /* Over the revision read (?16), moving it. The failure clock is the
+     * dispatcher's: written here only to reset it (0, an admin enabling
+     * the endpoint), so its changes need not move the revision, and an
+     * endpoint that flaps does not make an admin's change conflict. */
     [GH_SQ_HOOK_EP_UPDATE] = "UPDATE webhook_endpoints SET url = ?3, description = ?4, "
                              "events = ?5, public_key = ?7, secret_version = ?8, "
                              "prev_version = ?9, prev_until = ?10, status = ?11, "
-                             "failing_since = ?12, disabled_reason = ?13, updated_at = ?15, "
+                             "failing_since = CASE WHEN ?12 = 0 THEN 0 ELSE failing_since END, "
+                             "disabled_reason = ?13, updated_at = ?15, "
                              "rev = rev + 1 WHERE id = ?1 AND tenant_id = ?2 AND signing = ?6 "
                              "AND created_at = ?14 AND rev = ?16 RETURNING rev",
     /* An endpoint's status change pauses or resumes its pending
@@ -285,10 +290,10 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_HOOK_EP_DEL_DELIVERIES] = "DELETE FROM webhook_deliveries WHERE endpoint_id = ?1",
     [GH_SQ_HOOK_EP_SUBSCRIBED] = "SELECT id, events FROM webhook_endpoints "
                                  "WHERE tenant_id = ?1 AND status = 'active'",
-    [GH_SQ_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0, rev = rev + 1 "
+    [GH_SQ_HOOK_EP_OK] = "UPDATE webhook_endpoints SET failing_since = 0 "
                          "WHERE id = ?1 AND failing_since <> 0",
-    [GH_SQ_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = ?2, "
-                              "rev = rev + 1 WHERE id = ?1 AND failing_since = 0",
+    [GH_SQ_HOOK_EP_FAILING] = "UPDATE webhook_endpoints SET failing_since = ?2 "
+                              "WHERE id = ?1 AND failing_since = 0",
     /* At most 64 a statement: the caller runs it until fewer come back. */
     [GH_SQ_HOOK_EP_DISABLE] = "UPDATE webhook_endpoints SET status = 'disabled', "
                               "disabled_reason = 'failing', updated_at = ?1, report_after = ?3, "

@@ -43,11 +43,17 @@ static inline void gh_test_pg_url(char *out, size_t size, const char *user, cons
     snprintf(out, size, "postgresql://%s@%s/%s", user, gh_test_pg_server(), db);
 }
 
-/* SQL (both engines) that takes a store's webhook tables back to how
- * migration 19 left them, for the tests of migrations 20 to 22: their
- * indexes and columns gone, their versions unrecorded. */
-#define GH_TEST_WEBHOOKS_AT_19                                                                     \
-    "DELETE FROM schema_migrations WHERE version = 23;"                                            \
+/* SQL that takes a store's webhook tables back to how migration 19 left
+ * them, for the tests of migrations 20 to 23: their indexes, columns and
+ * trigger gone, their versions unrecorded. The trigger of migration 23 is
+ * dropped in each engine's words (GH_TEST_REV_TRIGGER_*), the rest is the
+ * same in both. */
+#define GH_TEST_REV_TRIGGER_SQLITE "DROP TRIGGER webhook_endpoints_rev;"
+#define GH_TEST_REV_TRIGGER_PG                                                                     \
+    "DROP TRIGGER webhook_endpoints_rev ON webhook_endpoints;"                                     \
+    "DROP FUNCTION webhook_endpoints_rev();"
+#define GH_TEST_WEBHOOKS_AT_19(drop_rev_trigger)                                                   \
+    "DELETE FROM schema_migrations WHERE version = 23;" drop_rev_trigger                           \
     "ALTER TABLE webhook_endpoints DROP COLUMN rev;"                                               \
     "DELETE FROM schema_migrations WHERE version = 22;"                                            \
     "DROP INDEX webhook_deliveries_paused;"                                                        \

@@ -306,31 +306,46 @@ static void test_migrate_18_deliveries(void **state)
 
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, GH_TEST_WEBHOOKS_AT_19
-             "DELETE FROM schema_migrations WHERE version = 19;"
-             "DROP INDEX limit_events_by_period;"
-             "DELETE FROM schema_migrations WHERE version = 18;"
-             "DROP TABLE webhook_deliveries;"
-             "CREATE TABLE webhook_deliveries ("
-             "  id INTEGER PRIMARY KEY,"
-             "  message_seq INTEGER NOT NULL REFERENCES webhook_messages (seq),"
-             "  endpoint_id TEXT NOT NULL, tenant_id TEXT NOT NULL,"
-             "  status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),"
-             "  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,"
-             "  claimed TEXT NOT NULL DEFAULT '', last_status INTEGER NOT NULL DEFAULT 0,"
-             "  last_error TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL,"
-             "  updated_at INTEGER NOT NULL) STRICT;"
-             "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);"
-             "CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id);"
-             "CREATE INDEX webhook_deliveries_by_message ON webhook_deliveries (message_seq);"
-             "INSERT INTO webhook_messages (seq, id, tenant_id, type, payload, created_at) "
-             "VALUES (7, 'm7', 'system', 'a.b', '{}', 1);"
-             "INSERT INTO webhook_deliveries (id, message_seq, endpoint_id, tenant_id, status, "
-             "next_attempt_at, created_at, updated_at) VALUES "
-             "(40, 7, 'ep_x', 'system', 'succeeded', 0, 1, 1),"
-             "(41, 99, 'ep_x', 'system', 'pending', 0, 1, 1);" /* message 99 is gone */
-             "INSERT INTO webhook_attempts (delivery_id, at, status, latency_ms) VALUES "
-             "(40, 1, 204, 1), (41, 1, 500, 1);");
+    raw_exec(
+        f->path,
+        GH_TEST_WEBHOOKS_AT_19(
+            GH_TEST_REV_TRIGGER_SQLITE) "DELETE FROM schema_migrations WHERE version = 19;"
+                                        "DROP INDEX limit_events_by_period;"
+                                        "DELETE FROM schema_migrations WHERE version = 18;"
+                                        "DROP TABLE webhook_deliveries;"
+                                        "CREATE TABLE webhook_deliveries ("
+                                        "  id INTEGER PRIMARY KEY,"
+                                        "  message_seq INTEGER NOT NULL REFERENCES "
+                                        "webhook_messages (seq),"
+                                        "  endpoint_id TEXT NOT NULL, tenant_id TEXT NOT NULL,"
+                                        "  status TEXT NOT NULL CHECK (status IN ('pending', "
+                                        "'succeeded', 'failed')),"
+                                        "  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at "
+                                        "INTEGER NOT NULL,"
+                                        "  claimed TEXT NOT NULL DEFAULT '', last_status INTEGER "
+                                        "NOT NULL DEFAULT 0,"
+                                        "  last_error TEXT NOT NULL DEFAULT '', created_at INTEGER "
+                                        "NOT NULL,"
+                                        "  updated_at INTEGER NOT NULL) STRICT;"
+                                        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries "
+                                        "(status, next_attempt_at);"
+                                        "CREATE INDEX webhook_deliveries_by_endpoint ON "
+                                        "webhook_deliveries (endpoint_id, id);"
+                                        "CREATE INDEX webhook_deliveries_by_message ON "
+                                        "webhook_deliveries (message_seq);"
+                                        "INSERT INTO webhook_messages (seq, id, tenant_id, type, "
+                                        "payload, created_at) "
+                                        "VALUES (7, 'm7', 'system', 'a.b', '{}', 1);"
+                                        "INSERT INTO webhook_deliveries (id, message_seq, "
+                                        "endpoint_id, tenant_id, status, "
+                                        "next_attempt_at, created_at, updated_at) VALUES "
+                                        "(40, 7, 'ep_x', 'system', 'succeeded', 0, 1, 1),"
+                                        "(41, 99, 'ep_x', 'system', 'pending', 0, 1, 1);" /* message
+                                                                                             99 is
+                                                                                             gone */
+                                        "INSERT INTO webhook_attempts (delivery_id, at, status, "
+                                        "latency_ms) VALUES "
+                                        "(40, 1, 204, 1), (41, 1, 500, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 6);
@@ -359,18 +374,24 @@ static void test_migrate_20_paused(void **state)
 
     gh_store_close(f->st);
     f->st = NULL;
-    raw_exec(f->path, GH_TEST_WEBHOOKS_AT_19
-             "INSERT INTO webhook_endpoints (id, tenant_id, url, signing, secret_version, status, "
-             "created_at, updated_at) VALUES "
-             "('ep_on', 'system', 'https://a.example/', 'hmac', 1, 'active', 1, 1),"
-             "('ep_off', 'system', 'https://b.example/', 'hmac', 1, 'disabled', 1, 1);"
-             "INSERT INTO webhook_messages (seq, id, tenant_id, type, payload, created_at) "
-             "VALUES (7, 'm7', 'system', 'a.b', '{}', 1);"
-             "INSERT INTO webhook_deliveries (id, message_seq, endpoint_id, tenant_id, status, "
-             "next_attempt_at, created_at, updated_at) VALUES "
-             "(1, 7, 'ep_on', 'system', 'pending', 0, 1, 1),"
-             "(2, 7, 'ep_off', 'system', 'pending', 0, 1, 1),"
-             "(3, 7, 'ep_off', 'system', 'failed', 0, 1, 1);");
+    raw_exec(f->path,
+             GH_TEST_WEBHOOKS_AT_19(
+                 GH_TEST_REV_TRIGGER_SQLITE) "INSERT INTO webhook_endpoints (id, tenant_id, url, "
+                                             "signing, secret_version, status, "
+                                             "created_at, updated_at) VALUES "
+                                             "('ep_on', 'system', 'https://a.example/', 'hmac', 1, "
+                                             "'active', 1, 1),"
+                                             "('ep_off', 'system', 'https://b.example/', 'hmac', "
+                                             "1, 'disabled', 1, 1);"
+                                             "INSERT INTO webhook_messages (seq, id, tenant_id, "
+                                             "type, payload, created_at) "
+                                             "VALUES (7, 'm7', 'system', 'a.b', '{}', 1);"
+                                             "INSERT INTO webhook_deliveries (id, message_seq, "
+                                             "endpoint_id, tenant_id, status, "
+                                             "next_attempt_at, created_at, updated_at) VALUES "
+                                             "(1, 7, 'ep_on', 'system', 'pending', 0, 1, 1),"
+                                             "(2, 7, 'ep_off', 'system', 'pending', 0, 1, 1),"
+                                             "(3, 7, 'ep_off', 'system', 'failed', 0, 1, 1);");
     open_store(f);
     assert_int_equal(gh_store_migrate(f->st, &applied, &version, &err), GH_OK);
     assert_int_equal(applied, 4);

@@ -267,8 +267,9 @@ static void test_disable_and_delete(void **state)
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
     assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
     assert_string_equal(got.disabled_reason, "failing");
-    /* The failure clock and the disabling each moved the revision. */
-    assert_int_equal(got.rev, 3);
+    /* The disabling moved the revision; the failure clock did not (an
+     * update only ever resets it). */
+    assert_int_equal(got.rev, 2);
     assert_int_equal(gh_store_hook_endpoint_update(f->st, &stale, &err), GH_STORE_CONFLICT);
     assert_string_equal(err.msg, "webhook endpoint changed since it was read");
     assert_int_equal(stale.rev, 1);
@@ -278,12 +279,15 @@ static void test_disable_and_delete(void **state)
     assert_true(stale.failing_since > 0);
     /* Read again, the change applies over the disabling. */
     snprintf(stale.description, sizeof(stale.description), "read after the disabling");
+    int64_t clock = stale.failing_since;
+    stale.failing_since = 1; /* not a reset: the stored clock stays */
     assert_int_equal(gh_store_hook_endpoint_update(f->st, &stale, &err), GH_OK);
-    assert_int_equal(stale.rev, 4);
+    assert_int_equal(stale.rev, 3);
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
-    assert_int_equal(got.rev, 4);
+    assert_int_equal(got.rev, 3);
     assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
     assert_string_equal(got.description, "read after the disabling");
+    assert_int_equal(got.failing_since, clock);
     /* Its other delivery failed with it; nothing more is claimed. */
     struct claimed none = {0};
     assert_int_equal(gh_store_hook_claim(f->st, "o2", 16, on_due, &none, &err), GH_OK);
@@ -309,7 +313,7 @@ static void test_disable_and_delete(void **state)
     assert_string_equal(gone.id, e.id);
     assert_int_equal(gone.secret_version, 77);
     assert_int_equal(gone.prev_version, e.secret_version);
-    assert_int_equal(gone.rev, 5);
+    assert_int_equal(gone.rev, 4);
     assert_int_equal(gh_store_hook_endpoint_update(f->st, &got, &err), GH_STORE_NOT_FOUND);
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err),
                      GH_STORE_NOT_FOUND);
@@ -489,6 +493,44 @@ static void set_status(struct fixture *f, const char *id, enum gh_store_hook_sta
     e.status = status;
     snprintf(e.description, sizeof(e.description), "%s", description);
     assert_int_equal(gh_store_hook_endpoint_update(f->st, &e, &err), GH_OK);
+}
+
+/* A writer that does not move the revision itself (a gatehouse from before
+ * migration 23 on the same store, during a rolling upgrade): the trigger
+ * moves it when a field an update writes over changes, so an update over an
+ * older read still conflicts; the failure clock and the report lease move
+ * nothing. */
+static void test_a_writer_that_does_not_move_the_revision(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    struct gh_store_hook_endpoint e, stale, got;
+    struct gh_err err = {0};
+    char sql[512];
+
+    endpoint_new(f, f->tenant, all, &e);
+    snprintf(sql, sizeof(sql),
+             "UPDATE webhook_endpoints SET failing_since = 5, report_after = 7 WHERE id = '%s'",
+             e.id);
+    raw(f, sql);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &stale, &err), GH_OK);
+    assert_int_equal(stale.rev, 1);
+    snprintf(sql, sizeof(sql),
+             "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing' "
+             "WHERE id = '%s'",
+             e.id);
+    raw(f, sql);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
+    assert_int_equal(got.rev, 2);
+    snprintf(stale.description, sizeof(stale.description), "stale");
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &stale, &err), GH_STORE_CONFLICT);
+    /* A statement that moves it itself is not moved twice. */
+    got.secret_version = 9;
+    assert_int_equal(gh_store_hook_endpoint_update(f->st, &got, &err), GH_OK);
+    assert_int_equal(got.rev, 3);
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
+    assert_int_equal(got.rev, 3);
+    assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
 }
 
 /* An endpoint an admin disables keeps its pending deliveries pending but
@@ -1142,12 +1184,13 @@ static void *status_thread(void *arg)
 }
 
 /* An admin disables endpoint E on one node while another admin enables it
- * on another: the second's change waits for the first's (the endpoint's
- * advisory lock), so it resumes what the first paused. Without the lock
- * the second resumed nothing (the pause not committed yet), then set E
- * active after it: E active, its deliveries paused. The order is forced:
- * a third session holds E's row until the first waits on it and the
- * second waits too. */
+ * on another, both from one read: the second waits for the first (the
+ * endpoint's advisory lock), then finds the revision moved and writes
+ * nothing; read again, its change resumes what the first paused. (Before
+ * revisions and the lock, the second resumed nothing, the pause not
+ * committed yet, then set E active: E active, its deliveries paused.) The
+ * order is forced: a third session holds E's row until the first waits on
+ * it and the second waits too. */
 static void test_pg_status_changes_of_one_endpoint_do_not_cross(void **state)
 {
     struct fixture *f = *state;
@@ -1192,6 +1235,127 @@ static void test_pg_status_changes_of_one_endpoint_do_not_cross(void **state)
     gh_store_close(node);
 }
 
+struct replayer {
+    struct gh_store *st;
+    const char *tenant, *endpoint;
+    int64_t id;
+    int rc;
+};
+
+static void *replay_thread(void *arg)
+{
+    struct replayer *r = arg;
+    struct gh_err err = {0};
+
+    r->rc = gh_store_hook_delivery_replay(r->st, r->tenant, r->endpoint, r->id, &err);
+    return NULL;
+}
+
+/* The update's own check of the revision, for a change that commits
+ * between its read and its write: here the dispatcher's disabling, which
+ * takes no advisory lock, holding E's row while an admin's update of a
+ * current read waits for it. The update writes nothing (CONFLICT) and E
+ * stays disabled. Then the same with a disabling that does not move the
+ * revision itself (an older build; the trigger moves it). */
+static void test_pg_an_update_over_a_disabling_committed_meanwhile(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const all[] = {"*", NULL};
+    /* As this build's disabling writes it, and as an older build's did. */
+    static const char *const disablings[] = {", rev = rev + 1", ""};
+    struct gh_store_hook_endpoint e, got;
+    struct status_setter admin = {0};
+    struct gh_err err = {0};
+    pthread_t t;
+    char sql[256];
+
+    for (size_t i = 0; i < sizeof(disablings) / sizeof(disablings[0]); i++) {
+        PGconn *holder = gh_test_pg_connect(f->ts.db);
+        assert_non_null(holder);
+        endpoint_new(f, f->tenant, all, &e);
+        admin.st = f->st;
+        assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &admin.e, &err), GH_OK);
+        snprintf(admin.e.description, sizeof(admin.e.description), "the admin's");
+        assert_true(gh_test_pg_run(holder, "BEGIN"));
+        snprintf(sql, sizeof(sql),
+                 "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing'%s "
+                 "WHERE id = '%s'",
+                 disablings[i], e.id);
+        assert_true(gh_test_pg_run(holder, sql));
+        assert_int_equal(pthread_create(&t, NULL, status_thread, &admin), 0);
+        wait_for_lock_waiters(holder, 1);
+        assert_true(gh_test_pg_run(holder, "COMMIT"));
+        pthread_join(t, NULL);
+        PQfinish(holder);
+        assert_int_equal(admin.rc, GH_STORE_CONFLICT);
+        assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &got, &err), GH_OK);
+        assert_int_equal(got.status, GH_STORE_HOOK_DISABLED);
+        assert_int_equal(got.rev, 2);
+        assert_string_not_equal(got.description, "the admin's");
+    }
+}
+
+/* A replay of E's failed delivery D while an admin disables E: the replay
+ * waits for the disabling (the endpoint's advisory lock, which both take),
+ * then reads E disabled and leaves D paused. Without the lock it read E
+ * active before the disabling committed, and D stayed pending and unpaused
+ * behind a disabled endpoint. The order is forced: a third session holds
+ * E's row until the disabling waits on it and the replay waits too. */
+static void test_pg_a_replay_while_an_admin_disables(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_store_hook_endpoint e;
+    struct gh_store *node = two_deliveries_and_a_node(f, &e, 0);
+    struct claimed cl = {0};
+    struct gh_store_hook_outcome o;
+    struct status_setter off = {0};
+    struct replayer rp = {0};
+    struct gh_err err = {0};
+    pthread_t a, b;
+    char sql[256];
+    PGconn *holder;
+
+    assert_int_equal(gh_store_hook_claim(f->st, "node-a", 1, on_due, &cl, &err), GH_OK);
+    assert_int_equal(cl.n, 1);
+    memset(&o, 0, sizeof(o));
+    o.delivery_id = cl.due[0].delivery_id;
+    snprintf(o.endpoint_id, sizeof(o.endpoint_id), "%s", e.id);
+    o.at = (int64_t)gh_wall_ms();
+    o.status = 500;
+    o.next = GH_STORE_DELIVERY_FAILED;
+    assert_int_equal(gh_store_hook_record(f->st, "node-a", &o, 1, 3600000, NULL, NULL, &err),
+                     GH_OK);
+
+    off.st = f->st;
+    assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &off.e, &err), GH_OK);
+    off.e.status = GH_STORE_HOOK_DISABLED;
+    rp.st = node;
+    rp.tenant = f->tenant;
+    rp.endpoint = e.id;
+    rp.id = o.delivery_id;
+    holder = gh_test_pg_connect(f->ts.db);
+    assert_non_null(holder);
+    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
+             e.id);
+    assert_true(gh_test_pg_run(holder, sql));
+    assert_int_equal(pthread_create(&a, NULL, status_thread, &off), 0);
+    wait_for_lock_waiters(holder, 1);
+    assert_int_equal(pthread_create(&b, NULL, replay_thread, &rp), 0);
+    wait_for_lock_waiters(holder, 2);
+    assert_true(gh_test_pg_run(holder, "COMMIT"));
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    PQfinish(holder);
+    assert_int_equal(off.rc, GH_OK);
+    assert_int_equal(rp.rc, GH_OK);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM webhook_deliveries WHERE id = %lld AND status = 'pending' "
+             "AND paused",
+             (long long)o.delivery_id);
+    assert_int_equal(raw_int(f, sql), 1);
+    gh_store_close(node);
+}
+
 /* Migration 20 on a database at 19 (`postgres init` after an upgrade): the
  * pending deliveries of an endpoint disabled before it are paused, though
  * the owner that runs the migrations sees no tenant's row. */
@@ -1208,8 +1372,8 @@ static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
     publish(f, f->tenant, "m1", "a.b", 2, false);
     publish(f, f->tenant, "m2", "a.b", 2, false);
     snprintf(sql, sizeof(sql),
-             GH_TEST_WEBHOOKS_AT_19
-             "UPDATE webhook_endpoints SET status = 'disabled' WHERE id = '%s'",
+             GH_TEST_WEBHOOKS_AT_19(GH_TEST_REV_TRIGGER_PG) "UPDATE webhook_endpoints SET status = "
+                                                            "'disabled' WHERE id = '%s'",
              p.id);
     raw(f, sql);
     gh_test_pg_url(url, sizeof(url), NULL, f->ts.db);
@@ -1237,7 +1401,7 @@ static void test_pg_migration_22_unpauses_finished_deliveries(void **state)
     publish(f, f->tenant, "m1", "a.b", 1, false);
     publish(f, f->tenant, "m2", "a.b", 1, false);
     snprintf(sql, sizeof(sql),
-             "DELETE FROM schema_migrations WHERE version IN (22, 23);"
+             "DELETE FROM schema_migrations WHERE version IN (22, 23);" GH_TEST_REV_TRIGGER_PG
              "ALTER TABLE webhook_endpoints DROP COLUMN rev;"
              "DROP INDEX webhook_deliveries_paused;"
              "UPDATE webhook_deliveries SET paused = true WHERE endpoint_id = '%s';"
@@ -1266,6 +1430,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_while_disabled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_writer_that_does_not_move_the_revision, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_disabling_reports_made_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_left_behind_and_long_backlogs, setup, teardown),
     };
@@ -1288,6 +1454,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_status_changes_of_one_endpoint_do_not_cross, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_pg_an_update_over_a_disabling_committed_meanwhile,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_a_replay_while_an_admin_disables, setup, teardown),
     };
 
     if (gh_test_pg_server()) {
