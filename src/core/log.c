@@ -65,8 +65,17 @@ void gh_log(enum gh_log_level level, const char *fmt, ...)
     int w = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     va_end(ap);
     if (w < 0) return;
+    size_t msg = n;
     n += (size_t)w;
     if (n > sizeof(line) - 2) n = sizeof(line) - 2;
+    /* One record, one line: a message's own line breaks (libpq's carry
+     * "\n\t" hints) and other control bytes (from a value a client sent)
+     * become spaces, so no record can end early or forge the next one,
+     * and trailing ones go. */
+    for (size_t i = msg; i < n; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) line[i] = ' ';
+    while (n > msg && line[n - 1] == ' ')
+        n--;
     line[n++] = '\n';
     ssize_t rc = write(STDERR_FILENO, line, n);
     (void)rc;

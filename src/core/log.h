@@ -3,7 +3,9 @@
  * is the node id (config `node.id`) once the runtime has set it; before that
  * (config errors, CLI commands) the node is left out:
  * "2026-11-21T23:59:01.123Z error config: ...". Each line is one
- * write(2), so lines from several threads never interleave. Access logs are
+ * write(2), so lines from several threads never interleave, and one
+ * record: control bytes in a message (a library's line breaks, a value a
+ * client sent) are written as spaces. Access logs are
  * separate (telemetry/accesslog.h). Never pass secrets to these functions. */
 #ifndef GH_CORE_LOG_H
 #define GH_CORE_LOG_H

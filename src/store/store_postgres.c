@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "store/pg_int.h"
 
 #define DEFAULT_POOL 8
@@ -956,6 +957,15 @@ int gh_pg__stream(struct gh_pg_tx *tx, enum gh_pg_stmt id, const struct gh_pg_ar
  * such a session (the pool's sessions get theirs: pg_open). */
 #define BASE_OPTIONS "-c search_path=gatehouse -c client_min_messages=warning"
 
+/* libpq's notices (a server's warning, or its message when it ends a
+ * session: "terminating connection due to administrator command") go to
+ * the log, one record each, not straight to stderr as libpq's default does. */
+static void log_notice(void *arg, const char *message)
+{
+    (void)arg;
+    gh_log_warn("store: postgres: %s", message);
+}
+
 /* Opens a connection to <url> named <app> with the server settings
  * <options> ("-c name=value" pairs), blocking (PQconnectdbParams) or not
  * (PQconnectStartParams: the caller drives PQconnectPoll). */
@@ -974,7 +984,10 @@ static PGconn *connect_params(const char *url, const char *app, const char *opti
     /* In the order of <keys>. */
     const char *vals[] = {"5", "10000", "10", "5", "3", url, app, "UTF8", options, NULL};
 
-    return async ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
+    PGconn *db = async ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
+
+    if (db) PQsetNoticeProcessor(db, log_notice, NULL);
+    return db;
 }
 
 static int connect_with(const char *url, const char *app, const char *options, PGconn **out,

@@ -469,6 +469,14 @@ def test_restart_mid_load_gives_503_then_recovers(pg_server, gatehouse):
         assert not missing, (missing[:5], len(created), sorted(audited)[:5])
         rids = {r[0] for r in own.psql("SELECT request_id FROM gatehouse.audit_events", db=db)}
         assert set(denied) <= rids, sorted(set(denied) - rids)
+        # The outage in the log: one record per line, each with its time in
+        # front, libpq's messages too (its own line breaks, and the server's
+        # farewell to each session, which libpq printed bare).
+        lines = g.stderr().splitlines()
+        assert any("store: postgres:" in ln and "terminating connection" in ln for ln in lines), \
+            lines[-20:]
+        bare = [ln for ln in lines if not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", ln)]
+        assert not bare, bare[:5]
     finally:
         own.cleanup()
 
