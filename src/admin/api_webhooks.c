@@ -442,6 +442,14 @@ void gh_api_hook_deliveries(struct call *c)
         gh_api_reply_error(c, 400, "invalid_query", "status must be pending, succeeded or failed");
         return;
     }
+    /* An endpoint that does not exist has no deliveries to list: 404, as
+     * reading it answers, not an empty page. */
+    struct gh_store_hook_endpoint e;
+    rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
+    if (rc != GH_OK) {
+        gh_api_reply_store_error(c, rc, &err);
+        return;
+    }
     out = calloc(page.limit, sizeof(*out));
     rc = out ? gh_store_hook_delivery_list(c->st, c->tenant, c->hook, filter, &page, out, &err)
              : GH_ERROR;

@@ -483,6 +483,23 @@ def test_tenant_scoping(gatehouse, upstream):
     g.stop()
 
 
+def test_deliveries_of_a_missing_endpoint_answer_404(gatehouse, upstream):
+    """Listing the deliveries of an endpoint that does not exist (deleted, or
+    a well-formed id never made) answers 404, as reading the endpoint does,
+    not an empty list that reads as "nothing sent yet"."""
+    g, op = started(gatehouse)
+    t = op.create_tenant("acme")["id"]
+    ep = endpoint(op, t, "http://127.0.0.1:9/gone")
+    base = f"/v1/tenants/{t}/webhooks/{ep['id']}"
+    assert op.ok("GET", f"{base}/deliveries")["items"] == []
+    assert op.call("DELETE", base).status == 204
+    for path in (f"{base}/deliveries", f"{base}/deliveries?status=failed",
+                 f"/v1/tenants/{t}/webhooks/ep_AAAAAAAAAAAAAAAAAAAA/deliveries"):
+        r = op.call("GET", path)
+        assert r.status == 404 and r.json()["error"] == "not_found", (path, r)
+    g.stop()
+
+
 def test_ssrf_refusals(gatehouse, upstream):
     rx = Receiver()
     g, op = started(gatehouse, hooks=HOOKS_NO_ALLOW)
