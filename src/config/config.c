@@ -824,8 +824,9 @@ static int add_secret_ref(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_
     return GH_OK;
 }
 
-/* Notes a secret written in the file itself, for `gatehouse check`. */
-static void warn_literal(struct cfg_ctx *ctx, yaml_node_t *n)
+/* Notes a secret written in the file itself, for `gatehouse check`, with
+ * the forms <key> takes instead (not secret:NAME where it is refused). */
+static void warn_literal(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key)
 {
     struct gh_config *cfg = ctx->cfg;
     struct gh_config_warning *w;
@@ -836,9 +837,9 @@ static void warn_literal(struct cfg_ctx *ctx, yaml_node_t *n)
     cfg->warnings = w;
     w = &w[cfg->nwarnings++];
     w->pos = pos_of(n);
-    snprintf(w->msg, sizeof(w->msg),
-             "literal secret in %.*s; use secret:NAME, env:NAME or file:PATH", (int)ctx->pathlen,
-             ctx->path);
+    snprintf(w->msg, sizeof(w->msg), "literal secret in %.*s; use %s", (int)ctx->pathlen, ctx->path,
+             key->flags & KEY_NOREF ? "env:NAME or file:PATH"
+                                    : "secret:NAME, env:NAME or file:PATH");
 }
 
 /* Whether URL <s> carries a password: "scheme://user:password@host..." or a
@@ -872,7 +873,7 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     if (strncmp(s, "secret:", 7) == 0) return add_secret_ref(ctx, n, key, field, s + 7);
     if (strncmp(s, "env:", 4) != 0 && strncmp(s, "file:", 5) != 0 &&
         (!(key->flags & KEY_URL) || url_has_password(s)))
-        warn_literal(ctx, n);
+        warn_literal(ctx, n, key);
     if (strncmp(s, "env:", 4) == 0) {
         val = getenv(s + 4);
         if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
