@@ -172,7 +172,8 @@ int gh_cmd_backup(int argc, char **argv)
 
 struct drill {
     unsigned failed;
-    uint64_t events; /* audit events verified */
+    bool could_not_run; /* the server out of reach: nothing was checked (exit 2) */
+    uint64_t events;    /* audit events verified */
     size_t chains;
 };
 
@@ -437,7 +438,16 @@ static void drill_postgres(struct drill *d, const struct gh_config *cfg,
     if (rc == GH_OK)
         rc = gh_store_postgres_drill_restore(admin_url ? admin_url : anyone, cfg->store.postgres,
                                              src, &pd, &err);
-    if (rc != GH_OK) {
+    if (rc == GH_STORE_UNAVAILABLE) {
+        /* Not a bad backup: the drill did not get to it. Say how it
+         * connects, the likeliest thing to set right. */
+        d->could_not_run = true;
+        check(d, false, "restore",
+              "%s (the drill connects with --admin-url, else to the config's server and "
+              "database as PGUSER or the user running it, its password from PGPASSWORD or "
+              "~/.pgpass: docs/operations.md)",
+              err.msg);
+    } else if (rc != GH_OK) {
         check(d, false, "restore", "%s", err.msg);
     } else {
         params.postgres_url = gh_store_postgres_drill_url(pd);
@@ -504,5 +514,5 @@ verdict:
     printf("restore drill: %s\n", d.failed == 0 ? "PASS" : "FAIL");
     gh_backup_summary_free(&m.sum);
     gh_config_free(cfg);
-    return d.failed == 0 ? 0 : 1;
+    return d.could_not_run ? 2 : d.failed == 0 ? 0 : 1;
 }

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from conftest import gatehouse_bin, postgres_init
+from conftest import free_port, gatehouse_bin, postgres_init
 from identity_helpers import Admin, bootstrap, identity_config
 from test_backup import ROUTES, load
 
@@ -195,6 +195,13 @@ def test_drill_fails_on_a_changed_dump_or_manifest(pg_server, pg_gate, tmp_path)
     rc, so, se = drill(pg_server, g, good, admin_url=pg_server.url(db))
     assert rc == 1 and "FAIL restore " in so and "may create databases" in so, so
     assert "cleanup" not in so, so  # nothing was created
+    # A server the drill cannot reach (here nothing listens; in practice a
+    # role without a password, a server down): it could not run, which is
+    # not a bad backup: exit 2, and it says how it connects.
+    rc, so, se = drill(pg_server, g, good,
+                       admin_url=f"postgresql://nobody@127.0.0.1:{free_port()}/gatehouse")
+    assert rc == 2 and "FAIL restore " in so and "restore drill: FAIL" in so, so
+    assert "--admin-url" in so and "PGUSER" in so, so
     # The untouched backup still passes.
     rc, so, se = drill(pg_server, g, good)
     assert rc == 0, so + se
