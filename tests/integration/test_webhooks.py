@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import signal
 import threading
 import time
@@ -849,6 +848,35 @@ def test_postgres_a_late_outcome_leaves_another_nodes_claim_alone(gatehouse, ups
     g.stop()
 
 
+def two_nodes(gatehouse):
+    """Two gateways on the test's PostgreSQL database, started, and an
+    operator's admin client of each (one key, made through the first)."""
+    g1 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n1")
+    key, _, _ = bootstrap(g1)
+    g2 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n2")
+    g1.start()
+    g2.start()
+    return g1, g2, Admin(g1, key), Admin(g2, key)
+
+
+def at_once(*calls):
+    """Runs each of <calls> (no-argument callables) on a thread of its own,
+    released together; their results, in order."""
+    barrier = threading.Barrier(len(calls))
+    answers = [None] * len(calls)
+
+    def run(i, call):
+        barrier.wait(10)
+        answers[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    return answers
+
+
 def succeeded_count(g):
     return counter(g, 'gatehouse_webhook_deliveries_total{result="succeeded"}') or 0
 
@@ -862,12 +890,7 @@ def test_postgres_two_nodes_deliver_each_message_once(gatehouse, upstream):
     in-flight ones twice), and both nodes deliver."""
     rx = Receiver()
     rx.delay = 0.02
-    g1 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n1")
-    key, _, _ = bootstrap(g1)
-    g2 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n2")
-    g1.start()
-    g2.start()
-    a1, a2 = Admin(g1, key), Admin(g2, key)
+    g1, g2, a1, a2 = two_nodes(gatehouse)
     t = a1.create_tenant("acme")["id"]
     ep = endpoint(a1, t, rx.url("/two"))
     rx.keys["/two"] = [ep["secret"]]
@@ -908,29 +931,13 @@ def test_postgres_rotations_on_two_nodes_at_once_keep_both_keys(gatehouse, upstr
     so one answer showed a key that no longer existed. And no key outlives
     its use: the endpoint keeps its current and previous keys only."""
     rx = Receiver()
-    g1 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n1")
-    key, _, _ = bootstrap(g1)
-    g2 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n2")
-    g1.start()
-    g2.start()
-    a1, a2 = Admin(g1, key), Admin(g2, key)
+    g1, g2, a1, a2 = two_nodes(gatehouse)
     t = a1.create_tenant("acme")["id"]
     ep = endpoint(a1, t, rx.url("/rot"))
     path = f"/v1/tenants/{t}/webhooks/{ep['id']}/rotate-secret"
     db = store_db.connect(store_db.path_of(g1))
     for n in range(8):
-        barrier = threading.Barrier(2)
-        answers = [None, None]
-
-        def rotate(i, op):
-            barrier.wait(10)
-            answers[i] = op.call("POST", path, None)
-
-        threads = [threading.Thread(target=rotate, args=(i, op)) for i, op in enumerate((a1, a2))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(30)
+        answers = at_once(lambda: a1.call("POST", path, None), lambda: a2.call("POST", path, None))
         assert all(r is not None and r.status == 200 for r in answers), answers
         secrets = [r.json()["secret"] for r in answers]
         assert secrets[0] != secrets[1]
@@ -956,30 +963,14 @@ def test_postgres_patches_on_two_nodes_at_once_lose_no_field(gatehouse, upstream
     over the row as it stands (an update applies to the revision it read,
     and is made again on a newer one); before, each wrote back every column
     it had read, so the one that wrote last undid the other's change."""
-    g1 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n1")
-    key, _, _ = bootstrap(g1)
-    g2 = gatehouse(raw=identity_config(workers=1, extra=HOOKS), start=False, name="n2")
-    g1.start()
-    g2.start()
-    a1, a2 = Admin(g1, key), Admin(g2, key)
+    g1, g2, a1, a2 = two_nodes(gatehouse)
     t = a1.create_tenant("acme")["id"]
     ep = endpoint(a1, t, "http://127.0.0.1:9/patched")
     path = f"/v1/tenants/{t}/webhooks/{ep['id']}"
     for n in range(8):
         status = "disabled" if n % 2 == 0 else "active"
-        barrier = threading.Barrier(2)
-        answers = [None, None]
-
-        def patch(i, op, body):
-            barrier.wait(10)
-            answers[i] = op.call("PATCH", path, body)
-
-        threads = [threading.Thread(target=patch, args=(0, a1, {"description": f"round {n}"})),
-                   threading.Thread(target=patch, args=(1, a2, {"status": status}))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(30)
+        answers = at_once(lambda: a1.call("PATCH", path, {"description": f"round {n}"}),
+                          lambda: a2.call("PATCH", path, {"status": status}))
         assert all(r is not None and r.status == 200 for r in answers), answers
         got = a1.ok("GET", path)
         assert (got["description"], got["status"]) == (f"round {n}", status), (n, got)

@@ -929,6 +929,47 @@ static void wait_for_lock_waiters(PGconn *c, int n)
     fail_msg("%d sessions never waited for a lock", n);
 }
 
+/* Runs <fa>(<a>) and <fb>(<b>), each on a thread of its own, in a forced
+ * order: a third session holds endpoint <ep>'s row until the first waits
+ * for a lock and the second waits too, then commits. Both have finished
+ * when this returns. */
+static void behind_the_row(struct fixture *f, const char *ep, void *(*fa)(void *), void *a,
+                           void *(*fb)(void *), void *b)
+{
+    PGconn *holder = gh_test_pg_connect(f->ts.db);
+    pthread_t ta, tb;
+    char sql[256];
+
+    assert_non_null(holder);
+    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
+             ep);
+    assert_true(gh_test_pg_run(holder, sql));
+    assert_int_equal(pthread_create(&ta, NULL, fa, a), 0);
+    wait_for_lock_waiters(holder, 1);
+    assert_int_equal(pthread_create(&tb, NULL, fb, b), 0);
+    wait_for_lock_waiters(holder, 2);
+    assert_true(gh_test_pg_run(holder, "COMMIT"));
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    PQfinish(holder);
+}
+
+/* <r> as node <owner>'s record of a retry of <delivery> of endpoint <ep>:
+ * a 503, due again in an hour. */
+static void retry_outcome(struct recorder *r, struct gh_store *st, const char *owner,
+                          int64_t delivery, const char *ep, int64_t disable_after_ms)
+{
+    r->st = st;
+    r->owner = owner;
+    r->o.delivery_id = delivery;
+    snprintf(r->o.endpoint_id, sizeof(r->o.endpoint_id), "%s", ep);
+    r->o.at = (int64_t)gh_wall_ms();
+    r->o.status = 503;
+    r->o.next = GH_STORE_DELIVERY_PENDING;
+    r->o.next_attempt_at = (int64_t)gh_wall_ms() + 3600000;
+    r->disable_after_ms = disable_after_ms;
+}
+
 /* The set-up of the two-node tests: endpoint <e> for every event, two
  * messages (a delivery each), and another handle on the same database (a
  * second node), its lock timeout <lock_ms> (0: the default). */
@@ -966,9 +1007,6 @@ static void test_pg_outcomes_while_an_endpoint_is_disabled(void **state)
     struct claimed ca = {0}, cb = {0};
     struct recorder a = {0}, b = {0};
     struct gh_err err = {0};
-    pthread_t ta, tb;
-    char sql[256];
-    PGconn *holder;
 
     node_b = two_deliveries_and_a_node(f, &e, 0);
     assert_int_equal(gh_store_hook_claim(f->st, "node-a", 1, on_due, &ca, &err), GH_OK);
@@ -984,29 +1022,8 @@ static void test_pg_outcomes_while_an_endpoint_is_disabled(void **state)
     a.o.status = 500;
     a.o.next = GH_STORE_DELIVERY_FAILED;
     a.disable_after_ms = 5000;
-    b.st = node_b;
-    b.owner = "node-b";
-    b.o.delivery_id = cb.due[0].delivery_id;
-    snprintf(b.o.endpoint_id, sizeof(b.o.endpoint_id), "%s", e.id);
-    b.o.at = (int64_t)gh_wall_ms();
-    b.o.status = 503;
-    b.o.next = GH_STORE_DELIVERY_PENDING;
-    b.o.next_attempt_at = (int64_t)gh_wall_ms() + 3600000;
-    b.disable_after_ms = 5000;
-
-    holder = gh_test_pg_connect(f->ts.db);
-    assert_non_null(holder);
-    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
-             e.id);
-    assert_true(gh_test_pg_run(holder, sql));
-    assert_int_equal(pthread_create(&ta, NULL, record_thread, &a), 0);
-    wait_for_lock_waiters(holder, 1);
-    assert_int_equal(pthread_create(&tb, NULL, record_thread, &b), 0);
-    wait_for_lock_waiters(holder, 2);
-    assert_true(gh_test_pg_run(holder, "COMMIT"));
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    PQfinish(holder);
+    retry_outcome(&b, node_b, "node-b", cb.due[0].delivery_id, e.id, 5000);
+    behind_the_row(f, e.id, record_thread, &a, record_thread, &b);
 
     /* Both batches stored, and E's deliveries failed with it. */
     assert_int_equal(a.rc, GH_OK);
@@ -1063,9 +1080,6 @@ static void test_pg_a_delete_while_an_outcome_is_stored(void **state)
     struct recorder b = {0};
     struct deleter a = {0};
     struct gh_err err = {0};
-    pthread_t ta, tb;
-    char sql[256];
-    PGconn *holder;
 
     node_b = two_deliveries_and_a_node(f, &e, 0);
     assert_int_equal(gh_store_hook_claim(node_b, "node-b", 1, on_due, &cb, &err), GH_OK);
@@ -1073,29 +1087,8 @@ static void test_pg_a_delete_while_an_outcome_is_stored(void **state)
     a.st = f->st;
     a.tenant = f->tenant;
     a.id = e.id;
-    b.st = node_b;
-    b.owner = "node-b";
-    b.o.delivery_id = cb.due[0].delivery_id;
-    snprintf(b.o.endpoint_id, sizeof(b.o.endpoint_id), "%s", e.id);
-    b.o.at = (int64_t)gh_wall_ms();
-    b.o.status = 503;
-    b.o.next = GH_STORE_DELIVERY_PENDING;
-    b.o.next_attempt_at = (int64_t)gh_wall_ms() + 3600000;
-    b.disable_after_ms = 3600000;
-
-    holder = gh_test_pg_connect(f->ts.db);
-    assert_non_null(holder);
-    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
-             e.id);
-    assert_true(gh_test_pg_run(holder, sql));
-    assert_int_equal(pthread_create(&ta, NULL, delete_thread, &a), 0);
-    wait_for_lock_waiters(holder, 1);
-    assert_int_equal(pthread_create(&tb, NULL, record_thread, &b), 0);
-    wait_for_lock_waiters(holder, 2);
-    assert_true(gh_test_pg_run(holder, "COMMIT"));
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    PQfinish(holder);
+    retry_outcome(&b, node_b, "node-b", cb.due[0].delivery_id, e.id, 3600000);
+    behind_the_row(f, e.id, delete_thread, &a, record_thread, &b);
 
     /* Neither refused: E is gone with its deliveries, and the batch's
      * outcome, for a delivery gone meanwhile, changed nothing. */
@@ -1197,29 +1190,16 @@ static void test_pg_status_changes_of_one_endpoint_do_not_cross(void **state)
     struct gh_store_hook_endpoint e;
     struct status_setter off = {0}, on = {0};
     struct gh_err err = {0};
-    pthread_t a, b;
     char sql[256];
     struct gh_store *node = two_deliveries_and_a_node(f, &e, 0);
-    PGconn *holder = gh_test_pg_connect(f->ts.db);
 
-    assert_non_null(holder);
-    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
-             e.id);
-    assert_true(gh_test_pg_run(holder, sql));
     off.st = f->st;
     on.st = node;
     assert_int_equal(gh_store_hook_endpoint_get(f->st, f->tenant, e.id, &off.e, &err), GH_OK);
     on.e = off.e;
     off.e.status = GH_STORE_HOOK_DISABLED;
     on.e.status = GH_STORE_HOOK_ACTIVE;
-    assert_int_equal(pthread_create(&a, NULL, status_thread, &off), 0);
-    wait_for_lock_waiters(holder, 1);
-    assert_int_equal(pthread_create(&b, NULL, status_thread, &on), 0);
-    wait_for_lock_waiters(holder, 2);
-    assert_true(gh_test_pg_run(holder, "COMMIT"));
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
-    PQfinish(holder);
+    behind_the_row(f, e.id, status_thread, &off, status_thread, &on);
     /* Both read one revision: the second to write finds it changed and
      * writes nothing, then (as the API does) reads again and applies. */
     assert_int_equal(off.rc, GH_OK);
@@ -1311,9 +1291,7 @@ static void test_pg_a_replay_while_an_admin_disables(void **state)
     struct status_setter off = {0};
     struct replayer rp = {0};
     struct gh_err err = {0};
-    pthread_t a, b;
     char sql[256];
-    PGconn *holder;
 
     assert_int_equal(gh_store_hook_claim(f->st, "node-a", 1, on_due, &cl, &err), GH_OK);
     assert_int_equal(cl.n, 1);
@@ -1333,19 +1311,7 @@ static void test_pg_a_replay_while_an_admin_disables(void **state)
     rp.tenant = f->tenant;
     rp.endpoint = e.id;
     rp.id = o.delivery_id;
-    holder = gh_test_pg_connect(f->ts.db);
-    assert_non_null(holder);
-    snprintf(sql, sizeof(sql), "BEGIN; SELECT 1 FROM webhook_endpoints WHERE id = '%s' FOR UPDATE",
-             e.id);
-    assert_true(gh_test_pg_run(holder, sql));
-    assert_int_equal(pthread_create(&a, NULL, status_thread, &off), 0);
-    wait_for_lock_waiters(holder, 1);
-    assert_int_equal(pthread_create(&b, NULL, replay_thread, &rp), 0);
-    wait_for_lock_waiters(holder, 2);
-    assert_true(gh_test_pg_run(holder, "COMMIT"));
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
-    PQfinish(holder);
+    behind_the_row(f, e.id, status_thread, &off, replay_thread, &rp);
     assert_int_equal(off.rc, GH_OK);
     assert_int_equal(rp.rc, GH_OK);
     snprintf(sql, sizeof(sql),
