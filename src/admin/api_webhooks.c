@@ -255,9 +255,31 @@ void gh_api_hook_get(struct call *c)
 }
 
 /* How many times a read-modify-write of an endpoint is made again when the
- * row changed between its read and its write (the dispatcher's failure
- * clock or disabling, another admin) before the answer is 409. */
+ * row changed between its read and its write (the dispatcher's disabling,
+ * another admin) before the answer is 409. */
 #define HOOK_UPDATE_TRIES 8
+
+/* A change of an endpoint: applies itself to <e> as read; false when it
+ * answered the call itself (bad input). */
+typedef bool (*endpoint_change)(struct call *c, struct gh_store_hook_endpoint *e, void *arg);
+
+/* Applies <change> to endpoint <e>, which the caller read, and writes it
+ * over the row as it stands: when the row changed since the read, reads it
+ * again and applies <change> again, HOOK_UPDATE_TRIES times at most.
+ * GH_DECLINED when <change> answered the call; else the store's code. */
+static int update_endpoint(struct call *c, struct gh_store_hook_endpoint *e, endpoint_change change,
+                           void *arg, struct gh_err *err)
+{
+    int rc;
+
+    for (int tries = 1;; tries++) {
+        if (!change(c, e, arg)) return GH_DECLINED;
+        rc = gh_store_hook_endpoint_update(c->st, e, err);
+        if (rc != GH_STORE_CONFLICT || tries == HOOK_UPDATE_TRIES) return rc;
+        rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, e, err);
+        if (rc != GH_OK) return rc;
+    }
+}
 
 /* Sets status <status> ("active" or "disabled") on <e> as an admin does. */
 static void set_status(struct gh_store_hook_endpoint *e, const char *status)
@@ -274,33 +296,41 @@ static void set_status(struct gh_store_hook_endpoint *e, const char *status)
     e->status = GH_STORE_HOOK_DISABLED;
 }
 
+struct patch {
+    const char *status; /* NULL: unchanged */
+};
+
+static bool apply_patch(struct call *c, struct gh_store_hook_endpoint *e, void *arg)
+{
+    const struct patch *p = arg;
+
+    if (!read_fields(c, e, false)) return false;
+    if (p->status) set_status(e, p->status);
+    return true;
+}
+
 /* The body's fields over the endpoint as stored, whatever else changed it
- * meanwhile: each try reads the row again and applies the fields to it. */
+ * meanwhile (update_endpoint). */
 void gh_api_hook_patch(struct call *c)
 {
     static const char *const fields[] = {"url", "events", "description", "status", NULL};
     struct gh_store_hook_endpoint e;
     struct gh_err err = {0};
-    const char *status;
+    struct patch p;
     int rc;
 
-    if (!gh_api_only_fields(c, fields) || !gh_api_str_field(c, "status", &status)) return;
+    if (!gh_api_only_fields(c, fields) || !gh_api_str_field(c, "status", &p.status)) return;
     if (c->body == NULL || json_object_size(c->body) == 0) {
         gh_api_reply_error(c, 422, "invalid_field", "nothing to change");
         return;
     }
-    if (status && strcmp(status, "active") != 0 && strcmp(status, "disabled") != 0) {
+    if (p.status && strcmp(p.status, "active") != 0 && strcmp(p.status, "disabled") != 0) {
         gh_api_reply_error(c, 422, "invalid_field", "status must be active or disabled");
         return;
     }
-    for (int tries = 1;; tries++) {
-        rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
-        if (rc != GH_OK) break;
-        if (!read_fields(c, &e, false)) return;
-        if (status) set_status(&e, status);
-        rc = gh_store_hook_endpoint_update(c->st, &e, &err);
-        if (rc != GH_STORE_CONFLICT || tries == HOOK_UPDATE_TRIES) break;
-    }
+    rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
+    if (rc == GH_OK) rc = update_endpoint(c, &e, apply_patch, &p, &err);
+    if (rc == GH_DECLINED) return;
     if (rc != GH_OK) {
         gh_api_reply_store_error(c, rc, &err);
         return;
@@ -348,6 +378,29 @@ static enum rotation_state rotation_made(struct call *c, struct gh_store_hook_en
     return ROTATION_MADE;
 }
 
+struct rotation {
+    uint32_t version;    /* of the new key, sealed */
+    uint32_t dropped;    /* the key the applied rotation put out of use */
+    int64_t grace_ms;    /* webhooks.rotation_grace */
+    char public_key[64]; /* the new key's, for ed25519 */
+};
+_Static_assert(sizeof(((struct rotation *)0)->public_key) ==
+                   sizeof(((struct gh_store_hook_endpoint *)0)->public_key),
+               "a rotation carries the endpoint's public key whole");
+
+static bool apply_rotation(struct call *c, struct gh_store_hook_endpoint *e, void *arg)
+{
+    struct rotation *r = arg;
+
+    (void)c;
+    r->dropped = e->prev_version;
+    e->prev_version = e->secret_version;
+    e->prev_until = (int64_t)gh_wall_ms() + r->grace_ms;
+    e->secret_version = r->version;
+    memcpy(e->public_key, r->public_key, sizeof(e->public_key));
+    return true;
+}
+
 /* A new key; the current one becomes the previous one and keeps signing
  * (both signatures, space-separated) for webhooks.rotation_grace. A key
  * still in its grace from an earlier rotation is dropped now. The new key
@@ -358,8 +411,8 @@ void gh_api_hook_rotate(struct call *c)
 {
     struct gh_store_hook_endpoint e;
     struct gh_err err = {0};
-    char shown[GH_HOOKS_KEY_TEXT_MAX], public_key[sizeof(e.public_key)];
-    uint32_t version, dropped = 0;
+    char shown[GH_HOOKS_KEY_TEXT_MAX];
+    struct rotation r = {.grace_ms = (int64_t)c->cfg->webhooks.rotation_grace_ms};
     int rc;
 
     if (c->body && json_object_size(c->body) > 0) {
@@ -371,39 +424,29 @@ void gh_api_hook_rotate(struct call *c)
         gh_api_reply_store_error(c, rc, &err);
         return;
     }
-    if (gh_hooks_key_version_new(e.secret_version, e.prev_version, &version) != GH_OK) {
+    if (gh_hooks_key_version_new(e.secret_version, e.prev_version, &r.version) != GH_OK) {
         gh_err_set(&err, NULL, 0, 0, "webhooks: cannot draw a key version");
         secrets_failed(c, &err);
         return;
     }
-    if (new_key(c, &e, version, shown, sizeof(shown), &err) != GH_OK) {
+    if (new_key(c, &e, r.version, shown, sizeof(shown), &err) != GH_OK) {
         secrets_failed(c, &err);
         return;
     }
-    memcpy(public_key, e.public_key, sizeof(public_key));
-    for (int tries = 1;; tries++) {
-        dropped = e.prev_version;
-        e.prev_version = e.secret_version;
-        e.prev_until = (int64_t)gh_wall_ms() + (int64_t)c->cfg->webhooks.rotation_grace_ms;
-        e.secret_version = version;
-        memcpy(e.public_key, public_key, sizeof(e.public_key));
-        rc = gh_store_hook_endpoint_update(c->st, &e, &err);
-        if (rc != GH_STORE_CONFLICT || tries == HOOK_UPDATE_TRIES) break;
-        rc = gh_store_hook_endpoint_get(c->st, c->tenant, c->hook, &e, &err);
-        if (rc != GH_OK) break;
-    }
+    memcpy(r.public_key, e.public_key, sizeof(r.public_key));
+    rc = update_endpoint(c, &e, apply_rotation, &r, &err);
     if (rc != GH_OK) {
         enum rotation_state made = ROTATION_NOT_MADE;
         if (rc != GH_STORE_CONFLICT && rc != GH_STORE_NOT_FOUND && rc != GH_STORE_INVALID)
-            made = rotation_made(c, &e, version);
+            made = rotation_made(c, &e, r.version);
         if (made != ROTATION_MADE) {
-            if (made == ROTATION_NOT_MADE) drop_key(c, &e, version);
+            if (made == ROTATION_NOT_MADE) drop_key(c, &e, r.version);
             OPENSSL_cleanse(shown, sizeof(shown));
             gh_api_reply_store_error(c, rc, &err);
             return;
         }
     }
-    if (dropped != version) drop_key(c, &e, dropped);
+    if (r.dropped != r.version) drop_key(c, &e, r.dropped);
     json_t *doc = endpoint_json(&e);
     if (!e.ed25519) json_object_set_new(doc, "secret", json_string(shown));
     OPENSSL_cleanse(shown, sizeof(shown));

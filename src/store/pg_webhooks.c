@@ -129,10 +129,7 @@ int gh_pg__hook_endpoint_get(struct gh_store *st, const char *tenant_id, const c
     gh_pg__arg(&a, tenant_id);
     gh_pg__arg(&a, id);
     rc = gh_pg__run(&tx, GH_PG_HOOK_EP_GET, &a, &r, err);
-    if (rc == GH_OK && PQntuples(r) == 0) {
-        gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
-        rc = GH_STORE_NOT_FOUND;
-    }
+    if (rc == GH_OK && PQntuples(r) == 0) rc = gh_store__hook_endpoint_missing(err);
     if (rc == GH_OK) rc = endpoint_row(r, 0, out, err);
     PQclear(r);
     return gh_pg__end_lookup(&tx, rc, err);
@@ -269,10 +266,7 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
     gh_pg__arg(&a, tenant_id);
     gh_pg__arg(&a, id);
     if (rc == GH_OK) rc = gh_pg__run(&tx, GH_PG_HOOK_EP_DELETE, &a, &r, err);
-    if (rc == GH_OK && PQntuples(r) == 0) {
-        gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
-        rc = GH_STORE_NOT_FOUND;
-    }
+    if (rc == GH_OK && PQntuples(r) == 0) rc = gh_store__hook_endpoint_missing(err);
     if (rc == GH_OK) rc = endpoint_row(r, 0, gone, err);
     PQclear(r);
     return gh_pg__end(&tx, rc, err);

@@ -118,7 +118,7 @@ int gh_sqlite__hook_endpoint_get(struct gh_store *st, const char *tenant_id, con
     gh_sqlite__bind_text(s, 1, tenant_id);
     gh_sqlite__bind_text(s, 2, id);
     rc = gh_sqlite__row(c, s, "webhook endpoint", err);
-    if (rc == GH_STORE_NOT_FOUND) gh_err_set(err, NULL, 0, 0, "webhook endpoint not found");
+    if (rc == GH_STORE_NOT_FOUND) gh_store__hook_endpoint_missing(err);
     if (rc != GH_OK) goto out;
     rc = endpoint_row(s, out, err);
     gh_sqlite__done(s);
