@@ -608,7 +608,9 @@ int gh_authn_api_key_sync(struct gh_worker *w, gh_str key, struct gh_principal *
          * CLI, say) is found by reading the store now rather than after the
          * next refresh. At most once a second, so unknown ids stay cheap. */
         struct gh_err err = {0};
-        struct gh_keydir *d = gh_keydir_load(w->rt->store, &err);
+        /* With the secrets: the directory it replaces holds the token
+         * signer, whose private key is sealed. */
+        struct gh_keydir *d = gh_keydir_load_ex(w->rt->store, w->rt->secrets, &err);
         a->last_sync_load_ns = now;
         if (d) {
             gh_keydir_unref(w->keydir);

@@ -222,11 +222,6 @@ const struct gh_keydir_tenant *gh_keydir_tenant(const struct gh_keydir *d, const
     return NULL;
 }
 
-struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err)
-{
-    return gh_keydir_load_ex(st, NULL, err);
-}
-
 struct gh_keydir *gh_keydir_load_ex(struct gh_store *st, struct gh_secrets *secrets,
                                     struct gh_err *err)
 {

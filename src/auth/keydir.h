@@ -61,10 +61,9 @@ struct gh_keydir {
     size_t own_keys_json_len;
 };
 
-/* Loads a directory from <st>. Returns NULL with <err> on failure. */
-struct gh_keydir *gh_keydir_load(struct gh_store *st, struct gh_err *err);
-/* The same, opening sealed token signing keys with <secrets> (may be NULL:
- * then only keys kept in clear can sign). */
+/* Loads a directory from <st>, opening sealed token signing keys with
+ * <secrets> (may be NULL: then only keys kept in clear can sign). Returns
+ * NULL with <err> on failure. */
 struct gh_keydir *gh_keydir_load_ex(struct gh_store *st, struct gh_secrets *secrets,
                                     struct gh_err *err);
 /* An empty directory (before the first load, or without a store). */
