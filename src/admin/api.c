@@ -56,16 +56,18 @@ static void reply_error(struct call *c, int status, const char *code, const char
 
 static void reply_store_error(struct call *c, int rc, const struct gh_err *err)
 {
+    const char *code = gh_ops_store_error_code(rc);
+
     switch (rc) {
-    case GH_STORE_NOT_FOUND: reply_error(c, 404, "not_found", err->msg); return;
-    case GH_STORE_CONFLICT: reply_error(c, 409, "conflict", err->msg); return;
-    case GH_STORE_INVALID: reply_error(c, 422, "invalid_field", err->msg); return;
+    case GH_STORE_NOT_FOUND: reply_error(c, 404, code, err->msg); return;
+    case GH_STORE_CONFLICT: reply_error(c, 409, code, err->msg); return;
+    case GH_STORE_INVALID: reply_error(c, 422, code, err->msg); return;
     /* The store is out of reach (PostgreSQL restarting, failing over): the
      * call changed nothing and may be retried; the next call reconnects. */
     case GH_STORE_UNAVAILABLE:
-        reply_error(c, 503, "store_unavailable", "the store is unavailable; retry later");
+        reply_error(c, 503, code, "the store is unavailable; retry later");
         return;
-    default: reply_error(c, 500, "store_error", "the store failed; see the gateway log"); return;
+    default: reply_error(c, 500, code, "the store failed; see the gateway log"); return;
     }
 }
 
@@ -348,21 +350,14 @@ static bool tenant_update(struct call *c, const char *name, const char *plan,
 
 static void emit_suspended(struct call *c)
 {
-    char payload[96];
-
-    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\"}", c->tenant);
-    gh_api_emit(c, c->tenant, "tenant.suspended", payload);
+    gh_ops_emit_suspended(c->st, c->r->conn->worker->rt->hooks, c->tenant);
 }
 
-/* The tenant's webhook event about one of its keys: ids only, never the
- * key. <from> is the key a rotation replaced (NULL otherwise). */
+/* The tenant's webhook event about one of its keys (<from>: the key a
+ * rotation replaced, or NULL). */
 static void emit_key_event(struct call *c, const char *type, const char *key_id, const char *from)
 {
-    char payload[160];
-
-    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\",\"key_id\":\"%s\"%s%s%s}", c->tenant,
-             key_id, from ? ",\"rotated_from\":\"" : "", from ? from : "", from ? "\"" : "");
-    gh_api_emit(c, c->tenant, type, payload);
+    gh_ops_emit_key_event(c->st, c->r->conn->worker->rt->hooks, c->tenant, type, key_id, from);
 }
 
 static void h_tenant_patch(struct call *c)

@@ -636,11 +636,3 @@ void gh_api_events_publish(struct call *c)
         c, 202,
         json_pack("{s:s, s:I, s:b}", "id", id, "deliveries", (json_int_t)n, "duplicate", dup));
 }
-
-void gh_api_emit(struct call *c, const char *tenant, const char *type, const char *payload)
-{
-    struct gh_err err = {0};
-
-    if (gh_hooks_emit(c->st, rt_of(c)->hooks, tenant, type, payload, &err) != GH_OK)
-        gh_log_warn("webhooks: cannot publish %s for tenant %s: %s", type, tenant, err.msg);
-}

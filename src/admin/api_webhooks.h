@@ -20,9 +20,4 @@ void gh_api_hook_delivery(struct call *c);
 void gh_api_hook_replay(struct call *c);
 void gh_api_events_publish(struct call *c);
 
-/* An event the gateway emits for <tenant> (key.created, tenant.suspended,
- * ...) after the call's change succeeded: <payload> is small JSON with ids,
- * never a secret. A failure is logged; the call's answer does not change. */
-void gh_api_emit(struct call *c, const char *tenant, const char *type, const char *payload);
-
 #endif

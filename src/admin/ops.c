@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/log.h"
+#include "hooks/events.h"
 
 struct gh_argon2_params gh_ops_argon2(const struct gh_config *cfg)
 {
@@ -63,6 +65,44 @@ int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, co
         *old_expires_at = until;
     }
     return rc;
+}
+
+static void emit(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant,
+                 const char *type, const char *payload)
+{
+    struct gh_err err = {0};
+
+    if (gh_hooks_emit(st, d, tenant, type, payload, &err) != GH_OK)
+        gh_log_warn("webhooks: cannot publish %s for tenant %s: %s", type, tenant, err.msg);
+}
+
+void gh_ops_emit_key_event(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant,
+                           const char *type, const char *key_id, const char *from)
+{
+    char payload[160];
+
+    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\",\"key_id\":\"%s\"%s%s%s}", tenant,
+             key_id, from ? ",\"rotated_from\":\"" : "", from ? from : "", from ? "\"" : "");
+    emit(st, d, tenant, type, payload);
+}
+
+void gh_ops_emit_suspended(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant)
+{
+    char payload[96];
+
+    snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\"}", tenant);
+    emit(st, d, tenant, "tenant.suspended", payload);
+}
+
+const char *gh_ops_store_error_code(int rc)
+{
+    switch (rc) {
+    case GH_STORE_NOT_FOUND: return "not_found";
+    case GH_STORE_CONFLICT: return "conflict";
+    case GH_STORE_INVALID: return "invalid_field";
+    case GH_STORE_UNAVAILABLE: return "store_unavailable";
+    default: return "store_error";
+    }
 }
 
 json_t *gh_ops_tenant_json(const struct gh_store_tenant *t)

@@ -11,6 +11,8 @@
 #include "config/config.h"
 #include "store/store.h"
 
+struct gh_hooks_dispatcher;
+
 struct gh_argon2_params gh_ops_argon2(const struct gh_config *cfg);
 
 /* Creates a key. <k> in: tenant_id, name, roles, scopes, expires_at,
@@ -25,6 +27,20 @@ int gh_ops_key_create(struct gh_store *st, const struct gh_argon2_params *ap,
 int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, const char *tenant_id,
                       const char *key_id, int64_t grace_ms, struct gh_store_key *out,
                       char key_out[GH_APIKEY_LEN + 1], int64_t *old_expires_at, struct gh_err *err);
+
+/* The tenant's webhook events about a change just made (docs/webhooks.md,
+ * "Events"), by the admin API or the CLI: ids only, never a key. <from> is
+ * the key a rotation replaced (NULL otherwise). <d> is poked (NULL in the
+ * CLI: every gateway's dispatcher finds the deliveries at its next look, in
+ * at most a second). A failure is logged; the change stands. */
+void gh_ops_emit_key_event(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant,
+                           const char *type, const char *key_id, const char *from);
+void gh_ops_emit_suspended(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant);
+
+/* The error code the admin API answers for a store return code other than
+ * GH_OK ("not_found", "conflict", ...): also the reason of an audit event
+ * of a change that failed. */
+const char *gh_ops_store_error_code(int rc);
 
 /* JSON views (never with secrets or hashes). New references. */
 json_t *gh_ops_tenant_json(const struct gh_store_tenant *t);

@@ -67,6 +67,11 @@ struct gh_audit_service *gh_audit_service_new(const struct gh_config *cfg, struc
  * private keys") when it is made, and opened with it when it is loaded.
  * Without it, a new key is stored in clear (unit tests, tools). */
 void gh_audit_service_set_secrets(struct gh_audit_service *s, struct gh_secrets *secrets);
+/* Before start: the writer of a short-lived command (the CLI) next to
+ * running gateways. It reads no checkpoint at start and signs checkpoints
+ * only of the chains it wrote, when it stops: the other chains are the
+ * gateways' to sign, and a head it read at start may be stale by then. */
+void gh_audit_service_set_tool(struct gh_audit_service *s);
 /* Loads chain heads, checkpoints and the signing key (making one when the
  * store has none), then starts the writer thread. GH_OK or GH_ERROR. */
 int gh_audit_service_start(struct gh_audit_service *s, struct gh_err *err);

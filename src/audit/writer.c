@@ -1350,14 +1350,23 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+void gh_audit_service_set_tool(struct gh_audit_service *s)
+{
+    s->tool = true;
+}
+
 int gh_audit_service_start(struct gh_audit_service *s, struct gh_err *err)
 {
     if (gh_store_audit_heads(s->store, head_cb, s, err) != GH_OK) return GH_ERROR;
-    if (gh_store_audit_checkpoints_walk(s->store, NULL, 0, 0, cp_cb, s, err) != GH_OK)
-        return GH_ERROR;
-    for (uint32_t b = 0; b < NBUCKETS; b++)
-        for (struct gh_audit_chain *c = s->buckets[b]; c; c = c->hnext)
-            mark_dirty(s, c);
+    /* A tool's chains start with no checkpoint known: the ones it writes
+     * are marked dirty as it writes them, and signed at its last round. */
+    if (!s->tool) {
+        if (gh_store_audit_checkpoints_walk(s->store, NULL, 0, 0, cp_cb, s, err) != GH_OK)
+            return GH_ERROR;
+        for (uint32_t b = 0; b < NBUCKETS; b++)
+            for (struct gh_audit_chain *c = s->buckets[b]; c; c = c->hnext)
+                mark_dirty(s, c);
+    }
     if (gh_audit_key_load_(s, err) != GH_OK) return GH_ERROR;
     s->last_cp_scan_ns = gh_now_ns();
     if (pthread_create(&s->commit_thread, NULL, committer_main, s) != 0)

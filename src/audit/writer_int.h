@@ -89,6 +89,7 @@ enum { GH_AUDIT_AWAKE, GH_AUDIT_NAP, GH_AUDIT_IDLE }; /* gh_audit_service.sleepi
 struct gh_audit_service {
     struct gh_store *store;
     struct gh_secrets *secrets; /* seals the signing key; NULL: kept in clear (tests) */
+    bool tool; /* a command's writer: checkpoints only the chains it wrote (audit.h) */
     int nworkers;
     struct gh_audit_worker **workers;
     uint32_t batch_max;

@@ -19,13 +19,18 @@ static const struct gh_cli_command commands[] = {
     {"migrate", "-c FILE", "apply the store's migrations and exit", NULL, gh_cmd_migrate},
     {"admin", "bootstrap -c FILE [--name LABEL]",
      "create the first operator key (role admin on the system tenant); printed once, last line",
-     NULL, gh_cmd_admin},
+     "Audited as key.create (actor cli:<user>), as the admin API would.\n", gh_cmd_admin},
     {"tenants", "create NAME [--plan P] | list | suspend T | activate T  -c FILE",
-     "manage tenants in the store (T: id or name)", NULL, gh_cmd_tenants},
+     "manage tenants in the store (T: id or name)",
+     "Changes are audited (actor cli:<user>) and send the admin API's webhook events;\n"
+     "one that cannot be audited is not made.\n",
+     gh_cmd_tenants},
     {"keys", "create|list|rotate KEY|revoke KEY --tenant T -c FILE", "manage API keys in the store",
      "create: [--role R]... [--scope S]... [--name LABEL] [--ttl 30d]\n"
      "rotate: [--grace 24h] (the old key stays valid that long)\n"
-     "A new key is printed once, alone on the last line.\n",
+     "A new key is printed once, alone on the last line. Changes are audited (actor\n"
+     "cli:<user>) and send the admin API's webhook events; one that cannot be audited\n"
+     "is not made.\n",
      gh_cmd_keys},
     {"audit", "verify -c FILE [--archive DIR] [--tenant T] | archive -c FILE [--now TIME]",
      "verify the audit log's hash chains and checkpoints (exit 0 intact, 1 tampered, 2 error),\n"

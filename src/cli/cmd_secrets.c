@@ -10,10 +10,11 @@
  *   rotate-master --prepare     make the next version, in use nowhere yet
  *   rotate-master --unprepare   forget a prepared version whose key was lost
  * each with -c FILE. They open the store and the provider on this node; a
- * running gateway reads what they write at its next use of a secret. The
- * rotation writes system-chain audit events (secrets.rotate_master) through
- * an audit writer of its own: a gateway's writer on the same store heals
- * its view of the chain head on its next batch. */
+ * running gateway reads what they write at its next use of a secret. A
+ * value set, read or deleted (secret.set, secret.read, secret.delete, on
+ * the tenant's chain) and each step of a rotation (secrets.rotate_master,
+ * on the system chain) is audited through the command's own audit writer
+ * (cli_audit.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 
 #include "audit/audit.h"
 #include "cli/cli.h"
+#include "cli/cli_audit.h"
 #include "config/config.h"
 #include "core/runtime.h"
 #include "secrets/secrets.h"
@@ -206,15 +208,26 @@ static int read_value(uint8_t *buf, size_t *len)
     return 0;
 }
 
+/* The audit action of a verb: a value read is audited too (it leaves the
+ * store in clear). */
+static const char *secret_action(const char *verb)
+{
+    return strcmp(verb, "set") == 0   ? "secret.set"
+           : strcmp(verb, "get") == 0 ? "secret.read"
+                                      : "secret.delete";
+}
+
 static int cmd_set_get_delete(int argc, char **argv, const char *verb)
 {
-    char tenant[GH_STORE_TENANT_ID_SIZE], msg[1024];
+    char tenant[GH_STORE_TENANT_ID_SIZE], msg[1024], command[16], res[GH_AUDIT_RESOURCE_SIZE];
     uint8_t *buf = malloc(GH_SECRET_VALUE_MAX + 1);
+    struct gh_cli_audit au = {0};
+    struct gh_audit_event ev;
     struct gh_err err = {0};
     size_t len = 0;
     struct opts o;
     struct env e;
-    int rc = 1, src;
+    int rc = 1, src, audited;
 
     if (buf == NULL) return 1;
     if (parse_opts(argc, argv, &o, true) != 0) {
@@ -227,19 +240,28 @@ static int cmd_set_get_delete(int argc, char **argv, const char *verb)
         return 0;
     }
     if (strcmp(verb, "set") == 0 && read_value(buf, &len) != 0) goto wipe;
-    if (env_open(o.config, true, &e) != 0 || tenant_of(&e, o.tenant, tenant) != 0) goto out;
+    snprintf(command, sizeof(command), "secrets %s", verb);
+    if (env_open(o.config, true, &e) != 0 || tenant_of(&e, o.tenant, tenant) != 0 ||
+        gh_cli_audit_open(&au, command, e.cfg, e.store, e.secrets) != 0)
+        goto out;
     if (strcmp(verb, "set") == 0)
         src = gh_secrets_put(e.secrets, tenant, o.name, buf, len, &err);
     else if (strcmp(verb, "get") == 0)
         src = gh_secrets_get(e.secrets, tenant, o.name, buf, GH_SECRET_VALUE_MAX, &len, &err);
     else
         src = gh_secrets_delete(e.secrets, tenant, o.name, &err);
+    snprintf(res, sizeof(res), "tenants/%s/secrets/%s", tenant, o.name);
+    gh_cli_audit_begin(&au, &ev, secret_action(verb), tenant, res);
+    audited = gh_cli_audit_end(&au, &ev, src);
     if (src != GH_OK) {
         fprintf(stderr, "gatehouse secrets %s: %s%s\n", verb,
                 src == GH_STORE_NOT_FOUND ? "no such secret: " : "",
                 src == GH_STORE_NOT_FOUND ? o.name : gh_err_format(&err, msg, sizeof(msg)));
         goto out;
     }
+    /* Nothing unaudited leaves: a value whose reading is not on record
+     * (strict mode) is not written out. */
+    if (audited != 0) goto out;
     if (strcmp(verb, "get") == 0) {
         fwrite(buf, 1, len, stdout);
         fflush(stdout);
@@ -249,6 +271,7 @@ static int cmd_set_get_delete(int argc, char **argv, const char *verb)
     }
     rc = 0;
 out:
+    gh_cli_audit_close(&au);
     env_close(&e);
 wipe:
     OPENSSL_cleanse(buf, GH_SECRET_VALUE_MAX + 1);
@@ -361,43 +384,25 @@ out:
     return rc;
 }
 
-/* One secrets.rotate_master event on the system chain, durable. A
- * gateway's writer on the same store may have moved the chain's head since
- * this writer loaded it: that append is refused, the writer reloads the
- * heads, and the event is submitted again. */
-static int audit_rotation(struct gh_audit_service *as, const char *phase,
+/* One secrets.rotate_master event on the system chain, durable (a no-op
+ * when admin events are off). */
+static int audit_rotation(struct gh_cli_audit *au, const char *phase,
                           const struct gh_secrets_rotate_result *r, bool ok)
 {
     struct gh_audit_event ev;
     char from[16], to[16], n[24];
-    int rc = GH_ERROR;
 
-    if (as == NULL) return GH_OK;
     snprintf(from, sizeof(from), "%" PRIu32, r->from_version);
     snprintf(to, sizeof(to), "%" PRIu32, r->to_version);
     snprintf(n, sizeof(n), "%" PRIu64, r->total);
-    for (int attempt = 0; attempt < 3 && rc != GH_OK; attempt++) {
-        gh_audit_event_new(&ev);
-        GH_AUDIT_SET(&ev, actor, GH_STR_LIT("cli:secrets"));
-        GH_AUDIT_SET(&ev, action, GH_STR_LIT("secrets.rotate_master"));
-        GH_AUDIT_SET(&ev, resource, GH_STR_LIT("master_key"));
-        ev.outcome = ok ? GH_AUDIT_SUCCESS : GH_AUDIT_FAILED;
-        GH_AUDIT_SET(&ev, reason, gh_str_cstr(phase));
-        gh_audit_params_begin(&ev);
-        /* Versions and counts are not secret: kept whole (16 characters). */
-        gh_audit_params_add(&ev, GH_STR_LIT("phase"), gh_str_cstr(phase), 16);
-        gh_audit_params_add(&ev, GH_STR_LIT("from_version"), gh_str_cstr(from), 16);
-        gh_audit_params_add(&ev, GH_STR_LIT("to_version"), gh_str_cstr(to), 16);
-        gh_audit_params_add(&ev, GH_STR_LIT("rewrapped"), gh_str_cstr(n), 16);
-        gh_audit_params_end(&ev);
-        rc = gh_audit_submit(as, &ev, true);
-    }
-    if (rc != GH_OK)
-        fprintf(stderr,
-                "gatehouse secrets rotate-master: the audit event (%s) could not be "
-                "written\n",
-                phase);
-    return rc;
+    gh_cli_audit_begin(au, &ev, "secrets.rotate_master", "", "master_key");
+    GH_AUDIT_SET(&ev, reason, gh_str_cstr(phase));
+    /* Versions and counts are not secret: kept whole (16 characters). */
+    gh_audit_params_add(&ev, GH_STR_LIT("phase"), gh_str_cstr(phase), 16);
+    gh_audit_params_add(&ev, GH_STR_LIT("from_version"), gh_str_cstr(from), 16);
+    gh_audit_params_add(&ev, GH_STR_LIT("to_version"), gh_str_cstr(to), 16);
+    gh_audit_params_add(&ev, GH_STR_LIT("rewrapped"), gh_str_cstr(n), 16);
+    return gh_cli_audit_end(au, &ev, ok ? GH_OK : GH_ERROR) == 0 ? GH_OK : GH_ERROR;
 }
 
 /* Before anything moves: no unaudited rotation. */
@@ -411,7 +416,7 @@ static int on_begin(const struct gh_secrets_rotate_result *res, void *arg, struc
 }
 
 /* --prepare: the next version made and checked, in use nowhere. */
-static int prepare(struct env *e, struct gh_audit_service *as)
+static int prepare(struct env *e, struct gh_cli_audit *as)
 {
     struct gh_secrets_prepare_result pr;
     struct gh_secrets_rotate_result ev = {0};
@@ -438,7 +443,7 @@ static int prepare(struct env *e, struct gh_audit_service *as)
 }
 
 /* --unprepare: the prepared version's check forgotten. */
-static int unprepare(struct env *e, struct gh_audit_service *as)
+static int unprepare(struct env *e, struct gh_cli_audit *as)
 {
     struct gh_secrets_rotate_result ev = {0};
     struct gh_err err = {0};
@@ -462,7 +467,7 @@ static int cmd_rotate(int argc, char **argv)
 {
     struct gh_secrets_rotate_opts ro = {0};
     struct gh_secrets_rotate_result res;
-    struct gh_audit_service *as = NULL;
+    struct gh_cli_audit au = {0}, *as = &au;
     struct gh_err err = {0};
     char msg[1024];
     struct opts o;
@@ -473,16 +478,11 @@ static int cmd_rotate(int argc, char **argv)
     if (o.help) return gh_cli_usage("secrets"), 0;
     ro.batch = (size_t)(o.batch > 200 ? 200 : o.batch);
     ro.limit = o.limit;
-    if (env_open(o.config, true, &e) != 0) goto out;
-    if (e.cfg->audit.enabled) {
-        as = gh_audit_service_new(e.cfg, e.store, 0, &err);
-        if (as != NULL) gh_audit_service_set_secrets(as, e.secrets);
-        if (as == NULL || gh_audit_service_start(as, &err) != GH_OK) {
-            fprintf(stderr, "gatehouse secrets rotate-master: audit: %s\n",
-                    gh_err_format(&err, msg, sizeof(msg)));
-            goto out;
-        }
-    }
+    if (env_open(o.config, true, &e) != 0 ||
+        gh_cli_audit_open(as, "secrets rotate-master", e.cfg, e.store, e.secrets) != 0)
+        goto out;
+    /* Whatever audit.mode says: no step of a rotation goes unaudited. */
+    au.strict = true;
     if (o.prepare && o.unprepare) {
         fprintf(stderr, "gatehouse secrets rotate-master: --prepare or --unprepare, not both\n");
         rc = 2;
@@ -513,7 +513,7 @@ static int cmd_rotate(int argc, char **argv)
     }
     rc = audited == GH_OK ? 0 : 1;
 out:
-    gh_audit_service_free(as); /* writes what is queued */
+    gh_cli_audit_close(as); /* writes what is queued */
     env_close(&e);
     return rc;
 }

@@ -75,15 +75,17 @@ def random_key(key_id=None):
 # ---------------------------------------------------------------- CLI
 
 
-def cli(g, *args, timeout=60):
-    """Runs `gatehouse ARGS -c <g's config>`; returns (rc, stdout, stderr)."""
+def cli(g, *args, timeout=60, stdin=None, env=None):
+    """Runs `gatehouse ARGS -c <g's config>` with <stdin> (bytes) and the
+    variables of <env> added to ours; returns (rc, stdout, stderr)."""
     p = subprocess.run([gatehouse_bin(), *args, "-c", g.config_path], capture_output=True,
-                       timeout=timeout, cwd=str(g.tmp))
+                       timeout=timeout, cwd=str(g.tmp), input=stdin,
+                       env={**os.environ, **(env or {})})
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
-def cli_ok(g, *args):
-    rc, out, err = cli(g, *args)
+def cli_ok(g, *args, **kw):
+    rc, out, err = cli(g, *args, **kw)
     assert rc == 0, f"gatehouse {' '.join(args)}: exit {rc}\nstdout: {out}\nstderr: {err}"
     return out, err
 

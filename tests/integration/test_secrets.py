@@ -133,7 +133,9 @@ def test_local_cli_round_trip(gh):
     assert rc != 0 and "no such secret" in err
     out, _ = ok(g, "secrets", "status")
     assert "provider: local" in out and "current master key version: 1" in out
-    assert "v1: 2 secret(s)" in out
+    # The two values, and the audit signing key that `secrets set` made for
+    # its record (sealed like the gateway's).
+    assert "v1: 3 secret(s)" in out
     # The value never reaches argv: a value argument is refused.
     rc, _, err = run_cli(g, "secrets", "set", "config/x", "the-value")
     assert rc == 2 and "unexpected argument" in err
