@@ -1,13 +1,16 @@
 /* The CLI's audit writer: see cli_audit.h. */
 #include "cli/cli_audit.h"
 
+#include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "admin/ops.h"
+#include "core/log.h"
 #include "core/version.h"
 #include "secrets/secrets.h"
 #include "store/store.h"
@@ -50,17 +53,39 @@ static void actor_of(char *out, size_t size)
     }
 }
 
-/* The provider for the signing key, or NULL with *<ok> when there is none
- * to open and nothing is sealed yet (a store no gateway has started on). */
+/* Before the first gateway start there is no master key to open: no key
+ * check recorded and nothing sealed in the store (no key has ever been used
+ * with it), and with the local provider no file either. Only then may a
+ * command's writer store a new signing key in clear, sealed by that start;
+ * any other failure to open the provider (a file with the wrong mode,
+ * another node's key, a token that does not answer once used) refuses. */
+static bool no_master_key_yet(const struct gh_config *cfg, struct gh_store *st)
+{
+    const char *file = cfg->secrets.master_key_file;
+    bool local = cfg->secrets.provider == NULL || strcmp(cfg->secrets.provider, "local") == 0;
+    struct gh_err none = {0};
+    uint32_t in_use = 0, newest = 1;
+    uint64_t sealed = 1;
+    struct stat sb;
+
+    if (local && file != NULL && (stat(file, &sb) == 0 || errno != ENOENT)) return false;
+    return gh_store_secrets_count(st, &sealed, &none) == GH_OK && sealed == 0 &&
+           gh_store_secrets_kek_state(st, &in_use, &newest, &none) == GH_OK && newest == 0;
+}
+
+/* The provider for the signing key, or NULL with *<ok> when there is no
+ * master key yet (logged). */
 static struct gh_secrets *open_secrets(const struct gh_config *cfg, struct gh_store *st, bool *ok,
                                        struct gh_err *err)
 {
-    struct gh_err none = {0};
     struct gh_secrets *s = gh_secrets_open(cfg, st, err);
-    uint64_t sealed = 1;
 
     *ok = s != NULL;
-    if (s == NULL && gh_store_secrets_count(st, &sealed, &none) == GH_OK && sealed == 0) *ok = true;
+    if (s == NULL && no_master_key_yet(cfg, st)) {
+        gh_log_warn("no master key yet (the first `gatehouse run` makes it): the audit signing key "
+                    "this command may make is kept in clear until that start seals it");
+        *ok = true;
+    }
     return s;
 }
 
@@ -87,8 +112,8 @@ int gh_cli_audit_open(struct gh_cli_audit *a, const char *command, const struct 
     return 0;
 fail:
     fprintf(stderr,
-            "gatehouse %s: nothing was changed: the change could not be audited: %s (the CLI "
-            "writes the audit record the admin API would, with the master key of this node)\n",
+            "gatehouse %s: not done, as it could not be audited: %s (the CLI writes the audit "
+            "record the admin API would, with this node's master key)\n",
             command, gh_err_format(&err, msg, sizeof(msg)));
     gh_cli_audit_close(a);
     return 1;

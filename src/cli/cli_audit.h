@@ -38,10 +38,10 @@ struct gh_cli_audit {
 
 /* Starts the writer when admin events are on. Its signing key is sealed
  * with <secrets>; when NULL the config's provider is opened here, and when
- * it cannot be while the store holds no sealed secret (before the first
- * gateway start), a new signing key is stored in clear and sealed by the
- * gateway's next start. Returns 0, or 1 after saying on stderr that
- * nothing was changed and why. */
+ * there is no master key yet (before the first gateway start: no key
+ * check, nothing sealed, no local file) a new signing key is stored in clear,
+ * with a warning, and sealed by the gateway's first start. Returns 0, or 1 after saying on stderr
+ * that the command is not done, and why. */
 int gh_cli_audit_open(struct gh_cli_audit *a, const char *command, const struct gh_config *cfg,
                       struct gh_store *st, struct gh_secrets *secrets);
 

@@ -466,11 +466,10 @@ static int revoke_key(struct gh_store *st, struct gh_cli_audit *au, const struct
     resource_of(res, sizeof(res), t->id, key_id);
     gh_cli_audit_begin(au, &ev, "key.revoke", t->id, res);
     audited = gh_cli_audit_end(au, &ev, rc);
-    if (rc == GH_OK) {
-        gh_ops_emit_key_event(st, NULL, t->id, "key.revoked", key_id, NULL);
-        rc = gh_store_key_get(st, t->id, key_id, &k, &err);
-    }
     if (rc != GH_OK) return store_fail("revoke", &err);
+    gh_ops_emit_key_event(st, NULL, t->id, "key.revoked", key_id, NULL);
+    if (gh_store_key_get(st, t->id, key_id, &k, &err) != GH_OK)
+        return store_fail("the key is revoked, but reading it back failed", &err);
     print_json(gh_ops_key_json(&k));
     return audited;
 }

@@ -198,7 +198,22 @@ static int insert_checkpoint(struct gh_sqlite_conn *c, const struct gh_store_aud
     sqlite3_bind_int64(s, 4, cp->time_ms);
     gh_sqlite__bind_text(s, 5, cp->key_id);
     gh_sqlite__bind_text(s, 6, cp->signature);
-    return gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit checkpoint", err));
+    rc = gh_sqlite__conflict(c, gh_sqlite__exec(c, s, "audit checkpoint", err));
+    if (rc != GH_OK || sqlite3_changes(c->db) > 0) return rc;
+    /* A checkpoint of that (chain, seq) exists: another writer's of the same
+     * head (a CLI command's, and this gateway's after it read the heads
+     * again) is as good as this one; the hash was checked just above. */
+    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_CP_HASH_AT, err);
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, cp->chain);
+    sqlite3_bind_int64(s, 2, (int64_t)cp->seq);
+    rc = gh_sqlite__row(c, s, "audit checkpoint", err);
+    if (rc == GH_ERROR) return rc;
+    same = rc == GH_OK && strcmp((const char *)sqlite3_column_text(s, 0), cp->hash) == 0;
+    if (rc == GH_OK) gh_sqlite__done(s);
+    if (same) return GH_OK;
+    gh_err_set(err, NULL, 0, 0, "checkpoints[%zu]: another checkpoint at that seq", i);
+    return GH_STORE_CONFLICT;
 }
 
 /* The chains of one batch and the seq last inserted for each, so that a row

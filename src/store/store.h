@@ -763,11 +763,13 @@ struct gh_store_ops {
      * exists, or when a row's seq - 1 is neither stored nor earlier in the
      * batch: the caller's view of a chain head is stale. INVALID when a
      * checkpoint's (chain, seq, hash) is not a stored event's. Sets each
-     * row's rowid (only when it returns GH_OK). An engine whose commit can
-     * be cut with an unknown outcome (PostgreSQL: UNAVAILABLE) takes a row
-     * identical to the stored one at its (chain, seq) (same hash), and a
-     * checkpoint of the same (chain, seq, hash), as already stored, so the
-     * caller may send the same batch again. With <rechain> (may be NULL;
+     * row's rowid (only when it returns GH_OK). A checkpoint of the same
+     * (chain, seq, hash) as a stored one is taken as stored (another
+     * writer's of the same head: a CLI command's next to the gateway's).
+     * An engine whose commit can be cut with an unknown outcome
+     * (PostgreSQL: UNAVAILABLE) also takes a row identical to the stored
+     * one at its (chain, seq) (same hash) as already stored, so the caller
+     * may send the same batch again. With <rechain> (may be NULL;
      * an engine may ignore it), a batch whose heads are stale is chained
      * again through it under the append lock instead of CONFLICT (see
      * gh_store_audit_append_rechain); *ncp is then the new count. With

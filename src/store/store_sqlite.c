@@ -173,8 +173,11 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                 "UNION ALL SELECT 1 FROM audit_archives "
                                 "WHERE chain = ?1 AND last_seq = ?2 LIMIT 1",
     [GH_SQ_AUDIT_HASH_AT] = "SELECT hash FROM audit_events WHERE chain = ?1 AND seq = ?2",
+    /* Another writer's checkpoint of the same (chain, seq) (a CLI command's
+     * next to the gateway's) is kept; insert_checkpoint compares it. */
     [GH_SQ_AUDIT_CP_INSERT] = "INSERT INTO audit_checkpoints (" AUDIT_CP_COLS ") "
-                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (chain, seq) DO NOTHING",
+    [GH_SQ_AUDIT_CP_HASH_AT] = "SELECT hash FROM audit_checkpoints WHERE chain = ?1 AND seq = ?2",
     /* The chains by a skip scan of the (chain, seq) index (one seek per
      * chain rather than a read of every row), then each chain's last row. */
     /* A chain whose events were all archived has its head in its last
