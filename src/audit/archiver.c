@@ -6,10 +6,13 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit/archive.h"
 #include "core/clock.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/snapshot.h"
 
@@ -66,12 +69,27 @@ static void *archiver_main(void *arg)
     return NULL;
 }
 
+/* A folder the archive cannot write to fails only once events pass the
+ * retention, weeks after the start: said at the start. */
+static void check_dir(const char *dir)
+{
+    struct gh_err e = {0};
+    int rc = gh_file_make_dir("audit.archive_dir", dir, &e);
+
+    if (rc == GH_OK && access(dir, W_OK | X_OK) == 0) return;
+    if (rc == GH_OK) gh_err_set(&e, NULL, 0, 0, "audit.archive_dir: %s: %s", dir, strerror(errno));
+    gh_log_warn("%s; events past audit.retention will stay in the store until it can be written "
+                "(with the systemd unit, name a folder under /var/lib/gatehouse)",
+                e.msg);
+}
+
 struct gh_audit_archiver *gh_audit_archiver_start(struct gh_store *st, struct gh_snapshot *snap,
                                                   struct gh_err *err)
 {
     struct gh_audit_archiver *a = calloc(1, sizeof(*a));
     pthread_condattr_t ca;
 
+    check_dir(snap->cfg->audit.archive_dir);
     if (a == NULL) {
         gh_err_set(err, NULL, 0, 0, "audit archive: out of memory");
         return NULL;

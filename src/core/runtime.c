@@ -211,9 +211,28 @@ fail:
     return GH_ERROR;
 }
 
+/* The READY=1 that ends a start or a reload, with the state in STATUS. */
+static void notify_ready(struct gh_runtime *rt, const char *how)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s: config generation %llu, %d workers", how,
+             (unsigned long long)rt->generation, rt->nworkers);
+    gh_sdnotify_send(&rt->notify, msg);
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    gh_runtime_reload(arg);
+    struct gh_runtime *rt = arg;
+
+    if (rt->stopping) {
+        gh_log_warn("SIGHUP while stopping: no reload");
+        return;
+    }
+    gh_sdnotify_reloading(&rt->notify);
+    /* Ready again either way: a refused config leaves the old one serving. */
+    notify_ready(rt,
+                 gh_runtime_reload(rt) == GH_OK ? "serving" : "serving (the last reload failed)");
 }
 
 static void on_usr1(evutil_socket_t sig, short what, void *arg)
@@ -240,6 +259,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     }
     rt->stopping = true;
     atomic_store(&rt->ready, false);
+    gh_sdnotify_send(&rt->notify, "STOPPING=1\nSTATUS=draining");
     gh_log_info("shutting down: no new connections, in-flight requests get up to %u ms",
                 rt->snap->cfg->shutdown_timeout_ms);
     for (int i = 0; i < rt->nworkers; i++)
@@ -257,6 +277,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
     int started = 0;
 
     memset(rt, 0, sizeof(*rt));
+    gh_sdnotify_open(&rt->notify);
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
     if (evthread_use_pthreads() != 0) {
@@ -370,6 +391,7 @@ int gh_runtime_start(struct gh_runtime *rt, struct gh_config *cfg, const char *c
         gh_log_info("listening on %s%s (%d workers)", rt->snap->cfg->listens[i].addr.text,
                     rt->snap->cfg->listens[i].tls ? " (TLS)" : "", rt->nworkers);
     if (rt->admin_running) gh_log_info("admin on %s", rt->snap->cfg->admin.addr.text);
+    notify_ready(rt, "serving");
     return GH_OK;
 }
 
@@ -417,6 +439,7 @@ void gh_runtime_release(struct gh_runtime *rt)
     rt->store = NULL;
     gh_accesslog_close(rt->alog);
     rt->alog = NULL;
+    gh_sdnotify_close(&rt->notify);
     gh_metrics_free(rt->metrics); /* after the workers: they count into it */
     gh_replay_free(rt->wh_replay);
     rt->wh_replay = NULL;

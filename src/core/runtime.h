@@ -2,7 +2,8 @@
  * (workers, the current snapshot, the access-log writer). `gatehouse run`
  * and `gatehouse demo` create one, start it, and run the main thread's loop,
  * which handles signals: SIGHUP reloads, SIGTERM/SIGINT shut down
- * gracefully, SIGUSR1 reopens the access log. */
+ * gracefully, SIGUSR1 reopens the access log. Under systemd (Type=notify)
+ * it says when it is ready, reloading and stopping (sdnotify.h). */
 #ifndef GH_CORE_RUNTIME_H
 #define GH_CORE_RUNTIME_H
 
@@ -13,6 +14,7 @@
 
 #include "config/config.h"
 #include "store/store.h"
+#include "core/sdnotify.h"
 #include "core/snapshot.h"
 #include "core/worker.h"
 
@@ -53,6 +55,7 @@ struct gh_runtime {
     uint64_t started_wall_ms;
     char node_id[GH_CONFIG_NODE_ID_MAX + 1]; /* config `node.id`, fixed for the process's life */
     bool stopping;
+    struct gh_sdnotify notify; /* systemd's Type=notify socket, when started by it */
     struct event *sig_hup, *sig_term, *sig_int, *sig_usr1, *stop_check;
 };
 

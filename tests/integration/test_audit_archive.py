@@ -187,3 +187,20 @@ def test_background_archive_per_plan(gatehouse):
         assert n_hot[1] == n_arc[2] + 1
     rc, out, err = run(g, "verify", "--archive", archive_dir(g))
     assert rc == 0, out + err
+
+
+def test_an_archive_folder_that_cannot_be_written_is_said_at_start(gatehouse, tmp_path):
+    """The first archive pass that needs the folder may come weeks after the
+    start (when events pass audit.retention): a folder that cannot be made
+    is said at once. (Under a regular file, so that root is refused too.)"""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    g, _ = start(gatehouse, extra=f"audit:\n  archive_dir: {blocker}/archive\n")
+    err = g.stderr()
+    assert f"audit.archive_dir: mkdir {blocker}/archive: Not a directory" in err, err
+    assert "events past audit.retention will stay in the store" in err
+    assert g.readyz()[0] == 200  # the gateway serves all the same
+    g.stop()
+    g2, _ = start(gatehouse, extra=f"audit:\n  archive_dir: {tmp_path}/archive\n")
+    assert "audit.archive_dir" not in g2.stderr()
+    assert os.path.isdir(tmp_path / "archive")

@@ -1,0 +1,230 @@
+"""deploy/systemd/gatehouse.service, the gateway's own unit
+(docs/operations.md, "Running the gateway under systemd"): systemd accepts
+it, its sandbox scores as systemd-analyze's "OK", its sysusers file makes
+the user, and its very command lines run the gateway here as systemd would:
+the start is announced (READY=1 on $NOTIFY_SOCKET) once the listeners
+serve, a reload (its ExecReload lines) with RELOADING=1 then READY=1, the
+stop with STOPPING=1. The gateway runs under strace meanwhile, through
+requests, admin calls, audited requests, a reload and a drain: every system
+call it makes must be one the unit's SystemCallFilter allows, or systemd
+would kill it (SIGSYS) in production. No systemd runs here (PID 1 is not
+systemd): the unit's lines are run by hand."""
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import ROOT, Gatehouse, gatehouse_bin, wait_for
+from identity_helpers import Admin, bootstrap, bearer, http_call, identity_config
+
+SYSTEMD = os.path.join(ROOT, "deploy", "systemd")
+UNIT = os.path.join(SYSTEMD, "gatehouse.service")
+BIN = "/usr/local/bin/gatehouse"
+CONFIG = "/etc/gatehouse/gatehouse.yaml"
+
+
+def unit_values(key):
+    """Every value of <key> in the unit's [Service] section, in order."""
+    out = []
+    with open(UNIT) as f:
+        for line in f:
+            if line.startswith(key + "="):
+                out.append(line[len(key) + 1:].strip())
+    assert out, f"no {key} in {UNIT}"
+    return out
+
+
+def expand(group, seen=None):
+    """The system calls of a systemd-analyze syscall-filter group, nested
+    groups expanded."""
+    seen = set() if seen is None else seen
+    p = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    calls = set()
+    for line in p.stdout.splitlines()[1:]:
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        if name.startswith("@"):
+            if name not in seen:
+                seen.add(name)
+                calls |= expand(name, seen)
+        else:
+            calls.add(name)
+    return calls
+
+
+def allowed_calls():
+    """What the unit's SystemCallFilter lines let through: the union of the
+    allow lines, less the "~" lines."""
+    allow, deny = set(), set()
+    for value in unit_values("SystemCallFilter"):
+        target = deny if value.startswith("~") else allow
+        for group in value.lstrip("~").split():
+            target |= expand(group) if group.startswith("@") else {group}
+    assert allow, "no allow list"
+    return allow - deny
+
+
+def traced_calls(path):
+    """The system calls named in an `strace -f -o` log."""
+    calls = set()
+    call = re.compile(r"^\d+\s+(?:<\.\.\. )?([a-z_0-9]+)[( ]")
+    for line in open(path, errors="replace"):
+        m = call.match(line)
+        if m and m.group(1) not in ("exited", "killed"):
+            calls.add(m.group(1))
+    return calls
+
+
+def command(line, root, pid=None):
+    """A unit's command line with <root> in front of its paths: the binary
+    installed there (the gateway's user may not reach the build tree), and
+    the config in <root>/etc."""
+    return (line.replace(BIN, str(root) + BIN).replace(CONFIG, str(root) + CONFIG)
+            .replace("$MAINPID", str(pid)))
+
+
+def test_the_unit_verifies_scores_ok_and_makes_its_user(tmp_path):
+    copy = tmp_path / "gatehouse.service"
+    with open(UNIT) as f:
+        copy.write_text(f.read().replace(BIN, gatehouse_bin()))
+    p = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stderr.strip() == b"", p.stderr
+    p = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(copy)],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for gatehouse\.service: ([0-9.]+) (\w+)", p.stdout)
+    assert m, p.stdout[-500:] + p.stderr
+    assert float(m.group(1)) <= 2.0 and m.group(2) == "OK", m.group(0)
+
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    p = subprocess.run(["systemd-sysusers", f"--root={root}",
+                        os.path.join(SYSTEMD, "gatehouse.sysusers")], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    users = [ln.split(":") for ln in (root / "etc" / "passwd").read_text().splitlines()]
+    user = [u for u in users if u[0] == "gatehouse"]
+    assert user and user[0][5] == "/var/lib/gatehouse" and user[0][6] == "/usr/sbin/nologin", users
+    assert "User=gatehouse" in open(UNIT).read()
+
+
+@pytest.fixture
+def service_dir():
+    """A folder the gateway's user can reach, as /var/lib/gatehouse is: the
+    test runs it as `nobody` when the tests run as root (the unit's User= is
+    never root), else as the test's own user."""
+    d = tempfile.mkdtemp(prefix="gh-unit-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
+        upstream, service_dir):
+    """The layout the unit gives the gateway, under <service_dir> as its
+    root: the binary and the config owned by root and read-only to the
+    gateway's user (ProtectSystem=strict), its state in var/lib/gatehouse,
+    its own. The config names its paths there as docs/operations.md says."""
+    root = service_dir
+    state = root / "var" / "lib" / "gatehouse"
+    state.mkdir(parents=True)
+    g = Gatehouse(state, upstream_port=upstream.port, raw=identity_config(
+        workers=2, extra=(f"audit:\n  mode: strict\n  checkpoint_interval: 200ms\n"
+                          f"  retention: 1s\n  archive_interval: 1s\n"
+                          f"  archive_dir: {state}/audit-archive\n")))
+    op_key, _, _ = bootstrap(g)
+    for path, src, mode in ((BIN, gatehouse_bin(), 0o755), (CONFIG, g.config_path, 0o644)):
+        os.makedirs(os.path.dirname(str(root) + path), exist_ok=True)
+        shutil.copyfile(src, str(root) + path)
+        os.chmod(str(root) + path, mode)
+    as_user = []
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        for dirpath, _, files in os.walk(state):
+            for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+                os.chown(name, nobody.pw_uid, nobody.pw_gid)
+        as_user = ["-u", "nobody"]
+    sock_path = str(root / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(sock_path)
+    os.chmod(sock_path, 0o777)  # systemd's socket takes any sender of the unit
+    notify.settimeout(20)
+    trace = str(root / "strace.log")
+    env = {**os.environ, "NOTIFY_SOCKET": sock_path}
+
+    def traced(line, out):
+        return ["strace", "-f", "-qq", *as_user, "-o", out, *command(line, root).split()]
+
+    for i, line in enumerate(unit_values("ExecStartPre")):
+        p = subprocess.run(traced(line, f"{trace}.pre{i}"), capture_output=True, text=True,
+                           timeout=60, cwd=str(state))
+        assert p.returncode == 0, p.stdout + p.stderr
+    (start,) = unit_values("ExecStart")
+    stderr = open(g.stderr_path, "w")
+    proc = subprocess.Popen(traced(start, trace), env=env, cwd=str(state), stdout=stderr,
+                            stderr=stderr)
+    try:
+        msg = notify.recv(4096).decode()
+        assert msg.startswith("READY=1\n") and "config generation 1" in msg, msg
+        # Ready means serving: no wait, no retry.
+        assert http_call(g.port, "GET", "/").status == 200
+        pid = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                 text=True).stdout.split()[0])
+
+        op = Admin(g, op_key)
+        t = op.create_tenant("acme")["id"]
+        key = op.create_key(t)["key"]
+        wait_for(lambda: http_call(g.port, "GET", "/orders/0", headers=bearer(key)).status == 200,
+                 5, what="the new key to work")
+        for _ in range(20):
+            assert http_call(g.port, "GET", "/orders/1", headers=bearer(key)).status == 200
+        assert http_call(g.port, "GET", "/orders/1", headers=bearer("gh_x")).status == 401
+        assert http_call(g.admin_port, "GET", "/metrics").status == 200
+        assert http_call(g.admin_port, "GET", "/readyz").status == 200
+        # Retention archives the events into its folder (the gateway writes
+        # nowhere beside its config).
+        wait_for(lambda: any(f.endswith(".jsonl.zst") for _, _, fs in
+                             os.walk(state / "audit-archive") for f in fs), 10,
+                 what="an audit archive segment")
+
+        for line in unit_values("ExecReload"):
+            p = subprocess.run(command(line, root, pid).split(), capture_output=True, text=True,
+                               timeout=60, cwd=str(state))
+            assert p.returncode == 0, p.stdout + p.stderr
+        msg = notify.recv(4096).decode()
+        assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", msg), msg
+        msg = notify.recv(4096).decode()
+        assert msg.startswith("READY=1\n") and "config generation 2" in msg, msg
+        assert http_call(g.port, "GET", "/orders/2", headers=bearer(key)).status == 200
+
+        os.kill(pid, signal.SIGTERM)  # KillSignal's default
+        msg = notify.recv(4096).decode()
+        assert msg.startswith("STOPPING=1"), msg
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+        notify.close()
+
+    allowed = allowed_calls()
+    used = traced_calls(trace)
+    for i in range(len(unit_values("ExecStartPre"))):
+        used |= traced_calls(f"{trace}.pre{i}")
+    # The trace saw the work: connections served, audit commits synced.
+    assert {"accept4", "epoll_wait", "getrandom"} <= used and used & {"fsync", "fdatasync"}, used
+    assert used - allowed == set(), (
+        f"system calls outside the unit's SystemCallFilter: {sorted(used - allowed)}")
+    log = open(g.stderr_path).read()
+    assert "NOTIFY_SOCKET" not in log, log
