@@ -275,7 +275,12 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
 /* ---- Publish ------------------------------------------------------------------ */
 
 /* The stored delivery count of message <msg_id> of <tenant_id>. */
-static int message_count(struct gh_pg_tx *tx, const char *tenant_id, const char *msg_id, size_t *n,
+/* The message stored under (<tenant_id>, <msg_id>): its delivery count,
+ * and CONFLICT when its type or payload differ from the ones published
+ * again (the id names another message: answering "duplicate" would hide
+ * the publisher's mistake). */
+static int message_count(struct gh_pg_tx *tx, const char *tenant_id, const char *msg_id,
+                         const char *type, const char *payload, size_t payload_len, size_t *n,
                          struct gh_err *err)
 {
     struct gh_pg_args a = {0};
@@ -284,9 +289,13 @@ static int message_count(struct gh_pg_tx *tx, const char *tenant_id, const char 
 
     gh_pg__arg(&a, tenant_id);
     gh_pg__arg(&a, msg_id);
+    gh_pg__arg(&a, type);
+    gh_pg__arg_bytes(&a, payload, payload_len);
     rc = gh_pg__run(tx, GH_PG_HOOK_MSG_COUNT, &a, &r, err);
     if (rc == GH_OK && PQntuples(r) != 1)
         rc = gh_err_set(err, NULL, 0, 0, "store: webhook message: missing after a conflict");
+    if (rc == GH_OK && strcmp(PQgetvalue(r, 0, 1), "t") != 0)
+        rc = gh_store__hook_message_reused(msg_id, err);
     if (rc == GH_OK) *n = (size_t)gh_pg__i64(r, 0, 0);
     PQclear(r);
     return rc;
@@ -342,7 +351,7 @@ int gh_pg__hook_publish(struct gh_store *st, const char *tenant_id, const char *
         /* The id is stored already (by another call, maybe on another node
          * that committed while we waited): idempotent, its count. */
         *duplicate = true;
-        rc = message_count(&tx, tenant_id, msg_id, deliveries, err);
+        rc = message_count(&tx, tenant_id, msg_id, type, payload, payload_len, deliveries, err);
         PQclear(r);
         goto out;
     }

@@ -281,18 +281,26 @@ static int message_find(struct gh_sqlite_conn *c, const char *tenant_id, const c
     return GH_OK;
 }
 
-static int message_count(struct gh_sqlite_conn *c, int64_t seq, size_t *n, struct gh_err *err)
+/* Message <seq>'s delivery count, and CONFLICT when its type or payload
+ * differ from the ones published again under its id (see pg_webhooks.c). */
+static int message_count(struct gh_sqlite_conn *c, int64_t seq, const char *msg_id,
+                         const char *type, const char *payload, size_t payload_len, size_t *n,
+                         struct gh_err *err)
 {
     sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_HOOK_MSG_COUNT, err);
+    bool same;
     int rc;
 
     if (s == NULL) return GH_ERROR;
     sqlite3_bind_int64(s, 1, seq);
+    gh_sqlite__bind_text(s, 2, type);
+    sqlite3_bind_text(s, 3, payload, (int)payload_len, SQLITE_TRANSIENT);
     rc = gh_sqlite__row(c, s, "webhook message", err);
     if (rc != GH_OK) return rc == GH_STORE_NOT_FOUND ? GH_ERROR : rc;
     *n = (size_t)sqlite3_column_int64(s, 0);
+    same = sqlite3_column_int(s, 1) == 1;
     gh_sqlite__done(s);
-    return GH_OK;
+    return same ? GH_OK : gh_store__hook_message_reused(msg_id, err);
 }
 
 int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const char *msg_id,
@@ -314,7 +322,7 @@ int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const ch
     if (rc != GH_OK) goto out;
     if (found) {
         *duplicate = true;
-        rc = message_count(c, seq, deliveries, err);
+        rc = message_count(c, seq, msg_id, type, payload, payload_len, deliveries, err);
         goto out;
     }
     s = gh_sqlite__stmt(c, GH_SQ_HOOK_MSG_INSERT, err);
@@ -372,7 +380,10 @@ int gh_sqlite__hook_publish(struct gh_store *st, const char *tenant_id, const ch
     }
 out:
     rc = gh_sqlite__write_end(ss, rc, err);
-    if (rc != GH_OK) *deliveries = 0;
+    if (rc != GH_OK) {
+        *deliveries = 0;
+        *duplicate = false;
+    }
     return rc;
 }
 

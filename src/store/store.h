@@ -967,7 +967,8 @@ struct gh_store_ops {
      * due at <due>, for each active endpoint of the tenant subscribed to
      * <type>; sets *deliveries. When the tenant already has a message with
      * <msg_id>, changes nothing, sets *duplicate and *deliveries to that
-     * message's delivery count (idempotent publish). */
+     * message's delivery count (idempotent publish), or answers CONFLICT
+     * when that message's type or payload differ (the id is reused). */
     int (*hook_publish)(struct gh_store *st, const char *tenant_id, const char *msg_id,
                         const char *type, const char *payload, size_t payload_len, int64_t now,
                         int64_t due, size_t *deliveries, bool *duplicate, struct gh_err *err);

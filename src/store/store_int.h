@@ -31,6 +31,9 @@ int gh_store__events_decode(const char *text, char (*out)[GH_STORE_HOOK_TYPE_SIZ
  * at the revision read (CONFLICT), with its message in <err>. */
 int gh_store__hook_endpoint_missing(struct gh_err *err);
 int gh_store__hook_endpoint_changed(struct gh_err *err);
+/* A publish whose id the tenant used for another message (another type or
+ * payload): CONFLICT with its message in <err>. */
+int gh_store__hook_message_reused(const char *msg_id, struct gh_err *err);
 
 /* Whether the events column <text> subscribes to <type> (false when it
  * does not parse). */

@@ -496,8 +496,8 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                               "created_at) VALUES ($1::text, $2::text, $3::text, $4::text, "
                               "$5::bigint) ON CONFLICT ON CONSTRAINT "
                               "webhook_messages_tenant_id_key DO NOTHING RETURNING seq",
-    [GH_PG_HOOK_MSG_COUNT] = "SELECT deliveries FROM webhook_messages "
-                             "WHERE tenant_id = $1::text AND id = $2::text",
+    [GH_PG_HOOK_MSG_COUNT] = "SELECT deliveries, type = $3::text AND payload = $4::text "
+                             "FROM webhook_messages WHERE tenant_id = $1::text AND id = $2::text",
     [GH_PG_HOOK_MSG_SET_COUNT] = "UPDATE webhook_messages SET deliveries = $2::bigint "
                                  "WHERE seq = $1::bigint",
     [GH_PG_HOOK_DLV_INSERT] = "INSERT INTO webhook_deliveries (message_seq, endpoint_id, "

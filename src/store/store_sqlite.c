@@ -312,7 +312,8 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                                "last_error = 'endpoint_disabled', paused = 0, updated_at = ?2 "
                                "WHERE endpoint_id = ?1 AND status = 'pending'",
     [GH_SQ_HOOK_MSG_FIND] = "SELECT seq FROM webhook_messages WHERE tenant_id = ?1 AND id = ?2",
-    [GH_SQ_HOOK_MSG_COUNT] = "SELECT deliveries FROM webhook_messages WHERE seq = ?1",
+    [GH_SQ_HOOK_MSG_COUNT] = "SELECT deliveries, type = ?2 AND payload = ?3 FROM webhook_messages "
+                             "WHERE seq = ?1",
     [GH_SQ_HOOK_MSG_SET_COUNT] = "UPDATE webhook_messages SET deliveries = ?2 WHERE seq = ?1",
     [GH_SQ_HOOK_MSG_INSERT] = "INSERT INTO webhook_messages (id, tenant_id, type, payload, "
                               "created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",

@@ -146,6 +146,15 @@ int gh_store__hook_endpoint_missing(struct gh_err *err)
     return GH_STORE_NOT_FOUND;
 }
 
+int gh_store__hook_message_reused(const char *msg_id, struct gh_err *err)
+{
+    gh_err_set(err, NULL, 0, 0,
+               "message id %s was published before with another type or payload; a message id "
+               "names one message (use a new id for a new message)",
+               msg_id);
+    return GH_STORE_CONFLICT;
+}
+
 int gh_store__hook_endpoint_changed(struct gh_err *err)
 {
     gh_err_set(err, NULL, 0, 0, "webhook endpoint changed since it was read");

@@ -207,6 +207,13 @@ def test_create_publish_deliver_verified(gatehouse, upstream):
     d1 = publish(op, t, "order.paid", {"n": 1}, id="order-7-paid")
     d2 = publish(op, t, "order.paid", {"n": 1}, id="order-7-paid")
     assert d1["id"] == d2["id"] == "order-7-paid" and d2["duplicate"] is True, (d1, d2)
+    # The same id for another message: 409, not a silent "duplicate", and
+    # nothing more is sent (the count below).
+    for other in ({"type": "order.paid", "payload": {"n": 2}},
+                  {"type": "order.refunded", "payload": {"n": 1}}):
+        r = op.call("POST", "/v1/events", {"tenant": t, "id": "order-7-paid", **other})
+        assert r.status == 409 and r.json()["error"] == "conflict", r
+        assert "message id order-7-paid was published before" in r.json()["message"], r
     wait_for(lambda: len(rx.deliveries("/a")) >= 2, 5, what="the second delivery")
     time.sleep(0.5)
     assert len(rx.deliveries("/a")) == 2

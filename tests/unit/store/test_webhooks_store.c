@@ -141,6 +141,21 @@ static void test_fan_out_and_claims(void **state)
     publish(f, f->tenant, "msg_3", "orders.created", 1, false); /* b only */
     publish(f, f->tenant, "msg_1", "order.created", 2, true);   /* the same id again */
     publish(f, f->other, "msg_1", "order.created", 1, false);   /* ids are per tenant */
+    /* The same id for another message (type or payload): CONFLICT, and
+     * nothing is queued for it (the claim below finds the 6 above). */
+    {
+        size_t n = 99;
+        bool dup = true;
+        assert_int_equal(gh_store_hook_publish(f->st, f->tenant, "msg_1", "order.updated",
+                                               "{\"a\":1}", 7, 0, &n, &dup, &err),
+                         GH_STORE_CONFLICT);
+        assert_non_null(strstr(err.msg, "message id msg_1 was published before"));
+        assert_int_equal(gh_store_hook_publish(f->st, f->tenant, "msg_1", "order.created",
+                                               "{\"a\":2}", 7, 0, &n, &dup, &err),
+                         GH_STORE_CONFLICT);
+        assert_int_equal(n, 0);
+        assert_false(dup);
+    }
 
     assert_int_equal(gh_store_hook_claim(f->st, "owner-1", 16, on_due, &cl, &err), GH_OK);
     assert_int_equal(cl.n, 6);
@@ -852,9 +867,9 @@ static void test_retention_young_ones_and_waiting_retries(void **state)
     /* "ahead" is left. */
     size_t n;
     bool dup = false;
-    assert_int_equal(
-        gh_store_hook_publish(f->st, f->tenant, "ahead", "order.a", "{}", 2, 0, &n, &dup, &err),
-        GH_OK);
+    assert_int_equal(gh_store_hook_publish(f->st, f->tenant, "ahead", "order.a", "{\"a\":1}", 7, 0,
+                                           &n, &dup, &err),
+                     GH_OK);
     assert_true(dup);
 }
 
