@@ -271,8 +271,10 @@ static int on_line(const char *body, size_t len, const char hash[65], void *arg)
 }
 
 /* The manifest of <a> against its record; NULL (and a problem) when it
- * does not match. */
-static json_t *manifest(struct av *v, const struct gh_store_audit_archive *a)
+ * does not match; NULL and GH_ERROR in *<rc> (with <err>) when it cannot be
+ * read (not for being missing: that is a problem). */
+static json_t *manifest(struct av *v, const struct gh_store_audit_archive *a, int *rc,
+                        struct gh_err *err)
 {
     char rel[300], path[4500], base[300];
     const char *slash = strrchr(a->file, '/');
@@ -284,9 +286,17 @@ static json_t *manifest(struct av *v, const struct gh_store_audit_archive *a)
     gh_audit_archive_manifest_path(a->file, rel, sizeof(rel));
     snprintf(path, sizeof(path), "%s/%s", v->dir, rel);
     snprintf(base, sizeof(base), "%s", slash ? slash + 1 : a->file);
+    *rc = GH_OK;
     m = json_load_file(path, 0, &je);
     if (m == NULL) {
-        bool gone = access(path, F_OK) != 0;
+        bool gone = access(path, R_OK) != 0;
+        if (gone && errno != ENOENT && errno != ENOTDIR) {
+            /* Another user's file (an archive pass run as root): an error
+             * of the verification, not a deletion. */
+            *rc = gh_err_set(err, NULL, 0, 0, "cannot read the archive manifest %s: %s", path,
+                             strerror(errno));
+            return NULL;
+        }
         problem(v, gone ? GH_AUDIT_DELETED : GH_AUDIT_CHANGED, a->first_seq,
                 "the manifest %s of seq %" PRIu64 "..%" PRIu64 " is %s", rel, a->first_seq,
                 a->last_seq, gone ? "missing" : "not JSON");
@@ -331,8 +341,8 @@ static int segment(struct av *v, struct gh_store *st, const struct gh_store_audi
                 a->first_seq, a->last_seq);
         return GH_OK;
     }
-    m = manifest(v, a);
-    if (m == NULL) return GH_OK;
+    m = manifest(v, a, &rc, err);
+    if (m == NULL) return rc;
     v->nscps = 0;
     v->scp = 0;
     if (gh_store_audit_checkpoints_walk(st, a->chain, a->first_seq, a->last_seq, collect_cp, v,

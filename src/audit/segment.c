@@ -232,10 +232,10 @@ int gh_audit_segment_read(const char *path, gh_audit_segment_line_cb cb, void *a
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        int e = errno;
-        gh_err_set(err, NULL, 0, 0, "%s: %s", path, strerror(e));
-        errno = e;
-        rc = GH_DECLINED;
+        /* Missing is what a verifier reports as deleted; a file it may not
+         * read (another user's) says nothing about the log. */
+        rc = errno == ENOENT || errno == ENOTDIR ? GH_DECLINED : GH_ERROR;
+        gh_err_set(err, NULL, 0, 0, "%s: %s", path, strerror(errno));
         goto out;
     }
     for (;;) {

@@ -37,9 +37,9 @@ typedef int (*gh_audit_segment_line_cb)(const char *body, size_t len, const char
 /* Reads segment <path> line by line into <cb>, and sets <sha256> to the hex
  * SHA-256 of the whole file (read to its end even when <cb> stops, so the
  * hash is always the file's). Returns GH_OK; GH_STORE-like codes from <cb>;
- * GH_DECLINED when the file does not open (errno says why: ENOENT when
- * missing); GH_AGAIN when its content is not a well-formed segment
- * (bad compression, a line not of the form above, a truncated frame), with
+ * GH_DECLINED when the file is missing (ENOENT, ENOTDIR); GH_ERROR when
+ * it cannot be opened otherwise (EACCES: another user's); GH_AGAIN when its content is not a
+ * well-formed segment (bad compression, a line not of the form above, a truncated frame), with
  * <err> saying where (<err>->msg, line number). */
 int gh_audit_segment_read(const char *path, gh_audit_segment_line_cb cb, void *arg, char sha256[65],
                           struct gh_err *err);

@@ -33,6 +33,14 @@ int gh_cmd_secrets(int argc, char **argv);
 const char *gh_cli_config_arg(int argc, char **argv, int *help);
 void gh_cli_usage(const char *name);
 
+struct gh_config;
+/* For a command that changes the store or makes files (the SQLite store,
+ * the master key file, archive segments), run as root: refuses (1, said on
+ * stderr) when the folder of one of them belongs to another user, the
+ * gateway's: what the command made would be root's, and the gateway could
+ * not open it at its next start. 0 otherwise (not root, or root's folders). */
+int gh_cli_as_owner(const struct gh_config *cfg, const char *command);
+
 /* The demo upstream: a small HTTP server on 127.0.0.1, in its own thread,
  * that echoes requests as JSON (see docs). Returns its port, or 0. */
 unsigned gh_demo_upstream_start(void);

@@ -89,14 +89,22 @@ too_many:
     return -1;
 }
 
-/* Loads the config and opens (and migrates) its store. */
-static int open_store(const char *path, struct gh_config **cfg, struct gh_store **st)
+/* Loads the config and opens (and migrates) its store; for a <command>
+ * that changes something (NULL: one that only reads), not as root in the
+ * gateway's user's folders (gh_cli_as_owner). */
+static int open_store(const char *path, const char *command, struct gh_config **cfg,
+                      struct gh_store **st)
 {
     struct gh_err err = {0};
     char msg[1024];
-    if (gh_config_load(path, cfg, &err) != GH_OK ||
-        gh_runtime_open_store(*cfg, st, &err) != GH_OK) {
+
+    if (gh_config_load(path, cfg, &err) != GH_OK) {
         fprintf(stderr, "%s\n", gh_err_format(&err, msg, sizeof(msg)));
+        return 1;
+    }
+    if ((command != NULL && gh_cli_as_owner(*cfg, command) != 0) ||
+        gh_runtime_open_store(*cfg, st, &err) != GH_OK) {
+        if (err.msg[0]) fprintf(stderr, "%s\n", gh_err_format(&err, msg, sizeof(msg)));
         gh_config_free(*cfg);
         *cfg = NULL;
         return 1;
@@ -188,7 +196,7 @@ int gh_cmd_migrate(int argc, char **argv)
         gh_cli_usage("migrate");
         return 0;
     }
-    if (open_store(o.config, &cfg, &st) != 0) return 1;
+    if (open_store(o.config, "migrate", &cfg, &st) != 0) return 1;
     gh_store_migrate(st, &applied, &version, &err); /* already applied: reports 0 */
     printf("store %s: schema version %d\n", gh_runtime_store_label(cfg), version);
     close_store(cfg, st);
@@ -240,7 +248,7 @@ int gh_cmd_admin(int argc, char **argv)
         gh_cli_usage("admin");
         return 0;
     }
-    if (open_store(o.config, &cfg, &st) != 0) return 1;
+    if (open_store(o.config, "admin bootstrap", &cfg, &st) != 0) return 1;
     if (gh_cli_audit_open(&au, "admin bootstrap", cfg, st, NULL) != 0) {
         close_store(cfg, st);
         return 1;
@@ -355,11 +363,11 @@ int gh_cmd_tenants(int argc, char **argv)
             fprintf(stderr, "usage: gatehouse tenants %s TENANT -c FILE\n", verb);
         return 2;
     }
-    if (open_store(o.config, &cfg, &st) != 0) return 1;
+    snprintf(command, sizeof(command), "tenants %s", verb);
+    if (open_store(o.config, strcmp(verb, "list") == 0 ? NULL : command, &cfg, &st) != 0) return 1;
     if (strcmp(verb, "list") == 0) {
         rc = list_tenants(st);
     } else {
-        snprintf(command, sizeof(command), "tenants %s", verb);
         rc = gh_cli_audit_open(&au, command, cfg, st, NULL);
         if (rc == 0) rc = change_tenant(st, &au, verb, &o);
         gh_cli_audit_close(&au);
@@ -500,7 +508,8 @@ int gh_cmd_keys(int argc, char **argv)
         gh_cli_usage("keys");
         return 2;
     }
-    if (open_store(o.config, &cfg, &st) != 0) return 1;
+    snprintf(command, sizeof(command), "keys %s", verb);
+    if (open_store(o.config, list ? NULL : command, &cfg, &st) != 0) return 1;
     if (find_tenant(st, o.tenant, &t) != 0) {
         close_store(cfg, st);
         return 1;
@@ -508,7 +517,6 @@ int gh_cmd_keys(int argc, char **argv)
     if (list) {
         rc = list_keys(st, t.id);
     } else {
-        snprintf(command, sizeof(command), "keys %s", verb);
         rc = gh_cli_audit_open(&au, command, cfg, st, NULL);
         if (rc == 0 && create)
             rc = create_key(cfg, st, &au, &t, &o);

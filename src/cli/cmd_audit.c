@@ -219,6 +219,10 @@ static int archive_cmd(int argc, char **argv)
         fprintf(stderr, "%s\n", gh_err_format(&err, msg, sizeof(msg)));
         return 2;
     }
+    if (gh_cli_as_owner(cfg, "audit archive") != 0) {
+        rc = 2;
+        goto out;
+    }
     params = gh_runtime_store_params(cfg);
     o.dir = cfg->audit.archive_dir;
     /* Archiving writes: the store must have audit_archives (migration 5). */

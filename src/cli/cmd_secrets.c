@@ -109,7 +109,9 @@ struct env {
     struct gh_secrets *secrets;
 };
 
-static int env_open(const char *config, bool secrets, struct env *e)
+/* <command>: one that changes something (NULL: one that only reads), not
+ * run as root in the gateway's user's folders (gh_cli_as_owner). */
+static int env_open(const char *config, const char *command, bool secrets, struct env *e)
 {
     struct gh_err err = {0};
     char msg[1024];
@@ -119,6 +121,7 @@ static int env_open(const char *config, bool secrets, struct env *e)
         fprintf(stderr, "%s\n", gh_err_format(&err, msg, sizeof(msg)));
         return -1;
     }
+    if (command != NULL && gh_cli_as_owner(e->cfg, command) != 0) return -1;
     if (gh_runtime_open_store(e->cfg, &e->store, &err) != GH_OK ||
         (secrets && (e->secrets = gh_secrets_open(e->cfg, e->store, &err)) == NULL)) {
         fprintf(stderr, "gatehouse secrets: %s\n", gh_err_format(&err, msg, sizeof(msg)));
@@ -153,6 +156,34 @@ static int tenant_of(struct env *e, const char *arg, char out[GH_STORE_TENANT_ID
     return -1;
 }
 
+/* `secrets init` on a store a master key was already used with (its file
+ * lost, or this node never given it): a new key would leave what is sealed
+ * unreadable, and the nodes would disagree. 0, or 1 (said on stderr). */
+static int refuse_second_key(const struct gh_config *cfg)
+{
+    struct gh_store *st = NULL;
+    struct gh_err err = {0};
+    uint32_t in_use = 0, newest = 0;
+    uint64_t sealed = 0;
+    char msg[1024];
+    int rc = 1;
+
+    if (gh_runtime_open_store(cfg, &st, &err) != GH_OK ||
+        gh_store_secrets_count(st, &sealed, &err) != GH_OK ||
+        gh_store_secrets_kek_state(st, &in_use, &newest, &err) != GH_OK)
+        fprintf(stderr, "gatehouse secrets init: %s\n", gh_err_format(&err, msg, sizeof(msg)));
+    else if (sealed > 0 || newest > 0)
+        fprintf(stderr,
+                "gatehouse secrets init: this store already uses master key version %" PRIu32
+                " (%" PRIu64 " sealed secret(s)): a new key would leave them unreadable. Copy the "
+                "master key from a node of this store, or restore it from its backup\n",
+                newest, sealed);
+    else
+        rc = 0;
+    if (st != NULL) gh_store_close(st);
+    return rc;
+}
+
 static int cmd_init(int argc, char **argv)
 {
     struct gh_config *cfg = NULL;
@@ -167,6 +198,7 @@ static int cmd_init(int argc, char **argv)
         fprintf(stderr, "%s\n", gh_err_format(&err, msg, sizeof(msg)));
         return 2;
     }
+    if (gh_cli_as_owner(cfg, "secrets init") != 0 || refuse_second_key(cfg) != 0) goto out;
     if (gh_secrets_init(cfg, &err) != GH_OK) {
         fprintf(stderr, "gatehouse secrets init: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         goto out;
@@ -241,7 +273,8 @@ static int cmd_set_get_delete(int argc, char **argv, const char *verb)
     }
     if (strcmp(verb, "set") == 0 && read_value(buf, &len) != 0) goto wipe;
     snprintf(command, sizeof(command), "secrets %s", verb);
-    if (env_open(o.config, true, &e) != 0 || tenant_of(&e, o.tenant, tenant) != 0 ||
+    if (env_open(o.config, strcmp(verb, "get") == 0 ? NULL : command, true, &e) != 0 ||
+        tenant_of(&e, o.tenant, tenant) != 0 ||
         gh_cli_audit_open(&au, command, e.cfg, e.store, e.secrets) != 0)
         goto out;
     if (strcmp(verb, "set") == 0)
@@ -312,7 +345,7 @@ static int cmd_list(int argc, char **argv)
     if (parse_opts(argc, argv, &o, false) != 0) return 2;
     if (o.help) return gh_cli_usage("secrets"), 0;
     /* Listing shows no value: the provider is not needed. */
-    if (env_open(o.config, false, &e) != 0) goto out;
+    if (env_open(o.config, NULL, false, &e) != 0) goto out;
     if (o.tenant != NULL && tenant_of(&e, o.tenant, tenant) != 0) goto out;
     if (gh_store_secrets_walk(e.store, o.tenant ? tenant : NULL, list_row, NULL, &err) != GH_OK) {
         fprintf(stderr, "gatehouse secrets list: %s\n", gh_err_format(&err, msg, sizeof(msg)));
@@ -345,7 +378,7 @@ static int cmd_status(int argc, char **argv)
 
     if (parse_opts(argc, argv, &o, false) != 0) return 2;
     if (o.help) return gh_cli_usage("secrets"), 0;
-    if (env_open(o.config, true, &e) != 0) goto out;
+    if (env_open(o.config, NULL, true, &e) != 0) goto out;
     if (gh_secrets_current_version(e.secrets, &cur, &err) != GH_OK ||
         gh_store_secrets_count(e.store, &total, &err) != GH_OK)
         goto fail;
@@ -478,7 +511,7 @@ static int cmd_rotate(int argc, char **argv)
     if (o.help) return gh_cli_usage("secrets"), 0;
     ro.batch = (size_t)(o.batch > 200 ? 200 : o.batch);
     ro.limit = o.limit;
-    if (env_open(o.config, true, &e) != 0 ||
+    if (env_open(o.config, "secrets rotate-master", true, &e) != 0 ||
         gh_cli_audit_open(as, "secrets rotate-master", e.cfg, e.store, e.secrets) != 0)
         goto out;
     /* Whatever audit.mode says: no step of a rotation goes unaudited. */

@@ -81,6 +81,16 @@ static struct gh_kms *open_local(const struct gh_config *cfg, struct gh_store *s
         gh_err_set(err, NULL, 0, 0, NO_MASTER_KEY_FILE);
         return NULL;
     }
+    if (!create && access(path, F_OK) != 0 && errno == ENOENT &&
+        sealed_rows(store, &rows, err) == GH_OK && rows > 0) {
+        /* Not "create it": a new key would leave them unreadable. */
+        gh_err_set(err, NULL, 0, 0,
+                   "master key file %s is missing, but the store holds %" PRIu64
+                   " sealed secret(s): copy the file from a node of this store, or restore it "
+                   "from its backup",
+                   path, rows);
+        return NULL;
+    }
     if (create && access(path, F_OK) != 0 && errno == ENOENT) {
         if (sealed_rows(store, &rows, err) != GH_OK) return NULL;
         if (rows > 0) {

@@ -290,8 +290,13 @@ def test_drill_fails_on_any_change(gatehouse, tmp_path):
     text, n = re.subn(r"^  master_key_file: [^\n]*\n", key_line, text, flags=re.M)
     with open(other, "w") as f:
         f.write(text if n else text + "secrets:\n" + key_line)
-    p = subprocess.run([gatehouse_bin(), "secrets", "init", "-c", other], capture_output=True,
-                       timeout=60, cwd=str(g.tmp))
+    # The other key made on a scratch store (`secrets init` refuses on one
+    # that has a key already).
+    scratch = tmp_path / "scratch.yaml"
+    scratch.write_text(re.sub(r"^store:\n(  [^\n]*\n)+", "", open(other).read(), flags=re.M)
+                       + f"store:\n  sqlite: {tmp_path / 'scratch.db'}\n")
+    p = subprocess.run([gatehouse_bin(), "secrets", "init", "-c", str(scratch)],
+                       capture_output=True, timeout=60, cwd=str(g.tmp))
     assert p.returncode == 0, p.stderr
     p = subprocess.run([gatehouse_bin(), "restore-drill", "--from", good, "-c", other],
                        capture_output=True, timeout=120, cwd=str(g.tmp), env=drill_env())

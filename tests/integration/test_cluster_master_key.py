@@ -9,6 +9,7 @@ its file (never a key), and with the first node's file copied it starts and
 opens what the first node sealed. And two nodes sharing one PKCS#11 token
 (SoftHSM2) that start at the same moment: both serve, on one key."""
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -49,6 +50,23 @@ def cli(g, *args, stdin=None, env=None):
     p = subprocess.run([gatehouse_bin(), *args, "-c", g.config_path], input=stdin,
                        capture_output=True, timeout=60, cwd=str(g.tmp), env=env)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def own_key(g, tmp_path):
+    """Makes the master key file <g>'s config names, with `secrets init`
+    on a config of another store (a scratch SQLite file), as a node's
+    operator who never had this store's key would."""
+    scratch = g.config_path + ".own.yaml"
+    with open(g.config_path) as f:
+        text = f.read()
+    text, n = re.subn(r'^store:\n  postgres: "[^"]*"\n  pool: 2\n',
+                      f"store:\n  sqlite: {tmp_path}/own-{os.getpid()}.db\n", text, flags=re.M)
+    assert n == 1, text
+    with open(scratch, "w") as f:
+        f.write(text)
+    p = subprocess.run([gatehouse_bin(), "secrets", "init", "-c", scratch], capture_output=True,
+                       text=True, timeout=30, env=getattr(g, "env", None))
+    assert p.returncode == 0, p.stderr
 
 
 def key_text(path):
@@ -95,9 +113,11 @@ def test_a_node_with_a_master_key_of_its_own_is_refused(pg_server, gatehouse, tm
     rc, _, err = cli(g1, "secrets", "set", "config/db", stdin=value)
     assert rc == 0, err
 
-    # Node 2's operator made a key of its own, as on a lone node.
+    # Node 2's operator made a key of its own, as on a lone node: `secrets
+    # init` refuses on this store, so the key comes from another config.
     rc, _, err = cli(g2, "secrets", "init")
-    assert rc == 0, err
+    assert rc == 1 and "this store already uses master key version 1" in err, err
+    own_key(g2, tmp_path)
     g2.start(wait=False)
     assert g2.proc.wait(30) == 1
     err = g2.stderr()
@@ -342,6 +362,11 @@ def b_starts_behind_the_check_table(pg_server, db, b, check, keys_a, folder_a):
         bump = b.config_path + ".bump.yaml"
         with open(b.config_path) as f:
             text = f.read()
+        # (On a scratch store: `secrets init` refuses on one that has a key,
+        # and this one's check table is held.)
+        text, n = re.subn(r'^store:\n  postgres: "[^"]*"\n  pool: 2\n',
+                          f"store:\n  sqlite: {bump}.db\n", text, flags=re.M)
+        assert n == 1, text
         with open(bump, "w") as f:
             f.write(text.replace("    pin: env:GH_TEST_PIN\n",
                                  "    pin: env:GH_TEST_PIN\n    key_label: gh-bump\n"))
