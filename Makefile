@@ -184,8 +184,11 @@ bench: $(BUILD)/gatehouse $(BUILD)/limits_bench $(BUILD)/redis_decisions_bench $
 	$(MAKE) --no-print-directory bench-limits bench-redis bench-metrics bench-otlp bench-verify \
 	    bench-webhooks $(if $(filter 1,$(QUICK)),,$(BENCH_STORES))
 
+# The binary, and the docs the systemd unit's Documentation= names.
 install: $(BUILD)/gatehouse
 	install -D -m 0755 $(BUILD)/gatehouse $(DESTDIR)$(PREFIX)/bin/gatehouse
+	install -d $(DESTDIR)$(PREFIX)/share/doc/gatehouse
+	install -m 0644 README.md docs/*.md docs/openapi.yaml $(DESTDIR)$(PREFIX)/share/doc/gatehouse/
 
 format:
 	clang-format -i $$(find src tests/unit fuzz -name '*.[ch]')

@@ -228,3 +228,38 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
         f"system calls outside the unit's SystemCallFilter: {sorted(used - allowed)}")
     log = open(g.stderr_path).read()
     assert "NOTIFY_SOCKET" not in log, log
+
+
+def test_the_logrotate_file_rotates_a_running_gateways_access_log(gatehouse, upstream, tmp_path):
+    """deploy/systemd/gatehouse.logrotate, its paths pointed at this test's
+    folder and its postrotate line's `systemctl kill -s USR1` at this
+    gateway: logrotate moves the file, the gateway reopens it, and no line
+    is lost or written to the old file after."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    g = gatehouse(extra=f"access_log:\n  path: {logs}/access.log\n")
+    for i in range(5):
+        assert http_call(g.port, "GET", f"/before/{i}").status == 200
+    wait_for(lambda: (logs / "access.log").exists() and
+             (logs / "access.log").read_text().count("/before/") == 5, 5, what="5 lines")
+    pid = g.proc.pid
+    with open(os.path.join(SYSTEMD, "gatehouse.logrotate")) as f:
+        text = f.read()
+    kill = "systemctl kill -s USR1 --kill-whom=main gatehouse.service"
+    assert kill in text and "/var/log/gatehouse/*.log" in text, text
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(text.replace("/var/log/gatehouse", str(logs))
+                    .replace(kill, f"kill -USR1 {pid}"))
+    os.chmod(conf, 0o644)
+    p = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    wait_for(lambda: "reopening the access log" in g.stderr(), 5, what="the reopen")
+    for i in range(5):
+        assert http_call(g.port, "GET", f"/after/{i}").status == 200
+    wait_for(lambda: (logs / "access.log").exists() and
+             (logs / "access.log").read_text().count("/after/") == 5, 5, what="5 new lines")
+    old = (logs / "access.log.1").read_text()  # delaycompress: the newest stays plain
+    assert old.count("/before/") == 5 and "/after/" not in old, old
+    assert "/before/" not in (logs / "access.log").read_text()
+    g.stop()
