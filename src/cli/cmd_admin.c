@@ -264,11 +264,15 @@ int gh_cmd_admin(int argc, char **argv)
     return rc;
 }
 
-/* `tenants list`: every page. */
-static int list_tenants(struct gh_store *st)
+/* Every page of a list, printed as one JSON array: <fetch> fills a page
+ * of up to GH_STORE_LIST_MAX items of <size> bytes; <view> makes one's JSON. */
+typedef int (*list_fetch)(struct gh_store *st, const char *tenant, struct gh_store_page *page,
+                          void *out, struct gh_err *err);
+static int print_all(struct gh_store *st, const char *tenant, size_t size, list_fetch fetch,
+                     json_t *(*view)(const void *item))
 {
     struct gh_store_page page = {.limit = GH_STORE_LIST_MAX};
-    struct gh_store_tenant *out = calloc(GH_STORE_LIST_MAX, sizeof(*out));
+    char *out = calloc(GH_STORE_LIST_MAX, size);
     char cursor[GH_STORE_CURSOR_SIZE] = "";
     struct gh_err err = {0};
     json_t *all = json_array();
@@ -276,18 +280,40 @@ static int list_tenants(struct gh_store *st)
 
     do {
         page.cursor = cursor[0] ? cursor : NULL;
-        if (out == NULL ||
-            gh_store_tenant_list(st, GH_STORE_TENANT_ANY, &page, out, &err) != GH_OK) {
+        if (out == NULL || fetch(st, tenant, &page, out, &err) != GH_OK) {
             rc = store_fail("list", &err);
             break;
         }
         for (size_t i = 0; i < page.count; i++)
-            json_array_append_new(all, gh_ops_tenant_json(&out[i]));
+            json_array_append_new(all, view(out + i * size));
         snprintf(cursor, sizeof(cursor), "%s", page.next);
     } while (cursor[0]);
     free(out);
     print_json(all);
     return rc;
+}
+
+static int fetch_tenants(struct gh_store *st, const char *tenant, struct gh_store_page *page,
+                         void *out, struct gh_err *err)
+{
+    (void)tenant;
+    return gh_store_tenant_list(st, GH_STORE_TENANT_ANY, page, out, err);
+}
+
+static int fetch_keys(struct gh_store *st, const char *tenant, struct gh_store_page *page,
+                      void *out, struct gh_err *err)
+{
+    return gh_store_key_list(st, tenant, page, out, err);
+}
+
+static json_t *tenant_view(const void *t)
+{
+    return gh_ops_tenant_json(t);
+}
+
+static json_t *key_view(const void *k)
+{
+    return gh_ops_key_json(k);
 }
 
 /* `tenants create|suspend|activate`, audited as tenant.create,
@@ -366,7 +392,7 @@ int gh_cmd_tenants(int argc, char **argv)
     snprintf(command, sizeof(command), "tenants %s", verb);
     if (open_store(o.config, strcmp(verb, "list") == 0 ? NULL : command, &cfg, &st) != 0) return 1;
     if (strcmp(verb, "list") == 0) {
-        rc = list_tenants(st);
+        rc = print_all(st, NULL, sizeof(struct gh_store_tenant), fetch_tenants, tenant_view);
     } else {
         rc = gh_cli_audit_open(&au, command, cfg, st, NULL);
         if (rc == 0) rc = change_tenant(st, &au, verb, &o);
@@ -385,31 +411,6 @@ static int parse_dur_ms(const char *s, int64_t *out)
     }
     *out = (int64_t)ms;
     return 0;
-}
-
-/* `keys list`: every page of <tenant>'s keys. */
-static int list_keys(struct gh_store *st, const char *tenant)
-{
-    struct gh_store_page page = {.limit = GH_STORE_LIST_MAX};
-    struct gh_store_key *out = calloc(GH_STORE_LIST_MAX, sizeof(*out));
-    char cursor[GH_STORE_CURSOR_SIZE] = "";
-    struct gh_err err = {0};
-    json_t *all = json_array();
-    int rc = 0;
-
-    do {
-        page.cursor = cursor[0] ? cursor : NULL;
-        if (out == NULL || gh_store_key_list(st, tenant, &page, out, &err) != GH_OK) {
-            rc = store_fail("list", &err);
-            break;
-        }
-        for (size_t i = 0; i < page.count; i++)
-            json_array_append_new(all, gh_ops_key_json(&out[i]));
-        snprintf(cursor, sizeof(cursor), "%s", page.next);
-    } while (cursor[0]);
-    free(out);
-    print_json(all);
-    return rc;
 }
 
 /* `keys create`. */
@@ -515,7 +516,7 @@ int gh_cmd_keys(int argc, char **argv)
         return 1;
     }
     if (list) {
-        rc = list_keys(st, t.id);
+        rc = print_all(st, t.id, sizeof(struct gh_store_key), fetch_keys, key_view);
     } else {
         rc = gh_cli_audit_open(&au, command, cfg, st, NULL);
         if (rc == 0 && create)

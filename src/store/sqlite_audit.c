@@ -169,21 +169,39 @@ static int insert_rows(struct gh_sqlite_conn *c, struct gh_store_audit_row *rows
     return GH_OK;
 }
 
+/* Whether the row <which> (GH_SQ_AUDIT_HASH_AT: the event;
+ * GH_SQ_AUDIT_CP_HASH_AT: the checkpoint) of (<chain>, <seq>) exists with
+ * hash <hash>: *same. GH_OK, or GH_ERROR when it cannot be read. */
+static int hash_at(struct gh_sqlite_conn *c, int which, const char *chain, uint64_t seq,
+                   const char *hash, const char *what, bool *same, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, which, err);
+    int rc;
+
+    *same = false;
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, chain);
+    sqlite3_bind_int64(s, 2, (int64_t)seq);
+    rc = gh_sqlite__row(c, s, what, err);
+    if (rc == GH_ERROR) return rc;
+    if (rc == GH_OK) {
+        *same = strcmp((const char *)sqlite3_column_text(s, 0), hash) == 0;
+        gh_sqlite__done(s);
+    }
+    return GH_OK;
+}
+
 /* A checkpoint must name a stored event by its hash: INVALID otherwise. */
 static int insert_checkpoint(struct gh_sqlite_conn *c, const struct gh_store_audit_checkpoint *cp,
                              size_t i, struct gh_err *err)
 {
-    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_AUDIT_HASH_AT, err);
+    sqlite3_stmt *s;
     bool same;
     int rc;
 
-    if (s == NULL) return GH_ERROR;
-    gh_sqlite__bind_text(s, 1, cp->chain);
-    sqlite3_bind_int64(s, 2, (int64_t)cp->seq);
-    rc = gh_sqlite__row(c, s, "audit checkpoint", err);
-    if (rc == GH_ERROR) return rc;
-    same = rc == GH_OK && strcmp((const char *)sqlite3_column_text(s, 0), cp->hash) == 0;
-    if (rc == GH_OK) gh_sqlite__done(s);
+    if (hash_at(c, GH_SQ_AUDIT_HASH_AT, cp->chain, cp->seq, cp->hash, "audit checkpoint", &same,
+                err) != GH_OK)
+        return GH_ERROR;
     if (!same) {
         gh_err_set(err, NULL, 0, 0,
                    "checkpoints[%zu]: no event of chain %s at seq %llu has its hash", i, cp->chain,
@@ -203,14 +221,9 @@ static int insert_checkpoint(struct gh_sqlite_conn *c, const struct gh_store_aud
     /* A checkpoint of that (chain, seq) exists: another writer's of the same
      * head (a CLI command's, and this gateway's after it read the heads
      * again) is as good as this one; the hash was checked just above. */
-    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_CP_HASH_AT, err);
-    if (s == NULL) return GH_ERROR;
-    gh_sqlite__bind_text(s, 1, cp->chain);
-    sqlite3_bind_int64(s, 2, (int64_t)cp->seq);
-    rc = gh_sqlite__row(c, s, "audit checkpoint", err);
-    if (rc == GH_ERROR) return rc;
-    same = rc == GH_OK && strcmp((const char *)sqlite3_column_text(s, 0), cp->hash) == 0;
-    if (rc == GH_OK) gh_sqlite__done(s);
+    if (hash_at(c, GH_SQ_AUDIT_CP_HASH_AT, cp->chain, cp->seq, cp->hash, "audit checkpoint", &same,
+                err) != GH_OK)
+        return GH_ERROR;
     if (same) return GH_OK;
     gh_err_set(err, NULL, 0, 0, "checkpoints[%zu]: another checkpoint at that seq", i);
     return GH_STORE_CONFLICT;
@@ -672,9 +685,7 @@ static int archive_check(struct gh_sqlite_conn *c, const struct gh_store_audit_a
                          struct gh_err *err)
 {
     int64_t hot_first = 0, archived = 0;
-    sqlite3_stmt *s;
     bool same;
-    int rc;
 
     if (chain_int(c, GH_SQ_AUDIT_HOT_FIRST, a->chain, &hot_first, err) != GH_OK ||
         chain_int(c, GH_SQ_AUDIT_ARCHIVE_LAST, a->chain, &archived, err) != GH_OK)
@@ -686,14 +697,9 @@ static int archive_check(struct gh_sqlite_conn *c, const struct gh_store_audit_a
                           "in the store",
                           (unsigned long long)a->first_seq, a->chain),
                GH_STORE_CONFLICT;
-    s = gh_sqlite__stmt(c, GH_SQ_AUDIT_HASH_AT, err);
-    if (s == NULL) return GH_ERROR;
-    gh_sqlite__bind_text(s, 1, a->chain);
-    sqlite3_bind_int64(s, 2, (int64_t)a->last_seq);
-    rc = gh_sqlite__row(c, s, "audit archive", err);
-    if (rc == GH_ERROR) return rc;
-    same = rc == GH_OK && strcmp((const char *)sqlite3_column_text(s, 0), a->last_hash) == 0;
-    if (rc == GH_OK) gh_sqlite__done(s);
+    if (hash_at(c, GH_SQ_AUDIT_HASH_AT, a->chain, a->last_seq, a->last_hash, "audit archive", &same,
+                err) != GH_OK)
+        return GH_ERROR;
     if (!same)
         return gh_err_set(err, NULL, 0, 0,
                           "audit archive: the stored hash of chain %s at seq %llu is not the "

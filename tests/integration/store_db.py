@@ -59,6 +59,27 @@ def holds(data, needle):
     return needle in data or (is_postgres() and needle.hex().encode() in data)
 
 
+def refuse_inserts(db, table, when=None, name="refuse_insert"):
+    """A trigger <name> on connection <db> that makes the store refuse every
+    insert into <table> (those where the SQL expression <when> holds, on
+    NEW, when given): a store failing under the gateway. Dropped with
+    allow_inserts."""
+    if is_postgres():
+        db.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN RAISE EXCEPTION ''test: refused''; END'")
+        cond = f"WHEN ({when}) " if when else ""
+        db.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
+                   f"{cond}EXECUTE FUNCTION {name}()")
+    else:
+        cond = f"WHEN {when} " if when else ""
+        db.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
+                   f"{cond}BEGIN SELECT RAISE(ABORT, 'test: refused'); END")
+
+
+def allow_inserts(db, table, name="refuse_insert"):
+    db.execute(f"DROP TRIGGER {name}" + (f" ON {table}" if is_postgres() else ""))
+
+
 class PgCursor:
     def __init__(self, cur, lastrowid=None):
         self.cur = cur

@@ -44,16 +44,9 @@ def verify_ok(g):
 
 
 def refuse_audit(g):
-    """A trigger that makes the store refuse every audit event."""
+    """The store refuses every audit event from now on."""
     db = store_db.connect(store_db.path_of(g))
-    if store_db.is_postgres():
-        db.execute("CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
-                   "'BEGIN RAISE EXCEPTION ''test: refused''; END'")
-        db.execute("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW "
-                   "EXECUTE FUNCTION refuse_audit()")
-    else:
-        db.execute("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
-                   "BEGIN SELECT RAISE(ABORT, 'test: refused'); END")
+    store_db.refuse_inserts(db, "audit_events")
     db.close()
 
 

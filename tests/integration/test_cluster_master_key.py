@@ -52,16 +52,22 @@ def cli(g, *args, stdin=None, env=None):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
+def on_a_scratch_store(text, db):
+    """A node's config <text> with its store a new SQLite file <db>: where
+    `secrets init` makes a key (it refuses on a store that has one)."""
+    text, n = re.subn(r'^store:\n  postgres: "[^"]*"\n  pool: 2\n', f"store:\n  sqlite: {db}\n",
+                      text, flags=re.M)
+    assert n == 1, text
+    return text
+
+
 def own_key(g, tmp_path):
     """Makes the master key file <g>'s config names, with `secrets init`
-    on a config of another store (a scratch SQLite file), as a node's
-    operator who never had this store's key would."""
+    on a config of another store, as a node's operator who never had this
+    store's key would."""
     scratch = g.config_path + ".own.yaml"
     with open(g.config_path) as f:
-        text = f.read()
-    text, n = re.subn(r'^store:\n  postgres: "[^"]*"\n  pool: 2\n',
-                      f"store:\n  sqlite: {tmp_path}/own-{os.getpid()}.db\n", text, flags=re.M)
-    assert n == 1, text
+        text = on_a_scratch_store(f.read(), f"{tmp_path}/own-{os.getpid()}.db")
     with open(scratch, "w") as f:
         f.write(text)
     p = subprocess.run([gatehouse_bin(), "secrets", "init", "-c", scratch], capture_output=True,
@@ -362,11 +368,8 @@ def b_starts_behind_the_check_table(pg_server, db, b, check, keys_a, folder_a):
         bump = b.config_path + ".bump.yaml"
         with open(b.config_path) as f:
             text = f.read()
-        # (On a scratch store: `secrets init` refuses on one that has a key,
-        # and this one's check table is held.)
-        text, n = re.subn(r'^store:\n  postgres: "[^"]*"\n  pool: 2\n',
-                          f"store:\n  sqlite: {bump}.db\n", text, flags=re.M)
-        assert n == 1, text
+        # (This store's check table is held.)
+        text = on_a_scratch_store(text, f"{bump}.db")
         with open(bump, "w") as f:
             f.write(text.replace("    pin: env:GH_TEST_PIN\n",
                                  "    pin: env:GH_TEST_PIN\n    key_label: gh-bump\n"))

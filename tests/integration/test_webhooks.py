@@ -717,15 +717,7 @@ def test_a_report_not_wholly_made_is_not_marked_made(gatehouse, upstream):
     rx.keys["/watch"] = [watch["secret"]]
     rx.plan["/gone"] = [410]
     db = store_db.connect(store_db.path_of(g))
-    if store_db.is_postgres():
-        db.execute("CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS "
-                   "'BEGIN RAISE EXCEPTION ''test: refused''; END'")
-        db.execute("CREATE TRIGGER refuse_event BEFORE INSERT ON webhook_messages FOR EACH ROW "
-                   "WHEN (NEW.type = 'webhook.endpoint_disabled') EXECUTE FUNCTION refuse_event()")
-    else:
-        db.execute("CREATE TRIGGER refuse_event BEFORE INSERT ON webhook_messages "
-                   "WHEN NEW.type = 'webhook.endpoint_disabled' "
-                   "BEGIN SELECT RAISE(ABORT, 'test: refused'); END")
+    store_db.refuse_inserts(db, "webhook_messages", when="NEW.type = 'webhook.endpoint_disabled'")
     publish(op, t, "order.created", {"n": 1})
     wait_for(lambda: "the report of endpoint " + gone["id"] + "'s disabling is made again"
              in g.stderr(), 10, what="the report failing")
@@ -733,8 +725,7 @@ def test_a_report_not_wholly_made_is_not_marked_made(gatehouse, upstream):
                      (gone["id"],)).fetchone()
     assert row[0] == "disabled" and row[1] > int(time.time() * 1000), row
     g.stop()
-    db.execute("DROP TRIGGER refuse_event" + (" ON webhook_messages"
-                                               if store_db.is_postgres() else ""))
+    store_db.allow_inserts(db, "webhook_messages")
     db.execute("UPDATE webhook_endpoints SET report_after = 1 WHERE id = ?", (gone["id"],))
     db.close()
     g.start()
