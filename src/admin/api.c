@@ -332,20 +332,25 @@ static void h_tenant_get(struct call *c)
 }
 
 /* Answers; true when the tenant was changed. */
+/* Answers; true when the tenant went from another status to suspended
+ * (its tenant.suspended event is then due; not for one suspended already). */
 static bool tenant_update(struct call *c, const char *name, const char *plan,
                           enum gh_store_tenant_status status)
 {
     struct gh_store_tenant_update upd = {.name = name, .plan = plan, .status = status};
     struct gh_store_tenant t;
     struct gh_err err = {0};
-    int rc = gh_store_tenant_update(c->st, c->tenant, &upd, &t, &err);
+    int rc = gh_store_tenant_get(c->st, c->tenant, &t, &err);
+    bool was_suspended = rc == GH_OK && t.status == GH_STORE_TENANT_SUSPENDED;
+
+    if (rc == GH_OK) rc = gh_store_tenant_update(c->st, c->tenant, &upd, &t, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
         return false;
     }
     changed(c);
     reply_json(c, 200, gh_ops_tenant_json(&t));
-    return true;
+    return status == GH_STORE_TENANT_SUSPENDED && !was_suspended;
 }
 
 static void emit_suspended(struct call *c)
@@ -373,7 +378,7 @@ static void h_tenant_patch(struct call *c)
         reply_error(c, 422, "invalid_field", "status must be active or suspended");
         return;
     }
-    if (tenant_update(c, name, plan, st) && st == GH_STORE_TENANT_SUSPENDED) emit_suspended(c);
+    if (tenant_update(c, name, plan, st)) emit_suspended(c);
 }
 
 static void h_tenant_suspend(struct call *c)
@@ -543,14 +548,19 @@ static void h_key_revoke(struct call *c)
 {
     struct gh_store_key k;
     struct gh_err err = {0};
-    int rc = gh_store_key_set_status(c->st, c->tenant, c->key, GH_STORE_KEY_REVOKED, &err);
+    int rc = gh_store_key_get(c->st, c->tenant, c->key, &k, &err);
+    bool was_revoked = rc == GH_OK && k.status == GH_STORE_KEY_REVOKED;
+
+    if (rc == GH_OK)
+        rc = gh_store_key_set_status(c->st, c->tenant, c->key, GH_STORE_KEY_REVOKED, &err);
     if (rc == GH_OK) rc = gh_store_key_get(c->st, c->tenant, c->key, &k, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
         return;
     }
     changed(c);
-    emit_key_event(c, "key.revoked", k.id, NULL);
+    /* Announced once: revoking a revoked key changes nothing. */
+    if (!was_revoked) emit_key_event(c, "key.revoked", k.id, NULL);
     reply_json(c, 200, gh_ops_key_json(&k));
 }
 

@@ -94,6 +94,11 @@ def test_cli_changes_are_audited_and_announced(gatehouse, upstream):
     rc, _, err = cli(g, "keys", "revoke", "--tenant", "acme", "nosuchkey")
     assert rc == 1 and "not found" in err, err
     cli_ok(g, "tenants", "suspend", "acme")
+    # Again, on either side: recorded, not announced (nothing changed).
+    cli_ok(g, "tenants", "suspend", "acme")
+    op.ok("POST", f"/v1/tenants/{t}/suspend")
+    cli_ok(g, "keys", "revoke", "--tenant", "acme", k2)
+    op.ok("POST", f"/v1/tenants/{t}/keys/{api_key}/revoke")
     cli_ok(g, "tenants", "activate", "acme")
     value = "s3cret-value-never-logged"
     rc, out, err = cli(g, "secrets", "set", "db/password", "--tenant", "acme",
@@ -110,6 +115,8 @@ def test_cli_changes_are_audited_and_announced(gatehouse, upstream):
             ("key.revoked", k2, None), ("tenant.suspended", None, None)]
     wait_for(lambda: len(rx.deliveries("/hook")) >= len(want), 10,
              what=f"{len(want)} webhook deliveries")
+    time.sleep(1.5)  # a dispatcher look more: nothing else comes
+    assert len(rx.deliveries("/hook")) == len(want), rx.deliveries("/hook")
     got = []
     for _, headers, body in rx.deliveries("/hook"):
         doc = json.loads(body)
@@ -133,6 +140,8 @@ def test_cli_changes_are_audited_and_announced(gatehouse, upstream):
         (t, cli_actor(sudo), "key.revoke", f"{keys}/{k2}", "success", ""),
         (t, me, "key.revoke", f"{keys}/nosuchkey", "failed", "not_found"),
         (t, me, "tenant.suspend", f"tenants/{t}", "success", ""),
+        (t, me, "tenant.suspend", f"tenants/{t}", "success", ""),
+        (t, me, "key.revoke", f"{keys}/{k2}", "success", ""),
         (t, me, "tenant.activate", f"tenants/{t}", "success", ""),
         (t, me, "secret.set", f"tenants/{t}/secrets/db/password", "success", ""),
         (t, me, "secret.read", f"tenants/{t}/secrets/db/password", "success", ""),
@@ -144,7 +153,8 @@ def test_cli_changes_are_audited_and_announced(gatehouse, upstream):
     # The API's own records sit on the same chain, between the CLI's, with
     # the same node (the CLI reads the node's config).
     api = [e for e in events(g) if e["chain"] == t and e["actor"].startswith("key:")]
-    assert [e["action"] for e in api] == ["webhook.create", "key.create", "key.revoke"], api
+    assert [e["action"] for e in api] == ["webhook.create", "key.create", "key.revoke",
+                                          "tenant.suspend", "key.revoke"], api
     assert create["node"] and create["node"] == api[0]["node"], (create, api[0])
 
     # The value is not in the store any more (deleted), audit rows included.
