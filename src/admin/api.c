@@ -331,31 +331,19 @@ static void h_tenant_get(struct call *c)
         reply_json(c, 200, gh_ops_tenant_json(&t));
 }
 
-/* Answers; true when the tenant was changed. */
-/* Answers; true when the tenant went from another status to suspended
- * (its tenant.suspended event is then due; not for one suspended already). */
-static bool tenant_update(struct call *c, const char *name, const char *plan,
-                          enum gh_store_tenant_status status)
+/* Applies <upd> (ops.c also announces a suspension) and answers. */
+static void tenant_update(struct call *c, const struct gh_store_tenant_update *upd)
 {
-    struct gh_store_tenant_update upd = {.name = name, .plan = plan, .status = status};
     struct gh_store_tenant t;
     struct gh_err err = {0};
-    int rc = gh_store_tenant_get(c->st, c->tenant, &t, &err);
-    bool was_suspended = rc == GH_OK && t.status == GH_STORE_TENANT_SUSPENDED;
+    int rc = gh_ops_tenant_update(c->st, c->r->conn->worker->rt->hooks, c->tenant, upd, &t, &err);
 
-    if (rc == GH_OK) rc = gh_store_tenant_update(c->st, c->tenant, &upd, &t, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
-        return false;
+        return;
     }
     changed(c);
     reply_json(c, 200, gh_ops_tenant_json(&t));
-    return status == GH_STORE_TENANT_SUSPENDED && !was_suspended;
-}
-
-static void emit_suspended(struct call *c)
-{
-    gh_ops_emit_suspended(c->st, c->r->conn->worker->rt->hooks, c->tenant);
 }
 
 /* The tenant's webhook event about one of its keys (<from>: the key a
@@ -378,17 +366,17 @@ static void h_tenant_patch(struct call *c)
         reply_error(c, 422, "invalid_field", "status must be active or suspended");
         return;
     }
-    if (tenant_update(c, name, plan, st)) emit_suspended(c);
+    tenant_update(c, &(struct gh_store_tenant_update){.name = name, .plan = plan, .status = st});
 }
 
 static void h_tenant_suspend(struct call *c)
 {
-    if (tenant_update(c, NULL, NULL, GH_STORE_TENANT_SUSPENDED)) emit_suspended(c);
+    tenant_update(c, &(struct gh_store_tenant_update){.status = GH_STORE_TENANT_SUSPENDED});
 }
 
 static void h_tenant_activate(struct call *c)
 {
-    tenant_update(c, NULL, NULL, GH_STORE_TENANT_ACTIVE);
+    tenant_update(c, &(struct gh_store_tenant_update){.status = GH_STORE_TENANT_ACTIVE});
 }
 
 static void h_key_create(struct call *c)
@@ -548,19 +536,13 @@ static void h_key_revoke(struct call *c)
 {
     struct gh_store_key k;
     struct gh_err err = {0};
-    int rc = gh_store_key_get(c->st, c->tenant, c->key, &k, &err);
-    bool was_revoked = rc == GH_OK && k.status == GH_STORE_KEY_REVOKED;
+    int rc = gh_ops_key_revoke(c->st, c->r->conn->worker->rt->hooks, c->tenant, c->key, &k, &err);
 
-    if (rc == GH_OK)
-        rc = gh_store_key_set_status(c->st, c->tenant, c->key, GH_STORE_KEY_REVOKED, &err);
-    if (rc == GH_OK) rc = gh_store_key_get(c->st, c->tenant, c->key, &k, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
         return;
     }
     changed(c);
-    /* Announced once: revoking a revoked key changes nothing. */
-    if (!was_revoked) emit_key_event(c, "key.revoked", k.id, NULL);
     reply_json(c, 200, gh_ops_key_json(&k));
 }
 

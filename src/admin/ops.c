@@ -86,12 +86,39 @@ void gh_ops_emit_key_event(struct gh_store *st, struct gh_hooks_dispatcher *d, c
     emit(st, d, tenant, type, payload);
 }
 
-void gh_ops_emit_suspended(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant)
+static void emit_suspended(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant)
 {
     char payload[96];
 
     snprintf(payload, sizeof(payload), "{\"tenant_id\":\"%s\"}", tenant);
     emit(st, d, tenant, "tenant.suspended", payload);
+}
+
+int gh_ops_key_revoke(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant_id,
+                      const char *key_id, struct gh_store_key *out, struct gh_err *err)
+{
+    int rc = gh_store_key_get(st, tenant_id, key_id, out, err);
+    bool was_revoked = rc == GH_OK && out->status == GH_STORE_KEY_REVOKED;
+
+    if (rc == GH_OK) rc = gh_store_key_set_status(st, tenant_id, key_id, GH_STORE_KEY_REVOKED, err);
+    if (rc != GH_OK) return rc;
+    out->status = GH_STORE_KEY_REVOKED; /* nothing else of the row moves */
+    if (!was_revoked) gh_ops_emit_key_event(st, d, tenant_id, "key.revoked", key_id, NULL);
+    return GH_OK;
+}
+
+int gh_ops_tenant_update(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant_id,
+                         const struct gh_store_tenant_update *upd, struct gh_store_tenant *out,
+                         struct gh_err *err)
+{
+    int rc = gh_store_tenant_get(st, tenant_id, out, err);
+    bool was_suspended = rc == GH_OK && out->status == GH_STORE_TENANT_SUSPENDED;
+
+    if (rc == GH_OK) rc = gh_store_tenant_update(st, tenant_id, upd, out, err);
+    if (rc != GH_OK) return rc;
+    if (upd->status == GH_STORE_TENANT_SUSPENDED && !was_suspended)
+        emit_suspended(st, d, tenant_id);
+    return GH_OK;
 }
 
 const char *gh_ops_store_error_code(int rc)

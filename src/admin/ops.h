@@ -28,14 +28,25 @@ int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, co
                       const char *key_id, int64_t grace_ms, struct gh_store_key *out,
                       char key_out[GH_APIKEY_LEN + 1], int64_t *old_expires_at, struct gh_err *err);
 
-/* The tenant's webhook events about a change just made (docs/webhooks.md,
- * "Events"), by the admin API or the CLI: ids only, never a key. <from> is
+/* The changes the admin API and the CLI announce: each applies it, then
+ * sends the tenant's event when it changed something (key.revoked for a key
+ * not revoked already, tenant.suspended for a tenant not suspended already),
+ * through <d> (NULL in the CLI, as below). <out> gets the row as it is now.
+ * The store's codes. */
+int gh_ops_key_revoke(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant_id,
+                      const char *key_id, struct gh_store_key *out, struct gh_err *err);
+int gh_ops_tenant_update(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant_id,
+                         const struct gh_store_tenant_update *upd, struct gh_store_tenant *out,
+                         struct gh_err *err);
+
+/* The tenant's webhook event about one of its keys, just made
+ * (docs/webhooks.md, "Events"), by the admin API or the CLI: ids only,
+ * never a key. <from> is
  * the key a rotation replaced (NULL otherwise). <d> is poked (NULL in the
  * CLI: every gateway's dispatcher finds the deliveries at its next look, in
  * at most a second). A failure is logged; the change stands. */
 void gh_ops_emit_key_event(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant,
                            const char *type, const char *key_id, const char *from);
-void gh_ops_emit_suspended(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant);
 
 /* The error code the admin API answers for a store return code other than
  * GH_OK ("not_found", "conflict", ...): also the reason of an audit event

@@ -325,7 +325,6 @@ static int change_tenant(struct gh_store *st, struct gh_cli_audit *au, const cha
     struct gh_audit_event ev;
     struct gh_err err = {0};
     char action[32], res[GH_AUDIT_RESOURCE_SIZE];
-    bool was_suspended = false;
     int rc, audited;
 
     memset(&t, 0, sizeof(t));
@@ -347,15 +346,12 @@ static int change_tenant(struct gh_store *st, struct gh_cli_audit *au, const cha
         struct gh_store_tenant_update upd = {.status = verb[0] == 's' ? GH_STORE_TENANT_SUSPENDED
                                                                       : GH_STORE_TENANT_ACTIVE};
         if (find_tenant(st, o->pos[0], &t) != 0) return 1;
-        was_suspended = t.status == GH_STORE_TENANT_SUSPENDED;
-        rc = gh_store_tenant_update(st, t.id, &upd, &t, &err);
+        rc = gh_ops_tenant_update(st, NULL, t.id, &upd, &t, &err);
         resource_of(res, sizeof(res), t.id, NULL);
         gh_cli_audit_begin(au, &ev, action, t.id, res);
     }
     audited = gh_cli_audit_end(au, &ev, rc);
     if (rc != GH_OK) return store_fail(verb, &err);
-    /* Announced once: suspending a suspended tenant changes nothing. */
-    if (strcmp(verb, "suspend") == 0 && !was_suspended) gh_ops_emit_suspended(st, NULL, t.id);
     print_json(gh_ops_tenant_json(&t));
     return audited;
 }
@@ -473,18 +469,12 @@ static int revoke_key(struct gh_store *st, struct gh_cli_audit *au, const struct
     struct gh_audit_event ev;
     struct gh_store_key k;
     struct gh_err err = {0};
-    int rc = gh_store_key_get(st, t->id, key_id, &k, &err), audited;
-    bool was_revoked = rc == GH_OK && k.status == GH_STORE_KEY_REVOKED;
+    int rc = gh_ops_key_revoke(st, NULL, t->id, key_id, &k, &err), audited;
 
-    if (rc == GH_OK) rc = gh_store_key_set_status(st, t->id, key_id, GH_STORE_KEY_REVOKED, &err);
     resource_of(res, sizeof(res), t->id, key_id);
     gh_cli_audit_begin(au, &ev, "key.revoke", t->id, res);
     audited = gh_cli_audit_end(au, &ev, rc);
     if (rc != GH_OK) return store_fail("revoke", &err);
-    /* Announced once: revoking a revoked key changes nothing. */
-    if (!was_revoked) gh_ops_emit_key_event(st, NULL, t->id, "key.revoked", key_id, NULL);
-    if (gh_store_key_get(st, t->id, key_id, &k, &err) != GH_OK)
-        return store_fail("the key is revoked, but reading it back failed", &err);
     print_json(gh_ops_key_json(&k));
     return audited;
 }

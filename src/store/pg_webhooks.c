@@ -274,7 +274,6 @@ int gh_pg__hook_endpoint_delete(struct gh_store *st, const char *tenant_id, cons
 
 /* ---- Publish ------------------------------------------------------------------ */
 
-/* The stored delivery count of message <msg_id> of <tenant_id>. */
 /* The message stored under (<tenant_id>, <msg_id>): its delivery count,
  * and CONFLICT when its type or payload differ from the ones published
  * again (the id names another message: answering "duplicate" would hide

@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -70,6 +71,28 @@ def postgres_init(config_path, admin_url, env=None):
 
 
 _handed_ports = set()
+
+
+@pytest.fixture
+def service_dir():
+    """A folder (pathlib.Path) another user can reach, as a gateway's
+    /var/lib/gatehouse is to its user: pytest's own folders are root's,
+    0700. Removed after the test."""
+    d = tempfile.mkdtemp(prefix="gh-service-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def chown_tree(path, user="nobody", skip=()):
+    """chown -R <path> to <user> (and its group), leaving the folders in
+    <skip> alone."""
+    import pwd
+    pw = pwd.getpwnam(user)
+    for dirpath, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skip]
+        for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+            os.chown(name, pw.pw_uid, pw.pw_gid)
 
 
 def free_port():

@@ -16,6 +16,7 @@ import store_db
 from conftest import wait_for
 from identity_helpers import (Admin, bootstrap, cli, cli_ok, identity_config, last_line,
                               split_key)
+from test_audit import verify
 from test_webhooks import HOOKS, Receiver, counter, endpoint
 
 FAILED = 'gatehouse_audit_events_total{result="failed"}'
@@ -38,7 +39,7 @@ def events(g):
 
 
 def verify_ok(g):
-    rc, out, err = cli(g, "audit", "verify")
+    rc, out, err = verify(g)
     assert rc == 0 and "FAILED" not in out, out + err
     return out
 

@@ -8,36 +8,14 @@ make a second master key for a store that already uses one. (The tests run
 as root, as CI does; as another user the refusals do not apply, and the
 same commands are checked to go through.)"""
 import os
-import pwd
 import shutil
 import subprocess
-import tempfile
 
-import pytest
-
-from conftest import Gatehouse, gatehouse_bin
+from conftest import Gatehouse, chown_tree, gatehouse_bin
 from identity_helpers import bootstrap, cli, cli_ok, identity_config
 
 FAR = "2099-01-01T00:00:00Z"
 ROOT = os.geteuid() == 0
-
-
-@pytest.fixture
-def service_dir():
-    """A folder another user can reach (pytest's own are root's, 0700)."""
-    d = tempfile.mkdtemp(prefix="gh-owner-", dir="/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def give(path, user="nobody", skip=()):
-    """chown -R <path> to <user>, leaving the paths in <skip> alone."""
-    pw = pwd.getpwnam(user)
-    for dirpath, dirs, files in os.walk(path):
-        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skip]
-        for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
-            os.chown(name, pw.pw_uid, pw.pw_gid)
 
 
 def as_nobody(g, *args, binary):
@@ -62,7 +40,7 @@ def test_root_does_not_write_in_the_gateways_folders(upstream, service_dir):
     bootstrap(g)  # the folder is root's still: allowed
     cli_ok(g, "tenants", "create", "acme")
     if ROOT:
-        give(service_dir)
+        chown_tree(service_dir)
     writes = [("keys", "create", "--tenant", "acme"), ("tenants", "suspend", "acme"),
               ("admin", "bootstrap"), ("migrate",), ("audit", "archive"),
               ("secrets", "init")]
@@ -107,13 +85,13 @@ def test_verify_tells_an_archive_it_cannot_read_from_a_missing_one(gatehouse, up
     if not ROOT:
         return
     # Everything the other user's but one chain's folder of the archive.
-    give(service_dir, skip=chains[:1])
+    chown_tree(service_dir, skip=chains[:1])
     os.chmod(chains[0], 0o700)
     rc, out, err = as_nobody(g, "audit", "verify", "--archive", archive, binary=binary)
     assert rc == 2, (rc, out, err)
     assert "Permission denied" in out + err and "deleted" not in out + err, out + err
     # A missing one is still tampering.
-    give(chains[0])
+    chown_tree(chains[0])
     manifests = [f for f in os.listdir(chains[0]) if f.endswith(".manifest.json")]
     os.unlink(os.path.join(chains[0], manifests[0]))
     rc, out, err = as_nobody(g, "audit", "verify", "--archive", archive, binary=binary)
