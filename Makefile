@@ -120,7 +120,7 @@ $(BUILD)/tests/libp11faulty.so: tests/p11_faulty/p11_faulty.c | $(DEPS_OK)
 
 integration: $(BUILD)/gatehouse $(BUILD)/tests/store/test_audit_store \
              $(BUILD)/tests/store/test_webhooks_store $(BUILD)/tests/store/test_usage_store \
-             $(BUILD)/tests/libp11faulty.so
+             $(BUILD)/tests/store/test_status_store $(BUILD)/tests/libp11faulty.so
 	GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q tests/integration \
 	    --ignore=tests/integration/test_deploy.py
 	GH_TEST_STORE=postgres GATEHOUSE_BIN=$(abspath $(BUILD)/gatehouse) $(PYTHON) -m pytest -q \

@@ -97,13 +97,17 @@ static void emit_suspended(struct gh_store *st, struct gh_hooks_dispatcher *d, c
 int gh_ops_key_revoke(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant_id,
                       const char *key_id, struct gh_store_key *out, struct gh_err *err)
 {
+    bool moved = false;
     int rc = gh_store_key_get(st, tenant_id, key_id, out, err);
-    bool was_revoked = rc == GH_OK && out->status == GH_STORE_KEY_REVOKED;
 
-    if (rc == GH_OK) rc = gh_store_key_set_status(st, tenant_id, key_id, GH_STORE_KEY_REVOKED, err);
+    /* Whether to announce is the store's answer, not the status read
+     * above: of two revocations at once (two admins, two nodes) exactly one
+     * moves the status under the row's lock, and only that one announces. */
+    if (rc == GH_OK)
+        rc = gh_store_key_set_status(st, tenant_id, key_id, GH_STORE_KEY_REVOKED, &moved, err);
     if (rc != GH_OK) return rc;
     out->status = GH_STORE_KEY_REVOKED; /* nothing else of the row moves */
-    if (!was_revoked) gh_ops_emit_key_event(st, d, tenant_id, "key.revoked", key_id, NULL);
+    if (moved) gh_ops_emit_key_event(st, d, tenant_id, "key.revoked", key_id, NULL);
     return GH_OK;
 }
 
@@ -111,14 +115,13 @@ int gh_ops_tenant_update(struct gh_store *st, struct gh_hooks_dispatcher *d, con
                          const struct gh_store_tenant_update *upd, struct gh_store_tenant *out,
                          struct gh_err *err)
 {
-    int rc = gh_store_tenant_get(st, tenant_id, out, err);
-    bool was_suspended = rc == GH_OK && out->status == GH_STORE_TENANT_SUSPENDED;
+    bool status_moved = false;
+    /* As for a key above: of two suspensions at once, the one the store
+     * says moved the status announces. */
+    int rc = gh_store_tenant_update(st, tenant_id, upd, out, &status_moved, err);
 
-    if (rc == GH_OK) rc = gh_store_tenant_update(st, tenant_id, upd, out, err);
-    if (rc != GH_OK) return rc;
-    if (upd->status == GH_STORE_TENANT_SUSPENDED && !was_suspended)
-        emit_suspended(st, d, tenant_id);
-    return GH_OK;
+    if (status_moved && upd->status == GH_STORE_TENANT_SUSPENDED) emit_suspended(st, d, tenant_id);
+    return rc;
 }
 
 const char *gh_ops_store_error_code(int rc)

@@ -468,7 +468,7 @@ int gh_pg__tenant_list(struct gh_store *st, enum gh_store_tenant_status status,
                        struct gh_store_tenant *out, size_t *count, bool *more, struct gh_err *err);
 int gh_pg__tenant_update(struct gh_store *st, const char *id,
                          const struct gh_store_tenant_update *upd, int64_t now,
-                         struct gh_store_tenant *out, struct gh_err *err);
+                         struct gh_store_tenant *out, bool *status_moved, struct gh_err *err);
 int gh_pg__tenant_limits_set(struct gh_store *st, const char *id, const char *plan,
                              const char *overrides_json, int64_t now, struct gh_err *err);
 int gh_pg__tenant_limits_get(struct gh_store *st, const char *id, char *plan, char *json,
@@ -482,7 +482,7 @@ int gh_pg__key_list(struct gh_store *st, const char *tenant_id, const struct gh_
                     size_t limit, struct gh_store_key *out, size_t *count, bool *more,
                     struct gh_err *err);
 int gh_pg__key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
-                          enum gh_store_key_status status, struct gh_err *err);
+                          enum gh_store_key_status status, bool *moved, struct gh_err *err);
 int gh_pg__key_set_expiry(struct gh_store *st, const char *tenant_id, const char *key_id,
                           int64_t expires_at, struct gh_err *err);
 int gh_pg__keys_touch_batch(struct gh_store *st, const struct gh_store_key_touch *touches, size_t n,

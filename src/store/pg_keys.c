@@ -158,7 +158,7 @@ int gh_pg__key_list(struct gh_store *st, const char *tenant_id, const struct gh_
 }
 
 int gh_pg__key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
-                          enum gh_store_key_status status, struct gh_err *err)
+                          enum gh_store_key_status status, bool *moved, struct gh_err *err)
 {
     enum gh_store_key_status cur = GH_STORE_KEY_ANY;
     struct gh_pg_args a = {0};
@@ -186,6 +186,7 @@ int gh_pg__key_set_status(struct gh_store *st, const char *tenant_id, const char
     gh_pg__arg(&a, gh_store_key_status_name(status));
     rc = gh_pg__run(&tx, GH_PG_KEY_SET_STATUS, &a, NULL, err);
     if (rc == GH_OK) rc = gh_pg__bump(&tx, err);
+    *moved = true;
 out:
     return gh_pg__end(&tx, rc, err);
 }

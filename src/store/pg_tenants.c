@@ -118,7 +118,7 @@ int gh_pg__tenant_list(struct gh_store *st, enum gh_store_tenant_status status,
 
 int gh_pg__tenant_update(struct gh_store *st, const char *id,
                          const struct gh_store_tenant_update *upd, int64_t now,
-                         struct gh_store_tenant *out, struct gh_err *err)
+                         struct gh_store_tenant *out, bool *status_moved, struct gh_err *err)
 {
     struct gh_store_tenant cur;
     struct gh_pg_args a = {0};
@@ -142,6 +142,7 @@ int gh_pg__tenant_update(struct gh_store *st, const char *id,
      * CONFLICT with the same message as SQLite's. */
     rc = gh_pg__run(&tx, GH_PG_TENANT_UPDATE, &a, NULL, err);
     if (rc != GH_OK) goto out;
+    *status_moved = upd->status != GH_STORE_TENANT_ANY && upd->status != cur.status;
     if ((upd->status != GH_STORE_TENANT_ANY && upd->status != cur.status) ||
         (upd->plan != NULL && strcmp(upd->plan, cur.plan) != 0))
         rc = gh_pg__bump(&tx, err);

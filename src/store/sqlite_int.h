@@ -319,7 +319,7 @@ int gh_sqlite__tenant_list(struct gh_store *st, enum gh_store_tenant_status stat
                            struct gh_err *err);
 int gh_sqlite__tenant_update(struct gh_store *st, const char *id,
                              const struct gh_store_tenant_update *upd, int64_t now,
-                             struct gh_store_tenant *out, struct gh_err *err);
+                             struct gh_store_tenant *out, bool *status_moved, struct gh_err *err);
 int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err);
 int gh_sqlite__key_get(struct gh_store *st, const char *tenant_id, const char *key_id,
                        struct gh_store_key *out, struct gh_err *err);
@@ -327,7 +327,7 @@ int gh_sqlite__key_list(struct gh_store *st, const char *tenant_id,
                         const struct gh_store_keyset *after, size_t limit, struct gh_store_key *out,
                         size_t *count, bool *more, struct gh_err *err);
 int gh_sqlite__key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
-                              enum gh_store_key_status status, struct gh_err *err);
+                              enum gh_store_key_status status, bool *moved, struct gh_err *err);
 int gh_sqlite__key_set_expiry(struct gh_store *st, const char *tenant_id, const char *key_id,
                               int64_t expires_at, struct gh_err *err);
 int gh_sqlite__keys_touch_batch(struct gh_store *st, const struct gh_store_key_touch *touches,

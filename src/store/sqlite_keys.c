@@ -200,7 +200,7 @@ out:
 /* ---- Changes ---------------------------------------------------------------- */
 
 int gh_sqlite__key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
-                              enum gh_store_key_status status, struct gh_err *err)
+                              enum gh_store_key_status status, bool *moved, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -241,6 +241,7 @@ int gh_sqlite__key_set_status(struct gh_store *st, const char *tenant_id, const 
     gh_sqlite__bind_text(s, 3, gh_store_key_status_name(status));
     rc = gh_sqlite__exec(c, s, "key status", err);
     if (rc == GH_OK) rc = gh_sqlite__bump(c, err);
+    *moved = true;
 out:
     return gh_sqlite__write_end(ss, rc, err);
 }

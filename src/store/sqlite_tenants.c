@@ -147,7 +147,7 @@ out:
 
 int gh_sqlite__tenant_update(struct gh_store *st, const char *id,
                              const struct gh_store_tenant_update *upd, int64_t now,
-                             struct gh_store_tenant *out, struct gh_err *err)
+                             struct gh_store_tenant *out, bool *status_moved, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -177,6 +177,7 @@ int gh_sqlite__tenant_update(struct gh_store *st, const char *id,
     rc = gh_sqlite__exec(c, s, "tenant update", err);
     rc = gh_sqlite__conflict(c, rc);
     if (rc != GH_OK) goto out;
+    *status_moved = upd->status != GH_STORE_TENANT_ANY && upd->status != cur.status;
     /* A suspension or reinstatement changes who may pass, and so does a new
      * plan (its limits): caches reload. */
     if ((upd->status != GH_STORE_TENANT_ANY && upd->status != cur.status) ||

@@ -509,10 +509,12 @@ int gh_store_tenant_list(struct gh_store *st, enum gh_store_tenant_status status
 
 int gh_store_tenant_update(struct gh_store *st, const char *id,
                            const struct gh_store_tenant_update *upd, struct gh_store_tenant *out,
-                           struct gh_err *err)
+                           bool *status_moved, struct gh_err *err)
 {
-    bool system;
+    bool system, moved_here = false;
+    int rc;
 
+    if (status_moved != NULL) *status_moved = false;
     if (!gh_store_valid_tenant_id(id)) return tenant_not_found(err);
     if (upd->name == NULL && upd->plan == NULL && upd->status == GH_STORE_TENANT_ANY)
         return invalid(err, "update", "nothing to change");
@@ -534,7 +536,9 @@ int gh_store_tenant_update(struct gh_store *st, const char *id,
         gh_err_set(err, NULL, 0, 0, "the system tenant cannot be renamed");
         return GH_STORE_CONFLICT;
     }
-    return st->ops->tenant_update(st, id, upd, (int64_t)gh_wall_ms(), out, err);
+    rc = st->ops->tenant_update(st, id, upd, (int64_t)gh_wall_ms(), out, &moved_here, err);
+    if (status_moved != NULL) *status_moved = rc == GH_OK && moved_here;
+    return rc;
 }
 
 /* ---- API keys --------------------------------------------------------------- */
@@ -627,13 +631,19 @@ int gh_store_key_list(struct gh_store *st, const char *tenant_id, struct gh_stor
 }
 
 int gh_store_key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
-                            enum gh_store_key_status status, struct gh_err *err)
+                            enum gh_store_key_status status, bool *moved, struct gh_err *err)
 {
+    bool moved_here = false;
+    int rc;
+
+    if (moved != NULL) *moved = false;
     if (status != GH_STORE_KEY_ACTIVE && status != GH_STORE_KEY_REVOKED)
         return invalid(err, "status", "must be active or revoked");
     if (!gh_store_valid_tenant_id(tenant_id) || !gh_store_valid_key_id(key_id))
         return key_not_found(err);
-    return st->ops->key_set_status(st, tenant_id, key_id, status, err);
+    rc = st->ops->key_set_status(st, tenant_id, key_id, status, &moved_here, err);
+    if (moved != NULL) *moved = rc == GH_OK && moved_here;
+    return rc;
 }
 
 int gh_store_key_set_expiry(struct gh_store *st, const char *tenant_id, const char *key_id,

@@ -633,12 +633,13 @@ struct gh_store_ops {
                        struct gh_store_tenant *out, size_t *count, bool *more, struct gh_err *err);
 
     /* [operator] Applies <upd> to tenant <id>, sets updated_at to <now>, and
-     * fills <out> (may be NULL) with the result. Bumps the change counter
-     * when the status or the plan changes. NOT_FOUND; CONFLICT when the new
-     * name is taken. */
+     * fills <out> (may be NULL) with the result, and <status_moved> with
+     * whether the status it found under the row's lock was another. Bumps
+     * the change counter when the status or the plan changes. NOT_FOUND;
+     * CONFLICT when the new name is taken. */
     int (*tenant_update)(struct gh_store *st, const char *id,
                          const struct gh_store_tenant_update *upd, int64_t now,
-                         struct gh_store_tenant *out, struct gh_err *err);
+                         struct gh_store_tenant *out, bool *status_moved, struct gh_err *err);
 
     /* [tenant: k->tenant_id] Inserts <k> (id and times set by the wrapper)
      * and bumps the change counter. NOT_FOUND when the tenant, or the key
@@ -656,10 +657,11 @@ struct gh_store_ops {
                     struct gh_err *err);
 
     /* [tenant] Sets the status of a key and bumps the change counter when it
-     * changed. Revocation is final: active -> revoked, or no change;
-     * revoked -> active is CONFLICT. NOT_FOUND. */
+     * changed, and sets <moved> to whether it changed. Revocation is final:
+     * active -> revoked, or no change; revoked -> active is CONFLICT.
+     * NOT_FOUND. */
     int (*key_set_status)(struct gh_store *st, const char *tenant_id, const char *key_id,
-                          enum gh_store_key_status status, struct gh_err *err);
+                          enum gh_store_key_status status, bool *moved, struct gh_err *err);
 
     /* [tenant] Sets expires_at (0 = never) and bumps the change counter. */
     int (*key_set_expiry)(struct gh_store *st, const char *tenant_id, const char *key_id,
@@ -1131,12 +1133,14 @@ int gh_store_tenant_list(struct gh_store *st, enum gh_store_tenant_status status
 
 /* [tenant] Changes name, plan and/or status of tenant <id>; fills <out> (may
  * be NULL). Bumps the change counter when the status or the plan changes
- * (both change what passes). NOT_FOUND; CONFLICT when the name is taken or
- * when asked to rename or suspend the system tenant; INVALID for bad values
- * or an empty update. */
+ * (both change what passes). *<status_moved> (may be NULL) says whether
+ * this call changed the status: of two suspensions at once, on one node or
+ * two, exactly one moves it, as the store decides under the row's lock.
+ * NOT_FOUND; CONFLICT when the name is taken or when asked to rename or
+ * suspend the system tenant; INVALID for bad values or an empty update. */
 int gh_store_tenant_update(struct gh_store *st, const char *id,
                            const struct gh_store_tenant_update *upd, struct gh_store_tenant *out,
-                           struct gh_err *err);
+                           bool *status_moved, struct gh_err *err);
 
 /* ---- API keys --------------------------------------------------------------- */
 
@@ -1160,9 +1164,10 @@ int gh_store_key_list(struct gh_store *st, const char *tenant_id, struct gh_stor
 
 /* [tenant] Revokes (status GH_STORE_KEY_REVOKED) a key; revoking twice is
  * GH_OK. Revocation is final: asking for GH_STORE_KEY_ACTIVE on a revoked key
- * is CONFLICT. NOT_FOUND. */
+ * is CONFLICT. NOT_FOUND. *<moved> (may be NULL) says whether this call
+ * changed the status: of two revocations at once, exactly one did. */
 int gh_store_key_set_status(struct gh_store *st, const char *tenant_id, const char *key_id,
-                            enum gh_store_key_status status, struct gh_err *err);
+                            enum gh_store_key_status status, bool *moved, struct gh_err *err);
 
 /* [tenant] Sets a key's expiry (unix ms; 0 = never), e.g. the end of a
  * rotation's grace period. INVALID when negative; NOT_FOUND. */

@@ -100,6 +100,14 @@ def test_usage_store_unit_tests_on_postgres(pg_server):
     run_store_unit_tests(pg_server, "test_usage_store", "usage store on PostgreSQL", 3)
 
 
+def test_status_store_unit_tests_on_postgres(pg_server):
+    """Who moved a key's or a tenant's status, on a real server: four
+    store handles (four nodes) revoke one key, then suspend one tenant, at
+    once, twelve times: exactly one says it moved each, so key.revoked and
+    tenant.suspended are announced once."""
+    run_store_unit_tests(pg_server, "test_status_store", "status store on PostgreSQL", 2)
+
+
 # ---------------------------------------------------------------- init and roles
 
 

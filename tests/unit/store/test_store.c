@@ -465,13 +465,13 @@ static void test_system_tenant(void **state)
     assert_string_equal(t.id, "system");
 
     struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
-    assert_int_equal(gh_store_tenant_update(f->st, "system", &suspend, NULL, &err),
+    assert_int_equal(gh_store_tenant_update(f->st, "system", &suspend, NULL, NULL, &err),
                      GH_STORE_CONFLICT);
     struct gh_store_tenant_update rename = {.name = "ops"};
-    assert_int_equal(gh_store_tenant_update(f->st, "system", &rename, NULL, &err),
+    assert_int_equal(gh_store_tenant_update(f->st, "system", &rename, NULL, NULL, &err),
                      GH_STORE_CONFLICT);
     struct gh_store_tenant_update plan = {.plan = "unlimited"};
-    assert_int_equal(gh_store_tenant_update(f->st, "system", &plan, &t, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, "system", &plan, &t, NULL, &err), GH_OK);
     assert_string_equal(t.plan, "unlimited");
 
     struct gh_store_tenant dup;
@@ -567,23 +567,24 @@ static void test_tenant_crud(void **state)
 
     /* Rename, then a rename onto a taken name. */
     struct gh_store_tenant_update ren = {.name = "acme-2"};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &ren, &got, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &ren, &got, NULL, &err), GH_OK);
     assert_string_equal(got.name, "acme-2");
     assert_true(got.updated_at >= a.updated_at);
     assert_int_equal(gh_store_tenant_get_by_name(f->st, "acme", &got, &err), GH_STORE_NOT_FOUND);
     tenant_new(f->st, "beta", &b);
-    assert_int_equal(gh_store_tenant_update(f->st, b.id, &ren, NULL, &err), GH_STORE_CONFLICT);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &ren, NULL, NULL, &err),
+                     GH_STORE_CONFLICT);
     /* Renaming to its own name is fine. */
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &ren, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &ren, NULL, NULL, &err), GH_OK);
 
     /* Plan, suspend, reinstate. */
     struct gh_store_tenant_update up = {.plan = "gold", .status = GH_STORE_TENANT_SUSPENDED};
-    assert_int_equal(gh_store_tenant_update(f->st, b.id, &up, &got, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &up, &got, NULL, &err), GH_OK);
     assert_string_equal(got.plan, "gold");
     assert_string_equal(got.name, "beta");
     assert_int_equal(got.status, GH_STORE_TENANT_SUSPENDED);
     struct gh_store_tenant_update act = {.status = GH_STORE_TENANT_ACTIVE};
-    assert_int_equal(gh_store_tenant_update(f->st, b.id, &act, &got, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &act, &got, NULL, &err), GH_OK);
     assert_int_equal(got.status, GH_STORE_TENANT_ACTIVE);
     assert_string_equal(got.plan, "gold");
 
@@ -592,14 +593,18 @@ static void test_tenant_crud(void **state)
                      GH_STORE_NOT_FOUND);
     assert_int_equal(gh_store_tenant_get(f->st, "../etc/passwd", &got, &err), GH_STORE_NOT_FOUND);
     assert_int_equal(gh_store_tenant_get(f->st, "", &got, &err), GH_STORE_NOT_FOUND);
-    assert_int_equal(gh_store_tenant_update(f->st, "tn_00000000000000000000", &act, NULL, &err),
-                     GH_STORE_NOT_FOUND);
+    assert_int_equal(
+        gh_store_tenant_update(f->st, "tn_00000000000000000000", &act, NULL, NULL, &err),
+        GH_STORE_NOT_FOUND);
     struct gh_store_tenant_update empty = {0};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &empty, NULL, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &empty, NULL, NULL, &err),
+                     GH_STORE_INVALID);
     struct gh_store_tenant_update badname = {.name = "Acme"};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &badname, NULL, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &badname, NULL, NULL, &err),
+                     GH_STORE_INVALID);
     struct gh_store_tenant_update badstatus = {.status = (enum gh_store_tenant_status)7};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &badstatus, NULL, &err), GH_STORE_INVALID);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &badstatus, NULL, NULL, &err),
+                     GH_STORE_INVALID);
 
     /* A tenant created suspended, with a plan. */
     memset(&b, 0, sizeof(b));
@@ -656,7 +661,8 @@ static void test_tenant_list(void **state)
         snprintf(name, sizeof(name), "tenant-%02d", i);
         tenant_new(f->st, name, &t);
         if (i % 5 == 0)
-            assert_int_equal(gh_store_tenant_update(f->st, t.id, &suspend, NULL, &err), GH_OK);
+            assert_int_equal(gh_store_tenant_update(f->st, t.id, &suspend, NULL, NULL, &err),
+                             GH_OK);
     }
     assert_int_equal(walk_tenants(f->st, GH_STORE_TENANT_ANY, 10, &pages), 26); /* + system */
     assert_int_equal(pages, 3);
@@ -902,29 +908,32 @@ static void test_key_revoke(void **state)
     v = version_of(f->st);
 
     /* Another tenant cannot revoke it. */
-    assert_int_equal(gh_store_key_set_status(f->st, b.id, k.id, GH_STORE_KEY_REVOKED, &err),
+    assert_int_equal(gh_store_key_set_status(f->st, b.id, k.id, GH_STORE_KEY_REVOKED, NULL, &err),
                      GH_STORE_NOT_FOUND);
     assert_int_equal(version_of(f->st), v);
     /* Active -> active changes nothing. */
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, &err), GH_OK);
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, NULL, &err),
+                     GH_OK);
     assert_int_equal(version_of(f->st), v);
 
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, &err), GH_OK);
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, NULL, &err),
+                     GH_OK);
     assert_int_equal(version_of(f->st), v + 1);
     assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
     assert_int_equal(got.status, GH_STORE_KEY_REVOKED);
     /* Twice is fine and changes nothing; back to active is refused. */
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, &err), GH_OK);
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, NULL, &err),
+                     GH_OK);
     assert_int_equal(version_of(f->st), v + 1);
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, &err),
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, NULL, &err),
                      GH_STORE_CONFLICT);
     assert_int_equal(gh_store_key_get(f->st, a.id, k.id, &got, &err), GH_OK);
     assert_int_equal(got.status, GH_STORE_KEY_REVOKED);
 
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ANY, &err),
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ANY, NULL, &err),
                      GH_STORE_INVALID);
     assert_int_equal(
-        gh_store_key_set_status(f->st, a.id, "AAAAAAAAAAAAAAAA", GH_STORE_KEY_REVOKED, &err),
+        gh_store_key_set_status(f->st, a.id, "AAAAAAAAAAAAAAAA", GH_STORE_KEY_REVOKED, NULL, &err),
         GH_STORE_NOT_FOUND);
 }
 
@@ -1060,9 +1069,9 @@ static void test_key_directory(void **state)
     key_new(f->st, a.id, &ka);
     key_new(f->st, a.id, &kr);
     key_new(f->st, b.id, &kb);
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, kr.id, GH_STORE_KEY_REVOKED, &err),
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, kr.id, GH_STORE_KEY_REVOKED, NULL, &err),
                      GH_OK);
-    assert_int_equal(gh_store_tenant_update(f->st, b.id, &suspend, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &suspend, NULL, NULL, &err), GH_OK);
 
     assert_int_equal(gh_store_key_directory_load(f->st, dir_cb, d, &v, &err), GH_OK);
     assert_int_equal(v, version_of(f->st));
@@ -1128,21 +1137,21 @@ static void test_change_version(void **state)
     /* A rename changes nothing that decides who passes; a new plan does (its
      * limits), the same plan again does not. */
     struct gh_store_tenant_update rename = {.name = "acme-corp"};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &rename, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &rename, NULL, NULL, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0);
     struct gh_store_tenant_update plan = {.plan = "gold"};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &plan, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &plan, NULL, NULL, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 1);
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &plan, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &plan, NULL, NULL, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 1);
     v0++;
     struct gh_store_tenant_update suspend = {.status = GH_STORE_TENANT_SUSPENDED};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &suspend, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &suspend, NULL, NULL, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 1);
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &suspend, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &suspend, NULL, NULL, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 1); /* no change of status */
     struct gh_store_tenant_update active = {.status = GH_STORE_TENANT_ACTIVE};
-    assert_int_equal(gh_store_tenant_update(f->st, a.id, &active, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, a.id, &active, NULL, NULL, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 2);
 
     key_new(f->st, a.id, &k);
@@ -1165,13 +1174,14 @@ static void test_change_version(void **state)
 
     assert_int_equal(gh_store_key_set_expiry(f->st, a.id, k.id, 123, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 4);
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, &err), GH_OK);
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_REVOKED, NULL, &err),
+                     GH_OK);
     assert_int_equal(version_of(f->st), v0 + 5);
     assert_int_equal(gh_store_token_revoke(f->st, "jti-1", 4102444800000, &err), GH_OK);
     assert_int_equal(version_of(f->st), v0 + 6);
 
     /* Failed writes change nothing either. */
-    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, &err),
+    assert_int_equal(gh_store_key_set_status(f->st, a.id, k.id, GH_STORE_KEY_ACTIVE, NULL, &err),
                      GH_STORE_CONFLICT);
     key_init(&k, "tn_00000000000000000000");
     assert_int_equal(gh_store_key_insert(f->st, &k, &err), GH_STORE_NOT_FOUND);
@@ -1643,7 +1653,7 @@ static void test_tenant_limits(void **state)
 
     /* The walk: every tenant with its status, plan and overrides. */
     tenant_new(f->st, "beta", &b);
-    assert_int_equal(gh_store_tenant_update(f->st, b.id, &suspend, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_tenant_update(f->st, b.id, &suspend, NULL, NULL, &err), GH_OK);
     assert_int_equal(gh_store_tenant_limits_load(f->st, limits_cb, &seen, &err), GH_OK);
     assert_int_equal(seen.n, 3);
     assert_string_equal(seen.e[0].id, "system");
@@ -2071,7 +2081,7 @@ static void *writer_thread(void *arg)
         touch.last_used_at = i + 1;
         if (gh_store_keys_touch_batch(w->st, &touch, 1, &err) != GH_OK)
             record_failure(w, "touch", &err);
-        if (gh_store_key_set_status(w->st, t.id, k.id, GH_STORE_KEY_REVOKED, &err) != GH_OK)
+        if (gh_store_key_set_status(w->st, t.id, k.id, GH_STORE_KEY_REVOKED, NULL, &err) != GH_OK)
             record_failure(w, "revoke", &err);
         snprintf(jti, sizeof(jti), "w%d-%d", w->id, i);
         if (gh_store_token_revoke(w->st, jti, 4102444800000, &err) != GH_OK)
