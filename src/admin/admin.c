@@ -24,11 +24,13 @@ static void handle_livez(struct gh_req *r)
     gh_conn_reply(r->conn, 200, "application/json", body, sizeof(body) - 1);
 }
 
-/* Readiness: listeners up, config loaded, not shutting down. */
+/* Readiness: listeners up, config loaded, not shutting down. With the
+ * config's generation and hash and the count of reloads refused, which
+ * `gatehouse reload` watches to tell how its SIGHUP went. */
 static void handle_readyz(struct gh_req *r)
 {
     struct gh_runtime *rt = r->conn->worker->rt;
-    char body[160];
+    char body[256];
     int n;
 
     if (!atomic_load(&rt->ready)) {
@@ -37,8 +39,10 @@ static void handle_readyz(struct gh_req *r)
         return;
     }
     n = snprintf(body, sizeof(body),
-                 "{\"status\":\"ready\",\"config_generation\":%llu,\"config_hash\":\"%s\"}\n",
-                 (unsigned long long)r->snap->generation, r->snap->config_hash);
+                 "{\"status\":\"ready\",\"config_generation\":%llu,\"config_hash\":\"%s\","
+                 "\"config_reloads_failed\":%llu}\n",
+                 (unsigned long long)r->snap->generation, r->snap->config_hash,
+                 (unsigned long long)atomic_load(&rt->reloads_failed));
     gh_conn_reply(r->conn, 200, "application/json", body, (size_t)n);
 }
 

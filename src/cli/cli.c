@@ -12,6 +12,15 @@ static const struct gh_cli_command commands[] = {
      gh_cmd_run},
     {"check", "-c FILE", "validate a config file (errors as file:line:col); exit 1 on errors", NULL,
      gh_cmd_check},
+    {"reload", "-c FILE --pid PID [--timeout 30s]",
+     "check the file, signal the gateway PID to reload it, and wait for the outcome",
+     "Exit 0 when the gateway runs the new config; 1 when the file has errors (nothing\n"
+     "is sent), when the gateway refused it (a key that needs a restart, a secret it\n"
+     "cannot read: it keeps the running config, and its log says why), or when no outcome\n"
+     "came within --timeout. The outcome is read from the admin listener's /readyz, as\n"
+     "the file names it; with the admin listener off the signal is sent with a warning.\n"
+     "For systemd: ExecReload=gatehouse reload -c FILE --pid $MAINPID.\n",
+     gh_cmd_reload},
     {"demo", "[--listen ADDR] [--admin ADDR]",
      "run on the built-in config (default 127.0.0.1:8080, admin 127.0.0.1:9901) in front of a "
      "demo upstream",

@@ -16,6 +16,7 @@ int gh_cli_main(int argc, char **argv);
 
 int gh_cmd_run(int argc, char **argv);
 int gh_cmd_check(int argc, char **argv);
+int gh_cmd_reload(int argc, char **argv);
 int gh_cmd_demo(int argc, char **argv);
 int gh_cmd_version(int argc, char **argv);
 int gh_cmd_migrate(int argc, char **argv);

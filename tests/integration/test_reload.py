@@ -133,6 +133,110 @@ def test_reload_with_bad_value_keeps_old(gatehouse, upstream):
     assert status == 200
 
 
+def reload_cli(g, *extra, pid=None, timeout=60):
+    """`gatehouse reload` on <g>'s config and process, as systemd's
+    ExecReload= runs it."""
+    pid = g.proc.pid if pid is None else pid
+    return subprocess.run([gatehouse_bin(), "reload", "-c", g.config_path, "--pid", str(pid),
+                           *extra], capture_output=True, text=True, timeout=timeout)
+
+
+def test_reload_command_says_how_the_reload_went(gatehouse, upstream, upstream2):
+    """`gatehouse reload` exits 0 only when the gateway runs the new file: a
+    file with errors is not sent (the gateway sees no SIGHUP), a valid file
+    the gateway refuses (a key that needs a restart) is exit 1, and the
+    gateway's refusal count on /readyz is what says so."""
+    g = gatehouse(raw=lambda g: two_upstreams_config(g, upstream, upstream2, "a"))
+    good = two_upstreams_config(g, upstream, upstream2, "b")
+    gen = g.generation()
+    assert g.readyz()[1]["config_reloads_failed"] == 0
+
+    g.write_config(good)
+    p = reload_cli(g)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"reloaded: config generation {gen + 1}, sha256 " in p.stdout, p.stdout
+    assert p.stderr == "", p.stderr
+    assert g.generation() == gen + 1
+    status, _, body = g.request("GET", "/now-b")
+    assert status == 200 and json.loads(body)["upstream"] == "app2"
+
+    # Errors in the file: told with file:line:col, and nothing sent.
+    g.write_config(good + "unknown_top_level_key: 1\n")
+    p = reload_cli(g)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert PLACE.search(p.stderr) and "unknown_top_level_key" in p.stderr, p.stderr
+    assert "not reloaded" in p.stderr, p.stderr
+    time.sleep(0.3)
+    log = g.stderr()
+    assert log.count("config reloaded") == 1 and "reload failed" not in log, log[-2000:]
+    assert g.generation() == gen + 1
+
+    # Valid, but a new node.id needs a restart: the gateway refuses it.
+    g.write_config(good + "node:\n  id: another-node\n")
+    p = reload_cli(g)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "refused the new config and keeps the running one" in p.stderr, p.stderr
+    assert "needs a restart" in g.stderr(), g.stderr()[-2000:]
+    doc = g.readyz()[1]
+    assert doc["config_generation"] == gen + 1 and doc["config_reloads_failed"] == 1, doc
+
+    # Back to a file it takes.
+    g.write_config(two_upstreams_config(g, upstream, upstream2, "a"))
+    p = reload_cli(g)
+    assert p.returncode == 0, p.stdout + p.stderr
+    status, _, body = g.request("GET", "/a-again")
+    assert status == 200 and json.loads(body)["upstream"] == "app"
+
+
+def test_reload_command_without_an_answer(gatehouse, upstream, tmp_path):
+    """A process that takes the SIGHUP but is not the gateway the file's
+    admin listener belongs to: no outcome within --timeout is exit 1; bad
+    arguments are exit 2; a process that does not exist is exit 1 before
+    anything is sent."""
+    g = gatehouse()
+    stand_in = subprocess.Popen(
+        ["/usr/bin/python3", "-c",
+         "import signal, time\nsignal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+         "print('up', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stand_in.stdout.readline().strip() == "up"
+        started = time.time()
+        p = reload_cli(g, "--timeout", "1s", pid=stand_in.pid)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "no outcome within 1s" in p.stderr, p.stderr
+        assert time.time() - started < 10
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    for args in (["--pid", "x"], ["--pid", "1"], ["--timeout", "soon"], []):
+        full = [gatehouse_bin(), "reload", "-c", g.config_path, *args]
+        if "--pid" not in args:
+            full += ["--pid", str(g.proc.pid)] if args else []
+        p = subprocess.run(full, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, (args, p.stdout + p.stderr)
+    p = reload_cli(g, pid=stand_in.pid)
+    assert p.returncode == 1 and "cannot signal process" in p.stderr, p.stderr
+    assert g.generation() == 1
+
+
+def test_reload_command_with_the_admin_listener_off(gatehouse, upstream):
+    """No /readyz to read: the signal is sent, with a warning that the
+    outcome cannot be told, and the gateway reloads."""
+    g = gatehouse(start=False)
+    off = g.default_config().replace(
+        f"admin:\n  address: 127.0.0.1:{g.admin_port}\n",
+        f"admin:\n  address: 127.0.0.1:{g.admin_port}\n  enabled: false\n")
+    g.write_config(off)
+    g.start(wait=False)
+    wait_for(lambda: "serving" in g.stderr() or "listening" in g.stderr(), 10,
+             what="the gateway to start")
+    g.write_config(off.replace("routes:\n", "log_level: debug\nroutes:\n"))
+    p = reload_cli(g)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "warning: SIGHUP sent" in p.stderr and "admin.enabled: false" in p.stderr, p.stderr
+    wait_for(lambda: "config reloaded" in g.stderr(), 5, what="the reload")
+
+
 def test_check_command(tmp_path):
     bad = tmp_path / "gatehouse.yaml"
     bad.write_text(

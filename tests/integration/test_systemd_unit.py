@@ -3,7 +3,8 @@
 it, its sandbox scores as systemd-analyze's "OK", its sysusers file makes
 the user, and its very command lines run the gateway here as systemd would:
 the start is announced (READY=1 on $NOTIFY_SOCKET) once the listeners
-serve, a reload (its ExecReload lines) with RELOADING=1 then READY=1, the
+serve, a reload (its ExecReload line, `gatehouse reload`, which waits for the
+gateway's answer) with RELOADING=1 then READY=1, the
 stop with STOPPING=1. The gateway runs under strace meanwhile, through
 requests, admin calls, audited requests, a reload and a drain: every system
 call it makes must be one the unit's SystemCallFilter allows, or it would
@@ -178,10 +179,13 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
                              os.walk(state / "audit-archive") for f in fs), 10,
                  what="an audit archive segment")
 
-        for line in unit_values("ExecReload"):
-            p = subprocess.run(command(line, root, pid).split(), capture_output=True, text=True,
-                               timeout=60, cwd=str(state))
-            assert p.returncode == 0, p.stdout + p.stderr
+        # ExecReload= runs as the gateway's user, in its sandbox and filter.
+        (reload,) = unit_values("ExecReload")
+        p = subprocess.run(["strace", "-f", "-qq", *as_user, "-o", f"{trace}.reload",
+                            *command(reload, root, pid).split()],
+                           capture_output=True, text=True, timeout=60, cwd=str(state))
+        assert p.returncode == 0 and "reloaded: config generation 2" in p.stdout, (
+            p.stdout + p.stderr)
         msg = notify.recv(4096).decode()
         assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", msg), msg
         msg = notify.recv(4096).decode()
@@ -203,6 +207,7 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
     used = traced_calls(trace)
     for i in range(len(unit_values("ExecStartPre"))):
         used |= traced_calls(f"{trace}.pre{i}")
+    used |= traced_calls(f"{trace}.reload")
     # The trace saw the work: connections served, audit commits synced.
     assert {"accept4", "epoll_wait", "getrandom"} <= used and used & {"fsync", "fdatasync"}, used
     assert used - allowed == set(), (
