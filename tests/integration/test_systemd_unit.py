@@ -10,15 +10,22 @@ requests, admin calls, audited requests, a reload and a drain: every system
 call it makes must be one the unit's SystemCallFilter allows, or it would
 fail with EPERM in production (SystemCallErrorNumber=). No systemd runs here (PID 1 is not
 systemd): the unit's lines are run by hand."""
+import http.client
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 
-from conftest import ROOT, Gatehouse, chown_tree, gatehouse_bin, wait_for
-from identity_helpers import Admin, bootstrap, bearer, http_call, identity_config
+import pytest
+
+from conftest import ROOT, TEST_STORE, Gatehouse, chown_tree, free_port, gatehouse_bin, wait_for
+from identity_helpers import ORDERS_ROUTE, OPEN_ROUTE, Admin, bootstrap, bearer, http_call, \
+    identity_config
+from redis_helpers import RedisServer
+from test_tls import make_ca, make_cert
 
 SYSTEMD = os.path.join(ROOT, "deploy", "systemd")
 UNIT = os.path.join(SYSTEMD, "gatehouse.service")
@@ -114,19 +121,63 @@ def test_the_unit_verifies_scores_ok_and_makes_its_user(tmp_path):
     assert "User=gatehouse" in open(UNIT).read()
 
 
+def tls_get(port, ca, path, key):
+    """A request over TLS, the certificate checked against <ca>."""
+    ctx = ssl.create_default_context(cafile=ca)
+    c = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    try:
+        c.request("GET", path, headers=bearer(key))
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
 def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
-        upstream, service_dir):
+        upstream, service_dir, redis):
     """The layout the unit gives the gateway, under <service_dir> as its
     root: the binary and the config owned by root and read-only to the
     gateway's user (ProtectSystem=strict), its state in var/lib/gatehouse,
-    its own. The config names its paths there as docs/operations.md says."""
+    its own. The config names its paths there as docs/operations.md says.
+    Besides the plain listener it has a TLS one and rate limits kept in
+    Redis, and under GH_TEST_STORE=postgres (make test runs this file on
+    both stores) its store is a PostgreSQL server: the system calls of
+    those parts are traced too."""
     root = service_dir
     state = root / "var" / "lib" / "gatehouse"
     state.mkdir(parents=True)
+    pki = root / "etc" / "gatehouse" / "tls"
+    pki.mkdir(parents=True)
+    ca = make_ca(pki, "ca")
+    cert, cert_key = make_cert(pki, "srv", "localhost", "DNS:localhost,IP:127.0.0.1")
+    for f in os.listdir(pki):
+        os.chmod(pki / f, 0o644)  # read by the gateway's user, as the unit's group read would
+    tls_port = free_port()
     g = Gatehouse(state, upstream_port=upstream.port, raw=identity_config(
-        workers=2, extra=(f"audit:\n  mode: strict\n  checkpoint_interval: 200ms\n"
-                          f"  retention: 1s\n  archive_interval: 1s\n"
-                          f"  archive_dir: {state}/audit-archive\n")))
+        workers=2,
+        routes=(ORDERS_ROUTE + "    rate_limit: { per: [tenant], rate: 100000/s, burst: 1000 }\n"
+                + OPEN_ROUTE),
+        extra=(f"audit:\n  mode: strict\n  checkpoint_interval: 200ms\n"
+               f"  retention: 1s\n  archive_interval: 1s\n"
+               f"  archive_dir: {state}/audit-archive\n"
+               f"redis: {{ url: \"{redis.url}\" }}\n"
+               f"limits: {{ backend: redis, nodes: 1 }}\n")))
+    with open(g.config_path) as f:
+        text = f.read()
+    g.write_config(text.replace(
+        f"listen:\n  - address: 127.0.0.1:{g.port}\n",
+        f"listen:\n  - address: 127.0.0.1:{g.port}\n  - address: 127.0.0.1:{tls_port}\n"
+        f"    tls:\n      certificates:\n        - cert: {cert}\n          key: {cert_key}\n"))
+    with open(g.config_path) as f:
+        assert ("postgres:" in f.read()) == (TEST_STORE == "postgres")
     op_key, _, _ = bootstrap(g)
     for path, src, mode in ((BIN, gatehouse_bin(), 0o755), (CONFIG, g.config_path, 0o644)):
         os.makedirs(os.path.dirname(str(root) + path), exist_ok=True)
@@ -170,6 +221,12 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
                  5, what="the new key to work")
         for _ in range(20):
             assert http_call(g.port, "GET", "/orders/1", headers=bearer(key)).status == 200
+            assert tls_get(tls_port, ca, "/orders/1", key) == 200
+        # The limit was decided in Redis (its keys expire within a few ms
+        # at this rate: count the scripts run instead).
+        stats = redis.command("INFO", "commandstats")
+        runs = sum(int(n) for n in re.findall(r"cmdstat_eval(?:sha)?:calls=(\d+)", stats))
+        assert runs >= 40, stats
         assert http_call(g.port, "GET", "/orders/1", headers=bearer("gh_x")).status == 401
         assert http_call(g.admin_port, "GET", "/metrics").status == 200
         assert http_call(g.admin_port, "GET", "/readyz").status == 200
