@@ -393,28 +393,6 @@ static int probe_at(struct gh_store *st, const char *chain, uint64_t seq, uint64
     return rc == WALK_STOP ? GH_OK : rc;
 }
 
-/* The lowest seq in [lo, hi] whose time_us >= <t>, or hi + 1. Assumes
- * time grows with seq along a chain (the writer stamps events as it takes
- * them; see the NEEDSWORK in gh_api_audit_export). */
-static int seq_at_time(struct gh_store *st, const char *chain, uint64_t lo, uint64_t hi, int64_t t,
-                       uint64_t *out, struct gh_err *err)
-{
-    uint64_t a = lo, b = hi + 1; /* answer in [a, b] */
-    while (a < b) {
-        uint64_t mid = a + (b - a) / 2;
-        struct probe p;
-        int rc = probe_at(st, chain, mid, hi, &p, err);
-        if (rc != GH_OK) return rc;
-        /* A hole (archived or missing rows) counts as the next row. */
-        if (p.found && p.time_us >= t)
-            b = mid;
-        else
-            a = mid + 1;
-    }
-    *out = a;
-    return GH_OK;
-}
-
 /* The last seq of <chain> (0 when it has no rows from <lo> on): doubling,
  * then halving, with point lookups on (chain, seq). */
 static int chain_head(struct gh_store *st, const char *chain, uint64_t lo, uint64_t *out,
@@ -551,7 +529,7 @@ void gh_api_audit_export(struct call *c)
     struct gh_err err = {0};
     struct probe p;
     int64_t from_us, to_us;
-    uint64_t lo, head, first, end;
+    uint64_t lo, head, first, last;
     int rc;
 
     if (!known_params(c, names) || !param(c, "tenant", tenant_q, sizeof(tenant_q)) ||
@@ -577,27 +555,31 @@ void gh_api_audit_export(struct call *c)
     }
     x->st = c->st;
 
-    /* The range, as seqs: the first event at or after <from> to the last
-     * before <to>, and every event between them, so that the lines form one
-     * unbroken run of the chain that verifies on its own.
-     * NEEDSWORK: this assumes time_us grows with seq along a chain; events
-     * stamped by different workers may be a few microseconds out of order,
-     * so an event at the edge of the range may be in or out. A time index
-     * per chain (or the writer stamping at commit) would settle it. */
-    rc = probe_at(c->st, x->chain, 1, 0, &p, &err);
-    if (rc == GH_OK && p.found) {
-        lo = p.seq; /* after archived events, the hot store starts later */
-        rc = chain_head(c->st, x->chain, lo, &head, &err);
-        /* Nothing past <head> is sent, and the sync covers it (as a query's). */
-        if (rc == GH_OK) rc = gh_store_audit_sync(c->st, &err);
+    /* The range, as seqs: from the lowest seq stamped in [from, to) to the
+     * highest, and every event between them, so that the lines form one
+     * unbroken run of the chain that verifies on its own. Time does not
+     * always grow with seq (nodes' clocks; an event held while the store
+     * was down is chained after later ones): the run holds every event of
+     * the window, and the events chained among them whatever their time.
+     * Without a window, the whole chain the store holds. */
+    if (from_us || to_us) {
+        rc = gh_store_audit_seq_span(c->st, x->chain, from_us, to_us, &first, &last, &err);
+        /* Nothing past <last> is sent, and the sync covers it (as a query's). */
+        if (rc == GH_OK && first > 0) rc = gh_store_audit_sync(c->st, &err);
         if (rc == GH_OK) {
-            first = lo;
-            end = head + 1;
-            if (from_us) rc = seq_at_time(c->st, x->chain, lo, head, from_us, &first, &err);
-            if (rc == GH_OK && to_us)
-                rc = seq_at_time(c->st, x->chain, lo, head, to_us, &end, &err);
             x->first_seq = x->next_seq = first;
-            x->last_seq = end - 1; /* below first when the range is empty */
+            x->last_seq = last; /* 0 with first: nothing in the window */
+        }
+    } else {
+        rc = probe_at(c->st, x->chain, 1, 0, &p, &err);
+        if (rc == GH_OK && p.found) {
+            lo = p.seq; /* after archived events, the hot store starts later */
+            rc = chain_head(c->st, x->chain, lo, &head, &err);
+            if (rc == GH_OK) rc = gh_store_audit_sync(c->st, &err);
+            if (rc == GH_OK) {
+                x->first_seq = x->next_seq = lo;
+                x->last_seq = head;
+            }
         }
     }
     if (rc != GH_OK) {

@@ -742,6 +742,30 @@ int gh_pg__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq,
     return walk(st, chain ? GH_PG_AUDIT_WALK_CHAIN : GH_PG_AUDIT_WALK, &a, tenant, cb, arg, err);
 }
 
+int gh_pg__audit_seq_span(struct gh_store *st, const char *chain, int64_t from_us, int64_t to_us,
+                          uint64_t *first, uint64_t *last, struct gh_err *err)
+{
+    bool system = strcmp(chain, GH_STORE_SYSTEM_TENANT) == 0;
+    struct gh_pg_args a = {0};
+    struct gh_pg_tx tx;
+    PGresult *r = NULL;
+    /* A tenant's chain under its row-level security, as its walk. */
+    int rc = gh_pg__begin(gh_pg__of(st), system ? GH_PG_OPERATOR : GH_PG_TENANT,
+                          system ? NULL : chain, true, &tx, err);
+
+    if (rc != GH_OK) return rc;
+    gh_pg__arg(&a, chain);
+    gh_pg__arg_i64(&a, from_us);
+    gh_pg__arg_i64(&a, to_us);
+    rc = gh_pg__run(&tx, system ? GH_PG_AUDIT_SEQ_SPAN_SYSTEM : GH_PG_AUDIT_SEQ_SPAN, &a, &r, err);
+    if (rc == GH_OK) {
+        *first = (uint64_t)gh_pg__i64(r, 0, 0);
+        *last = (uint64_t)gh_pg__i64(r, 0, 1);
+    }
+    PQclear(r);
+    return gh_pg__end(&tx, rc, err);
+}
+
 int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {

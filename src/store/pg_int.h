@@ -89,6 +89,8 @@ enum gh_pg_stmt {
     GH_PG_AUDIT_HEADS,
     GH_PG_AUDIT_WALK,
     GH_PG_AUDIT_WALK_CHAIN,
+    GH_PG_AUDIT_SEQ_SPAN,
+    GH_PG_AUDIT_SEQ_SPAN_SYSTEM,
     GH_PG_AUDIT_SCAN,
     GH_PG_AUDIT_CP_WALK,
     GH_PG_AUDIT_CP_WALK_CHAIN,
@@ -520,6 +522,8 @@ int gh_pg__audit_query(struct gh_store *st, const struct gh_store_audit_filter *
                        const struct gh_store_audit_pos *after, size_t limit,
                        struct gh_store_audit_row *out, size_t *count, bool *more,
                        struct gh_err *err);
+int gh_pg__audit_seq_span(struct gh_store *st, const char *chain, int64_t from_us, int64_t to_us,
+                          uint64_t *first, uint64_t *last, struct gh_err *err);
 int gh_pg__audit_walk(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 int gh_pg__audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,

@@ -421,6 +421,34 @@ int gh_sqlite__audit_walk(struct gh_store *st, const char *chain, uint64_t from_
                 (int64_t)to_seq, cb, arg, err);
 }
 
+int gh_sqlite__audit_seq_span(struct gh_store *st, const char *chain, int64_t from_us,
+                              int64_t to_us, uint64_t *first, uint64_t *last, struct gh_err *err)
+{
+    struct gh_sqlite_conn *c = gh_sqlite__read_acquire(gh_sqlite__of(st));
+    bool system = strcmp(chain, GH_STORE_SYSTEM_TENANT) == 0;
+    sqlite3_stmt *s =
+        gh_sqlite__stmt(c, system ? GH_SQ_AUDIT_SEQ_SPAN_SYSTEM : GH_SQ_AUDIT_SEQ_SPAN, err);
+    int rc;
+
+    if (s == NULL) {
+        rc = GH_ERROR;
+        goto out;
+    }
+    gh_sqlite__bind_text(s, 1, chain);
+    sqlite3_bind_int64(s, 2, from_us);
+    sqlite3_bind_int64(s, 3, to_us);
+    rc = gh_sqlite__row(c, s, "audit seq span", err);
+    /* min() of no rows is NULL, read as 0: no event in the window. */
+    if (rc == GH_OK) {
+        *first = (uint64_t)sqlite3_column_int64(s, 0);
+        *last = (uint64_t)sqlite3_column_int64(s, 1);
+        gh_sqlite__done(s);
+    }
+out:
+    gh_sqlite__read_release(c);
+    return rc;
+}
+
 int gh_sqlite__audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
                           gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {

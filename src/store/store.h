@@ -816,6 +816,12 @@ struct gh_store_ops {
     int (*audit_walk)(struct gh_store *st, const char *chain, uint64_t from_seq, uint64_t to_seq,
                       gh_store_audit_row_cb cb, void *arg, struct gh_err *err);
 
+    /* [operator, or tenant with a tenant chain] The lowest and highest seq
+     * of <chain>'s rows with time_us in [from_us, to_us); *first = *last =
+     * 0 when there is none. */
+    int (*audit_seq_span)(struct gh_store *st, const char *chain, int64_t from_us, int64_t to_us,
+                          uint64_t *first, uint64_t *last, struct gh_err *err);
+
     /* [operator] Calls <cb> for every row with rowid in (<after_rowid>,
      * <to_rowid>], in commit (rowid) order, from one snapshot: a sequential
      * read of the table, much faster than a walk chain by chain (the
@@ -1372,6 +1378,16 @@ int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter
                          const struct gh_store_audit_pos *after, size_t limit,
                          struct gh_store_audit_row *out, size_t *count, bool *more,
                          struct gh_err *err);
+
+/* [operator, or tenant with its own chain] The lowest and highest seq of
+ * <chain>'s events stamped in [from_us, to_us) (to_us 0: no end); *first =
+ * *last = 0 when none is. Along a chain, time does not always grow with seq
+ * (nodes' clocks differ; an event held while the store was down is chained
+ * after later ones), so the run [*first, *last] holds every event of the
+ * window, and may hold others between them. Reads the window's events
+ * through the tenant's time index. INVALID for a bad chain or times. */
+int gh_store_audit_seq_span(struct gh_store *st, const char *chain, int64_t from_us, int64_t to_us,
+                            uint64_t *first, uint64_t *last, struct gh_err *err);
 
 /* [operator, or tenant with its own chain] Streams the rows of <chain> (NULL:
  * every chain, chain by chain) with seq in [from_seq, to_seq] (to_seq 0: no

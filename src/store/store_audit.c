@@ -287,6 +287,18 @@ int gh_store_audit_walk(struct gh_store *st, const char *chain, uint64_t from_se
     return st->ops->audit_walk(st, chain, from_seq, to_seq == 0 ? INT64_MAX : to_seq, cb, arg, err);
 }
 
+int gh_store_audit_seq_span(struct gh_store *st, const char *chain, int64_t from_us, int64_t to_us,
+                            uint64_t *first, uint64_t *last, struct gh_err *err)
+{
+    *first = *last = 0;
+    if (chain == NULL || !gh_store_valid_audit_chain(chain))
+        return invalid(err, "chain", "must be 1-31 bytes without control characters");
+    if (from_us < 0 || to_us < 0) return invalid(err, "time", "must be >= 0");
+    if (to_us == 0) to_us = INT64_MAX;
+    if (from_us >= to_us) return invalid(err, "time", "from must be before to");
+    return st->ops->audit_seq_span(st, chain, from_us, to_us, first, last, err);
+}
+
 int gh_store_audit_scan(struct gh_store *st, int64_t after_rowid, int64_t to_rowid,
                         gh_store_audit_row_cb cb, void *arg, struct gh_err *err)
 {

@@ -255,6 +255,14 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                          "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY chain, seq",
     [GH_PG_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE chain = $1::text "
                                "AND seq BETWEEN $2::bigint AND $3::bigint ORDER BY seq",
+    /* As SQLite's: a tenant chain's rows through its time index. */
+    [GH_PG_AUDIT_SEQ_SPAN] =
+        "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM audit_events "
+        "WHERE tenant_id = $1::text AND chain = $1::text "
+        "AND time_us >= $2::bigint AND time_us < $3::bigint",
+    [GH_PG_AUDIT_SEQ_SPAN_SYSTEM] = "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM "
+                                    "audit_events WHERE chain = $1::text "
+                                    "AND time_us >= $2::bigint AND time_us < $3::bigint",
     [GH_PG_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > $1::bigint "
                          "AND rowid <= $2::bigint ORDER BY rowid",
     [GH_PG_AUDIT_CP_WALK] = "SELECT " GH_PG_AUDIT_CP_COLS " FROM audit_checkpoints "
@@ -1507,6 +1515,7 @@ const struct gh_store_ops gh_store_postgres_ops = {
     .audit_heads = gh_pg__audit_heads,
     .audit_query = gh_pg__audit_query,
     .audit_walk = gh_pg__audit_walk,
+    .audit_seq_span = gh_pg__audit_seq_span,
     .audit_scan = gh_pg__audit_scan,
     .audit_scan_slots = pg_audit_scan_slots,
     .audit_checkpoints_walk = gh_pg__audit_checkpoints_walk,

@@ -196,6 +196,11 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
                          "WHERE seq BETWEEN ?2 AND ?3 ORDER BY chain, seq",
     [GH_SQ_AUDIT_WALK_CHAIN] = "SELECT " AUDIT_COLS " FROM audit_events "
                                "WHERE chain = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+    /* A tenant's chain holds only that tenant's rows: its time index. */
+    [GH_SQ_AUDIT_SEQ_SPAN] = "SELECT min(seq), max(seq) FROM audit_events WHERE tenant_id = ?1 "
+                             "AND chain = ?1 AND time_us >= ?2 AND time_us < ?3",
+    [GH_SQ_AUDIT_SEQ_SPAN_SYSTEM] = "SELECT min(seq), max(seq) FROM audit_events WHERE chain = ?1 "
+                                    "AND time_us >= ?2 AND time_us < ?3",
     [GH_SQ_AUDIT_SCAN] =
         "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid",
     [GH_SQ_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "
@@ -927,6 +932,7 @@ const struct gh_store_ops gh_store_sqlite_ops = {
     .audit_heads = gh_sqlite__audit_heads,
     .audit_query = gh_sqlite__audit_query,
     .audit_walk = gh_sqlite__audit_walk,
+    .audit_seq_span = gh_sqlite__audit_seq_span,
     .audit_scan = gh_sqlite__audit_scan,
     .audit_scan_slots = sqlite_audit_scan_slots,
     .audit_checkpoints_walk = gh_sqlite__audit_checkpoints_walk,

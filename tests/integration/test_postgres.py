@@ -75,7 +75,7 @@ def test_audit_store_unit_tests_on_postgres(pg_server):
     brute-force filter, pagination during appends, heads, checkpoints, keys,
     tenant scoping, validation) through store.h on a real server, a fresh
     database each, as they run on SQLite in `make unit`."""
-    run_store_unit_tests(pg_server, "test_audit_store", "audit store on PostgreSQL", 17)
+    run_store_unit_tests(pg_server, "test_audit_store", "audit store on PostgreSQL", 18)
 
 
 def test_webhook_store_unit_tests_on_postgres(pg_server):

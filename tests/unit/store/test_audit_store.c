@@ -907,6 +907,57 @@ static void test_tenant_scoping(void **state)
     assert_int_equal(count, 0);
 }
 
+/* The seqs stamped in a window, against the rows themselves: times here are
+ * not in commit order (next_row), as along a chain written by several
+ * nodes, so the span is the lowest and highest seq stamped in the window,
+ * not the ends found by bisecting on time. */
+static void test_seq_span(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    struct all a;
+    uint64_t first, last;
+
+    append_n(f, 200);
+    load_all(f, &a);
+    for (int c = 0; c < NCHAINS; c++) {
+        for (int64_t from = 1763782800000000 - 1000; from < 1763782800000000 + 260000;
+             from += 37000) {
+            for (int64_t width = 1000; width <= 120000; width *= 4) {
+                uint64_t want_first = 0, want_last = 0;
+                for (size_t i = 0; i < a.n; i++) {
+                    const struct gh_store_audit_row *r = &a.rows[i];
+                    if (strcmp(r->chain, chains[c]) != 0 || r->time_us < from ||
+                        r->time_us >= from + width)
+                        continue;
+                    if (want_first == 0 || r->seq < want_first) want_first = r->seq;
+                    if (r->seq > want_last) want_last = r->seq;
+                }
+                assert_int_equal(gh_store_audit_seq_span(f->ts.st, chains[c], from, from + width,
+                                                         &first, &last, &err),
+                                 GH_OK);
+                assert_int_equal(first, want_first);
+                assert_int_equal(last, want_last);
+            }
+        }
+        /* No end: to the chain's last event stamped from then on. */
+        assert_int_equal(gh_store_audit_seq_span(f->ts.st, chains[c], 1, 0, &first, &last, &err),
+                         GH_OK);
+        assert_int_equal(first, 1);
+        assert_int_equal(last, f->seq[c]);
+    }
+    assert_int_equal(
+        gh_store_audit_seq_span(f->ts.st, "tn_ZZZZZZZZZZZZZZZZZZZZ", 0, 0, &first, &last, &err),
+        GH_OK);
+    assert_int_equal(first, 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(gh_store_audit_seq_span(f->ts.st, chains[0], 5, 5, &first, &last, &err),
+                     GH_STORE_INVALID);
+    assert_int_equal(gh_store_audit_seq_span(f->ts.st, chains[0], -1, 0, &first, &last, &err),
+                     GH_STORE_INVALID);
+    free(a.rows);
+}
+
 struct heads {
     char chain[NCHAINS][32];
     uint64_t seq[NCHAINS];
@@ -1589,6 +1640,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pagination_by_time_during_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_page_after_a_cursor_row_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenant_scoping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seq_span, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
