@@ -91,6 +91,45 @@ static void publish(struct gh_runtime *rt, struct gh_snapshot *snap)
     if (rt->admin_running) gh_worker_publish(&rt->admin, snap);
 }
 
+/* Whether two optional strings differ (NULL equals only NULL). */
+static bool differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+static bool store_changed(const struct gh_config_store *a, const struct gh_config_store *b)
+{
+    return differs(a->sqlite, b->sqlite) || differs(a->postgres, b->postgres) ||
+           a->pool != b->pool || a->statement_timeout_ms != b->statement_timeout_ms ||
+           a->lock_timeout_ms != b->lock_timeout_ms;
+}
+
+/* The PIN is left out: a token's session stays logged in, and a new PIN
+ * is what the next start will use. */
+static bool secrets_changed(const struct gh_config_secrets *a, const struct gh_config_secrets *b)
+{
+    return differs(a->provider, b->provider) || differs(a->master_key_file, b->master_key_file) ||
+           differs(a->pkcs11.module, b->pkcs11.module) ||
+           differs(a->pkcs11.token_label, b->pkcs11.token_label) ||
+           differs(a->pkcs11.key_label, b->pkcs11.key_label);
+}
+
+/* The Redis connections, made at start with every setting of the block,
+ * and which parts use them. */
+static bool redis_changed(const struct gh_config *old, const struct gh_config *cfg)
+{
+    const struct gh_config_redis *a = &old->redis, *b = &cfg->redis;
+
+    return old->limits.redis_backend != cfg->limits.redis_backend ||
+           old->inbound_webhooks.replay_redis != cfg->inbound_webhooks.replay_redis ||
+           old->idempotency.redis != cfg->idempotency.redis || a->enabled != b->enabled ||
+           differs(a->url, b->url) || differs(a->username, b->username) ||
+           differs(a->password, b->password) || a->timeout_ms != b->timeout_ms ||
+           a->connect_timeout_ms != b->connect_timeout_ms ||
+           differs(a->key_prefix, b->key_prefix) || differs(a->ca_file, b->ca_file) ||
+           differs(a->sni, b->sni) || a->verify != b->verify || differs(a->resolver, b->resolver);
+}
+
 /* Listener sockets are opened once, at start: a reload that changes them
  * is refused as a whole, so that what runs is always what the file says. */
 static int check_restart_only(const struct gh_config *old, const struct gh_config *cfg,
@@ -117,23 +156,22 @@ static int check_restart_only(const struct gh_config *old, const struct gh_confi
     if (old->workers != cfg->workers)
         gh_log_warn("reload: workers changed from %d to %d; takes effect at the next restart",
                     old->workers, cfg->workers);
-    if (strcmp(gh_runtime_store_label(old), gh_runtime_store_label(cfg)) != 0 ||
-        (old->store.postgres && strcmp(old->store.postgres, cfg->store.postgres) != 0))
-        gh_log_warn("reload: store changed; takes effect at the next restart");
-    if (strcmp(old->secrets.provider, cfg->secrets.provider) != 0 ||
-        (old->secrets.master_key_file && cfg->secrets.master_key_file &&
-         strcmp(old->secrets.master_key_file, cfg->secrets.master_key_file) != 0))
-        gh_log_warn("reload: secrets (provider or master key) changed; takes effect at the next "
-                    "restart");
-    if (old->limits.redis_backend != cfg->limits.redis_backend ||
-        old->inbound_webhooks.replay_redis != cfg->inbound_webhooks.replay_redis ||
-        old->idempotency.redis != cfg->idempotency.redis ||
-        old->redis.enabled != cfg->redis.enabled ||
-        (old->redis.url && cfg->redis.url && strcmp(old->redis.url, cfg->redis.url) != 0) ||
-        (old->redis.resolver != NULL) != (cfg->redis.resolver != NULL) ||
-        (old->redis.resolver && strcmp(old->redis.resolver, cfg->redis.resolver) != 0))
-        gh_log_warn("reload: limits.backend, inbound_webhooks.replay_store, idempotency.store or "
-                    "redis changed; the Redis connections change at the next restart");
+    /* Where the data lives and how it is reached: opened once, at start.
+     * A file that names another store, master key or Redis would not
+     * describe what runs, and a write meant for the new place would go to
+     * the old one: refused, as listen is. (Values are not quoted: a URL
+     * may hold a password.) */
+    if (store_changed(&old->store, &cfg->store))
+        return gh_err_set(err, cfg->file, 0, 0,
+                          "store changed; that needs a restart (reload refused)");
+    if (secrets_changed(&old->secrets, &cfg->secrets))
+        return gh_err_set(err, cfg->file, 0, 0,
+                          "secrets (provider, master key file or PKCS#11 token) changed; that "
+                          "needs a restart (reload refused)");
+    if (redis_changed(old, cfg))
+        return gh_err_set(err, cfg->file, cfg->redis.pos.line, cfg->redis.pos.col,
+                          "redis, limits.backend, inbound_webhooks.replay_store or "
+                          "idempotency.store changed; that needs a restart (reload refused)");
     if (old->idempotency.keys != cfg->idempotency.keys ||
         old->idempotency.max_memory != cfg->idempotency.max_memory)
         gh_log_warn("reload: idempotency.keys or max_memory changed; takes effect at the next "

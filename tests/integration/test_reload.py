@@ -188,6 +188,38 @@ def test_reload_command_says_how_the_reload_went(gatehouse, upstream, upstream2)
     assert status == 200 and json.loads(body)["upstream"] == "app"
 
 
+def test_reload_refuses_a_new_store_secrets_or_redis(gatehouse, upstream, tmp_path):
+    """The store, the master key and Redis are opened at start: a file that
+    names others is refused as a whole (the running config stays, the new
+    route with it is not taken), with a message that names the block and
+    quotes no value (a URL may hold a password); `gatehouse reload` says so
+    with exit 1. Before, such a reload reported success and the gateway
+    went on writing to the old store."""
+    g = gatehouse()
+    base = open(g.config_path).read()
+    gen = g.generation()
+    changes = {
+        "store": "store:\n  sqlite: other.db\n",
+        "secrets": "secrets:\n  master_key_file: other.master\n",
+        "redis": "redis:\n  url: \"redis://:hunter2-in-url@127.0.0.1:9\"\n",
+    }
+    for name, change in changes.items():
+        g.write_config((base + change).replace("routes:\n", "routes:\n  - path: /new\n    upstream: app\n"
+                                    "    auth: api_key\n", 1))
+        p = reload_cli(g)
+        assert p.returncode == 1, (name, p.stdout + p.stderr)
+        assert "refused the new config" in p.stderr, p.stderr
+        log = g.stderr()
+        assert "that needs a restart (reload refused)" in log.splitlines()[-1], log[-1500:]
+        assert "hunter2" not in log
+        # The new route (auth required) was not taken.
+        assert g.request("GET", "/new")[0] == 200
+    assert g.generation() == gen
+    assert g.readyz()[1]["config_reloads_failed"] == len(changes)
+    g.write_config(base)
+    assert reload_cli(g).returncode == 0
+
+
 def test_reload_command_without_an_answer(gatehouse, upstream, tmp_path):
     """A process that takes the SIGHUP but is not the gateway the file's
     admin listener belongs to: no outcome within --timeout is exit 1; bad
