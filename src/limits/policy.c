@@ -18,10 +18,14 @@ int gh_limits_rule_params(struct gh_limit_rule *rl, uint64_t count, uint64_t per
     if (period_ms > UINT64_MAX / NS_PER_MS) return GH_ERROR;
     period_ns = period_ms * NS_PER_MS;
     if (gh_gcra_params_init(&rl->full, count, period_ns, burst) != GH_OK) return GH_ERROR;
-    /* This node's share while Redis is away: the same period for 1/nodes of
-     * the count and of the burst (never below one request). */
+    /* This node's share while Redis is away: 1/nodes of the rate, as the
+     * count over nodes times the period (the nodes together then pass the
+     * limit, even when it is below one request per node and period: 1/s on
+     * three nodes is one request every 3 s on each), and 1/nodes of the
+     * burst, never below one request. */
     if (nodes < 1) nodes = 1;
-    if (gh_gcra_params_init(&rl->share, count / nodes ? count / nodes : 1, period_ns,
+    if (period_ns > UINT64_MAX / nodes) return GH_ERROR;
+    if (gh_gcra_params_init(&rl->share, count, period_ns * nodes,
                             burst / nodes ? burst / nodes : 1) != GH_OK)
         return GH_ERROR;
     refill_ns = rl->full.tau_ns;

@@ -383,6 +383,27 @@ def test_redis_down_falls_back_locally_and_recovers(gatehouse, redis):
                       redis.command("KEYS", "gh:rl:*"))[1], timeout=5, what="keys back in Redis")
 
 
+def test_redis_down_each_node_keeps_its_share_of_a_slow_limit(gatehouse, redis):
+    """1/s on three nodes, Redis away: this node passes one request every
+    3 s (a third of the rate), not one a second (a whole limit per node,
+    three times the limit across the nodes, which the share's count
+    rounded up to one request per period used to give)."""
+    routes = route("/rl", "    rate_limit: { per: [tenant], rate: 1/s, burst: 1 }\n")
+    g, _, t = start_with_tenants(gatehouse, routes, extra=(
+        f"redis: {{ url: \"{redis.url}\", timeout: 20ms }}\n"
+        "limits: { backend: redis, nodes: 3 }\n"))
+    redis.stop()
+    wait_for(lambda: (http_call(g.port, "GET", "/rl", headers=bearer(t["a"][1])),
+                      "Redis unavailable" in g.stderr() + g.stdout())[1], 5,
+             what="the gateway to see Redis down")
+    time.sleep(3.2)  # the share's state from the probes above has drained
+    res = []
+    hammer(g.port, t["a"][1], "/rl", 4.5, res)
+    ok = count(res, 200)
+    assert ok + count(res, 429) == len(res)
+    assert 1 <= ok <= 2, f"{ok} passed in 4.5 s at a share of one request per 3 s"
+
+
 def test_redis_host_name_is_followed_across_a_failover(gatehouse, tmp_path):
     """redis.url names a host: the gateway starts while the name does not
     resolve (local decisions meanwhile), uses Redis once it does, and when

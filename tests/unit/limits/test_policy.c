@@ -366,15 +366,19 @@ static void test_rule_params(void **state)
         /* One node, or none said: the share is the limit. */
         {100, 1000, 50, 1, 10 * MS, 10 * MS, 50, 1},
         {100, 1000, 50, 0, 10 * MS, 10 * MS, 50, 1},
-        /* More nodes than the count (and the burst): never below one. */
-        {100, 1000, 50, 1000, 10 * MS, 1000 * MS, 1, 1},
-        {3, 1000, 3, 2, 333333333, 1000 * MS, 1, 1},
+        /* More nodes than the count (and the burst): the rate is still
+         * shared (1000 nodes at one request every 10 s pass 100/s), the
+         * burst never below one. Before, each node kept one request per
+         * period: 1000 times the limit, 3/s on two nodes was 2/s. */
+        {100, 1000, 50, 1000, 10 * MS, 10 * SEC, 1, 1},
+        {3, 1000, 3, 2, 333333333, 666666666, 1, 1},
+        {1, 1000, 1, 3, 1000 * MS, 3000 * MS, 1, 1},
         /* Windows: 1/min burst 5 refills in 5 min; 100/2s burst 100 in 2 s. */
         {1, 60000, 5, 1, 60 * SEC, 60 * SEC, 5, 300},
         {100, 2000, 100, 4, 20 * MS, 80 * MS, 25, 2},
-        {10, 1000, 10, 3, 100 * MS, 333333333, 3, 1},
+        {10, 1000, 10, 3, 100 * MS, 300 * MS, 3, 1},
         {5000, 3600000, 5000, 2, 720 * MS, 1440 * MS, 2500, 3600},
-        {1, 86400000, 1, 7, 86400 * SEC, 86400 * SEC, 1, 86400},
+        {1, 86400000, 1, 7, 86400 * SEC, 7 * 86400 * SEC, 1, 86400},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
