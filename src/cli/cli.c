@@ -46,7 +46,8 @@ static const struct gh_cli_command commands[] = {
      "             or move events past retention to archive segments",
      "Each chain gets a summary line on stdout; the first problem of a chain (changed,\n"
      "deleted, inserted, reordered, bad checkpoint signature, truncated) is named with\n"
-     "its seq on stderr. T is a tenant id or name, or \"system\". The store is only read.\n"
+     "its seq on stderr. T is a tenant id or name, or \"system\" (one that names no tenant\n"
+     "and no chain is exit 2). The store is only read.\n"
      "--archive DIR also checks the archive segments (audit.archive_dir) and continues\n"
      "each chain across into the store; without it, chains start at their archived head.\n"
      "archive: one pass of audit retention; --now (RFC 3339 or unix ms) moves \"now\".\n",

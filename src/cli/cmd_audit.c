@@ -132,6 +132,18 @@ static int verify(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    /* A chain may belong to no store tenant (a JWT's tenant claim), so a
+     * name found nowhere is an error only when it has no chain either: a
+     * typo must not pass for an intact log. */
+    if (chains == 0 && tenant != NULL &&
+        gh_store_tenant_get(st, tenant, &t, &err) == GH_STORE_NOT_FOUND) {
+        fprintf(stderr,
+                "gatehouse audit verify: --tenant: no tenant \"%s\" (by id or name) and no "
+                "audit chain of that name\n",
+                tenant);
+        rc = 2;
+        goto out;
+    }
     if (chains == 0) printf("no audit events%s%s\n", tenant ? " for " : "", tenant ? tenant : "");
     rc = bad + abad == 0 ? 0 : 1;
 out:

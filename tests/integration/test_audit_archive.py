@@ -10,7 +10,7 @@ import subprocess
 
 import store_db
 from conftest import gatehouse_bin, wait_for
-from identity_helpers import bearer, http_call
+from identity_helpers import bearer, cli_ok, http_call
 from test_audit import db_path, start, tenant_and_key
 
 FAR = "2100-01-01T00:00:00Z"
@@ -100,6 +100,18 @@ def test_archive_moves_verifies_and_continues(gatehouse):
     assert arc3[t["id"]] == (arc[t["id"]][0] + 5, 1, arc[t["id"]][2] + 5)
     rc, out, err = run(g, "verify", "--archive", archive_dir(g), "--tenant", t["id"])
     assert rc == 0, out + err
+    # By name too; a name that is no tenant's and no chain's is an error
+    # (exit 2), never "no audit events" with exit 0; a tenant without
+    # events is that, exit 0.
+    rc, out, err = run(g, "verify", "--archive", archive_dir(g), "--tenant", t["name"])
+    assert rc == 0 and f"{t['id']}:" in out, out + err
+    for typo in (t["name"] + "x", "tn_ZZZZZZZZZZZZZZZZZZZZ"):
+        rc, out, err = run(g, "verify", "--tenant", typo)
+        assert rc == 2 and f'no tenant "{typo}"' in err and "no audit events" not in out, (
+            rc, out, err)
+    quiet = cli_ok(g, "tenants", "create", f"quiet-{os.getpid()}")
+    rc, out, err = run(g, "verify", "--tenant", f"quiet-{os.getpid()}")
+    assert rc == 0 and "no audit events for" in out, (rc, out, err, quiet)
 
 
 def test_archive_tampering_is_reported(gatehouse):
