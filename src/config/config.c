@@ -7,6 +7,7 @@
  * default written as it would be in YAML. The same tables drive defaults,
  * gh_config_demo() and gh_config_free(), so a new row needs no other code. */
 #include "config/config.h"
+#include "config/pg_url.h"
 #include "core/cpus.h"
 #include "hooks/inbound.h"
 #include "hooks/ssrf.h"
@@ -1893,6 +1894,7 @@ static int finish_store(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
 {
     struct gh_config_store *st = obj;
     yaml_node_t *pg = node ? map_get(ctx, node, "postgres") : NULL;
+    char why[256];
 
     if (pg == NULL) {
         static const char *const pg_only[] = {"pool", "statement_timeout", "lock_timeout"};
@@ -1909,6 +1911,9 @@ static int finish_store(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
     st->sqlite = NULL;
     if (strncmp(st->postgres, "postgresql://", 13) != 0 && strncmp(st->postgres, "postgres://", 11))
         return fail(ctx, pg, "the URL must begin with postgresql:// (docs/postgres.md)");
+    /* What libpq would refuse only at the first connection. */
+    if (gh_config_pg_url_check(st->postgres, why, sizeof(why)) != 0)
+        return fail(ctx, pg, "not a URL libpq accepts: %s", why);
     return GH_OK;
 }
 

@@ -306,6 +306,37 @@ def test_check_command_unknown_key(tmp_path):
     assert "frobnicate" in out
 
 
+def test_check_command_postgres_url(tmp_path):
+    """`gatehouse check` refuses a store URL libpq would refuse only at the
+    first connection (a typo in a parameter's name or in one of its fixed
+    values, a bad percent-escape), at the URL's file:line:col, and never
+    repeats the password that the URL holds."""
+    def check(url):
+        f = tmp_path / "gatehouse.yaml"
+        f.write_text(
+            "listen:\n  - address: 127.0.0.1:18080\n"
+            "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9\"]\n"
+            "routes:\n  - path: /\n    upstream: app\n"
+            "secrets:\n  master_key_file: /nonexistent/gatehouse.master\n"
+            f"store:\n  postgres: \"{url}\"\n")
+        p = subprocess.run([gatehouse_bin(), "check", "-c", str(f)], capture_output=True,
+                           text=True, timeout=10)
+        return p.returncode, p.stdout + p.stderr
+
+    base = "postgresql://gatehouse:pw-S3cr%41t@127.0.0.1:5432,127.0.0.1:5433/gatehouse"
+    rc, out = check(base + "?target_session_attrs=read-write&sslmode=prefer")
+    assert rc == 0, out
+    for query, said in (("?target_session_attrs=read-writ", "target_session_attrs must be one of"),
+                        ("?sslmod=require", 'invalid URI query parameter: "sslmod"'),
+                        ("?sslmode=requir", "sslmode must be one of")):
+        rc, out = check(base + query)
+        assert rc == 1 and "gatehouse.yaml:12:13: " in out and said in out, (query, out)
+        assert "S3cr" not in out, out
+    rc, out = check("postgresql://gatehouse:pw-S3cr%ZZt@127.0.0.1:5432/gatehouse")
+    assert rc == 1 and "invalid percent-encoded token" in out, out
+    assert "S3cr" not in out, out
+
+
 def read_lines(path):
     try:
         with open(path) as f:
