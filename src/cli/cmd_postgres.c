@@ -19,7 +19,7 @@ static int init(int argc, char **argv)
     const char *config = NULL, *admin_url = NULL;
     struct gh_config *cfg = NULL;
     struct gh_err err = {0};
-    char msg[1024], login[128], *anyone = NULL;
+    char msg[1024], login[128], dbname[128], *anyone = NULL;
     int applied = 0, version = 0, rc;
 
     for (int i = 1; i < argc; i++) {
@@ -58,8 +58,10 @@ static int init(int argc, char **argv)
     if (rc == GH_OK && admin_url == NULL)
         rc = gh_store_postgres_url_anyone(cfg->store.postgres, &anyone, &err);
     if (rc == GH_OK)
-        rc =
-            gh_store_postgres_init(admin_url ? admin_url : anyone, login, &applied, &version, &err);
+        rc = gh_store_postgres_url_dbname(cfg->store.postgres, dbname, sizeof(dbname), &err);
+    if (rc == GH_OK)
+        rc = gh_store_postgres_init(admin_url ? admin_url : anyone, dbname, login, &applied,
+                                    &version, &err);
     free(anyone);
     gh_config_free(cfg);
     if (rc != GH_OK) {

@@ -631,8 +631,27 @@ out:
     return rc;
 }
 
-int gh_store_postgres_init(const char *admin_url, const char *login, int *applied, int *version,
-                           struct gh_err *err)
+/* Whether <db> is connected to database <want>: init over an admin URL
+ * naming another database would make the schema where no gateway looks. */
+static int same_database(PGconn *db, const char *want, struct gh_err *err)
+{
+    PGresult *r = PQexec(db, "SELECT current_database()");
+    int rc = GH_OK;
+
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        rc = gh_err_set(err, NULL, 0, 0, "store: cannot read the admin connection's database: %s",
+                        PQerrorMessage(db));
+    else if (strcmp(PQgetvalue(r, 0, 0), want) != 0)
+        rc = gh_err_set(err, NULL, 0, 0,
+                        "the admin URL reaches database \"%.64s\", but the config's store is "
+                        "database \"%.64s\": point --admin-url at \"%.64s\"",
+                        PQgetvalue(r, 0, 0), want, want);
+    PQclear(r);
+    return rc;
+}
+
+int gh_store_postgres_init(const char *admin_url, const char *want_db, const char *login,
+                           int *applied, int *version, struct gh_err *err)
 {
     PGconn *db = NULL;
     bool done = false;
@@ -640,10 +659,11 @@ int gh_store_postgres_init(const char *admin_url, const char *login, int *applie
 
     rc = gh_pg__connect(admin_url, GH_PG_APP, &db, err);
     if (rc != GH_OK) return rc;
+    if (want_db != NULL) rc = same_database(db, want_db, err);
     /* Migration 12's view keeps its reader's row policies (security_invoker),
      * which PostgreSQL has from 15: an older server is named here, not met
      * halfway through the migrations. */
-    if (PQserverVersion(db) < GH_PG_SERVER_MIN)
+    if (rc == GH_OK && PQserverVersion(db) < GH_PG_SERVER_MIN)
         rc = gh_err_set(err, NULL, 0, 0,
                         "store: PostgreSQL %d is too old: gatehouse needs 15 or newer "
                         "(docs/postgres.md)",
@@ -660,30 +680,44 @@ int gh_store_postgres_init(const char *admin_url, const char *login, int *applie
     return rc;
 }
 
-int gh_store_postgres_url_user(const char *url, char *out, size_t size, struct gh_err *err)
+/* The value of <keyword> in <url> into <out>: GH_OK, GH_DECLINED when the
+ * URL does not set it (or it does not fit), GH_ERROR when it cannot be
+ * parsed (the config's check has made that rare). */
+static int url_option(const char *url, const char *keyword, char *out, size_t size,
+                      struct gh_err *err)
 {
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &msg);
-    int rc = GH_ERROR;
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    int rc = GH_DECLINED;
 
     out[0] = '\0';
-    if (opts == NULL) {
-        gh_err_set(err, NULL, 0, 0, "postgres: the URL cannot be parsed: %.200s",
-                   msg ? msg : "out of memory");
-        PQfreemem(msg);
-        return GH_ERROR;
-    }
+    if (opts == NULL) return gh_err_set(err, NULL, 0, 0, "postgres: the URL cannot be parsed");
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "user") != 0) continue;
+        if (strcmp(o->keyword, keyword) != 0) continue;
         if (o->val != NULL && o->val[0] != '\0' && strlen(o->val) < size) {
             memcpy(out, o->val, strlen(o->val) + 1);
             rc = GH_OK;
         }
     }
-    if (rc != GH_OK)
-        gh_err_set(err, NULL, 0, 0, "postgres: the URL must name its user (postgresql://USER@...)");
     PQconninfoFree(opts);
     return rc;
+}
+
+int gh_store_postgres_url_user(const char *url, char *out, size_t size, struct gh_err *err)
+{
+    int rc = url_option(url, "user", out, size, err);
+
+    if (rc == GH_DECLINED)
+        rc = gh_err_set(err, NULL, 0, 0,
+                        "postgres: the URL must name its user (postgresql://USER@...)");
+    return rc;
+}
+
+int gh_store_postgres_url_dbname(const char *url, char *out, size_t size, struct gh_err *err)
+{
+    int rc = url_option(url, "dbname", out, size, err);
+
+    /* libpq's default: the database named as the user. */
+    return rc == GH_DECLINED ? gh_store_postgres_url_user(url, out, size, err) : rc;
 }
 
 int gh_store_postgres_url_anyone(const char *url, char **out, struct gh_err *err)

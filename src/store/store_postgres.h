@@ -23,10 +23,13 @@
  * the schema gatehouse, and applies the missing migrations as
  * gatehouse_owner, each in its own transaction with its tables, grants and
  * row-level security policies. Idempotent: a second run changes nothing and
- * applies no migration. Sets *applied and *version (may be NULL). GH_OK;
+ * applies no migration. Sets *applied and *version (may be NULL). With
+ * <want_db> (may be NULL), refuses first unless <admin_url> reaches that
+ * database: the config's (gh_store_postgres_url_dbname), so that a typo in
+ * the admin URL does not make the schema where no gateway looks. GH_OK;
  * GH_STORE_UNAVAILABLE when the server cannot be reached; GH_ERROR. */
-int gh_store_postgres_init(const char *admin_url, const char *login, int *applied, int *version,
-                           struct gh_err *err);
+int gh_store_postgres_init(const char *admin_url, const char *want_db, const char *login,
+                           int *applied, int *version, struct gh_err *err);
 
 /* How the audit appends of the PostgreSQL store <st> went so far: in the two
  * round trips of one script (*scripted: the script reached the server), or
@@ -39,6 +42,10 @@ void gh_store_postgres_audit_ways(struct gh_store *st, uint64_t *scripted, uint6
 /* Copies the user name of the libpq URL or conninfo <url> into <out> (<size>
  * bytes). GH_ERROR when <url> cannot be parsed or names no user. */
 int gh_store_postgres_url_user(const char *url, char *out, size_t size, struct gh_err *err);
+
+/* The same for the database name of <url> (libpq's default when it names
+ * none: the user's name). */
+int gh_store_postgres_url_dbname(const char *url, char *out, size_t size, struct gh_err *err);
 
 /* The connection of <url> as whoever runs the command: <url> without its
  * user and password, so libpq's defaults apply (PGUSER, PGPASSWORD,

@@ -120,6 +120,17 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
                            env={**os.environ, "PGUSER": "gh_super"})
     assert again.returncode == 0, again.stderr
     assert "applied 0 migration(s), schema version 23" in again.stdout, again.stdout
+    # An --admin-url that reaches another database (a typo that happens to
+    # exist) is refused before anything is made there.
+    other = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path,
+                            "--admin-url",
+                            f"postgresql://gh_super@127.0.0.1:{pg_server.port}/postgres"],
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode == 1, other.stdout + other.stderr
+    assert (f'the admin URL reaches database "postgres", but the config\'s store is database '
+            f'"{db}"') in other.stderr, other.stderr
+    assert pg_server.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'gatehouse'",
+                          db="postgres") == [["0"]]
     roles = {r[0]: r[1:] for r in pg_server.psql(
         "SELECT rolname, rolcanlogin, rolbypassrls, rolinherit, rolsuper FROM pg_roles "
         "WHERE rolname IN ('gatehouse_owner', 'gatehouse_operator', 'gatehouse_tenant', "

@@ -144,7 +144,7 @@ static inline int gh_test_store_open(struct gh_test_store *t, const char *what, 
             return GH_ERROR;
         }
         gh_test_pg_url(url, sizeof(url), NULL, t->db);
-        if (gh_store_postgres_init(url, "gatehouse", NULL, NULL, err) != GH_OK) goto fail;
+        if (gh_store_postgres_init(url, NULL, "gatehouse", NULL, NULL, err) != GH_OK) goto fail;
         gh_test_pg_url(url, sizeof(url), "gatehouse", t->db);
         p.postgres_url = url;
     } else {

@@ -1358,7 +1358,7 @@ static void test_pg_migration_20_pauses_waiting_deliveries(void **state)
              p.id);
     raw(f, sql);
     gh_test_pg_url(url, sizeof(url), NULL, f->ts.db);
-    assert_int_equal(gh_store_postgres_init(url, "gatehouse", NULL, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_postgres_init(url, NULL, "gatehouse", NULL, NULL, &err), GH_OK);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FILTER (WHERE paused AND endpoint_id = '%s') * 10 + "
              "count(*) FILTER (WHERE paused) FROM webhook_deliveries",
@@ -1391,7 +1391,7 @@ static void test_pg_migration_22_unpauses_finished_deliveries(void **state)
              p.id, p.id);
     raw(f, sql);
     gh_test_pg_url(url, sizeof(url), NULL, f->ts.db);
-    assert_int_equal(gh_store_postgres_init(url, "gatehouse", NULL, NULL, &err), GH_OK);
+    assert_int_equal(gh_store_postgres_init(url, NULL, "gatehouse", NULL, NULL, &err), GH_OK);
     assert_int_equal(raw_int(f, "SELECT count(*) FILTER (WHERE paused AND status = 'pending') * "
                                 "10 + count(*) FILTER (WHERE paused AND status <> 'pending') "
                                 "FROM webhook_deliveries"),
