@@ -202,6 +202,17 @@ def test_drill_fails_on_a_changed_dump_or_manifest(pg_server, pg_gate, tmp_path)
                        admin_url=f"postgresql://nobody@127.0.0.1:{free_port()}/gatehouse")
     assert rc == 2 and "FAIL restore " in so and "restore drill: FAIL" in so, so
     assert "--admin-url" in so and "PGUSER" in so, so
+    # The login role cannot log in (in practice: its password is not where
+    # the drill's libpq looks): the restore passed, opening the copy as the
+    # gateway would did not, and each says so on one line of its own.
+    pg_server.psql("ALTER ROLE gatehouse NOLOGIN")
+    try:
+        rc, so, se = drill(pg_server, g, good)
+    finally:
+        pg_server.psql("ALTER ROLE gatehouse LOGIN")
+    assert rc == 1 and "PASS restore " in so and "FAIL open copy    as the store's login role: " \
+        in so and "restore drill: FAIL" in so, so
+    assert "\n\n" not in so, so
     # The untouched backup still passes.
     rc, so, se = drill(pg_server, g, good)
     assert rc == 0, so + se
