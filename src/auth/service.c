@@ -1,5 +1,6 @@
 /* Refresher, verifier and last-used writer threads. */
 #include "auth/service.h"
+#include "core/log_episode.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -34,6 +35,8 @@ struct gh_auth_service {
     struct gh_auth_token_params tokens; /* .algorithm points at <alg> */
     char alg[8];                        /* a copy: the config it came from may be freed */
     uint64_t last_rotate_try_ns;
+    /* The refresher's store calls, failing while the store is down. */
+    struct gh_log_episode version_failing, touch_failing;
     gh_keydir_publish_fn publish;
     void *publish_arg;
 
@@ -76,7 +79,10 @@ static void flush_touches(struct gh_auth_service *s)
     pthread_mutex_unlock(&s->mu);
     if (n == 0) return;
     if (gh_store_keys_touch_batch(s->store, batch, n, &err) != GH_OK)
-        gh_log_warn("auth: writing last_used for %zu keys failed: %s", n, err.msg);
+        gh_log_episode_fail(&s->touch_failing, "auth: writing last_used for %zu keys failed: %s", n,
+                            err.msg);
+    else
+        gh_log_episode_ok(&s->touch_failing, "auth: writing keys' last_used");
 }
 
 /* Seals <k>'s PEM as (system, "signing-key/<kid>") and puts the reference
@@ -178,9 +184,13 @@ static void *refresher_main(void *arg)
         uint64_t have = s->current->version;
         pthread_mutex_unlock(&s->mu);
 
-        if (gh_store_change_version(s->store, &version, &err) != GH_OK) {
-            gh_log_warn("auth: cannot read the store's change counter: %s", err.msg);
-        } else if (version != have) {
+        bool counted = gh_store_change_version(s->store, &version, &err) == GH_OK;
+        if (!counted)
+            gh_log_episode_fail(&s->version_failing,
+                                "auth: cannot read the store's change counter: %s", err.msg);
+        else
+            gh_log_episode_ok(&s->version_failing, "auth: reading the store's change counter");
+        if (counted && version != have) {
             struct gh_keydir *d = gh_keydir_load_ex(s->store, s->tokens.secrets, &err);
             if (d == NULL) {
                 gh_log_warn("auth: reloading the key directory failed: %s", err.msg);

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/jsonw.h"
 #include "core/log.h"
+#include "core/log_episode.h"
 #include "core/snapshot.h"
 #include "core/worker.h"
 #include "hooks/events.h"
@@ -52,6 +53,7 @@ struct gh_limits_service {
     struct gh_redis_script script;
     SSL_CTX *redis_tls;
     uint32_t flush_ms;
+    struct gh_log_episode flush_failing; /* the flusher's, while the store is down */
     struct gh_usage_retention retention; /* passes on the flusher thread */
     pthread_t thread;
     bool started;
@@ -91,7 +93,10 @@ static void *flusher_main(void *arg)
         if (s->stop) break;
         pthread_mutex_unlock(&s->mu);
         if (gh_quota_flush(s->quotas, s->store, (int64_t)gh_wall_ms(), &err) != GH_OK)
-            gh_log_warn("quota: flush failed (kept for the next one): %s", err.msg);
+            gh_log_episode_fail(&s->flush_failing,
+                                "quota: flush failed (kept for the next one): %s", err.msg);
+        else
+            gh_log_episode_ok(&s->flush_failing, "quota: flushing usage to the store");
         gh_usage_retention_run(&s->retention, s->store, gh_now_ns(), (int64_t)gh_wall_ms());
         pthread_mutex_lock(&s->mu);
     }

@@ -496,6 +496,13 @@ def test_restart_mid_load_gives_503_then_recovers(pg_server, gatehouse):
             lines[-20:]
         bare = [ln for ln in lines if not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", ln)]
         assert not bare, bare[:5]
+        # The key directory's poll (4 a second) failed all through the
+        # outage: one line for the episode, then one when it worked again,
+        # not a line per try.
+        polls = [ln for ln in lines if "cannot read the store's change counter" in ln]
+        assert 1 <= len(polls) <= 2, polls
+        assert any("auth: reading the store's change counter: works again after" in ln
+                   for ln in lines), lines[-30:]
     finally:
         own.cleanup()
 

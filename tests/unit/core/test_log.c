@@ -1,7 +1,8 @@
 /* Tests of the log (src/core/log.c): a record is one line, whatever its
  * message holds (libpq's messages carry their own newlines and tabs; a
  * value a client sent may carry anything), with the time, node and level in
- * front; records under the level are not written. */
+ * front; records under the level are not written. And of failures logged
+ * as episodes (src/core/log_episode.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/log_episode.h"
 
 /* What gh_log writes to stderr while <fn> runs, in <out> (NUL-ended). */
 static void capture(void (*fn)(void), char *out, size_t cap)
@@ -78,11 +80,70 @@ static void test_level(void **state)
     assert_string_equal(out, "");
 }
 
+/* The episode the steps below work on (tests may keep state in statics). */
+static struct gh_log_episode episode;
+
+static void fail_a_hundred_times(void)
+{
+    for (int i = 0; i < 100; i++)
+        gh_log_episode_fail(&episode, "store: cannot read: %s", "connection refused");
+}
+
+static void fail_after_the_rhythm(void)
+{
+    episode.last_log_ns -= (uint64_t)(GH_LOG_EPISODE_EVERY_S + 1) * 1000000000ull;
+    gh_log_episode_fail(&episode, "store: cannot read: %s", "connection refused");
+}
+
+static void succeed_twice(void)
+{
+    gh_log_episode_ok(&episode, "store: reading");
+    gh_log_episode_ok(&episode, "store: reading");
+}
+
+static int lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void test_episode(void **state)
+{
+    char out[4096];
+
+    gh_log_set_level(GH_LOG_INFO);
+    episode = (struct gh_log_episode){0};
+    /* A success outside an episode writes nothing. */
+    capture(succeed_twice, out, sizeof(out));
+    assert_string_equal(out, "");
+    /* A hundred failures at once: the first is written, once. */
+    capture(fail_a_hundred_times, out, sizeof(out));
+    assert_int_equal(lines(out), 1);
+    assert_non_null(strstr(out, " warn store: cannot read: connection refused (this line repeats "
+                                "at most every 10 s while it lasts)\n"));
+    /* Past the rhythm: one more line, counting the 99 left out. */
+    capture(fail_after_the_rhythm, out, sizeof(out));
+    assert_int_equal(lines(out), 1);
+    assert_non_null(strstr(out, "connection refused (99 more failure(s) since the last such line"));
+    /* The end: one line, with the count and the length; then nothing. */
+    capture(succeed_twice, out, sizeof(out));
+    assert_int_equal(lines(out), 1);
+    assert_non_null(strstr(out, " info store: reading: works again after 101 failure(s) over "));
+    assert_int_equal(episode.first_ns, 0);
+    /* The next failure opens a new episode, written at once. */
+    capture(fail_a_hundred_times, out, sizeof(out));
+    assert_int_equal(lines(out), 1);
+    assert_null(strstr(out, "more failure(s)"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_line_per_record),
         cmocka_unit_test(test_level),
+        cmocka_unit_test(test_episode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
