@@ -108,9 +108,19 @@ static bool time_param(struct call *c, const char *name, int64_t *us)
  * the other tenant does not exist for it. Returns false after answering. */
 static bool scope(struct call *c, const char *name, const char *asked, char *out, size_t size)
 {
+    struct gh_store_tenant t;
+    struct gh_err err = {0};
     char msg[96];
+
+    /* A tenant's name, as the CLI takes it: what is not a tenant's id but
+     * is a tenant's name means that tenant (a chain of a JWT tenant that is
+     * no store tenant is named by its id, as it comes). */
+    if (asked[0] && strcmp(asked, GH_STORE_SYSTEM_TENANT) != 0 &&
+        gh_store_tenant_get(c->st, asked, &t, &err) == GH_STORE_NOT_FOUND &&
+        gh_store_tenant_get_by_name(c->st, asked, &t, &err) == GH_OK)
+        asked = t.id;
     if (asked[0] && !valid_id(asked)) {
-        snprintf(msg, sizeof(msg), "%s must be a tenant id or \"system\"", name);
+        snprintf(msg, sizeof(msg), "%s must be a tenant id or name, or \"system\"", name);
         gh_api_reply_error(c, 400, "invalid_query", msg);
         return false;
     }

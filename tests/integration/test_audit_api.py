@@ -349,6 +349,24 @@ def test_tenant_pages_go_on_when_the_cursor_row_is_gone(world):
 # ---------------------------------------------------------------- scoping
 
 
+def test_a_tenant_is_named_by_id_or_name(world):
+    """tenant= takes a tenant's name as the CLI does (before, a name gave an
+    empty page with 200, or 400 when it held a '-'): the same events, the
+    same export; a name that is no tenant's is an empty page, as an unknown
+    id is; a tenant admin naming another tenant by name gets 404."""
+    w = world
+    A, B, _ = w.tenants
+    by_id = [e["seq"] for e, _ in walk(w.op, {"tenant": A}, 50)]
+    assert by_id
+    assert [e["seq"] for e, _ in walk(w.op, {"tenant": "alpha"}, 50)] == by_id
+    assert export(w.g, w.op.key, {"tenant": "alpha"}) == export(w.g, w.op.key, {"tenant": A})
+    assert walk(w.op, {"tenant": "nobody"}, 50) == []
+    r = w.op.call("GET", q("/v1/audit", tenant="no-such-name"))
+    assert r.status == 400 and "tenant id or name" in r.json()["message"], r.body
+    assert w.a_admin.call("GET", q("/v1/audit", tenant="beta")).status == 404
+    assert [e["seq"] for e, _ in walk(w.a_admin, {"tenant": "alpha"}, 50)] == by_id
+
+
 def test_tenant_admin_sees_only_its_tenant(world):
     w = world
     A, B, C = w.tenants
