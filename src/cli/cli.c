@@ -27,8 +27,11 @@ static const struct gh_cli_command commands[] = {
      NULL, gh_cmd_demo},
     {"migrate", "-c FILE", "apply the store's migrations and exit", NULL, gh_cmd_migrate},
     {"admin", "bootstrap -c FILE [--name LABEL]",
-     "create the first operator key (role admin on the system tenant); printed once, last line",
-     "Audited as key.create (actor cli:<user>), as the admin API would.\n", gh_cmd_admin},
+     "create an operator key (role admin on the system tenant); printed once, last line",
+     "The first one, or another one (a lost key, a second operator): each run makes a new\n"
+     "key, the ones made before stay valid (revoke them with the admin API or `keys revoke\n"
+     "--tenant system`). Audited as key.create (actor cli:<user>), as the admin API would.\n",
+     gh_cmd_admin},
     {"tenants", "create NAME [--plan P] | list | suspend T | activate T  -c FILE",
      "manage tenants in the store (T: id or name)",
      "Changes are audited (actor cli:<user>) and send the admin API's webhook events;\n"
