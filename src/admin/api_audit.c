@@ -7,6 +7,7 @@
  * can recompute every hash from the bytes it received. Store calls are
  * synchronous: the admin thread runs them, never a data-plane worker. */
 #include "admin/api_audit.h"
+#include "audit/show.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -176,61 +177,19 @@ static void puts_(struct text *t, const char *s)
     put(t, s, strlen(s));
 }
 
-/* True when <s> is 64 lowercase hex characters. */
-static bool is_hash(const char *s)
+static void put_cb(void *arg, const char *s, size_t n)
 {
-    size_t i;
-    for (i = 0; s[i]; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
-    return i == 64;
+    put(arg, s, n);
 }
 
-/* A stored event as the API shows it: its body with "hash" (and, when
- * <prev_hash> is given, "prev_hash") added before the closing brace.
- *
- * A row that cannot be shown so (the store marked it damaged, its body is
- * not a JSON object or its hash not hex: the table was written by hand) is
- * shown as {"damaged":true,"chain":...,"seq":N,"rowid":N} instead, so that
- * one bad row neither breaks the answer's JSON nor stops an export, and
- * still says where it is; a client's verifier then fails at that seq, as it
- * should, and `gatehouse audit verify` says why. Returns false when a
- * damaged row was met. */
+/* <row>'s event as audit/show.h shows it; false when it was shown as
+ * damaged (or memory ran out: <t> is marked failed). */
 static bool put_event(struct text *t, const struct gh_store_audit_row *row, const char *prev_hash)
 {
-    json_t *doc = NULL;
-    bool ok = !row->damaged && row->body_len >= 2 && row->body[0] == '{' &&
-              row->body[row->body_len - 1] == '}' && is_hash(row->hash);
+    int rc = gh_audit_show_event(row, prev_hash, put_cb, t);
 
-    if (ok) {
-        /* The body is shown byte for byte: it must at least be JSON. */
-        doc = json_loadb(row->body, row->body_len, 0, NULL);
-        ok = doc != NULL && json_is_object(doc);
-        json_decref(doc);
-    }
-    if (!ok) {
-        json_t *chain = json_string(row->chain); /* NULL when not UTF-8 */
-        char *text;
-        doc = json_pack("{s:b, s:o, s:I, s:I}", "damaged", 1, "chain", chain ? chain : json_null(),
-                        "seq", (json_int_t)row->seq, "rowid", (json_int_t)row->rowid);
-        text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-        json_decref(doc);
-        if (text == NULL) {
-            t->failed = true;
-            return false;
-        }
-        puts_(t, text);
-        free(text);
-        return false;
-    }
-    put(t, row->body, row->body_len - 1);
-    puts_(t, ",\"hash\":\"");
-    puts_(t, row->hash);
-    if (prev_hash) {
-        puts_(t, "\",\"prev_hash\":\"");
-        puts_(t, prev_hash);
-    }
-    puts_(t, "\"}");
-    return true;
+    if (rc < 0) t->failed = true;
+    return rc > 0;
 }
 
 static json_t *checkpoint_json(const struct gh_store_audit_checkpoint *cp)

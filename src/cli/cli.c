@@ -44,16 +44,22 @@ static const struct gh_cli_command commands[] = {
      "cli:<user>) and send the admin API's webhook events; one that cannot be audited\n"
      "is not made.\n",
      gh_cmd_keys},
-    {"audit", "verify -c FILE [--archive DIR] [--tenant T] | archive -c FILE [--now TIME]",
+    {"audit",
+     "verify -c FILE [--archive DIR] [--tenant T] | archive -c FILE [--now TIME] |\n"
+     "             list -c FILE [filters]",
      "verify the audit log's hash chains and checkpoints (exit 0 intact, 1 tampered, 2 error),\n"
-     "             or move events past retention to archive segments",
+     "             move events past retention to archive segments, or list events",
      "Each chain gets a summary line on stdout; the first problem of a chain (changed,\n"
      "deleted, inserted, reordered, bad checkpoint signature, truncated) is named with\n"
      "its seq on stderr. T is a tenant id or name, or \"system\" (one that names no tenant\n"
      "and no chain is exit 2). The store is only read.\n"
      "--archive DIR also checks the archive segments (audit.archive_dir) and continues\n"
      "each chain across into the store; without it, chains start at their archived head.\n"
-     "archive: one pass of audit retention; --now (RFC 3339 or unix ms) moves \"now\".\n",
+     "archive: one pass of audit retention; --now (RFC 3339 or unix ms) moves \"now\".\n"
+     "list: the events the store holds, as GET /v1/audit shows them, one JSON line each,\n"
+     "      newest first: [--tenant T] [--actor A] [--action X] [--outcome success|denied|\n"
+     "      failed] [--resource R] [--request-id ID] [--from TIME] [--to TIME]\n"
+     "      [--oldest-first] [--limit N] (default 100; 0: all). The store is only read.\n",
      gh_cmd_audit},
     {"backup", "-c FILE --out DIR",
      "an online, consistent backup of the store into the new folder DIR, with a manifest",

@@ -4,6 +4,8 @@
 #ifndef GH_CLI_CLI_H
 #define GH_CLI_CLI_H
 
+#include <stdint.h>
+
 struct gh_cli_command {
     const char *name;
     const char *usage;                 /* arguments after the name */
@@ -24,6 +26,11 @@ int gh_cmd_admin(int argc, char **argv);
 int gh_cmd_tenants(int argc, char **argv);
 int gh_cmd_keys(int argc, char **argv);
 int gh_cmd_audit(int argc, char **argv);
+int gh_cmd_audit_list(int argc, char **argv); /* `audit list`, from gh_cmd_audit */
+
+/* "2026-11-22T04:00:00Z" (RFC 3339: fraction and offset allowed) or unix
+ * milliseconds, to unix microseconds: GH_OK or GH_ERROR. */
+int gh_cli_parse_time(const char *s, int64_t *us);
 int gh_cmd_backup(int argc, char **argv);
 int gh_cmd_restore_drill(int argc, char **argv);
 int gh_cmd_postgres(int argc, char **argv);

@@ -7,7 +7,9 @@
  * found; 2: usage, config or store errors.
  *
  * gatehouse audit archive -c FILE [--now TIME]: one archive pass
- * (src/audit/archive.h), as the maintenance thread runs it. */
+ * (src/audit/archive.h), as the maintenance thread runs it.
+ *
+ * gatehouse audit list: cmd_audit_list.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -153,9 +155,7 @@ out:
     return rc;
 }
 
-/* "2026-11-22T04:00:00Z" (RFC 3339: fraction and offset allowed) or unix
- * milliseconds, to unix microseconds. */
-static int parse_now(const char *s, int64_t *us)
+int gh_cli_parse_time(const char *s, int64_t *us)
 {
     struct tm tm = {0};
     const char *p;
@@ -213,7 +213,7 @@ static int archive_cmd(int argc, char **argv)
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             config = argv[++i];
         } else if (strcmp(argv[i], "--now") == 0 && i + 1 < argc) {
-            if (parse_now(argv[++i], &o.now_us) != GH_OK) {
+            if (gh_cli_parse_time(argv[++i], &o.now_us) != GH_OK) {
                 fprintf(stderr, "gatehouse audit archive: --now: expected RFC 3339 "
                                 "(2026-11-22T04:00:00Z) or unix milliseconds\n");
                 return 2;
@@ -266,6 +266,7 @@ int gh_cmd_audit(int argc, char **argv)
 
     if (strcmp(verb, "verify") == 0) return verify(argc - 1, argv + 1);
     if (strcmp(verb, "archive") == 0) return archive_cmd(argc - 1, argv + 1);
+    if (strcmp(verb, "list") == 0) return gh_cmd_audit_list(argc - 1, argv + 1);
     if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
         gh_cli_usage("audit");
         return 0;

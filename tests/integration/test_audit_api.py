@@ -26,7 +26,7 @@ from audit_helpers import (
     verify_checkpoints,
     verify_rows,
 )
-from identity_helpers import Admin, bootstrap, cli_ok, identity_config, last_line
+from identity_helpers import Admin, bootstrap, cli, cli_ok, identity_config, last_line
 
 T0 = 1_763_700_000_000_000  # unix us: the first event
 STEP = 1000  # us between two events (commit order)
@@ -275,6 +275,43 @@ def test_filters_and_pages_match_brute_force(world):
     assert len(doc["events"]) == 200 and doc["next_cursor"]
     assert [(e["chain"], e["seq"]) for e in doc["events"]] == \
         [(r["chain"], r["seq"]) for r in brute(rows)[:200]]
+
+
+def test_cli_audit_list_matches_the_api(world):
+    """`gatehouse audit list` reads the store as GET /v1/audit does: for
+    each filter and order, the same events in the same order, each line the
+    API's bytes; the default of 100 events, --limit, a tenant by name; bad
+    flags are exit 2."""
+    w = world
+    rows = read_rows(w.db)
+    flags = {"tenant": "--tenant", "actor": "--actor", "action": "--action",
+             "outcome": "--outcome", "resource": "--resource", "request_id": "--request-id"}
+
+    def cli_list(*args):
+        out, _ = cli_ok(w.g, "audit", "list", *args)
+        return [ln.encode() for ln in out.splitlines()]
+
+    for f in filter_cases(w, rows):
+        for order in ("newest", "oldest"):
+            ff = dict(f, order=order)
+            args = ["--limit", "0"] + (["--oldest-first"] if order == "oldest" else [])
+            for k, v in f.items():
+                if k in flags:
+                    args += [flags[k], v]
+            if "from_us" in f:
+                args += ["--from", str(f["from_us"] // 1000)]
+            if "to_us" in f:
+                args += ["--to", rfc3339(f["to_us"])]
+            api = [raw for _, raw in walk(w.op, api_filter(ff), limit=200)]
+            assert cli_list(*args) == api, f"filter {ff}"
+    everything = [raw for _, raw in walk(w.op, {}, limit=200)]
+    assert cli_list() == everything[:100]
+    assert cli_list("--limit", "7") == everything[:7]
+    alpha = [raw for _, raw in walk(w.op, {"tenant": w.tenants[0]}, limit=200)]
+    assert cli_list("--tenant", "alpha", "--limit", "0") == alpha
+    for bad in (["--outcome", "won"], ["--from", "soon"], ["--limit", "-1"], ["--nope", "x"]):
+        rc, out, err = cli(w.g, "audit", "list", *bad)
+        assert rc == 2 and out == "" and err, (bad, rc, out, err)
 
 
 def test_pages_stable_while_rows_are_added(world):
