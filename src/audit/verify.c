@@ -236,7 +236,8 @@ static int by_chain(const void *a, const void *b)
 
 static void emit_reports(struct verifier *v)
 {
-    qsort(v->reports, v->nreports, sizeof(*v->reports), by_chain);
+    /* Not qsort(NULL, 0, ...): no report yet means no array. */
+    if (v->nreports > 1) qsort(v->reports, v->nreports, sizeof(*v->reports), by_chain);
     for (size_t i = 0; i < v->nreports; i++) {
         if (v->reports[i].problem != GH_AUDIT_INTACT) v->bad++;
         v->cb(&v->reports[i], v->arg);

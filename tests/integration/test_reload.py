@@ -203,14 +203,16 @@ def test_reload_refuses_a_new_store_secrets_or_redis(gatehouse, upstream, tmp_pa
         "secrets": "secrets:\n  master_key_file: other.master\n",
         "redis": "redis:\n  url: \"redis://:hunter2-in-url@127.0.0.1:9\"\n",
     }
-    for name, change in changes.items():
+    for n, (name, change) in enumerate(changes.items(), 1):
         g.write_config((base + change).replace("routes:\n", "routes:\n  - path: /new\n    upstream: app\n"
                                     "    auth: api_key\n", 1))
         p = reload_cli(g)
         assert p.returncode == 1, (name, p.stdout + p.stderr)
         assert "refused the new config" in p.stderr, p.stderr
         log = g.stderr()
-        assert "that needs a restart (reload refused)" in log.splitlines()[-1], log[-1500:]
+        refusals = [ln for ln in log.splitlines() if "reload failed" in ln]
+        assert len(refusals) == n and f"{name}" in refusals[-1] and \
+            "that needs a restart (reload refused)" in refusals[-1], log[-1500:]
         assert "hunter2" not in log
         # The new route (auth required) was not taken.
         assert g.request("GET", "/new")[0] == 200
