@@ -659,15 +659,15 @@ int gh_store_postgres_init(const char *admin_url, const char *want_db, const cha
 
     rc = gh_pg__connect(admin_url, GH_PG_APP, &db, err);
     if (rc != GH_OK) return rc;
-    if (want_db != NULL) rc = same_database(db, want_db, err);
     /* Migration 12's view keeps its reader's row policies (security_invoker),
-     * which PostgreSQL has from 15: an older server is named here, not met
-     * halfway through the migrations. */
-    if (rc == GH_OK && PQserverVersion(db) < GH_PG_SERVER_MIN)
+     * which PostgreSQL has from 15: an older server is named here, before
+     * any statement, not met halfway through the migrations. */
+    if (PQserverVersion(db) < GH_PG_SERVER_MIN)
         rc = gh_err_set(err, NULL, 0, 0,
                         "store: PostgreSQL %d is too old: gatehouse needs 15 or newer "
                         "(docs/postgres.md)",
                         PQserverVersion(db) / 10000);
+    if (rc == GH_OK && want_db != NULL) rc = same_database(db, want_db, err);
     if (rc == GH_OK) rc = roles_and_schema(db, login, err);
     while (rc == GH_OK && !done) {
         int before = v;
