@@ -648,6 +648,15 @@ static void finished(struct gh_hooks_dispatcher *d, CURLMsg *m)
             /* Never retried: the rules will refuse the address again. */
             snprintf(err, sizeof(err), "blocked_address: %s", j->blocked);
             add(&d->att_blocked, 1);
+            /* The address passed the rules of the node that took the
+             * endpoint (a name, or another node's allow_private): say so,
+             * or the delivery fails for good with nothing in the log. */
+            if (may_log(d))
+                gh_log_warn("webhooks: endpoint %s of tenant %s: its address is refused by this "
+                            "node's rules (%s), and the delivery fails for good; if another node "
+                            "accepted the endpoint, give every node the same "
+                            "webhooks.allow_private",
+                            j->endpoint, j->tenant, j->blocked);
             outcome(d, j, 0, err, false);
         } else {
             snprintf(err, sizeof(err), "%s", timeout ? "timeout" : curl_easy_strerror(result));

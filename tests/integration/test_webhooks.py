@@ -525,6 +525,9 @@ def test_ssrf_refusals(gatehouse, upstream):
     assert len(one["attempt_history"]) == 1, one
     assert one["attempt_history"][0]["error"].startswith("blocked_address: loopback"), one
     assert "status" not in one["attempt_history"][0], one
+    # The log says so too (a delivery failing for good is not silent).
+    assert f"webhooks: endpoint {ep['id']} of tenant {t}: its address is refused by this " \
+        "node's rules (loopback" in g.stderr(), g.stderr()[-2000:]
     # PATCH is checked as creation is.
     r = op.call("PATCH", f"/v1/tenants/{t}/webhooks/{ep['id']}", {"url": "http://10.0.0.1/"})
     assert r.status == 422, r
