@@ -111,27 +111,33 @@ static bool scope(struct call *c, const char *name, const char *asked, char *out
 {
     struct gh_store_tenant t;
     struct gh_err err = {0};
+    bool is_operator = gh_principal_is_operator(&c->who);
     char msg[96];
 
-    /* A tenant's name, as the CLI takes it: what is not a tenant's id but
-     * is a tenant's name means that tenant (a chain of a JWT tenant that is
-     * no store tenant is named by its id, as it comes). */
-    if (asked[0] && strcmp(asked, GH_STORE_SYSTEM_TENANT) != 0 &&
+    /* A tenant admin names its own tenant, by id or name, or nothing: any
+     * other value answers 404 before it is looked at, so that whether
+     * another tenant's name exists cannot be told from the answer. */
+    if (!is_operator && asked[0] && strcmp(asked, c->who.tenant) != 0 &&
+        !(gh_store_tenant_get(c->st, c->who.tenant, &t, &err) == GH_OK &&
+          strcmp(asked, t.name) == 0)) {
+        gh_api_reply_error(c, 404, "not_found", "no such tenant");
+        return false;
+    }
+    /* An operator's value: what is not a tenant's id but is a tenant's name
+     * means that tenant, as the CLI takes it (a chain of a JWT tenant that
+     * is no store tenant is named by its id, as it comes). */
+    if (is_operator && asked[0] && strcmp(asked, GH_STORE_SYSTEM_TENANT) != 0 &&
         gh_store_tenant_get(c->st, asked, &t, &err) == GH_STORE_NOT_FOUND &&
         gh_store_tenant_get_by_name(c->st, asked, &t, &err) == GH_OK)
         asked = t.id;
-    if (asked[0] && !valid_id(asked)) {
+    if (is_operator && asked[0] && !valid_id(asked)) {
         snprintf(msg, sizeof(msg), "%s must be a tenant id or name, or \"system\"", name);
         gh_api_reply_error(c, 400, "invalid_query", msg);
         return false;
     }
-    if (gh_principal_is_operator(&c->who)) {
+    if (is_operator) {
         snprintf(out, size, "%s", asked);
         return true;
-    }
-    if (asked[0] && strcmp(asked, c->who.tenant) != 0) {
-        gh_api_reply_error(c, 404, "not_found", "no such tenant");
-        return false;
     }
     /* Admin keys belong to store tenants, whose ids are chain names; a
      * tenant id that is not one (never from an API key) has no chain. */

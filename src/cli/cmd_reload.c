@@ -170,8 +170,11 @@ int gh_cmd_reload(int argc, char **argv)
         fprintf(stderr, "gatehouse reload: --pid: \"%s\" is not a process id\n", pid_arg);
         return 2;
     }
-    if (gh_config_parse_duration_ms(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0) {
-        fprintf(stderr, "gatehouse reload: --timeout: \"%s\" is not a duration such as 30s\n",
+    if (gh_config_parse_duration_ms(timeout_arg, &timeout_ms) != 0 || timeout_ms == 0 ||
+        timeout_ms > 3600 * 1000) {
+        fprintf(stderr,
+                "gatehouse reload: --timeout: \"%s\" is not a duration from 1ms to 1h, such as "
+                "30s\n",
                 timeout_arg);
         return 2;
     }

@@ -19,27 +19,31 @@ static const struct {
     {"channel_binding", {"disable", "prefer", "require", NULL}},
 };
 
-/* <msg> into <why>, each double-quoted token that appears in the URL's
- * user information (user, password) written as "...". */
-static void redacted(const char *msg, const char *url, char *why, size_t whylen)
+/* Whether libpq's quoted <token> (<n> bytes) may be shown: a parameter's
+ * name ("sslmod") is lowercase letters and '_'. Anything else it quotes
+ * may be a value, or the whole URI (an IPv6 host it cannot read), and so
+ * may hold the password: shown as "...". */
+static bool showable(const char *token, size_t n)
 {
-    const char *scheme = strstr(url, "://"), *at, *end;
-    size_t o = 0, userinfo_len = 0;
-    const char *userinfo = NULL;
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((token[i] >= 'a' && token[i] <= 'z') || token[i] == '_')) return false;
+    return true;
+}
 
-    if (scheme != NULL) {
-        userinfo = scheme + 3;
-        end = userinfo + strcspn(userinfo, "/?");
-        at = memchr(userinfo, '@', (size_t)(end - userinfo));
-        userinfo_len = at ? (size_t)(at - userinfo) : 0;
-    }
+/* <msg> into <why>, every quoted token that is not showable() as "...",
+ * line breaks dropped. */
+static void redacted(const char *msg, char *why, size_t whylen)
+{
+    size_t o = 0;
+
     while (*msg && o + 1 < whylen) {
         const char *close = *msg == '"' ? strchr(msg + 1, '"') : NULL;
         if (close != NULL) {
             size_t n = (size_t)(close - msg - 1);
-            bool secret = n > 0 && userinfo_len > 0 && memmem(userinfo, userinfo_len, msg + 1, n);
-            int w = snprintf(why + o, whylen - o, "\"%.*s\"", secret ? 3 : (int)n,
-                             secret ? "..." : msg + 1);
+            bool show = showable(msg + 1, n);
+            int w = snprintf(why + o, whylen - o, "\"%.*s\"", show ? (int)n : 3,
+                             show ? msg + 1 : "...");
             if (w < 0 || (size_t)w >= whylen - o) break;
             o += (size_t)w;
             msg = close + 1;
@@ -58,7 +62,7 @@ int gh_config_pg_url_check(const char *url, char *why, size_t whylen)
     int rc = 0;
 
     if (opts == NULL) {
-        redacted(errmsg ? errmsg : "libpq cannot parse it (out of memory?)", url, why, whylen);
+        redacted(errmsg ? errmsg : "libpq cannot parse it (out of memory?)", why, whylen);
         PQfreemem(errmsg);
         return -1;
     }

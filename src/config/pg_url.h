@@ -4,8 +4,10 @@
  * or a value libpq does not know for the parameters that take a fixed set
  * (`target_session_attrs=read-writ`). The connection itself is not tried.
  *
- * The message never quotes the URL's user information: a password there
- * is replaced by "..." wherever libpq's own message would repeat it. */
+ * The message never repeats a value from the URL: of what libpq's own
+ * message quotes, only a parameter's name is kept ("sslmod"); a value, or
+ * the whole URI, which may hold the password (in the user information or
+ * as password=), is written "...". */
 #ifndef GH_CONFIG_PG_URL_H
 #define GH_CONFIG_PG_URL_H
 

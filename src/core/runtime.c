@@ -214,9 +214,12 @@ int gh_runtime_reload(struct gh_runtime *rt)
         gh_log_warn("reload: the demo runs on its built-in config; nothing to reload");
         return GH_OK;
     }
+    /* `secret:NAME` values resolved before the comparison: the running
+     * config holds resolved values, and an unchanged file must compare
+     * equal to it. */
     if (gh_config_load(rt->config_path, &cfg, &err) != GH_OK ||
-        check_restart_only(rt->snap->cfg, cfg, &err) != GH_OK ||
-        gh_secrets_resolve_config(rt->secrets, cfg, &err) != GH_OK) {
+        gh_secrets_resolve_config(rt->secrets, cfg, &err) != GH_OK ||
+        check_restart_only(rt->snap->cfg, cfg, &err) != GH_OK) {
         gh_config_free(cfg);
         goto fail;
     }

@@ -722,9 +722,13 @@ int gh_store_postgres_url_dbname(const char *url, char *out, size_t size, struct
 
 int gh_store_postgres_url_anyone(const char *url, char **out, struct gh_err *err)
 {
-    struct gh_pg_conninfo_edit e = {.drop_user = true};
+    /* The database the gateway reaches, named: without its user, a URL
+     * that names none would reach the one named as whoever runs this. */
+    char db[128];
+    struct gh_pg_conninfo_edit e = {.drop_user = true, .dbname = db};
+    int rc = gh_store_postgres_url_dbname(url, db, sizeof(db), err);
 
-    return gh_pg__conninfo(url, &e, out, NULL, err);
+    return rc == GH_OK ? gh_pg__conninfo(url, &e, out, NULL, err) : rc;
 }
 
 /* Rewrites <err> (a failure to read the schema or take its roles) into

@@ -1385,7 +1385,8 @@ int gh_store_audit_query(struct gh_store *st, const struct gh_store_audit_filter
  * (nodes' clocks differ; an event held while the store was down is chained
  * after later ones), so the run [*first, *last] holds every event of the
  * window, and may hold others between them. Reads the window's events
- * through the tenant's time index. INVALID for a bad chain or times. */
+ * through the tenants' time index (the system chain's rows are those of no
+ * tenant and of "system"). INVALID for a bad chain or times. */
 int gh_store_audit_seq_span(struct gh_store *st, const char *chain, int64_t from_us, int64_t to_us,
                             uint64_t *first, uint64_t *last, struct gh_err *err);
 

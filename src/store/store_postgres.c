@@ -261,7 +261,8 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
         "WHERE tenant_id = $1::text AND chain = $1::text "
         "AND time_us >= $2::bigint AND time_us < $3::bigint",
     [GH_PG_AUDIT_SEQ_SPAN_SYSTEM] = "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM "
-                                    "audit_events WHERE chain = $1::text "
+                                    "audit_events WHERE tenant_id IN ('', 'system') AND "
+                                    "chain = $1::text "
                                     "AND time_us >= $2::bigint AND time_us < $3::bigint",
     [GH_PG_AUDIT_SCAN] = "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > $1::bigint "
                          "AND rowid <= $2::bigint ORDER BY rowid",

@@ -50,7 +50,9 @@ int gh_store_postgres_url_dbname(const char *url, char *out, size_t size, struct
 /* The connection of <url> as whoever runs the command: <url> without its
  * user and password, so libpq's defaults apply (PGUSER, PGPASSWORD,
  * ~/.pgpass, the operating system's user name: `sudo -u postgres gatehouse
- * postgres init -c FILE`). Sets *out to a conninfo string (free() it). */
+ * postgres init -c FILE`), to the database <url> reaches (named, so that a
+ * URL naming none still means its user's, not the runner's). Sets *out to
+ * a conninfo string (free() it). */
 int gh_store_postgres_url_anyone(const char *url, char **out, struct gh_err *err);
 
 /* A backup of the PostgreSQL store <st> (`gatehouse backup`): opens a

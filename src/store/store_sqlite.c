@@ -199,8 +199,11 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     /* A tenant's chain holds only that tenant's rows: its time index. */
     [GH_SQ_AUDIT_SEQ_SPAN] = "SELECT min(seq), max(seq) FROM audit_events WHERE tenant_id = ?1 "
                              "AND chain = ?1 AND time_us >= ?2 AND time_us < ?3",
-    [GH_SQ_AUDIT_SEQ_SPAN_SYSTEM] = "SELECT min(seq), max(seq) FROM audit_events WHERE chain = ?1 "
-                                    "AND time_us >= ?2 AND time_us < ?3",
+    /* The system chain's rows: those of no tenant and of the tenant
+     * "system" (the writer's chain_of), through the same index. */
+    [GH_SQ_AUDIT_SEQ_SPAN_SYSTEM] = "SELECT min(seq), max(seq) FROM audit_events WHERE tenant_id "
+                                    "IN ('', 'system') AND chain = ?1 AND time_us >= ?2 AND "
+                                    "time_us < ?3",
     [GH_SQ_AUDIT_SCAN] =
         "SELECT " AUDIT_COLS " FROM audit_events WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid",
     [GH_SQ_AUDIT_CP_WALK] = "SELECT " AUDIT_CP_COLS " FROM audit_checkpoints "

@@ -401,6 +401,12 @@ def test_a_tenant_is_named_by_id_or_name(world):
     r = w.op.call("GET", q("/v1/audit", tenant="no-such-name"))
     assert r.status == 400 and "tenant id or name" in r.json()["message"], r.body
     assert w.a_admin.call("GET", q("/v1/audit", tenant="beta")).status == 404
+    # Whether another tenant's name exists cannot be told by a tenant admin:
+    # an existing name, a missing one and a malformed one answer alike.
+    op_tenant = w.op.ok("POST", "/v1/tenants", {"name": "other-corp"}, 201)["id"]
+    for other in ("other-corp", "nosuch-corp", op_tenant, "tn_ZZZZZZZZZZZZZZZZZZZZ"):
+        r = w.a_admin.call("GET", q("/v1/audit", tenant=other))
+        assert r.status == 404 and r.json()["error"] == "not_found", (other, r.body)
     assert [e["seq"] for e, _ in walk(w.a_admin, {"tenant": "alpha"}, 50)] == by_id
 
 

@@ -164,6 +164,31 @@ def test_init_twice_roles_and_login_role_fails_closed(pg_server, pg_store):
     assert p.returncode == 0 and "COPY gatehouse.tenants" in p.stdout, p.stderr
 
 
+def test_init_without_admin_url_on_a_url_that_names_no_database(gatehouse):
+    """A store URL without a database reaches the one named as its user
+    (libpq's default). `postgres init` without --admin-url connects as
+    whoever runs it to that database, not to the runner's (a reviewer found
+    it refused, the runner's database not being the store's; before that
+    check it made the schema in the runner's database)."""
+    import pg_helpers
+    own = pg_helpers.start_server()
+    try:
+        own.psql(f"CREATE DATABASE {pg_helpers.LOGIN}")
+        g = gatehouse(raw=lambda g: pg_config(
+            g, f"postgresql://{pg_helpers.LOGIN}@127.0.0.1:{own.port}"), start=False)
+        p = subprocess.run([gatehouse_bin(), "postgres", "init", "-c", g.config_path],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PGUSER": pg_helpers.SUPERUSER})
+        assert p.returncode == 0, p.stdout + p.stderr
+        for db, want in ((pg_helpers.LOGIN, "1"), ("postgres", "0")):
+            assert own.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'gatehouse'",
+                            db=db) == [[want]], db
+        out, _ = cli_ok(g, "migrate")
+        assert "schema version 23" in out, out
+    finally:
+        own.cleanup()
+
+
 def test_init_refuses_a_server_older_than_15(pg_server, gatehouse):
     """Migration 12's view needs security_invoker (PostgreSQL 15): init
     names an older server and stops before its first statement, rather than
