@@ -126,9 +126,7 @@ static bool scope(struct call *c, const char *name, const char *asked, char *out
     /* An operator's value: what is not a tenant's id but is a tenant's name
      * means that tenant, as the CLI takes it (a chain of a JWT tenant that
      * is no store tenant is named by its id, as it comes). */
-    if (is_operator && asked[0] && strcmp(asked, GH_STORE_SYSTEM_TENANT) != 0 &&
-        gh_store_tenant_get(c->st, asked, &t, &err) == GH_STORE_NOT_FOUND &&
-        gh_store_tenant_get_by_name(c->st, asked, &t, &err) == GH_OK)
+    if (is_operator && asked[0] && gh_store_tenant_find(c->st, asked, &t, &err) == GH_OK)
         asked = t.id;
     if (is_operator && asked[0] && !valid_id(asked)) {
         snprintf(msg, sizeof(msg), "%s must be a tenant id or name, or \"system\"", name);

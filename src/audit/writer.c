@@ -45,7 +45,6 @@
 #define UNAVAILABLE_PAUSE_MS 100
 #define SUBMIT_QUEUE         256
 #define CP_EXTRA             64 /* interval checkpoints per batch, on top of one per event */
-#define LOG_EVERY_NS         10000000000ull
 #define CP_SCAN_NS           250000000ull /* interval checkpoints are looked for this often */
 /* Times a batch is chained again after a CONFLICT (another writer's
  * append), each after a random pause of up to 2 ms times the attempt, so
@@ -345,10 +344,7 @@ int gh_audit_submit(struct gh_audit_service *s, const struct gh_audit_event *ev,
 
 static bool may_log(struct gh_audit_service *s)
 {
-    uint64_t now = gh_now_ns();
-    if (s->last_log_ns && now - s->last_log_ns < LOG_EVERY_NS) return false;
-    s->last_log_ns = now;
-    return true;
+    return gh_log_due(&s->last_log_ns);
 }
 
 /* One batch, from its gathering to its answer: what the writer's steps,

@@ -132,8 +132,7 @@ static int find_tenant(struct gh_store *st, const char *ref, struct gh_store_ten
         fprintf(stderr, "gatehouse: missing --tenant (id or name)\n");
         return 1;
     }
-    if (gh_store_tenant_get(st, ref, t, &err) == GH_OK) return 0;
-    if (gh_store_tenant_get_by_name(st, ref, t, &err) == GH_OK) return 0;
+    if (gh_store_tenant_find(st, ref, t, &err) == GH_OK) return 0;
     fprintf(stderr, "gatehouse: no tenant \"%s\"\n", ref);
     return 1;
 }

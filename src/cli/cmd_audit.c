@@ -77,6 +77,7 @@ static int verify(int argc, char **argv)
     struct gh_store *st = NULL;
     struct gh_store_params params = {0};
     struct gh_store_tenant t;
+    bool known = false;
     struct gh_err err = {0};
     char msg[1024];
     size_t bad = 0, chains = 0;
@@ -112,8 +113,10 @@ static int verify(int argc, char **argv)
         gh_config_free(cfg);
         return 2;
     }
-    /* --tenant takes a tenant's id (its chain) or its name. */
-    if (tenant != NULL && gh_store_tenant_get_by_name(st, tenant, &t, &err) == GH_OK) tenant = t.id;
+    /* --tenant takes a tenant's id (its chain) or its name, or the name of
+     * a chain that is no store tenant's (a JWT tenant's). */
+    known = tenant != NULL && gh_store_tenant_find(st, tenant, &t, &err) == GH_OK;
+    if (known) tenant = t.id;
     if (tenant != NULL && !gh_store_valid_audit_chain(tenant)) {
         fprintf(stderr, "gatehouse audit verify: --tenant: not a tenant id or name\n");
         rc = 2;
@@ -134,11 +137,9 @@ static int verify(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    /* A chain may belong to no store tenant (a JWT's tenant claim), so a
-     * name found nowhere is an error only when it has no chain either: a
+    /* A name found nowhere is an error only when it has no chain either: a
      * typo must not pass for an intact log. */
-    if (chains == 0 && tenant != NULL &&
-        gh_store_tenant_get(st, tenant, &t, &err) == GH_STORE_NOT_FOUND) {
+    if (chains == 0 && tenant != NULL && !known) {
         fprintf(stderr,
                 "gatehouse audit verify: --tenant: no tenant \"%s\" (by id or name) and no "
                 "audit chain of that name\n",

@@ -130,9 +130,7 @@ int gh_cmd_audit_list(int argc, char **argv)
     /* --tenant: a tenant's id or name (as audit verify takes it), or the
      * name of a chain that is no store tenant's (a JWT tenant's). */
     a.f.tenant_id = a.tenant;
-    if (rc == 0 && a.tenant != NULL &&
-        gh_store_tenant_get(st, a.tenant, &t, &err) == GH_STORE_NOT_FOUND &&
-        gh_store_tenant_get_by_name(st, a.tenant, &t, &err) == GH_OK)
+    if (rc == 0 && a.tenant != NULL && gh_store_tenant_find(st, a.tenant, &t, &err) == GH_OK)
         a.f.tenant_id = t.id;
     while (rc == 0 && more && (limit == 0 || shown < limit)) {
         size_t want = PAGE, count = 0;

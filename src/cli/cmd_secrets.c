@@ -147,8 +147,7 @@ static int tenant_of(struct env *e, const char *arg, char out[GH_STORE_TENANT_ID
         snprintf(out, GH_STORE_TENANT_ID_SIZE, "%s", GH_STORE_SYSTEM_TENANT);
         return 0;
     }
-    if (gh_store_tenant_get(e->store, arg, &t, &err) == GH_OK ||
-        gh_store_tenant_get_by_name(e->store, arg, &t, &err) == GH_OK) {
+    if (gh_store_tenant_find(e->store, arg, &t, &err) == GH_OK) {
         snprintf(out, GH_STORE_TENANT_ID_SIZE, "%s", t.id);
         return 0;
     }

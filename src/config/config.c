@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "config/pg_url.h"
 #include "core/cpus.h"
+#include "core/str.h"
 #include "hooks/inbound.h"
 #include "hooks/ssrf.h"
 #include "http/parser.h"
@@ -2363,11 +2364,6 @@ static bool same_addr(const struct gh_config_addr *a, const struct gh_config_add
     return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
 }
 
-static bool same_str(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 static int check_listens(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config *cfg)
 {
     yaml_node_t *seq = map_get(ctx, root, "listen");
@@ -2407,7 +2403,7 @@ static int check_routes(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_config
          * never match: almost certainly a copy-paste mistake. */
         for (size_t j = 0; j < i; j++) {
             struct gh_config_route *o = &cfg->routes[j];
-            if (same_str(r->host, o->host) && r->host_wildcard == o->host_wildcard &&
+            if (gh_cstr_same(r->host, o->host) && r->host_wildcard == o->host_wildcard &&
                 strcmp(r->path, o->path) == 0 && r->methods == o->methods) {
                 path_set(ctx, "routes[%zu]", i);
                 return fail(ctx, seq_item(ctx, seq, i),

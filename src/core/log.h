@@ -10,6 +10,11 @@
 #ifndef GH_CORE_LOG_H
 #define GH_CORE_LOG_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/clock.h"
+
 enum gh_log_level { GH_LOG_DEBUG, GH_LOG_INFO, GH_LOG_WARN, GH_LOG_ERROR };
 
 /* Sets the lowest level written; from config `log_level`. Thread-safe. */
@@ -27,5 +32,21 @@ void gh_log(enum gh_log_level level, const char *fmt, ...) __attribute__((format
 #define gh_log_info(...)  gh_log(GH_LOG_INFO, __VA_ARGS__)
 #define gh_log_warn(...)  gh_log(GH_LOG_WARN, __VA_ARGS__)
 #define gh_log_error(...) gh_log(GH_LOG_ERROR, __VA_ARGS__)
+
+/* A line that would repeat (a store or a peer down, a fallback taken on
+ * every request) is written at most once every GH_LOG_EVERY_S per owner
+ * of <last_ns>, its last line's time (0: none yet). Whether one is due
+ * now; if so, *<last_ns> becomes now. One thread per <last_ns>. For a
+ * failure with an end, log_episode.h also counts and says when it ends. */
+#define GH_LOG_EVERY_S 10
+
+static inline bool gh_log_due(uint64_t *last_ns)
+{
+    uint64_t now = gh_now_ns();
+
+    if (*last_ns != 0 && now - *last_ns < (uint64_t)GH_LOG_EVERY_S * 1000000000ull) return false;
+    *last_ns = now;
+    return true;
+}
 
 #endif

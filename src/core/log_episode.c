@@ -7,18 +7,14 @@
 #include "core/clock.h"
 #include "core/log.h"
 
-#define EVERY_NS ((uint64_t)GH_LOG_EPISODE_EVERY_S * 1000000000ull)
-
 void gh_log_episode_fail(struct gh_log_episode *e, const char *fmt, ...)
 {
-    uint64_t now = gh_now_ns();
     char msg[1024];
     va_list ap;
 
     e->failures++;
-    if (e->first_ns == 0) {
-        e->first_ns = now;
-    } else if (now - e->last_log_ns < EVERY_NS) {
+    if (e->first_ns == 0) e->first_ns = gh_now_ns(); /* its first line is due at once */
+    if (!gh_log_due(&e->last_log_ns)) {
         e->unlogged++;
         return;
     }
@@ -28,11 +24,10 @@ void gh_log_episode_fail(struct gh_log_episode *e, const char *fmt, ...)
     if (e->unlogged > 0)
         gh_log_warn("%s (%llu more failure(s) since the last such line; this line repeats at "
                     "most every %d s while it lasts)",
-                    msg, (unsigned long long)e->unlogged, GH_LOG_EPISODE_EVERY_S);
+                    msg, (unsigned long long)e->unlogged, GH_LOG_EVERY_S);
     else
         gh_log_warn("%s (this line repeats at most every %d s while it lasts)", msg,
-                    GH_LOG_EPISODE_EVERY_S);
-    e->last_log_ns = now;
+                    GH_LOG_EVERY_S);
     e->unlogged = 0;
 }
 

@@ -1,7 +1,7 @@
 /* A failure that repeats while something it needs is down (the store
  * restarting, a failover): logged as an episode, not as one line per try.
  * The first failure is logged as it comes; then at most one line every
- * GH_LOG_EPISODE_EVERY_S, saying how many tries failed meanwhile; and one
+ * GH_LOG_EVERY_S (gh_log_due), saying how many tries failed meanwhile; and one
  * line when a try succeeds again, saying how long it lasted. A poller
  * that fails four times a second for a minute writes 7 lines, not 240.
  *
@@ -11,8 +11,6 @@
 #define GH_CORE_LOG_EPISODE_H
 
 #include <stdint.h>
-
-#define GH_LOG_EPISODE_EVERY_S 10
 
 struct gh_log_episode {
     uint64_t first_ns;    /* the episode's first failure; 0: not failing */

@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "store/store.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "telemetry/accesslog.h"
 #include "telemetry/metrics.h"
 
@@ -91,15 +92,9 @@ static void publish(struct gh_runtime *rt, struct gh_snapshot *snap)
     if (rt->admin_running) gh_worker_publish(&rt->admin, snap);
 }
 
-/* Whether two optional strings differ (NULL equals only NULL). */
-static bool differs(const char *a, const char *b)
-{
-    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
-}
-
 static bool store_changed(const struct gh_config_store *a, const struct gh_config_store *b)
 {
-    return differs(a->sqlite, b->sqlite) || differs(a->postgres, b->postgres) ||
+    return !gh_cstr_same(a->sqlite, b->sqlite) || !gh_cstr_same(a->postgres, b->postgres) ||
            a->pool != b->pool || a->statement_timeout_ms != b->statement_timeout_ms ||
            a->lock_timeout_ms != b->lock_timeout_ms;
 }
@@ -108,10 +103,11 @@ static bool store_changed(const struct gh_config_store *a, const struct gh_confi
  * is what the next start will use. */
 static bool secrets_changed(const struct gh_config_secrets *a, const struct gh_config_secrets *b)
 {
-    return differs(a->provider, b->provider) || differs(a->master_key_file, b->master_key_file) ||
-           differs(a->pkcs11.module, b->pkcs11.module) ||
-           differs(a->pkcs11.token_label, b->pkcs11.token_label) ||
-           differs(a->pkcs11.key_label, b->pkcs11.key_label);
+    return !gh_cstr_same(a->provider, b->provider) ||
+           !gh_cstr_same(a->master_key_file, b->master_key_file) ||
+           !gh_cstr_same(a->pkcs11.module, b->pkcs11.module) ||
+           !gh_cstr_same(a->pkcs11.token_label, b->pkcs11.token_label) ||
+           !gh_cstr_same(a->pkcs11.key_label, b->pkcs11.key_label);
 }
 
 /* The Redis connections, made at start with every setting of the block,
@@ -123,11 +119,12 @@ static bool redis_changed(const struct gh_config *old, const struct gh_config *c
     return old->limits.redis_backend != cfg->limits.redis_backend ||
            old->inbound_webhooks.replay_redis != cfg->inbound_webhooks.replay_redis ||
            old->idempotency.redis != cfg->idempotency.redis || a->enabled != b->enabled ||
-           differs(a->url, b->url) || differs(a->username, b->username) ||
-           differs(a->password, b->password) || a->timeout_ms != b->timeout_ms ||
+           !gh_cstr_same(a->url, b->url) || !gh_cstr_same(a->username, b->username) ||
+           !gh_cstr_same(a->password, b->password) || a->timeout_ms != b->timeout_ms ||
            a->connect_timeout_ms != b->connect_timeout_ms ||
-           differs(a->key_prefix, b->key_prefix) || differs(a->ca_file, b->ca_file) ||
-           differs(a->sni, b->sni) || a->verify != b->verify || differs(a->resolver, b->resolver);
+           !gh_cstr_same(a->key_prefix, b->key_prefix) || !gh_cstr_same(a->ca_file, b->ca_file) ||
+           !gh_cstr_same(a->sni, b->sni) || a->verify != b->verify ||
+           !gh_cstr_same(a->resolver, b->resolver);
 }
 
 /* Listener sockets are opened once, at start: a reload that changes them

@@ -34,6 +34,13 @@ static inline bool gh_str_eq(gh_str a, gh_str b)
 }
 
 /* ASCII case-insensitive comparison: header names and tokens (RFC 9110 §5.1). */
+/* Two optional C strings: equal when both are NULL or both hold the same
+ * bytes (a config's unset key against a set one). */
+static inline bool gh_cstr_same(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 static inline bool gh_str_caseeq(gh_str a, gh_str b)
 {
     return a.len == b.len && (a.len == 0 || strncasecmp(a.ptr, b.ptr, a.len) == 0);

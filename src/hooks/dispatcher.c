@@ -45,7 +45,6 @@
  * deliveries of active endpoints (an older gatehouse enabled them). */
 #define REPORTS_EVERY_NS  10000000000ull
 #define SHUTDOWN_GRACE_NS 2000000000ull
-#define LOG_EVERY_NS      10000000000ull
 #define KEYCACHE_SLOTS    1024
 #define SCHEDULE_MAX      32
 #define ALLOW_MAX         64
@@ -167,10 +166,7 @@ static double uniform(struct gh_hooks_dispatcher *d)
 
 static bool may_log(struct gh_hooks_dispatcher *d)
 {
-    uint64_t now = gh_now_ns();
-    if (now - d->last_log_ns < LOG_EVERY_NS && d->last_log_ns != 0) return false;
-    d->last_log_ns = now;
-    return true;
+    return gh_log_due(&d->last_log_ns);
 }
 
 static void conf_from(struct conf *c, const struct gh_config_webhooks *w)

@@ -35,11 +35,10 @@
 #include "stages.h"
 #include "telemetry/metrics.h"
 
-#define NS_PER_S        1000000000ull
-#define QUOTA_TENANTS   16384
-#define INFLIGHT_KEYS   65536
-#define WAIT_POLL_MS    2
-#define FALLBACK_LOG_NS (10 * NS_PER_S)
+#define NS_PER_S      1000000000ull
+#define QUOTA_TENANTS 16384
+#define INFLIGHT_KEYS 65536
+#define WAIT_POLL_MS  2
 
 struct gh_limits_service {
     struct gh_ltable *rates;
@@ -672,9 +671,7 @@ static int decide_local(struct gh_req *r, struct gh_limits_worker *lw,
 
 static void fallback_log(struct gh_limits_worker *lw)
 {
-    uint64_t now = gh_now_ns();
-    if (lw->last_fallback_log && now - lw->last_fallback_log < FALLBACK_LOG_NS) return;
-    lw->last_fallback_log = now;
+    if (!gh_log_due(&lw->last_fallback_log)) return;
     gh_log_warn("limits: worker %d: Redis unavailable; deciding rate limits by on_redis_error "
                 "(this line repeats at most every 10 s)",
                 lw->w->id);

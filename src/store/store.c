@@ -484,6 +484,14 @@ int gh_store_tenant_get_by_name(struct gh_store *st, const char *name, struct gh
     return st->ops->tenant_get_by_name(st, name, out, err);
 }
 
+int gh_store_tenant_find(struct gh_store *st, const char *ref, struct gh_store_tenant *out,
+                         struct gh_err *err)
+{
+    int rc = gh_store_tenant_get(st, ref, out, err);
+
+    return rc == GH_STORE_NOT_FOUND ? gh_store_tenant_get_by_name(st, ref, out, err) : rc;
+}
+
 int gh_store_tenant_list(struct gh_store *st, enum gh_store_tenant_status status,
                          struct gh_store_page *page, struct gh_store_tenant *out,
                          struct gh_err *err)

@@ -1130,6 +1130,12 @@ int gh_store_tenant_get(struct gh_store *st, const char *id, struct gh_store_ten
 int gh_store_tenant_get_by_name(struct gh_store *st, const char *name, struct gh_store_tenant *out,
                                 struct gh_err *err);
 
+/* [operator] The tenant <ref> names, as the CLI and the admin API take a
+ * tenant: its id, else its name. NOT_FOUND when it is neither; another
+ * store code when the lookup by id failed otherwise. */
+int gh_store_tenant_find(struct gh_store *st, const char *ref, struct gh_store_tenant *out,
+                         struct gh_err *err);
+
 /* [operator] One page of tenants with status <status> (GH_STORE_TENANT_ANY:
  * all), oldest first; <out> holds <page>->limit records. INVALID for a bad
  * cursor or limit. */

@@ -16,7 +16,6 @@
 
 #define MAX_IN_FLIGHT     4
 #define SHUTDOWN_GRACE_NS 2000000000ull
-#define LOG_EVERY_NS      10000000000ull
 #define BACKOFF_FIRST_MS  1000
 #define BACKOFF_MAX_MS    30000
 
@@ -266,10 +265,7 @@ static int post(struct gh_tracer *t, struct export *e, const struct tracer_conf 
  * flood the log. */
 static bool may_log(struct gh_tracer *t)
 {
-    uint64_t now = gh_now_ns();
-    if (t->last_log_ns && now - t->last_log_ns < LOG_EVERY_NS) return false;
-    t->last_log_ns = now;
-    return true;
+    return gh_log_due(&t->last_log_ns);
 }
 
 static void unfly(struct gh_tracer *t, struct export *e)

@@ -91,7 +91,7 @@ static void fail_a_hundred_times(void)
 
 static void fail_after_the_rhythm(void)
 {
-    episode.last_log_ns -= (uint64_t)(GH_LOG_EPISODE_EVERY_S + 1) * 1000000000ull;
+    episode.last_log_ns -= (uint64_t)(GH_LOG_EVERY_S + 1) * 1000000000ull;
     gh_log_episode_fail(&episode, "store: cannot read: %s", "connection refused");
 }
 
