@@ -707,6 +707,7 @@ static void answer_stored(struct gh_audit_round *r)
 {
     atomic_fetch_add_explicit(&r->s->events_written, r->n, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->s->checkpoints, r->ncp, memory_order_relaxed);
+    gh_log_episode_ok(&r->s->unavailable, "audit: storing events");
     answer(r, true);
 }
 
@@ -916,9 +917,9 @@ static size_t finish(struct gh_audit_round *r, bool tried)
         s->pending_nsubs = r->nsubs;
         s->pending_nrows = r->nrows;
         s->pending_ncp = r->ncp;
-        if (may_log(s))
-            gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", r->n,
-                        err.msg);
+        gh_log_episode_fail(&s->unavailable,
+                            "audit: the store is unavailable; %zu event(s) wait to be stored: %s",
+                            r->n, err.msg);
         unavailable_pause();
         return 0;
     }
@@ -961,9 +962,9 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
     atomic_store_explicit(&s->oldest_since_us, r.oldest_us, memory_order_relaxed);
     o = resolve(s, r.b, r.nrows, r.ncp, &rc, &err);
     if (o == UNKNOWN && !final) {
-        if (may_log(s))
-            gh_log_warn("audit: the store is unavailable; %zu event(s) wait to be stored: %s", r.n,
-                        err.msg);
+        gh_log_episode_fail(&s->unavailable,
+                            "audit: the store is unavailable; %zu event(s) wait to be stored: %s",
+                            r.n, err.msg);
         s->last_cp_scan_ns = r.scan_ns0; /* this round made no checkpoint */
         unavailable_pause();
         return 0;

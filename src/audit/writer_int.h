@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "audit/audit.h"
+#include "core/log_episode.h"
 
 struct event;
 
@@ -134,6 +135,9 @@ struct gh_audit_service {
     struct gh_audit_buf buf[2];
     uint32_t cps_cap;
     uint64_t last_log_ns;
+    /* The store out of reach (events held in memory): its first line, one
+     * every 10 s, and one when events are stored again. */
+    struct gh_log_episode unavailable;
     uint64_t last_cp_scan_ns;
     uint64_t serial_until_ns; /* after a CONFLICT: one batch at a time until then */
     uint64_t serial_ns;       /* the next such period */

@@ -528,6 +528,10 @@ def test_restart_mid_load_gives_503_then_recovers(pg_server, gatehouse):
         assert 1 <= len(polls) <= 2, polls
         assert any("auth: reading the store's change counter: works again after" in ln
                    for ln in lines), lines[-30:]
+        # So did the audit writer's, which held the events meanwhile.
+        held = [ln for ln in lines if "audit: the store is unavailable" in ln]
+        assert 1 <= len(held) <= 2, held
+        assert any("audit: storing events: works again after" in ln for ln in lines), lines[-30:]
     finally:
         own.cleanup()
 
