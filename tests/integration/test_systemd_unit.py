@@ -141,8 +141,41 @@ def redis(tmp_path):
     server.stop()
 
 
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def softhsm_token(root):
+    """A SoftHSM2 token as docs/operations.md ("A PKCS#11 token") sets one
+    up for the unit, under <root>: its folder var/lib/softhsm/tokens, the
+    gateway's user's; its PIN in etc/gatehouse/hsm-pin. Returns the config's
+    secrets block and the variables the gateway's process gets
+    (SOFTHSM2_CONF, as the drop-in's Environment= line)."""
+    if shutil.which("softhsm2-util") is None or not os.path.exists(SOFTHSM_MODULE):
+        pytest.fail("softhsm2 is not installed (scripts/install-deps)")
+    tokens = root / "var" / "lib" / "softhsm" / "tokens"
+    tokens.mkdir(parents=True)
+    conf = root / "etc" / "softhsm" / "softhsm2.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n")
+    os.chmod(conf, 0o644)
+    pin = root / "etc" / "gatehouse" / "hsm-pin"
+    pin.parent.mkdir(parents=True, exist_ok=True)
+    pin.write_text("24680\n")
+    os.chmod(pin, 0o644)  # read by the gateway's user, as 0640 root:gatehouse would be
+    env = {"SOFTHSM2_CONF": str(conf)}
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "gatehouse",
+                    "--pin", "24680", "--so-pin", "13579"], env={**os.environ, **env},
+                   check=True, capture_output=True, timeout=30)
+    block = ("secrets:\n  provider: pkcs11\n  pkcs11:\n"
+             f"    module: {SOFTHSM_MODULE}\n    token_label: gatehouse\n"
+             f"    pin: file:{pin}\n")
+    return block, env, tokens
+
+
+@pytest.mark.parametrize("secrets", ["master_key_file", "pkcs11"])
 def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
-        upstream, service_dir, redis):
+        upstream, service_dir, redis, secrets):
     """The layout the unit gives the gateway, under <service_dir> as its
     root: the binary and the config owned by root and read-only to the
     gateway's user (ProtectSystem=strict), its state in var/lib/gatehouse,
@@ -150,10 +183,16 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
     Besides the plain listener it has a TLS one and rate limits kept in
     Redis, and under GH_TEST_STORE=postgres (make test runs this file on
     both stores) its store is a PostgreSQL server: the system calls of
-    those parts are traced too."""
+    those parts are traced too. With <secrets> pkcs11 the master key is on
+    a SoftHSM2 token (the module runs in the gateway's process, so its
+    calls count too): made on the token at the first start, and a
+    `secret:` reference opened through it at the start and at the reload."""
     root = service_dir
     state = root / "var" / "lib" / "gatehouse"
     state.mkdir(parents=True)
+    hsm_block, hsm_env, tokens = "", {}, None
+    if secrets == "pkcs11":
+        hsm_block, hsm_env, tokens = softhsm_token(root)
     pki = root / "etc" / "gatehouse" / "tls"
     pki.mkdir(parents=True)
     ca = make_ca(pki, "ca")
@@ -169,7 +208,7 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
                f"  retention: 1s\n  archive_interval: 1s\n"
                f"  archive_dir: {state}/audit-archive\n"
                f"redis: {{ url: \"{redis.url}\" }}\n"
-               f"limits: {{ backend: redis, nodes: 1 }}\n")))
+               f"limits: {{ backend: redis, nodes: 1 }}\n" + hsm_block)))
     with open(g.config_path) as f:
         text = f.read()
     g.write_config(text.replace(
@@ -186,6 +225,8 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
     as_user = []
     if os.geteuid() == 0:
         chown_tree(state)
+        if tokens:
+            chown_tree(tokens)
         as_user = ["-u", "nobody"]
     sock_path = str(root / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -193,14 +234,14 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
     os.chmod(sock_path, 0o777)  # systemd's socket takes any sender of the unit
     notify.settimeout(20)
     trace = str(root / "strace.log")
-    env = {**os.environ, "NOTIFY_SOCKET": sock_path}
+    env = {**os.environ, **hsm_env, "NOTIFY_SOCKET": sock_path}
 
     def traced(line, out):
         return ["strace", "-f", "-qq", *as_user, "-o", out, *command(line, root).split()]
 
     for i, line in enumerate(unit_values("ExecStartPre")):
         p = subprocess.run(traced(line, f"{trace}.pre{i}"), capture_output=True, text=True,
-                           timeout=60, cwd=str(state))
+                           timeout=60, cwd=str(state), env=env)
         assert p.returncode == 0, p.stdout + p.stderr
     (start,) = unit_values("ExecStart")
     stderr = open(g.stderr_path, "w")
@@ -236,13 +277,34 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
                              os.walk(state / "audit-archive") for f in fs), 10,
                  what="an audit archive segment")
 
+        if tokens:
+            # The first start made the master key on the token
+            # (C_GenerateKey, traced). A secret sealed under it by the CLI,
+            # run as the gateway's user as docs/operations.md says (the
+            # token's files are that user's), and named by the reloaded
+            # file: the reload opens it through the token.
+            p = subprocess.run([*(["runuser", "-u", "nobody", "--"] if as_user else []),
+                                str(root) + BIN, "secrets", "set", "config/upstream-app", "-c",
+                                str(root) + CONFIG], input="app-identity-secret",
+                               capture_output=True, text=True, timeout=60, cwd=str(state),
+                               env={**os.environ, **hsm_env})
+            assert p.returncode == 0, p.stdout + p.stderr
+            with open(str(root) + CONFIG) as f:
+                text = f.read()
+            upstream_line = f'endpoints: ["127.0.0.1:{upstream.port}"]\n'
+            assert upstream_line in text, text
+            with open(str(root) + CONFIG, "w") as f:
+                f.write(text.replace(upstream_line, upstream_line
+                                     + '    identity_secret: "secret:upstream-app"\n'))
+
         # ExecReload= runs as the gateway's user, in its sandbox and filter.
         (reload,) = unit_values("ExecReload")
         p = subprocess.run(["strace", "-f", "-qq", *as_user, "-o", f"{trace}.reload",
                             *command(reload, root, pid).split()],
-                           capture_output=True, text=True, timeout=60, cwd=str(state))
+                           capture_output=True, text=True, timeout=60, cwd=str(state),
+                           env={**os.environ, **hsm_env})
         assert p.returncode == 0 and "reloaded: config generation 2" in p.stdout, (
-            p.stdout + p.stderr)
+            p.stdout + p.stderr + open(g.stderr_path).read()[-2000:])
         msg = notify.recv(4096).decode()
         assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", msg), msg
         msg = notify.recv(4096).decode()
@@ -275,6 +337,11 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
     used |= traced_calls(f"{trace}.reload")
     # The trace saw the work: connections served, audit commits synced.
     assert {"accept4", "epoll_wait", "getrandom"} <= used and used & {"fsync", "fdatasync"}, used
+    if tokens:
+        # The module ran in the traced processes, on the token's files.
+        with open(trace, errors="replace") as f:
+            text = f.read()
+        assert SOFTHSM_MODULE in text and str(tokens) in text, "the trace saw no token"
     assert used - allowed == set(), (
         f"system calls outside the unit's SystemCallFilter: {sorted(used - allowed)}")
     log = open(g.stderr_path).read()
