@@ -60,6 +60,11 @@ FUZZ_LIBS_fuzz_audit_body := src/store/audit_body.c
 FUZZ_LIBS_fuzz_audit_params := src/audit/event.c src/audit/redact.c src/audit/parse.c -lcrypto -ljansson
 FUZZ_LIBS_fuzz_webhook_sig := src/hooks/inbound.c -lcrypto
 FUZZ_LIBS_fuzz_hooks := src/hooks/ssrf.c src/hooks/schedule.c -lcurl
+# The config loader and what it calls: libyaml, libpq's URL parser (pg_url.c),
+# the webhook verifier's secret checks (inbound.c), allow-list CIDRs (ssrf.c).
+FUZZ_LIBS_fuzz_config = src/config/config.c src/config/config_values.c src/config/pg_url.c \
+    src/hooks/inbound.c src/hooks/ssrf.c src/core/cpus.c \
+    $(shell pkg-config --cflags --libs yaml-0.1 libpq libcrypto) -lcurl
 
 .PHONY: all test unit integration deploy-check asan demo bench fuzz fuzz-smoke install clean deps format
 
