@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -487,9 +488,11 @@ static int set_string(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     return store_str(ctx, n, FIELD(obj, key->off, char *), s);
 }
 
-/* Fails unless <file> exists, is not a directory and can be read. The TLS
+/* Fails unless <file> exists, is a regular file and can be read. The TLS
  * module opens it later; checking here puts the error at the line that
- * names the file instead of in a startup log. */
+ * names the file instead of in a startup log. Not a FIFO or a device:
+ * OpenSSL's open of a FIFO blocks `gatehouse run` before it listens, while
+ * `gatehouse check` said the file was fine. */
 static int check_readable(struct cfg_ctx *ctx, yaml_node_t *n, const char *file)
 {
     struct stat st;
@@ -497,6 +500,7 @@ static int check_readable(struct cfg_ctx *ctx, yaml_node_t *n, const char *file)
     if (access(file, R_OK) != 0 || stat(file, &st) != 0)
         return fail(ctx, n, "cannot read \"%s\": %s", file, strerror(errno));
     if (S_ISDIR(st.st_mode)) return fail(ctx, n, "\"%s\" is a directory", file);
+    if (!S_ISREG(st.st_mode)) return fail(ctx, n, "\"%s\" is not a regular file", file);
     return GH_OK;
 }
 
@@ -860,16 +864,63 @@ static bool url_has_password(const char *s)
     return strstr(rest, "password=") != NULL;
 }
 
+/* A `file:` secret (a key, a password, a URL) is a few dozen bytes; a file
+ * of more is refused rather than cut to a prefix. */
+#define GH_CONFIG_MAX_SECRET_FILE 4096u
+
+/* Reads the secret in <path> into <buf> (GH_CONFIG_MAX_SECRET_FILE + 1
+ * bytes) without its final line breaks. Only a regular file is opened: the
+ * open of a FIFO blocks until someone writes to it (and with it `gatehouse
+ * check`, the start and a SIGHUP reload), and the open of a device may act
+ * (a tape rewinds, a watchdog arms). A longer file, or one with a NUL byte,
+ * is refused rather than cut (at the cap, or at the NUL as a C string is):
+ * that would be a secret other than the file's, taken without a word. */
+static int read_secret_file(struct cfg_ctx *ctx, yaml_node_t *n, const char *path, char *buf)
+{
+    const size_t cap = GH_CONFIG_MAX_SECRET_FILE;
+    struct stat st;
+    size_t got = 0;
+    int fd;
+
+    if (stat(path, &st) != 0) return fail(ctx, n, "cannot read %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return fail(ctx, n, "cannot read %s: not a regular file", path);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) return fail(ctx, n, "cannot read %s: %s", path, strerror(errno));
+    /* Replaced by something else since the stat: refused the same way. */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(ctx, n, "cannot read %s: not a regular file", path);
+    }
+    while (got <= cap) { /* one byte past the cap tells a longer file */
+        ssize_t r = read(fd, buf + got, cap + 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return fail(ctx, n, "cannot read %s: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got > cap) return fail(ctx, n, "%s is larger than %zu bytes", path, cap);
+    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+        got--;
+    if (memchr(buf, '\0', got) != NULL) return fail(ctx, n, "%s contains a NUL byte", path);
+    buf[got] = '\0';
+    return GH_OK;
+}
+
 /* A secret: "secret:NAME" (sealed in the store, resolved after start:
  * add_secret_ref), "env:NAME" (an environment variable), "file:PATH" (a
- * file's content without its final newline) or the value itself (which
- * `gatehouse check` warns about). At least 16 bytes: shorter HMAC keys are
- * guessable. The message never shows it. */
+ * file's content without its final newline: read_secret_file) or the value
+ * itself (which `gatehouse check` warns about). At least 16 bytes: shorter
+ * HMAC keys are guessable. The message never shows it. */
 static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
 {
     char **field = FIELD(obj, key->off, char *);
     const char *s = scalar(n);
-    char buf[4096];
+    char buf[GH_CONFIG_MAX_SECRET_FILE + 1];
     const char *val = s;
 
     if (strncmp(s, "secret:", 7) == 0) return add_secret_ref(ctx, n, key, field, s + 7);
@@ -881,19 +932,11 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
         if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
     } else if (strncmp(s, "file:", 5) == 0) {
         char full[PATH_MAX];
-        FILE *f;
-        size_t got;
         if (s[5] == '/')
             snprintf(full, sizeof(full), "%s", s + 5);
         else
             snprintf(full, sizeof(full), "%s/%s", ctx->base_dir, s + 5);
-        f = fopen(full, "rb");
-        if (f == NULL) return fail(ctx, n, "cannot read %s: %s", full, strerror(errno));
-        got = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
-            got--;
-        buf[got] = '\0';
+        if (read_secret_file(ctx, n, full, buf) != GH_OK) return GH_ERROR;
         val = buf;
     }
     /* Secrets we generate signatures with need 16 bytes; a row may ask for

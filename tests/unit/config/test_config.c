@@ -27,6 +27,10 @@
 #define UPSTREAMS_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"]}}\n"
 #define ROUTES_OK    "routes: [{path: /, upstream: app}]\n"
 #define VALID_TAIL   LISTEN_OK UPSTREAMS_OK ROUTES_OK
+/* A regular file that exists (the tests run from the repo root), for a
+ * certificate, key or CA file that must be readable (only the TLS module
+ * reads their contents); its nine bytes are counted in BAD_CASES' columns. */
+#define READABLE_FILE "README.md"
 
 static const char minimal_yaml[] = "workers: 1\n"
                                    "listen:\n"
@@ -478,14 +482,14 @@ static void test_store_engines(void **state)
 
 static void test_upstream_tls_block(void **state)
 {
-    struct gh_config *cfg =
-        load_ok(LISTEN_OK ROUTES_OK "upstreams:\n"
-                                    "  app: {endpoints: [\"127.0.0.1:9000\"], tls: {sni: a.b}}\n"
-                                    "  b: {endpoints: [\"127.0.0.1:9001\"], tls: {verify: no}}\n"
-                                    "  c: {endpoints: [\"127.0.0.1:9002\"], tls: {enabled: off,"
-                                    " ca_file: /nonexistent/ca.pem}}\n"
-                                    "  d: {endpoints: [\"127.0.0.1:9003\"], tls: {ca_file: "
-                                    "/dev/null, cert: /dev/null, key: /dev/null}}\n");
+    struct gh_config *cfg = load_ok(
+        LISTEN_OK ROUTES_OK "upstreams:\n"
+                            "  app: {endpoints: [\"127.0.0.1:9000\"], tls: {sni: a.b}}\n"
+                            "  b: {endpoints: [\"127.0.0.1:9001\"], tls: {verify: no}}\n"
+                            "  c: {endpoints: [\"127.0.0.1:9002\"], tls: {enabled: off,"
+                            " ca_file: /nonexistent/ca.pem}}\n"
+                            "  d: {endpoints: [\"127.0.0.1:9003\"], tls: {ca_file: " READABLE_FILE
+                            ", cert: " READABLE_FILE ", key: " READABLE_FILE "}}\n");
 
     /* A tls block means TLS unless it says enabled: false. */
     assert_true(cfg->upstreams[0].tls.enabled);
@@ -496,7 +500,7 @@ static void test_upstream_tls_block(void **state)
     assert_false(cfg->upstreams[2].tls.enabled);
     assert_string_equal(cfg->upstreams[2].tls.ca_file, "/nonexistent/ca.pem");
     assert_true(cfg->upstreams[3].tls.enabled);
-    assert_string_equal(cfg->upstreams[3].tls.cert_file, "/dev/null");
+    assert_non_null(strstr(cfg->upstreams[3].tls.cert_file, "/" READABLE_FILE));
     gh_config_free(cfg);
 }
 
@@ -665,6 +669,100 @@ static void test_demo(void **state)
     assert_non_null(strstr(err.msg, "is also admin.address"));
 }
 
+/* ---- file: secrets and the files a config names --------------------------- */
+
+static int load_secret(const char *ref, struct gh_config **cfg, struct gh_err *err)
+{
+    char yaml[512];
+
+    snprintf(yaml, sizeof(yaml),
+             LISTEN_OK ROUTES_OK "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9000\"]\n"
+                                 "    identity_secret: \"%s\"\n",
+             ref);
+    memset(err, 0, sizeof(*err));
+    *cfg = NULL;
+    return gh_config_load_buffer("gatehouse.yaml", yaml, strlen(yaml), cfg, err);
+}
+
+/* Fails unless `identity_secret: file:<path>` is refused at 6:22 with <msg>. */
+static void secret_refused(const char *path, const char *msg)
+{
+    struct gh_config *cfg;
+    struct gh_err err;
+    char ref[300];
+
+    snprintf(ref, sizeof(ref), "file:%s", path);
+    if (load_secret(ref, &cfg, &err) != GH_ERROR) {
+        gh_config_free(cfg);
+        fail_msg("%s: loaded, but should fail with \"%s\"", path, msg);
+    }
+    assert_null(cfg);
+    if (err.line != 6 || err.col != 22 || strstr(err.msg, msg) == NULL)
+        fail_msg("%s: got %d:%d: %s, want 6:22: ...%s...", path, err.line, err.col, err.msg, msg);
+}
+
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+/* A file: secret is a regular file's whole content without its final line
+ * breaks. A FIFO is refused, not opened (its open blocked `gatehouse check`
+ * and `run` until a writer came), and so is a device (/dev/zero read as an
+ * empty secret, /dev/urandom as a random one); a file over 4096 bytes or
+ * with a NUL byte is refused instead of cut short. A certificate that is a
+ * FIFO is refused too (OpenSSL's open of it blocked `gatehouse run`). */
+static void test_secret_files(void **state)
+{
+    char dir[64], path[160], fifo[160], big[4098], yaml[512];
+    struct gh_config *cfg;
+    struct gh_err err;
+
+    snprintf(dir, sizeof(dir), "/tmp/gh_config_secret.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+
+    snprintf(path, sizeof(path), "%s/ok", dir);
+    write_file(path, "0123456789abcdef0123\r\n");
+    snprintf(yaml, sizeof(yaml), "file:%s", path);
+    assert_int_equal(load_secret(yaml, &cfg, &err), GH_OK);
+    assert_string_equal(cfg->upstreams[0].identity_secret, "0123456789abcdef0123");
+    gh_config_free(cfg);
+
+    memset(big, 'k', sizeof(big));
+    write_bytes(path, big, 4096);
+    assert_int_equal(load_secret(yaml, &cfg, &err), GH_OK);
+    assert_int_equal(strlen(cfg->upstreams[0].identity_secret), 4096);
+    gh_config_free(cfg);
+    write_bytes(path, big, 4097);
+    secret_refused(path, "is larger than 4096 bytes");
+    write_bytes(path, "0123456789abcdef\0rest\n", 22);
+    secret_refused(path, "contains a NUL byte");
+    unlink(path);
+
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    secret_refused(fifo, "not a regular file");
+    secret_refused(dir, "not a regular file");
+    secret_refused("/dev/zero", "not a regular file");
+
+    snprintf(yaml, sizeof(yaml),
+             "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"
+             "        - {cert: %s, key: " READABLE_FILE "}\n" UPSTREAMS_OK ROUTES_OK,
+             fifo);
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(gh_config_load_buffer("gatehouse.yaml", yaml, strlen(yaml), &cfg, &err),
+                     GH_ERROR);
+    assert_int_equal(err.line, 5);
+    assert_int_equal(err.col, 18);
+    assert_non_null(strstr(err.msg, "is not a regular file"));
+    unlink(fifo);
+    rmdir(dir);
+}
+
 /* ---- Bad files: each one's line, column and message -------------------- */
 
 struct bad_case {
@@ -784,7 +882,7 @@ struct bad_case {
       31, "in upstreams.app.endpoints[0]: an endpoint needs a host")                               \
     X(tls_without_cert,                                                                            \
       "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"                      \
-      "        - key: /dev/null\n" UPSTREAMS_OK ROUTES_OK,                                         \
+      "        - key: " READABLE_FILE "\n" UPSTREAMS_OK ROUTES_OK,                                 \
       5, 11, "missing required key \"cert\" in listen[0].tls.certificates[0]")                     \
     X(tls_without_certificates,                                                                    \
       "listen:\n  - address: 127.0.0.1:8443\n    tls: {}\n" UPSTREAMS_OK ROUTES_OK, 3, 10,         \
@@ -795,20 +893,25 @@ struct bad_case {
       4, 21, "in listen[0].tls.certificates: must have at least 1 entry")                          \
     X(tls_unreadable_cert,                                                                         \
       "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"                      \
-      "        - cert: /nonexistent/site.pem\n          key: /dev/null\n" UPSTREAMS_OK ROUTES_OK,  \
+      "        - cert: /nonexistent/site.pem\n          key: " READABLE_FILE                       \
+      "\n" UPSTREAMS_OK ROUTES_OK,                                                                 \
       5, 17, "in listen[0].tls.certificates[0].cert: cannot read \"/nonexistent/site.pem\"")       \
     X(tls_bad_name,                                                                                \
       "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"                      \
-      "        - {cert: /dev/null, key: /dev/null, names: [ok.example, \"bad "                     \
+      "        - {cert: " READABLE_FILE ", key: " READABLE_FILE ", names: [ok.example, \"bad "     \
       "name\"]}\n" UPSTREAMS_OK ROUTES_OK,                                                         \
       5, 65, "in listen[0].tls.certificates[0].names[1]: invalid host \"bad name\"")               \
     X(upstream_tls_unreadable_ca,                                                                  \
       LISTEN_OK ROUTES_OK "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9000\"]\n"              \
                           "    tls: {ca_file: /nonexistent/ca.pem}\n",                             \
       6, 20, "in upstreams.app.tls.ca_file: cannot read \"/nonexistent/ca.pem\"")                  \
+    X(tls_cert_device,                                                                             \
+      "listen:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates:\n"                      \
+      "        - cert: /dev/zero\n          key: " READABLE_FILE "\n" UPSTREAMS_OK ROUTES_OK,      \
+      5, 17, "in listen[0].tls.certificates[0].cert: \"/dev/zero\" is not a regular file")         \
     X(upstream_tls_cert_without_key,                                                               \
       LISTEN_OK ROUTES_OK "upstreams:\n  app:\n    endpoints: [\"127.0.0.1:9000\"]\n"              \
-                          "    tls: {cert: /dev/null}\n",                                          \
+                          "    tls: {cert: " READABLE_FILE "}\n",                                  \
       6, 10, "in upstreams.app.tls: a client certificate needs both cert and key")                 \
     X(syntax_error_flow, VALID_TAIL "limits: {max_headers: 5\n", 5, 1, "YAML syntax error")        \
     X(syntax_error_indent, "listen:\n  - address: 127.0.0.1:8080\n bad: 1\n", 3, 2,                \
@@ -1159,6 +1262,7 @@ int main(void)
                                        cmocka_unit_test(test_null_values_and_admin_off),
                                        cmocka_unit_test(test_relative_paths_buffer),
                                        cmocka_unit_test(test_load_file),
+                                       cmocka_unit_test(test_secret_files),
                                        cmocka_unit_test(test_example_file),
                                        cmocka_unit_test(test_error_format),
                                        cmocka_unit_test(test_demo),
