@@ -2553,11 +2553,57 @@ static int check_idempotency(struct cfg_ctx *ctx, yaml_node_t *root, struct gh_c
 
 /* ---- Loading ------------------------------------------------------------- */
 
-static int syntax_error(struct gh_err *err, const char *name, const yaml_parser_t *parser)
+/* Where byte <off> of <data> stands, counted as libyaml counts marks: a
+ * line per break ("\n", "\r", "\r\n", NEL, LS, PS), a column per character,
+ * a UTF-8 BOM not at all. The bytes before <off> are valid UTF-8 (libyaml
+ * stopped at the first that was not). 0:0 for UTF-16, whose units this does
+ * not count. */
+static struct gh_config_pos pos_at_offset(const char *data, size_t len, size_t off)
+{
+    const unsigned char *s = (const unsigned char *)data;
+    struct gh_config_pos p = {1, 1};
+    size_t i = 0;
+
+    if (len >= 2 && ((s[0] == 0xff && s[1] == 0xfe) || (s[0] == 0xfe && s[1] == 0xff)))
+        return (struct gh_config_pos){0, 0};
+    if (len >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf) i = 3;
+    if (off > len) off = len;
+    for (; i < off; i++) {
+        bool nel = s[i] == 0xc2 && i + 1 < len && s[i + 1] == 0x85;
+        bool lsps = s[i] == 0xe2 && i + 2 < len && s[i + 1] == 0x80 &&
+                    (s[i + 2] == 0xa8 || s[i + 2] == 0xa9);
+        if (s[i] == '\n' || (s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n')) || nel || lsps) {
+            p.line++;
+            p.col = 1;
+            i += nel ? 1 : lsps ? 2 : 0;
+        } else if ((s[i] & 0xc0) != 0x80) {
+            p.col++;
+        }
+    }
+    return p;
+}
+
+static int syntax_error(struct gh_err *err, const char *name, const yaml_parser_t *parser,
+                        const char *data, size_t len)
 {
     const char *problem = parser->problem ? parser->problem : "invalid YAML";
 
     if (parser->error == YAML_MEMORY_ERROR) return gh_err_set(err, name, 0, 0, "out of memory");
+    /* Bytes that are not text (bad UTF-8, control characters) stop the
+     * reader before any mark is set: libyaml gives their offset instead,
+     * and problem_mark 0:0 would put every such error at 1:1. */
+    if (parser->error == YAML_READER_ERROR) {
+        struct gh_config_pos p = pos_at_offset(data, len, parser->problem_offset);
+        char val[16] = ""; /* the offending byte or character, when there is one */
+        if (parser->problem_value >= 0)
+            snprintf(val, sizeof(val), "0x%X", (unsigned)parser->problem_value);
+        if (p.line == 0)
+            return gh_err_set(err, name, 0, 0, "YAML syntax error: %s (%s%sbyte %zu)", problem, val,
+                              val[0] ? " at " : "at ", parser->problem_offset);
+        if (val[0] == '\0')
+            return gh_err_set(err, name, p.line, p.col, "YAML syntax error: %s", problem);
+        return gh_err_set(err, name, p.line, p.col, "YAML syntax error: %s (%s)", problem, val);
+    }
     if (parser->context != NULL)
         return gh_err_set(err, name, (int)parser->problem_mark.line + 1,
                           (int)parser->problem_mark.column + 1,
@@ -2591,7 +2637,7 @@ static int load(const char *name, const char *base_dir, const char *data, size_t
     yaml_parser_set_input_string(&parser, (const unsigned char *)(data ? data : ""),
                                  data ? len : 0);
     if (!yaml_parser_load(&parser, &doc)) {
-        syntax_error(err, name, &parser);
+        syntax_error(err, name, &parser, data ? data : "", data ? len : 0);
         goto out;
     }
     have_doc = true;
@@ -2608,7 +2654,7 @@ static int load(const char *name, const char *base_dir, const char *data, size_t
     }
     /* A second document ("---") would be ignored silently otherwise. */
     if (!yaml_parser_load(&parser, &extra)) {
-        syntax_error(err, name, &parser);
+        syntax_error(err, name, &parser, data ? data : "", data ? len : 0);
         goto out;
     }
     if (yaml_document_get_root_node(&extra) != NULL) {

@@ -917,6 +917,13 @@ struct bad_case {
     X(syntax_error_indent, "listen:\n  - address: 127.0.0.1:8080\n bad: 1\n", 3, 2,                \
       "YAML syntax error")                                                                         \
     X(syntax_error_tab, "listen:\n\t- address: 127.0.0.1:8080\n", 2, 1, "YAML syntax error")       \
+    /* Bytes that are not text: at their own line and column, not 1:1. */                          \
+    X(reader_error_utf8, VALID_TAIL "log_level: \"\xff\"\n", 4, 13,                                \
+      "YAML syntax error: invalid leading UTF-8 octet (0xFF)")                                     \
+    X(reader_error_control, VALID_TAIL "log_level: \"\xc3\xa9\x01\"\n", 4, 14,                     \
+      "YAML syntax error: control characters are not allowed (0x1)")                               \
+    X(reader_error_crlf, "workers: 1\r\nlog_level: \"\x01\"\r\n" VALID_TAIL, 2, 13,                \
+      "control characters are not allowed")                                                        \
     X(empty_file, "", 1, 1, "the configuration is empty")                                          \
     X(comments_only, "# nothing here\n", 1, 1, "the configuration is empty")                       \
     X(top_level_list, "- listen\n- routes\n", 1, 1, "the top level must be a mapping")             \
