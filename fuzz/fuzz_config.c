@@ -49,6 +49,13 @@
 
 #include "config/config.h"
 
+/* With 64-bit file offsets asked for, the loader's open and stat calls are
+ * open64 and stat64, which the interposers below would not see: the sandbox
+ * would be gone without a word. */
+#if defined(_FILE_OFFSET_BITS) && _FILE_OFFSET_BITS == 64
+#error "fuzz_config interposes open and stat: build it without _FILE_OFFSET_BITS=64"
+#endif
+
 #define NAME      "fuzz.yaml"
 #define MAX_INPUT (64 * 1024)
 
