@@ -707,7 +707,9 @@ static void answer_stored(struct gh_audit_round *r)
 {
     atomic_fetch_add_explicit(&r->s->events_written, r->n, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->s->checkpoints, r->ncp, memory_order_relaxed);
-    gh_log_episode_ok(&r->s->unavailable, "audit: storing events");
+    /* Only a round the store took ends an outage: an empty one (nothing
+     * to write, as the last round at a stop can be) proves nothing. */
+    if (r->nrows > 0 || r->ncp > 0) gh_log_episode_ok(&r->s->unavailable, "audit: storing events");
     answer(r, true);
 }
 
@@ -988,6 +990,8 @@ static size_t write_pending(struct gh_audit_service *s, bool final)
         gh_log_error("audit: stopping with the store unavailable: %zu event(s) may not be "
                      "stored: %s",
                      r.n, err.msg);
+        /* The outage ends with this line, not with "works again". */
+        s->unavailable = (struct gh_log_episode){0};
         answer(&r, false);
         atomic_store_explicit(&s->oldest_since_us, 0, memory_order_relaxed);
         return r.n;

@@ -465,6 +465,106 @@ static void test_cut_before_commit_not_lost(void **state)
     cut_scenario(*state, false);
 }
 
+/* gh_log's lines go to stderr: between stderr_to_file() and
+ * stderr_back(), to a file read back into <out>. */
+static FILE *stderr_to_file(int *saved)
+{
+    FILE *tmp = tmpfile();
+
+    assert_non_null(tmp);
+    *saved = dup(STDERR_FILENO);
+    assert_true(*saved >= 0);
+    assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+    return tmp;
+}
+
+static void stderr_back(FILE *tmp, int saved, char *out, size_t cap)
+{
+    size_t n;
+
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    rewind(tmp);
+    n = fread(out, 1, cap - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+}
+
+/* The log of an outage (docs/runbooks.md, GatehouseAuditWriterLag): async
+ * events held while the store is out of reach give one line at once; the
+ * outage ends with "works again" once the store takes them, and a stop
+ * during it ends with the error line alone: the empty last round of a stop
+ * stores nothing, so it is no recovery to report. */
+static void outage_log(struct fixture *f, bool back, char *log, size_t cap)
+{
+    struct gh_err err = {0};
+    struct gh_audit_service *a;
+    struct gh_audit_worker *aw;
+    uint64_t deadline;
+    FILE *tmp;
+    int saved;
+
+    cut.real = f->st->ops;
+    cut.ops = *f->st->ops;
+    cut.ops.audit_append = cut_append;
+    atomic_store(&cut.calls, 0);
+    atomic_store(&cut.outage, true);
+    atomic_store(&cut.landed_cuts, 0);
+    atomic_store(&cut.lost_cuts, 0);
+    f->st->ops = &cut.ops;
+
+    tmp = stderr_to_file(&saved);
+    a = gh_audit_service_new(f->cfg, f->st, 1, &err);
+    assert_non_null(a);
+    assert_int_equal(gh_audit_service_start(a, &err), GH_OK);
+    aw = gh_audit_worker_of(a, 0);
+    for (int i = 0; i < 2; i++) {
+        fill(gh_audit_worker_slot(aw), TA, "http.request", i);
+        gh_audit_worker_push(aw, false);
+    }
+    deadline = gh_now_ns() + 5000000000ull;
+    while (atomic_load(&cut.calls) < 3 && gh_now_ns() < deadline) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(atomic_load(&cut.calls) >= 3); /* held, and tried again */
+    if (back) {
+        atomic_store(&cut.outage, false);
+        wait_written(a, 2);
+    }
+    gh_audit_service_free(a);
+    f->st->ops = cut.real;
+    stderr_back(tmp, saved, log, cap);
+}
+
+static size_t count_of(const char *log, const char *what)
+{
+    size_t n = 0;
+
+    for (const char *p = strstr(log, what); p != NULL; p = strstr(p + 1, what))
+        n++;
+    return n;
+}
+
+static void test_outage_ends_with_works_again(void **state)
+{
+    static char log[16384];
+
+    outage_log(*state, true, log, sizeof(log));
+    assert_int_equal(count_of(log, "audit: the store is unavailable; "), 1);
+    assert_int_equal(count_of(log, "audit: storing events: works again after "), 1);
+}
+
+static void test_stop_in_an_outage_is_no_recovery(void **state)
+{
+    static char log[16384];
+
+    outage_log(*state, false, log, sizeof(log));
+    assert_int_equal(count_of(log, "audit: the store is unavailable; "), 1);
+    assert_int_equal(count_of(log, "audit: stopping with the store unavailable: "), 1);
+    assert_int_equal(count_of(log, "works again"), 0);
+}
+
 /* ---- the pipeline: a batch that fails while the next is chained ahead ---- */
 
 enum fault { NO_FAULT, DISK_ERROR, HEAD_MOVED, CUT };
@@ -1020,6 +1120,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_writers_one_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_after_commit_stored_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_before_commit_not_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage_ends_with_works_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_in_an_outage_is_no_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_with_the_next_chained_ahead, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_one_chain, setup, teardown),
