@@ -880,7 +880,7 @@ static int read_secret_file(struct cfg_ctx *ctx, yaml_node_t *n, const char *pat
     const size_t cap = GH_CONFIG_MAX_SECRET_FILE;
     struct stat st;
     size_t got = 0;
-    int fd;
+    int fd, rc = GH_ERROR;
 
     if (stat(path, &st) != 0) return fail(ctx, n, "cannot read %s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode)) return fail(ctx, n, "cannot read %s: not a regular file", path);
@@ -888,32 +888,39 @@ static int read_secret_file(struct cfg_ctx *ctx, yaml_node_t *n, const char *pat
     if (fd < 0) return fail(ctx, n, "cannot read %s: %s", path, strerror(errno));
     /* Replaced by something else since the stat: refused the same way. */
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(ctx, n, "cannot read %s: not a regular file", path);
+        fail(ctx, n, "cannot read %s: not a regular file", path);
+        goto out;
     }
     while (got <= cap) { /* one byte past the cap tells a longer file */
         ssize_t r = read(fd, buf + got, cap + 1 - got);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            int e = errno;
-            close(fd);
-            return fail(ctx, n, "cannot read %s: %s", path, strerror(e));
+            fail(ctx, n, "cannot read %s: %s", path, strerror(errno));
+            goto out;
         }
         if (r == 0) break;
         got += (size_t)r;
     }
-    close(fd);
-    if (got > cap) return fail(ctx, n, "%s is larger than %zu bytes", path, cap);
+    if (got > cap) {
+        fail(ctx, n, "%s is larger than %zu bytes", path, cap);
+        goto out;
+    }
     while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
         got--;
-    if (memchr(buf, '\0', got) != NULL) return fail(ctx, n, "%s contains a NUL byte", path);
+    if (memchr(buf, '\0', got) != NULL) {
+        fail(ctx, n, "%s contains a NUL byte", path);
+        goto out;
+    }
     buf[got] = '\0';
-    return GH_OK;
+    rc = GH_OK;
+out:
+    close(fd);
+    return rc;
 }
 
 /* A secret: "secret:NAME" (sealed in the store, resolved after start:
  * add_secret_ref), "env:NAME" (an environment variable), "file:PATH" (a
- * file's content without its final newline: read_secret_file) or the value
+ * file's content without its trailing line breaks: read_secret_file) or the value
  * itself (which `gatehouse check` warns about). At least 16 bytes: shorter
  * HMAC keys are guessable. The message never shows it. */
 static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key *key, void *obj)
@@ -922,6 +929,7 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     const char *s = scalar(n);
     char buf[GH_CONFIG_MAX_SECRET_FILE + 1];
     const char *val = s;
+    int rc;
 
     if (strncmp(s, "secret:", 7) == 0) return add_secret_ref(ctx, n, key, field, s + 7);
     if (strncmp(s, "env:", 4) != 0 && strncmp(s, "file:", 5) != 0 &&
@@ -936,15 +944,22 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
             snprintf(full, sizeof(full), "%s", s + 5);
         else
             snprintf(full, sizeof(full), "%s/%s", ctx->base_dir, s + 5);
-        if (read_secret_file(ctx, n, full, buf) != GH_OK) return GH_ERROR;
+        if (read_secret_file(ctx, n, full, buf) != GH_OK) {
+            explicit_bzero(buf, sizeof(buf)); /* a part may have been read */
+            return GH_ERROR;
+        }
         val = buf;
     }
     /* Secrets we generate signatures with need 16 bytes; a row may ask for
      * less when the other side chose the secret (a Redis password). */
     if (strlen(val) < (key->min ? key->min : 16))
-        return fail(ctx, n, "a secret must have at least %llu bytes",
-                    (unsigned long long)(key->min ? key->min : 16));
-    return store_str(ctx, n, field, val);
+        rc = fail(ctx, n, "a secret must have at least %llu bytes",
+                  (unsigned long long)(key->min ? key->min : 16));
+    else
+        rc = store_str(ctx, n, field, val);
+    /* The stack copy of a file's secret goes; the config keeps its own. */
+    if (val == buf) explicit_bzero(buf, sizeof(buf));
+    return rc;
 }
 
 /* ---- The node id ------------------------------------------------------------ */

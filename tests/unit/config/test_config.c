@@ -743,6 +743,20 @@ static void test_secret_files(void **state)
     secret_refused(path, "contains a NUL byte");
     unlink(path);
 
+    /* A symlink to a regular file is that file. */
+    snprintf(fifo, sizeof(fifo), "%s/link", dir);
+    write_file(path, "0123456789abcdef0123\n");
+    assert_int_equal(symlink(path, fifo), 0);
+    snprintf(yaml, sizeof(yaml), "file:%s", fifo);
+    assert_int_equal(load_secret(yaml, &cfg, &err), GH_OK);
+    assert_string_equal(cfg->upstreams[0].identity_secret, "0123456789abcdef0123");
+    gh_config_free(cfg);
+    unlink(fifo);
+    unlink(path);
+
+    /* Should the FIFO be opened after all, the test dies of SIGALRM
+     * instead of hanging the unit run. */
+    alarm(10);
     snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     secret_refused(fifo, "not a regular file");
@@ -759,6 +773,7 @@ static void test_secret_files(void **state)
     assert_int_equal(err.line, 5);
     assert_int_equal(err.col, 18);
     assert_non_null(strstr(err.msg, "is not a regular file"));
+    alarm(0);
     unlink(fifo);
     rmdir(dir);
 }
