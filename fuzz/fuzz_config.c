@@ -29,7 +29,10 @@
  * - open, fopen, access, stat and getenv, while the loader runs: only a few
  *   virtual files (matched by their last path component, see vfiles[]) and
  *   variables (venv[]) exist; every other path is ENOENT and every other
- *   variable is unset. Outside the loader they are the C library's. */
+ *   variable is unset. Outside the loader they are the C library's. One
+ *   open is not the input's to choose and not caught: libcrypto reads its
+ *   own openssl.cnf (fopen64, its path from secure_getenv) at its first
+ *   use, a fixed file of the machine's. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -153,7 +156,9 @@ int open(const char *path, int flags, ...)
     const struct vfile *v;
     mode_t mode = 0;
 
-    if (flags & (O_CREAT | O_TMPFILE)) {
+    /* As glibc's __OPEN_NEEDS_MODE: O_TMPFILE includes O_DIRECTORY's bit,
+     * so only all of its bits mean a mode follows. */
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
         va_list ap;
         va_start(ap, flags);
         mode = (mode_t)va_arg(ap, int);
