@@ -10,6 +10,7 @@ requests, admin calls, audited requests, a reload and a drain: every system
 call it makes must be one the unit's SystemCallFilter allows, or it would
 fail with EPERM in production (SystemCallErrorNumber=). No systemd runs here (PID 1 is not
 systemd): the unit's lines are run by hand."""
+import grp
 import http.client
 import os
 import re
@@ -144,12 +145,26 @@ def redis(tmp_path):
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
-def softhsm_token(root):
-    """A SoftHSM2 token as docs/operations.md ("A PKCS#11 token") sets one
-    up for the unit, under <root>: its folder var/lib/softhsm/tokens, the
-    gateway's user's; its PIN in etc/gatehouse/hsm-pin. Returns the config's
-    secrets block and the variables the gateway's process gets
-    (SOFTHSM2_CONF, as the drop-in's Environment= line)."""
+def as_gateway_user(hsm):
+    """The prefix that runs a command as the gateway's user: nobody here
+    (group nogroup, as User= and Group= give gatehouse), and in the group
+    softhsm with a token (the drop-in's SupplementaryGroups=). Nothing when
+    the test does not run as root."""
+    if os.geteuid() != 0:
+        return []
+    return ["runuser", "-u", "nobody", "-g", "nogroup", *(["-G", "softhsm"] if hsm else []), "--"]
+
+
+def softhsm_token(root, run_as):
+    """A SoftHSM2 token set up as docs/operations.md ("A PKCS#11 token")
+    says, under <root>: Debian's folders var/lib/softhsm/tokens (2770
+    root:softhsm) and etc/softhsm (its config 0640 root:softhsm), the token
+    made by softhsm2-util run as the gateway's user (<run_as>) so that its
+    files are that user's, the PIN in etc/gatehouse/hsm-pin (0640, the
+    gateway's group). Returns the config's secrets block, the variables for
+    the processes that use it (SOFTHSM2_CONF: the test's config names the
+    test's folder, where Debian's default names /var/lib/softhsm/tokens)
+    and the tokens folder."""
     if shutil.which("softhsm2-util") is None or not os.path.exists(SOFTHSM_MODULE):
         pytest.fail("softhsm2 is not installed (scripts/install-deps)")
     tokens = root / "var" / "lib" / "softhsm" / "tokens"
@@ -158,19 +173,45 @@ def softhsm_token(root):
     conf.parent.mkdir(parents=True)
     conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
                     "log.level = ERROR\n")
-    os.chmod(conf, 0o644)
     pin = root / "etc" / "gatehouse" / "hsm-pin"
     pin.parent.mkdir(parents=True, exist_ok=True)
     pin.write_text("24680\n")
-    os.chmod(pin, 0o644)  # read by the gateway's user, as 0640 root:gatehouse would be
+    if os.geteuid() == 0:
+        softhsm = grp.getgrnam("softhsm").gr_gid
+        for path, mode in ((tokens.parent, 0o2770), (tokens, 0o2770), (conf.parent, 0o750),
+                           (conf, 0o640)):
+            os.chown(path, 0, softhsm)
+            os.chmod(path, mode)
+        os.chown(pin, 0, grp.getgrnam("nogroup").gr_gid)
+        os.chmod(pin, 0o640)
     env = {"SOFTHSM2_CONF": str(conf)}
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "gatehouse",
-                    "--pin", "24680", "--so-pin", "13579"], env={**os.environ, **env},
-                   check=True, capture_output=True, timeout=30)
+    p = subprocess.run([*run_as, "softhsm2-util", "--init-token", "--free", "--label", "gatehouse",
+                        "--pin", "24680", "--so-pin", "13579"], env={**os.environ, **env},
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
     block = ("secrets:\n  provider: pkcs11\n  pkcs11:\n"
              f"    module: {SOFTHSM_MODULE}\n    token_label: gatehouse\n"
              f"    pin: file:{pin}\n")
     return block, env, tokens
+
+
+def descendant(pid, comm):
+    """The pid of the first process under <pid> (a child, a grandchild,
+    ...) whose command is <comm>, or None."""
+    rows = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True,
+                          text=True).stdout.split("\n")
+    kids = {}
+    for row in rows:
+        parts = row.split(None, 2)
+        if len(parts) == 3:
+            kids.setdefault(int(parts[1]), []).append((int(parts[0]), parts[2].strip()))
+    todo = [pid]
+    while todo:
+        for kid, name in kids.get(todo.pop(0), []):
+            if name == comm:
+                return kid
+            todo.append(kid)
+    return None
 
 
 @pytest.mark.parametrize("secrets", ["master_key_file", "pkcs11"])
@@ -184,15 +225,17 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
     Redis, and under GH_TEST_STORE=postgres (make test runs this file on
     both stores) its store is a PostgreSQL server: the system calls of
     those parts are traced too. With <secrets> pkcs11 the master key is on
-    a SoftHSM2 token (the module runs in the gateway's process, so its
-    calls count too): made on the token at the first start, and a
-    `secret:` reference opened through it at the start and at the reload."""
+    a SoftHSM2 token set up as docs/operations.md says (the module runs in
+    the gateway's process, so its calls count too): made on the token at
+    the first start, and a `secret:` reference opened through it at the
+    reload. Without systemd the drop-in's ReadWritePaths= is not tried."""
     root = service_dir
     state = root / "var" / "lib" / "gatehouse"
     state.mkdir(parents=True)
     hsm_block, hsm_env, tokens = "", {}, None
+    run_as = as_gateway_user(secrets == "pkcs11")
     if secrets == "pkcs11":
-        hsm_block, hsm_env, tokens = softhsm_token(root)
+        hsm_block, hsm_env, tokens = softhsm_token(root, run_as)
     pki = root / "etc" / "gatehouse" / "tls"
     pki.mkdir(parents=True)
     ca = make_ca(pki, "ca")
@@ -222,22 +265,21 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
         os.makedirs(os.path.dirname(str(root) + path), exist_ok=True)
         shutil.copyfile(src, str(root) + path)
         os.chmod(str(root) + path, mode)
-    as_user = []
+    traces = root / "trace"  # the traces, written by strace as the gateway's user
+    traces.mkdir()
     if os.geteuid() == 0:
         chown_tree(state)
-        if tokens:
-            chown_tree(tokens)
-        as_user = ["-u", "nobody"]
+        chown_tree(traces)
     sock_path = str(root / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(sock_path)
     os.chmod(sock_path, 0o777)  # systemd's socket takes any sender of the unit
     notify.settimeout(20)
-    trace = str(root / "strace.log")
+    trace = str(traces / "strace.log")
     env = {**os.environ, **hsm_env, "NOTIFY_SOCKET": sock_path}
 
     def traced(line, out):
-        return ["strace", "-f", "-qq", *as_user, "-o", out, *command(line, root).split()]
+        return [*run_as, "strace", "-f", "-qq", "-o", out, *command(line, root).split()]
 
     for i, line in enumerate(unit_values("ExecStartPre")):
         p = subprocess.run(traced(line, f"{trace}.pre{i}"), capture_output=True, text=True,
@@ -252,8 +294,8 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
         assert msg.startswith("READY=1\n") and "config generation 1" in msg, msg
         # Ready means serving: no wait, no retry.
         assert http_call(g.port, "GET", "/").status == 200
-        pid = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                 text=True).stdout.split()[0])
+        pid = descendant(proc.pid, "gatehouse")
+        assert pid is not None
 
         op = Admin(g, op_key)
         t = op.create_tenant("acme")["id"]
@@ -283,8 +325,8 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
             # run as the gateway's user as docs/operations.md says (the
             # token's files are that user's), and named by the reloaded
             # file: the reload opens it through the token.
-            p = subprocess.run([*(["runuser", "-u", "nobody", "--"] if as_user else []),
-                                str(root) + BIN, "secrets", "set", "config/upstream-app", "-c",
+            p = subprocess.run([*run_as, str(root) + BIN, "secrets", "set",
+                                "config/upstream-app", "-c",
                                 str(root) + CONFIG], input="app-identity-secret",
                                capture_output=True, text=True, timeout=60, cwd=str(state),
                                env={**os.environ, **hsm_env})
@@ -299,7 +341,7 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
 
         # ExecReload= runs as the gateway's user, in its sandbox and filter.
         (reload,) = unit_values("ExecReload")
-        p = subprocess.run(["strace", "-f", "-qq", *as_user, "-o", f"{trace}.reload",
+        p = subprocess.run([*run_as, "strace", "-f", "-qq", "-o", f"{trace}.reload",
                             *command(reload, root, pid).split()],
                            capture_output=True, text=True, timeout=60, cwd=str(state),
                            env={**os.environ, **hsm_env})
@@ -319,10 +361,10 @@ def test_the_units_commands_run_the_gateway_within_its_system_call_filter(
         if proc.poll() is None:
             # strace killed detaches its tracee, which runs on: stop the
             # gateway itself first (a failed assertion above once left two).
-            for kid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                      text=True).stdout.split():
+            kid = descendant(proc.pid, "gatehouse")
+            if kid is not None:
                 try:
-                    os.kill(int(kid), signal.SIGKILL)
+                    os.kill(kid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             proc.kill()
