@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "store/sqlite_int.h"
 #include "store/store.h"
+#include "stderr_capture.h"
 
 #define TA           "tn_AAAAAAAAAAAAAAAAAAAA"
 #define TB           "tn_BBBBBBBBBBBBBBBBBBBB"
@@ -465,31 +466,6 @@ static void test_cut_before_commit_not_lost(void **state)
     cut_scenario(*state, false);
 }
 
-/* gh_log's lines go to stderr: between stderr_to_file() and
- * stderr_back(), to a file read back into <out>. */
-static FILE *stderr_to_file(int *saved)
-{
-    FILE *tmp = tmpfile();
-
-    assert_non_null(tmp);
-    *saved = dup(STDERR_FILENO);
-    assert_true(*saved >= 0);
-    assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
-    return tmp;
-}
-
-static void stderr_back(FILE *tmp, int saved, char *out, size_t cap)
-{
-    size_t n;
-
-    assert_true(dup2(saved, STDERR_FILENO) >= 0);
-    close(saved);
-    rewind(tmp);
-    n = fread(out, 1, cap - 1, tmp);
-    out[n] = '\0';
-    fclose(tmp);
-}
-
 /* The log of an outage (docs/runbooks.md, GatehouseAuditWriterLag): async
  * events held while the store is out of reach give one line at once; the
  * outage ends with "works again" once the store takes them, and a stop
@@ -513,7 +489,7 @@ static void outage_log(struct fixture *f, bool back, char *log, size_t cap)
     atomic_store(&cut.lost_cuts, 0);
     f->st->ops = &cut.ops;
 
-    tmp = stderr_to_file(&saved);
+    tmp = gh_test_stderr_begin(&saved);
     a = gh_audit_service_new(f->cfg, f->st, 1, &err);
     assert_non_null(a);
     assert_int_equal(gh_audit_service_start(a, &err), GH_OK);
@@ -534,7 +510,7 @@ static void outage_log(struct fixture *f, bool back, char *log, size_t cap)
     }
     gh_audit_service_free(a);
     f->st->ops = cut.real;
-    stderr_back(tmp, saved, log, cap);
+    gh_test_stderr_end(tmp, saved, log, cap);
 }
 
 static size_t count_of(const char *log, const char *what)

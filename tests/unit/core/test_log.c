@@ -17,24 +17,16 @@
 
 #include "core/log.h"
 #include "core/log_episode.h"
+#include "stderr_capture.h"
 
 /* What gh_log writes to stderr while <fn> runs, in <out> (NUL-ended). */
 static void capture(void (*fn)(void), char *out, size_t cap)
 {
-    FILE *tmp = tmpfile();
-    int saved = dup(STDERR_FILENO);
-    size_t n;
+    int saved;
+    FILE *tmp = gh_test_stderr_begin(&saved);
 
-    assert_non_null(tmp);
-    assert_true(saved >= 0);
-    assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
     fn();
-    assert_true(dup2(saved, STDERR_FILENO) >= 0);
-    close(saved);
-    rewind(tmp);
-    n = fread(out, 1, cap - 1, tmp);
-    out[n] = '\0';
-    fclose(tmp);
+    gh_test_stderr_end(tmp, saved, out, cap);
 }
 
 static void log_a_libpq_message(void)
