@@ -365,6 +365,20 @@ static int cut_append(struct gh_store *st, struct gh_store_audit_row *rows, size
     return rc;
 }
 
+/* <f>'s store with its appends through cut_append, counters at 0; every
+ * append answers UNAVAILABLE from the start when <outage>. */
+static void cut_install(struct fixture *f, bool outage)
+{
+    cut.real = f->st->ops;
+    cut.ops = *f->st->ops;
+    cut.ops.audit_append = cut_append;
+    atomic_store(&cut.calls, 0);
+    atomic_store(&cut.outage, outage);
+    atomic_store(&cut.landed_cuts, 0);
+    atomic_store(&cut.lost_cuts, 0);
+    f->st->ops = &cut.ops;
+}
+
 static void submit_n(struct gh_audit_service *s, const char *tenant, int from, int n, bool durable)
 {
     for (int i = from; i < from + n; i++) {
@@ -405,14 +419,7 @@ static void cut_scenario(struct fixture *f, bool landed)
     uint64_t deadline;
     int base;
 
-    cut.real = f->st->ops;
-    cut.ops = *f->st->ops;
-    cut.ops.audit_append = cut_append;
-    atomic_store(&cut.calls, 0);
-    atomic_store(&cut.outage, false);
-    atomic_store(&cut.landed_cuts, 0);
-    atomic_store(&cut.lost_cuts, 0);
-    f->st->ops = &cut.ops;
+    cut_install(f, false);
 
     assert_int_equal(gh_store_open(&p, &st2, &err), GH_OK);
     a = gh_audit_service_new(f->cfg, f->st, 2, &err);
@@ -480,14 +487,7 @@ static void outage_log(struct fixture *f, bool back, char *log, size_t cap)
     FILE *tmp;
     int saved;
 
-    cut.real = f->st->ops;
-    cut.ops = *f->st->ops;
-    cut.ops.audit_append = cut_append;
-    atomic_store(&cut.calls, 0);
-    atomic_store(&cut.outage, true);
-    atomic_store(&cut.landed_cuts, 0);
-    atomic_store(&cut.lost_cuts, 0);
-    f->st->ops = &cut.ops;
+    cut_install(f, true);
 
     tmp = gh_test_stderr_begin(&saved);
     a = gh_audit_service_new(f->cfg, f->st, 1, &err);
