@@ -248,6 +248,15 @@ static const char *secret_action(const char *verb)
                                       : "secret.delete";
 }
 
+/* The gateway's own keys (docs/secrets.md: names reserved by prefix),
+ * which it seals itself at its first start: a value set by hand is not a
+ * key it can sign with, and the store's next start fails on it; one
+ * deleted is a key lost. Read only. */
+static bool own_key_name(const char *name)
+{
+    return strncmp(name, "audit-key/", 10) == 0 || strncmp(name, "signing-key/", 12) == 0;
+}
+
 static int cmd_set_get_delete(int argc, char **argv, const char *verb)
 {
     char tenant[GH_STORE_TENANT_ID_SIZE], msg[1024], command[16], res[GH_AUDIT_RESOURCE_SIZE];
@@ -269,6 +278,14 @@ static int cmd_set_get_delete(int argc, char **argv, const char *verb)
         free(buf);
         gh_cli_usage("secrets");
         return 0;
+    }
+    if (strcmp(verb, "get") != 0 && own_key_name(o.name)) {
+        fprintf(stderr,
+                "gatehouse secrets %s: %s is one of the gateway's own keys (names audit-key/ and "
+                "signing-key/ are reserved): it can be read, not %s\n",
+                verb, o.name, strcmp(verb, "set") == 0 ? "set" : "deleted");
+        rc = 2;
+        goto wipe;
     }
     if (strcmp(verb, "set") == 0 && read_value(buf, &len) != 0) goto wipe;
     snprintf(command, sizeof(command), "secrets %s", verb);

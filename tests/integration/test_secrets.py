@@ -139,6 +139,18 @@ def test_local_cli_round_trip(gh):
     # The value never reaches argv: a value argument is refused.
     rc, _, err = run_cli(g, "secrets", "set", "config/x", "the-value")
     assert rc == 2 and "unexpected argument" in err
+    # The gateway's own keys are read, never set or deleted by hand (a
+    # value set there broke the next start, for good).
+    out, _ = ok(g, "secrets", "list")
+    (own,) = re.findall(r"audit-key/[A-Za-z0-9_-]+", out)
+    pem, _ = ok(g, "secrets", "get", own)
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----"), pem[:40]
+    for verb in ("set", "delete"):
+        rc, _, err = run_cli(g, "secrets", verb, own, stdin=b"garbage\n")
+        assert rc == 2 and "one of the gateway's own keys" in err, err
+        rc, _, err = run_cli(g, "secrets", verb, "signing-key/x", stdin=b"garbage\n")
+        assert rc == 2 and "one of the gateway's own keys" in err, err
+    assert ok(g, "secrets", "get", own)[0] == pem
 
     assert_not_in_store(g, [("the value", value), ("the tenant's value", b"whsec-for-acme")])
     ok(g, "secrets", "delete", "config/db-password")
