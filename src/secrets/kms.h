@@ -98,6 +98,8 @@ struct gh_kms_pkcs11_params {
     const char *token_label; /* the token to use, by its label */
     const char *pin;         /* the user PIN */
     const char *key_label;   /* master keys are "<key_label>-v<N>" */
+    uint64_t sealed;         /* secrets sealed in the store: a token without a key is then
+                              * the wrong token, not a new one (the error says which) */
 };
 
 /* Loads the module, finds the token, opens a session and logs in. With

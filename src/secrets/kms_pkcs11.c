@@ -758,6 +758,18 @@ struct gh_kms *gh_kms_pkcs11_open(const struct gh_kms_pkcs11_params *p, bool cre
     if (highest(k, &cur, err) != GH_OK) goto fail;
     if (cur == 0 && create_first) {
         if (generate(k, 1, err) != GH_OK) goto fail;
+        /* As the local file's first start says it made the file: the
+         * token now holds what every sealed secret will need. */
+        gh_log_info("secrets: made master key %s-v1 on token \"%s\"; back up the token (its "
+                    "vendor's way) apart from the store",
+                    k->key_label, p->token_label);
+    } else if (cur == 0 && p->sealed > 0) {
+        gh_err_set(err, NULL, 0, 0,
+                   "pkcs11: token \"%s\" has no master key %s-v<N>, and the store's %llu "
+                   "sealed secret(s) are under one: name the token that holds it (a store "
+                   "sealed under a master key file does not move to a token)",
+                   p->token_label, k->key_label, (unsigned long long)p->sealed);
+        goto fail;
     } else if (cur == 0) {
         gh_err_set(err, NULL, 0, 0,
                    "pkcs11: token \"%s\" has no master key %s-v<N> (make one with `gatehouse "

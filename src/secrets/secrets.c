@@ -45,7 +45,8 @@ static int sealed_rows(struct gh_store *store, uint64_t *rows, struct gh_err *er
     return gh_store_secrets_count(store, rows, err);
 }
 
-static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, struct gh_err *err)
+static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, uint64_t sealed,
+                                  struct gh_err *err)
 {
     const struct gh_config_pkcs11 *p = &cfg->secrets.pkcs11;
     struct gh_kms_pkcs11_params params = {
@@ -53,6 +54,7 @@ static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, stru
         .token_label = p->token_label,
         .pin = p->pin,
         .key_label = p->key_label,
+        .sealed = sealed,
     };
 
     if (p->module == NULL || p->token_label == NULL || p->pin == NULL) {
@@ -212,8 +214,8 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
         uint64_t rows = 0;
         /* The token makes its first key only on a store with nothing sealed,
          * as the local file is (open_local). */
-        if (create && sealed_rows(store, &rows, err) != GH_OK) goto fail;
-        s->kms = open_pkcs11(cfg, create && rows == 0, err);
+        if (sealed_rows(store, &rows, err) != GH_OK) goto fail;
+        s->kms = open_pkcs11(cfg, create && rows == 0, rows, err);
     } else {
         s->kms = open_local(cfg, store, create, &created, err);
     }
@@ -230,7 +232,7 @@ struct gh_secrets *gh_secrets_open_ex(const struct gh_config *cfg, struct gh_sto
         uint32_t v = s->discarded;
         s->discarded = 0;
         s->kms->ops->close(s->kms);
-        s->kms = open_pkcs11(cfg, false, err);
+        s->kms = open_pkcs11(cfg, false, 0, err);
         rc = s->kms != NULL ? check_versions(s, err) : GH_ERROR;
         if (rc != GH_OK && err != NULL) {
             snprintf(msg, sizeof(msg), "%s", err->msg);
@@ -295,7 +297,7 @@ int gh_secrets_init(const struct gh_config *cfg, struct gh_err *err)
     struct gh_kms *k;
 
     if (cfg->secrets.provider != NULL && strcmp(cfg->secrets.provider, "pkcs11") == 0) {
-        k = open_pkcs11(cfg, true, err);
+        k = open_pkcs11(cfg, true, 0, err);
         if (k == NULL) return GH_ERROR;
         k->ops->close(k);
         return GH_OK;

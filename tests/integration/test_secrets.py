@@ -478,6 +478,39 @@ def pkcs11_node(tmp_path, upstream, name, env):
     return g
 
 
+def test_pkcs11_first_start_says_it_made_the_key_and_a_keyless_token_is_named(
+        softhsm, tmp_path, upstream):
+    """The first start on an empty token makes the master key there and
+    says so, as the local provider's says it made its file (the token now
+    holds what every sealed secret needs: it wants a backup). A store whose
+    secrets are sealed (here under a master key file) and a token without a
+    key is the wrong token, and the error says that, not "secrets init",
+    which would refuse."""
+    a = pkcs11_node(tmp_path, upstream, "a", softhsm)
+    assert re.search(r'info secrets: made master key gatehouse-kek-v1 on token "gatehouse-test"; '
+                     r"back up the token", a.stderr()), a.stderr()[-2000:]
+    # A store sealed under a master key file, then named to the token.
+    d = tmp_path / "b"
+    d.mkdir()
+    b = SecretsGatehouse(d, upstream_port=upstream.port, raw=identity_config(routes=OPEN_ROUTE))
+    b.start()
+    b.stop()
+    tokens = tmp_path / "empty" / "tokens"
+    tokens.mkdir(parents=True)
+    conf = tmp_path / "empty" / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n")
+    empty = dict(softhsm, SOFTHSM2_CONF=str(conf))
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "gatehouse-test",
+                    "--pin", "24680", "--so-pin", "13579"], env=empty, check=True,
+                   capture_output=True, timeout=30)
+    with open(b.config_path, "a") as f:
+        f.write(PKCS11_BLOCK)
+    rc, _, err = run_cli(b, "secrets", "status", env=empty)
+    assert rc != 0 and "has no master key gatehouse-kek-v<N>, and the store's" in err, err
+    assert "name the token that holds it" in err and "secrets init" not in err, err
+
+
 def test_pkcs11_two_keys_of_one_version_on_a_shared_token(softhsm, tmp_path, upstream):
     """Two first starts at the same moment on one token each see no key and
     make "gatehouse-kek-v1": the token ends with two keys of that label. The
