@@ -61,13 +61,15 @@ struct cfg_type {
 };
 
 enum {
-    KEY_REQUIRED = 1u << 0, /* a missing key is an error */
-    KEY_READABLE = 1u << 1, /* paths: the file must exist and be readable now */
-    KEY_STDIO = 1u << 2,    /* paths: "stdout" and "stderr" are kept as they are */
-    KEY_NOREF = 1u << 3,    /* secrets: no `secret:NAME` (needed before the secrets open) */
-    KEY_DEFAULTS = 1u << 4, /* a mapping of its own type: when absent, its defaults and finish
-                             * still apply (t_map does this always) */
-    KEY_URL = 1u << 5,      /* secrets: a URL, literal unless it carries a password */
+    KEY_REQUIRED = 1u << 0,   /* a missing key is an error */
+    KEY_READABLE = 1u << 1,   /* paths: the file must exist and be readable now */
+    KEY_STDIO = 1u << 2,      /* paths: "stdout" and "stderr" are kept as they are */
+    KEY_NOREF = 1u << 3,      /* secrets: no `secret:NAME` (needed before the secrets open) */
+    KEY_DEFAULTS = 1u << 4,   /* a mapping of its own type: when absent, its defaults and finish
+                               * still apply (t_map does this always) */
+    KEY_URL = 1u << 5,        /* secrets: a URL, literal unless it carries a password */
+    KEY_NOREF_LOAD = 1u << 6, /* secrets: no `secret:NAME` either (the value is checked as the
+                               * file is read, before the store opens) */
 };
 
 /* One row: a key of a mapping. Fields not used by a type stay zero. */
@@ -809,6 +811,10 @@ static int add_secret_ref(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_
         return fail(ctx, n,
                     "secret:NAME cannot be used here (it is needed to open the secrets); "
                     "use env:NAME or file:PATH");
+    if (key->flags & KEY_NOREF_LOAD)
+        return fail(ctx, n,
+                    "secret:NAME cannot be used here (the value is checked as the file is read, "
+                    "before the store opens); use env:NAME or file:PATH");
     if (nl == 0 || nl > 120 || name[0] == '.' || name[0] == '/')
         return fail(ctx, n, "secret:NAME needs a name of 1-120 characters [A-Za-z0-9._/-]");
     for (size_t i = 0; i < nl; i++)
@@ -844,8 +850,8 @@ static void warn_literal(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_k
     w = &w[cfg->nwarnings++];
     w->pos = pos_of(n);
     snprintf(w->msg, sizeof(w->msg), "literal secret in %.*s; use %s", (int)ctx->pathlen, ctx->path,
-             key->flags & KEY_NOREF ? "env:NAME or file:PATH"
-                                    : "secret:NAME, env:NAME or file:PATH");
+             key->flags & (KEY_NOREF | KEY_NOREF_LOAD) ? "env:NAME or file:PATH"
+                                                       : "secret:NAME, env:NAME or file:PATH");
 }
 
 /* Whether URL <s> carries a password: "scheme://user:password@host..." or a
@@ -1650,7 +1656,7 @@ static int set_secret_list(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg
     char ***arr = FIELD(obj, key->off, char **);
     size_t *count = FIELD(obj, key->count_off, size_t);
     size_t len = seq_len(n);
-    struct cfg_key one = {.name = key->name, .off = 0};
+    struct cfg_key one = {.name = key->name, .off = 0, .flags = key->flags};
 
     if (len == 0) return fail(ctx, n, "must have at least 1 entry");
     *arr = calloc(len, sizeof(**arr));
@@ -1674,8 +1680,8 @@ static const char *const webhook_formats[] = {"standard", "github", "stripe", NU
 #define WV struct gh_config_webhook_verify
 static const struct cfg_key webhook_verify_keys[] = {
     KEY("format", t_string, WV, format, .choices = webhook_formats),
-    KEY("secret", t_secret, WV, secret),
-    LIST("secrets", t_secret_list, WV, secrets, nsecrets),
+    KEY("secret", t_secret, WV, secret, .flags = KEY_NOREF_LOAD),
+    LIST("secrets", t_secret_list, WV, secrets, nsecrets, .flags = KEY_NOREF_LOAD),
     KEY("tolerance", t_duration, WV, tolerance_ms, .min = 1000, .max = 86400000, .dflt = "5m"),
     KEY("replay_window", t_duration, WV, replay_window_ms, .min = 1000, .max = 604800000,
         .dflt = "10m"),

@@ -49,6 +49,11 @@ static void test_defaults(void **state)
     assert_int_equal(w->replay_window_ms, 600000);
     assert_int_equal(w->max_body, 1 << 20);
     assert_int_equal(cfg->inbound_webhooks.replay_keys, 262144);
+    /* The literal is warned about, offering only what this key takes. */
+    assert_int_equal(cfg->nwarnings, 1);
+    assert_string_equal(cfg->warnings[0].msg,
+                        "literal secret in routes[0].webhook_verify.secret; use env:NAME or "
+                        "file:PATH");
     gh_config_free(cfg);
 
     /* A route without the key verifies nothing. */
@@ -155,6 +160,12 @@ static void test_bad(void **state)
          "must have at least 1 entry"},
         {HEAD "    webhook_verify: {format: stripe, secret: env:GH_TEST_NOT_SET_ANYWHERE}\n", 6, 46,
          "environment variable GH_TEST_NOT_SET_ANYWHERE is not set"},
+        /* Checked as the file is read: no sealed secret yet (it read as
+         * missing, "needs a secret"). */
+        {HEAD "    webhook_verify: {format: stripe, secret: secret:hook-secret}\n", 6, 46,
+         "secret:NAME cannot be used here (the value is checked as the file is read"},
+        {HEAD "    webhook_verify: {format: stripe, secrets: [secret:hook-secret]}\n", 6, 48,
+         "in routes[0].webhook_verify.secrets[0]: secret:NAME cannot be used here"},
     };
     (void)state;
 
