@@ -43,6 +43,7 @@ int gh_cli_as_owner(const struct gh_config *cfg, const char *command)
     struct passwd pw, *found = NULL;
     char buf[1024];
     uid_t uid;
+    bool p11;
 
     if (geteuid() != 0) return 0;
     for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
@@ -54,11 +55,18 @@ int gh_cli_as_owner(const struct gh_config *cfg, const char *command)
             snprintf(name, sizeof(name), "%s", found->pw_name);
         else
             snprintf(name, sizeof(name), "#%u", (unsigned)uid);
+        /* A PKCS#11 token's files are the gateway's user's too, reached
+         * through a group the unit adds (docs/operations.md: softhsm for
+         * SoftHSM2): runuser gives only the user's own groups. */
+        p11 = cfg->secrets.provider != NULL && strcmp(cfg->secrets.provider, "pkcs11") == 0;
         fprintf(stderr,
                 "gatehouse %s: not run as root: %s belongs to %s, the gateway's user, and files "
                 "this command makes there would be root's, which the gateway could not open. "
-                "Run it as that user: runuser -u %s -- gatehouse %s ...\n",
-                command, folder, name, name, command);
+                "Run it as that user: runuser -u %s%s -- gatehouse %s ...%s\n",
+                command, folder, name, name, p11 ? " -g GROUP -G TOKEN_GROUP" : "", command,
+                p11 ? " (GROUP: the unit's Group=; TOKEN_GROUP: the group that reaches the "
+                      "token, softhsm for SoftHSM2)"
+                    : "");
         return 1;
     }
     return 0;

@@ -942,6 +942,7 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
         (!(key->flags & KEY_URL) || url_has_password(s)))
         warn_literal(ctx, n, key);
     if (strncmp(s, "env:", 4) == 0) {
+        if (s[4] == '\0') return fail(ctx, n, "env:NAME needs the variable's name");
         val = getenv(s + 4);
         if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
     } else if (strncmp(s, "file:", 5) == 0) {
@@ -989,6 +990,7 @@ static int set_node_id(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key
     bool printable = true;
 
     if (strncmp(s, "env:", 4) == 0) {
+        if (s[4] == '\0') return fail(ctx, n, "env:NAME needs the variable's name");
         val = getenv(s + 4);
         if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
     }

@@ -668,8 +668,12 @@ static int find_slot(struct kms_p11 *k, const char *label, CK_SLOT_ID *slot, str
             goto out;
         }
     }
-    gh_err_set(err, NULL, 0, 0, "pkcs11: no token labelled \"%s\" (of %lu with a token)", label,
-               (unsigned long)n);
+    /* A module lists only the tokens this user can open: SoftHSM2 leaves
+     * out a token folder another user made (0700). */
+    gh_err_set(err, NULL, 0, 0,
+               "pkcs11: no token labelled \"%s\" among the %lu this user can see (a token "
+               "made by another user, root included, may be hidden by its file modes)",
+               label, (unsigned long)n);
 out:
     free(slots);
     return rc;
@@ -750,7 +754,13 @@ struct gh_kms *gh_kms_pkcs11_open(const struct gh_kms_pkcs11_params *p, bool cre
     args.flags = CKF_OS_LOCKING_OK; /* we call from several threads (under our mutex) */
     rv = k->f->C_Initialize(&args);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-        p11_fail(k, "C_Initialize", rv, err);
+        /* SoftHSM2 answers a configuration it cannot read (0640
+         * root:softhsm) with this bare code: name the likely cause. */
+        gh_err_set(err, NULL, 0, 0,
+                   "pkcs11: C_Initialize: %s (0x%lx): the module did not start; can this user "
+                   "read its configuration and tokens (SoftHSM2: SOFTHSM2_CONF or "
+                   "/etc/softhsm/softhsm2.conf, the group softhsm)?",
+                   rv_name(rv), (unsigned long)rv);
         goto fail;
     }
     k->finalize = rv == CKR_OK;

@@ -53,6 +53,21 @@ def test_root_does_not_write_in_the_gateways_folders(upstream, service_dir):
             assert "not run as root" not in err, (args, err)
     rc, out, err = cli(g, "secrets", "set", "x", stdin=b"value-0123456789")
     assert (rc == 1 and "not run as root" in err) if ROOT else "not run as root" not in err, err
+    if ROOT:
+        # With a PKCS#11 token, the user alone does not reach it: the hint
+        # names the groups (docs/operations.md, "A PKCS#11 token").
+        with open(g.config_path) as f:
+            text = f.read()
+        with open(g.config_path, "a") as f:
+            f.write("secrets:\n  provider: pkcs11\n  pkcs11:\n"
+                    "    module: /usr/lib/softhsm/libsofthsm2.so\n    token_label: gatehouse\n"
+                    "    pin: env:GH_TEST_NO_PIN_NEEDED\n")
+        rc, out, err = cli(g, "secrets", "set", "x", stdin=b"value-0123456789",
+                           env={"GH_TEST_NO_PIN_NEEDED": "24680"})
+        assert rc == 1 and "runuser -u nobody -g GROUP -G TOKEN_GROUP -- gatehouse secrets " \
+            "set ... (GROUP: the unit's Group=; TOKEN_GROUP:" in err, err
+        with open(g.config_path, "w") as f:
+            f.write(text)
     # Reading goes on as root, and leaves nothing root's behind (SQLite
     # gives its -wal and -shm files the database's owner).
     out, _ = cli_ok(g, "tenants", "list")

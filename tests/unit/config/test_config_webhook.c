@@ -160,6 +160,8 @@ static void test_bad(void **state)
          "must have at least 1 entry"},
         {HEAD "    webhook_verify: {format: stripe, secret: env:GH_TEST_NOT_SET_ANYWHERE}\n", 6, 46,
          "environment variable GH_TEST_NOT_SET_ANYWHERE is not set"},
+        {HEAD "    webhook_verify: {format: stripe, secret: \"env:\"}\n", 6, 46,
+         "env:NAME needs the variable's name"},
         /* Checked as the file is read: no sealed secret yet (it read as
          * missing, "needs a secret"). */
         {HEAD "    webhook_verify: {format: stripe, secret: secret:hook-secret}\n", 6, 46,
