@@ -124,6 +124,13 @@ static int read_keys(const char *path, struct master_key **out, size_t *nout, st
                               "master key file %s does not exist (create it with `gatehouse "
                               "secrets init`)",
                               path);
+        /* O_NOFOLLOW's refusal of a symbolic link reads "Too many levels of
+         * symbolic links": say what the rule is (docs/secrets.md). */
+        if (errno == ELOOP)
+            return gh_err_set(err, NULL, 0, 0,
+                              "master key file %s is a symbolic link: name the file itself "
+                              "(a link could be pointed elsewhere)",
+                              path);
         return gh_err_set(err, NULL, 0, 0, "master key file %s: %s", path, strerror(errno));
     }
     if (fstat(fd, &st) != 0) {

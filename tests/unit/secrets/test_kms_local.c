@@ -101,6 +101,21 @@ static void test_modes(void **state)
     chmod(f->path, 0600);
 }
 
+/* A symbolic link to the file is refused, and the message says so rather
+ * than O_NOFOLLOW's "Too many levels of symbolic links". */
+static void test_symlink_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct gh_err err = {0};
+    char link[600];
+
+    snprintf(link, sizeof(link), "%s.link", f->path);
+    assert_int_equal(symlink(f->path, link), 0);
+    assert_null(gh_kms_local_open(link, &err));
+    assert_non_null(strstr(err.msg, "is a symbolic link: name the file itself"));
+    unlink(link);
+}
+
 static void test_wrap_unwrap(void **state)
 {
     struct fixture *f = *state;
@@ -212,6 +227,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrap_unwrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
