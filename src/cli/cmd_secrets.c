@@ -81,9 +81,10 @@ static int parse_opts(int argc, char **argv, struct opts *o, bool want_name)
                 fprintf(stderr, "gatehouse secrets: %s needs a positive number\n", a);
                 return -1;
             }
-            /* Said, not cut quietly (docs/secrets.md: at most 200 a transaction). */
-            if (dst == &o->batch && o->batch > 200) {
-                fprintf(stderr, "gatehouse secrets: --batch is at most 200\n");
+            /* Said, not cut quietly (rotate.c takes at most a store page a
+             * transaction). */
+            if (dst == &o->batch && o->batch > GH_STORE_LIST_MAX) {
+                fprintf(stderr, "gatehouse secrets: --batch is at most %d\n", GH_STORE_LIST_MAX);
                 return -1;
             }
         } else if (a[0] == '-') {

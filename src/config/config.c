@@ -870,6 +870,16 @@ static bool url_has_password(const char *s)
     return strstr(rest, "password=") != NULL;
 }
 
+/* The value of `env:<name>` in *val: the variable of the gateway's
+ * process, byte for byte. */
+static int read_env(struct cfg_ctx *ctx, yaml_node_t *n, const char *name, const char **val)
+{
+    if (name[0] == '\0') return fail(ctx, n, "env:NAME needs the variable's name");
+    *val = getenv(name);
+    if (*val == NULL) return fail(ctx, n, "environment variable %s is not set", name);
+    return GH_OK;
+}
+
 /* A `file:` secret (a key, a password, a URL) is a few dozen bytes; a file
  * of more is refused rather than cut to a prefix. */
 #define GH_CONFIG_MAX_SECRET_FILE 4096u
@@ -942,9 +952,7 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
         (!(key->flags & KEY_URL) || url_has_password(s)))
         warn_literal(ctx, n, key);
     if (strncmp(s, "env:", 4) == 0) {
-        if (s[4] == '\0') return fail(ctx, n, "env:NAME needs the variable's name");
-        val = getenv(s + 4);
-        if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
+        if (read_env(ctx, n, s + 4, &val) != GH_OK) return GH_ERROR;
     } else if (strncmp(s, "file:", 5) == 0) {
         char full[PATH_MAX];
         if (s[5] == '/')
@@ -989,11 +997,7 @@ static int set_node_id(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key
     const char *s = scalar(n), *val = s;
     bool printable = true;
 
-    if (strncmp(s, "env:", 4) == 0) {
-        if (s[4] == '\0') return fail(ctx, n, "env:NAME needs the variable's name");
-        val = getenv(s + 4);
-        if (val == NULL) return fail(ctx, n, "environment variable %s is not set", s + 4);
-    }
+    if (strncmp(s, "env:", 4) == 0 && read_env(ctx, n, s + 4, &val) != GH_OK) return GH_ERROR;
     if (gh_config_valid_node_id(val)) return store_str(ctx, n, FIELD(obj, key->off, char *), val);
     /* Shown back only when short and plain: a message never carries
      * control bytes or a clipped value. */
