@@ -806,6 +806,7 @@ static int add_secret_ref(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_
     struct gh_config *cfg = ctx->cfg;
     struct gh_config_secret_ref *refs, *r;
     size_t nl = strlen(name);
+    bool ok;
 
     if (key->flags & KEY_NOREF)
         return fail(ctx, n,
@@ -815,11 +816,14 @@ static int add_secret_ref(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_
         return fail(ctx, n,
                     "secret:NAME cannot be used here (the value is checked as the file is read, "
                     "before the store opens); use env:NAME or file:PATH");
-    if (nl == 0 || nl > 120 || name[0] == '.' || name[0] == '/')
-        return fail(ctx, n, "secret:NAME needs a name of 1-120 characters [A-Za-z0-9._/-]");
-    for (size_t i = 0; i < nl; i++)
-        if (!isalnum((unsigned char)name[i]) && strchr("._/-", name[i]) == NULL)
-            return fail(ctx, n, "secret:NAME needs a name of 1-120 characters [A-Za-z0-9._/-]");
+    ok = nl > 0 && nl <= GH_CONFIG_SECRET_REF_MAX && name[0] != '.' && name[0] != '/';
+    for (size_t i = 0; ok && i < nl; i++)
+        ok = isalnum((unsigned char)name[i]) || strchr("._/-", name[i]) != NULL;
+    if (!ok)
+        return fail(ctx, n,
+                    "secret:NAME needs a name of 1-%d characters [A-Za-z0-9._/-], not starting "
+                    "with . or /",
+                    GH_CONFIG_SECRET_REF_MAX);
     if (cfg == NULL) return fail(ctx, n, "secret:NAME is not available here");
     refs = realloc(cfg->secret_refs, (cfg->nsecret_refs + 1) * sizeof(*refs));
     if (refs == NULL) return fail(ctx, n, "out of memory");
@@ -934,6 +938,25 @@ out:
     return rc;
 }
 
+/* A value that starts like a reference in the wrong case ("Secret:x",
+ * "ENV:X", "File:/p") was meant as one: taken as a literal, it would be a
+ * weak secret that `gatehouse check` only warns about. Refused instead;
+ * the message shows the prefix, never the rest. */
+static int refuse_misspelt_form(struct cfg_ctx *ctx, yaml_node_t *n, const char *s)
+{
+    static const char *const forms[] = {"secret:", "env:", "file:"};
+
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        size_t len = strlen(forms[i]);
+        if (strncasecmp(s, forms[i], len) == 0 && strncmp(s, forms[i], len) != 0)
+            return fail(ctx, n,
+                        "\"%.*s\" is not a form a secret takes: write \"%s\" (forms are "
+                        "lowercase: secret:NAME, env:NAME, file:PATH)",
+                        (int)len, s, forms[i]);
+    }
+    return GH_OK;
+}
+
 /* A secret: "secret:NAME" (sealed in the store, resolved after start:
  * add_secret_ref), "env:NAME" (an environment variable), "file:PATH" (a
  * file's content without its trailing line breaks: read_secret_file) or the value
@@ -948,6 +971,7 @@ static int set_secret(struct cfg_ctx *ctx, yaml_node_t *n, const struct cfg_key 
     int rc;
 
     if (strncmp(s, "secret:", 7) == 0) return add_secret_ref(ctx, n, key, field, s + 7);
+    if ((rc = refuse_misspelt_form(ctx, n, s)) != GH_OK) return rc;
     if (strncmp(s, "env:", 4) != 0 && strncmp(s, "file:", 5) != 0 &&
         (!(key->flags & KEY_URL) || url_has_password(s)))
         warn_literal(ctx, n, key);

@@ -405,6 +405,11 @@ struct gh_config_secrets {
 /* A `secret:NAME` reference in the file: resolved once the store and the
  * secrets are open (gh_secrets_resolve_config), from secret (system,
  * "config/NAME"). Until then *field is NULL. */
+#define GH_CONFIG_SECRET_REF_PREFIX "config/"
+/* NAME's longest: "config/" + NAME is a secret's name, at most
+ * GH_SECRET_NAME_MAX (128, secrets.h) characters. */
+#define GH_CONFIG_SECRET_REF_MAX 121
+
 struct gh_config_secret_ref {
     char **field;   /* the config field the value goes to */
     char *name;     /* NAME, without "config/" */

@@ -438,6 +438,10 @@ int gh_secrets_delete(struct gh_secrets *s, const char *tenant, const char *name
     return gh_store_secret_delete(s->store, tenant, name, err);
 }
 
+_Static_assert(sizeof(GH_CONFIG_SECRET_REF_PREFIX) - 1 + GH_CONFIG_SECRET_REF_MAX ==
+                   GH_SECRET_NAME_MAX,
+               "every secret:NAME the config takes names a secret the store can hold");
+
 int gh_secrets_resolve_config(struct gh_secrets *s, struct gh_config *cfg, struct gh_err *err)
 {
     char name[GH_SECRET_NAME_MAX + 1];
@@ -450,7 +454,7 @@ int gh_secrets_resolve_config(struct gh_secrets *s, struct gh_config *cfg, struc
         struct gh_err e = {0};
         size_t len = 0;
 
-        snprintf(name, sizeof(name), "config/%s", r->name);
+        snprintf(name, sizeof(name), GH_CONFIG_SECRET_REF_PREFIX "%s", r->name);
         rc = gh_secrets_get(s, GH_STORE_SYSTEM_TENANT, name, buf, GH_SECRET_VALUE_MAX, &len, &e);
         if (rc == GH_STORE_NOT_FOUND) {
             rc = gh_err_set(err, cfg->file, r->pos.line, r->pos.col,

@@ -787,6 +787,10 @@ struct bad_case {
 };
 
 /* X(name, yaml, line, col, message substring) */
+/* 122 characters: one past GH_CONFIG_SECRET_REF_MAX. */
+#define LONG_REF_NAME                                                                              \
+    "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"                                \
+    "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
 #define BAD_CASES(X)                                                                               \
     X(unknown_top_key, "foo: 1\n" VALID_TAIL, 1, 1, "unknown key \"foo\"")                         \
     X(unknown_key_suggests, VALID_TAIL "limits: {max_header: 5}\n", 4, 10,                         \
@@ -1010,6 +1014,19 @@ struct bad_case {
       LISTEN_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"], identity_secret: "             \
                 "\"secret:../x\"}}\n" ROUTES_OK,                                                   \
       2, 67, "in upstreams.app.identity_secret: secret:NAME needs a name")                         \
+    X(secret_ref_long_name,                                                                        \
+      LISTEN_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"], identity_secret: "             \
+                "\"secret:" LONG_REF_NAME "\"}}\n" ROUTES_OK,                                      \
+      2, 67, "secret:NAME needs a name of 1-121 characters")                                       \
+    X(secret_form_case,                                                                            \
+      LISTEN_OK "upstreams: {app: {endpoints: [\"127.0.0.1:9000\"], identity_secret: "             \
+                "Secret:upstream-app}}\n" ROUTES_OK,                                               \
+      2, 67,                                                                                       \
+      "in upstreams.app.identity_secret: \"Secret:\" is not a form a secret takes: write "         \
+      "\"secret:\"")                                                                               \
+    X(secret_form_env_case,                                                                        \
+      VALID_TAIL "redis: {url: \"redis://127.0.0.1:6379\", password: ENV:REDIS_PASSWORD}\n", 4,    \
+      50, "in redis.password: \"ENV:\" is not a form a secret takes: write \"env:\"")              \
     X(node_id_space, VALID_TAIL "node: {id: \"gw 1\"}\n", 4, 12,                                   \
       "in node.id: a node id is 1 to 63 characters of [A-Za-z0-9._-] (got 4 bytes: \"gw 1\")")     \
     X(node_id_empty, VALID_TAIL "node:\n  id: \"\"\n", 5, 7, "in node.id: a node id is 1 to 63")   \

@@ -630,6 +630,17 @@ static void test_config_refs(void **state)
     assert_int_equal(gh_secrets_resolve_config(f->s, f->cfg, &err), GH_OK);
     assert_string_equal(f->cfg->upstreams[0].identity_secret, "a-long-enough-identity-secret");
     assert_int_equal(f->cfg->nwarnings, 0);
+    /* The longest NAME the config takes is one the store holds: "config/"
+     * and 121 characters make GH_SECRET_NAME_MAX (test_config.c refuses 122). */
+    char line[200], name[GH_SECRET_NAME_MAX + 1] = "config/";
+    memset(name + 7, 'n', GH_CONFIG_SECRET_REF_MAX);
+    name[7 + GH_CONFIG_SECRET_REF_MAX] = '\0';
+    snprintf(line, sizeof(line), "    identity_secret: secret:%s\n", name + 7);
+    load_config(f, line);
+    assert_int_equal(f->cfg->nsecret_refs, 1);
+    put(f, "system", name, "the-longest-named-secret");
+    assert_int_equal(gh_secrets_resolve_config(f->s, f->cfg, &err), GH_OK);
+    assert_string_equal(f->cfg->upstreams[0].identity_secret, "the-longest-named-secret");
     /* A literal is a warning, not an error. */
     load_config(f, "    identity_secret: a-literal-secret-in-the-file\n");
     assert_int_equal(f->cfg->nwarnings, 1);
