@@ -54,7 +54,12 @@ int gh_cmd_run(int argc, char **argv)
         return 0;
     }
     if (path == NULL) return 2;
-    if (load_or_report(path, &cfg) != 0) return 1;
+    /* Through the log, as every later line of the run: a unit's journal
+     * or a log file shows when the start failed and on which node. */
+    if (gh_config_load(path, &cfg, &err) != GH_OK) {
+        gh_log_error("%s", gh_err_format(&err, msg, sizeof(msg)));
+        return 1;
+    }
     if (gh_runtime_start(&rt, cfg, path, &err) != GH_OK) {
         gh_log_error("%s", gh_err_format(&err, msg, sizeof(msg)));
         gh_runtime_release(&rt);

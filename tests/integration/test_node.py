@@ -147,8 +147,12 @@ def test_bad_node_id_is_a_config_error_with_its_position(tmp_path):
         assert rc == 1 and want in err, (want, rc, err)
         p = subprocess.run([gatehouse_bin(), "run", "-c", path], capture_output=True, timeout=30,
                            cwd=str(tmp_path))
-        assert p.returncode != 0
-        assert want in p.stderr.decode(), (want, p.stderr)
+        assert p.returncode == 1
+        # `run` says it through its log: one line, the time and the level
+        # first (no node yet: it was what the file failed to give).
+        lines = p.stderr.decode().splitlines()
+        assert len(lines) == 1 and LOG_LINE.match(lines[0]), lines
+        assert lines[0].endswith(" error " + want), (want, lines)
     # In flow style, the column is the value's.
     path = plain_config(tmp_path, "node: {id: gw:1}\n")
     rc, err = check(path)
