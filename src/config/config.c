@@ -2038,7 +2038,12 @@ static const struct cfg_key pkcs11_keys[] = {
     KEY("key_label", t_string, P11, key_label, .dflt = "gatehouse-kek"),
 };
 #undef P11
-static const struct cfg_map pkcs11_map = {MAP_OF(pkcs11_keys)};
+static int finish_pkcs11(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)
+{
+    ((struct gh_config_pkcs11 *)obj)->pos = pos_of(node);
+    return GH_OK;
+}
+static const struct cfg_map pkcs11_map = {MAP_OF(pkcs11_keys), .finish = finish_pkcs11};
 
 /* The provider needs its own settings: a `pkcs11` block for pkcs11. */
 static int finish_secrets(struct cfg_ctx *ctx, yaml_node_t *node, void *obj)

@@ -388,10 +388,11 @@ struct gh_config_store {
 
 /* `secrets.pkcs11` (issue 7): a PKCS#11 token holds the master keys. */
 struct gh_config_pkcs11 {
-    char *module;      /* the module to dlopen, e.g. /usr/lib/softhsm/libsofthsm2.so */
-    char *token_label; /* the token, by label */
-    char *pin;         /* resolved user PIN (env:/file:/literal; not secret:) */
-    char *key_label;   /* master keys are "<key_label>-v<N>"; default "gatehouse-kek" */
+    char *module;             /* the module to dlopen, e.g. /usr/lib/softhsm/libsofthsm2.so */
+    char *token_label;        /* the token, by label */
+    char *pin;                /* resolved user PIN (env:/file:/literal; not secret:) */
+    char *key_label;          /* master keys are "<key_label>-v<N>"; default "gatehouse-kek" */
+    struct gh_config_pos pos; /* of the block: where opening the token fails */
 };
 
 /* `secrets:` (issue 7, docs/secrets.md): who holds the master keys. */

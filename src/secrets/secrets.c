@@ -49,6 +49,7 @@ static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, uint
                                   struct gh_err *err)
 {
     const struct gh_config_pkcs11 *p = &cfg->secrets.pkcs11;
+    struct gh_kms *kms;
     struct gh_kms_pkcs11_params params = {
         .module = p->module,
         .token_label = p->token_label,
@@ -62,7 +63,18 @@ static struct gh_kms *open_pkcs11(const struct gh_config *cfg, bool create, uint
                    "in secrets: provider pkcs11 needs pkcs11.module, token_label and pin");
         return NULL;
     }
-    return gh_kms_pkcs11_open(&params, create, err);
+    kms = gh_kms_pkcs11_open(&params, create, err);
+    /* The module, the token and the PIN all come from the block: a failure
+     * to open is placed there, as a config error is (the start and the
+     * CLI fail on it; `gatehouse check` does not open the token). */
+    if (kms == NULL && err != NULL && err->file[0] == '\0' && p->pos.line > 0) {
+        char msg[sizeof(err->msg)];
+        const char *m = err->msg;
+        if (strncmp(m, "pkcs11: ", 8) == 0) m += 8;
+        snprintf(msg, sizeof(msg), "%s", m);
+        gh_err_set(err, cfg->file, p->pos.line, p->pos.col, "in secrets.pkcs11: %s", msg);
+    }
+    return kms;
 }
 
 /* Beside a SQLite store the file has a default; beside a PostgreSQL one it

@@ -395,6 +395,11 @@ def test_pkcs11_round_trip_rotation_and_nothing_in_clear(gh, softhsm):
     bad = dict(softhsm, GH_TEST_PIN="11111")
     rc, _, err = run_cli(g, "secrets", "status", env=bad)
     assert rc != 0 and "C_Login: CKR_PIN_INCORRECT" in err, err
+    # Placed at the block the module, token and PIN come from.
+    with open(g.config_path) as f:
+        lines = f.read().splitlines()
+    line = lines.index("    module: " + SOFTHSM_MODULE) + 1
+    assert f"gatehouse.yaml:{line}:5: in secrets.pkcs11: C_Login: CKR_PIN_INCORRECT" in err, err
 
     # The gateway on the token: its own keys are sealed there from the start.
     g.start()
