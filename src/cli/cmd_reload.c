@@ -203,7 +203,12 @@ int gh_cmd_reload(int argc, char **argv)
         goto out;
     }
     if (read_state(&cfg->admin.addr, &before, why, sizeof(why)) != 0) {
-        fprintf(stderr, "gatehouse reload: not reloaded: %s\n", why);
+        /* The address is the file's: one the file has just moved is not
+         * listened on until the next restart. */
+        fprintf(stderr,
+                "gatehouse reload: not reloaded: %s (if the file moves admin.address, the new "
+                "address applies only at a restart: systemctl restart gatehouse)\n",
+                why);
         goto out;
     }
     if (!before.ready) {

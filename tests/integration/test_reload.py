@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from conftest import gatehouse_bin, wait_for
+from conftest import free_port, gatehouse_bin, wait_for
 
 PLACE = re.compile(r"gatehouse\.yaml:\d+:\d+")
 
@@ -276,6 +276,21 @@ def test_reload_command_without_an_answer(gatehouse, upstream, tmp_path):
         assert p.returncode == 2, (args, p.stdout + p.stderr)
     p = reload_cli(g, pid=stand_in.pid)
     assert p.returncode == 1 and "cannot signal process" in p.stderr, p.stderr
+    assert g.generation() == 1
+
+
+def test_reload_command_with_a_moved_admin_listener(gatehouse, upstream):
+    """A file that moves admin.address: the command reads the file's new
+    address, where nothing listens until a restart; it sends nothing and
+    says a restart is what applies the move."""
+    g = gatehouse()
+    moved = free_port()
+    g.write_config(g.default_config().replace(f"address: 127.0.0.1:{g.admin_port}\n",
+                                              f"address: 127.0.0.1:{moved}\n"))
+    p = reload_cli(g)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"cannot connect to the admin listener 127.0.0.1:{moved}" in p.stderr, p.stderr
+    assert "applies only at a restart: systemctl restart gatehouse" in p.stderr, p.stderr
     assert g.generation() == 1
 
 
