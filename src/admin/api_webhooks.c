@@ -83,8 +83,11 @@ static bool read_fields(struct call *c, struct gh_store_hook_endpoint *e, bool c
         snprintf(e->url, sizeof(e->url), "%s", url);
     }
     if (desc) {
-        if (strlen(desc) > GH_STORE_HOOK_DESC_MAX) {
-            gh_api_reply_error(c, 422, "invalid_field", "description: at most 256 bytes");
+        /* The store would refuse it too, but a creation makes and seals
+         * the endpoint's key before the row is written: refuse it first. */
+        if (!gh_store_valid_hook_description(desc)) {
+            gh_api_reply_error(c, 422, "invalid_field",
+                               "description: at most 256 bytes, no control characters");
             return false;
         }
         snprintf(e->description, sizeof(e->description), "%s", desc);

@@ -1548,6 +1548,9 @@ bool gh_store_hook_pattern_match(const char *pattern, const char *type);
 bool gh_store_valid_hook_id(const char *s);
 /* A message id: [A-Za-z0-9_.-]{1,64}. */
 bool gh_store_valid_hook_msg_id(const char *s);
+/* An endpoint's description: at most GH_STORE_HOOK_DESC_MAX bytes, no
+ * control characters ("" is one). */
+bool gh_store_valid_hook_description(const char *s);
 const char *gh_store_delivery_status_name(enum gh_store_delivery_status s);
 enum gh_store_delivery_status gh_store_delivery_status_parse(const char *s);
 

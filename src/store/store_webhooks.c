@@ -88,6 +88,18 @@ bool gh_store_valid_hook_msg_id(const char *s)
     return n > 0;
 }
 
+bool gh_store_valid_hook_description(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL) return false;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n >= GH_STORE_HOOK_DESC_MAX || c < 0x20 || c == 0x7f) return false;
+    }
+    return true;
+}
+
 const char *gh_store_delivery_status_name(enum gh_store_delivery_status s)
 {
     switch (s) {
@@ -117,11 +129,9 @@ static int check_endpoint(const struct gh_store_hook_endpoint *e, struct gh_err 
         return invalid(err, "tenant_id", "must be a tenant id");
     if (!terminated(e->url, sizeof(e->url)) || e->url[0] == '\0')
         return invalid(err, "url", "must be 1-2048 bytes");
-    if (!terminated(e->description, sizeof(e->description)))
-        return invalid(err, "description", "at most 256 bytes");
-    for (const unsigned char *p = (const unsigned char *)e->description; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return invalid(err, "description", "must not contain control characters");
+    if (!terminated(e->description, sizeof(e->description)) ||
+        !gh_store_valid_hook_description(e->description))
+        return invalid(err, "description", "at most 256 bytes, no control characters");
     if (e->nevents < 1 || e->nevents > GH_STORE_HOOK_EVENTS_MAX)
         return invalid(err, "events", "must list 1-32 event types");
     for (size_t i = 0; i < e->nevents; i++)

@@ -889,6 +889,20 @@ static void test_validation(void **state)
     assert_false(gh_store_valid_hook_pattern("order*"));
     assert_false(gh_store_valid_hook_type("Order.Created"));
     assert_false(gh_store_valid_hook_type(""));
+    {
+        char desc[GH_STORE_HOOK_DESC_MAX + 2];
+        memset(desc, 'a', sizeof(desc) - 1);
+        desc[sizeof(desc) - 1] = '\0';
+        assert_false(gh_store_valid_hook_description(desc)); /* 257 bytes */
+        desc[GH_STORE_HOOK_DESC_MAX] = '\0';
+        assert_true(gh_store_valid_hook_description(desc)); /* 256 */
+        assert_true(gh_store_valid_hook_description(""));
+        assert_true(gh_store_valid_hook_description("caf\xc3\xa9 orders"));
+        assert_false(gh_store_valid_hook_description("a\tb"));
+        assert_false(gh_store_valid_hook_description("a\x1b[31m"));
+        assert_false(gh_store_valid_hook_description("del\x7f"));
+        assert_false(gh_store_valid_hook_description(NULL));
+    }
 
     memset(&e, 0, sizeof(e));
     snprintf(e.tenant_id, sizeof(e.tenant_id), "%s", f->tenant);
