@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/utf8.h"
+
 /* Decoded header or payload of a default-sized token fits on the stack. */
 #define STACK_DECODE (GH_JWT_DEFAULT_MAX_TOKEN / 4 * 3)
 #define MAX_SIG      (8192 / 8) /* an RSA-8192 signature, the largest we accept */
@@ -362,32 +364,6 @@ static int hex4(const char *p)
     return v;
 }
 
-/* Length of the valid UTF-8 sequence at <p> (RFC 3629 §4: no overlong
- * forms, no surrogates, nothing above U+10FFFF), 0 when invalid. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-    size_t n;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf) return 0;
-    return n;
-}
-
 /* A string at s->p (its opening quote); s->p ends after the closing one. */
 static enum jres scan_string(struct jscan *s, gh_str *raw, bool *esc)
 {
@@ -432,7 +408,7 @@ static enum jres scan_string(struct jscan *s, gh_str *raw, bool *esc)
             default: return JR_SYNTAX;
             }
         } else {
-            size_t n = utf8_seq(p, end);
+            size_t n = gh_utf8_seq(p, (size_t)(end - p));
             if (n == 0) return JR_SYNTAX;
             p += n;
         }

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "core/utf8.h"
+
 void gh_jsonw_raw(struct gh_jsonw *w, const char *p, size_t n)
 {
     /* memcpy with a NULL source is undefined even for 0 bytes (an empty
@@ -14,24 +16,6 @@ void gh_jsonw_raw(struct gh_jsonw *w, const char *p, size_t n)
     }
     memcpy(w->buf + w->len, p, n);
     w->len += n;
-}
-
-/* Length of a valid UTF-8 sequence at <p> (at most <n> bytes), or 0. */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
-{
-    size_t len;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4;
-    else
-        return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80) return 0;
-    return len;
 }
 
 void gh_jsonw_str(struct gh_jsonw *w, gh_str s)
@@ -51,7 +35,7 @@ void gh_jsonw_str(struct gh_jsonw *w, gh_str s)
         gh_jsonw_raw(w, (const char *)p + i - run, run);
         run = 0;
         if (c >= 0x80) {
-            size_t n = utf8_seq_len(p + i, s.len - i);
+            size_t n = gh_utf8_seq(p + i, s.len - i);
             if (n > 0) {
                 gh_jsonw_raw(w, (const char *)p + i, n);
                 i += n;

@@ -3,6 +3,8 @@
  * agent) cannot make an export payload that a collector refuses. */
 #include "telemetry/otlp_int.h"
 
+#include "core/utf8.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,34 +28,6 @@ int gh_otlp__reserve(struct gh_otlp_buf *b, size_t n)
     return 0;
 }
 
-size_t gh_otlp__utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    /* RFC 3629 §4: the second byte's range depends on the first; that is
-     * what rules out overlong forms (e0 80..9f, f0 80..8f), surrogates
-     * (ed a0..bf) and code points past U+10FFFF (f4 90..bf). */
-    unsigned char lo = 0x80, hi = 0xbf;
-
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4;
-    else
-        return 0;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-    if (len > n || p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80) return 0;
-    return len;
-}
-
 size_t gh_otlp__utf8_size_slow(const unsigned char *p, size_t n)
 {
     size_t out = 0;
@@ -62,7 +36,7 @@ size_t gh_otlp__utf8_size_slow(const unsigned char *p, size_t n)
         out += k;
         i += k;
         if (i == n) break;
-        k = gh_otlp__utf8_seq(p + i, n - i);
+        k = gh_utf8_seq(p + i, n - i);
         out += k > 0 ? k : GH_OTLP_REPLACEMENT_LEN;
         i += k > 0 ? k : 1;
     }
@@ -75,7 +49,7 @@ size_t gh_otlp__utf8_copy(unsigned char *dst, const char *s, size_t n)
     unsigned char *d = dst;
     for (size_t i = 0; i < n;) {
         size_t k = gh_otlp__ascii_prefix(p + i, n - i);
-        if (k == 0) k = gh_otlp__utf8_seq(p + i, n - i);
+        if (k == 0) k = gh_utf8_seq(p + i, n - i);
         if (k > 0) {
             memcpy(d, p + i, k);
             d += k;

@@ -16,12 +16,6 @@
  * or when b->max is set and would be passed (then <b> is unchanged). */
 int gh_otlp__reserve(struct gh_otlp_buf *b, size_t n);
 
-/* Length of the well-formed UTF-8 sequence at <p> (at most <n> bytes, n >
- * 0): 1 for ASCII, 2-4 for a valid multi-byte character, 0 when the byte at
- * <p> does not start one (overlong forms, surrogates and code points above
- * U+10FFFF included, as RFC 3629 §3 says). */
-size_t gh_otlp__utf8_seq(const unsigned char *p, size_t n);
-
 /* What the encoders write for each byte that is not valid UTF-8. */
 #define GH_OTLP_REPLACEMENT     "\xef\xbf\xbd" /* U+FFFD */
 #define GH_OTLP_REPLACEMENT_LEN 3
@@ -60,7 +54,7 @@ static inline bool gh_otlp__is_ascii(const unsigned char *p, size_t n)
     return acc < 0x80;
 }
 
-/* Bytes of <p> (<n> bytes) once each byte that gh_otlp__utf8_seq() refuses
+/* Bytes of <p> (<n> bytes) once each byte that gh_utf8_seq() (core/utf8.h) refuses
  * is replaced by U+FFFD: <n> exactly when <p> is valid UTF-8. */
 size_t gh_otlp__utf8_size_slow(const unsigned char *p, size_t n);
 

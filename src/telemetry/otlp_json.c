@@ -8,6 +8,7 @@
  * time for a byte that needs care and copies such a string at once. */
 #include <string.h>
 
+#include "core/utf8.h"
 #include "telemetry/otlp_int.h"
 
 /* Writes into <b> and remembers the first failure, so that the encoder
@@ -96,7 +97,7 @@ static void str(struct jw *w, gh_str s)
     while (i < s.len) {
         unsigned char c = p[i];
         size_t n = plain(c) ? plain_prefix(p + i, s.len - i) : 0;
-        if (n == 0 && c >= 0x80) n = gh_otlp__utf8_seq(p + i, s.len - i);
+        if (n == 0 && c >= 0x80) n = gh_utf8_seq(p + i, s.len - i);
         if (n > 0) {
             i += n;
             run += n;
