@@ -160,6 +160,7 @@ fuzz_sources = $(filter %.c,$(FUZZ_LIBS_$(1)))
 .SECONDEXPANSION:
 $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_check.h $(FUZZ_LIB) $$(call fuzz_sources,$$*) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -Isrc -MM -MP -MT $@ -MF $@.d $<
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB) $(FUZZ_LIBS_$*)
 
@@ -202,6 +203,9 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+# A harness that includes a parser's .c (fuzz_jwt) or a header that changes
+# is built again: clang's dependency list of the harness itself.
+-include $(FUZZ_BIN:=.d)
 
 # Micro-benchmark of the rate-limit table (src/limits), linked like the unit tests.
 .PHONY: bench-limits
