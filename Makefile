@@ -116,7 +116,8 @@ unit: $(UNIT_BIN)
 # the first pass, as does test_backup_postgres.py).
 PG_SUITES := test_identity.py test_tokens.py test_admin.py test_limits.py test_audit.py \
              test_audit_api.py test_audit_archive.py test_jwt.py test_secrets.py test_webhooks.py \
-             test_backup.py test_node.py test_cli_audit.py test_systemd_unit.py
+             test_backup.py test_node.py test_cli_audit.py test_systemd_unit.py \
+             test_admin_hostile.py
 # A PKCS#11 module in front of SoftHSM2 that drops sessions on cue, as a
 # network HSM does when it restarts (tests/p11_faulty/p11_faulty.c).
 $(BUILD)/tests/libp11faulty.so: tests/p11_faulty/p11_faulty.c | $(DEPS_OK)

@@ -31,17 +31,19 @@
 
 static void reply_json(struct call *c, int status, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
+    char *text = json_dumps(doc, JSON_COMPACT), *lined = NULL;
+    size_t n = text ? strlen(text) : 0;
+
     json_decref(doc);
-    if (text == NULL) {
+    if (text != NULL) lined = realloc(text, n + 2);
+    if (lined == NULL) {
+        free(text); /* realloc left it as it was */
         gh_conn_reply_error(c->r->conn, 500, "internal_error", false);
         return;
     }
-    size_t n = strlen(text);
-    text = realloc(text, n + 2);
-    text[n++] = '\n';
-    gh_conn_reply(c->r->conn, status, "application/json", text, n);
-    free(text);
+    lined[n++] = '\n';
+    gh_conn_reply(c->r->conn, status, "application/json", lined, n);
+    free(lined);
 }
 
 /* {"error": code, "message": ..., "request_id": ...}; <message> must never
@@ -169,25 +171,35 @@ static bool query_value(gh_str q, const char *name, char *out, size_t size)
     return true;
 }
 
+bool gh_api_limit_value(const char *v, size_t *n)
+{
+    char *end;
+    long got;
+
+    if (v[0] == '\0') return true;
+    /* Digits only: strtol alone would also take "+5" and " 5". */
+    if (v[0] < '0' || v[0] > '9') return false;
+    got = strtol(v, &end, 10);
+    if (*end || got < 1 || got > GH_STORE_LIST_MAX) return false;
+    *n = (size_t)got;
+    return true;
+}
+
 static bool page_params(struct call *c, struct gh_store_page *page, char *cursor, size_t csize)
 {
     char limit[16];
-    long n = 50;
+    size_t n = 50;
     if (!query_value(c->r->head.query, "cursor", cursor, csize) ||
         !query_value(c->r->head.query, "limit", limit, sizeof(limit))) {
         reply_error(c, 400, "invalid_query", "cursor or limit is malformed");
         return false;
     }
-    if (limit[0]) {
-        char *end;
-        n = strtol(limit, &end, 10);
-        if (*end || n < 1 || n > GH_STORE_LIST_MAX) {
-            reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
-            return false;
-        }
+    if (!gh_api_limit_value(limit, &n)) {
+        reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
+        return false;
     }
     page->cursor = cursor[0] ? cursor : NULL;
-    page->limit = (size_t)n;
+    page->limit = n;
     return true;
 }
 
@@ -733,8 +745,7 @@ static void events_list(struct call *c, const char *tenant)
     struct gh_err err = {0};
     char before[24], limit[16];
     long long b = 0;
-    long n = 50;
-    size_t count = 0;
+    size_t n = 50, count = 0;
     bool more = false;
     json_t *items;
     int rc;
@@ -752,15 +763,11 @@ static void events_list(struct call *c, const char *tenant)
             return;
         }
     }
-    if (limit[0]) {
-        char *end;
-        n = strtol(limit, &end, 10);
-        if (*end || n < 1 || n > GH_STORE_LIST_MAX) {
-            reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
-            return;
-        }
+    if (!gh_api_limit_value(limit, &n)) {
+        reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
+        return;
     }
-    rc = gh_store_limit_events_list(c->st, tenant, (int64_t)b, (size_t)n, out, &count, &more, &err);
+    rc = gh_store_limit_events_list(c->st, tenant, (int64_t)b, n, out, &count, &more, &err);
     if (rc != GH_OK) {
         reply_store_error(c, rc, &err);
         return;

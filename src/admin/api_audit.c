@@ -18,6 +18,7 @@
 #include "admin/audit_params.h"
 #include "auth/principal.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "core/worker.h"
 #include "http/conn.h"
 #include "store/store.h"
@@ -68,8 +69,15 @@ static bool known_params(struct call *c, const char *const *names)
 static bool param(struct call *c, const char *name, char *out, size_t size)
 {
     char msg[128];
-    if (gh_audit_query_get(c->r->head.query, name, out, size) >= 0) return true;
-    snprintf(msg, sizeof(msg), "%s is malformed or longer than %zu bytes", name, size - 1);
+    int n = gh_audit_query_get(c->r->head.query, name, out, size);
+
+    /* Values are compared with stored text: bytes that are not UTF-8 match
+     * nothing, and PostgreSQL refuses them as an error of the store. */
+    if (n >= 0 && gh_utf8_valid(out, strlen(out))) return true;
+    if (n >= 0)
+        snprintf(msg, sizeof(msg), "%s is not valid UTF-8 once decoded", name);
+    else
+        snprintf(msg, sizeof(msg), "%s is malformed or longer than %zu bytes", name, size - 1);
     gh_api_reply_error(c, 400, "invalid_query", msg);
     return false;
 }
@@ -79,16 +87,9 @@ static bool limit_param(struct call *c, size_t *limit)
     char v[16];
     if (!param(c, "limit", v, sizeof(v))) return false;
     *limit = DEFAULT_LIMIT;
-    if (v[0]) {
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (*end || v[0] < '0' || v[0] > '9' || n < 1 || n > GH_STORE_LIST_MAX) {
-            gh_api_reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
-            return false;
-        }
-        *limit = (size_t)n;
-    }
-    return true;
+    if (gh_api_limit_value(v, limit)) return true;
+    gh_api_reply_error(c, 400, "invalid_query", "limit must be between 1 and 200");
+    return false;
 }
 
 static bool time_param(struct call *c, const char *name, int64_t *us)

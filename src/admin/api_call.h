@@ -64,6 +64,9 @@ bool gh_api_only_fields(struct call *c, const char *const *allowed);
 bool gh_api_str_field(struct call *c, const char *name, const char **out);
 bool gh_api_query_value(struct call *c, const char *name, char *out, size_t size);
 bool gh_api_page_params(struct call *c, struct gh_store_page *page, char *cursor, size_t csize);
+/* A ?limit= value: "" leaves *n as it is; otherwise digits only, 1..200
+ * (GH_STORE_LIST_MAX). False, without answering, when it is neither. */
+bool gh_api_limit_value(const char *v, size_t *n);
 /* {"items": <items>, "next_cursor": ...} (takes <items>). */
 json_t *gh_api_page_doc(json_t *items, const struct gh_store_page *page);
 

@@ -612,9 +612,18 @@ void gh_api_events_publish(struct call *c)
     }
     /* A tenant admin publishes for its own tenant only; another tenant
      * does not exist for it. */
-    if (!gh_principal_can_admin(&c->who, tenant) || !gh_store_valid_tenant_id(tenant) ||
-        gh_store_tenant_get(c->st, tenant, &t, &err) != GH_OK) {
+    if (!gh_principal_can_admin(&c->who, tenant) || !gh_store_valid_tenant_id(tenant)) {
         gh_api_reply_error(c, 404, "not_found", "no such tenant");
+        return;
+    }
+    /* Only a tenant that is not there is 404: a store that cannot say
+     * answers 503 (or 500), as every other call, so a publisher retries. */
+    rc = gh_store_tenant_get(c->st, tenant, &t, &err);
+    if (rc != GH_OK) {
+        if (rc == GH_STORE_NOT_FOUND)
+            gh_api_reply_error(c, 404, "not_found", "no such tenant");
+        else
+            gh_api_reply_store_error(c, rc, &err);
         return;
     }
     text = json_dumps(payload, JSON_COMPACT);

@@ -85,6 +85,7 @@ class PgCursor:
         self.cur = cur
         self.lastrowid = lastrowid
         self.rowcount = cur.rowcount
+        self.description = cur.description  # (name, ...) per column, as sqlite3's
 
     def fetchone(self):
         return self.cur.fetchone() if self.cur.description else None

@@ -780,6 +780,11 @@ def test_failover_to_a_promoted_standby(pg_server, gatehouse):
         primary.stop()
         r = admin.call("POST", "/v1/tenants", {"name": "in-the-gap"})
         assert r.status == 503 and r.json()["error"] == "store_unavailable", r
+        # A publish for a tenant that exists: the store cannot say so now,
+        # which is 503 (retry), not 404 (no such tenant).
+        r = admin.call("POST", "/v1/events", {"tenant": first["id"], "type": "gap.test",
+                                              "payload": {}})
+        assert r.status == 503 and r.json()["error"] == "store_unavailable", r
         standby.promote()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
