@@ -18,22 +18,37 @@ struct gh_argon2_params gh_ops_argon2(const struct gh_config *cfg)
     return p;
 }
 
-int gh_ops_key_create(struct gh_store *st, const struct gh_argon2_params *ap,
-                      struct gh_store_key *k, char key_out[GH_APIKEY_LEN + 1], struct gh_err *err)
+/* The new key's id and hash into <k> (the caller's record), then
+ * <insert>: a plain insert, or a rotation's (<old_until> >= 0). */
+static int key_make(struct gh_store *st, const struct gh_argon2_params *ap, struct gh_store_key *k,
+                    char key_out[GH_APIKEY_LEN + 1], int64_t old_until, int64_t *old_expires_at,
+                    struct gh_err *err)
 {
     char id[GH_APIKEY_ID_LEN + 1];
     int rc;
 
+    /* Bad lists (a duplicate role) are refused before the key's hash is
+     * computed: tens of ms of Argon2id, which the insert's own check would
+     * come after. */
+    rc = gh_store_key_check_lists(k, err);
+    if (rc != GH_OK) return rc;
     if (gh_apikey_new_id(id) != 0)
         return gh_err_set(err, NULL, 0, 0, "no randomness available"), GH_ERROR;
     if (gh_apikey_generate(id, ap, key_out, k->secret_hash) != 0)
         return gh_err_set(err, NULL, 0, 0, "cannot hash the key"), GH_ERROR;
     snprintf(k->id, sizeof(k->id), "%s", id);
     k->status = GH_STORE_KEY_ACTIVE;
-    rc = gh_store_key_insert(st, k, err);
+    rc = old_until >= 0 ? gh_store_key_rotate(st, k, old_until, old_expires_at, err)
+                        : gh_store_key_insert(st, k, err);
     if (rc != GH_OK) gh_apikey_wipe(key_out, GH_APIKEY_LEN + 1);
     memset(k->secret_hash, 0, sizeof(k->secret_hash));
     return rc;
+}
+
+int gh_ops_key_create(struct gh_store *st, const struct gh_argon2_params *ap,
+                      struct gh_store_key *k, char key_out[GH_APIKEY_LEN + 1], struct gh_err *err)
+{
+    return key_make(st, ap, k, key_out, -1, NULL, err);
 }
 
 int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, const char *tenant_id,
@@ -41,7 +56,7 @@ int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, co
                       char key_out[GH_APIKEY_LEN + 1], int64_t *old_expires_at, struct gh_err *err)
 {
     struct gh_store_key old;
-    int64_t now = (int64_t)gh_wall_ms(), until;
+    int64_t now = (int64_t)gh_wall_ms();
     int rc = gh_store_key_get(st, tenant_id, key_id, &old, err);
 
     if (rc != GH_OK) return rc;
@@ -53,18 +68,10 @@ int gh_ops_key_rotate(struct gh_store *st, const struct gh_argon2_params *ap, co
     out->id[0] = '\0';
     out->created_at = out->last_used_at = 0;
     snprintf(out->rotated_from, sizeof(out->rotated_from), "%s", old.id);
-    rc = gh_ops_key_create(st, ap, out, key_out, err);
-    if (rc != GH_OK) return rc;
-    /* The old key keeps working for the grace period, then expires; an
-     * earlier expiry it already had is kept. */
-    until = now + (grace_ms > 0 ? grace_ms : 0);
-    if (grace_ms <= 0) until = now;
-    *old_expires_at = old.expires_at;
-    if (old.expires_at == 0 || old.expires_at > until) {
-        rc = gh_store_key_set_expiry(st, tenant_id, key_id, until, err);
-        *old_expires_at = until;
-    }
-    return rc;
+    /* The new key and the old one's expiry in one transaction: the old key
+     * keeps working for the grace period, then expires (an earlier expiry
+     * it already had is kept). */
+    return key_make(st, ap, out, key_out, now + (grace_ms > 0 ? grace_ms : 0), old_expires_at, err);
 }
 
 static void emit(struct gh_store *st, struct gh_hooks_dispatcher *d, const char *tenant,

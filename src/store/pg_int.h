@@ -53,6 +53,7 @@ enum gh_pg_stmt {
     GH_PG_KEY_LIST,
     GH_PG_KEY_SET_STATUS,
     GH_PG_KEY_SET_EXPIRY,
+    GH_PG_KEY_EXPIRE_ROTATED,
     GH_PG_KEY_TOUCH,
     GH_PG_KEY_DIRECTORY,
     GH_PG_TOKEN_REVOKE,
@@ -477,7 +478,8 @@ int gh_pg__tenant_limits_get(struct gh_store *st, const char *id, char *plan, ch
                              size_t cap, struct gh_err *err);
 int gh_pg__tenant_limits_load(struct gh_store *st, gh_store_tenant_limits_cb cb, void *arg,
                               struct gh_err *err);
-int gh_pg__key_insert(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err);
+int gh_pg__key_insert(struct gh_store *st, const struct gh_store_key *k, int64_t old_until,
+                      int64_t *old_expires_at, struct gh_err *err);
 int gh_pg__key_get(struct gh_store *st, const char *tenant_id, const char *key_id,
                    struct gh_store_key *out, struct gh_err *err);
 int gh_pg__key_list(struct gh_store *st, const char *tenant_id, const struct gh_store_keyset *after,

@@ -54,7 +54,30 @@ static int exists(struct gh_pg_tx *tx, enum gh_pg_stmt id, const char *a1, const
     return rc;
 }
 
-int gh_pg__key_insert(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err)
+/* A rotation's second half, in the insert's transaction: the old key's
+ * expiry (gh_store_ops.key_insert). */
+static int expire_rotated(struct gh_pg_tx *tx, const struct gh_store_key *k, int64_t old_until,
+                          int64_t *old_expires_at, struct gh_err *err)
+{
+    struct gh_pg_args a = {0};
+    PGresult *r = NULL;
+    int rc;
+
+    gh_pg__arg(&a, k->rotated_from);
+    gh_pg__arg(&a, k->tenant_id);
+    gh_pg__arg_i64(&a, old_until);
+    rc = gh_pg__run(tx, GH_PG_KEY_EXPIRE_ROTATED, &a, &r, err);
+    if (rc == GH_OK && PQntuples(r) == 0) {
+        gh_err_set(err, NULL, 0, 0, "rotated_from: the key is no longer active");
+        rc = GH_STORE_CONFLICT;
+    }
+    if (rc == GH_OK && old_expires_at != NULL) *old_expires_at = gh_pg__i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+int gh_pg__key_insert(struct gh_store *st, const struct gh_store_key *k, int64_t old_until,
+                      int64_t *old_expires_at, struct gh_err *err)
 {
     char *roles = gh_store__list_encode(k->roles, k->nroles);
     char *scopes = gh_store__list_encode(k->scopes, k->nscopes);
@@ -97,6 +120,7 @@ int gh_pg__key_insert(struct gh_store *st, const struct gh_store_key *k, struct 
     /* A taken id (of any tenant, invisible here) is the primary key's
      * unique violation: CONFLICT "id: a key with this id already exists". */
     rc = gh_pg__run(&tx, GH_PG_KEY_INSERT, &a, NULL, err);
+    if (rc == GH_OK && old_until >= 0) rc = expire_rotated(&tx, k, old_until, old_expires_at, err);
     if (rc == GH_OK) rc = gh_pg__bump(&tx, err);
 end:
     rc = gh_pg__end(&tx, rc, err);

@@ -43,6 +43,7 @@ enum gh_sqlite_stmt {
     GH_SQ_KEY_STATUS_GET,
     GH_SQ_KEY_SET_STATUS,
     GH_SQ_KEY_SET_EXPIRY,
+    GH_SQ_KEY_EXPIRE_ROTATED,
     GH_SQ_KEY_TOUCH,
     GH_SQ_KEY_DIRECTORY,
     GH_SQ_TOKEN_REVOKE,
@@ -322,7 +323,8 @@ int gh_sqlite__tenant_list(struct gh_store *st, enum gh_store_tenant_status stat
 int gh_sqlite__tenant_update(struct gh_store *st, const char *id,
                              const struct gh_store_tenant_update *upd, int64_t now,
                              struct gh_store_tenant *out, bool *status_moved, struct gh_err *err);
-int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err);
+int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, int64_t old_until,
+                          int64_t *old_expires_at, struct gh_err *err);
 int gh_sqlite__key_get(struct gh_store *st, const char *tenant_id, const char *key_id,
                        struct gh_store_key *out, struct gh_err *err);
 int gh_sqlite__key_list(struct gh_store *st, const char *tenant_id,

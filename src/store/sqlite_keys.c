@@ -97,7 +97,31 @@ static int insert_checks(struct gh_sqlite_conn *c, const struct gh_store_key *k,
     return rc;
 }
 
-int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err)
+/* A rotation's second half, in the insert's transaction: the old key's
+ * expiry (gh_store_ops.key_insert). */
+static int expire_rotated(struct gh_sqlite_conn *c, const struct gh_store_key *k, int64_t old_until,
+                          int64_t *old_expires_at, struct gh_err *err)
+{
+    sqlite3_stmt *s = gh_sqlite__stmt(c, GH_SQ_KEY_EXPIRE_ROTATED, err);
+    int rc;
+
+    if (s == NULL) return GH_ERROR;
+    gh_sqlite__bind_text(s, 1, k->rotated_from);
+    gh_sqlite__bind_text(s, 2, k->tenant_id);
+    sqlite3_bind_int64(s, 3, old_until);
+    rc = gh_sqlite__row(c, s, "rotated key expiry", err);
+    if (rc == GH_STORE_NOT_FOUND) {
+        gh_err_set(err, NULL, 0, 0, "rotated_from: the key is no longer active");
+        return GH_STORE_CONFLICT;
+    }
+    if (rc != GH_OK) return rc;
+    if (old_expires_at != NULL) *old_expires_at = sqlite3_column_int64(s, 0);
+    gh_sqlite__done(s);
+    return GH_OK;
+}
+
+int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, int64_t old_until,
+                          int64_t *old_expires_at, struct gh_err *err)
 {
     struct gh_sqlite_store *ss = gh_sqlite__of(st);
     struct gh_sqlite_conn *c = &ss->writer;
@@ -131,6 +155,7 @@ int gh_sqlite__key_insert(struct gh_store *st, const struct gh_store_key *k, str
     if (k->rotated_from[0] != '\0') gh_sqlite__bind_text(s, 10, k->rotated_from);
     rc = gh_sqlite__exec(c, s, "key insert", err);
     rc = gh_sqlite__conflict(c, rc);
+    if (rc == GH_OK && old_until >= 0) rc = expire_rotated(c, k, old_until, old_expires_at, err);
     if (rc == GH_OK) rc = gh_sqlite__bump(c, err);
 end:
     rc = gh_sqlite__write_end(ss, rc, err);

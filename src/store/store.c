@@ -557,6 +557,14 @@ static int key_not_found(struct gh_err *err)
     return GH_STORE_NOT_FOUND;
 }
 
+int gh_store_key_check_lists(const struct gh_store_key *k, struct gh_err *err)
+{
+    int rc = check_list(k->roles, k->nroles, GH_STORE_MAX_ROLES, "roles", gh_store_valid_role, err);
+    if (rc != GH_OK) return rc;
+    return check_list(k->scopes, k->nscopes, GH_STORE_MAX_SCOPES, "scopes", gh_store_valid_scope,
+                      err);
+}
+
 static int check_key(const struct gh_store_key *k, struct gh_err *err)
 {
     int rc;
@@ -567,10 +575,7 @@ static int check_key(const struct gh_store_key *k, struct gh_err *err)
         return invalid(err, "id", "must be 16 base62 characters");
     if (!terminated(k->name, sizeof(k->name)) || !gh_store_valid_key_name(k->name))
         return invalid(err, "name", "at most 64 bytes of UTF-8 without control characters");
-    rc = check_list(k->roles, k->nroles, GH_STORE_MAX_ROLES, "roles", gh_store_valid_role, err);
-    if (rc != GH_OK) return rc;
-    rc =
-        check_list(k->scopes, k->nscopes, GH_STORE_MAX_SCOPES, "scopes", gh_store_valid_scope, err);
+    rc = gh_store_key_check_lists(k, err);
     if (rc != GH_OK) return rc;
     /* The message never shows the hash. */
     if (!terminated(k->secret_hash, sizeof(k->secret_hash)) || !valid_phc(k->secret_hash))
@@ -585,7 +590,9 @@ static int check_key(const struct gh_store_key *k, struct gh_err *err)
     return GH_OK;
 }
 
-int gh_store_key_insert(struct gh_store *st, struct gh_store_key *k, struct gh_err *err)
+/* gh_store_key_insert and gh_store_key_rotate (<old_until> >= 0). */
+static int key_insert(struct gh_store *st, struct gh_store_key *k, int64_t old_until,
+                      int64_t *old_expires_at, struct gh_err *err)
 {
     bool generate;
     int rc;
@@ -603,11 +610,24 @@ int gh_store_key_insert(struct gh_store *st, struct gh_store_key *k, struct gh_e
             rc = gh_store_random_base62(k->id, GH_STORE_KEY_ID_LEN, err);
             if (rc != GH_OK) break;
         }
-        rc = st->ops->key_insert(st, k, err);
+        rc = st->ops->key_insert(st, k, old_until, old_expires_at, err);
         if (rc != GH_STORE_CONFLICT || !generate) break;
     }
     if (rc != GH_OK && generate) k->id[0] = '\0';
     return rc;
+}
+
+int gh_store_key_insert(struct gh_store *st, struct gh_store_key *k, struct gh_err *err)
+{
+    return key_insert(st, k, -1, NULL, err);
+}
+
+int gh_store_key_rotate(struct gh_store *st, struct gh_store_key *k, int64_t old_until,
+                        int64_t *old_expires_at, struct gh_err *err)
+{
+    if (old_until < 0) return invalid(err, "expires_at", "must be >= 0");
+    if (k->rotated_from[0] == '\0') return invalid(err, "rotated_from", "names the old key");
+    return key_insert(st, k, old_until, old_expires_at, err);
 }
 
 int gh_store_key_get(struct gh_store *st, const char *tenant_id, const char *key_id,

@@ -644,8 +644,13 @@ struct gh_store_ops {
     /* [tenant: k->tenant_id] Inserts <k> (id and times set by the wrapper)
      * and bumps the change counter. NOT_FOUND when the tenant, or the key
      * named by rotated_from within that tenant, does not exist; CONFLICT when
-     * the key id is taken. */
-    int (*key_insert)(struct gh_store *st, const struct gh_store_key *k, struct gh_err *err);
+     * the key id is taken. A rotation (<old_until> >= 0, rotated_from set)
+     * also sets, in the same transaction, the old key's expires_at to
+     * <old_until> unless it expires sooner already, and reads it back into
+     * *old_expires_at; CONFLICT, with nothing stored, when the old key is
+     * no longer active. */
+    int (*key_insert)(struct gh_store *st, const struct gh_store_key *k, int64_t old_until,
+                      int64_t *old_expires_at, struct gh_err *err);
 
     /* [tenant] Fills <out> with key <key_id> of tenant <tenant_id>. */
     int (*key_get)(struct gh_store *st, const char *tenant_id, const char *key_id,
@@ -1163,6 +1168,19 @@ int gh_store_tenant_update(struct gh_store *st, const char *id,
  * message says which field and rule), NOT_FOUND (tenant or rotated_from),
  * CONFLICT (a caller-given id is taken). */
 int gh_store_key_insert(struct gh_store *st, struct gh_store_key *k, struct gh_err *err);
+/* [tenant: <k>->tenant_id] A rotation in one transaction: inserts <k>, the
+ * new key (as gh_store_key_insert; k->rotated_from names the old one), and
+ * sets the old key's expires_at to <old_until> (>= 0) unless it expires
+ * sooner already; *old_expires_at is its expiry after. Either both happen
+ * or neither: a store lost between them leaves no new key whose secret
+ * nobody was shown. CONFLICT (nothing stored) when the old key was revoked
+ * meanwhile; otherwise as gh_store_key_insert. */
+int gh_store_key_rotate(struct gh_store *st, struct gh_store_key *k, int64_t old_until,
+                        int64_t *old_expires_at, struct gh_err *err);
+/* The insert's check of <k>'s roles and scopes (count, rule, no duplicate),
+ * for a caller that wants it before costly work (a key's Argon2id hash).
+ * GH_OK or INVALID. */
+int gh_store_key_check_lists(const struct gh_store_key *k, struct gh_err *err);
 
 /* [tenant] Fills <out> with key <key_id> of tenant <tenant_id>. NOT_FOUND
  * when absent, malformed, or owned by another tenant. */

@@ -101,6 +101,11 @@ static const char *const stmt_sql[GH_PG__COUNT] = {
                              "WHERE id = $1::text AND tenant_id = $2::text",
     [GH_PG_KEY_SET_EXPIRY] = "UPDATE api_keys SET expires_at = $3::bigint "
                              "WHERE id = $1::text AND tenant_id = $2::text",
+    /* A rotation's old key (store_sqlite.c says why). */
+    [GH_PG_KEY_EXPIRE_ROTATED] = "UPDATE api_keys SET expires_at = CASE WHEN expires_at = 0 OR "
+                                 "expires_at > $3::bigint THEN $3::bigint ELSE expires_at END "
+                                 "WHERE id = $1::text AND tenant_id = $2::text "
+                                 "AND status = 'active' RETURNING expires_at",
     [GH_PG_KEY_TOUCH] = "UPDATE api_keys SET last_used_at = $2::bigint "
                         "WHERE id = $1::text AND last_used_at < $2::bigint",
     [GH_PG_KEY_DIRECTORY] = "SELECT " KEY_COLS ", t.status FROM api_keys k "

@@ -91,6 +91,12 @@ static const char *const stmt_sql[GH_SQ__COUNT] = {
     [GH_SQ_KEY_SET_STATUS] = "UPDATE api_keys SET status = ?3 WHERE id = ?1 AND tenant_id = ?2",
     [GH_SQ_KEY_SET_EXPIRY] = "UPDATE api_keys SET expires_at = ?3 "
                              "WHERE id = ?1 AND tenant_id = ?2",
+    /* A rotation's old key: it expires at ?3 unless sooner already, and
+     * only while active (a revoked key is not rotated). */
+    [GH_SQ_KEY_EXPIRE_ROTATED] = "UPDATE api_keys SET expires_at = CASE WHEN expires_at = 0 OR "
+                                 "expires_at > ?3 THEN ?3 ELSE expires_at END "
+                                 "WHERE id = ?1 AND tenant_id = ?2 AND status = 'active' "
+                                 "RETURNING expires_at",
     [GH_SQ_KEY_TOUCH] = "UPDATE api_keys SET last_used_at = ?2 "
                         "WHERE id = ?1 AND last_used_at < ?2",
     [GH_SQ_KEY_DIRECTORY] = "SELECT " KEY_COLS ", t.status FROM api_keys k "

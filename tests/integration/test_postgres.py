@@ -104,8 +104,10 @@ def test_status_store_unit_tests_on_postgres(pg_server):
     """Who moved a key's or a tenant's status, on a real server: four
     store handles (four nodes) revoke one key, then suspend one tenant, at
     once, twelve times: exactly one says it moved each, so key.revoked and
-    tenant.suspended are announced once."""
-    run_store_unit_tests(pg_server, "test_status_store", "status store on PostgreSQL", 2)
+    tenant.suspended are announced once; and a key's rotation is one
+    transaction (no new key when the old key's expiry cannot be written,
+    none for a key revoked meanwhile)."""
+    run_store_unit_tests(pg_server, "test_status_store", "status store on PostgreSQL", 3)
 
 
 # ---------------------------------------------------------------- init and roles

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "store/store.h"
 #include "store_fixture.h"
 
@@ -205,11 +207,92 @@ static void test_nodes_at_once(void **state)
         gh_store_close(nodes[i]);
 }
 
+/* The keys of <tenant_id> (at most 20). */
+static size_t keys_of(struct gh_store *st, const char *tenant_id)
+{
+    struct gh_store_key out[20];
+    struct gh_store_page page = {.limit = 20};
+    struct gh_err err = {0};
+
+    if (gh_store_key_list(st, tenant_id, &page, out, &err) != GH_OK)
+        fail_msg("key list: %s", err.msg);
+    return page.count;
+}
+
+/* Runs <sqlite_sql> or <pg_sql> on the test's store, as its owner. */
+static void store_sql(const struct gh_test_store *t, const char *sqlite_sql, const char *pg_sql)
+{
+    sqlite3 *db = NULL;
+
+    if (t->db[0]) {
+        if (!gh_test_pg_exec(t->db, pg_sql)) fail_msg("%s", pg_sql);
+        return;
+    }
+    assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sqlite_sql, NULL, NULL, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sqlite_sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+/* A rotation is one transaction: the new key, and the old key's expiry
+ * (kept when sooner). When the second half fails, the first is not
+ * stored (before, a store lost between them left an active new key whose
+ * secret nobody was shown), and a key revoked meanwhile is not rotated. */
+static void test_rotation_is_one_transaction(void **state)
+{
+    struct gh_test_store *t = *state;
+    struct gh_store_tenant a;
+    struct gh_store_key old, n, got;
+    struct gh_err err = {0};
+    int64_t old_exp = -1;
+
+    tenant_new(t->st, "acme", &a);
+    key_new(t->st, a.id, &old);
+    memset(&n, 0, sizeof(n));
+    snprintf(n.tenant_id, sizeof(n.tenant_id), "%s", a.id);
+    snprintf(n.secret_hash, sizeof(n.secret_hash), "%s", HASH);
+    snprintf(n.rotated_from, sizeof(n.rotated_from), "%s", old.id);
+
+    assert_int_equal(gh_store_key_rotate(t->st, &n, 5000000000000, &old_exp, &err), GH_OK);
+    assert_int_equal(old_exp, 5000000000000);
+    assert_int_equal(gh_store_key_get(t->st, a.id, old.id, &got, &err), GH_OK);
+    assert_int_equal(got.expires_at, 5000000000000);
+    assert_int_equal(keys_of(t->st, a.id), 2);
+    /* A later one keeps the sooner expiry. */
+    n.id[0] = '\0';
+    assert_int_equal(gh_store_key_rotate(t->st, &n, 6000000000000, &old_exp, &err), GH_OK);
+    assert_int_equal(old_exp, 5000000000000);
+    assert_int_equal(keys_of(t->st, a.id), 3);
+
+    /* The old key's expiry cannot be written: no new key either. */
+    store_sql(t,
+              "CREATE TRIGGER cut BEFORE UPDATE OF expires_at ON api_keys "
+              "BEGIN SELECT RAISE(ABORT, 'cut'); END;",
+              "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS "
+              "$$BEGIN RAISE EXCEPTION 'cut'; END$$;"
+              "CREATE TRIGGER cut BEFORE UPDATE OF expires_at ON api_keys "
+              "FOR EACH ROW EXECUTE FUNCTION cut();");
+    n.id[0] = '\0';
+    assert_int_not_equal(gh_store_key_rotate(t->st, &n, 7000000000000, &old_exp, &err), GH_OK);
+    assert_int_equal(keys_of(t->st, a.id), 3);
+    store_sql(t, "DROP TRIGGER cut;", "DROP TRIGGER cut ON api_keys; DROP FUNCTION cut();");
+
+    /* Revoked meanwhile: CONFLICT, nothing stored. */
+    assert_int_equal(gh_store_key_set_status(t->st, a.id, old.id, GH_STORE_KEY_REVOKED, NULL, &err),
+                     GH_OK);
+    n.id[0] = '\0';
+    assert_int_equal(gh_store_key_rotate(t->st, &n, 7000000000000, &old_exp, &err),
+                     GH_STORE_CONFLICT);
+    assert_string_equal(err.msg, "rotated_from: the key is no longer active");
+    assert_int_equal(keys_of(t->st, a.id), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nodes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_is_one_transaction, setup, teardown),
     };
 
     if (gh_test_pg_server()) {
