@@ -26,24 +26,26 @@ static enum gh_stage_result stage_trace(struct gh_req *r)
 }
 
 /* A stage's time span for its trace span: from its first call to the call
- * that did not suspend. <result> becomes 1 (passed) or 2 (answered). The
- * clock is read only while tracing, and once per end of the span. */
-static enum gh_stage_result timed_end(struct gh_req *r, enum gh_stage_result res, uint64_t t0,
-                                      uint64_t *start, uint64_t *end, uint8_t *result)
+ * that did not suspend. The start is set before the stage runs: a stage
+ * that answers (401, 429) ends the request inside its call, and the trace
+ * record is built then, so a start set after the call came too late and
+ * the refusal had no span. Returns the start it set (0: tracing is off, or
+ * an earlier call set it). The clock is read only while tracing. */
+static uint64_t timed_start(struct gh_req *r, uint64_t *start)
 {
-    if (!r->tr_on) return res;
-    if (*start == 0) *start = t0;
-    if (res != GH_STAGE_SUSPEND) {
-        *end = gh_now_ns();
-        *result = res == GH_STAGE_NEXT ? 1 : 2;
-    }
-    return res;
+    if (!r->tr_on || *start != 0) return 0;
+    *start = gh_now_ns();
+    return *start;
 }
 
-/* The start time for a stage's span: only on its first call, only when tracing. */
-static uint64_t timed_start(const struct gh_req *r, uint64_t start)
+/* The end of the span: <result> becomes 1 (passed) or 2 (answered). */
+static enum gh_stage_result timed_end(struct gh_req *r, enum gh_stage_result res, uint64_t *end,
+                                      uint8_t *result)
 {
-    return r->tr_on && start == 0 ? gh_now_ns() : 0;
+    if (!r->tr_on || res == GH_STAGE_SUSPEND) return res;
+    *end = gh_now_ns();
+    *result = res == GH_STAGE_NEXT ? 1 : 2;
+    return res;
 }
 
 /* guard: size limits and target checks that need no route. */
@@ -95,35 +97,37 @@ static enum gh_stage_result stage_route(struct gh_req *r)
 static enum gh_stage_result stage_auth(struct gh_req *r)
 {
     enum gh_stage_result res;
-    uint64_t t0;
 
     if (r->route->cfg->auth_mode == GH_ROUTE_AUTH_NONE) return GH_STAGE_NEXT;
-    t0 = timed_start(r, r->tr_auth0);
+    timed_start(r, &r->tr_auth0);
     switch (gh_authn_stage(r)) {
     case 1: res = GH_STAGE_NEXT; break;
     case 2: res = GH_STAGE_SUSPEND; break;
     default: res = GH_STAGE_DONE; break;
     }
-    return timed_end(r, res, t0, &r->tr_auth0, &r->tr_auth1, &r->tr_auth_result);
+    return timed_end(r, res, &r->tr_auth1, &r->tr_auth_result);
 }
 
 /* limits: quotas, rate limits, bulkheads (per tenant / key / route). */
 static enum gh_stage_result stage_limits(struct gh_req *r)
 {
-    uint64_t t0 = timed_start(r, r->tr_lim0);
+    uint64_t t0 = timed_start(r, &r->tr_lim0);
     enum gh_stage_result res;
 
     switch (gh_limits_stage(r)) {
     case 1:
-        /* Nothing to decide on this route: no span for it. */
-        if (r->lim_nrules == 0 && !r->lim_counted && r->lim_nheld == 0 && r->tr_lim0 == 0)
+        /* Nothing to decide on this route: no span for it (unless an
+         * earlier call of this request's suspended, and began one). */
+        if (r->lim_nrules == 0 && !r->lim_counted && r->lim_nheld == 0 && t0 != 0) {
+            r->tr_lim0 = 0;
             return GH_STAGE_NEXT;
+        }
         res = GH_STAGE_NEXT;
         break;
     case 2: res = GH_STAGE_SUSPEND; break;
     default: res = GH_STAGE_DONE; break;
     }
-    return timed_end(r, res, t0, &r->tr_lim0, &r->tr_lim1, &r->tr_lim_result);
+    return timed_end(r, res, &r->tr_lim1, &r->tr_lim_result);
 }
 
 /* idempotency: replay the stored answer for a repeated Idempotency-Key. */

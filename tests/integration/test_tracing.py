@@ -293,6 +293,57 @@ def test_authenticated_request_has_an_auth_span_and_tenant(gatehouse, receiver):
     assert len(spans) == 2, "a denied request never reaches the upstream"
 
 
+def test_refusals_have_the_span_of_the_stage_that_refused(gatehouse, receiver):
+    """A stage that answers in its first call (no credentials: 401; a rate
+    limit: 429) still gets its span, with the refusal: the start of a span
+    is taken before the stage runs, not after it returns, by which time the
+    request had ended and its trace record was built."""
+    routes = ("  - path: /orders\n    upstream: app\n    auth: api_key\n"
+              "    rate_limit: {per: [tenant], rate: 1/m, burst: 1}\n"
+              "  - path: /\n    upstream: app\n")
+    g = gatehouse(raw=identity_config(routes=routes, extra=tracing_block(receiver)), start=False)
+    op_key, _, _ = bootstrap(g)
+    g.start()
+    admin = Admin(g, op_key)
+    t = admin.create_tenant(f"refusals-{os.getpid()}")
+    k = admin.create_key(t["id"])
+    time.sleep(1.1)
+
+    def spans_of(status, n):
+        wait_for(lambda: any(s["attrs"].get("http.response.status_code") == status
+                             for s in receiver.spans()), what=f"the {status}'s span")
+        server = [s for s in receiver.spans()
+                  if s["attrs"].get("http.response.status_code") == status][0]
+        return server, {s["name"]: s for s in wait_trace(receiver, server["traceId"], n)}
+
+    st, _, _ = get(g.port, "/orders")
+    assert st == 401
+    server, by = spans_of(401, 2)
+    auth = by["gatehouse.authenticate"]
+    assert auth["parentSpanId"] == server["spanId"]
+    assert auth["attrs"]["gatehouse.auth.result"] == "denied", auth
+    assert auth["status"]["code"] == STATUS_ERROR
+    assert "gatehouse.limits" not in by, "limits come after authentication"
+
+    assert get(g.port, "/orders", headers=bearer(k["key"]))[0] == 200
+    st, _, _ = get(g.port, "/orders", headers=bearer(k["key"]))
+    assert st == 429
+    server, by = spans_of(429, 3)
+    limits = by["gatehouse.limits"]
+    assert limits["parentSpanId"] == server["spanId"]
+    assert limits["attrs"]["gatehouse.limits.result"] == "limited", limits
+    assert limits["status"]["code"] == STATUS_ERROR
+    assert by["gatehouse.authenticate"]["attrs"]["gatehouse.auth.result"] == "success"
+    assert len(by) == 3, "a limited request never reaches the upstream"
+
+    # A route with nothing to decide has no limits span.
+    st, _, body = get(g.port, "/open")
+    assert st == 200
+    trace_id, _, _ = parse_tp(seen_upstream(body)[0][0])
+    names = {s["name"] for s in wait_trace(receiver, trace_id, 2)}
+    assert "gatehouse.limits" not in names and "gatehouse.authenticate" not in names, names
+
+
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 T = "0af7651916cd43dd8448eb211c80319c"
 
