@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/log_episode.h"
 #include "telemetry/otlp.h"
 #include "telemetry/trace.h"
 #include "core/version.h"
@@ -66,7 +67,16 @@ struct gh_tracer {
     struct export *flying;  /* batches posted now */
     int in_flight;
     int next_worker; /* round robin over the rings */
-    uint64_t last_log_ns;
+    /* The endpoint answered a retryable failure (a 5xx, 429, no answer)
+     * and nothing has succeeded since: no new batch is gathered, and the
+     * waiting ones go one at a time, each at its own backoff, as probes.
+     * Spans stay in the workers' rings meanwhile, where a full ring drops
+     * them as queue_full: an outage costs the collector one request per
+     * backoff, not one per flush_interval per batch. */
+    bool outage;
+    uint64_t probe_ns;             /* in an outage: the next post, of any batch, not before */
+    struct gh_log_episode failing; /* the outage, for the log */
+    uint64_t last_log_ns;          /* other lines: spans dropped */
     char instance_id[GH_CONFIG_NODE_ID_MAX + 1];
 
     _Atomic uint64_t spans_exported, spans_dropped_export;
@@ -302,6 +312,9 @@ static void retry_later(struct gh_tracer *t, struct export *e, uint64_t retry_af
     jitter = (uint32_t)(now >> 10) % 401;
     delay_ms = delay_ms * (800 + jitter) / 1000;
     if (retry_after_s * 1000 > delay_ms) delay_ms = retry_after_s * 1000;
+    /* In an outage the backoff is the exporter's: no batch goes before it
+     * (one given up included: its backoff holds for the next). */
+    if (t->outage) t->probe_ns = now + delay_ms * 1000000ull;
     if (atomic_load(&t->stop) ||
         now + delay_ms * 1000000ull - e->first_ns > (uint64_t)c->max_retry_ms * 1000000ull) {
         give_up(t, e);
@@ -328,9 +341,10 @@ static void finished(struct gh_tracer *t, CURLMsg *m, const struct tracer_conf *
     }
     unfly(t, e);
     if (m->data.result != CURLE_OK) {
-        if (may_log(t))
-            gh_log_warn("tracing: export to the OTLP endpoint failed: %s; retrying",
-                        curl_easy_strerror(m->data.result));
+        t->outage = true;
+        gh_log_episode_fail(&t->failing,
+                            "tracing: export to the OTLP endpoint failed: %s; retrying",
+                            curl_easy_strerror(m->data.result));
         retry_later(t, e, 0, c);
         return;
     }
@@ -339,11 +353,19 @@ static void finished(struct gh_tracer *t, CURLMsg *m, const struct tracer_conf *
         add(&t->spans_exported, e->nspans);
         add(&t->exports_success, 1);
         export_free(e);
+        if (t->outage) {
+            /* The probe went through: the batches that wait go now. */
+            t->outage = false;
+            for (struct export *w = t->waiting; w; w = w->next)
+                w->due_ns = 0;
+        }
+        gh_log_episode_ok(&t->failing, "tracing: export to the OTLP endpoint");
         return;
     }
     if (code == 429 || code == 502 || code == 503 || code == 504) {
         curl_easy_getinfo(e->h, CURLINFO_RETRY_AFTER, &retry_after);
-        if (may_log(t)) gh_log_warn("tracing: the OTLP endpoint answered %ld; retrying", code);
+        t->outage = true;
+        gh_log_episode_fail(&t->failing, "tracing: the OTLP endpoint answered %ld; retrying", code);
         retry_later(t, e, retry_after > 0 && retry_after < 3600 ? (uint64_t)retry_after : 0, c);
         return;
     }
@@ -386,14 +408,17 @@ static void *dispatcher_main(void *arg)
                 give_up(t, e);
             }
         }
-        /* Retries that are due, then new batches. */
-        while (c.url[0] && t->waiting && t->waiting->due_ns <= now &&
-               t->in_flight < MAX_IN_FLIGHT) {
+        /* Retries that are due (in an outage, one at a time), then new
+         * batches (none in an outage). */
+        while (
+            c.url[0] && t->waiting && t->waiting->due_ns <= now &&
+            (t->outage ? t->in_flight == 0 && now >= t->probe_ns : t->in_flight < MAX_IN_FLIGHT)) {
             struct export *e = t->waiting;
             t->waiting = e->next;
             if (post(t, e, &c) != 0) give_up(t, e);
         }
-        while (c.url[0] && t->in_flight < MAX_IN_FLIGHT) {
+        while (c.url[0] && t->in_flight < MAX_IN_FLIGHT &&
+               (!t->outage || (t->waiting == NULL && t->in_flight == 0 && now >= t->probe_ns))) {
             struct export *e = gather(t, &c);
             if (e == NULL) break;
             if (post(t, e, &c) != 0) give_up(t, e);
@@ -409,8 +434,16 @@ static void *dispatcher_main(void *arg)
         /* Sleep until a socket is ready, a retry is due, or the next look
          * at the rings; sooner while they hold a full batch. */
         timeout_ms = stopping ? 10 : (long)c.flush_ms;
-        if (rings_have(t, c.batch_size) && t->in_flight < MAX_IN_FLIGHT) timeout_ms = 0;
-        if (t->waiting) {
+        if (!t->outage && rings_have(t, c.batch_size) && t->in_flight < MAX_IN_FLIGHT)
+            timeout_ms = 0;
+        if (t->outage) {
+            /* The next probe's time, once nothing is in flight (once it
+             * has passed with nothing waiting: the rings' next look). */
+            uint64_t at =
+                t->waiting && t->waiting->due_ns > t->probe_ns ? t->waiting->due_ns : t->probe_ns;
+            if (t->in_flight == 0 && at > now && (long)((at - now) / 1000000 + 1) < timeout_ms)
+                timeout_ms = (long)((at - now) / 1000000 + 1);
+        } else if (t->waiting && t->in_flight < MAX_IN_FLIGHT) {
             uint64_t due = t->waiting->due_ns > now ? (t->waiting->due_ns - now) / 1000000 : 0;
             if ((long)due < timeout_ms) timeout_ms = (long)due;
         }

@@ -31,6 +31,7 @@ class Receiver(ThreadingHTTPServer):
         self.posts = []  # (content type, decoded request)
         self.attempts = 0
         self.script = []
+        self.down = None  # a status to answer every post with, while set
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", free_port()), ReceiverHandler)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -76,7 +77,8 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         srv = self.server
         with srv.lock:
             srv.attempts += 1
-            answer = srv.script.pop(0) if srv.script else (200, {})
+            answer = ((srv.down, {}) if srv.down else
+                      srv.script.pop(0) if srv.script else (200, {}))
         status, headers = answer
         if status == 200 and self.path == "/v1/traces":
             ctype = self.headers.get("Content-Type", "")
@@ -484,6 +486,38 @@ def test_export_retries_on_503_and_drops_on_400(gatehouse, receiver):
     m = trace_metrics(g)
     assert m["retry"] == 2 and m["failure"] == 1 and m["success"] == 1, m
     assert m["exported"] == 2 and m["export_failed"] == 2 and m["queue_full"] == 0, m
+
+
+def test_an_outage_costs_the_collector_one_post_per_backoff(gatehouse, receiver):
+    """A collector that answers 503 gets one post per backoff (1 s, 2 s, ...),
+    not a batch per flush_interval each retried on its own: while it fails,
+    no new batch is gathered and the waiting ones go one at a time. Spans
+    wait in the rings, where a full one drops them as queue_full (as
+    docs/config.md says). Once a post goes through, the rest follow and the
+    log says the export works again."""
+    g = gatehouse(extra=tracing_block(receiver, extra="  queue_size: 16\n  batch_size: 8\n"
+                                                      "  max_retry: 20s\n").replace(
+        "flush_interval: 50ms", "flush_interval: 20ms"))
+    receiver.down = 503
+    t0 = time.monotonic()
+    for _ in range(200):
+        assert get(g.port, "/echo")[0] == 200
+    # Let the first backoffs pass: 1 s and 2 s (+-20%) after the first failures.
+    time.sleep(max(0.0, 3.5 - (time.monotonic() - t0)))
+    during = receiver.attempts
+    # At most MAX_IN_FLIGHT (4) posts met the outage at once, then the
+    # probes; a post per flush per batch was 45/s before.
+    assert 1 <= during <= 8, during
+    m = trace_metrics(g)
+    assert m["queue_full"] > 0 and m["exported"] == 0, m
+    receiver.down = None
+    wait_for(lambda: "tracing: export to the OTLP endpoint: works again" in g.stderr(),
+             timeout=15, what="the export's recovery")
+    st, _, body = get(g.port, "/echo")
+    trace_id = parse_tp(seen_upstream(body)[0][0])[0]
+    assert len(wait_trace(receiver, trace_id, 2)) == 2
+    m = trace_metrics(g)
+    assert m["exported"] > 2 and m["retry"] >= 1, m
 
 
 def test_collector_down_does_not_hurt_requests(gatehouse):
