@@ -224,18 +224,22 @@ def test_dashboard_conventions(path):
     assert queries >= 5
 
 
-def test_audit_dashboard_says_what_is_missing_and_queries_nothing_that_does_not_exist():
+def test_audit_and_webhooks_dashboard_covers_both_and_nothing_unbuilt():
     d = load_dashboard(os.path.join(DEPLOY, "grafana", "dashboards", "audit-webhooks.json"))
-    texts = [p["options"]["content"] for p in all_panels(d["panels"]) if p["type"] == "text"]
-    assert any("webhook" in t.lower() and "arrive" in t for t in texts), texts
     exprs = " ".join(e for _, e in dashboard_exprs(d))
-    # The audit writer's panels are there (issue 5); webhooks and circuits are not yet.
+    # The audit writer's panels (issue 5) and the webhooks' (outbound and
+    # inbound: a new-user pass found the dashboard named for webhooks had
+    # none); circuit breakers are not built yet.
     for name in ("gatehouse_audit_events_total", "gatehouse_audit_queue_depth",
                  "gatehouse_audit_oldest_pending_seconds",
-                 "gatehouse_audit_commit_duration_seconds_bucket", "gatehouse_audit_batch_size_sum"):
+                 "gatehouse_audit_commit_duration_seconds_bucket", "gatehouse_audit_batch_size_sum",
+                 "gatehouse_webhook_deliveries_total", "gatehouse_webhook_attempts_total",
+                 "gatehouse_webhook_pending", "gatehouse_webhook_in_flight",
+                 "gatehouse_webhook_attempt_duration_seconds_bucket",
+                 "gatehouse_webhook_queue_looks_total", "gatehouse_webhook_endpoints_disabled_total",
+                 "gatehouse_webhook_retention_deleted_total", "gatehouse_webhook_inbound_total"):
         assert name in exprs, name
-    for word in ("webhook", "circuit"):
-        assert word not in exprs
+    assert "circuit" not in exprs
 
 
 def test_every_alert_has_severity_summary_description_and_runbook_section():
