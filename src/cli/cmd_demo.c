@@ -1,8 +1,12 @@
 /* `gatehouse demo`: the gateway on its built-in config, in front of the demo
  * upstream, with curl lines to try. */
+#include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "admin/ops.h"
 #include "cli/cli.h"
@@ -47,6 +51,31 @@ static int demo_tenant_key(const struct gh_config *cfg, char key[GH_APIKEY_LEN +
     }
     gh_store_close(st);
     return rc == GH_OK ? GH_OK : GH_ERROR;
+}
+
+/* Removes the entries of folder <dir> (files, and the files of its
+ * folders: the audit archive), then <dir>: the demo's state, which holds
+ * keys and a master key file, does not outlive the demo in /tmp. Symbolic
+ * links are removed, never followed. */
+static void remove_state(const char *dir, int depth)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (d == NULL) return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (depth < 2) remove_state(path, depth + 1);
+        } else {
+            unlink(path);
+        }
+    }
+    closedir(d);
+    rmdir(dir);
 }
 
 int gh_cmd_demo(int argc, char **argv)
@@ -109,26 +138,28 @@ int gh_cmd_demo(int argc, char **argv)
     free(cfg->secrets.master_key_file);
     if (asprintf(&cfg->secrets.master_key_file, "%s.master", dbpath) < 0)
         cfg->secrets.master_key_file = NULL;
+    rc = 1;
     if (cfg->store.sqlite == NULL || cfg->audit.archive_dir == NULL ||
         cfg->secrets.master_key_file == NULL) {
         fprintf(stderr, "gatehouse demo: out of memory\n");
         gh_config_free(cfg);
-        return 1;
+        goto out;
     }
     if (demo_tenant_key(cfg, key, admin, tenant, &err) != GH_OK) {
         fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         gh_config_free(cfg);
-        return 1;
+        goto out;
     }
     if (gh_runtime_start(&rt, cfg, NULL, &err) != GH_OK) {
         fprintf(stderr, "gatehouse demo: %s\n", gh_err_format(&err, msg, sizeof(msg)));
         gh_runtime_release(&rt);
-        return 1;
+        goto out;
     }
     printf(
         "\n"
         "gatehouse demo is running: the gateway on http://%s, a demo upstream on\n"
-        "127.0.0.1:%u, the admin listener on http://%s, state in %s.\n\n"
+        "127.0.0.1:%u, the admin listener on http://%s, state in %s (removed\n"
+        "when the demo stops).\n\n"
         "A key for the tenant \"demo\" (role developer, scope orders:read), shown once:\n\n"
         "  KEY=%s\n\n"
         "Try:\n\n"
@@ -181,5 +212,7 @@ int gh_cmd_demo(int argc, char **argv)
     fflush(stdout);
     rc = gh_runtime_run(&rt);
     gh_runtime_release(&rt);
+out:
+    remove_state(dir, 0);
     return rc;
 }

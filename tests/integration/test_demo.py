@@ -85,3 +85,6 @@ def test_demo_lines_do_what_they_say(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=15)
+    # Its state (keys, the master key file) does not outlive it in /tmp.
+    state = re.search(r"state in (/tmp/gatehouse-demo-\w+) \(removed", text).group(1)
+    assert not os.path.exists(state), os.listdir(state)
