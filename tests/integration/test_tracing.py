@@ -311,30 +311,27 @@ def test_refusals_have_the_span_of_the_stage_that_refused(gatehouse, receiver):
     k = admin.create_key(t["id"])
     time.sleep(1.1)
 
-    def spans_of(status, n):
+    def refused(status, n, stage, attr, result):
+        """The spans of the one request answered <status>; its <stage> span
+        is the server span's child, says <result> and is an error."""
         wait_for(lambda: any(s["attrs"].get("http.response.status_code") == status
                              for s in receiver.spans()), what=f"the {status}'s span")
         server = [s for s in receiver.spans()
                   if s["attrs"].get("http.response.status_code") == status][0]
-        return server, {s["name"]: s for s in wait_trace(receiver, server["traceId"], n)}
+        by = {s["name"]: s for s in wait_trace(receiver, server["traceId"], n)}
+        span = by[stage]
+        assert span["parentSpanId"] == server["spanId"]
+        assert span["attrs"][attr] == result, span
+        assert span["status"]["code"] == STATUS_ERROR
+        return by
 
-    st, _, _ = get(g.port, "/orders")
-    assert st == 401
-    server, by = spans_of(401, 2)
-    auth = by["gatehouse.authenticate"]
-    assert auth["parentSpanId"] == server["spanId"]
-    assert auth["attrs"]["gatehouse.auth.result"] == "denied", auth
-    assert auth["status"]["code"] == STATUS_ERROR
+    assert get(g.port, "/orders")[0] == 401
+    by = refused(401, 2, "gatehouse.authenticate", "gatehouse.auth.result", "denied")
     assert "gatehouse.limits" not in by, "limits come after authentication"
 
     assert get(g.port, "/orders", headers=bearer(k["key"]))[0] == 200
-    st, _, _ = get(g.port, "/orders", headers=bearer(k["key"]))
-    assert st == 429
-    server, by = spans_of(429, 3)
-    limits = by["gatehouse.limits"]
-    assert limits["parentSpanId"] == server["spanId"]
-    assert limits["attrs"]["gatehouse.limits.result"] == "limited", limits
-    assert limits["status"]["code"] == STATUS_ERROR
+    assert get(g.port, "/orders", headers=bearer(k["key"]))[0] == 429
+    by = refused(429, 3, "gatehouse.limits", "gatehouse.limits.result", "limited")
     assert by["gatehouse.authenticate"]["attrs"]["gatehouse.auth.result"] == "success"
     assert len(by) == 3, "a limited request never reaches the upstream"
 
