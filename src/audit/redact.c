@@ -223,6 +223,19 @@ const char *gh_audit_redaction(gh_str name, gh_str value)
     return NULL;
 }
 
+/* What a parameter's name holds of what the value rules look for (a key
+ * sent as "?gh_...", a token as a form's only field), as the rule that
+ * names it: "name_gatehouse_key", ...; NULL for a plain name. */
+static const char *name_holds_secret(gh_str name)
+{
+    if (looks_bearer(name)) return "name_bearer";
+    if (looks_jwt(name)) return "name_jwt";
+    if (looks_gatehouse_key(name)) return "name_gatehouse_key";
+    if (looks_email(name)) return "name_email";
+    if (looks_card(name)) return "name_card";
+    return NULL;
+}
+
 /* ---- The params array --------------------------------------------------------- */
 
 /* Rewrites the end of ev->params after the kept parameters: the truncation
@@ -320,8 +333,15 @@ static void params_add_rule(struct gh_audit_event *ev, gh_str name, gh_str value
     /* name <= 128, prefix <= 64 characters * 6 bytes, the rest < 140. */
     char elem[GH_AUDIT_NAME_MAX + GH_AUDIT_PREFIX_MAX * 6 + 160];
     char clipped[GH_AUDIT_NAME_MAX + 1];
+    const char *in_name = name_holds_secret(name);
     size_t o = 0;
 
+    /* Such a name is not written, nor is its value: the audit log is
+     * chained and archived, and what reaches it cannot be taken back. */
+    if (in_name != NULL) {
+        name = gh_str_make("", 0);
+        rule = in_name;
+    }
     gh_audit_set(clipped, sizeof(clipped), name);
     LIT(elem, o, "{\"name\":\"");
     o += gh_audit__escape(clipped, strlen(clipped), elem + o);

@@ -12,7 +12,7 @@ import threading
 import time
 
 import store_db
-from conftest import assert_gateway_error, raw_exchange
+from conftest import assert_gateway_error, raw_exchange, wait_for
 from identity_helpers import (
     DEFAULT_ARGON2,
     IDENTITY_SECRET,
@@ -784,6 +784,20 @@ def test_validation_pagination_and_key_in_query(gatehouse, upstream):
         r = http_call(g.port, "GET", target)
         assert_gateway_error(r.status, r.headers, r.body, 401, "key_in_query_not_allowed")
         www_authenticate(r)
+    # A key written as a parameter's name (curl "...?$KEY"): refused, and
+    # its audit event records neither the name nor a value for it.
+    for target in (f"/orders?{key}", f"/orders?x=1&{key}=1"):
+        r = http_call(g.port, "GET", target)
+        assert_gateway_error(r.status, r.headers, r.body, 401, "key_in_query_not_allowed")
+
+    def named_key_events():
+        r = op.call("GET", "/v1/audit?action=auth.denied&limit=200")
+        assert r.status == 200, r
+        return [e for e in r.json()["events"] if "name_gatehouse_key" in json.dumps(e["params"])]
+    wait_for(lambda: len(named_key_events()) == 2, 10, what="the two events")
+    assert key not in json.dumps(named_key_events())
+    assert not store_db.holds(store_db.store_bytes(store_db.path_of(g)), key.encode()), \
+        "a key reached the store"
     # ... even next to a valid header credential.
     r = http_call(g.port, "GET", f"/orders?api_key={key}", headers=bearer(key))
     assert_gateway_error(r.status, r.headers, r.body, 401, "key_in_query_not_allowed")

@@ -204,13 +204,56 @@ static void test_query(void **state)
     assert_string_equal(ev.params, "[{\"name\":\"big\",\"redacted\":\"too_long\"}]");
 }
 
+/* A secret in a parameter's name (a key sent as "?gh_...", "x=1&gh_...=1",
+ * a token as a form's only field, a card number): neither the name nor the
+ * value is written, and the rule says what the name held. */
+static void test_secret_names(void **state)
+{
+    static const struct {
+        const char *query, *want;
+    } names[] = {
+        {"gh_AbCdEfGh12345678_0123456789abcdefghijABCDEFGHIJ0123456789abc",
+         "[{\"name\":\"\",\"redacted\":\"name_gatehouse_key\"}]"},
+        {"x=1&gh_AbCdEfGh12345678_0123456789abcdefghijABCDEFGHIJ0123456789abc=1",
+         NULL /* x is kept, the second is redacted: checked below */},
+        {"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+         "[{\"name\":\"\",\"redacted\":\"name_jwt\"}]"},
+        {"Bearer%20abc=", "[{\"name\":\"\",\"redacted\":\"name_bearer\"}]"},
+        {"bob%40example.com=1", "[{\"name\":\"\",\"redacted\":\"name_email\"}]"},
+        {"4111111111111111", "[{\"name\":\"\",\"redacted\":\"name_card\"}]"},
+    };
+    struct gh_audit_event ev;
+    uint8_t rnd[10] = {0};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        gh_audit_event_init(&ev, 1, rnd);
+        gh_audit_params_from_query(&ev, gh_str_cstr(names[i].query), 4);
+        if (names[i].want != NULL && strcmp(ev.params, names[i].want) != 0)
+            fail_msg("%s: %s", names[i].query, ev.params);
+        assert_null(strstr(ev.params, "gh_AbCd"));
+        assert_null(strstr(ev.params, "eyJ"));
+        assert_null(strstr(ev.params, "example.com"));
+        assert_null(strstr(ev.params, "4111"));
+    }
+    gh_audit_event_init(&ev, 1, rnd);
+    gh_audit_params_from_query(&ev, gh_str_cstr(names[1].query), 4);
+    assert_non_null(strstr(ev.params, "{\"name\":\"x\",\"sha256\":"));
+    assert_non_null(strstr(ev.params, ",{\"name\":\"\",\"redacted\":\"name_gatehouse_key\"}]"));
+    /* Through the body's path too (gh_audit_params_add: admin bodies, forms). */
+    gh_audit_event_init(&ev, 1, rnd);
+    gh_audit_params_add(
+        &ev, GH_STR_LIT("gh_AbCdEfGh12345678_0123456789abcdefghijABCDEFGHIJ0123456789abc"),
+        GH_STR_LIT(""), 4);
+    assert_string_equal(ev.params, "[{\"name\":\"\",\"redacted\":\"name_gatehouse_key\"}]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rules),
-        cmocka_unit_test(test_params_elements),
-        cmocka_unit_test(test_prefix),
-        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_rules),        cmocka_unit_test(test_params_elements),
+        cmocka_unit_test(test_prefix),       cmocka_unit_test(test_query),
+        cmocka_unit_test(test_secret_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
