@@ -49,6 +49,7 @@ struct token_slot {
     uint64_t keys_generation; /* key set it was verified with: a key removed from the
                                * JWKS ends the trust in tokens it signed */
     int64_t exp_s;
+    int64_t key_expires_at; /* a gateway-issued token's key: unix ms, 0 = never */
     char jti[GH_JWT_JTI_MAX + 1];
     uint8_t metrics_method; /* GH_MAUTH_JWT or GH_MAUTH_TOKEN, for cache hits */
     struct gh_principal principal;
@@ -331,6 +332,46 @@ static bool own_kid(const struct gh_keydir *d, gh_str token)
     return own;
 }
 
+/* Whose token it is, beyond its signature and claims. A gateway-issued
+ * token (<own>) is its key's ("sub": "key:<id>"): it passes only while the
+ * key does (active, not expired, its tenant not suspended), so revoking a
+ * key or suspending a tenant also ends the tokens minted with it, not
+ * only at their `exp`. Any other token names its tenant by a claim: a
+ * store tenant's passes only while the tenant is active, and the operators'
+ * pseudo-tenant "system" is no IdP's to claim. Returns 0, or the status to
+ * deny with and its <code>; *key_expires_at is the key's expiry (ms). */
+static int token_holder(const struct gh_keydir *d, bool own, const struct gh_jwt_claims *c,
+                        int64_t *key_expires_at, const char **code)
+{
+    const struct gh_keydir_tenant *t;
+
+    *key_expires_at = 0;
+    if (own) {
+        const struct gh_keydir_entry *e = NULL;
+        struct gh_principal scratch;
+        int status;
+
+        if (strncmp(c->subject, "key:", 4) == 0) e = gh_keydir_find(d, gh_str_cstr(c->subject + 4));
+        if (e == NULL || strcmp(e->tenant_id, c->tenant) != 0) {
+            *code = "key_revoked"; /* no such key of that tenant: gone */
+            return 401;
+        }
+        status = principal_from_entry(e, &scratch, code);
+        *key_expires_at = e->expires_at;
+        return status;
+    }
+    if (strcmp(c->tenant, GH_STORE_SYSTEM_TENANT) == 0) {
+        *code = "claim_invalid";
+        return 401;
+    }
+    t = gh_keydir_tenant(d, c->tenant);
+    if (t != NULL && !t->active) {
+        *code = "tenant_suspended";
+        return 403;
+    }
+    return 0;
+}
+
 /* Verifies a JWT against the snapshot's policy and keys. Returns 1 (the
  * principal is set) or 0 (answered). */
 static int jwt_step(struct gh_req *r, gh_str token)
@@ -343,8 +384,10 @@ static int jwt_step(struct gh_req *r, gh_str token)
     struct token_slot *slot;
     enum gh_jwt_result res;
     uint8_t sha[32];
-    int64_t now_s = (int64_t)(gh_wall_ms() / 1000);
+    int64_t now_s = (int64_t)(gh_wall_ms() / 1000), key_expires_at;
     uint32_t idx;
+    const char *code;
+    int holder;
 
     sha256(a, token, sha);
     memcpy(&idx, sha, sizeof(idx));
@@ -358,6 +401,12 @@ static int jwt_step(struct gh_req *r, gh_str token)
          now_s < slot->exp_s + (int64_t)(snap->cfg->auth.jwt.leeway_ms / 1000))) {
         if (slot->jti[0] && gh_keydir_jti_revoked(w->keydir, gh_str_cstr(slot->jti))) {
             deny(r, 401, "token_revoked");
+            return 0;
+        }
+        /* A revocation or a suspension moves the directory's version, which
+         * empties the slot; an expiry moves nothing, so it is checked here. */
+        if (slot->key_expires_at && (int64_t)gh_wall_ms() >= slot->key_expires_at) {
+            deny(r, 401, "key_expired");
             return 0;
         }
         r->principal = slot->principal;
@@ -390,6 +439,12 @@ static int jwt_step(struct gh_req *r, gh_str token)
         deny(r, 401, "token_revoked");
         return 0;
     }
+    holder = token_holder(w->keydir, r->m_auth_method == GH_MAUTH_TOKEN, &claims, &key_expires_at,
+                          &code);
+    if (holder != 0) {
+        deny(r, holder, code);
+        return 0;
+    }
     memset(&r->principal, 0, sizeof(r->principal));
     r->principal.kind = GH_PRINCIPAL_JWT;
     snprintf(r->principal.tenant, sizeof(r->principal.tenant), "%s", claims.tenant);
@@ -405,6 +460,7 @@ static int jwt_step(struct gh_req *r, gh_str token)
     slot->generation = snap->generation;
     slot->keys_generation = kgen;
     slot->exp_s = claims.exp;
+    slot->key_expires_at = key_expires_at;
     slot->metrics_method = r->m_auth_method;
     snprintf(slot->jti, sizeof(slot->jti), "%s", claims.jti);
     slot->principal = r->principal;

@@ -176,7 +176,6 @@ static int add_tenant(const char *id, enum gh_store_tenant_status status, const 
     struct builder *b = arg;
     struct gh_keydir_tenant *t;
     char why[200];
-    (void)status;
 
     if (b->d->ntenants == b->cap_tenants) {
         size_t cap = b->cap_tenants ? b->cap_tenants * 2 : 64;
@@ -192,6 +191,7 @@ static int add_tenant(const char *id, enum gh_store_tenant_status status, const 
     memset(t, 0, sizeof(*t));
     snprintf(t->id, sizeof(t->id), "%s", id);
     snprintf(t->plan, sizeof(t->plan), "%s", plan);
+    t->active = status == GH_STORE_TENANT_ACTIVE;
     if (overrides[0] != '\0') {
         if (gh_tenant_overrides_parse(overrides, &t->overrides, why, sizeof(why)) == GH_OK)
             t->has_overrides = true;

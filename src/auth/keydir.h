@@ -38,6 +38,7 @@ struct gh_keydir_entry {
 /* A tenant's plan and limit overrides (issue 4), sorted by id. */
 struct gh_keydir_tenant {
     char id[GH_STORE_TENANT_ID_SIZE];
+    bool active; /* not suspended: a JWT naming it passes (authn.c) */
     char plan[GH_STORE_NAME_SIZE];
     bool has_overrides;
     struct gh_tenant_overrides overrides;

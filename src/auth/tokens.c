@@ -140,6 +140,11 @@ static void issue(struct gh_req *r, gh_str body)
         s = e + 1;
     }
     int64_t ttl = (int64_t)(tc->ttl_ms / 1000);
+    /* Not past its key's expiry: a token is its key's (authn.c checks the
+     * key at every use; this keeps `exp` and `expires_in` honest). */
+    const struct gh_keydir_entry *key = gh_keydir_find(w->keydir, gh_str_cstr(p->key_id));
+    if (key != NULL && key->expires_at > 0 && now + ttl > key->expires_at / 1000)
+        ttl = key->expires_at / 1000 > now ? key->expires_at / 1000 - now : 1;
     json_t *claims = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:s}", "iss", tc->issuer, "sub",
                                p->subject, "tenant", p->tenant, "scope", scope, "roles", roles,
                                "iat", (json_int_t)now, "exp", (json_int_t)(now + ttl), "jti", jti);

@@ -200,6 +200,9 @@ REFUSALS = {
     "payload_not_json": (lambda s: _sign_raw(s, b"not json"), 401, "token_bad_payload"),
     "no_exp": (lambda s: s.token(exp=None), 401, "claim_missing"),
     "no_tenant_claim": (lambda s: s.token(org_id=None), 401, "claim_missing"),
+    # The operators' pseudo-tenant is no IdP's to claim: the upstream would
+    # get Gatehouse-Tenant: system, signed.
+    "system_tenant": (lambda s: s.token(tenant="system"), 401, "claim_invalid"),
     "missing_scope": (lambda s: s.token(scope="orders:write"), 403, "insufficient_scope"),
     "no_scope_claim": (lambda s: s.token(scope=None), 403, "insufficient_scope"),
 }
@@ -493,6 +496,17 @@ def test_auth_any_accepts_api_key_and_jwt(gatehouse, tmp_path):
     assert one(fields, "Gatehouse-Tenant") == "org-any"
     assert one(fields, "Gatehouse-Subject") == "jwt-user"
     assert one(fields, "Authorization") == f"Bearer {token}"
+
+    # A token naming a store tenant goes as the tenant goes: suspended, it
+    # is refused as the tenant's keys are; a tenant the store does not know
+    # (the IdP's own, "org-any") is not affected.
+    named = sign(k["ed"], claims(sub="jwt-user", tenant=t["id"]))
+    assert get(g, "/any", named, sent=sent).status == 200
+    op.ok("POST", f"/v1/tenants/{t['id']}/suspend")
+    _settled(g, "/any", named, 403, "tenant_suspended", sent=sent)
+    assert get(g, "/any", token, sent=sent).status == 200
+    op.ok("POST", f"/v1/tenants/{t['id']}/activate")
+    _settled(g, "/any", named, 200, sent=sent)
 
     # Scopes apply to both kinds; bad credentials of both kinds are refused.
     reply_error(get(g, "/any", weak_key, sent=sent), 403, "insufficient_scope")

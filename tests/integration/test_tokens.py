@@ -138,6 +138,54 @@ def test_issue_verify_use_revoke(gatehouse, upstream):
     assert r.json()["error"] == "token_revoked"
 
 
+def test_a_token_goes_as_its_key_and_tenant_go(gatehouse, upstream):
+    """A gateway-issued token is its key's: suspending the tenant, revoking
+    the key or its expiry end the tokens minted with it at once (within the
+    directory's refresh), not at their own `exp`; a token never outlives its
+    key's expiry (found by a new-user pass: tokens kept working for their
+    whole ttl)."""
+    g, op, t, k = start(gatehouse)
+
+    def use(token):
+        return http_call(g.port, "GET", "/api/orders", headers={"Authorization": f"Bearer {token}"})
+
+    def becomes(token, status, code, what):
+        deadline = time.time() + 1.5
+        while True:
+            r = use(token)
+            if r.status == status:
+                break
+            assert time.time() < deadline, f"{what}: still {r.status} after 1.5 s"
+            time.sleep(0.05)
+        if code:
+            assert r.json()["error"] == code, r
+
+    token = get_token(g, k["key"]).json()["access_token"]
+    assert use(token).status == 200
+    op.ok("POST", f"/v1/tenants/{t['id']}/suspend")
+    becomes(token, 403, "tenant_suspended", "suspended tenant")
+    op.ok("POST", f"/v1/tenants/{t['id']}/activate")
+    becomes(token, 200, None, "tenant active again")
+    op.ok("POST", f"/v1/tenants/{t['id']}/keys/{k['id']}/revoke")
+    becomes(token, 401, "key_revoked", "revoked key")
+
+    # A key that expires in 3 s: the token's exp is the key's, and it stops
+    # with the key.
+    short = op.create_key(t["id"], scopes=("orders:read",), ttl_seconds=3)
+    deadline = time.time() + 1.0
+    while (r := get_token(g, short["key"])).status == 401:
+        assert time.time() < deadline, "a new key was not usable within 1 s"
+        time.sleep(0.05)
+    doc = r.json()
+    assert doc["expires_in"] <= 3, doc
+    claims = json.loads(b64d(doc["access_token"].split(".")[1]))
+    assert claims["exp"] <= short["expires_at"] // 1000, (claims, short)
+    assert use(doc["access_token"]).status == 200
+    time.sleep(max(0.0, short["expires_at"] / 1000 - time.time()) + 0.2)
+    r = use(doc["access_token"])
+    assert r.status == 401 and r.json()["error"] in ("key_expired", "token_expired"), r
+
+
 def test_token_endpoint_refusals(gatehouse, upstream):
     g, op, t, k = start(gatehouse)
     jwks(g)
