@@ -657,8 +657,44 @@ static void h_limits_get(struct call *c)
     limits_reply(c, 200);
 }
 
+/* Whether every rate-limit override of <ov> names a rule of the plan the
+ * tenant will be on: <plan> when the body names one, else the one it has
+ * (else the default plan). A typo would otherwise be stored and do
+ * nothing. False after answering 422 (or the store's error). */
+static bool overrides_name_rules(struct call *c, const char *plan,
+                                 const struct gh_tenant_overrides *ov)
+{
+    char current[GH_STORE_NAME_SIZE], json[GH_STORE_LIMITS_JSON_MAX + 1], msg[200], rb[65];
+    const struct gh_config_plan *cp;
+    struct gh_err err = {0};
+
+    if (ov->nrules == 0) return true;
+    if (plan == NULL) {
+        int rc = gh_store_tenant_limits_get(c->st, c->tenant, current, json, sizeof(json), &err);
+        if (rc != GH_OK) {
+            reply_store_error(c, rc, &err);
+            return false;
+        }
+        plan = current;
+    }
+    cp = gh_config_plan_find(c->cfg, plan);
+    if (cp == NULL) cp = gh_config_plan_find(c->cfg, c->cfg->limits.default_plan);
+    for (uint32_t k = 0; k < ov->nrules; k++) {
+        bool found = false;
+        for (size_t i = 0; cp && i < cp->nrate_limits && !found; i++)
+            found = strcmp(ov->rules[k].rule, cp->rate_limits[i].name) == 0;
+        if (found) continue;
+        snprintf(msg, sizeof(msg), "overrides.rate_limits: plan %s has no rule named \"%s\"",
+                 cp ? cp->name : "(none)", gh_utf8_clip(ov->rules[k].rule, rb, sizeof(rb)));
+        reply_error(c, 422, "invalid_field", msg);
+        return false;
+    }
+    return true;
+}
+
 /* PUT {"plan": "pro", "overrides": {...} | null}: operators set what a
- * tenant may use. Unknown plans and malformed overrides are 422. */
+ * tenant may use. Unknown plans, malformed overrides and overrides of
+ * rules the plan does not have are 422. */
 static void h_limits_put(struct call *c)
 {
     static const char *const fields[] = {"plan", "overrides", NULL};
@@ -693,6 +729,10 @@ static void h_limits_put(struct call *c)
         if (gh_tenant_overrides_parse(text, &ov, why, sizeof(why)) != GH_OK) {
             free(text);
             reply_error(c, 422, "invalid_field", why);
+            return;
+        }
+        if (!overrides_name_rules(c, plan, &ov)) {
+            free(text);
             return;
         }
     }

@@ -165,11 +165,22 @@ def test_plan_rules_and_tenant_overrides(gatehouse):
                        ({"overrides": {"rate_limits": {"free-rps": {"rate": "fast"}}}}, "rate"),
                        ({"overrides": {"quotas": {"requests_per_week": 5}}}, "requests_per_week"),
                        ({"overrides": {"concurrency": -1}}, "concurrency"),
-                       ({"overrides": []}, "overrides")]:
+                       ({"overrides": []}, "overrides"),
+                       # A rule the tenant's plan (free) does not have: a
+                       # typo, or another plan's rule, would do nothing.
+                       ({"overrides": {"rate_limits": {"nope": {"rate": "5/s"}}}}, "nope"),
+                       ({"overrides": {"rate_limits": {"pro-rps": {"rate": "5/s"}}}},
+                        "plan free has no rule named \"pro-rps\""),
+                       ({"plan": "free", "overrides": {"rate_limits": {"pro-rps": {"rate": "5/s"}}}},
+                        "pro-rps")]:
         r = admin.call("PUT", f"/v1/tenants/{a_id}/limits", body)
         assert r.status in (400, 422) and word in r.json()["message"], (body, r)
     assert admin.ok("GET", f"/v1/tenants/{a_id}/limits")["overrides"]["rate_limits"][
         "free-rps"]["burst"] == 30
+    # The rule of the plan the body moves the tenant to is what counts.
+    doc = admin.ok("PUT", f"/v1/tenants/{a_id}/limits",
+                   {"plan": "pro", "overrides": {"rate_limits": {"pro-rps": {"rate": "60/s"}}}})
+    assert doc["effective"]["rate_limits"][0]["count"] == 60, doc
 
 
 # ---------------------------------------------------------------- quotas
