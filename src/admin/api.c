@@ -684,12 +684,32 @@ static bool overrides_name_rules(struct call *c, const char *plan,
         for (size_t i = 0; cp && i < cp->nrate_limits && !found; i++)
             found = strcmp(ov->rules[k].rule, cp->rate_limits[i].name) == 0;
         if (found) continue;
-        snprintf(msg, sizeof(msg), "overrides.rate_limits: plan %s has no rule named \"%s\"",
+        snprintf(msg, sizeof(msg),
+                 "overrides.rate_limits: plan %s has no rule named \"%s\" (send overrides that "
+                 "fit the plan, or \"overrides\": null)",
                  cp ? cp->name : "(none)", gh_utf8_clip(ov->rules[k].rule, rb, sizeof(rb)));
         reply_error(c, 422, "invalid_field", msg);
         return false;
     }
     return true;
+}
+
+/* A plan change that keeps the stored overrides: they must fit the new
+ * plan as new ones would (a rule of the old plan would do nothing). */
+static bool stored_overrides_fit(struct call *c, const char *plan)
+{
+    char current[GH_STORE_NAME_SIZE], json[GH_STORE_LIMITS_JSON_MAX + 1], why[200];
+    struct gh_tenant_overrides ov;
+    struct gh_err err = {0};
+    int rc = gh_store_tenant_limits_get(c->st, c->tenant, current, json, sizeof(json), &err);
+
+    if (rc != GH_OK) {
+        reply_store_error(c, rc, &err);
+        return false;
+    }
+    /* What no longer parses is ignored where it is read (keydir.c). */
+    if (gh_tenant_overrides_parse(json, &ov, why, sizeof(why)) != GH_OK) return true;
+    return overrides_name_rules(c, plan, &ov);
 }
 
 /* PUT {"plan": "pro", "overrides": {...} | null}: operators set what a
@@ -715,6 +735,7 @@ static void h_limits_put(struct call *c)
         return;
     }
     o = c->body ? json_object_get(c->body, "overrides") : NULL;
+    if (plan != NULL && o == NULL && !stored_overrides_fit(c, plan)) return;
     if (o != NULL && !json_is_null(o)) {
         if (!json_is_object(o)) {
             reply_error(c, 400, "invalid_type", "overrides must be an object or null");

@@ -384,7 +384,7 @@ static int jwt_step(struct gh_req *r, gh_str token)
     struct token_slot *slot;
     enum gh_jwt_result res;
     uint8_t sha[32];
-    int64_t now_s = (int64_t)(gh_wall_ms() / 1000), key_expires_at;
+    int64_t now_ms = (int64_t)gh_wall_ms(), now_s = now_ms / 1000, key_expires_at;
     uint32_t idx;
     const char *code;
     int holder;
@@ -405,7 +405,7 @@ static int jwt_step(struct gh_req *r, gh_str token)
         }
         /* A revocation or a suspension moves the directory's version, which
          * empties the slot; an expiry moves nothing, so it is checked here. */
-        if (slot->key_expires_at && (int64_t)gh_wall_ms() >= slot->key_expires_at) {
+        if (slot->key_expires_at && now_ms >= slot->key_expires_at) {
             deny(r, 401, "key_expired");
             return 0;
         }

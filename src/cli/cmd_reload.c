@@ -55,7 +55,7 @@ static void admin_target(const struct gh_config_addr *a, struct sockaddr_storage
 /* GET /readyz on <a>, within about a second: 0 with <out> filled, or -1
  * with a reason in <why>. */
 static int read_state(const struct gh_config_addr *a, struct gw_state *out, char *why,
-                      size_t whylen)
+                      size_t whylen, bool *unreachable)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -76,6 +76,8 @@ static int read_state(const struct gh_config_addr *a, struct gw_state *out, char
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&ss, sslen) != 0) {
+        *unreachable =
+            errno == ECONNREFUSED || errno == ETIMEDOUT || errno == EINPROGRESS || errno == EAGAIN;
         snprintf(why, whylen, "cannot connect to the admin listener %s: %s", a->text,
                  strerror(errno));
         goto out;
@@ -141,6 +143,7 @@ int gh_cmd_reload(int argc, char **argv)
     struct gh_err err = {0};
     struct gw_state before, now;
     char msg[1024], why[512] = "", file_hash[65];
+    bool unreachable = false;
     uint64_t timeout_ms, deadline_ns;
     pid_t pid;
     int rc = 1;
@@ -202,13 +205,14 @@ int gh_cmd_reload(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if (read_state(&cfg->admin.addr, &before, why, sizeof(why)) != 0) {
+    if (read_state(&cfg->admin.addr, &before, why, sizeof(why), &unreachable) != 0) {
         /* The address is the file's: one the file has just moved is not
          * listened on until the next restart. */
-        fprintf(stderr,
-                "gatehouse reload: not reloaded: %s (if the file moves admin.address, the new "
-                "address applies only at a restart: systemctl restart gatehouse)\n",
-                why);
+        fprintf(stderr, "gatehouse reload: not reloaded: %s%s\n", why,
+                unreachable ? " (if the file moves admin.address, the new address applies only "
+                              "at the next restart: restart the gateway, e.g. systemctl restart "
+                              "gatehouse)"
+                            : "");
         goto out;
     }
     if (!before.ready) {
@@ -226,7 +230,7 @@ int gh_cmd_reload(int argc, char **argv)
     for (;;) {
         struct timespec pause = {0, 50 * 1000 * 1000};
 
-        if (read_state(&cfg->admin.addr, &now, why, sizeof(why)) == 0 && now.ready) {
+        if (read_state(&cfg->admin.addr, &now, why, sizeof(why), &unreachable) == 0 && now.ready) {
             if (now.refused > before.refused) {
                 fprintf(stderr,
                         "gatehouse reload: the gateway refused the new config and keeps the "

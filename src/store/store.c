@@ -611,7 +611,9 @@ static int key_insert(struct gh_store *st, struct gh_store_key *k, int64_t old_u
             if (rc != GH_OK) break;
         }
         rc = st->ops->key_insert(st, k, old_until, old_expires_at, err);
-        if (rc != GH_STORE_CONFLICT || !generate) break;
+        /* A rotation's CONFLICT is the old key's (revoked meanwhile), not
+         * the drawn id's: drawing again would not help. */
+        if (rc != GH_STORE_CONFLICT || !generate || old_until >= 0) break;
     }
     if (rc != GH_OK && generate) k->id[0] = '\0';
     return rc;

@@ -43,6 +43,7 @@ struct export
     uint64_t first_ns; /* first attempt */
     uint64_t due_ns;   /* next attempt (waiting batches) */
     bool json;
+    bool probe;                         /* posted in an outage, alone */
     struct export *next;                /* in the waiting list */
     struct export *fly_prev, *fly_next; /* in the in-flight list */
 };
@@ -74,8 +75,10 @@ struct gh_tracer {
      * them as queue_full: an outage costs the collector one request per
      * backoff, not one per flush_interval per batch. */
     bool outage;
+    uint32_t outage_failures;      /* posts failed in this outage: its backoff */
     uint64_t probe_ns;             /* in an outage: the next post, of any batch, not before */
     struct gh_log_episode failing; /* the outage, for the log */
+    char url[2048];                /* the endpoint the outage is of */
     uint64_t last_log_ns;          /* other lines: spans dropped */
     char instance_id[GH_CONFIG_NODE_ID_MAX + 1];
 
@@ -262,6 +265,7 @@ static int post(struct gh_tracer *t, struct export *e, const struct tracer_conf 
         curl_easy_setopt(e->h, CURLOPT_PRIVATE, e) != CURLE_OK)
         return -1;
     if (e->attempts++ == 0) e->first_ns = gh_now_ns();
+    e->probe = t->outage;
     if (curl_multi_add_handle(t->multi, e->h) != CURLM_OK) return -1;
     t->in_flight++;
     e->fly_prev = NULL;
@@ -297,23 +301,32 @@ static void give_up(struct gh_tracer *t, struct export *e)
     export_free(e);
 }
 
-/* Keeps <e> for another attempt, or gives it up when its time is over. */
+/* <ms> spread by +-20%, so that several gateways do not retry in step. */
+static uint64_t jittered(uint64_t ms, uint64_t now)
+{
+    return ms * (800 + (uint32_t)(now >> 10) % 401) / 1000;
+}
+
+/* Keeps <e> for another attempt, or gives it up when its time is over.
+ * The delay doubles from 1 s to 30 s with the batch's attempts (a longer
+ * Retry-After wins); in an outage with the outage's failures instead, and
+ * it holds for every batch (probe_ns), so the collector gets one post per
+ * backoff however many batches wait. */
 static void retry_later(struct gh_tracer *t, struct export *e, uint64_t retry_after_s,
                         const struct tracer_conf *c)
 {
     uint64_t now = gh_now_ns(), delay_ms = BACKOFF_FIRST_MS;
+    unsigned steps = t->outage ? t->outage_failures : e->attempts;
     struct export **pp;
-    uint32_t jitter;
 
-    for (unsigned i = 1; i < e->attempts && delay_ms < BACKOFF_MAX_MS; i++)
+    for (unsigned i = 1; i < steps && delay_ms < BACKOFF_MAX_MS; i++)
         delay_ms *= 2;
     if (delay_ms > BACKOFF_MAX_MS) delay_ms = BACKOFF_MAX_MS;
-    /* +-20% so that several gateways do not retry in step. */
-    jitter = (uint32_t)(now >> 10) % 401;
-    delay_ms = delay_ms * (800 + jitter) / 1000;
+    delay_ms = jittered(delay_ms, now);
     if (retry_after_s * 1000 > delay_ms) delay_ms = retry_after_s * 1000;
-    /* In an outage the backoff is the exporter's: no batch goes before it
-     * (one given up included: its backoff holds for the next). */
+    /* Not past max_retry: a Retry-After of an hour would otherwise stop
+     * the exporter for an hour after the batch that heard it is dropped. */
+    if (delay_ms > c->max_retry_ms) delay_ms = c->max_retry_ms;
     if (t->outage) t->probe_ns = now + delay_ms * 1000000ull;
     if (atomic_load(&t->stop) ||
         now + delay_ms * 1000000ull - e->first_ns > (uint64_t)c->max_retry_ms * 1000000ull) {
@@ -326,6 +339,30 @@ static void retry_later(struct gh_tracer *t, struct export *e, uint64_t retry_af
         ;
     e->next = *pp;
     *pp = e;
+}
+
+/* A failure of <e> the collector may recover from: the outage begins, or
+ * its probe failed and the backoff doubles (the batches in flight when it
+ * began fail together, and count once). */
+static void outage_failure(struct gh_tracer *t, const struct export *e)
+{
+    if (!t->outage) {
+        t->outage = true;
+        t->outage_failures = 1;
+    } else if (e->probe) {
+        t->outage_failures++;
+    }
+}
+
+/* The outage ends: a post went through, or the endpoint changed (a
+ * reload pointed tracing elsewhere, or turned it off). */
+static void outage_end(struct gh_tracer *t)
+{
+    t->outage = false;
+    t->outage_failures = 0;
+    t->probe_ns = 0;
+    for (struct export *w = t->waiting; w; w = w->next)
+        w->due_ns = 0; /* they go now */
 }
 
 static void finished(struct gh_tracer *t, CURLMsg *m, const struct tracer_conf *c)
@@ -341,7 +378,7 @@ static void finished(struct gh_tracer *t, CURLMsg *m, const struct tracer_conf *
     }
     unfly(t, e);
     if (m->data.result != CURLE_OK) {
-        t->outage = true;
+        outage_failure(t, e);
         gh_log_episode_fail(&t->failing,
                             "tracing: export to the OTLP endpoint failed: %s; retrying",
                             curl_easy_strerror(m->data.result));
@@ -353,18 +390,13 @@ static void finished(struct gh_tracer *t, CURLMsg *m, const struct tracer_conf *
         add(&t->spans_exported, e->nspans);
         add(&t->exports_success, 1);
         export_free(e);
-        if (t->outage) {
-            /* The probe went through: the batches that wait go now. */
-            t->outage = false;
-            for (struct export *w = t->waiting; w; w = w->next)
-                w->due_ns = 0;
-        }
+        if (t->outage) outage_end(t); /* the probe went through */
         gh_log_episode_ok(&t->failing, "tracing: export to the OTLP endpoint");
         return;
     }
     if (code == 429 || code == 502 || code == 503 || code == 504) {
         curl_easy_getinfo(e->h, CURLINFO_RETRY_AFTER, &retry_after);
-        t->outage = true;
+        outage_failure(t, e);
         gh_log_episode_fail(&t->failing, "tracing: the OTLP endpoint answered %ld; retrying", code);
         retry_later(t, e, retry_after > 0 && retry_after < 3600 ? (uint64_t)retry_after : 0, c);
         return;
@@ -400,6 +432,12 @@ static void *dispatcher_main(void *arg)
         pthread_mutex_unlock(&t->mu);
         if (stopping && stop_deadline == 0) stop_deadline = now + SHUTDOWN_GRACE_NS;
 
+        if (strcmp(c.url, t->url) != 0) {
+            /* Another endpoint (or none): an outage of the old one is over. */
+            if (t->outage) outage_end(t);
+            t->failing = (struct gh_log_episode){0};
+            snprintf(t->url, sizeof(t->url), "%s", c.url);
+        }
         if (c.url[0] == '\0') {
             /* Tracing is off: nothing is recorded; drop what a reload left. */
             while (t->waiting) {
@@ -408,11 +446,21 @@ static void *dispatcher_main(void *arg)
                 give_up(t, e);
             }
         }
-        /* Retries that are due (in an outage, one at a time), then new
-         * batches (none in an outage). */
-        while (
-            c.url[0] && t->waiting && t->waiting->due_ns <= now &&
-            (t->outage ? t->in_flight == 0 && now >= t->probe_ns : t->in_flight < MAX_IN_FLIGHT)) {
+        /* Batches that waited past max_retry behind an outage's probe. */
+        for (struct export **pp = &t->waiting; *pp;) {
+            struct export *e = *pp;
+            if (now - e->first_ns <= (uint64_t)c.max_retry_ms * 1000000ull) {
+                pp = &e->next;
+                continue;
+            }
+            *pp = e->next;
+            give_up(t, e);
+        }
+        /* Retries that are due (in an outage, one at a time, at the
+         * exporter's backoff), then new batches (none in an outage). */
+        while (c.url[0] && t->waiting &&
+               (t->outage ? t->in_flight == 0 && now >= t->probe_ns
+                          : t->waiting->due_ns <= now && t->in_flight < MAX_IN_FLIGHT)) {
             struct export *e = t->waiting;
             t->waiting = e->next;
             if (post(t, e, &c) != 0) give_up(t, e);
@@ -428,7 +476,9 @@ static void *dispatcher_main(void *arg)
             if (m->msg == CURLMSG_DONE) finished(t, m, &c);
 
         if (stopping) {
-            bool idle = t->in_flight == 0 && !rings_have(t, 1);
+            /* In an outage nothing more will go: what the rings hold is
+             * counted as lost below, now rather than after the grace. */
+            bool idle = t->in_flight == 0 && (t->outage || !rings_have(t, 1));
             if (idle || now >= stop_deadline) break;
         }
         /* Sleep until a socket is ready, a retry is due, or the next look
@@ -436,16 +486,20 @@ static void *dispatcher_main(void *arg)
         timeout_ms = stopping ? 10 : (long)c.flush_ms;
         if (!t->outage && rings_have(t, c.batch_size) && t->in_flight < MAX_IN_FLIGHT)
             timeout_ms = 0;
-        if (t->outage) {
-            /* The next probe's time, once nothing is in flight (once it
-             * has passed with nothing waiting: the rings' next look). */
-            uint64_t at =
-                t->waiting && t->waiting->due_ns > t->probe_ns ? t->waiting->due_ns : t->probe_ns;
-            if (t->in_flight == 0 && at > now && (long)((at - now) / 1000000 + 1) < timeout_ms)
+        {
+            /* The next post's time: in an outage the probe's, once nothing
+             * is in flight (once it has passed with nothing waiting, the
+             * rings' next look); else the first retry's. Rounded up: a
+             * timeout of 0 would spin until the due time. */
+            uint64_t at = 0;
+            if (t->outage && t->in_flight == 0)
+                at = t->probe_ns;
+            else if (!t->outage && t->waiting && t->in_flight < MAX_IN_FLIGHT)
+                at = t->waiting->due_ns;
+            if (at > now && (long)((at - now) / 1000000 + 1) < timeout_ms)
                 timeout_ms = (long)((at - now) / 1000000 + 1);
-        } else if (t->waiting && t->in_flight < MAX_IN_FLIGHT) {
-            uint64_t due = t->waiting->due_ns > now ? (t->waiting->due_ns - now) / 1000000 : 0;
-            if ((long)due < timeout_ms) timeout_ms = (long)due;
+            else if (at != 0 && at <= now && !t->outage)
+                timeout_ms = 0;
         }
         if (timeout_ms > 0) curl_multi_poll(t->multi, NULL, 0, (int)timeout_ms, NULL);
     }

@@ -172,7 +172,9 @@ def test_plan_rules_and_tenant_overrides(gatehouse):
                        ({"overrides": {"rate_limits": {"pro-rps": {"rate": "5/s"}}}},
                         "plan free has no rule named \"pro-rps\""),
                        ({"plan": "free", "overrides": {"rate_limits": {"pro-rps": {"rate": "5/s"}}}},
-                        "pro-rps")]:
+                        "pro-rps"),
+                       # A plan change keeping the stored override of free-rps.
+                       ({"plan": "pro"}, "plan pro has no rule named \"free-rps\"")]:
         r = admin.call("PUT", f"/v1/tenants/{a_id}/limits", body)
         assert r.status in (400, 422) and word in r.json()["message"], (body, r)
     assert admin.ok("GET", f"/v1/tenants/{a_id}/limits")["overrides"]["rate_limits"][

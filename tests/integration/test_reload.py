@@ -290,7 +290,7 @@ def test_reload_command_with_a_moved_admin_listener(gatehouse, upstream):
     p = reload_cli(g)
     assert p.returncode == 1, p.stdout + p.stderr
     assert f"cannot connect to the admin listener 127.0.0.1:{moved}" in p.stderr, p.stderr
-    assert "applies only at a restart: systemctl restart gatehouse" in p.stderr, p.stderr
+    assert "applies only at the next restart: restart the gateway" in p.stderr, p.stderr
     assert g.generation() == 1
 
 

@@ -517,6 +517,40 @@ def test_an_outage_costs_the_collector_one_post_per_backoff(gatehouse, receiver)
     assert m["exported"] > 2 and m["retry"] >= 1, m
 
 
+def test_a_long_retry_after_and_a_new_endpoint(gatehouse, receiver):
+    """A collector's Retry-After holds the exporter no longer than max_retry,
+    and a reload that points tracing at another collector ends the outage
+    at once; a stop in an outage does not wait for it."""
+    other = Receiver()
+    try:
+        receiver.script = [(429, {"Retry-After": "600"})]
+        block = tracing_block(receiver, extra="  max_retry: 20s\n")
+        g = gatehouse(extra=block)
+        assert get(g.port, "/echo")[0] == 200
+        wait_for(lambda: receiver.attempts >= 1, what="the first post")
+        time.sleep(0.5)
+        # The first collector is out (Retry-After: 600); the new one is up.
+        g.write_config(g.default_config() + block.replace(str(receiver.port), str(other.port)))
+        g.reload_and_wait()
+        st, _, body = get(g.port, "/echo")
+        trace_id = parse_tp(seen_upstream(body)[0][0])[0]
+        assert len(wait_trace(other, trace_id, 2, timeout=5)) == 2
+        assert receiver.attempts == 1, "the old collector was asked again"
+        # Out again (refused connections), then a stop: it does not take
+        # the 2 s grace the exporter gives spans in flight.
+        g.write_config(g.default_config() + block.replace(str(receiver.port), str(free_port())))
+        g.reload_and_wait()
+        for _ in range(20):
+            assert get(g.port, "/echo")[0] == 200
+        wait_for(lambda: "export to the OTLP endpoint failed" in g.stderr(), timeout=10,
+                 what="the outage")
+        t0 = time.monotonic()
+        g.stop()
+        assert time.monotonic() - t0 < 1.5, "the stop waited out the grace"
+    finally:
+        other.stop()
+
+
 def test_collector_down_does_not_hurt_requests(gatehouse):
     port = free_port()
     g = gatehouse(extra=f"tracing:\n  otlp_endpoint: http://127.0.0.1:{port}/custom/path\n"
