@@ -212,14 +212,24 @@ static bool looks_card(gh_str v)
     return false;
 }
 
+/* The value rules 2-6 of docs/audit-format.md, in their order, with the
+ * rule a value gets and the one a name that holds the same gets. */
+static const struct {
+    bool (*looks)(gh_str);
+    const char *value_rule, *name_rule;
+} detectors[] = {
+    {looks_bearer, "bearer", "name_bearer"},
+    {looks_jwt, "jwt", "name_jwt"},
+    {looks_gatehouse_key, "gatehouse_key", "name_gatehouse_key"},
+    {looks_email, "email", "name_email"},
+    {looks_card, "card", "name_card"},
+};
+
 const char *gh_audit_redaction(gh_str name, gh_str value)
 {
     if (secret_name(name)) return "name";
-    if (looks_bearer(value)) return "bearer";
-    if (looks_jwt(value)) return "jwt";
-    if (looks_gatehouse_key(value)) return "gatehouse_key";
-    if (looks_email(value)) return "email";
-    if (looks_card(value)) return "card";
+    for (size_t i = 0; i < sizeof(detectors) / sizeof(detectors[0]); i++)
+        if (detectors[i].looks(value)) return detectors[i].value_rule;
     return NULL;
 }
 
@@ -228,11 +238,8 @@ const char *gh_audit_redaction(gh_str name, gh_str value)
  * names it: "name_gatehouse_key", ...; NULL for a plain name. */
 static const char *name_holds_secret(gh_str name)
 {
-    if (looks_bearer(name)) return "name_bearer";
-    if (looks_jwt(name)) return "name_jwt";
-    if (looks_gatehouse_key(name)) return "name_gatehouse_key";
-    if (looks_email(name)) return "name_email";
-    if (looks_card(name)) return "name_card";
+    for (size_t i = 0; i < sizeof(detectors) / sizeof(detectors[0]); i++)
+        if (detectors[i].looks(name)) return detectors[i].name_rule;
     return NULL;
 }
 
