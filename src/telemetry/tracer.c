@@ -70,7 +70,7 @@ struct gh_tracer {
     int next_worker; /* round robin over the rings */
     /* The endpoint answered a retryable failure (a 5xx, 429, no answer)
      * and nothing has succeeded since: no new batch is gathered, and the
-     * waiting ones go one at a time, each at its own backoff, as probes.
+     * waiting ones go one at a time, as probes, at the exporter's backoff.
      * Spans stay in the workers' rings meanwhile, where a full ring drops
      * them as queue_full: an outage costs the collector one request per
      * backoff, not one per flush_interval per batch. */
