@@ -664,7 +664,7 @@ static void h_limits_get(struct call *c)
 static bool overrides_name_rules(struct call *c, const char *plan,
                                  const struct gh_tenant_overrides *ov)
 {
-    char current[GH_STORE_NAME_SIZE], json[GH_STORE_LIMITS_JSON_MAX + 1], msg[200], rb[65];
+    char current[GH_STORE_NAME_SIZE], json[GH_STORE_LIMITS_JSON_MAX + 1], msg[320], rb[65];
     const struct gh_config_plan *cp;
     struct gh_err err = {0};
 
