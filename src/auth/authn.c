@@ -283,10 +283,9 @@ static void deny(struct gh_req *r, int status, const char *code)
     gh_conn_reply_error_ex(r->conn, status, code, false, extra);
 }
 
-/* Copies what the request needs from <e> after checking that it may pass
- * now: key active, not expired, tenant active. Returns 0 or a status. */
-static int principal_from_entry(const struct gh_keydir_entry *e, struct gh_principal *p,
-                                const char **code)
+/* Whether the key of <e> may pass now: active, not expired, its tenant
+ * active. Returns 0 or a status, with its <code>. */
+static int entry_passes(const struct gh_keydir_entry *e, const char **code)
 {
     if (!e->key_active) {
         *code = "key_revoked";
@@ -300,6 +299,17 @@ static int principal_from_entry(const struct gh_keydir_entry *e, struct gh_princ
         *code = "tenant_suspended";
         return 403;
     }
+    return 0;
+}
+
+/* Copies what the request needs from <e> after checking that it may pass
+ * now (entry_passes). Returns 0 or a status. */
+static int principal_from_entry(const struct gh_keydir_entry *e, struct gh_principal *p,
+                                const char **code)
+{
+    int status = entry_passes(e, code);
+
+    if (status != 0) return status;
     /* Per request: copies of known lengths (all fit by construction). */
     p->kind = GH_PRINCIPAL_API_KEY;
     memcpy(p->tenant, e->tenant_id, e->tenant_len + 1u);
@@ -348,17 +358,14 @@ static int token_holder(const struct gh_keydir *d, bool own, const struct gh_jwt
     *key_expires_at = 0;
     if (own) {
         const struct gh_keydir_entry *e = NULL;
-        struct gh_principal scratch;
-        int status;
 
         if (strncmp(c->subject, "key:", 4) == 0) e = gh_keydir_find(d, gh_str_cstr(c->subject + 4));
         if (e == NULL || strcmp(e->tenant_id, c->tenant) != 0) {
             *code = "key_revoked"; /* no such key of that tenant: gone */
             return 401;
         }
-        status = principal_from_entry(e, &scratch, code);
         *key_expires_at = e->expires_at;
-        return status;
+        return entry_passes(e, code);
     }
     if (strcmp(c->tenant, GH_STORE_SYSTEM_TENANT) == 0) {
         *code = "claim_invalid";

@@ -13,6 +13,7 @@
 #define GH_TESTS_STORE_FIXTURE_H
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,21 @@ static inline bool gh_test_pg_exec(const char *db, const char *sql)
     bool ok = c != NULL && gh_test_pg_run(c, sql);
 
     PQfinish(c);
+    return ok;
+}
+
+/* Runs <sql> on the test's store behind its back, as its owner (the
+ * superuser on PostgreSQL); false (and the error on stderr) on failure. */
+static inline bool gh_test_store_exec(const struct gh_test_store *t, const char *sql)
+{
+    sqlite3 *db = NULL;
+    bool ok;
+
+    if (t->db[0]) return gh_test_pg_exec(t->db, sql);
+    ok = sqlite3_open(t->path, &db) == SQLITE_OK &&
+         sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok) fprintf(stderr, "%s: %s\n", sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
     return ok;
 }
 

@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "store/store.h"
 #include "store_fixture.h"
 
@@ -219,19 +217,12 @@ static size_t keys_of(struct gh_store *st, const char *tenant_id)
     return page.count;
 }
 
-/* Runs <sqlite_sql> or <pg_sql> on the test's store, as its owner. */
+/* Runs <sqlite_sql> or <pg_sql>, as the test's engine speaks. */
 static void store_sql(const struct gh_test_store *t, const char *sqlite_sql, const char *pg_sql)
 {
-    sqlite3 *db = NULL;
+    const char *sql = t->db[0] ? pg_sql : sqlite_sql;
 
-    if (t->db[0]) {
-        if (!gh_test_pg_exec(t->db, pg_sql)) fail_msg("%s", pg_sql);
-        return;
-    }
-    assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sqlite_sql, NULL, NULL, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sqlite_sql, sqlite3_errmsg(db));
-    sqlite3_close(db);
+    if (!gh_test_store_exec(t, sql)) fail_msg("%s failed", sql);
 }
 
 /* A rotation is one transaction: the new key, and the old key's expiry

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,15 +40,7 @@ static int teardown(void **state)
 /* Runs <sql> on the store's tables behind its back. */
 static void raw(struct gh_test_store *t, const char *sql)
 {
-    sqlite3 *db;
-
-    if (t->db[0]) {
-        if (!gh_test_pg_exec(t->db, sql)) fail_msg("%s failed", sql);
-        return;
-    }
-    assert_int_equal(sqlite3_open(t->path, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) fail_msg("%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    if (!gh_test_store_exec(t, sql)) fail_msg("%s failed", sql);
 }
 
 static uint64_t requests_of(struct gh_test_store *t, const char *period)

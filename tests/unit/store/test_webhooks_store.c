@@ -459,15 +459,7 @@ static void test_retention(void **state)
 /* Runs <sql> on the store's tables behind its back. */
 static void raw(struct fixture *f, const char *sql)
 {
-    sqlite3 *db;
-
-    if (f->ts.db[0]) {
-        if (!gh_test_pg_exec(f->ts.db, sql)) fail_msg("%s failed", sql);
-        return;
-    }
-    assert_int_equal(sqlite3_open(f->ts.path, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) fail_msg("%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    if (!gh_test_store_exec(&f->ts, sql)) fail_msg("%s failed", sql);
 }
 
 /* The one integer <sql> reads from the store's tables, behind its back. */
